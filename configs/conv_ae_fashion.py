@@ -1,0 +1,16 @@
+"""The material's convolutional autoencoder (16/8/8 filters, 4x4x8 code) on Fashion-MNIST, BCE.
+
+Command: python train.py --config=configs/conv_ae_fashion.py --workdir=runs/conv_ae_fashion
+Expected: EXPECTED_CONV_FASHION
+"""
+
+from jaxae.config import base_config
+
+
+def get_config():
+    config = base_config()
+    config.model = "conv_ae"
+    config.latent_dim = 128  # fixed by the architecture: 4 x 4 x 8
+    config.loss = "bce"  # pixel intensities as Bernoulli means, as in the material
+    config.num_epochs = 5
+    return config

@@ -1,0 +1,18 @@
+"""The material's denoising autoencoder: half the pixels dropped, an over-complete code of 940.
+
+The code is int(784 * 1.2) = 940 wide, as in the material; try --config.latent_dim=256 to see
+whether a code smaller than the image still denoises. Dropout corruption zeroes pixels only
+(--config.dropout_rescale=True also doubles the kept ones, like a dropout layer).
+Command: python train.py --config=configs/dae_dropout.py --workdir=runs/dae_dropout
+Expected: EXPECTED_DAE_DROPOUT
+"""
+
+from jaxae.config import base_config
+
+
+def get_config():
+    config = base_config()
+    config.latent_dim = int(784 * 1.2)  # 940
+    config.corruption = "dropout"
+    config.dropout_rate = 0.5
+    return config

@@ -1,0 +1,17 @@
+"""Super-resolution: a 14x14 average-pooled image in, the 28x28 original out (BCE).
+
+Use --config.superres_factor=4 for 7x7 inputs.
+Command: python train.py --config=configs/superres.py --workdir=runs/superres
+Expected: EXPECTED_SUPERRES
+"""
+
+from jaxae.config import base_config
+
+
+def get_config():
+    config = base_config()
+    config.model = "superres"
+    config.superres_factor = 2  # 28 / 2 = 14x14 inputs
+    config.loss = "bce"
+    config.num_epochs = 5
+    return config

@@ -1,0 +1,21 @@
+"""What the entry points share: turning expected failures into one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+from absl import logging
+
+from jaxae.config import ConfigError
+from jaxae.data import DataError
+
+
+def run(fn: Callable[..., Any], *args: Any) -> Any:
+    """Calls fn(*args); a bad config, missing data or a numerical fault exits with one line."""
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+    try:
+        return fn(*args)
+    except (ConfigError, DataError, FloatingPointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,145 @@
+"""Reader for the (Fashion-)MNIST IDX files, with one-line errors that name the file and the fix."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+
+import numpy as np
+
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+IMAGE_SHAPE = (28, 28)
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+GZIP_MAGIC = b"\x1f\x8b"
+FIX_HINT = "re-download it (or reinstall dataset-fashion-mnist)"
+
+
+class DataError(ValueError):
+    """A data set is missing, damaged or unreachable; the message says which file and the fix."""
+
+    def __init__(self, message: str) -> None:
+        """Keep the message on one line, whatever the wrapped exception text holds."""
+        super().__init__(" ".join(str(message).split()))
+
+
+def _read_bytes(path: str) -> bytes:
+    """Return the file's payload, gunzipped by Python's gzip when it starts with the gzip magic.
+
+    Sniffing the content (not the name) also handles TFDS's hashed download names.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        return gzip.decompress(data) if data[:2] == GZIP_MAGIC else data
+    except FileNotFoundError:
+        raise DataError(f"IDX file {path} does not exist: {FIX_HINT}") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"IDX file {path} is corrupt or truncated ({e}): {FIX_HINT}") from None
+
+
+def _parse_header(path: str, data: bytes) -> tuple[int, tuple[int, ...]]:
+    """Return (magic, shape) from an IDX header, checking the header itself is complete."""
+    if len(data) < 4:
+        raise DataError(f"IDX file {path} is truncated (only {len(data)} bytes): {FIX_HINT}")
+    magic = struct.unpack(">I", data[:4])[0]
+    if magic not in (IMAGES_MAGIC, LABELS_MAGIC):
+        raise DataError(
+            f"IDX file {path} has wrong magic number {magic} (expected {IMAGES_MAGIC} for images "
+            f"or {LABELS_MAGIC} for labels): it is not an MNIST IDX file, {FIX_HINT}"
+        )
+    ndim = magic & 0xFF
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise DataError(
+            f"IDX file {path} is truncated (header needs {header_size} bytes, got {len(data)}): "
+            f"{FIX_HINT}"
+        )
+    shape = struct.unpack(f">{ndim}I", data[4:header_size])
+    return magic, tuple(int(d) for d in shape)
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read one IDX file (images magic 2051 or labels magic 2049) as a uint8 array."""
+    path = os.fspath(path)
+    data = _read_bytes(path)
+    magic, shape = _parse_header(path, data)
+    header_size = 4 + 4 * len(shape)
+    expected = header_size + int(np.prod(shape, dtype=np.int64))
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "too long"
+        raise DataError(
+            f"IDX file {path} is {what} (expected {expected} bytes, got {len(data)}): {FIX_HINT}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def find_idx_file(folder: str, stem: str) -> str | None:
+    """Return the path of `stem.gz` or `stem` in `folder` (gzip preferred), or None if absent."""
+    for name in (stem + ".gz", stem):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def idx_file_paths(folder: str | os.PathLike[str]) -> dict[str, tuple[str, str]]:
+    """Return {split: (images_path, labels_path)}, raising DataError naming any missing file."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise DataError(
+            f"IDX folder {folder} does not exist: point it at a folder holding "
+            f"{', '.join(s + '.gz' for pair in SPLIT_FILES.values() for s in pair)}"
+        )
+    paths, missing = {}, []
+    for split, stems in SPLIT_FILES.items():
+        found = [find_idx_file(folder, stem) for stem in stems]
+        missing += [stem + ".gz" for stem, p in zip(stems, found) if p is None]
+        if None not in found:
+            paths[split] = (found[0], found[1])
+    if missing:
+        raise DataError(
+            f"IDX folder {folder} is missing {', '.join(missing)}: copy the four (Fashion-)MNIST "
+            "IDX .gz files there or reinstall dataset-fashion-mnist"
+        )
+    return paths
+
+
+def _check_kind(path: str, array: np.ndarray, images: bool) -> None:
+    """Raise DataError when an images file holds labels (or vice versa) or images are not 28x28."""
+    if images and array.shape[1:] != IMAGE_SHAPE:
+        raise DataError(
+            f"IDX file {path} does not hold 28x28 images (shape {array.shape}): it should be an "
+            f"images file with magic {IMAGES_MAGIC}, {FIX_HINT}"
+        )
+    if not images and array.ndim != 1:
+        raise DataError(
+            f"IDX file {path} does not hold labels (shape {array.shape}): it should be a labels "
+            f"file with magic {LABELS_MAGIC}, {FIX_HINT}"
+        )
+
+
+def read_idx_split(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read one split's images (uint8 [N,28,28]) and labels (int64 [N]); the counts must match."""
+    images = read_idx(images_path)
+    _check_kind(images_path, images, images=True)
+    labels = read_idx(labels_path)
+    _check_kind(labels_path, labels, images=False)
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"IDX files {images_path} and {labels_path} disagree ({images.shape[0]} images, "
+            f"{labels.shape[0]} labels): one of them is from another data set, {FIX_HINT}"
+        )
+    return images, labels.astype(np.int64)
+
+
+def read_idx_folder(
+    folder: str | os.PathLike[str],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Read and validate the four IDX files of `folder` as {split: (images, labels)}."""
+    return {split: read_idx_split(*pair) for split, pair in idx_file_paths(folder).items()}

@@ -1,0 +1,31 @@
+"""Metrics as one JSON object per line in `<workdir>/metrics.jsonl`, echoed to stdout."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Mapping
+
+
+def _plain(value: object) -> object:
+    """A JSON-ready Python number from a float, an int or a 0-d array."""
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class MetricWriter:
+    """Appends records, so a resumed run continues the file its first part started."""
+
+    def __init__(self, workdir: str, echo: bool = True):
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.echo = echo
+
+    def write(self, record: Mapping[str, object]) -> None:
+        line = json.dumps({key: _plain(value) for key, value in record.items()})
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+        if self.echo:
+            print(line, flush=True)

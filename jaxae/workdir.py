@@ -1,0 +1,98 @@
+"""A run's folder: checks before writing to it, and the files that describe the run."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import subprocess
+
+import jax
+import ml_collections
+
+import jaxae
+from jaxae import config as config_lib
+
+CONFIG_FILE = "config.json"
+ENVIRONMENT_FILE = "environment.json"
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Creates the workdir and checks that a run already in it was made by this config."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise config_lib.ConfigError(
+            f"workdir {workdir!r} cannot be written ({e.strerror}): pass a --workdir you can "
+            "write to") from None
+    path = os.path.join(workdir, CONFIG_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        for field in config_lib.RUN_DEFINING_FIELDS:
+            if saved.get(field) != config[field]:
+                raise config_lib.ConfigError(
+                    f"workdir {workdir!r} holds a run with {field}={saved.get(field)!r}, but the "
+                    f"config says {config[field]!r}: use a new --workdir, or the same {field}")
+
+
+def write_run_files(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """config.json and environment.json: everything a rerun needs to repeat this run."""
+    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    environment = {
+        "jaxae": jaxae.__version__,
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "devices": [str(d) for d in jax.devices()],
+        "platform": platform.platform(),
+    }
+    for module in ("flax", "optax", "orbax.checkpoint", "numpy", "tensorflow_datasets"):
+        environment[module] = _version_of(module)
+    with open(os.path.join(workdir, ENVIRONMENT_FILE), "w") as f:
+        json.dump(environment, f, indent=2)
+
+
+def _version_of(module: str) -> str:
+    return getattr(importlib.import_module(module), "__version__", "unknown")
+
+
+def _git_commit() -> str:
+    """The commit of the jaxae checkout, with '+dirty' for uncommitted changes; '' if none."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        run = lambda *a: subprocess.run(["git", "-C", root, *a], capture_output=True, text=True,
+                                        timeout=5, check=True).stdout.strip()
+        return run("rev-parse", "HEAD") + ("+dirty" if run("status", "--porcelain") else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a workdir's run was trained with (its config.json), validated."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{workdir!r} holds no run ({CONFIG_FILE} is missing): train one first with "
+            f"python train.py --config=configs/default.py --workdir={workdir}")
+    with open(path) as f:
+        config = config_lib.base_config()
+        config.update_from_flattened_dict(_flatten(json.load(f)))
+    config_lib.validate(config)
+    return config
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -1,0 +1,87 @@
+"""Losses against hand-computed values, and the statistics of the corruptions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxae import losses
+
+
+def test_mse_hand_computed():
+    logits = jnp.zeros((1, 2, 2, 1))  # sigmoid(0) = 0.5 everywhere
+    targets = jnp.array([0.0, 1.0, 0.5, 0.25]).reshape(1, 2, 2, 1)
+    # (0.25 + 0.25 + 0 + 0.0625) / 4
+    np.testing.assert_allclose(losses.mse(logits, targets), [0.140625], rtol=1e-6)
+
+
+def test_bce_with_logits_hand_computed():
+    logits = jnp.array([0.0, 2.0, -3.0]).reshape(1, 3, 1, 1)
+    targets = jnp.array([1.0, 1.0, 0.25]).reshape(1, 3, 1, 1)
+    # -log(0.5) = 0.693147; log(1 + e^-2) = 0.126928;
+    # -(0.25 log sigmoid(-3) + 0.75 log sigmoid(3)) = 0.25 * 3.048587 + 0.75 * 0.048587
+    expected = (0.6931472 + 0.1269280 + 0.7985874) / 3
+    np.testing.assert_allclose(losses.bce_with_logits(logits, targets), [expected], rtol=1e-5)
+
+
+def test_bce_with_logits_is_finite_for_saturated_logits():
+    logits = jnp.array([100.0, -100.0, 100.0, -100.0]).reshape(4, 1, 1, 1)
+    targets = jnp.array([1.0, 0.0, 0.0, 1.0]).reshape(4, 1, 1, 1)
+    np.testing.assert_allclose(losses.bce_with_logits(logits, targets), [0, 0, 100, 100],
+                               atol=1e-6)
+    grads = jax.grad(lambda l: losses.bce_with_logits(l, targets).sum())(logits)
+    assert np.all(np.isfinite(grads))
+
+
+def test_losses_are_per_image():
+    logits = jnp.stack([jnp.zeros((28, 28, 1)), jnp.full((28, 28, 1), 5.0)])
+    targets = jnp.ones((2, 28, 28, 1))
+    assert losses.mse(logits, targets).shape == (2,)
+    assert losses.mse(logits, targets)[0] > losses.mse(logits, targets)[1]
+
+
+def test_psnr_hand_computed():
+    images = jnp.full((1, 4, 4, 1), 0.6)
+    targets = jnp.full((1, 4, 4, 1), 0.5)  # MSE 0.01 -> 20 dB
+    np.testing.assert_allclose(losses.psnr(images, targets), [20.0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.2])
+def test_dropout_zeroes_the_requested_fraction(rate):
+    images = jnp.full((100, 1000), 0.5)  # 10^5 pixels
+    noisy = losses.dropout_noise(jax.random.key(0), images, rate, rescale=False)
+    zeroed = float(jnp.mean(noisy == 0))
+    assert abs(zeroed - rate) < 0.01, f"{zeroed:.4f} of the pixels zeroed, asked for {rate}"
+    assert set(np.unique(np.asarray(noisy))) == {0.0, 0.5}  # kept pixels unchanged
+
+
+def test_dropout_rescale_divides_kept_pixels():
+    images = jnp.full((100, 1000), 0.25)
+    noisy = losses.dropout_noise(jax.random.key(0), images, 0.5, rescale=True)
+    assert set(np.unique(np.asarray(noisy))) == {0.0, 0.5}
+    np.testing.assert_allclose(float(noisy.mean()), 0.25, rtol=0.02)  # expectation preserved
+
+
+def test_corruptions_are_functions_of_the_key():
+    images = jnp.full((8, 28, 28, 1), 0.5)
+    key, other = jax.random.key(1), jax.random.key(2)
+    for corrupt in (lambda k: losses.dropout_noise(k, images, 0.5, False),
+                    lambda k: losses.gaussian_noise(k, images, 0.3)):
+        np.testing.assert_array_equal(corrupt(key), corrupt(key))
+        assert not np.array_equal(corrupt(key), corrupt(other))
+
+
+def test_gaussian_noise_std_and_clipping():
+    images = jnp.full((100, 1000), 0.5)
+    noisy = losses.gaussian_noise(jax.random.key(0), images, std=0.1)  # clipping at 5 sigma
+    np.testing.assert_allclose(float(jnp.std(noisy)), 0.1, rtol=0.02)
+    np.testing.assert_allclose(float(jnp.mean(noisy)), 0.5, atol=0.002)
+    wide = losses.gaussian_noise(jax.random.key(0), images, std=2.0)
+    assert float(wide.min()) == 0.0 and float(wide.max()) == 1.0
+
+
+def test_downsample_averages_blocks():
+    image = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    expected = np.array([[2.5, 4.5], [10.5, 12.5]]).reshape(1, 2, 2, 1)
+    np.testing.assert_allclose(losses.downsample(image, 2), expected)
+    assert losses.downsample(jnp.zeros((3, 28, 28, 1)), 4).shape == (3, 7, 7, 1)

@@ -1,0 +1,69 @@
+"""Model shapes and sizes: the material's layer sizes, checked by parameter count."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxae import models
+
+
+def _init(model, shape=(2, 28, 28, 1)):
+    x = jnp.zeros(shape)
+    params = jax.jit(model.init)(jax.random.key(0), x)["params"]
+    return params, model.apply({"params": params}, x)
+
+
+def _count(params) -> int:
+    return sum(leaf.size for leaf in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize("name, latent_dim, num_params", [
+    ("dense_ae", 10, 784 * 10 + 10 + 10 * 784 + 784),  # 16,474, as the PyTorch peer
+    ("dense_ae", 940, 784 * 940 + 940 + 940 * 784 + 784),
+    ("conv_ae", 128, 4385),  # the PyTorch peer's count for the same layers
+    ("deep_ae", 30, 2 * (784 * 1000 + 1000 * 500 + 500 * 250 + 250 * 30)
+     + 1000 + 500 + 250 + 30 + 250 + 500 + 1000 + 784),
+])
+def test_autoencoders_map_images_to_logits_of_the_same_shape(name, latent_dim, num_params):
+    params, logits = _init(models.build_model(name, latent_dim))
+    assert logits.shape == (2, 28, 28, 1)
+    assert _count(params) == num_params
+
+
+def test_conv_code_is_4x4x8():
+    model = models.conv_ae(128)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    code = model.apply(params, jnp.zeros((3, 28, 28, 1)), method=model.encode)
+    assert code.shape == (3, 4, 4, 8)
+
+
+def test_dense_code_has_latent_dim():
+    model = models.dense_ae(7)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    assert model.apply(params, jnp.zeros((5, 28, 28, 1)), method=model.encode).shape == (5, 7)
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_superres_maps_low_resolution_to_28x28(factor):
+    _, logits = _init(models.build_model("superres", 1, factor), (2, 28 // factor, 28 // factor, 1))
+    assert logits.shape == (2, 28, 28, 1)
+
+
+def test_depth_to_space_places_channels_as_blocks():
+    x = jnp.arange(16.0).reshape(1, 2, 2, 4)  # pixel (0, 0) holds channels 0..3
+    out = models.depth_to_space(x, 2)[0, :, :, 0]
+    np.testing.assert_array_equal(out[:2, :2], [[0, 1], [2, 3]])
+    np.testing.assert_array_equal(out[2:, 2:], [[12, 13], [14, 15]])
+
+
+def test_max_pool_keeps_the_ragged_edge():
+    x = jnp.arange(49.0).reshape(1, 7, 7, 1)
+    pooled = models.max_pool_ceil(x)
+    assert pooled.shape == (1, 4, 4, 1)
+    assert float(pooled[0, 3, 3, 0]) == 48.0  # the lone last pixel is its own window
+
+
+def test_unknown_model_name_is_rejected():
+    with pytest.raises(ValueError, match="unknown model 'vit'"):
+        models.build_model("vit", 10)

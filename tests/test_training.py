@@ -1,0 +1,118 @@
+"""Training on real images: reproducibility, exact checkpoints and resume, learning, evaluation."""
+
+import json
+import os
+
+import jax
+import matplotlib.image
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxae import checkpoints, pipeline, steps
+from jaxae.config import ConfigError
+from jaxae.evaluation import evaluate_split, evaluate_workdir
+from jaxae.models import build_model
+from jaxae.splits import load_splits
+from jaxae.trainer import train_and_evaluate
+
+
+def leaves(tree) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(tree))]
+
+
+def assert_bitwise_equal(a, b, what: str) -> None:
+    for x, y in zip(leaves(a), leaves(b), strict=True):
+        assert x.dtype == y.dtype and np.array_equal(x, y), f"{what} differ"
+
+
+def read_metrics(workdir) -> list[dict]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_same_seed_same_bits_other_seed_other_bits(tiny_config, tmp_path):
+    config = tiny_config(num_epochs=1, corruption="dropout")
+    first = train_and_evaluate(config, str(tmp_path / "a"))
+    again = train_and_evaluate(config, str(tmp_path / "b"))
+    assert_bitwise_equal(first.params, again.params, "parameters of two runs with one seed")
+    assert read_metrics(tmp_path / "a") == read_metrics(tmp_path / "b")
+    config.seed = 1
+    other = train_and_evaluate(config, str(tmp_path / "c"))
+    assert not np.array_equal(leaves(first.params)[0], leaves(other.params)[0])
+
+
+def test_orbax_round_trip_is_exact(tiny_config, tmp_path):
+    config = ml_collections.FrozenConfigDict(tiny_config())
+    model = build_model(config.model, config.latent_dim)
+    state = steps.create_train_state(config, model, jax.random.key(3))
+    batch = {"image": jax.random.randint(jax.random.key(4), (32, 28, 28), 0, 256).astype("uint8")}
+    state, _ = steps.make_train_step(config)(state, batch, jax.random.key(5))
+    manager = checkpoints.make_manager(str(tmp_path))
+    checkpoints.save(manager, state)
+    manager.wait_until_finished()
+    fresh = steps.create_train_state(config, model, jax.random.key(99))
+    restored = checkpoints.restore(manager, fresh)
+    assert int(restored.step) == 1
+    assert_bitwise_equal(state.params, restored.params, "restored parameters")
+    assert_bitwise_equal(state.opt_state, restored.opt_state, "restored optimiser state")
+
+
+def test_stopped_and_resumed_run_ends_bitwise_equal_to_uninterrupted(tiny_config, tmp_path):
+    # 16 steps per epoch: stopping at step 21 interrupts the second epoch mid-way.
+    config = tiny_config(corruption="dropout")
+    whole = train_and_evaluate(config, str(tmp_path / "whole"))
+    config.stop_after_steps = 21
+    stopped = train_and_evaluate(config, str(tmp_path / "split"))
+    assert int(stopped.step) == 21
+    config.stop_after_steps = None
+    resumed = train_and_evaluate(config, str(tmp_path / "split"))
+    assert int(resumed.step) == int(whole.step) == 32
+    assert_bitwise_equal(whole.params, resumed.params, "resumed and uninterrupted parameters")
+    assert read_metrics(tmp_path / "whole")[-1] == read_metrics(tmp_path / "split")[-1]
+
+
+def test_short_training_lowers_the_test_loss(tiny_config, tmp_path):
+    config = tiny_config(train_size=2048)
+    frozen = ml_collections.FrozenConfigDict(config)
+    keys = pipeline.derive_keys(config.seed)
+    model = build_model(config.model, config.latent_dim)
+    initial = steps.create_train_state(frozen, model, keys.init)
+    data = load_splits(config, keys.data)
+    eval_step = steps.make_eval_step(frozen, model)
+    before = evaluate_split(eval_step, initial.params, data.test.images, 128, keys.eval)["loss"]
+    trained = train_and_evaluate(config, str(tmp_path))
+    after = evaluate_split(eval_step, trained.params, data.test.images, 128, keys.eval)["loss"]
+    assert after < 0.6 * before, f"test MSE went from {before:.4f} to only {after:.4f}"
+
+
+@pytest.mark.parametrize("overrides, input_row", [
+    (dict(model="conv_ae", latent_dim=128, loss="bce"), None),
+    (dict(model="deep_ae", latent_dim=30), None),
+    (dict(latent_dim=940, corruption="dropout"), "input\n(dropout)"),
+    (dict(latent_dim=940, corruption="gaussian"), "input\n(gaussian)"),
+    (dict(model="superres", loss="bce", superres_factor=4), "input\n7x7"),
+])
+def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, input_row):
+    config = tiny_config(num_epochs=1, train_size=64, test_size=64, **overrides)
+    train_and_evaluate(config, str(tmp_path))
+    result = evaluate_workdir(str(tmp_path))
+    last_test = [r for r in read_metrics(tmp_path) if "test_loss" in r][-1]
+    assert result["step"] == 2 and result["test_images"] == 64
+    assert result["test_loss"] == pytest.approx(last_test["test_loss"], rel=1e-6)
+    if config.corruption != "none":
+        assert 0 < result["test_input_psnr"] < 30
+    picture = matplotlib.image.imread(os.path.join(tmp_path, "eval", "reconstructions.png"))
+    rows = 3 if input_row else 2
+    assert picture.shape[0] >= 100 * rows and picture.shape[1] >= 900  # 10 images per row
+
+
+def test_resuming_a_workdir_with_another_model_is_refused(tiny_config, tmp_path):
+    train_and_evaluate(tiny_config(num_epochs=1, train_size=64), str(tmp_path))
+    with pytest.raises(ConfigError, match="holds a run with latent_dim=10, but the config says 2"):
+        train_and_evaluate(tiny_config(num_epochs=1, train_size=64, latent_dim=2), str(tmp_path))
+
+
+def test_evaluating_an_empty_workdir_says_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no run"):
+        evaluate_workdir(str(tmp_path))

@@ -1,0 +1,27 @@
+"""Trains an autoencoder: python train.py --config=configs/default.py --workdir=runs/default
+
+Any config field can be overridden, e.g. --config.latent_dim=2 --config.num_epochs=5.
+Rerunning the same command on the same workdir resumes from its newest checkpoint.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxae import cli
+from jaxae.trainer import train_and_evaluate
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config file.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and pictures.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.run(train_and_evaluate, FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)
