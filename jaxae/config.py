@@ -11,9 +11,9 @@ import math
 import ml_collections
 from ml_collections import config_dict
 
+from jaxae.data import DATASET_NAMES
 from jaxae.models import MODEL_NAMES
 
-DATASET_NAMES = ("mnist", "fashion_mnist")
 CORRUPTIONS = ("none", "dropout", "gaussian")
 BINARIZATIONS = ("none", "static", "dynamic")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -34,7 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss = "mse"  # reconstruction loss on sigmoid(logits): "mse", or "bce" (with logits).
     c.corruption = "none"  # denoising input corruption: "none", "dropout" or "gaussian".
     c.dropout_rate = 0.5  # dropout corruption: probability that a pixel is set to 0.
-    c.dropout_rescale = False  # dropout corruption: divide kept pixels by (1 - rate), as nn.Dropout.
+    c.dropout_rescale = False  # dropout corruption: also divide kept pixels by (1 - rate).
     c.noise_std = 0.3  # gaussian corruption: std of the additive noise (result clipped to [0, 1]).
     c.binarize = "none"  # Bernoulli targets: "none", "static" (one fixed draw) or "dynamic".
     # Data.

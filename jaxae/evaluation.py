@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -38,19 +38,22 @@ def evaluate_split(eval_step: Callable, params: dict, images: np.ndarray, batch_
     return {name: float(total) / count for name, total in sums.items()}
 
 
+def _squeeze(images_BxHxWx1: jax.Array) -> np.ndarray:
+    return np.asarray(images_BxHxWx1)[..., 0]
+
+
 def picture_rows(config: ml_collections.ConfigDict, model, params: dict, images_u8: np.ndarray,
                  key: jax.Array) -> list[tuple[str, np.ndarray]]:
     """Rows for the reconstruction picture: [input,] output, original (clean target)."""
     inputs, targets = pipeline.make_example(config, images_u8, key)
     recon = jax.nn.sigmoid(model.apply({"params": params}, inputs))
-    squeeze = lambda x: np.asarray(x)[..., 0]
     rows = []
     if config.model == "superres":
         side = 28 // config.superres_factor
-        rows.append((f"input\n{side}x{side}", squeeze(inputs)))
+        rows.append((f"input\n{side}x{side}", _squeeze(inputs)))
     elif config.corruption != "none":
-        rows.append((f"input\n({config.corruption})", squeeze(jax.numpy.clip(inputs, 0, 1))))
-    rows += [("output", squeeze(recon)), ("original", squeeze(targets))]
+        rows.append((f"input\n({config.corruption})", _squeeze(jax.numpy.clip(inputs, 0, 1))))
+    rows += [("output", _squeeze(recon)), ("original", _squeeze(targets))]
     return rows
 
 

@@ -6,7 +6,7 @@ corruption noise of step n is the same whether or not the run was interrupted be
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -61,7 +61,7 @@ def make_train_step(config: ml_collections.ConfigDict
             return loss_fn(logits, targets).mean()
 
         loss, grads = jax.value_and_grad(objective)(state.params)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
         return state.apply_gradients(grads=grads), metrics
 
     return jax.jit(train_step, donate_argnums=0)

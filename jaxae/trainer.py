@@ -14,12 +14,14 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from jaxae import checkpoints, config as config_lib, pipeline, steps
+from jaxae import checkpoints, pipeline, steps
+from jaxae import config as config_lib
 from jaxae.evaluation import evaluate_split
 from jaxae.metric_writer import MetricWriter
 from jaxae.models import build_model
 from jaxae.splits import Splits, load_splits
 from jaxae.workdir import prepare_workdir, write_run_files
+
 
 def evaluate_splits(eval_step, params, data: Splits, config: ml_collections.ConfigDict,
                     eval_key: jax.Array) -> dict[str, float]:

@@ -66,10 +66,13 @@ def _version_of(module: str) -> str:
 def _git_commit() -> str:
     """The commit of the jaxae checkout, with '+dirty' for uncommitted changes; '' if none."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                              timeout=5, check=True).stdout.strip()
+
     try:
-        run = lambda *a: subprocess.run(["git", "-C", root, *a], capture_output=True, text=True,
-                                        timeout=5, check=True).stdout.strip()
-        return run("rev-parse", "HEAD") + ("+dirty" if run("status", "--porcelain") else "")
+        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain") else "")
     except (OSError, subprocess.SubprocessError):
         return ""
 

@@ -7,14 +7,13 @@ import functools
 import gzip
 import hashlib
 import http.server
-import os
 import socket
 import struct
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -40,9 +39,6 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-needs_debian = pytest.mark.skipif(
-    not os.path.isdir(DEBIAN_DIR), reason="apt-get install dataset-fashion-mnist"
-)
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int | None = None, cut: int = 0) -> Path:
@@ -83,25 +79,20 @@ def raw() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 @pytest.fixture(scope="session")
-def tfds_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh TFDS data dir shared by the whole session."""
-    return tmp_path_factory.mktemp("tfds")
+def tfds_dir(fashion_prepared: tuple) -> Path:
+    """The session's TFDS data dir (tests/conftest.py prepares Fashion-MNIST in it once)."""
+    return fashion_prepared[0]
 
 
 @pytest.fixture(scope="session")
-def prepared(tfds_dir: Path) -> tuple[sources.Dataset, float]:
-    """Fashion-MNIST prepared once from the Debian folder, found automatically; with its time."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv(sources.env_var("fashion_mnist"), raising=False)
-        start = time.perf_counter()
-        dataset = load_dataset("fashion_mnist", tfds_dir=str(tfds_dir))
-        return dataset, time.perf_counter() - start
+def prepared(fashion_prepared: tuple) -> tuple[sources.Dataset, float]:
+    """Fashion-MNIST prepared from the Debian folder, found automatically; with its time."""
+    return fashion_prepared[1], fashion_prepared[2]
 
 
 # --- IDX reading -------------------------------------------------------------------------------
 
 
-@needs_debian
 def test_raw_idx_headers_and_first_labels(raw: dict) -> None:
     """The Debian files hold 60,000 / 10,000 28x28 images with the canonical first labels."""
     assert raw["train"][0].shape == (60000, 28, 28) and raw["train"][0].dtype == np.uint8
@@ -268,7 +259,6 @@ def test_builder_download_verifies_checksums(
 # --- load_dataset ----------------------------------------------------------------------------
 
 
-@needs_debian
 def test_offline_fashion_mnist_from_debian(prepared: tuple, raw: dict) -> None:
     """The Debian folder is found, prepared as TFDS data and read back exactly, without TF."""
     dataset, seconds = prepared
@@ -292,7 +282,6 @@ def test_offline_fashion_mnist_from_debian(prepared: tuple, raw: dict) -> None:
     assert not dataset.train_images.flags.writeable
 
 
-@needs_debian
 def test_second_load_reuses_prepared(
     prepared: tuple, tfds_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -310,7 +299,6 @@ def test_second_load_reuses_prepared(
     np.testing.assert_array_equal(dataset.train_labels, prepared[0].train_labels)
 
 
-@needs_debian
 def test_tfds_data_source_decodes_without_tf(prepared: tuple, tfds_dir: Path, raw: dict) -> None:
     """TFDS's own numpy decoding of our records gives the raw image and label."""
     source = tfds.data_source("jaxae_images/fashion_mnist", split="test", data_dir=str(tfds_dir))

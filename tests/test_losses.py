@@ -29,7 +29,7 @@ def test_bce_with_logits_is_finite_for_saturated_logits():
     targets = jnp.array([1.0, 0.0, 0.0, 1.0]).reshape(4, 1, 1, 1)
     np.testing.assert_allclose(losses.bce_with_logits(logits, targets), [0, 0, 100, 100],
                                atol=1e-6)
-    grads = jax.grad(lambda l: losses.bce_with_logits(l, targets).sum())(logits)
+    grads = jax.grad(lambda z: losses.bce_with_logits(z, targets).sum())(logits)
     assert np.all(np.isfinite(grads))
 
 

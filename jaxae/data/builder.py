@@ -6,7 +6,8 @@ Needs no TensorFlow: images are stored as plain uint8 tensors, read back with `t
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds

@@ -99,7 +99,7 @@ def idx_file_paths(folder: str | os.PathLike[str]) -> dict[str, tuple[str, str]]
     paths, missing = {}, []
     for split, stems in SPLIT_FILES.items():
         found = [find_idx_file(folder, stem) for stem in stems]
-        missing += [stem + ".gz" for stem, p in zip(stems, found) if p is None]
+        missing += [stem + ".gz" for stem, p in zip(stems, found, strict=True) if p is None]
         if None not in found:
             paths[split] = (found[0], found[1])
     if missing:

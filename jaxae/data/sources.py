@@ -10,7 +10,7 @@ import subprocess
 import threading
 import urllib.parse
 import urllib.request
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
