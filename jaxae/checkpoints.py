@@ -31,10 +31,41 @@ def save(manager: ocp.CheckpointManager, state: TrainState) -> None:
     manager.save(int(state.step), args=ocp.args.StandardSave(_saved_tree(state)), force=True)
 
 
+class CheckpointMismatch(ValueError):
+    """A checkpoint's parameters do not have the shapes the config's model needs."""
+
+
+def saved_param_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
+    """{'encoder/code/kernel': shape, ...} as written in the checkpoint's metadata."""
+    path = os.path.join(str(manager.directory), str(step), "default")
+    metadata = ocp.StandardCheckpointer().metadata(path)
+    tree = getattr(metadata, "item_metadata", metadata)
+    return _shapes(dict(getattr(tree, "tree", tree))["params"])
+
+
+def _shapes(params) -> dict[str, tuple]:
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
+            for path, leaf in flat}
+
+
+def check_fits(manager: ocp.CheckpointManager, step: int, like: TrainState) -> None:
+    """Raises CheckpointMismatch naming the first parameter whose shape differs."""
+    saved, wanted = saved_param_shapes(manager, step), _shapes(like.params)
+    for name in sorted(saved.keys() | wanted.keys()):
+        if saved.get(name) != wanted.get(name):
+            raise CheckpointMismatch(
+                f"the checkpoint at step {step} in {manager.directory} does not fit the "
+                f"config: parameter {name} is {saved.get(name, 'absent')} there, "
+                f"{wanted.get(name, 'absent')} for this config (check model, latent_dim and "
+                "superres_factor against the run that wrote it)")
+
+
 def restore(manager: ocp.CheckpointManager, like: TrainState, step: int | None = None
             ) -> TrainState:
     """The state saved at `step` (default: the newest), in the structure of `like`."""
     step = manager.latest_step() if step is None else step
+    check_fits(manager, step, like)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _saved_tree(like))
     tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
     return like.replace(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"])

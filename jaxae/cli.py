@@ -8,6 +8,7 @@ from typing import Any
 
 from absl import logging
 
+from jaxae.checkpoints import CheckpointMismatch
 from jaxae.config import ConfigError
 from jaxae.data import DataError
 
@@ -17,6 +18,7 @@ def run(fn: Callable[..., Any], *args: Any) -> Any:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
     try:
         return fn(*args)
-    except (ConfigError, DataError, FloatingPointError, FileNotFoundError) as e:
+    except (ConfigError, CheckpointMismatch, DataError, FloatingPointError,
+            FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -17,6 +17,7 @@ from jaxae.models import MODEL_NAMES
 CORRUPTIONS = ("none", "dropout", "gaussian")
 BINARIZATIONS = ("none", "static", "dynamic")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 class ConfigError(ValueError):
@@ -37,6 +38,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.dropout_rescale = False  # dropout corruption: also divide kept pixels by (1 - rate).
     c.noise_std = 0.3  # gaussian corruption: std of the additive noise (result clipped to [0, 1]).
     c.binarize = "none"  # Bernoulli targets: "none", "static" (one fixed draw) or "dynamic".
+    # Variational models (vae, conv_vae, cvae): minimise -ELBO = -log p(x|z) + beta * KL.
+    c.likelihood = "bernoulli"  # p(x|z): "bernoulli" (BCE, nats) or "gaussian" (MSE-like).
+    c.gaussian_scale = 0.1  # gaussian likelihood: the pixels' standard deviation.
+    c.beta = 1.0  # weight of the KL term (1 = the plain VAE; the reported ELBO always uses 1).
     # Data.
     c.dataset = "fashion_mnist"  # "fashion_mnist" or "mnist" (TFDS, or local IDX files).
     c.data_dir = config_dict.placeholder(str)  # folder of the 4 IDX .gz files (offline path).
@@ -58,6 +63,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.stop_after_steps = config_dict.placeholder(int)  # stop early (with a checkpoint) at this
     # step; rerunning the same command, without it, resumes there (time-limited jobs).
     c.num_images = 10  # evaluation: columns in the reconstruction picture.
+    c.iwae_samples = (1, 50, 1000)  # VAEs: importance samples k of each IWAE bound reported.
+    c.iwae_images = 1000  # VAEs: test images the IWAE bounds average over (cost grows with k).
+    c.iwae_chunk = 50  # VAEs: samples decoded at once; bounds the memory of large k.
+    c.manifold_size = 15  # 2-D latents: decoded images per side of the manifold grid.
     return c
 
 
@@ -95,8 +104,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice(config, "corruption", CORRUPTIONS)
     _choice(config, "binarize", BINARIZATIONS)
     _choice(config, "optimizer", OPTIMIZERS)
+    _choice(config, "likelihood", LIKELIHOODS)
     for field in ("latent_dim", "batch_size", "num_epochs", "eval_batch_size",
-                  "log_every_steps", "checkpoint_every_epochs", "keep_checkpoints", "num_images"):
+                  "log_every_steps", "checkpoint_every_epochs", "keep_checkpoints", "num_images",
+                  "iwae_images", "iwae_chunk", "manifold_size"):
         _positive_int(config, field)
     for field in ("train_size", "test_size", "stop_after_steps"):
         if config[field] is not None:
@@ -113,6 +124,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     std = config.noise_std
     _require(isinstance(std, (int, float)) and std >= 0,
              f"config.noise_std={std!r} must be >= 0, e.g. 0.3")
+    _require(isinstance(config.beta, (int, float)) and config.beta >= 0,
+             f"config.beta={config.beta!r} must be >= 0 (1 is the plain VAE)")
+    scale = config.gaussian_scale
+    _require(isinstance(scale, (int, float)) and scale > 0,
+             f"config.gaussian_scale={scale!r} must be > 0, e.g. 0.1")
+    ks = config.iwae_samples
+    valid_ks = isinstance(ks, (tuple, list)) and all(_is_int(k) and k > 0 for k in ks)
+    _require(valid_ks and len(ks) > 0,
+             f"config.iwae_samples={ks!r} must be positive integers, e.g. '(1, 50, 1000)'")
     factor = config.superres_factor
     _require(_is_int(factor) and factor in (2, 4),
              f"config.superres_factor={factor!r} must be 2 (14x14 input) or 4 (7x7 input): "

@@ -20,14 +20,15 @@ def mse(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return _per_image_mean(jnp.square(jax.nn.sigmoid(logits) - targets))
 
 
-def bce_with_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """Binary cross-entropy of targets in [0, 1] under Bernoulli(sigmoid(logits)), per image.
+def _bce_per_pixel(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """max(l, 0) - l * t + log(1 + exp(-|l|)): never the log of 0, never an overflow."""
+    return jnp.maximum(logits, 0) - logits * targets + jnp.log1p(jnp.exp(-jnp.abs(logits)))
 
-    Uses max(l, 0) - l * t + log(1 + exp(-|l|)), which never takes the log of 0 and never
-    overflows, unlike log(sigmoid(l)).
-    """
-    per_pixel = jnp.maximum(logits, 0) - logits * targets + jnp.log1p(jnp.exp(-jnp.abs(logits)))
-    return _per_image_mean(per_pixel)
+
+def bce_with_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """Binary cross-entropy of targets in [0, 1] under Bernoulli(sigmoid(logits)), per image
+    (the mean over pixels), in the stable form of `_bce_per_pixel`."""
+    return _per_image_mean(_bce_per_pixel(logits, targets))
 
 
 def psnr(images: jax.Array, targets: jax.Array) -> jax.Array:
@@ -37,6 +38,37 @@ def psnr(images: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 LOSSES = {"mse": mse, "bce": bce_with_logits}
+LOG_2PI = float(jnp.log(2 * jnp.pi))
+
+
+def _per_image_sum(values: jax.Array) -> jax.Array:
+    return values.reshape(values.shape[0], -1).sum(axis=1)
+
+
+def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """log p(x | z) in nats per image for Bernoulli(sigmoid(logits)) pixels: -(784 x BCE)."""
+    return -_per_image_sum(_bce_per_pixel(logits, targets))
+
+
+def gaussian_log_likelihood(logits: jax.Array, targets: jax.Array, scale: float) -> jax.Array:
+    """log p(x | z) in nats per image for N(sigmoid(logits), scale^2) pixels."""
+    z = (targets - jax.nn.sigmoid(logits)) / scale
+    return _per_image_sum(-0.5 * jnp.square(z) - jnp.log(scale) - 0.5 * LOG_2PI)
+
+
+def gaussian_kl(mean: jax.Array, log_sigma: jax.Array) -> jax.Array:
+    """KL(N(mean, exp(log_sigma)^2) || N(0, I)) in nats, summed over latent dimensions.
+
+    With sigma = exp(log_sigma), the standard deviation (as in `models.reparameterize`):
+    0.5 * sum(mean^2 + sigma^2 - 1 - 2 log_sigma).
+    """
+    return 0.5 * jnp.sum(jnp.square(mean) + jnp.exp(2 * log_sigma) - 1 - 2 * log_sigma, -1)
+
+
+def log_normal(z: jax.Array, mean: jax.Array, log_sigma: jax.Array) -> jax.Array:
+    """log N(z; mean, exp(log_sigma)^2), summed over the last axis."""
+    scaled = (z - mean) * jnp.exp(-log_sigma)
+    return jnp.sum(-0.5 * jnp.square(scaled) - log_sigma - 0.5 * LOG_2PI, axis=-1)
 
 
 def gaussian_noise(key: jax.Array, images: jax.Array, std: float) -> jax.Array:

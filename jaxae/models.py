@@ -146,7 +146,82 @@ class SuperResolution(nn.Module):
         return depth_to_space(subpixels, self.factor)
 
 
+class MLPFeatures(nn.Module):
+    """Flatten, then ReLU Dense layers: the part of an MLP encoder before its code heads."""
+
+    hidden: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
+        h = x_BxHxWxC.reshape(x_BxHxWxC.shape[0], -1)
+        for width in self.hidden:
+            h = nn.relu(Dense(width)(h))
+        return h
+
+
+class ConvFeatures(nn.Module):
+    """The conv AE's encoder, flattened: 28x28x1 -> 128 features."""
+
+    @nn.compact
+    def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
+        h = ConvEncoder()(x_BxHxWxC)
+        return h.reshape(h.shape[0], -1)
+
+
+class ConvVAEDecoder(nn.Module):
+    """z -> Dense(128) + ReLU -> 4x4x8 -> the conv AE's decoder -> 28x28x1 logits."""
+
+    @nn.compact
+    def __call__(self, z_BxD: jax.Array) -> jax.Array:
+        h = nn.relu(Dense(CONV_AE_CODE_SIZE)(z_BxD))
+        return ConvDecoder()(h.reshape(z_BxD.shape[0], 4, 4, 8))
+
+
+def reparameterize(key: jax.Array, mean: jax.Array, log_sigma: jax.Array) -> jax.Array:
+    """z = mean + exp(log_sigma) * eps, eps ~ N(0, I): log_sigma is the log of the std."""
+    return mean + jnp.exp(log_sigma) * jax.random.normal(key, mean.shape, mean.dtype)
+
+
+class VAE(nn.Module):
+    """Variational autoencoder; with num_classes > 0, conditional on one-hot labels (CVAE).
+
+    The encoder predicts z_mean and z_log_sigma (the log of the standard deviation). Given a
+    key, z is sampled by `reparameterize`; without one, z = z_mean (evaluation).
+    A CVAE appends the one-hot label to the encoder's features and to z.
+    """
+
+    features: nn.Module
+    decoder: nn.Module
+    latent_dim: int
+    num_classes: int = 0
+
+    def setup(self):
+        self.z_mean = Dense(self.latent_dim)
+        self.z_log_sigma = Dense(self.latent_dim)
+
+    def _condition(self, h_BxF: jax.Array, labels_B: jax.Array | None) -> jax.Array:
+        if not self.num_classes:
+            return h_BxF
+        one_hot = jax.nn.one_hot(labels_B, self.num_classes, dtype=h_BxF.dtype)
+        return jnp.concatenate([h_BxF, one_hot], axis=-1)
+
+    def encode(self, x_BxHxWxC: jax.Array, labels_B: jax.Array | None = None
+               ) -> tuple[jax.Array, jax.Array]:
+        h = self._condition(self.features(x_BxHxWxC), labels_B)
+        return self.z_mean(h), self.z_log_sigma(h)
+
+    def decode(self, z_BxD: jax.Array, labels_B: jax.Array | None = None) -> jax.Array:
+        return self.decoder(self._condition(z_BxD, labels_B))
+
+    def __call__(self, x_BxHxWxC: jax.Array, key: jax.Array | None = None,
+                 labels_B: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+        mean, log_sigma = self.encode(x_BxHxWxC, labels_B)
+        z = mean if key is None else reparameterize(key, mean, log_sigma)
+        return self.decode(z, labels_B), {"mean": mean, "log_sigma": log_sigma, "z": z}
+
+
 DEEP_HIDDEN = (1000, 500, 250)  # Hinton & Salakhutdinov (2006), 784-1000-500-250-d
+VAE_HIDDEN = (512,)  # the material's MLP VAE, 784-512-d
 
 
 def dense_ae(latent_dim: int) -> Autoencoder:
@@ -162,12 +237,29 @@ def conv_ae(latent_dim: int) -> Autoencoder:
     return Autoencoder(ConvEncoder(), ConvDecoder())
 
 
-MODELS: dict[str, Callable[[int], Autoencoder]] = {
+def vae(latent_dim: int) -> VAE:
+    return VAE(MLPFeatures(VAE_HIDDEN), MLPDecoder(VAE_HIDDEN), latent_dim)
+
+
+def conv_vae(latent_dim: int) -> VAE:
+    return VAE(ConvFeatures(), ConvVAEDecoder(), latent_dim)
+
+
+def cvae(latent_dim: int) -> VAE:
+    return VAE(MLPFeatures(VAE_HIDDEN), MLPDecoder(VAE_HIDDEN), latent_dim, NUM_CLASSES)
+
+
+NUM_CLASSES = 10
+MODELS: dict[str, Callable[[int], nn.Module]] = {
     "dense_ae": dense_ae,
     "deep_ae": deep_ae,
     "conv_ae": conv_ae,
+    "vae": vae,
+    "conv_vae": conv_vae,
+    "cvae": cvae,
 }
 MODEL_NAMES = (*MODELS, "superres")
+VARIATIONAL = ("vae", "conv_vae", "cvae")
 CONV_AE_CODE_SIZE = 4 * 4 * 8
 
 

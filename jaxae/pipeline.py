@@ -45,11 +45,12 @@ def epoch_permutation(data_key: jax.Array, epoch: int, num_examples: int) -> jax
 
 
 @functools.partial(jax.jit, static_argnums=3)
-def take_batch(images_u8_NxHxW: jax.Array, order: jax.Array, index: int,
-               batch_size: int) -> jax.Array:
-    """Batch number `index` of an epoch whose order is `order`, gathered on the device."""
+def take_batch(arrays: dict[str, jax.Array], order: jax.Array, index: int,
+               batch_size: int) -> dict[str, jax.Array]:
+    """Batch number `index` of an epoch whose order is `order`, gathered on the device from
+    every array of `arrays` (e.g. {"image": uint8 [N, 28, 28], "label": int32 [N]})."""
     idx = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
-    return jnp.take(images_u8_NxHxW, idx, axis=0)
+    return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), arrays)
 
 
 def split_validation(images: np.ndarray, labels: np.ndarray, val_size: int,

@@ -34,3 +34,39 @@ def image_rows(rows: list[tuple[str, np.ndarray]], title: str, path: str) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def manifold(images_SxSxHxW: np.ndarray, xs: np.ndarray, ys: np.ndarray, title: str,
+             path: str, axis_names: tuple[str, str] = ("z[0]", "z[1]")) -> None:
+    """Decoded images tiled over the latent grid; the axes give the latent coordinates."""
+    rows, cols, h, w = images_SxSxHxW.shape
+    canvas = images_SxSxHxW.transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+    fig, ax = plt.subplots(figsize=(8, 8.4))
+    ax.imshow(np.clip(canvas, 0, 1), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ticks = np.arange(cols) * w + w / 2
+    ax.set_xticks(ticks, [f"{x:.2g}" for x in xs], rotation=90, fontsize=7)
+    ax.set_yticks(np.arange(rows) * h + h / 2, [f"{y:.2g}" for y in ys[::-1]], fontsize=7)
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
+                   title: str, path: str, axis_names: tuple[str, str]) -> None:
+    """Points coloured by class, with a legend of class names."""
+    fig, ax = plt.subplots(figsize=(8.5, 7))
+    cmap = plt.get_cmap("tab10")
+    for c, name in enumerate(class_names):
+        chosen = labels == c
+        ax.scatter(points_Nx2[chosen, 0], points_Nx2[chosen, 1], s=3, alpha=0.6,
+                   color=cmap(c % 10), label=name, rasterized=True)
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title, fontsize=11)
+    ax.legend(markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

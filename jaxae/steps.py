@@ -15,7 +15,8 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from jaxae import losses, pipeline
+from jaxae import baselines, losses, pipeline
+from jaxae.objectives import is_variational, per_image_terms
 
 TrainState = train_state.TrainState
 Metrics = dict[str, jax.Array]
@@ -39,7 +40,9 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
 
     @jax.jit
     def init(key: jax.Array) -> TrainState:
-        params = model.init(key, jnp.zeros(input_shape(config), jnp.float32))["params"]
+        x = jnp.zeros(input_shape(config), jnp.float32)
+        args = (x, None, jnp.zeros((1,), jnp.int32)) if is_variational(config) else (x,)
+        params = model.init(key, *args)["params"]
         return TrainState.create(apply_fn=model.apply, params=params,
                                  tx=make_optimizer(config))
 
@@ -48,20 +51,25 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
 
 def make_train_step(config: ml_collections.ConfigDict
                     ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, Metrics]]:
-    """Compiles one optimisation step; the state is donated, so it is updated in place."""
-    loss_fn = losses.LOSSES[config.loss]
+    """Compiles one optimisation step; the state is donated, so it is updated in place.
+
+    batch: {"image": uint8 [B, 28, 28], "label": int32 [B]}. The step's key,
+    fold_in(key, step), drives corruption and binarisation and, for VAEs, z's sample.
+    """
 
     def train_step(state: TrainState, batch: dict, key: jax.Array
                    ) -> tuple[TrainState, Metrics]:
-        step_key = jax.random.fold_in(key, state.step)
-        inputs, targets = pipeline.make_example(config, batch["image"], step_key)
+        example_key, sample_key = jax.random.split(jax.random.fold_in(key, state.step))
+        inputs, targets = pipeline.make_example(config, batch["image"], example_key)
 
         def objective(params):
-            logits = state.apply_fn({"params": params}, inputs)
-            return loss_fn(logits, targets).mean()
+            terms, _ = per_image_terms(config, state.apply_fn, params, inputs, targets,
+                                       batch["label"], sample_key)
+            means = {name: value.mean() for name, value in terms.items()}
+            return means["loss"], means
 
-        loss, grads = jax.value_and_grad(objective)(state.params)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        grads, metrics = jax.grad(objective, has_aux=True)(state.params)
+        metrics["grad_norm"] = optax.tree.norm(grads)
         return state.apply_gradients(grads=grads), metrics
 
     return jax.jit(train_step, donate_argnums=0)
@@ -71,27 +79,37 @@ def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module
                    ) -> Callable[[dict, dict, jax.Array], Metrics]:
     """Compiles a step that returns metric sums over the unmasked images of a batch.
 
-    Metrics: the training loss, MSE, BCE and PSNR of the reconstruction against the clean
-    image, and for denoisers the PSNR of the corrupted input (the floor to beat).
+    Metrics: the training objective and, for VAEs, the ELBO and its terms (z sampled with
+    the key); MSE, BCE and PSNR of the reconstruction against the clean image (VAEs: from
+    z = z_mean); for denoisers and super-resolution, the PSNR of the input and of a classical
+    baseline (`jaxae.baselines`), the floors to beat.
     """
-    loss_fn = losses.LOSSES[config.loss]
-    corrupts = config.corruption != "none" and config.model != "superres"
+    shows_input = config.model == "superres" or config.corruption != "none"
 
     @jax.jit
     def eval_step(params: dict, batch: dict, key: jax.Array) -> Metrics:
-        inputs, targets = pipeline.make_example(config, batch["image"], key)
-        logits = model.apply({"params": params}, inputs)
+        example_key, sample_key = jax.random.split(key)
+        inputs, targets = pipeline.make_example(config, batch["image"], example_key)
+        labels = batch["label"]
+        per_image, logits = per_image_terms(config, model.apply, params, inputs, targets,
+                                            labels, sample_key)
+        if is_variational(config):  # reconstructions from z = z_mean
+            _, logits = per_image_terms(config, model.apply, params, inputs, targets, labels,
+                                        None)
         recon = jax.nn.sigmoid(logits)
-        per_image = {
-            "loss": loss_fn(logits, targets),
+        per_image |= {
             "mse": losses.mse(logits, targets),
             "bce": losses.bce_with_logits(logits, targets),
             "psnr": losses.psnr(recon, targets),
         }
-        if corrupts:
-            per_image["input_psnr"] = losses.psnr(jnp.clip(inputs, 0, 1), targets)
+        if shows_input:
+            per_image["input_psnr"] = losses.psnr(baselines.input_as_image(config, inputs),
+                                                  targets)
+            per_image["baseline_psnr"] = losses.psnr(
+                baselines.classical_baseline(config, inputs), targets)
         mask = batch["mask"]
         sums = {name: jnp.sum(value * mask) for name, value in per_image.items()}
         return {**sums, "count": jnp.sum(mask)}
 
     return eval_step
+

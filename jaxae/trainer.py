@@ -30,8 +30,7 @@ def evaluate_splits(eval_step, params, data: Splits, config: ml_collections.Conf
     out = {}
     for prefix, split in named.items():
         if split is not None:
-            metrics = evaluate_split(eval_step, params, split.images, config.eval_batch_size,
-                                     eval_key)
+            metrics = evaluate_split(eval_step, params, split, config.eval_batch_size, eval_key)
             out.update({f"{prefix}_{name}": value for name, value in metrics.items()})
     return out
 
@@ -65,7 +64,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
     eval_step = steps.make_eval_step(frozen, model)
     writer = MetricWriter(workdir)
 
-    train_images = jax.device_put(data.train.images)
+    train_arrays = jax.device_put({"image": data.train.images, "label": data.train.labels})
     steps_per_epoch = pipeline.steps_per_epoch(len(data.train), config.batch_size)
     total_steps = steps_per_epoch * config.num_epochs
     print(f"{config.model} on {config.dataset} ({data.source}): {len(data.train)} train / "
@@ -81,7 +80,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
         bar = tqdm(range(first, last), desc=f"epoch {epoch + 1}/{config.num_epochs}",
                    initial=first, total=steps_per_epoch, leave=False, disable=None)
         for index in bar:
-            batch = {"image": pipeline.take_batch(train_images, order, index, config.batch_size)}
+            batch = pipeline.take_batch(train_arrays, order, index, config.batch_size)
             state, metrics = train_step(state, batch, keys.train)
             window.append(metrics)
             step += 1
@@ -90,8 +89,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
                     jax.tree.map(lambda *xs: np.stack(xs), *window)).items()}
                 _check_finite(means, step)
                 rate = len(window) * config.batch_size / (time.perf_counter() - start)
-                writer.write({"step": step, "epoch": epoch + 1, "train_loss": means["loss"],
-                              "grad_norm": means["grad_norm"]})  # no timings: files repeat
+                writer.write({"step": step, "epoch": epoch + 1,  # no timings: files repeat
+                              **{f"train_{name}": value for name, value in means.items()}})
                 bar.set_postfix(loss=f"{means['loss']:.4f}", images_per_s=f"{rate:.0f}")
                 window, start = [], time.perf_counter()
         bar.close()

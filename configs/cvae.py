@@ -1,0 +1,16 @@
+"""Conditional VAE on Fashion-MNIST: the one-hot class goes to encoder and decoder, so
+evaluate.py can draw samples of each requested class (eval/samples.png, a row per class).
+
+Command: python train.py --config=configs/cvae.py --workdir=runs/cvae
+Expected: EXPECTED_CVAE
+"""
+
+from jaxae.config import base_config
+
+
+def get_config():
+    config = base_config()
+    config.model = "cvae"
+    config.latent_dim = 8
+    config.num_epochs = 10
+    return config

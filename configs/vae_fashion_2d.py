@@ -1,0 +1,18 @@
+"""The material's MLP VAE (784-512-2) on Fashion-MNIST: a 2-D latent to look at.
+
+evaluate.py draws the manifold (decoded images over a grid of z) and the scatter of test
+z_mean coloured by class, besides samples and reconstructions.
+Command: python train.py --config=configs/vae_fashion_2d.py --workdir=runs/vae_fashion_2d
+Expected: EXPECTED_VAE_FASHION
+"""
+
+from jaxae.config import base_config
+
+
+def get_config():
+    config = base_config()
+    config.model = "vae"
+    config.latent_dim = 2
+    config.likelihood = "bernoulli"  # BCE summed over pixels, in nats
+    config.num_epochs = 10
+    return config

@@ -1,0 +1,14 @@
+"""The material's MLP VAE (784-512-2) on MNIST: the digit manifold.
+
+Offline, point --config.data_dir (or JAXAE_MNIST_DIR) at a folder of MNIST's 4 IDX files.
+Command: python train.py --config=configs/vae_mnist_2d.py --workdir=runs/vae_mnist_2d
+Expected: EXPECTED_VAE_MNIST
+"""
+
+from configs import vae_fashion_2d
+
+
+def get_config():
+    config = vae_fashion_2d.get_config()
+    config.dataset = "mnist"
+    return config
