@@ -13,6 +13,7 @@ import numpy as np
 from jaxae import baselines, checkpoints, generation, iwae, pca, pipeline, plots, steps
 from jaxae.models import build_model
 from jaxae.objectives import is_variational
+from jaxae.probe import train_probe
 from jaxae.splits import Split, Splits, load_splits
 from jaxae.workdir import load_run_config
 
@@ -93,6 +94,23 @@ def _sample_rows(config, model, params, data: Splits, key: jax.Array
     return rows
 
 
+def class_sample_recognition(config, model, params: dict, data: Splits, key: jax.Array,
+                             per_class: int = 100) -> dict[str, float]:
+    """How often a pixel classifier, trained on the real training images, sees the requested
+    class in CVAE samples; with its accuracy on the real test images for reference."""
+    probe_key, sample_key = jax.random.split(key)
+    flat = lambda images: images.reshape(-1, 28 * 28)  # noqa: E731
+    probe = train_probe(flat(data.train.images) / 255.0, data.train.labels, probe_key,
+                        hidden=(256,), epochs=5)
+    num_classes = len(data.class_names)
+    samples = generation.class_samples(config, model, params, sample_key, per_class, num_classes)
+    requested = np.repeat(np.arange(num_classes), per_class)
+    return {"cvae_samples_recognised": probe.accuracy(flat(samples), requested),
+            "cvae_probe_test_accuracy": probe.accuracy(flat(data.test.images) / 255.0,
+                                                       data.test.labels),
+            "cvae_samples_per_class": per_class}
+
+
 def write_pictures(config, model, params: dict, data: Splits, keys: pipeline.Keys, step: int,
                    out_dir: str) -> list[str]:
     """Writes every picture that applies to the model; returns the file names."""
@@ -165,6 +183,9 @@ def evaluate_workdir(workdir: str, step: int | None = None) -> dict:
                                   jax.random.fold_in(keys.eval, 1))
         result["iwae_images"] = len(subset)
         result |= {f"test_iwae_k{k}": bound for k, bound in bounds.items()}
+    if config.model == "cvae":
+        result |= class_sample_recognition(frozen, model, state.params, data,
+                                           jax.random.fold_in(keys.sample, 1))
     out_dir = os.path.join(workdir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     result["pictures"] = write_pictures(frozen, model, state.params, data, keys, step, out_dir)

@@ -1,0 +1,81 @@
+"""A classifier trained on fixed features: a linear (softmax) probe, or a small MLP.
+
+Used to read what a representation holds (a probe on an encoder's codes, PCA codes or raw
+pixels) and to recognise the class of generated images.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+class Classifier(nn.Module):
+    """Dense ReLU layers (none: a linear softmax classifier), then class logits."""
+
+    hidden: tuple[int, ...] = ()
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x_BxF: jax.Array) -> jax.Array:
+        h = x_BxF
+        for width in self.hidden:
+            h = nn.relu(nn.Dense(width)(h))
+        return nn.Dense(self.num_classes)(h)
+
+
+class Probe(NamedTuple):
+    model: Classifier
+    params: dict
+    mean: jax.Array  # feature standardisation, fitted on the training features
+    std: jax.Array
+
+    def predict(self, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        apply = jax.jit(lambda x: jnp.argmax(self.model.apply(
+            {"params": self.params}, (x - self.mean) / self.std), axis=-1))
+        return np.concatenate([np.asarray(apply(jnp.asarray(features[i:i + batch_size],
+                                                             jnp.float32)))
+                               for i in range(0, len(features), batch_size)])
+
+    def accuracy(self, features: np.ndarray, labels: np.ndarray) -> float:
+        return float(np.mean(self.predict(features) == labels))
+
+
+def train_probe(features: np.ndarray, labels: np.ndarray, key: jax.Array,
+                hidden: tuple[int, ...] = (), epochs: int = 10, batch_size: int = 256,
+                learning_rate: float = 1e-3, num_classes: int = 10) -> Probe:
+    """Fits a classifier to (features, labels) with Adam on the cross-entropy."""
+    x = jnp.asarray(features, jnp.float32)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    x = (x - mean) / std
+    y = jnp.asarray(labels, jnp.int32)
+    batch_size = min(batch_size, len(x))
+    model = Classifier(hidden, num_classes)
+    init_key, order_key = jax.random.split(key)
+    params = model.init(init_key, x[:1])["params"]
+    tx = optax.adam(learning_rate)
+    opt_state = tx.init(params)
+    steps_per_epoch = max(1, len(x) // batch_size)
+
+    @jax.jit
+    def epoch(carry, epoch_index):
+        order = jax.random.permutation(jax.random.fold_in(order_key, epoch_index), len(x))
+
+        def step(carry, i):
+            params, opt_state = carry
+            idx = jax.lax.dynamic_slice_in_dim(order, i * batch_size, batch_size)
+            loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(  # noqa: E731
+                model.apply({"params": p}, x[idx]), y[idx]).mean()
+            grads = jax.grad(loss)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        return jax.lax.scan(step, carry, jnp.arange(steps_per_epoch))[0], None
+
+    (params, _), _ = jax.lax.scan(epoch, (params, opt_state), jnp.arange(epochs))
+    return Probe(model, params, mean, std)
