@@ -11,6 +11,7 @@ import math
 import ml_collections
 from ml_collections import config_dict
 
+from jaxae import initializers
 from jaxae.data import DATASET_NAMES
 from jaxae.models import MODEL_NAMES
 
@@ -30,6 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
     # Model.
     c.model = "dense_ae"  # one of: dense_ae, deep_ae, conv_ae, superres.
     c.latent_dim = 10  # code size (conv_ae fixes it at 4x4x8 = 128; superres has none).
+    c.init = "glorot"  # initial weights: "glorot" (Keras, the material's), "torch" or "lecun".
+    # Dense AE, Fashion-MNIST, test MSE after 1 epoch: glorot 0.036, torch 0.057, lecun 0.066.
     c.superres_factor = 2  # superres: input is the image average-pooled by 2 (14x14) or 4 (7x7).
     # Objective.
     c.loss = "mse"  # reconstruction loss on sigmoid(logits): "mse", or "bce" (with logits).
@@ -105,6 +108,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice(config, "binarize", BINARIZATIONS)
     _choice(config, "optimizer", OPTIMIZERS)
     _choice(config, "likelihood", LIKELIHOODS)
+    _choice(config, "init", initializers.SCHEMES)
     for field in ("latent_dim", "batch_size", "num_epochs", "eval_batch_size",
                   "log_every_steps", "checkpoint_every_epochs", "keep_checkpoints", "num_images",
                   "iwae_images", "iwae_chunk", "manifold_size"):

@@ -2,23 +2,17 @@
 
 Decoders return logits, not probabilities: losses apply the sigmoid in their numerically
 stable forms (`jaxae.losses`), and `jax.nn.sigmoid(logits)` is the reconstructed image.
-Layers start from Keras' defaults (Glorot-uniform kernels, zero biases), the material's: on
-Fashion-MNIST the dense AE's test MSE after one epoch is 0.036 with them, 0.066 with Flax's
-LeCun-normal default (mean of 3 seeds).
+Initial values are redrawn after `init` under the config's scheme (`jaxae.initializers`).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
-Dense = functools.partial(nn.Dense, kernel_init=nn.initializers.glorot_uniform())
-Conv = functools.partial(nn.Conv, kernel_init=nn.initializers.glorot_uniform())
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_PIXELS = math.prod(IMAGE_SHAPE)
@@ -42,7 +36,7 @@ class DenseEncoder(nn.Module):
     @nn.compact
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
         x_BxP = x_BxHxWxC.reshape(x_BxHxWxC.shape[0], -1)
-        return nn.relu(Dense(self.latent_dim, name="code")(x_BxP))
+        return nn.relu(nn.Dense(self.latent_dim, name="code")(x_BxP))
 
 
 class DenseDecoder(nn.Module):
@@ -50,7 +44,7 @@ class DenseDecoder(nn.Module):
 
     @nn.compact
     def __call__(self, z_BxD: jax.Array) -> jax.Array:
-        logits_BxP = Dense(NUM_PIXELS, name="pixels")(z_BxD)
+        logits_BxP = nn.Dense(NUM_PIXELS, name="pixels")(z_BxD)
         return logits_BxP.reshape(z_BxD.shape[0], *IMAGE_SHAPE)
 
 
@@ -64,8 +58,8 @@ class MLPEncoder(nn.Module):
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
         h = x_BxHxWxC.reshape(x_BxHxWxC.shape[0], -1)
         for width in self.hidden:
-            h = nn.relu(Dense(width)(h))
-        return Dense(self.latent_dim, name="code")(h)
+            h = nn.relu(nn.Dense(width)(h))
+        return nn.Dense(self.latent_dim, name="code")(h)
 
 
 class MLPDecoder(nn.Module):
@@ -77,8 +71,8 @@ class MLPDecoder(nn.Module):
     def __call__(self, z_BxD: jax.Array) -> jax.Array:
         h = z_BxD
         for width in self.hidden:
-            h = nn.relu(Dense(width)(h))
-        return Dense(NUM_PIXELS, name="pixels")(h).reshape(z_BxD.shape[0], *IMAGE_SHAPE)
+            h = nn.relu(nn.Dense(width)(h))
+        return nn.Dense(NUM_PIXELS, name="pixels")(h).reshape(z_BxD.shape[0], *IMAGE_SHAPE)
 
 
 class ConvEncoder(nn.Module):
@@ -88,7 +82,7 @@ class ConvEncoder(nn.Module):
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
         h = x_BxHxWxC
         for features in (16, 8, 8):  # 28 -> 14 -> 7 -> 4
-            h = max_pool_ceil(nn.relu(Conv(features, (3, 3), padding="SAME")(h)))
+            h = max_pool_ceil(nn.relu(nn.Conv(features, (3, 3), padding="SAME")(h)))
         return h
 
 
@@ -97,10 +91,10 @@ class ConvDecoder(nn.Module):
 
     @nn.compact
     def __call__(self, z_Bx4x4x8: jax.Array) -> jax.Array:
-        h = upsample_nearest(nn.relu(Conv(8, (3, 3), padding="SAME")(z_Bx4x4x8)))  # 8x8
-        h = upsample_nearest(nn.relu(Conv(8, (3, 3), padding="SAME")(h)))  # 16x16
-        h = upsample_nearest(nn.relu(Conv(16, (3, 3), padding="VALID")(h)))  # 14 -> 28
-        return Conv(1, (3, 3), padding="SAME", name="pixels")(h)
+        h = upsample_nearest(nn.relu(nn.Conv(8, (3, 3), padding="SAME")(z_Bx4x4x8)))  # 8x8
+        h = upsample_nearest(nn.relu(nn.Conv(8, (3, 3), padding="SAME")(h)))  # 16x16
+        h = upsample_nearest(nn.relu(nn.Conv(16, (3, 3), padding="VALID")(h)))  # 14 -> 28
+        return nn.Conv(1, (3, 3), padding="SAME", name="pixels")(h)
 
 
 class Autoencoder(nn.Module):
@@ -140,9 +134,9 @@ class SuperResolution(nn.Module):
 
     @nn.compact
     def __call__(self, x_BxhxwxC: jax.Array) -> jax.Array:
-        h = nn.relu(Conv(self.features, (5, 5), padding="SAME")(x_BxhxwxC))
-        h = nn.relu(Conv(self.features // 2, (3, 3), padding="SAME")(h))
-        subpixels = Conv(self.factor ** 2, (3, 3), padding="SAME", name="pixels")(h)
+        h = nn.relu(nn.Conv(self.features, (5, 5), padding="SAME")(x_BxhxwxC))
+        h = nn.relu(nn.Conv(self.features // 2, (3, 3), padding="SAME")(h))
+        subpixels = nn.Conv(self.factor ** 2, (3, 3), padding="SAME", name="pixels")(h)
         return depth_to_space(subpixels, self.factor)
 
 
@@ -155,7 +149,7 @@ class MLPFeatures(nn.Module):
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
         h = x_BxHxWxC.reshape(x_BxHxWxC.shape[0], -1)
         for width in self.hidden:
-            h = nn.relu(Dense(width)(h))
+            h = nn.relu(nn.Dense(width)(h))
         return h
 
 
@@ -169,11 +163,11 @@ class ConvFeatures(nn.Module):
 
 
 class ConvVAEDecoder(nn.Module):
-    """z -> Dense(128) + ReLU -> 4x4x8 -> the conv AE's decoder -> 28x28x1 logits."""
+    """z -> nn.Dense(128) + ReLU -> 4x4x8 -> the conv AE's decoder -> 28x28x1 logits."""
 
     @nn.compact
     def __call__(self, z_BxD: jax.Array) -> jax.Array:
-        h = nn.relu(Dense(CONV_AE_CODE_SIZE)(z_BxD))
+        h = nn.relu(nn.Dense(CONV_AE_CODE_SIZE)(z_BxD))
         return ConvDecoder()(h.reshape(z_BxD.shape[0], 4, 4, 8))
 
 
@@ -196,8 +190,8 @@ class VAE(nn.Module):
     num_classes: int = 0
 
     def setup(self):
-        self.z_mean = Dense(self.latent_dim)
-        self.z_log_sigma = Dense(self.latent_dim)
+        self.z_mean = nn.Dense(self.latent_dim)
+        self.z_log_sigma = nn.Dense(self.latent_dim)
 
     def _condition(self, h_BxF: jax.Array, labels_B: jax.Array | None) -> jax.Array:
         if not self.num_classes:

@@ -15,7 +15,7 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from jaxae import baselines, losses, pipeline
+from jaxae import baselines, initializers, losses, pipeline
 from jaxae.objectives import is_variational, per_image_terms
 
 TrainState = train_state.TrainState
@@ -42,7 +42,9 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
     def init(key: jax.Array) -> TrainState:
         x = jnp.zeros(input_shape(config), jnp.float32)
         args = (x, None, jnp.zeros((1,), jnp.int32)) if is_variational(config) else (x,)
-        params = model.init(key, *args)["params"]
+        init_key, scheme_key = jax.random.split(key)
+        params = model.init(init_key, *args)["params"]
+        params = initializers.apply_scheme(params, scheme_key, config.init)
         return TrainState.create(apply_fn=model.apply, params=params,
                                  tx=make_optimizer(config))
 

@@ -80,9 +80,9 @@ def test_short_training_lowers_the_test_loss(tiny_config, tmp_path):
     initial = steps.create_train_state(frozen, model, keys.init)
     data = load_splits(config, keys.data)
     eval_step = steps.make_eval_step(frozen, model)
-    before = evaluate_split(eval_step, initial.params, data.test.images, 128, keys.eval)["loss"]
+    before = evaluate_split(eval_step, initial.params, data.test, 128, keys.eval)["loss"]
     trained = train_and_evaluate(config, str(tmp_path))
-    after = evaluate_split(eval_step, trained.params, data.test.images, 128, keys.eval)["loss"]
+    after = evaluate_split(eval_step, trained.params, data.test, 128, keys.eval)["loss"]
     assert after < 0.6 * before, f"test MSE went from {before:.4f} to only {after:.4f}"
 
 
@@ -92,6 +92,8 @@ def test_short_training_lowers_the_test_loss(tiny_config, tmp_path):
     (dict(latent_dim=940, corruption="dropout"), "input\n(dropout)"),
     (dict(latent_dim=940, corruption="gaussian"), "input\n(gaussian)"),
     (dict(model="superres", loss="bce", superres_factor=4), "input\n7x7"),
+    (dict(model="conv_vae", latent_dim=4, iwae_samples=(1, 5), iwae_images=64), None),
+    (dict(model="cvae", latent_dim=4, iwae_samples=(1,), iwae_images=64), None),
 ])
 def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, input_row):
     config = tiny_config(num_epochs=1, train_size=64, test_size=64, **overrides)
@@ -100,10 +102,12 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
     last_test = [r for r in read_metrics(tmp_path) if "test_loss" in r][-1]
     assert result["step"] == 2 and result["test_images"] == 64
     assert result["test_loss"] == pytest.approx(last_test["test_loss"], rel=1e-6)
-    if config.corruption != "none":
-        assert 0 < result["test_input_psnr"] < 30
+    if config.corruption != "none" or config.model == "superres":
+        assert 0 < result["test_input_psnr"] < 30 and 0 < result["test_baseline_psnr"] < 40
+    if config.model == "cvae":
+        assert 0 <= result["cvae_samples_recognised"] <= 1
     picture = matplotlib.image.imread(os.path.join(tmp_path, "eval", "reconstructions.png"))
-    rows = 3 if input_row else 2
+    rows = 4 if input_row else 2  # input and classical baseline above output and original
     assert picture.shape[0] >= 100 * rows and picture.shape[1] >= 900  # 10 images per row
 
 

@@ -1,0 +1,130 @@
+"""VAE conventions and bounds: sampling, KL, likelihoods, IWAE, and what evaluation checks."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxae import iwae, losses, pipeline, steps
+from jaxae.checkpoints import CheckpointMismatch
+from jaxae.evaluation import evaluate_split, evaluate_workdir, padded_batches
+from jaxae.models import build_model, reparameterize
+from jaxae.splits import load_splits
+from jaxae.trainer import train_and_evaluate
+
+
+def test_log_sigma_is_the_log_standard_deviation_in_sampling():
+    mean = jnp.array([1.0, -2.0])
+    log_sigma = jnp.log(jnp.array([0.5, 3.0]))
+    keys = jax.random.split(jax.random.key(0), 200_000)
+    z = jax.vmap(lambda k: reparameterize(k, mean, log_sigma))(keys)
+    np.testing.assert_allclose(z.mean(axis=0), [1.0, -2.0], atol=0.02)
+    np.testing.assert_allclose(z.std(axis=0), [0.5, 3.0], rtol=0.01)
+
+
+def test_closed_form_kl_equals_a_monte_carlo_estimate():
+    mean = jnp.array([0.5, -1.0, 2.0])
+    log_sigma = jnp.array([-0.5, 0.3, -1.2])
+    keys = jax.random.split(jax.random.key(1), 400_000)
+    z = jax.vmap(lambda k: reparameterize(k, mean, log_sigma))(keys)
+    zeros = jnp.zeros(3)
+    log_q, log_p = losses.log_normal(z, mean, log_sigma), losses.log_normal(z, zeros, zeros)
+    monte_carlo = jnp.mean(log_q - log_p)
+    closed_form = losses.gaussian_kl(mean, log_sigma)
+    # by hand: 0.5 * sum(mean^2 + sigma^2 - 1 - 2 log_sigma)
+    by_hand = 0.5 * sum(m * m + np.exp(2 * s) - 1 - 2 * s
+                        for m, s in zip([0.5, -1.0, 2.0], [-0.5, 0.3, -1.2], strict=True))
+    np.testing.assert_allclose(closed_form, by_hand, rtol=1e-5)
+    np.testing.assert_allclose(monte_carlo, closed_form, rtol=0.01)
+
+
+def test_kl_is_zero_only_at_the_prior():
+    assert float(losses.gaussian_kl(jnp.zeros(4), jnp.zeros(4))) == 0.0
+    assert float(losses.gaussian_kl(jnp.full(4, 0.1), jnp.zeros(4))) > 0
+    assert float(losses.gaussian_kl(jnp.zeros(4), jnp.full(4, -0.1))) > 0
+
+
+def test_likelihoods_hand_computed():
+    logits = jnp.zeros((1, 28, 28, 1))  # p = 0.5 for every pixel
+    targets = jnp.ones((1, 28, 28, 1))
+    np.testing.assert_allclose(losses.bernoulli_log_likelihood(logits, targets),
+                               [-784 * np.log(2)], rtol=1e-6)
+    # N(1; 0.5, 0.1^2) per pixel: -0.5 * 25 - log(0.1) - 0.5 log(2 pi)
+    per_pixel = -12.5 - np.log(0.1) - 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(losses.gaussian_log_likelihood(logits, targets, 0.1),
+                               [784 * per_pixel], rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained_vae(tmp_path_factory, fashion_tfds_dir):
+    """A VAE with a 2-D latent after 2 epochs on 512 real images, with its workdir."""
+    from jaxae.config import base_config
+
+    config = base_config()
+    config.model, config.latent_dim = "vae", 2
+    config.tfds_dir = fashion_tfds_dir
+    config.train_size, config.test_size, config.batch_size = 512, 256, 32
+    config.num_epochs, config.eval_batch_size = 2, 128
+    config.iwae_samples, config.iwae_images = (1, 10, 100), 256
+    workdir = str(tmp_path_factory.mktemp("vae"))
+    state = train_and_evaluate(config, workdir)
+    return config, state, workdir
+
+
+def test_iwae_bound_is_the_elbo_at_k1_and_tightens_with_k(trained_vae):
+    config, state, _ = trained_vae
+    frozen = ml_collections.FrozenConfigDict(config)
+    model = build_model(config.model, config.latent_dim)
+    keys = pipeline.derive_keys(config.seed)
+    data = load_splits(config, keys.data)
+    batches = [b for _, b in padded_batches(data.test, 64)]
+    bounds = iwae.iwae_bounds(frozen, model, state.params, batches, jax.random.key(7))
+    elbo = evaluate_split(steps.make_eval_step(frozen, model), state.params, data.test, 64,
+                          jax.random.key(8))["elbo"]
+    assert abs(bounds[1] - elbo) < 0.01 * abs(elbo), f"k=1 bound {bounds[1]} vs ELBO {elbo}"
+    assert bounds[1] < bounds[10] < bounds[100], f"not monotone in k: {bounds}"
+
+
+def test_iwae_chunking_does_not_change_the_bound(trained_vae):
+    config, state, _ = trained_vae
+    frozen = ml_collections.FrozenConfigDict(config)
+    model = build_model(config.model, config.latent_dim)
+    data = load_splits(config, pipeline.derive_keys(config.seed).data)
+    batch = next(padded_batches(data.test, 32))[1]
+    key = jax.random.key(3)
+    whole = iwae.make_iwae_step(frozen, model, 30, chunk=30)(state.params, batch, key)
+    chunked = iwae.make_iwae_step(frozen, model, 30, chunk=7)(state.params, batch, key)
+    assert np.isfinite(float(whole)) and np.isfinite(float(chunked))
+    np.testing.assert_allclose(float(chunked), float(whole), rtol=0.02)  # other samples
+
+
+def test_evaluation_of_a_vae_writes_bounds_and_pictures(trained_vae):
+    _, _, workdir = trained_vae
+    result = evaluate_workdir(workdir)
+    assert result["test_iwae_k1"] < result["test_iwae_k10"] < result["test_iwae_k100"]
+    assert set(result["pictures"]) == {"reconstructions.png", "samples.png", "manifold.png",
+                                       "latent_scatter.png"}
+    for name in result["pictures"]:
+        assert os.path.getsize(os.path.join(workdir, "eval", name)) > 5000
+
+
+def test_a_checkpoint_that_does_not_fit_the_config_is_named(trained_vae, tmp_path):
+    _, _, workdir = trained_vae
+    config_path = os.path.join(workdir, "config.json")
+    with open(config_path) as f:
+        saved = json.load(f)
+    try:
+        with open(config_path, "w") as f:
+            json.dump({**saved, "latent_dim": 3}, f)
+        with pytest.raises(CheckpointMismatch) as caught:
+            evaluate_workdir(workdir)
+    finally:
+        with open(config_path, "w") as f:
+            json.dump(saved, f)
+    message = str(caught.value)
+    assert "is (2, 512) there, (3, 512) for this config (check model, latent_dim" in message
+    assert "\n" not in message
