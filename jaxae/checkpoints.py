@@ -7,8 +7,10 @@ initialised state; with no checkpoint, training starts from that fresh state.
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from jaxae.steps import TrainState
@@ -22,12 +24,20 @@ def make_manager(workdir: str, keep: int = 3, read_only: bool = False
                  ) -> ocp.CheckpointManager:
     """A manager that keeps the newest `keep` checkpoints; every `save` call is honoured."""
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
-                                           read_only=read_only)
+                                           read_only=read_only,
+                                           cleanup_tmp_directories=not read_only)
     return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
 
 
 def save(manager: ocp.CheckpointManager, state: TrainState) -> None:
-    """Saves `state` under its step number (asynchronously: call `wait_until_finished`)."""
+    """Saves `state` under its step number (asynchronously: call `wait_until_finished`).
+
+    Refuses non-finite parameters, so a numerical fault never overwrites a good checkpoint.
+    """
+    if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(state.params)):
+        raise FloatingPointError(
+            f"the parameters are not finite at step {int(state.step)}: no checkpoint was "
+            "written; the newest one on disk is the last good state")
     manager.save(int(state.step), args=ocp.args.StandardSave(_saved_tree(state)), force=True)
 
 
@@ -69,6 +79,35 @@ def restore(manager: ocp.CheckpointManager, like: TrainState, step: int | None =
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _saved_tree(like))
     tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
     return like.replace(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"])
+
+
+class NoIntactCheckpoint(FileNotFoundError):
+    """Every checkpoint in the workdir failed to restore."""
+
+
+def restore_newest_intact(manager: ocp.CheckpointManager, like: TrainState
+                          ) -> TrainState | None:
+    """The newest checkpoint that restores; damaged ones are passed over with a one-line
+    warning. None when there is no checkpoint at all.
+
+    A checkpoint that restores but does not fit the config raises CheckpointMismatch: that
+    is a wrong config, not damage, and older checkpoints would not fit either.
+    """
+    saved = sorted(manager.all_steps(), reverse=True)
+    for step in saved:
+        try:
+            return restore(manager, like, step)
+        except CheckpointMismatch:
+            raise
+        except Exception as e:  # noqa: BLE001 (any failure to read is damage)
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            print(f"warning: the checkpoint at step {step} is damaged ({reason}); trying an "
+                  "older one", file=sys.stderr, flush=True)
+    if saved:
+        raise NoIntactCheckpoint(
+            f"no checkpoint in {manager.directory} restores (steps {saved} are damaged): move "
+            "that folder away to train from scratch")
+    return None
 
 
 def _saved_tree(state: TrainState) -> dict:

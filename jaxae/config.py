@@ -62,6 +62,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_batch_size = 1000
     c.log_every_steps = 100  # training metrics to stdout / metrics.jsonl every N steps.
     c.checkpoint_every_epochs = 1  # save a checkpoint every N epochs (and always at the end).
+    c.checkpoint_every_steps = config_dict.placeholder(int)  # also save every N steps.
     c.keep_checkpoints = 3  # keep the newest N checkpoints.
     c.stop_after_steps = config_dict.placeholder(int)  # stop early (with a checkpoint) at this
     # step; rerunning the same command, without it, resumes there (time-limited jobs).
@@ -113,7 +114,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                   "log_every_steps", "checkpoint_every_epochs", "keep_checkpoints", "num_images",
                   "iwae_images", "iwae_chunk", "manifold_size"):
         _positive_int(config, field)
-    for field in ("train_size", "test_size", "stop_after_steps"):
+    for field in ("train_size", "test_size", "stop_after_steps", "checkpoint_every_steps"):
         if config[field] is not None:
             _positive_int(config, field)
     _require(_is_int(config.val_size) and config.val_size >= 0,

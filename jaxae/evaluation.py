@@ -166,7 +166,10 @@ def evaluate_workdir(workdir: str, step: int | None = None) -> dict:
     keys = pipeline.derive_keys(config.seed)
     model = build_model(config.model, config.latent_dim, config.superres_factor)
     state = steps.create_train_state(frozen, model, keys.init)
-    state = checkpoints.restore(manager, state, step)
+    if step is None:  # the newest checkpoint that restores; damaged ones are named and skipped
+        state = checkpoints.restore_newest_intact(manager, state)
+    else:
+        state = checkpoints.restore(manager, state, step)
     step = int(state.step)
     print(f"evaluating the checkpoint at step {step} of {workdir}", flush=True)
     data = load_splits(config, keys.data)

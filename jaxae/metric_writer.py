@@ -23,6 +23,19 @@ class MetricWriter:
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.echo = echo
 
+    def drop_after(self, step: int) -> None:
+        """Removes records of steps after `step`: a restart from that step writes them again."""
+        if not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            lines = f.readlines()
+        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+        if len(kept) != len(lines):
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                f.writelines(kept)
+            os.replace(tmp, self.path)
+
     def write(self, record: Mapping[str, object]) -> None:
         line = json.dumps({key: _plain(value) for key, value in record.items()})
         with open(self.path, "a") as f:
