@@ -101,7 +101,7 @@ def class_sample_recognition(config, model, params: dict, data: Splits, key: jax
     probe_key, sample_key = jax.random.split(key)
     flat = lambda images: images.reshape(-1, 28 * 28)  # noqa: E731
     probe = train_probe(flat(data.train.images) / 255.0, data.train.labels, probe_key,
-                        hidden=(256,), epochs=5)
+                        hidden=(512, 256), epochs=10)
     num_classes = len(data.class_names)
     samples = generation.class_samples(config, model, params, sample_key, per_class, num_classes)
     requested = np.repeat(np.arange(num_classes), per_class)
