@@ -1,15 +1,20 @@
-"""Training throughput, optionally beside the PyTorch peer: python -m jaxae.bench [--peer-python P]
+"""Training throughput on whatever device JAX sees: python -m jaxae.bench [--peer-python P]
 
-Times the steps training runs (batch gathered on the device + `train_step`) on real
-Fashion-MNIST batches: WARMUP steps first (compilation included there only), then the
-median images/s of --chunks chunks of --steps steps, each ended by a device sync. With
---peer-python, each model's peer (../shared/peers/torch_autoencoders.py --mode step-bench,
-same batch size and thread count) runs right after it, and the ratio is printed.
+For each model and batch size: compile time, steady-state step time and images/s of the
+training path `train.py` runs (--steps-per-chunk steps compiled as one `lax.scan`, batches
+gathered on the device), FLOPs per step from XLA's cost analysis of the compiled step,
+achieved FLOP/s and its fraction of the device's peak (an n x n float32 matmul timed in the
+same run), and peak memory where the backend reports it. Warm-up (compilation included) is
+left out of every rate; each timed chunk ends with a device sync; the figure is the median
+of --chunks chunks. With --peer-python, the PyTorch peer (../shared/peers/
+torch_autoencoders.py --mode step-bench, same model, batch size and threads) runs right
+after each model and the ratio is printed. --write FILE writes the markdown report.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -18,115 +23,194 @@ import subprocess
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxae import config as config_lib
 from jaxae import pipeline, steps
 from jaxae.data import load_dataset
 from jaxae.models import build_model
 
-WARMUP = 20  # steps left out of every figure, as in the peer
-PEER_MODELS = {"dense_ae": "dense", "dae": "dae", "conv_ae": "conv"}
+PEER_MODELS = {"dense_ae": "dense", "dae": "dae", "conv_ae": "conv", "vae": "vae"}
+MODELS = ("dense_ae", "dae", "conv_ae", "vae", "conv_vae")
 DEFAULT_PEER = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "peers",
                             "torch_autoencoders.py")
 
 
 def bench_config(model: str, batch_size: int) -> ml_collections.ConfigDict:
-    """The config of each benchmarked model, matching the peer's setting of it."""
+    """Each benchmarked model in the setting the PyTorch peer uses for it."""
     config = config_lib.base_config()
     config.batch_size = batch_size
     if model == "dae":  # the material's DAE: dropout-corrupted input, code of 940
         config.latent_dim, config.corruption, config.dropout_rescale = 940, "dropout", True
     elif model == "conv_ae":
         config.model, config.latent_dim, config.loss = "conv_ae", 128, "bce"
+    elif model in ("vae", "conv_vae"):
+        config.model, config.latent_dim = model, 2 if model == "vae" else 16
     else:
         config.model = model
     config_lib.validate(config)
     return config
 
 
-def bench_model(model: str, batch_size: int, num_steps: int, chunks: int,
-                train_images: jax.Array) -> dict:
-    """Median images/s over `chunks` timed chunks of `num_steps` training steps."""
+def _flops(compiled) -> float:
+    """Total FLOPs XLA counts in a compiled computation (0 where it does not say)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float((cost or {}).get("flops", 0.0))
+
+
+def peak_memory_bytes(device: jax.Device) -> int | None:
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    return (stats or {}).get("peak_bytes_in_use")
+
+
+def matmul_peak_flops(n: int, repeats: int = 5) -> float:
+    """The device's practical peak: median FLOP/s of an n x n float32 matmul (2 n^3 FLOPs)."""
+    a = jax.random.uniform(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.uniform(jax.random.key(1), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        rates.append(2 * n ** 3 / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def bench_model(model: str, batch_size: int, steps_per_chunk: int, chunks: int,
+                arrays: dict, peak_flops: float | None = None) -> dict:
+    """Times `chunks` chunks of `steps_per_chunk` training steps after one warm-up chunk."""
     config = ml_collections.FrozenConfigDict(bench_config(model, batch_size))
     keys = pipeline.derive_keys(0)
-    state = steps.create_train_state(
-        config, build_model(config.model, config.latent_dim), keys.init)
-    train_step = steps.make_train_step(config)
-    num_batches = pipeline.steps_per_epoch(len(train_images), batch_size)
-    order = pipeline.epoch_permutation(keys.data, 0, len(train_images))
+    net = build_model(config.model, config.latent_dim)
+    state = steps.create_train_state(config, net, keys.init)
+    num_examples = len(arrays["image"])
+    order = pipeline.epoch_permutation(keys.data, 0, num_examples)
+    num_batches = pipeline.steps_per_epoch(num_examples, batch_size)
 
-    def run(first: int, count: int):
+    one_step = steps.make_train_step(config).lower(
+        state, pipeline.take_batch(arrays, order, 0, batch_size), keys.train).compile()
+    flops_per_step = _flops(one_step)
+    start = time.perf_counter()
+    chunk = steps.make_train_chunk(config).lower(
+        state, arrays, order, 0, keys.train, num_steps=steps_per_chunk).compile()
+    compile_s = time.perf_counter() - start
+
+    def run(index: int):
         nonlocal state
-        for i in range(first, first + count):
-            batch = {"image": pipeline.take_batch(train_images, order, i % num_batches,
-                                                  batch_size)}
-            state, metrics = train_step(state, batch, keys.train)
+        first = (index * steps_per_chunk) % max(1, num_batches - steps_per_chunk + 1)
+        state, metrics = chunk(state, arrays, order, first, keys.train)
         jax.block_until_ready((state, metrics))
 
-    start = time.perf_counter()
-    run(0, WARMUP)
-    warmup_s = time.perf_counter() - start
+    run(0)  # warm-up
     rates = []
     for c in range(chunks):
         start = time.perf_counter()
-        run(WARMUP + c * num_steps, num_steps)
-        rates.append(num_steps * batch_size / (time.perf_counter() - start))
+        run(c + 1)
+        rates.append(steps_per_chunk * batch_size / (time.perf_counter() - start))
+    images_per_s = statistics.median(rates)
+    achieved = flops_per_step * images_per_s / batch_size
     return {"model": model, "framework": "jaxae", "batch": batch_size,
-            "img_per_s": statistics.median(rates), "chunk_img_per_s": [round(r) for r in rates],
-            "warmup_s_incl_compile": round(warmup_s, 2)}
+            "img_per_s": images_per_s, "step_ms": 1e3 * batch_size / images_per_s,
+            "chunk_img_per_s": [round(r) for r in rates], "compile_s": round(compile_s, 2),
+            "flops_per_step": flops_per_step, "achieved_gflops": achieved / 1e9,
+            "fraction_of_peak": achieved / peak_flops if peak_flops else None,
+            "peak_memory_bytes": peak_memory_bytes(jax.devices()[0])}
 
 
 def bench_peer(python: str, script: str, model: str, batch_size: int, num_steps: int,
                chunks: int, threads: int) -> dict:
-    """The peer's own step-bench of the same model, run as a subprocess; its JSON result."""
+    """The peer's own step-bench of the same model, as a subprocess; its JSON result."""
     command = [python, script, "--model", PEER_MODELS[model], "--mode", "step-bench",
                "--batch-size", str(batch_size), "--bench-steps", str(num_steps),
                "--bench-chunks", str(chunks), "--threads", str(threads), "--peak-n", "1024"]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     return {"model": model, "framework": f"torch {result['torch']}", "batch": batch_size,
-            "img_per_s": result["img_per_s"], "chunk_img_per_s": result["chunk_img_per_s"]}
+            "img_per_s": result["img_per_s"], "chunk_img_per_s": result["chunk_img_per_s"],
+            "fraction_of_peak": result.get("fraction_of_peak_median")}
+
+
+def header() -> str:
+    device = jax.devices()[0]
+    cpu = platform.processor() or platform.machine()
+    return (f"{device.device_kind} x {jax.device_count()} ({device.platform}; host {cpu}, "
+            f"{os.cpu_count()} CPU threads), jax {jax.__version__}, "
+            f"{datetime.date.today().isoformat()}")
+
+
+def table(rows: list[tuple[dict, dict | None]]) -> str:
+    """The markdown table of the results, with the peer's columns where it ran."""
+    lines = ["| model | batch | compile s | step ms | images/s | GFLOP/step | GFLOP/s | "
+             "of peak | peak memory | peer images/s | jaxae / peer |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for ours, peer in rows:
+        fraction, memory = ours["fraction_of_peak"], ours["peak_memory_bytes"]
+        of_peak = f"{fraction:.1%}" if fraction is not None else "n/a"
+        memory_text = f"{memory / 2**20:.0f} MiB" if memory else "n/a"
+        peer_rate = f"{peer['img_per_s']:,.0f}" if peer else "-"
+        ratio = f"{ours['img_per_s'] / peer['img_per_s']:.2f}x" if peer else "-"
+        lines.append(
+            f"| {ours['model']} | {ours['batch']} | {ours['compile_s']:.1f} | "
+            f"{ours['step_ms']:.2f} | {ours['img_per_s']:,.0f} | "
+            f"{ours['flops_per_step'] / 1e9:.3f} | {ours['achieved_gflops']:.1f} | "
+            f"{of_peak} | {memory_text} | {peer_rate} | {ratio} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="dense_ae,conv_ae",
-                        help=f"comma-separated, from {', '.join(PEER_MODELS)}")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=200, help="timed steps per chunk")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
+    parser.add_argument("--batch-sizes", default="128", help="comma-separated")
+    parser.add_argument("--steps-per-chunk", type=int, default=100)
     parser.add_argument("--chunks", type=int, default=5)
+    parser.add_argument("--peak-n", type=int, default=None,
+                        help="matmul size for the peak (default: 2048 on CPU, 8192 else)")
     parser.add_argument("--peer-python", default=None,
                         help="a Python with torch installed: also run the PyTorch peer")
     parser.add_argument("--peer-script", default=DEFAULT_PEER)
     parser.add_argument("--tfds-dir", default=None)
+    parser.add_argument("--write", default=None, help="write the markdown report here")
     args = parser.parse_args()
     models = args.models.split(",")
-    unknown = [m for m in models if m not in PEER_MODELS]
+    unknown = [m for m in models if m not in MODELS]
     if unknown:
-        parser.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(PEER_MODELS)}")
-    threads = os.cpu_count() or 1
-    print(f"# {platform.processor() or platform.machine()}, {threads} CPU threads, "
-          f"jax {jax.__version__} on {jax.devices()[0].platform}, batch {args.batch_size}",
-          flush=True)
-    images = jax.device_put(load_dataset("fashion_mnist", tfds_dir=args.tfds_dir).train_images)
+        parser.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(MODELS)}")
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    on_cpu = jax.devices()[0].platform == "cpu"
+    peak_n = args.peak_n or (2048 if on_cpu else 8192)
+    print(f"# {header()}", flush=True)
+    data = load_dataset("fashion_mnist", tfds_dir=args.tfds_dir)
+    arrays = jax.device_put({"image": data.train_images, "label": data.train_labels})
+    peak = matmul_peak_flops(peak_n)
+    print(json.dumps({"peak_matmul_n": peak_n, "peak_gflops": peak / 1e9}), flush=True)
     rows = []
-    for model in models:
-        ours = bench_model(model, args.batch_size, args.steps, args.chunks, images)
-        print(json.dumps(ours), flush=True)
-        peer = None
-        if args.peer_python:
-            peer = bench_peer(args.peer_python, args.peer_script, model, args.batch_size,
-                              args.steps, args.chunks, threads)
-            print(json.dumps(peer), flush=True)
-        rows.append((model, ours, peer))
-    print("\n| model | jaxae images/s | peer images/s | jaxae / peer |\n|---|---:|---:|---:|")
-    for model, ours, peer in rows:
-        theirs = f"{peer['img_per_s']:,.0f}" if peer else "-"
-        ratio = f"{ours['img_per_s'] / peer['img_per_s']:.2f}x" if peer else "-"
-        print(f"| {model} | {ours['img_per_s']:,.0f} | {theirs} | {ratio} |")
+    for batch_size in batch_sizes:
+        for model in models:
+            ours = bench_model(model, batch_size, args.steps_per_chunk, args.chunks, arrays, peak)
+            print(json.dumps(ours), flush=True)
+            peer = None
+            if args.peer_python and model in PEER_MODELS:
+                peer = bench_peer(args.peer_python, args.peer_script, model, batch_size,
+                                  args.steps_per_chunk, args.chunks, os.cpu_count() or 1)
+                print(json.dumps(peer), flush=True)
+            rows.append((ours, peer))
+    report = table(rows)
+    print("\n" + report)
+    if args.write:
+        command = "python -m jaxae.bench " + " ".join(
+            f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+            if v is not None and k not in ("write", "tfds_dir", "peer_script"))
+        with open(args.write, "w") as f:
+            f.write(f"# Benchmarks\n\nMachine: {header()}.\n\nMatmul peak ({peak_n} x {peak_n} "
+                    f"float32): {peak / 1e9:.1f} GFLOP/s.\n\nCommand: `{command}`\n\n"
+                    f"{report}\n")
 
 
 if __name__ == "__main__":
+    np.set_printoptions(precision=3)
     main()

@@ -144,6 +144,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "factors that divide 28 and that the network's x2 stages reach")
 
 
+def check_batch_splits(config: ml_collections.ConfigDict, num_devices: int) -> None:
+    """The batch is split evenly over the devices of the data-parallel mesh."""
+    size = config.batch_size
+    _require(size % num_devices == 0,
+             f"config.batch_size={size} does not split over {num_devices} devices: use a "
+             f"multiple of {num_devices}, e.g. --config.batch_size="
+             f"{max(num_devices, size // num_devices * num_devices)}")
+
+
 def check_sizes(config: ml_collections.ConfigDict, num_train: int, num_test: int) -> None:
     """Checks batch and split sizes against the data actually loaded, before compiling."""
     _require(config.val_size < num_train,

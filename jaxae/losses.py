@@ -7,6 +7,8 @@ Corruptions take an explicit PRNG key: the same key always gives the same corrup
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -38,7 +40,7 @@ def psnr(images: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 LOSSES = {"mse": mse, "bce": bce_with_logits}
-LOG_2PI = float(jnp.log(2 * jnp.pi))
+LOG_2PI = math.log(2 * math.pi)
 
 
 def _per_image_sum(values: jax.Array) -> jax.Array:

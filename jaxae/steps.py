@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from flax.training import train_state
+from jax.sharding import Mesh
 
-from jaxae import baselines, initializers, losses, pipeline
+from jaxae import baselines, initializers, losses, parallel, pipeline
 from jaxae.objectives import is_variational, per_image_terms
 
 TrainState = train_state.TrainState
@@ -51,16 +52,20 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
     return init(init_key)
 
 
-def make_train_step(config: ml_collections.ConfigDict
-                    ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, Metrics]]:
-    """Compiles one optimisation step; the state is donated, so it is updated in place.
+def train_step_fn(config: ml_collections.ConfigDict, mesh: Mesh | None = None
+                  ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, Metrics]]:
+    """One optimisation step as a pure function (not yet compiled).
 
     batch: {"image": uint8 [B, 28, 28], "label": int32 [B]}. The step's key,
     fold_in(key, step), drives corruption and binarisation and, for VAEs, z's sample.
+    With a mesh, the batch is split over its "data" axis and the gradients are averaged
+    across devices by the compiler (parameters stay replicated).
     """
 
     def train_step(state: TrainState, batch: dict, key: jax.Array
                    ) -> tuple[TrainState, Metrics]:
+        if mesh is not None:
+            batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
         example_key, sample_key = jax.random.split(jax.random.fold_in(key, state.step))
         inputs, targets = pipeline.make_example(config, batch["image"], example_key)
 
@@ -74,7 +79,35 @@ def make_train_step(config: ml_collections.ConfigDict
         metrics["grad_norm"] = optax.tree.norm(grads)
         return state.apply_gradients(grads=grads), metrics
 
-    return jax.jit(train_step, donate_argnums=0)
+    return train_step
+
+
+def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None = None
+                    ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, Metrics]]:
+    """Compiles one optimisation step; the state is donated, so it is updated in place."""
+    return jax.jit(train_step_fn(config, mesh), donate_argnums=0)
+
+
+def make_train_chunk(config: ml_collections.ConfigDict, mesh: Mesh | None = None
+                     ) -> Callable[..., tuple[TrainState, Metrics]]:
+    """Compiles `num_steps` consecutive steps as one `lax.scan`: the host dispatches once.
+
+    f(state, arrays, order, first_index, key, num_steps) runs the steps whose batches are
+    numbers first_index .. first_index + num_steps - 1 of the epoch ordered by `order`,
+    gathered on the device from the resident `arrays`; it returns the new state and each
+    step's metrics stacked along a leading axis. Same step function as `make_train_step`.
+    """
+    step = train_step_fn(config, mesh)
+
+    def train_chunk(state: TrainState, arrays: dict, order: jax.Array, first_index: jax.Array,
+                    key: jax.Array, num_steps: int) -> tuple[TrainState, Metrics]:
+        def body(state: TrainState, index: jax.Array) -> tuple[TrainState, Metrics]:
+            batch = pipeline.gather_batch(arrays, order, index, config.batch_size)
+            return step(state, batch, key)
+
+        return jax.lax.scan(body, state, first_index + jnp.arange(num_steps))
+
+    return jax.jit(train_chunk, static_argnames="num_steps", donate_argnums=0)
 
 
 def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module

@@ -2,18 +2,26 @@
 
 Order of work: validate the config and the workdir (no compilation yet), load the data,
 build the state, restore the newest checkpoint if the workdir holds one, then train.
+
+Training runs in chunks: the steps between two points where the host has something to do
+(log, checkpoint, end of epoch, stop) are compiled `lax.scan`s over batches gathered on the
+device (lengths that are powers of two, so few programs compile), and their metrics are
+read only after the next interval has been dispatched.
+Chunks of any length give the same bits, so resuming at any step repeats the run exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
 import jax
 import ml_collections
+import numpy as np
 from tqdm import tqdm
 
-from jaxae import checkpoints, pipeline, steps
+from jaxae import checkpoints, parallel, pipeline, steps
 from jaxae import config as config_lib
 from jaxae.evaluation import evaluate_split
 from jaxae.metric_writer import MetricWriter
@@ -35,12 +43,13 @@ def evaluate_splits(eval_step, params, data: Splits, config: ml_collections.Conf
     return out
 
 
-def _first_non_finite(window: list[dict], first_step: int) -> tuple[int, str, float] | None:
-    """(step, quantity, value) of the first non-finite training metric in a window."""
-    for offset, metrics in enumerate(window):
-        for name, value in metrics.items():
-            if not math.isfinite(float(value)):
-                return first_step + offset, name, float(value)
+def _first_non_finite(metrics: dict[str, np.ndarray], first_step: int
+                      ) -> tuple[int, str, float] | None:
+    """(step, quantity, value) of the first non-finite value in a chunk's stacked metrics."""
+    for offset in range(len(metrics["loss"])):
+        for name, values in metrics.items():
+            if not math.isfinite(float(values[offset])):
+                return first_step + offset, name, float(values[offset])
     return None
 
 
@@ -58,89 +67,171 @@ def _restore_or_init(manager, state: steps.TrainState, workdir: str) -> steps.Tr
     restored = checkpoints.restore_newest_intact(manager, state)
     if restored is None:
         return state
-    print(f"resumed from the checkpoint at step {int(restored.step)} in {workdir}", flush=True)
+    if parallel.is_main_process():
+        print(f"resumed from the checkpoint at step {int(restored.step)} in {workdir}",
+              flush=True)
     return restored
+
+
+def _chunk_end(step: int, epoch_end: int, stop_at: int, config: ml_collections.ConfigDict
+               ) -> int:
+    """The next step at which the host must act: log, checkpoint, end of epoch or stop."""
+    ends = [epoch_end, stop_at, (step // config.log_every_steps + 1) * config.log_every_steps]
+    if config.checkpoint_every_steps:
+        every = config.checkpoint_every_steps
+        ends.append((step // every + 1) * every)
+    return min(ends)
+
+
+def _power_of_two_chunks(first_index: int, num_steps: int) -> list[tuple[int, int]]:
+    """(first batch index, length) of chunks covering num_steps, lengths powers of two,
+    largest first: whatever the schedule, at most log2(num_steps) + 1 programs compile."""
+    chunks = []
+    for bit in reversed(range(num_steps.bit_length())):
+        if num_steps >> bit & 1:
+            chunks.append((first_index, 1 << bit))
+            first_index += 1 << bit
+    return chunks
+
+
+class _ChunkLog:
+    """Reads a dispatched chunk's metrics (after the next one is dispatched): checks that
+    every step is finite, writes the step's record at log points, updates the progress bar."""
+
+    def __init__(self, config: ml_collections.ConfigDict, writer: MetricWriter | None,
+                 steps_per_epoch: int):
+        self.config, self.writer, self.steps_per_epoch = config, writer, steps_per_epoch
+        self.pending = None
+        self.clock = time.perf_counter()
+
+    def add(self, first_step: int, metrics: list[dict], epoch: int, bar: tqdm) -> None:
+        self.flush()
+        self.pending = (first_step, metrics, epoch, bar)
+
+    def flush(self) -> None:
+        if self.pending is None:
+            return
+        first_step, metrics, epoch, bar = self.pending
+        self.pending = None
+        parts = jax.device_get(metrics)  # one transfer for the whole interval
+        fetched = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        fault = _first_non_finite(fetched, first_step)
+        if fault:
+            _check_finite({fault[1]: fault[2]}, fault[0], "train_")
+        count = len(fetched["loss"])
+        step = first_step + count - 1
+        last = {name: float(values[-1]) for name, values in fetched.items()}
+        end_of_epoch = step % self.steps_per_epoch == 0
+        if self.writer and (step % self.config.log_every_steps == 0 or end_of_epoch):
+            # the step's own values, not a window mean: a resumed run writes the same
+            # records as an uninterrupted one (and no timings, for the same reason)
+            self.writer.write({"step": step, "epoch": epoch + 1,
+                               **{f"train_{k}": v for k, v in last.items()}})
+        now = time.perf_counter()
+        rate = count * self.config.batch_size / max(now - self.clock, 1e-9)
+        self.clock = now
+        bar.update(count)
+        bar.set_postfix(loss=f"{last['loss']:.4f}", images_per_s=f"{rate:.0f}")
+
+
+def _local(tree):
+    """This process's copy of replicated arrays (evaluation runs on one local device)."""
+    return jax.tree.map(lambda a: a.addressable_data(0), tree)
+
+
+def parameter_checksum(params) -> float:
+    """Sum of |p| over every parameter, in float64: equal across processes in step."""
+    return float(sum(np.abs(np.asarray(leaf, np.float64)).sum()
+                     for leaf in jax.tree.leaves(_local(params))))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
     """Trains the config's model, resuming from `workdir` if it holds a run; returns the state.
 
-    Stops early, with a checkpoint, at config.stop_after_steps or on SIGTERM / Ctrl-C;
-    rerunning the same command continues and ends bitwise equal to an uninterrupted run.
+    Runs data-parallel over every device of every process (`jaxae.parallel`); only process
+    0 writes files and prints. Stops early, with a checkpoint, at config.stop_after_steps or
+    on SIGTERM / Ctrl-C; rerunning the same command continues and ends bitwise equal to an
+    uninterrupted run.
     """
     config_lib.validate(config)
+    mesh = parallel.data_mesh()
+    config_lib.check_batch_splits(config, mesh.size)
+    main = parallel.is_main_process()
     prepare_workdir(workdir, config)
     keys = pipeline.derive_keys(config.seed)
     data = load_splits(config, keys.data)
     config_lib.check_sizes(config, len(data.train) + (len(data.val) if data.val else 0),
                            len(data.test))
-    write_run_files(workdir, config)
+    if main:
+        write_run_files(workdir, config)
     frozen = ml_collections.FrozenConfigDict(config)
 
     model = build_model(config.model, config.latent_dim, config.superres_factor)
     manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
-    state = _restore_or_init(manager, steps.create_train_state(frozen, model, keys.init),
-                             workdir)
-    writer = MetricWriter(workdir)
-    writer.drop_after(int(state.step))  # records of steps a restart will run again
-    train_step = steps.make_train_step(frozen)
+    fresh = parallel.put_replicated(steps.create_train_state(frozen, model, keys.init), mesh)
+    state = _restore_or_init(manager, fresh, workdir)
+    writer = MetricWriter(workdir) if main else None
+    if writer:
+        writer.drop_after(int(state.step))  # records of steps a restart will run again
+    train_chunk = steps.make_train_chunk(frozen, mesh)
     eval_step = steps.make_eval_step(frozen, model)
 
-    train_arrays = jax.device_put({"image": data.train.images, "label": data.train.labels})
+    train_arrays = parallel.put_replicated(
+        {"image": data.train.images, "label": data.train.labels}, mesh)
+    train_key = parallel.put_replicated(keys.train, mesh)
     steps_per_epoch = pipeline.steps_per_epoch(len(data.train), config.batch_size)
     total_steps = steps_per_epoch * config.num_epochs
-    print(f"{config.model} on {config.dataset} ({data.source}): {len(data.train)} train / "
-          f"{len(data.test)} test images, {steps_per_epoch} steps per epoch, "
-          f"{total_steps} steps in all", flush=True)
+    devices = f"{mesh.size} device{'s' * (mesh.size > 1)}"
+    if jax.process_count() > 1:
+        devices += f" in {jax.process_count()} processes"
+    if main:
+        print(f"{config.model} on {config.dataset} ({data.source}): {len(data.train)} train / "
+              f"{len(data.test)} test images, {steps_per_epoch} steps per epoch, "
+              f"{total_steps} steps in all, on {devices} ({jax.default_backend()})", flush=True)
     step = int(state.step)
     stop_at = min(total_steps, config.stop_after_steps or total_steps)
-    with GracefulStop() as stop:
+    log = _ChunkLog(config, writer, steps_per_epoch)
+    # closing the manager waits for the save in flight, also when an error ends the run
+    with GracefulStop() as stop, contextlib.closing(manager):
         while step < stop_at and not stop.requested:
             epoch, first = divmod(step, steps_per_epoch)
-            order = pipeline.epoch_permutation(keys.data, epoch, len(data.train))
-            last = min(steps_per_epoch, first + stop_at - step)
-            window, window_start, start = [], step + 1, time.perf_counter()
-            bar = tqdm(range(first, last), desc=f"epoch {epoch + 1}/{config.num_epochs}",
-                       initial=first, total=steps_per_epoch, leave=False, disable=None)
-            for index in bar:
-                batch = pipeline.take_batch(train_arrays, order, index, config.batch_size)
-                state, metrics = train_step(state, batch, keys.train)
-                window.append(metrics)
-                step += 1
-                end_of_epoch = index == steps_per_epoch - 1
-                if step % config.log_every_steps == 0 or end_of_epoch or stop.requested:
-                    fetched = jax.device_get(window)  # one transfer for the whole window
-                    fault = _first_non_finite(fetched, window_start)
-                    if fault:
-                        _check_finite({fault[1]: fault[2]}, fault[0], "train_")
-                    rate = len(window) * config.batch_size / (time.perf_counter() - start)
-                    if step % config.log_every_steps == 0 or end_of_epoch:
-                        # the step's own values, not a window mean: a resumed run writes the
-                        # same records as an uninterrupted one (and no timings, for the same
-                        # reason)
-                        writer.write({"step": step, "epoch": epoch + 1,
-                                      **{f"train_{k}": float(v) for k, v in fetched[-1].items()}})
-                    bar.set_postfix(loss=f"{float(fetched[-1]['loss']):.4f}",
-                                    images_per_s=f"{rate:.0f}")
-                    window, window_start, start = [], step + 1, time.perf_counter()
+            epoch_end = min((epoch + 1) * steps_per_epoch, stop_at)
+            order = parallel.put_replicated(
+                pipeline.epoch_permutation(keys.data, epoch, len(data.train)), mesh)
+            bar = tqdm(desc=f"epoch {epoch + 1}/{config.num_epochs}", initial=first,
+                       total=steps_per_epoch, leave=False, disable=None if main else True)
+            while step < epoch_end and not stop.requested:
+                end = _chunk_end(step, epoch_end, stop_at, config)
+                metrics = []
+                for first_index, length in _power_of_two_chunks(
+                        step - epoch * steps_per_epoch, end - step):
+                    state, chunk_metrics = train_chunk(state, train_arrays, order, first_index,
+                                                       train_key, num_steps=length)
+                    metrics.append(chunk_metrics)
+                log.add(step + 1, metrics, epoch, bar)
+                step = end
                 every = config.checkpoint_every_steps
-                if every and step % every == 0 and not end_of_epoch:
+                if every and step % every == 0 and step % steps_per_epoch:
+                    log.flush()  # metrics are checked before every checkpoint
                     checkpoints.save(manager, state)
-                if stop.requested:
-                    break
+            log.flush()
             bar.close()
             if step < (epoch + 1) * steps_per_epoch:  # stopped inside the epoch
                 checkpoints.save(manager, state)
-                why = f"{stop.requested} received" if stop.requested else "stop_after_steps"
-                print(f"{why}: stopped at step {step} with a checkpoint; rerun the same "
-                      "command to continue", flush=True)
                 break
-            evaluation = evaluate_splits(eval_step, state.params, data, config, keys.eval)
+            evaluation = evaluate_splits(eval_step, _local(state.params), data, config,
+                                         keys.eval)
             _check_finite(evaluation, step)
-            writer.write({"step": step, "epoch": epoch + 1, **evaluation})
+            if writer:
+                writer.write({"step": step, "epoch": epoch + 1, **evaluation})
             if (epoch + 1) % config.checkpoint_every_epochs == 0 or step >= stop_at or \
                     stop.requested:
                 checkpoints.save(manager, state)
-    manager.wait_until_finished()
-    manager.close()
+    if jax.process_count() > 1:  # every process prints: equal figures show they ran in step
+        print(f"process {jax.process_index()}: parameter checksum "
+              f"{parameter_checksum(state.params):.10e}", flush=True)
+    if main and 0 < step < total_steps:  # stopped early: in an epoch, at its end or its eval
+        why = f"{stop.requested} received" if stop.requested else "stop_after_steps"
+        print(f"{why}: stopped at step {step} with a checkpoint; rerun the same command to "
+              "continue", flush=True)
     return state

@@ -121,3 +121,27 @@ def test_resuming_a_workdir_with_another_model_is_refused(tiny_config, tmp_path)
 def test_evaluating_an_empty_workdir_says_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no run"):
         evaluate_workdir(str(tmp_path))
+
+
+def test_validation_split_is_carved_deterministically_and_evaluated(tiny_config, tmp_path):
+    config = tiny_config(num_epochs=1, val_size=128)
+    keys = pipeline.derive_keys(config.seed)
+    data = load_splits(config, keys.data)
+    again = load_splits(config, keys.data)
+    assert len(data.train) == 384 and len(data.val) == 128
+    np.testing.assert_array_equal(data.val.images, again.val.images)
+    train_rows = {row.tobytes() for row in data.train.images}
+    assert not any(row.tobytes() in train_rows for row in data.val.images)
+    train_and_evaluate(config, str(tmp_path))
+    assert "val_loss" in read_metrics(tmp_path)[-1]
+
+
+def test_static_binarization_is_one_fixed_bernoulli_draw(tiny_config):
+    config = tiny_config(binarize="static")
+    keys = pipeline.derive_keys(config.seed)
+    data = load_splits(config, keys.data)
+    assert set(np.unique(data.train.images)) == {0, 255}
+    np.testing.assert_array_equal(data.train.images, load_splits(config, keys.data).train.images)
+    grey = load_splits(tiny_config(), keys.data).train.images / 255.0
+    # each pixel is on with probability equal to its intensity
+    np.testing.assert_allclose((data.train.images / 255.0).mean(), grey.mean(), atol=0.005)

@@ -1,0 +1,97 @@
+"""Fast and parallel training paths give the results of the plain one.
+
+Chunks of any length are bitwise equal; 8 devices and 2 processes equal 1 device within
+float tolerance (a different reduction order changes the last bits).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxae import pipeline, steps
+from jaxae.models import build_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("overrides", [
+    {"model": "conv_ae", "latent_dim": 128, "loss": "bce"},
+    {"corruption": "dropout"},
+    {"model": "vae", "latent_dim": 2},
+])
+def test_chunks_of_any_length_give_the_same_bits(tiny_config, overrides):
+    config = ml_collections.FrozenConfigDict(tiny_config(**overrides))
+    keys = pipeline.derive_keys(0)
+    rng = np.random.default_rng(0)
+    arrays = jax.device_put({"image": rng.integers(0, 256, (256, 28, 28), np.uint8),
+                             "label": rng.integers(0, 10, 256).astype(np.int32)})
+    order = pipeline.epoch_permutation(keys.data, 0, 256)
+    chunk = steps.make_train_chunk(config)
+    finals = []
+    for length in (1, 4, 8):
+        state = steps.create_train_state(config, build_model(config.model, config.latent_dim),
+                                         keys.init)
+        for first in range(0, 8, length):
+            state, _ = chunk(state, arrays, order, first, keys.train, num_steps=length)
+        finals.append([np.asarray(x) for x in jax.tree.leaves(state.params)])
+    for other in finals[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(finals[0], other, strict=True))
+
+
+def _train(workdir, tfds_dir, env=None, *extra) -> subprocess.Popen:
+    command = [sys.executable, "train.py", "--config=configs/test.py", f"--workdir={workdir}",
+               f"--config.tfds_dir={tfds_dir}", *extra]
+    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+    return out
+
+
+def _losses(workdir) -> np.ndarray:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    return np.array([r.get("train_loss", r.get("test_loss")) for r in records])
+
+
+@pytest.mark.slow
+def test_eight_devices_follow_the_single_device_loss_curve(fashion_tfds_dir, tmp_path):
+    one = _train(tmp_path / "one", fashion_tfds_dir)
+    _finish(one)
+    eight = _train(tmp_path / "eight", fashion_tfds_dir,
+                   {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    out = _finish(eight)
+    assert "8 devices" in out
+    np.testing.assert_allclose(_losses(tmp_path / "eight"), _losses(tmp_path / "one"),
+                               rtol=1e-4)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_same_model_in_step(fashion_tfds_dir, tmp_path):
+    port = _free_port()
+    workers = [_train(tmp_path / "two", fashion_tfds_dir, {
+        "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
+        "JAX_PROCESS_ID": str(i), "JAX_PLATFORMS": "cpu"}) for i in range(2)]
+    outputs = [_finish(w) for w in workers]
+    checksums = [line.split()[-1] for out in outputs for line in out.splitlines()
+                 if "parameter checksum" in line]
+    assert len(checksums) == 2 and checksums[0] == checksums[1], outputs
+    single = _train(tmp_path / "one", fashion_tfds_dir)
+    _finish(single)
+    np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
