@@ -6,12 +6,15 @@ initialised state; with no checkpoint, training starts from that fresh state.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
+import weakref
 
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from etils import epath
 
 from jaxae.steps import TrainState
 
@@ -20,25 +23,69 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
+# The steps each open manager has saved in this process: a second save of a step is the same
+# state again, and the keys are the managers whose pending saves an error exit waits for.
+_saved_steps: weakref.WeakKeyDictionary[ocp.CheckpointManager, set[int]] = (
+    weakref.WeakKeyDictionary())
+
+
 def make_manager(workdir: str, keep: int = 3, read_only: bool = False
                  ) -> ocp.CheckpointManager:
     """A manager that keeps the newest `keep` checkpoints; every `save` call is honoured."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
-                                           read_only=read_only,
-                                           cleanup_tmp_directories=not read_only)
-    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+    options = ocp.CheckpointManagerOptions(max_to_keep=None if read_only else keep,
+                                           create=not read_only, read_only=read_only,
+                                           cleanup_tmp_directories=not read_only,
+                                           save_interval_steps=0 if read_only else 1)
+    manager = ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+    _saved_steps[manager] = set()
+    return manager
+
+
+def finish_pending_saves() -> None:
+    """Waits for every asynchronous save still in flight in this process.
+
+    An exit on an error must not abandon a save half-written: its checkpoint would be lost
+    and Orbax's writer threads would fail noisily at interpreter shutdown.
+    """
+    for manager in list(_saved_steps.keys()):
+        try:
+            manager.wait_until_finished()
+        except Exception:  # noqa: BLE001 (Orbax has logged it; the exit's own error comes next)
+            pass
+
+
+def _first_non_finite(params) -> str | None:
+    """The name of the first parameter holding a NaN or an infinity, or None."""
+    for name, leaf in _leaves(params).items():
+        if not bool(jnp.all(jnp.isfinite(leaf))):
+            return name
+    return None
 
 
 def save(manager: ocp.CheckpointManager, state: TrainState) -> None:
     """Saves `state` under its step number (asynchronously: call `wait_until_finished`).
 
     Refuses non-finite parameters, so a numerical fault never overwrites a good checkpoint.
+    A step saved already by this process is skipped (it holds this very state); a step left
+    on disk by an earlier process is one that resuming passed over as damaged: replaced.
     """
-    if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(state.params)):
+    step = int(state.step)
+    bad = _first_non_finite(state.params)
+    if bad is not None:
+        manager.wait_until_finished()  # the previous, finite checkpoint is complete on disk
+        latest = manager.latest_step()
+        kept = "" if latest is None else f"; the newest on disk, step {latest}, is intact"
         raise FloatingPointError(
-            f"the parameters are not finite at step {int(state.step)}: no checkpoint was "
-            "written; the newest one on disk is the last good state")
-    manager.save(int(state.step), args=ocp.args.StandardSave(_saved_tree(state)), force=True)
+            f"parameter {bad} is not finite at step {step}: no checkpoint was written for it"
+            f"{kept}; lower --config.learning_rate")
+    saved = _saved_steps.setdefault(manager, set())
+    if step in saved:
+        return
+    if step in manager.all_steps():
+        manager.wait_until_finished()
+        manager.delete(step)
+    manager.save(step, args=ocp.args.StandardSave(_saved_tree(state)), force=True)
+    saved.add(step)
 
 
 class CheckpointMismatch(ValueError):
@@ -47,16 +94,19 @@ class CheckpointMismatch(ValueError):
 
 def saved_param_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
     """{'encoder/code/kernel': shape, ...} as written in the checkpoint's metadata."""
-    path = os.path.join(str(manager.directory), str(step), "default")
-    metadata = ocp.StandardCheckpointer().metadata(path)
-    tree = getattr(metadata, "item_metadata", metadata)
-    return _shapes(dict(getattr(tree, "tree", tree))["params"])
+    path = epath.Path(manager.directory) / str(step) / "default"
+    metadata = ocp.StandardCheckpointHandler().metadata(path)
+    return _shapes(dict(getattr(metadata, "tree", metadata))["params"])
+
+
+def _leaves(params) -> dict[str, object]:
+    """{'encoder/code/kernel': leaf, ...}: the parameters by their path names."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in path): leaf for path, leaf in flat}
 
 
 def _shapes(params) -> dict[str, tuple]:
-    flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
-            for path, leaf in flat}
+    return {name: tuple(leaf.shape) for name, leaf in _leaves(params).items()}
 
 
 def check_fits(manager: ocp.CheckpointManager, step: int, like: TrainState) -> None:
@@ -100,14 +150,39 @@ def restore_newest_intact(manager: ocp.CheckpointManager, like: TrainState
         except CheckpointMismatch:
             raise
         except Exception as e:  # noqa: BLE001 (any failure to read is damage)
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            print(f"warning: the checkpoint at step {step} is damaged ({reason}); trying an "
-                  "older one", file=sys.stderr, flush=True)
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            reason = reason.split(" See full TensorStore details")[0][:200]
+        _collect_failed_reads()
+        print(f"warning: the checkpoint at step {step} is damaged ({reason}); trying an "
+              "older one", file=sys.stderr, flush=True)
     if saved:
         raise NoIntactCheckpoint(
             f"no checkpoint in {manager.directory} restores (steps {saved} are damaged): move "
             "that folder away to train from scratch")
     return None
+
+
+_chained_unraisablehook = None
+
+
+def _ignore_abandoned_reads(unraisable) -> None:
+    """sys.unraisablehook that drops the errors of Orbax's abandoned read coroutines."""
+    code = getattr(unraisable.object, "cr_code", None)
+    if code is None or "orbax" not in code.co_filename:
+        (_chained_unraisablehook or sys.__unraisablehook__)(unraisable)
+
+
+def _collect_failed_reads() -> None:
+    """Collects the reads a failed restore left behind, without printing their errors.
+
+    Orbax reads arrays concurrently; when one fails, the others' coroutines are dropped and
+    Python would print each one's error (many lines of TensorStore spec) when it collects
+    them, now or later. The damage is reported once, by the caller's warning line.
+    """
+    global _chained_unraisablehook
+    if sys.unraisablehook is not _ignore_abandoned_reads:
+        _chained_unraisablehook, sys.unraisablehook = sys.unraisablehook, _ignore_abandoned_reads
+    gc.collect()
 
 
 def _saved_tree(state: TrainState) -> dict:

@@ -29,6 +29,8 @@ class MetricWriter:
             return
         with open(self.path) as f:
             lines = f.readlines()
+        if lines and not lines[-1].endswith("\n"):  # a write cut short (power loss, full disk)
+            lines[-1] = ""
         kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
         if len(kept) != len(lines):
             tmp = self.path + ".tmp"

@@ -22,7 +22,7 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     """Creates the workdir and checks that a run already in it was made by this config."""
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write_test")
+        probe = os.path.join(workdir, f".write_test.{os.getpid()}")  # one per process
         with open(probe, "w") as f:
             f.write("ok")
         os.remove(probe)
@@ -32,8 +32,7 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
             "write to") from None
     path = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
+        saved = _read_json(path, "delete it: this run writes it again")
         for field in config_lib.RUN_DEFINING_FIELDS:
             if saved.get(field) != config[field]:
                 raise config_lib.ConfigError(
@@ -43,8 +42,8 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict) -> None:
     """config.json and environment.json: everything a rerun needs to repeat this run."""
-    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    _write_whole(os.path.join(workdir, CONFIG_FILE),
+                 config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
     environment = {
         "jaxae": jaxae.__version__,
         "git_commit": _git_commit(),
@@ -55,8 +54,23 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict) -> None:
     }
     for module in ("flax", "optax", "orbax.checkpoint", "numpy", "tensorflow_datasets"):
         environment[module] = _version_of(module)
-    with open(os.path.join(workdir, ENVIRONMENT_FILE), "w") as f:
-        json.dump(environment, f, indent=2)
+    _write_whole(os.path.join(workdir, ENVIRONMENT_FILE), json.dumps(environment, indent=2))
+
+
+def _write_whole(path: str, text: str) -> None:
+    """Writes a file whole or not at all: a run killed meanwhile leaves the previous one."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def _read_json(path: str, fix: str) -> dict:
+    """A JSON file of the workdir; a damaged one is a one-line ConfigError with the fix."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise config_lib.ConfigError(f"{path} is damaged ({e}): {fix}") from None
 
 
 def _version_of(module: str) -> str:
@@ -84,9 +98,9 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
         raise FileNotFoundError(
             f"{workdir!r} holds no run ({CONFIG_FILE} is missing): train one first with "
             f"python train.py --config=configs/default.py --workdir={workdir}")
-    with open(path) as f:
-        config = config_lib.base_config()
-        config.update_from_flattened_dict(_flatten(json.load(f)))
+    config = config_lib.base_config()
+    config.update_from_flattened_dict(_flatten(_read_json(
+        path, "rerun python train.py with this --workdir and the run's flags to write it again")))
     config_lib.validate(config)
     return config
 

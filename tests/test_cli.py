@@ -18,7 +18,8 @@ def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_
     trained = run("train.py", "--config=configs/test.py", f"--workdir={workdir}",
                   f"--config.tfds_dir={fashion_tfds_dir}", "--config.latent_dim=2")
     assert trained.returncode == 0, trained.stderr[-2000:]
-    assert os.listdir(os.path.join(workdir, "checkpoints")) == ["32"]  # 2 epochs x 16 steps
+    saved = sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int)
+    assert saved == ["16", "32"]  # one per epoch of 16 steps
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["latent_dim"] == 2
     evaluated = run("evaluate.py", f"--workdir={workdir}")
@@ -38,7 +39,7 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "error: config.model='vae9' is unknown: choose one of dense_ae, deep_ae, conv_ae, "
-        "superres"]
+        "vae, conv_vae, cvae, superres"]
     assert not os.path.exists(workdir)
 
 

@@ -1,0 +1,531 @@
+"""Faults, injected into real runs on Fashion-MNIST: SIGKILL at chosen moments, SIGTERM and
+Ctrl-C, damaged checkpoints, numerical blow-ups and bad input.
+
+What needs a process of its own (a kill, a signal, an exit code, the cost of a start) runs
+train.py / evaluate.py; reruns after a fault run in this process through `cli.run`, as the
+entry points do. Runs that must end as if nothing happened use the kill script's flags
+(configs/test.py, a checkpoint every 2 steps) and are compared bitwise with one
+uninterrupted run of them. The bad-input cases run in the background from the start.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxae import checkpoints, cli, pipeline, steps
+from jaxae.metric_writer import MetricWriter
+from jaxae.models import build_model
+from jaxae.trainer import train_and_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BAD_INPUT_CPU_S = 15.0  # the whole process, in CPU seconds (the same on a busy machine)
+BAD_INPUT_WALL_S = 60.0  # and in wall time: it must not wait for anything (network, locks)
+
+
+def _load_kill_script():
+    """scripts/kill_test.py as a module (scripts/ is not a package)."""
+    path = os.path.join(ROOT, "scripts", "kill_test.py")
+    spec = importlib.util.spec_from_file_location("kill_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+kill_test = _load_kill_script()
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def run_env(tmp_path_factory) -> dict[str, str]:
+    """Environment for train.py: a compilation cache of this module's own, filled by the
+    uninterrupted run before any process is killed."""
+    return kill_test.cache_env(str(tmp_path_factory.mktemp("jax_cache")))
+
+
+@pytest.fixture(scope="module")
+def reference(fashion_tfds_dir, tmp_path_factory, run_env) -> str:
+    """The workdir of one uninterrupted train.py run with the kill script's flags."""
+    root = tmp_path_factory.mktemp("reference")
+    workdir = str(root / "uninterrupted")
+    kill_test.uninterrupted_run(workdir, fashion_tfds_dir, run_env, str(root))
+    return workdir
+
+
+@pytest.fixture
+def kill_script_config(tiny_config) -> Callable[..., ml_collections.ConfigDict]:
+    """The config train.py builds from the kill script's flags, for in-process reruns."""
+
+    def make(**overrides) -> ml_collections.ConfigDict:
+        return tiny_config(corruption="dropout", checkpoint_every_steps=2, log_every_steps=4,
+                           seed=0, **overrides)
+
+    return make
+
+
+def python(script: str, *flags: str, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *flags], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def cli_run(fn: Callable, *args) -> tuple[int, object]:
+    """(exit code, result) of fn(*args) run as the entry points run it."""
+    try:
+        return 0, cli.run(fn, *args)
+    except SystemExit as e:
+        return int(e.code), None
+
+
+def copy_run(reference: str, tmp_path) -> str:
+    return shutil.copytree(reference, str(tmp_path / "run"))
+
+
+def largest_file(folder: str) -> str:
+    """The biggest file under a checkpoint folder: the one holding the parameters."""
+    files = [os.path.join(d, f) for d, _, names in os.walk(folder) for f in names]
+    return max(files, key=os.path.getsize)
+
+
+def damage(workdir: str, step: int, how: str) -> None:
+    """Truncates to half, or deletes, the main data file of the checkpoint at `step`."""
+    path = largest_file(os.path.join(checkpoints.checkpoint_dir(workdir), str(step)))
+    if how == "deleted":
+        os.remove(path)
+    else:
+        os.truncate(path, os.path.getsize(path) // 2)
+
+
+def snapshot(folder: str) -> dict[str, str]:
+    """{relative path: sha256} of every file under a folder."""
+    digests = {}
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as f:
+                digests[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return digests
+
+
+def lines_of(text: str) -> list[str]:
+    return text.strip().splitlines()
+
+
+def restored(workdir: str, step: int) -> steps.TrainState:
+    return kill_test.restored_state(workdir, step)
+
+
+# ---------------------------------------------------------------------------- SIGKILL
+
+
+@pytest.mark.slow
+def test_killed_three_times_once_mid_write_ends_bitwise_equal(fashion_tfds_dir, reference,
+                                                               run_env, tmp_path):
+    outcome = kill_test.kill_test(
+        fashion_tfds_dir, str(tmp_path), ["mid_epoch", "checkpoint_write", "evaluation"],
+        reference=(reference, None), cache_dir=run_env["JAX_COMPILATION_CACHE_DIR"])
+    print(kill_test.report(outcome))
+    assert [k.point for k in outcome.kills] == ["mid_epoch", "checkpoint_write", "evaluation"]
+    assert outcome.during_writes >= 1, "no kill landed inside a checkpoint write"
+    assert outcome.differences == []
+
+
+def test_the_comparison_sees_one_checkpoint_out_of_place(reference, tmp_path):
+    workdir = copy_run(reference, tmp_path)
+    folder = checkpoints.checkpoint_dir(workdir)
+    os.rename(os.path.join(folder, "28"), os.path.join(folder, "swap"))
+    os.rename(os.path.join(folder, "30"), os.path.join(folder, "28"))
+    os.rename(os.path.join(folder, "swap"), os.path.join(folder, "30"))
+    differences = kill_test.compare_runs(reference, workdir)
+    assert any(d.startswith("step 30: ['params']") for d in differences), differences
+    assert "metrics.jsonl differs" not in differences
+
+
+# ---------------------------------------------------------------------------- SIGTERM, Ctrl-C
+
+
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, timeout: float = 120.0
+             ) -> None:
+    """Polls until `condition` holds; fails if the process ends or time runs out first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"train.py ended early with exit code {proc.returncode}"
+        assert time.monotonic() < deadline, "train.py did not get that far in time"
+        time.sleep(0.005)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_with_a_checkpoint_and_the_rerun_ends_bitwise_equal(
+        sig, fashion_tfds_dir, reference, run_env, kill_script_config, tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    with open(tmp_path / "stdout", "w+") as out:
+        proc = subprocess.Popen(kill_test.train_command(workdir, fashion_tfds_dir), cwd=ROOT,
+                                env=run_env, stdout=out, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: os.path.exists(metrics) and os.path.getsize(metrics) > 0, proc)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+        out.seek(0)
+        stdout = out.read()
+    assert proc.returncode == 0, stderr[-3000:]
+    said = re.search(rf"{sig.name} received: stopped at step (\d+) with a checkpoint", stdout)
+    assert said, stdout[-2000:]
+    step = int(said[1])
+    assert 0 < step < 32 and step in kill_test.checkpoint_steps(workdir)
+
+    code, state = cli_run(train_and_evaluate, kill_script_config(), workdir)
+    assert code == 0
+    assert f"resumed from the checkpoint at step {step}" in capsys.readouterr().out
+    assert int(state.step) == 32
+    assert kill_test.compare_runs(reference, workdir) == []
+
+
+# ---------------------------------------------------------------------------- damaged checkpoints
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["truncated", "deleted"])
+def test_a_damaged_newest_checkpoint_is_passed_over_with_one_warning(
+        how, reference, run_env, kill_script_config, tmp_path, capsys):
+    workdir = copy_run(reference, tmp_path)
+    assert kill_test.checkpoint_steps(workdir) == [28, 30, 32]
+    damage(workdir, 32, how)
+    warning = "warning: the checkpoint at step 32 is damaged ("
+
+    if how == "truncated":  # evaluate.py takes the same path in both cases
+        evaluated = python("evaluate.py", f"--workdir={workdir}", env=run_env)
+        assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+        assert "evaluating the checkpoint at step 30 of" in evaluated.stdout
+        [line] = lines_of(evaluated.stderr)
+        assert line.startswith(warning) and line.endswith("trying an older one")
+
+    code, state = cli_run(train_and_evaluate, kill_script_config(), workdir)
+    out, err = capsys.readouterr()
+    assert code == 0 and int(state.step) == 32
+    [line] = lines_of(err)
+    assert line.startswith(warning)
+    assert "resumed from the checkpoint at step 30" in out
+    assert kill_test.compare_runs(reference, workdir) == []  # step 32 written again, intact
+
+
+@pytest.mark.slow
+def test_no_intact_checkpoint_is_one_error_and_nothing_is_deleted(reference, kill_script_config,
+                                                                  tmp_path, capsys):
+    workdir = copy_run(reference, tmp_path)
+    for step in kill_test.checkpoint_steps(workdir):
+        damage(workdir, step, "truncated")
+    before = snapshot(os.path.join(workdir, "checkpoints"))
+    metrics = snapshot(workdir)["metrics.jsonl"]
+
+    code, _ = cli_run(train_and_evaluate, kill_script_config(), workdir)
+    err = lines_of(capsys.readouterr().err)
+    assert code == 1
+    assert [line for line in err if line.startswith("error:")] == err[-1:]
+    assert err[-1].startswith(f"error: no checkpoint in {workdir}/checkpoints restores "
+                              "(steps [32, 30, 28] are damaged)")
+    assert all(line.startswith("warning: the checkpoint at step") for line in err[:-1])
+    assert snapshot(os.path.join(workdir, "checkpoints")) == before
+    assert snapshot(workdir)["metrics.jsonl"] == metrics
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_does_not_fit_the_config_names_the_parameter(
+        reference, kill_script_config, tmp_path, capsys):
+    workdir = copy_run(reference, tmp_path)
+    path = os.path.join(workdir, "config.json")
+    with open(path) as f:
+        saved = json.load(f)
+    with open(path, "w") as f:
+        json.dump({**saved, "latent_dim": 2}, f)  # the run files say 2, the checkpoints 10
+
+    code, _ = cli_run(train_and_evaluate, kill_script_config(latent_dim=2), workdir)
+    [line] = lines_of(capsys.readouterr().err)
+    assert code == 1
+    assert re.match(r"error: the checkpoint at step 32 in \S+ does not fit the config: "
+                    r"parameter \S+ is \(\d+, \d+\) there, \(\d+, \d+\) for this config", line)
+
+
+# ---------------------------------------------------------------------------- numerical faults
+
+# Plain SGD at 0.1 on a 2-D VAE: the gradient norm overflows at step 3, between the
+# checkpoints at steps 2 and 4.
+BLOW_UP = dict(model="vae", latent_dim=2, optimizer="sgd", learning_rate=0.1)
+
+
+@pytest.fixture(scope="module")
+def blown_up(fashion_tfds_dir, run_env, tmp_path_factory) -> tuple[str, str]:
+    """(workdir, stderr) of train.py on BLOW_UP with a checkpoint every 2 steps."""
+    workdir = str(tmp_path_factory.mktemp("blow_up") / "run")
+    flags = [f"--config.{field}={value}" for field, value in BLOW_UP.items()]
+    result = python("train.py", "--config=configs/test.py", f"--workdir={workdir}",
+                    f"--config.tfds_dir={fashion_tfds_dir}", "--config.checkpoint_every_steps=2",
+                    *flags, env=run_env)
+    assert result.returncode == 1, result.stderr[-3000:]
+    return workdir, result.stderr
+
+
+@pytest.mark.slow
+def test_a_numerical_fault_is_one_line_and_the_checkpoint_before_it_is_intact(blown_up):
+    workdir, stderr = blown_up
+    [line] = lines_of(stderr)
+    said = re.match(r"error: (parameter \S+ is not finite|train_\w+ became \S+) at step (\d+)",
+                    line)
+    assert said and "--config.learning_rate" in line, line
+    saved = kill_test.checkpoint_steps(workdir)
+    assert saved and saved[-1] < int(said[2])
+    assert not kill_test.tmp_checkpoints(workdir), "a checkpoint write was abandoned"
+    params = jax.tree.leaves(restored(workdir, saved[-1]).params)
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in params)
+
+
+@pytest.mark.slow
+def test_a_numerical_fault_is_named_at_its_first_step_and_quantity(blown_up, tiny_config,
+                                                                  tmp_path):
+    truth = tiny_config(log_every_steps=1, **BLOW_UP)  # every step checked: the exact fault
+    with pytest.raises(FloatingPointError) as first:
+        train_and_evaluate(truth, str(tmp_path))
+    named = re.match(r"(\w+ became \S+ at step \d+)", str(first.value))[1]
+    assert f"error: {named}" in blown_up[1]
+
+
+def test_an_error_exit_finishes_the_checkpoint_being_written(tiny_config, tmp_path, capsys):
+    config = ml_collections.FrozenConfigDict(tiny_config())
+    model = build_model(config.model, config.latent_dim)
+    state = steps.create_train_state(config, model, pipeline.derive_keys(0).init)
+    manager = checkpoints.make_manager(str(tmp_path))
+
+    def save_then_fail() -> None:
+        checkpoints.save(manager, state)  # asynchronous: still being written when we raise
+        raise FloatingPointError("train_loss became nan at step 1")
+
+    assert cli_run(save_then_fail) == (1, None)
+    assert os.listdir(checkpoints.checkpoint_dir(str(tmp_path))) == ["0"]
+    assert capsys.readouterr().err == "error: train_loss became nan at step 1\n"
+
+
+def test_a_metrics_line_cut_short_is_dropped_on_resume(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 4, "loss": 1.0}\n{"step": 8, "loss": 0.5}\n{"step": 12, "lo')
+    MetricWriter(str(tmp_path), echo=False).drop_after(12)
+    assert path.read_text() == '{"step": 4, "loss": 1.0}\n{"step": 8, "loss": 0.5}\n'
+
+
+def test_stopping_on_a_checkpoint_step_writes_it_once(kill_script_config, tmp_path):
+    state = train_and_evaluate(kill_script_config(stop_after_steps=4), str(tmp_path))
+    assert int(state.step) == 4 and kill_test.checkpoint_steps(str(tmp_path)) == [2, 4]
+
+
+def test_a_stop_at_the_end_of_an_epoch_is_reported(tiny_config, tmp_path, capsys):
+    train_and_evaluate(tiny_config(stop_after_steps=16), str(tmp_path))
+    assert "stop_after_steps: stopped at step 16 with a checkpoint" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def write_idx(path: str, magic: int, shape: tuple[int, ...], payload: int | None = None
+              ) -> None:
+    """An IDX file of zeros; `payload` cuts its data to that many bytes (a truncated file)."""
+    size = int(np.prod(shape)) if payload is None else payload
+    with open(path, "wb") as f:
+        f.write(struct.pack(f">I{len(shape)}I", magic, *shape) + bytes(size))
+
+
+def idx_folder(folder: str, fault: str) -> str:
+    """The four MNIST IDX files, 10 training and 10 test images, with one fault in the first."""
+    os.makedirs(folder)
+    for prefix in ("train", "t10k"):
+        write_idx(os.path.join(folder, f"{prefix}-images-idx3-ubyte"), 2051, (10, 28, 28))
+        write_idx(os.path.join(folder, f"{prefix}-labels-idx1-ubyte"), 2049, (10,))
+    images = os.path.join(folder, "train-images-idx3-ubyte")
+    if fault == "truncated":
+        write_idx(images, 2051, (10, 28, 28), payload=5 * 28 * 28)
+    if fault == "wrong_magic":
+        write_idx(images, 1234, (10, 28, 28))
+    return folder
+
+
+@dataclasses.dataclass(frozen=True)
+class Where:
+    """What a bad-input case may use: a folder of its own, the data, a finished run."""
+
+    tmp: str
+    tfds_dir: str
+    finished: str  # a copy of the uninterrupted run, for the one case that reruns it
+
+
+def train_py(where: Where, *flags: str) -> list[str]:
+    return ["train.py", "--config=configs/test.py", f"--workdir={where.tmp}/workdir",
+            f"--config.tfds_dir={where.tfds_dir}", *flags]
+
+
+def on_mnist_idx(where: Where, data_dir: str) -> list[str]:
+    """train.py on MNIST from an IDX folder, with nothing prepared in its TFDS dir."""
+    empty_tfds = os.path.join(where.tmp, "empty_tfds")
+    os.makedirs(empty_tfds)
+    return train_py(where, "--config.dataset=mnist", f"--config.data_dir={data_dir}",
+                    f"--config.tfds_dir={empty_tfds}")
+
+
+def evaluate_without_checkpoint(where: Where) -> list[str]:
+    """evaluate.py on a workdir whose run wrote its config.json and then no checkpoint."""
+    from jaxae.config import base_config
+
+    workdir = os.path.join(where.tmp, "no_checkpoint")
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(base_config().to_json_best_effort())
+    return ["evaluate.py", f"--workdir={workdir}"]
+
+
+def flags(*given: str) -> Callable[[Where], list[str]]:
+    return lambda where: train_py(where, *given)
+
+
+FINISHED_RUN_CASE = "batch larger than the split, on a finished run"
+
+# name: (the command line, made in a case's own folder; what its one error line must say:
+# the field or file at fault, and a valid choice or the fix)
+BAD_INPUT: dict[str, tuple[Callable[[Where], list[str]], list[str]]] = {
+    "unknown model": (flags("--config.model=vae9"),
+                      ["config.model='vae9' is unknown: choose one of", "dense_ae"]),
+    "unknown data set": (flags("--config.dataset=cifar10"),
+                         ["config.dataset='cifar10' is unknown: choose one of",
+                          "fashion_mnist"]),
+    "latent_dim 0": (flags("--config.latent_dim=0"),
+                     ["config.latent_dim=0 must be a positive integer", "latent_dim=10"]),
+    "batch_size 0": (flags("--config.batch_size=0"),
+                     ["config.batch_size=0 must be a positive integer", "batch_size=10"]),
+    FINISHED_RUN_CASE: (
+        lambda where: kill_test.train_command(where.finished, where.tfds_dir, (
+            "--config.train_size=100", "--config.batch_size=128"))[1:],
+        ["config.batch_size=128 is larger than the 100 training images",
+         "--config.batch_size=100"]),
+    "dropout_rate 1.0": (flags("--config.corruption=dropout", "--config.dropout_rate=1.0"),
+                         ["config.dropout_rate=1.0 must lie in [0, 1)", "0.5"]),
+    "learning_rate 0": (flags("--config.learning_rate=0"),
+                        ["config.learning_rate=0", "must be a positive number", "1e-3"]),
+    "learning_rate negative": (flags("--config.learning_rate=-0.001"),
+                               ["config.learning_rate=-0.001 must be a positive number",
+                                "1e-3"]),
+    "num_epochs 0": (flags("--config.num_epochs=0"),
+                     ["config.num_epochs=0 must be a positive integer", "num_epochs=10"]),
+    "superres_factor 3": (flags("--config.model=superres", "--config.superres_factor=3"),
+                          ["config.superres_factor=3 must be 2", "or 4"]),
+    "workdir not writable": (
+        lambda where: ["train.py", "--config=configs/test.py", "--workdir=/proc/jaxae_run"],
+        ["workdir '/proc/jaxae_run' cannot be written", "pass a --workdir"]),
+    "data folder missing": (
+        lambda where: on_mnist_idx(where, os.path.join(where.tmp, "nowhere")),
+        ["IDX folder", "nowhere does not exist", "train-images-idx3-ubyte.gz"]),
+    "IDX file truncated": (
+        lambda where: on_mnist_idx(where, idx_folder(f"{where.tmp}/idx", "truncated")),
+        ["train-images-idx3-ubyte is truncated (expected 7856 bytes, got 3936)",
+         "re-download it"]),
+    "IDX file with a wrong magic": (
+        lambda where: on_mnist_idx(where, idx_folder(f"{where.tmp}/idx", "wrong_magic")),
+        ["train-images-idx3-ubyte has wrong magic number 1234 (expected 2051",
+         "re-download it"]),
+    "evaluation without a checkpoint": (
+        evaluate_without_checkpoint, ["holds no checkpoint",
+                                      "rerun python train.py with this --workdir"]),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Timed:
+    returncode: int
+    stderr: str
+    cpu_s: float  # the process's own user + system time
+    wall_s: float
+
+
+def timed(command: list[str], folder: str) -> Timed:
+    """Runs `python command`; measures the CPU time it used and how long it took."""
+    with open(os.path.join(folder, "stderr"), "w+") as err:
+        start = time.monotonic()
+        proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=err)
+        timer = threading.Timer(300, proc.kill)
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return Timed(proc.returncode, err.read(), usage.ru_utime + usage.ru_stime,
+                     time.monotonic() - start)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bad_input_started(request, fashion_tfds_dir, tmp_path_factory):
+    """Starts the bad-input cases with the module, one at a time in the background: they
+    use the second core while the other tests run (their CPU time does not change)."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    started = {}
+    selected = any(item.fspath == request.fspath and "bad_" in item.name
+                   for item in request.session.items)
+    for name, (command, _) in BAD_INPUT.items():
+        if selected and name != FINISHED_RUN_CASE:
+            where = Where(str(tmp_path_factory.mktemp("bad")), fashion_tfds_dir, "")
+            started[name] = pool.submit(timed, command(where), where.tmp)
+    yield pool, started
+    pool.shutdown(cancel_futures=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class BadInputRuns:
+    results: dict[str, Timed]
+    finished: str  # the finished run that one case reran with bad flags
+    finished_before: dict[str, str]  # its files before that
+
+
+@pytest.fixture(scope="module")
+def bad_input(bad_input_started, fashion_tfds_dir, reference, tmp_path_factory
+              ) -> BadInputRuns:
+    """The results of every bad-input case."""
+    pool, started = bad_input_started
+    finished = shutil.copytree(reference, str(tmp_path_factory.mktemp("finished") / "run"))
+    before = snapshot(finished)
+    where = Where(str(tmp_path_factory.mktemp("bad")), fashion_tfds_dir, finished)
+    last = pool.submit(timed, BAD_INPUT[FINISHED_RUN_CASE][0](where), where.tmp)
+    results = {name: future.result() for name, future in {**started,
+                                                          FINISHED_RUN_CASE: last}.items()}
+    return BadInputRuns(results, finished, before)
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUT))
+def test_bad_input_is_one_error_line_before_anything_compiles(name, bad_input):
+    result = bad_input.results[name]
+    assert result.returncode == 1, result.stderr[-3000:]
+    [line] = lines_of(result.stderr)
+    assert line.startswith("error: ")
+    for part in BAD_INPUT[name][1]:
+        assert part in line
+    assert result.cpu_s < BAD_INPUT_CPU_S, f"took {result.cpu_s:.1f} s of CPU time"
+    assert result.wall_s < BAD_INPUT_WALL_S, f"took {result.wall_s:.1f} s"
+
+
+def test_a_bad_rerun_leaves_a_finished_run_untouched(bad_input):
+    assert snapshot(bad_input.finished) == bad_input.finished_before
