@@ -8,14 +8,12 @@ and JAX_PROCESS_ID set; training runs data-parallel over every device of every p
 
 import ml_collections
 from absl import app, flags
-from ml_collections import config_flags
 
 from jaxae import cli, parallel
 from jaxae.trainer import train_and_evaluate
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config file.",
-                                lock_config=True)
+cli.define_config_flag("configs/default.py")
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and pictures.")
 flags.mark_flags_as_required(["workdir"])
 

@@ -14,18 +14,29 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxae.conv import Conv
+
 IMAGE_SHAPE = (28, 28, 1)
 NUM_PIXELS = math.prod(IMAGE_SHAPE)
 
 
 def upsample_nearest(x_BxHxWxC: jax.Array, factor: int = 2) -> jax.Array:
-    """Nearest-neighbour up-sampling (Keras UpSampling2D, torch nn.Upsample default)."""
-    return jnp.repeat(jnp.repeat(x_BxHxWxC, factor, axis=1), factor, axis=2)
+    """Nearest-neighbour up-sampling (Keras UpSampling2D, torch nn.Upsample default), as a
+    broadcast: its gradient is one reduction, cheaper on CPU than `jnp.repeat`'s."""
+    b, h, w, c = x_BxHxWxC.shape
+    wide = jnp.broadcast_to(x_BxHxWxC[:, :, None, :, None, :], (b, h, factor, w, factor, c))
+    return wide.reshape(b, h * factor, w * factor, c)
 
 
 def max_pool_ceil(x_BxHxWxC: jax.Array) -> jax.Array:
-    """2x2 max pooling that keeps a ragged edge (7 -> 4), like Keras padding='same'."""
-    return nn.max_pool(x_BxHxWxC, (2, 2), strides=(2, 2), padding="SAME")
+    """2x2 max pooling that keeps a ragged edge (7 -> 4), like Keras padding='same'.
+
+    A reshape and a max: equal to `nn.max_pool`, and its gradient is a comparison rather
+    than XLA's select-and-scatter, which is 3x slower on CPU at 28x28x16.
+    """
+    b, h, w, c = x_BxHxWxC.shape
+    x = jnp.pad(x_BxHxWxC, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
+    return x.reshape(b, (h + 1) // 2, 2, (w + 1) // 2, 2, c).max(axis=(2, 4))
 
 
 class DenseEncoder(nn.Module):
@@ -82,7 +93,7 @@ class ConvEncoder(nn.Module):
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
         h = x_BxHxWxC
         for features in (16, 8, 8):  # 28 -> 14 -> 7 -> 4
-            h = max_pool_ceil(nn.relu(nn.Conv(features, (3, 3), padding="SAME")(h)))
+            h = max_pool_ceil(nn.relu(Conv(features, (3, 3), padding="SAME")(h)))
         return h
 
 
@@ -91,10 +102,10 @@ class ConvDecoder(nn.Module):
 
     @nn.compact
     def __call__(self, z_Bx4x4x8: jax.Array) -> jax.Array:
-        h = upsample_nearest(nn.relu(nn.Conv(8, (3, 3), padding="SAME")(z_Bx4x4x8)))  # 8x8
-        h = upsample_nearest(nn.relu(nn.Conv(8, (3, 3), padding="SAME")(h)))  # 16x16
-        h = upsample_nearest(nn.relu(nn.Conv(16, (3, 3), padding="VALID")(h)))  # 14 -> 28
-        return nn.Conv(1, (3, 3), padding="SAME", name="pixels")(h)
+        h = upsample_nearest(nn.relu(Conv(8, (3, 3), padding="SAME")(z_Bx4x4x8)))  # 8x8
+        h = upsample_nearest(nn.relu(Conv(8, (3, 3), padding="SAME")(h)))  # 16x16
+        h = upsample_nearest(nn.relu(Conv(16, (3, 3), padding="VALID")(h)))  # 14 -> 28
+        return Conv(1, (3, 3), padding="SAME", name="pixels")(h)
 
 
 class Autoencoder(nn.Module):
@@ -134,9 +145,9 @@ class SuperResolution(nn.Module):
 
     @nn.compact
     def __call__(self, x_BxhxwxC: jax.Array) -> jax.Array:
-        h = nn.relu(nn.Conv(self.features, (5, 5), padding="SAME")(x_BxhxwxC))
-        h = nn.relu(nn.Conv(self.features // 2, (3, 3), padding="SAME")(h))
-        subpixels = nn.Conv(self.factor ** 2, (3, 3), padding="SAME", name="pixels")(h)
+        h = nn.relu(Conv(self.features, (5, 5), padding="SAME")(x_BxhxwxC))
+        h = nn.relu(Conv(self.features // 2, (3, 3), padding="SAME")(h))
+        subpixels = Conv(self.factor ** 2, (3, 3), padding="SAME", name="pixels")(h)
         return depth_to_space(subpixels, self.factor)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -145,8 +146,13 @@ def parameter_checksum(params) -> float:
                      for leaf in jax.tree.leaves(_local(params))))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       on_evaluation: Callable[[int, dict[str, float]], None] | None = None
+                       ) -> steps.TrainState:
     """Trains the config's model, resuming from `workdir` if it holds a run; returns the state.
+
+    `on_evaluation(epoch, test_metrics)` is called after each epoch's evaluation (e.g. to
+    time training against a peer, `jaxae.parity`); metrics.jsonl stays free of timings.
 
     Runs data-parallel over every device of every process (`jaxae.parallel`); only process
     0 writes files and prints. Stops early, with a checkpoint, at config.stop_after_steps or
@@ -224,6 +230,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
             _check_finite(evaluation, step)
             if writer:
                 writer.write({"step": step, "epoch": epoch + 1, **evaluation})
+            if on_evaluation:
+                on_evaluation(epoch + 1, evaluation)
             if (epoch + 1) % config.checkpoint_every_epochs == 0 or step >= stop_at or \
                     stop.requested:
                 checkpoints.save(manager, state)

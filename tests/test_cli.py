@@ -43,6 +43,16 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path):
     assert not os.path.exists(workdir)
 
 
+def test_misspelt_config_field_is_one_line_naming_the_right_one(tmp_path):
+    workdir = str(tmp_path / "typo")
+    result = run("train.py", "--config=configs/test.py", f"--workdir={workdir}",
+                 "--config.modle=vae")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown config field 'modle': Did you mean \"model\" instead of \"modle\"?"]
+    assert not os.path.exists(workdir)
+
+
 def test_evaluating_a_workdir_without_a_run_is_one_line(tmp_path):
     result = run("evaluate.py", f"--workdir={tmp_path}")
     assert result.returncode == 1

@@ -1,11 +1,12 @@
 """Model shapes and sizes: the material's layer sizes, checked by parameter count."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxae import models
+from jaxae import conv, models
 
 
 def _init(model, shape=(2, 28, 28, 1)):
@@ -67,3 +68,29 @@ def test_max_pool_keeps_the_ragged_edge():
 def test_unknown_model_name_is_rejected():
     with pytest.raises(ValueError, match="unknown model 'vit'"):
         models.build_model("vit", 10)
+
+
+@pytest.mark.parametrize("kernel_size, padding, size", [
+    ((3, 3), "SAME", 28), ((3, 3), "VALID", 16), ((5, 5), "SAME", 14), ((3, 3), "SAME", 7)])
+def test_patch_conv_equals_flax_conv_with_the_same_parameters(kernel_size, padding, size):
+    x = jax.random.normal(jax.random.key(1), (3, size, size, 5))
+    reference = nn.Conv(4, kernel_size, padding=padding)
+    params = reference.init(jax.random.key(2), x)
+    ours = conv.Conv(4, kernel_size, padding)
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == \
+        jax.tree.map(jnp.shape, params)
+    np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x),
+                               rtol=1e-5, atol=1e-5)
+    grad = lambda model: jax.grad(lambda p: (model.apply(p, x) ** 2).sum())(params)  # noqa: E731
+    for ours_leaf, ref_leaf in zip(jax.tree.leaves(grad(ours)), jax.tree.leaves(grad(reference)),
+                                   strict=True):
+        np.testing.assert_allclose(ours_leaf, ref_leaf, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("size", [28, 14, 7])
+def test_pooling_and_upsampling_equal_flax_and_numpy(size):
+    x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+    np.testing.assert_array_equal(models.max_pool_ceil(x),
+                                  nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME"))
+    np.testing.assert_array_equal(models.upsample_nearest(x),
+                                  np.repeat(np.repeat(x, 2, axis=1), 2, axis=2))
