@@ -102,6 +102,23 @@ def test_iwae_chunking_does_not_change_the_bound(trained_vae):
     np.testing.assert_allclose(float(chunked), float(whole), rtol=0.02)  # other samples
 
 
+def test_iwae_working_memory_does_not_grow_with_k_when_chunked(trained_vae):
+    config, state, _ = trained_vae
+    frozen = ml_collections.FrozenConfigDict(config)
+    model = build_model(config.model, config.latent_dim)
+    batch = {"image": jnp.zeros((100, 28, 28), jnp.uint8),
+             "label": jnp.zeros((100,), jnp.int32), "mask": jnp.ones((100,), jnp.float32)}
+
+    def temp_bytes(k: int, chunk: int) -> int:
+        step = iwae.make_iwae_step(frozen, model, k, chunk)
+        compiled = step.lower(state.params, batch, jax.random.key(0)).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    small, large = temp_bytes(50, 50), temp_bytes(1000, 50)
+    assert large < 1.1 * small, f"k=1000 in chunks of 50 needs {large} bytes, k=50 {small}"
+    assert temp_bytes(1000, 1000) > 10 * small  # what the chunks save
+
+
 def test_evaluation_of_a_vae_writes_bounds_and_pictures(trained_vae):
     _, _, workdir = trained_vae
     result = evaluate_workdir(workdir)
