@@ -18,6 +18,7 @@ from jaxae.models import MODEL_NAMES
 CORRUPTIONS = ("none", "dropout", "gaussian")
 BINARIZATIONS = ("none", "static", "dynamic")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
@@ -55,6 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Optimisation.
     c.optimizer = "adam"  # "adam", "adamw" or "sgd" (Optax).
     c.learning_rate = 1e-3
+    c.lr_schedule = "constant"  # "constant", or "cosine": decayed to 0 over the run's steps.
     c.batch_size = 128
     c.num_epochs = 10  # training length, in epochs of floor(train_size / batch_size) steps.
     c.seed = 0  # the one seed every PRNG key (init, data order, corruption) derives from.
@@ -108,6 +110,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice(config, "corruption", CORRUPTIONS)
     _choice(config, "binarize", BINARIZATIONS)
     _choice(config, "optimizer", OPTIMIZERS)
+    _choice(config, "lr_schedule", LR_SCHEDULES)
     _choice(config, "likelihood", LIKELIHOODS)
     _choice(config, "init", initializers.SCHEMES)
     for field in ("latent_dim", "batch_size", "num_epochs", "eval_batch_size",

@@ -6,6 +6,7 @@ pixels) and to recognise the class of generated images.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -46,25 +47,20 @@ class Probe(NamedTuple):
         return float(np.mean(self.predict(features) == labels))
 
 
-def train_probe(features: np.ndarray, labels: np.ndarray, key: jax.Array,
-                hidden: tuple[int, ...] = (), epochs: int = 10, batch_size: int = 256,
-                learning_rate: float = 1e-3, num_classes: int = 10) -> Probe:
-    """Fits a classifier to (features, labels) with Adam on the cross-entropy."""
-    x = jnp.asarray(features, jnp.float32)
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-    x = (x - mean) / std
-    y = jnp.asarray(labels, jnp.int32)
-    batch_size = min(batch_size, len(x))
+@functools.partial(jax.jit, static_argnames=("hidden", "num_classes", "epochs", "batch_size",
+                                             "learning_rate"))
+def _fit(x: jax.Array, y: jax.Array, key: jax.Array, hidden: tuple[int, ...], num_classes: int,
+         epochs: int, batch_size: int, learning_rate: float) -> dict:
+    """Adam on the cross-entropy of standardised features; the data are arguments, not
+    constants of the program, so one compilation serves every probe of the same shapes."""
     model = Classifier(hidden, num_classes)
     init_key, order_key = jax.random.split(key)
     params = model.init(init_key, x[:1])["params"]
     tx = optax.adam(learning_rate)
-    opt_state = tx.init(params)
-    steps_per_epoch = max(1, len(x) // batch_size)
+    steps_per_epoch = max(1, x.shape[0] // batch_size)
 
-    @jax.jit
     def epoch(carry, epoch_index):
-        order = jax.random.permutation(jax.random.fold_in(order_key, epoch_index), len(x))
+        order = jax.random.permutation(jax.random.fold_in(order_key, epoch_index), x.shape[0])
 
         def step(carry, i):
             params, opt_state = carry
@@ -77,5 +73,16 @@ def train_probe(features: np.ndarray, labels: np.ndarray, key: jax.Array,
 
         return jax.lax.scan(step, carry, jnp.arange(steps_per_epoch))[0], None
 
-    (params, _), _ = jax.lax.scan(epoch, (params, opt_state), jnp.arange(epochs))
-    return Probe(model, params, mean, std)
+    (params, _), _ = jax.lax.scan(epoch, (params, tx.init(params)), jnp.arange(epochs))
+    return params
+
+
+def train_probe(features: np.ndarray, labels: np.ndarray, key: jax.Array,
+                hidden: tuple[int, ...] = (), epochs: int = 10, batch_size: int = 256,
+                learning_rate: float = 1e-3, num_classes: int = 10) -> Probe:
+    """Fits a classifier to (features, labels) with Adam on the cross-entropy."""
+    x = jnp.asarray(features, jnp.float32)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    params = _fit((x - mean) / std, jnp.asarray(labels, jnp.int32), key, tuple(hidden),
+                  num_classes, epochs, min(batch_size, len(x)), learning_rate)
+    return Probe(Classifier(tuple(hidden), num_classes), params, mean, std)

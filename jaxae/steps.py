@@ -23,10 +23,23 @@ TrainState = train_state.TrainState
 Metrics = dict[str, jax.Array]
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """The Optax optimiser the config names, at its constant learning rate."""
+def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int | None
+                           ) -> float | optax.Schedule:
+    """The config's learning rate: constant, or cosine-decayed to 0 over the run's steps.
+
+    total_steps is the run's length; None where the state only receives a checkpoint
+    (the schedule's shape is then irrelevant, only the optimiser state's structure is).
+    """
+    if config.lr_schedule == "cosine":
+        return optax.cosine_decay_schedule(config.learning_rate, max(1, total_steps or 1))
+    return config.learning_rate
+
+
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int | None = None
+                   ) -> optax.GradientTransformation:
+    """The Optax optimiser the config names, with its learning-rate schedule."""
     make = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd}[config.optimizer]
-    return make(config.learning_rate)
+    return make(learning_rate_schedule(config, total_steps))
 
 
 def input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
@@ -36,8 +49,9 @@ def input_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
-                       init_key: jax.Array) -> TrainState:
-    """Initialises parameters from `init_key` and pairs them with the optimiser state."""
+                       init_key: jax.Array, total_steps: int | None = None) -> TrainState:
+    """Initialises parameters from `init_key` and pairs them with the optimiser state
+    (total_steps: the run's length, for a decaying learning rate)."""
 
     @jax.jit
     def init(key: jax.Array) -> TrainState:
@@ -47,7 +61,7 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
         params = model.init(init_key, *args)["params"]
         params = initializers.apply_scheme(params, scheme_key, config.init)
         return TrainState.create(apply_fn=model.apply, params=params,
-                                 tx=make_optimizer(config))
+                                 tx=make_optimizer(config, total_steps))
 
     return init(init_key)
 

@@ -174,7 +174,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     model = build_model(config.model, config.latent_dim, config.superres_factor)
     manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
-    fresh = parallel.put_replicated(steps.create_train_state(frozen, model, keys.init), mesh)
+    steps_per_epoch = pipeline.steps_per_epoch(len(data.train), config.batch_size)
+    total_steps = steps_per_epoch * config.num_epochs
+    fresh = parallel.put_replicated(
+        steps.create_train_state(frozen, model, keys.init, total_steps), mesh)
     state = _restore_or_init(manager, fresh, workdir)
     writer = MetricWriter(workdir) if main else None
     if writer:
@@ -185,8 +188,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     train_arrays = parallel.put_replicated(
         {"image": data.train.images, "label": data.train.labels}, mesh)
     train_key = parallel.put_replicated(keys.train, mesh)
-    steps_per_epoch = pipeline.steps_per_epoch(len(data.train), config.batch_size)
-    total_steps = steps_per_epoch * config.num_epochs
     devices = f"{mesh.size} device{'s' * (mesh.size > 1)}"
     if jax.process_count() > 1:
         devices += f" in {jax.process_count()} processes"

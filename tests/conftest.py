@@ -14,7 +14,9 @@ from jaxae.data import load_dataset, sources
 
 
 def pytest_configure(config):
-    cache = config.cache.mkdir("jax_compilation_cache") if config.cache else None
+    pytest_cache = getattr(config, "cache", None)  # None under `-p no:cacheprovider`
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")  # pytest-xdist
+    cache = pytest_cache.mkdir(f"jax_compilation_cache_{worker}") if pytest_cache else None
     if cache is not None:
         jax.config.update("jax_compilation_cache_dir", str(cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

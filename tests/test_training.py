@@ -145,3 +145,23 @@ def test_static_binarization_is_one_fixed_bernoulli_draw(tiny_config):
     grey = load_splits(tiny_config(), keys.data).train.images / 255.0
     # each pixel is on with probability equal to its intensity
     np.testing.assert_allclose((data.train.images / 255.0).mean(), grey.mean(), atol=0.005)
+
+
+def last_update_size(config, workdir) -> float:
+    """Size of the parameter change made by a run's last step (stopped one step short, then
+    resumed: the two checkpoints differ by exactly that step)."""
+    total = config.num_epochs * (config.train_size // config.batch_size)
+    config.stop_after_steps = total - 1
+    before = leaves(train_and_evaluate(config, workdir).params)
+    config.stop_after_steps = None
+    after = leaves(train_and_evaluate(config, workdir).params)
+    return float(np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after, before, strict=True))))
+
+
+def test_cosine_schedule_decays_the_step_to_zero_over_the_run(tiny_config, tmp_path):
+    # 4 steps: the cosine rate of the last one is lr * (1 + cos(3 pi / 4)) / 2 = 0.15 lr
+    settings = dict(num_epochs=1, train_size=128, test_size=64)
+    constant = last_update_size(tiny_config(**settings), str(tmp_path / "constant"))
+    cosine = last_update_size(tiny_config(lr_schedule="cosine", **settings),
+                              str(tmp_path / "cosine"))
+    assert 0 < cosine < 0.3 * constant, (cosine, constant)
