@@ -76,9 +76,11 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-# Fields that fix parameter shapes or the data a run trains on: resuming a workdir with
-# different values would load a checkpoint that does not belong to the config.
-RUN_DEFINING_FIELDS = ("model", "latent_dim", "superres_factor", "dataset", "seed")
+# Fields that fix parameter shapes, the optimiser state's structure or the data a run trains
+# on: resuming a workdir with different values would load a checkpoint that does not belong
+# to the config.
+RUN_DEFINING_FIELDS = ("model", "latent_dim", "superres_factor", "dataset", "seed",
+                       "lr_schedule")
 
 
 def _require(ok: bool, message: str) -> None:

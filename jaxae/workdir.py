@@ -33,10 +33,12 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     path = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(path):
         saved = _read_json(path, "delete it: this run writes it again")
+        defaults = config_lib.base_config()  # fields added since the run was written
         for field in config_lib.RUN_DEFINING_FIELDS:
-            if saved.get(field) != config[field]:
+            value = saved.get(field, defaults[field])
+            if value != config[field]:
                 raise config_lib.ConfigError(
-                    f"workdir {workdir!r} holds a run with {field}={saved.get(field)!r}, but the "
+                    f"workdir {workdir!r} holds a run with {field}={value!r}, but the "
                     f"config says {config[field]!r}: use a new --workdir, or the same {field}")
 
 

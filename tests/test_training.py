@@ -150,7 +150,7 @@ def test_static_binarization_is_one_fixed_bernoulli_draw(tiny_config):
 def last_update_size(config, workdir) -> float:
     """Size of the parameter change made by a run's last step (stopped one step short, then
     resumed: the two checkpoints differ by exactly that step)."""
-    total = config.num_epochs * (config.train_size // config.batch_size)
+    total = config.num_epochs * pipeline.steps_per_epoch(config.train_size, config.batch_size)
     config.stop_after_steps = total - 1
     before = leaves(train_and_evaluate(config, workdir).params)
     config.stop_after_steps = None
@@ -165,3 +165,6 @@ def test_cosine_schedule_decays_the_step_to_zero_over_the_run(tiny_config, tmp_p
     cosine = last_update_size(tiny_config(lr_schedule="cosine", **settings),
                               str(tmp_path / "cosine"))
     assert 0 < cosine < 0.3 * constant, (cosine, constant)
+    with pytest.raises(ConfigError, match="holds a run with lr_schedule='constant'"):
+        train_and_evaluate(tiny_config(lr_schedule="cosine", **settings),
+                           str(tmp_path / "constant"))
