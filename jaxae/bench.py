@@ -1,14 +1,15 @@
 """Training throughput on whatever device JAX sees: python -m jaxae.bench [--peer-python P]
 
 For each model and batch size: compile time, steady-state step time and images/s of the
-training path `train.py` runs (--steps-per-chunk steps compiled as one `lax.scan`, batches
-gathered on the device), FLOPs per step from XLA's cost analysis of the compiled step,
-achieved FLOP/s and its fraction of the device's peak (an n x n float32 matmul timed in the
-same run), and peak memory where the backend reports it. Warm-up (compilation included) is
-left out of every rate; each timed chunk ends with a device sync; the figure is the median
-of --chunks chunks. With --peer-python, the PyTorch peer (../shared/peers/
-torch_autoencoders.py --mode step-bench, same model, batch size and threads) runs right
-after each model and the ratio is printed. --write FILE writes the markdown report.
+training path `train.py` runs (--steps-per-chunk steps, or a whole epoch, compiled as one
+`lax.scan`, batches gathered on the device), FLOPs per step from XLA's cost analysis of the
+step compiled for the host CPU, achieved FLOP/s and its fraction of the device's peak (an
+n x n float32 matmul timed in the same run), and peak memory where the backend reports it.
+Warm-up (compilation included) is left out of every rate; each timed chunk ends with a
+device sync; the figure is the median of --chunks chunks. With --peer-python, the PyTorch peer
+(../shared/peers/torch_autoencoders.py --mode step-bench, same model, batch size and
+threads) runs right after each model and the ratio is printed. --write FILE writes the
+markdown report into that device's section of FILE, keeping the other devices' sections.
 """
 
 from __future__ import annotations
@@ -28,20 +29,23 @@ import ml_collections
 import numpy as np
 
 from jaxae import config as config_lib
+from jaxae import conv as conv_lib
 from jaxae import pipeline, steps
 from jaxae.data import load_dataset
-from jaxae.models import build_model
+from jaxae.models import model_from_config
 
 PEER_MODELS = {"dense_ae": "dense", "dae": "dae", "conv_ae": "conv", "vae": "vae"}
 MODELS = ("dense_ae", "dae", "conv_ae", "vae", "conv_vae")
+CONV_MODELS = ("conv_ae", "conv_vae")
 DEFAULT_PEER = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "peers",
                             "torch_autoencoders.py")
 
 
-def bench_config(model: str, batch_size: int) -> ml_collections.ConfigDict:
+def bench_config(model: str, batch_size: int, conv: str = "patches"
+                 ) -> ml_collections.ConfigDict:
     """Each benchmarked model in the setting the PyTorch peer uses for it."""
     config = config_lib.base_config()
-    config.batch_size = batch_size
+    config.batch_size, config.conv = batch_size, conv
     if model == "dae":  # the material's DAE: dropout-corrupted input, code of 940
         config.latent_dim, config.corruption, config.dropout_rescale = 940, "dropout", True
     elif model == "conv_ae":
@@ -55,7 +59,8 @@ def bench_config(model: str, batch_size: int) -> ml_collections.ConfigDict:
 
 
 def _flops(compiled) -> float:
-    """Total FLOPs XLA counts in a compiled computation (0 where it does not say)."""
+    """Total FLOPs XLA's cost analysis counts in a compiled computation (0 where it does
+    not say)."""
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float((cost or {}).get("flops", 0.0))
@@ -80,20 +85,24 @@ def matmul_peak_flops(n: int, repeats: int = 5) -> float:
     return statistics.median(rates)
 
 
-def bench_model(model: str, batch_size: int, steps_per_chunk: int, chunks: int,
-                arrays: dict, peak_flops: float | None = None) -> dict:
-    """Times `chunks` chunks of `steps_per_chunk` training steps after one warm-up chunk."""
-    config = ml_collections.FrozenConfigDict(bench_config(model, batch_size))
+def bench_model(model: str, batch_size: int, steps_per_chunk: int | None, chunks: int,
+                arrays: dict, peak_flops: float | None = None, conv: str = "patches") -> dict:
+    """Times `chunks` chunks of `steps_per_chunk` training steps after one warm-up chunk;
+    `steps_per_chunk=None` makes each chunk one whole epoch, one dispatch per epoch."""
+    config = ml_collections.FrozenConfigDict(bench_config(model, batch_size, conv))
     keys = pipeline.derive_keys(0)
-    net = build_model(config.model, config.latent_dim)
+    net = model_from_config(config)
     state = steps.create_train_state(config, net, keys.init)
     num_examples = len(arrays["image"])
     order = pipeline.epoch_permutation(keys.data, 0, num_examples)
     num_batches = pipeline.steps_per_epoch(num_examples, batch_size)
+    steps_per_chunk = steps_per_chunk or num_batches
 
-    one_step = steps.make_train_step(config).lower(
-        state, pipeline.take_batch(arrays, order, 0, batch_size), keys.train).compile()
-    flops_per_step = _flops(one_step)
+    # Counted in the step compiled for the host CPU: a GPU's compiled step hands matmuls and
+    # convolutions to cuBLAS/cuDNN calls, which XLA's cost analysis counts as 0 FLOPs.
+    host_args = jax.device_put((state, pipeline.take_batch(arrays, order, 0, batch_size),
+                                keys.train), jax.devices("cpu")[0])
+    flops_per_step = _flops(steps.make_train_step(config).lower(*host_args).compile())
     start = time.perf_counter()
     chunk = steps.make_train_chunk(config).lower(
         state, arrays, order, 0, keys.train, num_steps=steps_per_chunk).compile()
@@ -113,8 +122,10 @@ def bench_model(model: str, batch_size: int, steps_per_chunk: int, chunks: int,
         rates.append(steps_per_chunk * batch_size / (time.perf_counter() - start))
     images_per_s = statistics.median(rates)
     achieved = flops_per_step * images_per_s / batch_size
-    return {"model": model, "framework": "jaxae", "batch": batch_size,
+    return {"model": model, "framework": "jaxae", "batch": batch_size, "conv": conv,
             "img_per_s": images_per_s, "step_ms": 1e3 * batch_size / images_per_s,
+            "steps_per_chunk": steps_per_chunk,
+            "epoch_ms": 1e3 * num_batches * batch_size / images_per_s,
             "chunk_img_per_s": [round(r) for r in rates], "compile_s": round(compile_s, 2),
             "flops_per_step": flops_per_step, "achieved_gflops": achieved / 1e9,
             "fraction_of_peak": achieved / peak_flops if peak_flops else None,
@@ -142,11 +153,30 @@ def header() -> str:
             f"{datetime.date.today().isoformat()}")
 
 
+def device_title() -> str:
+    """The heading of this device's section in the report, e.g. "cpu" or "NVIDIA H100 ..."."""
+    return jax.devices()[0].device_kind
+
+
+def write_section(path: str, section: str) -> None:
+    """Writes `section` (starting "## <device>") into the report at `path`, replacing that
+    device's earlier section and keeping the others, so each machine's run updates its own."""
+    heading = section.splitlines()[0]
+    sections = []
+    if os.path.exists(path):
+        with open(path) as f:
+            sections = ["## " + part.strip() + "\n" for part in f.read().split("\n## ")[1:]]
+    sections = [s for s in sections if s.splitlines()[0] != heading] + [section]
+    with open(path, "w") as f:
+        f.write("# Benchmarks\n\nOne section per device, each written by the command it "
+                "quotes.\n\n" + "\n".join(sections))
+
+
 def table(rows: list[tuple[dict, dict | None]]) -> str:
     """The markdown table of the results, with the peer's columns where it ran."""
-    lines = ["| model | batch | compile s | step ms | images/s | GFLOP/step | GFLOP/s | "
-             "of peak | peak memory | peer images/s | jaxae / peer |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | conv | batch | compile s | step ms | epoch ms | images/s | GFLOP/step | "
+             "GFLOP/s | of peak | peak memory | peer images/s | jaxae / peer |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for ours, peer in rows:
         fraction, memory = ours["fraction_of_peak"], ours["peak_memory_bytes"]
         of_peak = f"{fraction:.1%}" if fraction is not None else "n/a"
@@ -154,11 +184,22 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
         peer_rate = f"{peer['img_per_s']:,.0f}" if peer else "-"
         ratio = f"{ours['img_per_s'] / peer['img_per_s']:.2f}x" if peer else "-"
         lines.append(
-            f"| {ours['model']} | {ours['batch']} | {ours['compile_s']:.1f} | "
-            f"{ours['step_ms']:.2f} | {ours['img_per_s']:,.0f} | "
+            f"| {ours['model']} | {ours['conv'] if ours['model'] in CONV_MODELS else '-'} | "
+            f"{ours['batch']} | {ours['compile_s']:.1f} | "
+            f"{ours['step_ms']:.2f} | {ours['epoch_ms']:,.0f} | {ours['img_per_s']:,.0f} | "
             f"{ours['flops_per_step'] / 1e9:.3f} | {ours['achieved_gflops']:.1f} | "
             f"{of_peak} | {memory_text} | {peer_rate} | {ratio} |")
     return "\n".join(lines)
+
+
+def chunk_steps(text: str) -> int | None:
+    """--steps-per-chunk: a positive number of steps, or "epoch" (None: a whole epoch)."""
+    if text == "epoch":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"--steps-per-chunk={text!r}: give a positive number of steps or "
+                         "'epoch', e.g. --steps-per-chunk=100")
+    return int(text)
 
 
 def main() -> None:
@@ -166,8 +207,12 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
     parser.add_argument("--batch-sizes", default="128", help="comma-separated")
-    parser.add_argument("--steps-per-chunk", type=int, default=100)
+    parser.add_argument("--steps-per-chunk", default="100",
+                        help="training steps per timed dispatch, or 'epoch' for a whole epoch")
     parser.add_argument("--chunks", type=int, default=5)
+    parser.add_argument("--conv", default="patches",
+                        help="comma-separated config.conv values the conv models run with: "
+                             + ", ".join(conv_lib.IMPLEMENTATIONS))
     parser.add_argument("--peak-n", type=int, default=None,
                         help="matmul size for the peak (default: 2048 on CPU, 8192 else)")
     parser.add_argument("--peer-python", default=None,
@@ -181,6 +226,14 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(MODELS)}")
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    try:
+        steps_per_chunk = chunk_steps(args.steps_per_chunk)
+    except ValueError as error:
+        parser.error(str(error))
+    convs = args.conv.split(",")
+    if unknown := [c for c in convs if c not in conv_lib.IMPLEMENTATIONS]:
+        parser.error(f"--conv: unknown {', '.join(unknown)}: choose from "
+                     f"{', '.join(conv_lib.IMPLEMENTATIONS)}")
     on_cpu = jax.devices()[0].platform == "cpu"
     peak_n = args.peak_n or (2048 if on_cpu else 8192)
     print(f"# {header()}", flush=True)
@@ -191,25 +244,26 @@ def main() -> None:
     rows = []
     for batch_size in batch_sizes:
         for model in models:
-            ours = bench_model(model, batch_size, args.steps_per_chunk, args.chunks, arrays, peak)
-            print(json.dumps(ours), flush=True)
-            peer = None
-            if args.peer_python and model in PEER_MODELS:
-                peer = bench_peer(args.peer_python, args.peer_script, model, batch_size,
-                                  args.steps_per_chunk, args.chunks, os.cpu_count() or 1)
-                print(json.dumps(peer), flush=True)
-            rows.append((ours, peer))
+            for conv in convs if model in CONV_MODELS else convs[:1]:
+                ours = bench_model(model, batch_size, steps_per_chunk, args.chunks, arrays,
+                                   peak, conv)
+                print(json.dumps(ours), flush=True)
+                peer = None
+                if args.peer_python and model in PEER_MODELS:
+                    peer = bench_peer(args.peer_python, args.peer_script, model, batch_size,
+                                      ours["steps_per_chunk"], args.chunks, os.cpu_count() or 1)
+                    print(json.dumps(peer), flush=True)
+                rows.append((ours, peer))
     report = table(rows)
     print("\n" + report)
     if args.write:
         command = "python -m jaxae.bench " + " ".join(
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
             if v is not None and k not in ("write", "tfds_dir", "peer_script"))
-        with open(args.write, "w") as f:
-            f.write(f"# Benchmarks\n\nMachine: {header()}.\n\nMatmul peak ({peak_n} x {peak_n} "
-                    f"float32): {peak / 1e9:.1f} GFLOP/s.\n\nCommand: `{command}`\n\n"
-                    f"{report}\n")
-
+        section = (f"## {device_title()}\n\nMachine: {header()}.\n\nMatmul peak ({peak_n} x "
+                   f"{peak_n} float32): {peak / 1e9:,.1f} GFLOP/s.\n\nCommand: `{command}`\n\n"
+                   f"{report}\n")
+        write_section(args.write, section)
 
 if __name__ == "__main__":
     np.set_printoptions(precision=3)

@@ -11,7 +11,7 @@ import math
 import ml_collections
 from ml_collections import config_dict
 
-from jaxae import initializers
+from jaxae import conv, initializers
 from jaxae.data import DATASET_NAMES
 from jaxae.models import MODEL_NAMES
 
@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Model.
     c.model = "dense_ae"  # one of: dense_ae, deep_ae, conv_ae, superres.
     c.latent_dim = 10  # code size (conv_ae fixes it at 4x4x8 = 128; superres has none).
+    c.conv = "patches"  # convolutions as patches + matmul (fast on CPU) or "xla" (see conv.py).
     c.init = "glorot"  # initial weights: "glorot" (Keras, the material's), "torch" or "lecun".
     # Dense AE, Fashion-MNIST, test MSE after 1 epoch: glorot 0.036, torch 0.057, lecun 0.066.
     c.superres_factor = 2  # superres: input is the image average-pooled by 2 (14x14) or 4 (7x7).
@@ -115,6 +116,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice(config, "lr_schedule", LR_SCHEDULES)
     _choice(config, "likelihood", LIKELIHOODS)
     _choice(config, "init", initializers.SCHEMES)
+    _choice(config, "conv", conv.IMPLEMENTATIONS)
     for field in ("latent_dim", "batch_size", "num_epochs", "eval_batch_size",
                   "log_every_steps", "checkpoint_every_epochs", "keep_checkpoints", "num_images",
                   "iwae_images", "iwae_chunk", "manifold_size"):

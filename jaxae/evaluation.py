@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 
 from jaxae import baselines, checkpoints, generation, iwae, pca, pipeline, plots, steps
-from jaxae.models import build_model
+from jaxae.models import model_from_config
 from jaxae.objectives import is_variational
 from jaxae.probe import train_probe
 from jaxae.splits import Split, Splits, load_splits
@@ -164,7 +164,7 @@ def evaluate_workdir(workdir: str, step: int | None = None) -> dict:
                                 f"{', '.join(map(str, available))}")
     frozen = ml_collections.FrozenConfigDict(config)
     keys = pipeline.derive_keys(config.seed)
-    model = build_model(config.model, config.latent_dim, config.superres_factor)
+    model = model_from_config(config)
     state = steps.create_train_state(frozen, model, keys.init)
     if step is None:  # the newest checkpoint that restores; damaged ones are named and skipped
         state = checkpoints.restore_newest_intact(manager, state)

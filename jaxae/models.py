@@ -89,23 +89,27 @@ class MLPDecoder(nn.Module):
 class ConvEncoder(nn.Module):
     """Conv 16 / pool / Conv 8 / pool / Conv 8 / pool: 28x28x1 -> a 4x4x8 code (128 numbers)."""
 
+    conv: str = "patches"  # how convolutions are computed: see jaxae.conv.Conv
+
     @nn.compact
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
         h = x_BxHxWxC
         for features in (16, 8, 8):  # 28 -> 14 -> 7 -> 4
-            h = max_pool_ceil(nn.relu(Conv(features, (3, 3), padding="SAME")(h)))
+            h = max_pool_ceil(nn.relu(Conv(features, (3, 3), "SAME", self.conv)(h)))
         return h
 
 
 class ConvDecoder(nn.Module):
     """Mirror of `ConvEncoder` with nearest up-sampling: 4x4x8 -> 28x28x1 logits."""
 
+    conv: str = "patches"
+
     @nn.compact
     def __call__(self, z_Bx4x4x8: jax.Array) -> jax.Array:
-        h = upsample_nearest(nn.relu(Conv(8, (3, 3), padding="SAME")(z_Bx4x4x8)))  # 8x8
-        h = upsample_nearest(nn.relu(Conv(8, (3, 3), padding="SAME")(h)))  # 16x16
-        h = upsample_nearest(nn.relu(Conv(16, (3, 3), padding="VALID")(h)))  # 14 -> 28
-        return Conv(1, (3, 3), padding="SAME", name="pixels")(h)
+        h = upsample_nearest(nn.relu(Conv(8, (3, 3), "SAME", self.conv)(z_Bx4x4x8)))  # 8x8
+        h = upsample_nearest(nn.relu(Conv(8, (3, 3), "SAME", self.conv)(h)))  # 16x16
+        h = upsample_nearest(nn.relu(Conv(16, (3, 3), "VALID", self.conv)(h)))  # 14 -> 28
+        return Conv(1, (3, 3), "SAME", self.conv, name="pixels")(h)
 
 
 class Autoencoder(nn.Module):
@@ -142,12 +146,13 @@ class SuperResolution(nn.Module):
 
     factor: int = 2
     features: int = 32
+    conv: str = "patches"
 
     @nn.compact
     def __call__(self, x_BxhxwxC: jax.Array) -> jax.Array:
-        h = nn.relu(Conv(self.features, (5, 5), padding="SAME")(x_BxhxwxC))
-        h = nn.relu(Conv(self.features // 2, (3, 3), padding="SAME")(h))
-        subpixels = Conv(self.factor ** 2, (3, 3), padding="SAME", name="pixels")(h)
+        h = nn.relu(Conv(self.features, (5, 5), "SAME", self.conv)(x_BxhxwxC))
+        h = nn.relu(Conv(self.features // 2, (3, 3), "SAME", self.conv)(h))
+        subpixels = Conv(self.factor ** 2, (3, 3), "SAME", self.conv, name="pixels")(h)
         return depth_to_space(subpixels, self.factor)
 
 
@@ -167,19 +172,23 @@ class MLPFeatures(nn.Module):
 class ConvFeatures(nn.Module):
     """The conv AE's encoder, flattened: 28x28x1 -> 128 features."""
 
+    conv: str = "patches"
+
     @nn.compact
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
-        h = ConvEncoder()(x_BxHxWxC)
+        h = ConvEncoder(self.conv)(x_BxHxWxC)
         return h.reshape(h.shape[0], -1)
 
 
 class ConvVAEDecoder(nn.Module):
     """z -> nn.Dense(128) + ReLU -> 4x4x8 -> the conv AE's decoder -> 28x28x1 logits."""
 
+    conv: str = "patches"
+
     @nn.compact
     def __call__(self, z_BxD: jax.Array) -> jax.Array:
         h = nn.relu(nn.Dense(CONV_AE_CODE_SIZE)(z_BxD))
-        return ConvDecoder()(h.reshape(z_BxD.shape[0], 4, 4, 8))
+        return ConvDecoder(self.conv)(h.reshape(z_BxD.shape[0], 4, 4, 8))
 
 
 def reparameterize(key: jax.Array, mean: jax.Array, log_sigma: jax.Array) -> jax.Array:
@@ -229,33 +238,37 @@ DEEP_HIDDEN = (1000, 500, 250)  # Hinton & Salakhutdinov (2006), 784-1000-500-25
 VAE_HIDDEN = (512,)  # the material's MLP VAE, 784-512-d
 
 
-def dense_ae(latent_dim: int) -> Autoencoder:
+def dense_ae(latent_dim: int, conv: str = "patches") -> Autoencoder:
+    del conv  # no convolutions
     return Autoencoder(DenseEncoder(latent_dim), DenseDecoder())
 
 
-def deep_ae(latent_dim: int) -> Autoencoder:
+def deep_ae(latent_dim: int, conv: str = "patches") -> Autoencoder:
+    del conv
     return Autoencoder(MLPEncoder(DEEP_HIDDEN, latent_dim), MLPDecoder(DEEP_HIDDEN[::-1]))
 
 
-def conv_ae(latent_dim: int) -> Autoencoder:
+def conv_ae(latent_dim: int, conv: str = "patches") -> Autoencoder:
     del latent_dim  # fixed by the architecture: 4 x 4 x 8 = 128
-    return Autoencoder(ConvEncoder(), ConvDecoder())
+    return Autoencoder(ConvEncoder(conv), ConvDecoder(conv))
 
 
-def vae(latent_dim: int) -> VAE:
+def vae(latent_dim: int, conv: str = "patches") -> VAE:
+    del conv
     return VAE(MLPFeatures(VAE_HIDDEN), MLPDecoder(VAE_HIDDEN), latent_dim)
 
 
-def conv_vae(latent_dim: int) -> VAE:
-    return VAE(ConvFeatures(), ConvVAEDecoder(), latent_dim)
+def conv_vae(latent_dim: int, conv: str = "patches") -> VAE:
+    return VAE(ConvFeatures(conv), ConvVAEDecoder(conv), latent_dim)
 
 
-def cvae(latent_dim: int) -> VAE:
+def cvae(latent_dim: int, conv: str = "patches") -> VAE:
+    del conv
     return VAE(MLPFeatures(VAE_HIDDEN), MLPDecoder(VAE_HIDDEN), latent_dim, NUM_CLASSES)
 
 
 NUM_CLASSES = 10
-MODELS: dict[str, Callable[[int], nn.Module]] = {
+MODELS: dict[str, Callable[[int, str], nn.Module]] = {
     "dense_ae": dense_ae,
     "deep_ae": deep_ae,
     "conv_ae": conv_ae,
@@ -268,10 +281,18 @@ VARIATIONAL = ("vae", "conv_vae", "cvae")
 CONV_AE_CODE_SIZE = 4 * 4 * 8
 
 
-def build_model(name: str, latent_dim: int, superres_factor: int = 2) -> nn.Module:
-    """The model a config names; `latent_dim` is ignored where the architecture fixes it."""
+def build_model(name: str, latent_dim: int, superres_factor: int = 2,
+                conv: str = "patches") -> nn.Module:
+    """The model a config names; `latent_dim` is ignored where the architecture fixes it.
+    `conv` says how convolutions are computed ("patches" or "xla", `jaxae.conv.Conv`); the
+    parameters are the same either way."""
     if name == "superres":
-        return SuperResolution(factor=superres_factor)
+        return SuperResolution(factor=superres_factor, conv=conv)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
-    return MODELS[name](latent_dim)
+    return MODELS[name](latent_dim, conv)
+
+
+def model_from_config(config) -> nn.Module:
+    """The model of a config: its model, latent_dim, superres_factor and conv fields."""
+    return build_model(config.model, config.latent_dim, config.superres_factor, config.conv)

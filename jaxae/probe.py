@@ -79,10 +79,18 @@ def _fit(x: jax.Array, y: jax.Array, key: jax.Array, hidden: tuple[int, ...], nu
 
 def train_probe(features: np.ndarray, labels: np.ndarray, key: jax.Array,
                 hidden: tuple[int, ...] = (), epochs: int = 10, batch_size: int = 256,
-                learning_rate: float = 1e-3, num_classes: int = 10) -> Probe:
-    """Fits a classifier to (features, labels) with Adam on the cross-entropy."""
+                learning_rate: float = 1e-3, num_classes: int = 10,
+                min_steps: int = 0) -> Probe:
+    """Fits a classifier to (features, labels) with Adam on the cross-entropy.
+
+    Trains `epochs` epochs, or more when that is fewer than `min_steps` Adam steps: on a
+    small training set a fixed number of epochs is too few steps to converge.
+    """
     x = jnp.asarray(features, jnp.float32)
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    batch_size = min(batch_size, len(x))
+    steps_per_epoch = max(1, len(x) // batch_size)
+    epochs = max(epochs, -(-min_steps // steps_per_epoch))
     params = _fit((x - mean) / std, jnp.asarray(labels, jnp.int32), key, tuple(hidden),
-                  num_classes, epochs, min(batch_size, len(x)), learning_rate)
+                  num_classes, epochs, batch_size, learning_rate)
     return Probe(Classifier(tuple(hidden), num_classes), params, mean, std)

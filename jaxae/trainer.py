@@ -26,7 +26,7 @@ from jaxae import checkpoints, parallel, pipeline, steps
 from jaxae import config as config_lib
 from jaxae.evaluation import evaluate_split
 from jaxae.metric_writer import MetricWriter
-from jaxae.models import build_model
+from jaxae.models import model_from_config
 from jaxae.signals import GracefulStop
 from jaxae.splits import Splits, load_splits
 from jaxae.workdir import prepare_workdir, write_run_files
@@ -172,7 +172,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         write_run_files(workdir, config)
     frozen = ml_collections.FrozenConfigDict(config)
 
-    model = build_model(config.model, config.latent_dim, config.superres_factor)
+    model = model_from_config(config)
     manager = checkpoints.make_manager(workdir, config.keep_checkpoints)
     steps_per_epoch = pipeline.steps_per_epoch(len(data.train), config.batch_size)
     total_steps = steps_per_epoch * config.num_epochs

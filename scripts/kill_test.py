@@ -295,11 +295,11 @@ def state_template(workdir: str) -> TrainState:
     import ml_collections
 
     from jaxae import pipeline, steps
-    from jaxae.models import build_model
+    from jaxae.models import model_from_config
     from jaxae.workdir import load_run_config
 
     config = ml_collections.FrozenConfigDict(load_run_config(workdir))
-    model = build_model(config.model, config.latent_dim, config.superres_factor)
+    model = model_from_config(config)
     return steps.create_train_state(config, model, pipeline.derive_keys(config.seed).init)
 
 

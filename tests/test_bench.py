@@ -25,4 +25,30 @@ def test_bench_model_reports_rates_and_flops(model):
     # a dense AE step is at least forward + backward of two 784 x 10 matmuls
     assert result["flops_per_step"] > 6 * 32 * 784 * 10
     assert 0 < result["fraction_of_peak"] < 1
-    assert "| " + model + " | 32 |" in bench.table([(result, None)])
+    assert "| " + model + " | - | 32 |" in bench.table([(result, None)])
+
+
+def test_bench_model_times_whole_epochs_when_asked():
+    rng = np.random.default_rng(1)
+    arrays = jax.device_put({"image": rng.integers(0, 256, (200, 28, 28), np.uint8),
+                             "label": rng.integers(0, 10, 200).astype(np.int32)})
+    result = bench.bench_model("dense_ae", batch_size=32, steps_per_chunk=None, chunks=1,
+                               arrays=arrays)
+    assert result["steps_per_chunk"] == 6  # floor(200 / 32) steps: one epoch per dispatch
+    assert result["epoch_ms"] == pytest.approx(6 * result["step_ms"])
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "ten", ""])
+def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
+    with pytest.raises(ValueError, match="--steps-per-chunk"):
+        bench.chunk_steps(text)
+
+
+def test_write_section_replaces_only_its_own_device(tmp_path):
+    path = str(tmp_path / "BENCHMARKS.md")
+    bench.write_section(path, "## cpu\n\nold cpu table\n")
+    bench.write_section(path, "## NVIDIA H100\n\ngpu table\n")
+    bench.write_section(path, "## cpu\n\nnew cpu table\n")
+    text = open(path).read()
+    assert "new cpu table" in text and "gpu table" in text and "old cpu table" not in text
+    assert text.count("## cpu") == 1

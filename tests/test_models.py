@@ -70,13 +70,15 @@ def test_unknown_model_name_is_rejected():
         models.build_model("vit", 10)
 
 
+@pytest.mark.parametrize("implementation", ["patches", "xla"])
 @pytest.mark.parametrize("kernel_size, padding, size", [
     ((3, 3), "SAME", 28), ((3, 3), "VALID", 16), ((5, 5), "SAME", 14), ((3, 3), "SAME", 7)])
-def test_patch_conv_equals_flax_conv_with_the_same_parameters(kernel_size, padding, size):
+def test_conv_equals_flax_conv_with_the_same_parameters(kernel_size, padding, size,
+                                                        implementation):
     x = jax.random.normal(jax.random.key(1), (3, size, size, 5))
     reference = nn.Conv(4, kernel_size, padding=padding)
     params = reference.init(jax.random.key(2), x)
-    ours = conv.Conv(4, kernel_size, padding)
+    ours = conv.Conv(4, kernel_size, padding, implementation=implementation)
     assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == \
         jax.tree.map(jnp.shape, params)
     np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x),
@@ -85,6 +87,19 @@ def test_patch_conv_equals_flax_conv_with_the_same_parameters(kernel_size, paddi
     for ours_leaf, ref_leaf in zip(jax.tree.leaves(grad(ours)), jax.tree.leaves(grad(reference)),
                                    strict=True):
         np.testing.assert_allclose(ours_leaf, ref_leaf, rtol=1e-4, atol=1e-3)
+
+
+def test_unknown_conv_implementation_is_refused():
+    x = jnp.zeros((1, 7, 7, 1))
+    with pytest.raises(ValueError, match="implementation='fft'"):
+        conv.Conv(2, implementation="fft").init(jax.random.key(0), x)
+
+
+def test_conv_models_have_the_same_parameters_with_either_implementation():
+    x = jnp.zeros((2, 28, 28, 1))
+    trees = [jax.tree.map(jnp.shape, models.build_model("conv_vae", 16, conv=c).init(
+        {"params": jax.random.key(0)}, x)) for c in conv.IMPLEMENTATIONS]
+    assert trees[0] == trees[1]
 
 
 @pytest.mark.parametrize("size", [28, 14, 7])

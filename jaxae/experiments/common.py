@@ -29,7 +29,7 @@ from jaxae import config as config_lib
 from jaxae.data import DataError, Dataset, load_dataset
 from jaxae.evaluation import DATASET_TITLES
 from jaxae.experiments.render import render_section
-from jaxae.models import build_model
+from jaxae.models import model_from_config
 from jaxae.splits import Split, Splits
 from jaxae.trainer import train_and_evaluate
 from jaxae.workdir import _git_commit
@@ -258,7 +258,7 @@ class Context:
         self.used_runs[f"{choice.key}/{name}"] = {
             **info, "epochs": config.num_epochs, "steps": int(state.step),
             "trained_now": trained_now, "train_seconds": seconds}
-        model = build_model(config.model, config.latent_dim, config.superres_factor)
+        model = model_from_config(config)
         run = Run(name, workdir, config, model, state.params, metrics, int(state.step))
         self._runs[workdir] = (run, seconds)
         return run
