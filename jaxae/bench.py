@@ -265,6 +265,7 @@ def main() -> None:
                    f"{report}\n")
         write_section(args.write, section)
 
+
 if __name__ == "__main__":
     np.set_printoptions(precision=3)
     main()
