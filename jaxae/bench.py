@@ -22,6 +22,7 @@ import platform
 import statistics
 import subprocess
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -85,17 +86,28 @@ def matmul_peak_flops(n: int, repeats: int = 5) -> float:
     return statistics.median(rates)
 
 
+class FirstEpoch(NamedTuple):
+    state: steps.TrainState
+    keys: pipeline.Keys
+    order: jax.Array  # epoch 0's permutation of the training set
+    num_batches: int  # steps in an epoch
+
+
+def first_epoch(config: ml_collections.FrozenConfigDict, arrays: dict) -> FirstEpoch:
+    """Seed 0's fresh train state, keys and epoch-0 batch order for `arrays`."""
+    keys = pipeline.derive_keys(0)
+    state = steps.create_train_state(config, model_from_config(config), keys.init)
+    num_examples = len(arrays["image"])
+    return FirstEpoch(state, keys, pipeline.epoch_permutation(keys.data, 0, num_examples),
+                      pipeline.steps_per_epoch(num_examples, config.batch_size))
+
+
 def bench_model(model: str, batch_size: int, steps_per_chunk: int | None, chunks: int,
                 arrays: dict, peak_flops: float | None = None, conv: str = "patches") -> dict:
     """Times `chunks` chunks of `steps_per_chunk` training steps after one warm-up chunk;
     `steps_per_chunk=None` makes each chunk one whole epoch, one dispatch per epoch."""
     config = ml_collections.FrozenConfigDict(bench_config(model, batch_size, conv))
-    keys = pipeline.derive_keys(0)
-    net = model_from_config(config)
-    state = steps.create_train_state(config, net, keys.init)
-    num_examples = len(arrays["image"])
-    order = pipeline.epoch_permutation(keys.data, 0, num_examples)
-    num_batches = pipeline.steps_per_epoch(num_examples, batch_size)
+    state, keys, order, num_batches = first_epoch(config, arrays)
     steps_per_chunk = steps_per_chunk or num_batches
 
     # Counted in the step compiled for the host CPU: a GPU's compiled step hands matmuls and

@@ -22,9 +22,8 @@ import ml_collections
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from jaxae import bench, conv, pipeline, steps  # noqa: E402
+from jaxae import bench, conv, steps  # noqa: E402
 from jaxae.data import load_dataset  # noqa: E402
-from jaxae.models import model_from_config  # noqa: E402
 
 
 def kernel_times(trace_dir: str) -> tuple[str, collections.Counter, collections.Counter]:
@@ -60,10 +59,7 @@ def main() -> None:
     arrays = jax.device_put({"image": images, "label": labels})
     config = ml_collections.FrozenConfigDict(
         bench.bench_config(args.model, args.batch_size, args.conv))
-    keys = pipeline.derive_keys(0)
-    state = steps.create_train_state(config, model_from_config(config), keys.init)
-    order = pipeline.epoch_permutation(keys.data, 0, len(images))
-    num_steps = pipeline.steps_per_epoch(len(images), args.batch_size)
+    state, keys, order, num_steps = bench.first_epoch(config, arrays)
     epoch = steps.make_train_chunk(config).lower(state, arrays, order, 0, keys.train,
                                                  num_steps=num_steps).compile()
     state, _ = epoch(state, arrays, order, 0, keys.train)
