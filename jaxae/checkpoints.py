@@ -7,6 +7,7 @@ initialised state; with no checkpoint, training starts from that fresh state.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import sys
 import weakref
@@ -145,6 +146,7 @@ def restore_newest_intact(manager: ocp.CheckpointManager, like: TrainState
     is a wrong config, not damage, and older checkpoints would not fit either.
     """
     saved = sorted(manager.all_steps(), reverse=True)
+    _silence_abandoned_reads()  # before any read: a failed one's leftovers come at any time
     for step in saved:
         try:
             return restore(manager, like, step)
@@ -153,7 +155,7 @@ def restore_newest_intact(manager: ocp.CheckpointManager, like: TrainState
         except Exception as e:  # noqa: BLE001 (any failure to read is damage)
             reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
             reason = reason.split(" See full TensorStore details")[0][:200]
-        _collect_failed_reads()
+        gc.collect()  # the dropped read coroutines, collected now rather than mid-training
         print(f"warning: the checkpoint at step {step} is damaged ({reason}); trying an "
               "older one", file=sys.stderr, flush=True)
     if saved:
@@ -166,24 +168,43 @@ def restore_newest_intact(manager: ocp.CheckpointManager, like: TrainState
 _chained_unraisablehook = None
 
 
-def _ignore_abandoned_reads(unraisable) -> None:
-    """sys.unraisablehook that drops the errors of Orbax's abandoned read coroutines."""
+def _is_abandoned_read(unraisable) -> bool:
+    """Whether an unraisable error comes from the reads of a restore that already failed:
+    an Orbax read coroutine dropped unfinished, or a TensorStore read finishing after
+    Orbax's event loop closed (its callback finds the loop gone)."""
     code = getattr(unraisable.object, "cr_code", None)
-    if code is None or "orbax" not in code.co_filename:
+    if code is not None and "orbax" in code.co_filename:
+        return True
+    return (unraisable.object is None and unraisable.exc_type is RuntimeError
+            and str(unraisable.exc_value) == "Event loop is closed")
+
+
+def _ignore_abandoned_reads(unraisable) -> None:
+    """sys.unraisablehook that drops the errors of a failed restore's abandoned reads."""
+    if not _is_abandoned_read(unraisable):
         (_chained_unraisablehook or sys.__unraisablehook__)(unraisable)
 
 
-def _collect_failed_reads() -> None:
-    """Collects the reads a failed restore left behind, without printing their errors.
+def _is_not_abandoned_read_task(record: logging.LogRecord) -> bool:
+    """logging filter for asyncio's logger: drops its report of an Orbax read task whose
+    error nobody retrieved (the read of a restore that already failed)."""
+    message = record.getMessage()
+    return not (message.startswith("Task exception was never retrieved") and "orbax" in message)
 
-    Orbax reads arrays concurrently; when one fails, the others' coroutines are dropped and
-    Python would print each one's error (many lines of TensorStore spec) when it collects
-    them, now or later. The damage is reported once, by the caller's warning line.
+
+def _silence_abandoned_reads() -> None:
+    """Installs _ignore_abandoned_reads and the asyncio log filter (once each).
+
+    Orbax reads arrays concurrently; when one fails, the others are abandoned, and Python
+    would print each one's error (many lines of TensorStore spec or asyncio traceback),
+    now or later, from other threads. The damage is reported once, by the caller's warning.
     """
     global _chained_unraisablehook
     if sys.unraisablehook is not _ignore_abandoned_reads:
         _chained_unraisablehook, sys.unraisablehook = sys.unraisablehook, _ignore_abandoned_reads
-    gc.collect()
+    asyncio_logger = logging.getLogger("asyncio")
+    if _is_not_abandoned_read_task not in asyncio_logger.filters:
+        asyncio_logger.addFilter(_is_not_abandoned_read_task)
 
 
 def _saved_tree(state: TrainState) -> dict:
