@@ -27,10 +27,13 @@ from jaxae.data import load_dataset  # noqa: E402
 
 
 def kernel_times(trace_dir: str) -> tuple[str, collections.Counter, collections.Counter]:
-    """(plane name, total ns, count) per (line, event) of the trace's device plane."""
+    """(plane name, total ns, count) per (line, event) of the trace's device plane. On the
+    host, a line is one of XLA's worker threads, which share out the same operations, so
+    their events are summed under one line, "threads"."""
     path = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)[0]
     planes = list(jax.profiler.ProfileData.from_file(path).planes)
     plane = next((p for p in planes if "GPU" in p.name or "TPU" in p.name), None)
+    on_host = plane is None
     plane = plane or next(p for p in planes if p.name.startswith("/host:CPU"))
     totals, counts = collections.Counter(), collections.Counter()
     for line in plane.lines:
@@ -39,8 +42,9 @@ def kernel_times(trace_dir: str) -> tuple[str, collections.Counter, collections.
         for event in line.events:
             if event.name.startswith("ThunkExecutor"):  # wrappers around the CPU's ops
                 continue
-            totals[(line.name, event.name)] += event.duration_ns
-            counts[(line.name, event.name)] += 1
+            key = ("threads" if on_host else line.name, event.name)
+            totals[key] += event.duration_ns
+            counts[key] += 1
     return plane.name, totals, counts
 
 

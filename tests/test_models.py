@@ -103,9 +103,43 @@ def test_conv_models_have_the_same_parameters_with_either_implementation():
 
 
 @pytest.mark.parametrize("size", [28, 14, 7])
-def test_pooling_and_upsampling_equal_flax_and_numpy(size):
+def test_pooling_equals_flax(size):
     x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
     np.testing.assert_array_equal(models.max_pool_ceil(x),
                                   nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME"))
-    np.testing.assert_array_equal(models.upsample_nearest(x),
-                                  np.repeat(np.repeat(x, 2, axis=1), 2, axis=2))
+
+
+@pytest.mark.parametrize("implementation", ["patches", "xla"])
+@pytest.mark.parametrize("kernel_size, padding, size, factor", [
+    ((3, 3), "SAME", 14, 2), ((3, 3), "VALID", 8, 2), ((3, 3), "SAME", 4, 2),
+    ((3, 3), "SAME", 5, 3), ((5, 5), "VALID", 6, 2), ((2, 2), "SAME", 5, 2)])
+def test_upsampled_conv_equals_flax_conv_of_the_upsampled_input(kernel_size, padding, size,
+                                                               factor, implementation):
+    """Conv(upsample=k) computes at the low resolution; values and gradients must be those of
+    nn.Conv applied to the nearest up-sampling (np.repeat) of the input."""
+    x = jax.random.normal(jax.random.key(1), (3, size, size, 5))
+    upsample = lambda x: jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)  # noqa: E731
+    reference = nn.Conv(4, kernel_size, padding=padding)
+    params = reference.init(jax.random.key(2), upsample(x))
+    ours = conv.Conv(4, kernel_size, padding, implementation=implementation, upsample=factor)
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == \
+        jax.tree.map(jnp.shape, params)
+
+    def loss_and_grads(apply):
+        return jax.value_and_grad(lambda p, x: (apply(p, x) ** 2).sum(), (0, 1))(params, x)
+
+    ours_loss, ours_grads = loss_and_grads(ours.apply)
+    ref_loss, ref_grads = loss_and_grads(lambda p, x: reference.apply(p, upsample(x)))
+    np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, upsample(x)),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours_loss, ref_loss, rtol=1e-5)
+    for ours_leaf, ref_leaf in zip(jax.tree.leaves(ours_grads), jax.tree.leaves(ref_grads),
+                                   strict=True):
+        np.testing.assert_allclose(ours_leaf, ref_leaf, rtol=1e-4, atol=1e-3)
+
+
+def test_an_upsampled_conv_that_splits_blocks_is_refused():
+    x = jnp.zeros((1, 4, 4, 1))  # 3x3 VALID over 8x8 gives 6x6: whole 2x2 blocks, fine
+    conv.Conv(2, (3, 3), "VALID", upsample=2).init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match="not whole 2x2 blocks"):  # 2x2 VALID gives 7x7
+        conv.Conv(2, (2, 2), "VALID", upsample=2).init(jax.random.key(0), x)
