@@ -34,6 +34,7 @@ from jaxae import conv as conv_lib
 from jaxae import pipeline, steps
 from jaxae.data import load_dataset
 from jaxae.models import model_from_config
+from jaxae.workdir import git_commit
 
 PEER_MODELS = {"dense_ae": "dense", "dae": "dae", "conv_ae": "conv", "vae": "vae"}
 MODELS = ("dense_ae", "dae", "conv_ae", "vae", "conv_vae")
@@ -170,6 +171,16 @@ def device_title() -> str:
     return jax.devices()[0].device_kind
 
 
+def code_version() -> str:
+    """" Code: jaxae commit <sha>." for the report (with uncommitted changes noted), so a
+    section measured before a change says so; "" outside a git checkout."""
+    commit = git_commit()
+    if not commit:
+        return ""
+    dirty = " with uncommitted changes" if commit.endswith("+dirty") else ""
+    return f" Code: jaxae commit {commit[:12]}{dirty}."
+
+
 def write_section(path: str, section: str) -> None:
     """Writes `section` (starting "## <device>") into the report at `path`, replacing that
     device's earlier section and keeping the others, so each machine's run updates its own."""
@@ -272,7 +283,7 @@ def main() -> None:
         command = "python -m jaxae.bench " + " ".join(
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
             if v is not None and k not in ("write", "tfds_dir", "peer_script"))
-        section = (f"## {device_title()}\n\nMachine: {header()}.\n\nMatmul peak ({peak_n} x "
+        section = (f"## {device_title()}\n\nMachine: {header()}.{code_version()}\n\nMatmul peak ({peak_n} x "
                    f"{peak_n} float32): {peak / 1e9:,.1f} GFLOP/s.\n\nCommand: `{command}`\n\n"
                    f"{report}\n")
         write_section(args.write, section)

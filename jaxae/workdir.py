@@ -48,7 +48,7 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict) -> None:
                  config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
     environment = {
         "jaxae": jaxae.__version__,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "python": platform.python_version(),
         "jax": jax.__version__,
         "devices": [str(d) for d in jax.devices()],
@@ -79,7 +79,7 @@ def _version_of(module: str) -> str:
     return getattr(importlib.import_module(module), "__version__", "unknown")
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     """The commit of the jaxae checkout, with '+dirty' for uncommitted changes; '' if none."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -52,3 +52,12 @@ def test_write_section_replaces_only_its_own_device(tmp_path):
     text = open(path).read()
     assert "new cpu table" in text and "gpu table" in text and "old cpu table" not in text
     assert text.count("## cpu") == 1
+
+
+@pytest.mark.parametrize("commit, said", [
+    ("0123456789abcdef0123", " Code: jaxae commit 0123456789ab."),
+    ("0123456789abcdef0123+dirty", " Code: jaxae commit 0123456789ab with uncommitted changes."),
+    ("", "")])
+def test_a_section_names_the_commit_it_measured(monkeypatch, commit, said):
+    monkeypatch.setattr(bench, "git_commit", lambda: commit)
+    assert bench.code_version() == said

@@ -32,7 +32,7 @@ from jaxae.experiments.render import render_section
 from jaxae.models import model_from_config
 from jaxae.splits import Split, Splits
 from jaxae.trainer import train_and_evaluate
-from jaxae.workdir import _git_commit
+from jaxae.workdir import git_commit
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 MNIST_SUBSET_KEY = "mnist5k"
@@ -334,7 +334,7 @@ def machine() -> dict:
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
             "platform": platform.platform(), "python": platform.python_version(),
             "jax": jax.__version__, "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()], "jaxae_commit": _git_commit()}
+            "devices": [str(d) for d in jax.devices()], "jaxae_commit": git_commit()}
 
 
 def command(name: str, ctx: Context) -> str:
