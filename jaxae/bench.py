@@ -283,9 +283,9 @@ def main() -> None:
         command = "python -m jaxae.bench " + " ".join(
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
             if v is not None and k not in ("write", "tfds_dir", "peer_script"))
-        section = (f"## {device_title()}\n\nMachine: {header()}.{code_version()}\n\nMatmul peak ({peak_n} x "
-                   f"{peak_n} float32): {peak / 1e9:,.1f} GFLOP/s.\n\nCommand: `{command}`\n\n"
-                   f"{report}\n")
+        section = (f"## {device_title()}\n\nMachine: {header()}.{code_version()}\n\n"
+                   f"Matmul peak ({peak_n} x {peak_n} float32): {peak / 1e9:,.1f} GFLOP/s.\n\n"
+                   f"Command: `{command}`\n\n{report}\n")
         write_section(args.write, section)
 
 
