@@ -134,28 +134,36 @@ def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module
     baseline (`jaxae.baselines`), the floors to beat.
     """
     shows_input = config.model == "superres" or config.corruption != "none"
+    flat = losses.flat_images
+
+    def apply_flat(variables: dict, *args) -> jax.Array | tuple[jax.Array, dict]:
+        """model.apply with flat logits: every metric below reduces flat arrays."""
+        if is_variational(config):
+            logits, latent = model.apply(variables, *args)
+            return flat(logits), latent
+        return flat(model.apply(variables, *args))
 
     @jax.jit
     def eval_step(params: dict, batch: dict, key: jax.Array) -> Metrics:
         example_key, sample_key = jax.random.split(key)
         inputs, targets = pipeline.make_example(config, batch["image"], example_key)
-        labels = batch["label"]
-        per_image, logits = per_image_terms(config, model.apply, params, inputs, targets,
+        flat_targets, labels = flat(targets), batch["label"]
+        per_image, logits = per_image_terms(config, apply_flat, params, inputs, flat_targets,
                                             labels, sample_key)
         if is_variational(config):  # reconstructions from z = z_mean
-            _, logits = per_image_terms(config, model.apply, params, inputs, targets, labels,
-                                        None)
+            _, logits = per_image_terms(config, apply_flat, params, inputs, flat_targets,
+                                        labels, None)
         recon = jax.nn.sigmoid(logits)
         per_image |= {
-            "mse": losses.mse(logits, targets),
-            "bce": losses.bce_with_logits(logits, targets),
-            "psnr": losses.psnr(recon, targets),
+            "mse": losses.mse(logits, flat_targets),
+            "bce": losses.bce_with_logits(logits, flat_targets),
+            "psnr": losses.psnr(recon, flat_targets),
         }
         if shows_input:
-            per_image["input_psnr"] = losses.psnr(baselines.input_as_image(config, inputs),
-                                                  targets)
+            per_image["input_psnr"] = losses.psnr(
+                flat(baselines.input_as_image(config, inputs)), flat_targets)
             per_image["baseline_psnr"] = losses.psnr(
-                baselines.classical_baseline(config, inputs), targets)
+                flat(baselines.classical_baseline(config, inputs)), flat_targets)
         mask = batch["mask"]
         sums = {name: jnp.sum(value * mask) for name, value in per_image.items()}
         return {**sums, "count": jnp.sum(mask)}

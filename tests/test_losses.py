@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxae import losses
+from jaxae import baselines, losses
 
 
 def test_mse_hand_computed():
@@ -85,3 +85,20 @@ def test_downsample_averages_blocks():
     expected = np.array([[2.5, 4.5], [10.5, 12.5]]).reshape(1, 2, 2, 1)
     np.testing.assert_allclose(losses.downsample(image, 2), expected)
     assert losses.downsample(jnp.zeros((3, 28, 28, 1)), 4).shape == (3, 7, 7, 1)
+
+
+def test_median_of_9_is_the_median_of_every_binary_pattern():
+    """By the 0-1 principle a compare-exchange network that finds the median of every 0/1
+    input finds it for every input: all 512 patterns are checked."""
+    patterns = (np.arange(512)[:, None] >> np.arange(9)) & 1  # [512, 9]
+    values = [jnp.asarray(patterns[:, i], jnp.float32) for i in range(9)]
+    np.testing.assert_array_equal(baselines.median_of_9(values), np.median(patterns, axis=1))
+
+
+def test_median_filter_equals_numpy_with_edges_replicated():
+    images = np.random.default_rng(0).integers(0, 5, (3, 7, 6, 1)).astype(np.float32) / 4
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    windows = np.stack([padded[:, i:i + 7, j:j + 6] for i in range(3) for j in range(3)])
+    np.testing.assert_array_equal(baselines.median_filter_3x3(jnp.asarray(images)),
+                                  np.median(windows, axis=0))
+

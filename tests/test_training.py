@@ -9,12 +9,14 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxae import checkpoints, pipeline, steps
+from jaxae import baselines, checkpoints, losses, pipeline, steps
 from jaxae.config import ConfigError
 from jaxae.evaluation import evaluate_split, evaluate_workdir
+from jaxae.experiments.common import load_config
 from jaxae.models import build_model
+from jaxae.objectives import is_variational
 from jaxae.splits import load_splits
-from jaxae.trainer import train_and_evaluate
+from jaxae.trainer import model_from_config, train_and_evaluate
 
 
 def leaves(tree) -> list[np.ndarray]:
@@ -168,3 +170,35 @@ def test_cosine_schedule_decays_the_step_to_zero_over_the_run(tiny_config, tmp_p
     with pytest.raises(ConfigError, match="holds a run with lr_schedule='constant'"):
         train_and_evaluate(tiny_config(lr_schedule="cosine", **settings),
                            str(tmp_path / "constant"))
+
+
+@pytest.mark.parametrize("name", ["default", "dae_gaussian", "superres", "vae_fashion_2d"])
+def test_eval_step_sums_the_metrics_of_the_unmasked_images(name):
+    """The compiled eval step (flat arrays, one program) against the loss functions applied
+    image by image to the model's [B, 28, 28, 1] output, padded images masked out."""
+    config = ml_collections.FrozenConfigDict(load_config(name))
+    model = model_from_config(config)
+    params = steps.create_train_state(config, model, jax.random.key(0)).params
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+             "label": rng.integers(0, 10, 6).astype(np.int32),
+             "mask": np.array([1, 1, 1, 1, 0, 0], np.float32)}
+    key = jax.random.key(3)
+    out = jax.device_get(steps.make_eval_step(config, model)(params, batch, key))
+
+    example_key, _ = jax.random.split(key)
+    inputs, targets = pipeline.make_example(config, batch["image"], example_key)
+    args = (inputs, None, batch["label"]) if is_variational(config) else (inputs,)
+    logits = model.apply({"params": params}, *args)
+    logits = logits[0] if is_variational(config) else logits  # z = z_mean
+    expected = {"mse": losses.mse(logits, targets), "bce": losses.bce_with_logits(logits, targets),
+                "psnr": losses.psnr(jax.nn.sigmoid(logits), targets)}
+    if name in ("dae_gaussian", "superres"):
+        expected["input_psnr"] = losses.psnr(baselines.input_as_image(config, inputs), targets)
+        expected["baseline_psnr"] = losses.psnr(baselines.classical_baseline(config, inputs),
+                                                targets)
+    assert out["count"] == 4
+    assert set(expected) <= set(out)
+    for metric, per_image in expected.items():
+        np.testing.assert_allclose(out[metric], np.sum(np.asarray(per_image)[:4]), rtol=1e-5,
+                                   err_msg=metric)
