@@ -2,7 +2,7 @@
 
 For each model and batch size: compile time, steady-state step time and images/s of the
 training path `train.py` runs (--steps-per-chunk steps, or a whole epoch, compiled as one
-`lax.scan`, batches gathered on the device), FLOPs per step from XLA's cost analysis of the
+loop, batches gathered on the device), FLOPs per step from XLA's cost analysis of the
 step compiled for the host CPU, achieved FLOP/s and its fraction of the device's peak (an
 n x n float32 matmul timed in the same run), and peak memory where the backend reports it.
 Warm-up (compilation included) is left out of every rate; each timed chunk ends with a
@@ -117,14 +117,14 @@ def bench_model(model: str, batch_size: int, steps_per_chunk: int | None, chunks
                                 keys.train), jax.devices("cpu")[0])
     flops_per_step = _flops(steps.make_train_step(config).lower(*host_args).compile())
     start = time.perf_counter()
-    chunk = steps.make_train_chunk(config).lower(
-        state, arrays, order, 0, keys.train, num_steps=steps_per_chunk).compile()
+    chunk = steps.make_train_chunk(config, max_steps=steps_per_chunk).lower(
+        state, arrays, order, 0, keys.train, steps_per_chunk).compile()
     compile_s = time.perf_counter() - start
 
     def run(index: int):
         nonlocal state
         first = (index * steps_per_chunk) % max(1, num_batches - steps_per_chunk + 1)
-        state, metrics = chunk(state, arrays, order, first, keys.train)
+        state, metrics = chunk(state, arrays, order, first, keys.train, steps_per_chunk)
         jax.block_until_ready((state, metrics))
 
     run(0)  # warm-up

@@ -102,26 +102,37 @@ def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None = None
     return jax.jit(train_step_fn(config, mesh), donate_argnums=0)
 
 
-def make_train_chunk(config: ml_collections.ConfigDict, mesh: Mesh | None = None
-                     ) -> Callable[..., tuple[TrainState, Metrics]]:
-    """Compiles `num_steps` consecutive steps as one `lax.scan`: the host dispatches once.
+def make_train_chunk(config: ml_collections.ConfigDict, mesh: Mesh | None = None, *,
+                     max_steps: int) -> Callable[..., tuple[TrainState, Metrics]]:
+    """Compiles up to `max_steps` consecutive steps as one loop: the host dispatches once.
 
     f(state, arrays, order, first_index, key, num_steps) runs the steps whose batches are
     numbers first_index .. first_index + num_steps - 1 of the epoch ordered by `order`,
     gathered on the device from the resident `arrays`; it returns the new state and each
-    step's metrics stacked along a leading axis. Same step function as `make_train_step`.
+    step's metrics in arrays of `max_steps` rows, of which the first num_steps are filled.
+    num_steps (at most max_steps) is an argument, not a constant: one program serves
+    every chunk length, so a run compiles its training loop once. Same step function as
+    `make_train_step`.
     """
     step = train_step_fn(config, mesh)
 
     def train_chunk(state: TrainState, arrays: dict, order: jax.Array, first_index: jax.Array,
-                    key: jax.Array, num_steps: int) -> tuple[TrainState, Metrics]:
-        def body(state: TrainState, index: jax.Array) -> tuple[TrainState, Metrics]:
-            batch = pipeline.gather_batch(arrays, order, index, config.batch_size)
+                    key: jax.Array, num_steps: jax.Array) -> tuple[TrainState, Metrics]:
+        def run_step(state: TrainState, offset: jax.Array) -> tuple[TrainState, Metrics]:
+            batch = pipeline.gather_batch(arrays, order, first_index + offset, config.batch_size)
             return step(state, batch, key)
 
-        return jax.lax.scan(body, state, first_index + jnp.arange(num_steps))
+        def body(offset: jax.Array, carry: tuple[TrainState, Metrics]
+                 ) -> tuple[TrainState, Metrics]:
+            state, metrics = run_step(carry[0], offset)
+            rows = jax.tree.map(lambda row, value: row.at[offset].set(value), carry[1], metrics)
+            return state, rows
 
-    return jax.jit(train_chunk, static_argnames="num_steps", donate_argnums=0)
+        shapes = jax.eval_shape(run_step, state, 0)[1]  # the metrics' shapes; computes nothing
+        rows = jax.tree.map(lambda s: jnp.zeros((max_steps, *s.shape), s.dtype), shapes)
+        return jax.lax.fori_loop(0, num_steps, body, (state, rows))
+
+    return jax.jit(train_chunk, donate_argnums=0)
 
 
 def make_eval_step(config: ml_collections.ConfigDict, model: nn.Module

@@ -4,8 +4,8 @@ Order of work: validate the config and the workdir (no compilation yet), load th
 build the state, restore the newest checkpoint if the workdir holds one, then train.
 
 Training runs in chunks: the steps between two points where the host has something to do
-(log, checkpoint, end of epoch, stop) are compiled `lax.scan`s over batches gathered on the
-device (lengths that are powers of two, so few programs compile), and their metrics are
+(log, checkpoint, end of epoch, stop) run as one compiled loop over batches gathered on the
+device (its length an argument, so one program serves every chunk), and their metrics are
 read only after the next interval has been dispatched.
 Chunks of any length give the same bits, so resuming at any step repeats the run exactly.
 """
@@ -84,17 +84,6 @@ def _chunk_end(step: int, epoch_end: int, stop_at: int, config: ml_collections.C
     return min(ends)
 
 
-def _power_of_two_chunks(first_index: int, num_steps: int) -> list[tuple[int, int]]:
-    """(first batch index, length) of chunks covering num_steps, lengths powers of two,
-    largest first: whatever the schedule, at most log2(num_steps) + 1 programs compile."""
-    chunks = []
-    for bit in reversed(range(num_steps.bit_length())):
-        if num_steps >> bit & 1:
-            chunks.append((first_index, 1 << bit))
-            first_index += 1 << bit
-    return chunks
-
-
 class _ChunkLog:
     """Reads a dispatched chunk's metrics (after the next one is dispatched): checks that
     every step is finite, writes the step's record at log points, updates the progress bar."""
@@ -105,21 +94,20 @@ class _ChunkLog:
         self.pending = None
         self.clock = time.perf_counter()
 
-    def add(self, first_step: int, metrics: list[dict], epoch: int, bar: tqdm) -> None:
+    def add(self, first_step: int, count: int, metrics: dict, epoch: int, bar: tqdm) -> None:
+        """A dispatched chunk: `count` steps from `first_step`, their metrics' first rows."""
         self.flush()
-        self.pending = (first_step, metrics, epoch, bar)
+        self.pending = (first_step, count, metrics, epoch, bar)
 
     def flush(self) -> None:
         if self.pending is None:
             return
-        first_step, metrics, epoch, bar = self.pending
+        first_step, count, metrics, epoch, bar = self.pending
         self.pending = None
-        parts = jax.device_get(metrics)  # one transfer for the whole interval
-        fetched = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        fetched = {name: rows[:count] for name, rows in jax.device_get(metrics).items()}
         fault = _first_non_finite(fetched, first_step)
         if fault:
             _check_finite({fault[1]: fault[2]}, fault[0], "train_")
-        count = len(fetched["loss"])
         step = first_step + count - 1
         last = {name: float(values[-1]) for name, values in fetched.items()}
         end_of_epoch = step % self.steps_per_epoch == 0
@@ -182,7 +170,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     writer = MetricWriter(workdir) if main else None
     if writer:
         writer.drop_after(int(state.step))  # records of steps a restart will run again
-    train_chunk = steps.make_train_chunk(frozen, mesh)
+    # every chunk ends at a log point or sooner (`_chunk_end`)
+    train_chunk = steps.make_train_chunk(
+        frozen, mesh, max_steps=min(config.log_every_steps, steps_per_epoch))
     eval_step = steps.make_eval_step(frozen, model)
 
     train_arrays = parallel.put_replicated(
@@ -209,13 +199,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        total=steps_per_epoch, leave=False, disable=None if main else True)
             while step < epoch_end and not stop.requested:
                 end = _chunk_end(step, epoch_end, stop_at, config)
-                metrics = []
-                for first_index, length in _power_of_two_chunks(
-                        step - epoch * steps_per_epoch, end - step):
-                    state, chunk_metrics = train_chunk(state, train_arrays, order, first_index,
-                                                       train_key, num_steps=length)
-                    metrics.append(chunk_metrics)
-                log.add(step + 1, metrics, epoch, bar)
+                state, metrics = train_chunk(state, train_arrays, order,
+                                             step - epoch * steps_per_epoch, train_key, end - step)
+                log.add(step + 1, end - step, metrics, epoch, bar)
                 step = end
                 every = config.checkpoint_every_steps
                 if every and step % every == 0 and step % steps_per_epoch:

@@ -64,13 +64,13 @@ def main() -> None:
     config = ml_collections.FrozenConfigDict(
         bench.bench_config(args.model, args.batch_size, args.conv))
     state, keys, order, num_steps = bench.first_epoch(config, arrays)
-    epoch = steps.make_train_chunk(config).lower(state, arrays, order, 0, keys.train,
-                                                 num_steps=num_steps).compile()
-    state, _ = epoch(state, arrays, order, 0, keys.train)
+    epoch = steps.make_train_chunk(config, max_steps=num_steps).lower(
+        state, arrays, order, 0, keys.train, num_steps).compile()
+    state, _ = epoch(state, arrays, order, 0, keys.train, num_steps)
     jax.block_until_ready(state)
     with tempfile.TemporaryDirectory() as folder:
         with jax.profiler.trace(folder):
-            state, _ = epoch(state, arrays, order, 0, keys.train)
+            state, _ = epoch(state, arrays, order, 0, keys.train, num_steps)
             jax.block_until_ready(state)
         plane, totals, counts = kernel_times(folder)
     print(f"{args.model}, conv={args.conv}, batch {args.batch_size}, {num_steps} steps; "

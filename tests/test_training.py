@@ -202,3 +202,15 @@ def test_eval_step_sums_the_metrics_of_the_unmasked_images(name):
     for metric, per_image in expected.items():
         np.testing.assert_allclose(out[metric], np.sum(np.asarray(per_image)[:4]), rtol=1e-5,
                                    err_msg=metric)
+
+
+def test_a_run_compiles_its_training_loop_once(tiny_config, tmp_path, caplog):
+    """16 steps per epoch logged every 6: chunks of 6, 6, 4, 2, 6, ... all run one program."""
+    config = tiny_config(num_epochs=2, log_every_steps=6)
+    with jax.log_compiles(True), caplog.at_level("WARNING"):
+        train_and_evaluate(config, str(tmp_path / "run"))
+    compiled = [r for r in caplog.records
+                if "XLA compilation of jit(train_chunk)" in r.getMessage()]
+    assert len(compiled) == 1
+    assert [r["step"] for r in read_metrics(tmp_path / "run") if "train_loss" in r] == \
+        [6, 12, 16, 18, 24, 30, 32]
