@@ -4,7 +4,9 @@ For each model and batch size: compile time, steady-state step time and images/s
 training path `train.py` runs (--steps-per-chunk steps, or a whole epoch, compiled as one
 loop, batches gathered on the device), FLOPs per step from XLA's cost analysis of the
 step compiled for the host CPU, achieved FLOP/s and its fraction of the device's peak (an
-n x n float32 matmul timed in the same run), and peak memory where the backend reports it.
+n x n matmul of the run's compute dtype, timed in the same run), and peak memory where the
+backend reports it. --compute-dtype float32,bfloat16 also times each model with the Dense
+matmuls in bfloat16 (`jaxae.precision`), beside the same float32 peer run.
 Warm-up (compilation included) is left out of every rate; each timed chunk ends with a
 device sync; the figure is the median of --chunks chunks. With --peer-python, the PyTorch peer
 (../shared/peers/torch_autoencoders.py --mode step-bench, same model, batch size and
@@ -31,7 +33,7 @@ import numpy as np
 
 from jaxae import config as config_lib
 from jaxae import conv as conv_lib
-from jaxae import pipeline, steps
+from jaxae import pipeline, precision, steps
 from jaxae.data import load_dataset
 from jaxae.models import model_from_config
 from jaxae.workdir import git_commit
@@ -43,11 +45,11 @@ DEFAULT_PEER = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "pe
                             "torch_autoencoders.py")
 
 
-def bench_config(model: str, batch_size: int, conv: str = "patches"
-                 ) -> ml_collections.ConfigDict:
+def bench_config(model: str, batch_size: int, conv: str = "patches",
+                 compute_dtype: str = "float32") -> ml_collections.ConfigDict:
     """Each benchmarked model in the setting the PyTorch peer uses for it."""
     config = config_lib.base_config()
-    config.batch_size, config.conv = batch_size, conv
+    config.batch_size, config.conv, config.compute_dtype = batch_size, conv, compute_dtype
     if model == "dae":  # the material's DAE: dropout-corrupted input, code of 940
         config.latent_dim, config.corruption, config.dropout_rescale = 940, "dropout", True
     elif model == "conv_ae":
@@ -73,11 +75,15 @@ def peak_memory_bytes(device: jax.Device) -> int | None:
     return (stats or {}).get("peak_bytes_in_use")
 
 
-def matmul_peak_flops(n: int, repeats: int = 5) -> float:
-    """The device's practical peak: median FLOP/s of an n x n float32 matmul (2 n^3 FLOPs)."""
+def matmul_peak_flops(n: int, repeats: int = 5, compute_dtype: str = "float32") -> float:
+    """The device's practical peak: median FLOP/s of an n x n matmul (2 n^3 FLOPs) of float32
+    operands, or for "bfloat16" the matmul `jaxae.precision` runs (bfloat16 operands,
+    float32 accumulation)."""
     a = jax.random.uniform(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.uniform(jax.random.key(1), (n, n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
+    if compute_dtype == "bfloat16":
+        a, b = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+    matmul = jax.jit(jnp.matmul if compute_dtype == "float32" else precision.bfloat16_matmul)
     matmul(a, b).block_until_ready()
     rates = []
     for _ in range(repeats):
@@ -104,10 +110,12 @@ def first_epoch(config: ml_collections.FrozenConfigDict, arrays: dict) -> FirstE
 
 
 def bench_model(model: str, batch_size: int, steps_per_chunk: int | None, chunks: int,
-                arrays: dict, peak_flops: float | None = None, conv: str = "patches") -> dict:
+                arrays: dict, peak_flops: float | None = None, conv: str = "patches",
+                compute_dtype: str = "float32") -> dict:
     """Times `chunks` chunks of `steps_per_chunk` training steps after one warm-up chunk;
     `steps_per_chunk=None` makes each chunk one whole epoch, one dispatch per epoch."""
-    config = ml_collections.FrozenConfigDict(bench_config(model, batch_size, conv))
+    config = ml_collections.FrozenConfigDict(bench_config(model, batch_size, conv,
+                                                          compute_dtype))
     state, keys, order, num_batches = first_epoch(config, arrays)
     steps_per_chunk = steps_per_chunk or num_batches
 
@@ -136,6 +144,7 @@ def bench_model(model: str, batch_size: int, steps_per_chunk: int | None, chunks
     images_per_s = statistics.median(rates)
     achieved = flops_per_step * images_per_s / batch_size
     return {"model": model, "framework": "jaxae", "batch": batch_size, "conv": conv,
+            "compute_dtype": compute_dtype,
             "img_per_s": images_per_s, "step_ms": 1e3 * batch_size / images_per_s,
             "steps_per_chunk": steps_per_chunk,
             "epoch_ms": 1e3 * num_batches * batch_size / images_per_s,
@@ -197,9 +206,9 @@ def write_section(path: str, section: str) -> None:
 
 def table(rows: list[tuple[dict, dict | None]]) -> str:
     """The markdown table of the results, with the peer's columns where it ran."""
-    lines = ["| model | conv | batch | compile s | step ms | epoch ms | images/s | GFLOP/step | "
-             "GFLOP/s | of peak | peak memory | peer images/s | jaxae / peer |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | conv | dtype | batch | compile s | step ms | epoch ms | images/s | "
+             "GFLOP/step | GFLOP/s | of peak | peak memory | peer images/s | jaxae / peer |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for ours, peer in rows:
         fraction, memory = ours["fraction_of_peak"], ours["peak_memory_bytes"]
         of_peak = f"{fraction:.1%}" if fraction is not None else "n/a"
@@ -208,11 +217,17 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
         ratio = f"{ours['img_per_s'] / peer['img_per_s']:.2f}x" if peer else "-"
         lines.append(
             f"| {ours['model']} | {ours['conv'] if ours['model'] in CONV_MODELS else '-'} | "
-            f"{ours['batch']} | {ours['compile_s']:.1f} | "
+            f"{ours['compute_dtype']} | {ours['batch']} | {ours['compile_s']:.1f} | "
             f"{ours['step_ms']:.2f} | {ours['epoch_ms']:,.0f} | {ours['img_per_s']:,.0f} | "
             f"{ours['flops_per_step'] / 1e9:.3f} | {ours['achieved_gflops']:.1f} | "
             f"{of_peak} | {memory_text} | {peer_rate} | {ratio} |")
     return "\n".join(lines)
+
+
+def peak_text(peaks: dict[str, float]) -> str:
+    """'float32 260.1 GFLOP/s, bfloat16 (float32 accumulation) 1,012.3 GFLOP/s'."""
+    names = {"float32": "float32", "bfloat16": "bfloat16 (float32 accumulation)"}
+    return ", ".join(f"{names[d]} {p / 1e9:,.1f} GFLOP/s" for d, p in peaks.items())
 
 
 def chunk_steps(text: str) -> int | None:
@@ -236,6 +251,10 @@ def main() -> None:
     parser.add_argument("--conv", default="patches",
                         help="comma-separated config.conv values the conv models run with: "
                              + ", ".join(conv_lib.IMPLEMENTATIONS))
+    parser.add_argument("--compute-dtype", default="float32",
+                        help="comma-separated config.compute_dtype values each model runs "
+                             "with: " + ", ".join(precision.COMPUTE_DTYPES) + " (the peer "
+                             "runs float32 once per model)")
     parser.add_argument("--peak-n", type=int, default=None,
                         help="matmul size for the peak (default: 2048 on CPU, 8192 else)")
     parser.add_argument("--peer-python", default=None,
@@ -257,26 +276,33 @@ def main() -> None:
     if unknown := [c for c in convs if c not in conv_lib.IMPLEMENTATIONS]:
         parser.error(f"--conv: unknown {', '.join(unknown)}: choose from "
                      f"{', '.join(conv_lib.IMPLEMENTATIONS)}")
+    dtypes = args.compute_dtype.split(",")
+    if unknown := [d for d in dtypes if d not in precision.COMPUTE_DTYPES]:
+        parser.error(f"--compute-dtype: unknown {', '.join(unknown)}: choose from "
+                     f"{', '.join(precision.COMPUTE_DTYPES)}")
     on_cpu = jax.devices()[0].platform == "cpu"
     peak_n = args.peak_n or (2048 if on_cpu else 8192)
     print(f"# {header()}", flush=True)
     data = load_dataset("fashion_mnist", tfds_dir=args.tfds_dir)
     arrays = jax.device_put({"image": data.train_images, "label": data.train_labels})
-    peak = matmul_peak_flops(peak_n)
-    print(json.dumps({"peak_matmul_n": peak_n, "peak_gflops": peak / 1e9}), flush=True)
+    peaks = {dtype: matmul_peak_flops(peak_n, compute_dtype=dtype) for dtype in dtypes}
+    print(json.dumps({"peak_matmul_n": peak_n,
+                      **{f"peak_gflops_{d}": p / 1e9 for d, p in peaks.items()}}), flush=True)
     rows = []
     for batch_size in batch_sizes:
         for model in models:
+            peer = None  # one peer run per model, beside each of jaxae's runs of it
             for conv in convs if model in CONV_MODELS else convs[:1]:
-                ours = bench_model(model, batch_size, steps_per_chunk, args.chunks, arrays,
-                                   peak, conv)
-                print(json.dumps(ours), flush=True)
-                peer = None
-                if args.peer_python and model in PEER_MODELS:
-                    peer = bench_peer(args.peer_python, args.peer_script, model, batch_size,
-                                      ours["steps_per_chunk"], args.chunks, os.cpu_count() or 1)
-                    print(json.dumps(peer), flush=True)
-                rows.append((ours, peer))
+                for dtype in dtypes:
+                    ours = bench_model(model, batch_size, steps_per_chunk, args.chunks, arrays,
+                                       peaks[dtype], conv, dtype)
+                    print(json.dumps(ours), flush=True)
+                    if peer is None and args.peer_python and model in PEER_MODELS:
+                        peer = bench_peer(args.peer_python, args.peer_script, model, batch_size,
+                                          ours["steps_per_chunk"], args.chunks,
+                                          os.cpu_count() or 1)
+                        print(json.dumps(peer), flush=True)
+                    rows.append((ours, peer))
     report = table(rows)
     print("\n" + report)
     if args.write:
@@ -284,7 +310,7 @@ def main() -> None:
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
             if v is not None and k not in ("write", "tfds_dir", "peer_script"))
         section = (f"## {device_title()}\n\nMachine: {header()}.{code_version()}\n\n"
-                   f"Matmul peak ({peak_n} x {peak_n} float32): {peak / 1e9:,.1f} GFLOP/s.\n\n"
+                   f"Matmul peak ({peak_n} x {peak_n}): {peak_text(peaks)}.\n\n"
                    f"Command: `{command}`\n\n{report}\n")
         write_section(args.write, section)
 

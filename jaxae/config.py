@@ -11,7 +11,7 @@ import math
 import ml_collections
 from ml_collections import config_dict
 
-from jaxae import conv, initializers
+from jaxae import conv, initializers, precision
 from jaxae.data import DATASET_NAMES
 from jaxae.models import MODEL_NAMES
 
@@ -33,6 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = "dense_ae"  # one of: dense_ae, deep_ae, conv_ae, superres.
     c.latent_dim = 10  # code size (conv_ae fixes it at 4x4x8 = 128; superres has none).
     c.conv = "patches"  # convolutions as patches + matmul (fast on CPU) or "xla" (see conv.py).
+    c.compute_dtype = "float32"  # or "bfloat16": training's Dense matmuls (see precision.py).
     c.init = "glorot"  # initial weights: "glorot" (Keras, the material's), "torch" or "lecun".
     # Dense AE, Fashion-MNIST, test MSE after 1 epoch: glorot 0.036, torch 0.057, lecun 0.066.
     c.superres_factor = 2  # superres: input is the image average-pooled by 2 (14x14) or 4 (7x7).
@@ -117,6 +118,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice(config, "likelihood", LIKELIHOODS)
     _choice(config, "init", initializers.SCHEMES)
     _choice(config, "conv", conv.IMPLEMENTATIONS)
+    _choice(config, "compute_dtype", precision.COMPUTE_DTYPES)
     for field in ("latent_dim", "batch_size", "num_epochs", "eval_batch_size",
                   "log_every_steps", "checkpoint_every_epochs", "keep_checkpoints", "num_images",
                   "iwae_images", "iwae_chunk", "manifold_size"):

@@ -16,7 +16,7 @@ import optax
 from flax.training import train_state
 from jax.sharding import Mesh
 
-from jaxae import baselines, initializers, losses, parallel, pipeline
+from jaxae import baselines, initializers, losses, parallel, pipeline, precision
 from jaxae.objectives import is_variational, per_image_terms
 
 TrainState = train_state.TrainState
@@ -89,7 +89,8 @@ def train_step_fn(config: ml_collections.ConfigDict, mesh: Mesh | None = None
             means = {name: value.mean() for name, value in terms.items()}
             return means["loss"], means
 
-        grads, metrics = jax.grad(objective, has_aux=True)(state.params)
+        with precision.compute_dtype(config.compute_dtype):
+            grads, metrics = jax.grad(objective, has_aux=True)(state.params)
         metrics["grad_norm"] = optax.tree.norm(grads)
         return state.apply_gradients(grads=grads), metrics
 

@@ -22,7 +22,7 @@ import ml_collections
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from jaxae import bench, conv, steps  # noqa: E402
+from jaxae import bench, conv, precision, steps  # noqa: E402
 from jaxae.data import load_dataset  # noqa: E402
 
 
@@ -53,6 +53,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=bench.MODELS, default="conv_ae")
     parser.add_argument("--conv", choices=conv.IMPLEMENTATIONS, default="patches")
+    parser.add_argument("--compute-dtype", choices=precision.COMPUTE_DTYPES, default="float32")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--train-size", type=int, default=None, help="first N images only")
     parser.add_argument("--tfds-dir", default=None)
@@ -62,7 +63,7 @@ def main() -> None:
     images, labels = data.train_images[:args.train_size], data.train_labels[:args.train_size]
     arrays = jax.device_put({"image": images, "label": labels})
     config = ml_collections.FrozenConfigDict(
-        bench.bench_config(args.model, args.batch_size, args.conv))
+        bench.bench_config(args.model, args.batch_size, args.conv, args.compute_dtype))
     state, keys, order, num_steps = bench.first_epoch(config, arrays)
     epoch = steps.make_train_chunk(config, max_steps=num_steps).lower(
         state, arrays, order, 0, keys.train, num_steps).compile()

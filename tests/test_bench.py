@@ -25,7 +25,7 @@ def test_bench_model_reports_rates_and_flops(model):
     # a dense AE step is at least forward + backward of two 784 x 10 matmuls
     assert result["flops_per_step"] > 6 * 32 * 784 * 10
     assert 0 < result["fraction_of_peak"] < 1
-    assert "| " + model + " | - | 32 |" in bench.table([(result, None)])
+    assert "| " + model + " | - | float32 | 32 |" in bench.table([(result, None)])
 
 
 def test_bench_model_times_whole_epochs_when_asked():

@@ -39,6 +39,8 @@ def test_shipped_configs_are_valid_and_documented(path):
     ("model", "vit", "config.model='vit' is unknown: choose one of dense_ae"),
     ("dataset", "cifar10", "config.dataset='cifar10' is unknown: choose one of mnist"),
     ("conv", "cudnn", "config.conv='cudnn' is unknown: choose one of patches, xla"),
+    ("compute_dtype", "float16",
+     "config.compute_dtype='float16' is unknown: choose one of float32, bfloat16"),
     ("latent_dim", 0, "config.latent_dim=0 must be a positive integer"),
     ("batch_size", -1, "config.batch_size=-1 must be a positive integer"),
     ("num_epochs", 0, "config.num_epochs=0 must be a positive integer"),
