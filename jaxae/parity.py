@@ -6,8 +6,13 @@ For each model the peer implements (../shared/peers/torch_autoencoders.py), jaxa
 the matching config and the peer trains its own model on the same Fashion-MNIST files, same
 batch size (128), optimiser (Adam 1e-3), initialisation scheme and number of epochs, one
 after the other on the same threads. Printed per model: each side's test figure after the
-last epoch, the relative difference, each side's training wall time (evaluations included,
-data loading not), and when jaxae first reached the peer's final figure. JSON lines, then a
+last epoch, the relative difference, each side's training wall time (the peer's: its
+training and evaluation loops; jaxae's: from the call, so loading the data and compiling
+count too), and when jaxae first reached the peer's final figure. With a constant learning
+rate, jaxae trains --extra-epochs more epochs (default 2) for that last column only: its
+first epochs are the same bits as a run of the pairing's length, and its figure and wall
+time are read at the pairing's last epoch. --compute-dtype bfloat16 runs jaxae's Dense
+matmuls in bfloat16 (`jaxae.precision`); the peer stays float32. JSON lines, then a
 markdown table; --write FILE also writes the table. --seeds N repeats every run with seeds
 0..N-1 and reports means and standard deviations: one short run (the dense AE's single
 epoch) moves by several percent from seed to seed.
@@ -26,7 +31,7 @@ import time
 
 import ml_collections
 
-from jaxae import cli
+from jaxae import cli, precision
 from jaxae.bench import DEFAULT_PEER, header
 from jaxae.experiments.common import load_config
 from jaxae.trainer import train_and_evaluate
@@ -53,11 +58,17 @@ PAIRINGS = {
 }
 
 
-def run_jaxae(pairing: Pairing, workdir: str, tfds_dir: str | None, seed: int) -> dict:
+def run_jaxae(pairing: Pairing, workdir: str, tfds_dir: str | None, seed: int,
+              extra_epochs: int = 0, compute_dtype: str = "float32") -> dict:
     """Trains the pairing's config from scratch; per-epoch test figures and wall times
-    (counted from the call: data loading and compilation included)."""
+    (counted from the call: data loading and compilation included). With a constant
+    learning rate, `extra_epochs` more epochs follow (the first ones are unchanged);
+    "value" and "wall_s" are those of the pairing's last epoch."""
     config: ml_collections.ConfigDict = load_config(pairing.config)
-    config.num_epochs, config.seed = pairing.epochs, seed
+    if config.lr_schedule != "constant":  # a longer run would decay at another pace
+        extra_epochs = 0
+    config.num_epochs, config.seed = pairing.epochs + extra_epochs, seed
+    config.compute_dtype = compute_dtype
     if tfds_dir:
         config.tfds_dir = tfds_dir
     epochs = []
@@ -68,7 +79,8 @@ def run_jaxae(pairing: Pairing, workdir: str, tfds_dir: str | None, seed: int) -
                        "wall_s": time.perf_counter() - start})
 
     cli.run(train_and_evaluate, config, workdir, record)
-    return {"value": epochs[-1]["value"], "wall_s": epochs[-1]["wall_s"], "epochs": epochs}
+    last = epochs[pairing.epochs - 1]
+    return {"value": last["value"], "wall_s": last["wall_s"], "epochs": epochs}
 
 
 def run_peer(python: str, script: str, name: str, pairing: Pairing, threads: int, seed: int
@@ -152,24 +164,32 @@ def main() -> None:
     parser.add_argument("--peer-script", default=DEFAULT_PEER)
     parser.add_argument("--models", default=",".join(PAIRINGS), help="comma-separated")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per model")
+    parser.add_argument("--extra-epochs", type=int, default=2,
+                        help="epochs jaxae may train past the pairing's to reach the peer's "
+                             "final figure (constant learning rates only)")
+    parser.add_argument("--compute-dtype", choices=precision.COMPUTE_DTYPES, default="float32",
+                        help="jaxae's config.compute_dtype (the peer runs float32)")
     parser.add_argument("--tfds-dir", default=None)
     parser.add_argument("--write", default=None, help="also write the markdown table here")
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: give 1 or more")
+    if args.extra_epochs < 0:
+        parser.error(f"--extra-epochs {args.extra_epochs}: give 0 or more")
     names = args.models.split(",")
     unknown = [n for n in names if n not in PAIRINGS]
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(PAIRINGS)}")
     if not os.path.isfile(args.peer_script):
         parser.error(f"--peer-script {args.peer_script} does not exist")
-    print(f"# {header()}", flush=True)
+    print(f"# {header()}; jaxae's compute dtype: {args.compute_dtype}", flush=True)
     rows = []
     for name in names:
         pairing, ours, peer = PAIRINGS[name], [], []
         for seed in range(args.seeds):
             with tempfile.TemporaryDirectory(prefix=f"jaxae_parity_{name}_") as workdir:
-                ours.append(run_jaxae(pairing, workdir, args.tfds_dir, seed))
+                ours.append(run_jaxae(pairing, workdir, args.tfds_dir, seed,
+                                      args.extra_epochs, args.compute_dtype))
             peer.append(run_peer(args.peer_python, args.peer_script, name, pairing,
                                  os.cpu_count() or 1, seed))
         rows.append(compare(name, pairing, ours, peer))
@@ -178,7 +198,8 @@ def main() -> None:
     print("\n" + report)
     if args.write:
         with open(args.write, "w") as f:
-            f.write(f"Machine: {header()}.\n\n{report}\n")
+            f.write(f"Machine: {header()}. jaxae's compute dtype: {args.compute_dtype}; "
+                    f"the peer's: float32.\n\n{report}\n")
 
 
 if __name__ == "__main__":

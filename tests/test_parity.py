@@ -31,3 +31,17 @@ def test_higher_is_better_elbo_reached_at_the_first_good_epoch():
     assert row["jaxae_reaches_peer_final_at_epoch"] == 2
     assert row["jaxae_time_to_peer_final_s"] == 20.0
     assert "epoch 2, 20 s" in parity.table([row])
+
+
+def test_extra_epochs_time_the_target_without_changing_the_reported_epoch(fashion_tfds_dir,
+                                                                           tmp_path):
+    """The extra epoch only extends the run: the pairing's last epoch is the same bits."""
+    pairing = parity.Pairing("test", 1, "glorot", "mse", "test_mse_per_pixel", "test MSE")
+    plain = parity.run_jaxae(pairing, str(tmp_path / "a"), fashion_tfds_dir, 0)
+    longer = parity.run_jaxae(pairing, str(tmp_path / "b"), fashion_tfds_dir, 0,
+                              extra_epochs=1)
+    assert [e["epoch"] for e in plain["epochs"]] == [1]
+    assert [e["epoch"] for e in longer["epochs"]] == [1, 2]
+    assert longer["value"] == plain["value"] == longer["epochs"][0]["value"]
+    assert longer["epochs"][1]["value"] < longer["value"]  # it kept learning
+    assert longer["wall_s"] == longer["epochs"][0]["wall_s"]
