@@ -283,6 +283,7 @@ def main() -> None:
     on_cpu = jax.devices()[0].platform == "cpu"
     peak_n = args.peak_n or (2048 if on_cpu else 8192)
     print(f"# {header()}", flush=True)
+    measured_code = code_version()  # at the start: files edited during the run do not count
     data = load_dataset("fashion_mnist", tfds_dir=args.tfds_dir)
     arrays = jax.device_put({"image": data.train_images, "label": data.train_labels})
     peaks = {dtype: matmul_peak_flops(peak_n, compute_dtype=dtype) for dtype in dtypes}
@@ -309,7 +310,7 @@ def main() -> None:
         command = "python -m jaxae.bench " + " ".join(
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
             if v is not None and k not in ("write", "tfds_dir", "peer_script"))
-        section = (f"## {device_title()}\n\nMachine: {header()}.{code_version()}\n\n"
+        section = (f"## {device_title()}\n\nMachine: {header()}.{measured_code}\n\n"
                    f"Matmul peak ({peak_n} x {peak_n}): {peak_text(peaks)}.\n\n"
                    f"Command: `{command}`\n\n{report}\n")
         write_section(args.write, section)
