@@ -13,6 +13,12 @@ matmul path, and its gradient is matmuls plus pads: 3.4x faster for the whole st
 input's resolution (`upsampled_conv2d`): the conv decoder never builds its 28x28x16 tensor,
 and its training step on 2 CPU cores went from about 62 to 36 ms at batch 128.
 
+Where a layer has more input channels than outputs (the encoder's 16 -> 8, the decoder's
+last 16 -> 4 sub-pixels), `tap_conv2d` multiplies first and shifts after, with a written
+backward pass that never builds a kh*kw*C wide gradient: with it, a flat training loss and
+an elementwise max pool (`jaxae.models.max_pool_2x2`), the conv AE's step went from 33 to
+20 ms (2 cores, batch 128, `python -m jaxae.bench --models conv_ae`).
+
 `implementation="xla"` calls `lax.conv_general_dilated` instead (`config.conv`): on an H100
 the conv AE's whole epoch at batch 8192 took 58 ms with it and 96 ms with patches, while at
 batch 128 patches were faster (167 ms against 315 ms; BENCHMARKS.md, measured before the
@@ -20,6 +26,8 @@ decoder computed at low resolution), so they stay the default.
 """
 
 from __future__ import annotations
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -46,13 +54,72 @@ def same_or_valid_pads(kernel_size: tuple[int, int], padding: str) -> Pads:
 def extract_patches(x_BxHxWxC: jax.Array, kernel_size: tuple[int, int], pads: Pads
                     ) -> jax.Array:
     """[B, H, W, C] -> [B, Ho, Wo, kh*kw*C]: each output pixel's receptive field, ordered
-    (row, column, channel) like a kernel [kh, kw, C, F] flattened to [kh*kw*C, F]."""
+    (row, column, channel) like a kernel [kh, kw, C, F] flattened to [kh*kw*C, F]. A
+    negative pad crops."""
     kh, kw = kernel_size
-    x_BxHxWxC = jnp.pad(x_BxHxWxC, ((0, 0), *pads, (0, 0)))
+    x_BxHxWxC = jax.lax.pad(x_BxHxWxC, jnp.zeros((), x_BxHxWxC.dtype),
+                            ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
     _, h, w, _ = x_BxHxWxC.shape
     out_h, out_w = h - kh + 1, w - kw + 1
     shifted = [x_BxHxWxC[:, i:i + out_h, j:j + out_w, :] for i in range(kh) for j in range(kw)]
     return jnp.concatenate(shifted, axis=-1)
+
+
+def sum_of_shifted_taps(z_BxHxWxTF: jax.Array, kernel_size: tuple[int, int], pads: Pads
+                        ) -> jax.Array:
+    """[B, H, W, kh*kw*F] -> [B, Ho, Wo, F]: output pixel (y, x) sums tap (i, j)'s F values
+    of input pixel (y + i - top, x + j - left), the transpose of `extract_patches`."""
+    kh, kw = kernel_size
+    z_BxHxWxTF = jax.lax.pad(z_BxHxWxTF, jnp.zeros((), z_BxHxWxTF.dtype),
+                             ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
+    _, h, w, taps_f = z_BxHxWxTF.shape
+    f = taps_f // (kh * kw)
+    out_h, out_w = h - kh + 1, w - kw + 1
+    return sum(z_BxHxWxTF[:, i:i + out_h, j:j + out_w, (i * kw + j) * f:(i * kw + j + 1) * f]
+               for i in range(kh) for j in range(kw))
+
+
+def _full_pads(kernel_size: tuple[int, int], pads: Pads) -> Pads:
+    """Pads that turn a convolution's output gradient into its input gradient's patches."""
+    (kh, kw), ((top, bottom), (left, right)) = kernel_size, pads
+    return (kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def tap_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads) -> jax.Array:
+    """Stride-1 convolution for more input channels than outputs (C > F), by kernel taps.
+
+    The input meets every tap's kernel in one matmul, [B, H, W, kh*kw*F], and shifted
+    slices of that are summed (`sum_of_shifted_taps`): kh*kw copies of the narrow side
+    instead of the input's patches [B, Ho, Wo, kh*kw*C]. Both gradients come from one set
+    of patches of the output's gradient, again kh*kw*F wide: the input's gradient is their
+    product with the kernel flipped in space, and the kernel's is the input's transpose
+    times them. Differentiating the patches would build a kh*kw*C wide gradient instead.
+    """
+    kh, kw, c, f = kernel_KHxKWxCxF.shape
+    per_tap_CxTF = kernel_KHxKWxCxF.transpose(2, 0, 1, 3).reshape(c, kh * kw * f)
+    return sum_of_shifted_taps(x_BxHxWxC @ per_tap_CxTF, (kh, kw), pads)
+
+
+def _tap_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads
+                        ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return tap_conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads), (x_BxHxWxC, kernel_KHxKWxCxF)
+
+
+def _tap_conv2d_backward(pads: Pads, residuals: tuple[jax.Array, jax.Array],
+                         dy_BxHoxWoxF: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x_BxHxWxC, kernel_KHxKWxCxF = residuals
+    kh, kw, c, f = kernel_KHxKWxCxF.shape
+    # Tap (i, j) of these patches holds dy at (y - (kh-1-i) + top, x - (kw-1-j) + left).
+    dy_patches = extract_patches(dy_BxHoxWoxF, (kh, kw), _full_pads((kh, kw), pads))
+    flipped_KHxKWxFxC = kernel_KHxKWxCxF[::-1, ::-1].transpose(0, 1, 3, 2)
+    dx = dy_patches @ flipped_KHxKWxFxC.reshape(-1, c)
+    dflipped_CxKHxKWxF = (x_BxHxWxC.reshape(-1, c).T
+                          @ dy_patches.reshape(-1, kh * kw * f)).reshape(c, kh, kw, f)
+    return dx, dflipped_CxKHxKWxF[:, ::-1, ::-1].transpose(1, 2, 0, 3)
+
+
+tap_conv2d.defvjp(_tap_conv2d_forward, _tap_conv2d_backward)
 
 
 def conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads, implementation: str
@@ -62,7 +129,9 @@ def conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads, implem
         return jax.lax.conv_general_dilated(x_BxHxWxC, kernel_KHxKWxCxF, window_strides=(1, 1),
                                             padding=pads,
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    kh, kw, _, f = kernel_KHxKWxCxF.shape
+    kh, kw, c, f = kernel_KHxKWxCxF.shape
+    if c > f:
+        return tap_conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads)
     return extract_patches(x_BxHxWxC, (kh, kw), pads) @ kernel_KHxKWxCxF.reshape(-1, f)
 
 

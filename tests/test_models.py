@@ -71,22 +71,27 @@ def test_unknown_model_name_is_rejected():
 
 
 @pytest.mark.parametrize("implementation", ["patches", "xla"])
+@pytest.mark.parametrize("features", [4, 8])  # fewer outputs than the 5 inputs (by taps), more
 @pytest.mark.parametrize("kernel_size, padding, size", [
-    ((3, 3), "SAME", 28), ((3, 3), "VALID", 16), ((5, 5), "SAME", 14), ((3, 3), "SAME", 7)])
-def test_conv_equals_flax_conv_with_the_same_parameters(kernel_size, padding, size,
+    ((3, 3), "SAME", 28), ((3, 3), "VALID", 16), ((5, 5), "SAME", 14), ((3, 3), "SAME", 7),
+    ((2, 3), "SAME", 9)])
+def test_conv_equals_flax_conv_with_the_same_parameters(kernel_size, padding, size, features,
                                                         implementation):
+    """Values, and gradients for the parameters and the input (the hand-written backward
+    pass of `conv.tap_conv2d` included)."""
     x = jax.random.normal(jax.random.key(1), (3, size, size, 5))
-    reference = nn.Conv(4, kernel_size, padding=padding)
+    reference = nn.Conv(features, kernel_size, padding=padding)
     params = reference.init(jax.random.key(2), x)
-    ours = conv.Conv(4, kernel_size, padding, implementation=implementation)
+    ours = conv.Conv(features, kernel_size, padding, implementation=implementation)
     assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == \
         jax.tree.map(jnp.shape, params)
     np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x),
                                rtol=1e-5, atol=1e-5)
-    grad = lambda model: jax.grad(lambda p: (model.apply(p, x) ** 2).sum())(params)  # noqa: E731
-    for ours_leaf, ref_leaf in zip(jax.tree.leaves(grad(ours)), jax.tree.leaves(grad(reference)),
-                                   strict=True):
-        np.testing.assert_allclose(ours_leaf, ref_leaf, rtol=1e-4, atol=1e-3)
+    grads = lambda model: jax.grad(  # noqa: E731
+        lambda p, x: (jnp.sin(model.apply(p, x)) ** 2).sum(), (0, 1))(params, x)
+    for ours_leaf, ref_leaf in zip(jax.tree.leaves(grads(ours)),
+                                   jax.tree.leaves(grads(reference)), strict=True):
+        np.testing.assert_allclose(ours_leaf, ref_leaf, rtol=1e-4, atol=1e-4)
 
 
 def test_unknown_conv_implementation_is_refused():
@@ -104,9 +109,23 @@ def test_conv_models_have_the_same_parameters_with_either_implementation():
 
 @pytest.mark.parametrize("size", [28, 14, 7])
 def test_pooling_equals_flax(size):
+    """Values, and (no ties in random normals) the gradient."""
     x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
-    np.testing.assert_array_equal(models.max_pool_ceil(x),
-                                  nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME"))
+    flax_pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")  # noqa: E731
+    np.testing.assert_array_equal(models.max_pool_ceil(x), flax_pool(x))
+    dy = jax.random.normal(jax.random.key(1), flax_pool(x).shape)
+    np.testing.assert_array_equal(jax.vjp(models.max_pool_ceil, x)[1](dy)[0],
+                                  jax.vjp(flax_pool, x)[1](dy)[0])
+
+
+def test_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
+    """Row-major first, as PyTorch's MaxPool2d; each window's gradient is not split."""
+    x = jnp.array([[1.0, 5.0, 0.0, 0.0, 2.0],
+                   [5.0, 5.0, 0.0, 0.0, 2.0]])[None, :, :, None]  # windows: 5s, 0s, ragged 2s
+    dy = jnp.array([[10.0, 20.0, 30.0]])[None, :, :, None]
+    grad = jax.vjp(models.max_pool_ceil, x)[1](dy)[0][0, :, :, 0]
+    np.testing.assert_array_equal(grad, [[0, 10, 20, 0, 30],
+                                         [0, 0, 0, 0, 0]])
 
 
 @pytest.mark.parametrize("implementation", ["patches", "xla"])
