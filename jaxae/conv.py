@@ -65,13 +65,10 @@ def extract_patches(x_BxHxWxC: jax.Array, kernel_size: tuple[int, int], pads: Pa
     return jnp.concatenate(shifted, axis=-1)
 
 
-def sum_of_shifted_taps(z_BxHxWxTF: jax.Array, kernel_size: tuple[int, int], pads: Pads
-                        ) -> jax.Array:
-    """[B, H, W, kh*kw*F] -> [B, Ho, Wo, F]: output pixel (y, x) sums tap (i, j)'s F values
-    of input pixel (y + i - top, x + j - left), the transpose of `extract_patches`."""
+def sum_of_shifted_taps(z_BxHxWxTF: jax.Array, kernel_size: tuple[int, int]) -> jax.Array:
+    """[B, H, W, kh*kw*F] -> [B, H-kh+1, W-kw+1, F]: output pixel (y, x) sums tap (i, j)'s F
+    values of pixel (y + i, x + j), the transpose of `extract_patches` without padding."""
     kh, kw = kernel_size
-    z_BxHxWxTF = jax.lax.pad(z_BxHxWxTF, jnp.zeros((), z_BxHxWxTF.dtype),
-                             ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
     _, h, w, taps_f = z_BxHxWxTF.shape
     f = taps_f // (kh * kw)
     out_h, out_w = h - kh + 1, w - kw + 1
@@ -98,7 +95,11 @@ def tap_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads) ->
     """
     kh, kw, c, f = kernel_KHxKWxCxF.shape
     per_tap_CxTF = kernel_KHxKWxCxF.transpose(2, 0, 1, 3).reshape(c, kh * kw * f)
-    return sum_of_shifted_taps(x_BxHxWxC @ per_tap_CxTF, (kh, kw), pads)
+    # Pad the narrow input, not the kh*kw*F wide product (zero pixels give zero rows): the
+    # product then comes straight from the matmul, with no padded copy of it to write.
+    x_BxHxWxC = jax.lax.pad(x_BxHxWxC, jnp.zeros((), x_BxHxWxC.dtype),
+                            ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
+    return sum_of_shifted_taps(x_BxHxWxC @ per_tap_CxTF, (kh, kw))
 
 
 def _tap_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads
