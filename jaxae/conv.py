@@ -17,7 +17,7 @@ Where a layer has more input channels than outputs (the encoder's 16 -> 8, the d
 last 16 -> 4 sub-pixels), `tap_conv2d` multiplies first and shifts after, with a written
 backward pass that never builds a kh*kw*C wide gradient: with it, a flat training loss and
 an elementwise max pool (`jaxae.models.max_pool_2x2`), the conv AE's step went from 33.7 to
-20.9 ms (2 cores, batch 128, `python -m jaxae.bench --models conv_ae`).
+about 20 ms (2 cores, batch 128, `python -m jaxae.bench --models conv_ae`; README).
 
 `implementation="xla"` calls `lax.conv_general_dilated` instead (`config.conv`): on an H100
 the conv AE's whole epoch at batch 8192 took 58 ms with it and 96 ms with patches, while at
