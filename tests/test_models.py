@@ -129,18 +129,21 @@ def test_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
 
 
 @pytest.mark.parametrize("implementation", ["patches", "xla"])
+@pytest.mark.parametrize("features", [4, 1])  # 1: factor**2 sub-pixel outputs < 5 inputs, taps
 @pytest.mark.parametrize("kernel_size, padding, size, factor", [
     ((3, 3), "SAME", 14, 2), ((3, 3), "VALID", 8, 2), ((3, 3), "SAME", 4, 2),
     ((3, 3), "SAME", 5, 3), ((5, 5), "VALID", 6, 2), ((2, 2), "SAME", 5, 2)])
 def test_upsampled_conv_equals_flax_conv_of_the_upsampled_input(kernel_size, padding, size,
-                                                               factor, implementation):
+                                                               factor, features,
+                                                               implementation):
     """Conv(upsample=k) computes at the low resolution; values and gradients must be those of
     nn.Conv applied to the nearest up-sampling (np.repeat) of the input."""
     x = jax.random.normal(jax.random.key(1), (3, size, size, 5))
     upsample = lambda x: jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)  # noqa: E731
-    reference = nn.Conv(4, kernel_size, padding=padding)
+    reference = nn.Conv(features, kernel_size, padding=padding)
     params = reference.init(jax.random.key(2), upsample(x))
-    ours = conv.Conv(4, kernel_size, padding, implementation=implementation, upsample=factor)
+    ours = conv.Conv(features, kernel_size, padding, implementation=implementation,
+                     upsample=factor)
     assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == \
         jax.tree.map(jnp.shape, params)
 
