@@ -67,7 +67,7 @@ def extract_patches(x_BxHxWxC: jax.Array, kernel_size: tuple[int, int], pads: Pa
 
 def sum_of_shifted_taps(z_BxHxWxTF: jax.Array, kernel_size: tuple[int, int]) -> jax.Array:
     """[B, H, W, kh*kw*F] -> [B, H-kh+1, W-kw+1, F]: output pixel (y, x) sums tap (i, j)'s F
-    values of pixel (y + i, x + j), the transpose of `extract_patches` without padding."""
+    values of pixel (y + i, x + j)."""
     kh, kw = kernel_size
     _, h, w, taps_f = z_BxHxWxTF.shape
     f = taps_f // (kh * kw)
@@ -92,6 +92,7 @@ def tap_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads) ->
     of patches of the output's gradient, again kh*kw*F wide: the input's gradient is their
     product with the kernel flipped in space, and the kernel's is the input's transpose
     times them. Differentiating the patches would build a kh*kw*C wide gradient instead.
+    A custom VJP: reverse mode only (`jax.jvp` and `jax.hessian` refuse it).
     """
     kh, kw, c, f = kernel_KHxKWxCxF.shape
     per_tap_CxTF = kernel_KHxKWxCxF.transpose(2, 0, 1, 3).reshape(c, kh * kw * f)
@@ -117,7 +118,8 @@ def _tap_conv2d_backward(pads: Pads, residuals: tuple[jax.Array, jax.Array],
     dx = dy_patches @ flipped_KHxKWxFxC.reshape(-1, c)
     dflipped_CxKHxKWxF = (x_BxHxWxC.reshape(-1, c).T
                           @ dy_patches.reshape(-1, kh * kw * f)).reshape(c, kh, kw, f)
-    return dx, dflipped_CxKHxKWxF[:, ::-1, ::-1].transpose(1, 2, 0, 3)
+    dkernel = dflipped_CxKHxKWxF[:, ::-1, ::-1].transpose(1, 2, 0, 3)
+    return dx.astype(x_BxHxWxC.dtype), dkernel.astype(kernel_KHxKWxCxF.dtype)
 
 
 tap_conv2d.defvjp(_tap_conv2d_forward, _tap_conv2d_backward)
@@ -187,8 +189,9 @@ def upsampled_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, padding:
 
 class Conv(nn.Module):
     """Stride-1 2-D convolution, NHWC, 'SAME' or 'VALID' padding, of the input or of its
-    nearest `upsample`-fold up-sampling: one matmul over patches ("patches") or XLA's own
-    convolution ("xla")."""
+    nearest `upsample`-fold up-sampling: one matmul over patches, or over kernel taps where
+    there are more input channels than outputs ("patches"), or XLA's own convolution
+    ("xla")."""
 
     features: int
     kernel_size: tuple[int, int] = (3, 3)

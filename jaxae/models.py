@@ -50,9 +50,10 @@ def max_pool_2x2(x_BxHxWxC: jax.Array) -> jax.Array:
     """2x2 max pooling with stride 2 of an even-sized input, as elementwise maxima.
 
     The gradient goes to the first maximum of each window in row-major order, as in
-    PyTorch's MaxPool2d (differentiating `jnp.max` would split it among tied maxima, which
-    takes a count and a division). Both directions are one elementwise pass: on CPU, XLA's
-    reductions and select-and-scatter over 2x2 windows are several times slower.
+    PyTorch's MaxPool2d for finite inputs (differentiating `jnp.max` would split it among
+    tied maxima, which takes a count and a division). Both directions are one elementwise
+    pass: on CPU, XLA's reductions and select-and-scatter over 2x2 windows are several times
+    slower. A custom VJP: reverse mode only (`jax.jvp` and `jax.hessian` refuse it).
     """
     return _pool_with_argmax(x_BxHxWxC)[0]
 
@@ -64,9 +65,9 @@ def _max_pool_2x2_forward(x_BxHxWxC: jax.Array) -> tuple[jax.Array, jax.Array]:
 def _max_pool_2x2_backward(first_BxhxwxC: jax.Array, dy_BxhxwxC: jax.Array
                            ) -> tuple[jax.Array]:
     b, h, w, c = first_BxhxwxC.shape
-    rows = jax.lax.broadcasted_iota(jnp.int8, (1, 2 * h, 2 * w, 1), 1) % 2
-    cols = jax.lax.broadcasted_iota(jnp.int8, (1, 2 * h, 2 * w, 1), 2) % 2
-    chosen = _upsample_2x2(first_BxhxwxC) == 2 * rows + cols
+    rows = jax.lax.broadcasted_iota(jnp.int32, (1, 2 * h, 2 * w, 1), 1) % 2
+    cols = jax.lax.broadcasted_iota(jnp.int32, (1, 2 * h, 2 * w, 1), 2) % 2
+    chosen = _upsample_2x2(first_BxhxwxC).astype(jnp.int32) == 2 * rows + cols
     return (jnp.where(chosen, _upsample_2x2(dy_BxhxwxC), 0.0),)
 
 

@@ -165,3 +165,27 @@ def test_an_upsampled_conv_that_splits_blocks_is_refused():
     conv.Conv(2, (3, 3), "VALID", upsample=2).init(jax.random.key(0), x)
     with pytest.raises(ValueError, match="not whole 2x2 blocks"):  # 2x2 VALID gives 7x7
         conv.Conv(2, (2, 2), "VALID", upsample=2).init(jax.random.key(0), x)
+
+
+def test_conv_ae_gradients_agree_between_patches_and_xla():
+    """The whole conv AE (taps, patches, sub-pixel layers, pooling) against XLA's convolutions
+    with the same parameters: the hand-written backward passes inside it, end to end."""
+    x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
+    patches, xla = (models.build_model("conv_ae", 128, conv=c) for c in ("patches", "xla"))
+    params = patches.init(jax.random.key(1), x)
+
+    def grads(model):
+        return jax.grad(lambda p: jnp.sin(model.apply(p, x)).sum())(params)
+
+    for ours, reference in zip(jax.tree.leaves(grads(patches)), jax.tree.leaves(grads(xla)),
+                               strict=True):
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_tap_conv_gradients_keep_the_input_dtypes():
+    """A bfloat16 input under a float32 kernel: each gradient has its primal's dtype."""
+    x = jnp.ones((1, 5, 5, 8), jnp.bfloat16)
+    kernel = jnp.ones((3, 3, 8, 2), jnp.float32)
+    y, backward = jax.vjp(lambda x, k: conv.tap_conv2d(x, k, ((1, 1), (1, 1))), x, kernel)
+    dx, dkernel = backward(jnp.ones_like(y))
+    assert (dx.dtype, dkernel.dtype) == (jnp.bfloat16, jnp.float32)
