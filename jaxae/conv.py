@@ -51,14 +51,18 @@ def same_or_valid_pads(kernel_size: tuple[int, int], padding: str) -> Pads:
     raise ValueError(f"padding={padding!r}: use 'SAME' or 'VALID'")
 
 
+def pad_spatial(x_BxHxWxC: jax.Array, pads: Pads) -> jax.Array:
+    """Zeros around H and W ((top, bottom), (left, right)); a negative pad crops."""
+    return jax.lax.pad(x_BxHxWxC, jnp.zeros((), x_BxHxWxC.dtype),
+                       ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
+
+
 def extract_patches(x_BxHxWxC: jax.Array, kernel_size: tuple[int, int], pads: Pads
                     ) -> jax.Array:
     """[B, H, W, C] -> [B, Ho, Wo, kh*kw*C]: each output pixel's receptive field, ordered
-    (row, column, channel) like a kernel [kh, kw, C, F] flattened to [kh*kw*C, F]. A
-    negative pad crops."""
+    (row, column, channel) like a kernel [kh, kw, C, F] flattened to [kh*kw*C, F]."""
     kh, kw = kernel_size
-    x_BxHxWxC = jax.lax.pad(x_BxHxWxC, jnp.zeros((), x_BxHxWxC.dtype),
-                            ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
+    x_BxHxWxC = pad_spatial(x_BxHxWxC, pads)
     _, h, w, _ = x_BxHxWxC.shape
     out_h, out_w = h - kh + 1, w - kw + 1
     shifted = [x_BxHxWxC[:, i:i + out_h, j:j + out_w, :] for i in range(kh) for j in range(kw)]
@@ -98,9 +102,7 @@ def tap_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads) ->
     per_tap_CxTF = kernel_KHxKWxCxF.transpose(2, 0, 1, 3).reshape(c, kh * kw * f)
     # Pad the narrow input, not the kh*kw*F wide product (zero pixels give zero rows): the
     # product then comes straight from the matmul, with no padded copy of it to write.
-    x_BxHxWxC = jax.lax.pad(x_BxHxWxC, jnp.zeros((), x_BxHxWxC.dtype),
-                            ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
-    return sum_of_shifted_taps(x_BxHxWxC @ per_tap_CxTF, (kh, kw))
+    return sum_of_shifted_taps(pad_spatial(x_BxHxWxC, pads) @ per_tap_CxTF, (kh, kw))
 
 
 def _tap_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads
