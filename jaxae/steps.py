@@ -21,6 +21,7 @@ from jaxae.objectives import is_variational, per_image_terms
 
 TrainState = train_state.TrainState
 Metrics = dict[str, jax.Array]
+CHUNK_END_METRICS = ("grad_norm",)  # a chunk computes these only at its last step
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int | None
@@ -79,18 +80,37 @@ def flat_logits(config: ml_collections.ConfigDict, apply_fn: Callable) -> Callab
     return apply_flat
 
 
+def gradient_norm(grads: dict, when: bool | jax.Array = True) -> jax.Array:
+    """The gradients' global L2 norm; NaN where `when`, a traced bool, is false.
+
+    Reading every gradient once more costs a memory-bound pass: 0.5 ms of a 6 ms DAE step
+    (1.5 M parameters) on 2 CPU cores. So the chunked loop asks for it only at the step whose
+    record the trainer writes. Each leaf's sum of squares has its own `lax.cond`: one cond
+    over all of them would wait for the last gradient and hold back the optimiser's updates.
+    """
+
+    def sum_of_squares(leaf: jax.Array) -> jax.Array:
+        if when is True:
+            return jnp.sum(jnp.square(leaf))
+        return jax.lax.cond(when, lambda g: jnp.sum(jnp.square(g)),
+                            lambda g: jnp.full((), jnp.nan, g.dtype), leaf)
+
+    return jnp.sqrt(sum(sum_of_squares(leaf) for leaf in jax.tree.leaves(grads)))
+
+
 def train_step_fn(config: ml_collections.ConfigDict, mesh: Mesh | None = None
-                  ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, Metrics]]:
+                  ) -> Callable[..., tuple[TrainState, Metrics]]:
     """One optimisation step as a pure function (not yet compiled).
 
     batch: {"image": uint8 [B, 28, 28], "label": int32 [B]}. The step's key,
     fold_in(key, step), drives corruption and binarisation and, for VAEs, z's sample.
     With a mesh, the batch is split over its "data" axis and the gradients are averaged
-    across devices by the compiler (parameters stay replicated).
+    across devices by the compiler (parameters stay replicated). The metric grad_norm is
+    NaN where the optional `with_grad_norm` (a traced bool) is false (`gradient_norm`).
     """
 
-    def train_step(state: TrainState, batch: dict, key: jax.Array
-                   ) -> tuple[TrainState, Metrics]:
+    def train_step(state: TrainState, batch: dict, key: jax.Array,
+                   with_grad_norm: bool | jax.Array = True) -> tuple[TrainState, Metrics]:
         if mesh is not None:
             batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
         example_key, sample_key = jax.random.split(jax.random.fold_in(key, state.step))
@@ -105,14 +125,14 @@ def train_step_fn(config: ml_collections.ConfigDict, mesh: Mesh | None = None
 
         with precision.compute_dtype(config.compute_dtype):
             grads, metrics = jax.grad(objective, has_aux=True)(state.params)
-        metrics["grad_norm"] = optax.tree.norm(grads)
+        metrics["grad_norm"] = gradient_norm(grads, with_grad_norm)
         return state.apply_gradients(grads=grads), metrics
 
     return train_step
 
 
 def make_train_step(config: ml_collections.ConfigDict, mesh: Mesh | None = None
-                    ) -> Callable[[TrainState, dict, jax.Array], tuple[TrainState, Metrics]]:
+                    ) -> Callable[..., tuple[TrainState, Metrics]]:
     """Compiles one optimisation step; the state is donated, so it is updated in place."""
     return jax.jit(train_step_fn(config, mesh), donate_argnums=0)
 
@@ -127,7 +147,8 @@ def make_train_chunk(config: ml_collections.ConfigDict, mesh: Mesh | None = None
     step's metrics in arrays of `max_steps` rows, of which the first num_steps are filled.
     num_steps (at most max_steps) is an argument, not a constant: one program serves
     every chunk length, so a run compiles its training loop once. Same step function as
-    `make_train_step`.
+    `make_train_step`, but the CHUNK_END_METRICS are computed only at the chunk's last step
+    (the one the trainer records) and are NaN in the other rows.
     """
     step = train_step_fn(config, mesh)
 
@@ -135,7 +156,7 @@ def make_train_chunk(config: ml_collections.ConfigDict, mesh: Mesh | None = None
                     key: jax.Array, num_steps: jax.Array) -> tuple[TrainState, Metrics]:
         def run_step(state: TrainState, offset: jax.Array) -> tuple[TrainState, Metrics]:
             batch = pipeline.gather_batch(arrays, order, first_index + offset, config.batch_size)
-            return step(state, batch, key)
+            return step(state, batch, key, offset == num_steps - 1)
 
         def body(offset: jax.Array, carry: tuple[TrainState, Metrics]
                  ) -> tuple[TrainState, Metrics]:

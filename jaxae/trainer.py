@@ -46,9 +46,13 @@ def evaluate_splits(eval_step, params, data: Splits, config: ml_collections.Conf
 
 def _first_non_finite(metrics: dict[str, np.ndarray], first_step: int
                       ) -> tuple[int, str, float] | None:
-    """(step, quantity, value) of the first non-finite value in a chunk's stacked metrics."""
-    for offset in range(len(metrics["loss"])):
+    """(step, quantity, value) of the first non-finite value in a chunk's stacked metrics
+    (steps.CHUNK_END_METRICS only at the last step: the other rows do not hold them)."""
+    last = len(metrics["loss"]) - 1
+    for offset in range(last + 1):
         for name, values in metrics.items():
+            if offset < last and name in steps.CHUNK_END_METRICS:
+                continue
             if not math.isfinite(float(values[offset])):
                 return first_step + offset, name, float(values[offset])
     return None

@@ -345,8 +345,15 @@ def test_a_numerical_fault_is_named_at_its_first_step_and_quantity(blown_up, tin
     truth = tiny_config(log_every_steps=1, **BLOW_UP)  # every step checked: the exact fault
     with pytest.raises(FloatingPointError) as first:
         train_and_evaluate(truth, str(tmp_path))
-    named = re.match(r"(\w+ became \S+ at step \d+)", str(first.value))[1]
-    assert f"error: {named}" in blown_up[1]
+    name, step = re.match(r"train_(\w+) became \S+ at step (\d+)", str(first.value)).groups()
+    said_name, said_step = re.search(r"error: train_(\w+) became \S+ at step (\d+)",
+                                     blown_up[1]).groups()
+    if name in steps.CHUNK_END_METRICS and said_name not in steps.CHUNK_END_METRICS:
+        # computed at chunk ends only: inside a chunk, the gradients' overflow shows first
+        # in the next step's loss, computed from the parameters it left non-finite
+        assert int(said_step) == int(step) + 1, (blown_up[1], str(first.value))
+    else:
+        assert (said_name, said_step) == (name, step), (blown_up[1], str(first.value))
 
 
 def test_an_error_exit_finishes_the_checkpoint_being_written(tiny_config, tmp_path, capsys):

@@ -1,5 +1,7 @@
 """Losses against hand-computed values, and the statistics of the corruptions."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,6 +55,26 @@ def test_dropout_zeroes_the_requested_fraction(rate):
     zeroed = float(jnp.mean(noisy == 0))
     assert abs(zeroed - rate) < 0.01, f"{zeroed:.4f} of the pixels zeroed, asked for {rate}"
     assert set(np.unique(np.asarray(noisy))) == {0.0, 0.5}  # kept pixels unchanged
+
+
+@pytest.mark.parametrize("p", [0.5, 0.3, 0.9])
+def test_bernoulli_16bit_draws_each_half_word_with_probability_p(p):
+    draws = np.asarray(losses.bernoulli_16bit(jax.random.key(3), p, (500, 2001)))
+    assert draws.shape == (500, 2001) and draws.dtype == bool  # odd rows: half a word unused
+    sigma = math.sqrt(p * (1 - p) / (500 * 1000))
+    for half in (draws[:, 0:2000:2], draws[:, 1:2000:2]):  # a word's high and low halves
+        assert abs(half.mean() - p) < 5 * sigma, f"{half.mean():.4f} True, asked for {p}"
+    same = (draws[:, 0:2000:2] == draws[:, 1:2000:2]).mean()  # independent halves agree
+    assert abs(same - (p * p + (1 - p) ** 2)) < 10 * sigma  # with probability p^2 + (1-p)^2
+
+
+def test_bernoulli_16bit_at_the_ends_and_per_key():
+    # 2^20 draws: a threshold one too high would give p = 0 about 16 Trues
+    assert bool(losses.bernoulli_16bit(jax.random.key(0), 1.0, (1024, 1024)).all())
+    assert not bool(losses.bernoulli_16bit(jax.random.key(0), 0.0, (1024, 1024)).any())
+    a, b = (np.asarray(losses.bernoulli_16bit(jax.random.key(k), 0.5, (8, 784))) for k in (1, 2))
+    np.testing.assert_array_equal(a, losses.bernoulli_16bit(jax.random.key(1), 0.5, (8, 784)))
+    assert not np.array_equal(a, b)
 
 
 def test_dropout_rescale_divides_kept_pixels():

@@ -45,6 +45,27 @@ def test_chunks_of_any_length_give_the_same_bits(tiny_config, overrides):
         assert all(np.array_equal(a, b) for a, b in zip(finals[0], other, strict=True))
 
 
+def test_a_chunk_computes_the_gradient_norm_at_its_last_step(tiny_config):
+    config = ml_collections.FrozenConfigDict(tiny_config(corruption="dropout"))
+    keys = pipeline.derive_keys(0)
+    rng = np.random.default_rng(0)
+    arrays = jax.device_put({"image": rng.integers(0, 256, (256, 28, 28), np.uint8),
+                             "label": rng.integers(0, 10, 256).astype(np.int32)})
+    order = pipeline.epoch_permutation(keys.data, 0, 256)
+    model = build_model(config.model, config.latent_dim)
+    chunk, step = steps.make_train_chunk(config, max_steps=8), steps.make_train_step(config)
+    state = steps.create_train_state(config, model, keys.init)
+    state, rows = chunk(state, arrays, order, 0, keys.train, 5)
+    norms = np.asarray(rows["grad_norm"])
+    assert np.isnan(norms[:4]).all() and np.isfinite(norms[4]) and norms[4] > 0
+    assert np.isfinite(np.asarray(rows["loss"][:5])).all()
+    by_step = steps.create_train_state(config, model, keys.init)
+    for index in range(5):  # the step-by-step path computes it at every step
+        batch = pipeline.gather_batch(arrays, order, index, config.batch_size)
+        by_step, metrics = step(by_step, batch, keys.train)
+    np.testing.assert_allclose(norms[4], float(metrics["grad_norm"]), rtol=1e-5)
+
+
 def _train(workdir, tfds_dir, env=None, *extra) -> subprocess.Popen:
     command = [sys.executable, "train.py", "--config=configs/test.py", f"--workdir={workdir}",
                f"--config.tfds_dir={tfds_dir}", *extra]
