@@ -167,17 +167,32 @@ def bench_peer(python: str, script: str, model: str, batch_size: int, num_steps:
             "fraction_of_peak": result.get("fraction_of_peak_median")}
 
 
+def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The host CPU's model name as the OS reports it (e.g. "AMD EPYC"), else its
+    architecture: CPUs of one architecture differ several-fold in these benchmarks."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def header() -> str:
     device = jax.devices()[0]
-    cpu = platform.processor() or platform.machine()
-    return (f"{device.device_kind} x {jax.device_count()} ({device.platform}; host {cpu}, "
-            f"{os.cpu_count()} CPU threads), jax {jax.__version__}, "
-            f"{datetime.date.today().isoformat()}")
+    return (f"{device.device_kind} x {jax.device_count()} ({device.platform}; host "
+            f"{host_cpu()}, {platform.machine()}, {os.cpu_count()} CPU threads), "
+            f"jax {jax.__version__}, {datetime.date.today().isoformat()}")
 
 
 def device_title() -> str:
-    """The heading of this device's section in the report, e.g. "cpu" or "NVIDIA H100 ..."."""
-    return jax.devices()[0].device_kind
+    """The heading of this device's section in the report: the accelerator's kind (e.g.
+    "NVIDIA H100 80GB HBM3"), or on a CPU "cpu: <model name>", so that runs on different
+    CPUs keep sections of their own."""
+    device = jax.devices()[0]
+    return f"cpu: {host_cpu()}" if device.platform == "cpu" else device.device_kind
 
 
 def code_version() -> str:

@@ -61,3 +61,14 @@ def test_write_section_replaces_only_its_own_device(tmp_path):
 def test_a_section_names_the_commit_it_measured(monkeypatch, commit, said):
     monkeypatch.setattr(bench, "git_commit", lambda: commit)
     assert bench.code_version() == said
+
+
+def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\n"
+                       "model name\t: AMD  EPYC 7B13\nflags\t: fpu avx2\n")
+    assert bench.host_cpu(str(cpuinfo)) == "AMD EPYC 7B13"
+    assert bench.host_cpu(str(tmp_path / "missing")) != ""  # the architecture instead
+    monkeypatch.setattr(bench, "host_cpu", lambda: "AMD EPYC 7B13")
+    assert bench.device_title() == "cpu: AMD EPYC 7B13"  # the suite runs on the CPU
+    assert "host AMD EPYC 7B13," in bench.header()
