@@ -95,7 +95,7 @@ def bernoulli_16bit(key: jax.Array, p: float, shape: tuple[int, ...]) -> jax.Arr
 
     Each 32-bit random word gives two 16-bit uniforms, so threefry runs half as often as in
     `jax.random.bernoulli`, which spends a word per draw: 0.5 ms less in a 5.8 ms DAE step
-    on 2 CPU cores. p is off by at most 2^-17 (exact for multiples of 2^-16, such as 0.5).
+    on 2 Intel Xeon cores. p is off by at most 2^-17 (exact for multiples of 2^-16, such as 0.5).
     """
     rows, per_row = shape[0], math.prod(shape[1:])  # rows stay whole: batch sharding holds
     words = jax.random.bits(key, (rows, (per_row + 1) // 2), jnp.uint32)
