@@ -1,16 +1,18 @@
-"""Trains an autoencoder: python train.py --config=configs/default.py --workdir=runs/default
+"""Trains a model: python train.py --config=configs/default.py --workdir=runs/default
 
-Any config field can be overridden, e.g. --config.latent_dim=2 --config.num_epochs=5.
-Rerunning the same command on the same workdir resumes from its newest checkpoint.
-Several hosts: start one process per host with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES
-and JAX_PROCESS_ID set; training runs data-parallel over every device of every process.
+Any config field can be overridden, e.g. --config.model.latent_dim=2
+--config.train.num_epochs=5. Rerunning the same command on the same workdir resumes from its
+newest checkpoint; SIGTERM or Ctrl-C checkpoints and exits. Several hosts: start one process
+per host with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set; training
+runs data-parallel over every device of every process.
 """
 
 import ml_collections
 from absl import app, flags
 
-from jaxae import cli, parallel
-from jaxae.trainer import train_and_evaluate
+from jaxae import cli
+from jaxae.training import parallel
+from jaxae.training.trainer import train_and_evaluate
 
 FLAGS = flags.FLAGS
 cli.define_config_flag("configs/default.py")
@@ -20,13 +22,14 @@ flags.mark_flags_as_required(["workdir"])
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     parallel.initialize_distributed()  # a no-op unless JAX_COORDINATOR_ADDRESS is set
-    train_and_evaluate(config, workdir)
+    with cli.GracefulStop() as stop:
+        train_and_evaluate(config, workdir, stop_requested=stop)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    cli.run(train, FLAGS.config, FLAGS.workdir)
+    cli.run(train, cli.loaded_config(), FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,11 @@ from jaxae.config import base_config
 
 def get_config():
     config = base_config()
-    config.model = "conv_ae"
-    config.latent_dim = 128  # fixed by the architecture: 4 x 4 x 8
-    config.loss = "bce"  # pixel intensities as Bernoulli means, as in the material
-    config.num_epochs = 5
+    config.model = {
+        "name": "conv_ae",  # stages from the image size: 28 -> 14 -> 7 -> a 4x4x8 code
+        "init": "glorot",
+        "conv": "patches",  # convolutions as matmuls (fast on CPU), or "xla"
+    }
+    config.objective.loss = "bce"  # pixel intensities as Bernoulli means, as in the material
+    config.train.num_epochs = 5
     return config

@@ -12,8 +12,10 @@ from jaxae.config import base_config
 
 def get_config():
     config = base_config()
-    config.init = "torch"  # 2-D VAE, test ELBO after 5 epochs: torch -266.9, glorot -270.4
-    config.model = "cvae"
-    config.latent_dim = 2  # samples of 10 epochs, recognised: 2-D 77%, 8-D 65% (fewer holes)
-    config.num_epochs = 30
+    config.model = {
+        "name": "cvae",  # num_classes comes from the data set
+        "latent_dim": 2,  # samples of 10 epochs, recognised: 2-D 77%, 8-D 65% (fewer holes)
+        "init": "torch",  # 2-D VAE, test ELBO after 5 epochs: torch -266.9, glorot -270.4
+    }
+    config.train.num_epochs = 30
     return config

@@ -1,11 +1,11 @@
 """The material's denoising autoencoder: half the pixels dropped, an over-complete code of 940.
 
-The code is int(784 * 1.2) = 940 wide, as in the material; try --config.latent_dim=256 to see
-whether a code smaller than the image still denoises. Dropout corruption zeroes pixels only
-(--config.dropout_rescale=True also doubles the kept ones, like a dropout layer).
+The code is int(784 * 1.2) = 940 wide, as in the material; try --config.model.latent_dim=256
+to see whether a code smaller than the image still denoises. Dropout corruption zeroes pixels
+only (--config.task.dropout_rescale=True also doubles the kept ones, like a dropout layer).
 Command: python train.py --config=configs/dae_dropout.py --workdir=runs/dae_dropout
 Expected: restored test PSNR 20.1 dB against 10.7 dB for the corrupted input and
-9.8 dB for a 3x3 median filter, after 10 epochs (about 7 minutes on 2 CPU cores).
+9.8 dB for a 3x3 median filter, after 10 epochs (a few minutes on 2 CPU cores).
 """
 
 from jaxae.config import base_config
@@ -13,7 +13,8 @@ from jaxae.config import base_config
 
 def get_config():
     config = base_config()
-    config.latent_dim = int(784 * 1.2)  # 940
-    config.corruption = "dropout"
-    config.dropout_rate = 0.5
+    config.model.latent_dim = int(28 * 28 * 1.2)  # 940
+    config.task.name = "denoise"
+    config.task.corruption = "dropout"
+    config.task.dropout_rate = 0.5
     return config

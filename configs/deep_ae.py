@@ -11,8 +11,7 @@ from jaxae.config import base_config
 
 def get_config():
     config = base_config()
-    config.model = "deep_ae"
-    config.latent_dim = 30
-    config.num_epochs = 40  # the error still falls at 20 epochs
-    config.lr_schedule = "cosine"  # decay to 0: 0.0073 at 40 epochs
+    config.model = {"name": "deep_ae", "latent_dim": 30, "init": "glorot"}
+    config.train.num_epochs = 40  # the error still falls at 20 epochs
+    config.optim.schedule = "cosine"  # decay to 0: 0.0073 at 40 epochs
     return config

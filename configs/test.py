@@ -9,10 +9,10 @@ from jaxae.config import base_config
 
 def get_config():
     config = base_config()
-    config.train_size = 512
-    config.test_size = 256
-    config.batch_size = 32
-    config.eval_batch_size = 128
-    config.num_epochs = 2
-    config.log_every_steps = 8
+    config.data.train_size = 512
+    config.data.test_size = 256
+    config.train.batch_size = 32
+    config.train.num_epochs = 2
+    config.train.log_every_steps = 8
+    config.eval.batch_size = 128
     return config

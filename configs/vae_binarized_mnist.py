@@ -11,10 +11,12 @@ from jaxae.config import base_config
 
 def get_config():
     config = base_config()
-    config.init = "torch"  # 2-D VAE, test ELBO after 5 epochs: torch -266.9, glorot -270.4
-    config.model = "vae"
-    config.dataset = "mnist"
-    config.latent_dim = 20
-    config.binarize = "static"  # one fixed Bernoulli draw per pixel, as binarized MNIST
-    config.num_epochs = 30
+    config.model = {
+        "name": "vae",
+        "latent_dim": 20,
+        "init": "torch",  # 2-D VAE, test ELBO after 5 epochs: torch -266.9, glorot -270.4
+    }
+    config.data.name = "mnist"
+    config.data.binarize = "static"  # one fixed Bernoulli draw per pixel, as binarized MNIST
+    config.train.num_epochs = 30
     return config

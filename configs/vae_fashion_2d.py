@@ -12,9 +12,10 @@ from jaxae.config import base_config
 
 def get_config():
     config = base_config()
-    config.init = "torch"  # 2-D VAE, test ELBO after 5 epochs: torch -266.9, glorot -270.4
-    config.model = "vae"
-    config.latent_dim = 2
-    config.likelihood = "bernoulli"  # BCE summed over pixels, in nats
-    config.num_epochs = 10
+    config.model = {
+        "name": "vae",
+        "latent_dim": 2,
+        "init": "torch",  # 2-D VAE, test ELBO after 5 epochs: torch -266.9, glorot -270.4
+    }
+    config.objective.likelihood = "bernoulli"  # BCE summed over pixels, in nats
     return config

@@ -1,3 +1,3 @@
 """jaxae: autoencoders in pure JAX, Flax (Linen), Optax and Orbax."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

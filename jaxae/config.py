@@ -1,25 +1,41 @@
-"""The experiment config every `configs/*.py` starts from, and its validation.
+"""The experiment config every `configs/*.py` starts from, in sections, and its validation.
 
-Validation runs before any data is loaded or anything is compiled, so a wrong flag costs
-a second and a one-line message that names the field and a valid choice.
+    config.model      the model: its registered name and its own fields
+    config.data       which images, how many, and where they come from
+    config.task       what is learned from what: reconstruct, denoise, superresolve
+    config.objective  the loss of plain autoencoders, the likelihood and beta of VAEs
+    config.optim      the Optax optimiser and learning rate
+    config.train      batch size, length, precision, logging and checkpoints
+    config.eval       what evaluate.py measures and draws
+    config.seed       the one seed every PRNG key derives from
+
+Validation runs before any data is loaded or anything is compiled, so a wrong value costs a
+second and a one-line message naming the field and a fix. The top level is locked (a field a
+config file misspells is an error at load); the model, task and objective sections are open
+for the fields of user-registered entries, and a field no entry declares is an error too.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 
 import ml_collections
 from ml_collections import config_dict
 
-from jaxae import conv, initializers, precision
-from jaxae.data import DATASET_NAMES
-from jaxae.models import MODEL_NAMES
+from jaxae import objectives
+from jaxae.data import DATASETS
+from jaxae.data.splits import BINARIZATIONS
+from jaxae.kernels import conv, precision
+from jaxae.keys import SEED_RANGE
+from jaxae.models.initializers import SCHEMES
+from jaxae.models.registry import BUILDER_OPTIONS, MODELS
+from jaxae.registry import RegistryError, build, check_options
+from jaxae.tasks import TASKS, Task
 
-CORRUPTIONS = ("none", "dropout", "gaussian")
-BINARIZATIONS = ("none", "static", "dynamic")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULES = ("constant", "cosine")
-LIKELIHOODS = ("bernoulli", "gaussian")
+SCHEDULES = ("constant", "cosine")
+CONFIG_VERSION = 2  # config.json layout: 1 was the flat config of jaxae 0.1
 
 
 class ConfigError(ValueError):
@@ -29,60 +45,108 @@ class ConfigError(ValueError):
 def base_config() -> ml_collections.ConfigDict:
     """Defaults: the material's dense autoencoder, d=10, MSE, on Fashion-MNIST."""
     c = ml_collections.ConfigDict()
-    # Model.
-    c.model = "dense_ae"  # one of: dense_ae, deep_ae, conv_ae, superres.
-    c.latent_dim = 10  # code size (conv_ae fixes it at 4x4x8 = 128; superres has none).
-    c.conv = "patches"  # convolutions as patches + matmul (fast on CPU) or "xla" (see conv.py).
-    c.compute_dtype = "float32"  # or "bfloat16": training's Dense matmuls (see precision.py).
-    c.init = "glorot"  # initial weights: "glorot" (Keras, the material's), "torch" or "lecun".
-    # Dense AE, Fashion-MNIST, test MSE after 1 epoch: glorot 0.036, torch 0.057, lecun 0.066.
-    c.superres_factor = 2  # superres: input is the image average-pooled by 2 (14x14) or 4 (7x7).
-    # Objective.
-    c.loss = "mse"  # reconstruction loss on sigmoid(logits): "mse", or "bce" (with logits).
-    c.corruption = "none"  # denoising input corruption: "none", "dropout" or "gaussian".
-    c.dropout_rate = 0.5  # dropout corruption: probability that a pixel is set to 0.
-    c.dropout_rescale = False  # dropout corruption: also divide kept pixels by (1 - rate).
-    c.noise_std = 0.3  # gaussian corruption: std of the additive noise (result clipped to [0, 1]).
-    c.binarize = "none"  # Bernoulli targets: "none", "static" (one fixed draw) or "dynamic".
-    # Variational models (vae, conv_vae, cvae): minimise -ELBO = -log p(x|z) + beta * KL.
-    c.likelihood = "bernoulli"  # p(x|z): "bernoulli" (BCE, nats) or "gaussian" (MSE-like).
-    c.gaussian_scale = 0.1  # gaussian likelihood: the pixels' standard deviation.
-    c.beta = 1.0  # weight of the KL term (1 = the plain VAE; the reported ELBO always uses 1).
-    # Data.
-    c.dataset = "fashion_mnist"  # "fashion_mnist" or "mnist" (TFDS, or local IDX files).
-    c.data_dir = config_dict.placeholder(str)  # folder of the 4 IDX .gz files (offline path).
-    c.tfds_dir = config_dict.placeholder(str)  # TFDS data dir; default: TFDS's own.
-    c.train_size = config_dict.placeholder(int)  # use only the first N training images.
-    c.test_size = config_dict.placeholder(int)  # use only the first N test images.
-    c.val_size = 0  # images carved (deterministically) from the training split for validation.
-    # Optimisation.
-    c.optimizer = "adam"  # "adam", "adamw" or "sgd" (Optax).
-    c.learning_rate = 1e-3
-    c.lr_schedule = "constant"  # "constant", or "cosine": decayed to 0 over the run's steps.
-    c.batch_size = 128
-    c.num_epochs = 10  # training length, in epochs of floor(train_size / batch_size) steps.
-    c.seed = 0  # the one seed every PRNG key (init, data order, corruption) derives from.
-    # Evaluation, logging and checkpoints.
-    c.eval_batch_size = 1000
-    c.log_every_steps = 100  # training metrics to stdout / metrics.jsonl every N steps.
-    c.checkpoint_every_epochs = 1  # save a checkpoint every N epochs (and always at the end).
-    c.checkpoint_every_steps = config_dict.placeholder(int)  # also save every N steps.
-    c.keep_checkpoints = 3  # keep the newest N checkpoints.
-    c.stop_after_steps = config_dict.placeholder(int)  # stop early (with a checkpoint) at this
-    # step; rerunning the same command, without it, resumes there (time-limited jobs).
-    c.num_images = 10  # evaluation: columns in the reconstruction picture.
-    c.iwae_samples = (1, 50, 1000)  # VAEs: importance samples k of each IWAE bound reported.
-    c.iwae_images = 1000  # VAEs: test images the IWAE bounds average over (cost grows with k).
-    c.iwae_chunk = 50  # VAEs: samples decoded at once; bounds the memory of large k.
-    c.manifold_size = 15  # 2-D latents: decoded images per side of the manifold grid.
+    c.seed = 0  # every PRNG key (init, data order, corruption, sampling) derives from it
+    c.model = ml_collections.ConfigDict({
+        "name": "dense_ae",  # a registered model (jaxae.models) or "file.py:Class"
+        "latent_dim": 10,  # code size, for the models that have one of free size
+        "init": "glorot",  # initial weights: "glorot" (Keras, the material's), "torch", "lecun"
+    })  # conv models also take conv="patches" or "xla" (jaxae.kernels.conv) and their fields
+    c.data = ml_collections.ConfigDict({
+        "name": "fashion_mnist",  # "fashion_mnist", "mnist" or "npz" (jaxae.data)
+        "data_dir": config_dict.placeholder(str),  # folder of the 4 IDX .gz files (offline)
+        "tfds_dir": config_dict.placeholder(str),  # TFDS data dir; default: TFDS's own
+        "path": config_dict.placeholder(str),  # npz: the file of arrays
+        "train_size": config_dict.placeholder(int),  # use only the first N training images
+        "test_size": config_dict.placeholder(int),  # use only the first N test images
+        "val_size": 0,  # images carved (deterministically) from the training split
+        "binarize": "none",  # Bernoulli targets: "static" (one fixed draw) or "dynamic"
+    })
+    c.task = ml_collections.ConfigDict({
+        "name": "reconstruct",  # "reconstruct", "denoise" or "superresolve" (jaxae.tasks)
+        "corruption": "dropout",  # denoise: "dropout" or "gaussian"
+        "dropout_rate": 0.5,  # denoise, dropout: probability that a pixel is set to 0
+        "dropout_rescale": False,  # denoise, dropout: also divide kept pixels by (1 - rate)
+        "noise_std": 0.3,  # denoise, gaussian: std of the additive noise (clipped to [0, 1])
+        "factor": 2,  # superresolve: the input is the image average-pooled by this factor
+    })
+    c.objective = ml_collections.ConfigDict({
+        "loss": "mse",  # plain autoencoders, mean per pixel on sigmoid(logits): "mse", "bce"
+        "likelihood": "bernoulli",  # VAEs, p(x|z): "bernoulli" (BCE, nats) or "gaussian"
+        "gaussian_scale": 0.1,  # gaussian likelihood: the pixels' standard deviation
+        "beta": 1.0,  # VAEs: weight of the KL term (the reported ELBO always uses 1)
+    })
+    c.optim = ml_collections.ConfigDict({
+        "name": "adam",  # "adam", "adamw" or "sgd" (Optax)
+        "learning_rate": 1e-3,
+        "schedule": "constant",  # "constant", or "cosine": decayed to 0 over the run's steps
+    })
+    c.train = ml_collections.ConfigDict({
+        "batch_size": 128,
+        "num_epochs": 10,  # epochs of floor(train images / batch_size) steps
+        "compute_dtype": "float32",  # or "bfloat16": the Dense matmuls (jaxae.kernels.precision)
+        "log_every_steps": 100,  # training metrics to stdout / metrics.jsonl every N steps
+        "checkpoint_every_epochs": 1,  # a checkpoint every N epochs (and always at the end)
+        "checkpoint_every_steps": config_dict.placeholder(int),  # and also every N steps
+        "keep_checkpoints": 3,  # keep the newest N checkpoints
+        "stop_after_steps": config_dict.placeholder(int),  # stop early (with a checkpoint)
+    })  # at that step; rerunning the same command without it resumes there
+    c.eval = ml_collections.ConfigDict({
+        "batch_size": 1000,
+        "num_images": 10,  # columns of the reconstruction and sample pictures
+        "iwae_samples": (1, 50, 1000),  # VAEs: importance samples k of each IWAE bound
+        "iwae_images": 1000,  # VAEs: test images the IWAE bounds average over
+        "iwae_chunk": 50,  # VAEs: samples decoded at once; bounds the memory of large k
+        "manifold_size": 15,  # 2-D latents: decoded images per side of the manifold grid
+    })
+    c.lock()
+    for open_section in ("model", "task", "objective"):  # fields of user-registered entries
+        c[open_section].unlock()
     return c
+
+
+SECTIONS = ("model", "data", "task", "objective", "optim", "train", "eval")
+# The flat fields of jaxae 0.1's config, and where each lives now.
+MOVED_FIELDS = {
+    "model": "model.name", "latent_dim": "model.latent_dim", "conv": "model.conv",
+    "init": "model.init", "superres_factor": "task.factor", "compute_dtype": "train.compute_dtype",
+    "loss": "objective.loss", "corruption": "task.corruption",
+    "dropout_rate": "task.dropout_rate", "dropout_rescale": "task.dropout_rescale",
+    "noise_std": "task.noise_std", "binarize": "data.binarize",
+    "likelihood": "objective.likelihood", "gaussian_scale": "objective.gaussian_scale",
+    "beta": "objective.beta", "dataset": "data.name", "data_dir": "data.data_dir",
+    "tfds_dir": "data.tfds_dir", "train_size": "data.train_size", "test_size": "data.test_size",
+    "val_size": "data.val_size", "optimizer": "optim.name", "learning_rate": "optim.learning_rate",
+    "lr_schedule": "optim.schedule", "batch_size": "train.batch_size",
+    "num_epochs": "train.num_epochs", "log_every_steps": "train.log_every_steps",
+    "checkpoint_every_epochs": "train.checkpoint_every_epochs",
+    "checkpoint_every_steps": "train.checkpoint_every_steps",
+    "keep_checkpoints": "train.keep_checkpoints", "stop_after_steps": "train.stop_after_steps",
+    "eval_batch_size": "eval.batch_size", "num_images": "eval.num_images",
+    "iwae_samples": "eval.iwae_samples", "iwae_images": "eval.iwae_images",
+    "iwae_chunk": "eval.iwae_chunk", "manifold_size": "eval.manifold_size",
+}
+
+
+def field_hint(path: str) -> str:
+    """For a field that does not exist ("latent_dim", "model.latnt_dim"): where it moved or
+    the closest real field, as a hint; '' if nothing is close."""
+    head = path.split(".")[-1] if path.startswith(tuple(f"{s}." for s in SECTIONS)) else path
+    if path in MOVED_FIELDS:
+        return f"it moved to config.{MOVED_FIELDS[path]}"
+    known = [f"{s}.{k}" for s in SECTIONS for k in base_config()[s]] + ["seed"]
+    close = difflib.get_close_matches(path, known, n=1, cutoff=0.7) or \
+        difflib.get_close_matches(head, [k.split(".")[-1] for k in known], n=1)
+    if close and "." not in close[0]:
+        close = [k for k in known if k.endswith(f".{close[0]}")][:1] or close
+    return f"did you mean config.{close[0]}?" if close else ""
 
 
 # Fields that fix parameter shapes, the optimiser state's structure or the data a run trains
 # on: resuming a workdir with different values would load a checkpoint that does not belong
-# to the config.
-RUN_DEFINING_FIELDS = ("model", "latent_dim", "superres_factor", "dataset", "seed",
-                       "lr_schedule")
+# to the config. (model.conv is not one: both implementations share their parameters.)
+RUN_DEFINING_FIELDS = ("model", "task.name", "task.factor", "data.name", "seed",
+                       "optim.schedule")
+NOT_RUN_DEFINING = ("model.conv",)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -94,80 +158,155 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _choice(config: ml_collections.ConfigDict, field: str, choices: tuple[str, ...]) -> None:
-    value = config[field]
-    _require(value in choices, f"config.{field}={value!r} is unknown: choose one of "
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def _choice(config: ml_collections.ConfigDict, path: str, choices: tuple[str, ...]) -> None:
+    value = get(config, path)
+    _require(value in choices, f"config.{path}={value!r} is unknown: choose one of "
              f"{', '.join(choices)}")
 
 
-def _positive_int(config: ml_collections.ConfigDict, field: str) -> None:
-    value = config[field]
+def _positive_int(config: ml_collections.ConfigDict, path: str, optional: bool = False
+                  ) -> None:
+    value = get(config, path)
+    if optional and value is None:
+        return
     _require(_is_int(value) and value > 0,
-             f"config.{field}={value!r} must be a positive integer, e.g. --config.{field}=10")
+             f"config.{path}={value!r} must be a positive integer, e.g. --config.{path}=10")
+
+
+def get(config: ml_collections.ConfigDict, path: str):
+    """config["a.b"] for a dotted path."""
+    node = config
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def _entry(registry, section: str, name: str):
+    try:
+        return registry.get(name)
+    except RegistryError as e:
+        raise ConfigError(f"config.{section}: {e}") from None
+
+
+def _checked_entry(registry, config: ml_collections.ConfigDict, section: str, field: str,
+                   reserved: tuple[str, ...]):
+    """The entry config.<section>.<field> names, after checking that every field of the
+    section is the entry's own or one of the base config's."""
+    name = config[section][field]
+    entry = _entry(registry, f"{section}.{field}", name)
+    options = [k for k in config[section].keys() if k not in reserved]
+    try:
+        check_options(entry, options, [*base_config()[section].keys(), *reserved], section,
+                      f"{registry.kind} {name!r}")
+    except RegistryError as e:
+        raise ConfigError(str(e)) from None
+    return entry
+
+
+def _construct(entry, options, section: str, provided=()):
+    """entry(**options it declares); its own ValueError ("field=value must ...") becomes a
+    ConfigError naming the config field."""
+    try:
+        return build(entry, options, provided)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config.{section}.{e}") from None
+
+
+def make_task(config: ml_collections.ConfigDict) -> Task:
+    """The task config.task names, with its fields (and dynamic binarisation from data)."""
+    entry = _checked_entry(TASKS, config, "task", "name", ("name",))
+    options = {k: v for k, v in config.task.items() if k != "name"}
+    options["binarize_targets"] = config.data.binarize == "dynamic"
+    return _construct(entry, options, "task")
+
+
+def make_loss(config: ml_collections.ConfigDict):
+    """A plain autoencoder's per-image loss function, config.objective.loss."""
+    return _entry(objectives.LOSSES, "objective.loss", config.objective.loss)
+
+
+def make_likelihood(config: ml_collections.ConfigDict) -> objectives.Likelihood:
+    """A VAE's likelihood, config.objective.likelihood, with the fields it declares."""
+    entry = _checked_entry(objectives.LIKELIHOODS, config, "objective", "likelihood",
+                           ("loss", "likelihood", "beta"))
+    return _construct(entry, config.objective, "objective")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError with a one-line message for the first field that cannot work."""
-    _choice(config, "model", MODEL_NAMES)
-    _choice(config, "dataset", DATASET_NAMES)
-    _choice(config, "loss", ("mse", "bce"))
-    _choice(config, "corruption", CORRUPTIONS)
-    _choice(config, "binarize", BINARIZATIONS)
-    _choice(config, "optimizer", OPTIMIZERS)
-    _choice(config, "lr_schedule", LR_SCHEDULES)
-    _choice(config, "likelihood", LIKELIHOODS)
-    _choice(config, "init", initializers.SCHEMES)
-    _choice(config, "conv", conv.IMPLEMENTATIONS)
-    _choice(config, "compute_dtype", precision.COMPUTE_DTYPES)
-    for field in ("latent_dim", "batch_size", "num_epochs", "eval_batch_size",
-                  "log_every_steps", "checkpoint_every_epochs", "keep_checkpoints", "num_images",
-                  "iwae_images", "iwae_chunk", "manifold_size"):
-        _positive_int(config, field)
-    for field in ("train_size", "test_size", "stop_after_steps", "checkpoint_every_steps"):
-        if config[field] is not None:
-            _positive_int(config, field)
-    _require(_is_int(config.val_size) and config.val_size >= 0,
-             f"config.val_size={config.val_size!r} must be an integer >= 0")
-    _require(_is_int(config.seed), f"config.seed={config.seed!r} must be an integer")
-    lr = config.learning_rate
-    _require(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
-             f"config.learning_rate={lr!r} must be a positive number, e.g. 1e-3")
-    rate = config.dropout_rate
-    _require(isinstance(rate, (int, float)) and 0 <= rate < 1,
-             f"config.dropout_rate={rate!r} must lie in [0, 1), e.g. 0.5")
-    std = config.noise_std
-    _require(isinstance(std, (int, float)) and std >= 0,
-             f"config.noise_std={std!r} must be >= 0, e.g. 0.3")
-    _require(isinstance(config.beta, (int, float)) and config.beta >= 0,
-             f"config.beta={config.beta!r} must be >= 0 (1 is the plain VAE)")
-    scale = config.gaussian_scale
-    _require(isinstance(scale, (int, float)) and scale > 0,
-             f"config.gaussian_scale={scale!r} must be > 0, e.g. 0.1")
-    ks = config.iwae_samples
+    missing = [s for s in SECTIONS if s not in config]
+    _require(not missing, f"the config has no section {', '.join(missing)}: start it from "
+             "jaxae.config.base_config()")
+    seed = config.seed
+    _require(_is_int(seed) and SEED_RANGE[0] <= seed <= SEED_RANGE[1],
+             f"config.seed={seed!r} must be an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}] "
+             "(the PRNG key holds 32 bits: larger seeds would repeat smaller ones)")
+    _checked_entry(MODELS, config, "model", "name", BUILDER_OPTIONS)
+    if "init" in config.model:
+        _choice(config, "model.init", SCHEMES)
+    if "conv" in config.model:
+        _choice(config, "model.conv", conv.IMPLEMENTATIONS)
+    if "latent_dim" in config.model:
+        _positive_int(config, "model.latent_dim")
+    _validate_data(config)
+    make_task(config)
+    make_loss(config)
+    make_likelihood(config)
+    beta = config.objective.beta
+    _require(_is_number(beta) and beta >= 0,
+             f"config.objective.beta={beta!r} must be >= 0 (1 is the plain VAE)")
+    _choice(config, "optim.name", OPTIMIZERS)
+    _choice(config, "optim.schedule", SCHEDULES)
+    lr = config.optim.learning_rate
+    _require(_is_number(lr) and lr > 0,
+             f"config.optim.learning_rate={lr!r} must be a positive number, e.g. 1e-3")
+    _choice(config, "train.compute_dtype", precision.COMPUTE_DTYPES)
+    for field in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_epochs",
+                  "keep_checkpoints"):
+        _positive_int(config, f"train.{field}")
+    for field in ("checkpoint_every_steps", "stop_after_steps"):
+        _positive_int(config, f"train.{field}", optional=True)
+    for field in ("batch_size", "num_images", "iwae_images", "iwae_chunk", "manifold_size"):
+        _positive_int(config, f"eval.{field}")
+    ks = config.eval.iwae_samples
     valid_ks = isinstance(ks, (tuple, list)) and all(_is_int(k) and k > 0 for k in ks)
     _require(valid_ks and len(ks) > 0,
-             f"config.iwae_samples={ks!r} must be positive integers, e.g. '(1, 50, 1000)'")
-    factor = config.superres_factor
-    _require(_is_int(factor) and factor in (2, 4),
-             f"config.superres_factor={factor!r} must be 2 (14x14 input) or 4 (7x7 input): "
-             "factors that divide 28 and that the network's x2 stages reach")
+             f"config.eval.iwae_samples={ks!r} must be positive integers, e.g. '(1, 50, 1000)'")
 
 
-def check_batch_splits(config: ml_collections.ConfigDict, num_devices: int) -> None:
+def _validate_data(config: ml_collections.ConfigDict) -> None:
+    try:
+        DATASETS.get(config.data.name)
+    except RegistryError as e:
+        raise ConfigError(f"config.data.name: {e}") from None
+    _choice(config, "data.binarize", BINARIZATIONS)
+    for field in ("train_size", "test_size"):
+        _positive_int(config, f"data.{field}", optional=True)
+    val = config.data.val_size
+    _require(_is_int(val) and val >= 0, f"config.data.val_size={val!r} must be an integer >= 0")
+
+
+def check_batch_splits(batch_size: int, num_devices: int) -> None:
     """The batch is split evenly over the devices of the data-parallel mesh."""
-    size = config.batch_size
-    _require(size % num_devices == 0,
-             f"config.batch_size={size} does not split over {num_devices} devices: use a "
-             f"multiple of {num_devices}, e.g. --config.batch_size="
-             f"{max(num_devices, size // num_devices * num_devices)}")
+    _require(batch_size % num_devices == 0,
+             f"config.train.batch_size={batch_size} does not split over {num_devices} devices: "
+             f"use a multiple of {num_devices}, e.g. --config.train.batch_size="
+             f"{max(num_devices, batch_size // num_devices * num_devices)}")
 
 
 def check_sizes(config: ml_collections.ConfigDict, num_train: int, num_test: int) -> None:
     """Checks batch and split sizes against the data actually loaded, before compiling."""
-    _require(config.val_size < num_train,
-             f"config.val_size={config.val_size} leaves no training images out of {num_train}")
-    usable = num_train - config.val_size
-    _require(config.batch_size <= usable,
-             f"config.batch_size={config.batch_size} is larger than the {usable} training "
-             f"images: use --config.batch_size={min(128, usable)} or more data")
-    _require(num_test > 0, "the test split is empty: check config.test_size")
+    val = config.data.val_size
+    _require(val < num_train,
+             f"config.data.val_size={val} leaves no training images out of {num_train}")
+    usable = num_train - val
+    batch = config.train.batch_size
+    _require(batch <= usable,
+             f"config.train.batch_size={batch} is larger than the {usable} training images: "
+             f"use --config.train.batch_size={min(128, usable)} or more data")
+    _require(num_test > 0, "the test split is empty: check config.data.test_size")

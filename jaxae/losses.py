@@ -19,8 +19,8 @@ def _per_image_mean(values_BxHxWxC: jax.Array) -> jax.Array:
 
 def flat_images(images_BxHxWxC: jax.Array) -> jax.Array:
     """The images as [B, H*W*C], for losses and metrics to reduce. On XLA's CPU backend a
-    per-image reduction of a [B, 28, 28, 1] expression runs up to 50x slower than the same
-    reduction of a flat array (31 ms against 0.6 ms for 1,000 images' BCE). The barrier
+    per-image reduction of a [B, H, W, C] expression runs many times slower than the same
+    reduction of a flat array (`python -m benchmarks.profile_epoch` lists the passes). The barrier
     keeps XLA's early passes from folding the reshape back into the expression: the
     compiled program has no barrier left, but without it the reshape alone can leave the
     slow reduction in place. The values agree to float rounding: the per-image sums may add
@@ -59,7 +59,7 @@ def _per_image_sum(values: jax.Array) -> jax.Array:
 
 
 def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """log p(x | z) in nats per image for Bernoulli(sigmoid(logits)) pixels: -(784 x BCE)."""
+    """log p(x | z) in nats per image for Bernoulli(sigmoid(logits)) pixels: -(H*W*C x BCE)."""
     return -_per_image_sum(_bce_per_pixel(logits, targets))
 
 
@@ -94,8 +94,9 @@ def bernoulli_16bit(key: jax.Array, p: float, shape: tuple[int, ...]) -> jax.Arr
     """Booleans of `shape`, each True with probability round(p * 2^16) / 2^16.
 
     Each 32-bit random word gives two 16-bit uniforms, so threefry runs half as often as in
-    `jax.random.bernoulli`, which spends a word per draw: 0.5 ms less in a 5.8 ms DAE step
-    on 2 Intel Xeon cores. p is off by at most 2^-17 (exact for multiples of 2^-16, such as 0.5).
+    `jax.random.bernoulli`, which spends a word per draw (the DAE's step is faster for it:
+    `python -m benchmarks.bench --models dae`). p is off by at most 2^-17 (exact for
+    multiples of 2^-16, such as 0.5).
     """
     rows, per_row = shape[0], math.prod(shape[1:])  # rows stay whole: batch sharding holds
     words = jax.random.bits(key, (rows, (per_row + 1) // 2), jnp.uint32)
@@ -117,7 +118,7 @@ def dropout_noise(key: jax.Array, images: jax.Array, rate: float, rescale: bool)
 
 
 def downsample(images_BxHxWxC: jax.Array, factor: int) -> jax.Array:
-    """Average pooling by `factor` (28x28 -> 14x14 for 2, 7x7 for 4): super-resolution inputs."""
+    """Average pooling by `factor` (H x W -> H/f x W/f): super-resolution inputs."""
     b, h, w, c = images_BxHxWxC.shape
     blocks = images_BxHxWxC.reshape(b, h // factor, factor, w // factor, factor, c)
     return blocks.mean(axis=(2, 4))

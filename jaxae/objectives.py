@@ -1,50 +1,91 @@
-"""What a model is trained to minimise, per image: a reconstruction loss, or the negative ELBO.
+"""What a model is trained to minimise, per image, chosen by what the model declares.
 
-Autoencoders: the config's `loss` (mean over pixels). VAEs: -ELBO with a `beta` weight on the
-KL term, in nats per image: -log p(x | z) + beta * KL(q(z | x) || N(0, I)), z sampled with the
-step's key. Both return (per-image terms, logits), so the steps treat every model alike.
+A plain autoencoder minimises a reconstruction loss (mean over pixels: `mse`, `bce`); a
+variational one the negative ELBO in nats, -log p(x | z) + beta * KL(q(z | x) || N(0, I)),
+under a likelihood p(x | z) (`bernoulli`, `gaussian`). Losses and likelihoods are
+registries, open to your own. Every objective maps (flat logits [B, P], flat targets [B, P],
+the model's aux dict) to per-image terms, of which "loss" is what training minimises.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import Protocol
 
 import jax
-import ml_collections
 
 from jaxae import losses
-from jaxae.models import VARIATIONAL
+from jaxae.registry import Registry
 
 Terms = dict[str, jax.Array]
+LOSSES = Registry("loss")
+LIKELIHOODS = Registry("likelihood")
+LOSSES.register("mse")(losses.mse)
+LOSSES.register("bce")(losses.bce_with_logits)
 
 
-def is_variational(config: ml_collections.ConfigDict) -> bool:
-    return config.model in VARIATIONAL
+class Likelihood(Protocol):
+    def log_prob(self, logits: jax.Array, targets: jax.Array) -> jax.Array:
+        """log p(x | z) per image, in nats."""
 
 
-def log_likelihood(config: ml_collections.ConfigDict, logits: jax.Array, targets: jax.Array
-                   ) -> jax.Array:
-    """log p(x | z) per image in nats, under the config's `likelihood`."""
-    if config.likelihood == "gaussian":
-        return losses.gaussian_log_likelihood(logits, targets, config.gaussian_scale)
-    return losses.bernoulli_log_likelihood(logits, targets)
+@LIKELIHOODS.register("bernoulli")
+@dataclasses.dataclass(frozen=True)
+class Bernoulli:
+    """Pixels ~ Bernoulli(sigmoid(logits)): log p(x | z) = -(number of pixels x BCE)."""
+
+    def log_prob(self, logits: jax.Array, targets: jax.Array) -> jax.Array:
+        return losses.bernoulli_log_likelihood(logits, targets)
 
 
-def vae_terms(config: ml_collections.ConfigDict, logits: jax.Array, targets: jax.Array,
-              latent: dict[str, jax.Array]) -> Terms:
-    """Per-image ELBO terms in nats; `loss` = recon_nats + beta * kl_nats."""
-    recon_nats = -log_likelihood(config, logits, targets)
-    kl_nats = losses.gaussian_kl(latent["mean"], latent["log_sigma"])
-    return {"loss": recon_nats + config.beta * kl_nats, "recon_nats": recon_nats,
-            "kl_nats": kl_nats, "elbo": -(recon_nats + kl_nats)}
+@LIKELIHOODS.register("gaussian")
+@dataclasses.dataclass(frozen=True)
+class Gaussian:
+    """Pixels ~ N(sigmoid(logits), gaussian_scale^2)."""
+
+    gaussian_scale: float = 0.1
+
+    def __post_init__(self):
+        if not self.gaussian_scale > 0:
+            raise ValueError(f"gaussian_scale={self.gaussian_scale!r} must be > 0, e.g. 0.1")
+
+    def log_prob(self, logits: jax.Array, targets: jax.Array) -> jax.Array:
+        return losses.gaussian_log_likelihood(logits, targets, self.gaussian_scale)
 
 
-def per_image_terms(config: ml_collections.ConfigDict, apply_fn: Callable, params: dict,
-                    inputs: jax.Array, targets: jax.Array, labels: jax.Array,
-                    key: jax.Array | None) -> tuple[Terms, jax.Array]:
-    """(terms, logits); terms["loss"] is what training minimises. key=None: z = z_mean."""
-    if is_variational(config):
-        logits, latent = apply_fn({"params": params}, inputs, key, labels)
-        return vae_terms(config, logits, targets, latent), logits
-    logits = apply_fn({"params": params}, inputs)
-    return {"loss": losses.LOSSES[config.loss](logits, targets)}, logits
+class Objective(Protocol):
+    def __call__(self, logits: jax.Array, targets: jax.Array, aux: dict) -> Terms:
+        """Per-image terms; "loss" is what training minimises."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Reconstruction:
+    """A plain autoencoder's loss: `loss(logits, targets)` per image."""
+
+    loss: Callable[[jax.Array, jax.Array], jax.Array]
+
+    def __call__(self, logits: jax.Array, targets: jax.Array, aux: dict) -> Terms:
+        return {"loss": self.loss(logits, targets)}
+
+
+@dataclasses.dataclass(frozen=True)
+class NegativeELBO:
+    """-ELBO with a `beta` weight on the KL term; the reported ELBO always uses beta = 1."""
+
+    likelihood: Likelihood
+    beta: float = 1.0
+
+    def __call__(self, logits: jax.Array, targets: jax.Array, aux: dict) -> Terms:
+        recon_nats = -self.likelihood.log_prob(logits, targets)
+        kl_nats = losses.gaussian_kl(aux["mean"], aux["log_sigma"])
+        return {"loss": recon_nats + self.beta * kl_nats, "recon_nats": recon_nats,
+                "kl_nats": kl_nats, "elbo": -(recon_nats + kl_nats)}
+
+
+def objective_for(variational: bool, *, loss: Callable | None = None,
+                  likelihood: Likelihood | None = None, beta: float = 1.0) -> Objective:
+    """The negative ELBO for a variational model, else the reconstruction loss."""
+    if variational:
+        return NegativeELBO(likelihood or Bernoulli(), beta)
+    return Reconstruction(loss or losses.mse)

@@ -29,11 +29,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from jaxae.steps import TrainState
+    from jaxae.training.steps import TrainState
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN_FLAGS = ("--config=configs/test.py", "--config.seed=0", "--config.corruption=dropout",
-               "--config.checkpoint_every_steps=2", "--config.log_every_steps=4")
+TRAIN_FLAGS = ("--config=configs/test.py", "--config.seed=0", "--config.task.name=denoise",
+               "--config.task.corruption=dropout", "--config.train.checkpoint_every_steps=2",
+               "--config.train.log_every_steps=4")
 POINTS = ("startup", "mid_epoch", "evaluation", "checkpoint_write")
 TMP_MARK = ".orbax-checkpoint-tmp"
 POLL_S = 0.002
@@ -43,7 +44,7 @@ ATTEMPT_TIMEOUT_S = 300.0
 def train_command(workdir: str, tfds_dir: str, extra: tuple[str, ...] = ()) -> list[str]:
     """The train.py command line both runs use (the same one after every kill)."""
     return [sys.executable, os.path.join(ROOT, "train.py"), *TRAIN_FLAGS, *extra,
-            f"--workdir={workdir}", f"--config.tfds_dir={tfds_dir}"]
+            f"--workdir={workdir}", f"--config.data.tfds_dir={tfds_dir}"]
 
 
 def cache_env(cache_dir: str | None) -> dict[str, str]:
@@ -292,28 +293,32 @@ def uninterrupted_run(workdir: str, tfds_dir: str, env: dict[str, str], log_dir:
 
 def state_template(workdir: str) -> TrainState:
     """A fresh state for the workdir's config: the structure its checkpoints restore into."""
-    import ml_collections
+    from jaxae import build
+    from jaxae import config as config_lib
+    from jaxae.keys import derive_keys
+    from jaxae.training import steps
+    from jaxae.training.workdir import load_run_config
 
-    from jaxae import pipeline, steps
-    from jaxae.models import model_from_config
-    from jaxae.workdir import load_run_config
-
-    config = ml_collections.FrozenConfigDict(load_run_config(workdir))
-    model = model_from_config(config)
-    return steps.create_train_state(config, model, pipeline.derive_keys(config.seed).init)
+    config = load_run_config(workdir)
+    data = build.load_data(config, derive_keys(config.seed).data)  # for the image shape
+    task = config_lib.make_task(config)
+    model = build.make_model(config, data.image_shape, data.num_classes)
+    return steps.create_train_state(model, build.make_optimizer(config),
+                                    task.input_shape(data.image_shape),
+                                    derive_keys(config.seed).init, config.model.init)
 
 
 def restored_state(workdir: str, step: int, like: TrainState | None = None) -> TrainState:
     """The train state of a workdir's checkpoint at `step`, restored with jaxae itself."""
     from absl import logging
 
-    from jaxae import checkpoints
+    from jaxae.training import checkpoints
 
     logging.set_verbosity(logging.ERROR)  # Orbax notes that the manager is read-only
     like = state_template(workdir) if like is None else like
-    manager = checkpoints.make_manager(workdir, read_only=True)
+    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(workdir), read_only=True)
     try:
-        return checkpoints.restore(manager, like, step)
+        return checkpoints.restore_state(manager, like, step)
     finally:
         manager.close()
 

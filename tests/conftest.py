@@ -9,7 +9,7 @@ import time
 import jax
 import pytest
 
-from jaxae.config import base_config
+from jaxae.config import base_config, get
 from jaxae.data import load_dataset, sources
 
 
@@ -41,18 +41,26 @@ def fashion_tfds_dir(fashion_prepared) -> str:
     return str(fashion_prepared[0])
 
 
+def set_fields(config, overrides: dict) -> None:
+    """config["a.b"] = value for each dotted path; a whole section may be given as a dict."""
+    for path, value in overrides.items():
+        section, _, field = path.rpartition(".")
+        node = get(config, section) if section else config
+        with node.unlocked():
+            node[field] = value
+
+
 @pytest.fixture
 def tiny_config(fashion_tfds_dir):
-    """A function making a fast config on real images: 512 train, 256 test, batch 32."""
+    """A function making a fast config on real images: 512 train, 256 test, batch 32.
+    Overrides name fields by their dotted paths: tiny_config(**{"model.name": "vae"})."""
 
     def make(**overrides):
         config = base_config()
-        config.tfds_dir = fashion_tfds_dir
-        config.train_size, config.test_size = 512, 256
-        config.batch_size, config.eval_batch_size = 32, 128
-        config.num_epochs, config.log_every_steps = 2, 8
-        for field, value in overrides.items():
-            config[field] = value
+        set_fields(config, {
+            "data.tfds_dir": fashion_tfds_dir, "data.train_size": 512, "data.test_size": 256,
+            "train.batch_size": 32, "eval.batch_size": 128, "train.num_epochs": 2,
+            "train.log_every_steps": 8, **overrides})
         return config
 
     return make

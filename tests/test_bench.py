@@ -1,37 +1,50 @@
-"""The benchmark's code path: it times real steps of every model it knows."""
+"""The benchmark's code path: it times real steps of every workload it knows."""
+
+import math
 
 import jax
 import numpy as np
 import pytest
 
-from jaxae import bench
+from benchmarks import bench
+from jaxae.data import idx
+
+IMAGE_SHAPE = (*idx.IMAGE_SHAPE, 1)  # (Fashion-)MNIST's, as the benchmark trains on
+
+
+def random_arrays(count: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    return jax.device_put({"image": rng.integers(0, 256, (count, *IMAGE_SHAPE), np.uint8),
+                           "label": rng.integers(0, 10, count).astype(np.int32)})
 
 
 def test_bench_configs_match_the_peer_models():
-    assert bench.bench_config("dae", 128).latent_dim == 940
-    assert bench.bench_config("dae", 128).dropout_rescale  # nn.Dropout, as the peer
-    assert bench.bench_config("conv_ae", 64).loss == "bce"
-    assert bench.bench_config("vae", 64).latent_dim == 2
+    dae = bench.bench_config("dae", 128)
+    assert dae.model.latent_dim == 940 and dae.task.name == "denoise"
+    assert dae.task.dropout_rescale  # nn.Dropout, as the peer
+    assert bench.bench_config("conv_ae", 64).objective.loss == "bce"
+    assert bench.bench_config("vae", 64).model.latent_dim == 2
+    assert bench.bench_config("conv_vae", 64, conv="xla").model.conv == "xla"
+    assert "conv" not in bench.bench_config("dense_ae", 64, conv="xla").model
+    assert [name for name, w in bench.WORKLOADS.items() if w.uses_conv] == ["conv_ae",
+                                                                         "conv_vae"]
+    assert bench.WORKLOADS["conv_vae"].peer is None  # the peer has no conv VAE
 
 
 @pytest.mark.parametrize("model", ["dense_ae", "vae"])
 def test_bench_model_reports_rates_and_flops(model):
-    rng = np.random.default_rng(0)
-    arrays = jax.device_put({"image": rng.integers(0, 256, (256, 28, 28), np.uint8),
-                             "label": rng.integers(0, 10, 256).astype(np.int32)})
+    arrays = random_arrays(256, 0)
     result = bench.bench_model(model, batch_size=32, steps_per_chunk=3, chunks=2,
                                arrays=arrays, peak_flops=1e12)
     assert result["img_per_s"] > 0 and len(result["chunk_img_per_s"]) == 2
-    # a dense AE step is at least forward + backward of two 784 x 10 matmuls
-    assert result["flops_per_step"] > 6 * 32 * 784 * 10
+    # a dense AE step is at least forward + backward of two (pixels x 10) matmuls
+    assert result["flops_per_step"] > 6 * 32 * math.prod(IMAGE_SHAPE) * 10
     assert 0 < result["fraction_of_peak"] < 1
     assert "| " + model + " | - | float32 | 32 |" in bench.table([(result, None)])
 
 
 def test_bench_model_times_whole_epochs_when_asked():
-    rng = np.random.default_rng(1)
-    arrays = jax.device_put({"image": rng.integers(0, 256, (200, 28, 28), np.uint8),
-                             "label": rng.integers(0, 10, 200).astype(np.int32)})
+    arrays = random_arrays(200, 1)
     result = bench.bench_model("dense_ae", batch_size=32, steps_per_chunk=None, chunks=1,
                                arrays=arrays)
     assert result["steps_per_chunk"] == 6  # floor(200 / 32) steps: one epoch per dispatch
@@ -42,6 +55,25 @@ def test_bench_model_times_whole_epochs_when_asked():
 def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     with pytest.raises(ValueError, match="--steps-per-chunk"):
         bench.chunk_steps(text)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--peer-python", "python3"], "--peer-python needs --peer-script PATH"),
+    (["--peer-script", __file__], "--peer-script is only used with --peer-python"),
+    (["--peer-python", "python3", "--peer-script", "/no/such/peer.py"], "does not exist"),
+    (["--models", "dense_ae,resnet"], "unknown model(s) resnet"),
+])
+def test_the_peer_script_is_required_with_the_peer(capsys, argv, said):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(argv)
+    assert exit_info.value.code == 2  # argparse's usage error
+    assert said in capsys.readouterr().err
+
+
+def test_the_peer_runs_with_the_script_it_is_given():
+    args = bench.parse_args(["--peer-python", "python3", "--peer-script", __file__])
+    assert args.peer_script == __file__
+    assert bench.parse_args([]).peer_script is None  # no default outside the repository
 
 
 def test_write_section_replaces_only_its_own_device(tmp_path):

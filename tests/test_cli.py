@@ -1,27 +1,29 @@
-"""The entry points as a user runs them: train.py then evaluate.py, and their error lines."""
+"""The entry points as a user runs them: train.py then evaluate.py, their error lines, and a
+model of the user's own, in a file beside the user's config, with no edit to jaxae."""
 
 import json
 import os
 import subprocess
 import sys
+import textwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+def run(*args: str, cwd: str = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300)
 
 
 def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_dir, tmp_path):
     workdir = str(tmp_path / "run")
     trained = run("train.py", "--config=configs/test.py", f"--workdir={workdir}",
-                  f"--config.tfds_dir={fashion_tfds_dir}", "--config.latent_dim=2")
+                  f"--config.data.tfds_dir={fashion_tfds_dir}", "--config.model.latent_dim=2")
     assert trained.returncode == 0, trained.stderr[-2000:]
     saved = sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int)
     assert saved == ["16", "32"]  # one per epoch of 16 steps
     with open(os.path.join(workdir, "config.json")) as f:
-        assert json.load(f)["latent_dim"] == 2
+        assert json.load(f)["model"]["latent_dim"] == 2
     evaluated = run("evaluate.py", f"--workdir={workdir}")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert "evaluating the checkpoint at step 32" in evaluated.stdout
@@ -32,24 +34,105 @@ def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+MY_MODELS = '''
+    """A deeper MLP VAE: two hidden layers in the encoder, one in the decoder."""
+    import math
+
+    import flax.linen as nn
+    import jax
+
+    from jaxae import models
+
+
+    class DeeperVAE(models.VariationalAutoencoder):
+        image_shape: tuple
+        latent_dim: int = 2
+        hidden: tuple = (64, 32)
+
+        @property
+        def latent_shape(self):
+            return (self.latent_dim,)
+
+        def setup(self):
+            self.layers = [nn.Dense(width) for width in self.hidden]
+            self.mean = nn.Dense(self.latent_dim)
+            self.log_sigma = nn.Dense(self.latent_dim)
+            self.decoder_hidden = nn.Dense(self.hidden[0])
+            self.pixels = nn.Dense(math.prod(self.image_shape))
+
+        def encode(self, x, *, labels=None):
+            h = x.reshape(x.shape[0], -1)
+            for layer in self.layers:
+                h = nn.relu(layer(h))
+            return self.mean(h), self.log_sigma(h)
+
+        def decode(self, z, *, labels=None):
+            h = nn.relu(self.decoder_hidden(z))
+            return self.pixels(h).reshape(z.shape[0], *self.image_shape)
+'''
+
+MY_CONFIG = '''
+    """The deeper VAE of my_models.py on Fashion-MNIST.
+
+    Command: python train.py --config=my_config.py --workdir=runs/deeper
+    """
+    from jaxae.configs import test
+
+
+    def get_config():
+        config = test.get_config()
+        config.model = {"name": "my_models.py:DeeperVAE", "latent_dim": 2, "hidden": (64, 32)}
+        config.eval.iwae_samples = (1, 5)
+        config.eval.iwae_images = 64
+        return config
+'''
+
+
+def test_a_users_model_in_their_own_file_trains_and_evaluates(fashion_tfds_dir, tmp_path):
+    """my_models.py beside my_config.py, outside the package; train.py and evaluate.py run
+    from another folder, and the pictures are titled by what the model declares."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "my_models.py").write_text(textwrap.dedent(MY_MODELS))
+    (project / "my_config.py").write_text(textwrap.dedent(MY_CONFIG))
+    workdir = str(tmp_path / "runs" / "deeper")
+    trained = run(os.path.join(ROOT, "train.py"), f"--config={project}/my_config.py",
+                  f"--workdir={workdir}", f"--config.data.tfds_dir={fashion_tfds_dir}",
+                  cwd=str(tmp_path))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["model"]["name"] == f"{project}/my_models.py:DeeperVAE"
+    evaluated = run(os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}", cwd="/")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["test_elbo"] < 0 and metrics["test_iwae_k5"] >= metrics["test_iwae_k1"]
+    assert metrics["pictures"]["samples.png"].endswith("samples from the prior")
+    assert "manifold.png" in metrics["pictures"]
+
+
 def test_bad_input_is_one_line_and_nothing_is_written(tmp_path):
     workdir = str(tmp_path / "bad")
     result = run("train.py", "--config=configs/test.py", f"--workdir={workdir}",
-                 "--config.model=vae9")
+                 "--config.model.name=vae9")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: config.model='vae9' is unknown: choose one of dense_ae, deep_ae, conv_ae, "
-        "vae, conv_vae, cvae, superres"]
+        "error: config.model.name: unknown model 'vae9': did you mean 'vae'? choose one of "
+        "dense_ae, deep_ae, conv_ae, superres, vae, cvae, conv_vae, or name your own as "
+        "'module:Class' or 'path/to/file.py:Class'"]
     assert not os.path.exists(workdir)
 
 
-def test_misspelt_config_field_is_one_line_naming_the_right_one(tmp_path):
+def test_misspelt_and_moved_config_fields_are_one_line_naming_the_right_one(tmp_path):
     workdir = str(tmp_path / "typo")
-    result = run("train.py", "--config=configs/test.py", f"--workdir={workdir}",
-                 "--config.modle=vae")
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        "error: unknown config field 'modle': Did you mean \"model\" instead of \"modle\"?"]
+    for flag, line in [
+            ("--config.modle.name=vae", "error: unknown config field config.modle.name: "
+                                        "did you mean config.model.name?"),
+            ("--config.latent_dim=2", "error: unknown config field config.latent_dim: it "
+                                      "moved to config.model.latent_dim")]:
+        result = run("train.py", "--config=configs/test.py", f"--workdir={workdir}", flag)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [line]
     assert not os.path.exists(workdir)
 
 
@@ -58,3 +141,12 @@ def test_evaluating_a_workdir_without_a_run_is_one_line(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "holds no run (config.json is missing)" in lines[0]
+
+
+def test_a_run_of_the_flat_config_release_is_named(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model": "dense_ae", "latent_dim": 10}))
+    result = run("evaluate.py", f"--workdir={tmp_path}")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "was written by jaxae 0.1.0, whose flat config and checkpoints this release " \
+        "(0.2.0) does not read" in line

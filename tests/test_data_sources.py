@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
 from jaxae.data import (
-    DATASET_NAMES,
+    MNIST_NAMES,
     DataError,
     JaxaeImages,
     class_names,
@@ -179,7 +179,7 @@ def test_missing_folder(tmp_path: Path) -> None:
 def test_builder_registers_tfds_checksums() -> None:
     """Our builder verifies downloads against the very checksums TFDS registers for its own."""
     assert JaxaeImages.name == "jaxae_images"
-    assert [c.name for c in JaxaeImages.BUILDER_CONFIGS] == list(DATASET_NAMES)
+    assert [c.name for c in JaxaeImages.BUILDER_CONFIGS] == list(MNIST_NAMES)
     checksums_dir = tfds.core.utils.tfds_path() / "url_checksums"
     for tfds_name, base_url in (("mnist", MNIST_URL), ("fashion_mnist", FASHION_MNIST_URL)):
         expected = tfds.download.checksums.load_url_infos(checksums_dir / f"{tfds_name}.txt")
@@ -271,10 +271,10 @@ def test_offline_fashion_mnist_from_debian(prepared: tuple, raw: dict) -> None:
     for split, n in (("train", 60000), ("test", 10000)):
         images = getattr(dataset, f"{split}_images")
         labels = getattr(dataset, f"{split}_labels")
-        assert images.shape == (n, 28, 28) and images.dtype == np.uint8
+        assert images.shape == (n, 28, 28, 1) and images.dtype == np.uint8
         assert labels.shape == (n,) and labels.dtype == np.int32
         assert np.bincount(labels, minlength=10).tolist() == [n // 10] * 10
-        np.testing.assert_array_equal(images, raw[split][0])
+        np.testing.assert_array_equal(images[..., 0], raw[split][0])
         np.testing.assert_array_equal(labels, raw[split][1])
         assert int(images.sum(dtype=np.int64)) == int(raw[split][0].sum(dtype=np.int64))
     assert dataset.train_labels[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
@@ -292,7 +292,7 @@ def test_second_load_reuses_prepared(
     monkeypatch.setattr(sources, "_prepare", fail)
     monkeypatch.setattr(sources, "find_idx_dir", fail)
     start = time.perf_counter()
-    dataset = load_dataset("fashion_mnist", idx_dir="/ignored", tfds_dir=str(tfds_dir))
+    dataset = load_dataset("fashion_mnist", data_dir="/ignored", tfds_dir=str(tfds_dir))
     print(f"load prepared fashion_mnist: {time.perf_counter() - start:.2f} s")
     assert "prepared earlier" in dataset.source
     np.testing.assert_array_equal(dataset.test_images, prepared[0].test_images)
@@ -313,10 +313,10 @@ def test_tfds_data_source_decodes_without_tf(prepared: tuple, tfds_dir: Path, ra
 def test_unknown_name() -> None:
     """Unknown data set names are rejected with the list of valid names."""
     with pytest.raises(DataError) as excinfo:
-        load_dataset("cifar10")
-    one_line_error(excinfo, "cifar10", "mnist", "fashion_mnist")
+        load_dataset("cifar100")
+    one_line_error(excinfo, "cifar100", "mnist", "fashion_mnist")
     with pytest.raises(DataError):
-        class_names("cifar10")
+        class_names("cifar100")
     assert class_names("mnist") == tuple("0123456789")
 
 
@@ -333,8 +333,8 @@ def test_broken_env_folder_fails_before_tfds(
     assert not (tmp_path / "tfds" / "jaxae_images").exists()
 
 
-def test_idx_dir_argument_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The idx_dir argument comes before $JAXAE_<NAME>_DIR, which comes before Debian."""
+def test_data_dir_argument_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data_dir argument comes before $JAXAE_<NAME>_DIR, which comes before Debian."""
     monkeypatch.setenv("JAXAE_FASHION_MNIST_DIR", "/from/env")
     assert sources.find_idx_dir("fashion_mnist", "/from/arg")[0] == "/from/arg"
     assert sources.find_idx_dir("fashion_mnist")[0] == "/from/env"
@@ -342,7 +342,7 @@ def test_idx_dir_argument_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert sources.find_idx_dir("mnist") is None
 
 
-@pytest.mark.parametrize("name", DATASET_NAMES)
+@pytest.mark.parametrize("name", MNIST_NAMES)
 def test_offline_without_folder_fails_fast(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

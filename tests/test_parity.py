@@ -3,7 +3,7 @@ epoch at which jaxae reaches the peer's final figure."""
 
 import pytest
 
-from jaxae import parity
+from benchmarks import parity
 
 
 def _run(values: list[float], step_s: float = 10.0) -> dict:
@@ -45,3 +45,15 @@ def test_extra_epochs_time_the_target_without_changing_the_reported_epoch(fashio
     assert longer["value"] == plain["value"] == longer["epochs"][0]["value"]
     assert longer["epochs"][1]["value"] < longer["value"]  # it kept learning
     assert longer["wall_s"] == longer["epochs"][0]["wall_s"]
+
+
+@pytest.mark.parametrize("argv, said", [
+    ([], "--peer-python PYTHON is required"),
+    (["--peer-python", "python3"], "--peer-python needs --peer-script PATH"),
+    (["--peer-python", "python3", "--peer-script", "/no/such/peer.py"], "does not exist"),
+])
+def test_the_peer_and_its_script_are_required(capsys, argv, said):
+    with pytest.raises(SystemExit) as exit_info:
+        parity.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert said in capsys.readouterr().err

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from jaxae.probe import train_probe
+from jaxae.evaluation.probe import train_probe
 
 
 def _blobs(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

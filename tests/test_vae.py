@@ -5,16 +5,20 @@ import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from jaxae import iwae, losses, pipeline, steps
-from jaxae.checkpoints import CheckpointMismatch
-from jaxae.evaluation import evaluate_split, evaluate_workdir, padded_batches
-from jaxae.models import build_model, reparameterize
-from jaxae.splits import load_splits
-from jaxae.trainer import train_and_evaluate
+from jaxae import build, losses
+from jaxae import config as config_lib
+from jaxae.evaluation import iwae
+from jaxae.evaluation.evaluate import evaluate_workdir
+from jaxae.evaluation.metrics import evaluate_split, padded_batches
+from jaxae.keys import derive_keys
+from jaxae.models import reparameterize
+from jaxae.training import steps
+from jaxae.training.checkpoints import CheckpointMismatch
+from jaxae.training.trainer import train_and_evaluate
+from tests.conftest import set_fields
 
 
 def test_log_sigma_is_the_log_standard_deviation_in_sampling():
@@ -49,7 +53,7 @@ def test_kl_is_zero_only_at_the_prior():
 
 
 def test_likelihoods_hand_computed():
-    logits = jnp.zeros((1, 28, 28, 1))  # p = 0.5 for every pixel
+    logits = jnp.zeros((1, 28, 28, 1))  # p = 0.5 for every one of 784 pixels
     targets = jnp.ones((1, 28, 28, 1))
     np.testing.assert_allclose(losses.bernoulli_log_likelihood(logits, targets),
                                [-784 * np.log(2)], rtol=1e-6)
@@ -62,55 +66,57 @@ def test_likelihoods_hand_computed():
 @pytest.fixture(scope="module")
 def trained_vae(tmp_path_factory, fashion_tfds_dir):
     """A VAE with a 2-D latent after 2 epochs on 512 real images, with its workdir."""
-    from jaxae.config import base_config
-
-    config = base_config()
-    config.model, config.latent_dim = "vae", 2
-    config.tfds_dir = fashion_tfds_dir
-    config.train_size, config.test_size, config.batch_size = 512, 256, 32
-    config.num_epochs, config.eval_batch_size = 2, 128
-    config.iwae_samples, config.iwae_images = (1, 10, 100), 256
+    config = config_lib.base_config()
+    set_fields(config, {
+        "model": {"name": "vae", "latent_dim": 2}, "data.tfds_dir": fashion_tfds_dir,
+        "data.train_size": 512, "data.test_size": 256, "train.batch_size": 32,
+        "train.num_epochs": 2, "eval.batch_size": 128, "eval.iwae_samples": (1, 10, 100),
+        "eval.iwae_images": 256})
     workdir = str(tmp_path_factory.mktemp("vae"))
     state = train_and_evaluate(config, workdir)
     return config, state, workdir
 
 
+def vae_parts(config):
+    """(model, task, objective, test split) of the trained VAE's config."""
+    data = build.load_data(config, derive_keys(config.seed).data)
+    model = build.make_model(config, data.image_shape, data.num_classes)
+    return model, config_lib.make_task(config), build.make_objective(config, model), data
+
+
 def test_iwae_bound_is_the_elbo_at_k1_and_tightens_with_k(trained_vae):
     config, state, _ = trained_vae
-    frozen = ml_collections.FrozenConfigDict(config)
-    model = build_model(config.model, config.latent_dim)
-    keys = pipeline.derive_keys(config.seed)
-    data = load_splits(config, keys.data)
+    model, task, objective, data = vae_parts(config)
     batches = [b for _, b in padded_batches(data.test, 64)]
-    bounds = iwae.iwae_bounds(frozen, model, state.params, batches, jax.random.key(7))
-    elbo = evaluate_split(steps.make_eval_step(frozen, model), state.params, data.test, 64,
-                          jax.random.key(8))["elbo"]
+    bounds = iwae.iwae_bounds(model, task, objective.likelihood, state.params, batches,
+                              jax.random.key(7), (1, 10, 100))
+    elbo = evaluate_split(steps.make_eval_step(model, task, objective), state.params,
+                          data.test, 64, jax.random.key(8))["elbo"]
     assert abs(bounds[1] - elbo) < 0.01 * abs(elbo), f"k=1 bound {bounds[1]} vs ELBO {elbo}"
     assert bounds[1] < bounds[10] < bounds[100], f"not monotone in k: {bounds}"
 
 
 def test_iwae_chunking_does_not_change_the_bound(trained_vae):
     config, state, _ = trained_vae
-    frozen = ml_collections.FrozenConfigDict(config)
-    model = build_model(config.model, config.latent_dim)
-    data = load_splits(config, pipeline.derive_keys(config.seed).data)
+    model, task, objective, data = vae_parts(config)
     batch = next(padded_batches(data.test, 32))[1]
     key = jax.random.key(3)
-    whole = iwae.make_iwae_step(frozen, model, 30, chunk=30)(state.params, batch, key)
-    chunked = iwae.make_iwae_step(frozen, model, 30, chunk=7)(state.params, batch, key)
+    whole = iwae.make_iwae_step(model, task, objective.likelihood, 30, chunk=30)(
+        state.params, batch, key)
+    chunked = iwae.make_iwae_step(model, task, objective.likelihood, 30, chunk=7)(
+        state.params, batch, key)
     assert np.isfinite(float(whole)) and np.isfinite(float(chunked))
     np.testing.assert_allclose(float(chunked), float(whole), rtol=0.02)  # other samples
 
 
 def test_iwae_working_memory_does_not_grow_with_k_when_chunked(trained_vae):
     config, state, _ = trained_vae
-    frozen = ml_collections.FrozenConfigDict(config)
-    model = build_model(config.model, config.latent_dim)
-    batch = {"image": jnp.zeros((100, 28, 28), jnp.uint8),
+    model, task, objective, data = vae_parts(config)
+    batch = {"image": jnp.zeros((100, *data.image_shape), jnp.uint8),
              "label": jnp.zeros((100,), jnp.int32), "mask": jnp.ones((100,), jnp.float32)}
 
     def temp_bytes(k: int, chunk: int) -> int:
-        step = iwae.make_iwae_step(frozen, model, k, chunk)
+        step = iwae.make_iwae_step(model, task, objective.likelihood, k, chunk)
         compiled = step.lower(state.params, batch, jax.random.key(0)).compile()
         return compiled.memory_analysis().temp_size_in_bytes
 
@@ -136,12 +142,13 @@ def test_a_checkpoint_that_does_not_fit_the_config_is_named(trained_vae, tmp_pat
         saved = json.load(f)
     try:
         with open(config_path, "w") as f:
-            json.dump({**saved, "latent_dim": 3}, f)
+            json.dump({**saved, "model": {**saved["model"], "latent_dim": 3}}, f)
         with pytest.raises(CheckpointMismatch) as caught:
             evaluate_workdir(workdir)
     finally:
         with open(config_path, "w") as f:
             json.dump(saved, f)
     message = str(caught.value)
-    assert "is (2, 512) there, (3, 512) for this config (check model, latent_dim" in message
+    assert "params/decoder/Dense_0/kernel is (2, 512) there, (3, 512) here (check the model " \
+        "section" in message
     assert "\n" not in message

@@ -55,6 +55,7 @@ class JaxaeImagesConfig(tfds.core.BuilderConfig):
     files: tuple[tuple[str, int, str], ...] = ()
     class_names: tuple[str, ...] = ()
     homepage: str = ""
+    title: str = ""  # how pictures and tables name the data set
 
     def urls(self) -> dict[str, str]:
         """Return {file name: download URL} of the four IDX .gz files."""
@@ -68,6 +69,7 @@ MNIST_CONFIG = JaxaeImagesConfig(
     files=MNIST_FILES,
     class_names=MNIST_CLASS_NAMES,
     homepage="http://yann.lecun.com/exdb/mnist/",
+    title="MNIST",
 )
 FASHION_MNIST_CONFIG = JaxaeImagesConfig(
     name="fashion_mnist",
@@ -76,6 +78,7 @@ FASHION_MNIST_CONFIG = JaxaeImagesConfig(
     files=FASHION_MNIST_FILES,
     class_names=FASHION_MNIST_CLASS_NAMES,
     homepage="https://github.com/zalandoresearch/fashion-mnist",
+    title="Fashion-MNIST",
 )
 
 

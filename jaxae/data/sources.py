@@ -21,7 +21,7 @@ from jaxae.data.builder import FASHION_MNIST_CONFIG, MNIST_CONFIG, JaxaeImages, 
 from jaxae.data.idx import DataError
 
 CONFIGS: dict[str, JaxaeImagesConfig] = {c.name: c for c in (MNIST_CONFIG, FASHION_MNIST_CONFIG)}
-DATASET_NAMES: tuple[str, ...] = tuple(CONFIGS)
+MNIST_NAMES: tuple[str, ...] = tuple(CONFIGS)
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 REACHABILITY_TIMEOUT_S = 3.0
@@ -31,7 +31,8 @@ SPLITS = ("train", "test")
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """One data set in memory: read-only uint8 images [N,28,28], int32 labels [N], class names."""
+    """One data set in memory: read-only uint8 images [N, H, W, C], int32 labels [N], class
+    names, and where it came from."""
 
     name: str
     train_images: np.ndarray = dataclasses.field(repr=False)
@@ -40,13 +41,22 @@ class Dataset:
     test_labels: np.ndarray = dataclasses.field(repr=False)
     class_names: tuple[str, ...]
     source: str
+    title: str = ""  # how pictures and tables name it (default: its name)
+
+    def __post_init__(self):
+        if not self.title:
+            object.__setattr__(self, "title", self.name)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])
 
 
 def _config(name: str) -> JaxaeImagesConfig:
     """Return the builder config of `name`, or raise DataError listing the valid names."""
     if name not in CONFIGS:
         raise DataError(
-            f"unknown data set {name!r}: valid names are {', '.join(DATASET_NAMES)}"
+            f"unknown data set {name!r}: valid names are {', '.join(MNIST_NAMES)}"
         )
     return CONFIGS[name]
 
@@ -88,7 +98,7 @@ def find_idx_dir(name: str, idx_dir: str | None = None) -> tuple[str, str] | Non
     Order: the `idx_dir` argument, then $JAXAE_<NAME>_DIR, then (Fashion-MNIST) the Debian package.
     """
     if idx_dir:
-        return os.fspath(idx_dir), "the idx_dir argument"
+        return os.fspath(idx_dir), "config.data.data_dir"
     if folder := os.environ.get(env_var(name)):
         return folder, f"${env_var(name)}"
     if name == "fashion_mnist" and (folder := debian_fashion_mnist_dir()) is not None:
@@ -144,7 +154,7 @@ def _prepare(builder: JaxaeImages, manual_dir: str | None) -> None:
 
 
 def _decode_records(records: Sequence[bytes], where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode serialized examples into (uint8 images [N,28,28], int32 labels [N]) in one pass."""
+    """Decode serialized examples into (uint8 images [N, 28, 28, 1], int32 labels [N])."""
     features = [tf_example_pb2.Example.FromString(r).features.feature for r in records]
     try:
         pixels = b"".join(f["image"].bytes_list.value[0] for f in features)
@@ -160,7 +170,7 @@ def _decode_records(records: Sequence[bytes], where: str) -> tuple[np.ndarray, n
             f"prepared data set {where} holds images of the wrong size: delete that folder so it "
             "is prepared again"
         )
-    return images.reshape(-1, *idx.IMAGE_SHAPE), _read_only(labels.astype(np.int32))
+    return images.reshape(-1, *idx.IMAGE_SHAPE, 1), _read_only(labels.astype(np.int32))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -195,6 +205,7 @@ def _load_prepared(name: str, tfds_dir: str | None, builder: JaxaeImages, how: s
         test_images=test_images,
         test_labels=test_labels,
         class_names=class_names(name),
+        title=_config(name).title,
         source=f"TFDS {JaxaeImages.name}/{name}:{builder.version} in {where} ({how})",
     )
 
@@ -227,19 +238,19 @@ def _download(name: str, builder: JaxaeImages) -> None:
 
 
 def load_dataset(
-    name: str, *, idx_dir: str | None = None, tfds_dir: str | None = None
+    name: str, *, data_dir: str | None = None, tfds_dir: str | None = None
 ) -> Dataset:
     """Return data set `name` ('mnist' or 'fashion_mnist') as in-memory numpy arrays.
 
     Uses the TFDS data set already prepared in `tfds_dir` (None: TFDS's default dir); otherwise
-    prepares it from a validated local IDX folder (`idx_dir`, $JAXAE_<NAME>_DIR, the Debian
+    prepares it from a validated local IDX folder (`data_dir`, $JAXAE_<NAME>_DIR, the Debian
     package); otherwise lets TFDS download it, after a short reachability check.
     """
     config = _config(name)
     builder = _builder(name, tfds_dir)
     if _is_prepared(builder):
         return _load_prepared(name, tfds_dir, builder, "prepared earlier")
-    found = find_idx_dir(name, idx_dir)
+    found = find_idx_dir(name, data_dir)
     if found is not None:
         folder, origin = found
         idx.read_idx_folder(folder)

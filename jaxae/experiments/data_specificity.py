@@ -3,12 +3,13 @@ on one data set, evaluate them on the test split of the other (MNIST <-> Fashion
 
 from __future__ import annotations
 
-import ml_collections
+import math
 
-from jaxae import pipeline, steps
-from jaxae.evaluation import evaluate_split
+from jaxae.evaluation.metrics import evaluate_split
 from jaxae.experiments import figures
 from jaxae.experiments.common import Context, DataChoice, Result, Run, column
+from jaxae.keys import derive_keys
+from jaxae.training import steps
 
 TITLE = "Autoencoders are data-specific: train on one data set, test on the other"
 MODELS = {  # model -> (config, metric name, how to read it from evaluate_split)
@@ -19,10 +20,9 @@ MODELS = {  # model -> (config, metric name, how to read it from evaluate_split)
 
 def cross_error(run: Run, ctx: Context, target: DataChoice, read) -> float:
     """The run's test error on `target`'s test split, with the run's own evaluation key."""
-    frozen = ml_collections.FrozenConfigDict(run.config)
-    eval_step = steps.make_eval_step(frozen, run.model)
+    eval_step = steps.make_eval_step(run.model, run.task, run.objective)
     metrics = evaluate_split(eval_step, run.params, ctx.splits(target).test,
-                             run.config.eval_batch_size, pipeline.derive_keys(run.config.seed).eval)
+                             run.config.eval.batch_size, derive_keys(run.config.seed).eval)
     return read(metrics)
 
 
@@ -57,24 +57,26 @@ def findings(rows: list[dict], choices: list[DataChoice]) -> list[str]:
     return out
 
 
-NOTES = [
-    "Each entry is the test error of a model trained on the row's data set, evaluated on the "
-    "column's test split; the diagonal is the usual in-domain test error. The conv AE is "
-    "configs/conv_ae_fashion.py (BCE training, MSE reported); the VAE is "
-    "configs/vae_fashion_2d.py (MLP 784-512-2, Bernoulli likelihood), its error the negative "
-    "ELBO in nats per image with z sampled by the run's evaluation key.",
-    "An autoencoder learns the images it was trained on: its code spends its capacity on the "
-    "variations of those images, and its decoder can only produce images like them. A digit "
-    "fed to a garment model comes back garment-like, and the reverse, so the off-diagonal "
-    "errors are higher. The VAE's 2-D latent is the extreme case: it has room for one data "
-    "set's manifold only.",
-    "The conv AE keeps a 4x4x8 spatial code made of local filters (edges, blobs) that suit "
-    "both data sets, so its cross-data-set penalty can be small, notably from the richer "
-    "Fashion-MNIST to the simpler MNIST; the numbers say how large it is.",
-    "Errors across rows of one column are comparable (same test images); across columns they "
-    "are not: MNIST images are mostly black, so their errors are smaller in absolute terms. "
-    "Offline, the MNIST model saw 4,000 training digits against Fashion-MNIST's 60,000 images.",
-]
+def notes(pixels: int) -> list[str]:
+    """Why the numbers come out as they do, for images of `pixels` values."""
+    return [
+        "Each entry is the test error of a model trained on the row's data set, evaluated on the "
+        "column's test split; the diagonal is the usual in-domain test error. The conv AE is "
+        "configs/conv_ae_fashion.py (BCE training, MSE reported); the VAE is "
+        f"configs/vae_fashion_2d.py (MLP {pixels}-512-2, Bernoulli likelihood), its error the "
+        "negative ELBO in nats per image with z sampled by the run's evaluation key.",
+        "An autoencoder learns the images it was trained on: its code spends its capacity on the "
+        "variations of those images, and its decoder can only produce images like them. A digit "
+        "fed to a garment model comes back garment-like, and the reverse, so the off-diagonal "
+        "errors are higher. The VAE's 2-D latent is the extreme case: it has room for one data "
+        "set's manifold only.",
+        "The conv AE keeps a 4x4x8 spatial code made of local filters (edges, blobs) that suit "
+        "both data sets, so its cross-data-set penalty can be small, notably from the richer "
+        "Fashion-MNIST to the simpler MNIST; the numbers say how large it is.",
+        "Errors across rows of one column are comparable (same test images); across columns they "
+        "are not: MNIST images are mostly black, so their errors are smaller in absolute terms. "
+        "Offline, the MNIST model saw 4,000 training digits against Fashion-MNIST's 60,000 images.",
+    ]
 
 
 def plot(rows: list[dict], choices: list[DataChoice], scale: str, path: str) -> None:
@@ -99,6 +101,7 @@ def run(ctx: Context) -> Result:
     if len(choices) < 2:
         raise ValueError("data_specificity needs two data sets: --datasets fashion_mnist,mnist")
     rows = [row for model in MODELS for row in model_rows(ctx, model, choices)]
+    pixels = math.prod(ctx.splits(choices[0]).image_shape)
     columns = [column("model", "model"), column("metric", "error"),
                column("trained_on", "trained on")]
     columns += [column(f"on_{c.key}", f"tested on {c.title}", ".4g") for c in choices]
@@ -107,7 +110,7 @@ def run(ctx: Context) -> Result:
         question="Does an autoencoder trained on one data set work on another? Test errors of "
                  "the conv AE and the VAE, each trained on Fashion-MNIST and on MNIST, on both "
                  "test splits: a 2x2 table per model.",
-        columns=columns, rows=rows, findings=findings(rows, choices), notes=NOTES,
+        columns=columns, rows=rows, findings=findings(rows, choices), notes=notes(pixels),
         plot=lambda path: plot(rows, choices, ctx.scale.name, path),
         settings={"configs": "configs/conv_ae_fashion.py and configs/vae_fashion_2d.py, "
-                             "with dataset set per row"})
+                             "with data.name set per row"})

@@ -4,18 +4,26 @@ on its codes; compare with the same classifier on PCA codes of the same size and
 from __future__ import annotations
 
 import functools
+import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxae import pca, pipeline
+from jaxae.data import Split, Splits
+from jaxae.data.batches import to_float
+from jaxae.evaluation import pca
+from jaxae.evaluation.generation import deterministic_codes
+from jaxae.evaluation.probe import Probe, train_probe
 from jaxae.experiments import figures
-from jaxae.experiments.ae_vs_pca import CONV_CODE, LATENTS, flat_pixels, train_autoencoders
+from jaxae.experiments.ae_vs_pca import (
+    AUTOENCODERS,
+    flat_pixels,
+    pca_sizes,
+    train_autoencoders,
+)
 from jaxae.experiments.common import Context, DataChoice, Result, Run, column
-from jaxae.probe import Probe, train_probe
-from jaxae.splits import Split, Splits
 
 TITLE = "Reusing the encoder: a linear probe on autoencoder codes, PCA codes and raw pixels"
 PROBE_SEED = 0
@@ -23,8 +31,12 @@ PROBE_EPOCHS = 10
 # At least this many Adam steps (more epochs on a small training set): 150 steps, 10 epochs of
 # the 4,000-image MNIST subset, left PCA codes near chance; 10,000 is within 1 point of 20,000.
 PROBE_MIN_STEPS = {"full": 10_000, "small": 10_000, "tiny": 0}
-ENCODERS = {"dense_ae": "dense_ae encoder", "deep_ae": "deep_ae encoder",
-            "conv_ae": "conv_ae encoder"}
+RAW = "raw pixels"
+
+
+def encoder_name(key: str) -> str:
+    """The feature set of an autoencoder of `ae_vs_pca.AUTOENCODERS`, e.g. 'dense_ae encoder'."""
+    return f"{key} encoder"
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -53,8 +65,7 @@ def probe_row(dataset: str, splits: Splits, name: str, dim: int,
 
 @functools.partial(jax.jit, static_argnums=0)
 def _encode(model: nn.Module, params: dict, images_u8: jax.Array) -> jax.Array:
-    code = model.apply({"params": params}, pipeline.to_float(images_u8), method=model.encode)
-    return code.reshape(code.shape[0], -1)
+    return deterministic_codes(model, params, to_float(images_u8))
 
 
 def codes(run: Run, split: Split, batch_size: int = 1000) -> np.ndarray:
@@ -69,8 +80,10 @@ def dataset_rows(ctx: Context, choice: DataChoice) -> list[dict]:
     splits = ctx.splits(choice)
     min_steps = PROBE_MIN_STEPS[ctx.scale.name]
     train_px, test_px = flat_pixels(splits.train.images), flat_pixels(splits.test.images)
-    rows = [probe_row(choice.title, splits, "raw pixels", 28 * 28, train_px, test_px, min_steps)]
-    sizes = list(LATENTS[ctx.scale.name]) + [CONV_CODE]
+    pixels = math.prod(splits.image_shape)
+    rows = [probe_row(choice.title, splits, RAW, pixels, train_px, test_px, min_steps)]
+    trained = train_autoencoders(ctx, choice)
+    sizes = pca_sizes(ctx.scale.name, trained)
     fitted = pca.fit(train_px, max(sizes))
     pca_accuracy = {}
     for d in sizes:
@@ -79,10 +92,10 @@ def dataset_rows(ctx: Context, choice: DataChoice) -> list[dict]:
                         pca.project(part, test_px), min_steps)
         pca_accuracy[d] = row["test_accuracy"]
         rows.append(row)
-    for model, d, run in train_autoencoders(ctx, choice):
-        row = probe_row(choice.title, splits, ENCODERS[model], d, codes(run, splits.train),
-                        codes(run, splits.test), min_steps)
-        row["points_over_pca"] = 100 * (row["test_accuracy"] - pca_accuracy[d])
+    for t in trained:
+        row = probe_row(choice.title, splits, encoder_name(t.key), t.latent,
+                        codes(t.run, splits.train), codes(t.run, splits.test), min_steps)
+        row["points_over_pca"] = 100 * (row["test_accuracy"] - pca_accuracy[t.latent])
         rows.append(row)
     return rows
 
@@ -92,12 +105,12 @@ def findings(rows: list[dict]) -> list[str]:
     out = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == dataset]
-        raw = next(r for r in mine if r["features"] == "raw pixels")
+        raw = next(r for r in mine if r["features"] == RAW)
         best = max(mine, key=lambda r: r["test_accuracy"])
         out.append(f"{dataset}: raw pixels {100 * raw['test_accuracy']:.1f}% test accuracy; "
                    f"best probe: {best['features']} ({best['dim']}-D), "
                    f"{100 * best['test_accuracy']:.1f}%.")
-        for name in ENCODERS.values():
+        for name in map(encoder_name, AUTOENCODERS):
             codes = [r for r in mine if r["features"] == name]
             if not codes:
                 continue
@@ -108,42 +121,51 @@ def findings(rows: list[dict]) -> list[str]:
     return out
 
 
-NOTES = [
-    "The probe is jaxae.probe's linear softmax classifier (hidden=()), trained with Adam on "
-    "standardised features, identical for every feature set; the encoder is frozen: its codes "
-    "are computed once with the trained parameters and only the classifier learns.",
-    "An autoencoder is trained to reconstruct, not to separate classes: its code keeps what "
-    "the decoder needs, which need not be linearly separable by class. PCA keeps the "
-    "directions of largest variance, which on these images already follow the classes "
-    "closely (overall shape, brightness), so it is a strong baseline at the same size.",
-    "A small code limits any linear classifier: with d = 2 no code can separate 10 classes "
-    "well, and accuracy grows with d for every feature set. The non-linear encoders can win "
-    "at small d, where they fold more of the class structure into few dimensions than a "
-    "projection can; at large d PCA codes approach raw pixels, the 784-D reference.",
-    "dense_ae codes are ReLU outputs: units that never fire give constant features, which the "
-    "probe cannot use. The conv AE's 128 values keep a 4x4 spatial layout of 8 channels.",
-]
+def notes(pixels: int) -> list[str]:
+    """Why the numbers come out as they do, for images of `pixels` values."""
+    return [
+        "The probe is jaxae.evaluation.probe's linear softmax classifier (hidden=()), trained "
+        "with Adam on standardised features, identical for every feature set; the encoder is "
+        "frozen: its codes are computed once with the trained parameters and only the "
+        "classifier learns.",
+        "An autoencoder is trained to reconstruct, not to separate classes: its code keeps what "
+        "the decoder needs, which need not be linearly separable by class. PCA keeps the "
+        "directions of largest variance, which on these images already follow the classes "
+        "closely (overall shape, brightness), so it is a strong baseline at the same size.",
+        "A small code limits any linear classifier: with d = 2 no code can separate 10 classes "
+        "well, and accuracy grows with d for every feature set. The non-linear encoders can win "
+        "at small d, where they fold more of the class structure into few dimensions than a "
+        "projection can; at large d PCA codes approach raw pixels, the "
+        f"{pixels}-D reference.",
+        "dense_ae codes are ReLU outputs: units that never fire give constant features, which "
+        "the probe cannot use. The conv AE's 128 values keep a 4x4 spatial layout of 8 "
+        "channels.",
+    ]
 
 
-def plot(rows: list[dict], scale: str, path: str) -> None:
+def plot(rows: list[dict], scale: str, fixed: dict[str, int], path: str) -> None:
+    """Accuracy against code size: raw pixels as a line across, PCA codes and the encoders
+    of free size as curves, those of fixed size (`fixed`: {key: size}) as stars."""
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     fig, axes = figures.panels(len(datasets), "Linear probe test accuracy against code size",
                                scale)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         mine = [r for r in rows if r["dataset"] == dataset]
-        raw = next(r for r in mine if r["features"] == "raw pixels")
-        ax.axhline(100 * raw["test_accuracy"], color=figures.COLORS["raw pixels"],
-                   linestyle="--", label="raw pixels (784-D)")
-        for name, color in (("PCA codes", "PCA"), ("dense_ae encoder", "dense_ae"),
-                            ("deep_ae encoder", "deep_ae")):
+        raw = next(r for r in mine if r["features"] == RAW)
+        ax.axhline(100 * raw["test_accuracy"], color=figures.COLORS[RAW],
+                   linestyle="--", label=f"{RAW} ({raw['dim']}-D)")
+        curves = [("PCA codes", "PCA")] + [(encoder_name(k), k) for k in AUTOENCODERS
+                                           if k not in fixed]
+        for name, color in curves:
             line = [r for r in mine if r["features"] == name]
             ax.plot([r["dim"] for r in line], [100 * r["test_accuracy"] for r in line],
                     marker="o", color=figures.COLORS[color], label=name)
-        conv = [r for r in mine if r["features"] == "conv_ae encoder"]
-        ax.scatter([r["dim"] for r in conv], [100 * r["test_accuracy"] for r in conv],
-                   marker="*", s=180, color=figures.COLORS["conv_ae"], zorder=3,
-                   label="conv_ae encoder (fixed 128 code)")
-        figures.log2_latent_axis(ax, sorted({r["dim"] for r in mine if r["dim"] != 784}))
+        for key, size in fixed.items():
+            points = [r for r in mine if r["features"] == encoder_name(key)]
+            ax.scatter([r["dim"] for r in points], [100 * r["test_accuracy"] for r in points],
+                       marker="*", s=180, color=figures.COLORS[key], zorder=3,
+                       label=f"{encoder_name(key)} (fixed {size} code)")
+        figures.log2_latent_axis(ax, sorted({r["dim"] for r in mine if r["features"] != RAW}))
         ax.set_ylabel("test accuracy of the linear probe (%)")
         ax.set_title(dataset)
         ax.grid(alpha=0.3)
@@ -152,7 +174,11 @@ def plot(rows: list[dict], scale: str, path: str) -> None:
 
 
 def run(ctx: Context) -> Result:
-    rows = [row for choice in ctx.data() for row in dataset_rows(ctx, choice)]
+    choices = ctx.data()
+    rows = [row for choice in choices for row in dataset_rows(ctx, choice)]
+    fixed = {key: next(r["dim"] for r in rows if r["features"] == encoder_name(key))
+             for key, entry in AUTOENCODERS.items() if entry.latents is None}
+    pixels = math.prod(ctx.splits(choices[0]).image_shape)
     columns = [column("dataset", "data set"), column("features", "features"),
                column("dim", "dimensions", "d"),
                column("test_accuracy", "test accuracy", ".4f"),
@@ -163,8 +189,8 @@ def run(ctx: Context) -> Result:
         question="Is a trained encoder a good feature extractor? A linear softmax classifier "
                  "is trained on frozen codes and compared with the same classifier on PCA "
                  "codes of the same size and on the raw pixels.",
-        columns=columns, rows=rows, findings=findings(rows), notes=NOTES,
-        plot=lambda path: plot(rows, ctx.scale.name, path),
+        columns=columns, rows=rows, findings=findings(rows), notes=notes(pixels),
+        plot=lambda path: plot(rows, ctx.scale.name, fixed, path),
         settings={"probe": f"linear softmax, Adam 1e-3, batch 256, {PROBE_EPOCHS} epochs or "
                            f"{PROBE_MIN_STEPS[ctx.scale.name]:,} steps if that is more, seed 0",
                   "encoders": "the runs of ae_vs_pca (same workdirs)"})

@@ -1,10 +1,11 @@
 """Image quality and classical image operations in JAX: SSIM, Gaussian blur, resizing.
 
-SSIM follows Wang et al. (2004) with a 7x7 Gaussian window (sigma 1.5, the standard sigma cut
-to fit 28x28 images), K1 = 0.01, K2 = 0.03, a data range of 1 and population (co)variances;
-the SSIM map is averaged over the window positions that lie inside the image (no padding).
-This equals scikit-image's structural_similarity(x, y, data_range=1, gaussian_weights=True,
-sigma=1.5, truncate=2.0, use_sample_covariance=False).
+SSIM follows Wang et al. (2004) with a 7x7 Gaussian window (sigma 1.5, the standard sigma, in
+a window cut to fit MNIST's small images), K1 = 0.01, K2 = 0.03, a data range of 1 and
+population (co)variances; the SSIM map is averaged over the window positions that lie inside
+the image (no padding), and over the channels. For one channel this equals scikit-image's
+structural_similarity(x, y, data_range=1, gaussian_weights=True, sigma=1.5, truncate=2.0,
+use_sample_covariance=False). Every filter works on each channel on its own.
 """
 
 from __future__ import annotations
@@ -26,18 +27,22 @@ def gaussian_kernel(size: int, sigma: float) -> jax.Array:
     return kernel / kernel.sum()
 
 
-def filter2d(images_BxHxWx1: jax.Array, kernel_KxK: jax.Array, padding: str = "VALID"
+def filter2d(images_BxHxWxC: jax.Array, kernel_KxK: jax.Array, padding: str = "VALID"
              ) -> jax.Array:
-    """Correlation of single-channel images with one kernel ('VALID' or 'SAME' zero padding)."""
-    kernel = kernel_KxK.astype(images_BxHxWx1.dtype)[:, :, None, None]
-    return jax.lax.conv_general_dilated(images_BxHxWx1, kernel, (1, 1), padding,
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    """Correlation of each channel of the images with one kernel ('VALID' or 'SAME' zero
+    padding)."""
+    channels = images_BxHxWxC.shape[-1]
+    kernel = jnp.broadcast_to(kernel_KxK.astype(images_BxHxWxC.dtype)[:, :, None, None],
+                              (*kernel_KxK.shape, 1, channels))
+    return jax.lax.conv_general_dilated(images_BxHxWxC, kernel, (1, 1), padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=channels)
 
 
-def ssim(x_BxHxWx1: jax.Array, y_BxHxWx1: jax.Array, data_range: float = 1.0) -> jax.Array:
+def ssim(x_BxHxWxC: jax.Array, y_BxHxWxC: jax.Array, data_range: float = 1.0) -> jax.Array:
     """Structural similarity per image [B] (1 for identical images)."""
-    x = jnp.asarray(x_BxHxWx1, jnp.float32)
-    y = jnp.asarray(y_BxHxWx1, jnp.float32)
+    x = jnp.asarray(x_BxHxWxC, jnp.float32)
+    y = jnp.asarray(y_BxHxWxC, jnp.float32)
     w = gaussian_kernel(SSIM_WINDOW, SSIM_SIGMA)
     mu_x, mu_y = filter2d(x, w), filter2d(y, w)
     var_x = filter2d(x * x, w) - mu_x * mu_x
@@ -49,15 +54,17 @@ def ssim(x_BxHxWx1: jax.Array, y_BxHxWx1: jax.Array, data_range: float = 1.0) ->
     return (num / den).reshape(x.shape[0], -1).mean(axis=1)
 
 
-def gaussian_blur(images_BxHxWx1: jax.Array, sigma: float) -> jax.Array:
+def gaussian_blur(images_BxHxWxC: jax.Array, sigma: float) -> jax.Array:
     """A Gaussian blur of width `sigma` pixels, edges replicated (as the median filter's)."""
     radius = max(1, math.ceil(3 * sigma))
-    padded = jnp.pad(images_BxHxWx1, ((0, 0), (radius, radius), (radius, radius), (0, 0)),
+    padded = jnp.pad(images_BxHxWxC, ((0, 0), (radius, radius), (radius, radius), (0, 0)),
                      mode="edge")
     return filter2d(padded, gaussian_kernel(2 * radius + 1, sigma))
 
 
-def upsample(images_BxhxWx1: jax.Array, size: int, method: str) -> jax.Array:
-    """Resizing to size x size ('bilinear' or 'bicubic'), clipped to the pixel range [0, 1]."""
-    shape = (images_BxhxWx1.shape[0], size, size, images_BxhxWx1.shape[3])
-    return jnp.clip(jax.image.resize(images_BxhxWx1, shape, method), 0.0, 1.0)
+def upsample(images_BxhxwxC: jax.Array, size: tuple[int, int], method: str) -> jax.Array:
+    """Resizing to size = (height, width) ('bilinear' or 'bicubic'), clipped to the pixel
+    range [0, 1]."""
+    height, width = size
+    shape = (images_BxhxwxC.shape[0], height, width, images_BxhxwxC.shape[3])
+    return jnp.clip(jax.image.resize(images_BxhxwxC, shape, method), 0.0, 1.0)

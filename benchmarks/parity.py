@@ -1,0 +1,213 @@
+"""Quality and time to quality against the PyTorch peer, both trained in one run.
+
+    python -m benchmarks.parity --peer-python /tmp/torch/bin/python \
+        --peer-script PATH/torch_autoencoders.py [--models dense,conv,vae]
+
+For each model the peer implements (its script, --peer-script, is not part of this
+repository), jaxae trains the matching config and the peer trains its own model on the same
+Fashion-MNIST files, same batch size (128), optimiser (Adam 1e-3), initialisation scheme and
+number of epochs, one after the other on the same threads. Printed per model: each side's
+test figure after the last epoch, the relative difference, each side's training wall time
+(the peer's: its training and evaluation loops; jaxae's: from the call, so loading the data
+and compiling count too), and when jaxae first reached the peer's final figure. With a
+constant learning rate, jaxae trains --extra-epochs more epochs (default 2) for that last
+column only: its first epochs are the same bits as a run of the pairing's length, and its
+figure and wall time are read at the pairing's last epoch. --compute-dtype bfloat16 runs
+jaxae's Dense matmuls in bfloat16 (`jaxae.kernels.precision`); the peer stays float32. JSON
+lines, then a markdown table; --write FILE also writes the table. --seeds N repeats every
+run with seeds 0..N-1 and reports means and standard deviations: one short run (the dense
+AE's single epoch) moves by several percent from seed to seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+import ml_collections
+
+from benchmarks.bench import check_peer_args, header
+from jaxae import cli
+from jaxae.experiments.common import load_config
+from jaxae.kernels import precision
+from jaxae.training.trainer import train_and_evaluate
+
+
+@dataclasses.dataclass(frozen=True)
+class Pairing:
+    """One peer model, the jaxae config that matches it, and the figure they are judged on."""
+
+    config: str  # jaxae.configs.<config> (configs/<config>.py)
+    epochs: int
+    peer_init: str  # the peer's --init that matches the config's init scheme
+    metric: str  # jaxae's test metric (without 'test_')
+    peer_metric: str  # the peer's key for the same figure
+    label: str
+    higher_is_better: bool = False
+
+
+PAIRINGS = {
+    "dense": Pairing("default", 1, "glorot", "mse", "test_mse_per_pixel", "test MSE"),
+    "conv": Pairing("conv_ae_fashion", 5, "glorot", "bce", "test_bce", "test BCE"),
+    "vae": Pairing("vae_fashion_2d", 10, "torch", "elbo", "test_elbo_nats",
+                   "test ELBO (nats)", higher_is_better=True),
+}
+
+
+def run_jaxae(pairing: Pairing, workdir: str, tfds_dir: str | None, seed: int,
+              extra_epochs: int = 0, compute_dtype: str = "float32") -> dict:
+    """Trains the pairing's config from scratch; per-epoch test figures and wall times
+    (counted from the call: data loading and compilation included). With a constant
+    learning rate, `extra_epochs` more epochs follow (the first ones are unchanged);
+    "value" and "wall_s" are those of the pairing's last epoch."""
+    config: ml_collections.ConfigDict = load_config(pairing.config)
+    if config.optim.schedule != "constant":  # a longer run would decay at another pace
+        extra_epochs = 0
+    config.train.num_epochs, config.seed = pairing.epochs + extra_epochs, seed
+    config.train.compute_dtype = compute_dtype
+    if tfds_dir:
+        config.data.tfds_dir = tfds_dir
+    epochs = []
+    start = time.perf_counter()
+
+    def record(epoch: int, metrics: dict[str, float]) -> None:
+        epochs.append({"epoch": epoch, "value": metrics[f"test_{pairing.metric}"],
+                       "wall_s": time.perf_counter() - start})
+
+    cli.run(train_and_evaluate, config, workdir, on_evaluation=record)
+    last = epochs[pairing.epochs - 1]
+    return {"value": last["value"], "wall_s": last["wall_s"], "epochs": epochs}
+
+
+def run_peer(python: str, script: str, name: str, pairing: Pairing, threads: int, seed: int
+             ) -> dict:
+    """The peer's own training run, as a subprocess; per-epoch figures and wall times
+    (its training and evaluation loops: data loading not included)."""
+    command = [python, script, "--model", name, "--mode", "train", "--epochs",
+               str(pairing.epochs), "--threads", str(threads), "--init", pairing.peer_init,
+               "--seed", str(seed)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    epochs, wall = [], 0.0
+    for record in result["epochs"]:
+        wall += record["epoch_wall_s"] + record["eval_wall_s"]
+        epochs.append({"epoch": record["epoch"], "value": record[pairing.peer_metric],
+                       "wall_s": wall})
+    return {"value": epochs[-1]["value"], "wall_s": wall, "epochs": epochs,
+            "torch": result["torch"]}
+
+
+def reached(pairing: Pairing, epochs: list[dict], target: float) -> dict | None:
+    """The first epoch whose figure is at least as good as `target`, or None."""
+    for record in epochs:
+        good = record["value"] >= target if pairing.higher_is_better else \
+            record["value"] <= target
+        if good:
+            return record
+    return None
+
+
+def _spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def compare(name: str, pairing: Pairing, ours: list[dict], peer: list[dict]) -> dict:
+    """One row over the seeds: mean figures and their spread, jaxae's relative shortfall
+    (negative: better), mean wall times, and when seed 0's jaxae run reached seed 0's peer
+    figure."""
+    ours_values, peer_values = [r["value"] for r in ours], [r["value"] for r in peer]
+    ours_mean, peer_mean = statistics.mean(ours_values), statistics.mean(peer_values)
+    shortfall = (peer_mean - ours_mean) if pairing.higher_is_better else (ours_mean - peer_mean)
+    first = reached(pairing, ours[0]["epochs"], peer[0]["value"])
+    return {"model": name, "config": pairing.config, "epochs": pairing.epochs,
+            "metric": pairing.label, "seeds": len(ours), "jaxae": ours_mean, "peer": peer_mean,
+            "jaxae_std": _spread(ours_values), "peer_std": _spread(peer_values),
+            "jaxae_per_seed": ours_values, "peer_per_seed": peer_values,
+            "jaxae_worse_by": shortfall / abs(peer_mean),
+            "jaxae_wall_s": statistics.mean(r["wall_s"] for r in ours),
+            "peer_wall_s": statistics.mean(r["wall_s"] for r in peer),
+            "jaxae_reaches_peer_final_at_epoch": first and first["epoch"],
+            "jaxae_time_to_peer_final_s": first and first["wall_s"],
+            "jaxae_epochs": ours[0]["epochs"], "peer_epochs": peer[0]["epochs"]}
+
+
+def _figure(row: dict, side: str) -> str:
+    """A side's mean figure, with its standard deviation over the seeds when there are some."""
+    spread = f" ± {row[side + '_std']:.4f}" if row["seeds"] > 1 else ""
+    return f"{row[side]:.4f}{spread}"
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | epochs | seeds | figure | jaxae | peer | jaxae worse by | jaxae wall s | "
+             "peer wall s | jaxae reaches the peer's final figure (seed 0) |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        when = (f"epoch {r['jaxae_reaches_peer_final_at_epoch']}, "
+                f"{r['jaxae_time_to_peer_final_s']:.0f} s"
+                if r["jaxae_reaches_peer_final_at_epoch"] else "not within the epochs")
+        lines.append(f"| {r['model']} (`{r['config']}`) | {r['epochs']} | {r['seeds']} | "
+                     f"{r['metric']} | {_figure(r, 'jaxae')} | {_figure(r, 'peer')} | "
+                     f"{r['jaxae_worse_by']:+.2%} | "
+                     f"{r['jaxae_wall_s']:.0f} | {r['peer_wall_s']:.0f} | {when} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.parity", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peer-python", default=None,
+                        help="a Python with torch installed (see the README); required")
+    parser.add_argument("--peer-script", default=None, metavar="PATH",
+                        help="the PyTorch peer's script (torch_autoencoders.py); required")
+    parser.add_argument("--models", default=",".join(PAIRINGS), help="comma-separated")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per model")
+    parser.add_argument("--extra-epochs", type=int, default=2,
+                        help="epochs jaxae may train past the pairing's to reach the peer's "
+                             "final figure (constant learning rates only)")
+    parser.add_argument("--compute-dtype", choices=precision.COMPUTE_DTYPES, default="float32",
+                        help="jaxae's config.train.compute_dtype (the peer runs float32)")
+    parser.add_argument("--tfds-dir", default=None)
+    parser.add_argument("--write", default=None, help="also write the markdown table here")
+    args = parser.parse_args(argv)
+    check_peer_args(parser, args, required=True)
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: give 1 or more")
+    if args.extra_epochs < 0:
+        parser.error(f"--extra-epochs {args.extra_epochs}: give 0 or more")
+    unknown = [n for n in args.models.split(",") if n not in PAIRINGS]
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(PAIRINGS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    names = args.models.split(",")
+    print(f"# {header()}; jaxae's compute dtype: {args.compute_dtype}", flush=True)
+    rows = []
+    for name in names:
+        pairing, ours, peer = PAIRINGS[name], [], []
+        for seed in range(args.seeds):
+            with tempfile.TemporaryDirectory(prefix=f"jaxae_parity_{name}_") as workdir:
+                ours.append(run_jaxae(pairing, workdir, args.tfds_dir, seed,
+                                      args.extra_epochs, args.compute_dtype))
+            peer.append(run_peer(args.peer_python, args.peer_script, name, pairing,
+                                 os.cpu_count() or 1, seed))
+        rows.append(compare(name, pairing, ours, peer))
+        print(json.dumps(rows[-1]), flush=True)
+    report = table(rows)
+    print("\n" + report)
+    if args.write:
+        with open(args.write, "w") as f:
+            f.write(f"Machine: {header()}. jaxae's compute dtype: {args.compute_dtype}; "
+                    f"the peer's: float32.\n\n{report}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Dense AE parity with the PyTorch peer from the same random draws: same initial weights,
+same batch order, so any difference left is the implementations', not the seeds'.
+
+    python -m benchmarks.same_draws_parity --peer-python /tmp/torch/bin/python \
+        --peer-script PATH/torch_autoencoders.py [--seeds 5]
+
+For each seed, `benchmarks/peer_draws.py` (run by --peer-python) draws the peer's glorot
+initial weights and first-epoch order, trains the peer for one epoch of full batches and
+records its test MSE; jaxae then trains `configs/default.py` from the same weights in the
+same order with its own compiled `train_step`, and is evaluated on the same test images.
+`python -m benchmarks.parity` compares the two with each side's own draws instead. Run it
+from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from benchmarks.bench import check_peer_args
+from jaxae import build
+from jaxae import config as config_lib
+from jaxae.evaluation.metrics import evaluate_split
+from jaxae.keys import derive_keys
+from jaxae.training import steps
+
+PEER_DRAWS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_draws.py")
+
+
+def jaxae_from_draws(draws: dict, config: ml_collections.ConfigDict) -> float:
+    """Test MSE per pixel of jaxae's dense AE trained from the peer's weights and order."""
+    keys = derive_keys(config.seed)
+    data = build.load_data(config, keys.data)
+    task = config_lib.make_task(config)
+    model = build.make_model(config, data.image_shape, data.num_classes)
+    objective = build.make_objective(config, model)
+    state = steps.create_train_state(model, build.make_optimizer(config),
+                                     task.input_shape(data.image_shape), keys.init,
+                                     config.model.init)
+    params = {"encoder": {"code": {"kernel": draws["encoder_kernel"],
+                                   "bias": draws["encoder_bias"]}},
+              "decoder": {"pixels": {"kernel": draws["decoder_kernel"],
+                                     "bias": draws["decoder_bias"]}}}
+    params = jax.tree.map(jnp.asarray, params)
+    if jax.tree.structure(params) != jax.tree.structure(state.params):
+        raise SystemExit(f"error: the dense AE's parameters are now {state.params!r}: "
+                         "update jaxae_from_draws")
+    state = state.replace(params=params, opt_state=state.tx.init(params))
+    train_step = steps.make_train_step(model, task, objective)
+    order, batch = draws["order"], config.train.batch_size
+    for i in range(len(order) // batch):
+        index = order[i * batch:(i + 1) * batch]
+        state, _ = train_step(state, {"image": data.train.images[index],
+                                      "label": data.train.labels[index]}, keys.train)
+    eval_step = steps.make_eval_step(model, task, objective)
+    return evaluate_split(eval_step, state.params, data.test, config.eval.batch_size,
+                          keys.eval)["mse"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.same_draws_parity",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peer-python", default=None,
+                        help="a Python with torch installed; required")
+    parser.add_argument("--peer-script", default=None, metavar="PATH",
+                        help="the PyTorch peer's script (torch_autoencoders.py); required")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+    parser.add_argument("--tfds-dir", default=None)
+    args = parser.parse_args()
+    check_peer_args(parser, args, required=True)
+    config = config_lib.base_config()
+    if args.tfds_dir:
+        config.data.tfds_dir = args.tfds_dir
+    gaps = []
+    print("| seed | peer test MSE | jaxae test MSE | jaxae - peer (relative) |")
+    print("|---:|---:|---:|---:|")
+    for seed in range(args.seeds):
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "draws.npz")
+            subprocess.run([args.peer_python, PEER_DRAWS,
+                            "--peer-script", args.peer_script, "--seed", str(seed),
+                            "--threads", str(os.cpu_count() or 1), "--out", path], check=True)
+            draws = dict(np.load(path))
+        peer = float(draws.pop("peer_test_mse"))
+        ours = jaxae_from_draws(draws, config)
+        gaps.append((ours - peer) / peer)
+        print(f"| {seed} | {peer:.6f} | {ours:.6f} | {gaps[-1]:+.4%} |", flush=True)
+    print(f"\nmean relative gap {statistics.mean(gaps):+.4%}, largest "
+          f"{max(gaps, key=abs):+.4%} over {len(gaps)} seeds")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""From a validated config to the objects a run is made of: data, model, objective, optimiser.
+
+The library's functions take these objects, never the config; this module is where a config
+section becomes one (the task, loss and likelihood come from `jaxae.config`).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import ml_collections
+import optax
+
+from jaxae import config as config_lib
+from jaxae import objectives
+from jaxae.data import DATASETS, Splits, make_splits
+from jaxae.models import build_model
+from jaxae.models.initializers import DEFAULT_SCHEME
+from jaxae.registry import RegistryError, build
+from jaxae.tasks import Task
+from jaxae.training import steps
+
+
+def load_data(config: ml_collections.ConfigDict, data_key: jax.Array) -> Splits:
+    """The config's data set, cut to its sizes, split and binarised as it asks."""
+    data = config.data
+    dataset = build(DATASETS.get(data.name), data)
+    return make_splits(dataset, data_key, train_size=data.train_size,
+                       test_size=data.test_size, val_size=data.val_size,
+                       binarize=data.binarize)
+
+
+def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
+               num_classes: int, compute_dtype: str = "float32") -> nn.Module:
+    """The config's model for images of `image_shape`; a size it cannot work at, or a field
+    it does not take, is a ConfigError."""
+    ignore = config_lib.base_config().model.keys()
+    try:
+        model = build_model(config.model, image_shape=image_shape, num_classes=num_classes,
+                            compute_dtype=compute_dtype, ignore=ignore)
+        getattr(model, "latent_shape", None)  # models check their sizes here
+    except (ValueError, TypeError) as e:
+        if isinstance(e, RegistryError):
+            raise config_lib.ConfigError(str(e)) from None
+        raise config_lib.ConfigError(f"config.model ({config.model.name}): {e}") from None
+    return model
+
+
+def check_task(task: Task, image_shape: tuple[int, int, int]) -> None:
+    try:
+        task.check(image_shape)
+    except ValueError as e:
+        raise config_lib.ConfigError(f"config.task.{e}") from None
+
+
+def make_objective(config: ml_collections.ConfigDict, model: nn.Module
+                   ) -> objectives.Objective:
+    """The negative ELBO for a model that declares itself variational, else its loss."""
+    return objectives.objective_for(
+        model.variational, loss=config_lib.make_loss(config),
+        likelihood=config_lib.make_likelihood(config), beta=config.objective.beta)
+
+
+def init_scheme(config: ml_collections.ConfigDict) -> str:
+    """The model section's initialisation scheme (Keras' Glorot when it names none)."""
+    return config.model.get("init", DEFAULT_SCHEME)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int | None = None
+                   ) -> optax.GradientTransformation:
+    optim = config.optim
+    return steps.make_optimizer(optim.name, optim.learning_rate, optim.schedule, total_steps)

@@ -1,0 +1,82 @@
+"""Data sets from arrays: a `.npz` file, or numpy arrays handed over by the caller."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from jaxae.data.idx import DataError
+from jaxae.data.sources import Dataset
+
+NPZ_KEYS = "train_images, test_images and optionally train_labels, test_labels, class_names"
+
+
+def _images(name: str, array: np.ndarray, where: str) -> np.ndarray:
+    """uint8 [N, H, W, C] from uint8 [N, H, W] or [N, H, W, C] (C = 1 or 3)."""
+    if array.dtype != np.uint8:
+        raise DataError(f"{where}: {name} has dtype {array.dtype}, not uint8: store pixel "
+                        "values 0..255 as uint8")
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4 or array.shape[-1] not in (1, 3) or len(array) == 0:
+        raise DataError(f"{where}: {name} has shape {array.shape}: give [N, H, W] or "
+                        "[N, H, W, C] images with C = 1 or 3 and N > 0")
+    return array
+
+
+def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
+                train_labels: np.ndarray | None = None, test_labels: np.ndarray | None = None,
+                class_names: Sequence[str] | None = None, *, name: str = "arrays",
+                source: str = "arrays given in memory") -> Dataset:
+    """A Dataset from uint8 image arrays; without labels every image is class 0."""
+    train = _images("train_images", np.asarray(train_images), source)
+    test = _images("test_images", np.asarray(test_images), source)
+    if train.shape[1:] != test.shape[1:]:
+        raise DataError(f"{source}: train images {train.shape[1:]} and test images "
+                        f"{test.shape[1:]} differ in shape")
+    labels = []
+    for split, images, given in (("train", train, train_labels), ("test", test, test_labels)):
+        array = np.zeros(len(images), np.int32) if given is None else np.asarray(given)
+        if array.shape != (len(images),) or not np.issubdtype(array.dtype, np.integer):
+            raise DataError(f"{source}: {split}_labels must be {len(images)} integers, one per "
+                            f"image (got {array.dtype} {array.shape})")
+        labels.append(array.astype(np.int32))
+    num_classes = int(max(labels[0].max(), labels[1].max())) + 1
+    names = tuple(class_names) if class_names is not None else (
+        tuple(str(c) for c in range(num_classes)) if num_classes > 1 else ("all",))
+    if len(names) < num_classes or min(labels[0].min(), labels[1].min()) < 0:
+        raise DataError(f"{source}: labels run from {min(labels[0].min(), labels[1].min())} to "
+                        f"{num_classes - 1} but {len(names)} class names are given")
+    for array in (train, test, *labels):
+        array.setflags(write=False)
+    return Dataset(name=name, train_images=train, train_labels=labels[0], test_images=test,
+                   test_labels=labels[1], class_names=names, source=source)
+
+
+def load_npz(path: str) -> Dataset:
+    """A Dataset from a .npz file holding train_images and test_images (uint8 [N, H, W(, C)])
+    and optionally train_labels, test_labels and class_names."""
+    if not path:
+        raise DataError("data set npz needs a file: set --config.data.path=FILE.npz")
+    if not os.path.isfile(path):
+        raise DataError(f"npz file {path} does not exist: set --config.data.path to a .npz "
+                        f"holding {NPZ_KEYS}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {key: f[key] for key in f.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"npz file {path} cannot be read ({e}): write it with numpy.savez "
+                        f"holding {NPZ_KEYS}") from None
+    missing = [k for k in ("train_images", "test_images") if k not in arrays]
+    if missing:
+        raise DataError(f"npz file {path} has no {', '.join(missing)}: it must hold {NPZ_KEYS}")
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    names = arrays.get("class_names")
+    return from_arrays(arrays["train_images"], arrays["test_images"],
+                       arrays.get("train_labels"), arrays.get("test_labels"),
+                       None if names is None else [str(n) for n in names], name="npz",
+                       source=f"{os.path.abspath(path)} (sha256 {digest})")

@@ -1,0 +1,65 @@
+"""Batches of uint8 images held in memory, in an order that is a function of the key alone.
+
+The order of the training images is a permutation drawn from (data key, epoch), so any
+step's batch can be recomputed from the step number alone, which makes a resumed run see
+exactly the same batches.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Streams of the data key besides the epochs' permutations (fold_in(data_key, epoch)):
+# numbers no epoch count reaches.
+VALIDATION_STREAM = 2**31 - 1
+STATIC_BINARIZATION_STREAM = 2**31 - 2
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Full batches per epoch; the remainder is left out so every step has one shape."""
+    return num_examples // batch_size
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def epoch_permutation(data_key: jax.Array, epoch: int, num_examples: int) -> jax.Array:
+    """The training order of `epoch` (0-based): a permutation of range(num_examples)."""
+    return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)
+
+
+def gather_batch(arrays: dict[str, jax.Array], order: jax.Array, index: jax.Array,
+                 batch_size: int) -> dict[str, jax.Array]:
+    """Batch number `index` of an epoch whose order is `order`, gathered from every array of
+    `arrays` (e.g. {"image": uint8 [N, H, W, C], "label": int32 [N]}), inside a traced
+    function."""
+    idx = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
+    return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), arrays)
+
+
+take_batch = jax.jit(gather_batch, static_argnums=3)  # the same, as its own dispatch
+
+
+def split_validation(images: np.ndarray, labels: np.ndarray, val_size: int,
+                     data_key: jax.Array) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                   tuple[np.ndarray, np.ndarray]]:
+    """Carves `val_size` examples from the training split with a fixed permutation."""
+    key = jax.random.fold_in(data_key, VALIDATION_STREAM)
+    order = np.asarray(jax.random.permutation(key, len(images)))
+    train_idx, val_idx = np.sort(order[val_size:]), np.sort(order[:val_size])
+    return (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
+
+
+def binarize_static(images_u8: np.ndarray, data_key: jax.Array) -> np.ndarray:
+    """One fixed Bernoulli draw per pixel (p = intensity), stored as uint8 in {0, 255}."""
+    probs = jnp.asarray(images_u8, jnp.float32) / 255.0
+    key = jax.random.fold_in(data_key, STATIC_BINARIZATION_STREAM)
+    draw = jax.random.bernoulli(key, probs)
+    return np.asarray(draw, np.uint8) * np.uint8(255)
+
+
+def to_float(images_u8_BxHxWxC: jax.Array) -> jax.Array:
+    """uint8 images -> float32 in [0, 1], on the device."""
+    return images_u8_BxHxWxC.astype(jnp.float32) / 255.0

@@ -1,0 +1,92 @@
+"""Images a trained model makes from codes that belong to no training image, and its codes.
+
+VAEs decode z ~ N(0, I) (a conditional one for a chosen class); a plain autoencoder, as in
+the material, decodes an image's code perturbed as code * (1 + N(0, 1) noise). With a 2-D
+latent, the manifold decodes a grid of latent coordinates. Every function takes the model
+and its parameters, and branches only on what the model declares.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.stats import norm
+
+from jaxae.data.batches import to_float
+
+
+def deterministic_codes(model: nn.Module, params: dict, images: jax.Array,
+                        labels: jax.Array | None = None) -> jax.Array:
+    """Codes [B, D] (flattened) of float images: z_mean for variational models."""
+    code = model.apply({"params": params}, images, labels=labels, method="encode")
+    if model.variational:
+        code = code[0]
+    return code.reshape(code.shape[0], -1)
+
+
+def encode(model: nn.Module, params: dict, images_u8: np.ndarray, labels: np.ndarray,
+           batch_size: int = 1000) -> np.ndarray:
+    """Codes [N, D] of clean uint8 images (`deterministic_codes`), in batches."""
+
+    @jax.jit
+    def codes(images, labels):
+        return deterministic_codes(model, params, to_float(images), labels)
+
+    parts = [codes(images_u8[i:i + batch_size], labels[i:i + batch_size])
+             for i in range(0, len(images_u8), batch_size)]
+    return np.concatenate([np.asarray(p) for p in parts])
+
+
+def decode(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | None = None
+           ) -> np.ndarray:
+    """Images [N, H, W, C] in [0, 1] decoded from codes z."""
+    logits = model.apply({"params": params}, z, labels=labels, method="decode")
+    return np.asarray(jax.nn.sigmoid(logits))
+
+
+def prior_samples(model: nn.Module, params: dict, key: jax.Array, num: int,
+                  labels: jax.Array | None = None) -> np.ndarray:
+    """Samples of a variational model: decode z ~ N(0, I) (with labels, if conditional)."""
+    z = jax.random.normal(key, (num, *model.latent_shape))
+    return decode(model, params, z, labels)
+
+
+def class_samples(model: nn.Module, params: dict, key: jax.Array, per_class: int,
+                  num_classes: int) -> np.ndarray:
+    """Conditional samples [num_classes, per_class, H, W, C]: row c is asked to be class c."""
+    labels = jnp.repeat(jnp.arange(num_classes), per_class)
+    images = prior_samples(model, params, key, num_classes * per_class, labels)
+    return images.reshape(num_classes, per_class, *images.shape[1:])
+
+
+def perturbed_code_samples(model: nn.Module, params: dict, images_u8: np.ndarray,
+                           key: jax.Array) -> np.ndarray:
+    """Plain-AE generation, as in the material: decode code * (1 + N(0, 1) noise)."""
+    code = model.apply({"params": params}, to_float(images_u8), method="encode")
+    noisy = code * (1 + jax.random.normal(key, code.shape))
+    return decode(model, params, noisy)
+
+
+def manifold_coordinates(variational: bool, size: int, codes: np.ndarray | None = None
+                         ) -> np.ndarray:
+    """The latent values swept along each axis of a 2-D latent.
+
+    Variational: the N(0, 1) quantiles from 5% to 95% ([size]), so the grid covers the prior
+    evenly. A plain AE has no prior: the 5th to 95th percentiles of the test codes along each
+    axis ([2, size]).
+    """
+    if variational:
+        return np.asarray(norm.ppf(jnp.linspace(0.05, 0.95, size)))
+    low, high = np.percentile(codes, [5, 95], axis=0)
+    return np.linspace(low, high, size).T
+
+
+def manifold(model: nn.Module, params: dict, coords: np.ndarray) -> np.ndarray:
+    """Images [rows, cols, H, W, C]: row i has z[1] = y_i (top = largest), column j z[0] = x_j."""
+    xs, ys = (coords, coords) if coords.ndim == 1 else (coords[0], coords[1])
+    grid_x, grid_y = np.meshgrid(xs, ys[::-1])
+    z = jnp.asarray(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1), jnp.float32)
+    images = decode(model, params, z)
+    return images.reshape(len(ys), len(xs), *images.shape[1:])

@@ -1,0 +1,112 @@
+"""The pictures of a trained model, chosen by what the model and the task declare.
+
+- reconstructions.png: [the task's input and classical baseline,] output, original;
+- samples.png: a conditional model's samples per requested class, a variational model's
+  samples from the prior, or a plain autoencoder's decodes of perturbed codes (the
+  material's generation); none for a model without a code (`latent_shape` None);
+- manifold.png: for a 2-D code, decoded images over a grid of the latent plane (not for a
+  conditional model, whose plane differs per class);
+- latent_scatter.png: test codes coloured by class, projected by PCA when the code has more
+  than two dimensions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from jaxae.data.splits import Split, Splits
+from jaxae.evaluation import generation, pca, plots
+from jaxae.keys import Keys
+from jaxae.tasks import Task
+
+PRIOR_SAMPLE_ROWS = 4
+PERTURBED_SAMPLE_ROWS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PictureOptions:
+    num_images: int = 10  # columns of the reconstruction and sample pictures
+    manifold_size: int = 15  # decoded images per side of the manifold grid
+
+
+def reconstruction_rows(model: nn.Module, task: Task, params: dict, split: Split,
+                        key: jax.Array, num_images: int) -> list[tuple[str, np.ndarray]]:
+    """Rows of the reconstruction picture: [input, classical baseline,] output, original."""
+    images, labels = split.images[:num_images], split.labels[:num_images]
+    example_key, _ = jax.random.split(jax.random.fold_in(key, 0))  # as batch 0 of evaluation
+    inputs, targets = task.make_example(images, example_key)
+    logits, _ = model.apply({"params": params}, inputs, labels=labels, sample=False)
+    image_shape = targets.shape[1:]
+    rows = []
+    if task.shows_input:
+        rows += [(task.input_label(image_shape), np.asarray(task.input_as_image(inputs,
+                                                                                image_shape))),
+                 (task.baseline_name, np.asarray(task.baseline(inputs, image_shape)))]
+    return rows + [("output", np.asarray(jax.nn.sigmoid(logits))),
+                   ("original", np.asarray(targets))]
+
+
+def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, num_images: int
+                ) -> tuple[str, list[tuple[str, np.ndarray]]] | None:
+    """(what they are, rows) of the generation picture, or None for a model without a code."""
+    if model.latent_shape is None:
+        return None
+    if model.variational and model.conditional:
+        grid = generation.class_samples(model, params, key, num_images, data.num_classes)
+        return "samples per requested class", list(zip(data.class_names, grid, strict=True))
+    if model.variational:
+        grid = generation.prior_samples(model, params, key, PRIOR_SAMPLE_ROWS * num_images)
+        rows = grid.reshape(PRIOR_SAMPLE_ROWS, num_images, *grid.shape[1:])
+        return "samples from the prior", [("z ~ N(0, I)", row) for row in rows]
+    images = data.test.images[:num_images]
+    rows = [("original", images / 255.0)]
+    for i in range(PERTURBED_SAMPLE_ROWS):
+        perturbed = generation.perturbed_code_samples(model, params, images,
+                                                      jax.random.fold_in(key, i))
+        rows.append((f"code x (1+N(0,1))\ndraw {i + 1}", perturbed))
+    return "perturbed codes", rows
+
+
+def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits, keys: Keys,
+                   title: str, out_dir: str, options: PictureOptions = PictureOptions()
+                   ) -> dict[str, str]:
+    """Writes every picture that applies to the model into `out_dir`; returns {file name:
+    its title}."""
+    written = {}
+
+    def save(file: str, picture_title: str) -> tuple[str, str]:
+        written[file] = picture_title
+        return picture_title, os.path.join(out_dir, file)
+
+    plots.image_rows(reconstruction_rows(model, task, params, data.test, keys.eval,
+                                         options.num_images),
+                     *save("reconstructions.png", f"{title}: test images"))
+    samples = sample_rows(model, params, data, keys.sample, options.num_images)
+    if samples is None:
+        return written
+    what, rows = samples
+    plots.image_rows(rows, *save("samples.png", f"{title}: {what}"))
+    codes = generation.encode(model, params, data.test.images, data.test.labels)
+    name = "z" if model.variational else "code"
+    if codes.shape[1] == 2:
+        points, axes = codes, (f"{name}[0]", f"{name}[1]")
+        if not model.conditional:
+            coords = generation.manifold_coordinates(model.variational, options.manifold_size,
+                                                     codes)
+            grid = generation.manifold(model, params, coords)
+            xs, ys = (coords, coords) if coords.ndim == 1 else (coords[0], coords[1])
+            plots.manifold(grid, xs, ys, *save("manifold.png", f"{title}: decoded latent grid"),
+                           axes)
+    else:
+        points = np.asarray(pca.project(pca.fit(codes, 2), codes))
+        axes = ("principal component 1 of the codes", "principal component 2 of the codes")
+    what = "z_mean" if model.variational else "codes"
+    plots.latent_scatter(points, data.test.labels, data.class_names,
+                         *save("latent_scatter.png", f"{title}: test {what} ({codes.shape[1]}-D)"),
+                         axes)
+    return written

@@ -1,0 +1,83 @@
+"""PNG pictures a person can read: labelled grids of images."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _show(ax, image_HxWxC: np.ndarray) -> None:
+    """One image in [0, 1]: grey for one channel (or none), colour for three."""
+    image = np.clip(image_HxWxC, 0, 1)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(image, interpolation="nearest")
+
+
+def image_rows(rows: list[tuple[str, np.ndarray]], title: str, path: str) -> None:
+    """Saves a grid: one row per (label, images [N, H, W(, C)] in [0, 1]), label on the left.
+
+    Rows may have different resolutions (a 14x14 input above a 28x28 output): each image is
+    drawn in the same cell size, so a low-resolution input is shown enlarged, as blocks.
+    """
+    num_cols = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), num_cols, squeeze=False,
+                             figsize=(1.0 * num_cols + 1.2, 1.05 * len(rows) + 0.6))
+    for r, (label, images) in enumerate(rows):
+        for c in range(num_cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(images):
+                _show(ax, images[c])
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def manifold(images_RxCxHxWxC: np.ndarray, xs: np.ndarray, ys: np.ndarray, title: str,
+             path: str, axis_names: tuple[str, str] = ("z[0]", "z[1]")) -> None:
+    """Decoded images tiled over the latent grid; the axes give the latent coordinates."""
+    rows, cols, h, w, c = images_RxCxHxWxC.shape
+    canvas = images_RxCxHxWxC.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+    fig, ax = plt.subplots(figsize=(8, 8.4))
+    _show(ax, canvas)
+    ticks = np.arange(cols) * w + w / 2
+    ax.set_xticks(ticks, [f"{x:.2g}" for x in xs], rotation=90, fontsize=7)
+    ax.set_yticks(np.arange(rows) * h + h / 2, [f"{y:.2g}" for y in ys[::-1]], fontsize=7)
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
+                   title: str, path: str, axis_names: tuple[str, str]) -> None:
+    """Points coloured by class, with a legend of class names."""
+    fig, ax = plt.subplots(figsize=(8.5, 7))
+    palette = "tab10" if len(class_names) <= 10 else "tab20"
+    cmap, size = plt.get_cmap(palette), 10 if palette == "tab10" else 20
+    for c, name in enumerate(class_names):
+        chosen = labels == c
+        ax.scatter(points_Nx2[chosen, 0], points_Nx2[chosen, 1], s=3, alpha=0.6,
+                   color=cmap(c % size), label=name, rasterized=True)
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title, fontsize=11)
+    ax.legend(markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,212 @@
+"""Convolution as patch extraction plus one matmul: a drop-in for `flax.linen.Conv`.
+
+XLA on CPU runs `lax.conv_general_dilated` and, above all, its two backward convolutions on
+a slow path for the few channels these models have. Gathering the kh x kw shifted copies of
+the input along the channel axis and multiplying by the kernel reshaped to [kh*kw*C, F] is
+the same arithmetic (equal to `nn.Conv` to float rounding, `tests/test_kernels.py`) on XLA's
+matmul path, and its gradient is matmuls plus pads. Parameters have `nn.Conv`'s names and
+shapes (kernel [kh, kw, C, F], bias [F]), so initialisation schemes and checkpoints see the
+same tree whichever implementation computes the layer.
+
+`Conv(..., upsample=2)` is a convolution of the nearest up-sampled input, computed at the
+input's resolution (`upsampled_conv2d`): a decoder never builds its up-sampled tensor.
+
+Where a layer has more input channels than outputs, `tap_conv2d` multiplies first and shifts
+after, with a written backward pass that never builds a kh*kw*C wide gradient.
+
+`implementation="xla"` calls `lax.conv_general_dilated` instead (`config.model.conv`): on a
+GPU at large batches XLA's own convolutions win, at small ones the patches do. Models take the
+layer as a field (`conv: ModuleDef = Conv`), so either can be injected. Timings of both:
+`python -m benchmarks.bench --conv=patches,xla` (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+IMPLEMENTATIONS = ("patches", "xla")
+
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+
+def same_or_valid_pads(kernel_size: tuple[int, int], padding: str) -> Pads:
+    """(top, bottom), (left, right) zeros for a stride-1 'SAME' or 'VALID' convolution;
+    'SAME' puts an even kernel's extra row/column at the end, as XLA does."""
+    kh, kw = kernel_size
+    if padding == "SAME":
+        return ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)
+    if padding == "VALID":
+        return (0, 0), (0, 0)
+    raise ValueError(f"padding={padding!r}: use 'SAME' or 'VALID'")
+
+
+def pad_spatial(x_BxHxWxC: jax.Array, pads: Pads) -> jax.Array:
+    """Zeros around H and W ((top, bottom), (left, right)); a negative pad crops."""
+    return jax.lax.pad(x_BxHxWxC, jnp.zeros((), x_BxHxWxC.dtype),
+                       ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
+
+
+def extract_patches(x_BxHxWxC: jax.Array, kernel_size: tuple[int, int], pads: Pads
+                    ) -> jax.Array:
+    """[B, H, W, C] -> [B, Ho, Wo, kh*kw*C]: each output pixel's receptive field, ordered
+    (row, column, channel) like a kernel [kh, kw, C, F] flattened to [kh*kw*C, F]."""
+    kh, kw = kernel_size
+    x_BxHxWxC = pad_spatial(x_BxHxWxC, pads)
+    _, h, w, _ = x_BxHxWxC.shape
+    out_h, out_w = h - kh + 1, w - kw + 1
+    shifted = [x_BxHxWxC[:, i:i + out_h, j:j + out_w, :] for i in range(kh) for j in range(kw)]
+    return jnp.concatenate(shifted, axis=-1)
+
+
+def sum_of_shifted_taps(z_BxHxWxTF: jax.Array, kernel_size: tuple[int, int]) -> jax.Array:
+    """[B, H, W, kh*kw*F] -> [B, H-kh+1, W-kw+1, F]: output pixel (y, x) sums tap (i, j)'s F
+    values of pixel (y + i, x + j)."""
+    kh, kw = kernel_size
+    _, h, w, taps_f = z_BxHxWxTF.shape
+    f = taps_f // (kh * kw)
+    out_h, out_w = h - kh + 1, w - kw + 1
+    return sum(z_BxHxWxTF[:, i:i + out_h, j:j + out_w, (i * kw + j) * f:(i * kw + j + 1) * f]
+               for i in range(kh) for j in range(kw))
+
+
+def _full_pads(kernel_size: tuple[int, int], pads: Pads) -> Pads:
+    """Pads that turn a convolution's output gradient into its input gradient's patches."""
+    (kh, kw), ((top, bottom), (left, right)) = kernel_size, pads
+    return (kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def tap_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads) -> jax.Array:
+    """Stride-1 convolution for more input channels than outputs (C > F), by kernel taps.
+
+    The input meets every tap's kernel in one matmul, [B, H, W, kh*kw*F], and shifted
+    slices of that are summed (`sum_of_shifted_taps`): kh*kw copies of the narrow side
+    instead of the input's patches [B, Ho, Wo, kh*kw*C]. Both gradients come from one set
+    of patches of the output's gradient, again kh*kw*F wide: the input's gradient is their
+    product with the kernel flipped in space, and the kernel's is the input's transpose
+    times them. Differentiating the patches would build a kh*kw*C wide gradient instead.
+    A custom VJP: reverse mode only (`jax.jvp` and `jax.hessian` refuse it).
+    """
+    kh, kw, c, f = kernel_KHxKWxCxF.shape
+    per_tap_CxTF = kernel_KHxKWxCxF.transpose(2, 0, 1, 3).reshape(c, kh * kw * f)
+    # Pad the narrow input, not the kh*kw*F wide product (zero pixels give zero rows): the
+    # product then comes straight from the matmul, with no padded copy of it to write.
+    return sum_of_shifted_taps(pad_spatial(x_BxHxWxC, pads) @ per_tap_CxTF, (kh, kw))
+
+
+def _tap_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads
+                        ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return tap_conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads), (x_BxHxWxC, kernel_KHxKWxCxF)
+
+
+def _tap_conv2d_backward(pads: Pads, residuals: tuple[jax.Array, jax.Array],
+                         dy_BxHoxWoxF: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x_BxHxWxC, kernel_KHxKWxCxF = residuals
+    kh, kw, c, f = kernel_KHxKWxCxF.shape
+    # Tap (i, j) of these patches holds dy at (y - (kh-1-i) + top, x - (kw-1-j) + left).
+    dy_patches = extract_patches(dy_BxHoxWoxF, (kh, kw), _full_pads((kh, kw), pads))
+    flipped_KHxKWxFxC = kernel_KHxKWxCxF[::-1, ::-1].transpose(0, 1, 3, 2)
+    dx = dy_patches @ flipped_KHxKWxFxC.reshape(-1, c)
+    dflipped_CxKHxKWxF = (x_BxHxWxC.reshape(-1, c).T
+                          @ dy_patches.reshape(-1, kh * kw * f)).reshape(c, kh, kw, f)
+    dkernel = dflipped_CxKHxKWxF[:, ::-1, ::-1].transpose(1, 2, 0, 3)
+    return dx.astype(x_BxHxWxC.dtype), dkernel.astype(kernel_KHxKWxCxF.dtype)
+
+
+tap_conv2d.defvjp(_tap_conv2d_forward, _tap_conv2d_backward)
+
+
+def conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads, implementation: str
+           ) -> jax.Array:
+    """Stride-1 convolution, NHWC input, HWIO kernel, explicit zero padding, no bias."""
+    if implementation == "xla":
+        return jax.lax.conv_general_dilated(x_BxHxWxC, kernel_KHxKWxCxF, window_strides=(1, 1),
+                                            padding=pads,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    kh, kw, c, f = kernel_KHxKWxCxF.shape
+    if c > f:
+        return tap_conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads)
+    return extract_patches(x_BxHxWxC, (kh, kw), pads) @ kernel_KHxKWxCxF.reshape(-1, f)
+
+
+def _subpixel_taps(size: int, pad: int, factor: int) -> tuple[np.ndarray, int]:
+    """Which low-resolution row each kernel row reads, after nearest up-sampling.
+
+    Output row factor*y + a of a convolution over the up-sampled input reads up-sampled row
+    factor*y + a + i - pad with kernel row i, that is low-resolution row y + (a + i - pad)
+    // factor. Returns M [factor, taps, size] with M[a, r, i] = 1 where kernel row i lands on
+    low-resolution offset r + first, and `first`, the smallest offset.
+    """
+    offsets = np.array([[(a + i - pad) // factor for i in range(size)] for a in range(factor)])
+    first = int(offsets.min())
+    taps = int(offsets.max()) - first + 1
+    landing = np.zeros((factor, taps, size), np.float32)
+    for a in range(factor):
+        for i in range(size):
+            landing[a, offsets[a, i] - first, i] = 1.0
+    return landing, first
+
+
+def upsampled_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, padding: str,
+                     factor: int, implementation: str) -> jax.Array:
+    """conv2d(nearest up-sampling of x by `factor`, kernel): computed at the low resolution.
+
+    Every output pixel in the same factor x factor block reads the same few low-resolution
+    pixels, with sums of kernel taps as weights. So one convolution of the low-resolution
+    input with factor**2 * F outputs (the summed kernels of each position in the block),
+    then a depth-to-space, gives the same values without the up-sampled tensor: the layer
+    reads factor**2 times fewer input values.
+    """
+    kh, kw, c, f = kernel_KHxKWxCxF.shape
+    b, h, w, _ = x_BxHxWxC.shape
+    (top, bottom), (left, right) = same_or_valid_pads((kh, kw), padding)
+    out_h, out_w = factor * h + top + bottom - kh + 1, factor * w + left + right - kw + 1
+    if out_h % factor or out_w % factor:
+        raise ValueError(f"a {kh}x{kw} {padding} convolution of a {factor}x up-sampled "
+                         f"{h}x{w} input gives {out_h}x{out_w}, not whole {factor}x{factor} "
+                         "blocks: up-sample and convolve separately")
+    rows, first_row = _subpixel_taps(kh, top, factor)
+    cols, first_col = _subpixel_taps(kw, left, factor)
+    # [taps_h, taps_w, C, (a, b, F)]: output position (a, b)'s summed kernel per offset.
+    summed = jnp.einsum("ari,bsj,ijcf->rscabf", rows, cols, kernel_KHxKWxCxF)
+    summed = summed.reshape(rows.shape[1], cols.shape[1], c, factor * factor * f)
+    low_h, low_w = out_h // factor, out_w // factor
+    pads = ((-first_row, low_h - 1 + first_row + rows.shape[1] - h),
+            (-first_col, low_w - 1 + first_col + cols.shape[1] - w))
+    blocks = conv2d(x_BxHxWxC, summed, pads, implementation)
+    blocks = blocks.reshape(b, low_h, low_w, factor, factor, f).transpose(0, 1, 3, 2, 4, 5)
+    return blocks.reshape(b, out_h, out_w, f)
+
+
+class Conv(nn.Module):
+    """Stride-1 2-D convolution, NHWC, 'SAME' or 'VALID' padding, of the input or of its
+    nearest `upsample`-fold up-sampling: one matmul over patches, or over kernel taps where
+    there are more input channels than outputs ("patches"), or XLA's own convolution
+    ("xla")."""
+
+    features: int
+    kernel_size: tuple[int, int] = (3, 3)
+    padding: str = "SAME"
+    implementation: str = "patches"
+    upsample: int = 1
+
+    @nn.compact
+    def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
+        channels = x_BxHxWxC.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (*self.kernel_size, channels, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        if self.implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation={self.implementation!r}: use one of "
+                             f"{IMPLEMENTATIONS}")
+        if self.upsample > 1:
+            return upsampled_conv2d(x_BxHxWxC, kernel, self.padding, self.upsample,
+                                    self.implementation) + bias
+        pads = same_or_valid_pads(self.kernel_size, self.padding)
+        return conv2d(x_BxHxWxC, kernel, pads, self.implementation) + bias

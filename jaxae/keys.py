@@ -1,0 +1,27 @@
+"""The independent PRNG streams of a run, all split once from the config's seed.
+
+Step n's randomness is fold_in(train, n) inside the jitted step, and epoch e's order is a
+permutation drawn from fold_in(data, e), so a resumed run draws exactly what an
+uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+
+SEED_RANGE = (0, 2**32 - 1)  # jax.random.key takes the seed modulo 2^32: larger ones alias
+
+
+class Keys(NamedTuple):
+    init: jax.Array  # parameter initialisation
+    train: jax.Array  # per-step corruption, dynamic binarisation, z's samples
+    eval: jax.Array  # evaluation-time corruption, fixed so every evaluation sees the same
+    sample: jax.Array  # generation from the trained model
+    data: jax.Array  # epoch permutations, validation split, static binarisation
+
+
+def derive_keys(seed: int) -> Keys:
+    """Splits the seed once into the named streams of `Keys`."""
+    return Keys(*jax.random.split(jax.random.key(seed), len(Keys._fields)))

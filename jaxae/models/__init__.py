@@ -1,0 +1,29 @@
+"""Models: Flax modules with one calling convention (`jaxae.models.base`), by name.
+
+    from jaxae import models
+    model = models.build_model({"name": "conv_vae", "latent_dim": 16}, image_shape=(32, 32, 3))
+    logits, aux = model.apply(variables, x, key=key)   # aux: z_mean, z_log_sigma, z
+
+Register your own with `@models.register_model("my_vae")`, or name it in a config as
+"my_models.py:MyVAE" (`jaxae.registry`).
+"""
+
+from jaxae.models import autoencoders
+from jaxae.models.autoencoders import VAE, ConvAE, DeepAE, DenseAE, SuperResolution
+from jaxae.models.base import Autoencoder, VariationalAutoencoder, reparameterize
+from jaxae.models.registry import MODELS, build_model, register_model
+
+__all__ = [
+    "MODELS",
+    "VAE",
+    "Autoencoder",
+    "ConvAE",
+    "DeepAE",
+    "DenseAE",
+    "SuperResolution",
+    "VariationalAutoencoder",
+    "autoencoders",
+    "build_model",
+    "register_model",
+    "reparameterize",
+]

@@ -1,0 +1,112 @@
+"""The one calling convention of every jaxae model, and the base classes that give it.
+
+Every model is a Flax module with
+
+    logits, aux = model.apply(variables, x, labels=None, key=None, sample=True)
+    code = model.apply(variables, x, labels=None, method="encode")
+    logits = model.apply(variables, z, labels=None, method="decode")
+
+`logits` has the shape of the images the model reconstructs (the pixel values are their
+sigmoid: losses take logits, in their numerically stable forms); `aux` is a dict, empty for
+plain autoencoders and {"mean", "log_sigma", "z"} for variational ones. What a model is, it
+declares: `variational` (its encoder gives q(z | x)), `conditional` (it reads `labels`),
+`latent_shape` (one image's code, None where it has no bottleneck) and `image_shape`.
+Conditional models need `labels`; the others ignore them. A variational model draws z with
+`key` (or a Flax rng stream named "sample"); a missing one is an error, and
+`sample=False` asks for z = z_mean explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ModuleDef = Any  # a module class, or a functools.partial of one (the layer to build with)
+Aux = dict[str, jax.Array]
+SAMPLE_RNG = "sample"
+
+
+class Autoencoder(nn.Module):
+    """Base of plain autoencoders: subclasses give `encode` and `decode`."""
+
+    variational: ClassVar[bool] = False
+
+    @property
+    def conditional(self) -> bool:
+        return False
+
+    @property
+    def latent_shape(self) -> tuple[int, ...] | None:
+        raise NotImplementedError
+
+    def encode(self, x: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
+        raise NotImplementedError
+
+    def decode(self, z: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
+        raise NotImplementedError
+
+    def __call__(self, x: jax.Array, *, labels: jax.Array | None = None,
+                 key: jax.Array | None = None, sample: bool = True) -> tuple[jax.Array, Aux]:
+        del key, sample  # nothing to draw
+        return self.decode(self.encode(x, labels=labels), labels=labels), {}
+
+
+def reparameterize(key: jax.Array, mean: jax.Array, log_sigma: jax.Array) -> jax.Array:
+    """z = mean + exp(log_sigma) * eps, eps ~ N(0, I): log_sigma is the log of the std."""
+    return mean + jnp.exp(log_sigma) * jax.random.normal(key, mean.shape, mean.dtype)
+
+
+class VariationalAutoencoder(nn.Module):
+    """Base of VAEs: `encode` gives (z_mean, z_log_sigma), `decode` maps z to logits.
+
+    z_log_sigma is the log of the standard deviation. `__call__` samples z by
+    `reparameterize` with the given key, or z = z_mean when `sample=False`.
+    """
+
+    variational: ClassVar[bool] = True
+
+    @property
+    def conditional(self) -> bool:
+        return False
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def encode(self, x: jax.Array, *, labels: jax.Array | None = None
+               ) -> tuple[jax.Array, jax.Array]:
+        raise NotImplementedError
+
+    def decode(self, z: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
+        raise NotImplementedError
+
+    def __call__(self, x: jax.Array, *, labels: jax.Array | None = None,
+                 key: jax.Array | None = None, sample: bool = True) -> tuple[jax.Array, Aux]:
+        mean, log_sigma = self.encode(x, labels=labels)
+        if not sample:
+            z = mean
+        else:
+            if key is None:
+                if not self.has_rng(SAMPLE_RNG):
+                    raise ValueError(
+                        f"{type(self).__name__} samples z ~ q(z | x): pass key=<PRNG key> (or "
+                        f"rngs={{'{SAMPLE_RNG}': key}}), or sample=False for z = z_mean")
+                key = self.make_rng(SAMPLE_RNG)
+            z = reparameterize(key, mean, log_sigma)
+        return self.decode(z, labels=labels), {"mean": mean, "log_sigma": log_sigma, "z": z}
+
+
+def one_hot_condition(h_BxF: jax.Array, labels_B: jax.Array | None, num_classes: int,
+                      owner: str) -> jax.Array:
+    """h with the one-hot label appended (a conditional model's input to a layer)."""
+    if labels_B is None:
+        raise ValueError(f"{owner} is conditional on the class: pass labels=<int array [B]>")
+    one_hot = jax.nn.one_hot(labels_B, num_classes, dtype=h_BxF.dtype)
+    return jnp.concatenate([h_BxF, one_hot], axis=-1)
+
+
+def flatten(x_BxHxWxC: jax.Array) -> jax.Array:
+    return x_BxHxWxC.reshape(x_BxHxWxC.shape[0], -1)

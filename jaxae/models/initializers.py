@@ -1,0 +1,50 @@
+"""Initialisation schemes, applied to a freshly initialised parameter tree.
+
+Flax's own default is LeCun-normal kernels with zero biases. Keras (the material) uses
+Glorot-uniform kernels with zero biases; PyTorch draws kernels and biases from
+U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Which trains best depends on the model (measured figures
+in the configs), so the scheme is a config field, not a property of the modules.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+SCHEMES = ("glorot", "torch", "lecun")
+DEFAULT_SCHEME = "glorot"  # the material's (Keras)
+
+
+def _fan_in(kernel_shape: tuple[int, ...]) -> int:
+    """Inputs per output unit: in_features for Dense, kh * kw * in_channels for Conv."""
+    return math.prod(kernel_shape[:-1])
+
+
+def _torch_uniform(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:
+    bound = 1.0 / math.sqrt(fan_in)
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+
+
+def apply_scheme(params: dict, key: jax.Array, scheme: str) -> dict:
+    """Params with every Dense/Conv kernel and bias redrawn under `scheme` ("lecun": as is).
+    Only the leaves' shapes and dtypes are read: `params` may be `jax.ShapeDtypeStruct`s."""
+    if scheme == "lecun":
+        return params
+    kernels = {path[:-1]: leaf.shape for path, leaf in
+               jax.tree_util.tree_flatten_with_path(params)[0] if path[-1].key == "kernel"}
+
+    def redraw(index: int, path: tuple, leaf: jax.Array) -> jax.Array:
+        leaf_key, kind = jax.random.fold_in(key, index), path[-1].key
+        fan_in = _fan_in(kernels[path[:-1]])
+        if scheme == "torch":
+            return _torch_uniform(leaf_key, leaf.shape, fan_in)
+        if kind == "kernel":
+            return nn.initializers.glorot_uniform()(leaf_key, leaf.shape, leaf.dtype)
+        return jnp.zeros(leaf.shape, leaf.dtype)
+
+    flat, tree = jax.tree_util.tree_flatten_with_path(params)
+    return jax.tree_util.tree_unflatten(
+        tree, [redraw(i, path, leaf) for i, (path, leaf) in enumerate(flat)])

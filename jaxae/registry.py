@@ -1,0 +1,142 @@
+"""Named registries of models, tasks, losses and likelihoods, open to code outside jaxae.
+
+A config names what it uses by a registered name (`"conv_vae"`), or by where it lives:
+`"mypkg.models:DeeperVAE"` (an importable module) or `"path/to/my_models.py:DeeperVAE"` (a
+file, which is imported once). Either way the name is all a workdir's `config.json` needs to
+find the same code again, so `evaluate.py` reloads a run of a user's model with no wrapper.
+
+Entries are callables (classes or factory functions). `build` calls one with the options of
+its config section that it declares as parameters; `check_options` says which options no
+parameter takes, so a misspelt field is an error rather than ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+Entry = Callable[..., Any]
+
+
+class RegistryError(ValueError):
+    """A name that resolves to nothing, or options its entry does not take."""
+
+
+class Registry:
+    """Names -> callables of one kind ("model", "task", ...)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str) -> Callable[[Entry], Entry]:
+        """Decorator: `@MODELS.register("my_vae")` on a class or factory function."""
+
+        def add(entry: Entry) -> Entry:
+            if name in self._entries and self._entries[name] is not entry:
+                raise RegistryError(f"a {self.kind} named {name!r} is registered already "
+                                    f"({_where(self._entries[name])})")
+            self._entries[name] = entry
+            return entry
+
+        return add
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def get(self, name: str) -> Entry:
+        """The entry registered as `name`, or the object `module:attribute` / `file.py:attribute`
+        names (a registered name after the import also counts)."""
+        if name in self._entries:
+            return self._entries[name]
+        if ":" not in name:
+            close = difflib.get_close_matches(name, self._entries, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise RegistryError(
+                f"unknown {self.kind} {name!r}: {hint}choose one of {', '.join(self._entries)}, "
+                f"or name your own as 'module:Class' or 'path/to/file.py:Class'")
+        where, attribute = name.rsplit(":", 1)
+        module = import_location(where, self.kind)
+        if attribute in self._entries:
+            return self._entries[attribute]
+        if not hasattr(module, attribute):
+            raise RegistryError(f"{self.kind} {name!r}: {where} defines no {attribute!r}")
+        return getattr(module, attribute)
+
+
+def import_location(where: str, kind: str = "code") -> Any:
+    """Imports a dotted module name, or a `.py` file by its path (once per absolute path)."""
+    if where.endswith(".py"):
+        path = os.path.abspath(where)
+        if not os.path.isfile(path):
+            raise RegistryError(f"{kind} file {where!r} does not exist (looked for {path})")
+        return _import_file(path)
+    try:
+        return importlib.import_module(where)
+    except ModuleNotFoundError as e:
+        if e.name != where.split(".")[0] and e.name != where:
+            raise  # the module exists but something it imports does not: the real error
+        raise RegistryError(f"{kind} module {where!r} cannot be imported ({e}): install it, "
+                            "or name its file instead ('path/to/file.py:Class')") from None
+
+
+@functools.cache
+def _import_file(path: str) -> Any:
+    name = "jaxae_user_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it: dataclasses and pickling look it up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _where(entry: Entry) -> str:
+    return f"{getattr(entry, '__module__', '?')}.{getattr(entry, '__qualname__', entry)}"
+
+
+def parameters(entry: Entry) -> dict[str, inspect.Parameter]:
+    """The keyword parameters `entry` accepts (a Flax module's fields, a function's arguments),
+    without Flax's own `parent` and `name`."""
+    signature = inspect.signature(entry)
+    return {name: p for name, p in signature.parameters.items()
+            if name not in ("parent", "name", "self")
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def check_options(entry: Entry, options: Iterable[str], allowed: Iterable[str], section: str,
+                  label: str) -> None:
+    """Raises RegistryError for the first option neither `entry` declares nor `allowed` lists."""
+    declared = parameters(entry)
+    for option in options:
+        if option not in declared and option not in allowed:
+            known = sorted(set(declared) | set(allowed))
+            close = difflib.get_close_matches(option, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise RegistryError(f"config.{section}.{option} is not a field of {label}: {hint}"
+                                f"its fields are {', '.join(sorted(declared)) or 'none'}")
+
+
+def build(entry: Entry, options: Mapping[str, Any], provided: Mapping[str, Any] = ()) -> Any:
+    """entry(**the options it declares); `provided` fills its required parameters that the
+    options leave unset (e.g. the data's image shape)."""
+    declared = parameters(entry)
+    kwargs = {k: _plain(v) for k, v in options.items() if k in declared}
+    for name, value in dict(provided).items():
+        if name in declared and name not in kwargs and \
+                declared[name].default is inspect.Parameter.empty:
+            kwargs[name] = value
+    return entry(**kwargs)
+
+
+def _plain(value: Any) -> Any:
+    """Config values as plain Python: lists (JSON) become tuples, hashable as module fields."""
+    if isinstance(value, list):
+        return tuple(_plain(v) for v in value)
+    return value

@@ -1,0 +1,154 @@
+"""Tasks: what a model learns to produce from what, chosen once from `config.task`.
+
+A task owns its example maker (a batch of uint8 images -> model inputs and clean targets),
+the shape of its inputs, the classical baseline it is compared with, and how its inputs are
+shown in pictures. `reconstruct` gives the image itself, `denoise` a corrupted copy (dropout
+or Gaussian noise), `superresolve` an average-pooled copy by any factor that divides the
+image. Register your own with `@tasks.register_task("name")`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from jaxae import losses
+from jaxae.data.batches import to_float
+from jaxae.registry import Registry
+from jaxae.tasks import baselines
+
+TASKS = Registry("task")
+register_task = TASKS.register
+Shape = tuple[int, int, int]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Task:
+    """Reconstruction targets from images; subclasses say how the input is made from them.
+
+    binarize_targets: targets drawn as Bernoulli(pixel) with the step's key (dynamic
+    binarisation), instead of the pixel intensities.
+    """
+
+    binarize_targets: bool = False
+    baseline_name: ClassVar[str | None] = None  # the classical method it is compared with
+
+    def input_shape(self, image_shape: Shape) -> Shape:
+        """One input's shape, for images of `image_shape`."""
+        return tuple(image_shape)
+
+    def check(self, image_shape: Shape) -> None:
+        """Raises ValueError (one line, with the fix) if the task cannot run at this shape."""
+
+    def corrupt(self, targets: jax.Array, key: jax.Array) -> jax.Array:
+        """The model's input for clean float targets in [0, 1]."""
+        raise NotImplementedError
+
+    def make_example(self, images_u8: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(model input, clean target) for a batch of uint8 images [B, H, W, C]."""
+        binarize_key, corrupt_key = jax.random.split(key)
+        targets = to_float(images_u8)
+        if self.binarize_targets:
+            targets = jax.random.bernoulli(binarize_key, targets).astype(jnp.float32)
+        return self.corrupt(targets, corrupt_key), targets
+
+    @property
+    def shows_input(self) -> bool:
+        """Whether the input differs from the target (so pictures and metrics show it)."""
+        return self.baseline_name is not None
+
+    def input_as_image(self, inputs: jax.Array, image_shape: Shape) -> jax.Array:
+        """The input drawn at the image's size, in [0, 1]."""
+        return jnp.clip(inputs, 0, 1)
+
+    def baseline(self, inputs: jax.Array, image_shape: Shape) -> jax.Array:
+        """The classical method's answer for these inputs, at the image's size."""
+        raise NotImplementedError(f"{type(self).__name__} has no classical baseline")
+
+    def input_label(self, image_shape: Shape) -> str:
+        """How pictures label the input row."""
+        return "input"
+
+
+@register_task("reconstruct")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Reconstruct(Task):
+    """The input is the target: a plain (or variational) autoencoder."""
+
+    def corrupt(self, targets, key):
+        return targets
+
+
+CORRUPTIONS = ("dropout", "gaussian")
+
+
+@register_task("denoise")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Denoise(Task):
+    """The input is the target corrupted afresh at every step: each pixel zeroed with
+    probability `dropout_rate` (kept pixels divided by 1 - rate if `dropout_rescale`, as a
+    dropout layer does), or N(0, noise_std^2) added and clipped to [0, 1]."""
+
+    corruption: str = "dropout"
+    dropout_rate: float = 0.5
+    dropout_rescale: bool = False
+    noise_std: float = 0.3
+    baseline_name: ClassVar[str] = "median 3x3"
+
+    def __post_init__(self):
+        if self.corruption not in CORRUPTIONS:
+            raise ValueError(f"corruption={self.corruption!r} is unknown: choose one of "
+                             f"{', '.join(CORRUPTIONS)}")
+        if not (isinstance(self.dropout_rate, (int, float)) and 0 <= self.dropout_rate < 1):
+            raise ValueError(f"dropout_rate={self.dropout_rate!r} must lie in [0, 1), e.g. 0.5")
+        if not (isinstance(self.noise_std, (int, float)) and self.noise_std >= 0):
+            raise ValueError(f"noise_std={self.noise_std!r} must be >= 0, e.g. 0.3")
+
+    def corrupt(self, targets, key):
+        if self.corruption == "dropout":
+            return losses.dropout_noise(key, targets, self.dropout_rate, self.dropout_rescale)
+        return losses.gaussian_noise(key, targets, self.noise_std)
+
+    def baseline(self, inputs, image_shape):
+        return baselines.median_filter_3x3(jnp.clip(inputs, 0, 1))
+
+    def input_label(self, image_shape):
+        return f"input\n({self.corruption})"
+
+
+@register_task("superresolve")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SuperResolve(Task):
+    """The input is the target average-pooled by `factor` (H x W -> H/f x W/f)."""
+
+    factor: int = 2
+    baseline_name: ClassVar[str] = "bicubic"
+
+    def check(self, image_shape):
+        height, width, _ = image_shape
+        if not isinstance(self.factor, int) or self.factor < 2 or height % self.factor or \
+                width % self.factor:
+            usable = [f for f in range(2, min(height, width) + 1)
+                      if height % f == 0 and width % f == 0]
+            raise ValueError(f"factor={self.factor!r} does not divide the {height}x{width} "
+                             f"images: use one of {', '.join(map(str, usable)) or 'none'}")
+
+    def input_shape(self, image_shape):
+        height, width, channels = image_shape
+        return (height // self.factor, width // self.factor, channels)
+
+    def corrupt(self, targets, key):
+        return losses.downsample(targets, self.factor)
+
+    def input_as_image(self, inputs, image_shape):
+        return baselines.nearest_upsampling(inputs, self.factor)
+
+    def baseline(self, inputs, image_shape):
+        return baselines.bicubic_upsampling(inputs, image_shape[0], image_shape[1])
+
+    def input_label(self, image_shape):
+        height, width, _ = self.input_shape(image_shape)
+        return f"input\n{height}x{width}"

@@ -1,0 +1,216 @@
+"""The train state, and the jitted training and evaluation steps, for any model and task.
+
+`train_step(state, batch, key)` derives its own key as fold_in(key, state.step), so the
+corruption noise and z's samples of step n are the same whether or not the run was
+interrupted before it. Steps take the objects they use (a model, a task, an objective),
+never a config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+from jax.sharding import Mesh
+
+from jaxae import losses
+from jaxae.data import batches
+from jaxae.models import initializers
+from jaxae.objectives import Objective
+from jaxae.tasks import Task
+from jaxae.training import parallel
+
+TrainState = train_state.TrainState
+Metrics = dict[str, jax.Array]
+CHUNK_END_METRICS = ("grad_norm",)  # a chunk computes these only at its last step
+OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd}
+
+
+def make_optimizer(name: str, learning_rate: float, schedule: str = "constant",
+                   total_steps: int | None = None) -> optax.GradientTransformation:
+    """An Optax optimiser by name, with a constant or cosine-decayed (to 0 over
+    `total_steps`) learning rate. total_steps is None where the state only receives a
+    checkpoint: the schedule's shape is then irrelevant, only the state's structure is."""
+    rate = optax.cosine_decay_schedule(learning_rate, max(1, total_steps or 1)) \
+        if schedule == "cosine" else learning_rate
+    return OPTIMIZERS[name](rate)
+
+
+def init_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[jax.Array, dict]:
+    """A batch of one zero input, and the keyword arguments the model's call needs."""
+    x = jnp.zeros((1, *input_shape), jnp.float32)
+    labels = jnp.zeros((1,), jnp.int32) if model.conditional else None
+    return x, {"labels": labels, "sample": False}
+
+
+def init_params(model: nn.Module, input_shape: tuple[int, ...], key: jax.Array,
+                scheme: str = "lecun") -> dict:
+    """Fresh parameters for inputs of `input_shape` (one image), redrawn under `scheme`.
+
+    A scheme that redraws every leaf needs only the parameters' shapes (`jax.eval_shape`
+    of Flax's init): the model's forward pass is then traced but never compiled.
+    """
+    init_key, scheme_key = jax.random.split(key)
+    x, kwargs = init_inputs(model, input_shape)
+    init = lambda: model.init(init_key, x, **kwargs)["params"]  # noqa: E731
+    params = init() if scheme == "lecun" else jax.eval_shape(init)
+    return initializers.apply_scheme(params, scheme_key, scheme)
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
+                       input_shape: tuple[int, ...], init_key: jax.Array,
+                       scheme: str = "lecun") -> TrainState:
+    """Initialised parameters (`init_params`) paired with the optimiser's state."""
+
+    @jax.jit
+    def init(key: jax.Array) -> TrainState:
+        params = init_params(model, input_shape, key, scheme)
+        return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    return init(init_key)
+
+
+def gradient_norm(grads: dict, when: bool | jax.Array = True) -> jax.Array:
+    """The gradients' global L2 norm; NaN where `when`, a traced bool, is false.
+
+    Reading every gradient once more is a memory-bound pass, so the chunked loop asks for it
+    only at the step whose record the trainer writes. Each leaf's sum of squares has its own
+    `lax.cond`: one cond over all of them would wait for the last gradient and hold back the
+    optimiser's updates.
+    """
+
+    def sum_of_squares(leaf: jax.Array) -> jax.Array:
+        if when is True:
+            return jnp.sum(jnp.square(leaf))
+        return jax.lax.cond(when, lambda g: jnp.sum(jnp.square(g)),
+                            lambda g: jnp.full((), jnp.nan, g.dtype), leaf)
+
+    return jnp.sqrt(sum(sum_of_squares(leaf) for leaf in jax.tree.leaves(grads)))
+
+
+def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs: jax.Array,
+                    flat_targets: jax.Array, labels: jax.Array, key: jax.Array | None,
+                    sample: bool = True) -> tuple[dict[str, jax.Array], jax.Array]:
+    """(the objective's per-image terms, flat logits [B, H*W*C]) of one forward pass.
+
+    Losses reduce flat arrays (`losses.flat_images`): XLA's CPU backend reduces those many
+    times faster than [B, H, W, C] expressions.
+    """
+    logits, aux = model.apply({"params": params}, inputs, labels=labels, key=key, sample=sample)
+    flat_logits = losses.flat_images(logits)
+    return objective(flat_logits, flat_targets, aux), flat_logits
+
+
+def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh | None = None
+                  ) -> Callable[..., tuple[TrainState, Metrics]]:
+    """One optimisation step as a pure function (not yet compiled).
+
+    batch: {"image": uint8 [B, H, W, C], "label": int32 [B]}. The step's key,
+    fold_in(key, step), drives the task's corruption and binarisation and, for VAEs, z's
+    sample. With a mesh, the batch is split over its "data" axis and the gradients are
+    averaged across devices by the compiler (parameters stay replicated). The metric
+    grad_norm is NaN where the optional `with_grad_norm` (a traced bool) is false.
+    """
+
+    def train_step(state: TrainState, batch: dict, key: jax.Array,
+                   with_grad_norm: bool | jax.Array = True) -> tuple[TrainState, Metrics]:
+        if mesh is not None:
+            batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
+        example_key, sample_key = jax.random.split(jax.random.fold_in(key, state.step))
+        inputs, targets = task.make_example(batch["image"], example_key)
+
+        def loss_fn(params):
+            terms, _ = per_image_terms(model, objective, params, inputs,
+                                       losses.flat_images(targets), batch["label"], sample_key)
+            means = {name: value.mean() for name, value in terms.items()}
+            return means["loss"], means
+
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+        metrics["grad_norm"] = gradient_norm(grads, with_grad_norm)
+        return state.apply_gradients(grads=grads), metrics
+
+    return train_step
+
+
+def make_train_step(model: nn.Module, task: Task, objective: Objective,
+                    mesh: Mesh | None = None) -> Callable[..., tuple[TrainState, Metrics]]:
+    """Compiles one optimisation step; the state is donated, so it is updated in place."""
+    return jax.jit(train_step_fn(model, task, objective, mesh), donate_argnums=0)
+
+
+def make_train_chunk(model: nn.Module, task: Task, objective: Objective, *, batch_size: int,
+                     max_steps: int, mesh: Mesh | None = None
+                     ) -> Callable[..., tuple[TrainState, Metrics]]:
+    """Compiles up to `max_steps` consecutive steps as one loop: the host dispatches once.
+
+    f(state, arrays, order, first_index, key, num_steps) runs the steps whose batches are
+    numbers first_index .. first_index + num_steps - 1 of the epoch ordered by `order`,
+    gathered on the device from the resident `arrays`; it returns the new state and each
+    step's metrics in arrays of `max_steps` rows, of which the first num_steps are filled.
+    num_steps (at most max_steps) is an argument, not a constant: one program serves
+    every chunk length, so a run compiles its training loop once. Same step function as
+    `make_train_step`, but the CHUNK_END_METRICS are computed only at the chunk's last step
+    (the one the trainer records) and are NaN in the other rows.
+    """
+    step = train_step_fn(model, task, objective, mesh)
+
+    def train_chunk(state: TrainState, arrays: dict, order: jax.Array, first_index: jax.Array,
+                    key: jax.Array, num_steps: jax.Array) -> tuple[TrainState, Metrics]:
+        def run_step(state: TrainState, offset: jax.Array) -> tuple[TrainState, Metrics]:
+            batch = batches.gather_batch(arrays, order, first_index + offset, batch_size)
+            return step(state, batch, key, offset == num_steps - 1)
+
+        def body(offset: jax.Array, carry: tuple[TrainState, Metrics]
+                 ) -> tuple[TrainState, Metrics]:
+            state, metrics = run_step(carry[0], offset)
+            rows = jax.tree.map(lambda row, value: row.at[offset].set(value), carry[1], metrics)
+            return state, rows
+
+        shapes = jax.eval_shape(run_step, state, 0)[1]  # the metrics' shapes; computes nothing
+        rows = jax.tree.map(lambda s: jnp.zeros((max_steps, *s.shape), s.dtype), shapes)
+        return jax.lax.fori_loop(0, num_steps, body, (state, rows))
+
+    return jax.jit(train_chunk, donate_argnums=0)
+
+
+def make_eval_step(model: nn.Module, task: Task, objective: Objective
+                   ) -> Callable[[dict, dict, jax.Array], Metrics]:
+    """Compiles a step that returns metric sums over the unmasked images of a batch.
+
+    Metrics: the training objective and, for VAEs, the ELBO and its terms (z sampled with
+    the key); MSE, BCE and PSNR of the reconstruction against the clean image (VAEs: from
+    z = z_mean); where the task's input differs from the target, the PSNR of the input and
+    of the task's classical baseline, the floors to beat.
+    """
+    flat = losses.flat_images
+
+    @jax.jit
+    def eval_step(params: dict, batch: dict, key: jax.Array) -> Metrics:
+        example_key, sample_key = jax.random.split(key)
+        inputs, targets = task.make_example(batch["image"], example_key)
+        flat_targets, labels = flat(targets), batch["label"]
+        per_image, logits = per_image_terms(model, objective, params, inputs, flat_targets,
+                                            labels, sample_key)
+        if model.variational:  # reconstructions from z = z_mean
+            _, logits = per_image_terms(model, objective, params, inputs, flat_targets,
+                                        labels, None, sample=False)
+        per_image |= {
+            "mse": losses.mse(logits, flat_targets),
+            "bce": losses.bce_with_logits(logits, flat_targets),
+            "psnr": losses.psnr(jax.nn.sigmoid(logits), flat_targets),
+        }
+        if task.shows_input:
+            image_shape = targets.shape[1:]
+            per_image["input_psnr"] = losses.psnr(
+                flat(task.input_as_image(inputs, image_shape)), flat_targets)
+            per_image["baseline_psnr"] = losses.psnr(
+                flat(task.baseline(inputs, image_shape)), flat_targets)
+        mask = batch["mask"]
+        sums = {name: jnp.sum(value * mask) for name, value in per_image.items()}
+        return {**sums, "count": jnp.sum(mask)}
+
+    return eval_step

@@ -1,0 +1,168 @@
+"""Kernels: convolutions as matmuls, pooling as elementwise passes, bfloat16 matmuls; each
+against the reference it replaces (values and gradients)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxae.kernels import conv, pooling, precision
+
+
+def test_depth_to_space_places_channels_as_blocks():
+    x = jnp.arange(16.0).reshape(1, 2, 2, 4)  # pixel (0, 0) holds channels 0..3
+    out = pooling.depth_to_space(x, 2)[0, :, :, 0]
+    np.testing.assert_array_equal(out[:2, :2], [[0, 1], [2, 3]])
+    np.testing.assert_array_equal(out[2:, 2:], [[12, 13], [14, 15]])
+
+
+def test_max_pool_keeps_the_ragged_edge():
+    x = jnp.arange(49.0).reshape(1, 7, 7, 1)
+    pooled = pooling.max_pool_ceil(x)
+    assert pooled.shape == (1, 4, 4, 1)
+    assert float(pooled[0, 3, 3, 0]) == 48.0  # the lone last pixel is its own window
+
+
+@pytest.mark.parametrize("implementation", ["patches", "xla"])
+@pytest.mark.parametrize("features", [4, 8])  # fewer outputs than the 5 inputs (by taps), more
+@pytest.mark.parametrize("kernel_size, padding, size", [
+    ((3, 3), "SAME", 28), ((3, 3), "VALID", 16), ((5, 5), "SAME", 14), ((3, 3), "SAME", 7),
+    ((2, 3), "SAME", 9)])
+def test_conv_equals_flax_conv_with_the_same_parameters(kernel_size, padding, size, features,
+                                                        implementation):
+    """Values, and gradients for the parameters and the input (the hand-written backward
+    pass of `conv.tap_conv2d` included)."""
+    x = jax.random.normal(jax.random.key(1), (3, size, size, 5))
+    reference = nn.Conv(features, kernel_size, padding=padding)
+    params = reference.init(jax.random.key(2), x)
+    ours = conv.Conv(features, kernel_size, padding, implementation=implementation)
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == \
+        jax.tree.map(jnp.shape, params)
+    np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x),
+                               rtol=1e-5, atol=1e-5)
+    grads = lambda model: jax.grad(  # noqa: E731
+        lambda p, x: (jnp.sin(model.apply(p, x)) ** 2).sum(), (0, 1))(params, x)
+    for ours_leaf, ref_leaf in zip(jax.tree.leaves(grads(ours)),
+                                   jax.tree.leaves(grads(reference)), strict=True):
+        np.testing.assert_allclose(ours_leaf, ref_leaf, rtol=1e-4, atol=1e-4)
+
+
+def test_unknown_conv_implementation_is_refused():
+    x = jnp.zeros((1, 7, 7, 1))
+    with pytest.raises(ValueError, match="implementation='fft'"):
+        conv.Conv(2, implementation="fft").init(jax.random.key(0), x)
+
+
+@pytest.mark.parametrize("size", [28, 14, 7])
+def test_pooling_equals_flax(size):
+    """Values, and (no ties in random normals) the gradient."""
+    x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+    flax_pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")  # noqa: E731
+    np.testing.assert_array_equal(pooling.max_pool_ceil(x), flax_pool(x))
+    dy = jax.random.normal(jax.random.key(1), flax_pool(x).shape)
+    np.testing.assert_array_equal(jax.vjp(pooling.max_pool_ceil, x)[1](dy)[0],
+                                  jax.vjp(flax_pool, x)[1](dy)[0])
+
+
+def test_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
+    """Row-major first, as PyTorch's MaxPool2d; each window's gradient is not split."""
+    x = jnp.array([[1.0, 5.0, 0.0, 0.0, 2.0],
+                   [5.0, 5.0, 0.0, 0.0, 2.0]])[None, :, :, None]  # windows: 5s, 0s, ragged 2s
+    dy = jnp.array([[10.0, 20.0, 30.0]])[None, :, :, None]
+    grad = jax.vjp(pooling.max_pool_ceil, x)[1](dy)[0][0, :, :, 0]
+    np.testing.assert_array_equal(grad, [[0, 10, 20, 0, 30],
+                                         [0, 0, 0, 0, 0]])
+
+
+@pytest.mark.parametrize("implementation", ["patches", "xla"])
+@pytest.mark.parametrize("features", [4, 1])  # 1: factor**2 sub-pixel outputs < 5 inputs, taps
+@pytest.mark.parametrize("kernel_size, padding, size, factor", [
+    ((3, 3), "SAME", 14, 2), ((3, 3), "VALID", 8, 2), ((3, 3), "SAME", 4, 2),
+    ((3, 3), "SAME", 5, 3), ((5, 5), "VALID", 6, 2), ((2, 2), "SAME", 5, 2)])
+def test_upsampled_conv_equals_flax_conv_of_the_upsampled_input(kernel_size, padding, size,
+                                                               factor, features,
+                                                               implementation):
+    """Conv(upsample=k) computes at the low resolution; values and gradients must be those of
+    nn.Conv applied to the nearest up-sampling (np.repeat) of the input."""
+    x = jax.random.normal(jax.random.key(1), (3, size, size, 5))
+    upsample = lambda x: jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)  # noqa: E731
+    reference = nn.Conv(features, kernel_size, padding=padding)
+    params = reference.init(jax.random.key(2), upsample(x))
+    ours = conv.Conv(features, kernel_size, padding, implementation=implementation,
+                     upsample=factor)
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == \
+        jax.tree.map(jnp.shape, params)
+
+    def loss_and_grads(apply):
+        return jax.value_and_grad(lambda p, x: (apply(p, x) ** 2).sum(), (0, 1))(params, x)
+
+    ours_loss, ours_grads = loss_and_grads(ours.apply)
+    ref_loss, ref_grads = loss_and_grads(lambda p, x: reference.apply(p, upsample(x)))
+    np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, upsample(x)),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours_loss, ref_loss, rtol=1e-5)
+    for ours_leaf, ref_leaf in zip(jax.tree.leaves(ours_grads), jax.tree.leaves(ref_grads),
+                                   strict=True):
+        np.testing.assert_allclose(ours_leaf, ref_leaf, rtol=1e-4, atol=1e-3)
+
+
+def test_an_upsampled_conv_that_splits_blocks_is_refused():
+    x = jnp.zeros((1, 4, 4, 1))  # 3x3 VALID over 8x8 gives 6x6: whole 2x2 blocks, fine
+    conv.Conv(2, (3, 3), "VALID", upsample=2).init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match="not whole 2x2 blocks"):  # 2x2 VALID gives 7x7
+        conv.Conv(2, (2, 2), "VALID", upsample=2).init(jax.random.key(0), x)
+
+
+def test_tap_conv_gradients_keep_the_input_dtypes():
+    """A bfloat16 input under a float32 kernel: each gradient has its primal's dtype."""
+    x = jnp.ones((1, 5, 5, 8), jnp.bfloat16)
+    kernel = jnp.ones((3, 3, 8, 2), jnp.float32)
+    y, backward = jax.vjp(lambda x, k: conv.tap_conv2d(x, k, ((1, 1), (1, 1))), x, kernel)
+    dx, dkernel = backward(jnp.ones_like(y))
+    assert (dx.dtype, dkernel.dtype) == (jnp.bfloat16, jnp.float32)
+
+
+def _rounded(x: jax.Array) -> jax.Array:
+    return x.astype(jnp.bfloat16).astype(jnp.float32)
+
+
+def test_bfloat16_matmul_and_its_gradients_are_float32_matmuls_of_rounded_operands():
+    """Products of bfloat16 values are exact in float32, so only the order of the float32
+    sums may differ from a float32 matmul of the rounded operands."""
+    x = jax.random.normal(jax.random.key(0), (16, 40))
+    w = jax.random.normal(jax.random.key(1), (40, 24))
+    g = jax.random.normal(jax.random.key(2), (16, 24))
+    y, pullback = jax.vjp(precision.bfloat16_matmul, x, w)
+    dx, dw = pullback(g)
+    assert y.dtype == dx.dtype == dw.dtype == jnp.float32
+    np.testing.assert_allclose(y, _rounded(x) @ _rounded(w), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, _rounded(g) @ _rounded(w).T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, _rounded(x).T @ _rounded(g), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(y, x @ w, rtol=1e-5, atol=1e-5)  # the rounding is real
+
+
+def test_the_bfloat16_dense_layer_rounds_its_matmul_and_keeps_float32_parameters():
+    x = jax.random.normal(jax.random.key(0), (4, 30))
+    plain_layer, mixed_layer = (precision.dense_layer(d)(8) for d in ("float32", "bfloat16"))
+    params = plain_layer.init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, mixed_layer.init(jax.random.key(1), x)) == \
+        jax.tree.map(jnp.shape, params)
+    assert precision.dense_layer("float32") is nn.Dense
+    plain, mixed = plain_layer.apply(params, x), mixed_layer.apply(params, x)
+    expected = _rounded(x) @ _rounded(params["params"]["kernel"]) + params["params"]["bias"]
+    np.testing.assert_allclose(mixed, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(plain, x @ params["params"]["kernel"]
+                                  + params["params"]["bias"])
+    assert not np.array_equal(mixed, plain)
+
+
+def test_the_bfloat16_dot_general_leaves_other_contractions_to_xla():
+    a, b = jnp.ones((2, 3, 4)), jnp.ones((4, 5))
+    out = precision.bfloat16_dot_general(a, b, (((2,), (0,)), ((), ())))
+    assert out.shape == (2, 3, 5) and out.dtype == jnp.float32
+
+
+def test_an_unknown_compute_dtype_is_refused():
+    with pytest.raises(ValueError, match="compute dtype 'float16': choose one of float32"):
+        precision.dense_layer("float16")

@@ -1,0 +1,83 @@
+"""The layout keeps its promises: no import cycles, no plotting on the training path, the
+package list complete, and the kernels injected rather than chosen by name."""
+
+import ast
+import os
+import subprocess
+import sys
+
+import tomllib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "jaxae")
+
+
+def module_name(path: str) -> str:
+    relative = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+    return relative[:-len(".__init__")] if relative.endswith(".__init__") else relative
+
+
+def jaxae_modules() -> dict[str, str]:
+    found = {}
+    for directory, _, names in os.walk(PACKAGE):
+        for name in names:
+            if name.endswith(".py"):
+                path = os.path.join(directory, name)
+                found[module_name(path)] = path
+    return found
+
+
+def imports_of(path: str, modules: set[str], package: str) -> set[str]:
+    """The jaxae modules a file imports at module level (`from a import b` counts a.b when
+    that is a module, else a)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in modules}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module if node.level == 0 else package.rsplit(".", node.level - 1)[0]
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found.add(candidate if candidate in modules else base)
+    return found & modules
+
+
+def test_no_import_cycles():
+    modules = jaxae_modules()
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.endswith("__init__.py") else name.rsplit(".", 1)[0]
+        graph[name] = imports_of(path, set(modules), package) - {name}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            assert state.get(nxt) != 1, f"import cycle: {' -> '.join(trail + [node, nxt])}"
+            if nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+
+
+def test_training_loads_no_plotting_and_no_evaluation_extras():
+    code = ("import sys, train; "
+            "print(sorted(m for m in ('matplotlib', 'jaxae.evaluation.iwae', "
+            "'jaxae.evaluation.probe', 'jaxae.evaluation.pictures') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+
+
+def test_every_package_is_listed_for_installation():
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        listed = set(tomllib.load(f)["tool"]["setuptools"]["packages"])
+    packages = {module_name(os.path.join(d, "__init__.py")) for d, _, names in os.walk(PACKAGE)
+                if "__init__.py" in names}
+    assert listed == packages | {"jaxae.configs"}

@@ -1,0 +1,77 @@
+"""Images of any shape: models, tasks, training, evaluation and pictures on arrays that are
+not 28x28x1 (random pixels: these are shape tests; quality is measured on real images)."""
+
+import os
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from jaxae.config import base_config
+from jaxae.evaluation.evaluate import evaluate_workdir
+from jaxae.training.trainer import train_and_evaluate
+from tests.conftest import set_fields
+
+
+def write_npz(path, image_shape, num_train=32, num_test=16, num_classes=3):
+    rng = np.random.default_rng(0)
+    np.savez(path, train_images=rng.integers(0, 256, (num_train, *image_shape), np.uint8),
+             test_images=rng.integers(0, 256, (num_test, *image_shape), np.uint8),
+             train_labels=rng.integers(0, num_classes, num_train),
+             test_labels=rng.integers(0, num_classes, num_test),
+             class_names=np.array([f"class {c}" for c in range(num_classes)]))
+    return str(path)
+
+
+def tiny_array_config(path, **overrides):
+    config = base_config()
+    set_fields(config, {"data.name": "npz", "data.path": path, "train.batch_size": 8,
+                        "train.num_epochs": 1, "train.log_every_steps": 2,
+                        "eval.batch_size": 8, "eval.num_images": 4, "eval.iwae_samples": (1, 3),
+                        "eval.iwae_images": 8, "eval.manifold_size": 3, **overrides})
+    return config
+
+
+@pytest.mark.parametrize("image_shape", [(32, 32, 3), (64, 64, 1)])
+@pytest.mark.parametrize("model", [{"name": "conv_ae", "conv": "patches"},
+                                   {"name": "conv_vae", "latent_dim": 2}])
+def test_conv_models_train_and_evaluate_on_other_shapes(tmp_path, image_shape, model):
+    config = tiny_array_config(write_npz(tmp_path / "data.npz", image_shape),
+                               model=model, **{"objective.loss": "bce"})
+    workdir = str(tmp_path / "run")
+    state = train_and_evaluate(config, workdir)
+    assert int(state.step) == 4
+    result = evaluate_workdir(workdir)
+    assert result["test_images"] == 16 and np.isfinite(result["test_loss"])
+    expected = {"reconstructions.png", "samples.png", "latent_scatter.png"}
+    if model["name"] == "conv_vae":  # a 2-D latent: the manifold too
+        expected.add("manifold.png")
+        assert result["test_iwae_k1"] < 0
+    assert set(result["pictures"]) == expected
+    picture = matplotlib.image.imread(os.path.join(workdir, "eval", "reconstructions.png"))
+    colour = np.abs(picture[..., 0] - picture[..., 1]).max() > 0.05
+    assert colour == (image_shape[-1] == 3)  # colour images are drawn in colour
+
+
+@pytest.mark.parametrize("task, model", [
+    ({"task.name": "superresolve", "task.factor": 4}, {"name": "superres"}),
+    ({"task.name": "denoise", "task.corruption": "gaussian"}, {"name": "dense_ae"}),
+])
+def test_tasks_and_dense_models_at_another_shape(tmp_path, task, model):
+    config = tiny_array_config(write_npz(tmp_path / "data.npz", (16, 24, 3)), model=model,
+                               **task)
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    result = evaluate_workdir(workdir)
+    assert 0 < result["test_input_psnr"] < 40 and 0 < result["test_baseline_psnr"] < 40
+
+
+def test_a_factor_that_does_not_divide_the_images_is_one_line(tmp_path):
+    from jaxae.config import ConfigError
+
+    config = tiny_array_config(write_npz(tmp_path / "data.npz", (16, 24, 3)),
+                               model={"name": "superres"}, **{"task.name": "superresolve",
+                                                             "task.factor": 3})
+    with pytest.raises(ConfigError, match=r"config.task.factor=3 does not divide the 16x24 "
+                                          r"images: use one of 2, 4, 8"):
+        train_and_evaluate(config, str(tmp_path / "run"))
