@@ -1,9 +1,15 @@
 """Shared fixtures: real Fashion-MNIST prepared once per session, and tiny configs.
 
-Compiled programs are cached on disk for the session: many tests build the same small
-models, and XLA compilation, not training, is most of their time on a CPU.
+XLA compilation, not training, is most of a test's time on a CPU. So compiled programs are
+cached on disk for the session (many tests build the same small models), and the tests, and
+the processes they start, compile at XLA's backend optimisation level 0, which halves it.
+Nothing a test checks depends on that level: shapes, errors, values against references
+within tolerances, and bitwise repeatability and resume within one setting. The programs
+users run are compiled at XLA's default level; `tests/test_cli.py` trains and evaluates once
+at that level, and the lesson's figures come from it.
 """
 
+import os
 import time
 
 import jax
@@ -12,8 +18,17 @@ import pytest
 from jaxae.config import base_config, get
 from jaxae.data import load_dataset, sources
 
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
+def with_test_flags(xla_flags: str = "") -> str:
+    """XLA_FLAGS for a test process: the given flags and the tests' optimisation level."""
+    return f"{xla_flags} {TEST_XLA_FLAGS}".strip()
+
 
 def pytest_configure(config):
+    if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):  # before JAX starts its backend
+        os.environ["XLA_FLAGS"] = with_test_flags(os.environ.get("XLA_FLAGS", ""))
     pytest_cache = getattr(config, "cache", None)  # None under `-p no:cacheprovider`
     worker = getattr(config, "workerinput", {}).get("workerid", "main")  # pytest-xdist
     cache = pytest_cache.mkdir(f"jax_compilation_cache_{worker}") if pytest_cache else None

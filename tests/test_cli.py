@@ -7,24 +7,38 @@ import subprocess
 import sys
 import textwrap
 
+import jax
+
+from tests.conftest import TEST_XLA_FLAGS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(*args: str, cwd: str = ROOT) -> subprocess.CompletedProcess:
+def run(*args: str, cwd: str = ROOT, production: bool = False) -> subprocess.CompletedProcess:
+    """python *args; compiled programs are shared with this test process's cache (the
+    child runs while this process waits, so they never write it at the same time).
+    production: compile at XLA's default optimisation level, as users do, not the tests'."""
+    cache = jax.config.jax_compilation_cache_dir
+    env = {**os.environ, **({"JAX_COMPILATION_CACHE_DIR": cache,
+                             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"} if cache else {})}
+    if production:
+        env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(TEST_XLA_FLAGS, "").strip()
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
 
 
 def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_dir, tmp_path):
+    """As users run it: XLA's default optimisation level, not the tests' level 0."""
     workdir = str(tmp_path / "run")
     trained = run("train.py", "--config=configs/test.py", f"--workdir={workdir}",
-                  f"--config.data.tfds_dir={fashion_tfds_dir}", "--config.model.latent_dim=2")
+                  f"--config.data.tfds_dir={fashion_tfds_dir}", "--config.model.latent_dim=2",
+                  production=True)
     assert trained.returncode == 0, trained.stderr[-2000:]
     saved = sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int)
     assert saved == ["16", "32"]  # one per epoch of 16 steps
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["model"]["latent_dim"] == 2
-    evaluated = run("evaluate.py", f"--workdir={workdir}")
+    evaluated = run("evaluate.py", f"--workdir={workdir}", production=True)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert "evaluating the checkpoint at step 32" in evaluated.stdout
     with open(os.path.join(workdir, "eval", "metrics.json")) as f:

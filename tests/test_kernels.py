@@ -1,6 +1,8 @@
 """Kernels: convolutions as matmuls, pooling as elementwise passes, bfloat16 matmuls; each
 against the reference it replaces (values and gradients)."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -24,11 +26,16 @@ def test_max_pool_keeps_the_ragged_edge():
     assert float(pooled[0, 3, 3, 0]) == 48.0  # the lone last pixel is its own window
 
 
-@pytest.mark.parametrize("implementation", ["patches", "xla"])
-@pytest.mark.parametrize("features", [4, 8])  # fewer outputs than the 5 inputs (by taps), more
-@pytest.mark.parametrize("kernel_size, padding, size", [
-    ((3, 3), "SAME", 28), ((3, 3), "VALID", 16), ((5, 5), "SAME", 14), ((3, 3), "SAME", 7),
-    ((2, 3), "SAME", 9)])
+# Every shape for the patches and taps (ours); XLA's own convolution needs only the padding
+# it is handed checked, once per kind.
+CONV_CASES = [  # (kernel_size, padding, size, features); 4 < 5 inputs: taps, 8: patches
+    *[(k, p, s, f, "patches") for k, p, s in [((3, 3), "SAME", 28), ((3, 3), "VALID", 16),
+                                             ((5, 5), "SAME", 14), ((3, 3), "SAME", 7),
+                                             ((2, 3), "SAME", 9)] for f in (4, 8)],
+    ((2, 3), "SAME", 9, 8, "xla"), ((3, 3), "VALID", 16, 4, "xla")]
+
+
+@pytest.mark.parametrize("kernel_size, padding, size, features, implementation", CONV_CASES)
 def test_conv_equals_flax_conv_with_the_same_parameters(kernel_size, padding, size, features,
                                                         implementation):
     """Values, and gradients for the parameters and the input (the hand-written backward
@@ -37,15 +44,26 @@ def test_conv_equals_flax_conv_with_the_same_parameters(kernel_size, padding, si
     reference = nn.Conv(features, kernel_size, padding=padding)
     params = reference.init(jax.random.key(2), x)
     ours = conv.Conv(features, kernel_size, padding, implementation=implementation)
-    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == \
+    assert jax.tree.map(jnp.shape, jax.eval_shape(ours.init, jax.random.key(2), x)) == \
         jax.tree.map(jnp.shape, params)
-    np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x),
-                               rtol=1e-5, atol=1e-5)
-    grads = lambda model: jax.grad(  # noqa: E731
-        lambda p, x: (jnp.sin(model.apply(p, x)) ** 2).sum(), (0, 1))(params, x)
-    for ours_leaf, ref_leaf in zip(jax.tree.leaves(grads(ours)),
-                                   jax.tree.leaves(grads(reference)), strict=True):
+    (ours_y, ours_grads), (ref_y, ref_grads) = (values_and_gradients(model, params, x)
+                                                for model in (ours, reference))
+    np.testing.assert_allclose(ours_y, ref_y, rtol=1e-5, atol=1e-5)
+    for ours_leaf, ref_leaf in zip(jax.tree.leaves(ours_grads), jax.tree.leaves(ref_grads),
+                                   strict=True):
         np.testing.assert_allclose(ours_leaf, ref_leaf, rtol=1e-4, atol=1e-4)
+
+
+def values_and_gradients(model, params, x, transform=lambda x: x):
+    """(output, gradients for the parameters and the input) of a loss on the output, in one
+    compiled program (op-by-op dispatch would compile every operation on its own)."""
+
+    @jax.jit
+    def run(params, x):
+        loss = lambda p, x: (jnp.sin(model.apply(p, transform(x))) ** 2).sum()  # noqa: E731
+        return model.apply(params, transform(x)), jax.grad(loss, (0, 1))(params, x)
+
+    return run(params, x)
 
 
 def test_unknown_conv_implementation_is_refused():
@@ -59,10 +77,16 @@ def test_pooling_equals_flax(size):
     """Values, and (no ties in random normals) the gradient."""
     x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
     flax_pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")  # noqa: E731
-    np.testing.assert_array_equal(pooling.max_pool_ceil(x), flax_pool(x))
     dy = jax.random.normal(jax.random.key(1), flax_pool(x).shape)
-    np.testing.assert_array_equal(jax.vjp(pooling.max_pool_ceil, x)[1](dy)[0],
-                                  jax.vjp(flax_pool, x)[1](dy)[0])
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def value_and_gradient(pool, x, dy):
+        y, pullback = jax.vjp(pool, x)
+        return y, pullback(dy)[0]
+
+    ours, reference = (value_and_gradient(p, x, dy) for p in (pooling.max_pool_ceil, flax_pool))
+    np.testing.assert_array_equal(ours[0], reference[0])
+    np.testing.assert_array_equal(ours[1], reference[1])
 
 
 def test_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
@@ -75,11 +99,16 @@ def test_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
                                          [0, 0, 0, 0, 0]])
 
 
-@pytest.mark.parametrize("implementation", ["patches", "xla"])
-@pytest.mark.parametrize("features", [4, 1])  # 1: factor**2 sub-pixel outputs < 5 inputs, taps
-@pytest.mark.parametrize("kernel_size, padding, size, factor", [
-    ((3, 3), "SAME", 14, 2), ((3, 3), "VALID", 8, 2), ((3, 3), "SAME", 4, 2),
-    ((3, 3), "SAME", 5, 3), ((5, 5), "VALID", 6, 2), ((2, 2), "SAME", 5, 2)])
+UPSAMPLED_CASES = [  # (kernel_size, padding, size, factor, features); 1: factor**2 outputs
+    *[(k, p, s, r, f, "patches") for k, p, s, r in [  # < 5 inputs, by taps
+        ((3, 3), "SAME", 14, 2), ((3, 3), "VALID", 8, 2), ((3, 3), "SAME", 4, 2),
+        ((3, 3), "SAME", 5, 3), ((5, 5), "VALID", 6, 2), ((2, 2), "SAME", 5, 2)]
+      for f in (4, 1)],
+    ((3, 3), "VALID", 8, 2, 4, "xla"), ((2, 2), "SAME", 5, 2, 1, "xla")]
+
+
+@pytest.mark.parametrize("kernel_size, padding, size, factor, features, implementation",
+                         UPSAMPLED_CASES)
 def test_upsampled_conv_equals_flax_conv_of_the_upsampled_input(kernel_size, padding, size,
                                                                factor, features,
                                                                implementation):
@@ -91,17 +120,11 @@ def test_upsampled_conv_equals_flax_conv_of_the_upsampled_input(kernel_size, pad
     params = reference.init(jax.random.key(2), upsample(x))
     ours = conv.Conv(features, kernel_size, padding, implementation=implementation,
                      upsample=factor)
-    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(2), x)) == \
+    assert jax.tree.map(jnp.shape, jax.eval_shape(ours.init, jax.random.key(2), x)) == \
         jax.tree.map(jnp.shape, params)
-
-    def loss_and_grads(apply):
-        return jax.value_and_grad(lambda p, x: (apply(p, x) ** 2).sum(), (0, 1))(params, x)
-
-    ours_loss, ours_grads = loss_and_grads(ours.apply)
-    ref_loss, ref_grads = loss_and_grads(lambda p, x: reference.apply(p, upsample(x)))
-    np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, upsample(x)),
-                               rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(ours_loss, ref_loss, rtol=1e-5)
+    ours_y, ours_grads = values_and_gradients(ours, params, x)
+    ref_y, ref_grads = values_and_gradients(reference, params, x, transform=upsample)
+    np.testing.assert_allclose(ours_y, ref_y, rtol=1e-5, atol=1e-5)
     for ours_leaf, ref_leaf in zip(jax.tree.leaves(ours_grads), jax.tree.leaves(ref_grads),
                                    strict=True):
         np.testing.assert_allclose(ours_leaf, ref_leaf, rtol=1e-4, atol=1e-3)

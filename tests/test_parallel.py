@@ -19,6 +19,7 @@ from jaxae import config as config_lib
 from jaxae.data import batches
 from jaxae.keys import derive_keys
 from jaxae.training import steps
+from tests.conftest import with_test_flags
 
 MNIST = (28, 28, 1)
 
@@ -102,7 +103,7 @@ def test_eight_devices_follow_the_single_device_loss_curve(fashion_tfds_dir, tmp
     one = _train(tmp_path / "one", fashion_tfds_dir)
     _finish(one)
     eight = _train(tmp_path / "eight", fashion_tfds_dir,
-                   {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+                   {"XLA_FLAGS": with_test_flags("--xla_force_host_platform_device_count=8")})
     out = _finish(eight)
     assert "8 devices" in out
     np.testing.assert_allclose(_losses(tmp_path / "eight"), _losses(tmp_path / "one"),

@@ -27,7 +27,7 @@ def tiny_array_config(path, **overrides):
     config = base_config()
     set_fields(config, {"data.name": "npz", "data.path": path, "train.batch_size": 8,
                         "train.num_epochs": 1, "train.log_every_steps": 2,
-                        "eval.batch_size": 8, "eval.num_images": 4, "eval.iwae_samples": (1, 3),
+                        "eval.batch_size": 8, "eval.num_images": 4, "eval.iwae_samples": (1,),
                         "eval.iwae_images": 8, "eval.manifold_size": 3, **overrides})
     return config
 

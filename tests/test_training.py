@@ -107,16 +107,13 @@ def test_short_training_lowers_the_test_loss(tiny_config, tmp_path):
     assert after < 0.6 * before, f"test MSE went from {before:.4f} to only {after:.4f}"
 
 
-@pytest.mark.parametrize("overrides, input_row", [
-    ({"model": {"name": "conv_ae"}, "objective.loss": "bce"}, None),
+@pytest.mark.parametrize("overrides, input_row", [  # conv AE and VAE: tests/test_shapes.py
     ({"model": {"name": "deep_ae", "latent_dim": 30}}, None),
     ({"model.latent_dim": 940, "task.name": "denoise"}, "input\n(dropout)"),
     ({"model.latent_dim": 940, "task.name": "denoise", "task.corruption": "gaussian"},
      "input\n(gaussian)"),
     ({"model": {"name": "superres"}, "objective.loss": "bce", "task.name": "superresolve",
       "task.factor": 4}, "input\n7x7"),
-    ({"model": {"name": "conv_vae", "latent_dim": 4}, "eval.iwae_samples": (1, 5),
-      "eval.iwae_images": 64}, None),
     ({"model": {"name": "cvae", "latent_dim": 4}, "eval.iwae_samples": (1,),
       "eval.iwae_images": 64}, None),
 ])

@@ -59,8 +59,9 @@ def evaluate_workdir(workdir: str, step: int | None = None) -> dict:
     task = config_lib.make_task(config)
     model = build.make_model(config, data.image_shape, data.num_classes)
     objective = build.make_objective(config, model)
-    state = steps.create_train_state(model, build.make_optimizer(config), task.input_shape(
-        data.image_shape), keys.init, build.init_scheme(config))
+    state = jax.eval_shape(lambda: steps.create_train_state(  # shapes only: nothing computed
+        model, build.make_optimizer(config), task.input_shape(data.image_shape), keys.init,
+        build.init_scheme(config)))
     if step is None:  # the newest checkpoint that restores; damaged ones are named and skipped
         state = checkpoints.restore_newest_intact(manager, state)
     else:

@@ -8,6 +8,8 @@ and its parameters, and branches only on what the model declares.
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -26,24 +28,31 @@ def deterministic_codes(model: nn.Module, params: dict, images: jax.Array,
     return code.reshape(code.shape[0], -1)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _codes(model: nn.Module, params: dict, images_u8: jax.Array, labels: jax.Array
+           ) -> jax.Array:
+    return deterministic_codes(model, params, to_float(images_u8), labels)
+
+
 def encode(model: nn.Module, params: dict, images_u8: np.ndarray, labels: np.ndarray,
            batch_size: int = 1000) -> np.ndarray:
     """Codes [N, D] of clean uint8 images (`deterministic_codes`), in batches."""
-
-    @jax.jit
-    def codes(images, labels):
-        return deterministic_codes(model, params, to_float(images), labels)
-
-    parts = [codes(images_u8[i:i + batch_size], labels[i:i + batch_size])
+    parts = [_codes(model, params, images_u8[i:i + batch_size], labels[i:i + batch_size])
              for i in range(0, len(images_u8), batch_size)]
     return np.concatenate([np.asarray(p) for p in parts])
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _decoded_images(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | None
+                    ) -> jax.Array:
+    return jax.nn.sigmoid(model.apply({"params": params}, z, labels=labels, method="decode"))
+
+
 def decode(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | None = None
            ) -> np.ndarray:
-    """Images [N, H, W, C] in [0, 1] decoded from codes z."""
-    logits = model.apply({"params": params}, z, labels=labels, method="decode")
-    return np.asarray(jax.nn.sigmoid(logits))
+    """Images [N, H, W, C] in [0, 1] decoded from codes z (one compiled program per model
+    and shape: decoding op by op would compile every operation on its own)."""
+    return np.asarray(_decoded_images(model, params, z, labels))
 
 
 def prior_samples(model: nn.Module, params: dict, key: jax.Array, num: int,
@@ -64,9 +73,14 @@ def class_samples(model: nn.Module, params: dict, key: jax.Array, per_class: int
 def perturbed_code_samples(model: nn.Module, params: dict, images_u8: np.ndarray,
                            key: jax.Array) -> np.ndarray:
     """Plain-AE generation, as in the material: decode code * (1 + N(0, 1) noise)."""
-    code = model.apply({"params": params}, to_float(images_u8), method="encode")
+    code = _code(model, params, images_u8)
     noisy = code * (1 + jax.random.normal(key, code.shape))
     return decode(model, params, noisy)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _code(model: nn.Module, params: dict, images_u8: jax.Array) -> jax.Array:
+    return model.apply({"params": params}, to_float(images_u8), method="encode")
 
 
 def manifold_coordinates(variational: bool, size: int, codes: np.ndarray | None = None

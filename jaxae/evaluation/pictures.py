@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import flax.linen as nn
@@ -40,7 +41,7 @@ def reconstruction_rows(model: nn.Module, task: Task, params: dict, split: Split
     images, labels = split.images[:num_images], split.labels[:num_images]
     example_key, _ = jax.random.split(jax.random.fold_in(key, 0))  # as batch 0 of evaluation
     inputs, targets = task.make_example(images, example_key)
-    logits, _ = model.apply({"params": params}, inputs, labels=labels, sample=False)
+    logits = _mean_logits(model, params, inputs, labels)
     image_shape = targets.shape[1:]
     rows = []
     if task.shows_input:
@@ -49,6 +50,13 @@ def reconstruction_rows(model: nn.Module, task: Task, params: dict, split: Split
                  (task.baseline_name, np.asarray(task.baseline(inputs, image_shape)))]
     return rows + [("output", np.asarray(jax.nn.sigmoid(logits))),
                    ("original", np.asarray(targets))]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _mean_logits(model: nn.Module, params: dict, inputs: jax.Array, labels: jax.Array
+                 ) -> jax.Array:
+    """The reconstruction's logits, z = z_mean for a variational model."""
+    return model.apply({"params": params}, inputs, labels=labels, sample=False)[0]
 
 
 def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, num_images: int

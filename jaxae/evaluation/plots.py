@@ -21,26 +21,42 @@ def _show(ax, image_HxWxC: np.ndarray) -> None:
         ax.imshow(image, interpolation="nearest")
 
 
+def _enlarged(image_HxWxC: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An image repeated into blocks of a larger cell (nearest neighbour), as float [h, w, C]."""
+    image = np.asarray(image_HxWxC, np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    rows, cols = height // image.shape[0], width // image.shape[1]
+    return np.repeat(np.repeat(image, rows, axis=0), cols, axis=1)
+
+
 def image_rows(rows: list[tuple[str, np.ndarray]], title: str, path: str) -> None:
     """Saves a grid: one row per (label, images [N, H, W(, C)] in [0, 1]), label on the left.
 
     Rows may have different resolutions (a 14x14 input above a 28x28 output): each image is
-    drawn in the same cell size, so a low-resolution input is shown enlarged, as blocks.
+    drawn in the same cell size, so a low-resolution input is shown enlarged, as blocks. The
+    grid is one canvas with a 2-pixel white gutter, drawn in a single image call.
     """
     num_cols = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(len(rows), num_cols, squeeze=False,
-                             figsize=(1.0 * num_cols + 1.2, 1.05 * len(rows) + 0.6))
-    for r, (label, images) in enumerate(rows):
-        for c in range(num_cols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if c < len(images):
-                _show(ax, images[c])
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
-    fig.suptitle(title, fontsize=11)
+    height = max(images.shape[1] for _, images in rows)
+    width = max(images.shape[2] for _, images in rows)
+    channels = max(1 if images.ndim == 3 else images.shape[-1] for _, images in rows)
+    gap = 2
+    canvas = np.ones((len(rows) * (height + gap) - gap, num_cols * (width + gap) - gap,
+                      channels), np.float32)
+    for r, (_, images) in enumerate(rows):
+        for c, image in enumerate(images[:num_cols]):
+            top, left = r * (height + gap), c * (width + gap)
+            canvas[top:top + height, left:left + width] = _enlarged(image, height, width)
+    fig, ax = plt.subplots(figsize=(1.0 * num_cols + 1.2, 1.05 * len(rows) + 0.6))
+    _show(ax, canvas)
+    ax.set_xticks([])
+    ax.set_yticks([r * (height + gap) + height / 2 for r in range(len(rows))],
+                  [label for label, _ in rows], fontsize=10)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -70,11 +70,19 @@ def _check_finite(metrics: dict[str, float], step: int, what: str = "") -> None:
                 "lower --config.optim.learning_rate")
 
 
-def _restore_or_init(manager, state: steps.TrainState, workdir: str) -> steps.TrainState:
-    """Resume order: the newest intact checkpoint in the workdir, else the fresh state."""
-    restored = checkpoints.restore_newest_intact(manager, state)
+def _restore_or_init(manager, fresh: Callable[[], steps.TrainState], mesh, workdir: str
+                     ) -> steps.TrainState:
+    """Resume order: the newest intact checkpoint in the workdir, else the fresh state.
+
+    The checkpoint is read into the fresh state's shapes (`jax.eval_shape`), so a resumed
+    run never computes (nor compiles) an initialisation it would throw away.
+    """
+    sharding = parallel.replicated(mesh)
+    like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                        jax.eval_shape(fresh))
+    restored = checkpoints.restore_newest_intact(manager, like)
     if restored is None:
-        return state
+        return parallel.put_replicated(fresh(), mesh)
     if parallel.is_main_process():
         print(f"resumed from the checkpoint at step {int(restored.step)} in {workdir}",
               flush=True)
@@ -180,11 +188,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                        train_config.keep_checkpoints)
     steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
     total_steps = steps_per_epoch * train_config.num_epochs
-    fresh = parallel.put_replicated(
-        steps.create_train_state(model, build.make_optimizer(config, total_steps),
-                                 task.input_shape(data.image_shape), keys.init,
-                                 build.init_scheme(config)), mesh)
-    state = _restore_or_init(manager, fresh, workdir)
+    def fresh() -> steps.TrainState:
+        return steps.create_train_state(model, build.make_optimizer(config, total_steps),
+                                        task.input_shape(data.image_shape), keys.init,
+                                        build.init_scheme(config))
+
+    state = _restore_or_init(manager, fresh, mesh, workdir)
     writer = MetricWriter(workdir) if main else None
     if writer:
         writer.drop_after(int(state.step))  # records of steps a restart will run again
