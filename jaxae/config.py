@@ -35,6 +35,7 @@ from jaxae.tasks import TASKS, Task
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
+STREAMING = ("auto", "memory", "stream")
 CONFIG_VERSION = 2  # config.json layout: 1 was the flat config of jaxae 0.1
 
 
@@ -55,11 +56,15 @@ def base_config() -> ml_collections.ConfigDict:
         "name": "fashion_mnist",  # "fashion_mnist", "mnist" or "npz" (jaxae.data)
         "data_dir": config_dict.placeholder(str),  # folder of the 4 IDX .gz files (offline)
         "tfds_dir": config_dict.placeholder(str),  # TFDS data dir; default: TFDS's own
-        "path": config_dict.placeholder(str),  # npz: the file of arrays
+        "path": config_dict.placeholder(str),  # npz: the file of arrays; folder: the folder
+        "image_size": config_dict.placeholder(int),  # resize + centre-crop to SxS (None: as is)
+        "channels": config_dict.placeholder(int),  # 1 (grey) or 3 (RGB) (None: as stored)
         "train_size": config_dict.placeholder(int),  # use only the first N training images
         "test_size": config_dict.placeholder(int),  # use only the first N test images
         "val_size": 0,  # images carved (deterministically) from the training split
         "binarize": "none",  # Bernoulli targets: "static" (one fixed draw) or "dynamic"
+        "streaming": "auto",  # "memory", "stream" (Grain), or "auto": stream what exceeds
+        "memory_budget_mb": 2048,  # the device memory the training images may take
     })
     c.task = ml_collections.ConfigDict({
         "name": "reconstruct",  # "reconstruct", "denoise" or "superresolve" (jaxae.tasks)
@@ -289,6 +294,12 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
         _positive_int(config, f"data.{field}", optional=True)
     val = config.data.val_size
     _require(_is_int(val) and val >= 0, f"config.data.val_size={val!r} must be an integer >= 0")
+    _choice(config, "data.streaming", STREAMING)
+    _positive_int(config, "data.image_size", optional=True)
+    _positive_int(config, "data.memory_budget_mb")
+    channels = config.data.channels
+    _require(channels in (None, 1, 3),
+             f"config.data.channels={channels!r} must be 1 (grey) or 3 (RGB), or unset")
 
 
 def check_batch_splits(batch_size: int, num_devices: int) -> None:
