@@ -285,14 +285,16 @@ def test_offline_fashion_mnist_from_debian(prepared: tuple, raw: dict) -> None:
 def test_second_load_reuses_prepared(
     prepared: tuple, tfds_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A second load reads the prepared files: no IDX lookup, no preparation."""
+    """A second load reads the prepared files: no IDX lookup, no preparation (a folder the
+    user names is checked against the prepared set: tests/test_datasets.py)."""
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("must not prepare or look for IDX files again")
 
     monkeypatch.setattr(sources, "_prepare", fail)
     monkeypatch.setattr(sources, "find_idx_dir", fail)
+    monkeypatch.delenv(sources.env_var("fashion_mnist"), raising=False)
     start = time.perf_counter()
-    dataset = load_dataset("fashion_mnist", data_dir="/ignored", tfds_dir=str(tfds_dir))
+    dataset = load_dataset("fashion_mnist", tfds_dir=str(tfds_dir))
     print(f"load prepared fashion_mnist: {time.perf_counter() - start:.2f} s")
     assert "prepared earlier" in dataset.source
     np.testing.assert_array_equal(dataset.test_images, prepared[0].test_images)

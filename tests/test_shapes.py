@@ -53,6 +53,31 @@ def test_conv_models_train_and_evaluate_on_other_shapes(tmp_path, image_shape, m
     assert colour == (image_shape[-1] == 3)  # colour images are drawn in colour
 
 
+def test_colour_pictures_and_many_classes(tmp_path):
+    """RGB grids (reconstructions, samples) and manifolds are drawn in colour; with more
+    classes than a palette has colours, each class keeps its own colour and marker, and the
+    legend (class names from the data) is drawn in columns."""
+    from jaxae.evaluation import plots
+
+    red = np.zeros((3, 8, 8, 3))
+    red[..., 0] = 1.0
+    plots.image_rows([("row", red)], "t", str(tmp_path / "rows.png"))
+    plots.manifold(red.reshape(3, 1, 8, 8, 3).repeat(3, axis=1), np.arange(3), np.arange(3),
+                   "t", str(tmp_path / "manifold.png"))
+    for name in ("rows.png", "manifold.png"):
+        picture = matplotlib.image.imread(str(tmp_path / name))
+        assert np.abs(picture[..., 0] - picture[..., 1]).max() > 0.9, name
+    names = tuple(f"class number {c}" for c in range(45))
+    styles = plots.class_styles(len(names))
+    assert len(set(styles)) == len(names)
+    assert plots.class_styles(10) == [(plots.plt.get_cmap("tab10")(c), "o") for c in range(10)]
+    rng = np.random.default_rng(0)
+    path = str(tmp_path / "scatter.png")
+    plots.latent_scatter(rng.normal(size=(450, 2)), np.arange(450) % 45, names, "t", path,
+                         ("a", "b"))
+    assert matplotlib.image.imread(path).shape[1] > 850  # widened for two legend columns
+
+
 @pytest.mark.parametrize("task, model", [
     ({"task.name": "superresolve", "task.factor": 4}, {"name": "superres"}),
     ({"task.name": "denoise", "task.corruption": "gaussian"}, {"name": "dense_ae"}),

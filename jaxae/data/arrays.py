@@ -1,15 +1,22 @@
-"""Data sets from arrays: a `.npz` file, or numpy arrays handed over by the caller."""
+"""Data sets from arrays: a `.npz` file, or numpy arrays handed over by the caller.
+
+They are held in host memory; a training split larger than the memory budget is streamed to
+the device from there (`jaxae.data.streaming`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from jaxae.data.dataset import Dataset, should_stream, training_bytes
 from jaxae.data.idx import DataError
-from jaxae.data.sources import Dataset
+from jaxae.data.images import ImageOptions
+from jaxae.data.records import InMemorySource, RecordArray, arrays_sha256
 
 NPZ_KEYS = "train_images, test_images and optionally train_labels, test_labels, class_names"
 
@@ -30,8 +37,10 @@ def _images(name: str, array: np.ndarray, where: str) -> np.ndarray:
 def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
                 train_labels: np.ndarray | None = None, test_labels: np.ndarray | None = None,
                 class_names: Sequence[str] | None = None, *, name: str = "arrays",
-                source: str = "arrays given in memory") -> Dataset:
-    """A Dataset from uint8 image arrays; without labels every image is class 0."""
+                source: str = "arrays given in memory", fingerprint: str | None = None
+                ) -> Dataset:
+    """A Dataset from uint8 image arrays; without labels every image is class 0. Its
+    fingerprint (unless given) is a hash of the arrays."""
     train = _images("train_images", np.asarray(train_images), source)
     test = _images("test_images", np.asarray(test_images), source)
     if train.shape[1:] != test.shape[1:]:
@@ -52,13 +61,19 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
                         f"{num_classes - 1} but {len(names)} class names are given")
     for array in (train, test, *labels):
         array.setflags(write=False)
+    if fingerprint is None:
+        fingerprint = "arrays-sha256:" + arrays_sha256(train, labels[0], test, labels[1])
     return Dataset(name=name, train_images=train, train_labels=labels[0], test_images=test,
-                   test_labels=labels[1], class_names=names, source=source)
+                   test_labels=labels[1], class_names=names, source=source,
+                   fingerprint=fingerprint)
 
 
-def load_npz(path: str) -> Dataset:
+def load_npz(path: str, *, image_size: int | None = None, channels: int | None = None,
+             streaming: str = "memory", memory_budget_mb: float | None = None) -> Dataset:
     """A Dataset from a .npz file holding train_images and test_images (uint8 [N, H, W(, C)])
-    and optionally train_labels, test_labels and class_names."""
+    and optionally train_labels, test_labels and class_names; resized and converted as
+    `image_size` and `channels` ask. Streamed (`streaming`, `memory_budget_mb`), its training
+    split stays in host memory and is sent to the device batch by batch."""
     if not path:
         raise DataError("data set npz needs a file: set --config.data.path=FILE.npz")
     if not os.path.isfile(path):
@@ -74,9 +89,22 @@ def load_npz(path: str) -> Dataset:
     if missing:
         raise DataError(f"npz file {path} has no {', '.join(missing)}: it must hold {NPZ_KEYS}")
     with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        digest = hashlib.sha256(f.read()).hexdigest()
     names = arrays.get("class_names")
-    return from_arrays(arrays["train_images"], arrays["test_images"],
+    options = ImageOptions(image_size, channels)
+    images = {}
+    for key in ("train_images", "test_images"):
+        array = _images(key, np.asarray(arrays[key]), path)
+        images[key] = options.apply(array)
+    change = options.describe(_images("train_images", arrays["train_images"], path).shape[1:])
+    data = from_arrays(images["train_images"], images["test_images"],
                        arrays.get("train_labels"), arrays.get("test_labels"),
                        None if names is None else [str(n) for n in names], name="npz",
-                       source=f"{os.path.abspath(path)} (sha256 {digest})")
+                       source=f"{os.path.abspath(path)} (sha256 {digest[:12]})"
+                       + (f", {change}" if change else ""), fingerprint=f"sha256:{digest}")
+    if not should_stream(streaming, training_bytes(len(data.train_images), data.image_shape),
+                         memory_budget_mb):
+        return data
+    train = RecordArray(InMemorySource(data.train_images, data.train_labels, path))
+    return dataclasses.replace(data, train_images=train, train_labels=train.with_field("label"),
+                               streaming=streaming, memory_budget_mb=memory_budget_mb)

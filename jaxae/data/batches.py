@@ -42,13 +42,20 @@ def gather_batch(arrays: dict[str, jax.Array], order: jax.Array, index: jax.Arra
 take_batch = jax.jit(gather_batch, static_argnums=3)  # the same, as its own dispatch
 
 
+def validation_indices(num_examples: int, val_size: int, data_key: jax.Array
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) indices, each sorted: `val_size` examples carved from the
+    training split with a fixed permutation of the data key."""
+    key = jax.random.fold_in(data_key, VALIDATION_STREAM)
+    order = np.asarray(jax.random.permutation(key, num_examples))
+    return np.sort(order[val_size:]), np.sort(order[:val_size])
+
+
 def split_validation(images: np.ndarray, labels: np.ndarray, val_size: int,
                      data_key: jax.Array) -> tuple[tuple[np.ndarray, np.ndarray],
                                                    tuple[np.ndarray, np.ndarray]]:
     """Carves `val_size` examples from the training split with a fixed permutation."""
-    key = jax.random.fold_in(data_key, VALIDATION_STREAM)
-    order = np.asarray(jax.random.permutation(key, len(images)))
-    train_idx, val_idx = np.sort(order[val_size:]), np.sort(order[:val_size])
+    train_idx, val_idx = validation_indices(len(images), val_size, data_key)
     return (images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx])
 
 

@@ -1,11 +1,14 @@
 """TFDS builder `jaxae_images`: MNIST and Fashion-MNIST as raw uint8 arrays in array_record files.
 
-Needs no TensorFlow: images are stored as plain uint8 tensors, read back with `tfds.data_source`.
+Needs no TensorFlow: images are stored as plain uint8 tensors, read back without it. The
+prepared folder records the fingerprint of the IDX files it was made from
+(`records.SOURCE_FILE`), so a later run given other files notices.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +16,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxae.data import idx
+from jaxae.data.records import (
+    arrays_sha256,
+    files_entries,
+    manual_dir_or_none,
+    sha256_json,
+    write_source_record,
+)
 
 MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -25,6 +35,7 @@ FASHION_MNIST_CLASS_NAMES = (
 
 # (file name, size in bytes, sha256) of the canonical downloads; the same values TFDS registers
 # for its own `mnist` and `fashion_mnist` builders (tensorflow_datasets/url_checksums/*.txt).
+# Files with these checksums given under the other name are refused (`identify_idx_files`).
 MNIST_FILES = (
     ("train-images-idx3-ubyte.gz", 9912422,
      "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
@@ -45,6 +56,38 @@ FASHION_MNIST_FILES = (
     ("t10k-labels-idx1-ubyte.gz", 5148,
      "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
 )
+
+
+# The first ten labels of each split of the full data sets (60,000 / 10,000 images): files that
+# were recompressed or unpacked have other checksums, but their labels still say what they are.
+KNOWN_FIRST_LABELS = {
+    "mnist": {"train": (5, 0, 4, 1, 9, 2, 1, 3, 1, 4), "test": (7, 2, 1, 0, 4, 1, 4, 9, 5, 9)},
+    "fashion_mnist": {"train": (9, 0, 0, 3, 0, 2, 7, 2, 5, 5),
+                      "test": (9, 2, 1, 1, 6, 1, 4, 6, 5, 7)},
+}
+FULL_SIZES = {"train": 60000, "test": 10000}
+
+
+def idx_fingerprint(entries: list[list]) -> str:
+    """The fingerprint of IDX files from their sorted [name, size, sha256]: a folder holding
+    the published files has the fingerprint of the download."""
+    return "idx-files-sha256:" + sha256_json(entries)
+
+
+def idx_content_sha256(splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """sha256 of the decoded images (uint8 [N, 28, 28]) and labels (int64) of both splits:
+    the same for the same data however it is packed."""
+    arrays = []
+    for split in idx.SPLIT_FILES:
+        images, labels = splits[split]
+        arrays += [np.asarray(images, np.uint8).reshape(-1, *idx.IMAGE_SHAPE),
+                   np.asarray(labels, np.int64)]
+    return arrays_sha256(*arrays)
+
+
+def published_entries(config: JaxaeImagesConfig) -> list[list]:
+    """[name, size, sha256] of a data set's published files, as `files_entries` lists them."""
+    return sorted([name, size, sha] for name, size, sha in config.files)
 
 
 @dataclasses.dataclass
@@ -127,34 +170,33 @@ class JaxaeImages(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
-        """Take the IDX files from manual_dir when it is set, otherwise download them."""
+        """Take the IDX files from manual_dir when it is set, otherwise download them; record
+        their fingerprint in the folder being prepared."""
         config: JaxaeImagesConfig = self.builder_config
-        manual_dir = self._manual_dir_or_none(dl_manager)
+        manual_dir = manual_dir_or_none(dl_manager)
         if manual_dir is not None:
             paths = idx.idx_file_paths(manual_dir)
+            names = [os.path.basename(p) for pair in paths.values() for p in pair]
+            fingerprint = idx_fingerprint(files_entries(manual_dir, names))
+            source = f"IDX files in {os.path.abspath(manual_dir)}"
         else:
             files = dl_manager.download(config.urls())
             paths = {
                 split: tuple(str(files[stem + ".gz"]) for stem in stems)
                 for split, stems in idx.SPLIT_FILES.items()
             }
-        return {split: self._generate_examples(*pair) for split, pair in paths.items()}
-
-    @staticmethod
-    def _manual_dir_or_none(dl_manager: tfds.download.DownloadManager) -> str | None:
-        """Return the manual_dir when the user gave one that exists, else None (then download)."""
-        try:
-            manual_dir = dl_manager.manual_dir
-        except AssertionError:
-            return None
-        if manual_dir is None or not manual_dir.exists():
-            return None
-        return str(manual_dir)
+            fingerprint = idx_fingerprint(published_entries(config))
+            source = f"the published files from {config.base_url}"
+        if fingerprint == idx_fingerprint(published_entries(config)):
+            source += f" (the published {config.title} files)"
+        splits = {split: idx.read_idx_split(*pair) for split, pair in paths.items()}
+        write_source_record(self, fingerprint=fingerprint, source=source,
+                            content_sha256=idx_content_sha256(splits))
+        return {split: self._generate_examples(*arrays) for split, arrays in splits.items()}
 
     def _generate_examples(
-        self, images_path: str, labels_path: str
+        self, images: np.ndarray, labels: np.ndarray
     ) -> Iterator[tuple[int, dict[str, Any]]]:
         """Yield (index, {image, label}) for every example of one split, in file order."""
-        images, labels = idx.read_idx_split(images_path, labels_path)
         for i in range(images.shape[0]):
             yield i, {"image": images[i], "label": int(labels[i])}

@@ -1,24 +1,47 @@
-"""`load_dataset`: MNIST / Fashion-MNIST as numpy arrays, from prepared TFDS data, an IDX folder
-or a TFDS download, in that order, with one-line `DataError`s when none of them works."""
+"""`load_dataset`: MNIST / Fashion-MNIST from prepared TFDS data, an IDX folder or a TFDS
+download, in that order, with one-line `DataError`s when none of them works.
+
+A prepared set records the fingerprint of the IDX files it was made from; a run that names
+other files (--config.data.data_dir or $JAXAE_<NAME>_DIR) against the same TFDS dir stops with
+one line naming both. Files whose published checksums or first labels say they are the other
+data set (Fashion-MNIST given as MNIST, or the reverse) are refused.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import subprocess
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
-from tensorflow_datasets.proto import tf_example_pb2
 
 from jaxae.data import idx
-from jaxae.data.builder import FASHION_MNIST_CONFIG, MNIST_CONFIG, JaxaeImages, JaxaeImagesConfig
+from jaxae.data.builder import (
+    FASHION_MNIST_CONFIG,
+    FULL_SIZES,
+    KNOWN_FIRST_LABELS,
+    MNIST_CONFIG,
+    JaxaeImages,
+    JaxaeImagesConfig,
+    idx_content_sha256,
+    idx_fingerprint,
+)
+from jaxae.data.dataset import Dataset, from_prepared
 from jaxae.data.idx import DataError
+from jaxae.data.images import ImageOptions
+from jaxae.data.records import (
+    PreparedSplit,
+    RecordArray,
+    check_writable,
+    files_entries,
+    read_all,
+    read_source_record,
+    sha256_file,
+)
 
 CONFIGS: dict[str, JaxaeImagesConfig] = {c.name: c for c in (MNIST_CONFIG, FASHION_MNIST_CONFIG)}
 MNIST_NAMES: tuple[str, ...] = tuple(CONFIGS)
@@ -27,29 +50,10 @@ DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 REACHABILITY_TIMEOUT_S = 3.0
 FILE_FORMAT = "array_record"
 SPLITS = ("train", "test")
+# sha256 of every published .gz file -> (data set, file name)
+PUBLISHED_SHA256 = {sha: (c.name, name) for c in CONFIGS.values() for name, _, sha in c.files}
 
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Dataset:
-    """One data set in memory: read-only uint8 images [N, H, W, C], int32 labels [N], class
-    names, and where it came from."""
-
-    name: str
-    train_images: np.ndarray = dataclasses.field(repr=False)
-    train_labels: np.ndarray = dataclasses.field(repr=False)
-    test_images: np.ndarray = dataclasses.field(repr=False)
-    test_labels: np.ndarray = dataclasses.field(repr=False)
-    class_names: tuple[str, ...]
-    source: str
-    title: str = ""  # how pictures and tables name it (default: its name)
-
-    def __post_init__(self):
-        if not self.title:
-            object.__setattr__(self, "title", self.name)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_images.shape[1:])
+__all__ = ["Dataset", "MNIST_NAMES", "load_dataset", "class_names"]
 
 
 def _config(name: str) -> JaxaeImagesConfig:
@@ -97,13 +101,53 @@ def find_idx_dir(name: str, idx_dir: str | None = None) -> tuple[str, str] | Non
 
     Order: the `idx_dir` argument, then $JAXAE_<NAME>_DIR, then (Fashion-MNIST) the Debian package.
     """
+    found = requested_idx_dir(name, idx_dir)
+    if found is not None:
+        return found
+    if name == "fashion_mnist" and (folder := debian_fashion_mnist_dir()) is not None:
+        return folder, f"Debian package {DEBIAN_PACKAGE}"
+    return None
+
+
+def requested_idx_dir(name: str, idx_dir: str | None = None) -> tuple[str, str] | None:
+    """(folder, where it came from) of an IDX folder the user named: the `idx_dir` argument
+    (config.data.data_dir) or $JAXAE_<NAME>_DIR; None when neither is set."""
     if idx_dir:
         return os.fspath(idx_dir), "config.data.data_dir"
     if folder := os.environ.get(env_var(name)):
         return folder, f"${env_var(name)}"
-    if name == "fashion_mnist" and (folder := debian_fashion_mnist_dir()) is not None:
-        return folder, f"Debian package {DEBIAN_PACKAGE}"
     return None
+
+
+def identify_idx_files(name: str, folder: str, splits: dict[str, tuple[np.ndarray, np.ndarray]]
+                       ) -> None:
+    """Raise DataError when the IDX files of `folder` are the other data set's: their
+    published sha256, or (recompressed or unpacked) the full set's first labels, say so."""
+    config = _config(name)
+    for stems in idx.SPLIT_FILES.values():
+        for stem in stems:
+            path = idx.find_idx_file(folder, stem)
+            if path is None or not path.endswith(".gz"):
+                continue
+            owner = PUBLISHED_SHA256.get(sha256_file(path))
+            if owner is not None and owner[0] != name:
+                raise _other_data_set(config, folder, owner[0],
+                                      f"{os.path.basename(path)} has the published sha256 of "
+                                      f"{CONFIGS[owner[0]].title}'s {owner[1]}")
+    for other, first in KNOWN_FIRST_LABELS.items():
+        if other == name:
+            continue
+        if all(len(splits[s][1]) == FULL_SIZES[s] and
+               tuple(int(v) for v in splits[s][1][:10]) == first[s] for s in SPLITS):
+            raise _other_data_set(config, folder, other,
+                                  f"its labels begin as {CONFIGS[other].title}'s do")
+
+
+def _other_data_set(config: JaxaeImagesConfig, folder: str, other: str, why: str) -> DataError:
+    return DataError(
+        f"IDX folder {folder} holds {CONFIGS[other].title}, not {config.title} ({why}): use "
+        f"--config.data.name={other}, or point --config.data.data_dir at {config.title}'s files"
+    )
 
 
 def _connect_target(url: str) -> tuple[str, int]:
@@ -149,65 +193,9 @@ def _is_prepared(builder: JaxaeImages) -> bool:
 
 def _prepare(builder: JaxaeImages, manual_dir: str | None) -> None:
     """Write the array_record files, from `manual_dir` when given, else from a TFDS download."""
+    check_writable(builder.data_path, f"data set {builder.builder_config.name}")
     config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     builder.download_and_prepare(download_config=config, file_format=FILE_FORMAT)
-
-
-def _decode_records(records: Sequence[bytes], where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode serialized examples into (uint8 images [N, 28, 28, 1], int32 labels [N])."""
-    features = [tf_example_pb2.Example.FromString(r).features.feature for r in records]
-    try:
-        pixels = b"".join(f["image"].bytes_list.value[0] for f in features)
-        labels = np.fromiter((f["label"].int64_list.value[0] for f in features), np.int64)
-    except (IndexError, KeyError) as e:
-        raise DataError(
-            f"prepared data set {where} has an unexpected record layout ({e!r}): delete that "
-            "folder so it is prepared again"
-        ) from None
-    images = np.frombuffer(pixels, dtype=np.uint8)
-    if images.size != len(features) * int(np.prod(idx.IMAGE_SHAPE)):
-        raise DataError(
-            f"prepared data set {where} holds images of the wrong size: delete that folder so it "
-            "is prepared again"
-        )
-    return images.reshape(-1, *idx.IMAGE_SHAPE, 1), _read_only(labels.astype(np.int32))
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    """Mark `array` read-only, so a shared Dataset cannot be changed by accident."""
-    array.setflags(write=False)
-    return array
-
-
-def _read_split(name: str, tfds_dir: str | None, split: str, where: str) -> tuple[np.ndarray, ...]:
-    """Read a whole prepared split with `tfds.data_source` in one batched read (no TensorFlow)."""
-    source = tfds.data_source(
-        f"{JaxaeImages.name}/{name}",
-        split=split,
-        data_dir=tfds_dir,
-        download=False,
-        deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES,
-    )
-    records = source.__getitems__(list(range(len(source))))
-    return _decode_records(records, where)
-
-
-def _load_prepared(name: str, tfds_dir: str | None, builder: JaxaeImages, how: str) -> Dataset:
-    """Load both splits of the prepared data set into a Dataset whose `source` says `how`."""
-    where = os.fspath(builder.data_path)
-    (train_images, train_labels), (test_images, test_labels) = (
-        _read_split(name, tfds_dir, split, where) for split in SPLITS
-    )
-    return Dataset(
-        name=name,
-        train_images=train_images,
-        train_labels=train_labels,
-        test_images=test_images,
-        test_labels=test_labels,
-        class_names=class_names(name),
-        title=_config(name).title,
-        source=f"TFDS {JaxaeImages.name}/{name}:{builder.version} in {where} ({how})",
-    )
 
 
 def _offline_error(name: str, config: JaxaeImagesConfig, builder: JaxaeImages) -> DataError:
@@ -218,7 +206,7 @@ def _offline_error(name: str, config: JaxaeImagesConfig, builder: JaxaeImages) -
     return DataError(
         f"data set {name} is not prepared in {builder.data_path}, no local IDX folder was found "
         f"and {host} is unreachable: connect to the internet so TFDS downloads it, or point "
-        f"--config.data_dir or ${env_var(name)} at a folder holding {files}{apt}"
+        f"--config.data.data_dir or ${env_var(name)} at a folder holding {files}{apt}"
     )
 
 
@@ -227,8 +215,11 @@ def _download(name: str, builder: JaxaeImages) -> None:
     config = _config(name)
     if not host_reachable(config.base_url):
         raise _offline_error(name, config, builder)
+    check_writable(builder.data_path, f"data set {name}")
     try:
         _prepare(builder, manual_dir=None)
+    except DataError:
+        raise
     except Exception as e:  # any TFDS or network failure: same one-line hint
         first_line = (str(e).strip().splitlines() or [""])[0]
         raise DataError(
@@ -237,24 +228,72 @@ def _download(name: str, builder: JaxaeImages) -> None:
         ) from e
 
 
-def load_dataset(
-    name: str, *, data_dir: str | None = None, tfds_dir: str | None = None
-) -> Dataset:
-    """Return data set `name` ('mnist' or 'fashion_mnist') as in-memory numpy arrays.
+def _check_same_source(name: str, builder: JaxaeImages, folder: str, origin: str,
+                       record: dict) -> None:
+    """Raise DataError when the IDX files of `folder` (which the user named) are not the
+    ones the prepared set was made from; the same data packed otherwise is accepted."""
+    paths = idx.idx_file_paths(folder)
+    names = [os.path.basename(p) for pair in paths.values() for p in pair]
+    if record.get("fingerprint") == idx_fingerprint(files_entries(folder, names)):
+        return
+    splits = idx.read_idx_folder(folder)
+    identify_idx_files(name, folder, splits)
+    recorded = record.get("content_sha256")
+    if recorded is None:  # prepared by an older jaxae: compare with the prepared data itself
+        prepared = {split: PreparedSplit(builder.data_path, split, builder=builder)
+                    for split in SPLITS}
+        recorded = idx_content_sha256({s: read_all(RecordArray(p)) for s, p in prepared.items()})
+    if recorded == idx_content_sha256(splits):
+        return
+    made_from = record.get("source", "other files (not recorded: prepared by an older jaxae)")
+    raise DataError(
+        f"data set {name} prepared in {builder.data_path} was made from {made_from}, not from "
+        f"the IDX files in {folder} ({origin}), which hold other images or labels: delete "
+        f"{builder.data_path} to prepare it again from {folder}, or pass another "
+        "--config.data.tfds_dir"
+    )
 
-    Uses the TFDS data set already prepared in `tfds_dir` (None: TFDS's default dir); otherwise
-    prepares it from a validated local IDX folder (`data_dir`, $JAXAE_<NAME>_DIR, the Debian
-    package); otherwise lets TFDS download it, after a short reachability check.
+
+def load_dataset(
+    name: str, *, data_dir: str | None = None, tfds_dir: str | None = None,
+    image_size: int | None = None, channels: int | None = None, streaming: str = "memory",
+    memory_budget_mb: float | None = None,
+) -> Dataset:
+    """Return data set `name` ('mnist' or 'fashion_mnist') as uint8 arrays [N, H, W, C].
+
+    Uses the TFDS data set already prepared in `tfds_dir` (None: TFDS's default dir), after
+    checking it was made from the IDX folder named by `data_dir` or $JAXAE_<NAME>_DIR, if
+    any; otherwise prepares it from a validated local IDX folder (`data_dir`,
+    $JAXAE_<NAME>_DIR, the Debian package); otherwise lets TFDS download it, after a short
+    reachability check. `image_size` / `channels` resize and convert the 28x28 grey images;
+    `streaming` and `memory_budget_mb` as in `jaxae.data.dataset.should_stream`.
     """
     config = _config(name)
+    options = ImageOptions(image_size, channels)
     builder = _builder(name, tfds_dir)
     if _is_prepared(builder):
-        return _load_prepared(name, tfds_dir, builder, "prepared earlier")
-    found = find_idx_dir(name, data_dir)
-    if found is not None:
+        how = "prepared earlier"
+        record = read_source_record(builder.data_path)
+        requested = requested_idx_dir(name, data_dir)
+        if requested is not None:
+            _check_same_source(name, builder, *requested, record)
+        if record.get("source"):
+            how += f" from {record['source']}"
+    elif (found := find_idx_dir(name, data_dir)) is not None:
         folder, origin = found
-        idx.read_idx_folder(folder)
+        identify_idx_files(name, folder, idx.read_idx_folder(folder))
         _prepare(builder, manual_dir=folder)
-        return _load_prepared(name, tfds_dir, builder, f"prepared from {folder}, {origin}")
-    _download(name, builder)
-    return _load_prepared(name, tfds_dir, builder, f"downloaded from {config.base_url}")
+        how = f"prepared from {folder}, {origin}"
+    else:
+        _download(name, builder)
+        how = f"downloaded from {config.base_url}"
+    record = read_source_record(builder.data_path)
+    where = os.fspath(builder.data_path)
+    splits = [PreparedSplit(where, split, options=options, builder=builder) for split in SPLITS]
+    change = options.describe(splits[0].stored_shape)
+    return from_prepared(
+        *splits, name=name, class_names=class_names(name), title=config.title,
+        source=f"TFDS {JaxaeImages.name}/{name}:{builder.version} in {where} ({how})"
+        + (f", {change}" if change else ""),
+        fingerprint=record.get("fingerprint", "unrecorded (prepared by an older jaxae)"),
+        streaming=streaming, memory_budget_mb=memory_budget_mb)

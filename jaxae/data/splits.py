@@ -8,18 +8,25 @@ import jax
 import numpy as np
 
 from jaxae.data import batches
-from jaxae.data.sources import Dataset
+from jaxae.data.dataset import Dataset, should_stream
+from jaxae.data.idx import DataError
+from jaxae.data.records import RecordArray, is_lazy, read_all
 
 BINARIZATIONS = ("none", "static", "dynamic")
 
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # uint8 [N, H, W, C]
-    labels: np.ndarray  # int32 [N]
+    images: np.ndarray | RecordArray  # uint8 [N, H, W, C]; a RecordArray when streamed
+    labels: np.ndarray | RecordArray  # int32 [N]
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the images stay on disk (or in host memory), read batch by batch."""
+        return is_lazy(self.images)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +37,7 @@ class Splits:
     class_names: tuple[str, ...]
     source: str  # where the data came from, for logs and result pages
     title: str = ""  # the data set's display name
+    fingerprint: str = ""  # the data set's source, as a hash (`Dataset.fingerprint`)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -39,12 +47,24 @@ class Splits:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the training split is streamed (`jaxae.data.streaming`); the validation
+        and test splits are always in memory."""
+        return self.train.streamed
+
 
 def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = None,
                 test_size: int | None = None, val_size: int = 0,
                 binarize: str = "none") -> Splits:
     """The first train_size / test_size images of each split, a validation split of
-    val_size carved from the training images, and static binarisation if asked for."""
+    val_size carved from the training images, and static binarisation if asked for.
+
+    A streamed training split stays on disk, unless the data set was loaded with
+    streaming="auto" and the part of it kept here fits the memory budget after all.
+    """
+    if data.streamed:
+        return _streamed_splits(data, data_key, train_size, test_size, val_size, binarize)
     train = Split(data.train_images[:train_size], data.train_labels[:train_size])
     test = Split(data.test_images[:test_size], data.test_labels[:test_size])
     val = None
@@ -55,7 +75,41 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
     if binarize == "static":
         train, val, test = (_binarized(split, jax.random.fold_in(data_key, i))
                             for i, split in enumerate((train, val, test)))
-    return Splits(train, val, test, tuple(data.class_names), data.source, data.title)
+    return Splits(train, val, test, tuple(data.class_names), data.source, data.title,
+                  data.fingerprint)
+
+
+def _streamed_splits(data: Dataset, data_key: jax.Array, train_size: int | None,
+                     test_size: int | None, val_size: int, binarize: str) -> Splits:
+    """make_splits of a data set whose training images are a RecordArray: the same examples
+    in the same order as in memory, the training split left on disk."""
+    images = data.train_images.subset(slice(None, train_size))
+    val = None
+    if val_size:
+        train_idx, val_idx = batches.validation_indices(len(images), val_size, data_key)
+        val = Split(*read_all(images.subset(val_idx)))
+        images = images.subset(train_idx)
+    if data.streaming == "auto" and not should_stream("auto", images.nbytes,
+                                                      data.memory_budget_mb):
+        train = Split(*read_all(images))
+    else:
+        train = Split(images, images.with_field("label"))
+    test_images = data.test_images
+    if is_lazy(test_images):
+        test = Split(*read_all(test_images.subset(slice(None, test_size))))
+    else:
+        test = Split(test_images[:test_size], data.test_labels[:test_size])
+    if binarize == "static":
+        if train.streamed:
+            raise DataError(
+                "config.data.binarize=static draws one binarisation of the whole training "
+                "split, which is streamed from disk here: use --config.data.binarize=dynamic, "
+                "or hold it in memory (--config.data.streaming=memory, or a larger "
+                "--config.data.memory_budget_mb)")
+        train, val, test = (_binarized(split, jax.random.fold_in(data_key, i))
+                            for i, split in enumerate((train, val, test)))
+    return Splits(train, val, test, tuple(data.class_names), data.source, data.title,
+                  data.fingerprint)
 
 
 def _binarized(split: Split | None, key: jax.Array) -> Split | None:

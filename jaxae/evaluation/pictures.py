@@ -35,10 +35,22 @@ class PictureOptions:
     manifold_size: int = 15  # decoded images per side of the manifold grid
 
 
+def picture_indices(labels: np.ndarray, num_images: int) -> np.ndarray:
+    """Which test images the pictures show: the first `num_images`, unless they all share one
+    class while the split has several (a split stored class by class, like an image
+    folder's): then images spread evenly over the split, so every class can appear."""
+    labels = np.asarray(labels)
+    first = np.arange(min(num_images, len(labels)))
+    if len(np.unique(labels[first])) > 1 or len(np.unique(labels)) == 1:
+        return first
+    return np.linspace(0, len(labels) - 1, len(first)).round().astype(np.int64)
+
+
 def reconstruction_rows(model: nn.Module, task: Task, params: dict, split: Split,
                         key: jax.Array, num_images: int) -> list[tuple[str, np.ndarray]]:
     """Rows of the reconstruction picture: [input, classical baseline,] output, original."""
-    images, labels = split.images[:num_images], split.labels[:num_images]
+    chosen = picture_indices(split.labels, num_images)
+    images, labels = np.asarray(split.images)[chosen], np.asarray(split.labels)[chosen]
     example_key, _ = jax.random.split(jax.random.fold_in(key, 0))  # as batch 0 of evaluation
     inputs, targets = task.make_example(images, example_key)
     logits = _mean_logits(model, params, inputs, labels)
@@ -71,7 +83,7 @@ def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, nu
         grid = generation.prior_samples(model, params, key, PRIOR_SAMPLE_ROWS * num_images)
         rows = grid.reshape(PRIOR_SAMPLE_ROWS, num_images, *grid.shape[1:])
         return "samples from the prior", [("z ~ N(0, I)", row) for row in rows]
-    images = data.test.images[:num_images]
+    images = np.asarray(data.test.images)[picture_indices(data.test.labels, num_images)]
     rows = [("original", images / 255.0)]
     for i in range(PERTURBED_SAMPLE_ROWS):
         perturbed = generation.perturbed_code_samples(model, params, images,

@@ -67,7 +67,8 @@ def manifold(images_RxCxHxWxC: np.ndarray, xs: np.ndarray, ys: np.ndarray, title
     """Decoded images tiled over the latent grid; the axes give the latent coordinates."""
     rows, cols, h, w, c = images_RxCxHxWxC.shape
     canvas = images_RxCxHxWxC.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-    fig, ax = plt.subplots(figsize=(8, 8.4))
+    side = min(max(8.0, cols * w / 70), 16.0)  # larger images: a larger figure, up to 16 in
+    fig, ax = plt.subplots(figsize=(side, side + 0.4))
     _show(ax, canvas)
     ticks = np.arange(cols) * w + w / 2
     ax.set_xticks(ticks, [f"{x:.2g}" for x in xs], rotation=90, fontsize=7)
@@ -80,20 +81,49 @@ def manifold(images_RxCxHxWxC: np.ndarray, xs: np.ndarray, ys: np.ndarray, title
     plt.close(fig)
 
 
+MARKERS = "os^Dv<>ph*"  # with many classes, shapes tell apart neighbouring colours
+LEGEND_ROWS = 30  # class names per legend column
+MAX_LEGEND = 120  # more classes than this: no legend (it would not be read)
+
+
+def class_styles(num_classes: int) -> list[tuple[tuple[float, ...], str]]:
+    """(colour, marker) per class: tab10 / tab20 colours with dots up to 20 classes, beyond
+    that hues around the colour wheel cycled with marker shapes, so no two classes share
+    both."""
+    if num_classes <= 20:
+        cmap = plt.get_cmap("tab10" if num_classes <= 10 else "tab20")
+        return [(cmap(c), "o") for c in range(num_classes)]
+    hues = plt.get_cmap("turbo")(np.linspace(0.05, 0.95, num_classes))
+    stride = len(MARKERS)
+    return [(tuple(hues[c]), MARKERS[c % stride]) for c in range(num_classes)]
+
+
 def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
                    title: str, path: str, axis_names: tuple[str, str]) -> None:
-    """Points coloured by class, with a legend of class names."""
-    fig, ax = plt.subplots(figsize=(8.5, 7))
-    palette = "tab10" if len(class_names) <= 10 else "tab20"
-    cmap, size = plt.get_cmap(palette), 10 if palette == "tab10" else 20
-    for c, name in enumerate(class_names):
+    """Points coloured by class, with a legend of class names (in columns when there are
+    many; no legend beyond MAX_LEGEND classes)."""
+    num_classes = len(class_names)
+    columns = -(-num_classes // LEGEND_ROWS)
+    fig, ax = plt.subplots(figsize=(8.5 + 1.6 * (min(columns, 4) - 1), 7))
+    for c, ((colour, marker), name) in enumerate(zip(class_styles(num_classes), class_names,
+                                                     strict=True)):
         chosen = labels == c
-        ax.scatter(points_Nx2[chosen, 0], points_Nx2[chosen, 1], s=3, alpha=0.6,
-                   color=cmap(c % size), label=name, rasterized=True)
+        ax.scatter(points_Nx2[chosen, 0], points_Nx2[chosen, 1], s=3 if marker == "o" else 5,
+                   alpha=0.6, color=colour, marker=marker, label=_short(name),
+                   rasterized=True)
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
-    ax.set_title(title, fontsize=11)
-    ax.legend(markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_title(title if num_classes <= MAX_LEGEND else f"{title} ({num_classes} classes)",
+                 fontsize=11)
+    if num_classes <= MAX_LEGEND:
+        ax.legend(markerscale=4 if num_classes <= 20 else 2.5,
+                  fontsize=8 if num_classes <= 40 else 6, loc="center left",
+                  bbox_to_anchor=(1.0, 0.5), ncol=columns)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _short(name: str, width: int = 24) -> str:
+    """A class name cut to `width` characters for the legend."""
+    return name if len(name) <= width else name[:width - 1] + "…"

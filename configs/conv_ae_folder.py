@@ -1,0 +1,32 @@
+"""Convolutional autoencoder on a folder of colour images: the photo crops, 32x32x3.
+
+First build the real colour data set offline, from the photographs in the scikit-image and
+scikit-learn wheels (pip install 'jaxae[photos]'): python -m jaxae.data.photo_crops data/photo_crops
+Command: python train.py --config=configs/conv_ae_folder.py --workdir=runs/crops_conv_ae
+then python evaluate.py --workdir=runs/crops_conv_ae, and the linear baseline at the same
+code size: python scripts/pca_baseline.py --workdir=runs/crops_conv_ae
+Any folder of class sub-folders works: --config.data.path=FOLDER (--config.data.image_size=S
+resizes and centre-crops, --config.data.channels=1 or 3 converts).
+Expected: test MSE 0.0036, PSNR 27.4 dB after 20 epochs (1,500 steps; 4,800 train / 1,200
+held-out test crops; about 5 minutes on 2 CPU cores); PCA with as many components as the
+code has numbers (512): MSE 0.00076, PSNR 36.8 dB.
+"""
+
+from jaxae.config import base_config
+
+
+def get_config():
+    config = base_config()
+    config.data.name = "folder"
+    config.data.path = "data/photo_crops"
+    config.model = {
+        "name": "conv_ae",  # stages from the image size: 32 -> 16 -> 8 -> a 4x4 code
+        "width": 4,  # 64 / 32 / 32 filters: a 4x4x32 code (512 numbers for 3,072 pixels)
+        "init": "glorot",
+        "conv": "patches",
+    }
+    config.objective.loss = "mse"  # colour photographs: the squared error PSNR measures
+    config.train.batch_size = 64
+    config.train.num_epochs = 20
+    config.eval.num_images = 12
+    return config

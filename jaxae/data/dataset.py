@@ -1,0 +1,92 @@
+"""`Dataset`, what every source gives, and the choice between device memory and streaming."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from jaxae.data.idx import DataError
+from jaxae.data.records import PreparedSplit, RecordArray, is_lazy, read_all
+
+STREAMING_MODES = ("auto", "memory", "stream")
+MIB = 1 << 20  # memory_budget_mb counts MiB
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """One data set: uint8 images [N, H, W, C], int32 labels [N], class names, where it came
+    from in words (`source`) and as a hash (`fingerprint`: the same source files give the same
+    fingerprint, other files another).
+
+    The images and labels are read-only numpy arrays, or, for a training split streamed from
+    disk, `RecordArray`s read when indexed (`streamed`).
+    """
+
+    name: str
+    train_images: np.ndarray | RecordArray = dataclasses.field(repr=False)
+    train_labels: np.ndarray | RecordArray = dataclasses.field(repr=False)
+    test_images: np.ndarray | RecordArray = dataclasses.field(repr=False)
+    test_labels: np.ndarray | RecordArray = dataclasses.field(repr=False)
+    class_names: tuple[str, ...]
+    source: str
+    title: str = ""  # how pictures and tables name it (default: its name)
+    fingerprint: str = ""
+    streaming: str = "memory"  # as asked when loaded (`should_stream`), so that `make_splits`
+    memory_budget_mb: float | None = None  # can hold a cut that fits the budget in memory
+
+    def __post_init__(self):
+        if not self.title:
+            object.__setattr__(self, "title", self.name)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the training images stay on disk, read batch by batch."""
+        return is_lazy(self.train_images)
+
+
+def should_stream(mode: str, train_bytes: int, memory_budget_mb: float | None) -> bool:
+    """config.data.streaming: "memory" never streams, "stream" always does, "auto" streams
+    when the training images take more than memory_budget_mb MiB (None: no budget)."""
+    if mode not in STREAMING_MODES:
+        raise DataError(f"streaming={mode!r} is unknown: choose one of "
+                        f"{', '.join(STREAMING_MODES)}")
+    if mode == "auto":
+        return memory_budget_mb is not None and train_bytes > memory_budget_mb * MIB
+    return mode == "stream"
+
+
+def training_bytes(num_images: int, image_shape: tuple[int, ...], train_size: int | None = None,
+                   val_size: int = 0) -> int:
+    """Bytes of the uint8 training images a run keeps, after its train_size and val_size."""
+    count = num_images if train_size is None else min(num_images, train_size)
+    return max(count - (val_size or 0), 0) * int(np.prod(image_shape))
+
+
+def from_prepared(train: PreparedSplit, test: PreparedSplit, *, name: str,
+                  class_names: tuple[str, ...], source: str, fingerprint: str, title: str = "",
+                  streaming: str = "memory", memory_budget_mb: float | None = None,
+                  train_size: int | None = None, val_size: int = 0) -> Dataset:
+    """A Dataset of two prepared splits: read into memory, or (streamed) left on disk."""
+    if train.image_shape != test.image_shape:
+        raise DataError(f"the train and test images of {train.path} differ in shape "
+                        f"({train.image_shape} and {test.image_shape}): set "
+                        "--config.data.image_size to bring them to one size")
+    stream = should_stream(streaming, training_bytes(len(train), train.image_shape, train_size,
+                                                     val_size), memory_budget_mb)
+    if stream:
+        train_images, test_images = RecordArray(train), RecordArray(test)
+        train_labels, test_labels = train_images.with_field("label"), \
+            test_images.with_field("label")
+    else:
+        train_images, train_labels = read_all(RecordArray(train))
+        test_images, test_labels = read_all(RecordArray(test))
+    return Dataset(name=name, train_images=train_images, train_labels=train_labels,
+                   test_images=test_images, test_labels=test_labels,
+                   class_names=tuple(class_names), source=source, title=title,
+                   fingerprint=fingerprint, streaming=streaming,
+                   memory_budget_mb=memory_budget_mb)

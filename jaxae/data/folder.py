@@ -1,0 +1,385 @@
+"""TFDS builder `jaxae_folder`: a local ImageFolder (PNG / JPEG) as raw uint8 array_record files.
+
+`--config.data.name=folder --config.data.path=FOLDER`. Layouts (class sub-folders give the
+labels; class names are the folder names, sorted):
+  root/<class>/**/*.png|jpg|jpeg                       a test split is carved: fixed, seeded
+  root/train/<class>/... and root/test/<class>/...     the given split
+  root/train/<class>/... alone                         a test split is carved from train/
+Options: `image_size` S: resize so the image covers SxS then centre-crop; `channels` 1 or 3:
+grey <-> RGB (`jaxae.data.images`). Without them, all images must share one size, and the
+images are grey when every file is.
+
+The set is prepared once into a TFDS data dir (`jaxae_folder/<folder name>_<H>x<W>x<C>`); it
+records a fingerprint of the source (sorted relative paths, sizes, sha256 of contents, plus
+the options), so using the prepared set with a different (or changed) source folder raises
+DataError. The source folder is hashed on every load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image, UnidentifiedImageError
+
+from jaxae.data.dataset import Dataset, from_prepared
+from jaxae.data.idx import DataError
+from jaxae.data.images import GREY_MODES, load_image
+from jaxae.data.records import (
+    PreparedSplit,
+    files_entries,
+    is_prepared,
+    prepare,
+    read_source_record,
+    sha256_json,
+    write_source_record,
+)
+
+SPLITS = ("train", "test")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+FORMAT_VERSION = 1  # bump when decoding / resizing changes, so prepared sets are re-made
+BUILDER_NAME = "jaxae_folder"
+VERSION = "1.0.0"
+TEST_FRACTION = 0.2  # share of each class carved as the test split, when there is no test/
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderPlan:
+    """What will be read: the split files with labels, the output shape, and the fingerprint."""
+
+    root: str
+    layout: str  # "classes" (test carved), "train/test", or "train" (test carved)
+    class_names: tuple[str, ...]
+    files: dict[str, tuple[tuple[str, int], ...]]  # {split: ((relative path, label), ...)}
+    image_shape: tuple[int, int, int]  # (H, W, C)
+    resize: bool  # False: every image already has the native shape
+    test_fraction: float
+    seed: int
+    files_sha256: str
+    fingerprint: str
+    ignored: tuple[str, ...]  # relative paths of files that are not PNG / JPEG
+
+    def describe(self) -> str:
+        """Return a one-line human description of the source and the options."""
+        h, w, c = self.image_shape
+        counts = " / ".join(f"{len(self.files[s])} {s}" for s in SPLITS)
+        how = (f"test carved from {'train/' if self.layout == 'train' else 'each class'} "
+               f"(fraction {self.test_fraction}, seed {self.seed})"
+               if self.layout != "train/test" else "train/ and test/ as given")
+        resized = "resized and centre-cropped to" if self.resize else "native"
+        ignored = f"; {len(self.ignored)} non-image files ignored" if self.ignored else ""
+        return (f"image folder {self.root} ({len(self.class_names)} classes, {counts}, {how}; "
+                f"{resized} {h}x{w}x{c}{ignored})")
+
+
+def _list_images(folder: str, root: str) -> tuple[list[str], list[str]]:
+    """Return (image paths, other file paths) under `folder`, relative to `root`, sorted;
+    hidden files and folders (starting with '.') are skipped."""
+    images, other = [], []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, name), root)
+            (images if name.lower().endswith(IMAGE_EXTENSIONS) else other).append(rel)
+    return sorted(images), sorted(other)
+
+
+def _subdirs(folder: str) -> list[str]:
+    """Return the sorted names of the non-hidden sub-folders of `folder`."""
+    return sorted(
+        d for d in os.listdir(folder)
+        if not d.startswith(".") and os.path.isdir(os.path.join(folder, d))
+    )
+
+
+def _class_files(
+    root: str, base: str, ignored: list[str]
+) -> dict[str, list[str]]:
+    """Return {class name: image paths relative to root} of the class folders in root/base."""
+    folder = os.path.join(root, base) if base else root
+    loose, other = [], []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if not name.startswith(".") and os.path.isfile(path):
+            (loose if name.lower().endswith(IMAGE_EXTENSIONS) else other).append(name)
+    if loose:
+        raise DataError(
+            f"image folder {folder} has images outside class sub-folders (e.g. {loose[0]}): put "
+            "every image in <class>/ (the folder name is its class)"
+        )
+    ignored += [os.path.join(base, n) if base else n for n in other]
+    classes = {}
+    for name in _subdirs(folder):
+        images, other = _list_images(os.path.join(folder, name), root)
+        ignored += other
+        if not images:
+            raise DataError(
+                f"class folder {os.path.join(folder, name)} holds no PNG or JPEG images: add "
+                "some or remove the folder"
+            )
+        classes[name] = images
+    if not classes:
+        raise DataError(
+            f"image folder {folder} has no class sub-folders: lay it out as "
+            f"{folder}/<class>/*.png (or train/<class>/ and test/<class>/)"
+        )
+    return classes
+
+
+def _carve(
+    classes: dict[str, list[str]], class_names: tuple[str, ...], fraction: float, seed: int
+) -> dict[str, list[tuple[str, int]]]:
+    """Split every class into train and test: a file goes to test when its rank by
+    sha256(seed/path) is among the first round(n * fraction) (at least 1 when n >= 2)."""
+    splits: dict[str, list[tuple[str, int]]] = {"train": [], "test": []}
+    for label, name in enumerate(class_names):
+        files = classes.get(name, [])
+        ranked = sorted(files, key=lambda rel: hashlib.sha256(
+            f"{seed}/{rel.replace(os.sep, '/')}".encode()).hexdigest())
+        n_test = round(len(files) * fraction)
+        if fraction > 0 and len(files) >= 2:
+            n_test = min(max(n_test, 1), len(files) - 1)
+        test = set(ranked[:n_test])
+        for rel in files:
+            splits["test" if rel in test else "train"].append((rel, label))
+    return splits
+
+
+def _infer_shape(
+    root: str, rels: list[str], image_size: int | None, channels: int | None
+) -> tuple[tuple[int, int, int], bool]:
+    """Return ((H, W, C), resize) from the options, reading image headers for what is unset."""
+    sizes, grey = set(), True
+    if image_size is None or channels is None:
+        for rel in rels:
+            path = os.path.join(root, rel)
+            try:
+                with Image.open(path) as im:
+                    sizes.add((im.height, im.width))
+                    grey = grey and im.mode in GREY_MODES
+            except (OSError, UnidentifiedImageError) as e:
+                raise DataError(
+                    f"image {path} cannot be read ({e}): replace or remove it"
+                ) from None
+    if image_size is None and len(sizes) > 1:
+        shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
+        raise DataError(
+            f"images in {root} differ in size ({shown}, ...): set --config.data.image_size to "
+            "resize and centre-crop them to one size"
+        )
+    h, w = (image_size, image_size) if image_size is not None else next(iter(sizes))
+    c = channels if channels is not None else (1 if grey else 3)
+    return (int(h), int(w), int(c)), image_size is not None
+
+
+def plan_folder(
+    root: str | os.PathLike[str],
+    *,
+    image_size: int | None = None,
+    channels: int | None = None,
+    test_fraction: float = TEST_FRACTION,
+    seed: int = 0,
+) -> FolderPlan:
+    """List and validate the image folder, settle the output shape and compute the fingerprint.
+
+    image_size None: keep the native size (all images must share it); channels None: 1 when
+    every image is grey (Pillow mode L / LA / 1 / I;16), else 3.
+    """
+    root = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(root):
+        raise DataError(f"image folder {root} does not exist: point --config.data.path at a "
+                        "folder of <class>/ sub-folders of PNG or JPEG images")
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels={channels!r} is not supported: use 1 (grey) or 3 (RGB)")
+    if image_size is not None and image_size < 1:
+        raise DataError(f"image_size={image_size!r} is not a positive integer")
+    if not 0.0 <= test_fraction < 1.0:
+        raise DataError(f"test_fraction={test_fraction} is not in [0, 1)")
+    top = _subdirs(root)
+    ignored: list[str] = []
+    if "train" in top:
+        extra = [d for d in top if d not in ("train", "test")]
+        if extra:
+            raise DataError(
+                f"image folder {root} mixes train/ with other folders ({', '.join(extra)}): "
+                "keep only train/ and test/, or only class folders"
+            )
+        train = _class_files(root, "train", ignored)
+        test = _class_files(root, "test", ignored) if "test" in top else {}
+        class_names = tuple(train)
+        unknown = sorted(set(test) - set(train))
+        if unknown:
+            raise DataError(
+                f"image folder {root}/test has classes that train/ lacks ({', '.join(unknown)}): "
+                "add them to train/ or remove them from test/"
+            )
+        if test:
+            label = {name: i for i, name in enumerate(class_names)}
+            files = {"train": [(r, label[c]) for c in class_names for r in train[c]],
+                     "test": [(r, label[c]) for c in class_names for r in test.get(c, [])]}
+            layout = "train/test"
+        else:
+            files, layout = _carve(train, class_names, test_fraction, seed), "train"
+    else:
+        classes = _class_files(root, "", ignored)
+        class_names = tuple(classes)
+        files, layout = _carve(classes, class_names, test_fraction, seed), "classes"
+    for split in SPLITS:
+        if not files[split]:
+            raise DataError(
+                f"image folder {root} gives an empty {split} split: "
+                + ("raise test_fraction or add a test/ folder" if split == "test"
+                   else "add images")
+            )
+    rels = [rel for split in SPLITS for rel, _ in files[split]]
+    shape, resize = _infer_shape(root, rels, image_size, channels)
+    files_sha256 = sha256_json(files_entries(root, rels))
+    carved = layout != "train/test"
+    fingerprint = "folder-sha256:" + sha256_json({
+        "format": FORMAT_VERSION, "files": files_sha256, "layout": layout,
+        "image_shape": list(shape), "resize": resize,
+        "test_fraction": test_fraction if carved else None, "seed": seed if carved else None,
+    })
+    return FolderPlan(
+        root=root, layout=layout, class_names=class_names,
+        files={s: tuple(files[s]) for s in SPLITS}, image_shape=shape, resize=resize,
+        test_fraction=test_fraction, seed=seed, files_sha256=files_sha256,
+        fingerprint=fingerprint, ignored=tuple(ignored),
+    )
+
+
+@dataclasses.dataclass
+class FolderConfig(tfds.core.BuilderConfig):
+    """One prepared image folder: the plan made by `plan_folder`."""
+
+    plan: FolderPlan | None = dataclasses.field(default=None, repr=False)
+
+
+class JaxaeFolder(tfds.core.GeneratorBasedBuilder):
+    """An image folder (class sub-folders) as raw uint8 images and class labels."""
+
+    VERSION = tfds.core.Version(VERSION)
+    RELEASE_NOTES = {"1.0.0": "Raw uint8 images from an ImageFolder, array_record storage."}
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        """A raw HxWxC uint8 image (stored as bytes) and its class label, in plan order."""
+        plan: FolderPlan = self.builder_config.plan
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=plan.describe(),
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Tensor(
+                    shape=plan.image_shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
+                ),
+                "label": tfds.features.ClassLabel(names=list(plan.class_names)),
+            }),
+            supervised_keys=("image", "label"),
+            disable_shuffling=True,
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
+        """One generator per split of the plan; nothing is downloaded."""
+        del dl_manager
+        plan: FolderPlan = self.builder_config.plan
+        write_source_record(self, fingerprint=plan.fingerprint, files_sha256=plan.files_sha256,
+                            source=plan.describe(), root=plan.root)
+        return {split: self._generate_examples(split) for split in SPLITS}
+
+    def _generate_examples(self, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Yield (index, {image, label}) in plan order (class, then relative path)."""
+        plan: FolderPlan = self.builder_config.plan
+        for i, (rel, label) in enumerate(plan.files[split]):
+            image = load_image(os.path.join(plan.root, rel), plan.image_shape, plan.resize)
+            yield i, {"image": image, "label": label}
+
+
+def config_name(name: str, image_shape: tuple[int, int, int]) -> str:
+    """Return the TFDS config name: `name` made lower_snake_case, plus '_<H>x<W>x<C>'."""
+    base = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "folder"
+    if base[0].isdigit():
+        base = "f" + base
+    return f"{base}_{image_shape[0]}x{image_shape[1]}x{image_shape[2]}"
+
+
+def load_folder(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    tfds_dir: str | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    streaming: str = "memory",
+    memory_budget_mb: float | None = None,
+    prepared_name: str | None = None,
+    test_fraction: float = TEST_FRACTION,
+    seed: int = 0,
+) -> Dataset:
+    """The image folder `path` as a Dataset, prepared into `tfds_dir` the first time.
+
+    `prepared_name` (default: the folder's name) and the output shape name the prepared set
+    (`jaxae_folder/<name>_<H>x<W>x<C>`); when that set exists but was made from other files or
+    options, DataError says so. `streaming`, `memory_budget_mb`: see
+    `jaxae.data.dataset.should_stream`.
+    """
+    if not path:
+        raise DataError("data set folder needs a folder: set --config.data.path=FOLDER (of "
+                        "<class>/ sub-folders of PNG or JPEG images)")
+    plan = plan_folder(path, image_size=image_size, channels=channels,
+                       test_fraction=test_fraction, seed=seed)
+    name = prepared_name or os.path.basename(plan.root.rstrip(os.sep))
+    config = config_name(name, plan.image_shape)
+    with _quiet_custom_config():
+        builder = JaxaeFolder(config=FolderConfig(name=config, plan=plan), data_dir=tfds_dir)
+    where = os.fspath(builder.data_path)
+    how = "prepared earlier"
+    if is_prepared(where):
+        _check_same_source(where, plan)
+    else:
+        prepare(builder, f"image folder {plan.root}")
+        how = "prepared now"
+    splits = [PreparedSplit(where, split, builder=builder) for split in SPLITS]
+    return from_prepared(
+        *splits, name=name, class_names=plan.class_names,
+        source=f"TFDS {BUILDER_NAME}/{config} in {where} ({how}) from {plan.describe()}",
+        fingerprint=plan.fingerprint, streaming=streaming, memory_budget_mb=memory_budget_mb)
+
+
+class _DropCustomConfigWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Using custom data configuration" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_custom_config() -> Iterator[None]:
+    """Without TFDS's warning that a builder config made on the fly is used (every folder's)."""
+    drop = _DropCustomConfigWarning()
+    logger = logging.getLogger("absl")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def _check_same_source(path: str, plan: FolderPlan) -> None:
+    """Raise DataError when the prepared set in `path` was made from other files or options."""
+    record = read_source_record(path)
+    if record.get("fingerprint") == plan.fingerprint:
+        return
+    if record.get("files_sha256") == plan.files_sha256:
+        what = "the same files with other options (test split, resizing) or an older format"
+    else:
+        what = f"other files (from {record.get('root', 'an unrecorded folder')})"
+    raise DataError(
+        f"the data set prepared in {path} was made from {what} than {plan.root} now holds: "
+        "delete that folder so it is prepared again, or pass another --config.data.tfds_dir"
+    )

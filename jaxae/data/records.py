@@ -1,0 +1,446 @@
+"""Prepared data sets on disk: what they were made from, their integrity, and reading them.
+
+Every source but `.npz` is prepared once into a TFDS data dir as array_record files. Our own
+builders (MNIST, CIFAR-10, image folders) write `jaxae_source.json` into the prepared folder
+while TFDS prepares it (so it appears with the data or not at all): the source's fingerprint,
+a hash of the arrays, and the source in words. A prepared split is opened as a
+`PreparedSplit` (its shard files checked against the counts TFDS recorded) and read either
+whole, in chunks, or on demand through a `RecordArray`: uint8 images [N, H, W, C] (or int32
+labels [N]) that are read from disk only when indexed, which is how a training split larger
+than the memory budget is streamed (`jaxae.data.streaming`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+from tensorflow_datasets.proto import tf_example_pb2
+
+from jaxae.data.idx import DataError
+from jaxae.data.images import ImageOptions, fit
+
+FILE_FORMAT = "array_record"
+SOURCE_FILE = "jaxae_source.json"  # written by our builders into the prepared folder
+READ_CHUNK = 512  # records decoded at once when a split is read into memory; larger chunks
+# leave more transient memory behind with the allocator
+HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file's contents."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_json(value: Any) -> str:
+    """The hex sha256 of `value` as canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def files_entries(root: str, relpaths: Iterable[str]) -> list[list]:
+    """[relative path, size, sha256] of each file, sorted by path."""
+    entries = []
+    for rel in sorted(relpaths):
+        path = os.path.join(root, rel)
+        entries.append([rel.replace(os.sep, "/"), os.path.getsize(path), sha256_file(path)])
+    return entries
+
+
+def arrays_sha256(*arrays: np.ndarray) -> str:
+    """sha256 over the arrays' dtypes, shapes and bytes, in order."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """Mark `array` read-only, so a shared Dataset cannot be changed by accident."""
+    array.setflags(write=False)
+    return array
+
+
+# --- preparing ---------------------------------------------------------------------------------
+
+
+def manual_dir_or_none(dl_manager: tfds.download.DownloadManager) -> str | None:
+    """The manual_dir when the user gave one that exists, else None (then: download)."""
+    try:
+        manual_dir = dl_manager.manual_dir
+    except AssertionError:
+        return None
+    if manual_dir is None or not manual_dir.exists():
+        return None
+    return os.fspath(manual_dir)
+
+
+def is_prepared(path: str | os.PathLike[str]) -> bool:
+    """Whether a prepared data set (its dataset_info.json) is in `path`."""
+    return os.path.isfile(os.path.join(path, "dataset_info.json"))
+
+
+def write_source_record(builder: tfds.core.DatasetBuilder, **fields: Any) -> None:
+    """Write SOURCE_FILE into the folder TFDS is preparing (its temporary folder, renamed to
+    the final one with the data), from a builder's `_split_generators`."""
+    with open(os.path.join(os.fspath(builder.data_dir), SOURCE_FILE), "w") as f:
+        json.dump(fields, f, indent=1, sort_keys=True)
+
+
+def read_source_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The SOURCE_FILE of a prepared folder, or {} when it has none (an older jaxae's)."""
+    try:
+        with open(os.path.join(path, SOURCE_FILE)) as f:
+            return dict(json.load(f))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise DataError(f"prepared data set {path} has an unreadable {SOURCE_FILE} ({e}): "
+                        "delete that folder so it is prepared again") from None
+
+
+def _existing_ancestor(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def check_writable(data_path: str | os.PathLike[str], what: str) -> None:
+    """Raise DataError when the folder a data set would be prepared into cannot be written
+    (read-only mount, permissions), before anything is downloaded or decoded."""
+    probe_dir = _existing_ancestor(os.fspath(data_path))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".jaxae_write_test.", dir=probe_dir)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise DataError(
+            f"{what} is not prepared yet and the TFDS data dir cannot be written ({probe_dir}: "
+            f"{e.strerror}): pass a writable --config.data.tfds_dir (or set $TFDS_DATA_DIR)"
+        ) from None
+
+
+def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None = None
+            ) -> None:
+    """Prepare `builder` as array_record files (from `manual_dir` when given); an unwritable
+    data dir is one line."""
+    check_writable(builder.data_path, what)
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+    try:
+        builder.download_and_prepare(download_config=config, file_format=FILE_FORMAT)
+    except PermissionError as e:
+        raise DataError(f"{what} cannot be written into {builder.data_path} ({e.strerror}): "
+                        "pass a writable --config.data.tfds_dir") from None
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def damaged(where: str, detail: str) -> DataError:
+    """The one-line error for a prepared folder whose files are damaged."""
+    return DataError(f"prepared data set {where} is damaged ({detail}): delete that folder so it "
+                     "is prepared again")
+
+
+def _first_clause(error: BaseException) -> str:
+    """The start of an error's message: its first line, up to the first ';'."""
+    return (str(error).strip().splitlines() or [""])[0].split(";")[0][:160]
+
+
+class Source(Protocol):
+    """Examples by record key: what a RecordArray reads from."""
+
+    image_shape: tuple[int, int, int]
+    where: str
+
+    def __len__(self) -> int: ...
+
+    def read(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def _raw_decoder(stored: tuple[int, ...], where: str
+                 ) -> Callable[[Sequence[bytes]], tuple[np.ndarray, np.ndarray]]:
+    """Decoder of our builders' records: raw image bytes and an int64 label."""
+    shape = tuple(stored) if len(stored) == 3 else (*stored, 1)
+    per_image = int(np.prod(shape))
+
+    def decode(records: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            features = [tf_example_pb2.Example.FromString(r).features.feature for r in records]
+            pixels = b"".join(f["image"].bytes_list.value[0] for f in features)
+            labels = np.fromiter((f["label"].int64_list.value[0] for f in features), np.int64,
+                                 count=len(features))
+        except Exception as e:  # noqa: BLE001 (protobuf raises several types on bad bytes)
+            raise damaged(where, f"a record cannot be decoded: {type(e).__name__}") from None
+        if len(pixels) != len(features) * per_image:
+            raise damaged(where, f"its records do not hold {shape} images")
+        images = np.frombuffer(pixels, dtype=np.uint8).reshape(len(features), *shape)
+        return images, labels.astype(np.int32)
+
+    return decode
+
+
+def _tfds_decoder(features: tfds.features.FeaturesDict, image_key: str, label_key: str | None,
+                  options: ImageOptions, where: str
+                  ) -> Callable[[Sequence[bytes]], tuple[np.ndarray, np.ndarray]]:
+    """Decoder of any TFDS builder's records (PNG / JPEG images decoded without TensorFlow);
+    images of several sizes are fitted to options.image_size one by one."""
+
+    def decode(records: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            examples = [features.deserialize_example_np(r) for r in records]
+        except Exception as e:  # noqa: BLE001
+            raise damaged(where, f"a record cannot be decoded: {type(e).__name__}: {e}") from None
+        images = []
+        for example in examples:
+            image = np.asarray(example[image_key], np.uint8)
+            if image.ndim == 2:
+                image = image[..., None]
+            if options.image_size is not None and image.shape[:2] != (options.image_size,) * 2:
+                pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+                size = options.image_size
+                image = np.asarray(fit(pil, size, size)).reshape(size, size, image.shape[-1])
+            images.append(image)
+        if len({image.shape for image in images}) > 1:
+            raise DataError(f"images of {where} differ in size: set --config.data.image_size "
+                            "to resize and centre-crop them to one size")
+        labels = np.array([int(e[label_key]) for e in examples] if label_key else
+                          np.zeros(len(examples)), np.int32)
+        stacked = np.stack(images) if images else np.zeros((0, 1, 1, 1), np.uint8)
+        return stacked, labels
+
+    return decode
+
+
+class PreparedSplit:
+    """One split of a prepared array_record data set, read by record key, with the image
+    options applied after decoding. Thread-safe; the shard files are checked on opening."""
+
+    def __init__(self, path: str, split: str, *, options: ImageOptions | None = None,
+                 builder: tfds.core.DatasetBuilder | None = None,
+                 image_key: str = "image", label_key: str | None = "label"):
+        options = options or ImageOptions()
+        self.path, self.split, self.options = os.fspath(path), split, options
+        self.where = f"{self.path} [{split}]"
+        try:
+            builder = builder or tfds.builder_from_directory(self.path)
+            info = builder.info
+            instructions = info.splits[split].file_instructions
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 (a damaged dataset_info.json, features.json...)
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise damaged(self.path, f"{type(e).__name__}: {first}") from None
+        file_format = getattr(info.file_format, "value", info.file_format)
+        if file_format != FILE_FORMAT:
+            raise DataError(f"prepared data set {self.path} is stored as {file_format}, which "
+                            "jaxae does not read (only TensorFlow does): delete that folder so "
+                            f"it is prepared again as {FILE_FORMAT}")
+        self._check_shards(instructions)
+        feature = info.features[image_key]
+        stored = tuple(feature.shape)
+        raw = isinstance(feature, tfds.features.Tensor) and \
+            feature._encoding == tfds.features.Encoding.BYTES and \
+            None not in stored and label_key == "label"
+        if raw:
+            self._decode = _raw_decoder(stored, self.where)
+            stored = stored if len(stored) == 3 else (*stored, 1)
+        else:
+            self._decode = _tfds_decoder(info.features, image_key, label_key, options,
+                                         self.where)
+            channels = stored[2] if len(stored) == 3 else 1
+            if None in stored[:2]:
+                if options.image_size is None:
+                    raise DataError(f"images of {self.path} differ in size: set "
+                                    "--config.data.image_size to resize and centre-crop them")
+                stored = (options.image_size, options.image_size, channels)
+            stored = (stored[0], stored[1], channels)
+        self.stored_shape: tuple[int, int, int] = tuple(int(d) for d in stored)
+        self.image_shape: tuple[int, int, int] = options.shape(self.stored_shape)
+        self.num_examples = sum(int(i.take) for i in instructions)
+        self._instructions = instructions
+        self._source = None
+
+    def _check_shards(self, instructions) -> None:
+        """Every shard file exists and holds the records TFDS recorded (a truncated
+        array_record file loses its footer, and with it its records)."""
+        from array_record.python import array_record_module  # noqa: PLC0415
+
+        for instruction in instructions:
+            filename = os.fspath(instruction.filename)
+            if not os.path.isfile(filename):
+                raise damaged(self.path, f"{os.path.basename(filename)} is missing")
+            try:
+                reader = array_record_module.ArrayRecordReader(filename,
+                                                              "readahead_buffer_size:0")
+                count = reader.num_records()
+                reader.close()
+            except Exception as e:  # noqa: BLE001
+                raise damaged(self.path, f"{os.path.basename(filename)} cannot be read: "
+                              f"{_first_clause(e)}") from None
+            if count != int(instruction.examples_in_shard):
+                raise damaged(self.path, f"{os.path.basename(filename)} holds {count} of its "
+                                     f"{instruction.examples_in_shard} records: it is truncated")
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_source"] = None
+        return state
+
+    @property
+    def source(self):
+        """array_record's random-access source over the split's shards (opened lazily)."""
+        if self._source is None:
+            from array_record.python import array_record_data_source  # noqa: PLC0415
+
+            self._source = array_record_data_source.ArrayRecordDataSource(self._instructions)
+        return self._source
+
+    def read(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 images [n, *image_shape], int32 labels [n]) of the records `keys`."""
+        keys = np.asarray(keys, np.int64)
+        if len(keys) == 0:
+            return np.zeros((0, *self.image_shape), np.uint8), np.zeros(0, np.int32)
+        try:
+            records = self.source.__getitems__(keys.tolist())
+        except (RuntimeError, OSError, ValueError) as e:
+            raise damaged(self.path, f"reading failed: {_first_clause(e)}") from None
+        images, labels = self._decode(records)
+        return self.options.apply(images), labels
+
+
+class InMemorySource:
+    """Arrays already in host memory, read by index like a PreparedSplit."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, where: str = "arrays"):
+        self.images, self.labels, self.where = images, labels, where
+        self.image_shape = tuple(images.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def read(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keys = np.asarray(keys, np.int64)
+        return np.take(self.images, keys, axis=0), np.take(self.labels, keys, axis=0)
+
+
+FIELDS = ("image", "label")
+
+
+class RecordArray:
+    """uint8 images [N, H, W, C] (field "image") or int32 labels [N] (field "label") of a
+    source, read only when indexed: `take` and indexing read, `subset` stays lazy.
+
+    `np.asarray(a)` reads it all. Example k is record `keys[k]` of the source (all records in
+    order when `keys` is None).
+    """
+
+    def __init__(self, source: Source, field: str = "image", keys: np.ndarray | None = None):
+        if field not in FIELDS:
+            raise ValueError(f"field {field!r} is not one of {FIELDS}")
+        self.source, self.field = source, field
+        if keys is not None:
+            keys = read_only(np.asarray(keys, np.int64).reshape(-1))
+        self.keys = keys
+
+    def __len__(self) -> int:
+        return len(self.source) if self.keys is None else len(self.keys)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.source.image_shape) if self.field == "image" else (len(self),)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.field == "image" else np.int32)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def record_keys(self, positions: np.ndarray | None = None) -> np.ndarray:
+        """The source's record keys of examples `positions` (all when None)."""
+        if positions is None:
+            return np.arange(len(self), dtype=np.int64) if self.keys is None else self.keys
+        positions = np.asarray(positions, np.int64)
+        return positions if self.keys is None else self.keys[positions]
+
+    def subset(self, positions: np.ndarray | slice) -> RecordArray:
+        """The examples at `positions` (or a slice), still on disk."""
+        if isinstance(positions, slice):
+            positions = np.arange(len(self))[positions]
+        return RecordArray(self.source, self.field, self.record_keys(positions))
+
+    def with_field(self, field: str) -> RecordArray:
+        """The other field of the same examples."""
+        return RecordArray(self.source, field, self.keys)
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """Read examples `positions` into memory."""
+        return self.source.read(self.record_keys(positions))[FIELDS.index(self.field)]
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            return self.take(np.array([index]))[0]
+        if isinstance(index, slice):
+            return self.take(np.arange(len(self))[index])
+        return self.take(np.asarray(index))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = read_all(self)[FIELDS.index(self.field)] if self.field == "image" else \
+            read_all(self.with_field("image"))[1]
+        return array if dtype is None else array.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"RecordArray({self.field}, shape={self.shape}, from {self.source.where})"
+
+
+def is_lazy(array: Any) -> bool:
+    """Whether `array` is a RecordArray (read from its source when indexed)."""
+    return isinstance(array, RecordArray)
+
+
+def read_all(images: RecordArray, chunk: int = READ_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images, int32 labels) of every example of `images`, read in chunks into one
+    preallocated array each (peak memory: the arrays plus one chunk); both read-only."""
+    keys = images.record_keys()
+    out_images = np.empty((len(keys), *images.source.image_shape), np.uint8)
+    out_labels = np.empty(len(keys), np.int32)
+    for start in range(0, len(keys), chunk):
+        part_images, part_labels = images.source.read(keys[start:start + chunk])
+        out_images[start:start + chunk] = part_images
+        out_labels[start:start + chunk] = part_labels
+    return read_only(out_images), read_only(out_labels)
+
+
+def materialize(images: np.ndarray | RecordArray, labels: np.ndarray | RecordArray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels as numpy arrays (read from disk if they are RecordArrays)."""
+    if is_lazy(images):
+        return read_all(images)
+    return images, np.asarray(labels)
+

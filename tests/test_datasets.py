@@ -1,0 +1,519 @@
+"""The data sources beyond MNIST: CIFAR-10 (from files in its canonical format, written here),
+image folders, any TFDS builder, `.npz`; size and channel options for every source; integrity
+(fingerprints, a damaged or unwritable TFDS dir, MNIST and Fashion-MNIST told apart).
+
+Quality is measured on real images elsewhere; these files are small and random.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from jaxae.config import ConfigError, base_config, validate
+from jaxae.data import (
+    DATASETS,
+    DataError,
+    ImageOptions,
+    cifar10,
+    folder,
+    load_dataset,
+    load_npz,
+    make_splits,
+    sources,
+    tfds_sets,
+)
+from jaxae.data.images import load_image, luma
+from jaxae.keys import derive_keys
+from tests.test_data_sources import write_folder
+
+try:  # numpy >= 2
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy 1.x
+    from numpy.core.multiarray import _reconstruct
+
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+N_PER_BATCH = 8
+PY_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def one_line(excinfo: pytest.ExceptionInfo, *needles: str) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, (needle, message)
+    return message
+
+
+# --- CIFAR-10's canonical files ----------------------------------------------------------------
+
+
+class Py2StylePickler(pickle.Pickler):
+    """Arrays reduced as numpy 1.x under Python 2 did for the published batches: the dtype and
+    array states hold py2 strings, which `encoding="bytes"` reads as bytes."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, np.ndarray):
+            state = (1, obj.shape, obj.dtype, False, obj.tobytes())
+            return _reconstruct, (np.ndarray, (0,), b"b"), state
+        if isinstance(obj, np.dtype) and obj == np.uint8:
+            return np.dtype, (b"u1", 0, 1), (3, b"|", None, None, None, -1, -1, 0)
+        return NotImplemented
+
+
+def _batch_pickle(images: np.ndarray, labels: list[int], index: int) -> bytes:
+    """One batch laid out as CIFAR-10's python version is (a dict of bytes keys, R/G/B planes),
+    with the published files' global names (numpy.core.multiarray)."""
+    batch = {
+        b"batch_label": b"training batch" if index <= 5 else b"testing batch 1 of 1",
+        b"labels": labels,
+        b"data": images.transpose(0, 3, 1, 2).reshape(len(images), 3072),
+        b"filenames": [f"img_{index}_{i}.png".encode() for i in range(len(images))],
+    }
+    buffer = io.BytesIO()
+    Py2StylePickler(buffer, protocol=2).dump(batch)
+    return buffer.getvalue().replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+
+
+def write_cifar_python(folder_path: Path, seed: int = 0) -> dict:
+    """cifar-10-batches-py/ in `folder_path`; returns {split: (images HWC, labels)}."""
+    rng = np.random.default_rng(seed)
+    out = folder_path / cifar10.PY_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {"train": ([], []), "test": ([], [])}
+    for index, name in enumerate(PY_BATCHES, start=1):
+        images = rng.integers(0, 256, (N_PER_BATCH, 32, 32, 3), dtype=np.uint8)
+        labels = rng.integers(0, 10, N_PER_BATCH).tolist()
+        (out / name).write_bytes(_batch_pickle(images, labels, index))
+        split = "test" if name == "test_batch" else "train"
+        arrays[split][0].append(images)
+        arrays[split][1].append(labels)
+    (out / cifar10.PY_META).write_bytes(pickle.dumps(
+        {b"label_names": [n.encode() for n in cifar10.CLASS_NAMES]}, protocol=2))
+    return {s: (np.concatenate(i), np.concatenate(lab)) for s, (i, lab) in arrays.items()}
+
+
+def make_tar_gz(batches_dir: Path, archive_path: Path) -> Path:
+    """Pack a batches folder as the canonical archive does (one top-level folder)."""
+    with tarfile.open(archive_path, "w:gz") as tar:
+        tar.add(batches_dir, arcname=batches_dir.name)
+    return archive_path
+
+
+def check_cifar(dataset, expected: dict) -> None:
+    for split in ("train", "test"):
+        images, labels = getattr(dataset, f"{split}_images"), getattr(dataset, f"{split}_labels")
+        np.testing.assert_array_equal(images, expected[split][0], strict=False)
+        np.testing.assert_array_equal(labels, expected[split][1])
+        assert images.dtype == np.uint8 and labels.dtype == np.int32
+    assert dataset.class_names == cifar10.CLASS_NAMES
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """(canonical folder, TFDS dir, arrays): CIFAR-10 prepared once from python batches."""
+    manual = tmp_path_factory.mktemp("cifar_manual")
+    expected = write_cifar_python(manual)
+    tfds_dir = tmp_path_factory.mktemp("cifar_tfds")
+    dataset = DATASETS.get("cifar10")(data_dir=str(manual), tfds_dir=str(tfds_dir))
+    check_cifar(dataset, expected)
+    assert dataset.fingerprint.startswith("files-sha256:")
+    assert "prepared from" in dataset.source and "python batches folder" in dataset.source
+    return manual, tfds_dir, expected
+
+
+def test_cifar10_registers_the_published_archive() -> None:
+    """The python archive's URL, size and sha256 as published; the binary archive's values
+    are the ones TFDS registers for its own builder."""
+    info = cifar10.JaxaeCifar10.url_infos[cifar10.ARCHIVE_URL]
+    assert cifar10.ARCHIVE_URL == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    assert int(info.size) == 170498071
+    assert info.checksum == "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+    tfds_file = Path(tfds.__file__).parent / "url_checksums" / "cifar10.txt"
+    url, size, sha, name = tfds_file.read_text().split()
+    assert (url, int(size), sha, name) == (
+        cifar10.BINARY_ARCHIVE_URL, cifar10.BINARY_ARCHIVE_SIZE, cifar10.BINARY_ARCHIVE_SHA256,
+        cifar10.BINARY_ARCHIVE_NAME)
+
+
+def test_cifar10_offline_prepare_reload_and_repacked_copy(cifar, tmp_path) -> None:
+    """Prepared from the batches folder (fixture); reloaded; the same batches packed as the
+    canonical tar.gz are accepted; other files are one line naming both."""
+    manual, tfds_dir, expected = cifar
+    again = load_dataset_cifar(tfds_dir)
+    check_cifar(again, expected)
+    assert "prepared earlier" in again.source
+    repacked = tmp_path / "repacked"
+    repacked.mkdir()
+    make_tar_gz(manual / cifar10.PY_DIR, repacked / cifar10.ARCHIVE_NAME)
+    check_cifar(load_dataset_cifar(tfds_dir, repacked), expected)
+    write_cifar_python(tmp_path / "other", seed=7)
+    with pytest.raises(DataError) as excinfo:
+        load_dataset_cifar(tfds_dir, tmp_path / "other")
+    one_line(excinfo, "was made from", str(manual), str(tmp_path / "other"), "delete")
+
+
+def load_dataset_cifar(tfds_dir: Path, data_dir: Path | None = None, **options):
+    return DATASETS.get("cifar10")(data_dir=None if data_dir is None else str(data_dir),
+                                   tfds_dir=str(tfds_dir), **options)
+
+
+def test_cifar10_sizes_and_channels_apply(cifar) -> None:
+    """image_size / channels work on a prepared TFDS source too (resized after reading)."""
+    _, tfds_dir, expected = cifar
+    grey = load_dataset_cifar(tfds_dir, image_size=16, channels=1)
+    assert grey.train_images.shape == (5 * N_PER_BATCH, 16, 16, 1)
+    assert "resized and centre-cropped to 16x16 and made grey" in grey.source
+    small = Image.fromarray(luma(expected["train"][0][0])).resize((16, 16),
+                                                                   Image.Resampling.BICUBIC)
+    np.testing.assert_array_equal(grey.train_images[0, ..., 0], np.asarray(small))
+
+
+@pytest.fixture
+def archive_server(tmp_path):
+    """A test-written cifar-10-python.tar.gz served on 127.0.0.1: (url, archive, arrays)."""
+    expected = write_cifar_python(tmp_path / "src", seed=4)
+    served = tmp_path / "served"
+    served.mkdir()
+    archive = make_tar_gz(tmp_path / "src" / cifar10.PY_DIR, served / cifar10.ARCHIVE_NAME)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/{cifar10.ARCHIVE_NAME}", archive, expected
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_cifar10_download_verifies_the_registered_checksum(archive_server, tmp_path, monkeypatch,
+                                                           corrupt) -> None:
+    """The online path, served locally: TFDS checks the registered size and sha256."""
+    url, archive, expected = archive_server
+    sha = "0" * 64 if corrupt else hashlib.sha256(archive.read_bytes()).hexdigest()
+    monkeypatch.delenv(cifar10.ENV_VAR, raising=False)
+    monkeypatch.setattr(cifar10, "ARCHIVE_URL", url)
+    monkeypatch.setattr(cifar10.JaxaeCifar10, "url_infos", {url: tfds.download.checksums.UrlInfo(
+        size=tfds.core.units.Size(archive.stat().st_size), checksum=sha,
+        filename=cifar10.ARCHIVE_NAME)})
+    if corrupt:
+        with pytest.raises(DataError) as excinfo:
+            load_dataset_cifar(tmp_path / "tfds")
+        one_line(excinfo, "NonMatchingChecksumError")
+        return
+    dataset = load_dataset_cifar(tmp_path / "tfds")
+    check_cifar(dataset, expected)
+    assert dataset.fingerprint == f"sha256:{sha}" and f"downloaded from {url}" in dataset.source
+    assert "tensorflow" not in sys.modules
+
+
+def test_cifar10_damaged_files_are_one_line(tmp_path) -> None:
+    """A truncated batch, a CIFAR-100 batch and a pickle that would run code: one line each,
+    naming the file; nothing is prepared."""
+    write_cifar_python(tmp_path / "manual")
+    batch = tmp_path / "manual" / cifar10.PY_DIR / "data_batch_3"
+    original = batch.read_bytes()
+    batch.write_bytes(original[: len(original) // 2])
+    with pytest.raises(DataError) as excinfo:
+        load_dataset_cifar(tmp_path / "tfds", tmp_path / "manual")
+    one_line(excinfo, "data_batch_3 is corrupt or truncated")
+    assert not (tmp_path / "tfds" / "jaxae_cifar10").exists()
+    batch.write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8),
+                                    b"fine_labels": [0, 1]}, protocol=2))
+    with pytest.raises(DataError, match="that is CIFAR-100"):
+        cifar10.read_cifar10(tmp_path / "manual")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    batch.write_bytes(pickle.dumps({b"data": Evil()}, protocol=2))
+    with pytest.raises(DataError, match="which no CIFAR-10 batch does"):
+        cifar10.read_cifar10(tmp_path / "manual")
+
+
+# --- image folders -----------------------------------------------------------------------------
+
+
+def save_png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def make_image_folder(root: Path, n_per_class: int = 5, seed: int = 0) -> None:
+    """Two classes of 12x16 RGB PNGs and one of 20x10 grey PNGs (in a sub-folder), plus a
+    file that is not an image."""
+    rng = np.random.default_rng(seed)
+    for name in ("cat", "dog"):
+        for i in range(n_per_class):
+            save_png(root / name / f"{i}.png", rng.integers(0, 256, (12, 16, 3), np.uint8))
+    for i in range(n_per_class):
+        save_png(root / "grey" / "sub" / f"{i}.png", rng.integers(0, 256, (20, 10), np.uint8))
+    (root / "README.txt").write_text("not an image")
+
+
+def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path) -> None:
+    root = tmp_path / "pets"
+    make_image_folder(root)
+    data = DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"),
+                                  image_size=8, channels=3)
+    assert data.class_names == ("cat", "dog", "grey")
+    assert data.train_images.shape == (12, 8, 8, 3) and data.test_images.shape == (3, 8, 8, 3)
+    assert sorted(np.bincount(data.test_labels)) == [1, 1, 1]  # one in five per class
+    grey = data.train_images[data.train_labels == 2]
+    assert (grey[..., 0] == grey[..., 1]).all() and "non-image files ignored" in data.source
+    assert data.fingerprint.startswith("folder-sha256:")
+    with pytest.raises(DataError) as excinfo:
+        DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"))
+    one_line(excinfo, "differ in size", "--config.data.image_size")
+    # One pixel of one file changed: the prepared set no longer matches its source.
+    path = root / "dog" / "3.png"
+    pixels = np.array(Image.open(path))
+    pixels[0, 0] ^= 1
+    Image.fromarray(pixels).save(path)
+    with pytest.raises(DataError) as excinfo:
+        DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"), image_size=8,
+                               channels=3)
+    one_line(excinfo, "made from other files", "delete that folder")
+
+
+def test_load_image_centre_crop_and_modes(tmp_path) -> None:
+    stripes = np.zeros((10, 20, 3), np.uint8)
+    stripes[:, 5:15] = (0, 255, 0)
+    save_png(tmp_path / "s.png", stripes)
+    assert (load_image(str(tmp_path / "s.png"), (10, 10, 3)) == (0, 255, 0)).all()
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (200, 100, 50, 255)
+    rgba[1, 1] = (200, 100, 50, 0)  # transparent: black
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    out = load_image(str(tmp_path / "a.png"), (2, 2, 3))
+    assert tuple(out[0, 0]) == (200, 100, 50) and tuple(out[1, 1]) == (0, 0, 0)
+    deep = np.array([[0, 65535], [25600, 2047]], np.uint16)
+    Image.fromarray(deep).save(tmp_path / "b.png")
+    np.testing.assert_array_equal(load_image(str(tmp_path / "b.png"), (2, 2, 1))[..., 0],
+                                  [[0, 255], [100, 7]])
+    (tmp_path / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(DataError, match="corrupt, truncated or not an image"):
+        load_image(str(tmp_path / "c.png"), (2, 2, 3))
+
+
+def test_array_options_match_pillow() -> None:
+    """Grey <-> RGB and resizing of arrays (any source) are Pillow's own conversions."""
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (3, 7, 5, 3), np.uint8)
+    grey = ImageOptions(channels=1).apply(rgb)
+    for image, out in zip(rgb, grey, strict=True):
+        np.testing.assert_array_equal(out[..., 0], np.asarray(Image.fromarray(image).convert("L")))
+    assert (ImageOptions(channels=3).apply(grey) == grey).all()
+    assert ImageOptions(image_size=4).apply(rgb).shape == (3, 4, 4, 3)
+    assert ImageOptions(image_size=7, channels=3).apply(rgb[:, :7, :7]) is not None
+    same = rgb[:, :4, :4]
+    assert ImageOptions(image_size=4, channels=3).apply(same) is same  # unchanged: no copy
+
+
+def test_npz_takes_the_options_and_has_a_fingerprint(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "a.npz"
+    np.savez(path, train_images=rng.integers(0, 256, (6, 10, 10), np.uint8),
+             test_images=rng.integers(0, 256, (2, 10, 10), np.uint8))
+    data = load_npz(str(path), image_size=8, channels=3)
+    assert data.image_shape == (8, 8, 3) and "made RGB" in data.source
+    assert data.fingerprint == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- any TFDS builder ----------------------------------------------------------------------------
+
+
+class JaxaeTestTinyImages(tfds.core.GeneratorBasedBuilder):
+    """A TFDS builder of another package (no TensorFlow needed): 40 8x8x3 images, a class
+    label named `category`, a train split only."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=(8, 8, 3), dtype=np.uint8),
+            "category": tfds.features.ClassLabel(names=["a", "b", "c"])}),
+            supervised_keys=("image", "category"), disable_shuffling=True)
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(40)}
+
+    def _generate_examples(self, n):
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            yield i, {"image": rng.integers(0, 256, (8, 8, 3), np.uint8), "category": i % 3}
+
+
+def test_any_tfds_builder_by_name(tmp_path) -> None:
+    """A TFDS name is a valid config.data.name; its builder prepares the set as array_record,
+    read without TensorFlow; a set without a test split holds out train's last tenth."""
+    tfds_sets.tfds_names.cache_clear()
+    config = base_config()
+    with config.data.unlocked():
+        config.data.name = "jaxae_test_tiny_images"
+    validate(config)
+    data = DATASETS.get("jaxae_test_tiny_images")(tfds_dir=str(tmp_path), image_size=4)
+    assert data.train_images.shape == (36, 4, 4, 3) and data.test_images.shape == (4, 4, 4, 3)
+    assert data.class_names == ("a", "b", "c") and data.train_labels[:4].tolist() == [0, 1, 2, 0]
+    assert "test split train[90%:]" in data.source and data.fingerprint.startswith("tfds-")
+    assert "tensorflow" not in sys.modules
+    with config.data.unlocked():
+        config.data.name = "no_such_data_set"
+    with pytest.raises(ConfigError, match="any TFDS data set's name"):
+        validate(config)
+
+
+@pytest.mark.skipif(tfds_sets.tensorflow_installed(), reason="TensorFlow is installed")
+def test_tfds_builder_that_needs_tensorflow_is_one_line(tmp_path) -> None:
+    """celeb_a's builder needs TensorFlow: said before anything is downloaded."""
+    with pytest.raises(DataError) as excinfo:
+        DATASETS.get("celeb_a")(tfds_dir=str(tmp_path), image_size=64)
+    one_line(excinfo, "celeb_a needs TensorFlow", "pip install 'jaxae[tfds]'")
+    assert not any(tmp_path.iterdir())
+    assert tfds_sets.is_missing_tensorflow(RuntimeError("x", ModuleNotFoundError(
+        "No module named 'tensorflow'", name="tensorflow")))
+
+
+# --- integrity -----------------------------------------------------------------------------------
+
+
+def test_prepared_mnist_from_other_files_is_caught(tmp_path, monkeypatch) -> None:
+    """The issue's scenario: mnist prepared from one IDX folder, then run with another
+    data_dir and the same TFDS dir: one line naming both. The same data packed otherwise
+    (unpacked .gz) is accepted."""
+    monkeypatch.delenv("JAXAE_MNIST_DIR", raising=False)
+    first = write_folder(tmp_path / "first")
+    tfds_dir = str(tmp_path / "tfds")
+    data = load_dataset("mnist", data_dir=str(first), tfds_dir=tfds_dir)
+    assert data.fingerprint.startswith("idx-files-sha256:")
+    second = write_folder(tmp_path / "second", n_train=6)
+    with pytest.raises(DataError) as excinfo:
+        load_dataset("mnist", data_dir=str(second), tfds_dir=tfds_dir)
+    one_line(excinfo, f"made from IDX files in {first}", f"not from the IDX files in {second}",
+             "delete", "--config.data.tfds_dir")
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    for gz in first.iterdir():
+        (unpacked / gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
+    again = load_dataset("mnist", data_dir=str(unpacked), tfds_dir=tfds_dir)
+    np.testing.assert_array_equal(again.train_images, data.train_images)
+
+
+def test_fashion_mnist_given_as_mnist_is_refused(tmp_path, monkeypatch) -> None:
+    """Debian's Fashion-MNIST files (recompressed: other checksums) given as MNIST are told by
+    their labels; files with a published Fashion-MNIST checksum by that checksum."""
+    if not os.path.isdir(DEBIAN_DIR):
+        pytest.skip("needs Debian's dataset-fashion-mnist")
+    with pytest.raises(DataError) as excinfo:
+        load_dataset("mnist", data_dir=DEBIAN_DIR, tfds_dir=str(tmp_path))
+    one_line(excinfo, "holds Fashion-MNIST, not MNIST", "--config.data.name=fashion_mnist")
+    assert not (tmp_path / "jaxae_images").exists()
+    folder_path = write_folder(tmp_path / "idx")
+    sha = hashlib.sha256((folder_path / "t10k-images-idx3-ubyte.gz").read_bytes()).hexdigest()
+    monkeypatch.setitem(sources.PUBLISHED_SHA256, sha, ("mnist", "t10k-images-idx3-ubyte.gz"))
+    with pytest.raises(DataError) as excinfo:
+        load_dataset("fashion_mnist", data_dir=str(folder_path), tfds_dir=str(tmp_path))
+    one_line(excinfo, "holds MNIST, not Fashion-MNIST", "published sha256")
+
+
+def test_damaged_prepared_folder_is_one_line(tmp_path, monkeypatch) -> None:
+    """An array_record file cut to half its size: one line saying to delete the folder."""
+    monkeypatch.delenv("JAXAE_MNIST_DIR", raising=False)
+    tfds_dir = tmp_path / "tfds"
+    load_dataset("mnist", data_dir=str(write_folder(tmp_path / "idx")), tfds_dir=str(tfds_dir))
+    (shard,) = tfds_dir.glob("jaxae_images/mnist/1.0.0/*train.array_record*")
+    subprocess.run(["truncate", "-s", str(shard.stat().st_size // 2), str(shard)], check=True)
+    with pytest.raises(DataError) as excinfo:
+        load_dataset("mnist", tfds_dir=str(tfds_dir))
+    one_line(excinfo, "is damaged", shard.name, "delete that folder so it is prepared again")
+
+
+def test_unwritable_tfds_dir_is_one_line(tmp_path, monkeypatch) -> None:
+    """A TFDS dir that cannot be written (here: immutable), data not prepared there yet."""
+    if shutil.which("chattr") is None:
+        pytest.skip("needs chattr")
+    monkeypatch.delenv("JAXAE_MNIST_DIR", raising=False)
+    tfds_dir = tmp_path / "readonly"
+    tfds_dir.mkdir()
+    if subprocess.run(["chattr", "+i", str(tfds_dir)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not permitted here")
+    try:
+        with pytest.raises(DataError) as excinfo:
+            load_dataset("mnist", data_dir=str(write_folder(tmp_path / "idx")),
+                         tfds_dir=str(tfds_dir))
+        one_line(excinfo, "cannot be written", "writable --config.data.tfds_dir")
+    finally:
+        subprocess.run(["chattr", "-i", str(tfds_dir)], check=True)
+
+
+# --- splits of a streamed data set -------------------------------------------------------------
+
+
+def test_streamed_splits_hold_the_same_examples(cifar) -> None:
+    """Streamed, the training split stays on disk but holds the examples the in-memory path
+    keeps (train_size, validation carve); validation and test are in memory."""
+    _, tfds_dir, _ = cifar
+    key = derive_keys(3).data
+    kwargs = {"train_size": 30, "test_size": 5, "val_size": 6}
+    memory = make_splits(load_dataset_cifar(tfds_dir), key, **kwargs)
+    data = load_dataset_cifar(tfds_dir, streaming="stream")
+    assert data.streamed
+    streamed = make_splits(data, key, **kwargs)
+    assert streamed.streamed and not memory.streamed and len(streamed.train) == 24
+    np.testing.assert_array_equal(np.asarray(streamed.train.images), memory.train.images)
+    np.testing.assert_array_equal(np.asarray(streamed.train.labels), memory.train.labels)
+    for split in ("val", "test"):
+        np.testing.assert_array_equal(getattr(streamed, split).images,
+                                      getattr(memory, split).images)
+    with pytest.raises(DataError, match="binarize=static"):
+        make_splits(data, key, binarize="static")
+    # "auto" streams what exceeds the budget, and holds a cut that fits it in memory
+    auto = load_dataset_cifar(tfds_dir, streaming="auto", memory_budget_mb=0.1)
+    assert auto.streamed and not make_splits(auto, key, train_size=10).streamed
+    assert not load_dataset_cifar(tfds_dir, streaming="auto", memory_budget_mb=1).streamed
+
+
+# --- the photo crops ---------------------------------------------------------------------------
+
+
+def test_photo_crops_are_deterministic_and_held_out(tmp_path) -> None:
+    """Crops of scikit-learn's two photographs: the same files from the same seed, test crops
+    from a band no train crop touches."""
+    from jaxae.data import photo_crops
+
+    photos = [p for p in photo_crops.PHOTOS if p[1] == "sklearn"]
+    try:
+        photo_crops.find_photo(*photos[0][1:])
+    except FileNotFoundError:
+        pytest.skip("needs scikit-learn")
+    kwargs = {"per_photo": 5, "size": 16, "scales": (1, 2), "seed": 3, "photos": photos}
+    counts = photo_crops.build_photo_crops(str(tmp_path / "a"), **kwargs)
+    assert counts == {"china": {"train": 4, "test": 1}, "flower": {"train": 4, "test": 1}}
+    photo_crops.build_photo_crops(str(tmp_path / "b"), **kwargs)
+    plans = [folder.plan_folder(tmp_path / d) for d in ("a", "b")]
+    assert plans[0].layout == "train/test" and plans[0].files_sha256 == plans[1].files_sha256
+    manifest = json.loads((tmp_path / "a" / photo_crops.MANIFEST).read_text())
+    for rel, (_top, left, side) in manifest["crops"].items():
+        cut = round(manifest["photos"][rel.split("/")[1]]["width"] * 0.8)
+        assert (left >= cut) if rel.startswith("test/") else (left + side <= cut)
+

@@ -1,0 +1,229 @@
+"""Streaming with Grain: the same batches as the in-memory path for the same seed, resumed at
+any step, and a training chunk fed streamed batches ends bitwise equal to one fed the
+device-resident arrays. (Peak host memory and throughput: `benchmarks/streaming.py`.)"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from jaxae import build, objectives
+from jaxae.data import DATASETS, DataError, batches, from_arrays, make_splits, streaming, tfds_sets
+from jaxae.data.streaming import StreamedBatches, decide
+from jaxae.keys import derive_keys
+from jaxae.models import build_model
+from jaxae.tasks import TASKS
+from jaxae.training import checkpoints, steps
+from jaxae.training.trainer import train_and_evaluate
+
+SHAPE = (8, 8, 3)
+N_TRAIN, N_TEST, SHARDS = 300, 20, 3
+BATCH, EPOCHS = 32, 3
+
+
+class JaxaeTestStreamImages(tfds.core.GeneratorBasedBuilder):
+    """Random 8x8x3 images stored as raw bytes, labels i % 10, no shuffling."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=SHAPE, dtype=np.uint8,
+                                          encoding=tfds.features.Encoding.BYTES),
+            "label": tfds.features.ClassLabel(num_classes=10)}),
+            supervised_keys=("image", "label"), disable_shuffling=True)
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(N_TRAIN, 0),
+                "test": self._generate_examples(N_TEST, 1)}
+
+    def _generate_examples(self, n, seed):
+        images = np.random.default_rng(seed).integers(0, 256, (n, *SHAPE), np.uint8)
+        for i in range(n):
+            yield i, {"image": images[i], "label": i % 10}
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory) -> str:
+    """The data set prepared in three shards (record keys run across them)."""
+    folder = str(tmp_path_factory.mktemp("tfds"))
+    JaxaeTestStreamImages(data_dir=folder).download_and_prepare(
+        file_format="array_record", download_config=tfds.download.DownloadConfig(num_shards=3))
+    tfds_sets.tfds_names.cache_clear()
+    return folder
+
+
+def load(tfds_dir: str, streaming: str):
+    return DATASETS.get("jaxae_test_stream_images")(tfds_dir=tfds_dir, streaming=streaming)
+
+
+def in_memory_batches(images, labels, key, batch_size, num_epochs):
+    """Every batch the trainer's in-memory path gathers, in step order."""
+    arrays = {"image": jnp.asarray(images), "label": jnp.asarray(labels)}
+    for epoch in range(num_epochs):
+        order = batches.epoch_permutation(key, epoch, len(images))
+        for i in range(batches.steps_per_epoch(len(images), batch_size)):
+            yield jax.tree.map(np.asarray, batches.take_batch(arrays, order, i, batch_size))
+
+
+def assert_batch_equal(got: dict, want: dict) -> None:
+    for name in ("image", "label"):
+        np.testing.assert_array_equal(got[name], want[name], strict=True)
+
+
+@pytest.fixture(scope="module")
+def splits(tfds_dir):
+    """(in-memory splits, streamed splits, data key) with a validation split carved."""
+    key = derive_keys(5).data
+    memory = make_splits(load(tfds_dir, "memory"), key, train_size=280, val_size=30)
+    streamed = make_splits(load(tfds_dir, "stream"), key, train_size=280, val_size=30)
+    assert streamed.streamed and not memory.streamed and len(streamed.train) == 250
+    return memory, streamed, key
+
+
+@pytest.fixture(scope="module")
+def reference(splits) -> list[dict]:
+    memory, _, key = splits
+    return list(in_memory_batches(memory.train.images, memory.train.labels, key, BATCH, EPOCHS))
+
+
+def test_streamed_batches_equal_the_in_memory_gather(splits, reference) -> None:
+    _, streamed, key = splits
+    with StreamedBatches(streamed.train, key, BATCH, EPOCHS) as stream:
+        assert stream.num_steps == len(reference) == EPOCHS * (250 // BATCH)
+        it = stream.batches()
+        for step, batch in enumerate(it):
+            assert_batch_equal(batch, reference[step])
+            assert int(it.state()["next_step"]) == step + 1
+        assert it.step == len(reference)
+
+
+@pytest.mark.parametrize("stop", [3, 7, 10])  # mid-epoch, an epoch's end, mid-epoch 2
+def test_resume_gives_the_remaining_batches(splits, reference, stop) -> None:
+    _, streamed, key = splits
+    with StreamedBatches(streamed.train, key, BATCH, EPOCHS) as stream:
+        it = stream.batches()
+        for step in range(stop):
+            assert_batch_equal(next(it), reference[step])
+        saved = it.state()
+    with StreamedBatches(streamed.train, key, BATCH, EPOCHS) as stream:
+        tails = [list(stream.batches(first_step=stop)), list(stream.from_state(saved))]
+    for tail in tails:
+        assert len(tail) == len(reference) - stop
+        for offset, batch in enumerate(tail):
+            assert_batch_equal(batch, reference[stop + offset])
+    with StreamedBatches(streamed.train, key, BATCH // 2, EPOCHS) as other:
+        with pytest.raises(DataError, match="batch_size 32 \\(now 16\\)"):
+            other.from_state(saved)
+
+
+def test_chunks_feed_gather_batch_and_host_arrays_stream_too(splits, reference) -> None:
+    """next_chunk's flat arrays give the same batches through gather_batch; a split held in
+    host memory (an npz) streams the same batches as one on disk."""
+    memory, streamed, key = splits
+    for split in (streamed.train, memory.train):
+        with StreamedBatches(split, key, BATCH, EPOCHS) as stream:
+            it = stream.batches(first_step=5)
+            chunk = it.next_chunk(3, pad_to=4)
+            assert chunk["image"].shape == (4 * BATCH, *SHAPE) and it.step == 8
+            assert not chunk["image"][3 * BATCH:].any()
+            order = jnp.arange(4 * BATCH)
+            for i in range(3):
+                got = jax.tree.map(np.asarray, batches.take_batch(chunk, order, i, BATCH))
+                assert_batch_equal(got, reference[5 + i])
+
+
+def test_training_on_streamed_chunks_ends_bitwise_equal(splits) -> None:
+    """The trainer's compiled chunk of steps, fed streamed chunks (and resumed half-way
+    through an epoch), ends with the very parameters of the in-memory run."""
+    memory, streamed, key = splits
+    keys = derive_keys(5)
+    model = build_model({"name": "dense_ae", "latent_dim": 4}, image_shape=SHAPE)
+    task = TASKS.get("reconstruct")()
+    objective = objectives.objective_for(False, loss=objectives.LOSSES.get("mse"),
+                                         likelihood=None, beta=1.0)
+    max_steps, spe = 4, len(memory.train) // BATCH
+    chunk_fn = steps.make_train_chunk(model, task, objective, batch_size=BATCH,
+                                      max_steps=max_steps)
+
+    def fresh():
+        return steps.create_train_state(model, steps.make_optimizer("adam", 1e-3), SHAPE,
+                                        keys.init)
+
+    state = fresh()
+    arrays = {"image": jnp.asarray(memory.train.images), "label": jnp.asarray(memory.train.labels)}
+    for epoch in range(2):
+        order = batches.epoch_permutation(key, epoch, len(memory.train))
+        for first in range(0, spe, max_steps):
+            count = min(max_steps, spe - first)
+            state, _ = chunk_fn(state, arrays, order, first, keys.train, count)
+    in_memory = state.params
+
+    order = jnp.arange(max_steps * BATCH)
+    state = fresh()
+    with StreamedBatches(streamed.train, key, BATCH, 2) as stream:
+        for stop_at, first_step in ((spe + 3, 0), (2 * spe, spe + 3)):  # "killed" at spe + 3
+            it = stream.batches(first_step=first_step)
+            step = first_step
+            while step < stop_at:
+                epoch_end = (step // spe + 1) * spe
+                count = min(max_steps, epoch_end - step, stop_at - step)
+                chunk = it.next_chunk(count, pad_to=max_steps)
+                state, _ = chunk_fn(state, chunk, order, 0, keys.train, count)
+                step += count
+            it.close()
+    for got, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(in_memory), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want), strict=True)
+
+
+def test_decide_and_errors(splits) -> None:
+    _, streamed, key = splits
+    assert decide("auto", 1000, (32, 32, 3), 2.9) and not decide("auto", 1000, (32, 32, 3), 3)
+    assert decide("stream", 1, (1, 1, 1), None) and not decide("memory", 10**9, (9, 9, 9), 1)
+    assert not decide("auto", 1000, (32, 32, 3), 2.9, train_size=900)
+    with pytest.raises(DataError, match="larger than the 250 training images"):
+        StreamedBatches(streamed.train, key, 251, 1)
+    with StreamedBatches(streamed.train, key, BATCH, 1) as stream:
+        with pytest.raises(DataError, match="checkpoint belongs to another run"):
+            stream.batches(first_step=stream.num_steps + 1)
+    data = from_arrays(np.zeros((4, 2, 2, 1), np.uint8), np.zeros((2, 2, 2, 1), np.uint8))
+    assert not data.streamed and data.fingerprint.startswith("arrays-sha256:")
+
+
+# --- the trainer on a streamed training split ----------------------------------------------
+
+def _read_metrics(workdir) -> list[str]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return f.read().splitlines()
+
+
+def _params(state) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state.params))]
+
+
+def test_a_streamed_run_trains_bitwise_like_the_in_memory_one_and_resumes(tiny_config,
+                                                                          tmp_path) -> None:
+    # 16 steps per epoch and chunks of 8: stopping at step 21 interrupts a chunk's reads
+    config = tiny_config(**{"task.name": "denoise", "data.streaming": "memory"})
+    memory_state = train_and_evaluate(config, str(tmp_path / "memory"))
+    config.data.streaming = "stream"
+    assert build.load_data(config, derive_keys(config.seed).data).streamed
+    streamed_state = train_and_evaluate(config, str(tmp_path / "stream"))
+    config.train.stop_after_steps = 21
+    assert int(train_and_evaluate(config, str(tmp_path / "resumed")).step) == 21
+    saved = checkpoints.make_manager(str(tmp_path / "resumed" / "checkpoints"), read_only=True)
+    like = checkpoints._saved_data_like(saved, 21)
+    assert like is not None and set(like) == set(streaming.STATE_KEYS)
+    config.train.stop_after_steps = None
+    resumed_state = train_and_evaluate(config, str(tmp_path / "resumed"))
+    for other in (streamed_state, resumed_state):
+        assert int(other.step) == int(memory_state.step) == 32
+        for a, b in zip(_params(memory_state), _params(other), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert _read_metrics(tmp_path / "memory") == _read_metrics(tmp_path / "stream") \
+        == _read_metrics(tmp_path / "resumed")
