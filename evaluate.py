@@ -1,8 +1,13 @@
 """Evaluates a trained run: python evaluate.py --workdir=runs/default
 
-Reloads the newest Orbax checkpoint (or --step) and the run's config.json, then writes
-<workdir>/eval/metrics.json and the pictures that apply to its model (reconstructions,
-samples, manifold, latent scatter) as PNG files.
+Reloads the newest intact Orbax checkpoint (or --step) and the run's config.json, then
+writes metrics.json and the pictures that apply to its model (reconstructions, samples,
+manifold, latent scatter) as PNG files into <workdir>/eval (or --eval_dir). Safe while the
+run trains: it reads a checkpoint that stays (a step deleted meanwhile is not "damaged").
+
+What is measured can be changed without retraining, e.g. --config.eval.iwae_samples='(1, 50)'
+--config.eval.iwae_images=500 (the fields of config.eval, and config.data.tfds_dir /
+data_dir); a field that would change the trained model is refused.
 """
 
 import json
@@ -12,12 +17,14 @@ import sys
 from absl import app, flags
 
 from jaxae import cli
-from jaxae.evaluation.evaluate import evaluate_workdir
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder of a run made by train.py.")
 flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
+flags.DEFINE_string("eval_dir", None, "Where to write metrics.json and the pictures "
+                    "(default: <workdir>/eval).")
 flags.mark_flags_as_required(["workdir"])
+cli.define_eval_overrides()
 
 
 def main(argv: list[str]) -> None:
@@ -25,7 +32,11 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if os.getcwd() not in sys.path:  # a run's model may live in a module of this directory
         sys.path.insert(1, os.getcwd())
-    metrics = cli.run(evaluate_workdir, FLAGS.workdir, FLAGS.step)
+    from jaxae.evaluation.evaluate import evaluate_workdir
+
+    metrics = cli.run(evaluate_workdir, FLAGS.workdir, FLAGS.step,
+                      overrides=cli.eval_overrides(sys.argv), out_dir=FLAGS.eval_dir,
+                      entry_point=True)
     print(json.dumps(metrics, indent=2))
 
 

@@ -2,17 +2,22 @@
 
 Any config field can be overridden, e.g. --config.model.latent_dim=2
 --config.train.num_epochs=5. Rerunning the same command on the same workdir resumes from its
-newest checkpoint; SIGTERM or Ctrl-C checkpoints and exits. Several hosts: start one process
-per host with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID set; training
-runs data-parallel over every device of every process.
+newest checkpoint (config.RESUMABLE_FIELDS lists what a resumed run may change); a second
+train.py on a workdir in use is refused. SIGTERM or Ctrl-C checkpoints and exits 0, also
+during start-up (nothing to save then); a second signal stops at once (exit 128 + signal).
+Several hosts: start one process per host with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES
+and JAX_PROCESS_ID set; training runs data-parallel over every device of every process.
 """
 
-import ml_collections
-from absl import app, flags
+from jaxae import cli  # first, and light: a signal during the imports below is a stop too
 
-from jaxae import cli
-from jaxae.training import parallel
-from jaxae.training.trainer import train_and_evaluate
+STOP = cli.GracefulStop().install()
+
+import ml_collections  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from jaxae.training import parallel  # noqa: E402
+from jaxae.training.trainer import train_and_evaluate  # noqa: E402
 
 FLAGS = flags.FLAGS
 cli.define_config_flag("configs/default.py")
@@ -22,14 +27,13 @@ flags.mark_flags_as_required(["workdir"])
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     parallel.initialize_distributed()  # a no-op unless JAX_COORDINATOR_ADDRESS is set
-    with cli.GracefulStop() as stop:
-        train_and_evaluate(config, workdir, stop_requested=stop)
+    train_and_evaluate(config, workdir, stop_requested=STOP)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    cli.run(train, cli.loaded_config(), FLAGS.workdir)
+    cli.run(train, cli.loaded_config(), FLAGS.workdir, entry_point=True)
 
 
 if __name__ == "__main__":

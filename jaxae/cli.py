@@ -1,54 +1,119 @@
 """The command-line layer: flags, one-line errors, and the process-wide policy that a library
-must not impose on its users (signal handlers, silencing Orbax's leftover errors).
+must not impose on its users (signal handlers, exit codes, silencing Orbax's logs and the
+leftovers of its failed reads).
 
-`train.py` and `evaluate.py` call `run(fn, ...)`: a bad config, missing data, a checkpoint
-that does not fit or a numerical fault ends the process with one `error:` line, after any
-checkpoint still being written is finished.
+`train.py` and `evaluate.py` call `run(fn, ...)`: a bad config, missing data, a busy or
+unwritable workdir, a checkpoint that does not fit, a write that fails or a numerical fault
+ends the process with one `error:` line and exit code 1, after any checkpoint still being
+written is finished. A stop asked for before training started is one line and exit code 0,
+like a stop during training; Ctrl-C where no stop is handled (evaluate.py) is exit code 130.
+
+This module imports only absl and ml_collections at the top, so that `train.py` can install
+its signal handlers (`GracefulStop`) before the seconds spent importing JAX.
 """
 
 from __future__ import annotations
 
+import linecache
 import logging as std_logging
 import os
+import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
-from jaxae.config import ConfigError, field_hint
-from jaxae.data import DataError
-from jaxae.registry import RegistryError
-from jaxae.training.checkpoints import CheckpointMismatch, finish_pending_saves
-
-EXPECTED_ERRORS = (ConfigError, CheckpointMismatch, DataError, RegistryError,
-                   FloatingPointError, FileNotFoundError)
 CODE_SECTIONS = ("model", "task")  # sections whose `name` may point at a user's file
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # Ctrl-C where no graceful stop is handled (the shell's 128 + SIGINT)
+WRITER_GRACE_S = 5.0  # an error exit waits this long for Orbax's writer threads, no longer
 
 
-def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are one `error:` line: the library's own, each with its fix."""
+    from jaxae.config import ConfigError
+    from jaxae.data import DataError
+    from jaxae.registry import RegistryError
+    from jaxae.training.checkpoints import CheckpointMismatch, CheckpointWriteError
+    from jaxae.training.workdir import WriteError
+
+    return (ConfigError, CheckpointMismatch, CheckpointWriteError, WriteError, DataError,
+            RegistryError, FloatingPointError, FileNotFoundError)
+
+
+def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs: Any) -> Any:
     """Calls fn(*args, **kwargs) with the process-wide policy in place; an expected failure
-    exits with one line. Whatever ends the call, a checkpoint being written is finished."""
+    exits with one line. Whatever ends the call, a checkpoint being written is finished.
+
+    entry_point: this process is train.py / evaluate.py, not a test or a notebook: after an
+    error line, writer threads stuck in a hung file system do not keep it alive.
+    """
+    from jaxae.training.checkpoints import finish_pending_saves
+    from jaxae.training.trainer import StopRequested
+
     logging.set_verbosity(logging.ERROR)  # Orbax logs routine notes at INFO and WARNING
-    silence_abandoned_reads()
+    silence_orbax()
     try:
         return fn(*args, **kwargs)
-    except EXPECTED_ERRORS as e:
-        finish_pending_saves()
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    except StopRequested as e:
+        _finish(finish_pending_saves)
+        print(e, flush=True)
+        sys.exit(0)
+    except expected_errors() as e:
+        _finish(finish_pending_saves)
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        if entry_point:
+            exit_now_if_stuck(EXIT_ERROR)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        _finish(finish_pending_saves)
+        print("error: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
     except BaseException:
-        finish_pending_saves()
+        _finish(finish_pending_saves)
         raise
 
 
+def _finish(finish_pending_saves: Callable[[], list]) -> None:
+    """Waits for the saves in flight; one that failed is a warning (the exit's own error
+    line comes next)."""
+    for failed in finish_pending_saves():
+        print(f"warning: {failed}", file=sys.stderr, flush=True)
+
+
+def _orbax_writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate()
+            if t.is_alive() and not t.daemon and t is not threading.current_thread()
+            and (type(t).__module__.startswith("orbax") or "orbax" in t.name.lower()
+                 or t.name in ("async_save", "save_finalize"))]
+
+
+def exit_now_if_stuck(code: int, grace_s: float = WRITER_GRACE_S) -> None:
+    """Exits at once (os._exit) if Orbax writer threads are still alive after `grace_s`:
+    Python would otherwise wait for them at exit (a write blocked in a hung file system).
+    The error line is printed and flushed first; the checkpoints on disk are complete
+    (a half-written one is a temporary folder the next start removes)."""
+    deadline = time.monotonic() + grace_s
+    for thread in _orbax_writer_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if _orbax_writer_threads():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 class GracefulStop:
-    """While active, the first SIGTERM / SIGINT only records its name (`requested`, polled by
-    the training loop, which checkpoints and returns); a second one aborts at once."""
+    """While installed, the first SIGTERM / SIGINT only records its name (`requested`, polled
+    by the training loop, which checkpoints and returns); a second one ends the process at
+    once with one line and exit code 128 + the signal, without a checkpoint of the last
+    steps (those on disk are complete: Orbax renames a step's folder only once it is
+    written, and a half-written one is a temporary folder the next start removes)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -57,25 +122,41 @@ class GracefulStop:
         self._previous = {}
 
     def _handle(self, signum: int, frame) -> None:
-        if self.requested is not None:  # asked twice: stop now, without a checkpoint
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if self.requested is None:
+            self.requested = name
+            return
+        # asked twice: stop now. Not by raising: an exception would surface anywhere in the
+        # main thread (inside Orbax's wait for a save, say) as a traceback.
+        twice = f"{name} received twice" if name == self.requested else \
+            f"{self.requested} then {name} received"
+        os.write(2, f"error: {twice}: stopped at once, without a checkpoint of the last "
+                    "steps; rerun the same command to continue from the newest "
+                    "checkpoint\n".encode())
+        os._exit(128 + signum)
 
     def __call__(self) -> str | None:
         return self.requested
 
-    def __enter__(self) -> GracefulStop:
+    def install(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+                self._previous.setdefault(sig, signal.signal(sig, self._handle))
         return self
 
-    def __exit__(self, *exc) -> None:
+    def uninstall(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        self._previous.clear()
+
+    def __enter__(self) -> GracefulStop:
+        return self.install()
+
+    def __exit__(self, *exc) -> None:
+        self.uninstall()
 
 
-# --- Orbax's leftovers after a failed restore -------------------------------------------
+# --- Orbax's logs and the leftovers of a failed restore ----------------------------------
 
 _chained_unraisablehook = None
 
@@ -98,10 +179,20 @@ def _ignore_abandoned_reads(unraisable) -> None:
 
 
 def _is_not_abandoned_read_task(record: std_logging.LogRecord) -> bool:
-    """logging filter for asyncio's logger: drops its report of an Orbax read task whose
-    error nobody retrieved (the read of a restore that already failed)."""
+    """logging filter for asyncio's logger: drops its report of an Orbax task whose error
+    nobody retrieved, or that was dropped pending (the reads of a restore that already
+    failed, the writes of a save that already failed)."""
     message = record.getMessage()
-    return not (message.startswith("Task exception was never retrieved") and "orbax" in message)
+    return not (message.startswith(("Task exception was never retrieved",
+                                    "Task was destroyed but it is pending"))
+                and "orbax" in message)
+
+
+def _is_not_from_orbax(record: std_logging.LogRecord) -> bool:
+    """logging filter for absl's logger: drops Orbax's own error logs. Orbax logs, with
+    tracebacks, the errors it raises to jaxae (hundreds of lines for one failed save);
+    jaxae reports each as one line. JAXAE_DEBUG=1 keeps them."""
+    return f"{os.sep}orbax{os.sep}" not in record.pathname
 
 
 def silence_abandoned_reads() -> None:
@@ -119,14 +210,28 @@ def silence_abandoned_reads() -> None:
         asyncio_logger.addFilter(_is_not_abandoned_read_task)
 
 
+def silence_orbax() -> None:
+    """silence_abandoned_reads, and Orbax's error logs (unless JAXAE_DEBUG is set)."""
+    silence_abandoned_reads()
+    absl_logger = logging.get_absl_logger()
+    if not os.environ.get("JAXAE_DEBUG") and _is_not_from_orbax not in absl_logger.filters:
+        absl_logger.addFilter(_is_not_from_orbax)
+
+
 # --- flags -------------------------------------------------------------------------------
 
 def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(EXIT_ERROR)
 
 
-def _unknown_field(error: AttributeError | KeyError) -> str:
+def _field_hint(path: str) -> str:
+    from jaxae.config import field_hint
+
+    return field_hint(path)
+
+
+def _unknown_field(error: AttributeError | KeyError, argv: Sequence[str] | None = None) -> str:
     """ml_collections' KeyError("'modle'\\nDid you mean ...?") or a locked config's
     AttributeError, as 'unknown config field config.X: <where it moved / closest field>'."""
     key = error.args[0] if error.args and isinstance(error.args[0], KeyError) else error
@@ -134,14 +239,14 @@ def _unknown_field(error: AttributeError | KeyError) -> str:
     field = text.partition("\n")[0].strip("'\"")
     if text.startswith("Key \""):  # 'Key "latnt_dim" does not exist and cannot be added...'
         field = text.split('"')[1]
-    path = _override_path(field)
-    hint = field_hint(path)
+    path = _override_path(field, argv)
+    hint = _field_hint(path)
     return f"unknown config field config.{path}" + (f": {hint}" if hint else "")
 
 
-def _override_path(field: str) -> str:
+def _override_path(field: str, argv: Sequence[str] | None = None) -> str:
     """The dotted path of the --config.X override that names `field`, if there is one."""
-    for arg in sys.argv[1:]:
+    for arg in (sys.argv if argv is None else argv)[1:]:
         if arg.startswith("--config.") and "=" in arg:
             path = arg[len("--config."):].split("=", 1)[0]
             if field in path.split("."):
@@ -149,29 +254,118 @@ def _override_path(field: str) -> str:
     return field
 
 
-def define_config_flag(default: str | None) -> None:
+def _config_argument(argv: Sequence[str], flag_values: flags.FlagValues) -> str:
+    """The --config file named on the command line (the flag's default otherwise), without
+    a ':argument' for get_config."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1].split(":", 1)[0]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1].split(":", 1)[0]
+    return str(flag_values["config"].default_as_str).strip("'\"")
+
+
+def _in_file(path: str, error: BaseException) -> int | None:
+    """The line of `path` where `error` was raised (its deepest frame in that file, or a
+    SyntaxError's own line), or None if it was not raised by that file."""
+    real = os.path.realpath(path)
+    if isinstance(error, SyntaxError) and error.filename and \
+            os.path.realpath(error.filename) == real:
+        return error.lineno
+    line, tb = None, error.__traceback__
+    while tb is not None:
+        if os.path.realpath(tb.tb_frame.f_code.co_filename) == real:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    if line is None:  # rewrapped by ml_collections: the traceback survives as text
+        found = re.findall(rf'File "{re.escape(path)}", line (\d+)', str(error)) or \
+            re.findall(rf'File "{re.escape(real)}", line (\d+)', str(error))
+        line = int(found[-1]) if found else None
+    return line
+
+
+def _locked_field(error: BaseException, path: str, line: int) -> str | None:
+    """For a config file that sets a field no section has (`c.train.batch_sise = 3`): the
+    field's dotted path, from the file's line; None for any other error."""
+    text = str(error.args[0] if error.args else error)
+    found = re.search(r'Key "(\w+)" does not exist and cannot be added since the config is '
+                      r'locked', text)
+    if not found:
+        return None
+    field = found.group(1)
+    source = linecache.getline(path, line)
+    section = re.search(rf"\.(\w+)\s*(?:\.|\[['\"]){field}\b", source)
+    from jaxae.config import SECTIONS
+
+    return f"{section.group(1)}.{field}" if section and section.group(1) in SECTIONS else field
+
+
+def _config_file_error(error: BaseException, path: str) -> str | None:
+    """'--config=FILE:LINE: <what went wrong>' for an error the config file's own code
+    raised (a syntax or import error, a misspelt field, get_config raising); None if the
+    error did not come from the file."""
+    line = _in_file(path, error)
+    if line is None:
+        return None
+    where = f"--config={path}:{line}"
+    field = _locked_field(error, path, line)
+    if field is not None:
+        hint = _field_hint(field)
+        return f"{where}: unknown config field config.{field}" + (f": {hint}" if hint else "")
+    if isinstance(error, SyntaxError):
+        return f"{where}: SyntaxError: {error.msg}"
+    text = str(error).strip()
+    if "Error whilst parsing config file:" in text:  # ml_collections: the traceback as text
+        text = text.rsplit("\n", 1)[-1].strip()
+        return f"{where}: {text}"
+    first = (text.splitlines() or [""])[0]
+    return f"{where}: {type(error).__name__}: {first}"
+
+
+def define_config_flag(default: str | None, flag_values: flags.FlagValues = flags.FLAGS,
+                       argv: list[str] | None = None) -> None:
     """`--config=FILE` with `--config.FIELD=VALUE` overrides (ml_collections), locked.
 
-    ml_collections resolves the overrides on the command line as the flag is defined, so a
-    misspelt field fails here, before absl parses anything: it is one error line too. The
-    current directory goes on the import path (as with `python -m`), so a config may name a
-    model in a module beside it.
+    A misspelt override, or a config file that does not load, is one error line (file and
+    line for the file's own mistakes). The current directory goes on the import path (as
+    with `python -m`), so a config may name a model in a module beside it.
     """
     if os.getcwd() not in sys.path:
         sys.path.insert(1, os.getcwd())
     try:
         config_flags.DEFINE_config_file("config", default, "Experiment config file.",
-                                        lock_config=True)
-    except (AttributeError, KeyError) as e:
-        _fail(_unknown_field(e))
+                                        flag_values=flag_values, lock_config=True,
+                                        sys_argv=argv)
+    except Exception as e:  # noqa: BLE001 (ml_collections loads the file here for overrides)
+        _fail(_config_error(e, sys.argv if argv is None else argv, flag_values))
 
 
-def loaded_config() -> ml_collections.ConfigDict:
+def _config_error(error: BaseException, argv: Sequence[str], flag_values: flags.FlagValues
+                  ) -> str:
+    """One line for an error while loading --config: the file's own mistake (with its line),
+    a misspelt --config.X override, or the file not loading at all."""
+    path = _config_argument(argv, flag_values)
+    for cause in (error, error.__cause__, error.__context__):
+        if cause is not None and (message := _config_file_error(cause, path)):
+            return message
+    if "has no attribute 'get_config'" in str(error):
+        return f"--config={path}: it defines no get_config() returning the config"
+    if isinstance(error, (AttributeError, KeyError)):
+        return _unknown_field(error, argv)
+    if isinstance(error, OSError):
+        text = str(error).strip().splitlines()
+        return f"--config: {text[-1].strip() if text else error}"
+    if isinstance(error, flags.Error):
+        return str(error).splitlines()[0]
+    return f"--config={path}: {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+
+
+def loaded_config(flag_values: flags.FlagValues = flags.FLAGS) -> ml_collections.ConfigDict:
     """The --config flag's config, with a relative `file.py:Name` in a model or task name made
     absolute (found from the current directory, else beside the config file), so that the
     workdir's config.json finds the same code from anywhere."""
-    config = flags.FLAGS.config
-    config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+    config = flag_values.config
+    config_file = config_flags.get_config_filename(flag_values["config"])
     beside = os.path.dirname(os.path.abspath(config_file)) if config_file else os.getcwd()
     for section in CODE_SECTIONS:
         name = config[section].name
@@ -183,21 +377,83 @@ def loaded_config() -> ml_collections.ConfigDict:
     return config
 
 
-def parse_flags(argv: list[str]) -> list[str]:
+def _check_config_type(config: object, path: str) -> None:
+    """A config file's get_config() must return the ConfigDict of jaxae.config.base_config()
+    (changed), not a dict or None."""
+    from jaxae.config import SECTIONS
+
+    if isinstance(config, ml_collections.ConfigDict) and all(s in config for s in SECTIONS):
+        return
+    what = (f"a {type(config).__name__}" if not isinstance(config, ml_collections.ConfigDict)
+            else "a ConfigDict without the sections " + ", ".join(
+                s for s in SECTIONS if s not in config))
+    _fail(f"--config={path}: get_config() returned {what}, not a jaxae config: start from "
+          "jaxae.config.base_config() (or a shipped config's get_config()) and change its "
+          "fields")
+
+
+def _is_config_file_flag(flag: flags.Flag) -> bool:
+    """Whether --config names a file (train.py), not a dict of fields (evaluate.py)."""
+    return type(flag.parser).__name__ == "ConfigFileFlagParser"
+
+
+def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
     """absl's flag parsing (app.run's flags_parser), with a wrong flag as one error line.
 
-    ml_collections reports a misspelt --config.FIELD as a bare AttributeError, and a config
-    file that does not load only when the config is first read: both become `error:` lines.
+    ml_collections reports a misspelt --config.FIELD as a bare AttributeError, and runs the
+    config file as the flags are parsed: its syntax errors, import errors, misspelt fields
+    and exceptions, and a get_config() that returns something else than a config, become
+    one `error: --config=FILE:LINE: ...` line.
     """
     try:
-        rest = flags.FLAGS(argv)
-        if "config" in flags.FLAGS:
-            flags.FLAGS.config.get("seed")  # raises here if the config file did not load
+        rest = flag_values(argv)
+        if "config" in flag_values and _is_config_file_flag(flag_values["config"]):
+            config = flag_values.config
+            if hasattr(config, "_ReportError"):  # ml_collections' stand-in for a failed load
+                config.get("seed")
+            _check_config_type(config, _config_argument(argv, flag_values))
         return rest
-    except flags.Error as e:
-        message = str(e)
-    except (AttributeError, KeyError) as e:
-        message = _unknown_field(e)
-    except OSError as e:
-        message = f"--config: {str(e).strip().splitlines()[-1].strip()}"
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 (any error of the config file is one line)
+        message = _config_error(e, argv, flag_values) if "config" in flag_values else str(e)
     _fail(message)
+
+
+# --- evaluate.py's overrides -------------------------------------------------------------
+
+def define_eval_overrides(flag_values: flags.FlagValues = flags.FLAGS,
+                          argv: list[str] | None = None) -> None:
+    """`--config.eval.FIELD=VALUE` (and the data's location) for evaluate.py: the fields
+    that change what is measured, not the trained model (jaxae.evaluation.evaluate.
+    OVERRIDABLE). Any other field is one error line."""
+    from jaxae.evaluation.evaluate import OVERRIDABLE, overridable_config
+
+    try:
+        config_flags.DEFINE_config_dict("config", overridable_config(), "Evaluation fields to "
+                                        "change: --config.eval.FIELD=VALUE.",
+                                        flag_values=flag_values, lock_config=True,
+                                        sys_argv=argv)
+    except (AttributeError, KeyError) as e:
+        field = _unknown_field(e, argv).removeprefix("unknown config field config.")
+        field = field.split(":")[0]
+        _fail(f"evaluate.py cannot change config.{field}: it takes only "
+              f"{', '.join(f'config.{f}' for f in OVERRIDABLE)} (e.g. --config.eval."
+              "iwae_samples='(1, 50)'); the rest is the trained run's (its config.json), "
+              "so train another run to change it")
+
+
+def eval_overrides(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
+                   ) -> dict[str, Any]:
+    """{'eval.iwae_samples': (1, 50), ...}: the fields given as --config.X on the command
+    line, with the values ml_collections parsed."""
+    config = flag_values.config
+    out = {}
+    for arg in argv[1:]:
+        if arg.startswith("--config.") and "=" in arg:
+            path = arg[len("--config."):].split("=", 1)[0]
+            node = config
+            for part in path.split("."):
+                node = node[part]
+            out[path] = node
+    return out

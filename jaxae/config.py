@@ -18,7 +18,9 @@ for the fields of user-registered entries, and a field no entry declares is an e
 from __future__ import annotations
 
 import difflib
+import json
 import math
+import os
 
 import ml_collections
 from ml_collections import config_dict
@@ -36,6 +38,7 @@ from jaxae.tasks import TASKS, Task
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 STREAMING = ("auto", "memory", "stream")
+FLOAT32_MAX = 3.4028234663852886e38  # training computes in float32: larger numbers are inf
 CONFIG_VERSION = 2  # config.json layout: 1 was the flat config of jaxae 0.1
 
 
@@ -146,12 +149,63 @@ def field_hint(path: str) -> str:
     return f"did you mean config.{close[0]}?" if close else ""
 
 
-# Fields that fix parameter shapes, the optimiser state's structure or the data a run trains
-# on: resuming a workdir with different values would load a checkpoint that does not belong
-# to the config. (model.conv is not one: both implementations share their parameters.)
-RUN_DEFINING_FIELDS = ("model", "task.name", "task.factor", "data.name", "seed",
-                       "optim.schedule")
-NOT_RUN_DEFINING = ("model.conv",)
+# Resuming a workdir continues its run: the config must agree with the run's config.json on
+# every field that decides what the steps compute, on which images, in which order, from
+# which parameters. These fields, and only these, may change when a run is resumed:
+RESUMABLE_FIELDS = (
+    "train.num_epochs",  # how long it runs (not under a cosine schedule: see below)
+    "train.stop_after_steps",
+    "train.log_every_steps",  # how it logs and saves (chunks of any length give the same bits)
+    "train.checkpoint_every_epochs",
+    "train.checkpoint_every_steps",
+    "train.keep_checkpoints",
+    "optim.learning_rate",  # the fix a diverged run's error suggests
+    "model.conv",  # the two convolution implementations share their parameters
+    "data.data_dir",  # where the same images are found
+    "data.tfds_dir",
+    "eval",  # the whole section: what evaluate.py measures and draws
+)
+# Every other field is run-defining, fields added later included; under optim.schedule =
+# "cosine" so is train.num_epochs, since the learning rate decays over the run's total steps.
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
+    """{'model.latent_dim': 10, 'seed': 0, ...} of a config's JSON form."""
+    out = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def is_resumable(path: str, schedule: str = "constant") -> bool:
+    """Whether a resumed run may change the field at `path` (see RESUMABLE_FIELDS)."""
+    if path == "train.num_epochs" and schedule == "cosine":
+        return False
+    return any(path == f or path.startswith(f"{f}.") for f in RESUMABLE_FIELDS)
+
+
+def run_difference(saved: dict, ours: dict) -> tuple[str, object, object] | None:
+    """(field, the saved run's value, ours) of the first run-defining field on which two
+    configs in JSON form (config.json's, and this run's) differ; None if they agree. A field
+    that the saved run does not have (added since) counts with its default."""
+    defaults = _flat(json.loads(base_config().to_json_best_effort()))
+    old, new = _flat(saved), _flat(ours)
+    schedule = new.get("optim.schedule", "constant")
+    order = {section: i for i, section in enumerate(("seed", *SECTIONS))}
+    paths = sorted(old.keys() | new.keys(), key=lambda p: (
+        order.get(p.split(".")[0], len(order)), not p.endswith(".name"), p))
+    for path in paths:
+        if is_resumable(path, schedule):
+            continue
+        value = old.get(path, defaults.get(path) if not path.startswith("model.") else None)
+        wanted = new.get(path, defaults.get(path) if not path.startswith("model.") else None)
+        if value != wanted:
+            return path, value, wanted
+    return None
 
 
 def _require(ok: bool, message: str) -> None:
@@ -265,11 +319,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     beta = config.objective.beta
     _require(_is_number(beta) and beta >= 0,
              f"config.objective.beta={beta!r} must be >= 0 (1 is the plain VAE)")
+    _require(beta <= FLOAT32_MAX, f"config.objective.beta={beta!r} is beyond float32's range "
+             f"(at most {FLOAT32_MAX:.3g}), in which training computes: 1 is the plain VAE")
     _choice(config, "optim.name", OPTIMIZERS)
     _choice(config, "optim.schedule", SCHEDULES)
     lr = config.optim.learning_rate
-    _require(_is_number(lr) and lr > 0,
-             f"config.optim.learning_rate={lr!r} must be a positive number, e.g. 1e-3")
+    _require(_is_number(lr) and 0 < lr <= FLOAT32_MAX,
+             f"config.optim.learning_rate={lr!r} must be a positive number within float32's "
+             "range, e.g. 1e-3")
     _choice(config, "train.compute_dtype", precision.COMPUTE_DTYPES)
     for field in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_epochs",
                   "keep_checkpoints"):
@@ -302,6 +359,15 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
              f"config.data.channels={channels!r} must be 1 (grey) or 3 (RGB), or unset")
 
 
+def check_data_paths(config: ml_collections.ConfigDict) -> None:
+    """The data's folder, if one is given, is a folder: a file there is named as such, not
+    as a folder that does not exist."""
+    folder = config.data.data_dir
+    _require(not (folder and os.path.exists(folder) and not os.path.isdir(folder)),
+             f"config.data.data_dir={folder!r} is a file, not a folder: point it at the folder "
+             "that holds the data set's files")
+
+
 def check_batch_splits(batch_size: int, num_devices: int) -> None:
     """The batch is split evenly over the devices of the data-parallel mesh."""
     _require(batch_size % num_devices == 0,
@@ -311,7 +377,15 @@ def check_batch_splits(batch_size: int, num_devices: int) -> None:
 
 
 def check_sizes(config: ml_collections.ConfigDict, num_train: int, num_test: int) -> None:
-    """Checks batch and split sizes against the data actually loaded, before compiling."""
+    """Checks batch and split sizes against the data actually loaded, before compiling.
+    num_train / num_test: the images loaded (train_size / test_size cut them, never pad)."""
+    for field, have, split in (("train_size", num_train, "training"),
+                               ("test_size", num_test, "test")):
+        asked = config.data[field]
+        _require(asked is None or asked <= have,
+                 f"config.data.{field}={asked} is more than the {have} images of "
+                 f"{config.data.name}'s {split} split: use at most {have}, or leave it unset "
+                 "for all of them")
     val = config.data.val_size
     _require(val < num_train,
              f"config.data.val_size={val} leaves no training images out of {num_train}")

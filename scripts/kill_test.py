@@ -3,12 +3,23 @@ finishes, and check that it ends bitwise equal to a run that was never interrupt
 
     python scripts/kill_test.py --tfds-dir=/tmp/tfds [--kills 8] [--seed 0]
 
-The chosen moments: right after start-up, mid-epoch, during an evaluation and while Orbax
-writes a checkpoint (its temporary `*.orbax-checkpoint-tmp*` folder exists); the others are
-random (seeded) within the training that is left after start-up. Both runs share a JAX
-compilation cache that the uninterrupted run fills first, so restarts only read it and a
-kill never leaves a half-written cache entry. Prints one line per kill and a summary;
-exits 1 on any difference.
+The chosen moments: right after start-up, mid-epoch, during an evaluation, while Orbax
+writes a checkpoint (its temporary `*.orbax-checkpoint-tmp*` folder exists), and two
+faults that are not kills alone:
+
+* second_writer: the run is paused mid-epoch and a second train.py on its workdir must be
+  refused at once with one line (the workdir's lock); then an evaluate.py reads the
+  workdir while the run goes on (it must evaluate an intact checkpoint and call none
+  damaged), and the run, unless it finished meanwhile, is SIGKILLed (its lock must not
+  outlive it: the next start takes it);
+* failed_write: a start whose file writes are capped below a checkpoint's size
+  (RLIMIT_FSIZE, a full disk's stand-in) must stop with one line naming the checkpoint
+  that could not be written, within a chunk, and leave the older checkpoints intact.
+
+The others are random (seeded) within the training that is left after start-up. Both runs
+share a JAX compilation cache that the uninterrupted run fills first, so restarts only read
+it and a kill never leaves a half-written cache entry (evaluate.py does not use it). Prints
+one line per fault and a summary; exits 1 on any difference or misbehaviour.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -35,16 +47,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_FLAGS = ("--config=configs/test.py", "--config.seed=0", "--config.task.name=denoise",
                "--config.task.corruption=dropout", "--config.train.checkpoint_every_steps=2",
                "--config.train.log_every_steps=4")
-POINTS = ("startup", "mid_epoch", "evaluation", "checkpoint_write")
+POINTS = ("startup", "mid_epoch", "second_writer", "evaluation", "checkpoint_write",
+          "failed_write")
 TMP_MARK = ".orbax-checkpoint-tmp"
 POLL_S = 0.002
 ATTEMPT_TIMEOUT_S = 300.0
+FILE_SIZE_LIMIT = 40 * 1024  # failed_write: below a checkpoint's data file, above the rest
+REFUSAL_TIMEOUT_S = 60.0  # second_writer: the refusal comes before any data is loaded
+THROTTLE_S = (0.02, 0.08)  # second_writer: the run runs, then pauses, while evaluate.py runs
+BUSY_LINE = "is in use by another training run"
+WRITE_FAILED_LINE = "error: could not write the checkpoint at step"
 
 
 def train_command(workdir: str, tfds_dir: str, extra: tuple[str, ...] = ()) -> list[str]:
     """The train.py command line both runs use (the same one after every kill)."""
     return [sys.executable, os.path.join(ROOT, "train.py"), *TRAIN_FLAGS, *extra,
             f"--workdir={workdir}", f"--config.data.tfds_dir={tfds_dir}"]
+
+
+def evaluate_command(workdir: str) -> list[str]:
+    return [sys.executable, os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}"]
 
 
 def cache_env(cache_dir: str | None) -> dict[str, str]:
@@ -130,7 +152,7 @@ def trigger(point: str, moment: float | None) -> Callable[[Watch], bool]:
     """When to kill for a point: a predicate over what the attempt has shown so far."""
     if point == "startup":
         return Watch.started_training
-    if point == "mid_epoch":
+    if point in ("mid_epoch", "second_writer"):
         return lambda w: any(s % w.steps_per_epoch for s in w.train_steps())
     if point == "evaluation":
         return lambda w: any(s % w.steps_per_epoch == 0 for s in w.train_steps())
@@ -148,12 +170,14 @@ class Kill:
     steps_on_disk: list[int]  # finished checkpoints right after the kill
     during_write: bool  # a temporary checkpoint folder was left behind
     hit: bool  # it landed where it aimed
+    note: str = ""  # what the fault's other processes said, or the failed write's error
 
     def line(self) -> str:
         where = "checkpoint write cut" if self.during_write else "no write in flight"
         return (f"{self.point:>16} at {self.seconds:5.2f} s, last logged step "
                 f"{self.last_step}, checkpoints {self.steps_on_disk}, {where}"
-                f"{'' if self.hit else ' (missed its aim)'}")
+                f"{'' if self.hit else ' (missed its aim)'}" + (f": {self.note}" if self.note
+                                                                 else ""))
 
 
 def landed(point: str, watch: Watch) -> bool:
@@ -168,21 +192,33 @@ def landed(point: str, watch: Watch) -> bool:
     return True
 
 
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
 def run_attempt(command: list[str], env: dict[str, str], workdir: str, log_dir: str,
-                number: int, kill_when: Callable[[Watch], bool] | None
-                ) -> tuple[int | None, Watch]:
-    """Runs train.py once; SIGKILLs it as soon as `kill_when` holds.
+                number: int, kill_when: Callable[[Watch], bool] | None,
+                before_kill: Callable[[subprocess.Popen], None] | None = None,
+                file_limit: int | None = None) -> tuple[int | None, Watch]:
+    """Runs train.py once; SIGKILLs it as soon as `kill_when` holds (after `before_kill`,
+    given the process). file_limit: caps the size of any file it writes (RLIMIT_FSIZE).
 
     Returns (exit code, or None when killed; what it showed).
     """
     log_path = os.path.join(log_dir, f"attempt{number}.out")
     with open(log_path, "w") as out, open(log_path[:-4] + ".err", "w") as err:
         watch = Watch(workdir, log_path)
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err)
+        limit = _file_size_limit(file_limit) if file_limit else None
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err,
+                                preexec_fn=limit)
         try:
             while proc.poll() is None:
                 watch.poll()
                 if kill_when is not None and kill_when(watch):
+                    if before_kill is not None:
+                        before_kill(proc)
+                        if proc.poll() is not None:  # it finished meanwhile
+                            break
                     proc.send_signal(signal.SIGKILL)
                     proc.wait()
                     watch.poll()
@@ -196,6 +232,58 @@ def run_attempt(command: list[str], env: dict[str, str], workdir: str, log_dir: 
                 proc.wait()
     watch.poll()
     return proc.returncode, watch
+
+
+def error_lines(watch: Watch) -> list[str]:
+    with open(watch.log_path[:-4] + ".err") as f:
+        return f.read().strip().splitlines()
+
+
+class Concurrency:
+    """second_writer: with the run paused, a second train.py on its workdir must be refused
+    with one line; then an evaluate.py runs while the run goes on, and must evaluate an
+    intact checkpoint without calling any damaged. `note` says what they said."""
+
+    def __init__(self, command: list[str], env: dict[str, str], workdir: str, log_dir: str):
+        self.command, self.env, self.workdir, self.log_dir = command, env, workdir, log_dir
+        self.note = ""
+
+    def __call__(self, proc: subprocess.Popen) -> None:
+        proc.send_signal(signal.SIGSTOP)  # the run holds its lock, paused mid-epoch
+        try:
+            second = subprocess.run(self.command, cwd=ROOT, env=self.env, capture_output=True,
+                                    text=True, timeout=REFUSAL_TIMEOUT_S)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        lines = second.stderr.strip().splitlines()
+        if second.returncode != 1 or len(lines) != 1 or BUSY_LINE not in lines[0]:
+            raise RuntimeError(f"a second train.py on the busy workdir exited "
+                               f"{second.returncode} saying:\n{second.stderr[-3000:]}")
+        env = {k: v for k, v in self.env.items() if not k.startswith("JAX_")}  # no cache
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            reader = subprocess.Popen(evaluate_command(self.workdir), cwd=ROOT, env=env,
+                                      stdout=out, stderr=err, text=True)
+            # the run goes on at a fifth of its pace, so that it saves (and deletes)
+            # checkpoints while evaluate.py lists and reads them
+            deadline = time.monotonic() + ATTEMPT_TIMEOUT_S
+            while reader.poll() is None and time.monotonic() < deadline:
+                proc.send_signal(signal.SIGSTOP)
+                time.sleep(THROTTLE_S[1])
+                proc.send_signal(signal.SIGCONT)
+                time.sleep(THROTTLE_S[0])
+            if reader.poll() is None:
+                reader.kill()
+            reader.wait()
+            out.seek(0)
+            err.seek(0)
+            evaluated = subprocess.CompletedProcess(reader.args, reader.returncode, out.read(),
+                                                    err.read())
+        said = re.search(r"evaluating the checkpoint at step (\d+)", evaluated.stdout)
+        if evaluated.returncode != 0 or not said or "damaged" in evaluated.stderr:
+            raise RuntimeError(f"evaluate.py during training exited {evaluated.returncode} "
+                               f"saying:\n{evaluated.stderr[-3000:]}")
+        self.note = (f"second train.py refused ({lines[0][len('error: '):80]}...); "
+                     f"evaluate.py read step {said[1]} meanwhile")
 
 
 def plan(kills: int) -> list[str]:
@@ -234,7 +322,7 @@ class Outcome:
 
     @property
     def during_writes(self) -> int:
-        return sum(k.during_write for k in self.kills)
+        return sum(k.during_write for k in self.kills if k.point != "failed_write")
 
 
 def _failure(what: str, code: int, watch: Watch) -> RuntimeError:
@@ -260,10 +348,24 @@ def interrupted_run(workdir: str, tfds_dir: str, points: list[str], env: dict[st
         if point == "random":
             done = max(checkpoint_steps(workdir), default=0)
             moment = timing.random_moment(rng.random(), done)
+        if point == "failed_write":
+            queue.pop(0)
+            kills.append(failed_write(command, env, workdir, log_dir, number))
+            print(f"fault {len(kills)}: {kills[-1].line()}", flush=True)
+            continue
         when = trigger(point, moment) if point else None
-        code, watch = run_attempt(command, env, workdir, log_dir, number, when)
+        concurrency = Concurrency(command, env, workdir, log_dir) \
+            if point == "second_writer" else None
+        code, watch = run_attempt(command, env, workdir, log_dir, number, when, concurrency)
         if timing:
             timing.update(watch)
+        if code == 0 and concurrency and concurrency.note:  # it finished meanwhile
+            steps = watch.train_steps()
+            kills.append(Kill(point, watch.seconds(), steps[-1] if steps else None,
+                              checkpoint_steps(workdir), False, True,
+                              concurrency.note + "; the run finished meanwhile"))
+            print(f"fault {len(kills)}: {kills[-1].line()}", flush=True)
+            queue.pop(0)
         if code is not None:
             if code != 0:
                 raise _failure(f"train.py, after {len(kills)} kills,", code, watch)
@@ -272,11 +374,32 @@ def interrupted_run(workdir: str, tfds_dir: str, points: list[str], env: dict[st
             return kills, number
         steps = watch.train_steps()
         kill = Kill(point, watch.seconds(), steps[-1] if steps else None,
-                    checkpoint_steps(workdir), bool(watch.new_tmp), landed(point, watch))
+                    checkpoint_steps(workdir), bool(watch.new_tmp), landed(point, watch),
+                    concurrency.note if concurrency else "")
         kills.append(kill)
-        print(f"kill {len(kills)}: {kill.line()}", flush=True)
+        print(f"fault {len(kills)}: {kill.line()}", flush=True)
         queue.pop(0)
     raise RuntimeError("train.py did not finish after all the kills")
+
+
+def failed_write(command: list[str], env: dict[str, str], workdir: str, log_dir: str,
+                 number: int) -> Kill:
+    """A start whose writes are capped below a checkpoint's size: it must stop with exactly
+    one line naming the checkpoint it could not write (within a chunk: long before the
+    attempt's timeout), and leave the checkpoints before it intact (the comparison at the
+    end reads them all)."""
+    before = checkpoint_steps(workdir)
+    code, watch = run_attempt(command, env, workdir, log_dir, number, None,
+                              file_limit=FILE_SIZE_LIMIT)
+    lines = error_lines(watch)
+    if code != 1 or len(lines) != 1 or not lines[0].startswith(WRITE_FAILED_LINE):
+        raise _failure("train.py, its writes capped,", code, watch)
+    if checkpoint_steps(workdir) != before:  # nothing saved, so nothing may be pruned
+        raise RuntimeError(f"a failed write changed the checkpoints: {before} before, "
+                           f"{checkpoint_steps(workdir)} after")
+    steps = watch.train_steps()
+    return Kill("failed_write", watch.seconds(), steps[-1] if steps else None,
+                checkpoint_steps(workdir), bool(watch.new_tmp), True, lines[0])
 
 
 def uninterrupted_run(workdir: str, tfds_dir: str, env: dict[str, str], log_dir: str,
@@ -401,13 +524,23 @@ def report(outcome: Outcome) -> str:
                "uninterrupted run" if not found else
                f"DIFFERENT from the uninterrupted run ({len(found)} differences): "
                + "; ".join(found[:5]))
-    return (f"survived {len(outcome.kills)} kills ({outcome.during_writes} during a checkpoint "
-            f"write) in {outcome.starts} starts: {verdict}")
+    kills = [k for k in outcome.kills if k.point != "failed_write"
+             and not k.note.endswith("the run finished meanwhile")]
+    extra = []
+    if any(k.point == "second_writer" for k in outcome.kills):
+        extra.append("a second writer refused, evaluate.py run meanwhile")
+    failed = [k for k in outcome.kills if k.point == "failed_write"]
+    if failed:
+        extra.append(f"a failed checkpoint write reported in {failed[0].seconds:.1f} s")
+    return (f"survived {len(kills)} kills ({outcome.during_writes} during a checkpoint "
+            f"write){''.join(f', {e}' for e in extra)} in {outcome.starts} starts: "
+            f"{verdict}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kills", type=int, default=8, help="kills to make (default 8)")
+    parser.add_argument("--kills", type=int, default=8,
+                        help="faults to make (default 8: the 6 chosen ones and 2 at random)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random kill times")
     parser.add_argument("--tfds-dir", required=True,
                         help="TFDS data dir holding the prepared Fashion-MNIST")

@@ -8,7 +8,10 @@ import sys
 import textwrap
 
 import jax
+import pytest
+from absl import flags
 
+from jaxae import cli
 from tests.conftest import TEST_XLA_FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -164,3 +167,77 @@ def test_a_run_of_the_flat_config_release_is_named(tmp_path):
     [line] = result.stderr.strip().splitlines()
     assert "was written by jaxae 0.1.0, whose flat config and checkpoints this release " \
         "(0.2.0) does not read" in line
+
+
+# --- config files and overrides, parsed in this process as the entry points parse them ----
+
+CONFIG_FILES = {  # name: (the file's lines, the error after '--config=FILE:')
+    "syntax error": (["from jaxae.config import base_config", "def get_config()",
+                      "    return base_config()"], ":2: SyntaxError: expected ':'"),
+    "import error": (["from jaxae.config import base_confg"],
+                     ":1: ImportError: cannot import name 'base_confg' from 'jaxae.config'"),
+    "get_config raises": (["from jaxae.config import base_config", "def get_config():",
+                           "    c = base_config()", "    c.train.batch_size = 1 // 0"],
+                          ":4: ZeroDivisionError: integer division or modulo by zero"),
+    "misspelt field": (["from jaxae.configs import test", "def get_config():",
+                        "    c = test.get_config()", "    c.train.batch_sise = 64", "    return c"],
+                       ":4: unknown config field config.train.batch_sise: did you mean "
+                       "config.train.batch_size?"),
+    "moved field": (["from jaxae.configs import test", "def get_config():",
+                     "    c = test.get_config()", "    c.latent_dim = 3", "    return c"],
+                    ":4: unknown config field config.latent_dim: it moved to "
+                    "config.model.latent_dim"),
+    "returns a dict": (["def get_config():", "    return {'seed': 0}"],
+                       ": get_config() returned a dict, not a jaxae config: start from "
+                       "jaxae.config.base_config()"),
+    "no get_config": (["seed = 0"], ": it defines no get_config() returning the config"),
+}
+
+
+def parse(argv: list[str], define) -> tuple[int, object]:
+    """(exit code, the flags) of defining and parsing `argv` with fresh flags."""
+    sys.modules.pop("config_config", None)  # ml_collections' module of the last config file
+    flag_values = flags.FlagValues()
+    try:
+        define(flag_values, argv)
+        cli.parse_flags(argv, flag_values)
+    except SystemExit as e:
+        return int(e.code), flag_values
+    return 0, flag_values
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+@pytest.mark.parametrize("fault", list(CONFIG_FILES))
+@pytest.mark.parametrize("overridden", [False, True], ids=["", "overridden"])
+def test_a_config_file_s_own_mistake_is_one_line_with_its_line(fault, overridden, tmp_path,
+                                                                capsys):
+    lines, error = CONFIG_FILES[fault]
+    path = tmp_path / f"{fault.replace(' ', '_')}.py"
+    path.write_text("\n".join(lines) + "\n")
+    argv = ["train.py", f"--config={path}", *(["--config.seed=1"] if overridden else [])]
+    code, _ = parse(argv, lambda fv, a: cli.define_config_flag(None, fv, a))
+    assert code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --config={path}{error}"), line
+
+
+def evaluate_flags(flag_values: flags.FlagValues, argv: list[str]) -> None:
+    """evaluate.py's flags."""
+    flags.DEFINE_string("workdir", None, "", flag_values=flag_values)
+    cli.define_eval_overrides(flag_values, argv)
+
+
+def test_evaluation_overrides_are_parsed_and_the_model_s_fields_refused(capsys):
+    argv = ["evaluate.py", "--workdir=w", "--config.eval.iwae_samples=(1, 5)",
+            "--config.eval.iwae_images=100"]
+    code, flag_values = parse(argv, evaluate_flags)
+    assert code == 0
+    assert cli.eval_overrides(argv, flag_values) == {"eval.iwae_samples": (1, 5),
+                                                     "eval.iwae_images": 100}
+    code, _ = parse(["evaluate.py", "--workdir=w", "--config.model.latent_dim=3"],
+                    evaluate_flags)
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "error: evaluate.py cannot change config.model.latent_dim: it takes only config.eval, "
+        "config.data.tfds_dir, config.data.data_dir (e.g. --config.eval.iwae_samples='(1, 50)'); "
+        "the rest is the trained run's (its config.json), so train another run to change it\n")

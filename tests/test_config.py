@@ -32,13 +32,13 @@ def test_shipped_configs_import_from_the_package_and_are_valid_and_documented(na
     config_lib.validate(module.get_config())
     with open(module.__file__) as f:
         source = f.read()
-    assert "Command: python train.py --config=configs/" in source
+    assert "Command" in source and "python train.py --config=configs/" in source
     assert "Expected:" in source
 
 
 @pytest.mark.parametrize("path, value, words", [
     ("model.name", "vit", "config.model.name: unknown model 'vit': choose one of dense_ae"),
-    ("data.name", "cifar100", "config.data.name: unknown data set 'cifar100'"),
+    ("data.name", "fashion_mnsit", "config.data.name: unknown data set 'fashion_mnsit'"),
     ("model.conv", "cudnn", "config.model.conv='cudnn' is unknown: choose one of patches, xla"),
     ("model.init", "he", "config.model.init='he' is unknown: choose one of glorot"),
     ("train.compute_dtype", "float16",
@@ -58,8 +58,12 @@ def test_shipped_configs_import_from_the_package_and_are_valid_and_documented(na
     ("objective.gaussian_scale", 0.0, "config.objective.gaussian_scale=0.0 must be > 0"),
     ("objective.likelihood", "poisson", "config.objective.likelihood: unknown likelihood"),
     ("objective.beta", -1.0, "config.objective.beta=-1.0 must be >= 0"),
+    ("objective.beta", 1e39, "config.objective.beta=1e+39 is beyond float32's range"),
+    ("optim.learning_rate", 1e39, "config.optim.learning_rate=1e+39 must be a positive "
+                                  "number within float32's range"),
     ("seed", -1, "config.seed=-1 must be an integer in [0, 4294967295]"),
     ("seed", 2**32, "config.seed=4294967296 must be an integer in [0, 4294967295]"),
+    ("seed", 2**64, "config.seed=18446744073709551616 must be an integer in [0, 4294967295]"),
     ("model.latnt_dim", 3, "config.model.latnt_dim is not a field of model 'dense_ae': "
                            "did you mean 'latent_dim'?"),
     ("task.dropout_rat", 0.3, "config.task.dropout_rat is not a field of task 'denoise': "
@@ -114,3 +118,15 @@ def test_batch_larger_than_the_split_is_rejected():
     config.data.val_size = 450
     with pytest.raises(config_lib.ConfigError, match="larger than the 50 training images"):
         config_lib.check_sizes(config, num_train=500, num_test=100)
+
+
+def test_sizes_above_what_the_data_set_holds_are_rejected():
+    config = config_lib.base_config()
+    config.data.train_size = 60001
+    with pytest.raises(config_lib.ConfigError, match=r"^config.data.train_size=60001 is more "
+                       r"than the 60000 images of fashion_mnist's training split: use at most "
+                       r"60000, or leave it unset for all of them$"):
+        config_lib.check_sizes(config, num_train=60000, num_test=10000)
+    config.data.train_size, config.data.test_size = None, 20000
+    with pytest.raises(config_lib.ConfigError, match="test_size=20000 is more than the 10000"):
+        config_lib.check_sizes(config, num_train=60000, num_test=10000)

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -31,13 +32,16 @@ from collections.abc import Callable
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from jaxae import build, cli
+from jaxae.evaluation.evaluate import evaluate_workdir
 from jaxae.keys import derive_keys
 from jaxae.training import checkpoints, steps
 from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.trainer import train_and_evaluate
+from jaxae.training.workdir import lock_workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BAD_INPUT_CPU_S = 15.0  # the whole process, in CPU seconds (the same on a busy machine)
@@ -144,14 +148,23 @@ def restored(workdir: str, step: int) -> steps.TrainState:
 
 
 @pytest.mark.slow
-def test_killed_three_times_once_mid_write_ends_bitwise_equal(fashion_tfds_dir, reference,
-                                                               run_env, tmp_path):
-    outcome = kill_test.kill_test(
-        fashion_tfds_dir, str(tmp_path), ["mid_epoch", "checkpoint_write", "evaluation"],
-        reference=(reference, None), cache_dir=run_env["JAX_COMPILATION_CACHE_DIR"])
+def test_killed_three_times_once_mid_write_and_a_failed_write_end_bitwise_equal(
+        fashion_tfds_dir, reference, run_env, tmp_path):
+    """Three SIGKILLs, then a start whose checkpoint write fails (its files capped below a
+    checkpoint's size, a full disk's stand-in): one error line naming the step it could not
+    write, the older checkpoints kept, and the rerun still ends bitwise equal."""
+    points = ["mid_epoch", "checkpoint_write", "evaluation", "failed_write"]
+    outcome = kill_test.kill_test(fashion_tfds_dir, str(tmp_path), points,
+                                  reference=(reference, None),
+                                  cache_dir=run_env["JAX_COMPILATION_CACHE_DIR"])
     print(kill_test.report(outcome))
-    assert [k.point for k in outcome.kills] == ["mid_epoch", "checkpoint_write", "evaluation"]
+    assert [k.point for k in outcome.kills] == points
     assert outcome.during_writes >= 1, "no kill landed inside a checkpoint write"
+    failed = outcome.kills[-1]
+    assert re.match(r"error: could not write the checkpoint at step \d+ to \S+ \(File too "
+                    r"large, errno 27\): the newest checkpoint on disk is step \d+; ",
+                    failed.note), failed.note
+    assert failed.seconds < 60, "the failed write was not noticed at once"
     assert outcome.differences == []
 
 
@@ -180,9 +193,10 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, timeout: flo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_with_a_checkpoint_and_the_rerun_ends_bitwise_equal(
-        sig, fashion_tfds_dir, reference, run_env, kill_script_config, tmp_path, capsys):
+        fashion_tfds_dir, reference, run_env, kill_script_config, tmp_path, capsys):
+    """SIGTERM; Ctrl-C (SIGINT) goes to the same handler (test_reliability.py)."""
+    sig = signal.SIGTERM
     workdir = str(tmp_path / "run")
     metrics = os.path.join(workdir, "metrics.jsonl")
     with open(tmp_path / "stdout", "w+") as out:
@@ -334,9 +348,11 @@ def blown_up(fashion_tfds_dir, run_env, tmp_path_factory) -> tuple[str, str]:
 def test_a_numerical_fault_is_one_line_and_the_checkpoint_before_it_is_intact(blown_up):
     workdir, stderr = blown_up
     [line] = lines_of(stderr)
-    said = re.match(r"error: (params/\S+ is not finite|train_\w+ became \S+) at step (\d+)",
+    said = re.match(r"error: (params/\S+|train_\w+) became \S+ at step (\d+): training stopped "
+                    r"without writing a checkpoint for it \(the newest checkpoint, step \d+, holds "
+                    r"the last good state\); lower --config.optim.learning_rate \(now 0.1\)$",
                     line)
-    assert said and "--config.optim.learning_rate" in line, line
+    assert said, line
     saved = kill_test.checkpoint_steps(workdir)
     assert saved and saved[-1] < int(said[2])
     assert not kill_test.tmp_checkpoints(workdir), "a checkpoint write was abandoned"
@@ -393,6 +409,151 @@ def test_stopping_on_a_checkpoint_step_writes_it_once(kill_script_config, tmp_pa
 def test_a_stop_at_the_end_of_an_epoch_is_reported(tiny_config, tmp_path, capsys):
     train_and_evaluate(tiny_config(**{"train.stop_after_steps": 16}), str(tmp_path))
     assert "stop_after_steps: stopped at step 16 with a checkpoint" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- a finished run
+
+
+def file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+@pytest.mark.slow
+def test_a_refused_run_writes_nothing_and_a_plain_rerun_describes_the_run_again(
+        reference, kill_script_config, tmp_path, capsys):
+    """config.json removed (as the damaged-config message advises), then a run whose model
+    does not fit the checkpoints: refused before writing config.json, so the plain rerun
+    and evaluate.py still work."""
+    workdir = copy_run(reference, tmp_path)
+    os.remove(os.path.join(workdir, "config.json"))
+    before = without_lock(snapshot(workdir))
+    code, _ = cli_run(train_and_evaluate, kill_script_config(**{"model.latent_dim": 20}),
+                      workdir)
+    [line] = lines_of(capsys.readouterr().err)
+    assert code == 1 and "does not fit: params/" in line
+    assert without_lock(snapshot(workdir)) == before
+
+    code, state = cli_run(train_and_evaluate, kill_script_config(), workdir)
+    assert code == 0 and int(state.step) == 32
+    assert file_digest(os.path.join(workdir, "config.json")) == \
+        file_digest(os.path.join(reference, "config.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_another_optimiser_is_a_mismatch_naming_the_field_not_damage(
+        optimizer, reference, kill_script_config, tmp_path, capsys):
+    """Refused by config.json's optim.name; without config.json, by the checkpoint's tree
+    (adam and adamw differ only in an empty state), before any array is read."""
+    workdir = copy_run(reference, tmp_path)
+    config = kill_script_config(**{"optim.name": optimizer})
+    assert cli_run(train_and_evaluate, config, workdir)[0] == 1
+    [line] = lines_of(capsys.readouterr().err)
+    assert line.endswith(f"holds a run with optim.name='adam', but the config says "
+                         f"'{optimizer}': use a new --workdir, or the same optim.name (a resumed "
+                         "run may change only how long it runs, its learning rate, how it logs, "
+                         "saves and evaluates, and where its data lives)")
+    os.remove(os.path.join(workdir, "config.json"))
+    assert cli_run(train_and_evaluate, config, workdir)[0] == 1
+    [line] = lines_of(capsys.readouterr().err)
+    assert re.match(r"error: the checkpoint at step 32 in \S+ does not fit: opt_state/\d is "
+                    r"(absent|an empty state) there, (absent|an empty state) here \(check "
+                    r"optim.name and optim.schedule against the run's config.json\)$", line), line
+    assert not os.path.exists(os.path.join(workdir, "config.json"))
+
+
+@pytest.mark.slow
+def test_a_resume_that_diverges_leaves_config_json_as_it_was(reference, kill_script_config,
+                                                             tmp_path, capsys):
+    workdir = copy_run(reference, tmp_path)
+    before = file_digest(os.path.join(workdir, "config.json"))
+    config = kill_script_config(**{"optim.learning_rate": 1e38, "train.num_epochs": 3})
+    assert cli_run(train_and_evaluate, config, workdir)[0] == 1
+    [line] = lines_of(capsys.readouterr().err)
+    assert re.match(r"error: \S+ became \S+ at step 3[34]: training stopped without writing a "
+                    r"checkpoint for it \(the newest checkpoint, step 32, holds the last good "
+                    r"state\); lower --config.optim.learning_rate \(now 1e\+38\)$", line), line
+    assert file_digest(os.path.join(workdir, "config.json")) == before
+    assert kill_test.checkpoint_steps(workdir) == [28, 30, 32]
+
+
+@pytest.mark.slow
+def test_evaluating_a_damaged_step_is_one_line_and_a_deleted_one_is_not_damage(
+        reference, tmp_path, capsys, monkeypatch):
+    workdir = copy_run(reference, tmp_path)
+    damage(workdir, 32, "truncated")
+    assert cli_run(evaluate_workdir, workdir, 32) == (1, None)
+    [line] = lines_of(capsys.readouterr().err)
+    assert re.match(rf"error: the checkpoint at step 32 in {workdir}/checkpoints is damaged "
+                    r"\(.+\): evaluate another step, or the newest intact one without --step$",
+                    line), line
+
+    # a training run deletes step 30 (keep_checkpoints) between the listing and the read
+    real_restore = ocp.CheckpointManager.restore
+
+    def deleted_first(manager, step, *args, **kwargs):
+        if step == 30:
+            shutil.rmtree(os.path.join(manager.directory, "30"))
+        return real_restore(manager, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "restore", deleted_first)
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "32"))
+    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(workdir), read_only=True)
+    like = restored(reference, 32)
+    state = checkpoints.restore_newest_intact(manager, like)
+    assert int(state.step) == 28 and capsys.readouterr().err == ""  # no "damaged" warning
+    with pytest.raises(checkpoints.CheckpointVanished, match="was deleted while it was read"):
+        checkpoints.restore_step(manager, like, 30)
+
+
+@pytest.mark.slow
+def test_a_garbage_line_in_metrics_jsonl_is_set_aside_and_resume_works(
+        reference, kill_script_config, tmp_path, capsys):
+    workdir = copy_run(reference, tmp_path)
+    path = os.path.join(workdir, "metrics.jsonl")
+    with open(path) as f:
+        lines = f.readlines()
+    with open(path, "w") as f:
+        f.writelines([lines[0], "junk\n", *lines[1:]])
+    code, state = cli_run(train_and_evaluate, kill_script_config(), workdir)
+    assert code == 0 and int(state.step) == 32
+    [line] = lines_of(capsys.readouterr().err)
+    assert line == (f"warning: {path} line 2 is not a metrics record ('junk'): moved to "
+                    f"{path}.rejected")
+    assert read_bytes(path) == read_bytes(os.path.join(reference, "metrics.jsonl"))
+    assert read_bytes(path + ".rejected") == b"junk\n"
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_busy_workdir_is_refused_at_once(reference, kill_script_config,
+                                                           tmp_path, capsys):
+    """The lock is the kernel's (flock): two opens of the lock file conflict, also in one
+    process, and the lock goes with the process however it ends (scripts/kill_test.py
+    SIGKILLs holders and restarts)."""
+    workdir = copy_run(reference, tmp_path)
+    before = snapshot(workdir)
+    holder = lock_workdir(workdir)
+    try:
+        code, _ = cli_run(train_and_evaluate, kill_script_config(), workdir)
+    finally:
+        os.close(holder)
+    [line] = lines_of(capsys.readouterr().err)
+    assert code == 1
+    assert line == (f"error: workdir {workdir!r} is in use by another training run (pid "
+                    f"{os.getpid()} on {socket.gethostname()}): wait for it to end or stop it "
+                    "(SIGTERM saves a checkpoint), or pass another --workdir")
+    assert without_lock(snapshot(workdir)) == without_lock(before)
+
+
+def without_lock(digests: dict[str, str]) -> dict[str, str]:
+    """A workdir's files but its lock file, whose content names the holder of the day."""
+    return {name: digest for name, digest in digests.items() if name != "train.lock"}
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -464,8 +625,9 @@ FINISHED_RUN_CASE = "batch larger than the split, on a finished run"
 BAD_INPUT: dict[str, tuple[Callable[[Where], list[str]], list[str]]] = {
     "unknown model": (flags("--config.model.name=vae9"),
                       ["config.model.name: unknown model 'vae9'", "dense_ae"]),
-    "unknown data set": (flags("--config.data.name=cifar100"),
-                         ["config.data.name: unknown data set 'cifar100'", "fashion_mnist"]),
+    "unknown data set": (flags("--config.data.name=fashion_mnsit"),
+                         ["config.data.name: unknown data set 'fashion_mnsit'",
+                          "did you mean 'fashion_mnist'?"]),
     "latent_dim 0": (flags("--config.model.latent_dim=0"),
                      ["config.model.latent_dim=0 must be a positive integer",
                       "latent_dim=10"]),
@@ -475,8 +637,8 @@ BAD_INPUT: dict[str, tuple[Callable[[Where], list[str]], list[str]]] = {
     FINISHED_RUN_CASE: (
         lambda where: kill_test.train_command(where.finished, where.tfds_dir, (
             "--config.data.train_size=100", "--config.train.batch_size=128"))[1:],
-        ["config.train.batch_size=128 is larger than the 100 training images",
-         "--config.train.batch_size=100"]),
+        ["holds a run with data.train_size=512, but the config says 100: use a new --workdir, "
+         "or the same data.train_size"]),
     "dropout_rate 1.0": (flags("--config.task.name=denoise", "--config.task.dropout_rate=1.0"),
                          ["config.task.dropout_rate=1.0 must lie in [0, 1)", "0.5"]),
     "learning_rate 0": (flags("--config.optim.learning_rate=0"),
@@ -512,6 +674,39 @@ BAD_INPUT: dict[str, tuple[Callable[[Where], list[str]], list[str]]] = {
         evaluate_without_checkpoint, ["holds no checkpoint",
                                       "rerun python train.py with this --workdir"]),
 }
+# Folders the user cannot write: root ignores file modes unless it drops the capabilities
+# that let it (setpriv); skipped where neither is possible.
+NO_CAPABILITIES = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+CAN_DROP_WRITES = os.geteuid() != 0 or shutil.which("setpriv") is not None
+
+
+def as_user(command: list[str]) -> list[str]:
+    """The command run without root's power to write anything (NO_CAPABILITIES)."""
+    return ["NOCAP", *command] if os.geteuid() == 0 else command
+
+
+def read_only_checkpoints(where: Where) -> list[str]:
+    os.makedirs(f"{where.tmp}/workdir/checkpoints")
+    os.chmod(f"{where.tmp}/workdir/checkpoints", 0o555)
+    return as_user(train_py(where))
+
+
+def evaluate_read_only(where: Where) -> list[str]:
+    """evaluate.py on a read-only workdir: it stops before any work, not after it."""
+    workdir = evaluate_without_checkpoint(where)[1].removeprefix("--workdir=")
+    os.chmod(workdir, 0o555)
+    return as_user(["evaluate.py", f"--workdir={workdir}"])
+
+
+if CAN_DROP_WRITES:
+    BAD_INPUT |= {
+        "checkpoints not writable": (
+            read_only_checkpoints, ["workdir/checkpoints cannot be written (Permission denied): "
+                                    "make it writable, or pass another --workdir"]),
+        "evaluation of a read-only workdir": (
+            evaluate_read_only, ["no_checkpoint/eval cannot be written (Permission denied): "
+                                 "pass --eval_dir=FOLDER"]),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -526,8 +721,10 @@ def timed(command: list[str], folder: str) -> Timed:
     """Runs `python command`; measures the CPU time it used and how long it took."""
     with open(os.path.join(folder, "stderr"), "w+") as err:
         start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, *command], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                stderr=err)
+        prefix = NO_CAPABILITIES if command[0] == "NOCAP" else []
+        command = command[1:] if prefix else command
+        proc = subprocess.Popen([*prefix, sys.executable, *command], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=err)
         timer = threading.Timer(300, proc.kill)
         timer.start()
         _, status, usage = os.wait4(proc.pid, 0)

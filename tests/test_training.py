@@ -121,9 +121,16 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
     config = tiny_config(**{"train.num_epochs": 1, "data.train_size": 64, "data.test_size": 64,
                             **overrides})
     train_and_evaluate(config, str(tmp_path))
-    result = evaluate_workdir(str(tmp_path))
+    variational = config.model.name == "cvae"
+    # evaluation fields change at evaluation time: another k for the IWAE bound, on 32 images
+    overrides = {"eval.iwae_samples": (2,), "eval.iwae_images": 32} if variational else {}
+    result = evaluate_workdir(str(tmp_path), overrides=overrides)
     last_test = [r for r in read_metrics(tmp_path) if "test_loss" in r][-1]
     assert result["step"] == 2 and result["test_images"] == 64
+    assert result["counts"]["test_loss"] == 64  # over how many images each figure is
+    if variational:
+        assert result["iwae_images"] == result["counts"]["test_iwae_k2"] == 32
+        assert "test_iwae_k1" not in result
     assert result["test_loss"] == pytest.approx(last_test["test_loss"], rel=1e-6)
     if input_row:
         assert 0 < result["test_input_psnr"] < 30 and 0 < result["test_baseline_psnr"] < 40
@@ -137,8 +144,8 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
 def test_resuming_a_workdir_with_another_model_is_refused(tiny_config, tmp_path):
     short = {"train.num_epochs": 1, "data.train_size": 64}
     train_and_evaluate(tiny_config(**short), str(tmp_path))
-    with pytest.raises(ConfigError, match="holds a run with model=.*'latent_dim': 10.*but the "
-                                          "config says .*'latent_dim': 2"):
+    with pytest.raises(ConfigError, match="holds a run with model.latent_dim=10, but the "
+                                          "config says 2: use a new --workdir"):
         train_and_evaluate(tiny_config(**short, **{"model.latent_dim": 2}), str(tmp_path))
 
 

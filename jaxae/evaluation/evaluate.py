@@ -1,15 +1,15 @@
 """Evaluation of a trained workdir: reload its config and a checkpoint, write metrics and
-pictures into `<workdir>/eval/`."""
+pictures into `<workdir>/eval/` (or another folder), with evaluation fields changed at will."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+from tqdm import tqdm
 
 from jaxae import build
 from jaxae import config as config_lib
@@ -19,8 +19,8 @@ from jaxae.evaluation.metrics import evaluate_split, padded_batches
 from jaxae.evaluation.pictures import PictureOptions, write_pictures
 from jaxae.evaluation.probe import train_probe
 from jaxae.keys import derive_keys
-from jaxae.training import checkpoints, steps
-from jaxae.training.workdir import load_run_config
+from jaxae.training import checkpoints, memory, steps
+from jaxae.training.workdir import in_use, load_run_config, write_error, write_json
 
 
 def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: jax.Array,
@@ -29,8 +29,8 @@ def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: 
     class in a conditional model's samples; with its accuracy on the real test images."""
     probe_key, sample_key = jax.random.split(key)
 
-    def flat(images: np.ndarray) -> np.ndarray:  # [..., H, W, C] -> [N, H*W*C]
-        return images.reshape(-1, int(np.prod(data.image_shape)))
+    def flat(images) -> np.ndarray:  # [..., H, W, C] -> [N, H*W*C]; a streamed split is read
+        return np.asarray(images).reshape(-1, int(np.prod(data.image_shape)))
 
     probe = train_probe(flat(data.train.images) / 255.0, data.train.labels, probe_key,
                         hidden=(512, 256), epochs=10, num_classes=data.num_classes)
@@ -42,11 +42,74 @@ def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: 
             "cvae_samples_per_class": per_class}
 
 
-def evaluate_workdir(workdir: str, step: int | None = None) -> dict:
-    """Reloads a run's checkpoint (newest, or `step`) and writes `eval/metrics.json` and the
-    pictures that apply to its model into `<workdir>/eval`; returns the metrics."""
+# The fields evaluate.py may change (`--config.eval.iwae_samples=...`): what is measured, and
+# where the run's data lives. The rest is the trained run's own (its config.json).
+OVERRIDABLE = ("eval", "data.tfds_dir", "data.data_dir")
+
+
+def overridable_config() -> ml_collections.ConfigDict:
+    """The fields of OVERRIDABLE, with the base config's defaults, as one config."""
+    base = config_lib.base_config()
+    return ml_collections.ConfigDict({
+        "eval": base.eval,
+        "data": {"tfds_dir": base.data.get_ref("tfds_dir"),
+                 "data_dir": base.data.get_ref("data_dir")}})
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, object]) -> None:
+    """Sets {'eval.iwae_samples': (1, 50), ...} on a run's config; a field outside
+    OVERRIDABLE, or a value that cannot work, is a ConfigError."""
+    for path, value in overrides.items():
+        if not any(path == f or path.startswith(f"{f}.") for f in OVERRIDABLE):
+            raise config_lib.ConfigError(
+                f"evaluation cannot change config.{path}: it takes only "
+                f"{', '.join(f'config.{f}' for f in OVERRIDABLE)}; the rest is the trained "
+                "run's (its config.json), so train another run to change it")
+        section, _, field = path.rpartition(".")
+        node = config_lib.get(config, section)
+        if field not in node:
+            raise config_lib.ConfigError(f"unknown config field config.{path}")
+        with node.unlocked():
+            node[field] = value
+    config_lib.validate(config)
+
+
+def _writable_out_dir(out_dir: str) -> None:
+    """Creates `out_dir` and checks a file can be made in it, before minutes of work."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, f".write_test.{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise config_lib.ConfigError(
+            f"{out_dir} cannot be written ({e.strerror}): pass --eval_dir=FOLDER, a folder you "
+            "can write to, to write the evaluation there") from None
+
+
+def evaluate_workdir(workdir: str, step: int | None = None,
+                     overrides: dict[str, object] | None = None, out_dir: str | None = None
+                     ) -> dict:
+    """Reloads a run's checkpoint (newest intact, or `step`) and writes `metrics.json` and
+    the pictures that apply to its model into `out_dir` (default `<workdir>/eval`); returns
+    the metrics. `overrides` change evaluation fields (OVERRIDABLE) of the run's config.
+
+    Safe while the run trains in the workdir: the steps are listed when the checkpoint is
+    picked, and a step deleted while it is read is not damage (the next newest is read).
+    """
     config = load_run_config(workdir)
+    apply_overrides(config, overrides or {})
+    out_dir = out_dir or os.path.join(workdir, "eval")
+    _writable_out_dir(out_dir)
     manager = checkpoints.make_manager(checkpoints.checkpoint_dir(workdir), read_only=True)
+    try:
+        return _evaluate(config, workdir, manager, step, out_dir)
+    finally:
+        manager.close()
+
+
+def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> dict:
     available = manager.all_steps()
     if not available:
         raise FileNotFoundError(f"{workdir!r} holds no checkpoint: its training run saved none "
@@ -55,6 +118,7 @@ def evaluate_workdir(workdir: str, step: int | None = None) -> dict:
         raise FileNotFoundError(f"{workdir!r} has no checkpoint at step {step}: it has steps "
                                 f"{', '.join(map(str, available))}")
     keys = derive_keys(config.seed)
+    config_lib.check_data_paths(config)
     data = build.load_data(config, keys.data)
     task = config_lib.make_task(config)
     model = build.make_model(config, data.image_shape, data.num_classes)
@@ -62,20 +126,49 @@ def evaluate_workdir(workdir: str, step: int | None = None) -> dict:
     state = jax.eval_shape(lambda: steps.create_train_state(  # shapes only: nothing computed
         model, build.make_optimizer(config), task.input_shape(data.image_shape), keys.init,
         build.init_scheme(config)))
+    count, _ = memory.training_bytes(state)
+    memory.check_fits(memory.tree_bytes(state), f"the {config.model.name} model has "
+                      f"{count:,} parameters", "evaluate on a machine with more memory")
+    # a step that fails to read while a run trains there may be one it is deleting
+    settle_s = checkpoints.VANISH_SETTLE_S if in_use(workdir) else 0.0
     if step is None:  # the newest checkpoint that restores; damaged ones are named and skipped
-        state = checkpoints.restore_newest_intact(manager, state)
+        state = checkpoints.restore_newest_intact(manager, state, settle_s=settle_s)
     else:
-        state = checkpoints.restore_state(manager, state, step)
+        state = checkpoints.restore_step(manager, state, step, settle_s)
     step = int(state.step)
     print(f"evaluating the checkpoint at step {step} of {workdir}", flush=True)
-    return evaluate_state(config, model, task, objective, state.params, data, step,
-                          os.path.join(workdir, "eval"))
+    return evaluate_state(config, model, task, objective, state.params, data, step, out_dir)
+
+
+def iwae_bounds(model: nn.Module, task, likelihood, params: dict, batches: list[dict],
+                key: jax.Array, sample_counts, chunk: int) -> dict[int, float]:
+    """`iwae.iwae_bounds`, the same bits, with a progress bar on a terminal (the bounds of
+    large k take minutes on a CPU)."""
+    count = float(sum(np.sum(b["mask"]) for b in batches))
+    out = {}
+    with tqdm(total=len(sample_counts) * len(batches), desc="IWAE bounds", leave=False,
+              disable=None) as bar:
+        for k in sample_counts:
+            bar.set_postfix(k=k)
+            step = iwae.make_iwae_step(model, task, likelihood, k, chunk)
+            total = 0
+            for i, b in enumerate(batches):
+                total = total + step(params, b, jax.random.fold_in(key, i))
+                if not bar.disable:
+                    jax.block_until_ready(total)
+                    bar.update(1)
+            out[k] = float(total) / count
+    return out
 
 
 def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, objective,
                    params: dict, data: Splits, step: int, out_dir: str) -> dict:
     """Test metrics, the IWAE bounds of a variational model, the class recognition of a
-    conditional one, and the pictures, written into `out_dir`."""
+    conditional one, and the pictures, written into `out_dir`.
+
+    `counts` says over how many images each figure is: the test metrics over the whole test
+    split (`test_images`), the IWAE bounds over its first `iwae_images`.
+    """
     keys = derive_keys(config.seed)
     eval_config = config.eval
     metrics = evaluate_split(steps.make_eval_step(model, task, objective), params, data.test,
@@ -83,23 +176,30 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
     result = {"step": step, "model": config.model.name, "dataset": config.data.name,
               "test_images": len(data.test),
               **{f"test_{name}": value for name, value in metrics.items()}}
+    counts = {f"test_{name}": len(data.test) for name in metrics}
     if model.variational:
         subset = Split(data.test.images[:eval_config.iwae_images],
                        data.test.labels[:eval_config.iwae_images])
         batches = [b for _, b in padded_batches(subset, min(100, len(subset)))]
-        bounds = iwae.iwae_bounds(model, task, objective.likelihood, params, batches,
-                                  jax.random.fold_in(keys.eval, 1), eval_config.iwae_samples,
-                                  eval_config.iwae_chunk)
+        bounds = iwae_bounds(model, task, objective.likelihood, params, batches,
+                             jax.random.fold_in(keys.eval, 1), eval_config.iwae_samples,
+                             eval_config.iwae_chunk)
         result["iwae_images"] = len(subset)
         result |= {f"test_iwae_k{k}": bound for k, bound in bounds.items()}
+        counts |= {f"test_iwae_k{k}": len(subset) for k in bounds}
     if model.variational and model.conditional:
-        result |= class_sample_recognition(model, params, data,
-                                           jax.random.fold_in(keys.sample, 1))
-    os.makedirs(out_dir, exist_ok=True)
+        recognition = class_sample_recognition(model, params, data,
+                                               jax.random.fold_in(keys.sample, 1))
+        result |= recognition
+        counts |= {"cvae_samples_recognised": recognition["cvae_samples_per_class"]
+                   * data.num_classes, "cvae_probe_test_accuracy": len(data.test)}
+    result["counts"] = counts  # images (or samples) each figure above is computed over
     title = f"{config.model.name} on {data.title}, step {step}"
-    result["pictures"] = write_pictures(
-        model, task, params, data, keys, title, out_dir,
-        PictureOptions(eval_config.num_images, eval_config.manifold_size))
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    try:
+        result["pictures"] = write_pictures(
+            model, task, params, data, keys, title, out_dir,
+            PictureOptions(eval_config.num_images, eval_config.manifold_size))
+    except OSError as e:
+        raise write_error(e.filename or out_dir, e) from None
+    write_json(os.path.join(out_dir, "metrics.json"), result)
     return result

@@ -4,19 +4,33 @@ own) in a folder, with today's `args` API (`ocp.args.StandardSave` / `StandardRe
     manager = checkpoints.make_manager("runs/x/checkpoints")
     checkpoints.save(manager, step, {"params": params, "opt_state": opt_state})
     tree = checkpoints.restore(manager, like={"params": params, "opt_state": opt_state})
+    checkpoints.close(manager)  # waits for the last save; raises CheckpointWriteError if it failed
 
 Resume order for training: the newest intact step in the workdir is restored into the
 structure of a freshly initialised state; with no checkpoint, training starts from that
-fresh state. A checkpoint whose leaves do not have the shapes asked for is a
-CheckpointMismatch naming the first such leaf, never "damage".
+fresh state. Three outcomes are told apart, each one line:
+
+* a checkpoint whose tree (leaf names, shapes, dtypes, empty optimiser states) differs from
+  the one asked for is a `CheckpointMismatch` naming the first such leaf, found from the
+  metadata before any array is read: a config that does not fit, never "damage";
+* a step deleted while it is read (a training run in the same folder keeps only its newest
+  ones) is `CheckpointVanished`: the newest-intact search lists the steps again;
+* only a step that is still there and cannot be read is damaged (`CheckpointDamaged`).
+
+A save whose write fails (folder not writable, disk full) is a `CheckpointWriteError` naming
+the step, the folder and the operating system's reason: raised by the next `check_saved`,
+`save` or `close`, never left for an exit that waits on Orbax's threads.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import re
 import sys
+import time
 import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -27,6 +41,9 @@ from flax.training import train_state
 
 PyTree = Any
 CHECKPOINTS = "checkpoints"
+SAVE_TIMEOUT_S = 600  # a save's background writes that take longer fail (Orbax: 20 minutes)
+LISTING_ATTEMPTS = 20  # Orbax lists then stats each step: a step deleted in between fails it
+VANISH_SETTLE_S = 1.0  # Orbax deletes a step's files first, then its folder
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -37,32 +54,203 @@ def checkpoint_dir(workdir: str) -> str:
 # state again, and the keys are the managers whose pending saves an error exit waits for.
 _saved_steps: weakref.WeakKeyDictionary[ocp.CheckpointManager, set[int]] = (
     weakref.WeakKeyDictionary())
+# The step each manager is still writing in the background (absent: nothing in flight).
+_pending: weakref.WeakKeyDictionary[ocp.CheckpointManager, int] = weakref.WeakKeyDictionary()
+# The newest step each manager has seen complete on disk.
+_confirmed: weakref.WeakKeyDictionary[ocp.CheckpointManager, int] = weakref.WeakKeyDictionary()
 
 
-def make_manager(directory: str, keep: int | None = 3, read_only: bool = False
-                 ) -> ocp.CheckpointManager:
+def _listing(list_steps: Callable[[], Any], attempts: int = LISTING_ATTEMPTS):
+    """list_steps() (anything that makes Orbax list the steps: the manager's constructor,
+    `reload`), again while it fails with FileNotFoundError: Orbax lists the folder, then
+    stats each step it found, and a training run in the same folder may delete one between
+    the two (keep_checkpoints)."""
+    for attempt in range(attempts):
+        try:
+            return list_steps()
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
+def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
+                 save_timeout_s: int = SAVE_TIMEOUT_S) -> ocp.CheckpointManager:
     """A manager of the checkpoints in `directory` that keeps the newest `keep` (None: all);
-    every `save` call is honoured."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=None if read_only else keep,
-                                           create=not read_only, read_only=read_only,
-                                           cleanup_tmp_directories=not read_only,
-                                           save_interval_steps=0 if read_only else 1)
-    manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    every `save` call is honoured.
+
+    Each step's folder is created in the calling thread, so a folder that cannot be created
+    fails the `save` call itself (with Orbax's default, asynchronous creation, the writer
+    threads would wait 300 s for a folder that never comes, and the process could not exit
+    until then); only the array writes run in the background.
+    """
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=None if read_only else keep, create=not read_only, read_only=read_only,
+        cleanup_tmp_directories=not read_only, save_interval_steps=0 if read_only else 1,
+        enable_async_checkpointing=not read_only,
+        async_options=ocp.AsyncOptions(timeout_secs=save_timeout_s,
+                                       create_directories_asynchronously=False))
+    # one item, handled by StandardCheckpointHandler: a manager that infers its items from
+    # the folder would take a step deleted while read for a checkpoint of several items
+    manager = _listing(lambda: ocp.CheckpointManager(
+        os.path.abspath(directory), options=options,
+        item_handlers=ocp.StandardCheckpointHandler()))
     _saved_steps[manager] = set()
     return manager
 
 
-def finish_pending_saves() -> None:
-    """Waits for every asynchronous save still in flight in this process.
+# --- writes ------------------------------------------------------------------------------
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (folder not writable, disk full, ...); the message
+    names the step, the folder, the operating system's reason and the newest intact step."""
+
+
+def _os_reason(error: BaseException | None) -> str | None:
+    """The operating system's reason for a failed write, from the error or the ones it came
+    from: an OSError's strerror, or TensorStore's '...: File too large [os_error_code=27]'."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror
+        found = re.search(r":\s*([^:\[\]]+?)\s*\[os_error_code='?(\d+)", str(error))
+        if found:
+            return f"{found.group(1).strip()}, errno {found.group(2)}"
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's first line (TensorStore's long spec cut off), for one-line messages."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text.split(" See full TensorStore details")[0][:limit]
+
+
+def _write_error(manager: ocp.CheckpointManager, step: int, error: BaseException
+                 ) -> CheckpointWriteError:
+    reason = _os_reason(error) or first_line(error, 160)
+    if "Barrier timed out" in reason:  # multi-process: the write failed in another process
+        reason = "another process did not finish its part in time: see its error"
+    try:
+        intact = [s for s in _listing(lambda: (manager.reload(), manager.all_steps())[1])
+                  if s != step]
+    except Exception:  # noqa: BLE001 (the folder itself may be gone)
+        intact = []
+    kept = (f"the newest checkpoint on disk is step {max(intact)}" if intact
+            else "no checkpoint is on disk yet")
+    return CheckpointWriteError(
+        f"could not write the checkpoint at step {step} to {manager.directory} ({reason}): "
+        f"{kept}; make that folder writable or free space on its disk, then rerun the same "
+        "command")
+
+
+def check_saved(manager: ocp.CheckpointManager, block: bool = True) -> None:
+    """Raises CheckpointWriteError if the save in flight failed.
+
+    block=False returns at once while the save is still being written: the training loop
+    calls it at every chunk end, so a failed save stops training within a chunk. (Orbax's
+    own `check_for_errors` must not be polled instead: it takes the error away from its
+    finalize thread, which would then count the failed step as saved and delete an older,
+    intact checkpoint to keep `keep`.)
+    """
+    step = _pending.get(manager)
+    if step is None or (not block and manager.is_saving_in_progress()):
+        return
+    del _pending[manager]
+    try:
+        manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001 (any failure of the write)
+        _saved_steps.get(manager, set()).discard(step)
+        raise _write_error(manager, step, e) from e
+    _confirmed[manager] = step
+
+
+def confirmed_step(manager: ocp.CheckpointManager) -> int | None:
+    """The newest step this process saved with `manager` and saw complete on disk."""
+    return _confirmed.get(manager)
+
+
+def close(manager: ocp.CheckpointManager) -> None:
+    """Waits for the save in flight (CheckpointWriteError if it failed), then releases
+    Orbax's threads; they are released also when the save failed."""
+    try:
+        check_saved(manager)
+    finally:
+        try:
+            manager.close()
+        except Exception:  # noqa: BLE001 (its error was raised by check_saved already)
+            pass
+
+
+def finish_pending_saves() -> list[CheckpointWriteError]:
+    """Waits for every asynchronous save still in flight in this process and returns the
+    errors of those that failed.
 
     An exit on an error must not abandon a save half-written: its checkpoint would be lost
     and Orbax's writer threads would fail noisily at interpreter shutdown.
     """
-    for manager in list(_saved_steps.keys()):
+    failed = []
+    for manager in list(_pending.keys()):
         try:
-            manager.wait_until_finished()
-        except Exception:  # noqa: BLE001 (Orbax has logged it; the exit's own error comes next)
-            pass
+            check_saved(manager)
+        except CheckpointWriteError as e:
+            failed.append(e)
+    return failed
+
+
+def _first_non_finite(tree: PyTree) -> str | None:
+    """The name of the first floating-point leaf holding a NaN or an infinity, or None.
+    Checked on the host, where the checkpoint goes anyway."""
+    for name, leaf in leaves_by_name(tree).items():
+        array = np.asarray(leaf)
+        if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
+            return name
+    return None
+
+
+class NonFinite(FloatingPointError):
+    """A tree to be saved holds a NaN or an infinity (in `leaf`, at `step`)."""
+
+    def __init__(self, message: str, leaf: str, step: int):
+        super().__init__(message)
+        self.leaf, self.step = leaf, step
+
+
+def save(manager: ocp.CheckpointManager, step: int, tree: PyTree) -> None:
+    """Saves `tree` under `step` (asynchronously: `check_saved` or `close` waits).
+
+    Refuses non-finite values, so a numerical fault never overwrites a good checkpoint.
+    A step saved already by this process is skipped (it holds this very tree); a step left
+    on disk by an earlier process is one that resuming passed over as damaged: replaced.
+    The previous save's failure is raised here as that step's CheckpointWriteError.
+    """
+    check_saved(manager)  # the previous checkpoint is complete on disk, or its error raised
+    bad = _first_non_finite(tree)
+    if bad is not None:
+        latest = manager.latest_step()
+        kept = "" if latest is None else f"; the newest on disk, step {latest}, is intact"
+        raise NonFinite(
+            f"{bad} is not finite at step {step}: no checkpoint was written for it{kept}",
+            bad, step)
+    saved = _saved_steps.setdefault(manager, set())
+    if step in saved:
+        return
+    try:
+        if step in manager.all_steps():
+            manager.delete(step)
+        manager.save(step, args=ocp.args.StandardSave(tree), force=True)
+    except Exception as e:  # noqa: BLE001 (creating the step folder, or the blocking copy)
+        raise _write_error(manager, step, e) from e
+    saved.add(step)
+    _pending[manager] = step
+
+
+# --- fit ---------------------------------------------------------------------------------
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint holds another tree than the caller's: a leaf absent on one side, or of
+    another shape or dtype. The message names the first such leaf."""
 
 
 def _key_name(key) -> str:
@@ -80,68 +268,76 @@ def leaves_by_name(tree: PyTree) -> dict[str, Any]:
     return {"/".join(_key_name(k) for k in path): leaf for path, leaf in flat}
 
 
-def _first_non_finite(tree: PyTree) -> str | None:
-    """The name of the first floating-point leaf holding a NaN or an infinity, or None.
-    Checked on the host, where the checkpoint goes anyway."""
-    for name, leaf in leaves_by_name(tree).items():
-        array = np.asarray(leaf)
-        if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
-            return name
-    return None
+EMPTY = "empty"  # an empty node: optax's EmptyState (None in a checkpoint's metadata)
 
 
-def save(manager: ocp.CheckpointManager, step: int, tree: PyTree) -> None:
-    """Saves `tree` under `step` (asynchronously: `manager.wait_until_finished()` waits).
-
-    Refuses non-finite values, so a numerical fault never overwrites a good checkpoint.
-    A step saved already by this process is skipped (it holds this very tree); a step left
-    on disk by an earlier process is one that resuming passed over as damaged: replaced.
-    """
-    bad = _first_non_finite(tree)
-    if bad is not None:
-        manager.wait_until_finished()  # the previous, finite checkpoint is complete on disk
-        latest = manager.latest_step()
-        kept = "" if latest is None else f"; the newest on disk, step {latest}, is intact"
-        raise FloatingPointError(
-            f"{bad} is not finite at step {step}: no checkpoint was written for it{kept}")
-    saved = _saved_steps.setdefault(manager, set())
-    if step in saved:
-        return
-    if step in manager.all_steps():
-        manager.wait_until_finished()
-        manager.delete(step)
-    manager.save(step, args=ocp.args.StandardSave(tree), force=True)
-    saved.add(step)
+def _is_empty(node) -> bool:
+    return node is None or (isinstance(node, (tuple, list, dict)) and len(node) == 0)
 
 
-class CheckpointMismatch(ValueError):
-    """A checkpoint's leaves do not have the shapes the caller's tree has."""
+def outline(tree: PyTree) -> dict[str, tuple | str]:
+    """{'opt_state/0/mu/encoder/kernel': ((784, 10), 'float32'), 'opt_state/1': 'empty', ...}:
+    every array's shape and dtype, and every empty node (an optimiser's stateless parts:
+    adam and adamw differ only there), by path name."""
+    def spec(leaf) -> tuple | str:
+        if _is_empty(leaf):
+            return EMPTY
+        dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+        return tuple(np.shape(leaf)), str(np.dtype(dtype))
+
+    flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_empty)[0]
+    return {"/".join(_key_name(k) for k in path): spec(leaf) for path, leaf in flat}
+
+
+def _step_dir(manager: ocp.CheckpointManager, step: int) -> epath.Path:
+    return epath.Path(manager.directory) / str(step)
+
+
+def saved_outline(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple | str]:
+    """`outline` of the tree saved at `step`, from its metadata file (no array is read)."""
+    metadata = ocp.StandardCheckpointHandler().metadata(_step_dir(manager, step) / "default")
+    return outline(dict(getattr(metadata, "tree", metadata)))
 
 
 def saved_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
     """{'params/encoder/code/kernel': shape, ...} as written in the checkpoint's metadata."""
-    path = epath.Path(manager.directory) / str(step) / "default"
-    metadata = ocp.StandardCheckpointHandler().metadata(path)
-    tree = getattr(metadata, "tree", metadata)
-    return {name: tuple(leaf.shape) for name, leaf in leaves_by_name(dict(tree)).items()}
+    return {name: spec[0] for name, spec in saved_outline(manager, step).items()
+            if spec != EMPTY}
 
 
-def check_fits(manager: ocp.CheckpointManager, step: int, like: PyTree, hint: str = "") -> None:
-    """Raises CheckpointMismatch naming the first leaf whose shape (or presence) differs."""
-    saved = saved_shapes(manager, step)
-    wanted = {name: tuple(np.shape(leaf)) for name, leaf in leaves_by_name(like).items()}
+def _describe(spec, other) -> str:
+    """A leaf's spec for a message: its shape when only shapes differ, else dtype[shape]."""
+    if spec is None:
+        return "absent"
+    if spec == EMPTY:
+        return "an empty state"
+    if other not in (None, EMPTY) and other[1] == spec[1]:
+        return str(spec[0])
+    return f"{spec[1]}[{', '.join(map(str, spec[0]))}]"
+
+
+Hint = str | Mapping[str, str]  # one hint, or hints by the first part of a leaf's name
+
+
+def check_fits(manager: ocp.CheckpointManager, step: int, like: PyTree, hint: Hint = ""
+               ) -> None:
+    """Raises CheckpointMismatch naming the first leaf whose shape, dtype or presence
+    differs, from the checkpoint's metadata: nothing is read if the tree does not fit."""
+    saved, wanted = saved_outline(manager, step), outline(like)
     # parameters first: a model that changed is named by its parameter, not its Adam moments
     for name in sorted(saved.keys() | wanted.keys(), key=lambda n: (
             not n.startswith("params/"), n)):
-        if saved.get(name) != wanted.get(name):
+        have, want = saved.get(name), wanted.get(name)
+        if have != want:
+            why = hint if isinstance(hint, str) else hint.get(name.split("/")[0], "")
             raise CheckpointMismatch(
                 f"the checkpoint at step {step} in {manager.directory} does not fit: {name} is "
-                f"{saved.get(name, 'absent')} there, {wanted.get(name, 'absent')} here"
-                + (f" ({hint})" if hint else ""))
+                f"{_describe(have, want)} there, {_describe(want, have)} here"
+                + (f" ({why})" if why else ""))
 
 
 def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = None,
-            hint: str = "") -> PyTree:
+            hint: Hint = "") -> PyTree:
     """The tree saved at `step` (default: the newest), in the structure and dtypes of `like`."""
     step = manager.latest_step() if step is None else step
     check_fits(manager, step, like, hint)
@@ -149,52 +345,146 @@ def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = Non
     return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
-def state_tree(state: train_state.TrainState) -> dict:
-    """What a checkpoint of a TrainState holds: everything that is data, not code."""
-    return {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+DATA = "data"  # a train state's checkpoint entry for the data stream's position
 
 
-def save_state(manager: ocp.CheckpointManager, state: train_state.TrainState) -> None:
-    save(manager, int(state.step), state_tree(state))
+def state_tree(state: train_state.TrainState, data: PyTree | None = None) -> dict:
+    """What a checkpoint of a TrainState holds: everything that is data, not code, and the
+    position of the stream of training batches when one is given (`data`, e.g.
+    `jaxae.data.streaming.BatchIterator.state()`)."""
+    tree = {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+    if data is not None:
+        tree[DATA] = data
+    return tree
 
 
-STATE_HINT = ("check the model section, the optimiser and task.factor against the run that "
-              "wrote it")
+def save_state(manager: ocp.CheckpointManager, state: train_state.TrainState,
+               data: PyTree | None = None) -> None:
+    save(manager, int(state.step), state_tree(state, data))
+
+
+STATE_HINT = {
+    "params": "check the model section and task.factor against the run's config.json",
+    "opt_state": "check optim.name and optim.schedule against the run's config.json",
+    "step": "it was not written by this jaxae",
+    DATA: "it was not written by this jaxae"}
+
+
+def _saved_data_like(manager: ocp.CheckpointManager, step: int) -> dict | None:
+    """The data position's structure as saved at `step` (host arrays), or None if the
+    checkpoint holds none."""
+    prefix = f"{DATA}/"
+    specs = {name[len(prefix):]: spec for name, spec in saved_outline(manager, step).items()
+             if name.startswith(prefix) and spec != EMPTY}
+    if not specs:
+        return None
+    return {name: np.zeros(shape, dtype) for name, (shape, dtype) in specs.items()}
 
 
 def restore_state(manager: ocp.CheckpointManager, like: train_state.TrainState,
-                  step: int | None = None) -> train_state.TrainState:
-    """The TrainState saved at `step` (default: the newest), in the structure of `like`."""
-    tree = restore(manager, state_tree(like), step, STATE_HINT)
-    return like.replace(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"])
+                  step: int | None = None, with_data: bool = False):
+    """The TrainState saved at `step` (default: the newest), in the structure of `like`;
+    with_data: (state, the saved data position or None)."""
+    step = manager.latest_step() if step is None else step
+    tree = restore(manager, state_tree(like, _saved_data_like(manager, step)), step,
+                   STATE_HINT)
+    state = like.replace(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"])
+    if not with_data:
+        return state
+    data = tree.get(DATA)
+    return state, (None if data is None else {k: np.asarray(v) for k, v in data.items()})
 
+
+# --- damage ------------------------------------------------------------------------------
 
 class NoIntactCheckpoint(FileNotFoundError):
-    """Every checkpoint in the workdir failed to restore."""
+    """Every checkpoint in the folder failed to restore."""
 
 
-def restore_newest_intact(manager: ocp.CheckpointManager, like: train_state.TrainState
-                          ) -> train_state.TrainState | None:
+class CheckpointVanished(FileNotFoundError):
+    """The checkpoint was deleted while it was being read (a training run keeps only its
+    newest ones)."""
+
+
+class CheckpointDamaged(FileNotFoundError):
+    """A checkpoint that is there but cannot be read; `reason` is the reader's first line."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _vanished(manager: ocp.CheckpointManager, step: int, settle_s: float = VANISH_SETTLE_S
+              ) -> bool:
+    """Whether the step's folder is gone, or goes within `settle_s` (Orbax deletes a step's
+    files first, then its folder: a read can fail while the folder is still there)."""
+    deadline = time.monotonic() + settle_s
+    while _step_dir(manager, step).exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def restore_step(manager: ocp.CheckpointManager, like: train_state.TrainState, step: int,
+                 settle_s: float = VANISH_SETTLE_S, with_data: bool = False):
+    """restore_state at one step: CheckpointMismatch if it does not fit, CheckpointVanished
+    if it is deleted while read, CheckpointDamaged if it is there and cannot be read.
+    settle_s: how long a folder being deleted may take to go (0 where nothing else can
+    delete checkpoints in the folder, e.g. no training run holds its workdir).
+    with_data: as for `restore_state`."""
+    try:
+        return restore_state(manager, like, step, with_data)
+    except CheckpointMismatch:
+        raise
+    except Exception as e:  # noqa: BLE001 (any failure to read)
+        if _vanished(manager, step, settle_s):
+            raise CheckpointVanished(
+                f"the checkpoint at step {step} in {manager.directory} was deleted while it "
+                "was read (a training run there keeps only its newest ones): evaluate a newer "
+                "step, or the newest without --step") from None
+        gc.collect()  # the dropped read coroutines, collected now rather than mid-training
+        reason = first_line(e)
+        raise CheckpointDamaged(
+            f"the checkpoint at step {step} in {manager.directory} is damaged ({reason}): "
+            "evaluate another step, or the newest intact one without --step", reason) from None
+
+
+def restore_newest_intact(manager: ocp.CheckpointManager, like: train_state.TrainState,
+                          attempts: int = 5, settle_s: float = VANISH_SETTLE_S,
+                          with_data: bool = False):
     """The newest checkpoint that restores; damaged ones are passed over with a one-line
     warning. None when there is no checkpoint at all.
 
-    A checkpoint that restores but does not fit raises CheckpointMismatch: that is a wrong
-    config, not damage, and older checkpoints would not fit either.
+    The steps are listed when the search starts, not when the manager was made; a step
+    deleted while it is read (a training run in the same folder) is not damage: the steps
+    are listed again, up to `attempts` times. A checkpoint that does not fit raises
+    CheckpointMismatch: a wrong config, not damage, and older checkpoints would not fit
+    either. settle_s, with_data: as for `restore_step`.
     """
-    saved = sorted(manager.all_steps(), reverse=True)
-    for step in saved:
-        try:
-            return restore_state(manager, like, step)
-        except CheckpointMismatch:
-            raise
-        except Exception as e:  # noqa: BLE001 (any failure to read is damage)
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            reason = reason.split(" See full TensorStore details")[0][:200]
-        gc.collect()  # the dropped read coroutines, collected now rather than mid-training
-        print(f"warning: the checkpoint at step {step} is damaged ({reason}); trying an "
-              "older one", file=sys.stderr, flush=True)
-    if saved:
+    damaged: dict[int, str] = {}
+    for _ in range(attempts):
+        _listing(manager.reload)
+        candidates = sorted((s for s in manager.all_steps() if s not in damaged), reverse=True)
+        for step in candidates:
+            try:
+                return restore_step(manager, like, step, settle_s, with_data)
+            except CheckpointVanished:
+                break  # list again: newer checkpoints were written meanwhile
+            except CheckpointDamaged as e:
+                damaged[step] = e.reason
+            print(f"warning: the checkpoint at step {step} is damaged ({damaged[step]}); "
+                  "trying an older one", file=sys.stderr, flush=True)
+        else:
+            break  # every listed step was tried
+    if damaged:
         raise NoIntactCheckpoint(
-            f"no checkpoint in {manager.directory} restores (steps {saved} are damaged): move "
-            "that folder away to train from scratch")
+            f"no checkpoint in {manager.directory} restores (steps "
+            f"{sorted(damaged, reverse=True)} are damaged): move that folder away (keep it if "
+            "you want to inspect it) to train from scratch")
+    if manager.all_steps():
+        raise NoIntactCheckpoint(
+            f"the checkpoints in {manager.directory} were deleted while they were read "
+            f"({attempts} times): the training run there saves faster than they can be read; "
+            "evaluate after it ends, or give it a larger train.keep_checkpoints")
     return None

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping
+
+from jaxae.training.workdir import METRICS_FILE, write_error
 
 
 def _plain(value: object) -> object:
@@ -16,31 +19,67 @@ def _plain(value: object) -> object:
     return value
 
 
+def _record_step(line: str) -> int | None:
+    """The step of a metrics line, or None if the line is not a record (edited, damaged)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
 class MetricWriter:
-    """Appends records, so a resumed run continues the file its first part started."""
+    """Appends records, so a resumed run continues the file its first part started. A
+    failed write is a WriteError naming the file and the reason."""
 
     def __init__(self, workdir: str, echo: bool = True):
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.path = os.path.join(workdir, METRICS_FILE)
         self.echo = echo
 
     def drop_after(self, step: int) -> None:
-        """Removes records of steps after `step`: a restart from that step writes them again."""
+        """Removes records of steps after `step`: a restart from that step writes them again.
+
+        A line cut short (power loss, full disk) is dropped; any other line that is not a
+        record is moved, with a one-line warning, to metrics.jsonl.rejected, so the file
+        stays readable and nothing typed into it is lost.
+        """
         if not os.path.exists(self.path):
             return
-        with open(self.path) as f:
+        with open(self.path, errors="replace") as f:
             lines = f.readlines()
         if lines and not lines[-1].endswith("\n"):  # a write cut short (power loss, full disk)
             lines[-1] = ""
-        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-        if len(kept) != len(lines):
-            tmp = self.path + ".tmp"
-            with open(tmp, "w") as f:
-                f.writelines(kept)
-            os.replace(tmp, self.path)
+        kept, rejected = [], []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            record_step = _record_step(line)
+            if record_step is None:
+                rejected.append(line)
+                print(f"warning: {self.path} line {number} is not a metrics record "
+                      f"({line.strip()[:40]!r}): moved to {self.path}.rejected",
+                      file=sys.stderr, flush=True)
+            elif record_step <= step:
+                kept.append(line)
+        try:
+            if rejected:
+                with open(self.path + ".rejected", "a") as f:
+                    f.writelines(rejected)
+            if len(kept) != len(lines):
+                tmp = self.path + ".tmp"
+                with open(tmp, "w") as f:
+                    f.writelines(kept)
+                os.replace(tmp, self.path)
+        except OSError as e:
+            raise write_error(self.path, e) from None
 
     def write(self, record: Mapping[str, object]) -> None:
         line = json.dumps({key: _plain(value) for key, value in record.items()})
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+        except OSError as e:
+            raise write_error(self.path, e) from None
         if self.echo:
             print(line, flush=True)

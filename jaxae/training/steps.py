@@ -25,6 +25,12 @@ from jaxae.tasks import Task
 from jaxae.training import parallel
 
 TrainState = train_state.TrainState
+# XLA options the training programs compile with. Without region analysis, XLA:CPU's copy
+# insertion copies every weight matrix that a backward matmul reads after the optimiser may
+# have updated it in place (the dataflow leaves their order open), a full read and write of
+# the matrix per step; with it, the order is proven and the copies go (same bits). A CPU
+# option: other backends ignore it. `python -m benchmarks.bench --models dae,vae` times it.
+COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 Metrics = dict[str, jax.Array]
 CHUNK_END_METRICS = ("grad_norm",)  # a chunk computes these only at its last step
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd}
@@ -139,7 +145,8 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
 def make_train_step(model: nn.Module, task: Task, objective: Objective,
                     mesh: Mesh | None = None) -> Callable[..., tuple[TrainState, Metrics]]:
     """Compiles one optimisation step; the state is donated, so it is updated in place."""
-    return jax.jit(train_step_fn(model, task, objective, mesh), donate_argnums=0)
+    return jax.jit(train_step_fn(model, task, objective, mesh), donate_argnums=0,
+                   compiler_options=COMPILER_OPTIONS)
 
 
 def make_train_chunk(model: nn.Module, task: Task, objective: Objective, *, batch_size: int,
@@ -174,7 +181,7 @@ def make_train_chunk(model: nn.Module, task: Task, objective: Objective, *, batc
         rows = jax.tree.map(lambda s: jnp.zeros((max_steps, *s.shape), s.dtype), shapes)
         return jax.lax.fori_loop(0, num_steps, body, (state, rows))
 
-    return jax.jit(train_chunk, donate_argnums=0)
+    return jax.jit(train_chunk, donate_argnums=0, compiler_options=COMPILER_OPTIONS)
 
 
 def make_eval_step(model: nn.Module, task: Task, objective: Objective

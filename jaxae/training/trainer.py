@@ -1,8 +1,11 @@
 """`train_and_evaluate(config, workdir)`: the epoch loop, with resume, metrics and checkpoints.
 
-Order of work: validate the config and the workdir (no compilation yet), load the data,
-build the model, task and objective (sizes checked against the data), build the state,
-restore the newest checkpoint if the workdir holds one, then train.
+Order of work: validate the config and check the workdir (nothing written, no compilation
+yet), take the workdir's writer lock, load the data, build the model, task and objective
+(sizes checked against the data), bound the state's memory (`jax.eval_shape`, nothing
+placed on a device), restore the newest checkpoint if the workdir holds one (a checkpoint
+that does not fit is refused before any array is read), then train; config.json is written
+once the run's first checkpoint is on disk.
 
 Training runs in chunks: the steps between two points where the host has something to do
 (log, checkpoint, end of epoch, stop) run as one compiled loop over batches gathered on the
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -25,12 +30,18 @@ from tqdm import tqdm
 
 from jaxae import build
 from jaxae import config as config_lib
-from jaxae.data import Splits, batches
+from jaxae.data import Splits, batches, streaming
 from jaxae.evaluation.metrics import evaluate_split
 from jaxae.keys import derive_keys
-from jaxae.training import checkpoints, parallel, steps
+from jaxae.training import checkpoints, memory, parallel, steps
 from jaxae.training.metric_writer import MetricWriter
-from jaxae.training.workdir import prepare_workdir, write_run_files
+from jaxae.training.workdir import (
+    CONFIG_FILE,
+    WorkdirBusy,
+    lock_workdir,
+    prepare_workdir,
+    write_run_files,
+)
 
 StopRequest = Callable[[], str | None]  # the name of a stop signal received, or None
 
@@ -61,32 +72,128 @@ def _first_non_finite(metrics: dict[str, np.ndarray], first_step: int
     return None
 
 
-def _check_finite(metrics: dict[str, float], step: int, what: str = "") -> None:
-    for name, value in metrics.items():
-        if not math.isfinite(value):
-            raise FloatingPointError(
-                f"{what}{name} became {value} at step {step}: training stopped without "
-                "writing a checkpoint for it (the newest one on disk is the last good state); "
-                "lower --config.optim.learning_rate")
+class StopRequested(Exception):
+    """A stop (SIGTERM, Ctrl-C) was asked for before training started: nothing new to save."""
 
 
-def _restore_or_init(manager, fresh: Callable[[], steps.TrainState], mesh, workdir: str
-                     ) -> steps.TrainState:
+class _Faults:
+    """Turns a non-finite quantity into one FloatingPointError line: what, where, whether a
+    checkpoint holds the last good state, and the config knob that can be at fault."""
+
+    def __init__(self, config: ml_collections.ConfigDict, variational: bool, manager,
+                 first_step: int):
+        self.config, self.variational, self.manager = config, variational, manager
+        self.first_step = first_step  # the first step this run computes
+
+    def _knobs(self, changed_only: bool) -> list[str]:
+        """The objective's knobs that can make it overflow ('--config.objective.beta (now
+        1e+39)'); changed_only: only those set away from their defaults."""
+        objective, defaults = self.config.objective, config_lib.base_config().objective
+        knobs = []
+        if self.variational and (not changed_only or objective.beta > defaults.beta):
+            knobs.append(f"lower --config.objective.beta (now {objective.beta:g})")
+        if self.variational and objective.likelihood == "gaussian" and (
+                not changed_only or objective.gaussian_scale < defaults.gaussian_scale):
+            knobs.append("raise --config.objective.gaussian_scale (now "
+                         f"{objective.gaussian_scale:g})")
+        return knobs
+
+    def _newest_on_disk(self) -> int | None:
+        try:
+            checkpoints.check_saved(self.manager)  # a save in flight is complete, or failed
+        except checkpoints.CheckpointWriteError:
+            pass
+        try:
+            self.manager.reload()
+            return self.manager.latest_step()
+        except Exception:  # noqa: BLE001 (the folder may be gone)
+            return None
+
+    def error(self, what: str, step: int, training: bool = True) -> FloatingPointError:
+        """`what` (e.g. 'train_loss became nan') at `step`, as the run's one error line.
+
+        Training metrics of a run's first step come from the parameters it started from,
+        before any update: the learning rate cannot be at fault there, the objective can.
+        """
+        newest = self._newest_on_disk()
+        kept = (f"the newest checkpoint, step {newest}, holds the last good state"
+                if newest is not None else "no checkpoint was written yet")
+        lr = f"lower --config.optim.learning_rate (now {self.config.optim.learning_rate:g})"
+        if training and step == self.first_step:
+            knobs = self._knobs(changed_only=True) or self._knobs(changed_only=False)
+            fix = ("it is not finite at the parameters this run started from, before any "
+                   "update, so the learning rate is not the cause: "
+                   + (" or ".join(knobs) if knobs else "check the objective section and the "
+                      "data"))
+        else:
+            fix = " or ".join([lr, *self._knobs(changed_only=True)])
+        return FloatingPointError(f"{what} at step {step}: training stopped without writing "
+                                  f"a checkpoint for it ({kept}); {fix}")
+
+    def check_evaluation(self, metrics: dict[str, float], step: int) -> None:
+        for name, value in metrics.items():
+            if not math.isfinite(value):
+                raise self.error(f"{name} became {value}", step, training=False)
+
+
+def _restore_or_init(manager, fresh: Callable[[], steps.TrainState], like, mesh, workdir: str
+                     ) -> tuple[steps.TrainState, dict | None]:
     """Resume order: the newest intact checkpoint in the workdir, else the fresh state.
+    Returns the state and the data stream's saved position (None when fresh).
 
-    The checkpoint is read into the fresh state's shapes (`jax.eval_shape`), so a resumed
-    run never computes (nor compiles) an initialisation it would throw away.
+    The checkpoint is read into the fresh state's shapes (`like`, from `jax.eval_shape`),
+    so a resumed run never computes (nor compiles) an initialisation it would throw away.
     """
-    sharding = parallel.replicated(mesh)
-    like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                        jax.eval_shape(fresh))
-    restored = checkpoints.restore_newest_intact(manager, like)
+    restored = checkpoints.restore_newest_intact(manager, like, settle_s=0,  # ours alone
+                                                 with_data=True)
     if restored is None:
-        return parallel.put_replicated(fresh(), mesh)
+        return parallel.put_replicated(fresh(), mesh), None
+    state, position = restored
     if parallel.is_main_process():
-        print(f"resumed from the checkpoint at step {int(restored.step)} in {workdir}",
+        print(f"resumed from the checkpoint at step {int(state.step)} in {workdir}",
               flush=True)
-    return restored
+    return state, position
+
+
+def _check_memory(config: ml_collections.ConfigDict, like, data: Splits) -> None:
+    """The state, a gradient and an update, and the training images, against the memory of
+    this process's first device: before anything is placed on it."""
+    count, needed = memory.training_bytes(like)
+    if data.streamed:  # a chunk of batches at a time is on the device
+        chunk = min(config.train.log_every_steps, len(data.train) // config.train.batch_size)
+        needed += chunk * config.train.batch_size * (math.prod(data.image_shape) + 4)
+    else:  # the training images and labels, placed on the device whole
+        needed += data.train.images.nbytes + data.train.labels.nbytes
+    latent = config.model.get("latent_dim")
+    fix = (f"lower --config.model.latent_dim (now {latent})" if latent is not None
+           else "make the model smaller (config.model)")
+    memory.check_fits(needed, f"the {config.model.name} model has {count:,} parameters", fix)
+
+
+@contextlib.contextmanager
+def _writer_lock(workdir: str, main: bool):
+    """Holds the workdir's writer lock for the run. Only process 0 writes, so only it locks;
+    in a multi-process run every process learns the outcome (one broadcast) and all of them
+    stop together."""
+    fd, busy = None, None
+    if main:
+        try:
+            fd = lock_workdir(workdir)
+        except config_lib.ConfigError as e:
+            busy = e
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        if int(multihost_utils.broadcast_one_to_all(np.int32(busy is not None))) and not main:
+            raise WorkdirBusy(f"workdir {workdir!r} could not be locked by process 0 (see "
+                              "its error)")
+    if busy is not None:
+        raise busy
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def _chunk_end(step: int, epoch_end: int, stop_at: int, config: ml_collections.ConfigDict
@@ -105,8 +212,9 @@ class _ChunkLog:
     every step is finite, writes the step's record at log points, updates the progress bar."""
 
     def __init__(self, config: ml_collections.ConfigDict, writer: MetricWriter | None,
-                 steps_per_epoch: int):
+                 steps_per_epoch: int, faults: _Faults):
         self.config, self.writer, self.steps_per_epoch = config, writer, steps_per_epoch
+        self.faults = faults
         self.pending = None
         self.clock = time.perf_counter()
 
@@ -123,7 +231,7 @@ class _ChunkLog:
         fetched = {name: rows[:count] for name, rows in jax.device_get(metrics).items()}
         fault = _first_non_finite(fetched, first_step)
         if fault:
-            _check_finite({fault[1]: fault[2]}, fault[0], "train_")
+            raise self.faults.error(f"train_{fault[1]} became {fault[2]}", fault[0])
         step = first_step + count - 1
         last = {name: float(values[-1]) for name, values in fetched.items()}
         end_of_epoch = step % self.steps_per_epoch == 0
@@ -158,20 +266,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     `on_evaluation(epoch, test_metrics)` is called after each epoch's evaluation (e.g. to
     time training against a peer, `benchmarks/parity.py`); metrics.jsonl stays free of
     timings. `stop_requested()` is polled between chunks of steps: when it returns a reason
-    (the command line's SIGTERM / Ctrl-C handler gives one), the run checkpoints and returns.
+    (the command line's SIGTERM / Ctrl-C handler gives one), the run checkpoints and returns;
+    asked before training starts, StopRequested is raised.
 
     Runs data-parallel over every device of every process (`jaxae.training.parallel`); only
-    process 0 writes files and prints. Stops early, with a checkpoint, at
+    process 0 writes files and prints, and holds the workdir's writer lock for the run (a
+    second run on the workdir is refused: WorkdirBusy). Stops early, with a checkpoint, at
     config.train.stop_after_steps or on a stop request; rerunning the same command continues
     and ends bitwise equal to an uninterrupted run.
+
+    Nothing is written before the run is accepted (config, workdir, lock, data, memory,
+    checkpoint fit); config.json is (re)written once the run's first checkpoint is on disk,
+    so a refused run, or one that fails before saving, leaves the workdir's description as
+    it was. A failed checkpoint write ends the run at the next chunk with
+    CheckpointWriteError; a non-finite quantity with FloatingPointError naming the knob.
     """
     config_lib.validate(config)
-    train_config = config.train
     mesh = parallel.data_mesh()
-    config_lib.check_batch_splits(train_config.batch_size, mesh.size)
+    config_lib.check_batch_splits(config.train.batch_size, mesh.size)
     main = parallel.is_main_process()
     prepare_workdir(workdir, config)
+    with _writer_lock(workdir, main):
+        return _train(config, workdir, mesh, main, on_evaluation, stop_requested)
+
+
+def _stop_before_training(stopped: str, step: int) -> StopRequested:
+    then = (f"rerun the same command to continue from step {step}" if step
+            else "rerun the same command to start")
+    return StopRequested(f"{stopped} received before training started: nothing new to save; "
+                         f"{then}")
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
+           on_evaluation: Callable[[int, dict[str, float]], None] | None,
+           stop_requested: StopRequest) -> steps.TrainState:
+    """train_and_evaluate, once the workdir is checked and locked."""
+    train_config = config.train
+    if stopped := stop_requested():
+        raise _stop_before_training(stopped, 0)
     keys = derive_keys(config.seed)
+    config_lib.check_data_paths(config)
     data = build.load_data(config, keys.data)
     config_lib.check_sizes(config, len(data.train) + (len(data.val) if data.val else 0),
                            len(data.test))
@@ -181,30 +315,180 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     train_model = build.make_model(config, data.image_shape, data.num_classes,
                                    train_config.compute_dtype)
     objective = build.make_objective(config, model)
-    if main:
-        write_run_files(workdir, config)
-
-    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(workdir),
-                                       train_config.keep_checkpoints)
     steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
     total_steps = steps_per_epoch * train_config.num_epochs
+
     def fresh() -> steps.TrainState:
         return steps.create_train_state(model, build.make_optimizer(config, total_steps),
                                         task.input_shape(data.image_shape), keys.init,
                                         build.init_scheme(config))
 
-    state = _restore_or_init(manager, fresh, mesh, workdir)
+    sharding = parallel.replicated(mesh)
+    like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                        jax.eval_shape(fresh))  # shapes only: nothing computed or placed
+    _check_memory(config, like, data)
+    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(workdir),
+                                       train_config.keep_checkpoints)
+    run_files = _RunFiles(workdir, config, manager, due=main)
+    try:
+        state, position = _restore_or_init(manager, fresh, like, mesh, workdir)
+        if int(state.step) > 0:
+            run_files.write_if_missing()  # the checkpoint fits: the config describes it
+        first_step = int(state.step)
+        if stopped := stop_requested():
+            raise _stop_before_training(stopped, first_step)
+        state, step, stopped = _train_loop(config, workdir, mesh, main, data, keys, task,
+                                           model, train_model, objective, manager, state,
+                                           position, run_files, on_evaluation,
+                                           stop_requested)
+        if stopped and step == first_step:  # asked as the loop was being set up
+            raise _stop_before_training(stopped, first_step)
+    except BaseException:
+        try:
+            checkpoints.close(manager)  # the save in flight finished, Orbax's threads released
+            run_files.write_if_saved()  # config.json describes the checkpoints this run wrote
+        except OSError as e:  # a failed write: the error on its way comes first
+            print(f"warning: {e}", file=sys.stderr, flush=True)
+        raise
+    checkpoints.close(manager)
+    run_files.write_if_saved()
+    if jax.process_count() > 1:  # every process prints: equal figures show they ran in step
+        print(f"process {jax.process_index()}: parameter checksum "
+              f"{parameter_checksum(state.params):.10e}", flush=True)
+    if main and 0 < step < total_steps:  # stopped early: in an epoch, at its end or its eval
+        why = f"{stopped} received" if stopped else "stop_after_steps"
+        print(f"{why}: stopped at step {step} with a checkpoint; rerun the same command to "
+              "continue", flush=True)
+    return state
+
+
+class _RunFiles:
+    """config.json and environment.json, written by process 0 once they describe the
+    checkpoints in the workdir: when the run's first checkpoint is on disk, or at once when
+    a resumed checkpoint fits and the workdir has no config.json (it was removed)."""
+
+    def __init__(self, workdir: str, config: ml_collections.ConfigDict, manager, due: bool):
+        self.workdir, self.config, self.manager, self.due = workdir, config, manager, due
+
+    def write_if_missing(self) -> None:
+        if self.due and not os.path.exists(os.path.join(self.workdir, CONFIG_FILE)):
+            write_run_files(self.workdir, self.config)
+            self.due = False
+
+    def write_if_saved(self) -> None:
+        if self.due and checkpoints.confirmed_step(self.manager) is not None:
+            write_run_files(self.workdir, self.config)
+            self.due = False
+
+
+class _ResidentBatches:
+    """The training images placed on the device whole; each epoch's order is sent once and
+    a chunk of steps gathers its batches from them on the device."""
+
+    def __init__(self, data: Splits, data_key: jax.Array, mesh, steps_per_epoch: int):
+        self.arrays = parallel.put_replicated(
+            {"image": data.train.images, "label": data.train.labels}, mesh)
+        self.data_key, self.mesh, self.num_examples = data_key, mesh, len(data.train)
+        self.steps_per_epoch = steps_per_epoch
+        self.order, self.epoch = None, None
+
+    def chunk(self, step: int, count: int) -> tuple[dict, jax.Array, int]:
+        """(arrays, order, index of the first batch in `order`) for `count` steps."""
+        epoch, first = divmod(step, self.steps_per_epoch)
+        if epoch != self.epoch:
+            self.order, self.epoch = parallel.put_replicated(
+                batches.epoch_permutation(self.data_key, epoch, self.num_examples),
+                self.mesh), epoch
+        return self.arrays, self.order, first
+
+    def position(self, step: int, batch_size: int, num_steps: int) -> dict:
+        return streaming.position(step, self.num_examples, batch_size, num_steps)
+
+    def close(self) -> None:
+        pass
+
+
+class _StreamedBatches:
+    """The training batches read by Grain's threads (`jaxae.data.streaming`) in the order
+    of the in-memory path; a chunk of steps is sent to the device as one flat array per
+    field, gathered in place by the same compiled chunk."""
+
+    def __init__(self, data: Splits, data_key: jax.Array, mesh, config: ml_collections.ConfigDict,
+                 step: int, saved: dict | None, max_steps: int):
+        self.stream = streaming.StreamedBatches(data.train, data_key, config.train.batch_size,
+                                                config.train.num_epochs)
+        self.iterator = (self.stream.from_state(saved) if saved is not None
+                         else self.stream.batches(first_step=step))
+        if self.iterator.step != step:
+            raise checkpoints.CheckpointMismatch(
+                f"the checkpoint at step {step} holds a data stream at step "
+                f"{self.iterator.step}: it was not written by this jaxae")
+        self.mesh, self.max_steps = mesh, max_steps
+        self.order = parallel.put_replicated(
+            np.arange(max_steps * config.train.batch_size, dtype=np.int32), mesh)
+
+    def chunk(self, step: int, count: int) -> tuple[dict, jax.Array, int]:
+        arrays = self.iterator.next_chunk(count, pad_to=self.max_steps)
+        return parallel.put_replicated(arrays, self.mesh), self.order, 0
+
+    def position(self, step: int, batch_size: int, num_steps: int) -> dict:
+        return self.iterator.state()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _train_loop(config, workdir, mesh, main, data, keys, task, model, train_model, objective,
+                manager, state, position, run_files: _RunFiles, on_evaluation,
+                stop_requested):
+    """The epochs, from `state` on: returns (state, step, the stop reason or None)."""
+    max_steps = min(config.train.log_every_steps,
+                    batches.steps_per_epoch(len(data.train), config.train.batch_size))
+    if data.streamed:
+        source = _StreamedBatches(data, keys.data, mesh, config, int(state.step), position,
+                                  max_steps)
+    else:
+        source = _ResidentBatches(data, keys.data, mesh,
+                                  batches.steps_per_epoch(len(data.train),
+                                                          config.train.batch_size))
+    try:
+        return _epochs(config, workdir, mesh, main, data, keys, task, model, train_model,
+                       objective, manager, state, source, run_files, on_evaluation,
+                       stop_requested)
+    finally:
+        source.close()
+
+
+def _epochs(config, workdir, mesh, main, data, keys, task, model, train_model, objective,
+            manager, state, source, run_files: _RunFiles, on_evaluation, stop_requested):
+    """_train_loop's epochs, with the batches of `source`."""
+    train_config = config.train
+    steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
+    total_steps = steps_per_epoch * train_config.num_epochs
+    step = int(state.step)
+    faults = _Faults(config, model.variational, manager, step + 1)
+
+    def save() -> None:
+        try:
+            checkpoints.save_state(manager, state,
+                                   source.position(step, train_config.batch_size, total_steps))
+        except checkpoints.NonFinite as e:  # a parameter the metrics did not show non-finite
+            raise faults.error(f"{e.leaf} became non-finite", e.step, training=False) from None
+
+    def saved_so_far(block: bool = False) -> None:
+        """Raises the error of a save that failed; writes config.json once one is on disk."""
+        checkpoints.check_saved(manager, block=block)
+        run_files.write_if_saved()
+
     writer = MetricWriter(workdir) if main else None
     if writer:
-        writer.drop_after(int(state.step))  # records of steps a restart will run again
+        writer.drop_after(step)  # records of steps a restart will run again
     # every chunk ends at a log point or sooner (`_chunk_end`)
     train_chunk = steps.make_train_chunk(
         train_model, task, objective, batch_size=train_config.batch_size,
         max_steps=min(train_config.log_every_steps, steps_per_epoch), mesh=mesh)
     eval_step = steps.make_eval_step(model, task, objective)
 
-    train_arrays = parallel.put_replicated(
-        {"image": data.train.images, "label": data.train.labels}, mesh)
     train_key = parallel.put_replicated(keys.train, mesh)
     devices = f"{mesh.size} device{'s' * (mesh.size > 1)}"
     if jax.process_count() > 1:
@@ -214,51 +498,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         print(f"{config.model.name} on {config.data.name} ({data.source}): {len(data.train)} "
               f"train / {len(data.test)} test images of {height}x{width}x{channels}, "
               f"{steps_per_epoch} steps per epoch, {total_steps} steps in all, on {devices} "
-              f"({jax.default_backend()})", flush=True)
-    step = int(state.step)
+              f"({jax.default_backend()}"
+              f"{', streamed from disk' if data.streamed else ''})", flush=True)
     stop_at = min(total_steps, train_config.stop_after_steps or total_steps)
-    log = _ChunkLog(config, writer, steps_per_epoch)
+    log = _ChunkLog(config, writer, steps_per_epoch, faults)
     stopped = None
-    # closing the manager waits for the save in flight, also when an error ends the run
-    with contextlib.closing(manager):
-        while step < stop_at and not (stopped := stop_requested()):
-            epoch, first = divmod(step, steps_per_epoch)
-            epoch_end = min((epoch + 1) * steps_per_epoch, stop_at)
-            order = parallel.put_replicated(
-                batches.epoch_permutation(keys.data, epoch, len(data.train)), mesh)
-            bar = tqdm(desc=f"epoch {epoch + 1}/{train_config.num_epochs}", initial=first,
-                       total=steps_per_epoch, leave=False, disable=None if main else True)
-            while step < epoch_end and not (stopped := stop_requested()):
-                end = _chunk_end(step, epoch_end, stop_at, config)
-                state, metrics = train_chunk(state, train_arrays, order,
-                                             step - epoch * steps_per_epoch, train_key, end - step)
-                log.add(step + 1, end - step, metrics, epoch, bar)
-                step = end
-                every = train_config.checkpoint_every_steps
-                if every and step % every == 0 and step % steps_per_epoch:
-                    log.flush()  # metrics are checked before every checkpoint
-                    checkpoints.save_state(manager, state)
-            log.flush()
-            bar.close()
-            if step < (epoch + 1) * steps_per_epoch:  # stopped inside the epoch
-                checkpoints.save_state(manager, state)
-                break
-            evaluation = evaluate_splits(eval_step, _local(state.params), data,
-                                         config.eval.batch_size, keys.eval)
-            _check_finite(evaluation, step)
-            if writer:
-                writer.write({"step": step, "epoch": epoch + 1, **evaluation})
-            if on_evaluation:
-                on_evaluation(epoch + 1, evaluation)
-            stopped = stopped or stop_requested()
-            if (epoch + 1) % train_config.checkpoint_every_epochs == 0 or step >= stop_at or \
-                    stopped:
-                checkpoints.save_state(manager, state)
-    if jax.process_count() > 1:  # every process prints: equal figures show they ran in step
-        print(f"process {jax.process_index()}: parameter checksum "
-              f"{parameter_checksum(state.params):.10e}", flush=True)
-    if main and 0 < step < total_steps:  # stopped early: in an epoch, at its end or its eval
-        why = f"{stopped} received" if stopped else "stop_after_steps"
-        print(f"{why}: stopped at step {step} with a checkpoint; rerun the same command to "
-              "continue", flush=True)
-    return state
+    while step < stop_at and not (stopped := stop_requested()):
+        epoch, first = divmod(step, steps_per_epoch)
+        epoch_end = min((epoch + 1) * steps_per_epoch, stop_at)
+        bar = tqdm(desc=f"epoch {epoch + 1}/{train_config.num_epochs}", initial=first,
+                   total=steps_per_epoch, leave=False, disable=None if main else True)
+        while step < epoch_end and not (stopped := stop_requested()):
+            end = _chunk_end(step, epoch_end, stop_at, config)
+            arrays, order, first_index = source.chunk(step, end - step)
+            state, metrics = train_chunk(state, arrays, order, first_index, train_key,
+                                         end - step)
+            log.add(step + 1, end - step, metrics, epoch, bar)
+            saved_so_far()  # a save that failed stops the run here, a chunk after it
+            step = end
+            every = train_config.checkpoint_every_steps
+            if every and step % every == 0 and step % steps_per_epoch:
+                log.flush()  # metrics are checked before every checkpoint
+                save()
+        log.flush()
+        bar.close()
+        if step < (epoch + 1) * steps_per_epoch:  # stopped inside the epoch
+            save()
+            break
+        evaluation = evaluate_splits(eval_step, _local(state.params), data,
+                                     config.eval.batch_size, keys.eval)
+        faults.check_evaluation(evaluation, step)
+        if writer:
+            writer.write({"step": step, "epoch": epoch + 1, **evaluation})
+        if on_evaluation:
+            on_evaluation(epoch + 1, evaluation)
+        stopped = stopped or stop_requested()
+        if (epoch + 1) % train_config.checkpoint_every_epochs == 0 or step >= stop_at or \
+                stopped:
+            save()
+    saved_so_far(block=True)
+    return state, step, stopped

@@ -1,11 +1,22 @@
-"""A run's folder: checks before writing to it, and the files that describe the run."""
+"""A run's folder: checks before writing to it, its writer lock, and the files that describe
+the run.
+
+Nothing is written into a workdir before its run is accepted: `prepare_workdir` only reads
+(the saved config.json) and probes (that the folders and files a run writes can be written);
+the trainer then takes the lock, loads the data and restores the checkpoint, and only then
+writes config.json.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import importlib
 import json
 import os
 import platform
+import socket
 import subprocess
 
 import jax
@@ -13,57 +24,157 @@ import ml_collections
 
 import jaxae
 from jaxae import config as config_lib
+from jaxae.training.checkpoints import CHECKPOINTS
 
 CONFIG_FILE = "config.json"
 ENVIRONMENT_FILE = "environment.json"
+METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = "train.lock"
+
+
+class WriteError(OSError):
+    """A file of the run could not be written: the message names it, the operating
+    system's reason and the fix."""
+
+
+def write_error(path: str, error: OSError) -> WriteError:
+    reason = error.strerror or type(error).__name__
+    return WriteError(f"could not write {path} ({reason}): make its folder writable or free "
+                      "space on its disk, then rerun the same command")
 
 
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
-    """Creates the workdir and checks that a run already in it was made by this config."""
+    """Checks, without writing anything, that the config may train in `workdir`: a run
+    already there agrees with it on every run-defining field (config.RESUMABLE_FIELDS), and
+    every folder and file a run writes can be written."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if os.path.isfile(path):
+        saved = _read_json(path, "delete it: this run writes it again")
+        _check_release(saved, workdir)
+        differs = config_lib.run_difference(saved, json.loads(config.to_json_best_effort()))
+        if differs:
+            field, value, wanted = differs
+            why = (" (under a cosine schedule the learning rate decays over the run's steps)"
+                   if field == "train.num_epochs" else "")
+            raise config_lib.ConfigError(
+                f"workdir {workdir!r} holds a run with {field}={value!r}, but the config says "
+                f"{wanted!r}{why}: use a new --workdir, or the same {field} (a resumed run may "
+                "change only how long it runs, its learning rate, how it logs, saves and "
+                "evaluates, and where its data lives)")
+    check_writable(workdir, folders=(CHECKPOINTS,),
+                   files=(CONFIG_FILE, ENVIRONMENT_FILE, METRICS_FILE, LOCK_FILE))
+
+
+def _unwritable(path: str, why: str) -> config_lib.ConfigError:
+    return config_lib.ConfigError(f"{path} cannot be written ({why}): make it writable, or "
+                                  "pass another --workdir")
+
+
+def _probe_folder(folder: str) -> None:
+    """Makes and removes a folder inside `folder` (what Orbax does for every step); raises
+    the OSError if it cannot. `os.access` would answer for the real user id and ignore
+    capabilities: the probe asks the file system itself."""
+    probe = os.path.join(folder, f".write_test.{os.getpid()}")
+    os.mkdir(probe)
+    os.rmdir(probe)
+
+
+def check_writable(workdir: str, folders: tuple[str, ...] = (), files: tuple[str, ...] = ()
+                   ) -> None:
+    """Raises ConfigError naming the first of `workdir` and the `folders` and `files` in it
+    that a run could not write: a file where a folder must be (or the reverse), a folder
+    whose entries cannot be made, a file that cannot be opened for writing. Creates only
+    `workdir` itself. A disk that fills later cannot be foreseen: such writes fail with a
+    WriteError or CheckpointWriteError when they happen."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise _unwritable(workdir, "it is a file, not a folder")
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, f".write_test.{os.getpid()}")  # one per process
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
+        _probe_folder(workdir)
     except OSError as e:
         raise config_lib.ConfigError(
             f"workdir {workdir!r} cannot be written ({e.strerror}): pass a --workdir you can "
             "write to") from None
-    path = os.path.join(workdir, CONFIG_FILE)
-    if os.path.exists(path):
-        saved = _read_json(path, "delete it: this run writes it again")
-        _check_release(saved, workdir)
-        ours = json.loads(config.to_json_best_effort())
-        for field in config_lib.RUN_DEFINING_FIELDS:
-            value, wanted = _defining(saved, field), _defining(ours, field)
-            if value != wanted:
-                raise config_lib.ConfigError(
-                    f"workdir {workdir!r} holds a run with {field}={value!r}, but the "
-                    f"config says {wanted!r}: use a new --workdir, or the same {field}")
+    for name in folders:
+        path = os.path.join(workdir, name)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise _unwritable(path, "it is a file, not a folder: move it away")
+        try:
+            if os.path.isdir(path):
+                _probe_folder(path)
+        except OSError as e:
+            raise _unwritable(path, e.strerror) from None
+    for name in files:
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path):
+            raise _unwritable(path, "it is a folder, not a file: move it away")
+        try:
+            if os.path.exists(path):
+                with open(path, "a"):  # opened for writing; nothing is written
+                    pass
+        except OSError as e:
+            raise _unwritable(path, e.strerror) from None
 
 
-def _defining(tree: dict, path: str):
-    """The value at a dotted path of a JSON config, without the fields that do not define
-    the run (config_lib.NOT_RUN_DEFINING)."""
-    node = tree
-    for part in path.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        skip = {f.split(".", 1)[1] for f in config_lib.NOT_RUN_DEFINING
-                if f.startswith(path + ".")}
-        node = {k: v for k, v in node.items() if k not in skip}
-    return node
+# --- one writer per workdir --------------------------------------------------------------
+
+class WorkdirBusy(config_lib.ConfigError):
+    """Another process is training in the workdir."""
 
 
-def _check_release(saved: dict, workdir: str) -> None:
-    """A config.json of the flat layout (jaxae 0.1) cannot be read by this release."""
-    if isinstance(saved.get("model"), str):
-        raise config_lib.ConfigError(
-            f"workdir {workdir!r} was written by jaxae 0.1.0, whose flat config and checkpoints "
-            f"this release ({jaxae.__version__}) does not read: evaluate it with jaxae 0.1.0, "
-            "or train a new run in another --workdir")
+def lock_workdir(workdir: str) -> int:
+    """Takes the workdir's writer lock (an advisory `flock` on <workdir>/train.lock) and
+    returns its file descriptor: the lock lasts until that is closed, or the process ends,
+    however it ends (SIGKILL included), so it never goes stale. Raises WorkdirBusy if
+    another process holds it.
 
+    The file stays: deleting it would let two processes lock two different files. Its
+    content (the holder's pid and host) only feeds the message. Not inherited by programs
+    the process starts (O_CLOEXEC).
+    """
+    path = os.path.join(workdir, LOCK_FILE)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise _unwritable(path, e.strerror) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise config_lib.ConfigError(
+                f"cannot lock workdir {workdir!r} ({e.strerror}): use a workdir on a file "
+                "system with file locks") from None
+        raise WorkdirBusy(
+            f"workdir {workdir!r} is in use by another training run"
+            + (f" ({holder})" if holder else "") + ": wait for it to end or stop it "
+            "(SIGTERM saves a checkpoint), or pass another --workdir") from None
+    try:  # who holds it, for the message of a run that finds it busy
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    except OSError:  # a full disk: the lock holds all the same
+        pass
+    return fd
+
+
+def in_use(workdir: str) -> bool:
+    """Whether a training run holds the workdir's lock now (it may write and delete
+    checkpoints meanwhile). Probes with a shared lock, released at once."""
+    try:
+        fd = os.open(os.path.join(workdir, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError as e:
+        return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)
+
+
+# --- the files that describe the run -----------------------------------------------------
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict) -> None:
     """config.json and environment.json: everything a rerun needs to repeat this run."""
@@ -83,19 +194,43 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def _write_whole(path: str, text: str) -> None:
-    """Writes a file whole or not at all: a run killed meanwhile leaves the previous one."""
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    """Writes a file whole or not at all: a run killed meanwhile, or a write that fails,
+    leaves the previous one (WriteError on failure)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise write_error(path, e) from None
+
+
+def write_json(path: str, tree: object) -> None:
+    """A JSON file written whole or not at all (WriteError on failure)."""
+    _write_whole(path, json.dumps(tree, indent=2) + "\n")
 
 
 def _read_json(path: str, fix: str) -> dict:
     """A JSON file of the workdir; a damaged one is a one-line ConfigError with the fix."""
     try:
         with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
+            saved = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise config_lib.ConfigError(f"{path} is damaged ({e}): {fix}") from None
+    if not isinstance(saved, dict):
+        raise config_lib.ConfigError(f"{path} is damaged (not a JSON object): {fix}")
+    return saved
+
+
+def _check_release(saved: dict, workdir: str) -> None:
+    """A config.json of the flat layout (jaxae 0.1) cannot be read by this release."""
+    if isinstance(saved.get("model"), str):
+        raise config_lib.ConfigError(
+            f"workdir {workdir!r} was written by jaxae 0.1.0, whose flat config and checkpoints "
+            f"this release ({jaxae.__version__}) does not read: evaluate it with jaxae 0.1.0, "
+            "or train a new run in another --workdir")
 
 
 def _version_of(module: str) -> str:

@@ -1,0 +1,78 @@
+"""A lower bound on a run's memory, checked before anything is placed on a device.
+
+`jax.eval_shape` of the state's initialisation traces it without running it (milliseconds,
+nothing allocated, whatever the model's size), so a model that cannot fit is one line
+instead of minutes spent allocating it.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from jaxae.config import ConfigError
+
+
+def tree_bytes(tree) -> int:
+    """Bytes of every array (or ShapeDtypeStruct) in a tree."""
+    return sum(int(np.prod(x.shape, dtype=np.int64)) * np.dtype(x.dtype).itemsize
+               for x in jax.tree.leaves(tree))
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        return None if text == "max" else int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def host_available_bytes() -> int | None:
+    """Memory this process may still take: /proc/meminfo's MemAvailable, or less under a
+    cgroup (container) limit; None where neither can be read."""
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f if ":" in line)
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        pass
+    limit = _read_int("/sys/fs/cgroup/memory.max")
+    used = _read_int("/sys/fs/cgroup/memory.current")
+    if limit is not None and used is not None:
+        available = min(limit - used, available) if available is not None else limit - used
+    return available
+
+
+def available_bytes(device: jax.Device) -> tuple[int | None, str]:
+    """(bytes free for arrays on `device`, what they are): an accelerator's own limit
+    (memory_stats), or the host's available memory for the CPU backend."""
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 (backends without memory statistics)
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return (stats["bytes_limit"] - stats.get("bytes_in_use", 0),
+                f"{device.platform.upper()} memory of {device}")
+    return host_available_bytes(), "available host memory"
+
+
+def training_bytes(state_shapes) -> tuple[int, int]:
+    """(parameter count, bytes a training step holds at least): the parameters, their
+    gradient and update, and the optimiser's state. Activations are not counted: the bound
+    refuses only runs that cannot fit."""
+    params = getattr(state_shapes, "params", state_shapes)
+    opt_state = getattr(state_shapes, "opt_state", ())
+    count = sum(int(np.prod(x.shape, dtype=np.int64)) for x in jax.tree.leaves(params))
+    return count, 3 * tree_bytes(params) + tree_bytes(opt_state)
+
+
+def check_fits(needed: int, what: str, fix: str, device: jax.Device | None = None) -> None:
+    """Raises ConfigError (one line: `what`, the figures, `fix`) when `needed` bytes exceed
+    the memory available on `device` (default: this process's first device)."""
+    device = device or jax.local_devices()[0]
+    free, where = available_bytes(device)
+    if free is not None and needed > free:
+        raise ConfigError(f"{what}: that needs at least {needed / 2**30:.1f} GiB, more than "
+                          f"the {max(free, 0) / 2**30:.1f} GiB of {where}: {fix}")

@@ -1,0 +1,372 @@
+"""Faults that need no finished run: signals at start-up and twice, a workdir that cannot be
+written, sizes the data or the memory cannot hold, the fields a resumed run may change,
+optimiser states that do not fit, a save that cannot be written, a garbage metrics line,
+numerical faults named by their knob, and evaluation-time overrides.
+
+Most run in this process through `cli.run`, as the entry points do; a process of its own
+only where a signal must reach one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from jaxae import cli
+from jaxae import config as config_lib
+from jaxae.evaluation import evaluate
+from jaxae.training import checkpoints, trainer
+from jaxae.training.metric_writer import MetricWriter
+from jaxae.training.trainer import StopRequested, train_and_evaluate
+from jaxae.training.workdir import prepare_workdir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli_run(fn, *args, **kwargs) -> int:
+    """The exit code of fn(*args) run as the entry points run it (0 if it returns)."""
+    try:
+        cli.run(fn, *args, **kwargs)
+        return 0
+    except SystemExit as e:
+        return int(e.code)
+
+
+def lines_of(text: str) -> list[str]:
+    return text.strip().splitlines()
+
+
+# ---------------------------------------------------------------------------- signals
+
+
+def test_the_first_signal_asks_for_a_stop_the_handlers_go_with_the_block():
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are installed from the main thread only")
+    before = signal.getsignal(signal.SIGINT)
+    with cli.GracefulStop() as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+        deadline = time.monotonic() + 5
+        while stop() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert stop() == "SIGINT"
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_second_signal_stops_at_once_with_one_line():
+    """Wherever the main thread is (here: joining a thread, as in Orbax's wait for a save),
+    the second signal ends the process with one line and 128 + its number."""
+    script = ("import os, signal, threading, time\n"
+              "from jaxae import cli\n"
+              "cli.GracefulStop().install()\n"
+              "os.kill(os.getpid(), signal.SIGTERM)\n"
+              "time.sleep(0.05)\n"
+              "threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+              "t = threading.Thread(target=time.sleep, args=(30,), daemon=True)\n"
+              "t.start(); t.join()\n")
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 128 + signal.SIGTERM
+    assert result.stderr == ("error: SIGTERM received twice: stopped at once, without a "
+                             "checkpoint of the last steps; rerun the same command to continue "
+                             "from the newest checkpoint\n")
+    assert time.monotonic() - start < 20
+
+
+def handlers_installed(pid: int) -> bool:
+    """Whether the process catches SIGTERM yet (its SigCgt mask, /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(line for line in f if line.startswith("SigCgt:")).split()[1]
+    return bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
+def test_ctrl_c_during_start_up_is_one_line_and_exit_0(fashion_tfds_dir, tmp_path):
+    """Ctrl-C while train.py still imports JAX: handled like one during training."""
+    workdir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "train.py", "--config=configs/test.py",
+                             f"--workdir={workdir}", f"--config.data.tfds_dir={fashion_tfds_dir}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not handlers_installed(proc.pid):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert err == ""
+    assert lines_of(out) == ["SIGINT received before training started: nothing new to save; "
+                             "rerun the same command to start"]
+    assert not os.path.exists(workdir / "checkpoints")
+
+
+def test_a_stop_asked_before_training_is_one_line_and_exit_0(tiny_config, tmp_path, capsys):
+    assert cli_run(train_and_evaluate, tiny_config(), str(tmp_path),
+                   stop_requested=lambda: "SIGTERM") == 0
+    assert capsys.readouterr().out == ("SIGTERM received before training started: nothing new "
+                                       "to save; rerun the same command to start\n")
+    with pytest.raises(StopRequested):  # a library caller gets the exception
+        train_and_evaluate(tiny_config(), str(tmp_path), stop_requested=lambda: "SIGINT")
+
+
+# ---------------------------------------------------------------------------- refused early
+
+
+@pytest.mark.parametrize("fault, overrides, words", [
+    ("checkpoints is a file", {}, "/checkpoints cannot be written (it is a file, not a folder: "
+                                  "move it away): make it writable, or pass another --workdir"),
+    ("data folder is a file", {"data.name": "mnist"},
+     "config.data.data_dir='{tmp}/train-images.gz' is a file, not a folder: point it at the "
+     "folder that holds the data set's files"),
+    ("train_size above the data set's", {"data.train_size": 60001},
+     "config.data.train_size=60001 is more than the 60000 images of fashion_mnist's training "
+     "split: use at most 60000, or leave it unset for all of them"),
+    ("a model the memory cannot hold", {"model.latent_dim": 10_000_000},
+     "the dense_ae model has 15,690,000,784 parameters: that needs at least 292.2 GiB, more "
+     "than the"),
+])
+def test_refused_before_anything_is_placed_on_a_device(fault, overrides, words, tiny_config,
+                                                       tmp_path, capsys):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    if fault == "checkpoints is a file":
+        (workdir / "checkpoints").write_text("")
+    if fault == "data folder is a file":
+        (tmp_path / "train-images.gz").write_text("")
+        overrides = {**overrides, "data.data_dir": str(tmp_path / "train-images.gz"),
+                     "data.tfds_dir": str(tmp_path / "empty_tfds")}
+    before = sorted(os.listdir(workdir))
+    assert cli_run(train_and_evaluate, tiny_config(**overrides), str(workdir)) == 1
+    [line] = lines_of(capsys.readouterr().err)
+    assert words.format(tmp=tmp_path) in line
+    if fault == "a model the memory cannot hold":
+        assert line.endswith(": lower --config.model.latent_dim (now 10000000)")
+    assert set(os.listdir(workdir)) <= {*before, "train.lock"}  # nothing else written
+
+
+def write_config_json(workdir, **fields) -> None:
+    config = config_lib.base_config()
+    for path, value in fields.items():
+        section, _, field = path.rpartition(".")
+        config_lib.get(config, section)[field] = value
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort())
+
+
+@pytest.mark.parametrize("saved, ours, refused", [
+    ({}, {"train.num_epochs": 20, "train.stop_after_steps": 5, "optim.learning_rate": 1e-4,
+          "train.log_every_steps": 7, "train.checkpoint_every_steps": 3,
+          "train.keep_checkpoints": 1, "data.tfds_dir": "/elsewhere",
+          "eval.iwae_samples": (1, 5)}, None),
+    ({}, {"train.batch_size": 64}, "train.batch_size=128, but the config says 64"),
+    ({}, {"data.train_size": 1024}, "data.train_size=None, but the config says 1024"),
+    ({}, {"optim.name": "sgd"}, "optim.name='adam', but the config says 'sgd'"),
+    ({}, {"task.corruption": "gaussian"}, "task.corruption='dropout', but the config says "
+                                          "'gaussian'"),
+    ({"optim.schedule": "cosine"}, {"optim.schedule": "cosine", "train.num_epochs": 3},
+     "train.num_epochs=10, but the config says 3 (under a cosine schedule the learning rate "
+     "decays over the run's steps)"),
+])
+def test_a_resumed_run_may_change_only_how_long_and_how_it_logs_saves_and_evaluates(
+        saved, ours, refused, tmp_path):
+    write_config_json(tmp_path, **saved)
+    config = config_lib.base_config()
+    for path, value in {**saved, **ours}.items():
+        section, _, field = path.rpartition(".")
+        config_lib.get(config, section)[field] = value
+    if refused is None:
+        prepare_workdir(str(tmp_path), config)
+        return
+    with pytest.raises(config_lib.ConfigError) as caught:
+        prepare_workdir(str(tmp_path), config)
+    assert f"holds a run with {refused}: use a new --workdir, or the same " in str(caught.value)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+PARAMS = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2)}}
+
+
+def saved_with(directory: str, tx) -> ml_collections.ConfigDict:
+    manager = checkpoints.make_manager(directory)
+    checkpoints.save(manager, 1, {"step": jnp.int32(1), "params": PARAMS,
+                                  "opt_state": tx.init(PARAMS)})
+    checkpoints.close(manager)
+    return checkpoints.make_manager(directory, read_only=True)
+
+
+@pytest.mark.parametrize("optimizer, words", [
+    (optax.adamw(1e-3), "opt_state/2 is absent there, an empty state here"),
+    (optax.sgd(1e-3), "opt_state/0 is absent there, an empty state here"),
+    (optax.adam(optax.cosine_decay_schedule(1e-3, 10)),
+     "opt_state/1 is an empty state there, absent here"),
+])
+def test_an_optimiser_state_that_does_not_fit_is_named_before_anything_is_read(
+        optimizer, words, tmp_path):
+    manager = saved_with(str(tmp_path), optax.adam(1e-3))
+    like = {"step": jnp.int32(0), "params": PARAMS, "opt_state": optimizer.init(PARAMS)}
+    with pytest.raises(checkpoints.CheckpointMismatch) as caught:
+        checkpoints.restore(manager, like, 1, checkpoints.STATE_HINT)
+    assert str(caught.value) == (f"the checkpoint at step 1 in {tmp_path} does not fit: {words} "
+                                 "(check optim.name and optim.schedule against the run's "
+                                 "config.json)")
+    wrong_dtype = {**like, "opt_state": optax.adam(1e-3).init(PARAMS),
+                   "params": {"dense": {**PARAMS["dense"], "bias": jnp.zeros(2, jnp.bfloat16)}}}
+    with pytest.raises(checkpoints.CheckpointMismatch, match=r"params/dense/bias is "
+                       r"float32\[2\] there, bfloat16\[2\] here"):
+        checkpoints.restore(manager, wrong_dtype, 1)
+
+
+def orbax_writers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.is_alive() and not t.daemon
+            and t is not threading.current_thread()
+            and (type(t).__module__.startswith("orbax") or "orbax" in t.name.lower())]
+
+
+def test_a_save_that_cannot_be_written_fails_at_once_and_leaves_no_thread_waiting(tmp_path):
+    """The step folder is made in the calling thread: a folder that cannot be made fails the
+    save itself (Orbax's asynchronous default left its writers waiting 300 s)."""
+    folder = tmp_path / "checkpoints"
+    manager = checkpoints.make_manager(str(folder))
+    tree = {"step": jnp.int32(1), "params": PARAMS}
+    checkpoints.save(manager, 1, tree)
+    checkpoints.check_saved(manager)
+    os.rename(folder, tmp_path / "moved")
+    folder.write_text("")  # a file where the folder was: no step folder can be made
+    start = time.monotonic()
+    with pytest.raises(checkpoints.CheckpointWriteError) as caught:
+        checkpoints.save(manager, 2, {**tree, "step": jnp.int32(2)})
+    assert time.monotonic() - start < 10
+    assert str(caught.value) == (f"could not write the checkpoint at step 2 to {folder} (Not a "
+                                 "directory): no checkpoint is on disk yet; make that folder "
+                                 "writable or free space on its disk, then rerun the same "
+                                 "command")
+    checkpoints.close(manager)
+    assert not orbax_writers()
+
+
+# ---------------------------------------------------------------------------- metrics.jsonl
+
+
+def test_a_garbage_metrics_line_is_moved_aside_with_a_warning(tmp_path, capsys):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 4, "loss": 1.0}\njunk\n[1, 2]\n{"step": 8, "loss": 0.5}\n'
+                    '{"no_step": 1}\n{"step": 12, "loss": 0.2}\n')
+    MetricWriter(str(tmp_path), echo=False).drop_after(8)
+    assert path.read_text() == '{"step": 4, "loss": 1.0}\n{"step": 8, "loss": 0.5}\n'
+    assert (tmp_path / "metrics.jsonl.rejected").read_text() == 'junk\n[1, 2]\n{"no_step": 1}\n'
+    assert lines_of(capsys.readouterr().err) == [
+        f"warning: {path} line {n} is not a metrics record ({text!r}): moved to {path}.rejected"
+        for n, text in ((2, "junk"), (3, "[1, 2]"), (5, '{"no_step": 1}'))]
+
+
+# ---------------------------------------------------------------------------- numerical faults
+
+
+class Manager:
+    """Stands for an Orbax manager: the newest step on disk."""
+
+    def __init__(self, latest):
+        self.latest = latest
+
+    def reload(self):
+        pass
+
+    def latest_step(self):
+        return self.latest
+
+
+@pytest.mark.parametrize("overrides, step, fix", [
+    ({"optim.learning_rate": 10.0}, 7, "lower --config.optim.learning_rate (now 10)"),
+    ({"objective.likelihood": "gaussian", "objective.gaussian_scale": 1e-30}, 1,
+     "it is not finite at the parameters this run started from, before any update, so the "
+     "learning rate is not the cause: raise --config.objective.gaussian_scale (now 1e-30)"),
+    ({"objective.beta": 1e30}, 1, "it is not finite at the parameters this run started "
+     "from, before any update, so the learning rate is not the cause: lower "
+     "--config.objective.beta (now 1e+30)"),
+    ({"objective.beta": 1e10}, 7, "lower --config.optim.learning_rate (now 0.001) or lower "
+                                  "--config.objective.beta (now 1e+10)"),
+])
+def test_a_numerical_fault_names_the_knob_that_can_cause_it(overrides, step, fix):
+    config = config_lib.base_config()
+    for path, value in overrides.items():
+        section, _, field = path.rpartition(".")
+        config_lib.get(config, section)[field] = value
+    faults = trainer._Faults(config, variational=True, manager=Manager(None), first_step=1)
+    assert str(faults.error("train_loss became inf", step)) == (
+        f"train_loss became inf at step {step}: training stopped without writing a checkpoint "
+        f"for it (no checkpoint was written yet); {fix}")
+    kept = trainer._Faults(config, True, Manager(6), 1).error("train_loss became nan", 7)
+    assert "(the newest checkpoint, step 6, holds the last good state)" in str(kept)
+
+
+@pytest.mark.slow
+def test_a_vae_whose_likelihood_overflows_is_told_so_not_to_lower_the_learning_rate(
+        tiny_config, tmp_path, capsys):
+    config = tiny_config(**{"model": {"name": "vae", "latent_dim": 2}, "data.train_size": 64,
+                            "objective.likelihood": "gaussian",
+                            "objective.gaussian_scale": 1e-30, "train.num_epochs": 1})
+    assert cli_run(train_and_evaluate, config, str(tmp_path)) == 1
+    [line] = lines_of(capsys.readouterr().err)
+    assert line.startswith("error: train_") and "inf at step 1: " in line
+    assert line.endswith("(no checkpoint was written yet); it is not finite at the parameters "
+                         "this run started from, before any update, so the learning rate is "
+                         "not the cause: raise --config.objective.gaussian_scale (now 1e-30)")
+    assert not os.path.exists(tmp_path / "config.json")  # a fixed rerun is not refused
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+def test_evaluation_takes_its_own_fields_and_refuses_the_model_s():
+    config = config_lib.base_config()
+    evaluate.apply_overrides(config, {"eval.iwae_samples": (1, 5), "eval.iwae_images": 10,
+                                      "data.tfds_dir": "/data"})
+    assert (config.eval.iwae_samples, config.eval.iwae_images, config.data.tfds_dir) == \
+        ((1, 5), 10, "/data")
+    with pytest.raises(config_lib.ConfigError, match=r"^evaluation cannot change "
+                       r"config.model.latent_dim: it takes only config.eval, "
+                       r"config.data.tfds_dir, config.data.data_dir; the rest is the trained "
+                       r"run's \(its config.json\), so train another run to change it$"):
+        evaluate.apply_overrides(config, {"model.latent_dim": 3})
+    with pytest.raises(config_lib.ConfigError, match="config.eval.iwae_images=0 must be a "
+                                                     "positive integer"):
+        evaluate.apply_overrides(config, {"eval.iwae_images": 0})
+
+
+def test_evaluation_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    (tmp_path / "eval").write_text("")
+    write_config_json(tmp_path)
+    with pytest.raises(config_lib.ConfigError, match=r"eval cannot be written \(File exists\): "
+                                                     r"pass --eval_dir=FOLDER"):
+        evaluate.evaluate_workdir(str(tmp_path))
+
+
+def test_iwae_bounds_with_a_progress_bar_are_the_same_bits():
+    from jaxae import models, objectives
+    from jaxae.data.splits import Split
+    from jaxae.evaluation import iwae
+    from jaxae.evaluation.metrics import padded_batches
+    from jaxae.tasks import TASKS
+
+    model = models.build_model({"name": "vae", "latent_dim": 2}, image_shape=(4, 4, 1))
+    params = model.init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)), sample=False)["params"]
+    task = TASKS.get("reconstruct")()
+    images = np.random.default_rng(0).integers(0, 256, (30, 4, 4, 1), dtype=np.uint8)
+    batches = [b for _, b in padded_batches(Split(images, np.zeros(30, np.int32)), 8)]
+    args = (model, task, objectives.Bernoulli(), params, batches, jax.random.key(1), (1, 7), 3)
+    assert evaluate.iwae_bounds(*args) == iwae.iwae_bounds(*args)
