@@ -1,24 +1,41 @@
-"""Training throughput on whatever device JAX sees: python -m benchmarks.bench [--peer-python P
---peer-script S]
+"""Benchmarks on whatever device JAX sees: python -m benchmarks.bench [--mode MODES] ...
 
-For each workload and batch size: compile time, steady-state step time and images/s of the
-training path `train.py` runs (--steps-per-chunk steps, or a whole epoch, compiled as one
-loop, batches gathered on the device), FLOPs per step from XLA's cost analysis of the
-step compiled for the host CPU, achieved FLOP/s and its fraction of the device's peak (an
-n x n matmul of the run's compute dtype, timed in the same run), and peak memory where the
-backend reports it. --compute-dtype float32,bfloat16 also times each workload with the Dense
-matmuls in bfloat16 (`jaxae.kernels.precision`), beside the same float32 peer run.
-Warm-up (compilation included) is left out of every rate; each timed chunk ends with a
-device sync; the figure is the median of --chunks chunks. With --peer-python and
---peer-script (the PyTorch peer, torch_autoencoders.py, run with --mode step-bench: same
-model, batch size and threads), the peer runs right after each workload it implements and
-the ratio is printed. --write FILE writes the markdown report into that device's section of
-FILE, keeping the other devices' sections. Run it from the repository root.
+Modes (--mode, comma-separated; each writes its own part of the report):
+
+throughput (default)
+    For each workload, image shape, width and batch size: compile time, steady-state step
+    time and images/s of the training path `train.py` runs (--steps-per-chunk steps, or a
+    whole epoch, compiled as one loop, batches gathered on the device), and the step's
+    roofline (`benchmarks.roofline`): FLOPs and bytes moved per step from XLA's cost
+    analysis, their ratio (the arithmetic intensity), the matmul peak and the STREAM
+    bandwidth measured between every two timed chunks, the roof that binds and the fraction
+    of it reached. Warm-up (compilation included) is left out of every rate; each timed
+    chunk ends with a device sync; figures are medians over --chunks chunks. With
+    --peer-python and --peer-script (the PyTorch peer, torch_autoencoders.py, --mode
+    step-bench), the peer runs right after each 28x28x1 workload it implements, same model,
+    batch size and threads, and the ratio is printed.
+    --image-sizes, --channels and --widths grow the workloads (random pixels at sizes other
+    than Fashion-MNIST's 28x28x1; --widths multiplies the conv models' features); --plot
+    FILE.png draws the fraction of the roof against FLOPs per step.
+quality
+    Time to quality against the peer (`benchmarks.parity`): seconds from the start to the
+    peer's final test figure (conv AE BCE after 5 epochs, VAE ELBO after 10), data loading,
+    compilation and evaluation reported apart from training, jaxae and the peer in one run.
+precision
+    The precision matrix (`benchmarks.precision_matrix`): float32, bfloat16 (and TF32 on a
+    GPU) per model, the step's speed and the test figure after the same training.
+determinism
+    A seeded run repeated in fresh processes, with and without XLA's deterministic-ops flag
+    (`benchmarks.determinism`): whether the parameters repeat bit for bit, and the cost.
+
+--write FILE puts the report in that device's section of FILE (keeping the other devices'
+sections); --append FILE adds it to the end of that section. Run from the repository root.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -26,27 +43,36 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import NamedTuple
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
+from benchmarks import roofline
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import batches, load_dataset
 from jaxae.kernels import conv as conv_lib
-from jaxae.kernels import precision
 from jaxae.keys import Keys, derive_keys
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training import steps
 from jaxae.training.workdir import git_commit
+
+MODES = ("throughput", "quality", "precision", "determinism")
+EPOCH_IMAGES = 60_000  # an epoch in every row: Fashion-MNIST's training set
+FASHION_SHAPE = (28, 28, 1)
+RANDOM_POOL_BYTES = 256 * 2**20  # random pixels at other sizes: at most this many bytes
+# Bench dtypes: the config's compute dtype, and the precision float32 matmuls run at.
+# "float32" asks for full float32 matmuls (XLA's GPU default is TF32); "tf32" (GPUs only)
+# leaves them at TensorFloat-32; "bfloat16" is `jaxae.kernels.precision`.
+DTYPES = ("float32", "bfloat16", "tf32")
 
 
 def dense_ae() -> ml_collections.ConfigDict:
@@ -95,7 +121,8 @@ class Workload:
 
     @property
     def uses_conv(self) -> bool:
-        """Whether its model takes a convolution implementation (config.model.conv)."""
+        """Whether its model takes a convolution implementation and a width
+        (config.model.conv, config.model.width)."""
         return "conv" in self.config().model
 
 
@@ -108,47 +135,83 @@ WORKLOADS = {
 }
 
 
+def config_dtype(dtype: str) -> str:
+    """The config's compute dtype for a bench dtype (TF32 is float32 at another precision)."""
+    return "bfloat16" if dtype == "bfloat16" else "float32"
+
+
+def matmul_precision(dtype: str) -> contextlib.AbstractContextManager:
+    """The scope a bench dtype's programs are traced in: full float32 matmuls for
+    "float32", TensorFloat-32 for "tf32" (on a CPU both are float32)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+    if dtype == "bfloat16":
+        return contextlib.nullcontext()
+    return jax.default_matmul_precision("tensorfloat32" if dtype == "tf32" else "float32")
+
+
 def bench_config(workload: str, batch_size: int, conv: str = "patches",
-                 compute_dtype: str = "float32") -> ml_collections.ConfigDict:
-    """The workload's config at this batch size, convolution implementation (for models
-    that have convolutions) and compute dtype, validated."""
+                 compute_dtype: str = "float32", width: int = 1) -> ml_collections.ConfigDict:
+    """The workload's config at this batch size, convolution implementation and width (for
+    models that have convolutions) and compute dtype, validated."""
     config = WORKLOADS[workload].config()
-    config.train.batch_size, config.train.compute_dtype = batch_size, compute_dtype
+    config.train.batch_size = batch_size
+    config.train.compute_dtype = config_dtype(compute_dtype)
     if "conv" in config.model:
         config.model.conv = conv
+        if width != 1:
+            config.model.width = width
+    elif width != 1:
+        raise ValueError(f"{workload} has no convolutions to widen (--widths applies to "
+                         "conv_ae and conv_vae)")
     config_lib.validate(config)
     return config
 
 
-def _flops(compiled) -> float:
-    """Total FLOPs XLA's cost analysis counts in a compiled computation (0 where it does
-    not say)."""
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float((cost or {}).get("flops", 0.0))
+def random_arrays(image_shape: tuple[int, int, int], count: int, seed: int = 0) -> dict:
+    """`count` images of uniform random uint8 pixels and labels 0-9, on the device."""
+    rng = np.random.default_rng(seed)
+    return jax.device_put({"image": rng.integers(0, 256, (count, *image_shape), np.uint8),
+                           "label": rng.integers(0, 10, count).astype(np.int32)})
 
 
-def peak_memory_bytes(device: jax.Device) -> int | None:
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    return (stats or {}).get("peak_bytes_in_use")
+def pool_size(image_shape: tuple[int, int, int], batch_size: int) -> int:
+    """Random images kept for a workload: an epoch's worth where they fit in
+    RANDOM_POOL_BYTES, else as many as fit (at least two batches); batches then reuse them."""
+    fit = RANDOM_POOL_BYTES // int(np.prod(image_shape))
+    return min(EPOCH_IMAGES, max(2 * batch_size, fit))
 
 
-def matmul_peak_flops(n: int, repeats: int = 5, compute_dtype: str = "float32") -> float:
-    """The device's practical peak: median FLOP/s of an n x n matmul (2 n^3 FLOPs) of float32
-    operands, or for "bfloat16" the matmul `jaxae.kernels.precision` runs (bfloat16
-    operands, float32 accumulation)."""
-    a = jax.random.uniform(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.uniform(jax.random.key(1), (n, n), jnp.float32)
-    if compute_dtype == "bfloat16":
-        a, b = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
-    matmul = jax.jit(jnp.matmul if compute_dtype == "float32" else precision.bfloat16_matmul)
-    matmul(a, b).block_until_ready()
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a, b).block_until_ready()
-        rates.append(2 * n ** 3 / (time.perf_counter() - start))
-    return statistics.median(rates)
+class BenchData:
+    """The images each workload trains on: Fashion-MNIST at 28x28x1 (unless `source` is
+    "random"), random pixels at other shapes; loaded once, cached per shape."""
+
+    def __init__(self, source: str = "fashion_mnist", tfds_dir: str | None = None):
+        if source not in ("fashion_mnist", "random", "auto"):
+            raise ValueError(f"data {source!r}: fashion_mnist, random or auto")
+        self.source, self.tfds_dir, self._cache = source, tfds_dir, {}
+
+    def arrays(self, image_shape: tuple[int, int, int], batch_size: int) -> tuple[dict, str]:
+        """(arrays, what they are) for this shape and batch size."""
+        image_shape = tuple(image_shape)
+        if image_shape == FASHION_SHAPE and self.source != "random":
+            if "fashion" not in self._cache:
+                try:
+                    data = load_dataset("fashion_mnist", tfds_dir=self.tfds_dir)
+                    self._cache["fashion"] = jax.device_put(
+                        {"image": data.train_images, "label": data.train_labels})
+                except Exception:  # noqa: BLE001 - "auto" falls back to random pixels
+                    if self.source != "auto":
+                        raise
+                    self._cache["fashion"] = None
+            if self._cache["fashion"] is not None:
+                return self._cache["fashion"], "Fashion-MNIST"
+        count = pool_size(image_shape, batch_size)
+        key = (image_shape, count)
+        if key not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k == "fashion"}
+            self._cache[key] = random_arrays(image_shape, count)
+        return self._cache[key], f"random pixels ({count:,} images)"
 
 
 class FirstEpoch(NamedTuple):
@@ -161,7 +224,7 @@ class FirstEpoch(NamedTuple):
     tx: optax.GradientTransformation
     state: steps.TrainState
     keys: Keys
-    order: jax.Array  # epoch 0's permutation of the training set
+    order: jax.Array  # epoch 0's order: indices into the training arrays
     num_batches: int  # steps in an epoch
     batch_size: int
 
@@ -175,9 +238,12 @@ class FirstEpoch(NamedTuple):
                                       batch_size=self.batch_size, max_steps=max_steps)
 
 
-def first_epoch(config: ml_collections.ConfigDict, arrays: dict) -> FirstEpoch:
+def first_epoch(config: ml_collections.ConfigDict, arrays: dict,
+                epoch_images: int | None = None) -> FirstEpoch:
     """The config's model, task and objective for images like `arrays["image"]` (uint8
-    [N, H, W, C]), and seed 0's fresh train state, keys and epoch-0 batch order."""
+    [N, H, W, C]), and seed 0's fresh train state, keys and epoch-0 batch order. An epoch
+    is `epoch_images` images (default: N); where that is more than N, its order draws the
+    N images repeatedly."""
     keys = derive_keys(0)
     image_shape = tuple(arrays["image"].shape[1:])
     num_classes = int(np.max(jax.device_get(arrays["label"]))) + 1
@@ -190,31 +256,78 @@ def first_epoch(config: ml_collections.ConfigDict, arrays: dict) -> FirstEpoch:
     state = steps.create_train_state(model, tx, task.input_shape(image_shape), keys.init,
                                      config.model.init)
     num_examples = len(arrays["image"])
+    epoch_images = epoch_images or num_examples
+    order = batches.epoch_permutation(keys.data, 0, epoch_images)
+    if epoch_images != num_examples:
+        order = order % num_examples
     batch_size = config.train.batch_size
     return FirstEpoch(train_model, task, build.make_objective(config, model), tx, state, keys,
-                      batches.epoch_permutation(keys.data, 0, num_examples),
-                      batches.steps_per_epoch(num_examples, batch_size), batch_size)
+                      order, batches.steps_per_epoch(epoch_images, batch_size), batch_size)
+
+
+def peak_memory_bytes(device: jax.Device) -> int | None:
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    return (stats or {}).get("peak_bytes_in_use")
+
+
+def step_cost(epoch: FirstEpoch, arrays: dict) -> roofline.Cost:
+    """One training step's FLOPs and bytes, as XLA counts them in the step compiled on its
+    own for one batch (the chunked loop's cost analysis would count the whole training set
+    as read by the gather of each batch), without the gradient norm the loop computes only
+    at a chunk's last step. Counted in the step compiled for the host CPU: a GPU's compiled
+    step hands matmuls and convolutions to cuBLAS/cuDNN calls, which XLA's cost analysis
+    counts as 0 FLOPs. The footprint is that of the step compiled for the device."""
+    train_step = steps.train_step_fn(epoch.train_model, epoch.task, epoch.objective)
+    step = jax.jit(lambda state, batch, key: train_step(state, batch, key, False))
+    batch = batches.take_batch(arrays, epoch.order, 0, epoch.batch_size)
+    args = (epoch.state, batch, epoch.keys.train)
+    device_cost = roofline.step_cost(step.lower(*args).compile())
+    if jax.devices()[0].platform == "cpu":
+        return device_cost
+    host = roofline.step_cost(step.lower(*jax.device_put(args, jax.devices("cpu")[0]))
+                              .compile())
+    return dataclasses.replace(host, footprint=device_cost.footprint)
+
+
+_METERS: dict[tuple, roofline.RoofMeter] = {}
+
+
+def roof_meter(peak_n: int, footprint: int, dtype: str) -> roofline.RoofMeter:
+    """A RoofMeter for this matmul size and dtype and a step of this footprint (reused)."""
+    key = (peak_n, roofline.stream_array_bytes(footprint), dtype)
+    if key not in _METERS:
+        _METERS.clear()  # one at a time: their arrays can be large
+        _METERS[key] = roofline.RoofMeter(peak_n, key[1], dtype)
+    return _METERS[key]
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chunks: int,
-                arrays: dict, peak_flops: float | None = None, conv: str = "patches",
-                compute_dtype: str = "float32") -> dict:
+                arrays: dict, conv: str = "patches", compute_dtype: str = "float32",
+                width: int = 1, peak_n: int | None = None, epoch_images: int | None = None,
+                roofs: bool = True) -> dict:
     """Times `chunks` chunks of `steps_per_chunk` training steps after one warm-up chunk;
-    `steps_per_chunk=None` makes each chunk one whole epoch, one dispatch per epoch."""
-    config = bench_config(workload, batch_size, conv, compute_dtype)
-    epoch = first_epoch(config, arrays)
-    state, keys, order, num_batches = epoch.state, epoch.keys, epoch.order, epoch.num_batches
-    steps_per_chunk = steps_per_chunk or num_batches
-
-    # Counted in the step compiled for the host CPU: a GPU's compiled step hands matmuls and
-    # convolutions to cuBLAS/cuDNN calls, which XLA's cost analysis counts as 0 FLOPs.
-    host_args = jax.device_put((state, batches.take_batch(arrays, order, 0, batch_size),
-                                keys.train), jax.devices("cpu")[0])
-    flops_per_step = _flops(epoch.train_step().lower(*host_args).compile())
-    start = time.perf_counter()
-    chunk = epoch.train_chunk(steps_per_chunk).lower(
-        state, arrays, order, 0, keys.train, steps_per_chunk).compile()
-    compile_s = time.perf_counter() - start
+    `steps_per_chunk=None` makes each chunk one whole epoch, one dispatch per epoch. With
+    `roofs`, the matmul peak (n = `peak_n`) and the STREAM bandwidth are measured before the
+    first chunk and after every chunk, and each chunk's fraction of the roof is taken under
+    the better of the measurements on either side of it."""
+    config = bench_config(workload, batch_size, conv, compute_dtype, width)
+    with matmul_precision(compute_dtype):
+        epoch = first_epoch(config, arrays, epoch_images)
+        state, keys, order, num_batches = (epoch.state, epoch.keys, epoch.order,
+                                           epoch.num_batches)
+        steps_per_chunk = steps_per_chunk or num_batches
+        start = time.perf_counter()
+        chunk = epoch.train_chunk(steps_per_chunk).lower(
+            state, arrays, order, 0, keys.train, steps_per_chunk).compile()
+        compile_s = time.perf_counter() - start
+        cost = step_cost(epoch, arrays)
+    on_cpu = jax.devices()[0].platform == "cpu"
+    meter = roof_meter(peak_n or (2048 if on_cpu else 8192), cost.footprint,
+                       compute_dtype) if roofs else None
 
     def run(index: int):
         nonlocal state
@@ -223,22 +336,51 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
         jax.block_until_ready((state, metrics))
 
     run(0)  # warm-up
-    rates = []
+    measured = [meter.measure()] if meter else []
+    seconds = []
     for c in range(chunks):
         start = time.perf_counter()
         run(c + 1)
-        rates.append(steps_per_chunk * batch_size / (time.perf_counter() - start))
+        seconds.append((time.perf_counter() - start) / steps_per_chunk)
+        if meter:
+            measured.append(meter.measure())
+    rates = [batch_size / s for s in seconds]
     images_per_s = statistics.median(rates)
-    achieved = flops_per_step * images_per_s / batch_size
-    return {"model": workload, "framework": "jaxae", "batch": batch_size,
-            "conv": config.model.get("conv"), "compute_dtype": compute_dtype,
-            "img_per_s": images_per_s, "step_ms": 1e3 * batch_size / images_per_s,
-            "steps_per_chunk": steps_per_chunk,
-            "epoch_ms": 1e3 * num_batches * batch_size / images_per_s,
-            "chunk_img_per_s": [round(r) for r in rates], "compile_s": round(compile_s, 2),
-            "flops_per_step": flops_per_step, "achieved_gflops": achieved / 1e9,
-            "fraction_of_peak": achieved / peak_flops if peak_flops else None,
-            "peak_memory_bytes": peak_memory_bytes(jax.devices()[0])}
+    step_s = batch_size / images_per_s
+    row = {"model": workload, "framework": "jaxae", "batch": batch_size,
+           "image_shape": list(arrays["image"].shape[1:]), "width": width,
+           "conv": config.model.get("conv"), "compute_dtype": compute_dtype,
+           "img_per_s": images_per_s, "step_ms": 1e3 * step_s,
+           "steps_per_chunk": steps_per_chunk, "epoch_ms": 1e3 * num_batches * step_s,
+           "chunk_img_per_s": [round(r) for r in rates], "compile_s": round(compile_s, 2),
+           "flops_per_step": cost.flops, "bytes_per_step": cost.bytes,
+           "footprint_bytes": cost.footprint, "intensity": cost.intensity,
+           "achieved_gflops": cost.flops / step_s / 1e9,
+           "achieved_gbytes_per_s": cost.bytes / step_s / 1e9,
+           "peak_memory_bytes": peak_memory_bytes(jax.devices()[0])}
+    if meter:
+        row.update(roof_columns(cost, seconds, measured, meter))
+    return row
+
+
+def roof_columns(cost: roofline.Cost, seconds: list[float], measured: list[roofline.Roofs],
+                 meter: roofline.RoofMeter | None = None) -> dict:
+    """The roofline columns of a row: the roofs measured around its chunks (medians), the
+    binding roof and the median fraction of it over the chunks that stayed under it."""
+    fractions, errors = roofline.chunk_fractions(cost, seconds, measured)
+    valid = [f for f in fractions if f is not None]
+    peak = _median([r.peak_flops for r in measured])
+    bandwidth = _median([r.bandwidth for r in measured])
+    _, bound = roofline.attainable(cost, roofline.Roofs(peak, bandwidth))
+    columns = {"peak_gflops": peak / 1e9, "bandwidth_gbytes_per_s": bandwidth / 1e9,
+               "chunk_peak_gflops": [round(r.peak_flops / 1e9, 1) for r in measured],
+               "chunk_bandwidth_gbytes_per_s": [round(r.bandwidth / 1e9, 1) for r in measured],
+               "bound": bound, "fraction_of_roof": _median(valid),
+               "chunk_fraction_of_roof": [f and round(f, 4) for f in fractions],
+               "roof_errors": errors}
+    if meter:
+        columns |= {"peak_n": meter.peak_n, "stream_array_bytes": meter.array_bytes}
+    return columns
 
 
 def bench_peer(python: str, script: str, model: str, batch_size: int, num_steps: int,
@@ -292,44 +434,64 @@ def code_version() -> str:
     return f" Code: jaxae commit {commit[:12]}{dirty}."
 
 
-def write_section(path: str, section: str) -> None:
+def _sections(path: str) -> list[str]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return ["## " + part.strip() + "\n" for part in f.read().split("\n## ")[1:]]
+
+
+def write_section(path: str, section: str, append: bool = False) -> None:
     """Writes `section` (starting "## <device>") into the report at `path`, replacing that
-    device's earlier section and keeping the others, so each machine's run updates its own."""
+    device's earlier section and keeping the others, so each machine's run updates its own;
+    with `append`, adds the section's body to the end of that device's section instead."""
     heading = section.splitlines()[0]
-    sections = []
-    if os.path.exists(path):
-        with open(path) as f:
-            sections = ["## " + part.strip() + "\n" for part in f.read().split("\n## ")[1:]]
-    sections = [s for s in sections if s.splitlines()[0] != heading] + [section]
+    sections = _sections(path)
+    if append and any(s.splitlines()[0] == heading for s in sections):
+        body = section.split("\n", 1)[1].strip("\n")
+        sections = [s.rstrip("\n") + "\n\n" + body + "\n" if s.splitlines()[0] == heading
+                    else s for s in sections]
+    else:
+        sections = [s for s in sections if s.splitlines()[0] != heading] + [section]
     with open(path, "w") as f:
         f.write("# Benchmarks\n\nOne section per device, each written by the command it "
                 "quotes.\n\n" + "\n".join(sections))
 
 
+def _fraction_text(row: dict) -> str:
+    fraction = row.get("fraction_of_roof")
+    if fraction is not None:
+        return f"{fraction:.1%}"
+    if row.get("roof_errors"):
+        return "over the roof: mismeasured"
+    return "n/a"
+
+
 def table(rows: list[tuple[dict, dict | None]]) -> str:
-    """The markdown table of the results, with the peer's columns where it ran."""
-    lines = ["| model | conv | dtype | batch | compile s | step ms | epoch ms | images/s | "
-             "GFLOP/step | GFLOP/s | of peak | peak memory | peer images/s | jaxae / peer |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    """The markdown table of the results, with the roofline's and the peer's columns."""
+    lines = ["| model | conv | dtype | image | width | batch | compile s | step ms | epoch ms | "
+             "images/s | GFLOP/step | MB/step | FLOP/byte | GFLOP/s | GB/s | peak GFLOP/s | "
+             "bandwidth GB/s | bound | of roof | peak memory | peer images/s | jaxae / peer |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+             "---|---:|---:|---:|---:|"]
     for ours, peer in rows:
-        fraction, memory = ours["fraction_of_peak"], ours["peak_memory_bytes"]
-        of_peak = f"{fraction:.1%}" if fraction is not None else "n/a"
+        memory = ours.get("peak_memory_bytes")
         memory_text = f"{memory / 2**20:.0f} MiB" if memory else "n/a"
         peer_rate = f"{peer['img_per_s']:,.0f}" if peer else "-"
         ratio = f"{ours['img_per_s'] / peer['img_per_s']:.2f}x" if peer else "-"
+        height, wide, channels = ours["image_shape"]
+        peak, bandwidth = ours.get("peak_gflops"), ours.get("bandwidth_gbytes_per_s")
         lines.append(
-            f"| {ours['model']} | {ours['conv'] or '-'} | "
-            f"{ours['compute_dtype']} | {ours['batch']} | {ours['compile_s']:.1f} | "
-            f"{ours['step_ms']:.2f} | {ours['epoch_ms']:,.0f} | {ours['img_per_s']:,.0f} | "
-            f"{ours['flops_per_step'] / 1e9:.3f} | {ours['achieved_gflops']:.1f} | "
-            f"{of_peak} | {memory_text} | {peer_rate} | {ratio} |")
+            f"| {ours['model']} | {ours['conv'] or '-'} | {ours['compute_dtype']} | "
+            f"{height}x{wide}x{channels} | {ours.get('width', 1)} | {ours['batch']} | "
+            f"{ours['compile_s']:.1f} | {ours['step_ms']:.2f} | {ours['epoch_ms']:,.0f} | "
+            f"{ours['img_per_s']:,.0f} | {ours['flops_per_step'] / 1e9:.3f} | "
+            f"{ours['bytes_per_step'] / 1e6:,.1f} | {ours['intensity']:.1f} | "
+            f"{ours['achieved_gflops']:,.1f} | {ours['achieved_gbytes_per_s']:,.1f} | "
+            f"{f'{peak:,.0f}' if peak else 'n/a'} | "
+            f"{f'{bandwidth:,.1f}' if bandwidth else 'n/a'} | {ours.get('bound', 'n/a')} | "
+            f"{_fraction_text(ours)} | {memory_text} | {peer_rate} | {ratio} |")
     return "\n".join(lines)
-
-
-def peak_text(peaks: dict[str, float]) -> str:
-    """'float32 260.1 GFLOP/s, bfloat16 (float32 accumulation) 1,012.3 GFLOP/s'."""
-    names = {"float32": "float32", "bfloat16": "bfloat16 (float32 accumulation)"}
-    return ", ".join(f"{names[d]} {p / 1e9:,.1f} GFLOP/s" for d, p in peaks.items())
 
 
 def chunk_steps(text: str) -> int | None:
@@ -342,12 +504,32 @@ def chunk_steps(text: str) -> int | None:
     return int(text)
 
 
+def _ints(parser: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        parser.error(f"{flag}={text!r}: give positive integers separated by commas")
+    return values
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(WORKLOADS),
-                        help="comma-separated workloads: " + ", ".join(WORKLOADS))
+    parser.add_argument("--mode", default="throughput",
+                        help="comma-separated: " + ", ".join(MODES))
+    parser.add_argument("--models", default=None,
+                        help="comma-separated workloads: " + ", ".join(WORKLOADS) +
+                             " (default: all for throughput; quality and precision take "
+                             "their own lists)")
     parser.add_argument("--batch-sizes", default="128", help="comma-separated")
+    parser.add_argument("--image-sizes", default="28",
+                        help="comma-separated square image sizes, e.g. 28,32,64,128 (other "
+                             "than 28x28x1: random pixels)")
+    parser.add_argument("--channels", default="1", help="comma-separated, e.g. 1,3")
+    parser.add_argument("--widths", default="1",
+                        help="comma-separated feature multipliers of the conv models")
     parser.add_argument("--steps-per-chunk", default="100",
                         help="training steps per timed dispatch, or 'epoch' for a whole epoch")
     parser.add_argument("--chunks", type=int, default=5)
@@ -355,11 +537,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated config.model.conv values the models with "
                              "convolutions run with: " + ", ".join(conv_lib.IMPLEMENTATIONS))
     parser.add_argument("--compute-dtype", default="float32",
-                        help="comma-separated config.train.compute_dtype values each model "
-                             "runs with: " + ", ".join(precision.COMPUTE_DTYPES) + " (the "
-                             "peer runs float32 once per model)")
+                        help="comma-separated: " + ", ".join(DTYPES) + " (tf32: GPUs only; "
+                             "the peer runs float32 once per model)")
     parser.add_argument("--peak-n", type=int, default=None,
                         help="matmul size for the peak (default: 2048 on CPU, 8192 else)")
+    parser.add_argument("--background-load", type=int, default=0, metavar="N",
+                        help="throughput: run N busy-looping processes meanwhile (a shared "
+                             "machine, for jaxae and the peer alike)")
+    parser.add_argument("--background-pin", action="store_true",
+                        help="pin the --background-load processes to the last N CPUs")
+    parser.add_argument("--no-roofs", action="store_true",
+                        help="throughput only: skip the roofs measured between chunks")
+    parser.add_argument("--data", default="fashion_mnist",
+                        choices=("fashion_mnist", "random", "auto"),
+                        help="28x28x1 workloads: Fashion-MNIST, random pixels, or "
+                             "Fashion-MNIST where it loads")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="quality and precision: epochs of training (default: each "
+                             "pairing's own: conv 5, VAE 10)")
+    parser.add_argument("--seed", type=int, default=0, help="quality, precision: the seed")
+    parser.add_argument("--steps", type=int, default=200,
+                        help="determinism: training steps per run")
     parser.add_argument("--peer-python", default=None,
                         help="a Python with torch installed: also run the PyTorch peer "
                              "(needs --peer-script)")
@@ -367,24 +565,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the PyTorch peer's script (torch_autoencoders.py); required "
                              "with --peer-python")
     parser.add_argument("--tfds-dir", default=None)
-    parser.add_argument("--write", default=None, help="write the markdown report here")
+    parser.add_argument("--plot", default=None, metavar="FILE.png",
+                        help="throughput: plot the fraction of the roof against FLOPs/step")
+    parser.add_argument("--write", default=None, help="write the markdown report into this "
+                                                      "device's section of this file")
+    parser.add_argument("--append", default=None,
+                        help="add the markdown report to the end of this device's section")
     args = parser.parse_args(argv)
     check_peer_args(parser, args, required=False)
-    unknown = [m for m in args.models.split(",") if m not in WORKLOADS]
-    if unknown:
-        parser.error(f"unknown model(s) {', '.join(unknown)}: choose from "
-                     f"{', '.join(WORKLOADS)}")
+    if unknown := [m for m in args.mode.split(",") if m not in MODES]:
+        parser.error(f"--mode: unknown {', '.join(unknown)}: choose from {', '.join(MODES)}")
+    if args.models:
+        if unknown := [m for m in args.models.split(",") if m not in WORKLOADS]:
+            parser.error(f"unknown model(s) {', '.join(unknown)}: choose from "
+                         f"{', '.join(WORKLOADS)}")
     try:
         chunk_steps(args.steps_per_chunk)
     except ValueError as error:
         parser.error(str(error))
+    for flag in ("batch_sizes", "image_sizes", "channels", "widths"):
+        _ints(parser, "--" + flag.replace("_", "-"), getattr(args, flag))
     if unknown := [c for c in args.conv.split(",") if c not in conv_lib.IMPLEMENTATIONS]:
         parser.error(f"--conv: unknown {', '.join(unknown)}: choose from "
                      f"{', '.join(conv_lib.IMPLEMENTATIONS)}")
-    if unknown := [d for d in args.compute_dtype.split(",")
-                   if d not in precision.COMPUTE_DTYPES]:
+    if unknown := [d for d in args.compute_dtype.split(",") if d not in DTYPES]:
         parser.error(f"--compute-dtype: unknown {', '.join(unknown)}: choose from "
-                     f"{', '.join(precision.COMPUTE_DTYPES)}")
+                     f"{', '.join(DTYPES)}")
+    if args.write and args.append:
+        parser.error("--write FILE replaces this device's section, --append FILE adds to it: "
+                     "give one")
     return args
 
 
@@ -404,47 +613,121 @@ def check_peer_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.error(f"--peer-script {args.peer_script} does not exist")
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    models = args.models.split(",")
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+def throughput(args: argparse.Namespace) -> str:
+    """The throughput mode: every workload x shape x width x batch x conv x dtype, with its
+    roofline and, for the 28x28x1 workloads the peer implements, the peer's rate; prints
+    JSON lines and returns the markdown report (and draws --plot)."""
+    models = (args.models or ",".join(WORKLOADS)).split(",")
     steps_per_chunk = chunk_steps(args.steps_per_chunk)
     convs, dtypes = args.conv.split(","), args.compute_dtype.split(",")
     on_cpu = jax.devices()[0].platform == "cpu"
-    peak_n = args.peak_n or (2048 if on_cpu else 8192)
+    if on_cpu and "tf32" in dtypes:
+        print("# tf32: no TensorFloat-32 on a CPU; those rows are skipped", flush=True)
+        dtypes = [d for d in dtypes if d != "tf32"]
+    shapes = [(s, s, c) for s in map(int, args.image_sizes.split(","))
+              for c in map(int, args.channels.split(","))]
+    widths = [int(w) for w in args.widths.split(",")]
+    data = BenchData(args.data, args.tfds_dir)
+    rows, sources = [], {}
+    for shape in shapes:
+        for batch_size in map(int, args.batch_sizes.split(",")):
+            arrays, source = data.arrays(shape, batch_size)
+            sources["x".join(map(str, shape))] = source
+            epoch_images = None if source == "Fashion-MNIST" else EPOCH_IMAGES
+            for model in models:
+                workload = WORKLOADS[model]
+                peer = None  # one peer run per model, beside each of jaxae's runs of it
+                for width in widths if workload.uses_conv else [1]:
+                    for conv in convs if workload.uses_conv else convs[:1]:
+                        for dtype in dtypes:
+                            try:
+                                ours = bench_model(model, batch_size, steps_per_chunk,
+                                                   args.chunks, arrays, conv, dtype, width,
+                                                   args.peak_n, epoch_images,
+                                                   roofs=not args.no_roofs)
+                            except config_lib.ConfigError as error:
+                                print(f"# {model} at {shape}, width {width}: {error}",
+                                      flush=True)
+                                continue
+                            print(json.dumps(ours), flush=True)
+                            if (peer is None and args.peer_python and workload.peer
+                                    and tuple(shape) == FASHION_SHAPE and width == 1):
+                                peer = bench_peer(args.peer_python, args.peer_script, model,
+                                                  batch_size, ours["steps_per_chunk"],
+                                                  args.chunks, os.cpu_count() or 1)
+                                print(json.dumps(peer), flush=True)
+                            rows.append((ours, peer if width == 1 else None))
+    report = table(rows)
+    print("\n" + report, flush=True)
+    notes = ", ".join(f"{shape}: {source}" for shape, source in sources.items())
+    text = (f"Data: {notes}. Roofs measured between chunks: the matmul peak (n = "
+            f"{rows[0][0].get('peak_n', '-') if rows else '-'}) and a STREAM triad/copy over "
+            "the step's footprint (`benchmarks/roofline.py` says how bytes are counted).\n\n"
+            + report)
+    if args.plot and rows:
+        roofline.plot([ours for ours, _ in rows], args.plot,
+                      f"{device_title()}, {datetime.date.today().isoformat()}")
+        text += f"\n\nPlot: `{args.plot}` (fraction of the roof against FLOPs per step)."
+        print(f"# wrote {args.plot}", flush=True)
+    return text
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run: its options that differ from the defaults."""
+    defaults = vars(parse_args([]))
+    return "python -m benchmarks.bench " + " ".join(
+        f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
+        for k, v in vars(args).items()
+        if v != defaults.get(k) and k not in ("write", "append", "tfds_dir"))
+
+
+@contextlib.contextmanager
+def background_load(count: int, pin: bool = False):
+    """`count` busy-looping processes (one thread each) for the duration: a shared machine,
+    reproducibly. With `pin`, each is pinned to one of the last `count` CPUs, as another
+    job given its own core would be; unpinned, the scheduler moves them."""
+    processes = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                 for _ in range(count)]
+    try:
+        if pin:
+            cpus = sorted(os.sched_getaffinity(0))
+            for process, cpu in zip(processes, reversed(cpus), strict=False):
+                os.sched_setaffinity(process.pid, {cpu})
+        yield
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     print(f"# {header()}", flush=True)
     measured_code = code_version()  # at the start: files edited during the run do not count
-    data = load_dataset("fashion_mnist", tfds_dir=args.tfds_dir)
-    arrays = jax.device_put({"image": data.train_images, "label": data.train_labels})
-    peaks = {dtype: matmul_peak_flops(peak_n, compute_dtype=dtype) for dtype in dtypes}
-    print(json.dumps({"peak_matmul_n": peak_n,
-                      **{f"peak_gflops_{d}": p / 1e9 for d, p in peaks.items()}}), flush=True)
-    rows = []
-    for batch_size in batch_sizes:
-        for model in models:
-            workload = WORKLOADS[model]
-            peer = None  # one peer run per model, beside each of jaxae's runs of it
-            for conv in convs if workload.uses_conv else convs[:1]:
-                for dtype in dtypes:
-                    ours = bench_model(model, batch_size, steps_per_chunk, args.chunks, arrays,
-                                       peaks[dtype], conv, dtype)
-                    print(json.dumps(ours), flush=True)
-                    if peer is None and args.peer_python and workload.peer:
-                        peer = bench_peer(args.peer_python, args.peer_script, model, batch_size,
-                                          ours["steps_per_chunk"], args.chunks,
-                                          os.cpu_count() or 1)
-                        print(json.dumps(peer), flush=True)
-                    rows.append((ours, peer))
-    report = table(rows)
-    print("\n" + report)
-    if args.write:
-        command = "python -m benchmarks.bench " + " ".join(
-            f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-            if v is not None and k not in ("write", "tfds_dir"))
+    parts = []
+    for mode in args.mode.split(","):
+        if mode == "throughput":
+            with background_load(args.background_load, args.background_pin):
+                text = throughput(args)
+            if args.background_load:
+                text = (f"Under {args.background_load} busy-looping background process(es)"
+                        f"{', pinned' if args.background_pin else ''}.\n\n" + text)
+            parts.append(("Throughput and roofline", text))
+        elif mode == "quality":
+            from benchmarks import quality
+            parts.append(("Time to quality", quality.run(args)))
+        elif mode == "precision":
+            from benchmarks import precision_matrix
+            parts.append(("Precision matrix", precision_matrix.run(args)))
+        elif mode == "determinism":
+            from benchmarks import determinism
+            parts.append(("Determinism", determinism.run(args)))
+    path = args.write or args.append
+    if path:
+        body = "\n\n".join(f"### {title}\n\n{text}" for title, text in parts)
         section = (f"## {device_title()}\n\nMachine: {header()}.{measured_code}\n\n"
-                   f"Matmul peak ({peak_n} x {peak_n}): {peak_text(peaks)}.\n\n"
-                   f"Command: `{command}`\n\n{report}\n")
-        write_section(args.write, section)
+                   f"Command: `{command_line(args)}`\n\n{body}\n")
+        write_section(path, section, append=bool(args.append))
 
 
 if __name__ == "__main__":

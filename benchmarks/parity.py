@@ -30,13 +30,14 @@ import subprocess
 import tempfile
 import time
 
+import jax
 import ml_collections
 
 from benchmarks.bench import check_peer_args, header
-from jaxae import cli
+from jaxae import build, cli
 from jaxae.experiments.common import load_config
 from jaxae.kernels import precision
-from jaxae.training.trainer import train_and_evaluate
+from jaxae.training import trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,13 +61,64 @@ PAIRINGS = {
 }
 
 
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                  "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "/jax/core/compile/backend_compile_duration")
+
+
+class Phases:
+    """Seconds a training run spends loading its data, compiling and evaluating, counted
+    while it runs: compilation from JAX's monitoring events (tracing, lowering and XLA's
+    compile of every jitted function), data loading and evaluation by timing the trainer's
+    calls of `build.load_data` and `trainer.evaluate_splits` (less the compiles inside
+    them). The rest of the run's wall time is training (checkpoint writes included)."""
+
+    def __init__(self):
+        self.seconds = {"data": 0.0, "compile": 0.0, "evaluation": 0.0}
+        self._inside: list[list] = []  # [phase, compile seconds within it]
+
+    def _on_event(self, event: str, duration: float, **kwargs) -> None:
+        if event in COMPILE_EVENTS:
+            self.seconds["compile"] += duration
+            for frame in self._inside:
+                frame[1] += duration
+
+    def _timed(self, phase: str, fn):
+        def wrapper(*args, **kwargs):
+            frame = [phase, 0.0]
+            self._inside.append(frame)
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._inside.remove(frame)
+                self.seconds[phase] += time.perf_counter() - start - frame[1]
+        return wrapper
+
+    def __enter__(self) -> Phases:
+        self._saved = build.load_data, trainer.evaluate_splits
+        build.load_data = self._timed("data", build.load_data)
+        trainer.evaluate_splits = self._timed("evaluation", trainer.evaluate_splits)
+        jax.monitoring.register_event_duration_secs_listener(self._on_event)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        build.load_data, trainer.evaluate_splits = self._saved
+        jax.monitoring.unregister_event_duration_listener(self._on_event)
+
+    def snapshot(self) -> dict[str, float]:
+        return {f"{phase}_s": seconds for phase, seconds in self.seconds.items()}
+
+
 def run_jaxae(pairing: Pairing, workdir: str, tfds_dir: str | None, seed: int,
-              extra_epochs: int = 0, compute_dtype: str = "float32") -> dict:
+              extra_epochs: int = 0, compute_dtype: str = "float32",
+              config_name: str | None = None) -> dict:
     """Trains the pairing's config from scratch; per-epoch test figures and wall times
-    (counted from the call: data loading and compilation included). With a constant
+    (counted from the call: data loading and compilation included), each with the seconds
+    spent so far loading data, compiling and evaluating (`Phases`). With a constant
     learning rate, `extra_epochs` more epochs follow (the first ones are unchanged);
     "value" and "wall_s" are those of the pairing's last epoch."""
-    config: ml_collections.ConfigDict = load_config(pairing.config)
+    config: ml_collections.ConfigDict = load_config(config_name or pairing.config)
     if config.optim.schedule != "constant":  # a longer run would decay at another pace
         extra_epochs = 0
     config.train.num_epochs, config.seed = pairing.epochs + extra_epochs, seed
@@ -75,12 +127,12 @@ def run_jaxae(pairing: Pairing, workdir: str, tfds_dir: str | None, seed: int,
         config.data.tfds_dir = tfds_dir
     epochs = []
     start = time.perf_counter()
+    with Phases() as phases:
+        def record(epoch: int, metrics: dict[str, float]) -> None:
+            epochs.append({"epoch": epoch, "value": metrics[f"test_{pairing.metric}"],
+                           "wall_s": time.perf_counter() - start, **phases.snapshot()})
 
-    def record(epoch: int, metrics: dict[str, float]) -> None:
-        epochs.append({"epoch": epoch, "value": metrics[f"test_{pairing.metric}"],
-                       "wall_s": time.perf_counter() - start})
-
-    cli.run(train_and_evaluate, config, workdir, on_evaluation=record)
+        cli.run(trainer.train_and_evaluate, config, workdir, on_evaluation=record)
     last = epochs[pairing.epochs - 1]
     return {"value": last["value"], "wall_s": last["wall_s"], "epochs": epochs}
 
@@ -88,19 +140,25 @@ def run_jaxae(pairing: Pairing, workdir: str, tfds_dir: str | None, seed: int,
 def run_peer(python: str, script: str, name: str, pairing: Pairing, threads: int, seed: int
              ) -> dict:
     """The peer's own training run, as a subprocess; per-epoch figures and wall times
-    (its training and evaluation loops: data loading not included)."""
+    (its training and evaluation loops: data loading not included), and "process_s", the
+    subprocess's whole wall time (Python and torch starting, data loading included)."""
     command = [python, script, "--model", name, "--mode", "train", "--epochs",
                str(pairing.epochs), "--threads", str(threads), "--init", pairing.peer_init,
                "--seed", str(seed)]
+    start = time.perf_counter()
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    process_s = time.perf_counter() - start
     result = json.loads(out.strip().splitlines()[-1])
     epochs, wall = [], 0.0
+    train_s = eval_s = 0.0
     for record in result["epochs"]:
         wall += record["epoch_wall_s"] + record["eval_wall_s"]
+        train_s += record["epoch_wall_s"]
+        eval_s += record["eval_wall_s"]
         epochs.append({"epoch": record["epoch"], "value": record[pairing.peer_metric],
-                       "wall_s": wall})
+                       "wall_s": wall, "train_s": train_s, "evaluation_s": eval_s})
     return {"value": epochs[-1]["value"], "wall_s": wall, "epochs": epochs,
-            "torch": result["torch"]}
+            "process_s": process_s, "torch": result["torch"]}
 
 
 def reached(pairing: Pairing, epochs: list[dict], target: float) -> dict | None:

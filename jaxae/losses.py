@@ -12,6 +12,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxae.kernels import random as random_bits
+
 
 def _per_image_mean(values_BxHxWxC: jax.Array) -> jax.Array:
     return values_BxHxWxC.reshape(values_BxHxWxC.shape[0], -1).mean(axis=1)
@@ -98,10 +100,13 @@ def bernoulli_16bit(key: jax.Array, p: float, shape: tuple[int, ...]) -> jax.Arr
     `python -m benchmarks.bench --models dae`). p is off by at most 2^-17 (exact for
     multiples of 2^-16, such as 0.5).
     """
+    threshold = round(p * 2**16)
+    if threshold >= 2**16 or threshold <= 0:  # certain either way (and beyond uint16's range)
+        return jnp.full(shape, threshold > 0)
     rows, per_row = shape[0], math.prod(shape[1:])  # rows stay whole: batch sharding holds
-    words = jax.random.bits(key, (rows, (per_row + 1) // 2), jnp.uint32)
-    halves = jnp.stack([words >> 16, words & 0xFFFF], axis=-1).reshape(rows, -1)
-    return (halves[:, :per_row] < round(p * 2**16)).reshape(shape)
+    words = random_bits.bits32(key, (rows, (per_row + 1) // 2))
+    halves = jax.lax.bitcast_convert_type(words, jnp.uint16)[..., ::-1].reshape(rows, -1)
+    return (halves[:, :per_row] < threshold).reshape(shape)
 
 
 def dropout_noise(key: jax.Array, images: jax.Array, rate: float, rescale: bool) -> jax.Array:

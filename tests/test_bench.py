@@ -32,23 +32,54 @@ def test_bench_configs_match_the_peer_models():
 
 
 @pytest.mark.parametrize("model", ["dense_ae", "vae"])
-def test_bench_model_reports_rates_and_flops(model):
+def test_bench_model_reports_rates_flops_and_the_roofline(model):
     arrays = random_arrays(256, 0)
     result = bench.bench_model(model, batch_size=32, steps_per_chunk=3, chunks=2,
-                               arrays=arrays, peak_flops=1e12)
+                               arrays=arrays, peak_n=128)
     assert result["img_per_s"] > 0 and len(result["chunk_img_per_s"]) == 2
     # a dense AE step is at least forward + backward of two (pixels x 10) matmuls
     assert result["flops_per_step"] > 6 * 32 * math.prod(IMAGE_SHAPE) * 10
-    assert 0 < result["fraction_of_peak"] < 1
-    assert "| " + model + " | - | float32 | 32 |" in bench.table([(result, None)])
+    assert result["bytes_per_step"] > 4 * 32 * math.prod(IMAGE_SHAPE)  # reads the batch
+    assert result["intensity"] == result["flops_per_step"] / result["bytes_per_step"]
+    assert result["bound"] in ("compute", "memory")
+    assert len(result["chunk_peak_gflops"]) == 3  # before the first chunk, after each
+    fraction = result["fraction_of_roof"]  # None only where every chunk beat the roof
+    assert (fraction is None and result["roof_errors"]) or 0 < fraction <= 1
+    assert "| " + model + " | - | float32 | 28x28x1 | 1 | 32 |" in bench.table([(result, None)])
 
 
 def test_bench_model_times_whole_epochs_when_asked():
     arrays = random_arrays(200, 1)
     result = bench.bench_model("dense_ae", batch_size=32, steps_per_chunk=None, chunks=1,
-                               arrays=arrays)
+                               arrays=arrays, roofs=False)
     assert result["steps_per_chunk"] == 6  # floor(200 / 32) steps: one epoch per dispatch
     assert result["epoch_ms"] == pytest.approx(6 * result["step_ms"])
+    assert "fraction_of_roof" not in result
+
+
+def test_a_conv_workload_grows_with_image_size_channels_and_width():
+    data = bench.BenchData("random")
+    arrays, source = data.arrays((16, 16, 3), 8)
+    assert arrays["image"].shape[1:] == (16, 16, 3) and source.startswith("random pixels")
+    result = bench.bench_model("conv_ae", batch_size=8, steps_per_chunk=1, chunks=1,
+                               arrays=arrays, width=2, epoch_images=bench.EPOCH_IMAGES,
+                               roofs=False)
+    assert result["image_shape"] == [16, 16, 3] and result["width"] == 2
+    assert result["epoch_ms"] == pytest.approx(bench.EPOCH_IMAGES // 8 * result["step_ms"])
+    assert bench.bench_config("conv_vae", 8, width=4).model.width == 4
+    with pytest.raises(ValueError, match="no convolutions to widen"):
+        bench.bench_config("dae", 8, width=2)
+
+
+def test_an_epoch_of_random_pixels_draws_a_smaller_pool_again_and_again(monkeypatch):
+    assert bench.pool_size((28, 28, 1), 128) == bench.EPOCH_IMAGES  # 47 MB: all fit
+    monkeypatch.setattr(bench, "RANDOM_POOL_BYTES", 100 * 64 * 64 * 3)
+    assert bench.pool_size((64, 64, 3), 8) == 100
+    assert bench.pool_size((64, 64, 3), 128) == 256  # at least two batches
+    config = bench.bench_config("dense_ae", 10)
+    first = bench.first_epoch(config, random_arrays(100, 2), epoch_images=1000)
+    assert first.num_batches == 100 and first.order.shape == (1000,)
+    assert int(first.order.max()) < 100 and len(set(first.order[:100].tolist())) > 50
 
 
 @pytest.mark.parametrize("text", ["0", "-3", "ten", ""])
@@ -62,6 +93,11 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     (["--peer-script", __file__], "--peer-script is only used with --peer-python"),
     (["--peer-python", "python3", "--peer-script", "/no/such/peer.py"], "does not exist"),
     (["--models", "dense_ae,resnet"], "unknown model(s) resnet"),
+    (["--mode", "throughput,speed"], "--mode: unknown speed"),
+    (["--image-sizes", "28,0"], "--image-sizes='28,0': give positive integers"),
+    (["--widths", "two"], "--widths='two'"),
+    (["--compute-dtype", "float16"], "--compute-dtype: unknown float16"),
+    (["--write", "a.md", "--append", "b.md"], "give one"),
 ])
 def test_the_peer_script_is_required_with_the_peer(capsys, argv, said):
     with pytest.raises(SystemExit) as exit_info:
@@ -74,6 +110,34 @@ def test_the_peer_runs_with_the_script_it_is_given():
     args = bench.parse_args(["--peer-python", "python3", "--peer-script", __file__])
     assert args.peer_script == __file__
     assert bench.parse_args([]).peer_script is None  # no default outside the repository
+
+
+def test_the_command_quoted_names_only_what_differs_from_the_defaults():
+    args = bench.parse_args(["--models", "dae", "--chunks", "3", "--write", "x.md"])
+    assert bench.command_line(args) == "python -m benchmarks.bench --models=dae --chunks=3"
+
+
+def test_background_load_starts_busy_processes_and_ends_them(monkeypatch):
+    started = []
+    real_popen = bench.subprocess.Popen
+    monkeypatch.setattr(bench.subprocess, "Popen",
+                        lambda *a, **k: started.append(real_popen(*a, **k)) or started[-1])
+    with bench.background_load(1):
+        assert started[0].poll() is None  # running
+    assert started[0].poll() is not None  # ended with the block
+
+
+def test_append_adds_to_the_end_of_its_own_device_section(tmp_path):
+    path = str(tmp_path / "BENCHMARKS.md")
+    bench.write_section(path, "## NVIDIA H100\n\nh100 table\n")
+    bench.write_section(path, "## NVIDIA H200\n\nfirst part\n")
+    bench.write_section(path, "## NVIDIA H200\n\nsecond part\n", append=True)
+    bench.write_section(path, "## cpu: Xeon\n\ncpu part\n", append=True)  # a new section
+    text = open(path).read()
+    h200 = text[text.index("## NVIDIA H200"):text.index("## cpu: Xeon")]
+    assert "first part" in h200 and "second part" in h200
+    assert h200.index("first part") < h200.index("second part")
+    assert "h100 table" in text and "cpu part" in text and text.count("## NVIDIA H200") == 1
 
 
 def test_write_section_replaces_only_its_own_device(tmp_path):

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxae.kernels import conv, pooling, precision
+from jaxae import losses
+from jaxae.kernels import conv, pooling, precision, random
 
 
 def test_depth_to_space_places_channels_as_blocks():
@@ -189,3 +190,52 @@ def test_the_bfloat16_dot_general_leaves_other_contractions_to_xla():
 def test_an_unknown_compute_dtype_is_refused():
     with pytest.raises(ValueError, match="compute dtype 'float16': choose one of float32"):
         precision.dense_layer("float16")
+
+
+@pytest.mark.parametrize("shape", [(1,), (3,), (128, 392), (7, 5, 3)])
+def test_unrolled_threefry_bits_are_jax_random_bits(shape):
+    for key in (jax.random.key(0), jax.random.key(2**31 + 5), jax.random.PRNGKey(7)):
+        expected = jax.random.bits(key, shape, jnp.uint32)
+        np.testing.assert_array_equal(jax.jit(random.bits32, static_argnums=1)(key, shape),
+                                      expected)
+
+
+def test_unrolled_threefry_falls_back_for_other_generators():
+    key = jax.random.key(0, impl="rbg")
+    np.testing.assert_array_equal(random.bits32(key, (4, 5)),
+                                  jax.random.bits(key, (4, 5), jnp.uint32))
+
+
+def test_the_dropout_mask_keeps_its_bits():
+    """The mask of `losses.bernoulli_16bit` as it was first written (two 16-bit halves of
+    each `jax.random.bits` word, high half first): the DAE's figures depend on these bits."""
+    key, shape = jax.random.key(3), (4, 28, 28, 1)
+    words = jax.random.bits(key, (4, 392), jnp.uint32)
+    halves = jnp.stack([words >> 16, words & 0xFFFF], axis=-1).reshape(4, -1)
+    expected = (halves[:, :784] < 2**15).reshape(shape)
+    np.testing.assert_array_equal(jax.jit(losses.bernoulli_16bit, static_argnums=(1, 2))(
+        key, 0.5, shape), expected)
+
+
+@pytest.mark.parametrize("features, upsample", [(8, 1), (2, 1), (8, 2), (2, 2)])
+def test_a_bfloat16_conv_is_the_float32_conv_of_rounded_operands(features, upsample):
+    """Patches (4 -> 8) and taps (4 -> 2), plain and up-sampled: with operands already
+    representable in bfloat16, the plain bfloat16 layer differs from the float32 one only by
+    the order of its float32 sums, forward and in both gradients, with the same parameters;
+    an up-sampled one also rounds its summed kernel taps to bfloat16 (2^-9 relative each)."""
+    x = _rounded(jax.random.normal(jax.random.key(0), (2, 6, 6, 4)))
+    layers = [conv.Conv(features, (3, 3), "SAME", upsample=upsample, compute_dtype=d)
+              for d in ("float32", "bfloat16")]
+    params = layers[0].init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, layers[1].init(jax.random.key(1), x)) == \
+        jax.tree.map(jnp.shape, params)
+    params = jax.tree.map(_rounded, params)
+    outputs = []
+    for layer in layers:
+        y, pullback = jax.vjp(lambda p, x, layer=layer: layer.apply(p, x), params, x)
+        g = _rounded(jax.random.normal(jax.random.key(2), y.shape))
+        outputs.append((y, *pullback(g)))
+    for ours, reference in zip(jax.tree.leaves(outputs[1]), jax.tree.leaves(outputs[0]),
+                               strict=True):
+        tolerance = 1e-5 if upsample == 1 else 2e-2
+        np.testing.assert_allclose(ours, reference, rtol=tolerance, atol=tolerance)

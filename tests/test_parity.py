@@ -3,7 +3,7 @@ epoch at which jaxae reaches the peer's final figure."""
 
 import pytest
 
-from benchmarks import parity
+from benchmarks import determinism, parity, precision_matrix, quality
 
 
 def _run(values: list[float], step_s: float = 10.0) -> dict:
@@ -57,3 +57,67 @@ def test_the_peer_and_its_script_are_required(capsys, argv, said):
         parity.parse_args(argv)
     assert exit_info.value.code == 2
     assert said in capsys.readouterr().err
+
+
+def test_extra_epochs_runs_report_data_compile_and_evaluation_apart(fashion_tfds_dir,
+                                                                     tmp_path):
+    pairing = parity.Pairing("test", 1, "glorot", "mse", "test_mse_per_pixel", "test MSE")
+    run = parity.run_jaxae(pairing, str(tmp_path / "a"), fashion_tfds_dir, 0)
+    epoch = run["epochs"][0]
+    assert epoch["compile_s"] > 0 and epoch["evaluation_s"] > 0 and epoch["data_s"] > 0
+    assert epoch["data_s"] + epoch["compile_s"] + epoch["evaluation_s"] < epoch["wall_s"]
+
+
+def _peer_run(values, train_s=10.0, eval_s=1.0, startup_s=5.0):
+    epochs, wall = [], 0.0
+    for i, v in enumerate(values):
+        wall += train_s + eval_s
+        epochs.append({"epoch": i + 1, "value": v, "wall_s": wall,
+                       "train_s": train_s * (i + 1), "evaluation_s": eval_s * (i + 1)})
+    return {"value": values[-1], "wall_s": wall, "epochs": epochs,
+            "process_s": wall + startup_s}
+
+
+def _jaxae_run(values, step_s=4.0):
+    epochs = [{"epoch": i + 1, "value": v, "wall_s": 10.0 + step_s * (i + 1),
+               "data_s": 3.0, "compile_s": 6.0, "evaluation_s": 0.5 * (i + 1)}
+              for i, v in enumerate(values)]
+    return {"value": values[-1], "wall_s": epochs[-1]["wall_s"], "epochs": epochs}
+
+
+def test_time_to_quality_counts_both_sides_from_their_start():
+    pairing = parity.PAIRINGS["conv"]  # lower is better
+    row = quality.time_to_target(pairing, _jaxae_run([0.40, 0.31, 0.29]),
+                                 _peer_run([0.35, 0.30]))
+    assert row["target"] == 0.30 and row["jaxae_epoch"] == 3
+    assert row["jaxae_from_start_s"] == 22.0 and row["peer_from_start_s"] == 27.0
+    assert row["jaxae_train_s"] == pytest.approx(22.0 - 3.0 - 6.0 - 1.5)
+    assert row["peer_startup_data_s"] == 5.0 and row["peer_train_s"] == 20.0
+    assert row["speedup_from_start"] == pytest.approx(27.0 / 22.0)
+    assert "| 1.23x | 1.74x |" in quality.table([{"model": "conv_ae", **row}])
+    never = quality.time_to_target(pairing, _jaxae_run([0.40, 0.35]), _peer_run([0.30]))
+    assert never["jaxae_epoch"] is None
+    assert "not reached" in quality.table([{"model": "conv_ae", **never}])
+    with pytest.raises(ValueError, match="no time-to-quality pairing"):
+        quality.pairing_name("dae")
+
+
+def test_the_precision_matrix_differences_and_speed_ups():
+    row = {"model": "vae", "config": "vae_fashion_2d", "epochs": 10,
+           "label": "test ELBO (nats)", "figures": {"float32": -264.5, "bfloat16": -265.0},
+           "step_ms": {"float32": 3.0, "bfloat16": 2.0},
+           "fraction_of_roof": {"float32": 0.6, "bfloat16": None}}
+    line = precision_matrix.table([row], ["float32", "bfloat16"]).splitlines()[-1]
+    assert line == ("| vae | `vae_fashion_2d` | 10 | test ELBO (nats) | -264.5000 | -265.0000 | "
+                    "-0.5000 | 3.00 | 2.00 | 60.0% | n/a | 1.50x |")
+
+
+def test_determinism_reports_whether_each_pair_repeats_and_the_cost():
+    def runs(first, second, step_ms):
+        return [{"steps": 200, "sha256": first * 64, "step_ms": step_ms},
+                {"steps": 200, "sha256": second * 64, "step_ms": step_ms}]
+    row = {"model": "conv_ae", "default": runs("a", "b", 2.0),
+           "deterministic": runs("c", "c", 2.5), "default_step_ms": 2.0}
+    lines = determinism.table([row]).splitlines()
+    assert "| default |" in lines[2] and "| **no** |" in lines[2]
+    assert "| yes | 2.500 | +25.0% |" in lines[3]

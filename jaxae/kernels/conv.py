@@ -14,6 +14,11 @@ input's resolution (`upsampled_conv2d`): a decoder never builds its up-sampled t
 Where a layer has more input channels than outputs, `tap_conv2d` multiplies first and shifts
 after, with a written backward pass that never builds a kh*kw*C wide gradient.
 
+`Conv(..., compute_dtype="bfloat16")` multiplies bfloat16 copies of the operands with float32
+accumulation (`jaxae.kernels.precision`), in both passes of the matmul paths: on a GPU's tensor
+cores, where the conv models grow large enough to be bound by arithmetic
+(`python -m benchmarks.bench --image-sizes 64 --channels 3 --compute-dtype bfloat16`).
+
 `implementation="xla"` calls `lax.conv_general_dilated` instead (`config.model.conv`): on a
 GPU at large batches XLA's own convolutions win, at small ones the patches do. Models take the
 layer as a field (`conv: ModuleDef = Conv`), so either can be injected. Timings of both:
@@ -28,6 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxae.kernels import precision
 
 IMPLEMENTATIONS = ("patches", "xla")
 
@@ -81,8 +88,19 @@ def _full_pads(kernel_size: tuple[int, int], pads: Pads) -> Pads:
     return (kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def tap_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads) -> jax.Array:
+def _matmul(a: jax.Array, b: jax.Array, compute_dtype: str) -> jax.Array:
+    """a @ b over their last and first axes; for "bfloat16", of bfloat16 copies of both with
+    float32 accumulation and result (`jaxae.kernels.precision`)."""
+    if compute_dtype == "float32":
+        return a @ b
+    return jax.lax.dot_general(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
+                               (((a.ndim - 1,), (0,)), ((), ())),
+                               preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def tap_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads,
+               compute_dtype: str = "float32") -> jax.Array:
     """Stride-1 convolution for more input channels than outputs (C > F), by kernel taps.
 
     The input meets every tap's kernel in one matmul, [B, H, W, kh*kw*F], and shifted
@@ -91,30 +109,36 @@ def tap_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads) ->
     of patches of the output's gradient, again kh*kw*F wide: the input's gradient is their
     product with the kernel flipped in space, and the kernel's is the input's transpose
     times them. Differentiating the patches would build a kh*kw*C wide gradient instead.
-    A custom VJP: reverse mode only (`jax.jvp` and `jax.hessian` refuse it).
+    With compute_dtype "bfloat16" all three matmuls take bfloat16 operands and accumulate
+    in float32. A custom VJP: reverse mode only (`jax.jvp` and `jax.hessian` refuse it).
     """
     kh, kw, c, f = kernel_KHxKWxCxF.shape
     per_tap_CxTF = kernel_KHxKWxCxF.transpose(2, 0, 1, 3).reshape(c, kh * kw * f)
     # Pad the narrow input, not the kh*kw*F wide product (zero pixels give zero rows): the
     # product then comes straight from the matmul, with no padded copy of it to write.
-    return sum_of_shifted_taps(pad_spatial(x_BxHxWxC, pads) @ per_tap_CxTF, (kh, kw))
+    return sum_of_shifted_taps(_matmul(pad_spatial(x_BxHxWxC, pads), per_tap_CxTF,
+                                       compute_dtype), (kh, kw))
 
 
-def _tap_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads
+def _tap_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads,
+                        compute_dtype: str
                         ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return tap_conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads), (x_BxHxWxC, kernel_KHxKWxCxF)
+    return (tap_conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads, compute_dtype),
+            (x_BxHxWxC, kernel_KHxKWxCxF))
 
 
-def _tap_conv2d_backward(pads: Pads, residuals: tuple[jax.Array, jax.Array],
+def _tap_conv2d_backward(pads: Pads, compute_dtype: str,
+                         residuals: tuple[jax.Array, jax.Array],
                          dy_BxHoxWoxF: jax.Array) -> tuple[jax.Array, jax.Array]:
     x_BxHxWxC, kernel_KHxKWxCxF = residuals
     kh, kw, c, f = kernel_KHxKWxCxF.shape
     # Tap (i, j) of these patches holds dy at (y - (kh-1-i) + top, x - (kw-1-j) + left).
     dy_patches = extract_patches(dy_BxHoxWoxF, (kh, kw), _full_pads((kh, kw), pads))
     flipped_KHxKWxFxC = kernel_KHxKWxCxF[::-1, ::-1].transpose(0, 1, 3, 2)
-    dx = dy_patches @ flipped_KHxKWxFxC.reshape(-1, c)
-    dflipped_CxKHxKWxF = (x_BxHxWxC.reshape(-1, c).T
-                          @ dy_patches.reshape(-1, kh * kw * f)).reshape(c, kh, kw, f)
+    dx = _matmul(dy_patches, flipped_KHxKWxFxC.reshape(-1, c), compute_dtype)
+    dflipped_CxKHxKWxF = _matmul(x_BxHxWxC.reshape(-1, c).T,
+                                 dy_patches.reshape(-1, kh * kw * f),
+                                 compute_dtype).reshape(c, kh, kw, f)
     dkernel = dflipped_CxKHxKWxF[:, ::-1, ::-1].transpose(1, 2, 0, 3)
     return dx.astype(x_BxHxWxC.dtype), dkernel.astype(kernel_KHxKWxCxF.dtype)
 
@@ -122,17 +146,32 @@ def _tap_conv2d_backward(pads: Pads, residuals: tuple[jax.Array, jax.Array],
 tap_conv2d.defvjp(_tap_conv2d_forward, _tap_conv2d_backward)
 
 
-def conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads, implementation: str
-           ) -> jax.Array:
-    """Stride-1 convolution, NHWC input, HWIO kernel, explicit zero padding, no bias."""
+def conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads, implementation: str,
+           compute_dtype: str = "float32") -> jax.Array:
+    """Stride-1 convolution, NHWC input, HWIO kernel, explicit zero padding, no bias; with
+    compute_dtype "bfloat16", of bfloat16 operands with float32 accumulation (for "xla" in
+    the forward pass only: JAX differentiates it in float32)."""
+    if compute_dtype not in precision.COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype={compute_dtype!r}: use one of "
+                         f"{precision.COMPUTE_DTYPES}")
     if implementation == "xla":
+        wide = {}
+        if compute_dtype == "bfloat16":
+            x_BxHxWxC = x_BxHxWxC.astype(jnp.bfloat16)
+            kernel_KHxKWxCxF = kernel_KHxKWxCxF.astype(jnp.bfloat16)
+            wide = {"preferred_element_type": jnp.float32}
         return jax.lax.conv_general_dilated(x_BxHxWxC, kernel_KHxKWxCxF, window_strides=(1, 1),
                                             padding=pads,
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"), **wide)
     kh, kw, c, f = kernel_KHxKWxCxF.shape
     if c > f:
-        return tap_conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads)
-    return extract_patches(x_BxHxWxC, (kh, kw), pads) @ kernel_KHxKWxCxF.reshape(-1, f)
+        return tap_conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads, compute_dtype)
+    patches = extract_patches(x_BxHxWxC, (kh, kw), pads)
+    if compute_dtype == "float32":
+        return patches @ kernel_KHxKWxCxF.reshape(-1, f)
+    out = precision.bfloat16_matmul(patches.reshape(-1, kh * kw * c),
+                                    kernel_KHxKWxCxF.reshape(-1, f))
+    return out.reshape(*patches.shape[:-1], f)
 
 
 def _subpixel_taps(size: int, pad: int, factor: int) -> tuple[np.ndarray, int]:
@@ -154,7 +193,8 @@ def _subpixel_taps(size: int, pad: int, factor: int) -> tuple[np.ndarray, int]:
 
 
 def upsampled_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, padding: str,
-                     factor: int, implementation: str) -> jax.Array:
+                     factor: int, implementation: str, compute_dtype: str = "float32"
+                     ) -> jax.Array:
     """conv2d(nearest up-sampling of x by `factor`, kernel): computed at the low resolution.
 
     Every output pixel in the same factor x factor block reads the same few low-resolution
@@ -179,7 +219,7 @@ def upsampled_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, padding:
     low_h, low_w = out_h // factor, out_w // factor
     pads = ((-first_row, low_h - 1 + first_row + rows.shape[1] - h),
             (-first_col, low_w - 1 + first_col + cols.shape[1] - w))
-    blocks = conv2d(x_BxHxWxC, summed, pads, implementation)
+    blocks = conv2d(x_BxHxWxC, summed, pads, implementation, compute_dtype)
     blocks = blocks.reshape(b, low_h, low_w, factor, factor, f).transpose(0, 1, 3, 2, 4, 5)
     return blocks.reshape(b, out_h, out_w, f)
 
@@ -195,6 +235,7 @@ class Conv(nn.Module):
     padding: str = "SAME"
     implementation: str = "patches"
     upsample: int = 1
+    compute_dtype: str = "float32"  # or "bfloat16": bfloat16 operands, float32 accumulation
 
     @nn.compact
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
@@ -207,6 +248,6 @@ class Conv(nn.Module):
                              f"{IMPLEMENTATIONS}")
         if self.upsample > 1:
             return upsampled_conv2d(x_BxHxWxC, kernel, self.padding, self.upsample,
-                                    self.implementation) + bias
+                                    self.implementation, self.compute_dtype) + bias
         pads = same_or_valid_pads(self.kernel_size, self.padding)
-        return conv2d(x_BxHxWxC, kernel, pads, self.implementation) + bias
+        return conv2d(x_BxHxWxC, kernel, pads, self.implementation, self.compute_dtype) + bias

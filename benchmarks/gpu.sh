@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Every GPU measurement of the performance issue in one run, written into the GPU's section
+# of BENCHMARKS.md (titled by the device's name, e.g. "NVIDIA H200"), about 8 minutes on one
+# H200 with its compiles:
+#   1. the Fashion-MNIST conv AE's epoch at batch sizes 128 to 1024, one dispatch per epoch,
+#      both convolution implementations, TF32 (the goal: an epoch under 50 ms);
+#   2. the 64x64x3 conv VAE in bfloat16 at batch sizes 256 to 8192, its fraction of the
+#      bfloat16 matmul peak and of the roofline (the goal: >= 40% of the peak at its best
+#      batch), with the plot of the fraction against FLOPs per step;
+#   3. a seeded run repeated bit for bit in fresh processes, with and without XLA's
+#      --xla_gpu_deterministic_ops=true, and the step time it costs (conv AE, VAE);
+#   4. the precision matrix: float32, TF32 and bfloat16, speed and the test figure after
+#      the same training (conv AE 5 epochs, VAE 10), where Fashion-MNIST is available;
+#   5. the conv AE and conv VAE grown from 32x32 to 128x128 pixels, 3 channels, widths 1 and
+#      4, batch 1024, bfloat16: the roofline as the workload grows.
+# Each step appends to the section as it ends (the first replaces it), so a run cut short
+# keeps what it measured; logs and the report go to $OUT too where it is set.
+#
+# The GPU machine's image has JAX, Flax and Optax but not jaxae's data dependencies, and no
+# network. Prepare once, here, from the repository root (both folders are git-ignored):
+#   bash benchmarks/gpu.sh --prepare     # wheels into .whl/ (Python 3.12), Fashion-MNIST's
+#                                        # IDX files into data/fashion-mnist/
+# then run it there, carrying both:
+#   run(command="bash benchmarks/gpu.sh", carry=[".whl", "data"], timeout_s=600)
+# On a CPU, DRY_RUN=1 bash benchmarks/gpu.sh runs every step with tiny settings (a check of
+# the script's paths, not a measurement), into $REPORT (default: a scratch file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Versions as in .venv (pyproject's pins); --no-deps: the image has the rest.
+WHEELS="ml-collections==1.1.0 tensorflow-datasets==4.9.10 array-record==0.8.6 dm-tree==0.1.10
+  docstring-parser==0.18.0 googleapis-common-protos==1.76.0 immutabledict==4.3.1
+  importlib-resources==7.1.0 promise==2.3 simple-parsing==0.1.9 tensorflow-metadata==1.21.0
+  termcolor==3.3.0 toml==0.10.2"
+
+if [ "${1:-}" = "--prepare" ]; then
+  mkdir -p .whl data/fashion-mnist
+  for wheel in $WHEELS; do
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+      --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+      -d .whl "$wheel"
+  done
+  source=$(dpkg -L dataset-fashion-mnist 2>/dev/null | grep train-images | xargs -r dirname)
+  if [ -n "$source" ]; then
+    cp "$source"/*-ubyte.gz data/fashion-mnist/
+  else
+    echo "gpu.sh --prepare: no dataset-fashion-mnist package here: put the four IDX .gz files"\
+         "in data/fashion-mnist/ yourself" >&2
+  fi
+  ls -l .whl data/fashion-mnist
+  exit 0
+fi
+
+DRY_RUN=${DRY_RUN:-0}
+OUT_DIR=${OUT:-}
+if [ "$DRY_RUN" = 1 ]; then
+  PY=${PYTHON:-.venv/bin/python}
+  REPORT=${REPORT:-${1:-/tmp/jaxae_gpu_dry_run.md}}
+else
+  PY=${PYTHON:-python3}
+  REPORT=${REPORT:-${1:-BENCHMARKS.md}}
+  if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/jaxae_site .whl/*.whl
+    export PYTHONPATH=/tmp/jaxae_site${PYTHONPATH:+:$PYTHONPATH}
+  fi
+fi
+export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+if [ -d data/fashion-mnist ]; then
+  export JAXAE_FASHION_MNIST_DIR=$PWD/data/fashion-mnist
+fi
+export TFDS_DATA_DIR=${TFDS_DATA_DIR:-/tmp/jaxae_tfds}
+
+if [ "$DRY_RUN" != 1 ]; then
+  "$PY" -c 'import jax, sys; d = jax.devices()[0]; print(d.device_kind, jax.__version__);
+sys.exit(d.platform != "gpu")' || {
+    echo "gpu.sh: JAX sees no GPU here (DRY_RUN=1 checks the script on a CPU)" >&2; exit 1; }
+fi
+if "$PY" -c 'from jaxae.data import load_dataset; load_dataset("fashion_mnist")' \
+    >/dev/null 2>&1; then
+  HAVE_DATA=1
+else
+  HAVE_DATA=0
+  echo "gpu.sh: Fashion-MNIST does not load here: random pixels for the speed steps, no" \
+       "precision matrix (bash benchmarks/gpu.sh --prepare, then carry data/)" >&2
+fi
+
+if [ "$DRY_RUN" = 1 ]; then
+  EPOCH_BATCHES=16,32; VAE_BATCHES=8,16; CHUNK=2; CHUNKS=1; STEPS=4; EPOCHS="--epochs 1"
+  GROW_SIZES=32; GROW_WIDTHS=1,2; GROW_BATCH=8; PEAK="--peak-n 256"; EPOCH_DTYPE=float32
+else
+  EPOCH_BATCHES=128,256,512,1024; VAE_BATCHES=256,1024,4096,8192; CHUNK=20; CHUNKS=3
+  STEPS=200; EPOCHS=""; GROW_SIZES=32,64,128; GROW_WIDTHS=1,4; GROW_BATCH=1024; PEAK=""
+  EPOCH_DTYPE=tf32
+fi
+WRITE=(--write "$REPORT")
+bench() {  # the first step replaces the device's section, the later ones append to it
+  local name=$1; shift
+  echo "== gpu.sh: $name" >&2
+  if "$PY" -m benchmarks.bench "$@" "${WRITE[@]}" 2>&1 | tee "${OUT_DIR:-/tmp}/gpu_$name.log"
+  then
+    WRITE=(--append "$REPORT")
+  else
+    echo "gpu.sh: step $name failed (its log: ${OUT_DIR:-/tmp}/gpu_$name.log); going on" >&2
+  fi
+  if [ -n "$OUT_DIR" ]; then cp "$REPORT" "$OUT_DIR/"; fi
+}
+PLOT=${OUT_DIR:-benchmarks}/conv_vae_64x64x3_roofline.png
+GROW_PLOT=${OUT_DIR:-benchmarks}/conv_growth_roofline.png
+if [ "$DRY_RUN" = 1 ]; then PLOT=/tmp/jaxae_gpu_dry_vae.png; GROW_PLOT=/tmp/jaxae_gpu_dry_grow.png; fi
+
+bench epoch --models conv_ae --batch-sizes "$EPOCH_BATCHES" --steps-per-chunk epoch \
+  --chunks "$CHUNKS" --conv patches,xla --compute-dtype "$EPOCH_DTYPE" --data auto $PEAK
+bench vae64 --models conv_vae --image-sizes 64 --channels 3 --batch-sizes "$VAE_BATCHES" \
+  --steps-per-chunk "$CHUNK" --chunks "$CHUNKS" --conv patches,xla --compute-dtype bfloat16 \
+  --data random --plot "$PLOT" $PEAK
+bench determinism --mode determinism --models conv_ae,vae --steps "$STEPS" --data auto
+if [ "$HAVE_DATA" = 1 ]; then
+  bench precision --mode precision --models conv_ae,vae --compute-dtype float32,tf32,bfloat16 \
+    --steps-per-chunk "$CHUNK" --chunks "$CHUNKS" $EPOCHS $PEAK
+fi
+bench growth --models conv_ae,conv_vae --image-sizes "$GROW_SIZES" --channels 3 \
+  --widths "$GROW_WIDTHS" --batch-sizes "$GROW_BATCH" --steps-per-chunk "$CHUNK" \
+  --chunks "$CHUNKS" --compute-dtype bfloat16 --data random --plot "$GROW_PLOT" $PEAK
+echo "gpu.sh: done; the report is in $REPORT" >&2

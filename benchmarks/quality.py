@@ -1,0 +1,114 @@
+"""Time to quality: seconds from the start to the PyTorch peer's final test figure.
+
+    python -m benchmarks.bench --mode quality --peer-python /tmp/torch/bin/python \
+        --peer-script PATH/torch_autoencoders.py [--models conv_ae,vae]
+
+For each model (default: the conv AE, judged on test BCE after the peer's 5 epochs, and the
+VAE, on test ELBO after its 10; `benchmarks.parity.PAIRINGS`), the peer trains first, then
+jaxae the matching config, one after the other in the same run on the same threads. The
+target is the peer's final figure. jaxae's time to it counts from the call that starts
+training (a fresh workdir): data loading, compilation and each epoch's evaluation are
+reported apart from training (`parity.Phases`); jaxae trains up to 2 epochs past the
+peer's (where the learning rate is constant) to reach it. The peer's time to
+its own final figure counts from its process's start: its start-up and data loading (the
+process's wall time less its training and evaluation loops), then its training and
+evaluation. The ratio is the peer's time over jaxae's, both from the start and training
+alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+
+from benchmarks import parity
+from benchmarks.bench import WORKLOADS
+
+DEFAULT_MODELS = ("conv_ae", "vae")
+EXTRA_EPOCHS = 2
+
+
+def pairing_name(workload: str) -> str:
+    """The parity pairing of a bench workload (conv_ae -> conv), or ValueError."""
+    name = WORKLOADS[workload].peer
+    if name not in parity.PAIRINGS:
+        raise ValueError(f"{workload}: no time-to-quality pairing; choose from "
+                         + ", ".join(w for w, spec in WORKLOADS.items()
+                                     if spec.peer in parity.PAIRINGS))
+    return name
+
+
+def time_to_target(pairing: parity.Pairing, ours: dict, peer: dict) -> dict:
+    """One row: the peer's final figure as the target, when jaxae first reached it (its
+    epoch, seconds from the start and their parts), and the peer's own time to it."""
+    target = peer["value"]
+    first = parity.reached(pairing, ours["epochs"], target)
+    peer_loops = peer["epochs"][-1]
+    peer_startup = max(0.0, peer["process_s"] - peer_loops["wall_s"])
+    row = {"metric": pairing.label, "epochs": pairing.epochs, "target": target,
+           "jaxae_at_peer_epochs": ours["value"],
+           "peer_from_start_s": peer["process_s"], "peer_startup_data_s": peer_startup,
+           "peer_train_s": peer_loops["train_s"], "peer_evaluation_s": peer_loops["evaluation_s"],
+           "jaxae_epoch": None}
+    if first:
+        data, compile_s = first["data_s"], first["compile_s"]
+        evaluation = first["evaluation_s"]
+        train = first["wall_s"] - data - compile_s - evaluation
+        row |= {"jaxae_epoch": first["epoch"], "jaxae_from_start_s": first["wall_s"],
+                "jaxae_data_s": data, "jaxae_compile_s": compile_s,
+                "jaxae_evaluation_s": evaluation, "jaxae_train_s": train,
+                "speedup_from_start": peer["process_s"] / first["wall_s"],
+                "speedup_training": peer_loops["train_s"] / train}
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | figure | peer's final (its epochs) | jaxae at those epochs | jaxae "
+             "reaches it: epoch | jaxae s from start | data s | compile s | evaluation s | "
+             "training s | peer s from start | peer start-up + data s | peer training s | "
+             "peer evaluation s | peer / jaxae, from start | peer / jaxae, training |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+             "---:|"]
+    for r in rows:
+        head = (f"| {r['model']} | {r['metric']} | {r['target']:.4f} ({r['epochs']}) | "
+                f"{r['jaxae_at_peer_epochs']:.4f} | ")
+        peer = (f"{r['peer_from_start_s']:.1f} | {r['peer_startup_data_s']:.1f} | "
+                f"{r['peer_train_s']:.1f} | {r['peer_evaluation_s']:.1f} | ")
+        if r["jaxae_epoch"] is None:
+            lines.append(head + "not reached | - | - | - | - | - | " + peer + "- | - |")
+            continue
+        lines.append(head + f"{r['jaxae_epoch']} | {r['jaxae_from_start_s']:.1f} | "
+                     f"{r['jaxae_data_s']:.1f} | {r['jaxae_compile_s']:.1f} | "
+                     f"{r['jaxae_evaluation_s']:.1f} | {r['jaxae_train_s']:.1f} | " + peer +
+                     f"{r['speedup_from_start']:.2f}x | {r['speedup_training']:.2f}x |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> str:
+    """The quality mode of `benchmarks.bench`: JSON lines, then the markdown table."""
+    if not args.peer_python:
+        raise SystemExit("--mode quality needs --peer-python and --peer-script (the PyTorch "
+                         "peer is the target)")
+    workloads = (args.models or ",".join(DEFAULT_MODELS)).split(",")
+    rows = []
+    for workload in workloads:
+        name = pairing_name(workload)
+        pairing = parity.PAIRINGS[name]
+        if args.epochs:
+            pairing = parity.Pairing(**{**pairing.__dict__, "epochs": args.epochs})
+        peer = parity.run_peer(args.peer_python, args.peer_script, name, pairing,
+                               os.cpu_count() or 1, args.seed)
+        with tempfile.TemporaryDirectory(prefix=f"jaxae_quality_{name}_") as workdir:
+            ours = parity.run_jaxae(pairing, workdir, args.tfds_dir, args.seed,
+                                    EXTRA_EPOCHS, "float32")
+        row = {"model": workload, **time_to_target(pairing, ours, peer),
+               "jaxae_epochs": ours["epochs"], "peer_epochs": peer["epochs"]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    report = table(rows)
+    print("\n" + report, flush=True)
+    return (f"Seed {args.seed}, batch 128, float32, {os.cpu_count()} threads; jaxae may train "
+            f"{EXTRA_EPOCHS} epochs past the peer's (constant learning rate) to reach its "
+            "figure.\n\n" + report)

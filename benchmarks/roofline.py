@@ -1,0 +1,244 @@
+"""The roofline of a training step: its FLOPs and bytes against the machine's two roofs.
+
+A step's work is XLA's cost analysis of the compiled training loop (`step_cost`): "flops"
+counts every floating-point operation of one step (a matmul's 2*M*N*K, one per element of
+an elementwise op; transcendentals apart), and "bytes accessed" counts, for every operation
+of the compiled program after fusion, the bytes of its operands and of its result: the
+traffic if each fused kernel read its inputs from memory and wrote its output back, with no
+reuse through the caches between kernels. Its arithmetic intensity is FLOPs per byte.
+
+The machine's two roofs are measured by `RoofMeter`, right beside each timed chunk of steps
+(before it and after it, so that a busy moment lowers a roof and the timing together):
+
+- the matmul peak: FLOP/s of an n x n matmul of the run's compute dtype (float32, or
+  bfloat16 operands with float32 accumulation), the best of a few;
+- the memory bandwidth: a STREAM-like triad and copy in JAX (a = b + s*a and a = s*a, in
+  place, in a compiled loop), counted as STREAM counts (the arrays read plus the array
+  written, no write-allocate), the best of the two, over arrays whose total size is the
+  step's own footprint (its arguments, results and temporaries), so that both see the same
+  level of the cache hierarchy.
+
+The roof a step can reach is min(peak, bandwidth * intensity) (`attainable`); it is bound by
+whichever of the two is lower, and its fraction of the roof is achieved FLOP/s over that.
+A fraction above 100% means a roof or a timing was mismeasured, never that the step beat
+the machine: `fraction_of_roof` raises `RoofExceeded` rather than report one
+(`tests/test_roofline.py`). `python -m benchmarks.bench` reports all of it per model;
+`--image-sizes`, `--channels` and `--widths` grow the conv workloads along it, and `plot`
+draws the fraction of the roof against FLOPs per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+
+from jaxae.kernels import precision
+
+STREAM_MIN_BYTES = 3 * 2**20  # the smallest STREAM footprint: three 1 MiB arrays
+STREAM_MAX_BYTES = 3 * 2**28  # the largest: three 256 MiB arrays
+STREAM_LOOP = 8  # triads per dispatch: the dispatch's own cost stays out of the rate
+
+
+class RoofExceeded(ValueError):
+    """A step measured faster than the roof over it: a timing or a roof is wrong."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """One training step's work as XLA counts it in the compiled program."""
+
+    flops: float
+    bytes: float  # bytes accessed: every fused op's operands and result
+    footprint: int = 0  # bytes of the program's arguments, results and temporaries
+
+    @property
+    def intensity(self) -> float:
+        """FLOPs per byte moved."""
+        return self.flops / self.bytes if self.bytes else math.inf
+
+
+def _first(analysis):
+    return analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+
+
+def step_cost(compiled) -> Cost:
+    """The cost of one step of a compiled training loop (or of one compiled step).
+
+    XLA's cost analysis counts a while loop's body once, whatever its trip count: for the
+    chunked loop that is one training step, plus the loop's few scalar operations.
+    """
+    cost = _first(compiled.cost_analysis()) or {}
+    memory = compiled.memory_analysis()
+    footprint = 0
+    if memory is not None:
+        footprint = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+                     - memory.alias_size_in_bytes + memory.temp_size_in_bytes)
+    return Cost(float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0)),
+                int(footprint))
+
+
+@dataclasses.dataclass(frozen=True)
+class Roofs:
+    """The two roofs at one moment."""
+
+    peak_flops: float  # FLOP/s
+    bandwidth: float  # bytes/s
+
+    def __or__(self, other: Roofs) -> Roofs:
+        """The higher of each roof: the better of two measurements of the same machine."""
+        return Roofs(max(self.peak_flops, other.peak_flops),
+                     max(self.bandwidth, other.bandwidth))
+
+
+def attainable(cost: Cost, roofs: Roofs) -> tuple[float, str]:
+    """(the FLOP/s the roofline allows this step, "compute" or "memory": the binding roof)."""
+    memory_roof = roofs.bandwidth * cost.intensity
+    if roofs.peak_flops <= memory_roof:
+        return roofs.peak_flops, "compute"
+    return memory_roof, "memory"
+
+
+def fraction_of_roof(cost: Cost, seconds_per_step: float, roofs: Roofs) -> float:
+    """Achieved FLOP/s over the attainable; raises RoofExceeded above 1 (a mismeasurement:
+    no step runs above the roofline)."""
+    if seconds_per_step <= 0 or cost.flops <= 0 or cost.bytes <= 0:
+        raise ValueError(f"no roofline for {cost} in {seconds_per_step} s per step")
+    roof, bound = attainable(cost, roofs)
+    fraction = cost.flops / seconds_per_step / roof
+    if fraction > 1.0:
+        raise RoofExceeded(
+            f"{fraction:.1%} of the {bound} roof: {cost.flops / seconds_per_step / 1e9:.1f} "
+            f"GFLOP/s and {cost.bytes / seconds_per_step / 1e9:.1f} GB/s achieved against a "
+            f"peak of {roofs.peak_flops / 1e9:.1f} GFLOP/s and {roofs.bandwidth / 1e9:.1f} "
+            "GB/s: a roof or the timing was mismeasured")
+    return fraction
+
+
+def stream_array_bytes(footprint: int) -> int:
+    """Bytes of each of the STREAM's three arrays, for a step whose footprint is given."""
+    total = min(max(footprint, STREAM_MIN_BYTES), STREAM_MAX_BYTES)
+    return total // 3 // 4096 * 4096
+
+
+class RoofMeter:
+    """Measures both roofs, compiled once: the matmul peak (n x n) and the STREAM bandwidth
+    over three arrays of `array_bytes` each. `dtype`: "float32" (full float32 matmuls),
+    "tf32" (TensorFloat-32 where the device has it) or "bfloat16" (bfloat16 operands, float32
+    accumulation, as `jaxae.kernels.precision` runs the Dense layers)."""
+
+    def __init__(self, peak_n: int, array_bytes: int, dtype: str = "float32",
+                 repeats: int = 2):
+        self.peak_n, self.array_bytes, self.repeats = peak_n, array_bytes, repeats
+        a = jax.random.uniform(jax.random.key(0), (peak_n, peak_n), jnp.float32)
+        b = jax.random.uniform(jax.random.key(1), (peak_n, peak_n), jnp.float32)
+        if dtype == "bfloat16":
+            a, b = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+            self._matmul = jax.jit(precision.bfloat16_matmul)
+        else:
+            level = jax.lax.Precision.HIGH if dtype == "tf32" else jax.lax.Precision.HIGHEST
+            self._matmul = jax.jit(functools.partial(jnp.matmul, precision=level))
+        self._operands = (a, b)
+        n = array_bytes // 4
+        self._a = jnp.full((n,), 1.0, jnp.float32)
+        self._b = jnp.full((n,), 2.0, jnp.float32)
+        self._scalar = jnp.float32(0.5)
+        self._triad = jax.jit(self._triad_loop, donate_argnums=0)
+        self._copy = jax.jit(self._copy_loop, donate_argnums=0)
+        self.measure()  # compiles both, warms the caches and pages
+
+    @staticmethod
+    def _triad_loop(a, b, s):
+        return jax.lax.fori_loop(0, STREAM_LOOP, lambda _, x: b + s * x, a)
+
+    @staticmethod
+    def _copy_loop(a, s):
+        return jax.lax.fori_loop(0, STREAM_LOOP, lambda _, x: s * x, a)
+
+    def peak_flops(self) -> float:
+        rates = []
+        for _ in range(self.repeats):
+            start = time.perf_counter()
+            self._matmul(*self._operands).block_until_ready()
+            rates.append(2 * self.peak_n ** 3 / (time.perf_counter() - start))
+        return max(rates)
+
+    def bandwidth(self) -> float:
+        rates = []
+        for _ in range(self.repeats):
+            start = time.perf_counter()
+            self._a = self._triad(self._a, self._b, self._scalar).block_until_ready()
+            rates.append(3 * self.array_bytes * STREAM_LOOP / (time.perf_counter() - start))
+            start = time.perf_counter()
+            self._a = self._copy(self._a, self._scalar).block_until_ready()
+            rates.append(2 * self.array_bytes * STREAM_LOOP / (time.perf_counter() - start))
+        return max(rates)
+
+    def measure(self) -> Roofs:
+        return Roofs(self.peak_flops(), self.bandwidth())
+
+
+def chunk_fractions(cost: Cost, seconds_per_step: list[float], roofs: list[Roofs]
+                    ) -> tuple[list[float | None], list[str]]:
+    """Each chunk's fraction of the roof, under the better of the roofs measured just before
+    and just after it (len(roofs) == chunks + 1); a chunk that would exceed its roof gets
+    None and its message."""
+    if len(roofs) != len(seconds_per_step) + 1:
+        raise ValueError(f"{len(seconds_per_step)} chunks need {len(seconds_per_step) + 1} "
+                         f"roof measurements around them, not {len(roofs)}")
+    fractions, errors = [], []
+    for index, seconds in enumerate(seconds_per_step):
+        try:
+            fractions.append(fraction_of_roof(cost, seconds, roofs[index] | roofs[index + 1]))
+        except RoofExceeded as error:
+            fractions.append(None)
+            errors.append(f"chunk {index}: {error}")
+    return fractions, errors
+
+
+def plot(rows: list[dict], path: str, title: str) -> None:
+    """A PNG of each row's fraction of the roof against its FLOPs per step (log scale):
+    one marker and colour per model, filled where the matmul peak binds and hollow where
+    the bandwidth does, each point labelled with its image shape, width and batch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    markers = iter("osD^v<>p*hX")
+    for index, model in enumerate(dict.fromkeys(r["model"] for r in rows)):
+        mine = [r for r in rows if r["model"] == model and r.get("fraction_of_roof")]
+        if not mine:
+            continue
+        marker, color = next(markers), f"C{index}"
+        for bound, fill in (("compute", color), ("memory", "none")):
+            points = [r for r in mine if r["bound"] == bound]
+            if points:
+                axes.scatter([r["flops_per_step"] for r in points],
+                             [100 * r["fraction_of_roof"] for r in points], marker=marker,
+                             facecolors=fill, edgecolors=color,
+                             label=f"{model} ({bound}-bound)")
+        for r in mine:
+            axes.annotate(workload_label(r), (r["flops_per_step"], 100 * r["fraction_of_roof"]),
+                          fontsize=6, xytext=(3, 3), textcoords="offset points")
+    axes.set_xscale("log")
+    axes.set_ylim(0, 105)
+    axes.set_xlabel("FLOPs per training step (XLA cost analysis)")
+    axes.set_ylabel("% of the roofline (min(peak, bandwidth x intensity))")
+    axes.set_title(title, fontsize=9)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def workload_label(row: dict) -> str:
+    """'64x64x3 w2 b256': image size, channels, width multiplier and batch of a row."""
+    height, width, channels = row["image_shape"]
+    return f"{height}x{width}x{channels} w{row.get('width') or 1} b{row['batch']}"

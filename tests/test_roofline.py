@@ -1,0 +1,90 @@
+"""The roofline's arithmetic, on fake costs and timings (nothing here is timed): the lower
+roof binds, and a fraction above 100% is refused and flagged rather than reported."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from benchmarks import bench, roofline
+
+COST = roofline.Cost(flops=1e9, bytes=1e8)  # 10 FLOPs per byte
+ROOFS = roofline.Roofs(peak_flops=100e9, bandwidth=20e9)  # the ridge at 5 FLOPs per byte
+MEMORY_BOUND = roofline.Cost(flops=1e9, bytes=1e9)  # 1 FLOP per byte: a 20 GFLOP/s roof
+
+
+def test_the_lower_roof_binds():
+    assert COST.intensity == 10
+    assert roofline.attainable(COST, ROOFS) == (100e9, "compute")
+    assert roofline.attainable(MEMORY_BOUND, ROOFS) == (20e9, "memory")
+
+
+def test_the_fraction_is_of_the_binding_roof():
+    # 1 GFLOP in 20 ms: 50 GFLOP/s of the 100 GFLOP/s matmul peak
+    assert roofline.fraction_of_roof(COST, 0.02, ROOFS) == pytest.approx(0.5)
+    # 1 GB in 0.1 s: 10 GB/s of the 20 GB/s bandwidth
+    assert roofline.fraction_of_roof(MEMORY_BOUND, 0.1, ROOFS) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("cost, seconds", [(COST, 0.009), (MEMORY_BOUND, 0.049)])
+def test_a_step_faster_than_its_roof_is_a_mismeasurement(cost, seconds):
+    with pytest.raises(roofline.RoofExceeded, match="mismeasured"):
+        roofline.fraction_of_roof(cost, seconds, ROOFS)
+
+
+def test_a_chunk_over_its_roof_is_flagged_and_left_out():
+    fractions, errors = roofline.chunk_fractions(COST, [0.02, 0.005, 0.025], [ROOFS] * 4)
+    assert fractions[0] == pytest.approx(0.5) and fractions[2] == pytest.approx(0.4)
+    assert fractions[1] is None
+    assert len(errors) == 1 and errors[0].startswith("chunk 1:")
+
+
+def test_each_chunk_is_judged_under_the_better_roof_measured_beside_it():
+    busy = roofline.Roofs(peak_flops=40e9, bandwidth=5e9)  # a busy moment during one measure
+    fractions, errors = roofline.chunk_fractions(COST, [0.02], [busy, ROOFS])
+    assert fractions == [pytest.approx(0.5)] and not errors  # not 50 / 40 = 125%
+    with pytest.raises(ValueError, match="roof measurements around them"):
+        roofline.chunk_fractions(COST, [0.02, 0.02], [ROOFS] * 2)
+
+
+def test_a_row_whose_chunks_all_beat_the_roof_reports_no_fraction():
+    columns = bench.roof_columns(COST, [0.001, 0.002], [ROOFS] * 3)
+    assert columns["fraction_of_roof"] is None and len(columns["roof_errors"]) == 2
+    assert columns["bound"] == "compute" and columns["peak_gflops"] == 100
+    row = {"model": "dae", "conv": None, "compute_dtype": "float32", "image_shape": [28, 28, 1],
+           "width": 1, "batch": 128, "compile_s": 1.0, "step_ms": 1.0, "epoch_ms": 468.0,
+           "img_per_s": 128000.0, "flops_per_step": COST.flops, "bytes_per_step": COST.bytes,
+           "intensity": COST.intensity, "achieved_gflops": 1000.0,
+           "achieved_gbytes_per_s": 100.0, **columns}
+    line = bench.table([(row, None)]).splitlines()[-1]
+    assert "over the roof: mismeasured" in line and "%" not in line
+
+
+def test_the_roof_meter_measures_both_roofs():
+    meter = roofline.RoofMeter(64, 3 * 4096)
+    roofs = meter.measure()
+    assert roofs.peak_flops > 0 and roofs.bandwidth > 0
+    assert meter.array_bytes == 3 * 4096
+
+
+def test_stream_arrays_follow_the_step_footprint_within_bounds():
+    assert roofline.stream_array_bytes(0) == roofline.STREAM_MIN_BYTES // 3
+    assert roofline.stream_array_bytes(30 * 2**20) == 10 * 2**20
+    assert roofline.stream_array_bytes(2**40) == roofline.STREAM_MAX_BYTES // 3
+
+
+def test_step_cost_counts_a_matmul_and_its_traffic():
+    a = jnp.ones((64, 32))
+    b = jnp.ones((32, 16))
+    cost = roofline.step_cost(jax.jit(jnp.matmul).lower(a, b).compile())
+    assert cost.flops == 2 * 64 * 32 * 16
+    assert cost.bytes == 4 * (64 * 32 + 32 * 16 + 64 * 16)  # both operands and the result
+    assert cost.footprint >= cost.bytes
+
+
+def test_the_plot_is_written(tmp_path):
+    rows = [{"model": "conv_ae", "flops_per_step": 1e9 * k, "fraction_of_roof": 0.1 * k,
+             "bound": "memory" if k < 3 else "compute", "image_shape": [32, 32, 3],
+             "width": 1, "batch": 128} for k in range(1, 5)]
+    path = tmp_path / "roof.png"
+    roofline.plot(rows, str(path), "test")
+    assert path.read_bytes()[:4] == b"\x89PNG"
