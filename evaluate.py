@@ -8,15 +8,20 @@ run trains: it reads a checkpoint that stays (a step deleted meanwhile is not "d
 What is measured can be changed without retraining, e.g. --config.eval.iwae_samples='(1, 50)'
 --config.eval.iwae_images=500 (the fields of config.eval, and config.data.tfds_dir /
 data_dir); a field that would change the trained model is refused.
+
+Ctrl-C or SIGTERM stops it at once, with one line (exit code 130 or 143): nothing is
+checkpointed, and metrics.json is written whole or not at all.
 """
 
 import json
 import os
 import sys
 
-from absl import app, flags
+from jaxae import cli  # first, and light: Ctrl-C from here on is one line and exit code 130
 
-from jaxae import cli
+cli.stop_at_once_on_signal("evaluation")
+
+from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder of a run made by train.py.")

@@ -74,6 +74,9 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs:
     except KeyboardInterrupt:
         _finish(finish_pending_saves)
         print("error: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        if entry_point:  # the interpreter's teardown can crash while XLA's threads still
+            sys.stdout.flush()  # run the interrupted computation: nothing is left to save
+            os._exit(EXIT_INTERRUPTED)
         sys.exit(EXIT_INTERRUPTED)
     except BaseException:
         _finish(finish_pending_saves)
@@ -156,6 +159,33 @@ class GracefulStop:
         self.uninstall()
 
 
+def stop_at_once_on_signal(what: str = "evaluation",
+                           signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
+                           ) -> None:
+    """For a process with nothing to save on a stop (evaluate.py): Ctrl-C or SIGTERM ends it
+    at once with one line and exit code 128 + the signal, also while the main thread waits
+    in a long computation (a Python signal handler would run only once that returns, after
+    minutes for a large IWAE bound) and during the imports.
+
+    The signals are blocked in this thread, and so in every thread started after it (call it
+    first, before JAX starts its own); one thread of ours waits for them. A signal the
+    process was started ignoring (SIGINT in a shell script's background job) stays ignored.
+    """
+    signals = [s for s in signals if signal.getsignal(s) is not signal.SIG_IGN]
+    if not signals or threading.current_thread() is not threading.main_thread():
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+
+    def wait() -> None:
+        signum = signal.sigwait(signals)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        os.write(2, f"error: interrupted ({name}): {what} stopped before it finished; rerun "
+                    "the same command to do it again\n".encode())
+        os._exit(128 + signum)
+
+    threading.Thread(target=wait, name="jaxae-stop-on-signal", daemon=True).start()
+
+
 # --- Orbax's logs and the leftovers of a failed restore ----------------------------------
 
 _chained_unraisablehook = None
@@ -178,14 +208,29 @@ def _ignore_abandoned_reads(unraisable) -> None:
         (_chained_unraisablehook or sys.__unraisablehook__)(unraisable)
 
 
+_UNRETRIEVED = re.compile(r"\w+ exception was never retrieved|Task was destroyed but it is "
+                          r"pending")
+
+
+def _from_orbax(record: std_logging.LogRecord, message: str) -> bool:
+    """Whether an asyncio record is about Orbax's work: named in its text (a Task's coroutine)
+    or in its traceback (a _GatheringFuture's text names only the TensorStore array)."""
+    if "orbax" in message:
+        return True
+    tb = record.exc_info[2] if record.exc_info else None
+    while tb is not None:
+        if f"{os.sep}orbax{os.sep}" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _is_not_abandoned_read_task(record: std_logging.LogRecord) -> bool:
-    """logging filter for asyncio's logger: drops its report of an Orbax task whose error
-    nobody retrieved, or that was dropped pending (the reads of a restore that already
-    failed, the writes of a save that already failed)."""
+    """logging filter for asyncio's logger: drops its report of an Orbax task or gathering
+    future whose error nobody retrieved, or that was dropped pending (the reads of a restore
+    that already failed, the writes of a save that already failed)."""
     message = record.getMessage()
-    return not (message.startswith(("Task exception was never retrieved",
-                                    "Task was destroyed but it is pending"))
-                and "orbax" in message)
+    return not (_UNRETRIEVED.match(message) and _from_orbax(record, message))
 
 
 def _is_not_from_orbax(record: std_logging.LogRecord) -> bool:
@@ -435,8 +480,12 @@ def define_eval_overrides(flag_values: flags.FlagValues = flags.FLAGS,
                                         flag_values=flag_values, lock_config=True,
                                         sys_argv=argv)
     except (AttributeError, KeyError) as e:
-        field = _unknown_field(e, argv).removeprefix("unknown config field config.")
-        field = field.split(":")[0]
+        unknown = _unknown_field(e, argv)
+        field = unknown.removeprefix("unknown config field config.").split(":")[0]
+        section = field.split(".")[0]
+        if section in OVERRIDABLE:  # a misspelt field of a section it takes (eval.iwae_sampl)
+            fields = ", ".join(overridable_config()[section].keys())
+            _fail(unknown if ":" in unknown else f"{unknown}: config.{section} has {fields}")
         _fail(f"evaluate.py cannot change config.{field}: it takes only "
               f"{', '.join(f'config.{f}' for f in OVERRIDABLE)} (e.g. --config.eval."
               "iwae_samples='(1, 50)'); the rest is the trained run's (its config.json), "

@@ -359,13 +359,32 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
              f"config.data.channels={channels!r} must be 1 (grey) or 3 (RGB), or unset")
 
 
+# What each built-in data set's location fields must be: a folder, or a file ("file or
+# folder" where either works: CIFAR-10 reads its archive, or a folder holding it).
+DATA_PATH_KINDS = {
+    "fashion_mnist": {"data_dir": "folder"}, "mnist": {"data_dir": "folder"},
+    "cifar10": {"data_dir": "file or folder"},
+    "folder": {"path": "folder"}, "npz": {"path": "file"},
+}
+
+
 def check_data_paths(config: ml_collections.ConfigDict) -> None:
-    """The data's folder, if one is given, is a folder: a file there is named as such, not
-    as a folder that does not exist."""
-    folder = config.data.data_dir
-    _require(not (folder and os.path.exists(folder) and not os.path.isdir(folder)),
-             f"config.data.data_dir={folder!r} is a file, not a folder: point it at the folder "
-             "that holds the data set's files")
+    """The data's location fields that name something on disk name the right kind of thing:
+    a file given where a folder is read (or the reverse) is named as such, not as missing.
+    A path that does not exist is left to the loader (it may be prepared, or downloaded)."""
+    kinds = {"tfds_dir": "folder", **DATA_PATH_KINDS.get(config.data.name, {})}
+    for field, kind in kinds.items():
+        path = config.data.get(field)
+        if not path or not os.path.exists(path) or kind == "file or folder":
+            continue
+        if kind == "folder" and not os.path.isdir(path):
+            raise ConfigError(
+                f"config.data.{field}={path!r} is a file, not a folder: point it at the folder "
+                + ("where prepared data sets are kept (TFDS's data dir)" if field == "tfds_dir"
+                   else "that holds the data set's files"))
+        if kind == "file" and os.path.isdir(path):
+            raise ConfigError(f"config.data.{field}={path!r} is a folder, not a file: point it "
+                              f"at the {config.data.name} file itself")
 
 
 def check_batch_splits(batch_size: int, num_devices: int) -> None:

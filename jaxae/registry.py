@@ -71,6 +71,12 @@ class Registry:
         return getattr(module, attribute)
 
 
+def display_name(name: str) -> str:
+    """How titles and logs name an entry: 'DeeperVAE' for '/home/me/my_models.py:DeeperVAE'
+    or 'mypkg.models:DeeperVAE', a registered name as it is."""
+    return name.rpartition(":")[2] or name
+
+
 def import_location(where: str, kind: str = "code") -> Any:
     """Imports a dotted module name, or a `.py` file by its path (once per absolute path)."""
     if where.endswith(".py"):

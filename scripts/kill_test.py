@@ -30,7 +30,6 @@ import json
 import os
 import random
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -192,8 +191,17 @@ def landed(point: str, watch: Watch) -> bool:
     return True
 
 
-def _file_size_limit(limit: int) -> Callable[[], None]:
-    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+# Sets RLIMIT_FSIZE, then becomes the command (same process): no Python runs between fork
+# and exec in the caller, which may be a multithreaded JAX process (a test).
+_LIMITED = ("import os, resource, sys; limit = int(sys.argv[1]); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)); "
+            "os.execv(sys.argv[2], sys.argv[2:])")
+
+
+def with_file_size_limit(command: list[str], limit: int) -> list[str]:
+    """`command`, with every file it writes capped at `limit` bytes (a full disk's stand-in:
+    a write beyond it fails with EFBIG)."""
+    return [sys.executable, "-c", _LIMITED, str(limit), *command]
 
 
 def run_attempt(command: list[str], env: dict[str, str], workdir: str, log_dir: str,
@@ -208,9 +216,9 @@ def run_attempt(command: list[str], env: dict[str, str], workdir: str, log_dir: 
     log_path = os.path.join(log_dir, f"attempt{number}.out")
     with open(log_path, "w") as out, open(log_path[:-4] + ".err", "w") as err:
         watch = Watch(workdir, log_path)
-        limit = _file_size_limit(file_limit) if file_limit else None
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err,
-                                preexec_fn=limit)
+        if file_limit:
+            command = with_file_size_limit(command, file_limit)
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err)
         try:
             while proc.poll() is None:
                 watch.poll()

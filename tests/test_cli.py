@@ -241,3 +241,8 @@ def test_evaluation_overrides_are_parsed_and_the_model_s_fields_refused(capsys):
         "error: evaluate.py cannot change config.model.latent_dim: it takes only config.eval, "
         "config.data.tfds_dir, config.data.data_dir (e.g. --config.eval.iwae_samples='(1, 50)'); "
         "the rest is the trained run's (its config.json), so train another run to change it\n")
+    code, _ = parse(["evaluate.py", "--workdir=w", "--config.eval.iwae_sample=3"],
+                    evaluate_flags)
+    assert code == 1  # a misspelt field of a section it takes: named as such, not forbidden
+    assert capsys.readouterr().err == ("error: unknown config field config.eval.iwae_sample: "
+                                       "did you mean config.eval.iwae_samples?\n")

@@ -466,6 +466,28 @@ def test_unwritable_tfds_dir_is_one_line(tmp_path, monkeypatch) -> None:
         subprocess.run(["chattr", "-i", str(tfds_dir)], check=True)
 
 
+
+
+def test_a_run_failing_on_data_leaves_no_workdir(tmp_path) -> None:
+    """The issue: a run that fails on data leaves no half-made workdir behind. Here a folder
+    with one unreadable image; the error is one line and nothing is written anywhere."""
+    from jaxae.training.trainer import train_and_evaluate
+
+    root = tmp_path / "pets"
+    make_image_folder(root)
+    (root / "cat" / "broken.png").write_bytes(b"not a png")
+    config = base_config()
+    config.data.name, config.data.path = "folder", str(root)
+    config.data.tfds_dir, config.data.image_size = str(tmp_path / "tfds"), 8
+    config.model.name = "conv_ae"
+    workdir = tmp_path / "run"
+    with pytest.raises(DataError) as excinfo:
+        train_and_evaluate(config, str(workdir))
+    one_line(excinfo, "broken.png cannot be read")
+    assert not (tmp_path / "tfds").exists()
+    assert not workdir.exists(), sorted(os.listdir(workdir))
+
+
 # --- splits of a streamed data set -------------------------------------------------------------
 
 

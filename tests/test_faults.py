@@ -279,8 +279,21 @@ def test_only_the_leftovers_of_a_failed_restore_are_silenced(monkeypatch, caplog
                                  "<async_deserialize() defined at /site-packages/orbax/x.py>>")
             asyncio_logger.error("Task exception was never retrieved\nfuture: <Task coro="
                                  "<mine() defined at /home/me/mine.py>>")
+            # a gathering future names only the array: Orbax is in its traceback
+            for n, where in enumerate((f"{os.sep}site-packages{os.sep}orbax{os.sep}ser.py",
+                                       f"{os.sep}home{os.sep}me{os.sep}mine.py")):
+                namespace = {}
+                exec(compile("def read():\n    raise ValueError('OUT_OF_RANGE')\n", where,
+                             "exec"), namespace)
+                try:
+                    namespace["read"]()
+                except ValueError:
+                    asyncio_logger.error("_GatheringFuture exception was never retrieved\n"
+                                         f"future: <_GatheringFuture {n}>",
+                                         exc_info=sys.exc_info())
         assert [r.getMessage().splitlines()[-1] for r in caplog.records] == [
-            "future: <Task coro=<mine() defined at /home/me/mine.py>>"]
+            "future: <Task coro=<mine() defined at /home/me/mine.py>>",
+            "future: <_GatheringFuture 1>"]
     finally:
         asyncio_logger.removeFilter(cli._is_not_abandoned_read_task)
 

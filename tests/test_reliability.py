@@ -112,6 +112,28 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_0(fashion_tfds_dir, tmp_pat
     assert not os.path.exists(workdir / "checkpoints")
 
 
+def test_an_evaluation_stops_at_once_on_ctrl_c_even_inside_a_long_computation():
+    """The main thread blocked in one call (an IWAE bound of minutes, here a sleep): Ctrl-C
+    still ends the process at once, with one line and exit code 130 (a Python handler would
+    wait for the call to return, and the teardown could crash under XLA's threads)."""
+    script = ("import signal, time\n"
+              "signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a terminal starts it\n"
+              "from jaxae import cli\n"
+              "cli.stop_at_once_on_signal('evaluation')\n"
+              "print('ready', flush=True)\n"
+              "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - start < 10
+    assert proc.returncode == 128 + signal.SIGINT
+    assert err == ("error: interrupted (Ctrl-C): evaluation stopped before it finished; rerun "
+                   "the same command to do it again\n")
+
+
 def test_a_stop_asked_before_training_is_one_line_and_exit_0(tiny_config, tmp_path, capsys):
     assert cli_run(train_and_evaluate, tiny_config(), str(tmp_path),
                    stop_requested=lambda: "SIGTERM") == 0
@@ -125,8 +147,8 @@ def test_a_stop_asked_before_training_is_one_line_and_exit_0(tiny_config, tmp_pa
 
 
 @pytest.mark.parametrize("fault, overrides, words", [
-    ("checkpoints is a file", {}, "/checkpoints cannot be written (it is a file, not a folder: "
-                                  "move it away): make it writable, or pass another --workdir"),
+    ("checkpoints is a file", {}, "/checkpoints is a file, not a folder: a run writes a folder "
+                                  "there; move it away, or pass another --workdir"),
     ("data folder is a file", {"data.name": "mnist"},
      "config.data.data_dir='{tmp}/train-images.gz' is a file, not a folder: point it at the "
      "folder that holds the data set's files"),
@@ -156,6 +178,45 @@ def test_refused_before_anything_is_placed_on_a_device(fault, overrides, words, 
     assert set(os.listdir(workdir)) <= {*before, "train.lock"}  # nothing else written
 
 
+@pytest.mark.parametrize("data, field, kind, line", [
+    ("folder", "path", "file", "config.data.path='{p}' is a file, not a folder: point it at the "
+                               "folder that holds the data set's files"),
+    ("npz", "path", "folder", "config.data.path='{p}' is a folder, not a file: point it at the "
+                              "npz file itself"),
+    ("fashion_mnist", "tfds_dir", "file", "config.data.tfds_dir='{p}' is a file, not a folder: "
+     "point it at the folder where prepared data sets are kept (TFDS's data dir)"),
+    ("mnist", "data_dir", "file", "config.data.data_dir='{p}' is a file, not a folder: point it "
+                                  "at the folder that holds the data set's files"),
+    ("cifar10", "data_dir", "file", None),  # its archive file is read as well as a folder
+    ("npz", "path", "file", None),
+    ("folder", "path", "folder", None),
+])
+def test_a_file_given_for_a_folder_is_named_so_not_missing(data, field, kind, line, tmp_path):
+    path = tmp_path / "given"
+    path.write_text("") if kind == "file" else path.mkdir()
+    config = config_lib.base_config()
+    config.data.name, config.data[field] = data, str(path)
+    if line is None:
+        config_lib.check_data_paths(config)
+        return
+    workdir = tmp_path / "run"
+    with pytest.raises(config_lib.ConfigError) as caught:
+        prepare_workdir(str(workdir), config)  # refused before the workdir is made
+    assert str(caught.value) == line.format(p=path)
+    assert not workdir.exists()
+
+
+def test_evaluating_a_checkpoints_file_names_it(tmp_path):
+    write_config_json(tmp_path)
+    (tmp_path / "checkpoints").write_text("")
+    with pytest.raises(FileNotFoundError, match=r"/checkpoints is a file, not the folder of "
+                                                r"the run's checkpoints: move it away"):
+        evaluate.evaluate_workdir(str(tmp_path))
+    assert not (tmp_path / "eval").exists()  # nothing written
+    with pytest.raises(FileNotFoundError, match=r"config.json' is a file, not a run's folder"):
+        evaluate.evaluate_workdir(str(tmp_path / "config.json"))
+
+
 def write_config_json(workdir, **fields) -> None:
     config = config_lib.base_config()
     for path, value in fields.items():
@@ -178,7 +239,7 @@ def write_config_json(workdir, **fields) -> None:
                                           "'gaussian'"),
     ({"optim.schedule": "cosine"}, {"optim.schedule": "cosine", "train.num_epochs": 3},
      "train.num_epochs=10, but the config says 3 (under a cosine schedule the learning rate "
-     "decays over the run's steps)"),
+     "decays over the run's steps, so its length is part of the run)"),
 ])
 def test_a_resumed_run_may_change_only_how_long_and_how_it_logs_saves_and_evaluates(
         saved, ours, refused, tmp_path):
@@ -193,6 +254,9 @@ def test_a_resumed_run_may_change_only_how_long_and_how_it_logs_saves_and_evalua
     with pytest.raises(config_lib.ConfigError) as caught:
         prepare_workdir(str(tmp_path), config)
     assert f"holds a run with {refused}: use a new --workdir, or the same " in str(caught.value)
+    if "cosine" in refused:  # the length of a cosine run cannot grow: the fix says what can
+        assert str(caught.value).endswith("(--config.train.stop_after_steps stops it earlier; "
+                                          "a longer run needs a new --workdir)")
 
 
 # ---------------------------------------------------------------------------- checkpoints

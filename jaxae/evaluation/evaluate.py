@@ -19,6 +19,7 @@ from jaxae.evaluation.metrics import evaluate_split, padded_batches
 from jaxae.evaluation.pictures import PictureOptions, write_pictures
 from jaxae.evaluation.probe import train_probe
 from jaxae.keys import derive_keys
+from jaxae.registry import display_name
 from jaxae.training import checkpoints, memory, steps
 from jaxae.training.workdir import in_use, load_run_config, write_error, write_json
 
@@ -100,9 +101,13 @@ def evaluate_workdir(workdir: str, step: int | None = None,
     """
     config = load_run_config(workdir)
     apply_overrides(config, overrides or {})
+    folder = checkpoints.checkpoint_dir(workdir)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder} is a file, not the folder of the run's checkpoints: "
+                                "move it away and put the run's checkpoints folder there")
     out_dir = out_dir or os.path.join(workdir, "eval")
     _writable_out_dir(out_dir)
-    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(workdir), read_only=True)
+    manager = checkpoints.make_manager(folder, read_only=True)
     try:
         return _evaluate(config, workdir, manager, step, out_dir)
     finally:
@@ -127,7 +132,7 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
         model, build.make_optimizer(config), task.input_shape(data.image_shape), keys.init,
         build.init_scheme(config)))
     count, _ = memory.training_bytes(state)
-    memory.check_fits(memory.tree_bytes(state), f"the {config.model.name} model has "
+    memory.check_fits(memory.tree_bytes(state), f"the {display_name(config.model.name)} model has "
                       f"{count:,} parameters", "evaluate on a machine with more memory")
     # a step that fails to read while a run trains there may be one it is deleting
     settle_s = checkpoints.VANISH_SETTLE_S if in_use(workdir) else 0.0
@@ -194,7 +199,7 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
         counts |= {"cvae_samples_recognised": recognition["cvae_samples_per_class"]
                    * data.num_classes, "cvae_probe_test_accuracy": len(data.test)}
     result["counts"] = counts  # images (or samples) each figure above is computed over
-    title = f"{config.model.name} on {data.title}, step {step}"
+    title = f"{display_name(config.model.name)} on {data.title}, step {step}"
     try:
         result["pictures"] = write_pictures(
             model, task, params, data, keys, title, out_dir,

@@ -33,10 +33,12 @@ from jaxae import config as config_lib
 from jaxae.data import Splits, batches, streaming
 from jaxae.evaluation.metrics import evaluate_split
 from jaxae.keys import derive_keys
+from jaxae.registry import display_name
 from jaxae.training import checkpoints, memory, parallel, steps
 from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.workdir import (
     CONFIG_FILE,
+    LOCK_FILE,
     WorkdirBusy,
     lock_workdir,
     prepare_workdir,
@@ -167,7 +169,8 @@ def _check_memory(config: ml_collections.ConfigDict, like, data: Splits) -> None
     latent = config.model.get("latent_dim")
     fix = (f"lower --config.model.latent_dim (now {latent})" if latent is not None
            else "make the model smaller (config.model)")
-    memory.check_fits(needed, f"the {config.model.name} model has {count:,} parameters", fix)
+    name = display_name(config.model.name)
+    memory.check_fits(needed, f"the {name} model has {count:,} parameters", fix)
 
 
 @contextlib.contextmanager
@@ -285,9 +288,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     mesh = parallel.data_mesh()
     config_lib.check_batch_splits(config.train.batch_size, mesh.size)
     main = parallel.is_main_process()
+    created = not os.path.exists(workdir)
     prepare_workdir(workdir, config)
     with _writer_lock(workdir, main):
-        return _train(config, workdir, mesh, main, on_evaluation, stop_requested)
+        try:
+            return _train(config, workdir, mesh, main, on_evaluation, stop_requested)
+        except BaseException:
+            if main and created:
+                _remove_if_unused(workdir)
+            raise
+
+
+def _remove_if_unused(workdir: str) -> None:
+    """Removes a workdir this run made, while its lock is held, if the run failed before
+    writing anything into it (bad data, a model that does not fit): it holds only the lock
+    file and empty folders. Anything else, it keeps."""
+    leftovers = []
+    for root, _, files in os.walk(workdir):
+        leftovers += [os.path.join(root, f) for f in files
+                      if os.path.join(root, f) != os.path.join(workdir, LOCK_FILE)]
+    if leftovers:
+        return
+    try:
+        for root, folders, _ in os.walk(workdir, topdown=False):
+            for folder in folders:
+                os.rmdir(os.path.join(root, folder))
+        os.remove(os.path.join(workdir, LOCK_FILE))
+        os.rmdir(workdir)
+    except OSError:  # the error on its way matters more than a leftover folder
+        pass
 
 
 def _stop_before_training(stopped: str, step: int) -> StopRequested:
@@ -495,10 +524,10 @@ def _epochs(config, workdir, mesh, main, data, keys, task, model, train_model, o
         devices += f" in {jax.process_count()} processes"
     if main:
         height, width, channels = data.image_shape
-        print(f"{config.model.name} on {config.data.name} ({data.source}): {len(data.train)} "
-              f"train / {len(data.test)} test images of {height}x{width}x{channels}, "
-              f"{steps_per_epoch} steps per epoch, {total_steps} steps in all, on {devices} "
-              f"({jax.default_backend()}"
+        print(f"{display_name(config.model.name)} on {config.data.name} ({data.source}): "
+              f"{len(data.train)} train / {len(data.test)} test images of "
+              f"{height}x{width}x{channels}, {steps_per_epoch} steps per epoch, "
+              f"{total_steps} steps in all, on {devices} ({jax.default_backend()}"
               f"{', streamed from disk' if data.streamed else ''})", flush=True)
     stop_at = min(total_steps, train_config.stop_after_steps or total_steps)
     log = _ChunkLog(config, writer, steps_per_epoch, faults)

@@ -39,14 +39,16 @@ class WriteError(OSError):
 
 def write_error(path: str, error: OSError) -> WriteError:
     reason = error.strerror or type(error).__name__
-    return WriteError(f"could not write {path} ({reason}): make its folder writable or free "
-                      "space on its disk, then rerun the same command")
+    return WriteError(f"could not write {path} ({reason}): make it and its folder writable or "
+                      "free space on its disk, then rerun the same command")
 
 
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     """Checks, without writing anything, that the config may train in `workdir`: a run
     already there agrees with it on every run-defining field (config.RESUMABLE_FIELDS), and
-    every folder and file a run writes can be written."""
+    every folder and file a run writes can be written, and the data's paths are of the
+    right kind (config.check_data_paths: refused before the workdir is even made)."""
+    config_lib.check_data_paths(config)
     path = os.path.join(workdir, CONFIG_FILE)
     if os.path.isfile(path):
         saved = _read_json(path, "delete it: this run writes it again")
@@ -54,13 +56,18 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
         differs = config_lib.run_difference(saved, json.loads(config.to_json_best_effort()))
         if differs:
             field, value, wanted = differs
-            why = (" (under a cosine schedule the learning rate decays over the run's steps)"
-                   if field == "train.num_epochs" else "")
+            if field == "train.num_epochs":  # refused only under a cosine schedule
+                why = (" (under a cosine schedule the learning rate decays over the run's "
+                       "steps, so its length is part of the run)")
+                may = ("--config.train.stop_after_steps stops it earlier; a longer run needs "
+                       "a new --workdir")
+            else:
+                why = ""
+                may = ("a resumed run may change only how long it runs, its learning rate, how "
+                       "it logs, saves and evaluates, and where its data lives")
             raise config_lib.ConfigError(
                 f"workdir {workdir!r} holds a run with {field}={value!r}, but the config says "
-                f"{wanted!r}{why}: use a new --workdir, or the same {field} (a resumed run may "
-                "change only how long it runs, its learning rate, how it logs, saves and "
-                "evaluates, and where its data lives)")
+                f"{wanted!r}{why}: use a new --workdir, or the same {field} ({may})")
     check_writable(workdir, folders=(CHECKPOINTS,),
                    files=(CONFIG_FILE, ENVIRONMENT_FILE, METRICS_FILE, LOCK_FILE))
 
@@ -68,6 +75,11 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
 def _unwritable(path: str, why: str) -> config_lib.ConfigError:
     return config_lib.ConfigError(f"{path} cannot be written ({why}): make it writable, or "
                                   "pass another --workdir")
+
+
+def _wrong_kind(path: str, found: str, wanted: str) -> config_lib.ConfigError:
+    return config_lib.ConfigError(f"{path} is a {found}, not a {wanted}: a run writes a "
+                                  f"{wanted} there; move it away, or pass another --workdir")
 
 
 def _probe_folder(folder: str) -> None:
@@ -87,7 +99,8 @@ def check_writable(workdir: str, folders: tuple[str, ...] = (), files: tuple[str
     `workdir` itself. A disk that fills later cannot be foreseen: such writes fail with a
     WriteError or CheckpointWriteError when they happen."""
     if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise _unwritable(workdir, "it is a file, not a folder")
+        raise config_lib.ConfigError(f"workdir {workdir!r} is a file, not a folder: pass a "
+                                     "--workdir that is a folder, or one that does not exist")
     try:
         os.makedirs(workdir, exist_ok=True)
         _probe_folder(workdir)
@@ -98,7 +111,7 @@ def check_writable(workdir: str, folders: tuple[str, ...] = (), files: tuple[str
     for name in folders:
         path = os.path.join(workdir, name)
         if os.path.exists(path) and not os.path.isdir(path):
-            raise _unwritable(path, "it is a file, not a folder: move it away")
+            raise _wrong_kind(path, "file", "folder")
         try:
             if os.path.isdir(path):
                 _probe_folder(path)
@@ -107,7 +120,7 @@ def check_writable(workdir: str, folders: tuple[str, ...] = (), files: tuple[str
     for name in files:
         path = os.path.join(workdir, name)
         if os.path.isdir(path):
-            raise _unwritable(path, "it is a folder, not a file: move it away")
+            raise _wrong_kind(path, "folder", "file")
         try:
             if os.path.exists(path):
                 with open(path, "a"):  # opened for writing; nothing is written
@@ -254,6 +267,9 @@ def git_commit() -> str:
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a workdir's run was trained with (its config.json), validated."""
     path = os.path.join(workdir, CONFIG_FILE)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise FileNotFoundError(f"{workdir!r} is a file, not a run's folder: pass the --workdir "
+                                "that train.py trained into")
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"{workdir!r} holds no run ({CONFIG_FILE} is missing): train one first with "
