@@ -556,6 +556,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "temporary folder, removed afterwards)")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="compile from scratch in every start (slower)")
+    parser.add_argument("--streaming", action="store_true",
+                        help="every start streams its training batches with Grain "
+                             "(--config.data.streaming=stream)")
     return parser.parse_args(argv)
 
 
@@ -565,8 +568,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cache = None if args.no_compile_cache else os.path.join(root, "jax_cache")
         start = time.monotonic()
+        extra = ("--config.data.streaming=stream",) if args.streaming else ()
         outcome = kill_test(args.tfds_dir, root, plan(args.kills), args.seed,
-                            cache_dir=cache)
+                            cache_dir=cache, extra=extra)
         print(report(outcome) + f" ({time.monotonic() - start:.0f} s)", flush=True)
         return 1 if outcome.differences else 0
     finally:
