@@ -15,7 +15,6 @@ import io
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -49,7 +48,6 @@ try:  # numpy >= 2
 except ImportError:  # numpy 1.x
     from numpy.core.multiarray import _reconstruct
 
-DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 N_PER_BATCH = 8
 PY_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
@@ -383,9 +381,10 @@ def test_any_tfds_builder_by_name(tmp_path) -> None:
         validate(config)
 
 
-@pytest.mark.skipif(tfds_sets.tensorflow_installed(), reason="TensorFlow is installed")
-def test_tfds_builder_that_needs_tensorflow_is_one_line(tmp_path) -> None:
-    """celeb_a's builder needs TensorFlow: said before anything is downloaded."""
+def test_tfds_builder_that_needs_tensorflow_is_one_line(tmp_path, monkeypatch) -> None:
+    """celeb_a's builder needs TensorFlow: said before anything is downloaded (TensorFlow is
+    made to look absent, so the test runs where it is installed too)."""
+    monkeypatch.setattr(tfds_sets, "tensorflow_installed", lambda: False)
     with pytest.raises(DataError) as excinfo:
         DATASETS.get("celeb_a")(tfds_dir=str(tmp_path), image_size=64)
     one_line(excinfo, "celeb_a needs TensorFlow", "pip install 'jaxae[tfds]'")
@@ -420,12 +419,13 @@ def test_prepared_mnist_from_other_files_is_caught(tmp_path, monkeypatch) -> Non
 
 
 def test_fashion_mnist_given_as_mnist_is_refused(tmp_path, monkeypatch) -> None:
-    """Debian's Fashion-MNIST files (recompressed: other checksums) given as MNIST are told by
-    their labels; files with a published Fashion-MNIST checksum by that checksum."""
-    if not os.path.isdir(DEBIAN_DIR):
-        pytest.skip("needs Debian's dataset-fashion-mnist")
+    """The Fashion-MNIST IDX files the suite trains on (Debian's, recompressed: other
+    checksums; or the published ones) given as MNIST are told by their labels or checksums;
+    files with a published MNIST checksum given as Fashion-MNIST by that checksum."""
+    found = sources.find_idx_dir("fashion_mnist")
+    assert found is not None, "the suite needs Fashion-MNIST's IDX files (make setup)"
     with pytest.raises(DataError) as excinfo:
-        load_dataset("mnist", data_dir=DEBIAN_DIR, tfds_dir=str(tmp_path))
+        load_dataset("mnist", data_dir=found[0], tfds_dir=str(tmp_path))
     one_line(excinfo, "holds Fashion-MNIST, not MNIST", "--config.data.name=fashion_mnist")
     assert not (tmp_path / "jaxae_images").exists()
     folder_path = write_folder(tmp_path / "idx")
@@ -449,21 +449,26 @@ def test_damaged_prepared_folder_is_one_line(tmp_path, monkeypatch) -> None:
 
 
 def test_unwritable_tfds_dir_is_one_line(tmp_path, monkeypatch) -> None:
-    """A TFDS dir that cannot be written (here: immutable), data not prepared there yet."""
-    if shutil.which("chattr") is None:
-        pytest.skip("needs chattr")
+    """A TFDS dir that cannot be written, data not prepared there yet: read-only by its mode,
+    or, for root (whom modes do not stop), immutable (chattr +i, from e2fsprogs)."""
     monkeypatch.delenv("JAXAE_MNIST_DIR", raising=False)
     tfds_dir = tmp_path / "readonly"
     tfds_dir.mkdir()
-    if subprocess.run(["chattr", "+i", str(tfds_dir)], capture_output=True).returncode:
-        pytest.skip("chattr +i is not permitted here")
+    as_root = os.geteuid() == 0
+    if as_root:
+        subprocess.run(["chattr", "+i", str(tfds_dir)], check=True)
+    else:
+        tfds_dir.chmod(0o555)
     try:
         with pytest.raises(DataError) as excinfo:
             load_dataset("mnist", data_dir=str(write_folder(tmp_path / "idx")),
                          tfds_dir=str(tfds_dir))
         one_line(excinfo, "cannot be written", "writable --config.data.tfds_dir")
     finally:
-        subprocess.run(["chattr", "-i", str(tfds_dir)], check=True)
+        if as_root:
+            subprocess.run(["chattr", "-i", str(tfds_dir)], check=True)
+        else:
+            tfds_dir.chmod(0o755)
 
 
 
