@@ -48,11 +48,9 @@ class JaxaeBenchImages(tfds.core.GeneratorBasedBuilder):
                        for n in (20_000, 50_000, 100_000, 200_000)]
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=SHAPE, dtype=np.uint8,
-                                          encoding=tfds.features.Encoding.BYTES),
-            "label": tfds.features.ClassLabel(num_classes=10)}),
-            supervised_keys=("image", "label"), disable_shuffling=True)
+        from jaxae.data.records import raw_image_info  # jaxae only where it is measured
+
+        return raw_image_info(self, SHAPE, [str(i) for i in range(10)])
 
     def _split_generators(self, dl_manager):
         n = int(self.builder_config.name[1:])

@@ -12,20 +12,12 @@ with Grain.
 Expected: not measured here (CelebA cannot be downloaded on the machines jaxae is developed on).
 """
 
-from jaxae.config import base_config
+from jaxae.configs import conv_ae_cifar10
 
 
 def get_config():
-    config = base_config()
+    config = conv_ae_cifar10.get_config()  # stages from the size: 64 -> 32 -> 16 -> 8 -> 4x4
     config.data.name = "celeb_a"
     config.data.image_size = 64
-    config.model = {
-        "name": "conv_ae",  # stages from the image size: 64 -> 32 -> 16 -> 8 -> a 4x4 code
-        "width": 4,  # 64 / 32 / 32 / 32 filters: a 4x4x32 code (512 numbers, 24x smaller)
-        "init": "glorot",
-        "conv": "patches",
-    }
-    config.objective.loss = "mse"
     config.train.num_epochs = 5
-    config.eval.num_images = 12
     return config

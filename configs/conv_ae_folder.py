@@ -12,21 +12,12 @@ held-out test crops; about 4 minutes on 2 CPU cores); PCA with as many component
 code has numbers (512): MSE 0.00076, PSNR 36.8 dB.
 """
 
-from jaxae.config import base_config
+from jaxae.configs import conv_ae_cifar10
 
 
 def get_config():
-    config = base_config()
+    config = conv_ae_cifar10.get_config()
     config.data.name = "folder"
     config.data.path = "data/photo_crops"
-    config.model = {
-        "name": "conv_ae",  # stages from the image size: 32 -> 16 -> 8 -> a 4x4 code
-        "width": 4,  # 64 / 32 / 32 filters: a 4x4x32 code (512 numbers for 3,072 pixels)
-        "init": "glorot",
-        "conv": "patches",
-    }
-    config.objective.loss = "mse"  # colour photographs: the squared error PSNR measures
     config.train.batch_size = 64
-    config.train.num_epochs = 20
-    config.eval.num_images = 12
     return config

@@ -8,24 +8,13 @@ Grain below it (see configs/conv_ae_celeb_a.py).
 Expected: not measured here (CelebA cannot be downloaded on the machines jaxae is developed on).
 """
 
-from jaxae.config import base_config
+from jaxae.configs import conv_vae_cifar10
 
 
 def get_config():
-    config = base_config()
+    config = conv_vae_cifar10.get_config()
     config.data.name = "celeb_a"
     config.data.image_size = 64
-    config.model = {
-        "name": "conv_vae",
-        "latent_dim": 128,
-        "width": 4,
-        "init": "torch",
-        "conv": "patches",
-    }
-    config.objective.likelihood = "gaussian"  # colour photographs: N(x; decoded, 0.1^2)
-    config.objective.gaussian_scale = 0.1
     config.train.num_epochs = 5
-    config.eval.num_images = 12
-    config.eval.iwae_samples = (1, 100)
     config.eval.iwae_images = 500
     return config

@@ -11,25 +11,13 @@ test crops; about 3 minutes on 2 CPU cores); PCA with 128 components: MSE 0.0019
 reconstructions blur: PSNR 21.8 dB.
 """
 
-from jaxae.config import base_config
+from jaxae.configs import conv_vae_cifar10
 
 
 def get_config():
-    config = base_config()
+    config = conv_vae_cifar10.get_config()
     config.data.name = "folder"
     config.data.path = "data/photo_crops"
-    config.model = {
-        "name": "conv_vae",
-        "latent_dim": 128,
-        "width": 4,  # encoder 64 / 32 / 32 filters to a 4x4x32 map, then the two heads
-        "init": "torch",
-        "conv": "patches",
-    }
-    config.objective.likelihood = "gaussian"  # colour photographs: N(x; decoded, 0.1^2)
-    config.objective.gaussian_scale = 0.1
     config.train.batch_size = 64
-    config.train.num_epochs = 20
-    config.eval.num_images = 12
-    config.eval.iwae_samples = (1, 100)
     config.eval.iwae_images = 1200  # every test crop (the first 500 would be 5 classes)
     return config

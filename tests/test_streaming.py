@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 
 from jaxae import build, objectives
 from jaxae.data import DATASETS, DataError, batches, from_arrays, make_splits, streaming, tfds_sets
+from jaxae.data.records import raw_image_info
 from jaxae.data.streaming import StreamedBatches, decide
 from jaxae.keys import derive_keys
 from jaxae.models import build_model
@@ -32,11 +33,7 @@ class JaxaeTestStreamImages(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=SHAPE, dtype=np.uint8,
-                                          encoding=tfds.features.Encoding.BYTES),
-            "label": tfds.features.ClassLabel(num_classes=10)}),
-            supervised_keys=("image", "label"), disable_shuffling=True)
+        return raw_image_info(self, SHAPE, [str(i) for i in range(10)])
 
     def _split_generators(self, dl_manager):
         return {"train": self._generate_examples(N_TRAIN, 0),

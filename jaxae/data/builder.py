@@ -20,6 +20,7 @@ from jaxae.data.records import (
     arrays_sha256,
     files_entries,
     manual_dir_or_none,
+    raw_image_info,
     sha256_json,
     write_source_record,
 )
@@ -155,19 +156,8 @@ class JaxaeImages(tfds.core.GeneratorBasedBuilder):
         Shuffling is disabled so that record i is example i of the IDX file.
         """
         config: JaxaeImagesConfig = self.builder_config
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=config.description,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(
-                    shape=idx.IMAGE_SHAPE, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
-                ),
-                "label": tfds.features.ClassLabel(names=list(config.class_names)),
-            }),
-            supervised_keys=("image", "label"),
-            disable_shuffling=True,
-            homepage=config.homepage,
-        )
+        return raw_image_info(self, idx.IMAGE_SHAPE, config.class_names,
+                              description=config.description, homepage=config.homepage)
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
         """Take the IDX files from manual_dir when it is set, otherwise download them; record

@@ -42,6 +42,7 @@ from jaxae.data.records import (
     files_entries,
     is_prepared,
     manual_dir_or_none,
+    raw_image_info,
     read_source_record,
     sha256_file,
     sha256_json,
@@ -408,20 +409,10 @@ class JaxaeCifar10(tfds.core.GeneratorBasedBuilder):
         """A raw 32x32x3 uint8 image (stored as bytes) and its class label; record i is image i
         of the batches in order (data_batch_1..5, test_batch). metadata.json records the source
         files' fingerprint."""
-        return tfds.core.DatasetInfo(
-            builder=self,
+        return raw_image_info(
+            self, IMAGE_SHAPE, CLASS_NAMES, homepage=HOMEPAGE,
             description="CIFAR-10: 60,000 32x32 colour images in 10 classes, 50,000 train / "
-            "10,000 test, as raw uint8 bytes.",
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(
-                    shape=IMAGE_SHAPE, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
-                ),
-                "label": tfds.features.ClassLabel(names=list(CLASS_NAMES)),
-            }),
-            supervised_keys=("image", "label"),
-            disable_shuffling=True,
-            homepage=HOMEPAGE,
-        )
+                        "10,000 test, as raw uint8 bytes.")
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
         """Read the manual_dir when set, else download (TFDS checks size and sha256)."""

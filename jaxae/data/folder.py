@@ -26,7 +26,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image, UnidentifiedImageError
 
@@ -38,6 +37,7 @@ from jaxae.data.records import (
     files_entries,
     is_prepared,
     prepare,
+    raw_image_info,
     read_source_record,
     sha256_json,
     write_source_record,
@@ -274,18 +274,8 @@ class JaxaeFolder(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         """A raw HxWxC uint8 image (stored as bytes) and its class label, in plan order."""
         plan: FolderPlan = self.builder_config.plan
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=plan.describe(),
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(
-                    shape=plan.image_shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
-                ),
-                "label": tfds.features.ClassLabel(names=list(plan.class_names)),
-            }),
-            supervised_keys=("image", "label"),
-            disable_shuffling=True,
-        )
+        return raw_image_info(self, plan.image_shape, plan.class_names,
+                              description=plan.describe())
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
         """One generator per split of the plan; nothing is downloaded."""

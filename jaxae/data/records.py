@@ -34,6 +34,24 @@ READ_CHUNK = 512  # records decoded at once when a split is read into memory; la
 HASH_CHUNK = 1 << 20
 
 
+def raw_image_info(builder: tfds.core.DatasetBuilder, image_shape: Sequence[int],
+                   class_names: Sequence[str], **info: Any) -> tfds.core.DatasetInfo:
+    """The DatasetInfo of jaxae's own builders: a raw uint8 image of `image_shape` stored as
+    bytes (read back without decoding, `PreparedSplit`) and its class label. Shuffling is
+    disabled, so record i is example i of the source. `info`: description, homepage, ..."""
+    return tfds.core.DatasetInfo(
+        builder=builder,
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=tuple(image_shape), dtype=np.uint8,
+                                          encoding=tfds.features.Encoding.BYTES),
+            "label": tfds.features.ClassLabel(names=list(class_names)),
+        }),
+        supervised_keys=("image", "label"),
+        disable_shuffling=True,
+        **info,
+    )
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """The hex sha256 of a file's contents."""
     digest = hashlib.sha256()
