@@ -14,8 +14,9 @@ import tensorflow_datasets as tfds
 
 from jaxae import build, objectives
 from jaxae.data import DATASETS, DataError, batches, from_arrays, make_splits, streaming, tfds_sets
+from jaxae.data.dataset import should_stream, training_bytes
 from jaxae.data.records import raw_image_info
-from jaxae.data.streaming import StreamedBatches, decide
+from jaxae.data.streaming import StreamedBatches
 from jaxae.keys import derive_keys
 from jaxae.models import build_model
 from jaxae.tasks import TASKS
@@ -180,9 +181,12 @@ def test_training_on_streamed_chunks_ends_bitwise_equal(splits) -> None:
 
 def test_decide_and_errors(splits) -> None:
     _, streamed, key = splits
+    def decide(mode, num_images, shape, budget_mb):
+        return should_stream(mode, training_bytes(num_images, shape), budget_mb)
+
     assert decide("auto", 1000, (32, 32, 3), 2.9) and not decide("auto", 1000, (32, 32, 3), 3)
     assert decide("stream", 1, (1, 1, 1), None) and not decide("memory", 10**9, (9, 9, 9), 1)
-    assert not decide("auto", 1000, (32, 32, 3), 2.9, train_size=900)
+    assert not decide("auto", 900, (32, 32, 3), 2.9)
     with pytest.raises(DataError, match="larger than the 250 training images"):
         StreamedBatches(streamed.train, key, 251, 1)
     with StreamedBatches(streamed.train, key, BATCH, 1) as stream:

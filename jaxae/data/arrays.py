@@ -7,7 +7,6 @@ the device from there (`jaxae.data.streaming`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from collections.abc import Sequence
 
@@ -16,7 +15,7 @@ import numpy as np
 from jaxae.data.dataset import Dataset, should_stream, training_bytes
 from jaxae.data.idx import DataError
 from jaxae.data.images import ImageOptions
-from jaxae.data.records import InMemorySource, RecordArray, arrays_sha256
+from jaxae.data.records import InMemorySource, RecordArray, arrays_sha256, sha256_file
 
 NPZ_KEYS = "train_images, test_images and optionally train_labels, test_labels, class_names"
 
@@ -88,15 +87,15 @@ def load_npz(path: str, *, image_size: int | None = None, channels: int | None =
     missing = [k for k in ("train_images", "test_images") if k not in arrays]
     if missing:
         raise DataError(f"npz file {path} has no {', '.join(missing)}: it must hold {NPZ_KEYS}")
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+    digest = sha256_file(path)
     names = arrays.get("class_names")
     options = ImageOptions(image_size, channels)
-    images = {}
+    images, stored = {}, {}
     for key in ("train_images", "test_images"):
         array = _images(key, np.asarray(arrays[key]), path)
+        stored[key] = array.shape[1:]
         images[key] = options.apply(array)
-    change = options.describe(_images("train_images", arrays["train_images"], path).shape[1:])
+    change = options.describe(stored["train_images"])
     data = from_arrays(images["train_images"], images["test_images"],
                        arrays.get("train_labels"), arrays.get("test_labels"),
                        None if names is None else [str(n) for n in names], name="npz",

@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from jaxae.data import idx
 from jaxae.data.records import (
+    array_examples,
     arrays_sha256,
     files_entries,
     manual_dir_or_none,
@@ -188,5 +189,4 @@ class JaxaeImages(tfds.core.GeneratorBasedBuilder):
         self, images: np.ndarray, labels: np.ndarray
     ) -> Iterator[tuple[int, dict[str, Any]]]:
         """Yield (index, {image, label}) for every example of one split, in file order."""
-        for i in range(images.shape[0]):
-            yield i, {"image": images[i], "label": int(labels[i])}
+        return array_examples(images, labels)

@@ -36,12 +36,12 @@ from jaxae.data.dataset import Dataset, from_prepared
 from jaxae.data.idx import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
-    FILE_FORMAT,
     PreparedSplit,
-    check_writable,
+    array_examples,
     files_entries,
     is_prepared,
     manual_dir_or_none,
+    prepare,
     raw_image_info,
     read_source_record,
     sha256_file,
@@ -431,8 +431,7 @@ class JaxaeCifar10(tfds.core.GeneratorBasedBuilder):
         self, images: np.ndarray, labels: np.ndarray
     ) -> Iterator[tuple[int, dict[str, Any]]]:
         """Yield (index, {image, label}) for every example of one split, in file order."""
-        for i in range(images.shape[0]):
-            yield i, {"image": images[i], "label": int(labels[i])}
+        return array_examples(images, labels)
 
 
 def _check_same_data(builder: JaxaeCifar10, files: Cifar10Files) -> None:
@@ -479,9 +478,7 @@ def load_cifar10(
         how = "prepared earlier"
     elif manual_dir is not None:  # files are validated before TFDS writes anything
         read_cifar10(files.path)
-        check_writable(builder.data_path, "CIFAR-10")
-        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        builder.download_and_prepare(download_config=config, file_format=FILE_FORMAT)
+        prepare(builder, "CIFAR-10", manual_dir)
         how = f"prepared from {manual_dir}"
     else:
         _download(builder, download)
@@ -507,9 +504,8 @@ def _download(builder: JaxaeCifar10, download: bool) -> None:
             f"{ARCHIVE_URL} and pass the folder holding it as --config.data.data_dir (or "
             f"${ENV_VAR})"
         )
-    check_writable(builder.data_path, "CIFAR-10")
     try:
-        builder.download_and_prepare(file_format=FILE_FORMAT)
+        prepare(builder, "CIFAR-10")
     except DataError:
         raise
     except Exception as e:  # any TFDS or network failure (checksum mismatch included)

@@ -60,24 +60,21 @@ def should_stream(mode: str, train_bytes: int, memory_budget_mb: float | None) -
     return mode == "stream"
 
 
-def training_bytes(num_images: int, image_shape: tuple[int, ...], train_size: int | None = None,
-                   val_size: int = 0) -> int:
-    """Bytes of the uint8 training images a run keeps, after its train_size and val_size."""
-    count = num_images if train_size is None else min(num_images, train_size)
-    return max(count - (val_size or 0), 0) * int(np.prod(image_shape))
+def training_bytes(num_images: int, image_shape: tuple[int, ...]) -> int:
+    """Bytes of `num_images` uint8 training images of `image_shape`."""
+    return num_images * int(np.prod(image_shape))
 
 
 def from_prepared(train: PreparedSplit, test: PreparedSplit, *, name: str,
                   class_names: tuple[str, ...], source: str, fingerprint: str, title: str = "",
-                  streaming: str = "memory", memory_budget_mb: float | None = None,
-                  train_size: int | None = None, val_size: int = 0) -> Dataset:
+                  streaming: str = "memory", memory_budget_mb: float | None = None) -> Dataset:
     """A Dataset of two prepared splits: read into memory, or (streamed) left on disk."""
     if train.image_shape != test.image_shape:
         raise DataError(f"the train and test images of {train.path} differ in shape "
                         f"({train.image_shape} and {test.image_shape}): set "
                         "--config.data.image_size to bring them to one size")
-    stream = should_stream(streaming, training_bytes(len(train), train.image_shape, train_size,
-                                                     val_size), memory_budget_mb)
+    stream = should_stream(streaming, training_bytes(len(train), train.image_shape),
+                           memory_budget_mb)
     if stream:
         train_images, test_images = RecordArray(train), RecordArray(test)
         train_labels, test_labels = train_images.with_field("label"), \

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,6 +32,14 @@ SOURCE_FILE = "jaxae_source.json"  # written by our builders into the prepared f
 READ_CHUNK = 512  # records decoded at once when a split is read into memory; larger chunks
 # leave more transient memory behind with the allocator
 HASH_CHUNK = 1 << 20
+
+
+def array_examples(images: np.ndarray, labels: np.ndarray
+                   ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, {image, label}) for every example of one split, in order: what the
+    `_generate_examples` of a raw-image builder (`raw_image_info`) yields."""
+    for i in range(images.shape[0]):
+        yield i, {"image": images[i], "label": int(labels[i])}
 
 
 def raw_image_info(builder: tfds.core.DatasetBuilder, image_shape: Sequence[int],
@@ -429,8 +437,7 @@ class RecordArray:
         return self.take(np.asarray(index))
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        array = read_all(self)[FIELDS.index(self.field)] if self.field == "image" else \
-            read_all(self.with_field("image"))[1]
+        array = read_all(self)[FIELDS.index(self.field)]  # reads both fields: one pass
         return array if dtype is None else array.astype(dtype)
 
     def __repr__(self) -> str:
@@ -453,12 +460,4 @@ def read_all(images: RecordArray, chunk: int = READ_CHUNK) -> tuple[np.ndarray, 
         out_images[start:start + chunk] = part_images
         out_labels[start:start + chunk] = part_labels
     return read_only(out_images), read_only(out_labels)
-
-
-def materialize(images: np.ndarray | RecordArray, labels: np.ndarray | RecordArray
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """The images and labels as numpy arrays (read from disk if they are RecordArrays)."""
-    if is_lazy(images):
-        return read_all(images)
-    return images, np.asarray(labels)
 

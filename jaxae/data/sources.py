@@ -17,7 +17,6 @@ import urllib.parse
 import urllib.request
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from jaxae.data import idx
 from jaxae.data.builder import (
@@ -36,8 +35,8 @@ from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     PreparedSplit,
     RecordArray,
-    check_writable,
     files_entries,
+    prepare,
     read_all,
     read_source_record,
     sha256_file,
@@ -48,7 +47,6 @@ MNIST_NAMES: tuple[str, ...] = tuple(CONFIGS)
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 REACHABILITY_TIMEOUT_S = 3.0
-FILE_FORMAT = "array_record"
 SPLITS = ("train", "test")
 # sha256 of every published .gz file -> (data set, file name)
 PUBLISHED_SHA256 = {sha: (c.name, name) for c in CONFIGS.values() for name, _, sha in c.files}
@@ -193,9 +191,7 @@ def _is_prepared(builder: JaxaeImages) -> bool:
 
 def _prepare(builder: JaxaeImages, manual_dir: str | None) -> None:
     """Write the array_record files, from `manual_dir` when given, else from a TFDS download."""
-    check_writable(builder.data_path, f"data set {builder.builder_config.name}")
-    config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-    builder.download_and_prepare(download_config=config, file_format=FILE_FORMAT)
+    prepare(builder, f"data set {builder.builder_config.name}", manual_dir)
 
 
 def _offline_error(name: str, config: JaxaeImagesConfig, builder: JaxaeImages) -> DataError:
@@ -215,7 +211,6 @@ def _download(name: str, builder: JaxaeImages) -> None:
     config = _config(name)
     if not host_reachable(config.base_url):
         raise _offline_error(name, config, builder)
-    check_writable(builder.data_path, f"data set {name}")
     try:
         _prepare(builder, manual_dir=None)
     except DataError:

@@ -37,7 +37,7 @@ import jax
 import numpy as np
 
 from jaxae.data import batches as batches_lib
-from jaxae.data.dataset import should_stream, training_bytes
+from jaxae.data.dataset import should_stream
 from jaxae.data.idx import DataError
 from jaxae.data.records import InMemorySource, RecordArray, is_lazy
 from jaxae.data.splits import Split
@@ -46,7 +46,7 @@ DEFAULT_NUM_THREADS = 2  # reader threads: one covers a CPU conv AE step several
 DEFAULT_PREFETCH_BATCHES = 8  # batches read ahead of the consumer (Grain counts elements)
 STATE_KEYS = ("next_step", "num_examples", "batch_size", "num_steps")
 
-__all__ = ["BatchIterator", "StreamedBatches", "decide", "position", "should_stream"]
+__all__ = ["BatchIterator", "StreamedBatches", "position", "should_stream"]
 
 
 def position(next_step: int, num_examples: int, batch_size: int, num_steps: int
@@ -55,15 +55,6 @@ def position(next_step: int, num_examples: int, batch_size: int, num_steps: int
     the next batch, and the sizes that make the order of batches what it is."""
     values = (next_step, num_examples, batch_size, num_steps)
     return {k: np.asarray(v, np.int32) for k, v in zip(STATE_KEYS, values, strict=True)}
-
-
-def decide(streaming: str, num_images: int, image_shape: tuple[int, ...],
-           memory_budget_mb: float | None, *, train_size: int | None = None,
-           val_size: int = 0) -> bool:
-    """Whether a training split of `num_images` images of `image_shape` is streamed under
-    config.data.streaming / memory_budget_mb (after train_size and val_size)."""
-    return should_stream(streaming, training_bytes(num_images, image_shape, train_size,
-                                                   val_size), memory_budget_mb)
 
 
 class _EpochOrders:
@@ -213,20 +204,6 @@ class StreamedBatches:
         self._read = _ReadBatch(images, self._orders, self.batch_size, self.steps_per_epoch,
                                 self.batch_rows)
         self._iterators: list[BatchIterator] = []
-
-    def position(self, step: int) -> tuple[int, int]:
-        """(epoch, batch index within the epoch) of global step `step`."""
-        return divmod(int(step), self.steps_per_epoch)
-
-    def record_keys(self, step: int) -> np.ndarray:
-        """The source's record keys that step `step` reads."""
-        return self._read.keys(step)
-
-    def batch(self, step: int) -> dict[str, np.ndarray]:
-        """The batch of global step `step`, read now."""
-        if not 0 <= step < self.num_steps:
-            raise IndexError(f"step {step} is outside the stream's 0..{self.num_steps - 1}")
-        return self._read(step)
 
     def dataset(self) -> Any:
         """The Grain MapDataset whose element s is the batch of global step s."""

@@ -22,10 +22,9 @@ from jaxae.data.dataset import Dataset, from_prepared
 from jaxae.data.idx import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
-    FILE_FORMAT,
     PreparedSplit,
-    check_writable,
     is_prepared,
+    prepare,
     sha256_json,
 )
 
@@ -98,9 +97,8 @@ def _prepare(name: str, builder: tfds.core.DatasetBuilder) -> None:
     """Let TFDS's builder download and prepare the data set as array_record."""
     if needs_tensorflow(builder) and not tensorflow_installed():
         raise tensorflow_error(name)
-    check_writable(builder.data_path, f"TFDS data set {name}")
     try:
-        builder.download_and_prepare(file_format=FILE_FORMAT)
+        prepare(builder, f"TFDS data set {name}")
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001 (network, checksum, manual download, ...)
