@@ -458,8 +458,6 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
                 config.get("seed")
             _check_config_type(config, _config_argument(argv, flag_values))
         return rest
-    except SystemExit:
-        raise
     except Exception as e:  # noqa: BLE001 (any error of the config file is one line)
         message = _config_error(e, argv, flag_values) if "config" in flag_values else str(e)
     _fail(message)
@@ -495,14 +493,6 @@ def define_eval_overrides(flag_values: flags.FlagValues = flags.FLAGS,
 def eval_overrides(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
                    ) -> dict[str, Any]:
     """{'eval.iwae_samples': (1, 50), ...}: the fields given as --config.X on the command
-    line, with the values ml_collections parsed."""
-    config = flag_values.config
-    out = {}
-    for arg in argv[1:]:
-        if arg.startswith("--config.") and "=" in arg:
-            path = arg[len("--config."):].split("=", 1)[0]
-            node = config
-            for part in path.split("."):
-                node = node[part]
-            out[path] = node
-    return out
+    line (`--config.X=V` or `--config.X V`), with the values ml_collections parsed."""
+    del argv  # ml_collections keeps what it parsed
+    return dict(config_flags.get_override_values(flag_values["config"]))

@@ -229,11 +229,12 @@ def evaluate_flags(flag_values: flags.FlagValues, argv: list[str]) -> None:
 
 def test_evaluation_overrides_are_parsed_and_the_model_s_fields_refused(capsys):
     argv = ["evaluate.py", "--workdir=w", "--config.eval.iwae_samples=(1, 5)",
-            "--config.eval.iwae_images=100"]
+            "--config.eval.iwae_images=100", "--config.eval.num_images", "7"]
     code, flag_values = parse(argv, evaluate_flags)
     assert code == 0
     assert cli.eval_overrides(argv, flag_values) == {"eval.iwae_samples": (1, 5),
-                                                     "eval.iwae_images": 100}
+                                                     "eval.iwae_images": 100,
+                                                     "eval.num_images": 7}
     code, _ = parse(["evaluate.py", "--workdir=w", "--config.model.latent_dim=3"],
                     evaluate_flags)
     assert code == 1

@@ -218,7 +218,7 @@ def test_a_streamed_run_trains_bitwise_like_the_in_memory_one_and_resumes(tiny_c
     config.train.stop_after_steps = 21
     assert int(train_and_evaluate(config, str(tmp_path / "resumed")).step) == 21
     saved = checkpoints.make_manager(str(tmp_path / "resumed" / "checkpoints"), read_only=True)
-    like = checkpoints._saved_data_like(saved, 21)
+    like = checkpoints._saved_data_like(checkpoints.saved_outline(saved, 21))
     assert like is not None and set(like) == set(streaming.STATE_KEYS)
     config.train.stop_after_steps = None
     resumed_state = train_and_evaluate(config, str(tmp_path / "resumed"))

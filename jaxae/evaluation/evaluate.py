@@ -9,7 +9,6 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
-from tqdm import tqdm
 
 from jaxae import build
 from jaxae import config as config_lib
@@ -145,27 +144,6 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
     return evaluate_state(config, model, task, objective, state.params, data, step, out_dir)
 
 
-def iwae_bounds(model: nn.Module, task, likelihood, params: dict, batches: list[dict],
-                key: jax.Array, sample_counts, chunk: int) -> dict[int, float]:
-    """`iwae.iwae_bounds`, the same bits, with a progress bar on a terminal (the bounds of
-    large k take minutes on a CPU)."""
-    count = float(sum(np.sum(b["mask"]) for b in batches))
-    out = {}
-    with tqdm(total=len(sample_counts) * len(batches), desc="IWAE bounds", leave=False,
-              disable=None) as bar:
-        for k in sample_counts:
-            bar.set_postfix(k=k)
-            step = iwae.make_iwae_step(model, task, likelihood, k, chunk)
-            total = 0
-            for i, b in enumerate(batches):
-                total = total + step(params, b, jax.random.fold_in(key, i))
-                if not bar.disable:
-                    jax.block_until_ready(total)
-                    bar.update(1)
-            out[k] = float(total) / count
-    return out
-
-
 def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, objective,
                    params: dict, data: Splits, step: int, out_dir: str) -> dict:
     """Test metrics, the IWAE bounds of a variational model, the class recognition of a
@@ -186,9 +164,9 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
         subset = Split(data.test.images[:eval_config.iwae_images],
                        data.test.labels[:eval_config.iwae_images])
         batches = [b for _, b in padded_batches(subset, min(100, len(subset)))]
-        bounds = iwae_bounds(model, task, objective.likelihood, params, batches,
-                             jax.random.fold_in(keys.eval, 1), eval_config.iwae_samples,
-                             eval_config.iwae_chunk)
+        bounds = iwae.iwae_bounds(model, task, objective.likelihood, params, batches,
+                                  jax.random.fold_in(keys.eval, 1), eval_config.iwae_samples,
+                                  eval_config.iwae_chunk)
         result["iwae_images"] = len(subset)
         result |= {f"test_iwae_k{k}": bound for k, bound in bounds.items()}
         counts |= {f"test_iwae_k{k}": len(subset) for k in bounds}

@@ -93,9 +93,7 @@ def _matmul(a: jax.Array, b: jax.Array, compute_dtype: str) -> jax.Array:
     float32 accumulation and result (`jaxae.kernels.precision`)."""
     if compute_dtype == "float32":
         return a @ b
-    return jax.lax.dot_general(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
-                               (((a.ndim - 1,), (0,)), ((), ())),
-                               preferred_element_type=jnp.float32)
+    return precision.bfloat16_dot(a, b, a.ndim - 1, 0)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
-def _matmul(a: jax.Array, b: jax.Array, contract_a: int, contract_b: int) -> jax.Array:
+def bfloat16_dot(a: jax.Array, b: jax.Array, contract_a: int, contract_b: int) -> jax.Array:
     """a . b over one axis each, bfloat16 operands, float32 accumulation and result."""
     return jax.lax.dot_general(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
                                (((contract_a,), (contract_b,)), ((), ())),
@@ -32,17 +32,17 @@ def _matmul(a: jax.Array, b: jax.Array, contract_a: int, contract_b: int) -> jax
 def bfloat16_matmul(x_BxK: jax.Array, w_KxN: jax.Array) -> jax.Array:
     """x @ w with bfloat16 operands and float32 accumulation, in both passes: JAX's own
     transpose would run the backward matmuls on float32 operands."""
-    return _matmul(x_BxK, w_KxN, 1, 0)
+    return bfloat16_dot(x_BxK, w_KxN, 1, 0)
 
 
 def _forward(x_BxK: jax.Array, w_KxN: jax.Array) -> tuple[jax.Array, tuple]:
     x16, w16 = x_BxK.astype(jnp.bfloat16), w_KxN.astype(jnp.bfloat16)
-    return _matmul(x16, w16, 1, 0), (x16, w16)
+    return bfloat16_dot(x16, w16, 1, 0), (x16, w16)
 
 
 def _backward(saved: tuple, grad_BxN: jax.Array) -> tuple[jax.Array, jax.Array]:
     x16, w16 = saved
-    return _matmul(grad_BxN, w16, 1, 1), _matmul(x16, grad_BxN, 0, 0)
+    return bfloat16_dot(grad_BxN, w16, 1, 1), bfloat16_dot(x16, grad_BxN, 0, 0)
 
 
 bfloat16_matmul.defvjp(_forward, _backward)

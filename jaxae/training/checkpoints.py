@@ -299,12 +299,6 @@ def saved_outline(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple 
     return outline(dict(getattr(metadata, "tree", metadata)))
 
 
-def saved_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
-    """{'params/encoder/code/kernel': shape, ...} as written in the checkpoint's metadata."""
-    return {name: spec[0] for name, spec in saved_outline(manager, step).items()
-            if spec != EMPTY}
-
-
 def _describe(spec, other) -> str:
     """A leaf's spec for a message: its shape when only shapes differ, else dtype[shape]."""
     if spec is None:
@@ -319,11 +313,13 @@ def _describe(spec, other) -> str:
 Hint = str | Mapping[str, str]  # one hint, or hints by the first part of a leaf's name
 
 
-def check_fits(manager: ocp.CheckpointManager, step: int, like: PyTree, hint: Hint = ""
-               ) -> None:
+def check_fits(manager: ocp.CheckpointManager, step: int, like: PyTree, hint: Hint = "",
+               saved: dict[str, tuple | str] | None = None) -> None:
     """Raises CheckpointMismatch naming the first leaf whose shape, dtype or presence
-    differs, from the checkpoint's metadata: nothing is read if the tree does not fit."""
-    saved, wanted = saved_outline(manager, step), outline(like)
+    differs, from the checkpoint's metadata (`saved`: its `saved_outline`, if already read):
+    nothing is read if the tree does not fit."""
+    saved = saved_outline(manager, step) if saved is None else saved
+    wanted = outline(like)
     # parameters first: a model that changed is named by its parameter, not its Adam moments
     for name in sorted(saved.keys() | wanted.keys(), key=lambda n: (
             not n.startswith("params/"), n)):
@@ -337,10 +333,11 @@ def check_fits(manager: ocp.CheckpointManager, step: int, like: PyTree, hint: Hi
 
 
 def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = None,
-            hint: Hint = "") -> PyTree:
-    """The tree saved at `step` (default: the newest), in the structure and dtypes of `like`."""
+            hint: Hint = "", saved: dict[str, tuple | str] | None = None) -> PyTree:
+    """The tree saved at `step` (default: the newest), in the structure and dtypes of `like`
+    (`saved`: the step's `saved_outline`, if already read)."""
     step = manager.latest_step() if step is None else step
-    check_fits(manager, step, like, hint)
+    check_fits(manager, step, like, hint, saved)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
@@ -370,11 +367,11 @@ STATE_HINT = {
     DATA: "it was not written by this jaxae"}
 
 
-def _saved_data_like(manager: ocp.CheckpointManager, step: int) -> dict | None:
-    """The data position's structure as saved at `step` (host arrays), or None if the
-    checkpoint holds none."""
+def _saved_data_like(saved: dict[str, tuple | str]) -> dict | None:
+    """The data position's structure in a checkpoint's `saved_outline` (host arrays), or None
+    if the checkpoint holds none."""
     prefix = f"{DATA}/"
-    specs = {name[len(prefix):]: spec for name, spec in saved_outline(manager, step).items()
+    specs = {name[len(prefix):]: spec for name, spec in saved.items()
              if name.startswith(prefix) and spec != EMPTY}
     if not specs:
         return None
@@ -386,8 +383,9 @@ def restore_state(manager: ocp.CheckpointManager, like: train_state.TrainState,
     """The TrainState saved at `step` (default: the newest), in the structure of `like`;
     with_data: (state, the saved data position or None)."""
     step = manager.latest_step() if step is None else step
-    tree = restore(manager, state_tree(like, _saved_data_like(manager, step)), step,
-                   STATE_HINT)
+    saved = saved_outline(manager, step)
+    tree = restore(manager, state_tree(like, _saved_data_like(saved)), step, STATE_HINT,
+                   saved)
     state = like.replace(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"])
     if not with_data:
         return state

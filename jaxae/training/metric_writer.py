@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Mapping
 
-from jaxae.training.workdir import METRICS_FILE, write_error
+from jaxae.training.workdir import METRICS_FILE, write_error, write_whole
 
 
 def _plain(value: object) -> object:
@@ -62,17 +62,14 @@ class MetricWriter:
                       file=sys.stderr, flush=True)
             elif record_step <= step:
                 kept.append(line)
-        try:
-            if rejected:
+        if rejected:
+            try:
                 with open(self.path + ".rejected", "a") as f:
                     f.writelines(rejected)
-            if len(kept) != len(lines):
-                tmp = self.path + ".tmp"
-                with open(tmp, "w") as f:
-                    f.writelines(kept)
-                os.replace(tmp, self.path)
-        except OSError as e:
-            raise write_error(self.path, e) from None
+            except OSError as e:
+                raise write_error(self.path + ".rejected", e) from None
+        if len(kept) != len(lines):
+            write_whole(self.path, "".join(kept))
 
     def write(self, record: Mapping[str, object]) -> None:
         line = json.dumps({key: _plain(value) for key, value in record.items()})

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -303,20 +304,10 @@ def _remove_if_unused(workdir: str) -> None:
     """Removes a workdir this run made, while its lock is held, if the run failed before
     writing anything into it (bad data, a model that does not fit): it holds only the lock
     file and empty folders. Anything else, it keeps."""
-    leftovers = []
-    for root, _, files in os.walk(workdir):
-        leftovers += [os.path.join(root, f) for f in files
-                      if os.path.join(root, f) != os.path.join(workdir, LOCK_FILE)]
-    if leftovers:
-        return
-    try:
-        for root, folders, _ in os.walk(workdir, topdown=False):
-            for folder in folders:
-                os.rmdir(os.path.join(root, folder))
-        os.remove(os.path.join(workdir, LOCK_FILE))
-        os.rmdir(workdir)
-    except OSError:  # the error on its way matters more than a leftover folder
-        pass
+    lock = os.path.join(workdir, LOCK_FILE)
+    if all(os.path.join(root, f) == lock for root, _, files in os.walk(workdir) for f in files):
+        # a folder left behind matters less than the error on its way
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _stop_before_training(stopped: str, step: int) -> StopRequested:
@@ -334,7 +325,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     if stopped := stop_requested():
         raise _stop_before_training(stopped, 0)
     keys = derive_keys(config.seed)
-    config_lib.check_data_paths(config)
     data = build.load_data(config, keys.data)
     config_lib.check_sizes(config, len(data.train) + (len(data.val) if data.val else 0),
                            len(data.test))
@@ -414,11 +404,13 @@ class _ResidentBatches:
     """The training images placed on the device whole; each epoch's order is sent once and
     a chunk of steps gathers its batches from them on the device."""
 
-    def __init__(self, data: Splits, data_key: jax.Array, mesh, steps_per_epoch: int):
+    def __init__(self, data: Splits, data_key: jax.Array, mesh, batch_size: int,
+                 steps_per_epoch: int, total_steps: int):
         self.arrays = parallel.put_replicated(
             {"image": data.train.images, "label": data.train.labels}, mesh)
         self.data_key, self.mesh, self.num_examples = data_key, mesh, len(data.train)
-        self.steps_per_epoch = steps_per_epoch
+        self.batch_size, self.steps_per_epoch = batch_size, steps_per_epoch
+        self.total_steps = total_steps
         self.order, self.epoch = None, None
 
     def chunk(self, step: int, count: int) -> tuple[dict, jax.Array, int]:
@@ -430,8 +422,9 @@ class _ResidentBatches:
                 self.mesh), epoch
         return self.arrays, self.order, first
 
-    def position(self, step: int, batch_size: int, num_steps: int) -> dict:
-        return streaming.position(step, self.num_examples, batch_size, num_steps)
+    def position(self, step: int) -> dict:
+        """What a checkpoint at `step` holds of the data: the streamed path's position."""
+        return streaming.position(step, self.num_examples, self.batch_size, self.total_steps)
 
     def close(self) -> None:
         pass
@@ -457,10 +450,12 @@ class _StreamedBatches:
             np.arange(max_steps * config.train.batch_size, dtype=np.int32), mesh)
 
     def chunk(self, step: int, count: int) -> tuple[dict, jax.Array, int]:
+        """The next `count` steps' batches (from `step`: the iterator is there)."""
         arrays = self.iterator.next_chunk(count, pad_to=self.max_steps)
         return parallel.put_replicated(arrays, self.mesh), self.order, 0
 
-    def position(self, step: int, batch_size: int, num_steps: int) -> dict:
+    def position(self, step: int) -> dict:
+        """The iterator's position (at `step`: it is there between chunks)."""
         return self.iterator.state()
 
     def close(self) -> None:
@@ -470,37 +465,36 @@ class _StreamedBatches:
 def _train_loop(config, workdir, mesh, main, data, keys, task, model, train_model, objective,
                 manager, state, position, run_files: _RunFiles, on_evaluation,
                 stop_requested):
-    """The epochs, from `state` on: returns (state, step, the stop reason or None)."""
-    max_steps = min(config.train.log_every_steps,
-                    batches.steps_per_epoch(len(data.train), config.train.batch_size))
-    if data.streamed:
-        source = _StreamedBatches(data, keys.data, mesh, config, int(state.step), position,
-                                  max_steps)
-    else:
-        source = _ResidentBatches(data, keys.data, mesh,
-                                  batches.steps_per_epoch(len(data.train),
-                                                          config.train.batch_size))
-    try:
-        return _epochs(config, workdir, mesh, main, data, keys, task, model, train_model,
-                       objective, manager, state, source, run_files, on_evaluation,
-                       stop_requested)
-    finally:
-        source.close()
-
-
-def _epochs(config, workdir, mesh, main, data, keys, task, model, train_model, objective,
-            manager, state, source, run_files: _RunFiles, on_evaluation, stop_requested):
-    """_train_loop's epochs, with the batches of `source`."""
+    """The epochs, from `state` on (`position`: the data stream's, from its checkpoint):
+    returns (state, step, the stop reason or None)."""
     train_config = config.train
     steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
     total_steps = steps_per_epoch * train_config.num_epochs
+    max_steps = min(train_config.log_every_steps, steps_per_epoch)  # steps per chunk, at most
     step = int(state.step)
     faults = _Faults(config, model.variational, manager, step + 1)
+    if data.streamed:
+        source = _StreamedBatches(data, keys.data, mesh, config, step, position, max_steps)
+    else:
+        source = _ResidentBatches(data, keys.data, mesh, train_config.batch_size,
+                                  steps_per_epoch, total_steps)
+    with contextlib.closing(source):
+        return _epochs(config, workdir, main, data, keys, task, model, train_model, objective,
+                       manager, state, source, run_files, on_evaluation, stop_requested,
+                       faults, steps_per_epoch, total_steps, max_steps)
+
+
+def _epochs(config, workdir, main, data, keys, task, model, train_model, objective, manager,
+            state, source, run_files: _RunFiles, on_evaluation, stop_requested, faults,
+            steps_per_epoch: int, total_steps: int, max_steps: int):
+    """_train_loop's epochs, with the batches of `source`."""
+    train_config = config.train
+    mesh = source.mesh
+    step = int(state.step)
 
     def save() -> None:
         try:
-            checkpoints.save_state(manager, state,
-                                   source.position(step, train_config.batch_size, total_steps))
+            checkpoints.save_state(manager, state, source.position(step))
         except checkpoints.NonFinite as e:  # a parameter the metrics did not show non-finite
             raise faults.error(f"{e.leaf} became non-finite", e.step, training=False) from None
 
@@ -515,7 +509,7 @@ def _epochs(config, workdir, mesh, main, data, keys, task, model, train_model, o
     # every chunk ends at a log point or sooner (`_chunk_end`)
     train_chunk = steps.make_train_chunk(
         train_model, task, objective, batch_size=train_config.batch_size,
-        max_steps=min(train_config.log_every_steps, steps_per_epoch), mesh=mesh)
+        max_steps=max_steps, mesh=mesh)
     eval_step = steps.make_eval_step(model, task, objective)
 
     train_key = parallel.put_replicated(keys.train, mesh)

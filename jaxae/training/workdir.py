@@ -191,7 +191,7 @@ def in_use(workdir: str) -> bool:
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict) -> None:
     """config.json and environment.json: everything a rerun needs to repeat this run."""
-    _write_whole(os.path.join(workdir, CONFIG_FILE),
+    write_whole(os.path.join(workdir, CONFIG_FILE),
                  config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
     environment = {
         "jaxae": jaxae.__version__,
@@ -203,10 +203,10 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict) -> None:
     }
     for module in ("flax", "optax", "orbax.checkpoint", "numpy", "tensorflow_datasets"):
         environment[module] = _version_of(module)
-    _write_whole(os.path.join(workdir, ENVIRONMENT_FILE), json.dumps(environment, indent=2))
+    write_whole(os.path.join(workdir, ENVIRONMENT_FILE), json.dumps(environment, indent=2))
 
 
-def _write_whole(path: str, text: str) -> None:
+def write_whole(path: str, text: str) -> None:
     """Writes a file whole or not at all: a run killed meanwhile, or a write that fails,
     leaves the previous one (WriteError on failure)."""
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -222,7 +222,7 @@ def _write_whole(path: str, text: str) -> None:
 
 def write_json(path: str, tree: object) -> None:
     """A JSON file written whole or not at all (WriteError on failure)."""
-    _write_whole(path, json.dumps(tree, indent=2) + "\n")
+    write_whole(path, json.dumps(tree, indent=2) + "\n")
 
 
 def _read_json(path: str, fix: str) -> dict:
