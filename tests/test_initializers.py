@@ -2,6 +2,7 @@
 
 import math
 
+import flax.linen
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,3 +39,16 @@ def test_lecun_keeps_flax_values_and_schemes_depend_on_the_key():
     a = initializers.apply_scheme(p, jax.random.key(0), "torch")
     b = initializers.apply_scheme(p, jax.random.key(1), "torch")
     assert not np.array_equal(a["dense"]["kernel"], b["dense"]["kernel"])
+
+
+def test_flat_draws_equal_flax_and_jax_draws_value_for_value():
+    # The schemes draw over flattened shapes (a faster compile); a checkpoint or a recorded
+    # figure depends on these values being exactly those of the shaped draws.
+    key = jax.random.key(7)
+    for shape in [(784, 10), (3, 3, 16, 8), (3, 3, 1, 16), (5, 4, 3, 2, 6)]:
+        np.testing.assert_array_equal(
+            initializers.glorot_uniform(key, shape),
+            flax.linen.initializers.glorot_uniform()(key, shape, jnp.float32))
+        np.testing.assert_array_equal(
+            initializers._torch_uniform(key, shape, 144),
+            jax.random.uniform(key, shape, jnp.float32, -1 / 12, 1 / 12))

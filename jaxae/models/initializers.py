@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -23,9 +22,28 @@ def _fan_in(kernel_shape: tuple[int, ...]) -> int:
     return math.prod(kernel_shape[:-1])
 
 
+def _uniform(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype, low: float,
+             high: float) -> jax.Array:
+    """`jax.random.uniform(key, shape, ...)`, drawn over the flattened shape and reshaped:
+    the same values (JAX's Threefry numbers the elements in row-major order,
+    `tests/test_initializers.py` checks it), and XLA's CPU compiler builds the flat draw
+    several times faster than a 4-D one (a conv kernel's)."""
+    return jax.random.uniform(key, (math.prod(shape),), dtype, low, high).reshape(shape)
+
+
 def _torch_uniform(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:
     bound = 1.0 / math.sqrt(fan_in)
-    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+    return _uniform(key, shape, jnp.float32, -bound, bound)
+
+
+def glorot_uniform(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32
+                   ) -> jax.Array:
+    """Flax's `glorot_uniform()` (U(-a, a), a = sqrt(6 / (fan_in + fan_out)), fans of a
+    [..., in, out] kernel times its receptive field), value for value, drawn flat."""
+    receptive_field = math.prod(shape[:-2])
+    fan_in, fan_out = shape[-2] * receptive_field, shape[-1] * receptive_field
+    variance = jnp.array(1.0 / ((fan_in + fan_out) / 2), dtype=dtype)
+    return _uniform(key, shape, dtype, -1, 1) * jnp.sqrt(3 * variance)
 
 
 def apply_scheme(params: dict, key: jax.Array, scheme: str) -> dict:
@@ -42,7 +60,7 @@ def apply_scheme(params: dict, key: jax.Array, scheme: str) -> dict:
         if scheme == "torch":
             return _torch_uniform(leaf_key, leaf.shape, fan_in)
         if kind == "kernel":
-            return nn.initializers.glorot_uniform()(leaf_key, leaf.shape, leaf.dtype)
+            return glorot_uniform(leaf_key, leaf.shape, leaf.dtype)
         return jnp.zeros(leaf.shape, leaf.dtype)
 
     flat, tree = jax.tree_util.tree_flatten_with_path(params)
