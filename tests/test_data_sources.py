@@ -30,7 +30,13 @@ from jaxae.data import (
     read_idx_folder,
     sources,
 )
-from jaxae.data.builder import FASHION_MNIST_CONFIG, FASHION_MNIST_URL, MNIST_URL
+from jaxae.data.builder import (
+    FASHION_MNIST_CONFIG,
+    FASHION_MNIST_URL,
+    MNIST_URL,
+    idx_folder_fingerprint,
+    read_idx_files,
+)
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 FILES = {
@@ -171,6 +177,17 @@ def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError) as excinfo:
         read_idx_folder(tmp_path / "nowhere")
     one_line_error(excinfo, str(tmp_path / "nowhere"), "does not exist", "train-images-idx3")
+
+
+def test_read_once_gives_the_hashed_fingerprint(tmp_path: Path) -> None:
+    """Files read and hashed in one pass (checking and preparing them) have the fingerprint
+    of hashing them only, gzipped or not, and the arrays `read_idx_folder` reads."""
+    for folder in (write_folder(tmp_path / "gz"), write_folder(tmp_path / "plain", gz=False)):
+        files = read_idx_files(str(folder))
+        assert files.fingerprint == idx_folder_fingerprint(str(folder))
+        for split, (images, labels) in read_idx_folder(folder).items():
+            np.testing.assert_array_equal(files.splits[split][0], images, strict=True)
+            np.testing.assert_array_equal(files.splits[split][1], labels, strict=True)
 
 
 # --- builder ---------------------------------------------------------------------------------

@@ -249,6 +249,17 @@ def test_cifar10_damaged_files_are_one_line(tmp_path) -> None:
         cifar10.read_cifar10(tmp_path / "manual")
 
 
+def test_cifar10_read_once_gives_the_hashed_fingerprint(tmp_path) -> None:
+    """An archive hashed as it is unpacked has the sha256 of the file; a batches folder read
+    once has the fingerprint of hashing its files only (`fingerprint_of`)."""
+    write_cifar_python(tmp_path / "src")
+    archive = make_tar_gz(tmp_path / "src" / cifar10.PY_DIR, tmp_path / cifar10.ARCHIVE_NAME)
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert cifar10.read_cifar10(archive).fingerprint == f"sha256:{sha}"
+    batches = cifar10.find_cifar10(tmp_path / "src")
+    assert cifar10.read_cifar10(batches.path).fingerprint == cifar10.fingerprint_of(batches)
+
+
 # --- image folders -----------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from jaxae.data import idx
 from jaxae.data.records import (
     array_examples,
     arrays_sha256,
+    bytes_entry,
     files_entries,
     manual_dir_or_none,
     raw_image_info,
@@ -74,6 +75,41 @@ def idx_fingerprint(entries: list[list]) -> str:
     """The fingerprint of IDX files from their sorted [name, size, sha256]: a folder holding
     the published files has the fingerprint of the download."""
     return "idx-files-sha256:" + sha256_json(entries)
+
+
+def idx_folder_fingerprint(folder: str) -> str:
+    """The fingerprint of the IDX files in `folder`, from hashing them only (no decoding)."""
+    paths = idx.idx_file_paths(folder)
+    names = [os.path.basename(p) for pair in paths.values() for p in pair]
+    return idx_fingerprint(files_entries(folder, names))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class IdxFiles:
+    """The four IDX files of a folder, read and validated: {split: (images, labels)} and the
+    files' sorted [name, size, sha256], as `files_entries` lists them."""
+
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]
+    entries: list[list]
+
+    @property
+    def fingerprint(self) -> str:
+        return idx_fingerprint(self.entries)
+
+
+def read_idx_files(folder: str) -> IdxFiles:
+    """Read and validate the four IDX files of `folder` (`idx.read_idx_folder`), hashing each
+    file as it is read: checking and preparing them reads every file once."""
+    entries = []
+
+    def read(path: str) -> np.ndarray:
+        stored = idx.read_stored(path)
+        entries.append(bytes_entry(os.path.basename(path), stored))
+        return idx.read_idx(path, stored)
+
+    splits = {split: idx.read_idx_split(*pair, read=read)
+              for split, pair in idx.idx_file_paths(folder).items()}
+    return IdxFiles(splits, sorted(entries))
 
 
 def idx_content_sha256(splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
@@ -150,6 +186,9 @@ class JaxaeImages(tfds.core.GeneratorBasedBuilder):
         "(for Fashion-MNIST: apt-get install dataset-fashion-mnist)."
     )
     url_infos = _all_url_infos()
+    # The manual_dir's IDX files when the caller has already read (and so checked) them:
+    # preparing then does not read them again.
+    manual_files: IdxFiles | None = None
 
     def _info(self) -> tfds.core.DatasetInfo:
         """Describe the features: a raw 28x28 uint8 image (stored as bytes) and its class label.
@@ -164,23 +203,20 @@ class JaxaeImages(tfds.core.GeneratorBasedBuilder):
         """Take the IDX files from manual_dir when it is set, otherwise download them; record
         their fingerprint in the folder being prepared."""
         config: JaxaeImagesConfig = self.builder_config
+        published = idx_fingerprint(published_entries(config))
         manual_dir = manual_dir_or_none(dl_manager)
         if manual_dir is not None:
-            paths = idx.idx_file_paths(manual_dir)
-            names = [os.path.basename(p) for pair in paths.values() for p in pair]
-            fingerprint = idx_fingerprint(files_entries(manual_dir, names))
+            files = self.manual_files or read_idx_files(manual_dir)
+            splits, fingerprint = files.splits, files.fingerprint
             source = f"IDX files in {os.path.abspath(manual_dir)}"
         else:
-            files = dl_manager.download(config.urls())
-            paths = {
-                split: tuple(str(files[stem + ".gz"]) for stem in stems)
-                for split, stems in idx.SPLIT_FILES.items()
-            }
-            fingerprint = idx_fingerprint(published_entries(config))
+            downloads = dl_manager.download(config.urls())
+            splits = {split: idx.read_idx_split(*(str(downloads[stem + ".gz"]) for stem in stems))
+                      for split, stems in idx.SPLIT_FILES.items()}
+            fingerprint = published
             source = f"the published files from {config.base_url}"
-        if fingerprint == idx_fingerprint(published_entries(config)):
+        if fingerprint == published:
             source += f" (the published {config.title} files)"
-        splits = {split: idx.read_idx_split(*pair) for split, pair in paths.items()}
         write_source_record(self, fingerprint=fingerprint, source=source,
                             content_sha256=idx_content_sha256(splits))
         return {split: self._generate_examples(*arrays) for split, arrays in splits.items()}

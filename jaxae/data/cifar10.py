@@ -37,7 +37,9 @@ from jaxae.data.idx import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     PreparedSplit,
+    Sha256Reader,
     array_examples,
+    bytes_entry,
     files_entries,
     is_prepared,
     manual_dir_or_none,
@@ -277,8 +279,9 @@ def _archive_kind(path: str) -> str:
     return "binary" if "binary" in os.path.basename(path) else "python"
 
 
-def _read_archive(files: Cifar10Files) -> tuple[str, dict[str, bytes]]:
-    """Return (kind, {member base name: bytes}) of the needed members of the .tar.gz, in one pass.
+def _read_archive(files: Cifar10Files) -> tuple[str, dict[str, bytes], str]:
+    """Return (kind, {member base name: bytes}, fingerprint) of the needed members of the
+    .tar.gz, in one pass: the archive is hashed as it is read.
 
     The kind is settled by the member folder found (cifar-10-batches-py/ or -bin/), so TFDS's
     hashed download names do not matter.
@@ -292,12 +295,15 @@ def _read_archive(files: Cifar10Files) -> tuple[str, dict[str, bytes]]:
                 raise DataError(
                     f"CIFAR-10 archive {files.path} is not a gzip file: {FIX_HINT}"
                 )
-        with tarfile.open(files.path, "r:gz") as tar:
-            for member in tar:
-                folder, _, base = member.name.lstrip("./").rpartition("/")
-                folder = folder.rpartition("/")[2]
-                if member.isfile() and base in wanted.get(folder, ()):
-                    found[folder][base] = tar.extractfile(member).read()
+            f.seek(0)
+            archive = Sha256Reader(f)
+            with tarfile.open(fileobj=archive, mode="r:gz") as tar:
+                for member in tar:
+                    folder, _, base = member.name.lstrip("./").rpartition("/")
+                    folder = folder.rpartition("/")[2]
+                    if member.isfile() and base in wanted.get(folder, ()):
+                        found[folder][base] = tar.extractfile(member).read()
+            fingerprint = "sha256:" + archive.hexdigest()
     except DataError:
         raise
     except (OSError, EOFError, tarfile.TarError, zlib.error, gzip.BadGzipFile) as e:
@@ -314,11 +320,12 @@ def _read_archive(files: Cifar10Files) -> tuple[str, dict[str, bytes]]:
             f"CIFAR-10 archive {files.path} lacks {', '.join(f'{folder}/{n}' for n in missing)}: "
             f"it is truncated or not the CIFAR-10 archive, {FIX_HINT}"
         )
-    return kind, members
+    return kind, members, fingerprint
 
 
-def _read_folder(files: Cifar10Files) -> dict[str, bytes]:
-    """Return {file name: bytes} of the meta file and the six batches of a batches folder."""
+def _read_folder(files: Cifar10Files) -> tuple[dict[str, bytes], str]:
+    """Return ({file name: bytes}, fingerprint) of the meta file and the six batches of a
+    batches folder, each file read once."""
     names = files.names()
     missing = [n for n in names if not os.path.isfile(os.path.join(files.path, n))]
     if missing:
@@ -330,15 +337,20 @@ def _read_folder(files: Cifar10Files) -> dict[str, bytes]:
     for n in names:
         with open(os.path.join(files.path, n), "rb") as f:
             out[n] = f.read()
-    return out
+    return out, _folder_fingerprint([bytes_entry(n, out[n]) for n in sorted(out)])
+
+
+def _folder_fingerprint(entries: list[list]) -> str:
+    """A batches folder's fingerprint from its files' sorted [name, size, sha256]."""
+    return "files-sha256:" + sha256_json(entries)
 
 
 def fingerprint_of(files: Cifar10Files) -> str:
     """Return 'sha256:<hex>' of an archive, or 'files-sha256:<hex>' over a batches folder's files
-    (sorted names, sizes and sha256 of the meta file and six batches)."""
+    (sorted names, sizes and sha256 of the meta file and six batches), hashing them only."""
     if files.archive:
         return "sha256:" + sha256_file(files.path)
-    return "files-sha256:" + sha256_json(files_entries(files.path, files.names()))
+    return _folder_fingerprint(files_entries(files.path, files.names()))
 
 
 def read_cifar10(
@@ -346,13 +358,14 @@ def read_cifar10(
 ) -> Cifar10Data:
     """Read and validate CIFAR-10 from `path` (see `find_cifar10`) into uint8 arrays.
 
-    `fingerprint`: pass it when already known (TFDS verified the download), to skip hashing.
+    The files are hashed as they are read; `fingerprint`, when already known (TFDS verified
+    the download), is recorded instead.
     """
     files = find_cifar10(path)
     if files.archive:
-        kind, members = _read_archive(files)
+        kind, members, read_fingerprint = _read_archive(files)
     else:
-        kind, members = files.kind, _read_folder(files)
+        kind, (members, read_fingerprint) = files.kind, _read_folder(files)
     meta_name, split_files = (PY_META, PY_SPLIT_FILES) if kind == "python" else (
         BIN_META, BIN_SPLIT_FILES)
     parse = parse_python_batch if kind == "python" else parse_binary_batch
@@ -366,7 +379,7 @@ def read_cifar10(
         parts = [parse(members[n], where(n)) for n in split_files[split]]
         splits[split] = (np.concatenate([p[0] for p in parts]),
                          np.concatenate([p[1] for p in parts]))
-    fingerprint = fingerprint or fingerprint_of(files)
+    fingerprint = fingerprint or read_fingerprint
     canonical = {ARCHIVE_SHA256: ARCHIVE_NAME, BINARY_ARCHIVE_SHA256: BINARY_ARCHIVE_NAME}
     if files.archive:
         sha = fingerprint.removeprefix("sha256:")
@@ -404,6 +417,9 @@ class JaxaeCifar10(tfds.core.GeneratorBasedBuilder):
             size=tfds.core.units.Size(ARCHIVE_SIZE), checksum=ARCHIVE_SHA256, filename=ARCHIVE_NAME
         )
     }
+    # The manual_dir's data when the caller has already read (and so checked) it: preparing
+    # then does not read the files again.
+    manual_data: Cifar10Data | None = None
 
     def _info(self) -> tfds.core.DatasetInfo:
         """A raw 32x32x3 uint8 image (stored as bytes) and its class label; record i is image i
@@ -418,7 +434,7 @@ class JaxaeCifar10(tfds.core.GeneratorBasedBuilder):
         """Read the manual_dir when set, else download (TFDS checks size and sha256)."""
         manual_dir = manual_dir_or_none(dl_manager)
         if manual_dir is not None:
-            data = read_cifar10(manual_dir)
+            data = self.manual_data or read_cifar10(manual_dir)
         else:
             path = dl_manager.download(ARCHIVE_URL)
             verified = self.url_infos[ARCHIVE_URL].checksum  # TFDS checked the download
@@ -434,13 +450,13 @@ class JaxaeCifar10(tfds.core.GeneratorBasedBuilder):
         return array_examples(images, labels)
 
 
-def _check_same_data(builder: JaxaeCifar10, files: Cifar10Files) -> None:
-    """Raise DataError when `files` hold other images or labels than the prepared set.
+def _check_same_data(builder: JaxaeCifar10, files: Cifar10Files, record: dict) -> None:
+    """Raise DataError when `files` hold other images or labels than the set prepared with
+    source record `record`.
 
     Same source fingerprint: done (hashing only). Otherwise the files are read and their
     content hash compared, so a re-packed copy of the same data is accepted.
     """
-    record = read_source_record(builder.data_path)
     if fingerprint_of(files) == record.get("fingerprint"):
         return
     if read_cifar10(files.path).content_sha256 == record.get("content_sha256"):
@@ -472,19 +488,24 @@ def load_cifar10(
     builder = JaxaeCifar10(data_dir=tfds_dir)
     if manual_dir is not None:
         files = find_cifar10(manual_dir)  # DataError when absent or unrecognised
-    if is_prepared(builder.data_path):
-        if manual_dir is not None:
-            _check_same_data(builder, files)
-        how = "prepared earlier"
-    elif manual_dir is not None:  # files are validated before TFDS writes anything
-        read_cifar10(files.path)
-        prepare(builder, "CIFAR-10", manual_dir)
-        how = f"prepared from {manual_dir}"
-    else:
-        _download(builder, download)
-        how = f"downloaded from {ARCHIVE_URL}"
     where = os.fspath(builder.data_path)
-    record = read_source_record(where)
+    if is_prepared(where):
+        record = read_source_record(where)
+        if manual_dir is not None:
+            _check_same_data(builder, files, record)
+        how = "prepared earlier"
+    else:
+        if manual_dir is not None:  # files are validated before TFDS writes anything
+            builder.manual_data = read_cifar10(files.path)
+            try:
+                prepare(builder, "CIFAR-10", manual_dir)
+            finally:
+                builder.manual_data = None
+            how = f"prepared from {manual_dir}"
+        else:
+            _download(builder, download)
+            how = f"downloaded from {ARCHIVE_URL}"
+        record = read_source_record(where)
     splits = [PreparedSplit(where, split, options=options, builder=builder) for split in SPLITS]
     change = options.describe(splits[0].stored_shape)
     return from_prepared(

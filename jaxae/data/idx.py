@@ -6,6 +6,7 @@ import gzip
 import os
 import struct
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -28,17 +29,24 @@ class DataError(ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
-def _read_bytes(path: str) -> bytes:
+def read_stored(path: str) -> bytes:
+    """Return an IDX file's bytes as stored (gzipped or not)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DataError(f"IDX file {path} does not exist: {FIX_HINT}") from None
+    except OSError as e:
+        raise DataError(f"IDX file {path} is corrupt or truncated ({e}): {FIX_HINT}") from None
+
+
+def _payload(path: str, data: bytes) -> bytes:
     """Return the file's payload, gunzipped by Python's gzip when it starts with the gzip magic.
 
     Sniffing the content (not the name) also handles TFDS's hashed download names.
     """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
         return gzip.decompress(data) if data[:2] == GZIP_MAGIC else data
-    except FileNotFoundError:
-        raise DataError(f"IDX file {path} does not exist: {FIX_HINT}") from None
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"IDX file {path} is corrupt or truncated ({e}): {FIX_HINT}") from None
 
@@ -64,10 +72,11 @@ def _parse_header(path: str, data: bytes) -> tuple[int, tuple[int, ...]]:
     return magic, tuple(int(d) for d in shape)
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read one IDX file (images magic 2051 or labels magic 2049) as a uint8 array."""
+def read_idx(path: str | os.PathLike[str], stored: bytes | None = None) -> np.ndarray:
+    """Read one IDX file (images magic 2051 or labels magic 2049) as a uint8 array; `stored`:
+    its bytes (`read_stored`) when already read."""
     path = os.fspath(path)
-    data = _read_bytes(path)
+    data = _payload(path, read_stored(path) if stored is None else stored)
     magic, shape = _parse_header(path, data)
     header_size = 4 + 4 * len(shape)
     expected = header_size + int(np.prod(shape, dtype=np.int64))
@@ -124,11 +133,14 @@ def _check_kind(path: str, array: np.ndarray, images: bool) -> None:
         )
 
 
-def read_idx_split(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read one split's images (uint8 [N,28,28]) and labels (int64 [N]); the counts must match."""
-    images = read_idx(images_path)
+def read_idx_split(
+    images_path: str, labels_path: str, read: Callable[[str], np.ndarray] = read_idx
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read one split's images (uint8 [N,28,28]) and labels (int64 [N]), each file with
+    `read`; the counts must match."""
+    images = read(images_path)
     _check_kind(images_path, images, images=True)
-    labels = read_idx(labels_path)
+    labels = read(labels_path)
     _check_kind(labels_path, labels, images=False)
     if images.shape[0] != labels.shape[0]:
         raise DataError(

@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -60,19 +60,41 @@ def raw_image_info(builder: tfds.core.DatasetBuilder, image_shape: Sequence[int]
     )
 
 
+class Sha256Reader:
+    """A binary file read from start to end that hashes (sha256) what is read from it, so
+    that one pass both reads and fingerprints it."""
+
+    def __init__(self, file: BinaryIO):
+        self._file = file
+        self._digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._digest.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        """The hex sha256 of the whole file: what was not read yet is read first."""
+        while self.read(HASH_CHUNK):
+            pass
+        return self._digest.hexdigest()
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """The hex sha256 of a file's contents."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return Sha256Reader(f).hexdigest()
 
 
 def sha256_json(value: Any) -> str:
     """The hex sha256 of `value` as canonical JSON (sorted keys, no spaces)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def bytes_entry(name: str, data: bytes) -> list:
+    """[name, size, sha256] of a file already read, as `files_entries` lists it."""
+    return [name, len(data), hashlib.sha256(data).hexdigest()]
 
 
 def files_entries(root: str, relpaths: Iterable[str]) -> list[list]:

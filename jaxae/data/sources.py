@@ -16,18 +16,18 @@ import threading
 import urllib.parse
 import urllib.request
 
-import numpy as np
-
 from jaxae.data import idx
 from jaxae.data.builder import (
     FASHION_MNIST_CONFIG,
     FULL_SIZES,
     KNOWN_FIRST_LABELS,
     MNIST_CONFIG,
+    IdxFiles,
     JaxaeImages,
     JaxaeImagesConfig,
     idx_content_sha256,
-    idx_fingerprint,
+    idx_folder_fingerprint,
+    read_idx_files,
 )
 from jaxae.data.dataset import Dataset, from_prepared
 from jaxae.data.idx import DataError
@@ -35,11 +35,9 @@ from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     PreparedSplit,
     RecordArray,
-    files_entries,
     prepare,
     read_all,
     read_source_record,
-    sha256_file,
 )
 
 CONFIGS: dict[str, JaxaeImagesConfig] = {c.name: c for c in (MNIST_CONFIG, FASHION_MNIST_CONFIG)}
@@ -117,21 +115,20 @@ def requested_idx_dir(name: str, idx_dir: str | None = None) -> tuple[str, str] 
     return None
 
 
-def identify_idx_files(name: str, folder: str, splits: dict[str, tuple[np.ndarray, np.ndarray]]
-                       ) -> None:
+def identify_idx_files(name: str, folder: str, files: IdxFiles) -> None:
     """Raise DataError when the IDX files of `folder` are the other data set's: their
     published sha256, or (recompressed or unpacked) the full set's first labels, say so."""
     config = _config(name)
+    sha256 = {file_name: sha for file_name, _, sha in files.entries}
     for stems in idx.SPLIT_FILES.values():
         for stem in stems:
-            path = idx.find_idx_file(folder, stem)
-            if path is None or not path.endswith(".gz"):
-                continue
-            owner = PUBLISHED_SHA256.get(sha256_file(path))
+            file_name = stem + ".gz"  # an unpacked file has no published checksum
+            owner = PUBLISHED_SHA256.get(sha256.get(file_name, ""))
             if owner is not None and owner[0] != name:
                 raise _other_data_set(config, folder, owner[0],
-                                      f"{os.path.basename(path)} has the published sha256 of "
+                                      f"{file_name} has the published sha256 of "
                                       f"{CONFIGS[owner[0]].title}'s {owner[1]}")
+    splits = files.splits
     for other, first in KNOWN_FIRST_LABELS.items():
         if other == name:
             continue
@@ -194,6 +191,18 @@ def _prepare(builder: JaxaeImages, manual_dir: str | None) -> None:
     prepare(builder, f"data set {builder.builder_config.name}", manual_dir)
 
 
+def _prepare_from_folder(name: str, builder: JaxaeImages, folder: str) -> None:
+    """Prepare `name` from the IDX files of `folder`, validated and identified first (before
+    TFDS writes anything), each file read once for both."""
+    files = read_idx_files(folder)
+    identify_idx_files(name, folder, files)
+    builder.manual_files = files
+    try:
+        _prepare(builder, manual_dir=folder)
+    finally:
+        builder.manual_files = None
+
+
 def _offline_error(name: str, config: JaxaeImagesConfig, builder: JaxaeImages) -> DataError:
     """Build the one-line error for: not prepared, no local folder, download host unreachable."""
     host = urllib.parse.urlsplit(config.base_url).hostname
@@ -227,18 +236,16 @@ def _check_same_source(name: str, builder: JaxaeImages, folder: str, origin: str
                        record: dict) -> None:
     """Raise DataError when the IDX files of `folder` (which the user named) are not the
     ones the prepared set was made from; the same data packed otherwise is accepted."""
-    paths = idx.idx_file_paths(folder)
-    names = [os.path.basename(p) for pair in paths.values() for p in pair]
-    if record.get("fingerprint") == idx_fingerprint(files_entries(folder, names)):
+    if record.get("fingerprint") == idx_folder_fingerprint(folder):
         return
-    splits = idx.read_idx_folder(folder)
-    identify_idx_files(name, folder, splits)
+    files = read_idx_files(folder)
+    identify_idx_files(name, folder, files)
     recorded = record.get("content_sha256")
     if recorded is None:  # prepared by an older jaxae: compare with the prepared data itself
         prepared = {split: PreparedSplit(builder.data_path, split, builder=builder)
                     for split in SPLITS}
         recorded = idx_content_sha256({s: read_all(RecordArray(p)) for s, p in prepared.items()})
-    if recorded == idx_content_sha256(splits):
+    if recorded == idx_content_sha256(files.splits):
         return
     made_from = record.get("source", "other files (not recorded: prepared by an older jaxae)")
     raise DataError(
@@ -266,24 +273,24 @@ def load_dataset(
     config = _config(name)
     options = ImageOptions(image_size, channels)
     builder = _builder(name, tfds_dir)
+    where = os.fspath(builder.data_path)
     if _is_prepared(builder):
         how = "prepared earlier"
-        record = read_source_record(builder.data_path)
+        record = read_source_record(where)
         requested = requested_idx_dir(name, data_dir)
         if requested is not None:
             _check_same_source(name, builder, *requested, record)
         if record.get("source"):
             how += f" from {record['source']}"
-    elif (found := find_idx_dir(name, data_dir)) is not None:
-        folder, origin = found
-        identify_idx_files(name, folder, idx.read_idx_folder(folder))
-        _prepare(builder, manual_dir=folder)
-        how = f"prepared from {folder}, {origin}"
     else:
-        _download(name, builder)
-        how = f"downloaded from {config.base_url}"
-    record = read_source_record(builder.data_path)
-    where = os.fspath(builder.data_path)
+        if (found := find_idx_dir(name, data_dir)) is not None:
+            folder, origin = found
+            _prepare_from_folder(name, builder, folder)
+            how = f"prepared from {folder}, {origin}"
+        else:
+            _download(name, builder)
+            how = f"downloaded from {config.base_url}"
+        record = read_source_record(where)
     splits = [PreparedSplit(where, split, options=options, builder=builder) for split in SPLITS]
     change = options.describe(splits[0].stored_shape)
     return from_prepared(

@@ -64,15 +64,22 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
     streaming="auto" and the part of it kept here fits the memory budget after all.
     """
     if data.streamed:
-        return _streamed_splits(data, data_key, train_size, test_size, val_size, binarize)
-    train = Split(data.train_images[:train_size], data.train_labels[:train_size])
-    test = Split(data.test_images[:test_size], data.test_labels[:test_size])
-    val = None
-    if val_size:
-        (train_x, train_y), (val_x, val_y) = batches.split_validation(
-            train.images, train.labels, val_size, data_key)
-        train, val = Split(train_x, train_y), Split(val_x, val_y)
+        train, val, test = _streamed_splits(data, data_key, train_size, test_size, val_size)
+    else:
+        train = Split(data.train_images[:train_size], data.train_labels[:train_size])
+        test = Split(data.test_images[:test_size], data.test_labels[:test_size])
+        val = None
+        if val_size:
+            (train_x, train_y), (val_x, val_y) = batches.split_validation(
+                train.images, train.labels, val_size, data_key)
+            train, val = Split(train_x, train_y), Split(val_x, val_y)
     if binarize == "static":
+        if train.streamed:
+            raise DataError(
+                "config.data.binarize=static draws one binarisation of the whole training "
+                "split, which is streamed from disk here: use --config.data.binarize=dynamic, "
+                "or hold it in memory (--config.data.streaming=memory, or a larger "
+                "--config.data.memory_budget_mb)")
         train, val, test = (_binarized(split, jax.random.fold_in(data_key, i))
                             for i, split in enumerate((train, val, test)))
     return Splits(train, val, test, tuple(data.class_names), data.source, data.title,
@@ -80,9 +87,11 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
 
 
 def _streamed_splits(data: Dataset, data_key: jax.Array, train_size: int | None,
-                     test_size: int | None, val_size: int, binarize: str) -> Splits:
-    """make_splits of a data set whose training images are a RecordArray: the same examples
-    in the same order as in memory, the training split left on disk."""
+                     test_size: int | None, val_size: int
+                     ) -> tuple[Split, Split | None, Split]:
+    """(train, val, test) of make_splits for a data set whose training images are a
+    RecordArray: the same examples in the same order as in memory, the training split left
+    on disk."""
     images = data.train_images.subset(slice(None, train_size))
     val = None
     if val_size:
@@ -99,17 +108,7 @@ def _streamed_splits(data: Dataset, data_key: jax.Array, train_size: int | None,
         test = Split(*read_all(test_images.subset(slice(None, test_size))))
     else:
         test = Split(test_images[:test_size], data.test_labels[:test_size])
-    if binarize == "static":
-        if train.streamed:
-            raise DataError(
-                "config.data.binarize=static draws one binarisation of the whole training "
-                "split, which is streamed from disk here: use --config.data.binarize=dynamic, "
-                "or hold it in memory (--config.data.streaming=memory, or a larger "
-                "--config.data.memory_budget_mb)")
-        train, val, test = (_binarized(split, jax.random.fold_in(data_key, i))
-                            for i, split in enumerate((train, val, test)))
-    return Splits(train, val, test, tuple(data.class_names), data.source, data.title,
-                  data.fingerprint)
+    return train, val, test
 
 
 def _binarized(split: Split | None, key: jax.Array) -> Split | None:
