@@ -20,7 +20,8 @@ throughput (default)
 quality
     Time to quality against the peer (`benchmarks.parity`): seconds from the start to the
     peer's final test figure (conv AE BCE after 5 epochs, VAE ELBO after 10), data loading,
-    compilation and evaluation reported apart from training, jaxae and the peer in one run.
+    compilation and evaluation reported apart from training, jaxae and the peer in one run;
+    --seeds N repeats the pair over N seeds (the median ratio and its range).
 precision
     The precision matrix (`benchmarks.precision_matrix`): float32, bfloat16 (and TF32 on a
     GPU) per model, the step's speed and the test figure after the same training.
@@ -556,6 +557,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="quality and precision: epochs of training (default: each "
                              "pairing's own: conv 5, VAE 10)")
     parser.add_argument("--seed", type=int, default=0, help="quality, precision: the seed")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="quality: repeat with seeds --seed .. --seed + N - 1 and report "
+                             "the median ratio and its range")
     parser.add_argument("--steps", type=int, default=200,
                         help="determinism: training steps per run")
     parser.add_argument("--peer-python", default=None,
@@ -591,6 +595,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown := [d for d in args.compute_dtype.split(",") if d not in DTYPES]:
         parser.error(f"--compute-dtype: unknown {', '.join(unknown)}: choose from "
                      f"{', '.join(DTYPES)}")
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: give 1 or more")
     if args.write and args.append:
         parser.error("--write FILE replaces this device's section, --append FILE adds to it: "
                      "give one")

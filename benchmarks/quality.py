@@ -14,6 +14,11 @@ its own final figure counts from its process's start: its start-up and data load
 process's wall time less its training and evaluation loops), then its training and
 evaluation. The ratio is the peer's time over jaxae's, both from the start and training
 alone.
+
+One seed's figures differ between the two in the 4th digit either way, so whether jaxae
+reaches the peer's figure at the peer's last epoch or one later is a matter of the draws:
+--seeds N repeats the pair with seeds --seed .. --seed + N - 1 (each side with the same
+seed) and reports each seed's row and, per model, the median ratio and its range.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 
 from benchmarks import parity
@@ -65,14 +71,15 @@ def time_to_target(pairing: parity.Pairing, ours: dict, peer: dict) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | figure | peer's final (its epochs) | jaxae at those epochs | jaxae "
+    lines = ["| model | seed | figure | peer's final (its epochs) | jaxae at those epochs | jaxae "
              "reaches it: epoch | jaxae s from start | data s | compile s | evaluation s | "
              "training s | peer s from start | peer start-up + data s | peer training s | "
              "peer evaluation s | peer / jaxae, from start | peer / jaxae, training |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-             "---:|"]
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+             "---:|---:|"]
     for r in rows:
-        head = (f"| {r['model']} | {r['metric']} | {r['target']:.4f} ({r['epochs']}) | "
+        head = (f"| {r['model']} | {r['seed']} | {r['metric']} | {r['target']:.4f} "
+                f"({r['epochs']}) | "
                 f"{r['jaxae_at_peer_epochs']:.4f} | ")
         peer = (f"{r['peer_from_start_s']:.1f} | {r['peer_startup_data_s']:.1f} | "
                 f"{r['peer_train_s']:.1f} | {r['peer_evaluation_s']:.1f} | ")
@@ -86,29 +93,52 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list[dict]) -> str:
+    """Per model over its seeds: the median ratios (from the start, training alone) with
+    their range, and the epochs at which jaxae reached the peer's figure."""
+    lines = ["| model | seeds | peer / jaxae from start: median (range) | training: median "
+             "(range) | jaxae's epoch per seed (peer's epochs) |", "|---|---:|---|---|---|"]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        reached = [r for r in mine if r["jaxae_epoch"] is not None]
+        cells = []
+        for key in ("speedup_from_start", "speedup_training"):
+            values = [r[key] for r in reached]
+            cells.append(f"{statistics.median(values):.2f}x ({min(values):.2f}-"
+                         f"{max(values):.2f}x)" if values else "not reached")
+        epochs = ", ".join(str(r["jaxae_epoch"] or "-") for r in mine)
+        lines.append(f"| {model} | {len(mine)} | {cells[0]} | {cells[1]} | {epochs} "
+                     f"({mine[0]['epochs']}) |")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> str:
-    """The quality mode of `benchmarks.bench`: JSON lines, then the markdown table."""
+    """The quality mode of `benchmarks.bench`: JSON lines, then the markdown tables."""
     if not args.peer_python:
         raise SystemExit("--mode quality needs --peer-python and --peer-script (the PyTorch "
                          "peer is the target)")
     workloads = (args.models or ",".join(DEFAULT_MODELS)).split(",")
+    seeds = range(args.seed, args.seed + args.seeds)
     rows = []
     for workload in workloads:
         name = pairing_name(workload)
         pairing = parity.PAIRINGS[name]
         if args.epochs:
             pairing = parity.Pairing(**{**pairing.__dict__, "epochs": args.epochs})
-        peer = parity.run_peer(args.peer_python, args.peer_script, name, pairing,
-                               os.cpu_count() or 1, args.seed)
-        with tempfile.TemporaryDirectory(prefix=f"jaxae_quality_{name}_") as workdir:
-            ours = parity.run_jaxae(pairing, workdir, args.tfds_dir, args.seed,
-                                    EXTRA_EPOCHS, "float32")
-        row = {"model": workload, **time_to_target(pairing, ours, peer),
-               "jaxae_epochs": ours["epochs"], "peer_epochs": peer["epochs"]}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    report = table(rows)
+        for seed in seeds:
+            peer = parity.run_peer(args.peer_python, args.peer_script, name, pairing,
+                                   os.cpu_count() or 1, seed)
+            with tempfile.TemporaryDirectory(prefix=f"jaxae_quality_{name}_") as workdir:
+                ours = parity.run_jaxae(pairing, workdir, args.tfds_dir, seed,
+                                        EXTRA_EPOCHS, "float32")
+            row = {"model": workload, "seed": seed, **time_to_target(pairing, ours, peer),
+                   "jaxae_epochs": ours["epochs"], "peer_epochs": peer["epochs"]}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    report = table(rows) + ("\n\n" + summary(rows) if len(seeds) > 1 else "")
     print("\n" + report, flush=True)
-    return (f"Seed {args.seed}, batch 128, float32, {os.cpu_count()} threads; jaxae may train "
+    seed_text = f"Seed {args.seed}" if len(seeds) == 1 else \
+        f"Seeds {seeds[0]}-{seeds[-1]} (each side with the same seed)"
+    return (f"{seed_text}, batch 128, float32, {os.cpu_count()} threads; jaxae may train "
             f"{EXTRA_EPOCHS} epochs past the peer's (constant learning rate) to reach its "
             "figure.\n\n" + report)

@@ -94,10 +94,18 @@ def test_time_to_quality_counts_both_sides_from_their_start():
     assert row["jaxae_train_s"] == pytest.approx(22.0 - 3.0 - 6.0 - 1.5)
     assert row["peer_startup_data_s"] == 5.0 and row["peer_train_s"] == 20.0
     assert row["speedup_from_start"] == pytest.approx(27.0 / 22.0)
-    assert "| 1.23x | 1.74x |" in quality.table([{"model": "conv_ae", **row}])
+    assert "| 1.23x | 1.74x |" in quality.table([{"model": "conv_ae", "seed": 0, **row}])
     never = quality.time_to_target(pairing, _jaxae_run([0.40, 0.35]), _peer_run([0.30]))
     assert never["jaxae_epoch"] is None
-    assert "not reached" in quality.table([{"model": "conv_ae", **never}])
+    assert "not reached" in quality.table([{"model": "conv_ae", "seed": 1, **never}])
+    # Over seeds: the median and range of the seeds that reached it, each seed's epoch.
+    faster = quality.time_to_target(pairing, _jaxae_run([0.40, 0.29], step_s=2.0),
+                                    _peer_run([0.35, 0.30]))
+    rows = [{"model": "conv_ae", "seed": s, **r} for s, r in enumerate((row, never, faster))]
+    summary = quality.summary(rows).splitlines()[-1]
+    low, high = sorted([27.0 / 22.0, 27.0 / 14.0])
+    assert summary.startswith(f"| conv_ae | 3 | {(low + high) / 2:.2f}x ({low:.2f}-{high:.2f}x)")
+    assert summary.endswith(f"| 3, -, 2 ({pairing.epochs}) |")
     with pytest.raises(ValueError, match="no time-to-quality pairing"):
         quality.pairing_name("dae")
 
