@@ -12,6 +12,7 @@ and JAX_PROCESS_ID set; training runs data-parallel over every device of every p
 from jaxae import cli  # first, and light: a signal during the imports below is a stop too
 
 STOP = cli.GracefulStop().install()
+cli.refuse_busy_workdir()  # a workdir in use: refused before JAX is imported
 
 import ml_collections  # noqa: E402
 from absl import app, flags  # noqa: E402

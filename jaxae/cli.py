@@ -29,6 +29,8 @@ import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
+from jaxae.training import lock
+
 CODE_SECTIONS = ("model", "task")  # sections whose `name` may point at a user's file
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # Ctrl-C where no graceful stop is handled (the shell's 128 + SIGINT)
@@ -440,6 +442,29 @@ def _check_config_type(config: object, path: str) -> None:
 def _is_config_file_flag(flag: flags.Flag) -> bool:
     """Whether --config names a file (train.py), not a dict of fields (evaluate.py)."""
     return type(flag.parser).__name__ == "ConfigFileFlagParser"
+
+
+def _flag_value(argv: Sequence[str], name: str) -> str | None:
+    """The value of --name in argv (--name=V or --name V), or None: a look ahead of absl."""
+    for index, arg in enumerate(argv):
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+        if arg == f"--{name}" and index + 1 < len(argv):
+            return argv[index + 1]
+    return None
+
+
+def refuse_busy_workdir(argv: Sequence[str] | None = None) -> None:
+    """Exits with the one-line error when --workdir names a workdir that another training
+    run holds, before train.py imports JAX: the refusal is then immediate. The trainer still
+    takes the lock itself (this is only the early answer); a multi-process run (JAX's
+    coordinator set) leaves it to the trainer, whose process 0 holds the lock for all."""
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        return
+    workdir = _flag_value(sys.argv if argv is None else argv, "workdir")
+    if workdir and (message := lock.busy(workdir)) is not None:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_ERROR)
 
 
 def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:

@@ -564,6 +564,30 @@ def test_a_second_run_on_a_busy_workdir_is_refused_at_once(reference, kill_scrip
     assert without_lock(snapshot(workdir)) == without_lock(before)
 
 
+def test_train_py_refuses_a_busy_workdir_before_importing_jax(tmp_path):
+    """train.py answers a workdir in use before its heavy imports: the same line as the
+    trainer's, exit 1, and JAX never imported (a look at sys.modules in that process)."""
+    workdir = str(tmp_path / "busy")
+    os.makedirs(workdir)
+    holder = lock_workdir(workdir)
+    script = ("import runpy, sys\n"
+              f"sys.argv = ['train.py', '--workdir', {workdir!r}, '--config.seed=1']\n"
+              "try:\n"
+              "    runpy.run_path('train.py', run_name='__main__')\n"
+              "except SystemExit as e:\n"
+              "    print('exit', e.code, 'jax' in sys.modules)\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120)
+    finally:
+        os.close(holder)
+    assert done.stdout.strip() == "exit 1 False"
+    assert done.stderr.strip() == (
+        f"error: workdir {workdir!r} is in use by another training run (pid {os.getpid()} on "
+        f"{socket.gethostname()}): wait for it to end or stop it (SIGTERM saves a "
+        "checkpoint), or pass another --workdir")
+
+
 def without_lock(digests: dict[str, str]) -> dict[str, str]:
     """A workdir's files but its lock file, whose content names the holder of the day."""
     return {name: digest for name, digest in digests.items() if name != "train.lock"}

@@ -10,13 +10,11 @@ writes config.json.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import importlib
 import json
 import os
 import platform
-import socket
 import subprocess
 
 import jax
@@ -24,12 +22,13 @@ import ml_collections
 
 import jaxae
 from jaxae import config as config_lib
+from jaxae.training import lock
 from jaxae.training.checkpoints import CHECKPOINTS
+from jaxae.training.lock import LOCK_FILE
 
 CONFIG_FILE = "config.json"
 ENVIRONMENT_FILE = "environment.json"
 METRICS_FILE = "metrics.jsonl"
-LOCK_FILE = "train.lock"
 
 
 class WriteError(OSError):
@@ -153,38 +152,21 @@ def lock_workdir(workdir: str) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
-        holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        holder = lock.holder_of(fd)
         os.close(fd)
-        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+        if e.errno not in lock.BUSY:
             raise config_lib.ConfigError(
                 f"cannot lock workdir {workdir!r} ({e.strerror}): use a workdir on a file "
                 "system with file locks") from None
-        raise WorkdirBusy(
-            f"workdir {workdir!r} is in use by another training run"
-            + (f" ({holder})" if holder else "") + ": wait for it to end or stop it "
-            "(SIGTERM saves a checkpoint), or pass another --workdir") from None
-    try:  # who holds it, for the message of a run that finds it busy
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-    except OSError:  # a full disk: the lock holds all the same
-        pass
+        raise WorkdirBusy(lock.busy_message(workdir, holder)) from None
+    lock.write_holder(fd)
     return fd
 
 
 def in_use(workdir: str) -> bool:
     """Whether a training run holds the workdir's lock now (it may write and delete
-    checkpoints meanwhile). Probes with a shared lock, released at once."""
-    try:
-        fd = os.open(os.path.join(workdir, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except OSError as e:
-        return e.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
-    finally:
-        os.close(fd)
+    checkpoints meanwhile)."""
+    return lock.busy(workdir) is not None
 
 
 # --- the files that describe the run -----------------------------------------------------
