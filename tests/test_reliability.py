@@ -295,6 +295,29 @@ def test_an_optimiser_state_that_does_not_fit_is_named_before_anything_is_read(
         checkpoints.restore(manager, wrong_dtype, 1)
 
 
+def test_the_steps_a_manager_just_listed_are_searched_without_listing_them_again(
+        tmp_path, monkeypatch):
+    """The trainer searches its checkpoints with the manager it made under the workdir's
+    lock (listed=True): the folder is listed once, when the manager is made; any other
+    search lists the steps when it starts."""
+    from flax.training import train_state
+
+    like = train_state.TrainState.create(apply_fn=None, params=PARAMS, tx=optax.adam(1e-3)
+                                         ).replace(step=jnp.int32(0))
+    manager = checkpoints.make_manager(str(tmp_path))
+    checkpoints.save_state(manager, like.replace(step=jnp.int32(3)))
+    checkpoints.close(manager)
+    manager = checkpoints.make_manager(str(tmp_path))
+    reloads = []
+    reload = manager.reload
+    monkeypatch.setattr(manager, "reload", lambda: (reloads.append(1), reload())[1])
+    assert int(checkpoints.restore_newest_intact(manager, like, listed=True).step) == 3
+    assert reloads == []
+    assert int(checkpoints.restore_newest_intact(manager, like).step) == 3
+    assert reloads == [1]
+    checkpoints.close(manager)
+
+
 def orbax_writers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.is_alive() and not t.daemon
             and t is not threading.current_thread()

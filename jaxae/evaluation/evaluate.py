@@ -20,7 +20,7 @@ from jaxae.evaluation.probe import train_probe
 from jaxae.keys import derive_keys
 from jaxae.registry import display_name
 from jaxae.training import checkpoints, memory, steps
-from jaxae.training.workdir import in_use, load_run_config, write_error, write_json
+from jaxae.training.workdir import in_use, load_run_config, probe_folder, write_error, write_json
 
 
 def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: jax.Array,
@@ -75,13 +75,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, obje
 
 
 def _writable_out_dir(out_dir: str) -> None:
-    """Creates `out_dir` and checks a file can be made in it, before minutes of work."""
+    """Creates `out_dir` and checks entries can be made in it, before minutes of work."""
     try:
         os.makedirs(out_dir, exist_ok=True)
-        probe = os.path.join(out_dir, f".write_test.{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
+        probe_folder(out_dir)
     except OSError as e:
         raise config_lib.ConfigError(
             f"{out_dir} cannot be written ({e.strerror}): pass --eval_dir=FOLDER, a folder you "

@@ -450,7 +450,7 @@ def restore_step(manager: ocp.CheckpointManager, like: train_state.TrainState, s
 
 def restore_newest_intact(manager: ocp.CheckpointManager, like: train_state.TrainState,
                           attempts: int = 5, settle_s: float = VANISH_SETTLE_S,
-                          with_data: bool = False):
+                          with_data: bool = False, listed: bool = False):
     """The newest checkpoint that restores; damaged ones are passed over with a one-line
     warning. None when there is no checkpoint at all.
 
@@ -458,11 +458,14 @@ def restore_newest_intact(manager: ocp.CheckpointManager, like: train_state.Trai
     deleted while it is read (a training run in the same folder) is not damage: the steps
     are listed again, up to `attempts` times. A checkpoint that does not fit raises
     CheckpointMismatch: a wrong config, not damage, and older checkpoints would not fit
-    either. settle_s, with_data: as for `restore_step`.
+    either. settle_s, with_data: as for `restore_step`. listed: the steps the manager
+    listed when it was made are still current (nothing else writes in its folder, e.g. a
+    training run holding its workdir's lock), so the first search takes them as they are.
     """
     damaged: dict[int, str] = {}
-    for _ in range(attempts):
-        _listing(manager.reload)
+    for attempt in range(attempts):
+        if attempt or not listed:
+            _listing(manager.reload)
         candidates = sorted((s for s in manager.all_steps() if s not in damaged), reverse=True)
         for step in candidates:
             try:

@@ -146,9 +146,11 @@ def _restore_or_init(manager, fresh: Callable[[], steps.TrainState], like, mesh,
 
     The checkpoint is read into the fresh state's shapes (`like`, from `jax.eval_shape`),
     so a resumed run never computes (nor compiles) an initialisation it would throw away.
+    The steps are those `manager` listed when it was made: the run holds the workdir's lock,
+    so no other process has written or deleted one since.
     """
     restored = checkpoints.restore_newest_intact(manager, like, settle_s=0,  # ours alone
-                                                 with_data=True)
+                                                 with_data=True, listed=True)
     if restored is None:
         return parallel.put_replicated(fresh(), mesh), None
     state, position = restored

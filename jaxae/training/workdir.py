@@ -81,10 +81,11 @@ def _wrong_kind(path: str, found: str, wanted: str) -> config_lib.ConfigError:
                                   f"{wanted} there; move it away, or pass another --workdir")
 
 
-def _probe_folder(folder: str) -> None:
+def probe_folder(folder: str) -> None:
     """Makes and removes a folder inside `folder` (what Orbax does for every step); raises
     the OSError if it cannot. `os.access` would answer for the real user id and ignore
-    capabilities: the probe asks the file system itself."""
+    capabilities: the probe asks the file system itself. Shared by training and evaluation,
+    so both decide alike whether a folder can be written."""
     probe = os.path.join(folder, f".write_test.{os.getpid()}")
     os.mkdir(probe)
     os.rmdir(probe)
@@ -102,7 +103,7 @@ def check_writable(workdir: str, folders: tuple[str, ...] = (), files: tuple[str
                                      "--workdir that is a folder, or one that does not exist")
     try:
         os.makedirs(workdir, exist_ok=True)
-        _probe_folder(workdir)
+        probe_folder(workdir)
     except OSError as e:
         raise config_lib.ConfigError(
             f"workdir {workdir!r} cannot be written ({e.strerror}): pass a --workdir you can "
@@ -113,7 +114,7 @@ def check_writable(workdir: str, folders: tuple[str, ...] = (), files: tuple[str
             raise _wrong_kind(path, "file", "folder")
         try:
             if os.path.isdir(path):
-                _probe_folder(path)
+                probe_folder(path)
         except OSError as e:
             raise _unwritable(path, e.strerror) from None
     for name in files:
