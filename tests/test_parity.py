@@ -1,9 +1,13 @@
 """The parity report's arithmetic: means over seeds, the sign of the shortfall, and the first
 epoch at which jaxae reaches the peer's final figure."""
 
+import jax
 import pytest
 
-from benchmarks import determinism, parity, precision_matrix, quality
+from benchmarks import determinism, parity, precision_matrix, quality, same_draws_parity
+from jaxae import build
+from jaxae.experiments.common import load_config
+from jaxae.training import steps
 
 
 def _run(values: list[float], step_s: float = 10.0) -> dict:
@@ -129,3 +133,16 @@ def test_determinism_reports_whether_each_pair_repeats_and_the_cost():
     lines = determinism.table([row]).splitlines()
     assert "| default |" in lines[2] and "| **no** |" in lines[2]
     assert "| yes | 2.500 | +25.0% |" in lines[3]
+
+
+@pytest.mark.parametrize("model_name", ["dense", "conv"])
+def test_same_draws_layers_name_every_parameter_of_the_model(model_name):
+    # The peer's layers, in its module order, land on these paths: each must exist with a
+    # kernel and a bias, and together they must cover the model's whole tree.
+    config = load_config(same_draws_parity.CONFIGS[model_name])
+    model = build.make_model(config, (28, 28, 1), 10)
+    shapes = jax.eval_shape(lambda: steps.init_params(model, (28, 28, 1), jax.random.key(0)))
+    paths = {"/".join(str(k.key) for k in path[:-1])
+             for path, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]}
+    assert paths == set(same_draws_parity.LAYERS[model_name])
+    assert len(jax.tree.leaves(shapes)) == 2 * len(same_draws_parity.LAYERS[model_name])
