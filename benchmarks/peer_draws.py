@@ -1,16 +1,17 @@
 """Run by a Python with torch: the PyTorch peer's dense or conv AE for one seed, as the peer
 draws it.
 
-    python benchmarks/peer_draws.py --peer-script P --model dense|conv --seed S --out F.npz
+    python benchmarks/peer_draws.py --peer-script P --model dense|conv --seed S \
+        [--epochs E] --out F.npz
 
 Writes the peer's initial weights (glorot, zero biases, drawn right after
 torch.manual_seed(S) as the peer's own `--mode train` does), as layer{i}_kernel in jaxae's
 layout ([in, out] for Linear, [kh, kw, in, out] for Conv2d) and layer{i}_bias in the peer's
-module order, and its first epoch's order (numpy default_rng(S).permutation); trains the peer
-on that epoch's full batches, and writes its test figure (MSE per pixel for dense, BCE for
-conv) alongside as peer_test. `python -m benchmarks.same_draws_parity` runs it with the
-peer's Python and trains jaxae from the same file. Nothing here imports jaxae or JAX: the
-peer's Python need not have them.
+module order, and E batch orders (one permutation per epoch from numpy default_rng(S));
+trains the peer on those epochs' full batches, and writes its test figure (MSE per pixel for
+dense, BCE for conv) alongside as peer_test. `python -m benchmarks.same_draws_parity` runs
+it with the peer's Python and trains jaxae from the same file. Nothing here imports jaxae or
+JAX: the peer's Python need not have them.
 """
 
 import argparse
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--model", choices=("dense", "conv"), default="dense")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--latent-dim", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True)
@@ -51,18 +53,20 @@ def main() -> None:
         initial[f"layer{i}_bias"] = layer.bias.detach().numpy().copy()
     data_dir = peer.debian_data_dir()
     x_train, x_test = peer.load_split(data_dir, "train"), peer.load_split(data_dir, "test")
-    order = np.random.default_rng(args.seed).permutation(len(x_train))
+    rng = np.random.default_rng(args.seed)
+    orders = np.stack([rng.permutation(len(x_train)) for _ in range(args.epochs)])
     step = peer.make_step(args.model, model, torch.optim.Adam(model.parameters(), lr=1e-3),
                           None)
-    shuffled = x_train[torch.from_numpy(order)]
-    for i in range(len(order) // args.batch_size):  # full batches only, as jaxae trains
-        step(shuffled[i * args.batch_size:(i + 1) * args.batch_size])
+    for order in orders:
+        shuffled = x_train[torch.from_numpy(order)]
+        for i in range(len(order) // args.batch_size):  # full batches only, as jaxae trains
+            step(shuffled[i * args.batch_size:(i + 1) * args.batch_size])
     figure = (torch.nn.functional.mse_loss if args.model == "dense"
               else torch.nn.functional.binary_cross_entropy)
     with torch.no_grad():
         test = sum(float(figure(model(x_test[i:i + 1000]), x_test[i:i + 1000])) *
                    len(x_test[i:i + 1000]) for i in range(0, len(x_test), 1000)) / len(x_test)
-    np.savez(args.out, order=order, peer_test=test, **initial)
+    np.savez(args.out, orders=orders, peer_test=test, **initial)
 
 
 if __name__ == "__main__":

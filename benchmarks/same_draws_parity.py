@@ -2,13 +2,13 @@
 order, so any difference left is the implementations', not the seeds'.
 
     python -m benchmarks.same_draws_parity --peer-python /tmp/torch/bin/python \
-        --peer-script PATH/torch_autoencoders.py [--model dense|conv] [--seeds 5]
+        --peer-script PATH/torch_autoencoders.py [--model dense|conv] [--epochs 1] [--seeds 5]
 
 For each seed, `benchmarks/peer_draws.py` (run by --peer-python) draws the peer's glorot
-initial weights and first-epoch order, trains the peer for one epoch of full batches and
+initial weights and --epochs batch orders, trains the peer on their full batches and
 records its test figure (dense AE: MSE per pixel; conv AE: BCE); jaxae then trains the same
 model (`configs/default.py`, `configs/conv_ae_fashion.py`) from the same weights in the
-same order with its own compiled `train_step`, and is evaluated on the same test images.
+same orders with its own compiled `train_step`, and is evaluated on the same test images.
 `python -m benchmarks.parity` compares the two with each side's own draws instead. Run it
 from the repository root.
 """
@@ -67,11 +67,12 @@ def jaxae_from_draws(draws: dict, config: ml_collections.ConfigDict, model_name:
                          f"{jax.tree.map(jnp.shape, state.params)!r}: update LAYERS")
     state = state.replace(params=params, opt_state=state.tx.init(params))
     train_step = steps.make_train_step(model, task, objective)
-    order, batch = draws["order"], config.train.batch_size
-    for i in range(len(order) // batch):
-        index = order[i * batch:(i + 1) * batch]
-        state, _ = train_step(state, {"image": data.train.images[index],
-                                      "label": data.train.labels[index]}, keys.train)
+    batch = config.train.batch_size
+    for order in draws["orders"]:
+        for i in range(len(order) // batch):
+            index = order[i * batch:(i + 1) * batch]
+            state, _ = train_step(state, {"image": data.train.images[index],
+                                          "label": data.train.labels[index]}, keys.train)
     eval_step = steps.make_eval_step(model, task, objective)
     return evaluate_split(eval_step, state.params, data.test, config.eval.batch_size,
                           keys.eval)[FIGURES[model_name]]
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--peer-script", default=None, metavar="PATH",
                         help="the PyTorch peer's script (torch_autoencoders.py); required")
     parser.add_argument("--model", choices=tuple(LAYERS), default="dense")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs both train")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
     parser.add_argument("--tfds-dir", default=None)
     args = parser.parse_args()
@@ -102,7 +104,7 @@ def main() -> None:
             path = os.path.join(folder, "draws.npz")
             subprocess.run([args.peer_python, PEER_DRAWS,
                             "--peer-script", args.peer_script, "--model", args.model,
-                            "--seed", str(seed),
+                            "--seed", str(seed), "--epochs", str(args.epochs),
                             "--threads", str(os.cpu_count() or 1), "--out", path], check=True)
             draws = dict(np.load(path))
         peer = float(draws.pop("peer_test"))
