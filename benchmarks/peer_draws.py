@@ -2,16 +2,17 @@
 draws it.
 
     python benchmarks/peer_draws.py --peer-script P --model dense|conv --seed S \
-        [--epochs E] --out F.npz
+        [--epochs E] [--remainder] --out F.npz
 
 Writes the peer's initial weights (glorot, zero biases, drawn right after
 torch.manual_seed(S) as the peer's own `--mode train` does), as layer{i}_kernel in jaxae's
 layout ([in, out] for Linear, [kh, kw, in, out] for Conv2d) and layer{i}_bias in the peer's
 module order, and E batch orders (one permutation per epoch from numpy default_rng(S));
-trains the peer on those epochs' full batches, and writes its test figure (MSE per pixel for
-dense, BCE for conv) alongside as peer_test. `python -m benchmarks.same_draws_parity` runs
-it with the peer's Python and trains jaxae from the same file. Nothing here imports jaxae or
-JAX: the peer's Python need not have them.
+trains the peer on those epochs' full batches (with --remainder, also on each epoch's last,
+smaller batch), and writes its test figure (MSE per pixel for dense, BCE for conv) alongside
+as peer_test. `python -m benchmarks.same_draws_parity` runs it with the peer's Python and
+trains jaxae from the same file. Nothing here imports jaxae or JAX: the peer's Python need
+not have them.
 """
 
 import argparse
@@ -35,6 +36,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--latent-dim", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--remainder", action="store_true",
+                        help="also train each epoch's last, smaller batch (the peer's own "
+                             "training does; jaxae drops it)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True)
@@ -59,8 +63,10 @@ def main() -> None:
                           None)
     for order in orders:
         shuffled = x_train[torch.from_numpy(order)]
-        for i in range(len(order) // args.batch_size):  # full batches only, as jaxae trains
-            step(shuffled[i * args.batch_size:(i + 1) * args.batch_size])
+        ends = range(args.batch_size, len(order) + (args.batch_size - 1) * args.remainder + 1,
+                     args.batch_size)  # full batches only, as jaxae trains, or all
+        for end in ends:
+            step(shuffled[end - args.batch_size:min(end, len(order))])
     figure = (torch.nn.functional.mse_loss if args.model == "dense"
               else torch.nn.functional.binary_cross_entropy)
     with torch.no_grad():

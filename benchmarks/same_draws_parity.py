@@ -9,8 +9,9 @@ initial weights and --epochs batch orders, trains the peer on their full batches
 records its test figure (dense AE: MSE per pixel; conv AE: BCE); jaxae then trains the same
 model (`configs/default.py`, `configs/conv_ae_fashion.py`) from the same weights in the
 same orders with its own compiled `train_step`, and is evaluated on the same test images.
-`python -m benchmarks.parity` compares the two with each side's own draws instead. Run it
-from the repository root.
+--peer-remainder lets the peer also train each epoch's last, smaller batch, as its own
+training does: the gap then measures that difference alone. `python -m benchmarks.parity`
+compares the two with each side's own draws instead. Run it from the repository root.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def main() -> None:
                         help="the PyTorch peer's script (torch_autoencoders.py); required")
     parser.add_argument("--model", choices=tuple(LAYERS), default="dense")
     parser.add_argument("--epochs", type=int, default=1, help="epochs both train")
+    parser.add_argument("--peer-remainder", action="store_true",
+                        help="the peer also trains each epoch's last, smaller batch (as its "
+                             "own training does; jaxae drops it): that difference alone")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
     parser.add_argument("--tfds-dir", default=None)
     args = parser.parse_args()
@@ -105,6 +109,7 @@ def main() -> None:
             subprocess.run([args.peer_python, PEER_DRAWS,
                             "--peer-script", args.peer_script, "--model", args.model,
                             "--seed", str(seed), "--epochs", str(args.epochs),
+                            *(["--remainder"] if args.peer_remainder else []),
                             "--threads", str(os.cpu_count() or 1), "--out", path], check=True)
             draws = dict(np.load(path))
         peer = float(draws.pop("peer_test"))
