@@ -304,11 +304,9 @@ def _override_path(field: str, argv: Sequence[str] | None = None) -> str:
 def _config_argument(argv: Sequence[str], flag_values: flags.FlagValues) -> str:
     """The --config file named on the command line (the flag's default otherwise), without
     a ':argument' for get_config."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--config="):
-            return arg.split("=", 1)[1].split(":", 1)[0]
-        if arg == "--config" and i + 1 < len(argv):
-            return argv[i + 1].split(":", 1)[0]
+    named = _flag_value(argv, "config")
+    if named is not None:
+        return named.split(":", 1)[0]
     return str(flag_values["config"].default_as_str).strip("'\"")
 
 

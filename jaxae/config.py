@@ -27,6 +27,7 @@ from ml_collections import config_dict
 
 from jaxae import objectives
 from jaxae.data import DATASETS
+from jaxae.data.dataset import declared_paths
 from jaxae.data.splits import BINARIZATIONS
 from jaxae.kernels import conv, precision
 from jaxae.keys import SEED_RANGE
@@ -359,20 +360,13 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
              f"config.data.channels={channels!r} must be 1 (grey) or 3 (RGB), or unset")
 
 
-# What each built-in data set's location fields must be: a folder, or a file ("file or
-# folder" where either works: CIFAR-10 reads its archive, or a folder holding it).
-DATA_PATH_KINDS = {
-    "fashion_mnist": {"data_dir": "folder"}, "mnist": {"data_dir": "folder"},
-    "cifar10": {"data_dir": "file or folder"},
-    "folder": {"path": "folder"}, "npz": {"path": "file"},
-}
-
-
 def check_data_paths(config: ml_collections.ConfigDict) -> None:
     """The data's location fields that name something on disk name the right kind of thing:
     a file given where a folder is read (or the reverse) is named as such, not as missing.
     A path that does not exist is left to the loader (it may be prepared, or downloaded)."""
-    kinds = {"tfds_dir": "folder", **DATA_PATH_KINDS.get(config.data.name, {})}
+    name = config.data.name
+    declared = declared_paths(DATASETS.get(name)) if name in DATASETS.names() else {}
+    kinds = {"tfds_dir": "folder", **declared}  # what the registered loader says it reads
     for field, kind in kinds.items():
         path = config.data.get(field)
         if not path or not os.path.exists(path) or kind == "file or folder":

@@ -25,6 +25,7 @@ import pytest
 
 from jaxae import cli
 from jaxae import config as config_lib
+from jaxae import data as data_lib
 from jaxae.evaluation import evaluate
 from jaxae.training import checkpoints, trainer
 from jaxae.training.metric_writer import MetricWriter
@@ -176,6 +177,23 @@ def test_refused_before_anything_is_placed_on_a_device(fault, overrides, words, 
     if fault == "a model the memory cannot hold":
         assert line.endswith(": lower --config.model.latent_dim (now 10000000)")
     assert set(os.listdir(workdir)) <= {*before, "train.lock"}  # nothing else written
+
+
+def test_a_registered_loader_declares_the_paths_it_reads(tmp_path):
+    # A user's loader says what its fields are (`reads_paths`); the check before a run
+    # reads that declaration, not a table of jaxae's own data sets.
+    @data_lib.DATASETS.register("declares_a_file_path")
+    @data_lib.dataset.reads_paths(path="file")
+    def load(path: str):
+        raise AssertionError("not loaded by the check")
+
+    config = config_lib.base_config()
+    config.data.name, config.data.path = "declares_a_file_path", str(tmp_path)
+    with pytest.raises(config_lib.ConfigError, match="is a folder, not a file"):
+        config_lib.check_data_paths(config)
+    (tmp_path / "arrays.bin").write_text("")
+    config.data.path = str(tmp_path / "arrays.bin")
+    config_lib.check_data_paths(config)
 
 
 @pytest.mark.parametrize("data, field, kind, line", [

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxae.data.dataset import Dataset, should_stream, training_bytes
+from jaxae.data.dataset import Dataset, reads_paths, should_stream, training_bytes
 from jaxae.data.idx import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import InMemorySource, RecordArray, arrays_sha256, sha256_file
@@ -67,6 +67,7 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
                    fingerprint=fingerprint)
 
 
+@reads_paths(path="file")
 def load_npz(path: str, *, image_size: int | None = None, channels: int | None = None,
              streaming: str = "memory", memory_budget_mb: float | None = None) -> Dataset:
     """A Dataset from a .npz file holding train_images and test_images (uint8 [N, H, W(, C)])

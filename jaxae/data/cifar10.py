@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxae.data.dataset import Dataset, from_prepared
+from jaxae.data.dataset import Dataset, from_prepared, reads_paths
 from jaxae.data.idx import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
@@ -469,6 +469,7 @@ def _check_same_data(builder: JaxaeCifar10, files: Cifar10Files, record: dict) -
     )
 
 
+@reads_paths(data_dir="file or folder")  # its archive, or a folder holding it
 def load_cifar10(
     *, data_dir: str | None = None, tfds_dir: str | None = None, image_size: int | None = None,
     channels: int | None = None, streaming: str = "memory",

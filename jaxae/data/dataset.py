@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -11,6 +13,29 @@ from jaxae.data.records import PreparedSplit, RecordArray, is_lazy, read_all
 
 STREAMING_MODES = ("auto", "memory", "stream")
 MIB = 1 << 20  # memory_budget_mb counts MiB
+PATH_KINDS = ("file", "folder", "file or folder")
+Loader = TypeVar("Loader", bound=Callable[..., Any])
+
+
+def reads_paths(**kinds: str) -> Callable[[Loader], Loader]:
+    """Declares the config.data fields a loader reads as paths, each a "file", a "folder" or
+    a "file or folder": `config.check_data_paths` names one of the wrong kind before a run
+    starts (a file given for a folder would otherwise read as missing)."""
+    if unknown := [k for k in kinds.values() if k not in PATH_KINDS]:
+        raise ValueError(f"path kinds {unknown}: use {', '.join(PATH_KINDS)}")
+
+    def declare(loader: Loader) -> Loader:
+        loader.path_kinds = kinds
+        return loader
+
+    return declare
+
+
+def declared_paths(loader: Callable[..., Any]) -> dict[str, str]:
+    """The path kinds a loader declares (`reads_paths`), also through functools.partial."""
+    while not hasattr(loader, "path_kinds") and hasattr(loader, "func"):
+        loader = loader.func
+    return dict(getattr(loader, "path_kinds", {}))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -29,7 +29,7 @@ from typing import Any
 import tensorflow_datasets as tfds
 from PIL import Image, UnidentifiedImageError
 
-from jaxae.data.dataset import Dataset, from_prepared
+from jaxae.data.dataset import Dataset, from_prepared, reads_paths
 from jaxae.data.idx import DataError
 from jaxae.data.images import GREY_MODES, load_image
 from jaxae.data.records import (
@@ -301,6 +301,7 @@ def config_name(name: str, image_shape: tuple[int, int, int]) -> str:
     return f"{base}_{image_shape[0]}x{image_shape[1]}x{image_shape[2]}"
 
 
+@reads_paths(path="folder")
 def load_folder(
     path: str | os.PathLike[str] | None = None,
     *,

@@ -29,7 +29,7 @@ from jaxae.data.builder import (
     idx_folder_fingerprint,
     read_idx_files,
 )
-from jaxae.data.dataset import Dataset, from_prepared
+from jaxae.data.dataset import Dataset, from_prepared, reads_paths
 from jaxae.data.idx import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
@@ -256,6 +256,7 @@ def _check_same_source(name: str, builder: JaxaeImages, folder: str, origin: str
     )
 
 
+@reads_paths(data_dir="folder")
 def load_dataset(
     name: str, *, data_dir: str | None = None, tfds_dir: str | None = None,
     image_size: int | None = None, channels: int | None = None, streaming: str = "memory",
