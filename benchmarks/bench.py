@@ -560,6 +560,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=1,
                         help="quality: repeat with seeds --seed .. --seed + N - 1 and report "
                              "the median ratio and its range")
+    parser.add_argument("--checks-per-epoch", type=int, default=4,
+                        help="quality: past the peer's epochs, jaxae's test figure is "
+                             "checked N times an epoch (each check's evaluation counted); "
+                             "1: at epochs' ends only")
     parser.add_argument("--steps", type=int, default=200,
                         help="determinism: training steps per run")
     parser.add_argument("--peer-python", default=None,
@@ -597,6 +601,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      f"{', '.join(DTYPES)}")
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: give 1 or more")
+    if args.checks_per_epoch < 1:
+        parser.error(f"--checks-per-epoch {args.checks_per_epoch}: give 1 or more")
     if args.write and args.append:
         parser.error("--write FILE replaces this device's section, --append FILE adds to it: "
                      "give one")

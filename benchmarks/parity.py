@@ -35,6 +35,7 @@ import ml_collections
 
 from benchmarks.bench import check_peer_args, header
 from jaxae import build, cli
+from jaxae.data import batches
 from jaxae.experiments.common import load_config
 from jaxae.kernels import precision
 from jaxae.training import trainer
@@ -46,6 +47,7 @@ class Pairing:
 
     config: str  # jaxae.configs.<config> (configs/<config>.py)
     epochs: int
+    train_images: int  # each side's epoch: the whole Fashion-MNIST training split
     peer_init: str  # the peer's --init that matches the config's init scheme
     metric: str  # jaxae's test metric (without 'test_')
     peer_metric: str  # the peer's key for the same figure
@@ -54,9 +56,9 @@ class Pairing:
 
 
 PAIRINGS = {
-    "dense": Pairing("default", 1, "glorot", "mse", "test_mse_per_pixel", "test MSE"),
-    "conv": Pairing("conv_ae_fashion", 5, "glorot", "bce", "test_bce", "test BCE"),
-    "vae": Pairing("vae_fashion_2d", 10, "torch", "elbo", "test_elbo_nats",
+    "dense": Pairing("default", 1, 60_000, "glorot", "mse", "test_mse_per_pixel", "test MSE"),
+    "conv": Pairing("conv_ae_fashion", 5, 60_000, "glorot", "bce", "test_bce", "test BCE"),
+    "vae": Pairing("vae_fashion_2d", 10, 60_000, "torch", "elbo", "test_elbo_nats",
                    "test ELBO (nats)", higher_is_better=True),
 }
 
@@ -112,12 +114,14 @@ class Phases:
 
 def run_jaxae(pairing: Pairing, workdir: str, tfds_dir: str | None, seed: int,
               extra_epochs: int = 0, compute_dtype: str = "float32",
-              config_name: str | None = None) -> dict:
-    """Trains the pairing's config from scratch; per-epoch test figures and wall times
+              config_name: str | None = None, checks_per_extra_epoch: int = 1) -> dict:
+    """Trains the pairing's config from scratch; per-evaluation test figures and wall times
     (counted from the call: data loading and compilation included), each with the seconds
     spent so far loading data, compiling and evaluating (`Phases`). With a constant
-    learning rate, `extra_epochs` more epochs follow (the first ones are unchanged);
-    "value" and "wall_s" are those of the pairing's last epoch."""
+    learning rate, `extra_epochs` more epochs follow (the first ones are unchanged), in
+    which the test figure is checked `checks_per_extra_epoch` times an epoch (each check an
+    evaluation, its time counted); "value" and "wall_s" are those of the pairing's last
+    epoch. A record's "epoch" is the epochs trained at it (5.25: a quarter into the 6th)."""
     config: ml_collections.ConfigDict = load_config(config_name or pairing.config)
     if config.optim.schedule != "constant":  # a longer run would decay at another pace
         extra_epochs = 0
@@ -125,15 +129,24 @@ def run_jaxae(pairing: Pairing, workdir: str, tfds_dir: str | None, seed: int,
     config.train.compute_dtype = compute_dtype
     if tfds_dir:
         config.data.tfds_dir = tfds_dir
+    steps_per_epoch = batches.steps_per_epoch(pairing.train_images, config.train.batch_size)
+    checks = [pairing.epochs * steps_per_epoch + round(k * steps_per_epoch
+                                                      / checks_per_extra_epoch)
+              for k in range(1, extra_epochs * checks_per_extra_epoch)]
     epochs = []
     start = time.perf_counter()
     with Phases() as phases:
-        def record(epoch: int, metrics: dict[str, float]) -> None:
-            epochs.append({"epoch": epoch, "value": metrics[f"test_{pairing.metric}"],
+        def record(step: int, epoch: int, metrics: dict[str, float]) -> None:
+            if not epochs and step != steps_per_epoch:  # the first: epoch 1's end
+                raise RuntimeError(f"{pairing.config} ran {step} steps in its first epoch, "
+                                   f"not {steps_per_epoch}: its data is not the peer's")
+            epochs.append({"epoch": step / steps_per_epoch, "step": step,
+                           "value": metrics[f"test_{pairing.metric}"],
                            "wall_s": time.perf_counter() - start, **phases.snapshot()})
 
-        cli.run(trainer.train_and_evaluate, config, workdir, on_evaluation=record)
-    last = epochs[pairing.epochs - 1]
+        cli.run(trainer.train_and_evaluate, config, workdir, on_evaluation=record,
+                evaluate_at_steps=checks)
+    last = next(r for r in epochs if r["step"] == pairing.epochs * steps_per_epoch)
     return {"value": last["value"], "wall_s": last["wall_s"], "epochs": epochs}
 
 
@@ -206,7 +219,7 @@ def table(rows: list[dict]) -> str:
              "peer wall s | jaxae reaches the peer's final figure (seed 0) |",
              "|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        when = (f"epoch {r['jaxae_reaches_peer_final_at_epoch']}, "
+        when = (f"epoch {r['jaxae_reaches_peer_final_at_epoch']:g}, "
                 f"{r['jaxae_time_to_peer_final_s']:.0f} s"
                 if r["jaxae_reaches_peer_final_at_epoch"] else "not within the epochs")
         lines.append(f"| {r['model']} (`{r['config']}`) | {r['epochs']} | {r['seeds']} | "

@@ -38,7 +38,7 @@ class Lesson:
     higher_is_better: bool = False
 
     def pairing(self, epochs: int) -> parity.Pairing:
-        return parity.Pairing(self.config, epochs, "glorot", self.metric, "", self.label,
+        return parity.Pairing(self.config, epochs, 60_000, "glorot", self.metric, "", self.label,
                               self.higher_is_better)
 
 

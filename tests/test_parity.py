@@ -40,7 +40,7 @@ def test_higher_is_better_elbo_reached_at_the_first_good_epoch():
 def test_extra_epochs_time_the_target_without_changing_the_reported_epoch(fashion_tfds_dir,
                                                                            tmp_path):
     """The extra epoch only extends the run: the pairing's last epoch is the same bits."""
-    pairing = parity.Pairing("test", 1, "glorot", "mse", "test_mse_per_pixel", "test MSE")
+    pairing = parity.Pairing("test", 1, 512, "glorot", "mse", "test_mse_per_pixel", "test MSE")
     plain = parity.run_jaxae(pairing, str(tmp_path / "a"), fashion_tfds_dir, 0)
     longer = parity.run_jaxae(pairing, str(tmp_path / "b"), fashion_tfds_dir, 0,
                               extra_epochs=1)
@@ -49,6 +49,33 @@ def test_extra_epochs_time_the_target_without_changing_the_reported_epoch(fashio
     assert longer["value"] == plain["value"] == longer["epochs"][0]["value"]
     assert longer["epochs"][1]["value"] < longer["value"]  # it kept learning
     assert longer["wall_s"] == longer["epochs"][0]["wall_s"]
+
+
+def test_checks_inside_the_extra_epochs_time_the_target_more_finely(fashion_tfds_dir,
+                                                                    tmp_path):
+    """Four checks an extra epoch (16 steps: at 4, 8, 12 and its end), none before: the
+    pairing's epochs and their figures are those of a run without them."""
+    pairing = parity.Pairing("test", 1, 512, "glorot", "mse", "test_mse_per_pixel", "test MSE")
+    plain = parity.run_jaxae(pairing, str(tmp_path / "a"), fashion_tfds_dir, 0,
+                             extra_epochs=1)
+    checked = parity.run_jaxae(pairing, str(tmp_path / "b"), fashion_tfds_dir, 0,
+                               extra_epochs=1, checks_per_extra_epoch=4)
+    assert [e["epoch"] for e in checked["epochs"]] == [1, 1.25, 1.5, 1.75, 2]
+    assert [e["step"] for e in checked["epochs"]] == [16, 20, 24, 28, 32]
+    assert [e["value"] for e in checked["epochs"][::4]] == \
+        [e["value"] for e in plain["epochs"]]
+    assert checked["value"] == plain["value"]
+    walls = [e["wall_s"] for e in checked["epochs"]]
+    evaluations = [e["evaluation_s"] for e in checked["epochs"]]
+    assert walls == sorted(walls) and evaluations == sorted(evaluations)
+    assert evaluations[-1] > evaluations[0]  # each check's evaluation is counted
+
+
+def test_a_pairing_whose_data_is_not_the_peers_is_refused(fashion_tfds_dir, tmp_path):
+    pairing = parity.Pairing("test", 1, 60_000, "glorot", "mse", "test_mse_per_pixel",
+                             "test MSE")
+    with pytest.raises(RuntimeError, match="ran 16 steps in its first epoch, not 1875"):
+        parity.run_jaxae(pairing, str(tmp_path), fashion_tfds_dir, 0)
 
 
 @pytest.mark.parametrize("argv, said", [
@@ -65,7 +92,7 @@ def test_the_peer_and_its_script_are_required(capsys, argv, said):
 
 def test_extra_epochs_runs_report_data_compile_and_evaluation_apart(fashion_tfds_dir,
                                                                      tmp_path):
-    pairing = parity.Pairing("test", 1, "glorot", "mse", "test_mse_per_pixel", "test MSE")
+    pairing = parity.Pairing("test", 1, 512, "glorot", "mse", "test_mse_per_pixel", "test MSE")
     run = parity.run_jaxae(pairing, str(tmp_path / "a"), fashion_tfds_dir, 0)
     epoch = run["epochs"][0]
     assert epoch["compile_s"] > 0 and epoch["evaluation_s"] > 0 and epoch["data_s"] > 0

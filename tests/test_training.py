@@ -94,6 +94,34 @@ def test_stopped_and_resumed_run_ends_bitwise_equal_to_uninterrupted(tiny_config
     assert read_metrics(tmp_path / "whole") == read_metrics(tmp_path / "split")
 
 
+def test_evaluations_inside_epochs_leave_training_alone_and_survive_a_resume(
+        tiny_config, tmp_path):
+    """Extra evaluation steps end chunks there (same bits: any chunk length does), write a
+    record each and call the hook; a run stopped at one and resumed writes the same
+    records as an uninterrupted one, each evaluation once."""
+    config = tiny_config()  # 16 steps per epoch, 32 in all
+    plain = train_and_evaluate(config, str(tmp_path / "plain"))
+    heard = []
+    at = (5, 16, 20)  # 16 is an epoch's end: evaluated once
+    whole = train_and_evaluate(config, str(tmp_path / "whole"), evaluate_at_steps=at,
+                               on_evaluation=lambda *args: heard.append(args))
+    assert_bitwise_equal(plain.params, whole.params, "parameters with and without them")
+    assert [(step, epoch) for step, epoch, _ in heard] == [(5, 1), (16, 1), (20, 2), (32, 2)]
+    records = [r for r in read_metrics(tmp_path / "whole") if "test_loss" in r]
+    assert [(r["step"], r["epoch"]) for r in records] == [(5, 1), (16, 1), (20, 2), (32, 2)]
+    assert [r["test_loss"] for r in records] == [m["test_loss"] for *_, m in heard]
+    assert records[0]["test_loss"] > records[-1]["test_loss"]
+    assert [r for r in read_metrics(tmp_path / "plain") if "test_loss" in r] == \
+        [r for r in records if r["step"] % 16 == 0]
+
+    config.train.stop_after_steps = 20
+    train_and_evaluate(config, str(tmp_path / "split"), evaluate_at_steps=at)
+    config.train.stop_after_steps = None
+    resumed = train_and_evaluate(config, str(tmp_path / "split"), evaluate_at_steps=at)
+    assert_bitwise_equal(whole.params, resumed.params, "resumed and uninterrupted parameters")
+    assert read_metrics(tmp_path / "whole") == read_metrics(tmp_path / "split")
+
+
 def test_short_training_lowers_the_test_loss(tiny_config, tmp_path):
     config = tiny_config(**{"data.train_size": 2048})
     keys = derive_keys(config.seed)
@@ -165,6 +193,38 @@ def test_validation_split_is_carved_deterministically_and_evaluated(tiny_config,
     assert not any(row.tobytes() in train_rows for row in data.val.images)
     train_and_evaluate(config, str(tmp_path))
     assert "val_loss" in read_metrics(tmp_path)[-1]
+
+
+def test_a_run_computes_the_task_floors_once_and_reports_them_at_every_evaluation(
+        tiny_config, tmp_path, monkeypatch):
+    """The input's and the median filter's PSNR do not depend on the parameters: the
+    trainer's floor step runs once per split's batch, and every evaluation reports the
+    figures the full eval step gives."""
+    config = tiny_config(**{"model.latent_dim": 940, "task.name": "denoise",
+                            "data.val_size": 128, "train.num_epochs": 3})
+    calls = []
+    make_floor_step = steps.make_floor_step
+
+    def counted(task):
+        floor_step = make_floor_step(task)
+        return lambda batch, key: calls.append(1) or floor_step(batch, key)
+
+    monkeypatch.setattr(steps, "make_floor_step", counted)
+    state = train_and_evaluate(config, str(tmp_path))
+    assert len(calls) == 2 + 1  # test: 256 images, val: 128, in batches of 128; once each
+    model, task, objective = parts(config)
+    keys = derive_keys(config.seed)
+    data = build.load_data(config, keys.data)
+    full = steps.make_eval_step(model, task, objective)
+    records = [r for r in read_metrics(tmp_path) if "test_loss" in r]
+    assert len(records) == 3
+    for prefix, split in (("test", data.test), ("val", data.val)):
+        expected = evaluate_split(full, state.params, split, 128, keys.eval)
+        for record in records:
+            for floor in ("input_psnr", "baseline_psnr"):
+                assert record[f"{prefix}_{floor}"] == pytest.approx(expected[floor], rel=1e-6)
+        assert records[-1][f"{prefix}_loss"] == pytest.approx(expected["loss"], rel=1e-6)
+        assert 0 < expected["input_psnr"] < 40 and 0 < expected["baseline_psnr"] < 40
 
 
 def test_static_binarization_is_one_fixed_bernoulli_draw(tiny_config):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 import jax
@@ -25,13 +26,20 @@ def padded_batches(split: Split, batch_size: int) -> Iterator[tuple[int, dict]]:
                       "mask": mask}
 
 
-def evaluate_split(eval_step: Callable, params: dict, split: Split, batch_size: int,
-                   key: jax.Array) -> dict[str, float]:
-    """Means over every image of the split; batch i's randomness uses fold_in(key, i)."""
+def split_means(step: Callable[[dict, jax.Array], dict], split: Split, batch_size: int,
+                key: jax.Array) -> dict[str, float]:
+    """Means over every image of the split of a step's per-batch sums (with their "count"
+    of unmasked images); batch i's randomness uses fold_in(key, i)."""
     sums = None
     for index, batch in padded_batches(split, min(batch_size, len(split))):
-        out = eval_step(params, batch, jax.random.fold_in(key, index))
+        out = step(batch, jax.random.fold_in(key, index))
         sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
     sums = jax.device_get(sums)
     count = float(sums.pop("count"))
     return {name: float(total) / count for name, total in sums.items()}
+
+
+def evaluate_split(eval_step: Callable, params: dict, split: Split, batch_size: int,
+                   key: jax.Array) -> dict[str, float]:
+    """An eval step's means over every image of the split, at `params`."""
+    return split_means(functools.partial(eval_step, params), split, batch_size, key)

@@ -184,21 +184,48 @@ def make_train_chunk(model: nn.Module, task: Task, objective: Objective, *, batc
     return jax.jit(train_chunk, donate_argnums=0, compiler_options=COMPILER_OPTIONS)
 
 
-def make_eval_step(model: nn.Module, task: Task, objective: Objective
+def _eval_example(task: Task, batch: dict, key: jax.Array
+                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(inputs, targets, the key for z's samples) of an evaluation batch: the same split of
+    the batch's key in every evaluation program, so they all see the same corruption."""
+    example_key, sample_key = jax.random.split(key)
+    inputs, targets = task.make_example(batch["image"], example_key)
+    return inputs, targets, sample_key
+
+
+def _floor_terms(task: Task, inputs: jax.Array, targets: jax.Array) -> Metrics:
+    """Per image: the PSNR of the task's input and of its classical baseline, the floors to
+    beat (tasks whose input differs from the target; none otherwise)."""
+    if not task.shows_input:
+        return {}
+    flat, image_shape = losses.flat_images, targets.shape[1:]
+    return {"input_psnr": losses.psnr(flat(task.input_as_image(inputs, image_shape)),
+                                      flat(targets)),
+            "baseline_psnr": losses.psnr(flat(task.baseline(inputs, image_shape)),
+                                         flat(targets))}
+
+
+def _masked_sums(per_image: Metrics, mask: jax.Array) -> Metrics:
+    return {**{name: jnp.sum(value * mask) for name, value in per_image.items()},
+            "count": jnp.sum(mask)}
+
+
+def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: bool = True
                    ) -> Callable[[dict, dict, jax.Array], Metrics]:
     """Compiles a step that returns metric sums over the unmasked images of a batch.
 
     Metrics: the training objective and, for VAEs, the ELBO and its terms (z sampled with
     the key); MSE, BCE and PSNR of the reconstruction against the clean image (VAEs: from
-    z = z_mean); where the task's input differs from the target, the PSNR of the input and
-    of the task's classical baseline, the floors to beat.
+    z = z_mean); with `floors`, where the task's input differs from the target, the PSNR of
+    the input and of the task's classical baseline, the floors to beat. The floors do not
+    depend on the parameters: a run that evaluates again and again computes them once
+    (`make_floor_step`, `jaxae.training.trainer.evaluate_splits`).
     """
     flat = losses.flat_images
 
     @jax.jit
     def eval_step(params: dict, batch: dict, key: jax.Array) -> Metrics:
-        example_key, sample_key = jax.random.split(key)
-        inputs, targets = task.make_example(batch["image"], example_key)
+        inputs, targets, sample_key = _eval_example(task, batch, key)
         flat_targets, labels = flat(targets), batch["label"]
         per_image, logits = per_image_terms(model, objective, params, inputs, flat_targets,
                                             labels, sample_key)
@@ -210,14 +237,23 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective
             "bce": losses.bce_with_logits(logits, flat_targets),
             "psnr": losses.psnr(jax.nn.sigmoid(logits), flat_targets),
         }
-        if task.shows_input:
-            image_shape = targets.shape[1:]
-            per_image["input_psnr"] = losses.psnr(
-                flat(task.input_as_image(inputs, image_shape)), flat_targets)
-            per_image["baseline_psnr"] = losses.psnr(
-                flat(task.baseline(inputs, image_shape)), flat_targets)
-        mask = batch["mask"]
-        sums = {name: jnp.sum(value * mask) for name, value in per_image.items()}
-        return {**sums, "count": jnp.sum(mask)}
+        if floors:
+            per_image |= _floor_terms(task, inputs, targets)
+        return _masked_sums(per_image, batch["mask"])
 
     return eval_step
+
+
+def make_floor_step(task: Task) -> Callable[[dict, jax.Array], Metrics] | None:
+    """Compiles a step that returns the sums of the task's floors over the unmasked images
+    of a batch (`make_eval_step`'s input_psnr and baseline_psnr, from the same key), or None
+    for a task that has none."""
+    if not task.shows_input:
+        return None
+
+    @jax.jit
+    def floor_step(batch: dict, key: jax.Array) -> Metrics:
+        inputs, targets, _ = _eval_example(task, batch, key)
+        return _masked_sums(_floor_terms(task, inputs, targets), batch["mask"])
+
+    return floor_step

@@ -16,13 +16,15 @@ Chunks of any length give the same bits, so resuming at any step repeats the run
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import jax
 import ml_collections
@@ -32,7 +34,7 @@ from tqdm import tqdm
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import Splits, batches, streaming
-from jaxae.evaluation.metrics import evaluate_split
+from jaxae.evaluation.metrics import evaluate_split, split_means
 from jaxae.keys import derive_keys
 from jaxae.registry import display_name
 from jaxae.training import checkpoints, memory, parallel, steps
@@ -47,16 +49,45 @@ from jaxae.training.workdir import (
 )
 
 StopRequest = Callable[[], str | None]  # the name of a stop signal received, or None
+EvaluationHook = Callable[[int, int, dict[str, float]], None]  # (step, epoch, metrics)
 
 
-def evaluate_splits(eval_step, params, data: Splits, batch_size: int, eval_key: jax.Array
+@dataclasses.dataclass(frozen=True)
+class _Evaluations:
+    """When a run evaluates besides each epoch's end (`at_steps`), and who hears of it."""
+
+    at_steps: tuple[int, ...] = ()  # sorted
+    hook: EvaluationHook | None = None
+
+    def next_after(self, step: int) -> int | None:
+        """The first extra evaluation step after `step`, or None."""
+        index = bisect.bisect_right(self.at_steps, step)
+        return self.at_steps[index] if index < len(self.at_steps) else None
+
+    def due(self, step: int) -> bool:
+        index = bisect.bisect_left(self.at_steps, step)
+        return index < len(self.at_steps) and self.at_steps[index] == step
+
+
+def evaluate_splits(eval_step, params, data: Splits, batch_size: int, eval_key: jax.Array,
+                    floor_step=None, floors: dict[str, dict[str, float]] | None = None
                     ) -> dict[str, float]:
-    """Test (and validation) metrics, prefixed 'test_' / 'val_'."""
+    """Test (and validation) metrics, prefixed 'test_' / 'val_'.
+
+    With a `floor_step` (`steps.make_floor_step`; `eval_step` then made without floors),
+    the task's floors of each split are computed at the first call and kept in `floors` for
+    the next ones: they do not depend on the parameters, and a baseline such as the median
+    filter can cost more than the model's own evaluation.
+    """
     named = {"test": data.test, "val": data.val}
     out = {}
     for prefix, split in named.items():
         if split is not None:
             metrics = evaluate_split(eval_step, params, split, batch_size, eval_key)
+            if floor_step is not None:
+                if prefix not in floors:
+                    floors[prefix] = split_means(floor_step, split, batch_size, eval_key)
+                metrics = dict(sorted((metrics | floors[prefix]).items()))
             out.update({f"{prefix}_{name}": value for name, value in metrics.items()})
     return out
 
@@ -202,11 +233,14 @@ def _writer_lock(workdir: str, main: bool):
             os.close(fd)  # releases the lock
 
 
-def _chunk_end(step: int, epoch_end: int, stop_at: int, config: ml_collections.ConfigDict
-               ) -> int:
-    """The next step at which the host must act: log, checkpoint, end of epoch or stop."""
+def _chunk_end(step: int, epoch_end: int, stop_at: int, config: ml_collections.ConfigDict,
+               next_evaluation: int | None = None) -> int:
+    """The next step at which the host must act: log, checkpoint, evaluate, end of epoch
+    or stop."""
     log_every = config.train.log_every_steps
     ends = [epoch_end, stop_at, (step // log_every + 1) * log_every]
+    if next_evaluation is not None:
+        ends.append(next_evaluation)
     if config.train.checkpoint_every_steps:
         every = config.train.checkpoint_every_steps
         ends.append((step // every + 1) * every)
@@ -265,15 +299,18 @@ def parameter_checksum(params) -> float:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       on_evaluation: Callable[[int, dict[str, float]], None] | None = None,
+                       on_evaluation: EvaluationHook | None = None,
+                       evaluate_at_steps: Iterable[int] = (),
                        stop_requested: StopRequest = lambda: None) -> steps.TrainState:
     """Trains the config's model, resuming from `workdir` if it holds a run; returns the state.
 
-    `on_evaluation(epoch, test_metrics)` is called after each epoch's evaluation (e.g. to
-    time training against a peer, `benchmarks/parity.py`); metrics.jsonl stays free of
-    timings. `stop_requested()` is polled between chunks of steps: when it returns a reason
-    (the command line's SIGTERM / Ctrl-C handler gives one), the run checkpoints and returns;
-    asked before training starts, StopRequested is raised.
+    The run evaluates at each epoch's end and also at `evaluate_at_steps` (e.g. to watch the
+    test figure inside long epochs); each evaluation is a record of metrics.jsonl, and
+    `on_evaluation(step, epoch, metrics)` is called after it (e.g. to time training against
+    a peer, `benchmarks/parity.py`; epoch: the one ending or in progress); metrics.jsonl
+    stays free of timings. `stop_requested()` is polled between chunks of steps: when it
+    returns a reason (the command line's SIGTERM / Ctrl-C handler gives one), the run
+    checkpoints and returns; asked before training starts, StopRequested is raised.
 
     Runs data-parallel over every device of every process (`jaxae.training.parallel`); only
     process 0 writes files and prints, and holds the workdir's writer lock for the run (a
@@ -288,6 +325,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     CheckpointWriteError; a non-finite quantity with FloatingPointError naming the knob.
     """
     config_lib.validate(config)
+    evaluations = _Evaluations(tuple(sorted(set(evaluate_at_steps))), on_evaluation)
     mesh = parallel.data_mesh()
     config_lib.check_batch_splits(config.train.batch_size, mesh.size)
     main = parallel.is_main_process()
@@ -295,7 +333,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     prepare_workdir(workdir, config)
     with _writer_lock(workdir, main):
         try:
-            return _train(config, workdir, mesh, main, on_evaluation, stop_requested)
+            return _train(config, workdir, mesh, main, evaluations, stop_requested)
         except BaseException:
             if main and created:
                 _remove_if_unused(workdir)
@@ -320,8 +358,7 @@ def _stop_before_training(stopped: str, step: int) -> StopRequested:
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
-           on_evaluation: Callable[[int, dict[str, float]], None] | None,
-           stop_requested: StopRequest) -> steps.TrainState:
+           evaluations: _Evaluations, stop_requested: StopRequest) -> steps.TrainState:
     """train_and_evaluate, once the workdir is checked and locked."""
     train_config = config.train
     if stopped := stop_requested():
@@ -360,7 +397,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
             raise _stop_before_training(stopped, first_step)
         state, step, stopped = _train_loop(config, workdir, mesh, main, data, keys, task,
                                            model, train_model, objective, manager, state,
-                                           position, run_files, on_evaluation,
+                                           position, run_files, evaluations,
                                            stop_requested)
         if stopped and step == first_step:  # asked as the loop was being set up
             raise _stop_before_training(stopped, first_step)
@@ -465,7 +502,7 @@ class _StreamedBatches:
 
 
 def _train_loop(config, workdir, mesh, main, data, keys, task, model, train_model, objective,
-                manager, state, position, run_files: _RunFiles, on_evaluation,
+                manager, state, position, run_files: _RunFiles, evaluations,
                 stop_requested):
     """The epochs, from `state` on (`position`: the data stream's, from its checkpoint):
     returns (state, step, the stop reason or None)."""
@@ -482,12 +519,12 @@ def _train_loop(config, workdir, mesh, main, data, keys, task, model, train_mode
                                   steps_per_epoch, total_steps)
     with contextlib.closing(source):
         return _epochs(config, workdir, main, data, keys, task, model, train_model, objective,
-                       manager, state, source, run_files, on_evaluation, stop_requested,
+                       manager, state, source, run_files, evaluations, stop_requested,
                        faults, steps_per_epoch, total_steps, max_steps)
 
 
 def _epochs(config, workdir, main, data, keys, task, model, train_model, objective, manager,
-            state, source, run_files: _RunFiles, on_evaluation, stop_requested, faults,
+            state, source, run_files: _RunFiles, evaluations: _Evaluations, stop_requested, faults,
             steps_per_epoch: int, total_steps: int, max_steps: int):
     """_train_loop's epochs, with the batches of `source`."""
     train_config = config.train
@@ -512,7 +549,8 @@ def _epochs(config, workdir, main, data, keys, task, model, train_model, objecti
     train_chunk = steps.make_train_chunk(
         train_model, task, objective, batch_size=train_config.batch_size,
         max_steps=max_steps, mesh=mesh)
-    eval_step = steps.make_eval_step(model, task, objective)
+    eval_step = steps.make_eval_step(model, task, objective, floors=False)
+    floor_step, floors = steps.make_floor_step(task), {}  # floors: computed once
 
     train_key = parallel.put_replicated(keys.train, mesh)
     devices = f"{mesh.size} device{'s' * (mesh.size > 1)}"
@@ -527,6 +565,17 @@ def _epochs(config, workdir, main, data, keys, task, model, train_model, objecti
               f"{', streamed from disk' if data.streamed else ''})", flush=True)
     stop_at = min(total_steps, train_config.stop_after_steps or total_steps)
     log = _ChunkLog(config, writer, steps_per_epoch, faults)
+
+    def evaluate(epoch: int) -> None:
+        """Evaluates the state at `step`, in `epoch` (1-based): a record and the hook."""
+        evaluation = evaluate_splits(eval_step, _local(state.params), data,
+                                     config.eval.batch_size, keys.eval, floor_step, floors)
+        faults.check_evaluation(evaluation, step)
+        if writer:
+            writer.write({"step": step, "epoch": epoch, **evaluation})
+        if evaluations.hook:
+            evaluations.hook(step, epoch, evaluation)
+
     stopped = None
     while step < stop_at and not (stopped := stop_requested()):
         epoch, first = divmod(step, steps_per_epoch)
@@ -534,13 +583,16 @@ def _epochs(config, workdir, main, data, keys, task, model, train_model, objecti
         bar = tqdm(desc=f"epoch {epoch + 1}/{train_config.num_epochs}", initial=first,
                    total=steps_per_epoch, leave=False, disable=None if main else True)
         while step < epoch_end and not (stopped := stop_requested()):
-            end = _chunk_end(step, epoch_end, stop_at, config)
+            end = _chunk_end(step, epoch_end, stop_at, config, evaluations.next_after(step))
             arrays, order, first_index = source.chunk(step, end - step)
             state, metrics = train_chunk(state, arrays, order, first_index, train_key,
                                          end - step)
             log.add(step + 1, end - step, metrics, epoch, bar)
             saved_so_far()  # a save that failed stops the run here, a chunk after it
             step = end
+            if evaluations.due(step) and step % steps_per_epoch:  # an epoch's end: below
+                log.flush()  # the step's training record first
+                evaluate(epoch + 1)
             every = train_config.checkpoint_every_steps
             if every and step % every == 0 and step % steps_per_epoch:
                 log.flush()  # metrics are checked before every checkpoint
@@ -550,13 +602,7 @@ def _epochs(config, workdir, main, data, keys, task, model, train_model, objecti
         if step < (epoch + 1) * steps_per_epoch:  # stopped inside the epoch
             save()
             break
-        evaluation = evaluate_splits(eval_step, _local(state.params), data,
-                                     config.eval.batch_size, keys.eval)
-        faults.check_evaluation(evaluation, step)
-        if writer:
-            writer.write({"step": step, "epoch": epoch + 1, **evaluation})
-        if on_evaluation:
-            on_evaluation(epoch + 1, evaluation)
+        evaluate(epoch + 1)
         stopped = stopped or stop_requested()
         if (epoch + 1) % train_config.checkpoint_every_epochs == 0 or step >= stop_at or \
                 stopped:
