@@ -120,6 +120,9 @@ def test_evaluations_inside_epochs_leave_training_alone_and_survive_a_resume(
     resumed = train_and_evaluate(config, str(tmp_path / "split"), evaluate_at_steps=at)
     assert_bitwise_equal(whole.params, resumed.params, "resumed and uninterrupted parameters")
     assert read_metrics(tmp_path / "whole") == read_metrics(tmp_path / "split")
+    with pytest.raises(ValueError, match=r"evaluate_at_steps=\[0.5, 3\]: give whole steps"):
+        train_and_evaluate(config, str(tmp_path / "bad"), evaluate_at_steps=[3, 0.5])
+    assert not os.path.exists(tmp_path / "bad")
 
 
 def test_short_training_lowers_the_test_loss(tiny_config, tmp_path):

@@ -8,9 +8,9 @@ that does not fit is refused before any array is read), then train; config.json 
 once the run's first checkpoint is on disk.
 
 Training runs in chunks: the steps between two points where the host has something to do
-(log, checkpoint, end of epoch, stop) run as one compiled loop over batches gathered on the
-device (its length an argument, so one program serves every chunk), and their metrics are
-read only after the next interval has been dispatched.
+(log, checkpoint, evaluate, end of epoch, stop) run as one compiled loop over batches
+gathered on the device (its length an argument, so one program serves every chunk), and
+their metrics are read only after the next interval has been dispatched.
 Chunks of any length give the same bits, so resuming at any step repeats the run exactly.
 """
 
@@ -20,6 +20,7 @@ import bisect
 import contextlib
 import dataclasses
 import math
+import numbers
 import os
 import shutil
 import sys
@@ -325,7 +326,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     CheckpointWriteError; a non-finite quantity with FloatingPointError naming the knob.
     """
     config_lib.validate(config)
-    evaluations = _Evaluations(tuple(sorted(set(evaluate_at_steps))), on_evaluation)
+    at_steps = sorted(set(evaluate_at_steps))
+    if any(not isinstance(s, numbers.Integral) or s < 1 for s in at_steps):
+        raise ValueError(f"evaluate_at_steps={at_steps}: give whole steps of 1 or more")
+    evaluations = _Evaluations(tuple(int(s) for s in at_steps), on_evaluation)
     mesh = parallel.data_mesh()
     config_lib.check_batch_splits(config.train.batch_size, mesh.size)
     main = parallel.is_main_process()
