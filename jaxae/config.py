@@ -101,6 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
     })  # at that step; rerunning the same command without it resumes there
     c.eval = ml_collections.ConfigDict({
         "batch_size": 1000,
+        "every_steps": config_dict.placeholder(int),  # also evaluate every N steps (long epochs)
         "num_images": 10,  # columns of the reconstruction and sample pictures
         "iwae_samples": (1, 50, 1000),  # VAEs: importance samples k of each IWAE bound
         "iwae_images": 1000,  # VAEs: test images the IWAE bounds average over
@@ -336,6 +337,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _positive_int(config, f"train.{field}", optional=True)
     for field in ("batch_size", "num_images", "iwae_images", "iwae_chunk", "manifold_size"):
         _positive_int(config, f"eval.{field}")
+    _positive_int(config, "eval.every_steps", optional=True)
     ks = config.eval.iwae_samples
     valid_ks = isinstance(ks, (tuple, list)) and all(_is_int(k) and k > 0 for k in ks)
     _require(valid_ks and len(ks) > 0,

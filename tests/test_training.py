@@ -125,6 +125,17 @@ def test_evaluations_inside_epochs_leave_training_alone_and_survive_a_resume(
     assert not os.path.exists(tmp_path / "bad")
 
 
+def test_config_eval_every_steps_adds_evaluations_inside_epochs(tiny_config, tmp_path):
+    config = tiny_config(**{"eval.every_steps": 12})  # 16 steps per epoch, 32 in all
+    train_and_evaluate(config, str(tmp_path / "every"), evaluate_at_steps=(5,))
+    records = [r for r in read_metrics(tmp_path / "every") if "test_loss" in r]
+    assert [(r["step"], r["epoch"]) for r in records] == [(5, 1), (12, 1), (16, 1), (24, 2),
+                                                          (32, 2)]
+    with pytest.raises(ConfigError, match="config.eval.every_steps=0"):
+        train_and_evaluate(tiny_config(**{"eval.every_steps": 0}), str(tmp_path / "bad"))
+    assert not os.path.exists(tmp_path / "bad")
+
+
 def test_short_training_lowers_the_test_loss(tiny_config, tmp_path):
     config = tiny_config(**{"data.train_size": 2048})
     keys = derive_keys(config.seed)

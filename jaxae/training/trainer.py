@@ -55,19 +55,25 @@ EvaluationHook = Callable[[int, int, dict[str, float]], None]  # (step, epoch, m
 
 @dataclasses.dataclass(frozen=True)
 class _Evaluations:
-    """When a run evaluates besides each epoch's end (`at_steps`), and who hears of it."""
+    """When a run evaluates besides each epoch's end (`at_steps`, and every `every` steps:
+    config.eval.every_steps), and who hears of it."""
 
     at_steps: tuple[int, ...] = ()  # sorted
+    every: int | None = None
     hook: EvaluationHook | None = None
 
     def next_after(self, step: int) -> int | None:
         """The first extra evaluation step after `step`, or None."""
         index = bisect.bisect_right(self.at_steps, step)
-        return self.at_steps[index] if index < len(self.at_steps) else None
+        steps = [self.at_steps[index]] if index < len(self.at_steps) else []
+        if self.every:
+            steps.append((step // self.every + 1) * self.every)
+        return min(steps, default=None)
 
     def due(self, step: int) -> bool:
         index = bisect.bisect_left(self.at_steps, step)
-        return index < len(self.at_steps) and self.at_steps[index] == step
+        listed = index < len(self.at_steps) and self.at_steps[index] == step
+        return listed or bool(self.every and step % self.every == 0)
 
 
 def evaluate_splits(eval_step, params, data: Splits, batch_size: int, eval_key: jax.Array,
@@ -305,13 +311,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        stop_requested: StopRequest = lambda: None) -> steps.TrainState:
     """Trains the config's model, resuming from `workdir` if it holds a run; returns the state.
 
-    The run evaluates at each epoch's end and also at `evaluate_at_steps` (e.g. to watch the
-    test figure inside long epochs); each evaluation is a record of metrics.jsonl, and
-    `on_evaluation(step, epoch, metrics)` is called after it (e.g. to time training against
-    a peer, `benchmarks/parity.py`; epoch: the one ending or in progress); metrics.jsonl
-    stays free of timings. `stop_requested()` is polled between chunks of steps: when it
-    returns a reason (the command line's SIGTERM / Ctrl-C handler gives one), the run
-    checkpoints and returns; asked before training starts, StopRequested is raised.
+    The run evaluates at each epoch's end and also at `evaluate_at_steps` and every
+    config.eval.every_steps steps (e.g. to watch the test figure inside long epochs); each
+    evaluation is a record of metrics.jsonl, and `on_evaluation(step, epoch, metrics)` is
+    called after it (e.g. to time training against a peer, `benchmarks/parity.py`; epoch:
+    the one ending or in progress); metrics.jsonl stays free of timings.
+
+    `stop_requested()` is polled between chunks of steps: when it returns a reason (the
+    command line's SIGTERM / Ctrl-C handler gives one), the run checkpoints and returns;
+    asked before training starts, StopRequested is raised.
 
     Runs data-parallel over every device of every process (`jaxae.training.parallel`); only
     process 0 writes files and prints, and holds the workdir's writer lock for the run (a
@@ -329,7 +337,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     at_steps = sorted(set(evaluate_at_steps))
     if any(not isinstance(s, numbers.Integral) or s < 1 for s in at_steps):
         raise ValueError(f"evaluate_at_steps={at_steps}: give whole steps of 1 or more")
-    evaluations = _Evaluations(tuple(int(s) for s in at_steps), on_evaluation)
+    evaluations = _Evaluations(tuple(int(s) for s in at_steps), config.eval.every_steps,
+                               on_evaluation)
     mesh = parallel.data_mesh()
     config_lib.check_batch_splits(config.train.batch_size, mesh.size)
     main = parallel.is_main_process()
