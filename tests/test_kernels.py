@@ -55,14 +55,16 @@ def test_conv_equals_flax_conv_with_the_same_parameters(kernel_size, padding, si
         np.testing.assert_allclose(ours_leaf, ref_leaf, rtol=1e-4, atol=1e-4)
 
 
-def values_and_gradients(model, params, x, transform=lambda x: x):
+def values_and_gradients(model, params, x, transform=lambda x: x, apply=None):
     """(output, gradients for the parameters and the input) of a loss on the output, in one
-    compiled program (op-by-op dispatch would compile every operation on its own)."""
+    compiled program (op-by-op dispatch would compile every operation on its own); `apply`
+    replaces `model.apply`."""
+    apply = apply or model.apply
 
     @jax.jit
     def run(params, x):
-        loss = lambda p, x: (jnp.sin(model.apply(p, transform(x))) ** 2).sum()  # noqa: E731
-        return model.apply(params, transform(x)), jax.grad(loss, (0, 1))(params, x)
+        loss = lambda p, x: (jnp.sin(apply(p, transform(x)) + 0.5) ** 2).sum()  # noqa: E731
+        return apply(params, transform(x)), jax.grad(loss, (0, 1))(params, x)
 
     return run(params, x)
 
@@ -98,6 +100,58 @@ def test_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
     grad = jax.vjp(pooling.max_pool_ceil, x)[1](dy)[0][0, :, :, 0]
     np.testing.assert_array_equal(grad, [[0, 10, 20, 0, 30],
                                          [0, 0, 0, 0, 0]])
+
+
+RELU_MAX_POOL_CASES = [  # (kernel_size, padding, size, channels, features, fused)
+    ((3, 3), "SAME", 28, 1, 4, True),  # an encoder's first layer
+    ((3, 3), "SAME", 14, 5, 8, True),  # the input's gradient too
+    ((3, 3), "VALID", 16, 2, 4, True),  # 14x14 out
+    ((2, 3), "SAME", 10, 3, 3, True),  # uneven pads
+    ((5, 5), "SAME", 12, 2, 6, True),
+    ((3, 3), "SAME", 7, 2, 4, False),  # a ragged edge: conv, then ReLU, then pooling
+    ((3, 3), "SAME", 14, 8, 4, False),  # more inputs than outputs: taps, then pooling
+]
+
+
+@pytest.mark.parametrize("kernel_size, padding, size, channels, features, fused",
+                         RELU_MAX_POOL_CASES)
+def test_relu_max_pool_conv_equals_flax_conv_relu_and_pool(kernel_size, padding, size,
+                                                          channels, features, fused):
+    """Conv(relu_max_pool=True) against nn.Conv, ReLU and nn.max_pool ('SAME': a ragged
+    edge kept): values and gradients, and the fused kernel taken exactly where it applies."""
+    x = jax.random.normal(jax.random.key(1), (3, size, size, channels))
+    reference_conv = nn.Conv(features, kernel_size, padding=padding)
+    reference = lambda p, x: nn.max_pool(nn.relu(reference_conv.apply(p, x)), (2, 2),  # noqa: E731
+                                         strides=(2, 2), padding="SAME")
+    params = reference_conv.init(jax.random.key(2), x)
+    params = jax.tree.map(lambda p: p + 0.1, params)  # biases away from 0: ReLU matters
+    ours = conv.Conv(features, kernel_size, padding, relu_max_pool=True)
+    ours_y, ours_grads = values_and_gradients(ours, params, x)
+    ref_y, ref_grads = values_and_gradients(nn.Module(), params, x, apply=reference)
+    assert ours_y.shape == ref_y.shape
+    np.testing.assert_allclose(ours_y, ref_y, rtol=1e-5, atol=1e-5)
+    for ours_leaf, ref_leaf in zip(jax.tree.leaves(ours_grads), jax.tree.leaves(ref_grads),
+                                   strict=True):
+        np.testing.assert_allclose(ours_leaf, ref_leaf, rtol=1e-4, atol=1e-4)
+    program = str(jax.make_jaxpr(lambda p: ours.apply(p, x))(params))
+    assert ("relu_max_pool_conv2d" in program) == fused
+
+
+def test_the_fused_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
+    """A constant image: every window's four outputs tie; the first (top left) gets it all,
+    as `pooling.max_pool_2x2` and PyTorch's MaxPool2d do."""
+    x = jnp.ones((1, 4, 4, 1))
+    kernel, bias = jnp.zeros((1, 1, 1, 2)), jnp.array([1.0, -1.0])  # channel 1: ReLU shut
+    dy = jnp.ones((1, 2, 2, 2))
+    y, pullback = jax.vjp(lambda b: conv.relu_max_pool_conv2d(x, kernel, b, ((0, 0), (0, 0))),
+                          bias)
+    np.testing.assert_array_equal(y[..., 0], 1.0)
+    np.testing.assert_array_equal(y[..., 1], 0.0)
+    np.testing.assert_array_equal(pullback(dy)[0], [4.0, 0.0])
+    dx = jax.vjp(lambda x: conv.relu_max_pool_conv2d(x, kernel + 1.0, bias + 0.5,
+                                                       ((0, 0), (0, 0))),
+                 x)[1](dy)[0][0, :, :, 0]
+    np.testing.assert_array_equal(dx, [[2, 0, 2, 0], [0, 0, 0, 0], [2, 0, 2, 0], [0, 0, 0, 0]])
 
 
 UPSAMPLED_CASES = [  # (kernel_size, padding, size, factor, features); 1: factor**2 outputs

@@ -19,6 +19,11 @@ accumulation (`jaxae.kernels.precision`), in both passes of the matmul paths: on
 cores, where the conv models grow large enough to be bound by arithmetic
 (`python -m benchmarks.bench --image-sizes 64 --channels 3 --compute-dtype bfloat16`).
 
+`Conv(..., relu_max_pool=True)` is ReLU and 2x2 max pooling of the convolution's output,
+where that output's sides are even and it has at least as many outputs as inputs computed
+at the pooled resolution (`relu_max_pool_conv2d`): an encoder's first layer never writes its
+full-resolution output, nor reads it back to pool it.
+
 `implementation="xla"` calls `lax.conv_general_dilated` instead (`config.model.conv`): on a
 GPU at large batches XLA's own convolutions win, at small ones the patches do. Models take the
 layer as a field (`conv: ModuleDef = Conv`), so either can be injected. Timings of both:
@@ -34,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxae.kernels import precision
+from jaxae.kernels import pooling, precision
 
 IMPLEMENTATIONS = ("patches", "xla")
 
@@ -144,6 +149,90 @@ def _tap_conv2d_backward(pads: Pads, compute_dtype: str,
 tap_conv2d.defvjp(_tap_conv2d_forward, _tap_conv2d_backward)
 
 
+def _corner_kernels(kernel_KHxKWxCxF: jax.Array) -> jax.Array:
+    """[kh, kw, C, F] -> [kh+1, kw+1, C, 4F]: the kernel placed at each corner (a, b) of a
+    (kh+1) x (kw+1) block, corners in row-major order along the outputs."""
+    return jnp.concatenate([jnp.pad(kernel_KHxKWxCxF, ((a, 1 - a), (b, 1 - b), (0, 0), (0, 0)))
+                            for a in range(2) for b in range(2)], axis=-1)
+
+
+def window_patches(x_BxHxWxC: jax.Array, kernel_size: tuple[int, int], pads: Pads
+                   ) -> jax.Array:
+    """[B, H, W, C] -> [B, Ho/2, Wo/2, (kh+1)*(kw+1)*C]: the input block that every output
+    pixel of one 2x2 pooling window reads, ordered (row, column, channel)."""
+    kh, kw = kernel_size
+    x_BxHxWxC = pad_spatial(x_BxHxWxC, pads)
+    _, h, w, _ = x_BxHxWxC.shape
+    out_h, out_w = h - kh + 1, w - kw + 1
+    shifted = [x_BxHxWxC[:, i:i + out_h - 1:2, j:j + out_w - 1:2, :]
+               for i in range(kh + 1) for j in range(kw + 1)]
+    return jnp.concatenate(shifted, axis=-1)
+
+
+def _pool_corners(z_BxhxwxFFFF: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(ReLU of each window's maximum over its four corners' F values, which corner holds
+    the first maximum: 0..3 row-major, or 4 where ReLU passes no gradient)."""
+    f = z_BxhxwxFFFF.shape[-1] // 4
+    corners = [z_BxhxwxFFFF[..., i * f:(i + 1) * f] for i in range(4)]
+    pooled = jnp.maximum(jnp.maximum(corners[0], corners[1]),
+                         jnp.maximum(corners[2], corners[3]))
+    first = jnp.where(corners[2] == pooled, 2, 3).astype(jnp.int8)
+    for index in (1, 0):
+        first = jnp.where(corners[index] == pooled, jnp.int8(index), first)
+    first = jnp.where(pooled > 0, first, jnp.int8(4))
+    return jnp.maximum(pooled, 0), first
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def relu_max_pool_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, bias_F: jax.Array,
+                         pads: Pads, compute_dtype: str = "float32") -> jax.Array:
+    """`max_pool_2x2(relu(conv2d(x, kernel, pads) + bias))`, for an even-sized output.
+
+    One matmul of each pooling window's input block (`window_patches`) with the kernel at
+    the window's four corners (`_corner_kernels`) gives the window's four outputs side by
+    side along the channels; their maximum is an elementwise pass over that product, and
+    the gradient goes to the first maximum as in `pooling.max_pool_2x2`. The product is as
+    large as the full-resolution output, but in a layout the pooling reads in order. With
+    compute_dtype "bfloat16" the matmuls take bfloat16 operands and accumulate in float32.
+    A custom VJP: reverse mode only (`jax.jvp` and `jax.hessian` refuse it).
+    """
+    return _relu_max_pool_conv2d_forward(x_BxHxWxC, kernel_KHxKWxCxF, bias_F, pads,
+                                         compute_dtype)[0]
+
+
+def _relu_max_pool_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array,
+                                  bias_F: jax.Array, pads: Pads, compute_dtype: str
+                                  ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    kh, kw, _, f = kernel_KHxKWxCxF.shape
+    patches = window_patches(x_BxHxWxC, (kh, kw), pads)
+    corners = _corner_kernels(kernel_KHxKWxCxF).reshape(-1, 4 * f)
+    pooled, first = _pool_corners(_matmul(patches, corners, compute_dtype)
+                                  + jnp.tile(bias_F, 4))
+    return pooled, (x_BxHxWxC, patches, first, kernel_KHxKWxCxF)
+
+
+def _relu_max_pool_conv2d_backward(pads: Pads, compute_dtype: str,
+                                   residuals: tuple[jax.Array, ...], dy_BxhxwxF: jax.Array
+                                   ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    x_BxHxWxC, patches, first, kernel_KHxKWxCxF = residuals
+    kh, kw, c, f = kernel_KHxKWxCxF.shape
+    # The gradient of the four corners' outputs: dy at the window's first maximum, else 0.
+    dz = jnp.concatenate([jnp.where(first == i, dy_BxhxwxF, 0.0) for i in range(4)], axis=-1)
+    dcorners = _matmul(patches.reshape(-1, patches.shape[-1]).T, dz.reshape(-1, 4 * f),
+                       compute_dtype).reshape(kh + 1, kw + 1, c, 4 * f)
+    dkernel = sum(dcorners[a:a + kh, b:b + kw, :, (2 * a + b) * f:(2 * a + b + 1) * f]
+                  for a in range(2) for b in range(2))
+    dbias = jnp.where(first < 4, dy_BxhxwxF, 0.0).sum((0, 1, 2))
+    corners = _corner_kernels(kernel_KHxKWxCxF).reshape(-1, 4 * f)
+    dpatches = _matmul(dz, corners.T, compute_dtype)
+    _, pullback = jax.vjp(lambda x: window_patches(x, (kh, kw), pads), x_BxHxWxC)
+    dx = pullback(dpatches.astype(x_BxHxWxC.dtype))[0]
+    return dx, dkernel.astype(kernel_KHxKWxCxF.dtype), dbias.astype(dy_BxhxwxF.dtype)
+
+
+relu_max_pool_conv2d.defvjp(_relu_max_pool_conv2d_forward, _relu_max_pool_conv2d_backward)
+
+
 def conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads, implementation: str,
            compute_dtype: str = "float32") -> jax.Array:
     """Stride-1 convolution, NHWC input, HWIO kernel, explicit zero padding, no bias; with
@@ -226,7 +315,9 @@ class Conv(nn.Module):
     """Stride-1 2-D convolution, NHWC, 'SAME' or 'VALID' padding, of the input or of its
     nearest `upsample`-fold up-sampling: one matmul over patches, or over kernel taps where
     there are more input channels than outputs ("patches"), or XLA's own convolution
-    ("xla")."""
+    ("xla"). With `relu_max_pool`, the output is then passed through ReLU and 2x2 max
+    pooling with stride 2 that keeps a ragged edge (`pooling.max_pool_ceil`), fused into
+    the convolution where it can be (`relu_max_pool_conv2d`)."""
 
     features: int
     kernel_size: tuple[int, int] = (3, 3)
@@ -234,6 +325,7 @@ class Conv(nn.Module):
     implementation: str = "patches"
     upsample: int = 1
     compute_dtype: str = "float32"  # or "bfloat16": bfloat16 operands, float32 accumulation
+    relu_max_pool: bool = False  # then ReLU and 2x2 max pooling (an encoder's stage)
 
     @nn.compact
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
@@ -244,8 +336,24 @@ class Conv(nn.Module):
         if self.implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation={self.implementation!r}: use one of "
                              f"{IMPLEMENTATIONS}")
-        if self.upsample > 1:
-            return upsampled_conv2d(x_BxHxWxC, kernel, self.padding, self.upsample,
-                                    self.implementation, self.compute_dtype) + bias
         pads = same_or_valid_pads(self.kernel_size, self.padding)
-        return conv2d(x_BxHxWxC, kernel, pads, self.implementation, self.compute_dtype) + bias
+        if self.relu_max_pool and self._fuses_pooling(x_BxHxWxC.shape, pads):
+            return relu_max_pool_conv2d(x_BxHxWxC, kernel, bias, pads, self.compute_dtype)
+        if self.upsample > 1:
+            y = upsampled_conv2d(x_BxHxWxC, kernel, self.padding, self.upsample,
+                                 self.implementation, self.compute_dtype) + bias
+        else:
+            y = conv2d(x_BxHxWxC, kernel, pads, self.implementation, self.compute_dtype) + bias
+        return pooling.max_pool_ceil(nn.relu(y)) if self.relu_max_pool else y
+
+    def _fuses_pooling(self, input_shape: tuple[int, ...], pads: Pads) -> bool:
+        """Whether `relu_max_pool_conv2d` computes this layer: the patches implementation,
+        no up-sampling, even output sides, and no more inputs than outputs (with more, the
+        tap-first convolution and a separate pooling pass run faster:
+        `python -m benchmarks.bench --models conv_ae`)."""
+        _, h, w, c = input_shape
+        (top, bottom), (left, right) = pads
+        out_h = h + top + bottom - self.kernel_size[0] + 1
+        out_w = w + left + right - self.kernel_size[1] + 1
+        return (self.implementation == "patches" and self.upsample == 1
+                and out_h % 2 == 0 and out_w % 2 == 0 and c <= self.features)

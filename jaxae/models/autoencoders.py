@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 
 from jaxae.kernels.conv import Conv
-from jaxae.kernels.pooling import depth_to_space, max_pool_ceil
+from jaxae.kernels.pooling import depth_to_space
 from jaxae.models.base import (
     Autoencoder,
     ModuleDef,
@@ -158,8 +158,8 @@ def conv_plan(image_shape: Shape, features: tuple[int, ...] | None, width: int, 
 
 
 class ConvEncoder(nn.Module):
-    """3x3 conv + ReLU + 2x2 max pool per stage; the material's (16, 8, 8) features take
-    MNIST's images to a 4x4x8 code."""
+    """3x3 conv + ReLU + 2x2 max pool per stage (one `Conv(relu_max_pool=True)`); the
+    material's (16, 8, 8) features take MNIST's images to a 4x4x8 code."""
 
     features: tuple[int, ...] = (16, 8, 8)
     conv: ModuleDef = Conv
@@ -168,7 +168,7 @@ class ConvEncoder(nn.Module):
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
         h = x_BxHxWxC
         for features in self.features:
-            h = max_pool_ceil(nn.relu(self.conv(features, (3, 3), "SAME")(h)))
+            h = self.conv(features, (3, 3), "SAME", relu_max_pool=True)(h)
         return h
 
 
