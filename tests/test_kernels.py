@@ -271,15 +271,19 @@ def test_the_dropout_mask_keeps_its_bits():
         key, 0.5, shape), expected)
 
 
-@pytest.mark.parametrize("features, upsample", [(8, 1), (2, 1), (8, 2), (2, 2)])
-def test_a_bfloat16_conv_is_the_float32_conv_of_rounded_operands(features, upsample):
-    """Patches (4 -> 8) and taps (4 -> 2), plain and up-sampled: with operands already
-    representable in bfloat16, the plain bfloat16 layer differs from the float32 one only by
-    the order of its float32 sums, forward and in both gradients, with the same parameters;
-    an up-sampled one also rounds its summed kernel taps to bfloat16 (2^-9 relative each)."""
+@pytest.mark.parametrize("features, upsample, relu_max_pool",
+                         [(8, 1, False), (2, 1, False), (8, 2, False), (2, 2, False),
+                          (8, 1, True)])
+def test_a_bfloat16_conv_is_the_float32_conv_of_rounded_operands(features, upsample,
+                                                                 relu_max_pool):
+    """Patches (4 -> 8) and taps (4 -> 2), plain, up-sampled and with its pooling fused
+    (`conv.relu_max_pool_conv2d`): with operands already representable in bfloat16, the
+    plain bfloat16 layer differs from the float32 one only by the order of its float32 sums,
+    forward and in both gradients, with the same parameters; an up-sampled one also rounds
+    its summed kernel taps to bfloat16 (2^-9 relative each)."""
     x = _rounded(jax.random.normal(jax.random.key(0), (2, 6, 6, 4)))
-    layers = [conv.Conv(features, (3, 3), "SAME", upsample=upsample, compute_dtype=d)
-              for d in ("float32", "bfloat16")]
+    layers = [conv.Conv(features, (3, 3), "SAME", upsample=upsample, compute_dtype=d,
+                        relu_max_pool=relu_max_pool) for d in ("float32", "bfloat16")]
     params = layers[0].init(jax.random.key(1), x)
     assert jax.tree.map(jnp.shape, layers[1].init(jax.random.key(1), x)) == \
         jax.tree.map(jnp.shape, params)
