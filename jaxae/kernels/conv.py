@@ -19,10 +19,11 @@ accumulation (`jaxae.kernels.precision`), in both passes of the matmul paths: on
 cores, where the conv models grow large enough to be bound by arithmetic
 (`python -m benchmarks.bench --image-sizes 64 --channels 3 --compute-dtype bfloat16`).
 
-`Conv(..., relu_max_pool=True)` is ReLU and 2x2 max pooling of the convolution's output,
-where that output's sides are even and it has at least as many outputs as inputs computed
-at the pooled resolution (`relu_max_pool_conv2d`): an encoder's first layer never writes its
-full-resolution output, nor reads it back to pool it.
+`Conv(..., relu_max_pool=True)` adds ReLU and 2x2 max pooling after the convolution. Where
+the output's sides are even and the layer has no more inputs than outputs, the three are one
+kernel (`relu_max_pool_conv2d`): one matmul gives each pooling window's four outputs side by
+side, so the pooling reads them in order and the bias gradient is a sum at the pooled
+resolution (an encoder's first layer: `python -m benchmarks.bench --models conv_ae`).
 
 `implementation="xla"` calls `lax.conv_general_dilated` instead (`config.model.conv`): on a
 GPU at large batches XLA's own convolutions win, at small ones the patches do. Models take the
