@@ -3,7 +3,8 @@
 Each takes the data's `image_shape` (H, W, C) and derives its layer sizes from it: the dense
 models from H*W*C, the convolutional ones their number of 2x stages from the resolution.
 Layers are fields (`dense=nn.Dense`, `conv=Conv`), so a faster kernel or another precision
-is injected rather than chosen inside the model (`jaxae.kernels`). Module and layer names are
+is injected rather than chosen inside the model (`jaxae.kernels`); an injected `conv` takes
+`Conv`'s fields, `upsample` and `relu_max_pool` included. Module and layer names are
 part of the checkpoint format: renaming one changes every parameter path.
 """
 
