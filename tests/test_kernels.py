@@ -47,7 +47,7 @@ def test_conv_equals_flax_conv_with_the_same_parameters(kernel_size, padding, si
     ours = conv.Conv(features, kernel_size, padding, implementation=implementation)
     assert jax.tree.map(jnp.shape, jax.eval_shape(ours.init, jax.random.key(2), x)) == \
         jax.tree.map(jnp.shape, params)
-    (ours_y, ours_grads), (ref_y, ref_grads) = (values_and_gradients(model, params, x)
+    (ours_y, ours_grads), (ref_y, ref_grads) = (values_and_gradients(model.apply, params, x)
                                                 for model in (ours, reference))
     np.testing.assert_allclose(ours_y, ref_y, rtol=1e-5, atol=1e-5)
     for ours_leaf, ref_leaf in zip(jax.tree.leaves(ours_grads), jax.tree.leaves(ref_grads),
@@ -55,11 +55,9 @@ def test_conv_equals_flax_conv_with_the_same_parameters(kernel_size, padding, si
         np.testing.assert_allclose(ours_leaf, ref_leaf, rtol=1e-4, atol=1e-4)
 
 
-def values_and_gradients(model, params, x, transform=lambda x: x, apply=None):
-    """(output, gradients for the parameters and the input) of a loss on the output, in one
-    compiled program (op-by-op dispatch would compile every operation on its own); `apply`
-    replaces `model.apply`."""
-    apply = apply or model.apply
+def values_and_gradients(apply, params, x, transform=lambda x: x):
+    """(output, gradients for the parameters and the input) of a loss on `apply(params, x)`,
+    in one compiled program (op-by-op dispatch would compile every operation on its own)."""
 
     @jax.jit
     def run(params, x):
@@ -126,8 +124,8 @@ def test_relu_max_pool_conv_equals_flax_conv_relu_and_pool(kernel_size, padding,
     params = reference_conv.init(jax.random.key(2), x)
     params = jax.tree.map(lambda p: p + 0.1, params)  # biases away from 0: ReLU matters
     ours = conv.Conv(features, kernel_size, padding, relu_max_pool=True)
-    ours_y, ours_grads = values_and_gradients(ours, params, x)
-    ref_y, ref_grads = values_and_gradients(nn.Module(), params, x, apply=reference)
+    ours_y, ours_grads = values_and_gradients(ours.apply, params, x)
+    ref_y, ref_grads = values_and_gradients(reference, params, x)
     assert ours_y.shape == ref_y.shape
     np.testing.assert_allclose(ours_y, ref_y, rtol=1e-5, atol=1e-5)
     for ours_leaf, ref_leaf in zip(jax.tree.leaves(ours_grads), jax.tree.leaves(ref_grads),
@@ -177,8 +175,8 @@ def test_upsampled_conv_equals_flax_conv_of_the_upsampled_input(kernel_size, pad
                      upsample=factor)
     assert jax.tree.map(jnp.shape, jax.eval_shape(ours.init, jax.random.key(2), x)) == \
         jax.tree.map(jnp.shape, params)
-    ours_y, ours_grads = values_and_gradients(ours, params, x)
-    ref_y, ref_grads = values_and_gradients(reference, params, x, transform=upsample)
+    ours_y, ours_grads = values_and_gradients(ours.apply, params, x)
+    ref_y, ref_grads = values_and_gradients(reference.apply, params, x, transform=upsample)
     np.testing.assert_allclose(ours_y, ref_y, rtol=1e-5, atol=1e-5)
     for ours_leaf, ref_leaf in zip(jax.tree.leaves(ours_grads), jax.tree.leaves(ref_grads),
                                    strict=True):

@@ -174,12 +174,8 @@ def _pool_corners(z_BxhxwxFFFF: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(ReLU of each window's maximum over its four corners' F values, which corner holds
     the first maximum: 0..3 row-major, or 4 where ReLU passes no gradient)."""
     f = z_BxhxwxFFFF.shape[-1] // 4
-    corners = [z_BxhxwxFFFF[..., i * f:(i + 1) * f] for i in range(4)]
-    pooled = jnp.maximum(jnp.maximum(corners[0], corners[1]),
-                         jnp.maximum(corners[2], corners[3]))
-    first = jnp.where(corners[2] == pooled, 2, 3).astype(jnp.int8)
-    for index in (1, 0):
-        first = jnp.where(corners[index] == pooled, jnp.int8(index), first)
+    pooled, first = pooling.first_maximum([z_BxhxwxFFFF[..., i * f:(i + 1) * f]
+                                           for i in range(4)])
     first = jnp.where(pooled > 0, first, jnp.int8(4))
     return jnp.maximum(pooled, 0), first
 

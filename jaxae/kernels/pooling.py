@@ -17,15 +17,20 @@ def _window_corners(x_BxHxWxC: jax.Array) -> list[jax.Array]:
     return [x[:, :, i, :, j] for i in range(2) for j in range(2)]
 
 
-def _pool_with_argmax(x_BxHxWxC: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(maxima, which corner holds the first maximum: 0..3, row-major), [B, H/2, W/2, C]."""
-    corners = _window_corners(x_BxHxWxC)
+def first_maximum(corners: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """(elementwise maximum of a window's four corners, which corner holds the first
+    maximum: 0..3 in row-major order, int8)."""
     pooled = jnp.maximum(jnp.maximum(corners[0], corners[1]),
                          jnp.maximum(corners[2], corners[3]))
     first = jnp.where(corners[2] == pooled, 2, 3).astype(jnp.int8)
     for index in (1, 0):
         first = jnp.where(corners[index] == pooled, jnp.int8(index), first)
     return pooled, first
+
+
+def _pool_with_argmax(x_BxHxWxC: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(maxima, which corner holds the first maximum: 0..3, row-major), [B, H/2, W/2, C]."""
+    return first_maximum(_window_corners(x_BxHxWxC))
 
 
 def upsample_2x2(x_BxhxwxC: jax.Array) -> jax.Array:
