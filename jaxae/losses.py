@@ -30,9 +30,19 @@ def flat_images(images_BxHxWxC: jax.Array) -> jax.Array:
     return jax.lax.optimization_barrier(images_BxHxWxC.reshape(images_BxHxWxC.shape[0], -1))
 
 
+def sigmoid(logits: jax.Array) -> jax.Array:
+    """The logistic function 1 / (1 + exp(-x)), as 0.5 * tanh(x / 2) + 0.5: pixels from
+    decoder logits. XLA's CPU backend compiles `jax.nn.sigmoid` to an exponential and a
+    division, and this form to its vectorised tanh, which is faster where a step is short
+    (`python -m benchmarks.bench --models dense_ae`). The values stay in [0, 1] and agree
+    with the exact function to 2e-7 (`tests/test_losses.py`); it is 0 below about -16,
+    where the exact value is under 1.2e-7, and 1 above about 16."""
+    return 0.5 * jnp.tanh(0.5 * logits) + 0.5
+
+
 def mse(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """Mean squared error between sigmoid(logits) and the targets, per image."""
-    return _per_image_mean(jnp.square(jax.nn.sigmoid(logits) - targets))
+    return _per_image_mean(jnp.square(sigmoid(logits) - targets))
 
 
 def _bce_per_pixel(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -67,7 +77,7 @@ def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array) -> jax.Array
 
 def gaussian_log_likelihood(logits: jax.Array, targets: jax.Array, scale: float) -> jax.Array:
     """log p(x | z) in nats per image for N(sigmoid(logits), scale^2) pixels."""
-    z = (targets - jax.nn.sigmoid(logits)) / scale
+    z = (targets - sigmoid(logits)) / scale
     return _per_image_sum(-0.5 * jnp.square(z) - jnp.log(scale) - 0.5 * LOG_2PI)
 
 

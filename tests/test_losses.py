@@ -11,6 +11,16 @@ from jaxae import losses
 from jaxae.tasks import baselines
 
 
+def test_sigmoid_is_the_logistic_function_to_float32_rounding():
+    x = np.linspace(-40.0, 40.0, 400_001, dtype=np.float32)
+    exact = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    values = np.asarray(jax.jit(losses.sigmoid)(x), np.float64)
+    np.testing.assert_allclose(values, exact, rtol=0, atol=2e-7)
+    assert values.min() == 0.0 and values.max() == 1.0  # never outside [0, 1]
+    slopes = np.asarray(jax.jit(jax.vmap(jax.grad(losses.sigmoid)))(x), np.float64)
+    np.testing.assert_allclose(slopes, exact * (1 - exact), rtol=0, atol=2e-7)
+
+
 def test_mse_hand_computed():
     logits = jnp.zeros((1, 2, 2, 1))  # sigmoid(0) = 0.5 everywhere
     targets = jnp.array([0.0, 1.0, 0.5, 0.25]).reshape(1, 2, 2, 1)

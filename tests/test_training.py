@@ -294,7 +294,7 @@ def test_eval_step_sums_the_metrics_of_the_unmasked_images(name):
     inputs, targets = task.make_example(batch["image"], example_key)
     logits, _ = model.apply({"params": params}, inputs, labels=batch["label"], sample=False)
     expected = {"mse": losses.mse(logits, targets), "bce": losses.bce_with_logits(logits, targets),
-                "psnr": losses.psnr(jax.nn.sigmoid(logits), targets)}
+                "psnr": losses.psnr(losses.sigmoid(logits), targets)}
     if task.shows_input:
         expected["input_psnr"] = losses.psnr(task.input_as_image(inputs, MNIST), targets)
         expected["baseline_psnr"] = losses.psnr(task.baseline(inputs, MNIST), targets)

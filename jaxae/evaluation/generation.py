@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.stats import norm
 
+from jaxae import losses
 from jaxae.data.batches import to_float
 
 
@@ -45,7 +46,7 @@ def encode(model: nn.Module, params: dict, images_u8: np.ndarray, labels: np.nda
 @functools.partial(jax.jit, static_argnums=0)
 def _decoded_images(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | None
                     ) -> jax.Array:
-    return jax.nn.sigmoid(model.apply({"params": params}, z, labels=labels, method="decode"))
+    return losses.sigmoid(model.apply({"params": params}, z, labels=labels, method="decode"))
 
 
 def decode(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | None = None

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from jaxae import losses
 from jaxae.data.splits import Split, Splits
 from jaxae.evaluation import generation, pca, plots
 from jaxae.keys import Keys
@@ -60,7 +61,7 @@ def reconstruction_rows(model: nn.Module, task: Task, params: dict, split: Split
         rows += [(task.input_label(image_shape), np.asarray(task.input_as_image(inputs,
                                                                                 image_shape))),
                  (task.baseline_name, np.asarray(task.baseline(inputs, image_shape)))]
-    return rows + [("output", np.asarray(jax.nn.sigmoid(logits))),
+    return rows + [("output", np.asarray(losses.sigmoid(logits))),
                    ("original", np.asarray(targets))]
 
 

@@ -84,7 +84,7 @@ def methods_for(run: Run, entry: TaskEntry, image_shape: Shape, blur_sigma: floa
     model, task = run.model, run.task
 
     def autoencoder(params: dict, x: jax.Array) -> jax.Array:
-        return jax.nn.sigmoid(model.apply({"params": params}, x, sample=False)[0])
+        return losses.sigmoid(model.apply({"params": params}, x, sample=False)[0])
 
     found: Methods = {"autoencoder": autoencoder,
                       "input": lambda _, x: task.input_as_image(x, image_shape)}

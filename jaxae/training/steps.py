@@ -235,7 +235,7 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
         per_image |= {
             "mse": losses.mse(logits, flat_targets),
             "bce": losses.bce_with_logits(logits, flat_targets),
-            "psnr": losses.psnr(jax.nn.sigmoid(logits), flat_targets),
+            "psnr": losses.psnr(losses.sigmoid(logits), flat_targets),
         }
         if floors:
             per_image |= _floor_terms(task, inputs, targets)
