@@ -65,15 +65,17 @@ def pad_spatial(x_BxHxWxC: jax.Array, pads: Pads) -> jax.Array:
                        ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
 
 
-def extract_patches(x_BxHxWxC: jax.Array, kernel_size: tuple[int, int], pads: Pads
-                    ) -> jax.Array:
+def extract_patches(x_BxHxWxC: jax.Array, kernel_size: tuple[int, int], pads: Pads,
+                    stride: int = 1) -> jax.Array:
     """[B, H, W, C] -> [B, Ho, Wo, kh*kw*C]: each output pixel's receptive field, ordered
-    (row, column, channel) like a kernel [kh, kw, C, F] flattened to [kh*kw*C, F]."""
+    (row, column, channel) like a kernel [kh, kw, C, F] flattened to [kh*kw*C, F]; with
+    `stride`, that of every stride-th output pixel along each side."""
     kh, kw = kernel_size
     x_BxHxWxC = pad_spatial(x_BxHxWxC, pads)
     _, h, w, _ = x_BxHxWxC.shape
     out_h, out_w = h - kh + 1, w - kw + 1
-    shifted = [x_BxHxWxC[:, i:i + out_h, j:j + out_w, :] for i in range(kh) for j in range(kw)]
+    shifted = [x_BxHxWxC[:, i:i + out_h:stride, j:j + out_w:stride, :]
+               for i in range(kh) for j in range(kw)]
     return jnp.concatenate(shifted, axis=-1)
 
 
@@ -160,14 +162,10 @@ def _corner_kernels(kernel_KHxKWxCxF: jax.Array) -> jax.Array:
 def window_patches(x_BxHxWxC: jax.Array, kernel_size: tuple[int, int], pads: Pads
                    ) -> jax.Array:
     """[B, H, W, C] -> [B, Ho/2, Wo/2, (kh+1)*(kw+1)*C]: the input block that every output
-    pixel of one 2x2 pooling window reads, ordered (row, column, channel)."""
+    pixel of one 2x2 pooling window reads, ordered (row, column, channel): the patches of a
+    (kh+1) x (kw+1) kernel at stride 2."""
     kh, kw = kernel_size
-    x_BxHxWxC = pad_spatial(x_BxHxWxC, pads)
-    _, h, w, _ = x_BxHxWxC.shape
-    out_h, out_w = h - kh + 1, w - kw + 1
-    shifted = [x_BxHxWxC[:, i:i + out_h - 1:2, j:j + out_w - 1:2, :]
-               for i in range(kh + 1) for j in range(kw + 1)]
-    return jnp.concatenate(shifted, axis=-1)
+    return extract_patches(x_BxHxWxC, (kh + 1, kw + 1), pads, stride=2)
 
 
 def _pool_corners(z_BxhxwxFFFF: jax.Array) -> tuple[jax.Array, jax.Array]:
