@@ -100,6 +100,25 @@ def test_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
                                          [0, 0, 0, 0, 0]])
 
 
+@pytest.mark.parametrize("first", [0, 3])
+def test_the_pooling_index_is_kept_in_memory_between_the_passes(first):
+    """On CPU the compiled gradient of both poolings keeps the conditional that stops XLA
+    recomputing the first-maximum index inside each corner's select
+    (`pooling.computed_once`); either branch gives the index back unchanged."""
+    index = jnp.array([[first, 1], [2, 4]], jnp.int8)
+    np.testing.assert_array_equal(jax.jit(pooling.computed_once)(index), index)
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
+    kernel = jax.random.normal(jax.random.key(1), (3, 3, 4, 4))
+    same = ((1, 1), (1, 1))
+
+    def gradient_program(pool):
+        return jax.jit(jax.grad(lambda x: (pool(x) ** 2).sum())).lower(x).compile().as_text()
+
+    fused = lambda x: conv.relu_max_pool_conv2d(x, kernel, jnp.zeros(4), same)  # noqa: E731
+    for program in map(gradient_program, (pooling.max_pool_2x2, fused)):
+        assert ("conditional(" in program) == (jax.default_backend() == "cpu")
+
+
 RELU_MAX_POOL_CASES = [  # (kernel_size, padding, size, channels, features, fused)
     ((3, 3), "SAME", 28, 1, 4, True),  # an encoder's first layer
     ((3, 3), "SAME", 14, 5, 8, True),  # the input's gradient too

@@ -203,7 +203,7 @@ def _relu_max_pool_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Ar
     corners = _corner_kernels(kernel_KHxKWxCxF).reshape(-1, 4 * f)
     pooled, first = _pool_corners(_matmul(patches, corners, compute_dtype)
                                   + jnp.tile(bias_F, 4))
-    return pooled, (x_BxHxWxC, patches, first, kernel_KHxKWxCxF)
+    return pooled, (x_BxHxWxC, patches, pooling.computed_once(first), kernel_KHxKWxCxF)
 
 
 def _relu_max_pool_conv2d_backward(pads: Pads, compute_dtype: str,
