@@ -209,11 +209,13 @@ def test_an_upsampled_conv_that_splits_blocks_is_refused():
         conv.Conv(2, (2, 2), "VALID", upsample=2).init(jax.random.key(0), x)
 
 
-def test_tap_conv_gradients_keep_the_input_dtypes():
+@pytest.mark.parametrize("conv2d, channels, features",
+                         [(conv.tap_conv2d, 8, 2), (conv.patch_conv2d, 2, 8)])
+def test_hand_written_conv_gradients_keep_the_input_dtypes(conv2d, channels, features):
     """A bfloat16 input under a float32 kernel: each gradient has its primal's dtype."""
-    x = jnp.ones((1, 5, 5, 8), jnp.bfloat16)
-    kernel = jnp.ones((3, 3, 8, 2), jnp.float32)
-    y, backward = jax.vjp(lambda x, k: conv.tap_conv2d(x, k, ((1, 1), (1, 1))), x, kernel)
+    x = jnp.ones((1, 5, 5, channels), jnp.bfloat16)
+    kernel = jnp.ones((3, 3, channels, features), jnp.float32)
+    y, backward = jax.vjp(lambda x, k: conv2d(x, k, ((1, 1), (1, 1))), x, kernel)
     dx, dkernel = backward(jnp.ones_like(y))
     assert (dx.dtype, dkernel.dtype) == (jnp.bfloat16, jnp.float32)
 

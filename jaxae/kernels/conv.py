@@ -4,9 +4,10 @@ XLA on CPU runs `lax.conv_general_dilated` and, above all, its two backward conv
 a slow path for the few channels these models have. Gathering the kh x kw shifted copies of
 the input along the channel axis and multiplying by the kernel reshaped to [kh*kw*C, F] is
 the same arithmetic (equal to `nn.Conv` to float rounding, `tests/test_kernels.py`) on XLA's
-matmul path, and its gradient is matmuls plus pads. Parameters have `nn.Conv`'s names and
-shapes (kernel [kh, kw, C, F], bias [F]), so initialisation schemes and checkpoints see the
-same tree whichever implementation computes the layer.
+matmul path, and its gradient is matmuls plus pads, written out in `patch_conv2d`.
+Parameters have `nn.Conv`'s names and shapes (kernel [kh, kw, C, F], bias [F]), so
+initialisation schemes and checkpoints see the same tree whichever implementation computes
+the layer.
 
 `Conv(..., upsample=2)` is a convolution of the nearest up-sampled input, computed at the
 input's resolution (`upsampled_conv2d`): a decoder never builds its up-sampled tensor.
@@ -228,6 +229,43 @@ def _relu_max_pool_conv2d_backward(pads: Pads, compute_dtype: str,
 relu_max_pool_conv2d.defvjp(_relu_max_pool_conv2d_forward, _relu_max_pool_conv2d_backward)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def patch_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads) -> jax.Array:
+    """Stride-1 float32 convolution: the input's patches [B, Ho, Wo, kh*kw*C] times the
+    kernel [kh*kw*C, F], in one matmul.
+
+    The backward pass is written out so that the kernel's gradient is the flattened patches'
+    transpose times the flattened output gradient. Differentiated by JAX, XLA's CPU compiler
+    first copied the output gradient into a transposed layout: one pass more per layer, the
+    larger in a decoder, whose output gradient is first rearranged from depth to space
+    (`python -m benchmarks.profile_epoch --model conv_ae`). The input's gradient is the
+    patches' gradient folded back by the transpose of `extract_patches`. A custom VJP:
+    reverse mode only (`jax.jvp` and `jax.hessian` refuse it).
+    """
+    return _patch_conv2d_forward(x_BxHxWxC, kernel_KHxKWxCxF, pads)[0]
+
+
+def _patch_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads
+                          ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    kh, kw, _, f = kernel_KHxKWxCxF.shape
+    patches = extract_patches(x_BxHxWxC, (kh, kw), pads)
+    return patches @ kernel_KHxKWxCxF.reshape(-1, f), (x_BxHxWxC, patches, kernel_KHxKWxCxF)
+
+
+def _patch_conv2d_backward(pads: Pads, residuals: tuple[jax.Array, ...],
+                           dy_BxHoxWoxF: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x_BxHxWxC, patches, kernel_KHxKWxCxF = residuals
+    kh, kw, _, f = kernel_KHxKWxCxF.shape
+    dkernel = patches.reshape(-1, patches.shape[-1]).T @ dy_BxHoxWoxF.reshape(-1, f)
+    dpatches = dy_BxHoxWoxF @ kernel_KHxKWxCxF.reshape(-1, f).T
+    _, pullback = jax.vjp(lambda x: extract_patches(x, (kh, kw), pads), x_BxHxWxC)
+    dx = pullback(dpatches.astype(x_BxHxWxC.dtype))[0]
+    return dx, dkernel.reshape(kernel_KHxKWxCxF.shape).astype(kernel_KHxKWxCxF.dtype)
+
+
+patch_conv2d.defvjp(_patch_conv2d_forward, _patch_conv2d_backward)
+
+
 def conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads, implementation: str,
            compute_dtype: str = "float32") -> jax.Array:
     """Stride-1 convolution, NHWC input, HWIO kernel, explicit zero padding, no bias; with
@@ -248,9 +286,9 @@ def conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads, implem
     kh, kw, c, f = kernel_KHxKWxCxF.shape
     if c > f:
         return tap_conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads, compute_dtype)
-    patches = extract_patches(x_BxHxWxC, (kh, kw), pads)
     if compute_dtype == "float32":
-        return patches @ kernel_KHxKWxCxF.reshape(-1, f)
+        return patch_conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads)
+    patches = extract_patches(x_BxHxWxC, (kh, kw), pads)
     out = precision.bfloat16_matmul(patches.reshape(-1, kh * kw * c),
                                     kernel_KHxKWxCxF.reshape(-1, f))
     return out.reshape(*patches.shape[:-1], f)
