@@ -107,6 +107,7 @@ def test_the_pooling_index_is_kept_in_memory_between_the_passes(first):
     (`pooling.computed_once`); either branch gives the index back unchanged."""
     index = jnp.array([[first, 1], [2, 4]], jnp.int8)
     np.testing.assert_array_equal(jax.jit(pooling.computed_once)(index), index)
+    assert jax.jit(pooling.computed_once)(index[:0]).shape == (0, 2)  # nothing to keep
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
     kernel = jax.random.normal(jax.random.key(1), (3, 3, 4, 4))
     same = ((1, 1), (1, 1))

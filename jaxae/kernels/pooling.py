@@ -22,9 +22,10 @@ def computed_once(index: jax.Array) -> jax.Array:
     fusion does not cross, where XLA's CPU pipeline drops `lax.optimization_barrier` before
     fusing. Both branches return `index` (written differently: XLA turns a conditional with
     identical branches into a select), so the result never depends on the predicate. Off the
-    CPU, where a conditional waits for its predicate on the host, `index` is returned as is.
+    CPU, where a conditional waits for its predicate on the host, and for an empty array,
+    `index` is returned as is.
     """
-    if jax.default_backend() != "cpu":
+    if jax.default_backend() != "cpu" or index.size == 0:
         return index
     return jax.lax.cond(index.reshape(-1)[0] == 0, lambda i: i, lambda i: i + 0, index)
 
