@@ -316,3 +316,16 @@ def test_a_run_compiles_its_training_loop_once(tiny_config, tmp_path, caplog):
     assert len(compiled) == 1
     assert [r["step"] for r in read_metrics(tmp_path / "run") if "train_loss" in r] == \
         [6, 12, 16, 18, 24, 30, 32]
+
+
+def test_a_batch_holds_the_rows_the_epoch_order_names():
+    """gather_batch (flat-row gathers) gives exactly the indexed images and labels."""
+    rng = np.random.default_rng(0)
+    arrays = {"image": rng.integers(0, 256, (40, 5, 6, 3), dtype=np.uint8),
+              "label": rng.integers(0, 10, (40,), dtype=np.int32)}
+    order = rng.permutation(40).astype(np.int32)
+    batch = jax.jit(batches.gather_batch, static_argnums=3)(arrays, order, 2, 8)
+    rows = order[16:24]
+    assert batch["image"].shape == (8, 5, 6, 3) and batch["image"].dtype == np.uint8
+    np.testing.assert_array_equal(batch["image"], arrays["image"][rows])
+    np.testing.assert_array_equal(batch["label"], arrays["label"][rows])
