@@ -64,7 +64,7 @@ from jaxae.keys import Keys, derive_keys
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training import steps
-from jaxae.training.workdir import git_commit
+from jaxae.training.workdir import git_commit, uncommitted_files
 
 MODES = ("throughput", "quality", "precision", "determinism")
 EPOCH_IMAGES = 60_000  # an epoch in every row: Fashion-MNIST's training set
@@ -426,12 +426,17 @@ def device_title() -> str:
 
 
 def code_version() -> str:
-    """" Code: jaxae commit <sha>." for the report (with uncommitted changes noted), so a
-    section measured before a change says so; "" outside a git checkout."""
+    """" Code: jaxae commit <sha>." for the report, naming up to three uncommitted files (a
+    report appended to BENCHMARKS.md before it is committed is no change to the code
+    measured), so a section measured before a change says so; "" outside a git checkout."""
     commit = git_commit()
     if not commit:
         return ""
-    dirty = " with uncommitted changes" if commit.endswith("+dirty") else ""
+    dirty = ""
+    if commit.endswith("+dirty"):
+        files = uncommitted_files()
+        named = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        dirty = f" with uncommitted changes to {named}" if files else " with uncommitted changes"
     return f" Code: jaxae commit {commit[:12]}{dirty}."
 
 

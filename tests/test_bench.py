@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks import bench
 from jaxae.data import idx
+from jaxae.training import workdir
 
 IMAGE_SHAPE = (*idx.IMAGE_SHAPE, 1)  # (Fashion-)MNIST's, as the benchmark trains on
 
@@ -150,13 +151,29 @@ def test_write_section_replaces_only_its_own_device(tmp_path):
     assert text.count("## cpu") == 1
 
 
-@pytest.mark.parametrize("commit, said", [
-    ("0123456789abcdef0123", " Code: jaxae commit 0123456789ab."),
-    ("0123456789abcdef0123+dirty", " Code: jaxae commit 0123456789ab with uncommitted changes."),
-    ("", "")])
-def test_a_section_names_the_commit_it_measured(monkeypatch, commit, said):
+@pytest.mark.parametrize("commit, files, said", [
+    ("0123456789abcdef0123", [], " Code: jaxae commit 0123456789ab."),
+    ("0123456789abcdef0123+dirty", ["BENCHMARKS.md"],
+     " Code: jaxae commit 0123456789ab with uncommitted changes to BENCHMARKS.md."),
+    ("0123456789abcdef0123+dirty", ["a.py", "b.py", "c.py", "d.py", "e.py"],
+     " Code: jaxae commit 0123456789ab with uncommitted changes to a.py, b.py, c.py and 2 more."),
+    ("", [], "")])
+def test_a_section_names_the_commit_it_measured(monkeypatch, commit, files, said):
     monkeypatch.setattr(bench, "git_commit", lambda: commit)
+    monkeypatch.setattr(bench, "uncommitted_files", lambda: files)
     assert bench.code_version() == said
+
+
+def test_uncommitted_files_reads_git_status(monkeypatch):
+    """Changed, new and renamed paths from `git status --porcelain`; none outside git."""
+    status = " M BENCHMARKS.md\n?? benchmarks/new.py\nR  old.py -> renamed.py"
+    monkeypatch.setattr(workdir, "_git", lambda *args: status)
+    assert workdir.uncommitted_files() == ["BENCHMARKS.md", "benchmarks/new.py", "renamed.py"]
+
+    def no_git(*args):
+        raise FileNotFoundError("git")
+    monkeypatch.setattr(workdir, "_git", no_git)
+    assert workdir.uncommitted_files() == []
 
 
 def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):

@@ -233,18 +233,28 @@ def _version_of(module: str) -> str:
     return getattr(importlib.import_module(module), "__version__", "unknown")
 
 
+def _git(*args: str) -> str:
+    """A git command's output in the jaxae checkout (OSError/SubprocessError outside one)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                          timeout=5, check=True).stdout.rstrip()
+
+
 def git_commit() -> str:
     """The commit of the jaxae checkout, with '+dirty' for uncommitted changes; '' if none."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
-                              timeout=5, check=True).stdout.strip()
-
     try:
-        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain") else "")
+        return _git("rev-parse", "HEAD") + ("+dirty" if _git("status", "--porcelain") else "")
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+def uncommitted_files() -> list[str]:
+    """The paths `git status` lists as changed or new in the jaxae checkout; [] if none."""
+    try:
+        lines = _git("status", "--porcelain", "--untracked-files=all").splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line[3:].split(" -> ")[-1] for line in lines if len(line) > 3]
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
