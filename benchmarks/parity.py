@@ -27,6 +27,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -148,6 +149,37 @@ def run_jaxae(pairing: Pairing, workdir: str, tfds_dir: str | None, seed: int,
                 evaluate_at_steps=checks)
     last = next(r for r in epochs if r["step"] == pairing.epochs * steps_per_epoch)
     return {"value": last["value"], "wall_s": last["wall_s"], "epochs": epochs}
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_jaxae_process(pairing: Pairing, tfds_dir: str | None, seed: int,
+                      extra_epochs: int = 0, checks_per_extra_epoch: int = 1) -> dict:
+    """`run_jaxae` in a fresh Python process (`benchmarks.jaxae_run`), timed as the peer's
+    run is: each record's wall_s counts from the process's start, and its "startup_s" is
+    the part before the training call (Python starting, the imports); "process_s" is the
+    process's whole wall time. The persistent compilation cache is off, so every program
+    is compiled as in a new user's first run."""
+    spec = {"pairing": dataclasses.asdict(pairing), "seed": seed, "extra_epochs": extra_epochs,
+            "tfds_dir": tfds_dir and os.path.abspath(tfds_dir),
+            "checks_per_extra_epoch": checks_per_extra_epoch}
+    env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
+    with tempfile.TemporaryDirectory(prefix=f"jaxae_quality_{pairing.config}_") as workdir:
+        spawned = time.time()
+        done = subprocess.run([sys.executable, "-m", "benchmarks.jaxae_run", json.dumps(spec),
+                               workdir], capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+        process_s = time.time() - spawned
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"jaxae's {pairing.config} run (seed {seed}) failed with exit "
+                           f"code {done.returncode}: {last}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    startup = result.pop("called_at") - spawned
+    for record in result["epochs"]:
+        record["wall_s"] += startup
+        record["startup_s"] = startup
+    return {**result, "wall_s": result["wall_s"] + startup, "process_s": process_s}
 
 
 def run_peer(python: str, script: str, name: str, pairing: Pairing, threads: int, seed: int

@@ -5,18 +5,18 @@
 
 For each model (default: the conv AE, judged on test BCE after the peer's 5 epochs, and the
 VAE, on test ELBO after its 10; `benchmarks.parity.PAIRINGS`), the peer trains first, then
-jaxae the matching config, one after the other in the same run on the same threads. The
-target is the peer's final figure. jaxae's time to it counts from the call that starts
-training (a fresh workdir): data loading, compilation and each epoch's evaluation are
-reported apart from training (`parity.Phases`); jaxae trains up to 2 epochs past the
-peer's (where the learning rate is constant) to reach it, and there its test figure is
-checked --checks-per-epoch times an epoch (default 4; each check is a full evaluation of
-the test split and its time counts): checked at epochs' ends only, a figure reached a few
-steps into an epoch would be charged the whole epoch. The peer's time to
-its own final figure counts from its process's start: its start-up and data loading (the
-process's wall time less its training and evaluation loops), then its training and
-evaluation. The ratio is the peer's time over jaxae's, both from the start and training
-alone.
+jaxae the matching config, one after the other in the same run on the same threads, each in
+a process of its own. The target is the peer's final figure, and both sides' times to it
+count from their process's start. jaxae's (`parity.run_jaxae_process`: a fresh workdir, no
+persistent compilation cache) are reported in parts: start-up (Python and the imports),
+data loading, compilation and each evaluation apart from training (`parity.Phases`). jaxae
+trains up to 2 epochs past the peer's (where the learning rate is constant) to reach it,
+and there its test figure is checked --checks-per-epoch times an epoch (default 4; each
+check is a full evaluation of the test split and its time counts): checked at epochs' ends
+only, a figure reached a few steps into an epoch would be charged the whole epoch. The
+peer's parts are its start-up and data loading (the process's wall time less its training
+and evaluation loops), its training and its evaluation. The ratio is the peer's time over
+jaxae's, both from the start and training alone.
 
 One seed's figures differ between the two in the 4th digit either way, so whether jaxae
 reaches the peer's figure at the peer's last epoch or one later is a matter of the draws:
@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 
 from benchmarks import parity
 from benchmarks.bench import WORKLOADS
@@ -63,11 +62,11 @@ def time_to_target(pairing: parity.Pairing, ours: dict, peer: dict) -> dict:
            "peer_train_s": peer_loops["train_s"], "peer_evaluation_s": peer_loops["evaluation_s"],
            "jaxae_epoch": None}
     if first:
-        data, compile_s = first["data_s"], first["compile_s"]
+        startup, data, compile_s = first["startup_s"], first["data_s"], first["compile_s"]
         evaluation = first["evaluation_s"]
-        train = first["wall_s"] - data - compile_s - evaluation
+        train = first["wall_s"] - startup - data - compile_s - evaluation
         row |= {"jaxae_epoch": first["epoch"], "jaxae_from_start_s": first["wall_s"],
-                "jaxae_data_s": data, "jaxae_compile_s": compile_s,
+                "jaxae_startup_s": startup, "jaxae_data_s": data, "jaxae_compile_s": compile_s,
                 "jaxae_evaluation_s": evaluation, "jaxae_train_s": train,
                 "speedup_from_start": peer["process_s"] / first["wall_s"],
                 "speedup_training": peer_loops["train_s"] / train}
@@ -76,11 +75,12 @@ def time_to_target(pairing: parity.Pairing, ours: dict, peer: dict) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = ["| model | seed | figure | peer's final (its epochs) | jaxae at those epochs | jaxae "
-             "reaches it: epoch | jaxae s from start | data s | compile s | evaluation s | "
-             "training s | peer s from start | peer start-up + data s | peer training s | "
-             "peer evaluation s | peer / jaxae, from start | peer / jaxae, training |",
+             "reaches it: epoch | jaxae s from start | start-up s | data s | compile s | "
+             "evaluation s | training s | peer s from start | peer start-up + data s | "
+             "peer training s | peer evaluation s | peer / jaxae, from start | "
+             "peer / jaxae, training |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-             "---:|---:|"]
+             "---:|---:|---:|"]
     for r in rows:
         head = (f"| {r['model']} | {r['seed']} | {r['metric']} | {r['target']:.4f} "
                 f"({r['epochs']}) | "
@@ -88,10 +88,11 @@ def table(rows: list[dict]) -> str:
         peer = (f"{r['peer_from_start_s']:.1f} | {r['peer_startup_data_s']:.1f} | "
                 f"{r['peer_train_s']:.1f} | {r['peer_evaluation_s']:.1f} | ")
         if r["jaxae_epoch"] is None:
-            lines.append(head + "not reached | - | - | - | - | - | " + peer + "- | - |")
+            lines.append(head + "not reached | - | - | - | - | - | - | " + peer + "- | - |")
             continue
         lines.append(head + f"{r['jaxae_epoch']:g} | {r['jaxae_from_start_s']:.1f} | "
-                     f"{r['jaxae_data_s']:.1f} | {r['jaxae_compile_s']:.1f} | "
+                     f"{r['jaxae_startup_s']:.1f} | {r['jaxae_data_s']:.1f} | "
+                     f"{r['jaxae_compile_s']:.1f} | "
                      f"{r['jaxae_evaluation_s']:.1f} | {r['jaxae_train_s']:.1f} | " + peer +
                      f"{r['speedup_from_start']:.2f}x | {r['speedup_training']:.2f}x |")
     return "\n".join(lines)
@@ -133,10 +134,8 @@ def run(args: argparse.Namespace) -> str:
         for seed in seeds:
             peer = parity.run_peer(args.peer_python, args.peer_script, name, pairing,
                                    os.cpu_count() or 1, seed)
-            with tempfile.TemporaryDirectory(prefix=f"jaxae_quality_{name}_") as workdir:
-                ours = parity.run_jaxae(pairing, workdir, args.tfds_dir, seed,
-                                        EXTRA_EPOCHS, "float32",
-                                        checks_per_extra_epoch=args.checks_per_epoch)
+            ours = parity.run_jaxae_process(pairing, args.tfds_dir, seed, EXTRA_EPOCHS,
+                                            checks_per_extra_epoch=args.checks_per_epoch)
             row = {"model": workload, "seed": seed, **time_to_target(pairing, ours, peer),
                    "jaxae_epochs": ours["epochs"], "peer_epochs": peer["epochs"]}
             rows.append(row)
