@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import bench
+from benchmarks import bench, narrow_gradient
 from jaxae.data import idx
 from jaxae.training import workdir
 
@@ -185,3 +185,11 @@ def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "host_cpu", lambda: "AMD EPYC 7B13")
     assert bench.device_title() == "cpu: AMD EPYC 7B13"  # the suite runs on the CPU
     assert "host AMD EPYC 7B13," in bench.header()
+
+
+def test_the_narrow_gradient_bench_times_both_layouts(capsys):
+    narrow_gradient.main(["--batch-sizes", "8", "--inputs", "40", "--outputs", "3,24",
+                          "--calls", "2"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 8 |")]
+    assert [row.split(" | ")[:3] for row in rows] == [["| 8", "40", "3"], ["| 8", "40", "24"]]
+    assert all(row.endswith("x |") for row in rows)

@@ -2,6 +2,7 @@
 against the reference it replaces (values and gradients)."""
 
 import functools
+import re
 
 import flax.linen as nn
 import jax
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxae import losses
-from jaxae.kernels import conv, pooling, precision, random
+from jaxae.kernels import conv, dense, pooling, precision, random
 
 
 def test_depth_to_space_places_channels_as_blocks():
@@ -225,12 +226,13 @@ def _rounded(x: jax.Array) -> jax.Array:
     return x.astype(jnp.bfloat16).astype(jnp.float32)
 
 
-def test_bfloat16_matmul_and_its_gradients_are_float32_matmuls_of_rounded_operands():
+@pytest.mark.parametrize("outputs", [24, 3])  # a wide kernel and a narrow one
+def test_bfloat16_matmul_and_its_gradients_are_float32_matmuls_of_rounded_operands(outputs):
     """Products of bfloat16 values are exact in float32, so only the order of the float32
     sums may differ from a float32 matmul of the rounded operands."""
     x = jax.random.normal(jax.random.key(0), (16, 40))
-    w = jax.random.normal(jax.random.key(1), (40, 24))
-    g = jax.random.normal(jax.random.key(2), (16, 24))
+    w = jax.random.normal(jax.random.key(1), (40, outputs))
+    g = jax.random.normal(jax.random.key(2), (16, outputs))
     y, pullback = jax.vjp(precision.bfloat16_matmul, x, w)
     dx, dw = pullback(g)
     assert y.dtype == dx.dtype == dw.dtype == jnp.float32
@@ -246,13 +248,63 @@ def test_the_bfloat16_dense_layer_rounds_its_matmul_and_keeps_float32_parameters
     params = plain_layer.init(jax.random.key(1), x)
     assert jax.tree.map(jnp.shape, mixed_layer.init(jax.random.key(1), x)) == \
         jax.tree.map(jnp.shape, params)
-    assert precision.dense_layer("float32") is nn.Dense
+    assert precision.dense_layer("float32").keywords == {"dot_general": dense.dot_general}
     plain, mixed = plain_layer.apply(params, x), mixed_layer.apply(params, x)
     expected = _rounded(x) @ _rounded(params["params"]["kernel"]) + params["params"]["bias"]
     np.testing.assert_allclose(mixed, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(plain, x @ params["params"]["kernel"]
                                   + params["params"]["bias"])
     assert not np.array_equal(mixed, plain)
+
+
+def test_a_narrow_dense_matmul_has_the_matmuls_values_and_gradients():
+    """`dense.narrow_matmul` (a [K, N] kernel, N <= NARROW_OUTPUTS < K) against x @ w:
+    the same product, and gradients equal up to the order of the sums."""
+    x = jax.random.normal(jax.random.key(0), (16, 40))
+    w = jax.random.normal(jax.random.key(1), (40, 3))
+    g = jax.random.normal(jax.random.key(2), (16, 3))
+    y, pullback = jax.vjp(dense.narrow_matmul, x, w)
+    expected, expected_pullback = jax.vjp(lambda x, w: x @ w, x, w)
+    np.testing.assert_array_equal(y, expected)
+    for got, want in zip(pullback(g), expected_pullback(g), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_narrow_kernels_gradient_is_computed_transposed_on_the_cpu():
+    """On CPU the compiled kernel gradient of a narrow Dense layer is laid out [N, K] in
+    memory (XLA computes a [K, N] one several times slower); a wide layer keeps XLA's own.
+    Without the barrier in `dense.kernel_gradient` XLA lays the narrow one out [K, N]."""
+    x = jax.random.normal(jax.random.key(0), (16, 40))
+
+    def kernel_gradient_dots(outputs: int) -> list[str]:
+        layer = precision.dense_layer("float32")(outputs)
+        params = layer.init(jax.random.key(1), x)
+        loss = lambda p, x: (layer.apply(p, x) ** 2).sum()  # noqa: E731
+        program = jax.jit(jax.grad(loss)).lower(params, x).compile().as_text()
+        return re.findall(r"= (f32\[\d+,\d+\]\{\d,\d\}) dot\(", program)
+
+    on_cpu = jax.default_backend() == "cpu"
+    assert dense.is_narrow((40, 3)) == on_cpu and not dense.is_narrow((40, 24))
+    narrow = kernel_gradient_dots(3)
+    transposed = "f32[3,40]{1,0}" in narrow or "f32[40,3]{0,1}" in narrow
+    assert transposed == on_cpu and ("f32[40,3]{1,0}" in narrow) != on_cpu
+    assert "f32[40,24]{1,0}" in kernel_gradient_dots(24)
+
+
+def test_the_float32_dot_general_leaves_other_matmuls_to_xla():
+    """Only a float32 [B, K] x [K, N] narrow matmul takes `narrow_matmul`: a batched
+    contraction, a bfloat16 one or a wide kernel is `lax.dot_general` itself."""
+    def takes_narrow_path(a, b, numbers=dense.DENSE_CONTRACTION) -> bool:
+        jaxpr = jax.make_jaxpr(lambda a, b: dense.dot_general(a, b, numbers))(a, b)
+        return "custom_vjp_call" in str(jaxpr)
+
+    on_cpu = jax.default_backend() == "cpu"
+    assert takes_narrow_path(jnp.ones((4, 40)), jnp.ones((40, 2))) == on_cpu
+    assert not takes_narrow_path(jnp.ones((4, 40)), jnp.ones((40, 24)))
+    assert not takes_narrow_path(jnp.ones((4, 40), jnp.bfloat16),
+                                 jnp.ones((40, 2), jnp.bfloat16))
+    assert not takes_narrow_path(jnp.ones((2, 4, 40)), jnp.ones((40, 2)),
+                                 (((2,), (0,)), ((), ())))
 
 
 def test_the_bfloat16_dot_general_leaves_other_contractions_to_xla():

@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxae.kernels import dense
+
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
@@ -42,12 +44,13 @@ def _forward(x_BxK: jax.Array, w_KxN: jax.Array) -> tuple[jax.Array, tuple]:
 
 def _backward(saved: tuple, grad_BxN: jax.Array) -> tuple[jax.Array, jax.Array]:
     x16, w16 = saved
-    return bfloat16_dot(grad_BxN, w16, 1, 1), bfloat16_dot(x16, grad_BxN, 0, 0)
+    return (bfloat16_dot(grad_BxN, w16, 1, 1),
+            dense.kernel_gradient(x16, grad_BxN, bfloat16_dot))
 
 
 bfloat16_matmul.defvjp(_forward, _backward)
 
-DENSE_CONTRACTION = (((1,), (0,)), ((), ()))  # what nn.Dense asks of a [B, K] input
+DENSE_CONTRACTION = dense.DENSE_CONTRACTION
 
 
 def bfloat16_dot_general(lhs: jax.Array, rhs: jax.Array, dimension_numbers,
@@ -60,12 +63,13 @@ def bfloat16_dot_general(lhs: jax.Array, rhs: jax.Array, dimension_numbers,
                                preferred_element_type=preferred_element_type)
 
 
-def dense_layer(compute_dtype: str) -> type[nn.Dense] | functools.partial:
-    """The Dense layer a model is built with: `nn.Dense` itself for float32, or one whose
-    matmul is `bfloat16_dot_general`."""
+def dense_layer(compute_dtype: str) -> functools.partial:
+    """The Dense layer a model is built with: `nn.Dense` whose matmul is
+    `dense.dot_general` (float32: a narrow kernel's gradient computed transposed) or
+    `bfloat16_dot_general`."""
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute dtype {compute_dtype!r}: choose one of "
                          f"{', '.join(COMPUTE_DTYPES)}")
     if compute_dtype == "float32":
-        return nn.Dense
+        return functools.partial(nn.Dense, dot_general=dense.dot_general)
     return functools.partial(nn.Dense, dot_general=bfloat16_dot_general)
