@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxae.kernels import pooling, precision
+from jaxae.kernels import dense, pooling, precision
 
 IMPLEMENTATIONS = ("patches", "xla")
 
@@ -97,6 +97,13 @@ def _full_pads(kernel_size: tuple[int, int], pads: Pads) -> Pads:
     return (kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)
 
 
+def _kernel_gradient(x_NxK: jax.Array, dy_NxF: jax.Array, compute_dtype: str) -> jax.Array:
+    """x.T @ dy over the N rows (`dense.kernel_gradient`: a narrow one, F <= 16 < K,
+    computed transposed); for "bfloat16", of bfloat16 copies with float32 accumulation."""
+    dot = dense.contract if compute_dtype == "float32" else precision.bfloat16_dot
+    return dense.kernel_gradient(x_NxK, dy_NxF, dot)
+
+
 def _matmul(a: jax.Array, b: jax.Array, compute_dtype: str) -> jax.Array:
     """a @ b over their last and first axes; for "bfloat16", of bfloat16 copies of both with
     float32 accumulation and result (`jaxae.kernels.precision`)."""
@@ -143,9 +150,9 @@ def _tap_conv2d_backward(pads: Pads, compute_dtype: str,
     dy_patches = extract_patches(dy_BxHoxWoxF, (kh, kw), _full_pads((kh, kw), pads))
     flipped_KHxKWxFxC = kernel_KHxKWxCxF[::-1, ::-1].transpose(0, 1, 3, 2)
     dx = _matmul(dy_patches, flipped_KHxKWxFxC.reshape(-1, c), compute_dtype)
-    dflipped_CxKHxKWxF = _matmul(x_BxHxWxC.reshape(-1, c).T,
-                                 dy_patches.reshape(-1, kh * kw * f),
-                                 compute_dtype).reshape(c, kh, kw, f)
+    dflipped_CxKHxKWxF = _kernel_gradient(x_BxHxWxC.reshape(-1, c),
+                                          dy_patches.reshape(-1, kh * kw * f),
+                                          compute_dtype).reshape(c, kh, kw, f)
     dkernel = dflipped_CxKHxKWxF[:, ::-1, ::-1].transpose(1, 2, 0, 3)
     return dx.astype(x_BxHxWxC.dtype), dkernel.astype(kernel_KHxKWxCxF.dtype)
 
@@ -214,8 +221,8 @@ def _relu_max_pool_conv2d_backward(pads: Pads, compute_dtype: str,
     kh, kw, c, f = kernel_KHxKWxCxF.shape
     # The gradient of the four corners' outputs: dy at the window's first maximum, else 0.
     dz = jnp.concatenate([jnp.where(first == i, dy_BxhxwxF, 0.0) for i in range(4)], axis=-1)
-    dcorners = _matmul(patches.reshape(-1, patches.shape[-1]).T, dz.reshape(-1, 4 * f),
-                       compute_dtype).reshape(kh + 1, kw + 1, c, 4 * f)
+    dcorners = _kernel_gradient(patches.reshape(-1, patches.shape[-1]), dz.reshape(-1, 4 * f),
+                                compute_dtype).reshape(kh + 1, kw + 1, c, 4 * f)
     dkernel = sum(dcorners[a:a + kh, b:b + kw, :, (2 * a + b) * f:(2 * a + b + 1) * f]
                   for a in range(2) for b in range(2))
     dbias = jnp.where(first < 4, dy_BxhxwxF, 0.0).sum((0, 1, 2))
@@ -256,7 +263,8 @@ def _patch_conv2d_backward(pads: Pads, residuals: tuple[jax.Array, ...],
                            dy_BxHoxWoxF: jax.Array) -> tuple[jax.Array, jax.Array]:
     x_BxHxWxC, patches, kernel_KHxKWxCxF = residuals
     kh, kw, _, f = kernel_KHxKWxCxF.shape
-    dkernel = patches.reshape(-1, patches.shape[-1]).T @ dy_BxHoxWoxF.reshape(-1, f)
+    dkernel = _kernel_gradient(patches.reshape(-1, patches.shape[-1]),
+                               dy_BxHoxWoxF.reshape(-1, f), "float32")
     dpatches = dy_BxHoxWoxF @ kernel_KHxKWxCxF.reshape(-1, f).T
     _, pullback = jax.vjp(lambda x: extract_patches(x, (kh, kw), pads), x_BxHxWxC)
     dx = pullback(dpatches.astype(x_BxHxWxC.dtype))[0]
