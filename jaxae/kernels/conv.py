@@ -98,7 +98,7 @@ def _full_pads(kernel_size: tuple[int, int], pads: Pads) -> Pads:
 
 
 def _kernel_gradient(x_NxK: jax.Array, dy_NxF: jax.Array, compute_dtype: str) -> jax.Array:
-    """x.T @ dy over the N rows (`dense.kernel_gradient`: a narrow one, F <= 16 < K,
+    """x.T @ dy over the N rows (`dense.kernel_gradient`: a narrow one, F <= 16 < K on the CPU,
     computed transposed); for "bfloat16", of bfloat16 copies with float32 accumulation."""
     dot = dense.contract if compute_dtype == "float32" else precision.bfloat16_dot
     return dense.kernel_gradient(x_NxK, dy_NxF, dot)
