@@ -64,6 +64,7 @@ PAIRINGS = {
 }
 
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/..
 COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
                   "/jax/core/compile/backend_compile_duration")
@@ -149,9 +150,6 @@ def run_jaxae(pairing: Pairing, workdir: str, tfds_dir: str | None, seed: int,
                 evaluate_at_steps=checks)
     last = next(r for r in epochs if r["step"] == pairing.epochs * steps_per_epoch)
     return {"value": last["value"], "wall_s": last["wall_s"], "epochs": epochs}
-
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_jaxae_process(pairing: Pairing, tfds_dir: str | None, seed: int,
