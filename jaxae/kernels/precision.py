@@ -50,14 +50,12 @@ def _backward(saved: tuple, grad_BxN: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 bfloat16_matmul.defvjp(_forward, _backward)
 
-DENSE_CONTRACTION = dense.DENSE_CONTRACTION
-
 
 def bfloat16_dot_general(lhs: jax.Array, rhs: jax.Array, dimension_numbers,
                          precision=None, preferred_element_type=None) -> jax.Array:
     """`lax.dot_general`'s signature: a [B, K] x [K, N] matmul runs as `bfloat16_matmul`;
     any other contraction is left to XLA in the operands' dtype."""
-    if lhs.ndim == 2 and rhs.ndim == 2 and dimension_numbers == DENSE_CONTRACTION:
+    if lhs.ndim == 2 and rhs.ndim == 2 and dimension_numbers == dense.DENSE_CONTRACTION:
         return bfloat16_matmul(lhs, rhs)
     return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
                                preferred_element_type=preferred_element_type)
