@@ -28,6 +28,7 @@ from jaxae.data import (
     load_dataset,
     read_idx,
     read_idx_folder,
+    records,
     sources,
 )
 from jaxae.data.builder import (
@@ -327,6 +328,32 @@ def test_tfds_data_source_decodes_without_tf(prepared: tuple, tfds_dir: Path, ra
         np.testing.assert_array_equal(example["image"], raw["test"][0][i])
         assert example["label"] == raw["test"][1][i]
     assert "tensorflow" not in sys.modules
+
+
+def test_consecutive_keys_read_as_ranges_across_shards(tfds_dir: Path, raw: dict) -> None:
+    """Keys k, k + 1, ... are read as a range of each shard they lie in, the same records
+    as read by key, also where shards start part-way into their file (a sliced split) and
+    from another thread (Grain's reader threads each open their own readers)."""
+    folder = tfds_dir / "jaxae_images" / "fashion_mnist" / "1.0.0"
+    split = records.PreparedSplit(str(folder), "test")
+    (whole,) = split._instructions
+    split._instructions = [dataclasses.replace(whole, skip=100, take=100),
+                           dataclasses.replace(whole, skip=500, take=100)]
+    split.num_examples = 200
+    keys = np.arange(50, 170)  # from the first shard into the second
+    expected = np.concatenate([np.arange(150, 200), np.arange(500, 570)])
+    images, labels = split.read(keys)
+    np.testing.assert_array_equal(images[..., 0], raw["test"][0][expected])
+    np.testing.assert_array_equal(labels, raw["test"][1][expected])
+    by_key, _ = split.read(keys[::-1])  # not a run: read record by record
+    np.testing.assert_array_equal(by_key[::-1], images)
+    with pytest.raises(IndexError, match=r"150\.\.200 are not all among the split.s 200"):
+        split.read(np.arange(150, 201))
+    threaded: list = []
+    thread = threading.Thread(target=lambda: threaded.append(split.read(keys)))
+    thread.start()
+    thread.join()
+    np.testing.assert_array_equal(threaded[0][0], images)
 
 
 def test_unknown_name() -> None:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, Protocol
 
@@ -32,6 +33,7 @@ SOURCE_FILE = "jaxae_source.json"  # written by our builders into the prepared f
 READ_CHUNK = 512  # records decoded at once when a split is read into memory; larger chunks
 # leave more transient memory behind with the allocator
 HASH_CHUNK = 1 << 20
+RUN_READER_OPTIONS = "readahead_buffer_size:4194304"  # a reader of consecutive records
 
 
 def array_examples(images: np.ndarray, labels: np.ndarray
@@ -325,6 +327,7 @@ class PreparedSplit:
         self.num_examples = sum(int(i.take) for i in instructions)
         self._instructions = instructions
         self._source = None
+        self._local = threading.local()  # each thread's shard readers (`_read_run`)
 
     def _check_shards(self, instructions) -> None:
         """Every shard file exists and holds the records TFDS recorded (a truncated
@@ -353,7 +356,11 @@ class PreparedSplit:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_source"] = None
+        del state["_local"]
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _local=threading.local())
 
     @property
     def source(self):
@@ -364,13 +371,40 @@ class PreparedSplit:
             self._source = array_record_data_source.ArrayRecordDataSource(self._instructions)
         return self._source
 
+    def _read_run(self, start: int, stop: int) -> list[bytes]:
+        """Records start..stop-1, read as one range of each shard they lie in: a reader
+        reads a range in one pass, several times faster than the same records by key.
+        Each thread opens its own reader of a shard once (an open reads the shard's index)."""
+        if not 0 <= start < stop <= self.num_examples:
+            raise IndexError(f"records {start}..{stop - 1} are not all among the split's "
+                             f"{self.num_examples}")
+        from array_record.python import array_record_module  # noqa: PLC0415
+
+        readers = self._local.__dict__.setdefault("readers", {})
+        records, offset = [], 0
+        for index, instruction in enumerate(self._instructions):
+            take, skip = int(instruction.take), int(instruction.skip)
+            first, last = max(start, offset), min(stop, offset + take)
+            if first < last:
+                if index not in readers:
+                    readers[index] = array_record_module.ArrayRecordReader(
+                        os.fspath(instruction.filename), RUN_READER_OPTIONS)
+                records.extend(readers[index].read(skip + first - offset,
+                                                   skip + last - offset))
+            offset += take
+        return records
+
     def read(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(uint8 images [n, *image_shape], int32 labels [n]) of the records `keys`."""
+        """(uint8 images [n, *image_shape], int32 labels [n]) of the records `keys`; keys
+        that run k, k + 1, ... (a whole split read in order) are read as ranges."""
         keys = np.asarray(keys, np.int64)
         if len(keys) == 0:
             return np.zeros((0, *self.image_shape), np.uint8), np.zeros(0, np.int32)
         try:
-            records = self.source.__getitems__(keys.tolist())
+            if keys[-1] - keys[0] == len(keys) - 1 and np.all(np.diff(keys) == 1):
+                records = self._read_run(int(keys[0]), int(keys[-1]) + 1)
+            else:
+                records = self.source.__getitems__(keys.tolist())
         except (RuntimeError, OSError, ValueError) as e:
             raise damaged(self.path, f"reading failed: {_first_clause(e)}") from None
         images, labels = self._decode(records)
