@@ -318,6 +318,23 @@ def test_a_run_compiles_its_training_loop_once(tiny_config, tmp_path, caplog):
         [6, 12, 16, 18, 24, 30, 32]
 
 
+def test_an_epoch_order_is_jax_random_permutation():
+    """The CPU path (sort keys drawn by JAX, sorted by NumPy) gives the order
+    jax.random.permutation draws, also at sizes with one sort round and with none; and it
+    keeps tied keys in their order, as XLA's stable sort does."""
+    key = jax.random.key(5)
+    for size, epoch in ((0, 0), (1, 0), (100, 3), (60_000, 0), (60_000, 7)):
+        expected = jax.random.permutation(jax.random.fold_in(key, epoch), size)
+        order = batches.epoch_permutation(key, epoch, size)
+        assert isinstance(order, np.ndarray) and order.dtype == np.int32
+        np.testing.assert_array_equal(order, expected)
+    tied = np.random.default_rng(0).integers(0, 4, (2, 1000)).astype(np.uint32)
+    by_xla = jax.numpy.arange(1000)
+    for row in tied:
+        _, by_xla = jax.lax.sort_key_val(jax.numpy.asarray(row), by_xla)
+    np.testing.assert_array_equal(batches.sort_by_rounds(tied), by_xla)
+
+
 def test_a_batch_holds_the_rows_the_epoch_order_names():
     """gather_batch (flat-row gathers) gives exactly the indexed images and labels."""
     rng = np.random.default_rng(0)

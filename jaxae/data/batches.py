@@ -25,10 +25,48 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return num_examples // batch_size
 
 
+SHUFFLE_EXPONENT = 3  # jax.random.permutation's: its rounds grow as 3 log N / log 2^32
+
+
 @functools.partial(jax.jit, static_argnums=2)
-def epoch_permutation(data_key: jax.Array, epoch: int, num_examples: int) -> jax.Array:
-    """The training order of `epoch` (0-based): a permutation of range(num_examples)."""
+def sorted_by_xla(data_key: jax.Array, epoch: int, num_examples: int) -> jax.Array:
+    """`epoch_permutation`, drawn and sorted in one XLA program (any backend's path but
+    the CPU's)."""
     return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def shuffle_sort_keys(data_key: jax.Array, epoch: int, num_examples: int) -> jax.Array:
+    """uint32 [rounds, num_examples]: the random keys that jax.random.permutation of
+    fold_in(data_key, epoch) sorts range(num_examples) by, one row a round."""
+    key = jax.random.fold_in(data_key, epoch)
+    rounds = math.ceil(SHUFFLE_EXPONENT * math.log(max(1, num_examples))
+                       / math.log(np.iinfo(np.uint32).max))
+    rows = []
+    for _ in range(rounds):
+        key, subkey = jax.random.split(key)
+        rows.append(jax.random.bits(subkey, (num_examples,), jnp.uint32))
+    return jnp.stack(rows) if rows else jnp.zeros((0, num_examples), jnp.uint32)
+
+
+def sort_by_rounds(sort_keys: np.ndarray) -> np.ndarray:
+    """range(N) stably sorted by each row of `sort_keys` [rounds, N] in turn, as
+    `lax.sort_key_val` sorts it, ties kept in their order."""
+    order = np.arange(sort_keys.shape[1], dtype=np.int32)
+    for row in sort_keys:
+        order = order[np.argsort(row, kind="stable")]
+    return order
+
+
+def epoch_permutation(data_key: jax.Array, epoch: int, num_examples: int
+                      ) -> np.ndarray | jax.Array:
+    """The training order of `epoch` (0-based): a permutation of range(num_examples), the
+    one jax.random.permutation(fold_in(data_key, epoch), num_examples) draws. On the CPU its
+    sort keys are drawn by JAX and sorted by NumPy, whose stable sort runs faster there
+    than XLA's (`python -m benchmarks.permutation`)."""
+    if jax.default_backend() != "cpu":
+        return sorted_by_xla(data_key, epoch, num_examples)
+    return sort_by_rounds(np.asarray(shuffle_sort_keys(data_key, epoch, num_examples)))
 
 
 def gather_batch(arrays: dict[str, jax.Array], order: jax.Array, index: jax.Array,
