@@ -373,8 +373,9 @@ class PreparedSplit:
 
     def _read_run(self, start: int, stop: int) -> list[bytes]:
         """Records start..stop-1, read as one range of each shard they lie in: a reader
-        reads a range in one pass, several times faster than the same records by key.
-        Each thread opens its own reader of a shard once (an open reads the shard's index)."""
+        reads a range in one pass, faster than array_record's data source reads the same
+        records by key (it starts threads for every call). Each thread opens its own reader
+        of a shard once (an open reads the shard's index)."""
         if not 0 <= start < stop <= self.num_examples:
             raise IndexError(f"records {start}..{stop - 1} are not all among the split's "
                              f"{self.num_examples}")
