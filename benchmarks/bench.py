@@ -258,7 +258,8 @@ def first_epoch(config: ml_collections.ConfigDict, arrays: dict,
                                      config.model.init)
     num_examples = len(arrays["image"])
     epoch_images = epoch_images or num_examples
-    order = batches.epoch_permutation(keys.data, 0, epoch_images)
+    order = jax.device_put(batches.epoch_permutation(keys.data, 0, epoch_images))  # once,
+    # as the trainer sends it: not again with every timed call (on the CPU it is NumPy's)
     if epoch_images != num_examples:
         order = order % num_examples
     batch_size = config.train.batch_size
