@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 
 from benchmarks import parity
 from benchmarks.bench import WORKLOADS
@@ -132,6 +133,8 @@ def run(args: argparse.Namespace) -> str:
         if args.epochs:
             pairing = parity.Pairing(**{**pairing.__dict__, "epochs": args.epochs})
         for seed in seeds:
+            print(f"quality: {workload}, seed {seed}: the peer trains, then jaxae, each in a "
+                  "process of its own that prints when it ends", file=sys.stderr, flush=True)
             peer = parity.run_peer(args.peer_python, args.peer_script, name, pairing,
                                    os.cpu_count() or 1, seed)
             ours = parity.run_jaxae_process(pairing, args.tfds_dir, seed, EXTRA_EPOCHS,
