@@ -258,8 +258,8 @@ def first_epoch(config: ml_collections.ConfigDict, arrays: dict,
                                      config.model.init)
     num_examples = len(arrays["image"])
     epoch_images = epoch_images or num_examples
-    order = jax.device_put(batches.epoch_permutation(keys.data, 0, epoch_images))  # once,
-    # as the trainer sends it: not again with every timed call (on the CPU it is NumPy's)
+    # placed on the device once, as the trainer places it, not again with every timed call
+    order = jax.device_put(batches.epoch_permutation(keys.data, 0, epoch_images))
     if epoch_images != num_examples:
         order = order % num_examples
     batch_size = config.train.batch_size
@@ -511,14 +511,23 @@ def chunk_steps(text: str) -> int | None:
     return int(text)
 
 
-def _ints(parser: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
+def positive_ints(text: str) -> list[int]:
+    """"128,1024" -> [128, 1024]: an argparse type (the benchmark scripts' size lists)."""
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         values = []
     if not values or any(v < 1 for v in values):
-        parser.error(f"{flag}={text!r}: give positive integers separated by commas")
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive integers separated by "
+                                         "commas")
     return values
+
+
+def _ints(parser: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
+    try:
+        return positive_ints(text)
+    except argparse.ArgumentTypeError:
+        parser.error(f"{flag}={text!r}: give positive integers separated by commas")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -19,7 +19,7 @@ import time
 import jax
 from jax import lax
 
-from benchmarks.bench import header
+from benchmarks.bench import header, positive_ints
 from jaxae.kernels import dense
 
 
@@ -36,17 +36,13 @@ def _time_us(fn, *args, calls: int) -> float:
     return statistics.median(repeats)
 
 
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",")]
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.narrow_gradient",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", type=_ints, default=[128, 1024])
-    parser.add_argument("--inputs", type=_ints, default=[512, 784], help="K values")
-    parser.add_argument("--outputs", type=_ints, default=[2, 4, 8, 10, 16, 32, 64],
+    parser.add_argument("--batch-sizes", type=positive_ints, default=[128, 1024])
+    parser.add_argument("--inputs", type=positive_ints, default=[512, 784], help="K values")
+    parser.add_argument("--outputs", type=positive_ints, default=[2, 4, 8, 10, 16, 32, 64],
                         help="N values")
     parser.add_argument("--calls", type=int, default=500)
     args = parser.parse_args(argv)

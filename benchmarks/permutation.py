@@ -16,7 +16,7 @@ import time
 import jax
 import numpy as np
 
-from benchmarks.bench import header
+from benchmarks.bench import header, positive_ints
 from jaxae.data import batches
 
 
@@ -33,8 +33,8 @@ def _median_ms(fn, epochs: int) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.permutation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=lambda t: [int(v) for v in t.split(",")],
-                        default=[10_000, 60_000, 1_000_000], help="examples an epoch")
+    parser.add_argument("--sizes", type=positive_ints, default=[10_000, 60_000, 1_000_000],
+                        help="examples an epoch, comma-separated")
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args(argv)
     print(f"# {header()}\n")
