@@ -28,6 +28,10 @@ precision
 determinism
     A seeded run repeated in fresh processes, with and without XLA's deterministic-ops flag
     (`benchmarks.determinism`): whether the parameters repeat bit for bit, and the cost.
+matmuls
+    Each model's training step split into its matrix products, each timed alone in XLA and
+    in the peer's library, and the rest (`benchmarks.matmul_floor`): the float32 floor
+    under the throughput ratio.
 
 --write FILE puts the report in that device's section of FILE (keeping the other devices'
 sections); --append FILE adds it to the end of that section. Run from the repository root.
@@ -66,7 +70,7 @@ from jaxae.tasks import Task
 from jaxae.training import steps
 from jaxae.training.workdir import git_commit, uncommitted_files
 
-MODES = ("throughput", "quality", "precision", "determinism")
+MODES = ("throughput", "quality", "precision", "determinism", "matmuls")
 EPOCH_IMAGES = 60_000  # an epoch in every row: Fashion-MNIST's training set
 FASHION_SHAPE = (28, 28, 1)
 RANDOM_POOL_BYTES = 256 * 2**20  # random pixels at other sizes: at most this many bytes
@@ -537,8 +541,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated: " + ", ".join(MODES))
     parser.add_argument("--models", default=None,
                         help="comma-separated workloads: " + ", ".join(WORKLOADS) +
-                             " (default: all for throughput; quality and precision take "
-                             "their own lists)")
+                             " (default: all for throughput; quality, precision, determinism "
+                             "and matmuls take their own lists)")
     parser.add_argument("--batch-sizes", default="128", help="comma-separated")
     parser.add_argument("--image-sizes", default="28",
                         help="comma-separated square image sizes, e.g. 28,32,64,128 (other "
@@ -749,6 +753,9 @@ def main(argv: list[str] | None = None) -> None:
         elif mode == "determinism":
             from benchmarks import determinism
             parts.append(("Determinism", determinism.run(args)))
+        elif mode == "matmuls":
+            from benchmarks import matmul_floor
+            parts.append(("A step's matmuls and the rest", matmul_floor.run(args)))
     path = args.write or args.append
     if path:
         body = "\n\n".join(f"### {title}\n\n{text}" for title, text in parts)

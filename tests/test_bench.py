@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import bench, narrow_gradient
+from benchmarks import bench, matmul_floor, narrow_gradient
 from jaxae.data import idx
 from jaxae.training import workdir
 
@@ -193,3 +193,54 @@ def test_the_narrow_gradient_bench_times_both_layouts(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 8 |")]
     assert [row.split(" | ")[:3] for row in rows] == [["| 8", "40", "3"], ["| 8", "40", "24"]]
     assert all(row.endswith("x |") for row in rows)
+
+
+@pytest.mark.parametrize("lhs, rhs, dims", [
+    ((6, 5), (5, 4), (((1,), (0,)), ((), ()))),  # x @ W
+    ((6, 5), (6, 4), (((0,), (0,)), ((), ()))),  # x.T @ g, a kernel's gradient
+    ((6, 5), (4, 5), (((1,), (1,)), ((), ()))),  # g @ W.T, an input's gradient
+    ((3, 6, 5), (3, 5, 4), (((2,), (1,)), ((0,), (0,)))),  # batched
+    ((5, 3, 6), (6, 2, 5), (((0, 2), (2, 0)), ((), ()))),  # two contracted dimensions
+])
+def test_a_timed_product_is_the_dot_general_it_stands_for(lhs, rhs, dims):
+    dot = matmul_floor.Dot(lhs, rhs, dims)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=lhs).astype(np.float32), rng.normal(size=rhs).astype(np.float32)
+    expected = np.asarray(jax.lax.dot_general(a, b, dims))
+    assert dot.out == expected.shape
+    contracted = math.prod(lhs[i] for i in dims[0][0])
+    assert dot.flops == 2 * expected.size * contracted
+    np.testing.assert_allclose(np.einsum(dot.einsum(), a, b), expected, rtol=1e-5, atol=1e-5)
+    transposes = dot.mm_transposes()
+    assert (transposes is None) == (len(lhs) != 2 or len(dims[0][0]) != 1)
+    if transposes is not None:  # torch.mm on transposed views, as the peer's timer calls it
+        product = (a.T if transposes[0] else a) @ (b.T if transposes[1] else b)
+        np.testing.assert_allclose(product, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_vae_steps_products_are_read_from_its_compiled_step():
+    arrays = random_arrays(64, 0)
+    epoch = bench.first_epoch(bench.bench_config("vae", 16), arrays)
+    counts = matmul_floor.step_matmuls(epoch, arrays)
+    big = {dot: n for dot, n in counts.items() if dot.flops == 2 * 16 * 784 * 512}
+    # forward: encoder and decoder; backward: both kernels' gradients and the decoder's input's
+    assert sum(big.values()) == 5
+    assert sorted(dot.out for dot in big) == sorted([(16, 512), (16, 784), (16, 512),
+                                                     (784, 512), (512, 784)])
+    assert sum(counts.values()) == 14  # and nine with the 2-D code: heads, decoder's first
+
+
+def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys):
+    monkeypatch.setattr(matmul_floor, "TARGET_FLOPS_PER_REPEAT", 1e6)
+    monkeypatch.setattr(matmul_floor, "REPEATS", 1)
+    args = bench.parse_args(["--mode", "matmuls", "--models", "dense_ae", "--batch-sizes", "8",
+                             "--steps-per-chunk", "2", "--chunks", "1", "--data", "random"])
+    report = matmul_floor.run(args)
+    assert "no --peer-python: the peer's columns are empty" in report
+    summary = next(line for line in report.splitlines() if line.startswith("| dense_ae | 8 |"))
+    cells = [cell.strip() for cell in summary.strip("|").split("|")]
+    step, matmuls, rest = (float(cells[i]) for i in (4, 5, 6))
+    assert step > 0 and matmuls > 0 and abs(step - matmuls - rest) < 0.011
+    assert cells[7:] == ["-"] * 4
+    products = [line for line in report.splitlines() if line.startswith("| dense_ae | [")]
+    assert len(products) >= 2 and all(" x " in line for line in products)

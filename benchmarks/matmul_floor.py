@@ -1,0 +1,309 @@
+"""Where a training step's time goes between its matmuls and the rest, in jaxae and in the
+PyTorch peer: the float32 floor under the throughput ratio.
+
+    python -m benchmarks.bench --mode matmuls [--models dae,vae] --peer-python PYTHON \
+        --peer-script PATH/torch_autoencoders.py
+
+For each model (default: the DAE and the VAE): the matrix products of one training step
+(forward and backward), read from the step as XLA compiles it (its `dot` instructions, with
+their operands' shapes and dimension numbers), each timed alone, float32:
+- in XLA, compiled with jaxae's step's options: a loop of the product whose smaller operand
+  is rewritten from the last product each call, so that no call can be hoisted or skipped;
+  the same loop without the product is timed too and taken off;
+- in the peer's library, with --peer-python: `torch.mm` on transposed views where the
+  product is one of two matrices (as `nn.Linear` calls it), else `torch.einsum`, timed in a
+  plain Python loop (torch's per-call dispatch included, as in its step). For the dense
+  models these are the peer's own products; the conv AE's peer convolves instead, so its
+  products are shown but not summed.
+Beside the sums: each side's whole step (`benchmarks.bench`'s throughput timing, and the
+peer's own step-bench with --peer-script), hence what each spends outside its matmuls, and
+the step jaxae would need for twice the peer's rate. Medians of 5 repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import math
+import os
+import re
+import statistics
+import string
+import subprocess
+import time
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from benchmarks import bench
+from jaxae.data import batches
+from jaxae.training import steps
+
+DEFAULT_MODELS = ("dae", "vae")
+REPEATS = 5
+TARGET_FLOPS_PER_REPEAT = 1e10  # each repeat's calls: about this many FLOPs (~50 ms here)
+Dims = tuple[tuple[tuple[int, ...], tuple[int, ...]], tuple[tuple[int, ...], tuple[int, ...]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dot:
+    """One `lax.dot_general`: its operands' shapes and its dimension numbers
+    ((lhs contracting, rhs contracting), (lhs batch, rhs batch))."""
+
+    lhs: tuple[int, ...]
+    rhs: tuple[int, ...]
+    dims: Dims
+
+    @property
+    def out(self) -> tuple[int, ...]:
+        """The product's shape, in dot_general's order: batch, lhs free, rhs free."""
+        (lc, rc), (lb, rb) = self.dims
+        return (tuple(self.lhs[i] for i in lb)
+                + tuple(n for i, n in enumerate(self.lhs) if i not in lc and i not in lb)
+                + tuple(n for i, n in enumerate(self.rhs) if i not in rc and i not in rb))
+
+    @property
+    def flops(self) -> int:
+        (lc, _), _ = self.dims
+        return 2 * math.prod(self.out) * math.prod(self.lhs[i] for i in lc)
+
+    def label(self) -> str:
+        (lc, rc), (lb, rb) = self.dims
+        batch = f", batch {list(lb)}/{list(rb)}" if lb else ""
+        return (f"[{','.join(map(str, self.lhs))}] x [{','.join(map(str, self.rhs))}] "
+                f"-> [{','.join(map(str, self.out))}], contracting {list(lc)}/{list(rc)}"
+                f"{batch}")
+
+    def mm_transposes(self) -> tuple[bool, bool] | None:
+        """(transpose lhs, transpose rhs) that make it `lhs @ rhs` of two matrices, or None
+        where it is not a product of two matrices."""
+        (lc, rc), (lb, _) = self.dims
+        if len(self.lhs) != 2 or len(self.rhs) != 2 or lb or len(lc) != 1:
+            return None
+        return lc[0] == 0, rc[0] == 1
+
+    def einsum(self) -> str:
+        """The same product as an einsum equation (output in dot_general's order)."""
+        (lc, rc), (lb, rb) = self.dims
+        letters = iter(string.ascii_letters)
+        lhs = [next(letters) for _ in self.lhs]
+        rhs: list[str | None] = [None] * len(self.rhs)
+        for left, right in zip(lc + lb, rc + rb, strict=True):
+            rhs[right] = lhs[left]
+        rhs = [letter or next(letters) for letter in rhs]
+        out = ([lhs[i] for i in lb]
+               + [c for i, c in enumerate(lhs) if i not in lc and i not in lb]
+               + [c for i, c in enumerate(rhs) if i not in rc and i not in rb])
+        return f"{''.join(lhs)},{''.join(rhs)}->{''.join(out)}"
+
+    def calls(self) -> int:
+        """Calls per timed repeat: about TARGET_FLOPS_PER_REPEAT, from 5 to 1,000."""
+        return int(min(1000, max(5, TARGET_FLOPS_PER_REPEAT // max(1, self.flops))))
+
+
+_DEFINITION = re.compile(r"%([\w.\-]+) = (\w+)\[([\d,]*)\]")
+_DOT = re.compile(r" = \w+\[[\d,]*\]\S* dot\(%([\w.\-]+), %([\w.\-]+)\)(.*)")
+
+
+def _dims(attributes: str, name: str) -> tuple[int, ...]:
+    found = re.search(rf"\b{name}=\{{([\d,]*)\}}", attributes)
+    return tuple(int(d) for d in found.group(1).split(",") if d) if found else ()
+
+
+def hlo_dots(hlo_text: str) -> Iterator[Dot]:
+    """The `dot` instructions of an optimised HLO module's text (in fusions or not), with
+    their operands' shapes: the products as XLA runs them, after it has folded transposes
+    into them (a jaxpr's `x.T @ g` may run as `(g.T @ x).T`, or the other way round)."""
+    shapes = {name: tuple(int(d) for d in dims.split(",") if d)
+              for name, _, dims in _DEFINITION.findall(hlo_text)}
+    for line in hlo_text.splitlines():
+        found = _DOT.search(line)
+        if found:
+            lhs, rhs, attributes = found.groups()
+            yield Dot(shapes[lhs], shapes[rhs],
+                      ((_dims(attributes, "lhs_contracting_dims"),
+                        _dims(attributes, "rhs_contracting_dims")),
+                       (_dims(attributes, "lhs_batch_dims"),
+                        _dims(attributes, "rhs_batch_dims"))))
+
+
+def step_matmuls(epoch: bench.FirstEpoch, arrays: dict) -> collections.Counter[Dot]:
+    """The matrix products of one training step of `epoch`'s model as XLA compiles it (the
+    step `bench.step_cost` counts: one batch, no gradient norm), counted by kind."""
+    train_step = steps.train_step_fn(epoch.train_model, epoch.task, epoch.objective)
+    step = jax.jit(lambda state, batch, key: train_step(state, batch, key, False),
+                   compiler_options=steps.COMPILER_OPTIONS)
+    batch = batches.take_batch(arrays, epoch.order, 0, epoch.batch_size)
+    compiled = step.lower(epoch.state, batch, epoch.keys.train).compile()
+    return collections.Counter(hlo_dots(compiled.as_text()))
+
+
+def _xla_loop(dot: Dot, calls: int, with_product: bool):
+    """A compiled loop of `calls` products (or, without, of the loop's own work alone). The
+    smaller operand is rewritten from the last product each call (+ 0 x one of its
+    elements), so that no call can be hoisted or skipped; the loop without the product makes
+    the same pass, and its time is taken off."""
+    first = (0,) * len(dot.out)
+    left_moves = math.prod(dot.lhs) <= math.prod(dot.rhs)
+
+    def run(lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+        def body(_, carry):
+            total, lhs, rhs = carry
+            value = (lax.dot_general(lhs, rhs, dot.dims)[first] if with_product
+                     else lhs[(0,) * lhs.ndim] + rhs[(0,) * rhs.ndim])
+            if left_moves:
+                lhs = lhs + value * 0.0
+            else:
+                rhs = rhs + value * 0.0
+            return total + value, lhs, rhs
+
+        return lax.fori_loop(0, calls, body, (jnp.zeros((), lhs.dtype), lhs, rhs))[0]
+
+    return jax.jit(run, compiler_options=steps.COMPILER_OPTIONS)
+
+
+def xla_us(dot: Dot) -> float:
+    """Microseconds per product in XLA, float32 (the loop's own time taken off)."""
+    key = jax.random.key(0)
+    lhs = jax.random.normal(key, dot.lhs, jnp.float32)
+    rhs = jax.random.normal(jax.random.fold_in(key, 1), dot.rhs, jnp.float32)
+    calls = dot.calls()
+    per_call = {}
+    for with_product in (True, False):
+        loop = _xla_loop(dot, calls, with_product).lower(lhs, rhs).compile()
+        jax.block_until_ready(loop(lhs, rhs))
+        repeats = []
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            jax.block_until_ready(loop(lhs, rhs))
+            repeats.append((time.perf_counter() - start) / calls)
+        per_call[with_product] = statistics.median(repeats)
+    return 1e6 * max(0.0, per_call[True] - per_call[False])
+
+
+PEER_TIMER = r"""
+import json, statistics, sys, time
+import torch
+spec = json.loads(sys.argv[1])
+torch.set_num_threads(spec["threads"])
+torch.manual_seed(0)
+times = []
+for dot in spec["dots"]:
+    lhs, rhs = torch.randn(dot["lhs"]), torch.randn(dot["rhs"])
+    if dot["mm"] is not None:
+        a, b = (lhs.t() if dot["mm"][0] else lhs), (rhs.t() if dot["mm"][1] else rhs)
+        product = lambda: torch.mm(a, b)
+    else:
+        product = lambda: torch.einsum(dot["einsum"], lhs, rhs)
+    with torch.no_grad():
+        for _ in range(3):
+            product()
+        repeats = []
+        for _ in range(spec["repeats"]):
+            start = time.perf_counter()
+            for _ in range(dot["calls"]):
+                product()
+            repeats.append((time.perf_counter() - start) / dot["calls"])
+    times.append(1e6 * statistics.median(repeats))
+print(json.dumps({"torch": torch.__version__, "us": times}))
+"""
+
+
+def peer_us(python: str, dots: list[Dot], threads: int) -> tuple[list[float], str]:
+    """Microseconds per product in the peer's library (torch under `python`), and torch's
+    version."""
+    spec = {"threads": threads, "repeats": REPEATS,
+            "dots": [{"lhs": d.lhs, "rhs": d.rhs, "mm": d.mm_transposes(),
+                      "einsum": d.einsum(), "calls": d.calls()} for d in dots]}
+    out = subprocess.run([python, "-c", PEER_TIMER, json.dumps(spec)], capture_output=True,
+                         text=True, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["us"], result["torch"]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _time_and_rate(us: float | None, mflop: float) -> str:
+    """"us | GFLOP/s" cells of one product on one side ("-" where not timed, or where the
+    product took no measurable time beside the loop's own)."""
+    if us is None:
+        return "- | -"
+    return f"{us:.1f} | {1e3 * mflop / us:.1f}" if us > 0 else f"{us:.1f} | -"
+
+
+def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
+               ) -> tuple[dict, list[dict]]:
+    """(the model's summary, one row per kind of product) at the first --batch-sizes."""
+    batch_size = int(args.batch_sizes.split(",")[0])
+    arrays, _ = data.arrays(bench.FASHION_SHAPE, batch_size)
+    epoch = bench.first_epoch(bench.bench_config(model, batch_size, args.conv.split(",")[0]),
+                              arrays)
+    counts = step_matmuls(epoch, arrays)
+    dots = sorted(counts, key=lambda d: (-d.flops, d.label()))
+    ours = [xla_us(d) for d in dots]
+    theirs, torch_version = (peer_us(args.peer_python, dots, os.cpu_count() or 1)
+                             if args.peer_python else ([None] * len(dots), None))
+    rows = [{"model": model, "product": d.label(), "per_step": counts[d],
+             "mflop": d.flops / 1e6, "jaxae_us": a, "peer_us": b}
+            for d, a, b in zip(dots, ours, theirs, strict=True)]
+    print("\n".join(json.dumps(row) for row in rows), flush=True)
+    timed = bench.bench_model(model, batch_size, bench.chunk_steps(args.steps_per_chunk),
+                              args.chunks, arrays, args.conv.split(",")[0], roofs=False)
+    step, peer_step = timed["step_ms"], None
+    if args.peer_python and bench.WORKLOADS[model].peer:
+        peer = bench.bench_peer(args.peer_python, args.peer_script, model, batch_size,
+                                timed["steps_per_chunk"], args.chunks, os.cpu_count() or 1)
+        peer_step = 1e3 * batch_size / peer["img_per_s"]
+    matmuls = sum(counts[d] * a for d, a in zip(dots, ours, strict=True)) / 1e3
+    # a conv model's peer convolves (mkldnn) where jaxae multiplies patches: no sum for it
+    peer_matmuls = (sum(counts[d] * b for d, b in zip(dots, theirs, strict=True)) / 1e3
+                    if args.peer_python and not bench.WORKLOADS[model].uses_conv else None)
+    summary = {"model": model, "batch": batch_size, "products": sum(counts.values()),
+               "gflop": sum(counts[d] * d.flops for d in dots) / 1e9, "step_ms": step,
+               "matmuls_ms": matmuls, "peer_step_ms": peer_step,
+               "peer_matmuls_ms": peer_matmuls, "torch": torch_version,
+               "twice_the_peer_ms": peer_step and peer_step / 2}
+    print(json.dumps(summary), flush=True)
+    return summary, rows
+
+
+def run(args: argparse.Namespace) -> str:
+    """The matmuls mode: one summary row and one row per kind of product for each model;
+    prints JSON lines and returns the markdown report."""
+    models = args.models.split(",") if args.models else list(DEFAULT_MODELS)
+    data = bench.BenchData(args.data, args.tfds_dir)
+    results = [model_rows(model, args, data) for model in models]
+    lines = ["| model | batch | products a step | GFLOP a step | jaxae step, ms | its matmuls "
+             "alone, ms | the rest, ms | peer step, ms | its matmuls alone, ms | the rest, "
+             "ms | 2x the peer: a step of, ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s, _ in results:
+        rest = (s["peer_step_ms"] - s["peer_matmuls_ms"]
+                if s["peer_step_ms"] is not None and s["peer_matmuls_ms"] is not None else None)
+        lines.append(f"| {s['model']} | {s['batch']} | {s['products']} | {s['gflop']:.3f} | "
+                     f"{_ms(s['step_ms'])} | {_ms(s['matmuls_ms'])} | "
+                     f"{_ms(s['step_ms'] - s['matmuls_ms'])} | {_ms(s['peer_step_ms'])} | "
+                     f"{_ms(s['peer_matmuls_ms'])} | {_ms(rest)} | "
+                     f"{_ms(s['twice_the_peer_ms'])} |")
+    lines += ["", "| model | product | per step | MFLOP | jaxae (XLA), us | GFLOP/s | "
+              "peer (torch), us | GFLOP/s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for _, rows in results:
+        for r in rows:
+            times = " | ".join(_time_and_rate(us, r["mflop"])
+                               for us in (r["jaxae_us"], r["peer_us"]))
+            lines.append(f"| {r['model']} | {r['product']} | {r['per_step']} | "
+                         f"{r['mflop']:.2f} | {times} |")
+    report = "\n".join(lines)
+    print("\n" + report, flush=True)
+    torch_version = next((s["torch"] for s, _ in results if s["torch"]), None)
+    peer = f"; the peer's library: torch {torch_version}" if torch_version else \
+        "; no --peer-python: the peer's columns are empty"
+    return (f"Float32, {os.cpu_count()} threads{peer}. Each product timed alone, medians of "
+            f"{REPEATS} repeats (`benchmarks/matmul_floor.py` says how); steps from "
+            f"{args.chunks} chunks of {args.steps_per_chunk} steps.\n\n" + report)
