@@ -2,11 +2,13 @@
 
 XLA compilation, not training, is most of a test's time on a CPU. So compiled programs are
 cached on disk for the session (many tests build the same small models), and the tests, and
-the processes they start, compile at XLA's backend optimisation level 0, which halves it.
-Nothing a test checks depends on that level: shapes, errors, values against references
-within tolerances, and bitwise repeatability and resume within one setting. The programs
-users run are compiled at XLA's default level; `tests/test_cli.py` trains and evaluates once
-at that level, and the lesson's figures come from it.
+the processes they start, compile with TEST_XLA_FLAGS: XLA's backend optimisation level 0,
+which halves it, and XLA's CPU loop emitters of before its MLIR fusion emitters, which
+compile the tests' small programs faster again (and run large ones slower). Nothing a test
+checks depends on those settings: shapes, errors, values against references within
+tolerances, and bitwise repeatability and resume within one setting. The programs users run
+are compiled with XLA's defaults; `tests/test_cli.py` trains and evaluates once with them,
+and the lesson's figures come from them.
 """
 
 import os
@@ -18,11 +20,11 @@ import pytest
 from jaxae.config import base_config, get
 from jaxae.data import load_dataset, sources
 
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 
 
 def with_test_flags(xla_flags: str = "") -> str:
-    """XLA_FLAGS for a test process: the given flags and the tests' optimisation level."""
+    """XLA_FLAGS for a test process: the given flags and the tests' own (TEST_XLA_FLAGS)."""
     return f"{xla_flags} {TEST_XLA_FLAGS}".strip()
 
 

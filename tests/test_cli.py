@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run(*args: str, cwd: str = ROOT, production: bool = False) -> subprocess.CompletedProcess:
     """python *args; compiled programs are shared with this test process's cache (the
     child runs while this process waits, so they never write it at the same time).
-    production: compile at XLA's default optimisation level, as users do, not the tests'."""
+    production: compile with XLA's defaults, as users do, not TEST_XLA_FLAGS."""
     cache = jax.config.jax_compilation_cache_dir
     env = {**os.environ, **({"JAX_COMPILATION_CACHE_DIR": cache,
                              "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"} if cache else {})}
@@ -31,7 +31,7 @@ def run(*args: str, cwd: str = ROOT, production: bool = False) -> subprocess.Com
 
 
 def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_dir, tmp_path):
-    """As users run it: XLA's default optimisation level, not the tests' level 0."""
+    """As users run it: XLA's default settings, not the tests' TEST_XLA_FLAGS."""
     workdir = str(tmp_path / "run")
     trained = run("train.py", "--config=configs/test.py", f"--workdir={workdir}",
                   f"--config.data.tfds_dir={fashion_tfds_dir}", "--config.model.latent_dim=2",
