@@ -26,18 +26,23 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
+import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh
 from tqdm import tqdm
 
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import Splits, batches, streaming
 from jaxae.evaluation.metrics import evaluate_split, split_means
-from jaxae.keys import derive_keys
+from jaxae.keys import Keys, derive_keys
+from jaxae.objectives import Objective
 from jaxae.registry import display_name
+from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, parallel, steps
 from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.workdir import (
@@ -408,10 +413,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         first_step = int(state.step)
         if stopped := stop_requested():
             raise _stop_before_training(stopped, first_step)
-        state, step, stopped = _train_loop(config, workdir, mesh, main, data, keys, task,
-                                           model, train_model, objective, manager, state,
-                                           position, run_files, evaluations,
-                                           stop_requested)
+        run = _Run(config, workdir, mesh, main, data, keys, task, model, train_model,
+                   objective, manager, run_files, evaluations, stop_requested,
+                   steps_per_epoch, total_steps)
+        state, step, stopped = _train_loop(run, state, position)
         if stopped and step == first_step:  # asked as the loop was being set up
             raise _stop_before_training(stopped, first_step)
     except BaseException:
@@ -514,56 +519,79 @@ class _StreamedBatches:
         self.stream.close()
 
 
-def _train_loop(config, workdir, mesh, main, data, keys, task, model, train_model, objective,
-                manager, state, position, run_files: _RunFiles, evaluations,
-                stop_requested):
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What a run's training loop works with and never changes: the config, the workdir,
+    the device mesh, whether this process writes the run's files (`main`), the data and
+    keys, the task, the models (`train_model` in the config's compute dtype), the
+    objective, the checkpoint manager, the run's files, its evaluation schedule, its stop
+    requests, and the steps of an epoch and of the whole run."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    mesh: Mesh
+    main: bool
+    data: Splits
+    keys: Keys
+    task: Task
+    model: nn.Module
+    train_model: nn.Module
+    objective: Objective
+    manager: Any  # Orbax's CheckpointManager (`checkpoints.make_manager`)
+    run_files: _RunFiles
+    evaluations: _Evaluations
+    stop_requested: StopRequest
+    steps_per_epoch: int
+    total_steps: int
+
+
+def _train_loop(run: _Run, state: steps.TrainState, position: dict | None
+                ) -> tuple[steps.TrainState, int, str | None]:
     """The epochs, from `state` on (`position`: the data stream's, from its checkpoint):
     returns (state, step, the stop reason or None)."""
-    train_config = config.train
-    steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
-    total_steps = steps_per_epoch * train_config.num_epochs
-    max_steps = min(train_config.log_every_steps, steps_per_epoch)  # steps per chunk, at most
+    train_config = run.config.train
+    max_steps = min(train_config.log_every_steps, run.steps_per_epoch)  # steps per chunk, at most
     step = int(state.step)
-    faults = _Faults(config, model.variational, manager, step + 1)
-    if data.streamed:
-        source = _StreamedBatches(data, keys.data, mesh, config, step, position, max_steps)
+    faults = _Faults(run.config, run.model.variational, run.manager, step + 1)
+    if run.data.streamed:
+        source = _StreamedBatches(run.data, run.keys.data, run.mesh, run.config, step,
+                                  position, max_steps)
     else:
-        source = _ResidentBatches(data, keys.data, mesh, train_config.batch_size,
-                                  steps_per_epoch, total_steps)
+        source = _ResidentBatches(run.data, run.keys.data, run.mesh, train_config.batch_size,
+                                  run.steps_per_epoch, run.total_steps)
     with contextlib.closing(source):
-        return _epochs(config, workdir, main, data, keys, task, model, train_model, objective,
-                       manager, state, source, run_files, evaluations, stop_requested,
-                       faults, steps_per_epoch, total_steps, max_steps)
+        return _epochs(run, state, source, faults, max_steps)
 
 
-def _epochs(config, workdir, main, data, keys, task, model, train_model, objective, manager,
-            state, source, run_files: _RunFiles, evaluations: _Evaluations, stop_requested, faults,
-            steps_per_epoch: int, total_steps: int, max_steps: int):
-    """_train_loop's epochs, with the batches of `source`."""
-    train_config = config.train
-    mesh = source.mesh
+def _epochs(run: _Run, state: steps.TrainState, source: _ResidentBatches | _StreamedBatches,
+            faults: _Faults, max_steps: int) -> tuple[steps.TrainState, int, str | None]:
+    """_train_loop's epochs, with the batches of `source`, in chunks of at most `max_steps`
+    steps."""
+    config, data, keys, evaluations = run.config, run.data, run.keys, run.evaluations
+    main, mesh, train_config = run.main, run.mesh, run.config.train
+    steps_per_epoch, total_steps = run.steps_per_epoch, run.total_steps
     step = int(state.step)
 
     def save() -> None:
         try:
-            checkpoints.save_state(manager, state, source.position(step))
+            checkpoints.save_state(run.manager, state, source.position(step))
         except checkpoints.NonFinite as e:  # a parameter the metrics did not show non-finite
             raise faults.error(f"{e.leaf} became non-finite", e.step, training=False) from None
 
     def saved_so_far(block: bool = False) -> None:
         """Raises the error of a save that failed; writes config.json once one is on disk."""
-        checkpoints.check_saved(manager, block=block)
-        run_files.write_if_saved()
+        checkpoints.check_saved(run.manager, block=block)
+        run.run_files.write_if_saved()
 
-    writer = MetricWriter(workdir) if main else None
+    writer = MetricWriter(run.workdir) if main else None
     if writer:
         writer.drop_after(step)  # records of steps a restart will run again
     # every chunk ends at a log point or sooner (`_chunk_end`)
     train_chunk = steps.make_train_chunk(
-        train_model, task, objective, batch_size=train_config.batch_size,
+        run.train_model, run.task, run.objective, batch_size=train_config.batch_size,
         max_steps=max_steps, mesh=mesh)
-    eval_step = steps.make_eval_step(model, task, objective, floors=False)
-    floor_step, floors = steps.make_floor_step(task), {}  # floors: computed once
+    eval_step = steps.make_eval_step(run.model, run.task, run.objective, floors=False)
+    floor_step, floors = steps.make_floor_step(run.task), {}  # floors: computed once
 
     train_key = parallel.put_replicated(keys.train, mesh)
     devices = f"{mesh.size} device{'s' * (mesh.size > 1)}"
@@ -590,12 +618,12 @@ def _epochs(config, workdir, main, data, keys, task, model, train_model, objecti
             evaluations.hook(step, epoch, evaluation)
 
     stopped = None
-    while step < stop_at and not (stopped := stop_requested()):
+    while step < stop_at and not (stopped := run.stop_requested()):
         epoch, first = divmod(step, steps_per_epoch)
         epoch_end = min((epoch + 1) * steps_per_epoch, stop_at)
         bar = tqdm(desc=f"epoch {epoch + 1}/{train_config.num_epochs}", initial=first,
                    total=steps_per_epoch, leave=False, disable=None if main else True)
-        while step < epoch_end and not (stopped := stop_requested()):
+        while step < epoch_end and not (stopped := run.stop_requested()):
             end = _chunk_end(step, epoch_end, stop_at, config, evaluations.next_after(step))
             arrays, order, first_index = source.chunk(step, end - step)
             state, metrics = train_chunk(state, arrays, order, first_index, train_key,
@@ -616,7 +644,7 @@ def _epochs(config, workdir, main, data, keys, task, model, train_model, objecti
             save()
             break
         evaluate(epoch + 1)
-        stopped = stopped or stop_requested()
+        stopped = stopped or run.stop_requested()
         if (epoch + 1) % train_config.checkpoint_every_epochs == 0 or step >= stop_at or \
                 stopped:
             save()
