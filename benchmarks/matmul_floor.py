@@ -132,13 +132,16 @@ def hlo_dots(hlo_text: str) -> Iterator[Dot]:
 
 
 def step_matmuls(epoch: bench.FirstEpoch, arrays: dict) -> collections.Counter[Dot]:
-    """The matrix products of one training step of `epoch`'s model as XLA compiles it (the
-    step `bench.step_cost` counts: one batch, no gradient norm), counted by kind."""
+    """The matrix products of one training step of `epoch`'s model as XLA compiles it for
+    the host CPU (the step `bench.step_cost` counts: one batch, no gradient norm), counted
+    by kind. On the CPU they stay `dot` instructions; a GPU's compiled step calls its
+    matmul library instead, at the same shapes."""
     train_step = steps.train_step_fn(epoch.train_model, epoch.task, epoch.objective)
     step = jax.jit(lambda state, batch, key: train_step(state, batch, key, False),
                    compiler_options=steps.COMPILER_OPTIONS)
     batch = batches.take_batch(arrays, epoch.order, 0, epoch.batch_size)
-    compiled = step.lower(epoch.state, batch, epoch.keys.train).compile()
+    args = jax.device_put((epoch.state, batch, epoch.keys.train), jax.devices("cpu")[0])
+    compiled = step.lower(*args).compile()
     return collections.Counter(hlo_dots(compiled.as_text()))
 
 
