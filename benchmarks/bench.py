@@ -68,7 +68,7 @@ from jaxae.keys import Keys, derive_keys
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training import steps
-from jaxae.training.workdir import git_commit, uncommitted_files
+from jaxae.training.workdir import head_commit, uncommitted_files
 
 MODES = ("throughput", "quality", "precision", "determinism", "matmuls")
 EPOCH_IMAGES = 60_000  # an epoch in every row: Fashion-MNIST's training set
@@ -434,14 +434,12 @@ def code_version() -> str:
     """" Code: jaxae commit <sha>." for the report, naming up to three uncommitted files (a
     report appended to BENCHMARKS.md before it is committed is no change to the code
     measured), so a section measured before a change says so; "" outside a git checkout."""
-    commit = git_commit()
+    commit = head_commit()
     if not commit:
         return ""
-    dirty = ""
-    if commit.endswith("+dirty"):
-        files = uncommitted_files()
-        named = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-        dirty = f" with uncommitted changes to {named}" if files else " with uncommitted changes"
+    files = uncommitted_files()  # one `git status` for both the mark and the names
+    named = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    dirty = f" with uncommitted changes to {named}" if files else ""
     return f" Code: jaxae commit {commit[:12]}{dirty}."
 
 

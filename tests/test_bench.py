@@ -153,13 +153,13 @@ def test_write_section_replaces_only_its_own_device(tmp_path):
 
 @pytest.mark.parametrize("commit, files, said", [
     ("0123456789abcdef0123", [], " Code: jaxae commit 0123456789ab."),
-    ("0123456789abcdef0123+dirty", ["BENCHMARKS.md"],
+    ("0123456789abcdef0123", ["BENCHMARKS.md"],
      " Code: jaxae commit 0123456789ab with uncommitted changes to BENCHMARKS.md."),
-    ("0123456789abcdef0123+dirty", ["a.py", "b.py", "c.py", "d.py", "e.py"],
+    ("0123456789abcdef0123", ["a.py", "b.py", "c.py", "d.py", "e.py"],
      " Code: jaxae commit 0123456789ab with uncommitted changes to a.py, b.py, c.py and 2 more."),
     ("", [], "")])
 def test_a_section_names_the_commit_it_measured(monkeypatch, commit, files, said):
-    monkeypatch.setattr(bench, "git_commit", lambda: commit)
+    monkeypatch.setattr(bench, "head_commit", lambda: commit)
     monkeypatch.setattr(bench, "uncommitted_files", lambda: files)
     assert bench.code_version() == said
 
@@ -167,13 +167,16 @@ def test_a_section_names_the_commit_it_measured(monkeypatch, commit, files, said
 def test_uncommitted_files_reads_git_status(monkeypatch):
     """Changed, new and renamed paths from `git status --porcelain`; none outside git."""
     status = " M BENCHMARKS.md\n?? benchmarks/new.py\nR  old.py -> renamed.py"
-    monkeypatch.setattr(workdir, "_git", lambda *args: status)
+    monkeypatch.setattr(workdir, "_git", lambda *args: "abc123" if "rev-parse" in args else status)
     assert workdir.uncommitted_files() == ["BENCHMARKS.md", "benchmarks/new.py", "renamed.py"]
+    assert workdir.git_commit() == "abc123+dirty"
+    monkeypatch.setattr(workdir, "_git", lambda *args: "abc123" if "rev-parse" in args else "")
+    assert workdir.git_commit() == "abc123"
 
     def no_git(*args):
         raise FileNotFoundError("git")
     monkeypatch.setattr(workdir, "_git", no_git)
-    assert workdir.uncommitted_files() == []
+    assert workdir.uncommitted_files() == [] and workdir.git_commit() == ""
 
 
 def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):

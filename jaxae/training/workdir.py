@@ -240,12 +240,18 @@ def _git(*args: str) -> str:
                           timeout=5, check=True).stdout.rstrip()
 
 
-def git_commit() -> str:
-    """The commit of the jaxae checkout, with '+dirty' for uncommitted changes; '' if none."""
+def head_commit() -> str:
+    """The commit the jaxae checkout is at; '' outside one."""
     try:
-        return _git("rev-parse", "HEAD") + ("+dirty" if _git("status", "--porcelain") else "")
+        return _git("rev-parse", "HEAD")
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+def git_commit() -> str:
+    """The commit of the jaxae checkout, with '+dirty' for uncommitted changes; '' if none."""
+    commit = head_commit()
+    return commit + ("+dirty" if commit and uncommitted_files() else "")
 
 
 def uncommitted_files() -> list[str]:
