@@ -76,7 +76,7 @@ def test_unknown_conv_implementation_is_refused():
 
 @pytest.mark.parametrize("size", [28, 14, 7])
 def test_pooling_equals_flax(size):
-    """Values, and (no ties in random normals) the gradient."""
+    """Values, and (no ties in random normals) the gradient and the forward-mode tangent."""
     x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
     flax_pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")  # noqa: E731
     dy = jax.random.normal(jax.random.key(1), flax_pool(x).shape)
@@ -89,6 +89,9 @@ def test_pooling_equals_flax(size):
     ours, reference = (value_and_gradient(p, x, dy) for p in (pooling.max_pool_ceil, flax_pool))
     np.testing.assert_array_equal(ours[0], reference[0])
     np.testing.assert_array_equal(ours[1], reference[1])
+    dx = jax.random.normal(jax.random.key(2), x.shape)  # forward mode: the tangent at the max
+    np.testing.assert_array_equal(jax.jvp(pooling.max_pool_ceil, (x,), (dx,))[1],
+                                  jax.jvp(flax_pool, (x,), (dx,))[1])
 
 
 def test_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
@@ -270,6 +273,26 @@ def test_a_narrow_dense_matmul_has_the_matmuls_values_and_gradients():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_a_narrow_dense_matmul_differentiates_in_forward_mode_as_the_matmul():
+    """Forward mode, vmap and second derivatives through `dense.narrow_matmul` give what they
+    give through x @ w (a researcher's decoder Jacobian or Hessian must not fail)."""
+    x = jax.random.normal(jax.random.key(0), (6, 40))
+    w = jax.random.normal(jax.random.key(1), (40, 3))
+    narrow = lambda x, w: jnp.sum(jnp.tanh(dense.narrow_matmul(x, w)) ** 2)  # noqa: E731
+    plain = lambda x, w: jnp.sum(jnp.tanh(x @ w) ** 2)  # noqa: E731
+    transforms = {
+        "jvp": lambda f: lambda x, w: jax.jvp(f, (x, w), (x * 0.5, w * 2.0)),
+        "jacfwd": lambda f: jax.jacfwd(f, (0, 1)),
+        "hessian": lambda f: jax.hessian(f, 1),
+        "vmap of grad": lambda f: jax.vmap(jax.grad(f, 1), (0, None)),
+    }
+    for name, transform in transforms.items():
+        xs = jnp.stack([x, -x]) if name == "vmap of grad" else x
+        got, want = transform(narrow)(xs, w), transform(plain)(xs, w)
+        for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def test_a_narrow_kernels_gradient_is_computed_transposed_on_the_cpu():
     """On CPU the compiled kernel gradient of a narrow Dense layer is laid out [N, K] in
     memory (XLA computes a [K, N] one several times slower); a wide layer keeps XLA's own.
@@ -296,7 +319,7 @@ def test_the_float32_dot_general_leaves_other_matmuls_to_xla():
     contraction, a bfloat16 one or a wide kernel is `lax.dot_general` itself."""
     def takes_narrow_path(a, b, numbers=dense.DENSE_CONTRACTION) -> bool:
         jaxpr = jax.make_jaxpr(lambda a, b: dense.dot_general(a, b, numbers))(a, b)
-        return "custom_vjp_call" in str(jaxpr)
+        return "custom_jvp_call" in str(jaxpr)
 
     on_cpu = jax.default_backend() == "cpu"
     assert takes_narrow_path(jnp.ones((4, 40)), jnp.ones((40, 2))) == on_cpu

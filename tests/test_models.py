@@ -237,6 +237,25 @@ def test_conv_ae_gradients_agree_between_patches_and_xla():
         np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("spec", [{"name": "dense_ae", "latent_dim": 10},
+                                  {"name": "vae", "latent_dim": 2},
+                                  {"name": "conv_ae", "conv": "xla"}])
+def test_forward_and_reverse_mode_agree_through_a_model(spec):
+    """<u, J v> from `jax.jvp` equals <J^T u, v> from `jax.vjp` for the whole model (its
+    narrow Dense layers and pooling have custom derivatives that must serve both modes)."""
+    model = build(spec)
+    keys = jax.random.split(jax.random.key(0), 4)
+    x = jax.random.uniform(keys[0], (3, 28, 28, 1))
+    params = model.init(keys[1], x, sample=False)
+    f = lambda x: model.apply(params, x, sample=False)[0]  # noqa: E731
+    v = jax.random.normal(keys[2], x.shape)
+    u = jax.random.normal(keys[3], f(x).shape)
+    forward = jnp.vdot(u, jax.jvp(f, (x,), (v,))[1])
+    reverse = jnp.vdot(jax.vjp(f, x)[1](u)[0], v)
+    assert abs(float(forward)) > 1e-3
+    np.testing.assert_allclose(forward, reverse, rtol=1e-4)
+
+
 def test_the_dense_decoder_reshapes_to_any_image():
     model = build({"name": "dense_ae", "latent_dim": 5}, (6, 10, 3))
     params, _, _ = init(model, (6, 10, 3), abstract=True)

@@ -124,7 +124,7 @@ def tap_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads,
     product with the kernel flipped in space, and the kernel's is the input's transpose
     times them. Differentiating the patches would build a kh*kw*C wide gradient instead.
     With compute_dtype "bfloat16" all three matmuls take bfloat16 operands and accumulate
-    in float32. A custom VJP: reverse mode only (`jax.jvp` and `jax.hessian` refuse it).
+    in float32. A custom VJP: reverse mode only (`jax.jvp` refuses it; "xla" takes both).
     """
     kh, kw, c, f = kernel_KHxKWxCxF.shape
     per_tap_CxTF = kernel_KHxKWxCxF.transpose(2, 0, 1, 3).reshape(c, kh * kw * f)
@@ -197,7 +197,7 @@ def relu_max_pool_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, bias
     the gradient goes to the first maximum as in `pooling.max_pool_2x2`. The product is as
     large as the full-resolution output, but in a layout the pooling reads in order. With
     compute_dtype "bfloat16" the matmuls take bfloat16 operands and accumulate in float32.
-    A custom VJP: reverse mode only (`jax.jvp` and `jax.hessian` refuse it).
+    A custom VJP: reverse mode only (`jax.jvp` refuses it; "xla" takes both).
     """
     return _relu_max_pool_conv2d_forward(x_BxHxWxC, kernel_KHxKWxCxF, bias_F, pads,
                                          compute_dtype)[0]
@@ -247,7 +247,7 @@ def patch_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads) 
     larger in a decoder, whose output gradient is first rearranged from depth to space
     (`python -m benchmarks.profile_epoch --model conv_ae`). The input's gradient is the
     patches' gradient folded back by the transpose of `extract_patches`. A custom VJP:
-    reverse mode only (`jax.jvp` and `jax.hessian` refuse it).
+    reverse mode only (`jax.jvp` refuses it; "xla" takes both).
     """
     return _patch_conv2d_forward(x_BxHxWxC, kernel_KHxKWxCxF, pads)[0]
 

@@ -6,9 +6,9 @@ that contracts the batch. XLA's CPU backend runs that product several times slow
 the same sums computed as g.T @ x, [N, K], and transposed (a few kilobytes). Written as
 `(g.T @ x).T`, XLA folds the transpose back into the product, so the product is kept
 behind `lax.optimization_barrier` (`kernel_gradient`). `narrow_matmul` is a float32 layer's
-matmul with that backward pass, and `dot_general` gives it to nn.Dense
-(`precision.dense_layer`); the bfloat16 matmul's backward pass uses `kernel_gradient` too.
-`python -m benchmarks.narrow_gradient` times both layouts.
+matmul whose reverse mode computes that (forward mode works as for any matmul), and
+`dot_general` gives it to nn.Dense (`precision.dense_layer`); the bfloat16 matmul's backward
+pass uses `kernel_gradient` too. `python -m benchmarks.narrow_gradient` times both layouts.
 """
 
 from __future__ import annotations
@@ -46,23 +46,26 @@ def kernel_gradient(x_BxK: jax.Array, grad_BxN: jax.Array,
     return dot(x_BxK, grad_BxN, 0, 0)
 
 
-@jax.custom_vjp
+@jax.custom_jvp
 def narrow_matmul(x_BxK: jax.Array, w_KxN: jax.Array) -> jax.Array:
-    """x @ w, whose kernel gradient is `kernel_gradient`'s. A custom VJP: reverse mode
-    only (`jax.jvp` and `jax.hessian` refuse it)."""
+    """x @ w, whose kernel gradient in reverse mode is `kernel_gradient`'s. A custom JVP, so
+    forward mode (`jax.jvp`, `jax.jacfwd`, `jax.hessian`) and `jax.vmap` work as for x @ w."""
     return contract(x_BxK, w_KxN, 1, 0)
 
 
-def _forward(x_BxK: jax.Array, w_KxN: jax.Array) -> tuple[jax.Array, tuple]:
-    return narrow_matmul(x_BxK, w_KxN), (x_BxK, w_KxN)
+@narrow_matmul.defjvp
+def _tangent(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    x_BxK, w_KxN = primals
+    dx_BxK, dw_KxN = tangents
+    return (narrow_matmul(x_BxK, w_KxN),
+            contract(dx_BxK, w_KxN, 1, 0) + _kernel_tangent(x_BxK, dw_KxN))
 
 
-def _backward(saved: tuple, grad_BxN: jax.Array) -> tuple[jax.Array, jax.Array]:
-    x_BxK, w_KxN = saved
-    return contract(grad_BxN, w_KxN, 1, 1), kernel_gradient(x_BxK, grad_BxN)
-
-
-narrow_matmul.defvjp(_forward, _backward)
+def _kernel_tangent(x_BxK: jax.Array, dw_KxN: jax.Array) -> jax.Array:
+    """x @ dw, written as x . (dw.T behind a barrier) so that JAX's transpose of it, the
+    kernel gradient of reverse mode, is `kernel_gradient`'s (g.T @ x behind the barrier, then
+    transposed): the transpose of x . u over K is g.T @ x, and a barrier's is a barrier."""
+    return contract(x_BxK, lax.optimization_barrier(dw_KxN.T), 1, 1)
 
 
 def dot_general(lhs: jax.Array, rhs: jax.Array, dimension_numbers, precision=None,

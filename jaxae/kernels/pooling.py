@@ -60,33 +60,34 @@ def upsample_2x2(x_BxhxwxC: jax.Array) -> jax.Array:
     return x.reshape(b, 2 * h, 2 * w, c)
 
 
-@jax.custom_vjp
+@jax.custom_jvp
 def max_pool_2x2(x_BxHxWxC: jax.Array) -> jax.Array:
     """2x2 max pooling with stride 2 of an even-sized input, as elementwise maxima.
 
     The gradient goes to the first maximum of each window in row-major order, as in
     PyTorch's MaxPool2d for finite inputs (differentiating `jnp.max` would split it among
     tied maxima, which takes a count and a division). Both directions are one elementwise
-    pass. A custom VJP: reverse mode only (`jax.jvp` and `jax.hessian` refuse it).
+    pass. A custom JVP (`_window_tangent`): forward mode and `jax.vmap` work too.
     """
     return _pool_with_argmax(x_BxHxWxC)[0]
 
 
-def _max_pool_2x2_forward(x_BxHxWxC: jax.Array) -> tuple[jax.Array, jax.Array]:
-    pooled, first = _pool_with_argmax(x_BxHxWxC)
-    return pooled, computed_once(first)
+@max_pool_2x2.defjvp
+def _max_pool_2x2_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    pooled, first = _pool_with_argmax(primals[0])
+    return pooled, _window_tangent(computed_once(first), tangents[0])
 
 
-def _max_pool_2x2_backward(first_BxhxwxC: jax.Array, dy_BxhxwxC: jax.Array
-                           ) -> tuple[jax.Array]:
+def _window_tangent(first_BxhxwxC: jax.Array, dx_BxHxWxC: jax.Array) -> jax.Array:
+    """Each window's tangent at its first maximum: the window sum of dx where `first`
+    points. Linear in dx, so JAX transposes it for reverse mode into the gradient
+    `where(first points here, upsampled dy, 0)`, one elementwise pass."""
     b, h, w, c = first_BxhxwxC.shape
     rows = jax.lax.broadcasted_iota(jnp.int32, (1, 2 * h, 2 * w, 1), 1) % 2
     cols = jax.lax.broadcasted_iota(jnp.int32, (1, 2 * h, 2 * w, 1), 2) % 2
     chosen = upsample_2x2(first_BxhxwxC).astype(jnp.int32) == 2 * rows + cols
-    return (jnp.where(chosen, upsample_2x2(dy_BxhxwxC), 0.0),)
-
-
-max_pool_2x2.defvjp(_max_pool_2x2_forward, _max_pool_2x2_backward)
+    picked = jnp.where(chosen, dx_BxHxWxC, 0.0)
+    return picked.reshape(b, h, 2, w, 2, c).sum(axis=(2, 4))
 
 
 def max_pool_ceil(x_BxHxWxC: jax.Array) -> jax.Array:
