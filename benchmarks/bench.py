@@ -600,6 +600,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     check_peer_args(parser, args, required=False)
     if unknown := [m for m in args.mode.split(",") if m not in MODES]:
         parser.error(f"--mode: unknown {', '.join(unknown)}: choose from {', '.join(MODES)}")
+    if "matmuls" in args.mode.split(",") and jax.default_backend() != "cpu":
+        parser.error(f"--mode matmuls compares the CPU's products with the CPU peer's, but "
+                     f"JAX runs on {jax.default_backend()}: run it with JAX_PLATFORMS=cpu")
     if args.models:
         if unknown := [m for m in args.models.split(",") if m not in WORKLOADS]:
             parser.error(f"unknown model(s) {', '.join(unknown)}: choose from "

@@ -107,6 +107,16 @@ def test_the_peer_script_is_required_with_the_peer(capsys, argv, said):
     assert said in capsys.readouterr().err
 
 
+def test_the_matmuls_mode_is_refused_off_the_cpu(capsys, monkeypatch):
+    """Its products are timed on the CPU beside the CPU peer: a GPU step beside them would
+    compare different machines."""
+    monkeypatch.setattr(bench.jax, "default_backend", lambda: "gpu")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--mode", "matmuls"])
+    assert "JAX runs on gpu: run it with JAX_PLATFORMS=cpu" in capsys.readouterr().err
+    assert bench.parse_args(["--mode", "throughput"]).mode == "throughput"
+
+
 def test_the_peer_runs_with_the_script_it_is_given():
     args = bench.parse_args(["--peer-python", "python3", "--peer-script", __file__])
     assert args.peer_script == __file__
