@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxae import losses
-from jaxae.kernels import conv, dense, pooling, precision, random
+from jaxae.kernels import conv, dense, fence, pooling, precision, random
 
 
 def test_depth_to_space_places_channels_as_blocks():
@@ -108,10 +108,10 @@ def test_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
 def test_the_pooling_index_is_kept_in_memory_between_the_passes(first):
     """On CPU the compiled gradient of both poolings keeps the conditional that stops XLA
     recomputing the first-maximum index inside each corner's select
-    (`pooling.computed_once`); either branch gives the index back unchanged."""
+    (`fence.computed_once`); either branch gives the index back unchanged."""
     index = jnp.array([[first, 1], [2, 4]], jnp.int8)
-    np.testing.assert_array_equal(jax.jit(pooling.computed_once)(index), index)
-    assert jax.jit(pooling.computed_once)(index[:0]).shape == (0, 2)  # nothing to keep
+    np.testing.assert_array_equal(jax.jit(fence.computed_once)(index), index)
+    assert jax.jit(fence.computed_once)(index[:0]).shape == (0, 2)  # nothing to keep
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 4))
     kernel = jax.random.normal(jax.random.key(1), (3, 3, 4, 4))
     same = ((1, 1), (1, 1))
@@ -122,6 +122,31 @@ def test_the_pooling_index_is_kept_in_memory_between_the_passes(first):
     fused = lambda x: conv.relu_max_pool_conv2d(x, kernel, jnp.zeros(4), same)  # noqa: E731
     for program in map(gradient_program, (pooling.max_pool_2x2, fused)):
         assert ("conditional(" in program) == (jax.default_backend() == "cpu")
+
+
+@pytest.mark.parametrize("first", [0.0, -0.0, 1.5, np.nan])
+def test_a_fenced_float_comes_back_bit_for_bit(first):
+    """Whichever branch the first value picks, every bit pattern survives: -0.0 stays
+    negative (x + 0.0 would make it 0.0) and NaNs keep their payload."""
+    x = np.array([first, -0.0, 2.0, -np.inf, np.nan, 1e-45], np.float32)
+    out = np.asarray(jax.jit(fence.computed_once)(jnp.asarray(x)))
+    np.testing.assert_array_equal(out.view(np.int32), x.view(np.int32))
+
+
+def test_a_tap_convolutions_sum_is_computed_once_for_its_readers():
+    """On CPU the taps' sum stays behind the conditional in the compiled program, so the
+    loss, its exponential and its gradient read it rather than each re-summing nine slices
+    of the [B, H, W, 9F] product; off the CPU there is no conditional."""
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
+    kernel = jax.random.normal(jax.random.key(1), (3, 3, 16, 4))
+    same = ((1, 1), (1, 1))
+
+    def loss(x, kernel):
+        logits = conv.tap_conv2d(x, kernel, same)
+        return (jnp.maximum(logits, 0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))).sum()
+
+    program = jax.jit(jax.grad(loss, 1)).lower(x, kernel).compile().as_text()
+    assert ("conditional(" in program) == (jax.default_backend() == "cpu")
 
 
 RELU_MAX_POOL_CASES = [  # (kernel_size, padding, size, channels, features, fused)

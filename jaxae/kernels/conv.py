@@ -13,7 +13,10 @@ the layer.
 input's resolution (`upsampled_conv2d`): a decoder never builds its up-sampled tensor.
 
 Where a layer has more input channels than outputs, `tap_conv2d` multiplies first and shifts
-after, with a written backward pass that never builds a kh*kw*C wide gradient.
+after, with a written backward pass that never builds a kh*kw*C wide gradient. Its sum of
+shifted taps is written to memory once (`fence.computed_once`): XLA's fusion would redo
+it inside each of its readers (a decoder's last layer: the loss, its exponential and its
+gradient).
 
 `Conv(..., compute_dtype="bfloat16")` multiplies bfloat16 copies of the operands with float32
 accumulation (`jaxae.kernels.precision`), in both passes of the matmul paths: on a GPU's tensor
@@ -42,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxae.kernels import dense, pooling, precision
+from jaxae.kernels.fence import computed_once
 
 IMPLEMENTATIONS = ("patches", "xla")
 
@@ -130,8 +134,9 @@ def tap_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads,
     per_tap_CxTF = kernel_KHxKWxCxF.transpose(2, 0, 1, 3).reshape(c, kh * kw * f)
     # Pad the narrow input, not the kh*kw*F wide product (zero pixels give zero rows): the
     # product then comes straight from the matmul, with no padded copy of it to write.
-    return sum_of_shifted_taps(_matmul(pad_spatial(x_BxHxWxC, pads), per_tap_CxTF,
-                                       compute_dtype), (kh, kw))
+    out = sum_of_shifted_taps(_matmul(pad_spatial(x_BxHxWxC, pads), per_tap_CxTF,
+                                      compute_dtype), (kh, kw))
+    return computed_once(out)  # read by several fusions (`fence`): summed once
 
 
 def _tap_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads,
@@ -211,7 +216,7 @@ def _relu_max_pool_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Ar
     corners = _corner_kernels(kernel_KHxKWxCxF).reshape(-1, 4 * f)
     pooled, first = _pool_corners(_matmul(patches, corners, compute_dtype)
                                   + jnp.tile(bias_F, 4))
-    return pooled, (x_BxHxWxC, patches, pooling.computed_once(first), kernel_KHxKWxCxF)
+    return pooled, (x_BxHxWxC, patches, computed_once(first), kernel_KHxKWxCxF)
 
 
 def _relu_max_pool_conv2d_backward(pads: Pads, compute_dtype: str,

@@ -3,7 +3,7 @@
 On CPU, XLA's reductions and select-and-scatter over 2x2 windows run several times slower
 than the elementwise passes used here (`python -m benchmarks.bench --models conv_ae`). The
 index of each window's first maximum is computed once, in the forward pass, and kept in memory
-for the backward pass (`computed_once`).
+for the backward pass (`fence.computed_once`).
 """
 
 from __future__ import annotations
@@ -11,23 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-
-def computed_once(index: jax.Array) -> jax.Array:
-    """An integer array, written to memory where it is computed and read back by its users.
-
-    XLA's CPU fusion recomputes a cheap elementwise value inside every fusion that reads it.
-    A pooling's first-maximum index is read in the backward pass by one select per window
-    corner, so each of them would re-read the convolution's output and redo the comparisons
-    (`python -m benchmarks.profile_epoch --model conv_ae`). A conditional is a boundary that
-    fusion does not cross, where XLA's CPU pipeline drops `lax.optimization_barrier` before
-    fusing. Both branches return `index` (written differently: XLA turns a conditional with
-    identical branches into a select), so the result never depends on the predicate. Off the
-    CPU, where a conditional waits for its predicate on the host, and for an empty array,
-    `index` is returned as is.
-    """
-    if jax.default_backend() != "cpu" or index.size == 0:
-        return index
-    return jax.lax.cond(index.reshape(-1)[0] == 0, lambda i: i, lambda i: i + 0, index)
+from jaxae.kernels.fence import computed_once
 
 
 def _window_corners(x_BxHxWxC: jax.Array) -> list[jax.Array]:
