@@ -314,13 +314,17 @@ def _median(values: list[float]) -> float | None:
 def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chunks: int,
                 arrays: dict, conv: str = "patches", compute_dtype: str = "float32",
                 width: int = 1, peak_n: int | None = None, epoch_images: int | None = None,
-                roofs: bool = True) -> dict:
+                roofs: bool = True, optimizer: str | None = None) -> dict:
     """Times `chunks` chunks of `steps_per_chunk` training steps after one warm-up chunk;
     `steps_per_chunk=None` makes each chunk one whole epoch, one dispatch per epoch. With
     `roofs`, the matmul peak (n = `peak_n`) and the STREAM bandwidth are measured before the
     first chunk and after every chunk, and each chunk's fraction of the roof is taken under
-    the better of the measurements on either side of it."""
+    the better of the measurements on either side of it. `optimizer` replaces the
+    workload's (Adam) by another of `config.optim.name`'s."""
     config = bench_config(workload, batch_size, conv, compute_dtype, width)
+    if optimizer:
+        config.optim.name = optimizer
+        config_lib.validate(config)
     with matmul_precision(compute_dtype):
         epoch = first_epoch(config, arrays, epoch_images)
         state, keys, order, num_batches = (epoch.state, epoch.keys, epoch.order,

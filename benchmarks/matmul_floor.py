@@ -17,7 +17,10 @@ their operands' shapes and dimension numbers), each timed alone, float32:
   products are shown but not summed.
 Beside the sums: each side's whole step (`benchmarks.bench`'s throughput timing, and the
 peer's own step-bench with --peer-script), hence what each spends outside its matmuls, and
-the step jaxae would need for twice the peer's rate. Medians of 5 repeats.
+the step jaxae would need for twice the peer's rate. jaxae's step is timed again with plain
+SGD in place of Adam: a one-pass update (read the parameter and its gradient, write the
+parameter), the least any optimiser's update can cost, so that step bounds what a faster
+Adam could reach. Medians of 5 repeats.
 """
 
 from __future__ import annotations
@@ -258,6 +261,9 @@ def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
     print("\n".join(json.dumps(row) for row in rows), flush=True)
     timed = bench.bench_model(model, batch_size, bench.chunk_steps(args.steps_per_chunk),
                               args.chunks, arrays, args.conv.split(",")[0], roofs=False)
+    with_sgd = bench.bench_model(model, batch_size, bench.chunk_steps(args.steps_per_chunk),
+                                 args.chunks, arrays, args.conv.split(",")[0], roofs=False,
+                                 optimizer="sgd")
     step, peer_step = timed["step_ms"], None
     if args.peer_python and bench.WORKLOADS[model].peer:
         peer = bench.bench_peer(args.peer_python, args.peer_script, model, batch_size,
@@ -269,6 +275,7 @@ def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
                     if args.peer_python and not bench.WORKLOADS[model].uses_conv else None)
     summary = {"model": model, "batch": batch_size, "products": sum(counts.values()),
                "gflop": sum(counts[d] * d.flops for d in dots) / 1e9, "step_ms": step,
+               "sgd_step_ms": with_sgd["step_ms"],
                "matmuls_ms": matmuls, "peer_step_ms": peer_step,
                "peer_matmuls_ms": peer_matmuls, "torch": torch_version,
                "twice_the_peer_ms": peer_step and peer_step / 2}
@@ -283,15 +290,16 @@ def run(args: argparse.Namespace) -> str:
     data = bench.BenchData(args.data, args.tfds_dir)
     results = [model_rows(model, args, data) for model in models]
     lines = ["| model | batch | products a step | GFLOP a step | jaxae step, ms | its matmuls "
-             "alone, ms | the rest, ms | peer step, ms | its matmuls alone, ms | the rest, "
-             "ms | 2x the peer: a step of, ms |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "alone, ms | the rest, ms | jaxae step with SGD, ms | peer step, ms | its "
+             "matmuls alone, ms | the rest, ms | 2x the peer: a step of, ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s, _ in results:
         rest = (s["peer_step_ms"] - s["peer_matmuls_ms"]
                 if s["peer_step_ms"] is not None and s["peer_matmuls_ms"] is not None else None)
         lines.append(f"| {s['model']} | {s['batch']} | {s['products']} | {s['gflop']:.3f} | "
                      f"{_ms(s['step_ms'])} | {_ms(s['matmuls_ms'])} | "
-                     f"{_ms(s['step_ms'] - s['matmuls_ms'])} | {_ms(s['peer_step_ms'])} | "
+                     f"{_ms(s['step_ms'] - s['matmuls_ms'])} | {_ms(s['sgd_step_ms'])} | "
+                     f"{_ms(s['peer_step_ms'])} | "
                      f"{_ms(s['peer_matmuls_ms'])} | {_ms(rest)} | "
                      f"{_ms(s['twice_the_peer_ms'])} |")
     lines += ["", "| model | product | per step | MFLOP | jaxae (XLA), us | GFLOP/s | "

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks import bench, matmul_floor, narrow_gradient
 from jaxae.data import idx
-from jaxae.training import workdir
+from jaxae.training import steps, workdir
 
 IMAGE_SHAPE = (*idx.IMAGE_SHAPE, 1)  # (Fashion-)MNIST's, as the benchmark trains on
 
@@ -246,14 +246,19 @@ def test_the_vae_steps_products_are_read_from_its_compiled_step():
 def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys):
     monkeypatch.setattr(matmul_floor, "TARGET_FLOPS_PER_REPEAT", 1e6)
     monkeypatch.setattr(matmul_floor, "REPEATS", 1)
+    built = []  # the optimisers the timed steps are built with: Adam's, then SGD's
+    for name, make in list(steps.OPTIMIZERS.items()):
+        monkeypatch.setitem(steps.OPTIMIZERS, name,
+                            lambda rate, name=name, make=make: built.append(name) or make(rate))
     args = bench.parse_args(["--mode", "matmuls", "--models", "dense_ae", "--batch-sizes", "8",
                              "--steps-per-chunk", "2", "--chunks", "1", "--data", "random"])
     report = matmul_floor.run(args)
     assert "no --peer-python: the peer's columns are empty" in report
     summary = next(line for line in report.splitlines() if line.startswith("| dense_ae | 8 |"))
     cells = [cell.strip() for cell in summary.strip("|").split("|")]
-    step, matmuls, rest = (float(cells[i]) for i in (4, 5, 6))
-    assert step > 0 and matmuls > 0 and abs(step - matmuls - rest) < 0.011
-    assert cells[7:] == ["-"] * 4
+    step, matmuls, rest, with_sgd = (float(cells[i]) for i in (4, 5, 6, 7))
+    assert step > 0 and matmuls > 0 and abs(step - matmuls - rest) < 0.011 and with_sgd > 0
+    assert cells[8:] == ["-"] * 4
     products = [line for line in report.splitlines() if line.startswith("| dense_ae | [")]
     assert len(products) >= 2 and all(" x " in line for line in products)
+    assert "adam" in built and built[-1] == "sgd"
