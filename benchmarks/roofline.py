@@ -203,7 +203,8 @@ def chunk_fractions(cost: Cost, seconds_per_step: list[float], roofs: list[Roofs
 def plot(rows: list[dict], path: str, title: str) -> None:
     """A PNG of each row's fraction of the roof against its FLOPs per step (log scale):
     one marker and colour per model, filled where the matmul peak binds and hollow where
-    the bandwidth does, each point labelled with its image shape, width and batch."""
+    the bandwidth does, each workload labelled once with its image shape, width and
+    batch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,6 +212,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
 
     figure, axes = plt.subplots(figsize=(8, 5))
     markers = iter("osD^v<>p*hX")
+    labelled = set()  # a workload shared by several models is labelled once, by the first
     for index, model in enumerate(dict.fromkeys(r["model"] for r in rows)):
         mine = [r for r in rows if r["model"] == model and r.get("fraction_of_roof")]
         if not mine:
@@ -224,8 +226,10 @@ def plot(rows: list[dict], path: str, title: str) -> None:
                              facecolors=fill, edgecolors=color,
                              label=f"{model} ({bound}-bound)")
         for r in mine:
-            axes.annotate(workload_label(r), (r["flops_per_step"], 100 * r["fraction_of_roof"]),
-                          fontsize=6, xytext=(3, 3), textcoords="offset points")
+            if (label := workload_label(r)) not in labelled:
+                labelled.add(label)
+                axes.annotate(label, (r["flops_per_step"], 100 * r["fraction_of_roof"]),
+                              fontsize=6, xytext=(3, 3), textcoords="offset points")
     axes.set_xscale("log")
     axes.set_ylim(0, 105)
     axes.set_xlabel("FLOPs per training step (XLA cost analysis)")
