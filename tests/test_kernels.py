@@ -131,6 +131,8 @@ def test_a_fenced_float_comes_back_bit_for_bit(first):
     x = np.array([first, -0.0, 2.0, -np.inf, np.nan, 1e-45], np.float32)
     out = np.asarray(jax.jit(fence.computed_once)(jnp.asarray(x)))
     np.testing.assert_array_equal(out.view(np.int32), x.view(np.int32))
+    flags = jnp.asarray(x > 0)  # and a mask keeps its dtype and values
+    np.testing.assert_array_equal(jax.jit(fence.computed_once)(flags), flags)
 
 
 def test_a_tap_convolutions_sum_is_computed_once_for_its_readers():

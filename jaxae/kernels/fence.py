@@ -37,4 +37,4 @@ def _plus_zero_bits(x: jax.Array) -> jax.Array:
     if jnp.issubdtype(x.dtype, jnp.floating):
         bits = lax.bitcast_convert_type(x, _BITS[x.dtype.itemsize])
         return lax.bitcast_convert_type(bits + 0, x.dtype)
-    return x + 0
+    return x ^ False if x.dtype == jnp.bool_ else x + 0
