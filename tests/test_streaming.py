@@ -179,6 +179,23 @@ def test_training_on_streamed_chunks_ends_bitwise_equal(splits) -> None:
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want), strict=True)
 
 
+def test_a_streamed_split_indexes_as_numpy_does(splits) -> None:
+    """Negative indexes count from the end, a boolean mask picks, and an index out of range
+    is an IndexError naming the range (not a damaged data set)."""
+    memory, streamed, _ = splits
+    lazy, loaded = streamed.train.images, np.asarray(memory.train.images)
+    np.testing.assert_array_equal(lazy[-1], loaded[-1])
+    np.testing.assert_array_equal(lazy[[0, -2, 5]], loaded[[0, -2, 5]])
+    mask = np.arange(len(loaded)) % 7 == 3
+    np.testing.assert_array_equal(lazy[mask], loaded[mask])
+    with pytest.raises(IndexError, match=r"index 250 is out of range for the 250 examples"):
+        lazy[len(loaded)]
+    with pytest.raises(IndexError, match="index -251 is out of range"):
+        lazy[[0, -251]]
+    with pytest.raises(IndexError, match=r"boolean mask of shape \(3,\) for 250 examples"):
+        lazy[np.array([True, False, True])]
+
+
 def test_decide_and_errors(splits) -> None:
     _, streamed, key = splits
     def decide(mode, num_images, shape, budget_mb):

@@ -466,10 +466,22 @@ class RecordArray:
         return int(np.prod(self.shape)) * self.dtype.itemsize
 
     def record_keys(self, positions: np.ndarray | None = None) -> np.ndarray:
-        """The source's record keys of examples `positions` (all when None)."""
+        """The source's record keys of examples `positions` (all when None), indexed as numpy
+        indexes: a negative position counts from the end, one out of range is an
+        IndexError, a boolean mask of len(self) picks where it is true."""
         if positions is None:
             return np.arange(len(self), dtype=np.int64) if self.keys is None else self.keys
-        positions = np.asarray(positions, np.int64)
+        positions, count = np.asarray(positions), len(self)
+        if positions.dtype == np.bool_:
+            if positions.shape != (count,):
+                raise IndexError(f"a boolean mask of shape {positions.shape} for {count} "
+                                 f"examples of {self.source.where}: give one of shape ({count},)")
+            positions = np.flatnonzero(positions)
+        positions = positions.astype(np.int64)
+        if outside := positions[(positions < -count) | (positions >= count)].tolist():
+            raise IndexError(f"index {outside[0]} is out of range for the {count} examples of "
+                             f"{self.source.where}: use 0..{count - 1} (or -{count}..-1)")
+        positions = np.where(positions < 0, positions + count, positions)
         return positions if self.keys is None else self.keys[positions]
 
     def subset(self, positions: np.ndarray | slice) -> RecordArray:
