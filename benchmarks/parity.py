@@ -29,7 +29,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -152,6 +154,45 @@ def run_jaxae(pairing: Pairing, workdir: str, tfds_dir: str | None, seed: int,
     return {"value": last["value"], "wall_s": last["wall_s"], "epochs": epochs}
 
 
+def run_reporting(command: list[str], label: str, note: Callable[[dict], str | None],
+                  **popen) -> subprocess.CompletedProcess:
+    """Runs `command` to its end as `subprocess.run(capture_output=True, text=True)` does,
+    reading its stdout line by line meanwhile: for each line that is a JSON object `note`
+    gives a text for, "  LABEL: TEXT" goes to stderr at once (a training's progress, epoch
+    by epoch, rather than silence until it ends)."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          **popen) as process:
+        errors: list[str] = []  # drained alongside, so that a full pipe cannot stall it
+        drain = threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True)
+        drain.start()
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and (text := note(record)):
+                print(f"  {label}: {text}", file=sys.stderr, flush=True)
+        process.wait()
+        drain.join()
+    return subprocess.CompletedProcess(command, process.returncode, "".join(lines),
+                                       "".join(errors))
+
+
+def epoch_note(key: str) -> Callable[[dict], str | None]:
+    """A `run_reporting` note for each evaluation record of the figure `key`: "epoch E: KEY
+    V", with the step where the record has one (checks within an epoch); none for the final
+    result, which holds its list of "epochs"."""
+    def note(record: dict) -> str | None:
+        if ("epoch" not in record or "epochs" in record
+                or not isinstance(record.get(key), (int, float))):
+            return None
+        step = f", step {record['step']}" if "step" in record else ""
+        return f"epoch {record['epoch']:g}{step}: {key} {record[key]:.4f}"
+    return note
+
+
 def run_jaxae_process(pairing: Pairing, tfds_dir: str | None, seed: int,
                       extra_epochs: int = 0, checks_per_extra_epoch: int = 1) -> dict:
     """`run_jaxae` in a fresh Python process (`benchmarks.jaxae_run`), timed as the peer's
@@ -165,8 +206,9 @@ def run_jaxae_process(pairing: Pairing, tfds_dir: str | None, seed: int,
     env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
     with tempfile.TemporaryDirectory(prefix=f"jaxae_quality_{pairing.config}_") as workdir:
         spawned = time.time()
-        done = subprocess.run([sys.executable, "-m", "benchmarks.jaxae_run", json.dumps(spec),
-                               workdir], capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+        done = run_reporting([sys.executable, "-m", "benchmarks.jaxae_run", json.dumps(spec),
+                              workdir], "jaxae", epoch_note(f"test_{pairing.metric}"),
+                             env=env, cwd=REPO_ROOT)
         process_s = time.time() - spawned
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -189,9 +231,13 @@ def run_peer(python: str, script: str, name: str, pairing: Pairing, threads: int
                str(pairing.epochs), "--threads", str(threads), "--init", pairing.peer_init,
                "--seed", str(seed)]
     start = time.perf_counter()
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    done = run_reporting(command, "peer", epoch_note(pairing.peer_metric))
     process_s = time.perf_counter() - start
-    result = json.loads(out.strip().splitlines()[-1])
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the peer's {name} run (seed {seed}) failed with exit code "
+                           f"{done.returncode}: {last}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
     epochs, wall = [], 0.0
     train_s = eval_s = 0.0
     for record in result["epochs"]:

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> str:
             pairing = parity.Pairing(**{**pairing.__dict__, "epochs": args.epochs})
         for seed in seeds:
             print(f"quality: {workload}, seed {seed}: the peer trains, then jaxae, each in a "
-                  "process of its own that prints when it ends", file=sys.stderr, flush=True)
+                  "process of its own", file=sys.stderr, flush=True)
             peer = parity.run_peer(args.peer_python, args.peer_script, name, pairing,
                                    os.cpu_count() or 1, seed)
             ours = parity.run_jaxae_process(pairing, args.tfds_dir, seed, EXTRA_EPOCHS,

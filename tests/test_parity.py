@@ -1,6 +1,9 @@
 """The parity report's arithmetic: means over seeds, the sign of the shortfall, and the first
 epoch at which jaxae reaches the peer's final figure."""
 
+import json
+import sys
+
 import jax
 import pytest
 
@@ -182,3 +185,21 @@ def test_same_draws_layers_name_every_parameter_of_the_model(model_name):
              for path, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]}
     assert paths == set(same_draws_parity.LAYERS[model_name])
     assert len(jax.tree.leaves(shapes)) == 2 * len(same_draws_parity.LAYERS[model_name])
+
+
+def test_a_training_process_reports_each_epoch_as_it_runs(capsys):
+    """`parity.run_reporting` echoes a note per epoch record while the child runs, and still
+    returns the whole stdout (the result is its last line) and stderr."""
+    child = ("import json, sys\n"
+             "for e in (1, 2):\n"
+             "    print(json.dumps({'epoch': e, 'test_bce': 0.5 / e}), flush=True)\n"
+             "print(json.dumps({'epoch': 3, 'step': 70, 'test_bce': 0.125}))\n"
+             "print('not a record'); print('a warning', file=sys.stderr)\n"
+             "print(json.dumps({'epoch': 3, 'test_bce': 0.125, 'epochs': []}))\n")
+    done = parity.run_reporting([sys.executable, "-c", child], "peer",
+                                parity.epoch_note("test_bce"))
+    assert done.returncode == 0 and done.stderr == "a warning\n"
+    assert json.loads(done.stdout.splitlines()[-1])["epochs"] == []  # the result: no note
+    assert capsys.readouterr().err.splitlines() == ["  peer: epoch 1: test_bce 0.5000",
+                                                    "  peer: epoch 2: test_bce 0.2500",
+                                                    "  peer: epoch 3, step 70: test_bce 0.1250"]
