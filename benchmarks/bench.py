@@ -532,8 +532,8 @@ def positive_ints(text: str) -> list[int]:
 def _ints(parser: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
     try:
         return positive_ints(text)
-    except argparse.ArgumentTypeError:
-        parser.error(f"{flag}={text!r}: give positive integers separated by commas")
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"{flag}={error}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

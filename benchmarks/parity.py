@@ -180,6 +180,15 @@ def run_reporting(command: list[str], label: str, note: Callable[[dict], str | N
                                        "".join(errors))
 
 
+def last_record(done: subprocess.CompletedProcess, what: str) -> dict:
+    """The JSON object a finished run printed last; a failed run is one RuntimeError naming
+    `what`, its exit code and the last line of its stderr."""
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{what} failed with exit code {done.returncode}: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def epoch_note(key: str) -> Callable[[dict], str | None]:
     """A `run_reporting` note for each evaluation record of the figure `key`: "epoch E: KEY
     V", with the step where the record has one (checks within an epoch); none for the final
@@ -210,11 +219,7 @@ def run_jaxae_process(pairing: Pairing, tfds_dir: str | None, seed: int,
                               workdir], "jaxae", epoch_note(f"test_{pairing.metric}"),
                              env=env, cwd=REPO_ROOT)
         process_s = time.time() - spawned
-    if done.returncode:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"jaxae's {pairing.config} run (seed {seed}) failed with exit "
-                           f"code {done.returncode}: {last}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = last_record(done, f"jaxae's {pairing.config} run (seed {seed})")
     startup = result.pop("called_at") - spawned
     for record in result["epochs"]:
         record["wall_s"] += startup
@@ -233,11 +238,7 @@ def run_peer(python: str, script: str, name: str, pairing: Pairing, threads: int
     start = time.perf_counter()
     done = run_reporting(command, "peer", epoch_note(pairing.peer_metric))
     process_s = time.perf_counter() - start
-    if done.returncode:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"the peer's {name} run (seed {seed}) failed with exit code "
-                           f"{done.returncode}: {last}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = last_record(done, f"the peer's {name} run (seed {seed})")
     epochs, wall = [], 0.0
     train_s = eval_s = 0.0
     for record in result["epochs"]:
