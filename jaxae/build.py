@@ -14,7 +14,7 @@ import optax
 from jaxae import config as config_lib
 from jaxae import objectives
 from jaxae.data import DATASETS, Splits, make_splits
-from jaxae.models import build_model
+from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME
 from jaxae.registry import RegistryError, build
 from jaxae.tasks import Task
@@ -38,12 +38,25 @@ def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, i
     try:
         model = build_model(config.model, image_shape=image_shape, num_classes=num_classes,
                             compute_dtype=compute_dtype, ignore=ignore)
-        getattr(model, "latent_shape", None)  # models check their sizes here
+        try:
+            getattr(model, "latent_shape", None)  # models check their sizes here
+        except NotImplementedError:
+            pass  # a model that declares none: check_model names it
     except (ValueError, TypeError) as e:
         if isinstance(e, RegistryError):
             raise config_lib.ConfigError(str(e)) from None
         raise config_lib.ConfigError(f"config.model ({config.model.name}): {e}") from None
     return model
+
+
+def check_model(model: nn.Module, task: Task, image_shape: tuple[int, int, int]) -> None:
+    """A model that does not keep what it declares (logits shaped as the images, codes of
+    its latent_shape) is a ConfigError naming the declaration, found by tracing it once on
+    an abstract batch, before anything compiles."""
+    try:
+        declarations.check_declarations(model, task.input_shape(image_shape), image_shape)
+    except declarations.DeclarationError as e:
+        raise config_lib.ConfigError(str(e)) from None
 
 
 def check_task(task: Task, image_shape: tuple[int, int, int]) -> None:

@@ -31,7 +31,6 @@ from ml_collections import config_flags
 
 from jaxae.training import lock
 
-CODE_SECTIONS = ("model", "task")  # sections whose `name` may point at a user's file
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # Ctrl-C where no graceful stop is handled (the shell's 128 + SIGINT)
 WRITER_GRACE_S = 5.0  # an error exit waits this long for Orbax's writer threads, no longer
@@ -373,16 +372,93 @@ def define_config_flag(default: str | None, flag_values: flags.FlagValues = flag
 
     A misspelt override, or a config file that does not load, is one error line (file and
     line for the file's own mistakes). The current directory goes on the import path (as
-    with `python -m`), so a config may name a model in a module beside it.
+    with `python -m`), and after everything else the config file's own folder, so a config
+    may import a module that sits beside it from anywhere.
     """
     if os.getcwd() not in sys.path:
         sys.path.insert(1, os.getcwd())
+    named = _flag_value(sys.argv if argv is None else argv, "config") or default
+    folder = os.path.dirname(os.path.abspath(named.split(":", 1)[0])) if named else None
+    if folder and folder not in sys.path:
+        sys.path.append(folder)
     try:
         config_flags.DEFINE_config_file("config", default, "Experiment config file.",
                                         flag_values=flag_values, lock_config=True,
                                         sys_argv=argv)
     except Exception as e:  # noqa: BLE001 (ml_collections loads the file here for overrides)
         _fail(_config_error(e, sys.argv if argv is None else argv, flag_values))
+    parser = flag_values["config"].parser
+    load = parser.parse
+
+    def load_with_model_fields(path: str) -> Any:
+        config = load(path)
+        if isinstance(config, ml_collections.ConfigDict) and "model" in config:
+            _add_overridden_model_fields(config, sys.argv if argv is None else argv,
+                                         path.split(":", 1)[0])
+        return config
+
+    parser.parse = load_with_model_fields
+
+
+def _override_paths(argv: Sequence[str]) -> list[str]:
+    """The fields that --config.X=V (or --config.X V) overrides name, e.g. 'model.width'."""
+    return [arg.lstrip("-")[len("config."):].split("=", 1)[0] for arg in argv[1:]
+            if arg.lstrip("-").startswith("config.")]
+
+
+def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequence[str],
+                                 path: str) -> None:
+    """Adds to the loaded config's model section, at the model's default, each field that a
+    --config.model.FIELD override names and the config file left unset, so that every field
+    the model declares can be overridden; a field the model does not declare is one line
+    naming the fields it does."""
+    fields = [p.split(".", 1)[1] for p in _override_paths(argv)
+              if p.startswith("model.") and p.count(".") == 1]
+    missing = [f for f in fields if f not in config.model]
+    if not missing:
+        return
+    from jaxae.models import MODELS
+    from jaxae.registry import RegistryError, parameters
+
+    name = _flag_value(argv, "config.model.name") or config.model.name
+    try:
+        entry = MODELS.get(name)
+    except (RegistryError, ImportError, OSError):
+        return  # the name's own error comes with the rest of the config's checks
+    declared = parameters(entry)
+    for field in missing:
+        if field not in declared:
+            settable = sorted(set(declared) - {"image_shape", "num_classes", "dense"})
+            _fail(f"--config.model.{field}: model {name!r} has no field {field!r}; its fields "
+                  f"are {', '.join(settable) or 'none'}")
+        default = declared[field].default
+        if default is None and (kind := _declared_type(entry, field)) is not None:
+            default = ml_collections.config_dict.placeholder(kind)  # None, of that type
+        elif default is declared[field].empty or default is None or callable(default):
+            _fail(f"--config.model.{field}: {path} does not set config.model.{field} and "
+                  f"model {name!r} gives it no default to override: set it in the config "
+                  "file")
+        with config.unlocked():
+            config.model[field] = default
+
+
+def _declared_type(entry: Any, field: str) -> type | None:
+    """The plain type (tuple, int, float, str or bool) that `entry` annotates `field` with,
+    `X | None` read as X; None when it annotates none of these."""
+    import types
+    import typing
+
+    try:
+        kind = typing.get_type_hints(entry).get(field)
+    except Exception:  # noqa: BLE001 (annotations that do not resolve: no type to offer)
+        return None
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind = options[0] if len(options) == 1 else None
+    kind = typing.get_origin(kind) or kind
+    if kind is list:
+        return tuple
+    return kind if kind in (tuple, int, float, str, bool) else None
 
 
 def _config_error(error: BaseException, argv: Sequence[str], flag_values: flags.FlagValues
@@ -406,20 +482,39 @@ def _config_error(error: BaseException, argv: Sequence[str], flag_values: flags.
 
 
 def loaded_config(flag_values: flags.FlagValues = flags.FLAGS) -> ml_collections.ConfigDict:
-    """The --config flag's config, with a relative `file.py:Name` in a model or task name made
-    absolute (found from the current directory, else beside the config file), so that the
-    workdir's config.json finds the same code from anywhere."""
+    """The --config flag's config, with each model or task name made findable from anywhere,
+    so that the workdir's config.json names the same code: a relative `file.py:Name` made
+    absolute (beside the config file, else in the current directory; a file in both places is
+    an error), and a name registered by the user's own module made `its_file.py:name`."""
+    from jaxae.models import MODELS
+    from jaxae.registry import locatable_name
+    from jaxae.tasks import TASKS
+
     config = flag_values.config
     config_file = config_flags.get_config_filename(flag_values["config"])
     beside = os.path.dirname(os.path.abspath(config_file)) if config_file else os.getcwd()
-    for section in CODE_SECTIONS:
+    for section, registry in (("model", MODELS), ("task", TASKS)):
         name = config[section].name
         where, _, attribute = name.rpartition(":")
         if where.endswith(".py") and not os.path.isabs(where):
-            path = where if os.path.isfile(where) else os.path.join(beside, where)
+            name = f"{_code_file(where, beside, section)}:{attribute}"
+        name = locatable_name(registry, name)
+        if name != config[section].name:
             with config.unlocked():
-                config[section].name = f"{os.path.abspath(path)}:{attribute}"
+                config[section].name = name
     return config
+
+
+def _code_file(where: str, beside: str, section: str) -> str:
+    """The absolute path of the relative `where` named by config.SECTION.name: beside the
+    config file, else in the current directory; refused when both hold a different file."""
+    near, here = os.path.join(beside, where), os.path.abspath(where)
+    if os.path.isfile(near) and os.path.isfile(here) and \
+            os.path.realpath(near) != os.path.realpath(here):
+        _fail(f"config.{section}.name: {where!r} is both {near} (beside the config) and "
+              f"{here} (in the current directory): name the one you mean by its absolute "
+              "path")
+    return os.path.abspath(near if os.path.isfile(near) or not os.path.isfile(here) else here)
 
 
 def _check_config_type(config: object, path: str) -> None:

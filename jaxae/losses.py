@@ -82,7 +82,7 @@ def gaussian_log_likelihood(logits: jax.Array, targets: jax.Array, scale: float)
 
 
 def gaussian_kl(mean: jax.Array, log_sigma: jax.Array) -> jax.Array:
-    """KL(N(mean, exp(log_sigma)^2) || N(0, I)) in nats, summed over latent dimensions.
+    """KL(N(mean, exp(log_sigma)^2) || N(0, I)) in nats, summed over the last (latent) axis.
 
     With sigma = exp(log_sigma), the standard deviation (as in `models.reparameterize`):
     0.5 * sum(mean^2 + sigma^2 - 1 - 2 log_sigma).

@@ -51,6 +51,10 @@ class Registry:
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
+    def registered(self, name: str) -> Entry | None:
+        """The entry registered under exactly `name`, or None (nothing is imported)."""
+        return self._entries.get(name)
+
     def get(self, name: str) -> Entry:
         """The entry registered as `name`, or the object `module:attribute` / `file.py:attribute`
         names (a registered name after the import also counts)."""
@@ -78,12 +82,13 @@ def display_name(name: str) -> str:
 
 
 def import_location(where: str, kind: str = "code") -> Any:
-    """Imports a dotted module name, or a `.py` file by its path (once per absolute path)."""
+    """Imports a dotted module name, or a `.py` file by its path (once per file: a file that
+    is imported already, e.g. by the config that registers its models, is that module)."""
     if where.endswith(".py"):
         path = os.path.abspath(where)
         if not os.path.isfile(path):
             raise RegistryError(f"{kind} file {where!r} does not exist (looked for {path})")
-        return _import_file(path)
+        return _imported_file(path) or _import_file(path)
     try:
         return importlib.import_module(where)
     except ModuleNotFoundError as e:
@@ -91,6 +96,35 @@ def import_location(where: str, kind: str = "code") -> Any:
             raise  # the module exists but something it imports does not: the real error
         raise RegistryError(f"{kind} module {where!r} cannot be imported ({e}): install it, "
                             "or name its file instead ('path/to/file.py:Class')") from None
+
+
+def _imported_file(path: str) -> Any | None:
+    """The module already imported from the file at `path`, if any."""
+    real = os.path.realpath(path)
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if file and file.endswith(".py") and os.path.realpath(file) == real:
+            return module
+    return None
+
+
+def locatable_name(registry: Registry, name: str) -> str:
+    """`name` as a config.json must record it for another process to find the same code: a
+    name registered by a module outside jaxae becomes 'path/to/its_file.py:name' (a module of
+    a package: 'package.module:name'), which imports that module, and so registers the name,
+    wherever `evaluate.py` runs; every other name is returned as it is."""
+    entry = registry.registered(name)
+    if ":" in name or entry is None:
+        return name
+    module = sys.modules.get(getattr(entry, "__module__", ""))
+    module_name = getattr(module, "__name__", "")
+    if module is None or module_name == "jaxae" or module_name.startswith("jaxae."):
+        return name
+    if (getattr(module, "__spec__", None) and module.__spec__.parent
+            and not module_name.startswith("jaxae_user_")):
+        return f"{module_name}:{name}"
+    file = getattr(module, "__file__", None)
+    return f"{os.path.abspath(file)}:{name}" if file else name
 
 
 @functools.cache

@@ -247,3 +247,111 @@ def test_evaluation_overrides_are_parsed_and_the_model_s_fields_refused(capsys):
     assert code == 1  # a misspelt field of a section it takes: named as such, not forbidden
     assert capsys.readouterr().err == ("error: unknown config field config.eval.iwae_sample: "
                                        "did you mean config.eval.iwae_samples?\n")
+
+
+REGISTERING_MODULE = '''
+    import flax.linen as nn
+
+    from jaxae import models
+
+
+    @models.register_model("tiny_dense")
+    class TinyDense(models.Autoencoder):
+        image_shape: tuple
+        latent_dim: int = 4
+
+        @property
+        def latent_shape(self):
+            return (self.latent_dim,)
+
+        @nn.compact
+        def encode(self, x, *, labels=None):
+            return nn.Dense(self.latent_dim, name="encoder")(x.reshape(x.shape[0], -1))
+
+        @nn.compact
+        def decode(self, z, *, labels=None):
+            return nn.Dense(784, name="decoder")(z).reshape(z.shape[0], 28, 28, 1)
+'''
+
+REGISTERING_CONFIG = '''
+    import reg_models  # noqa: F401 (registers tiny_dense)
+    from jaxae.configs import test
+
+
+    def get_config():
+        config = test.get_config()
+        config.model = {"name": "tiny_dense", "latent_dim": 3}
+        config.train.num_epochs = 1
+        return config
+'''
+
+
+def test_a_model_registered_by_a_module_beside_the_config_trains_and_evaluates_anywhere(
+        fashion_tfds_dir, tmp_path):
+    """The config imports its neighbour, which registers a short name: train.py finds the
+    module from another folder, and config.json names its file, so evaluate.py finds the
+    model from anywhere."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "reg_models.py").write_text(textwrap.dedent(REGISTERING_MODULE))
+    (project / "reg_config.py").write_text(textwrap.dedent(REGISTERING_CONFIG))
+    workdir = str(tmp_path / "runs" / "reg")
+    trained = run(os.path.join(ROOT, "train.py"), "--config=../project/reg_config.py",
+                  f"--workdir={workdir}", f"--config.data.tfds_dir={fashion_tfds_dir}",
+                  cwd=str(elsewhere))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["model"]["name"] == f"{project}/reg_models.py:tiny_dense"
+    resumed = run(os.path.join(ROOT, "train.py"), "--config=../project/reg_config.py",
+                  f"--workdir={workdir}", f"--config.data.tfds_dir={fashion_tfds_dir}",
+                  cwd=str(elsewhere))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]  # the same run: nothing refused
+    evaluated = run(os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}", cwd="/")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+        assert json.load(f)["step"] == 16
+
+
+def config_flag(flag_values: flags.FlagValues, argv: list[str]) -> None:
+    cli.define_config_flag(None, flag_values, argv)
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+def test_a_field_the_model_declares_is_overridable_though_the_config_file_leaves_it_out(
+        capsys):
+    """conv_ae_fashion.py sets no width; conv_ae declares one (default 1)."""
+    argv = ["train.py", f"--config={ROOT}/configs/conv_ae_fashion.py", "--config.model.width=2",
+            "--config.model.features=(8, 4, 4)"]
+    code, flag_values = parse(argv, config_flag)
+    assert code == 0, capsys.readouterr().err
+    assert flag_values.config.model.width == 2
+    assert flag_values.config.model.features == (8, 4, 4)
+    argv = ["train.py", f"--config={ROOT}/configs/conv_ae_fashion.py",
+            "--config.model.latent_dim=3"]
+    code, _ = parse(argv, config_flag)
+    assert code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == ("error: --config.model.latent_dim: model 'conv_ae' has no field "
+                    "'latent_dim'; its fields are conv, features, width")
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+def test_a_model_file_both_beside_the_config_and_in_the_current_folder_is_refused(
+        tmp_path, monkeypatch, capsys):
+    project, here = tmp_path / "project", tmp_path / "here"
+    for folder in (project, here):
+        folder.mkdir()
+        (folder / "my_models.py").write_text(textwrap.dedent(MY_MODELS))
+    (project / "my_config.py").write_text(textwrap.dedent(MY_CONFIG))
+    monkeypatch.chdir(here)
+    code, flag_values = parse(["train.py", f"--config={project}/my_config.py"], config_flag)
+    assert code == 0
+    with pytest.raises(SystemExit):
+        cli.loaded_config(flag_values)
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"error: config.model.name: 'my_models.py' is both {project}/my_models.py "
+                    f"(beside the config) and {here}/my_models.py (in the current directory): "
+                    "name the one you mean by its absolute path")
+    os.remove(here / "my_models.py")
+    assert cli.loaded_config(flag_values).model.name == f"{project}/my_models.py:DeeperVAE"

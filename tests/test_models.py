@@ -6,14 +6,20 @@ import math
 import os
 import textwrap
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jaxae.configs import conv_vae, cvae, deep_ae, superres, vae_fashion_2d
+from jaxae.configs import default as default_config
 
+from jaxae import build as build_lib
+from jaxae import config as config_lib
 from jaxae import models
 from jaxae.models.autoencoders import conv_plan
 from jaxae.registry import RegistryError
+from jaxae.tasks import Reconstruct
 
 MNIST = (28, 28, 1)
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden_param_trees.json")
@@ -260,3 +266,111 @@ def test_the_dense_decoder_reshapes_to_any_image():
     model = build({"name": "dense_ae", "latent_dim": 5}, (6, 10, 3))
     params, _, _ = init(model, (6, 10, 3), abstract=True)
     assert params["decoder"]["pixels"]["kernel"].shape == (5, math.prod((6, 10, 3)))
+
+
+# ------------------------------------------------------------------ declarations, checked
+
+class _Dense(models.Autoencoder):
+    """A plain AE of the user's whose declarations the cases below break one at a time."""
+    image_shape: tuple
+    latent_dim: int = 4
+    pixels: int = 784
+
+    @property
+    def latent_shape(self):
+        return (self.latent_dim,)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.Dense(4, name="encoder")(x.reshape(x.shape[0], -1))
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(self.pixels, name="decoder")(z).reshape(z.shape[0], -1, 28, 1)
+
+
+class _FlatLogits(_Dense):
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(784, name="decoder")(z)
+
+
+class _NoLatentShape(models.Autoencoder):
+    image_shape: tuple
+
+    def encode(self, x, *, labels=None):
+        return x
+
+    def decode(self, z, *, labels=None):
+        return z
+
+
+class _NotAnAutoencoder(nn.Module):
+    image_shape: tuple
+
+    def __call__(self, x, **kwargs):
+        return x, {}
+
+
+class _VAE(models.VariationalAutoencoder):
+    image_shape: tuple
+    declared: tuple = (3,)
+
+    @property
+    def latent_shape(self):
+        return self.declared
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        h = x.reshape(x.shape[0], -1)
+        return nn.Dense(4, name="mean")(h), nn.Dense(4, name="log_sigma")(h)
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(784, name="decoder")(z).reshape(z.shape[0], 28, 28, 1)
+
+
+@pytest.mark.parametrize("model, words", [
+    (_Dense(MNIST), None),
+    (_Dense(MNIST, latent_dim=5), "declares latent_shape (5,) but its encoder gives a code "
+                                  "of shape (4,) per image"),
+    (_Dense(MNIST, pixels=392), "returns logits of shape 14x28x1 per image for 28x28x1 "
+                                "images: its decode must return [batch, 28, 28, 1]"),
+    (_FlatLogits(MNIST), "returns logits of shape 784 per image"),
+    (_NoLatentShape(MNIST), "declares no latent_shape: give it a latent_shape property"),
+    (_NotAnAutoencoder(MNIST), "does not declare variational, conditional, latent_shape: "
+                               "subclass jaxae.models.Autoencoder"),
+    (_VAE(MNIST), "declares latent_shape (3,) but its encoder gives a mean of shape (4,)"),
+    (_VAE(MNIST, declared=(2, 2)), "is variational with latent_shape (2, 2): the ELBO's terms "
+                                   "sum over one latent axis, so flatten the code in encode "
+                                   "(latent_shape (4,))"),
+])
+def test_a_model_that_breaks_what_it_declares_is_named_before_anything_compiles(model, words):
+    if words is None:
+        build_lib.check_model(model, Reconstruct(), MNIST)
+        return
+    with pytest.raises(config_lib.ConfigError) as caught:
+        build_lib.check_model(model, Reconstruct(), MNIST)
+    message = str(caught.value)
+    assert message.startswith(f"model {type(model).__name__} ") and words in message, message
+    assert "\n" not in message
+
+
+def test_a_model_whose_code_fails_on_a_batch_is_one_line_naming_the_error():
+    class Mismatched(_Dense):
+        @nn.compact
+        def decode(self, z, *, labels=None):
+            return nn.Dense(196, name="decoder")(z).reshape(-1, 14, 14, 1) + jnp.ones(
+                (1, 28, 28, 1))
+
+    with pytest.raises(config_lib.ConfigError, match=r"^model Mismatched fails on a batch of "
+                       r"28x28x1 inputs: TypeError: add got incompatible shapes"):
+        build_lib.check_model(Mismatched(MNIST), Reconstruct(), MNIST)
+
+
+def test_every_shipped_config_s_model_keeps_its_declarations():
+    for module in (default_config, deep_ae, superres, vae_fashion_2d, conv_vae, cvae):
+        config = module.get_config()
+        for shape in (MNIST, (32, 32, 3)):
+            model = build_lib.make_model(config, shape, 10)
+            build_lib.check_model(model, config_lib.make_task(config), shape)

@@ -475,3 +475,42 @@ def test_iwae_bounds_with_a_progress_bar_are_the_same_bits():
     batches = [b for _, b in padded_batches(Split(images, np.zeros(30, np.int32)), 8)]
     args = (model, task, objectives.Bernoulli(), params, batches, jax.random.key(1), (1, 7), 3)
     assert iwae.iwae_bounds(*args, progress=True) == iwae.iwae_bounds(*args, progress=False)
+
+
+def test_saving_a_step_the_folder_holds_is_refused_unless_replace_and_keeps_the_first(
+        tmp_path):
+    """Library use: a second save under the same step, in this process or a later one, is a
+    CheckpointExists and the checkpoint on disk is kept; replace=True writes over it."""
+    folder = str(tmp_path / "checkpoints")
+    first = {"w": jnp.zeros(3)}
+    manager = checkpoints.make_manager(folder)
+    checkpoints.save(manager, 300, first)
+    with pytest.raises(checkpoints.CheckpointExists) as caught:
+        checkpoints.save(manager, 300, {"w": jnp.full(3, 7.0)})
+    assert str(caught.value) == (f"step 300 is saved already in {folder}: save under another "
+                                 "step, or pass replace=True to write over it")
+    checkpoints.close(manager)
+    later = checkpoints.make_manager(folder)  # as a new process would
+    with pytest.raises(checkpoints.CheckpointExists):
+        checkpoints.save(later, 300, {"w": jnp.ones(5)})
+    np.testing.assert_array_equal(checkpoints.restore(later, first)["w"], np.zeros(3))
+    checkpoints.save(later, 300, {"w": jnp.full(3, 7.0)}, replace=True)
+    checkpoints.check_saved(later)
+    np.testing.assert_array_equal(checkpoints.restore(later, first)["w"], np.full(3, 7.0))
+    checkpoints.close(later)
+
+
+def test_restoring_from_a_folder_without_that_checkpoint_names_what_it_has(tmp_path):
+    folder = str(tmp_path / "checkpoints")
+    manager = checkpoints.make_manager(folder)
+    tree = {"w": jnp.zeros(3)}
+    with pytest.raises(FileNotFoundError) as caught:
+        checkpoints.restore(manager, tree)
+    assert str(caught.value) == f"no checkpoint in {folder}: it holds none"
+    checkpoints.save(manager, 100, tree)
+    checkpoints.save(manager, 200, tree)
+    checkpoints.check_saved(manager)
+    with pytest.raises(FileNotFoundError) as caught:
+        checkpoints.restore(manager, tree, step=7)
+    assert str(caught.value) == f"no checkpoint at step 7 in {folder}: it has steps 100, 200"
+    checkpoints.close(manager)

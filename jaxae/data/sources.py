@@ -56,7 +56,9 @@ def _config(name: str) -> JaxaeImagesConfig:
     """Return the builder config of `name`, or raise DataError listing the valid names."""
     if name not in CONFIGS:
         raise DataError(
-            f"unknown data set {name!r}: valid names are {', '.join(MNIST_NAMES)}"
+            f"unknown data set {name!r}: valid names are {', '.join(MNIST_NAMES)}; for the "
+            "others call jaxae.data.load_folder(path), load_npz(path), load_cifar10() or "
+            "DATASETS.get(name)(**options), which reads any TFDS name too"
         )
     return CONFIGS[name]
 

@@ -123,6 +123,7 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
     data = build.load_data(config, keys.data)
     task = config_lib.make_task(config)
     model = build.make_model(config, data.image_shape, data.num_classes)
+    build.check_model(model, task, data.image_shape)
     objective = build.make_objective(config, model)
     state = jax.eval_shape(lambda: steps.create_train_state(  # shapes only: nothing computed
         model, build.make_optimizer(config), task.input_shape(data.image_shape), keys.init,

@@ -2,7 +2,7 @@
 
     from jaxae import models
     model = models.build_model({"name": "conv_vae", "latent_dim": 16}, image_shape=(32, 32, 3))
-    logits, aux = model.apply(variables, x, key=key)   # aux: z_mean, z_log_sigma, z
+    logits, aux = model.apply(variables, x, key=key)   # aux: mean, log_sigma, z
 
 Register your own with `@models.register_model("my_vae")`, or name it in a config as
 "my_models.py:MyVAE" (`jaxae.registry`).

@@ -9,8 +9,9 @@ Every model is a Flax module with
 `logits` has the shape of the images the model reconstructs (the pixel values are their
 sigmoid: losses take logits, in their numerically stable forms); `aux` is a dict, empty for
 plain autoencoders and {"mean", "log_sigma", "z"} for variational ones. What a model is, it
-declares: `variational` (its encoder gives q(z | x)), `conditional` (it reads `labels`),
-`latent_shape` (one image's code, None where it has no bottleneck) and `image_shape`.
+declares: `variational` (its encoder gives q(z | x)), `conditional` (it reads `labels`)
+and `latent_shape` (one image's code, None where it has no bottleneck; a VAE's is flat);
+`jaxae.models.declarations` checks these before anything compiles.
 Conditional models need `labels`; the others ignore them. A variational model draws z with
 `key` (or a Flax rng stream named "sample"); a missing one is an error, and
 `sample=False` asks for z = z_mean explicitly.

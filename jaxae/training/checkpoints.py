@@ -50,10 +50,6 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), CHECKPOINTS)
 
 
-# The steps each open manager has saved in this process: a second save of a step is the same
-# state again, and the keys are the managers whose pending saves an error exit waits for.
-_saved_steps: weakref.WeakKeyDictionary[ocp.CheckpointManager, set[int]] = (
-    weakref.WeakKeyDictionary())
 # The step each manager is still writing in the background (absent: nothing in flight).
 _pending: weakref.WeakKeyDictionary[ocp.CheckpointManager, int] = weakref.WeakKeyDictionary()
 # The newest step each manager has seen complete on disk.
@@ -77,7 +73,7 @@ def _listing(list_steps: Callable[[], Any], attempts: int = LISTING_ATTEMPTS):
 def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
                  save_timeout_s: int = SAVE_TIMEOUT_S) -> ocp.CheckpointManager:
     """A manager of the checkpoints in `directory` that keeps the newest `keep` (None: all);
-    every `save` call is honoured.
+    every `save` call writes (no save interval skips one).
 
     Each step's folder is created in the calling thread, so a folder that cannot be created
     fails the `save` call itself (with Orbax's default, asynchronous creation, the writer
@@ -95,7 +91,6 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
     manager = _listing(lambda: ocp.CheckpointManager(
         os.path.abspath(directory), options=options,
         item_handlers=ocp.StandardCheckpointHandler()))
-    _saved_steps[manager] = set()
     return manager
 
 
@@ -161,7 +156,6 @@ def check_saved(manager: ocp.CheckpointManager, block: bool = True) -> None:
     try:
         manager.wait_until_finished()
     except Exception as e:  # noqa: BLE001 (any failure of the write)
-        _saved_steps.get(manager, set()).discard(step)
         raise _write_error(manager, step, e) from e
     _confirmed[manager] = step
 
@@ -217,13 +211,19 @@ class NonFinite(FloatingPointError):
         self.leaf, self.step = leaf, step
 
 
-def save(manager: ocp.CheckpointManager, step: int, tree: PyTree) -> None:
+class CheckpointExists(FileExistsError):
+    """A save under a step that the folder holds already, without `replace`."""
+
+
+def save(manager: ocp.CheckpointManager, step: int, tree: PyTree, *,
+         replace: bool = False) -> None:
     """Saves `tree` under `step` (asynchronously: `check_saved` or `close` waits).
 
-    Refuses non-finite values, so a numerical fault never overwrites a good checkpoint.
-    A step saved already by this process is skipped (it holds this very tree); a step left
-    on disk by an earlier process is one that resuming passed over as damaged: replaced.
-    The previous save's failure is raised here as that step's CheckpointWriteError.
+    Refuses non-finite values, so a numerical fault never overwrites a good checkpoint. A
+    step the folder holds already is a CheckpointExists naming it, unless `replace`: then
+    that checkpoint is written over (the trainer's case: a step left on disk that resuming
+    passed over as damaged). The previous save's failure is raised here as that step's
+    CheckpointWriteError.
     """
     check_saved(manager)  # the previous checkpoint is complete on disk, or its error raised
     bad = _first_non_finite(tree)
@@ -233,16 +233,17 @@ def save(manager: ocp.CheckpointManager, step: int, tree: PyTree) -> None:
         raise NonFinite(
             f"{bad} is not finite at step {step}: no checkpoint was written for it{kept}",
             bad, step)
-    saved = _saved_steps.setdefault(manager, set())
-    if step in saved:
-        return
+    exists = step in manager.all_steps() or _step_dir(manager, step).exists()
+    if exists and not replace:
+        raise CheckpointExists(
+            f"step {step} is saved already in {manager.directory}: save under another step, "
+            "or pass replace=True to write over it")
     try:
-        if step in manager.all_steps():
+        if exists:
             manager.delete(step)
         manager.save(step, args=ocp.args.StandardSave(tree), force=True)
     except Exception as e:  # noqa: BLE001 (creating the step folder, or the blocking copy)
         raise _write_error(manager, step, e) from e
-    saved.add(step)
     _pending[manager] = step
 
 
@@ -332,11 +333,24 @@ def check_fits(manager: ocp.CheckpointManager, step: int, like: PyTree, hint: Hi
                 + (f" ({why})" if why else ""))
 
 
+def _existing_step(manager: ocp.CheckpointManager, step: int | None) -> int:
+    """`step`, or the newest when None; a FileNotFoundError naming the steps the folder has
+    when it holds no checkpoint, or none at that step."""
+    step = manager.latest_step() if step is None else step
+    if step is None or not _step_dir(manager, step).exists():
+        steps = sorted(manager.all_steps())
+        has = f"it has steps {', '.join(map(str, steps))}" if steps else "it holds none"
+        raise FileNotFoundError(f"no checkpoint {'' if step is None else f'at step {step} '}"
+                                f"in {manager.directory}: {has}")
+    return step
+
+
 def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = None,
             hint: Hint = "", saved: dict[str, tuple | str] | None = None) -> PyTree:
     """The tree saved at `step` (default: the newest), in the structure and dtypes of `like`
-    (`saved`: the step's `saved_outline`, if already read)."""
-    step = manager.latest_step() if step is None else step
+    (`saved`: the step's `saved_outline`, if already read). A folder without checkpoints, or
+    without that step, is a FileNotFoundError naming the steps it has."""
+    step = _existing_step(manager, step)
     check_fits(manager, step, like, hint, saved)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     return manager.restore(step, args=ocp.args.StandardRestore(abstract))
@@ -356,8 +370,9 @@ def state_tree(state: train_state.TrainState, data: PyTree | None = None) -> dic
 
 
 def save_state(manager: ocp.CheckpointManager, state: train_state.TrainState,
-               data: PyTree | None = None) -> None:
-    save(manager, int(state.step), state_tree(state, data))
+               data: PyTree | None = None, *, replace: bool = False) -> None:
+    """`save` of the state's `state_tree` under its step."""
+    save(manager, int(state.step), state_tree(state, data), replace=replace)
 
 
 STATE_HINT = {
@@ -382,7 +397,7 @@ def restore_state(manager: ocp.CheckpointManager, like: train_state.TrainState,
                   step: int | None = None, with_data: bool = False):
     """The TrainState saved at `step` (default: the newest), in the structure of `like`;
     with_data: (state, the saved data position or None)."""
-    step = manager.latest_step() if step is None else step
+    step = _existing_step(manager, step)
     saved = saved_outline(manager, step)
     tree = restore(manager, state_tree(like, _saved_data_like(saved)), step, STATE_HINT,
                    saved)

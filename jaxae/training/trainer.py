@@ -390,6 +390,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     model = build.make_model(config, data.image_shape, data.num_classes)
     train_model = build.make_model(config, data.image_shape, data.num_classes,
                                    train_config.compute_dtype)
+    build.check_model(model, task, data.image_shape)
     objective = build.make_objective(config, model)
     steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
     total_steps = steps_per_epoch * train_config.num_epochs
@@ -572,11 +573,20 @@ def _epochs(run: _Run, state: steps.TrainState, source: _ResidentBatches | _Stre
     steps_per_epoch, total_steps = run.steps_per_epoch, run.total_steps
     step = int(state.step)
 
+    last_saved = None
+
     def save() -> None:
+        """Checkpoints the state once per step (a stop right after a scheduled save saves
+        nothing new); a step on disk from an earlier process, which resuming passed over as
+        damaged, is written over."""
+        nonlocal last_saved
+        if step == last_saved:
+            return
         try:
-            checkpoints.save_state(run.manager, state, source.position(step))
+            checkpoints.save_state(run.manager, state, source.position(step), replace=True)
         except checkpoints.NonFinite as e:  # a parameter the metrics did not show non-finite
             raise faults.error(f"{e.leaf} became non-finite", e.step, training=False) from None
+        last_saved = step
 
     def saved_so_far(block: bool = False) -> None:
         """Raises the error of a save that failed; writes config.json once one is on disk."""

@@ -1,0 +1,106 @@
+"""Checks that a model keeps the calling convention it declares, before anything compiles.
+
+A model of the user's own (a registered name, a `file.py:Class`) is read by the objective,
+the metrics and the pictures through what it declares: `variational`, `conditional`,
+`latent_shape`, and logits shaped as the images. A model that declares these wrongly would
+train and then fail in evaluation, or fail deep in a trace. `check_declarations` traces the
+model once on an abstract batch (`jax.eval_shape`: nothing is computed or compiled) and
+says in one line which declaration does not hold.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+DECLARED = ("variational", "conditional", "latent_shape")
+BATCH = 2  # the abstract batch's size
+
+
+class DeclarationError(ValueError):
+    """A model that does not do what it declares; the message names the declaration."""
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) if shape else "a scalar"
+
+
+def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
+                       image_shape: tuple[int, ...]) -> None:
+    """Raises DeclarationError unless `model` declares `variational`, `conditional` and
+    `latent_shape`, maps a batch of `input_shape` inputs to logits of `image_shape`, encodes
+    to codes of `latent_shape` (a variational model: a mean and a log-sigma of that flat
+    shape) and decodes a code back to the logits' shape."""
+    name = type(model).__name__
+    missing = [a for a in DECLARED if not _declares(model, a)]
+    if missing:
+        raise DeclarationError(
+            f"model {name} does not declare {', '.join(missing)}: subclass "
+            "jaxae.models.Autoencoder or VariationalAutoencoder, which give the calling "
+            "convention, and give it a latent_shape property")
+    try:
+        latent_shape = model.latent_shape
+    except NotImplementedError:
+        raise DeclarationError(f"model {name} declares no latent_shape: give it a "
+                               "latent_shape property, one image's code (e.g. "
+                               "(latent_dim,))") from None
+    if model.variational and (latent_shape is None or len(latent_shape) != 1):
+        raise DeclarationError(
+            f"model {name} is variational with latent_shape {latent_shape}: the ELBO's terms "
+            "sum over one latent axis, so flatten the code in encode (latent_shape "
+            f"({_size(latent_shape)},))")
+    key = jax.random.key(0)
+    x = jax.ShapeDtypeStruct((BATCH, *input_shape), jnp.float32)
+    labels = jax.ShapeDtypeStruct((BATCH,), jnp.int32) if model.conditional else None
+
+    def run(x, labels):
+        (logits, aux), variables = model.init_with_output(key, x, labels=labels, key=key)
+        code = model.apply(variables, x, labels=labels, method="encode")
+        z = aux["z"] if model.variational else code
+        decoded = None if latent_shape is None else model.apply(
+            variables, z, labels=labels, method="decode")
+        return logits, aux, code, decoded
+
+    try:
+        logits, aux, code, decoded = jax.eval_shape(run, x, labels)
+    except Exception as e:  # noqa: BLE001 (the user's code may raise anything)
+        text = (str(e).strip().splitlines() or [""])[0]
+        raise DeclarationError(f"model {name} fails on a batch of {_shape(input_shape)} "
+                               f"inputs: {type(e).__name__}: {text}") from None
+    want = (BATCH, *image_shape)
+    if getattr(logits, "shape", None) != want:
+        raise DeclarationError(
+            f"model {name} returns logits of shape {_shape(_per_image(logits))} per image for "
+            f"{_shape(tuple(image_shape))} images: its decode must return [batch, "
+            f"{', '.join(map(str, image_shape))}]")
+    codes = {"mean": aux.get("mean"), "log_sigma": aux.get("log_sigma")} \
+        if model.variational else {"code": code}
+    for what, value in codes.items():
+        if latent_shape is not None and _per_image(value) != tuple(latent_shape):
+            raise DeclarationError(
+                f"model {name} declares latent_shape {tuple(latent_shape)} but its encoder "
+                f"gives a {what} of shape {_per_image(value)} per image: make them agree")
+    if decoded is not None and getattr(decoded, "shape", None) != want:
+        raise DeclarationError(
+            f"model {name}'s decode of a code of shape {tuple(latent_shape)} gives "
+            f"{_shape(_per_image(decoded))} per image, not {_shape(tuple(image_shape))}")
+
+
+def _declares(model: nn.Module, attribute: str) -> bool:
+    """Whether the model's class defines `attribute` (a property is not evaluated)."""
+    return any(attribute in vars(klass) for klass in type(model).__mro__)
+
+
+def _per_image(value) -> tuple[int, ...] | None:
+    shape = getattr(value, "shape", None)
+    return None if shape is None else tuple(shape[1:])
+
+
+def _size(shape: tuple[int, ...] | None) -> str:
+    if not shape:
+        return "d"
+    size = 1
+    for n in shape:
+        size *= n
+    return str(size)
