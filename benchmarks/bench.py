@@ -46,6 +46,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,6 +79,7 @@ RANDOM_POOL_BYTES = 256 * 2**20  # random pixels at other sizes: at most this ma
 # "float32" asks for full float32 matmuls (XLA's GPU default is TF32); "tf32" (GPUs only)
 # leaves them at TensorFloat-32; "bfloat16" is `jaxae.kernels.precision`.
 DTYPES = ("float32", "bfloat16", "tf32")
+PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
 def dense_ae() -> ml_collections.ConfigDict:
@@ -630,7 +632,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.write and args.append:
         parser.error("--write FILE replaces this device's section, --append FILE adds to it: "
                      "give one")
+    for flag, value, least in (("--chunks", args.chunks, 1), ("--peak-n", args.peak_n, 1),
+                               ("--epochs", args.epochs, 1), ("--steps", args.steps, 1),
+                               ("--background-load", args.background_load, 0)):
+        if value is not None and value < least:
+            parser.error(f"{flag} {value}: give {least} or more")
+    if "quality" in args.mode.split(",") and args.models:
+        from benchmarks import quality
+        for model in args.models.split(","):
+            try:
+                quality.pairing_name(model)
+            except ValueError as error:
+                parser.error(f"--mode quality: {error}")
+    check_output_paths(parser, args)
     return args
+
+
+def _check_writable(parser: argparse.ArgumentParser, flag: str, path: str) -> None:
+    """A file `path` can be written: not a folder, in a folder that exists and is writable."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        parser.error(f"{flag} {path} is a folder: give a file in it")
+    if not os.path.isdir(folder):
+        parser.error(f"{flag} {path}: the folder {folder} does not exist; create it first")
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        parser.error(f"{flag} {path} cannot be written: choose a writable place")
+
+
+def check_output_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--write, --append and --plot are checked before anything runs, so that a run of
+    minutes or hours never ends in a path that cannot be written; --write refuses to replace
+    a section that holds several runs (--append adds to it)."""
+    for flag, path in (("--write", args.write), ("--append", args.append),
+                       ("--plot", args.plot)):
+        if path:
+            _check_writable(parser, flag, path)
+    if args.plot and os.path.splitext(args.plot)[1].lower() not in PLOT_FORMATS:
+        parser.error(f"--plot {args.plot}: give a file ending in "
+                     f"{', '.join(PLOT_FORMATS)}")
+    if args.plot and args.no_roofs:
+        parser.error("--plot draws each row's fraction of the roof, which --no-roofs skips: "
+                     "drop one of them")
+    if args.write and (runs := runs_in_section(args.write, device_title())) > 1:
+        parser.error(f"--write {args.write} would replace the {runs} runs in its section "
+                     f"'## {device_title()}': add this one with --append {args.write}, or move "
+                     "that section away first")
+
+
+def runs_in_section(path: str, title: str) -> int:
+    """How many runs (each with its "Machine:" line) the report at `path` holds in the
+    section headed `## title`; 0 where there is no such file or section."""
+    for section in _sections(path):
+        if section.splitlines()[0] == f"## {title}":
+            return sum(line.startswith("Machine: ") for line in section.splitlines())
+    return 0
 
 
 def check_peer_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
@@ -647,6 +702,9 @@ def check_peer_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
                      "torch installed)")
     if args.peer_script and not os.path.isfile(args.peer_script):
         parser.error(f"--peer-script {args.peer_script} does not exist")
+    if args.peer_python and not shutil.which(args.peer_python):
+        parser.error(f"--peer-python {args.peer_python} is not a program that can be run: "
+                     "give the path of a Python with torch installed")
 
 
 def throughput(args: argparse.Namespace) -> str:
@@ -763,10 +821,22 @@ def main(argv: list[str] | None = None) -> None:
             parts.append(("A step's matmuls and the rest", matmul_floor.run(args)))
     path = args.write or args.append
     if path:
-        body = "\n\n".join(f"### {title}\n\n{text}" for title, text in parts)
-        section = (f"## {device_title()}\n\nMachine: {header()}.{measured_code}\n\n"
-                   f"Command: `{command_line(args)}`\n\n{body}\n")
-        write_section(path, section, append=bool(args.append))
+        write_section(path, report_section(parts, measured_code, command_line(args)),
+                      append=bool(args.append))
+
+
+def report_section(parts: list[tuple[str, str]], measured_code: str, command: str) -> str:
+    """A run's markdown: this device's heading, then the run's own heading (what it measured,
+    the date and the commit), the machine and the command, then each mode's part."""
+    titles = ", ".join(title for title, _ in parts)
+    commit = head_commit()
+    when = datetime.date.today().isoformat() + (f", {commit[:7]}" if commit else "")
+    if len(parts) == 1:
+        body = parts[0][1]
+    else:
+        body = "\n\n".join(f"#### {title}\n\n{text}" for title, text in parts)
+    return (f"## {device_title()}\n\n### {titles} ({when})\n\n"
+            f"Machine: {header()}.{measured_code}\n\nCommand: `{command}`\n\n{body}\n")
 
 
 if __name__ == "__main__":

@@ -99,12 +99,49 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     (["--widths", "two"], "--widths='two'"),
     (["--compute-dtype", "float16"], "--compute-dtype: unknown float16"),
     (["--write", "a.md", "--append", "b.md"], "give one"),
+    (["--chunks", "0"], "--chunks 0: give 1 or more"),
+    (["--peak-n", "-4"], "--peak-n -4: give 1 or more"),
+    (["--epochs", "0"], "--epochs 0: give 1 or more"),
+    (["--background-load", "-2"], "--background-load -2: give 0 or more"),
+    (["--mode", "quality", "--models", "dae"], "--mode quality: dae: no time-to-quality "
+                                               "pairing; choose from"),
+    (["--peer-python", "/no/such/python", "--peer-script", __file__],
+     "--peer-python /no/such/python is not a program that can be run"),
+    (["--plot", "roof.txt"], "--plot roof.txt: give a file ending in .png, .svg, .pdf"),
+    (["--plot", "roof.png", "--no-roofs"], "which --no-roofs skips: drop one of them"),
+    (["--write", "/no/such/folder/b.md"], "the folder /no/such/folder does not exist"),
+    (["--append", "/"], "--append / is a folder: give a file in it"),
 ])
 def test_the_peer_script_is_required_with_the_peer(capsys, argv, said):
     with pytest.raises(SystemExit) as exit_info:
         bench.parse_args(argv)
     assert exit_info.value.code == 2  # argparse's usage error
     assert said in capsys.readouterr().err
+
+
+def test_write_refuses_to_replace_a_section_of_several_runs_and_a_run_leads_with_its_heading(
+        tmp_path, capsys, monkeypatch):
+    """--write replaces this device's section: where --append has added runs to it, that
+    would delete them, so it is refused before anything runs."""
+    monkeypatch.setattr(bench, "header", lambda: "cpu x 1")
+    path = str(tmp_path / "BENCHMARKS.md")
+    run = bench.report_section([("Throughput and roofline", "| table |")], " Code: jaxae "
+                               "commit abc.", "python -m benchmarks.bench")
+    title = bench.device_title()
+    assert run.startswith(f"## {title}\n\n### Throughput and roofline (")
+    assert run.endswith("Machine: cpu x 1. Code: jaxae commit abc.\n\nCommand: `python -m "
+                        "benchmarks.bench`\n\n| table |\n")
+    bench.write_section(path, run)
+    assert bench.parse_args(["--write", path]).write == path  # one run: replacing it is fine
+    bench.write_section(path, run, append=True)
+    assert bench.runs_in_section(path, title) == 2
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--write", path])
+    assert (f"--write {path} would replace the 2 runs in its section '## {title}': add this "
+            f"one with --append {path}") in capsys.readouterr().err
+    both = bench.report_section([("Time to quality", "q"), ("Precision matrix", "p")], "", "c")
+    assert "### Time to quality, Precision matrix (" in both and "#### Precision matrix\n\np" \
+        in both
 
 
 def test_the_matmuls_mode_is_refused_off_the_cpu(capsys, monkeypatch):
