@@ -421,6 +421,10 @@ def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequen
     from jaxae.registry import RegistryError, parameters
 
     name = _flag_value(argv, "config.model.name") or config.model.name
+    where, _, attribute = name.rpartition(":")
+    beside = os.path.join(os.path.dirname(os.path.abspath(path)), where)
+    if where.endswith(".py") and not os.path.isfile(where) and os.path.isfile(beside):
+        name = f"{beside}:{attribute}"  # a file beside the config, as loaded_config finds it
     try:
         entry = MODELS.get(name)
     except (RegistryError, ImportError, OSError):

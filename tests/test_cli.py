@@ -337,6 +337,22 @@ def test_a_field_the_model_declares_is_overridable_though_the_config_file_leaves
 
 
 @pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+def test_a_field_override_finds_the_users_model_beside_the_config(tmp_path, monkeypatch,
+                                                                  capsys):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "my_models.py").write_text(textwrap.dedent(MY_MODELS))
+    (project / "my_config.py").write_text(textwrap.dedent(MY_CONFIG))
+    monkeypatch.chdir(tmp_path)
+    code, _ = parse(["train.py", f"--config={project}/my_config.py", "--config.model.width=3"],
+                    config_flag)
+    assert code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith("my_models.py:DeeperVAE' has no field 'width'; its fields are hidden, "
+                         "latent_dim"), line
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
 def test_a_model_file_both_beside_the_config_and_in_the_current_folder_is_refused(
         tmp_path, monkeypatch, capsys):
     project, here = tmp_path / "project", tmp_path / "here"
