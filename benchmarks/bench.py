@@ -52,7 +52,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import flax.linen as nn
 import jax
@@ -80,6 +80,7 @@ RANDOM_POOL_BYTES = 256 * 2**20  # random pixels at other sizes: at most this ma
 # leaves them at TensorFloat-32; "bfloat16" is `jaxae.kernels.precision`.
 DTYPES = ("float32", "bfloat16", "tf32")
 PLOT_FORMATS = (".png", ".svg", ".pdf")
+UNSTEADY_SPREAD = 1.5  # a row whose fastest chunk beats its slowest by more is flagged
 
 
 def dense_ae() -> ml_collections.ConfigDict:
@@ -331,6 +332,10 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
         epoch = first_epoch(config, arrays, epoch_images)
         state, keys, order, num_batches = (epoch.state, epoch.keys, epoch.order,
                                            epoch.num_batches)
+        if steps_per_chunk is not None and steps_per_chunk > num_batches:
+            raise config_lib.ConfigError(
+                f"--steps-per-chunk {steps_per_chunk} is more than the {num_batches} steps of "
+                f"an epoch at batch {batch_size}: give at most {num_batches}, or 'epoch'")
         steps_per_chunk = steps_per_chunk or num_batches
         start = time.perf_counter()
         chunk = epoch.train_chunk(steps_per_chunk).lower(
@@ -506,6 +511,14 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
             f"{f'{peak:,.0f}' if peak else 'n/a'} | "
             f"{f'{bandwidth:,.1f}' if bandwidth else 'n/a'} | {ours.get('bound', 'n/a')} | "
             f"{_fraction_text(ours)} | {memory_text} | {peer_rate} | {ratio} |")
+    unsteady = [f"{ours['model']} ({side}: {min(rates):,.0f}-{max(rates):,.0f} images/s)"
+                for ours, peer in rows
+                for side, rates in (("jaxae", ours.get("chunk_img_per_s")),
+                                    ("peer", peer and peer.get("chunk_img_per_s")))
+                if rates and min(rates) > 0 and max(rates) / min(rates) > UNSTEADY_SPREAD]
+    if unsteady:
+        lines += ["", f"Chunks that varied more than {UNSTEADY_SPREAD}x (a busy moment?): "
+                  f"{', '.join(unsteady)}; the rates are their medians, rerun before quoting."]
     return "\n".join(lines)
 
 
@@ -538,8 +551,15 @@ def _ints(parser: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
         parser.error(f"{flag}={error}")
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """An ArgumentParser whose error is one line (argparse prints its whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists every option)\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
+    parser = OneLineErrors(prog="python -m benchmarks.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", default="throughput",
                         help="comma-separated: " + ", ".join(MODES))

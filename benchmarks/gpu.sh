@@ -14,14 +14,14 @@
 #   5. the conv AE and conv VAE grown from 32x32 to 128x128 pixels, 3 channels, widths 1 and
 #      4, batch 1024, bfloat16: the roofline as the workload grows.
 # Each step appends to the section as it ends (the first replaces it), so a run cut short
-# keeps what it measured; logs and the report go to $OUT too where it is set.
+# keeps what it measured; logs and the report also go to $OUT where that is set.
 #
-# The GPU machine's image has JAX, Flax and Optax but not jaxae's data dependencies, and no
-# network. Prepare once, here, from the repository root (both folders are git-ignored):
+# For a GPU machine that has JAX, Flax and Optax but no network: on a machine with one,
+# from the repository root, fetch what jaxae needs besides (both folders are git-ignored):
 #   bash benchmarks/gpu.sh --prepare     # wheels into .whl/ (Python 3.12), Fashion-MNIST's
 #                                        # IDX files into data/fashion-mnist/
-# then run it there, carrying both:
-#   run(command="bash benchmarks/gpu.sh", carry=[".whl", "data"], timeout_s=600)
+# then copy the repository with .whl/ and data/ to the GPU machine and, from its root there:
+#   bash benchmarks/gpu.sh
 # On a CPU, DRY_RUN=1 bash benchmarks/gpu.sh runs every step with tiny settings (a check of
 # the script's paths, not a measurement), into $REPORT (default: a scratch file).
 set -euo pipefail

@@ -310,6 +310,13 @@ def run(args: argparse.Namespace) -> str:
                                for us in (r["jaxae_us"], r["peer_us"]))
             lines.append(f"| {r['model']} | {r['product']} | {r['per_step']} | "
                          f"{r['mflop']:.2f} | {times} |")
+    negative = [s["model"] for s, _ in results
+                if s["step_ms"] is not None and s["matmuls_ms"] is not None
+                and s["step_ms"] < s["matmuls_ms"]]
+    if negative:
+        lines += ["", f"Mismeasured: {', '.join(negative)}: the products timed alone took "
+                  "longer than the whole step (a busy moment, or a slow process of the peer's "
+                  "library); rerun before quoting."]
     report = "\n".join(lines)
     print("\n" + report, flush=True)
     torch_version = next((s["torch"] for s, _ in results if s["torch"]), None)
@@ -318,3 +325,9 @@ def run(args: argparse.Namespace) -> str:
     return (f"Float32, {os.cpu_count()} threads{peer}. Each product timed alone, medians of "
             f"{REPEATS} repeats (`benchmarks/matmul_floor.py` says how); steps from "
             f"{args.chunks} chunks of {args.steps_per_chunk} steps.\n\n" + report)
+
+
+if __name__ == "__main__":
+    raise SystemExit("this module is run by the bench: "
+                     "python -m benchmarks.bench --mode matmuls "
+                     "(--help lists its options)")

@@ -36,7 +36,7 @@ from collections.abc import Callable
 import jax
 import ml_collections
 
-from benchmarks.bench import check_peer_args, header
+from benchmarks.bench import OneLineErrors, check_peer_args, header
 from jaxae import build, cli
 from jaxae.data import batches
 from jaxae.experiments.common import load_config
@@ -307,7 +307,7 @@ def table(rows: list[dict]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.parity", description=__doc__,
+    parser = OneLineErrors(prog="python -m benchmarks.parity", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peer-python", default=None,
                         help="a Python with torch installed (see the README); required")

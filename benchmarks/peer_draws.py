@@ -30,7 +30,8 @@ def load_peer(path: str):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="PEER_PYTHON -m benchmarks.peer_draws",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--peer-script", required=True)
     parser.add_argument("--model", choices=("dense", "conv"), default="dense")
     parser.add_argument("--seed", type=int, required=True)

@@ -120,3 +120,9 @@ def run(args: argparse.Namespace) -> str:
     return (f"Seed {args.seed}, batch 128; step times from chunks of {args.steps_per_chunk} "
             "steps (the throughput bench's workloads: the DAE's rescales its dropout as the "
             "peer, its lesson config does not).\n\n" + report)
+
+
+if __name__ == "__main__":
+    raise SystemExit("this module is run by the bench: "
+                     "python -m benchmarks.bench --mode precision "
+                     "(--help lists its options)")

@@ -152,3 +152,9 @@ def run(args: argparse.Namespace) -> str:
     return (f"{seed_text}, batch 128, float32, {os.cpu_count()} threads; jaxae may train "
             f"{EXTRA_EPOCHS} epochs past the peer's (constant learning rate) to reach its "
             f"figure, {checks} (each check's evaluation counted).\n\n" + report)
+
+
+if __name__ == "__main__":
+    raise SystemExit("this module is run by the bench: "
+                     "python -m benchmarks.bench --mode quality "
+                     "(--help lists its options)")

@@ -246,3 +246,9 @@ def workload_label(row: dict) -> str:
     """'64x64x3 w2 b256': image size, channels, width multiplier and batch of a row."""
     height, width, channels = row["image_shape"]
     return f"{height}x{width}x{channels} w{row.get('width') or 1} b{row['batch']}"
+
+
+if __name__ == "__main__":
+    raise SystemExit("this module is run by the bench: "
+                     "python -m benchmarks.bench --mode throughput "
+                     "(--help lists its options)")

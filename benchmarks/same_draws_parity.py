@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from benchmarks.bench import check_peer_args
+from benchmarks.bench import OneLineErrors, check_peer_args
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.evaluation.metrics import evaluate_split
@@ -80,7 +80,7 @@ def jaxae_from_draws(draws: dict, config: ml_collections.ConfigDict, model_name:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.same_draws_parity",
+    parser = OneLineErrors(prog="python -m benchmarks.same_draws_parity",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peer-python", default=None,

@@ -220,7 +220,8 @@ def rss(sizes: list[int]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.streaming",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=("throughput", "rss", "all", "rss-one"))
     parser.add_argument("args", nargs="*", help="rss-one: MODE IMAGES")
     parser.add_argument("--images", type=int, nargs="+", default=None)

@@ -71,7 +71,11 @@ class Registry:
         if attribute in self._entries:
             return self._entries[attribute]
         if not hasattr(module, attribute):
-            raise RegistryError(f"{self.kind} {name!r}: {where} defines no {attribute!r}")
+            defined = sorted(n for n, v in vars(module).items() if not n.startswith("_")
+                             and callable(v) and getattr(v, "__module__", None)
+                             == module.__name__)
+            raise RegistryError(f"{self.kind} {name!r}: {where} defines no {attribute!r}; it "
+                                f"defines {', '.join(defined) or 'no class or function'}")
         return getattr(module, attribute)
 
 
@@ -129,12 +133,31 @@ def locatable_name(registry: Registry, name: str) -> str:
 
 @functools.cache
 def _import_file(path: str) -> Any:
+    """The module of the file at `path`, run once; an error while it runs (a syntax error,
+    a failed import) is a RegistryError naming the file's line."""
     name = "jaxae_user_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # before running it: dataclasses and pickling look it up
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 (the user's file may raise anything)
+        del sys.modules[name]
+        line = e.lineno if isinstance(e, SyntaxError) else _line_in(path, e)
+        text = e.msg if isinstance(e, SyntaxError) else (str(e).splitlines() or [""])[0]
+        raise RegistryError(f"{path}{f':{line}' if line else ''}: {type(e).__name__}: "
+                            f"{text}") from None
     return module
+
+
+def _line_in(path: str, error: BaseException) -> int | None:
+    """The deepest line of the file at `path` in the error's traceback."""
+    line, tb = None, error.__traceback__
+    while tb is not None:
+        if os.path.realpath(tb.tb_frame.f_code.co_filename) == os.path.realpath(path):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def _where(entry: Entry) -> str:

@@ -299,3 +299,21 @@ def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys)
     products = [line for line in report.splitlines() if line.startswith("| dense_ae | [")]
     assert len(products) >= 2 and all(" x " in line for line in products)
     assert "adam" in built and built[-1] == "sgd"
+
+
+def test_chunks_that_vary_a_lot_and_chunks_longer_than_an_epoch_are_named():
+    row = {"model": "dense_ae", "conv": None, "compute_dtype": "float32",
+           "image_shape": [28, 28, 1], "batch": 128, "compile_s": 0.5, "step_ms": 0.3,
+           "epoch_ms": 140.0, "img_per_s": 400000.0, "flops_per_step": 1.2e7,
+           "bytes_per_step": 7.1e6, "intensity": 1.7, "achieved_gflops": 40.0,
+           "achieved_gbytes_per_s": 23.0, "chunk_img_per_s": [400000, 410000, 395000]}
+    steady_peer = {"img_per_s": 150000.0, "chunk_img_per_s": [150000.0, 149000.0]}
+    assert "varied" not in bench.table([(row, steady_peer)])
+    busy_peer = {"img_per_s": 5947.0, "chunk_img_per_s": [10614.3, 1279.5]}
+    assert bench.table([(row, busy_peer)]).endswith(
+        "Chunks that varied more than 1.5x (a busy moment?): dense_ae (peer: 1,280-10,614 "
+        "images/s); the rates are their medians, rerun before quoting.")
+    arrays = bench.random_arrays((28, 28, 1), 256)
+    with pytest.raises(ValueError, match=r"^--steps-per-chunk 3 is more than the 2 steps of an "
+                                         r"epoch at batch 128: give at most 2, or 'epoch'$"):
+        bench.bench_model("dense_ae", 128, 3, 1, arrays, roofs=False)

@@ -374,3 +374,22 @@ def test_every_shipped_config_s_model_keeps_its_declarations():
         for shape in (MNIST, (32, 32, 3)):
             model = build_lib.make_model(config, shape, 10)
             build_lib.check_model(model, config_lib.make_task(config), shape)
+
+
+def test_a_users_model_file_that_fails_to_run_or_lacks_the_name_is_one_line(tmp_path):
+    broken = tmp_path / "broken_models.py"
+    broken.write_text("import math\n\n\ndef helper(:\n    pass\n")
+    with pytest.raises(RegistryError) as caught:
+        models.MODELS.get(f"{broken}:Model")
+    assert str(caught.value) == f"{broken}:4: SyntaxError: invalid syntax"
+    missing = tmp_path / "importing_models.py"
+    missing.write_text("import math\nimport no_such_module_of_ours\n")
+    with pytest.raises(RegistryError) as caught:
+        models.MODELS.get(f"{missing}:Model")
+    assert str(caught.value) == (f"{missing}:2: ModuleNotFoundError: No module named "
+                                 "'no_such_module_of_ours'")
+    fine = tmp_path / "fine_models.py"
+    fine.write_text("class Deeper:\n    pass\n\n\ndef make():\n    return Deeper()\n")
+    with pytest.raises(RegistryError) as caught:
+        models.MODELS.get(f"{fine}:Deep")
+    assert str(caught.value).endswith(f"{fine} defines no 'Deep'; it defines Deeper, make")
