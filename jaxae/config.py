@@ -164,6 +164,7 @@ RESUMABLE_FIELDS = (
     "optim.learning_rate",  # the fix a diverged run's error suggests
     "model.conv",  # the two convolution implementations share their parameters
     "data.data_dir",  # where the same images are found
+    "data.path",  # a folder's or npz's new place: its images' fingerprint must match
     "data.tfds_dir",
     "eval",  # the whole section: what evaluate.py measures and draws
 )

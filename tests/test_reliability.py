@@ -9,6 +9,7 @@ only where a signal must reach one.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from jaxae.training import checkpoints, trainer
 from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.trainer import StopRequested, train_and_evaluate
 from jaxae.training.workdir import prepare_workdir
+from tests.conftest import set_fields
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -445,8 +447,9 @@ def test_evaluation_takes_its_own_fields_and_refuses_the_model_s():
         ((1, 5), 10, "/data")
     with pytest.raises(config_lib.ConfigError, match=r"^evaluation cannot change "
                        r"config.model.latent_dim: it takes only config.eval, "
-                       r"config.data.tfds_dir, config.data.data_dir; the rest is the trained "
-                       r"run's \(its config.json\), so train another run to change it$"):
+                       r"config.data.tfds_dir, config.data.data_dir, config.data.path; the "
+                       r"rest is the trained run's \(its config.json\), so train another run "
+                       r"to change it$"):
         evaluate.apply_overrides(config, {"model.latent_dim": 3})
     with pytest.raises(config_lib.ConfigError, match="config.eval.iwae_images=0 must be a "
                                                      "positive integer"):
@@ -514,3 +517,52 @@ def test_restoring_from_a_folder_without_that_checkpoint_names_what_it_has(tmp_p
         checkpoints.restore(manager, tree, step=7)
     assert str(caught.value) == f"no checkpoint at step 7 in {folder}: it has steps 100, 200"
     checkpoints.close(manager)
+
+
+def _photo_folder(root, seed: int) -> str:
+    """Two classes of 12 small RGB PNGs (random pixels: what is checked is where they are)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), np.uint8)).save(
+                root / label / f"{i}.png")
+    return str(root)
+
+
+def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place(tmp_path):
+    """data.path may change (train.py and evaluate.py) as long as the images there are the
+    ones the run trained on, which its environment.json's fingerprint says."""
+    config = config_lib.base_config()
+    photos = _photo_folder(tmp_path / "photos", 0)
+    set_fields(config, {"data.name": "folder", "data.path": photos,
+                        "data.tfds_dir": str(tmp_path / "tfds"), "model.latent_dim": 4,
+                        "train.batch_size": 8, "train.num_epochs": 1, "eval.batch_size": 8,
+                        "eval.num_images": 4})
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    moved = tmp_path / "moved" / "photos"
+    os.renames(tmp_path / "photos", moved)
+    metrics = evaluate.evaluate_workdir(workdir, overrides={"data.path": str(moved)})
+    assert metrics["step"] == 2
+    other = _photo_folder(tmp_path / "other_photos", 1)
+    with pytest.raises(config_lib.ConfigError) as caught:
+        evaluate.evaluate_workdir(workdir, overrides={"data.path": other})
+    assert str(caught.value) == (
+        f"the images at data.path={other!r} are not those the run in {workdir!r} trained on "
+        f"(at {str(tmp_path / 'photos')!r}; other files or options): point --config.data.path "
+        f"back at {str(tmp_path / 'photos')!r}, or at a copy of them")
+    with pytest.raises(config_lib.ConfigError, match="are not those the run"):
+        _resume(config, workdir, other, 2)
+    state = _resume(config, workdir, str(moved), 2)
+    assert int(state.step) == 4
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["data"]["path"] == str(moved)  # the run's new place, recorded
+
+
+def _resume(config, workdir: str, path: str, epochs: int):
+    resumed = config.copy_and_resolve_references()
+    set_fields(resumed, {"data.path": path, "train.num_epochs": epochs})
+    return train_and_evaluate(resumed, workdir)

@@ -20,7 +20,14 @@ from jaxae.evaluation.probe import train_probe
 from jaxae.keys import derive_keys
 from jaxae.registry import display_name
 from jaxae.training import checkpoints, memory, steps
-from jaxae.training.workdir import in_use, load_run_config, probe_folder, write_error, write_json
+from jaxae.training.workdir import (
+    check_moved_data,
+    in_use,
+    load_run_config,
+    probe_folder,
+    write_error,
+    write_json,
+)
 
 
 def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: jax.Array,
@@ -44,7 +51,7 @@ def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: 
 
 # The fields evaluate.py may change (`--config.eval.iwae_samples=...`): what is measured, and
 # where the run's data lives. The rest is the trained run's own (its config.json).
-OVERRIDABLE = ("eval", "data.tfds_dir", "data.data_dir")
+OVERRIDABLE = ("eval", "data.tfds_dir", "data.data_dir", "data.path")
 
 
 def overridable_config() -> ml_collections.ConfigDict:
@@ -53,7 +60,8 @@ def overridable_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({
         "eval": base.eval,
         "data": {"tfds_dir": base.data.get_ref("tfds_dir"),
-                 "data_dir": base.data.get_ref("data_dir")}})
+                 "data_dir": base.data.get_ref("data_dir"),
+                 "path": base.data.get_ref("path")}})
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, object]) -> None:
@@ -121,6 +129,7 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
     keys = derive_keys(config.seed)
     config_lib.check_data_paths(config)
     data = build.load_data(config, keys.data)
+    check_moved_data(workdir, config.data.get("path"), data.fingerprint)  # a new data.path
     task = config_lib.make_task(config)
     model = build.make_model(config, data.image_shape, data.num_classes)
     build.check_model(model, task, data.image_shape)

@@ -49,6 +49,7 @@ from jaxae.training.workdir import (
     CONFIG_FILE,
     LOCK_FILE,
     WorkdirBusy,
+    check_moved_data,
     lock_workdir,
     prepare_workdir,
     write_run_files,
@@ -383,6 +384,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         raise _stop_before_training(stopped, 0)
     keys = derive_keys(config.seed)
     data = build.load_data(config, keys.data)
+    check_moved_data(workdir, config.data.get("path"), data.fingerprint)
     config_lib.check_sizes(config, len(data.train) + (len(data.val) if data.val else 0),
                            len(data.test))
     task = config_lib.make_task(config)
@@ -406,7 +408,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     _check_memory(config, like, data)
     manager = checkpoints.make_manager(checkpoints.checkpoint_dir(workdir),
                                        train_config.keep_checkpoints)
-    run_files = _RunFiles(workdir, config, manager, due=main)
+    run_files = _RunFiles(workdir, config, manager, due=main, data=data.fingerprint)
     try:
         state, position = _restore_or_init(manager, fresh, like, mesh, workdir)
         if int(state.step) > 0:
@@ -444,17 +446,19 @@ class _RunFiles:
     checkpoints in the workdir: when the run's first checkpoint is on disk, or at once when
     a resumed checkpoint fits and the workdir has no config.json (it was removed)."""
 
-    def __init__(self, workdir: str, config: ml_collections.ConfigDict, manager, due: bool):
+    def __init__(self, workdir: str, config: ml_collections.ConfigDict, manager, due: bool,
+                 data: str = ""):
         self.workdir, self.config, self.manager, self.due = workdir, config, manager, due
+        self.data = data  # the images' fingerprint
 
     def write_if_missing(self) -> None:
         if self.due and not os.path.exists(os.path.join(self.workdir, CONFIG_FILE)):
-            write_run_files(self.workdir, self.config)
+            write_run_files(self.workdir, self.config, self.data)
             self.due = False
 
     def write_if_saved(self) -> None:
         if self.due and checkpoints.confirmed_step(self.manager) is not None:
-            write_run_files(self.workdir, self.config)
+            write_run_files(self.workdir, self.config, self.data)
             self.due = False
 
 

@@ -172,11 +172,15 @@ def in_use(workdir: str) -> bool:
 
 # --- the files that describe the run -----------------------------------------------------
 
-def write_run_files(workdir: str, config: ml_collections.ConfigDict) -> None:
-    """config.json and environment.json: everything a rerun needs to repeat this run."""
+def write_run_files(workdir: str, config: ml_collections.ConfigDict,
+                    data_fingerprint: str = "") -> None:
+    """config.json and environment.json: everything a rerun needs to repeat this run, and
+    the fingerprint of the images it trains on, against which images moved elsewhere (a new
+    data.path) are checked."""
     write_whole(os.path.join(workdir, CONFIG_FILE),
                  config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
     environment = {
+        "data_fingerprint": data_fingerprint,
         "jaxae": jaxae.__version__,
         "git_commit": git_commit(),
         "python": platform.python_version(),
@@ -295,3 +299,30 @@ def _from_json(value):
     if isinstance(value, dict):
         return {k: _from_json(v) for k, v in value.items()}
     return tuple(_from_json(v) for v in value) if isinstance(value, list) else value
+
+
+def check_moved_data(workdir: str, path: str | None, fingerprint: str) -> None:
+    """Where the data.path of the run in `workdir` changed (its images moved), the images at
+    the new `path` must be those it trained on: the fingerprint its environment.json records,
+    or a ConfigError."""
+    try:
+        with open(os.path.join(workdir, CONFIG_FILE)) as f:
+            saved_path = json.load(f).get("data", {}).get("path")
+    except (OSError, ValueError):
+        return  # no run there yet (or prepare_workdir has named its damage)
+    if path == saved_path:
+        return
+    try:
+        with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
+            recorded = json.load(f).get("data_fingerprint", "")
+    except (OSError, ValueError):
+        recorded = ""
+    back = f"point --config.data.path back at {saved_path!r}"
+    if not recorded:
+        raise config_lib.ConfigError(
+            f"the run in {workdir!r} trained on data.path={saved_path!r} and records no "
+            f"fingerprint of those images to check {path!r} against: {back}")
+    if recorded != fingerprint:
+        raise config_lib.ConfigError(
+            f"the images at data.path={path!r} are not those the run in {workdir!r} trained "
+            f"on (at {saved_path!r}; other files or options): {back}, or at a copy of them")
