@@ -426,10 +426,17 @@ def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (under `taskset`, fewer than the machine has): the
+    threads the peer is given, and the count the reports name."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        os.cpu_count() or 1
+
+
 def header() -> str:
     device = jax.devices()[0]
     return (f"{device.device_kind} x {jax.device_count()} ({device.platform}; host "
-            f"{host_cpu()}, {platform.machine()}, {os.cpu_count()} CPU threads), "
+            f"{host_cpu()}, {platform.machine()}, {usable_cpus()} CPU threads), "
             f"jax {jax.__version__}, {datetime.date.today().isoformat()}")
 
 
@@ -738,9 +745,12 @@ def throughput(args: argparse.Namespace) -> str:
     if on_cpu and "tf32" in dtypes:
         print("# tf32: no TensorFloat-32 on a CPU; those rows are skipped", flush=True)
         dtypes = [d for d in dtypes if d != "tf32"]
+    widths = [int(w) for w in args.widths.split(",")]
+    if flat := [m for m in models if not WORKLOADS[m].uses_conv and widths != [1]]:
+        print(f"# --widths widens the conv models only: {', '.join(flat)} run at width 1",
+              flush=True)
     shapes = [(s, s, c) for s in map(int, args.image_sizes.split(","))
               for c in map(int, args.channels.split(","))]
-    widths = [int(w) for w in args.widths.split(",")]
     data = BenchData(args.data, args.tfds_dir)
     rows, sources = [], {}
     for shape in shapes:
@@ -768,7 +778,7 @@ def throughput(args: argparse.Namespace) -> str:
                                     and tuple(shape) == FASHION_SHAPE and width == 1):
                                 peer = bench_peer(args.peer_python, args.peer_script, model,
                                                   batch_size, ours["steps_per_chunk"],
-                                                  args.chunks, os.cpu_count() or 1)
+                                                  args.chunks, usable_cpus())
                                 print(json.dumps(peer), flush=True)
                             rows.append((ours, peer if width == 1 else None))
     report = table(rows)

@@ -30,7 +30,6 @@ import collections
 import dataclasses
 import json
 import math
-import os
 import re
 import statistics
 import string
@@ -253,7 +252,7 @@ def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
     counts = step_matmuls(epoch, arrays)
     dots = sorted(counts, key=lambda d: (-d.flops, d.label()))
     ours = [xla_us(d) for d in dots]
-    theirs, torch_version = (peer_us(args.peer_python, dots, os.cpu_count() or 1)
+    theirs, torch_version = (peer_us(args.peer_python, dots, bench.usable_cpus())
                              if args.peer_python else ([None] * len(dots), None))
     rows = [{"model": model, "product": d.label(), "per_step": counts[d],
              "mflop": d.flops / 1e6, "jaxae_us": a, "peer_us": b}
@@ -267,7 +266,7 @@ def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
     step, peer_step = timed["step_ms"], None
     if args.peer_python and bench.WORKLOADS[model].peer:
         peer = bench.bench_peer(args.peer_python, args.peer_script, model, batch_size,
-                                timed["steps_per_chunk"], args.chunks, os.cpu_count() or 1)
+                                timed["steps_per_chunk"], args.chunks, bench.usable_cpus())
         peer_step = 1e3 * batch_size / peer["img_per_s"]
     matmuls = sum(counts[d] * a for d, a in zip(dots, ours, strict=True)) / 1e3
     # a conv model's peer convolves (mkldnn) where jaxae multiplies patches: no sum for it
@@ -322,8 +321,8 @@ def run(args: argparse.Namespace) -> str:
     torch_version = next((s["torch"] for s, _ in results if s["torch"]), None)
     peer = f"; the peer's library: torch {torch_version}" if torch_version else \
         "; no --peer-python: the peer's columns are empty"
-    return (f"Float32, {os.cpu_count()} threads{peer}. Each product timed alone, medians of "
-            f"{REPEATS} repeats (`benchmarks/matmul_floor.py` says how); steps from "
+    return (f"Float32, {bench.usable_cpus()} threads{peer}. Each product timed alone, "
+            f"medians of {REPEATS} repeats (`benchmarks/matmul_floor.py` says how); steps from "
             f"{args.chunks} chunks of {args.steps_per_chunk} steps.\n\n" + report)
 
 

@@ -36,7 +36,7 @@ from collections.abc import Callable
 import jax
 import ml_collections
 
-from benchmarks.bench import OneLineErrors, check_peer_args, header
+from benchmarks.bench import OneLineErrors, check_peer_args, header, usable_cpus
 from jaxae import build, cli
 from jaxae.data import batches
 from jaxae.experiments.common import load_config
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
                 ours.append(run_jaxae(pairing, workdir, args.tfds_dir, seed,
                                       args.extra_epochs, args.compute_dtype))
             peer.append(run_peer(args.peer_python, args.peer_script, name, pairing,
-                                 os.cpu_count() or 1, seed))
+                                 usable_cpus(), seed))
         rows.append(compare(name, pairing, ours, peer))
         print(json.dumps(rows[-1]), flush=True)
     report = table(rows)

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 
 from benchmarks import parity
-from benchmarks.bench import WORKLOADS
+from benchmarks.bench import WORKLOADS, usable_cpus
 
 DEFAULT_MODELS = ("conv_ae", "vae")
 EXTRA_EPOCHS = 2
@@ -136,7 +135,7 @@ def run(args: argparse.Namespace) -> str:
             print(f"quality: {workload}, seed {seed}: the peer trains, then jaxae, each in a "
                   "process of its own", file=sys.stderr, flush=True)
             peer = parity.run_peer(args.peer_python, args.peer_script, name, pairing,
-                                   os.cpu_count() or 1, seed)
+                                   usable_cpus(), seed)
             ours = parity.run_jaxae_process(pairing, args.tfds_dir, seed, EXTRA_EPOCHS,
                                             checks_per_extra_epoch=args.checks_per_epoch)
             row = {"model": workload, "seed": seed, **time_to_target(pairing, ours, peer),
@@ -149,7 +148,7 @@ def run(args: argparse.Namespace) -> str:
         f"Seeds {seeds[0]}-{seeds[-1]} (each side with the same seed)"
     checks = (f"its test figure checked {args.checks_per_epoch} times an epoch there"
               if args.checks_per_epoch > 1 else "its test figure checked at epochs' ends")
-    return (f"{seed_text}, batch 128, float32, {os.cpu_count()} threads; jaxae may train "
+    return (f"{seed_text}, batch 128, float32, {usable_cpus()} threads; jaxae may train "
             f"{EXTRA_EPOCHS} epochs past the peer's (constant learning rate) to reach its "
             f"figure, {checks} (each check's evaluation counted).\n\n" + report)
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from benchmarks.bench import OneLineErrors, check_peer_args
+from benchmarks.bench import OneLineErrors, check_peer_args, usable_cpus
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.evaluation.metrics import evaluate_split
@@ -110,7 +110,7 @@ def main() -> None:
                             "--peer-script", args.peer_script, "--model", args.model,
                             "--seed", str(seed), "--epochs", str(args.epochs),
                             *(["--remainder"] if args.peer_remainder else []),
-                            "--threads", str(os.cpu_count() or 1), "--out", path], check=True)
+                            "--threads", str(usable_cpus()), "--out", path], check=True)
             draws = dict(np.load(path))
         peer = float(draws.pop("peer_test"))
         ours = jaxae_from_draws(draws, config, args.model)
