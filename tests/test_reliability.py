@@ -566,13 +566,3 @@ def _resume(config, workdir: str, path: str, epochs: int):
     resumed = config.copy_and_resolve_references()
     set_fields(resumed, {"data.path": path, "train.num_epochs": epochs})
     return train_and_evaluate(resumed, workdir)
-
-
-def test_evaluating_a_run_without_a_checkpoint_writes_nothing(tmp_path):
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    (workdir / "config.json").write_text(config_lib.base_config().to_json_best_effort())
-    with pytest.raises(FileNotFoundError, match="holds no checkpoint: its training run saved "
-                                                "none yet"):
-        evaluate.evaluate_workdir(str(workdir))
-    assert sorted(os.listdir(workdir)) == ["config.json"]  # no eval/ folder made for it

@@ -110,23 +110,22 @@ def evaluate_workdir(workdir: str, step: int | None = None,
         raise FileNotFoundError(f"{folder} is a file, not the folder of the run's checkpoints: "
                                 "move it away and put the run's checkpoints folder there")
     out_dir = out_dir or os.path.join(workdir, "eval")
+    _writable_out_dir(out_dir)
     manager = checkpoints.make_manager(folder, read_only=True)
     try:
-        available = manager.all_steps()
-        if not available:
-            raise FileNotFoundError(f"{workdir!r} holds no checkpoint: its training run saved "
-                                    "none yet; rerun python train.py with this --workdir to "
-                                    "finish it")
-        if step is not None and step not in available:
-            raise FileNotFoundError(f"{workdir!r} has no checkpoint at step {step}: it has "
-                                    f"steps {', '.join(map(str, available))}")
-        _writable_out_dir(out_dir)  # made only for a run there is something to evaluate of
         return _evaluate(config, workdir, manager, step, out_dir)
     finally:
         manager.close()
 
 
 def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> dict:
+    available = manager.all_steps()
+    if not available:
+        raise FileNotFoundError(f"{workdir!r} holds no checkpoint: its training run saved none "
+                                "yet; rerun python train.py with this --workdir to finish it")
+    if step is not None and step not in available:
+        raise FileNotFoundError(f"{workdir!r} has no checkpoint at step {step}: it has steps "
+                                f"{', '.join(map(str, available))}")
     keys = derive_keys(config.seed)
     config_lib.check_data_paths(config)
     data = build.load_data(config, keys.data)
