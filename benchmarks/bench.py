@@ -333,7 +333,7 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
         state, keys, order, num_batches = (epoch.state, epoch.keys, epoch.order,
                                            epoch.num_batches)
         if steps_per_chunk is not None and steps_per_chunk > num_batches:
-            raise config_lib.ConfigError(
+            raise BenchRefused(
                 f"--steps-per-chunk {steps_per_chunk} is more than the {num_batches} steps of "
                 f"an epoch at batch {batch_size}: give at most {num_batches}, or 'epoch'")
         steps_per_chunk = steps_per_chunk or num_batches
@@ -518,7 +518,9 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
             f"{f'{peak:,.0f}' if peak else 'n/a'} | "
             f"{f'{bandwidth:,.1f}' if bandwidth else 'n/a'} | {ours.get('bound', 'n/a')} | "
             f"{_fraction_text(ours)} | {memory_text} | {peer_rate} | {ratio} |")
-    unsteady = [f"{ours['model']} ({side}: {min(rates):,.0f}-{max(rates):,.0f} images/s)"
+    unsteady = [f"{ours['model']} {ours['compute_dtype']} {'x'.join(map(str, ours['image_shape']))}"
+                f" width {ours.get('width', 1)} batch {ours['batch']} "
+                f"({side}: {min(rates):,.0f}-{max(rates):,.0f} images/s)"
                 for ours, peer in rows
                 for side, rates in (("jaxae", ours.get("chunk_img_per_s")),
                                     ("peer", peer and peer.get("chunk_img_per_s")))
@@ -556,6 +558,11 @@ def _ints(parser: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
         return positive_ints(text)
     except argparse.ArgumentTypeError as error:
         parser.error(f"{flag}={error}")
+
+
+class BenchRefused(ValueError):
+    """A setting found wrong only once a workload's data is known: the whole run stops with
+    one line, and nothing is written."""
 
 
 class OneLineErrors(argparse.ArgumentParser):
@@ -671,6 +678,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 quality.pairing_name(model)
             except ValueError as error:
                 parser.error(f"--mode quality: {error}")
+    if "quality" in args.mode.split(","):
+        check_peer_args(parser, args, required=True)  # it races the peer
     check_output_paths(parser, args)
     return args
 
@@ -692,8 +701,13 @@ def check_output_paths(parser: argparse.ArgumentParser, args: argparse.Namespace
     a section that holds several runs (--append adds to it)."""
     for flag, path in (("--write", args.write), ("--append", args.append),
                        ("--plot", args.plot)):
+        if path == "":
+            parser.error(f"{flag} needs a file name")
         if path:
             _check_writable(parser, flag, path)
+    if args.plot and "throughput" not in args.mode.split(","):
+        parser.error("--plot draws the throughput mode's rows: add --mode throughput, or drop "
+                     "--plot")
     if args.plot and os.path.splitext(args.plot)[1].lower() not in PLOT_FORMATS:
         parser.error(f"--plot {args.plot}: give a file ending in "
                      f"{', '.join(PLOT_FORMATS)}")
@@ -781,6 +795,9 @@ def throughput(args: argparse.Namespace) -> str:
                                                   args.chunks, usable_cpus())
                                 print(json.dumps(peer), flush=True)
                             rows.append((ours, peer if width == 1 else None))
+    if not rows:
+        raise BenchRefused("no workload was measured (the lines above say why each was "
+                           "skipped); nothing is written")
     report = table(rows)
     print("\n" + report, flush=True)
     notes = ", ".join(f"{shape}: {source}" for shape, source in sources.items())
@@ -855,6 +872,14 @@ def main(argv: list[str] | None = None) -> None:
                       append=bool(args.append))
 
 
+def main_or_refuse(argv: list[str] | None = None) -> None:
+    """`main`, with a BenchRefused as one error line and exit status 2."""
+    try:
+        main(argv)
+    except BenchRefused as error:
+        sys.exit(f"python -m benchmarks.bench: error: {error}")
+
+
 def report_section(parts: list[tuple[str, str]], measured_code: str, command: str) -> str:
     """A run's markdown: this device's heading, then the run's own heading (what it measured,
     the date and the commit), the machine and the command, then each mode's part."""
@@ -871,4 +896,4 @@ def report_section(parts: list[tuple[str, str]], measured_code: str, command: st
 
 if __name__ == "__main__":
     np.set_printoptions(precision=3)
-    main()
+    main_or_refuse()

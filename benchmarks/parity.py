@@ -186,7 +186,13 @@ def last_record(done: subprocess.CompletedProcess, what: str) -> dict:
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"{what} failed with exit code {done.returncode}: {last}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    lines = done.stdout.strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, ValueError):
+        said = repr(lines[-1][:80]) if lines else "nothing"
+        raise RuntimeError(f"{what} printed {said} where its result (a JSON line) belongs: is "
+                           "it the peer's script?") from None
 
 
 def epoch_note(key: str) -> Callable[[dict], str | None]:

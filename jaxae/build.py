@@ -40,12 +40,17 @@ def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, i
                             compute_dtype=compute_dtype, ignore=ignore)
         try:
             getattr(model, "latent_shape", None)  # models check their sizes here
-        except NotImplementedError:
-            pass  # a model that declares none: check_model names it
+        except (ValueError, TypeError):
+            raise
+        except Exception:  # noqa: BLE001 (a declaration that fails: check_model names it)
+            pass
+    except RegistryError as e:
+        raise config_lib.ConfigError(str(e)) from None
     except (ValueError, TypeError) as e:
-        if isinstance(e, RegistryError):
-            raise config_lib.ConfigError(str(e)) from None
         raise config_lib.ConfigError(f"config.model ({config.model.name}): {e}") from None
+    except Exception as e:  # noqa: BLE001 (a user's model may raise anything as it is built)
+        raise config_lib.ConfigError(f"config.model ({config.model.name}): "
+                                     f"{type(e).__name__}: {e}") from None
     return model
 
 

@@ -371,16 +371,18 @@ def define_config_flag(default: str | None, flag_values: flags.FlagValues = flag
     """`--config=FILE` with `--config.FIELD=VALUE` overrides (ml_collections), locked.
 
     A misspelt override, or a config file that does not load, is one error line (file and
-    line for the file's own mistakes). The current directory goes on the import path (as
-    with `python -m`), and after everything else the config file's own folder, so a config
-    may import a module that sits beside it from anywhere.
+    line for the file's own mistakes). The config file's own folder goes on the import path
+    (as a script's does), then the current directory (as with `python -m`), so a config
+    imports the module that sits beside it from anywhere; a folder that is a package (it has
+    an __init__.py, as jaxae's configs/) is left to imports that name the package.
     """
     if os.getcwd() not in sys.path:
         sys.path.insert(1, os.getcwd())
     named = _flag_value(sys.argv if argv is None else argv, "config") or default
     folder = os.path.dirname(os.path.abspath(named.split(":", 1)[0])) if named else None
-    if folder and folder not in sys.path:
-        sys.path.append(folder)
+    if folder and folder not in sys.path and \
+            not os.path.isfile(os.path.join(folder, "__init__.py")):
+        sys.path.insert(1, folder)
     try:
         config_flags.DEFINE_config_file("config", default, "Experiment config file.",
                                         flag_values=flag_values, lock_config=True,
@@ -422,26 +424,33 @@ def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequen
 
     name = _flag_value(argv, "config.model.name") or config.model.name
     where, _, attribute = name.rpartition(":")
-    beside = os.path.join(os.path.dirname(os.path.abspath(path)), where)
-    if where.endswith(".py") and not os.path.isfile(where) and os.path.isfile(beside):
-        name = f"{beside}:{attribute}"  # a file beside the config, as loaded_config finds it
+    if where.endswith(".py") and not os.path.isabs(where):  # found as loaded_config finds it
+        name = f"{_code_file(where, os.path.dirname(os.path.abspath(path)), 'model')}:" \
+            f"{attribute}"
     try:
         entry = MODELS.get(name)
     except (RegistryError, ImportError, OSError):
         return  # the name's own error comes with the rest of the config's checks
+    from jaxae.models.initializers import DEFAULT_SCHEME
+
     declared = parameters(entry)
+    builder = {"init": DEFAULT_SCHEME, **({"conv": "patches"} if "conv" in declared else {})}
     for field in missing:
-        if field not in declared:
+        kind = _declared_type(entry, field)
+        if field in builder:  # options the builder reads, at the builder's defaults
+            default = builder[field]
+        elif field not in declared:
             settable = sorted(set(declared) - {"image_shape", "num_classes", "dense"})
             _fail(f"--config.model.{field}: model {name!r} has no field {field!r}; its fields "
                   f"are {', '.join(settable) or 'none'}")
-        default = declared[field].default
-        if default is None and (kind := _declared_type(entry, field)) is not None:
+        elif (default := declared[field].default) is None and kind is not None:
             default = ml_collections.config_dict.placeholder(kind)  # None, of that type
         elif default is declared[field].empty or default is None or callable(default):
             _fail(f"--config.model.{field}: {path} does not set config.model.{field} and "
                   f"model {name!r} gives it no default to override: set it in the config "
                   "file")
+        elif kind is float and isinstance(default, int) and not isinstance(default, bool):
+            default = float(default)  # `beta: float = 1` takes 0.5
         with config.unlocked():
             config.model[field] = default
 

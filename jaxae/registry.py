@@ -35,15 +35,19 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._origins: dict[str, str] = {}  # name -> the module that registered it
 
     def register(self, name: str) -> Callable[[Entry], Entry]:
-        """Decorator: `@MODELS.register("my_vae")` on a class or factory function."""
+        """Decorator: `@MODELS.register("my_vae")` on a class or factory function (or
+        `MODELS.register("my_vae")(entry)`); the module doing it is kept as the name's
+        origin, which `locatable_name` records."""
 
         def add(entry: Entry) -> Entry:
             if name in self._entries and self._entries[name] is not entry:
                 raise RegistryError(f"a {self.kind} named {name!r} is registered already "
                                     f"({_where(self._entries[name])})")
             self._entries[name] = entry
+            self._origins[name] = sys._getframe(1).f_globals.get("__name__", "")
             return entry
 
         return add
@@ -54,6 +58,10 @@ class Registry:
     def registered(self, name: str) -> Entry | None:
         """The entry registered under exactly `name`, or None (nothing is imported)."""
         return self._entries.get(name)
+
+    def origin(self, name: str) -> str:
+        """The name of the module that registered `name` ('' if unknown)."""
+        return self._origins.get(name, "")
 
     def get(self, name: str) -> Entry:
         """The entry registered as `name`, or the object `module:attribute` / `file.py:attribute`
@@ -114,27 +122,52 @@ def _imported_file(path: str) -> Any | None:
 
 def locatable_name(registry: Registry, name: str) -> str:
     """`name` as a config.json must record it for another process to find the same code: a
-    name registered by a module outside jaxae becomes 'path/to/its_file.py:name' (a module of
-    a package: 'package.module:name'), which imports that module, and so registers the name,
-    wherever `evaluate.py` runs; every other name is returned as it is."""
-    entry = registry.registered(name)
-    if ":" in name or entry is None:
+    name registered by a module of the user's becomes 'path/to/that_module.py:name', which
+    imports that module, and so registers the name, wherever `evaluate.py` runs; jaxae's
+    own names, and names registered where no file can be named (`__main__`), stay as they
+    are."""
+    if ":" in name or registry.registered(name) is None:
         return name
-    module = sys.modules.get(getattr(entry, "__module__", ""))
-    module_name = getattr(module, "__name__", "")
-    if module is None or module_name == "jaxae" or module_name.startswith("jaxae."):
+    origin = registry.origin(name)
+    module = sys.modules.get(origin)
+    if origin in ("", "__main__") or origin == "jaxae" or origin.startswith("jaxae."):
         return name
-    if (getattr(module, "__spec__", None) and module.__spec__.parent
-            and not module_name.startswith("jaxae_user_")):
-        return f"{module_name}:{name}"
     file = getattr(module, "__file__", None)
     return f"{os.path.abspath(file)}:{name}" if file else name
 
 
+def same_code(saved: str, name: str) -> bool:
+    """Whether a run's recorded code name `saved` and a config's `name` name the same code:
+    equal, or a short name recorded before names were made locatable and its located form
+    ('path/to/my_models.py:tiny_dense' for 'tiny_dense')."""
+    return saved == name or (":" not in saved and name.rpartition(":")[2] == saved)
+
+
+def _package_of(path: str) -> tuple[str, str] | None:
+    """(the folder above its top package, 'pkg.sub.module') for a file inside a package (its
+    folder and those above with an __init__.py), else None."""
+    folder, parts = os.path.dirname(path), [os.path.splitext(os.path.basename(path))[0]]
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        parts.insert(0, os.path.basename(folder))
+        folder = os.path.dirname(folder)
+    return (folder, ".".join(parts)) if len(parts) > 1 else None
+
+
 @functools.cache
 def _import_file(path: str) -> Any:
-    """The module of the file at `path`, run once; an error while it runs (a syntax error,
-    a failed import) is a RegistryError naming the file's line."""
+    """The module of the file at `path`, run once (a file of a package is imported as the
+    package's module, so its relative imports work); an error while it runs (a syntax
+    error, a failed import) is a RegistryError naming the file's line."""
+    if package := _package_of(path):
+        root, dotted = package
+        if root not in sys.path:
+            sys.path.append(root)
+        try:
+            module = importlib.import_module(dotted)
+        except Exception as e:  # noqa: BLE001 (the user's file may raise anything)
+            raise _run_error(path, e) from None
+        if os.path.realpath(getattr(module, "__file__", "")) == os.path.realpath(path):
+            return module  # (another package of that name: the file is run on its own below)
     name = "jaxae_user_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -143,11 +176,15 @@ def _import_file(path: str) -> Any:
         spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 (the user's file may raise anything)
         del sys.modules[name]
-        line = e.lineno if isinstance(e, SyntaxError) else _line_in(path, e)
-        text = e.msg if isinstance(e, SyntaxError) else (str(e).splitlines() or [""])[0]
-        raise RegistryError(f"{path}{f':{line}' if line else ''}: {type(e).__name__}: "
-                            f"{text}") from None
+        raise _run_error(path, e) from None
     return module
+
+
+def _run_error(path: str, e: Exception) -> RegistryError:
+    """'path:line: Type: message' for an error raised while the file at `path` ran."""
+    line = e.lineno if isinstance(e, SyntaxError) else _line_in(path, e)
+    text = e.msg if isinstance(e, SyntaxError) else (str(e).splitlines() or [""])[0]
+    return RegistryError(f"{path}{f':{line}' if line else ''}: {type(e).__name__}: {text}")
 
 
 def _line_in(path: str, error: BaseException) -> int | None:

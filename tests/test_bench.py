@@ -111,6 +111,9 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     (["--plot", "roof.png", "--no-roofs"], "which --no-roofs skips: drop one of them"),
     (["--write", "/no/such/folder/b.md"], "the folder /no/such/folder does not exist"),
     (["--append", "/"], "--append / is a folder: give a file in it"),
+    (["--write="], "--write needs a file name"),
+    (["--mode", "quality"], "--peer-python PYTHON is required"),
+    (["--mode", "precision", "--plot", "roof.png"], "--plot draws the throughput mode's rows"),
 ])
 def test_the_peer_script_is_required_with_the_peer(capsys, argv, said):
     with pytest.raises(SystemExit) as exit_info:
@@ -311,9 +314,10 @@ def test_chunks_that_vary_a_lot_and_chunks_longer_than_an_epoch_are_named():
     assert "varied" not in bench.table([(row, steady_peer)])
     busy_peer = {"img_per_s": 5947.0, "chunk_img_per_s": [10614.3, 1279.5]}
     assert bench.table([(row, busy_peer)]).endswith(
-        "Chunks that varied more than 1.5x (a busy moment?): dense_ae (peer: 1,280-10,614 "
+        "Chunks that varied more than 1.5x (a busy moment?): dense_ae float32 28x28x1 width 1 "
+        "batch 128 (peer: 1,280-10,614 "
         "images/s); the rates are their medians, rerun before quoting.")
     arrays = bench.random_arrays((28, 28, 1), 256)
-    with pytest.raises(ValueError, match=r"^--steps-per-chunk 3 is more than the 2 steps of an "
-                                         r"epoch at batch 128: give at most 2, or 'epoch'$"):
+    with pytest.raises(bench.BenchRefused, match=r"^--steps-per-chunk 3 is more than the 2 "
+                       r"steps of an epoch at batch 128: give at most 2, or 'epoch'$"):
         bench.bench_model("dense_ae", 128, 3, 1, arrays, roofs=False)

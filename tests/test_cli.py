@@ -372,3 +372,24 @@ def test_a_model_file_both_beside_the_config_and_in_the_current_folder_is_refuse
                     "name the one you mean by its absolute path")
     os.remove(here / "my_models.py")
     assert cli.loaded_config(flag_values).model.name == f"{project}/my_models.py:DeeperVAE"
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+def test_builder_options_and_float_fields_are_overridable_at_their_defaults(tmp_path, capsys):
+    argv = ["train.py", f"--config={ROOT}/configs/test.py", "--config.model.name=conv_ae",
+            "--config.model.conv=xla", "--config.model.init=lecun"]
+    code, flag_values = parse(argv, config_flag)
+    assert code == 0, capsys.readouterr().err
+    assert (flag_values.config.model.conv, flag_values.config.model.init) == ("xla", "lecun")
+    (tmp_path / "scaled.py").write_text(textwrap.dedent('''
+        from jaxae.models.autoencoders import DenseAE
+
+
+        class Scaled(DenseAE):
+            scale: float = 1
+    '''))
+    argv = ["train.py", f"--config={ROOT}/configs/test.py",
+            f"--config.model.name={tmp_path}/scaled.py:Scaled", "--config.model.scale=0.5"]
+    code, flag_values = parse(argv, config_flag)
+    assert code == 0, capsys.readouterr().err
+    assert flag_values.config.model.scale == 0.5

@@ -393,3 +393,64 @@ def test_a_users_model_file_that_fails_to_run_or_lacks_the_name_is_one_line(tmp_
     with pytest.raises(RegistryError) as caught:
         models.MODELS.get(f"{fine}:Deep")
     assert str(caught.value).endswith(f"{fine} defines no 'Deep'; it defines Deeper, make")
+
+
+def test_a_name_registered_by_a_users_package_module_is_recorded_as_its_file(tmp_path):
+    """The module that registers the name is recorded, by its file; a file of a package is
+    imported as the package's module (its relative imports work) from any folder."""
+    import subprocess
+    import sys
+
+    from jaxae.registry import locatable_name
+
+    package = tmp_path / "proj" / "mypkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sizes.py").write_text("WIDTH = 3\n")
+    (package / "mods.py").write_text(textwrap.dedent('''
+        import functools
+
+        from jaxae import models
+        from jaxae.models.autoencoders import DenseAE
+
+        from .sizes import WIDTH
+
+        models.register_model("pkg_dense_for_test")(functools.partial(DenseAE,
+                                                                      latent_dim=WIDTH))
+    '''))
+    sys.path.insert(0, str(tmp_path / "proj"))
+    try:
+        import mypkg.mods  # noqa: F401 (as a config would: it registers the name)
+    finally:
+        sys.path.remove(str(tmp_path / "proj"))
+    name = locatable_name(models.MODELS, "pkg_dense_for_test")
+    assert name == f"{package}/mods.py:pkg_dense_for_test"
+    assert locatable_name(models.MODELS, "conv_vae") == "conv_vae"  # jaxae's own
+    found = subprocess.run(
+        [sys.executable, "-c", "from jaxae.models import MODELS, build_model; "
+         f"m = build_model({{'name': {name!r}}}, image_shape=(28, 28, 1)); print(m.latent_dim)"],
+        cwd="/", capture_output=True, text=True, timeout=120)
+    assert found.stdout.strip() == "3", found.stderr[-1500:]
+
+
+class _TypoInLatentShape(_Dense):
+    @property
+    def latent_shape(self):
+        return (self.latnt_dim,)
+
+
+class _IntLatentShape(_Dense):
+    @property
+    def latent_shape(self):
+        return 4
+
+
+@pytest.mark.parametrize("model, words", [
+    (_TypoInLatentShape(MNIST), "model _TypoInLatentShape's latent_shape raises "),
+    (_IntLatentShape(MNIST), "model _IntLatentShape's latent_shape is 4: give a tuple of "
+                             "positive sizes"),
+])
+def test_a_latent_shape_that_fails_is_named(model, words):
+    with pytest.raises(config_lib.ConfigError) as caught:
+        build_lib.check_model(model, Reconstruct(), MNIST)
+    assert str(caught.value).startswith(words), str(caught.value)

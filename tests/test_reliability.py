@@ -552,8 +552,8 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
         evaluate.evaluate_workdir(workdir, overrides={"data.path": other})
     assert str(caught.value) == (
         f"the images at data.path={other!r} are not those the run in {workdir!r} trained on "
-        f"(at {str(tmp_path / 'photos')!r}; other files or options): point --config.data.path "
-        f"back at {str(tmp_path / 'photos')!r}, or at a copy of them")
+        f"(other files or options): point --config.data.path back at "
+        f"{str(tmp_path / 'photos')!r}, or at a copy of them")
     with pytest.raises(config_lib.ConfigError, match="are not those the run"):
         _resume(config, workdir, other, 2)
     state = _resume(config, workdir, str(moved), 2)
@@ -566,3 +566,52 @@ def _resume(config, workdir: str, path: str, epochs: int):
     resumed = config.copy_and_resolve_references()
     set_fields(resumed, {"data.path": path, "train.num_epochs": epochs})
     return train_and_evaluate(resumed, workdir)
+
+
+def test_a_run_whose_npz_was_replaced_in_place_is_refused_and_its_record_kept(tmp_path):
+    """The fingerprint is checked even where data.path stays: other images under the same
+    name are not the run's."""
+    path = str(tmp_path / "images.npz")
+
+    def write(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        np.savez(path, train_images=rng.integers(0, 256, (24, 8, 8, 1), np.uint8),
+                 test_images=rng.integers(0, 256, (8, 8, 8, 1), np.uint8))
+
+    write(0)
+    config = config_lib.base_config()
+    set_fields(config, {"data.name": "npz", "data.path": path, "model.latent_dim": 4,
+                        "train.batch_size": 8, "train.num_epochs": 1, "eval.batch_size": 8,
+                        "eval.num_images": 4})
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, "environment.json")) as f:
+        recorded = json.load(f)["data_fingerprint"]
+    assert recorded
+    write(1)
+    message = (f"the images at data.path={path!r} are not those the run in {workdir!r} "
+               "trained on (other files or options): restore the run's images, or train a new "
+               "run on these in a new --workdir")
+    with pytest.raises(config_lib.ConfigError) as caught:
+        evaluate.evaluate_workdir(workdir)
+    assert str(caught.value) == message
+    with pytest.raises(config_lib.ConfigError) as caught:
+        _resume(config, workdir, path, 2)
+    assert str(caught.value) == message
+    with open(os.path.join(workdir, "environment.json")) as f:
+        assert json.load(f)["data_fingerprint"] == recorded  # the record is not overwritten
+
+
+def test_a_run_recorded_by_a_short_registered_name_resumes_under_its_located_name(tmp_path):
+    from jaxae.training.workdir import prepare_workdir as prepare
+
+    config = config_lib.base_config()
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(config.to_json_best_effort())  # name "dense_ae"
+    located = config.copy_and_resolve_references()
+    set_fields(located, {"model.name": "/somewhere/my_models.py:dense_ae"})
+    prepare(str(workdir), located)  # the same code: accepted
+    set_fields(located, {"model.name": "/somewhere/my_models.py:other"})
+    with pytest.raises(config_lib.ConfigError, match="holds a run with model.name='dense_ae'"):
+        prepare(str(workdir), located)

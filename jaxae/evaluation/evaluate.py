@@ -21,7 +21,7 @@ from jaxae.keys import derive_keys
 from jaxae.registry import display_name
 from jaxae.training import checkpoints, memory, steps
 from jaxae.training.workdir import (
-    check_moved_data,
+    check_same_data,
     in_use,
     load_run_config,
     probe_folder,
@@ -129,7 +129,7 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
     keys = derive_keys(config.seed)
     config_lib.check_data_paths(config)
     data = build.load_data(config, keys.data)
-    check_moved_data(workdir, config.data.get("path"), data.fingerprint)  # a new data.path
+    check_same_data(workdir, config.data, data.fingerprint)  # moved, never changed
     task = config_lib.make_task(config)
     model = build.make_model(config, data.image_shape, data.num_classes)
     build.check_model(model, task, data.image_shape)

@@ -45,6 +45,15 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
         raise DeclarationError(f"model {name} declares no latent_shape: give it a "
                                "latent_shape property, one image's code (e.g. "
                                "(latent_dim,))") from None
+    except Exception as e:  # noqa: BLE001 (the user's property may raise anything)
+        raise DeclarationError(f"model {name}'s latent_shape raises {type(e).__name__}: "
+                               f"{(str(e).splitlines() or [''])[0]}") from None
+    if latent_shape is not None and not (
+            isinstance(latent_shape, (tuple, list))
+            and all(isinstance(n, int) and n > 0 for n in latent_shape)):
+        raise DeclarationError(f"model {name}'s latent_shape is {latent_shape!r}: give a tuple "
+                               "of positive sizes, e.g. (latent_dim,), or None where the "
+                               "model has no code")
     if model.variational and (latent_shape is None or len(latent_shape) != 1):
         raise DeclarationError(
             f"model {name} is variational with latent_shape {latent_shape}: the ELBO's terms "

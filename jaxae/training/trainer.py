@@ -49,7 +49,7 @@ from jaxae.training.workdir import (
     CONFIG_FILE,
     LOCK_FILE,
     WorkdirBusy,
-    check_moved_data,
+    check_same_data,
     lock_workdir,
     prepare_workdir,
     write_run_files,
@@ -384,7 +384,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         raise _stop_before_training(stopped, 0)
     keys = derive_keys(config.seed)
     data = build.load_data(config, keys.data)
-    check_moved_data(workdir, config.data.get("path"), data.fingerprint)
+    check_same_data(workdir, config.data, data.fingerprint)
     config_lib.check_sizes(config, len(data.train) + (len(data.val) if data.val else 0),
                            len(data.test))
     task = config_lib.make_task(config)

@@ -22,6 +22,7 @@ import ml_collections
 
 import jaxae
 from jaxae import config as config_lib
+from jaxae.registry import same_code
 from jaxae.training import lock
 from jaxae.training.checkpoints import CHECKPOINTS
 from jaxae.training.lock import LOCK_FILE
@@ -52,7 +53,13 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     if os.path.isfile(path):
         saved = _read_json(path, "delete it: this run writes it again")
         _check_release(saved, workdir)
-        differs = config_lib.run_difference(saved, json.loads(config.to_json_best_effort()))
+        current = json.loads(config.to_json_best_effort())
+        for section in ("model", "task"):  # a short name recorded before it was located
+            recorded, name = saved.get(section, {}).get("name"), current[section].get("name")
+            if isinstance(recorded, str) and isinstance(name, str) and \
+                    same_code(recorded, name):
+                saved[section]["name"] = name
+        differs = config_lib.run_difference(saved, current)
         if differs:
             field, value, wanted = differs
             if field == "train.num_epochs":  # refused only under a cosine schedule
@@ -301,28 +308,32 @@ def _from_json(value):
     return tuple(_from_json(v) for v in value) if isinstance(value, list) else value
 
 
-def check_moved_data(workdir: str, path: str | None, fingerprint: str) -> None:
-    """Where the data.path of the run in `workdir` changed (its images moved), the images at
-    the new `path` must be those it trained on: the fingerprint its environment.json records,
-    or a ConfigError."""
+def check_same_data(workdir: str, data: ml_collections.ConfigDict, fingerprint: str) -> None:
+    """The images a run in `workdir` resumes or is evaluated on (config section `data`, of
+    that `fingerprint`) must be those it trained on: the fingerprint its environment.json
+    records, so that its data may move (a new data.path, data_dir) but not change. A run
+    recorded before that fingerprint may only keep its data.path."""
     try:
         with open(os.path.join(workdir, CONFIG_FILE)) as f:
             saved_path = json.load(f).get("data", {}).get("path")
     except (OSError, ValueError):
         return  # no run there yet (or prepare_workdir has named its damage)
-    if path == saved_path:
-        return
     try:
         with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
             recorded = json.load(f).get("data_fingerprint", "")
     except (OSError, ValueError):
         recorded = ""
+    path = data.get("path")
     back = f"point --config.data.path back at {saved_path!r}"
-    if not recorded:
+    if recorded and recorded != fingerprint:
+        where = f"data.path={path!r}" if path else f"config.data ({data.name})"
+        fix = f"{back}, or at a copy of them" if path != saved_path else (
+            "restore the run's images, or train a new run on these in a new --workdir")
+        raise config_lib.ConfigError(
+            f"the images at {where} are not those the run in {workdir!r} trained on (other "
+            f"files or options): {fix}")
+    if not recorded and path != saved_path:
         raise config_lib.ConfigError(
             f"the run in {workdir!r} trained on data.path={saved_path!r} and records no "
-            f"fingerprint of those images to check {path!r} against: {back}")
-    if recorded != fingerprint:
-        raise config_lib.ConfigError(
-            f"the images at data.path={path!r} are not those the run in {workdir!r} trained "
-            f"on (at {saved_path!r}; other files or options): {back}, or at a copy of them")
+            f"fingerprint of those images to check {path!r} against (it predates that "
+            f"record): {back}; a run resumed there records it")
