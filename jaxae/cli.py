@@ -420,6 +420,7 @@ def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequen
     if not missing:
         return
     from jaxae.models import MODELS
+    from jaxae.models.initializers import DEFAULT_SCHEME
     from jaxae.registry import RegistryError, parameters
 
     name = _flag_value(argv, "config.model.name") or config.model.name
@@ -431,8 +432,6 @@ def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequen
         entry = MODELS.get(name)
     except (RegistryError, ImportError, OSError):
         return  # the name's own error comes with the rest of the config's checks
-    from jaxae.models.initializers import DEFAULT_SCHEME
-
     declared = parameters(entry)
     builder = {"init": DEFAULT_SCHEME, **({"conv": "patches"} if "conv" in declared else {})}
     for field in missing:
@@ -440,7 +439,8 @@ def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequen
         if field in builder:  # options the builder reads, at the builder's defaults
             default = builder[field]
         elif field not in declared:
-            settable = sorted(set(declared) - {"image_shape", "num_classes", "dense"})
+            settable = sorted((set(declared) | set(builder))
+                              - {"image_shape", "num_classes", "dense"})
             _fail(f"--config.model.{field}: model {name!r} has no field {field!r}; its fields "
                   f"are {', '.join(settable) or 'none'}")
         elif (default := declared[field].default) is None and kind is not None:

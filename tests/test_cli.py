@@ -334,7 +334,7 @@ def test_a_field_the_model_declares_is_overridable_though_the_config_file_leaves
     assert code == 1
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line == ("error: --config.model.latent_dim: model 'conv_ae' has no field "
-                    "'latent_dim'; its fields are conv, features, width")
+                    "'latent_dim'; its fields are conv, features, init, width")
 
 
 @pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
@@ -350,7 +350,7 @@ def test_a_field_override_finds_the_users_model_beside_the_config(tmp_path, monk
     assert code == 1
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.endswith("my_models.py:DeeperVAE' has no field 'width'; its fields are hidden, "
-                         "latent_dim"), line
+                         "init, latent_dim"), line
 
 
 @pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
