@@ -845,6 +845,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print(f"# {header()}", flush=True)
     measured_code = code_version()  # at the start: files edited during the run do not count
+    measured_commit = head_commit()
     parts = []
     for mode in args.mode.split(","):
         if mode == "throughput":
@@ -868,8 +869,8 @@ def main(argv: list[str] | None = None) -> None:
             parts.append(("A step's matmuls and the rest", matmul_floor.run(args)))
     path = args.write or args.append
     if path:
-        write_section(path, report_section(parts, measured_code, command_line(args)),
-                      append=bool(args.append))
+        write_section(path, report_section(parts, measured_code, command_line(args),
+                                           measured_commit), append=bool(args.append))
 
 
 def main_or_refuse(argv: list[str] | None = None) -> None:
@@ -877,14 +878,16 @@ def main_or_refuse(argv: list[str] | None = None) -> None:
     try:
         main(argv)
     except BenchRefused as error:
-        sys.exit(f"python -m benchmarks.bench: error: {error}")
+        print(f"python -m benchmarks.bench: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
-def report_section(parts: list[tuple[str, str]], measured_code: str, command: str) -> str:
+def report_section(parts: list[tuple[str, str]], measured_code: str, command: str,
+                   commit: str = "") -> str:
     """A run's markdown: this device's heading, then the run's own heading (what it measured,
-    the date and the commit), the machine and the command, then each mode's part."""
+    the date and the `commit` measured), the machine and the command, then each mode's
+    part."""
     titles = ", ".join(title for title, _ in parts)
-    commit = head_commit()
     when = datetime.date.today().isoformat() + (f", {commit[:7]}" if commit else "")
     if len(parts) == 1:
         body = parts[0][1]

@@ -129,9 +129,10 @@ def test_write_refuses_to_replace_a_section_of_several_runs_and_a_run_leads_with
     monkeypatch.setattr(bench, "header", lambda: "cpu x 1")
     path = str(tmp_path / "BENCHMARKS.md")
     run = bench.report_section([("Throughput and roofline", "| table |")], " Code: jaxae "
-                               "commit abc.", "python -m benchmarks.bench")
+                               "commit abc.", "python -m benchmarks.bench", "abcdef0123")
     title = bench.device_title()
     assert run.startswith(f"## {title}\n\n### Throughput and roofline (")
+    assert ", abcdef0)\n\nMachine: " in run
     assert run.endswith("Machine: cpu x 1. Code: jaxae commit abc.\n\nCommand: `python -m "
                         "benchmarks.bench`\n\n| table |\n")
     bench.write_section(path, run)
