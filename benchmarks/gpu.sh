@@ -13,8 +13,9 @@
 #      the same training (conv AE 5 epochs, VAE 10), where Fashion-MNIST is available;
 #   5. the conv AE and conv VAE grown from 32x32 to 128x128 pixels, 3 channels, widths 1 and
 #      4, batch 1024, bfloat16: the roofline as the workload grows.
-# Each step appends to the section as it ends (the first replaces it), so a run cut short
-# keeps what it measured; logs and the report also go to $OUT where that is set.
+# Each step appends its run to the section as it ends (headed by what it measured, the date
+# and the commit), so a run cut short keeps what it measured and a rerun adds to the earlier
+# runs; logs and the report also go to $OUT where that is set.
 #
 # For a GPU machine that has JAX, Flax and Optax but no network: on a machine with one,
 # from the repository root, fetch what jaxae needs besides (both folders are git-ignored):
@@ -94,21 +95,21 @@ else
   STEPS=200; EPOCHS=""; GROW_SIZES=32,64,128; GROW_WIDTHS=1,4; GROW_BATCH=1024; PEAK=""
   EPOCH_DTYPE=tf32
 fi
-WRITE=(--write "$REPORT")
-bench() {  # the first step replaces the device's section, the later ones append to it
+bench() {  # each step appends its run to the device's section
   local name=$1; shift
   echo "== gpu.sh: $name" >&2
-  if "$PY" -m benchmarks.bench "$@" "${WRITE[@]}" 2>&1 | tee "${OUT_DIR:-/tmp}/gpu_$name.log"
+  if ! "$PY" -m benchmarks.bench "$@" --append "$REPORT" 2>&1 \
+      | tee "${OUT_DIR:-/tmp}/gpu_$name.log"
   then
-    WRITE=(--append "$REPORT")
-  else
     echo "gpu.sh: step $name failed (its log: ${OUT_DIR:-/tmp}/gpu_$name.log); going on" >&2
   fi
   if [ -n "$OUT_DIR" ]; then cp "$REPORT" "$OUT_DIR/"; fi
 }
 PLOT=${OUT_DIR:-benchmarks}/conv_vae_64x64x3_roofline.png
 GROW_PLOT=${OUT_DIR:-benchmarks}/conv_growth_roofline.png
-if [ "$DRY_RUN" = 1 ]; then PLOT=/tmp/jaxae_gpu_dry_vae.png; GROW_PLOT=/tmp/jaxae_gpu_dry_grow.png; fi
+if [ "$DRY_RUN" = 1 ]; then
+  PLOT=${OUT_DIR:-/tmp}/jaxae_gpu_dry_vae.png; GROW_PLOT=${OUT_DIR:-/tmp}/jaxae_gpu_dry_grow.png
+fi
 
 bench epoch --models conv_ae --batch-sizes "$EPOCH_BATCHES" --steps-per-chunk epoch \
   --chunks "$CHUNKS" --conv patches,xla --compute-dtype "$EPOCH_DTYPE" --data auto $PEAK
