@@ -448,11 +448,12 @@ def device_title() -> str:
     return f"cpu: {host_cpu()}" if device.platform == "cpu" else device.device_kind
 
 
-def code_version() -> str:
-    """" Code: jaxae commit <sha>." for the report, naming up to three uncommitted files (a
-    report appended to BENCHMARKS.md before it is committed is no change to the code
-    measured), so a section measured before a change says so; "" outside a git checkout."""
-    commit = head_commit()
+def code_version(commit: str | None = None) -> str:
+    """" Code: jaxae commit <sha>." for the report (of `commit`, default the checkout's
+    HEAD), naming up to three uncommitted files (a report appended to BENCHMARKS.md before
+    it is committed is no change to the code measured), so a section measured before a
+    change says so; "" outside a git checkout."""
+    commit = head_commit() if commit is None else commit
     if not commit:
         return ""
     files = uncommitted_files()  # one `git status` for both the mark and the names
@@ -844,8 +845,8 @@ def background_load(count: int, pin: bool = False):
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print(f"# {header()}", flush=True)
-    measured_code = code_version()  # at the start: files edited during the run do not count
-    measured_commit = head_commit()
+    measured_commit = head_commit()  # at the start: files edited during the run do not count
+    measured_code = code_version(measured_commit)
     parts = []
     for mode in args.mode.split(","):
         if mode == "throughput":

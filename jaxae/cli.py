@@ -29,6 +29,7 @@ import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
+from jaxae.registry import line_in_file
 from jaxae.training import lock
 
 EXIT_ERROR = 1
@@ -312,16 +313,9 @@ def _config_argument(argv: Sequence[str], flag_values: flags.FlagValues) -> str:
 def _in_file(path: str, error: BaseException) -> int | None:
     """The line of `path` where `error` was raised (its deepest frame in that file, or a
     SyntaxError's own line), or None if it was not raised by that file."""
-    real = os.path.realpath(path)
-    if isinstance(error, SyntaxError) and error.filename and \
-            os.path.realpath(error.filename) == real:
-        return error.lineno
-    line, tb = None, error.__traceback__
-    while tb is not None:
-        if os.path.realpath(tb.tb_frame.f_code.co_filename) == real:
-            line = tb.tb_lineno
-        tb = tb.tb_next
+    line = line_in_file(path, error)
     if line is None:  # rewrapped by ml_collections: the traceback survives as text
+        real = os.path.realpath(path)
         found = re.findall(rf'File "{re.escape(path)}", line (\d+)', str(error)) or \
             re.findall(rf'File "{re.escape(real)}", line (\d+)', str(error))
         line = int(found[-1]) if found else None

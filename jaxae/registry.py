@@ -111,11 +111,12 @@ def import_location(where: str, kind: str = "code") -> Any:
 
 
 def _imported_file(path: str) -> Any | None:
-    """The module already imported from the file at `path`, if any."""
-    real = os.path.realpath(path)
+    """The module already imported from the file at `path`, if any (only modules of the
+    same file name are resolved on disk)."""
+    base, real = os.path.basename(path), os.path.realpath(path)
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
-        if file and file.endswith(".py") and os.path.realpath(file) == real:
+        if file and os.path.basename(file) == base and os.path.realpath(file) == real:
             return module
     return None
 
@@ -182,16 +183,21 @@ def _import_file(path: str) -> Any:
 
 def _run_error(path: str, e: Exception) -> RegistryError:
     """'path:line: Type: message' for an error raised while the file at `path` ran."""
-    line = e.lineno if isinstance(e, SyntaxError) else _line_in(path, e)
+    line = line_in_file(path, e)
     text = e.msg if isinstance(e, SyntaxError) else (str(e).splitlines() or [""])[0]
     return RegistryError(f"{path}{f':{line}' if line else ''}: {type(e).__name__}: {text}")
 
 
-def _line_in(path: str, error: BaseException) -> int | None:
-    """The deepest line of the file at `path` in the error's traceback."""
+def line_in_file(path: str, error: BaseException) -> int | None:
+    """The line of the file at `path` where `error` was raised: a SyntaxError's own line in
+    it, else the deepest frame of its traceback in that file; None if neither."""
+    real = os.path.realpath(path)
+    if isinstance(error, SyntaxError) and error.filename and \
+            os.path.realpath(error.filename) == real:
+        return error.lineno
     line, tb = None, error.__traceback__
     while tb is not None:
-        if os.path.realpath(tb.tb_frame.f_code.co_filename) == os.path.realpath(path):
+        if os.path.realpath(tb.tb_frame.f_code.co_filename) == real:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line

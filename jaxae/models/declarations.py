@@ -10,6 +10,8 @@ says in one line which declaration does not hold.
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -107,9 +109,4 @@ def _per_image(value) -> tuple[int, ...] | None:
 
 
 def _size(shape: tuple[int, ...] | None) -> str:
-    if not shape:
-        return "d"
-    size = 1
-    for n in shape:
-        size *= n
-    return str(size)
+    return str(math.prod(shape)) if shape else "d"
