@@ -59,8 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     data = build.load_data(config, derive_keys(config.seed).data)
     sizes = args.k or [code_size(config, data.image_shape, data.num_classes)]
     train = np.asarray(data.train.images)
-    if max(sizes) > min(len(train), train[0].size):
-        sys.exit(f"error: k={max(sizes)} exceeds the {len(train)} training images")
+    most = min(len(train), train[0].size)  # PCA has at most this many components
+    if max(sizes) > most:
+        sys.exit(f"error: k={max(sizes)} is more than the {most} components that "
+                 f"{len(train)} training images of {train[0].size} values allow: pass a "
+                 f"--k of at most {most}")
     results = pca_errors(train, np.asarray(data.test.images), sizes)
     metrics_path = os.path.join(args.workdir, "eval", "metrics.json")
     model = {}

@@ -8,6 +8,7 @@ Quality is measured on real images elsewhere; these files are small and random.
 from __future__ import annotations
 
 import functools
+import glob
 import gzip
 import hashlib
 import http.server
@@ -304,6 +305,51 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path) -> None
                                channels=3)
     one_line(excinfo, "made from other files", "delete that folder")
 
+
+
+def test_two_folders_of_one_name_are_prepared_apart_and_a_second_prepare_waits(tmp_path
+                                                                               ) -> None:
+    from jaxae.data import records
+
+    tfds_dir = str(tmp_path / "tfds")
+    for project, seed in (("a", 0), ("b", 1)):
+        make_image_folder(tmp_path / project / "images", seed=seed)
+    loaded = [DATASETS.get("folder")(path=str(tmp_path / p / "images"), tfds_dir=tfds_dir,
+                                     image_size=8) for p in ("a", "b")]
+    assert loaded[0].fingerprint != loaded[1].fingerprint
+    assert not np.array_equal(loaded[0].train_images, loaded[1].train_images)
+    again = DATASETS.get("folder")(path=str(tmp_path / "a" / "images"), tfds_dir=tfds_dir,
+                                   image_size=8)
+    np.testing.assert_array_equal(again.train_images, loaded[0].train_images)
+    assert "prepared earlier" in again.source
+    prepared = glob.glob(os.path.join(tfds_dir, "jaxae_folder", "images_*_8x8x3", "*",
+                                      "dataset_info.json"))
+    assert len(prepared) == 2
+    # a process whose builder was made before another prepared the set, as when two runs
+    # start at once on a new folder: it waits for the lock, then reads the other's files
+    plan = folder.plan_folder(tmp_path / "b" / "images", image_size=8)
+    late = [folder.JaxaeFolder(config=folder.FolderConfig(name="late_8x8x3", plan=plan),
+                               data_dir=tfds_dir) for _ in range(2)]
+    records.prepare(late[0], "image folder")
+    info = os.path.join(os.fspath(late[0].data_path), "dataset_info.json")
+    before = os.stat(info).st_mtime_ns
+    records.prepare(late[1], "image folder")
+    assert os.stat(info).st_mtime_ns == before  # not prepared a second time
+    split = records.PreparedSplit(os.fspath(late[1].data_path), "train", builder=late[1])
+    assert len(split) == len(loaded[1].train_images)
+
+
+def test_an_empty_carved_test_split_names_a_fix_that_exists(tmp_path) -> None:
+    for name in ("cat", "dog"):
+        save_png(tmp_path / "one" / name / "0.png", np.zeros((8, 8, 3), np.uint8))
+        for i in range(2):
+            save_png(tmp_path / "two" / name / f"{i}.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(DataError) as excinfo:
+        folder.plan_folder(tmp_path / "one")
+    one_line(excinfo, "empty test split", "no class has two images", "add a test/ folder")
+    with pytest.raises(DataError) as excinfo:
+        folder.plan_folder(tmp_path / "two", test_fraction=0.0)
+    one_line(excinfo, "empty test split", "give a test_fraction above 0")
 
 def test_load_image_centre_crop_and_modes(tmp_path) -> None:
     stripes = np.zeros((10, 20, 3), np.uint8)

@@ -602,6 +602,26 @@ def test_a_run_whose_npz_was_replaced_in_place_is_refused_and_its_record_kept(tm
         assert json.load(f)["data_fingerprint"] == recorded  # the record is not overwritten
 
 
+def test_a_relative_data_path_is_recorded_absolute_so_the_run_evaluates_from_anywhere(
+        tmp_path, monkeypatch):
+    config = config_lib.base_config()
+    _photo_folder(tmp_path / "project" / "photos", 0)
+    monkeypatch.chdir(tmp_path / "project")
+    set_fields(config, {"data.name": "folder", "data.path": "photos", "data.tfds_dir": "tfds",
+                        "model.latent_dim": 4, "train.batch_size": 8, "train.num_epochs": 1,
+                        "eval.batch_size": 8, "eval.num_images": 4})
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, "config.json")) as f:
+        recorded = json.load(f)["data"]
+    assert recorded["path"] == str(tmp_path / "project" / "photos")
+    assert recorded["tfds_dir"] == str(tmp_path / "project" / "tfds")
+    monkeypatch.chdir(tmp_path)
+    assert evaluate.evaluate_workdir(workdir)["step"] == 2
+    config.train.num_epochs = 2  # a relative path given again on resume, from its own folder
+    monkeypatch.chdir(tmp_path / "project")
+    assert int(train_and_evaluate(config, workdir).step) == 4
+
 def test_a_run_recorded_by_a_short_registered_name_resumes_under_its_located_name(tmp_path):
     from jaxae.training.workdir import prepare_workdir as prepare
 

@@ -9,10 +9,11 @@ Options: `image_size` S: resize so the image covers SxS then centre-crop; `chann
 grey <-> RGB (`jaxae.data.images`). Without them, all images must share one size, and the
 images are grey when every file is.
 
-The set is prepared once into a TFDS data dir (`jaxae_folder/<folder name>_<H>x<W>x<C>`); it
-records a fingerprint of the source (sorted relative paths, sizes, sha256 of contents, plus
-the options), so using the prepared set with a different (or changed) source folder raises
-DataError. The source folder is hashed on every load.
+The set is prepared once into a TFDS data dir
+(`jaxae_folder/<folder name>_<hash of its path>_<H>x<W>x<C>`); it records a fingerprint of
+the source (sorted relative paths, sizes, sha256 of contents, plus the options), so using the
+prepared set with a different (or changed) source folder raises DataError. The source folder
+is hashed on every load.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class FolderPlan:
                if self.layout != "train/test" else "train/ and test/ as given")
         resized = "resized and centre-cropped to" if self.resize else "native"
         ignored = f"; {len(self.ignored)} non-image files ignored" if self.ignored else ""
-        return (f"image folder {self.root} ({len(self.class_names)} classes, {counts}, {how}; "
+        classes = f"{len(self.class_names)} class{'es' if len(self.class_names) != 1 else ''}"
+        return (f"image folder {self.root} ({classes}, {counts}, {how}; "
                 f"{resized} {h}x{w}x{c}{ignored})")
 
 
@@ -155,6 +157,17 @@ def _carve(
     return splits
 
 
+def _empty_split_fix(split: str, test_fraction: float) -> str:
+    """What to do about an empty split (a carved test split takes a share of each class of
+    two images or more)."""
+    if split != "test":
+        return "add images"
+    if test_fraction == 0:
+        return "give a test_fraction above 0, or add a test/ folder"
+    return ("no class has two images to share between the splits: add images, or add a test/ "
+            "folder")
+
+
 def _infer_shape(
     root: str, rels: list[str], image_size: int | None, channels: int | None
 ) -> tuple[tuple[int, int, int], bool]:
@@ -173,8 +186,9 @@ def _infer_shape(
                 ) from None
     if image_size is None and len(sizes) > 1:
         shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
+        more = ", ..." if len(sizes) > 4 else ""
         raise DataError(
-            f"images in {root} differ in size ({shown}, ...): set --config.data.image_size to "
+            f"images in {root} differ in size ({shown}{more}): set --config.data.image_size to "
             "resize and centre-crop them to one size"
         )
     h, w = (image_size, image_size) if image_size is not None else next(iter(sizes))
@@ -236,11 +250,8 @@ def plan_folder(
         files, layout = _carve(classes, class_names, test_fraction, seed), "classes"
     for split in SPLITS:
         if not files[split]:
-            raise DataError(
-                f"image folder {root} gives an empty {split} split: "
-                + ("raise test_fraction or add a test/ folder" if split == "test"
-                   else "add images")
-            )
+            raise DataError(f"image folder {root} gives an empty {split} split: "
+                            + _empty_split_fix(split, test_fraction))
     rels = [rel for split in SPLITS for rel, _ in files[split]]
     shape, resize = _infer_shape(root, rels, image_size, channels)
     files_sha256 = sha256_json(files_entries(root, rels))
@@ -293,6 +304,11 @@ class JaxaeFolder(tfds.core.GeneratorBasedBuilder):
             yield i, {"image": image, "label": label}
 
 
+def _short_hash(root: str) -> str:
+    """Eight hex digits of the folder's absolute path."""
+    return hashlib.sha256(root.encode()).hexdigest()[:8]
+
+
 def config_name(name: str, image_shape: tuple[int, int, int]) -> str:
     """Return the TFDS config name: `name` made lower_snake_case, plus '_<H>x<W>x<C>'."""
     base = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "folder"
@@ -316,7 +332,8 @@ def load_folder(
 ) -> Dataset:
     """The image folder `path` as a Dataset, prepared into `tfds_dir` the first time.
 
-    `prepared_name` (default: the folder's name) and the output shape name the prepared set
+    `prepared_name` (default: the folder's name and a hash of its absolute path, so that two
+    folders of one name have a set each) and the output shape name the prepared set
     (`jaxae_folder/<name>_<H>x<W>x<C>`); when that set exists but was made from other files or
     options, DataError says so. `streaming`, `memory_budget_mb`: see
     `jaxae.data.dataset.should_stream`.
@@ -327,7 +344,8 @@ def load_folder(
     plan = plan_folder(path, image_size=image_size, channels=channels,
                        test_fraction=test_fraction, seed=seed)
     name = prepared_name or os.path.basename(plan.root.rstrip(os.sep))
-    config = config_name(name, plan.image_shape)
+    # two folders of the same name (projA/images, projB/images) get a set each
+    config = config_name(prepared_name or f"{name}_{_short_hash(plan.root)}", plan.image_shape)
     with _quiet_custom_config():
         builder = JaxaeFolder(config=FolderConfig(name=config, plan=plan), data_dir=tfds_dir)
     where = os.fspath(builder.data_path)
@@ -336,6 +354,7 @@ def load_folder(
         _check_same_source(where, plan)
     else:
         prepare(builder, f"image folder {plan.root}")
+        _check_same_source(where, plan)  # another process may have prepared it meanwhile
         how = "prepared now"
     splits = [PreparedSplit(where, split, builder=builder) for split in SPLITS]
     return from_prepared(

@@ -12,6 +12,8 @@ than the memory budget is streamed (`jaxae.data.streaming`).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -187,17 +189,38 @@ def check_writable(data_path: str | os.PathLike[str], what: str) -> None:
         ) from None
 
 
+PREPARE_LOCK = ".jaxae_prepare.lock"  # beside the version folders of a prepared set
+
+
 def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None = None
             ) -> None:
     """Prepare `builder` as array_record files (from `manual_dir` when given); an unwritable
-    data dir is one line."""
+    data dir is one line. Processes preparing the same set at once take turns: the first
+    prepares it, the others find it prepared (TFDS alone would fail them on its rename)."""
     check_writable(builder.data_path, what)
     config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+    where = os.fspath(builder.data_path)
     try:
-        builder.download_and_prepare(download_config=config, file_format=FILE_FORMAT)
+        with _preparing(where):
+            if not is_prepared(where):  # else another process did, while this one waited
+                builder.download_and_prepare(download_config=config, file_format=FILE_FORMAT)
     except PermissionError as e:
         raise DataError(f"{what} cannot be written into {builder.data_path} ({e.strerror}): "
                         "pass a writable --config.data.tfds_dir") from None
+
+
+@contextlib.contextmanager
+def _preparing(where: str) -> Iterator[None]:
+    """Holds an exclusive lock (a POSIX file lock) on the prepared set's folder while it is
+    prepared."""
+    parent = os.path.dirname(where.rstrip(os.sep))
+    os.makedirs(parent, exist_ok=True)
+    with open(os.path.join(parent, PREPARE_LOCK), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -292,6 +315,8 @@ class PreparedSplit:
         try:
             builder = builder or tfds.builder_from_directory(self.path)
             info = builder.info
+            if not info.splits and is_prepared(self.path):  # prepared by another process
+                info = tfds.builder_from_directory(self.path).info  # after `builder` was made
             instructions = info.splits[split].file_instructions
         except DataError:
             raise

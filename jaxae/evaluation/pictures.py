@@ -7,7 +7,7 @@
 - manifold.png: for a 2-D code, decoded images over a grid of the latent plane (not for a
   conditional model, whose plane differs per class);
 - latent_scatter.png: test codes coloured by class, projected by PCA when the code has more
-  than two dimensions.
+  than two dimensions (a 1-D code is drawn against the class).
 """
 
 from __future__ import annotations
@@ -123,11 +123,16 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits, key
             xs, ys = (coords, coords) if coords.ndim == 1 else (coords[0], coords[1])
             plots.manifold(grid, xs, ys, *save("manifold.png", f"{title}: decoded latent grid"),
                            axes)
+    elif codes.shape[1] == 1:  # a 1-D code: along x, one row per class
+        points = np.stack([np.asarray(codes[:, 0]), np.asarray(data.test.labels)], axis=1)
+        axes = (f"{name}[0]", "class")
     else:
         points = np.asarray(pca.project(pca.fit(codes, 2), codes))
+        if points.shape[1] < 2:  # a single test image has one principal direction
+            points = np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
         axes = ("principal component 1 of the codes", "principal component 2 of the codes")
     what = "z_mean" if model.variational else "codes"
     plots.latent_scatter(points, data.test.labels, data.class_names,
                          *save("latent_scatter.png", f"{title}: test {what} ({codes.shape[1]}-D)"),
-                         axes)
+                         axes, y_is_class=codes.shape[1] == 1)
     return written

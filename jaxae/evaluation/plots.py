@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -99,9 +100,11 @@ def class_styles(num_classes: int) -> list[tuple[tuple[float, ...], str]]:
 
 
 def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
-                   title: str, path: str, axis_names: tuple[str, str]) -> None:
+                   title: str, path: str, axis_names: tuple[str, str],
+                   y_is_class: bool = False) -> None:
     """Points coloured by class, with a legend of class names (in columns when there are
-    many; no legend beyond MAX_LEGEND classes)."""
+    many; no legend beyond MAX_LEGEND classes). `y_is_class`: the y coordinate is the class
+    index (a 1-D code), ticked with whole numbers."""
     num_classes = len(class_names)
     columns = -(-num_classes // LEGEND_ROWS)
     fig, ax = plt.subplots(figsize=(8.5 + 1.6 * (min(columns, 4) - 1), 7))
@@ -113,6 +116,8 @@ def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tupl
                    rasterized=True)
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
+    if y_is_class:
+        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_title(title if num_classes <= MAX_LEGEND else f"{title} ({num_classes} classes)",
                  fontsize=11)
     if num_classes <= MAX_LEGEND:

@@ -10,6 +10,7 @@ writes config.json.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import importlib
 import json
@@ -185,7 +186,7 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict,
     the fingerprint of the images it trains on, against which images moved elsewhere (a new
     data.path) are checked."""
     write_whole(os.path.join(workdir, CONFIG_FILE),
-                 config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+                 recorded_config(config).to_json_best_effort(indent=2, sort_keys=True) + "\n")
     environment = {
         "data_fingerprint": data_fingerprint,
         "jaxae": jaxae.__version__,
@@ -198,6 +199,20 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict,
     for module in ("flax", "optax", "orbax.checkpoint", "numpy", "tensorflow_datasets"):
         environment[module] = _version_of(module)
     write_whole(os.path.join(workdir, ENVIRONMENT_FILE), json.dumps(environment, indent=2))
+
+
+DATA_PATH_FIELDS = ("path", "data_dir", "tfds_dir")  # of config.data
+
+
+def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The config as config.json records it: its data paths made absolute, so that the run
+    resumes and evaluates from any folder."""
+    recorded = copy.deepcopy(config)
+    for field in DATA_PATH_FIELDS:
+        value = recorded.data.get(field)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            recorded.data[field] = os.path.abspath(value)
+    return recorded
 
 
 def write_whole(path: str, text: str) -> None:
