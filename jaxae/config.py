@@ -166,6 +166,8 @@ RESUMABLE_FIELDS = (
     "data.data_dir",  # where the same images are found
     "data.path",  # a folder's or npz's new place: its images' fingerprint must match
     "data.tfds_dir",
+    "data.streaming",  # the two paths give the same batches in the same order
+    "data.memory_budget_mb",
     "eval",  # the whole section: what evaluate.py measures and draws
 )
 # Every other field is run-defining, fields added later included; under optim.schedule =

@@ -245,3 +245,13 @@ def test_a_streamed_run_trains_bitwise_like_the_in_memory_one_and_resumes(tiny_c
             np.testing.assert_array_equal(a, b)
     assert _read_metrics(tmp_path / "memory") == _read_metrics(tmp_path / "stream") \
         == _read_metrics(tmp_path / "resumed")
+    # a run may change path on resume (a machine with less memory): the same bits
+    for first, then in (("memory", "stream"), ("stream", "memory")):
+        workdir = str(tmp_path / f"{first}_then_{then}")
+        config.data.streaming, config.train.stop_after_steps = first, 21
+        assert int(train_and_evaluate(config, workdir).step) == 21
+        config.data.streaming, config.train.stop_after_steps = then, None
+        switched = train_and_evaluate(config, workdir)
+        for a, b in zip(_params(memory_state), _params(switched), strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert _read_metrics(tmp_path / "memory") == _read_metrics(workdir)

@@ -71,7 +71,8 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
             else:
                 why = ""
                 may = ("a resumed run may change only how long it runs, its learning rate, how "
-                       "it logs, saves and evaluates, and where its data lives")
+                       "it logs, saves and evaluates, and where its data lives and whether it "
+                       "streams")
             raise config_lib.ConfigError(
                 f"workdir {workdir!r} holds a run with {field}={value!r}, but the config says "
                 f"{wanted!r}{why}: use a new --workdir, or the same {field} ({may})")
