@@ -330,7 +330,10 @@ def test_two_folders_of_one_name_are_prepared_apart_and_a_second_prepare_waits(t
     plan = folder.plan_folder(tmp_path / "b" / "images", image_size=8)
     late = [folder.JaxaeFolder(config=folder.FolderConfig(name="late_8x8x3", plan=plan),
                                data_dir=tfds_dir) for _ in range(2)]
+    killed = os.path.join(os.path.dirname(os.fspath(late[0].data_path)), "incomplete.X_1.0.0")
+    os.makedirs(killed)  # what a preparation killed part-way leaves
     records.prepare(late[0], "image folder")
+    assert not os.path.exists(killed)
     info = os.path.join(os.fspath(late[0].data_path), "dataset_info.json")
     before = os.stat(info).st_mtime_ns
     records.prepare(late[1], "image folder")

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -203,10 +204,20 @@ def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None
     try:
         with _preparing(where):
             if not is_prepared(where):  # else another process did, while this one waited
+                _remove_unfinished(where)
                 builder.download_and_prepare(download_config=config, file_format=FILE_FORMAT)
     except PermissionError as e:
         raise DataError(f"{what} cannot be written into {builder.data_path} ({e.strerror}): "
                         "pass a writable --config.data.tfds_dir") from None
+
+
+def _remove_unfinished(where: str) -> None:
+    """Removes what a preparation killed part-way left beside `where` (TFDS's
+    incomplete.* folders): with the lock held, no other preparation is writing them."""
+    parent = os.path.dirname(where.rstrip(os.sep))
+    for name in os.listdir(parent):
+        if name.startswith("incomplete.") and os.path.isdir(os.path.join(parent, name)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
 @contextlib.contextmanager
