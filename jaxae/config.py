@@ -365,14 +365,19 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
              f"config.data.channels={channels!r} must be 1 (grey) or 3 (RGB), or unset")
 
 
+def data_path_kinds(config: ml_collections.ConfigDict) -> dict[str, str]:
+    """{field of config.data: "file", "folder" or "file or folder"} for the fields that name
+    something on disk: TFDS's data dir, and what the registered loader says it reads."""
+    name = config.data.name
+    declared = declared_paths(DATASETS.get(name)) if name in DATASETS.names() else {}
+    return {"tfds_dir": "folder", **declared}
+
+
 def check_data_paths(config: ml_collections.ConfigDict) -> None:
     """The data's location fields that name something on disk name the right kind of thing:
     a file given where a folder is read (or the reverse) is named as such, not as missing.
     A path that does not exist is left to the loader (it may be prepared, or downloaded)."""
-    name = config.data.name
-    declared = declared_paths(DATASETS.get(name)) if name in DATASETS.names() else {}
-    kinds = {"tfds_dir": "folder", **declared}  # what the registered loader says it reads
-    for field, kind in kinds.items():
+    for field, kind in data_path_kinds(config).items():
         path = config.data.get(field)
         if not path or not os.path.exists(path) or kind == "file or folder":
             continue

@@ -290,7 +290,7 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path) -> None
     assert data.train_images.shape == (12, 8, 8, 3) and data.test_images.shape == (3, 8, 8, 3)
     assert sorted(np.bincount(data.test_labels)) == [1, 1, 1]  # one in five per class
     grey = data.train_images[data.train_labels == 2]
-    assert (grey[..., 0] == grey[..., 1]).all() and "non-image files ignored" in data.source
+    assert (grey[..., 0] == grey[..., 1]).all() and "1 non-image file ignored" in data.source
     assert data.fingerprint.startswith("folder-sha256:")
     with pytest.raises(DataError) as excinfo:
         DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"))
@@ -306,9 +306,8 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path) -> None
     one_line(excinfo, "made from other files", "delete that folder")
 
 
-
-def test_two_folders_of_one_name_are_prepared_apart_and_a_second_prepare_waits(tmp_path
-                                                                               ) -> None:
+def test_two_folders_of_one_name_are_prepared_apart_and_a_second_prepare_waits(
+        tmp_path, capsys) -> None:
     from jaxae.data import records
 
     tfds_dir = str(tmp_path / "tfds")
@@ -325,21 +324,49 @@ def test_two_folders_of_one_name_are_prepared_apart_and_a_second_prepare_waits(t
     prepared = glob.glob(os.path.join(tfds_dir, "jaxae_folder", "images_*_8x8x3", "*",
                                       "dataset_info.json"))
     assert len(prepared) == 2
-    # a process whose builder was made before another prepared the set, as when two runs
-    # start at once on a new folder: it waits for the lock, then reads the other's files
+    # two runs start at once on a new folder: the second waits for the first's lock, then
+    # reads what it prepared, through a builder made before the files were there
     plan = folder.plan_folder(tmp_path / "b" / "images", image_size=8)
     late = [folder.JaxaeFolder(config=folder.FolderConfig(name="late_8x8x3", plan=plan),
                                data_dir=tfds_dir) for _ in range(2)]
-    killed = os.path.join(os.path.dirname(os.fspath(late[0].data_path)), "incomplete.X_1.0.0")
-    os.makedirs(killed)  # what a preparation killed part-way leaves
-    records.prepare(late[0], "image folder")
-    assert not os.path.exists(killed)
-    info = os.path.join(os.fspath(late[0].data_path), "dataset_info.json")
-    before = os.stat(info).st_mtime_ns
-    records.prepare(late[1], "image folder")
-    assert os.stat(info).st_mtime_ns == before  # not prepared a second time
-    split = records.PreparedSplit(os.fspath(late[1].data_path), "train", builder=late[1])
+    where = os.fspath(late[0].data_path)
+    outcome = []
+    with records._preparing(where, "the first"):
+        second = threading.Thread(
+            target=lambda: outcome.append(records.prepare(late[1], "the second")))
+        second.start()
+        second.join(0.5)
+        assert second.is_alive() and not outcome
+        assert "waiting for another process preparing the second" in capsys.readouterr().out
+        late[0].download_and_prepare(file_format=records.FILE_FORMAT)
+    second.join(10)
+    assert outcome == [False]  # found it prepared: not prepared a second time
+    split = records.PreparedSplit(where, "train", builder=late[1])
     assert len(split) == len(loaded[1].train_images)
+    # what a preparation killed part-way left is removed by the next
+    other = folder.JaxaeFolder(config=folder.FolderConfig(name="other_8x8x3", plan=plan),
+                               data_dir=tfds_dir)
+    killed = os.path.join(os.path.dirname(os.fspath(other.data_path)), "incomplete.Y_1.0.0")
+    os.makedirs(killed)
+    assert records.prepare(other, "image folder", remove_unfinished=True)
+    assert not os.path.exists(killed)
+
+
+def test_a_data_dir_without_file_locks_is_one_line(tmp_path, monkeypatch) -> None:
+    import errno
+
+    from jaxae.data import records
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(records.fcntl, "flock", no_locks)
+    make_image_folder(tmp_path / "pets")
+    with pytest.raises(DataError) as excinfo:
+        DATASETS.get("folder")(path=str(tmp_path / "pets"), tfds_dir=str(tmp_path / "tfds"),
+                               image_size=8)
+    one_line(excinfo, "cannot lock", ".jaxae_prepare.lock",
+             "pass a --config.data.tfds_dir on a file system with file locks")
 
 
 def test_an_empty_carved_test_split_names_a_fix_that_exists(tmp_path) -> None:
@@ -349,10 +376,16 @@ def test_an_empty_carved_test_split_names_a_fix_that_exists(tmp_path) -> None:
             save_png(tmp_path / "two" / name / f"{i}.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(DataError) as excinfo:
         folder.plan_folder(tmp_path / "one")
-    one_line(excinfo, "empty test split", "no class has two images", "add a test/ folder")
+    one_line(excinfo, "empty test split", "no class has two images",
+             "lay the folder out as train/<class>/ and test/<class>/")
+    os.renames(tmp_path / "one", tmp_path / "train_only" / "train")  # train/ without test/
+    with pytest.raises(DataError) as excinfo:
+        folder.plan_folder(tmp_path / "train_only")
+    one_line(excinfo, "no class has two images", "add a test/ folder beside train/")
     with pytest.raises(DataError) as excinfo:
         folder.plan_folder(tmp_path / "two", test_fraction=0.0)
     one_line(excinfo, "empty test split", "give a test_fraction above 0")
+
 
 def test_load_image_centre_crop_and_modes(tmp_path) -> None:
     stripes = np.zeros((10, 20, 3), np.uint8)
@@ -529,8 +562,6 @@ def test_unwritable_tfds_dir_is_one_line(tmp_path, monkeypatch) -> None:
             subprocess.run(["chattr", "-i", str(tfds_dir)], check=True)
         else:
             tfds_dir.chmod(0o755)
-
-
 
 
 def test_a_run_failing_on_data_leaves_no_workdir(tmp_path) -> None:

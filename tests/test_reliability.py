@@ -622,6 +622,22 @@ def test_a_relative_data_path_is_recorded_absolute_so_the_run_evaluates_from_any
     monkeypatch.chdir(tmp_path / "project")
     assert int(train_and_evaluate(config, workdir).step) == 4
 
+
+def test_only_the_data_fields_a_loader_reads_from_disk_are_recorded_absolute(tmp_path,
+                                                                             monkeypatch):
+    from jaxae.training.workdir import recorded_config
+
+    monkeypatch.chdir(tmp_path)
+    config = config_lib.base_config()
+    set_fields(config, {"data.name": "svhn_cropped", "data.path": "org/name",
+                        "data.data_dir": "gs://bucket/data", "data.tfds_dir": "tfds"})
+    recorded = recorded_config(config).data
+    assert (recorded.path, recorded.data_dir) == ("org/name", "gs://bucket/data")
+    assert recorded.tfds_dir == str(tmp_path / "tfds") and config.data.tfds_dir == "tfds"
+    set_fields(config, {"data.name": "npz", "data.path": "arrays.npz"})
+    assert recorded_config(config).data.path == str(tmp_path / "arrays.npz")
+
+
 def test_a_run_recorded_by_a_short_registered_name_resumes_under_its_located_name(tmp_path):
     from jaxae.training.workdir import prepare_workdir as prepare
 

@@ -53,7 +53,6 @@ def test_conv_models_train_and_evaluate_on_other_shapes(tmp_path, image_shape, m
     assert colour == (image_shape[-1] == 3)  # colour images are drawn in colour
 
 
-
 @pytest.mark.parametrize("model, num_test", [({"name": "dense_ae", "latent_dim": 1}, 16),
                                              ({"name": "dense_ae", "latent_dim": 3}, 1)])
 def test_a_one_dimensional_code_or_a_single_test_image_still_gets_its_scatter(
@@ -68,6 +67,7 @@ def test_a_one_dimensional_code_or_a_single_test_image_still_gets_its_scatter(
     assert "latent_scatter.png" in result["pictures"]
     assert os.path.isfile(os.path.join(workdir, "eval", "metrics.json"))
     assert matplotlib.image.imread(os.path.join(workdir, "eval", "latent_scatter.png")).ndim == 3
+
 
 def test_colour_pictures_and_many_classes(tmp_path):
     """RGB grids (reconstructions, samples) and manifolds are drawn in colour; with more

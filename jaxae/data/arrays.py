@@ -45,7 +45,8 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
     if train.shape[1:] != test.shape[1:]:
         raise DataError(f"{source}: train images {train.shape[1:]} and test images "
                         f"{test.shape[1:]} differ in shape: give both splits one shape (an npz's "
-                        "are brought to one by --config.data.image_size and channels)")
+                        "are brought to one by --config.data.image_size and "
+                        "--config.data.channels)")
     labels = []
     for split, images, given in (("train", train, train_labels), ("test", test, test_labels)):
         array = np.zeros(len(images), np.int32) if given is None else np.asarray(given)

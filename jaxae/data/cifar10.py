@@ -499,7 +499,7 @@ def load_cifar10(
         if manual_dir is not None:  # files are validated before TFDS writes anything
             builder.manual_data = read_cifar10(files.path)
             try:
-                prepare(builder, "CIFAR-10", manual_dir)
+                prepare(builder, "CIFAR-10", manual_dir, remove_unfinished=True)
             finally:
                 builder.manual_data = None
             how = f"prepared from {manual_dir}"
@@ -527,7 +527,7 @@ def _download(builder: JaxaeCifar10, download: bool) -> None:
             f"${ENV_VAR})"
         )
     try:
-        prepare(builder, "CIFAR-10")
+        prepare(builder, "CIFAR-10", remove_unfinished=True)
     except DataError:
         raise
     except Exception as e:  # any TFDS or network failure (checksum mismatch included)

@@ -76,7 +76,8 @@ class FolderPlan:
                f"(fraction {self.test_fraction}, seed {self.seed})"
                if self.layout != "train/test" else "train/ and test/ as given")
         resized = "resized and centre-cropped to" if self.resize else "native"
-        ignored = f"; {len(self.ignored)} non-image files ignored" if self.ignored else ""
+        ignored = (f"; {len(self.ignored)} non-image file{'s' if len(self.ignored) != 1 else ''}"
+                   " ignored" if self.ignored else "")
         classes = f"{len(self.class_names)} class{'es' if len(self.class_names) != 1 else ''}"
         return (f"image folder {self.root} ({classes}, {counts}, {how}; "
                 f"{resized} {h}x{w}x{c}{ignored})")
@@ -157,15 +158,14 @@ def _carve(
     return splits
 
 
-def _empty_split_fix(split: str, test_fraction: float) -> str:
-    """What to do about an empty split (a carved test split takes a share of each class of
-    two images or more)."""
-    if split != "test":
-        return "add images"
+def _empty_test_fix(layout: str, test_fraction: float) -> str:
+    """What to do about an empty carved test split (it takes a share of each class of two
+    images or more), for the folder's layout: class folders at the top, or train/ alone."""
+    given = ("add a test/ folder beside train/" if layout == "train"
+             else "lay the folder out as train/<class>/ and test/<class>/")
     if test_fraction == 0:
-        return "give a test_fraction above 0, or add a test/ folder"
-    return ("no class has two images to share between the splits: add images, or add a test/ "
-            "folder")
+        return f"give a test_fraction above 0, or {given}"
+    return f"no class has two images to share between the splits: add images, or {given}"
 
 
 def _infer_shape(
@@ -248,10 +248,11 @@ def plan_folder(
         classes = _class_files(root, "", ignored)
         class_names = tuple(classes)
         files, layout = _carve(classes, class_names, test_fraction, seed), "classes"
-    for split in SPLITS:
-        if not files[split]:
-            raise DataError(f"image folder {root} gives an empty {split} split: "
-                            + _empty_split_fix(split, test_fraction))
+    if not files["train"]:
+        raise DataError(f"image folder {root} gives an empty train split: add images")
+    if not files["test"]:
+        raise DataError(f"image folder {root} gives an empty test split: "
+                        + _empty_test_fix(layout, test_fraction))
     rels = [rel for split in SPLITS for rel, _ in files[split]]
     shape, resize = _infer_shape(root, rels, image_size, channels)
     files_sha256 = sha256_json(files_entries(root, rels))
@@ -305,7 +306,7 @@ class JaxaeFolder(tfds.core.GeneratorBasedBuilder):
 
 
 def _short_hash(root: str) -> str:
-    """Eight hex digits of the folder's absolute path."""
+    """The first eight hex digits of the sha256 of a folder's path."""
     return hashlib.sha256(root.encode()).hexdigest()[:8]
 
 
@@ -332,11 +333,11 @@ def load_folder(
 ) -> Dataset:
     """The image folder `path` as a Dataset, prepared into `tfds_dir` the first time.
 
-    `prepared_name` (default: the folder's name and a hash of its absolute path, so that two
+    `prepared_name` (default: the folder's name and a hash of its real path, so that two
     folders of one name have a set each) and the output shape name the prepared set
-    (`jaxae_folder/<name>_<H>x<W>x<C>`); when that set exists but was made from other files or
-    options, DataError says so. `streaming`, `memory_budget_mb`: see
-    `jaxae.data.dataset.should_stream`.
+    (`jaxae_folder/<prepared_name or folder name_hash>_<H>x<W>x<C>`); when that set exists
+    but was made from other files or options, DataError says so. `streaming`,
+    `memory_budget_mb`: see `jaxae.data.dataset.should_stream`.
     """
     if not path:
         raise DataError("data set folder needs a folder: set --config.data.path=FOLDER (of "
@@ -345,17 +346,17 @@ def load_folder(
                        test_fraction=test_fraction, seed=seed)
     name = prepared_name or os.path.basename(plan.root.rstrip(os.sep))
     # two folders of the same name (projA/images, projB/images) get a set each
-    config = config_name(prepared_name or f"{name}_{_short_hash(plan.root)}", plan.image_shape)
+    config = config_name(prepared_name or f"{name}_{_short_hash(os.path.realpath(plan.root))}",
+                         plan.image_shape)
     with _quiet_custom_config():
         builder = JaxaeFolder(config=FolderConfig(name=config, plan=plan), data_dir=tfds_dir)
     where = os.fspath(builder.data_path)
-    how = "prepared earlier"
-    if is_prepared(where):
-        _check_same_source(where, plan)
-    else:
-        prepare(builder, f"image folder {plan.root}")
-        _check_same_source(where, plan)  # another process may have prepared it meanwhile
+    if not is_prepared(where) and prepare(builder, f"image folder {plan.root}",
+                                          remove_unfinished=True):
         how = "prepared now"
+    else:  # earlier, or by another process while this one waited for it
+        _check_same_source(where, plan)
+        how = "prepared earlier"
     splits = [PreparedSplit(where, split, builder=builder) for split in SPLITS]
     return from_prepared(
         *splits, name=name, class_names=plan.class_names,

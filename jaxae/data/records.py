@@ -193,27 +193,33 @@ def check_writable(data_path: str | os.PathLike[str], what: str) -> None:
 PREPARE_LOCK = ".jaxae_prepare.lock"  # beside the version folders of a prepared set
 
 
-def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None = None
-            ) -> None:
+def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None = None, *,
+            remove_unfinished: bool = False) -> bool:
     """Prepare `builder` as array_record files (from `manual_dir` when given); an unwritable
-    data dir is one line. Processes preparing the same set at once take turns: the first
-    prepares it, the others find it prepared (TFDS alone would fail them on its rename)."""
+    data dir is one line. Processes preparing the same set at once take turns under a file
+    lock: the first prepares it, the others find it prepared (TFDS alone would fail them on
+    its rename). `remove_unfinished`: first remove the incomplete.* folders a preparation
+    killed part-way left (for jaxae's own builders, which only jaxae prepares, under the
+    lock). Returns whether this call prepared it (False: another process did meanwhile)."""
     check_writable(builder.data_path, what)
     config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     where = os.fspath(builder.data_path)
     try:
-        with _preparing(where):
-            if not is_prepared(where):  # else another process did, while this one waited
+        with _preparing(where, what):
+            if is_prepared(where):  # another process did, while this one waited
+                return False
+            if remove_unfinished:
                 _remove_unfinished(where)
-                builder.download_and_prepare(download_config=config, file_format=FILE_FORMAT)
+            builder.download_and_prepare(download_config=config, file_format=FILE_FORMAT)
+            return True
     except PermissionError as e:
         raise DataError(f"{what} cannot be written into {builder.data_path} ({e.strerror}): "
                         "pass a writable --config.data.tfds_dir") from None
 
 
 def _remove_unfinished(where: str) -> None:
-    """Removes what a preparation killed part-way left beside `where` (TFDS's
-    incomplete.* folders): with the lock held, no other preparation is writing them."""
+    """Removes TFDS's incomplete.* folders beside `where`: what a preparation killed
+    part-way left."""
     parent = os.path.dirname(where.rstrip(os.sep))
     for name in os.listdir(parent):
         if name.startswith("incomplete.") and os.path.isdir(os.path.join(parent, name)):
@@ -221,17 +227,28 @@ def _remove_unfinished(where: str) -> None:
 
 
 @contextlib.contextmanager
-def _preparing(where: str) -> Iterator[None]:
-    """Holds an exclusive lock (a POSIX file lock) on the prepared set's folder while it is
-    prepared."""
+def _preparing(where: str, what: str) -> Iterator[None]:
+    """Holds an exclusive lock (a POSIX file lock, on a file any user of a shared data dir
+    can open) beside the prepared set's folder while it is prepared; says so when it waits."""
     parent = os.path.dirname(where.rstrip(os.sep))
     os.makedirs(parent, exist_ok=True)
-    with open(os.path.join(parent, PREPARE_LOCK), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    path = os.path.join(parent, PREPARE_LOCK)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
         try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process preparing {what} ({path})", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as e:
+        os.close(fd)
+        raise DataError(f"cannot lock {path} ({e.strerror}): pass a --config.data.tfds_dir on "
+                        "a file system with file locks") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 # --- reading -----------------------------------------------------------------------------------

@@ -190,7 +190,8 @@ def _is_prepared(builder: JaxaeImages) -> bool:
 
 def _prepare(builder: JaxaeImages, manual_dir: str | None) -> None:
     """Write the array_record files, from `manual_dir` when given, else from a TFDS download."""
-    prepare(builder, f"data set {builder.builder_config.name}", manual_dir)
+    prepare(builder, f"data set {builder.builder_config.name}", manual_dir,
+            remove_unfinished=True)
 
 
 def _prepare_from_folder(name: str, builder: JaxaeImages, folder: str) -> None:

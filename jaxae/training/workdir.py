@@ -71,7 +71,7 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
             else:
                 why = ""
                 may = ("a resumed run may change only how long it runs, its learning rate, how "
-                       "it logs, saves and evaluates, and where its data lives and whether it "
+                       "it logs, saves and evaluates, where its data lives, and whether it "
                        "streams")
             raise config_lib.ConfigError(
                 f"workdir {workdir!r} holds a run with {field}={value!r}, but the config says "
@@ -202,16 +202,15 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict,
     write_whole(os.path.join(workdir, ENVIRONMENT_FILE), json.dumps(environment, indent=2))
 
 
-DATA_PATH_FIELDS = ("path", "data_dir", "tfds_dir")  # of config.data
-
-
 def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The config as config.json records it: its data paths made absolute, so that the run
-    resumes and evaluates from any folder."""
+    """The config as config.json records it: the data's paths on disk (those its loader
+    declares, and TFDS's data dir) made absolute, so that the run resumes and evaluates from
+    any folder. A URL is left as it is."""
     recorded = copy.deepcopy(config)
-    for field in DATA_PATH_FIELDS:
+    for field in config_lib.data_path_kinds(config):
         value = recorded.data.get(field)
-        if isinstance(value, str) and value and not os.path.isabs(value):
+        if isinstance(value, str) and value and "://" not in value and \
+                not os.path.isabs(value):
             recorded.data[field] = os.path.abspath(value)
     return recorded
 
