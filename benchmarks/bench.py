@@ -575,7 +575,7 @@ class OneLineErrors(argparse.ArgumentParser):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineErrors(prog="python -m benchmarks.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", default="throughput",
                         help="comma-separated: " + ", ".join(MODES))
     parser.add_argument("--models", default=None,
@@ -672,14 +672,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                ("--background-load", args.background_load, 0)):
         if value is not None and value < least:
             parser.error(f"{flag} {value}: give {least} or more")
-    if "quality" in args.mode.split(",") and args.models:
+    if "quality" in args.mode.split(","):
         from benchmarks import quality
-        for model in args.models.split(","):
+        for model in args.models.split(",") if args.models else ():
             try:
                 quality.pairing_name(model)
             except ValueError as error:
                 parser.error(f"--mode quality: {error}")
-    if "quality" in args.mode.split(","):
         check_peer_args(parser, args, required=True)  # it races the peer
     check_output_paths(parser, args)
     return args

@@ -314,7 +314,7 @@ def table(rows: list[dict]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineErrors(prog="python -m benchmarks.parity", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peer-python", default=None,
                         help="a Python with torch installed (see the README); required")
     parser.add_argument("--peer-script", default=None, metavar="PATH",

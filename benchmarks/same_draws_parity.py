@@ -81,8 +81,8 @@ def jaxae_from_draws(draws: dict, config: ml_collections.ConfigDict, model_name:
 
 def main() -> None:
     parser = OneLineErrors(prog="python -m benchmarks.same_draws_parity",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                           description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peer-python", default=None,
                         help="a Python with torch installed; required")
     parser.add_argument("--peer-script", default=None, metavar="PATH",

@@ -621,6 +621,10 @@ def test_a_relative_data_path_is_recorded_absolute_so_the_run_evaluates_from_any
     config.train.num_epochs = 2  # a relative path given again on resume, from its own folder
     monkeypatch.chdir(tmp_path / "project")
     assert int(train_and_evaluate(config, workdir).step) == 4
+    os.remove(tmp_path / "project" / "photos" / "a" / "0.png")  # the same place, other images
+    config.train.num_epochs, config.data.tfds_dir = 3, "tfds_again"  # prepared afresh
+    with pytest.raises(config_lib.ConfigError, match="restore the run's images, or train a new"):
+        train_and_evaluate(config, workdir)
 
 
 def test_only_the_data_fields_a_loader_reads_from_disk_are_recorded_absolute(tmp_path,

@@ -340,15 +340,21 @@ def check_same_data(workdir: str, data: ml_collections.ConfigDict, fingerprint: 
         recorded = ""
     path = data.get("path")
     back = f"point --config.data.path back at {saved_path!r}"
+    moved = _place(path) != _place(saved_path)  # config.json records it absolute
     if recorded and recorded != fingerprint:
         where = f"data.path={path!r}" if path else f"config.data ({data.name})"
-        fix = f"{back}, or at a copy of them" if path != saved_path else (
+        fix = f"{back}, or at a copy of them" if moved else (
             "restore the run's images, or train a new run on these in a new --workdir")
         raise config_lib.ConfigError(
             f"the images at {where} are not those the run in {workdir!r} trained on (other "
             f"files or options): {fix}")
-    if not recorded and path != saved_path:
+    if not recorded and moved:
         raise config_lib.ConfigError(
             f"the run in {workdir!r} trained on data.path={saved_path!r} and records no "
             f"fingerprint of those images to check {path!r} against (it predates that "
             f"record): {back}; a run resumed there records it")
+
+
+def _place(path: str | None) -> str | None:
+    """A data.path as the place it names: relative paths resolved from the current folder."""
+    return os.path.abspath(path) if path else path
