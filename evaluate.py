@@ -2,8 +2,9 @@
 
 Reloads the newest intact Orbax checkpoint (or --step) and the run's config.json, then
 writes metrics.json and the pictures that apply to its model (reconstructions, samples,
-manifold, latent scatter) as PNG files into <workdir>/eval (or --eval_dir). Safe while the
-run trains: it reads a checkpoint that stays (a step deleted meanwhile is not "damaged").
+manifold, latent scatter) as PNG files into <workdir>/eval (<workdir>/eval_step_N for
+--step=N, so one never overwrites the other; or --eval_dir). Safe while the run trains: it
+reads a checkpoint that stays (a step deleted meanwhile is not "damaged").
 
 What is measured can be changed without retraining, e.g. --config.eval.iwae_samples='(1, 50)'
 --config.eval.iwae_images=500 (the fields of config.eval, and where the data lives:
@@ -28,7 +29,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder of a run made by train.py.")
 flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the newest).")
 flags.DEFINE_string("eval_dir", None, "Where to write metrics.json and the pictures "
-                    "(default: <workdir>/eval).")
+                    "(default: <workdir>/eval, or <workdir>/eval_step_N "
+                    "for --step=N).")
 flags.mark_flags_as_required(["workdir"])
 cli.define_eval_overrides()
 

@@ -191,6 +191,19 @@ def test_resuming_a_workdir_with_another_model_is_refused(tiny_config, tmp_path)
         train_and_evaluate(tiny_config(**short, **{"model.latent_dim": 2}), str(tmp_path))
 
 
+def test_evaluating_an_older_step_keeps_the_newest_evaluation(tiny_config, tmp_path):
+    train_and_evaluate(tiny_config(**{"data.train_size": 64, "data.test_size": 64}),
+                       str(tmp_path))
+    assert evaluate_workdir(str(tmp_path))["step"] == 4
+    newest = (tmp_path / "eval" / "metrics.json").read_bytes()
+    older = evaluate_workdir(str(tmp_path), 2)
+    assert older["step"] == 2
+    with open(tmp_path / "eval_step_2" / "metrics.json") as f:
+        assert json.load(f)["test_loss"] == older["test_loss"]
+    assert (tmp_path / "eval_step_2" / "reconstructions.png").is_file()
+    assert (tmp_path / "eval" / "metrics.json").read_bytes() == newest  # not overwritten
+
+
 def test_evaluating_an_empty_workdir_says_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no run"):
         evaluate_workdir(str(tmp_path))

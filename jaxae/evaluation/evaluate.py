@@ -93,12 +93,18 @@ def _writable_out_dir(out_dir: str) -> None:
             "can write to, to write the evaluation there") from None
 
 
+def eval_dir(workdir: str, step: int | None = None) -> str:
+    """Where an evaluation writes by default: `<workdir>/eval` for the newest checkpoint,
+    `<workdir>/eval_step_<step>` for a chosen one, so that it never overwrites the other."""
+    return os.path.join(workdir, "eval" if step is None else f"eval_step_{step}")
+
+
 def evaluate_workdir(workdir: str, step: int | None = None,
                      overrides: dict[str, object] | None = None, out_dir: str | None = None
                      ) -> dict:
     """Reloads a run's checkpoint (newest intact, or `step`) and writes `metrics.json` and
-    the pictures that apply to its model into `out_dir` (default `<workdir>/eval`); returns
-    the metrics. `overrides` change evaluation fields (OVERRIDABLE) of the run's config.
+    the pictures that apply to its model into `out_dir` (default `eval_dir(workdir, step)`);
+    returns the metrics. `overrides` change evaluation fields (OVERRIDABLE) of the run's config.
 
     Safe while the run trains in the workdir: the steps are listed when the checkpoint is
     picked, and a step deleted while it is read is not damage (the next newest is read).
@@ -109,7 +115,7 @@ def evaluate_workdir(workdir: str, step: int | None = None,
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is a file, not the folder of the run's checkpoints: "
                                 "move it away and put the run's checkpoints folder there")
-    out_dir = out_dir or os.path.join(workdir, "eval")
+    out_dir = out_dir or eval_dir(workdir, step)
     _writable_out_dir(out_dir)
     manager = checkpoints.make_manager(folder, read_only=True)
     try:
