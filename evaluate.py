@@ -42,9 +42,9 @@ def main(argv: list[str]) -> None:
         sys.path.insert(1, os.getcwd())
     from jaxae.evaluation.evaluate import evaluate_workdir
 
-    metrics = cli.run(evaluate_workdir, FLAGS.workdir, FLAGS.step,
-                      overrides=cli.eval_overrides(sys.argv), out_dir=FLAGS.eval_dir,
-                      entry_point=True)
+    metrics = cli.run(evaluate_workdir, cli.user_path(FLAGS.workdir), FLAGS.step,
+                      overrides=cli.eval_overrides(sys.argv),
+                      out_dir=cli.user_path(FLAGS.eval_dir), entry_point=True)
     print(json.dumps(metrics, indent=2))
 
 

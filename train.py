@@ -34,7 +34,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    cli.run(train, cli.loaded_config(), FLAGS.workdir, entry_point=True)
+    cli.run(train, cli.loaded_config(), cli.user_path(FLAGS.workdir), entry_point=True)
 
 
 if __name__ == "__main__":

@@ -492,12 +492,15 @@ def loaded_config(flag_values: flags.FlagValues = flags.FLAGS) -> ml_collections
     """The --config flag's config, with each model or task name made findable from anywhere,
     so that the workdir's config.json names the same code: a relative `file.py:Name` made
     absolute (beside the config file, else in the current directory; a file in both places is
-    an error), and a name registered by the user's own module made `its_file.py:name`."""
+    an error), and a name registered by the user's own module made `its_file.py:name`. A
+    data path's leading `~` is made the home folder (`config.expand_home`)."""
+    from jaxae.config import expand_home
     from jaxae.models import MODELS
     from jaxae.registry import locatable_name
     from jaxae.tasks import TASKS
 
     config = flag_values.config
+    expand_home(config)
     config_file = config_flags.get_config_filename(flag_values["config"])
     beside = os.path.dirname(os.path.abspath(config_file)) if config_file else os.getcwd()
     for section, registry in (("model", MODELS), ("task", TASKS)):
@@ -554,6 +557,12 @@ def _flag_value(argv: Sequence[str], name: str) -> str | None:
     return None
 
 
+def user_path(path: str | None) -> str | None:
+    """A path flag with a leading `~` made the user's home folder: the shell leaves the `~`
+    of `--workdir=~/runs` as it is."""
+    return os.path.expanduser(path) if path else path
+
+
 def refuse_busy_workdir(argv: Sequence[str] | None = None) -> None:
     """Exits with the one-line error when --workdir names a workdir that another training
     run holds, before train.py imports JAX: the refusal is then immediate. The trainer still
@@ -561,7 +570,7 @@ def refuse_busy_workdir(argv: Sequence[str] | None = None) -> None:
     coordinator set) leaves it to the trainer, whose process 0 holds the lock for all."""
     if os.environ.get("JAX_COORDINATOR_ADDRESS"):
         return
-    workdir = _flag_value(sys.argv if argv is None else argv, "workdir")
+    workdir = user_path(_flag_value(sys.argv if argv is None else argv, "workdir"))
     if workdir and (message := lock.busy(workdir)) is not None:
         print(f"error: {message}", file=sys.stderr, flush=True)
         sys.exit(EXIT_ERROR)

@@ -373,6 +373,17 @@ def data_path_kinds(config: ml_collections.ConfigDict) -> dict[str, str]:
     return {"tfds_dir": "folder", **declared}
 
 
+def expand_home(config: ml_collections.ConfigDict) -> None:
+    """Makes a leading `~` of each data field that names something on disk (data_path_kinds)
+    the user's home folder, as a shell would: `--config.data.path=~/photos` reaches Python
+    unexpanded (the shell expands only a word's first `~`)."""
+    for field in data_path_kinds(config):
+        value = config.data.get(field)
+        if isinstance(value, str) and value.startswith("~"):
+            with config.data.unlocked():
+                config.data[field] = os.path.expanduser(value)
+
+
 def check_data_paths(config: ml_collections.ConfigDict) -> None:
     """The data's location fields that name something on disk name the right kind of thing:
     a file given where a folder is read (or the reverse) is named as such, not as missing.

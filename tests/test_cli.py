@@ -393,3 +393,22 @@ def test_builder_options_and_float_fields_are_overridable_at_their_defaults(tmp_
     code, flag_values = parse(argv, config_flag)
     assert code == 0, capsys.readouterr().err
     assert flag_values.config.model.scale == 0.5
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+def test_a_leading_tilde_in_a_path_is_the_home_folder(tmp_path, monkeypatch):
+    """The shell leaves the `~` of `--workdir=~/runs` and `--config.data.path=~/photos`."""
+    from jaxae import config as config_lib
+    from jaxae.evaluation import evaluate
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, flag_values = parse(["train.py", f"--config={ROOT}/configs/test.py",
+                               "--config.data.name=folder", "--config.data.path=~/photos",
+                               "--config.data.tfds_dir=~/tfds"], config_flag)
+    assert code == 0
+    config = cli.loaded_config(flag_values)
+    assert (config.data.path, config.data.tfds_dir) == (f"{tmp_path}/photos", f"{tmp_path}/tfds")
+    assert cli.user_path("~/runs/a") == f"{tmp_path}/runs/a" and cli.user_path(None) is None
+    run_config = config_lib.base_config()
+    evaluate.apply_overrides(run_config, {"data.tfds_dir": "~/moved", "eval.num_images": 4})
+    assert run_config.data.tfds_dir == f"{tmp_path}/moved"

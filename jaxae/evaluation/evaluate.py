@@ -79,6 +79,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, obje
             raise config_lib.ConfigError(f"unknown config field config.{path}")
         with node.unlocked():
             node[field] = value
+    config_lib.expand_home(config)
     config_lib.validate(config)
 
 
