@@ -511,6 +511,46 @@ def test_prepared_mnist_from_other_files_is_caught(tmp_path, monkeypatch) -> Non
     np.testing.assert_array_equal(again.train_images, data.train_images)
 
 
+def _another_process_prepares_first(module, monkeypatch, attribute: str, folder: Path,
+                                    data) -> None:
+    """Make `module.prepare` act as when another process, preparing the set from `folder`
+    (read as `data`, the builder's `attribute`), held the lock first: it prepares that, then
+    this call finds it prepared."""
+    real = module.prepare
+
+    def waited(builder, what, manual_dir=None, **options):
+        mine = getattr(builder, attribute)
+        setattr(builder, attribute, data)
+        assert real(builder, what, str(folder), **options)  # the other process's
+        setattr(builder, attribute, mine)
+        return real(builder, what, manual_dir, **options)  # this one's: found prepared
+
+    monkeypatch.setattr(module, "prepare", waited)
+
+
+def test_a_set_another_process_prepared_meanwhile_is_checked_as_one_prepared_earlier(
+        tmp_path, monkeypatch) -> None:
+    from jaxae.data import sources
+    from jaxae.data.builder import read_idx_files
+
+    monkeypatch.delenv("JAXAE_MNIST_DIR", raising=False)
+    mine, theirs = write_folder(tmp_path / "mine"), write_folder(tmp_path / "theirs", n_train=6)
+    _another_process_prepares_first(sources, monkeypatch, "manual_files", theirs,
+                                    read_idx_files(str(theirs)))
+    with pytest.raises(DataError) as excinfo:
+        load_dataset("mnist", data_dir=str(mine), tfds_dir=str(tmp_path / "tfds"))
+    one_line(excinfo, f"made from IDX files in {theirs}", f"not from the IDX files in {mine}")
+    same = load_dataset("mnist", data_dir=str(theirs), tfds_dir=str(tmp_path / "tfds2"))
+    assert "prepared earlier from IDX files in" in same.source and len(same.train_images) == 6
+    write_cifar_python(tmp_path / "my_cifar", seed=1)
+    write_cifar_python(tmp_path / "their_cifar", seed=2)
+    _another_process_prepares_first(cifar10, monkeypatch, "manual_data", tmp_path / "their_cifar",
+                                    cifar10.read_cifar10(str(tmp_path / "their_cifar")))
+    with pytest.raises(DataError) as excinfo:
+        load_dataset_cifar(tmp_path / "tfds", tmp_path / "my_cifar")
+    one_line(excinfo, "was made from", str(tmp_path / "their_cifar"), str(tmp_path / "my_cifar"))
+
+
 def test_fashion_mnist_given_as_mnist_is_refused(tmp_path, monkeypatch) -> None:
     """The Fashion-MNIST IDX files the suite trains on (Debian's, recompressed: other
     checksums; or the published ones) given as MNIST are told by their labels or checksums;

@@ -490,23 +490,23 @@ def load_cifar10(
     if manual_dir is not None:
         files = find_cifar10(manual_dir)  # DataError when absent or unrecognised
     where = os.fspath(builder.data_path)
-    if is_prepared(where):
-        record = read_source_record(where)
-        if manual_dir is not None:
-            _check_same_data(builder, files, record)
-        how = "prepared earlier"
-    else:
+    prepared_now = False
+    if not is_prepared(where):
         if manual_dir is not None:  # files are validated before TFDS writes anything
             builder.manual_data = read_cifar10(files.path)
             try:
-                prepare(builder, "CIFAR-10", manual_dir, remove_unfinished=True)
+                prepared_now = prepare(builder, "CIFAR-10", manual_dir, remove_unfinished=True)
             finally:
                 builder.manual_data = None
             how = f"prepared from {manual_dir}"
         else:
-            _download(builder, download)
+            prepared_now = _download(builder, download)
             how = f"downloaded from {ARCHIVE_URL}"
-        record = read_source_record(where)
+    record = read_source_record(where)
+    if not prepared_now:  # earlier, or by another process while this one waited for it
+        if manual_dir is not None:
+            _check_same_data(builder, files, record)
+        how = "prepared earlier"
     splits = [PreparedSplit(where, split, options=options, builder=builder) for split in SPLITS]
     change = options.describe(splits[0].stored_shape)
     return from_prepared(
@@ -517,8 +517,9 @@ def load_cifar10(
         streaming=streaming, memory_budget_mb=memory_budget_mb)
 
 
-def _download(builder: JaxaeCifar10, download: bool) -> None:
-    """Let TFDS download the canonical archive (size and sha256 checked) and prepare it."""
+def _download(builder: JaxaeCifar10, download: bool) -> bool:
+    """Let TFDS download the canonical archive (size and sha256 checked) and prepare it;
+    False when another process prepared it meanwhile (`records.prepare`)."""
     if not download or not host_reachable(ARCHIVE_URL):
         reason = "downloads are off" if not download else "www.cs.toronto.edu is unreachable"
         raise DataError(
@@ -527,7 +528,7 @@ def _download(builder: JaxaeCifar10, download: bool) -> None:
             f"${ENV_VAR})"
         )
     try:
-        prepare(builder, "CIFAR-10", remove_unfinished=True)
+        return prepare(builder, "CIFAR-10", remove_unfinished=True)
     except DataError:
         raise
     except Exception as e:  # any TFDS or network failure (checksum mismatch included)

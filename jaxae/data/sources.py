@@ -188,20 +188,21 @@ def _is_prepared(builder: JaxaeImages) -> bool:
     return (builder.data_path / "dataset_info.json").exists() and builder.is_prepared()
 
 
-def _prepare(builder: JaxaeImages, manual_dir: str | None) -> None:
-    """Write the array_record files, from `manual_dir` when given, else from a TFDS download."""
-    prepare(builder, f"data set {builder.builder_config.name}", manual_dir,
+def _prepare(builder: JaxaeImages, manual_dir: str | None) -> bool:
+    """Write the array_record files, from `manual_dir` when given, else from a TFDS download;
+    False when another process prepared them meanwhile (`records.prepare`)."""
+    return prepare(builder, f"data set {builder.builder_config.name}", manual_dir,
             remove_unfinished=True)
 
 
-def _prepare_from_folder(name: str, builder: JaxaeImages, folder: str) -> None:
+def _prepare_from_folder(name: str, builder: JaxaeImages, folder: str) -> bool:
     """Prepare `name` from the IDX files of `folder`, validated and identified first (before
-    TFDS writes anything), each file read once for both."""
+    TFDS writes anything), each file read once for both; False as `_prepare`."""
     files = read_idx_files(folder)
     identify_idx_files(name, folder, files)
     builder.manual_files = files
     try:
-        _prepare(builder, manual_dir=folder)
+        return _prepare(builder, manual_dir=folder)
     finally:
         builder.manual_files = None
 
@@ -218,13 +219,14 @@ def _offline_error(name: str, config: JaxaeImagesConfig, builder: JaxaeImages) -
     )
 
 
-def _download(name: str, builder: JaxaeImages) -> None:
-    """Let TFDS download (checksums verified) and prepare `name`; failures become DataError."""
+def _download(name: str, builder: JaxaeImages) -> bool:
+    """Let TFDS download (checksums verified) and prepare `name`; failures become DataError;
+    False as `_prepare`."""
     config = _config(name)
     if not host_reachable(config.base_url):
         raise _offline_error(name, config, builder)
     try:
-        _prepare(builder, manual_dir=None)
+        return _prepare(builder, manual_dir=None)
     except DataError:
         raise
     except Exception as e:  # any TFDS or network failure: same one-line hint
@@ -278,23 +280,21 @@ def load_dataset(
     options = ImageOptions(image_size, channels)
     builder = _builder(name, tfds_dir)
     where = os.fspath(builder.data_path)
-    if _is_prepared(builder):
-        how = "prepared earlier"
-        record = read_source_record(where)
+    prepared_now = False
+    if not _is_prepared(builder):
+        if (found := find_idx_dir(name, data_dir)) is not None:
+            folder, origin = found
+            prepared_now = _prepare_from_folder(name, builder, folder)
+            how = f"prepared from {folder}, {origin}"
+        else:
+            prepared_now = _download(name, builder)
+            how = f"downloaded from {config.base_url}"
+    record = read_source_record(where)
+    if not prepared_now:  # earlier, or by another process while this one waited for it
         requested = requested_idx_dir(name, data_dir)
         if requested is not None:
             _check_same_source(name, builder, *requested, record)
-        if record.get("source"):
-            how += f" from {record['source']}"
-    else:
-        if (found := find_idx_dir(name, data_dir)) is not None:
-            folder, origin = found
-            _prepare_from_folder(name, builder, folder)
-            how = f"prepared from {folder}, {origin}"
-        else:
-            _download(name, builder)
-            how = f"downloaded from {config.base_url}"
-        record = read_source_record(where)
+        how = "prepared earlier" + (f" from {record['source']}" if record.get("source") else "")
     splits = [PreparedSplit(where, split, options=options, builder=builder) for split in SPLITS]
     change = options.describe(splits[0].stored_shape)
     return from_prepared(
