@@ -290,7 +290,8 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path) -> None
     assert data.train_images.shape == (12, 8, 8, 3) and data.test_images.shape == (3, 8, 8, 3)
     assert sorted(np.bincount(data.test_labels)) == [1, 1, 1]  # one in five per class
     grey = data.train_images[data.train_labels == 2]
-    assert (grey[..., 0] == grey[..., 1]).all() and "1 non-image file ignored" in data.source
+    assert (grey[..., 0] == grey[..., 1]).all()
+    assert "1 non-image file ignored, e.g. README.txt" in data.source
     assert data.fingerprint.startswith("folder-sha256:")
     with pytest.raises(DataError) as excinfo:
         DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"))
@@ -304,6 +305,23 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path) -> None
         DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"), image_size=8,
                                channels=3)
     one_line(excinfo, "made from other files", "delete that folder")
+
+
+@pytest.mark.parametrize("extension", [".bmp", ".ppm", ".tif", ".webp"])
+def test_folder_reads_the_lossless_formats_imagefolder_reads(tmp_path, extension) -> None:
+    rng = np.random.default_rng(0)
+    images = {name: [rng.integers(0, 256, (6, 5, 3), np.uint8) for _ in range(3)]
+              for name in ("a", "b")}
+    for name, arrays in images.items():
+        for i, array in enumerate(arrays):
+            (tmp_path / "shots" / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(tmp_path / "shots" / name / f"{i}{extension}",
+                                        **({"lossless": True} if extension == ".webp" else {}))
+    data = DATASETS.get("folder")(path=str(tmp_path / "shots"), tfds_dir=str(tmp_path / "tfds"))
+    assert data.class_names == ("a", "b") and "ignored" not in data.source
+    assert len(data.train_images) + len(data.test_images) == 6
+    read = sorted(map(bytes, np.concatenate([data.train_images, data.test_images])))
+    assert read == sorted(bytes(a) for arrays in images.values() for a in arrays)
 
 
 def test_two_folders_of_one_name_are_prepared_apart_and_a_second_prepare_waits(

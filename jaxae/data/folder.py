@@ -1,8 +1,10 @@
-"""TFDS builder `jaxae_folder`: a local ImageFolder (PNG / JPEG) as raw uint8 array_record files.
+"""TFDS builder `jaxae_folder`: a local ImageFolder as raw uint8 array_record files.
 
-`--config.data.name=folder --config.data.path=FOLDER`. Layouts (class sub-folders give the
-labels; class names are the folder names, sorted):
-  root/<class>/**/*.png|jpg|jpeg                       a test split is carved: fixed, seeded
+`--config.data.name=folder --config.data.path=FOLDER`. The images are the files whose
+extension torchvision's ImageFolder reads (IMAGE_EXTENSIONS); other files are ignored, and
+counted in the source's description. Layouts (class sub-folders give the labels; class names
+are the folder names, sorted):
+  root/<class>/**/*.png|jpg|...                        a test split is carved: fixed, seeded
   root/train/<class>/... and root/test/<class>/...     the given split
   root/train/<class>/... alone                         a test split is carved from train/
 Options: `image_size` S: resize so the image covers SxS then centre-crop; `channels` 1 or 3:
@@ -45,7 +47,8 @@ from jaxae.data.records import (
 )
 
 SPLITS = ("train", "test")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+FORMATS = "PNG, JPEG, BMP, PPM, PGM, TIFF or WebP"
 FORMAT_VERSION = 1  # bump when decoding / resizing changes, so prepared sets are re-made
 BUILDER_NAME = "jaxae_folder"
 VERSION = "1.0.0"
@@ -66,7 +69,7 @@ class FolderPlan:
     seed: int
     files_sha256: str
     fingerprint: str
-    ignored: tuple[str, ...]  # relative paths of files that are not PNG / JPEG
+    ignored: tuple[str, ...]  # relative paths of files not of IMAGE_EXTENSIONS
 
     def describe(self) -> str:
         """Return a one-line human description of the source and the options."""
@@ -77,7 +80,7 @@ class FolderPlan:
                if self.layout != "train/test" else "train/ and test/ as given")
         resized = "resized and centre-cropped to" if self.resize else "native"
         ignored = (f"; {len(self.ignored)} non-image file{'s' if len(self.ignored) != 1 else ''}"
-                   " ignored" if self.ignored else "")
+                   f" ignored, e.g. {self.ignored[0]}" if self.ignored else "")
         classes = f"{len(self.class_names)} class{'es' if len(self.class_names) != 1 else ''}"
         return (f"image folder {self.root} ({classes}, {counts}, {how}; "
                 f"{resized} {h}x{w}x{c}{ignored})")
@@ -127,7 +130,7 @@ def _class_files(
         ignored += other
         if not images:
             raise DataError(
-                f"class folder {os.path.join(folder, name)} holds no PNG or JPEG images: add "
+                f"class folder {os.path.join(folder, name)} holds no {FORMATS} images: add "
                 "some or remove the folder"
             )
         classes[name] = images
@@ -212,7 +215,7 @@ def plan_folder(
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
         raise DataError(f"image folder {root} does not exist: point --config.data.path at a "
-                        "folder of <class>/ sub-folders of PNG or JPEG images")
+                        f"folder of <class>/ sub-folders of {FORMATS} images")
     if channels not in (None, 1, 3):
         raise DataError(f"channels={channels!r} is not supported: use 1 (grey) or 3 (RGB)")
     if image_size is not None and image_size < 1:
@@ -341,7 +344,7 @@ def load_folder(
     """
     if not path:
         raise DataError("data set folder needs a folder: set --config.data.path=FOLDER (of "
-                        "<class>/ sub-folders of PNG or JPEG images)")
+                        f"<class>/ sub-folders of {FORMATS} images)")
     plan = plan_folder(path, image_size=image_size, channels=channels,
                        test_fraction=test_fraction, seed=seed)
     name = prepared_name or os.path.basename(plan.root.rstrip(os.sep))
