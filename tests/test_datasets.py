@@ -308,7 +308,8 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path) -> None
 
 
 @pytest.mark.parametrize("extension", [".bmp", ".ppm", ".tif", ".webp"])
-def test_folder_reads_the_lossless_formats_imagefolder_reads(tmp_path, extension) -> None:
+def test_folder_reads_the_lossless_formats_imagefolder_reads(tmp_path, extension,
+                                                             capsys) -> None:
     rng = np.random.default_rng(0)
     images = {name: [rng.integers(0, 256, (6, 5, 3), np.uint8) for _ in range(3)]
               for name in ("a", "b")}
@@ -319,6 +320,9 @@ def test_folder_reads_the_lossless_formats_imagefolder_reads(tmp_path, extension
                                         **({"lossless": True} if extension == ".webp" else {}))
     data = DATASETS.get("folder")(path=str(tmp_path / "shots"), tfds_dir=str(tmp_path / "tfds"))
     assert data.class_names == ("a", "b") and "ignored" not in data.source
+    out = capsys.readouterr().out  # what is prepared, from where; not TFDS's "Downloading"
+    assert f"preparing image folder {tmp_path / 'shots'} into {tmp_path / 'tfds'}" in out
+    assert "prepared image folder" in out and "Downloading" not in out
     assert len(data.train_images) + len(data.test_images) == 6
     read = sorted(map(bytes, np.concatenate([data.train_images, data.test_images])))
     assert read == sorted(bytes(a) for arrays in images.values() for a in arrays)
@@ -366,7 +370,7 @@ def test_two_folders_of_one_name_are_prepared_apart_and_a_second_prepare_waits(
                                data_dir=tfds_dir)
     killed = os.path.join(os.path.dirname(os.fspath(other.data_path)), "incomplete.Y_1.0.0")
     os.makedirs(killed)
-    assert records.prepare(other, "image folder", remove_unfinished=True)
+    assert records.prepare(other, "image folder")
     assert not os.path.exists(killed)
 
 

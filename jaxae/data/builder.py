@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from jaxae.data import idx
 from jaxae.data.records import (
+    JaxaeBuilder,
     array_examples,
     arrays_sha256,
     bytes_entry,
@@ -174,7 +175,7 @@ def _all_url_infos() -> dict[str, Any]:
     return infos
 
 
-class JaxaeImages(tfds.core.GeneratorBasedBuilder):
+class JaxaeImages(JaxaeBuilder):
     """MNIST / Fashion-MNIST from the canonical IDX files, downloaded or taken from manual_dir."""
 
     VERSION = tfds.core.Version("1.0.0")

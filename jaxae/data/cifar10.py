@@ -36,6 +36,7 @@ from jaxae.data.dataset import Dataset, from_prepared, reads_paths
 from jaxae.data.idx import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
+    JaxaeBuilder,
     PreparedSplit,
     Sha256Reader,
     array_examples,
@@ -403,7 +404,7 @@ def content_sha256(splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
     return digest.hexdigest()
 
 
-class JaxaeCifar10(tfds.core.GeneratorBasedBuilder):
+class JaxaeCifar10(JaxaeBuilder):
     """CIFAR-10 from the canonical python-pickle archive, downloaded or taken from manual_dir."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -495,7 +496,7 @@ def load_cifar10(
         if manual_dir is not None:  # files are validated before TFDS writes anything
             builder.manual_data = read_cifar10(files.path)
             try:
-                prepared_now = prepare(builder, "CIFAR-10", manual_dir, remove_unfinished=True)
+                prepared_now = prepare(builder, "CIFAR-10", manual_dir)
             finally:
                 builder.manual_data = None
             how = f"prepared from {manual_dir}"
@@ -528,7 +529,7 @@ def _download(builder: JaxaeCifar10, download: bool) -> bool:
             f"${ENV_VAR})"
         )
     try:
-        return prepare(builder, "CIFAR-10", remove_unfinished=True)
+        return prepare(builder, "CIFAR-10")
     except DataError:
         raise
     except Exception as e:  # any TFDS or network failure (checksum mismatch included)

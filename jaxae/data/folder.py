@@ -36,6 +36,7 @@ from jaxae.data.dataset import Dataset, from_prepared, reads_paths
 from jaxae.data.idx import DataError
 from jaxae.data.images import GREY_MODES, load_image
 from jaxae.data.records import (
+    JaxaeBuilder,
     PreparedSplit,
     files_entries,
     is_prepared,
@@ -280,7 +281,7 @@ class FolderConfig(tfds.core.BuilderConfig):
     plan: FolderPlan | None = dataclasses.field(default=None, repr=False)
 
 
-class JaxaeFolder(tfds.core.GeneratorBasedBuilder):
+class JaxaeFolder(JaxaeBuilder):
     """An image folder (class sub-folders) as raw uint8 images and class labels."""
 
     VERSION = tfds.core.Version(VERSION)
@@ -354,8 +355,7 @@ def load_folder(
     with _quiet_custom_config():
         builder = JaxaeFolder(config=FolderConfig(name=config, plan=plan), data_dir=tfds_dir)
     where = os.fspath(builder.data_path)
-    if not is_prepared(where) and prepare(builder, f"image folder {plan.root}",
-                                          remove_unfinished=True):
+    if not is_prepared(where) and prepare(builder, f"image folder {plan.root}"):
         how = "prepared now"
     else:  # earlier, or by another process while this one waited for it
         _check_same_source(where, plan)

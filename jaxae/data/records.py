@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, Protocol
 
@@ -193,24 +194,44 @@ def check_writable(data_path: str | os.PathLike[str], what: str) -> None:
 PREPARE_LOCK = ".jaxae_prepare.lock"  # beside the version folders of a prepared set
 
 
-def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None = None, *,
-            remove_unfinished: bool = False) -> bool:
+class JaxaeBuilder(tfds.core.GeneratorBasedBuilder):
+    """A TFDS builder of jaxae's own (MNIST, CIFAR-10, image folders), which only jaxae
+    prepares: `prepare` removes what a preparation of it killed part-way left, and says what
+    it prepares from where, in place of TFDS's "Downloading and preparing dataset Unknown
+    size" (a local source is not downloaded, and the sizes are known only once written)."""
+
+    def _log_download_bytes(self) -> None:
+        """Nothing: `prepare` says it."""
+
+    def _log_download_done(self) -> None:
+        """Nothing: `prepare` says it."""
+
+
+def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None = None
+            ) -> bool:
     """Prepare `builder` as array_record files (from `manual_dir` when given); an unwritable
     data dir is one line. Processes preparing the same set at once take turns under a file
     lock: the first prepares it, the others find it prepared (TFDS alone would fail them on
-    its rename). `remove_unfinished`: first remove the incomplete.* folders a preparation
-    killed part-way left (for jaxae's own builders, which only jaxae prepares, under the
-    lock). Returns whether this call prepared it (False: another process did meanwhile)."""
+    its rename). For a JaxaeBuilder, the incomplete.* folders a preparation killed part-way
+    left are removed first, under the lock. Returns whether this call prepared it (False:
+    another process did meanwhile)."""
     check_writable(builder.data_path, what)
     config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     where = os.fspath(builder.data_path)
+    own = isinstance(builder, JaxaeBuilder)
     try:
         with _preparing(where, what):
             if is_prepared(where):  # another process did, while this one waited
                 return False
-            if remove_unfinished:
+            if own:
                 _remove_unfinished(where)
+                source = f"from {manual_dir} " if manual_dir else ""
+                print(f"preparing {what} {source}into {where} (once: later runs read it there)",
+                      flush=True)
+            start = time.perf_counter()
             builder.download_and_prepare(download_config=config, file_format=FILE_FORMAT)
+            if own:
+                print(f"prepared {what} in {time.perf_counter() - start:.1f} s", flush=True)
             return True
     except PermissionError as e:
         raise DataError(f"{what} cannot be written into {builder.data_path} ({e.strerror}): "

@@ -191,8 +191,7 @@ def _is_prepared(builder: JaxaeImages) -> bool:
 def _prepare(builder: JaxaeImages, manual_dir: str | None) -> bool:
     """Write the array_record files, from `manual_dir` when given, else from a TFDS download;
     False when another process prepared them meanwhile (`records.prepare`)."""
-    return prepare(builder, f"data set {builder.builder_config.name}", manual_dir,
-            remove_unfinished=True)
+    return prepare(builder, f"data set {builder.builder_config.name}", manual_dir)
 
 
 def _prepare_from_folder(name: str, builder: JaxaeImages, folder: str) -> bool:
