@@ -72,6 +72,19 @@ from jaxae.training import steps
 from jaxae.training.workdir import head_commit, uncommitted_files
 
 MODES = ("throughput", "quality", "precision", "determinism", "matmuls")
+MODE_FLAGS = {  # the options each mode reads, besides --mode, --models, --write and --append
+    "throughput": ("batch_sizes", "image_sizes", "channels", "widths", "steps_per_chunk",
+                   "chunks", "conv", "compute_dtype", "peak_n", "background_load",
+                   "background_pin", "no_roofs", "data", "peer_python", "peer_script",
+                   "tfds_dir", "plot"),
+    "quality": ("epochs", "seed", "seeds", "checks_per_epoch", "peer_python", "peer_script",
+                "tfds_dir"),
+    "precision": ("steps_per_chunk", "chunks", "compute_dtype", "peak_n", "no_roofs", "data",
+                  "epochs", "seed", "tfds_dir"),
+    "determinism": ("batch_sizes", "compute_dtype", "data", "steps"),
+    "matmuls": ("batch_sizes", "steps_per_chunk", "chunks", "conv", "data", "peer_python",
+                "peer_script", "tfds_dir"),
+}
 EPOCH_IMAGES = 60_000  # an epoch in every row: Fashion-MNIST's training set
 FASHION_SHAPE = (28, 28, 1)
 RANDOM_POOL_BYTES = 256 * 2**20  # random pixels at other sizes: at most this many bytes
@@ -681,7 +694,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 parser.error(f"--mode quality: {error}")
         check_peer_args(parser, args, required=True)  # it races the peer
     check_output_paths(parser, args)
+    check_flags_read(parser, args)
     return args
+
+
+def check_flags_read(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An option given away from its default that none of the chosen modes reads is an
+    error (MODE_FLAGS), not a setting silently ignored."""
+    modes = args.mode.split(",")
+    read = {flag for mode in modes for flag in MODE_FLAGS[mode]}
+    for flag in sorted({f for fs in MODE_FLAGS.values() for f in fs} - read):
+        if getattr(args, flag) != parser.get_default(flag):
+            readers = [mode for mode in MODES if flag in MODE_FLAGS[mode]]
+            name = "--" + flag.replace("_", "-")
+            parser.error(f"{name} is read by --mode {', '.join(readers)}, not by "
+                         f"{', '.join(modes)}: drop it, or add one of those modes")
 
 
 def _check_writable(parser: argparse.ArgumentParser, flag: str, path: str) -> None:

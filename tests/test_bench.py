@@ -114,6 +114,10 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     (["--write="], "--write needs a file name"),
     (["--mode", "quality"], "--peer-python PYTHON is required"),
     (["--mode", "precision", "--plot", "roof.png"], "--plot draws the throughput mode's rows"),
+    (["--mode", "precision", "--batch-sizes", "256"], "--batch-sizes is read by --mode "
+     "throughput, determinism, matmuls, not by precision: drop it, or add one of those modes"),
+    (["--mode", "precision", "--conv", "xla"], "--conv is read by --mode throughput, matmuls"),
+    (["--seed", "3"], "--seed is read by --mode quality, precision, not by throughput"),
 ])
 def test_the_peer_script_is_required_with_the_peer(capsys, argv, said):
     with pytest.raises(SystemExit) as exit_info:
