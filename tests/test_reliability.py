@@ -519,6 +519,26 @@ def test_restoring_from_a_folder_without_that_checkpoint_names_what_it_has(tmp_p
     checkpoints.close(manager)
 
 
+def test_a_save_is_read_back_at_once_and_finished_when_a_script_ends_without_close(tmp_path):
+    folder = str(tmp_path / "checkpoints")
+    manager = checkpoints.make_manager(folder)
+    checkpoints.save(manager, 1, {"w": jnp.arange(3.0)})  # still being written
+    np.testing.assert_array_equal(checkpoints.restore(manager, {"w": jnp.zeros(3)})["w"],
+                                  np.arange(3.0))
+    checkpoints.close(manager)
+    script = ("import jax.numpy as jnp\n"
+              "from jaxae.training import checkpoints\n"
+              f"manager = checkpoints.make_manager({str(tmp_path / 'script')!r})\n"
+              "checkpoints.save(manager, 10, {'w': jnp.ones((256, 256))})\n")
+    ended = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert ended.returncode == 0 and "Error" not in ended.stderr, ended.stderr[-2000:]
+    assert os.listdir(tmp_path / "script") == ["10"]  # whole, not a *-tmp folder
+    again = checkpoints.make_manager(str(tmp_path / "script"), read_only=True)
+    assert float(checkpoints.restore(again, {"w": jnp.zeros((256, 256))})["w"].sum()) == 65536
+    checkpoints.close(again)
+
+
 def _photo_folder(root, seed: int) -> str:
     """Two classes of 12 small RGB PNGs (random pixels: what is checked is where they are)."""
     from PIL import Image

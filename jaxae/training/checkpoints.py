@@ -19,7 +19,9 @@ fresh state. Three outcomes are told apart, each one line:
 
 A save whose write fails (folder not writable, disk full) is a `CheckpointWriteError` naming
 the step, the folder and the operating system's reason: raised by the next `check_saved`,
-`save` or `close`, never left for an exit that waits on Orbax's threads.
+`save`, `restore` or `close`, never left for an exit that waits on Orbax's threads. A read
+waits for this process's save in flight first; a script that ends without `close` still has
+its last save finished (before Python shuts down the threads that write it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import gc
 import os
 import re
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -245,6 +248,28 @@ def save(manager: ocp.CheckpointManager, step: int, tree: PyTree, *,
     except Exception as e:  # noqa: BLE001 (creating the step folder, or the blocking copy)
         raise _write_error(manager, step, e) from e
     _pending[manager] = step
+    _finish_at_exit()
+
+
+_exit_hook: list[bool] = []  # registered once
+
+
+def _finish_at_exit() -> None:
+    """Makes the end of the interpreter finish the saves still in flight (a script that
+    never calls `close`), each failure one line on stderr. The hook runs where Python joins
+    threads at exit, before it shuts down the thread pools Orbax writes with (an `atexit`
+    function would run after, and the save would be lost)."""
+    if _exit_hook:
+        return
+    _exit_hook.append(True)
+
+    def finish() -> None:
+        for failed in finish_pending_saves():
+            print(f"warning: {failed}", file=sys.stderr, flush=True)
+
+    register = getattr(threading, "_register_atexit", None)  # CPython 3.9+
+    if register is not None:
+        register(finish)
 
 
 # --- fit ---------------------------------------------------------------------------------
@@ -334,8 +359,10 @@ def check_fits(manager: ocp.CheckpointManager, step: int, like: PyTree, hint: Hi
 
 
 def _existing_step(manager: ocp.CheckpointManager, step: int | None) -> int:
-    """`step`, or the newest when None; a FileNotFoundError naming the steps the folder has
-    when it holds no checkpoint, or none at that step."""
+    """`step`, or the newest when None, once this process's save in flight is on disk; a
+    FileNotFoundError naming the steps the folder has when it holds no checkpoint, or none
+    at that step."""
+    check_saved(manager)
     step = manager.latest_step() if step is None else step
     if step is None or not _step_dir(manager, step).exists():
         steps = sorted(manager.all_steps())
@@ -477,6 +504,7 @@ def restore_newest_intact(manager: ocp.CheckpointManager, like: train_state.Trai
     listed when it was made are still current (nothing else writes in its folder, e.g. a
     training run holding its workdir's lock), so the first search takes them as they are.
     """
+    check_saved(manager)  # this process's save in flight is among the steps
     damaged: dict[int, str] = {}
     for attempt in range(attempts):
         if attempt or not listed:
