@@ -421,7 +421,8 @@ def test_stopping_on_a_checkpoint_step_writes_it_once(kill_script_config, tmp_pa
 
 def test_a_stop_at_the_end_of_an_epoch_is_reported(tiny_config, tmp_path, capsys):
     train_and_evaluate(tiny_config(**{"train.stop_after_steps": 16}), str(tmp_path))
-    assert "stop_after_steps: stopped at step 16 with a checkpoint" in capsys.readouterr().out
+    assert ("train.stop_after_steps=16: stopped at step 16 with a checkpoint; rerun without it "
+            "(or with a larger one) to continue") in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------- a finished run

@@ -330,8 +330,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     Runs data-parallel over every device of every process (`jaxae.training.parallel`); only
     process 0 writes files and prints, and holds the workdir's writer lock for the run (a
     second run on the workdir is refused: WorkdirBusy). Stops early, with a checkpoint, at
-    config.train.stop_after_steps or on a stop request; rerunning the same command continues
-    and ends bitwise equal to an uninterrupted run.
+    config.train.stop_after_steps or on a stop request; rerunning the command (without
+    stop_after_steps, or with a larger one) continues and ends bitwise equal to an
+    uninterrupted run.
 
     Nothing is written before the run is accepted (config, workdir, lock, data, memory,
     checkpoint fit); config.json is (re)written once the run's first checkpoint is on disk,
@@ -435,9 +436,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         print(f"process {jax.process_index()}: parameter checksum "
               f"{parameter_checksum(state.params):.10e}", flush=True)
     if main and 0 < step < total_steps:  # stopped early: in an epoch, at its end or its eval
-        why = f"{stopped} received" if stopped else "stop_after_steps"
-        print(f"{why}: stopped at step {step} with a checkpoint; rerun the same command to "
-              "continue", flush=True)
+        if stopped:
+            print(f"{stopped} received: stopped at step {step} with a checkpoint; rerun the "
+                  "same command to continue", flush=True)
+        else:
+            print(f"train.stop_after_steps={config.train.stop_after_steps}: stopped at step "
+                  f"{step} with a checkpoint; rerun without it (or with a larger one) to "
+                  "continue", flush=True)
     return state
 
 
