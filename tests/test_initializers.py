@@ -24,6 +24,17 @@ def test_glorot_kernels_and_zero_biases():
     assert not np.any(out["dense"]["bias"]) and not np.any(out["conv"]["bias"])
 
 
+def test_parameters_of_other_modules_keep_their_own_values():
+    tree = {**params(), "norm": {"scale": jnp.full(10, 2.0), "bias": jnp.full(10, 3.0)},
+            "temperature": jnp.array(0.5)}
+    for scheme in ("glorot", "torch"):
+        out = initializers.apply_scheme(tree, jax.random.key(0), scheme)
+        np.testing.assert_array_equal(out["norm"]["scale"], tree["norm"]["scale"])
+        np.testing.assert_array_equal(out["norm"]["bias"], tree["norm"]["bias"])
+        assert float(out["temperature"]) == 0.5
+        assert not np.array_equal(out["dense"]["kernel"], tree["dense"]["kernel"])
+
+
 def test_torch_draws_kernels_and_biases_from_the_fan_in():
     out = initializers.apply_scheme(params(), jax.random.key(0), "torch")
     conv_bound = 1 / math.sqrt(3 * 3 * 16)  # fan-in of a 3x3 conv over 16 channels

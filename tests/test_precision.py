@@ -58,3 +58,13 @@ def test_a_bfloat16_run_repeats_bit_for_bit_and_learns_like_float32(tiny_config,
     assert mixed[-1] < mixed[0]
     assert mixed[-1] == pytest.approx(plain[-1], rel=0.05)
     assert mixed != plain  # the training step did run in bfloat16
+
+
+def test_bfloat16_for_a_model_without_dense_layers_is_said_to_change_nothing(capsys):
+    from jaxae.models import build_model
+
+    build_model({"name": "conv_ae"}, image_shape=(28, 28, 1), compute_dtype="bfloat16")
+    assert ("warning: model 'conv_ae' takes no `dense` field" in capsys.readouterr().err)
+    build_model({"name": "vae"}, image_shape=(28, 28, 1), compute_dtype="bfloat16")
+    build_model({"name": "conv_ae"}, image_shape=(28, 28, 1))
+    assert capsys.readouterr().err == ""

@@ -47,8 +47,10 @@ def glorot_uniform(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jn
 
 
 def apply_scheme(params: dict, key: jax.Array, scheme: str) -> dict:
-    """Params with every Dense/Conv kernel and bias redrawn under `scheme` ("lecun": as is).
-    Only the leaves' shapes and dtypes are read: `params` may be `jax.ShapeDtypeStruct`s."""
+    """Params with every Dense/Conv kernel and bias (a module's `kernel`, and the `bias`
+    beside it) redrawn under `scheme` ("lecun": as is); any other parameter (a LayerNorm's
+    scale, a user module's own) keeps the value its module gave it. Only the redrawn
+    leaves' shapes and dtypes are read: they may be `jax.ShapeDtypeStruct`s."""
     if scheme == "lecun":
         return params
     kernels = {path[:-1]: leaf.shape for path, leaf in
@@ -56,6 +58,8 @@ def apply_scheme(params: dict, key: jax.Array, scheme: str) -> dict:
 
     def redraw(index: int, path: tuple, leaf: jax.Array) -> jax.Array:
         leaf_key, kind = jax.random.fold_in(key, index), path[-1].key
+        if kind not in ("kernel", "bias") or path[:-1] not in kernels:
+            return leaf
         fan_in = _fan_in(kernels[path[:-1]])
         if scheme == "torch":
             return _torch_uniform(leaf_key, leaf.shape, fan_in)

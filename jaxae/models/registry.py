@@ -9,6 +9,7 @@ layers it declares: `conv` (the config's implementation of `jaxae.kernels.conv.C
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -53,5 +54,9 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
         layers["conv"] = conv_layer(spec.get("conv", "patches"))
     if "dense" in declared:
         layers["dense"] = precision.dense_layer(compute_dtype)
+    elif compute_dtype != "float32":  # convolutions stay float32 (jaxae.kernels.precision)
+        print(f"warning: model {name!r} takes no `dense` field (`dense: ModuleDef = nn.Dense`, "
+              f"which its Dense layers are built with), so compute_dtype={compute_dtype} "
+              "changes none of its layers: it computes in float32", file=sys.stderr, flush=True)
     return build(entry, {**options, **layers},
                  {"image_shape": tuple(image_shape), "num_classes": num_classes})
