@@ -359,3 +359,18 @@ def test_a_batch_holds_the_rows_the_epoch_order_names():
     assert batch["image"].shape == (8, 5, 6, 3) and batch["image"].dtype == np.uint8
     np.testing.assert_array_equal(batch["image"], arrays["image"][rows])
     np.testing.assert_array_equal(batch["label"], arrays["label"][rows])
+
+
+def test_a_task_refuses_scaled_images_and_a_shape_it_cannot_run_at():
+    from jaxae import tasks
+
+    images = np.random.default_rng(0).integers(0, 256, (4, *MNIST), dtype=np.uint8)
+    key = jax.random.key(0)
+    inputs, targets = tasks.Reconstruct().make_example(images, key)
+    assert float(targets.max()) == images.max() / 255.0
+    with pytest.raises(TypeError, match=r"images must be uint8 \(0..255\), as the data sets "
+                                        "give them, not float32"):
+        tasks.Reconstruct().make_example(images / np.float32(255.0), key)
+    with pytest.raises(ValueError, match="factor=3 does not divide the 28x28 images: use one "
+                                         "of 2, 4, 7, 14, 28"):
+        tasks.SuperResolve(factor=3).make_example(images, key)

@@ -115,5 +115,10 @@ def binarize_static(images_u8: np.ndarray, data_key: jax.Array) -> np.ndarray:
 
 
 def to_float(images_u8_BxHxWxC: jax.Array) -> jax.Array:
-    """uint8 images -> float32 in [0, 1], on the device."""
+    """uint8 images -> float32 in [0, 1], on the device. Other dtypes are refused (a
+    TypeError while tracing): images already scaled would be divided by 255 again."""
+    if images_u8_BxHxWxC.dtype != jnp.uint8:
+        raise TypeError(f"images must be uint8 (0..255), as the data sets give them, not "
+                        f"{images_u8_BxHxWxC.dtype}: jaxae's tasks, steps and evaluation scale "
+                        "them to [0, 1] themselves")
     return images_u8_BxHxWxC.astype(jnp.float32) / 255.0

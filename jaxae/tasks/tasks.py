@@ -48,7 +48,9 @@ class Task:
         raise NotImplementedError
 
     def make_example(self, images_u8: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """(model input, clean target) for a batch of uint8 images [B, H, W, C]."""
+        """(model input, clean target) for a batch of uint8 images [B, H, W, C]; a shape the
+        task cannot run at is its `check`'s ValueError, raised while tracing."""
+        self.check(tuple(images_u8.shape[1:]))
         binarize_key, corrupt_key = jax.random.split(key)
         targets = to_float(images_u8)
         if self.binarize_targets:
