@@ -330,8 +330,39 @@ class _VAE(models.VariationalAutoencoder):
         return nn.Dense(784, name="decoder")(z).reshape(z.shape[0], 28, 28, 1)
 
 
+class _NoDecode(models.Autoencoder):
+    image_shape: tuple
+
+    @property
+    def latent_shape(self):
+        return (784,)
+
+    def encode(self, x, *, labels=None):
+        return x.reshape(x.shape[0], -1)
+
+
+class _TupleCode(_Dense):
+    def encode(self, x, *, labels=None):
+        code = super().encode(x)
+        return code, code
+
+
+class _OneArrayVAE(_VAE):
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.Dense(6, name="both")(x.reshape(x.shape[0], -1))
+
+
 @pytest.mark.parametrize("model, words", [
     (_Dense(MNIST), None),
+    (_NoDecode(MNIST), "fails on a batch of 28x28x1 inputs: NotImplementedError: _NoDecode "
+                       "gives no decode: define decode(self, z, *, labels=None) returning "
+                       "logits [B, H, W, C]"),
+    (_TupleCode(MNIST), "_TupleCode.encode must return one array, the code [B, "
+                        "*latent_shape], not a tuple"),
+    (_OneArrayVAE(MNIST, declared=(6,)), "_OneArrayVAE.encode must return two arrays, "
+                                         "(z_mean, z_log_sigma), each [B, latent_dim], not "
+                                         "one array"),
     (_Dense(MNIST, latent_dim=5), "declares latent_shape (5,) but its encoder gives a code "
                                   "of shape (4,) per image"),
     (_Dense(MNIST, pixels=392), "returns logits of shape 14x28x1 per image for 28x28x1 "

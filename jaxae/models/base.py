@@ -30,6 +30,13 @@ Aux = dict[str, jax.Array]
 SAMPLE_RNG = "sample"
 
 
+def _not_given(module: nn.Module, method: str, argument: str, returns: str
+               ) -> NotImplementedError:
+    """The error of a model that leaves `method` to its base class."""
+    return NotImplementedError(f"{type(module).__name__} gives no {method}: define "
+                               f"{method}(self, {argument}, *, labels=None) returning {returns}")
+
+
 class Autoencoder(nn.Module):
     """Base of plain autoencoders: subclasses give `encode` and `decode`."""
 
@@ -44,15 +51,19 @@ class Autoencoder(nn.Module):
         raise NotImplementedError
 
     def encode(self, x: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
-        raise NotImplementedError
+        raise _not_given(self, "encode", "x", "the code [B, *latent_shape]")
 
     def decode(self, z: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
-        raise NotImplementedError
+        raise _not_given(self, "decode", "z", "logits [B, H, W, C]")
 
     def __call__(self, x: jax.Array, *, labels: jax.Array | None = None,
                  key: jax.Array | None = None, sample: bool = True) -> tuple[jax.Array, Aux]:
         del key, sample  # nothing to draw
-        return self.decode(self.encode(x, labels=labels), labels=labels), {}
+        code = self.encode(x, labels=labels)
+        if not isinstance(code, jax.Array):
+            raise TypeError(f"{type(self).__name__}.encode must return one array, the code "
+                            f"[B, *latent_shape], not a {type(code).__name__}")
+        return self.decode(code, labels=labels), {}
 
 
 def reparameterize(key: jax.Array, mean: jax.Array, log_sigma: jax.Array) -> jax.Array:
@@ -79,14 +90,22 @@ class VariationalAutoencoder(nn.Module):
 
     def encode(self, x: jax.Array, *, labels: jax.Array | None = None
                ) -> tuple[jax.Array, jax.Array]:
-        raise NotImplementedError
+        raise _not_given(self, "encode", "x", "(z_mean, z_log_sigma), each [B, latent_dim]")
 
     def decode(self, z: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
-        raise NotImplementedError
+        raise _not_given(self, "decode", "z", "logits [B, H, W, C]")
 
     def __call__(self, x: jax.Array, *, labels: jax.Array | None = None,
                  key: jax.Array | None = None, sample: bool = True) -> tuple[jax.Array, Aux]:
-        mean, log_sigma = self.encode(x, labels=labels)
+        encoded = self.encode(x, labels=labels)
+        if not (isinstance(encoded, (tuple, list)) and len(encoded) == 2
+                and all(isinstance(part, jax.Array) for part in encoded)):
+            got = (f"a {type(encoded).__name__} of {len(encoded)}"
+                   if isinstance(encoded, (tuple, list)) else "one array"
+                   if isinstance(encoded, jax.Array) else f"a {type(encoded).__name__}")
+            raise TypeError(f"{type(self).__name__}.encode must return two arrays, (z_mean, "
+                            f"z_log_sigma), each [B, latent_dim], not {got}")
+        mean, log_sigma = encoded
         if not sample:
             z = mean
         else:
