@@ -40,10 +40,11 @@ class Registry:
     def register(self, name: str) -> Callable[[Entry], Entry]:
         """Decorator: `@MODELS.register("my_vae")` on a class or factory function (or
         `MODELS.register("my_vae")(entry)`); the module doing it is kept as the name's
-        origin, which `locatable_name` records."""
+        origin, which `locatable_name` records. The same definition run again (a notebook
+        cell, a module reloaded) replaces the entry; another one under the name is refused."""
 
         def add(entry: Entry) -> Entry:
-            if name in self._entries and self._entries[name] is not entry:
+            if name in self._entries and not _same_definition(self._entries[name], entry):
                 raise RegistryError(f"a {self.kind} named {name!r} is registered already "
                                     f"({_where(self._entries[name])})")
             self._entries[name] = entry
@@ -201,6 +202,12 @@ def line_in_file(path: str, error: BaseException) -> int | None:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
+
+
+def _same_definition(registered: Entry, entry: Entry) -> bool:
+    """Whether `entry` is the registered one, or defined again where it was (a notebook cell
+    or a module reloaded): then it replaces the old definition rather than clashing."""
+    return registered is entry or _where(registered) == _where(entry)
 
 
 def _where(entry: Entry) -> str:

@@ -485,3 +485,39 @@ def test_a_latent_shape_that_fails_is_named(model, words):
     with pytest.raises(config_lib.ConfigError) as caught:
         build_lib.check_model(model, Reconstruct(), MNIST)
     assert str(caught.value).startswith(words), str(caught.value)
+
+
+def test_a_definition_run_again_replaces_its_entry_and_another_is_refused():
+    from jaxae.registry import Registry
+
+    registry = Registry("model")
+    defined = []
+    for width in (1, 2):  # a notebook cell run twice: the same module and qualified name
+        @registry.register("cell_ae")
+        class CellAE(_Dense):
+            latent_dim: int = width
+        defined.append(CellAE)
+    assert registry.get("cell_ae") is defined[1] and defined[0] is not defined[1]
+    with pytest.raises(RegistryError, match="a model named 'cell_ae' is registered already"):
+        registry.register("cell_ae")(_VAE)
+
+
+def test_a_plain_autoencoder_has_no_prior_samples_or_iwae_bounds_and_needs_no_labels():
+    from jaxae import losses, objectives
+    from jaxae.evaluation import generation, iwae
+    from jaxae.training import steps
+
+    model = build({"name": "dense_ae", "latent_dim": 4})
+    params, _, _ = init(model)
+    with pytest.raises(ValueError, match="DenseAE is not a variational model, so N"):
+        generation.prior_samples(model, params, jax.random.key(0), 4)
+    batch = {"image": np.zeros((2, *MNIST), np.uint8), "mask": np.ones(2, np.float32)}
+    with pytest.raises(ValueError, match="IWAE bounds weigh samples of q"):
+        iwae.iwae_bounds(model, Reconstruct(), objectives.Bernoulli(), params, [batch],
+                         jax.random.key(0), (1,))
+    import optax
+
+    state = steps.create_train_state(model, optax.adam(1e-3), MNIST, jax.random.key(0))
+    step = steps.make_train_step(model, Reconstruct(), objectives.Reconstruction(losses.mse))
+    state, metrics = step(state, {"image": batch["image"]}, jax.random.key(1))  # no "label"
+    assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))

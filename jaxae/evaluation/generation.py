@@ -58,7 +58,11 @@ def decode(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | Non
 
 def prior_samples(model: nn.Module, params: dict, key: jax.Array, num: int,
                   labels: jax.Array | None = None) -> np.ndarray:
-    """Samples of a variational model: decode z ~ N(0, I) (with labels, if conditional)."""
+    """Samples of a variational model: decode z ~ N(0, I) (with labels, if conditional). A
+    plain autoencoder has no prior to draw from: `perturbed_code_samples` is its kind."""
+    if not model.variational:
+        raise ValueError(f"{type(model).__name__} is not a variational model, so N(0, I) is not "
+                         "its prior: use perturbed_code_samples for a plain autoencoder")
     z = jax.random.normal(key, (num, *model.latent_shape))
     return decode(model, params, z, labels)
 

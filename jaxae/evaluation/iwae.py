@@ -33,7 +33,7 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
     def iwae_step(params: dict, batch: dict, key: jax.Array) -> jax.Array:
         example_key, sample_key = jax.random.split(key)
         inputs, targets = task.make_example(batch["image"], example_key)
-        labels = batch["label"]
+        labels = batch.get("label")
         mean, log_sigma = model.apply({"params": params}, inputs, labels=labels,
                                       method="encode")
 
@@ -68,6 +68,9 @@ def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: di
     progress: a progress bar over the batches (None: on a terminal only); the bounds of
     large k take minutes on a CPU. The bar changes no bit of the result.
     """
+    if not model.variational:
+        raise ValueError(f"IWAE bounds weigh samples of q(z | x): {type(model).__name__} is not "
+                         "a variational model (its variational is False)")
     count = float(sum(np.sum(b["mask"]) for b in batches))
     out = {}
     with tqdm(total=len(sample_counts) * len(batches), desc="IWAE bounds", leave=False,

@@ -131,7 +131,7 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
 
         def loss_fn(params):
             terms, _ = per_image_terms(model, objective, params, inputs,
-                                       losses.flat_images(targets), batch["label"], sample_key)
+                                       losses.flat_images(targets), batch.get("label"), sample_key)
             means = {name: value.mean() for name, value in terms.items()}
             return means["loss"], means
 
@@ -144,7 +144,9 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
 
 def make_train_step(model: nn.Module, task: Task, objective: Objective,
                     mesh: Mesh | None = None) -> Callable[..., tuple[TrainState, Metrics]]:
-    """Compiles one optimisation step; the state is donated, so it is updated in place."""
+    """Compiles one optimisation step, f(state, batch, key) -> (state, metrics); `batch` is
+    {"image": uint8 [B, H, W, C], "label": int [B] (read by conditional models only)}. The
+    state is donated, so it is updated in place."""
     return jax.jit(train_step_fn(model, task, objective, mesh), donate_argnums=0,
                    compiler_options=COMPILER_OPTIONS)
 
@@ -226,7 +228,7 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
     @jax.jit
     def eval_step(params: dict, batch: dict, key: jax.Array) -> Metrics:
         inputs, targets, sample_key = _eval_example(task, batch, key)
-        flat_targets, labels = flat(targets), batch["label"]
+        flat_targets, labels = flat(targets), batch.get("label")
         per_image, logits = per_image_terms(model, objective, params, inputs, flat_targets,
                                             labels, sample_key)
         if model.variational:  # reconstructions from z = z_mean
