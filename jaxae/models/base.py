@@ -14,7 +14,10 @@ and `latent_shape` (one image's code, None where it has no bottleneck; a VAE's i
 `jaxae.models.declarations` checks these before anything compiles.
 Conditional models need `labels`; the others ignore them. A variational model draws z with
 `key` (or a Flax rng stream named "sample"); a missing one is an error, and
-`sample=False` asks for z = z_mean explicitly.
+`sample=False` asks for z = z_mean explicitly. A model's only variables are its `params`,
+and `sample` its only rng stream: the training step is a pure function of the parameters,
+so layers with mutable state (BatchNorm's batch_stats) or their own randomness (Dropout)
+are not supported; corruption of the input belongs to the task (`jaxae.tasks`).
 """
 
 from __future__ import annotations
