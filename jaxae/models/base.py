@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ModuleDef = Any  # a module class, or a functools.partial of one (the layer to build with)
 Aux = dict[str, jax.Array]
@@ -38,6 +39,11 @@ def _not_given(module: nn.Module, method: str, argument: str, returns: str
     """The error of a model that leaves `method` to its base class."""
     return NotImplementedError(f"{type(module).__name__} gives no {method}: define "
                                f"{method}(self, {argument}, *, labels=None) returning {returns}")
+
+
+def _is_array(value: Any) -> bool:
+    """A JAX or NumPy array (an encoder given NumPy inputs may return one)."""
+    return isinstance(value, (jax.Array, np.ndarray))
 
 
 class Autoencoder(nn.Module):
@@ -63,7 +69,7 @@ class Autoencoder(nn.Module):
                  key: jax.Array | None = None, sample: bool = True) -> tuple[jax.Array, Aux]:
         del key, sample  # nothing to draw
         code = self.encode(x, labels=labels)
-        if not isinstance(code, jax.Array):
+        if not _is_array(code):
             raise TypeError(f"{type(self).__name__}.encode must return one array, the code "
                             f"[B, *latent_shape], not a {type(code).__name__}")
         return self.decode(code, labels=labels), {}
@@ -102,10 +108,10 @@ class VariationalAutoencoder(nn.Module):
                  key: jax.Array | None = None, sample: bool = True) -> tuple[jax.Array, Aux]:
         encoded = self.encode(x, labels=labels)
         if not (isinstance(encoded, (tuple, list)) and len(encoded) == 2
-                and all(isinstance(part, jax.Array) for part in encoded)):
+                and all(_is_array(part) for part in encoded)):
             got = (f"a {type(encoded).__name__} of {len(encoded)}"
                    if isinstance(encoded, (tuple, list)) else "one array"
-                   if isinstance(encoded, jax.Array) else f"a {type(encoded).__name__}")
+                   if _is_array(encoded) else f"a {type(encoded).__name__}")
             raise TypeError(f"{type(self).__name__}.encode must return two arrays, (z_mean, "
                             f"z_log_sigma), each [B, latent_dim], not {got}")
         mean, log_sigma = encoded
