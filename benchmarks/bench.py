@@ -85,6 +85,7 @@ MODE_FLAGS = {  # the options each mode reads, besides --mode, --models, --write
     "matmuls": ("batch_sizes", "steps_per_chunk", "chunks", "conv", "data", "peer_python",
                 "peer_script", "tfds_dir"),
 }
+PEER_CHECK_TIMEOUT_S = 120  # `import torch` in the peer's Python, before anything runs
 EPOCH_IMAGES = 60_000  # an epoch in every row: Fashion-MNIST's training set
 FASHION_SHAPE = (28, 28, 1)
 RANDOM_POOL_BYTES = 256 * 2**20  # random pixels at other sizes: at most this many bytes
@@ -419,11 +420,24 @@ def bench_peer(python: str, script: str, model: str, batch_size: int, num_steps:
     command = [python, script, "--model", WORKLOADS[model].peer, "--mode", "step-bench",
                "--batch-size", str(batch_size), "--bench-steps", str(num_steps),
                "--bench-chunks", str(chunks), "--threads", str(threads), "--peak-n", "1024"]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    result = peer_result(command, f"the peer's step-bench of {model} ({script})")
     return {"model": model, "framework": f"torch {result['torch']}", "batch": batch_size,
             "img_per_s": result["img_per_s"], "chunk_img_per_s": result["chunk_img_per_s"],
             "fraction_of_peak": result.get("fraction_of_peak_median")}
+
+
+def peer_result(command: list[str], what: str) -> dict:
+    """The JSON record a peer subprocess prints last; a peer that fails, or prints none, is
+    a BenchRefused naming `what` ran and its last error line (the run stops with one line)."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        try:
+            return json.loads(lines[-1])
+        except json.JSONDecodeError:
+            pass
+    said = (done.stderr.strip().splitlines() or lines or ["no output"])[-1]
+    raise BenchRefused(f"{what} failed with exit status {done.returncode}: {said}")
 
 
 def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
@@ -773,6 +787,16 @@ def check_peer_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.peer_python and not shutil.which(args.peer_python):
         parser.error(f"--peer-python {args.peer_python} is not a program that can be run: "
                      "give the path of a Python with torch installed")
+    if args.peer_python:
+        try:
+            done = subprocess.run([args.peer_python, "-c", "import torch"], capture_output=True,
+                                  text=True, timeout=PEER_CHECK_TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            parser.error(f"--peer-python {args.peer_python} does not run ({error})")
+        if done.returncode != 0:
+            said = (done.stderr.strip().splitlines() or ["no error message"])[-1]
+            parser.error(f"--peer-python {args.peer_python} cannot import torch ({said}): give "
+                         "a Python with torch installed")
 
 
 def throughput(args: argparse.Namespace) -> str:

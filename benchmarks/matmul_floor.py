@@ -33,7 +33,6 @@ import math
 import re
 import statistics
 import string
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -224,9 +223,8 @@ def peer_us(python: str, dots: list[Dot], threads: int) -> tuple[list[float], st
     spec = {"threads": threads, "repeats": REPEATS,
             "dots": [{"lhs": d.lhs, "rhs": d.rhs, "mm": d.mm_transposes(),
                       "einsum": d.einsum(), "calls": d.calls()} for d in dots]}
-    out = subprocess.run([python, "-c", PEER_TIMER, json.dumps(spec)], capture_output=True,
-                         text=True, check=True).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    result = bench.peer_result([python, "-c", PEER_TIMER, json.dumps(spec)],
+                               f"the peer's product timer ({python})")
     return result["us"], result["torch"]
 
 

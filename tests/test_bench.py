@@ -162,10 +162,27 @@ def test_the_matmuls_mode_is_refused_off_the_cpu(capsys, monkeypatch):
     assert bench.parse_args(["--mode", "throughput"]).mode == "throughput"
 
 
-def test_the_peer_runs_with_the_script_it_is_given():
-    args = bench.parse_args(["--peer-python", "python3", "--peer-script", __file__])
+def _program(path, body: str) -> str:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_the_peer_runs_with_the_script_it_is_given_and_must_import_torch(tmp_path, capsys):
+    with_torch = _program(tmp_path / "with_torch", "exit 0")
+    args = bench.parse_args(["--peer-python", with_torch, "--peer-script", __file__])
     assert args.peer_script == __file__
     assert bench.parse_args([]).peer_script is None  # no default outside the repository
+    without = _program(tmp_path / "without_torch",
+                       "echo \"ModuleNotFoundError: No module named 'torch'\" >&2; exit 1")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--peer-python", without, "--peer-script", __file__])
+    assert (f"--peer-python {without} cannot import torch (ModuleNotFoundError: No module named "
+            "'torch'): give a Python with torch installed") in capsys.readouterr().err
+    with pytest.raises(bench.BenchRefused, match=r"the peer's step-bench of dae \(.*\) failed "
+                                                 r"with exit status 3: out of luck$"):
+        bench.bench_peer(_program(tmp_path / "failing", "echo 'out of luck' >&2; exit 3"),
+                         __file__, "dae", 8, 2, 1, 1)
 
 
 def test_the_command_quoted_names_only_what_differs_from_the_defaults():
