@@ -86,6 +86,8 @@ MODE_FLAGS = {  # the options each mode reads, besides --mode, --models, --write
                 "peer_script", "tfds_dir"),
 }
 PEER_CHECK_TIMEOUT_S = 120  # `import torch` in the peer's Python, before anything runs
+ONE_VALUE_FLAGS = {"determinism": ("batch_sizes", "compute_dtype"),  # lists: one value only
+                   "matmuls": ("batch_sizes", "conv")}
 EPOCH_IMAGES = 60_000  # an epoch in every row: Fashion-MNIST's training set
 FASHION_SHAPE = (28, 28, 1)
 RANDOM_POOL_BYTES = 256 * 2**20  # random pixels at other sizes: at most this many bytes
@@ -622,9 +624,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--conv", default="patches",
                         help="comma-separated config.model.conv values the models with "
                              "convolutions run with: " + ", ".join(conv_lib.IMPLEMENTATIONS))
-    parser.add_argument("--compute-dtype", default="float32",
+    parser.add_argument("--compute-dtype", default=None,
                         help="comma-separated: " + ", ".join(DTYPES) + " (tf32: GPUs only; "
-                             "the peer runs float32 once per model)")
+                             "the peer runs float32 once per model). Default: float32; "
+                             "precision: every one")
     parser.add_argument("--peak-n", type=int, default=None,
                         help="matmul size for the peak (default: 2048 on CPU, 8192 else)")
     parser.add_argument("--background-load", type=int, default=0, metavar="N",
@@ -666,8 +669,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="add the markdown report to the end of this device's section")
     args = parser.parse_args(argv)
     check_peer_args(parser, args, required=False)
-    if unknown := [m for m in args.mode.split(",") if m not in MODES]:
+    modes = args.mode.split(",")
+    if unknown := [m for m in modes if m not in MODES]:
         parser.error(f"--mode: unknown {', '.join(unknown)}: choose from {', '.join(MODES)}")
+    if len(set(modes)) < len(modes):
+        parser.error(f"--mode {args.mode} names a mode twice: give each once")
+    if args.models == "":
+        parser.error("--models needs a comma-separated list, or leave it out for each mode's "
+                     "own")
+    if args.background_pin and not args.background_load:
+        parser.error("--background-pin pins the --background-load processes: give "
+                     "--background-load N too")
     if "matmuls" in args.mode.split(",") and jax.default_backend() != "cpu":
         parser.error(f"--mode matmuls compares the CPU's products with the CPU peer's, but "
                      f"JAX runs on {jax.default_backend()}: run it with JAX_PLATFORMS=cpu")
@@ -681,12 +693,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(str(error))
     for flag in ("batch_sizes", "image_sizes", "channels", "widths"):
         _ints(parser, "--" + flag.replace("_", "-"), getattr(args, flag))
+    check_epoch_fits(parser, args, modes)
+    for mode, flags in ONE_VALUE_FLAGS.items():
+        for flag in flags:
+            value = getattr(args, flag)
+            if mode in modes and value and "," in value:
+                name = "--" + flag.replace("_", "-")
+                parser.error(f"--mode {mode} measures one {name} value, not {value}: give "
+                             f"one, and run {mode} once per value")
     if unknown := [c for c in args.conv.split(",") if c not in conv_lib.IMPLEMENTATIONS]:
         parser.error(f"--conv: unknown {', '.join(unknown)}: choose from "
                      f"{', '.join(conv_lib.IMPLEMENTATIONS)}")
-    if unknown := [d for d in args.compute_dtype.split(",") if d not in DTYPES]:
+    dtypes = (args.compute_dtype or "float32").split(",")
+    if unknown := [d for d in dtypes if d not in DTYPES]:
         parser.error(f"--compute-dtype: unknown {', '.join(unknown)}: choose from "
                      f"{', '.join(DTYPES)}")
+    if set(dtypes) == {"tf32"} and jax.default_backend() == "cpu":
+        parser.error("--compute-dtype tf32: a CPU has no TensorFloat-32, so nothing would be "
+                     "measured: give float32 or bfloat16, or run on a GPU")
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: give 1 or more")
     if args.checks_per_epoch < 1:
@@ -710,6 +734,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     check_output_paths(parser, args)
     check_flags_read(parser, args)
     return args
+
+
+def check_epoch_fits(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                     modes: list[str]) -> None:
+    """Every batch fits the epoch of EPOCH_IMAGES images the workloads train on, and a chunk
+    of --steps-per-chunk steps fits an epoch at the largest batch."""
+    largest = max(int(b) for b in args.batch_sizes.split(","))
+    if largest > EPOCH_IMAGES:
+        parser.error(f"--batch-sizes {largest} is larger than the {EPOCH_IMAGES:,}-image epoch "
+                     f"every workload trains on: give at most {EPOCH_IMAGES:,}")
+    steps = chunk_steps(args.steps_per_chunk)
+    if steps is not None and {"throughput", "matmuls"} & set(modes) and \
+            steps > EPOCH_IMAGES // largest:
+        parser.error(f"--steps-per-chunk {steps} is more than the {EPOCH_IMAGES // largest} "
+                     f"steps of an epoch at batch {largest}: give at most "
+                     f"{EPOCH_IMAGES // largest}, or 'epoch'")
 
 
 def check_flags_read(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -805,7 +845,7 @@ def throughput(args: argparse.Namespace) -> str:
     JSON lines and returns the markdown report (and draws --plot)."""
     models = (args.models or ",".join(WORKLOADS)).split(",")
     steps_per_chunk = chunk_steps(args.steps_per_chunk)
-    convs, dtypes = args.conv.split(","), args.compute_dtype.split(",")
+    convs, dtypes = args.conv.split(","), (args.compute_dtype or "float32").split(",")
     on_cpu = jax.devices()[0].platform == "cpu"
     if on_cpu and "tf32" in dtypes:
         print("# tf32: no TensorFloat-32 on a CPU; those rows are skipped", flush=True)

@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> str:
     import jax
 
     models = (args.models or ",".join(DEFAULT_MODELS)).split(",")
-    batch_size = int(args.batch_sizes.split(",")[0])
-    dtype = args.compute_dtype.split(",")[0]
+    batch_size = int(args.batch_sizes)  # one value (bench.ONE_VALUE_FLAGS)
+    dtype = args.compute_dtype or "float32"
     rows = []
     for model in models:
         row = {"model": model, "default": [], "deterministic": []}

@@ -243,9 +243,9 @@ def _time_and_rate(us: float | None, mflop: float) -> str:
 def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
                ) -> tuple[dict, list[dict]]:
     """(the model's summary, one row per kind of product) at the first --batch-sizes."""
-    batch_size = int(args.batch_sizes.split(",")[0])
+    batch_size = int(args.batch_sizes)  # one value (bench.ONE_VALUE_FLAGS)
     arrays, _ = data.arrays(bench.FASHION_SHAPE, batch_size)
-    epoch = bench.first_epoch(bench.bench_config(model, batch_size, args.conv.split(",")[0]),
+    epoch = bench.first_epoch(bench.bench_config(model, batch_size, args.conv),
                               arrays)
     counts = step_matmuls(epoch, arrays)
     dots = sorted(counts, key=lambda d: (-d.flops, d.label()))
@@ -257,9 +257,9 @@ def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
             for d, a, b in zip(dots, ours, theirs, strict=True)]
     print("\n".join(json.dumps(row) for row in rows), flush=True)
     timed = bench.bench_model(model, batch_size, bench.chunk_steps(args.steps_per_chunk),
-                              args.chunks, arrays, args.conv.split(",")[0], roofs=False)
+                              args.chunks, arrays, args.conv, roofs=False)
     with_sgd = bench.bench_model(model, batch_size, bench.chunk_steps(args.steps_per_chunk),
-                                 args.chunks, arrays, args.conv.split(",")[0], roofs=False,
+                                 args.chunks, arrays, args.conv, roofs=False,
                                  optimizer="sgd")
     step, peer_step = timed["step_ms"], None
     if args.peer_python and bench.WORKLOADS[model].peer:

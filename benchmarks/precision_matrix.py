@@ -90,9 +90,7 @@ def run(args: argparse.Namespace) -> str:
     models = (args.models or ",".join(DEFAULT_MODELS)).split(",")
     if unknown := [m for m in models if m not in LESSONS]:
         raise SystemExit(f"--mode precision: no lesson config for {', '.join(unknown)}")
-    requested = args.compute_dtype.split(",")
-    if requested == ["float32"]:  # the bench's default: the whole matrix
-        requested = list(bench.DTYPES)
+    requested = (args.compute_dtype or ",".join(bench.DTYPES)).split(",")  # default: all
     dtypes = ["float32", *[d for d in requested if d != "float32"]]
     if jax.devices()[0].platform == "cpu" and "tf32" in dtypes:
         print("# tf32: no TensorFloat-32 on a CPU; left out", flush=True)

@@ -118,6 +118,17 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
      "throughput, determinism, matmuls, not by precision: drop it, or add one of those modes"),
     (["--mode", "precision", "--conv", "xla"], "--conv is read by --mode throughput, matmuls"),
     (["--seed", "3"], "--seed is read by --mode quality, precision, not by throughput"),
+    (["--batch-sizes", "8,100000"], "--batch-sizes 100000 is larger than the 60,000-image "
+                                    "epoch every workload trains on: give at most 60,000"),
+    (["--batch-sizes", "128,1024", "--steps-per-chunk", "100"], "--steps-per-chunk 100 is more "
+     "than the 58 steps of an epoch at batch 1024: give at most 58, or 'epoch'"),
+    (["--mode", "determinism", "--batch-sizes", "16,64"], "--mode determinism measures one "
+     "--batch-sizes value, not 16,64: give one, and run determinism once per value"),
+    (["--mode", "matmuls", "--conv", "patches,xla"], "--mode matmuls measures one --conv value"),
+    (["--mode", "throughput,throughput"], "names a mode twice"),
+    (["--models", ""], "--models needs a comma-separated list"),
+    (["--background-pin"], "--background-pin pins the --background-load processes"),
+    (["--compute-dtype", "tf32"], "--compute-dtype tf32: a CPU has no TensorFloat-32"),
 ])
 def test_the_peer_script_is_required_with_the_peer(capsys, argv, said):
     with pytest.raises(SystemExit) as exit_info:
