@@ -491,19 +491,31 @@ def code_version(commit: str | None = None) -> str:
     return f" Code: jaxae commit {commit[:12]}{dirty}."
 
 
-def _sections(path: str) -> list[str]:
+REPORT_PREAMBLE = ("# Benchmarks\n\nOne section per device, each written by the command it "
+                   "quotes.\n")  # a new report's text above its sections
+
+
+def _split_report(path: str) -> tuple[str, list[str]]:
+    """(the text above the first "## " section, the sections) of the report at `path`; a
+    report that does not exist yet has REPORT_PREAMBLE and no sections."""
     if not os.path.exists(path):
-        return []
+        return REPORT_PREAMBLE, []
     with open(path) as f:
-        return ["## " + part.strip() + "\n" for part in f.read().split("\n## ")[1:]]
+        preamble, *parts = ("\n" + f.read()).split("\n## ")
+    return preamble.strip("\n") + "\n", ["## " + part.strip() + "\n" for part in parts]
+
+
+def _sections(path: str) -> list[str]:
+    return _split_report(path)[1]
 
 
 def write_section(path: str, section: str, append: bool = False) -> None:
     """Writes `section` (starting "## <device>") into the report at `path`, replacing that
-    device's earlier section and keeping the others, so each machine's run updates its own;
-    with `append`, adds the section's body to the end of that device's section instead."""
+    device's earlier section and keeping the others and the text above them, so each
+    machine's run updates its own; with `append`, adds the section's body to the end of that
+    device's section instead."""
     heading = section.splitlines()[0]
-    sections = _sections(path)
+    preamble, sections = _split_report(path)
     if append and any(s.splitlines()[0] == heading for s in sections):
         body = section.split("\n", 1)[1].strip("\n")
         sections = [s.rstrip("\n") + "\n\n" + body + "\n" if s.splitlines()[0] == heading
@@ -511,8 +523,7 @@ def write_section(path: str, section: str, append: bool = False) -> None:
     else:
         sections = [s for s in sections if s.splitlines()[0] != heading] + [section]
     with open(path, "w") as f:
-        f.write("# Benchmarks\n\nOne section per device, each written by the command it "
-                "quotes.\n\n" + "\n".join(sections))
+        f.write((preamble + "\n" if preamble.strip() else "") + "\n".join(sections))
 
 
 def _fraction_text(row: dict) -> str:

@@ -232,6 +232,17 @@ def test_write_section_replaces_only_its_own_device(tmp_path):
     text = open(path).read()
     assert "new cpu table" in text and "gpu table" in text and "old cpu table" not in text
     assert text.count("## cpu") == 1
+    assert text.startswith("# Benchmarks\n\nOne section per device")  # a new report's
+
+
+@pytest.mark.parametrize("start", ["# My lab's runs\n\nThe room is at 21 C.\n\n", ""])
+def test_write_and_append_keep_the_text_above_the_sections(tmp_path, start):
+    path = tmp_path / "mine.md"
+    path.write_text(start + "## Other device\n\nits table\n")
+    bench.write_section(str(path), "## cpu\n\nfirst\n")
+    bench.write_section(str(path), "## cpu\n\nsecond\n", append=True)
+    assert path.read_text() == (start + "## Other device\n\nits table\n\n"
+                                "## cpu\n\nfirst\n\nsecond\n")
 
 
 @pytest.mark.parametrize("commit, files, said", [
