@@ -24,8 +24,15 @@
 # then copy the repository with .whl/ and data/ to the GPU machine and, from its root there:
 #   bash benchmarks/gpu.sh
 # On a CPU, DRY_RUN=1 bash benchmarks/gpu.sh runs every step with tiny settings (a check of
-# the script's paths, not a measurement), into $REPORT (default: a scratch file).
+# the script's paths, not a measurement), into $REPORT (default: a scratch file). A step
+# that fails is named and the others still run; the script then exits 1.
 set -euo pipefail
+case "${1:-}" in
+  -h|--help) sed -n '2,/^set -euo pipefail$/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  --prepare|"") ;;
+  -*) echo "gpu.sh: unknown option $1: give --prepare, --help, or the report's path" >&2
+      exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 
 # Versions as in .venv (pyproject's pins); --no-deps: the image has the rest.
@@ -87,14 +94,16 @@ else
        "precision matrix (bash benchmarks/gpu.sh --prepare, then carry data/)" >&2
 fi
 
-if [ "$DRY_RUN" = 1 ]; then
-  EPOCH_BATCHES=16,32; VAE_BATCHES=8,16; CHUNK=2; CHUNKS=1; STEPS=4; EPOCHS="--epochs 1"
-  GROW_SIZES=32; GROW_WIDTHS=1,2; GROW_BATCH=8; PEAK="--peak-n 256"; EPOCH_DTYPE=float32
+if [ "$DRY_RUN" = 1 ]; then  # chunks of 2 steps, not whole epochs: a CPU trains slowly
+  EPOCH_BATCHES=16,32; EPOCH_CHUNK=2; VAE_BATCHES=8,16; CHUNK=2; CHUNKS=1; STEPS=4
+  EPOCHS="--epochs 1"; GROW_SIZES=32; GROW_WIDTHS=1,2; GROW_BATCH=8; PEAK="--peak-n 256"
+  EPOCH_DTYPE=float32
 else
-  EPOCH_BATCHES=128,256,512,1024; VAE_BATCHES=256,1024,4096,8192; CHUNK=20; CHUNKS=3
-  STEPS=200; EPOCHS=""; GROW_SIZES=32,64,128; GROW_WIDTHS=1,4; GROW_BATCH=1024; PEAK=""
-  EPOCH_DTYPE=tf32
+  EPOCH_BATCHES=128,256,512,1024; EPOCH_CHUNK=epoch; VAE_BATCHES=256,1024,4096,8192; CHUNK=20
+  CHUNKS=3; STEPS=200; EPOCHS=""; GROW_SIZES=32,64,128; GROW_WIDTHS=1,4; GROW_BATCH=1024
+  PEAK=""; EPOCH_DTYPE=tf32
 fi
+FAILED=""
 bench() {  # each step appends its run to the device's section
   local name=$1; shift
   echo "== gpu.sh: $name" >&2
@@ -102,6 +111,7 @@ bench() {  # each step appends its run to the device's section
       | tee "${OUT_DIR:-/tmp}/gpu_$name.log"
   then
     echo "gpu.sh: step $name failed (its log: ${OUT_DIR:-/tmp}/gpu_$name.log); going on" >&2
+    FAILED="$FAILED $name"
   fi
   if [ -n "$OUT_DIR" ]; then cp "$REPORT" "$OUT_DIR/"; fi
 }
@@ -111,7 +121,7 @@ if [ "$DRY_RUN" = 1 ]; then
   PLOT=${OUT_DIR:-/tmp}/jaxae_gpu_dry_vae.png; GROW_PLOT=${OUT_DIR:-/tmp}/jaxae_gpu_dry_grow.png
 fi
 
-bench epoch --models conv_ae --batch-sizes "$EPOCH_BATCHES" --steps-per-chunk epoch \
+bench epoch --models conv_ae --batch-sizes "$EPOCH_BATCHES" --steps-per-chunk "$EPOCH_CHUNK" \
   --chunks "$CHUNKS" --conv patches,xla --compute-dtype "$EPOCH_DTYPE" --data auto $PEAK
 bench vae64 --models conv_vae --image-sizes 64 --channels 3 --batch-sizes "$VAE_BATCHES" \
   --steps-per-chunk "$CHUNK" --chunks "$CHUNKS" --conv patches,xla --compute-dtype bfloat16 \
@@ -124,4 +134,9 @@ fi
 bench growth --models conv_ae,conv_vae --image-sizes "$GROW_SIZES" --channels 3 \
   --widths "$GROW_WIDTHS" --batch-sizes "$GROW_BATCH" --steps-per-chunk "$CHUNK" \
   --chunks "$CHUNKS" --compute-dtype bfloat16 --data random --plot "$GROW_PLOT" $PEAK
+if [ -n "$FAILED" ]; then
+  echo "gpu.sh: these steps failed:$FAILED (their logs are named above); the report of the" \
+       "others is in $REPORT" >&2
+  exit 1
+fi
 echo "gpu.sh: done; the report is in $REPORT" >&2

@@ -202,8 +202,9 @@ def chunk_fractions(cost: Cost, seconds_per_step: list[float], roofs: list[Roofs
 
 def plot(rows: list[dict], path: str, title: str) -> None:
     """A PNG of each row's fraction of the roof against its FLOPs per step (log scale):
-    one marker and colour per model, filled where the matmul peak binds and hollow where
-    the bandwidth does, each workload labelled once with its image shape, width and
+    one marker and colour per series (a model, and its convolution implementation and
+    compute dtype where the rows differ in those), filled where the matmul peak binds and
+    hollow where the bandwidth does, each point labelled with its image shape, width and
     batch."""
     import matplotlib
 
@@ -211,25 +212,19 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5))
-    markers = iter("osD^v<>p*hX")
-    labelled = set()  # a workload shared by several models is labelled once, by the first
-    for index, model in enumerate(dict.fromkeys(r["model"] for r in rows)):
-        mine = [r for r in rows if r["model"] == model and r.get("fraction_of_roof")]
-        if not mine:
-            continue
-        marker, color = next(markers), f"C{index}"
+    markers = iter("osD^v<>p*hX" * 4)
+    for index, (name, mine) in enumerate(_series(rows).items()):
+        marker, color = next(markers), f"C{index % 10}"
         for bound, fill in (("compute", color), ("memory", "none")):
             points = [r for r in mine if r["bound"] == bound]
             if points:
                 axes.scatter([r["flops_per_step"] for r in points],
                              [100 * r["fraction_of_roof"] for r in points], marker=marker,
                              facecolors=fill, edgecolors=color,
-                             label=f"{model} ({bound}-bound)")
+                             label=f"{name} ({bound}-bound)")
         for r in mine:
-            if (label := workload_label(r)) not in labelled:
-                labelled.add(label)
-                axes.annotate(label, (r["flops_per_step"], 100 * r["fraction_of_roof"]),
-                              fontsize=6, xytext=(3, 3), textcoords="offset points")
+            axes.annotate(workload_label(r), (r["flops_per_step"], 100 * r["fraction_of_roof"]),
+                          fontsize=6, xytext=(3, 3), textcoords="offset points", color=color)
     axes.set_xscale("log")
     axes.set_ylim(0, 105)
     axes.set_xlabel("FLOPs per training step (XLA cost analysis)")
@@ -240,6 +235,19 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _series(rows: list[dict]) -> dict[str, list[dict]]:
+    """The rows with a fraction of the roof, by series: the model, plus the convolution
+    implementation and the compute dtype where the rows hold more than one of them."""
+    rows = [r for r in rows if r.get("fraction_of_roof")]
+    varies = [field for field in ("conv", "compute_dtype")
+              if len({r.get(field) for r in rows}) > 1]
+    series: dict[str, list[dict]] = {}
+    for r in rows:
+        name = " ".join([r["model"], *(str(r.get(f) or "-") for f in varies)])
+        series.setdefault(name, []).append(r)
+    return series
 
 
 def workload_label(row: dict) -> str:

@@ -88,3 +88,15 @@ def test_the_plot_is_written(tmp_path):
     path = tmp_path / "roof.png"
     roofline.plot(rows, str(path), "test")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_plot_tells_apart_rows_that_differ_in_convolution_or_dtype():
+    rows = [{"model": model, "conv": conv, "compute_dtype": "bfloat16", "fraction_of_roof": 0.2}
+            for model in ("conv_ae", "conv_vae") for conv in ("patches", "xla")]
+    rows.append({"model": "conv_ae", "conv": "xla", "compute_dtype": "bfloat16"})  # no roof
+    series = roofline._series(rows)
+    assert list(series) == ["conv_ae patches", "conv_ae xla", "conv_vae patches",
+                            "conv_vae xla"]
+    assert all(len(members) == 1 for members in series.values())
+    one_conv = [dict(r, conv="patches") for r in rows[:2]]
+    assert list(roofline._series(one_conv)) == ["conv_ae"]
