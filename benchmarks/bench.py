@@ -776,7 +776,7 @@ def check_flags_read(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                          f"{', '.join(modes)}: drop it, or add one of those modes")
 
 
-def _check_writable(parser: argparse.ArgumentParser, flag: str, path: str) -> None:
+def check_writable_file(parser: argparse.ArgumentParser, flag: str, path: str) -> None:
     """A file `path` can be written: not a folder, in a folder that exists and is writable."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
@@ -796,7 +796,7 @@ def check_output_paths(parser: argparse.ArgumentParser, args: argparse.Namespace
         if path == "":
             parser.error(f"{flag} needs a file name")
         if path:
-            _check_writable(parser, flag, path)
+            check_writable_file(parser, flag, path)
     if args.plot and "throughput" not in args.mode.split(","):
         parser.error("--plot draws the throughput mode's rows: add --mode throughput, or drop "
                      "--plot")

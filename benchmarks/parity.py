@@ -1,4 +1,4 @@
-"""Quality and time to quality against the PyTorch peer, both trained in one run.
+r"""Quality and time to quality against the PyTorch peer, both trained in one run.
 
     python -m benchmarks.parity --peer-python /tmp/torch/bin/python \
         --peer-script PATH/torch_autoencoders.py [--models dense,conv,vae]
@@ -36,7 +36,13 @@ from collections.abc import Callable
 import jax
 import ml_collections
 
-from benchmarks.bench import OneLineErrors, check_peer_args, header, usable_cpus
+from benchmarks.bench import (
+    OneLineErrors,
+    check_peer_args,
+    check_writable_file,
+    header,
+    usable_cpus,
+)
 from jaxae import build, cli
 from jaxae.data import batches
 from jaxae.experiments.common import load_config
@@ -327,9 +333,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compute-dtype", choices=precision.COMPUTE_DTYPES, default="float32",
                         help="jaxae's config.train.compute_dtype (the peer runs float32)")
     parser.add_argument("--tfds-dir", default=None)
-    parser.add_argument("--write", default=None, help="also write the markdown table here")
+    parser.add_argument("--write", default=None, help="also write the markdown table into "
+                        "this file, whole (a report of sections such as BENCHMARKS.md is "
+                        "refused)")
     args = parser.parse_args(argv)
     check_peer_args(parser, args, required=True)
+    if args.write is not None:
+        check_table_file(parser, args.write)
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: give 1 or more")
     if args.extra_epochs < 0:
@@ -338,6 +348,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(PAIRINGS)}")
     return args
+
+
+def check_table_file(parser: argparse.ArgumentParser, path: str) -> None:
+    """--write's file can be written, before any training: and since it is written whole, it
+    is not a report of "## " sections (BENCHMARKS.md) that the table would replace."""
+    if not path:
+        parser.error("--write needs a file name")
+    check_writable_file(parser, "--write", path)
+    if os.path.isfile(path):
+        with open(path, errors="replace") as f:
+            if any(line.startswith("## ") for line in f):
+                parser.error(f"--write {path} holds a report's sections, which the table would "
+                             "replace: give a file of its own")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Parity with the PyTorch peer from the same random draws: same initial weights, same batch
+r"""Parity with the PyTorch peer from the same random draws: same initial weights, same batch
 order, so any difference left is the implementations', not the seeds'.
 
     python -m benchmarks.same_draws_parity --peer-python /tmp/torch/bin/python \

@@ -93,6 +93,21 @@ def test_the_peer_and_its_script_are_required(capsys, argv, said):
     assert said in capsys.readouterr().err
 
 
+def test_the_table_file_is_checked_before_training(tmp_path, capsys):
+    with_torch = tmp_path / "python"
+    with_torch.write_text("#!/bin/sh\nexit 0\n")
+    with_torch.chmod(0o755)
+    report = tmp_path / "REPORT.md"
+    report.write_text("# Benchmarks\n\n## cpu\n\na run\n")
+    peer = ["--peer-python", str(with_torch), "--peer-script", __file__]
+    for path, said in ((report, "holds a report's sections, which the table would replace"),
+                       (tmp_path / "no" / "t.md", "the folder")):
+        with pytest.raises(SystemExit):
+            parity.parse_args([*peer, "--write", str(path)])
+        assert f"--write {path}" in (err := capsys.readouterr().err) and said in err, err
+    assert parity.parse_args([*peer, "--write", str(tmp_path / "t.md")]).write
+
+
 def test_extra_epochs_runs_report_data_compile_and_evaluation_apart(fashion_tfds_dir,
                                                                      tmp_path):
     pairing = parity.Pairing("test", 1, 512, "glorot", "mse", "test_mse_per_pixel", "test MSE")
