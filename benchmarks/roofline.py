@@ -6,6 +6,11 @@ an elementwise op; transcendentals apart), and "bytes accessed" counts, for ever
 of the compiled program after fusion, the bytes of its operands and of its result: the
 traffic if each fused kernel read its inputs from memory and wrote its output back, with no
 reuse through the caches between kernels. Its arithmetic intensity is FLOPs per byte.
+These are the operations the compiled step performs, so they depend on how it computes:
+the same conv model is charged more FLOPs with `--conv patches` (each tap a matmul over
+padded images) than with `--conv xla` (XLA's convolutions, as its cost analysis counts
+them); the bench's table prints both, and fractions of the roof compare like with like
+only within one implementation.
 
 The machine's two roofs are measured by `RoofMeter`, right beside each timed chunk of steps
 (before it and after it, so that a busy moment lowers a roof and the timing together):
