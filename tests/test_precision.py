@@ -17,7 +17,9 @@ MNIST = (28, 28, 1)
 
 
 @pytest.mark.parametrize("model", [{"name": "dense_ae", "latent_dim": 16},
-                                   {"name": "vae", "latent_dim": 16}])
+                                   {"name": "vae", "latent_dim": 16},
+                                   {"name": "conv_ae", "conv": "patches"},
+                                   {"name": "conv_ae", "conv": "xla"}])
 def test_a_bfloat16_step_follows_the_float32_step(tiny_config, model):
     """One step from the same state: same loss to bfloat16's precision, same update
     direction, and different bits (the matmuls did run in bfloat16)."""
@@ -60,11 +62,26 @@ def test_a_bfloat16_run_repeats_bit_for_bit_and_learns_like_float32(tiny_config,
     assert mixed != plain  # the training step did run in bfloat16
 
 
-def test_bfloat16_for_a_model_without_dense_layers_is_said_to_change_nothing(capsys):
-    from jaxae.models import build_model
+def test_bfloat16_for_a_model_without_dense_or_conv_fields_is_said_to_change_nothing(capsys):
+    from jaxae.models import Autoencoder, build_model, register_model
 
-    build_model({"name": "conv_ae"}, image_shape=(28, 28, 1), compute_dtype="bfloat16")
-    assert ("warning: model 'conv_ae' takes no `dense` field" in capsys.readouterr().err)
-    build_model({"name": "vae"}, image_shape=(28, 28, 1), compute_dtype="bfloat16")
-    build_model({"name": "conv_ae"}, image_shape=(28, 28, 1))
+    @register_model("precision_test_identity")
+    class Identity(Autoencoder):
+        image_shape: tuple
+
+        @property
+        def latent_shape(self):
+            return self.image_shape
+
+        def encode(self, x, *, labels=None):
+            return x
+
+        def decode(self, z, *, labels=None):
+            return z
+
+    build_model({"name": "precision_test_identity"}, image_shape=MNIST, compute_dtype="bfloat16")
+    assert "warning: model 'precision_test_identity' takes no `dense` or `conv` field" in \
+        capsys.readouterr().err
+    for name in ("conv_ae", "vae"):
+        build_model({"name": name}, image_shape=MNIST, compute_dtype="bfloat16")
     assert capsys.readouterr().err == ""

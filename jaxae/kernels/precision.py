@@ -1,13 +1,14 @@
-"""Mixed precision for training: Dense matmuls in bfloat16, accumulated in float32.
+"""Mixed precision for training: Dense and Conv matmuls in bfloat16, accumulated in float32.
 
 `config.train.compute_dtype = "bfloat16"` gives every model's `nn.Dense` layers
 `dot_general=bfloat16_dot_general` (`dense_layer`): the matmul of bfloat16 copies of the input
 and kernel with float32 accumulation and a float32 result, in the forward pass and in both
-matmuls of the backward pass. Parameters, the optimiser state, activations outside the
+matmuls of the backward pass; its `jaxae.kernels.conv.Conv` layers multiply the same way
+(`Conv(compute_dtype=...)`). Parameters, the optimiser state, activations outside the
 matmuls, losses and evaluation stay float32. On CPUs with AMX or AVX512-BF16 units XLA runs
-such matmuls several times faster than float32 ones; elsewhere the casts can cost more than
-they save (`python -m benchmarks.bench --compute-dtype float32,bfloat16` measures both).
-Convolutions stay float32: the conv models are bound by memory traffic, not arithmetic.
+such matmuls several times faster than float32 ones; elsewhere, and in the small conv
+models bound by memory traffic, the casts can cost more than they save
+(`python -m benchmarks.bench --compute-dtype float32,bfloat16` measures both).
 """
 
 from __future__ import annotations

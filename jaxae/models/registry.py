@@ -3,7 +3,8 @@
 `@register_model("name")` adds a class or factory; `build_model` calls it with the section's
 options, fills its required `image_shape` / `num_classes` from the data, and injects the
 layers it declares: `conv` (the config's implementation of `jaxae.kernels.conv.Conv`) and
-`dense` (`nn.Dense`, or its bfloat16 variant for training, `jaxae.kernels.precision`).
+`dense` (`nn.Dense`), both in the compute dtype asked for (bfloat16 for training:
+`jaxae.kernels.precision`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ register_model = MODELS.register
 BUILDER_OPTIONS = ("name", "init", "conv")
 
 
-def conv_layer(implementation: str) -> functools.partial:
-    """`Conv` computed as `implementation` ("patches" or "xla")."""
+def conv_layer(implementation: str, compute_dtype: str = "float32") -> functools.partial:
+    """`Conv` computed as `implementation` ("patches" or "xla"), its matmuls in
+    `compute_dtype` (bfloat16: bfloat16 operands, float32 accumulation)."""
     if implementation not in conv_lib.IMPLEMENTATIONS:
         raise ValueError(f"conv={implementation!r}: choose one of "
                          f"{', '.join(conv_lib.IMPLEMENTATIONS)}")
-    return functools.partial(conv_lib.Conv, implementation=implementation)
+    return functools.partial(conv_lib.Conv, implementation=implementation,
+                             compute_dtype=compute_dtype)
 
 
 def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
@@ -41,8 +44,8 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
 
     Options the model does not declare raise a RegistryError, except those in `ignore`
     (fields every model section has, such as a default latent_dim a conv model has no use
-    for). `compute_dtype` is the precision of its Dense matmuls (training may ask for
-    bfloat16; evaluation builds the float32 model, whose parameters are the same).
+    for). `compute_dtype` is the precision of its Dense and Conv matmuls (training may ask
+    for bfloat16; evaluation builds the float32 model, whose parameters are the same).
     """
     name = spec["name"]
     entry = MODELS.get(name)
@@ -51,12 +54,13 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
     declared = parameters(entry)
     layers = {}
     if "conv" in declared:
-        layers["conv"] = conv_layer(spec.get("conv", "patches"))
+        layers["conv"] = conv_layer(spec.get("conv", "patches"), compute_dtype)
     if "dense" in declared:
         layers["dense"] = precision.dense_layer(compute_dtype)
-    elif compute_dtype != "float32":  # convolutions stay float32 (jaxae.kernels.precision)
-        print(f"warning: model {name!r} takes no `dense` field (`dense: ModuleDef = nn.Dense`, "
-              f"which its Dense layers are built with), so compute_dtype={compute_dtype} "
-              "changes none of its layers: it computes in float32", file=sys.stderr, flush=True)
+    if not layers and compute_dtype != "float32":
+        print(f"warning: model {name!r} takes no `dense` or `conv` field (`dense: ModuleDef = "
+              "nn.Dense`, which its layers are built with), so compute_dtype="
+              f"{compute_dtype} changes none of its layers: it computes in float32",
+              file=sys.stderr, flush=True)
     return build(entry, {**options, **layers},
                  {"image_shape": tuple(image_shape), "num_classes": num_classes})
