@@ -428,18 +428,25 @@ def bench_peer(python: str, script: str, model: str, batch_size: int, num_steps:
             "fraction_of_peak": result.get("fraction_of_peak_median")}
 
 
-def peer_result(command: list[str], what: str) -> dict:
-    """The JSON record a peer subprocess prints last; a peer that fails, or prints none, is
-    a BenchRefused naming `what` ran and its last error line (the run stops with one line)."""
-    done = subprocess.run(command, capture_output=True, text=True)
+def json_result(done: subprocess.CompletedProcess, what: str) -> dict:
+    """The JSON object a finished subprocess printed last; one that failed, or printed no
+    JSON last, is a BenchRefused naming `what` and its last error line (one line, and the
+    run stops)."""
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchRefused(f"{what} failed with exit status {done.returncode}: {last}")
     lines = done.stdout.strip().splitlines()
-    if done.returncode == 0 and lines:
-        try:
-            return json.loads(lines[-1])
-        except json.JSONDecodeError:
-            pass
-    said = (done.stderr.strip().splitlines() or lines or ["no output"])[-1]
-    raise BenchRefused(f"{what} failed with exit status {done.returncode}: {said}")
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, ValueError):
+        said = repr(lines[-1][:80]) if lines else "nothing"
+        raise BenchRefused(f"{what} printed {said} where its result (a JSON line) belongs: "
+                           "is it the peer's script?") from None
+
+
+def peer_result(command: list[str], what: str) -> dict:
+    """`json_result` of running `command` (the peer, in its own Python)."""
+    return json_result(subprocess.run(command, capture_output=True, text=True), what)
 
 
 def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
@@ -744,6 +751,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         check_peer_args(parser, args, required=True)  # it races the peer
     check_output_paths(parser, args)
     check_flags_read(parser, args)
+    if args.peer_python:
+        check_peer_torch(parser, args.peer_python)
     return args
 
 
@@ -838,16 +847,20 @@ def check_peer_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.peer_python and not shutil.which(args.peer_python):
         parser.error(f"--peer-python {args.peer_python} is not a program that can be run: "
                      "give the path of a Python with torch installed")
-    if args.peer_python:
-        try:
-            done = subprocess.run([args.peer_python, "-c", "import torch"], capture_output=True,
-                                  text=True, timeout=PEER_CHECK_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            parser.error(f"--peer-python {args.peer_python} does not run ({error})")
-        if done.returncode != 0:
-            said = (done.stderr.strip().splitlines() or ["no error message"])[-1]
-            parser.error(f"--peer-python {args.peer_python} cannot import torch ({said}): give "
-                         "a Python with torch installed")
+
+
+def check_peer_torch(parser: argparse.ArgumentParser, python: str) -> None:
+    """The peer's Python imports torch: checked once, after every other option (it takes a
+    second or two), and before anything runs."""
+    try:
+        done = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True,
+                              timeout=PEER_CHECK_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        parser.error(f"--peer-python {python} does not run ({error})")
+    if done.returncode != 0:
+        said = (done.stderr.strip().splitlines() or ["no error message"])[-1]
+        parser.error(f"--peer-python {python} cannot import torch ({said}): give a Python "
+                     "with torch installed")
 
 
 def throughput(args: argparse.Namespace) -> str:

@@ -3,12 +3,13 @@
     python -m benchmarks.bench --mode determinism [--models conv_ae,vae] [--steps 200]
 
 For each model, four fresh processes train it from seed 0 for --steps steps (one compiled
-loop, batches gathered on the device, the throughput bench's workloads at its first batch
-size and dtype) and print a SHA-256 of the resulting parameters and their step time: two
-with XLA's default GPU kernels, two with `--xla_gpu_deterministic_ops=true` in XLA_FLAGS
-(no atomics in reductions and scatters, deterministic cuDNN/cuBLAS algorithms). The report
-says whether each pair repeated bit for bit, and the deterministic runs' step time against
-the default's. On a CPU the flag has no effect and every run repeats: a dry run of the mode.
+loop, batches gathered on the device, the throughput bench's workloads at its one
+--batch-sizes and --compute-dtype) and print a SHA-256 of the resulting parameters and their
+step time: two with XLA's default GPU kernels, two with `--xla_gpu_deterministic_ops=true`
+in XLA_FLAGS (no atomics in reductions and scatters, deterministic cuDNN/cuBLAS algorithms).
+The report says whether each pair repeated bit for bit, and the deterministic runs' step time
+against the default's. On a CPU the flag has no effect and every run repeats: a dry run of
+the mode.
 Each process runs `python -m benchmarks.determinism --child ...`.
 """
 
@@ -70,8 +71,11 @@ def spawn(model: str, steps: int, batch_size: int, dtype: str, data_source: str,
     command = [sys.executable, "-m", "benchmarks.determinism", "--child", "--model", model,
                "--steps", str(steps), "--batch-size", str(batch_size), "--dtype", dtype,
                "--data", data_source]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    from benchmarks import bench
+
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    return bench.json_result(done, f"the determinism run of {model}"
+                             f"{' with ' + FLAG if deterministic else ''}")
 
 
 def table(rows: list[dict]) -> str:

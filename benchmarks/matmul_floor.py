@@ -242,7 +242,7 @@ def _time_and_rate(us: float | None, mflop: float) -> str:
 
 def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
                ) -> tuple[dict, list[dict]]:
-    """(the model's summary, one row per kind of product) at the first --batch-sizes."""
+    """(the model's summary, one row per kind of product) at --batch-sizes (one value)."""
     batch_size = int(args.batch_sizes)  # one value (bench.ONE_VALUE_FLAGS)
     arrays, _ = data.arrays(bench.FASHION_SHAPE, batch_size)
     epoch = bench.first_epoch(bench.bench_config(model, batch_size, args.conv),

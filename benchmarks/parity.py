@@ -37,10 +37,13 @@ import jax
 import ml_collections
 
 from benchmarks.bench import (
+    BenchRefused,
     OneLineErrors,
     check_peer_args,
+    check_peer_torch,
     check_writable_file,
     header,
+    json_result,
     usable_cpus,
 )
 from jaxae import build, cli
@@ -186,21 +189,6 @@ def run_reporting(command: list[str], label: str, note: Callable[[dict], str | N
                                        "".join(errors))
 
 
-def last_record(done: subprocess.CompletedProcess, what: str) -> dict:
-    """The JSON object a finished run printed last; a failed run is one RuntimeError naming
-    `what`, its exit code and the last line of its stderr."""
-    if done.returncode:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"{what} failed with exit code {done.returncode}: {last}")
-    lines = done.stdout.strip().splitlines()
-    try:
-        return json.loads(lines[-1])
-    except (IndexError, ValueError):
-        said = repr(lines[-1][:80]) if lines else "nothing"
-        raise RuntimeError(f"{what} printed {said} where its result (a JSON line) belongs: is "
-                           "it the peer's script?") from None
-
-
 def epoch_note(key: str) -> Callable[[dict], str | None]:
     """A `run_reporting` note for each evaluation record of the figure `key`: "epoch E: KEY
     V", with the step where the record has one (checks within an epoch); none for the final
@@ -231,7 +219,7 @@ def run_jaxae_process(pairing: Pairing, tfds_dir: str | None, seed: int,
                               workdir], "jaxae", epoch_note(f"test_{pairing.metric}"),
                              env=env, cwd=REPO_ROOT)
         process_s = time.time() - spawned
-    result = last_record(done, f"jaxae's {pairing.config} run (seed {seed})")
+    result = json_result(done, f"jaxae's {pairing.config} run (seed {seed})")
     startup = result.pop("called_at") - spawned
     for record in result["epochs"]:
         record["wall_s"] += startup
@@ -250,7 +238,7 @@ def run_peer(python: str, script: str, name: str, pairing: Pairing, threads: int
     start = time.perf_counter()
     done = run_reporting(command, "peer", epoch_note(pairing.peer_metric))
     process_s = time.perf_counter() - start
-    result = last_record(done, f"the peer's {name} run (seed {seed})")
+    result = json_result(done, f"the peer's {name} run (seed {seed})")
     epochs, wall = [], 0.0
     train_s = eval_s = 0.0
     for record in result["epochs"]:
@@ -347,6 +335,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [n for n in args.models.split(",") if n not in PAIRINGS]
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(PAIRINGS)}")
+    check_peer_torch(parser, args.peer_python)
     return args
 
 
@@ -387,4 +376,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BenchRefused as error:  # a run that failed: one line, not a traceback
+        print(f"python -m benchmarks.parity: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)

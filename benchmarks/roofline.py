@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import time
 
@@ -217,7 +218,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 5))
-    markers = iter("osD^v<>p*hX" * 4)
+    markers = itertools.cycle("osD^v<>p*hX")
     for index, (name, mine) in enumerate(_series(rows).items()):
         marker, color = next(markers), f"C{index % 10}"
         for bound, fill in (("compute", color), ("memory", "none")):

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from benchmarks.bench import OneLineErrors, check_peer_args, usable_cpus
+from benchmarks.bench import OneLineErrors, check_peer_args, check_peer_torch, usable_cpus
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.evaluation.metrics import evaluate_split
@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--tfds-dir", default=None)
     args = parser.parse_args()
     check_peer_args(parser, args, required=True)
+    check_peer_torch(parser, args.peer_python)
     config = load_config(CONFIGS[args.model])
     if args.tfds_dir:
         config.data.tfds_dir = args.tfds_dir

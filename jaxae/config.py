@@ -376,7 +376,7 @@ def data_path_kinds(config: ml_collections.ConfigDict) -> dict[str, str]:
 def expand_home(config: ml_collections.ConfigDict) -> None:
     """Makes a leading `~` of each data field that names something on disk (data_path_kinds)
     the user's home folder, as a shell would: `--config.data.path=~/photos` reaches Python
-    unexpanded (the shell expands only a word's first `~`)."""
+    unexpanded (the shell expands only a `~` that begins a word)."""
     for field in data_path_kinds(config):
         value = config.data.get(field)
         if isinstance(value, str) and value.startswith("~"):

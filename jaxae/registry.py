@@ -36,6 +36,7 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
         self._origins: dict[str, str] = {}  # name -> the module that registered it
+        self._files: dict[str, str | None] = {}  # name -> the file that defined its entry
 
     def register(self, name: str) -> Callable[[Entry], Entry]:
         """Decorator: `@MODELS.register("my_vae")` on a class or factory function (or
@@ -44,10 +45,14 @@ class Registry:
         cell, a module reloaded) replaces the entry; another one under the name is refused."""
 
         def add(entry: Entry) -> Entry:
-            if name in self._entries and not _same_definition(self._entries[name], entry):
+            file = _source_file(entry)  # now: a module of the same name may replace it later
+            if name in self._entries and not (self._entries[name] is entry or (
+                    _where(self._entries[name]) == _where(entry)
+                    and self._files.get(name) == file)):
                 raise RegistryError(f"a {self.kind} named {name!r} is registered already "
                                     f"({_where(self._entries[name])})")
             self._entries[name] = entry
+            self._files[name] = file
             self._origins[name] = sys._getframe(1).f_globals.get("__name__", "")
             return entry
 
@@ -204,10 +209,10 @@ def line_in_file(path: str, error: BaseException) -> int | None:
     return line
 
 
-def _same_definition(registered: Entry, entry: Entry) -> bool:
-    """Whether `entry` is the registered one, or defined again where it was (a notebook cell
-    or a module reloaded): then it replaces the old definition rather than clashing."""
-    return registered is entry or _where(registered) == _where(entry)
+def _source_file(entry: Entry) -> str | None:
+    """The file of the module that defines `entry` (None for a notebook's or a shell's)."""
+    module = sys.modules.get(getattr(entry, "__module__", None) or "")
+    return getattr(module, "__file__", None)
 
 
 def _where(entry: Entry) -> str:

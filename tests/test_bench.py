@@ -130,7 +130,8 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     (["--background-pin"], "--background-pin pins the --background-load processes"),
     (["--compute-dtype", "tf32"], "--compute-dtype tf32: a CPU has no TensorFloat-32"),
 ])
-def test_the_peer_script_is_required_with_the_peer(capsys, argv, said):
+def test_bad_options_are_one_line_refusals_before_any_work(capsys, monkeypatch, argv, said):
+    monkeypatch.setattr(bench.jax, "default_backend", lambda: "cpu")  # tf32 is refused there
     with pytest.raises(SystemExit) as exit_info:
         bench.parse_args(argv)
     assert exit_info.value.code == 2  # argparse's usage error

@@ -521,3 +521,22 @@ def test_a_plain_autoencoder_has_no_prior_samples_or_iwae_bounds_and_needs_no_la
     step = steps.make_train_step(model, Reconstruct(), objectives.Reconstruction(losses.mse))
     state, metrics = step(state, {"image": batch["image"]}, jax.random.key(1))  # no "label"
     assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
+
+
+def test_two_files_of_one_name_registering_one_name_are_refused(tmp_path):
+    source = textwrap.dedent("""
+        from jaxae import models
+        from tests.test_models import _Dense
+
+        @models.register_model("two_files_ae")
+        class TwoFilesAE(_Dense):
+            pass
+    """)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "mymodels.py").write_text(source)
+    first = models.MODELS.get(f"{tmp_path}/a/mymodels.py:TwoFilesAE")
+    with pytest.raises(RegistryError, match="a model named 'two_files_ae' is registered "
+                                            "already"):
+        models.MODELS.get(f"{tmp_path}/b/mymodels.py:TwoFilesAE")
+    assert models.MODELS.get("two_files_ae") is first

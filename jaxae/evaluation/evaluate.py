@@ -1,5 +1,6 @@
 """Evaluation of a trained workdir: reload its config and a checkpoint, write metrics and
-pictures into `<workdir>/eval/` (or another folder), with evaluation fields changed at will."""
+pictures into `<workdir>/eval/` (`eval_step_<N>/` for a chosen step, or another folder), with
+evaluation fields changed at will."""
 
 from __future__ import annotations
 

@@ -70,7 +70,8 @@ def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: di
     """
     if not model.variational:
         raise ValueError(f"IWAE bounds weigh samples of q(z | x): {type(model).__name__} is not "
-                         "a variational model (its variational is False)")
+                         "a variational model (its variational is False): bound a VAE's "
+                         "likelihood, and a plain autoencoder's reconstructions by their loss")
     count = float(sum(np.sum(b["mask"]) for b in batches))
     out = {}
     with tqdm(total=len(sample_counts) * len(batches), desc="IWAE bounds", leave=False,

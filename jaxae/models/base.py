@@ -109,9 +109,11 @@ class VariationalAutoencoder(nn.Module):
         encoded = self.encode(x, labels=labels)
         if not (isinstance(encoded, (tuple, list)) and len(encoded) == 2
                 and all(_is_array(part) for part in encoded)):
-            got = (f"a {type(encoded).__name__} of {len(encoded)}"
-                   if isinstance(encoded, (tuple, list)) else "one array"
-                   if _is_array(encoded) else f"a {type(encoded).__name__}")
+            got = ("one array" if _is_array(encoded) else
+                   f"a {type(encoded).__name__} of {len(encoded)}"
+                   if isinstance(encoded, (tuple, list)) and len(encoded) != 2 else
+                   "a pair of " + " and ".join(f"a {type(part).__name__}" for part in encoded)
+                   if isinstance(encoded, (tuple, list)) else f"a {type(encoded).__name__}")
             raise TypeError(f"{type(self).__name__}.encode must return two arrays, (z_mean, "
                             f"z_log_sigma), each [B, latent_dim], not {got}")
         mean, log_sigma = encoded
