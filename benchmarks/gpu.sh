@@ -24,8 +24,10 @@
 # then copy the repository with .whl/ and data/ to the GPU machine and, from its root there:
 #   bash benchmarks/gpu.sh
 # On a CPU, DRY_RUN=1 bash benchmarks/gpu.sh runs every step with tiny settings (a check of
-# the script's paths, not a measurement), into $REPORT (default: a scratch file). A step
-# that fails is named and the others still run; the script then exits 1.
+# the script's paths, not a measurement), into $REPORT (default: a scratch file), and
+# PARSE_ONLY=1 has the bench check every step's options at the real settings, as on a GPU,
+# running nothing (tests/test_bench.py does). A step that fails is named and the others
+# still run; the script then exits 1.
 set -euo pipefail
 case "${1:-}" in
   -h|--help) sed -n '2,/^set -euo pipefail$/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -61,8 +63,9 @@ if [ "${1:-}" = "--prepare" ]; then
 fi
 
 DRY_RUN=${DRY_RUN:-0}
+PARSE_ONLY=${PARSE_ONLY:-0}
 OUT_DIR=${OUT:-}
-if [ "$DRY_RUN" = 1 ]; then
+if [ "$DRY_RUN" = 1 ] || [ "$PARSE_ONLY" = 1 ]; then
   PY=${PYTHON:-.venv/bin/python}
   REPORT=${REPORT:-${1:-/tmp/jaxae_gpu_dry_run.md}}
 else
@@ -80,13 +83,13 @@ if [ -d data/fashion-mnist ]; then
 fi
 export TFDS_DATA_DIR=${TFDS_DATA_DIR:-/tmp/jaxae_tfds}
 
-if [ "$DRY_RUN" != 1 ]; then
+if [ "$DRY_RUN" != 1 ] && [ "$PARSE_ONLY" != 1 ]; then
   "$PY" -c 'import jax, sys; d = jax.devices()[0]; print(d.device_kind, jax.__version__);
 sys.exit(d.platform != "gpu")' || {
     echo "gpu.sh: JAX sees no GPU here (DRY_RUN=1 checks the script on a CPU)" >&2; exit 1; }
 fi
-if "$PY" -c 'from jaxae.data import load_dataset; load_dataset("fashion_mnist")' \
-    >/dev/null 2>&1; then
+if [ "$PARSE_ONLY" = 1 ] || "$PY" -c \
+    'from jaxae.data import load_dataset; load_dataset("fashion_mnist")' >/dev/null 2>&1; then
   HAVE_DATA=1
 else
   HAVE_DATA=0
@@ -95,25 +98,32 @@ else
 fi
 
 if [ "$DRY_RUN" = 1 ]; then  # chunks of 2 steps, not whole epochs: a CPU trains slowly
-  EPOCH_BATCHES=16,32; EPOCH_CHUNK=2; VAE_BATCHES=8,16; CHUNK=2; CHUNKS=1; STEPS=4
+  EPOCH_BATCHES=16,32; EPOCH_CHUNK=2; VAE_BATCHES=8,16; VAE_CHUNK=2; CHUNK=2; CHUNKS=1; STEPS=4
   EPOCHS="--epochs 1"; GROW_SIZES=32; GROW_WIDTHS=1,2; GROW_BATCH=8; PEAK="--peak-n 256"
   EPOCH_DTYPE=float32
 else
-  EPOCH_BATCHES=128,256,512,1024; EPOCH_CHUNK=epoch; VAE_BATCHES=256,1024,4096,8192; CHUNK=20
-  CHUNKS=3; STEPS=200; EPOCHS=""; GROW_SIZES=32,64,128; GROW_WIDTHS=1,4; GROW_BATCH=1024
-  PEAK=""; EPOCH_DTYPE=tf32
+  EPOCH_BATCHES=128,256,512,1024; EPOCH_CHUNK=epoch; VAE_BATCHES=256,1024,4096,8192
+  VAE_CHUNK=5  # an epoch at batch 8192 has 7 steps
+  CHUNK=20; CHUNKS=3; STEPS=200; EPOCHS=""; GROW_SIZES=32,64,128; GROW_WIDTHS=1,4
+  GROW_BATCH=1024; PEAK=""; EPOCH_DTYPE=tf32
 fi
 FAILED=""
 bench() {  # each step appends its run to the device's section
   local name=$1; shift
   echo "== gpu.sh: $name" >&2
+  if [ "$PARSE_ONLY" = 1 ]; then  # the options alone, checked as on a GPU
+    "$PY" -c 'import sys, jax; jax.default_backend = lambda: "gpu"
+from benchmarks import bench; bench.parse_args(sys.argv[1:])' "$@" --append "$REPORT" \
+      || FAILED="$FAILED $name"
+    return 0
+  fi
   if ! "$PY" -m benchmarks.bench "$@" --append "$REPORT" 2>&1 \
       | tee "${OUT_DIR:-/tmp}/gpu_$name.log"
   then
     echo "gpu.sh: step $name failed (its log: ${OUT_DIR:-/tmp}/gpu_$name.log); going on" >&2
     FAILED="$FAILED $name"
   fi
-  if [ -n "$OUT_DIR" ]; then cp "$REPORT" "$OUT_DIR/"; fi
+  if [ -n "$OUT_DIR" ] && [ -f "$REPORT" ]; then cp "$REPORT" "$OUT_DIR/" || true; fi
 }
 PLOT=${OUT_DIR:-benchmarks}/conv_vae_64x64x3_roofline.png
 GROW_PLOT=${OUT_DIR:-benchmarks}/conv_growth_roofline.png
@@ -124,7 +134,7 @@ fi
 bench epoch --models conv_ae --batch-sizes "$EPOCH_BATCHES" --steps-per-chunk "$EPOCH_CHUNK" \
   --chunks "$CHUNKS" --conv patches,xla --compute-dtype "$EPOCH_DTYPE" --data auto $PEAK
 bench vae64 --models conv_vae --image-sizes 64 --channels 3 --batch-sizes "$VAE_BATCHES" \
-  --steps-per-chunk "$CHUNK" --chunks "$CHUNKS" --conv patches,xla --compute-dtype bfloat16 \
+  --steps-per-chunk "$VAE_CHUNK" --chunks "$CHUNKS" --conv patches,xla --compute-dtype bfloat16 \
   --data random --plot "$PLOT" $PEAK
 bench determinism --mode determinism --models conv_ae,vae --steps "$STEPS" --data auto
 if [ "$HAVE_DATA" = 1 ]; then

@@ -1,6 +1,9 @@
 """The benchmark's code path: it times real steps of every workload it knows."""
 
 import math
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -366,3 +369,15 @@ def test_chunks_that_vary_a_lot_and_chunks_longer_than_an_epoch_are_named():
     with pytest.raises(bench.BenchRefused, match=r"^--steps-per-chunk 3 is more than the 2 "
                        r"steps of an epoch at batch 128: give at most 2, or 'epoch'$"):
         bench.bench_model("dense_ae", 128, 3, 1, arrays, roofs=False)
+
+
+def test_the_gpu_script_s_steps_pass_the_bench_s_checks_at_their_real_settings(tmp_path):
+    """benchmarks/gpu.sh with PARSE_ONLY=1: each step's options parsed as on a GPU (a step
+    the bench would refuse there fails it), nothing measured."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PARSE_ONLY": "1", "PYTHON": sys.executable,
+           "REPORT": str(tmp_path / "report.md")}
+    done = subprocess.run(["bash", "benchmarks/gpu.sh"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("== gpu.sh: ") == 5 and "failed" not in done.stderr
