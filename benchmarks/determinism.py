@@ -78,7 +78,9 @@ def spawn(model: str, steps: int, batch_size: int, dtype: str, data_source: str,
                              f"{' with ' + FLAG if deterministic else ''}")
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], on_cpu: bool = False) -> str:
+    """The markdown table; the flag's cost is "n/a" on a CPU, where it changes nothing and
+    the runs' step times differ by noise alone."""
     lines = ["| model | steps | XLA flag | run 1 SHA-256 | run 2 SHA-256 | bit for bit | step ms "
              "| cost |", "|---|---:|---|---|---|---|---:|---:|"]
     for r in rows:
@@ -86,7 +88,8 @@ def table(rows: list[dict]) -> str:
             runs = r["deterministic" if deterministic else "default"]
             same = runs[0]["sha256"] == runs[1]["sha256"]
             step_ms = statistics.mean(run["step_ms"] for run in runs)
-            cost = (f"{step_ms / r['default_step_ms'] - 1:+.1%}" if deterministic else "-")
+            cost = ("-" if not deterministic else "n/a" if on_cpu else
+                    f"{step_ms / r['default_step_ms'] - 1:+.1%}")
             lines.append(f"| {r['model']} | {runs[0]['steps']} | "
                          f"{'`' + FLAG + '`' if deterministic else 'default'} | "
                          f"`{runs[0]['sha256'][:16]}` | `{runs[1]['sha256'][:16]}` | "
@@ -110,10 +113,10 @@ def run(args: argparse.Namespace) -> str:
         row["default_step_ms"] = statistics.mean(r["step_ms"] for r in row["default"])
         rows.append(row)
         print(json.dumps(row), flush=True)
-    report = table(rows)
+    on_cpu = jax.devices()[0].platform == "cpu"
+    report = table(rows, on_cpu)
     print("\n" + report, flush=True)
-    note = " (a CPU: the flag changes nothing; a dry run)" if \
-        jax.devices()[0].platform == "cpu" else ""
+    note = " (a CPU: the flag changes nothing; a dry run)" if on_cpu else ""
     return (f"Batch {batch_size}, {dtype}, seed 0, each run a fresh process{note}; SHA-256 "
             "of the parameters after the steps, first 16 hex digits.\n\n" + report)
 

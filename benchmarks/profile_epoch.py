@@ -58,6 +58,11 @@ def main() -> None:
     parser.add_argument("--tfds-dir", default=None)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
+    if args.batch_size < 1:
+        parser.error(f"--batch-size {args.batch_size}: give 1 or more")
+    if args.train_size is not None and not args.batch_size <= args.train_size:
+        parser.error(f"--train-size {args.train_size} holds no batch of {args.batch_size}: "
+                     f"give at least {args.batch_size}")
     data = load_dataset("fashion_mnist", tfds_dir=args.tfds_dir)
     images, labels = data.train_images[:args.train_size], data.train_labels[:args.train_size]
     arrays = jax.device_put({"image": images, "label": labels})

@@ -39,13 +39,15 @@ CHUNK_STEPS = 50
 DATA = os.environ.get("BENCH_DATA", "/tmp/jaxae_bench_streaming")
 
 
+IMAGE_COUNTS = (20_000, 50_000, 100_000, 200_000)  # the data sets --images may name
+
+
 class JaxaeBenchImages(tfds.core.GeneratorBasedBuilder):
     """Random 32x32x3 uint8 images (raw bytes, as jaxae's builders store them), labels i % 10;
     one config per number of training images."""
 
     VERSION = tfds.core.Version("1.0.0")
-    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=f"n{n}")
-                       for n in (20_000, 50_000, 100_000, 200_000)]
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=f"n{n}") for n in IMAGE_COUNTS]
 
     def _info(self) -> tfds.core.DatasetInfo:
         from jaxae.data.records import raw_image_info  # jaxae only where it is measured
@@ -224,7 +226,9 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=("throughput", "rss", "all", "rss-one"))
     parser.add_argument("args", nargs="*", help="rss-one: MODE IMAGES")
-    parser.add_argument("--images", type=int, nargs="+", default=None)
+    parser.add_argument("--images", type=int, nargs="+", default=None, choices=IMAGE_COUNTS,
+                        metavar="N", help="training images, each N one of "
+                        f"{', '.join(map(str, IMAGE_COUNTS))}")
     parser.add_argument("--width", type=int, default=4)
     parser.add_argument("--steps", type=int, default=150, help="at most an epoch's")
     args = parser.parse_args(argv)

@@ -187,6 +187,7 @@ def test_determinism_reports_whether_each_pair_repeats_and_the_cost():
     lines = determinism.table([row]).splitlines()
     assert "| default |" in lines[2] and "| **no** |" in lines[2]
     assert "| yes | 2.500 | +25.0% |" in lines[3]
+    assert "| yes | 2.500 | n/a |" in determinism.table([row], on_cpu=True).splitlines()[3]
 
 
 @pytest.mark.parametrize("model_name", ["dense", "conv"])
