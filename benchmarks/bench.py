@@ -698,7 +698,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.background_pin and not args.background_load:
         parser.error("--background-pin pins the --background-load processes: give "
                      "--background-load N too")
-    if "matmuls" in args.mode.split(",") and jax.default_backend() != "cpu":
+    if "matmuls" in modes and jax.default_backend() != "cpu":
         parser.error(f"--mode matmuls compares the CPU's products with the CPU peer's, but "
                      f"JAX runs on {jax.default_backend()}: run it with JAX_PLATFORMS=cpu")
     if args.models:
@@ -710,14 +710,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError as error:
         parser.error(str(error))
     for flag in ("batch_sizes", "image_sizes", "channels", "widths"):
-        _ints(parser, "--" + flag.replace("_", "-"), getattr(args, flag))
+        _ints(parser, _option(flag), getattr(args, flag))
     check_epoch_fits(parser, args, modes)
     for mode, flags in ONE_VALUE_FLAGS.items():
         for flag in flags:
             value = getattr(args, flag)
             if mode in modes and value and "," in value:
-                name = "--" + flag.replace("_", "-")
-                parser.error(f"--mode {mode} measures one {name} value, not {value}: give "
+                parser.error(f"--mode {mode} measures one {_option(flag)} value, not {value}: give "
                              f"one, and run {mode} once per value")
     if unknown := [c for c in args.conv.split(",") if c not in conv_lib.IMPLEMENTATIONS]:
         parser.error(f"--conv: unknown {', '.join(unknown)}: choose from "
@@ -741,7 +740,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                ("--background-load", args.background_load, 0)):
         if value is not None and value < least:
             parser.error(f"{flag} {value}: give {least} or more")
-    if "quality" in args.mode.split(","):
+    if "quality" in modes:
         from benchmarks import quality
         for model in args.models.split(",") if args.models else ():
             try:
@@ -750,7 +749,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 parser.error(f"--mode quality: {error}")
         check_peer_args(parser, args, required=True)  # it races the peer
     check_output_paths(parser, args)
-    check_flags_read(parser, args)
+    check_flags_read(parser, args, modes)
     if args.peer_python:
         check_peer_torch(parser, args.peer_python)
     return args
@@ -772,16 +771,20 @@ def check_epoch_fits(parser: argparse.ArgumentParser, args: argparse.Namespace,
                      f"{EPOCH_IMAGES // largest}, or 'epoch'")
 
 
-def check_flags_read(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """An option given away from its default that none of the chosen modes reads is an
+def _option(dest: str) -> str:
+    """The command-line spelling of an argparse destination: batch_sizes -> --batch-sizes."""
+    return "--" + dest.replace("_", "-")
+
+
+def check_flags_read(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                     modes: list[str]) -> None:
+    """An option given away from its default that none of the chosen `modes` reads is an
     error (MODE_FLAGS), not a setting silently ignored."""
-    modes = args.mode.split(",")
     read = {flag for mode in modes for flag in MODE_FLAGS[mode]}
     for flag in sorted({f for fs in MODE_FLAGS.values() for f in fs} - read):
         if getattr(args, flag) != parser.get_default(flag):
             readers = [mode for mode in MODES if flag in MODE_FLAGS[mode]]
-            name = "--" + flag.replace("_", "-")
-            parser.error(f"{name} is read by --mode {', '.join(readers)}, not by "
+            parser.error(f"{_option(flag)} is read by --mode {', '.join(readers)}, not by "
                          f"{', '.join(modes)}: drop it, or add one of those modes")
 
 
