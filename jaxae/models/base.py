@@ -46,6 +46,17 @@ def _is_array(value: Any) -> bool:
     return isinstance(value, (jax.Array, np.ndarray))
 
 
+def _described(value: Any) -> str:
+    """What an encoder returned, in words: "one array", "a tuple of 3", "a pair of ..."."""
+    if _is_array(value):
+        return "one array"
+    if not isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__}"
+    if len(value) != 2:
+        return f"a {type(value).__name__} of {len(value)}"
+    return "a pair of " + " and ".join(f"a {type(part).__name__}" for part in value)
+
+
 class Autoencoder(nn.Module):
     """Base of plain autoencoders: subclasses give `encode` and `decode`."""
 
@@ -109,13 +120,8 @@ class VariationalAutoencoder(nn.Module):
         encoded = self.encode(x, labels=labels)
         if not (isinstance(encoded, (tuple, list)) and len(encoded) == 2
                 and all(_is_array(part) for part in encoded)):
-            got = ("one array" if _is_array(encoded) else
-                   f"a {type(encoded).__name__} of {len(encoded)}"
-                   if isinstance(encoded, (tuple, list)) and len(encoded) != 2 else
-                   "a pair of " + " and ".join(f"a {type(part).__name__}" for part in encoded)
-                   if isinstance(encoded, (tuple, list)) else f"a {type(encoded).__name__}")
             raise TypeError(f"{type(self).__name__}.encode must return two arrays, (z_mean, "
-                            f"z_log_sigma), each [B, latent_dim], not {got}")
+                            f"z_log_sigma), each [B, latent_dim], not {_described(encoded)}")
         mean, log_sigma = encoded
         if not sample:
             z = mean
