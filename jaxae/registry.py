@@ -163,8 +163,10 @@ def _package_of(path: str) -> tuple[str, str] | None:
 @functools.cache
 def _import_file(path: str) -> Any:
     """The module of the file at `path`, run once (a file of a package is imported as the
-    package's module, so its relative imports work); an error while it runs (a syntax
-    error, a failed import) is a RegistryError naming the file's line."""
+    package's module, so its relative imports work; a loose file's folder joins the end of
+    the import path, as a script's does, so it imports the modules beside it); an error
+    while it runs (a syntax error, a failed import) is a RegistryError naming the file's
+    line."""
     if package := _package_of(path):
         root, dotted = package
         if root not in sys.path:
@@ -175,6 +177,9 @@ def _import_file(path: str) -> Any:
             raise _run_error(path, e) from None
         if os.path.realpath(getattr(module, "__file__", "")) == os.path.realpath(path):
             return module  # (another package of that name: the file is run on its own below)
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:
+        sys.path.append(folder)
     name = "jaxae_user_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)

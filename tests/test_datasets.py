@@ -281,7 +281,7 @@ def make_image_folder(root: Path, n_per_class: int = 5, seed: int = 0) -> None:
     (root / "README.txt").write_text("not an image")
 
 
-def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path) -> None:
+def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys) -> None:
     root = tmp_path / "pets"
     make_image_folder(root)
     data = DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"),
@@ -296,15 +296,31 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path) -> None
     with pytest.raises(DataError) as excinfo:
         DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"))
     one_line(excinfo, "differ in size", "--config.data.image_size")
-    # One pixel of one file changed: the prepared set no longer matches its source.
+    named = DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"),
+                                   image_size=8, channels=3, prepared_name="pets")
+    # One file edited: the folder is prepared anew, the earlier set kept and named.
     path = root / "dog" / "3.png"
-    pixels = np.array(Image.open(path))
-    pixels[0, 0] ^= 1
-    Image.fromarray(pixels).save(path)
+    Image.fromarray(255 - np.array(Image.open(path))).save(path)
+    capsys.readouterr()
+    changed = DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"),
+                                     image_size=8, channels=3)
+    assert changed.fingerprint != data.fingerprint and "(prepared now)" in changed.source
+    pairs = [(changed.train_images, data.train_images), (changed.test_images, data.test_images)]
+    assert sum(int((new != old).any(axis=(1, 2, 3)).sum()) for new, old in pairs) == 1
+    earlier = data.source.split("TFDS jaxae_folder/")[1].split(" ")[0]
+    assert f"into {tmp_path / 'tfds' / 'jaxae_folder' / earlier}: kept for the runs" in \
+        capsys.readouterr().out
+    assert os.path.isdir(tmp_path / "tfds" / "jaxae_folder" / earlier)
+    again = DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"),
+                                   image_size=8, channels=3)
+    assert "(prepared earlier)" in again.source
+    # A set given its own name is that name's: a changed folder is refused, naming the fix.
+    assert named.fingerprint == data.fingerprint
     with pytest.raises(DataError) as excinfo:
         DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"), image_size=8,
-                               channels=3)
-    one_line(excinfo, "made from other files", "delete that folder")
+                               channels=3, prepared_name="pets")
+    one_line(excinfo, "made from its earlier files (some were added, removed or edited",
+             "give another prepared_name")
 
 
 @pytest.mark.parametrize("extension", [".bmp", ".ppm", ".tif", ".webp"])
@@ -451,6 +467,27 @@ def test_npz_takes_the_options_and_has_a_fingerprint(tmp_path) -> None:
     data = load_npz(str(path), image_size=8, channels=3)
     assert data.image_shape == (8, 8, 3) and "made RGB" in data.source
     assert data.fingerprint == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_npz_labels_are_given_for_both_splits_or_neither(tmp_path) -> None:
+    """Labels for one split alone would leave the other's images all class 0, unannounced."""
+    images = {"train_images": np.zeros((6, 4, 4), np.uint8),
+              "test_images": np.zeros((2, 4, 4), np.uint8)}
+    path = tmp_path / "half.npz"
+    np.savez(path, **images, train_labels=np.arange(6) % 2)
+    with pytest.raises(DataError) as excinfo:
+        load_npz(str(path))
+    one_line(excinfo, "train_labels are given but test_labels are not",
+             "give test_labels too, or neither")
+    np.savez(path, **images, train_labels=np.arange(6) % 2, test_labels=np.array([0, -1]))
+    with pytest.raises(DataError) as excinfo:
+        load_npz(str(path))
+    one_line(excinfo, "labels run from -1", "give class indices 0, 1, 2")
+    np.savez(path, **images, train_labels=np.arange(6) % 3, test_labels=np.array([0, 1]),
+             class_names=np.array(["a", "b"]))
+    with pytest.raises(DataError) as excinfo:
+        load_npz(str(path))
+    one_line(excinfo, "labels run to 2 but 2 class names are given", "3 in all")
 
 
 # --- any TFDS builder ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ models declare, shapes derived from the data, and the registry open to user code
 import json
 import math
 import os
+import sys
 import textwrap
 
 import flax.linen as nn
@@ -221,6 +222,25 @@ def test_a_model_from_a_users_file_and_one_registered_by_decorator(tmp_path):
         build({"name": f"{tmp_path}/nowhere.py:TinyAE"})
 
 
+def test_a_model_file_imports_the_module_beside_it(tmp_path, monkeypatch):
+    """As a script would: evaluate.py names the file from anywhere, not from its folder."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "base_of_mine.py").write_text(textwrap.dedent("""
+        from jaxae.models import registry
+
+
+        class Narrow(registry.MODELS.get("dense_ae")):
+            pass
+    """))
+    (project / "derived_of_mine.py").write_text("from base_of_mine import Narrow\n\n"
+                                                 "class Derived(Narrow):\n    pass\n")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(project))])
+    monkeypatch.chdir("/")
+    model = build({"name": f"{project}/derived_of_mine.py:Derived", "latent_dim": 3}, (8, 8, 1))
+    assert type(model).__mro__[1].__name__ == "Narrow" and model.latent_dim == 3
+
+
 def test_conv_models_have_the_same_parameters_with_either_implementation():
     trees = [paths(init(build({"name": "conv_vae", "latent_dim": 16, "conv": c}),
                         abstract=True)[0])
@@ -399,12 +419,52 @@ def test_a_model_whose_code_fails_on_a_batch_is_one_line_naming_the_error():
         build_lib.check_model(Mismatched(MNIST), Reconstruct(), MNIST)
 
 
+class _BatchNormed(_Dense):
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.BatchNorm(use_running_average=False)(nn.Dense(4, name="encoder")(
+            x.reshape(x.shape[0], -1)))
+
+
+class _DroppedOut(_Dense):
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.Dropout(0.5, deterministic=False)(nn.Dense(4, name="encoder")(
+            x.reshape(x.shape[0], -1)))
+
+
+@pytest.mark.parametrize("model, error, fix", [
+    (_BatchNormed(MNIST), 'ModifyScopeVariableError: Cannot update variable "mean"',
+     "layers with state (BatchNorm's batch_stats) are not supported: use LayerNorm or "
+     "GroupNorm"),
+    (_DroppedOut(MNIST), 'InvalidRngError: Dropout_0 needs PRNG for "dropout"',
+     "layers with their own randomness (Dropout) are not supported: corrupt the input with a "
+     "task (task.name=denoise) instead"),
+])
+def test_a_layer_with_state_or_its_own_randomness_is_refused_naming_what_to_use(model, error,
+                                                                                fix):
+    with pytest.raises(config_lib.ConfigError) as caught:
+        build_lib.check_model(model, Reconstruct(), MNIST)
+    message = str(caught.value)
+    assert error in message and message.endswith(f": {fix}") and "\n" not in message, message
+
+
 def test_every_shipped_config_s_model_keeps_its_declarations():
     for module in (default_config, deep_ae, superres, vae_fashion_2d, conv_vae, cvae):
         config = module.get_config()
         for shape in (MNIST, (32, 32, 3)):
             model = build_lib.make_model(config, shape, 10)
             build_lib.check_model(model, config_lib.make_task(config), shape)
+
+
+def test_a_conditional_model_on_data_of_one_class_is_refused():
+    """A CVAE given unlabelled images (every image class 0) would learn no condition."""
+    with pytest.raises(config_lib.ConfigError) as caught:
+        build_lib.make_model(cvae.get_config(), MNIST, 1)
+    assert str(caught.value) == (
+        "config.model (cvae) is conditional on the class, but the data has 1 class: give "
+        "labelled data of two classes or more, or choose a model that is not conditional")
+    assert build_lib.make_model(default_config.get_config(), MNIST, 1).latent_dim == 10
 
 
 def test_a_users_model_file_that_fails_to_run_or_lacks_the_name_is_one_line(tmp_path):

@@ -47,6 +47,10 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
                         f"{test.shape[1:]} differ in shape: give both splits one shape (an npz's "
                         "are brought to one by --config.data.image_size and "
                         "--config.data.channels)")
+    if (train_labels is None) != (test_labels is None):
+        given, missing = ("train", "test") if test_labels is None else ("test", "train")
+        raise DataError(f"{source}: {given}_labels are given but {missing}_labels are not: "
+                        f"give {missing}_labels too, or neither (every image is then class 0)")
     labels = []
     for split, images, given in (("train", train, train_labels), ("test", test, test_labels)):
         array = np.zeros(len(images), np.int32) if given is None else np.asarray(given)
@@ -57,9 +61,12 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
     num_classes = int(max(labels[0].max(), labels[1].max())) + 1
     names = tuple(class_names) if class_names is not None else (
         tuple(str(c) for c in range(num_classes)) if num_classes > 1 else ("all",))
-    if len(names) < num_classes or min(labels[0].min(), labels[1].min()) < 0:
-        raise DataError(f"{source}: labels run from {min(labels[0].min(), labels[1].min())} to "
-                        f"{num_classes - 1} but {len(names)} class names are given")
+    lowest = int(min(labels[0].min(), labels[1].min()))
+    if lowest < 0:
+        raise DataError(f"{source}: labels run from {lowest}: give class indices 0, 1, 2, ...")
+    if len(names) < num_classes:
+        raise DataError(f"{source}: labels run to {num_classes - 1} but {len(names)} class "
+                        f"names are given: give one name per class, {num_classes} in all")
     for array in (train, test, *labels):
         array.setflags(write=False)
     if fingerprint is None:

@@ -12,9 +12,10 @@ grey <-> RGB (`jaxae.data.images`). Without them, all images must share one size
 images are grey when every file is.
 
 The set is prepared once into a TFDS data dir
-(`jaxae_folder/<folder name>_<hash of its path>_<H>x<W>x<C>`); it records a fingerprint of
-the source (sorted relative paths, sizes, sha256 of contents, plus the options), so using the
-prepared set with a different (or changed) source folder raises DataError. The source folder
+(`jaxae_folder/<folder name>_<hash of its path>_<hash of its fingerprint>_<H>x<W>x<C>`); the
+fingerprint covers the source (sorted relative paths, sizes, sha256 of contents) and the
+options, so a folder whose files were added, removed or edited is prepared anew beside the
+set of its earlier files (which runs trained on those files still match). The source folder
 is hashed on every load.
 """
 
@@ -309,9 +310,20 @@ class JaxaeFolder(JaxaeBuilder):
             yield i, {"image": image, "label": label}
 
 
-def _short_hash(root: str) -> str:
-    """The first eight hex digits of the sha256 of a folder's path."""
-    return hashlib.sha256(root.encode()).hexdigest()[:8]
+def _short_hash(text: str) -> str:
+    """The first eight hex digits of the sha256 of `text` (a folder's path, a fingerprint)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _default_name(plan: FolderPlan) -> str:
+    """`<folder name>_<hash of its real path>`: the start of every set prepared from it.
+    The path's hash gives two folders of one name (projA/images, projB/images) a set each."""
+    name = os.path.basename(plan.root.rstrip(os.sep))
+    return f"{name}_{_short_hash(os.path.realpath(plan.root))}"
+
+
+def _shape_suffix(image_shape: tuple[int, int, int]) -> str:
+    return f"_{image_shape[0]}x{image_shape[1]}x{image_shape[2]}"
 
 
 def config_name(name: str, image_shape: tuple[int, int, int]) -> str:
@@ -319,7 +331,22 @@ def config_name(name: str, image_shape: tuple[int, int, int]) -> str:
     base = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "folder"
     if base[0].isdigit():
         base = "f" + base
-    return f"{base}_{image_shape[0]}x{image_shape[1]}x{image_shape[2]}"
+    return base + _shape_suffix(image_shape)
+
+
+def _name_earlier_sets(where: str, plan: FolderPlan) -> None:
+    """Print the sets of this shape prepared before from the same folder (with other files
+    or options), which stay for the runs that trained on them."""
+    suffix = _shape_suffix(plan.image_shape)
+    prefix = config_name(_default_name(plan), plan.image_shape).removesuffix(suffix) + "_"
+    config_dir = os.path.dirname(os.path.dirname(where))  # <data dir>/jaxae_folder
+    here = os.path.basename(os.path.dirname(where))
+    earlier = sorted(d for d in os.listdir(config_dir)
+                     if d.startswith(prefix) and d.endswith(suffix) and d != here)
+    if earlier:
+        print(f"{plan.root} was prepared before from other files or options, into "
+              f"{config_dir}/{', '.join(earlier)}: kept for the runs trained on those (delete "
+              "when none needs them)", flush=True)
 
 
 @reads_paths(path="folder")
@@ -337,10 +364,11 @@ def load_folder(
 ) -> Dataset:
     """The image folder `path` as a Dataset, prepared into `tfds_dir` the first time.
 
-    `prepared_name` (default: the folder's name and a hash of its real path, so that two
-    folders of one name have a set each) and the output shape name the prepared set
-    (`jaxae_folder/<prepared_name or folder name_hash>_<H>x<W>x<C>`); when that set exists
-    but was made from other files or options, DataError says so. `streaming`,
+    The prepared set is named by `prepared_name` and the output shape
+    (`jaxae_folder/<prepared_name>_<H>x<W>x<C>`; when that set exists but was made from
+    other files or options, DataError says so), or by default by the folder's name, hashes
+    of its real path and of its fingerprint, and the shape: a changed folder is prepared
+    anew, and the sets of its earlier files are named on the way. `streaming`,
     `memory_budget_mb`: see `jaxae.data.dataset.should_stream`.
     """
     if not path:
@@ -349,14 +377,15 @@ def load_folder(
     plan = plan_folder(path, image_size=image_size, channels=channels,
                        test_fraction=test_fraction, seed=seed)
     name = prepared_name or os.path.basename(plan.root.rstrip(os.sep))
-    # two folders of the same name (projA/images, projB/images) get a set each
-    config = config_name(prepared_name or f"{name}_{_short_hash(os.path.realpath(plan.root))}",
-                         plan.image_shape)
+    config = config_name(prepared_name or f"{_default_name(plan)}_"
+                         f"{_short_hash(plan.fingerprint)}", plan.image_shape)
     with _quiet_custom_config():
         builder = JaxaeFolder(config=FolderConfig(name=config, plan=plan), data_dir=tfds_dir)
     where = os.fspath(builder.data_path)
     if not is_prepared(where) and prepare(builder, f"image folder {plan.root}"):
         how = "prepared now"
+        if not prepared_name:
+            _name_earlier_sets(where, plan)
     else:  # earlier, or by another process while this one waited for it
         _check_same_source(where, plan)
         how = "prepared earlier"
@@ -391,9 +420,11 @@ def _check_same_source(path: str, plan: FolderPlan) -> None:
         return
     if record.get("files_sha256") == plan.files_sha256:
         what = "the same files with other options (test split, resizing) or an older format"
+    elif record.get("root") == plan.root:
+        what = "its earlier files (some were added, removed or edited since)"
     else:
-        what = f"other files (from {record.get('root', 'an unrecorded folder')})"
+        what = f"the files of {record.get('root', 'an unrecorded folder')}"
     raise DataError(
-        f"the data set prepared in {path} was made from {what} than {plan.root} now holds: "
-        "delete that folder so it is prepared again, or pass another --config.data.tfds_dir"
+        f"the data set prepared in {path} was made from {what}, not from what {plan.root} "
+        "holds now: delete that folder so it is prepared again, or give another prepared_name"
     )

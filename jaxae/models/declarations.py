@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import math
 
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 DECLARED = ("variational", "conditional", "latent_shape")
 BATCH = 2  # the abstract batch's size
+# Flax's errors for the layers a model cannot hold (`jaxae.models.base`), and what to use
+UNSUPPORTED_LAYERS = {
+    flax.errors.ModifyScopeVariableError: "layers with state (BatchNorm's batch_stats) are "
+    "not supported: use LayerNorm or GroupNorm",
+    flax.errors.InvalidRngError: "layers with their own randomness (Dropout) are not "
+    "supported: corrupt the input with a task (task.name=denoise) instead",
+}
 
 
 class DeclarationError(ValueError):
@@ -77,8 +85,10 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
         logits, aux, code, decoded = jax.eval_shape(run, x, labels)
     except Exception as e:  # noqa: BLE001 (the user's code may raise anything)
         text = (str(e).strip().splitlines() or [""])[0]
+        fix = next((f": {fix}" for kind, fix in UNSUPPORTED_LAYERS.items()
+                    if isinstance(e, kind)), "")
         raise DeclarationError(f"model {name} fails on a batch of {_shape(input_shape)} "
-                               f"inputs: {type(e).__name__}: {text}") from None
+                               f"inputs: {type(e).__name__}: {text}{fix}") from None
     want = (BATCH, *image_shape)
     if getattr(logits, "shape", None) != want:
         raise DeclarationError(
