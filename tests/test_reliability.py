@@ -29,6 +29,7 @@ from jaxae import config as config_lib
 from jaxae import data as data_lib
 from jaxae.evaluation import evaluate
 from jaxae.training import checkpoints, trainer
+from jaxae.training import workdir as workdir_lib
 from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.trainer import StopRequested, train_and_evaluate
 from jaxae.training.workdir import prepare_workdir
@@ -277,6 +278,32 @@ def test_a_resumed_run_may_change_only_how_long_and_how_it_logs_saves_and_evalua
     if "cosine" in refused:  # the length of a cosine run cannot grow: the fix says what can
         assert str(caught.value).endswith("(--config.train.stop_after_steps stops it earlier; "
                                           "a longer run needs a new --workdir)")
+
+
+def test_a_resume_s_changes_are_printed_and_kept_once_config_json_describes_the_last_part(
+        tmp_path, monkeypatch):
+    write_config_json(tmp_path)
+    (tmp_path / "environment.json").write_text(json.dumps(
+        {"devices": ["cpu0", "cpu1"], "git_commit": "abc"}))
+    monkeypatch.setattr(workdir_lib, "git_commit", lambda: "abc")
+    config = config_lib.base_config()
+    assert workdir_lib.record_resume(str(tmp_path), config, 5) == [
+        "warning: the run trained on 2 device(s) and resumes on 1: the batch's sums now run "
+        "in another order, so its bits will differ from an uninterrupted run's"]
+    config.optim.learning_rate, config.train.stop_after_steps = 0.01, 20
+    [line, _] = workdir_lib.record_resume(str(tmp_path), config, 10)
+    assert line == ("resumed at step 10 with optim.learning_rate 0.001 -> 0.01, "
+                    "train.stop_after_steps None -> 20 (resumes.jsonl keeps each resume's "
+                    "changes)")
+    with open(tmp_path / "resumes.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    assert records == [
+        {"step": 5, "config": {}, "devices": [2, 1]},
+        {"step": 10, "config": {"optim.learning_rate": [0.001, 0.01],
+                                "train.stop_after_steps": [None, 20]}, "devices": [2, 1]}]
+    (tmp_path / "environment.json").write_text(json.dumps(
+        {"devices": ["cpu0"], "git_commit": "abc"}))
+    assert workdir_lib.record_resume(str(tmp_path), config_lib.base_config(), 15) == []
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -191,9 +191,17 @@ def test_resuming_a_workdir_with_another_model_is_refused(tiny_config, tmp_path)
         train_and_evaluate(tiny_config(**short, **{"model.latent_dim": 2}), str(tmp_path))
 
 
-def test_evaluating_an_older_step_keeps_the_newest_evaluation(tiny_config, tmp_path):
-    train_and_evaluate(tiny_config(**{"data.train_size": 64, "data.test_size": 64}),
-                       str(tmp_path))
+def test_evaluating_an_older_step_keeps_the_newest_evaluation(tiny_config, tmp_path, capsys):
+    config = tiny_config(**{"data.train_size": 64, "data.test_size": 64})
+    train_and_evaluate(config, str(tmp_path))
+    train_and_evaluate(config, str(tmp_path))  # again: the run is complete, and says so
+    assert ("the run has trained 4 steps and train.num_epochs=2 asks for 4: nothing to train"
+            in capsys.readouterr().out)
+    with pytest.raises(FileNotFoundError) as caught:
+        evaluate_workdir(str(tmp_path), 3)
+    assert str(caught.value) == (f"{str(tmp_path)!r} has no checkpoint at step 3: it has steps "
+                                 "2, 4 (a run keeps its newest train.keep_checkpoints=3)")
+    assert not (tmp_path / "eval_step_3").exists()  # a refused evaluation leaves no folder
     assert evaluate_workdir(str(tmp_path))["step"] == 4
     newest = (tmp_path / "eval" / "metrics.json").read_bytes()
     older = evaluate_workdir(str(tmp_path), 2)

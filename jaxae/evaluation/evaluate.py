@@ -118,10 +118,15 @@ def evaluate_workdir(workdir: str, step: int | None = None,
         raise FileNotFoundError(f"{folder} is a file, not the folder of the run's checkpoints: "
                                 "move it away and put the run's checkpoints folder there")
     out_dir = out_dir or eval_dir(workdir, step)
+    created = not os.path.exists(out_dir)
     _writable_out_dir(out_dir)
     manager = checkpoints.make_manager(folder, read_only=True)
     try:
         return _evaluate(config, workdir, manager, step, out_dir)
+    except BaseException:
+        if created and not os.listdir(out_dir):  # a refused evaluation leaves no folder
+            os.rmdir(out_dir)
+        raise
     finally:
         manager.close()
 
@@ -133,7 +138,8 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
                                 "yet; rerun python train.py with this --workdir to finish it")
     if step is not None and step not in available:
         raise FileNotFoundError(f"{workdir!r} has no checkpoint at step {step}: it has steps "
-                                f"{', '.join(map(str, available))}")
+                                f"{', '.join(map(str, available))} (a run keeps its newest "
+                                f"train.keep_checkpoints={config.train.keep_checkpoints})")
     keys = derive_keys(config.seed)
     config_lib.check_data_paths(config)
     data = build.load_data(config, keys.data)

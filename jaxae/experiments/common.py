@@ -37,6 +37,7 @@ from jaxae.training.workdir import git_commit
 
 MNIST_SUBSET_KEY = "mnist5k"
 MNIST_SUBSET_SUFFIX = " (5k subset)"
+MNIST_SIZES = (60_000, 10_000)  # the standard training and test splits of (Fashion-)MNIST
 TIME_FILE = "experiment_train_time.json"
 Overrides = Mapping[str, Any]  # dotted config paths -> values, e.g. {"model.latent_dim": 2}
 
@@ -75,6 +76,11 @@ class DataChoice:
     tfds_dir: str | None
     note: str
     title: str = ""  # the data set's display name (set once it is loaded)
+
+
+def _standard_split(data: Dataset) -> bool:
+    """Whether `data` holds MNIST's (and Fashion-MNIST's) standard 60,000 / 10,000 images."""
+    return (len(data.train_images), len(data.test_images)) == MNIST_SIZES
 
 
 @dataclasses.dataclass
@@ -191,9 +197,10 @@ class Context:
         """The data set `name` as the runs see it, loaded (its title comes from the data)."""
         if name not in self._choices:
             choice = self._resolve(name)
-            suffix = MNIST_SUBSET_SUFFIX if choice.key == MNIST_SUBSET_KEY else ""
-            self._choices[name] = dataclasses.replace(
-                choice, title=self.dataset(choice).title + suffix)
+            data = self.dataset(choice)
+            suffix = MNIST_SUBSET_SUFFIX if choice.key == MNIST_SUBSET_KEY else (
+                "" if _standard_split(data) else f" ({len(data.train_images):,} training images)")
+            self._choices[name] = dataclasses.replace(choice, title=data.title + suffix)
         return self._choices[name]
 
     def _resolve(self, name: str) -> DataChoice:
@@ -202,9 +209,18 @@ class Context:
                               "Zalando's Fashion-MNIST, its standard training and test splits")
         if self.mnist in ("auto", "full"):
             try:
-                self._loaded[name] = load_data_set(name, None, self.tfds_dir)
+                data = self._loaded[name] = load_data_set(name, None, self.tfds_dir)
+                if _standard_split(data):
+                    return DataChoice(name, name, None, self.tfds_dir,
+                                      "MNIST, its standard training and test splits")
+                sizes = (f"{len(data.train_images):,} training and {len(data.test_images):,} "
+                         f"test images, not the standard {MNIST_SIZES[0]:,} / "
+                         f"{MNIST_SIZES[1]:,}")
+                if self.mnist == "full":
+                    raise DataError(f"the MNIST prepared in the TFDS data dir holds {sizes}: "
+                                    "prepare full MNIST there, or run with --mnist subset")
                 return DataChoice(name, name, None, self.tfds_dir,
-                                  "MNIST, its standard training and test splits")
+                                  f"MNIST as prepared in the TFDS data dir: {sizes}")
             except DataError:
                 if self.mnist == "full":
                     raise
@@ -214,6 +230,7 @@ class Context:
         return mnist_subset(self.out, "chosen with --mnist subset")
 
     def dataset(self, choice: DataChoice) -> Dataset:
+        """The data set of `choice`, loaded once."""
         if choice.key not in self._loaded:
             self._loaded[choice.key] = load_data_set(choice.name, choice.data_dir,
                                                      choice.tfds_dir)

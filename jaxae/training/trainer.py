@@ -52,6 +52,7 @@ from jaxae.training.workdir import (
     check_same_data,
     lock_workdir,
     prepare_workdir,
+    record_resume,
     write_run_files,
 )
 
@@ -412,9 +413,17 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     run_files = _RunFiles(workdir, config, manager, due=main, data=data.fingerprint)
     try:
         state, position = _restore_or_init(manager, fresh, like, mesh, workdir)
-        if int(state.step) > 0:
-            run_files.write_if_missing()  # the checkpoint fits: the config describes it
         first_step = int(state.step)
+        if first_step > 0 and main:
+            for line in record_resume(workdir, config, first_step):
+                print(line, flush=True)
+        if first_step > 0:
+            run_files.write_if_missing()  # the checkpoint fits: the config describes it
+        if first_step >= total_steps and main:
+            print(f"the run has trained {first_step} steps and train.num_epochs="
+                  f"{train_config.num_epochs} asks for {total_steps}: nothing to train; raise "
+                  "--config.train.num_epochs to train on, or evaluate it with evaluate.py",
+                  flush=True)
         if stopped := stop_requested():
             raise _stop_before_training(stopped, first_step)
         run = _Run(config, workdir, mesh, main, data, keys, task, model, train_model,

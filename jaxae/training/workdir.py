@@ -31,6 +31,7 @@ from jaxae.training.lock import LOCK_FILE
 CONFIG_FILE = "config.json"
 ENVIRONMENT_FILE = "environment.json"
 METRICS_FILE = "metrics.jsonl"
+RESUMES_FILE = "resumes.jsonl"  # what each resume changed: config.json holds only the last
 
 
 class WriteError(OSError):
@@ -50,16 +51,8 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     every folder and file a run writes can be written, and the data's paths are of the
     right kind (config.check_data_paths: refused before the workdir is even made)."""
     config_lib.check_data_paths(config)
-    path = os.path.join(workdir, CONFIG_FILE)
-    if os.path.isfile(path):
-        saved = _read_json(path, "delete it: this run writes it again")
-        _check_release(saved, workdir)
-        current = json.loads(config.to_json_best_effort())
-        for section in ("model", "task"):  # a short name recorded before it was located
-            recorded, name = saved.get(section, {}).get("name"), current[section].get("name")
-            if isinstance(recorded, str) and isinstance(name, str) and \
-                    same_code(recorded, name):
-                saved[section]["name"] = name
+    if os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+        saved, current = _saved_and_current(workdir, config)
         differs = config_lib.run_difference(saved, current)
         if differs:
             field, value, wanted = differs
@@ -77,7 +70,7 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
                 f"workdir {workdir!r} holds a run with {field}={value!r}, but the config says "
                 f"{wanted!r}{why}: use a new --workdir, or the same {field} ({may})")
     check_writable(workdir, folders=(CHECKPOINTS,),
-                   files=(CONFIG_FILE, ENVIRONMENT_FILE, METRICS_FILE, LOCK_FILE))
+                   files=(CONFIG_FILE, ENVIRONMENT_FILE, METRICS_FILE, RESUMES_FILE, LOCK_FILE))
 
 
 def _unwritable(path: str, why: str) -> config_lib.ConfigError:
@@ -180,6 +173,59 @@ def in_use(workdir: str) -> bool:
 
 
 # --- the files that describe the run -----------------------------------------------------
+
+def _saved_and_current(workdir: str, config: ml_collections.ConfigDict) -> tuple[dict, dict]:
+    """The workdir's config.json and `config`, both in JSON form, the saved model and task
+    names given as `config` gives them where they name the same code."""
+    saved = _read_json(os.path.join(workdir, CONFIG_FILE), "delete it: this run writes it again")
+    _check_release(saved, workdir)
+    current = json.loads(config.to_json_best_effort())
+    for section in ("model", "task"):  # a short name recorded before it was located
+        recorded, name = saved.get(section, {}).get("name"), current[section].get("name")
+        if isinstance(recorded, str) and isinstance(name, str) and same_code(recorded, name):
+            saved[section]["name"] = name
+    return saved, current
+
+
+def record_resume(workdir: str, config: ml_collections.ConfigDict, step: int) -> list[str]:
+    """What a resume at `step` changes from the run as its files describe it (the fields a
+    resume may change, the device count, the code's commit), appended as one line to
+    resumes.jsonl: config.json and environment.json describe only the run's last part, so
+    this file keeps each earlier change. Returns lines to print (none if nothing changed)."""
+    if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+        return []
+    saved, _ = _saved_and_current(workdir, config)
+    current = json.loads(recorded_config(config).to_json_best_effort())
+    changed = config_lib.resumed_changes(saved, current)
+    environment_path = os.path.join(workdir, ENVIRONMENT_FILE)
+    before = _read_json(environment_path, "delete it: this run writes it again") \
+        if os.path.isfile(environment_path) else {}
+    now = {"devices": len(jax.devices()), "git_commit": git_commit()}
+    was = {"devices": len(before.get("devices", [])) or None,
+           "git_commit": before.get("git_commit")}
+    moved = {k: [was[k], now[k]] for k in now if was[k] is not None and was[k] != now[k]}
+    if not changed and not moved:
+        return []
+    path = os.path.join(workdir, RESUMES_FILE)
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps({"step": step, "config": changed, **moved}) + "\n")
+    except OSError as e:
+        raise write_error(path, e) from None
+    lines = []
+    if changed:
+        shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        lines.append(f"resumed at step {step} with {shown} ({RESUMES_FILE} keeps each "
+                     "resume's changes)")
+    if "devices" in moved:
+        lines.append(f"warning: the run trained on {moved['devices'][0]} device(s) and resumes "
+                     f"on {moved['devices'][1]}: the batch's sums now run in another order, so "
+                     "its bits will differ from an uninterrupted run's")
+    if "git_commit" in moved:
+        lines.append(f"warning: the run's code was {moved['git_commit'][0]}, now "
+                     f"{moved['git_commit'][1]} ({RESUMES_FILE} records it)")
+    return lines
+
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict,
                     data_fingerprint: str = "") -> None:
