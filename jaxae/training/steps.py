@@ -25,12 +25,26 @@ from jaxae.tasks import Task
 from jaxae.training import parallel
 
 TrainState = train_state.TrainState
-# XLA options the training programs compile with. Without region analysis, XLA:CPU's copy
-# insertion copies every weight matrix that a backward matmul reads after the optimiser may
-# have updated it in place (the dataflow leaves their order open), a full read and write of
-# the matrix per step; with it, the order is proven and the copies go (same bits). A CPU
-# option: other backends ignore it. `python -m benchmarks.bench --models dae,vae` times it.
-COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
+
+
+def _host_has_avx512() -> bool:
+    """Whether the host CPU declares AVX-512 (Linux's /proc/cpuinfo; False elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " avx512f" in line for line in f)
+    except OSError:
+        return False
+
+
+# XLA options the training programs compile with (CPU options: other backends ignore them).
+# Without region analysis, XLA:CPU's copy insertion copies every weight matrix that a
+# backward matmul reads after the optimiser may have updated it in place (the dataflow
+# leaves their order open), a full read and write of the matrix per step; with it, the
+# order is proven and the copies go. On a CPU with AVX-512, XLA's own loops (the
+# elementwise fusions, Adam's updates) use its 512-bit vectors rather than its default 256.
+# Both keep every bit; BENCHMARKS.md's notes give the commands that timed them.
+COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True,
+                    **({"xla_cpu_prefer_vector_width": 512} if _host_has_avx512() else {})}
 Metrics = dict[str, jax.Array]
 CHUNK_END_METRICS = ("grad_norm",)  # a chunk computes these only at its last step
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd}
