@@ -117,10 +117,17 @@ def largest_file(folder: str) -> str:
 
 
 def damage(workdir: str, step: int, how: str) -> None:
-    """Truncates to half, or deletes, the main data file of the checkpoint at `step`."""
+    """Truncates to half, deletes, or flips one bit in the middle of the main data file of
+    the checkpoint at `step` (a flipped bit leaves a file Orbax reads without complaint)."""
     path = largest_file(os.path.join(checkpoints.checkpoint_dir(workdir), str(step)))
     if how == "deleted":
         os.remove(path)
+    elif how == "flipped":
+        with open(path, "r+b") as f:
+            f.seek(os.path.getsize(path) // 2)
+            byte = f.read(1)[0]
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte ^ 1]))
     else:
         os.truncate(path, os.path.getsize(path) // 2)
 
@@ -224,7 +231,7 @@ def test_a_signal_stops_with_a_checkpoint_and_the_rerun_ends_bitwise_equal(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["truncated", "deleted"])
+@pytest.mark.parametrize("how", ["truncated", "deleted", "flipped"])
 def test_a_damaged_newest_checkpoint_is_passed_over_with_one_warning(
         how, reference, run_env, kill_script_config, tmp_path, capsys):
     workdir = copy_run(reference, tmp_path)
@@ -232,7 +239,7 @@ def test_a_damaged_newest_checkpoint_is_passed_over_with_one_warning(
     damage(workdir, 32, how)
     warning = "warning: the checkpoint at step 32 is damaged ("
 
-    if how == "truncated":  # evaluate.py takes the same path in both cases
+    if how != "deleted":  # evaluate.py takes the same path in every case
         evaluated = python("evaluate.py", f"--workdir={workdir}", env=run_env)
         assert evaluated.returncode == 0, evaluated.stderr[-3000:]
         assert "evaluating the checkpoint at step 30 of" in evaluated.stdout

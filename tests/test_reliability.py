@@ -320,6 +320,27 @@ def saved_with(directory: str, tx) -> ml_collections.ConfigDict:
     return checkpoints.make_manager(directory, read_only=True)
 
 
+def test_a_dict_tree_is_saved_with_its_sha256_and_restored_without_it(tmp_path):
+    manager = checkpoints.make_manager(str(tmp_path / "summed"))
+    tree = {"params": PARAMS, "step": jnp.int32(3)}
+    checkpoints.save(manager, 3, tree)
+    checkpoints.close(manager)
+    manager = checkpoints.make_manager(str(tmp_path / "summed"), read_only=True)
+    assert checkpoints.saved_outline(manager, 3)[checkpoints.CHECKSUM] == ((32,), "uint8")
+    restored = checkpoints.restore(manager, tree)
+    assert set(restored) == {"params", "step"}
+    assert (np.asarray(restored["params"]["dense"]["kernel"]) == 1).all()
+    assert np.array_equal(checkpoints.checksum(restored), checkpoints.checksum(tree))
+    assert not np.array_equal(checkpoints.checksum({**tree, "step": jnp.int32(4)}),
+                              checkpoints.checksum(tree))
+    # one saved without a checksum (before they were written) restores as it did
+    plain = checkpoints.make_manager(str(tmp_path / "plain"))
+    plain.save(3, args=checkpoints.ocp.args.StandardSave(tree), force=True)
+    checkpoints.close(plain)
+    plain = checkpoints.make_manager(str(tmp_path / "plain"), read_only=True)
+    assert set(checkpoints.restore(plain, tree)) == {"params", "step"}
+
+
 @pytest.mark.parametrize("optimizer, words", [
     (optax.adamw(1e-3), "opt_state/2 is absent there, an empty state here"),
     (optax.sgd(1e-3), "opt_state/0 is absent there, an empty state here"),

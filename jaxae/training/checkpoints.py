@@ -15,7 +15,9 @@ fresh state. Three outcomes are told apart, each one line:
   metadata before any array is read: a config that does not fit, never "damage";
 * a step deleted while it is read (a training run in the same folder keeps only its newest
   ones) is `CheckpointVanished`: the newest-intact search lists the steps again;
-* only a step that is still there and cannot be read is damaged (`CheckpointDamaged`).
+* only a step that is still there and cannot be read is damaged (`CheckpointDamaged`),
+  and so is one whose arrays are not the bits that were saved: a dict tree is saved with
+  the sha256 of its leaves (`CHECKSUM`), checked as it is restored (Orbax keeps none).
 
 A save whose write fails (folder not writable, disk full) is a `CheckpointWriteError` naming
 the step, the folder and the operating system's reason: raised by the next `check_saved`,
@@ -27,6 +29,7 @@ its last save finished (before Python shuts down the threads that write it).
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import re
 import sys
@@ -47,6 +50,7 @@ CHECKPOINTS = "checkpoints"
 SAVE_TIMEOUT_S = 600  # a save's background writes that take longer fail (Orbax: 20 minutes)
 LISTING_ATTEMPTS = 20  # Orbax lists then stats each step: a step deleted in between fails it
 VANISH_SETTLE_S = 1.0  # Orbax deletes a step's files first, then its folder
+CHECKSUM = "jaxae_sha256"  # a dict tree's entry for the sha256 of its other leaves
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -241,6 +245,8 @@ def save(manager: ocp.CheckpointManager, step: int, tree: PyTree, *,
         raise CheckpointExists(
             f"step {step} is saved already in {manager.directory}: save under another step, "
             "or pass replace=True to write over it")
+    if isinstance(tree, Mapping) and CHECKSUM not in tree:
+        tree = {**tree, CHECKSUM: checksum(tree)}
     try:
         if exists:
             manager.delete(step)
@@ -315,6 +321,16 @@ def outline(tree: PyTree) -> dict[str, tuple | str]:
     return {"/".join(_key_name(k) for k in path): spec(leaf) for path, leaf in flat}
 
 
+def checksum(tree: PyTree) -> np.ndarray:
+    """The sha256 (32 uint8) of every leaf's name, dtype, shape and bytes, in path order."""
+    digest = hashlib.sha256()
+    for name, leaf in leaves_by_name(tree).items():
+        array = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return np.frombuffer(digest.digest(), np.uint8).copy()
+
+
 def _step_dir(manager: ocp.CheckpointManager, step: int) -> epath.Path:
     return epath.Path(manager.directory) / str(step)
 
@@ -378,9 +394,25 @@ def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = Non
     (`saved`: the step's `saved_outline`, if already read). A folder without checkpoints, or
     without that step, is a FileNotFoundError naming the steps it has."""
     step = _existing_step(manager, step)
+    saved = saved_outline(manager, step) if saved is None else saved
+    summed = CHECKSUM in saved and isinstance(like, Mapping) and CHECKSUM not in like
+    if summed:
+        like = {**like, CHECKSUM: np.zeros(32, np.uint8)}
     check_fits(manager, step, like, hint, saved)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    if not summed:  # saved before checksums, or not a dict
+        return tree
+    tree = dict(tree)
+    recorded = np.asarray(tree.pop(CHECKSUM))
+    if not np.array_equal(recorded, checksum(tree)):
+        raise ChecksumMismatch("its arrays are not the bits that were saved: their sha256 "
+                               "differs from the one saved with them")
+    return tree
+
+
+class ChecksumMismatch(ValueError):
+    """A restored tree whose sha256 is not the one saved with it: the files were changed."""
 
 
 DATA = "data"  # a train state's checkpoint entry for the data stream's position
