@@ -402,6 +402,7 @@ def test_offline_without_folder_fails_fast(
     assert time.perf_counter() - start < 5
     message = one_line_error(excinfo, "unreachable", "internet", sources.env_var(name), ".gz")
     assert ("apt-get install dataset-fashion-mnist" in message) == (name == "fashion_mnist")
+    assert ("python -m jaxae.data.mnist5k DIR" in message) == (name == "mnist")
 
 
 def test_host_reachable_refused_port_is_quick() -> None:

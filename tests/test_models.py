@@ -162,7 +162,9 @@ def test_conv_stages_follow_the_resolution():
 
 @pytest.mark.parametrize("image_shape, message", [
     ((4, 4, 1), "needs images larger than 4x4"),
-    ((30, 28, 1), "cannot decode 3 2x stages back to 30x28"),
+    ((30, 28, 1), "cannot decode 3 2x stages back to 30x28: use another image size "
+                  r"\(28x28 or 30x30 decode\)"),
+    ((33, 33, 3), r"back to 33x33: use another image size \(32x32 or 34x34 decode\)"),
 ])
 def test_a_size_the_conv_models_cannot_work_at_is_a_clear_error(image_shape, message):
     with pytest.raises(ValueError, match=message):

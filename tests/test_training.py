@@ -15,6 +15,7 @@ from jaxae.config import ConfigError
 from jaxae.data import batches
 from jaxae.evaluation.evaluate import evaluate_workdir
 from jaxae.evaluation.metrics import evaluate_split
+from jaxae.evaluation.pictures import picture_indices
 from jaxae.keys import derive_keys
 from jaxae.training import checkpoints, steps
 from jaxae.training.trainer import train_and_evaluate
@@ -382,3 +383,14 @@ def test_a_task_refuses_scaled_images_and_a_shape_it_cannot_run_at():
     with pytest.raises(ValueError, match="factor=3 does not divide the 28x28 images: use one "
                                          "of 2, 4, 7, 14, 28"):
         tasks.SuperResolve(factor=3).make_example(images, key)
+
+
+@pytest.mark.parametrize("labels, count, shown", [
+    ([1, 0, 1, 0, 1], 3, [0, 1, 2]),  # the first images show every class
+    ([0, 0, 0, 0, 1, 1, 2, 2, 2], 4, [0, 1, 4, 6]),  # class by class: each class's first
+    ([0, 0, 1, 1, 2, 2, 3, 3], 3, [0, 1, 2]),  # more classes than pictures: the first ones
+    ([0, 0, 0, 1, 1, 1, 2, 2], 2, [0, 3]),  # ... unless all of one class
+    ([5, 5, 5], 2, [0, 1]),
+])
+def test_the_pictures_show_every_class_that_fits(labels, count, shown):
+    assert picture_indices(np.array(labels), count).tolist() == shown

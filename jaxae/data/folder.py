@@ -81,8 +81,9 @@ class FolderPlan:
                f"(fraction {self.test_fraction}, seed {self.seed})"
                if self.layout != "train/test" else "train/ and test/ as given")
         resized = "resized and centre-cropped to" if self.resize else "native"
-        ignored = (f"; {len(self.ignored)} non-image file{'s' if len(self.ignored) != 1 else ''}"
-                   f" ignored, e.g. {self.ignored[0]}" if self.ignored else "")
+        files = f"{len(self.ignored)} file{'s' if len(self.ignored) != 1 else ''}"
+        ignored = (f"; {files} of other formats than {FORMATS} ignored, e.g. "
+                   f"{self.ignored[0]}" if self.ignored else "")
         classes = f"{len(self.class_names)} class{'es' if len(self.class_names) != 1 else ''}"
         return (f"image folder {self.root} ({classes}, {counts}, {how}; "
                 f"{resized} {h}x{w}x{c}{ignored})")

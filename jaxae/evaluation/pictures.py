@@ -37,14 +37,22 @@ class PictureOptions:
 
 
 def picture_indices(labels: np.ndarray, num_images: int) -> np.ndarray:
-    """Which test images the pictures show: the first `num_images`, unless they all share one
-    class while the split has several (a split stored class by class, like an image
-    folder's): then images spread evenly over the split, so every class can appear."""
+    """Which test images the pictures show, in split order: the first `num_images`, unless
+    they leave out a class that would fit (a split stored class by class, like an image
+    folder's): then each class's first image, and the first of the others after them. With
+    more classes than pictures, the first images, unless they are all of one class: then
+    the first image of as many classes as fit."""
     labels = np.asarray(labels)
-    first = np.arange(min(num_images, len(labels)))
-    if len(np.unique(labels[first])) > 1 or len(np.unique(labels)) == 1:
-        return first
-    return np.linspace(0, len(labels) - 1, len(first)).round().astype(np.int64)
+    count = min(num_images, len(labels))
+    classes = len(np.unique(labels))
+    firsts = np.sort(np.unique(labels, return_index=True)[1])
+    shown = len(np.unique(labels[:count]))
+    if shown == classes or (classes > count and shown > 1):
+        return np.arange(count)
+    if classes > count:
+        return firsts[:count]
+    others = np.setdiff1d(np.arange(len(labels)), firsts)[:count - len(firsts)]
+    return np.sort(np.concatenate([firsts, others]))
 
 
 def reconstruction_rows(model: nn.Module, task: Task, params: dict, split: Split,

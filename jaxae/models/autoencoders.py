@@ -140,6 +140,7 @@ def conv_plan(image_shape: Shape, features: tuple[int, ...] | None, width: int, 
     material's (16, then 8), times `width`. Raises ValueError when no plan fits the size.
     """
     height, wide, _ = image_shape
+    fixed = features is not None
     if features is None:
         stages = default_stages(height, wide)
         if stages == 0:
@@ -153,9 +154,30 @@ def conv_plan(image_shape: Shape, features: tuple[int, ...] | None, width: int, 
     code_h, code_w = encoder_sides(height, stages)[-1], encoder_sides(wide, stages)[-1]
     paddings = decoder_paddings(code_h, height, stages)
     if paddings is None or paddings != decoder_paddings(code_w, wide, stages):
+        sides = (*_decodable_near(height, stages, fixed), *_decodable_near(wide, stages, fixed))
+        near = " or ".join(dict.fromkeys(f"{s}x{s}" for s in sorted(sides)))
         raise ValueError(f"{owner} cannot decode {stages} 2x stages back to {height}x{wide}: "
-                         "use another image size or another number of stages (features)")
+                         f"use another image size ({near} decode) or another number of stages "
+                         "(features)")
     return features, (code_h, code_w, features[-1]), paddings
+
+
+def _decodable(side: int, stages: int) -> bool:
+    return decoder_paddings(encoder_sides(side, stages)[-1], side, stages) is not None
+
+
+def _decodable_near(side: int, stages: int, fixed: bool) -> tuple[int, int]:
+    """The nearest square sizes' sides below and above `side` that the decoder reaches
+    again (`side` itself if it does), with `stages` stages (`fixed`), or with as many as
+    their own size needs."""
+    def fits(s: int) -> bool:
+        return _decodable(s, stages if fixed else default_stages(s, s))
+
+    if fits(side):  # (of a non-square image, the other side may be the one that fails)
+        return side, side
+    below = next((s for s in range(side - 1, MAX_CODE_SIDE, -1) if fits(s)), side + 1)
+    above = next(s for s in range(side + 1, 4 * side + 8) if fits(s))
+    return (below, above) if below < side else (above, above)
 
 
 class ConvEncoder(nn.Module):
