@@ -62,10 +62,15 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs:
     logging.set_verbosity(logging.ERROR)  # Orbax logs routine notes at INFO and WARNING
     silence_orbax()
     try:
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
+        if entry_point:
+            _ignore_stop_signals()
+        return result
     except StopRequested as e:
         _finish(finish_pending_saves)
         print(e, flush=True)
+        if entry_point:
+            _ignore_stop_signals()
         sys.exit(0)
     except expected_errors() as e:
         _finish(finish_pending_saves)
@@ -83,6 +88,16 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs:
     except BaseException:
         _finish(finish_pending_saves)
         raise
+
+
+def _ignore_stop_signals() -> None:
+    """Once the work is done and saved: Ctrl-C or SIGTERM during the interpreter's teardown
+    has nothing left to stop. (Python's teardown puts a signal with a handler of ours back
+    to the default action, which would kill the process, exit code -2, without a word; an
+    ignored one it leaves ignored.)"""
+    if threading.current_thread() is threading.main_thread():
+        for sig in GracefulStop.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _finish(finish_pending_saves: Callable[[], list]) -> None:

@@ -88,6 +88,25 @@ def test_a_second_signal_stops_at_once_with_one_line():
     assert time.monotonic() - start < 20
 
 
+def test_signals_after_the_work_is_done_leave_the_exit_code_alone():
+    """Ctrl-C pressed twice as train.py stops: the run's work is saved when the second one
+    comes, during the interpreter's teardown; the exit is still 0, not a kill (-2)."""
+    script = ("import os, signal, sys, threading, time\n"
+              "from jaxae import cli\n"
+              "cli.GracefulStop().install()\n"
+              "cli.run(lambda: None, entry_point=True)\n"
+              "def flood():\n"
+              "    while True:\n"
+              "        os.kill(os.getpid(), signal.SIGINT)\n"
+              "        time.sleep(0.002)\n"
+              "threading.Thread(target=flood, daemon=True).start()\n"
+              "time.sleep(0.2)\n"
+              "sys.exit(0)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
 def handlers_installed(pid: int) -> bool:
     """Whether the process catches SIGTERM yet (its SigCgt mask, /proc/PID/status)."""
     with open(f"/proc/{pid}/status") as f:
