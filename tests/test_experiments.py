@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import types
 
 import jax.numpy as jnp
 import numpy as np
@@ -17,9 +18,9 @@ import jaxae.experiments.common
 from jaxae.config import ConfigError
 from jaxae.data import DataError, load_dataset
 from jaxae.data.sources import MNIST_NAMES
-from jaxae.experiments import EXPERIMENTS, SCALES, Context, run_experiment
+from jaxae.experiments import EXPERIMENTS, SCALES, Context, data_specificity, run_experiment
 from jaxae.experiments.__main__ import main
-from jaxae.experiments.common import run_name
+from jaxae.experiments.common import load_config, run_name
 from jaxae.experiments.quality import K1, K2, ssim
 from jaxae.experiments.report import PAGE, write_report
 from jaxae.registry import Registry
@@ -222,6 +223,20 @@ def test_data_specificity_is_a_2x2_per_model_with_in_domain_diagonal(results):
         expected = logged["test_mse"] if r["model"] == "conv_ae" else -logged["test_elbo"]
         assert r[f"on_{key}"] == pytest.approx(expected, rel=1e-5), \
             f"{r['model']} on its own data must give the run's own test error"
+
+
+def test_data_specificity_trains_the_smaller_set_for_about_the_larger_one_s_steps():
+    sizes = {"fashion_mnist": 60_000, "mnist5k": 4_000}
+    choices = [types.SimpleNamespace(key=key) for key in sizes]
+    ctx = types.SimpleNamespace(
+        splits=lambda c: types.SimpleNamespace(
+            train=types.SimpleNamespace(images=np.zeros((sizes[c.key], 1)))),
+        config=lambda name, choice: load_config(name))
+    assert data_specificity.equal_steps(ctx, "conv_ae_fashion", choices) == {
+        "fashion_mnist": {}, "mnist5k": {"train.num_epochs": 75}}  # 5 epochs x 15
+    sizes["mnist5k"] = 7_000
+    assert data_specificity.equal_steps(ctx, "vae_fashion_2d", choices)["mnist5k"] == {
+        "train.num_epochs": 86}  # 10 x 60,000 / 7,000, rounded up
 
 
 def test_classical_baselines_score_the_runs_own_inputs(results):
