@@ -51,7 +51,7 @@ def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, i
     except Exception as e:  # noqa: BLE001 (a user's model may raise anything as it is built)
         raise config_lib.ConfigError(f"config.model ({config.model.name}): "
                                      f"{type(e).__name__}: {e}") from None
-    if model.conditional and num_classes < 2:
+    if getattr(model, "conditional", False) and num_classes < 2:  # (undeclared: check_model)
         raise config_lib.ConfigError(
             f"config.model ({config.model.name}) is conditional on the class, but the data "
             f"has {num_classes} class: give labelled data of two classes or more, or choose "

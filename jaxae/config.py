@@ -196,11 +196,16 @@ def is_resumable(path: str, schedule: str = "constant") -> bool:
 def resumed_changes(saved: dict, ours: dict) -> dict[str, list]:
     """{field: [the saved run's value, ours]} of the fields a resumed run may change (its
     learning rate, how long it runs, logs, saves and evaluates, ...) on which two configs
-    in JSON form differ."""
+    in JSON form differ; a field the saved run does not have counts with its default."""
+    defaults = _flat(json.loads(base_config().to_json_best_effort()))
     old, new = _flat(saved), _flat(ours)
     schedule = new.get("optim.schedule", "constant")
-    return {path: [old.get(path), new.get(path)] for path in sorted(old.keys() | new.keys())
-            if is_resumable(path, schedule) and old.get(path) != new.get(path)}
+    changes = {}
+    for path in sorted(old.keys() | new.keys()):
+        value, wanted = old.get(path, defaults.get(path)), new.get(path, defaults.get(path))
+        if is_resumable(path, schedule) and value != wanted:
+            changes[path] = [value, wanted]
+    return changes
 
 
 def run_difference(saved: dict, ours: dict) -> tuple[str, object, object] | None:

@@ -324,6 +324,23 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys)
              "give another prepared_name")
 
 
+def test_a_folder_prepared_under_the_name_without_its_fingerprint_is_read_not_made_again(
+        tmp_path, capsys) -> None:
+    """Sets were named by the folder's name and path alone before: one made from the same
+    files and options is used as it is."""
+    root = tmp_path / "pets"
+    make_image_folder(root)
+    plan = folder.plan_folder(root, image_size=8, channels=3)
+    tfds_dir = str(tmp_path / "tfds")
+    earlier = DATASETS.get("folder")(path=str(root), tfds_dir=tfds_dir, image_size=8,
+                                     channels=3, prepared_name=folder._default_name(plan))
+    capsys.readouterr()
+    data = DATASETS.get("folder")(path=str(root), tfds_dir=tfds_dir, image_size=8, channels=3)
+    assert "(prepared earlier)" in data.source and "prepared before" not in capsys.readouterr().out
+    assert data.source.split(" in ")[0] == earlier.source.split(" in ")[0]
+    assert len(os.listdir(os.path.join(tfds_dir, "jaxae_folder"))) == 1
+
+
 @pytest.mark.parametrize("extension", [".bmp", ".ppm", ".tif", ".webp"])
 def test_folder_reads_the_lossless_formats_imagefolder_reads(tmp_path, extension,
                                                              capsys) -> None:

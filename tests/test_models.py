@@ -440,8 +440,9 @@ class _DroppedOut(_Dense):
      "layers with state (BatchNorm's batch_stats) are not supported: use LayerNorm or "
      "GroupNorm"),
     (_DroppedOut(MNIST), 'InvalidRngError: Dropout_0 needs PRNG for "dropout"',
-     "layers with their own randomness (Dropout) are not supported: corrupt the input with a "
-     "task (task.name=denoise) instead"),
+     "layers with their own randomness (Dropout, make_rng of a stream other than 'sample') "
+     "are not supported: draw from the 'sample' stream (the model's key), and corrupt the "
+     "input with a task (task.name=denoise)"),
 ])
 def test_a_layer_with_state_or_its_own_randomness_is_refused_naming_what_to_use(model, error,
                                                                                 fix):

@@ -323,6 +323,12 @@ def test_a_resume_s_changes_are_printed_and_kept_once_config_json_describes_the_
     (tmp_path / "environment.json").write_text(json.dumps(
         {"devices": ["cpu0"], "git_commit": "abc"}))
     assert workdir_lib.record_resume(str(tmp_path), config_lib.base_config(), 15) == []
+    # a field added since the run began counts with its default: no change
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["train"]["log_every_steps"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    (tmp_path / "environment.json").write_text("{damaged")  # compares as empty
+    assert workdir_lib.record_resume(str(tmp_path), config_lib.base_config(), 20) == []
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -341,7 +347,8 @@ def saved_with(directory: str, tx) -> ml_collections.ConfigDict:
 
 def test_a_dict_tree_is_saved_with_its_sha256_and_restored_without_it(tmp_path):
     manager = checkpoints.make_manager(str(tmp_path / "summed"))
-    tree = {"params": PARAMS, "step": jnp.int32(3)}
+    tree = {"params": {**PARAMS, "wide": jnp.arange(65536, dtype=jnp.float32)},
+            "step": jnp.int32(3)}
     checkpoints.save(manager, 3, tree)
     checkpoints.close(manager)
     manager = checkpoints.make_manager(str(tmp_path / "summed"), read_only=True)
@@ -352,6 +359,18 @@ def test_a_dict_tree_is_saved_with_its_sha256_and_restored_without_it(tmp_path):
     assert np.array_equal(checkpoints.checksum(restored), checkpoints.checksum(tree))
     assert not np.array_equal(checkpoints.checksum({**tree, "step": jnp.int32(4)}),
                               checkpoints.checksum(tree))
+    files = [os.path.join(d, f) for d, _, names in os.walk(tmp_path / "summed" / "3")
+             for f in names]
+    largest = max(files, key=os.path.getsize)  # the arrays' data
+    with open(largest, "r+b") as f:  # one bit flipped: Orbax reads it without complaint
+        f.seek(os.path.getsize(largest) // 2)
+        byte = f.read(1)[0]
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte ^ 1]))
+    with pytest.raises(checkpoints.ChecksumMismatch, match="its arrays are not the bits that "
+                                                           "were saved at step 3"):
+        checkpoints.restore(checkpoints.make_manager(str(tmp_path / "summed"), read_only=True),
+                            tree)
     # one saved without a checksum (before they were written) restores as it did
     plain = checkpoints.make_manager(str(tmp_path / "plain"))
     plain.save(3, args=checkpoints.ocp.args.StandardSave(tree), force=True)
@@ -526,6 +545,9 @@ def test_evaluation_takes_its_own_fields_and_refuses_the_model_s():
 def test_evaluation_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
     (tmp_path / "eval").write_text("")
     write_config_json(tmp_path)
+    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(str(tmp_path)))
+    checkpoints.save(manager, 1, {"step": jnp.int32(1), "params": PARAMS})
+    checkpoints.close(manager)
     with pytest.raises(config_lib.ConfigError, match=r"eval cannot be written \(File exists\): "
                                                      r"pass --eval_dir=FOLDER"):
         evaluate.evaluate_workdir(str(tmp_path))

@@ -201,8 +201,12 @@ def test_evaluating_an_older_step_keeps_the_newest_evaluation(tiny_config, tmp_p
     with pytest.raises(FileNotFoundError) as caught:
         evaluate_workdir(str(tmp_path), 3)
     assert str(caught.value) == (f"{str(tmp_path)!r} has no checkpoint at step 3: it has steps "
-                                 "2, 4 (a run keeps its newest train.keep_checkpoints=3)")
-    assert not (tmp_path / "eval_step_3").exists()  # a refused evaluation leaves no folder
+                                 "2, 4")
+    with pytest.raises(FileNotFoundError) as caught:
+        evaluate_workdir(str(tmp_path), 1)  # older than the oldest kept
+    assert str(caught.value).endswith("it has steps 2, 4 (a run keeps its newest "
+                                      "train.keep_checkpoints=3)")
+    assert not (tmp_path / "eval_step_3").exists()  # a refused evaluation makes no folder
     assert evaluate_workdir(str(tmp_path))["step"] == 4
     newest = (tmp_path / "eval" / "metrics.json").read_bytes()
     older = evaluate_workdir(str(tmp_path), 2)

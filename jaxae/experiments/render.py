@@ -33,6 +33,12 @@ def describe_machine(machine: dict) -> str:
             f"JAX {machine.get('jax')} on {devices}")
 
 
+def describe_commit(machine: dict) -> str:
+    """The jaxae commit a result was measured at, shortened ('+dirty': uncommitted changes)."""
+    commit = machine.get("jaxae_commit") or "unknown"
+    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def describe_data(data: list[dict]) -> str:
     """One line per data set: name, images used out of those available, and the source."""
     lines = []
@@ -56,7 +62,8 @@ def render_section(record: dict, plot_path: str, level: int = 2) -> str:
     parts = [f"{hashes} {record['title']}", "", record["question"], "",
              f"- command: `{record['command']}`",
              f"- scale: `{record['scale']}`: {record['scale_description']}",
-             f"- measured {record['date']} on {describe_machine(record['machine'])}",
+             f"- measured {record['date']} at jaxae commit {describe_commit(record['machine'])} "
+             f"on {describe_machine(record['machine'])}",
              f"- wall time of the command: {record['wall_time_s']:,.1f} s; "
              f"{_train_summary(record['runs'])}",
              "- data:", describe_data(record["data"]), ""]

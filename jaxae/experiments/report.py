@@ -10,7 +10,12 @@ import json
 import os
 
 from jaxae.experiments import EXPERIMENTS
-from jaxae.experiments.render import describe_machine, render_section, render_table
+from jaxae.experiments.render import (
+    describe_commit,
+    describe_machine,
+    render_section,
+    render_table,
+)
 
 PAGE = "RESULTS.md"
 
@@ -31,13 +36,15 @@ def _summary(records: dict[str, dict]) -> str:
     for name, r in records.items():
         runs = r["runs"].values()
         rows.append({"name": f"[{name}](#{_anchor(r['title'])})", "scale": r["scale"],
-                     "date": r["date"], "wall": r["wall_time_s"],
+                     "date": r["date"], "commit": describe_commit(r["machine"]),
+                     "wall": r["wall_time_s"],
                      "runs": f"{sum(x['trained_now'] for x in runs)} / {len(runs)}",
                      "train": sum(x["train_seconds"] for x in runs),
                      "machine": describe_machine(r["machine"])})
     columns = [{"key": "name", "header": "experiment", "format": ""},
                {"key": "scale", "header": "scale", "format": ""},
                {"key": "date", "header": "date (UTC)", "format": ""},
+               {"key": "commit", "header": "jaxae commit", "format": ""},
                {"key": "wall", "header": "wall time of the command (s)", "format": ",.1f"},
                {"key": "runs", "header": "runs trained by it / used", "format": ""},
                {"key": "train", "header": "training time of its runs (s)", "format": ",.0f"},

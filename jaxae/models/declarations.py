@@ -23,8 +23,9 @@ BATCH = 2  # the abstract batch's size
 UNSUPPORTED_LAYERS = {
     flax.errors.ModifyScopeVariableError: "layers with state (BatchNorm's batch_stats) are "
     "not supported: use LayerNorm or GroupNorm",
-    flax.errors.InvalidRngError: "layers with their own randomness (Dropout) are not "
-    "supported: corrupt the input with a task (task.name=denoise) instead",
+    flax.errors.InvalidRngError: "layers with their own randomness (Dropout, make_rng of a "
+    "stream other than 'sample') are not supported: draw from the 'sample' stream (the "
+    "model's key), and corrupt the input with a task (task.name=denoise)",
 }
 
 

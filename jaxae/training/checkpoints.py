@@ -200,11 +200,10 @@ def finish_pending_saves() -> list[CheckpointWriteError]:
     return failed
 
 
-def _first_non_finite(tree: PyTree) -> str | None:
-    """The name of the first floating-point leaf holding a NaN or an infinity, or None.
-    Checked on the host, where the checkpoint goes anyway."""
-    for name, leaf in leaves_by_name(tree).items():
-        array = np.asarray(leaf)
+def _first_non_finite(host: dict[str, np.ndarray]) -> str | None:
+    """The name of the first floating-point leaf holding a NaN or an infinity, or None, of a
+    tree's `host_leaves` (checked on the host, where the checkpoint goes anyway)."""
+    for name, array in host.items():
         if np.issubdtype(array.dtype, np.inexact) and not np.isfinite(array).all():
             return name
     return None
@@ -233,7 +232,8 @@ def save(manager: ocp.CheckpointManager, step: int, tree: PyTree, *,
     CheckpointWriteError.
     """
     check_saved(manager)  # the previous checkpoint is complete on disk, or its error raised
-    bad = _first_non_finite(tree)
+    host = host_leaves(tree)
+    bad = _first_non_finite(host)
     if bad is not None:
         latest = manager.latest_step()
         kept = "" if latest is None else f"; the newest on disk, step {latest}, is intact"
@@ -246,7 +246,7 @@ def save(manager: ocp.CheckpointManager, step: int, tree: PyTree, *,
             f"step {step} is saved already in {manager.directory}: save under another step, "
             "or pass replace=True to write over it")
     if isinstance(tree, Mapping) and CHECKSUM not in tree:
-        tree = {**tree, CHECKSUM: checksum(tree)}
+        tree = {**tree, CHECKSUM: checksum(tree, host)}
     try:
         if exists:
             manager.delete(step)
@@ -321,11 +321,17 @@ def outline(tree: PyTree) -> dict[str, tuple | str]:
     return {"/".join(_key_name(k) for k in path): spec(leaf) for path, leaf in flat}
 
 
-def checksum(tree: PyTree) -> np.ndarray:
-    """The sha256 (32 uint8) of every leaf's name, dtype, shape and bytes, in path order."""
+def host_leaves(tree: PyTree) -> dict[str, np.ndarray]:
+    """`leaves_by_name` with every leaf copied to the host (once, for all checks)."""
+    return {name: np.asarray(leaf) for name, leaf in leaves_by_name(tree).items()}
+
+
+def checksum(tree: PyTree, host: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The sha256 (32 uint8) of every leaf's name, dtype, shape and bytes, in path order
+    (`host`: the tree's `host_leaves`, if already made)."""
     digest = hashlib.sha256()
-    for name, leaf in leaves_by_name(tree).items():
-        array = np.ascontiguousarray(np.asarray(leaf))
+    for name, array in (host_leaves(tree) if host is None else host).items():
+        array = np.ascontiguousarray(array)
         digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
         digest.update(array.tobytes())
     return np.frombuffer(digest.digest(), np.uint8).copy()
@@ -388,11 +394,16 @@ def _existing_step(manager: ocp.CheckpointManager, step: int | None) -> int:
     return step
 
 
+class ChecksumMismatch(ValueError):
+    """A restored tree whose sha256 is not the one saved with it: the files were changed."""
+
+
 def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = None,
             hint: Hint = "", saved: dict[str, tuple | str] | None = None) -> PyTree:
     """The tree saved at `step` (default: the newest), in the structure and dtypes of `like`
     (`saved`: the step's `saved_outline`, if already read). A folder without checkpoints, or
-    without that step, is a FileNotFoundError naming the steps it has."""
+    without that step, is a FileNotFoundError naming the steps it has; a dict tree saved with
+    its sha256 whose arrays do not match it, a ChecksumMismatch."""
     step = _existing_step(manager, step)
     saved = saved_outline(manager, step) if saved is None else saved
     summed = CHECKSUM in saved and isinstance(like, Mapping) and CHECKSUM not in like
@@ -406,13 +417,9 @@ def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = Non
     tree = dict(tree)
     recorded = np.asarray(tree.pop(CHECKSUM))
     if not np.array_equal(recorded, checksum(tree)):
-        raise ChecksumMismatch("its arrays are not the bits that were saved: their sha256 "
-                               "differs from the one saved with them")
+        raise ChecksumMismatch(f"its arrays are not the bits that were saved at step {step}: "
+                               "their sha256 differs from the one saved with them")
     return tree
-
-
-class ChecksumMismatch(ValueError):
-    """A restored tree whose sha256 is not the one saved with it: the files were changed."""
 
 
 DATA = "data"  # a train state's checkpoint entry for the data stream's position

@@ -420,10 +420,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         if first_step > 0:
             run_files.write_if_missing()  # the checkpoint fits: the config describes it
         if first_step >= total_steps and main:
+            longer = ("a longer run needs a new --workdir (under a cosine schedule its length "
+                      "is part of the run)" if config.optim.schedule == "cosine" else
+                      "raise --config.train.num_epochs to train on")
             print(f"the run has trained {first_step} steps and train.num_epochs="
-                  f"{train_config.num_epochs} asks for {total_steps}: nothing to train; raise "
-                  "--config.train.num_epochs to train on, or evaluate it with evaluate.py",
-                  flush=True)
+                  f"{train_config.num_epochs} asks for {total_steps}: nothing to train; "
+                  f"{longer}, or evaluate it with evaluate.py", flush=True)
         if stopped := stop_requested():
             raise _stop_before_training(stopped, first_step)
         run = _Run(config, workdir, mesh, main, data, keys, task, model, train_model,

@@ -191,15 +191,18 @@ def record_resume(workdir: str, config: ml_collections.ConfigDict, step: int) ->
     """What a resume at `step` changes from the run as its files describe it (the fields a
     resume may change, the device count, the code's commit), appended as one line to
     resumes.jsonl: config.json and environment.json describe only the run's last part, so
-    this file keeps each earlier change. Returns lines to print (none if nothing changed)."""
+    this file keeps each earlier change. Returns lines to print (none if nothing changed);
+    raises nothing a run should stop for (a failed write is a warning line)."""
     if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
         return []
     saved, _ = _saved_and_current(workdir, config)
     current = json.loads(recorded_config(config).to_json_best_effort())
     changed = config_lib.resumed_changes(saved, current)
-    environment_path = os.path.join(workdir, ENVIRONMENT_FILE)
-    before = _read_json(environment_path, "delete it: this run writes it again") \
-        if os.path.isfile(environment_path) else {}
+    try:  # a missing or damaged record compares as empty: this run writes it again
+        with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
+            before = json.load(f)
+    except (OSError, ValueError):
+        before = {}
     now = {"devices": len(jax.devices()), "git_commit": git_commit()}
     was = {"devices": len(before.get("devices", [])) or None,
            "git_commit": before.get("git_commit")}
@@ -207,12 +210,12 @@ def record_resume(workdir: str, config: ml_collections.ConfigDict, step: int) ->
     if not changed and not moved:
         return []
     path = os.path.join(workdir, RESUMES_FILE)
+    lines = []
     try:
         with open(path, "a") as f:
             f.write(json.dumps({"step": step, "config": changed, **moved}) + "\n")
-    except OSError as e:
-        raise write_error(path, e) from None
-    lines = []
+    except OSError as e:  # the run goes on (a multi-process run on every process alike)
+        lines.append(f"warning: {write_error(path, e)}")
     if changed:
         shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
         lines.append(f"resumed at step {step} with {shown} ({RESUMES_FILE} keeps each "
