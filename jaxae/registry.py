@@ -165,9 +165,8 @@ def _import_file(path: str) -> Any:
     """The module of the file at `path`, run once (a file of a package is imported as the
     package's module, so its relative imports work; a loose file's folder joins the end of
     the import path, so it imports the modules beside it, where no installed module has
-    their name); an error
-    while it runs (a syntax error, a failed import) is a RegistryError naming the file's
-    line."""
+    their name); an error while it runs (a syntax error, a failed import) is a
+    RegistryError naming the file's line."""
     if package := _package_of(path):
         root, dotted = package
         if root not in sys.path:

@@ -306,11 +306,11 @@ def test_a_resume_s_changes_are_printed_and_kept_once_config_json_describes_the_
         {"devices": ["cpu0", "cpu1"], "git_commit": "abc"}))
     monkeypatch.setattr(workdir_lib, "git_commit", lambda: "abc")
     config = config_lib.base_config()
-    assert workdir_lib.record_resume(str(tmp_path), config, 5) == [
+    assert workdir_lib.record_resume(str(tmp_path), config, 5) == ([], [
         "warning: the run trained on 2 device(s) and resumes on 1: the batch's sums now run "
-        "in another order, so its bits will differ from an uninterrupted run's"]
+        "in another order, so its bits will differ from an uninterrupted run's"])
     config.optim.learning_rate, config.train.stop_after_steps = 0.01, 20
-    [line, _] = workdir_lib.record_resume(str(tmp_path), config, 10)
+    [line], [_] = workdir_lib.record_resume(str(tmp_path), config, 10)
     assert line == ("resumed at step 10 with optim.learning_rate 0.001 -> 0.01, "
                     "train.stop_after_steps None -> 20 (resumes.jsonl keeps each resume's "
                     "changes)")
@@ -322,13 +322,13 @@ def test_a_resume_s_changes_are_printed_and_kept_once_config_json_describes_the_
                                 "train.stop_after_steps": [None, 20]}, "devices": [2, 1]}]
     (tmp_path / "environment.json").write_text(json.dumps(
         {"devices": ["cpu0"], "git_commit": "abc"}))
-    assert workdir_lib.record_resume(str(tmp_path), config_lib.base_config(), 15) == []
+    assert workdir_lib.record_resume(str(tmp_path), config_lib.base_config(), 15) == ([], [])
     # a field added since the run began counts with its default: no change
     saved = json.loads((tmp_path / "config.json").read_text())
     del saved["train"]["log_every_steps"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     (tmp_path / "environment.json").write_text("{damaged")  # compares as empty
-    assert workdir_lib.record_resume(str(tmp_path), config_lib.base_config(), 20) == []
+    assert workdir_lib.record_resume(str(tmp_path), config_lib.base_config(), 20) == ([], [])
 
 
 # ---------------------------------------------------------------------------- checkpoints

@@ -415,8 +415,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         state, position = _restore_or_init(manager, fresh, like, mesh, workdir)
         first_step = int(state.step)
         if first_step > 0 and main:
-            for line in record_resume(workdir, config, first_step):
+            notes, warnings = record_resume(workdir, config, first_step)
+            for line in notes:
                 print(line, flush=True)
+            for line in warnings:
+                print(line, file=sys.stderr, flush=True)
         if first_step > 0:
             run_files.write_if_missing()  # the checkpoint fits: the config describes it
         if first_step >= total_steps and main:

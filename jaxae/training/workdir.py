@@ -187,14 +187,15 @@ def _saved_and_current(workdir: str, config: ml_collections.ConfigDict) -> tuple
     return saved, current
 
 
-def record_resume(workdir: str, config: ml_collections.ConfigDict, step: int) -> list[str]:
+def record_resume(workdir: str, config: ml_collections.ConfigDict, step: int
+                  ) -> tuple[list[str], list[str]]:
     """What a resume at `step` changes from the run as its files describe it (the fields a
     resume may change, the device count, the code's commit), appended as one line to
     resumes.jsonl: config.json and environment.json describe only the run's last part, so
-    this file keeps each earlier change. Returns lines to print (none if nothing changed);
-    raises nothing a run should stop for (a failed write is a warning line)."""
+    this file keeps each earlier change. Returns (notes, warnings), lines to print (none if
+    nothing changed); raises nothing a run should stop for (a failed write is a warning)."""
     if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
-        return []
+        return [], []
     saved, _ = _saved_and_current(workdir, config)
     current = json.loads(recorded_config(config).to_json_best_effort())
     changed = config_lib.resumed_changes(saved, current)
@@ -203,31 +204,32 @@ def record_resume(workdir: str, config: ml_collections.ConfigDict, step: int) ->
             before = json.load(f)
     except (OSError, ValueError):
         before = {}
+    before = before if isinstance(before, dict) else {}
     now = {"devices": len(jax.devices()), "git_commit": git_commit()}
     was = {"devices": len(before.get("devices", [])) or None,
            "git_commit": before.get("git_commit")}
     moved = {k: [was[k], now[k]] for k in now if was[k] is not None and was[k] != now[k]}
+    notes, warnings = [], []
     if not changed and not moved:
-        return []
+        return notes, warnings
     path = os.path.join(workdir, RESUMES_FILE)
-    lines = []
     try:
         with open(path, "a") as f:
             f.write(json.dumps({"step": step, "config": changed, **moved}) + "\n")
     except OSError as e:  # the run goes on (a multi-process run on every process alike)
-        lines.append(f"warning: {write_error(path, e)}")
+        warnings.append(f"warning: {write_error(path, e)}")
     if changed:
         shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        lines.append(f"resumed at step {step} with {shown} ({RESUMES_FILE} keeps each "
+        notes.append(f"resumed at step {step} with {shown} ({RESUMES_FILE} keeps each "
                      "resume's changes)")
     if "devices" in moved:
-        lines.append(f"warning: the run trained on {moved['devices'][0]} device(s) and resumes "
-                     f"on {moved['devices'][1]}: the batch's sums now run in another order, so "
-                     "its bits will differ from an uninterrupted run's")
+        warnings.append(f"warning: the run trained on {moved['devices'][0]} device(s) and "
+                        f"resumes on {moved['devices'][1]}: the batch's sums now run in another "
+                        "order, so its bits will differ from an uninterrupted run's")
     if "git_commit" in moved:
-        lines.append(f"warning: the run's code was {moved['git_commit'][0]}, now "
-                     f"{moved['git_commit'][1]} ({RESUMES_FILE} records it)")
-    return lines
+        warnings.append(f"warning: the run's code was {moved['git_commit'][0]}, now "
+                        f"{moved['git_commit'][1]} ({RESUMES_FILE} records it)")
+    return notes, warnings
 
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict,
