@@ -177,6 +177,9 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
     assert result["test_loss"] == pytest.approx(last_test["test_loss"], rel=1e-6)
     if input_row:
         assert 0 < result["test_input_psnr"] < 30 and 0 < result["test_baseline_psnr"] < 40
+        assert result["test_baseline"] == ("bicubic" if "7x7" in input_row else "median 3x3")
+    else:
+        assert "test_baseline" not in result
     if config.model.name == "cvae":
         assert 0 <= result["cvae_samples_recognised"] <= 1
     picture = matplotlib.image.imread(os.path.join(tmp_path, "eval", "reconstructions.png"))

@@ -184,6 +184,8 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
               "test_images": len(data.test),
               **{f"test_{name}": value for name, value in metrics.items()}}
     counts = {f"test_{name}": len(data.test) for name in metrics}
+    if "baseline_psnr" in metrics:  # which classical method test_baseline_psnr scores
+        result["test_baseline"] = task.baseline_name
     if model.variational:
         subset = Split(data.test.images[:eval_config.iwae_images],
                        data.test.labels[:eval_config.iwae_images])
