@@ -28,7 +28,7 @@ flags.mark_flags_as_required(["workdir"])
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     parallel.initialize_distributed()  # a no-op unless JAX_COORDINATOR_ADDRESS is set
-    train_and_evaluate(config, workdir, stop_requested=STOP)
+    train_and_evaluate(config, workdir, stop_requested=STOP, on_saved=STOP.saved)
 
 
 def main(argv: list[str]) -> None:

@@ -59,6 +59,15 @@ def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, i
     return model
 
 
+def check_size_before_data(config: ml_collections.ConfigDict) -> None:
+    """A model that cannot work at the config's data.image_size is a ConfigError before the
+    data are read (preparing a large image folder takes minutes); without image_size, the
+    size comes from the data and is checked once they are loaded."""
+    size = config.data.get("image_size")
+    if size:  # the channels do not decide whether a size fits; two classes stand in for any
+        make_model(config, (size, size, config.data.get("channels") or 1), num_classes=2)
+
+
 def check_model(model: nn.Module, task: Task, image_shape: tuple[int, int, int]) -> None:
     """A model that does not keep what it declares (logits shaped as the images, codes of
     its latent_shape) is a ConfigError naming the declaration, found by tracing it once on

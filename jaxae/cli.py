@@ -14,6 +14,7 @@ its signal handlers (`GracefulStop`) before the seconds spent importing JAX.
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import logging as std_logging
 import os
@@ -34,6 +35,7 @@ from jaxae.training import lock
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # Ctrl-C where no graceful stop is handled (the shell's 128 + SIGINT)
+EXIT_BROKEN_PIPE = 141  # the output's reader ended (the shell's 128 + SIGPIPE)
 WRITER_GRACE_S = 5.0  # an error exit waits this long for Orbax's writer threads, no longer
 
 
@@ -72,6 +74,14 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs:
         if entry_point:
             _ignore_stop_signals()
         sys.exit(0)
+    except BrokenPipeError:  # the reader of the output ended: `train.py | head`, say
+        _finish(finish_pending_saves)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        with contextlib.suppress(OSError):  # (stderr may go down the same pipe)
+            print("error: the output's reader ended (a pipe into `head`, say): stopped; rerun "
+                  "the same command to continue from the newest checkpoint", file=sys.stderr,
+                  flush=True)
+        sys.exit(EXIT_BROKEN_PIPE)
     except expected_errors() as e:
         _finish(finish_pending_saves)
         print(f"error: {e}", file=sys.stderr, flush=True)
@@ -157,6 +167,11 @@ class GracefulStop:
 
     def __call__(self) -> str | None:
         return self.requested
+
+    def saved(self) -> None:
+        """The run's work is on disk: a signal from now on has nothing left to stop, and is
+        ignored (not the second signal's "without a checkpoint" exit)."""
+        _ignore_stop_signals()
 
     def install(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():

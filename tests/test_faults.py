@@ -509,6 +509,7 @@ def test_evaluating_a_damaged_step_is_one_line_and_a_deleted_one_is_not_damage(
     assert re.match(rf"error: the checkpoint at step 32 in {workdir}/checkpoints is damaged "
                     r"\(.+\): evaluate another step, or the newest intact one without --step$",
                     line), line
+    assert not os.path.exists(os.path.join(workdir, "eval_step_32"))  # no empty folder left
 
     # a training run deletes step 30 (keep_checkpoints) between the listing and the read
     real_restore = ocp.CheckpointManager.restore

@@ -107,6 +107,23 @@ def test_signals_after_the_work_is_done_leave_the_exit_code_alone():
     assert (result.returncode, result.stderr) == (0, "")
 
 
+def test_an_output_whose_reader_ends_is_one_line_and_exit_141():
+    """`train.py | head`: the pipe closes while lines are still printed."""
+    script = ("from jaxae import cli\n"
+              "def chatty():\n"
+              "    for i in range(10**6):\n"
+              "        print('line', i, flush=True)\n"
+              "cli.run(chatty, entry_point=True)\n")
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline() == "line 0\n"
+    process.stdout.close()  # as `head -1` does
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == cli.EXIT_BROKEN_PIPE
+    assert err == ("error: the output's reader ended (a pipe into `head`, say): stopped; rerun "
+                   "the same command to continue from the newest checkpoint\n")
+
+
 def handlers_installed(pid: int) -> bool:
     """Whether the process catches SIGTERM yet (its SigCgt mask, /proc/PID/status)."""
     with open(f"/proc/{pid}/status") as f:
@@ -306,29 +323,33 @@ def test_a_resume_s_changes_are_printed_and_kept_once_config_json_describes_the_
         {"devices": ["cpu0", "cpu1"], "git_commit": "abc"}))
     monkeypatch.setattr(workdir_lib, "git_commit", lambda: "abc")
     config = config_lib.base_config()
-    assert workdir_lib.record_resume(str(tmp_path), config, 5) == ([], [
+    moved = workdir_lib.resume_changes(str(tmp_path), config, 5)
+    assert moved == ({"step": 5, "config": {}, "devices": [2, 1]}, [], [
         "warning: the run trained on 2 device(s) and resumes on 1: the batch's sums now run "
         "in another order, so its bits will differ from an uninterrupted run's"])
     config.optim.learning_rate, config.train.stop_after_steps = 0.01, 20
-    [line], [_] = workdir_lib.record_resume(str(tmp_path), config, 10)
-    assert line == ("resumed at step 10 with optim.learning_rate 0.001 -> 0.01, "
-                    "train.stop_after_steps None -> 20 (resumes.jsonl keeps each resume's "
-                    "changes)")
+    changed = workdir_lib.resume_changes(str(tmp_path), config, 10)
+    assert changed.notes == [
+        "resumed at step 10 with optim.learning_rate 0.001 -> 0.01, train.stop_after_steps "
+        "None -> 20 (resumes.jsonl keeps each resume's changes once it saves a checkpoint)"]
+    assert not (tmp_path / "resumes.jsonl").exists()  # nothing kept before a checkpoint
+    for record in (moved.record, changed.record):
+        assert workdir_lib.append_resume(str(tmp_path), record) is None
     with open(tmp_path / "resumes.jsonl") as f:
-        records = [json.loads(line) for line in f]
-    assert records == [
-        {"step": 5, "config": {}, "devices": [2, 1]},
-        {"step": 10, "config": {"optim.learning_rate": [0.001, 0.01],
-                                "train.stop_after_steps": [None, 20]}, "devices": [2, 1]}]
+        assert [json.loads(line) for line in f] == [
+            {"step": 5, "config": {}, "devices": [2, 1]},
+            {"step": 10, "config": {"optim.learning_rate": [0.001, 0.01],
+                                    "train.stop_after_steps": [None, 20]}, "devices": [2, 1]}]
     (tmp_path / "environment.json").write_text(json.dumps(
         {"devices": ["cpu0"], "git_commit": "abc"}))
-    assert workdir_lib.record_resume(str(tmp_path), config_lib.base_config(), 15) == ([], [])
+    nothing = (None, [], [])
+    assert workdir_lib.resume_changes(str(tmp_path), config_lib.base_config(), 15) == nothing
     # a field added since the run began counts with its default: no change
     saved = json.loads((tmp_path / "config.json").read_text())
     del saved["train"]["log_every_steps"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     (tmp_path / "environment.json").write_text("{damaged")  # compares as empty
-    assert workdir_lib.record_resume(str(tmp_path), config_lib.base_config(), 20) == ([], [])
+    assert workdir_lib.resume_changes(str(tmp_path), config_lib.base_config(), 20) == nothing
 
 
 # ---------------------------------------------------------------------------- checkpoints

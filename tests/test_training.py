@@ -197,7 +197,10 @@ def test_resuming_a_workdir_with_another_model_is_refused(tiny_config, tmp_path)
 
 def test_evaluating_an_older_step_keeps_the_newest_evaluation(tiny_config, tmp_path, capsys):
     config = tiny_config(**{"data.train_size": 64, "data.test_size": 64})
-    train_and_evaluate(config, str(tmp_path))
+    saved = []
+    train_and_evaluate(config, str(tmp_path), on_saved=lambda: saved.append(
+        sorted(os.listdir(tmp_path / "checkpoints"))))
+    assert saved == [["2", "4"]]  # called once, with the last checkpoint on disk
     train_and_evaluate(config, str(tmp_path))  # again: the run is complete, and says so
     assert ("the run has trained 4 steps and train.num_epochs=2 asks for 4: nothing to train"
             in capsys.readouterr().out)
@@ -210,6 +213,9 @@ def test_evaluating_an_older_step_keeps_the_newest_evaluation(tiny_config, tmp_p
     assert str(caught.value).endswith("it has steps 2, 4 (a run keeps its newest "
                                       "train.keep_checkpoints=3)")
     assert not (tmp_path / "eval_step_3").exists()  # a refused evaluation makes no folder
+    with pytest.raises(FileNotFoundError, match=r"^--step=0 names no checkpoint: give a step "
+                                                r"of 1 or more"):
+        evaluate_workdir(str(tmp_path), 0)
     assert evaluate_workdir(str(tmp_path))["step"] == 4
     newest = (tmp_path / "eval" / "metrics.json").read_bytes()
     older = evaluate_workdir(str(tmp_path), 2)

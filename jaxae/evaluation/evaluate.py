@@ -4,6 +4,7 @@ evaluation fields changed at will."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import flax.linen as nn
@@ -117,13 +118,22 @@ def evaluate_workdir(workdir: str, step: int | None = None,
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is a file, not the folder of the run's checkpoints: "
                                 "move it away and put the run's checkpoints folder there")
+    if step is not None and step < 1:
+        raise FileNotFoundError(f"--step={step} names no checkpoint: give a step of 1 or more "
+                                "(the run's steps are its checkpoints/ folder's names)")
     out_dir = out_dir or eval_dir(workdir, step)
+    created = not os.path.exists(out_dir)
     manager = checkpoints.make_manager(folder, read_only=True)
     try:
         if step is not None:  # a step the run lacks is refused before its folder is made
             _check_step(workdir, manager, config, step)
         _writable_out_dir(out_dir)
         return _evaluate(config, workdir, manager, step, out_dir)
+    except BaseException:
+        if created:  # a refused evaluation (a damaged step, say) leaves no empty folder
+            with contextlib.suppress(OSError):
+                os.rmdir(out_dir)  # only if empty
+        raise
     finally:
         manager.close()
 

@@ -144,8 +144,10 @@ def conv_plan(image_shape: Shape, features: tuple[int, ...] | None, width: int, 
     if features is None:
         stages = default_stages(height, wide)
         if stages == 0:
+            smallest = _decodable_near(MAX_CODE_SIDE + 1, 0, fixed=False)[1]
             raise ValueError(f"{owner} needs images larger than {MAX_CODE_SIDE}x"
-                             f"{MAX_CODE_SIDE}; these are {height}x{wide}")
+                             f"{MAX_CODE_SIDE}; these are {height}x{wide}: use a larger size "
+                             f"that decodes, the smallest being {smallest}x{smallest}")
         features = (LESSON_FEATURES[0], *[LESSON_FEATURES[1]] * (stages - 1))
     if width < 1 or any(f < 1 for f in features):
         raise ValueError(f"{owner}: width={width} and features={features} must be positive")

@@ -49,10 +49,11 @@ from jaxae.training.workdir import (
     CONFIG_FILE,
     LOCK_FILE,
     WorkdirBusy,
+    append_resume,
     check_same_data,
     lock_workdir,
     prepare_workdir,
-    record_resume,
+    resume_changes,
     write_run_files,
 )
 
@@ -315,7 +316,8 @@ def parameter_checksum(params) -> float:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        on_evaluation: EvaluationHook | None = None,
                        evaluate_at_steps: Iterable[int] = (),
-                       stop_requested: StopRequest = lambda: None) -> steps.TrainState:
+                       stop_requested: StopRequest = lambda: None,
+                       on_saved: Callable[[], None] = lambda: None) -> steps.TrainState:
     """Trains the config's model, resuming from `workdir` if it holds a run; returns the state.
 
     The run evaluates at each epoch's end and also at `evaluate_at_steps` and every
@@ -326,7 +328,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
     `stop_requested()` is polled between chunks of steps: when it returns a reason (the
     command line's SIGTERM / Ctrl-C handler gives one), the run checkpoints and returns;
-    asked before training starts, StopRequested is raised.
+    asked before training starts, StopRequested is raised. `on_saved()` is called once the
+    run's last checkpoint and its config.json are on disk, before the closing line (train.py:
+    a stop signal from then on has nothing left to stop).
 
     Runs data-parallel over every device of every process (`jaxae.training.parallel`); only
     process 0 writes files and prints, and holds the workdir's writer lock for the run (a
@@ -354,7 +358,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     prepare_workdir(workdir, config)
     with _writer_lock(workdir, main):
         try:
-            return _train(config, workdir, mesh, main, evaluations, stop_requested)
+            return _train(config, workdir, mesh, main, evaluations, stop_requested, on_saved)
         except BaseException:
             if main and created:
                 _remove_if_unused(workdir)
@@ -379,12 +383,14 @@ def _stop_before_training(stopped: str, step: int) -> StopRequested:
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
-           evaluations: _Evaluations, stop_requested: StopRequest) -> steps.TrainState:
+           evaluations: _Evaluations, stop_requested: StopRequest,
+           on_saved: Callable[[], None]) -> steps.TrainState:
     """train_and_evaluate, once the workdir is checked and locked."""
     train_config = config.train
     if stopped := stop_requested():
         raise _stop_before_training(stopped, 0)
     keys = derive_keys(config.seed)
+    build.check_size_before_data(config)
     data = build.load_data(config, keys.data)
     check_same_data(workdir, config.data, data.fingerprint)
     config_lib.check_sizes(config, len(data.train) + (len(data.val) if data.val else 0),
@@ -415,11 +421,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         state, position = _restore_or_init(manager, fresh, like, mesh, workdir)
         first_step = int(state.step)
         if first_step > 0 and main:
-            notes, warnings = record_resume(workdir, config, first_step)
-            for line in notes:
+            changes = resume_changes(workdir, config, first_step)
+            for line in changes.notes:
                 print(line, flush=True)
-            for line in warnings:
+            for line in changes.warnings:
                 print(line, file=sys.stderr, flush=True)
+            run_files.resume = changes.record  # kept once a checkpoint of this part is saved
         if first_step > 0:
             run_files.write_if_missing()  # the checkpoint fits: the config describes it
         if first_step >= total_steps and main:
@@ -446,6 +453,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         raise
     checkpoints.close(manager)
     run_files.write_if_saved()
+    on_saved()
     if jax.process_count() > 1:  # every process prints: equal figures show they ran in step
         print(f"process {jax.process_index()}: parameter checksum "
               f"{parameter_checksum(state.params):.10e}", flush=True)
@@ -454,21 +462,24 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
             print(f"{stopped} received: stopped at step {step} with a checkpoint; rerun the "
                   "same command to continue", flush=True)
         else:
-            print(f"train.stop_after_steps={config.train.stop_after_steps}: stopped at step "
-                  f"{step} with a checkpoint; rerun without it (or with a larger one) to "
-                  "continue", flush=True)
+            what = (f"the run is at step {step} already, so nothing was trained" if
+                    step == first_step else f"stopped at step {step} with a checkpoint")
+            print(f"train.stop_after_steps={config.train.stop_after_steps}: {what}; rerun "
+                  "without it (or with a larger one) to continue", flush=True)
     return state
 
 
 class _RunFiles:
     """config.json and environment.json, written by process 0 once they describe the
     checkpoints in the workdir: when the run's first checkpoint is on disk, or at once when
-    a resumed checkpoint fits and the workdir has no config.json (it was removed)."""
+    a resumed checkpoint fits and the workdir has no config.json (it was removed); a
+    resume's changes join resumes.jsonl as they do."""
 
     def __init__(self, workdir: str, config: ml_collections.ConfigDict, manager, due: bool,
                  data: str = ""):
         self.workdir, self.config, self.manager, self.due = workdir, config, manager, due
         self.data = data  # the images' fingerprint
+        self.resume: dict | None = None  # what this resume changed, for resumes.jsonl
 
     def write_if_missing(self) -> None:
         if self.due and not os.path.exists(os.path.join(self.workdir, CONFIG_FILE)):
@@ -477,6 +488,8 @@ class _RunFiles:
 
     def write_if_saved(self) -> None:
         if self.due and checkpoints.confirmed_step(self.manager) is not None:
+            if self.resume is not None and (failed := append_resume(self.workdir, self.resume)):
+                print(failed, file=sys.stderr, flush=True)
             write_run_files(self.workdir, self.config, self.data)
             self.due = False
 

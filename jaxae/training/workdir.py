@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import subprocess
+from typing import NamedTuple
 
 import jax
 import ml_collections
@@ -187,15 +188,22 @@ def _saved_and_current(workdir: str, config: ml_collections.ConfigDict) -> tuple
     return saved, current
 
 
-def record_resume(workdir: str, config: ml_collections.ConfigDict, step: int
-                  ) -> tuple[list[str], list[str]]:
-    """What a resume at `step` changes from the run as its files describe it (the fields a
-    resume may change, the device count, the code's commit), appended as one line to
-    resumes.jsonl: config.json and environment.json describe only the run's last part, so
-    this file keeps each earlier change. Returns (notes, warnings), lines to print (none if
-    nothing changed); raises nothing a run should stop for (a failed write is a warning)."""
+class ResumeChanges(NamedTuple):
+    """What a resume changes from the run as its files describe it: `record`, the line for
+    resumes.jsonl (None if nothing changed), and the lines to print."""
+
+    record: dict | None
+    notes: list[str]
+    warnings: list[str]
+
+
+def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int) -> ResumeChanges:
+    """The fields a resume at `step` gives other values (those a resume may change), another
+    device count, other code; read from the run's config.json and environment.json, which
+    describe only its last part (hence resumes.jsonl, `append_resume`). Raises nothing a
+    run should stop for (a damaged environment.json compares as empty)."""
     if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
-        return [], []
+        return ResumeChanges(None, [], [])
     saved, _ = _saved_and_current(workdir, config)
     current = json.loads(recorded_config(config).to_json_best_effort())
     changed = config_lib.resumed_changes(saved, current)
@@ -209,19 +217,13 @@ def record_resume(workdir: str, config: ml_collections.ConfigDict, step: int
     was = {"devices": len(before.get("devices", [])) or None,
            "git_commit": before.get("git_commit")}
     moved = {k: [was[k], now[k]] for k in now if was[k] is not None and was[k] != now[k]}
-    notes, warnings = [], []
     if not changed and not moved:
-        return notes, warnings
-    path = os.path.join(workdir, RESUMES_FILE)
-    try:
-        with open(path, "a") as f:
-            f.write(json.dumps({"step": step, "config": changed, **moved}) + "\n")
-    except OSError as e:  # the run goes on (a multi-process run on every process alike)
-        warnings.append(f"warning: {write_error(path, e)}")
+        return ResumeChanges(None, [], [])
+    notes, warnings = [], []
     if changed:
         shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
         notes.append(f"resumed at step {step} with {shown} ({RESUMES_FILE} keeps each "
-                     "resume's changes)")
+                     "resume's changes once it saves a checkpoint)")
     if "devices" in moved:
         warnings.append(f"warning: the run trained on {moved['devices'][0]} device(s) and "
                         f"resumes on {moved['devices'][1]}: the batch's sums now run in another "
@@ -229,7 +231,20 @@ def record_resume(workdir: str, config: ml_collections.ConfigDict, step: int
     if "git_commit" in moved:
         warnings.append(f"warning: the run's code was {moved['git_commit'][0]}, now "
                         f"{moved['git_commit'][1]} ({RESUMES_FILE} records it)")
-    return notes, warnings
+    return ResumeChanges({"step": step, "config": changed, **moved}, notes, warnings)
+
+
+def append_resume(workdir: str, record: dict) -> str | None:
+    """Appends a resume's `record` to resumes.jsonl, as the config.json it changes is
+    written; a failed write is the warning returned (the run goes on, on every process
+    alike)."""
+    path = os.path.join(workdir, RESUMES_FILE)
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:
+        return f"warning: {write_error(path, e)}"
+    return None
 
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict,
