@@ -119,7 +119,7 @@ def plot(rows: list[dict], scale: str, pixels: int, path: str) -> None:
     ax.annotate(f"image size {pixels} ", (pixels, 0.98), xycoords=("data", "axes fraction"),
                 fontsize=8, color="gray", ha="right", va="top")
     figures.log2_latent_axis(ax, sorted({r["latent"] for r in rows}))
-    ax.tick_params(axis="x", labelrotation=45)  # close sizes (784, 940) keep apart
+    ax.tick_params(axis="x", labelrotation=90)  # close sizes (784, 940) keep apart
     ax.set_ylabel("test PSNR against the clean image (dB)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
