@@ -21,6 +21,7 @@ import difflib
 import json
 import math
 import os
+from collections.abc import Iterator
 
 import ml_collections
 from ml_collections import config_dict
@@ -193,25 +194,11 @@ def is_resumable(path: str, schedule: str = "constant") -> bool:
     return any(path == f or path.startswith(f"{f}.") for f in RESUMABLE_FIELDS)
 
 
-def resumed_changes(saved: dict, ours: dict) -> dict[str, list]:
-    """{field: [the saved run's value, ours]} of the fields a resumed run may change (its
-    learning rate, how long it runs, logs, saves and evaluates, ...) on which two configs
-    in JSON form differ; a field the saved run does not have counts with its default."""
-    defaults = _flat(json.loads(base_config().to_json_best_effort()))
-    old, new = _flat(saved), _flat(ours)
-    schedule = new.get("optim.schedule", "constant")
-    changes = {}
-    for path in sorted(old.keys() | new.keys()):
-        value, wanted = old.get(path, defaults.get(path)), new.get(path, defaults.get(path))
-        if is_resumable(path, schedule) and value != wanted:
-            changes[path] = [value, wanted]
-    return changes
-
-
-def run_difference(saved: dict, ours: dict) -> tuple[str, object, object] | None:
-    """(field, the saved run's value, ours) of the first run-defining field on which two
-    configs in JSON form (config.json's, and this run's) differ; None if they agree. A field
-    that the saved run does not have (added since) counts with its default."""
+def _differences(saved: dict, ours: dict) -> Iterator[tuple[str, object, object, bool]]:
+    """(field, the saved run's value, ours, whether a resume may change it) of every field on
+    which two configs in JSON form differ, run-defining sections first and names first in
+    each. A field the saved run does not have (added since) counts with its default (a
+    model's fields with None: they are the model's own)."""
     defaults = _flat(json.loads(base_config().to_json_best_effort()))
     old, new = _flat(saved), _flat(ours)
     schedule = new.get("optim.schedule", "constant")
@@ -219,13 +206,26 @@ def run_difference(saved: dict, ours: dict) -> tuple[str, object, object] | None
     paths = sorted(old.keys() | new.keys(), key=lambda p: (
         order.get(p.split(".")[0], len(order)), not p.endswith(".name"), p))
     for path in paths:
-        if is_resumable(path, schedule):
-            continue
-        value = old.get(path, defaults.get(path) if not path.startswith("model.") else None)
-        wanted = new.get(path, defaults.get(path) if not path.startswith("model.") else None)
+        default = defaults.get(path) if not path.startswith("model.") else None
+        value, wanted = old.get(path, default), new.get(path, default)
         if value != wanted:
-            return path, value, wanted
-    return None
+            yield path, value, wanted, is_resumable(path, schedule)
+
+
+def resumed_changes(saved: dict, ours: dict) -> dict[str, list]:
+    """{field: [the saved run's value, ours]} of the fields a resumed run may change (its
+    learning rate, how long it runs, logs, saves and evaluates, ...) on which two configs
+    in JSON form differ."""
+    return {path: [value, wanted]
+            for path, value, wanted, resumable in _differences(saved, ours) if resumable}
+
+
+def run_difference(saved: dict, ours: dict) -> tuple[str, object, object] | None:
+    """(field, the saved run's value, ours) of the first run-defining field on which two
+    configs in JSON form (config.json's, and this run's) differ; None if they agree."""
+    return next(((path, value, wanted)
+                 for path, value, wanted, resumable in _differences(saved, ours)
+                 if not resumable), None)
 
 
 def _require(ok: bool, message: str) -> None:

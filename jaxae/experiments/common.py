@@ -29,6 +29,7 @@ import ml_collections
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import DATASETS, DataError, Dataset, Split, Splits, idx, mnist5k
+from jaxae.data.builder import FULL_SIZES
 from jaxae.experiments.render import render_section
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
@@ -37,7 +38,6 @@ from jaxae.training.workdir import git_commit
 
 MNIST_SUBSET_KEY = "mnist5k"
 MNIST_SUBSET_SUFFIX = " (5k subset)"
-MNIST_SIZES = (60_000, 10_000)  # the standard training and test splits of (Fashion-)MNIST
 TIME_FILE = "experiment_train_time.json"
 Overrides = Mapping[str, Any]  # dotted config paths -> values, e.g. {"model.latent_dim": 2}
 
@@ -80,12 +80,13 @@ class DataChoice:
 
 def _standard_split(data: Dataset) -> bool:
     """Whether `data` holds MNIST's (and Fashion-MNIST's) standard 60,000 / 10,000 images."""
-    return (len(data.train_images), len(data.test_images)) == MNIST_SIZES
+    return (len(data.train_images), len(data.test_images)) == (FULL_SIZES["train"],
+                                                                 FULL_SIZES["test"])
 
 
 def _sizes(data: Dataset) -> str:
     return (f"{len(data.train_images):,} training and {len(data.test_images):,} test images, "
-            f"not the standard {MNIST_SIZES[0]:,} / {MNIST_SIZES[1]:,}")
+            f"not the standard {FULL_SIZES['train']:,} / {FULL_SIZES['test']:,}")
 
 
 @dataclasses.dataclass
@@ -381,12 +382,14 @@ def _memory_gib() -> float | None:
         return None
 
 
-def machine() -> dict:
-    """The machine and software a result was measured with."""
+def machine(commit: str | None = None) -> dict:
+    """The machine and software a result was measured with (`commit`: the jaxae commit, if
+    already read)."""
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
             "platform": platform.platform(), "python": platform.python_version(),
             "jax": jax.__version__, "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()], "jaxae_commit": git_commit()}
+            "devices": [str(d) for d in jax.devices()],
+            "jaxae_commit": git_commit() if commit is None else commit}
 
 
 def command(name: str, ctx: Context) -> str:
@@ -420,7 +423,7 @@ def write_result(name: str, ctx: Context, result: Result, started: float) -> dic
         "scale_description": ctx.scale.description,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - started, 1),
-        "machine": {**machine(), "jaxae_commit": ctx.commit},
+        "machine": machine(ctx.commit),
         "data": list(ctx.used_data.values()), "runs": ctx.used_runs,
         "settings": result.settings, "columns": result.columns, "rows": result.rows,
         "findings": result.findings, "notes": result.notes, "plot": "plot.png"}
