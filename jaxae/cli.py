@@ -614,17 +614,66 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
     and exceptions, and a get_config() that returns something else than a config, become
     one `error: --config=FILE:LINE: ...` line.
     """
+    parsed, unset = none_overrides(argv)
     try:
-        rest = flag_values(argv)
+        rest = flag_values(parsed)
         if "config" in flag_values and _is_config_file_flag(flag_values["config"]):
             config = flag_values.config
             if hasattr(config, "_ReportError"):  # ml_collections' stand-in for a failed load
                 config.get("seed")
             _check_config_type(config, _config_argument(argv, flag_values))
+        if unset and "config" in flag_values:
+            _set_to_none(flag_values.config, unset)
         return rest
     except Exception as e:  # noqa: BLE001 (any error of the config file is one line)
         message = _config_error(e, argv, flag_values) if "config" in flag_values else str(e)
     _fail(message)
+
+
+NONE_VALUES = ("None", "none")
+
+
+def none_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """argv without its `--config.X=None` (or `--config.X None`) overrides, and those X.
+
+    ml_collections parses an override by the type of the field's value, so `None` cannot
+    unset a field that the config file set (`--config.data.train_size=None` would be "invalid
+    literal for int()"); parse_flags sets these fields itself, after the rest."""
+    kept, unset, skip = [], [], False
+    for index, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        name, equals, value = arg.partition("=")
+        if index and name.startswith("--config.") and (
+                (equals and value in NONE_VALUES) or
+                (not equals and index + 1 < len(argv) and argv[index + 1] in NONE_VALUES)):
+            unset.append(name[len("--config."):])
+            skip = not equals
+            continue
+        kept.append(arg)
+    return kept, unset
+
+
+def _set_to_none(config: ml_collections.ConfigDict, paths: Sequence[str]) -> None:
+    """Sets each field to None, as `--config.X=None` asks; one error line for a field that
+    does not exist or does not take None (only a placeholder's does: its None means "not
+    set", e.g. data.train_size, every image)."""
+    for path in paths:
+        *parents, leaf = path.split(".")
+        section = config
+        for name in parents:
+            section = section.get(name) if isinstance(section, ml_collections.ConfigDict) \
+                else None
+        if not isinstance(section, ml_collections.ConfigDict) or leaf not in section:
+            hint = _field_hint(path)
+            _fail(f"unknown config field config.{path}" + (f": {hint}" if hint else ""))
+        if not isinstance(section._fields[leaf], ml_collections.FieldReference):  # noqa: SLF001
+            _fail(f"--config.{path}=None: config.{path} needs a value (it is "
+                  f"{section[leaf]!r}); None unsets only the fields that may be left unset, "
+                  "such as config.data.train_size")
+        with config.unlocked():
+            section[leaf] = None
 
 
 # --- evaluate.py's overrides -------------------------------------------------------------
@@ -658,5 +707,5 @@ def eval_overrides(argv: Sequence[str], flag_values: flags.FlagValues = flags.FL
                    ) -> dict[str, Any]:
     """{'eval.iwae_samples': (1, 50), ...}: the fields given as --config.X on the command
     line (`--config.X=V` or `--config.X V`), with the values ml_collections parsed."""
-    del argv  # ml_collections keeps what it parsed
-    return dict(config_flags.get_override_values(flag_values["config"]))
+    return {**config_flags.get_override_values(flag_values["config"]),
+            **dict.fromkeys(none_overrides(argv)[1])}  # ml_collections keeps what it parsed

@@ -13,6 +13,8 @@ Validation runs before any data is loaded or anything is compiled, so a wrong va
 second and a one-line message naming the field and a fix. The top level is locked (a field a
 config file misspells is an error at load); the model, task and objective sections are open
 for the fields of user-registered entries, and a field no entry declares is an error too.
+A field that may be left unset (a placeholder: data.train_size, train.stop_after_steps, ...)
+is unset again from the command line with `--config.FIELD=None`.
 """
 
 from __future__ import annotations

@@ -319,6 +319,31 @@ def config_flag(flag_values: flags.FlagValues, argv: list[str]) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+def test_none_unsets_a_field_the_config_file_set_and_is_refused_for_one_that_needs_a_value(
+        capsys):
+    """configs/test.py uses the first 512 training images; `None` asks for all of them."""
+    config = f"--config={ROOT}/configs/test.py"
+    for unset in (["--config.data.train_size=None"], ["--config.data.train_size", "None"]):
+        code, flag_values = parse(["train.py", config, *unset, "--config.seed=3"], config_flag)
+        assert code == 0, capsys.readouterr().err
+        assert flag_values.config.data.train_size is None
+        assert (flag_values.config.data.test_size, flag_values.config.seed) == (256, 3)
+    code, _ = parse(["train.py", config, "--config.seed=None"], config_flag)
+    assert code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --config.seed=None: config.seed needs a value (it is 0)")
+    code, _ = parse(["train.py", config, "--config.data.trian_size=None"], config_flag)
+    assert code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == ("error: unknown config field config.data.trian_size: did you mean "
+                    "config.data.train_size?")
+    argv = ["evaluate.py", "--workdir=w", "--config.data.tfds_dir=None"]
+    code, flag_values = parse(argv, evaluate_flags)
+    assert code == 0
+    assert cli.eval_overrides(argv, flag_values) == {"data.tfds_dir": None}
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
 def test_a_field_the_model_declares_is_overridable_though_the_config_file_leaves_it_out(
         capsys):
     """conv_ae_fashion.py sets no width; conv_ae declares one (default 1)."""
