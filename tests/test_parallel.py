@@ -108,6 +108,15 @@ def test_eight_devices_follow_the_single_device_loss_curve(fashion_tfds_dir, tmp
     assert "8 devices" in out
     np.testing.assert_allclose(_losses(tmp_path / "eight"), _losses(tmp_path / "one"),
                                rtol=1e-4)
+    # its checkpoint, saved over eight devices, is evaluated on one
+    evaluation = subprocess.run([sys.executable, "evaluate.py", f"--workdir={tmp_path / 'eight'}",
+                                 f"--config.data.tfds_dir={fashion_tfds_dir}"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    assert "damaged" not in evaluation.stderr
+    with open(tmp_path / "eight" / "eval" / "metrics.json") as f:
+        evaluated = json.load(f)
+    assert evaluated["test_loss"] == pytest.approx(_losses(tmp_path / "eight")[-1], rel=1e-6)
 
 
 def _free_port() -> int:

@@ -398,6 +398,18 @@ class ChecksumMismatch(ValueError):
     """A restored tree whose sha256 is not the one saved with it: the files were changed."""
 
 
+def _restore_target(leaf: Any) -> Any:
+    """A leaf's shape, dtype and placement to restore it to: its own sharding where it has
+    one, else this process's first device. Without one, Orbax places an array as it was
+    saved, and a checkpoint of a run over several devices would not restore on one
+    (`evaluate.py` restores into `jax.eval_shape`'s unplaced shapes)."""
+    struct = ocp.utils.to_shape_dtype_struct(leaf)
+    if isinstance(struct, jax.ShapeDtypeStruct) and struct.sharding is None:
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        struct = jax.ShapeDtypeStruct(struct.shape, struct.dtype, sharding=device)
+    return struct
+
+
 def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = None,
             hint: Hint = "", saved: dict[str, tuple | str] | None = None) -> PyTree:
     """The tree saved at `step` (default: the newest), in the structure and dtypes of `like`
@@ -410,7 +422,7 @@ def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = Non
     if summed:
         like = {**like, CHECKSUM: np.zeros(32, np.uint8)}
     check_fits(manager, step, like, hint, saved)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    abstract = jax.tree.map(_restore_target, like)
     tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
     if not summed:  # saved before checksums, or not a dict
         return tree
