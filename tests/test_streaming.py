@@ -255,3 +255,16 @@ def test_a_streamed_run_trains_bitwise_like_the_in_memory_one_and_resumes(tiny_c
         for a, b in zip(_params(memory_state), _params(switched), strict=True):
             np.testing.assert_array_equal(a, b)
         assert _read_metrics(tmp_path / "memory") == _read_metrics(workdir)
+
+
+def test_a_finished_streamed_run_resumed_with_fewer_epochs_says_so_and_trains_nothing(
+        tiny_config, tmp_path, capsys) -> None:
+    config = tiny_config(**{"data.streaming": "stream", "train.num_epochs": 2})
+    trained = train_and_evaluate(config, str(tmp_path))
+    written = _read_metrics(tmp_path)
+    config.train.num_epochs = 1  # a field a resume may change: its 16 steps are behind it
+    again = train_and_evaluate(config, str(tmp_path))
+    assert int(again.step) == int(trained.step) == 32
+    assert "has trained 32 steps and train.num_epochs=1 asks for 16: nothing to train" in \
+        capsys.readouterr().out
+    assert _read_metrics(tmp_path) == written

@@ -438,10 +438,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
                   f"{longer}, or evaluate it with evaluate.py", flush=True)
         if stopped := stop_requested():
             raise _stop_before_training(stopped, first_step)
-        run = _Run(config, workdir, mesh, main, data, keys, task, model, train_model,
-                   objective, manager, run_files, evaluations, stop_requested,
-                   steps_per_epoch, total_steps)
-        state, step, stopped = _train_loop(run, state, position)
+        if first_step >= total_steps:  # nothing to compile, and no data stream to open
+            step, stopped = first_step, None
+        else:
+            run = _Run(config, workdir, mesh, main, data, keys, task, model, train_model,
+                       objective, manager, run_files, evaluations, stop_requested,
+                       steps_per_epoch, total_steps)
+            state, step, stopped = _train_loop(run, state, position)
         if stopped and step == first_step:  # asked as the loop was being set up
             raise _stop_before_training(stopped, first_step)
     except BaseException:
