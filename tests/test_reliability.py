@@ -350,6 +350,23 @@ def test_a_resume_s_changes_are_printed_and_kept_once_config_json_describes_the_
     (tmp_path / "config.json").write_text(json.dumps(saved))
     (tmp_path / "environment.json").write_text("{damaged")  # compares as empty
     assert workdir_lib.resume_changes(str(tmp_path), config_lib.base_config(), 20) == nothing
+    # the other convolution implementation: allowed, and said to change the bits
+    saved["model"]["conv"] = "patches"
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = config_lib.base_config()
+    config.model.conv = "xla"
+    switched = workdir_lib.resume_changes(str(tmp_path), config, 25)
+    assert switched.record["config"] == {"model.conv": ["patches", "xla"]}
+    assert switched.warnings == ["warning: the convolutions' two implementations round "
+                                 "differently: from here the bits will differ from an "
+                                 "uninterrupted run's"]
+    # no config.json: nothing to check against, which is said and kept
+    (tmp_path / "config.json").unlink()
+    unchecked = workdir_lib.resume_changes(str(tmp_path), config, 30)
+    assert unchecked.record == {"step": 30, "unchecked": "config.json was missing"}
+    [warning] = unchecked.warnings
+    assert warning.startswith(f"warning: {tmp_path} holds checkpoints but no config.json, so "
+                              "nothing checks this config against the run's")
 
 
 # ---------------------------------------------------------------------------- checkpoints

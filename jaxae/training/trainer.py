@@ -486,15 +486,17 @@ class _RunFiles:
 
     def write_if_missing(self) -> None:
         if self.due and not os.path.exists(os.path.join(self.workdir, CONFIG_FILE)):
-            write_run_files(self.workdir, self.config, self.data)
-            self.due = False
+            self._write()
 
     def write_if_saved(self) -> None:
         if self.due and checkpoints.confirmed_step(self.manager) is not None:
-            if self.resume is not None and (failed := append_resume(self.workdir, self.resume)):
-                print(failed, file=sys.stderr, flush=True)
-            write_run_files(self.workdir, self.config, self.data)
-            self.due = False
+            self._write()
+
+    def _write(self) -> None:
+        if self.resume is not None and (failed := append_resume(self.workdir, self.resume)):
+            print(failed, file=sys.stderr, flush=True)
+        write_run_files(self.workdir, self.config, self.data)
+        self.due = False
 
 
 class _ResidentBatches:

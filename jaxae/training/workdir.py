@@ -203,7 +203,11 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int) -
     describe only its last part (hence resumes.jsonl, `append_resume`). Raises nothing a
     run should stop for (a damaged environment.json compares as empty)."""
     if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
-        return ResumeChanges(None, [], [])
+        return ResumeChanges(
+            {"step": step, "unchecked": f"{CONFIG_FILE} was missing"}, [],
+            [f"warning: {workdir} holds checkpoints but no {CONFIG_FILE}, so nothing checks "
+             f"this config against the run's (seed, batch size, model): resuming at step "
+             f"{step} as this config says, and writing {CONFIG_FILE} from it"])
     saved, _ = _saved_and_current(workdir, config)
     current = json.loads(recorded_config(config).to_json_best_effort())
     changed = config_lib.resumed_changes(saved, current)
@@ -224,6 +228,9 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int) -
         shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
         notes.append(f"resumed at step {step} with {shown} ({RESUMES_FILE} keeps each "
                      "resume's changes once it saves a checkpoint)")
+    if "model.conv" in changed:
+        warnings.append("warning: the convolutions' two implementations round differently: "
+                        "from here the bits will differ from an uninterrupted run's")
     if "devices" in moved:
         warnings.append(f"warning: the run trained on {moved['devices'][0]} device(s) and "
                         f"resumes on {moved['devices'][1]}: the batch's sums now run in another "
