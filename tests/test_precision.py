@@ -2,6 +2,7 @@
 
 import json
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,8 +81,51 @@ def test_bfloat16_for_a_model_without_dense_or_conv_fields_is_said_to_change_not
             return z
 
     build_model({"name": "precision_test_identity"}, image_shape=MNIST, compute_dtype="bfloat16")
-    assert "warning: model 'precision_test_identity' takes no `dense` or `conv` field" in \
-        capsys.readouterr().err
+    assert "warning: model 'precision_test_identity' builds no layer with jaxae's `dense` or " \
+        "`conv`" in capsys.readouterr().err
     for name in ("conv_ae", "vae"):
         build_model({"name": name}, image_shape=MNIST, compute_dtype="bfloat16")
     assert capsys.readouterr().err == ""
+
+
+def test_a_conv_field_defaulting_to_another_layer_is_the_model_s_own_and_kept(capsys):
+    """jaxae's Conv (stride 1) replaces only a `conv` field that defaults to it: a model's
+    strided nn.Conv stays, and model.conv has nothing to choose for it."""
+    from jaxae.kernels.conv import Conv
+    from jaxae.models import Autoencoder, build_model, register_model
+    from jaxae.models.base import ModuleDef
+    from jaxae.registry import RegistryError
+
+    class Strided(Autoencoder):
+        image_shape: tuple
+        conv: ModuleDef = nn.Conv
+
+        def setup(self):
+            self.down = self.conv(4, (3, 3), strides=(2, 2))
+
+        @property
+        def latent_shape(self):
+            return (14, 14, 4)
+
+        def encode(self, x, *, labels=None):
+            return self.down(x)
+
+        def decode(self, z, *, labels=None):
+            return jnp.repeat(jnp.repeat(z[..., :1], 2, 1), 2, 2)
+
+    class Ours(Strided):  # built, not run: jaxae's Conv has no strides
+        conv: ModuleDef = Conv
+
+    register_model("precision_test_strided")(Strided)
+    register_model("precision_test_ours")(Ours)
+    model = build_model({"name": "precision_test_strided"}, image_shape=MNIST)
+    assert model.conv is nn.Conv
+    x = jnp.ones((2, *MNIST))
+    logits, _ = model.apply(model.init(jax.random.key(0), x), x)
+    assert logits.shape == (2, *MNIST)
+    with pytest.raises(RegistryError, match=r"^model 'precision_test_strided' builds its "
+                                            r"convolutions with its own `conv` default, so "
+                                            r"model.conv='xla' has nothing to choose"):
+        build_model({"name": "precision_test_strided", "conv": "xla"}, image_shape=MNIST)
+    ours = build_model({"name": "precision_test_ours", "conv": "xla"}, image_shape=MNIST)
+    assert ours.conv.func is Conv and ours.conv.keywords["implementation"] == "xla"

@@ -4,12 +4,14 @@
 options, fills its required `image_shape` / `num_classes` from the data, and injects the
 layers it declares: `conv` (the config's implementation of `jaxae.kernels.conv.Conv`) and
 `dense` (`nn.Dense`), both in the compute dtype asked for (bfloat16 for training:
-`jaxae.kernels.precision`).
+`jaxae.kernels.precision`). A field that defaults to another layer (a strided `nn.Conv`)
+is the model's own choice and stays.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -18,7 +20,7 @@ import flax.linen as nn
 
 from jaxae.kernels import conv as conv_lib
 from jaxae.kernels import precision
-from jaxae.registry import Registry, build, check_options, parameters
+from jaxae.registry import Registry, RegistryError, build, check_options, parameters
 
 MODELS = Registry("model")
 register_model = MODELS.register
@@ -37,6 +39,18 @@ def conv_layer(implementation: str, compute_dtype: str = "float32") -> functools
                              compute_dtype=compute_dtype)
 
 
+def _builds_with(field: inspect.Parameter | None, layer: type) -> bool:
+    """Whether a model's `dense` or `conv` field takes the layer jaxae injects: it defaults
+    to that layer (or a partial of it), or has no default. A field defaulting to another
+    layer (`conv: ModuleDef = nn.Conv`, strided) is the model's own choice, kept."""
+    if field is None:
+        return False
+    default = field.default
+    while isinstance(default, functools.partial):
+        default = default.func
+    return default is field.empty or default is layer
+
+
 def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
                 num_classes: int = 0, compute_dtype: str = "float32",
                 ignore: Iterable[str] = ()) -> nn.Module:
@@ -53,14 +67,19 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
     check_options(entry, options, (*BUILDER_OPTIONS, *ignore), "model", f"model {name!r}")
     declared = parameters(entry)
     layers = {}
-    if "conv" in declared:
+    if _builds_with(declared.get("conv"), conv_lib.Conv):
         layers["conv"] = conv_layer(spec.get("conv", "patches"), compute_dtype)
-    if "dense" in declared:
+    elif "conv" in spec:
+        raise RegistryError(
+            f"model {name!r} builds its convolutions with its own `conv` default, so "
+            f"model.conv={spec['conv']!r} has nothing to choose: leave it out, or default the "
+            "field to jaxae.kernels.conv.Conv")
+    if _builds_with(declared.get("dense"), nn.Dense):
         layers["dense"] = precision.dense_layer(compute_dtype)
     if not layers and compute_dtype != "float32":
-        print(f"warning: model {name!r} takes no `dense` or `conv` field (`dense: ModuleDef = "
-              "nn.Dense`, which its layers are built with), so compute_dtype="
-              f"{compute_dtype} changes none of its layers: it computes in float32",
-              file=sys.stderr, flush=True)
+        print(f"warning: model {name!r} builds no layer with jaxae's `dense` or `conv` "
+              "(`dense: ModuleDef = nn.Dense`, `conv: ModuleDef = jaxae.kernels.conv.Conv`), "
+              f"so compute_dtype={compute_dtype} changes none of its layers: it computes in "
+              "float32", file=sys.stderr, flush=True)
     return build(entry, {**options, **layers},
                  {"image_shape": tuple(image_shape), "num_classes": num_classes})
