@@ -339,6 +339,12 @@ def test_eval_step_sums_the_metrics_of_the_unmasked_images(name):
     for metric, per_image in expected.items():
         np.testing.assert_allclose(out[metric], np.sum(np.asarray(per_image)[:4]), rtol=1e-5,
                                    err_msg=metric)
+    # without a mask, every image counts
+    unmasked = {k: v[:4] for k, v in batch.items() if k != "mask"}
+    alone = jax.device_get(steps.make_eval_step(model, task, objective)(params, unmasked, key))
+    assert alone["count"] == 4
+    for metric in expected:
+        np.testing.assert_allclose(alone[metric], out[metric], rtol=1e-5, err_msg=metric)
 
 
 def test_a_run_compiles_its_training_loop_once(tiny_config, tmp_path, caplog):

@@ -221,14 +221,24 @@ def _floor_terms(task: Task, inputs: jax.Array, targets: jax.Array) -> Metrics:
                                          flat(targets))}
 
 
-def _masked_sums(per_image: Metrics, mask: jax.Array) -> Metrics:
+def _masked_sums(per_image: Metrics, batch: dict) -> Metrics:
+    """Sums over the batch's images whose "mask" is 1 (every image where it has no mask),
+    and their "count"."""
+    mask = batch.get("mask")
+    if mask is None:
+        mask = jnp.ones(batch["image"].shape[0], jnp.float32)
     return {**{name: jnp.sum(value * mask) for name, value in per_image.items()},
             "count": jnp.sum(mask)}
 
 
 def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: bool = True
                    ) -> Callable[[dict, dict, jax.Array], Metrics]:
-    """Compiles a step that returns metric sums over the unmasked images of a batch.
+    """Compiles f(params, batch, key) -> metric sums over the unmasked images of a batch.
+
+    `batch` is {"image": uint8 [B, H, W, C], "label": int [B] (conditional models),
+    "mask": [B], optional: 1 for an image to count, 0 for padding that fills the last
+    batch to the compiled shape}. The sums come with their "count": a split's means are
+    the sums over its batches divided by the count (`jaxae.evaluation.metrics.split_means`).
 
     Metrics: the training objective and, for VAEs, the ELBO and its terms (z sampled with
     the key); MSE, BCE and PSNR of the reconstruction against the clean image (VAEs: from
@@ -255,7 +265,7 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
         }
         if floors:
             per_image |= _floor_terms(task, inputs, targets)
-        return _masked_sums(per_image, batch["mask"])
+        return _masked_sums(per_image, batch)
 
     return eval_step
 
@@ -270,6 +280,6 @@ def make_floor_step(task: Task) -> Callable[[dict, jax.Array], Metrics] | None:
     @jax.jit
     def floor_step(batch: dict, key: jax.Array) -> Metrics:
         inputs, targets, _ = _eval_example(task, batch, key)
-        return _masked_sums(_floor_terms(task, inputs, targets), batch["mask"])
+        return _masked_sums(_floor_terms(task, inputs, targets), batch)
 
     return floor_step
