@@ -363,6 +363,9 @@ def test_unknown_name() -> None:
     one_line_error(excinfo, "cifar100", "mnist", "fashion_mnist")
     with pytest.raises(DataError):
         class_names("cifar100")
+    with pytest.raises(DataError) as excinfo:  # another loader's options: which one to call
+        load_dataset("folder", path="my_pictures")
+    one_line_error(excinfo, "'folder'", "jaxae.data.load_folder(path)")
     assert class_names("mnist") == tuple("0123456789")
 
 

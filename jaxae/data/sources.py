@@ -266,7 +266,7 @@ def _check_same_source(name: str, builder: JaxaeImages, folder: str, origin: str
 def load_dataset(
     name: str, *, data_dir: str | None = None, tfds_dir: str | None = None,
     image_size: int | None = None, channels: int | None = None, streaming: str = "memory",
-    memory_budget_mb: float | None = None,
+    memory_budget_mb: float | None = None, **others: object,
 ) -> Dataset:
     """Return data set `name` ('mnist' or 'fashion_mnist') as uint8 arrays [N, H, W, C].
 
@@ -277,7 +277,10 @@ def load_dataset(
     reachability check. `image_size` / `channels` resize and convert the 28x28 grey images;
     `streaming` and `memory_budget_mb` as in `jaxae.data.dataset.should_stream`.
     """
-    config = _config(name)
+    config = _config(name)  # another name (load_dataset("folder", path=...)): what to call
+    if others:
+        raise TypeError(f"load_dataset({name!r}) takes no {', '.join(others)}: it takes "
+                        "data_dir, tfds_dir, image_size, channels, streaming, memory_budget_mb")
     options = ImageOptions(image_size, channels)
     builder = _builder(name, tfds_dir)
     where = os.fspath(builder.data_path)
