@@ -79,7 +79,8 @@ class Registry:
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise RegistryError(
                 f"unknown {self.kind} {name!r}: {hint}choose one of {', '.join(self._entries)}, "
-                f"or name your own as 'module:Class' or 'path/to/file.py:Class'")
+                f"or name your own as 'module:Class' or 'path/to/file.py:Class' (a name "
+                f"your module registers counts once your config file imports it)")
         where, attribute = name.rsplit(":", 1)
         module = import_location(where, self.kind)
         if attribute in self._entries:

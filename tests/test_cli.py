@@ -136,7 +136,8 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: config.model.name: unknown model 'vae9': did you mean 'vae'? choose one of "
         "dense_ae, deep_ae, conv_ae, superres, vae, cvae, conv_vae, or name your own as "
-        "'module:Class' or 'path/to/file.py:Class'"]
+        "'module:Class' or 'path/to/file.py:Class' (a name your module registers counts once "
+        "your config file imports it)"]
     assert not os.path.exists(workdir)
 
 
