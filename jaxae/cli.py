@@ -15,6 +15,7 @@ its signal handlers (`GracefulStop`) before the seconds spent importing JAX.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import linecache
 import logging as std_logging
 import os
@@ -465,8 +466,10 @@ def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequen
         elif field not in declared:
             settable = sorted((set(declared) | set(builder))
                               - {"image_shape", "num_classes", "dense"})
-            _fail(f"--config.model.{field}: model {name!r} has no field {field!r}; its fields "
-                  f"are {', '.join(settable) or 'none'}")
+            close = difflib.get_close_matches(field, settable, n=1)
+            _fail(f"--config.model.{field}: model {name!r} has no field {field!r}; "
+                  + (f"did you mean {close[0]!r}? " if close else "")
+                  + f"its fields are {', '.join(settable) or 'none'}")
         elif (default := declared[field].default) is None and kind is not None:
             default = ml_collections.config_dict.placeholder(kind)  # None, of that type
         elif default is declared[field].empty or default is None or callable(default):

@@ -361,6 +361,11 @@ def test_a_field_the_model_declares_is_overridable_though_the_config_file_leaves
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line == ("error: --config.model.latent_dim: model 'conv_ae' has no field "
                     "'latent_dim'; its fields are conv, features, init, width")
+    code, _ = parse([*argv[:2], "--config.model.widht=2"], config_flag)
+    assert code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == ("error: --config.model.widht: model 'conv_ae' has no field 'widht'; did "
+                    "you mean 'width'? its fields are conv, features, init, width")
 
 
 @pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
