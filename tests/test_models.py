@@ -427,6 +427,21 @@ def test_a_model_that_breaks_what_it_declares_is_named_before_anything_compiles(
     assert "\n" not in message
 
 
+def test_a_model_that_ignores_a_task_s_smaller_inputs_is_told_what_they_are():
+    from jaxae.tasks.tasks import SuperResolve
+
+    class SameSize(_Dense):  # decodes to its input's size: 14x14 under 2x super-resolution
+        @nn.compact
+        def decode(self, z, *, labels=None):
+            return nn.Dense(196, name="decoder")(z).reshape(-1, 14, 14, 1)
+
+    with pytest.raises(config_lib.ConfigError) as caught:
+        build_lib.check_model(SameSize(MNIST), SuperResolve(factor=2), MNIST)
+    assert str(caught.value) == (
+        "model SameSize returns logits of shape 14x14x1 per image for 28x28x1 images (its "
+        "inputs are 14x14x1, as the task gives them): its decode must return [batch, 28, 28, 1]")
+
+
 def test_a_model_whose_code_fails_on_a_batch_is_one_line_naming_the_error():
     class Mismatched(_Dense):
         @nn.compact

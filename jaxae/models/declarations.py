@@ -94,8 +94,10 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     if getattr(logits, "shape", None) != want:
         raise DeclarationError(
             f"model {name} returns logits of shape {_shape(_per_image(logits))} per image for "
-            f"{_shape(tuple(image_shape))} images: its decode must return [batch, "
-            f"{', '.join(map(str, image_shape))}]")
+            f"{_shape(tuple(image_shape))} images"
+            + (f" (its inputs are {_shape(tuple(input_shape))}, as the task gives them)"
+               if tuple(input_shape) != tuple(image_shape) else "")
+            + f": its decode must return [batch, {', '.join(map(str, image_shape))}]")
     codes = {"mean": aux.get("mean"), "log_sigma": aux.get("log_sigma")} \
         if model.variational else {"code": code}
     for what, value in codes.items():
