@@ -238,6 +238,10 @@ def test_a_model_from_a_users_file_and_one_registered_by_decorator(tmp_path):
     assert type(build({"name": "tiny_test_ae"}, (8, 8, 1))) is type(model)
     with pytest.raises(RegistryError, match="defines no 'Missing'"):
         build({"name": f"{tmp_path}/my_models.py:Missing"})
+    with pytest.raises(RegistryError) as caught:  # a misspelt file: the one beside it named
+        build({"name": f"{tmp_path}/my_model.py:TinyAE"})
+    assert str(caught.value) == (f"model file '{tmp_path}/my_model.py' does not exist: did you "
+                                 f"mean {tmp_path}/my_models.py?")
     with pytest.raises(RegistryError, match="does not exist"):
         build({"name": f"{tmp_path}/nowhere.py:TinyAE"})
 
