@@ -633,34 +633,62 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
     _fail(message)
 
 
-NONE_VALUES = ("None", "none")
-
-
 def none_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """argv without its `--config.X=None` (or `--config.X None`) overrides, and those X.
 
     ml_collections parses an override by the type of the field's value, so `None` cannot
     unset a field that the config file set (`--config.data.train_size=None` would be "invalid
-    literal for int()"); parse_flags sets these fields itself, after the rest."""
-    kept, unset, skip = [], [], False
+    literal for int()"); parse_flags sets these fields itself, after the rest. As with
+    absl, the last override of a field wins: a None followed by a value is dropped."""
+    kept, unset, skip = [], {}, False
     for index, arg in enumerate(argv):
         if skip:
             skip = False
             continue
+        if arg == "--":  # what follows is not a flag
+            kept.extend(argv[index:])
+            break
         name, equals, value = arg.partition("=")
-        if index and name.startswith("--config.") and (
-                (equals and value in NONE_VALUES) or
-                (not equals and index + 1 < len(argv) and argv[index + 1] in NONE_VALUES)):
-            unset.append(name[len("--config."):])
-            skip = not equals
-            continue
+        path = name.lstrip("-")[len("config."):] if name.lstrip("-").startswith("config.") \
+            and name.startswith("-") else None
+        if index and path:
+            unset.pop(path, None)
+            if (equals and value == "None") or (
+                    not equals and index + 1 < len(argv) and argv[index + 1] == "None"):
+                unset[path] = True
+                skip = not equals
+                continue
         kept.append(arg)
-    return kept, unset
+    return kept, list(unset)
+
+
+def _may_be_unset(config: ml_collections.ConfigDict, path: str) -> bool:
+    """Whether the field at `path` may be None: its default is None, in the base config
+    (data.train_size, train.stop_after_steps, ...) or, for a field of a model or a task,
+    in what the entry declares (`features: tuple | None = None`)."""
+    from jaxae.config import base_config
+    from jaxae.models import MODELS
+    from jaxae.registry import parameters
+    from jaxae.tasks import TASKS
+
+    section, _, field = path.partition(".")
+    base = base_config()
+    if section in base and isinstance(base[section], ml_collections.ConfigDict) and \
+            field in base[section]:
+        return base[section][field] is None
+    registries = {"model": MODELS, "task": TASKS}
+    if section not in registries or "." in field:
+        return False
+    try:
+        declared = parameters(registries[section].get(config[section].name)).get(field)
+    except Exception:  # noqa: BLE001 (a name that does not resolve: its own error follows)
+        return False
+    return declared is not None and declared.default is None
 
 
 def _set_to_none(config: ml_collections.ConfigDict, paths: Sequence[str]) -> None:
     """Sets each field to None, as `--config.X=None` asks; one error line for a field that
-    does not exist or does not take None (only a placeholder's does: its None means "not
+    does not exist or does not take None (one whose default is None: its None means "not
     set", e.g. data.train_size, every image)."""
     for path in paths:
         *parents, leaf = path.split(".")
@@ -671,9 +699,9 @@ def _set_to_none(config: ml_collections.ConfigDict, paths: Sequence[str]) -> Non
         if not isinstance(section, ml_collections.ConfigDict) or leaf not in section:
             hint = _field_hint(path)
             _fail(f"unknown config field config.{path}" + (f": {hint}" if hint else ""))
-        if not isinstance(section._fields[leaf], ml_collections.FieldReference):  # noqa: SLF001
+        if not _may_be_unset(config, path):
             _fail(f"--config.{path}=None: config.{path} needs a value (it is "
-                  f"{section[leaf]!r}); None unsets only the fields that may be left unset, "
+                  f"{section[leaf]!r}); None unsets only the fields whose default is None, "
                   "such as config.data.train_size")
         with config.unlocked():
             section[leaf] = None

@@ -106,14 +106,16 @@ def import_location(where: str, kind: str = "code") -> Any:
     if where.endswith(".py"):
         path = os.path.abspath(where)
         if not os.path.isfile(path):
-            folder = os.path.dirname(path)
-            nearby = [f for f in os.listdir(folder) if f.endswith(".py")] \
-                if os.path.isdir(folder) else []
+            try:
+                nearby = [f for f in os.listdir(os.path.dirname(path)) if f.endswith(".py")]
+            except OSError:  # no such folder, or not readable: nothing to suggest
+                nearby = []
             close = difflib.get_close_matches(os.path.basename(path), nearby, n=1)
             raise RegistryError(
                 f"{kind} file {where!r} does not exist"
                 + (f" (looked for {path})" if path != where else "")
-                + (f": did you mean {os.path.join(folder, close[0])}?" if close else ""))
+                + (f": did you mean {os.path.join(os.path.dirname(where), close[0])!r}?"
+                   if close else ""))
         return _imported_file(path) or _import_file(path)
     try:
         return importlib.import_module(where)

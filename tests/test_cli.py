@@ -333,6 +333,17 @@ def test_none_unsets_a_field_the_config_file_set_and_is_refused_for_one_that_nee
     assert code == 1
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: --config.seed=None: config.seed needs a value (it is 0)")
+    # the last override of a field wins, as with absl; "none" is a value of its own
+    code, flag_values = parse(["train.py", config, "--config.data.train_size=None",
+                               "--config.data.train_size=100", "--config.data.binarize=none"],
+                              config_flag)
+    assert code == 0, capsys.readouterr().err
+    assert (flag_values.config.data.train_size, flag_values.config.data.binarize) == (100, "none")
+    # a model field whose declared default is None (conv_ae's features: from the image size)
+    code, flag_values = parse(["train.py", f"--config={ROOT}/configs/conv_ae_folder.py",
+                               "--config.model.features=None"], config_flag)
+    assert code == 0, capsys.readouterr().err
+    assert flag_values.config.model.features is None
     code, _ = parse(["train.py", config, "--config.data.trian_size=None"], config_flag)
     assert code == 1
     [line] = capsys.readouterr().err.strip().splitlines()

@@ -366,6 +366,9 @@ def test_unknown_name() -> None:
     with pytest.raises(DataError) as excinfo:  # another loader's options: which one to call
         load_dataset("folder", path="my_pictures")
     one_line_error(excinfo, "'folder'", "jaxae.data.load_folder(path)")
+    with pytest.raises(TypeError, match=r"^load_dataset\('mnist'\) takes no data_dri: did you "
+                                        r"mean data_dir\? it takes data_dir, tfds_dir"):
+        load_dataset("mnist", data_dri="my_idx_files")
     assert class_names("mnist") == tuple("0123456789")
 
 

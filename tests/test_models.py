@@ -241,7 +241,7 @@ def test_a_model_from_a_users_file_and_one_registered_by_decorator(tmp_path):
     with pytest.raises(RegistryError) as caught:  # a misspelt file: the one beside it named
         build({"name": f"{tmp_path}/my_model.py:TinyAE"})
     assert str(caught.value) == (f"model file '{tmp_path}/my_model.py' does not exist: did you "
-                                 f"mean {tmp_path}/my_models.py?")
+                                 f"mean '{tmp_path}/my_models.py'?")
     with pytest.raises(RegistryError, match="does not exist"):
         build({"name": f"{tmp_path}/nowhere.py:TinyAE"})
 

@@ -1,5 +1,6 @@
 """Mixed precision (`config.train.compute_dtype`): a training step and a run in bfloat16."""
 
+import functools
 import json
 
 import flax.linen as nn
@@ -129,3 +130,14 @@ def test_a_conv_field_defaulting_to_another_layer_is_the_model_s_own_and_kept(ca
         build_model({"name": "precision_test_strided", "conv": "xla"}, image_shape=MNIST)
     ours = build_model({"name": "precision_test_ours", "conv": "xla"}, image_shape=MNIST)
     assert ours.conv.func is Conv and ours.conv.keywords["implementation"] == "xla"
+
+    class NoBias(Strided):  # a partial of nn.Dense: its keywords stay with the injected layer
+        dense: ModuleDef = functools.partial(nn.Dense, use_bias=False)
+
+    register_model("precision_test_no_bias")(NoBias)
+    model = build_model({"name": "precision_test_no_bias"}, image_shape=MNIST,
+                        compute_dtype="bfloat16")
+    assert model.dense.func is nn.Dense and model.dense.keywords["use_bias"] is False
+    assert model.dense.keywords["dot_general"] is precision.bfloat16_dot_general
+    # a model without a conv field takes no notice of model.conv (a config's leftover)
+    assert build_model({"name": "dense_ae", "conv": "xla"}, image_shape=MNIST).latent_dim == 10

@@ -366,7 +366,7 @@ def test_a_resume_s_changes_are_printed_and_kept_once_config_json_describes_the_
     assert unchecked.record == {"step": 30, "unchecked": "config.json was missing"}
     [warning] = unchecked.warnings
     assert warning.startswith(f"warning: {tmp_path} holds checkpoints but no config.json, so "
-                              "nothing checks this config against the run's")
+                              "only the parameters' shapes were checked against this config")
 
 
 # ---------------------------------------------------------------------------- checkpoints

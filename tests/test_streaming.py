@@ -262,9 +262,12 @@ def test_a_finished_streamed_run_resumed_with_fewer_epochs_says_so_and_trains_no
     config = tiny_config(**{"data.streaming": "stream", "train.num_epochs": 2})
     trained = train_and_evaluate(config, str(tmp_path))
     written = _read_metrics(tmp_path)
+    described = (tmp_path / "config.json").read_bytes()
     config.train.num_epochs = 1  # a field a resume may change: its 16 steps are behind it
     again = train_and_evaluate(config, str(tmp_path))
     assert int(again.step) == int(trained.step) == 32
     assert "has trained 32 steps and train.num_epochs=1 asks for 16: nothing to train" in \
         capsys.readouterr().out
     assert _read_metrics(tmp_path) == written
+    assert (tmp_path / "config.json").read_bytes() == described  # still the run that trained
+    assert not (tmp_path / "resumes.jsonl").exists()

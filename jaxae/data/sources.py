@@ -9,6 +9,7 @@ data set (Fashion-MNIST given as MNIST, or the reverse) are refused.
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 import subprocess
@@ -279,8 +280,13 @@ def load_dataset(
     """
     config = _config(name)  # another name (load_dataset("folder", path=...)): what to call
     if others:
-        raise TypeError(f"load_dataset({name!r}) takes no {', '.join(others)}: it takes "
-                        "data_dir, tfds_dir, image_size, channels, streaming, memory_budget_mb")
+        takes = ("data_dir", "tfds_dir", "image_size", "channels", "streaming",
+                 "memory_budget_mb")
+        wrong = next(iter(others))
+        close = difflib.get_close_matches(wrong, takes, n=1)
+        raise TypeError(f"load_dataset({name!r}) takes no {wrong}: "
+                        + (f"did you mean {close[0]}? " if close else "")
+                        + f"it takes {', '.join(takes)}")
     options = ImageOptions(image_size, channels)
     builder = _builder(name, tfds_dir)
     where = os.fspath(builder.data_path)

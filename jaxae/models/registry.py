@@ -39,16 +39,19 @@ def conv_layer(implementation: str, compute_dtype: str = "float32") -> functools
                              compute_dtype=compute_dtype)
 
 
-def _builds_with(field: inspect.Parameter | None, layer: type) -> bool:
-    """Whether a model's `dense` or `conv` field takes the layer jaxae injects: it defaults
-    to that layer (or a partial of it), or has no default. A field defaulting to another
-    layer (`conv: ModuleDef = nn.Conv`, strided) is the model's own choice, kept."""
+def _layer_default(field: inspect.Parameter | None, layer: type) -> dict[str, Any] | None:
+    """The keywords of a model's `dense` or `conv` field when it takes the layer jaxae
+    injects: it defaults to that layer, a partial of it (whose keywords are kept), None or
+    nothing. None where it defaults to another layer (`conv: ModuleDef = nn.Conv`, strided):
+    the model's own choice, kept."""
     if field is None:
-        return False
-    default = field.default
+        return None
+    default, keywords = field.default, {}
     while isinstance(default, functools.partial):
-        default = default.func
-    return default is field.empty or default is layer
+        default, keywords = default.func, {**default.keywords, **keywords}
+    if default is field.empty or default is None or default is layer:
+        return keywords
+    return None
 
 
 def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
@@ -67,15 +70,16 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
     check_options(entry, options, (*BUILDER_OPTIONS, *ignore), "model", f"model {name!r}")
     declared = parameters(entry)
     layers = {}
-    if _builds_with(declared.get("conv"), conv_lib.Conv):
-        layers["conv"] = conv_layer(spec.get("conv", "patches"), compute_dtype)
-    elif "conv" in spec:
+    if (keywords := _layer_default(declared.get("conv"), conv_lib.Conv)) is not None:
+        layers["conv"] = functools.partial(
+            conv_layer(spec.get("conv", "patches"), compute_dtype), **keywords)
+    elif "conv" in spec and "conv" in declared:
         raise RegistryError(
             f"model {name!r} builds its convolutions with its own `conv` default, so "
             f"model.conv={spec['conv']!r} has nothing to choose: leave it out, or default the "
             "field to jaxae.kernels.conv.Conv")
-    if _builds_with(declared.get("dense"), nn.Dense):
-        layers["dense"] = precision.dense_layer(compute_dtype)
+    if (keywords := _layer_default(declared.get("dense"), nn.Dense)) is not None:
+        layers["dense"] = functools.partial(precision.dense_layer(compute_dtype), **keywords)
     if not layers and compute_dtype != "float32":
         print(f"warning: model {name!r} builds no layer with jaxae's `dense` or `conv` "
               "(`dense: ModuleDef = nn.Dense`, `conv: ModuleDef = jaxae.kernels.conv.Conv`), "

@@ -399,11 +399,13 @@ class ChecksumMismatch(ValueError):
 
 
 def _restore_target(leaf: Any) -> Any:
-    """A leaf's shape, dtype and placement to restore it to: its own sharding where it has
-    one, else this process's first device. Without one, Orbax places an array as it was
+    """A device leaf's shape, dtype and placement to restore it to: its own sharding where it
+    has one, else this process's first device. Without one, Orbax places an array as it was
     saved, and a checkpoint of a run over several devices would not restore on one
     (`evaluate.py` restores into `jax.eval_shape`'s unplaced shapes)."""
     struct = ocp.utils.to_shape_dtype_struct(leaf)
+    if isinstance(leaf, np.ndarray):  # host arrays (a checksum, a data position) stay so
+        return struct
     if isinstance(struct, jax.ShapeDtypeStruct) and struct.sharding is None:
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         struct = jax.ShapeDtypeStruct(struct.shape, struct.dtype, sharding=device)

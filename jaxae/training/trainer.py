@@ -429,6 +429,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
             run_files.resume = changes.record  # kept once a checkpoint of this part is saved
         if first_step > 0:
             run_files.write_if_missing()  # the checkpoint fits: the config describes it
+        if first_step >= total_steps:
+            run_files.keep_as_they_are()
         if first_step >= total_steps and main:
             longer = ("a longer run needs a new --workdir (under a cosine schedule its length "
                       "is part of the run)" if config.optim.schedule == "cosine" else
@@ -438,13 +440,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
                   f"{longer}, or evaluate it with evaluate.py", flush=True)
         if stopped := stop_requested():
             raise _stop_before_training(stopped, first_step)
-        if first_step >= total_steps:  # nothing to compile, and no data stream to open
-            step, stopped = first_step, None
-        else:
-            run = _Run(config, workdir, mesh, main, data, keys, task, model, train_model,
-                       objective, manager, run_files, evaluations, stop_requested,
-                       steps_per_epoch, total_steps)
-            state, step, stopped = _train_loop(run, state, position)
+        run = _Run(config, workdir, mesh, main, data, keys, task, model, train_model,
+                   objective, manager, run_files, evaluations, stop_requested,
+                   steps_per_epoch, total_steps)
+        state, step, stopped = _train_loop(run, state, position)
         if stopped and step == first_step:  # asked as the loop was being set up
             raise _stop_before_training(stopped, first_step)
     except BaseException:
@@ -483,6 +482,11 @@ class _RunFiles:
         self.workdir, self.config, self.manager, self.due = workdir, config, manager, due
         self.data = data  # the images' fingerprint
         self.resume: dict | None = None  # what this resume changed, for resumes.jsonl
+
+    def keep_as_they_are(self) -> None:
+        """A finished run, rerun: it saves nothing, so its files keep describing the run
+        that saved its checkpoints (a smaller train.num_epochs is not recorded)."""
+        self.due = False
 
     def write_if_missing(self) -> None:
         if self.due and not os.path.exists(os.path.join(self.workdir, CONFIG_FILE)):
@@ -524,6 +528,20 @@ class _ResidentBatches:
     def position(self, step: int) -> dict:
         """What a checkpoint at `step` holds of the data: the streamed path's position."""
         return streaming.position(step, self.num_examples, self.batch_size, self.total_steps)
+
+    def close(self) -> None:
+        pass
+
+
+class _NoBatches:
+    """The batches of a run that has trained all its steps: none (its data stream, whose
+    epochs end before the run's step, is never opened)."""
+
+    def chunk(self, step: int, count: int) -> tuple[dict, jax.Array, int]:
+        raise RuntimeError(f"a finished run reads no batches (asked for step {step})")
+
+    def position(self, step: int) -> dict:
+        raise RuntimeError(f"a finished run has no data position (asked at step {step})")
 
     def close(self) -> None:
         pass
@@ -595,7 +613,9 @@ def _train_loop(run: _Run, state: steps.TrainState, position: dict | None
     max_steps = min(train_config.log_every_steps, run.steps_per_epoch)  # steps per chunk, at most
     step = int(state.step)
     faults = _Faults(run.config, run.model.variational, run.manager, step + 1)
-    if run.data.streamed:
+    if step >= run.total_steps:  # a finished run, rerun: no batch to place or stream
+        source = _NoBatches()
+    elif run.data.streamed:
         source = _StreamedBatches(run.data, run.keys.data, run.mesh, run.config, step,
                                   position, max_steps)
     else:
@@ -605,8 +625,9 @@ def _train_loop(run: _Run, state: steps.TrainState, position: dict | None
         return _epochs(run, state, source, faults, max_steps)
 
 
-def _epochs(run: _Run, state: steps.TrainState, source: _ResidentBatches | _StreamedBatches,
-            faults: _Faults, max_steps: int) -> tuple[steps.TrainState, int, str | None]:
+def _epochs(run: _Run, state: steps.TrainState,
+            source: _ResidentBatches | _StreamedBatches | _NoBatches, faults: _Faults,
+            max_steps: int) -> tuple[steps.TrainState, int, str | None]:
     """_train_loop's epochs, with the batches of `source`, in chunks of at most `max_steps`
     steps."""
     config, data, keys, evaluations = run.config, run.data, run.keys, run.evaluations

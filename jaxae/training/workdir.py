@@ -205,9 +205,10 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int) -
     if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
         return ResumeChanges(
             {"step": step, "unchecked": f"{CONFIG_FILE} was missing"}, [],
-            [f"warning: {workdir} holds checkpoints but no {CONFIG_FILE}, so nothing checks "
-             f"this config against the run's (seed, batch size, model): resuming at step "
-             f"{step} as this config says, and writing {CONFIG_FILE} from it"])
+            [f"warning: {workdir} holds checkpoints but no {CONFIG_FILE}, so only the "
+             "parameters' shapes were checked against this config, not the seed, batch size "
+             f"or schedule: resuming at step {step} as this config says, and writing "
+             f"{CONFIG_FILE} from it"])
     saved, _ = _saved_and_current(workdir, config)
     current = json.loads(recorded_config(config).to_json_best_effort())
     changed = config_lib.resumed_changes(saved, current)
