@@ -6,6 +6,9 @@ section becomes one (the task, loss and likelihood come from `jaxae.config`).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import flax.linen as nn
 import jax
 import ml_collections
@@ -16,15 +19,23 @@ from jaxae import objectives
 from jaxae.data import DATASETS, Splits, make_splits
 from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME
-from jaxae.registry import RegistryError, build
+from jaxae.registry import RegistryError, build, parameters
 from jaxae.tasks import Task
 from jaxae.training import steps
 
 
-def load_data(config: ml_collections.ConfigDict, data_key: jax.Array) -> Splits:
-    """The config's data set, cut to its sizes, split and binarised as it asks."""
+def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
+              check_fingerprint: Callable[[str], None] | None = None) -> Splits:
+    """The config's data set, cut to its sizes, split and binarised as it asks.
+
+    `check_fingerprint` (e.g. that a resumed run's images are those it trained on) goes to
+    a loader that declares it, which calls it before preparing anything (an image folder's
+    preparation takes minutes); the caller checks the others' fingerprint itself."""
     data = config.data
-    dataset = build(DATASETS.get(data.name), data)
+    loader = DATASETS.get(data.name)
+    if check_fingerprint is not None and "check_fingerprint" in parameters(loader):
+        loader = functools.partial(loader, check_fingerprint=check_fingerprint)
+    dataset = build(loader, data)
     return make_splits(dataset, data_key, train_size=data.train_size,
                        test_size=data.test_size, val_size=data.val_size,
                        binarize=data.binarize)

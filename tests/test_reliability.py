@@ -695,6 +695,7 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
     metrics = evaluate.evaluate_workdir(workdir, overrides={"data.path": str(moved)})
     assert metrics["step"] == 2
     other = _photo_folder(tmp_path / "other_photos", 1)
+    prepared = sorted(os.listdir(tmp_path / "tfds" / "jaxae_folder"))
     with pytest.raises(config_lib.ConfigError) as caught:
         evaluate.evaluate_workdir(workdir, overrides={"data.path": other})
     assert str(caught.value) == (
@@ -703,6 +704,8 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
         f"{str(tmp_path / 'photos')!r}, or at a copy of them")
     with pytest.raises(config_lib.ConfigError, match="are not those the run"):
         _resume(config, workdir, other, 2)
+    # refused before the other folder was prepared: no copy of it was made
+    assert sorted(os.listdir(tmp_path / "tfds" / "jaxae_folder")) == prepared
     state = _resume(config, workdir, str(moved), 2)
     assert int(state.step) == 4
     with open(os.path.join(workdir, "config.json")) as f:

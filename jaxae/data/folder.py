@@ -27,7 +27,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import tensorflow_datasets as tfds
@@ -369,6 +369,7 @@ def load_folder(
     prepared_name: str | None = None,
     test_fraction: float = TEST_FRACTION,
     seed: int = 0,
+    check_fingerprint: Callable[[str], None] | None = None,
 ) -> Dataset:
     """The image folder `path` as a Dataset, prepared into `tfds_dir` the first time.
 
@@ -377,13 +378,17 @@ def load_folder(
     other files or options, DataError says so), or by default by the folder's name, hashes
     of its real path and of its fingerprint, and the shape: a changed folder is prepared
     anew, and the sets of its earlier files are named on the way. `streaming`,
-    `memory_budget_mb`: see `jaxae.data.dataset.should_stream`.
+    `memory_budget_mb`: see `jaxae.data.dataset.should_stream`. `check_fingerprint` is
+    called with the images' fingerprint before anything is prepared (it raises to refuse
+    them: a resumed run's images must be those it trained on).
     """
     if not path:
         raise DataError("data set folder needs a folder: set --config.data.path=FOLDER (of "
                         f"<class>/ sub-folders of {FORMATS} images)")
     plan = plan_folder(path, image_size=image_size, channels=channels,
                        test_fraction=test_fraction, seed=seed)
+    if check_fingerprint is not None:
+        check_fingerprint(plan.fingerprint)
     name = prepared_name or os.path.basename(plan.root.rstrip(os.sep))
     builder = _builder(prepared_name or f"{_default_name(plan)}_{_short_hash(plan.fingerprint)}",
                        plan, tfds_dir)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
+import functools
 import math
 import numbers
 import os
@@ -391,8 +392,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         raise _stop_before_training(stopped, 0)
     keys = derive_keys(config.seed)
     build.check_size_before_data(config)
-    data = build.load_data(config, keys.data)
-    check_same_data(workdir, config.data, data.fingerprint)
+    same_data = functools.partial(check_same_data, workdir, config.data)
+    data = build.load_data(config, keys.data, check_fingerprint=same_data)
+    same_data(data.fingerprint)
     config_lib.check_sizes(config, len(data.train) + (len(data.val) if data.val else 0),
                            len(data.test))
     task = config_lib.make_task(config)
