@@ -809,6 +809,9 @@ def check_output_paths(parser: argparse.ArgumentParser, args: argparse.Namespace
             parser.error(f"{flag} needs a file name")
         if path:
             check_writable_file(parser, flag, path)
+    if args.append and not os.path.isfile(args.append):
+        parser.error(f"--append {args.append}: no such file: name an existing report, or "
+                     "start one with --write")
     if args.plot and "throughput" not in args.mode.split(","):
         parser.error("--plot draws the throughput mode's rows: add --mode throughput, or drop "
                      "--plot")
@@ -1016,5 +1019,8 @@ def report_section(parts: list[tuple[str, str]], measured_code: str, command: st
 
 
 if __name__ == "__main__":
+    # the modes raise benchmarks.bench's BenchRefused: run that module, not this __main__ copy
+    from benchmarks import bench
+
     np.set_printoptions(precision=3)
-    main_or_refuse()
+    bench.main_or_refuse()

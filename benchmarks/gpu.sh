@@ -107,6 +107,7 @@ else
   CHUNK=20; CHUNKS=3; STEPS=200; EPOCHS=""; GROW_SIZES=32,64,128; GROW_WIDTHS=1,4
   GROW_BATCH=1024; PEAK=""; EPOCH_DTYPE=tf32
 fi
+[ -e "$REPORT" ] || : > "$REPORT"  # the steps append to it (bench refuses a missing file)
 FAILED=""
 bench() {  # each step appends its run to the device's section
   local name=$1; shift

@@ -114,6 +114,9 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     (["--plot", "roof.png", "--no-roofs"], "which --no-roofs skips: drop one of them"),
     (["--write", "/no/such/folder/b.md"], "the folder /no/such/folder does not exist"),
     (["--append", "/"], "--append / is a folder: give a file in it"),
+    (["--append", "/tmp/no_such_report.md"], "--append /tmp/no_such_report.md: no such file: "
+                                             "name an existing report, or start one with "
+                                             "--write"),
     (["--write="], "--write needs a file name"),
     (["--mode", "quality"], "--peer-python PYTHON is required"),
     (["--mode", "precision", "--plot", "roof.png"], "--plot draws the throughput mode's rows"),

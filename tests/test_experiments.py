@@ -316,3 +316,11 @@ def test_ssim_matches_an_independent_reference_and_falls_with_noise():
     np.testing.assert_allclose(got, [reference_ssim(x, y) for y in noisy], atol=1e-5)
     assert got[0] > got[1] > got[2]
     np.testing.assert_allclose(ssim(images(*noisy), images(x, x, x)), got, atol=1e-6)
+
+
+def test_a_smaller_scale_writes_beside_the_published_results_unless_told_where():
+    from jaxae.experiments.__main__ import parse_args
+
+    assert parse_args(["all"]).out == "results"
+    assert parse_args(["dae_sweep", "--scale", "tiny"]).out == "runs/experiments_tiny"
+    assert parse_args(["dae_sweep", "--scale", "small", "--out", "mine"]).out == "mine"

