@@ -413,3 +413,31 @@ def test_a_task_refuses_scaled_images_and_a_shape_it_cannot_run_at():
 ])
 def test_the_pictures_show_every_class_that_fits(labels, count, shown):
     assert picture_indices(np.array(labels), count).tolist() == shown
+
+
+def test_a_denoising_autoencoder_s_samples_perturb_codes_of_the_inputs_it_was_trained_on():
+    """The generation picture of a DAE encodes its task's corrupted images (shown as a row),
+    not clean images it never saw."""
+    from jaxae.data import from_arrays, make_splits
+    from jaxae.evaluation import generation
+    from jaxae.evaluation.pictures import sample_rows
+
+    config = importlib.import_module("jaxae.configs.dae_dropout").get_config()
+    model, task, _ = parts(config)
+    params = fresh_state(config, model, task, jax.random.key(0)).params
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, *MNIST), dtype=np.uint8)
+    labels = np.arange(20) % 10
+    data = make_splits(from_arrays(images, images, labels, labels), jax.random.key(1))
+    key, task_key = jax.random.key(2), jax.random.key(3)
+    _, rows = sample_rows(model, params, data, key, 10, task, task_key)
+    assert rows[0][0] == "original" and rows[1][0].startswith("input")
+    assert len(rows) == 2 + 3  # and three draws
+    shown = np.asarray(data.test.images)[picture_indices(data.test.labels, 10)]
+    inputs, _ = task.make_example(shown, task_key)
+    np.testing.assert_array_equal(rows[1][1], np.asarray(task.input_as_image(inputs, MNIST)))
+    first = jax.random.fold_in(key, 0)
+    np.testing.assert_array_equal(
+        rows[2][1], generation.perturbed_code_samples(model, params, shown, first, inputs))
+    clean = generation.perturbed_code_samples(model, params, shown, first)
+    assert not np.array_equal(rows[2][1], clean)

@@ -76,16 +76,18 @@ def class_samples(model: nn.Module, params: dict, key: jax.Array, per_class: int
 
 
 def perturbed_code_samples(model: nn.Module, params: dict, images_u8: np.ndarray,
-                           key: jax.Array) -> np.ndarray:
-    """Plain-AE generation, as in the material: decode code * (1 + N(0, 1) noise)."""
-    code = _code(model, params, images_u8)
+                           key: jax.Array, inputs: jax.Array | None = None) -> np.ndarray:
+    """Plain-AE generation, as in the material: decode code * (1 + N(0, 1) noise). The codes
+    are of `inputs` where given (float, what the model was trained to encode: a denoising
+    task's corrupted images), else of the clean images."""
+    code = _code(model, params, to_float(images_u8) if inputs is None else inputs)
     noisy = code * (1 + jax.random.normal(key, code.shape))
     return decode(model, params, noisy)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _code(model: nn.Module, params: dict, images_u8: jax.Array) -> jax.Array:
-    return model.apply({"params": params}, to_float(images_u8), method="encode")
+def _code(model: nn.Module, params: dict, inputs: jax.Array) -> jax.Array:
+    return model.apply({"params": params}, inputs, method="encode")
 
 
 def manifold_coordinates(variational: bool, size: int, codes: np.ndarray | None = None

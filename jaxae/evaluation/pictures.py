@@ -80,9 +80,13 @@ def _mean_logits(model: nn.Module, params: dict, inputs: jax.Array, labels: jax.
     return model.apply({"params": params}, inputs, labels=labels, sample=False)[0]
 
 
-def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, num_images: int
+def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, num_images: int,
+                task: Task | None = None, task_key: jax.Array | None = None
                 ) -> tuple[str, list[tuple[str, np.ndarray]]] | None:
-    """(what they are, rows) of the generation picture, or None for a model without a code."""
+    """(what they are, rows) of the generation picture, or None for a model without a code.
+    A plain autoencoder's codes are of what its `task` gives it to encode (a denoising
+    task's corrupted images, drawn with `task_key`, shown as a row), not of clean images
+    it never saw."""
     if model.latent_shape is None:
         return None
     if model.variational and model.conditional:
@@ -94,9 +98,14 @@ def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, nu
         return "samples from the prior", [("z ~ N(0, I)", row) for row in rows]
     images = np.asarray(data.test.images)[picture_indices(data.test.labels, num_images)]
     rows = [("original", images / 255.0)]
+    inputs = None
+    if task is not None and task.shows_input:
+        inputs, targets = task.make_example(images, task_key)
+        rows.append((task.input_label(targets.shape[1:]),
+                     np.asarray(task.input_as_image(inputs, targets.shape[1:]))))
     for i in range(PERTURBED_SAMPLE_ROWS):
         perturbed = generation.perturbed_code_samples(model, params, images,
-                                                      jax.random.fold_in(key, i))
+                                                      jax.random.fold_in(key, i), inputs)
         rows.append((f"code x (1+N(0,1))\ndraw {i + 1}", perturbed))
     return "perturbed codes", rows
 
@@ -115,7 +124,8 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits, key
     plots.image_rows(reconstruction_rows(model, task, params, data.test, keys.eval,
                                          options.num_images),
                      *save("reconstructions.png", f"{title}: test images"))
-    samples = sample_rows(model, params, data, keys.sample, options.num_images)
+    samples = sample_rows(model, params, data, keys.sample, options.num_images, task,
+                          jax.random.split(jax.random.fold_in(keys.eval, 0))[0])
     if samples is None:
         return written
     what, rows = samples
