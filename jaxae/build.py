@@ -28,14 +28,17 @@ def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
               check_fingerprint: Callable[[str], None] | None = None) -> Splits:
     """The config's data set, cut to its sizes, split and binarised as it asks.
 
-    `check_fingerprint` (e.g. that a resumed run's images are those it trained on) goes to
-    a loader that declares it, which calls it before preparing anything (an image folder's
-    preparation takes minutes); the caller checks the others' fingerprint itself."""
+    `check_fingerprint` (e.g. that a resumed run's images are those it trained on) is called
+    with the images' fingerprint: by a loader that declares it, before it prepares anything
+    (an image folder's preparation takes minutes), else once the data set is loaded."""
     data = config.data
     loader = DATASETS.get(data.name)
-    if check_fingerprint is not None and "check_fingerprint" in parameters(loader):
+    early = check_fingerprint is not None and "check_fingerprint" in parameters(loader)
+    if early:
         loader = functools.partial(loader, check_fingerprint=check_fingerprint)
     dataset = build(loader, data)
+    if check_fingerprint is not None and not early:
+        check_fingerprint(dataset.fingerprint)
     return make_splits(dataset, data_key, train_size=data.train_size,
                        test_size=data.test_size, val_size=data.val_size,
                        binarize=data.binarize)

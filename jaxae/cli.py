@@ -649,8 +649,8 @@ def none_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
             kept.extend(argv[index:])
             break
         name, equals, value = arg.partition("=")
-        path = name.lstrip("-")[len("config."):] if name.lstrip("-").startswith("config.") \
-            and name.startswith("-") else None
+        flag = name.lstrip("-")
+        path = flag[len("config."):] if flag != name and flag.startswith("config.") else None
         if index and path:
             unset.pop(path, None)
             if (equals and value == "None") or (

@@ -10,6 +10,7 @@ data set (Fashion-MNIST given as MNIST, or the reverse) are refused.
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import socket
 import subprocess
@@ -280,8 +281,8 @@ def load_dataset(
     """
     config = _config(name)  # another name (load_dataset("folder", path=...)): what to call
     if others:
-        takes = ("data_dir", "tfds_dir", "image_size", "channels", "streaming",
-                 "memory_budget_mb")
+        takes = [p.name for p in inspect.signature(load_dataset).parameters.values()
+                 if p.kind is p.KEYWORD_ONLY]
         wrong = next(iter(others))
         close = difflib.get_close_matches(wrong, takes, n=1)
         raise TypeError(f"load_dataset({name!r}) takes no {wrong}: "

@@ -156,9 +156,8 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
     _check_step(workdir, manager, config, step)
     keys = derive_keys(config.seed)
     config_lib.check_data_paths(config)
-    same_data = functools.partial(check_same_data, workdir, config.data)  # moved, not changed
-    data = build.load_data(config, keys.data, check_fingerprint=same_data)
-    same_data(data.fingerprint)
+    data = build.load_data(config, keys.data, check_fingerprint=functools.partial(
+        check_same_data, workdir, config.data))  # moved, never changed
     task = config_lib.make_task(config)
     model = build.make_model(config, data.image_shape, data.num_classes)
     build.check_model(model, task, data.image_shape)

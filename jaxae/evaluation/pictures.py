@@ -55,13 +55,18 @@ def picture_indices(labels: np.ndarray, num_images: int) -> np.ndarray:
     return np.sort(np.concatenate([firsts, others]))
 
 
+def first_batch_example_key(eval_key: jax.Array) -> jax.Array:
+    """The key of the task's corruption in evaluation's first batch: the pictures show the
+    inputs that the metrics saw there."""
+    return jax.random.split(jax.random.fold_in(eval_key, 0))[0]
+
+
 def reconstruction_rows(model: nn.Module, task: Task, params: dict, split: Split,
                         key: jax.Array, num_images: int) -> list[tuple[str, np.ndarray]]:
     """Rows of the reconstruction picture: [input, classical baseline,] output, original."""
     chosen = picture_indices(split.labels, num_images)
     images, labels = np.asarray(split.images)[chosen], np.asarray(split.labels)[chosen]
-    example_key, _ = jax.random.split(jax.random.fold_in(key, 0))  # as batch 0 of evaluation
-    inputs, targets = task.make_example(images, example_key)
+    inputs, targets = task.make_example(images, first_batch_example_key(key))
     logits = _mean_logits(model, params, inputs, labels)
     image_shape = targets.shape[1:]
     rows = []
@@ -125,7 +130,7 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits, key
                                          options.num_images),
                      *save("reconstructions.png", f"{title}: test images"))
     samples = sample_rows(model, params, data, keys.sample, options.num_images, task,
-                          jax.random.split(jax.random.fold_in(keys.eval, 0))[0])
+                          first_batch_example_key(keys.eval))
     if samples is None:
         return written
     what, rows = samples

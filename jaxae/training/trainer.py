@@ -392,9 +392,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         raise _stop_before_training(stopped, 0)
     keys = derive_keys(config.seed)
     build.check_size_before_data(config)
-    same_data = functools.partial(check_same_data, workdir, config.data)
-    data = build.load_data(config, keys.data, check_fingerprint=same_data)
-    same_data(data.fingerprint)
+    data = build.load_data(config, keys.data, check_fingerprint=functools.partial(
+        check_same_data, workdir, config.data))
     config_lib.check_sizes(config, len(data.train) + (len(data.val) if data.val else 0),
                            len(data.test))
     task = config_lib.make_task(config)
