@@ -888,38 +888,50 @@ def throughput(args: argparse.Namespace) -> str:
               for c in map(int, args.channels.split(","))]
     data = BenchData(args.data, args.tfds_dir)
     rows, sources = [], {}
-    for shape in shapes:
-        for batch_size in map(int, args.batch_sizes.split(",")):
-            arrays, source = data.arrays(shape, batch_size)
-            sources["x".join(map(str, shape))] = source
-            epoch_images = None if source == "Fashion-MNIST" else EPOCH_IMAGES
-            for model in models:
-                workload = WORKLOADS[model]
-                peer = None  # one peer run per model, beside each of jaxae's runs of it
-                for width in widths if workload.uses_conv else [1]:
-                    for conv in convs if workload.uses_conv else convs[:1]:
-                        for dtype in dtypes:
-                            try:
-                                ours = bench_model(model, batch_size, steps_per_chunk,
-                                                   args.chunks, arrays, conv, dtype, width,
-                                                   args.peak_n, epoch_images,
-                                                   roofs=not args.no_roofs)
-                            except config_lib.ConfigError as error:
-                                print(f"# {model} at {shape}, width {width}: {error}",
-                                      flush=True)
-                                continue
-                            print(json.dumps(ours), flush=True)
-                            if (peer is None and args.peer_python and workload.peer
-                                    and tuple(shape) == FASHION_SHAPE and width == 1):
-                                peer = bench_peer(args.peer_python, args.peer_script, model,
-                                                  batch_size, ours["steps_per_chunk"],
-                                                  args.chunks, usable_cpus())
-                                print(json.dumps(peer), flush=True)
-                            rows.append((ours, peer if width == 1 else None))
+
+    def measure() -> None:  # appends each workload's row as it is measured
+        for shape in shapes:
+            for batch_size in map(int, args.batch_sizes.split(",")):
+                arrays, source = data.arrays(shape, batch_size)
+                sources["x".join(map(str, shape))] = source
+                epoch_images = None if source == "Fashion-MNIST" else EPOCH_IMAGES
+                for model in models:
+                    workload = WORKLOADS[model]
+                    peer = None  # one peer run per model, beside each of jaxae's runs of it
+                    for width in widths if workload.uses_conv else [1]:
+                        for conv in convs if workload.uses_conv else convs[:1]:
+                            for dtype in dtypes:
+                                try:
+                                    ours = bench_model(model, batch_size, steps_per_chunk,
+                                                       args.chunks, arrays, conv, dtype, width,
+                                                       args.peak_n, epoch_images,
+                                                       roofs=not args.no_roofs)
+                                except config_lib.ConfigError as error:
+                                    print(f"# {model} at {shape}, width {width}: {error}",
+                                          flush=True)
+                                    continue
+                                print(json.dumps(ours), flush=True)
+                                if (peer is None and args.peer_python and workload.peer
+                                        and tuple(shape) == FASHION_SHAPE and width == 1):
+                                    peer = bench_peer(args.peer_python, args.peer_script, model,
+                                                      batch_size, ours["steps_per_chunk"],
+                                                      args.chunks, usable_cpus())
+                                    print(json.dumps(peer), flush=True)
+                                rows.append((ours, peer if width == 1 else None))
+
+    cut_short = False
+    try:
+        measure()
+    except KeyboardInterrupt:  # e.g. `timeout --signal=INT` at a time budget (gpu.sh)
+        cut_short = True
+        print(f"# interrupted after {len(rows)} row(s): those are reported", flush=True)
     if not rows:
         raise BenchRefused("no workload was measured (the lines above say why each was "
                            "skipped); nothing is written")
     report = table(rows)
+    if cut_short:
+        report += ("\n\nCut short by an interrupt: the workloads after these rows were not "
+                   "measured.")
     print("\n" + report, flush=True)
     notes = ", ".join(f"{shape}: {source}" for shape, source in sources.items())
     text = (f"Data: {notes}. Roofs measured between chunks: the matmul peak (n = "

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the performance issue in one run, written into the GPU's section
-# of BENCHMARKS.md (titled by the device's name, e.g. "NVIDIA H200"), about 8 minutes on one
-# H200 with its compiles:
+# of BENCHMARKS.md (titled by the device's name, e.g. "NVIDIA H200"), in this order:
 #   1. the Fashion-MNIST conv AE's epoch at batch sizes 128 to 1024, one dispatch per epoch,
 #      both convolution implementations, TF32 (the goal: an epoch under 50 ms);
-#   2. the 64x64x3 conv VAE in bfloat16 at batch sizes 256 to 8192, its fraction of the
+#   2. the 64x64x3 conv VAE in bfloat16 at batch sizes 1024 to 8192, its fraction of the
 #      bfloat16 matmul peak and of the roofline (the goal: >= 40% of the peak at its best
 #      batch), with the plot of the fraction against FLOPs per step;
 #   3. a seeded run repeated bit for bit in fresh processes, with and without XLA's
 #      --xla_gpu_deterministic_ops=true, and the step time it costs (conv AE, VAE);
-#   4. the precision matrix: float32, TF32 and bfloat16, speed and the test figure after
-#      the same training (conv AE 5 epochs, VAE 10), where Fashion-MNIST is available;
-#   5. the conv AE and conv VAE grown from 32x32 to 128x128 pixels, 3 channels, widths 1 and
-#      4, batch 1024, bfloat16: the roofline as the workload grows.
+#   4. the conv AE and conv VAE grown from 32x32 to 128x128 pixels, 3 channels, widths 1 and
+#      4, batch 1024, bfloat16: the roofline as the workload grows;
+#   5. the precision matrix: float32, TF32 and bfloat16, speed and the test figure after
+#      the same training (conv AE 5 epochs, VAE 10), where Fashion-MNIST is available.
 # Each step appends its run to the section as it ends (headed by what it measured, the date
 # and the commit), so a run cut short keeps what it measured and a rerun adds to the earlier
-# runs; logs and the report also go to $OUT where that is set.
+# runs; the steps' log (gpu.log), the report and the plots also go to $OUT where that is set.
+# BUDGET_S=N bounds the whole run to about N seconds: a step that would start with under a
+# minute left is skipped, and the one running at the end is interrupted (a throughput step
+# then reports the rows it measured). A copy without .git names its commit in $JAXAE_COMMIT.
 #
 # For a GPU machine that has JAX, Flax and Optax but no network: on a machine with one,
 # from the repository root, fetch what jaxae needs besides (both folders are git-ignored):
@@ -41,7 +43,7 @@ cd "$(dirname "$0")/.."
 WHEELS="ml-collections==1.1.0 tensorflow-datasets==4.9.10 array-record==0.8.6 dm-tree==0.1.10
   docstring-parser==0.18.0 googleapis-common-protos==1.76.0 immutabledict==4.3.1
   importlib-resources==7.1.0 promise==2.3 simple-parsing==0.1.9 tensorflow-metadata==1.21.0
-  termcolor==3.3.0 toml==0.10.2"
+  termcolor==3.3.0 toml==0.10.2 protobuf==7.36.2"
 
 if [ "${1:-}" = "--prepare" ]; then
   mkdir -p .whl data/fashion-mnist
@@ -49,7 +51,8 @@ if [ "${1:-}" = "--prepare" ]; then
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
-      -d .whl "$wheel"
+      -d .whl "$wheel" 2>/dev/null \
+      || python3 -m pip wheel -q --no-deps -w .whl "$wheel"  # promise: a source release only
   done
   source=$(dpkg -L dataset-fashion-mnist 2>/dev/null | grep train-images | xargs -r dirname)
   if [ -n "$source" ]; then
@@ -88,13 +91,16 @@ if [ "$DRY_RUN" != 1 ] && [ "$PARSE_ONLY" != 1 ]; then
 sys.exit(d.platform != "gpu")' || {
     echo "gpu.sh: JAX sees no GPU here (DRY_RUN=1 checks the script on a CPU)" >&2; exit 1; }
 fi
+LOG=${OUT_DIR:-/tmp}/gpu.log
+: > "$LOG"
 if [ "$PARSE_ONLY" = 1 ] || "$PY" -c \
-    'from jaxae.data import load_dataset; load_dataset("fashion_mnist")' >/dev/null 2>&1; then
+    'from jaxae.data import load_dataset; load_dataset("fashion_mnist")' >>"$LOG" 2>&1; then
   HAVE_DATA=1
 else
   HAVE_DATA=0
-  echo "gpu.sh: Fashion-MNIST does not load here: random pixels for the speed steps, no" \
-       "precision matrix (bash benchmarks/gpu.sh --prepare, then carry data/)" >&2
+  tail -3 "$LOG" >&2
+  echo "gpu.sh: Fashion-MNIST does not load here (above): random pixels for the speed" \
+       "steps, no precision matrix (bash benchmarks/gpu.sh --prepare, then carry data/)" >&2
 fi
 
 if [ "$DRY_RUN" = 1 ]; then  # chunks of 2 steps, not whole epochs: a CPU trains slowly
@@ -102,34 +108,46 @@ if [ "$DRY_RUN" = 1 ]; then  # chunks of 2 steps, not whole epochs: a CPU trains
   EPOCHS="--epochs 1"; GROW_SIZES=32; GROW_WIDTHS=1,2; GROW_BATCH=8; PEAK="--peak-n 256"
   EPOCH_DTYPE=float32
 else
-  EPOCH_BATCHES=128,256,512,1024; EPOCH_CHUNK=epoch; VAE_BATCHES=256,1024,4096,8192
+  EPOCH_BATCHES=128,256,512,1024; EPOCH_CHUNK=epoch; VAE_BATCHES=1024,4096,8192
   VAE_CHUNK=5  # an epoch at batch 8192 has 7 steps
   CHUNK=20; CHUNKS=3; STEPS=200; EPOCHS=""; GROW_SIZES=32,64,128; GROW_WIDTHS=1,4
   GROW_BATCH=1024; PEAK=""; EPOCH_DTYPE=tf32
 fi
 [ -e "$REPORT" ] || : > "$REPORT"  # the steps append to it (bench refuses a missing file)
 FAILED=""
+BUDGET_S=${BUDGET_S:-}
 bench() {  # each step appends its run to the device's section
   local name=$1; shift
-  echo "== gpu.sh: $name" >&2
+  local limit=()
+  if [ -n "$BUDGET_S" ] && [ "$PARSE_ONLY" != 1 ]; then
+    local left=$((BUDGET_S - SECONDS))
+    if [ "$left" -lt 60 ]; then
+      echo "gpu.sh: step $name skipped: ${left} s of BUDGET_S=$BUDGET_S left" | tee -a "$LOG" >&2
+      FAILED="$FAILED $name(skipped)"
+      return 0
+    fi
+    limit=(timeout --preserve-status --signal=INT --kill-after=30 "$left")
+  fi
+  echo "== gpu.sh: $name (at ${SECONDS} s)" | tee -a "$LOG" >&2
   if [ "$PARSE_ONLY" = 1 ]; then  # the options alone, checked as on a GPU
     "$PY" -c 'import sys, jax; jax.default_backend = lambda: "gpu"
 from benchmarks import bench; bench.parse_args(sys.argv[1:])' "$@" --append "$REPORT" \
       || FAILED="$FAILED $name"
     return 0
   fi
-  if ! "$PY" -m benchmarks.bench "$@" --append "$REPORT" 2>&1 \
-      | tee "${OUT_DIR:-/tmp}/gpu_$name.log"
+  if ! "${limit[@]}" "$PY" -m benchmarks.bench "$@" --append "$REPORT" 2>&1 | tee -a "$LOG"
   then
-    echo "gpu.sh: step $name failed (its log: ${OUT_DIR:-/tmp}/gpu_$name.log); going on" >&2
+    echo "gpu.sh: step $name failed (its output is in $LOG); going on" | tee -a "$LOG" >&2
     FAILED="$FAILED $name"
   fi
-  if [ -n "$OUT_DIR" ] && [ -f "$REPORT" ]; then cp "$REPORT" "$OUT_DIR/" || true; fi
+  if [ -n "$OUT_DIR" ]; then
+    for file in "$REPORT" "$PLOT" "$GROW_PLOT"; do [ ! -f "$file" ] || cp "$file" "$OUT_DIR/"; done
+  fi
 }
-PLOT=${OUT_DIR:-benchmarks}/conv_vae_64x64x3_roofline.png
-GROW_PLOT=${OUT_DIR:-benchmarks}/conv_growth_roofline.png
+PLOT=benchmarks/gpu_conv_vae_64x64x3_roofline.png  # the report names them: keep them beside it
+GROW_PLOT=benchmarks/gpu_conv_growth_roofline.png
 if [ "$DRY_RUN" = 1 ]; then
-  PLOT=${OUT_DIR:-/tmp}/jaxae_gpu_dry_vae.png; GROW_PLOT=${OUT_DIR:-/tmp}/jaxae_gpu_dry_grow.png
+  PLOT=/tmp/jaxae_gpu_dry_vae.png; GROW_PLOT=/tmp/jaxae_gpu_dry_grow.png
 fi
 
 bench epoch --models conv_ae --batch-sizes "$EPOCH_BATCHES" --steps-per-chunk "$EPOCH_CHUNK" \
@@ -138,16 +156,16 @@ bench vae64 --models conv_vae --image-sizes 64 --channels 3 --batch-sizes "$VAE_
   --steps-per-chunk "$VAE_CHUNK" --chunks "$CHUNKS" --conv patches,xla --compute-dtype bfloat16 \
   --data random --plot "$PLOT" $PEAK
 bench determinism --mode determinism --models conv_ae,vae --steps "$STEPS" --data auto
+bench growth --models conv_ae,conv_vae --image-sizes "$GROW_SIZES" --channels 3 \
+  --widths "$GROW_WIDTHS" --batch-sizes "$GROW_BATCH" --steps-per-chunk "$CHUNK" \
+  --chunks "$CHUNKS" --compute-dtype bfloat16 --data random --plot "$GROW_PLOT" $PEAK
 if [ "$HAVE_DATA" = 1 ]; then
   bench precision --mode precision --models conv_ae,vae --compute-dtype float32,tf32,bfloat16 \
     --steps-per-chunk "$CHUNK" --chunks "$CHUNKS" $EPOCHS $PEAK
 fi
-bench growth --models conv_ae,conv_vae --image-sizes "$GROW_SIZES" --channels 3 \
-  --widths "$GROW_WIDTHS" --batch-sizes "$GROW_BATCH" --steps-per-chunk "$CHUNK" \
-  --chunks "$CHUNKS" --compute-dtype bfloat16 --data random --plot "$GROW_PLOT" $PEAK
 if [ -n "$FAILED" ]; then
-  echo "gpu.sh: these steps failed:$FAILED (their logs are named above); the report of the" \
-       "others is in $REPORT" >&2
+  echo "gpu.sh: these steps failed or were skipped:$FAILED (their output is in $LOG); the" \
+       "report of the others is in $REPORT" >&2
   exit 1
 fi
 echo "gpu.sh: done; the report is in $REPORT" >&2

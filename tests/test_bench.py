@@ -277,7 +277,35 @@ def test_uncommitted_files_reads_git_status(monkeypatch):
     def no_git(*args):
         raise FileNotFoundError("git")
     monkeypatch.setattr(workdir, "_git", no_git)
+    monkeypatch.delenv(workdir.COMMIT_VAR, raising=False)
     assert workdir.uncommitted_files() == [] and workdir.git_commit() == ""
+    monkeypatch.setenv(workdir.COMMIT_VAR, "def456")  # a copy without .git names its commit
+    assert workdir.head_commit() == "def456" and workdir.git_commit() == "def456"
+
+
+def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch, capsys):
+    """gpu.sh's time budget interrupts a step: the rows measured so far are its report."""
+    measured = []
+
+    def bench_model(model, batch_size, *args, **kwargs):
+        if measured:
+            raise KeyboardInterrupt
+        measured.append(batch_size)
+        return {"model": model, "framework": "jaxae", "batch": batch_size, "conv": "patches",
+                "compute_dtype": "float32", "image_shape": [28, 28, 1], "width": 1,
+                "compile_s": 0.5, "step_ms": 0.3, "epoch_ms": 140.0, "img_per_s": 4e5,
+                "flops_per_step": 1.2e7, "bytes_per_step": 7.1e6, "intensity": 1.7,
+                "achieved_gflops": 40.0, "achieved_gbytes_per_s": 23.0,
+                "chunk_img_per_s": [400000], "steps_per_chunk": 2}
+    monkeypatch.setattr(bench, "bench_model", bench_model)
+    args = bench.parse_args(["--models", "conv_ae", "--batch-sizes", "8,16,32", "--no-roofs",
+                             "--data", "random"])
+    text = bench.throughput(args)
+    assert measured == [8]
+    assert "| 8 |" in text and "| 16 |" not in text
+    assert text.rstrip().endswith("Cut short by an interrupt: the workloads after these rows "
+                                  "were not measured.")
+    assert "# interrupted after 1 row(s)" in capsys.readouterr().out
 
 
 def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):

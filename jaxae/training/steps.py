@@ -36,15 +36,23 @@ def _host_has_avx512() -> bool:
         return False
 
 
-# XLA options the training programs compile with (CPU options: other backends ignore them).
-# Without region analysis, XLA:CPU's copy insertion copies every weight matrix that a
-# backward matmul reads after the optimiser may have updated it in place (the dataflow
-# leaves their order open), a full read and write of the matrix per step; with it, the
-# order is proven and the copies go. On a CPU with AVX-512, XLA's own loops (the
-# elementwise fusions, Adam's updates) use its 512-bit vectors rather than its default 256.
-# Both keep every bit; BENCHMARKS.md's notes give the commands that timed them.
-COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True,
-                    **({"xla_cpu_prefer_vector_width": 512} if _host_has_avx512() else {})}
+# XLA options the training programs compile with on a CPU (other backends get none: an XLA
+# build may not know another backend's options). Without region analysis, XLA:CPU's copy
+# insertion copies every weight matrix that a backward matmul reads after the optimiser may
+# have updated it in place (the dataflow leaves their order open), a full read and write of
+# the matrix per step; with it, the order is proven and the copies go. On a CPU with
+# AVX-512, XLA's own loops (the elementwise fusions, Adam's updates) use its 512-bit vectors
+# rather than its default 256. Both keep every bit; BENCHMARKS.md's notes give the commands
+# that timed them.
+CPU_COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True,
+                        **({"xla_cpu_prefer_vector_width": 512} if _host_has_avx512() else {})}
+
+
+def compiler_options() -> dict:
+    """The XLA options for the default backend's training programs (CPU_COMPILER_OPTIONS on
+    a CPU, none elsewhere)."""
+    return dict(CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else {}
+
 Metrics = dict[str, jax.Array]
 CHUNK_END_METRICS = ("grad_norm",)  # a chunk computes these only at its last step
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd}
@@ -162,7 +170,7 @@ def make_train_step(model: nn.Module, task: Task, objective: Objective,
     {"image": uint8 [B, H, W, C], "label": int [B] (read by conditional models only)}. The
     state is donated, so it is updated in place."""
     return jax.jit(train_step_fn(model, task, objective, mesh), donate_argnums=0,
-                   compiler_options=COMPILER_OPTIONS)
+                   compiler_options=compiler_options())
 
 
 def make_train_chunk(model: nn.Module, task: Task, objective: Objective, *, batch_size: int,
@@ -197,7 +205,7 @@ def make_train_chunk(model: nn.Module, task: Task, objective: Objective, *, batc
         rows = jax.tree.map(lambda s: jnp.zeros((max_steps, *s.shape), s.dtype), shapes)
         return jax.lax.fori_loop(0, num_steps, body, (state, rows))
 
-    return jax.jit(train_chunk, donate_argnums=0, compiler_options=COMPILER_OPTIONS)
+    return jax.jit(train_chunk, donate_argnums=0, compiler_options=compiler_options())
 
 
 def _eval_example(task: Task, batch: dict, key: jax.Array

@@ -340,12 +340,16 @@ def _git(*args: str) -> str:
                           timeout=5, check=True).stdout.rstrip()
 
 
+COMMIT_VAR = "JAXAE_COMMIT"  # names the commit of a copy that has no .git (a GPU machine's)
+
+
 def head_commit() -> str:
-    """The commit the jaxae checkout is at; '' outside one."""
+    """The commit the jaxae checkout is at; outside one, $JAXAE_COMMIT (set by whoever copied
+    the commit's files there) or ''."""
     try:
         return _git("rev-parse", "HEAD")
     except (OSError, subprocess.SubprocessError):
-        return ""
+        return os.environ.get(COMMIT_VAR, "")
 
 
 def git_commit() -> str:
