@@ -81,3 +81,17 @@ def test_every_package_is_listed_for_installation():
     packages = {module_name(os.path.join(d, "__init__.py")) for d, _, names in os.walk(PACKAGE)
                 if "__init__.py" in names}
     assert listed == packages | {"jaxae.configs"}
+
+
+def test_a_clone_used_without_installing_has_its_configs_as_jaxae_configs():
+    """PYTHONPATH=. on a machine where jaxae is not installed (a GPU machine's copy): the
+    experiments' `jaxae.configs.<name>` is the clone's configs/<name>.py."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; sys.meta_path = [f for f in sys.meta_path if 'ditable' not in repr(f)]\n"
+            "from jaxae.experiments.common import load_config\n"
+            "import jaxae.configs\n"
+            "print(load_config('conv_ae_mnist').data.name, jaxae.configs.__file__)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": root})
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.split() == ["mnist", os.path.join(root, "configs", "__init__.py")]
