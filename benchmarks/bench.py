@@ -301,7 +301,9 @@ def step_cost(epoch: FirstEpoch, arrays: dict) -> roofline.Cost:
     as read by the gather of each batch), without the gradient norm the loop computes only
     at a chunk's last step. Counted in the step compiled for the host CPU: a GPU's compiled
     step hands matmuls and convolutions to cuBLAS/cuDNN calls, which XLA's cost analysis
-    counts as 0 FLOPs. The footprint is that of the step compiled for the device."""
+    counts as 0 FLOPs. The footprint is that of the step compiled for the device, and the
+    device program's own counts are kept beside the host's: its fusions differ from the
+    CPU's, so its bytes can be far fewer."""
     train_step = steps.train_step_fn(epoch.train_model, epoch.task, epoch.objective)
     step = jax.jit(lambda state, batch, key: train_step(state, batch, key, False))
     batch = batches.take_batch(arrays, epoch.order, 0, epoch.batch_size)
@@ -311,7 +313,8 @@ def step_cost(epoch: FirstEpoch, arrays: dict) -> roofline.Cost:
         return device_cost
     host = roofline.step_cost(step.lower(*jax.device_put(args, jax.devices("cpu")[0]))
                               .compile())
-    return dataclasses.replace(host, footprint=device_cost.footprint)
+    return dataclasses.replace(host, footprint=device_cost.footprint,
+                               device_flops=device_cost.flops, device_bytes=device_cost.bytes)
 
 
 _METERS: dict[tuple, roofline.RoofMeter] = {}
@@ -388,6 +391,8 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
            "chunk_img_per_s": [round(r) for r in rates], "compile_s": round(compile_s, 2),
            "flops_per_step": cost.flops, "bytes_per_step": cost.bytes,
            "footprint_bytes": cost.footprint, "intensity": cost.intensity,
+           "device_flops_per_step": cost.device_flops,
+           "device_bytes_per_step": cost.device_bytes,
            "achieved_gflops": cost.flops / step_s / 1e9,
            "achieved_gbytes_per_s": cost.bytes / step_s / 1e9,
            "peak_memory_bytes": peak_memory_bytes(jax.devices()[0])}
@@ -941,7 +946,8 @@ def throughput(args: argparse.Namespace) -> str:
     if args.plot and rows:
         roofline.plot([ours for ours, _ in rows], args.plot,
                       f"{device_title()}, {datetime.date.today().isoformat()}")
-        text += f"\n\nPlot: `{args.plot}` (fraction of the roof against FLOPs per step)."
+        text += (f"\n\nPlot: `{args.plot}` (achieved FLOP/s and fraction of the roof against "
+                 "FLOPs per step).")
         print(f"# wrote {args.plot}", flush=True)
     return text
 

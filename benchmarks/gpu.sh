@@ -17,7 +17,11 @@
 # runs; the steps' log (gpu.log), the report and the plots also go to $OUT where that is set.
 # BUDGET_S=N bounds the whole run to about N seconds: a step that would start with under a
 # minute left is skipped, and the one running at the end is interrupted (a throughput step
-# then reports the rows it measured). A copy without .git names its commit in $JAXAE_COMMIT.
+# then reports the rows it measured). ONLY="growth precision" runs only the steps named
+# (epoch, vae64, determinism, growth, precision): the five together outlast one 10-minute
+# command on an H200 (each step's start is logged; benchmarks/logs/ keeps such a log), so
+# split them where commands are capped. A copy whose .git is missing or older than its files
+# names its commit in $JAXAE_COMMIT.
 #
 # For a GPU machine that has JAX, Flax and Optax but no network: on a machine with one,
 # from the repository root, fetch what jaxae needs besides (both folders are git-ignored):
@@ -38,6 +42,13 @@ case "${1:-}" in
       exit 2 ;;
 esac
 cd "$(dirname "$0")/.."
+ONLY=${ONLY:-}
+for step in $ONLY; do
+  case $step in epoch|vae64|determinism|growth|precision) ;;
+    *) echo "gpu.sh: ONLY names no step $step: give some of epoch vae64 determinism growth" \
+            "precision" >&2; exit 2 ;;
+  esac
+done
 
 # Versions as in .venv (pyproject's pins); --no-deps: the image has the rest.
 WHEELS="ml-collections==1.1.0 tensorflow-datasets==4.9.10 array-record==0.8.6 dm-tree==0.1.10
@@ -118,6 +129,7 @@ FAILED=""
 BUDGET_S=${BUDGET_S:-}
 bench() {  # each step appends its run to the device's section
   local name=$1; shift
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   local limit=()
   if [ -n "$BUDGET_S" ] && [ "$PARSE_ONLY" != 1 ]; then
     local left=$((BUDGET_S - SECONDS))

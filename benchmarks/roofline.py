@@ -37,7 +37,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import math
+import sys
 import time
 
 import jax
@@ -61,6 +63,10 @@ class Cost:
     flops: float
     bytes: float  # bytes accessed: every fused op's operands and result
     footprint: int = 0  # bytes of the program's arguments, results and temporaries
+    # an accelerator's own compiled step, as its cost analysis counts it (the bench counts
+    # FLOPs and bytes in the host CPU's program, where they are None): recorded beside them
+    device_flops: float | None = None
+    device_bytes: float | None = None
 
     @property
     def intensity(self) -> float:
@@ -207,46 +213,64 @@ def chunk_fractions(cost: Cost, seconds_per_step: list[float], roofs: list[Roofs
 
 
 def plot(rows: list[dict], path: str, title: str) -> None:
-    """A PNG of each row's fraction of the roof against its FLOPs per step (log scale):
-    one marker and colour per series (a model, and its convolution implementation and
-    compute dtype where the rows differ in those), filled where the matmul peak binds and
-    hollow where the bandwidth does, each point labelled with its image shape, width and
-    batch."""
+    """A PNG of two panels against each row's FLOPs per step (log scale): the FLOP/s it
+    achieved (every row), and its fraction of the roof (the rows that have one: a row over
+    its roof has none, and the panel counts them). One marker and colour per series (a
+    model, and its convolution implementation and compute dtype where the rows differ in
+    those), filled where the matmul peak binds and hollow where the bandwidth does, each
+    point labelled with its image shape, width and batch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 5))
+    figure, (rate_axes, roof_axes) = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
     markers = itertools.cycle("osD^v<>p*hX")
     for index, (name, mine) in enumerate(_series(rows).items()):
         marker, color = next(markers), f"C{index % 10}"
+        rate_axes.scatter([r["flops_per_step"] for r in mine],
+                          [r["achieved_gflops"] for r in mine], marker=marker,
+                          facecolors="none", edgecolors=color, label=name)
         for bound, fill in (("compute", color), ("memory", "none")):
-            points = [r for r in mine if r["bound"] == bound]
+            points = [r for r in mine if r.get("bound") == bound and r.get("fraction_of_roof")]
             if points:
-                axes.scatter([r["flops_per_step"] for r in points],
-                             [100 * r["fraction_of_roof"] for r in points], marker=marker,
-                             facecolors=fill, edgecolors=color,
-                             label=f"{name} ({bound}-bound)")
+                roof_axes.scatter([r["flops_per_step"] for r in points],
+                                  [100 * r["fraction_of_roof"] for r in points], marker=marker,
+                                  facecolors=fill, edgecolors=color,
+                                  label=f"{name} ({bound}-bound)")
         for r in mine:
-            axes.annotate(workload_label(r), (r["flops_per_step"], 100 * r["fraction_of_roof"]),
-                          fontsize=6, xytext=(3, 3), textcoords="offset points", color=color)
-    axes.set_xscale("log")
-    axes.set_ylim(0, 105)
-    axes.set_xlabel("FLOPs per training step (XLA cost analysis)")
-    axes.set_ylabel("% of the roofline (min(peak, bandwidth x intensity))")
-    axes.set_title(title, fontsize=9)
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7)
+            rate_axes.annotate(workload_label(r), (r["flops_per_step"], r["achieved_gflops"]),
+                               fontsize=6, xytext=(3, 3), textcoords="offset points",
+                               color=color)
+            if r.get("fraction_of_roof"):
+                roof_axes.annotate(workload_label(r),
+                                   (r["flops_per_step"], 100 * r["fraction_of_roof"]),
+                                   fontsize=6, xytext=(3, 3), textcoords="offset points",
+                                   color=color)
+    missing = sum(not r.get("fraction_of_roof") for r in rows)
+    if missing:
+        roof_axes.text(0.02, 0.97, f"{missing} of {len(rows)} rows not drawn: no fraction "
+                       "(over the roof, so their bytes or a roof were mismeasured)",
+                       transform=roof_axes.transAxes, va="top", fontsize=7)
+    rate_axes.set_yscale("log")
+    rate_axes.set_ylabel("achieved GFLOP/s")
+    roof_axes.set_ylim(0, 105)
+    roof_axes.set_ylabel("% of the roofline (min(peak, bandwidth x intensity))")
+    for axes in (rate_axes, roof_axes):
+        axes.set_xscale("log")
+        axes.set_xlabel("FLOPs per training step (XLA cost analysis)")
+        axes.grid(True, which="both", alpha=0.3)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=7)
+    figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
 
 def _series(rows: list[dict]) -> dict[str, list[dict]]:
-    """The rows with a fraction of the roof, by series: the model, plus the convolution
-    implementation and the compute dtype where the rows hold more than one of them."""
-    rows = [r for r in rows if r.get("fraction_of_roof")]
+    """The rows by series: the model, plus the convolution implementation and the compute
+    dtype where the rows hold more than one of them."""
     varies = [field for field in ("conv", "compute_dtype")
               if len({r.get(field) for r in rows}) > 1]
     series: dict[str, list[dict]] = {}
@@ -256,13 +280,42 @@ def _series(rows: list[dict]) -> dict[str, list[dict]]:
     return series
 
 
+def rows_of_log(path: str, step: str | None = None) -> list[dict]:
+    """jaxae's rows among the JSON lines a throughput run printed (its log); in a log of
+    gpu.sh's, with `step`, only that step's (after its "== gpu.sh: <step>" line)."""
+    rows, inside = [], step is None
+    with open(path) as f:
+        for line in f:
+            if line.startswith("== gpu.sh: ") and step is not None:
+                inside = line.split()[2] == step
+            elif inside and line.startswith("{"):
+                row = json.loads(line)
+                if row.get("framework") == "jaxae" and "flops_per_step" in row:
+                    rows.append(row)
+    return rows
+
+
 def workload_label(row: dict) -> str:
     """'64x64x3 w2 b256': image size, channels, width multiplier and batch of a row."""
     height, width, channels = row["image_shape"]
     return f"{height}x{width}x{channels} w{row.get('width') or 1} b{row['batch']}"
 
 
+def main(argv: list[str] | None = None) -> None:
+    """python -m benchmarks.roofline LOG PNG TITLE [STEP]: draws `plot` of the rows a
+    throughput run printed (a log of several runs gives one plot of them all; STEP picks one
+    step of gpu.sh's gpu.log)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (3, 4):
+        raise SystemExit("usage: python -m benchmarks.roofline LOG PNG TITLE [STEP] (the "
+                         "bench itself: python -m benchmarks.bench --help)")
+    rows = rows_of_log(args[0], args[3] if len(args) == 4 else None)
+    if not rows:
+        raise SystemExit(f"{args[0]}: no throughput rows (JSON lines of jaxae) in it"
+                         + (f" under '== gpu.sh: {args[3]}'" if len(args) == 4 else ""))
+    plot(rows, args[1], args[2])
+    print(f"wrote {args[1]} ({len(rows)} rows)")
+
+
 if __name__ == "__main__":
-    raise SystemExit("this module is run by the bench: "
-                     "python -m benchmarks.bench --mode throughput "
-                     "(--help lists its options)")
+    main()

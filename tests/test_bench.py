@@ -52,6 +52,22 @@ def test_bench_model_reports_rates_flops_and_the_roofline(model):
     assert "| " + model + " | - | float32 | 28x28x1 | 1 | 32 |" in bench.table([(result, None)])
 
 
+def test_an_accelerator_s_own_step_counts_are_kept_beside_the_host_s(monkeypatch):
+    """Off the CPU, FLOPs and bytes come from the host's compiled step and the device's own
+    counts are recorded beside them (here the "device" is the CPU again: the same counts)."""
+    arrays = random_arrays(64, 2)
+    epoch = bench.first_epoch(bench.bench_config("dense_ae", 32), arrays)
+    on_cpu = bench.step_cost(epoch, arrays)
+    assert on_cpu.device_bytes is None and on_cpu.device_flops is None
+    cpu = jax.devices("cpu")
+    gpu_like = type("Device", (), {"platform": "gpu"})()
+    monkeypatch.setattr(bench.jax, "devices",
+                        lambda backend=None: cpu if backend == "cpu" else [gpu_like])
+    off_cpu = bench.step_cost(epoch, arrays)
+    assert (off_cpu.flops, off_cpu.bytes) == (on_cpu.flops, on_cpu.bytes)
+    assert (off_cpu.device_flops, off_cpu.device_bytes) == (on_cpu.flops, on_cpu.bytes)
+
+
 def test_bench_model_times_whole_epochs_when_asked():
     arrays = random_arrays(200, 1)
     result = bench.bench_model("dense_ae", batch_size=32, steps_per_chunk=None, chunks=1,
@@ -267,6 +283,7 @@ def test_a_section_names_the_commit_it_measured(monkeypatch, commit, files, said
 
 def test_uncommitted_files_reads_git_status(monkeypatch):
     """Changed, new and renamed paths from `git status --porcelain`; none outside git."""
+    monkeypatch.delenv(workdir.COMMIT_VAR, raising=False)
     status = " M BENCHMARKS.md\n?? benchmarks/new.py\nR  old.py -> renamed.py"
     monkeypatch.setattr(workdir, "_git", lambda *args: "abc123" if "rev-parse" in args else status)
     assert workdir.uncommitted_files() == ["BENCHMARKS.md", "benchmarks/new.py", "renamed.py"]
@@ -277,10 +294,11 @@ def test_uncommitted_files_reads_git_status(monkeypatch):
     def no_git(*args):
         raise FileNotFoundError("git")
     monkeypatch.setattr(workdir, "_git", no_git)
-    monkeypatch.delenv(workdir.COMMIT_VAR, raising=False)
     assert workdir.uncommitted_files() == [] and workdir.git_commit() == ""
     monkeypatch.setenv(workdir.COMMIT_VAR, "def456")  # a copy without .git names its commit
     assert workdir.head_commit() == "def456" and workdir.git_commit() == "def456"
+    monkeypatch.setattr(workdir, "_git", lambda *args: "abc123" if "rev-parse" in args else status)
+    assert workdir.head_commit() == "def456" and workdir.uncommitted_files() == []  # stale .git
 
 
 def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch, capsys):

@@ -1,6 +1,8 @@
 """The roofline's arithmetic, on fake costs and timings (nothing here is timed): the lower
 roof binds, and a fraction above 100% is refused and flagged rather than reported."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -83,8 +85,8 @@ def test_step_cost_counts_a_matmul_and_its_traffic():
 
 def test_the_plot_is_written(tmp_path):
     rows = [{"model": "conv_ae", "flops_per_step": 1e9 * k, "fraction_of_roof": 0.1 * k,
-             "bound": "memory" if k < 3 else "compute", "image_shape": [32, 32, 3],
-             "width": 1, "batch": 128} for k in range(1, 5)]
+             "achieved_gflops": 10.0 * k, "bound": "memory" if k < 3 else "compute",
+             "image_shape": [32, 32, 3], "width": 1, "batch": 128} for k in range(1, 5)]
     path = tmp_path / "roof.png"
     roofline.plot(rows, str(path), "test")
     assert path.read_bytes()[:4] == b"\x89PNG"
@@ -97,6 +99,31 @@ def test_the_plot_tells_apart_rows_that_differ_in_convolution_or_dtype():
     series = roofline._series(rows)
     assert list(series) == ["conv_ae patches", "conv_ae xla", "conv_vae patches",
                             "conv_vae xla"]
-    assert all(len(members) == 1 for members in series.values())
+    assert [len(members) for members in series.values()] == [1, 2, 1, 1]  # its rate is drawn
     one_conv = [dict(r, conv="patches") for r in rows[:2]]
     assert list(roofline._series(one_conv)) == ["conv_ae"]
+
+
+def test_the_plot_draws_every_row_s_rate_and_counts_the_rows_over_their_roof(tmp_path):
+    """A run whose rows all came out over the roof still gets a picture (their FLOP/s), and
+    `python -m benchmarks.roofline` redraws it from the run's printed JSON lines."""
+    row = {"model": "conv_ae", "framework": "jaxae", "conv": "patches",
+           "compute_dtype": "bfloat16", "image_shape": [32, 32, 3], "width": 1,
+           "batch": 1024, "flops_per_step": 1.2e10, "achieved_gflops": 8000.0,
+           "bound": "memory", "fraction_of_roof": None}
+    log = tmp_path / "gpu.log"
+    log.write_text("# a header\n" + json.dumps(row) + "\n"
+                   + json.dumps({**row, "batch": 2048, "fraction_of_roof": 0.5}) + "\n"
+                   + json.dumps({"framework": "peer", "img_per_s": 1.0}) + "\n")
+    rows = roofline.rows_of_log(str(log))
+    assert [r["batch"] for r in rows] == [1024, 2048]
+    steps = tmp_path / "steps.log"
+    steps.write_text("== gpu.sh: epoch (at 10 s)\n" + json.dumps(row) + "\n== gpu.sh: growth"
+                     " (at 90 s)\n" + json.dumps({**row, "batch": 4096}) + "\n")
+    assert [r["batch"] for r in roofline.rows_of_log(str(steps), "growth")] == [4096]
+    roofline.main([str(log), str(tmp_path / "roof.png"), "a title"])
+    assert (tmp_path / "roof.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="no throughput rows"):
+        empty = tmp_path / "empty.log"
+        empty.write_text("# nothing\n")
+        roofline.main([str(empty), str(tmp_path / "x.png"), "t"])
