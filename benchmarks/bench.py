@@ -16,7 +16,7 @@ throughput (default)
     batch size and threads, and the ratio is printed.
     --image-sizes, --channels and --widths grow the workloads (random pixels at sizes other
     than Fashion-MNIST's 28x28x1; --widths multiplies the conv models' features); --plot
-    FILE.png draws the fraction of the roof against FLOPs per step.
+    FILE.png draws the achieved FLOP/s and the fraction of the roof against FLOPs per step.
 quality
     Time to quality against the peer (`benchmarks.parity`): seconds from the start to the
     peer's final test figure (conv AE BCE after 5 epochs, VAE ELBO after 10), data loading,
@@ -47,6 +47,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,16 @@ from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training import steps
 from jaxae.training.workdir import head_commit, uncommitted_files
+
+# Names the commit whose files a copy holds, where its .git is missing or older than its
+# files (a GPU machine's copy): set, the reports name it and do not ask that copy's git.
+COMMIT_VAR = "JAXAE_COMMIT"
+INTERRUPTED = False  # set when a throughput run is interrupted: it then exits 130
+
+
+def measured_commit() -> str:
+    """The commit a report names: $JAXAE_COMMIT where set, else the checkout's HEAD."""
+    return os.environ.get(COMMIT_VAR) or head_commit()
 
 MODES = ("throughput", "quality", "precision", "determinism", "matmuls")
 MODE_FLAGS = {  # the options each mode reads, besides --mode, --models, --write and --append
@@ -224,9 +235,14 @@ class BenchData:
                     data = load_dataset("fashion_mnist", tfds_dir=self.tfds_dir)
                     self._cache["fashion"] = jax.device_put(
                         {"image": data.train_images, "label": data.train_labels})
-                except Exception:  # noqa: BLE001 - "auto" falls back to random pixels
+                except Exception as error:  # noqa: BLE001 - "auto" falls back to random pixels
                     if self.source != "auto":
-                        raise
+                        said = str(error).splitlines()[0] if str(error) else type(error).__name__
+                        raise BenchRefused(
+                            "Fashion-MNIST does not load ("
+                            + said.replace("--config.data.tfds_dir", "--tfds-dir")
+                            + "): give --tfds-dir, or $JAXAE_FASHION_MNIST_DIR (its IDX "
+                            "files), or --data random") from error
                     self._cache["fashion"] = None
             if self._cache["fashion"] is not None:
                 return self._cache["fashion"], "Fashion-MNIST"
@@ -475,8 +491,11 @@ def usable_cpus() -> int:
 
 
 def header() -> str:
-    device = jax.devices()[0]
-    return (f"{device.device_kind} x {jax.device_count()} ({device.platform}; host "
+    """The machine line of a report: every mode times its programs on the first device, so
+    a machine of several names the one used out of how many."""
+    device, count = jax.devices()[0], jax.device_count()
+    used = "x 1" if count == 1 else f"(1 of {count} devices used)"
+    return (f"{device.device_kind} {used} ({device.platform}; host "
             f"{host_cpu()}, {platform.machine()}, {usable_cpus()} CPU threads), "
             f"jax {jax.__version__}, {datetime.date.today().isoformat()}")
 
@@ -494,10 +513,11 @@ def code_version(commit: str | None = None) -> str:
     HEAD), naming up to three uncommitted files (a report appended to BENCHMARKS.md before
     it is committed is no change to the code measured), so a section measured before a
     change says so; "" outside a git checkout."""
-    commit = head_commit() if commit is None else commit
+    commit = measured_commit() if commit is None else commit
     if not commit:
         return ""
-    files = uncommitted_files()  # one `git status` for both the mark and the names
+    # one `git status` for both the mark and the names; none where $JAXAE_COMMIT vouches
+    files = [] if os.environ.get(COMMIT_VAR) else uncommitted_files()
     named = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     dirty = f" with uncommitted changes to {named}" if files else ""
     return f" Code: jaxae commit {commit[:12]}{dirty}."
@@ -534,8 +554,10 @@ def write_section(path: str, section: str, append: bool = False) -> None:
                     else s for s in sections]
     else:
         sections = [s for s in sections if s.splitlines()[0] != heading] + [section]
-    with open(path, "w") as f:
+    partial = f"{path}.partial"  # written whole, then renamed: a killed run keeps the old file
+    with open(partial, "w") as f:
         f.write((preamble + "\n" if preamble.strip() else "") + "\n".join(sections))
+    os.replace(partial, path)
 
 
 def _fraction_text(row: dict) -> str:
@@ -685,7 +707,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "with --peer-python")
     parser.add_argument("--tfds-dir", default=None)
     parser.add_argument("--plot", default=None, metavar="FILE.png",
-                        help="throughput: plot the fraction of the roof against FLOPs/step")
+                        help="throughput: plot the achieved FLOP/s and the fraction of the "
+                             "roof against FLOPs/step")
     parser.add_argument("--write", default=None, help="write the markdown report into this "
                                                       "device's section of this file")
     parser.add_argument("--append", default=None,
@@ -753,6 +776,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             except ValueError as error:
                 parser.error(f"--mode quality: {error}")
         check_peer_args(parser, args, required=True)  # it races the peer
+    if "throughput" in modes:
+        check_shapes_fit(parser, args)
     check_output_paths(parser, args)
     check_flags_read(parser, args, modes)
     if args.peer_python:
@@ -774,6 +799,27 @@ def check_epoch_fits(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.error(f"--steps-per-chunk {steps} is more than the {EPOCH_IMAGES // largest} "
                      f"steps of an epoch at batch {largest}: give at most "
                      f"{EPOCH_IMAGES // largest}, or 'epoch'")
+
+
+def check_shapes_fit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every model takes every --image-sizes x --channels x --widths it is asked for (its
+    config and module built, nothing traced), before any data is loaded or compiled."""
+    models = (args.models or ",".join(WORKLOADS)).split(",")
+    widths = [int(w) for w in args.widths.split(",")]
+    for model in models:
+        if model not in WORKLOADS:
+            continue  # named by --models' own check
+        for size in map(int, args.image_sizes.split(",")):
+            for channels in map(int, args.channels.split(",")):
+                for width in widths if WORKLOADS[model].uses_conv else [1]:
+                    shape = (size, size, channels)
+                    try:
+                        config = bench_config(model, 128, width=width)
+                        build.check_task(config_lib.make_task(config), shape)
+                        build.make_model(config, shape, 10)
+                    except config_lib.ConfigError as error:
+                        parser.error(f"{model} at {size}x{size}x{channels}, width {width}: "
+                                     f"{error}: drop that size from --image-sizes")
 
 
 def _option(dest: str) -> str:
@@ -929,9 +975,13 @@ def throughput(args: argparse.Namespace) -> str:
         measure()
     except KeyboardInterrupt:  # e.g. `timeout --signal=INT` at a time budget (gpu.sh)
         cut_short = True
+        global INTERRUPTED
+        INTERRUPTED = True
         print(f"# interrupted after {len(rows)} row(s): those are reported", flush=True)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # measured: a late interrupt loses no report
     if not rows:
-        raise BenchRefused("no workload was measured (the lines above say why each was "
+        raise BenchRefused("interrupted before the first row; nothing is written" if cut_short
+                           else "no workload was measured (the lines above say why each was "
                            "skipped); nothing is written")
     report = table(rows)
     if cut_short:
@@ -983,8 +1033,8 @@ def background_load(count: int, pin: bool = False):
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print(f"# {header()}", flush=True)
-    measured_commit = head_commit()  # at the start: files edited during the run do not count
-    measured_code = code_version(measured_commit)
+    commit = measured_commit()  # at the start: files edited during the run do not count
+    measured_code = code_version(commit)
     parts = []
     for mode in args.mode.split(","):
         if mode == "throughput":
@@ -1008,17 +1058,23 @@ def main(argv: list[str] | None = None) -> None:
             parts.append(("A step's matmuls and the rest", matmul_floor.run(args)))
     path = args.write or args.append
     if path:
-        write_section(path, report_section(parts, measured_code, command_line(args),
-                                           measured_commit), append=bool(args.append))
+        write_section(path, report_section(parts, measured_code, command_line(args), commit),
+                      append=bool(args.append))
 
 
 def main_or_refuse(argv: list[str] | None = None) -> None:
-    """`main`, with a BenchRefused as one error line and exit status 2."""
+    """`main`, with a BenchRefused as one error line and exit status 2; a run interrupted
+    mid-measurement exits 130 as soon as its report is written (an interpreter shutting
+    down after XLA was interrupted mid-call can crash)."""
     try:
         main(argv)
     except BenchRefused as error:
         print(f"python -m benchmarks.bench: error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
+    if INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 def report_section(parts: list[tuple[str, str]], measured_code: str, command: str,

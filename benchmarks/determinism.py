@@ -117,6 +117,12 @@ def run(args: argparse.Namespace) -> str:
     report = table(rows, on_cpu)
     print("\n" + report, flush=True)
     note = " (a CPU: the flag changes nothing; a dry run)" if on_cpu else ""
+    trained = {r["default"][0]["steps"] for r in rows}
+    if trained != {args.steps}:  # a run trains within one epoch (`child`)
+        capped = (f" --steps {args.steps} is more than an epoch at batch {batch_size}: each "
+                  f"run trained one epoch ({', '.join(map(str, sorted(trained)))} steps).")
+        print(f"#{capped}", flush=True)
+        note += ";" + capped[:-1]
     return (f"Batch {batch_size}, {dtype}, seed 0, each run a fresh process{note}; SHA-256 "
             "of the parameters after the steps, first 16 hex digits.\n\n" + report)
 

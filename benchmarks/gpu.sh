@@ -5,7 +5,7 @@
 #      both convolution implementations, TF32 (the goal: an epoch under 50 ms);
 #   2. the 64x64x3 conv VAE in bfloat16 at batch sizes 1024 to 8192, its fraction of the
 #      bfloat16 matmul peak and of the roofline (the goal: >= 40% of the peak at its best
-#      batch), with the plot of the fraction against FLOPs per step;
+#      batch), with the plot of its FLOP/s and fraction against FLOPs per step;
 #   3. a seeded run repeated bit for bit in fresh processes, with and without XLA's
 #      --xla_gpu_deterministic_ops=true, and the step time it costs (conv AE, VAE);
 #   4. the conv AE and conv VAE grown from 32x32 to 128x128 pixels, 3 channels, widths 1 and
@@ -15,13 +15,16 @@
 # Each step appends its run to the section as it ends (headed by what it measured, the date
 # and the commit), so a run cut short keeps what it measured and a rerun adds to the earlier
 # runs; the steps' log (gpu.log), the report and the plots also go to $OUT where that is set.
+# The plots are named by the date (benchmarks/gpu_<date>_*.png), so a later run keeps them.
 # BUDGET_S=N bounds the whole run to about N seconds: a step that would start with under a
 # minute left is skipped, and the one running at the end is interrupted (a throughput step
-# then reports the rows it measured). ONLY="growth precision" runs only the steps named
-# (epoch, vae64, determinism, growth, precision): the five together outlast one 10-minute
-# command on an H200 (each step's start is logged; benchmarks/logs/ keeps such a log), so
-# split them where commands are capped. A copy whose .git is missing or older than its files
-# names its commit in $JAXAE_COMMIT.
+# then reports the rows it measured); skipped and cut steps are named at the end, exit 1.
+# Leave a minute below any hard limit: an interrupted step may take 30 s more to stop.
+# ONLY="growth precision" runs only the steps named (epoch, vae64, determinism, growth,
+# precision): on one H200 the five took over ten minutes with their compiles (each step's
+# start is in its log; benchmarks/logs/ keeps one), so a time-limited session can split
+# them into two runs. A copy whose .git is missing or older than its files names its commit
+# in $JAXAE_COMMIT.
 #
 # For a GPU machine that has JAX, Flax and Optax but no network: on a machine with one,
 # from the repository root, fetch what jaxae needs besides (both folders are git-ignored):
@@ -42,19 +45,27 @@ case "${1:-}" in
       exit 2 ;;
 esac
 cd "$(dirname "$0")/.."
-ONLY=${ONLY:-}
-for step in $ONLY; do
+read -ra ONLY_STEPS <<< "${ONLY:-}"  # split on blanks, no file-name expansion
+for step in ${ONLY_STEPS[@]+"${ONLY_STEPS[@]}"}; do
   case $step in epoch|vae64|determinism|growth|precision) ;;
     *) echo "gpu.sh: ONLY names no step $step: give some of epoch vae64 determinism growth" \
             "precision" >&2; exit 2 ;;
   esac
 done
+BUDGET_S=${BUDGET_S:-}
+if [ -n "$BUDGET_S" ] && ! [[ $BUDGET_S =~ ^[0-9]+$ ]]; then
+  echo "gpu.sh: BUDGET_S=$BUDGET_S is not whole seconds: give e.g. BUDGET_S=540" >&2; exit 2
+fi
+wanted() {  # whether ONLY (if set) names this step
+  [ ${#ONLY_STEPS[@]} -eq 0 ] || [[ " ${ONLY_STEPS[*]} " == *" $1 "* ]]
+}
 
 # Versions as in .venv (pyproject's pins); --no-deps: the image has the rest.
 WHEELS="ml-collections==1.1.0 tensorflow-datasets==4.9.10 array-record==0.8.6 dm-tree==0.1.10
   docstring-parser==0.18.0 googleapis-common-protos==1.76.0 immutabledict==4.3.1
   importlib-resources==7.1.0 promise==2.3 simple-parsing==0.1.9 tensorflow-metadata==1.21.0
   termcolor==3.3.0 toml==0.10.2 protobuf==7.36.2"
+SOURCE_ONLY="promise==2.3"  # published as a source release alone: built into a wheel here
 
 if [ "${1:-}" = "--prepare" ]; then
   mkdir -p .whl data/fashion-mnist
@@ -62,8 +73,10 @@ if [ "${1:-}" = "--prepare" ]; then
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
-      -d .whl "$wheel" 2>/dev/null \
-      || python3 -m pip wheel -q --no-deps -w .whl "$wheel"  # promise: a source release only
+      -d .whl "$wheel"
+  done
+  for package in $SOURCE_ONLY; do  # pure Python: a wheel built here installs there
+    python3 -m pip wheel -q --no-deps -w .whl "$package"
   done
   source=$(dpkg -L dataset-fashion-mnist 2>/dev/null | grep train-images | xargs -r dirname)
   if [ -n "$source" ]; then
@@ -103,13 +116,14 @@ sys.exit(d.platform != "gpu")' || {
     echo "gpu.sh: JAX sees no GPU here (DRY_RUN=1 checks the script on a CPU)" >&2; exit 1; }
 fi
 LOG=${OUT_DIR:-/tmp}/gpu.log
-: > "$LOG"
+if [ "$PARSE_ONLY" = 1 ]; then LOG=/dev/null; fi  # a check of options writes no log
+[ "$LOG" = /dev/null ] || : > "$LOG"
 if [ "$PARSE_ONLY" = 1 ] || "$PY" -c \
     'from jaxae.data import load_dataset; load_dataset("fashion_mnist")' >>"$LOG" 2>&1; then
   HAVE_DATA=1
 else
   HAVE_DATA=0
-  tail -3 "$LOG" >&2
+  [ "$LOG" = /dev/null ] || tail -3 "$LOG" >&2
   echo "gpu.sh: Fashion-MNIST does not load here (above): random pixels for the speed" \
        "steps, no precision matrix (bash benchmarks/gpu.sh --prepare, then carry data/)" >&2
 fi
@@ -126,10 +140,9 @@ else
 fi
 [ -e "$REPORT" ] || : > "$REPORT"  # the steps append to it (bench refuses a missing file)
 FAILED=""
-BUDGET_S=${BUDGET_S:-}
 bench() {  # each step appends its run to the device's section
   local name=$1; shift
-  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
+  wanted "$name" || return 0
   local limit=()
   if [ -n "$BUDGET_S" ] && [ "$PARSE_ONLY" != 1 ]; then
     local left=$((BUDGET_S - SECONDS))
@@ -138,7 +151,9 @@ bench() {  # each step appends its run to the device's section
       FAILED="$FAILED $name(skipped)"
       return 0
     fi
-    limit=(timeout --preserve-status --signal=INT --kill-after=30 "$left")
+    # --foreground: the step stays in this script's process group, so an interrupt of the
+    # script reaches it too
+    limit=(timeout --foreground --preserve-status --signal=INT --kill-after=30 "$left")
   fi
   echo "== gpu.sh: $name (at ${SECONDS} s)" | tee -a "$LOG" >&2
   if [ "$PARSE_ONLY" = 1 ]; then  # the options alone, checked as on a GPU
@@ -147,17 +162,28 @@ from benchmarks import bench; bench.parse_args(sys.argv[1:])' "$@" --append "$RE
       || FAILED="$FAILED $name"
     return 0
   fi
-  if ! "${limit[@]}" "$PY" -m benchmarks.bench "$@" --append "$REPORT" 2>&1 | tee -a "$LOG"
-  then
+  local started=$SECONDS status=0
+  ${limit[@]+"${limit[@]}"} "$PY" -m benchmarks.bench "$@" --append "$REPORT" 2>&1 \
+    | tee -a "$LOG" || status=${PIPESTATUS[0]}
+  if [ "$status" = 130 ]; then  # interrupted: the bench reported the rows it measured
+    FAILED="$FAILED $name(cut short)"
+  elif [ "$status" != 0 ]; then
     echo "gpu.sh: step $name failed (its output is in $LOG); going on" | tee -a "$LOG" >&2
     FAILED="$FAILED $name"
   fi
-  if [ -n "$OUT_DIR" ]; then
-    for file in "$REPORT" "$PLOT" "$GROW_PLOT"; do [ ! -f "$file" ] || cp "$file" "$OUT_DIR/"; done
+  if [ -n "$OUT_DIR" ]; then  # the report, and a plot this step wrote
+    cp "$REPORT" "$OUT_DIR/"
+    for file in "$PLOT" "$GROW_PLOT"; do
+      if [ -f "$file" ] && [ "$(stat -c %Y "$file")" -ge "$((EPOCH_START + started))" ]; then
+        cp "$file" "$OUT_DIR/"
+      fi
+    done
   fi
 }
-PLOT=benchmarks/gpu_conv_vae_64x64x3_roofline.png  # the report names them: keep them beside it
-GROW_PLOT=benchmarks/gpu_conv_growth_roofline.png
+EPOCH_START=$(( $(date +%s) - SECONDS ))  # the script's start, for the plots' ages
+TODAY=$(date +%F)
+PLOT=benchmarks/gpu_${TODAY}_conv_vae_64x64x3_roofline.png  # the report names them: keep
+GROW_PLOT=benchmarks/gpu_${TODAY}_conv_growth_roofline.png  # them beside it
 if [ "$DRY_RUN" = 1 ]; then
   PLOT=/tmp/jaxae_gpu_dry_vae.png; GROW_PLOT=/tmp/jaxae_gpu_dry_grow.png
 fi
@@ -171,13 +197,16 @@ bench determinism --mode determinism --models conv_ae,vae --steps "$STEPS" --dat
 bench growth --models conv_ae,conv_vae --image-sizes "$GROW_SIZES" --channels 3 \
   --widths "$GROW_WIDTHS" --batch-sizes "$GROW_BATCH" --steps-per-chunk "$CHUNK" \
   --chunks "$CHUNKS" --compute-dtype bfloat16 --data random --plot "$GROW_PLOT" $PEAK
+if [ "$HAVE_DATA" = 0 ] && wanted precision; then
+  FAILED="$FAILED precision(no Fashion-MNIST)"
+fi
 if [ "$HAVE_DATA" = 1 ]; then
   bench precision --mode precision --models conv_ae,vae --compute-dtype float32,tf32,bfloat16 \
     --steps-per-chunk "$CHUNK" --chunks "$CHUNKS" $EPOCHS $PEAK
 fi
 if [ -n "$FAILED" ]; then
-  echo "gpu.sh: these steps failed or were skipped:$FAILED (their output is in $LOG); the" \
-       "report of the others is in $REPORT" >&2
+  echo "gpu.sh: these steps failed, were skipped or were cut short:$FAILED (the output is" \
+       "in $LOG); the report of the others is in $REPORT" >&2
   exit 1
 fi
 echo "gpu.sh: done; the report is in $REPORT" >&2

@@ -139,7 +139,7 @@ def step_matmuls(epoch: bench.FirstEpoch, arrays: dict) -> collections.Counter[D
     matmul library instead, at the same shapes."""
     train_step = steps.train_step_fn(epoch.train_model, epoch.task, epoch.objective)
     step = jax.jit(lambda state, batch, key: train_step(state, batch, key, False),
-                   compiler_options=steps.compiler_options())
+                   compiler_options=steps.compiler_options("cpu"))
     batch = batches.take_batch(arrays, epoch.order, 0, epoch.batch_size)
     args = jax.device_put((epoch.state, batch, epoch.keys.train), jax.devices("cpu")[0])
     compiled = step.lower(*args).compile()
@@ -167,7 +167,7 @@ def _xla_loop(dot: Dot, calls: int, with_product: bool):
 
         return lax.fori_loop(0, calls, body, (jnp.zeros((), lhs.dtype), lhs, rhs))[0]
 
-    return jax.jit(run, compiler_options=steps.compiler_options())
+    return jax.jit(run, compiler_options=steps.compiler_options("cpu"))
 
 
 def xla_us(dot: Dot) -> float:

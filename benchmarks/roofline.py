@@ -29,7 +29,8 @@ A fraction above 100% means a roof or a timing was mismeasured, never that the s
 the machine: `fraction_of_roof` raises `RoofExceeded` rather than report one
 (`tests/test_roofline.py`). `python -m benchmarks.bench` reports all of it per model;
 `--image-sizes`, `--channels` and `--widths` grow the conv workloads along it, and `plot`
-draws the fraction of the roof against FLOPs per step.
+draws the achieved FLOP/s and the fraction of the roof against FLOPs per step;
+`python -m benchmarks.roofline LOG PNG TITLE [STEP]` draws it again from a run's log.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import functools
 import itertools
 import json
 import math
+import os
 import sys
 import time
 
@@ -63,8 +65,8 @@ class Cost:
     flops: float
     bytes: float  # bytes accessed: every fused op's operands and result
     footprint: int = 0  # bytes of the program's arguments, results and temporaries
-    # an accelerator's own compiled step, as its cost analysis counts it (the bench counts
-    # FLOPs and bytes in the host CPU's program, where they are None): recorded beside them
+    # off the CPU, the accelerator's own compiled step as its cost analysis counts it, kept
+    # beside the host program's counts above (None when the device is the CPU)
     device_flops: float | None = None
     device_bytes: float | None = None
 
@@ -212,10 +214,11 @@ def chunk_fractions(cost: Cost, seconds_per_step: list[float], roofs: list[Roofs
     return fractions, errors
 
 
-def plot(rows: list[dict], path: str, title: str) -> None:
+def plot(rows: list[dict], path: str, title: str) -> int:
     """A PNG of two panels against each row's FLOPs per step (log scale): the FLOP/s it
-    achieved (every row), and its fraction of the roof (the rows that have one: a row over
-    its roof has none, and the panel counts them). One marker and colour per series (a
+    achieved (every row), and its fraction of the roof (the rows that have one: the panel
+    counts those measured over their roof, which have none); returns how many rows the
+    second panel draws. One marker and colour per series (a
     model, and its convolution implementation and compute dtype where the rows differ in
     those), filled where the matmul peak binds and hollow where the bandwidth does, each
     point labelled with its image shape, width and batch."""
@@ -247,10 +250,10 @@ def plot(rows: list[dict], path: str, title: str) -> None:
                                    (r["flops_per_step"], 100 * r["fraction_of_roof"]),
                                    fontsize=6, xytext=(3, 3), textcoords="offset points",
                                    color=color)
-    missing = sum(not r.get("fraction_of_roof") for r in rows)
-    if missing:
-        roof_axes.text(0.02, 0.97, f"{missing} of {len(rows)} rows not drawn: no fraction "
-                       "(over the roof, so their bytes or a roof were mismeasured)",
+    over = sum(bool(r.get("roof_errors")) and not r.get("fraction_of_roof") for r in rows)
+    if over:
+        roof_axes.text(0.02, 0.97, f"{over} of {len(rows)} rows not drawn: over their roof, "
+                       "so their bytes or a roof were mismeasured",
                        transform=roof_axes.transAxes, va="top", fontsize=7)
     rate_axes.set_yscale("log")
     rate_axes.set_ylabel("achieved GFLOP/s")
@@ -266,6 +269,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+    return sum(bool(r.get("fraction_of_roof")) for r in rows)
 
 
 def _series(rows: list[dict]) -> dict[str, list[dict]]:
@@ -287,9 +291,12 @@ def rows_of_log(path: str, step: str | None = None) -> list[dict]:
     with open(path) as f:
         for line in f:
             if line.startswith("== gpu.sh: ") and step is not None:
-                inside = line.split()[2] == step
+                inside = line.split()[2:3] == [step]
             elif inside and line.startswith("{"):
-                row = json.loads(line)
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut off when the run was killed
+                    continue
                 if row.get("framework") == "jaxae" and "flops_per_step" in row:
                     rows.append(row)
     return rows
@@ -309,12 +316,14 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) not in (3, 4):
         raise SystemExit("usage: python -m benchmarks.roofline LOG PNG TITLE [STEP] (the "
                          "bench itself: python -m benchmarks.bench --help)")
+    if not os.path.isfile(args[0]):
+        raise SystemExit(f"{args[0]}: no such log: give the log a throughput run printed")
     rows = rows_of_log(args[0], args[3] if len(args) == 4 else None)
     if not rows:
         raise SystemExit(f"{args[0]}: no throughput rows (JSON lines of jaxae) in it"
                          + (f" under '== gpu.sh: {args[3]}'" if len(args) == 4 else ""))
-    plot(rows, args[1], args[2])
-    print(f"wrote {args[1]} ({len(rows)} rows)")
+    drawn = plot(rows, args[1], args[2])
+    print(f"wrote {args[1]} ({len(rows)} rows, {drawn} with a fraction of the roof)")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
 """jaxae: autoencoders in pure JAX, Flax (Linen), Optax and Orbax."""
 
-import importlib.util
-import os
-import sys
-
 __version__ = "0.2.0"
 
 
 def _configs_of_a_clone() -> None:
     """An installed jaxae maps the repository's configs/ folder to `jaxae.configs`; a clone
     used without installing (PYTHONPATH=.) gets the same module from that folder."""
+    import importlib.util  # noqa: PLC0415 (kept out of the package's namespace)
+    import os  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
     folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "configs")
     init = os.path.join(folder, "__init__.py")

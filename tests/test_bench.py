@@ -53,19 +53,20 @@ def test_bench_model_reports_rates_flops_and_the_roofline(model):
 
 
 def test_an_accelerator_s_own_step_counts_are_kept_beside_the_host_s(monkeypatch):
-    """Off the CPU, FLOPs and bytes come from the host's compiled step and the device's own
-    counts are recorded beside them (here the "device" is the CPU again: the same counts)."""
+    """Off the CPU, FLOPs and bytes come from the host's compiled step (a GPU's library calls
+    count 0 FLOPs), the footprint and the device's own counts from the device's step."""
     arrays = random_arrays(64, 2)
     epoch = bench.first_epoch(bench.bench_config("dense_ae", 32), arrays)
     on_cpu = bench.step_cost(epoch, arrays)
-    assert on_cpu.device_bytes is None and on_cpu.device_flops is None
+    assert on_cpu.flops > 0 and on_cpu.device_bytes is None and on_cpu.device_flops is None
+    counted = iter([bench.roofline.Cost(1.0, 2.0, 3), bench.roofline.Cost(4.0, 5.0, 6)])
+    monkeypatch.setattr(bench.roofline, "step_cost", lambda compiled: next(counted))
     cpu = jax.devices("cpu")
     gpu_like = type("Device", (), {"platform": "gpu"})()
     monkeypatch.setattr(bench.jax, "devices",
                         lambda backend=None: cpu if backend == "cpu" else [gpu_like])
-    off_cpu = bench.step_cost(epoch, arrays)
-    assert (off_cpu.flops, off_cpu.bytes) == (on_cpu.flops, on_cpu.bytes)
-    assert (off_cpu.device_flops, off_cpu.device_bytes) == (on_cpu.flops, on_cpu.bytes)
+    assert bench.step_cost(epoch, arrays) == bench.roofline.Cost(
+        4.0, 5.0, 3, device_flops=1.0, device_bytes=2.0)
 
 
 def test_bench_model_times_whole_epochs_when_asked():
@@ -151,6 +152,8 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     (["--models", ""], "--models needs a comma-separated list"),
     (["--background-pin"], "--background-pin pins the --background-load processes"),
     (["--compute-dtype", "tf32"], "--compute-dtype tf32: a CPU has no TensorFloat-32"),
+    (["--models", "dense_ae,conv_ae", "--image-sizes", "28,33"],
+     "conv_ae at 33x33x1, width 1: config.model (conv_ae): conv_ae cannot decode"),
 ])
 def test_bad_options_are_one_line_refusals_before_any_work(capsys, monkeypatch, argv, said):
     monkeypatch.setattr(bench.jax, "default_backend", lambda: "cpu")  # tf32 is refused there
@@ -276,6 +279,7 @@ def test_write_and_append_keep_the_text_above_the_sections(tmp_path, start):
      " Code: jaxae commit 0123456789ab with uncommitted changes to a.py, b.py, c.py and 2 more."),
     ("", [], "")])
 def test_a_section_names_the_commit_it_measured(monkeypatch, commit, files, said):
+    monkeypatch.delenv(bench.COMMIT_VAR, raising=False)
     monkeypatch.setattr(bench, "head_commit", lambda: commit)
     monkeypatch.setattr(bench, "uncommitted_files", lambda: files)
     assert bench.code_version() == said
@@ -283,7 +287,6 @@ def test_a_section_names_the_commit_it_measured(monkeypatch, commit, files, said
 
 def test_uncommitted_files_reads_git_status(monkeypatch):
     """Changed, new and renamed paths from `git status --porcelain`; none outside git."""
-    monkeypatch.delenv(workdir.COMMIT_VAR, raising=False)
     status = " M BENCHMARKS.md\n?? benchmarks/new.py\nR  old.py -> renamed.py"
     monkeypatch.setattr(workdir, "_git", lambda *args: "abc123" if "rev-parse" in args else status)
     assert workdir.uncommitted_files() == ["BENCHMARKS.md", "benchmarks/new.py", "renamed.py"]
@@ -295,10 +298,19 @@ def test_uncommitted_files_reads_git_status(monkeypatch):
         raise FileNotFoundError("git")
     monkeypatch.setattr(workdir, "_git", no_git)
     assert workdir.uncommitted_files() == [] and workdir.git_commit() == ""
-    monkeypatch.setenv(workdir.COMMIT_VAR, "def456")  # a copy without .git names its commit
-    assert workdir.head_commit() == "def456" and workdir.git_commit() == "def456"
-    monkeypatch.setattr(workdir, "_git", lambda *args: "abc123" if "rev-parse" in args else status)
-    assert workdir.head_commit() == "def456" and workdir.uncommitted_files() == []  # stale .git
+
+
+def test_jaxae_commit_names_the_commit_of_a_copy_whose_git_is_stale(monkeypatch):
+    """A GPU machine's copy may carry an older .git: $JAXAE_COMMIT names its files' commit in
+    the reports, with no uncommitted files asked of that git."""
+    monkeypatch.setattr(bench, "head_commit", lambda: "9aeb9c37aff6aaaa")
+    monkeypatch.setattr(bench, "uncommitted_files", lambda: ["benchmarks/bench.py"])
+    monkeypatch.delenv(bench.COMMIT_VAR, raising=False)
+    assert bench.code_version() == (" Code: jaxae commit 9aeb9c37aff6 with uncommitted changes "
+                                    "to benchmarks/bench.py.")
+    monkeypatch.setenv(bench.COMMIT_VAR, "f359400ec9d2b895")
+    assert bench.measured_commit() == "f359400ec9d2b895"
+    assert bench.code_version() == " Code: jaxae commit f359400ec9d2."
 
 
 def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch, capsys):
@@ -335,6 +347,9 @@ def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "host_cpu", lambda: "AMD EPYC 7B13")
     assert bench.device_title() == "cpu: AMD EPYC 7B13"  # the suite runs on the CPU
     assert "host AMD EPYC 7B13," in bench.header()
+    assert bench.header().startswith("cpu x 1 (cpu;")
+    monkeypatch.setattr(bench.jax, "device_count", lambda: 8)  # the bench times one of them
+    assert bench.header().startswith("cpu (1 of 8 devices used) (cpu;")
 
 
 def test_the_narrow_gradient_bench_times_both_layouts(capsys):
@@ -423,10 +438,64 @@ def test_chunks_that_vary_a_lot_and_chunks_longer_than_an_epoch_are_named():
 def test_the_gpu_script_s_steps_pass_the_bench_s_checks_at_their_real_settings(tmp_path):
     """benchmarks/gpu.sh with PARSE_ONLY=1: each step's options parsed as on a GPU (a step
     the bench would refuse there fails it), nothing measured."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PARSE_ONLY": "1", "PYTHON": sys.executable,
-           "REPORT": str(tmp_path / "report.md")}
-    done = subprocess.run(["bash", "benchmarks/gpu.sh"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = run_gpu_script(tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("== gpu.sh: ") == 5 and "failed" not in done.stderr
+
+
+def run_gpu_script(tmp_path, **settings: str) -> subprocess.CompletedProcess:
+    """benchmarks/gpu.sh with PARSE_ONLY=1 and these settings, none of the caller's."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k not in ("ONLY", "BUDGET_S", "OUT")}
+    env |= {"PARSE_ONLY": "1", "PYTHON": sys.executable, "REPORT": str(tmp_path / "report.md"),
+            **settings}
+    return subprocess.run(["bash", "benchmarks/gpu.sh"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("settings, said", [
+    ({"ONLY": "growth  determinism"}, None),
+    ({"ONLY": "growht"}, "gpu.sh: ONLY names no step growht: give some of epoch vae64 "
+                         "determinism growth precision"),
+    ({"ONLY": "*"}, "gpu.sh: ONLY names no step *:"),
+    ({"BUDGET_S": "8m"}, "gpu.sh: BUDGET_S=8m is not whole seconds: give e.g. BUDGET_S=540")])
+def test_the_gpu_script_runs_the_steps_only_names_and_refuses_bad_settings(
+        tmp_path, settings, said):
+    done = run_gpu_script(tmp_path, **settings)
+    if said is None:
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert [line.split()[2] for line in done.stderr.splitlines()
+                if line.startswith("== gpu.sh: ")] == ["determinism", "growth"]
+    else:
+        assert done.returncode == 2 and done.stderr.startswith(said), done.stderr
+
+
+@pytest.mark.parametrize("steps, trained, said", [
+    (1000, 468, "--steps 1000 is more than an epoch at batch 128: each run trained one "
+                "epoch (468 steps)"),
+    (200, 200, None)])
+def test_the_determinism_mode_says_when_a_run_trained_fewer_steps_than_asked(
+        monkeypatch, capsys, steps, trained, said):
+    from benchmarks import determinism
+
+    monkeypatch.setattr(determinism, "spawn", lambda *args: {
+        "steps": trained, "sha256": "ab" * 32, "step_ms": 1.0})
+    text = determinism.run(bench.parse_args(["--mode", "determinism", "--models", "vae",
+                                             "--steps", str(steps)]))
+    if said:
+        assert said in text and said in capsys.readouterr().out
+    else:
+        assert "more than an epoch" not in text
+    assert f"| vae | {trained} | default |" in text
+
+
+def test_fashion_mnist_that_does_not_load_is_one_line_naming_the_bench_s_options(monkeypatch):
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("fashion_mnist is not in /x: give --config.data.tfds_dir\nmore")
+    monkeypatch.setattr(bench, "load_dataset", missing)
+    with pytest.raises(bench.BenchRefused, match=r"^Fashion-MNIST does not load \(fashion_mnist "
+                       r"is not in /x: give --tfds-dir\): give --tfds-dir, or "
+                       r"\$JAXAE_FASHION_MNIST_DIR \(its IDX files\), or --data random$"):
+        bench.BenchData("fashion_mnist").arrays(bench.FASHION_SHAPE, 128)
+    arrays, source = bench.BenchData("auto").arrays(bench.FASHION_SHAPE, 128)
+    assert source.startswith("random pixels") and arrays["image"].shape[1:] == (28, 28, 1)

@@ -119,10 +119,16 @@ def test_the_plot_draws_every_row_s_rate_and_counts_the_rows_over_their_roof(tmp
     assert [r["batch"] for r in rows] == [1024, 2048]
     steps = tmp_path / "steps.log"
     steps.write_text("== gpu.sh: epoch (at 10 s)\n" + json.dumps(row) + "\n== gpu.sh: growth"
-                     " (at 90 s)\n" + json.dumps({**row, "batch": 4096}) + "\n")
+                     " (at 90 s)\n" + json.dumps({**row, "batch": 4096}) + "\n== gpu.sh: \n")
     assert [r["batch"] for r in roofline.rows_of_log(str(steps), "growth")] == [4096]
+    log.write_text(log.read_text() + '{"model": "conv_ae", "framework": "jaxae", "fl')  # cut off
+    assert len(roofline.rows_of_log(str(log))) == 2
+    assert roofline.plot([dict(rows[0], roof_errors=["over"])], str(tmp_path / "a.png"), "t") == 0
+    assert roofline.plot(rows, str(tmp_path / "b.png"), "t") == 1  # only the 2048 row's fraction
     roofline.main([str(log), str(tmp_path / "roof.png"), "a title"])
     assert (tmp_path / "roof.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="no such log"):
+        roofline.main([str(tmp_path / "missing.log"), str(tmp_path / "x.png"), "t"])
     with pytest.raises(SystemExit, match="no throughput rows"):
         empty = tmp_path / "empty.log"
         empty.write_text("# nothing\n")

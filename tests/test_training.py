@@ -446,7 +446,9 @@ def test_a_denoising_autoencoder_s_samples_perturb_codes_of_the_inputs_it_was_tr
 def test_the_cpu_compiler_options_stay_on_the_cpu(monkeypatch):
     """XLA:CPU's options reach the CPU's programs only: another backend's XLA may not know
     them."""
-    assert steps.compiler_options() == steps.CPU_COMPILER_OPTIONS  # the suite runs on a CPU
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert steps.compiler_options() == steps.CPU_COMPILER_OPTIONS
     assert "xla_cpu_copy_insertion_use_region_analysis" in steps.compiler_options()
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert steps.compiler_options() == {}
+    assert steps.compiler_options("cpu") == steps.CPU_COMPILER_OPTIONS  # asked for by name

@@ -44,14 +44,16 @@ def _host_has_avx512() -> bool:
 # AVX-512, XLA's own loops (the elementwise fusions, Adam's updates) use its 512-bit vectors
 # rather than its default 256. Both keep every bit; BENCHMARKS.md's notes give the commands
 # that timed them.
-CPU_COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True,
-                        **({"xla_cpu_prefer_vector_width": 512} if _host_has_avx512() else {})}
+CPU_COMPILER_OPTIONS: dict[str, bool | int] = {
+    "xla_cpu_copy_insertion_use_region_analysis": True,
+    **({"xla_cpu_prefer_vector_width": 512} if _host_has_avx512() else {})}
 
 
-def compiler_options() -> dict:
-    """The XLA options for the default backend's training programs (CPU_COMPILER_OPTIONS on
-    a CPU, none elsewhere)."""
-    return dict(CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else {}
+def compiler_options(platform: str | None = None) -> dict[str, bool | int]:
+    """The XLA options for training programs compiled for `platform` (default: the default
+    backend's): CPU_COMPILER_OPTIONS on a CPU, none elsewhere."""
+    return dict(CPU_COMPILER_OPTIONS) if (platform or jax.default_backend()) == "cpu" else {}
+
 
 Metrics = dict[str, jax.Array]
 CHUNK_END_METRICS = ("grad_norm",)  # a chunk computes these only at its last step

@@ -340,15 +340,8 @@ def _git(*args: str) -> str:
                           timeout=5, check=True).stdout.rstrip()
 
 
-# Names the commit whose files a copy holds (a GPU machine's copy, whose .git may be missing
-# or older than its files): set, it is the commit, and the copy's git is not asked.
-COMMIT_VAR = "JAXAE_COMMIT"
-
-
 def head_commit() -> str:
-    """The commit the jaxae checkout is at ($JAXAE_COMMIT where set); '' outside one."""
-    if os.environ.get(COMMIT_VAR):
-        return os.environ[COMMIT_VAR]
+    """The commit the jaxae checkout is at; '' outside one."""
     try:
         return _git("rev-parse", "HEAD")
     except (OSError, subprocess.SubprocessError):
@@ -362,10 +355,7 @@ def git_commit() -> str:
 
 
 def uncommitted_files() -> list[str]:
-    """The paths `git status` lists as changed or new in the jaxae checkout; [] if none, and
-    where $JAXAE_COMMIT names the commit (whoever set it vouches for the files)."""
-    if os.environ.get(COMMIT_VAR):
-        return []
+    """The paths `git status` lists as changed or new in the jaxae checkout; [] if none."""
     try:
         lines = _git("status", "--porcelain", "--untracked-files=all").splitlines()
     except (OSError, subprocess.SubprocessError):
