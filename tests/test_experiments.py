@@ -18,10 +18,22 @@ import jaxae.experiments.common
 from jaxae.config import ConfigError
 from jaxae.data import DataError, load_dataset
 from jaxae.data.sources import MNIST_NAMES
-from jaxae.experiments import EXPERIMENTS, SCALES, Context, data_specificity, run_experiment
+from jaxae.experiments import (
+    EXPERIMENTS,
+    SCALES,
+    Context,
+    ae_vs_pca,
+    classical_baselines,
+    dae_sweep,
+    data_specificity,
+    encoder_probe,
+    report,
+    run_experiment,
+)
 from jaxae.experiments.__main__ import main
-from jaxae.experiments.common import load_config, run_name
+from jaxae.experiments.common import load_config, printed_sign, run_name
 from jaxae.experiments.quality import K1, K2, ssim
+from jaxae.experiments.render import display_path, display_paths, render_section
 from jaxae.experiments.report import PAGE, write_report
 from jaxae.registry import Registry
 
@@ -262,8 +274,9 @@ def test_report_is_built_from_the_json_files(results):
     with open(os.path.join(out, PAGE)) as f:
         page = f.read()
     assert "**Scale: tiny.**" in page
+    assert os.path.abspath(out) not in page, "the page names no absolute path"
     for name, record in records.items():
-        assert record["title"] in page and f"`{record['command']}`" in page
+        assert record["title"] in page and f"`{display_paths(record['command'])}`" in page
         assert f"]({name}/plot.png)" in page
         row = record["rows"][0]
         first = next(c for c in record["columns"] if isinstance(row.get(c["key"]), float))
@@ -324,3 +337,227 @@ def test_a_smaller_scale_writes_beside_the_published_results_unless_told_where()
     assert parse_args(["all"]).out == "results"
     assert parse_args(["dae_sweep", "--scale", "tiny"]).out == "runs/experiments_tiny"
     assert parse_args(["dae_sweep", "--scale", "small", "--out", "mine"]).out == "mine"
+
+
+# The "Why:" notes state only what the rows show: each claim about the results is computed from
+# them. Small hand-made rows check each claim both ways.
+
+FASHION, DIGITS = "Fashion-MNIST", "MNIST (5k subset)"
+
+
+def pca_table(dataset: str, pca: dict[int, float], models: dict[str, dict[int, float]]
+              ) -> list[dict]:
+    """ae_vs_pca rows: PCA's test MSE by d, and each model's as a multiple of PCA's."""
+    rows = [ae_vs_pca._row(dataset, "PCA", d, mse, None, 784) for d, mse in pca.items()]
+    for method, ratios in models.items():
+        rows += [ae_vs_pca._row(dataset, method, d, ratio * pca[d], pca[d], 784)
+                 for d, ratio in ratios.items()]
+    return rows
+
+
+def test_printed_sign_counts_a_difference_that_prints_as_zero_as_a_tie():
+    assert [printed_sign(x, "+.1f") for x in (0.01, -0.04, 0.0, 0.06, -0.05001)] == \
+        [0, 0, 0, 1, -1]
+    assert printed_sign(0.004, "+.2f") == 0 and printed_sign(0.006, "+.2f") == 1
+
+
+def test_ae_vs_pca_notes_say_where_each_model_beats_pca_as_the_rows_do():
+    pca = {2: 0.05, 10: 0.03, 64: 0.01, 128: 0.005}
+    conv = "conv_ae (fixed 4x4x8 = 128 code)"
+    rows = (pca_table(FASHION, pca, {"dense_ae": {2: 0.98, 10: 0.88, 64: 0.89},
+                                     "deep_ae": {2: 0.5, 10: 0.43, 64: 0.62}, conv: {128: 2.64}})
+            + pca_table(DIGITS, pca, {"dense_ae": {2: 1.26, 10: 1.58, 64: 3.18},
+                                      "deep_ae": {2: 0.78, 10: 0.56, 64: 1.47},
+                                      conv: {128: 0.9}}))
+    fixed = {"conv_ae": (conv, (4, 4, 8))}
+    text = " ".join(ae_vs_pca.notes((28, 28, 1), fixed, rows, {FASHION: 60_000, DIGITS: 4_000}))
+    assert "tends to lose" not in text and "most clearly" not in text
+    assert f"{FASHION}, lower at every d (0.88x at d=10 to 0.98x at d=2); {DIGITS}, lower at " \
+           "no d (1.26x at d=2 to 3.18x at d=64)." in text
+    assert f"{DIGITS}, lower at d=2, 10, not at d=64 (0.56x at d=10 to 1.47x at d=64)" in text
+    assert f"its test MSE is 2.64x PCA's on {FASHION} and 0.90x PCA's on {DIGITS}" in text
+    assert "PCA's own error falls as d grows" in text
+    assert f"On {DIGITS}'s 4,000 training images against {FASHION}'s 60,000, the same epochs " \
+           "are about 15 times fewer Adam steps" in text
+    # the other way: PCA's error not falling, one data set, no smaller training set
+    rows = pca_table(FASHION, {2: 0.05, 10: 0.06}, {"dense_ae": {2: 1.2, 10: 0.8}})
+    text = " ".join(ae_vs_pca.notes((28, 28, 1), {}, rows, {FASHION: 60_000}))
+    assert f"{FASHION}, lower at d=10, not at d=2 (0.80x at d=10 to 1.20x at d=2)" in text
+    rows = pca_table(FASHION, {10: 0.05}, {"deep_ae": {10: 1.1}})
+    assert f"{FASHION}, not lower at d=10 (1.10x)" in " ".join(
+        ae_vs_pca.notes((28, 28, 1), {}, rows, {FASHION: 512}))
+    assert "falls as d grows" not in text and "times fewer" not in text
+    assert "conv_ae" not in text
+
+
+def test_ae_vs_pca_a_ratio_that_prints_as_one_is_a_tie_with_pca():
+    rows = pca_table(FASHION, {2: 0.05, 10: 0.03, 30: 0.02},
+                     {"dense_ae": {2: 0.996, 10: 0.9, 30: 1.3}})
+    assert ae_vs_pca.comparison_findings(rows) == [
+        f"{FASHION}, dense_ae: beats PCA at d=10 (0.90x); ties with PCA at d=2 (1.00x); does "
+        "not beat PCA at d=30 (1.30x) (its test MSE as a multiple of PCA's at the same d)."]
+
+
+def probe_rows(dataset: str, raw: float, pca: dict[int, float],
+               encoders: dict[str, dict[int, float]]) -> list[dict]:
+    rows = [{"dataset": dataset, "features": "raw pixels", "dim": 784, "test_accuracy": raw}]
+    rows += [{"dataset": dataset, "features": "PCA codes", "dim": d, "test_accuracy": a}
+             for d, a in pca.items()]
+    for name, accuracies in encoders.items():
+        rows += [{"dataset": dataset, "features": name, "dim": d, "test_accuracy": a,
+                  "points_over_pca": 100 * (a - pca[d])} for d, a in accuracies.items()]
+    return rows
+
+
+def test_encoder_probe_counts_a_difference_printed_as_zero_as_a_tie():
+    rows = probe_rows(FASHION, 0.84, {2: 0.4886, 10: 0.7463, 30: 0.8057, 64: 0.8291},
+                      {"dense_ae encoder": {2: 0.4992, 10: 0.7443, 30: 0.8091, 64: 0.8292}})
+    assert encoder_probe.findings(rows)[1] == (
+        f"{FASHION}, dense_ae encoder against PCA codes of the same size, in accuracy points: "
+        "d=2: +1.1, d=10: -0.2, d=30: +0.3, d=64: +0.0 (better at 2, worse at 1, tied at 1 of "
+        "4 sizes).")
+    rows = probe_rows(FASHION, 0.84, {2: 0.5, 10: 0.7},
+                      {"deep_ae encoder": {2: 0.6, 10: 0.8}})
+    assert encoder_probe.findings(rows)[1].endswith("(better at 2 of 2 sizes).")
+
+
+def test_encoder_probe_notes_say_whether_accuracy_rises_with_d_as_the_rows_do():
+    rows = (probe_rows(FASHION, 0.837, {2: 0.4886, 10: 0.7463, 128: 0.838},
+                       {"dense_ae encoder": {2: 0.4992, 10: 0.7443},
+                        "deep_ae encoder": {2: 0.5807, 10: 0.7805}})
+            + probe_rows(DIGITS, 0.867, {2: 0.476, 64: 0.901, 128: 0.876},
+                         {"dense_ae encoder": {2: 0.312, 64: 0.899},
+                          "deep_ae encoder": {2: 0.568, 64: 0.889}}))
+    text = " ".join(encoder_probe.notes(784, rows, {"conv_ae": (4, 4, 8)}))
+    assert "grows with d for every feature set" not in text
+    assert f"{FASHION}: the best 2-D code reaches 58.1% (deep_ae encoder), raw pixels 83.7%; " \
+           "accuracy rises with d for every feature set. At d=2, the dense_ae encoder (+1.1 " \
+           "points) and the deep_ae encoder (+9.2 points) beat PCA codes." in text
+    assert f"{DIGITS}: the best 2-D code reaches 56.8% (deep_ae encoder), raw pixels 86.7%; " \
+           "accuracy rises with d except for PCA codes (from 90.1% at d=64 to 87.6% at " \
+           "d=128). At d=2, the deep_ae encoder (+9.2 points) beats PCA codes." in text
+    assert "PCA codes of the largest size, d=128: 87.6% (+0.9 points against raw pixels)" in text
+    assert "The conv AE's 128 values keep a 4x4 spatial layout of 8 channels." in text
+    # no encoder ahead at the smallest d: nothing is said to beat PCA codes there
+    rows = probe_rows(DIGITS, 0.867, {2: 0.5, 64: 0.8}, {"dense_ae encoder": {2: 0.3, 64: 0.7}})
+    text = " ".join(encoder_probe.notes(784, rows, {}))
+    assert "beat" not in text.split("raw pixels 86.7%")[1] and "conv AE" not in text
+
+
+def sweep_rows(dataset: str, floor: float, psnr: dict[int, float]) -> list[dict]:
+    return [{"dataset": dataset, "latent": d, "test_psnr": p, "input_psnr": floor,
+             "median_psnr": floor - 1, "gain_db": p - floor, "test_mse": 0.01}
+            for d, p in psnr.items()]
+
+
+def test_dae_sweep_notes_on_code_size_follow_the_rows():
+    fashion = sweep_rows(FASHION, 10.73, {16: 16.92, 512: 19.78, 940: 20.06, 1500: 20.22})
+    digits = sweep_rows(DIGITS, 12.75, {16: 12.5, 512: 16.6, 940: 16.92, 1500: 16.93})
+    sizes = {FASHION: 60_000, DIGITS: 4_000}
+    text = " ".join(dae_sweep.notes(fashion + digits, 784, sizes))
+    assert "pulls the best size down" not in text and "a small code can hold" not in text
+    assert "here the best one gains +9.05 dB (d=512) on Fashion-MNIST and +3.85 dB (d=512)" \
+        in text
+    assert "(the higher floor)" in text and "Digits vary little" not in text
+    assert "Both come within 0.5 dB of their best from the same code size, d=512." in text
+    assert "here it is not: its best code is the largest swept, d=1500, as on Fashion-MNIST." \
+        in text
+    # the other way: MNIST's best is smaller, and it comes near its best with a smaller code
+    digits = sweep_rows(DIGITS, 12.75, {16: 12.5, 64: 16.5, 512: 16.9, 940: 16.6, 1500: 16.2})
+    text = " ".join(dae_sweep.notes(fashion + digits, 784, sizes))
+    assert "its best code, d=512, is smaller than Fashion-MNIST's, d=1500." in text
+    assert "a smaller code holds them: MNIST comes within 0.5 dB of its best from d=64, " \
+           "Fashion-MNIST, with more detail to restore, from d=512." in text
+    # a lower MNIST floor: no reason given for a higher one; equal training sets: no overfitting
+    digits = sweep_rows(DIGITS, 9.0, {16: 12.5, 512: 16.9})
+    text = " ".join(dae_sweep.notes(fashion + digits, 784, {FASHION: 512, DIGITS: 512}))
+    assert "higher floor" not in text and "overfit" not in text
+
+
+def specificity_rows(errors: dict[tuple[str, str], tuple[float, float]]) -> list[dict]:
+    """{(model, trained on): (error on Fashion-MNIST, error on MNIST)}."""
+    return [{"model": model, "trained_on": source, "on_fashion_mnist": f, "on_mnist5k": m}
+            for (model, source), (f, m) in errors.items()]
+
+
+def test_data_specificity_notes_follow_the_rows():
+    choices = [types.SimpleNamespace(key="fashion_mnist", title=FASHION),
+               types.SimpleNamespace(key="mnist5k", title=DIGITS)]
+    rows = specificity_rows({("conv_ae", FASHION): (0.01667, 0.04028),
+                             ("conv_ae", DIGITS): (0.05571, 0.01629),
+                             ("vae", FASHION): (264.5, 266.1), ("vae", DIGITS): (781.3, 162.7)})
+    sizes = {FASHION: 60_000, DIGITS: 4_000}
+    text = " ".join(data_specificity.notes(784, rows, choices, sizes))
+    assert "extreme case" not in text and "errors are smaller in absolute terms" not in text
+    assert "every off-diagonal error is higher than the in-domain one of its column (4 of 4)" \
+        in text
+    assert f"3.34x trained on {DIGITS} and tested on {FASHION} and 2.47x trained on {FASHION} " \
+           f"and tested on {DIGITS}." in text
+    assert f"The models trained on {DIGITS} saw 4,000 training images against {FASHION}'s " \
+           "60,000." in text
+    rows[0]["on_mnist5k"] = 0.01  # conv_ae trained on Fashion-MNIST does better on MNIST
+    text = " ".join(data_specificity.notes(784, rows, choices, {FASHION: 512, DIGITS: 512}))
+    assert f"higher in 3 of 4 cases; not for conv_ae trained on {FASHION}, tested on {DIGITS}." \
+        in text
+    assert "saw" not in text
+
+
+def baseline_rows(dataset: str, task: str, psnr_ssim: dict[str, tuple[float, float]]
+                  ) -> list[dict]:
+    return [{"dataset": dataset, "task": task, "method": method, "family": method,
+             "psnr": p, "ssim": s} for method, (p, s) in psnr_ssim.items()]
+
+
+def test_classical_baselines_note_names_where_the_autoencoder_does_not_beat_them():
+    x2 = baseline_rows(DIGITS, "super-resolution x2", {
+        "autoencoder": (20.51, 0.8906), "bicubic": (19.99, 0.8375), "input": (17.91, 0.8011)})
+    x4 = baseline_rows(DIGITS, "super-resolution x4", {
+        "autoencoder": (13.36, 0.3961), "bicubic": (14.49, 0.4527), "input": (13.85, 0.4551)})
+    text = classical_baselines.notes(x2 + x4)[-1]
+    assert "punishes blur" not in text
+    assert text.endswith(
+        f"in both PSNR and SSIM in 1 of 2 cases, not in {DIGITS}, super-resolution x4 (13.36 dB "
+        "/ SSIM 0.396, against bicubic's 14.49 dB and bicubic's SSIM 0.453; the 'input' row has "
+        "13.85 dB / SSIM 0.455).")
+    assert classical_baselines.notes(x2)[-1].endswith(
+        "in both PSNR and SSIM in all 1 cases.")
+    # an SSIM margin that prints as +0.000 is not a win
+    tie = baseline_rows(DIGITS, "denoising", {"autoencoder": (18.0, 0.5363),
+                                              "median 3x3": (17.0, 0.5360), "input": (13, 0.4)})
+    assert "in 0 of 1 cases" in classical_baselines.notes(tie)[-1]
+
+
+def test_the_page_names_data_paths_relative_to_the_repository_or_home_never_absolute(
+        monkeypatch):
+    root, home = "/work/repo", "/home/me"
+    assert display_path("/work/repo/results/data/mnist5k_idx", root, home) == \
+        "results/data/mnist5k_idx"
+    assert display_path("/home/me/tensorflow_datasets", root, home) == "~/tensorflow_datasets"
+    assert display_path("/usr/share/datasets/fashion-mnist", root, home) == ".../fashion-mnist"
+    assert display_path("results/data", root, home) == "results/data"
+    source = ("TFDS jaxae_images/fashion_mnist:1.0.0 in /home/me/tensorflow_datasets/"
+              "jaxae_images/fashion_mnist/1.0.0 (prepared earlier from IDX files in "
+              "/usr/share/datasets/fashion-mnist)")
+    assert display_paths(source, root, home) == (
+        "TFDS jaxae_images/fashion_mnist:1.0.0 in ~/tensorflow_datasets (prepared earlier from "
+        "IDX files in .../fashion-mnist)")
+    assert display_paths("TFDS jaxae_images/mnist:1.0.0 in results/d/jaxae_images/mnist/1.0.0 "
+                         "(from /work/repo/results/idx).", root, home) == \
+        "TFDS jaxae_images/mnist:1.0.0 in results/d (from results/idx)."
+    kept = "the files from https://example.org/a/b, 60,000 / 10,000, a/b"
+    assert display_paths(kept, root, home) == kept
+    # the section and the data table of the page, with this repository and a home folder
+    monkeypatch.setenv("HOME", home)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    data = {"dataset": FASHION, "key": "fashion_mnist", "note": "n", "train_used": 1,
+            "train_available": 1, "test_used": 1, "test_available": 1,
+            "source": f"TFDS x/y:1.0.0 in {home}/tfds/x/y/1.0.0 (from {repo}/results/idx)"}
+    record = {"title": "T", "question": "Q", "scale": "full", "scale_description": "s",
+              "command": f"python -m jaxae.experiments x --out {repo}/results --tfds-dir "
+                         f"{home}/tfds", "date": "d", "wall_time_s": 1.0,
+              "machine": {"jaxae_commit": "c"}, "runs": {}, "data": [data], "settings": {},
+              "columns": [], "rows": [], "findings": [], "notes": [], "plot": "plot.png"}
+    page = render_section(record, "plot.png") + report._data_table({"x": record})
+    assert home not in page and repo not in page
+    assert "--out results --tfds-dir ~/tfds`" in page
+    assert page.count("TFDS x/y:1.0.0 in ~/tfds (from results/idx)") == 2

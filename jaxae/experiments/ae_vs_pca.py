@@ -12,7 +12,15 @@ import numpy as np
 from jaxae.data import Splits
 from jaxae.evaluation import pca
 from jaxae.experiments import figures
-from jaxae.experiments.common import Context, DataChoice, Result, Run, column
+from jaxae.experiments.common import (
+    Context,
+    DataChoice,
+    Result,
+    Run,
+    and_list,
+    column,
+    fewer_images,
+)
 
 TITLE = "Autoencoders against PCA: test reconstruction error by code size"
 LATENTS = {"full": (2, 10, 30, 64), "small": (2, 10, 30, 64), "tiny": (2, 10)}
@@ -135,6 +143,13 @@ def _ratios(rows: list[dict]) -> str:
     return ", ".join(f"d={r['latent']} ({r['ratio_to_pca']:.2f}x)" for r in rows)
 
 
+def against_pca(row: dict) -> int:
+    """1 where the row beats PCA, -1 where PCA beats it, 0 for a tie: a ratio that prints as
+    1.00 (the table's precision)."""
+    ratio = float(format(row["ratio_to_pca"], ".2f"))
+    return (ratio < 1) - (ratio > 1)
+
+
 def comparison_findings(rows: list[dict]) -> list[str]:
     """Per data set and model: the code sizes where it beats PCA and where it does not."""
     out = []
@@ -143,16 +158,60 @@ def comparison_findings(rows: list[dict]) -> list[str]:
                                 if r["dataset"] == dataset and r["method"] != "PCA")
         for method in methods:
             mine = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
-            wins = [r for r in mine if r["ratio_to_pca"] < 1]
-            losses = [r for r in mine if r["ratio_to_pca"] >= 1]
             parts = []
-            if wins:
-                parts.append(f"beats PCA at {_ratios(wins)}")
-            if losses:
-                parts.append(f"does not beat PCA at {_ratios(losses)}")
+            for verdict, text in ((1, "beats PCA at"), (0, "ties with PCA at"),
+                                  (-1, "does not beat PCA at")):
+                found = [r for r in mine if against_pca(r) == verdict]
+                if found:
+                    parts.append(f"{text} {_ratios(found)}")
             out.append(f"{dataset}, {method}: " + "; ".join(parts) +
                        " (its test MSE as a multiple of PCA's at the same d).")
     return out
+
+
+def method_rows(rows: list[dict], dataset: str, method: str) -> list[dict]:
+    return sorted((r for r in rows if r["dataset"] == dataset and r["method"] == method),
+                  key=lambda r: r["latent"])
+
+
+def against_pca_range(mine: list[dict]) -> str:
+    """Where one model's test MSE is below PCA's on one data set, and its range as a multiple
+    of PCA's, e.g. 'lower at every d (0.43x at d=10 to 0.62x at d=64)'."""
+    wins = [r for r in mine if against_pca(r) == 1]
+    if len(mine) == 1:
+        where = f"{'lower' if wins else 'not lower'} at d={mine[0]['latent']}"
+    elif len(wins) == len(mine):
+        where = "lower at every d"
+    elif not wins:
+        where = "lower at no d"
+    else:
+        rest = [r for r in mine if r not in wins]
+        where = (f"lower at d={', '.join(str(r['latent']) for r in wins)}, not at "
+                 f"d={', '.join(str(r['latent']) for r in rest)}")
+    low = min(mine, key=lambda r: r["ratio_to_pca"])
+    high = max(mine, key=lambda r: r["ratio_to_pca"])
+    if low is high:
+        return f"{where} ({low['ratio_to_pca']:.2f}x)"
+    return (f"{where} ({low['ratio_to_pca']:.2f}x at d={low['latent']} to "
+            f"{high['ratio_to_pca']:.2f}x at d={high['latent']})")
+
+
+def here(rows: list[dict], method: str) -> str:
+    """' Its test MSE against PCA's here: A, lower at every d (...); B, ...' from the rows;
+    '' if the method has no rows."""
+    parts = [f"{dataset}, {against_pca_range(mine)}"
+             for dataset in dict.fromkeys(r["dataset"] for r in rows)
+             if (mine := method_rows(rows, dataset, method))]
+    return f" Its test MSE against PCA's here: {'; '.join(parts)}." if parts else ""
+
+
+def pca_error_falls(rows: list[dict]) -> bool:
+    """Whether PCA's test error falls with d on every data set of the table."""
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        errors = [r["test_mse"] for r in method_rows(rows, dataset, "PCA")]
+        if any(b >= a for a, b in zip(errors, errors[1:], strict=False)):
+            return False
+    return True
 
 
 def bar_finding(rows: list[dict], scale: str) -> str:
@@ -170,39 +229,49 @@ def bar_finding(rows: list[dict], scale: str) -> str:
             f"MSE; at most 0.5x is asked: {verdict}{where}.")
 
 
-def notes(image_shape: tuple[int, int, int], fixed: Fixed) -> list[str]:
-    """Why the numbers come out as they do, for images of `image_shape`."""
+def notes(image_shape: tuple[int, int, int], fixed: Fixed, rows: list[dict],
+          train_sizes: dict[str, int]) -> list[str]:
+    """Why the numbers come out as they do, for images of `image_shape`; every statement about
+    the results is computed from `rows` (and `train_sizes`: {data set: training images})."""
     pixels = math.prod(image_shape)
-    height, width, _ = image_shape
-    conv = fixed["conv_ae"][1] if "conv_ae" in fixed else None
-    conv_note = [] if conv is None else [
-        f"conv_ae has no d to vary: its code is fixed at {code_shape_text(conv)} values, and its "
-        "config trains it with binary cross-entropy, not MSE. It is compared with PCA at "
-        f"{math.prod(conv)} components, which keep nearly all the variance of {height}x{width} "
-        "images: a hard baseline at that size."]
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    conv_note = []
+    if "conv_ae" in fixed:
+        label, shape = fixed["conv_ae"]
+        size = math.prod(shape)
+        ratios = [f"{r['ratio_to_pca']:.2f}x PCA's on {dataset}" for dataset in datasets
+                  for r in method_rows(rows, dataset, label)]
+        largest = size >= max(r["latent"] for r in rows if r["method"] == "PCA")
+        conv_note = [
+            f"conv_ae has no d to vary: its code is fixed at {code_shape_text(shape)} values, and "
+            "its config trains it with binary cross-entropy, not MSE. It is compared with PCA at "
+            f"{size} components{', the largest PCA here' if largest else ''}; its test MSE is "
+            f"{and_list(ratios)}."]
+    falls = (", and PCA's own error falls as d grows, leaving less room for a better code"
+             if pca_error_falls(rows) else "")
+    steps_note = "The configs fix epochs, not steps (table.json lists each run's steps)."
+    if (fewer := fewer_images(train_sizes)) is not None:
+        small, n, large, m = fewer
+        steps_note += (f" On {small}'s {n:,} training images against {large}'s {m:,}, the same "
+                       f"epochs are about {m / n:.3g} times fewer Adam steps: there the "
+                       "autoencoders are trained less as well as on less data, while PCA is "
+                       "fitted exactly on either.")
     return [
         "PCA is the best linear code: among all rank-d linear encoders and decoders, the d "
         "leading principal components give the smallest squared error (Eckart-Young). An "
         "autoencoder can only beat it through its non-linearities, and it must also find its "
         "optimum by gradient descent, where PCA gets its exactly from an SVD.",
         "dense_ae is the material's one-layer autoencoder: code ReLU(Wx + b), image "
-        "sigmoid(Vz + c). Between its two non-linearities it is a rank-d linear map, so at best "
-        "it finds PCA's subspace. The ReLU cuts every code coordinate at 0, which at small d "
-        "throws away half the range of directions it cannot spare (and a unit that stops firing "
-        "stays off); the sigmoid helps only on pixels that sit at 0 or 1, such as the black "
-        "background. That is why it tends to lose to PCA at small d and can only win at larger "
-        "d.",
+        "sigmoid(Vz + c). Between its two non-linearities it is a rank-d linear map. The ReLU "
+        "cuts every code coordinate at 0, which at small d throws away half the range of "
+        "directions it cannot spare (and a unit that stops firing stays off); the sigmoid helps "
+        "only on pixels that sit at 0 or 1, such as the black background." +
+        here(rows, "dense_ae"),
         f"deep_ae ({pixels}-1000-500-250-d, Hinton & Salakhutdinov 2006) encodes and decodes "
         "non-linearly: its d-dimensional code can follow a curved set of images that a "
-        "d-dimensional plane cannot, so it beats PCA most clearly at small and medium d; as d "
-        "grows PCA keeps more of the variance and the room left for a better code shrinks.",
+        f"d-dimensional plane cannot{falls}." + here(rows, "deep_ae"),
         *conv_note,
-        "The configs fix epochs, not steps. On a smaller training set, such as the 4,000 "
-        "offline MNIST digits against Fashion-MNIST's 60,000 images, the same epochs are 15 "
-        "times fewer Adam steps (table.json lists each run's steps): the dense AE's 10 epochs "
-        "end while its test error is still falling, so there it is under-trained as well as "
-        "short of data, and PCA, fitted exactly, has the advantage. The deep AE's 40 epochs "
-        "come closer to converging.",
+        steps_note,
         "Errors are test mean squared errors per pixel (pixels in [0, 1]); summed squared error "
         f"per image = {pixels} x MSE. PCA is fitted with jaxae.evaluation.pca (an SVD in JAX) "
         "on the same training images the autoencoders were trained on; its reconstructions are "
@@ -258,7 +327,7 @@ def run(ctx: Context) -> Result:
                  "at the same code size.",
         columns=columns, rows=rows,
         findings=comparison_findings(rows) + [bar_finding(rows, ctx.scale.name)],
-        notes=notes(image_shape, fixed),
+        notes=notes(image_shape, fixed, rows, sizes),
         plot=lambda path: plot(rows, ctx.scale.name, sizes, fixed, path),
         settings={"code sizes": code_sizes(ctx.scale.name, fixed),
                   "configs": "configs/default.py (dense_ae), configs/deep_ae.py, "

@@ -123,6 +123,29 @@ def column(key: str, header: str, fmt: str = "") -> dict:
     return {"key": key, "header": header, "format": fmt}
 
 
+def printed_sign(value: float, fmt: str) -> int:
+    """1, -1 or 0: the sign of `value` as the page prints it with `fmt` (e.g. "+.1f"); a
+    difference that prints as zero ("+0.0", "-0.0") is a tie, not a win or a loss."""
+    printed = float(format(value, fmt))
+    return (printed > 0) - (printed < 0)
+
+
+def and_list(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def fewer_images(train_sizes: Mapping[str, int]) -> tuple[str, int, str, int] | None:
+    """(smaller data set, its training images, larger data set, its training images) when the
+    data sets' training splits differ in size; None when they do not (or there is one)."""
+    if len(set(train_sizes.values())) < 2:
+        return None
+    small = min(train_sizes, key=train_sizes.get)
+    large = max(train_sizes, key=train_sizes.get)
+    return small, train_sizes[small], large, train_sizes[large]
+
+
 def load_config(name: str) -> ml_collections.ConfigDict:
     """`get_config()` of `jaxae.configs.<name>` (configs/<name>.py in a clone): the one place
     each setting lives."""

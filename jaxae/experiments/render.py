@@ -3,6 +3,56 @@ so every number on the page is one that the run wrote into its table.json."""
 
 from __future__ import annotations
 
+import os
+import re
+
+# An absolute path inside free text: a "/" that starts a word (not a URL's "//", not "a/b").
+_ABSOLUTE = re.compile(r"(?<![\w~.:/-])/[^\s,;()'\"`]+")
+# A prepared TFDS data set's version folder, "TFDS <builder>/<config>:<version> in
+# <data dir>/<builder>/<config>/<version>": the page names the data dir only.
+_TFDS_FOLDER = re.compile(r"TFDS (?P<name>[\w.-]+/[\w.-]+):(?P<version>[\w.-]+) in "
+                          r"(?P<dir>[^\s,;()]+?)/(?P=name)/(?P=version)(?=[\s),;]|$)")
+
+
+def repository_root() -> str:
+    """The folder that holds the jaxae package: the repository, in a clone."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+def display_path(path: str, root: str | None = None, home: str | None = None) -> str:
+    """How the page names a folder: relative to the repository (`root`) when inside it,
+    '~/...' when inside the home folder, else '.../' and its last component. A relative path
+    (already relative to the repository the command ran in) is kept."""
+    if not os.path.isabs(path):
+        return path
+    path = os.path.normpath(path)
+    root = os.path.normpath(os.path.abspath(root or repository_root()))
+    home = os.path.normpath(home or os.path.expanduser("~"))
+    if _inside(path, root):
+        return os.path.relpath(path, root)
+    if home != os.sep and _inside(path, home):
+        rel = os.path.relpath(path, home)
+        return "~" if rel == "." else f"~/{rel}"
+    name = os.path.basename(path)
+    return f".../{name}" if name else path
+
+
+def display_paths(text: str, root: str | None = None, home: str | None = None) -> str:
+    """`text` with every absolute path in it named as `display_path` names it, and a TFDS
+    data set's version folder by its data dir (the name and version are given beside it)."""
+    text = _TFDS_FOLDER.sub(lambda m: f"TFDS {m['name']}:{m['version']} in {m['dir']}", text)
+
+    def one(match: re.Match) -> str:
+        found = match.group(0)
+        path = found.rstrip(".")  # a sentence's full stop is not part of the path
+        return display_path(path, root, home) + found[len(path):]
+
+    return _ABSOLUTE.sub(one, text)
+
 
 def format_value(value: object, fmt: str) -> str:
     """A table cell: numbers with the column's format, nothing for a missing value."""
@@ -45,7 +95,7 @@ def describe_data(data: list[dict]) -> str:
     for d in data:
         lines.append(f"  - {d['dataset']}: {d['train_used']:,} of {d['train_available']:,} "
                      f"training and {d['test_used']:,} of {d['test_available']:,} test images; "
-                     f"{d['note']}; from {d['source']}")
+                     f"{d['note']}; from {display_paths(d['source'])}")
     return "\n".join(lines)
 
 
@@ -60,7 +110,7 @@ def render_section(record: dict, plot_path: str, level: int = 2) -> str:
     """The markdown of one experiment: what it asks, how it was run, table, findings, plot."""
     hashes = "#" * level
     parts = [f"{hashes} {record['title']}", "", record["question"], "",
-             f"- command: `{record['command']}`",
+             f"- command: `{display_paths(record['command'])}`",
              f"- scale: `{record['scale']}`: {record['scale_description']}",
              f"- measured {record['date']} at jaxae commit {describe_commit(record['machine'])} "
              f"on {describe_machine(record['machine'])}",
