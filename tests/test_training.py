@@ -431,16 +431,18 @@ def test_a_denoising_autoencoder_s_samples_perturb_codes_of_the_inputs_it_was_tr
     data = make_splits(from_arrays(images, images, labels, labels), jax.random.key(1))
     key, task_key = jax.random.key(2), jax.random.key(3)
     _, rows = sample_rows(model, params, data, key, 10, task, task_key)
-    assert rows[0][0] == "original" and rows[1][0].startswith("input")
-    assert len(rows) == 2 + 3  # and three draws
+    # the reconstruction picture's order: input, the three draws, original
+    assert rows[0][0].startswith("input") and rows[-1][0] == "original"
+    assert [name.split("\n")[-1] for name, _ in rows[1:4]] == ["draw 1", "draw 2", "draw 3"]
     shown = np.asarray(data.test.images)[picture_indices(data.test.labels, 10)]
+    np.testing.assert_array_equal(rows[-1][1], shown / 255.0)
     inputs, _ = task.make_example(shown, task_key)
-    np.testing.assert_array_equal(rows[1][1], np.asarray(task.input_as_image(inputs, MNIST)))
+    np.testing.assert_array_equal(rows[0][1], np.asarray(task.input_as_image(inputs, MNIST)))
     first = jax.random.fold_in(key, 0)
     np.testing.assert_array_equal(
-        rows[2][1], generation.perturbed_code_samples(model, params, shown, first, inputs))
+        rows[1][1], generation.perturbed_code_samples(model, params, shown, first, inputs))
     clean = generation.perturbed_code_samples(model, params, shown, first)
-    assert not np.array_equal(rows[2][1], clean)
+    assert not np.array_equal(rows[1][1], clean)
 
 
 def test_the_cpu_compiler_options_stay_on_the_cpu(monkeypatch):
@@ -452,3 +454,23 @@ def test_the_cpu_compiler_options_stay_on_the_cpu(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert steps.compiler_options() == {}
     assert steps.compiler_options("cpu") == steps.CPU_COMPILER_OPTIONS  # asked for by name
+
+
+def test_a_denoising_autoencoder_s_latent_scatter_places_codes_of_its_corrupted_inputs():
+    """generation.encode with the task encodes what training fed the model (batch i
+    corrupted with fold_in(task_key, i)); without it, the clean images."""
+    from jaxae.evaluation import generation
+
+    config = importlib.import_module("jaxae.configs.dae_dropout").get_config()
+    model, task, _ = parts(config)
+    params = fresh_state(config, model, task, jax.random.key(0)).params
+    images = np.random.default_rng(0).integers(0, 256, (12, *MNIST), dtype=np.uint8)
+    labels = np.arange(12) % 10
+    key = jax.random.key(5)
+    codes = generation.encode(model, params, images, labels, 5, task, key)
+    inputs, _ = task.make_example(jax.numpy.asarray(images[5:10]), jax.random.fold_in(key, 1))
+    np.testing.assert_allclose(
+        codes[5:10], generation.deterministic_codes(model, params, inputs), rtol=1e-6)
+    clean = generation.encode(model, params, images, labels, 5)
+    assert codes.shape == clean.shape == (12, config.model.latent_dim)
+    assert not np.allclose(codes, clean)

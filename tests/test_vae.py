@@ -131,6 +131,8 @@ def test_evaluation_of_a_vae_writes_bounds_and_pictures(trained_vae):
     assert result["test_iwae_k1"] < result["test_iwae_k10"] < result["test_iwae_k100"]
     assert set(result["pictures"]) == {"reconstructions.png", "samples.png", "manifold.png",
                                        "latent_scatter.png"}
+    assert result["pictures"]["manifold.png"].endswith(  # the range its axes sweep
+        "decoded latent grid over the N(0, 1) quantiles 5% to 95%")
     for name in result["pictures"]:
         assert os.path.getsize(os.path.join(workdir, "eval", name)) > 5000
 

@@ -18,6 +18,7 @@ from jax.scipy.stats import norm
 
 from jaxae import losses
 from jaxae.data.batches import to_float
+from jaxae.tasks import Task
 
 
 def deterministic_codes(model: nn.Module, params: dict, images: jax.Array,
@@ -35,11 +36,27 @@ def _codes(model: nn.Module, params: dict, images_u8: jax.Array, labels: jax.Arr
     return deterministic_codes(model, params, to_float(images_u8), labels)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _task_codes(model: nn.Module, task: Task, params: dict, images_u8: jax.Array,
+                labels: jax.Array, key: jax.Array) -> jax.Array:
+    inputs, _ = task.make_example(images_u8, key)
+    return deterministic_codes(model, params, inputs, labels)
+
+
 def encode(model: nn.Module, params: dict, images_u8: np.ndarray, labels: np.ndarray,
-           batch_size: int = 1000) -> np.ndarray:
-    """Codes [N, D] of clean uint8 images (`deterministic_codes`), in batches."""
-    parts = [_codes(model, params, images_u8[i:i + batch_size], labels[i:i + batch_size])
-             for i in range(0, len(images_u8), batch_size)]
+           batch_size: int = 1000, task: Task | None = None,
+           task_key: jax.Array | None = None) -> np.ndarray:
+    """Codes [N, D] of uint8 images (`deterministic_codes`), in batches: of the clean
+    images, or, given a `task` whose input differs from its target (a denoising task's
+    corruption), of the inputs it makes of them, batch i's drawn with fold_in(task_key, i):
+    what the model was trained to encode."""
+    if task is not None and task.shows_input:
+        parts = [_task_codes(model, task, params, images_u8[i:i + batch_size],
+                             labels[i:i + batch_size], jax.random.fold_in(task_key, n))
+                 for n, i in enumerate(range(0, len(images_u8), batch_size))]
+    else:
+        parts = [_codes(model, params, images_u8[i:i + batch_size], labels[i:i + batch_size])
+                 for i in range(0, len(images_u8), batch_size)]
     return np.concatenate([np.asarray(p) for p in parts])
 
 

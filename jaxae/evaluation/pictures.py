@@ -3,11 +3,13 @@
 - reconstructions.png: [the task's input and classical baseline,] output, original;
 - samples.png: a conditional model's samples per requested class, a variational model's
   samples from the prior, or a plain autoencoder's decodes of perturbed codes (the
-  material's generation); none for a model without a code (`latent_shape` None);
+  material's generation: [the task's input,] three draws, original); none for a model
+  without a code (`latent_shape` None);
 - manifold.png: for a 2-D code, decoded images over a grid of the latent plane (not for a
   conditional model, whose plane differs per class);
-- latent_scatter.png: test codes coloured by class, projected by PCA when the code has more
-  than two dimensions (a 1-D code is drawn against the class).
+- latent_scatter.png: test codes coloured by class (of the task's inputs, where they differ
+  from the images: what the model was trained to encode), projected by PCA when the code
+  has more than two dimensions (a 1-D code is drawn against the class).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, nu
         rows = grid.reshape(PRIOR_SAMPLE_ROWS, num_images, *grid.shape[1:])
         return "samples from the prior", [("z ~ N(0, I)", row) for row in rows]
     images = np.asarray(data.test.images)[picture_indices(data.test.labels, num_images)]
-    rows = [("original", images / 255.0)]
+    rows = []  # in the reconstruction picture's order: [input,] what the model made, original
     inputs = None
     if task is not None and task.shows_input:
         inputs, targets = task.make_example(images, task_key)
@@ -112,7 +114,7 @@ def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, nu
         perturbed = generation.perturbed_code_samples(model, params, images,
                                                       jax.random.fold_in(key, i), inputs)
         rows.append((f"code x (1+N(0,1))\ndraw {i + 1}", perturbed))
-    return "perturbed codes", rows
+    return "perturbed codes", rows + [("original", images / 255.0)]
 
 
 def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits, keys: Keys,
@@ -135,7 +137,8 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits, key
         return written
     what, rows = samples
     plots.image_rows(rows, *save("samples.png", f"{title}: {what}"))
-    codes = generation.encode(model, params, data.test.images, data.test.labels)
+    codes = generation.encode(model, params, data.test.images, data.test.labels,
+                              task=task, task_key=keys.eval)
     name = "z" if model.variational else "code"
     if codes.shape[1] == 2:
         points, axes = codes, (f"{name}[0]", f"{name}[1]")
@@ -144,7 +147,10 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits, key
                                                      codes)
             grid = generation.manifold(model, params, coords)
             xs, ys = (coords, coords) if coords.ndim == 1 else (coords[0], coords[1])
-            plots.manifold(grid, xs, ys, *save("manifold.png", f"{title}: decoded latent grid"),
+            span = ("the N(0, 1) quantiles 5% to 95%" if model.variational
+                    else "the test codes' 5th to 95th percentiles")
+            plots.manifold(grid, xs, ys, *save("manifold.png",
+                                               f"{title}: decoded latent grid over {span}"),
                            axes)
     elif codes.shape[1] == 1:  # a 1-D code: along x, one row per class
         points = np.stack([np.asarray(codes[:, 0]), np.asarray(data.test.labels)], axis=1)
@@ -155,6 +161,9 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits, key
             points = np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
         axes = ("principal component 1 of the codes", "principal component 2 of the codes")
     what = "z_mean" if model.variational else "codes"
+    if task.shows_input:  # the model encodes what the task gives it, as in training
+        label = task.input_label(data.test.images.shape[1:]).replace("\n", " ")
+        what += f" of the {label}"
     plots.latent_scatter(points, data.test.labels, data.class_names,
                          *save("latent_scatter.png", f"{title}: test {what} ({codes.shape[1]}-D)"),
                          axes, y_is_class=codes.shape[1] == 1)
