@@ -131,9 +131,11 @@ def printed_sign(value: float, fmt: str) -> int:
 
 
 def and_list(items: list[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
+    """'', 'a', 'a and b', 'a, b and c'."""
     items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    if len(items) < 2:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def fewer_images(train_sizes: Mapping[str, int]) -> tuple[str, int, str, int] | None:

@@ -18,6 +18,7 @@ from jaxae.experiments.common import (
 TITLE = "Denoising autoencoder: code size sweep under dropout corruption (rate 0.5)"
 CONFIG = "dae_dropout"  # dense_ae, task denoise, corruption "dropout", dropout_rate 0.5
 NEAR_BEST_DB = 0.5  # "as good as the best": within this many dB of the best size
+PLATEAU_DB = 0.1  # sizes this close to the best PSNR are one plateau: none of them is "the best"
 OVERCOMPLETE = 1.2  # the material's code: 1.2 times the image's pixels (configs/dae_dropout.py)
 
 
@@ -149,28 +150,35 @@ def datasets_note(rows: list[dict]) -> str | None:
     return text
 
 
+def plateau(rows: list[dict]) -> list[int]:
+    """The code sizes whose PSNR is within PLATEAU_DB of the best one's: no best among them."""
+    best = max(r["test_psnr"] for r in rows)
+    return sorted(r["latent"] for r in rows if best - r["test_psnr"] <= PLATEAU_DB)
+
+
+def _sizes(sizes: list[int]) -> str:
+    return f"d={sizes[0]}" if len(sizes) == 1 else f"d={sizes[0]} to {sizes[-1]}"
+
+
 def overfit_note(rows: list[dict], train_sizes: dict[str, int]) -> str | None:
-    """Where the training sets differ in size: whether the smaller one's best code is smaller
-    (the larger codes' overfitting would pull it down) or not."""
+    """Where the training sets differ in size: whether the smaller one's best codes (its
+    plateau within PLATEAU_DB) are smaller (the larger codes' overfitting would pull them
+    down) or not."""
     grouped = _by_dataset(rows)
     fewer = fewer_images({d: n for d, n in train_sizes.items() if d in grouped})
     if fewer is None:
         return None
     small, n, large, m = fewer
-    mine, best_large = _best(grouped[small]), _best(grouped[large])
+    mine, theirs = plateau(grouped[small]), plateau(grouped[large])
     text = (f"{small} has {n:,} training images against {large}'s {m:,}: large codes have more "
             "parameters per training image there and may overfit, which would pull its best "
-            "size down")
-    if mine["latent"] < best_large["latent"]:
-        return text + (f"; its best code, d={mine['latent']}, is smaller than {large}'s, "
-                       f"d={best_large['latent']}.")
-    if mine["latent"] > best_large["latent"]:
-        return text + (f"; here it is not: its best code, d={mine['latent']}, is larger than "
-                       f"{large}'s, d={best_large['latent']}.")
-    largest = max(r["latent"] for r in grouped[small])
-    where = " the largest swept," if mine["latent"] == largest else ""
-    return text + (f"; here it is not: its best code is{where} d={mine['latent']}, as on "
-                   f"{large}.")
+            f"size down. Its best codes (within {PLATEAU_DB} dB of its best PSNR) are "
+            f"{_sizes(mine)}, {large}'s {_sizes(theirs)}")
+    if mine[-1] == max(r["latent"] for r in grouped[small]):
+        return text + "; no overfitting shows: the largest code swept is among its best."
+    if mine[-1] < theirs[0]:
+        return text + ": smaller, as overfitting would make them."
+    return text + ": not smaller."
 
 
 def notes(rows: list[dict], pixels: int, train_sizes: dict[str, int]) -> list[str]:

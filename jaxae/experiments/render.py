@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import re
 
-# An absolute path inside free text: a "/" that starts a word (not a URL's "//", not "a/b").
-_ABSOLUTE = re.compile(r"(?<![\w~.:/-])/[^\s,;()'\"`]+")
+# An absolute path inside free text: two or more parts ("/a/b"), starting the text or after a
+# blank, "=" or "(" (so "+/-", "images /s", "</a>" and URLs are left alone).
+_ABSOLUTE = re.compile(r"(?:(?<=^)|(?<=[\s=(]))/[\w.~+-]+(?:/[^\s,;()'\"`]*)+")
 # A prepared TFDS data set's version folder, "TFDS <builder>/<config>:<version> in
 # <data dir>/<builder>/<config>/<version>": the page names the data dir only.
 _TFDS_FOLDER = re.compile(r"TFDS (?P<name>[\w.-]+/[\w.-]+):(?P<version>[\w.-]+) in "
-                          r"(?P<dir>[^\s,;()]+?)/(?P=name)/(?P=version)(?=[\s),;]|$)")
+                          r"(?P<dir>[^\s,;()]+?)/(?P=name)/(?P=version)/?(?=[\s),;.]|$)")
 
 
 def repository_root() -> str:
@@ -25,8 +26,9 @@ def _inside(path: str, folder: str) -> bool:
 
 def display_path(path: str, root: str | None = None, home: str | None = None) -> str:
     """How the page names a folder: relative to the repository (`root`) when inside it,
-    '~/...' when inside the home folder, else '.../' and its last component. A relative path
-    (already relative to the repository the command ran in) is kept."""
+    '~/...' when inside the home folder, else as it is (a shared data folder such as
+    /usr/share/datasets names where the data came from). A relative path (already relative
+    to the repository the command ran in) is kept."""
     if not os.path.isabs(path):
         return path
     path = os.path.normpath(path)
@@ -37,8 +39,7 @@ def display_path(path: str, root: str | None = None, home: str | None = None) ->
     if home != os.sep and _inside(path, home):
         rel = os.path.relpath(path, home)
         return "~" if rel == "." else f"~/{rel}"
-    name = os.path.basename(path)
-    return f".../{name}" if name else path
+    return path
 
 
 def display_paths(text: str, root: str | None = None, home: str | None = None) -> str:
@@ -49,7 +50,10 @@ def display_paths(text: str, root: str | None = None, home: str | None = None) -
     def one(match: re.Match) -> str:
         found = match.group(0)
         path = found.rstrip(".")  # a sentence's full stop is not part of the path
-        return display_path(path, root, home) + found[len(path):]
+        shown = display_path(path, root, home)
+        if shown.startswith("~") and match.string[match.start() - 1:match.start()] == "=":
+            shown = "$HOME" + shown[1:]  # a shell expands "~" only at a word's start
+        return shown + found[len(path):]
 
     return _ABSOLUTE.sub(one, text)
 
