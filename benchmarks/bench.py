@@ -69,7 +69,7 @@ from jaxae.kernels import conv as conv_lib
 from jaxae.keys import Keys, derive_keys
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
-from jaxae.training import steps
+from jaxae.training import memory, steps
 from jaxae.training.workdir import head_commit, uncommitted_files
 
 # Names the commit whose files a copy holds, where its .git is missing or older than its
@@ -106,7 +106,7 @@ RANDOM_POOL_BYTES = 256 * 2**20  # random pixels at other sizes: at most this ma
 # "float32" asks for full float32 matmuls (XLA's GPU default is TF32); "tf32" (GPUs only)
 # leaves them at TensorFloat-32; "bfloat16" is `jaxae.kernels.precision`.
 DTYPES = ("float32", "bfloat16", "tf32")
-PLOT_FORMATS = (".png", ".svg", ".pdf")
+PLOT_FORMATS = roofline.PLOT_FORMATS
 UNSTEADY_SPREAD = 1.5  # a row whose fastest chunk beats its slowest by more is flagged
 
 
@@ -516,8 +516,9 @@ def code_version(commit: str | None = None) -> str:
     commit = measured_commit() if commit is None else commit
     if not commit:
         return ""
-    # one `git status` for both the mark and the names; none where $JAXAE_COMMIT vouches
-    files = [] if os.environ.get(COMMIT_VAR) else uncommitted_files()
+    if os.environ.get(COMMIT_VAR):  # whoever set it vouches for the files: git is not asked
+        return f" Code: jaxae commit {commit[:12]} (named by ${COMMIT_VAR}, not checked)."
+    files = uncommitted_files()  # one `git status` for both the mark and the names
     named = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     dirty = f" with uncommitted changes to {named}" if files else ""
     return f" Code: jaxae commit {commit[:12]}{dirty}."
@@ -554,9 +555,12 @@ def write_section(path: str, section: str, append: bool = False) -> None:
                     else s for s in sections]
     else:
         sections = [s for s in sections if s.splitlines()[0] != heading] + [section]
+    path = os.path.realpath(path)  # through a link: the file it names gets the run
     partial = f"{path}.partial"  # written whole, then renamed: a killed run keeps the old file
     with open(partial, "w") as f:
         f.write((preamble + "\n" if preamble.strip() else "") + "\n".join(sections))
+    if os.path.exists(path):
+        shutil.copymode(path, partial)  # the report keeps its permissions
     os.replace(partial, path)
 
 
@@ -573,12 +577,14 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
     """The markdown table of the results, with the roofline's and the peer's columns."""
     lines = ["| model | conv | dtype | image | width | batch | compile s | step ms | epoch ms | "
              "images/s | GFLOP/step | MB/step | FLOP/byte | GFLOP/s | GB/s | peak GFLOP/s | "
-             "bandwidth GB/s | bound | of roof | peak memory | peer images/s | jaxae / peer |",
+             "bandwidth GB/s | bound | of roof | step memory | peer images/s | jaxae / peer |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
              "---|---:|---:|---:|---:|"]
     for ours, peer in rows:
-        memory = ours.get("peak_memory_bytes")
-        memory_text = f"{memory / 2**20:.0f} MiB" if memory else "n/a"
+        # the compiled step's arguments, results and temporaries (XLA's memory analysis): the
+        # device's peak_bytes_in_use is the process's high-water mark, never reset per row
+        memory = ours.get("footprint_bytes")
+        memory_text = f"{memory / 2**20:,.0f} MiB" if memory else "n/a"
         peer_rate = f"{peer['img_per_s']:,.0f}" if peer else "-"
         ratio = f"{ours['img_per_s'] / peer['img_per_s']:.2f}x" if peer else "-"
         height, wide, channels = ours["image_shape"]
@@ -715,6 +721,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="add the markdown report to the end of this device's section")
     args = parser.parse_args(argv)
     check_peer_args(parser, args, required=False)
+    for flag, value in (("--mode", args.mode), ("--models", args.models)):
+        if value and "" in value.split(","):
+            parser.error(f"{flag} {value} has an empty name: give names separated by single "
+                         "commas")
     modes = args.mode.split(",")
     if unknown := [m for m in modes if m not in MODES]:
         parser.error(f"--mode: unknown {', '.join(unknown)}: choose from {', '.join(MODES)}")
@@ -806,6 +816,18 @@ def check_shapes_fit(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     config and module built, nothing traced), before any data is loaded or compiled."""
     models = (args.models or ",".join(WORKLOADS)).split(",")
     widths = [int(w) for w in args.widths.split(",")]
+    largest_batch = max(map(int, args.batch_sizes.split(",")))
+    available, where = memory.available_bytes(jax.devices()[0])
+    for size in map(int, args.image_sizes.split(",")):
+        shape = (size, size, max(map(int, args.channels.split(","))))
+        pixels = int(np.prod(shape))
+        # a lower bound: the random images kept (two batches at least, uint8) and one float32
+        # batch in and out; the activations come on top
+        needed = pool_size(shape, largest_batch) * pixels + 8 * largest_batch * pixels
+        if available is not None and needed > available:
+            parser.error(f"--image-sizes {size} at batch {largest_batch} needs more than "
+                         f"{needed / 2**30:,.1f} GiB, and {available / 2**30:,.1f} GiB of "
+                         f"{where} is free: give smaller --image-sizes or --batch-sizes")
     for model in models:
         if model not in WORKLOADS:
             continue  # named by --models' own check

@@ -18,7 +18,8 @@
 # The plots are named by the date (benchmarks/gpu_<date>_*.png), so a later run keeps them.
 # BUDGET_S=N bounds the whole run to about N seconds: a step that would start with under a
 # minute left is skipped, and the one running at the end is interrupted (a throughput step
-# then reports the rows it measured); skipped and cut steps are named at the end, exit 1.
+# then reports the rows it measured; another step keeps only its log); skipped and cut
+# steps are named at the end, exit 1.
 # Leave a minute below any hard limit: an interrupted step may take 30 s more to stop.
 # ONLY="growth precision" runs only the steps named (epoch, vae64, determinism, growth,
 # precision): on one H200 the five took over ten minutes with their compiles (each step's
@@ -55,6 +56,14 @@ done
 BUDGET_S=${BUDGET_S:-}
 if [ -n "$BUDGET_S" ] && ! [[ $BUDGET_S =~ ^[0-9]+$ ]]; then
   echo "gpu.sh: BUDGET_S=$BUDGET_S is not whole seconds: give e.g. BUDGET_S=540" >&2; exit 2
+fi
+if [ -n "$BUDGET_S" ] && [ "$BUDGET_S" -lt 60 ]; then
+  echo "gpu.sh: BUDGET_S=$BUDGET_S leaves no step the minute it needs: give 60 or more" >&2
+  exit 2
+fi
+if [ "${DRY_RUN:-0}" = 1 ] && [ "${PARSE_ONLY:-0}" = 1 ]; then
+  echo "gpu.sh: DRY_RUN=1 runs the tiny settings, PARSE_ONLY=1 checks the real ones: give" \
+       "one" >&2; exit 2
 fi
 wanted() {  # whether ONLY (if set) names this step
   [ ${#ONLY_STEPS[@]} -eq 0 ] || [[ " ${ONLY_STEPS[*]} " == *" $1 "* ]]
@@ -165,7 +174,7 @@ from benchmarks import bench; bench.parse_args(sys.argv[1:])' "$@" --append "$RE
   local started=$SECONDS status=0
   ${limit[@]+"${limit[@]}"} "$PY" -m benchmarks.bench "$@" --append "$REPORT" 2>&1 \
     | tee -a "$LOG" || status=${PIPESTATUS[0]}
-  if [ "$status" = 130 ]; then  # interrupted: the bench reported the rows it measured
+  if [ "$status" = 130 ]; then  # interrupted: a throughput step reported its rows
     FAILED="$FAILED $name(cut short)"
   elif [ "$status" != 0 ]; then
     echo "gpu.sh: step $name failed (its output is in $LOG); going on" | tee -a "$LOG" >&2

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 
 from jaxae.kernels import precision
 
+PLOT_FORMATS = (".png", ".svg", ".pdf")  # what `plot` writes (matplotlib, by extension)
 STREAM_MIN_BYTES = 3 * 2**20  # the smallest STREAM footprint: three 1 MiB arrays
 STREAM_MAX_BYTES = 3 * 2**28  # the largest: three 256 MiB arrays
 STREAM_LOOP = 8  # triads per dispatch: the dispatch's own cost stays out of the rate
@@ -231,9 +232,13 @@ def plot(rows: list[dict], path: str, title: str) -> int:
     markers = itertools.cycle("osD^v<>p*hX")
     for index, (name, mine) in enumerate(_series(rows).items()):
         marker, color = next(markers), f"C{index % 10}"
-        rate_axes.scatter([r["flops_per_step"] for r in mine],
-                          [r["achieved_gflops"] for r in mine], marker=marker,
-                          facecolors="none", edgecolors=color, label=name)
+        for bound, fill in (("compute", color), ("memory", "none"), (None, "none")):
+            points = [r for r in mine if r.get("bound") == bound]
+            if points:
+                rate_axes.scatter([r["flops_per_step"] for r in points],
+                                  [r["achieved_gflops"] for r in points], marker=marker,
+                                  facecolors=fill, edgecolors=color,
+                                  label=f"{name}" + (f" ({bound}-bound)" if bound else ""))
         for bound, fill in (("compute", color), ("memory", "none")):
             points = [r for r in mine if r.get("bound") == bound and r.get("fraction_of_roof")]
             if points:
@@ -250,6 +255,16 @@ def plot(rows: list[dict], path: str, title: str) -> int:
                                    (r["flops_per_step"], 100 * r["fraction_of_roof"]),
                                    fontsize=6, xytext=(3, 3), textcoords="offset points",
                                    color=color)
+    for dtype in dict.fromkeys(r.get("compute_dtype") for r in rows):  # the roof above them
+        peaks = [r["peak_gflops"] for r in rows
+                 if r.get("compute_dtype") == dtype and r.get("peak_gflops")]
+        if peaks:
+            rate_axes.axhline(max(peaks), linestyle="--", color="grey", linewidth=1,
+                              label=f"{dtype} matmul peak, measured")
+    if len({r.get("conv") for r in rows if r.get("conv")}) > 1:
+        figure.text(0.01, 0.005, "FLOPs as each compiled step counts them: conv=patches is "
+                    "charged more than conv=xla for the same model, so compare step times "
+                    "across the two.", fontsize=7)
     over = sum(bool(r.get("roof_errors")) and not r.get("fraction_of_roof") for r in rows)
     if over:
         roof_axes.text(0.02, 0.97, f"{over} of {len(rows)} rows not drawn: over their roof, "
@@ -313,11 +328,21 @@ def main(argv: list[str] | None = None) -> None:
     throughput run printed (a log of several runs gives one plot of them all; STEP picks one
     step of gpu.sh's gpu.log)."""
     args = sys.argv[1:] if argv is None else argv
+    usage = ("usage: python -m benchmarks.roofline LOG PNG TITLE [STEP] (the bench itself: "
+             "python -m benchmarks.bench --help)")
+    if args[:1] in (["-h"], ["--help"]):
+        print(usage + "\n\n" + (main.__doc__ or ""))
+        return
     if len(args) not in (3, 4):
-        raise SystemExit("usage: python -m benchmarks.roofline LOG PNG TITLE [STEP] (the "
-                         "bench itself: python -m benchmarks.bench --help)")
+        raise SystemExit(usage)
     if not os.path.isfile(args[0]):
         raise SystemExit(f"{args[0]}: no such log: give the log a throughput run printed")
+    folder = os.path.dirname(os.path.abspath(args[1]))
+    if os.path.splitext(args[1])[1].lower() not in PLOT_FORMATS:
+        raise SystemExit(f"{args[1]}: give a file ending in {', '.join(PLOT_FORMATS)}")
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise SystemExit(f"{args[1]}: its folder {folder} is missing or not writable: give "
+                         "another path")
     rows = rows_of_log(args[0], args[3] if len(args) == 4 else None)
     if not rows:
         raise SystemExit(f"{args[0]}: no throughput rows (JSON lines of jaxae) in it"

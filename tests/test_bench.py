@@ -150,8 +150,13 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     (["--mode", "matmuls", "--conv", "patches,xla"], "--mode matmuls measures one --conv value"),
     (["--mode", "throughput,throughput"], "names a mode twice"),
     (["--models", ""], "--models needs a comma-separated list"),
+    (["--models", "dense_ae,"], "--models dense_ae, has an empty name: give names separated by "
+     "single commas"),
+    (["--mode", "throughput,,quality"], "--mode throughput,,quality has an empty name"),
     (["--background-pin"], "--background-pin pins the --background-load processes"),
     (["--compute-dtype", "tf32"], "--compute-dtype tf32: a CPU has no TensorFloat-32"),
+    (["--models", "dense_ae", "--image-sizes", "100000"], "--image-sizes 100000 at batch 128 "
+     "needs more than 11,920.9 GiB, and "),
     (["--models", "dense_ae,conv_ae", "--image-sizes", "28,33"],
      "conv_ae at 33x33x1, width 1: config.model (conv_ae): conv_ae cannot decode"),
 ])
@@ -310,7 +315,19 @@ def test_jaxae_commit_names_the_commit_of_a_copy_whose_git_is_stale(monkeypatch)
                                     "to benchmarks/bench.py.")
     monkeypatch.setenv(bench.COMMIT_VAR, "f359400ec9d2b895")
     assert bench.measured_commit() == "f359400ec9d2b895"
-    assert bench.code_version() == " Code: jaxae commit f359400ec9d2."
+    assert bench.code_version() == (" Code: jaxae commit f359400ec9d2 (named by $JAXAE_COMMIT, "
+                                    "not checked).")
+
+
+def test_append_through_a_link_writes_the_file_it_names_and_keeps_its_mode(tmp_path):
+    real, link = tmp_path / "real.md", tmp_path / "link.md"
+    bench.write_section(str(real), "## cpu: X\n\nfirst run\n")
+    real.chmod(0o640)
+    link.symlink_to(real)
+    bench.write_section(str(link), "## cpu: X\n\nsecond run\n", append=True)
+    assert link.is_symlink() and "second run" in real.read_text()
+    assert real.stat().st_mode & 0o777 == 0o640
+    assert not (tmp_path / "real.md.partial").exists()
 
 
 def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch, capsys):
@@ -458,7 +475,10 @@ def run_gpu_script(tmp_path, **settings: str) -> subprocess.CompletedProcess:
     ({"ONLY": "growht"}, "gpu.sh: ONLY names no step growht: give some of epoch vae64 "
                          "determinism growth precision"),
     ({"ONLY": "*"}, "gpu.sh: ONLY names no step *:"),
-    ({"BUDGET_S": "8m"}, "gpu.sh: BUDGET_S=8m is not whole seconds: give e.g. BUDGET_S=540")])
+    ({"BUDGET_S": "8m"}, "gpu.sh: BUDGET_S=8m is not whole seconds: give e.g. BUDGET_S=540"),
+    ({"BUDGET_S": "30"}, "gpu.sh: BUDGET_S=30 leaves no step the minute it needs"),
+    ({"DRY_RUN": "1"}, "gpu.sh: DRY_RUN=1 runs the tiny settings, PARSE_ONLY=1 checks the real "
+                       "ones: give one")])
 def test_the_gpu_script_runs_the_steps_only_names_and_refuses_bad_settings(
         tmp_path, settings, said):
     done = run_gpu_script(tmp_path, **settings)

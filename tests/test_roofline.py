@@ -129,6 +129,10 @@ def test_the_plot_draws_every_row_s_rate_and_counts_the_rows_over_their_roof(tmp
     assert (tmp_path / "roof.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="no such log"):
         roofline.main([str(tmp_path / "missing.log"), str(tmp_path / "x.png"), "t"])
+    with pytest.raises(SystemExit, match=r"x.txt: give a file ending in .png, .svg, .pdf"):
+        roofline.main([str(log), str(tmp_path / "x.txt"), "t"])
+    with pytest.raises(SystemExit, match="is missing or not writable: give another path"):
+        roofline.main([str(log), str(tmp_path / "no" / "x.png"), "t"])
     with pytest.raises(SystemExit, match="no throughput rows"):
         empty = tmp_path / "empty.log"
         empty.write_text("# nothing\n")
