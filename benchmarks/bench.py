@@ -509,10 +509,11 @@ def device_title() -> str:
 
 
 def code_version(commit: str | None = None) -> str:
-    """" Code: jaxae commit <sha>." for the report (of `commit`, default the checkout's
-    HEAD), naming up to three uncommitted files (a report appended to BENCHMARKS.md before
-    it is committed is no change to the code measured), so a section measured before a
-    change says so; "" outside a git checkout."""
+    """" Code: jaxae commit <sha>." for the report (of `commit`, default `measured_commit`:
+    $JAXAE_COMMIT, labelled so, or the checkout's HEAD), naming up to three uncommitted
+    files (a report appended to BENCHMARKS.md before it is committed is no change to the
+    code measured), so a section measured before a change says so; "" outside a git
+    checkout."""
     commit = measured_commit() if commit is None else commit
     if not commit:
         return ""
@@ -825,7 +826,8 @@ def check_shapes_fit(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         # batch in and out; the activations come on top
         needed = pool_size(shape, largest_batch) * pixels + 8 * largest_batch * pixels
         if available is not None and needed > available:
-            parser.error(f"--image-sizes {size} at batch {largest_batch} needs more than "
+            parser.error(f"--image-sizes {size} (--channels {shape[2]}) at batch "
+                         f"{largest_batch} needs at least "
                          f"{needed / 2**30:,.1f} GiB, and {available / 2**30:,.1f} GiB of "
                          f"{where} is free: give smaller --image-sizes or --batch-sizes")
     for model in models:
@@ -862,13 +864,15 @@ def check_flags_read(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def check_writable_file(parser: argparse.ArgumentParser, flag: str, path: str) -> None:
-    """A file `path` can be written: not a folder, in a folder that exists and is writable."""
-    folder = os.path.dirname(os.path.abspath(path))
+    """A file `path` can be written: not a folder, in a folder that exists and is writable
+    (through a link, the file it names and its folder: a report is written beside it and
+    renamed over it)."""
+    folder = os.path.dirname(os.path.realpath(path))
     if os.path.isdir(path):
         parser.error(f"{flag} {path} is a folder: give a file in it")
     if not os.path.isdir(folder):
         parser.error(f"{flag} {path}: the folder {folder} does not exist; create it first")
-    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         parser.error(f"{flag} {path} cannot be written: choose a writable place")
 
 

@@ -57,6 +57,7 @@ BUDGET_S=${BUDGET_S:-}
 if [ -n "$BUDGET_S" ] && ! [[ $BUDGET_S =~ ^[0-9]+$ ]]; then
   echo "gpu.sh: BUDGET_S=$BUDGET_S is not whole seconds: give e.g. BUDGET_S=540" >&2; exit 2
 fi
+if [ -n "$BUDGET_S" ]; then BUDGET_S=$((10#$BUDGET_S)); fi  # "0900" is 900, not octal
 if [ -n "$BUDGET_S" ] && [ "$BUDGET_S" -lt 60 ]; then
   echo "gpu.sh: BUDGET_S=$BUDGET_S leaves no step the minute it needs: give 60 or more" >&2
   exit 2

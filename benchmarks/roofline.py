@@ -255,11 +255,12 @@ def plot(rows: list[dict], path: str, title: str) -> int:
                                    (r["flops_per_step"], 100 * r["fraction_of_roof"]),
                                    fontsize=6, xytext=(3, 3), textcoords="offset points",
                                    color=color)
-    for dtype in dict.fromkeys(r.get("compute_dtype") for r in rows):  # the roof above them
+    dtypes = dict.fromkeys(r.get("compute_dtype") for r in rows)
+    for dtype, style in zip(dtypes, itertools.cycle(["--", ":", "-."])):  # the roof above them
         peaks = [r["peak_gflops"] for r in rows
                  if r.get("compute_dtype") == dtype and r.get("peak_gflops")]
         if peaks:
-            rate_axes.axhline(max(peaks), linestyle="--", color="grey", linewidth=1,
+            rate_axes.axhline(max(peaks), linestyle=style, color="grey", linewidth=1,
                               label=f"{dtype} matmul peak, measured")
     if len({r.get("conv") for r in rows if r.get("conv")}) > 1:
         figure.text(0.01, 0.005, "FLOPs as each compiled step counts them: conv=patches is "

@@ -464,7 +464,9 @@ def test_dae_sweep_notes_on_code_size_follow_the_rows():
     assert "Both come within 0.5 dB of their best from the same code size, d=512." in text
     # 16.92 at d=940 and 16.93 at d=1500: a plateau, not a best size
     assert ("Its best codes (within 0.1 dB of its best PSNR) are d=940 to 1500, Fashion-MNIST's "
-            "d=1500; no overfitting shows: the largest code swept is among its best.") in text
+            "d=1500; by PSNR no overfitting shows: the largest code swept is among its best."
+            ) in text
+    assert dae_sweep._sizes([512, 1500], [16, 512, 940, 1500]) == "d=512 and 1500"  # not 940
     # the other way: MNIST's best is smaller, and it comes near its best with a smaller code
     digits = sweep_rows(DIGITS, 12.75, {16: 12.5, 64: 16.5, 512: 16.9, 940: 16.6, 1500: 16.2})
     text = " ".join(dae_sweep.notes(fashion + digits, 784, sizes))

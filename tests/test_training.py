@@ -457,8 +457,8 @@ def test_the_cpu_compiler_options_stay_on_the_cpu(monkeypatch):
 
 
 def test_a_denoising_autoencoder_s_latent_scatter_places_codes_of_its_corrupted_inputs():
-    """generation.encode with the task encodes what training fed the model (batch i
-    corrupted with fold_in(task_key, i)); without it, the clean images."""
+    """generation.encode with the task encodes corrupted inputs, batch i corrupted as
+    evaluation's batch i is (steps' example key); without it, the clean images."""
     from jaxae.evaluation import generation
 
     config = importlib.import_module("jaxae.configs.dae_dropout").get_config()
@@ -468,7 +468,8 @@ def test_a_denoising_autoencoder_s_latent_scatter_places_codes_of_its_corrupted_
     labels = np.arange(12) % 10
     key = jax.random.key(5)
     codes = generation.encode(model, params, images, labels, 5, task, key)
-    inputs, _ = task.make_example(jax.numpy.asarray(images[5:10]), jax.random.fold_in(key, 1))
+    batch = {"image": jax.numpy.asarray(images[5:10])}
+    inputs, _, _ = steps._eval_example(task, batch, jax.random.fold_in(key, 1))  # evaluation's
     np.testing.assert_allclose(
         codes[5:10], generation.deterministic_codes(model, params, inputs), rtol=1e-6)
     clean = generation.encode(model, params, images, labels, 5)

@@ -218,7 +218,8 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
     try:
         result["pictures"] = write_pictures(
             model, task, params, data, keys, title, out_dir,
-            PictureOptions(eval_config.num_images, eval_config.manifold_size))
+            PictureOptions(eval_config.num_images, eval_config.manifold_size,
+                           eval_config.batch_size))
     except OSError as e:
         raise write_error(e.filename or out_dir, e) from None
     write_json(os.path.join(out_dir, "metrics.json"), result)

@@ -48,11 +48,13 @@ def encode(model: nn.Module, params: dict, images_u8: np.ndarray, labels: np.nda
            task_key: jax.Array | None = None) -> np.ndarray:
     """Codes [N, D] of uint8 images (`deterministic_codes`), in batches: of the clean
     images, or, given a `task` whose input differs from its target (a denoising task's
-    corruption), of the inputs it makes of them, batch i's drawn with fold_in(task_key, i):
-    what the model was trained to encode."""
+    corruption), of the inputs it makes of them, the kind of input the model was trained to
+    encode. With evaluation's key and batch size, batch i is corrupted as evaluation's
+    batch i is (the first half of split(fold_in(task_key, i)))."""
     if task is not None and task.shows_input:
         parts = [_task_codes(model, task, params, images_u8[i:i + batch_size],
-                             labels[i:i + batch_size], jax.random.fold_in(task_key, n))
+                             labels[i:i + batch_size],
+                             jax.random.split(jax.random.fold_in(task_key, n))[0])
                  for n, i in enumerate(range(0, len(images_u8), batch_size))]
     else:
         parts = [_codes(model, params, images_u8[i:i + batch_size], labels[i:i + batch_size])

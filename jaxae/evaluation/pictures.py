@@ -36,6 +36,7 @@ PERTURBED_SAMPLE_ROWS = 3
 class PictureOptions:
     num_images: int = 10  # columns of the reconstruction and sample pictures
     manifold_size: int = 15  # decoded images per side of the manifold grid
+    eval_batch_size: int = 1000  # evaluation's: the scatter's inputs are corrupted as its are
 
 
 def picture_indices(labels: np.ndarray, num_images: int) -> np.ndarray:
@@ -138,7 +139,7 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits, key
     what, rows = samples
     plots.image_rows(rows, *save("samples.png", f"{title}: {what}"))
     codes = generation.encode(model, params, data.test.images, data.test.labels,
-                              task=task, task_key=keys.eval)
+                              options.eval_batch_size, task, keys.eval)
     name = "z" if model.variational else "code"
     if codes.shape[1] == 2:
         points, axes = codes, (f"{name}[0]", f"{name}[1]")
@@ -148,7 +149,7 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits, key
             grid = generation.manifold(model, params, coords)
             xs, ys = (coords, coords) if coords.ndim == 1 else (coords[0], coords[1])
             span = ("the N(0, 1) quantiles 5% to 95%" if model.variational
-                    else "the test codes' 5th to 95th percentiles")
+                    else "the test codes' 5th to 95th percentiles (latent_scatter.png)")
             plots.manifold(grid, xs, ys, *save("manifold.png",
                                                f"{title}: decoded latent grid over {span}"),
                            axes)

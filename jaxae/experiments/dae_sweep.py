@@ -156,8 +156,13 @@ def plateau(rows: list[dict]) -> list[int]:
     return sorted(r["latent"] for r in rows if best - r["test_psnr"] <= PLATEAU_DB)
 
 
-def _sizes(sizes: list[int]) -> str:
-    return f"d={sizes[0]}" if len(sizes) == 1 else f"d={sizes[0]} to {sizes[-1]}"
+def _sizes(sizes: list[int], swept: list[int]) -> str:
+    """'d=512', 'd=784 to 1500' (every size swept between them), or 'd=512 and 1500'."""
+    if len(sizes) == 1:
+        return f"d={sizes[0]}"
+    between = [d for d in swept if sizes[0] <= d <= sizes[-1]]
+    return (f"d={sizes[0]} to {sizes[-1]}" if between == sizes
+            else "d=" + and_list([str(d) for d in sizes]))
 
 
 def overfit_note(rows: list[dict], train_sizes: dict[str, int]) -> str | None:
@@ -170,12 +175,13 @@ def overfit_note(rows: list[dict], train_sizes: dict[str, int]) -> str | None:
         return None
     small, n, large, m = fewer
     mine, theirs = plateau(grouped[small]), plateau(grouped[large])
+    swept = sorted({r["latent"] for r in rows})
     text = (f"{small} has {n:,} training images against {large}'s {m:,}: large codes have more "
             "parameters per training image there and may overfit, which would pull its best "
             f"size down. Its best codes (within {PLATEAU_DB} dB of its best PSNR) are "
-            f"{_sizes(mine)}, {large}'s {_sizes(theirs)}")
+            f"{_sizes(mine, swept)}, {large}'s {_sizes(theirs, swept)}")
     if mine[-1] == max(r["latent"] for r in grouped[small]):
-        return text + "; no overfitting shows: the largest code swept is among its best."
+        return text + "; by PSNR no overfitting shows: the largest code swept is among its best."
     if mine[-1] < theirs[0]:
         return text + ": smaller, as overfitting would make them."
     return text + ": not smaller."
