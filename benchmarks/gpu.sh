@@ -54,13 +54,15 @@ for step in ${ONLY_STEPS[@]+"${ONLY_STEPS[@]}"}; do
   esac
 done
 BUDGET_S=${BUDGET_S:-}
-if [ -n "$BUDGET_S" ] && ! [[ $BUDGET_S =~ ^[0-9]+$ ]]; then
-  echo "gpu.sh: BUDGET_S=$BUDGET_S is not whole seconds: give e.g. BUDGET_S=540" >&2; exit 2
-fi
-if [ -n "$BUDGET_S" ]; then BUDGET_S=$((10#$BUDGET_S)); fi  # "0900" is 900, not octal
-if [ -n "$BUDGET_S" ] && [ "$BUDGET_S" -lt 60 ]; then
-  echo "gpu.sh: BUDGET_S=$BUDGET_S leaves no step the minute it needs: give 60 or more" >&2
-  exit 2
+if [ -n "$BUDGET_S" ]; then
+  if ! [[ $BUDGET_S =~ ^[0-9]+$ ]]; then
+    echo "gpu.sh: BUDGET_S=$BUDGET_S is not whole seconds: give e.g. BUDGET_S=540" >&2; exit 2
+  fi
+  BUDGET_S=$((10#$BUDGET_S))  # "0900" is 900, not octal
+  if [ "$BUDGET_S" -lt 60 ]; then
+    echo "gpu.sh: BUDGET_S=$BUDGET_S leaves no step the minute it needs: give 60 or more" >&2
+    exit 2
+  fi
 fi
 if [ "${DRY_RUN:-0}" = 1 ] && [ "${PARSE_ONLY:-0}" = 1 ]; then
   echo "gpu.sh: DRY_RUN=1 runs the tiny settings, PARSE_ONLY=1 checks the real ones: give" \

@@ -217,12 +217,12 @@ def chunk_fractions(cost: Cost, seconds_per_step: list[float], roofs: list[Roofs
 
 def plot(rows: list[dict], path: str, title: str) -> int:
     """A PNG of two panels against each row's FLOPs per step (log scale): the FLOP/s it
-    achieved (every row), and its fraction of the roof (the rows that have one: the panel
-    counts those measured over their roof, which have none); returns how many rows the
-    second panel draws. One marker and colour per series (a
-    model, and its convolution implementation and compute dtype where the rows differ in
-    those), filled where the matmul peak binds and hollow where the bandwidth does, each
-    point labelled with its image shape, width and batch."""
+    achieved (every row, under the measured matmul peak), and its fraction of the roof (the
+    rows that have one: the panel counts those measured over their roof, which have none);
+    returns how many rows the second panel draws. One marker and colour per series (a model,
+    and its convolution implementation and compute dtype where the rows differ in those),
+    filled where the matmul peak binds and hollow where the bandwidth does, each point
+    labelled with its image shape, width and batch."""
     import matplotlib
 
     matplotlib.use("Agg")

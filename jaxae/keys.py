@@ -25,3 +25,10 @@ class Keys(NamedTuple):
 def derive_keys(seed: int) -> Keys:
     """Splits the seed once into the named streams of `Keys`."""
     return Keys(*jax.random.split(jax.random.key(seed), len(Keys._fields)))
+
+
+def eval_example_key(eval_key: jax.Array, batch_index: int) -> jax.Array:
+    """The key of the task's corruption in evaluation batch `batch_index`: that batch's key is
+    fold_in(eval, index), and its first split half makes the inputs (`steps._eval_example`).
+    Pictures that show or encode test inputs corrupt them as evaluation did."""
+    return jax.random.split(jax.random.fold_in(eval_key, batch_index))[0]

@@ -18,6 +18,7 @@ from jax.scipy.stats import norm
 
 from jaxae import losses
 from jaxae.data.batches import to_float
+from jaxae.keys import eval_example_key
 from jaxae.tasks import Task
 
 
@@ -50,15 +51,14 @@ def encode(model: nn.Module, params: dict, images_u8: np.ndarray, labels: np.nda
     images, or, given a `task` whose input differs from its target (a denoising task's
     corruption), of the inputs it makes of them, the kind of input the model was trained to
     encode. With evaluation's key and batch size, batch i is corrupted as evaluation's
-    batch i is (the first half of split(fold_in(task_key, i)))."""
-    if task is not None and task.shows_input:
-        parts = [_task_codes(model, task, params, images_u8[i:i + batch_size],
-                             labels[i:i + batch_size],
-                             jax.random.split(jax.random.fold_in(task_key, n))[0])
-                 for n, i in enumerate(range(0, len(images_u8), batch_size))]
-    else:
-        parts = [_codes(model, params, images_u8[i:i + batch_size], labels[i:i + batch_size])
-                 for i in range(0, len(images_u8), batch_size)]
+    batch i is (`keys.eval_example_key`)."""
+    corrupt = task is not None and task.shows_input
+    parts = []
+    for n, i in enumerate(range(0, len(images_u8), batch_size)):
+        images, batch_labels = images_u8[i:i + batch_size], labels[i:i + batch_size]
+        parts.append(_task_codes(model, task, params, images, batch_labels,
+                                 eval_example_key(task_key, n)) if corrupt
+                     else _codes(model, params, images, batch_labels))
     return np.concatenate([np.asarray(p) for p in parts])
 
 

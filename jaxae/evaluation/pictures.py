@@ -25,7 +25,7 @@ import numpy as np
 from jaxae import losses
 from jaxae.data.splits import Split, Splits
 from jaxae.evaluation import generation, pca, plots
-from jaxae.keys import Keys
+from jaxae.keys import Keys, eval_example_key
 from jaxae.tasks import Task
 
 PRIOR_SAMPLE_ROWS = 4
@@ -58,18 +58,12 @@ def picture_indices(labels: np.ndarray, num_images: int) -> np.ndarray:
     return np.sort(np.concatenate([firsts, others]))
 
 
-def first_batch_example_key(eval_key: jax.Array) -> jax.Array:
-    """The key of the task's corruption in evaluation's first batch: the pictures show the
-    inputs that the metrics saw there."""
-    return jax.random.split(jax.random.fold_in(eval_key, 0))[0]
-
-
 def reconstruction_rows(model: nn.Module, task: Task, params: dict, split: Split,
                         key: jax.Array, num_images: int) -> list[tuple[str, np.ndarray]]:
     """Rows of the reconstruction picture: [input, classical baseline,] output, original."""
     chosen = picture_indices(split.labels, num_images)
     images, labels = np.asarray(split.images)[chosen], np.asarray(split.labels)[chosen]
-    inputs, targets = task.make_example(images, first_batch_example_key(key))
+    inputs, targets = task.make_example(images, eval_example_key(key, 0))
     logits = _mean_logits(model, params, inputs, labels)
     image_shape = targets.shape[1:]
     rows = []
@@ -133,7 +127,7 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits, key
                                          options.num_images),
                      *save("reconstructions.png", f"{title}: test images"))
     samples = sample_rows(model, params, data, keys.sample, options.num_images, task,
-                          first_batch_example_key(keys.eval))
+                          eval_example_key(keys.eval, 0))
     if samples is None:
         return written
     what, rows = samples

@@ -20,6 +20,7 @@ from jaxae.experiments.common import (
     and_list,
     column,
     fewer_images,
+    printed_sign,
 )
 
 TITLE = "Autoencoders against PCA: test reconstruction error by code size"
@@ -146,8 +147,7 @@ def _ratios(rows: list[dict]) -> str:
 def against_pca(row: dict) -> int:
     """1 where the row beats PCA, -1 where PCA beats it, 0 for a tie: a ratio that prints as
     1.00 (the table's precision)."""
-    ratio = float(format(row["ratio_to_pca"], ".2f"))
-    return (ratio < 1) - (ratio > 1)
+    return -printed_sign(row["ratio_to_pca"] - 1, ".2f")
 
 
 def comparison_findings(rows: list[dict]) -> list[str]:
@@ -314,7 +314,7 @@ def run(ctx: Context) -> Result:
     fixed: Fixed = {}
     choices = ctx.data()
     rows = [row for choice in choices for row in dataset_rows(ctx, choice, fixed)]
-    sizes = {d["dataset"]: d["train_used"] for d in ctx.used_data.values()}
+    sizes = ctx.train_sizes()
     image_shape = ctx.splits(choices[0]).image_shape
     columns = [column("dataset", "data set"), column("method", "method"),
                column("latent", "code size d", "d"), column("test_mse", "test MSE", ".5f"),

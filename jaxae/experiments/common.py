@@ -138,6 +138,14 @@ def and_list(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def by_dataset(rows: list[dict]) -> dict[str, list[dict]]:
+    """The rows grouped by their "dataset", in the order the data sets first appear."""
+    grouped: dict[str, list[dict]] = {}
+    for r in rows:
+        grouped.setdefault(r["dataset"], []).append(r)
+    return grouped
+
+
 def fewer_images(train_sizes: Mapping[str, int]) -> tuple[str, int, str, int] | None:
     """(smaller data set, its training images, larger data set, its training images) when the
     data sets' training splits differ in size; None when they do not (or there is one)."""
@@ -281,6 +289,10 @@ class Context:
             "test_available": len(data.test_images), "train_used": len(train),
             "test_used": len(test)}
         return Splits(train, None, test, tuple(data.class_names), data.source, choice.title)
+
+    def train_sizes(self) -> dict[str, int]:
+        """{data set title: training images used} of the data sets this command read."""
+        return {d["dataset"]: d["train_used"] for d in self.used_data.values()}
 
     def config(self, config_name: str, choice: DataChoice, overrides: Overrides | None = None
                ) -> ml_collections.ConfigDict:

@@ -11,6 +11,7 @@ from jaxae.experiments.common import (
     DataChoice,
     Result,
     and_list,
+    by_dataset,
     column,
     fewer_images,
 )
@@ -87,13 +88,6 @@ def comparison_finding(rows: list[dict]) -> str | None:
     return "Data sets compared: " + "; ".join(parts) + "."
 
 
-def _by_dataset(rows: list[dict]) -> dict[str, list[dict]]:
-    grouped: dict[str, list[dict]] = {}
-    for r in rows:
-        grouped.setdefault(r["dataset"], []).append(r)
-    return grouped
-
-
 def _best(rows: list[dict]) -> dict:
     return max(rows, key=lambda r: r["test_psnr"])
 
@@ -101,7 +95,7 @@ def _best(rows: list[dict]) -> dict:
 def smaller_code_note(rows: list[dict], pixels: int) -> str:
     """Why a code smaller than the image can denoise, and how well the best one does here."""
     gains = [f"{top['gain_db']:+.2f} dB (d={top['latent']}) on {dataset}"
-             for dataset, mine in _by_dataset(rows).items()
+             for dataset, mine in by_dataset(rows).items()
              if (small := [r for r in mine if r["latent"] < pixels]) and (top := _best(small))]
     text = ("Denoising is not copying: the clean images lie near a low-dimensional set, and a "
             "code that can only describe such images must drop the corruption, so a code "
@@ -119,7 +113,7 @@ def datasets_note(rows: list[dict]) -> str | None:
     """How the data sets differ: which floor is higher, and which comes within NEAR_BEST_DB of
     its best with the smaller code; the reasons for MNIST against Fashion-MNIST only where the
     numbers go that way."""
-    grouped = _by_dataset(rows)
+    grouped = by_dataset(rows)
     if len(grouped) < 2:
         return None
     floors = {d: mine[0]["input_psnr"] for d, mine in grouped.items()}
@@ -169,7 +163,7 @@ def overfit_note(rows: list[dict], train_sizes: dict[str, int]) -> str | None:
     """Where the training sets differ in size: whether the smaller one's best codes (its
     plateau within PLATEAU_DB) are smaller (the larger codes' overfitting would pull them
     down) or not."""
-    grouped = _by_dataset(rows)
+    grouped = by_dataset(rows)
     fewer = fewer_images({d: n for d, n in train_sizes.items() if d in grouped})
     if fewer is None:
         return None
@@ -229,7 +223,7 @@ def run(ctx: Context) -> Result:
     choices = ctx.data()
     rows = [row for choice in choices for row in dataset_rows(ctx, choice)]
     pixels = math.prod(ctx.splits(choices[0]).image_shape)
-    sizes = {d["dataset"]: d["train_used"] for d in ctx.used_data.values()}
+    sizes = ctx.train_sizes()
     findings = [f for dataset in dict.fromkeys(r["dataset"] for r in rows)
                 for f in dataset_findings([r for r in rows if r["dataset"] == dataset], pixels)]
     compared = comparison_finding(rows)

@@ -171,7 +171,7 @@ def run(ctx: Context) -> Result:
         raise ValueError("data_specificity needs two data sets: --datasets fashion_mnist,mnist")
     rows = [row for model in MODELS for row in model_rows(ctx, model, choices)]
     pixels = math.prod(ctx.splits(choices[0]).image_shape)
-    sizes = {d["dataset"]: d["train_used"] for d in ctx.used_data.values()}
+    sizes = ctx.train_sizes()
     columns = [column("model", "model"), column("metric", "error"),
                column("trained_on", "trained on")]
     columns += [column(f"on_{c.key}", f"tested on {c.title}", ".4g") for c in choices]

@@ -29,6 +29,7 @@ from jaxae.experiments.common import (
     Result,
     Run,
     and_list,
+    by_dataset,
     column,
     printed_sign,
 )
@@ -169,8 +170,7 @@ def size_notes(rows: list[dict]) -> list[str]:
     whether accuracy rises with d, which encoders beat PCA codes at the smallest d, and PCA
     codes of the largest size against raw pixels."""
     out = []
-    for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        mine = [r for r in rows if r["dataset"] == dataset]
+    for dataset, mine in by_dataset(rows).items():
         codes = [r for r in mine if r["features"] != RAW]
         if not codes:
             continue
