@@ -414,6 +414,7 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
            "peak_memory_bytes": peak_memory_bytes(jax.devices()[0])}
     if meter:
         row.update(roof_columns(cost, seconds, measured, meter))
+        row.update(device_bytes_roof(cost, seconds, measured))
     return row
 
 
@@ -435,6 +436,23 @@ def roof_columns(cost: roofline.Cost, seconds: list[float], measured: list[roofl
     if meter:
         columns |= {"peak_n": meter.peak_n, "stream_array_bytes": meter.array_bytes}
     return columns
+
+
+def device_bytes_roof(cost: roofline.Cost, seconds: list[float],
+                      measured: list[roofline.Roofs]) -> dict:
+    """Off the CPU, the roof again with the bytes the device program's own cost analysis
+    counts (its fusions, not the host's) and the host's FLOPs (the device's leave out the
+    cuBLAS/cuDNN calls): which of the two byte counts is physical shows in which one keeps
+    every chunk under the measured bandwidth. Empty where there is no device count."""
+    if not cost.device_bytes:
+        return {}
+    device = dataclasses.replace(cost, bytes=cost.device_bytes)
+    fractions, errors = roofline.chunk_fractions(device, seconds, measured)
+    valid = [f for f in fractions if f is not None]
+    bound = roofline.attainable(device, roofline.Roofs(
+        _median([r.peak_flops for r in measured]), _median([r.bandwidth for r in measured])))[1]
+    return {"device_bytes_bound": bound, "device_bytes_fraction_of_roof": _median(valid),
+            "device_bytes_roof_errors": errors}
 
 
 def bench_peer(python: str, script: str, model: str, batch_size: int, num_steps: int,
@@ -565,22 +583,29 @@ def write_section(path: str, section: str, append: bool = False) -> None:
     os.replace(partial, path)
 
 
-def _fraction_text(row: dict) -> str:
-    fraction = row.get("fraction_of_roof")
+def _fraction_text(row: dict, prefix: str = "") -> str:
+    """A row's fraction of the roof (`prefix` "device_bytes_": under the device's byte
+    count), or why it has none."""
+    fraction = row.get(f"{prefix}fraction_of_roof")
     if fraction is not None:
         return f"{fraction:.1%}"
-    if row.get("roof_errors"):
+    if row.get(f"{prefix}roof_errors"):
         return "over the roof: mismeasured"
     return "n/a"
 
 
 def table(rows: list[tuple[dict, dict | None]]) -> str:
-    """The markdown table of the results, with the roofline's and the peer's columns."""
+    """The markdown table of the results, with the roofline's and the peer's columns (and,
+    off the CPU, the device program's bytes per step and the fraction of the roof they
+    give)."""
+    device = any("device_bytes_fraction_of_roof" in ours for ours, _ in rows)
     lines = ["| model | conv | dtype | image | width | batch | compile s | step ms | epoch ms | "
              "images/s | GFLOP/step | MB/step | FLOP/byte | GFLOP/s | GB/s | peak GFLOP/s | "
-             "bandwidth GB/s | bound | of roof | step memory | peer images/s | jaxae / peer |",
+             "bandwidth GB/s | bound | of roof | "
+             + ("device MB/step | device bound | of roof (device bytes) | " if device else "")
+             + "step memory | peer images/s | jaxae / peer |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-             "---|---:|---:|---:|---:|"]
+             "---|---:|" + ("---:|---|---:|" if device else "") + "---:|---:|---:|"]
     for ours, peer in rows:
         # the compiled step's arguments, results and temporaries (XLA's memory analysis): the
         # device's peak_bytes_in_use is the process's high-water mark, never reset per row
@@ -599,7 +624,8 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
             f"{ours['achieved_gflops']:,.1f} | {ours['achieved_gbytes_per_s']:,.1f} | "
             f"{f'{peak:,.0f}' if peak else 'n/a'} | "
             f"{f'{bandwidth:,.1f}' if bandwidth else 'n/a'} | {ours.get('bound', 'n/a')} | "
-            f"{_fraction_text(ours)} | {memory_text} | {peer_rate} | {ratio} |")
+            f"{_fraction_text(ours)} | {_device_columns(ours) if device else ''}"
+            f"{memory_text} | {peer_rate} | {ratio} |")
     unsteady = [f"{ours['model']} {ours['compute_dtype']} {'x'.join(map(str, ours['image_shape']))}"
                 f" width {ours.get('width', 1)} batch {ours['batch']} "
                 f"({side}: {min(rates):,.0f}-{max(rates):,.0f} images/s)"
@@ -611,6 +637,14 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
         lines += ["", f"Chunks that varied more than {UNSTEADY_SPREAD}x (a busy moment?): "
                   f"{', '.join(unsteady)}; the rates are their medians, rerun before quoting."]
     return "\n".join(lines)
+
+
+def _device_columns(row: dict) -> str:
+    """The device program's bytes per step, its bound and fraction cells (with the bar)."""
+    if not row.get("device_bytes_per_step"):
+        return "n/a | n/a | n/a | "
+    return (f"{row['device_bytes_per_step'] / 1e6:,.1f} | {row.get('device_bytes_bound', 'n/a')}"
+            f" | {_fraction_text(row, 'device_bytes_')} | ")
 
 
 def chunk_steps(text: str) -> int | None:

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the performance issue in one run, written into the GPU's section
 # of BENCHMARKS.md (titled by the device's name, e.g. "NVIDIA H200"), in this order:
-#   1. the Fashion-MNIST conv AE's epoch at batch sizes 128 to 1024, one dispatch per epoch,
-#      both convolution implementations, TF32 (the goal: an epoch under 50 ms);
-#   2. the 64x64x3 conv VAE in bfloat16 at batch sizes 1024 to 8192, its fraction of the
-#      bfloat16 matmul peak and of the roofline (the goal: >= 40% of the peak at its best
-#      batch), with the plot of its FLOP/s and fraction against FLOPs per step;
+#   1. the Fashion-MNIST conv AE's epoch at batch sizes $EPOCH_BATCHES (512,1024), one
+#      dispatch per epoch, both convolution implementations, in $EPOCH_DTYPE (tf32,bfloat16)
+#      (the goal: an epoch under 50 ms);
+#   2. the 64x64x3 conv VAE in bfloat16 at batch sizes 1024 to 8192 and widths $VAE_WIDTHS
+#      (1,4,16), convolutions $VAE_CONV (xla), its fraction of the bfloat16 matmul peak and
+#      of the roofline (the goal: >= 40% of the peak at its best batch), with the plot of
+#      its FLOP/s and fraction against FLOPs per step;
 #   3. a seeded run repeated bit for bit in fresh processes, with and without XLA's
 #      --xla_gpu_deterministic_ops=true, and the step time it costs (conv AE, VAE);
 #   4. the conv AE and conv VAE grown from 32x32 to 128x128 pixels, 3 channels, widths 1 and
@@ -143,12 +145,15 @@ fi
 if [ "$DRY_RUN" = 1 ]; then  # chunks of 2 steps, not whole epochs: a CPU trains slowly
   EPOCH_BATCHES=16,32; EPOCH_CHUNK=2; VAE_BATCHES=8,16; VAE_CHUNK=2; CHUNK=2; CHUNKS=1; STEPS=4
   EPOCHS="--epochs 1"; GROW_SIZES=32; GROW_WIDTHS=1,2; GROW_BATCH=8; PEAK="--peak-n 256"
-  EPOCH_DTYPE=float32
+  EPOCH_DTYPE=float32; VAE_WIDTHS=1,2; VAE_CONV=patches,xla
 else
-  EPOCH_BATCHES=128,256,512,1024; EPOCH_CHUNK=epoch; VAE_BATCHES=1024,4096,8192
+  # the first H200 run (benchmarks/logs/h200-2026-12-04-gpu.log) had batch 1024 fastest of
+  # 128 to 1024, and conv=xla faster for 64x64 images: this run adds bfloat16 and widths
+  EPOCH_BATCHES=${EPOCH_BATCHES:-512,1024}; EPOCH_CHUNK=epoch; VAE_BATCHES=1024,4096,8192
   VAE_CHUNK=5  # an epoch at batch 8192 has 7 steps
   CHUNK=20; CHUNKS=3; STEPS=200; EPOCHS=""; GROW_SIZES=32,64,128; GROW_WIDTHS=1,4
-  GROW_BATCH=1024; PEAK=""; EPOCH_DTYPE=tf32
+  GROW_BATCH=1024; PEAK=""; EPOCH_DTYPE=${EPOCH_DTYPE:-tf32,bfloat16}
+  VAE_WIDTHS=${VAE_WIDTHS:-1,4,16}; VAE_CONV=${VAE_CONV:-xla}
 fi
 [ -e "$REPORT" ] || : > "$REPORT"  # the steps append to it (bench refuses a missing file)
 FAILED=""
@@ -203,7 +208,8 @@ fi
 bench epoch --models conv_ae --batch-sizes "$EPOCH_BATCHES" --steps-per-chunk "$EPOCH_CHUNK" \
   --chunks "$CHUNKS" --conv patches,xla --compute-dtype "$EPOCH_DTYPE" --data auto $PEAK
 bench vae64 --models conv_vae --image-sizes 64 --channels 3 --batch-sizes "$VAE_BATCHES" \
-  --steps-per-chunk "$VAE_CHUNK" --chunks "$CHUNKS" --conv patches,xla --compute-dtype bfloat16 \
+  --widths "$VAE_WIDTHS" --steps-per-chunk "$VAE_CHUNK" --chunks "$CHUNKS" --conv "$VAE_CONV" \
+  --compute-dtype bfloat16 \
   --data random --plot "$PLOT" $PEAK
 bench determinism --mode determinism --models conv_ae,vae --steps "$STEPS" --data auto
 bench growth --models conv_ae,conv_vae --image-sizes "$GROW_SIZES" --channels 3 \

@@ -137,3 +137,28 @@ def test_the_plot_draws_every_row_s_rate_and_counts_the_rows_over_their_roof(tmp
         empty = tmp_path / "empty.log"
         empty.write_text("# nothing\n")
         roofline.main([str(empty), str(tmp_path / "x.png"), "t"])
+
+
+def test_off_the_cpu_the_device_byte_count_gets_its_own_fraction_and_column():
+    # host bytes that put every chunk over the bandwidth, device bytes that do not
+    host = roofline.Cost(flops=1e6, bytes=1e9, device_flops=0.0, device_bytes=1e8)
+    roofs = roofline.Roofs(peak_flops=100e9, bandwidth=10e9)
+    seconds = [0.02, 0.025]  # host: 5e10 and 4e10 B/s, over 1e10; device: 50% and 40%
+    columns = bench.roof_columns(host, seconds, [roofs] * 3)
+    assert columns["fraction_of_roof"] is None and len(columns["roof_errors"]) == 2
+    device = bench.device_bytes_roof(host, seconds, [roofs] * 3)
+    assert device["device_bytes_bound"] == "memory" and not device["device_bytes_roof_errors"]
+    assert device["device_bytes_fraction_of_roof"] == pytest.approx(0.45)
+    assert bench.device_bytes_roof(COST, seconds, [roofs] * 3) == {}  # a CPU's cost
+    row = {"model": "conv_vae", "conv": "xla", "compute_dtype": "bfloat16",
+           "image_shape": [64, 64, 3], "width": 1, "batch": 1024, "compile_s": 1.0,
+           "step_ms": 20.0, "epoch_ms": 20.0, "img_per_s": 51200.0,
+           "flops_per_step": host.flops, "bytes_per_step": host.bytes,
+           "intensity": host.intensity, "achieved_gflops": 0.05, "achieved_gbytes_per_s": 50.0,
+           "device_bytes_per_step": host.device_bytes, **columns, **device}
+    header, _, line = bench.table([(row, None)]).splitlines()
+    assert "| of roof (device bytes) |" in header
+    assert header.count("|") == line.count("|")
+    assert "| 100.0 | memory | 45.0% |" in line and "over the roof: mismeasured" in line
+    cpu_row = {k: v for k, v in row.items() if k not in device}
+    assert "device" not in bench.table([(cpu_row, None)]).splitlines()[0]  # a CPU's table
