@@ -618,7 +618,7 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
         lines.append(
             f"| {ours['model']} | {ours['conv'] or '-'} | {ours['compute_dtype']} | "
             f"{height}x{wide}x{channels} | {ours.get('width', 1)} | {ours['batch']} | "
-            f"{ours['compile_s']:.1f} | {ours['step_ms']:.2f} | {ours['epoch_ms']:,.0f} | "
+            f"{ours['compile_s']:.1f} | {ours['step_ms']:.2f} | {ours['epoch_ms']:,.1f} | "
             f"{ours['img_per_s']:,.0f} | {ours['flops_per_step'] / 1e9:.3f} | "
             f"{ours['bytes_per_step'] / 1e6:,.1f} | {ours['intensity']:.1f} | "
             f"{ours['achieved_gflops']:,.1f} | {ours['achieved_gbytes_per_s']:,.1f} | "
