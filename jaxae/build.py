@@ -7,6 +7,7 @@ section becomes one (the task, loss and likelihood come from `jaxae.config`).
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -17,11 +18,13 @@ import optax
 from jaxae import config as config_lib
 from jaxae import objectives
 from jaxae.data import DATASETS, Splits, make_splits
+from jaxae.data.idx import DataError, MixedImageSizes
 from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME
 from jaxae.registry import RegistryError, build, parameters
 from jaxae.tasks import Task
 from jaxae.training import steps
+from jaxae.training.workdir import CONFIG_FILE, check_same_data
 
 
 def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
@@ -42,6 +45,23 @@ def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
     return make_splits(dataset, data_key, train_size=data.train_size,
                        test_size=data.test_size, val_size=data.val_size,
                        binarize=data.binarize)
+
+
+def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
+                  workdir: str) -> Splits:
+    """`load_data` for the run in `workdir` (new, resumed or evaluated), whose images must be
+    those it trained on (`check_same_data`). Images of several sizes where the run has
+    trained at their own size are not its images: resizing them, the fix for a new run,
+    would change the trained model, so the error says so."""
+    try:
+        return load_data(config, data_key, check_fingerprint=functools.partial(
+            check_same_data, workdir, config.data))
+    except MixedImageSizes as error:
+        if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+            raise  # a new run: --config.data.image_size is the fix
+        raise DataError(f"{error.problem}, and the run in {workdir!r} trained on images of "
+                        "one size at their own size: these are not its images; point "
+                        "--config.data.path (or data_dir) at the images it trained on") from None
 
 
 def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],

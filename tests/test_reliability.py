@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import pytest
 from jaxae import cli
 from jaxae import config as config_lib
 from jaxae import data as data_lib
+from jaxae.data.idx import DataError
 from jaxae.evaluation import evaluate
 from jaxae.training import checkpoints, trainer
 from jaxae.training import workdir as workdir_lib
@@ -704,6 +706,19 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
         f"{str(tmp_path / 'photos')!r}, or at a copy of them")
     with pytest.raises(config_lib.ConfigError, match="are not those the run"):
         _resume(config, workdir, other, 2)
+    mixed = tmp_path / "mixed"  # the run's images and one of another size
+    shutil.copytree(moved, mixed)
+    from PIL import Image
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(mixed / "a" / "wide.png")
+    refusal = (f"images in {str(mixed)} differ in size (8x8, 12x10), and the run in "
+               f"{workdir!r} trained on images of one size at their own size: these are not "
+               "its images; point --config.data.path (or data_dir) at the images it trained on")
+    for attempt in (lambda: evaluate.evaluate_workdir(workdir,
+                                                      overrides={"data.path": str(mixed)}),
+                    lambda: _resume(config, workdir, str(mixed), 2)):
+        with pytest.raises(DataError) as caught:  # not "set --config.data.image_size"
+            attempt()
+        assert str(caught.value) == refusal
     # refused before the other folder was prepared: no copy of it was made
     assert sorted(os.listdir(tmp_path / "tfds" / "jaxae_folder")) == prepared
     state = _resume(config, workdir, str(moved), 2)

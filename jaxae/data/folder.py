@@ -34,7 +34,7 @@ import tensorflow_datasets as tfds
 from PIL import Image, UnidentifiedImageError
 
 from jaxae.data.dataset import Dataset, from_prepared, reads_paths
-from jaxae.data.idx import DataError
+from jaxae.data.idx import DataError, MixedImageSizes
 from jaxae.data.images import GREY_MODES, load_image
 from jaxae.data.records import (
     JaxaeBuilder,
@@ -193,10 +193,7 @@ def _infer_shape(
     if image_size is None and len(sizes) > 1:
         shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
         more = ", ..." if len(sizes) > 4 else ""
-        raise DataError(
-            f"images in {root} differ in size ({shown}{more}): set --config.data.image_size to "
-            "resize and centre-crop them to one size"
-        )
+        raise MixedImageSizes(f"images in {root} differ in size ({shown}{more})")
     h, w = (image_size, image_size) if image_size is not None else next(iter(sizes))
     c = channels if channels is not None else (1 if grey else 3)
     return (int(h), int(w), int(c)), image_size is not None

@@ -29,6 +29,16 @@ class DataError(ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
+class MixedImageSizes(DataError):
+    """The images of a data set read at their native size differ in size. `problem` names
+    them; the message adds the fix of training (a resize), which evaluation replaces."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = " ".join(problem.split())
+        super().__init__(f"{problem}: set --config.data.image_size to resize and centre-crop "
+                         "them to one size")
+
+
 def read_stored(path: str) -> bytes:
     """Return an IDX file's bytes as stored (gzipped or not)."""
     try:

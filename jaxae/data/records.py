@@ -29,7 +29,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.proto import tf_example_pb2
 
-from jaxae.data.idx import DataError
+from jaxae.data.idx import DataError, MixedImageSizes
 from jaxae.data.images import ImageOptions, fit
 
 FILE_FORMAT = "array_record"
@@ -341,8 +341,7 @@ def _tfds_decoder(features: tfds.features.FeaturesDict, image_key: str, label_ke
                 image = np.asarray(fit(pil, size, size)).reshape(size, size, image.shape[-1])
             images.append(image)
         if len({image.shape for image in images}) > 1:
-            raise DataError(f"images of {where} differ in size: set --config.data.image_size "
-                            "to resize and centre-crop them to one size")
+            raise MixedImageSizes(f"images of {where} differ in size")
         labels = np.array([int(e[label_key]) for e in examples] if label_key else
                           np.zeros(len(examples)), np.int32)
         stacked = np.stack(images) if images else np.zeros((0, 1, 1, 1), np.uint8)

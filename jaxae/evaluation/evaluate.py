@@ -5,7 +5,6 @@ evaluation fields changed at will."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 
 import flax.linen as nn
@@ -24,7 +23,6 @@ from jaxae.keys import derive_keys
 from jaxae.registry import display_name
 from jaxae.training import checkpoints, memory, steps
 from jaxae.training.workdir import (
-    check_same_data,
     in_use,
     load_run_config,
     probe_folder,
@@ -156,8 +154,7 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
     _check_step(workdir, manager, config, step)
     keys = derive_keys(config.seed)
     config_lib.check_data_paths(config)
-    data = build.load_data(config, keys.data, check_fingerprint=functools.partial(
-        check_same_data, workdir, config.data))  # moved, never changed
+    data = build.load_run_data(config, keys.data, workdir)  # moved, never changed
     task = config_lib.make_task(config)
     model = build.make_model(config, data.image_shape, data.num_classes)
     build.check_model(model, task, data.image_shape)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
-import functools
 import math
 import numbers
 import os
@@ -51,7 +50,6 @@ from jaxae.training.workdir import (
     LOCK_FILE,
     WorkdirBusy,
     append_resume,
-    check_same_data,
     lock_workdir,
     prepare_workdir,
     resume_changes,
@@ -392,8 +390,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         raise _stop_before_training(stopped, 0)
     keys = derive_keys(config.seed)
     build.check_size_before_data(config)
-    data = build.load_data(config, keys.data, check_fingerprint=functools.partial(
-        check_same_data, workdir, config.data))
+    data = build.load_run_data(config, keys.data, workdir)
     config_lib.check_sizes(config, len(data.train) + (len(data.val) if data.val else 0),
                            len(data.test))
     task = config_lib.make_task(config)
