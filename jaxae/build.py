@@ -95,11 +95,25 @@ def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, i
 
 def check_size_before_data(config: ml_collections.ConfigDict) -> None:
     """A model that cannot work at the config's data.image_size is a ConfigError before the
-    data are read (preparing a large image folder takes minutes); without image_size, the
-    size comes from the data and is checked once they are loaded."""
-    size = config.data.get("image_size")
-    if size:  # the channels do not decide whether a size fits; two classes stand in for any
-        make_model(config, (size, size, config.data.get("channels") or 1), num_classes=2)
+    data are read (preparing a large image folder takes minutes): its own size check and
+    one abstract trace that it returns what it declares (a user's model may fail only
+    there), at data.channels, or where that is unset at 1 and at 3 (refused only if both
+    fail). Without image_size, the size comes from the data and is checked once they are
+    loaded."""
+    size, channels = config.data.get("image_size"), config.data.get("channels")
+    if not size:
+        return
+    task = config_lib.make_task(config)
+    errors = []
+    for depth in [channels] if channels else [1, 3]:  # unset: grey or RGB, as stored
+        shape = (size, size, depth)
+        try:  # two classes stand in for any number
+            check_task(task, shape)
+            check_model(make_model(config, shape, num_classes=2), task, shape)
+            return
+        except config_lib.ConfigError as error:
+            errors.append(error)
+    raise errors[-1]  # fails whatever the data's channels: named at RGB where unset
 
 
 def check_model(model: nn.Module, task: Task, image_shape: tuple[int, int, int]) -> None:

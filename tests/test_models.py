@@ -189,6 +189,62 @@ def test_a_size_the_model_cannot_work_at_is_refused_before_the_data_are_read(tmp
     build_lib.check_size_before_data(config)
 
 
+class _Blocks(models.Autoencoder):
+    """A user's model that averages 4x4 blocks: it gives back only sizes divisible by 4,
+    and, with `rgb`, three channels whatever it was given."""
+
+    image_shape: tuple
+    rgb: bool = False
+
+    @property
+    def latent_shape(self):
+        return (4,)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        x = nn.avg_pool(x, (4, 4), (4, 4))
+        return nn.Dense(4, name="encoder")(x.reshape(x.shape[0], -1))
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        h, w, c = self.image_shape
+        c = 3 if self.rgb else c
+        y = nn.Dense((h // 4) * (w // 4) * c, name="decoder")(z)
+        y = y.reshape(z.shape[0], h // 4, w // 4, c)
+        return jnp.repeat(jnp.repeat(y, 4, 1), 4, 2)
+
+
+models.register_model("test_blocks")(_Blocks)
+
+
+def test_a_user_model_unfit_for_the_size_is_refused_before_the_data_are_read(tmp_path):
+    """A model whose only size check is what it returns is traced once, abstractly, before
+    an image folder is prepared; with data.channels unset, only a model that fails for grey
+    and for RGB images alike is refused."""
+    from jaxae.configs import conv_ae_folder
+
+    from jaxae.training.trainer import train_and_evaluate
+
+    (tmp_path / "photos").mkdir()  # empty: reading it would be an error of its own
+    config = conv_ae_folder.get_config()
+    config.model = {"name": "test_blocks"}
+    config.data.path, config.data.image_size = str(tmp_path / "photos"), 30
+    with pytest.raises(config_lib.ConfigError, match=r"returns logits of shape 28x28x3 per "
+                                                     r"image for 30x30x3 images"):
+        train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+    config.data.channels = 1
+    with pytest.raises(config_lib.ConfigError, match="28x28x1 per image for 30x30x1 images"):
+        build_lib.check_size_before_data(config)
+    config.data.image_size, config.data.channels = 32, None
+    build_lib.check_size_before_data(config)
+    config.model = {"name": "test_blocks", "rgb": True}  # fits RGB images, not grey ones
+    build_lib.check_size_before_data(config)
+    config.data.channels = 1
+    with pytest.raises(config_lib.ConfigError, match="32x32x3 per image for 32x32x1 images"):
+        build_lib.check_size_before_data(config)
+
+
 @pytest.mark.parametrize("factor", [2, 4, 7])
 def test_superres_scales_by_the_ratio_of_its_input(factor):
     model = build({"name": "superres"})
