@@ -440,8 +440,8 @@ def test_a_denoising_autoencoder_s_samples_perturb_codes_of_the_inputs_it_was_tr
     np.testing.assert_array_equal(rows[0][1], np.asarray(task.input_as_image(inputs, MNIST)))
     first = jax.random.fold_in(key, 0)
     np.testing.assert_array_equal(
-        rows[1][1], generation.perturbed_code_samples(model, params, shown, first, inputs))
-    clean = generation.perturbed_code_samples(model, params, shown, first)
+        rows[1][1], generation.perturbed_code_samples(model, params, inputs, first))
+    clean = generation.perturbed_code_samples(model, params, batches.to_float(shown), first)
     assert not np.array_equal(rows[1][1], clean)
 
 

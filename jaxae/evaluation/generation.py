@@ -94,12 +94,12 @@ def class_samples(model: nn.Module, params: dict, key: jax.Array, per_class: int
     return images.reshape(num_classes, per_class, *images.shape[1:])
 
 
-def perturbed_code_samples(model: nn.Module, params: dict, images_u8: np.ndarray,
-                           key: jax.Array, inputs: jax.Array | None = None) -> np.ndarray:
-    """Plain-AE generation, as in the material: decode code * (1 + N(0, 1) noise). The codes
-    are of `inputs` where given (float, what the model was trained to encode: a denoising
-    task's corrupted images), else of the clean images."""
-    code = _code(model, params, to_float(images_u8) if inputs is None else inputs)
+def perturbed_code_samples(model: nn.Module, params: dict, inputs: jax.Array,
+                           key: jax.Array) -> np.ndarray:
+    """Plain-AE generation, as in the material: decode code * (1 + N(0, 1) noise), the codes
+    of `inputs`: float model inputs, what the model was trained to encode (the clean images
+    as `to_float` gives them, or a denoising task's corrupted ones)."""
+    code = _code(model, params, inputs)
     noisy = code * (1 + jax.random.normal(key, code.shape))
     return decode(model, params, noisy)
 

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from jaxae import losses
+from jaxae.data.batches import to_float
 from jaxae.data.splits import Split, Splits
 from jaxae.evaluation import generation, pca, plots
 from jaxae.keys import Keys, eval_example_key
@@ -100,14 +101,14 @@ def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, nu
         return "samples from the prior", [("z ~ N(0, I)", row) for row in rows]
     images = np.asarray(data.test.images)[picture_indices(data.test.labels, num_images)]
     rows = []  # in the reconstruction picture's order: [input,] what the model made, original
-    inputs = None
+    inputs = to_float(images)  # what the model encodes: these, or the task's corruption
     if task is not None and task.shows_input:
         inputs, targets = task.make_example(images, task_key)
         rows.append((task.input_label(targets.shape[1:]),
                      np.asarray(task.input_as_image(inputs, targets.shape[1:]))))
     for i in range(PERTURBED_SAMPLE_ROWS):
-        perturbed = generation.perturbed_code_samples(model, params, images,
-                                                      jax.random.fold_in(key, i), inputs)
+        perturbed = generation.perturbed_code_samples(model, params, inputs,
+                                                      jax.random.fold_in(key, i))
         rows.append((f"code x (1+N(0,1))\ndraw {i + 1}", perturbed))
     return "perturbed codes", rows + [("original", images / 255.0)]
 
