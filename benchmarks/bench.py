@@ -446,13 +446,10 @@ def device_bytes_roof(cost: roofline.Cost, seconds: list[float],
     every chunk under the measured bandwidth. Empty where there is no device count."""
     if not cost.device_bytes:
         return {}
-    device = dataclasses.replace(cost, bytes=cost.device_bytes)
-    fractions, errors = roofline.chunk_fractions(device, seconds, measured)
-    valid = [f for f in fractions if f is not None]
-    bound = roofline.attainable(device, roofline.Roofs(
-        _median([r.peak_flops for r in measured]), _median([r.bandwidth for r in measured])))[1]
-    return {"device_bytes_bound": bound, "device_bytes_fraction_of_roof": _median(valid),
-            "device_bytes_roof_errors": errors}
+    columns = roof_columns(dataclasses.replace(cost, bytes=cost.device_bytes), seconds,
+                           measured)
+    return {f"device_bytes_{name}": columns[name]
+            for name in ("bound", "fraction_of_roof", "roof_errors")}
 
 
 def bench_peer(python: str, script: str, model: str, batch_size: int, num_steps: int,
