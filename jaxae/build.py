@@ -7,7 +7,6 @@ section becomes one (the task, loss and likelihood come from `jaxae.config`).
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -18,13 +17,13 @@ import optax
 from jaxae import config as config_lib
 from jaxae import objectives
 from jaxae.data import DATASETS, Splits, make_splits
-from jaxae.data.idx import DataError, MixedImageSizes
+from jaxae.data.idx import MixedImageSizes
 from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME
 from jaxae.registry import RegistryError, build, parameters
 from jaxae.tasks import Task
 from jaxae.training import steps
-from jaxae.training.workdir import CONFIG_FILE, check_same_data
+from jaxae.training.workdir import check_same_data, holds_run, recorded_data_path
 
 
 def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
@@ -57,11 +56,14 @@ def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
         return load_data(config, data_key, check_fingerprint=functools.partial(
             check_same_data, workdir, config.data))
     except MixedImageSizes as error:
-        if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+        if not holds_run(workdir):
             raise  # a new run: --config.data.image_size is the fix
-        raise DataError(f"{error.problem}, and the run in {workdir!r} trained on images of "
-                        "one size at their own size: these are not its images; point "
-                        "--config.data.path (or data_dir) at the images it trained on") from None
+        saved = recorded_data_path(workdir)
+        back = f"back at {saved!r}" if saved else "at the images it trained on"
+        raise config_lib.ConfigError(
+            f"{error.problem}, and the run in {workdir!r} trained on images of one size at "
+            f"their own size: these are not its images; point --config.data.path {back}"
+        ) from None
 
 
 def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],

@@ -446,6 +446,7 @@ def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequen
         return
     from jaxae.models import MODELS
     from jaxae.models.initializers import DEFAULT_SCHEME
+    from jaxae.models.registry import settable_fields
     from jaxae.registry import RegistryError, parameters
 
     name = _flag_value(argv, "config.model.name") or config.model.name
@@ -464,8 +465,7 @@ def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequen
         if field in builder:  # options the builder reads, at the builder's defaults
             default = builder[field]
         elif field not in declared:
-            settable = sorted((set(declared) | set(builder))
-                              - {"image_shape", "num_classes", "dense"})
+            settable = settable_fields(entry)
             close = difflib.get_close_matches(field, settable, n=1)
             _fail(f"--config.model.{field}: model {name!r} has no field {field!r}; "
                   + (f"did you mean {close[0]!r}? " if close else "")

@@ -23,7 +23,8 @@ import difflib
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
@@ -35,7 +36,7 @@ from jaxae.data.splits import BINARIZATIONS
 from jaxae.kernels import conv, precision
 from jaxae.keys import SEED_RANGE
 from jaxae.models.initializers import SCHEMES
-from jaxae.models.registry import BUILDER_OPTIONS, MODELS
+from jaxae.models.registry import BUILDER_OPTIONS, MODELS, settable_fields
 from jaxae.registry import RegistryError, build, check_options
 from jaxae.tasks import TASKS, Task
 
@@ -222,12 +223,11 @@ def resumed_changes(saved: dict, ours: dict) -> dict[str, list]:
             for path, value, wanted, resumable in _differences(saved, ours) if resumable}
 
 
-def run_difference(saved: dict, ours: dict) -> tuple[str, object, object] | None:
-    """(field, the saved run's value, ours) of the first run-defining field on which two
-    configs in JSON form (config.json's, and this run's) differ; None if they agree."""
-    return next(((path, value, wanted)
-                 for path, value, wanted, resumable in _differences(saved, ours)
-                 if not resumable), None)
+def run_differences(saved: dict, ours: dict) -> list[tuple[str, object, object]]:
+    """(field, the saved run's value, ours) of every run-defining field on which two configs
+    in JSON form (config.json's, and this run's) differ; empty if they agree."""
+    return [(path, value, wanted)
+            for path, value, wanted, resumable in _differences(saved, ours) if not resumable]
 
 
 def _require(ok: bool, message: str) -> None:
@@ -275,15 +275,18 @@ def _entry(registry, section: str, name: str):
 
 
 def _checked_entry(registry, config: ml_collections.ConfigDict, section: str, field: str,
-                   reserved: tuple[str, ...]):
+                   reserved: tuple[str, ...],
+                   listed: Callable[[Any], list[str]] | None = None, fix: str = ""):
     """The entry config.<section>.<field> names, after checking that every field of the
-    section is the entry's own or one of the base config's."""
+    section is the entry's own or one of the base config's (an error lists `listed(entry)`,
+    default the entry's declared fields, then `fix`)."""
     name = config[section][field]
     entry = _entry(registry, f"{section}.{field}", name)
     options = [k for k in config[section].keys() if k not in reserved]
     try:
         check_options(entry, options, [*base_config()[section].keys(), *reserved], section,
-                      f"{registry.kind} {name!r}")
+                      f"{registry.kind} {name!r}", listed=listed and listed(entry),
+                      fix=fix.format(name=name))
     except RegistryError as e:
         raise ConfigError(str(e)) from None
     return entry
@@ -327,7 +330,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(_is_int(seed) and SEED_RANGE[0] <= seed <= SEED_RANGE[1],
              f"config.seed={seed!r} must be an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}] "
              "(the PRNG key holds 32 bits: larger seeds would repeat smaller ones)")
-    _checked_entry(MODELS, config, "model", "name", BUILDER_OPTIONS)
+    # --config.model.name=OTHER keeps the file's other model fields: the fix replaces them all
+    _checked_entry(MODELS, config, "model", "name", BUILDER_OPTIONS, listed=settable_fields,
+                   fix="; to switch to it from another model's section, give the whole "
+                       "section: --config.model=\"{{'name': '{name}'}}\"")
     if "init" in config.model:
         _choice(config, "model.init", SCHEMES)
     if "conv" in config.model:

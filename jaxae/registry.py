@@ -244,16 +244,18 @@ def parameters(entry: Entry) -> dict[str, inspect.Parameter]:
 
 
 def check_options(entry: Entry, options: Iterable[str], allowed: Iterable[str], section: str,
-                  label: str) -> None:
-    """Raises RegistryError for the first option neither `entry` declares nor `allowed` lists."""
+                  label: str, listed: Iterable[str] | None = None, fix: str = "") -> None:
+    """Raises RegistryError for the first option neither `entry` declares nor `allowed` lists;
+    its message lists the fields `listed` (default: those `entry` declares), then `fix`."""
     declared = parameters(entry)
     for option in options:
         if option not in declared and option not in allowed:
             known = sorted(set(declared) | set(allowed))
             close = difflib.get_close_matches(option, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
+            fields = sorted(declared if listed is None else listed)
             raise RegistryError(f"config.{section}.{option} is not a field of {label}: {hint}"
-                                f"its fields are {', '.join(sorted(declared)) or 'none'}")
+                                f"its fields are {', '.join(fields) or 'none'}{fix}")
 
 
 def build(entry: Entry, options: Mapping[str, Any], provided: Mapping[str, Any] = ()) -> Any:

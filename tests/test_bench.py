@@ -460,11 +460,14 @@ def test_the_gpu_script_s_steps_pass_the_bench_s_checks_at_their_real_settings(t
     assert done.stderr.count("== gpu.sh: ") == 5 and "failed" not in done.stderr
 
 
+GPU_SETTINGS = ("EPOCH_BATCHES", "EPOCH_DTYPE", "VAE_BATCHES", "VAE_WIDTHS", "VAE_CONV")
+
+
 def run_gpu_script(tmp_path, **settings: str) -> subprocess.CompletedProcess:
     """benchmarks/gpu.sh with PARSE_ONLY=1 and these settings, none of the caller's."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {k: v for k, v in os.environ.items()
-           if k not in ("ONLY", "BUDGET_S", "OUT", "DRY_RUN")}
+           if k not in ("ONLY", "BUDGET_S", "OUT", "DRY_RUN", *GPU_SETTINGS)}
     env |= {"PARSE_ONLY": "1", "PYTHON": sys.executable, "REPORT": str(tmp_path / "report.md"),
             **settings}
     return subprocess.run(["bash", "benchmarks/gpu.sh"], cwd=root, env=env,
@@ -489,6 +492,16 @@ def test_the_gpu_script_runs_the_steps_only_names_and_refuses_bad_settings(
                 if line.startswith("== gpu.sh: ")] == ["determinism", "growth"]
     else:
         assert done.returncode == 2 and done.stderr.startswith(said), done.stderr
+
+
+@pytest.mark.parametrize("settings, said", [
+    ({"VAE_WIDTHS": "0"}, "--widths='0'"), ({"EPOCH_DTYPE": "float16"}, "--compute-dtype"),
+    ({"VAE_CONV": "fft"}, "fft")])
+def test_the_gpu_script_s_settings_reach_the_bench(tmp_path, settings, said):
+    """A setting given by the environment is the bench's option (refused by it there)."""
+    done = run_gpu_script(tmp_path, ONLY="epoch vae64", **settings)
+    assert done.returncode == 1 and said in done.stderr, done.stderr[-2000:]
+    assert "these steps failed" in done.stderr
 
 
 @pytest.mark.parametrize("steps, trained, said", [

@@ -130,3 +130,18 @@ def test_sizes_above_what_the_data_set_holds_are_rejected():
     config.data.train_size, config.data.test_size = None, 20000
     with pytest.raises(config_lib.ConfigError, match="test_size=20000 is more than the 10000"):
         config_lib.check_sizes(config, num_train=60000, num_test=10000)
+
+
+def test_a_field_the_named_model_lacks_lists_its_settable_fields_and_the_whole_section_fix():
+    """Switching models with --config.model.name keeps the file's other model fields: the
+    error lists what the new model takes (not what the data give it) and how to replace
+    the section."""
+    config = config_lib.base_config()
+    with config.model.unlocked():
+        config.model.name, config.model.code_channels = "conv_ae", 8
+    with pytest.raises(config_lib.ConfigError) as caught:
+        config_lib.validate(config)
+    assert str(caught.value) == (
+        "config.model.code_channels is not a field of model 'conv_ae': its fields are conv, "
+        "features, init, width; to switch to it from another model's section, give the "
+        "whole section: --config.model=\"{'name': 'conv_ae'}\"")

@@ -294,6 +294,8 @@ def write_config_json(workdir, **fields) -> None:
     ({}, {"train.batch_size": 64}, "train.batch_size=128, but the config says 64"),
     ({}, {"data.train_size": 1024}, "data.train_size=None, but the config says 1024"),
     ({}, {"optim.name": "sgd"}, "optim.name='adam', but the config says 'sgd'"),
+    ({}, {"optim.name": "sgd", "train.batch_size": 8}, "optim.name='adam', but the config "
+     "says 'sgd'; and train.batch_size=128, not 8"),  # every refused field, at once
     ({}, {"task.corruption": "gaussian"}, "task.corruption='dropout', but the config says "
                                           "'gaussian'"),
     ({"optim.schedule": "cosine"}, {"optim.schedule": "cosine", "train.num_epochs": 3},
@@ -312,7 +314,9 @@ def test_a_resumed_run_may_change_only_how_long_and_how_it_logs_saves_and_evalua
         return
     with pytest.raises(config_lib.ConfigError) as caught:
         prepare_workdir(str(tmp_path), config)
-    assert f"holds a run with {refused}: use a new --workdir, or the same " in str(caught.value)
+    fields = ", ".join(sorted(path for path in ours if path in refused))
+    assert f"holds a run with {refused}: use a new --workdir, or the same {fields} (" \
+        in str(caught.value)
     if "cosine" in refused:  # the length of a cosine run cannot grow: the fix says what can
         assert str(caught.value).endswith("(--config.train.stop_after_steps stops it earlier; "
                                           "a longer run needs a new --workdir)")
@@ -712,13 +716,20 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
     Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(mixed / "a" / "wide.png")
     refusal = (f"images in {str(mixed)} differ in size (8x8, 12x10), and the run in "
                f"{workdir!r} trained on images of one size at their own size: these are not "
-               "its images; point --config.data.path (or data_dir) at the images it trained on")
+               f"its images; point --config.data.path back at {photos!r}")
     for attempt in (lambda: evaluate.evaluate_workdir(workdir,
                                                       overrides={"data.path": str(mixed)}),
                     lambda: _resume(config, workdir, str(mixed), 2)):
-        with pytest.raises(DataError) as caught:  # not "set --config.data.image_size"
+        with pytest.raises(config_lib.ConfigError) as caught:  # not "set ...image_size"
             attempt()
         assert str(caught.value) == refusal
+    with pytest.raises(DataError, match=r"differ in size \(8x8, 12x10\): set "
+                                        r"--config.data.image_size to resize"):
+        _resume(config, str(tmp_path / "new_run"), str(mixed), 2)  # a new run may resize
+    assert not workdir_lib.holds_run(str(tmp_path / "new_run"))
+    os.rename(os.path.join(workdir, "config.json"), tmp_path / "config.json")
+    assert workdir_lib.holds_run(workdir)  # its checkpoints alone
+    os.rename(tmp_path / "config.json", os.path.join(workdir, "config.json"))
     # refused before the other folder was prepared: no copy of it was made
     assert sorted(os.listdir(tmp_path / "tfds" / "jaxae_folder")) == prepared
     state = _resume(config, workdir, str(moved), 2)

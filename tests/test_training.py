@@ -229,6 +229,18 @@ def test_evaluating_an_older_step_keeps_the_newest_evaluation(tiny_config, tmp_p
 def test_evaluating_an_empty_workdir_says_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no run"):
         evaluate_workdir(str(tmp_path))
+    (tmp_path / "strided").mkdir()
+    (tmp_path / "strided" / "config.json").write_text("{}")
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "config.json").write_text("{}")
+    typo = str(tmp_path / "stridd")
+    with pytest.raises(FileNotFoundError) as caught:  # a misspelt workdir is not "no run"
+        evaluate_workdir(typo)
+    assert str(caught.value) == (f"{typo!r} does not exist: did you mean "
+                                 f"{str(tmp_path / 'strided')!r}? runs beside it: strided, vae")
+    with pytest.raises(FileNotFoundError, match="does not exist: pass the --workdir that "
+                                                "train.py trained into"):
+        evaluate_workdir(str(tmp_path / "nothing" / "here"))
 
 
 def test_validation_split_is_carved_deterministically_and_evaluated(tiny_config, tmp_path):

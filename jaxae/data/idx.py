@@ -31,12 +31,16 @@ class DataError(ValueError):
 
 class MixedImageSizes(DataError):
     """The images of a data set read at their native size differ in size. `problem` names
-    them; the message adds the fix of training (a resize), which evaluation replaces."""
+    them; the message adds a new run's fix (a resize), which evaluating or resuming a run
+    replaces (`build.load_run_data`): there a resize would change the trained model."""
 
     def __init__(self, problem: str) -> None:
         self.problem = " ".join(problem.split())
         super().__init__(f"{problem}: set --config.data.image_size to resize and centre-crop "
                          "them to one size")
+
+    def __reduce__(self):  # pickled (another process) as the problem alone, fix added once
+        return MixedImageSizes, (self.problem,)
 
 
 def read_stored(path: str) -> bytes:

@@ -391,8 +391,7 @@ class PreparedSplit:
             channels = stored[2] if len(stored) == 3 else 1
             if None in stored[:2]:
                 if options.image_size is None:
-                    raise DataError(f"images of {self.path} differ in size: set "
-                                    "--config.data.image_size to resize and centre-crop them")
+                    raise MixedImageSizes(f"images of {self.path} differ in size")
                 stored = (options.image_size, options.image_size, channels)
             stored = (stored[0], stored[1], channels)
         self.stored_shape: tuple[int, int, int] = tuple(int(d) for d in stored)

@@ -101,11 +101,13 @@ def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, nu
         return "samples from the prior", [("z ~ N(0, I)", row) for row in rows]
     images = np.asarray(data.test.images)[picture_indices(data.test.labels, num_images)]
     rows = []  # in the reconstruction picture's order: [input,] what the model made, original
-    inputs = to_float(images)  # what the model encodes: these, or the task's corruption
-    if task is not None and task.shows_input:
+    if task is None:
+        inputs = to_float(images)
+    else:  # what the model was trained to encode: the task's inputs (corrupted, binarised...)
         inputs, targets = task.make_example(images, task_key)
-        rows.append((task.input_label(targets.shape[1:]),
-                     np.asarray(task.input_as_image(inputs, targets.shape[1:]))))
+        if task.shows_input:
+            rows.append((task.input_label(targets.shape[1:]),
+                         np.asarray(task.input_as_image(inputs, targets.shape[1:]))))
     for i in range(PERTURBED_SAMPLE_ROWS):
         perturbed = generation.perturbed_code_samples(model, params, inputs,
                                                       jax.random.fold_in(key, i))

@@ -27,6 +27,15 @@ register_model = MODELS.register
 # Options of a model section that the builder consumes rather than the model: its name, the
 # initialisation scheme (`jaxae.models.initializers`) and the convolution implementation.
 BUILDER_OPTIONS = ("name", "init", "conv")
+# What a model is given rather than configured with: the data's shape and classes, and the
+# Dense layer that follows train.compute_dtype.
+PROVIDED = ("image_shape", "num_classes", "dense")
+
+
+def settable_fields(entry: type) -> list[str]:
+    """The fields a config's model section may set for the model `entry`: those it declares,
+    less what it is given (PROVIDED), and the builder's initialisation scheme."""
+    return sorted((set(parameters(entry)) | {"init"}) - set(PROVIDED))
 
 
 def conv_layer(implementation: str, compute_dtype: str = "float32") -> functools.partial:
@@ -67,7 +76,8 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
     name = spec["name"]
     entry = MODELS.get(name)
     options = {k: v for k, v in spec.items() if k not in BUILDER_OPTIONS}
-    check_options(entry, options, (*BUILDER_OPTIONS, *ignore), "model", f"model {name!r}")
+    check_options(entry, options, (*BUILDER_OPTIONS, *ignore), "model", f"model {name!r}",
+                  listed=settable_fields(entry))
     declared = parameters(entry)
     layers = {}
     if (keywords := _layer_default(declared.get("conv"), conv_lib.Conv)) is not None:

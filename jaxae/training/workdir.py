@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
 import fcntl
 import importlib
 import json
@@ -54,9 +55,9 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     config_lib.check_data_paths(config)
     if os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
         saved, current = _saved_and_current(workdir, config)
-        differs = config_lib.run_difference(saved, current)
-        if differs:
-            field, value, wanted = differs
+        differences = config_lib.run_differences(saved, current)
+        if differences:
+            (field, value, wanted), others = differences[0], differences[1:]
             if field == "train.num_epochs":  # refused only under a cosine schedule
                 why = (" (under a cosine schedule the learning rate decays over the run's "
                        "steps, so its length is part of the run)")
@@ -67,11 +68,29 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
                 may = ("a resumed run may change only how long it runs, its learning rate, how "
                        "it logs, saves and evaluates, where its data lives, and whether it "
                        "streams")
+            also = "".join(f"; and {f}={v!r}, not {w!r}" for f, v, w in others)
+            same = ", ".join(f for f, _, _ in differences)
             raise config_lib.ConfigError(
                 f"workdir {workdir!r} holds a run with {field}={value!r}, but the config says "
-                f"{wanted!r}{why}: use a new --workdir, or the same {field} ({may})")
+                f"{wanted!r}{why}{also}: use a new --workdir, or the same {same} ({may})")
     check_writable(workdir, folders=(CHECKPOINTS,),
                    files=(CONFIG_FILE, ENVIRONMENT_FILE, METRICS_FILE, RESUMES_FILE, LOCK_FILE))
+
+
+def holds_run(workdir: str) -> bool:
+    """Whether `workdir` holds a run: its config.json, or a checkpoint saved without one."""
+    checkpoints = os.path.join(workdir, CHECKPOINTS)
+    return os.path.isfile(os.path.join(workdir, CONFIG_FILE)) or (
+        os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
+
+
+def recorded_data_path(workdir: str) -> str | None:
+    """The data.path a run in `workdir` records in its config.json (None: none, or no file)."""
+    try:
+        with open(os.path.join(workdir, CONFIG_FILE)) as f:
+            return json.load(f).get("data", {}).get("path")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _unwritable(path: str, why: str) -> config_lib.ConfigError:
@@ -363,16 +382,35 @@ def uncommitted_files() -> list[str]:
     return [line[3:].split(" -> ")[-1] for line in lines if len(line) > 3]
 
 
+def _sibling_runs(workdir: str) -> list[str]:
+    """The names of the folders beside `workdir` that hold a run's config.json."""
+    parent = os.path.dirname(os.path.normpath(workdir)) or "."
+    try:
+        return [name for name in os.listdir(parent)
+                if os.path.isfile(os.path.join(parent, name, CONFIG_FILE))]
+    except OSError:
+        return []
+
+
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a workdir's run was trained with (its config.json), validated."""
     path = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise FileNotFoundError(f"{workdir!r} is a file, not a run's folder: pass the --workdir "
                                 "that train.py trained into")
+    if not os.path.exists(workdir):
+        runs = _sibling_runs(workdir)
+        close = difflib.get_close_matches(os.path.basename(os.path.normpath(workdir)), runs, n=1)
+        raise FileNotFoundError(
+            f"{workdir!r} does not exist: "
+            + (f"did you mean {os.path.join(os.path.dirname(workdir), close[0])!r}? " if close
+               else "")
+            + (f"runs beside it: {', '.join(sorted(runs)[:6])}" if runs else
+               "pass the --workdir that train.py trained into"))
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"{workdir!r} holds no run ({CONFIG_FILE} is missing): train one first with "
-            f"python train.py --config=configs/default.py --workdir={workdir}")
+            f"python train.py --config=YOUR_CONFIG.py --workdir={workdir}")
     saved = _read_json(
         path, "rerun python train.py with this --workdir and the run's flags to write it again")
     _check_release(saved, workdir)
