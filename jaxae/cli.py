@@ -714,7 +714,7 @@ def define_eval_overrides(flag_values: flags.FlagValues = flags.FLAGS,
     """`--config.eval.FIELD=VALUE` (and the data's location) for evaluate.py: the fields
     that change what is measured, not the trained model (jaxae.evaluation.evaluate.
     OVERRIDABLE). Any other field is one error line."""
-    from jaxae.evaluation.evaluate import OVERRIDABLE, overridable_config
+    from jaxae.evaluation.evaluate import OVERRIDABLE, overridable_config, overridable_text
 
     try:
         config_flags.DEFINE_config_dict("config", overridable_config(), "Evaluation fields to "
@@ -729,7 +729,7 @@ def define_eval_overrides(flag_values: flags.FlagValues = flags.FLAGS,
             fields = ", ".join(overridable_config()[section].keys())
             _fail(unknown if ":" in unknown else f"{unknown}: config.{section} has {fields}")
         _fail(f"evaluate.py cannot change config.{field}: it takes only "
-              f"{', '.join(f'config.{f}' for f in OVERRIDABLE)} (e.g. --config.eval."
+              f"{overridable_text()} (e.g. --config.eval."
               "iwae_samples='(1, 50)'); the rest is the trained run's (its config.json), "
               "so train another run to change it")
 

@@ -155,9 +155,27 @@ def locatable_name(registry: Registry, name: str) -> str:
 
 def same_code(saved: str, name: str) -> bool:
     """Whether a run's recorded code name `saved` and a config's `name` name the same code:
-    equal, or a short name recorded before names were made locatable and its located form
-    ('path/to/my_models.py:tiny_dense' for 'tiny_dense')."""
-    return saved == name or (":" not in saved and name.rpartition(":")[2] == saved)
+    equal, a short name recorded before names were made locatable and its located form
+    ('path/to/my_models.py:tiny_dense' for 'tiny_dense'), or the same file moved (`moved`)."""
+    return saved == name or (":" not in saved and name.rpartition(":")[2] == saved) or \
+        moved(saved, name)
+
+
+def moved(saved: str, name: str) -> bool:
+    """Whether `name` ('new/place/my_models.py:Class') names the code of `saved`
+    ('old/place/my_models.py:Class') in its new place: the same file name and attribute,
+    where the recorded file is gone and the new one is there (a project folder moved)."""
+    saved_file, _, saved_attribute = saved.rpartition(":")
+    file, _, attribute = name.rpartition(":")
+    return (saved_file.endswith(".py") and file.endswith(".py") and saved_attribute == attribute
+            and os.path.basename(saved_file) == os.path.basename(file)
+            and not os.path.exists(saved_file) and os.path.isfile(file))
+
+
+def missing_file(name: str) -> str | None:
+    """The file a located name ('path/to/my_models.py:Class') names, where it is gone."""
+    file = name.rpartition(":")[0]
+    return file if file.endswith(".py") and not os.path.isfile(file) else None
 
 
 def _package_of(path: str) -> tuple[str, str] | None:

@@ -683,8 +683,9 @@ BAD_INPUT: dict[str, tuple[Callable[[Where], list[str]], list[str]]] = {
     FINISHED_RUN_CASE: (
         lambda where: kill_test.train_command(where.finished, where.tfds_dir, (
             "--config.data.train_size=100", "--config.train.batch_size=128"))[1:],
-        ["holds a run with data.train_size=512, but the config says 100: use a new --workdir, "
-         "or the same data.train_size"]),
+        ["holds a run with data.train_size=512, but the config says 100; and "
+         "train.batch_size=32, not 128: use a new --workdir, or the same data.train_size, "
+         "train.batch_size ("]),
     "dropout_rate 1.0": (flags("--config.task.name=denoise", "--config.task.dropout_rate=1.0"),
                          ["config.task.dropout_rate=1.0 must lie in [0, 1)", "0.5"]),
     "learning_rate 0": (flags("--config.optim.learning_rate=0"),

@@ -577,7 +577,8 @@ def test_evaluation_takes_its_own_fields_and_refuses_the_model_s():
         ((1, 5), 10, "/data")
     with pytest.raises(config_lib.ConfigError, match=r"^evaluation cannot change "
                        r"config.model.latent_dim: it takes only config.eval, "
-                       r"config.data.tfds_dir, config.data.data_dir, config.data.path; the "
+                       r"config.data.tfds_dir, config.data.data_dir, config.data.path, "
+                       r"config.model.name \(its file, moved\); the "
                        r"rest is the trained run's \(its config.json\), so train another run "
                        r"to change it$"):
         evaluate.apply_overrides(config, {"model.latent_dim": 3})
@@ -831,3 +832,67 @@ def test_a_run_recorded_by_a_short_registered_name_resumes_under_its_located_nam
     set_fields(located, {"model.name": "/somewhere/my_models.py:other"})
     with pytest.raises(config_lib.ConfigError, match="holds a run with model.name='dense_ae'"):
         prepare(str(workdir), located)
+
+
+TINY_MODELS = '''
+import flax.linen as nn
+
+from jaxae import models
+
+
+class Tiny(models.Autoencoder):
+    image_shape: tuple
+    latent_dim: int = 4
+
+    @property
+    def latent_shape(self):
+        return (self.latent_dim,)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.Dense(self.latent_dim, name="encoder")(x.reshape(x.shape[0], -1))
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(64, name="decoder")(z).reshape(z.shape[0], 8, 8, 1)
+'''
+
+
+def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_there(tmp_path):
+    """config.json records a user's model by its file's absolute path: a project moved
+    elsewhere names the file's new place (evaluate.py's --config.model.name, or train.py's
+    config), which only the same file name and class, with the old file gone, may do."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "tiny_models.py").write_text(TINY_MODELS)
+    path = str(tmp_path / "images.npz")
+    rng = np.random.default_rng(0)
+    np.savez(path, train_images=rng.integers(0, 256, (24, 8, 8, 1), np.uint8),
+             test_images=rng.integers(0, 256, (8, 8, 8, 1), np.uint8))
+    config = config_lib.base_config()
+    set_fields(config, {"data.name": "npz", "data.path": path, "train.batch_size": 8,
+                        "train.num_epochs": 1, "eval.batch_size": 8, "eval.num_images": 4})
+    config.model = ml_collections.ConfigDict({"name": f"{project}/tiny_models.py:Tiny"})
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    os.rename(project, tmp_path / "moved")
+    new = f"{tmp_path / 'moved'}/tiny_models.py:Tiny"
+    with pytest.raises(config_lib.ConfigError) as caught:
+        evaluate.evaluate_workdir(workdir)
+    assert str(caught.value) == (
+        f"the run's model file {str(project / 'tiny_models.py')!r} does not exist: if its "
+        "project moved, give its new place, --config.model.name=NEW_PLACE/tiny_models.py:Tiny "
+        "(a resume takes it from train.py's config)")
+    for other in ("dense_ae", f"{tmp_path / 'moved'}/tiny_models.py:Other"):
+        with pytest.raises(config_lib.ConfigError, match="takes another model name only for "
+                                                         "the run's own model file moved"):
+            evaluate.evaluate_workdir(workdir, overrides={"model.name": other})
+    assert evaluate.evaluate_workdir(workdir, overrides={"model.name": new})["step"] == 3
+    resumed = config.copy_and_resolve_references()
+    resumed.model.name, resumed.train.num_epochs = new, 2
+    assert int(train_and_evaluate(resumed, workdir).step) == 6
+    with open(os.path.join(workdir, "resumes.jsonl")) as f:
+        record = json.loads(f.readlines()[-1])
+    assert record["config"]["model.name"] == [f"{project}/tiny_models.py:Tiny", new]
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["model"]["name"] == new

@@ -51,8 +51,15 @@ def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: 
 
 
 # The fields evaluate.py may change (`--config.eval.iwae_samples=...`): what is measured, and
-# where the run's data lives. The rest is the trained run's own (its config.json).
-OVERRIDABLE = ("eval", "data.tfds_dir", "data.data_dir", "data.path")
+# where the run's data and model file live (a model file only moved: `load_run_config`).
+# The rest is the trained run's own (its config.json).
+OVERRIDABLE = {"eval": "", "data.tfds_dir": "", "data.data_dir": "", "data.path": "",
+               "model.name": " (its file, moved)"}  # field: how error messages qualify it
+
+
+def overridable_text() -> str:
+    """The fields of OVERRIDABLE as error messages list them."""
+    return ", ".join(f"config.{field}{note}" for field, note in OVERRIDABLE.items())
 
 
 def overridable_config() -> ml_collections.ConfigDict:
@@ -62,7 +69,8 @@ def overridable_config() -> ml_collections.ConfigDict:
         "eval": base.eval,
         "data": {"tfds_dir": base.data.get_ref("tfds_dir"),
                  "data_dir": base.data.get_ref("data_dir"),
-                 "path": base.data.get_ref("path")}})
+                 "path": base.data.get_ref("path")},
+        "model": {"name": ml_collections.config_dict.placeholder(str)}})
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, object]) -> None:
@@ -72,7 +80,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, obje
         if not any(path == f or path.startswith(f"{f}.") for f in OVERRIDABLE):
             raise config_lib.ConfigError(
                 f"evaluation cannot change config.{path}: it takes only "
-                f"{', '.join(f'config.{f}' for f in OVERRIDABLE)}; the rest is the trained "
+                f"{overridable_text()}; the rest is the trained "
                 "run's (its config.json), so train another run to change it")
         section, _, field = path.rpartition(".")
         node = config_lib.get(config, section)
@@ -111,8 +119,9 @@ def evaluate_workdir(workdir: str, step: int | None = None,
     Safe while the run trains in the workdir: the steps are listed when the checkpoint is
     picked, and a step deleted while it is read is not damage (the next newest is read).
     """
-    config = load_run_config(workdir)
-    apply_overrides(config, overrides or {})
+    overrides = dict(overrides or {})
+    config = load_run_config(workdir, model_name=overrides.pop("model.name", None))
+    apply_overrides(config, overrides)
     folder = checkpoints.checkpoint_dir(workdir)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is a file, not the folder of the run's checkpoints: "

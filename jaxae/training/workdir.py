@@ -25,7 +25,7 @@ import ml_collections
 
 import jaxae
 from jaxae import config as config_lib
-from jaxae.registry import same_code
+from jaxae.registry import missing_file, moved, same_code
 from jaxae.training import lock
 from jaxae.training.checkpoints import CHECKPOINTS
 from jaxae.training.lock import LOCK_FILE
@@ -54,7 +54,7 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     right kind (config.check_data_paths: refused before the workdir is even made)."""
     config_lib.check_data_paths(config)
     if os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
-        saved, current = _saved_and_current(workdir, config)
+        saved, current, _ = _saved_and_current(workdir, config)
         differences = config_lib.run_differences(saved, current)
         if differences:
             (field, value, wanted), others = differences[0], differences[1:]
@@ -194,17 +194,22 @@ def in_use(workdir: str) -> bool:
 
 # --- the files that describe the run -----------------------------------------------------
 
-def _saved_and_current(workdir: str, config: ml_collections.ConfigDict) -> tuple[dict, dict]:
+def _saved_and_current(workdir: str, config: ml_collections.ConfigDict
+                       ) -> tuple[dict, dict, dict[str, list[str]]]:
     """The workdir's config.json and `config`, both in JSON form, the saved model and task
-    names given as `config` gives them where they name the same code."""
+    names given as `config` gives them where they name the same code; and the names of
+    files moved ({'model.name': [recorded, now]})."""
     saved = _read_json(os.path.join(workdir, CONFIG_FILE), "delete it: this run writes it again")
     _check_release(saved, workdir)
     current = json.loads(config.to_json_best_effort())
-    for section in ("model", "task"):  # a short name recorded before it was located
+    relocated = {}
+    for section in ("model", "task"):  # a short name recorded before it was located, or moved
         recorded, name = saved.get(section, {}).get("name"), current[section].get("name")
         if isinstance(recorded, str) and isinstance(name, str) and same_code(recorded, name):
+            if moved(recorded, name):
+                relocated[f"{section}.name"] = [recorded, name]
             saved[section]["name"] = name
-    return saved, current
+    return saved, current, relocated
 
 
 class ResumeChanges(NamedTuple):
@@ -228,9 +233,9 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int) -
              "parameters' shapes were checked against this config, not the seed, batch size "
              f"or schedule: resuming at step {step} as this config says, and writing "
              f"{CONFIG_FILE} from it"])
-    saved, _ = _saved_and_current(workdir, config)
+    saved, _, relocated = _saved_and_current(workdir, config)
     current = json.loads(recorded_config(config).to_json_best_effort())
-    changed = config_lib.resumed_changes(saved, current)
+    changed = {**config_lib.resumed_changes(saved, current), **relocated}
     try:  # a missing or damaged record compares as empty: this run writes it again
         with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
             before = json.load(f)
@@ -392,8 +397,11 @@ def _sibling_runs(workdir: str) -> list[str]:
         return []
 
 
-def load_run_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a workdir's run was trained with (its config.json), validated."""
+def load_run_config(workdir: str, model_name: str | None = None
+                    ) -> ml_collections.ConfigDict:
+    """The config a workdir's run was trained with (its config.json), validated. Its model
+    file may have moved with its project: `model_name` then names it in its new place
+    (`registry.moved`; a relative path is from the current folder)."""
     path = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise FileNotFoundError(f"{workdir!r} is a file, not a run's folder: pass the --workdir "
@@ -424,6 +432,22 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
                     config[section][key] = _from_json(value)
         elif section in config:
             config[section] = _from_json(values)
+    recorded = config.model.get("name")
+    if model_name is not None:
+        where, _, attribute = model_name.rpartition(":")
+        model_name = f"{os.path.abspath(where)}:{attribute}" if where.endswith(".py") \
+            else model_name
+        if not (isinstance(recorded, str) and moved(recorded, model_name)):
+            raise config_lib.ConfigError(
+                f"config.model.name={model_name!r}: evaluation takes another model name only "
+                f"for the run's own model file moved elsewhere ({recorded!r}: the same file "
+                "name and class, where the recorded file is gone)")
+        config.model.name = model_name
+    elif isinstance(recorded, str) and (gone := missing_file(recorded)):
+        raise config_lib.ConfigError(
+            f"the run's model file {gone!r} does not exist: if its project moved, give its "
+            f"new place, --config.model.name=NEW_PLACE/{os.path.basename(gone)}:"
+            f"{recorded.rpartition(':')[2]} (a resume takes it from train.py's config)")
     config_lib.validate(config)
     return config
 
