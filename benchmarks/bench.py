@@ -10,7 +10,10 @@ throughput (default)
     analysis, their ratio (the arithmetic intensity), the matmul peak and the STREAM
     bandwidth measured between every two timed chunks, the roof that binds and the fraction
     of it reached. Warm-up (compilation included) is left out of every rate; each timed
-    chunk ends with a device sync; figures are medians over --chunks chunks. With
+    chunk ends with a device sync; figures are medians over --chunks chunks. Off the CPU,
+    the bytes are counted in the step compiled for the host (the device's library calls
+    count no FLOPs), and a second fraction of the roof uses the device program's own byte
+    count (columns "device MB/step", "device bound", "of roof (device bytes)"). With
     --peer-python and --peer-script (the PyTorch peer, torch_autoencoders.py, --mode
     step-bench), the peer runs right after each 28x28x1 workload it implements, same model,
     batch size and threads, and the ratio is printed.
@@ -442,8 +445,10 @@ def device_bytes_roof(cost: roofline.Cost, seconds: list[float],
                       measured: list[roofline.Roofs]) -> dict:
     """Off the CPU, the roof again with the bytes the device program's own cost analysis
     counts (its fusions, not the host's) and the host's FLOPs (the device's leave out the
-    cuBLAS/cuDNN calls): which of the two byte counts is physical shows in which one keeps
-    every chunk under the measured bandwidth. Empty where there is no device count."""
+    cuBLAS/cuDNN calls). A count that puts a chunk over the measured bandwidth is too high;
+    one that stays under may still be too low (a library call's traffic it does not see),
+    so the two fractions bound the truth between them. Empty where there is no device
+    count."""
     if not cost.device_bytes:
         return {}
     columns = roof_columns(dataclasses.replace(cost, bytes=cost.device_bytes), seconds,

@@ -6,7 +6,8 @@
 #      (the goal: an epoch under 50 ms);
 #   2. the 64x64x3 conv VAE in bfloat16 at batch sizes $VAE_BATCHES (1024) and widths
 #      $VAE_WIDTHS (1,4,16,32), convolutions $VAE_CONV (xla): its fraction of the bfloat16
-#      matmul peak and of the roofline (the goal: >= 40% of the peak at its best batch),
+#      matmul peak and of the roofline (the goal: >= 40% of the peak at its best batch;
+#      VAE_BATCHES=1024,4096,8192 for that search),
 #      with the plot of its FLOP/s and fraction against FLOPs per step;
 #   3. a seeded run repeated bit for bit in fresh processes, with and without XLA's
 #      --xla_gpu_deterministic_ops=true, and the step time it costs (conv AE, VAE);
@@ -147,11 +148,12 @@ if [ "$DRY_RUN" = 1 ]; then  # chunks of 2 steps, not whole epochs: a CPU trains
   EPOCHS="--epochs 1"; GROW_SIZES=32; GROW_WIDTHS=1,2; GROW_BATCH=8; PEAK="--peak-n 256"
   EPOCH_DTYPE=float32; VAE_WIDTHS=1,2; VAE_CONV=patches,xla
 else
-  # the H200 runs (benchmarks/logs/h200-2026-12-04*-gpu.log) had batch 1024 the fastest
-  # epoch of 128 to 1024, conv=xla the faster for 64x64 images, and the wide VAEs' compiles
-  # long (width 32: 75 s; width 16 at batch 4096 did not finish in 100 s): so batch 1024
+  # In the H200 runs (benchmarks/logs/h200-2026-12-04*-gpu.log, BENCHMARKS.md) the epoch was
+  # fastest at batch 1024 of 128 to 1024, conv=xla was the faster for 64x64 images, and the
+  # wide VAEs compiled slowly (width 32: 75 s; width 16 at batch 4096 was cut unfinished):
+  # so the epoch at 512 and 1024, the VAE's widths at batch 1024 alone.
   EPOCH_BATCHES=${EPOCH_BATCHES:-512,1024}; EPOCH_CHUNK=epoch; VAE_BATCHES=${VAE_BATCHES:-1024}
-  VAE_CHUNK=5  # an epoch at batch 8192 has 7 steps
+  VAE_CHUNK=5  # steps a chunk: at most 7, an epoch's at batch 8192
   CHUNK=20; CHUNKS=3; STEPS=200; EPOCHS=""; GROW_SIZES=32,64,128; GROW_WIDTHS=1,4
   GROW_BATCH=1024; PEAK=""; EPOCH_DTYPE=${EPOCH_DTYPE:-tf32,bfloat16}
   VAE_WIDTHS=${VAE_WIDTHS:-1,4,16,32}; VAE_CONV=${VAE_CONV:-xla}
