@@ -97,7 +97,8 @@ def base_config() -> ml_collections.ConfigDict:
         "batch_size": 128,
         "num_epochs": 10,  # epochs of floor(train images / batch_size) steps
         "compute_dtype": "float32",  # or "bfloat16": Dense and Conv matmuls (kernels.precision)
-        "log_every_steps": 100,  # training metrics to stdout / metrics.jsonl every N steps
+        "log_every_steps": 100,  # training metrics (stdout, metrics.jsonl): every N steps and
+        # at each epoch's end
         "checkpoint_every_epochs": 1,  # a checkpoint every N epochs (and always at the end)
         "checkpoint_every_steps": config_dict.placeholder(int),  # and also every N steps
         "keep_checkpoints": 3,  # keep the newest N checkpoints
