@@ -59,7 +59,8 @@ def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
         if not holds_run(workdir):
             raise  # a new run: --config.data.image_size is the fix
         saved = recorded_data_path(workdir)
-        back = f"back at {saved!r}" if saved else "at the images it trained on"
+        back = (f"back at {saved!r}" if saved and saved != config.data.get("path") else
+                "at the images it trained on, or restore them there")
         raise config_lib.ConfigError(
             f"{error.problem}, and the run in {workdir!r} trained on images of one size at "
             f"their own size: these are not its images; point --config.data.path {back}"

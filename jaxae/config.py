@@ -286,7 +286,7 @@ def _checked_entry(registry, config: ml_collections.ConfigDict, section: str, fi
     options = [k for k in config[section].keys() if k not in reserved]
     try:
         check_options(entry, options, [*base_config()[section].keys(), *reserved], section,
-                      f"{registry.kind} {name!r}", listed=listed and listed(entry),
+                      f"{registry.kind} {name!r}", listed=listed(entry) if listed else None,
                       fix=fix.format(name=name))
     except RegistryError as e:
         raise ConfigError(str(e)) from None
@@ -333,8 +333,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "(the PRNG key holds 32 bits: larger seeds would repeat smaller ones)")
     # --config.model.name=OTHER keeps the file's other model fields: the fix replaces them all
     _checked_entry(MODELS, config, "model", "name", BUILDER_OPTIONS, listed=settable_fields,
-                   fix="; to switch to it from another model's section, give the whole "
-                       "section: --config.model=\"{{'name': '{name}'}}\"")
+                   fix="; if --config.model.name switched to it from another model's "
+                       "section, give the whole section instead: "
+                       "--config.model=\"{{'name': '{name}'}}\"")
     if "init" in config.model:
         _choice(config, "model.init", SCHEMES)
     if "conv" in config.model:

@@ -173,7 +173,8 @@ def moved(saved: str, name: str) -> bool:
 
 
 def missing_file(name: str) -> str | None:
-    """The file a located name ('path/to/my_models.py:Class') names, where it is gone."""
+    """The file a located name ('path/to/my_models.py:Class') names, where it is gone; else
+    None (a registered or dotted name, or a file that is there)."""
     file = name.rpartition(":")[0]
     return file if file.endswith(".py") and not os.path.isfile(file) else None
 
@@ -264,14 +265,16 @@ def parameters(entry: Entry) -> dict[str, inspect.Parameter]:
 def check_options(entry: Entry, options: Iterable[str], allowed: Iterable[str], section: str,
                   label: str, listed: Iterable[str] | None = None, fix: str = "") -> None:
     """Raises RegistryError for the first option neither `entry` declares nor `allowed` lists;
-    its message lists the fields `listed` (default: those `entry` declares), then `fix`."""
+    its message lists the fields `listed` (default: those `entry` declares; the suggestion
+    comes from those and `allowed`), then `fix` (starting "; ")."""
     declared = parameters(entry)
     for option in options:
         if option not in declared and option not in allowed:
             known = sorted(set(declared) | set(allowed))
-            close = difflib.get_close_matches(option, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
             fields = sorted(declared if listed is None else listed)
+            close = difflib.get_close_matches(
+                option, known if listed is None else sorted({*fields, *allowed}), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise RegistryError(f"config.{section}.{option} is not a field of {label}: {hint}"
                                 f"its fields are {', '.join(fields) or 'none'}{fix}")
 

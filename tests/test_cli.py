@@ -242,7 +242,7 @@ def test_evaluation_overrides_are_parsed_and_the_model_s_fields_refused(capsys):
     assert capsys.readouterr().err == (
         "error: evaluate.py cannot change config.model.latent_dim: it takes only config.eval, "
         "config.data.tfds_dir, config.data.data_dir, config.data.path, config.model.name (its "
-        "file, moved) (e.g. "
+        "file, moved), config.task.name (its file, moved) (e.g. "
         "--config.eval.iwae_samples='(1, 50)'); the rest is the trained run's (its "
         "config.json), so train another run to change it\n")
     code, _ = parse(["evaluate.py", "--workdir=w", "--config.eval.iwae_sample=3"],

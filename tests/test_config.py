@@ -143,5 +143,5 @@ def test_a_field_the_named_model_lacks_lists_its_settable_fields_and_the_whole_s
         config_lib.validate(config)
     assert str(caught.value) == (
         "config.model.code_channels is not a field of model 'conv_ae': its fields are conv, "
-        "features, init, width; to switch to it from another model's section, give the "
-        "whole section: --config.model=\"{'name': 'conv_ae'}\"")
+        "features, init, width; if --config.model.name switched to it from another model's "
+        "section, give the whole section instead: --config.model=\"{'name': 'conv_ae'}\"")

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxae import cli
+from jaxae import cli, registry
 from jaxae import config as config_lib
 from jaxae import data as data_lib
 from jaxae.data.idx import DataError
@@ -301,6 +301,11 @@ def write_config_json(workdir, **fields) -> None:
     ({"optim.schedule": "cosine"}, {"optim.schedule": "cosine", "train.num_epochs": 3},
      "train.num_epochs=10, but the config says 3 (under a cosine schedule the learning rate "
      "decays over the run's steps, so its length is part of the run)"),
+    ({"optim.schedule": "cosine"}, {"optim.schedule": "cosine", "train.num_epochs": 3,
+                                    "train.batch_size": 64},
+     "train.batch_size=128, but the config says 64; and train.num_epochs=10, not 3 (under a "
+     "cosine schedule the learning rate decays over the run's steps, so its length is part of "
+     "the run)"),  # the reason stays with its field
 ])
 def test_a_resumed_run_may_change_only_how_long_and_how_it_logs_saves_and_evaluates(
         saved, ours, refused, tmp_path):
@@ -317,7 +322,7 @@ def test_a_resumed_run_may_change_only_how_long_and_how_it_logs_saves_and_evalua
     fields = ", ".join(sorted(path for path in ours if path in refused))
     assert f"holds a run with {refused}: use a new --workdir, or the same {fields} (" \
         in str(caught.value)
-    if "cosine" in refused:  # the length of a cosine run cannot grow: the fix says what can
+    if "cosine" in refused and "; and" not in refused:  # its length alone: what can change
         assert str(caught.value).endswith("(--config.train.stop_after_steps stops it earlier; "
                                           "a longer run needs a new --workdir)")
 
@@ -578,7 +583,8 @@ def test_evaluation_takes_its_own_fields_and_refuses_the_model_s():
     with pytest.raises(config_lib.ConfigError, match=r"^evaluation cannot change "
                        r"config.model.latent_dim: it takes only config.eval, "
                        r"config.data.tfds_dir, config.data.data_dir, config.data.path, "
-                       r"config.model.name \(its file, moved\); the "
+                       r"config.model.name \(its file, moved\), config.task.name \(its "
+                       r"file, moved\); the "
                        r"rest is the trained run's \(its config.json\), so train another run "
                        r"to change it$"):
         evaluate.apply_overrides(config, {"model.latent_dim": 3})
@@ -858,7 +864,8 @@ class Tiny(models.Autoencoder):
 '''
 
 
-def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_there(tmp_path):
+def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_there(
+        tmp_path, monkeypatch):
     """config.json records a user's model by its file's absolute path: a project moved
     elsewhere names the file's new place (evaluate.py's --config.model.name, or train.py's
     config), which only the same file name and class, with the old file gone, may do."""
@@ -883,11 +890,22 @@ def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_the
         f"the run's model file {str(project / 'tiny_models.py')!r} does not exist: if its "
         "project moved, give its new place, --config.model.name=NEW_PLACE/tiny_models.py:Tiny "
         "(a resume takes it from train.py's config)")
-    for other in ("dense_ae", f"{tmp_path / 'moved'}/tiny_models.py:Other"):
-        with pytest.raises(config_lib.ConfigError, match="takes another model name only for "
-                                                         "the run's own model file moved"):
+    for other, why in (("dense_ae", "only the same file name and class may be"),
+                       (f"{tmp_path / 'moved'}/tiny_models.py:Other", "only the same"),
+                       (f"{tmp_path / 'mvoed'}/tiny_models.py:Tiny",
+                        f"{str(tmp_path / 'mvoed' / 'tiny_models.py')!r} does not exist")):
+        with pytest.raises(config_lib.ConfigError) as caught:
             evaluate.evaluate_workdir(workdir, overrides={"model.name": other})
-    assert evaluate.evaluate_workdir(workdir, overrides={"model.name": new})["step"] == 3
+        assert str(caught.value).startswith(f"--config.model.name={other!r} cannot stand for "
+                                            "the run's model")
+        assert f": {why}" in str(caught.value) and "NEW_PLACE/tiny_models.py:Tiny" in str(
+            caught.value)
+    with pytest.raises(config_lib.ConfigError, match="names where the run's file moved"):
+        evaluate.apply_overrides(evaluate.load_run_config(workdir, {"model": new}),
+                                 {"model.name": "dense_ae"})  # only load_run_config takes it
+    monkeypatch.chdir(tmp_path)  # a relative path is from the current folder
+    assert evaluate.evaluate_workdir(
+        workdir, overrides={"model.name": "moved/tiny_models.py:Tiny"})["step"] == 3
     resumed = config.copy_and_resolve_references()
     resumed.model.name, resumed.train.num_epochs = new, 2
     assert int(train_and_evaluate(resumed, workdir).step) == 6
@@ -896,3 +914,30 @@ def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_the
     assert record["config"]["model.name"] == [f"{project}/tiny_models.py:Tiny", new]
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["model"]["name"] == new
+    # the run's file is there now: another place is refused, the same one is no change
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "tiny_models.py").write_text(TINY_MODELS)
+    with pytest.raises(config_lib.ConfigError, match=r"which is still there, and evaluation "
+                                                     r"does not change it: drop --config"):
+        evaluate.evaluate_workdir(
+            workdir, overrides={"model.name": f"{tmp_path / 'copy'}/tiny_models.py:Tiny"})
+    assert evaluate.evaluate_workdir(workdir, overrides={"model.name": new})["step"] == 6
+    with pytest.raises(config_lib.ConfigError, match="holds a run with model.name="):
+        copied = resumed.copy_and_resolve_references()
+        copied.model.name = f"{tmp_path / 'copy'}/tiny_models.py:Tiny"
+        train_and_evaluate(copied, workdir)
+
+
+def test_a_file_counts_as_moved_only_with_its_name_and_class_and_the_old_one_gone(tmp_path):
+    old, new = tmp_path / "old" / "m.py", tmp_path / "new" / "m.py"
+    new.parent.mkdir()
+    new.write_text("")
+    assert registry.moved(f"{old}:Tiny", f"{new}:Tiny")
+    assert not registry.moved(f"{old}:Tiny", f"{new}:Other")  # another class
+    assert not registry.moved(f"{old}:Tiny", f"{tmp_path / 'm2.py'}:Tiny")  # another name
+    assert not registry.moved("pkg.models:Tiny", f"{new}:Tiny")  # a dotted name
+    assert registry.missing_file(f"{old}:Tiny") == str(old)
+    assert registry.missing_file(f"{new}:Tiny") is None and not registry.missing_file("vae")
+    old.parent.mkdir()
+    old.write_text("")
+    assert not registry.moved(f"{old}:Tiny", f"{new}:Tiny")  # the recorded file is there

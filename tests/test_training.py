@@ -241,6 +241,8 @@ def test_evaluating_an_empty_workdir_says_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist: pass the --workdir that "
                                                 "train.py trained into"):
         evaluate_workdir(str(tmp_path / "nothing" / "here"))
+    with pytest.raises(FileNotFoundError, match=f"did you mean {str(tmp_path / 'strided')!r}"):
+        evaluate_workdir(typo + os.sep)  # a trailing slash
 
 
 def test_validation_split_is_carved_deterministically_and_evaluated(tiny_config, tmp_path):

@@ -39,7 +39,8 @@ class MixedImageSizes(DataError):
         super().__init__(f"{problem}: set --config.data.image_size to resize and centre-crop "
                          "them to one size")
 
-    def __reduce__(self):  # pickled (another process) as the problem alone, fix added once
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        """Pickled (for another process) as the problem alone: the fix is added once."""
         return MixedImageSizes, (self.problem,)
 
 

@@ -54,7 +54,8 @@ def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: 
 # where the run's data and model file live (a model file only moved: `load_run_config`).
 # The rest is the trained run's own (its config.json).
 OVERRIDABLE = {"eval": "", "data.tfds_dir": "", "data.data_dir": "", "data.path": "",
-               "model.name": " (its file, moved)"}  # field: how error messages qualify it
+               "model.name": " (its file, moved)", "task.name": " (its file, moved)"}
+RELOCATED = ("model.name", "task.name")  # given to load_run_config, not set by apply_overrides
 
 
 def overridable_text() -> str:
@@ -70,13 +71,18 @@ def overridable_config() -> ml_collections.ConfigDict:
         "data": {"tfds_dir": base.data.get_ref("tfds_dir"),
                  "data_dir": base.data.get_ref("data_dir"),
                  "path": base.data.get_ref("path")},
-        "model": {"name": ml_collections.config_dict.placeholder(str)}})
+        "model": {"name": ml_collections.config_dict.placeholder(str)},
+        "task": {"name": ml_collections.config_dict.placeholder(str)}})
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, object]) -> None:
     """Sets {'eval.iwae_samples': (1, 50), ...} on a run's config; a field outside
     OVERRIDABLE, or a value that cannot work, is a ConfigError."""
     for path, value in overrides.items():
+        if path in RELOCATED:  # checked against the run's own file by load_run_config
+            raise config_lib.ConfigError(
+                f"config.{path} names where the run's file moved: give it to "
+                "evaluate_workdir's overrides (workdir.load_run_config checks it)")
         if not any(path == f or path.startswith(f"{f}.") for f in OVERRIDABLE):
             raise config_lib.ConfigError(
                 f"evaluation cannot change config.{path}: it takes only "
@@ -120,8 +126,10 @@ def evaluate_workdir(workdir: str, step: int | None = None,
     picked, and a step deleted while it is read is not damage (the next newest is read).
     """
     overrides = dict(overrides or {})
-    config = load_run_config(workdir, model_name=overrides.pop("model.name", None))
-    apply_overrides(config, overrides)
+    moved_names = {path.split(".")[0]: overrides.pop(path) for path in RELOCATED
+                   if overrides.get(path) is not None}
+    config = load_run_config(workdir, moved_names)
+    apply_overrides(config, {k: v for k, v in overrides.items() if k not in RELOCATED})
     folder = checkpoints.checkpoint_dir(workdir)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is a file, not the folder of the run's checkpoints: "

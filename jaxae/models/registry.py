@@ -20,7 +20,7 @@ import flax.linen as nn
 
 from jaxae.kernels import conv as conv_lib
 from jaxae.kernels import precision
-from jaxae.registry import Registry, RegistryError, build, check_options, parameters
+from jaxae.registry import Entry, Registry, RegistryError, build, check_options, parameters
 
 MODELS = Registry("model")
 register_model = MODELS.register
@@ -32,7 +32,7 @@ BUILDER_OPTIONS = ("name", "init", "conv")
 PROVIDED = ("image_shape", "num_classes", "dense")
 
 
-def settable_fields(entry: type) -> list[str]:
+def settable_fields(entry: Entry) -> list[str]:
     """The fields a config's model section may set for the model `entry`: those it declares,
     less what it is given (PROVIDED), and the builder's initialisation scheme."""
     return sorted((set(parameters(entry)) | {"init"}) - set(PROVIDED))

@@ -57,22 +57,22 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
         saved, current, _ = _saved_and_current(workdir, config)
         differences = config_lib.run_differences(saved, current)
         if differences:
-            (field, value, wanted), others = differences[0], differences[1:]
-            if field == "train.num_epochs":  # refused only under a cosine schedule
-                why = (" (under a cosine schedule the learning rate decays over the run's "
-                       "steps, so its length is part of the run)")
+            cosine = " (under a cosine schedule the learning rate decays over the run's " \
+                "steps, so its length is part of the run)"  # num_epochs is refused only then
+            said = [f"{field}={value!r}, " + ("but the config says " if i == 0 else "not ")
+                    + f"{wanted!r}" + (cosine if field == "train.num_epochs" else "")
+                    for i, (field, value, wanted) in enumerate(differences)]
+            fields = [field for field, _, _ in differences]
+            if fields == ["train.num_epochs"]:
                 may = ("--config.train.stop_after_steps stops it earlier; a longer run needs "
                        "a new --workdir")
             else:
-                why = ""
                 may = ("a resumed run may change only how long it runs, its learning rate, how "
                        "it logs, saves and evaluates, where its data lives, and whether it "
                        "streams")
-            also = "".join(f"; and {f}={v!r}, not {w!r}" for f, v, w in others)
-            same = ", ".join(f for f, _, _ in differences)
             raise config_lib.ConfigError(
-                f"workdir {workdir!r} holds a run with {field}={value!r}, but the config says "
-                f"{wanted!r}{why}{also}: use a new --workdir, or the same {same} ({may})")
+                f"workdir {workdir!r} holds a run with {'; and '.join(said)}: use a new "
+                f"--workdir, or the same {', '.join(fields)} ({may})")
     check_writable(workdir, folders=(CHECKPOINTS,),
                    files=(CONFIG_FILE, ENVIRONMENT_FILE, METRICS_FILE, RESUMES_FILE, LOCK_FILE))
 
@@ -202,7 +202,7 @@ def _saved_and_current(workdir: str, config: ml_collections.ConfigDict
     saved = _read_json(os.path.join(workdir, CONFIG_FILE), "delete it: this run writes it again")
     _check_release(saved, workdir)
     current = json.loads(config.to_json_best_effort())
-    relocated = {}
+    relocated: dict[str, list[str]] = {}
     for section in ("model", "task"):  # a short name recorded before it was located, or moved
         recorded, name = saved.get(section, {}).get("name"), current[section].get("name")
         if isinstance(recorded, str) and isinstance(name, str) and same_code(recorded, name):
@@ -397,11 +397,12 @@ def _sibling_runs(workdir: str) -> list[str]:
         return []
 
 
-def load_run_config(workdir: str, model_name: str | None = None
+def load_run_config(workdir: str, moved_names: dict[str, str] | None = None
                     ) -> ml_collections.ConfigDict:
-    """The config a workdir's run was trained with (its config.json), validated. Its model
-    file may have moved with its project: `model_name` then names it in its new place
-    (`registry.moved`; a relative path is from the current folder)."""
+    """The config a workdir's run was trained with (its config.json), validated. A user's
+    model or task file may have moved with its project: `moved_names` ({'model': name,
+    'task': name}) then names it in its new place (`registry.moved`; a relative path is from
+    the current folder, `~` is the home folder)."""
     path = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise FileNotFoundError(f"{workdir!r} is a file, not a run's folder: pass the --workdir "
@@ -409,11 +410,12 @@ def load_run_config(workdir: str, model_name: str | None = None
     if not os.path.exists(workdir):
         runs = _sibling_runs(workdir)
         close = difflib.get_close_matches(os.path.basename(os.path.normpath(workdir)), runs, n=1)
+        shown = ", ".join(sorted(runs)[:6]) + (", ..." if len(runs) > 6 else "")
+        parent = os.path.dirname(os.path.normpath(workdir))
         raise FileNotFoundError(
             f"{workdir!r} does not exist: "
-            + (f"did you mean {os.path.join(os.path.dirname(workdir), close[0])!r}? " if close
-               else "")
-            + (f"runs beside it: {', '.join(sorted(runs)[:6])}" if runs else
+            + (f"did you mean {os.path.join(parent, close[0])!r}? " if close else "")
+            + (f"runs beside it: {shown}" if runs else
                "pass the --workdir that train.py trained into"))
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -432,24 +434,45 @@ def load_run_config(workdir: str, model_name: str | None = None
                     config[section][key] = _from_json(value)
         elif section in config:
             config[section] = _from_json(values)
-    recorded = config.model.get("name")
-    if model_name is not None:
-        where, _, attribute = model_name.rpartition(":")
-        model_name = f"{os.path.abspath(where)}:{attribute}" if where.endswith(".py") \
-            else model_name
-        if not (isinstance(recorded, str) and moved(recorded, model_name)):
-            raise config_lib.ConfigError(
-                f"config.model.name={model_name!r}: evaluation takes another model name only "
-                f"for the run's own model file moved elsewhere ({recorded!r}: the same file "
-                "name and class, where the recorded file is gone)")
-        config.model.name = model_name
-    elif isinstance(recorded, str) and (gone := missing_file(recorded)):
-        raise config_lib.ConfigError(
-            f"the run's model file {gone!r} does not exist: if its project moved, give its "
-            f"new place, --config.model.name=NEW_PLACE/{os.path.basename(gone)}:"
-            f"{recorded.rpartition(':')[2]} (a resume takes it from train.py's config)")
+    for section in ("model", "task"):
+        _relocate(config[section], section, (moved_names or {}).get(section))
     config_lib.validate(config)
     return config
+
+
+def _relocate(section: ml_collections.ConfigDict, label: str, name: str | None) -> None:
+    """Gives a run's model or task section (`label`) the `name` of its file in a new place,
+    which only the same file name and class, with the recorded file gone, may be; without
+    `name`, a recorded file that is gone is a ConfigError naming that fix."""
+    recorded = section.get("name")
+    if not isinstance(recorded, str):
+        return
+    flag = f"--config.{label}.name"
+    if name is None:
+        if gone := missing_file(recorded):
+            raise config_lib.ConfigError(
+                f"the run's {label} file {gone!r} does not exist: if its project moved, give "
+                f"its new place, {flag}=NEW_PLACE/{os.path.basename(gone)}:"
+                f"{recorded.rpartition(':')[2]} (a resume takes it from train.py's config)")
+        return
+    where, _, attribute = name.rpartition(":")
+    if where.endswith(".py"):
+        name = f"{os.path.abspath(os.path.expanduser(where))}:{attribute}"
+        where = name.rpartition(":")[0]
+    if name == recorded:
+        return
+    if not missing_file(recorded):
+        raise config_lib.ConfigError(
+            f"{flag}={name!r}: the run's {label} is {recorded!r}, which is still there, and "
+            f"evaluation does not change it: drop {flag}")
+    if not moved(recorded, name):
+        why = (f"{where!r} does not exist" if where.endswith(".py") and
+               not os.path.isfile(where) else "only the same file name and class may be")
+        raise config_lib.ConfigError(
+            f"{flag}={name!r} cannot stand for the run's {label} {recorded!r}, moved: {why}; "
+            f"give NEW_PLACE/{os.path.basename(recorded.rpartition(':')[0])}:"
+            f"{recorded.rpartition(':')[2]}")
+    section.name = name
 
 
 def _from_json(value):
