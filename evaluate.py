@@ -9,8 +9,8 @@ reads a checkpoint that stays (a step deleted meanwhile is not "damaged").
 What is measured can be changed without retraining, e.g. --config.eval.iwae_samples='(1, 50)'
 --config.eval.iwae_images=500 (the fields of config.eval, and where the data lives:
 config.data.tfds_dir, data_dir, and path, whose images must be those the run trained on; and
-config.model.name only to name the run's own model file where its project moved); a field
-that would change the trained model is refused.
+config.model.name or config.task.name only to name the run's own file where its project
+moved); a field that would change the trained model is refused.
 
 Ctrl-C or SIGTERM stops it at once, with one line (exit code 130 or 143): nothing is
 checkpointed, and metrics.json is written whole or not at all.
