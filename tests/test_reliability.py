@@ -941,3 +941,37 @@ def test_a_file_counts_as_moved_only_with_its_name_and_class_and_the_old_one_gon
     old.parent.mkdir()
     old.write_text("")
     assert not registry.moved(f"{old}:Tiny", f"{new}:Tiny")  # the recorded file is there
+
+
+def test_a_user_model_file_changed_since_training_is_named_on_evaluate_and_resume(
+        tmp_path, capsys):
+    """environment.json records the sha256 of the user's model file: a file edited (or
+    replaced) since is a warning, and a resume's record keeps both hashes."""
+    (tmp_path / "tiny_models.py").write_text(TINY_MODELS)
+    path = str(tmp_path / "images.npz")
+    rng = np.random.default_rng(0)
+    np.savez(path, train_images=rng.integers(0, 256, (24, 8, 8, 1), np.uint8),
+             test_images=rng.integers(0, 256, (8, 8, 8, 1), np.uint8))
+    config = config_lib.base_config()
+    set_fields(config, {"data.name": "npz", "data.path": path, "train.batch_size": 8,
+                        "train.num_epochs": 1, "eval.batch_size": 8, "eval.num_images": 4})
+    config.model = ml_collections.ConfigDict({"name": f"{tmp_path}/tiny_models.py:Tiny"})
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, "environment.json")) as f:
+        trained = json.load(f)["code_sha256"]["model"]
+    capsys.readouterr()
+    evaluate.evaluate_workdir(workdir)
+    assert "warning" not in capsys.readouterr().err  # the same file
+    (tmp_path / "tiny_models.py").write_text(TINY_MODELS + "\n# edited\n")
+    evaluate.evaluate_workdir(workdir)
+    [warning] = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warning.startswith(f"warning: the model file {str(tmp_path / 'tiny_models.py')!r} "
+                              f"is not the one the run trained with (sha256 {trained[:12]} "
+                              "then, ")
+    resumed = config.copy_and_resolve_references()
+    resumed.train.num_epochs = 2
+    train_and_evaluate(resumed, workdir)
+    with open(os.path.join(workdir, "resumes.jsonl")) as f:
+        record = json.loads(f.readlines()[-1])
+    assert record["code_sha256"]["model"][0] == trained != record["code_sha256"]["model"][1]

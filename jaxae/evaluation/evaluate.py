@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 import flax.linen as nn
 import jax
@@ -23,6 +24,8 @@ from jaxae.keys import derive_keys
 from jaxae.registry import display_name
 from jaxae.training import checkpoints, memory, steps
 from jaxae.training.workdir import (
+    code_changes,
+    code_warnings,
     in_use,
     load_run_config,
     probe_folder,
@@ -190,6 +193,8 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
         state = checkpoints.restore_step(manager, state, step, settle_s)
     step = int(state.step)
     print(f"evaluating the checkpoint at step {step} of {workdir}", flush=True)
+    for warning in code_warnings(code_changes(workdir, config), config):
+        print(warning, file=sys.stderr, flush=True)
     return evaluate_state(config, model, task, objective, state.params, data, step, out_dir)
 
 

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import difflib
 import fcntl
+import hashlib
 import importlib
 import json
 import os
@@ -245,10 +246,12 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int) -
     now = {"devices": len(jax.devices()), "git_commit": git_commit()}
     was = {"devices": len(before.get("devices", [])) or None,
            "git_commit": before.get("git_commit")}
-    moved = {k: [was[k], now[k]] for k in now if was[k] is not None and was[k] != now[k]}
-    if not changed and not moved:
+    differs = {k: [was[k], now[k]] for k in now if was[k] is not None and was[k] != now[k]}
+    if code := code_changes(workdir, config):
+        differs["code_sha256"] = code
+    if not changed and not differs:
         return ResumeChanges(None, [], [])
-    notes, warnings = [], []
+    notes, warnings = [], code_warnings(code, config)
     if changed:
         shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
         notes.append(f"resumed at step {step} with {shown} ({RESUMES_FILE} keeps each "
@@ -256,14 +259,14 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int) -
     if "model.conv" in changed:
         warnings.append("warning: the convolutions' two implementations round differently: "
                         "from here the bits will differ from an uninterrupted run's")
-    if "devices" in moved:
-        warnings.append(f"warning: the run trained on {moved['devices'][0]} device(s) and "
-                        f"resumes on {moved['devices'][1]}: the batch's sums now run in another "
+    if "devices" in differs:
+        warnings.append(f"warning: the run trained on {differs['devices'][0]} device(s) and "
+                        f"resumes on {differs['devices'][1]}: the batch's sums now run in another "
                         "order, so its bits will differ from an uninterrupted run's")
-    if "git_commit" in moved:
-        warnings.append(f"warning: the run's code was {moved['git_commit'][0]}, now "
-                        f"{moved['git_commit'][1]} ({RESUMES_FILE} records it)")
-    return ResumeChanges({"step": step, "config": changed, **moved}, notes, warnings)
+    if "git_commit" in differs:
+        warnings.append(f"warning: the run's code was {differs['git_commit'][0]}, now "
+                        f"{differs['git_commit'][1]} ({RESUMES_FILE} records it)")
+    return ResumeChanges({"step": step, "config": changed, **differs}, notes, warnings)
 
 
 def append_resume(workdir: str, record: dict) -> str | None:
@@ -297,7 +300,44 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict,
     }
     for module in ("flax", "optax", "orbax.checkpoint", "numpy", "tensorflow_datasets"):
         environment[module] = _version_of(module)
+    environment["code_sha256"] = code_files(config)
     write_whole(os.path.join(workdir, ENVIRONMENT_FILE), json.dumps(environment, indent=2))
+
+
+def code_files(config: ml_collections.ConfigDict) -> dict[str, str]:
+    """{'model': sha256, ...} of the user's files that the config's model and task name
+    ('path/to/my_models.py:Class'): a run records them, so that a file changed or replaced
+    since (moved with its project, or edited) is named when the run resumes or evaluates."""
+    hashes = {}
+    for section in ("model", "task"):
+        name = config[section].get("name")
+        file = name.rpartition(":")[0] if isinstance(name, str) else ""
+        if file.endswith(".py") and os.path.isfile(file):
+            with open(file, "rb") as f:  # a source file: small
+                hashes[section] = hashlib.sha256(f.read()).hexdigest()
+    return hashes
+
+
+def code_changes(workdir: str, config: ml_collections.ConfigDict) -> dict[str, list[str]]:
+    """{'model': [sha256 trained with, now], ...} for each user file of the config's model
+    or task whose contents differ from those the run in `workdir` recorded (nothing where it
+    recorded none)."""
+    try:
+        with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
+            recorded = json.load(f).get("code_sha256") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    now = code_files(config)
+    return {section: [recorded[section], now[section]] for section in now
+            if isinstance(recorded, dict) and recorded.get(section) not in (None, now[section])}
+
+
+def code_warnings(changes: dict[str, list[str]], config: ml_collections.ConfigDict) -> list[str]:
+    """One warning line for each of `code_changes`."""
+    return [f"warning: the {section} file {config[section].name.rpartition(':')[0]!r} is not "
+            f"the one the run trained with (sha256 {old[:12]} then, {new[:12]} now): its "
+            "parameters still fit, but what it computes may differ"
+            for section, (old, new) in changes.items()]
 
 
 def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
