@@ -7,6 +7,7 @@ section becomes one (the task, loss and likelihood come from `jaxae.config`).
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -58,9 +59,10 @@ def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
     except MixedImageSizes as error:
         if not holds_run(workdir):
             raise  # a new run: --config.data.image_size is the fix
-        saved = recorded_data_path(workdir)
-        back = (f"back at {saved!r}" if saved and saved != config.data.get("path") else
-                "at the images it trained on, or restore them there")
+        saved, given = recorded_data_path(workdir), config.data.get("path")
+        here = given and os.path.abspath(os.path.expanduser(given)) == saved
+        back = (f"back at {saved!r}" if saved and not here else
+                "at the images it trained on" + (", or restore them there" if here else ""))
         raise config_lib.ConfigError(
             f"{error.problem}, and the run in {workdir!r} trained on images of one size at "
             f"their own size: these are not its images; point --config.data.path {back}"

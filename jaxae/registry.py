@@ -265,15 +265,15 @@ def parameters(entry: Entry) -> dict[str, inspect.Parameter]:
 def check_options(entry: Entry, options: Iterable[str], allowed: Iterable[str], section: str,
                   label: str, listed: Iterable[str] | None = None, fix: str = "") -> None:
     """Raises RegistryError for the first option neither `entry` declares nor `allowed` lists;
-    its message lists the fields `listed` (default: those `entry` declares; the suggestion
-    comes from those and `allowed`), then `fix` (starting "; ")."""
+    its message lists the fields `listed` (default: those `entry` declares, and then the
+    suggestion comes from those and `allowed`; else from `listed` alone), then `fix`
+    (starting "; ")."""
     declared = parameters(entry)
     for option in options:
         if option not in declared and option not in allowed:
             known = sorted(set(declared) | set(allowed))
             fields = sorted(declared if listed is None else listed)
-            close = difflib.get_close_matches(
-                option, known if listed is None else sorted({*fields, *allowed}), n=1)
+            close = difflib.get_close_matches(option, known if listed is None else fields, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise RegistryError(f"config.{section}.{option} is not a field of {label}: {hint}"
                                 f"its fields are {', '.join(fields) or 'none'}{fix}")

@@ -743,6 +743,11 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
     assert int(state.step) == 4
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["data"]["path"] == str(moved)  # the run's new place, recorded
+    wide = moved / "a" / "wide.png"  # the run's images changed where it recorded them
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(wide)
+    with pytest.raises(config_lib.ConfigError, match=r"point --config.data.path at the images "
+                                                     r"it trained on, or restore them there$"):
+        evaluate.evaluate_workdir(workdir, overrides={"data.path": str(moved)})
 
 
 def _resume(config, workdir: str, path: str, epochs: int):
@@ -922,6 +927,9 @@ def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_the
         evaluate.evaluate_workdir(
             workdir, overrides={"model.name": f"{tmp_path / 'copy'}/tiny_models.py:Tiny"})
     assert evaluate.evaluate_workdir(workdir, overrides={"model.name": new})["step"] == 6
+    with pytest.raises(config_lib.ConfigError, match="not a file that moved, and evaluation "
+                                                     "does not change it: drop --config.task"):
+        evaluate.evaluate_workdir(workdir, overrides={"task.name": "denoise"})
     with pytest.raises(config_lib.ConfigError, match="holds a run with model.name="):
         copied = resumed.copy_and_resolve_references()
         copied.model.name = f"{tmp_path / 'copy'}/tiny_models.py:Tiny"
@@ -972,6 +980,12 @@ def test_a_user_model_file_changed_since_training_is_named_on_evaluate_and_resum
     resumed = config.copy_and_resolve_references()
     resumed.train.num_epochs = 2
     train_and_evaluate(resumed, workdir)
+    assert "is not the one the run trained with" in capsys.readouterr().err  # said on resume
     with open(os.path.join(workdir, "resumes.jsonl")) as f:
         record = json.loads(f.readlines()[-1])
-    assert record["code_sha256"]["model"][0] == trained != record["code_sha256"]["model"][1]
+    edited = record["code_sha256"]["model"][1]
+    assert record["code_sha256"]["model"][0] == trained != edited
+    with open(os.path.join(workdir, "environment.json")) as f:
+        assert json.load(f)["code_sha256"]["model"] == edited  # the resumed part's code
+    evaluate.evaluate_workdir(workdir)
+    assert "warning" not in capsys.readouterr().err  # now the file it trained with

@@ -54,7 +54,7 @@ def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: 
 
 
 # The fields evaluate.py may change (`--config.eval.iwae_samples=...`): what is measured, and
-# where the run's data and model file live (a model file only moved: `load_run_config`).
+# where the run's data and its model or task file live (a file only moved: `load_run_config`).
 # The rest is the trained run's own (its config.json).
 OVERRIDABLE = {"eval": "", "data.tfds_dir": "", "data.data_dir": "", "data.path": "",
                "model.name": " (its file, moved)", "task.name": " (its file, moved)"}
@@ -80,7 +80,8 @@ def overridable_config() -> ml_collections.ConfigDict:
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, object]) -> None:
     """Sets {'eval.iwae_samples': (1, 50), ...} on a run's config; a field outside
-    OVERRIDABLE, or a value that cannot work, is a ConfigError."""
+    OVERRIDABLE, a value that cannot work, or a moved file's name (RELOCATED, which
+    `load_run_config` takes) is a ConfigError."""
     for path, value in overrides.items():
         if path in RELOCATED:  # checked against the run's own file by load_run_config
             raise config_lib.ConfigError(

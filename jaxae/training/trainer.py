@@ -50,6 +50,7 @@ from jaxae.training.workdir import (
     LOCK_FILE,
     WorkdirBusy,
     append_resume,
+    code_files,
     lock_workdir,
     prepare_workdir,
     resume_changes,
@@ -479,6 +480,7 @@ class _RunFiles:
                  data: str = ""):
         self.workdir, self.config, self.manager, self.due = workdir, config, manager, due
         self.data = data  # the images' fingerprint
+        self.code = code_files(config)  # the user's files as this run imported them
         self.resume: dict | None = None  # what this resume changed, for resumes.jsonl
 
     def keep_as_they_are(self) -> None:
@@ -497,7 +499,7 @@ class _RunFiles:
     def _write(self) -> None:
         if self.resume is not None and (failed := append_resume(self.workdir, self.resume)):
             print(failed, file=sys.stderr, flush=True)
-        write_run_files(self.workdir, self.config, self.data)
+        write_run_files(self.workdir, self.config, self.data, self.code)
         self.due = False
 
 

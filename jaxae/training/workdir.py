@@ -58,8 +58,8 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
         saved, current, _ = _saved_and_current(workdir, config)
         differences = config_lib.run_differences(saved, current)
         if differences:
-            cosine = " (under a cosine schedule the learning rate decays over the run's " \
-                "steps, so its length is part of the run)"  # num_epochs is refused only then
+            cosine = (" (under a cosine schedule the learning rate decays over the run's "
+                      "steps, so its length is part of the run)")  # num_epochs: only then
             said = [f"{field}={value!r}, " + ("but the config says " if i == 0 else "not ")
                     + f"{wanted!r}" + (cosine if field == "train.num_epochs" else "")
                     for i, (field, value, wanted) in enumerate(differences)]
@@ -283,10 +283,12 @@ def append_resume(workdir: str, record: dict) -> str | None:
 
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict,
-                    data_fingerprint: str = "") -> None:
-    """config.json and environment.json: everything a rerun needs to repeat this run, and
-    the fingerprint of the images it trains on, against which images moved elsewhere (a new
-    data.path) are checked."""
+                    data_fingerprint: str = "", code_sha256: dict[str, str] | None = None
+                    ) -> None:
+    """config.json and environment.json: everything a rerun needs to repeat this run, the
+    fingerprint of the images it trains on, against which images moved elsewhere (a new
+    data.path) are checked, and `code_sha256` (`code_files` as the run started, default
+    now) of its user files."""
     write_whole(os.path.join(workdir, CONFIG_FILE),
                  recorded_config(config).to_json_best_effort(indent=2, sort_keys=True) + "\n")
     environment = {
@@ -300,28 +302,32 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict,
     }
     for module in ("flax", "optax", "orbax.checkpoint", "numpy", "tensorflow_datasets"):
         environment[module] = _version_of(module)
-    environment["code_sha256"] = code_files(config)
+    environment["code_sha256"] = code_files(config) if code_sha256 is None else code_sha256
     write_whole(os.path.join(workdir, ENVIRONMENT_FILE), json.dumps(environment, indent=2))
 
 
 def code_files(config: ml_collections.ConfigDict) -> dict[str, str]:
     """{'model': sha256, ...} of the user's files that the config's model and task name
-    ('path/to/my_models.py:Class'): a run records them, so that a file changed or replaced
-    since (moved with its project, or edited) is named when the run resumes or evaluates."""
+    ('path/to/my_models.py:Class'; not the modules those import): a run records them as it
+    starts, so that a file changed or replaced since (moved with its project, or edited) is
+    named when the run resumes or evaluates. A file that cannot be read is left out."""
     hashes = {}
     for section in ("model", "task"):
         name = config[section].get("name")
         file = name.rpartition(":")[0] if isinstance(name, str) else ""
-        if file.endswith(".py") and os.path.isfile(file):
-            with open(file, "rb") as f:  # a source file: small
-                hashes[section] = hashlib.sha256(f.read()).hexdigest()
+        if file.endswith(".py"):
+            try:
+                with open(file, "rb") as f:  # a source file: small
+                    hashes[section] = hashlib.sha256(f.read()).hexdigest()
+            except OSError:
+                continue
     return hashes
 
 
 def code_changes(workdir: str, config: ml_collections.ConfigDict) -> dict[str, list[str]]:
     """{'model': [sha256 trained with, now], ...} for each user file of the config's model
     or task whose contents differ from those the run in `workdir` recorded (nothing where it
-    recorded none)."""
+    recorded none: a run from before that record has its first resume's hash recorded)."""
     try:
         with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
             recorded = json.load(f).get("code_sha256") or {}
@@ -485,9 +491,15 @@ def _relocate(section: ml_collections.ConfigDict, label: str, name: str | None) 
     which only the same file name and class, with the recorded file gone, may be; without
     `name`, a recorded file that is gone is a ConfigError naming that fix."""
     recorded = section.get("name")
-    if not isinstance(recorded, str):
-        return
     flag = f"--config.{label}.name"
+    if name is not None and not isinstance(name, str):
+        raise config_lib.ConfigError(f"{flag}={name!r}: give a file and class, "
+                                     f"NEW_PLACE/my_{label}s.py:Class")
+    if not isinstance(recorded, str):
+        if name is not None:
+            raise config_lib.ConfigError(f"{flag}={name!r}: the run's {label} is not a file "
+                                         f"that could move: drop {flag}")
+        return
     if name is None:
         if gone := missing_file(recorded):
             raise config_lib.ConfigError(
@@ -499,8 +511,12 @@ def _relocate(section: ml_collections.ConfigDict, label: str, name: str | None) 
     if where.endswith(".py"):
         name = f"{os.path.abspath(os.path.expanduser(where))}:{attribute}"
         where = name.rpartition(":")[0]
-    if name == recorded:
+    if name == recorded and not missing_file(recorded):
         return
+    if not recorded.rpartition(":")[0].endswith(".py"):
+        raise config_lib.ConfigError(
+            f"{flag}={name!r}: the run's {label} is {recorded!r}, not a file that moved, and "
+            f"evaluation does not change it: drop {flag}")
     if not missing_file(recorded):
         raise config_lib.ConfigError(
             f"{flag}={name!r}: the run's {label} is {recorded!r}, which is still there, and "
