@@ -36,11 +36,13 @@
 #                                        # IDX files into data/fashion-mnist/
 # then copy the repository with .whl/ and data/ to the GPU machine and, from its root there:
 #   bash benchmarks/gpu.sh
-# On a CPU, DRY_RUN=1 bash benchmarks/gpu.sh runs every step with tiny settings (a check of
-# the script's paths, not a measurement), into $REPORT (default: a scratch file), and
-# PARSE_ONLY=1 has the bench check every step's options at the real settings, as on a GPU,
-# running nothing (tests/test_bench.py does). A step that fails is named and the others
-# still run; the script then exits 1.
+# On a CPU, DRY_RUN=1 bash benchmarks/gpu.sh runs every step with tiny sizes (a check of
+# the script's paths, not a measurement), into $REPORT (default: a fresh scratch folder,
+# /tmp/jaxae_gpu_check.*, with its log and plots), and PARSE_ONLY=1 has the bench check
+# every step's options at the real settings, as on a GPU, printing each step's command and
+# running nothing (tests/test_bench.py does). Every run checks all its steps' options so
+# first, and runs none if the bench refuses one (exit 2). A step that fails while it runs
+# is named and the others still run; the script then exits 1.
 set -euo pipefail
 case "${1:-}" in
   -h|--help) sed -n '2,/^set -euo pipefail$/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -109,7 +111,8 @@ PARSE_ONLY=${PARSE_ONLY:-0}
 OUT_DIR=${OUT:-}
 if [ "$DRY_RUN" = 1 ] || [ "$PARSE_ONLY" = 1 ]; then
   PY=${PYTHON:-.venv/bin/python}
-  REPORT=${REPORT:-${1:-/tmp/jaxae_gpu_dry_run.md}}
+  SCRATCH=$(mktemp -d /tmp/jaxae_gpu_check.XXXXXX)  # this check's own report, log and plots
+  REPORT=${REPORT:-${1:-$SCRATCH/report.md}}
 else
   PY=${PYTHON:-python3}
   REPORT=${REPORT:-${1:-BENCHMARKS.md}}
@@ -126,11 +129,14 @@ fi
 export TFDS_DATA_DIR=${TFDS_DATA_DIR:-/tmp/jaxae_tfds}
 
 if [ "$DRY_RUN" != 1 ] && [ "$PARSE_ONLY" != 1 ]; then
+  "$PY" -c 'import jax' 2>/dev/null || {
+    echo "gpu.sh: $PY cannot import jax: give PYTHON=<a Python with JAX for the GPU>" >&2
+    exit 1; }
   "$PY" -c 'import jax, sys; d = jax.devices()[0]; print(d.device_kind, jax.__version__);
 sys.exit(d.platform != "gpu")' || {
     echo "gpu.sh: JAX sees no GPU here (DRY_RUN=1 checks the script on a CPU)" >&2; exit 1; }
 fi
-LOG=${OUT_DIR:-/tmp}/gpu.log
+LOG=${OUT_DIR:-${SCRATCH:-/tmp}}/gpu.log
 if [ "$PARSE_ONLY" = 1 ]; then LOG=/dev/null; fi  # a check of options writes no log
 [ "$LOG" = /dev/null ] || : > "$LOG"
 if [ "$PARSE_ONLY" = 1 ] || "$PY" -c \
@@ -146,7 +152,9 @@ fi
 if [ "$DRY_RUN" = 1 ]; then  # chunks of 2 steps, not whole epochs: a CPU trains slowly
   EPOCH_BATCHES=16,32; EPOCH_CHUNK=2; VAE_BATCHES=8,16; VAE_CHUNK=2; CHUNK=2; CHUNKS=1; STEPS=4
   EPOCHS="--epochs 1"; GROW_SIZES=32; GROW_WIDTHS=1,2; GROW_BATCH=8; PEAK="--peak-n 256"
-  EPOCH_DTYPE=float32; VAE_WIDTHS=1,2; VAE_CONV=patches,xla
+  # tiny sizes; the other settings as given, so that DRY_RUN checks them too
+  EPOCH_DTYPE=${EPOCH_DTYPE:-float32}; VAE_WIDTHS=${VAE_WIDTHS:-1,2}
+  VAE_CONV=${VAE_CONV:-patches,xla}
 else
   # In the H200 runs (benchmarks/logs/h200-2026-12-04*-gpu.log, BENCHMARKS.md) the epoch was
   # fastest at batch 1024 of 128 to 1024, conv=xla was the faster for 64x64 images, and the
@@ -167,7 +175,8 @@ bench() {  # each step appends its run to the device's section
   if [ -n "$BUDGET_S" ] && [ "$PARSE_ONLY" != 1 ]; then
     local left=$((BUDGET_S - SECONDS))
     if [ "$left" -lt 60 ]; then
-      echo "gpu.sh: step $name skipped: ${left} s of BUDGET_S=$BUDGET_S left" | tee -a "$LOG" >&2
+      echo "gpu.sh: step $name skipped: $(( left > 0 ? left : 0 )) s of BUDGET_S=$BUDGET_S" \
+           "left" | tee -a "$LOG" >&2
       FAILED="$FAILED $name(skipped)"
       return 0
     fi
@@ -175,13 +184,14 @@ bench() {  # each step appends its run to the device's section
     # script reaches it too
     limit=(timeout --foreground --preserve-status --signal=INT --kill-after=30 "$left")
   fi
-  echo "== gpu.sh: $name (at ${SECONDS} s)" | tee -a "$LOG" >&2
   if [ "$PARSE_ONLY" = 1 ]; then  # the options alone, checked as on a GPU
+    [ "$CHECK" = 1 ] || echo "== gpu.sh: $name (python -m benchmarks.bench $*)" >&2
     "$PY" -c 'import sys, jax; jax.default_backend = lambda: "gpu"
 from benchmarks import bench; bench.parse_args(sys.argv[1:])' "$@" --append "$REPORT" \
       || FAILED="$FAILED $name"
     return 0
   fi
+  echo "== gpu.sh: $name (at ${SECONDS} s)" | tee -a "$LOG" >&2
   local started=$SECONDS status=0
   ${limit[@]+"${limit[@]}"} "$PY" -m benchmarks.bench "$@" --append "$REPORT" 2>&1 \
     | tee -a "$LOG" || status=${PIPESTATUS[0]}
@@ -205,9 +215,10 @@ TODAY=$(date +%F)
 PLOT=benchmarks/gpu_${TODAY}_conv_vae_64x64x3_roofline.png  # the report names them: keep
 GROW_PLOT=benchmarks/gpu_${TODAY}_conv_growth_roofline.png  # them beside it
 if [ "$DRY_RUN" = 1 ]; then
-  PLOT=/tmp/jaxae_gpu_dry_vae.png; GROW_PLOT=/tmp/jaxae_gpu_dry_grow.png
+  PLOT=$SCRATCH/vae.png; GROW_PLOT=$SCRATCH/grow.png
 fi
 
+run_steps() {
 bench epoch --models conv_ae --batch-sizes "$EPOCH_BATCHES" --steps-per-chunk "$EPOCH_CHUNK" \
   --chunks "$CHUNKS" --conv patches,xla --compute-dtype "$EPOCH_DTYPE" --data auto $PEAK
 bench vae64 --models conv_vae --image-sizes 64 --channels 3 --batch-sizes "$VAE_BATCHES" \
@@ -224,6 +235,24 @@ fi
 if [ "$HAVE_DATA" = 1 ]; then
   bench precision --mode precision --models conv_ae,vae --compute-dtype float32,tf32,bfloat16 \
     --steps-per-chunk "$CHUNK" --chunks "$CHUNKS" $EPOCHS $PEAK
+fi
+}
+
+CHECK=0
+if [ "$PARSE_ONLY" != 1 ]; then  # every step's options first: a bad one costs no device time
+  CHECK=1; PARSE_ONLY=1; run_steps; PARSE_ONLY=0; CHECK=0
+  if [ -n "$FAILED" ]; then
+    echo "gpu.sh: the bench refuses the options of step(s)$FAILED (above): nothing was run" >&2
+    exit 2
+  fi
+fi
+run_steps
+if [ "$PARSE_ONLY" = 1 ]; then
+  if [ -n "$FAILED" ]; then
+    echo "gpu.sh: the bench refuses the options of step(s)$FAILED (above)" >&2; exit 1
+  fi
+  echo "gpu.sh: done; every step's options pass the bench's checks" >&2
+  exit 0
 fi
 if [ -n "$FAILED" ]; then
   echo "gpu.sh: these steps failed, were skipped or were cut short:$FAILED (the output is" \

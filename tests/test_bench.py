@@ -501,7 +501,17 @@ def test_the_gpu_script_s_settings_reach_the_bench(tmp_path, settings, said):
     """A setting given by the environment is the bench's option (refused by it there)."""
     done = run_gpu_script(tmp_path, ONLY="epoch vae64", **settings)
     assert done.returncode == 1 and said in done.stderr, done.stderr[-2000:]
-    assert "these steps failed" in done.stderr
+    assert "gpu.sh: the bench refuses the options of step(s)" in done.stderr
+
+
+def test_a_run_of_the_gpu_script_checks_every_step_s_options_before_running_any(tmp_path):
+    """A setting the bench refuses stops the whole run before its first step: no device
+    time is spent on the steps before the refused one."""
+    done = run_gpu_script(tmp_path, DRY_RUN="1", PARSE_ONLY="0", VAE_CONV="fft")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.rstrip().endswith("gpu.sh: the bench refuses the options of step(s) "
+                                         "vae64 (above): nothing was run")
+    assert "== gpu.sh: epoch (at" not in done.stderr and not (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.parametrize("steps, trained, said", [
