@@ -869,13 +869,10 @@ class Tiny(models.Autoencoder):
 '''
 
 
-def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_there(
-        tmp_path, monkeypatch):
-    """config.json records a user's model by its file's absolute path: a project moved
-    elsewhere names the file's new place (evaluate.py's --config.model.name, or train.py's
-    config), which only the same file name and class, with the old file gone, may do."""
-    project = tmp_path / "project"
-    project.mkdir()
+def _train_tiny_user_model(tmp_path, project) -> tuple[ml_collections.ConfigDict, str]:
+    """One epoch of TINY_MODELS' Tiny, its file in `project`, on 24 random 8x8 images: the
+    run's config and workdir (tmp_path/run)."""
+    project.mkdir(exist_ok=True)
     (project / "tiny_models.py").write_text(TINY_MODELS)
     path = str(tmp_path / "images.npz")
     rng = np.random.default_rng(0)
@@ -887,6 +884,16 @@ def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_the
     config.model = ml_collections.ConfigDict({"name": f"{project}/tiny_models.py:Tiny"})
     workdir = str(tmp_path / "run")
     train_and_evaluate(config, workdir)
+    return config, workdir
+
+
+def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_there(
+        tmp_path, monkeypatch):
+    """config.json records a user's model by its file's absolute path: a project moved
+    elsewhere names the file's new place (evaluate.py's --config.model.name, or train.py's
+    config), which only the same file name and class, with the old file gone, may do."""
+    project = tmp_path / "project"
+    config, workdir = _train_tiny_user_model(tmp_path, project)
     os.rename(project, tmp_path / "moved")
     new = f"{tmp_path / 'moved'}/tiny_models.py:Tiny"
     with pytest.raises(config_lib.ConfigError) as caught:
@@ -955,17 +962,7 @@ def test_a_user_model_file_changed_since_training_is_named_on_evaluate_and_resum
         tmp_path, capsys):
     """environment.json records the sha256 of the user's model file: a file edited (or
     replaced) since is a warning, and a resume's record keeps both hashes."""
-    (tmp_path / "tiny_models.py").write_text(TINY_MODELS)
-    path = str(tmp_path / "images.npz")
-    rng = np.random.default_rng(0)
-    np.savez(path, train_images=rng.integers(0, 256, (24, 8, 8, 1), np.uint8),
-             test_images=rng.integers(0, 256, (8, 8, 8, 1), np.uint8))
-    config = config_lib.base_config()
-    set_fields(config, {"data.name": "npz", "data.path": path, "train.batch_size": 8,
-                        "train.num_epochs": 1, "eval.batch_size": 8, "eval.num_images": 4})
-    config.model = ml_collections.ConfigDict({"name": f"{tmp_path}/tiny_models.py:Tiny"})
-    workdir = str(tmp_path / "run")
-    train_and_evaluate(config, workdir)
+    config, workdir = _train_tiny_user_model(tmp_path, tmp_path)
     with open(os.path.join(workdir, "environment.json")) as f:
         trained = json.load(f)["code_sha256"]["model"]
     capsys.readouterr()
