@@ -130,10 +130,9 @@ def evaluate_workdir(workdir: str, step: int | None = None,
     picked, and a step deleted while it is read is not damage (the next newest is read).
     """
     overrides = dict(overrides or {})
-    moved_names = {path.split(".")[0]: overrides.pop(path) for path in RELOCATED
-                   if overrides.get(path) is not None}
-    config = load_run_config(workdir, moved_names)
-    apply_overrides(config, {k: v for k, v in overrides.items() if k not in RELOCATED})
+    moved_names = {path.split(".")[0]: overrides.pop(path, None) for path in RELOCATED}
+    config = load_run_config(workdir, moved_names)  # a None name: the recorded file's
+    apply_overrides(config, overrides)
     folder = checkpoints.checkpoint_dir(workdir)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is a file, not the folder of the run's checkpoints: "

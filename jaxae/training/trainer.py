@@ -420,7 +420,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         state, position = _restore_or_init(manager, fresh, like, mesh, workdir)
         first_step = int(state.step)
         if first_step > 0 and main:
-            changes = resume_changes(workdir, config, first_step)
+            changes = resume_changes(workdir, config, first_step, run_files.code)
             for line in changes.notes:
                 print(line, flush=True)
             for line in changes.warnings:

@@ -222,11 +222,13 @@ class ResumeChanges(NamedTuple):
     warnings: list[str]
 
 
-def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int) -> ResumeChanges:
+def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
+                   code_now: dict[str, str] | None = None) -> ResumeChanges:
     """The fields a resume at `step` gives other values (those a resume may change), another
-    device count, other code; read from the run's config.json and environment.json, which
-    describe only its last part (hence resumes.jsonl, `append_resume`). Raises nothing a
-    run should stop for (a damaged environment.json compares as empty)."""
+    device count, other code (`code_now`: the run's `code_files`, where it has them); read
+    from the run's config.json and environment.json, which describe only its last part
+    (hence resumes.jsonl, `append_resume`). Raises nothing a run should stop for (a damaged
+    environment.json compares as empty)."""
     if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
         return ResumeChanges(
             {"step": step, "unchecked": f"{CONFIG_FILE} was missing"}, [],
@@ -247,7 +249,7 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int) -
     was = {"devices": len(before.get("devices", [])) or None,
            "git_commit": before.get("git_commit")}
     differs = {k: [was[k], now[k]] for k in now if was[k] is not None and was[k] != now[k]}
-    if code := code_changes(workdir, config):
+    if code := code_changes(workdir, config, code_now):
         differs["code_sha256"] = code
     if not changed and not differs:
         return ResumeChanges(None, [], [])
@@ -324,16 +326,18 @@ def code_files(config: ml_collections.ConfigDict) -> dict[str, str]:
     return hashes
 
 
-def code_changes(workdir: str, config: ml_collections.ConfigDict) -> dict[str, list[str]]:
+def code_changes(workdir: str, config: ml_collections.ConfigDict,
+                 now: dict[str, str] | None = None) -> dict[str, list[str]]:
     """{'model': [sha256 trained with, now], ...} for each user file of the config's model
     or task whose contents differ from those the run in `workdir` recorded (nothing where it
-    recorded none: a run from before that record has its first resume's hash recorded)."""
+    recorded none: a run from before that record has its first resume's hash recorded);
+    `now`: `code_files(config)`, where the caller has it already."""
     try:
         with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
             recorded = json.load(f).get("code_sha256") or {}
     except (OSError, ValueError, AttributeError):
         return {}
-    now = code_files(config)
+    now = code_files(config) if now is None else now
     return {section: [recorded[section], now[section]] for section in now
             if isinstance(recorded, dict) and recorded.get(section) not in (None, now[section])}
 
