@@ -21,6 +21,13 @@ the step jaxae would need for twice the peer's rate. jaxae's step is timed again
 SGD in place of Adam: a one-pass update (read the parameter and its gradient, write the
 parameter), the least any optimiser's update can cost, so that step bounds what a faster
 Adam could reach. Medians of 5 repeats.
+
+Against the roofline goals (ROOF_GOALS: 75% of the matmul peak where compute binds, 50% of
+the bandwidth roof where memory does): jaxae's step is timed with the roofs measured beside
+it (`benchmarks.roofline`), and the row gives its fraction of the binding roof, its products'
+own rate as a share of the peak, the step the goal asks for, and what that leaves for the
+rest of the step once the products, at the rate they run alone, are done. A negative rest
+means the products alone are too slow for the goal.
 """
 
 from __future__ import annotations
@@ -40,13 +47,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from benchmarks import bench
+from benchmarks import bench, roofline
 from jaxae.data import batches
 from jaxae.training import steps
 
 DEFAULT_MODELS = ("dae", "vae")
 REPEATS = 5
 TARGET_FLOPS_PER_REPEAT = 1e10  # each repeat's calls: about this many FLOPs (~50 ms here)
+# the fraction of its binding roof a model's step is asked to reach, by the roof that binds
+ROOF_GOALS = {"compute": 0.75, "memory": 0.50}
 Dims = tuple[tuple[tuple[int, ...], tuple[int, ...]], tuple[tuple[int, ...], tuple[int, ...]]]
 
 
@@ -240,6 +249,28 @@ def _time_and_rate(us: float | None, mflop: float) -> str:
     return f"{us:.1f} | {1e3 * mflop / us:.1f}" if us > 0 else f"{us:.1f} | -"
 
 
+def goal_budget(timed: dict, matmul_gflop: float, matmuls_ms: float) -> dict:
+    """The roofline goal's budget for a step timed with its roofs (`bench.bench_model`'s row):
+    the binding roof and the fraction of it reached, the products' own rate as a share of the
+    peak, the step at ROOF_GOALS' fraction of that roof, and the time that leaves beside the
+    products (negative: they alone are too slow for it)."""
+    cost = roofline.Cost(timed["flops_per_step"], timed["bytes_per_step"])
+    roofs = roofline.Roofs(1e9 * timed["peak_gflops"], 1e9 * timed["bandwidth_gbytes_per_s"])
+    attainable, bound = roofline.attainable(cost, roofs)
+    goal = ROOF_GOALS[bound]
+    goal_step_ms = 1e3 * cost.flops / (goal * attainable)
+    return {"peak_gflops": timed["peak_gflops"], "bound": bound,
+            "fraction_of_roof": timed["fraction_of_roof"],
+            "matmuls_of_peak": (matmul_gflop / (matmuls_ms / 1e3) / timed["peak_gflops"]
+                                if matmuls_ms > 0 else None),
+            "goal": goal, "goal_step_ms": goal_step_ms,
+            "rest_allowed_ms": goal_step_ms - matmuls_ms}
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
 def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
                ) -> tuple[dict, list[dict]]:
     """(the model's summary, one row per kind of product) at --batch-sizes (one value)."""
@@ -257,7 +288,7 @@ def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
             for d, a, b in zip(dots, ours, theirs, strict=True)]
     print("\n".join(json.dumps(row) for row in rows), flush=True)
     timed = bench.bench_model(model, batch_size, bench.chunk_steps(args.steps_per_chunk),
-                              args.chunks, arrays, args.conv, roofs=False)
+                              args.chunks, arrays, args.conv)
     with_sgd = bench.bench_model(model, batch_size, bench.chunk_steps(args.steps_per_chunk),
                                  args.chunks, arrays, args.conv, roofs=False,
                                  optimizer="sgd")
@@ -270,12 +301,14 @@ def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
     # a conv model's peer convolves (mkldnn) where jaxae multiplies patches: no sum for it
     peer_matmuls = (sum(counts[d] * b for d, b in zip(dots, theirs, strict=True)) / 1e3
                     if args.peer_python and not bench.WORKLOADS[model].uses_conv else None)
+    gflop = sum(counts[d] * d.flops for d in dots) / 1e9
     summary = {"model": model, "batch": batch_size, "products": sum(counts.values()),
-               "gflop": sum(counts[d] * d.flops for d in dots) / 1e9, "step_ms": step,
+               "gflop": gflop, "step_ms": step,
                "sgd_step_ms": with_sgd["step_ms"],
                "matmuls_ms": matmuls, "peer_step_ms": peer_step,
                "peer_matmuls_ms": peer_matmuls, "torch": torch_version,
-               "twice_the_peer_ms": peer_step and peer_step / 2}
+               "twice_the_peer_ms": peer_step and peer_step / 2,
+               **goal_budget(timed, gflop, matmuls)}
     print(json.dumps(summary), flush=True)
     return summary, rows
 
@@ -287,15 +320,21 @@ def run(args: argparse.Namespace) -> str:
     data = bench.BenchData(args.data, args.tfds_dir)
     results = [model_rows(model, args, data) for model in models]
     lines = ["| model | batch | products a step | GFLOP a step | jaxae step, ms | its matmuls "
-             "alone, ms | the rest, ms | jaxae step with SGD, ms | peer step, ms | its "
-             "matmuls alone, ms | the rest, ms | 2x the peer: a step of, ms |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "alone, ms | the rest, ms | jaxae step with SGD, ms | of the roof (bound) | its "
+             "matmuls, of the peak | the goal: a step of, ms | the rest that leaves, ms | "
+             "peer step, ms | its matmuls alone, ms | the rest, ms | 2x the peer: a step of, "
+             "ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for s, _ in results:
         rest = (s["peer_step_ms"] - s["peer_matmuls_ms"]
                 if s["peer_step_ms"] is not None and s["peer_matmuls_ms"] is not None else None)
         lines.append(f"| {s['model']} | {s['batch']} | {s['products']} | {s['gflop']:.3f} | "
                      f"{_ms(s['step_ms'])} | {_ms(s['matmuls_ms'])} | "
                      f"{_ms(s['step_ms'] - s['matmuls_ms'])} | {_ms(s['sgd_step_ms'])} | "
+                     f"{_percent(s['fraction_of_roof'])} ({s['bound']}) | "
+                     f"{_percent(s['matmuls_of_peak'])} | "
+                     f"{_ms(s['goal_step_ms'])} ({100 * s['goal']:.0f}%) | "
+                     f"{_ms(s['rest_allowed_ms'])} | "
                      f"{_ms(s['peer_step_ms'])} | "
                      f"{_ms(s['peer_matmuls_ms'])} | {_ms(rest)} | "
                      f"{_ms(s['twice_the_peer_ms'])} |")
@@ -321,7 +360,13 @@ def run(args: argparse.Namespace) -> str:
         "; no --peer-python: the peer's columns are empty"
     return (f"Float32, {bench.usable_cpus()} threads{peer}. Each product timed alone, "
             f"medians of {REPEATS} repeats (`benchmarks/matmul_floor.py` says how); steps from "
-            f"{args.chunks} chunks of {args.steps_per_chunk} steps.\n\n" + report)
+            f"{args.chunks} chunks of {args.steps_per_chunk} steps, jaxae's with the roofs "
+            f"measured beside each chunk; the goal: {_goals_text()} of the roof that binds."
+            "\n\n" + report)
+
+
+def _goals_text() -> str:
+    return " and ".join(f"{100 * goal:.0f}% ({bound})" for bound, goal in ROOF_GOALS.items())
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -427,7 +428,15 @@ def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys)
     cells = [cell.strip() for cell in summary.strip("|").split("|")]
     step, matmuls, rest, with_sgd = (float(cells[i]) for i in (4, 5, 6, 7))
     assert step > 0 and matmuls > 0 and abs(step - matmuls - rest) < 0.011 and with_sgd > 0
-    assert cells[8:] == ["-"] * 4
+    fraction, bound = re.fullmatch(r"([\d.]+)% \((compute|memory)\)", cells[8]).groups()
+    assert 0 < float(fraction) <= 100
+    assert 0 < float(cells[9].rstrip("%")) <= 100  # the products' own rate, of the peak
+    goal_step, goal = re.fullmatch(r"([\d.]+) \((\d+)%\)", cells[10]).groups()
+    assert int(goal) == 100 * matmul_floor.ROOF_GOALS[bound]
+    # a step at the goal runs faster than this one unless this one already reaches it
+    assert (float(goal_step) < step) == (float(fraction) < int(goal))
+    assert abs(float(goal_step) - matmuls - float(cells[11])) < 0.011
+    assert cells[12:] == ["-"] * 4
     products = [line for line in report.splitlines() if line.startswith("| dense_ae | [")]
     assert len(products) >= 2 and all(" x " in line for line in products)
     assert "adam" in built and built[-1] == "sgd"
