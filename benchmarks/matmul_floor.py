@@ -20,7 +20,10 @@ peer's own step-bench with --peer-script), hence what each spends outside its ma
 the step jaxae would need for twice the peer's rate. jaxae's step is timed again with plain
 SGD in place of Adam: a one-pass update (read the parameter and its gradient, write the
 parameter), the least any optimiser's update can cost, so that step bounds what a faster
-Adam could reach. Medians of 5 repeats.
+Adam could reach. Adam's extra time over SGD is timed once more outside the step, the two
+updates alone on the model's parameters in a loop whose state stays in the caches: where
+the step's extra time is the larger, the optimiser's state traffic to memory, not its
+arithmetic, is what costs. Medians of 5 repeats.
 
 Against the roofline goals (ROOF_GOALS: 75% of the matmul peak where compute binds, 50% of
 the bandwidth roof where memory does): jaxae's step is timed with the roofs measured beside
@@ -45,6 +48,7 @@ from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
 
 from benchmarks import bench, roofline
@@ -249,6 +253,32 @@ def _time_and_rate(us: float | None, mflop: float) -> str:
     return f"{us:.1f} | {1e3 * mflop / us:.1f}" if us > 0 else f"{us:.1f} | -"
 
 
+def update_ms(params: dict, name: str, calls: int = 200) -> float:
+    """Milliseconds per update of optimiser `name` (`steps.OPTIMIZERS`) on `params`, alone:
+    a compiled loop of `calls` updates with a fixed gradient, its state donated and kept
+    between calls, so that it stays in the caches as far as its size allows."""
+    tx = steps.make_optimizer(name, 1e-3)
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-4), params)
+
+    def body(_, carry):
+        params, opt_state = carry
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    loop = jax.jit(lambda carry: lax.fori_loop(0, calls, body, carry), donate_argnums=0,
+                   compiler_options=steps.compiler_options("cpu"))
+    carry = (jax.tree.map(jnp.copy, params), tx.init(params))
+    carry = loop(carry)
+    jax.block_until_ready(carry)
+    repeats = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        carry = loop(carry)
+        jax.block_until_ready(carry)
+        repeats.append((time.perf_counter() - start) / calls)
+    return 1e3 * statistics.median(repeats)
+
+
 def goal_budget(timed: dict, matmul_gflop: float, matmuls_ms: float) -> dict:
     """The roofline goal's budget for a step timed with its roofs (`bench.bench_model`'s row):
     the binding roof and the fraction of it reached, the products' own rate as a share of the
@@ -293,6 +323,8 @@ def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
                                  args.chunks, arrays, args.conv, roofs=False,
                                  optimizer="sgd")
     step, peer_step = timed["step_ms"], None
+    params = jax.device_put(epoch.state.params, jax.devices("cpu")[0])
+    adam_alone = update_ms(params, "adam") - update_ms(params, "sgd")
     if args.peer_python and bench.WORKLOADS[model].peer:
         peer = bench.bench_peer(args.peer_python, args.peer_script, model, batch_size,
                                 timed["steps_per_chunk"], args.chunks, bench.usable_cpus())
@@ -304,7 +336,7 @@ def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
     gflop = sum(counts[d] * d.flops for d in dots) / 1e9
     summary = {"model": model, "batch": batch_size, "products": sum(counts.values()),
                "gflop": gflop, "step_ms": step,
-               "sgd_step_ms": with_sgd["step_ms"],
+               "sgd_step_ms": with_sgd["step_ms"], "adam_over_sgd_alone_ms": adam_alone,
                "matmuls_ms": matmuls, "peer_step_ms": peer_step,
                "peer_matmuls_ms": peer_matmuls, "torch": torch_version,
                "twice_the_peer_ms": peer_step and peer_step / 2,
@@ -320,17 +352,21 @@ def run(args: argparse.Namespace) -> str:
     data = bench.BenchData(args.data, args.tfds_dir)
     results = [model_rows(model, args, data) for model in models]
     lines = ["| model | batch | products a step | GFLOP a step | jaxae step, ms | its matmuls "
-             "alone, ms | the rest, ms | jaxae step with SGD, ms | of the roof (bound) | its "
+             "alone, ms | the rest, ms | jaxae step with SGD, ms | Adam over SGD: in the "
+             "step, ms | alone, ms | of the roof (bound) | its "
              "matmuls, of the peak | the goal: a step of, ms | the rest that leaves, ms | "
              "peer step, ms | its matmuls alone, ms | the rest, ms | 2x the peer: a step of, "
              "ms |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+             "---:|"]
     for s, _ in results:
         rest = (s["peer_step_ms"] - s["peer_matmuls_ms"]
                 if s["peer_step_ms"] is not None and s["peer_matmuls_ms"] is not None else None)
         lines.append(f"| {s['model']} | {s['batch']} | {s['products']} | {s['gflop']:.3f} | "
                      f"{_ms(s['step_ms'])} | {_ms(s['matmuls_ms'])} | "
                      f"{_ms(s['step_ms'] - s['matmuls_ms'])} | {_ms(s['sgd_step_ms'])} | "
+                     f"{_ms(s['step_ms'] - s['sgd_step_ms'])} | "
+                     f"{_ms(s['adam_over_sgd_alone_ms'])} | "
                      f"{_percent(s['fraction_of_roof'])} ({s['bound']}) | "
                      f"{_percent(s['matmuls_of_peak'])} | "
                      f"{_ms(s['goal_step_ms'])} ({100 * s['goal']:.0f}%) | "
