@@ -78,7 +78,6 @@ from jaxae.training.workdir import head_commit, uncommitted_files
 # Names the commit whose files a copy holds, where its .git is missing or older than its
 # files (a GPU machine's copy): set, the reports name it and do not ask that copy's git.
 COMMIT_VAR = "JAXAE_COMMIT"
-INTERRUPTED = False  # set when a throughput run is interrupted: it then exits 130
 
 
 def measured_commit() -> str:
@@ -309,11 +308,6 @@ def first_epoch(config: ml_collections.ConfigDict, arrays: dict,
                       order, batches.steps_per_epoch(epoch_images, batch_size), batch_size)
 
 
-def peak_memory_bytes(device: jax.Device) -> int | None:
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    return (stats or {}).get("peak_bytes_in_use")
-
-
 def step_cost(epoch: FirstEpoch, arrays: dict) -> roofline.Cost:
     """One training step's FLOPs and bytes, as XLA counts them in the step compiled on its
     own for one batch (the chunked loop's cost analysis would count the whole training set
@@ -413,8 +407,7 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
            "device_flops_per_step": cost.device_flops,
            "device_bytes_per_step": cost.device_bytes,
            "achieved_gflops": cost.flops / step_s / 1e9,
-           "achieved_gbytes_per_s": cost.bytes / step_s / 1e9,
-           "peak_memory_bytes": peak_memory_bytes(jax.devices()[0])}
+           "achieved_gbytes_per_s": cost.bytes / step_s / 1e9}
     if meter:
         row.update(roof_columns(cost, seconds, measured, meter))
         row.update(device_bytes_roof(cost, seconds, measured))
@@ -609,8 +602,8 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
              "---|---:|" + ("---:|---|---:|" if device else "") + "---:|---:|---:|"]
     for ours, peer in rows:
-        # the compiled step's arguments, results and temporaries (XLA's memory analysis): the
-        # device's peak_bytes_in_use is the process's high-water mark, never reset per row
+        # the compiled step's arguments, results and temporaries (XLA's memory analysis), not
+        # the device's peak_bytes_in_use: that is the process's high-water mark, never reset
         memory = ours.get("footprint_bytes")
         memory_text = f"{memory / 2**20:,.0f} MiB" if memory else "n/a"
         peer_rate = f"{peer['img_per_s']:,.0f}" if peer else "-"
@@ -982,10 +975,11 @@ def check_peer_torch(parser: argparse.ArgumentParser, python: str) -> None:
                      "with torch installed")
 
 
-def throughput(args: argparse.Namespace) -> str:
+def throughput(args: argparse.Namespace) -> tuple[str, bool]:
     """The throughput mode: every workload x shape x width x batch x conv x dtype, with its
     roofline and, for the 28x28x1 workloads the peer implements, the peer's rate; prints
-    JSON lines and returns the markdown report (and draws --plot)."""
+    JSON lines and returns (the markdown report, whether an interrupt cut the run short),
+    and draws --plot."""
     models = (args.models or ",".join(WORKLOADS)).split(",")
     steps_per_chunk = chunk_steps(args.steps_per_chunk)
     convs, dtypes = args.conv.split(","), (args.compute_dtype or "float32").split(",")
@@ -1037,8 +1031,6 @@ def throughput(args: argparse.Namespace) -> str:
         measure()
     except KeyboardInterrupt:  # e.g. `timeout --signal=INT` at a time budget (gpu.sh)
         cut_short = True
-        global INTERRUPTED
-        INTERRUPTED = True
         print(f"# interrupted after {len(rows)} row(s): those are reported", flush=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # measured: a late interrupt loses no report
     if not rows:
@@ -1061,7 +1053,7 @@ def throughput(args: argparse.Namespace) -> str:
         text += (f"\n\nPlot: `{args.plot}` (achieved FLOP/s and fraction of the roof against "
                  "FLOPs per step).")
         print(f"# wrote {args.plot}", flush=True)
-    return text
+    return text, cut_short
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -1092,16 +1084,18 @@ def background_load(count: int, pin: bool = False):
             process.wait()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> bool:
+    """Runs the bench; returns whether an interrupt cut its measurements short (the report
+    of what was measured is written all the same)."""
     args = parse_args(argv)
     print(f"# {header()}", flush=True)
     commit = measured_commit()  # at the start: files edited during the run do not count
     measured_code = code_version(commit)
-    parts = []
+    parts, interrupted = [], False
     for mode in args.mode.split(","):
         if mode == "throughput":
             with background_load(args.background_load, args.background_pin):
-                text = throughput(args)
+                text, interrupted = throughput(args)
             if args.background_load:
                 text = (f"Under {args.background_load} busy-looping background process(es)"
                         f"{', pinned' if args.background_pin else ''}.\n\n" + text)
@@ -1122,6 +1116,7 @@ def main(argv: list[str] | None = None) -> None:
     if path:
         write_section(path, report_section(parts, measured_code, command_line(args), commit),
                       append=bool(args.append))
+    return interrupted
 
 
 def main_or_refuse(argv: list[str] | None = None) -> None:
@@ -1129,11 +1124,11 @@ def main_or_refuse(argv: list[str] | None = None) -> None:
     mid-measurement exits 130 as soon as its report is written (an interpreter shutting
     down after XLA was interrupted mid-call can crash)."""
     try:
-        main(argv)
+        interrupted = main(argv)
     except BenchRefused as error:
         print(f"python -m benchmarks.bench: error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
-    if INTERRUPTED:
+    if interrupted:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)

@@ -349,12 +349,21 @@ def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch,
     monkeypatch.setattr(bench, "bench_model", bench_model)
     args = bench.parse_args(["--models", "conv_ae", "--batch-sizes", "8,16,32", "--no-roofs",
                              "--data", "random"])
-    text = bench.throughput(args)
-    assert measured == [8]
+    text, cut_short = bench.throughput(args)
+    assert cut_short and measured == [8]
     assert "| 8 |" in text and "| 16 |" not in text
     assert text.rstrip().endswith("Cut short by an interrupt: the workloads after these rows "
                                   "were not measured.")
     assert "# interrupted after 1 row(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("interrupted, status", [(True, 130), (False, None)])
+def test_a_run_cut_short_exits_130_once_its_report_is_written(monkeypatch, interrupted, status):
+    monkeypatch.setattr(bench, "main", lambda argv: interrupted)
+    exits = []
+    monkeypatch.setattr(bench.os, "_exit", exits.append)
+    bench.main_or_refuse([])
+    assert exits == ([status] if status else [])
 
 
 def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):
