@@ -943,6 +943,66 @@ def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_the
         train_and_evaluate(copied, workdir)
 
 
+TINY_TASKS = '''
+import dataclasses
+
+from jaxae.tasks import Task
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Darken(Task):
+    """The input is the target at half its brightness."""
+
+    def corrupt(self, targets, key):
+        return targets * 0.5
+'''
+
+
+def test_a_run_whose_task_file_moved_with_its_model_file_evaluates_and_resumes_there(
+        tmp_path):
+    """A user's task file is recorded, and found again after a move, as a model file is."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "tiny_tasks.py").write_text(TINY_TASKS)
+    path = str(tmp_path / "images.npz")
+    rng = np.random.default_rng(0)
+    np.savez(path, train_images=rng.integers(0, 256, (24, 8, 8, 1), np.uint8),
+             test_images=rng.integers(0, 256, (8, 8, 8, 1), np.uint8))
+    (project / "tiny_models.py").write_text(TINY_MODELS)
+    config = config_lib.base_config()
+    set_fields(config, {"data.name": "npz", "data.path": path, "train.batch_size": 8,
+                        "train.num_epochs": 1, "eval.batch_size": 8, "eval.num_images": 4})
+    config.model = ml_collections.ConfigDict({"name": f"{project}/tiny_models.py:Tiny"})
+    config.task = ml_collections.ConfigDict({"name": f"{project}/tiny_tasks.py:Darken"})
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, "environment.json")) as f:
+        hashes = json.load(f)["code_sha256"]
+    assert set(hashes) == {"model", "task"}
+    os.rename(project, tmp_path / "moved")
+    model, task = (f"{tmp_path / 'moved'}/tiny_models.py:Tiny",
+                   f"{tmp_path / 'moved'}/tiny_tasks.py:Darken")
+    with pytest.raises(config_lib.ConfigError) as caught:
+        evaluate.evaluate_workdir(workdir, overrides={"model.name": model})
+    assert str(caught.value) == (
+        f"the run's task file {str(project / 'tiny_tasks.py')!r} does not exist: if its "
+        "project moved, give its new place, --config.task.name=NEW_PLACE/tiny_tasks.py:Darken "
+        "(a resume takes it from train.py's config)")
+    with pytest.raises(config_lib.ConfigError, match="only the same file name and class"):
+        evaluate.evaluate_workdir(workdir, overrides={
+            "model.name": model, "task.name": f"{tmp_path / 'moved'}/tiny_tasks.py:Other"})
+    metrics = evaluate.evaluate_workdir(workdir, overrides={"model.name": model,
+                                                            "task.name": task})
+    assert metrics["step"] == 3
+    resumed = config.copy_and_resolve_references()
+    resumed.model.name, resumed.task.name, resumed.train.num_epochs = model, task, 2
+    assert int(train_and_evaluate(resumed, workdir).step) == 6
+    with open(os.path.join(workdir, "resumes.jsonl")) as f:
+        record = json.loads(f.readlines()[-1])
+    assert record["config"]["task.name"] == [f"{project}/tiny_tasks.py:Darken", task]
+    assert "code_sha256" not in record  # the same code in its new place: no change to keep
+
+
 def test_a_file_counts_as_moved_only_with_its_name_and_class_and_the_old_one_gone(tmp_path):
     old, new = tmp_path / "old" / "m.py", tmp_path / "new" / "m.py"
     new.parent.mkdir()
