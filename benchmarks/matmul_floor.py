@@ -20,10 +20,12 @@ peer's own step-bench with --peer-script), hence what each spends outside its ma
 the step jaxae would need for twice the peer's rate. jaxae's step is timed again with plain
 SGD in place of Adam: a one-pass update (read the parameter and its gradient, write the
 parameter), the least any optimiser's update can cost, so that step bounds what a faster
-Adam could reach. Adam's extra time over SGD is timed once more outside the step, the two
-updates alone on the model's parameters in a loop whose state stays in the caches: where
-the step's extra time is the larger, the optimiser's state traffic to memory, not its
-arithmetic, is what costs. Medians of 5 repeats.
+Adam could reach. Adam's extra time over SGD is timed twice more outside the step, the two
+updates alone on the model's parameters in a loop: once with their state in the caches, and
+once with a pass over twice the largest cache before each update, so that it comes from
+memory. Where the step's extra time is near the second and above the first, the
+optimiser's state traffic to memory, not its arithmetic, is what it costs. Medians of 5
+repeats.
 
 Against the roofline goals (ROOF_GOALS: 75% of the matmul peak where compute binds, 50% of
 the bandwidth roof where memory does): jaxae's step is timed with the roofs measured beside
@@ -38,8 +40,10 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import glob
 import json
 import math
+import os
 import re
 import statistics
 import string
@@ -253,21 +257,39 @@ def _time_and_rate(us: float | None, mflop: float) -> str:
     return f"{us:.1f} | {1e3 * mflop / us:.1f}" if us > 0 else f"{us:.1f} | -"
 
 
-def update_ms(params: dict, name: str, calls: int = 200) -> float:
+def flush_bytes(caches: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
+    """Bytes of a buffer whose pass evicts the caches: twice the largest cache the kernel
+    lists for CPU 0 (sysfs `caches`), or 64 MiB where it lists none."""
+    sizes = []
+    for path in glob.glob(os.path.join(caches, "index*", "size")):
+        with open(path) as f:
+            text = f.read().strip()
+        units = {"K": 2**10, "M": 2**20, "G": 2**30}
+        sizes.append(int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text))
+    return 2 * max(sizes) if sizes else 64 * 2**20
+
+
+def update_ms(params: dict, name: str, evict: bool = False, calls: int = 100) -> float:
     """Milliseconds per update of optimiser `name` (`steps.OPTIMIZERS`) on `params`, alone:
     a compiled loop of `calls` updates with a fixed gradient, its state donated and kept
-    between calls, so that it stays in the caches as far as its size allows."""
+    between calls, so that it stays in the caches as far as its size allows; with `evict`,
+    a pass over `flush_bytes()` precedes each update, so that the state comes from memory
+    as in a training step (the pass costs every optimiser the same, so differences between
+    optimisers leave it out)."""
     tx = steps.make_optimizer(name, 1e-3)
     grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-4), params)
+    flush = jnp.ones(flush_bytes() // 4 if evict else 1, jnp.float32)
 
     def body(_, carry):
-        params, opt_state = carry
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
+        params, opt_state, flush = carry
+        flush = flush * 1.0000001  # a read and a write of every element
+        touched = jax.tree.map(lambda g: g + 0.0 * flush[0], grads)  # after the pass
+        updates, opt_state = tx.update(touched, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, flush
 
     loop = jax.jit(lambda carry: lax.fori_loop(0, calls, body, carry), donate_argnums=0,
                    compiler_options=steps.compiler_options("cpu"))
-    carry = (jax.tree.map(jnp.copy, params), tx.init(params))
+    carry = (jax.tree.map(jnp.copy, params), tx.init(params), flush)
     carry = loop(carry)
     jax.block_until_ready(carry)
     repeats = []
@@ -324,7 +346,8 @@ def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
                                  optimizer="sgd")
     step, peer_step = timed["step_ms"], None
     params = jax.device_put(epoch.state.params, jax.devices("cpu")[0])
-    adam_alone = update_ms(params, "adam") - update_ms(params, "sgd")
+    adam_alone, adam_evicted = (update_ms(params, "adam", evict) - update_ms(params, "sgd", evict)
+                                for evict in (False, True))
     if args.peer_python and bench.WORKLOADS[model].peer:
         peer = bench.bench_peer(args.peer_python, args.peer_script, model, batch_size,
                                 timed["steps_per_chunk"], args.chunks, bench.usable_cpus())
@@ -337,6 +360,7 @@ def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
     summary = {"model": model, "batch": batch_size, "products": sum(counts.values()),
                "gflop": gflop, "step_ms": step,
                "sgd_step_ms": with_sgd["step_ms"], "adam_over_sgd_alone_ms": adam_alone,
+               "adam_over_sgd_evicted_ms": adam_evicted,
                "matmuls_ms": matmuls, "peer_step_ms": peer_step,
                "peer_matmuls_ms": peer_matmuls, "torch": torch_version,
                "twice_the_peer_ms": peer_step and peer_step / 2,
@@ -353,12 +377,12 @@ def run(args: argparse.Namespace) -> str:
     results = [model_rows(model, args, data) for model in models]
     lines = ["| model | batch | products a step | GFLOP a step | jaxae step, ms | its matmuls "
              "alone, ms | the rest, ms | jaxae step with SGD, ms | Adam over SGD: in the "
-             "step, ms | alone, ms | of the roof (bound) | its "
+             "step, ms | alone, ms | alone, caches evicted, ms | of the roof (bound) | its "
              "matmuls, of the peak | the goal: a step of, ms | the rest that leaves, ms | "
              "peer step, ms | its matmuls alone, ms | the rest, ms | 2x the peer: a step of, "
              "ms |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
-             "---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+             "---:|---:|"]
     for s, _ in results:
         rest = (s["peer_step_ms"] - s["peer_matmuls_ms"]
                 if s["peer_step_ms"] is not None and s["peer_matmuls_ms"] is not None else None)
@@ -367,6 +391,7 @@ def run(args: argparse.Namespace) -> str:
                      f"{_ms(s['step_ms'] - s['matmuls_ms'])} | {_ms(s['sgd_step_ms'])} | "
                      f"{_ms(s['step_ms'] - s['sgd_step_ms'])} | "
                      f"{_ms(s['adam_over_sgd_alone_ms'])} | "
+                     f"{_ms(s['adam_over_sgd_evicted_ms'])} | "
                      f"{_percent(s['fraction_of_roof'])} ({s['bound']}) | "
                      f"{_percent(s['matmuls_of_peak'])} | "
                      f"{_ms(s['goal_step_ms'])} ({100 * s['goal']:.0f}%) | "

@@ -423,8 +423,20 @@ def test_the_vae_steps_products_are_read_from_its_compiled_step():
     assert sum(counts.values()) == 14  # and nine with the 2-D code: heads, decoder's first
 
 
+def test_the_eviction_pass_is_twice_the_largest_cache_listed(tmp_path):
+    for index, size in (("index0", "48K"), ("index2", "1024K"), ("index3", "16384K")):
+        (tmp_path / index).mkdir()
+        (tmp_path / index / "size").write_text(size + "\n")
+    assert matmul_floor.flush_bytes(str(tmp_path)) == 32 * 2**20
+    assert matmul_floor.flush_bytes(str(tmp_path / "none")) == 64 * 2**20  # none listed
+    (tmp_path / "index4").mkdir()
+    (tmp_path / "index4" / "size").write_text("256M\n")
+    assert matmul_floor.flush_bytes(str(tmp_path)) == 512 * 2**20
+
+
 def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys):
     monkeypatch.setattr(matmul_floor, "TARGET_FLOPS_PER_REPEAT", 1e6)
+    monkeypatch.setattr(matmul_floor, "flush_bytes", lambda: 2**20)
     monkeypatch.setattr(matmul_floor, "REPEATS", 1)
     built = []  # the optimisers the timed steps are built with: Adam's, then SGD's
     for name, make in list(steps.OPTIMIZERS.items()):
@@ -443,15 +455,16 @@ def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys)
                         if line.startswith('{"model": "dense_ae", "batch"'))
     assert summary_json["adam_over_sgd_alone_ms"] > 0  # alone, Adam does more than SGD
     assert cells[9] == f"{summary_json['adam_over_sgd_alone_ms']:.2f}"
-    fraction, bound = re.fullmatch(r"([\d.]+)% \((compute|memory)\)", cells[10]).groups()
+    assert cells[10] == f"{summary_json['adam_over_sgd_evicted_ms']:.2f}"
+    fraction, bound = re.fullmatch(r"([\d.]+)% \((compute|memory)\)", cells[11]).groups()
     assert 0 < float(fraction) <= 100
-    assert 0 < float(cells[11].rstrip("%")) <= 100  # the products' own rate, of the peak
-    goal_step, goal = re.fullmatch(r"([\d.]+) \((\d+)%\)", cells[12]).groups()
+    assert 0 < float(cells[12].rstrip("%")) <= 100  # the products' own rate, of the peak
+    goal_step, goal = re.fullmatch(r"([\d.]+) \((\d+)%\)", cells[13]).groups()
     assert int(goal) == 100 * matmul_floor.ROOF_GOALS[bound]
     # a step at the goal runs faster than this one unless this one already reaches it
     assert (float(goal_step) < step) == (float(fraction) < int(goal))
-    assert abs(float(goal_step) - matmuls - float(cells[13])) < 0.011
-    assert cells[14:] == ["-"] * 4
+    assert abs(float(goal_step) - matmuls - float(cells[14])) < 0.011
+    assert cells[15:] == ["-"] * 4
     products = [line for line in report.splitlines() if line.startswith("| dense_ae | [")]
     assert len(products) >= 2 and all(" x " in line for line in products)
     assert "adam" in built and "sgd" in built
