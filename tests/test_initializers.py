@@ -6,8 +6,10 @@ import flax.linen
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxae.models import initializers
+from jaxae.training import steps
 
 
 def params():
@@ -63,3 +65,27 @@ def test_flat_draws_equal_flax_and_jax_draws_value_for_value():
         np.testing.assert_array_equal(
             initializers._torch_uniform(key, shape, 144),
             jax.random.uniform(key, shape, jnp.float32, -1 / 12, 1 / 12))
+
+
+class _Normed(flax.linen.Module):
+    """A user's model with parameters no scheme redraws: a LayerNorm's, and its own."""
+
+    conditional = False  # no labels: what `steps.init_inputs` reads
+
+    @flax.linen.compact
+    def __call__(self, x, labels=None, sample=False):
+        gain = self.param("gain", flax.linen.initializers.constant(2.0), (1,))
+        h = flax.linen.LayerNorm(name="norm")(x.reshape(x.shape[0], -1))
+        return flax.linen.Dense(4, name="dense")(h) * gain, {}
+
+
+def test_every_scheme_initialises_a_model_whose_other_parameters_keep_their_values():
+    model = _Normed()
+    assert initializers.redraws_every_leaf(params())
+    for scheme in initializers.SCHEMES:
+        state = steps.create_train_state(model, optax.sgd(0.1), (2, 3, 1), jax.random.key(0),
+                                         scheme)
+        assert not initializers.redraws_every_leaf(state.params)
+        assert float(state.params["gain"][0]) == 2.0  # the module's own value, kept
+        np.testing.assert_array_equal(state.params["norm"]["scale"], np.ones(6))
+        assert np.abs(np.asarray(state.params["dense"]["kernel"])).max() > 0

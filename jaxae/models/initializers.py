@@ -46,6 +46,25 @@ def glorot_uniform(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jn
     return _uniform(key, shape, dtype, -1, 1) * jnp.sqrt(3 * variance)
 
 
+def _kernel_paths(params: dict) -> dict[tuple, tuple[int, ...]]:
+    """{the path of each module with a `kernel`: that kernel's shape}."""
+    return {path[:-1]: leaf.shape for path, leaf in
+            jax.tree_util.tree_flatten_with_path(params)[0] if path[-1].key == "kernel"}
+
+
+def _is_redrawn(path: tuple, kernels: dict[tuple, tuple[int, ...]]) -> bool:
+    """Whether a scheme redraws the leaf at `path`: a kernel, or the bias beside one."""
+    return path[-1].key in ("kernel", "bias") and path[:-1] in kernels
+
+
+def redraws_every_leaf(params: dict) -> bool:
+    """Whether a scheme other than "lecun" redraws every leaf of `params` (shapes suffice):
+    then the module's own initial values are never read, and need not be computed."""
+    kernels = _kernel_paths(params)
+    return all(_is_redrawn(path, kernels)
+               for path, _ in jax.tree_util.tree_flatten_with_path(params)[0])
+
+
 def apply_scheme(params: dict, key: jax.Array, scheme: str) -> dict:
     """Params with every Dense/Conv kernel and bias (a module's `kernel`, and the `bias`
     beside it) redrawn under `scheme` ("lecun": as is); any other parameter (a LayerNorm's
@@ -53,17 +72,15 @@ def apply_scheme(params: dict, key: jax.Array, scheme: str) -> dict:
     leaves' shapes and dtypes are read: they may be `jax.ShapeDtypeStruct`s."""
     if scheme == "lecun":
         return params
-    kernels = {path[:-1]: leaf.shape for path, leaf in
-               jax.tree_util.tree_flatten_with_path(params)[0] if path[-1].key == "kernel"}
+    kernels = _kernel_paths(params)
 
     def redraw(index: int, path: tuple, leaf: jax.Array) -> jax.Array:
-        leaf_key, kind = jax.random.fold_in(key, index), path[-1].key
-        if kind not in ("kernel", "bias") or path[:-1] not in kernels:
+        if not _is_redrawn(path, kernels):
             return leaf
-        fan_in = _fan_in(kernels[path[:-1]])
+        leaf_key, fan_in = jax.random.fold_in(key, index), _fan_in(kernels[path[:-1]])
         if scheme == "torch":
             return _torch_uniform(leaf_key, leaf.shape, fan_in)
-        if kind == "kernel":
+        if path[-1].key == "kernel":
             return glorot_uniform(leaf_key, leaf.shape, leaf.dtype)
         return jnp.zeros(leaf.shape, leaf.dtype)
 

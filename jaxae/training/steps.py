@@ -81,13 +81,20 @@ def init_params(model: nn.Module, input_shape: tuple[int, ...], key: jax.Array,
                 scheme: str = "lecun") -> dict:
     """Fresh parameters for inputs of `input_shape` (one image), redrawn under `scheme`.
 
-    A scheme that redraws every leaf needs only the parameters' shapes (`jax.eval_shape`
-    of Flax's init): the model's forward pass is then traced but never compiled.
+    A scheme that redraws every leaf (`initializers.redraws_every_leaf`) needs only the
+    parameters' shapes (`jax.eval_shape` of Flax's init): the model's forward pass is then
+    traced but never compiled. Where some leaf keeps its module's value (a LayerNorm's
+    scale, a user module's own parameter), Flax's init computes the values.
     """
     init_key, scheme_key = jax.random.split(key)
     x, kwargs = init_inputs(model, input_shape)
     init = lambda: model.init(init_key, x, **kwargs)["params"]  # noqa: E731
-    params = init() if scheme == "lecun" else jax.eval_shape(init)
+    if scheme == "lecun":
+        params = init()
+    else:
+        params = jax.eval_shape(init)
+        if not initializers.redraws_every_leaf(params):
+            params = init()
     return initializers.apply_scheme(params, scheme_key, scheme)
 
 
