@@ -643,6 +643,32 @@ def test_saving_a_step_the_folder_holds_is_refused_unless_replace_and_keeps_the_
     checkpoints.close(later)
 
 
+def test_opening_a_writable_manager_keeps_a_save_in_flight_and_removes_abandoned_ones(
+        tmp_path):
+    """A second manager on a folder (a script looking at a run's checkpoints) must not take
+    the temporary folder of a save being written there; one a killed process left behind,
+    untouched for longer than a save may take, goes."""
+    folder = tmp_path / "checkpoints"
+    tree = {"w": jnp.arange(2**22, dtype=jnp.float32)}  # 16 MiB: still writing when asked
+    writing = checkpoints.make_manager(str(folder))
+    checkpoints.save(writing, 2, tree)
+    checkpoints.close(checkpoints.make_manager(str(folder)))
+    checkpoints.close(writing)  # raised CheckpointWriteError when Orbax's clean-up ran
+    reader = checkpoints.make_manager(str(folder), read_only=True)
+    np.testing.assert_array_equal(checkpoints.restore(reader, tree)["w"], np.asarray(tree["w"]))
+    abandoned, recent = folder / "3.orbax-checkpoint-tmp", folder / "4.orbax-checkpoint-tmp"
+    for path in (abandoned, recent):
+        (path / "part").mkdir(parents=True)
+        (path / "part" / "data").write_bytes(b"...")
+    old = time.time() - 2 * checkpoints.SAVE_TIMEOUT_S
+    for path in (abandoned, abandoned / "part", abandoned / "part" / "data"):
+        os.utime(path, (old, old))
+    checkpoints.close(checkpoints.make_manager(str(folder)))
+    assert sorted(os.listdir(folder)) == ["2", "4.orbax-checkpoint-tmp"]
+    assert checkpoints.remove_abandoned_saves(str(folder), 0.0) == [str(recent)]
+    assert checkpoints.remove_abandoned_saves(str(tmp_path / "none"), 0.0) == []
+
+
 def test_restoring_from_a_folder_without_that_checkpoint_names_what_it_has(tmp_path):
     folder = str(tmp_path / "checkpoints")
     manager = checkpoints.make_manager(folder)

@@ -32,6 +32,7 @@ import gc
 import hashlib
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -86,10 +87,17 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
     fails the `save` call itself (with Orbax's default, asynchronous creation, the writer
     threads would wait 300 s for a folder that never comes, and the process could not exit
     until then); only the array writes run in the background.
+
+    A writable manager removes the temporary folders of saves that were abandoned (a process
+    killed mid-save): those untouched for longer than a save may take (`save_timeout_s`).
+    Orbax's own clean-up would remove every one, the save another process (a training run)
+    is writing there too. To look at a folder a run is writing, pass read_only=True.
     """
+    if not read_only:
+        remove_abandoned_saves(directory, save_timeout_s)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else keep, create=not read_only, read_only=read_only,
-        cleanup_tmp_directories=not read_only, save_interval_steps=0 if read_only else 1,
+        cleanup_tmp_directories=False, save_interval_steps=0 if read_only else 1,
         enable_async_checkpointing=not read_only,
         async_options=ocp.AsyncOptions(timeout_secs=save_timeout_s,
                                        create_directories_asynchronously=False))
@@ -102,6 +110,39 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
 
 
 # --- writes ------------------------------------------------------------------------------
+
+def _newest_change(path: str) -> float:
+    """The latest modification time of `path` or anything under it."""
+    newest = os.stat(path).st_mtime
+    for folder, _, files in os.walk(path):
+        for name in [folder, *(os.path.join(folder, f) for f in files)]:
+            try:
+                newest = max(newest, os.stat(name).st_mtime)
+            except FileNotFoundError:  # renamed or removed by its writer meanwhile
+                pass
+    return newest
+
+
+def remove_abandoned_saves(directory: str, older_than_s: float) -> list[str]:
+    """Removes the temporary folders of saves in `directory` (Orbax's `*.orbax-checkpoint-tmp*`)
+    that nothing has written to for `older_than_s`: saves a killed process left behind. A
+    save still being written (by this process or another) is younger than that, and stays.
+    Returns the folders removed."""
+    removed = []
+    if not os.path.isdir(directory):
+        return removed
+    for entry in os.scandir(directory):
+        if ".orbax-checkpoint-tmp" not in entry.name or not entry.is_dir():
+            continue
+        try:
+            idle = time.time() - _newest_change(entry.path)
+        except FileNotFoundError:  # its save finished (renamed) while we looked
+            continue
+        if idle > older_than_s:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
 
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (folder not writable, disk full, ...); the message
