@@ -1044,6 +1044,38 @@ def test_a_file_counts_as_moved_only_with_its_name_and_class_and_the_old_one_gon
     assert not registry.moved(f"{old}:Tiny", f"{new}:Tiny")  # the recorded file is there
 
 
+def _forget_module_of(file) -> None:
+    """This process forgets the module it imported from `file`: the next use reads the file
+    again, as a new process would."""
+    registry._import_file.cache_clear()
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) == str(file):
+            del sys.modules[name]
+
+
+def test_a_checkpoint_that_no_longer_fits_an_edited_model_file_names_the_file(tmp_path):
+    """The run's own config cannot be why its checkpoint does not fit: the model file that
+    changed since is named, on evaluate and on resume, not the config."""
+    config, workdir = _train_tiny_user_model(tmp_path, tmp_path)
+    file = tmp_path / "tiny_models.py"
+    file.write_text(TINY_MODELS.replace('name="encoder"', 'name="encoder2"'))
+    _forget_module_of(file)
+    for attempt in (lambda: evaluate.evaluate_workdir(workdir),
+                    lambda: train_and_evaluate(config, workdir)):
+        with pytest.raises(checkpoints.CheckpointMismatch) as caught:
+            attempt()
+        message = str(caught.value)
+        assert message.startswith("the checkpoint at step 3 in ")
+        assert "does not fit: params/encoder/bias is float32[4] there, absent here: the " \
+               f"model file {str(file)!r} changed since the run trained with it (sha256 " in message
+        assert message.endswith("now): put back the version it trained with, or train a new "
+                                "run in another --workdir")
+        assert "config.json" not in message
+    file.write_text(TINY_MODELS)
+    _forget_module_of(file)
+    assert evaluate.evaluate_workdir(workdir)["step"] == 3  # nothing was lost
+
+
 def test_a_user_model_file_changed_since_training_is_named_on_evaluate_and_resume(
         tmp_path, capsys):
     """environment.json records the sha256 of the user's model file: a file edited (or

@@ -28,6 +28,7 @@ from jaxae.training.workdir import (
     code_warnings,
     in_use,
     load_run_config,
+    mismatch_with_code,
     probe_folder,
     write_error,
     write_json,
@@ -187,10 +188,13 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
                       f"{count:,} parameters", "evaluate on a machine with more memory")
     # a step that fails to read while a run trains there may be one it is deleting
     settle_s = checkpoints.VANISH_SETTLE_S if in_use(workdir) else 0.0
-    if step is None:  # the newest checkpoint that restores; damaged ones are named and skipped
-        state = checkpoints.restore_newest_intact(manager, state, settle_s=settle_s)
-    else:
-        state = checkpoints.restore_step(manager, state, step, settle_s)
+    try:
+        if step is None:  # the newest checkpoint that restores; damaged ones named, skipped
+            state = checkpoints.restore_newest_intact(manager, state, settle_s=settle_s)
+        else:
+            state = checkpoints.restore_step(manager, state, step, settle_s)
+    except checkpoints.CheckpointMismatch as error:
+        raise mismatch_with_code(error, workdir, config) from None
     step = int(state.step)
     print(f"evaluating the checkpoint at step {step} of {workdir}", flush=True)
     for warning in code_warnings(code_changes(workdir, config), config):

@@ -323,7 +323,12 @@ def _finish_at_exit() -> None:
 
 class CheckpointMismatch(ValueError):
     """A checkpoint holds another tree than the caller's: a leaf absent on one side, or of
-    another shape or dtype. The message names the first such leaf."""
+    another shape or dtype. The message names the first such leaf; `fact` is that naming
+    alone, without the hint after it, for a caller that knows a better one."""
+
+    def __init__(self, message: str, fact: str | None = None):
+        super().__init__(message)
+        self.fact = fact or message
 
 
 def _key_name(key) -> str:
@@ -415,10 +420,9 @@ def check_fits(manager: ocp.CheckpointManager, step: int, like: PyTree, hint: Hi
         have, want = saved.get(name), wanted.get(name)
         if have != want:
             why = hint if isinstance(hint, str) else hint.get(name.split("/")[0], "")
-            raise CheckpointMismatch(
-                f"the checkpoint at step {step} in {manager.directory} does not fit: {name} is "
-                f"{_describe(have, want)} there, {_describe(want, have)} here"
-                + (f" ({why})" if why else ""))
+            fact = (f"the checkpoint at step {step} in {manager.directory} does not fit: {name} "
+                    f"is {_describe(have, want)} there, {_describe(want, have)} here")
+            raise CheckpointMismatch(fact + (f" ({why})" if why else ""), fact)
 
 
 def _existing_step(manager: ocp.CheckpointManager, step: int | None) -> int:

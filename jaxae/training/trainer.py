@@ -52,6 +52,7 @@ from jaxae.training.workdir import (
     append_resume,
     code_files,
     lock_workdir,
+    mismatch_with_code,
     prepare_workdir,
     resume_changes,
     write_run_files,
@@ -417,7 +418,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
                                        train_config.keep_checkpoints)
     run_files = _RunFiles(workdir, config, manager, due=main, data=data.fingerprint)
     try:
-        state, position = _restore_or_init(manager, fresh, like, mesh, workdir)
+        try:
+            state, position = _restore_or_init(manager, fresh, like, mesh, workdir)
+        except checkpoints.CheckpointMismatch as error:
+            raise mismatch_with_code(error, workdir, config, run_files.code) from None
         first_step = int(state.step)
         if first_step > 0 and main:
             changes = resume_changes(workdir, config, first_step, run_files.code)

@@ -28,7 +28,7 @@ import jaxae
 from jaxae import config as config_lib
 from jaxae.registry import missing_file, moved, same_code
 from jaxae.training import lock
-from jaxae.training.checkpoints import CHECKPOINTS
+from jaxae.training.checkpoints import CHECKPOINTS, CheckpointMismatch
 from jaxae.training.lock import LOCK_FILE
 
 CONFIG_FILE = "config.json"
@@ -348,6 +348,22 @@ def code_warnings(changes: dict[str, list[str]], config: ml_collections.ConfigDi
             f"the one the run trained with (sha256 {old[:12]} then, {new[:12]} now): its "
             "parameters still fit, but what it computes may differ"
             for section, (old, new) in changes.items()]
+
+
+def mismatch_with_code(error: CheckpointMismatch, workdir: str,
+                       config: ml_collections.ConfigDict,
+                       now: dict[str, str] | None = None) -> CheckpointMismatch:
+    """`error` (a checkpoint of the run in `workdir` that does not fit), told by the user's
+    files changed since the run trained (`code_changes`), where any did: the config is the
+    run's own, so the changed code is the likely cause, not the config it would blame."""
+    changes = code_changes(workdir, config, now)
+    if not changes:
+        return error
+    files = "; ".join(f"the {section} file {config[section].name.rpartition(':')[0]!r} changed "
+                      f"since the run trained with it (sha256 {old[:12]} then, {new[:12]} now)"
+                      for section, (old, new) in changes.items())
+    return CheckpointMismatch(f"{error.fact}: {files}: put back the version it trained with, "
+                              "or train a new run in another --workdir", error.fact)
 
 
 def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
