@@ -37,6 +37,20 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape)) if shape else "a scalar"
 
 
+def check_logits(name: str, logits, batch: int, input_shape: tuple[int, ...],
+                 image_shape: tuple[int, ...]) -> None:
+    """Raises DeclarationError unless `logits` (of model `name`, for `batch` inputs of
+    `input_shape`) are shaped [batch, *image_shape], as the targets are."""
+    if getattr(logits, "shape", None) == (batch, *image_shape):
+        return
+    raise DeclarationError(
+        f"model {name} returns logits of shape {_shape(_per_image(logits))} per image for "
+        f"{_shape(tuple(image_shape))} images"
+        + (f" (its inputs are {_shape(tuple(input_shape))}, as the task gives them)"
+           if tuple(input_shape) != tuple(image_shape) else "")
+        + f": its decode must return [batch, {', '.join(map(str, image_shape))}]")
+
+
 def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
                        image_shape: tuple[int, ...]) -> None:
     """Raises DeclarationError unless `model` declares `variational`, `conditional` and
@@ -91,13 +105,7 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
         raise DeclarationError(f"model {name} fails on a batch of {_shape(input_shape)} "
                                f"inputs: {type(e).__name__}: {text}{fix}") from None
     want = (BATCH, *image_shape)
-    if getattr(logits, "shape", None) != want:
-        raise DeclarationError(
-            f"model {name} returns logits of shape {_shape(_per_image(logits))} per image for "
-            f"{_shape(tuple(image_shape))} images"
-            + (f" (its inputs are {_shape(tuple(input_shape))}, as the task gives them)"
-               if tuple(input_shape) != tuple(image_shape) else "")
-            + f": its decode must return [batch, {', '.join(map(str, image_shape))}]")
+    check_logits(name, logits, BATCH, input_shape, image_shape)
     codes = {"mean": aux.get("mean"), "log_sigma": aux.get("log_sigma")} \
         if model.variational else {"code": code}
     for what, value in codes.items():

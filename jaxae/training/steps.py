@@ -19,7 +19,7 @@ from jax.sharding import Mesh
 
 from jaxae import losses
 from jaxae.data import batches
-from jaxae.models import initializers
+from jaxae.models import declarations, initializers
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training import parallel
@@ -130,15 +130,19 @@ def gradient_norm(grads: dict, when: bool | jax.Array = True) -> jax.Array:
 
 
 def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs: jax.Array,
-                    flat_targets: jax.Array, labels: jax.Array, key: jax.Array | None,
+                    targets: jax.Array, labels: jax.Array, key: jax.Array | None,
                     sample: bool = True) -> tuple[dict[str, jax.Array], jax.Array]:
-    """(the objective's per-image terms, flat logits [B, H*W*C]) of one forward pass.
+    """(the objective's per-image terms, flat logits [B, H*W*C]) of one forward pass against
+    `targets` [B, H, W, C]; logits of another shape are a DeclarationError, raised as the
+    step is traced (what `jaxae.build.check_model` finds before a run compiles).
 
     Losses reduce flat arrays (`losses.flat_images`): XLA's CPU backend reduces those many
     times faster than [B, H, W, C] expressions.
     """
     logits, aux = model.apply({"params": params}, inputs, labels=labels, key=key, sample=sample)
-    flat_logits = losses.flat_images(logits)
+    declarations.check_logits(type(model).__name__, logits, inputs.shape[0], inputs.shape[1:],
+                              targets.shape[1:])
+    flat_logits, flat_targets = losses.flat_images(logits), losses.flat_images(targets)
     return objective(flat_logits, flat_targets, aux), flat_logits
 
 
@@ -161,8 +165,8 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
         inputs, targets = task.make_example(batch["image"], example_key)
 
         def loss_fn(params):
-            terms, _ = per_image_terms(model, objective, params, inputs,
-                                       losses.flat_images(targets), batch.get("label"), sample_key)
+            terms, _ = per_image_terms(model, objective, params, inputs, targets,
+                                       batch.get("label"), sample_key)
             means = {name: value.mean() for name, value in terms.items()}
             return means["loss"], means
 
@@ -270,10 +274,10 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
     def eval_step(params: dict, batch: dict, key: jax.Array) -> Metrics:
         inputs, targets, sample_key = _eval_example(task, batch, key)
         flat_targets, labels = flat(targets), batch.get("label")
-        per_image, logits = per_image_terms(model, objective, params, inputs, flat_targets,
+        per_image, logits = per_image_terms(model, objective, params, inputs, targets,
                                             labels, sample_key)
         if model.variational:  # reconstructions from z = z_mean
-            _, logits = per_image_terms(model, objective, params, inputs, flat_targets,
+            _, logits = per_image_terms(model, objective, params, inputs, targets,
                                         labels, None, sample=False)
         per_image |= {
             "mse": losses.mse(logits, flat_targets),
