@@ -721,3 +721,27 @@ def test_two_files_of_one_name_registering_one_name_are_refused(tmp_path):
                                             "already"):
         models.MODELS.get(f"{tmp_path}/b/mymodels.py:TwoFilesAE")
     assert models.MODELS.get("two_files_ae") is first
+
+
+def test_pictures_from_a_users_own_loop_take_a_seed_and_make_their_folder(tmp_path):
+    import optax
+
+    from jaxae.data.splits import Split, Splits
+    from jaxae.evaluation import pictures
+    from jaxae.keys import derive_keys
+    from jaxae.training import steps
+    model = build({"name": "dense_ae", "latent_dim": 2})
+    state = steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (12, *MNIST), np.uint8), np.arange(12) % 3)
+    data = Splits(split, None, split, ("a", "b", "c"), "random")
+    out_dir = tmp_path / "nested" / "pictures"
+    options = pictures.PictureOptions(num_images=4, eval_batch_size=6, manifold_size=3)
+    written = pictures.write_pictures(model, Reconstruct(), state.params, data, 3, "mine",
+                                      str(out_dir), options)
+    assert set(written) == set(os.listdir(out_dir)) and "reconstructions.png" in written
+    again = tmp_path / "again"
+    pictures.write_pictures(model, Reconstruct(), state.params, data, derive_keys(3), "mine",
+                            str(again), options)
+    for name in written:  # a seed and the Keys derived from it draw the same pictures
+        assert (out_dir / name).read_bytes() == (again / name).read_bytes()

@@ -26,7 +26,7 @@ from jaxae import losses
 from jaxae.data.batches import to_float
 from jaxae.data.splits import Split, Splits
 from jaxae.evaluation import generation, pca, plots
-from jaxae.keys import Keys, eval_example_key
+from jaxae.keys import Keys, derive_keys, eval_example_key
 from jaxae.tasks import Task
 
 PRIOR_SAMPLE_ROWS = 4
@@ -115,11 +115,14 @@ def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, nu
     return "perturbed codes", rows + [("original", images / 255.0)]
 
 
-def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits, keys: Keys,
-                   title: str, out_dir: str, options: PictureOptions = PictureOptions()
-                   ) -> dict[str, str]:
-    """Writes every picture that applies to the model into `out_dir`; returns {file name:
-    its title}."""
+def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits,
+                   keys: Keys | int, title: str, out_dir: str,
+                   options: PictureOptions = PictureOptions()) -> dict[str, str]:
+    """Writes every picture that applies to the model into `out_dir` (made if missing);
+    returns {file name: its title}. `keys`: a run's `Keys`, or a seed to derive them from
+    as a run does (`jaxae.keys.derive_keys`)."""
+    keys = derive_keys(keys) if isinstance(keys, int) else keys
+    os.makedirs(out_dir, exist_ok=True)
     written = {}
 
     def save(file: str, picture_title: str) -> tuple[str, str]:
