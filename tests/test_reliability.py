@@ -618,6 +618,13 @@ def test_iwae_bounds_with_a_progress_bar_are_the_same_bits():
     batches = [b for _, b in padded_batches(Split(images, np.zeros(30, np.int32)), 8)]
     args = (model, task, objectives.Bernoulli(), params, batches, jax.random.key(1), (1, 7), 3)
     assert iwae.iwae_bounds(*args, progress=True) == iwae.iwae_bounds(*args, progress=False)
+    unpadded = [{"image": images[:16]}, {"image": images[16:]}]  # no masks: every image counts
+    bounds = iwae.iwae_bounds(model, task, objectives.Bernoulli(), params, unpadded,
+                              jax.random.key(1), (1,), 3)
+    padded = iwae.iwae_bounds(model, task, objectives.Bernoulli(), params,
+                              [b for _, b in padded_batches(Split(images, np.zeros(30, np.int32)),
+                                                            16)], jax.random.key(1), (1,), 3)
+    np.testing.assert_allclose(bounds[1], padded[1], rtol=1e-6)
 
 
 def test_saving_a_step_the_folder_holds_is_refused_unless_replace_and_keeps_the_first(

@@ -489,3 +489,6 @@ def test_a_denoising_autoencoder_s_latent_scatter_places_codes_of_its_corrupted_
     clean = generation.encode(model, params, images, labels, 5)
     assert codes.shape == clean.shape == (12, config.model.latent_dim)
     assert not np.allclose(codes, clean)
+    with pytest.raises(ValueError, match=r"^task Denoise corrupts the images it encodes: give "
+                                         r"task_key= \(a run's Keys.eval"):
+        generation.encode(model, params, images, labels, 5, task)

@@ -51,8 +51,11 @@ def encode(model: nn.Module, params: dict, images_u8: np.ndarray, labels: np.nda
     images, or, given a `task` whose input differs from its target (a denoising task's
     corruption), of the inputs it makes of them, the kind of input the model was trained to
     encode. With evaluation's key and batch size, batch i is corrupted as evaluation's
-    batch i is (`keys.eval_example_key`)."""
+    batch i is (`keys.eval_example_key`): a task that corrupts needs `task_key`."""
     corrupt = task is not None and task.shows_input
+    if corrupt and task_key is None:
+        raise ValueError(f"task {type(task).__name__} corrupts the images it encodes: give "
+                         "task_key= (a run's Keys.eval corrupts them as its evaluation did)")
     parts = []
     for n, i in enumerate(range(0, len(images_u8), batch_size)):
         images, batch_labels = images_u8[i:i + batch_size], labels[i:i + batch_size]

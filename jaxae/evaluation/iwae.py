@@ -25,7 +25,8 @@ from jaxae.tasks import Task
 def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_samples: int,
                    chunk: int) -> Callable[[dict, dict, jax.Array], jax.Array]:
     """Compiles f(params, batch, key) -> the sum over unmasked images of the k-sample bound
-    of a variational model."""
+    of a variational model; `batch` as `jaxae.training.steps.make_eval_step` takes it (its
+    "mask" optional: every image counts where it has none)."""
     chunk = min(chunk, num_samples)
     num_chunks = math.ceil(num_samples / chunk)
 
@@ -55,7 +56,8 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
         log_w = jax.lax.map(log_weights, (jnp.arange(num_chunks), chunk_keys))
         bound = jax.nn.logsumexp(log_w.reshape(-1, log_w.shape[-1]), axis=0)
         bound = bound - jnp.log(num_samples)
-        return jnp.sum(bound * batch["mask"])
+        mask = batch.get("mask")
+        return jnp.sum(bound if mask is None else bound * mask)
 
     return iwae_step
 
@@ -72,7 +74,7 @@ def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: di
         raise ValueError(f"IWAE bounds weigh samples of q(z | x): {type(model).__name__} is not "
                          "a variational model (its variational is False): bound a VAE's "
                          "likelihood, and a plain autoencoder's reconstructions by their loss")
-    count = float(sum(np.sum(b["mask"]) for b in batches))
+    count = float(sum(np.sum(b["mask"]) if "mask" in b else len(b["image"]) for b in batches))
     out = {}
     with tqdm(total=len(sample_counts) * len(batches), desc="IWAE bounds", leave=False,
               disable=None if progress is None else not progress) as bar:
