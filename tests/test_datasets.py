@@ -752,3 +752,14 @@ def test_photo_crops_are_deterministic_and_held_out(tmp_path) -> None:
         cut = round(manifest["photos"][rel.split("/")[1]]["width"] * 0.8)
         assert (left >= cut) if rel.startswith("test/") else (left + side <= cut)
 
+
+
+def test_an_image_folder_that_is_a_file_or_missing_is_named_as_such(tmp_path) -> None:
+    (tmp_path / "my_models.py").write_text("")
+    with pytest.raises(DataError) as excinfo:
+        folder.plan_folder(tmp_path / "my_models.py")
+    one_line(excinfo, f"image folder {tmp_path / 'my_models.py'} is a file, not a folder: "
+                      "point --config.data.path at a folder of <class>/ sub-folders")
+    with pytest.raises(DataError) as excinfo:
+        folder.plan_folder(tmp_path / "nowhere")
+    one_line(excinfo, f"image folder {tmp_path / 'nowhere'} does not exist")

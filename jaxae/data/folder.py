@@ -214,7 +214,8 @@ def plan_folder(
     """
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
-        raise DataError(f"image folder {root} does not exist: point --config.data.path at a "
+        what = "is a file, not a folder" if os.path.exists(root) else "does not exist"
+        raise DataError(f"image folder {root} {what}: point --config.data.path at a "
                         f"folder of <class>/ sub-folders of {FORMATS} images")
     if channels not in (None, 1, 3):
         raise DataError(f"channels={channels!r} is not supported: use 1 (grey) or 3 (RGB)")
