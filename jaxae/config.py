@@ -142,6 +142,15 @@ MOVED_FIELDS = {
 }
 
 
+def _abbreviated(path: str, known: list[str]) -> list[str]:
+    """The one known field that `path` abbreviates by its words' initials ("optim.lr":
+    optim.learning_rate, "train.bs": train.batch_size), within the section where given."""
+    section, _, name = path.rpartition(".")
+    found = [k for k in known if (not section or k.startswith(f"{section}."))
+             and len(name) > 1 and "".join(w[0] for w in k.split(".")[-1].split("_")) == name]
+    return found if len(found) == 1 else []
+
+
 def field_hint(path: str) -> str:
     """For a field that does not exist ("latent_dim", "model.latnt_dim"): where it moved or
     the closest real field, as a hint; '' if nothing is close."""
@@ -150,7 +159,8 @@ def field_hint(path: str) -> str:
         return f"it moved to config.{MOVED_FIELDS[path]}"
     known = [f"{s}.{k}" for s in SECTIONS for k in base_config()[s]] + ["seed"]
     close = difflib.get_close_matches(path, known, n=1, cutoff=0.7) or \
-        difflib.get_close_matches(head, [k.split(".")[-1] for k in known], n=1)
+        difflib.get_close_matches(head, [k.split(".")[-1] for k in known], n=1) or \
+        _abbreviated(path, known)
     if close and "." not in close[0]:
         close = [k for k in known if k.endswith(f".{close[0]}")][:1] or close
     return f"did you mean config.{close[0]}?" if close else ""

@@ -93,6 +93,9 @@ def test_a_field_misspelt_in_a_config_file_fails_at_load():
     ("superres_factor", "it moved to config.task.factor"),
     ("eval_batch_size", "it moved to config.eval.batch_size"),
     ("train.batch_sise", "did you mean config.train.batch_size?"),
+    ("optim.lr", "did you mean config.optim.learning_rate?"),  # by its words' initials
+    ("train.bs", "did you mean config.train.batch_size?"),
+    ("model.xyz", ""),
 ])
 def test_old_flat_names_and_typos_get_a_hint(path, hint):
     assert config_lib.field_hint(path) == hint
