@@ -763,3 +763,16 @@ def test_an_image_folder_that_is_a_file_or_missing_is_named_as_such(tmp_path) ->
     with pytest.raises(DataError) as excinfo:
         folder.plan_folder(tmp_path / "nowhere")
     one_line(excinfo, f"image folder {tmp_path / 'nowhere'} does not exist")
+
+
+def test_preparing_a_folder_into_a_log_file_writes_no_tfds_progress_bars(tmp_path, capsys):
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    make_image_folder(tmp_path / "pets")
+    shown = tqdm_utils._active
+    DATASETS.get("folder")(path=str(tmp_path / "pets"), tfds_dir=str(tmp_path / "tfds"),
+                           image_size=8, channels=3)
+    out, err = capsys.readouterr()
+    assert "preparing image folder" in out and "prepared image folder" in out
+    assert "examples/s" not in out + err and "\r" not in out + err  # TFDS's tqdm lines
+    assert tqdm_utils._active == shown  # as they were for the rest of the process

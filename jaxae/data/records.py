@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -229,13 +230,28 @@ def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None
                 print(f"preparing {what} {source}into {where} (once: later runs read it there)",
                       flush=True)
             start = time.perf_counter()
-            builder.download_and_prepare(download_config=config, file_format=FILE_FORMAT)
+            with _tfds_bars(sys.stderr.isatty()):
+                builder.download_and_prepare(download_config=config, file_format=FILE_FORMAT)
             if own:
                 print(f"prepared {what} in {time.perf_counter() - start:.1f} s", flush=True)
             return True
     except PermissionError as e:
         raise DataError(f"{what} cannot be written into {builder.data_path} ({e.strerror}): "
                         "pass a writable --config.data.tfds_dir") from None
+
+
+@contextlib.contextmanager
+def _tfds_bars(shown: bool):
+    """TFDS's own progress bars shown or not for the duration (not where the output is a log
+    file: their carriage returns fill it with partial lines), then as they were."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    was = getattr(tqdm_utils, "_active", True)
+    tfds.display_progress_bar(shown)
+    try:
+        yield
+    finally:
+        tfds.display_progress_bar(was)
 
 
 def _remove_unfinished(where: str) -> None:
