@@ -1060,6 +1060,34 @@ def _forget_module_of(file) -> None:
             del sys.modules[name]
 
 
+def test_a_fresh_runs_config_json_is_on_disk_before_its_first_checkpoint(tmp_path,
+                                                                         monkeypatch):
+    """No checkpoint is ever on disk without the config that trained it: a run killed as it
+    saves its first one is then resumed only by its own config (another seed is refused)."""
+    saving = []
+    real_save = checkpoints.save_state
+
+    def save_state(manager, state, *args, **kwargs):
+        files = os.listdir(tmp_path / "run")
+        saving.append((int(state.step), "config.json" in files, "environment.json" in files))
+        if len(saving) == 1:
+            raise KeyboardInterrupt  # killed as it starts the first save
+        return real_save(manager, state, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "save_state", save_state)
+    with pytest.raises(KeyboardInterrupt):
+        _train_tiny_user_model(tmp_path, tmp_path)
+    assert saving == [(3, True, True)]
+    config = config_lib.base_config()
+    set_fields(config, {"data.name": "npz", "data.path": str(tmp_path / "images.npz"),
+                        "train.batch_size": 8, "train.num_epochs": 1, "eval.batch_size": 8,
+                        "eval.num_images": 4, "seed": 7})
+    config.model = ml_collections.ConfigDict({"name": f"{tmp_path}/tiny_models.py:Tiny"})
+    with pytest.raises(config_lib.ConfigError) as caught:
+        train_and_evaluate(config, str(tmp_path / "run"))
+    assert "seed" in str(caught.value) and "batch_size" not in str(caught.value)
+
+
 def test_a_checkpoint_that_no_longer_fits_an_edited_model_file_names_the_file(tmp_path):
     """The run's own config cannot be why its checkpoint does not fit: the model file that
     changed since is named, on evaluate and on resume, not the config."""

@@ -475,9 +475,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
 
 
 class _RunFiles:
-    """config.json and environment.json, written by process 0 once they describe the
-    checkpoints in the workdir: when the run's first checkpoint is on disk, or at once when
-    a resumed checkpoint fits and the workdir has no config.json (it was removed); a
+    """config.json and environment.json, written by process 0 so that they describe the
+    checkpoints in the workdir: a fresh run's just before its first checkpoint is saved (no
+    checkpoint is ever on disk without them, so a run killed as it saves is resumed only by
+    its own config), a resumed run's once a checkpoint of its own is on disk, and at once
+    when a resumed checkpoint fits and the workdir has no config.json (it was removed); a
     resume's changes join resumes.jsonl as they do."""
 
     def __init__(self, workdir: str, config: ml_collections.ConfigDict, manager, due: bool,
@@ -648,6 +650,7 @@ def _epochs(run: _Run, state: steps.TrainState,
         nonlocal last_saved
         if step == last_saved:
             return
+        run.run_files.write_if_missing()  # a fresh run's, before any checkpoint is on disk
         try:
             checkpoints.save_state(run.manager, state, source.position(step), replace=True)
         except checkpoints.NonFinite as e:  # a parameter the metrics did not show non-finite
