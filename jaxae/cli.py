@@ -33,6 +33,7 @@ from ml_collections import config_flags
 
 from jaxae.registry import line_in_file
 from jaxae.training import lock
+from jaxae.training.lock import MOVING_FILES
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # Ctrl-C where no graceful stop is handled (the shell's 128 + SIGINT)
@@ -214,7 +215,8 @@ def stop_at_once_on_signal(what: str = "evaluation",
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         os.write(2, f"error: interrupted ({name}): {what} stopped before it finished; rerun "
                     "the same command to do it again\n".encode())
-        os._exit(128 + signum)
+        with MOVING_FILES:  # a set of files moving into place finishes first
+            os._exit(128 + signum)
 
     threading.Thread(target=wait, name="jaxae-stop-on-signal", daemon=True).start()
 

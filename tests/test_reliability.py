@@ -176,6 +176,54 @@ def test_an_evaluation_stops_at_once_on_ctrl_c_even_inside_a_long_computation():
                    "the same command to do it again\n")
 
 
+def test_a_stop_during_evaluation_waits_for_files_moving_into_place(tmp_path):
+    """The stop ends the process only once a set of files moving into place is all there."""
+    script = ("import signal, time, os\n"
+              "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+              "from jaxae import cli\n"
+              "from jaxae.training.lock import MOVING_FILES\n"
+              "cli.stop_at_once_on_signal('evaluation')\n"
+              "with MOVING_FILES:\n"
+              "    os.kill(os.getpid(), signal.SIGINT)\n"
+              "    time.sleep(1)\n"
+              f"    open({str(tmp_path / 'last')!r}, 'w').close()\n"
+              "time.sleep(60)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT, proc.stderr
+    assert (tmp_path / "last").exists()
+
+
+def test_an_evaluation_stopped_while_it_draws_leaves_the_previous_one_whole(
+        tmp_path, monkeypatch):
+    from jaxae.evaluation import plots
+
+    _, workdir = _train_tiny_user_model(tmp_path, tmp_path)
+    evaluate.evaluate_workdir(workdir)
+    out_dir = os.path.join(workdir, "eval")
+    before = {name: open(os.path.join(out_dir, name), "rb").read()
+              for name in os.listdir(out_dir)}
+    assert "metrics.json" in before and "reconstructions.png" in before
+    drawn = []
+    real = plots.image_rows
+
+    def image_rows(rows, title, path):
+        real(rows, title, path)
+        drawn.append(path)
+        raise KeyboardInterrupt  # Ctrl-C once the first picture is written
+
+    monkeypatch.setattr(plots, "image_rows", image_rows)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate_workdir(workdir, overrides={"eval.num_images": 2})
+    assert os.path.dirname(drawn[0]) != out_dir  # drawn aside, not over the old one
+    assert {name: open(os.path.join(out_dir, name), "rb").read()
+            for name in os.listdir(out_dir)} == before  # nothing else left behind either
+    os.makedirs(os.path.join(out_dir, ".writing-999999999-x"))  # a killed process's
+    monkeypatch.setattr(plots, "image_rows", real)
+    evaluate.evaluate_workdir(workdir, overrides={"eval.num_images": 2})
+    assert sorted(os.listdir(out_dir)) == sorted(before)
+
+
 def test_a_stop_asked_before_training_is_one_line_and_exit_0(tiny_config, tmp_path, capsys):
     assert cli_run(train_and_evaluate, tiny_config(), str(tmp_path),
                    stop_requested=lambda: "SIGTERM") == 0

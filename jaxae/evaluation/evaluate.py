@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 
 import flax.linen as nn
@@ -29,7 +30,9 @@ from jaxae.training.workdir import (
     in_use,
     load_run_config,
     mismatch_with_code,
+    move_files,
     probe_folder,
+    staging_folder,
     write_error,
     write_json,
 )
@@ -238,12 +241,21 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
                    * data.num_classes, "cvae_probe_test_accuracy": len(data.test)}
     result["counts"] = counts  # images (or samples) each figure above is computed over
     title = f"{display_name(config.model.name)} on {data.title}, step {step}"
+    # written aside, then moved into place together: an evaluation stopped part-way leaves
+    # the previous one's files whole, never a picture cut short or two steps' files mixed
+    try:
+        staging = staging_folder(out_dir)
+    except OSError as e:
+        raise write_error(out_dir, e) from None
     try:
         result["pictures"] = write_pictures(
-            model, task, params, data, keys, title, out_dir,
+            model, task, params, data, keys, title, staging,
             PictureOptions(eval_config.num_images, eval_config.manifold_size,
                            eval_config.batch_size))
-    except OSError as e:
-        raise write_error(e.filename or out_dir, e) from None
-    write_json(os.path.join(out_dir, "metrics.json"), result)
+        write_json(os.path.join(staging, "metrics.json"), result)
+        move_files(staging, out_dir, last="metrics.json")
+    except OSError as e:  # named in its final place
+        raise write_error(str(e.filename or out_dir).replace(staging, out_dir), e) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return result

@@ -1,5 +1,5 @@
 """A workdir's writer lock: an advisory `flock` on <workdir>/train.lock, held by the training
-run for as long as it lives.
+run for as long as it lives; and MOVING_FILES, held while a set of files moves into place.
 
 Imports nothing heavier than the standard library, so train.py can refuse a workdir in use
 before it imports JAX (`cli.refuse_busy_workdir`).
@@ -11,9 +11,14 @@ import errno
 import fcntl
 import os
 import socket
+import threading
 
 LOCK_FILE = "train.lock"
 BUSY = (errno.EWOULDBLOCK, errno.EAGAIN)
+# Held while a set of files moves into place (`jaxae.training.workdir.move_files`): a stop
+# that ends the process at once (evaluate.py's, `jaxae.cli.stop_at_once_on_signal`) waits
+# for it, so that the set is all old or all new.
+MOVING_FILES = threading.Lock()
 
 
 def busy_message(workdir: str, holder: str) -> str:

@@ -18,7 +18,9 @@ import importlib
 import json
 import os
 import platform
+import shutil
 import subprocess
+import tempfile
 from typing import NamedTuple
 
 import jax
@@ -29,7 +31,7 @@ from jaxae import config as config_lib
 from jaxae.registry import missing_file, moved, same_code
 from jaxae.training import lock
 from jaxae.training.checkpoints import CHECKPOINTS, CheckpointMismatch
-from jaxae.training.lock import LOCK_FILE
+from jaxae.training.lock import LOCK_FILE, MOVING_FILES
 
 CONFIG_FILE = "config.json"
 ENVIRONMENT_FILE = "environment.json"
@@ -391,6 +393,38 @@ def write_whole(path: str, text: str) -> None:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise write_error(path, e) from None
+
+
+STAGING_PREFIX = ".writing-"  # a staging folder's name: this prefix, then its process id
+
+
+def staging_folder(folder: str) -> str:
+    """A new, empty folder inside `folder` to write a set of files into before they move
+    into place together (`move_files`); those a killed process left are removed first."""
+    for entry in os.scandir(folder):
+        pid = entry.name[len(STAGING_PREFIX):].split("-")[0]
+        if entry.name.startswith(STAGING_PREFIX) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
+
+
+def move_files(source: str, target: str, last: str | None = None) -> None:
+    """Moves every file of `source` into `target`, each whole (a rename), `last` after the
+    others, while `lock.MOVING_FILES` is held: a stop waits for the set to be in place."""
+    names = sorted(os.listdir(source), key=lambda name: name == last)
+    with MOVING_FILES:
+        for name in names:
+            os.replace(os.path.join(source, name), os.path.join(target, name))
 
 
 def write_json(path: str, tree: object) -> None:
