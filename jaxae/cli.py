@@ -519,7 +519,17 @@ def _config_error(error: BaseException, argv: Sequence[str], flag_values: flags.
         text = str(error).strip().splitlines()
         return f"--config: {text[-1].strip() if text else error}"
     if isinstance(error, flags.Error):
-        return str(error).splitlines()[0]
+        first = str(error).splitlines()[0]
+        if found := re.match(r"flag --config\.([\w.]+)=(.*?): Failed to parse .* as a ConfigDict",
+                             first):
+            section, value = found.groups()
+            return (f"--config.{section}={value} gives a value to a section: give one of its "
+                    f"fields, --config.{section}.name={value}, or the whole section, "
+                    f"--config.{section}=\"{{'name': '{value}'}}\"")
+        if "Overriding config is not allowed" in first:
+            return ("evaluate.py takes no --config file: it evaluates with the run's own "
+                    "config.json; change what it measures with --config.eval.FIELD=VALUE")
+        return first
     return f"--config={path}: {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
@@ -620,6 +630,12 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
     one `error: --config=FILE:LINE: ...` line.
     """
     parsed, unset = none_overrides(argv)
+    files = [arg.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "")
+             for i, arg in enumerate(argv[1:], 1)
+             if arg.partition("=")[0] in ("--config", "-config")]
+    if "config" in flag_values and len(files) > 1:
+        _fail(f"--config is given {len(files)} times ({', '.join(files)}): give one config "
+              "file, and change its fields with --config.SECTION.FIELD=VALUE")
     try:
         rest = flag_values(parsed)
         if "config" in flag_values and _is_config_file_flag(flag_values["config"]):

@@ -252,6 +252,29 @@ def test_evaluation_overrides_are_parsed_and_the_model_s_fields_refused(capsys):
                                        "did you mean config.eval.iwae_samples?\n")
 
 
+def test_two_config_files_a_value_for_a_section_and_a_config_for_evaluate_are_one_line(
+        capsys):
+    train = lambda fv, a: cli.define_config_flag(None, fv, a)  # noqa: E731
+    test = os.path.join(ROOT, "configs", "test.py")
+    for argv, line in [
+            (["train.py", "--config=configs/test.py", "--config", "configs/default.py"],
+             "error: --config is given 2 times (configs/test.py, configs/default.py): give one "
+             "config file, and change its fields with --config.SECTION.FIELD=VALUE"),
+            (["train.py", f"--config={test}", "--config.model=foo"],
+             "error: --config.model=foo gives a value to a section: give one of its fields, "
+             "--config.model.name=foo, or the whole section, --config.model=\"{'name': "
+             "'foo'}\"")]:
+        code, _ = parse(argv, train)
+        assert code == 1
+        assert capsys.readouterr().err.strip().splitlines() == [line]
+    code, _ = parse(["evaluate.py", "--workdir=w", "--config=configs/default.py"],
+                    evaluate_flags)
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "error: evaluate.py takes no --config file: it evaluates with the run's own "
+        "config.json; change what it measures with --config.eval.FIELD=VALUE\n")
+
+
 REGISTERING_MODULE = '''
     import flax.linen as nn
 
