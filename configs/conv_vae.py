@@ -15,5 +15,6 @@ def get_config():
         "init": "torch",  # 2-D VAE, test ELBO after 5 epochs: torch -266.9, glorot -270.4
         "conv": "patches",
     }
-    config.eval.batch_size = 250  # on CPU faster than 1000: its patches stay in cache
+    config.eval.batch_size = 250  # on CPU faster than 1000 (its patches stay in cache);
+    # the test figures' noise is drawn per batch: they are those of this batch size
     return config

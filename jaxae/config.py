@@ -104,6 +104,9 @@ def base_config() -> ml_collections.ConfigDict:
         "keep_checkpoints": 3,  # keep the newest N checkpoints
         "stop_after_steps": config_dict.placeholder(int),  # stop early (with a checkpoint)
     })  # at that step; rerunning the same command without it resumes there
+    # evaluation draws its noise (a task's corruption, a VAE's z) per batch of batch_size,
+    # and the IWAE samples per chunk of iwae_chunk: the same settings give the same bits,
+    # other settings other draws (a stochastic figure moves within its noise)
     c.eval = ml_collections.ConfigDict({
         "batch_size": 1000,
         "every_steps": config_dict.placeholder(int),  # also evaluate every N steps (long epochs)

@@ -17,7 +17,8 @@ SEED_RANGE = (0, 2**32 - 1)  # jax.random.key takes the seed modulo 2^32: larger
 class Keys(NamedTuple):
     init: jax.Array  # parameter initialisation
     train: jax.Array  # per-step corruption, dynamic binarisation, z's samples
-    eval: jax.Array  # evaluation-time corruption, fixed so every evaluation sees the same
+    eval: jax.Array  # evaluation-time corruption: every evaluation at the same
+    # eval.batch_size sees the same (batch i draws with fold_in(eval, i))
     sample: jax.Array  # generation from the trained model
     data: jax.Array  # epoch permutations, validation split, static binarisation
 
