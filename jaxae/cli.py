@@ -213,9 +213,9 @@ def stop_at_once_on_signal(what: str = "evaluation",
     def wait() -> None:
         signum = signal.sigwait(signals)
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        os.write(2, f"error: interrupted ({name}): {what} stopped before it finished; rerun "
-                    "the same command to do it again\n".encode())
         with MOVING_FILES:  # a set of files moving into place finishes first
+            os.write(2, f"error: interrupted ({name}): {what} stopped before it finished; "
+                        "rerun the same command to do it again\n".encode())
             os._exit(128 + signum)
 
     threading.Thread(target=wait, name="jaxae-stop-on-signal", daemon=True).start()
@@ -523,9 +523,9 @@ def _config_error(error: BaseException, argv: Sequence[str], flag_values: flags.
         if found := re.match(r"flag --config\.([\w.]+)=(.*?): Failed to parse .* as a ConfigDict",
                              first):
             section, value = found.groups()
-            return (f"--config.{section}={value} gives a value to a section: give one of its "
-                    f"fields, --config.{section}.name={value}, or the whole section, "
-                    f"--config.{section}=\"{{'name': '{value}'}}\"")
+            name = value.strip("'\"")
+            return (f"--config.{section}={value} gives a value to a whole section: give one "
+                    f"of its fields, e.g. --config.{section}.name={name}")
         if "Overriding config is not allowed" in first:
             return ("evaluate.py takes no --config file: it evaluates with the run's own "
                     "config.json; change what it measures with --config.eval.FIELD=VALUE")
@@ -633,7 +633,8 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
     files = [arg.partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) else "")
              for i, arg in enumerate(argv[1:], 1)
              if arg.partition("=")[0] in ("--config", "-config")]
-    if "config" in flag_values and len(files) > 1:
+    if "config" in flag_values and _is_config_file_flag(flag_values["config"]) and \
+            len(files) > 1:
         _fail(f"--config is given {len(files)} times ({', '.join(files)}): give one config "
               "file, and change its fields with --config.SECTION.FIELD=VALUE")
     try:

@@ -107,7 +107,7 @@ class Watch:
         self.lines: list[str] = []
         self.step_times: list[tuple[float, int]] = []  # (seconds, step) of training records
         self._offset = 0
-        self._leftovers = tmp_checkpoints(workdir)  # from the kill before: Orbax removes them
+        self._leftovers = tmp_checkpoints(workdir)  # the kill before's: the trainer removes them
         self.new_tmp: set[str] = set()
 
     def poll(self) -> None:

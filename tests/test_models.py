@@ -679,6 +679,12 @@ def test_a_plain_autoencoder_has_no_prior_samples_or_iwae_bounds_and_needs_no_la
     assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
 
 
+class _TwoPerCode(_Dense):
+    @nn.compact
+    def decode(self, z, *, labels=None):  # two images per code: twice the batch
+        return nn.Dense(2 * 784, name="decoder")(z).reshape(-1, 28, 28, 1)
+
+
 def test_the_library_steps_refuse_logits_not_shaped_as_the_images_as_they_are_traced():
     """A user's own loop, without train.py's check: flat logits (which the flat losses would
     take without complaint) and logits of another size are one line as the step traces."""
@@ -689,11 +695,13 @@ def test_the_library_steps_refuse_logits_not_shaped_as_the_images_as_they_are_tr
     from jaxae.training import steps
     batch = {"image": np.zeros((2, *MNIST), np.uint8), "mask": np.ones(2, np.float32)}
     objective = objectives.Reconstruction(losses.mse)
-    for model, shape in ((_FlatLogits(image_shape=MNIST), "784"),
-                         (_Dense(image_shape=MNIST, pixels=28 * 27), "27x28x1")):
+    for model, shape in ((_FlatLogits(image_shape=MNIST), "of shape 784 per image"),
+                         (_Dense(image_shape=MNIST, pixels=28 * 27), "of shape 27x28x1 per image"),
+                         (_TwoPerCode(image_shape=MNIST), "of 4 images")):
         state = steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
-        message = (f"model {type(model).__name__} returns logits of shape {shape} per image "
-                   "for 28x28x1 images: its decode must return [batch, 28, 28, 1]")
+        for_what = "for 28x28x1 images" if "per image" in shape else "for a batch of 2"
+        message = (f"model {type(model).__name__} returns logits {shape} {for_what}: its "
+                   "decode must return [batch, 28, 28, 1]")
         with pytest.raises(DeclarationError) as caught:
             steps.make_train_step(model, Reconstruct(), objective)(state, batch,
                                                                   jax.random.key(1))

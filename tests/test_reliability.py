@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -194,6 +195,35 @@ def test_a_stop_during_evaluation_waits_for_files_moving_into_place(tmp_path):
     assert (tmp_path / "last").exists()
 
 
+def test_a_ctrl_c_as_files_move_into_place_in_a_library_call_comes_after_the_move(
+        tmp_path, monkeypatch):
+    from jaxae.training import workdir as workdir_lib
+
+    source, target = tmp_path / "new", tmp_path / "old"
+    for folder, text in ((source, "new"), (target, "old")):
+        folder.mkdir()
+        for name in ("a.png", "b.png", "metrics.json"):
+            (folder / name).write_text(text)
+    (target / "gone.png").write_text("old")
+    real_replace = os.replace
+    moved = []
+
+    def replace(a, b):
+        if not moved:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C as the first file moves
+        moved.append(os.path.basename(b))
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        workdir_lib.move_files(str(source), str(target), last="metrics.json",
+                               stale=["a.png", "gone.png"])
+    assert moved[-1] == "metrics.json" and len(moved) == 3
+    assert sorted(os.listdir(target)) == ["a.png", "b.png", "metrics.json"]
+    assert all((target / name).read_text() == "new" for name in os.listdir(target))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as it was
+
+
 def test_an_evaluation_stopped_while_it_draws_leaves_the_previous_one_whole(
         tmp_path, monkeypatch):
     from jaxae.evaluation import plots
@@ -218,10 +248,18 @@ def test_an_evaluation_stopped_while_it_draws_leaves_the_previous_one_whole(
     assert os.path.dirname(drawn[0]) != out_dir  # drawn aside, not over the old one
     assert {name: open(os.path.join(out_dir, name), "rb").read()
             for name in os.listdir(out_dir)} == before  # nothing else left behind either
-    os.makedirs(os.path.join(out_dir, ".writing-999999999-x"))  # a killed process's
+    host = socket.gethostname()
+    os.makedirs(os.path.join(out_dir, f".writing-999999999@{host}.x"))  # a killed process's
+    os.makedirs(os.path.join(out_dir, f".writing-1@another-{host}.x"))  # another host's
+    with open(os.path.join(out_dir, "manifold.png"), "wb") as f:  # an older model's picture
+        f.write(b"not this model's")
+    metrics = json.loads(before["metrics.json"])
+    metrics["pictures"]["manifold.png"] = "an older model's"
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f)
     monkeypatch.setattr(plots, "image_rows", real)
     evaluate.evaluate_workdir(workdir, overrides={"eval.num_images": 2})
-    assert sorted(os.listdir(out_dir)) == sorted(before)
+    assert sorted(os.listdir(out_dir)) == sorted([*before, f".writing-1@another-{host}.x"])
 
 
 def test_a_stop_asked_before_training_is_one_line_and_exit_0(tiny_config, tmp_path, capsys):
@@ -720,7 +758,10 @@ def test_opening_a_writable_manager_keeps_a_save_in_flight_and_removes_abandoned
         os.utime(path, (old, old))
     checkpoints.close(checkpoints.make_manager(str(folder)))
     assert sorted(os.listdir(folder)) == ["2", "4.orbax-checkpoint-tmp"]
-    assert checkpoints.remove_abandoned_saves(str(folder), 0.0) == [str(recent)]
+    # a training run holds its workdir's lock: no other process saves there, so every
+    # temporary folder is one a killed process left, however young
+    checkpoints.close(checkpoints.make_manager(str(folder), sole_writer=True))
+    assert sorted(os.listdir(folder)) == ["2"]
     assert checkpoints.remove_abandoned_saves(str(tmp_path / "none"), 0.0) == []
 
 
@@ -1134,6 +1175,13 @@ def test_a_fresh_runs_config_json_is_on_disk_before_its_first_checkpoint(tmp_pat
     with pytest.raises(config_lib.ConfigError) as caught:
         train_and_evaluate(config, str(tmp_path / "run"))
     assert "seed" in str(caught.value) and "batch_size" not in str(caught.value)
+    # a field a resume may change: the fresh run's own config.json replaces the killed
+    # attempt's before its first checkpoint
+    config.seed, config.optim.learning_rate = 0, 0.01
+    train_and_evaluate(config, str(tmp_path / "run"))
+    assert saving[1:] == [(3, True, True)]
+    with open(tmp_path / "run" / "config.json") as f:
+        assert json.load(f)["optim"]["learning_rate"] == 0.01
 
 
 def test_a_checkpoint_that_no_longer_fits_an_edited_model_file_names_the_file(tmp_path):

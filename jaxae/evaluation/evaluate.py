@@ -5,6 +5,7 @@ evaluation fields changed at will."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -205,6 +206,17 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
     return evaluate_state(config, model, task, objective, state.params, data, step, out_dir)
 
 
+def _pictures_of(out_dir: str) -> list[str]:
+    """The pictures the evaluation in `out_dir` wrote (its metrics.json's list; none where it
+    has no readable one): those a new evaluation does not draw go as it moves in."""
+    try:
+        with open(os.path.join(out_dir, "metrics.json")) as f:
+            pictures = json.load(f).get("pictures") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [name for name in pictures if isinstance(name, str) and os.sep not in name]
+
+
 def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, objective,
                    params: dict, data: Splits, step: int, out_dir: str) -> dict:
     """Test metrics, the IWAE bounds of a variational model, the class recognition of a
@@ -253,7 +265,7 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
             PictureOptions(eval_config.num_images, eval_config.manifold_size,
                            eval_config.batch_size))
         write_json(os.path.join(staging, "metrics.json"), result)
-        move_files(staging, out_dir, last="metrics.json")
+        move_files(staging, out_dir, last="metrics.json", stale=_pictures_of(out_dir))
     except OSError as e:  # named in its final place
         raise write_error(str(e.filename or out_dir).replace(staging, out_dir), e) from None
     finally:

@@ -121,7 +121,7 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits,
     """Writes every picture that applies to the model into `out_dir` (made if missing);
     returns {file name: its title}. `keys`: a run's `Keys`, or a seed to derive them from
     as a run does (`jaxae.keys.derive_keys`)."""
-    keys = derive_keys(keys) if isinstance(keys, int) else keys
+    keys = keys if isinstance(keys, Keys) else derive_keys(int(keys))
     os.makedirs(out_dir, exist_ok=True)
     written = {}
 

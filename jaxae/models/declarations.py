@@ -41,8 +41,13 @@ def check_logits(name: str, logits, batch: int, input_shape: tuple[int, ...],
                  image_shape: tuple[int, ...]) -> None:
     """Raises DeclarationError unless `logits` (of model `name`, for `batch` inputs of
     `input_shape`) are shaped [batch, *image_shape], as the targets are."""
-    if getattr(logits, "shape", None) == (batch, *image_shape):
+    shape = getattr(logits, "shape", None)
+    if shape == (batch, *image_shape):
         return
+    if shape and shape[0] != batch:
+        raise DeclarationError(
+            f"model {name} returns logits of {shape[0]} images for a batch of {batch}: its "
+            f"decode must return [batch, {', '.join(map(str, image_shape))}]")
     raise DeclarationError(
         f"model {name} returns logits of shape {_shape(_per_image(logits))} per image for "
         f"{_shape(tuple(image_shape))} images"

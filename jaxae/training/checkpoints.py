@@ -79,7 +79,8 @@ def _listing(list_steps: Callable[[], Any], attempts: int = LISTING_ATTEMPTS):
 
 
 def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
-                 save_timeout_s: int = SAVE_TIMEOUT_S) -> ocp.CheckpointManager:
+                 save_timeout_s: int = SAVE_TIMEOUT_S, sole_writer: bool = False
+                 ) -> ocp.CheckpointManager:
     """A manager of the checkpoints in `directory` that keeps the newest `keep` (None: all);
     every `save` call writes (no save interval skips one).
 
@@ -89,12 +90,14 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
     until then); only the array writes run in the background.
 
     A writable manager removes the temporary folders of saves that were abandoned (a process
-    killed mid-save): those untouched for longer than a save may take (`save_timeout_s`).
-    Orbax's own clean-up would remove every one, the save another process (a training run)
-    is writing there too. To look at a folder a run is writing, pass read_only=True.
+    killed mid-save): those untouched for longer than a save may take (`save_timeout_s`), or
+    every one for the `sole_writer` (a training run, which holds its workdir's lock: no other
+    process saves there). Orbax's own clean-up would remove every one always, the save
+    another process is writing there too. To look at a folder a run is writing, pass
+    read_only=True.
     """
     if not read_only:
-        remove_abandoned_saves(directory, save_timeout_s)
+        remove_abandoned_saves(directory, 0.0 if sole_writer else save_timeout_s)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else keep, create=not read_only, read_only=read_only,
         cleanup_tmp_directories=False, save_interval_steps=0 if read_only else 1,
@@ -129,18 +132,21 @@ def remove_abandoned_saves(directory: str, older_than_s: float) -> list[str]:
     save still being written (by this process or another) is younger than that, and stays.
     Returns the folders removed."""
     removed = []
-    if not os.path.isdir(directory):
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:  # no folder yet, or one this process cannot list: the manager says so
         return removed
-    for entry in os.scandir(directory):
-        if ".orbax-checkpoint-tmp" not in entry.name or not entry.is_dir():
-            continue
+    for entry in entries:
         try:
+            if ".orbax-checkpoint-tmp" not in entry.name or not entry.is_dir():
+                continue
             idle = time.time() - _newest_change(entry.path)
-        except FileNotFoundError:  # its save finished (renamed) while we looked
+        except OSError:  # its save finished (renamed) while we looked, or unreadable
             continue
-        if idle > older_than_s:
+        if idle >= older_than_s:
             shutil.rmtree(entry.path, ignore_errors=True)
-            removed.append(entry.path)
+            if not os.path.exists(entry.path):
+                removed.append(entry.path)
     return removed
 
 

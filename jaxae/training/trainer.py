@@ -414,8 +414,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
                         jax.eval_shape(fresh))  # shapes only: nothing computed or placed
     _check_memory(config, like, data)
-    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(workdir),
-                                       train_config.keep_checkpoints)
+    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(workdir),  # under its lock
+                                       train_config.keep_checkpoints, sole_writer=main)
     run_files = _RunFiles(workdir, config, manager, due=main, data=data.fingerprint)
     try:
         try:
@@ -423,6 +423,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         except checkpoints.CheckpointMismatch as error:
             raise mismatch_with_code(error, workdir, config, run_files.code) from None
         first_step = int(state.step)
+        run_files.fresh = first_step == 0
         if first_step > 0 and main:
             changes = resume_changes(workdir, config, first_step, run_files.code)
             for line in changes.notes:
@@ -488,6 +489,7 @@ class _RunFiles:
         self.data = data  # the images' fingerprint
         self.code = code_files(config)  # the user's files as this run imported them
         self.resume: dict | None = None  # what this resume changed, for resumes.jsonl
+        self.fresh = False  # set once it is known that no checkpoint was restored
 
     def keep_as_they_are(self) -> None:
         """A finished run, rerun: it saves nothing, so its files keep describing the run
@@ -496,6 +498,12 @@ class _RunFiles:
 
     def write_if_missing(self) -> None:
         if self.due and not os.path.exists(os.path.join(self.workdir, CONFIG_FILE)):
+            self._write()
+
+    def write_before_first_save(self) -> None:
+        """A fresh run's (one that restored no checkpoint): written whether or not a
+        config.json is there (an attempt killed before its first checkpoint left its own)."""
+        if self.due and self.fresh:
             self._write()
 
     def write_if_saved(self) -> None:
@@ -650,7 +658,7 @@ def _epochs(run: _Run, state: steps.TrainState,
         nonlocal last_saved
         if step == last_saved:
             return
-        run.run_files.write_if_missing()  # a fresh run's, before any checkpoint is on disk
+        run.run_files.write_before_first_save()  # no checkpoint is on disk without them
         try:
             checkpoints.save_state(run.manager, state, source.position(step), replace=True)
         except checkpoints.NonFinite as e:  # a parameter the metrics did not show non-finite

@@ -19,8 +19,13 @@ import json
 import os
 import platform
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
+import threading
+import time
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import jax
@@ -395,17 +400,29 @@ def write_whole(path: str, text: str) -> None:
         raise write_error(path, e) from None
 
 
-STAGING_PREFIX = ".writing-"  # a staging folder's name: this prefix, then its process id
+STAGING_PREFIX = ".writing-"  # a staging folder's name: this, then "<pid>@<host>."
+STAGING_STALE_S = 24 * 3600  # another host's staging folder untouched this long is left over
 
 
 def staging_folder(folder: str) -> str:
-    """A new, empty folder inside `folder` to write a set of files into before they move
-    into place together (`move_files`); those a killed process left are removed first."""
+    """A new, empty folder inside `folder` (made if missing) to write a set of files into
+    before they move into place together (`move_files`). Those a killed process left are
+    removed first: this host's whose process is gone, another host's (a shared file system)
+    untouched for STAGING_STALE_S."""
+    os.makedirs(folder, exist_ok=True)
+    host = socket.gethostname()
     for entry in os.scandir(folder):
-        pid = entry.name[len(STAGING_PREFIX):].split("-")[0]
-        if entry.name.startswith(STAGING_PREFIX) and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(entry.path, ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=folder)
+        if not entry.name.startswith(STAGING_PREFIX) or "@" not in entry.name:
+            continue
+        pid, _, rest = entry.name[len(STAGING_PREFIX):].partition("@")
+        with contextlib.suppress(OSError):
+            if rest.rpartition(".")[0] == host:
+                left = pid.isdigit() and not _alive(int(pid))
+            else:
+                left = time.time() - entry.stat().st_mtime > STAGING_STALE_S
+            if left:
+                shutil.rmtree(entry.path, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}@{host}.", dir=folder)
 
 
 def _alive(pid: int) -> bool:
@@ -418,13 +435,38 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def move_files(source: str, target: str, last: str | None = None) -> None:
+@contextlib.contextmanager
+def _stops_held():
+    """Ctrl-C and SIGTERM held back for the duration, then delivered, where this is the main
+    thread (a library caller's: evaluate.py's stop thread waits on MOVING_FILES instead)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, _: held.append(signum)) for sig in stops}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for signum in held[:1]:
+            signal.raise_signal(signum)
+
+
+def move_files(source: str, target: str, last: str | None = None,
+               stale: Iterable[str] = ()) -> None:
     """Moves every file of `source` into `target`, each whole (a rename), `last` after the
-    others, while `lock.MOVING_FILES` is held: a stop waits for the set to be in place."""
+    others, then removes the `stale` files of `target` the set no longer has, all while
+    `lock.MOVING_FILES` is held and stop signals are held back: a stop waits for the set to
+    be in place."""
     names = sorted(os.listdir(source), key=lambda name: name == last)
-    with MOVING_FILES:
+    with MOVING_FILES, _stops_held():
         for name in names:
             os.replace(os.path.join(source, name), os.path.join(target, name))
+        for name in set(stale) - set(names):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(target, name))
 
 
 def write_json(path: str, tree: object) -> None:
