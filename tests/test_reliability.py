@@ -195,33 +195,36 @@ def test_a_stop_during_evaluation_waits_for_files_moving_into_place(tmp_path):
     assert (tmp_path / "last").exists()
 
 
-def test_a_ctrl_c_as_files_move_into_place_in_a_library_call_comes_after_the_move(
-        tmp_path, monkeypatch):
-    from jaxae.training import workdir as workdir_lib
-
+def test_a_ctrl_c_as_files_move_into_place_in_a_library_call_comes_after_the_move(tmp_path):
+    """In a library caller's main thread (its own process: a test runner's worker may run
+    tests in another thread), a Ctrl-C as the files move waits for the whole set."""
     source, target = tmp_path / "new", tmp_path / "old"
     for folder, text in ((source, "new"), (target, "old")):
         folder.mkdir()
         for name in ("a.png", "b.png", "metrics.json"):
             (folder / name).write_text(text)
     (target / "gone.png").write_text("old")
-    real_replace = os.replace
-    moved = []
-
-    def replace(a, b):
-        if not moved:
-            signal.raise_signal(signal.SIGINT)  # Ctrl-C as the first file moves
-        moved.append(os.path.basename(b))
-        real_replace(a, b)
-
-    monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(KeyboardInterrupt):
-        workdir_lib.move_files(str(source), str(target), last="metrics.json",
-                               stale=["a.png", "gone.png"])
-    assert moved[-1] == "metrics.json" and len(moved) == 3
+    script = ("import os, signal\n"
+              "from jaxae.training import workdir\n"
+              "real, moved = os.replace, []\n"
+              "def replace(a, b):\n"
+              "    if not moved:\n"
+              "        signal.raise_signal(signal.SIGINT)  # Ctrl-C as the first file moves\n"
+              "    moved.append(os.path.basename(b))\n"
+              "    real(a, b)\n"
+              "os.replace = replace\n"
+              "try:\n"
+              f"    workdir.move_files({str(source)!r}, {str(target)!r}, last='metrics.json',\n"
+              "                       stale=['a.png', 'gone.png'])\n"
+              "except KeyboardInterrupt:\n"
+              "    print('interrupted after', moved,\n"
+              "          signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
+    ended = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert ended.stdout.strip() == ("interrupted after ['a.png', 'b.png', 'metrics.json'] "
+                                    "True"), ended.stderr[-2000:]
     assert sorted(os.listdir(target)) == ["a.png", "b.png", "metrics.json"]
     assert all((target / name).read_text() == "new" for name in os.listdir(target))
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as it was
 
 
 def test_an_evaluation_stopped_while_it_draws_leaves_the_previous_one_whole(

@@ -460,7 +460,7 @@ def move_files(source: str, target: str, last: str | None = None,
     others, then removes the `stale` files of `target` the set no longer has, all while
     `lock.MOVING_FILES` is held and stop signals are held back: a stop waits for the set to
     be in place."""
-    names = sorted(os.listdir(source), key=lambda name: name == last)
+    names = sorted(os.listdir(source), key=lambda name: (name == last, name))
     with MOVING_FILES, _stops_held():
         for name in names:
             os.replace(os.path.join(source, name), os.path.join(target, name))
