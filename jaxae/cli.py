@@ -20,6 +20,7 @@ import linecache
 import logging as std_logging
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -33,7 +34,7 @@ from ml_collections import config_flags
 
 from jaxae.registry import line_in_file
 from jaxae.training import lock
-from jaxae.training.lock import MOVING_FILES
+from jaxae.training.lock import MOVING_FILES, STAGING_FOLDERS
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # Ctrl-C where no graceful stop is handled (the shell's 128 + SIGINT)
@@ -214,6 +215,8 @@ def stop_at_once_on_signal(what: str = "evaluation",
         signum = signal.sigwait(signals)
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         with MOVING_FILES:  # a set of files moving into place finishes first
+            for staging in list(STAGING_FOLDERS):  # and the files not moved go
+                shutil.rmtree(staging, ignore_errors=True)
             os.write(2, f"error: interrupted ({name}): {what} stopped before it finished; "
                         "rerun the same command to do it again\n".encode())
             os._exit(128 + signum)

@@ -178,12 +178,17 @@ def test_an_evaluation_stops_at_once_on_ctrl_c_even_inside_a_long_computation():
 
 
 def test_a_stop_during_evaluation_waits_for_files_moving_into_place(tmp_path):
-    """The stop ends the process only once a set of files moving into place is all there."""
+    """The stop ends the process only once a set of files moving into place is all there,
+    and removes this process's staging folders, whose files will never move."""
+    staging = tmp_path / ".writing-staged"
+    staging.mkdir()
+    (staging / "picture.png").write_text("not moved")
     script = ("import signal, time, os\n"
               "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
               "from jaxae import cli\n"
-              "from jaxae.training.lock import MOVING_FILES\n"
+              "from jaxae.training.lock import MOVING_FILES, STAGING_FOLDERS\n"
               "cli.stop_at_once_on_signal('evaluation')\n"
+              f"STAGING_FOLDERS.add({str(staging)!r})\n"
               "with MOVING_FILES:\n"
               "    os.kill(os.getpid(), signal.SIGINT)\n"
               "    time.sleep(1)\n"
@@ -193,6 +198,7 @@ def test_a_stop_during_evaluation_waits_for_files_moving_into_place(tmp_path):
                           text=True, timeout=60)
     assert proc.returncode == 128 + signal.SIGINT, proc.stderr
     assert (tmp_path / "last").exists()
+    assert not staging.exists()  # what had not moved goes with the process
 
 
 def test_a_ctrl_c_as_files_move_into_place_in_a_library_call_comes_after_the_move(tmp_path):

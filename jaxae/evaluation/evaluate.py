@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sys
 
 import flax.linen as nn
@@ -33,6 +32,7 @@ from jaxae.training.workdir import (
     mismatch_with_code,
     move_files,
     probe_folder,
+    remove_staging_folder,
     staging_folder,
     write_error,
     write_json,
@@ -269,5 +269,5 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
     except OSError as e:  # named in its final place
         raise write_error(str(e.filename or out_dir).replace(staging, out_dir), e) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staging_folder(staging)
     return result

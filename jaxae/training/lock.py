@@ -19,6 +19,7 @@ BUSY = (errno.EWOULDBLOCK, errno.EAGAIN)
 # that ends the process at once (evaluate.py's, `jaxae.cli.stop_at_once_on_signal`) waits
 # for it, so that the set is all old or all new.
 MOVING_FILES = threading.Lock()
+STAGING_FOLDERS: set[str] = set()  # this process's, in use: such a stop removes them first
 
 
 def busy_message(workdir: str, holder: str) -> str:

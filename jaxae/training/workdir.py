@@ -36,7 +36,7 @@ from jaxae import config as config_lib
 from jaxae.registry import missing_file, moved, same_code
 from jaxae.training import lock
 from jaxae.training.checkpoints import CHECKPOINTS, CheckpointMismatch
-from jaxae.training.lock import LOCK_FILE, MOVING_FILES
+from jaxae.training.lock import LOCK_FILE, MOVING_FILES, STAGING_FOLDERS
 
 CONFIG_FILE = "config.json"
 ENVIRONMENT_FILE = "environment.json"
@@ -422,7 +422,15 @@ def staging_folder(folder: str) -> str:
                 left = time.time() - entry.stat().st_mtime > STAGING_STALE_S
             if left:
                 shutil.rmtree(entry.path, ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}@{host}.", dir=folder)
+    staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}@{host}.", dir=folder)
+    STAGING_FOLDERS.add(staging)
+    return staging
+
+
+def remove_staging_folder(staging: str) -> None:
+    """Removes a `staging_folder` once its files have moved (or the work failed)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    STAGING_FOLDERS.discard(staging)
 
 
 def _alive(pid: int) -> bool:
