@@ -211,6 +211,7 @@ def test_a_ctrl_c_as_files_move_into_place_in_a_library_call_comes_after_the_mov
             (folder / name).write_text(text)
     (target / "gone.png").write_text("old")
     script = ("import os, signal\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's\n"
               "from jaxae.training import workdir\n"
               "real, moved = os.replace, []\n"
               "def replace(a, b):\n"
