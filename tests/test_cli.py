@@ -252,6 +252,7 @@ def test_evaluation_overrides_are_parsed_and_the_model_s_fields_refused(capsys):
                                        "did you mean config.eval.iwae_samples?\n")
 
 
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
 def test_two_config_files_a_value_for_a_section_and_a_config_for_evaluate_are_one_line(
         capsys):
     train = lambda fv, a: cli.define_config_flag(None, fv, a)  # noqa: E731
