@@ -262,16 +262,30 @@ def _read_text(path: str) -> str:
         return f.read().strip()
 
 
-def flush_bytes(cpus: str = "/sys/devices/system/cpu") -> int:
+def _cpu_list(text: str) -> set[int]:
+    """sysfs's "0-3,8" as {0, 1, 2, 3, 8}."""
+    cpus = set()
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def flush_bytes(cpus: str = "/sys/devices/system/cpu", used: set[int] | None = None) -> int:
     """Bytes of a buffer whose pass evicts the caches: twice the sum of the distinct caches
     of the largest level the kernel lists (sysfs under `cpus`; one L3 per CCD or socket,
-    each shared by the CPUs its shared_cpu_list names), or 64 MiB where it lists none."""
+    each shared by the CPUs its shared_cpu_list names) among those of the CPUs this process
+    may run on (`used`, default its affinity), or 64 MiB where it lists none."""
+    used = os.sched_getaffinity(0) if used is None else used
     caches: dict[tuple[int, str], int] = {}
     for folder in glob.glob(os.path.join(cpus, "cpu[0-9]*", "cache", "index[0-9]*")):
         try:
             fields = {name: _read_text(os.path.join(folder, name))
                       for name in ("level", "size", "shared_cpu_list")}
-        except OSError:
+            shared = _cpu_list(fields["shared_cpu_list"])
+        except (OSError, ValueError):
+            continue
+        if not shared & used:
             continue
         text = fields["size"]
         units = {"K": 2**10, "M": 2**20, "G": 2**30}

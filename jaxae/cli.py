@@ -215,8 +215,11 @@ def stop_at_once_on_signal(what: str = "evaluation",
         signum = signal.sigwait(signals)
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         with MOVING_FILES:  # a set of files moving into place finishes first
-            for staging in list(STAGING_FOLDERS):  # and the files not moved go
-                shutil.rmtree(staging, ignore_errors=True)
+            for staging in list(STAGING_FOLDERS):  # and the files not moved go (renamed
+                gone = f"{staging}.gone"  # first: the main thread cannot add to it then)
+                with contextlib.suppress(OSError):
+                    os.rename(staging, gone)
+                    shutil.rmtree(gone, ignore_errors=True)
             os.write(2, f"error: interrupted ({name}): {what} stopped before it finished; "
                         "rerun the same command to do it again\n".encode())
             os._exit(128 + signum)
@@ -526,9 +529,15 @@ def _config_error(error: BaseException, argv: Sequence[str], flag_values: flags.
         if found := re.match(r"flag --config\.([\w.]+)=(.*?): Failed to parse .* as a ConfigDict",
                              first):
             section, value = found.groups()
-            name = value.strip("'\"")
+            try:
+                fields = list(flag_values.config.get(section, {}).keys())
+            except Exception:  # noqa: BLE001 (no config loaded: no fields to name)
+                fields = []
+            example = (f"e.g. --config.{section}.name={value}" if "name" in fields else
+                       f"config.{section} has {', '.join(fields)}" if fields else
+                       f"--config.{section}.FIELD=VALUE")
             return (f"--config.{section}={value} gives a value to a whole section: give one "
-                    f"of its fields, e.g. --config.{section}.name={name}")
+                    f"of its fields, {example}")
         if "Overriding config is not allowed" in first:
             return ("evaluate.py takes no --config file: it evaluates with the run's own "
                     "config.json; change what it measures with --config.eval.FIELD=VALUE")

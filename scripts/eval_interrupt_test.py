@@ -3,11 +3,13 @@
     python scripts/eval_interrupt_test.py [--root /tmp/jaxae_eval_interrupt] [--stops 16]
 
 Trains configs/test.py (2-D code) for one epoch and evaluates it (evaluation A), trains a
-second epoch and evaluates that into another folder (evaluation B), then, --stops times,
-puts A back in the run's eval/ folder, starts `evaluate.py` and sends it SIGINT after a
-delay that grows by --step seconds from --first. After each, eval/ must hold exactly A's
-files or exactly B's, byte for byte, and nothing else. Prints one line per stop and
-exits 1 if any left a mixed or cluttered folder.
+second epoch and evaluates that into another folder (evaluation B), timing that whole
+`evaluate.py`. Then, --stops times, it puts A back in the run's eval/ folder, starts
+`evaluate.py` and sends it SIGINT after a delay spread evenly from a tenth of that time to
+a tenth past it, so that stops land during the start, the metrics, the pictures and the
+move. After each, eval/ must hold exactly A's files (exit 130) or exactly B's (exit 0),
+byte for byte, and nothing else. Prints one line per stop; exits 1 if any stop left a
+mixed or cluttered folder or the other exit code, or if no stop left each outcome.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ def main() -> int:
     parser.add_argument("--root", default="/tmp/jaxae_eval_interrupt",
                         help="a scratch folder (emptied first)")
     parser.add_argument("--stops", type=int, default=16)
-    parser.add_argument("--first", type=float, default=0.5, help="the first delay, seconds")
-    parser.add_argument("--step", type=float, default=0.25, help="seconds added per stop")
     args = parser.parse_args()
+    if args.stops < 2:
+        parser.error(f"--stops {args.stops}: give 2 or more (both outcomes must be seen)")
     shutil.rmtree(args.root, ignore_errors=True)
     workdir, old, new = (os.path.join(args.root, n) for n in ("run", "A", "B"))
     base = ["--config=configs/test.py", f"--workdir={workdir}", "--config.model.latent_dim=2"]
@@ -49,13 +51,16 @@ def main() -> int:
     _run("evaluate.py", f"--workdir={workdir}")
     shutil.copytree(os.path.join(workdir, "eval"), old)
     _run("train.py", *base, "--config.train.num_epochs=2")
+    start = time.monotonic()
     _run("evaluate.py", f"--workdir={workdir}", f"--eval_dir={new}")
+    whole_s = time.monotonic() - start
     names = sorted(os.listdir(old))
     if names != sorted(os.listdir(new)):
         raise SystemExit(f"the two evaluations wrote different files: {names}")
-    bad = 0
+    print(f"an evaluation takes {whole_s:.2f} s", flush=True)
+    bad, seen = 0, set()
     for i in range(args.stops):
-        delay = args.first + i * args.step
+        delay = whole_s * (0.1 + i / (args.stops - 1))
         folder = os.path.join(workdir, "eval")
         shutil.rmtree(folder)
         shutil.copytree(old, folder)
@@ -68,11 +73,14 @@ def main() -> int:
         whole = sorted(os.listdir(folder)) == names
         held = ("old" if whole and _holds(folder, old, names) else
                 "new" if whole and _holds(folder, new, names) else "MIXED OR CLUTTERED")
-        bad += held.startswith("MIXED")
-        print(f"stop after {delay:.2f} s: exit {code}, eval/ holds the {held} evaluation",
-              flush=True)
-    print(f"{args.stops - bad} of {args.stops} stops left one evaluation whole")
-    return 1 if bad else 0
+        wrong = held != {130: "old", 0: "new"}.get(code)
+        bad += wrong
+        seen.add(held)
+        print(f"stop after {delay:.2f} s: exit {code}, eval/ holds the {held} evaluation"
+              + (" (NOT THAT EXIT'S)" if wrong else ""), flush=True)
+    print(f"{args.stops - bad} of {args.stops} stops left one evaluation whole; outcomes "
+          f"seen: {', '.join(sorted(seen))}")
+    return 1 if bad or not {"old", "new"} <= seen else 0
 
 
 if __name__ == "__main__":

@@ -433,8 +433,9 @@ def test_the_eviction_pass_is_twice_the_distinct_last_level_caches(tmp_path):
     for cpu in range(4):  # two CCDs of two CPUs: an L2 each, an L3 per CCD
         cache(cpu, 2, 2, "1024K", str(cpu))
         cache(cpu, 3, 3, "16384K", "0-1" if cpu < 2 else "2-3")
-    assert matmul_floor.flush_bytes(str(tmp_path)) == 2 * 2 * 16 * 2**20
-    assert matmul_floor.flush_bytes(str(tmp_path / "none")) == 64 * 2**20  # none listed
+    assert matmul_floor.flush_bytes(str(tmp_path), {0, 1, 2, 3}) == 2 * 2 * 16 * 2**20
+    assert matmul_floor.flush_bytes(str(tmp_path), {2}) == 2 * 16 * 2**20  # its CCD's only
+    assert matmul_floor.flush_bytes(str(tmp_path / "none"), {0}) == 64 * 2**20  # none listed
 
 
 def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys):

@@ -237,6 +237,7 @@ def test_a_ctrl_c_as_files_move_into_place_in_a_library_call_comes_after_the_mov
 def test_an_evaluation_stopped_while_it_draws_leaves_the_previous_one_whole(
         tmp_path, monkeypatch):
     from jaxae.evaluation import plots
+    from jaxae.training import workdir as workdir_lib
 
     _, workdir = _train_tiny_user_model(tmp_path, tmp_path)
     evaluate.evaluate_workdir(workdir)
@@ -259,8 +260,12 @@ def test_an_evaluation_stopped_while_it_draws_leaves_the_previous_one_whole(
     assert {name: open(os.path.join(out_dir, name), "rb").read()
             for name in os.listdir(out_dir)} == before  # nothing else left behind either
     host = socket.gethostname()
-    os.makedirs(os.path.join(out_dir, f".writing-999999999@{host}.x"))  # a killed process's
+    killed = os.path.join(out_dir, f".writing-999999999@{host}.x")  # a killed process's
+    os.makedirs(killed)
+    idle = time.time() - 2 * workdir_lib.STAGING_IDLE_S
+    os.utime(killed, (idle, idle))
     os.makedirs(os.path.join(out_dir, f".writing-1@another-{host}.x"))  # another host's
+    os.makedirs(os.path.join(out_dir, f".writing-99999999999999999999@{host}.y"))  # odd
     with open(os.path.join(out_dir, "manifold.png"), "wb") as f:  # an older model's picture
         f.write(b"not this model's")
     metrics = json.loads(before["metrics.json"])
@@ -269,7 +274,8 @@ def test_an_evaluation_stopped_while_it_draws_leaves_the_previous_one_whole(
         json.dump(metrics, f)
     monkeypatch.setattr(plots, "image_rows", real)
     evaluate.evaluate_workdir(workdir, overrides={"eval.num_images": 2})
-    assert sorted(os.listdir(out_dir)) == sorted([*before, f".writing-1@another-{host}.x"])
+    assert sorted(os.listdir(out_dir)) == sorted(
+        [*before, f".writing-1@another-{host}.x", f".writing-99999999999999999999@{host}.y"])
 
 
 def test_a_stop_asked_before_training_is_one_line_and_exit_0(tiny_config, tmp_path, capsys):
@@ -1245,3 +1251,17 @@ def test_a_user_model_file_changed_since_training_is_named_on_evaluate_and_resum
         assert json.load(f)["code_sha256"]["model"] == edited  # the resumed part's code
     evaluate.evaluate_workdir(workdir)
     assert "warning" not in capsys.readouterr().err  # now the file it trained with
+
+
+def test_stale_pictures_named_by_a_damaged_metrics_json_are_never_more_than_files(tmp_path):
+    from jaxae.training import workdir as workdir_lib
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"pictures": "abc"}))
+    assert evaluate._pictures_of(str(tmp_path)) == []  # not a dict: nothing to remove
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "a.png").write_text("new")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "b.png").write_text("old")
+    workdir_lib.move_files(str(tmp_path / "new"), str(tmp_path),
+                           stale=["", ".", "..", "sub", "../x", "b.png"])
+    assert sorted(os.listdir(tmp_path)) == ["a.png", "metrics.json", "new", "sub"]

@@ -211,10 +211,11 @@ def _pictures_of(out_dir: str) -> list[str]:
     has no readable one): those a new evaluation does not draw go as it moves in."""
     try:
         with open(os.path.join(out_dir, "metrics.json")) as f:
-            pictures = json.load(f).get("pictures") or {}
+            pictures = json.load(f).get("pictures")
     except (OSError, ValueError, AttributeError):
         return []
-    return [name for name in pictures if isinstance(name, str) and os.sep not in name]
+    return [name for name in pictures if isinstance(name, str)] \
+        if isinstance(pictures, dict) else []
 
 
 def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, objective,

@@ -44,7 +44,7 @@ def check_logits(name: str, logits, batch: int, input_shape: tuple[int, ...],
     shape = getattr(logits, "shape", None)
     if shape == (batch, *image_shape):
         return
-    if shape and shape[0] != batch:
+    if shape and len(shape) == 1 + len(image_shape) and shape[0] != batch:
         raise DeclarationError(
             f"model {name} returns logits of {shape[0]} images for a batch of {batch}: its "
             f"decode must return [batch, {', '.join(map(str, image_shape))}]")

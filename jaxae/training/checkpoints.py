@@ -97,7 +97,7 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
     read_only=True.
     """
     if not read_only:
-        remove_abandoned_saves(directory, 0.0 if sole_writer else save_timeout_s)
+        remove_abandoned_saves(directory, None if sole_writer else save_timeout_s)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else keep, create=not read_only, read_only=read_only,
         cleanup_tmp_directories=False, save_interval_steps=0 if read_only else 1,
@@ -126,11 +126,11 @@ def _newest_change(path: str) -> float:
     return newest
 
 
-def remove_abandoned_saves(directory: str, older_than_s: float) -> list[str]:
+def remove_abandoned_saves(directory: str, older_than_s: float | None) -> list[str]:
     """Removes the temporary folders of saves in `directory` (Orbax's `*.orbax-checkpoint-tmp*`)
-    that nothing has written to for `older_than_s`: saves a killed process left behind. A
-    save still being written (by this process or another) is younger than that, and stays.
-    Returns the folders removed."""
+    that nothing has written to for `older_than_s` (None: every one, for the only process
+    that saves there): saves a killed process left behind. A save still being written (by
+    this process or another) is younger than that, and stays. Returns the folders removed."""
     removed = []
     try:
         entries = list(os.scandir(directory))
@@ -140,10 +140,11 @@ def remove_abandoned_saves(directory: str, older_than_s: float) -> list[str]:
         try:
             if ".orbax-checkpoint-tmp" not in entry.name or not entry.is_dir():
                 continue
-            idle = time.time() - _newest_change(entry.path)
+            abandoned = older_than_s is None or \
+                time.time() - _newest_change(entry.path) > older_than_s
         except OSError:  # its save finished (renamed) while we looked, or unreadable
             continue
-        if idle >= older_than_s:
+        if abandoned:
             shutil.rmtree(entry.path, ignore_errors=True)
             if not os.path.exists(entry.path):
                 removed.append(entry.path)

@@ -401,13 +401,15 @@ def write_whole(path: str, text: str) -> None:
 
 
 STAGING_PREFIX = ".writing-"  # a staging folder's name: this, then "<pid>@<host>."
+STAGING_IDLE_S = 60  # a staging folder of this host's, its process gone, idle this long
 STAGING_STALE_S = 24 * 3600  # another host's staging folder untouched this long is left over
 
 
 def staging_folder(folder: str) -> str:
     """A new, empty folder inside `folder` (made if missing) to write a set of files into
     before they move into place together (`move_files`). Those a killed process left are
-    removed first: this host's whose process is gone, another host's (a shared file system)
+    removed first: this host's whose process is gone and that sat idle STAGING_IDLE_S
+    (another machine of the same name may share the file system), another host's
     untouched for STAGING_STALE_S."""
     os.makedirs(folder, exist_ok=True)
     host = socket.gethostname()
@@ -415,14 +417,17 @@ def staging_folder(folder: str) -> str:
         if not entry.name.startswith(STAGING_PREFIX) or "@" not in entry.name:
             continue
         pid, _, rest = entry.name[len(STAGING_PREFIX):].partition("@")
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, OverflowError):
+            idle = time.time() - entry.stat().st_mtime
             if rest.rpartition(".")[0] == host:
-                left = pid.isdigit() and not _alive(int(pid))
+                left = idle > STAGING_IDLE_S and pid.isascii() and pid.isdigit() and \
+                    not _alive(int(pid))
             else:
-                left = time.time() - entry.stat().st_mtime > STAGING_STALE_S
+                left = idle > STAGING_STALE_S
             if left:
                 shutil.rmtree(entry.path, ignore_errors=True)
-    staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}@{host}.", dir=folder)
+    staging = os.path.abspath(
+        tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}@{host}.", dir=folder))
     STAGING_FOLDERS.add(staging)
     return staging
 
@@ -445,19 +450,22 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def _stops_held():
-    """Ctrl-C and SIGTERM held back for the duration, then delivered, where this is the main
-    thread (a library caller's: evaluate.py's stop thread waits on MOVING_FILES instead)."""
+    """Ctrl-C and SIGTERM held back for the duration, then delivered (the first received),
+    where this is the main thread. (In evaluate.py both are blocked and its stop thread
+    waits on MOVING_FILES; a signal whose handler was set outside Python is left alone.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held: list[int] = []
-    stops = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda signum, _: held.append(signum)) for sig in stops}
+    previous: dict[int, object] = {}
     try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not None:
+                previous[sig] = signal.signal(sig, lambda signum, _: held.append(signum))
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for sig in reversed(list(previous)):  # SIGINT's put back last: it may raise at once
+            signal.signal(sig, previous[sig])
         for signum in held[:1]:
             signal.raise_signal(signum)
 
@@ -465,16 +473,17 @@ def _stops_held():
 def move_files(source: str, target: str, last: str | None = None,
                stale: Iterable[str] = ()) -> None:
     """Moves every file of `source` into `target`, each whole (a rename), `last` after the
-    others, then removes the `stale` files of `target` the set no longer has, all while
-    `lock.MOVING_FILES` is held and stop signals are held back: a stop waits for the set to
-    be in place."""
+    others, then removes (as far as it can) the `stale` files of `target` the set no longer
+    has, all while `lock.MOVING_FILES` is held and stop signals are held back: a stop waits
+    for the set to be in place."""
     names = sorted(os.listdir(source), key=lambda name: (name == last, name))
     with MOVING_FILES, _stops_held():
         for name in names:
             os.replace(os.path.join(source, name), os.path.join(target, name))
         for name in set(stale) - set(names):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(target, name))
+            if name == os.path.basename(name) and name not in ("", ".", ".."):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(target, name))
 
 
 def write_json(path: str, tree: object) -> None:
