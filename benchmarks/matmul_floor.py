@@ -411,13 +411,13 @@ def run(args: argparse.Namespace) -> str:
     models = args.models.split(",") if args.models else list(DEFAULT_MODELS)
     data = bench.BenchData(args.data, args.tfds_dir)
     results = [model_rows(model, args, data) for model in models]
-    lines = ["| model | batch | products a step | GFLOP a step | jaxae step, ms | its matmuls "
-             "alone, ms | the rest, ms | jaxae step with SGD, ms | Adam over SGD: in the "
-             "step, ms | alone, ms | alone, caches evicted, ms | of the roof (bound) | its "
-             "matmuls, of the peak beside them | the goal: a step of, ms | the rest that "
-             "leaves, ms | "
-             "peer step, ms | its matmuls alone, ms | the rest, ms | 2x the peer: a step of, "
-             "ms |",
+    lines = ["| model | batch | products a step | products' GFLOP a step | jaxae step, ms | "
+             "its products alone, ms | step - products, ms | jaxae step with SGD, ms | Adam "
+             "step - SGD step, ms | Adam - SGD update only, in cache, ms | Adam - SGD update "
+             "only, caches evicted, ms | step's fraction of the roof (bound) | products' rate, "
+             "of the peak beside them | the goal: a step of, ms | goal step - products, ms | "
+             "peer step, ms | peer's products alone, ms | peer step - products, ms | 2x the "
+             "peer: a step of, ms |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
              "---:|---:|"]
     for s, _ in results:
