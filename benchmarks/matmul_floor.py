@@ -400,9 +400,32 @@ def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
                "matmuls_ms": matmuls, "peer_step_ms": peer_step,
                "peer_matmuls_ms": peer_matmuls, "torch": torch_version,
                "twice_the_peer_ms": peer_step and peer_step / 2,
+               "step_flops": timed["flops_per_step"],
+               "fastest_product_gflops": max((1e-3 * d.flops / a for d, a in
+                                              zip(dots, ours, strict=True) if a > 0),
+                                             default=None),
+               **{f"{name}_roofs": {key: run.get(key) for key in (
+                   "chunk_peak_gflops", "chunk_bandwidth_gbytes_per_s",
+                   "bandwidth_gbytes_per_s")} for name, run in (("step", timed),
+                                                                 ("sgd_step", with_sgd))},
                **goal_budget(timed, gflop, matmuls, products_peak_gflops)}
     print(json.dumps(summary), flush=True)
     return summary, rows
+
+
+def _doubt(s: dict) -> str:
+    """A line naming what in a model's row contradicts itself (a busy moment, most likely),
+    or '' where nothing does."""
+    said = []
+    if s["fastest_product_gflops"] and s["fastest_product_gflops"] > s["products_peak_gflops"]:
+        said.append(f"a product ran at {s['fastest_product_gflops']:,.1f} GFLOP/s, above the "
+                    f"peak of {s['products_peak_gflops']:,.1f} read beside them")
+    if s["adam_over_sgd_alone_ms"] > s["adam_over_sgd_evicted_ms"]:
+        said.append("Adam's update alone took longer over SGD's in the caches than evicted")
+    if s["sgd_step_ms"] <= s["matmuls_ms"]:
+        said.append("the SGD step took no longer than its products alone")
+    return (f"\nIn doubt: {s['model']}: {'; '.join(said)}; rerun before quoting." if said
+            else "")
 
 
 def run(args: argparse.Namespace) -> str:
@@ -451,6 +474,7 @@ def run(args: argparse.Namespace) -> str:
         lines += ["", f"Mismeasured: {', '.join(negative)}: the products timed alone took "
                   "longer than the whole step (a busy moment, or a slow process of the peer's "
                   "library); rerun before quoting."]
+    lines += [line for line in map(_doubt, (s for s, _ in results)) if line]
     report = "\n".join(lines)
     print("\n" + report, flush=True)
     torch_version = next((s["torch"] for s, _ in results if s["torch"]), None)

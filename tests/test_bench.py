@@ -438,6 +438,20 @@ def test_the_eviction_pass_is_twice_the_distinct_last_level_caches(tmp_path):
     assert matmul_floor.flush_bytes(str(tmp_path / "none"), {0}) == 64 * 2**20  # none listed
 
 
+def test_a_matmuls_row_that_contradicts_itself_is_named_in_doubt():
+    row = {"model": "dae", "fastest_product_gflops": 400.0, "products_peak_gflops": 450.0,
+           "adam_over_sgd_alone_ms": 0.2, "adam_over_sgd_evicted_ms": 0.5,
+           "sgd_step_ms": 2.6, "matmuls_ms": 2.3}
+    assert matmul_floor._doubt(row) == ""
+    row |= {"fastest_product_gflops": 462.3, "products_peak_gflops": 412.1,
+            "adam_over_sgd_alone_ms": 0.66, "adam_over_sgd_evicted_ms": 0.6,
+            "sgd_step_ms": 2.2}
+    assert matmul_floor._doubt(row) == (
+        "\nIn doubt: dae: a product ran at 462.3 GFLOP/s, above the peak of 412.1 read beside "
+        "them; Adam's update alone took longer over SGD's in the caches than evicted; the SGD "
+        "step took no longer than its products alone; rerun before quoting.")
+
+
 def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys):
     monkeypatch.setattr(matmul_floor, "TARGET_FLOPS_PER_REPEAT", 1e6)
     monkeypatch.setattr(matmul_floor, "flush_bytes", lambda: 2**20)
