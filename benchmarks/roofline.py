@@ -15,8 +15,9 @@ only within one implementation.
 The machine's two roofs are measured by `RoofMeter`, right beside each timed chunk of steps
 (before it and after it, so that a busy moment lowers a roof and the timing together):
 
-- the matmul peak: FLOP/s of an n x n matmul of the run's compute dtype (float32, or
-  bfloat16 operands with float32 accumulation), the best of a few;
+- the matmul peak: FLOP/s of n x n matmuls of the run's compute dtype (float32, or
+  bfloat16 operands with float32 accumulation), the best of a few at n and at 3/4 and 1/2
+  of it (on a CPU the largest is not the fastest);
 - the memory bandwidth: a STREAM-like triad and copy in JAX (a = b + s*a and a = s*a, in
   place, in a compiled loop), counted as STREAM counts (the arrays read plus the array
   written, no write-allocate), the best of the two, over arrays whose total size is the
@@ -140,24 +141,34 @@ def stream_array_bytes(footprint: int) -> int:
     return total // 3 // 4096 * 4096
 
 
+PEAK_SIZES = (1.0, 0.75, 0.5)  # the peak's matmul sizes, as fractions of peak_n
+
+
 class RoofMeter:
-    """Measures both roofs, compiled once: the matmul peak (n x n) and the STREAM bandwidth
-    over three arrays of `array_bytes` each. `dtype`: "float32" (full float32 matmuls),
-    "tf32" (TensorFloat-32 where the device has it) or "bfloat16" (bfloat16 operands, float32
-    accumulation, as `jaxae.kernels.precision` runs the Dense layers)."""
+    """Measures both roofs, compiled once: the matmul peak and the STREAM bandwidth over
+    three arrays of `array_bytes` each. The peak is the best rate of n x n matmuls at
+    n = peak_n and at PEAK_SIZES' smaller fractions of it: on a CPU the largest is not the
+    fastest (its operands outgrow the last-level cache), and a step's products ran faster
+    than it alone (`python -m benchmarks.bench --mode matmuls` names such a row). `dtype`:
+    "float32" (full float32 matmuls), "tf32" (TensorFloat-32 where the device has it) or
+    "bfloat16" (bfloat16 operands, float32 accumulation, as `jaxae.kernels.precision` runs
+    the Dense layers)."""
 
     def __init__(self, peak_n: int, array_bytes: int, dtype: str = "float32",
                  repeats: int = 2):
         self.peak_n, self.array_bytes, self.repeats = peak_n, array_bytes, repeats
-        a = jax.random.uniform(jax.random.key(0), (peak_n, peak_n), jnp.float32)
-        b = jax.random.uniform(jax.random.key(1), (peak_n, peak_n), jnp.float32)
         if dtype == "bfloat16":
-            a, b = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
             self._matmul = jax.jit(precision.bfloat16_matmul)
         else:
             level = jax.lax.Precision.HIGH if dtype == "tf32" else jax.lax.Precision.HIGHEST
             self._matmul = jax.jit(functools.partial(jnp.matmul, precision=level))
-        self._operands = (a, b)
+        self._operands = []
+        for n in sorted({max(1, int(peak_n * f)) for f in PEAK_SIZES}, reverse=True):
+            a = jax.random.uniform(jax.random.key(0), (n, n), jnp.float32)
+            b = jax.random.uniform(jax.random.key(1), (n, n), jnp.float32)
+            if dtype == "bfloat16":
+                a, b = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
+            self._operands.append((a, b))
         n = array_bytes // 4
         self._a = jnp.full((n,), 1.0, jnp.float32)
         self._b = jnp.full((n,), 2.0, jnp.float32)
@@ -176,10 +187,11 @@ class RoofMeter:
 
     def peak_flops(self) -> float:
         rates = []
-        for _ in range(self.repeats):
-            start = time.perf_counter()
-            self._matmul(*self._operands).block_until_ready()
-            rates.append(2 * self.peak_n ** 3 / (time.perf_counter() - start))
+        for a, b in self._operands:
+            for _ in range(self.repeats):
+                start = time.perf_counter()
+                self._matmul(a, b).block_until_ready()
+                rates.append(2 * a.shape[0] ** 3 / (time.perf_counter() - start))
         return max(rates)
 
     def bandwidth(self) -> float:

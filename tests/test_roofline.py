@@ -68,6 +68,15 @@ def test_the_roof_meter_measures_both_roofs():
     assert meter.array_bytes == 3 * 4096
 
 
+def test_the_peak_is_the_best_rate_of_the_matmul_sizes(monkeypatch):
+    """The peak is read at n and at smaller sizes, and is the best of their rates."""
+    meter = roofline.RoofMeter(64, 3 * 4096)
+    assert [a.shape[0] for a, _ in meter._operands] == [64, 48, 32]
+    clock = iter(range(100))  # each call takes 1 s: the smallest matmul's rate is the lowest
+    monkeypatch.setattr(roofline.time, "perf_counter", lambda: float(next(clock)))
+    assert meter.peak_flops() == 2 * 64**3
+
+
 def test_stream_arrays_follow_the_step_footprint_within_bounds():
     assert roofline.stream_array_bytes(0) == roofline.STREAM_MIN_BYTES // 3
     assert roofline.stream_array_bytes(30 * 2**20) == 10 * 2**20
