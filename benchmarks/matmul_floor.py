@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import functools
 import glob
 import json
 import math
@@ -197,14 +198,20 @@ def xla_us(dot: Dot) -> float:
     per_call = {}
     for with_product in (True, False):
         loop = _xla_loop(dot, calls, with_product).lower(lhs, rhs).compile()
-        jax.block_until_ready(loop(lhs, rhs))
-        repeats = []
-        for _ in range(REPEATS):
-            start = time.perf_counter()
-            jax.block_until_ready(loop(lhs, rhs))
-            repeats.append((time.perf_counter() - start) / calls)
-        per_call[with_product] = statistics.median(repeats)
+        per_call[with_product] = _median_seconds(functools.partial(loop, lhs, rhs), calls)
     return 1e6 * max(0.0, per_call[True] - per_call[False])
+
+
+def _median_seconds(call, calls: int) -> float:
+    """Seconds per step of `call()`, a compiled loop of `calls` steps: the median of
+    REPEATS timed calls after one untimed, each waited for to the end."""
+    jax.block_until_ready(call())
+    repeats = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        jax.block_until_ready(call())
+        repeats.append((time.perf_counter() - start) / calls)
+    return statistics.median(repeats)
 
 
 PEER_TIMER = r"""
@@ -318,16 +325,13 @@ def update_ms(params: dict, name: str, evict: bool = False, calls: int = 100) ->
 
     loop = jax.jit(lambda carry: lax.fori_loop(0, calls, body, carry), donate_argnums=0,
                    compiler_options=steps.compiler_options("cpu"))
-    carry = (jax.tree.map(jnp.copy, params), tx.init(params), flush)
-    carry = loop(carry)
-    jax.block_until_ready(carry)
-    repeats = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        carry = loop(carry)
-        jax.block_until_ready(carry)
-        repeats.append((time.perf_counter() - start) / calls)
-    return 1e3 * statistics.median(repeats)
+    carry = [(jax.tree.map(jnp.copy, params), tx.init(params), flush)]
+
+    def call():  # the state is donated: each call goes on from the last one's
+        carry[0] = loop(carry[0])
+        return carry[0]
+
+    return 1e3 * _median_seconds(call, calls)
 
 
 def goal_budget(timed: dict, matmul_gflop: float, matmuls_ms: float,

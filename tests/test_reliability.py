@@ -1265,3 +1265,21 @@ def test_stale_pictures_named_by_a_damaged_metrics_json_are_never_more_than_file
     workdir_lib.move_files(str(tmp_path / "new"), str(tmp_path),
                            stale=["", ".", "..", "sub", "../x", "b.png"])
     assert sorted(os.listdir(tmp_path)) == ["a.png", "metrics.json", "new", "sub"]
+
+
+def test_an_evaluation_whose_metrics_cannot_be_written_names_the_file_and_the_reason(
+        tmp_path, monkeypatch):
+    from jaxae.training import workdir as workdir_lib
+
+    _, workdir = _train_tiny_user_model(tmp_path, tmp_path)
+
+    def full_disk(path, tree):
+        raise workdir_lib.write_error(path, OSError(28, "No space left on device"))
+
+    monkeypatch.setattr(evaluate, "write_json", full_disk)
+    with pytest.raises(workdir_lib.WriteError) as caught:
+        evaluate.evaluate_workdir(workdir)
+    assert str(caught.value).startswith(
+        f"could not write {os.path.join(workdir, 'eval', 'metrics.json')} (No space left on "
+        "device): ")
+    assert not os.path.exists(os.path.join(workdir, "eval"))  # made for it, left empty: gone

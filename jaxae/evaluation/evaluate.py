@@ -25,6 +25,7 @@ from jaxae.keys import derive_keys
 from jaxae.registry import display_name
 from jaxae.training import checkpoints, memory, steps
 from jaxae.training.workdir import (
+    WriteError,
     code_changes,
     code_warnings,
     in_use,
@@ -267,7 +268,9 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
                            eval_config.batch_size))
         write_json(os.path.join(staging, "metrics.json"), result)
         move_files(staging, out_dir, last="metrics.json", stale=_pictures_of(out_dir))
-    except OSError as e:  # named in its final place
+    except WriteError as e:  # write_json's own line, named in its final place
+        raise WriteError(str(e).replace(staging, out_dir)) from None
+    except OSError as e:  # a picture's, named in its final place
         raise write_error(str(e.filename or out_dir).replace(staging, out_dir), e) from None
     finally:
         remove_staging_folder(staging)

@@ -349,12 +349,18 @@ def code_changes(workdir: str, config: ml_collections.ConfigDict,
             if isinstance(recorded, dict) and recorded.get(section) not in (None, now[section])}
 
 
+def _changed_file(config: ml_collections.ConfigDict, section: str, old: str, new: str,
+                  said: str) -> str:
+    """'the model file '...' `said` (sha256 OLD then, NEW now)': one of `code_changes`."""
+    return (f"the {section} file {config[section].name.rpartition(':')[0]!r} {said} (sha256 "
+            f"{old[:12]} then, {new[:12]} now)")
+
+
 def code_warnings(changes: dict[str, list[str]], config: ml_collections.ConfigDict) -> list[str]:
     """One warning line for each of `code_changes`."""
-    return [f"warning: the {section} file {config[section].name.rpartition(':')[0]!r} is not "
-            f"the one the run trained with (sha256 {old[:12]} then, {new[:12]} now): its "
-            "parameters still fit, but what it computes may differ"
-            for section, (old, new) in changes.items()]
+    said = "is not the one the run trained with"
+    return [f"warning: {_changed_file(config, section, old, new, said)}: its parameters still "
+            "fit, but what it computes may differ" for section, (old, new) in changes.items()]
 
 
 def mismatch_with_code(error: CheckpointMismatch, workdir: str,
@@ -366,8 +372,8 @@ def mismatch_with_code(error: CheckpointMismatch, workdir: str,
     changes = code_changes(workdir, config, now)
     if not changes:
         return error
-    files = "; ".join(f"the {section} file {config[section].name.rpartition(':')[0]!r} changed "
-                      f"since the run trained with it (sha256 {old[:12]} then, {new[:12]} now)"
+    files = "; ".join(_changed_file(config, section, old, new,
+                                    "changed since the run trained with it")
                       for section, (old, new) in changes.items())
     return CheckpointMismatch(f"{error.fact}: {files}: put back the version it trained with, "
                               "or train a new run in another --workdir", error.fact)
