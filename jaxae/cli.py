@@ -20,8 +20,8 @@ import linecache
 import logging as std_logging
 import os
 import re
-import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -194,6 +194,32 @@ class GracefulStop:
         self.uninstall()
 
 
+_REMOVE_AFTER_EXIT = """
+import os, shutil, sys, time
+pid, deadline = int(sys.argv[1]), time.monotonic() + 60
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    except PermissionError:
+        pass
+    time.sleep(0.02)
+for path in sys.argv[2:]:
+    shutil.rmtree(path, ignore_errors=True)
+"""
+
+
+def _remove_after_exit(folders: list[str]) -> None:
+    """Removes `folders` from a process of its own once this one has exited (or after a
+    minute): while this one lives, its main thread may still be writing there, and removing
+    them under it would turn a stop into a write error."""
+    with contextlib.suppress(OSError):
+        subprocess.Popen([sys.executable, "-c", _REMOVE_AFTER_EXIT, str(os.getpid()), *folders],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+
+
 def stop_at_once_on_signal(what: str = "evaluation",
                            signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
                            ) -> None:
@@ -215,11 +241,8 @@ def stop_at_once_on_signal(what: str = "evaluation",
         signum = signal.sigwait(signals)
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         with MOVING_FILES:  # a set of files moving into place finishes first
-            for staging in list(STAGING_FOLDERS):  # and the files not moved go (renamed
-                gone = f"{staging}.gone"  # first: the main thread cannot add to it then)
-                with contextlib.suppress(OSError):
-                    os.rename(staging, gone)
-                    shutil.rmtree(gone, ignore_errors=True)
+            if STAGING_FOLDERS:  # and the files not moved go, once this process is gone
+                _remove_after_exit(sorted(STAGING_FOLDERS))
             os.write(2, f"error: interrupted ({name}): {what} stopped before it finished; "
                         "rerun the same command to do it again\n".encode())
             os._exit(128 + signum)

@@ -70,6 +70,9 @@ def main() -> int:
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
         code = process.wait()
+        deadline = time.monotonic() + 10  # a stopped evaluation's staging folder is removed
+        while sorted(os.listdir(folder)) != names and time.monotonic() < deadline:
+            time.sleep(0.05)  # by a process of its own once it has exited
         whole = sorted(os.listdir(folder)) == names
         held = ("old" if whole and _holds(folder, old, names) else
                 "new" if whole and _holds(folder, new, names) else "MIXED OR CLUTTERED")
