@@ -7,8 +7,9 @@ second epoch and evaluates that into another folder (evaluation B), timing that 
 `evaluate.py`. Then, --stops times, it puts A back in the run's eval/ folder, starts
 `evaluate.py` and sends it SIGINT after a delay spread evenly from a tenth of that time to
 a tenth past it, so that stops land during the start, the metrics, the pictures and the
-move. After each, eval/ must hold exactly A's files (exit 130) or exactly B's (exit 0),
-byte for byte, and nothing else. Prints one line per stop; exits 1 if any stop left a
+move. After each, eval/ must hold exactly A's files (exit 130) or exactly B's (exit 0, or
+130 where the stop came during the move, which it lets finish), byte for byte, and nothing
+else. Prints one line per stop; exits 1 if any stop left a
 mixed or cluttered folder or the other exit code, or if no stop left each outcome.
 """
 
@@ -76,7 +77,8 @@ def main() -> int:
         whole = sorted(os.listdir(folder)) == names
         held = ("old" if whole and _holds(folder, old, names) else
                 "new" if whole and _holds(folder, new, names) else "MIXED OR CLUTTERED")
-        wrong = held != {130: "old", 0: "new"}.get(code)
+        # a stop during the move waits for it: the new evaluation whole, and exit 130
+        wrong = not ((held == "old" and code == 130) or (held == "new" and code in (0, 130)))
         bad += wrong
         seen.add(held)
         print(f"stop after {delay:.2f} s: exit {code}, eval/ holds the {held} evaluation"
