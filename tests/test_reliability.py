@@ -1270,6 +1270,42 @@ def test_stale_pictures_named_by_a_damaged_metrics_json_are_never_more_than_file
     assert sorted(os.listdir(tmp_path)) == ["a.png", "metrics.json", "new", "sub"]
 
 
+def test_two_processes_moving_files_into_one_folder_take_turns(tmp_path):
+    """A move waits while another process moves a set into the same folder (two
+    evaluate.py runs on one workdir), and asks which files are stale only once it has its
+    turn, so it sees the other's set: the folder ends with one whole set."""
+    from jaxae.training import workdir as workdir_lib
+
+    target, source = tmp_path / "eval", tmp_path / "new"
+    target.mkdir()
+    source.mkdir()
+    (source / "a.png").write_text("new")
+    held, released = tmp_path / "held", tmp_path / "released"
+    script = ("import pathlib, time\n"
+              "from jaxae.training import lock\n"
+              f"with lock.files_moving_into({str(target)!r}):\n"
+              f"    pathlib.Path({str(target / 'other.png')!r}).write_text('other')\n"
+              f"    pathlib.Path({str(held)!r}).touch()\n"
+              "    time.sleep(1)\n"
+              f"    pathlib.Path({str(released)!r}).touch()\n")
+    other = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not held.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert held.exists()
+    seen = []
+
+    def stale() -> list[str]:
+        seen.append(sorted(os.listdir(target)))
+        return ["other.png"]
+
+    workdir_lib.move_files(str(source), str(target), stale=stale)
+    assert released.exists()  # it waited for the other process's turn to end
+    assert seen == [["other.png"]]
+    assert sorted(os.listdir(target)) == ["a.png"]
+    assert other.wait(timeout=60) == 0
+
+
 def test_an_evaluation_whose_metrics_cannot_be_written_names_the_file_and_the_reason(
         tmp_path, monkeypatch):
     from jaxae.training import workdir as workdir_lib

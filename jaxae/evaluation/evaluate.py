@@ -267,7 +267,8 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
             PictureOptions(eval_config.num_images, eval_config.manifold_size,
                            eval_config.batch_size))
         write_json(os.path.join(staging, "metrics.json"), result)
-        move_files(staging, out_dir, last="metrics.json", stale=_pictures_of(out_dir))
+        move_files(staging, out_dir, last="metrics.json",
+                   stale=lambda: _pictures_of(out_dir))
     except WriteError as e:  # write_json's own line, named in its final place
         raise WriteError(str(e).replace(staging, out_dir)) from None
     except OSError as e:  # a picture's, named in its final place

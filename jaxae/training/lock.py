@@ -1,5 +1,6 @@
 """A workdir's writer lock: an advisory `flock` on <workdir>/train.lock, held by the training
-run for as long as it lives; and MOVING_FILES, held while a set of files moves into place.
+run for as long as it lives; and, while a set of files moves into a folder, MOVING_FILES in
+the process and `files_moving_into` (a `flock` on the folder) across processes.
 
 Imports nothing heavier than the standard library, so train.py can refuse a workdir in use
 before it imports JAX (`cli.refuse_busy_workdir`).
@@ -7,6 +8,7 @@ before it imports JAX (`cli.refuse_busy_workdir`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -57,3 +59,16 @@ def busy(workdir: str) -> str | None:
         return busy_message(workdir, holder_of(fd)) if e.errno in BUSY else None
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def files_moving_into(folder: str):
+    """Held while a set of files moves into `folder`: an exclusive `flock` on the folder
+    itself, so that two processes moving sets there (two evaluate.py runs on one workdir)
+    take turns and the folder ends with one whole set, never a mix. Waits for the other."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

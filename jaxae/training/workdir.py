@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import jax
@@ -477,16 +477,20 @@ def _stops_held():
 
 
 def move_files(source: str, target: str, last: str | None = None,
-               stale: Iterable[str] = ()) -> None:
+               stale: Iterable[str] | Callable[[], Iterable[str]] = ()) -> None:
     """Moves every file of `source` into `target`, each whole (a rename), `last` after the
     others, then removes (as far as it can) the `stale` files of `target` the set no longer
-    has, all while `lock.MOVING_FILES` is held and stop signals are held back: a stop waits
-    for the set to be in place."""
+    has (a callable: asked once the move has its turn, so it sees what another process
+    moved in before). Two processes moving into one folder take turns
+    (`lock.files_moving_into`; a stop while waiting for the turn is not held back); then,
+    while `lock.MOVING_FILES` is held and stop signals are held back, a stop waits for the
+    set to be in place."""
     names = sorted(os.listdir(source), key=lambda name: (name == last, name))
-    with MOVING_FILES, _stops_held():
+    with lock.files_moving_into(target), MOVING_FILES, _stops_held():
+        stale_names = set(stale() if callable(stale) else stale)
         for name in names:
             os.replace(os.path.join(source, name), os.path.join(target, name))
-        for name in set(stale) - set(names):
+        for name in stale_names - set(names):
             if name == os.path.basename(name) and name not in ("", ".", ".."):
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(target, name))
