@@ -706,6 +706,7 @@ def _epochs(run: _Run, state: steps.TrainState,
             evaluations.hook(step, epoch, evaluation)
 
     stopped = None
+    every = train_config.checkpoint_every_steps
     while step < stop_at and not (stopped := run.stop_requested()):
         epoch, first = divmod(step, steps_per_epoch)
         epoch_end = min((epoch + 1) * steps_per_epoch, stop_at)
@@ -722,8 +723,7 @@ def _epochs(run: _Run, state: steps.TrainState,
             if evaluations.due(step) and step % steps_per_epoch:  # an epoch's end: below
                 log.flush()  # the step's training record first
                 evaluate(epoch + 1)
-            every = train_config.checkpoint_every_steps
-            if every and step % every == 0 and step % steps_per_epoch:
+            if every and step % every == 0 and step % steps_per_epoch:  # an epoch's end: below
                 log.flush()  # metrics are checked before every checkpoint
                 save()
         log.flush()
@@ -734,7 +734,7 @@ def _epochs(run: _Run, state: steps.TrainState,
         evaluate(epoch + 1)
         stopped = stopped or run.stop_requested()
         if (epoch + 1) % train_config.checkpoint_every_epochs == 0 or step >= stop_at or \
-                stopped:
+                stopped or (every and step % every == 0):
             save()
     saved_so_far(block=True)
     return state, step, stopped
