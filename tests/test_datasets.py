@@ -567,7 +567,7 @@ def test_tfds_builder_that_needs_tensorflow_is_one_line(tmp_path, monkeypatch) -
 
 
 def test_prepared_mnist_from_other_files_is_caught(tmp_path, monkeypatch) -> None:
-    """The issue's scenario: mnist prepared from one IDX folder, then run with another
+    """mnist prepared from one IDX folder, then run with another
     data_dir and the same TFDS dir: one line naming both. The same data packed otherwise
     (unpacked .gz) is accepted."""
     monkeypatch.delenv("JAXAE_MNIST_DIR", raising=False)
@@ -682,7 +682,7 @@ def test_unwritable_tfds_dir_is_one_line(tmp_path, monkeypatch) -> None:
 
 
 def test_a_run_failing_on_data_leaves_no_workdir(tmp_path) -> None:
-    """The issue: a run that fails on data leaves no half-made workdir behind. Here a folder
+    """A run that fails on data leaves no half-made workdir behind. Here a folder
     with one unreadable image; the error is one line and nothing is written anywhere."""
     from jaxae.training.trainer import train_and_evaluate
 
