@@ -44,7 +44,6 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 STREAMING = ("auto", "memory", "stream")
 FLOAT32_MAX = 3.4028234663852886e38  # training computes in float32: larger numbers are inf
-CONFIG_VERSION = 2  # config.json layout: 1 was the flat config of jaxae 0.1
 
 
 class ConfigError(ValueError):
@@ -61,8 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
         "init": "glorot",  # initial weights: "glorot" (Keras, the material's), "torch", "lecun"
     })  # conv models also take conv="patches" or "xla" (jaxae.kernels.conv) and their fields
     c.data = ml_collections.ConfigDict({
-        "name": "fashion_mnist",  # "fashion_mnist", "mnist" or "npz" (jaxae.data)
-        "data_dir": config_dict.placeholder(str),  # folder of the 4 IDX .gz files (offline)
+        "name": "fashion_mnist",  # a registered data set (jaxae.data) or a TFDS name
+        "data_dir": config_dict.placeholder(str),  # offline files: 4 IDX .gz or CIFAR-10's
         "tfds_dir": config_dict.placeholder(str),  # TFDS data dir; default: TFDS's own
         "path": config_dict.placeholder(str),  # npz: the file of arrays; folder: the folder
         "image_size": config_dict.placeholder(int),  # resize + centre-crop to SxS (None: as is)

@@ -62,7 +62,6 @@ def psnr(images: jax.Array, targets: jax.Array) -> jax.Array:
     return -10.0 * jnp.log10(jnp.maximum(per_image_mse, 1e-10))
 
 
-LOSSES = {"mse": mse, "bce": bce_with_logits}
 LOG_2PI = math.log(2 * math.pi)
 
 

@@ -472,7 +472,11 @@ def test_array_options_match_pillow() -> None:
         np.testing.assert_array_equal(out[..., 0], np.asarray(Image.fromarray(image).convert("L")))
     assert (ImageOptions(channels=3).apply(grey) == grey).all()
     assert ImageOptions(image_size=4).apply(rgb).shape == (3, 4, 4, 3)
-    assert ImageOptions(image_size=7, channels=3).apply(rgb[:, :7, :7]) is not None
+    wide = ImageOptions(image_size=7, channels=3).apply(rgb)  # 7x5: to 7x10, centre 7x7
+    assert wide.shape == (3, 7, 7, 3)
+    for image, out in zip(rgb, wide, strict=True):
+        resized = Image.fromarray(image).resize((7, 10), Image.Resampling.BICUBIC)
+        np.testing.assert_array_equal(out, np.asarray(resized.crop((0, 1, 7, 8))))
     same = rgb[:, :4, :4]
     assert ImageOptions(image_size=4, channels=3).apply(same) is same  # unchanged: no copy
 

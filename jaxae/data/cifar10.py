@@ -61,14 +61,13 @@ except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.multiarray import _reconstruct, scalar
 
 HOMEPAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
-# The canonical python-pickle archive. Size and MD5 are the ones published on HOMEPAGE; the sha256
+# The canonical python-pickle archive. Its size is the one published on HOMEPAGE; the sha256
 # is the one Keras (keras.datasets.cifar10) pins for the same URL. TFDS's own `cifar10` builder
 # does NOT register this file: it downloads the binary archive below.
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/" + ARCHIVE_NAME
 ARCHIVE_SIZE = 170498071
 ARCHIVE_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
-ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 # The binary archive, as TFDS registers it (tensorflow_datasets/url_checksums/cifar10.txt);
 # only read from a manual folder here, never downloaded.
 BINARY_ARCHIVE_NAME = "cifar-10-binary.tar.gz"

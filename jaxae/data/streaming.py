@@ -12,7 +12,7 @@ reader threads:
 
 so the batch of step s is a function of (data key, s) alone: resuming at step s is
 `batches(first_step=s)`, and the iterator's position, `BatchIterator.state()`, is a small
-pytree of int64 arrays that can be saved beside the train state in an Orbax checkpoint and
+pytree of int32 arrays that can be saved beside the train state in an Orbax checkpoint and
 given back to `StreamedBatches.from_state`.
 
 Which path a run takes is decided when the data is loaded (`config.data.streaming`,
@@ -22,7 +22,7 @@ Which path a run takes is decided when the data is loaded (`config.data.streamin
     it = stream.batches(first_step=int(state.step))      # or stream.from_state(saved)
     batch = next(it)                       # {"image": uint8 [B, H, W, C], "label": int32 [B]}
     arrays = it.next_chunk(count, pad_to=max_steps)     # `count` steps, flat for gather_batch
-    saved = it.state()                                    # {"next_step": int64, ...}
+    saved = it.state()                                    # {"next_step": int32, ...}
     stream.close()
 """
 
