@@ -31,6 +31,7 @@ from typing import Any
 import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
 from jaxae.registry import line_in_file
 from jaxae.training import lock
@@ -624,7 +625,7 @@ def _check_config_type(config: object, path: str) -> None:
 
 def _is_config_file_flag(flag: flags.Flag) -> bool:
     """Whether --config names a file (train.py), not a dict of fields (evaluate.py)."""
-    return type(flag.parser).__name__ == "ConfigFileFlagParser"
+    return isinstance(flag.parser, ConfigFileFlagParser)
 
 
 def _flag_value(argv: Sequence[str], name: str) -> str | None:

@@ -400,7 +400,7 @@ def test_offline_without_folder_fails_fast(
 ) -> None:
     """No prepared data, no folder, host unreachable: a quick one-line DataError with both ways."""
     monkeypatch.delenv(sources.env_var(name), raising=False)
-    monkeypatch.setattr(sources, "debian_fashion_mnist_dir", lambda: None)
+    monkeypatch.setattr(sources, "debian_idx_dir", lambda config: None)
     monkeypatch.setattr(sources, "host_reachable", lambda url, timeout=3.0: False)
     start = time.perf_counter()
     with pytest.raises(DataError) as excinfo:

@@ -138,6 +138,8 @@ class JaxaeImagesConfig(tfds.core.BuilderConfig):
     class_names: tuple[str, ...] = ()
     homepage: str = ""
     title: str = ""  # how pictures and tables name the data set
+    debian_package: str = ""  # a Debian package that installs its IDX files ("": none)
+    debian_folder: str = ""  # where that package puts them (when dpkg cannot say)
 
     def urls(self) -> dict[str, str]:
         """Return {file name: download URL} of the four IDX .gz files."""
@@ -161,6 +163,8 @@ FASHION_MNIST_CONFIG = JaxaeImagesConfig(
     class_names=FASHION_MNIST_CLASS_NAMES,
     homepage="https://github.com/zalandoresearch/fashion-mnist",
     title="Fashion-MNIST",
+    debian_package="dataset-fashion-mnist",
+    debian_folder="/usr/share/datasets/fashion-mnist",
 )
 
 

@@ -44,8 +44,6 @@ from jaxae.data.records import (
 
 CONFIGS: dict[str, JaxaeImagesConfig] = {c.name: c for c in (MNIST_CONFIG, FASHION_MNIST_CONFIG)}
 MNIST_NAMES: tuple[str, ...] = tuple(CONFIGS)
-DEBIAN_PACKAGE = "dataset-fashion-mnist"
-DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 REACHABILITY_TIMEOUT_S = 3.0
 SPLITS = ("train", "test")
 # sha256 of every published .gz file -> (data set, file name)
@@ -75,12 +73,11 @@ def env_var(name: str) -> str:
     return f"JAXAE_{name.upper()}_DIR"
 
 
-def _dpkg_idx_dirs() -> list[str]:
-    """Return the folders holding IDX files that dpkg lists for the Debian package, if any."""
+def _dpkg_idx_dirs(package: str) -> list[str]:
+    """Return the folders holding IDX files that dpkg lists for a Debian package, if any."""
     try:
         listing = subprocess.run(
-            ["dpkg", "-L", DEBIAN_PACKAGE], capture_output=True, text=True, timeout=10,
-            check=False,
+            ["dpkg", "-L", package], capture_output=True, text=True, timeout=10, check=False,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -88,10 +85,13 @@ def _dpkg_idx_dirs() -> list[str]:
             if p.endswith("train-images-idx3-ubyte.gz")]
 
 
-def debian_fashion_mnist_dir() -> str | None:
-    """Return the Debian `dataset-fashion-mnist` folder when it is installed, else None."""
-    for folder in [*_dpkg_idx_dirs(), DEBIAN_FASHION_MNIST_DIR]:
-        if idx.find_idx_file(folder, "train-images-idx3-ubyte") is not None:
+def debian_idx_dir(config: JaxaeImagesConfig) -> str | None:
+    """Return the folder of IDX files that the data set's Debian package (which it declares,
+    if any) installed, else None."""
+    if not config.debian_package:
+        return None
+    for folder in [*_dpkg_idx_dirs(config.debian_package), config.debian_folder]:
+        if folder and idx.find_idx_file(folder, "train-images-idx3-ubyte") is not None:
             return folder
     return None
 
@@ -99,13 +99,15 @@ def debian_fashion_mnist_dir() -> str | None:
 def find_idx_dir(name: str, idx_dir: str | None = None) -> tuple[str, str] | None:
     """Return (folder, where it came from) of a local IDX folder for `name`, or None.
 
-    Order: the `idx_dir` argument, then $JAXAE_<NAME>_DIR, then (Fashion-MNIST) the Debian package.
+    Order: the `idx_dir` argument, then $JAXAE_<NAME>_DIR, then the Debian package the data
+    set declares (Fashion-MNIST's).
     """
     found = requested_idx_dir(name, idx_dir)
     if found is not None:
         return found
-    if name == "fashion_mnist" and (folder := debian_fashion_mnist_dir()) is not None:
-        return folder, f"Debian package {DEBIAN_PACKAGE}"
+    config = CONFIGS.get(name)
+    if config is not None and (folder := debian_idx_dir(config)) is not None:
+        return folder, f"Debian package {config.debian_package}"
     return None
 
 
@@ -212,7 +214,7 @@ def _offline_error(name: str, config: JaxaeImagesConfig, builder: JaxaeImages) -
     """Build the one-line error for: not prepared, no local folder, download host unreachable."""
     host = urllib.parse.urlsplit(config.base_url).hostname
     files = ", ".join(stem + ".gz" for pair in idx.SPLIT_FILES.values() for stem in pair)
-    apt = (f", or run `apt-get install {DEBIAN_PACKAGE}`" if name == "fashion_mnist" else
+    apt = (f", or run `apt-get install {config.debian_package}`" if config.debian_package else
            ", or write 5,000 real digits there with `python -m jaxae.data.mnist5k DIR` (and "
            "give them a --config.data.tfds_dir of their own)")
     return DataError(

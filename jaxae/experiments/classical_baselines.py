@@ -266,7 +266,7 @@ def plot(rows: list[dict], scale: str, path: str) -> None:
 
 
 def run(ctx: Context) -> Result:
-    tasks = TINY_TASKS if ctx.scale.name == "tiny" else tuple(TASKS)
+    tasks = TINY_TASKS if ctx.scale.smoke_test else tuple(TASKS)
     rows = [row for choice in ctx.data() for task in tasks
             for row in task_rows(ctx, choice, task)]
     labels = dict.fromkeys(r["task"] for r in rows)

@@ -52,6 +52,7 @@ class Scale:
     max_epochs: int | None  # cap on each config's epochs (None: the config's)
     batch_size: int | None  # None: the config's
     description: str
+    smoke_test: bool = False  # its numbers say nothing: an experiment may run fewer cases
 
 
 SCALES = {
@@ -62,7 +63,8 @@ SCALES = {
                    "split, at most 3 epochs per run (fewer than the configs' 5 to 20)"),
     "tiny": Scale("tiny", 512, 256, 1, 32,
                   "512 training and 256 test images, 1 epoch at batch 32, a couple of sizes: "
-                  "a smoke test of the code path, its numbers say nothing about the models"),
+                  "a smoke test of the code path, its numbers say nothing about the models",
+                  smoke_test=True),
 }
 
 

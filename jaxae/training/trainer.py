@@ -142,8 +142,9 @@ class _Faults:
         knobs = []
         if self.variational and (not changed_only or objective.beta > defaults.beta):
             knobs.append(f"lower --config.objective.beta (now {objective.beta:g})")
-        if self.variational and objective.likelihood == "gaussian" and (
-                not changed_only or objective.gaussian_scale < defaults.gaussian_scale):
+        scaled = self.variational and hasattr(config_lib.make_likelihood(self.config),
+                                              "gaussian_scale")  # a likelihood that has one
+        if scaled and (not changed_only or objective.gaussian_scale < defaults.gaussian_scale):
             knobs.append("raise --config.objective.gaussian_scale (now "
                          f"{objective.gaussian_scale:g})")
         return knobs
