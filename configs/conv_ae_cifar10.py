@@ -4,9 +4,9 @@ Command: python train.py --config=configs/conv_ae_cifar10.py --workdir=runs/cifa
 then python evaluate.py --workdir=runs/cifar10_conv_ae. Offline: put cifar-10-python.tar.gz
 (or cifar-10-batches-py/) in a folder and add --config.data.data_dir=FOLDER; it is prepared
 once into the TFDS data dir.
-Expected: not measured here (CIFAR-10 cannot be downloaded on the machines jaxae is developed
-on). The same model on 4,800 photo crops of the same size (configs/conv_ae_folder.py) reaches
-test PSNR 27.4 dB after 20 epochs; 50,000 CIFAR-10 images take about 10x its time per epoch.
+Expected: no figures recorded yet (they need CIFAR-10's download). The same model on 4,800
+photo crops of the same size (configs/conv_ae_folder.py) reaches test PSNR 27.4 dB after 20
+epochs; 50,000 CIFAR-10 images take about 10x its time per epoch.
 """
 
 from jaxae.config import base_config

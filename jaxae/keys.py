@@ -23,6 +23,13 @@ class Keys(NamedTuple):
     data: jax.Array  # epoch permutations, validation split, static binarisation
 
 
+# Streams of the eval key besides its batches' draws (fold_in(eval, i) for batch i): numbers
+# no batch count reaches, so no two uses draw the same bits (the data key's are in
+# jaxae.data.batches).
+IWAE_STREAM = 2**31 - 1  # the IWAE bounds' samples
+BLUR_FIT_STREAM = 2**31 - 2  # the corruption of the training images a blur width is fit on
+
+
 def derive_keys(seed: int) -> Keys:
     """Splits the seed once into the named streams of `Keys`."""
     return Keys(*jax.random.split(jax.random.key(seed), len(Keys._fields)))

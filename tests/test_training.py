@@ -503,3 +503,23 @@ def test_a_denoising_autoencoder_s_latent_scatter_places_codes_of_its_corrupted_
     with pytest.raises(ValueError, match=r"^task Denoise corrupts the images it encodes: give "
                                          r"task_key= \(a run's Keys.eval"):
         generation.encode(model, params, images, labels, 5, task)
+
+
+def test_the_eval_key_streams_share_no_key_with_its_batches():
+    """The IWAE bounds' samples and the blur fit's corruption draw from streams of the eval
+    key that no evaluation batch's key (fold_in(eval, i), and its two halves) reaches."""
+    from jaxae.keys import BLUR_FIT_STREAM, IWAE_STREAM
+
+    eval_key = derive_keys(0).eval
+
+    def data(key) -> bytes:
+        return np.asarray(jax.random.key_data(key)).tobytes()
+
+    batch_keys = set()
+    for i in range(64):
+        key = jax.random.fold_in(eval_key, i)
+        batch_keys |= {data(key), *map(data, jax.random.split(key))}
+    iwae_key = jax.random.fold_in(eval_key, IWAE_STREAM)
+    streams = {data(jax.random.fold_in(eval_key, BLUR_FIT_STREAM)), data(iwae_key),
+               *(data(jax.random.fold_in(iwae_key, j)) for j in range(64))}
+    assert len(streams) == 66 and not streams & batch_keys

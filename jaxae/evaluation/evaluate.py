@@ -21,7 +21,7 @@ from jaxae.evaluation import generation, iwae
 from jaxae.evaluation.metrics import evaluate_split, padded_batches
 from jaxae.evaluation.pictures import PictureOptions, write_pictures
 from jaxae.evaluation.probe import train_probe
-from jaxae.keys import derive_keys
+from jaxae.keys import IWAE_STREAM, derive_keys
 from jaxae.registry import display_name
 from jaxae.training import checkpoints, memory, steps
 from jaxae.training.workdir import (
@@ -242,8 +242,8 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
                        data.test.labels[:eval_config.iwae_images])
         batches = [b for _, b in padded_batches(subset, min(100, len(subset)))]
         bounds = iwae.iwae_bounds(model, task, objective.likelihood, params, batches,
-                                  jax.random.fold_in(keys.eval, 1), eval_config.iwae_samples,
-                                  eval_config.iwae_chunk)
+                                  jax.random.fold_in(keys.eval, IWAE_STREAM),
+                                  eval_config.iwae_samples, eval_config.iwae_chunk)
         result["iwae_images"] = len(subset)
         result |= {f"test_iwae_k{k}": bound for k, bound in bounds.items()}
         counts |= {f"test_iwae_k{k}": len(subset) for k in bounds}

@@ -24,7 +24,7 @@ from jaxae.experiments.common import (
     column,
     printed_sign,
 )
-from jaxae.keys import derive_keys
+from jaxae.keys import BLUR_FIT_STREAM, derive_keys
 from jaxae.tasks import baselines
 
 TITLE = "Super-resolution and denoising autoencoders against classical baselines"
@@ -135,7 +135,7 @@ def score(run: Run, methods: Methods, split: Split) -> dict[str, dict[str, float
 def fit_blur_sigma(run: Run, split: Split) -> float:
     """The blur width with the best PSNR on corrupted *training* images (not the test split)."""
     images = jnp.asarray(split.images[:BLUR_FIT_IMAGES])
-    key = jax.random.split(derive_keys(run.config.seed).eval)[1]  # not a test key
+    key = jax.random.fold_in(derive_keys(run.config.seed).eval, BLUR_FIT_STREAM)
     inputs, targets = run.task.make_example(images, key)
     psnrs = [float(losses.psnr(quality.gaussian_blur(inputs, s), targets).mean())
              for s in BLUR_SIGMAS]
