@@ -372,6 +372,38 @@ def test_eval_step_sums_the_metrics_of_the_unmasked_images(name):
         np.testing.assert_allclose(alone[metric], out[metric], rtol=1e-5, err_msg=metric)
 
 
+def test_a_corrupting_task_without_a_baseline_shows_its_input():
+    """A task of one's own that corrupts its input but has no classical baseline: the eval
+    step scores the input (no baseline), and the reconstruction picture shows its row."""
+    import dataclasses
+
+    from jaxae.data.splits import Split
+    from jaxae.evaluation.pictures import reconstruction_rows
+    from jaxae.tasks import Task
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Darken(Task):
+        def corrupt(self, targets, key):
+            return targets * 0.5
+
+    config = importlib.import_module("jaxae.configs.default").get_config()
+    model, _, objective = parts(config)
+    task = Darken()
+    params = fresh_state(config, model, task, jax.random.key(0)).params
+    images = np.random.default_rng(0).integers(0, 256, (4, *MNIST), dtype=np.uint8)
+    batch = {"image": images, "label": np.zeros(4, np.int32)}
+    out = jax.device_get(steps.make_eval_step(model, task, objective)(params, batch,
+                                                                      jax.random.key(3)))
+    targets = images.astype(np.float32) / 255
+    assert "baseline_psnr" not in out
+    np.testing.assert_allclose(out["input_psnr"], np.sum(losses.psnr(targets * 0.5, targets)),
+                               rtol=1e-5)
+    split = Split(images, np.arange(4, dtype=np.int32))
+    rows = reconstruction_rows(model, task, params, split, jax.random.key(3), 4)
+    assert [label for label, _ in rows] == ["input", "output", "original"]
+    np.testing.assert_allclose(rows[0][1], targets[picture_indices(split.labels, 4)] * 0.5)
+
+
 def test_a_run_compiles_its_training_loop_once(tiny_config, tmp_path, caplog):
     """16 steps per epoch logged every 6: chunks of 6, 6, 4, 2, 6, ... all run one program."""
     config = tiny_config(**{"train.num_epochs": 2, "train.log_every_steps": 6})

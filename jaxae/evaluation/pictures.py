@@ -69,9 +69,10 @@ def reconstruction_rows(model: nn.Module, task: Task, params: dict, split: Split
     image_shape = targets.shape[1:]
     rows = []
     if task.shows_input:
-        rows += [(task.input_label(image_shape), np.asarray(task.input_as_image(inputs,
-                                                                                image_shape))),
-                 (task.baseline_name, np.asarray(task.baseline(inputs, image_shape)))]
+        rows.append((task.input_label(image_shape),
+                     np.asarray(task.input_as_image(inputs, image_shape))))
+    if task.shows_input and task.baseline_name is not None:
+        rows.append((task.baseline_name, np.asarray(task.baseline(inputs, image_shape))))
     return rows + [("output", np.asarray(losses.sigmoid(logits))),
                    ("original", np.asarray(targets))]
 

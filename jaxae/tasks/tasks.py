@@ -34,6 +34,9 @@ class Task:
     """
 
     binarize_targets: bool = False
+    # whether the input differs from the target, so that pictures and metrics show it and
+    # codes are of what the model is given (False where `corrupt` returns its targets)
+    shows_input: ClassVar[bool] = True
     baseline_name: ClassVar[str | None] = None  # the classical method it is compared with
 
     def input_shape(self, image_shape: Shape) -> Shape:
@@ -57,11 +60,6 @@ class Task:
             targets = jax.random.bernoulli(binarize_key, targets).astype(jnp.float32)
         return self.corrupt(targets, corrupt_key), targets
 
-    @property
-    def shows_input(self) -> bool:
-        """Whether the input differs from the target (so pictures and metrics show it)."""
-        return self.baseline_name is not None
-
     def input_as_image(self, inputs: jax.Array, image_shape: Shape) -> jax.Array:
         """The input drawn at the image's size, in [0, 1]."""
         return jnp.clip(inputs, 0, 1)
@@ -79,6 +77,8 @@ class Task:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Reconstruct(Task):
     """The input is the target: a plain (or variational) autoencoder."""
+
+    shows_input: ClassVar[bool] = False
 
     def corrupt(self, targets, key):
         return targets

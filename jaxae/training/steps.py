@@ -231,15 +231,17 @@ def _eval_example(task: Task, batch: dict, key: jax.Array
 
 
 def _floor_terms(task: Task, inputs: jax.Array, targets: jax.Array) -> Metrics:
-    """Per image: the PSNR of the task's input and of its classical baseline, the floors to
-    beat (tasks whose input differs from the target; none otherwise)."""
+    """Per image: the PSNR of the task's input and of its classical baseline (where it has
+    one), the floors to beat (tasks whose input differs from the target; none otherwise)."""
     if not task.shows_input:
         return {}
     flat, image_shape = losses.flat_images, targets.shape[1:]
-    return {"input_psnr": losses.psnr(flat(task.input_as_image(inputs, image_shape)),
-                                      flat(targets)),
-            "baseline_psnr": losses.psnr(flat(task.baseline(inputs, image_shape)),
-                                         flat(targets))}
+    floors = {"input_psnr": losses.psnr(flat(task.input_as_image(inputs, image_shape)),
+                                        flat(targets))}
+    if task.baseline_name is not None:
+        floors["baseline_psnr"] = losses.psnr(flat(task.baseline(inputs, image_shape)),
+                                              flat(targets))
+    return floors
 
 
 def _masked_sums(per_image: Metrics, batch: dict) -> Metrics:
