@@ -499,6 +499,32 @@ def saved_with(directory: str, tx) -> ml_collections.ConfigDict:
     return checkpoints.make_manager(directory, read_only=True)
 
 
+def test_trees_of_tuples_lists_and_typed_keys_save_and_restore(tmp_path):
+    """Any pytree: a tuple or list at the top (a (params, opt_state) pair), and typed PRNG
+    keys (jax.random.key), concrete or restored into eval_shape's abstract structure."""
+    pair = ({"w": jnp.arange(3.0)}, [jnp.zeros(2), jnp.ones((2, 2))])
+    manager = checkpoints.make_manager(str(tmp_path / "pair"))
+    checkpoints.save(manager, 1, pair)
+    back = checkpoints.restore(manager, pair)
+    assert jax.tree.structure(back) == jax.tree.structure(pair)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(back),
+                                                     jax.tree.leaves(pair), strict=True))
+    checkpoints.close(manager)
+    tree = {"params": PARAMS, "key": jax.random.key(7),
+            "rbg": jax.random.key(3, impl="rbg")}
+    manager = checkpoints.make_manager(str(tmp_path / "keys"))
+    checkpoints.save(manager, 1, tree)
+    for like in (tree, jax.eval_shape(lambda: tree)):
+        back = checkpoints.restore(manager, like)
+        for name in ("key", "rbg"):
+            assert jax.random.key_impl(back[name]) == jax.random.key_impl(tree[name])
+            np.testing.assert_array_equal(jax.random.key_data(back[name]),
+                                          jax.random.key_data(tree[name]))
+        np.testing.assert_array_equal(jax.random.normal(back["key"], (3,)),
+                                      jax.random.normal(tree["key"], (3,)))
+    checkpoints.close(manager)
+
+
 def test_a_dict_tree_is_saved_with_its_sha256_and_restored_without_it(tmp_path):
     manager = checkpoints.make_manager(str(tmp_path / "summed"))
     tree = {"params": {**PARAMS, "wide": jnp.arange(65536, dtype=jnp.float32)},

@@ -1,5 +1,6 @@
 """Orbax checkpoints of any pytree (a train state, or params and an optimiser state of your
-own) in a folder, with today's `args` API (`ocp.args.StandardSave` / `StandardRestore`).
+own, PRNG keys included) in a folder, with today's `args` API (`ocp.args.StandardSave` /
+`StandardRestore`).
 
     manager = checkpoints.make_manager("runs/x/checkpoints")
     checkpoints.save(manager, step, {"params": params, "opt_state": opt_state})
@@ -280,6 +281,7 @@ def save(manager: ocp.CheckpointManager, step: int, tree: PyTree, *,
     CheckpointWriteError.
     """
     check_saved(manager)  # the previous checkpoint is complete on disk, or its error raised
+    tree = keys_as_data(tree)
     host = host_leaves(tree)
     bad = _first_non_finite(host)
     if bad is not None:
@@ -374,6 +376,40 @@ def outline(tree: PyTree) -> dict[str, tuple | str]:
     return {"/".join(_key_name(k) for k in path): spec(leaf) for path, leaf in flat}
 
 
+def _is_typed_key(leaf: Any) -> bool:
+    dtype = getattr(leaf, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def keys_as_data(tree: PyTree) -> PyTree:
+    """`tree` with its typed PRNG keys (`jax.random.key`) as their uint32 key data, which a
+    checkpoint holds (abstract leaves, as `jax.eval_shape` gives, stay abstract)."""
+    def data(leaf):
+        if not _is_typed_key(leaf):
+            return leaf
+        return jax.random.key_data(leaf) if isinstance(leaf, jax.Array) else \
+            jax.eval_shape(jax.random.key_data, leaf)
+    return jax.tree.map(data, tree)
+
+
+def _key_impl(leaf: Any):
+    """The PRNG implementation of a typed key, concrete or abstract."""
+    if isinstance(leaf, jax.Array):
+        return jax.random.key_impl(leaf)
+    found = []
+    jax.eval_shape(lambda key: found.append(jax.random.key_impl(key)), leaf)
+    return found[0]
+
+
+def _data_as_keys(tree: PyTree, like: PyTree) -> PyTree:
+    """Undoes `keys_as_data`: the leaves that are typed keys in `like` wrapped back, in the
+    implementation `like` gives."""
+    if not any(_is_typed_key(leaf) for leaf in jax.tree.leaves(like)):
+        return tree
+    return jax.tree.map(lambda leaf, model: jax.random.wrap_key_data(
+        leaf, impl=_key_impl(model)) if _is_typed_key(model) else leaf, tree, like)
+
+
 def host_leaves(tree: PyTree) -> dict[str, np.ndarray]:
     """`leaves_by_name` with every leaf copied to the host (once, for all checks)."""
     return {name: np.asarray(leaf) for name, leaf in leaves_by_name(tree).items()}
@@ -397,7 +433,7 @@ def _step_dir(manager: ocp.CheckpointManager, step: int) -> epath.Path:
 def saved_outline(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple | str]:
     """`outline` of the tree saved at `step`, from its metadata file (no array is read)."""
     metadata = ocp.StandardCheckpointHandler().metadata(_step_dir(manager, step) / "default")
-    return outline(dict(getattr(metadata, "tree", metadata)))
+    return outline(getattr(metadata, "tree", metadata))  # a tuple saved is a list there
 
 
 def _describe(spec, other) -> str:
@@ -472,20 +508,21 @@ def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = Non
     its sha256 whose arrays do not match it, a ChecksumMismatch."""
     step = _existing_step(manager, step)
     saved = saved_outline(manager, step) if saved is None else saved
+    keys_like, like = like, keys_as_data(like)
     summed = CHECKSUM in saved and isinstance(like, Mapping) and CHECKSUM not in like
     if summed:
         like = {**like, CHECKSUM: np.zeros(32, np.uint8)}
     check_fits(manager, step, like, hint, saved)
     abstract = jax.tree.map(_restore_target, like)
     tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    if not summed:  # saved before checksums, or not a dict
-        return tree
-    tree = dict(tree)
-    recorded = np.asarray(tree.pop(CHECKSUM))
-    if not np.array_equal(recorded, checksum(tree)):
-        raise ChecksumMismatch(f"its arrays are not the bits that were saved at step {step}: "
-                               "their sha256 differs from the one saved with them")
-    return tree
+    if summed:
+        tree = dict(tree)
+        recorded = np.asarray(tree.pop(CHECKSUM))
+        if not np.array_equal(recorded, checksum(tree)):
+            raise ChecksumMismatch(f"its arrays are not the bits that were saved at step "
+                                   f"{step}: their sha256 differs from the one saved with them")
+    # (not summed: saved before checksums, or not a dict)
+    return _data_as_keys(tree, keys_like)
 
 
 DATA = "data"  # a train state's checkpoint entry for the data stream's position
