@@ -712,6 +712,61 @@ def test_the_library_steps_refuse_logits_not_shaped_as_the_images_as_they_are_tr
         assert str(caught.value) == message
 
 
+class _SpatialVAE(models.VariationalAutoencoder):
+    """A VAE whose code keeps a spatial layout, 7x7x1: not a flat one."""
+    image_shape: tuple
+
+    @property
+    def latent_shape(self):
+        return (7, 7, 1)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        h = x.reshape(x.shape[0], -1)
+        return (nn.Dense(49, name="mean")(h).reshape(-1, 7, 7, 1),
+                nn.Dense(49, name="log_sigma")(h).reshape(-1, 7, 7, 1))
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(784, name="decoder")(z.reshape(z.shape[0], -1)).reshape(-1, 28, 28, 1)
+
+
+def test_the_library_steps_refuse_a_vae_code_not_flat_a_lone_image_and_foreign_params():
+    """Three mistakes of a user's own loop, each one line as the step traces: a VAE's code of
+    several axes (its KL would broadcast against the reconstruction term), one image without
+    its batch axis, and parameters initialised for inputs of another shape."""
+    import optax
+
+    from jaxae import losses, objectives
+    from jaxae.models.declarations import DeclarationError
+    from jaxae.training import steps
+    batch = {"image": np.zeros((2, *MNIST), np.uint8)}
+    elbo = objectives.NegativeELBO(objectives.Bernoulli())
+    spatial = _SpatialVAE(image_shape=MNIST)
+    state = steps.create_train_state(spatial, optax.sgd(0.1), MNIST, jax.random.key(0))
+    for run in (lambda: steps.make_train_step(spatial, Reconstruct(), elbo)(
+                    state, batch, jax.random.key(1)),
+                lambda: steps.make_eval_step(spatial, Reconstruct(), elbo)(
+                    state.params, batch, jax.random.key(1))):
+        with pytest.raises(DeclarationError) as caught:
+            run()
+        assert str(caught.value) == (
+            "model _SpatialVAE is variational with a mean of shape 2x7x7x1 for a batch of 2: "
+            "the ELBO's terms sum over one latent axis, so flatten the code in encode "
+            "(latent_shape (49,))")
+    mse = objectives.Reconstruction(losses.mse)
+    dense = _Dense(image_shape=MNIST)
+    state = steps.create_train_state(dense, optax.sgd(0.1), MNIST, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"images of shape \[28, 28, 1\]: give a batch of "
+                                         r"images \[B, H, W, C\] \(one image: image\[None\]\)"):
+        steps.make_train_step(dense, Reconstruct(), mse)(
+            state, {"image": np.zeros(MNIST, np.uint8)}, jax.random.key(1))
+    small = steps.create_train_state(dense, optax.sgd(0.1), (14, 14, 1), jax.random.key(0))
+    with pytest.raises(DeclarationError, match="the parameters given to model _Dense were made "
+                                               "for other inputs than these 28x28x1 ones"):
+        steps.make_eval_step(dense, Reconstruct(), mse)(small.params, batch, jax.random.key(1))
+
+
 def test_two_files_of_one_name_registering_one_name_are_refused(tmp_path):
     source = textwrap.dedent("""
         from jaxae import models

@@ -56,6 +56,21 @@ def check_logits(name: str, logits, batch: int, input_shape: tuple[int, ...],
         + f": its decode must return [batch, {', '.join(map(str, image_shape))}]")
 
 
+def check_codes(name: str, aux: dict, batch: int) -> None:
+    """Raises DeclarationError unless a variational model's `aux` holds a mean and a
+    log-sigma of shape [batch, d]: the ELBO's terms sum over one latent axis."""
+    for what in ("mean", "log_sigma"):
+        shape = getattr(aux.get(what), "shape", None)
+        if shape is None:
+            raise DeclarationError(f"model {name} is variational but returns no aux['{what}']"
+                                   ": return the code's mean and log-sigma with the logits")
+        if len(shape) != 2 or shape[0] != batch:
+            raise DeclarationError(
+                f"model {name} is variational with a {what} of shape {_shape(tuple(shape))} "
+                f"for a batch of {batch}: the ELBO's terms sum over one latent axis, so "
+                f"flatten the code in encode (latent_shape ({_size(tuple(shape[1:]))},))")
+
+
 def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
                        image_shape: tuple[int, ...]) -> None:
     """Raises DeclarationError unless `model` declares `variational`, `conditional` and

@@ -53,6 +53,10 @@ class Task:
     def make_example(self, images_u8: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(model input, clean target) for a batch of uint8 images [B, H, W, C]; a shape the
         task cannot run at is its `check`'s ValueError, raised while tracing."""
+        if len(images_u8.shape) != 4:
+            one = " (one image: image[None])" if len(images_u8.shape) == 3 else ""
+            raise ValueError(f"images of shape {list(images_u8.shape)}: give a batch of images "
+                             f"[B, H, W, C]{one}")
         self.check(tuple(images_u8.shape[1:]))
         binarize_key, corrupt_key = jax.random.split(key)
         targets = to_float(images_u8)

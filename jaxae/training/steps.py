@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -139,9 +140,19 @@ def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs
     Losses reduce flat arrays (`losses.flat_images`): XLA's CPU backend reduces those many
     times faster than [B, H, W, C] expressions.
     """
-    logits, aux = model.apply({"params": params}, inputs, labels=labels, key=key, sample=sample)
-    declarations.check_logits(type(model).__name__, logits, inputs.shape[0], inputs.shape[1:],
+    name = type(model).__name__
+    try:
+        logits, aux = model.apply({"params": params}, inputs, labels=labels, key=key,
+                                  sample=sample)
+    except flax.errors.ScopeParamShapeError as e:
+        raise declarations.DeclarationError(
+            f"the parameters given to model {name} were made for other inputs than these "
+            f"{'x'.join(map(str, inputs.shape[1:]))} ones ({str(e).splitlines()[0]}): "
+            "initialise the model on inputs of the data's shape") from None
+    declarations.check_logits(name, logits, inputs.shape[0], inputs.shape[1:],
                               targets.shape[1:])
+    if model.variational:
+        declarations.check_codes(name, aux, inputs.shape[0])
     flat_logits, flat_targets = losses.flat_images(logits), losses.flat_images(targets)
     return objective(flat_logits, flat_targets, aux), flat_logits
 
