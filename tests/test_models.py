@@ -808,3 +808,21 @@ def test_pictures_from_a_users_own_loop_take_a_seed_and_make_their_folder(tmp_pa
                             str(again), options)
     for name in written:  # a seed and the Keys derived from it draw the same pictures
         assert (out_dir / name).read_bytes() == (again / name).read_bytes()
+
+
+def test_build_model_checks_the_init_scheme_it_leaves_to_init_params():
+    from jaxae.registry import RegistryError
+    from jaxae.training import steps
+
+    with pytest.raises(RegistryError, match="model init 'nonsense' is not a scheme: use one of "
+                                            "glorot, torch, lecun"):
+        models.build_model({"name": "vae", "latent_dim": 2, "init": "nonsense"},
+                           image_shape=MNIST)
+    model = models.build_model({"name": "vae", "latent_dim": 2, "init": "torch"},
+                               image_shape=MNIST)
+    flax_own = model.init(jax.random.key(0), np.zeros((1, *MNIST), np.float32),
+                          sample=False)["params"]
+    torch = steps.init_params(model, MNIST, jax.random.key(0), "torch")
+    assert jax.tree.structure(flax_own) == jax.tree.structure(torch)
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(flax_own),
+                                                         jax.tree.leaves(torch), strict=True))

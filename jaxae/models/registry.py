@@ -20,6 +20,7 @@ import flax.linen as nn
 
 from jaxae.kernels import conv as conv_lib
 from jaxae.kernels import precision
+from jaxae.models import initializers
 from jaxae.registry import Entry, Registry, RegistryError, build, check_options, parameters
 
 MODELS = Registry("model")
@@ -72,8 +73,14 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
     (fields every model section has, such as a default latent_dim a conv model has no use
     for). `compute_dtype` is the precision of its Dense and Conv matmuls (training may ask
     for bfloat16; evaluation builds the float32 model, whose parameters are the same).
+    `spec["init"]`, a scheme of `jaxae.models.initializers.SCHEMES`, is checked but not
+    applied here: parameters are drawn under it by `jaxae.training.steps.init_params` (or
+    `create_train_state`) with scheme=; the module's own `model.init` draws Flax's.
     """
     name = spec["name"]
+    if "init" in spec and spec["init"] not in initializers.SCHEMES:
+        raise RegistryError(f"model init {spec['init']!r} is not a scheme: use one of "
+                            f"{', '.join(initializers.SCHEMES)}")
     entry = MODELS.get(name)
     options = {k: v for k, v in spec.items() if k not in BUILDER_OPTIONS}
     check_options(entry, options, (*BUILDER_OPTIONS, *ignore), "model", f"model {name!r}",
