@@ -555,3 +555,30 @@ def test_the_eval_key_streams_share_no_key_with_its_batches():
     streams = {data(jax.random.fold_in(eval_key, BLUR_FIT_STREAM)), data(iwae_key),
                *(data(jax.random.fold_in(iwae_key, j)) for j in range(64))}
     assert len(streams) == 66 and not streams & batch_keys
+
+
+def test_a_model_registered_by_the_running_script_is_warned_of(monkeypatch, capsys):
+    """evaluate.py, another process, cannot import a name the training script registered
+    itself: the run says so before it starts, with the two ways out."""
+    from jaxae import models
+    from jaxae.training import trainer
+
+    monkeypatch.setattr(models.MODELS, "_entries", dict(models.MODELS._entries))  # undone after
+    monkeypatch.setattr(models.MODELS, "_origins", dict(models.MODELS._origins))
+
+    @models.register_model("script_registered_ae")
+    class ScriptAE(models.Autoencoder):
+        pass
+
+    models.MODELS._origins["script_registered_ae"] = "__main__"
+    config = config_lib.base_config()
+    trainer._warn_of_script_registrations(config)
+    assert capsys.readouterr().err == ""  # dense_ae: jaxae's own
+    with config.unlocked():
+        config.model.name = "script_registered_ae"
+    trainer._warn_of_script_registrations(config)
+    assert capsys.readouterr().err == (
+        "warning: model 'script_registered_ae' is registered by the running script, which "
+        "evaluate.py cannot import: evaluate this run with "
+        "jaxae.evaluation.evaluate.evaluate_workdir from a script that registers it, or move "
+        "the model into a module file and name it 'my_models.py:script_registered_ae'\n")

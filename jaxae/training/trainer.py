@@ -356,6 +356,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     mesh = parallel.data_mesh()
     config_lib.check_batch_splits(config.train.batch_size, mesh.size)
     main = parallel.is_main_process()
+    if main:
+        _warn_of_script_registrations(config)
     created = not os.path.exists(workdir)
     prepare_workdir(workdir, config)
     with _writer_lock(workdir, main):
@@ -365,6 +367,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
             if main and created:
                 _remove_if_unused(workdir)
             raise
+
+
+def _warn_of_script_registrations(config: ml_collections.ConfigDict) -> None:
+    """A model or task name registered by the running script itself (`__main__`) is one
+    that evaluate.py, another process, cannot find: said once, before the run starts."""
+    from jaxae.models import MODELS
+    from jaxae.tasks import TASKS
+
+    for section, registry in (("model", MODELS), ("task", TASKS)):
+        name = config[section].name
+        if registry.registered(name) is not None and registry.origin(name) == "__main__":
+            print(f"warning: {section} {name!r} is registered by the running script, which "
+                  "evaluate.py cannot import: evaluate this run with "
+                  "jaxae.evaluation.evaluate.evaluate_workdir from a script that registers "
+                  f"it, or move the {section} into a module file and name it "
+                  f"'my_{section}s.py:{name}'", file=sys.stderr)
 
 
 def _remove_if_unused(workdir: str) -> None:
