@@ -453,8 +453,35 @@ class _OneArrayVAE(_VAE):
         return nn.Dense(6, name="both")(x.reshape(x.shape[0], -1))
 
 
+class _CallOnlyLogits(_Dense):
+    def __call__(self, x, *, labels=None, key=None, sample=True):
+        return self.decode(self.encode(x))
+
+
+class _DecodeTuple(_Dense):
+    def decode(self, z, *, labels=None):
+        logits = super().decode(z)
+        return logits, logits
+
+
+class _Unnamed(_Dense):
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.Dense(4)(x.reshape(x.shape[0], -1))
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(784)(z).reshape(z.shape[0], 28, 28, 1)
+
+
 @pytest.mark.parametrize("model, words", [
     (_Dense(MNIST), None),
+    (_CallOnlyLogits(MNIST), "returns an array of shape 2x28x28x1 from __call__, not (logits, "
+                             "aux): subclass jaxae.models.Autoencoder"),
+    (_DecodeTuple(MNIST), "returns logits of type tuple, not an array: its decode must "
+                          "return one array [batch, 28, 28, 1]"),
+    (_Unnamed(MNIST), "ScopeParamShapeError"),
+    (_Unnamed(MNIST), "name the layers of @nn.compact encode and decode (name='...')"),
     (_NoDecode(MNIST), "fails on a batch of 28x28x1 inputs: NotImplementedError: _NoDecode "
                        "gives no decode: define decode(self, z, *, labels=None) returning "
                        "logits [B, H, W, C]"),

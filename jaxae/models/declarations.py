@@ -11,6 +11,7 @@ says in one line which declaration does not hold.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import flax.errors
 import flax.linen as nn
@@ -27,6 +28,12 @@ UNSUPPORTED_LAYERS = {
     "stream other than 'sample') are not supported: draw from the 'sample' stream (the "
     "model's key), and corrupt the input with a task (task.name=denoise)",
 }
+# Flax's errors where encode or decode, called alone, finds other parameters than the whole
+# model made: unnamed layers of @nn.compact methods are numbered per method
+UNNAMED_LAYERS = (flax.errors.ScopeParamShapeError, flax.errors.ScopeParamNotFoundError)
+UNNAMED_LAYERS_FIX = ("name the layers of @nn.compact encode and decode (name='...'): Flax "
+                      "numbers unnamed ones within each method, so encode or decode called "
+                      "alone looks for other parameters")
 
 
 class DeclarationError(ValueError):
@@ -37,6 +44,19 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape)) if shape else "a scalar"
 
 
+def split_output(name: str, output) -> tuple:
+    """A model call's (logits, aux), or DeclarationError where it returns something else (an
+    array alone would unpack along its batch axis)."""
+    if isinstance(output, tuple) and len(output) == 2 and isinstance(output[1], Mapping):
+        return output
+    what = (f"an array of shape {_shape(tuple(output.shape))}" if hasattr(output, "shape")
+            else f"a {type(output).__name__}" + (f" of {len(output)}"
+                                                 if isinstance(output, (tuple, list)) else ""))
+    raise DeclarationError(f"model {name} returns {what} from __call__, not (logits, aux): "
+                           "subclass jaxae.models.Autoencoder, whose __call__ returns them, or "
+                           "return (logits, {}) (a VAE: aux with its mean, log_sigma and z)")
+
+
 def check_logits(name: str, logits, batch: int, input_shape: tuple[int, ...],
                  image_shape: tuple[int, ...]) -> None:
     """Raises DeclarationError unless `logits` (of model `name`, for `batch` inputs of
@@ -44,6 +64,10 @@ def check_logits(name: str, logits, batch: int, input_shape: tuple[int, ...],
     shape = getattr(logits, "shape", None)
     if shape == (batch, *image_shape):
         return
+    if shape is None:
+        raise DeclarationError(
+            f"model {name} returns logits of type {type(logits).__name__}, not an array: its "
+            f"decode must return one array [batch, {', '.join(map(str, image_shape))}]")
     if shape and len(shape) == 1 + len(image_shape) and shape[0] != batch:
         raise DeclarationError(
             f"model {name} returns logits of {shape[0]} images for a batch of {batch}: its "
@@ -109,7 +133,8 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     labels = jax.ShapeDtypeStruct((BATCH,), jnp.int32) if model.conditional else None
 
     def run(x, labels):
-        (logits, aux), variables = model.init_with_output(key, x, labels=labels, key=key)
+        output, variables = model.init_with_output(key, x, labels=labels, key=key)
+        logits, aux = split_output(name, output)
         code = model.apply(variables, x, labels=labels, method="encode")
         z = aux["z"] if model.variational else code
         decoded = None if latent_shape is None else model.apply(
@@ -118,10 +143,12 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
 
     try:
         logits, aux, code, decoded = jax.eval_shape(run, x, labels)
+    except DeclarationError:
+        raise
     except Exception as e:  # noqa: BLE001 (the user's code may raise anything)
         text = (str(e).strip().splitlines() or [""])[0]
-        fix = next((f": {fix}" for kind, fix in UNSUPPORTED_LAYERS.items()
-                    if isinstance(e, kind)), "")
+        fixes = {**UNSUPPORTED_LAYERS, UNNAMED_LAYERS: UNNAMED_LAYERS_FIX}
+        fix = next((f": {fix}" for kind, fix in fixes.items() if isinstance(e, kind)), "")
         raise DeclarationError(f"model {name} fails on a batch of {_shape(input_shape)} "
                                f"inputs: {type(e).__name__}: {text}{fix}") from None
     want = (BATCH, *image_shape)

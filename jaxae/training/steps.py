@@ -142,13 +142,14 @@ def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs
     """
     name = type(model).__name__
     try:
-        logits, aux = model.apply({"params": params}, inputs, labels=labels, key=key,
-                                  sample=sample)
+        output = model.apply({"params": params}, inputs, labels=labels, key=key,
+                             sample=sample)
     except flax.errors.ScopeParamShapeError as e:
         raise declarations.DeclarationError(
             f"the parameters given to model {name} were made for other inputs than these "
             f"{'x'.join(map(str, inputs.shape[1:]))} ones ({str(e).splitlines()[0]}): "
             "initialise the model on inputs of the data's shape") from None
+    logits, aux = declarations.split_output(name, output)
     declarations.check_logits(name, logits, inputs.shape[0], inputs.shape[1:],
                               targets.shape[1:])
     if model.variational:
