@@ -77,6 +77,10 @@ class NegativeELBO:
     beta: float = 1.0
 
     def __call__(self, logits: jax.Array, targets: jax.Array, aux: dict) -> Terms:
+        if "mean" not in aux or "log_sigma" not in aux:
+            raise ValueError("NegativeELBO needs a variational model's aux (mean, log_sigma), "
+                             f"and this one has {sorted(aux) or 'none'}: train a plain "
+                             "autoencoder with objectives.Reconstruction(losses.mse or bce)")
         recon_nats = -self.likelihood.log_prob(logits, targets)
         kl_nats = losses.gaussian_kl(aux["mean"], aux["log_sigma"])
         return {"loss": recon_nats + self.beta * kl_nats, "recon_nats": recon_nats,

@@ -853,3 +853,17 @@ def test_build_model_checks_the_init_scheme_it_leaves_to_init_params():
     assert jax.tree.structure(flax_own) == jax.tree.structure(torch)
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(flax_own),
                                                          jax.tree.leaves(torch), strict=True))
+
+
+def test_check_model_names_a_task_that_cannot_run_and_elbo_of_a_plain_ae_is_one_line():
+    from jaxae import objectives
+    from jaxae.tasks import SuperResolve
+
+    with pytest.raises(config_lib.ConfigError) as caught:
+        build_lib.check_model(_Dense(MNIST), SuperResolve(factor=3), MNIST)
+    assert str(caught.value).startswith("task SuperResolve: factor=3 does not divide the "
+                                        "28x28 images"), str(caught.value)
+    logits = jnp.zeros((2, 784))
+    with pytest.raises(ValueError, match=r"NegativeELBO needs a variational model's aux "
+                                         r"\(mean, log_sigma\), and this one has none"):
+        objectives.NegativeELBO(objectives.Bernoulli())(logits, logits, {})

@@ -142,7 +142,8 @@ def load_image(path: str, image_shape: tuple[int, int, int], resize: bool = True
     if (image.height, image.width) != (height, width):
         if not resize:
             raise DataError(f"image {path} is {image.height}x{image.width}, not {height}x{width}"
-                            " like the others: set --config.data.image_size to resize them all")
+                            " like the others: give an image_size (--config.data.image_size) "
+                            "to resize them all")
         image = fit(image, height, width)
     array = np.asarray(image, dtype=np.uint8)
     return array[..., None] if channels == 1 else array
