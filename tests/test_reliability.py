@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -288,6 +289,33 @@ def test_a_stop_asked_before_training_is_one_line_and_exit_0(tiny_config, tmp_pa
                                        "to save; rerun the same command to start\n")
     with pytest.raises(StopRequested):  # a library caller gets the exception
         train_and_evaluate(tiny_config(), str(tmp_path), stop_requested=lambda: "SIGINT")
+
+
+def test_a_stop_as_the_first_chunk_is_set_up_saves_no_untrained_checkpoint(tiny_config,
+                                                                           tmp_path):
+    """A stop asked at any of the run's checks before its first chunk has run ends the run
+    with 'nothing new to save', and nothing is saved: no step-0 checkpoint of an untrained
+    model, which evaluate.py would evaluate and a rerun with another seed would refuse."""
+    def stop_at(checks: int) -> Callable[[], str | None]:
+        asked = []
+
+        def stop() -> str | None:
+            asked.append(True)
+            return "SIGINT" if len(asked) >= checks else None
+        return stop
+
+    for checks in range(1, 7):
+        workdir = tmp_path / str(checks)
+        try:
+            train_and_evaluate(tiny_config(), str(workdir), stop_requested=stop_at(checks))
+        except StopRequested:
+            folder = workdir / "checkpoints"
+            steps_saved = os.listdir(folder) if folder.exists() else []
+            assert [s for s in steps_saved if s.isdigit()] == [], (checks, steps_saved)
+            continue
+        assert checks > 4  # a stop after a chunk ran: its step is saved
+        saved = [int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit()]
+        assert saved and min(saved) > 0, (checks, saved)
 
 
 # ---------------------------------------------------------------------------- refused early

@@ -668,12 +668,12 @@ def _epochs(run: _Run, state: steps.TrainState,
     steps_per_epoch, total_steps = run.steps_per_epoch, run.total_steps
     step = int(state.step)
 
-    last_saved = None
+    last_saved = step  # the state it starts from: a fresh one, or one restored from disk
 
     def save() -> None:
-        """Checkpoints the state once per step (a stop right after a scheduled save saves
-        nothing new); a step on disk from an earlier process, which resuming passed over as
-        damaged, is written over."""
+        """Checkpoints the state once per step (a stop right after a scheduled save, or
+        before the first chunk has run, saves nothing new); a step on disk from an earlier
+        process, which resuming passed over as damaged, is written over."""
         nonlocal last_saved
         if step == last_saved:
             return
