@@ -459,6 +459,10 @@ def test_a_task_refuses_scaled_images_and_a_shape_it_cannot_run_at():
     with pytest.raises(ValueError, match="factor=3 does not divide the 28x28 images: use one "
                                          "of 2, 4, 7, 14, 28"):
         tasks.SuperResolve(factor=3).make_example(images, key)
+    for factor in (1, 0, -2):
+        with pytest.raises(ValueError, match=f"factor={factor} must be a whole number of 2 or "
+                                             "more that divides the 28x28 images: use one of 2"):
+            tasks.SuperResolve(factor=factor).make_example(images, key)
 
 
 @pytest.mark.parametrize("labels, count, shown", [

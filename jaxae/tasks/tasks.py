@@ -139,8 +139,12 @@ class SuperResolve(Task):
                 width % self.factor:
             usable = [f for f in range(2, min(height, width) + 1)
                       if height % f == 0 and width % f == 0]
-            raise ValueError(f"factor={self.factor!r} does not divide the {height}x{width} "
-                             f"images: use one of {', '.join(map(str, usable)) or 'none'}")
+            why = (f"does not divide the {height}x{width} images"
+                   if isinstance(self.factor, int) and self.factor >= 2 else
+                   f"must be a whole number of 2 or more that divides the {height}x{width} "
+                   "images")
+            raise ValueError(f"factor={self.factor!r} {why}: use one of "
+                             f"{', '.join(map(str, usable)) or 'none'}")
 
     def input_shape(self, image_shape):
         height, width, channels = image_shape
