@@ -586,3 +586,13 @@ def test_a_model_registered_by_the_running_script_is_warned_of(monkeypatch, caps
         "evaluate.py cannot import: evaluate this run with "
         "jaxae.evaluation.evaluate.evaluate_workdir from a script that registers it, or move "
         "the model into a module file and name it 'my_models.py:script_registered_ae'\n")
+
+
+def test_more_steps_than_a_run_counts_is_one_line_before_anything_is_written(tiny_config,
+                                                                              tmp_path):
+    config = tiny_config(**{"train.num_epochs": 200_000_000})  # 16 steps an epoch
+    with pytest.raises(ConfigError, match=r"config.train.num_epochs=200000000 asks for "
+                                          r"3,200,000,000 steps of 16 an epoch, more than a run "
+                                          r"counts \(2,147,483,647\): use at most 134,217,727"):
+        train_and_evaluate(config, str(tmp_path / "long"))
+    assert not os.path.exists(tmp_path / "long")

@@ -58,6 +58,7 @@ from jaxae.training.workdir import (
     write_run_files,
 )
 
+MAX_STEPS = 2**31 - 1  # a run's steps: the train state's step counter is int32
 StopRequest = Callable[[], str | None]  # the name of a stop signal received, or None
 EvaluationHook = Callable[[int, int, dict[str, float]], None]  # (step, epoch, metrics)
 
@@ -423,6 +424,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     objective = build.make_objective(config, model)
     steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
     total_steps = steps_per_epoch * train_config.num_epochs
+    if total_steps > MAX_STEPS:  # the step counter, and a stream's position, are int32
+        raise config_lib.ConfigError(
+            f"config.train.num_epochs={train_config.num_epochs} asks for {total_steps:,} steps "
+            f"of {steps_per_epoch:,} an epoch, more than a run counts ({MAX_STEPS:,}): use at "
+            f"most {MAX_STEPS // steps_per_epoch:,} epochs (a run stopped with Ctrl-C "
+            "resumes where it stopped)")
 
     def fresh() -> steps.TrainState:
         return steps.create_train_state(model, build.make_optimizer(config, total_steps),
