@@ -650,6 +650,31 @@ def test_fashion_mnist_given_as_mnist_is_refused(tmp_path, monkeypatch) -> None:
     one_line(excinfo, "holds MNIST, not Fashion-MNIST", "published sha256")
 
 
+def test_the_mnist_subset_is_refused_as_fashion_mnist_and_never_written_over_files(
+        tmp_path) -> None:
+    """jaxae.data.mnist5k's 5,000 digits given as Fashion-MNIST are told by their sizes and
+    first labels; its command refuses a folder that holds IDX files unless --overwrite, and
+    --help is usage, not a folder."""
+    from jaxae.data import mnist5k
+
+    folder = tmp_path / "m5"
+    mnist5k.write_idx(str(folder))
+    with pytest.raises(DataError) as excinfo:
+        load_dataset("fashion_mnist", data_dir=str(folder), tfds_dir=str(tmp_path / "tfds"))
+    one_line(excinfo, "holds MNIST, not Fashion-MNIST (its 4,000 training labels begin as "
+                      "MNIST's do)", "--config.data.name=mnist")
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(b"full MNIST of the user's")
+    command = [sys.executable, "-m", "jaxae.data.mnist5k"]
+    refused = subprocess.run([*command, str(folder)], capture_output=True, text=True,
+                             cwd=tmp_path)
+    assert refused.returncode == 1 and refused.stderr.startswith(
+        f"error: {folder} holds IDX files already (train-images-idx3-ubyte.gz, "), refused.stderr
+    assert (folder / "train-images-idx3-ubyte.gz").read_bytes() == b"full MNIST of the user's"
+    usage = subprocess.run([*command, "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert usage.returncode == 0 and "--overwrite" in usage.stdout
+    assert sorted(os.listdir(tmp_path)) == ["m5"]
+
+
 def test_damaged_prepared_folder_is_one_line(tmp_path, monkeypatch) -> None:
     """An array_record file cut to half its size: one line saying to delete the folder."""
     monkeypatch.delenv("JAXAE_MNIST_DIR", raising=False)

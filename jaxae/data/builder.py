@@ -62,14 +62,18 @@ FASHION_MNIST_FILES = (
 )
 
 
-# The first ten labels of each split of the full data sets (60,000 / 10,000 images): files that
-# were recompressed or unpacked have other checksums, but their labels still say what they are.
-KNOWN_FIRST_LABELS = {
-    "mnist": {"train": (5, 0, 4, 1, 9, 2, 1, 3, 1, 4), "test": (7, 2, 1, 0, 4, 1, 4, 9, 5, 9)},
-    "fashion_mnist": {"train": (9, 0, 0, 3, 0, 2, 7, 2, 5, 5),
-                      "test": (9, 2, 1, 1, 6, 1, 4, 6, 5, 7)},
-}
 FULL_SIZES = {"train": 60000, "test": 10000}
+# The size and first ten labels of each split of the versions of a data set known here: the
+# full sets, and the 5,000 MNIST digits as `jaxae.data.mnist5k` writes them. Files that were
+# recompressed or unpacked have other checksums, but their labels still say what they are.
+KNOWN_LABEL_STARTS = {
+    "mnist": ({"train": (60000, (5, 0, 4, 1, 9, 2, 1, 3, 1, 4)),
+               "test": (10000, (7, 2, 1, 0, 4, 1, 4, 9, 5, 9))},
+              {"train": (4000, (1, 5, 4, 9, 0, 2, 7, 3, 6, 1)),
+               "test": (1000, (6, 7, 0, 5, 4, 8, 1, 6, 7, 7))}),
+    "fashion_mnist": ({"train": (60000, (9, 0, 0, 3, 0, 2, 7, 2, 5, 5)),
+                       "test": (10000, (9, 2, 1, 1, 6, 1, 4, 6, 5, 7))},),
+}
 
 
 def idx_fingerprint(entries: list[list]) -> str:

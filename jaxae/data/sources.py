@@ -21,8 +21,7 @@ import urllib.request
 from jaxae.data import idx
 from jaxae.data.builder import (
     FASHION_MNIST_CONFIG,
-    FULL_SIZES,
-    KNOWN_FIRST_LABELS,
+    KNOWN_LABEL_STARTS,
     MNIST_CONFIG,
     IdxFiles,
     JaxaeImages,
@@ -123,7 +122,8 @@ def requested_idx_dir(name: str, idx_dir: str | None = None) -> tuple[str, str] 
 
 def identify_idx_files(name: str, folder: str, files: IdxFiles) -> None:
     """Raise DataError when the IDX files of `folder` are the other data set's: their
-    published sha256, or (recompressed or unpacked) the full set's first labels, say so."""
+    published sha256, or (recompressed, unpacked, or jaxae.data.mnist5k's subset) the sizes
+    and first labels of a version known here (`KNOWN_LABEL_STARTS`), say so."""
     config = _config(name)
     sha256 = {file_name: sha for file_name, _, sha in files.entries}
     for stems in idx.SPLIT_FILES.values():
@@ -135,13 +135,15 @@ def identify_idx_files(name: str, folder: str, files: IdxFiles) -> None:
                                       f"{file_name} has the published sha256 of "
                                       f"{CONFIGS[owner[0]].title}'s {owner[1]}")
     splits = files.splits
-    for other, first in KNOWN_FIRST_LABELS.items():
+    for other, versions in KNOWN_LABEL_STARTS.items():
         if other == name:
             continue
-        if all(len(splits[s][1]) == FULL_SIZES[s] and
-               tuple(int(v) for v in splits[s][1][:10]) == first[s] for s in SPLITS):
-            raise _other_data_set(config, folder, other,
-                                  f"its labels begin as {CONFIGS[other].title}'s do")
+        for version in versions:
+            if all(len(splits[s][1]) == version[s][0] and
+                   tuple(int(v) for v in splits[s][1][:10]) == version[s][1] for s in SPLITS):
+                raise _other_data_set(config, folder, other,
+                                      f"its {len(splits['train'][1]):,} training labels begin "
+                                      f"as {CONFIGS[other].title}'s do")
 
 
 def _other_data_set(config: JaxaeImagesConfig, folder: str, other: str, why: str) -> DataError:
