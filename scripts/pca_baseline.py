@@ -20,7 +20,9 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 
-from jaxae import build
+from jaxae import build, losses
+from jaxae.config import ConfigError
+from jaxae.data import DataError
 from jaxae.evaluation import pca
 from jaxae.keys import derive_keys
 from jaxae.training.workdir import load_run_config
@@ -44,8 +46,8 @@ def pca_errors(train_u8: np.ndarray, test_u8: np.ndarray, sizes: list[int]) -> d
         part = pca.PCA(fitted.mean, fitted.components[:k])
         recon = jnp.clip(pca.reconstruct(part, pca.project(part, test)), 0.0, 1.0)
         per_image = jnp.mean(jnp.square(recon - test), axis=1)
-        psnr = -10.0 * jnp.log10(jnp.maximum(per_image, 1e-10))
-        out[k] = {"test_mse": float(per_image.mean()), "test_psnr": float(psnr.mean())}
+        out[k] = {"test_mse": float(per_image.mean()),
+                  "test_psnr": float(losses.psnr(recon, test).mean())}
     return out
 
 
@@ -55,8 +57,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, action="append",
                         help="components (default: the model's code size); may repeat")
     args = parser.parse_args(argv)
-    config = load_run_config(args.workdir)
-    data = build.load_data(config, derive_keys(config.seed).data)
+    if args.k and min(args.k) < 1:
+        parser.error(f"--k={min(args.k)}: give a number of components of 1 or more")
+    try:
+        config = load_run_config(args.workdir)
+        data = build.load_data(config, derive_keys(config.seed).data)
+    except (ConfigError, DataError, OSError) as e:
+        sys.exit(f"error: {e}")
     sizes = args.k or [code_size(config, data.image_shape, data.num_classes)]
     train = np.asarray(data.train.images)
     most = min(len(train), train[0].size)  # PCA has at most this many components
