@@ -34,6 +34,7 @@ flags.DEFINE_string("eval_dir", None, "Where to write metrics.json and the pictu
                     "for --step=N).")
 flags.mark_flags_as_required(["workdir"])
 cli.define_eval_overrides()
+flags.declare_key_flag("config")  # --help lists it (it is defined in jaxae.cli)
 
 
 def main(argv: list[str]) -> None:

@@ -22,6 +22,7 @@ from jaxae.training.trainer import train_and_evaluate  # noqa: E402
 
 FLAGS = flags.FLAGS
 cli.define_config_flag("configs/default.py")
+flags.declare_key_flag("config")  # --help lists it (it is defined in jaxae.cli)
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and pictures.")
 flags.mark_flags_as_required(["workdir"])
 

@@ -240,6 +240,12 @@ def test_evaluating_an_older_step_keeps_the_newest_evaluation(tiny_config, tmp_p
 def test_evaluating_an_empty_workdir_says_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no run"):
         evaluate_workdir(str(tmp_path))
+    (tmp_path / "checkpoints" / "16").mkdir(parents=True)  # its config.json lost
+    with pytest.raises(FileNotFoundError, match="holds checkpoints but no config.json, which "
+                                                "says what model and data they are of"):
+        evaluate_workdir(str(tmp_path))
+    (tmp_path / "checkpoints" / "16").rmdir()
+    (tmp_path / "checkpoints").rmdir()
     (tmp_path / "strided").mkdir()
     (tmp_path / "strided" / "config.json").write_text("{}")
     (tmp_path / "vae").mkdir()

@@ -587,6 +587,12 @@ def load_run_config(workdir: str, moved_names: dict[str, str] | None = None
             + (f"runs beside it: {shown}" if runs else
                "pass the --workdir that train.py trained into"))
     if not os.path.isfile(path):
+        if os.path.isdir(os.path.join(workdir, CHECKPOINTS)) and any(
+                name.isdigit() for name in os.listdir(os.path.join(workdir, CHECKPOINTS))):
+            raise FileNotFoundError(
+                f"{workdir!r} holds checkpoints but no {CONFIG_FILE}, which says what model "
+                "and data they are of: put it back, or rerun the train.py command that made "
+                "them (it writes config.json again once the checkpoint it resumes fits)")
         raise FileNotFoundError(
             f"{workdir!r} holds no run ({CONFIG_FILE} is missing): train one first with "
             f"python train.py --config=YOUR_CONFIG.py --workdir={workdir}")
