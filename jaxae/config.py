@@ -31,7 +31,7 @@ from ml_collections import config_dict
 
 from jaxae import objectives
 from jaxae.data import DATASETS
-from jaxae.data.dataset import declared_paths
+from jaxae.data.dataset import STREAMING_MODES, declared_paths
 from jaxae.data.splits import BINARIZATIONS
 from jaxae.kernels import conv, precision
 from jaxae.keys import SEED_RANGE
@@ -39,10 +39,9 @@ from jaxae.models.initializers import SCHEMES
 from jaxae.models.registry import BUILDER_OPTIONS, MODELS, settable_fields
 from jaxae.registry import RegistryError, build, check_options
 from jaxae.tasks import TASKS, Task
+from jaxae.training.steps import OPTIMIZERS
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
-STREAMING = ("auto", "memory", "stream")
 FLOAT32_MAX = 3.4028234663852886e38  # training computes in float32: larger numbers are inf
 
 
@@ -363,7 +362,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
              f"config.objective.beta={beta!r} must be >= 0 (1 is the plain VAE)")
     _require(beta <= FLOAT32_MAX, f"config.objective.beta={beta!r} is beyond float32's range "
              f"(at most {FLOAT32_MAX:.3g}), in which training computes: 1 is the plain VAE")
-    _choice(config, "optim.name", OPTIMIZERS)
+    _choice(config, "optim.name", tuple(OPTIMIZERS))
     _choice(config, "optim.schedule", SCHEDULES)
     lr = config.optim.learning_rate
     _require(_is_number(lr) and 0 < lr <= FLOAT32_MAX,
@@ -394,7 +393,7 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
         _positive_int(config, f"data.{field}", optional=True)
     val = config.data.val_size
     _require(_is_int(val) and val >= 0, f"config.data.val_size={val!r} must be an integer >= 0")
-    _choice(config, "data.streaming", STREAMING)
+    _choice(config, "data.streaming", STREAMING_MODES)
     _positive_int(config, "data.image_size", optional=True)
     _positive_int(config, "data.memory_budget_mb")
     channels = config.data.channels
