@@ -296,7 +296,7 @@ def first_epoch(config: ml_collections.ConfigDict, arrays: dict,
                                    config.train.compute_dtype)
     tx = build.make_optimizer(config)
     state = steps.create_train_state(model, tx, task.input_shape(image_shape), keys.init,
-                                     config.model.init)
+                                     build.init_scheme(config))
     num_examples = len(arrays["image"])
     epoch_images = epoch_images or num_examples
     # placed on the device once, as the trainer places it, not again with every timed call

@@ -57,7 +57,7 @@ def jaxae_from_draws(draws: dict, config: ml_collections.ConfigDict, model_name:
     objective = build.make_objective(config, model)
     state = steps.create_train_state(model, build.make_optimizer(config),
                                      task.input_shape(data.image_shape), keys.init,
-                                     config.model.init)
+                                     build.init_scheme(config))
     params: dict = {}
     for i, path in enumerate(LAYERS[model_name]):
         part, layer = path.split("/")

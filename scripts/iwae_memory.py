@@ -35,7 +35,7 @@ def temp_bytes(config: ml_collections.ConfigDict, data: Splits, num_samples: int
     objective = build.make_objective(config, model)
     state = steps.create_train_state(model, build.make_optimizer(config),
                                      task.input_shape(data.image_shape), derive_keys(0).init,
-                                     config.model.init)
+                                     build.init_scheme(config))
     batch = {"image": jnp.zeros((batch_size, *data.image_shape), jnp.uint8),
              "label": jnp.zeros((batch_size,), jnp.int32),
              "mask": jnp.ones((batch_size,), jnp.float32)}

@@ -436,7 +436,7 @@ def state_template(workdir: str) -> TrainState:
     model = build.make_model(config, data.image_shape, data.num_classes)
     return steps.create_train_state(model, build.make_optimizer(config),
                                     task.input_shape(data.image_shape),
-                                    derive_keys(config.seed).init, config.model.init)
+                                    derive_keys(config.seed).init, build.init_scheme(config))
 
 
 def restored_state(workdir: str, step: int, like: TrainState | None = None) -> TrainState:
