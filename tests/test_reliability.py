@@ -1376,3 +1376,14 @@ def test_an_evaluation_whose_metrics_cannot_be_written_names_the_file_and_the_re
         f"could not write {os.path.join(workdir, 'eval', 'metrics.json')} (No space left on "
         "device): ")
     assert not os.path.exists(os.path.join(workdir, "eval"))  # made for it, left empty: gone
+
+
+def test_a_config_json_that_is_no_object_is_left_to_its_own_damage_line(tmp_path):
+    """check_same_data reads config.json's data section; a JSON list there (a damaged
+    file, which prepare_workdir names) is no AttributeError."""
+    from jaxae.training import workdir as workdir_lib
+
+    (tmp_path / "config.json").write_text("[]")
+    (tmp_path / "environment.json").write_text("[1]")
+    data = ml_collections.ConfigDict({"name": "fashion_mnist", "path": None})
+    assert workdir_lib.check_same_data(str(tmp_path), data, "fingerprint") is None

@@ -92,11 +92,13 @@ def evaluate_splits(eval_step, params, data: Splits, batch_size: int, eval_key: 
     """Test (and validation) metrics, prefixed 'test_' / 'val_'.
 
     With a `floor_step` (`steps.make_floor_step`; `eval_step` then made without floors),
-    the task's floors of each split are computed at the first call and kept in `floors` for
-    the next ones: they do not depend on the parameters, and a baseline such as the median
-    filter can cost more than the model's own evaluation.
+    the task's floors of each split are computed at the first call and kept in `floors` (a
+    dict of the caller's, passed again; None: kept for this call only) for the next ones:
+    they do not depend on the parameters, and a baseline such as the median filter can cost
+    more than the model's own evaluation.
     """
     named = {"test": data.test, "val": data.val}
+    floors = {} if floors is None else floors
     out = {}
     for prefix, split in named.items():
         if split is not None:

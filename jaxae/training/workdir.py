@@ -675,24 +675,24 @@ def check_same_data(workdir: str, data: ml_collections.ConfigDict, fingerprint: 
     try:
         with open(os.path.join(workdir, CONFIG_FILE)) as f:
             saved_path = json.load(f).get("data", {}).get("path")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return  # no run there yet (or prepare_workdir has named its damage)
     try:
         with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
             recorded = json.load(f).get("data_fingerprint", "")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         recorded = ""
     path = data.get("path")
     back = f"point --config.data.path back at {saved_path!r}"
-    moved = _place(path) != _place(saved_path)  # config.json records it absolute
+    places_differ = _place(path) != _place(saved_path)  # config.json records it absolute
     if recorded and recorded != fingerprint:
         where = f"data.path={path!r}" if path else f"config.data ({data.name})"
-        fix = f"{back}, or at a copy of them" if moved else (
+        fix = f"{back}, or at a copy of them" if places_differ else (
             "restore the run's images, or train a new run on these in a new --workdir")
         raise config_lib.ConfigError(
             f"the images at {where} are not those the run in {workdir!r} trained on (other "
             f"files or options): {fix}")
-    if not recorded and moved:
+    if not recorded and places_differ:
         raise config_lib.ConfigError(
             f"the run in {workdir!r} trained on data.path={saved_path!r} and records no "
             f"fingerprint of those images to check {path!r} against (it predates that "
