@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement of the performance issue in one run, written into the GPU's section
+# Every GPU measurement of the bench in one run, written into the GPU's section
 # of BENCHMARKS.md (titled by the device's name, e.g. "NVIDIA H200"), in this order:
 #   1. the Fashion-MNIST conv AE's epoch at batch sizes $EPOCH_BATCHES (512,1024), one
 #      dispatch per epoch, both convolution implementations, in $EPOCH_DTYPE (tf32,bfloat16)
@@ -26,7 +26,7 @@
 # Leave a minute below any hard limit: an interrupted step may take 30 s more to stop.
 # ONLY="growth precision" runs only the steps named (epoch, vae64, determinism, growth,
 # precision): on one H200 the five took over ten minutes with their compiles (each step's
-# start is in its log; benchmarks/logs/ keeps one), so a time-limited session can split
+# start is in its log; benchmarks/logs/ keeps one), so a time-limited machine can split
 # them into two runs. A copy whose .git is missing or older than its files names its commit
 # in $JAXAE_COMMIT.
 #

@@ -464,6 +464,12 @@ class _DecodeTuple(_Dense):
         return logits, logits
 
 
+class _AuxNone(_Dense):
+    """A plain AE returning (logits, None): its objective reads no aux."""
+    def __call__(self, x, *, labels=None, key=None, sample=True):
+        return self.decode(self.encode(x)), None
+
+
 class _Unnamed(_Dense):
     @nn.compact
     def encode(self, x, *, labels=None):
@@ -476,6 +482,7 @@ class _Unnamed(_Dense):
 
 @pytest.mark.parametrize("model, words", [
     (_Dense(MNIST), None),
+    (_AuxNone(MNIST), None),
     (_CallOnlyLogits(MNIST), "returns an array of shape 2x28x28x1 from __call__, not (logits, "
                              "aux): subclass jaxae.models.Autoencoder"),
     (_DecodeTuple(MNIST), "returns logits of type tuple, not an array: its decode must "
@@ -785,12 +792,14 @@ def test_the_library_steps_refuse_a_vae_code_not_flat_a_lone_image_and_foreign_p
     dense = _Dense(image_shape=MNIST)
     state = steps.create_train_state(dense, optax.sgd(0.1), MNIST, jax.random.key(0))
     with pytest.raises(ValueError, match=r"images of shape \[28, 28, 1\]: give a batch of "
-                                         r"images \[B, H, W, C\] \(one image: image\[None\]\)"):
+                                         r"images \[B, H, W, C\] \(one image: image\[None\]; "
+                                         r"grey images without their channel axis"):
         steps.make_train_step(dense, Reconstruct(), mse)(
             state, {"image": np.zeros(MNIST, np.uint8)}, jax.random.key(1))
     small = steps.create_train_state(dense, optax.sgd(0.1), (14, 14, 1), jax.random.key(0))
     with pytest.raises(DeclarationError, match="the parameters given to model _Dense were made "
-                                               "for other inputs than these 28x28x1 ones"):
+                                               "for another model or for other inputs than "
+                                               "these 28x28x1 ones"):
         steps.make_eval_step(dense, Reconstruct(), mse)(small.params, batch, jax.random.key(1))
 
 

@@ -1360,6 +1360,25 @@ def test_two_processes_moving_files_into_one_folder_take_turns(tmp_path):
     assert other.wait(timeout=60) == 0
 
 
+def test_files_move_where_a_folder_cannot_be_locked(tmp_path, monkeypatch):
+    """NFS emulates flock with write locks, which a folder opened read-only cannot take
+    (EBADF): the move goes ahead without a turn, as it would with no lock at all."""
+    import errno
+
+    from jaxae.training import lock as lock_lib
+    from jaxae.training import workdir as workdir_lib
+
+    def unlockable(fd, operation):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(lock_lib.fcntl, "flock", unlockable)
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "a.png").write_text("new")
+    (tmp_path / "eval").mkdir()
+    workdir_lib.move_files(str(tmp_path / "new"), str(tmp_path / "eval"))
+    assert (tmp_path / "eval" / "a.png").read_text() == "new"
+
+
 def test_an_evaluation_whose_metrics_cannot_be_written_names_the_file_and_the_reason(
         tmp_path, monkeypatch):
     from jaxae.training import workdir as workdir_lib

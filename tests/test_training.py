@@ -171,14 +171,27 @@ def test_short_training_lowers_the_test_loss(tiny_config, tmp_path):
     ({"model": {"name": "cvae", "latent_dim": 4}, "eval.iwae_samples": (1,),
       "eval.iwae_images": 64}, None),
 ])
-def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, input_row):
+def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, input_row,
+                                          monkeypatch):
+    from jaxae.evaluation import evaluate as evaluate_lib
+    from jaxae.keys import IWAE_STREAM
+
     config = tiny_config(**{"train.num_epochs": 1, "data.train_size": 64, "data.test_size": 64,
                             **overrides})
     train_and_evaluate(config, str(tmp_path))
     variational = config.model.name == "cvae"
+    iwae_keys = []  # the IWAE bounds draw from their own stream of the eval key
+    bounds = evaluate_lib.iwae.iwae_bounds
+    monkeypatch.setattr(evaluate_lib.iwae, "iwae_bounds", lambda *args, **kwargs: (
+        iwae_keys.append(args[5]), bounds(*args, **kwargs))[1])
     # evaluation fields change at evaluation time: another k for the IWAE bound, on 32 images
     overrides = {"eval.iwae_samples": (2,), "eval.iwae_images": 32} if variational else {}
     result = evaluate_workdir(str(tmp_path), overrides=overrides)
+    if variational:
+        expected = jax.random.fold_in(derive_keys(config.seed).eval, IWAE_STREAM)
+        assert len(iwae_keys) == 1
+        np.testing.assert_array_equal(jax.random.key_data(iwae_keys[0]),
+                                      jax.random.key_data(expected))
     last_test = [r for r in read_metrics(tmp_path) if "test_loss" in r][-1]
     assert result["step"] == 2 and result["test_images"] == 64
     assert result["counts"]["test_loss"] == 64  # over how many images each figure is

@@ -44,11 +44,18 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape)) if shape else "a scalar"
 
 
-def split_output(name: str, output) -> tuple:
-    """A model call's (logits, aux), or DeclarationError where it returns something else (an
-    array alone would unpack along its batch axis)."""
-    if isinstance(output, tuple) and len(output) == 2 and isinstance(output[1], Mapping):
-        return output
+def split_output(name: str, output, variational: bool) -> tuple:
+    """A model call's (logits, aux) (aux None counts as {}), or DeclarationError where it
+    returns something else (an array alone would unpack along its batch axis) or where a
+    variational model's aux is not a mapping."""
+    if isinstance(output, (tuple, list)) and len(output) == 2:
+        logits, aux = output
+        aux = {} if aux is None else aux
+        if not variational or isinstance(aux, Mapping):
+            return logits, aux
+        raise DeclarationError(f"model {name} is variational but returns an aux of type "
+                               f"{type(aux).__name__}: return (logits, {{'mean': ..., "
+                               "'log_sigma': ..., 'z': ...}})")
     what = (f"an array of shape {_shape(tuple(output.shape))}" if hasattr(output, "shape")
             else f"a {type(output).__name__}" + (f" of {len(output)}"
                                                  if isinstance(output, (tuple, list)) else ""))
@@ -134,7 +141,7 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
 
     def run(x, labels):
         output, variables = model.init_with_output(key, x, labels=labels, key=key)
-        logits, aux = split_output(name, output)
+        logits, aux = split_output(name, output, model.variational)
         code = model.apply(variables, x, labels=labels, method="encode")
         z = aux["z"] if model.variational else code
         decoded = None if latent_shape is None else model.apply(

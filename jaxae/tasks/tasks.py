@@ -54,7 +54,8 @@ class Task:
         """(model input, clean target) for a batch of uint8 images [B, H, W, C]; a shape the
         task cannot run at is its `check`'s ValueError, raised while tracing."""
         if len(images_u8.shape) != 4:
-            one = " (one image: image[None])" if len(images_u8.shape) == 3 else ""
+            one = (" (one image: image[None]; grey images without their channel axis: "
+                   "images[..., None])") if len(images_u8.shape) == 3 else ""
             raise ValueError(f"images of shape {list(images_u8.shape)}: give a batch of images "
                              f"[B, H, W, C]{one}")
         self.check(tuple(images_u8.shape[1:]))

@@ -403,16 +403,24 @@ def _key_impl(leaf: Any):
 
 def _data_as_keys(tree: PyTree, like: PyTree) -> PyTree:
     """Undoes `keys_as_data`: the leaves that are typed keys in `like` wrapped back, in the
-    implementation `like` gives."""
+    implementation and placement `like` gives (a checkpoint holds the key data alone, so
+    `like` decides between implementations of one data shape, such as rbg and unsafe_rbg)."""
     if not any(_is_typed_key(leaf) for leaf in jax.tree.leaves(like)):
         return tree
-    return jax.tree.map(lambda leaf, model: jax.random.wrap_key_data(
-        leaf, impl=_key_impl(model)) if _is_typed_key(model) else leaf, tree, like)
+
+    def wrap(data, model):
+        if not _is_typed_key(model):
+            return data
+        key = jax.random.wrap_key_data(data, impl=_key_impl(model))
+        sharding = getattr(model, "sharding", None)
+        return key if sharding is None else jax.device_put(key, sharding)
+    return jax.tree.map(wrap, tree, type(tree)(like) if isinstance(like, Mapping) else like)
 
 
 def host_leaves(tree: PyTree) -> dict[str, np.ndarray]:
-    """`leaves_by_name` with every leaf copied to the host (once, for all checks)."""
-    return {name: np.asarray(leaf) for name, leaf in leaves_by_name(tree).items()}
+    """`leaves_by_name` with every leaf copied to the host (once, for all checks); typed
+    PRNG keys as their key data."""
+    return {name: np.asarray(leaf) for name, leaf in leaves_by_name(keys_as_data(tree)).items()}
 
 
 def checksum(tree: PyTree, host: dict[str, np.ndarray] | None = None) -> np.ndarray:
@@ -456,7 +464,7 @@ def check_fits(manager: ocp.CheckpointManager, step: int, like: PyTree, hint: Hi
     differs, from the checkpoint's metadata (`saved`: its `saved_outline`, if already read):
     nothing is read if the tree does not fit."""
     saved = saved_outline(manager, step) if saved is None else saved
-    wanted = outline(like)
+    wanted = outline(keys_as_data(like))
     # parameters first: a model that changed is named by its parameter, not its Adam moments
     for name in sorted(saved.keys() | wanted.keys(), key=lambda n: (
             not n.startswith("params/"), n)):

@@ -65,10 +65,15 @@ def busy(workdir: str) -> str | None:
 def files_moving_into(folder: str):
     """Held while a set of files moves into `folder`: an exclusive `flock` on the folder
     itself, so that two processes moving sets there (two evaluate.py runs on one workdir)
-    take turns and the folder ends with one whole set, never a mix. Waits for the other."""
+    take turns and the folder ends with one whole set, never a mix. Waits for the other.
+    Where the file system cannot lock a folder (NFS emulates `flock` with write locks,
+    which a folder opened read-only cannot take), the move goes ahead without a turn."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # EBADF, ENOLCK, EOPNOTSUPP: no turns to take here
+            pass
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -146,10 +146,11 @@ def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs
                              sample=sample)
     except flax.errors.ScopeParamShapeError as e:
         raise declarations.DeclarationError(
-            f"the parameters given to model {name} were made for other inputs than these "
-            f"{'x'.join(map(str, inputs.shape[1:]))} ones ({str(e).splitlines()[0]}): "
-            "initialise the model on inputs of the data's shape") from None
-    logits, aux = declarations.split_output(name, output)
+            f"the parameters given to model {name} were made for another model or for other "
+            f"inputs than these {'x'.join(map(str, inputs.shape[1:]))} ones "
+            f"({str(e).splitlines()[0]}): initialise this model on inputs of the data's "
+            "shape") from None
+    logits, aux = declarations.split_output(name, output, model.variational)
     declarations.check_logits(name, logits, inputs.shape[0], inputs.shape[1:],
                               targets.shape[1:])
     if model.variational:
@@ -278,9 +279,9 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
     Metrics: the training objective and, for VAEs, the ELBO and its terms (z sampled with
     the key); MSE, BCE and PSNR of the reconstruction against the clean image (VAEs: from
     z = z_mean); with `floors`, where the task's input differs from the target, the PSNR of
-    the input and of the task's classical baseline, the floors to beat. The floors do not
-    depend on the parameters: a run that evaluates again and again computes them once
-    (`make_floor_step`, `jaxae.training.trainer.evaluate_splits`).
+    the input and (where the task has one) of its classical baseline, the floors to beat.
+    The floors do not depend on the parameters: a run that evaluates again and again
+    computes them once (`make_floor_step`, `jaxae.training.trainer.evaluate_splits`).
     """
     flat = losses.flat_images
 

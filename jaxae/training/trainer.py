@@ -430,8 +430,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         raise config_lib.ConfigError(
             f"config.train.num_epochs={train_config.num_epochs} asks for {total_steps:,} steps "
             f"of {steps_per_epoch:,} an epoch, more than a run counts ({MAX_STEPS:,}): use at "
-            f"most {MAX_STEPS // steps_per_epoch:,} epochs (a run stopped with Ctrl-C "
-            "resumes where it stopped)")
+            f"most {MAX_STEPS // steps_per_epoch:,} epochs")
 
     def fresh() -> steps.TrainState:
         return steps.create_train_state(model, build.make_optimizer(config, total_steps),
