@@ -562,11 +562,29 @@ def _config_error(error: BaseException, argv: Sequence[str], flag_values: flags.
                        f"--config.{section}.FIELD=VALUE")
             return (f"--config.{section}={value} gives a value to a whole section: give one "
                     f"of its fields, {example}")
+        if found := re.match(r"Unknown command line flag '(\w+)'", first):
+            return first + _field_flag_hint(found.group(1), flag_values)
         if "Overriding config is not allowed" in first:
             return ("evaluate.py takes no --config file: it evaluates with the run's own "
                     "config.json; change what it measures with --config.eval.FIELD=VALUE")
         return first
     return f"--config={path}: {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+
+
+def _field_flag_hint(name: str, flag_values: flags.FlagValues) -> str:
+    """For a flag that is no flag but a config field's name (--num_epochs): the override
+    that sets it (': did you mean --config.train.num_epochs?'), else ''."""
+    from jaxae.config import base_config
+
+    config = flag_values["config"].value if "config" in flag_values else None
+    if not isinstance(config, ml_collections.ConfigDict):  # not loaded: the base config's
+        config = base_config()
+    paths = [key for key in config.keys() if key == name and
+             not isinstance(config[key], ml_collections.ConfigDict)]
+    paths += [f"{section}.{name}" for section in config.keys()
+              if isinstance(config[section], ml_collections.ConfigDict)
+              and name in config[section]]
+    return f": did you mean {' or '.join(f'--config.{p}' for p in paths)}?" if paths else ""
 
 
 def loaded_config(flag_values: flags.FlagValues = flags.FLAGS) -> ml_collections.ConfigDict:

@@ -147,7 +147,10 @@ def test_misspelt_and_moved_config_fields_are_one_line_naming_the_right_one(tmp_
             ("--config.modle.name=vae", "error: unknown config field config.modle.name: "
                                         "did you mean config.model.name?"),
             ("--config.latent_dim=2", "error: unknown config field config.latent_dim: it "
-                                      "moved to config.model.latent_dim")]:
+                                      "moved to config.model.latent_dim"),
+            ("--num_epochs=3", "error: Unknown command line flag 'num_epochs': did you mean "
+                               "--config.train.num_epochs?"),
+            ("--nonsense=3", "error: Unknown command line flag 'nonsense'")]:
         result = run("train.py", "--config=configs/test.py", f"--workdir={workdir}", flag)
         assert result.returncode == 1
         assert result.stderr.strip().splitlines() == [line]
