@@ -137,7 +137,8 @@ def test_z_is_the_reparameterised_sample_of_the_key():
 def test_a_conditional_model_needs_labels():
     model = build({"name": "cvae"})
     params, x, _ = init(model)
-    with pytest.raises(ValueError, match="conditional on the class: pass labels"):
+    with pytest.raises(ValueError, match="VAE with num_classes=10 is conditional on the "
+                                         "class: pass labels"):
         model.apply({"params": params}, x, sample=False)
 
 

@@ -140,7 +140,8 @@ def one_hot_condition(h_BxF: jax.Array, labels_B: jax.Array | None, num_classes:
                       owner: str) -> jax.Array:
     """h with the one-hot label appended (a conditional model's input to a layer)."""
     if labels_B is None:
-        raise ValueError(f"{owner} is conditional on the class: pass labels=<int array [B]>")
+        raise ValueError(f"{owner} with num_classes={num_classes} is conditional on the class: "
+                         "pass labels=<int array [B]>")
     one_hot = jax.nn.one_hot(labels_B, num_classes, dtype=h_BxF.dtype)
     return jnp.concatenate([h_BxF, one_hot], axis=-1)
 
