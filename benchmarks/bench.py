@@ -416,17 +416,24 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
 
 def roof_columns(cost: roofline.Cost, seconds: list[float], measured: list[roofline.Roofs],
                  meter: roofline.RoofMeter | None = None) -> dict:
-    """The roofline columns of a row: the roofs measured around its chunks (medians), the
-    binding roof and the median fraction of it over the chunks that stayed under it."""
+    """The roofline columns of a row: the roofs measured around its chunks (medians), and
+    the median chunk's fraction of the roof that binds it. Each chunk is held against the
+    better of the roofs read just before and after it (`roofline.chunk_fractions`), so a
+    row's fraction and bound are those of its median chunk (the lower of the middle two),
+    which the median roofs need not reproduce on a machine whose roofs move."""
     fractions, errors = roofline.chunk_fractions(cost, seconds, measured)
-    valid = [f for f in fractions if f is not None]
+    valid = sorted((f, i) for i, f in enumerate(fractions) if f is not None)
     peak = _median([r.peak_flops for r in measured])
     bandwidth = _median([r.bandwidth for r in measured])
     _, bound = roofline.attainable(cost, roofline.Roofs(peak, bandwidth))
+    fraction = None
+    if valid:
+        fraction, index = valid[(len(valid) - 1) // 2]
+        _, bound = roofline.attainable(cost, measured[index] | measured[index + 1])
     columns = {"peak_gflops": peak / 1e9, "bandwidth_gbytes_per_s": bandwidth / 1e9,
                "chunk_peak_gflops": [round(r.peak_flops / 1e9, 1) for r in measured],
                "chunk_bandwidth_gbytes_per_s": [round(r.bandwidth / 1e9, 1) for r in measured],
-               "bound": bound, "fraction_of_roof": _median(valid),
+               "bound": bound, "fraction_of_roof": fraction,
                "chunk_fraction_of_roof": [f and round(f, 4) for f in fractions],
                "roof_errors": errors}
     if meter:
@@ -1043,10 +1050,12 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
                    "measured.")
     print("\n" + report, flush=True)
     notes = ", ".join(f"{shape}: {source}" for shape, source in sources.items())
-    text = (f"Data: {notes}. Roofs measured between chunks: the matmul peak (n = "
-            f"{rows[0][0].get('peak_n', '-') if rows else '-'}) and a STREAM triad/copy over "
-            "the step's footprint (`benchmarks/roofline.py` says how bytes are counted).\n\n"
-            + report)
+    text = (f"Data: {notes}. Roofs measured between chunks: the matmul peak (the best of n = "
+            f"{rows[0][0].get('peak_n', '-') if rows else '-'} and smaller sizes) and a STREAM "
+            "triad/copy over the step's footprint (`benchmarks/roofline.py` says how bytes are "
+            "counted); the peak and bandwidth columns are their medians, and a row's bound "
+            "and fraction of the roof are those of its median chunk, held against the roofs "
+            "read beside it.\n\n" + report)
     if args.plot and rows:
         roofline.plot([ours for ours, _ in rows], args.plot,
                       f"{device_title()}, {datetime.date.today().isoformat()}")

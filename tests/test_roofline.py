@@ -48,6 +48,23 @@ def test_each_chunk_is_judged_under_the_better_roof_measured_beside_it():
         roofline.chunk_fractions(COST, [0.02, 0.02], [ROOFS] * 2)
 
 
+def test_a_rows_bound_and_fraction_are_those_of_its_median_chunk():
+    """Roofs that move between chunks: the row's fraction and bound come from one chunk
+    (the median one) and the roofs read beside it, so they never disagree; the peak and
+    bandwidth columns stay the medians of all readings."""
+    cost = roofline.Cost(flops=1e9, bytes=0.5e9)  # 2 FLOP/byte
+    fast = roofline.Roofs(peak_flops=100e9, bandwidth=100e9)  # compute binds: 100 < 200
+    slow = roofline.Roofs(peak_flops=100e9, bandwidth=30e9)  # memory binds: 60 < 100
+    # three chunks at 25 GFLOP/s: under fast roofs 25%, under slow ones 25 / 60 = 41.7%
+    columns = bench.roof_columns(cost, [0.04] * 3, [fast, slow, slow, slow])
+    assert columns["chunk_fraction_of_roof"] == [0.25, pytest.approx(0.4167, abs=1e-4),
+                                                 pytest.approx(0.4167, abs=1e-4)]
+    assert columns["fraction_of_roof"] == pytest.approx(25 / 60)
+    assert columns["bound"] == "memory" and columns["bandwidth_gbytes_per_s"] == 30
+    columns = bench.roof_columns(cost, [0.04] * 3, [fast, fast, fast, slow])
+    assert columns["fraction_of_roof"] == 0.25 and columns["bound"] == "compute"
+
+
 def test_a_row_whose_chunks_all_beat_the_roof_reports_no_fraction():
     columns = bench.roof_columns(COST, [0.001, 0.002], [ROOFS] * 3)
     assert columns["fraction_of_roof"] is None and len(columns["roof_errors"]) == 2
@@ -157,7 +174,7 @@ def test_off_the_cpu_the_device_byte_count_gets_its_own_fraction_and_column():
     assert columns["fraction_of_roof"] is None and len(columns["roof_errors"]) == 2
     device = bench.device_bytes_roof(host, seconds, [roofs] * 3)
     assert device["device_bytes_bound"] == "memory" and not device["device_bytes_roof_errors"]
-    assert device["device_bytes_fraction_of_roof"] == pytest.approx(0.45)
+    assert device["device_bytes_fraction_of_roof"] == pytest.approx(0.4)  # the lower middle
     assert bench.device_bytes_roof(COST, seconds, [roofs] * 3) == {}  # a CPU's cost
     row = {"model": "conv_vae", "conv": "xla", "compute_dtype": "bfloat16",
            "image_shape": [64, 64, 3], "width": 1, "batch": 1024, "compile_s": 1.0,
@@ -168,6 +185,6 @@ def test_off_the_cpu_the_device_byte_count_gets_its_own_fraction_and_column():
     header, _, line = bench.table([(row, None)]).splitlines()
     assert "| of roof (device bytes) |" in header
     assert header.count("|") == line.count("|")
-    assert "| 100.0 | memory | 45.0% |" in line and "over the roof: mismeasured" in line
+    assert "| 100.0 | memory | 40.0% |" in line and "over the roof: mismeasured" in line
     cpu_row = {k: v for k, v in row.items() if k not in device}
     assert "device" not in bench.table([(cpu_row, None)]).splitlines()[0]  # a CPU's table
