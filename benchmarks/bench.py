@@ -934,10 +934,22 @@ def check_output_paths(parser: argparse.ArgumentParser, args: argparse.Namespace
     if args.plot and args.no_roofs:
         parser.error("--plot draws each row's fraction of the roof, which --no-roofs skips: "
                      "drop one of them")
-    if args.write and (runs := runs_in_section(args.write, device_title())) > 1:
-        parser.error(f"--write {args.write} would replace the {runs} runs in its section "
-                     f"'## {device_title()}': add this one with --append {args.write}, or move "
+    if args.write and (held := section_contents(args.write, device_title())):
+        parser.error(f"--write {args.write} would replace its section '## {device_title()}', "
+                     f"which holds {held}: add this run with --append {args.write}, or move "
                      "that section away first")
+
+
+def section_contents(path: str, title: str) -> str:
+    """What the section headed `## title` of the report at `path` holds ('2 runs', '1 run
+    and other text', 'text'), '' where it is missing or empty: --write replaces none of it,
+    since a run's notes written by hand beside it cannot be told from its report."""
+    for section in _sections(path):
+        lines = section.splitlines()
+        if lines[0] == f"## {title}" and any(line.strip() for line in lines[1:]):
+            runs = runs_in_section(path, title)
+            return f"{runs} run{'s' * (runs != 1)}" if runs else "text"
+    return ""
 
 
 def runs_in_section(path: str, title: str) -> int:

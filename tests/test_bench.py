@@ -172,8 +172,9 @@ def test_bad_options_are_one_line_refusals_before_any_work(capsys, monkeypatch, 
 
 def test_write_refuses_to_replace_a_section_of_several_runs_and_a_run_leads_with_its_heading(
         tmp_path, capsys, monkeypatch):
-    """--write replaces this device's section: where --append has added runs to it, that
-    would delete them, so it is refused before anything runs."""
+    """--write starts this device's section: where the section holds anything (a run, runs
+    --append added, notes written beside them), replacing it would delete that, so it is
+    refused before anything runs."""
     monkeypatch.setattr(bench, "header", lambda: "cpu x 1")
     path = str(tmp_path / "BENCHMARKS.md")
     run = bench.report_section([("Throughput and roofline", "| table |")], " Code: jaxae "
@@ -183,14 +184,23 @@ def test_write_refuses_to_replace_a_section_of_several_runs_and_a_run_leads_with
     assert ", abcdef0)\n\nMachine: " in run
     assert run.endswith("Machine: cpu x 1. Code: jaxae commit abc.\n\nCommand: `python -m "
                         "benchmarks.bench`\n\n| table |\n")
+    assert bench.parse_args(["--write", path]).write == path  # no such file yet: fine
+    with open(path, "w") as f:
+        f.write(f"# Benchmarks\n\n## {title}\n\n")
+    assert bench.parse_args(["--write", path]).write == path  # an empty section: fine
     bench.write_section(path, run)
-    assert bench.parse_args(["--write", path]).write == path  # one run: replacing it is fine
-    bench.write_section(path, run, append=True)
-    assert bench.runs_in_section(path, title) == 2
+    with open(path, "a") as f:
+        f.write("#### A note on this run\n\nWritten by hand.\n")
     with pytest.raises(SystemExit):
         bench.parse_args(["--write", path])
-    assert (f"--write {path} would replace the 2 runs in its section '## {title}': add this "
-            f"one with --append {path}") in capsys.readouterr().err
+    assert (f"--write {path} would replace its section '## {title}', which holds 1 run: add "
+            f"this run with --append {path}") in capsys.readouterr().err
+    bench.write_section(path, run, append=True)
+    assert bench.runs_in_section(path, title) == 2
+    assert "A note on this run" in open(path).read()
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--write", path])
+    assert "which holds 2 runs: add this run with --append" in capsys.readouterr().err
     both = bench.report_section([("Time to quality", "q"), ("Precision matrix", "p")], "", "c")
     assert "### Time to quality, Precision matrix (" in both and "#### Precision matrix\n\np" \
         in both
