@@ -30,7 +30,8 @@
 # them into two runs. A copy whose .git is missing or older than its files names its commit
 # in $JAXAE_COMMIT.
 #
-# For a GPU machine that has JAX, Flax and Optax but no network: on a machine with one,
+# For a GPU machine that has JAX, Flax, Optax, NumPy, Pillow, Matplotlib and tqdm but no
+# network (the script names a module it lacks before any step): on a machine with one,
 # from the repository root, fetch what jaxae needs besides (both folders are git-ignored):
 #   bash benchmarks/gpu.sh --prepare     # wheels into .whl/ (Python 3.12), Fashion-MNIST's
 #                                        # IDX files into data/fashion-mnist/
@@ -112,6 +113,7 @@ OUT_DIR=${OUT:-}
 if [ "$DRY_RUN" = 1 ] || [ "$PARSE_ONLY" = 1 ]; then
   PY=${PYTHON:-.venv/bin/python}
   SCRATCH=$(mktemp -d /tmp/jaxae_gpu_check.XXXXXX)  # this check's own report, log and plots
+  if [ "$PARSE_ONLY" = 1 ]; then trap 'rm -rf "$SCRATCH"' EXIT; fi  # it keeps nothing
   REPORT=${REPORT:-${1:-$SCRATCH/report.md}}
 else
   PY=${PYTHON:-python3}
@@ -135,6 +137,15 @@ if [ "$DRY_RUN" != 1 ] && [ "$PARSE_ONLY" != 1 ]; then
   "$PY" -c 'import jax, sys; d = jax.devices()[0]; print(d.device_kind, jax.__version__);
 sys.exit(d.platform != "gpu")' || {
     echo "gpu.sh: JAX sees no GPU here (DRY_RUN=1 checks the script on a CPU)" >&2; exit 1; }
+fi
+# Every module the bench and its plots import, before any step: a missing one is named here,
+# not as every step's options being refused
+missing=$("$PY" -c 'import benchmarks.bench, benchmarks.roofline, jaxae.evaluation.plots, matplotlib' \
+  2>&1 | grep -o "No module named '[^']*'" | head -1) || true
+if [ -n "$missing" ]; then
+  echo "gpu.sh: $PY cannot run the bench: $missing; install it there (pip download it, as" \
+       "--prepare does its wheels, and carry .whl/)" >&2
+  exit 1
 fi
 LOG=${OUT_DIR:-${SCRATCH:-/tmp}}/gpu.log
 if [ "$PARSE_ONLY" = 1 ]; then LOG=/dev/null; fi  # a check of options writes no log
