@@ -1067,7 +1067,8 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
             "triad/copy over the step's footprint (`benchmarks/roofline.py` says how bytes are "
             "counted); the peak and bandwidth columns are their medians, and a row's bound "
             "and fraction of the roof are those of its median chunk, held against the roofs "
-            "read beside it.\n\n" + report)
+            f"read beside it. An epoch is {EPOCH_IMAGES:,} images at every size (Fashion-MNIST's "
+            "training set).\n\n" + report)
     if args.plot and rows:
         roofline.plot([ours for ours, _ in rows], args.plot,
                       f"{device_title()}, {datetime.date.today().isoformat()}")

@@ -239,6 +239,7 @@ def plot(rows: list[dict], path: str, title: str) -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     figure, (rate_axes, roof_axes) = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
     markers = itertools.cycle("osD^v<>p*hX")
@@ -289,6 +290,7 @@ def plot(rows: list[dict], path: str, title: str) -> int:
     roof_axes.set_ylabel("% of the roofline (min(peak, bandwidth x intensity))")
     for axes in (rate_axes, roof_axes):
         axes.set_xscale("log")
+        axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only
         axes.set_xlabel("FLOPs per training step (XLA cost analysis)")
         axes.grid(True, which="both", alpha=0.3)
         if axes.get_legend_handles_labels()[0]:
