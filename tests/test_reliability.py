@@ -1406,3 +1406,45 @@ def test_a_config_json_that_is_no_object_is_left_to_its_own_damage_line(tmp_path
     (tmp_path / "environment.json").write_text("[1]")
     data = ml_collections.ConfigDict({"name": "fashion_mnist", "path": None})
     assert workdir_lib.check_same_data(str(tmp_path), data, "fingerprint") is None
+
+
+def test_a_library_run_of_a_model_its_module_registers_evaluates_with_evaluate_py(
+        tmp_path, monkeypatch):
+    """train_and_evaluate records a name that a module of the user's registers as that
+    module's file (as train.py does), so evaluate.py, another process, finds the model; the
+    run resumes from the same short name."""
+    import importlib.util
+
+    from jaxae import models
+
+    monkeypatch.setattr(models.MODELS, "_entries", dict(models.MODELS._entries))
+    monkeypatch.setattr(models.MODELS, "_origins", dict(models.MODELS._origins))
+    project = tmp_path / "project"
+    project.mkdir()
+    source = TINY_MODELS.replace("class Tiny(", '@models.register_model("tiny_registered")\n'
+                                                "class Tiny(")
+    (project / "registering_models.py").write_text(source)
+    spec = importlib.util.spec_from_file_location("registering_models",
+                                                  project / "registering_models.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "registering_models", module)
+    spec.loader.exec_module(module)
+    path = str(tmp_path / "images.npz")
+    rng = np.random.default_rng(0)
+    np.savez(path, train_images=rng.integers(0, 256, (24, 8, 8, 1), np.uint8),
+             test_images=rng.integers(0, 256, (8, 8, 8, 1), np.uint8))
+    config = config_lib.base_config()
+    set_fields(config, {"data.name": "npz", "data.path": path, "train.batch_size": 8,
+                        "train.num_epochs": 1, "eval.batch_size": 8, "eval.num_images": 4})
+    config.model = ml_collections.ConfigDict({"name": "tiny_registered"})
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["model"]["name"] == \
+            f"{project / 'registering_models.py'}:tiny_registered"
+    evaluated = subprocess.run([sys.executable, "evaluate.py", f"--workdir={workdir}"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    set_fields(config, {"train.num_epochs": 2})
+    state = train_and_evaluate(config, workdir)
+    assert int(state.step) == 6  # 3 steps an epoch: resumed at 3, not refused

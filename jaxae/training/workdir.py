@@ -33,7 +33,7 @@ import ml_collections
 
 import jaxae
 from jaxae import config as config_lib
-from jaxae.registry import missing_file, moved, same_code
+from jaxae.registry import locatable_name, missing_file, moved, same_code
 from jaxae.training import lock
 from jaxae.training.checkpoints import CHECKPOINTS, CheckpointMismatch
 from jaxae.training.lock import LOCK_FILE, MOVING_FILES, STAGING_FOLDERS
@@ -210,12 +210,15 @@ def _saved_and_current(workdir: str, config: ml_collections.ConfigDict
     saved = _read_json(os.path.join(workdir, CONFIG_FILE), "delete it: this run writes it again")
     _check_release(saved, workdir)
     current = json.loads(config.to_json_best_effort())
+    located = _located_names(config)
     relocated: dict[str, list[str]] = {}
     for section in ("model", "task"):  # a short name recorded before it was located, or moved
         recorded, name = saved.get(section, {}).get("name"), current[section].get("name")
-        if isinstance(recorded, str) and isinstance(name, str) and same_code(recorded, name):
-            if moved(recorded, name):
-                relocated[f"{section}.name"] = [recorded, name]
+        where = located.get(section, name)  # the same name as config.json would record it
+        if isinstance(recorded, str) and isinstance(name, str) and (
+                same_code(recorded, name) or same_code(recorded, where)):
+            if moved(recorded, where):
+                relocated[f"{section}.name"] = [recorded, where]
             saved[section]["name"] = name
     return saved, current, relocated
 
@@ -379,11 +382,30 @@ def mismatch_with_code(error: CheckpointMismatch, workdir: str,
                               "or train a new run in another --workdir", error.fact)
 
 
+def _located_names(config: ml_collections.ConfigDict) -> dict[str, str]:
+    """{section: name} of the model and task names that a module of the user's registered,
+    as another process finds them ('path/to/that_module.py:name', `registry.locatable_name`:
+    what train.py records): a run trained from a script of one's own evaluates with
+    evaluate.py."""
+    from jaxae.models import MODELS
+    from jaxae.tasks import TASKS
+
+    located = {}
+    for section, registry in (("model", MODELS), ("task", TASKS)):
+        name = config[section].get("name")
+        if isinstance(name, str) and (where := locatable_name(registry, name)) != name:
+            located[section] = where
+    return located
+
+
 def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The config as config.json records it: the data's paths on disk (those its loader
+    """The config as config.json records it: model and task names registered by a module of
+    the user's located (`_located_names`), and the data's paths on disk (those its loader
     declares, and TFDS's data dir) made absolute, so that the run resumes and evaluates from
     any folder. A URL is left as it is."""
     recorded = copy.deepcopy(config)
+    for section, name in _located_names(config).items():
+        recorded[section].name = name
     for field in config_lib.data_path_kinds(config):
         value = recorded.data.get(field)
         if isinstance(value, str) and value and "://" not in value and \
