@@ -805,3 +805,33 @@ def test_preparing_a_folder_into_a_log_file_writes_no_tfds_progress_bars(tmp_pat
     assert "preparing image folder" in out and "prepared image folder" in out
     assert "examples/s" not in out + err and "\r" not in out + err  # TFDS's tqdm lines
     assert tqdm_utils._active == shown  # as they were for the rest of the process
+
+
+def test_npz_files_of_other_kinds_and_labels_past_any_class_count_are_one_line(tmp_path):
+    """A .npy, a text file, labels that are no class indices: one line each; class names
+    given as one string or as bytes read as names."""
+    images = np.zeros((4, 8, 8), np.uint8)
+    np.save(tmp_path / "one.npy", images)
+    (tmp_path / "text.npz").write_text("not an archive")
+    for name, words in (("one.npy", "it is a .npy file of one array, not an .npz of named "
+                                    "arrays"),
+                        ("text.npz", "not an .npz archive of numeric arrays")):
+        with pytest.raises(DataError) as excinfo:
+            load_npz(str(tmp_path / name))
+        one_line(excinfo, words, "write it with numpy.savez")
+    for labels, words in ((np.full(4, 10**6), "train_labels run to 1,000,000, past the "
+                                               "100,000 classes"),
+                          (np.full(4, 2**32 + 1), "train_labels run to 4,294,967,297"),
+                          (np.full(4, -2**40), "labels run from -1099511627776")):
+        np.savez(tmp_path / "labels.npz", train_images=images, test_images=images,
+                 train_labels=labels, test_labels=np.zeros(4, int))
+        with pytest.raises(DataError) as excinfo:
+            load_npz(str(tmp_path / "labels.npz"))
+        one_line(excinfo, words)
+    np.savez(tmp_path / "one_name.npz", train_images=images, test_images=images,
+             class_names="all")
+    assert load_npz(str(tmp_path / "one_name.npz")).class_names == ("all",)
+    np.savez(tmp_path / "bytes.npz", train_images=images, test_images=images,
+             train_labels=np.array([0, 1, 0, 1]), test_labels=np.array([0, 1, 0, 1]),
+             class_names=np.array([b"cat", b"dog"]))
+    assert load_npz(str(tmp_path / "bytes.npz")).class_names == ("cat", "dog")

@@ -18,6 +18,7 @@ from jaxae.data.images import ImageOptions
 from jaxae.data.records import InMemorySource, RecordArray, arrays_sha256, sha256_file
 
 NPZ_KEYS = "train_images, test_images and optionally train_labels, test_labels, class_names"
+MAX_CLASSES = 100_000  # label ids past this are not class indices (pictures draw each class)
 
 
 def _images(name: str, array: np.ndarray, where: str) -> np.ndarray:
@@ -57,6 +58,13 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
         if array.shape != (len(images),) or not np.issubdtype(array.dtype, np.integer):
             raise DataError(f"{source}: {split}_labels must be {len(images)} integers, one per "
                             f"image (got {array.dtype} {array.shape})")
+        if len(array) and int(array.min()) < 0:
+            raise DataError(f"{source}: labels run from {int(array.min())}: give class indices "
+                            "0, 1, 2, ...")
+        if len(array) and int(array.max()) >= MAX_CLASSES:
+            raise DataError(f"{source}: {split}_labels run to {int(array.max()):,}, past the "
+                            f"{MAX_CLASSES:,} classes a data set may have: give class indices "
+                            "0, 1, 2, ... (one per class)")
         labels.append(array.astype(np.int32))
     num_classes = int(max(labels[0].max(), labels[1].max())) + 1
     names = tuple(class_names) if class_names is not None else (
@@ -76,6 +84,12 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
                    fingerprint=fingerprint)
 
 
+def _class_names(names: np.ndarray) -> list[str]:
+    """An npz's class_names as strings: one name (a 0-d array) or several; bytes decoded."""
+    return [n.decode(errors="replace") if isinstance(n, bytes) else str(n)
+            for n in np.atleast_1d(names).tolist()]
+
+
 @reads_paths(path="file")
 def load_npz(path: str, *, image_size: int | None = None, channels: int | None = None,
              streaming: str = "memory", memory_budget_mb: float | None = None) -> Dataset:
@@ -89,11 +103,16 @@ def load_npz(path: str, *, image_size: int | None = None, channels: int | None =
         raise DataError(f"npz file {path} does not exist: set --config.data.path to a .npz "
                         f"holding {NPZ_KEYS}")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # a .npy: one array, not a set of named ones
+            raise ValueError("it is a .npy file of one array, not an .npz of named arrays")
+        with loaded as f:
             arrays = {key: f[key] for key in f.files}
     except (OSError, ValueError) as e:
-        raise DataError(f"npz file {path} cannot be read ({e}): write it with numpy.savez "
-                        f"holding {NPZ_KEYS}") from None
+        reason = (str(e) if "npy" in str(e) else "not an .npz archive of numeric arrays"
+                  if "pickle" in str(e) else str(e))
+        raise DataError(f"npz file {path} cannot be read ({reason}): write it with "
+                        f"numpy.savez holding {NPZ_KEYS}") from None
     missing = [k for k in ("train_images", "test_images") if k not in arrays]
     if missing:
         raise DataError(f"npz file {path} has no {', '.join(missing)}: it must hold {NPZ_KEYS}")
@@ -108,7 +127,7 @@ def load_npz(path: str, *, image_size: int | None = None, channels: int | None =
     change = options.describe(stored["train_images"])
     data = from_arrays(images["train_images"], images["test_images"],
                        arrays.get("train_labels"), arrays.get("test_labels"),
-                       None if names is None else [str(n) for n in names], name="npz",
+                       None if names is None else _class_names(names), name="npz",
                        source=f"{os.path.abspath(path)} (sha256 {digest[:12]})"
                        + (f", {change}" if change else ""), fingerprint=f"sha256:{digest}")
     if not should_stream(streaming, training_bytes(len(data.train_images), data.image_shape),
