@@ -615,3 +615,14 @@ def test_more_steps_than_a_run_counts_is_one_line_before_anything_is_written(tin
                                           r"counts \(2,147,483,647\): use at most 134,217,727"):
         train_and_evaluate(config, str(tmp_path / "long"))
     assert not os.path.exists(tmp_path / "long")
+
+
+def test_a_latent_scatter_of_many_classes_draws_those_its_points_have(tmp_path):
+    """100,000 class names and 16 points: one scatter per class present (a call per named
+    class took minutes), the PNG written."""
+    from jaxae.evaluation import plots
+
+    path = str(tmp_path / "scatter.png")
+    plots.latent_scatter(np.random.default_rng(0).random((16, 2)), np.arange(16) * 5000,
+                         tuple(str(i) for i in range(100_000)), "t", path, ("x", "y"))
+    assert matplotlib.image.imread(path).shape[2] in (3, 4)

@@ -108,8 +108,11 @@ def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tupl
     num_classes = len(class_names)
     columns = -(-num_classes // LEGEND_ROWS)
     fig, ax = plt.subplots(figsize=(8.5 + 1.6 * (min(columns, 4) - 1), 7))
+    present = set(np.unique(labels).tolist())  # one scatter call per class drawn, not per class
     for c, ((colour, marker), name) in enumerate(zip(class_styles(num_classes), class_names,
                                                      strict=True)):
+        if c not in present and num_classes > MAX_LEGEND:
+            continue
         chosen = labels == c
         ax.scatter(points_Nx2[chosen, 0], points_Nx2[chosen, 1], s=3 if marker == "o" else 5,
                    alpha=0.6, color=colour, marker=marker, label=_short(name),
