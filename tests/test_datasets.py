@@ -835,3 +835,21 @@ def test_npz_files_of_other_kinds_and_labels_past_any_class_count_are_one_line(t
              train_labels=np.array([0, 1, 0, 1]), test_labels=np.array([0, 1, 0, 1]),
              class_names=np.array([b"cat", b"dog"]))
     assert load_npz(str(tmp_path / "bytes.npz")).class_names == ("cat", "dog")
+
+
+def test_an_image_past_pillows_size_limit_is_one_line(tmp_path, monkeypatch) -> None:
+    """Pillow refuses images past its decompression-bomb limit with an exception of its
+    own: one line naming the image, whether the folder's shape is read or its images."""
+    from PIL import Image
+
+    from jaxae.data import load_folder
+
+    for folder in ("a", "b"):
+        (tmp_path / "f" / folder).mkdir(parents=True)
+        for index in range(2):
+            Image.new("L", (40, 40)).save(tmp_path / "f" / folder / f"{index}.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # a 40x40 image is then a "bomb"
+    for options in ({}, {"image_size": 8, "channels": 1}):
+        with pytest.raises(DataError) as excinfo:
+            load_folder(str(tmp_path / "f"), tfds_dir=str(tmp_path / "tfds"), **options)
+        one_line(excinfo, "is larger than Pillow reads", "shrink it, or remove it")

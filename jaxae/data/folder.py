@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 from jaxae.data.dataset import Dataset, from_prepared, reads_paths
 from jaxae.data.idx import DataError, MixedImageSizes
-from jaxae.data.images import GREY_MODES, load_image
+from jaxae.data.images import GREY_MODES, load_image, too_large
 from jaxae.data.records import (
     JaxaeBuilder,
     PreparedSplit,
@@ -186,6 +186,8 @@ def _infer_shape(
                 with Image.open(path) as im:
                     sizes.add((im.height, im.width))
                     grey = grey and im.mode in GREY_MODES
+            except Image.DecompressionBombError as e:
+                raise DataError(too_large(path, e)) from None
             except (OSError, UnidentifiedImageError) as e:
                 raise DataError(
                     f"image {path} cannot be read ({e}): replace or remove it"

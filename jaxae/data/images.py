@@ -94,6 +94,12 @@ def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(images, 3, axis=-1)
 
 
+def too_large(path: str, error: Exception) -> str:
+    """The line for an image past Pillow's decompression-bomb limit."""
+    return (f"image {path} is larger than Pillow reads ({error}): shrink it, or remove it "
+            "from the folder")
+
+
 def fit(image: Image.Image, height: int, width: int) -> Image.Image:
     """Resize (bicubic, antialiased) so that the image covers height x width, then keep the
     centre height x width."""
@@ -136,6 +142,8 @@ def load_image(path: str, image_shape: tuple[int, int, int], resize: bool = True
             image.load()
             converted = _to_mode(image, "L" if channels == 1 else "RGB")
             image = converted.copy() if converted is image else converted  # usable once closed
+    except Image.DecompressionBombError as e:
+        raise DataError(too_large(path, e)) from None
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise DataError(f"image {path} is corrupt, truncated or not an image ({e}): replace "
                         "or remove it") from None
