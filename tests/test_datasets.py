@@ -844,10 +844,10 @@ def test_an_image_past_pillows_size_limit_is_one_line(tmp_path, monkeypatch) -> 
 
     from jaxae.data import load_folder
 
-    for folder in ("a", "b"):
-        (tmp_path / "f" / folder).mkdir(parents=True)
+    for label in ("a", "b"):
+        (tmp_path / "f" / label).mkdir(parents=True)
         for index in range(2):
-            Image.new("L", (40, 40)).save(tmp_path / "f" / folder / f"{index}.png")
+            Image.new("L", (40, 40)).save(tmp_path / "f" / label / f"{index}.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # a 40x40 image is then a "bomb"
     for options in ({}, {"image_size": 8, "channels": 1}):
         with pytest.raises(DataError) as excinfo:

@@ -77,7 +77,7 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
         if train.streamed:
             raise DataError(
                 "config.data.binarize=static draws one binarisation of the whole training "
-                "split, which is streamed from disk here: use --config.data.binarize=dynamic, "
+                "split, which is streamed here: use --config.data.binarize=dynamic, "
                 "or hold it in memory (--config.data.streaming=memory, or a larger "
                 "--config.data.memory_budget_mb)")
         train, val, test = (_binarized(split, jax.random.fold_in(data_key, i))

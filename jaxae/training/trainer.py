@@ -718,7 +718,7 @@ def _epochs(run: _Run, state: steps.TrainState,
               f"{height}x{width}x{channels}, {steps_per_epoch} step"
               f"{'s' if steps_per_epoch != 1 else ''} per epoch, {total_steps} step"
               f"{'s' if total_steps != 1 else ''} in all, on {devices} ({jax.default_backend()}"
-              f"{', streamed from disk' if data.streamed else ''})", flush=True)
+              f"{', streamed' if data.streamed else ''})", flush=True)
     stop_at = min(total_steps, train_config.stop_after_steps or total_steps)
     log = _ChunkLog(config, writer, steps_per_epoch, faults)
 
