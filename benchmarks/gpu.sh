@@ -112,8 +112,12 @@ PARSE_ONLY=${PARSE_ONLY:-0}
 OUT_DIR=${OUT:-}
 if [ "$DRY_RUN" = 1 ] || [ "$PARSE_ONLY" = 1 ]; then
   PY=${PYTHON:-.venv/bin/python}
-  SCRATCH=$(mktemp -d /tmp/jaxae_gpu_check.XXXXXX)  # this check's own report, log and plots
-  if [ "$PARSE_ONLY" = 1 ]; then trap 'rm -rf "$SCRATCH"' EXIT; fi  # it keeps nothing
+  if [ -n "$OUT_DIR" ]; then
+    SCRATCH=$OUT_DIR
+  else
+    SCRATCH=$(mktemp -d /tmp/jaxae_gpu_check.XXXXXX)  # this check's own report, log, plots
+    if [ "$PARSE_ONLY" = 1 ]; then trap 'rm -rf "$SCRATCH"' EXIT; fi  # it keeps nothing
+  fi
   REPORT=${REPORT:-${1:-$SCRATCH/report.md}}
 else
   PY=${PYTHON:-python3}
@@ -212,10 +216,10 @@ from benchmarks import bench; bench.parse_args(sys.argv[1:])' "$@" --append "$RE
     echo "gpu.sh: step $name failed (its output is in $LOG); going on" | tee -a "$LOG" >&2
     FAILED="$FAILED $name"
   fi
-  if [ -n "$OUT_DIR" ]; then  # the report, and a plot this step wrote
-    cp "$REPORT" "$OUT_DIR/"
-    for file in "$PLOT" "$GROW_PLOT"; do
-      if [ -f "$file" ] && [ "$(stat -c %Y "$file")" -ge "$((EPOCH_START + started))" ]; then
+  if [ -n "$OUT_DIR" ]; then  # the report, and a plot this step wrote (unless there already)
+    for file in "$REPORT" "$PLOT" "$GROW_PLOT"; do
+      if [ -f "$file" ] && [ "$(stat -c %Y "$file")" -ge "$((EPOCH_START + started))" ] &&
+          [ "$(realpath "$(dirname "$file")")" != "$(realpath "$OUT_DIR")" ]; then
         cp "$file" "$OUT_DIR/"
       fi
     done

@@ -534,7 +534,7 @@ def run_gpu_script(tmp_path, **settings: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if k not in ("ONLY", "BUDGET_S", "OUT", "DRY_RUN", *GPU_SETTINGS)}
     env |= {"PARSE_ONLY": "1", "PYTHON": sys.executable, "REPORT": str(tmp_path / "report.md"),
-            **settings}
+            "OUT": str(tmp_path), **settings}  # a DRY_RUN's log goes there, not into /tmp
     return subprocess.run(["bash", "benchmarks/gpu.sh"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
 
