@@ -915,7 +915,7 @@ def check_writable_file(parser: argparse.ArgumentParser, flag: str, path: str) -
 def check_output_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """--write, --append and --plot are checked before anything runs, so that a run of
     minutes or hours never ends in a path that cannot be written; --write refuses to replace
-    a section that holds several runs (--append adds to it)."""
+    a section that holds anything (--append adds to it)."""
     for flag, path in (("--write", args.write), ("--append", args.append),
                        ("--plot", args.plot)):
         if path == "":
@@ -941,9 +941,9 @@ def check_output_paths(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 
 def section_contents(path: str, title: str) -> str:
-    """What the section headed `## title` of the report at `path` holds ('2 runs', '1 run
-    and other text', 'text'), '' where it is missing or empty: --write replaces none of it,
-    since a run's notes written by hand beside it cannot be told from its report."""
+    """What the section headed `## title` of the report at `path` holds ('2 runs', '1 run',
+    or 'text' where it holds no run), '' where it is missing or empty: --write replaces none
+    of it, since notes written by hand beside a run cannot be told from its report."""
     for section in _sections(path):
         lines = section.splitlines()
         if lines[0] == f"## {title}" and any(line.strip() for line in lines[1:]):

@@ -144,11 +144,10 @@ sys.exit(d.platform != "gpu")' || {
 fi
 # Every module the bench and its plots import, before any step: a missing one is named here,
 # not as every step's options being refused
-missing=$("$PY" -c 'import benchmarks.bench, benchmarks.roofline, jaxae.evaluation.plots, matplotlib' \
-  2>&1 | grep -o "No module named '[^']*'" | head -1) || true
-if [ -n "$missing" ]; then
-  echo "gpu.sh: $PY cannot run the bench: $missing; install it there (pip download it, as" \
-       "--prepare does its wheels, and carry .whl/)" >&2
+NEEDED="import benchmarks.bench, benchmarks.roofline, jaxae.evaluation.plots, matplotlib"
+if ! failed=$("$PY" -c "$NEEDED" 2>&1); then
+  echo "gpu.sh: $PY cannot run the bench: $(printf '%s\n' "$failed" | tail -1); install what" \
+       "it lacks there (pip download it, as --prepare does its wheels, and carry .whl/)" >&2
   exit 1
 fi
 LOG=${OUT_DIR:-${SCRATCH:-/tmp}}/gpu.log
@@ -218,7 +217,7 @@ from benchmarks import bench; bench.parse_args(sys.argv[1:])' "$@" --append "$RE
   fi
   if [ -n "$OUT_DIR" ]; then  # the report, and a plot this step wrote (unless there already)
     for file in "$REPORT" "$PLOT" "$GROW_PLOT"; do
-      if [ -f "$file" ] && [ "$(stat -c %Y "$file")" -ge "$((EPOCH_START + started))" ] &&
+      if [ -f "$file" ] && [ "$(stat -L -c %Y "$file")" -ge "$((EPOCH_START + started))" ] &&
           [ "$(realpath "$(dirname "$file")")" != "$(realpath "$OUT_DIR")" ]; then
         cp "$file" "$OUT_DIR/"
       fi

@@ -290,11 +290,14 @@ def plot(rows: list[dict], path: str, title: str) -> int:
     roof_axes.set_ylabel("% of the roofline (min(peak, bandwidth x intensity))")
     for axes in (rate_axes, roof_axes):
         axes.set_xscale("log")
-        axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only
         axes.set_xlabel("FLOPs per training step (XLA cost analysis)")
         axes.grid(True, which="both", alpha=0.3)
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=7)
+    low, high = rate_axes.get_xlim()
+    if high >= 10 * low:  # a decade's tick is on the axis: its minor labels ran together
+        for axes in (rate_axes, roof_axes):
+            axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -459,7 +459,8 @@ def check_sizes(config: ml_collections.ConfigDict, num_train: int, num_test: int
     val = config.data.val_size
     _require(val < num_train,
              f"config.data.val_size={val} leaves no training images out of {num_train}: use "
-             f"at most {num_train - 1} (a fraction of them, e.g. {max(1, num_train // 10)})")
+             + (f"at most {num_train - 1} (a fraction of them, e.g. {max(1, num_train // 10)})"
+                if num_train > 1 else "0: the split has one image"))
     usable = num_train - val
     batch = config.train.batch_size
     _require(batch <= usable,

@@ -121,6 +121,11 @@ def test_batch_larger_than_the_split_is_rejected():
     config.data.val_size = 450
     with pytest.raises(config_lib.ConfigError, match="larger than the 50 training images"):
         config_lib.check_sizes(config, num_train=500, num_test=100)
+    config.data.val_size = 500
+    with pytest.raises(config_lib.ConfigError, match=r"config.data.val_size=500 leaves no "
+                       r"training images out of 500: use at most 499 \(a fraction of them, "
+                       r"e.g. 50\)"):
+        config_lib.check_sizes(config, num_train=500, num_test=100)
 
 
 def test_sizes_above_what_the_data_set_holds_are_rejected():

@@ -853,3 +853,18 @@ def test_an_image_past_pillows_size_limit_is_one_line(tmp_path, monkeypatch) -> 
         with pytest.raises(DataError) as excinfo:
             load_folder(str(tmp_path / "f"), tfds_dir=str(tmp_path / "tfds"), **options)
         one_line(excinfo, "is larger than Pillow reads", "shrink it, or remove it")
+
+
+def test_a_truncated_npz_and_class_names_of_two_axes_are_one_line(tmp_path):
+    images = np.zeros((4, 8, 8), np.uint8)
+    np.savez(tmp_path / "whole.npz", train_images=images, test_images=images)
+    data = (tmp_path / "whole.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
+    with pytest.raises(DataError) as excinfo:
+        load_npz(str(tmp_path / "cut.npz"))
+    one_line(excinfo, "cannot be read", "write it with numpy.savez")
+    np.savez(tmp_path / "names.npz", train_images=images, test_images=images,
+             class_names=np.array([["a", "b"]]))
+    with pytest.raises(DataError) as excinfo:
+        load_npz(str(tmp_path / "names.npz"))
+    one_line(excinfo, "class_names is an array of shape (1, 2): give one name per class")

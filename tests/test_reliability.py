@@ -1417,8 +1417,10 @@ def test_a_library_run_of_a_model_its_module_registers_evaluates_with_evaluate_p
 
     from jaxae import models
 
-    monkeypatch.setattr(models.MODELS, "_entries", dict(models.MODELS._entries))
-    monkeypatch.setattr(models.MODELS, "_origins", dict(models.MODELS._origins))
+    for registry_field in ("_entries", "_origins", "_files"):  # undone after the test
+        if hasattr(models.MODELS, registry_field):
+            monkeypatch.setattr(models.MODELS, registry_field,
+                                dict(getattr(models.MODELS, registry_field)))
     project = tmp_path / "project"
     project.mkdir()
     source = TINY_MODELS.replace("class Tiny(", '@models.register_model("tiny_registered")\n'
@@ -1442,6 +1444,8 @@ def test_a_library_run_of_a_model_its_module_registers_evaluates_with_evaluate_p
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["model"]["name"] == \
             f"{project / 'registering_models.py'}:tiny_registered"
+    with open(os.path.join(workdir, "environment.json")) as f:  # its file's hash, to compare
+        assert set(json.load(f)["code_sha256"]) == {"model"}
     evaluated = subprocess.run([sys.executable, "evaluate.py", f"--workdir={workdir}"],
                                cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]

@@ -53,15 +53,19 @@ def test_a_rows_bound_and_fraction_are_those_of_its_median_chunk():
     (the median one) and the roofs read beside it, so they never disagree; the peak and
     bandwidth columns stay the medians of all readings."""
     cost = roofline.Cost(flops=1e9, bytes=0.5e9)  # 2 FLOP/byte
-    fast = roofline.Roofs(peak_flops=100e9, bandwidth=100e9)  # compute binds: 100 < 200
+    even = roofline.Roofs(peak_flops=100e9, bandwidth=100e9)  # compute binds: 100 < 200
+    wide = roofline.Roofs(peak_flops=300e9, bandwidth=30e9)  # memory binds: 60 < 300
+    # two chunks at 10 GFLOP/s, each beside both readings, whose better is (300, 100):
+    # compute would bind at 300, but the chunks' own roofs are 300 and 2 x 100 = 200
+    columns = bench.roof_columns(cost, [0.1, 0.1], [even, wide, even])
+    assert columns["fraction_of_roof"] == pytest.approx(10 / 200)
+    assert columns["bound"] == "memory"  # the readings' medians, (100, 100), say compute
     slow = roofline.Roofs(peak_flops=100e9, bandwidth=30e9)  # memory binds: 60 < 100
-    # three chunks at 25 GFLOP/s: under fast roofs 25%, under slow ones 25 / 60 = 41.7%
-    columns = bench.roof_columns(cost, [0.04] * 3, [fast, slow, slow, slow])
-    assert columns["chunk_fraction_of_roof"] == [0.25, pytest.approx(0.4167, abs=1e-4),
-                                                 pytest.approx(0.4167, abs=1e-4)]
-    assert columns["fraction_of_roof"] == pytest.approx(25 / 60)
-    assert columns["bound"] == "memory" and columns["bandwidth_gbytes_per_s"] == 30
-    columns = bench.roof_columns(cost, [0.04] * 3, [fast, fast, fast, slow])
+    # the medians say compute (peak 100, bandwidth 100: 100 < 200); the median chunk,
+    # beside slow readings only, is memory-bound at 25 / 60
+    columns = bench.roof_columns(cost, [0.04] * 3, [even, slow, slow, even])
+    assert columns["chunk_fraction_of_roof"] == [0.25, pytest.approx(25 / 60, abs=1e-4),
+                                                 0.25]
     assert columns["fraction_of_roof"] == 0.25 and columns["bound"] == "compute"
 
 

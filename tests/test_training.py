@@ -586,8 +586,9 @@ def test_a_model_registered_by_the_running_script_is_warned_of(monkeypatch, caps
     from jaxae import models
     from jaxae.training import trainer
 
-    monkeypatch.setattr(models.MODELS, "_entries", dict(models.MODELS._entries))  # undone after
-    monkeypatch.setattr(models.MODELS, "_origins", dict(models.MODELS._origins))
+    for registry_field in ("_entries", "_origins", "_files"):  # undone after the test
+        monkeypatch.setattr(models.MODELS, registry_field,
+                            dict(getattr(models.MODELS, registry_field)))
 
     @models.register_model("script_registered_ae")
     class ScriptAE(models.Autoencoder):
@@ -620,9 +621,21 @@ def test_more_steps_than_a_run_counts_is_one_line_before_anything_is_written(tin
 def test_a_latent_scatter_of_many_classes_draws_those_its_points_have(tmp_path):
     """100,000 class names and 16 points: one scatter per class present (a call per named
     class took minutes), the PNG written."""
+    import matplotlib.axes
+
     from jaxae.evaluation import plots
 
+    calls = []
+    scatter = matplotlib.axes.Axes.scatter
+
+    def counted(self, *args, **kwargs):
+        calls.append(True)
+        return scatter(self, *args, **kwargs)
+
     path = str(tmp_path / "scatter.png")
-    plots.latent_scatter(np.random.default_rng(0).random((16, 2)), np.arange(16) * 5000,
-                         tuple(str(i) for i in range(100_000)), "t", path, ("x", "y"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(matplotlib.axes.Axes, "scatter", counted)
+        plots.latent_scatter(np.random.default_rng(0).random((16, 2)), np.arange(16) * 5000,
+                             tuple(str(i) for i in range(100_000)), "t", path, ("x", "y"))
+    assert len(calls) == 16
     assert matplotlib.image.imread(path).shape[2] in (3, 4)

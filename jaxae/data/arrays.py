@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -59,8 +60,8 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
             raise DataError(f"{source}: {split}_labels must be {len(images)} integers, one per "
                             f"image (got {array.dtype} {array.shape})")
         if len(array) and int(array.min()) < 0:
-            raise DataError(f"{source}: labels run from {int(array.min())}: give class indices "
-                            "0, 1, 2, ...")
+            raise DataError(f"{source}: {split}_labels run from {int(array.min())}: give class "
+                            "indices 0, 1, 2, ...")
         if len(array) and int(array.max()) >= MAX_CLASSES:
             raise DataError(f"{source}: {split}_labels run to {int(array.max()):,}, past the "
                             f"{MAX_CLASSES:,} classes a data set may have: give class indices "
@@ -69,9 +70,6 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
     num_classes = int(max(labels[0].max(), labels[1].max())) + 1
     names = tuple(class_names) if class_names is not None else (
         tuple(str(c) for c in range(num_classes)) if num_classes > 1 else ("all",))
-    lowest = int(min(labels[0].min(), labels[1].min()))
-    if lowest < 0:
-        raise DataError(f"{source}: labels run from {lowest}: give class indices 0, 1, 2, ...")
     if len(names) < num_classes:
         raise DataError(f"{source}: labels run to {num_classes - 1} but {len(names)} class "
                         f"names are given: give one name per class, {num_classes} in all")
@@ -86,6 +84,9 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
 
 def _class_names(names: np.ndarray) -> list[str]:
     """An npz's class_names as strings: one name (a 0-d array) or several; bytes decoded."""
+    if np.ndim(names) > 1:
+        raise DataError(f"class_names is an array of shape {np.shape(names)}: give one name per "
+                        "class, a 1-D array of strings")
     return [n.decode(errors="replace") if isinstance(n, bytes) else str(n)
             for n in np.atleast_1d(names).tolist()]
 
@@ -108,7 +109,7 @@ def load_npz(path: str, *, image_size: int | None = None, channels: int | None =
             raise ValueError("it is a .npy file of one array, not an .npz of named arrays")
         with loaded as f:
             arrays = {key: f[key] for key in f.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         reason = (str(e) if "npy" in str(e) else "not an .npz archive of numeric arrays"
                   if "pickle" in str(e) else str(e))
         raise DataError(f"npz file {path} cannot be read ({reason}): write it with "

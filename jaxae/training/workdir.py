@@ -324,8 +324,9 @@ def code_files(config: ml_collections.ConfigDict) -> dict[str, str]:
     starts, so that a file changed or replaced since (moved with its project, or edited) is
     named when the run resumes or evaluates. A file that cannot be read is left out."""
     hashes = {}
+    located = _located_names(config)
     for section in ("model", "task"):
-        name = config[section].get("name")
+        name = located.get(section, config[section].get("name"))
         file = name.rpartition(":")[0] if isinstance(name, str) else ""
         if file.endswith(".py"):
             try:
@@ -355,7 +356,8 @@ def code_changes(workdir: str, config: ml_collections.ConfigDict,
 def _changed_file(config: ml_collections.ConfigDict, section: str, old: str, new: str,
                   said: str) -> str:
     """'the model file '...' `said` (sha256 OLD then, NEW now)': one of `code_changes`."""
-    return (f"the {section} file {config[section].name.rpartition(':')[0]!r} {said} (sha256 "
+    name = _located_names(config).get(section, config[section].name)
+    return (f"the {section} file {name.rpartition(':')[0]!r} {said} (sha256 "
             f"{old[:12]} then, {new[:12]} now)")
 
 
@@ -383,18 +385,23 @@ def mismatch_with_code(error: CheckpointMismatch, workdir: str,
 
 
 def _located_names(config: ml_collections.ConfigDict) -> dict[str, str]:
-    """{section: name} of the model and task names that a module of the user's registered,
-    as another process finds them ('path/to/that_module.py:name', `registry.locatable_name`:
-    what train.py records): a run trained from a script of one's own evaluates with
-    evaluate.py."""
+    """{section: name} of the model and task names as another process finds them, where
+    that differs: a name a module of the user's registered as 'path/to/that_module.py:name'
+    (`registry.locatable_name`), a relative 'file.py:Class' made absolute (what train.py
+    records): a run trained from a script of one's own evaluates with evaluate.py."""
     from jaxae.models import MODELS
     from jaxae.tasks import TASKS
 
     located = {}
     for section, registry in (("model", MODELS), ("task", TASKS)):
         name = config[section].get("name")
-        if isinstance(name, str) and (where := locatable_name(registry, name)) != name:
-            located[section] = where
+        if not isinstance(name, str):
+            continue
+        where, _, attribute = name.rpartition(":")
+        if where.endswith(".py") and not os.path.isabs(where):
+            located[section] = f"{os.path.abspath(where)}:{attribute}"
+        elif (found := locatable_name(registry, name)) != name:
+            located[section] = found
     return located
 
 
