@@ -1069,6 +1069,15 @@ def _train_tiny_user_model(tmp_path, project) -> tuple[ml_collections.ConfigDict
     run's config and workdir (tmp_path/run)."""
     project.mkdir(exist_ok=True)
     (project / "tiny_models.py").write_text(TINY_MODELS)
+    config = _tiny_npz_config(tmp_path, f"{project}/tiny_models.py:Tiny")
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    return config, workdir
+
+
+def _tiny_npz_config(tmp_path, model_name: str) -> ml_collections.ConfigDict:
+    """A config of one epoch of model `model_name` on 24 random 8x8 images, in batches of 8
+    (the npz written into tmp_path)."""
     path = str(tmp_path / "images.npz")
     rng = np.random.default_rng(0)
     np.savez(path, train_images=rng.integers(0, 256, (24, 8, 8, 1), np.uint8),
@@ -1076,10 +1085,8 @@ def _train_tiny_user_model(tmp_path, project) -> tuple[ml_collections.ConfigDict
     config = config_lib.base_config()
     set_fields(config, {"data.name": "npz", "data.path": path, "train.batch_size": 8,
                         "train.num_epochs": 1, "eval.batch_size": 8, "eval.num_images": 4})
-    config.model = ml_collections.ConfigDict({"name": f"{project}/tiny_models.py:Tiny"})
-    workdir = str(tmp_path / "run")
-    train_and_evaluate(config, workdir)
-    return config, workdir
+    config.model = ml_collections.ConfigDict({"name": model_name})
+    return config
 
 
 def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_there(
@@ -1431,14 +1438,7 @@ def test_a_library_run_of_a_model_its_module_registers_evaluates_with_evaluate_p
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "registering_models", module)
     spec.loader.exec_module(module)
-    path = str(tmp_path / "images.npz")
-    rng = np.random.default_rng(0)
-    np.savez(path, train_images=rng.integers(0, 256, (24, 8, 8, 1), np.uint8),
-             test_images=rng.integers(0, 256, (8, 8, 8, 1), np.uint8))
-    config = config_lib.base_config()
-    set_fields(config, {"data.name": "npz", "data.path": path, "train.batch_size": 8,
-                        "train.num_epochs": 1, "eval.batch_size": 8, "eval.num_images": 4})
-    config.model = ml_collections.ConfigDict({"name": "tiny_registered"})
+    config = _tiny_npz_config(tmp_path, "tiny_registered")
     workdir = str(tmp_path / "run")
     train_and_evaluate(config, workdir)
     with open(os.path.join(workdir, "config.json")) as f:
