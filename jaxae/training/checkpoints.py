@@ -523,13 +523,12 @@ def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = Non
     check_fits(manager, step, like, hint, saved)
     abstract = jax.tree.map(_restore_target, like)
     tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    if summed:
+    if summed:  # (not: saved before checksums, or not a dict)
         tree = dict(tree)
         recorded = np.asarray(tree.pop(CHECKSUM))
         if not np.array_equal(recorded, checksum(tree)):
             raise ChecksumMismatch(f"its arrays are not the bits that were saved at step "
                                    f"{step}: their sha256 differs from the one saved with them")
-    # (not summed: saved before checksums, or not a dict)
     return _data_as_keys(tree, keys_like)
 
 

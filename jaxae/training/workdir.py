@@ -87,9 +87,14 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 def holds_run(workdir: str) -> bool:
     """Whether `workdir` holds a run: its config.json, or a checkpoint saved without one."""
+    return os.path.isfile(os.path.join(workdir, CONFIG_FILE)) or _holds_checkpoints(workdir)
+
+
+def _holds_checkpoints(workdir: str) -> bool:
+    """Whether `workdir`'s checkpoints folder holds a saved step (an abandoned temporary save
+    is none)."""
     checkpoints = os.path.join(workdir, CHECKPOINTS)
-    return os.path.isfile(os.path.join(workdir, CONFIG_FILE)) or (
-        os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
+    return os.path.isdir(checkpoints) and any(name.isdigit() for name in os.listdir(checkpoints))
 
 
 def recorded_data_path(workdir: str) -> str | None:
@@ -616,8 +621,7 @@ def load_run_config(workdir: str, moved_names: dict[str, str] | None = None
             + (f"runs beside it: {shown}" if runs else
                "pass the --workdir that train.py trained into"))
     if not os.path.isfile(path):
-        if os.path.isdir(os.path.join(workdir, CHECKPOINTS)) and any(
-                name.isdigit() for name in os.listdir(os.path.join(workdir, CHECKPOINTS))):
+        if _holds_checkpoints(workdir):
             raise FileNotFoundError(
                 f"{workdir!r} holds checkpoints but no {CONFIG_FILE}, which says what model "
                 "and data they are of: put it back, or rerun the train.py command that made "
