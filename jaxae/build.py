@@ -28,12 +28,13 @@ from jaxae.training.workdir import check_same_data, holds_run, recorded_data_pat
 
 
 def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
-              check_fingerprint: Callable[[str], None] | None = None) -> Splits:
+              check_fingerprint: Callable[..., None] | None = None) -> Splits:
     """The config's data set, cut to its sizes, split and binarised as it asks.
 
     `check_fingerprint` (e.g. that a resumed run's images are those it trained on) is called
     with the images' fingerprint: by a loader that declares it, before it prepares anything
-    (an image folder's preparation takes minutes), else once the data set is loaded."""
+    (an image folder's preparation takes minutes), else once the data set is loaded, then
+    with its content_sha256 too."""
     data = config.data
     loader = DATASETS.get(data.name)
     early = check_fingerprint is not None and "check_fingerprint" in parameters(loader)
@@ -41,7 +42,7 @@ def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
         loader = functools.partial(loader, check_fingerprint=check_fingerprint)
     dataset = build(loader, data)
     if check_fingerprint is not None and not early:
-        check_fingerprint(dataset.fingerprint)
+        check_fingerprint(dataset.fingerprint, dataset.content_sha256)
     return make_splits(dataset, data_key, train_size=data.train_size,
                        test_size=data.test_size, val_size=data.val_size,
                        binarize=data.binarize)

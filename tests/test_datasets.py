@@ -590,6 +590,11 @@ def test_prepared_mnist_from_other_files_is_caught(tmp_path, monkeypatch) -> Non
         (unpacked / gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
     again = load_dataset("mnist", data_dir=str(unpacked), tfds_dir=tfds_dir)
     np.testing.assert_array_equal(again.train_images, data.train_images)
+    elsewhere = load_dataset("mnist", data_dir=str(unpacked), tfds_dir=str(tmp_path / "tfds2"))
+    assert elsewhere.fingerprint != data.fingerprint  # other files ...
+    assert elsewhere.content_sha256 == data.content_sha256 != ""  # ... of the same images
+    assert load_dataset("mnist", data_dir=str(second), tfds_dir=str(tmp_path / "tfds3")
+                        ).content_sha256 != data.content_sha256
 
 
 def _another_process_prepares_first(module, monkeypatch, attribute: str, folder: Path,

@@ -9,6 +9,7 @@ only where a signal must reach one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -983,6 +984,39 @@ def test_a_run_whose_npz_was_replaced_in_place_is_refused_and_its_record_kept(tm
     assert str(caught.value) == message
     with open(os.path.join(workdir, "environment.json")) as f:
         assert json.load(f)["data_fingerprint"] == recorded  # the record is not overwritten
+
+
+def test_a_run_whose_npz_was_saved_again_compressed_resumes_on_the_same_arrays(tmp_path):
+    """Other files holding the same images and labels (np.savez, then np.savez_compressed)
+    are the run's images: environment.json records their content hash beside the files'
+    fingerprint. A run recorded without that hash is still checked by its fingerprint."""
+    path, moved = str(tmp_path / "images.npz"), str(tmp_path / "moved.npz")
+    rng = np.random.default_rng(0)
+    arrays = {"train_images": rng.integers(0, 256, (24, 8, 8, 1), np.uint8),
+              "test_images": rng.integers(0, 256, (8, 8, 8, 1), np.uint8)}
+    np.savez(path, **arrays)
+    config = config_lib.base_config()
+    set_fields(config, {"data.name": "npz", "data.path": path, "model.latent_dim": 4,
+                        "train.batch_size": 8, "train.num_epochs": 1, "eval.batch_size": 8,
+                        "eval.num_images": 4})
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    environment_file = os.path.join(workdir, "environment.json")
+    with open(environment_file) as f:
+        environment = json.load(f)
+    np.savez_compressed(path, **arrays)
+    assert "sha256:" + hashlib.sha256(open(path, "rb").read()).hexdigest() != \
+        environment["data_fingerprint"]
+    assert evaluate.evaluate_workdir(workdir)["step"] == 3
+    assert int(_resume(config, workdir, path, 2).step) == 6
+    np.savez(moved, **arrays)  # other files again
+    with open(environment_file) as f:
+        environment = json.load(f)
+    environment.pop("data_content_sha256")  # as a run recorded before the content hash
+    with open(environment_file, "w") as f:
+        json.dump(environment, f)
+    with pytest.raises(config_lib.ConfigError, match="are not those the run"):
+        evaluate.evaluate_workdir(workdir, overrides={"data.path": moved})
 
 
 def test_a_relative_data_path_is_recorded_absolute_so_the_run_evaluates_from_anywhere(

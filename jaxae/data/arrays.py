@@ -41,7 +41,7 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
                 source: str = "arrays given in memory", fingerprint: str | None = None
                 ) -> Dataset:
     """A Dataset from uint8 image arrays; without labels every image is class 0. Its
-    fingerprint (unless given) is a hash of the arrays."""
+    content_sha256 is a hash of the arrays, and so is its fingerprint unless given."""
     train = _images("train_images", np.asarray(train_images), source)
     test = _images("test_images", np.asarray(test_images), source)
     if train.shape[1:] != test.shape[1:]:
@@ -75,11 +75,11 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
                         f"names are given: give one name per class, {num_classes} in all")
     for array in (train, test, *labels):
         array.setflags(write=False)
-    if fingerprint is None:
-        fingerprint = "arrays-sha256:" + arrays_sha256(train, labels[0], test, labels[1])
+    content = arrays_sha256(train, labels[0], test, labels[1])
     return Dataset(name=name, train_images=train, train_labels=labels[0], test_images=test,
                    test_labels=labels[1], class_names=names, source=source,
-                   fingerprint=fingerprint)
+                   fingerprint=f"arrays-sha256:{content}" if fingerprint is None else fingerprint,
+                   content_sha256=content)
 
 
 def _class_names(names: np.ndarray) -> list[str]:

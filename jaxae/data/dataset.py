@@ -42,7 +42,8 @@ def declared_paths(loader: Callable[..., Any]) -> dict[str, str]:
 class Dataset:
     """One data set: uint8 images [N, H, W, C], int32 labels [N], class names, where it came
     from in words (`source`) and as a hash (`fingerprint`: the same source files give the same
-    fingerprint, other files another).
+    fingerprint, other files another), and, where the source records it, a hash of the images
+    and labels themselves (`content_sha256`: the same however they are packed; "" unknown).
 
     The images and labels are read-only numpy arrays, or, for a training split streamed from
     disk, `RecordArray`s read when indexed (`streamed`).
@@ -57,6 +58,7 @@ class Dataset:
     source: str
     title: str = ""  # how pictures and tables name it (default: its name)
     fingerprint: str = ""
+    content_sha256: str = ""
     streaming: str = "memory"  # as asked when loaded (`should_stream`), so that `make_splits`
     memory_budget_mb: float | None = None  # can hold a cut that fits the budget in memory
 
@@ -92,7 +94,8 @@ def training_bytes(num_images: int, image_shape: tuple[int, ...]) -> int:
 
 def from_prepared(train: PreparedSplit, test: PreparedSplit, *, name: str,
                   class_names: tuple[str, ...], source: str, fingerprint: str, title: str = "",
-                  streaming: str = "memory", memory_budget_mb: float | None = None) -> Dataset:
+                  content_sha256: str = "", streaming: str = "memory",
+                  memory_budget_mb: float | None = None) -> Dataset:
     """A Dataset of two prepared splits: read into memory, or (streamed) left on disk."""
     if train.image_shape != test.image_shape:
         raise DataError(f"the train and test images of {train.path} differ in shape "
@@ -110,5 +113,5 @@ def from_prepared(train: PreparedSplit, test: PreparedSplit, *, name: str,
     return Dataset(name=name, train_images=train_images, train_labels=train_labels,
                    test_images=test_images, test_labels=test_labels,
                    class_names=tuple(class_names), source=source, title=title,
-                   fingerprint=fingerprint, streaming=streaming,
-                   memory_budget_mb=memory_budget_mb)
+                   fingerprint=fingerprint, content_sha256=content_sha256,
+                   streaming=streaming, memory_budget_mb=memory_budget_mb)

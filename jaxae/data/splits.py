@@ -38,6 +38,7 @@ class Splits:
     source: str  # where the data came from, for logs and result pages
     title: str = ""  # the data set's display name
     fingerprint: str = ""  # the data set's source, as a hash (`Dataset.fingerprint`)
+    content_sha256: str = ""  # its images and labels, as a hash (`Dataset.content_sha256`)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -83,7 +84,7 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
         train, val, test = (_binarized(split, jax.random.fold_in(data_key, i))
                             for i, split in enumerate((train, val, test)))
     return Splits(train, val, test, tuple(data.class_names), data.source, data.title,
-                  data.fingerprint)
+                  data.fingerprint, data.content_sha256)
 
 
 def _streamed_splits(data: Dataset, data_key: jax.Array, train_size: int | None,

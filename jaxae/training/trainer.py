@@ -443,7 +443,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     _check_memory(config, like, data)
     manager = checkpoints.make_manager(checkpoints.checkpoint_dir(workdir),  # under its lock
                                        train_config.keep_checkpoints, sole_writer=main)
-    run_files = _RunFiles(workdir, config, manager, due=main, data=data.fingerprint)
+    run_files = _RunFiles(workdir, config, manager, due=main, data=data.fingerprint,
+                          content=data.content_sha256)
     try:
         try:
             state, position = _restore_or_init(manager, fresh, like, mesh, workdir)
@@ -511,9 +512,9 @@ class _RunFiles:
     resume's changes join resumes.jsonl as they do."""
 
     def __init__(self, workdir: str, config: ml_collections.ConfigDict, manager, due: bool,
-                 data: str = ""):
+                 data: str = "", content: str = ""):
         self.workdir, self.config, self.manager, self.due = workdir, config, manager, due
-        self.data = data  # the images' fingerprint
+        self.data, self.content = data, content  # the images' fingerprint and content hash
         self.code = code_files(config)  # the user's files as this run imported them
         self.resume: dict | None = None  # what this resume changed, for resumes.jsonl
         self.fresh = False  # set once it is known that no checkpoint was restored
@@ -540,7 +541,7 @@ class _RunFiles:
     def _write(self) -> None:
         if self.resume is not None and (failed := append_resume(self.workdir, self.resume)):
             print(failed, file=sys.stderr, flush=True)
-        write_run_files(self.workdir, self.config, self.data, self.code)
+        write_run_files(self.workdir, self.config, self.data, self.code, self.content)
         self.due = False
 
 

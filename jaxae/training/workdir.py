@@ -300,16 +300,17 @@ def append_resume(workdir: str, record: dict) -> str | None:
 
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict,
-                    data_fingerprint: str = "", code_sha256: dict[str, str] | None = None
-                    ) -> None:
+                    data_fingerprint: str = "", code_sha256: dict[str, str] | None = None,
+                    data_content_sha256: str = "") -> None:
     """config.json and environment.json: everything a rerun needs to repeat this run, the
-    fingerprint of the images it trains on, against which images moved elsewhere (a new
-    data.path) are checked, and `code_sha256` (`code_files` as the run started, default
-    now) of its user files."""
+    fingerprint and content hash of the images it trains on, against which images moved
+    elsewhere (a new data.path) are checked, and `code_sha256` (`code_files` as the run
+    started, default now) of its user files."""
     write_whole(os.path.join(workdir, CONFIG_FILE),
                  recorded_config(config).to_json_best_effort(indent=2, sort_keys=True) + "\n")
     environment = {
         "data_fingerprint": data_fingerprint,
+        "data_content_sha256": data_content_sha256,
         "jaxae": jaxae.__version__,
         "git_commit": git_commit(),
         "python": platform.python_version(),
@@ -700,11 +701,14 @@ def _from_json(value):
     return tuple(_from_json(v) for v in value) if isinstance(value, list) else value
 
 
-def check_same_data(workdir: str, data: ml_collections.ConfigDict, fingerprint: str) -> None:
+def check_same_data(workdir: str, data: ml_collections.ConfigDict, fingerprint: str,
+                    content_sha256: str = "") -> None:
     """The images a run in `workdir` resumes or is evaluated on (config section `data`, of
-    that `fingerprint`) must be those it trained on: the fingerprint its environment.json
-    records, so that its data may move (a new data.path, data_dir) but not change. A run
-    recorded before that fingerprint may only keep its data.path."""
+    that `fingerprint` and `content_sha256`) must be those it trained on: the fingerprint
+    its environment.json records, or else the content hash it records (the same images and
+    labels packed otherwise: IDX files gunzipped, an npz saved again compressed), so that
+    its data may move (a new data.path, data_dir) or be repacked but not change. A run
+    recorded before the fingerprint may only keep its data.path."""
     try:
         with open(os.path.join(workdir, CONFIG_FILE)) as f:
             saved_path = json.load(f).get("data", {}).get("path")
@@ -712,13 +716,16 @@ def check_same_data(workdir: str, data: ml_collections.ConfigDict, fingerprint: 
         return  # no run there yet (or prepare_workdir has named its damage)
     try:
         with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
-            recorded = json.load(f).get("data_fingerprint", "")
+            environment = json.load(f)
+        recorded = environment.get("data_fingerprint", "")
+        recorded_content = environment.get("data_content_sha256", "")
     except (OSError, ValueError, AttributeError):
-        recorded = ""
+        recorded = recorded_content = ""
     path = data.get("path")
     back = f"point --config.data.path back at {saved_path!r}"
     places_differ = _place(path) != _place(saved_path)  # config.json records it absolute
-    if recorded and recorded != fingerprint:
+    repacked = bool(content_sha256) and recorded_content == content_sha256
+    if recorded and recorded != fingerprint and not repacked:
         where = f"data.path={path!r}" if path else f"config.data ({data.name})"
         fix = f"{back}, or at a copy of them" if places_differ else (
             "restore the run's images, or train a new run on these in a new --workdir")
