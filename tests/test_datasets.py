@@ -408,6 +408,35 @@ def test_two_folders_of_one_name_are_prepared_apart_and_a_second_prepare_waits(
     assert not os.path.exists(killed)
 
 
+def test_a_preparation_that_fails_on_a_truncated_image_leaves_no_folder(tmp_path) -> None:
+    """Only the lock was left (a folder of its own, named after files no longer there once
+    the image is replaced); a process that waited on that lock locks the one there now."""
+    from jaxae.data import records
+
+    root = tmp_path / "pets"
+    make_image_folder(root)
+    png = (root / "cat" / "0.png").read_bytes()
+    (root / "cat" / "0.png").write_bytes(png[:len(png) // 2])
+    tfds_dir = tmp_path / "tfds"
+    with pytest.raises(DataError, match="truncated"):
+        DATASETS.get("folder")(path=str(root), tfds_dir=str(tfds_dir), image_size=8)
+    assert os.listdir(tfds_dir / "jaxae_folder") == []
+    where = str(tmp_path / "set" / "1.0.0")
+    lock = tmp_path / "set" / records.PREPARE_LOCK
+    waited, held = threading.Event(), records._preparing(where, "the second")
+    with records._preparing(where, "the first"):
+        second = threading.Thread(target=lambda: (held.__enter__(), waited.set()))
+        second.start()
+        assert not waited.wait(0.3)
+    assert waited.wait(10)  # the first removed its lock file, the second made another
+    fd = os.open(lock, os.O_RDONLY)
+    with pytest.raises(BlockingIOError):  # and holds it
+        records.fcntl.flock(fd, records.fcntl.LOCK_EX | records.fcntl.LOCK_NB)
+    os.close(fd)
+    held.__exit__(None, None, None)
+    assert not lock.exists()
+
+
 def test_a_data_dir_without_file_locks_is_one_line(tmp_path, monkeypatch) -> None:
     import errno
 

@@ -240,6 +240,7 @@ def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None
                         "pass a writable --config.data.tfds_dir") from None
 
 
+
 @contextlib.contextmanager
 def _tfds_bars(shown: bool):
     """TFDS's own progress bars shown or not for the duration (not where the output is a log
@@ -266,26 +267,49 @@ def _remove_unfinished(where: str) -> None:
 @contextlib.contextmanager
 def _preparing(where: str, what: str) -> Iterator[None]:
     """Holds an exclusive lock (a POSIX file lock, on a file any user of a shared data dir
-    can open) beside the prepared set's folder while it is prepared; says so when it waits."""
+    can open) beside the prepared set's folder while it is prepared; says so when it waits.
+    A preparation that leaves nothing there but the lock (it failed before TFDS wrote: a
+    corrupt image, an interrupt) removes the lock and its folder as it lets go."""
     parent = os.path.dirname(where.rstrip(os.sep))
-    os.makedirs(parent, exist_ok=True)
     path = os.path.join(parent, PREPARE_LOCK)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for another process preparing {what} ({path})", flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-    except OSError as e:
-        os.close(fd)
-        raise DataError(f"cannot lock {path} ({e.strerror}): pass a --config.data.tfds_dir on "
-                        "a file system with file locks") from None
+    fd = _locked(path, what)
     try:
         yield
     finally:
+        try:
+            if os.listdir(parent) == [PREPARE_LOCK]:
+                os.remove(path)  # a process waiting on it opens the lock again (`_locked`)
+                os.rmdir(parent)
+        except OSError:
+            pass  # left as it is: the next preparation uses it
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _locked(path: str, what: str) -> int:
+    """A descriptor of the lock file `path`, created with its folder if missing, held
+    exclusively; opened again when the file was removed or replaced while this waited."""
+    while True:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"waiting for another process preparing {what} ({path})", flush=True)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            current = os.stat(path)
+        except FileNotFoundError:
+            os.close(fd)  # removed as this waited: open the one there now
+            continue
+        except OSError as e:
+            os.close(fd)
+            raise DataError(f"cannot lock {path} ({e.strerror}): pass a "
+                            "--config.data.tfds_dir on a file system with file locks") from None
+        held = os.fstat(fd)
+        if (held.st_ino, held.st_dev) == (current.st_ino, current.st_dev):
+            return fd
+        os.close(fd)  # replaced as this waited
 
 
 # --- reading -----------------------------------------------------------------------------------
