@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -19,6 +20,7 @@ from jaxae import config as config_lib
 from jaxae import objectives
 from jaxae.data import DATASETS, Splits, make_splits
 from jaxae.data.idx import MixedImageSizes
+from jaxae.data.splits import first_images_note
 from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME
 from jaxae.registry import RegistryError, build, parameters
@@ -43,9 +45,11 @@ def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
     dataset = build(loader, data)
     if check_fingerprint is not None and not early:
         check_fingerprint(dataset.fingerprint, dataset.content_sha256)
+    if (note := first_images_note(dataset, data.train_size, data.subset)) is not None:
+        print(note, file=sys.stderr, flush=True)
     return make_splits(dataset, data_key, train_size=data.train_size,
                        test_size=data.test_size, val_size=data.val_size,
-                       binarize=data.binarize)
+                       binarize=data.binarize, subset=data.subset)
 
 
 def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,

@@ -32,7 +32,7 @@ from ml_collections import config_dict
 from jaxae import objectives
 from jaxae.data import DATASETS
 from jaxae.data.dataset import STREAMING_MODES, declared_paths
-from jaxae.data.splits import BINARIZATIONS
+from jaxae.data.splits import BINARIZATIONS, SUBSETS
 from jaxae.kernels import conv, precision
 from jaxae.keys import SEED_RANGE
 from jaxae.models.initializers import SCHEMES
@@ -65,8 +65,9 @@ def base_config() -> ml_collections.ConfigDict:
         "path": config_dict.placeholder(str),  # npz: the file of arrays; folder: the folder
         "image_size": config_dict.placeholder(int),  # resize + centre-crop to SxS (None: as is)
         "channels": config_dict.placeholder(int),  # 1 (grey) or 3 (RGB) (None: as stored)
-        "train_size": config_dict.placeholder(int),  # use only the first N training images
-        "test_size": config_dict.placeholder(int),  # use only the first N test images
+        "train_size": config_dict.placeholder(int),  # use only N training images
+        "test_size": config_dict.placeholder(int),  # use only N test images
+        "subset": "first",  # which N: the "first" (stored order) or "random" (seeded draw)
         "val_size": 0,  # images carved (deterministically) from the training split
         "binarize": "none",  # Bernoulli targets: "static" (one fixed draw) or "dynamic"
         "streaming": "auto",  # "memory", "stream" (Grain), or "auto": stream what exceeds
@@ -389,6 +390,7 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
     except RegistryError as e:
         raise ConfigError(f"config.data.name: {e}") from None
     _choice(config, "data.binarize", BINARIZATIONS)
+    _choice(config, "data.subset", SUBSETS)
     for field in ("train_size", "test_size"):
         _positive_int(config, f"data.{field}", optional=True)
     val = config.data.val_size

@@ -27,6 +27,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from jaxae import build
 from jaxae.config import ConfigError, base_config, validate
 from jaxae.data import (
     DATASETS,
@@ -42,6 +43,7 @@ from jaxae.data import (
 )
 from jaxae.data.images import load_image, luma
 from jaxae.keys import derive_keys
+from tests.conftest import set_fields
 from tests.test_data_sources import write_folder
 
 try:  # numpy >= 2
@@ -454,6 +456,40 @@ def test_a_data_dir_without_file_locks_is_one_line(tmp_path, monkeypatch) -> Non
              "pass a --config.data.tfds_dir on a file system with file locks")
 
 
+def test_a_random_subset_of_a_folder_stored_class_by_class_holds_every_class(
+        tmp_path, capsys) -> None:
+    """train_size's first N of an image folder are one class (stored class by class): the
+    run says so and names data.subset="random", which draws N from the whole split, the
+    same N for the same data key, other keys other N."""
+    from jaxae.data.arrays import from_arrays
+
+    config = base_config()
+    root = tmp_path / "pets"
+    make_image_folder(root, n_per_class=8)
+    set_fields(config, {"data.name": "folder", "data.path": str(root), "data.image_size": 8,
+                        "data.tfds_dir": str(tmp_path / "tfds"), "data.train_size": 6,
+                        "data.test_size": 3})
+    first = build.load_data(config, derive_keys(0).data)
+    assert len(set(first.train.labels.tolist())) == 1
+    note = capsys.readouterr().err.strip().splitlines()
+    assert note == ["warning: the first 6 training images of pets hold 1 of its 3 classes: "
+                    "set --config.data.subset=random to draw them from all of it"]
+    set_fields(config, {"data.subset": "random"})
+    drawn = [build.load_data(config, derive_keys(seed).data) for seed in (0, 0, 1)]
+    assert "warning" not in capsys.readouterr().err
+    assert len(set(drawn[0].train.labels.tolist())) > 1 and len(drawn[0].train) == 6
+    assert len(drawn[0].test) == 3
+    np.testing.assert_array_equal(drawn[0].train.images, drawn[1].train.images)
+    assert not np.array_equal(drawn[0].train.images, drawn[2].train.images)
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    whole = make_splits(from_arrays(images, images), derive_keys(0).data, train_size=10,
+                        subset="random")  # all of a split: the split as stored
+    np.testing.assert_array_equal(whole.train.images, images)
+    set_fields(config, {"data.subset": "shuffled"})
+    with pytest.raises(ConfigError, match="config.data.subset='shuffled'"):
+        validate(config)
+
+
 def test_an_empty_carved_test_split_names_a_fix_that_exists(tmp_path) -> None:
     for name in ("cat", "dog"):
         save_png(tmp_path / "one" / name / "0.png", np.zeros((8, 8, 3), np.uint8))
@@ -783,6 +819,14 @@ def test_streamed_splits_hold_the_same_examples(cifar) -> None:
     for split in ("val", "test"):
         np.testing.assert_array_equal(getattr(streamed, split).images,
                                       getattr(memory, split).images)
+    drawn = {"train_size": 30, "test_size": 5, "subset": "random"}
+    random_memory = make_splits(load_dataset_cifar(tfds_dir), key, **drawn)
+    random_streamed = make_splits(data, key, **drawn)
+    for split in ("train", "test"):
+        np.testing.assert_array_equal(np.asarray(getattr(random_streamed, split).images),
+                                      getattr(random_memory, split).images)
+    assert not np.array_equal(random_memory.train.images, make_splits(
+        load_dataset_cifar(tfds_dir), key, train_size=30).train.images)
     with pytest.raises(DataError, match="binarize=static"):
         make_splits(data, key, binarize="static")
     # "auto" streams what exceeds the budget, and holds a cut that fits it in memory

@@ -18,6 +18,7 @@ import numpy as np
 # numbers no epoch count reaches.
 VALIDATION_STREAM = 2**31 - 1
 STATIC_BINARIZATION_STREAM = 2**31 - 2
+SUBSET_STREAMS = {"train": 2**31 - 3, "test": 2**31 - 4}  # data.subset="random"
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -96,6 +97,14 @@ def validation_indices(num_examples: int, val_size: int, data_key: jax.Array
     key = jax.random.fold_in(data_key, VALIDATION_STREAM)
     order = np.asarray(jax.random.permutation(key, num_examples))
     return np.sort(order[val_size:]), np.sort(order[:val_size])
+
+
+def subset_indices(num_examples: int, size: int, data_key: jax.Array, split: str
+                   ) -> np.ndarray:
+    """`size` of a split's `num_examples` indices, sorted, drawn with a fixed permutation of
+    the data key (its own stream for each split)."""
+    key = jax.random.fold_in(data_key, SUBSET_STREAMS[split])
+    return np.sort(np.asarray(jax.random.permutation(key, num_examples))[:size])
 
 
 def split_validation(images: np.ndarray, labels: np.ndarray, val_size: int,

@@ -13,6 +13,7 @@ from jaxae.data.idx import DataError
 from jaxae.data.records import RecordArray, is_lazy, read_all
 
 BINARIZATIONS = ("none", "static", "dynamic")
+SUBSETS = ("first", "random")  # which train_size / test_size images a run keeps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,18 +58,23 @@ class Splits:
 
 def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = None,
                 test_size: int | None = None, val_size: int = 0,
-                binarize: str = "none") -> Splits:
-    """The first train_size / test_size images of each split, a validation split of
-    val_size carved from the training images, and static binarisation if asked for.
+                binarize: str = "none", subset: str = "first") -> Splits:
+    """train_size / test_size images of each split (`subset`: the "first" ones in stored
+    order, or "random" ones, drawn with a fixed permutation of the data key), a validation
+    split of val_size carved from the training images, and static binarisation if asked for.
 
     A streamed training split stays on disk, unless the data set was loaded with
     streaming="auto" and the part of it kept here fits the memory budget after all.
     """
+    if subset not in SUBSETS:
+        raise DataError(f"subset={subset!r} is unknown: choose one of {', '.join(SUBSETS)}")
+    keep_train = _kept(len(data.train_images), train_size, subset, data_key, "train")
+    keep_test = _kept(len(data.test_images), test_size, subset, data_key, "test")
     if data.streamed:
-        train, val, test = _streamed_splits(data, data_key, train_size, test_size, val_size)
+        train, val, test = _streamed_splits(data, data_key, keep_train, keep_test, val_size)
     else:
-        train = Split(data.train_images[:train_size], data.train_labels[:train_size])
-        test = Split(data.test_images[:test_size], data.test_labels[:test_size])
+        train = Split(data.train_images[keep_train], data.train_labels[keep_train])
+        test = Split(data.test_images[keep_test], data.test_labels[keep_test])
         val = None
         if val_size:
             (train_x, train_y), (val_x, val_y) = batches.split_validation(
@@ -87,13 +93,36 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
                   data.fingerprint, data.content_sha256)
 
 
-def _streamed_splits(data: Dataset, data_key: jax.Array, train_size: int | None,
-                     test_size: int | None, val_size: int
+def _kept(num_examples: int, size: int | None, subset: str, data_key: jax.Array,
+          split: str) -> slice | np.ndarray:
+    """Which of a split's examples make_splits keeps: a slice of the first `size`, or
+    (subset "random", a size below the split's) their sorted indices."""
+    if subset == "first" or size is None or size >= num_examples:
+        return slice(None, size)
+    return batches.subset_indices(num_examples, size, data_key, split)
+
+
+def first_images_note(data: Dataset, train_size: int | None, subset: str) -> str | None:
+    """A warning when the first train_size training images (in memory) hold fewer of the
+    data set's classes than all of them do (an image folder is stored class by class)."""
+    labels = data.train_labels
+    if subset != "first" or train_size is None or is_lazy(labels) or train_size >= len(labels):
+        return None
+    kept, present = len(np.unique(labels[:train_size])), len(np.unique(labels))
+    if kept == present:
+        return None
+    return (f"warning: the first {train_size:,} training images of {data.title} hold {kept} of "
+            f"its {present} classes: set "
+            "--config.data.subset=random to draw them from all of it")
+
+
+def _streamed_splits(data: Dataset, data_key: jax.Array, keep_train: slice | np.ndarray,
+                     keep_test: slice | np.ndarray, val_size: int
                      ) -> tuple[Split, Split | None, Split]:
     """(train, val, test) of make_splits for a data set whose training images are a
     RecordArray: the same examples in the same order as in memory, the training split left
     on disk."""
-    images = data.train_images.subset(slice(None, train_size))
+    images = data.train_images.subset(keep_train)
     val = None
     if val_size:
         train_idx, val_idx = batches.validation_indices(len(images), val_size, data_key)
@@ -106,9 +135,9 @@ def _streamed_splits(data: Dataset, data_key: jax.Array, train_size: int | None,
         train = Split(images, images.with_field("label"))
     test_images = data.test_images
     if is_lazy(test_images):
-        test = Split(*read_all(test_images.subset(slice(None, test_size))))
+        test = Split(*read_all(test_images.subset(keep_test)))
     else:
-        test = Split(test_images[:test_size], data.test_labels[:test_size])
+        test = Split(test_images[keep_test], data.test_labels[keep_test])
     return train, val, test
 
 
