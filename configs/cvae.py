@@ -2,8 +2,8 @@
 evaluate.py can draw samples of each requested class (eval/samples.png, a row per class).
 
 Command: python train.py --config=configs/cvae.py --workdir=runs/cvae
-Expected: test ELBO -252.5 nats after 30 epochs; a pixel classifier (89.4% on real
-test images) recognises the requested class in 90.9% of its samples (under 3 minutes on
+Expected: test ELBO -252.5 nats after 30 epochs; a pixel classifier (89.3% on real
+test images) recognises the requested class in 90.5% of its samples (under 3 minutes on
 2 CPU cores, evaluation included).
 """
 

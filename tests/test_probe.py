@@ -30,3 +30,20 @@ def test_min_steps_below_the_epochs_changes_nothing():
     floor = train_probe(x, y, key, epochs=3, min_steps=2)
     for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(floor.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_feature_constant_in_training_does_not_outvote_the_others_at_test_time():
+    """Five informative features and five that never vary in training (a border pixel):
+    a faint value there at test time (1e-3, a generated image's background) leaves the
+    predictions as they were (a borderline point may move), where dividing by the feature's
+    own std made it a value of about 1,000 that decided the class."""
+    x, y = _blobs(50, seed=2)
+    train = np.concatenate([x, np.zeros_like(x)], axis=1)
+    probe = train_probe(train, y, jax.random.key(2), epochs=2, min_steps=2000)
+    faint = train.copy()
+    faint[:, 5:] = 1e-3
+    assert probe.accuracy(train, y) > 0.95
+    assert np.mean(probe.predict(faint) == probe.predict(train)) >= 0.99
+    std = np.asarray(probe.std)
+    assert std[5:].min() >= 0.05 * np.median(np.std(train, axis=0))
+    np.testing.assert_allclose(std[:5], np.std(train, axis=0)[:5] + 1e-6, rtol=1e-5)

@@ -15,6 +15,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+# A feature is scaled as if it varied at least this fraction of the median feature's spread:
+# one nearly constant in training (a border pixel) would otherwise turn a faint change at test
+# time (a generated sample's background at 1e-3) into a value of thousands that outvotes
+# every other feature. Scale-free, so it serves pixels and codes alike.
+MIN_STD_FRACTION = 0.05
+
+
+def feature_scale(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(mean, std) per feature of [N, F] training features for standardising them, each std
+    at least MIN_STD_FRACTION of the median std (and above 0)."""
+    std = x.std(axis=0)
+    return x.mean(axis=0), jnp.maximum(std, MIN_STD_FRACTION * jnp.median(std)) + 1e-6
+
 
 class Classifier(nn.Module):
     """Dense ReLU layers (none: a linear softmax classifier), then class logits."""
@@ -87,7 +100,7 @@ def train_probe(features: np.ndarray, labels: np.ndarray, key: jax.Array,
     small training set a fixed number of epochs is too few steps to converge.
     """
     x = jnp.asarray(features, jnp.float32)
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    mean, std = feature_scale(x)
     batch_size = min(batch_size, len(x))
     steps_per_epoch = max(1, len(x) // batch_size)
     epochs = max(epochs, -(-min_steps // steps_per_epoch))
