@@ -870,6 +870,10 @@ def test_an_image_folder_that_is_a_file_or_missing_is_named_as_such(tmp_path) ->
     with pytest.raises(DataError) as excinfo:
         folder.plan_folder(tmp_path / "nowhere")
     one_line(excinfo, f"image folder {tmp_path / 'nowhere'} does not exist")
+    (tmp_path / "arrays.npz").write_bytes(b"")
+    with pytest.raises(DataError) as excinfo:
+        folder.plan_folder(tmp_path / "arrays.npz")
+    one_line(excinfo, "is a file, not a folder", "--config.data.name=npz (load_npz)")
 
 
 def test_preparing_a_folder_into_a_log_file_writes_no_tfds_progress_bars(tmp_path, capsys):
@@ -913,6 +917,18 @@ def test_npz_files_of_other_kinds_and_labels_past_any_class_count_are_one_line(t
              train_labels=np.array([0, 1, 0, 1]), test_labels=np.array([0, 1, 0, 1]),
              class_names=np.array([b"cat", b"dog"]))
     assert load_npz(str(tmp_path / "bytes.npz")).class_names == ("cat", "dog")
+    for train, words in (
+            (images.astype(np.int64), "train_images has dtype int64, not uint8: its values are "
+                                      "0..255: store train_images.astype(np.uint8)"),
+            (images.astype(np.float32), "has dtype float32, not uint8: store pixel values "
+                                        "0..255 as uint8"),
+            (np.zeros((4, 3, 8, 8), np.uint8), "has shape (4, 3, 8, 8): give [N, H, W] or "
+             "[N, H, W, C] images with C = 1 or 3 and N > 0 (channels first? store "
+             "np.transpose(train_images, (0, 2, 3, 1)))")):
+        np.savez(tmp_path / "kinds.npz", train_images=train, test_images=images)
+        with pytest.raises(DataError) as excinfo:
+            load_npz(str(tmp_path / "kinds.npz"))
+        one_line(excinfo, words)
 
 
 def test_an_image_past_pillows_size_limit_is_one_line(tmp_path, monkeypatch) -> None:

@@ -164,9 +164,10 @@ def test_conv_stages_follow_the_resolution():
 @pytest.mark.parametrize("image_shape, message", [
     ((4, 4, 1), "needs images larger than 4x4; these are 4x4: use a larger size that "
                 "decodes, the smallest being 6x6"),
-    ((30, 28, 1), "cannot decode 3 2x stages back to 30x28: use another image size "
-                  r"\(28x28 or 30x30 decode\)"),
-    ((33, 33, 3), r"back to 33x33: use another image size \(32x32 or 34x34 decode\)"),
+    ((30, 28, 1), "cannot decode 3 2x stages back to 30x28: resize the images to a size "
+                  r"that decodes \(28x28 or 30x30: data.image_size\) or change the number of "
+                  r"stages \(model.features\)"),
+    ((33, 33, 3), r"back to 33x33: resize the images to a size that decodes \(32x32 or 34x34"),
 ])
 def test_a_size_the_conv_models_cannot_work_at_is_a_clear_error(image_shape, message):
     with pytest.raises(ValueError, match=message):
@@ -183,7 +184,8 @@ def test_a_size_the_model_cannot_work_at_is_refused_before_the_data_are_read(tmp
     config = conv_ae_folder.get_config()
     config.data.path, config.data.image_size = str(tmp_path / "photos"), 33
     with pytest.raises(config_lib.ConfigError, match=r"cannot decode 4 2x stages back to "
-                                                     r"33x33: use another image size \(32x32"):
+                                                     r"33x33: resize the images to a size that "
+                                                     r"decodes \(32x32"):
         train_and_evaluate(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
     config.data.image_size = None  # the size then comes from the data, checked once read

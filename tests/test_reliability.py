@@ -383,10 +383,13 @@ def test_a_registered_loader_declares_the_paths_it_reads(tmp_path):
     ("cifar10", "data_dir", "file", None),  # its archive file is read as well as a folder
     ("npz", "path", "file", None),
     ("folder", "path", "folder", None),
+    ("folder", "path", "npz", "config.data.path='{p}' is a file, not a folder: point it at the "
+                              "folder that holds the data set's files, or read the file with "
+                              "--config.data.name=npz"),
 ])
 def test_a_file_given_for_a_folder_is_named_so_not_missing(data, field, kind, line, tmp_path):
-    path = tmp_path / "given"
-    path.write_text("") if kind == "file" else path.mkdir()
+    path = tmp_path / ("given.npz" if kind == "npz" else "given")
+    path.write_text("") if kind in ("file", "npz") else path.mkdir()
     config = config_lib.base_config()
     config.data.name, config.data[field] = data, str(path)
     if line is None:
@@ -426,7 +429,7 @@ def write_config_json(workdir, **fields) -> None:
           "train.keep_checkpoints": 1, "data.tfds_dir": "/elsewhere",
           "eval.iwae_samples": (1, 5)}, None),
     ({}, {"train.batch_size": 64}, "train.batch_size=128, but the config says 64"),
-    ({}, {"data.train_size": 1024}, "data.train_size=None, but the config says 1024"),
+    ({}, {"data.train_size": 1024}, "data.train_size unset (its default), but the config says 1024"),
     ({}, {"optim.name": "sgd"}, "optim.name='adam', but the config says 'sgd'"),
     ({}, {"optim.name": "sgd", "train.batch_size": 8}, "optim.name='adam', but the config "
      "says 'sgd'; and train.batch_size=128, not 8"),  # every refused field, at once
@@ -1486,3 +1489,17 @@ def test_a_library_run_of_a_model_its_module_registers_evaluates_with_evaluate_p
     set_fields(config, {"train.num_epochs": 2})
     state = train_and_evaluate(config, workdir)
     assert int(state.step) == 6  # 3 steps an epoch: resumed at 3, not refused
+
+
+def test_a_refused_resume_names_a_field_the_run_left_at_its_default_as_unset(tmp_path):
+    """conv_ae's features: None in config.json means the model's own stages, which the
+    refusal says in words rather than as None."""
+    config = config_lib.base_config()
+    set_fields(config, {"model.name": "conv_ae"})
+    workdir_lib.write_run_files(str(tmp_path), config)
+    with config.model.unlocked():
+        config.model.features = (8, 16)
+    with pytest.raises(config_lib.ConfigError) as caught:
+        workdir_lib.prepare_workdir(str(tmp_path), config)
+    assert f"workdir {str(tmp_path)!r} holds a run with model.features unset (its default), " \
+        "but the config says [8, 16]: use a new --workdir" in str(caught.value)

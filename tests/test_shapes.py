@@ -56,13 +56,18 @@ def test_conv_models_train_and_evaluate_on_other_shapes(tmp_path, image_shape, m
 @pytest.mark.parametrize("model, num_test", [({"name": "dense_ae", "latent_dim": 1}, 16),
                                              ({"name": "dense_ae", "latent_dim": 3}, 1)])
 def test_a_one_dimensional_code_or_a_single_test_image_still_gets_its_scatter(
-        tmp_path, model, num_test):
-    """A 1-D code is drawn against the class; one test image has one principal direction."""
+        tmp_path, capsys, model, num_test):
+    """A 1-D code is drawn against the class; one test image has one principal direction.
+    Pictures of more images than the test split has show those it has, and say so."""
     path = write_npz(tmp_path / "data.npz", (8, 8, 1), num_test=num_test)
     config = tiny_array_config(path, model=model)
     workdir = str(tmp_path / "run")
     train_and_evaluate(config, workdir)
-    result = evaluate_workdir(workdir)
+    capsys.readouterr()
+    result = evaluate_workdir(workdir, overrides={"eval.num_images": 12})
+    note = (f"note: eval.num_images=12 is more than the test split's {num_test} images: the "
+            f"pictures show those {num_test}")
+    assert (note in capsys.readouterr().out) == (num_test < 12)
     assert result["test_images"] == num_test
     assert "latent_scatter.png" in result["pictures"]
     assert os.path.isfile(os.path.join(workdir, "eval", "metrics.json"))
@@ -116,3 +121,21 @@ def test_a_factor_that_does_not_divide_the_images_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"config.task.factor=3 does not divide the 16x24 "
                                           r"images: use one of 2, 4, 8"):
         train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_rows_of_many_images_wrap_into_blocks_of_equal_width(tmp_path):
+    """40 images a row: three blocks of 14, 14 and 12 columns, each with both rows in order;
+    the picture is no wider than one of 16 columns."""
+    from jaxae.evaluation import plots
+
+    images = np.linspace(0, 1, 40)[:, None, None, None] * np.ones((40, 4, 4, 1))
+    blocks = plots.wrapped([("output", images), ("original", images)])
+    assert [(label, len(row)) for label, row in blocks] == [
+        ("output", 14), ("original", 14), ("output", 14), ("original", 14),
+        ("output", 12), ("original", 12)]
+    np.testing.assert_array_equal(np.concatenate([row for _, row in blocks[::2]]), images)
+    assert plots.wrapped([("row", images[:16])])[0][1].shape == (16, 4, 4, 1)
+    plots.image_rows([("output", images), ("original", images)], "t", str(tmp_path / "w.png"))
+    plots.image_rows([("row", images[:16])], "t", str(tmp_path / "n.png"))
+    wide, narrow = (matplotlib.image.imread(str(tmp_path / n)).shape for n in ("w.png", "n.png"))
+    assert wide[1] <= narrow[1] and wide[0] > 3 * narrow[0]

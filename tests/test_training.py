@@ -225,9 +225,12 @@ def test_evaluating_an_older_step_keeps_the_newest_evaluation(tiny_config, tmp_p
     train_and_evaluate(config, str(tmp_path), on_saved=lambda: saved.append(
         sorted(os.listdir(tmp_path / "checkpoints"))))
     assert saved == [["2", "4"]]  # called once, with the last checkpoint on disk
+    capsys.readouterr()
     train_and_evaluate(config, str(tmp_path))  # again: the run is complete, and says so
-    assert ("the run has trained 4 steps and train.num_epochs=2 asks for 4: nothing to train"
-            in capsys.readouterr().out)
+    again = capsys.readouterr().out
+    assert "the run has trained 4 steps and train.num_epochs=2 asks for 4: nothing to train" \
+        in again
+    assert "steps per epoch" not in again  # what it would train, after "nothing to train"
     with pytest.raises(FileNotFoundError) as caught:
         evaluate_workdir(str(tmp_path), 3)
     assert str(caught.value) == (f"{str(tmp_path)!r} has no checkpoint at step 3: it has steps "

@@ -25,13 +25,18 @@ MAX_CLASSES = 100_000  # label ids past this are not class indices (pictures dra
 def _images(name: str, array: np.ndarray, where: str) -> np.ndarray:
     """uint8 [N, H, W, C] from uint8 [N, H, W] or [N, H, W, C] (C = 1 or 3)."""
     if array.dtype != np.uint8:
-        raise DataError(f"{where}: {name} has dtype {array.dtype}, not uint8: store pixel "
-                        "values 0..255 as uint8")
+        integers = (np.issubdtype(array.dtype, np.integer) and array.size
+                    and 0 <= array.min() and array.max() <= 255)
+        fix = (f"its values are 0..255: store {name}.astype(np.uint8)" if integers else
+               "store pixel values 0..255 as uint8")
+        raise DataError(f"{where}: {name} has dtype {array.dtype}, not uint8: {fix}")
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3) or len(array) == 0:
+        first = (f" (channels first? store np.transpose({name}, (0, 2, 3, 1)))"
+                 if array.ndim == 4 and array.shape[1] in (1, 3) else "")
         raise DataError(f"{where}: {name} has shape {array.shape}: give [N, H, W] or "
-                        "[N, H, W, C] images with C = 1 or 3 and N > 0")
+                        f"[N, H, W, C] images with C = 1 or 3 and N > 0{first}")
     return array
 
 

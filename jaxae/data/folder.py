@@ -217,8 +217,10 @@ def plan_folder(
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
         what = "is a file, not a folder" if os.path.exists(root) else "does not exist"
+        npz = (", or read the file with --config.data.name=npz (load_npz)"
+               if root.endswith(".npz") and os.path.isfile(root) else "")
         raise DataError(f"image folder {root} {what}: point --config.data.path at a "
-                        f"folder of <class>/ sub-folders of {FORMATS} images")
+                        f"folder of <class>/ sub-folders of {FORMATS} images{npz}")
     if channels not in (None, 1, 3):
         raise DataError(f"channels={channels!r} is not supported: use 1 (grey) or 3 (RGB)")
     if image_size is not None and image_size < 1:

@@ -255,6 +255,9 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
                    * data.num_classes, "cvae_probe_test_accuracy": len(data.test)}
     result["counts"] = counts  # images (or samples) each figure above is computed over
     title = f"{display_name(config.model.name)} on {data.title}, step {step}"
+    if eval_config.num_images > len(data.test):
+        print(f"note: eval.num_images={eval_config.num_images} is more than the test split's "
+              f"{len(data.test)} images: the pictures show those {len(data.test)}", flush=True)
     # written aside, then moved into place together: an evaluation stopped part-way leaves
     # the previous one's files whole, never a picture cut short or two steps' files mixed
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
@@ -31,13 +33,28 @@ def _enlarged(image_HxWxC: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.repeat(np.repeat(image, rows, axis=0), cols, axis=1)
 
 
+MAX_COLUMNS = 16  # a picture's rows wrap past this many images, in blocks of equal width
+
+
+def wrapped(rows: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
+    """`rows` of more than MAX_COLUMNS images cut into blocks of at most that many columns,
+    all of equal width but the last, the blocks one under the other (the labels repeated)."""
+    num_cols = max(len(images) for _, images in rows)
+    blocks = math.ceil(num_cols / MAX_COLUMNS)
+    width = math.ceil(num_cols / blocks)
+    return [(label, images[b * width:(b + 1) * width])
+            for b in range(blocks) for label, images in rows]
+
+
 def image_rows(rows: list[tuple[str, np.ndarray]], title: str, path: str) -> None:
-    """Saves a grid: one row per (label, images [N, H, W(, C)] in [0, 1]), label on the left.
+    """Saves a grid: one row per (label, images [N, H, W(, C)] in [0, 1]), label on the left;
+    rows of more than MAX_COLUMNS images wrap (`wrapped`).
 
     Rows may have different resolutions (a 14x14 input above a 28x28 output): each image is
     drawn in the same cell size, so a low-resolution input is shown enlarged, as blocks. The
     grid is one canvas with a 2-pixel white gutter, drawn in a single image call.
     """
+    rows = wrapped(rows)
     num_cols = max(len(images) for _, images in rows)
     height = max(images.shape[1] for _, images in rows)
     width = max(images.shape[2] for _, images in rows)

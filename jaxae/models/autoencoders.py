@@ -158,9 +158,9 @@ def conv_plan(image_shape: Shape, features: tuple[int, ...] | None, width: int, 
     if paddings is None or paddings != decoder_paddings(code_w, wide, stages):
         sides = (*_decodable_near(height, stages, fixed), *_decodable_near(wide, stages, fixed))
         near = " or ".join(dict.fromkeys(f"{s}x{s}" for s in sorted(sides)))
-        raise ValueError(f"{owner} cannot decode {stages} 2x stages back to {height}x{wide}: "
-                         f"use another image size ({near} decode) or another number of stages "
-                         "(features)")
+        raise ValueError(f"{owner} cannot decode {stages} 2x stage{'s' * (stages > 1)} back "
+                         f"to {height}x{wide}: resize the images to a size that decodes ({near}: "
+                         "data.image_size) or change the number of stages (model.features)")
     return features, (code_h, code_w, features[-1]), paddings
 
 

@@ -712,7 +712,7 @@ def _epochs(run: _Run, state: steps.TrainState,
     devices = f"{mesh.size} device{'s' * (mesh.size > 1)}"
     if jax.process_count() > 1:
         devices += f" in {jax.process_count()} processes"
-    if main:
+    if main and step < total_steps:  # a finished run said "nothing to train" instead
         height, width, channels = data.image_shape
         print(f"{display_name(config.model.name)} on {config.data.name} ({data.source}): "
               f"{len(data.train)} train / {len(data.test)} test images of "
