@@ -296,9 +296,21 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys)
     assert ("1 file of other formats than PNG, JPEG, BMP, PPM, PGM, TIFF or WebP ignored, e.g. "
             "README.txt") in data.source
     assert data.fingerprint.startswith("folder-sha256:")
+    assert "made RGB" not in data.source  # channels=3 given: no header was read for it
     with pytest.raises(DataError) as excinfo:
         DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"))
     one_line(excinfo, "differ in size", "--config.data.image_size")
+    Image.fromarray(np.zeros((12, 16, 4), np.uint8)).save(root / "cat" / "clear.png")
+    mixed = folder.plan_folder(root, image_size=8)  # channels from the headers: RGB
+    assert "8x8x3; 5 grey images made RGB; 1 with transparency, composited on black;" \
+        in mixed.describe()
+    assert "made" not in folder.plan_folder(root, image_size=8, channels=1).describe()
+    for label in ("a", "b"):
+        for i in range(3):
+            save_png(tmp_path / "colour" / label / f"{i}.png", np.zeros((4, 4, 3), np.uint8))
+    assert "native 4x4x1; 6 colour images made grey)" in folder.plan_folder(
+        tmp_path / "colour", channels=1).describe()
+    os.remove(root / "cat" / "clear.png")
     named = DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"),
                                    image_size=8, channels=3, prepared_name="pets")
     # One file edited: the folder is prepared anew, the earlier set kept and named.

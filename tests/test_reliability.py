@@ -429,7 +429,8 @@ def write_config_json(workdir, **fields) -> None:
           "train.keep_checkpoints": 1, "data.tfds_dir": "/elsewhere",
           "eval.iwae_samples": (1, 5)}, None),
     ({}, {"train.batch_size": 64}, "train.batch_size=128, but the config says 64"),
-    ({}, {"data.train_size": 1024}, "data.train_size unset (its default), but the config says 1024"),
+    ({}, {"data.train_size": 1024}, "data.train_size unset (its default), but the config "
+     "says 1024"),
     ({}, {"optim.name": "sgd"}, "optim.name='adam', but the config says 'sgd'"),
     ({}, {"optim.name": "sgd", "train.batch_size": 8}, "optim.name='adam', but the config "
      "says 'sgd'; and train.batch_size=128, not 8"),  # every refused field, at once

@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 
 from jaxae.data.dataset import Dataset, from_prepared, reads_paths
 from jaxae.data.idx import DataError, MixedImageSizes
-from jaxae.data.images import GREY_MODES, load_image, too_large
+from jaxae.data.images import GREY_MODES, has_transparency, load_image, too_large
 from jaxae.data.records import (
     JaxaeBuilder,
     PreparedSplit,
@@ -72,6 +72,10 @@ class FolderPlan:
     files_sha256: str
     fingerprint: str
     ignored: tuple[str, ...]  # relative paths of files not of IMAGE_EXTENSIONS
+    # images converted as they are read, where their headers were read (image_size or
+    # channels unset): grey ones made RGB (or colour ones grey), transparent ones on black
+    converted: int = 0
+    transparent: int = 0
 
     def describe(self) -> str:
         """Return a one-line human description of the source and the options."""
@@ -85,8 +89,13 @@ class FolderPlan:
         ignored = (f"; {files} of other formats than {FORMATS} ignored, e.g. "
                    f"{self.ignored[0]}" if self.ignored else "")
         classes = f"{len(self.class_names)} class{'es' if len(self.class_names) != 1 else ''}"
+        made = "RGB" if c == 3 else "grey"
+        converted = (f"; {self.converted} {'grey' if c == 3 else 'colour'} image"
+                     f"{'s' * (self.converted != 1)} made {made}" if self.converted else "")
+        transparent = (f"; {self.transparent} with transparency, composited on black"
+                       if self.transparent else "")
         return (f"image folder {self.root} ({classes}, {counts}, {how}; "
-                f"{resized} {h}x{w}x{c}{ignored})")
+                f"{resized} {h}x{w}x{c}{converted}{transparent}{ignored})")
 
 
 def _list_images(folder: str, root: str) -> tuple[list[str], list[str]]:
@@ -176,16 +185,19 @@ def _empty_test_fix(layout: str, test_fraction: float) -> str:
 
 def _infer_shape(
     root: str, rels: list[str], image_size: int | None, channels: int | None
-) -> tuple[tuple[int, int, int], bool]:
-    """Return ((H, W, C), resize) from the options, reading image headers for what is unset."""
-    sizes, grey = set(), True
+) -> tuple[tuple[int, int, int], bool, int, int]:
+    """Return ((H, W, C), resize, images converted to C channels, transparent images) from
+    the options, reading image headers for what is unset (the counts are 0 where no header
+    was read)."""
+    sizes, greys, transparent = set(), 0, 0
     if image_size is None or channels is None:
         for rel in rels:
             path = os.path.join(root, rel)
             try:
                 with Image.open(path) as im:
                     sizes.add((im.height, im.width))
-                    grey = grey and im.mode in GREY_MODES
+                    greys += im.mode in GREY_MODES
+                    transparent += has_transparency(im)
             except Image.DecompressionBombError as e:
                 raise DataError(too_large(path, e)) from None
             except (OSError, UnidentifiedImageError) as e:
@@ -197,8 +209,9 @@ def _infer_shape(
         more = ", ..." if len(sizes) > 4 else ""
         raise MixedImageSizes(f"images in {root} differ in size ({shown}{more})")
     h, w = (image_size, image_size) if image_size is not None else next(iter(sizes))
-    c = channels if channels is not None else (1 if grey else 3)
-    return (int(h), int(w), int(c)), image_size is not None
+    c = channels if channels is not None else (1 if greys == len(rels) else 3)
+    converted = (greys if c == 3 else len(rels) - greys) if sizes else 0
+    return (int(h), int(w), int(c)), image_size is not None, converted, transparent
 
 
 def plan_folder(
@@ -262,7 +275,7 @@ def plan_folder(
         raise DataError(f"image folder {root} gives an empty test split: "
                         + _empty_test_fix(layout, test_fraction))
     rels = [rel for split in SPLITS for rel, _ in files[split]]
-    shape, resize = _infer_shape(root, rels, image_size, channels)
+    shape, resize, converted, transparent = _infer_shape(root, rels, image_size, channels)
     files_sha256 = sha256_json(files_entries(root, rels))
     carved = layout != "train/test"
     fingerprint = "folder-sha256:" + sha256_json({
@@ -274,7 +287,8 @@ def plan_folder(
         root=root, layout=layout, class_names=class_names,
         files={s: tuple(files[s]) for s in SPLITS}, image_shape=shape, resize=resize,
         test_fraction=test_fraction, seed=seed, files_sha256=files_sha256,
-        fingerprint=fingerprint, ignored=tuple(ignored),
+        fingerprint=fingerprint, ignored=tuple(ignored), converted=converted,
+        transparent=transparent,
     )
 
 

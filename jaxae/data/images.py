@@ -113,6 +113,13 @@ def fit(image: Image.Image, height: int, width: int) -> Image.Image:
     return image.crop((left, top, left + width, top + height))
 
 
+def has_transparency(image: Image.Image) -> bool:
+    """Whether an image (opened; its header is enough) has an alpha channel or a
+    transparent palette entry: composited onto black when decoded (`load_image`)."""
+    return image.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (
+        image.mode == "P" and "transparency" in image.info)
+
+
 def _to_mode(image: Image.Image, mode: str) -> Image.Image:
     """A decoded image as 8-bit 'L' or 'RGB': 16-bit grey scaled to 8 bits, transparency
     composited onto black."""
@@ -120,8 +127,7 @@ def _to_mode(image: Image.Image, mode: str) -> Image.Image:
         image = Image.fromarray((np.asarray(image, np.uint32) >> 8).astype(np.uint8), "L")
     elif image.mode in ("I", "F"):
         raise ValueError(f"32-bit mode {image.mode} is not supported, save it as 8-bit PNG")
-    if image.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (
-            image.mode == "P" and "transparency" in image.info):
+    if has_transparency(image):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
     return image if image.mode == mode else image.convert(mode)
