@@ -30,13 +30,15 @@ from jaxae.training.workdir import check_same_data, holds_run, recorded_data_pat
 
 
 def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
-              check_fingerprint: Callable[..., None] | None = None) -> Splits:
+              check_fingerprint: Callable[..., None] | None = None,
+              new_run: bool = True) -> Splits:
     """The config's data set, cut to its sizes, split and binarised as it asks.
 
     `check_fingerprint` (e.g. that a resumed run's images are those it trained on) is called
     with the images' fingerprint: by a loader that declares it, before it prepares anything
     (an image folder's preparation takes minutes), else once the data set is loaded, then
-    with its content_sha256 too."""
+    with its content_sha256 too. For a `new_run`, first N images that miss classes are a
+    warning (`first_images_note`): a run's data.subset is fixed once it has trained."""
     data = config.data
     loader = DATASETS.get(data.name)
     early = check_fingerprint is not None and "check_fingerprint" in parameters(loader)
@@ -45,7 +47,8 @@ def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
     dataset = build(loader, data)
     if check_fingerprint is not None and not early:
         check_fingerprint(dataset.fingerprint, dataset.content_sha256)
-    if (note := first_images_note(dataset, data.train_size, data.subset)) is not None:
+    note = first_images_note(dataset, data.train_size, data.test_size, data.subset)
+    if new_run and note is not None and jax.process_index() == 0:
         print(note, file=sys.stderr, flush=True)
     return make_splits(dataset, data_key, train_size=data.train_size,
                        test_size=data.test_size, val_size=data.val_size,
@@ -60,7 +63,7 @@ def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
     would change the trained model, so the error says so."""
     try:
         return load_data(config, data_key, check_fingerprint=functools.partial(
-            check_same_data, workdir, config.data))
+            check_same_data, workdir, config.data), new_run=not holds_run(workdir))
     except MixedImageSizes as error:
         if not holds_run(workdir):
             raise  # a new run: --config.data.image_size is the fix

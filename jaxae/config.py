@@ -435,8 +435,8 @@ def check_data_paths(config: ml_collections.ConfigDict) -> None:
                 f"config.data.{field}={path!r} is a file, not a folder: point it at the folder "
                 + ("where prepared data sets are kept (TFDS's data dir)" if field == "tfds_dir"
                    else "that holds the data set's files")
-                + (", or read the file with --config.data.name=npz" if path.endswith(".npz")
-                   else ""))
+                + (", or read the file with --config.data.name=npz"
+                   if field == "path" and path.endswith(".npz") else ""))
         if kind == "file" and os.path.isdir(path):
             raise ConfigError(f"config.data.{field}={path!r} is a folder, not a file: point it "
                               f"at the {config.data.name} file itself")

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -422,7 +423,8 @@ def test_two_folders_of_one_name_are_prepared_apart_and_a_second_prepare_waits(
     assert not os.path.exists(killed)
 
 
-def test_a_preparation_that_fails_on_a_truncated_image_leaves_no_folder(tmp_path) -> None:
+def test_a_preparation_that_fails_on_a_truncated_image_leaves_no_folder(tmp_path,
+                                                                        capsys) -> None:
     """Only the lock was left (a folder of its own, named after files no longer there once
     the image is replaced); a process that waited on that lock locks the one there now."""
     from jaxae.data import records
@@ -441,7 +443,13 @@ def test_a_preparation_that_fails_on_a_truncated_image_leaves_no_folder(tmp_path
     with records._preparing(where, "the first"):
         second = threading.Thread(target=lambda: (held.__enter__(), waited.set()))
         second.start()
-        assert not waited.wait(0.3)
+        for _ in range(100):  # until the second waits on this lock file
+            if "waiting for another process preparing the second" in capsys.readouterr().out:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the second never waited on the first's lock")
+        assert not waited.is_set()
     assert waited.wait(10)  # the first removed its lock file, the second made another
     fd = os.open(lock, os.O_RDONLY)
     with pytest.raises(BlockingIOError):  # and holds it
@@ -449,6 +457,38 @@ def test_a_preparation_that_fails_on_a_truncated_image_leaves_no_folder(tmp_path
     os.close(fd)
     held.__exit__(None, None, None)
     assert not lock.exists()
+
+
+def test_a_lock_folder_removed_as_it_is_opened_is_made_again(tmp_path, monkeypatch) -> None:
+    """Another process's clean-up (`_preparing`) may remove the folder between its making
+    and the lock's opening: the lock is taken in a folder made again, not a traceback; so
+    is the check that the data dir can be written."""
+    from jaxae.data import records
+
+    real, removed = os.makedirs, []
+
+    def made_then_removed(path, exist_ok=False):
+        real(path, exist_ok=exist_ok)
+        if not removed:
+            removed.append(path)
+            os.rmdir(path)
+
+    monkeypatch.setattr(records.os, "makedirs", made_then_removed)
+    lock = str(tmp_path / "set" / records.PREPARE_LOCK)
+    fd = records._locked(lock, "x")
+    assert removed == [str(tmp_path / "set")] and os.path.isfile(lock)
+    os.close(fd)
+    probes, real_mkstemp = [], records.tempfile.mkstemp
+
+    def vanished_once(**kwargs):
+        probes.append(kwargs["dir"])
+        if len(probes) == 1:
+            raise FileNotFoundError(2, "No such file or directory")
+        return real_mkstemp(**kwargs)
+
+    monkeypatch.setattr(records.tempfile, "mkstemp", vanished_once)
+    records.check_writable(str(tmp_path / "set" / "1.0.0"), "x")  # no DataError
+    assert len(probes) == 2
 
 
 def test_a_data_dir_without_file_locks_is_one_line(tmp_path, monkeypatch) -> None:
@@ -484,8 +524,11 @@ def test_a_random_subset_of_a_folder_stored_class_by_class_holds_every_class(
     first = build.load_data(config, derive_keys(0).data)
     assert len(set(first.train.labels.tolist())) == 1
     note = capsys.readouterr().err.strip().splitlines()
-    assert note == ["warning: the first 6 training images of pets hold 1 of its 3 classes: "
-                    "set --config.data.subset=random to draw them from all of it"]
+    assert note == ["warning: in pets, the first 6 training images hold 1 of its 3 classes; "
+                    "the first 3 test images hold 2 of its 3 classes: set "
+                    "--config.data.subset=random to draw them from every class"]
+    build.load_data(config, derive_keys(0).data, new_run=False)  # a resume: no fix to offer
+    assert capsys.readouterr().err == ""
     set_fields(config, {"data.subset": "random"})
     drawn = [build.load_data(config, derive_keys(seed).data) for seed in (0, 0, 1)]
     assert "warning" not in capsys.readouterr().err
@@ -831,14 +874,16 @@ def test_streamed_splits_hold_the_same_examples(cifar) -> None:
     for split in ("val", "test"):
         np.testing.assert_array_equal(getattr(streamed, split).images,
                                       getattr(memory, split).images)
-    drawn = {"train_size": 30, "test_size": 5, "subset": "random"}
+    drawn = {"train_size": 30, "test_size": 5, "val_size": 4, "subset": "random"}
     random_memory = make_splits(load_dataset_cifar(tfds_dir), key, **drawn)
     random_streamed = make_splits(data, key, **drawn)
-    for split in ("train", "test"):
+    assert len(random_streamed.train) == 26 and len(random_streamed.val) == 4
+    for split in ("train", "val", "test"):
         np.testing.assert_array_equal(np.asarray(getattr(random_streamed, split).images),
                                       getattr(random_memory, split).images)
-    assert not np.array_equal(random_memory.train.images, make_splits(
-        load_dataset_cifar(tfds_dir), key, train_size=30).train.images)
+    first = make_splits(load_dataset_cifar(tfds_dir), key, **{**drawn, "subset": "first"})
+    assert first.train.images.shape == random_memory.train.images.shape
+    assert not np.array_equal(random_memory.train.images, first.train.images)
     with pytest.raises(DataError, match="binarize=static"):
         make_splits(data, key, binarize="static")
     # "auto" streams what exceeds the budget, and holds a cut that fits it in memory

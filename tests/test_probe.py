@@ -1,9 +1,10 @@
 """The classifier probe: a minimum number of steps makes it converge on a small training set."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jaxae.evaluation.probe import train_probe
+from jaxae.evaluation.probe import feature_scale, train_probe
 
 
 def _blobs(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,5 +46,8 @@ def test_a_feature_constant_in_training_does_not_outvote_the_others_at_test_time
     assert probe.accuracy(train, y) > 0.95
     assert np.mean(probe.predict(faint) == probe.predict(train)) >= 0.99
     std = np.asarray(probe.std)
-    assert std[5:].min() >= 0.05 * np.median(np.std(train, axis=0))
+    assert std[5:].min() >= 0.05 * np.median(np.std(x, axis=0))
     np.testing.assert_allclose(std[:5], np.std(train, axis=0)[:5] + 1e-6, rtol=1e-5)
+    mostly_constant = np.concatenate([x, np.zeros((len(x), 45), np.float32)], axis=1)
+    _, floored = feature_scale(jnp.asarray(mostly_constant))  # the median std is 0 here
+    assert float(np.min(floored)) >= 0.05 * np.median(np.std(x, axis=0))

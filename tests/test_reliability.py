@@ -386,6 +386,8 @@ def test_a_registered_loader_declares_the_paths_it_reads(tmp_path):
     ("folder", "path", "npz", "config.data.path='{p}' is a file, not a folder: point it at the "
                               "folder that holds the data set's files, or read the file with "
                               "--config.data.name=npz"),
+    ("mnist", "data_dir", "npz", "config.data.data_dir='{p}' is a file, not a folder: point it "
+                                 "at the folder that holds the data set's files"),
 ])
 def test_a_file_given_for_a_folder_is_named_so_not_missing(data, field, kind, line, tmp_path):
     path = tmp_path / ("given.npz" if kind == "npz" else "given")
@@ -1013,6 +1015,9 @@ def test_a_run_whose_npz_was_saved_again_compressed_resumes_on_the_same_arrays(t
         environment["data_fingerprint"]
     assert evaluate.evaluate_workdir(workdir)["step"] == 3
     assert int(_resume(config, workdir, path, 2).step) == 6
+    np.savez_compressed(moved, **arrays, class_names=np.array(["photo"]))  # named otherwise
+    with pytest.raises(config_lib.ConfigError, match="are not those the run"):
+        evaluate.evaluate_workdir(workdir, overrides={"data.path": moved})
     np.savez(moved, **arrays)  # other files again
     with open(environment_file) as f:
         environment = json.load(f)
@@ -1504,3 +1509,11 @@ def test_a_refused_resume_names_a_field_the_run_left_at_its_default_as_unset(tmp
         workdir_lib.prepare_workdir(str(tmp_path), config)
     assert f"workdir {str(tmp_path)!r} holds a run with model.features unset (its default), " \
         "but the config says [8, 16]: use a new --workdir" in str(caught.value)
+    set_fields(config, {"seed": 1, "data.train_size": 100})
+    workdir_lib.write_run_files(str(tmp_path), config)  # a run with a train_size
+    for seed, said in ((1, "data.train_size=100, but the config leaves it unset: use"),
+                       (2, "seed=1, but the config says 2; and data.train_size=100, not unset:")):
+        set_fields(config, {"seed": seed, "data.train_size": None})
+        with pytest.raises(config_lib.ConfigError) as caught:
+            workdir_lib.prepare_workdir(str(tmp_path), config)
+        assert f"holds a run with {said}" in str(caught.value)

@@ -66,7 +66,7 @@ def test_a_one_dimensional_code_or_a_single_test_image_still_gets_its_scatter(
     capsys.readouterr()
     result = evaluate_workdir(workdir, overrides={"eval.num_images": 12})
     note = (f"note: eval.num_images=12 is more than the test split's {num_test} images: the "
-            f"pictures show those {num_test}")
+            f"pictures of test images show those {num_test}")
     assert (note in capsys.readouterr().out) == (num_test < 12)
     assert result["test_images"] == num_test
     assert "latent_scatter.png" in result["pictures"]

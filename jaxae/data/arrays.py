@@ -16,7 +16,13 @@ import numpy as np
 from jaxae.data.dataset import Dataset, reads_paths, should_stream, training_bytes
 from jaxae.data.idx import DataError
 from jaxae.data.images import ImageOptions
-from jaxae.data.records import InMemorySource, RecordArray, arrays_sha256, sha256_file
+from jaxae.data.records import (
+    InMemorySource,
+    RecordArray,
+    arrays_sha256,
+    sha256_file,
+    sha256_json,
+)
 
 NPZ_KEYS = "train_images, test_images and optionally train_labels, test_labels, class_names"
 MAX_CLASSES = 100_000  # label ids past this are not class indices (pictures draw each class)
@@ -46,7 +52,8 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
                 source: str = "arrays given in memory", fingerprint: str | None = None
                 ) -> Dataset:
     """A Dataset from uint8 image arrays; without labels every image is class 0. Its
-    content_sha256 is a hash of the arrays, and so is its fingerprint unless given."""
+    content_sha256 is a hash of the arrays and class names; its fingerprint, unless given,
+    of the arrays."""
     train = _images("train_images", np.asarray(train_images), source)
     test = _images("test_images", np.asarray(test_images), source)
     if train.shape[1:] != test.shape[1:]:
@@ -80,11 +87,11 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
                         f"names are given: give one name per class, {num_classes} in all")
     for array in (train, test, *labels):
         array.setflags(write=False)
-    content = arrays_sha256(train, labels[0], test, labels[1])
+    arrays = arrays_sha256(train, labels[0], test, labels[1])
     return Dataset(name=name, train_images=train, train_labels=labels[0], test_images=test,
                    test_labels=labels[1], class_names=names, source=source,
-                   fingerprint=f"arrays-sha256:{content}" if fingerprint is None else fingerprint,
-                   content_sha256=content)
+                   fingerprint=f"arrays-sha256:{arrays}" if fingerprint is None else fingerprint,
+                   content_sha256=sha256_json({"arrays": arrays, "class_names": names}))
 
 
 def _class_names(names: np.ndarray) -> list[str]:

@@ -514,7 +514,7 @@ def load_cifar10(
         source=f"TFDS {JaxaeCifar10.name}:{builder.version} in {where} ({how}; "
         f"{record.get('source', 'source not recorded')})" + (f", {change}" if change else ""),
         fingerprint=str(record.get("fingerprint", "unrecorded")),
-        content_sha256=str(record.get("content_sha256", "")), streaming=streaming,
+        content_sha256=str(record.get("content_sha256") or ""), streaming=streaming,
         memory_budget_mb=memory_budget_mb)
 
 

@@ -180,16 +180,23 @@ def _existing_ancestor(path: str) -> str:
 def check_writable(data_path: str | os.PathLike[str], what: str) -> None:
     """Raise DataError when the folder a data set would be prepared into cannot be written
     (read-only mount, permissions), before anything is downloaded or decoded."""
-    probe_dir = _existing_ancestor(os.fspath(data_path))
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".jaxae_write_test.", dir=probe_dir)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise DataError(
-            f"{what} is not prepared yet and the TFDS data dir cannot be written ({probe_dir}: "
-            f"{e.strerror}): pass a writable --config.data.tfds_dir (or set $TFDS_DATA_DIR)"
-        ) from None
+    for _ in range(3):  # a folder another process removed meanwhile: its parent, again
+        probe_dir = _existing_ancestor(os.fspath(data_path))
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".jaxae_write_test.", dir=probe_dir)
+            os.close(fd)
+            os.remove(probe)
+            return
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            error = e
+            break
+    else:
+        return  # it kept vanishing: the preparation's own writes will say what fails
+    raise DataError(
+        f"{what} is not prepared yet and the TFDS data dir cannot be written ({probe_dir}: "
+        f"{error.strerror}): pass a writable --config.data.tfds_dir (or set $TFDS_DATA_DIR)")
 
 
 PREPARE_LOCK = ".jaxae_prepare.lock"  # beside the version folders of a prepared set
@@ -238,7 +245,6 @@ def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None
     except PermissionError as e:
         raise DataError(f"{what} cannot be written into {builder.data_path} ({e.strerror}): "
                         "pass a writable --config.data.tfds_dir") from None
-
 
 
 @contextlib.contextmanager
@@ -291,7 +297,10 @@ def _locked(path: str, what: str) -> int:
     exclusively; opened again when the file was removed or replaced while this waited."""
     while True:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:  # its folder may be removed between the two calls (`_preparing`)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except FileNotFoundError:
+            continue
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -317,5 +317,5 @@ def load_dataset(
         source=f"TFDS {JaxaeImages.name}/{name}:{builder.version} in {where} ({how})"
         + (f", {change}" if change else ""),
         fingerprint=record.get("fingerprint", "unrecorded (prepared by an older jaxae)"),
-        content_sha256=str(record.get("content_sha256", "")), streaming=streaming,
+        content_sha256=str(record.get("content_sha256") or ""), streaming=streaming,
         memory_budget_mb=memory_budget_mb)

@@ -102,18 +102,26 @@ def _kept(num_examples: int, size: int | None, subset: str, data_key: jax.Array,
     return batches.subset_indices(num_examples, size, data_key, split)
 
 
-def first_images_note(data: Dataset, train_size: int | None, subset: str) -> str | None:
-    """A warning when the first train_size training images (in memory) hold fewer of the
-    data set's classes than all of them do (an image folder is stored class by class)."""
-    labels = data.train_labels
-    if subset != "first" or train_size is None or is_lazy(labels) or train_size >= len(labels):
+def first_images_note(data: Dataset, train_size: int | None, test_size: int | None,
+                      subset: str) -> str | None:
+    """A warning when the first train_size training (or test_size test) images, in memory,
+    hold fewer of the data set's classes than the whole split does (an image folder is
+    stored class by class)."""
+    if subset != "first":
         return None
-    kept, present = len(np.unique(labels[:train_size])), len(np.unique(labels))
-    if kept == present:
+    short = []
+    for what, labels, size in (("training", data.train_labels, train_size),
+                               ("test", data.test_labels, test_size)):
+        if size is None or is_lazy(labels) or size >= len(labels):
+            continue
+        kept, present = len(np.unique(labels[:size])), len(np.unique(labels))
+        if kept < present:
+            short.append(f"the first {size:,} {what} images hold {kept} of its {present} "
+                         "classes")
+    if not short:
         return None
-    return (f"warning: the first {train_size:,} training images of {data.title} hold {kept} of "
-            f"its {present} classes: set "
-            "--config.data.subset=random to draw them from all of it")
+    return (f"warning: in {data.title}, {'; '.join(short)}: set --config.data.subset=random "
+            "to draw them from every class")
 
 
 def _streamed_splits(data: Dataset, data_key: jax.Array, keep_train: slice | np.ndarray,

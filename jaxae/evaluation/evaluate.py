@@ -257,7 +257,8 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
     title = f"{display_name(config.model.name)} on {data.title}, step {step}"
     if eval_config.num_images > len(data.test):
         print(f"note: eval.num_images={eval_config.num_images} is more than the test split's "
-              f"{len(data.test)} images: the pictures show those {len(data.test)}", flush=True)
+              f"{len(data.test)} images: the pictures of test images show those "
+              f"{len(data.test)}", flush=True)
     # written aside, then moved into place together: an evaluation stopped part-way leaves
     # the previous one's files whole, never a picture cut short or two steps' files mixed
     try:

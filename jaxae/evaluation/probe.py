@@ -15,18 +15,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-# A feature is scaled as if it varied at least this fraction of the median feature's spread:
-# one nearly constant in training (a border pixel) would otherwise turn a faint change at test
-# time (a generated sample's background at 1e-3) into a value of thousands that outvotes
-# every other feature. Scale-free, so it serves pixels and codes alike.
+# A feature is scaled as if it varied at least this fraction of the median varying feature's
+# spread: one nearly constant in training (a border pixel) would otherwise turn a faint change
+# at test time (a generated sample's background at 1e-3) into a value of thousands that
+# outvotes every other feature. Scale-free, so it serves pixels and codes alike.
 MIN_STD_FRACTION = 0.05
 
 
 def feature_scale(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(mean, std) per feature of [N, F] training features for standardising them, each std
-    at least MIN_STD_FRACTION of the median std (and above 0)."""
+    at least MIN_STD_FRACTION of the median std of the features that vary (and above 0)."""
     std = x.std(axis=0)
-    return x.mean(axis=0), jnp.maximum(std, MIN_STD_FRACTION * jnp.median(std)) + 1e-6
+    varying = std[std > 0]  # constant features (most pixels of small objects on black) aside
+    typical = jnp.median(varying) if varying.size else jnp.float32(0)
+    return x.mean(axis=0), jnp.maximum(std, MIN_STD_FRACTION * typical) + 1e-6
 
 
 class Classifier(nn.Module):

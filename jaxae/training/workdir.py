@@ -68,8 +68,9 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
             cosine = (" (under a cosine schedule the learning rate decays over the run's "
                       "steps, so its length is part of the run)")  # num_epochs: only then
             said = [(f"{field} unset (its default)" if value is None else f"{field}={value!r}")
-                    + ", " + ("but the config says " if i == 0 else "not ")
-                    + ("it unset" if wanted is None else f"{wanted!r}")
+                    + ", " + (("but the config leaves it unset" if wanted is None else
+                               f"but the config says {wanted!r}") if i == 0 else
+                              "not unset" if wanted is None else f"not {wanted!r}")
                     + (cosine if field == "train.num_epochs" else "")
                     for i, (field, value, wanted) in enumerate(differences)]
             fields = [field for field, _, _ in differences]
