@@ -28,6 +28,7 @@ class Keys(NamedTuple):
 # jaxae.data.batches).
 IWAE_STREAM = 2**31 - 1  # the IWAE bounds' samples
 BLUR_FIT_STREAM = 2**31 - 2  # the corruption of the training images a blur width is fit on
+VALIDATION_STREAM = 2**31 - 3  # the validation split's batches: fold_in of this stream's key
 
 
 def derive_keys(seed: int) -> Keys:

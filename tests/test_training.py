@@ -5,6 +5,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import matplotlib.image
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from jaxae.data import batches
 from jaxae.evaluation.evaluate import evaluate_workdir
 from jaxae.evaluation.metrics import evaluate_split
 from jaxae.evaluation.pictures import picture_indices
-from jaxae.keys import derive_keys
+from jaxae.keys import VALIDATION_STREAM, derive_keys
 from jaxae.training import checkpoints, steps
 from jaxae.training.trainer import train_and_evaluate
 
@@ -314,8 +315,9 @@ def test_a_run_computes_the_task_floors_once_and_reports_them_at_every_evaluatio
     full = steps.make_eval_step(model, task, objective)
     records = [r for r in read_metrics(tmp_path) if "test_loss" in r]
     assert len(records) == 3
-    for prefix, split in (("test", data.test), ("val", data.val)):
-        expected = evaluate_split(full, state.params, split, 128, keys.eval)
+    val_key = jax.random.fold_in(keys.eval, VALIDATION_STREAM)
+    for prefix, split, key in (("test", data.test, keys.eval), ("val", data.val, val_key)):
+        expected = evaluate_split(full, state.params, split, 128, key)
         for record in records:
             for floor in ("input_psnr", "baseline_psnr"):
                 assert record[f"{prefix}_{floor}"] == pytest.approx(expected[floor], rel=1e-6)
@@ -642,3 +644,22 @@ def test_a_latent_scatter_of_many_classes_draws_those_its_points_have(tmp_path):
                              tuple(str(i) for i in range(100_000)), "t", path, ("x", "y"))
     assert len(calls) == 16
     assert matplotlib.image.imread(path).shape[2] in (3, 4)
+
+
+def test_the_validation_split_draws_noise_of_its_own():
+    """The same images as validation and test split: each draws its own corruption (batch i
+    of both drew fold_in(eval, i) before), so their figures differ by the draws alone."""
+    from jaxae.data.splits import Split, Splits
+    from jaxae.training.trainer import evaluate_splits
+
+    split = Split(np.zeros((8, 2, 2, 1), np.uint8), np.zeros(8, np.int32))
+    data = Splits(split, split, split, ("a",), "zeros")
+
+    def eval_step(params, batch, key):
+        return {"draw": jnp.sum(jax.random.normal(key, (4,)) * batch["mask"]),
+                "count": jnp.sum(batch["mask"])}
+
+    out = evaluate_splits(eval_step, {}, data, 4, jax.random.key(0))
+    assert out["val_draw"] != out["test_draw"]
+    again = evaluate_splits(eval_step, {}, data, 4, jax.random.key(0))
+    assert again == out  # and the same draws at every evaluation

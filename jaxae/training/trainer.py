@@ -39,7 +39,7 @@ from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import Splits, batches, streaming
 from jaxae.evaluation.metrics import evaluate_split, split_means
-from jaxae.keys import Keys, derive_keys
+from jaxae.keys import VALIDATION_STREAM, Keys, derive_keys
 from jaxae.objectives import Objective
 from jaxae.registry import display_name
 from jaxae.tasks import Task
@@ -97,15 +97,16 @@ def evaluate_splits(eval_step, params, data: Splits, batch_size: int, eval_key: 
     they do not depend on the parameters, and a baseline such as the median filter can cost
     more than the model's own evaluation.
     """
-    named = {"test": data.test, "val": data.val}
+    named = {"test": (data.test, eval_key),  # the validation split draws its own noise
+             "val": (data.val, jax.random.fold_in(eval_key, VALIDATION_STREAM))}
     floors = {} if floors is None else floors
     out = {}
-    for prefix, split in named.items():
+    for prefix, (split, key) in named.items():
         if split is not None:
-            metrics = evaluate_split(eval_step, params, split, batch_size, eval_key)
+            metrics = evaluate_split(eval_step, params, split, batch_size, key)
             if floor_step is not None:
                 if prefix not in floors:
-                    floors[prefix] = split_means(floor_step, split, batch_size, eval_key)
+                    floors[prefix] = split_means(floor_step, split, batch_size, key)
                 metrics = dict(sorted((metrics | floors[prefix]).items()))
             out.update({f"{prefix}_{name}": value for name, value in metrics.items()})
     return out
