@@ -103,9 +103,10 @@ def base_config() -> ml_collections.ConfigDict:
         "keep_checkpoints": 3,  # keep the newest N checkpoints
         "stop_after_steps": config_dict.placeholder(int),  # stop early (with a checkpoint)
     })  # at that step; rerunning the same command without it resumes there
-    # evaluation draws its noise (a task's corruption, a VAE's z) per batch of batch_size,
-    # and the IWAE samples per chunk of iwae_chunk: the same settings give the same bits,
-    # other settings other draws (a stochastic figure moves within its noise)
+    # evaluation draws its noise (a task's corruption, a VAE's z, dynamic binarisation's
+    # targets) per batch of batch_size, and the IWAE samples per chunk of iwae_chunk: the
+    # same settings give the same bits, other settings other draws (a stochastic figure
+    # moves within its noise); metrics.json records both
     c.eval = ml_collections.ConfigDict({
         "batch_size": 1000,
         "every_steps": config_dict.placeholder(int),  # also evaluate every N steps (long epochs)
@@ -442,17 +443,31 @@ def check_data_paths(config: ml_collections.ConfigDict) -> None:
                               f"at the {config.data.name} file itself")
 
 
-def check_batch_splits(batch_size: int, num_devices: int) -> None:
-    """The batch is split evenly over the devices of the data-parallel mesh."""
-    _require(batch_size % num_devices == 0,
-             f"config.train.batch_size={batch_size} does not split over {num_devices} devices: "
-             f"use a multiple of {num_devices}, e.g. --config.train.batch_size="
-             f"{max(num_devices, batch_size // num_devices * num_devices)}")
+def check_batch_splits(batch_size: int, num_devices: int, run_in: str | None = None) -> None:
+    """The batch is split evenly over the devices of the data-parallel mesh; `run_in`: the
+    workdir of the run being resumed, whose batch size is fixed."""
+    if batch_size % num_devices == 0:
+        return
+    if run_in is not None:
+        counts = [n for n in range(1, batch_size + 1) if batch_size % n == 0]
+        near = sorted({max(n for n in counts if n < num_devices),
+                       min((n for n in counts if n > num_devices), default=batch_size)})
+        raise ConfigError(
+            f"config.train.batch_size={batch_size} does not split over {num_devices} devices, "
+            f"and the run in {run_in!r} trains with it: resume it on a device count that "
+            f"divides {batch_size} (e.g. {' or '.join(map(str, near))}), or train a new run in "
+            f"a new --workdir with a multiple of {num_devices}")
+    raise ConfigError(
+        f"config.train.batch_size={batch_size} does not split over {num_devices} devices: "
+        f"use a multiple of {num_devices}, e.g. --config.train.batch_size="
+        f"{max(num_devices, batch_size // num_devices * num_devices)}")
 
 
-def check_sizes(config: ml_collections.ConfigDict, num_train: int, num_test: int) -> None:
+def check_sizes(config: ml_collections.ConfigDict, num_train: int, num_test: int,
+                num_devices: int = 1) -> None:
     """Checks batch and split sizes against the data actually loaded, before compiling.
-    num_train / num_test: the images loaded (train_size / test_size cut them, never pad)."""
+    num_train / num_test: the images loaded (train_size / test_size cut them, never pad);
+    a batch size it suggests splits over `num_devices`."""
     for field, have, split in (("train_size", num_train, "training"),
                                ("test_size", num_test, "test")):
         asked = config.data[field]
@@ -467,7 +482,9 @@ def check_sizes(config: ml_collections.ConfigDict, num_train: int, num_test: int
                 if num_train > 1 else "0: the split has one image"))
     usable = num_train - val
     batch = config.train.batch_size
+    fits = min(128, usable) // num_devices * num_devices  # splits over the devices too
     _require(batch <= usable,
              f"config.train.batch_size={batch} is larger than the {usable} training images: "
-             f"use --config.train.batch_size={min(128, usable)} or more data")
+             + (f"use --config.train.batch_size={fits} or more data" if fits else
+                f"use more data: {num_devices} devices need a batch of {num_devices} or more"))
     _require(num_test > 0, "the test split is empty: check config.data.test_size")

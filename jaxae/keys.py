@@ -30,6 +30,11 @@ IWAE_STREAM = 2**31 - 1  # the IWAE bounds' samples
 BLUR_FIT_STREAM = 2**31 - 2  # the corruption of the training images a blur width is fit on
 VALIDATION_STREAM = 2**31 - 3  # the validation split's batches: fold_in of this stream's key
 
+# Streams of the sample key: nothing draws from the key itself, so that no draw is tied to
+# a key derived from it (JAX's fold_in(k, i) is split(k)[i], whose words bits(k) reuses).
+PICTURES_STREAM = 0  # the samples drawn for samples.png
+RECOGNITION_STREAM = 1  # a conditional model's samples that a pixel classifier recognises
+
 
 def derive_keys(seed: int) -> Keys:
     """Splits the seed once into the named streams of `Keys`."""
@@ -39,5 +44,7 @@ def derive_keys(seed: int) -> Keys:
 def eval_example_key(eval_key: jax.Array, batch_index: int) -> jax.Array:
     """The key of the task's corruption in evaluation batch `batch_index`: that batch's key is
     fold_in(eval, index), and its first split half makes the inputs (`steps._eval_example`).
-    Pictures that show or encode test inputs corrupt them as evaluation did."""
+    Pictures that show or encode test inputs corrupt them with batch 0's key: as evaluation
+    did where they show the first test images (`pictures.picture_indices`), with the same
+    noise at other positions where they pick images of each class further on."""
     return jax.random.split(jax.random.fold_in(eval_key, batch_index))[0]

@@ -128,6 +128,29 @@ def test_batch_larger_than_the_split_is_rejected():
         config_lib.check_sizes(config, num_train=500, num_test=100)
 
 
+def test_a_suggested_batch_size_splits_over_the_devices():
+    """The hints name a batch the devices can split, and a resumed run's hint names device
+    counts its fixed batch splits over, not another batch size the run would refuse."""
+    config = config_lib.base_config()
+    config.train.batch_size = 128
+    with pytest.raises(config_lib.ConfigError) as caught:
+        config_lib.check_sizes(config, num_train=6, num_test=4, num_devices=4)
+    assert str(caught.value).endswith("use --config.train.batch_size=4 or more data")
+    with pytest.raises(config_lib.ConfigError) as caught:
+        config_lib.check_sizes(config, num_train=3, num_test=4, num_devices=4)
+    assert str(caught.value).endswith("use more data: 4 devices need a batch of 4 or more")
+    with pytest.raises(config_lib.ConfigError) as caught:
+        config_lib.check_batch_splits(32, 3, run_in="runs/a")
+    assert str(caught.value) == (
+        "config.train.batch_size=32 does not split over 3 devices, and the run in 'runs/a' "
+        "trains with it: resume it on a device count that divides 32 (e.g. 2 or 4), or train "
+        "a new run in a new --workdir with a multiple of 3")
+    with pytest.raises(config_lib.ConfigError, match=r"e.g. 32\)"):
+        config_lib.check_batch_splits(32, 40, run_in="runs/a")
+    with pytest.raises(config_lib.ConfigError, match="e.g. --config.train.batch_size=30$"):
+        config_lib.check_batch_splits(32, 3)
+
+
 def test_sizes_above_what_the_data_set_holds_are_rejected():
     config = config_lib.base_config()
     config.data.train_size = 60001

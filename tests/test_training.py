@@ -196,6 +196,7 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
     last_test = [r for r in read_metrics(tmp_path) if "test_loss" in r][-1]
     assert result["step"] == 2 and result["test_images"] == 64
     assert result["counts"]["test_loss"] == 64  # over how many images each figure is
+    assert result["draws"] == {"eval_batch_size": 128, "iwae_chunk": 50, "seed": 0}
     if variational:
         assert result["iwae_images"] == result["counts"]["test_iwae_k2"] == 32
         assert "test_iwae_k1" not in result

@@ -21,7 +21,7 @@ from jaxae.evaluation import generation, iwae
 from jaxae.evaluation.metrics import evaluate_split, padded_batches
 from jaxae.evaluation.pictures import PictureOptions, write_pictures
 from jaxae.evaluation.probe import train_probe
-from jaxae.keys import IWAE_STREAM, derive_keys
+from jaxae.keys import IWAE_STREAM, RECOGNITION_STREAM, derive_keys
 from jaxae.registry import display_name
 from jaxae.training import checkpoints, memory, steps
 from jaxae.training.workdir import (
@@ -249,11 +249,15 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, ob
         counts |= {f"test_iwae_k{k}": len(subset) for k in bounds}
     if model.variational and model.conditional:
         recognition = class_sample_recognition(model, params, data,
-                                               jax.random.fold_in(keys.sample, 1))
+                                               jax.random.fold_in(keys.sample,
+                                                                  RECOGNITION_STREAM))
         result |= recognition
         counts |= {"cvae_samples_recognised": recognition["cvae_samples_per_class"]
                    * data.num_classes, "cvae_probe_test_accuracy": len(data.test)}
     result["counts"] = counts  # images (or samples) each figure above is computed over
+    # the settings its stochastic figures' draws depend on (config.py's eval section)
+    result["draws"] = {"eval_batch_size": eval_config.batch_size,
+                       "iwae_chunk": eval_config.iwae_chunk, "seed": config.seed}
     title = f"{display_name(config.model.name)} on {data.title}, step {step}"
     if eval_config.num_images > len(data.test):
         print(f"note: eval.num_images={eval_config.num_images} is more than the test split's "

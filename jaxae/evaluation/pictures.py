@@ -26,7 +26,7 @@ from jaxae import losses
 from jaxae.data.batches import to_float
 from jaxae.data.splits import Split, Splits
 from jaxae.evaluation import generation, pca, plots
-from jaxae.keys import Keys, derive_keys, eval_example_key
+from jaxae.keys import PICTURES_STREAM, Keys, derive_keys, eval_example_key
 from jaxae.tasks import Task
 
 PRIOR_SAMPLE_ROWS = 4
@@ -133,7 +133,8 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits,
     plots.image_rows(reconstruction_rows(model, task, params, data.test, keys.eval,
                                          options.num_images),
                      *save("reconstructions.png", f"{title}: test images"))
-    samples = sample_rows(model, params, data, keys.sample, options.num_images, task,
+    samples = sample_rows(model, params, data, jax.random.fold_in(keys.sample, PICTURES_STREAM),
+                          options.num_images, task,
                           eval_example_key(keys.eval, 0))
     if samples is None:
         return written

@@ -277,9 +277,11 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
     the sums over its batches divided by the count (`jaxae.evaluation.metrics.split_means`).
 
     Metrics: the training objective and, for VAEs, the ELBO and its terms (z sampled with
-    the key); MSE, BCE and PSNR of the reconstruction against the clean image (VAEs: from
-    z = z_mean); with `floors`, where the task's input differs from the target, the PSNR of
-    the input and (where the task has one) of its classical baseline, the floors to beat.
+    the key); MSE, BCE and PSNR of the reconstruction against the target (VAEs: from
+    z = z_mean): the clean image, or under dynamic binarisation the batch's Bernoulli draw
+    of it, which the model was also given; with `floors`, where the task's input differs
+    from the target, the PSNR of the input and (where the task has one) of its classical
+    baseline, the floors to beat.
     The floors do not depend on the parameters: a run that evaluates again and again
     computes them once (`make_floor_step`, `jaxae.training.trainer.evaluate_splits`).
     """

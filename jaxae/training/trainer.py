@@ -51,6 +51,7 @@ from jaxae.training.workdir import (
     WorkdirBusy,
     append_resume,
     code_files,
+    holds_run,
     lock_workdir,
     mismatch_with_code,
     prepare_workdir,
@@ -358,7 +359,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     evaluations = _Evaluations(tuple(int(s) for s in at_steps), config.eval.every_steps,
                                on_evaluation)
     mesh = parallel.data_mesh()
-    config_lib.check_batch_splits(config.train.batch_size, mesh.size)
+    config_lib.check_batch_splits(config.train.batch_size, mesh.size,
+                                  workdir if holds_run(workdir) else None)
     main = parallel.is_main_process()
     if main:
         _warn_of_script_registrations(config)
@@ -417,7 +419,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     build.check_size_before_data(config)
     data = build.load_run_data(config, keys.data, workdir)
     config_lib.check_sizes(config, len(data.train) + (len(data.val) if data.val else 0),
-                           len(data.test))
+                           len(data.test), mesh.size)
     task = config_lib.make_task(config)
     build.check_task(task, data.image_shape)
     model = build.make_model(config, data.image_shape, data.num_classes)
