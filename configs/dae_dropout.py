@@ -5,7 +5,7 @@ to see whether a code smaller than the image still denoises. Dropout corruption 
 only (--config.task.dropout_rescale=True also doubles the kept ones, like a dropout layer).
 Command: python train.py --config=configs/dae_dropout.py --workdir=runs/dae_dropout
 Expected: restored test PSNR 20.1 dB against 10.7 dB for the corrupted input and
-9.8 dB for a 3x3 median filter, after 10 epochs (a few minutes on 2 CPU cores).
+9.8 dB for a 3x3 median filter, after 10 epochs (under a minute on 2 CPU cores).
 """
 
 from jaxae.config import base_config

@@ -2,7 +2,7 @@
 
 Command: python train.py --config=configs/dae_gaussian.py --workdir=runs/dae_gaussian
 Expected: restored test PSNR 20.7 dB against 12.8 dB for the noisy input and
-16.3 dB for a 3x3 median filter, after 10 epochs (a few minutes on 2 CPU cores).
+16.3 dB for a 3x3 median filter, after 10 epochs (under a minute on 2 CPU cores).
 """
 
 from jaxae.config import base_config

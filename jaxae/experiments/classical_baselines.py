@@ -221,9 +221,9 @@ def learned_detail_note(rows: list[dict]) -> str:
                    f"{and_list(described)}.")
 
 
-def notes(rows: list[dict]) -> list[str]:
+def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES) -> list[str]:
     """Why the numbers come out as they do; what is said about the results is computed from
-    `rows`."""
+    `rows` (`fit_images`: the training images the blur width was fit on)."""
     return [
         "Super-resolution inputs are the test images average-pooled by 2 or 4; 'input' shows "
         "them enlarged by pixel repetition. Bicubic and bilinear upsampling are "
@@ -231,7 +231,7 @@ def notes(rows: list[dict]) -> list[str]:
         "evaluation key, the same draws the training run's own evaluation used; 'input' is the "
         "corrupted image.",
         f"The Gaussian blur's width is chosen among {', '.join(map(str, BLUR_SIGMAS))} pixels "
-        f"by PSNR on {BLUR_FIT_IMAGES:,} corrupted training images, so the baseline is tuned "
+        f"by PSNR on {fit_images:,} corrupted training images, so the baseline is tuned "
         "without looking at the test split; the median filter is the 3x3 one of "
         "jaxae.tasks.baselines.",
         "SSIM (jaxae.experiments.quality) uses a 7x7 Gaussian window of sigma 1.5 and the "
@@ -278,8 +278,16 @@ def run(ctx: Context) -> Result:
         question="Do the super-resolution and denoising autoencoders beat what a classical "
                  "image operation does with the same input? PSNR and SSIM against the clean "
                  "test image.",
-        columns=columns, rows=rows, findings=findings(rows), notes=notes(rows),
+        columns=columns, rows=rows, findings=findings(rows),
+        notes=notes(rows, min(BLUR_FIT_IMAGES, *ctx.train_sizes().values())),
         plot=lambda path: plot(rows, ctx.scale.name, path),
-        settings={"tasks": "; ".join(labels),
-                  "configs": "configs/superres.py (task.factor 2 and 4), "
-                             "configs/dae_gaussian.py, configs/dae_dropout.py (d=940)"})
+        settings={"tasks": "; ".join(labels), "configs": configs_setting(tasks)})
+
+
+def configs_setting(tasks: tuple[str, ...]) -> str:
+    """The configs the tasks run, e.g. 'configs/superres.py (task.factor 2 and 4), ...'."""
+    factors = [str(TASKS[t].overrides["task.factor"]) for t in tasks
+               if TASKS[t].config == "superres"]
+    others = [f"configs/{TASKS[t].config}.py" for t in tasks if TASKS[t].config != "superres"]
+    superres = [f"configs/superres.py (task.factor {' and '.join(factors)})"] if factors else []
+    return ", ".join(superres + others) + (" (d=940)" if others else "")

@@ -26,14 +26,14 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from jaxae import build
+from jaxae import build, cli
 from jaxae import config as config_lib
 from jaxae.data import DATASETS, DataError, Dataset, Split, Splits, idx, mnist5k
 from jaxae.data.builder import FULL_SIZES
 from jaxae.experiments.render import render_section
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
-from jaxae.training.trainer import train_and_evaluate
+from jaxae.training.trainer import StopRequested, train_and_evaluate
 from jaxae.training.workdir import git_commit
 
 MNIST_SUBSET_KEY = "mnist5k"
@@ -146,6 +146,12 @@ def by_dataset(rows: list[dict]) -> dict[str, list[dict]]:
     for r in rows:
         grouped.setdefault(r["dataset"], []).append(r)
     return grouped
+
+
+def _first(size: int | None, available: int) -> int | None:
+    """A scale's first-N size for a split of `available` images: None (all) where it would
+    take them all."""
+    return None if size is None or size >= available else size
 
 
 def fewer_images(train_sizes: Mapping[str, int]) -> tuple[str, int, str, int] | None:
@@ -304,8 +310,10 @@ class Context:
         data = config.data
         data.name, data.data_dir, data.tfds_dir = choice.name, choice.data_dir, choice.tfds_dir
         set_fields(config, overrides or {})
-        scale = self.scale
-        data.train_size, data.test_size = scale.train_size, scale.test_size
+        scale, loaded = self.scale, self.dataset(choice)
+        # the first N of each split, or all of a smaller one (the MNIST subset at small scale)
+        data.train_size = _first(scale.train_size, len(loaded.train_images))
+        data.test_size = _first(scale.test_size, len(loaded.test_images))
         if scale.max_epochs:
             config.train.num_epochs = min(config.train.num_epochs, scale.max_epochs)
         if scale.batch_size:
@@ -339,10 +347,15 @@ class Context:
         config = self.config(config_name, choice, overrides)
         before = _last_logged_step(workdir)
         start = time.perf_counter()
-        state = train_and_evaluate(config, workdir)
+        with cli.GracefulStop() as stop:  # Ctrl-C while it trains: a checkpoint, then exit 0
+            state = train_and_evaluate(config, workdir, stop_requested=stop)
         trained_now = int(state.step) > before
         seconds = round(_add_train_time(
             workdir, time.perf_counter() - start if trained_now else 0.0), 1)
+        if stopped := stop():  # the run is not finished: neither is the experiment
+            raise StopRequested(f"{stopped} received: the experiment stopped in the run "
+                                f"{info['workdir']} at step {int(state.step)}; rerun the same "
+                                "command to continue from its checkpoint")
         epochs = config.train.num_epochs
         metrics = final_test_metrics(workdir, epochs)
         self.used_runs[f"{choice.key}/{name}"] = {

@@ -270,6 +270,8 @@ def run(ctx: Context) -> Result:
                  "codes of the same size and on the raw pixels.",
         columns=columns, rows=rows, findings=findings(rows), notes=notes(pixels, rows, shapes),
         plot=lambda path: plot(rows, ctx.scale.name, fixed, path),
-        settings={"probe": f"linear softmax, Adam 1e-3, batch 256, {PROBE_EPOCHS} epochs or "
-                           f"{PROBE_MIN_STEPS[ctx.scale.name]:,} steps if that is more, seed 0",
+        settings={"probe": f"linear softmax, Adam 1e-3, batch 256, {PROBE_EPOCHS} epochs"
+                           + (f" or {steps:,} steps if that is more"
+                              if (steps := PROBE_MIN_STEPS[ctx.scale.name]) else "")
+                           + ", seed 0",
                   "encoders": "the runs of ae_vs_pca (same workdirs)"})

@@ -106,8 +106,15 @@ def describe_data(data: list[dict]) -> str:
 def _train_summary(runs: dict) -> str:
     trained = [r for r in runs.values() if r["trained_now"]]
     total = sum(r["train_seconds"] for r in runs.values())
-    return (f"{len(runs)} training runs, {len(trained)} of them trained by this command (the "
-            f"others reloaded from their workdirs); training them took {total:,.0f} s in all")
+    if len(trained) == len(runs):
+        how = "all of them trained by this command"
+    elif not trained:
+        how = "none trained by this command (each reloaded from its workdir)"
+    else:
+        how = (f"{len(trained)} of them trained by this command (the others reloaded from "
+               "their workdirs)")
+    return (f"{len(runs)} training run{'s' * (len(runs) != 1)}, {how}; training "
+            f"{'them' if len(runs) != 1 else 'it'} took {total:,.0f} s in all")
 
 
 def render_section(record: dict, plot_path: str, level: int = 2) -> str:

@@ -105,8 +105,10 @@ def build_page(out: str, page_dir: str) -> str:
                                os.path.abspath(page_dir))
         parts += [render_section(record, plot, level=2)]
     if missing:
+        scales = {r["scale"] for r in records.values()}
+        scale = scales.pop() if len(scales) == 1 else "full"  # the scale of the page's others
         parts += ["## Not run yet", ""]
-        parts += [f"- {n}: `python -m jaxae.experiments {n} --scale full --out "
+        parts += [f"- {n}: `python -m jaxae.experiments {n} --scale {scale} --out "
                   f"{display_paths(out)}`"
                   for n in missing]
         parts += [""]
