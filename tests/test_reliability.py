@@ -969,10 +969,7 @@ def test_a_run_whose_npz_was_replaced_in_place_is_refused_and_its_record_kept(tm
                  test_images=rng.integers(0, 256, (8, 8, 8, 1), np.uint8))
 
     write(0)
-    config = config_lib.base_config()
-    set_fields(config, {"data.name": "npz", "data.path": path, "model.latent_dim": 4,
-                        "train.batch_size": 8, "train.num_epochs": 1, "eval.batch_size": 8,
-                        "eval.num_images": 4})
+    config = _npz_config(path)
     workdir = str(tmp_path / "run")
     train_and_evaluate(config, workdir)
     with open(os.path.join(workdir, "environment.json")) as f:
@@ -1001,10 +998,7 @@ def test_a_run_whose_npz_was_saved_again_compressed_resumes_on_the_same_arrays(t
     arrays = {"train_images": rng.integers(0, 256, (24, 8, 8, 1), np.uint8),
               "test_images": rng.integers(0, 256, (8, 8, 8, 1), np.uint8)}
     np.savez(path, **arrays)
-    config = config_lib.base_config()
-    set_fields(config, {"data.name": "npz", "data.path": path, "model.latent_dim": 4,
-                        "train.batch_size": 8, "train.num_epochs": 1, "eval.batch_size": 8,
-                        "eval.num_images": 4})
+    config = _npz_config(path)
     workdir = str(tmp_path / "run")
     train_and_evaluate(config, workdir)
     environment_file = os.path.join(workdir, "environment.json")
@@ -1118,6 +1112,15 @@ def _train_tiny_user_model(tmp_path, project) -> tuple[ml_collections.ConfigDict
     return config, workdir
 
 
+def _npz_config(path: str) -> ml_collections.ConfigDict:
+    """A config of one epoch of a dense AE (d = 4) on the npz at `path`, in batches of 8."""
+    config = config_lib.base_config()
+    set_fields(config, {"data.name": "npz", "data.path": path, "model.latent_dim": 4,
+                        "train.batch_size": 8, "train.num_epochs": 1, "eval.batch_size": 8,
+                        "eval.num_images": 4})
+    return config
+
+
 def _tiny_npz_config(tmp_path, model_name: str) -> ml_collections.ConfigDict:
     """A config of one epoch of model `model_name` on 24 random 8x8 images, in batches of 8
     (the npz written into tmp_path)."""
@@ -1125,9 +1128,7 @@ def _tiny_npz_config(tmp_path, model_name: str) -> ml_collections.ConfigDict:
     rng = np.random.default_rng(0)
     np.savez(path, train_images=rng.integers(0, 256, (24, 8, 8, 1), np.uint8),
              test_images=rng.integers(0, 256, (8, 8, 8, 1), np.uint8))
-    config = config_lib.base_config()
-    set_fields(config, {"data.name": "npz", "data.path": path, "train.batch_size": 8,
-                        "train.num_epochs": 1, "eval.batch_size": 8, "eval.num_images": 4})
+    config = _npz_config(path)
     config.model = ml_collections.ConfigDict({"name": model_name})
     return config
 
