@@ -28,7 +28,7 @@ class Keys(NamedTuple):
 # jaxae.data.batches).
 IWAE_STREAM = 2**31 - 1  # the IWAE bounds' samples
 BLUR_FIT_STREAM = 2**31 - 2  # the corruption of the training images a blur width is fit on
-VALIDATION_STREAM = 2**31 - 3  # the validation split's batches: fold_in of this stream's key
+VALIDATION_EVAL_STREAM = 2**31 - 3  # the validation split's batches: fold_in of this stream's key
 
 # Streams of the sample key: nothing draws from the key itself, so that no draw is tied to
 # a key derived from it (JAX's fold_in(k, i) is split(k)[i], whose words bits(k) reuses).

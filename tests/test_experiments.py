@@ -324,9 +324,12 @@ def test_a_report_of_a_folder_without_results_is_refused_and_a_partial_one_names
     partial = tmp_path / "partial"
     shutil.copytree(os.path.join(out, "dae_sweep"), partial / "dae_sweep")
     page = write_report(str(partial))
+    with open(os.path.join(out, "dae_sweep", "table.json")) as f:
+        flags = json.load(f)["command"].split(" dae_sweep ")[1]  # as that one was run ...
+    flags = flags.replace(f"--out {out}", f"--out {partial}")  # ... into this folder
     with open(page) as f:
-        assert f"- ae_vs_pca: `python -m jaxae.experiments ae_vs_pca --scale tiny --out " \
-            f"{partial}`" in f.read()
+        assert f"- ae_vs_pca: `python -m jaxae.experiments ae_vs_pca {flags}`" in f.read()
+    assert "--scale tiny" in flags and f"--out {partial}" in flags
 
 
 def test_command_line_rejects_unknown_names_and_data_sets(tmp_path):
@@ -632,6 +635,9 @@ def test_the_smaller_code_note_does_not_call_a_loss_a_gain():
     assert "gains +3.10 dB (d=32) on B over the input; but even the best one scores 2.29 dB " \
         "(d=16) on A below the input." in text
     assert "gains -" not in dae_sweep.smaller_code_note(rows[:2], 784)
+    tie = [{"dataset": "A", "latent": 16, "gain_db": 0.0, "test_psnr": 8.0}]
+    assert dae_sweep.smaller_code_note(tie, 784).endswith(
+        "; the best one only matches the input (d=16 on A).")
 
 
 def test_a_stop_while_a_run_trains_checkpoints_it_and_stops_the_experiment(
@@ -670,6 +676,18 @@ def test_a_stop_while_a_run_trains_checkpoints_it_and_stops_the_experiment(
     assert again.step == 16
     with open(workdir / common.TIME_FILE) as f:
         assert json.load(f)["train_seconds"] > first
+    other = tmp_path / "runs" / "tiny" / "fashion_mnist" / "default-train.log_every_steps8"
+
+    class StopOnceEvaluated(real):  # Ctrl-C during the last epoch's evaluation
+        def __call__(self):
+            metrics = other / "metrics.jsonl"
+            return "SIGINT" if metrics.exists() and "test_loss" in metrics.read_text() else None
+
+    monkeypatch.setattr(cli, "GracefulStop", StopOnceEvaluated)
+    with pytest.raises(StopRequested, match="the experiment stopped after the run runs/tiny/"
+                                            "fashion_mnist/default-train.log_every_steps8 "
+                                            "finished; rerun"):
+        ctx.train("default", ctx.choice("fashion_mnist"), {"train.log_every_steps": 8})
 
 
 def test_the_training_line_says_which_runs_this_command_trained():
@@ -680,7 +698,9 @@ def test_the_training_line_says_which_runs_this_command_trained():
     assert render._train_summary({"a": run, "b": run}) == (
         "2 training runs, all of them trained by this command; training them took 20 s in all")
     assert render._train_summary({"a": reloaded}) == (
-        "1 training run, none trained by this command (each reloaded from its workdir); "
-        "training it took 10 s in all")
+        "1 training run, reloaded from its workdir; training it took 10 s")
+    assert render._train_summary({"a": reloaded, "b": reloaded}).startswith(
+        "2 training runs, none trained by this command (each reloaded from its workdir)")
+    assert render._train_summary({}) == "no training runs"
     assert "1 of them trained by this command (the others reloaded" in render._train_summary(
         {"a": run, "b": reloaded})

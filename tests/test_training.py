@@ -17,7 +17,7 @@ from jaxae.data import batches
 from jaxae.evaluation.evaluate import evaluate_workdir
 from jaxae.evaluation.metrics import evaluate_split
 from jaxae.evaluation.pictures import picture_indices
-from jaxae.keys import VALIDATION_STREAM, derive_keys
+from jaxae.keys import VALIDATION_EVAL_STREAM, derive_keys
 from jaxae.training import checkpoints, steps
 from jaxae.training.trainer import train_and_evaluate
 
@@ -316,7 +316,7 @@ def test_a_run_computes_the_task_floors_once_and_reports_them_at_every_evaluatio
     full = steps.make_eval_step(model, task, objective)
     records = [r for r in read_metrics(tmp_path) if "test_loss" in r]
     assert len(records) == 3
-    val_key = jax.random.fold_in(keys.eval, VALIDATION_STREAM)
+    val_key = jax.random.fold_in(keys.eval, VALIDATION_EVAL_STREAM)
     for prefix, split, key in (("test", data.test, keys.eval), ("val", data.val, val_key)):
         expected = evaluate_split(full, state.params, split, 128, key)
         for record in records:

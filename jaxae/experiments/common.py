@@ -29,6 +29,7 @@ import ml_collections
 from jaxae import build, cli
 from jaxae import config as config_lib
 from jaxae.data import DATASETS, DataError, Dataset, Split, Splits, idx, mnist5k
+from jaxae.data.batches import steps_per_epoch
 from jaxae.data.builder import FULL_SIZES
 from jaxae.experiments.render import render_section
 from jaxae.objectives import Objective
@@ -149,9 +150,9 @@ def by_dataset(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def _first(size: int | None, available: int) -> int | None:
-    """A scale's first-N size for a split of `available` images: None (all) where it would
-    take them all."""
-    return None if size is None or size >= available else size
+    """A scale's first-N size for a split of `available` images: None (all) where the split
+    is smaller."""
+    return None if size is None or size > available else size
 
 
 def fewer_images(train_sizes: Mapping[str, int]) -> tuple[str, int, str, int] | None:
@@ -352,10 +353,13 @@ class Context:
         trained_now = int(state.step) > before
         seconds = round(_add_train_time(
             workdir, time.perf_counter() - start if trained_now else 0.0), 1)
-        if stopped := stop():  # the run is not finished: neither is the experiment
-            raise StopRequested(f"{stopped} received: the experiment stopped in the run "
-                                f"{info['workdir']} at step {int(state.step)}; rerun the same "
-                                "command to continue from its checkpoint")
+        if stopped := stop():  # the experiment is not finished, whether or not the run is
+            total = steps_per_epoch(len(splits.train), config.train.batch_size) * \
+                config.train.num_epochs
+            where = (f"after the run {info['workdir']} finished" if int(state.step) >= total
+                     else f"in the run {info['workdir']} at step {int(state.step)}")
+            raise StopRequested(f"{stopped} received: the experiment stopped {where}; rerun "
+                                "the same command to continue from there")
         epochs = config.train.num_epochs
         metrics = final_test_metrics(workdir, epochs)
         self.used_runs[f"{choice.key}/{name}"] = {

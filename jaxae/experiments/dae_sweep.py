@@ -94,13 +94,15 @@ def _best(rows: list[dict]) -> dict:
 
 def smaller_code_note(rows: list[dict], pixels: int) -> str:
     """Why a code smaller than the image can denoise, and how well the best one does here
-    (or that here none does: its gain over the input is not positive)."""
+    (or that here none does: its gain over the input is negative, or none)."""
     best = {dataset: top for dataset, mine in by_dataset(rows).items()
             if (small := [r for r in mine if r["latent"] < pixels]) and (top := _best(small))}
     gains = [f"{top['gain_db']:+.2f} dB (d={top['latent']}) on {dataset}"
              for dataset, top in best.items() if top["gain_db"] > 0]
     losses = [f"{-top['gain_db']:.2f} dB (d={top['latent']}) on {dataset}"
-              for dataset, top in best.items() if top["gain_db"] <= 0]
+              for dataset, top in best.items() if top["gain_db"] < 0]
+    ties = [f"d={top['latent']} on {dataset}" for dataset, top in best.items()
+            if top["gain_db"] == 0]
     text = ("Denoising is not copying: the clean images lie near a low-dimensional set, and a "
             "code that can only describe such images must drop the corruption, so a code "
             "smaller than the image can denoise")
@@ -109,6 +111,8 @@ def smaller_code_note(rows: list[dict], pixels: int) -> str:
     if losses:
         text += (f"{'; but' if gains else '; here'} even the best one scores "
                  f"{and_list(losses)} below the input")
+    if ties:
+        text += f"; the best one only matches the input ({and_list(ties)})"
     text += "."
     wider = sorted({r["latent"] for r in rows if r["latent"] > pixels})
     if wider:

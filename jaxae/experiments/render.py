@@ -106,6 +106,11 @@ def describe_data(data: list[dict]) -> str:
 def _train_summary(runs: dict) -> str:
     trained = [r for r in runs.values() if r["trained_now"]]
     total = sum(r["train_seconds"] for r in runs.values())
+    if not runs:
+        return "no training runs"
+    if len(runs) == 1:
+        how = "trained by this command" if trained else "reloaded from its workdir"
+        return f"1 training run, {how}; training it took {total:,.0f} s"
     if len(trained) == len(runs):
         how = "all of them trained by this command"
     elif not trained:
@@ -113,8 +118,7 @@ def _train_summary(runs: dict) -> str:
     else:
         how = (f"{len(trained)} of them trained by this command (the others reloaded from "
                "their workdirs)")
-    return (f"{len(runs)} training run{'s' * (len(runs) != 1)}, {how}; training "
-            f"{'them' if len(runs) != 1 else 'it'} took {total:,.0f} s in all")
+    return f"{len(runs)} training runs, {how}; training them took {total:,.0f} s in all"
 
 
 def render_section(record: dict, plot_path: str, level: int = 2) -> str:

@@ -105,14 +105,23 @@ def build_page(out: str, page_dir: str) -> str:
                                os.path.abspath(page_dir))
         parts += [render_section(record, plot, level=2)]
     if missing:
-        scales = {r["scale"] for r in records.values()}
-        scale = scales.pop() if len(scales) == 1 else "full"  # the scale of the page's others
         parts += ["## Not run yet", ""]
-        parts += [f"- {n}: `python -m jaxae.experiments {n} --scale {scale} --out "
-                  f"{display_paths(out)}`"
+        parts += [f"- {n}: `{display_paths(_command_like_the_others(n, records, out))}`"
                   for n in missing]
         parts += [""]
     return "\n".join(parts)
+
+
+def _command_like_the_others(name: str, records: dict[str, dict], out: str) -> str:
+    """The command that runs experiment `name` into `out` as the page's others were run
+    (their scale, data sets and TFDS dir, where they agree), else at the full scale."""
+    prefix = "python -m jaxae.experiments "
+    rests = {r["command"].removeprefix(prefix).partition(" ")[2] for r in records.values()
+             if r.get("command", "").startswith(prefix)}
+    flags = rests.pop().split(" ") if len(rests) == 1 else ["--scale", "full", "--out", out]
+    if "--out" in flags[:-1]:  # into this page's folder
+        flags[flags.index("--out") + 1] = out
+    return f"{prefix}{name} {' '.join(flags)}"
 
 
 def write_report(out: str, page: str | None = None) -> str:

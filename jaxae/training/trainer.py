@@ -39,7 +39,7 @@ from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import Splits, batches, streaming
 from jaxae.evaluation.metrics import evaluate_split, split_means
-from jaxae.keys import VALIDATION_STREAM, Keys, derive_keys
+from jaxae.keys import VALIDATION_EVAL_STREAM, Keys, derive_keys
 from jaxae.objectives import Objective
 from jaxae.registry import display_name
 from jaxae.tasks import Task
@@ -99,7 +99,7 @@ def evaluate_splits(eval_step, params, data: Splits, batch_size: int, eval_key: 
     more than the model's own evaluation.
     """
     named = {"test": (data.test, eval_key),  # the validation split draws its own noise
-             "val": (data.val, jax.random.fold_in(eval_key, VALIDATION_STREAM))}
+             "val": (data.val, jax.random.fold_in(eval_key, VALIDATION_EVAL_STREAM))}
     floors = {} if floors is None else floors
     out = {}
     for prefix, (split, key) in named.items():
@@ -128,7 +128,9 @@ def _first_non_finite(metrics: dict[str, np.ndarray], first_step: int
 
 
 class StopRequested(Exception):
-    """A stop (SIGTERM, Ctrl-C) was asked for before training started: nothing new to save."""
+    """A stop (SIGTERM, Ctrl-C) was asked for: before training started (nothing new to save),
+    or, raised by a caller that trains several runs (`jaxae.experiments`), during one of them
+    (its checkpoint saved). `jaxae.cli.run` exits 0 with its message."""
 
 
 class _Faults:
@@ -359,13 +361,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     evaluations = _Evaluations(tuple(int(s) for s in at_steps), config.eval.every_steps,
                                on_evaluation)
     mesh = parallel.data_mesh()
-    config_lib.check_batch_splits(config.train.batch_size, mesh.size,
-                                  workdir if holds_run(workdir) else None)
     main = parallel.is_main_process()
     if main:
         _warn_of_script_registrations(config)
     created = not os.path.exists(workdir)
-    prepare_workdir(workdir, config)
+    prepare_workdir(workdir, config)  # a run there has this config's batch size (or refused)
+    config_lib.check_batch_splits(config.train.batch_size, mesh.size,
+                                  workdir if holds_run(workdir) else None)
     with _writer_lock(workdir, main):
         try:
             return _train(config, workdir, mesh, main, evaluations, stop_requested, on_saved)
