@@ -47,8 +47,8 @@ def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
     dataset = build(loader, data)
     if check_fingerprint is not None and not early:
         check_fingerprint(dataset.fingerprint, dataset.content_sha256)
-    note = first_images_note(dataset, data.train_size, data.test_size, data.subset)
-    if new_run and note is not None and jax.process_index() == 0:
+    if new_run and jax.process_index() == 0 and (note := first_images_note(
+            dataset, data.train_size, data.test_size, data.subset)) is not None:
         print(note, file=sys.stderr, flush=True)
     return make_splits(dataset, data_key, train_size=data.train_size,
                        test_size=data.test_size, val_size=data.val_size,

@@ -285,9 +285,15 @@ def run(ctx: Context) -> Result:
 
 
 def configs_setting(tasks: tuple[str, ...]) -> str:
-    """The configs the tasks run, e.g. 'configs/superres.py (task.factor 2 and 4), ...'."""
-    factors = [str(TASKS[t].overrides["task.factor"]) for t in tasks
-               if TASKS[t].config == "superres"]
-    others = [f"configs/{TASKS[t].config}.py" for t in tasks if TASKS[t].config != "superres"]
-    superres = [f"configs/superres.py (task.factor {' and '.join(factors)})"] if factors else []
-    return ", ".join(superres + others) + (" (d=940)" if others else "")
+    """The configs the tasks run, each with the values its overrides take, e.g.
+    'configs/superres.py (task.factor 2 and 4), configs/dae_gaussian.py, ...'."""
+    overrides: dict[str, dict[str, list[str]]] = {}
+    for task in tasks:
+        fields = overrides.setdefault(TASKS[task].config, {})
+        for field, value in TASKS[task].overrides.items():
+            fields.setdefault(field, []).append(str(value))
+    return ", ".join(
+        f"configs/{config}.py" + (" (" + ", ".join(f"{field} {' and '.join(values)}"
+                                                  for field, values in fields.items()) + ")"
+                                  if fields else "")
+        for config, fields in overrides.items()) + " (d=940)"  # the DAE configs' code size
