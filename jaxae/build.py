@@ -23,6 +23,7 @@ from jaxae.data.idx import MixedImageSizes
 from jaxae.data.splits import first_images_note
 from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME
+from jaxae.models.registry import NeedsClasses
 from jaxae.registry import RegistryError, build, parameters
 from jaxae.tasks import Task
 from jaxae.training import steps
@@ -91,6 +92,8 @@ def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, i
             raise
         except Exception:  # noqa: BLE001 (a declaration that fails: check_model names it)
             pass
+    except NeedsClasses:
+        raise _conditional_without_classes(config, num_classes) from None
     except RegistryError as e:
         raise config_lib.ConfigError(str(e)) from None
     except (ValueError, TypeError) as e:
@@ -99,11 +102,16 @@ def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, i
         raise config_lib.ConfigError(f"config.model ({config.model.name}): "
                                      f"{type(e).__name__}: {e}") from None
     if getattr(model, "conditional", False) and num_classes < 2:  # (undeclared: check_model)
-        raise config_lib.ConfigError(
-            f"config.model ({config.model.name}) is conditional on the class, but the data "
-            f"has {num_classes} class: give labelled data of two classes or more, or choose "
-            "a model that is not conditional")
+        raise _conditional_without_classes(config, num_classes)
     return model
+
+
+def _conditional_without_classes(config: ml_collections.ConfigDict, num_classes: int
+                                 ) -> config_lib.ConfigError:
+    return config_lib.ConfigError(
+        f"config.model ({config.model.name}) is conditional on the class, but the data "
+        f"has {num_classes} class{'' if num_classes == 1 else 'es'}: give labelled data of "
+        "two classes or more, or choose a model that is not conditional")
 
 
 def check_size_before_data(config: ml_collections.ConfigDict) -> None:

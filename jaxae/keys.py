@@ -7,9 +7,11 @@ uninterrupted one does.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import numbers
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 SEED_RANGE = (0, 2**32 - 1)  # jax.random.key takes the seed modulo 2^32: larger ones alias
 
@@ -36,9 +38,31 @@ PICTURES_STREAM = 0  # the samples drawn for samples.png
 RECOGNITION_STREAM = 1  # a conditional model's samples that a pixel classifier recognises
 
 
-def derive_keys(seed: int) -> Keys:
-    """Splits the seed once into the named streams of `Keys`."""
-    return Keys(*jax.random.split(jax.random.key(seed), len(Keys._fields)))
+def check_key(key: Any, what: str = "key") -> None:
+    """A TypeError naming the fix unless `key` is one PRNG key: a typed key
+    (`jax.random.key(seed)`) or a raw uint32 one (`jax.random.PRNGKey(seed)`). An int where
+    a key belongs would otherwise fail deep inside JAX's random functions."""
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape == ():
+            return
+    elif dtype == jnp.uint32 and shape is not None and len(shape) == 1:
+        return  # a raw key's words (2 for threefry)
+    given = (f"{dtype}[{','.join(map(str, shape))}]" if shape is not None
+             else type(key).__name__)
+    raise TypeError(f"{what} must be one PRNG key, not {given}: pass jax.random.key(seed) "
+                    "(or one key of a split)")
+
+
+def derive_keys(seed: int | jax.Array) -> Keys:
+    """Splits the seed once into the named streams of `Keys`; a PRNG key may stand for it
+    (jax.random.key(seed) gives the seed's streams)."""
+    if isinstance(seed, numbers.Integral):
+        key = jax.random.key(seed)
+    else:
+        check_key(seed, "derive_keys' seed")
+        key = seed
+    return Keys(*jax.random.split(key, len(Keys._fields)))
 
 
 def eval_example_key(eval_key: jax.Array, batch_index: int) -> jax.Array:

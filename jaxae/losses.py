@@ -15,6 +15,16 @@ import jax.numpy as jnp
 from jaxae.kernels import random as random_bits
 
 
+def _check_pair(logits: jax.Array, targets: jax.Array, loss: str) -> None:
+    """A ValueError unless the two are shaped alike with a batch axis first: broadcasting a
+    batch against one image (or [B, H, W] against [B, H, W, 1]) would average the wrong
+    pairs silently. Checked on the static shapes, at trace time."""
+    a, b = jnp.shape(logits), jnp.shape(targets)
+    if a != b or not a:
+        raise ValueError(f"{loss}: its two arguments are shaped {a} and {b}: give both as "
+                         "[B, ...] with the same shape, one target per image")
+
+
 def _per_image_mean(values_BxHxWxC: jax.Array) -> jax.Array:
     return values_BxHxWxC.reshape(values_BxHxWxC.shape[0], -1).mean(axis=1)
 
@@ -42,6 +52,7 @@ def sigmoid(logits: jax.Array) -> jax.Array:
 
 def mse(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """Mean squared error between sigmoid(logits) and the targets, per image."""
+    _check_pair(logits, targets, "mse")
     return _per_image_mean(jnp.square(sigmoid(logits) - targets))
 
 
@@ -53,11 +64,13 @@ def _bce_per_pixel(logits: jax.Array, targets: jax.Array) -> jax.Array:
 def bce_with_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """Binary cross-entropy of targets in [0, 1] under Bernoulli(sigmoid(logits)), per image
     (the mean over pixels), in the stable form of `_bce_per_pixel`."""
+    _check_pair(logits, targets, "bce_with_logits")
     return _per_image_mean(_bce_per_pixel(logits, targets))
 
 
 def psnr(images: jax.Array, targets: jax.Array) -> jax.Array:
     """Peak signal-to-noise ratio in dB for images in [0, 1], per image (capped at 100 dB)."""
+    _check_pair(images, targets, "psnr")
     per_image_mse = _per_image_mean(jnp.square(images - targets))
     return -10.0 * jnp.log10(jnp.maximum(per_image_mse, 1e-10))
 
@@ -71,11 +84,13 @@ def _per_image_sum(values: jax.Array) -> jax.Array:
 
 def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """log p(x | z) in nats per image for Bernoulli(sigmoid(logits)) pixels: -(H*W*C x BCE)."""
+    _check_pair(logits, targets, "bernoulli_log_likelihood")
     return -_per_image_sum(_bce_per_pixel(logits, targets))
 
 
 def gaussian_log_likelihood(logits: jax.Array, targets: jax.Array, scale: float) -> jax.Array:
     """log p(x | z) in nats per image for N(sigmoid(logits), scale^2) pixels."""
+    _check_pair(logits, targets, "gaussian_log_likelihood")
     z = (targets - sigmoid(logits)) / scale
     return _per_image_sum(-0.5 * jnp.square(z) - jnp.log(scale) - 0.5 * LOG_2PI)
 

@@ -413,11 +413,22 @@ def test_an_error_exit_finishes_the_checkpoint_being_written(tiny_config, tmp_pa
     assert capsys.readouterr().err == "error: train_loss became nan at step 1\n"
 
 
-def test_a_metrics_line_cut_short_is_dropped_on_resume(tmp_path):
+def test_a_metrics_line_cut_short_is_dropped_on_resume_saying_whose_record_is_lost(
+        tmp_path, capsys):
+    """The resume at step 12 goes on from step 13, so step 12's record is not written again:
+    its loss is said; a cut record of a later step is written again, so nothing is said."""
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 4, "loss": 1.0}\n{"step": 8, "loss": 0.5}\n{"step": 12, "lo')
+    kept = '{"step": 4, "loss": 1.0}\n{"step": 8, "loss": 0.5}\n'
+    path.write_text(kept + '{"step": 12, "lo')
     MetricWriter(str(tmp_path), echo=False).drop_after(12)
-    assert path.read_text() == '{"step": 4, "loss": 1.0}\n{"step": 8, "loss": 0.5}\n'
+    assert path.read_text() == kept
+    assert lines_of(capsys.readouterr().err) == [
+        f"warning: {path}'s last line was cut short (a write interrupted) and is dropped: step "
+        "12's metrics are lost, as the run goes on after step 12; the checkpoints and the other "
+        "records are whole"]
+    path.write_text(kept + '{"step": 12, "lo')
+    MetricWriter(str(tmp_path), echo=False).drop_after(8)
+    assert path.read_text() == kept and capsys.readouterr().err == ""
 
 
 def test_stopping_on_a_checkpoint_step_writes_it_once(kill_script_config, tmp_path):
@@ -461,6 +472,24 @@ def test_a_refused_run_writes_nothing_and_a_plain_rerun_describes_the_run_again(
         file_digest(os.path.join(reference, "config.json"))
 
 
+def test_without_config_json_a_resume_with_other_batches_is_refused_by_the_checkpoint(
+        reference, kill_script_config, tmp_path, capsys):
+    """The data position a checkpoint holds (batch size, training images) still checks the
+    batches where config.json, which would refuse the change, was lost; nothing is written."""
+    workdir = copy_run(reference, tmp_path)
+    os.remove(os.path.join(workdir, "config.json"))
+    before = without_lock(snapshot(workdir))
+    size = kill_script_config().train.batch_size
+    code, _ = cli_run(train_and_evaluate,
+                      kill_script_config(**{"train.batch_size": 2 * size}), workdir)
+    [line] = lines_of(capsys.readouterr().err)
+    assert code == 1 and re.match(
+        rf"error: the checkpoint at step 32 in '\S+' trained with batches of {size} from "
+        rf"[\d,]+ training images, this config asks for {2 * size} from [\d,]+: rerun with the "
+        r"run's own flags", line), line
+    assert without_lock(snapshot(workdir)) == before
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_another_optimiser_is_a_mismatch_naming_the_field_not_damage(
@@ -479,8 +508,9 @@ def test_another_optimiser_is_a_mismatch_naming_the_field_not_damage(
     assert cli_run(train_and_evaluate, config, workdir)[0] == 1
     [line] = lines_of(capsys.readouterr().err)
     assert re.match(r"error: the checkpoint at step 32 in \S+ does not fit: opt_state/\d is "
-                    r"(absent|an empty state) there, (absent|an empty state) here \(check "
-                    r"optim.name and optim.schedule against the run's config.json\)$", line), line
+                    r"(absent|an empty state|a state of [a-z, ]+) there, "
+                    r"(absent|an empty state) here \(check optim.name and optim.schedule "
+                    r"against the run's config.json\)$", line), line
     assert not os.path.exists(os.path.join(workdir, "config.json"))
 
 

@@ -84,7 +84,7 @@ def test_every_scheme_initialises_a_model_whose_other_parameters_keep_their_valu
     assert initializers.redraws_every_leaf(params())
     for scheme in initializers.SCHEMES:
         state = steps.create_train_state(model, optax.sgd(0.1), (2, 3, 1), jax.random.key(0),
-                                         scheme)
+                                         scheme, check=False)  # declares no convention
         assert not initializers.redraws_every_leaf(state.params)
         assert float(state.params["gain"][0]) == 2.0  # the module's own value, kept
         np.testing.assert_array_equal(state.params["norm"]["scale"], np.ones(6))

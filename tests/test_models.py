@@ -735,10 +735,17 @@ def test_the_library_steps_refuse_logits_not_shaped_as_the_images_as_they_are_tr
     for model, shape in ((_FlatLogits(image_shape=MNIST), "of shape 784 per image"),
                          (_Dense(image_shape=MNIST, pixels=28 * 27), "of shape 27x28x1 per image"),
                          (_TwoPerCode(image_shape=MNIST), "of 4 images")):
-        state = steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
         for_what = "for 28x28x1 images" if "per image" in shape else "for a batch of 2"
         message = (f"model {type(model).__name__} returns logits {shape} {for_what}: its "
                    "decode must return [batch, 28, 28, 1]")
+        if "per image" in shape:  # create_train_state knows the inputs, not the targets
+            steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
+        else:  # logits for another batch are wrong whatever the targets
+            with pytest.raises(DeclarationError) as caught:
+                steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
+            assert str(caught.value) == message
+        state = steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0),
+                                         check=False)
         with pytest.raises(DeclarationError) as caught:
             steps.make_train_step(model, Reconstruct(), objective)(state, batch,
                                                                   jax.random.key(1))
@@ -780,7 +787,11 @@ def test_the_library_steps_refuse_a_vae_code_not_flat_a_lone_image_and_foreign_p
     batch = {"image": np.zeros((2, *MNIST), np.uint8)}
     elbo = objectives.NegativeELBO(objectives.Bernoulli())
     spatial = _SpatialVAE(image_shape=MNIST)
-    state = steps.create_train_state(spatial, optax.sgd(0.1), MNIST, jax.random.key(0))
+    with pytest.raises(DeclarationError, match=r"^model _SpatialVAE is variational with "
+                                               r"latent_shape \(7, 7, 1\): the ELBO's terms"):
+        steps.create_train_state(spatial, optax.sgd(0.1), MNIST, jax.random.key(0))
+    state = steps.create_train_state(spatial, optax.sgd(0.1), MNIST, jax.random.key(0),
+                                     check=False)  # the steps refuse it too, as they trace
     for run in (lambda: steps.make_train_step(spatial, Reconstruct(), elbo)(
                     state, batch, jax.random.key(1)),
                 lambda: steps.make_eval_step(spatial, Reconstruct(), elbo)(

@@ -517,7 +517,8 @@ def test_a_resume_s_changes_are_printed_and_kept_once_config_json_describes_the_
     assert unchecked.record == {"step": 30, "unchecked": "config.json was missing"}
     [warning] = unchecked.warnings
     assert warning.startswith(f"warning: {tmp_path} holds checkpoints but no config.json, so "
-                              "only the parameters' shapes were checked against this config")
+                              "only the parameters' shapes and the batches (their size, the "
+                              "training images' number) were checked against this config")
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -596,9 +597,10 @@ def test_a_dict_tree_is_saved_with_its_sha256_and_restored_without_it(tmp_path):
 
 @pytest.mark.parametrize("optimizer, words", [
     (optax.adamw(1e-3), "opt_state/2 is absent there, an empty state here"),
-    (optax.sgd(1e-3), "opt_state/0 is absent there, an empty state here"),
+    (optax.sgd(1e-3),
+     "opt_state/0 is a state of count, mu, nu there, an empty state here"),
     (optax.adam(optax.cosine_decay_schedule(1e-3, 10)),
-     "opt_state/1 is an empty state there, absent here"),
+     "opt_state/1 is an empty state there, a state of count here"),
 ])
 def test_an_optimiser_state_that_does_not_fit_is_named_before_anything_is_read(
         optimizer, words, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import jax
 import numpy as np
@@ -11,6 +12,7 @@ from jaxae.data import batches
 from jaxae.data.dataset import Dataset, should_stream
 from jaxae.data.idx import DataError
 from jaxae.data.records import RecordArray, is_lazy, read_all
+from jaxae.keys import check_key
 
 BINARIZATIONS = ("none", "static", "dynamic")
 SUBSETS = ("first", "random")  # which train_size / test_size images a run keeps
@@ -23,6 +25,11 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def __repr__(self) -> str:  # the shapes, not every pixel
+        shape = "x".join(map(str, self.images.shape[1:]))
+        return (f"Split({len(self):,} images of {shape}, {self.images.dtype}"
+                f"{', streamed' if self.streamed else ''})")
 
     @property
     def streamed(self) -> bool:
@@ -66,8 +73,8 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
     A streamed training split stays on disk, unless the data set was loaded with
     streaming="auto" and the part of it kept here fits the memory budget after all.
     """
-    if subset not in SUBSETS:
-        raise DataError(f"subset={subset!r} is unknown: choose one of {', '.join(SUBSETS)}")
+    _check_split_args(data, train_size, test_size, val_size, binarize, subset)
+    check_key(data_key, "make_splits' data_key")
     keep_train = _kept(len(data.train_images), train_size, subset, data_key, "train")
     keep_test = _kept(len(data.test_images), test_size, subset, data_key, "test")
     if data.streamed:
@@ -91,6 +98,27 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
                             for i, split in enumerate((train, val, test)))
     return Splits(train, val, test, tuple(data.class_names), data.source, data.title,
                   data.fingerprint, data.content_sha256)
+
+
+def _check_split_args(data: Dataset, train_size: int | None, test_size: int | None,
+                      val_size: int, binarize: str, subset: str) -> None:
+    """A DataError naming the fix for sizes and choices `make_splits` cannot honour (a
+    negative size would slice from the end; an empty split trains on nothing)."""
+    if subset not in SUBSETS:
+        raise DataError(f"subset={subset!r} is unknown: choose one of {', '.join(SUBSETS)}")
+    if binarize not in BINARIZATIONS:
+        raise DataError(f"binarize={binarize!r} is unknown: choose one of "
+                        f"{', '.join(BINARIZATIONS)}")
+    for name, size in (("train_size", train_size), ("test_size", test_size)):
+        if size is not None and not (isinstance(size, numbers.Integral) and size >= 1):
+            raise DataError(f"{name}={size!r}: give a number of images, 1 or more, or None "
+                            "for all of them")
+    if not (isinstance(val_size, numbers.Integral) and val_size >= 0):
+        raise DataError(f"val_size={val_size!r}: give a number of images, 0 or more")
+    num_train = min(len(data.train_images), train_size or len(data.train_images))
+    if val_size and val_size >= num_train:
+        raise DataError(f"val_size={val_size} leaves no training images out of {num_train}: "
+                        f"give at most {num_train - 1}")
 
 
 def _kept(num_examples: int, size: int | None, subset: str, data_key: jax.Array,

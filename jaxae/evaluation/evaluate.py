@@ -187,7 +187,7 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
     objective = build.make_objective(config, model)
     state = jax.eval_shape(lambda: steps.create_train_state(  # shapes only: nothing computed
         model, build.make_optimizer(config), task.input_shape(data.image_shape), keys.init,
-        build.init_scheme(config)))
+        build.init_scheme(config), check=False))  # checked by check_model above
     count, _ = memory.training_bytes(state)
     memory.check_fits(memory.tree_bytes(state), f"the {display_name(config.model.name)} model has "
                       f"{count:,} parameters", "evaluate on a machine with more memory")

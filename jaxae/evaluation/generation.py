@@ -9,6 +9,7 @@ and its parameters, and branches only on what the model declares.
 from __future__ import annotations
 
 import functools
+import numbers
 
 import flax.linen as nn
 import jax
@@ -18,13 +19,24 @@ from jax.scipy.stats import norm
 
 from jaxae import losses
 from jaxae.data.batches import to_float
-from jaxae.keys import eval_example_key
+from jaxae.keys import check_key, eval_example_key
 from jaxae.tasks import Task
+
+
+def _check_float_inputs(inputs: jax.Array, function: str) -> None:
+    """A TypeError naming the fix for integer images (uint8 as the data sets give them), which
+    the model would encode as values of 0..255."""
+    dtype = getattr(inputs, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{function} takes float model inputs in [0, 1], not {dtype}: scale "
+                        "uint8 images with jaxae.data.batches.to_float (generation.encode "
+                        "takes uint8 images)")
 
 
 def deterministic_codes(model: nn.Module, params: dict, images: jax.Array,
                         labels: jax.Array | None = None) -> jax.Array:
     """Codes [B, D] (flattened) of float images: z_mean for variational models."""
+    _check_float_inputs(images, "deterministic_codes")
     code = model.apply({"params": params}, images, labels=labels, method="encode")
     if model.variational:
         code = code[0]
@@ -85,8 +97,32 @@ def prior_samples(model: nn.Module, params: dict, key: jax.Array, num: int,
     if not model.variational:
         raise ValueError(f"{type(model).__name__} is not a variational model, so N(0, I) is not "
                          "its prior: use perturbed_code_samples for a plain autoencoder")
+    check_key(key, "prior_samples' key")
+    if not isinstance(num, numbers.Integral) or num < 1:
+        raise ValueError(f"prior_samples' num={num!r}: give the number of samples, 1 or more")
+    _check_labels(model, labels, num)
     z = jax.random.normal(key, (num, *model.latent_shape))
     return decode(model, params, z, labels)
+
+
+def _check_labels(model: nn.Module, labels: jax.Array | None, num: int) -> None:
+    """A ValueError naming the fix for labels that a conditional model cannot take: missing,
+    not one per sample, or (where the model has num_classes) outside 0 .. num_classes - 1,
+    which one-hot encode to no class at all."""
+    if not model.conditional:
+        return
+    name = type(model).__name__
+    if labels is None:
+        raise ValueError(f"{name} is conditional on the class: pass labels= (int [num], the "
+                         "class of each sample)")
+    values = np.asarray(labels)
+    if values.shape != (num,):
+        raise ValueError(f"{name} was given labels of shape {values.shape} for {num} samples: "
+                         "give one class per sample, int [num]")
+    classes = getattr(model, "num_classes", None)
+    if classes and values.size and not (0 <= values.min() and values.max() < classes):
+        raise ValueError(f"{name} was given labels {values.min()} .. {values.max()}, outside "
+                         f"its {classes} classes: give classes 0 .. {classes - 1}")
 
 
 def class_samples(model: nn.Module, params: dict, key: jax.Array, per_class: int,
@@ -102,6 +138,8 @@ def perturbed_code_samples(model: nn.Module, params: dict, inputs: jax.Array,
     """Plain-AE generation, as in the material: decode code * (1 + N(0, 1) noise), the codes
     of `inputs`: float model inputs, what the model was trained to encode (the clean images
     as `to_float` gives them, or a denoising task's corrupted ones)."""
+    _check_float_inputs(inputs, "perturbed_code_samples")
+    check_key(key, "perturbed_code_samples' key")
     code = _code(model, params, inputs)
     noisy = code * (1 + jax.random.normal(key, code.shape))
     return decode(model, params, noisy)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Mapping
 
 import flax.linen as nn
 import jax
@@ -117,12 +118,19 @@ def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, nu
 
 
 def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits,
-                   keys: Keys | int, title: str, out_dir: str,
+                   keys: Keys | int | jax.Array, title: str, out_dir: str,
                    options: PictureOptions = PictureOptions()) -> dict[str, str]:
     """Writes every picture that applies to the model into `out_dir` (made if missing);
-    returns {file name: its title}. `keys`: a run's `Keys`, or a seed to derive them from
-    as a run does (`jaxae.keys.derive_keys`)."""
-    keys = keys if isinstance(keys, Keys) else derive_keys(int(keys))
+    returns {file name: its title}. `keys`: a run's `Keys`, or a seed or PRNG key to derive
+    them from as a run does (`jaxae.keys.derive_keys`)."""
+    if not isinstance(data, Splits):
+        raise TypeError(f"write_pictures takes the run's Splits (jaxae.data.make_splits), not "
+                        f"a {type(data).__name__}: its test split is drawn, and its class "
+                        "names label the pictures")
+    if not isinstance(params, Mapping):
+        raise TypeError(f"write_pictures takes the model's parameters, not a "
+                        f"{type(params).__name__}: pass state.params")
+    keys = keys if isinstance(keys, Keys) else derive_keys(keys)
     os.makedirs(out_dir, exist_ok=True)
     written = {}
 

@@ -103,11 +103,13 @@ def check_codes(name: str, aux: dict, batch: int) -> None:
 
 
 def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
-                       image_shape: tuple[int, ...]) -> None:
+                       image_shape: tuple[int, ...] | None = None) -> None:
     """Raises DeclarationError unless `model` declares `variational`, `conditional` and
     `latent_shape`, maps a batch of `input_shape` inputs to logits of `image_shape`, encodes
     to codes of `latent_shape` (a variational model: a mean and a log-sigma of that flat
-    shape) and decodes a code back to the logits' shape."""
+    shape) and decodes a code back to the logits' shape. Without `image_shape` (where only
+    the inputs are known: `create_train_state`) the logits may have any per-image shape;
+    the steps check it against their targets as they are traced."""
     name = type(model).__name__
     missing = [a for a in DECLARED if not _declares(model, a)]
     if missing:
@@ -158,6 +160,10 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
         fix = next((f": {fix}" for kind, fix in fixes.items() if isinstance(e, kind)), "")
         raise DeclarationError(f"model {name} fails on a batch of {_shape(input_shape)} "
                                f"inputs: {type(e).__name__}: {text}{fix}") from None
+    if image_shape is None:  # the logits' own shape, once they are an array of the batch
+        check_logits(name, logits, BATCH, input_shape,
+                     _per_image(logits) or tuple(input_shape))
+        image_shape = _per_image(logits)
     want = (BATCH, *image_shape)
     check_logits(name, logits, BATCH, input_shape, image_shape)
     codes = {"mean": aux.get("mean"), "log_sigma": aux.get("log_sigma")} \

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -64,6 +65,26 @@ def _layer_default(field: inspect.Parameter | None, layer: type) -> dict[str, An
     return None
 
 
+class NeedsClasses(RegistryError):
+    """A conditional model (one whose factory requires num_classes) built without 2 classes
+    or more: it would be built unconditional, ignoring the labels."""
+
+
+def checked_image_shape(image_shape) -> tuple[int, int, int]:
+    """`image_shape` as (height, width, channels) of Python ints, or a RegistryError naming
+    the fix (a 2-D shape, a channels-first one, a size below 1)."""
+    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
+    if shape is None or len(shape) != 3 or not all(
+            isinstance(n, numbers.Integral) and n > 0 for n in shape):
+        raise RegistryError(f"image_shape={image_shape!r}: give (height, width, channels) "
+                            "of one image, e.g. (28, 28, 1)")
+    shape = tuple(int(n) for n in shape)
+    if shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4) and shape[0] < shape[1]:
+        raise RegistryError(f"image_shape={shape} is channels first: jaxae's images are "
+                            f"(height, width, channels): give {(*shape[1:], shape[0])}")
+    return shape
+
+
 def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
                 num_classes: int = 0, compute_dtype: str = "float32",
                 ignore: Iterable[str] = ()) -> nn.Module:
@@ -78,6 +99,7 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
     `create_train_state`) with scheme=; the module's own `model.init` draws Flax's.
     """
     name = spec["name"]
+    image_shape = checked_image_shape(image_shape)
     if "init" in spec and spec["init"] not in initializers.SCHEMES:
         raise RegistryError(f"model init {spec['init']!r} is not a scheme: use one of "
                             f"{', '.join(initializers.SCHEMES)}")
@@ -86,6 +108,12 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
     check_options(entry, options, (*BUILDER_OPTIONS, *ignore), "model", f"model {name!r}",
                   listed=settable_fields(entry))
     declared = parameters(entry)
+    if "num_classes" in declared and declared["num_classes"].default is inspect.Parameter.empty \
+            and num_classes < 2:  # it requires the class: a conditional model
+        raise NeedsClasses(
+            f"model {name!r} is conditional on the class and was given num_classes="
+            f"{num_classes}: build it for labelled data of 2 classes or more (num_classes=N, "
+            "the data's class count), or choose a model that is not conditional")
     layers = {}
     if (keywords := _layer_default(declared.get("conv"), conv_lib.Conv)) is not None:
         layers["conv"] = functools.partial(
@@ -103,4 +131,4 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
               f"so compute_dtype={compute_dtype} changes none of its layers: it computes in "
               "float32", file=sys.stderr, flush=True)
     return build(entry, {**options, **layers},
-                 {"image_shape": tuple(image_shape), "num_classes": num_classes})
+                 {"image_shape": image_shape, "num_classes": num_classes})

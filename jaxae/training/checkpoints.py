@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import numbers
 import os
 import re
 import shutil
@@ -280,6 +281,9 @@ def save(manager: ocp.CheckpointManager, step: int, tree: PyTree, *,
     passed over as damaged). The previous save's failure is raised here as that step's
     CheckpointWriteError.
     """
+    if not isinstance(step, numbers.Integral) or step < 0:
+        raise ValueError(f"checkpoint step {step!r}: give an integer 0 or more (Orbax lists "
+                         "only those, and keeps the newest by their order)")
     check_saved(manager)  # the previous checkpoint is complete on disk, or its error raised
     tree = keys_as_data(tree)
     host = host_leaves(tree)
@@ -455,6 +459,16 @@ def _describe(spec, other) -> str:
     return f"{spec[1]}[{', '.join(map(str, spec[0]))}]"
 
 
+def _node(specs: dict[str, tuple | str], name: str) -> str:
+    """What a tree holds at `name`, which is no leaf of it: a node of named parts (an Adam
+    state's count, mu and nu where the other side has an empty state), or nothing."""
+    parts = sorted({n[len(name) + 1:].split("/")[0] for n in specs if n.startswith(name + "/")})
+    if not parts:
+        return "absent"
+    shown = ", ".join(parts[:4]) + (f" and {len(parts) - 4} more" if len(parts) > 4 else "")
+    return f"a state of {shown}"
+
+
 Hint = str | Mapping[str, str]  # one hint, or hints by the first part of a leaf's name
 
 
@@ -471,8 +485,10 @@ def check_fits(manager: ocp.CheckpointManager, step: int, like: PyTree, hint: Hi
         have, want = saved.get(name), wanted.get(name)
         if have != want:
             why = hint if isinstance(hint, str) else hint.get(name.split("/")[0], "")
+            there = _node(saved, name) if have is None else _describe(have, want)
+            here = _node(wanted, name) if want is None else _describe(want, have)
             fact = (f"the checkpoint at step {step} in {manager.directory} does not fit: {name} "
-                    f"is {_describe(have, want)} there, {_describe(want, have)} here")
+                    f"is {there} there, {here} here")
             raise CheckpointMismatch(fact + (f" ({why})" if why else ""), fact)
 
 

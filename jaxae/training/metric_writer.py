@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping
 
@@ -49,6 +50,14 @@ class MetricWriter:
         with open(self.path, errors="replace") as f:
             lines = f.readlines()
         if lines and not lines[-1].endswith("\n"):  # a write cut short (power loss, full disk)
+            begun = re.match(r'\{"step": (\d+)', lines[-1])
+            lost = int(begun.group(1)) if begun else None
+            if lost is None or lost <= step:  # a later step's record is written again
+                print(f"warning: {self.path}'s last line was cut short (a write interrupted) "
+                      f"and is dropped: {'its record' if lost is None else f'step {lost}'}'s "
+                      f"metrics are lost, as the run goes on after step {step}; the "
+                      "checkpoints and the other records are whole", file=sys.stderr,
+                      flush=True)
             lines[-1] = ""
         kept, rejected = [], []
         for number, line in enumerate(lines, 1):

@@ -8,7 +8,7 @@ never a config.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import flax.errors
 import flax.linen as nn
@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 
 from jaxae import losses
 from jaxae.data import batches
+from jaxae.keys import check_key
 from jaxae.models import declarations, initializers
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
@@ -101,8 +102,17 @@ def init_params(model: nn.Module, input_shape: tuple[int, ...], key: jax.Array,
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
                        input_shape: tuple[int, ...], init_key: jax.Array,
-                       scheme: str = "lecun") -> TrainState:
-    """Initialised parameters (`init_params`) paired with the optimiser's state."""
+                       scheme: str = "lecun", check: bool = True) -> TrainState:
+    """Initialised parameters (`init_params`) paired with the optimiser's state.
+
+    With `check`, the model is first traced once on an abstract batch of `input_shape`
+    (`declarations.check_declarations`: nothing is computed), so a model that does not keep
+    what it declares, or that Flax cannot run (unnamed layers of @nn.compact encode and
+    decode, BatchNorm), is one DeclarationError naming the fix. `check=False` skips it where
+    `jaxae.build.check_model` has run (the trainer)."""
+    check_key(init_key, "create_train_state's init_key")
+    if check:
+        declarations.check_declarations(model, tuple(input_shape))
 
     @jax.jit
     def init(key: jax.Array) -> TrainState:
@@ -159,6 +169,35 @@ def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs
     return objective(flat_logits, flat_targets, aux), flat_logits
 
 
+def check_batch(batch, step: str) -> None:
+    """A TypeError naming the fix unless `batch` is a mapping holding the images under
+    "image" (an array alone would be indexed by the string and fail inside JAX)."""
+    if not isinstance(batch, Mapping):
+        what = "an array" if hasattr(batch, "shape") else f"a {type(batch).__name__}"
+        raise TypeError(f"{step}'s batch is {what}: give a dict "
+                        '{"image": uint8 [B, H, W, C], "label": int [B]} (labels for '
+                        "conditional models only)")
+    if "image" not in batch:
+        held = ", ".join(map(repr, batch)) or "nothing"
+        raise TypeError(f'{step}\'s batch has no "image" (it holds {held}): give '
+                        '{"image": uint8 [B, H, W, C], "label": int [B]}')
+    shape = tuple(getattr(batch["image"], "shape", ()))
+    if len(shape) == 4 and shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4) \
+            and shape[1] < shape[2]:
+        raise ValueError(f"{step}'s images are [{', '.join(map(str, shape))}], channels "
+                         "first: jaxae takes [B, H, W, C]: transpose them, e.g. "
+                         "np.transpose(images, (0, 2, 3, 1))")
+
+
+def _check_train_args(state, batch, key) -> None:
+    if not isinstance(state, TrainState):
+        raise TypeError(f"train_step's state is a {type(state).__name__}, not a TrainState: "
+                        "make it with jaxae.training.steps.create_train_state(model, tx, "
+                        "input_shape, key)")
+    check_batch(batch, "train_step")
+    check_key(key, "train_step's key")
+
+
 def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh | None = None
                   ) -> Callable[..., tuple[TrainState, Metrics]]:
     """One optimisation step as a pure function (not yet compiled).
@@ -172,6 +211,7 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
 
     def train_step(state: TrainState, batch: dict, key: jax.Array,
                    with_grad_norm: bool | jax.Array = True) -> tuple[TrainState, Metrics]:
+        _check_train_args(state, batch, key)
         if mesh is not None:
             batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
         example_key, sample_key = jax.random.split(jax.random.fold_in(key, state.step))
@@ -289,6 +329,11 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
 
     @jax.jit
     def eval_step(params: dict, batch: dict, key: jax.Array) -> Metrics:
+        if isinstance(params, TrainState):
+            raise TypeError("eval_step takes the parameters, not the TrainState: pass "
+                            "state.params")
+        check_batch(batch, "eval_step")
+        check_key(key, "eval_step's key")
         inputs, targets, sample_key = _eval_example(task, batch, key)
         flat_targets, labels = flat(targets), batch.get("label")
         per_image, logits = per_image_terms(model, objective, params, inputs, targets,

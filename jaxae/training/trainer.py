@@ -215,6 +215,21 @@ def _restore_or_init(manager, fresh: Callable[[], steps.TrainState], like, mesh,
     return state, position
 
 
+def _check_position(position: dict, num_examples: int, batch_size: int, step: int,
+                    workdir: str) -> None:
+    """A ConfigError, before anything is written, where the checkpoint's data position was
+    saved for another batch size or number of training images: its batches' order would not
+    be this run's. config.json's check refuses such a resume first; this one holds where
+    config.json was lost."""
+    saved = (int(position["batch_size"]), int(position["num_examples"]))
+    if saved != (batch_size, num_examples):
+        raise config_lib.ConfigError(
+            f"the checkpoint at step {step} in {workdir!r} trained with batches of {saved[0]} "
+            f"from {saved[1]:,} training images, this config asks for {batch_size} from "
+            f"{num_examples:,}: rerun with the run's own flags (train.batch_size, data."
+            "train_size, data.val_size), or train in a new --workdir")
+
+
 def _check_memory(config: ml_collections.ConfigDict, like, data: Splits) -> None:
     """The state, a gradient and an update, and the training images, against the memory of
     this process's first device: before anything is placed on it."""
@@ -440,7 +455,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     def fresh() -> steps.TrainState:
         return steps.create_train_state(model, build.make_optimizer(config, total_steps),
                                         task.input_shape(data.image_shape), keys.init,
-                                        build.init_scheme(config))
+                                        build.init_scheme(config), check=False)
 
     sharding = parallel.replicated(mesh)
     like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
@@ -456,6 +471,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         except checkpoints.CheckpointMismatch as error:
             raise mismatch_with_code(error, workdir, config, run_files.code) from None
         first_step = int(state.step)
+        if position is not None:
+            _check_position(position, len(data.train), train_config.batch_size, first_step,
+                            workdir)
         run_files.fresh = first_step == 0
         if first_step > 0 and main:
             changes = resume_changes(workdir, config, first_step, run_files.code)

@@ -215,7 +215,9 @@ def _saved_and_current(workdir: str, config: ml_collections.ConfigDict
     """The workdir's config.json and `config`, both in JSON form, the saved model and task
     names given as `config` gives them where they name the same code; and the names of
     files moved ({'model.name': [recorded, now]})."""
-    saved = _read_json(os.path.join(workdir, CONFIG_FILE), "delete it: this run writes it again")
+    saved = _read_json(os.path.join(workdir, CONFIG_FILE),
+                       "delete it and rerun with the run's own flags (without it only the "
+                       "parameters' shapes and batches are checked): this run writes it again")
     _check_release(saved, workdir)
     current = json.loads(config.to_json_best_effort())
     located = _located_names(config)
@@ -251,8 +253,9 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
         return ResumeChanges(
             {"step": step, "unchecked": f"{CONFIG_FILE} was missing"}, [],
             [f"warning: {workdir} holds checkpoints but no {CONFIG_FILE}, so only the "
-             "parameters' shapes were checked against this config, not the seed, batch size "
-             f"or schedule: resuming at step {step} as this config says, and writing "
+             "parameters' shapes and the batches (their size, the training images' number) "
+             "were checked against this config, not the seed, model options or schedule: "
+             f"resuming at step {step} as this config says, and writing "
              f"{CONFIG_FILE} from it"])
     saved, _, relocated = _saved_and_current(workdir, config)
     current = json.loads(recorded_config(config).to_json_best_effort())

@@ -1,0 +1,207 @@
+"""Mistakes of a user's own loop, made through the library's functions (no config, no CLI):
+each is one line naming the fix, raised before anything computes or compiles, instead of a
+silent wrong result or an error from deep inside JAX or Flax."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxae import losses, models, objectives
+from jaxae.data import from_arrays, make_splits
+from jaxae.data.idx import DataError
+from jaxae.evaluation import generation, pictures
+from jaxae.keys import derive_keys
+from jaxae.models.declarations import DeclarationError
+from jaxae.registry import RegistryError
+from jaxae.tasks import Reconstruct
+from jaxae.training import checkpoints, steps
+
+MNIST = (28, 28, 1)
+IMAGES = np.random.default_rng(0).integers(0, 256, (8, *MNIST), dtype=np.uint8)
+
+
+def dense_state(latent_dim: int = 4):
+    model = models.build_model({"name": "dense_ae", "latent_dim": latent_dim},
+                               image_shape=MNIST)
+    return model, steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
+
+
+def test_a_conditional_model_built_without_classes_is_refused_not_built_unconditional():
+    with pytest.raises(RegistryError, match=r"^model 'cvae' is conditional on the class and "
+                                            r"was given num_classes=0: build it for labelled"):
+        models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=MNIST)
+    built = models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=MNIST,
+                               num_classes=10)
+    assert built.conditional and built.num_classes == 10
+
+
+@pytest.mark.parametrize("shape, words", [
+    ((28, 28), r"image_shape=\(28, 28\): give \(height, width, channels\)"),
+    ((28, 28, 0), r"image_shape=\(28, 28, 0\): give \(height, width, channels\)"),
+    ((3, 32, 32), r"image_shape=\(3, 32, 32\) is channels first: .* give \(32, 32, 3\)"),
+])
+def test_an_image_shape_that_is_not_one_channels_last_image_is_refused(shape, words):
+    with pytest.raises(RegistryError, match=words):
+        models.build_model({"name": "dense_ae"}, image_shape=shape)
+    assert models.build_model({"name": "dense_ae"}, image_shape=(3, 4, 3)).latent_dim == 10
+
+
+class _UnnamedLayers(models.Autoencoder):
+    """Unnamed layers in @nn.compact encode and decode: numbered per method by Flax."""
+
+    @property
+    def latent_shape(self):
+        return (8,)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.Dense(8)(x.reshape(x.shape[0], -1))
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(784)(z).reshape(z.shape[0], *MNIST)
+
+
+class _CodeOfTwo(_UnnamedLayers):
+    """Declares a code of 4 and encodes to 2."""
+
+    @property
+    def latent_shape(self):
+        return (4,)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.Dense(2, name="code")(x.reshape(x.shape[0], -1))
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(784, name="pixels")(z).reshape(z.shape[0], *MNIST)
+
+
+@pytest.mark.parametrize("model, words", [
+    (_UnnamedLayers(), r"^model _UnnamedLayers fails .* name the layers of @nn.compact"),
+    (_CodeOfTwo(), r"^model _CodeOfTwo declares latent_shape \(4,\) but its encoder gives a "
+                   r"code of shape \(2,\) per image: make them agree$"),
+    (models.build_model({"name": "dense_ae", "latent_dim": 0}, image_shape=MNIST),
+     r"^model DenseAE's latent_shape is \(0,\): give a tuple of positive sizes"),
+])
+def test_create_train_state_checks_the_model_against_its_declarations(model, words):
+    with pytest.raises(DeclarationError, match=words):
+        steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
+
+
+def test_the_steps_name_a_wrong_state_batch_or_key_and_channels_first_images():
+    model, state = dense_state()
+    train = steps.make_train_step(model, Reconstruct(), objectives.Reconstruction(losses.mse))
+    evaluate = steps.make_eval_step(model, Reconstruct(), objectives.Reconstruction(losses.mse))
+    key = jax.random.key(1)
+    for call, error, words in (
+            (lambda: train(state, {"image": IMAGES}, 0), TypeError,
+             r"^train_step's key must be one PRNG key, not int32\[\]: pass jax.random.key"),
+            (lambda: train(state, IMAGES, key), TypeError,
+             r"^train_step's batch is an array: give a dict \{\"image\": uint8"),
+            (lambda: train(state, {"images": IMAGES}, key), TypeError,
+             r"^train_step's batch has no \"image\" \(it holds 'images'\)"),
+            (lambda: train(state.params, {"image": IMAGES}, key), TypeError,
+             r"^train_step's state is a dict, not a TrainState: make it with"),
+            (lambda: train(state, {"image": IMAGES.transpose(0, 3, 1, 2)}, key), ValueError,
+             r"^train_step's images are \[8, 1, 28, 28\], channels first: .*transpose"),
+            (lambda: evaluate(state, {"image": IMAGES}, key), TypeError,
+             r"^eval_step takes the parameters, not the TrainState: pass state.params"),
+            (lambda: evaluate(state.params, {"image": IMAGES}, jax.random.split(key)),
+             TypeError, r"^eval_step's key must be one PRNG key, not key<fry>\[2\]")):
+        with pytest.raises(error, match=words):
+            call()
+    state, metrics = train(state, {"image": IMAGES}, jax.random.PRNGKey(1))  # a raw key: fine
+    assert np.isfinite(float(metrics["loss"]))
+
+
+def test_losses_refuse_arguments_of_two_shapes_rather_than_broadcast_them():
+    batch = jnp.zeros((8, *MNIST))
+    for loss in (losses.mse, losses.bce_with_logits, losses.psnr,
+                 losses.bernoulli_log_likelihood):
+        with pytest.raises(ValueError, match=rf"^{loss.__name__}: its two arguments are shaped "
+                                             r"\(8, 28, 28, 1\) and \(28, 28, 1\)"):
+            loss(batch, batch[0])
+        assert loss(batch, batch).shape == (8,)
+    with pytest.raises(ValueError, match=r"^psnr: its two arguments are shaped \(\) and \(\)"):
+        losses.psnr(0.5, 0.5)
+
+
+def test_generation_refuses_integer_images_a_wrong_key_and_labels_it_cannot_take():
+    model, state = dense_state()
+    with pytest.raises(TypeError, match=r"^perturbed_code_samples takes float model inputs in "
+                                        r"\[0, 1\], not uint8: scale"):
+        generation.perturbed_code_samples(model, state.params, IMAGES, jax.random.key(0))
+    with pytest.raises(TypeError, match=r"^deterministic_codes takes float model inputs"):
+        generation.deterministic_codes(model, state.params, IMAGES)
+    codes = generation.deterministic_codes(model, state.params, IMAGES / 255.0)
+    assert codes.shape == (8, 4)
+    cvae = models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=MNIST,
+                              num_classes=10)
+    params = steps.create_train_state(cvae, optax.sgd(0.1), MNIST, jax.random.key(0)).params
+    key = jax.random.key(1)
+    for labels, words in ((None, r"is conditional on the class: pass labels="),
+                          (jnp.full(16, 7), r"labels of shape \(16,\) for 4 samples"),
+                          (jnp.array([0, 3, 12, 1]), r"labels 0 \.\. 12, outside its 10 "
+                                                     r"classes: give classes 0 \.\. 9")):
+        with pytest.raises(ValueError, match=words):
+            generation.prior_samples(cvae, params, key, 4, labels=labels)
+    with pytest.raises(TypeError, match=r"^prior_samples' key must be one PRNG key, not int"):
+        generation.prior_samples(cvae, params, 0, 4, labels=jnp.zeros(4, jnp.int32))
+    assert generation.prior_samples(cvae, params, key, 4, labels=jnp.full(4, 9)).shape == \
+        (4, *MNIST)
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"binarize": "Static"}, r"^binarize='Static' is unknown: choose one of none, static"),
+    ({"train_size": -5}, r"^train_size=-5: give a number of images, 1 or more, or None"),
+    ({"test_size": 0}, r"^test_size=0: give a number of images, 1 or more"),
+    ({"val_size": 8}, r"^val_size=8 leaves no training images out of 8: give at most 7$"),
+    ({"val_size": 6, "train_size": 6}, r"^val_size=6 leaves no training images out of 6"),
+])
+def test_make_splits_refuses_sizes_and_choices_it_cannot_honour(options, words):
+    data = from_arrays(IMAGES, IMAGES[:4])
+    with pytest.raises(DataError, match=words):
+        make_splits(data, jax.random.key(0), **options)
+    with pytest.raises(TypeError, match=r"^make_splits' data_key must be one PRNG key"):
+        make_splits(data, 0)
+    splits = make_splits(data, jax.random.key(0), val_size=2)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (6, 2, 4)
+    assert repr(splits.train) == "Split(6 images of 28x28x1, uint8)"  # not every pixel
+
+
+def test_a_negative_checkpoint_step_is_refused_before_anything_is_deleted(tmp_path):
+    manager = checkpoints.make_manager(str(tmp_path / "checkpoints"), keep=3)
+    for step in (1, 2, 3):
+        checkpoints.save(manager, step, {"a": jnp.full(3, float(step))})
+    with pytest.raises(ValueError, match=r"^checkpoint step -1: give an integer 0 or more"):
+        checkpoints.save(manager, -1, {"a": jnp.zeros(3)})
+    checkpoints.close(manager)
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
+                  if p.name.isdigit()) == [1, 2, 3]
+
+
+def test_write_pictures_takes_a_key_and_names_a_split_or_state_given_for_its_arguments(
+        tmp_path):
+    model, state = dense_state(2)
+    data = make_splits(from_arrays(IMAGES, IMAGES, np.arange(8) % 2, np.arange(8) % 2,
+                                   ("a", "b")), jax.random.key(0))
+    task = Reconstruct()
+    with pytest.raises(TypeError, match=r"^write_pictures takes the run's Splits .*not a "
+                                        r"Split"):
+        pictures.write_pictures(model, task, state.params, data.test, 0, "t", str(tmp_path))
+    with pytest.raises(TypeError, match=r"^write_pictures takes the model's parameters, not "
+                                        r"a TrainState: pass state.params$"):
+        pictures.write_pictures(model, task, state, data, 0, "t", str(tmp_path))
+    by_key = pictures.write_pictures(model, task, state.params, data, jax.random.key(3), "t",
+                                     str(tmp_path / "key"))
+    by_seed = pictures.write_pictures(model, task, state.params, data, 3, "t",
+                                      str(tmp_path / "seed"))
+    assert by_key == by_seed and "samples.png" in by_key
+    for name in by_key:  # a key stands for its seed: the same draws, the same pictures
+        assert (tmp_path / "key" / name).read_bytes() == (tmp_path / "seed" / name).read_bytes()
+    assert derive_keys(3).sample.dtype == derive_keys(jax.random.key(3)).sample.dtype
