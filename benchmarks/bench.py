@@ -51,7 +51,6 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -342,10 +341,6 @@ def roof_meter(peak_n: int, footprint: int, dtype: str) -> roofline.RoofMeter:
     return _METERS[key]
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
 def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chunks: int,
                 arrays: dict, conv: str = "patches", compute_dtype: str = "float32",
                 width: int = 1, peak_n: int | None = None, epoch_images: int | None = None,
@@ -394,7 +389,8 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
         if meter:
             measured.append(meter.measure())
     rates = [batch_size / s for s in seconds]
-    images_per_s = statistics.median(rates)
+    middle = median_chunk(seconds)
+    images_per_s = rates[middle]
     step_s = batch_size / images_per_s
     row = {"model": workload, "framework": "jaxae", "batch": batch_size,
            "image_shape": list(arrays["image"].shape[1:]), "width": width,
@@ -411,29 +407,33 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
     if meter:
         row.update(roof_columns(cost, seconds, measured, meter))
         row.update(device_bytes_roof(cost, seconds, measured))
+    row["median_chunk"] = middle
     return row
+
+
+def median_chunk(seconds: list[float]) -> int:
+    """The index of the median chunk by its rate (the slower of the middle two): a row's
+    images/s, and its roofline columns, are that one chunk's."""
+    slowest_first = sorted(range(len(seconds)), key=lambda i: -seconds[i])
+    return slowest_first[(len(seconds) - 1) // 2]
 
 
 def roof_columns(cost: roofline.Cost, seconds: list[float], measured: list[roofline.Roofs],
                  meter: roofline.RoofMeter | None = None) -> dict:
-    """The roofline columns of a row: the roofs measured around its chunks (medians), and
-    the median chunk's fraction of the roof that binds it. Each chunk is held against the
-    better of the roofs read just before and after it (`roofline.chunk_fractions`), so a
-    row's fraction and bound are those of its median chunk (the lower of the middle two),
-    which the median roofs need not reproduce on a machine whose roofs move."""
+    """The roofline columns of a row, all of its median chunk (`median_chunk`, the chunk
+    whose rate the row reports): the roofs held against it, the better of those read just
+    before and after it (`roofline.chunk_fractions`), the roof they make binding and its
+    fraction of that roof. So a row recomputes: its GFLOP/s over min(peak, bandwidth x
+    FLOP/byte). Every chunk's fraction and roofs are kept beside it."""
     fractions, errors = roofline.chunk_fractions(cost, seconds, measured)
-    valid = sorted((f, i) for i, f in enumerate(fractions) if f is not None)
-    peak = _median([r.peak_flops for r in measured])
-    bandwidth = _median([r.bandwidth for r in measured])
-    _, bound = roofline.attainable(cost, roofline.Roofs(peak, bandwidth))
-    fraction = None
-    if valid:
-        fraction, index = valid[(len(valid) - 1) // 2]
-        _, bound = roofline.attainable(cost, measured[index] | measured[index + 1])
-    columns = {"peak_gflops": peak / 1e9, "bandwidth_gbytes_per_s": bandwidth / 1e9,
+    index = median_chunk(seconds)
+    roofs = measured[index] | measured[index + 1]
+    _, bound = roofline.attainable(cost, roofs)
+    columns = {"peak_gflops": roofs.peak_flops / 1e9,
+               "bandwidth_gbytes_per_s": roofs.bandwidth / 1e9,
                "chunk_peak_gflops": [round(r.peak_flops / 1e9, 1) for r in measured],
                "chunk_bandwidth_gbytes_per_s": [round(r.bandwidth / 1e9, 1) for r in measured],
-               "bound": bound, "fraction_of_roof": fraction,
+               "bound": bound, "fraction_of_roof": fractions[index],
                "chunk_fraction_of_roof": [f and round(f, 4) for f in fractions],
                "roof_errors": errors}
     if meter:
@@ -555,8 +555,16 @@ def _split_report(path: str) -> tuple[str, list[str]]:
     if not os.path.exists(path):
         return REPORT_PREAMBLE, []
     with open(path) as f:
-        preamble, *parts = ("\n" + f.read()).split("\n## ")
-    return preamble.strip("\n") + "\n", ["## " + part.strip() + "\n" for part in parts]
+        lines = f.read().splitlines()
+    parts, fenced = [[]], False
+    for line in lines:  # a "## " line inside a fenced block is code, not a heading
+        if line.startswith(("```", "~~~")):
+            fenced = not fenced
+        if line.startswith("## ") and not fenced:
+            parts.append([])
+        parts[-1].append(line)
+    preamble, *sections = ("\n".join(part) for part in parts)
+    return preamble.strip("\n") + "\n", [part.strip() + "\n" for part in sections]
 
 
 def _sections(path: str) -> list[str]:
@@ -1062,13 +1070,16 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
                    "measured.")
     print("\n" + report, flush=True)
     notes = ", ".join(f"{shape}: {source}" for shape, source in sources.items())
-    text = (f"Data: {notes}. Roofs measured between chunks: the matmul peak (the best of n = "
-            f"{rows[0][0].get('peak_n', '-') if rows else '-'} and smaller sizes) and a STREAM "
-            "triad/copy over the step's footprint (`benchmarks/roofline.py` says how bytes are "
-            "counted); the peak and bandwidth columns are their medians, and a row's bound "
-            "and fraction of the roof are those of its median chunk, held against the roofs "
-            f"read beside it. An epoch is {EPOCH_IMAGES:,} images at every size (Fashion-MNIST's "
-            "training set).\n\n" + report)
+    roofs = ("Roofs not measured (--no-roofs). " if args.no_roofs else
+             "Roofs measured between chunks: the matmul peak (the best of n = "
+             f"{rows[0][0].get('peak_n', '-')} and smaller sizes) and a STREAM triad/copy over "
+             "the step's footprint (`benchmarks/roofline.py` says how bytes are counted). ")
+    text = (f"Data: {notes}. {roofs}Each row is its median chunk by rate (the slower of "
+            "the middle two): its images/s, step and epoch times, and, beside it, the better "
+            "of the roofs read just before and after it (peak, bandwidth), the roof they make "
+            "binding and the fraction of it reached, so its GFLOP/s over min(peak, bandwidth x "
+            f"FLOP/byte) gives its fraction. An epoch is {EPOCH_IMAGES:,} images at every size "
+            "(Fashion-MNIST's training set).\n\n" + report)
     if args.plot and rows:
         roofline.plot([ours for ours, _ in rows], args.plot,
                       f"{device_title()}, {datetime.date.today().isoformat()}")

@@ -63,8 +63,9 @@ from jaxae.training import steps
 
 DEFAULT_MODELS = ("dae", "vae")
 REPEATS = 5
-TARGET_FLOPS_PER_REPEAT = 1e10  # each repeat's calls: about this many FLOPs (~50 ms here)
-# the fraction of its binding roof a model's step is asked to reach, by the roof that binds
+TARGET_FLOPS_PER_REPEAT = 1e10  # each repeat's calls: about this many FLOPs, long enough to time
+# the fraction of its binding roof this project aims for in a model's step, by the roof
+# that binds (BENCHMARKS.md's notes say where each model stands)
 ROOF_GOALS = {"compute": 0.75, "memory": 0.50}
 Dims = tuple[tuple[tuple[int, ...], tuple[int, ...]], tuple[tuple[int, ...], tuple[int, ...]]]
 

@@ -274,7 +274,7 @@ def plot(rows: list[dict], path: str, title: str) -> int:
                  if r.get("compute_dtype") == dtype and r.get("peak_gflops")]
         if peaks:
             rate_axes.axhline(max(peaks), linestyle=style, color="grey", linewidth=1,
-                              label=f"{dtype} matmul peak, measured")
+                              label=f"{dtype} matmul peak, the highest measured")
     if len({r.get("conv") for r in rows if r.get("conv")}) > 1:
         figure.text(0.01, 0.005, "FLOPs as each compiled step counts them: conv=patches is "
                     "charged more than conv=xla for the same model, so compare step times "

@@ -267,6 +267,17 @@ def test_append_adds_to_the_end_of_its_own_device_section(tmp_path):
     assert "h100 table" in text and "cpu part" in text and text.count("## NVIDIA H200") == 1
 
 
+def test_a_heading_like_line_in_a_fenced_block_is_not_a_section(tmp_path):
+    """A device's section holding a fenced block with a "## " line: the run goes after the
+    block, which keeps its lines as they were."""
+    path = tmp_path / "BENCHMARKS.md"
+    block = "```bash\n## a shell comment, not a heading\nmake\n```"
+    path.write_text(f"# Benchmarks\n\n## cpu: X\n\nfirst run\n\n{block}\n\n## Notes\n\nnote\n")
+    bench.write_section(str(path), "## cpu: X\n\nsecond run\n", append=True)
+    assert path.read_text() == (f"# Benchmarks\n\n## cpu: X\n\nfirst run\n\n{block}\n\n"
+                                "second run\n\n## Notes\n\nnote\n")
+
+
 def test_write_section_replaces_only_its_own_device(tmp_path):
     path = str(tmp_path / "BENCHMARKS.md")
     bench.write_section(path, "## cpu\n\nold cpu table\n")
@@ -362,6 +373,7 @@ def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch,
     text, cut_short = bench.throughput(args)
     assert cut_short and measured == [8]
     assert "| 8 |" in text and "| 16 |" not in text
+    assert "Roofs not measured (--no-roofs)." in text and "Roofs measured" not in text
     assert text.rstrip().endswith("Cut short by an interrupt: the workloads after these rows "
                                   "were not measured.")
     assert "# interrupted after 1 row(s)" in capsys.readouterr().out

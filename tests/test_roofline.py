@@ -48,10 +48,10 @@ def test_each_chunk_is_judged_under_the_better_roof_measured_beside_it():
         roofline.chunk_fractions(COST, [0.02, 0.02], [ROOFS] * 2)
 
 
-def test_a_rows_bound_and_fraction_are_those_of_its_median_chunk():
-    """Roofs that move between chunks: the row's fraction and bound come from one chunk
-    (the median one) and the roofs read beside it, so they never disagree; the peak and
-    bandwidth columns stay the medians of all readings."""
+def test_a_rows_columns_are_those_of_its_median_chunk_so_the_row_recomputes():
+    """Roofs that move between chunks: the row's fraction, bound, peak and bandwidth all come
+    from one chunk (its median by rate, whose images/s the row reports) and the roofs read
+    beside it, so its GFLOP/s over min(peak, bandwidth x intensity) is its fraction."""
     cost = roofline.Cost(flops=1e9, bytes=0.5e9)  # 2 FLOP/byte
     even = roofline.Roofs(peak_flops=100e9, bandwidth=100e9)  # compute binds: 100 < 200
     wide = roofline.Roofs(peak_flops=300e9, bandwidth=30e9)  # memory binds: 60 < 300
@@ -59,14 +59,23 @@ def test_a_rows_bound_and_fraction_are_those_of_its_median_chunk():
     # compute would bind at 300, but the chunks' own roofs are 300 and 2 x 100 = 200
     columns = bench.roof_columns(cost, [0.1, 0.1], [even, wide, even])
     assert columns["fraction_of_roof"] == pytest.approx(10 / 200)
-    assert columns["bound"] == "memory"  # the readings' medians, (100, 100), say compute
+    assert columns["bound"] == "memory"  # the readings' medians, (100, 100), would say compute
+    assert (columns["peak_gflops"], columns["bandwidth_gbytes_per_s"]) == (300, 100)
     slow = roofline.Roofs(peak_flops=100e9, bandwidth=30e9)  # memory binds: 60 < 100
-    # the medians say compute (peak 100, bandwidth 100: 100 < 200); the median chunk,
-    # beside slow readings only, is memory-bound at 25 / 60
-    columns = bench.roof_columns(cost, [0.04] * 3, [even, slow, slow, even])
-    assert columns["chunk_fraction_of_roof"] == [0.25, pytest.approx(25 / 60, abs=1e-4),
-                                                 0.25]
-    assert columns["fraction_of_roof"] == 0.25 and columns["bound"] == "compute"
+    # chunks at 20, 25 and 33 GFLOP/s: the median one (25) sits between two slow readings,
+    # memory-bound at 25 / 60, while the readings' medians (100, 65) say compute
+    seconds = [0.05, 0.04, 0.03]
+    columns = bench.roof_columns(cost, seconds, [even, slow, slow, even])
+    assert bench.median_chunk(seconds) == 1
+    assert columns["chunk_fraction_of_roof"] == [0.2, pytest.approx(25 / 60, abs=1e-4),
+                                                 pytest.approx(1 / 3, abs=1e-4)]
+    assert columns["fraction_of_roof"] == pytest.approx(25 / 60) and columns["bound"] == "memory"
+    peak, bandwidth = columns["peak_gflops"], columns["bandwidth_gbytes_per_s"]
+    assert (peak, bandwidth) == (100, 30)
+    achieved = cost.flops / seconds[1] / 1e9
+    assert achieved / min(peak, bandwidth * cost.intensity) == \
+        pytest.approx(columns["fraction_of_roof"])
+    assert bench.median_chunk([0.04, 0.02, 0.03, 0.01]) == 2  # the slower of the middle two
 
 
 def test_a_row_whose_chunks_all_beat_the_roof_reports_no_fraction():
