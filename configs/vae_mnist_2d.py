@@ -1,6 +1,8 @@
 """The material's MLP VAE (784-512-2) on MNIST: the digit manifold.
 
-Offline, point --config.data.data_dir (or JAXAE_MNIST_DIR) at a folder of MNIST's 4 IDX files.
+Offline, point --config.data.data_dir (or JAXAE_MNIST_DIR) at a folder of MNIST's 4 IDX files;
+the 5,000 digits below: python -m jaxae.data.mnist5k data/mnist5k, then add
+--config.data.data_dir=data/mnist5k --config.data.tfds_dir=data/tfds_mnist5k.
 Command: python train.py --config=configs/vae_mnist_2d.py --workdir=runs/vae_mnist_2d
 Expected: on the 5,000 offline MNIST digits, test ELBO -177.8 nats, IWAE k=1000
 -175.9, after 10 epochs (310 steps; under a minute of training on 2 CPU cores).

@@ -228,7 +228,7 @@ def bar_finding(rows: list[dict], scale: str) -> str:
     where = "" if scale == "full" else " (the bar is set for the full scale; this is " \
         f"the {scale} scale)"
     return (f"Bar: {method} at d={latent} on {dataset} has {ratio:.2f}x PCA's test "
-            f"MSE; at most 0.5x is asked: {verdict}{where}.")
+            f"MSE; the bar is at most 0.5x: {verdict}{where}.")
 
 
 def notes(image_shape: tuple[int, int, int], fixed: Fixed, rows: list[dict],

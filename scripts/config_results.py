@@ -1,0 +1,268 @@
+"""Every shipped config trained and evaluated by its own commands: the README's configs table.
+
+    python scripts/config_results.py --out results \
+        --mnist-data-dir results/data/mnist5k_idx --mnist-tfds-dir results/data/tfds_mnist5k
+
+Runs each config as its docstring says, `train.py` then `evaluate.py` (and, for the photo-crop
+configs, `scripts/pca_baseline.py`), into `<out>/runs/configs/<config>`: a finished run is
+reloaded and evaluated again, not retrained. The MNIST configs read `--mnist-data-dir`'s IDX
+files (the 5,000 offline digits of `python -m jaxae.data.mnist5k DIR`) into their own TFDS
+dir where one is given, else full MNIST through TFDS; the photo-crop configs read
+`--photos` (`python -m jaxae.data.photo_crops DIR`). Writes `<out>/configs/table.json` and
+`table.md`, naming the machine, commit and each command; `python -m jaxae.experiments report`
+adds the table to RESULTS.md. A config whose data is missing is listed as not run, with the
+error line that says why; `--only` runs some of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as a script from anywhere: the repository's jaxae
+
+from jaxae.experiments.common import machine  # noqa: E402
+from jaxae.experiments.render import describe_commit, describe_machine  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One figure of a config's row: its label, where it is read from, how it is printed."""
+
+    label: str
+    key: str  # a key of eval/metrics.json, or "pca" for pca_baseline.json's PSNR
+    fmt: str
+    unit: str = ""
+    scale: float = 1.0  # e.g. 100 for a fraction printed in %
+
+
+MSE, BCE = Figure("MSE", "test_mse", ".4f"), Figure("BCE", "test_bce", ".3f")
+PSNR = Figure("PSNR", "test_psnr", ".1f", " dB")
+ELBO = Figure("ELBO", "test_elbo", "+.1f", " nats")
+INPUT = Figure("input", "test_input_psnr", ".1f", " dB")  # the corrupted input's PSNR
+BASELINE = Figure("baseline", "test_baseline_psnr", ".1f", " dB")  # the classical method's
+IWAE = Figure("IWAE k=1000", "test_iwae_k1000", "+.1f", " nats")
+PCA = Figure("PCA", "pca", ".1f", " dB")  # PSNR with as many components as the code
+
+
+@dataclasses.dataclass(frozen=True)
+class Shipped:
+    """A shipped config, the data it needs ("fashion_mnist", "mnist", "photos"), its figures."""
+
+    name: str
+    data: str
+    figures: tuple[Figure, ...]
+    pca: bool = False  # the linear baseline at the code's size (scripts/pca_baseline.py)
+
+
+CONFIGS = (
+    Shipped("default", "fashion_mnist", (MSE, PSNR)),
+    Shipped("conv_ae_fashion", "fashion_mnist", (BCE, PSNR)),
+    Shipped("conv_ae_mnist", "mnist", (BCE, PSNR)),
+    Shipped("dae_dropout", "fashion_mnist", (PSNR, INPUT, BASELINE)),
+    Shipped("dae_gaussian", "fashion_mnist", (PSNR, INPUT, BASELINE)),
+    Shipped("superres", "fashion_mnist", (PSNR, BASELINE)),
+    Shipped("deep_ae", "fashion_mnist", (MSE, PSNR)),
+    Shipped("vae_fashion_2d", "fashion_mnist",
+            (ELBO, Figure("IWAE k=1", "test_iwae_k1", "+.1f", " nats"), IWAE)),
+    Shipped("vae_mnist_2d", "mnist", (ELBO, IWAE)),
+    Shipped("vae_binarized_mnist", "mnist", (ELBO, IWAE)),
+    Shipped("conv_vae", "fashion_mnist", (ELBO, IWAE)),
+    Shipped("cvae", "fashion_mnist",
+            (ELBO, Figure("samples recognised", "cvae_samples_recognised", ".1f", "%", 100),
+             Figure("probe accuracy", "cvae_probe_test_accuracy", ".1f", "%", 100))),
+    Shipped("conv_ae_folder", "photos", (MSE, PSNR, PCA), True),
+    Shipped("conv_vae_folder", "photos", (ELBO, PSNR, PCA), True),
+)
+
+
+def from_root(path: str) -> str:
+    """`path` (given relative to the current folder) as the commands, run from the
+    repository root, must name it."""
+    return os.path.relpath(os.path.abspath(path), ROOT)
+
+
+def data_flags(shipped: Shipped, args: argparse.Namespace) -> list[str]:
+    """The overrides that point a config at the offline data given on the command line."""
+    if shipped.data == "mnist" and args.mnist_data_dir:
+        flags = [f"--config.data.data_dir={from_root(args.mnist_data_dir)}"]
+        return flags + ([f"--config.data.tfds_dir={from_root(args.mnist_tfds_dir)}"]
+                        if args.mnist_tfds_dir else [])
+    if shipped.data == "photos" and args.photos:
+        return [f"--config.data.path={from_root(args.photos)}"]
+    return []
+
+
+def commands(shipped: Shipped, workdir: str, flags: list[str]) -> list[list[str]]:
+    """The config's commands, as its docstring gives them (with the data's overrides)."""
+    config = os.path.join("configs", f"{shipped.name}.py")
+    out = [["train.py", f"--config={config}", f"--workdir={workdir}", *flags],
+           ["evaluate.py", f"--workdir={workdir}"]]
+    if shipped.pca:
+        out.append([os.path.join("scripts", "pca_baseline.py"), f"--workdir={workdir}"])
+    return out
+
+
+def _size(path: str) -> int:
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def run_commands(shipped: Shipped, workdir: str, flags: list[str]) -> dict:
+    """Runs the config's commands from the repository root (output shown as it comes):
+    {"train_seconds": train.py's wall time where it trained (None where it reloaded a
+    finished run), "eval_seconds": the others'}, with "error": the first failure's last
+    line."""
+    log = os.path.join(ROOT, workdir, "metrics.jsonl")
+    before = _size(log)
+    out: dict = {"train_seconds": None, "eval_seconds": 0.0}
+    for number, command in enumerate(commands(shipped, workdir, flags)):
+        print(f"# {shipped.name}: python {shlex.join(command)}", flush=True)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, *command], cwd=ROOT, stderr=subprocess.PIPE,
+                              text=True)
+        seconds = round(time.perf_counter() - started, 1)
+        sys.stderr.write(done.stderr)
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            return {**out, "error": lines[-1] if lines else f"exit status {done.returncode}"}
+        if number > 0:
+            out["eval_seconds"] += seconds
+        elif _size(log) > before:  # it wrote training records: it trained
+            out["train_seconds"] = seconds
+    return out
+
+
+def read_figures(shipped: Shipped, workdir: str) -> dict[str, float]:
+    """The row's figures from the run's eval/metrics.json (and pca_baseline.json)."""
+    with open(os.path.join(ROOT, workdir, "eval", "metrics.json")) as f:
+        metrics = json.load(f)
+    if shipped.pca:
+        with open(os.path.join(ROOT, workdir, "eval", "pca_baseline.json")) as f:
+            pca = json.load(f)["pca"]
+        [(k, values)] = pca.items()  # one k: the code's size
+        metrics["pca"], metrics["pca_k"] = values["test_psnr"], int(k)
+    figures = {figure.label: metrics[figure.key] * figure.scale for figure in shipped.figures}
+    figures["images"] = f"{metrics['dataset']}, {metrics['test_images']:,} test images"
+    figures["step"] = metrics["step"]
+    for name in ("pca_k", "test_baseline"):  # PCA's size, the classical baseline's name
+        if name in metrics:
+            figures[name] = metrics[name]
+    return figures
+
+
+def label(figure: Figure, figures: dict) -> str:
+    """A figure's label in its row, naming PCA's size and the classical baseline."""
+    if figure is PCA:
+        return f"PCA-{figures['pca_k']} PSNR"
+    if figure is BASELINE:
+        return f"{figures['test_baseline']} PSNR"
+    if figure is INPUT:
+        return "input PSNR"
+    return figure.label
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def row_text(shipped: Shipped, row: dict) -> str:
+    if row.get("error"):
+        return f"| `{shipped.name}` | not run: {row['error']} | | | |"
+    figures = row["figures"]
+    shown = ", ".join(f"{label(f, figures)} {format(figures[f.label], f.fmt)}{f.unit}"
+                      for f in shipped.figures)
+    return (f"| `{shipped.name}` | {shown} | {figures['images']} | "
+            f"{_seconds(row['train_seconds'])} | {_seconds(row['eval_seconds'])} |")
+
+
+def table(rows: dict[str, dict], record: dict) -> str:
+    """The markdown section of the results (level-2 heading: RESULTS.md takes it whole)."""
+    lines = ["## Shipped configs: test figures after training", "",
+             f"Written by `{record['command']}` on {record['date']} at jaxae commit "
+             f"{describe_commit(record['machine'])}, on {describe_machine(record['machine'])}. "
+             "Each row is its config's own commands (`train.py`, `evaluate.py`; "
+             "`scripts/pca_baseline.py` for PCA at the code's size), with the data overrides "
+             "below; figures are those of `eval/metrics.json`. Seconds: `train.py`'s wall time "
+             "where it trained (a finished run is reloaded: its time is carried from the "
+             "record that trained it, at the same step), and the other commands'.", "",
+             "| config | test figures | images | train s | evaluate s |",
+             "|---|---|---|---:|---:|"]
+    by_name = {s.name: s for s in CONFIGS}
+    lines += [row_text(by_name[name], row) for name, row in rows.items()]
+    overrides = sorted({" ".join(row["flags"]) for row in rows.values() if row["flags"]})
+    if overrides:
+        lines += ["", "Data overrides: " + "; ".join(f"`{o}`" for o in overrides) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python scripts/config_results.py",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="results")
+    parser.add_argument("--mnist-data-dir", default=None,
+                        help="IDX files of MNIST for the MNIST configs (offline: the 5,000 "
+                             "digits of python -m jaxae.data.mnist5k DIR)")
+    parser.add_argument("--mnist-tfds-dir", default=None,
+                        help="the TFDS dir those are prepared into (one of their own)")
+    parser.add_argument("--photos", default=None,
+                        help="the photo crops' folder (default: the configs' data/photo_crops)")
+    parser.add_argument("--only", default=None, help="comma-separated config names")
+    args = parser.parse_args(argv)
+    names = [s.name for s in CONFIGS]
+    if args.only and (unknown := set(args.only.split(",")) - set(names)):
+        parser.error(f"--only: no shipped config {', '.join(sorted(unknown))}: choose from "
+                     f"{', '.join(names)}")
+    if args.mnist_tfds_dir and not args.mnist_data_dir:
+        parser.error("--mnist-tfds-dir prepares --mnist-data-dir's files: give both")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    chosen = [s for s in CONFIGS if not args.only or s.name in args.only.split(",")]
+    folder = os.path.join(args.out, "configs")
+    previous = {}  # the last record's rows: a reloaded run's training time
+    if os.path.isfile(os.path.join(folder, "table.json")):
+        with open(os.path.join(folder, "table.json")) as f:
+            previous = json.load(f)["rows"]
+    started = time.perf_counter()
+    rows = {}
+    for shipped in chosen:
+        workdir = from_root(os.path.join(args.out, "runs", "configs", shipped.name))
+        flags = data_flags(shipped, args)
+        row = {"flags": flags, "commands": [shlex.join(["python", *c])
+                                            for c in commands(shipped, workdir, flags)],
+               **run_commands(shipped, workdir, flags)}
+        if "error" not in row:
+            row["figures"] = read_figures(shipped, workdir)
+            before = previous.get(shipped.name, {})
+            if row["train_seconds"] is None and \
+                    before.get("figures", {}).get("step") == row["figures"]["step"]:
+                row["train_seconds"] = before.get("train_seconds")
+        rows[shipped.name] = row
+    command = shlex.join(["python", "scripts/config_results.py", *(argv if argv is not None
+                                                                   else sys.argv[1:])])
+    record = {"command": command,
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "wall_time_s": round(time.perf_counter() - started, 1), "machine": machine(),
+              "rows": rows}
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "table.json"), "w") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
+    text = table(rows, record)
+    with open(os.path.join(folder, "table.md"), "w") as f:
+        f.write(text)
+    print("\n" + text, flush=True)
+
+
+if __name__ == "__main__":
+    main()

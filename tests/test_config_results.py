@@ -1,0 +1,95 @@
+"""scripts/config_results.py: the shipped configs' table, read from their runs' files, and
+its place in RESULTS.md."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+from jaxae.experiments import report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location(
+        "config_results", os.path.join(ROOT, "scripts", "config_results.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+config_results = load_script()
+
+
+def write_eval(workdir, metrics: dict, pca: dict | None = None) -> None:
+    os.makedirs(os.path.join(workdir, "eval"))
+    with open(os.path.join(workdir, "eval", "metrics.json"), "w") as f:
+        json.dump(metrics, f)
+    if pca is not None:
+        with open(os.path.join(workdir, "eval", "pca_baseline.json"), "w") as f:
+            json.dump({"pca": pca}, f)
+
+
+def test_every_shipped_config_but_the_test_one_has_a_row():
+    shipped = {s.name for s in config_results.CONFIGS}
+    files = {name[:-3] for name in os.listdir(os.path.join(ROOT, "configs"))
+             if name.endswith(".py") and not name.startswith("_")}
+    # the CIFAR-10 and CelebA configs need downloads; test.py is a smoke test
+    assert files - shipped == {"test", "conv_ae_cifar10", "conv_vae_cifar10",
+                               "conv_ae_celeb_a", "conv_vae_celeb_a"}
+    assert shipped <= files
+
+
+def test_a_row_reads_its_figures_names_the_baseline_and_pca_and_the_table_names_the_machine(
+        tmp_path):
+    dae = next(s for s in config_results.CONFIGS if s.name == "dae_dropout")
+    folder = next(s for s in config_results.CONFIGS if s.name == "conv_ae_folder")
+    write_eval(tmp_path / "dae", {"step": 4690, "dataset": "fashion_mnist",
+                                  "test_images": 10000, "test_psnr": 20.06,
+                                  "test_input_psnr": 10.73, "test_baseline_psnr": 9.77,
+                                  "test_baseline": "median 3x3"})
+    write_eval(tmp_path / "crops", {"step": 1500, "dataset": "folder", "test_images": 1200,
+                                    "test_mse": 0.00351, "test_psnr": 27.81},
+               {"512": {"test_mse": 0.00076, "test_psnr": 36.83}})
+    rows = {"dae_dropout": {"flags": [], "train_seconds": 19.6, "eval_seconds": 4.0,
+                            "figures": config_results.read_figures(dae, str(tmp_path / "dae"))},
+            "conv_ae_folder": {"flags": ["--config.data.path=data/photo_crops"],
+                               "train_seconds": None, "eval_seconds": 6.0,
+                               "figures": config_results.read_figures(folder,
+                                                                      str(tmp_path / "crops"))},
+            "cvae": {"flags": [], "train_seconds": None, "eval_seconds": 0.0,
+                     "error": "error: data set missing"}}
+    record = {"command": "python scripts/config_results.py", "date": "2026-12-05",
+              "machine": {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "jax": "0.10.2",
+                          "devices": ["cpu:0"], "jaxae_commit": "0123456789abcdef"}}
+    text = config_results.table(rows, record)
+    assert ("| `dae_dropout` | PSNR 20.1 dB, input PSNR 10.7 dB, median 3x3 PSNR 9.8 dB | "
+            "fashion_mnist, 10,000 test images | 20 | 4 |") in text
+    assert ("| `conv_ae_folder` | MSE 0.0035, PSNR 27.8 dB, PCA-512 PSNR 36.8 dB | folder, "
+            "1,200 test images | - | 6 |") in text
+    assert "| `cvae` | not run: error: data set missing |" in text
+    assert "at jaxae commit 0123456789ab" in text and "AMD EPYC, 2 cores" in text
+    assert "Data overrides: `--config.data.path=data/photo_crops`." in text
+
+
+def test_a_config_whose_data_is_missing_is_listed_as_not_run(tmp_path):
+    out = tmp_path / "results"
+    config_results.main(["--out", str(out), "--only", "conv_ae_folder",
+                         "--photos", str(tmp_path / "no_photos")])
+    record = json.loads((out / "configs" / "table.json").read_text())
+    row = record["rows"]["conv_ae_folder"]
+    assert "no_photos" in row["error"] and "figures" not in row
+    assert row["commands"][0].startswith("python train.py --config=configs/conv_ae_folder.py")
+    (out / "ae_vs_pca").mkdir()  # the page takes the configs' section whole
+    page = report.build_page(str(out), str(out))
+    assert "## Shipped configs: test figures after training" in page
+    assert "| `conv_ae_folder` | not run:" in page
+
+
+def test_unknown_configs_are_refused_before_anything_runs():
+    with pytest.raises(SystemExit):
+        config_results.parse_args(["--only", "default,nope"])
