@@ -10,7 +10,8 @@ throughput (default)
     analysis, their ratio (the arithmetic intensity), the matmul peak and the STREAM
     bandwidth measured between every two timed chunks, the roof that binds and the fraction
     of it reached. Warm-up (compilation included) is left out of every rate; each timed
-    chunk ends with a device sync; figures are medians over --chunks chunks. Off the CPU,
+    chunk ends with a device sync; a row is its median chunk by rate (with an even --chunks,
+    the slower of the middle two), its roofs those read beside that chunk. Off the CPU,
     the bytes are counted in the step compiled for the host (the device's library calls
     count no FLOPs), and a second fraction of the roof uses the device program's own byte
     count (columns "device MB/step", "device bound", "of roof (device bytes)"). With
@@ -556,11 +557,15 @@ def _split_report(path: str) -> tuple[str, list[str]]:
         return REPORT_PREAMBLE, []
     with open(path) as f:
         lines = f.read().splitlines()
-    parts, fenced = [[]], False
+    parts, fence = [[]], None  # the open fence's marker (``` or ~~~, 3 or more), if any
     for line in lines:  # a "## " line inside a fenced block is code, not a heading
-        if line.startswith(("```", "~~~")):
-            fenced = not fenced
-        if line.startswith("## ") and not fenced:
+        marker = line[:len(line) - len(line.lstrip("`~"))] if line[:3] in ("```", "~~~") else ""
+        if marker and fence is None:
+            fence = marker
+        elif marker and marker[0] == fence[0] and len(marker) >= len(fence) and \
+                not line.strip(marker[0]).strip():
+            fence = None  # a closing fence: the same character, as long, nothing after it
+        if line.startswith("## ") and fence is None:
             parts.append([])
         parts[-1].append(line)
     preamble, *sections = ("\n".join(part) for part in parts)
@@ -1070,15 +1075,16 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
                    "measured.")
     print("\n" + report, flush=True)
     notes = ", ".join(f"{shape}: {source}" for shape, source in sources.items())
-    roofs = ("Roofs not measured (--no-roofs). " if args.no_roofs else
+    rows_are = ("Each row is its median chunk by rate (the slower of the middle two): its "
+                "images/s, step and epoch times")
+    roofs = (f"Roofs not measured (--no-roofs). {rows_are}. " if args.no_roofs else
              "Roofs measured between chunks: the matmul peak (the best of n = "
              f"{rows[0][0].get('peak_n', '-')} and smaller sizes) and a STREAM triad/copy over "
-             "the step's footprint (`benchmarks/roofline.py` says how bytes are counted). ")
-    text = (f"Data: {notes}. {roofs}Each row is its median chunk by rate (the slower of "
-            "the middle two): its images/s, step and epoch times, and, beside it, the better "
-            "of the roofs read just before and after it (peak, bandwidth), the roof they make "
-            "binding and the fraction of it reached, so its GFLOP/s over min(peak, bandwidth x "
-            f"FLOP/byte) gives its fraction. An epoch is {EPOCH_IMAGES:,} images at every size "
+             "the step's footprint (`benchmarks/roofline.py` says how bytes are counted). "
+             f"{rows_are}, and, beside it, the better of the roofs read just before and after "
+             "it (peak, bandwidth), the roof they make binding and the fraction of it reached, "
+             "so its GFLOP/s over min(peak, bandwidth x FLOP/byte) gives its fraction. ")
+    text = (f"Data: {notes}. {roofs}An epoch is {EPOCH_IMAGES:,} images at every size "
             "(Fashion-MNIST's training set).\n\n" + report)
     if args.plot and rows:
         roofline.plot([ours for ours, _ in rows], args.plot,

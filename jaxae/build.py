@@ -20,7 +20,7 @@ from jaxae import config as config_lib
 from jaxae import objectives
 from jaxae.data import DATASETS, Splits, make_splits
 from jaxae.data.idx import MixedImageSizes
-from jaxae.data.splits import first_images_note
+from jaxae.data.splits import SplitSizeError, first_images_note
 from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME
 from jaxae.models.registry import NeedsClasses
@@ -51,9 +51,12 @@ def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
     if new_run and jax.process_index() == 0 and (note := first_images_note(
             dataset, data.train_size, data.test_size, data.subset)) is not None:
         print(note, file=sys.stderr, flush=True)
-    return make_splits(dataset, data_key, train_size=data.train_size,
-                       test_size=data.test_size, val_size=data.val_size,
-                       binarize=data.binarize, subset=data.subset)
+    try:
+        return make_splits(dataset, data_key, train_size=data.train_size,
+                           test_size=data.test_size, val_size=data.val_size,
+                           binarize=data.binarize, subset=data.subset)
+    except SplitSizeError as e:  # a size the config's fields ask for
+        raise config_lib.ConfigError(f"config.data.{e}") from None
 
 
 def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,

@@ -11,7 +11,7 @@ dir where one is given, else full MNIST through TFDS; the photo-crop configs rea
 `--photos` (`python -m jaxae.data.photo_crops DIR`). Writes `<out>/configs/table.json` and
 `table.md`, naming the machine, commit and each command; `python -m jaxae.experiments report`
 adds the table to RESULTS.md. A config whose data is missing is listed as not run, with the
-error line that says why; `--only` runs some of them.
+error line that says why; `--only` reruns some of them, keeping the other rows.
 """
 
 from __future__ import annotations
@@ -115,24 +115,33 @@ def _size(path: str) -> int:
     return os.path.getsize(path) if os.path.exists(path) else 0
 
 
+def run_command(command: list[str]) -> tuple[int, str]:
+    """Runs `python command` from the repository root, its stderr passed through as it comes
+    (progress bars included) and kept; returns (exit status, stderr)."""
+    process = subprocess.Popen([sys.executable, *command], cwd=ROOT, stderr=subprocess.PIPE)
+    kept = bytearray()
+    while chunk := process.stderr.read1(4096):
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.buffer.flush()
+        kept += chunk
+    return process.wait(), kept.decode(errors="replace")
+
+
 def run_commands(shipped: Shipped, workdir: str, flags: list[str]) -> dict:
-    """Runs the config's commands from the repository root (output shown as it comes):
-    {"train_seconds": train.py's wall time where it trained (None where it reloaded a
-    finished run), "eval_seconds": the others'}, with "error": the first failure's last
-    line."""
+    """Runs the config's commands: {"train_seconds": train.py's wall time where it trained
+    (None where it reloaded a finished run), "eval_seconds": the others'}, with "error": the
+    first failure's last line."""
     log = os.path.join(ROOT, workdir, "metrics.jsonl")
     before = _size(log)
     out: dict = {"train_seconds": None, "eval_seconds": 0.0}
     for number, command in enumerate(commands(shipped, workdir, flags)):
         print(f"# {shipped.name}: python {shlex.join(command)}", flush=True)
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, *command], cwd=ROOT, stderr=subprocess.PIPE,
-                              text=True)
+        status, errors = run_command(command)
         seconds = round(time.perf_counter() - started, 1)
-        sys.stderr.write(done.stderr)
-        if done.returncode != 0:
-            lines = [line for line in done.stderr.splitlines() if line.strip()]
-            return {**out, "error": lines[-1] if lines else f"exit status {done.returncode}"}
+        if status != 0:
+            lines = [line for line in errors.replace("\r", "\n").splitlines() if line.strip()]
+            return {**out, "error": lines[-1] if lines else f"exit status {status}"}
         if number > 0:
             out["eval_seconds"] += seconds
         elif _size(log) > before:  # it wrote training records: it trained
@@ -173,34 +182,57 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _cell(text: str) -> str:
+    """Text as one markdown table cell: its pipes escaped."""
+    return text.replace("|", "\\|")
+
+
 def row_text(shipped: Shipped, row: dict) -> str:
+    commit = describe_commit(row["machine"])
     if row.get("error"):
-        return f"| `{shipped.name}` | not run: {row['error']} | | | |"
+        return f"| `{shipped.name}` | not run: {_cell(row['error'])} | | | | {commit} |"
     figures = row["figures"]
     shown = ", ".join(f"{label(f, figures)} {format(figures[f.label], f.fmt)}{f.unit}"
                       for f in shipped.figures)
     return (f"| `{shipped.name}` | {shown} | {figures['images']} | "
-            f"{_seconds(row['train_seconds'])} | {_seconds(row['eval_seconds'])} |")
+            f"{_seconds(row['train_seconds'])} | {_seconds(row['eval_seconds'])} | {commit} |")
 
 
-def table(rows: dict[str, dict], record: dict) -> str:
+def table(rows: dict[str, dict]) -> str:
     """The markdown section of the results (level-2 heading: RESULTS.md takes it whole)."""
+    commands = sorted({row["command"] for row in rows.values()})
+    machines = sorted({describe_machine(row["machine"]) for row in rows.values()})
+    dates = sorted(row["date"] for row in rows.values())
     lines = ["## Shipped configs: test figures after training", "",
-             f"Written by `{record['command']}` on {record['date']} at jaxae commit "
-             f"{describe_commit(record['machine'])}, on {describe_machine(record['machine'])}. "
-             "Each row is its config's own commands (`train.py`, `evaluate.py`; "
-             "`scripts/pca_baseline.py` for PCA at the code's size), with the data overrides "
-             "below; figures are those of `eval/metrics.json`. Seconds: `train.py`'s wall time "
-             "where it trained (a finished run is reloaded: its time is carried from the "
-             "record that trained it, at the same step), and the other commands'.", "",
-             "| config | test figures | images | train s | evaluate s |",
-             "|---|---|---|---:|---:|"]
+             f"Written by {' and '.join(f'`{c}`' for c in commands)} on "
+             f"{dates[0] if dates[0] == dates[-1] else f'{dates[0]} to {dates[-1]}'}, on "
+             f"{'; '.join(machines)}. Each row is its config's own commands (`train.py`, "
+             "`evaluate.py`; `scripts/pca_baseline.py` for PCA at the code's size), with the "
+             "data overrides below; figures are those of `eval/metrics.json`. Seconds: "
+             "`train.py`'s wall time where it trained (a finished run is reloaded: its time is "
+             "carried from the record that trained it, at the same step), and the other "
+             "commands'.", "",
+             "| config | test figures | images | train s | evaluate s | jaxae commit |",
+             "|---|---|---|---:|---:|---|"]
     by_name = {s.name: s for s in CONFIGS}
     lines += [row_text(by_name[name], row) for name, row in rows.items()]
     overrides = sorted({" ".join(row["flags"]) for row in rows.values() if row["flags"]})
     if overrides:
         lines += ["", "Data overrides: " + "; ".join(f"`{o}`" for o in overrides) + "."]
     return "\n".join(lines) + "\n"
+
+
+def write_table(folder: str, rows: dict[str, dict]) -> str:
+    """Writes `folder`/table.json and table.md (rows in CONFIGS' order); returns the text."""
+    ordered = {s.name: rows[s.name] for s in CONFIGS if s.name in rows}
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "table.json"), "w") as f:
+        json.dump({"rows": ordered}, f, indent=2)
+        f.write("\n")
+    text = table(ordered)
+    with open(os.path.join(folder, "table.md"), "w") as f:
+        f.write(text)
+    return text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -229,38 +261,33 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     chosen = [s for s in CONFIGS if not args.only or s.name in args.only.split(",")]
     folder = os.path.join(args.out, "configs")
-    previous = {}  # the last record's rows: a reloaded run's training time
+    rows = {}  # the last record's rows, kept where not rerun (--only)
     if os.path.isfile(os.path.join(folder, "table.json")):
         with open(os.path.join(folder, "table.json")) as f:
-            previous = json.load(f)["rows"]
-    started = time.perf_counter()
-    rows = {}
+            rows = json.load(f)["rows"]
+    command = shlex.join(["python", "scripts/config_results.py",
+                          *(argv if argv is not None else sys.argv[1:])])
+    about = machine()
     for shipped in chosen:
         workdir = from_root(os.path.join(args.out, "runs", "configs", shipped.name))
         flags = data_flags(shipped, args)
-        row = {"flags": flags, "commands": [shlex.join(["python", *c])
+        row = {"command": command, "machine": about,
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                   timespec="seconds"),
+               "flags": flags, "commands": [shlex.join(["python", *c])
                                             for c in commands(shipped, workdir, flags)],
                **run_commands(shipped, workdir, flags)}
         if "error" not in row:
-            row["figures"] = read_figures(shipped, workdir)
-            before = previous.get(shipped.name, {})
-            if row["train_seconds"] is None and \
-                    before.get("figures", {}).get("step") == row["figures"]["step"]:
-                row["train_seconds"] = before.get("train_seconds")
+            try:
+                row["figures"] = read_figures(shipped, workdir)
+            except (KeyError, OSError) as e:  # a figure the run's files do not hold
+                row["error"] = f"its eval files hold no {e}"
+        before = rows.get(shipped.name, {})
+        if "figures" in row and row["train_seconds"] is None and \
+                before.get("figures", {}).get("step") == row["figures"]["step"]:
+            row["train_seconds"] = before.get("train_seconds")
         rows[shipped.name] = row
-    command = shlex.join(["python", "scripts/config_results.py", *(argv if argv is not None
-                                                                   else sys.argv[1:])])
-    record = {"command": command,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "wall_time_s": round(time.perf_counter() - started, 1), "machine": machine(),
-              "rows": rows}
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "table.json"), "w") as f:
-        json.dump(record, f, indent=2)
-        f.write("\n")
-    text = table(rows, record)
-    with open(os.path.join(folder, "table.md"), "w") as f:
-        f.write(text)
+        text = write_table(folder, rows)  # after each row: a stop keeps those measured
     print("\n" + text, flush=True)
 
 

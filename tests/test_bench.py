@@ -271,7 +271,8 @@ def test_a_heading_like_line_in_a_fenced_block_is_not_a_section(tmp_path):
     """A device's section holding a fenced block with a "## " line: the run goes after the
     block, which keeps its lines as they were."""
     path = tmp_path / "BENCHMARKS.md"
-    block = "```bash\n## a shell comment, not a heading\nmake\n```"
+    block = ("```bash\n## a shell comment, not a heading\nmake\n```\n\n"
+             "~~~markdown\n```\n## a heading in a code sample\n~~~")
     path.write_text(f"# Benchmarks\n\n## cpu: X\n\nfirst run\n\n{block}\n\n## Notes\n\nnote\n")
     bench.write_section(str(path), "## cpu: X\n\nsecond run\n", append=True)
     assert path.read_text() == (f"# Benchmarks\n\n## cpu: X\n\nfirst run\n\n{block}\n\n"

@@ -55,33 +55,36 @@ def test_a_row_reads_its_figures_names_the_baseline_and_pca_and_the_table_names_
     write_eval(tmp_path / "crops", {"step": 1500, "dataset": "folder", "test_images": 1200,
                                     "test_mse": 0.00351, "test_psnr": 27.81},
                {"512": {"test_mse": 0.00076, "test_psnr": 36.83}})
-    rows = {"dae_dropout": {"flags": [], "train_seconds": 19.6, "eval_seconds": 4.0,
+    about = {"command": "python scripts/config_results.py", "date": "2026-12-05",
+             "machine": {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "jax": "0.10.2",
+                         "devices": ["cpu:0"], "jaxae_commit": "0123456789abcdef"}}
+    rows = {"dae_dropout": {**about, "flags": [], "train_seconds": 19.6, "eval_seconds": 4.0,
                             "figures": config_results.read_figures(dae, str(tmp_path / "dae"))},
-            "conv_ae_folder": {"flags": ["--config.data.path=data/photo_crops"],
+            "conv_ae_folder": {**about, "flags": ["--config.data.path=data/photo_crops"],
                                "train_seconds": None, "eval_seconds": 6.0,
                                "figures": config_results.read_figures(folder,
                                                                       str(tmp_path / "crops"))},
-            "cvae": {"flags": [], "train_seconds": None, "eval_seconds": 0.0,
-                     "error": "error: data set missing"}}
-    record = {"command": "python scripts/config_results.py", "date": "2026-12-05",
-              "machine": {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "jax": "0.10.2",
-                          "devices": ["cpu:0"], "jaxae_commit": "0123456789abcdef"}}
-    text = config_results.table(rows, record)
+            "cvae": {**about, "flags": [], "train_seconds": None, "eval_seconds": 0.0,
+                     "error": "error: data set | missing"}}
+    text = config_results.table(rows)
     assert ("| `dae_dropout` | PSNR 20.1 dB, input PSNR 10.7 dB, median 3x3 PSNR 9.8 dB | "
-            "fashion_mnist, 10,000 test images | 20 | 4 |") in text
+            "fashion_mnist, 10,000 test images | 20 | 4 | 0123456789ab |") in text
     assert ("| `conv_ae_folder` | MSE 0.0035, PSNR 27.8 dB, PCA-512 PSNR 36.8 dB | folder, "
-            "1,200 test images | - | 6 |") in text
-    assert "| `cvae` | not run: error: data set missing |" in text
-    assert "at jaxae commit 0123456789ab" in text and "AMD EPYC, 2 cores" in text
+            "1,200 test images | - | 6 | 0123456789ab |") in text
+    assert "| `cvae` | not run: error: data set \\| missing |" in text  # one cell
+    assert "on 2026-12-05, on AMD EPYC, 2 cores" in text
     assert "Data overrides: `--config.data.path=data/photo_crops`." in text
 
 
-def test_a_config_whose_data_is_missing_is_listed_as_not_run(tmp_path):
+def test_a_config_whose_data_is_missing_is_listed_as_not_run_and_only_keeps_the_others(
+        tmp_path):
     out = tmp_path / "results"
-    config_results.main(["--out", str(out), "--only", "conv_ae_folder",
-                         "--photos", str(tmp_path / "no_photos")])
-    record = json.loads((out / "configs" / "table.json").read_text())
-    row = record["rows"]["conv_ae_folder"]
+    for name in ("conv_vae_folder", "conv_ae_folder"):  # the second run keeps the first row
+        config_results.main(["--out", str(out), "--only", name,
+                             "--photos", str(tmp_path / "no_photos")])
+    rows = json.loads((out / "configs" / "table.json").read_text())["rows"]
+    assert list(rows) == ["conv_ae_folder", "conv_vae_folder"]  # in the configs' order
+    row = rows["conv_ae_folder"]
     assert "no_photos" in row["error"] and "figures" not in row
     assert row["commands"][0].startswith("python train.py --config=configs/conv_ae_folder.py")
     (out / "ae_vs_pca").mkdir()  # the page takes the configs' section whole

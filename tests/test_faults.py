@@ -429,6 +429,15 @@ def test_a_metrics_line_cut_short_is_dropped_on_resume_saying_whose_record_is_lo
     path.write_text(kept + '{"step": 12, "lo')
     MetricWriter(str(tmp_path), echo=False).drop_after(8)
     assert path.read_text() == kept and capsys.readouterr().err == ""
+    path.write_text(kept + '{"step": 1')  # cut inside the number: 1, 12 or 120 alike
+    MetricWriter(str(tmp_path), echo=False).drop_after(100)
+    assert path.read_text() == kept
+    assert "dropped: its record may be lost, as the run goes on after step 100" in \
+        capsys.readouterr().err
+    path.write_text(kept + '{"step": 12, "loss": 0.2}')  # whole but for its newline: kept
+    MetricWriter(str(tmp_path), echo=False).drop_after(12)
+    assert path.read_text() == kept + '{"step": 12, "loss": 0.2}\n'
+    assert capsys.readouterr().err == ""
 
 
 def test_stopping_on_a_checkpoint_step_writes_it_once(kill_script_config, tmp_path):
@@ -508,7 +517,7 @@ def test_another_optimiser_is_a_mismatch_naming_the_field_not_damage(
     assert cli_run(train_and_evaluate, config, workdir)[0] == 1
     [line] = lines_of(capsys.readouterr().err)
     assert re.match(r"error: the checkpoint at step 32 in \S+ does not fit: opt_state/\d is "
-                    r"(absent|an empty state|a state of [a-z, ]+) there, "
+                    r"(absent|an empty state|a node holding [a-z, ]+) there, "
                     r"(absent|an empty state) here \(check optim.name and optim.schedule "
                     r"against the run's config.json\)$", line), line
     assert not os.path.exists(os.path.join(workdir, "config.json"))

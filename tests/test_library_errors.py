@@ -2,6 +2,8 @@
 each is one line naming the fix, raised before anything computes or compiles, instead of a
 silent wrong result or an error from deep inside JAX or Flax."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,7 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxae import losses, models, objectives
+from jaxae import build, losses, models, objectives
+from jaxae.config import ConfigError
 from jaxae.data import from_arrays, make_splits
 from jaxae.data.idx import DataError
 from jaxae.evaluation import generation, pictures
@@ -46,7 +49,8 @@ def test_a_conditional_model_built_without_classes_is_refused_not_built_uncondit
 def test_an_image_shape_that_is_not_one_channels_last_image_is_refused(shape, words):
     with pytest.raises(RegistryError, match=words):
         models.build_model({"name": "dense_ae"}, image_shape=shape)
-    assert models.build_model({"name": "dense_ae"}, image_shape=(3, 4, 3)).latent_dim == 10
+    for valid in ((3, 4, 3), (3, 64, 2), (1, 100, 8), (4, 4, 8)):  # channels last, all of them
+        assert models.build_model({"name": "dense_ae"}, image_shape=valid).latent_dim == 10
 
 
 class _UnnamedLayers(models.Autoencoder):
@@ -93,6 +97,23 @@ def test_create_train_state_checks_the_model_against_its_declarations(model, wor
         steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
 
 
+class _PlainModule(nn.Module):
+    """A Flax module of another convention: no encode, decode or declarations."""
+
+    @nn.compact
+    def __call__(self, x, labels=None, sample=False):
+        return nn.Dense(4)(x.reshape(x.shape[0], -1)), {}
+
+
+def test_a_module_of_another_convention_is_told_how_to_skip_the_check():
+    with pytest.raises(DeclarationError, match=r"does not declare variational, conditional, "
+                                               r"latent_shape: .*pass check=False\)$"):
+        steps.create_train_state(_PlainModule(), optax.sgd(0.1), MNIST, jax.random.key(0))
+    with pytest.raises(DeclarationError) as caught:  # one that declares: no such advice
+        steps.create_train_state(_CodeOfTwo(), optax.sgd(0.1), MNIST, jax.random.key(0))
+    assert "check=False" not in str(caught.value)
+
+
 def test_the_steps_name_a_wrong_state_batch_or_key_and_channels_first_images():
     model, state = dense_state()
     train = steps.make_train_step(model, Reconstruct(), objectives.Reconstruction(losses.mse))
@@ -121,8 +142,10 @@ def test_the_steps_name_a_wrong_state_batch_or_key_and_channels_first_images():
 
 def test_losses_refuse_arguments_of_two_shapes_rather_than_broadcast_them():
     batch = jnp.zeros((8, *MNIST))
+    gaussian = functools.partial(losses.gaussian_log_likelihood, scale=0.1)
+    gaussian.__name__ = "gaussian_log_likelihood"
     for loss in (losses.mse, losses.bce_with_logits, losses.psnr,
-                 losses.bernoulli_log_likelihood):
+                 losses.bernoulli_log_likelihood, gaussian):
         with pytest.raises(ValueError, match=rf"^{loss.__name__}: its two arguments are shaped "
                                              r"\(8, 28, 28, 1\) and \(28, 28, 1\)"):
             loss(batch, batch[0])
@@ -160,7 +183,8 @@ def test_generation_refuses_integer_images_a_wrong_key_and_labels_it_cannot_take
     ({"binarize": "Static"}, r"^binarize='Static' is unknown: choose one of none, static"),
     ({"train_size": -5}, r"^train_size=-5: give a number of images, 1 or more, or None"),
     ({"test_size": 0}, r"^test_size=0: give a number of images, 1 or more"),
-    ({"val_size": 8}, r"^val_size=8 leaves no training images out of 8: give at most 7$"),
+    ({"val_size": 8}, r"^val_size=8 leaves no training images out of 8: give at most 7 "
+                      r"\(a fraction of them, e.g. 1\)$"),
     ({"val_size": 6, "train_size": 6}, r"^val_size=6 leaves no training images out of 6"),
 ])
 def test_make_splits_refuses_sizes_and_choices_it_cannot_honour(options, words):
@@ -169,20 +193,31 @@ def test_make_splits_refuses_sizes_and_choices_it_cannot_honour(options, words):
         make_splits(data, jax.random.key(0), **options)
     with pytest.raises(TypeError, match=r"^make_splits' data_key must be one PRNG key"):
         make_splits(data, 0)
-    splits = make_splits(data, jax.random.key(0), val_size=2)
+    splits = make_splits(data, jax.random.PRNGKey(0), val_size=np.int64(2),
+                         train_size=np.int32(8))  # numpy sizes and a raw key are fine
     assert (len(splits.train), len(splits.val), len(splits.test)) == (6, 2, 4)
     assert repr(splits.train) == "Split(6 images of 28x28x1, uint8)"  # not every pixel
+
+
+def test_a_configs_val_size_too_large_is_named_by_its_field(tiny_config):
+    config = tiny_config(**{"data.val_size": 512})
+    with pytest.raises(ConfigError, match=r"^config\.data\.val_size=512 leaves no training "
+                                          r"images out of 512: give at most 511 \(a fraction "
+                                          r"of them, e.g. 51\)$"):
+        build.load_data(config, derive_keys(0).data)
 
 
 def test_a_negative_checkpoint_step_is_refused_before_anything_is_deleted(tmp_path):
     manager = checkpoints.make_manager(str(tmp_path / "checkpoints"), keep=3)
     for step in (1, 2, 3):
         checkpoints.save(manager, step, {"a": jnp.full(3, float(step))})
-    with pytest.raises(ValueError, match=r"^checkpoint step -1: give an integer 0 or more"):
-        checkpoints.save(manager, -1, {"a": jnp.zeros(3)})
+    for bad in (-1, 2.5, "4"):
+        with pytest.raises(ValueError, match=rf"^checkpoint step {bad!r}: give an integer 0 "):
+            checkpoints.save(manager, bad, {"a": jnp.zeros(3)})
+    checkpoints.save(manager, jnp.int32(4), {"a": jnp.zeros(3)})  # a state's step array
     checkpoints.close(manager)
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
-                  if p.name.isdigit()) == [1, 2, 3]
+                  if p.name.isdigit()) == [2, 3, 4]
 
 
 def test_write_pictures_takes_a_key_and_names_a_split_or_state_given_for_its_arguments(
@@ -204,4 +239,5 @@ def test_write_pictures_takes_a_key_and_names_a_split_or_state_given_for_its_arg
     assert by_key == by_seed and "samples.png" in by_key
     for name in by_key:  # a key stands for its seed: the same draws, the same pictures
         assert (tmp_path / "key" / name).read_bytes() == (tmp_path / "seed" / name).read_bytes()
-    assert derive_keys(3).sample.dtype == derive_keys(jax.random.key(3)).sample.dtype
+    for seed_key, int_key in zip(derive_keys(jax.random.key(3)), derive_keys(3), strict=True):
+        np.testing.assert_array_equal(jax.random.key_data(seed_key), jax.random.key_data(int_key))

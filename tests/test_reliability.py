@@ -598,9 +598,9 @@ def test_a_dict_tree_is_saved_with_its_sha256_and_restored_without_it(tmp_path):
 @pytest.mark.parametrize("optimizer, words", [
     (optax.adamw(1e-3), "opt_state/2 is absent there, an empty state here"),
     (optax.sgd(1e-3),
-     "opt_state/0 is a state of count, mu, nu there, an empty state here"),
+     "opt_state/0 is a node holding count, mu, nu there, an empty state here"),
     (optax.adam(optax.cosine_decay_schedule(1e-3, 10)),
-     "opt_state/1 is an empty state there, a state of count here"),
+     "opt_state/1 is an empty state there, a node holding count here"),
 ])
 def test_an_optimiser_state_that_does_not_fit_is_named_before_anything_is_read(
         optimizer, words, tmp_path):

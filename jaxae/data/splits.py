@@ -100,6 +100,11 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
                   data.fingerprint, data.content_sha256)
 
 
+class SplitSizeError(DataError):
+    """A split size make_splits cannot honour with the data it was given (a config's
+    data.val_size: `jaxae.build.load_data` names the field so)."""
+
+
 def _check_split_args(data: Dataset, train_size: int | None, test_size: int | None,
                       val_size: int, binarize: str, subset: str) -> None:
     """A DataError naming the fix for sizes and choices `make_splits` cannot honour (a
@@ -117,8 +122,11 @@ def _check_split_args(data: Dataset, train_size: int | None, test_size: int | No
         raise DataError(f"val_size={val_size!r}: give a number of images, 0 or more")
     num_train = min(len(data.train_images), train_size or len(data.train_images))
     if val_size and val_size >= num_train:
-        raise DataError(f"val_size={val_size} leaves no training images out of {num_train}: "
-                        f"give at most {num_train - 1}")
+        fix = (f"give at most {num_train - 1} (a fraction of them, e.g. "
+               f"{max(1, num_train // 10)})" if num_train > 1 else
+               "give 0: the split has one image")
+        raise SplitSizeError(f"val_size={val_size} leaves no training images out of "
+                             f"{num_train}: {fix}")
 
 
 def _kept(num_examples: int, size: int | None, subset: str, data_key: jax.Array,

@@ -24,7 +24,7 @@ from jaxae.models.base import (
     flatten,
     one_hot_condition,
 )
-from jaxae.models.registry import register_model
+from jaxae.models.registry import NeedsClasses, register_model
 
 Shape = tuple[int, int, int]
 
@@ -383,7 +383,10 @@ def mlp_vae(image_shape: Shape, latent_dim: int = 2, hidden: tuple[int, ...] = V
 def conditional_vae(image_shape: Shape, num_classes: int, latent_dim: int = 2,
                     hidden: tuple[int, ...] = VAE_HIDDEN, dense: ModuleDef = nn.Dense) -> VAE:
     """The MLP VAE conditioned on the class: the one-hot label joins the encoder's features
-    and z, so samples of a chosen class can be asked for."""
+    and z, so samples of a chosen class can be asked for. Fewer than 2 classes (VAE's
+    num_classes=0 builds an unconditional model) is NeedsClasses."""
+    if num_classes < 2:
+        raise NeedsClasses("cvae", num_classes)
     return VAE(MLPFeatures(hidden, dense), MLPDecoder(hidden, image_shape, dense), latent_dim,
                num_classes, dense=dense)
 

@@ -36,6 +36,16 @@ UNNAMED_LAYERS_FIX = ("name the layers of @nn.compact encode and decode (name='.
                       "alone looks for other parameters")
 
 
+def channels_first(image_shape: tuple[int, ...]) -> bool:
+    """Whether one image's shape reads as channels first, [C, H, W] with a square H x W and
+    1, 3 or 4 channels, where jaxae's images are [H, W, C]: (1, 28, 28), (3, 32, 32). A
+    channels-last shape is never square in its first two axes and 1-4 wide in its first."""
+    if len(image_shape) != 3:
+        return False
+    depth, height, width = image_shape
+    return depth in (1, 3, 4) and height == width and width not in (1, 3, 4)
+
+
 class DeclarationError(ValueError):
     """A model that does not do what it declares; the message names the declaration."""
 
@@ -177,6 +187,11 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
         raise DeclarationError(
             f"model {name}'s decode of a code of shape {tuple(latent_shape)} gives "
             f"{_shape(_per_image(decoded))} per image, not {_shape(tuple(image_shape))}")
+
+
+def declares_any(model: nn.Module) -> bool:
+    """Whether the model declares any part of the calling convention (DECLARED)."""
+    return any(_declares(model, attribute) for attribute in DECLARED)
 
 
 def _declares(model: nn.Module, attribute: str) -> bool:

@@ -14,7 +14,7 @@ import functools
 import inspect
 import numbers
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -22,6 +22,7 @@ import flax.linen as nn
 from jaxae.kernels import conv as conv_lib
 from jaxae.kernels import precision
 from jaxae.models import initializers
+from jaxae.models.declarations import channels_first
 from jaxae.registry import Entry, Registry, RegistryError, build, check_options, parameters
 
 MODELS = Registry("model")
@@ -66,11 +67,17 @@ def _layer_default(field: inspect.Parameter | None, layer: type) -> dict[str, An
 
 
 class NeedsClasses(RegistryError):
-    """A conditional model (one whose factory requires num_classes) built without 2 classes
-    or more: it would be built unconditional, ignoring the labels."""
+    """A conditional model's factory given fewer than 2 classes, which would otherwise build
+    it unconditional, ignoring the labels (the `cvae`'s; a user's factory may raise it)."""
+
+    def __init__(self, name: str, num_classes: int):
+        super().__init__(
+            f"model {name!r} is conditional on the class and was given num_classes="
+            f"{num_classes}: build it for labelled data of 2 classes or more (num_classes=N, "
+            "the data's class count), or choose a model that is not conditional")
 
 
-def checked_image_shape(image_shape) -> tuple[int, int, int]:
+def checked_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     """`image_shape` as (height, width, channels) of Python ints, or a RegistryError naming
     the fix (a 2-D shape, a channels-first one, a size below 1)."""
     shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
@@ -79,7 +86,7 @@ def checked_image_shape(image_shape) -> tuple[int, int, int]:
         raise RegistryError(f"image_shape={image_shape!r}: give (height, width, channels) "
                             "of one image, e.g. (28, 28, 1)")
     shape = tuple(int(n) for n in shape)
-    if shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4) and shape[0] < shape[1]:
+    if channels_first(shape):
         raise RegistryError(f"image_shape={shape} is channels first: jaxae's images are "
                             f"(height, width, channels): give {(*shape[1:], shape[0])}")
     return shape
@@ -108,12 +115,6 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
     check_options(entry, options, (*BUILDER_OPTIONS, *ignore), "model", f"model {name!r}",
                   listed=settable_fields(entry))
     declared = parameters(entry)
-    if "num_classes" in declared and declared["num_classes"].default is inspect.Parameter.empty \
-            and num_classes < 2:  # it requires the class: a conditional model
-        raise NeedsClasses(
-            f"model {name!r} is conditional on the class and was given num_classes="
-            f"{num_classes}: build it for labelled data of 2 classes or more (num_classes=N, "
-            "the data's class count), or choose a model that is not conditional")
     layers = {}
     if (keywords := _layer_default(declared.get("conv"), conv_lib.Conv)) is not None:
         layers["conv"] = functools.partial(

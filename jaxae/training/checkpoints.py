@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import numbers
+import operator
 import os
 import re
 import shutil
@@ -281,9 +281,14 @@ def save(manager: ocp.CheckpointManager, step: int, tree: PyTree, *,
     passed over as damaged). The previous save's failure is raised here as that step's
     CheckpointWriteError.
     """
-    if not isinstance(step, numbers.Integral) or step < 0:
+    try:
+        number = operator.index(step)  # an int, or a 0-d integer array such as state.step
+    except TypeError:
+        number = -1
+    if number < 0:
         raise ValueError(f"checkpoint step {step!r}: give an integer 0 or more (Orbax lists "
                          "only those, and keeps the newest by their order)")
+    step = number
     check_saved(manager)  # the previous checkpoint is complete on disk, or its error raised
     tree = keys_as_data(tree)
     host = host_leaves(tree)
@@ -466,7 +471,7 @@ def _node(specs: dict[str, tuple | str], name: str) -> str:
     if not parts:
         return "absent"
     shown = ", ".join(parts[:4]) + (f" and {len(parts) - 4} more" if len(parts) > 4 else "")
-    return f"a state of {shown}"
+    return f"a node holding {shown}"
 
 
 Hint = str | Mapping[str, str]  # one hint, or hints by the first part of a leaf's name

@@ -41,24 +41,23 @@ class MetricWriter:
     def drop_after(self, step: int) -> None:
         """Removes records of steps after `step`: a restart from that step writes them again.
 
-        A line cut short (power loss, full disk) is dropped; any other line that is not a
-        record is moved, with a one-line warning, to metrics.jsonl.rejected, so the file
-        stays readable and nothing typed into it is lost.
+        A last line cut short (power loss, full disk) is dropped, with a warning where its
+        record is lost for good (`_drop_cut_line`), or kept where only its newline is
+        missing; any other line that is not a record is moved, with a one-line warning, to
+        metrics.jsonl.rejected, so the file stays readable and nothing typed into it is
+        lost.
         """
         if not os.path.exists(self.path):
             return
         with open(self.path, errors="replace") as f:
             lines = f.readlines()
+        mended = False
         if lines and not lines[-1].endswith("\n"):  # a write cut short (power loss, full disk)
-            begun = re.match(r'\{"step": (\d+)', lines[-1])
-            lost = int(begun.group(1)) if begun else None
-            if lost is None or lost <= step:  # a later step's record is written again
-                print(f"warning: {self.path}'s last line was cut short (a write interrupted) "
-                      f"and is dropped: {'its record' if lost is None else f'step {lost}'}'s "
-                      f"metrics are lost, as the run goes on after step {step}; the "
-                      "checkpoints and the other records are whole", file=sys.stderr,
-                      flush=True)
-            lines[-1] = ""
+            if _record_step(lines[-1]) is not None:  # whole but for its newline: kept
+                lines[-1], mended = lines[-1] + "\n", True
+            else:
+                self._drop_cut_line(lines[-1], step)
+                lines[-1] = ""
         kept, rejected = [], []
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -77,8 +76,21 @@ class MetricWriter:
                     f.writelines(rejected)
             except OSError as e:
                 raise write_error(self.path + ".rejected", e) from None
-        if len(kept) != len(lines):
+        if mended or len(kept) != len(lines):
             write_whole(self.path, "".join(kept))
+
+    def _drop_cut_line(self, line: str, step: int) -> None:
+        """Warns where the cut record is lost for good: one of a step up to `step`, which
+        the resumed run does not write again (a later step's it does), or of no step one
+        can read."""
+        begun = re.match(r'\{"step": (\d+)[,}]', line)
+        lost = int(begun.group(1)) if begun else None
+        if lost is not None and lost > step:
+            return
+        whose = f"step {lost}'s metrics are" if lost is not None else "its record may be"
+        print(f"warning: {self.path}'s last line was cut short (a write interrupted) and is "
+              f"dropped: {whose} lost, as the run goes on after step {step}; the checkpoints "
+              "and the other records are whole", file=sys.stderr, flush=True)
 
     def write(self, record: Mapping[str, object]) -> None:
         line = json.dumps({key: _plain(value) for key, value in record.items()})

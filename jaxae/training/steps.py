@@ -112,7 +112,13 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
     `jaxae.build.check_model` has run (the trainer)."""
     check_key(init_key, "create_train_state's init_key")
     if check:
-        declarations.check_declarations(model, tuple(input_shape))
+        try:
+            declarations.check_declarations(model, tuple(input_shape))
+        except declarations.DeclarationError as e:
+            if declarations.declares_any(model):
+                raise
+            raise declarations.DeclarationError(  # a module of another convention altogether
+                f"{e} (or, for a module that keeps none of them, pass check=False)") from None
 
     @jax.jit
     def init(key: jax.Array) -> TrainState:
@@ -169,9 +175,10 @@ def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs
     return objective(flat_logits, flat_targets, aux), flat_logits
 
 
-def check_batch(batch, step: str) -> None:
+def check_batch(batch: Mapping[str, jax.Array], step: str) -> None:
     """A TypeError naming the fix unless `batch` is a mapping holding the images under
-    "image" (an array alone would be indexed by the string and fail inside JAX)."""
+    "image" (an array alone would be indexed by the string and fail inside JAX); a
+    ValueError for images that read as channels first (`declarations.channels_first`)."""
     if not isinstance(batch, Mapping):
         what = "an array" if hasattr(batch, "shape") else f"a {type(batch).__name__}"
         raise TypeError(f"{step}'s batch is {what}: give a dict "
@@ -182,14 +189,14 @@ def check_batch(batch, step: str) -> None:
         raise TypeError(f'{step}\'s batch has no "image" (it holds {held}): give '
                         '{"image": uint8 [B, H, W, C], "label": int [B]}')
     shape = tuple(getattr(batch["image"], "shape", ()))
-    if len(shape) == 4 and shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4) \
-            and shape[1] < shape[2]:
+    if len(shape) == 4 and declarations.channels_first(shape[1:]):
         raise ValueError(f"{step}'s images are [{', '.join(map(str, shape))}], channels "
                          "first: jaxae takes [B, H, W, C]: transpose them, e.g. "
                          "np.transpose(images, (0, 2, 3, 1))")
 
 
-def _check_train_args(state, batch, key) -> None:
+def _check_train_args(state: TrainState, batch: Mapping[str, jax.Array], key: jax.Array
+                      ) -> None:
     if not isinstance(state, TrainState):
         raise TypeError(f"train_step's state is a {type(state).__name__}, not a TrainState: "
                         "make it with jaxae.training.steps.create_train_state(model, tx, "
