@@ -340,7 +340,8 @@ def test_a_checkpoint_that_does_not_fit_the_config_names_the_parameter(
     [line] = lines_of(capsys.readouterr().err)
     assert code == 1
     assert re.match(r"error: the checkpoint at step 32 in \S+ does not fit: params/\S+ is "
-                    r"\(\d+(, \d+)?\) there, \(\d+(, \d+)?\) here \(check the model section", line)
+                    r"\(\d+(, \d+)?\) there, \(\d+(, \d+)?\) here \(build the model as the "
+                    r"saved one was: a run's config.json gives its model section", line)
 
 
 # ---------------------------------------------------------------------------- numerical faults
@@ -518,8 +519,8 @@ def test_another_optimiser_is_a_mismatch_naming_the_field_not_damage(
     [line] = lines_of(capsys.readouterr().err)
     assert re.match(r"error: the checkpoint at step 32 in \S+ does not fit: opt_state/\d is "
                     r"(absent|an empty state|a node holding [a-z, ]+) there, "
-                    r"(absent|an empty state) here \(check optim.name and optim.schedule "
-                    r"against the run's config.json\)$", line), line
+                    r"(absent|an empty state) here \(make the optimiser as the saved one was: "
+                    r"a run's config.json gives its optim.name and optim.schedule\)$", line), line
     assert not os.path.exists(os.path.join(workdir, "config.json"))
 
 

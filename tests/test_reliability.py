@@ -609,8 +609,8 @@ def test_an_optimiser_state_that_does_not_fit_is_named_before_anything_is_read(
     with pytest.raises(checkpoints.CheckpointMismatch) as caught:
         checkpoints.restore(manager, like, 1, checkpoints.STATE_HINT)
     assert str(caught.value) == (f"the checkpoint at step 1 in {tmp_path} does not fit: {words} "
-                                 "(check optim.name and optim.schedule against the run's "
-                                 "config.json)")
+                                 "(make the optimiser as the saved one was: a run's "
+                                 "config.json gives its optim.name and optim.schedule)")
     wrong_dtype = {**like, "opt_state": optax.adam(1e-3).init(PARAMS),
                    "params": {"dense": {**PARAMS["dense"], "bias": jnp.zeros(2, jnp.bfloat16)}}}
     with pytest.raises(checkpoints.CheckpointMismatch, match=r"params/dense/bias is "

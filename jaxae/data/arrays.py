@@ -59,8 +59,8 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
     if train.shape[1:] != test.shape[1:]:
         raise DataError(f"{source}: train images {train.shape[1:]} and test images "
                         f"{test.shape[1:]} differ in shape: give both splits one shape (an npz's "
-                        "are brought to one by --config.data.image_size and "
-                        "--config.data.channels)")
+                        "are brought to one by load_npz's image_size and channels, "
+                        "--config.data.image_size and --config.data.channels in a config)")
     if (train_labels is None) != (test_labels is None):
         given, missing = ("train", "test") if test_labels is None else ("test", "train")
         raise DataError(f"{source}: {given}_labels are given but {missing}_labels are not: "

@@ -573,8 +573,10 @@ def save_state(manager: ocp.CheckpointManager, state: train_state.TrainState,
 
 
 STATE_HINT = {
-    "params": "check the model section and task.factor against the run's config.json",
-    "opt_state": "check optim.name and optim.schedule against the run's config.json",
+    "params": "build the model as the saved one was: a run's config.json gives its model "
+              "section and task.factor",
+    "opt_state": "make the optimiser as the saved one was: a run's config.json gives its "
+                 "optim.name and optim.schedule",
     "step": "it was not written by this jaxae",
     DATA: "it was not written by this jaxae"}
 
