@@ -151,6 +151,6 @@ def test_a_checkpoint_that_does_not_fit_the_config_is_named(trained_vae, tmp_pat
         with open(config_path, "w") as f:
             json.dump(saved, f)
     message = str(caught.value)
-    assert "params/decoder/Dense_0/kernel is (2, 512) there, (3, 512) here (check the model " \
-        "section" in message
+    assert "params/decoder/Dense_0/kernel is (2, 512) there, (3, 512) here (build the model " \
+        "as the saved one was: a run's config.json gives its model section" in message
     assert "\n" not in message
