@@ -50,6 +50,7 @@ ELBO = Figure("ELBO", "test_elbo", "+.1f", " nats")
 INPUT = Figure("input", "test_input_psnr", ".1f", " dB")  # the corrupted input's PSNR
 BASELINE = Figure("baseline", "test_baseline_psnr", ".1f", " dB")  # the classical method's
 IWAE = Figure("IWAE k=1000", "test_iwae_k1000", "+.1f", " nats")
+KL = Figure("KL", "test_kl_nats", ".1f", " nats")
 PCA = Figure("PCA", "pca", ".1f", " dB")  # PSNR with as many components as the code
 
 
@@ -72,22 +73,25 @@ CONFIGS = (
     Shipped("superres", "fashion_mnist", (PSNR, BASELINE)),
     Shipped("deep_ae", "fashion_mnist", (MSE, PSNR)),
     Shipped("vae_fashion_2d", "fashion_mnist",
-            (ELBO, Figure("IWAE k=1", "test_iwae_k1", "+.1f", " nats"), IWAE)),
-    Shipped("vae_mnist_2d", "mnist", (ELBO, IWAE)),
-    Shipped("vae_binarized_mnist", "mnist", (ELBO, IWAE)),
-    Shipped("conv_vae", "fashion_mnist", (ELBO, IWAE)),
+            (ELBO, KL, Figure("IWAE k=1", "test_iwae_k1", "+.1f", " nats"),
+             Figure("IWAE k=50", "test_iwae_k50", "+.1f", " nats"), IWAE)),
+    Shipped("vae_mnist_2d", "mnist", (ELBO, KL, IWAE)),
+    Shipped("vae_binarized_mnist", "mnist", (ELBO, KL, IWAE)),
+    Shipped("conv_vae", "fashion_mnist", (ELBO, KL, IWAE)),
     Shipped("cvae", "fashion_mnist",
             (ELBO, Figure("samples recognised", "cvae_samples_recognised", ".1f", "%", 100),
              Figure("probe accuracy", "cvae_probe_test_accuracy", ".1f", "%", 100))),
     Shipped("conv_ae_folder", "photos", (MSE, PSNR, PCA), True),
-    Shipped("conv_vae_folder", "photos", (ELBO, PSNR, PCA), True),
+    Shipped("conv_vae_folder", "photos",
+            (ELBO, KL, Figure("IWAE k=100", "test_iwae_k100", "+.1f", " nats"), MSE, PSNR, PCA),
+            True),
 )
 
 
 def from_root(path: str) -> str:
-    """`path` (given relative to the current folder) as the commands, run from the
-    repository root, must name it."""
-    return os.path.relpath(os.path.abspath(path), ROOT)
+    """`path` as the commands, run from the repository root, must name it: an absolute one
+    as it is, one relative to the current folder relative to the root."""
+    return path if os.path.isabs(path) else os.path.relpath(os.path.abspath(path), ROOT)
 
 
 def data_flags(shipped: Shipped, args: argparse.Namespace) -> list[str]:
@@ -238,7 +242,9 @@ def write_table(folder: str, rows: dict[str, dict]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python scripts/config_results.py",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="results")
+    parser.add_argument("--out", default="results",
+                        help="results folder: the runs go to OUT/runs/configs, the table to "
+                             "OUT/configs (default: results)")
     parser.add_argument("--mnist-data-dir", default=None,
                         help="IDX files of MNIST for the MNIST configs (offline: the 5,000 "
                              "digits of python -m jaxae.data.mnist5k DIR)")
@@ -249,9 +255,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default=None, help="comma-separated config names")
     args = parser.parse_args(argv)
     names = [s.name for s in CONFIGS]
-    if args.only and (unknown := set(args.only.split(",")) - set(names)):
-        parser.error(f"--only: no shipped config {', '.join(sorted(unknown))}: choose from "
-                     f"{', '.join(names)}")
+    if args.only is not None:
+        asked = [name.strip() for name in args.only.split(",") if name.strip()]
+        unknown = sorted(set(asked) - set(names))
+        if not asked or unknown:
+            what = f"no shipped config {', '.join(unknown)}" if unknown else "no names"
+            parser.error(f"--only {args.only!r}: {what}: give names, comma-separated, from "
+                         f"{', '.join(names)}")
+        args.only = ",".join(asked)
     if args.mnist_tfds_dir and not args.mnist_data_dir:
         parser.error("--mnist-tfds-dir prepares --mnist-data-dir's files: give both")
     return args
@@ -276,11 +287,11 @@ def main(argv: list[str] | None = None) -> None:
         workdir = from_root(os.path.join(args.out, "runs", "configs", shipped.name))
         flags = data_flags(shipped, args)
         row = {"command": command, "machine": about,
-               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                   timespec="seconds"),
                "flags": flags, "commands": [shlex.join(["python", *c])
                                             for c in commands(shipped, workdir, flags)],
-               **run_commands(shipped, workdir, flags)}
+               **run_commands(shipped, workdir, flags),
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                   timespec="seconds")}  # when the row's commands ended
         if "error" not in row:
             try:
                 row["figures"] = read_figures(shipped, workdir)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from jaxae.experiments import report
+from jaxae.experiments.__main__ import main as report_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -87,12 +87,15 @@ def test_a_config_whose_data_is_missing_is_listed_as_not_run_and_only_keeps_the_
     row = rows["conv_ae_folder"]
     assert "no_photos" in row["error"] and "figures" not in row
     assert row["commands"][0].startswith("python train.py --config=configs/conv_ae_folder.py")
-    (out / "ae_vs_pca").mkdir()  # the page takes the configs' section whole
-    page = report.build_page(str(out), str(out))
+    report_main(["report", "--out", str(out)])  # the configs' table alone makes a page
+    page = (out / "RESULTS.md").read_text()
     assert "## Shipped configs: test figures after training" in page
     assert "| `conv_ae_folder` | not run:" in page
 
 
-def test_unknown_configs_are_refused_before_anything_runs():
+@pytest.mark.parametrize("only", ["default,nope", ",", ""])
+def test_unknown_configs_are_refused_before_anything_runs(only, capsys):
     with pytest.raises(SystemExit):
-        config_results.parse_args(["--only", "default,nope"])
+        config_results.parse_args(["--only", only])
+    assert "give names, comma-separated, from default, conv_ae_fashion" in \
+        capsys.readouterr().err

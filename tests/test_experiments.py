@@ -317,7 +317,8 @@ def test_settings_and_notes_say_what_this_scale_ran(results):
 def test_a_report_of_a_folder_without_results_is_refused_and_a_partial_one_names_its_scale(
         results, tmp_path):
     with pytest.raises(SystemExit, match=f"no experiment has written its table.json under "
-                                         f"{tmp_path / 'typo'}: run one first"):
+                                         f"{tmp_path / 'typo'} \\(nor scripts/config_results.py "
+                                         "its configs/table.md\\): run one first"):
         main(["report", "--out", str(tmp_path / "typo")])
     assert not (tmp_path / "typo").exists()
     out, _ = results

@@ -3,6 +3,7 @@ each is one line naming the fix, raised before anything computes or compiles, in
 silent wrong result or an error from deep inside JAX or Flax."""
 
 import functools
+import re
 
 import flax.linen as nn
 import jax
@@ -49,8 +50,25 @@ def test_a_conditional_model_built_without_classes_is_refused_not_built_uncondit
 def test_an_image_shape_that_is_not_one_channels_last_image_is_refused(shape, words):
     with pytest.raises(RegistryError, match=words):
         models.build_model({"name": "dense_ae"}, image_shape=shape)
-    for valid in ((3, 4, 3), (3, 64, 2), (1, 100, 8), (4, 4, 8)):  # channels last, all of them
+    for valid in ((3, 4, 3), (3, 64, 2), (1, 100, 8), (4, 4, 8), np.array([28, 28, 1])):
         assert models.build_model({"name": "dense_ae"}, image_shape=valid).latent_dim == 10
+
+
+def test_a_conv_models_size_hint_names_only_sizes_it_takes():
+    with pytest.raises(ValueError) as caught:
+        _ = models.build_model({"name": "conv_ae"}, image_shape=(3, 64, 2)).latent_shape
+    named = re.findall(r"(\d+)x\1", str(caught.value).split("decodes (")[1])
+    assert named == ["6", "64"], str(caught.value)
+    for side in map(int, named):  # following the hint works
+        assert models.build_model({"name": "conv_ae"}, image_shape=(side, side, 2)).latent_shape
+
+
+def test_create_train_state_takes_one_inputs_shape_not_a_batchs():
+    model = models.build_model({"name": "dense_ae"}, image_shape=MNIST)
+    for shape in ((8, 28, 28, 1), (28, 28)):
+        with pytest.raises(ValueError, match=rf"^create_train_state's input_shape="
+                                             rf"{re.escape(str(shape))}: give one input's shape"):
+            steps.create_train_state(model, optax.sgd(0.1), shape, jax.random.key(0))
 
 
 class _UnnamedLayers(models.Autoencoder):
@@ -194,7 +212,7 @@ def test_make_splits_refuses_sizes_and_choices_it_cannot_honour(options, words):
     with pytest.raises(TypeError, match=r"^make_splits' data_key must be one PRNG key"):
         make_splits(data, 0)
     splits = make_splits(data, jax.random.PRNGKey(0), val_size=np.int64(2),
-                         train_size=np.int32(8))  # numpy sizes and a raw key are fine
+                         train_size=jnp.asarray(8))  # numpy or 0-d sizes, a raw key: fine
     assert (len(splits.train), len(splits.val), len(splits.test)) == (6, 2, 4)
     assert repr(splits.train) == "Split(6 images of 28x28x1, uint8)"  # not every pixel
 

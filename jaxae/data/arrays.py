@@ -40,7 +40,8 @@ def _images(name: str, array: np.ndarray, where: str) -> np.ndarray:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3) or len(array) == 0:
         first = (f" (channels first? store np.transpose({name}, (0, 2, 3, 1)))"
-                 if array.ndim == 4 and array.shape[1] in (1, 3) else "")
+                 if array.ndim == 4 and array.shape[1] in (1, 3)  # [N, C, H, W], H = W
+                 and array.shape[2] == array.shape[3] else "")
         raise DataError(f"{where}: {name} has shape {array.shape}: give [N, H, W] or "
                         f"[N, H, W, C] images with C = 1 or 3 and N > 0{first}")
     return array

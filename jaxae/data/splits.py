@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
+import operator
 
 import jax
 import numpy as np
@@ -73,7 +73,8 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
     A streamed training split stays on disk, unless the data set was loaded with
     streaming="auto" and the part of it kept here fits the memory budget after all.
     """
-    _check_split_args(data, train_size, test_size, val_size, binarize, subset)
+    train_size, test_size, val_size = _check_split_args(data, train_size, test_size, val_size,
+                                                        binarize, subset)
     check_key(data_key, "make_splits' data_key")
     keep_train = _kept(len(data.train_images), train_size, subset, data_key, "train")
     keep_test = _kept(len(data.test_images), test_size, subset, data_key, "test")
@@ -100,26 +101,39 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
                   data.fingerprint, data.content_sha256)
 
 
+def _count(size) -> int:
+    """`size` as an int (a Python or numpy integer, or a 0-d integer array), or -1."""
+    try:
+        return operator.index(size)
+    except TypeError:
+        return -1
+
+
 class SplitSizeError(DataError):
     """A split size make_splits cannot honour with the data it was given (a config's
     data.val_size: `jaxae.build.load_data` names the field so)."""
 
 
 def _check_split_args(data: Dataset, train_size: int | None, test_size: int | None,
-                      val_size: int, binarize: str, subset: str) -> None:
-    """A DataError naming the fix for sizes and choices `make_splits` cannot honour (a
-    negative size would slice from the end; an empty split trains on nothing)."""
+                      val_size: int, binarize: str, subset: str
+                      ) -> tuple[int | None, int | None, int]:
+    """The sizes as ints, or a DataError naming the fix for sizes and choices `make_splits`
+    cannot honour (a negative size would slice from the end; an empty split trains on
+    nothing)."""
     if subset not in SUBSETS:
         raise DataError(f"subset={subset!r} is unknown: choose one of {', '.join(SUBSETS)}")
     if binarize not in BINARIZATIONS:
         raise DataError(f"binarize={binarize!r} is unknown: choose one of "
                         f"{', '.join(BINARIZATIONS)}")
     for name, size in (("train_size", train_size), ("test_size", test_size)):
-        if size is not None and not (isinstance(size, numbers.Integral) and size >= 1):
+        if size is not None and not _count(size) >= 1:
             raise DataError(f"{name}={size!r}: give a number of images, 1 or more, or None "
                             "for all of them")
-    if not (isinstance(val_size, numbers.Integral) and val_size >= 0):
+    if not _count(val_size) >= 0:
         raise DataError(f"val_size={val_size!r}: give a number of images, 0 or more")
+    train_size, test_size, val_size = (None if train_size is None else _count(train_size),
+                                       None if test_size is None else _count(test_size),
+                                       _count(val_size))
     num_train = min(len(data.train_images), train_size or len(data.train_images))
     if val_size and val_size >= num_train:
         fix = (f"give at most {num_train - 1} (a fraction of them, e.g. "
@@ -127,6 +141,7 @@ def _check_split_args(data: Dataset, train_size: int | None, test_size: int | No
                "give 0: the split has one image")
         raise SplitSizeError(f"val_size={val_size} leaves no training images out of "
                              f"{num_train}: {fix}")
+    return train_size, test_size, val_size
 
 
 def _kept(num_examples: int, size: int | None, subset: str, data_key: jax.Array,

@@ -16,7 +16,7 @@ import jax
 from jaxae import cli
 from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments import EXPERIMENTS, SCALES, Context, run_experiment
-from jaxae.experiments.report import load_records, write_report
+from jaxae.experiments.report import CONFIGS_TABLE, load_records, write_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,10 +58,12 @@ def context(args: argparse.Namespace) -> Context:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.name == "report":
-        if not load_records(args.out):
-            sys.exit(f"error: no experiment has written its table.json under {args.out}: run "
-                     f"one first (python -m jaxae.experiments all --scale tiny --out {args.out}),"
-                     " or pass the --out it wrote into")
+        if not load_records(args.out) and not os.path.isfile(
+                os.path.join(args.out, CONFIGS_TABLE)):
+            sys.exit(f"error: no experiment has written its table.json under {args.out} (nor "
+                     "scripts/config_results.py its configs/table.md): run one first (python -m "
+                     f"jaxae.experiments all --scale tiny --out {args.out}), or pass the --out "
+                     "it wrote into")
         print(f"wrote {write_report(args.out, args.page)}")
         return
     ctx = context(args)

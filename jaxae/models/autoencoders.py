@@ -172,8 +172,9 @@ def _decodable_near(side: int, stages: int, fixed: bool) -> tuple[int, int]:
     """The nearest square sizes' sides below and above `side` that the decoder reaches
     again (`side` itself if it does), with `stages` stages (`fixed`), or with as many as
     their own size needs."""
-    def fits(s: int) -> bool:
-        return _decodable(s, stages if fixed else default_stages(s, s))
+    def fits(s: int) -> bool:  # at least one stage: a size with none is refused
+        stages_s = stages if fixed else default_stages(s, s)
+        return stages_s > 0 and _decodable(s, stages_s)
 
     if fits(side):  # (of a non-square image, the other side may be the one that fails)
         return side, side

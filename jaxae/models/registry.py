@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
+import numpy as np
 
 from jaxae.kernels import conv as conv_lib
 from jaxae.kernels import precision
@@ -80,7 +81,7 @@ class NeedsClasses(RegistryError):
 def checked_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     """`image_shape` as (height, width, channels) of Python ints, or a RegistryError naming
     the fix (a 2-D shape, a channels-first one, a size below 1)."""
-    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
+    shape = tuple(np.asarray(image_shape).tolist()) if np.ndim(image_shape) == 1 else None
     if shape is None or len(shape) != 3 or not all(
             isinstance(n, numbers.Integral) and n > 0 for n in shape):
         raise RegistryError(f"image_shape={image_shape!r}: give (height, width, channels) "

@@ -111,9 +111,13 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
     decode, BatchNorm), is one DeclarationError naming the fix. `check=False` skips it where
     `jaxae.build.check_model` has run (the trainer)."""
     check_key(init_key, "create_train_state's init_key")
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"create_train_state's input_shape={input_shape}: give one input's "
+                         "shape, (height, width, channels) such as (28, 28, 1), not a batch's")
     if check:
         try:
-            declarations.check_declarations(model, tuple(input_shape))
+            declarations.check_declarations(model, input_shape)
         except declarations.DeclarationError as e:
             if declarations.declares_any(model):
                 raise
