@@ -197,7 +197,7 @@ def row_text(shipped: Shipped, row: dict) -> str:
         return f"| `{shipped.name}` | not run: {_cell(row['error'])} | | | | {commit} |"
     figures = row["figures"]
     shown = ", ".join(f"{label(f, figures)} {format(figures[f.label], f.fmt)}{f.unit}"
-                      for f in shipped.figures)
+                      for f in shipped.figures if f.label in figures)  # a kept row: its own
     return (f"| `{shipped.name}` | {shown} | {figures['images']} | "
             f"{_seconds(row['train_seconds'])} | {_seconds(row['eval_seconds'])} | {commit} |")
 
