@@ -32,7 +32,7 @@ from ml_collections import config_dict
 from jaxae import objectives
 from jaxae.data import DATASETS
 from jaxae.data.dataset import STREAMING_MODES, declared_paths
-from jaxae.data.splits import BINARIZATIONS, SUBSETS
+from jaxae.data.splits import BINARIZATIONS, SUBSETS, val_size_problem
 from jaxae.kernels import conv, precision
 from jaxae.keys import SEED_RANGE
 from jaxae.models.initializers import SCHEMES
@@ -476,10 +476,8 @@ def check_sizes(config: ml_collections.ConfigDict, num_train: int, num_test: int
                  f"{config.data.name}'s {split} split: use at most {have}, or leave it unset "
                  "for all of them")
     val = config.data.val_size
-    _require(val < num_train,
-             f"config.data.val_size={val} leaves no training images out of {num_train}: use "
-             + (f"at most {num_train - 1} (a fraction of them, e.g. {max(1, num_train // 10)})"
-                if num_train > 1 else "0: the split has one image"))
+    problem = val_size_problem(val, num_train)
+    _require(problem is None, f"config.data.{problem}")
     usable = num_train - val
     batch = config.train.batch_size
     fits = min(128, usable) // num_devices * num_devices  # splits over the devices too

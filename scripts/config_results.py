@@ -268,18 +268,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-ROW_FIELDS = {"command", "machine", "date"}  # what a row must hold to be shown
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     chosen = [s for s in CONFIGS if not args.only or s.name in args.only.split(",")]
     folder = os.path.join(args.out, "configs")
-    previous = {}  # the last record's rows: kept where not rerun (--only), and the
-    if os.path.isfile(os.path.join(folder, "table.json")):  # training time of a reloaded run
+    rows = {}  # the last record's rows: kept where not rerun (--only), and the training
+    if os.path.isfile(os.path.join(folder, "table.json")):  # time of a reloaded run
         with open(os.path.join(folder, "table.json")) as f:
-            previous = json.load(f)["rows"]
-    rows = {name: row for name, row in previous.items() if ROW_FIELDS <= row.keys()}
+            rows = json.load(f)["rows"]
     command = shlex.join(["python", "scripts/config_results.py",
                           *(argv if argv is not None else sys.argv[1:])])
     about = machine()
@@ -297,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
                 row["figures"] = read_figures(shipped, workdir)
             except (KeyError, OSError) as e:  # a figure the run's files do not hold
                 row["error"] = f"its eval files hold no {e}"
-        before = previous.get(shipped.name, {})
+        before = rows.get(shipped.name, {})
         if "figures" in row and row["train_seconds"] is None and \
                 before.get("figures", {}).get("step") == row["figures"]["step"]:
             row["train_seconds"] = before.get("train_seconds")

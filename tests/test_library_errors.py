@@ -201,7 +201,7 @@ def test_generation_refuses_integer_images_a_wrong_key_and_labels_it_cannot_take
     ({"binarize": "Static"}, r"^binarize='Static' is unknown: choose one of none, static"),
     ({"train_size": -5}, r"^train_size=-5: give a number of images, 1 or more, or None"),
     ({"test_size": 0}, r"^test_size=0: give a number of images, 1 or more"),
-    ({"val_size": 8}, r"^val_size=8 leaves no training images out of 8: give at most 7 "
+    ({"val_size": 8}, r"^val_size=8 leaves no training images out of 8: use at most 7 "
                       r"\(a fraction of them, e.g. 1\)$"),
     ({"val_size": 6, "train_size": 6}, r"^val_size=6 leaves no training images out of 6"),
 ])
@@ -220,7 +220,7 @@ def test_make_splits_refuses_sizes_and_choices_it_cannot_honour(options, words):
 def test_a_configs_val_size_too_large_is_named_by_its_field(tiny_config):
     config = tiny_config(**{"data.val_size": 512})
     with pytest.raises(ConfigError, match=r"^config\.data\.val_size=512 leaves no training "
-                                          r"images out of 512: give at most 511 \(a fraction "
+                                          r"images out of 512: use at most 511 \(a fraction "
                                           r"of them, e.g. 51\)$"):
         build.load_data(config, derive_keys(0).data)
 

@@ -135,13 +135,19 @@ def _check_split_args(data: Dataset, train_size: int | None, test_size: int | No
                                        None if test_size is None else _count(test_size),
                                        _count(val_size))
     num_train = min(len(data.train_images), train_size or len(data.train_images))
-    if val_size and val_size >= num_train:
-        fix = (f"give at most {num_train - 1} (a fraction of them, e.g. "
-               f"{max(1, num_train // 10)})" if num_train > 1 else
-               "give 0: the split has one image")
-        raise SplitSizeError(f"val_size={val_size} leaves no training images out of "
-                             f"{num_train}: {fix}")
+    if (problem := val_size_problem(val_size, num_train)) is not None:
+        raise SplitSizeError(problem)
     return train_size, test_size, val_size
+
+
+def val_size_problem(val_size: int, num_train: int) -> str | None:
+    """Why `val_size` images cannot be carved from `num_train` training images, with the fix
+    (the library's and the config's message alike), or None where they can."""
+    if val_size < num_train:
+        return None
+    fix = (f"use at most {num_train - 1} (a fraction of them, e.g. {max(1, num_train // 10)})"
+           if num_train > 1 else "use 0: the split has one image")
+    return f"val_size={val_size} leaves no training images out of {num_train}: {fix}"
 
 
 def _kept(num_examples: int, size: int | None, subset: str, data_key: jax.Array,
