@@ -156,6 +156,8 @@ def check_model(model: nn.Module, task: Task, image_shape: tuple[int, int, int])
 
 
 def check_task(task: Task, image_shape: tuple[int, int, int]) -> None:
+    """A task that cannot run at `image_shape`, as a ConfigError naming its config field
+    (`check_model` names the task itself, for a task built outside a config)."""
     try:
         task.check(image_shape)
     except ValueError as e:

@@ -26,6 +26,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import jax
 import ml_collections
 from ml_collections import config_dict
 
@@ -273,7 +274,7 @@ def _positive_int(config: ml_collections.ConfigDict, path: str, optional: bool =
              f"config.{path}={value!r} must be a positive integer, e.g. --config.{path}=10")
 
 
-def get(config: ml_collections.ConfigDict, path: str):
+def get(config: ml_collections.ConfigDict, path: str) -> Any:
     """config["a.b"] for a dotted path."""
     node = config
     for part in path.split("."):
@@ -323,7 +324,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     return _construct(entry, options, "task")
 
 
-def make_loss(config: ml_collections.ConfigDict):
+def make_loss(config: ml_collections.ConfigDict) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """A plain autoencoder's per-image loss function, config.objective.loss."""
     return _entry(objectives.LOSSES, "objective.loss", config.objective.loss)
 

@@ -18,6 +18,7 @@ import os
 import sys
 
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from jaxae import build, losses
@@ -28,7 +29,8 @@ from jaxae.keys import derive_keys
 from jaxae.training.workdir import load_run_config
 
 
-def code_size(config, image_shape, num_classes) -> int:
+def code_size(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
+              num_classes: int) -> int:
     """The number of values in the run's code (the latent's size for a VAE)."""
     model = build.make_model(config, image_shape, num_classes)
     if model.latent_shape is None:
@@ -40,11 +42,8 @@ def pca_errors(train_u8: np.ndarray, test_u8: np.ndarray, sizes: list[int]) -> d
     """{k: {"test_mse", "test_psnr"}} of PCA with k components fitted on the training images."""
     train = jnp.asarray(train_u8.reshape(len(train_u8), -1), jnp.float32) / 255.0
     test = jnp.asarray(test_u8.reshape(len(test_u8), -1), jnp.float32) / 255.0
-    fitted = pca.fit(train, max(sizes))
     out = {}
-    for k in sizes:
-        part = pca.PCA(fitted.mean, fitted.components[:k])
-        recon = jnp.clip(pca.reconstruct(part, pca.project(part, test)), 0.0, 1.0)
+    for k, recon in pca.clipped_reconstructions(train, test, sizes):
         per_image = jnp.mean(jnp.square(recon - test), axis=1)
         out[k] = {"test_mse": float(per_image.mean()),
                   "test_psnr": float(losses.psnr(recon, test).mean())}

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jaxae.models import initializers
 from jaxae.training import steps
@@ -89,3 +90,17 @@ def test_every_scheme_initialises_a_model_whose_other_parameters_keep_their_valu
         assert float(state.params["gain"][0]) == 2.0  # the module's own value, kept
         np.testing.assert_array_equal(state.params["norm"]["scale"], np.ones(6))
         assert np.abs(np.asarray(state.params["dense"]["kernel"])).max() > 0
+
+
+def test_an_unknown_scheme_is_refused_not_drawn_as_glorot():
+    """"xavier" once fell through to Glorot; every entry point names the schemes instead."""
+    params = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones((2,))}}
+    with pytest.raises(ValueError, match="^init scheme 'xavier' is not a scheme: use one of "
+                                         "glorot, torch, lecun "):
+        initializers.apply_scheme(params, jax.random.key(0), "xavier")
+    model = flax.linen.Dense(2)
+    with pytest.raises(ValueError, match="'xavier' is not a scheme"):
+        steps.init_params(model, (1, 1, 3), jax.random.key(0), "xavier")
+    with pytest.raises(ValueError, match="'xavier' is not a scheme"):
+        steps.create_train_state(model, optax.sgd(0.1), (1, 1, 3), jax.random.key(0),
+                                 scheme="xavier", check=False)

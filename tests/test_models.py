@@ -890,3 +890,48 @@ def test_check_model_names_a_task_that_cannot_run_and_elbo_of_a_plain_ae_is_one_
     with pytest.raises(ValueError, match=r"NegativeELBO needs a variational model's aux "
                                          r"\(mean, log_sigma\), and this one has none"):
         objectives.NegativeELBO(objectives.Bernoulli())(logits, logits, {})
+
+
+class _ConditionalDense(_Dense):
+    """A plain AE of the user's that reads the class, in its encoder and its decoder."""
+    num_classes: int = 3
+
+    @property
+    def conditional(self):
+        return True
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        h = jnp.concatenate([x.reshape(x.shape[0], -1),
+                             jax.nn.one_hot(labels, self.num_classes)], axis=1)
+        return nn.Dense(self.latent_dim, name="encoder")(h)
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        h = jnp.concatenate([z, jax.nn.one_hot(labels, self.num_classes)], axis=1)
+        return nn.Dense(self.pixels, name="decoder")(h).reshape(z.shape[0], 28, 28, 1)
+
+
+def test_a_conditional_plain_autoencoders_samples_decode_each_image_with_its_class(tmp_path):
+    """The perturbed-code samples of a conditional plain AE once lost the labels (its
+    one-hot of None failed); they now encode and decode each image with its own class."""
+    import optax
+
+    from jaxae.data.splits import Split, Splits
+    from jaxae.evaluation import generation, pictures
+    from jaxae.training import steps
+    model = _ConditionalDense(image_shape=MNIST)
+    state = steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (12, *MNIST), np.uint8), np.arange(12) % 3)
+    data = Splits(split, None, split, ("a", "b", "c"), "random")
+    options = pictures.PictureOptions(num_images=4, eval_batch_size=6, manifold_size=3)
+    written = pictures.write_pictures(model, Reconstruct(), state.params, data, 3, "mine",
+                                      str(tmp_path), options)
+    assert written["samples.png"] == "mine: perturbed codes"
+    inputs, key = jnp.asarray(split.images[:3] / 255.0, jnp.float32), jax.random.key(1)
+    as_a = generation.perturbed_code_samples(model, state.params, inputs, key, jnp.zeros(3, int))
+    as_b = generation.perturbed_code_samples(model, state.params, inputs, key, jnp.ones(3, int))
+    assert as_a.shape == (3, *MNIST) and not np.allclose(as_a, as_b)  # the class is read
+    with pytest.raises(ValueError, match="is conditional on the class: pass labels="):
+        generation.perturbed_code_samples(model, state.params, inputs, key)

@@ -82,7 +82,7 @@ def gather_batch(arrays: dict[str, jax.Array], order: jax.Array, index: jax.Arra
 def take_rows(array: jax.Array, indices: jax.Array) -> jax.Array:
     """`jnp.take(array, indices, axis=0)`, the same values, gathered as flat [N, H*W*C] rows,
     which XLA's CPU backend gathers several times faster than [N, H, W, C] slices
-    (BENCHMARKS.md, the Intel Xeon note of commits 5892dea to 198bdc4)."""
+    (`python -m benchmarks.profile_epoch` lists a step's gathers)."""
     rows = array.reshape(array.shape[0], math.prod(array.shape[1:]))
     return jnp.take(rows, indices, axis=0).reshape(indices.shape + array.shape[1:])
 

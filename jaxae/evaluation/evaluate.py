@@ -22,7 +22,9 @@ from jaxae.evaluation.metrics import evaluate_split, padded_batches
 from jaxae.evaluation.pictures import PictureOptions, write_pictures
 from jaxae.evaluation.probe import train_probe
 from jaxae.keys import IWAE_STREAM, RECOGNITION_STREAM, derive_keys
+from jaxae.objectives import Objective
 from jaxae.registry import display_name
+from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, steps
 from jaxae.training.workdir import (
     WriteError,
@@ -182,13 +184,14 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
     config_lib.check_data_paths(config)
     data = build.load_run_data(config, keys.data, workdir)  # moved, never changed
     task = config_lib.make_task(config)
+    build.check_task(task, data.image_shape)  # named as train.py names it: config.task.
     model = build.make_model(config, data.image_shape, data.num_classes)
     build.check_model(model, task, data.image_shape)
     objective = build.make_objective(config, model)
     state = jax.eval_shape(lambda: steps.create_train_state(  # shapes only: nothing computed
         model, build.make_optimizer(config), task.input_shape(data.image_shape), keys.init,
         build.init_scheme(config), check=False))  # checked by check_model above
-    count, _ = memory.training_bytes(state)
+    count, _ = memory.state_size(state)
     memory.check_fits(memory.tree_bytes(state), f"the {display_name(config.model.name)} model has "
                       f"{count:,} parameters", "evaluate on a machine with more memory")
     # a step that fails to read while a run trains there may be one it is deleting
@@ -219,10 +222,13 @@ def _pictures_of(out_dir: str) -> list[str]:
         if isinstance(pictures, dict) else []
 
 
-def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task, objective,
-                   params: dict, data: Splits, step: int, out_dir: str) -> dict:
-    """Test metrics, the IWAE bounds of a variational model, the class recognition of a
-    conditional one, and the pictures, written into `out_dir`.
+def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Task,
+                   objective: Objective, params: dict, data: Splits, step: int, out_dir: str
+                   ) -> dict:
+    """A run's evaluation (evaluate.py's, as its config sets it): test metrics, the IWAE
+    bounds of a variational model, the class recognition of a conditional variational one,
+    and the pictures, written into `out_dir`. In a loop of one's own, `evaluate_split`,
+    `iwae.iwae_bounds` and `write_pictures` are its parts.
 
     `counts` says over how many images each figure is: the test metrics over the whole test
     split (`test_images`), the IWAE bounds over its first `iwae_images`.

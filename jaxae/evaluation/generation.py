@@ -134,39 +134,44 @@ def class_samples(model: nn.Module, params: dict, key: jax.Array, per_class: int
 
 
 def perturbed_code_samples(model: nn.Module, params: dict, inputs: jax.Array,
-                           key: jax.Array) -> np.ndarray:
+                           key: jax.Array, labels: jax.Array | None = None) -> np.ndarray:
     """Plain-AE generation, as in the material: decode code * (1 + N(0, 1) noise), the codes
     of `inputs`: float model inputs, what the model was trained to encode (the clean images
-    as `to_float` gives them, or a denoising task's corrupted ones)."""
+    as `to_float` gives them, or a denoising task's corrupted ones). A conditional model
+    takes each input's class as `labels`, for its code and its decode alike."""
     _check_float_inputs(inputs, "perturbed_code_samples")
     check_key(key, "perturbed_code_samples' key")
-    code = _code(model, params, inputs)
+    _check_labels(model, labels, len(inputs))
+    code = _code(model, params, inputs, labels)
     noisy = code * (1 + jax.random.normal(key, code.shape))
-    return decode(model, params, noisy)
+    return decode(model, params, noisy, labels)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _code(model: nn.Module, params: dict, inputs: jax.Array) -> jax.Array:
-    return model.apply({"params": params}, inputs, method="encode")
+def _code(model: nn.Module, params: dict, inputs: jax.Array, labels: jax.Array | None
+          ) -> jax.Array:
+    return model.apply({"params": params}, inputs, labels=labels, method="encode")
 
 
 def manifold_coordinates(variational: bool, size: int, codes: np.ndarray | None = None
                          ) -> np.ndarray:
-    """The latent values swept along each axis of a 2-D latent.
+    """The latent values [2, size] swept along each axis of a 2-D latent.
 
-    Variational: the N(0, 1) quantiles from 5% to 95% ([size]), so the grid covers the prior
-    evenly. A plain AE has no prior: the 5th to 95th percentiles of the test codes along each
-    axis ([2, size]).
+    Variational: the N(0, 1) quantiles from 5% to 95% on both axes, so the grid covers the
+    prior evenly. A plain AE has no prior: the 5th to 95th percentiles of the test codes
+    along each axis.
     """
     if variational:
-        return np.asarray(norm.ppf(jnp.linspace(0.05, 0.95, size)))
+        quantiles = np.asarray(norm.ppf(jnp.linspace(0.05, 0.95, size)))
+        return np.stack([quantiles, quantiles])
     low, high = np.percentile(codes, [5, 95], axis=0)
     return np.linspace(low, high, size).T
 
 
 def manifold(model: nn.Module, params: dict, coords: np.ndarray) -> np.ndarray:
-    """Images [rows, cols, H, W, C]: row i has z[1] = y_i (top = largest), column j z[0] = x_j."""
-    xs, ys = (coords, coords) if coords.ndim == 1 else (coords[0], coords[1])
+    """Images [rows, cols, H, W, C] over coords [2, size]: row i has z[1] = y_i (top =
+    largest), column j z[0] = x_j."""
+    xs, ys = coords
     grid_x, grid_y = np.meshgrid(xs, ys[::-1])
     z = jnp.asarray(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1), jnp.float32)
     images = decode(model, params, z)

@@ -1,10 +1,11 @@
 """The pictures of a trained model, chosen by what the model and the task declare.
 
 - reconstructions.png: [the task's input and classical baseline,] output, original;
-- samples.png: a conditional model's samples per requested class, a variational model's
-  samples from the prior, or a plain autoencoder's decodes of perturbed codes (the
-  material's generation: [the task's input,] three draws, original); none for a model
-  without a code (`latent_shape` None);
+- samples.png: a conditional variational model's samples per requested class, a
+  variational model's samples from the prior, or a plain autoencoder's decodes of perturbed
+  codes (the material's generation: [the task's input,] three draws, original; a
+  conditional one's with each image's own class); none for a model without a code
+  (`latent_shape` None);
 - manifold.png: for a 2-D code, decoded images over a grid of the latent plane (not for a
   conditional model, whose plane differs per class);
 - latent_scatter.png: test codes coloured by class (of the task's inputs, where they differ
@@ -101,7 +102,9 @@ def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, nu
         grid = generation.prior_samples(model, params, key, PRIOR_SAMPLE_ROWS * num_images)
         rows = grid.reshape(PRIOR_SAMPLE_ROWS, num_images, *grid.shape[1:])
         return "samples from the prior", [("z ~ N(0, I)", row) for row in rows]
-    images = np.asarray(data.test.images)[picture_indices(data.test.labels, num_images)]
+    indices = picture_indices(data.test.labels, num_images)
+    images = np.asarray(data.test.images)[indices]
+    labels = np.asarray(data.test.labels)[indices] if model.conditional else None
     rows = []  # in the reconstruction picture's order: [input,] what the model made, original
     if task is None:
         inputs = to_float(images)
@@ -112,7 +115,7 @@ def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, nu
                          np.asarray(task.input_as_image(inputs, targets.shape[1:]))))
     for i in range(PERTURBED_SAMPLE_ROWS):
         perturbed = generation.perturbed_code_samples(model, params, inputs,
-                                                      jax.random.fold_in(key, i))
+                                                      jax.random.fold_in(key, i), labels)
         rows.append((f"code x (1+N(0,1))\ndraw {i + 1}", perturbed))
     return "perturbed codes", rows + [("original", images / 255.0)]
 
@@ -157,7 +160,7 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits,
             coords = generation.manifold_coordinates(model.variational, options.manifold_size,
                                                      codes)
             grid = generation.manifold(model, params, coords)
-            xs, ys = (coords, coords) if coords.ndim == 1 else (coords[0], coords[1])
+            xs, ys = coords
             span = ("the N(0, 1) quantiles 5% to 95%" if model.variational
                     else "the test codes' 5th to 95th percentiles (latent_scatter.png)")
             plots.manifold(grid, xs, ys, *save("manifold.png",

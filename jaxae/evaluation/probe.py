@@ -52,14 +52,21 @@ class Probe(NamedTuple):
     std: jax.Array
 
     def predict(self, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        apply = jax.jit(lambda x: jnp.argmax(self.model.apply(
-            {"params": self.params}, (x - self.mean) / self.std), axis=-1))
-        return np.concatenate([np.asarray(apply(jnp.asarray(features[i:i + batch_size],
-                                                             jnp.float32)))
-                               for i in range(0, len(features), batch_size)])
+        """Class ids [N] of [N, F] features, in batches (one compiled program per
+        classifier and batch shape, whichever probe's parameters it runs)."""
+        return np.concatenate([
+            np.asarray(_predict(self.model, self.params, self.mean, self.std,
+                                jnp.asarray(features[i:i + batch_size], jnp.float32)))
+            for i in range(0, len(features), batch_size)])
 
     def accuracy(self, features: np.ndarray, labels: np.ndarray) -> float:
-        return float(np.mean(self.predict(features) == labels))
+        return float(np.mean(self.predict(features) == np.asarray(labels)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(classifier: Classifier, params: dict, mean: jax.Array, std: jax.Array,
+             x: jax.Array) -> jax.Array:
+    return jnp.argmax(classifier.apply({"params": params}, (x - mean) / std), axis=-1)
 
 
 @functools.partial(jax.jit, static_argnames=("hidden", "num_classes", "epochs", "batch_size",

@@ -64,17 +64,11 @@ def flat_pixels(images_u8: np.ndarray) -> jnp.ndarray:
 
 
 def pca_test_mse(splits: Splits, sizes: list[int]) -> dict[int, float]:
-    """Test MSE per pixel of PCA with d components, fitted on the training images, for each d;
-    its reconstructions clipped to the pixels' [0, 1], as the autoencoders' sigmoid keeps
-    theirs (clipping costs nothing and only lowers the error)."""
-    train, test = flat_pixels(splits.train.images), flat_pixels(splits.test.images)
-    fitted = pca.fit(train, max(sizes))
-    errors = {}
-    for d in sizes:
-        part = pca.PCA(fitted.mean, fitted.components[:d])
-        recon = jnp.clip(pca.reconstruct(part, pca.project(part, test)), 0.0, 1.0)
-        errors[d] = float(jnp.mean(jnp.square(recon - test)))
-    return errors
+    """Test MSE per pixel of PCA with d components, fitted on the training images, for each d
+    (`pca.clipped_reconstructions`)."""
+    test = flat_pixels(splits.test.images)
+    return {d: float(jnp.mean(jnp.square(recon - test))) for d, recon in
+            pca.clipped_reconstructions(flat_pixels(splits.train.images), test, sizes)}
 
 
 def model_latents(key: str, scale: str) -> tuple[int, ...]:

@@ -3,19 +3,14 @@ on its codes; compare with the same classifier on PCA codes of the same size and
 
 from __future__ import annotations
 
-import functools
 import math
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxae.data import Split, Splits
-from jaxae.data.batches import to_float
-from jaxae.evaluation import pca
-from jaxae.evaluation.generation import deterministic_codes
-from jaxae.evaluation.probe import Probe, train_probe
+from jaxae.data import Splits
+from jaxae.evaluation import generation, pca
+from jaxae.evaluation.probe import train_probe
 from jaxae.experiments import figures
 from jaxae.experiments.ae_vs_pca import (
     AUTOENCODERS,
@@ -27,7 +22,6 @@ from jaxae.experiments.common import (
     Context,
     DataChoice,
     Result,
-    Run,
     and_list,
     by_dataset,
     column,
@@ -50,41 +44,14 @@ def encoder_name(key: str) -> str:
     return f"{key} encoder"
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _correct(classifier: nn.Module, params: dict, mean: jax.Array, std: jax.Array,
-             x: jax.Array, labels: jax.Array) -> jax.Array:
-    logits = classifier.apply({"params": params}, (x - mean) / std)
-    return jnp.sum(jnp.argmax(logits, axis=-1) == labels)
-
-
-def accuracy(probe: Probe, features: np.ndarray, labels: np.ndarray) -> float:
-    """The probe's accuracy (what Probe.accuracy gives), compiled once per feature width."""
-    correct = _correct(probe.model, probe.params, probe.mean, probe.std,
-                       jnp.asarray(features, jnp.float32), jnp.asarray(labels))
-    return float(correct) / len(labels)
-
-
 def probe_row(dataset: str, splits: Splits, name: str, dim: int,
               train_x: np.ndarray, test_x: np.ndarray, min_steps: int) -> dict:
     """Trains the linear softmax probe on `train_x` and scores it on both splits."""
     probe = train_probe(np.asarray(train_x), splits.train.labels, jax.random.key(PROBE_SEED),
                         hidden=(), epochs=PROBE_EPOCHS, min_steps=min_steps)
     return {"dataset": dataset, "features": name, "dim": dim,
-            "train_accuracy": accuracy(probe, train_x, splits.train.labels),
-            "test_accuracy": accuracy(probe, test_x, splits.test.labels)}
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _encode(model: nn.Module, params: dict, images_u8: jax.Array) -> jax.Array:
-    return deterministic_codes(model, params, to_float(images_u8))
-
-
-def codes(run: Run, split: Split, batch_size: int = 1000) -> np.ndarray:
-    """The frozen encoder's (flattened) codes of a split's images. The parameters are an
-    argument of the compiled function, so one model compiles once for every run and data set."""
-    parts = [_encode(run.model, run.params, split.images[i:i + batch_size])
-             for i in range(0, len(split), batch_size)]
-    return np.concatenate([np.asarray(p) for p in parts])
+            "train_accuracy": probe.accuracy(train_x, splits.train.labels),
+            "test_accuracy": probe.accuracy(test_x, splits.test.labels)}
 
 
 def dataset_rows(ctx: Context, choice: DataChoice, shapes: dict | None = None) -> list[dict]:
@@ -109,7 +76,10 @@ def dataset_rows(ctx: Context, choice: DataChoice, shapes: dict | None = None) -
         if t.fixed and shapes is not None:
             shapes[t.key] = tuple(t.run.model.latent_shape)
         row = probe_row(choice.title, splits, encoder_name(t.key), t.latent,
-                        codes(t.run, splits.train), codes(t.run, splits.test), min_steps)
+                        generation.encode(t.run.model, t.run.params, splits.train.images,
+                                          splits.train.labels),
+                        generation.encode(t.run.model, t.run.params, splits.test.images,
+                                          splits.test.labels), min_steps)
         row["points_over_pca"] = 100 * (row["test_accuracy"] - pca_accuracy[t.latent])
         rows.append(row)
     return rows

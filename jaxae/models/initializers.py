@@ -17,6 +17,13 @@ SCHEMES = ("glorot", "torch", "lecun")
 DEFAULT_SCHEME = "glorot"  # the material's (Keras)
 
 
+def check_scheme(scheme: str) -> None:
+    """ValueError for a scheme not in SCHEMES (one line, naming them), before any drawing."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"init scheme {scheme!r} is not a scheme: use one of "
+                         f"{', '.join(SCHEMES)} (lecun keeps the modules' own initialisers)")
+
+
 def _fan_in(kernel_shape: tuple[int, ...]) -> int:
     """Inputs per output unit: in_features for Dense, kh * kw * in_channels for Conv."""
     return math.prod(kernel_shape[:-1])
@@ -69,7 +76,9 @@ def apply_scheme(params: dict, key: jax.Array, scheme: str) -> dict:
     """Params with every Dense/Conv kernel and bias (a module's `kernel`, and the `bias`
     beside it) redrawn under `scheme` ("lecun": as is); any other parameter (a LayerNorm's
     scale, a user module's own) keeps the value its module gave it. Only the redrawn
-    leaves' shapes and dtypes are read: they may be `jax.ShapeDtypeStruct`s."""
+    leaves' shapes and dtypes are read: they may be `jax.ShapeDtypeStruct`s. A scheme not
+    in SCHEMES is a ValueError."""
+    check_scheme(scheme)
     if scheme == "lecun":
         return params
     kernels = _kernel_paths(params)

@@ -1,11 +1,13 @@
 """A lower bound on a run's memory, checked before anything is placed on a device.
 
-`jax.eval_shape` of the state's initialisation traces it without running it (milliseconds,
-nothing allocated, whatever the model's size), so a model that cannot fit is one line
+`jax.eval_shape` of the state's initialisation traces it without running it (nothing
+computed or allocated, whatever the model's size), so a model that cannot fit is one line
 instead of minutes spent allocating it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import numpy as np
@@ -13,7 +15,7 @@ import numpy as np
 from jaxae.config import ConfigError
 
 
-def tree_bytes(tree) -> int:
+def tree_bytes(tree: Any) -> int:
     """Bytes of every array (or ShapeDtypeStruct) in a tree."""
     return sum(int(np.prod(x.shape, dtype=np.int64)) * np.dtype(x.dtype).itemsize
                for x in jax.tree.leaves(tree))
@@ -58,7 +60,7 @@ def available_bytes(device: jax.Device) -> tuple[int | None, str]:
     return host_available_bytes(), "available host memory"
 
 
-def training_bytes(state_shapes) -> tuple[int, int]:
+def state_size(state_shapes: Any) -> tuple[int, int]:
     """(parameter count, bytes a training step holds at least): the parameters, their
     gradient and update, and the optimiser's state. Activations are not counted: the bound
     refuses only runs that cannot fit."""

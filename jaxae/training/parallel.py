@@ -8,6 +8,7 @@ devices of one host, and on several hosts started with `jax.distributed`.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import jax
 import numpy as np
@@ -47,7 +48,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def put_replicated(tree, mesh: Mesh):
+def put_replicated(tree: Any, mesh: Mesh) -> Any:
     """Host arrays (the same on every process) as global arrays replicated on every device."""
     sharding = replicated(mesh)
 

@@ -81,13 +81,16 @@ def init_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[jax.Arr
 
 def init_params(model: nn.Module, input_shape: tuple[int, ...], key: jax.Array,
                 scheme: str = "lecun") -> dict:
-    """Fresh parameters for inputs of `input_shape` (one image), redrawn under `scheme`.
+    """Fresh parameters for inputs of `input_shape` (one image), redrawn under `scheme`
+    (`initializers.SCHEMES`; "lecun" keeps the modules' own initialisers, Flax's default,
+    where a config's default is the material's "glorot").
 
     A scheme that redraws every leaf (`initializers.redraws_every_leaf`) needs only the
     parameters' shapes (`jax.eval_shape` of Flax's init): the model's forward pass is then
     traced but never compiled. Where some leaf keeps its module's value (a LayerNorm's
     scale, a user module's own parameter), Flax's init computes the values.
     """
+    initializers.check_scheme(scheme)
     init_key, scheme_key = jax.random.split(key)
     x, kwargs = init_inputs(model, input_shape)
     init = lambda: model.init(init_key, x, **kwargs)["params"]  # noqa: E731
@@ -111,6 +114,7 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
     decode, BatchNorm), is one DeclarationError naming the fix. `check=False` skips it where
     `jaxae.build.check_model` has run (the trainer)."""
     check_key(init_key, "create_train_state's init_key")
+    initializers.check_scheme(scheme)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise ValueError(f"create_train_state's input_shape={input_shape}: give one input's "

@@ -5,7 +5,7 @@ yet), take the workdir's writer lock, load the data, build the model, task and o
 (sizes checked against the data), bound the state's memory (`jax.eval_shape`, nothing
 placed on a device), restore the newest checkpoint if the workdir holds one (a checkpoint
 that does not fit is refused before any array is read), then train; config.json is written
-once the run's first checkpoint is on disk.
+just before a fresh run's first checkpoint, and once a resumed run has saved one of its own.
 
 Training runs in chunks: the steps between two points where the host has something to do
 (log, checkpoint, evaluate, end of epoch, stop) run as one compiled loop over batches
@@ -87,8 +87,9 @@ class _Evaluations:
         return listed or bool(self.every and step % self.every == 0)
 
 
-def evaluate_splits(eval_step, params, data: Splits, batch_size: int, eval_key: jax.Array,
-                    floor_step=None, floors: dict[str, dict[str, float]] | None = None
+def evaluate_splits(eval_step: Callable, params: dict, data: Splits, batch_size: int,
+                    eval_key: jax.Array, floor_step: Callable | None = None,
+                    floors: dict[str, dict[str, float]] | None = None
                     ) -> dict[str, float]:
     """Test (and validation) metrics, prefixed 'test_' / 'val_'.
 
@@ -233,7 +234,7 @@ def _check_position(position: dict, num_examples: int, batch_size: int, step: in
 def _check_memory(config: ml_collections.ConfigDict, like, data: Splits) -> None:
     """The state, a gradient and an update, and the training images, against the memory of
     this process's first device: before anything is placed on it."""
-    count, needed = memory.training_bytes(like)
+    count, needed = memory.state_size(like)
     if data.streamed:  # a chunk of batches at a time is on the device
         chunk = min(config.train.log_every_steps, len(data.train) // config.train.batch_size)
         needed += chunk * config.train.batch_size * (math.prod(data.image_shape) + 4)
@@ -331,7 +332,7 @@ def _local(tree):
     return jax.tree.map(lambda a: a.addressable_data(0), tree)
 
 
-def parameter_checksum(params) -> float:
+def parameter_checksum(params: dict) -> float:
     """Sum of |p| over every parameter, in float64: equal across processes in step."""
     return float(sum(np.abs(np.asarray(leaf, np.float64)).sum()
                      for leaf in jax.tree.leaves(_local(params))))
@@ -364,9 +365,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     uninterrupted run.
 
     Nothing is written before the run is accepted (config, workdir, lock, data, memory,
-    checkpoint fit); config.json is (re)written once the run's first checkpoint is on disk,
-    so a refused run, or one that fails before saving, leaves the workdir's description as
-    it was. A failed checkpoint write ends the run at the next chunk with
+    checkpoint fit); config.json is written just before a fresh run's first checkpoint
+    and once a resumed run's first checkpoint of its own is on disk (`_RunFiles`), so a
+    refused run, or one that fails before saving, leaves the workdir's description as it
+    was. A failed checkpoint write ends the run at the next chunk with
     CheckpointWriteError; a non-finite quantity with FloatingPointError naming the knob.
     """
     config_lib.validate(config)
