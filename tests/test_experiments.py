@@ -34,7 +34,12 @@ from jaxae.experiments import (
 from jaxae.experiments.__main__ import main
 from jaxae.experiments.common import load_config, printed_sign, run_name
 from jaxae.experiments.quality import K1, K2, ssim
-from jaxae.experiments.render import display_path, display_paths, render_section
+from jaxae.experiments.render import (
+    describe_training,
+    display_path,
+    display_paths,
+    render_section,
+)
 from jaxae.experiments.report import PAGE, write_report
 from jaxae.registry import Registry
 
@@ -542,7 +547,9 @@ def test_data_specificity_notes_follow_the_rows():
                              ("conv_ae", DIGITS): (0.05571, 0.01629),
                              ("vae", FASHION): (264.5, 266.1), ("vae", DIGITS): (781.3, 162.7)})
     sizes = {FASHION: 60_000, DIGITS: 4_000}
-    text = " ".join(data_specificity.notes(784, rows, choices, sizes))
+    even = {FASHION: [4680, 2340], DIGITS: [4650, 2325]}
+    text = " ".join(data_specificity.notes(784, rows, choices, sizes, even))
+    assert "about the same number of steps on either data set" in text
     assert "extreme case" not in text and "errors are smaller in absolute terms" not in text
     assert "every off-diagonal error is higher than the in-domain one of its column (4 of 4)" \
         in text
@@ -554,7 +561,12 @@ def test_data_specificity_notes_follow_the_rows():
     assert f"The models trained on {DIGITS} saw 4,000 training images against {FASHION}'s " \
            "60,000." in text
     rows[0]["on_mnist5k"] = 0.01  # conv_ae trained on Fashion-MNIST does better on MNIST
-    text = " ".join(data_specificity.notes(784, rows, choices, {FASHION: 512, DIGITS: 512}))
+    capped = {FASHION: [234, 234], DIGITS: [93, 93]}  # a scale's cap on epochs undid it
+    text = " ".join(data_specificity.notes(784, rows, choices, {FASHION: 512, DIGITS: 512},
+                                           capped))
+    assert (f"The scale's cap on epochs left the models trained on {DIGITS} 93 steps against "
+            f"234 on {FASHION}: the table compares lengths of training as well as data sets."
+            ) in text and "about the same number of steps" not in text
     assert f"higher in 3 of 4 cases; not for conv_ae trained on {FASHION}, tested on {DIGITS}." \
         in text
     assert "saw" not in text
@@ -705,3 +717,54 @@ def test_the_training_line_says_which_runs_this_command_trained():
     assert render._train_summary({}) == "no training runs"
     assert "1 of them trained by this command (the others reloaded" in render._train_summary(
         {"a": run, "b": reloaded})
+
+
+def test_the_training_line_gives_each_data_sets_steps_and_says_where_they_differ():
+    runs = {"a": {"dataset": FASHION, "steps": 4680, "epochs": 10, "seed": 0},
+            "b": {"dataset": FASHION, "steps": 2340, "epochs": 5, "seed": 0},
+            "c": {"dataset": DIGITS, "steps": 310, "epochs": 10, "seed": 0}}
+    line = describe_training(runs)
+    assert line.startswith(f"{FASHION} 2,340-4,680 steps a run (5-10 epochs); {DIGITS} 310 "
+                           "steps a run (10 epochs): the data sets' runs trained for different "
+                           "numbers of steps"), line
+    assert line.endswith("; one run per row, seed 0")
+    runs["c"].update(steps=4650, epochs=150)
+    runs.pop("b")
+    assert "different numbers" not in describe_training(runs)
+    assert describe_training({}) is None
+
+
+def test_the_dae_sweeps_comparison_says_when_the_data_sets_trained_for_other_lengths():
+    rows = [{"dataset": d, "latent": 940, "test_psnr": p, "input_psnr": 12.7, "gain_db": p - 12.7}
+            for d, p in ((FASHION, 20.1), (DIGITS, 16.9))]
+    uneven = dae_sweep.comparison_finding(rows, {FASHION: [4680], DIGITS: [310]})
+    assert uneven.endswith(f"The runs on {DIGITS} trained for 310 steps against 4,680 on "
+                           f"{FASHION}, so the gap between the data sets is partly one of "
+                           "training length."), uneven
+    even = dae_sweep.comparison_finding(rows, {FASHION: [4680], DIGITS: [4650]})
+    assert "training length" not in even and even.startswith("Data sets compared: ")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["data_specificity", "--scale", "tiny", "--datasets", "fashion_mnist"],
+     "error: data_specificity compares 2 data sets, and --datasets 'fashion_mnist' names 1: "
+     "pass --datasets fashion_mnist,mnist"),
+    (["dae_sweep", "--scale", "tiny", "--datasets", "mnist,mnist"],
+     "error: --datasets 'mnist,mnist' names a data set twice: name each once"),
+])
+def test_the_experiments_cli_refuses_data_sets_it_cannot_compare_in_one_line(argv, message,
+                                                                            tmp_path):
+    with pytest.raises(SystemExit) as caught:
+        main([*argv, "--out", str(tmp_path)])
+    assert str(caught.value) == message
+    assert os.listdir(tmp_path) == []  # refused before anything is trained or written
+
+
+def test_a_report_page_that_cannot_be_written_is_one_line(tmp_path):
+    results = tmp_path / "results"
+    (results / "configs").mkdir(parents=True)
+    (results / "configs" / "table.md").write_text("| config |\n|---|\n")
+    with pytest.raises(SystemExit) as caught:
+        main(["report", "--out", str(results), "--page", str(tmp_path)])
+    assert str(caught.value).startswith(f"error: the report {tmp_path} cannot be written ")
+    assert str(caught.value).endswith("pass a --page (or --out) you can write to")

@@ -16,7 +16,13 @@ from jaxae.experiments.common import SCALES, Context, Result, write_result
 EXPERIMENTS = ("ae_vs_pca", "encoder_probe", "dae_sweep", "data_specificity",
                "classical_baselines")
 
-__all__ = ["EXPERIMENTS", "SCALES", "Context", "Result", "run_experiment"]
+__all__ = ["EXPERIMENTS", "SCALES", "Context", "Result", "datasets_needed", "run_experiment"]
+
+
+def datasets_needed(name: str) -> int:
+    """How many data sets experiment `name` compares (its module's DATASETS_NEEDED; 1 where
+    it declares none)."""
+    return getattr(importlib.import_module(f"jaxae.experiments.{name}"), "DATASETS_NEEDED", 1)
 
 
 def run_experiment(name: str, ctx: Context) -> dict:

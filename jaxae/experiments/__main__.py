@@ -15,7 +15,7 @@ import jax
 
 from jaxae import cli
 from jaxae.data.sources import MNIST_NAMES
-from jaxae.experiments import EXPERIMENTS, SCALES, Context, run_experiment
+from jaxae.experiments import EXPERIMENTS, SCALES, Context, datasets_needed, run_experiment
 from jaxae.experiments.report import CONFIGS_TABLE, load_records, write_report
 
 
@@ -51,6 +51,9 @@ def context(args: argparse.Namespace) -> Context:
     if unknown or not datasets:
         raise SystemExit(f"error: --datasets {args.datasets!r}: choose from "
                          f"{', '.join(MNIST_NAMES)}")
+    if len(set(datasets)) < len(datasets):
+        raise SystemExit(f"error: --datasets {args.datasets!r} names a data set twice: name "
+                         "each once")
     return Context(out=args.out, scale=SCALES[args.scale], tfds_dir=args.tfds_dir,
                    datasets=datasets, mnist=args.mnist)
 
@@ -64,18 +67,38 @@ def main(argv: list[str] | None = None) -> None:
                      "scripts/config_results.py its configs/table.md): run one first (python -m "
                      f"jaxae.experiments all --scale tiny --out {args.out}), or pass the --out "
                      "it wrote into")
-        print(f"wrote {write_report(args.out, args.page)}")
+        print(f"wrote {report(args)}")
         return
     ctx = context(args)
+    names = list(EXPERIMENTS) if args.name == "all" else [args.name]
+    for name in list(names):
+        if (needed := datasets_needed(name)) > len(ctx.datasets):
+            if args.name != "all":
+                sys.exit(f"error: {name} compares {needed} data sets, and --datasets "
+                         f"{args.datasets!r} names {len(ctx.datasets)}: pass --datasets "
+                         "fashion_mnist,mnist")
+            print(f"note: {name} is left out: it compares {needed} data sets, and --datasets "
+                  f"names {len(ctx.datasets)}", flush=True)
+            names.remove(name)
     if not jax.config.jax_compilation_cache_dir:  # compiled programs kept for the next command
         cache = os.path.join(args.out, "cache", "jax")
         jax.config.update("jax_compilation_cache_dir", os.path.abspath(cache))
-    for name in EXPERIMENTS if args.name == "all" else [args.name]:
+    for name in names:
         record = cli.run(run_experiment, name, ctx)
         print(f"{name}: wrote {os.path.join(args.out, name)}/table.md, table.json, plot.png "
               f"in {record['wall_time_s']:.1f} s", flush=True)
     if args.name == "all":
-        print(f"wrote {write_report(args.out, args.page)}")
+        print(f"wrote {report(args)}")
+
+
+def report(args: argparse.Namespace) -> str:
+    """RESULTS.md written from the tables under --out; a page that cannot be written is one
+    line naming it (the tables are left as they are)."""
+    try:
+        return write_report(args.out, args.page)
+    except OSError as e:
+        sys.exit(f"error: the report {e.filename or args.page} cannot be written "
+                 f"({e.strerror or e}): pass a --page (or --out) you can write to")
 
 
 if __name__ == "__main__":

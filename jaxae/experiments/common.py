@@ -343,7 +343,7 @@ class Context:
             run, seconds = self._runs[workdir]
             self.used_runs[f"{choice.key}/{name}"] = {
                 **info, "epochs": run.config.train.num_epochs, "steps": run.step,
-                "trained_now": False, "train_seconds": seconds}
+                "seed": run.config.seed, "trained_now": False, "train_seconds": seconds}
             return run
         config = self.config(config_name, choice, overrides)
         before = _last_logged_step(workdir)
@@ -363,13 +363,21 @@ class Context:
         epochs = config.train.num_epochs
         metrics = final_test_metrics(workdir, epochs)
         self.used_runs[f"{choice.key}/{name}"] = {
-            **info, "epochs": epochs, "steps": int(state.step),
+            **info, "epochs": epochs, "steps": int(state.step), "seed": config.seed,
             "trained_now": trained_now, "train_seconds": seconds}
         model = build.make_model(config, splits.image_shape, splits.num_classes)
         run = Run(name, workdir, config, model, config_lib.make_task(config),
                   build.make_objective(config, model), state.params, metrics, int(state.step))
         self._runs[workdir] = (run, seconds)
         return run
+
+
+def steps_per_dataset(runs: dict) -> dict[str, list[int]]:
+    """{data set: the steps each of its runs took}, from a context's `used_runs`."""
+    out: dict[str, list[int]] = {}
+    for run in runs.values():
+        out.setdefault(run["dataset"], []).append(run["steps"])
+    return out
 
 
 def run_name(config_name: str, overrides: Overrides) -> str:

@@ -14,7 +14,9 @@ from jaxae.experiments.common import (
     by_dataset,
     column,
     fewer_images,
+    steps_per_dataset,
 )
+from jaxae.experiments.render import STEPS_APART
 
 TITLE = "Denoising autoencoder: code size sweep under dropout corruption (rate 0.5)"
 CONFIG = "dae_dropout"  # dense_ae, task denoise, corruption "dropout", dropout_rate 0.5
@@ -73,8 +75,10 @@ def smallest_near_best(rows: list[dict]) -> dict:
                key=lambda r: r["latent"])
 
 
-def comparison_finding(rows: list[dict]) -> str | None:
-    """How the two data sets differ: floor, best PSNR and the gain over the floor."""
+def comparison_finding(rows: list[dict], run_steps: dict[str, list[int]]) -> str | None:
+    """How the two data sets differ: floor, best PSNR and the gain over the floor; and, where
+    their runs (`run_steps`: {data set: each run's steps}) trained for different numbers of
+    steps, that the comparison is of training length too."""
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     if len(datasets) < 2:
         return None
@@ -85,7 +89,14 @@ def comparison_finding(rows: list[dict]) -> str | None:
         parts.append(f"{dataset} floor {best['input_psnr']:.2f} dB, best {best['test_psnr']:.2f}"
                      f" dB ({best['gain_db']:+.2f} dB at d={best['latent']}), within "
                      f"{NEAR_BEST_DB} dB of it from d={smallest_near_best(mine)['latent']}")
-    return "Data sets compared: " + "; ".join(parts) + "."
+    text = "Data sets compared: " + "; ".join(parts) + "."
+    lengths = {dataset: max(run_steps.get(dataset, [0])) for dataset in datasets}
+    fewest, most = min(lengths, key=lengths.get), max(lengths, key=lengths.get)
+    if lengths[most] > STEPS_APART * lengths[fewest]:
+        text += (f" The runs on {fewest} trained for {lengths[fewest]:,} steps against "
+                 f"{lengths[most]:,} on {most}, so the gap between the data sets is partly one "
+                 "of training length.")
+    return text
 
 
 def _best(rows: list[dict]) -> dict:
@@ -239,7 +250,7 @@ def run(ctx: Context) -> Result:
     sizes = ctx.train_sizes()
     findings = [f for dataset in dict.fromkeys(r["dataset"] for r in rows)
                 for f in dataset_findings([r for r in rows if r["dataset"] == dataset], pixels)]
-    compared = comparison_finding(rows)
+    compared = comparison_finding(rows, steps_per_dataset(ctx.used_runs))
     columns = [column("dataset", "data set"), column("latent", "code size d", "d"),
                column("test_psnr", "DAE output PSNR (dB)", ".2f"),
                column("input_psnr", "corrupted input PSNR, floor (dB)", ".2f"),

@@ -15,7 +15,9 @@ from jaxae.experiments.common import (
     and_list,
     column,
     fewer_images,
+    steps_per_dataset,
 )
+from jaxae.experiments.render import STEPS_APART
 from jaxae.keys import derive_keys
 from jaxae.training import steps
 
@@ -24,6 +26,7 @@ MODELS = {  # model -> (config, metric name, how to read it from evaluate_split)
     "conv_ae": ("conv_ae_fashion", "test MSE per pixel", lambda m: m["mse"]),
     "vae": ("vae_fashion_2d", "test negative ELBO (nats per image)", lambda m: -m["elbo"]),
 }
+DATASETS_NEEDED = 2  # a model trained on one data set, tested on the other
 
 
 def cross_error(run: Run, ctx: Context, target: DataChoice, read) -> float:
@@ -121,13 +124,21 @@ def penalty_note(cases: list[dict]) -> str:
 
 
 def notes(pixels: int, rows: list[dict], choices: list[DataChoice],
-          train_sizes: dict[str, int]) -> list[str]:
+          train_sizes: dict[str, int], run_steps: dict[str, list[int]]) -> list[str]:
     """Why the numbers come out as they do, for images of `pixels` values; what is said about
-    the results is computed from `rows` (and `train_sizes`: {data set: training images})."""
+    the results is computed from `rows`, `train_sizes` ({data set: training images}) and
+    `run_steps` ({data set: the steps each of its runs took})."""
     cases = cross_cases(rows, choices)
-    steps = ("Each model trains for about the same number of steps on either data set (the "
-             "smaller set for proportionally more epochs, as far as the scale's cap on epochs "
-             "allows), so that the table compares data sets, not lengths of training.")
+    fewest, most = (min(run_steps.items(), key=lambda kv: max(kv[1])),
+                    max(run_steps.items(), key=lambda kv: max(kv[1])))
+    if max(most[1]) <= STEPS_APART * max(fewest[1]):
+        steps = ("Each model trains for about the same number of steps on either data set (the "
+                 "smaller set for proportionally more epochs), so that the table compares data "
+                 "sets, not lengths of training.")
+    else:
+        steps = (f"The scale's cap on epochs left the models trained on {fewest[0]} "
+                 f"{max(fewest[1]):,} steps against {max(most[1]):,} on {most[0]}: the table "
+                 "compares lengths of training as well as data sets.")
     if (fewer := fewer_images(train_sizes)) is not None:
         small, n, large, m = fewer
         steps = (f"The models trained on {small} saw {n:,} training images against {large}'s "
@@ -167,7 +178,7 @@ def plot(rows: list[dict], choices: list[DataChoice], scale: str, path: str) -> 
 
 def run(ctx: Context) -> Result:
     choices = ctx.data()
-    if len(choices) < 2:
+    if len(choices) < DATASETS_NEEDED:
         raise ValueError("data_specificity needs two data sets: --datasets fashion_mnist,mnist")
     rows = [row for model in MODELS for row in model_rows(ctx, model, choices)]
     pixels = math.prod(ctx.splits(choices[0]).image_shape)
@@ -181,8 +192,9 @@ def run(ctx: Context) -> Result:
                  "the conv AE and the VAE, each trained on Fashion-MNIST and on MNIST, on both "
                  "test splits: a 2x2 table per model.",
         columns=columns, rows=rows, findings=findings(rows, choices),
-        notes=notes(pixels, rows, choices, sizes),
+        notes=notes(pixels, rows, choices, sizes, steps_per_dataset(ctx.used_runs)),
         plot=lambda path: plot(rows, choices, ctx.scale.name, path),
         settings={"configs": "configs/conv_ae_fashion.py and configs/vae_fashion_2d.py, "
                              "with data.name set per row, and train.num_epochs raised for the "
-                             "smaller training set to about the larger one's steps"})
+                             "smaller training set to about the larger one's steps, up to the "
+                             "scale's cap on epochs"})

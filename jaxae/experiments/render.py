@@ -121,6 +121,40 @@ def _train_summary(runs: dict) -> str:
     return f"{len(runs)} training runs, {how}; training them took {total:,.0f} s in all"
 
 
+# Data sets whose runs' training steps differ by more than this factor are said to compare
+# lengths of training as well as data.
+STEPS_APART = 1.1
+
+
+def _span(values: list[int]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
+
+
+def describe_training(runs: dict) -> str | None:
+    """How long the runs trained, per data set, and with which seeds: the rows of two data
+    sets whose runs took different numbers of steps differ in training as well as data."""
+    by_dataset: dict[str, list[dict]] = {}
+    for run in runs.values():
+        by_dataset.setdefault(run["dataset"], []).append(run)
+    if not by_dataset:
+        return None
+    parts = [f"{dataset} {_span([r['steps'] for r in mine])} steps a run "
+             f"({_span([r['epochs'] for r in mine])} epochs)"
+             for dataset, mine in by_dataset.items()]
+    text = "; ".join(parts)
+    medians = sorted(sorted(r["steps"] for r in mine)[len(mine) // 2]
+                     for mine in by_dataset.values())
+    if len(medians) > 1 and medians[-1] > STEPS_APART * medians[0]:
+        text += (": the data sets' runs trained for different numbers of steps, so their rows "
+                 "differ in training as well as in data")
+    seeds = sorted({r["seed"] for r in runs.values() if "seed" in r})
+    if seeds:
+        text += (f"; one run per row, seed {_span(seeds)}" if len(seeds) == 1 else
+                 f"; one run per row, seeds {', '.join(map(str, seeds))}")
+    return text
+
+
 def render_section(record: dict, plot_path: str, level: int = 2) -> str:
     """The markdown of one experiment: what it asks, how it was run, table, findings, plot."""
     hashes = "#" * level
@@ -131,6 +165,8 @@ def render_section(record: dict, plot_path: str, level: int = 2) -> str:
              f"on {describe_machine(record['machine'])}",
              f"- wall time of the command: {record['wall_time_s']:,.1f} s; "
              f"{_train_summary(record['runs'])}",
+             *([f"- training: {training}"] if (training := describe_training(record["runs"]))
+               else []),
              "- data:", describe_data(record["data"]), ""]
     if record["settings"]:
         settings = "; ".join(f"{k}: {v}" for k, v in record["settings"].items())
