@@ -21,6 +21,8 @@ from jaxae.experiments.common import (
     column,
     fewer_images,
     printed_sign,
+    steps_note,
+    steps_per_dataset,
 )
 
 TITLE = "Autoencoders against PCA: test reconstruction error by code size"
@@ -226,9 +228,11 @@ def bar_finding(rows: list[dict], scale: str) -> str:
 
 
 def notes(image_shape: tuple[int, int, int], fixed: Fixed, rows: list[dict],
-          train_sizes: dict[str, int]) -> list[str]:
+          train_sizes: dict[str, int], run_steps: dict[str, list[int]] | None = None
+          ) -> list[str]:
     """Why the numbers come out as they do, for images of `image_shape`; every statement about
-    the results is computed from `rows` (and `train_sizes`: {data set: training images})."""
+    the results is computed from `rows`, `train_sizes` ({data set: training images}) and
+    `run_steps` ({data set: each run's steps})."""
     pixels = math.prod(image_shape)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     conv_note = []
@@ -245,13 +249,11 @@ def notes(image_shape: tuple[int, int, int], fixed: Fixed, rows: list[dict],
             f"{and_list(ratios)}."]
     falls = (", and PCA's own error falls as d grows, leaving less room for a better code"
              if pca_error_falls(rows) else "")
-    steps_note = "The configs fix epochs, not steps (table.json lists each run's steps)."
-    if (fewer := fewer_images(train_sizes)) is not None:
+    steps = steps_note(run_steps or {})
+    if steps and (fewer := fewer_images(train_sizes)) is not None:
         small, n, large, m = fewer
-        steps_note += (f" On {small}'s {n:,} training images against {large}'s {m:,}, the same "
-                       f"epochs are about {m / n:.3g} times fewer Adam steps: there the "
-                       "autoencoders are trained less as well as on less data, while PCA is "
-                       "fitted exactly on either.")
+        steps = (f"{small} has {n:,} training images against {large}'s {m:,}. {steps} PCA is "
+                 "fitted exactly on either.")
     return [
         "PCA is the best linear code: among all rank-d linear encoders and decoders, the d "
         "leading principal components give the smallest squared error (Eckart-Young). An "
@@ -267,7 +269,7 @@ def notes(image_shape: tuple[int, int, int], fixed: Fixed, rows: list[dict],
         "non-linearly: its d-dimensional code can follow a curved set of images that a "
         f"d-dimensional plane cannot{falls}." + here(rows, "deep_ae"),
         *conv_note,
-        steps_note,
+        *([steps] if steps else []),
         "Errors are test mean squared errors per pixel (pixels in [0, 1]); summed squared error "
         f"per image = {pixels} x MSE. PCA is fitted with jaxae.evaluation.pca (an SVD in JAX) "
         "on the same training images the autoencoders were trained on; its reconstructions are "
@@ -323,7 +325,7 @@ def run(ctx: Context) -> Result:
                  "at the same code size.",
         columns=columns, rows=rows,
         findings=comparison_findings(rows) + [bar_finding(rows, ctx.scale.name)],
-        notes=notes(image_shape, fixed, rows, sizes),
+        notes=notes(image_shape, fixed, rows, sizes, steps_per_dataset(ctx.used_runs)),
         plot=lambda path: plot(rows, ctx.scale.name, sizes, fixed, path),
         settings={"code sizes": code_sizes(ctx.scale.name, fixed),
                   "configs": "configs/default.py (dense_ae), configs/deep_ae.py, "

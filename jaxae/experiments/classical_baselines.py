@@ -23,6 +23,8 @@ from jaxae.experiments.common import (
     and_list,
     column,
     printed_sign,
+    steps_note,
+    steps_per_dataset,
 )
 from jaxae.keys import BLUR_FIT_STREAM, derive_keys
 from jaxae.tasks import baselines
@@ -221,9 +223,11 @@ def learned_detail_note(rows: list[dict]) -> str:
                    f"{and_list(described)}.")
 
 
-def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES) -> list[str]:
+def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES,
+          run_steps: dict[str, list[int]] | None = None) -> list[str]:
     """Why the numbers come out as they do; what is said about the results is computed from
-    `rows` (`fit_images`: the training images the blur width was fit on)."""
+    `rows` (`fit_images`: the training images the blur width was fit on; `run_steps`: {data
+    set: each run's steps})."""
     return [
         "Super-resolution inputs are the test images average-pooled by 2 or 4; 'input' shows "
         "them enlarged by pixel repetition. Bicubic and bilinear upsampling are "
@@ -238,6 +242,7 @@ def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES) -> list[str]:
         "standard constants K1 = 0.01, K2 = 0.03 on a data range of 1, averaged over the window "
         "positions inside the image; PSNR is per image, averaged over the test split.",
         learned_detail_note(rows),
+        *([steps] if (steps := steps_note(run_steps or {})) else []),
     ]
 
 
@@ -279,7 +284,8 @@ def run(ctx: Context) -> Result:
                  "image operation does with the same input? PSNR and SSIM against the clean "
                  "test image.",
         columns=columns, rows=rows, findings=findings(rows),
-        notes=notes(rows, min(BLUR_FIT_IMAGES, *ctx.train_sizes().values())),
+        notes=notes(rows, min(BLUR_FIT_IMAGES, *ctx.train_sizes().values()),
+                    steps_per_dataset(ctx.used_runs)),
         plot=lambda path: plot(rows, ctx.scale.name, path),
         settings={"tasks": "; ".join(labels), "configs": configs_setting(tasks)})
 

@@ -31,7 +31,7 @@ from jaxae import config as config_lib
 from jaxae.data import DATASETS, DataError, Dataset, Split, Splits, idx, mnist5k
 from jaxae.data.batches import steps_per_epoch
 from jaxae.data.builder import FULL_SIZES
-from jaxae.experiments.render import render_section
+from jaxae.experiments.render import STEPS_APART, render_section
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training.trainer import StopRequested, train_and_evaluate
@@ -327,13 +327,35 @@ class Context:
                                          "plain test split and cannot use it")
         return config
 
+    def equal_steps(self, config_name: str, choice: DataChoice, overrides: Overrides
+                    ) -> Overrides:
+        """{"train.num_epochs": n} that gives a run on a smaller training set than the
+        command's largest about as many steps as a run there (as far as the scale's cap on
+        epochs allows); {} for the largest set, or where `overrides` set the epochs. A model
+        trained on 4,000 MNIST digits for the epochs a config sets for Fashion-MNIST's 60,000
+        would take 15x fewer steps, and a comparison of the data sets would measure that."""
+        if "train.num_epochs" in overrides:
+            return {}
+        sizes = [len(self.splits(c).train) for c in self.data()]
+        mine = len(self.splits(choice).train)
+        if mine >= max(sizes):
+            return {}
+        epochs = self.config(config_name, choice, overrides).train.num_epochs
+        raised = math.ceil(epochs * max(sizes) / mine)
+        if self.scale.max_epochs:
+            raised = min(raised, self.scale.max_epochs)
+        return {} if raised == epochs else {"train.num_epochs": raised}
+
     def train(self, config_name: str, choice: DataChoice, overrides: Overrides | None = None
               ) -> Run:
         """Trains `jaxae.configs.<config_name>` with `overrides` (dotted paths, e.g.
         {"model.latent_dim": 2}) on `choice`, or reloads the finished run from its workdir
         (from memory when this process already has it); returns its parameters, the model,
-        task and objective they belong to, and its final test metrics."""
+        task and objective they belong to, and its final test metrics. A run on a smaller
+        training set than the command's largest trains for about as many steps
+        (`equal_steps`)."""
         overrides = dict(overrides or {})
+        overrides |= self.equal_steps(config_name, choice, overrides)
         splits = self.splits(choice)  # records the data the run uses
         name = run_name(config_name, overrides)
         workdir = os.path.join(self.out, "runs", self.scale.name, choice.key, name)
@@ -378,6 +400,22 @@ def steps_per_dataset(runs: dict) -> dict[str, list[int]]:
     for run in runs.values():
         out.setdefault(run["dataset"], []).append(run["steps"])
     return out
+
+
+def steps_note(run_steps: dict[str, list[int]]) -> str | None:
+    """Whether the data sets' runs (`run_steps`: {data set: each run's steps}) trained for
+    about as many steps, in a sentence; None for one data set."""
+    if len(run_steps) < 2:
+        return None
+    lengths = {dataset: max(steps) for dataset, steps in run_steps.items()}
+    fewest, most = min(lengths, key=lengths.get), max(lengths, key=lengths.get)
+    if lengths[most] <= STEPS_APART * lengths[fewest]:
+        return ("Each data set's runs train for about the same number of steps (a smaller "
+                "training set for proportionally more epochs), so rows of different data sets "
+                "differ in their data, not in their length of training.")
+    return (f"The scale's cap on epochs left the runs on {fewest} {lengths[fewest]:,} steps "
+            f"against {lengths[most]:,} on {most}: rows of different data sets differ in their "
+            "length of training as well as in their data.")
 
 
 def run_name(config_name: str, overrides: Overrides) -> str:

@@ -15,9 +15,9 @@ from jaxae.experiments.common import (
     and_list,
     column,
     fewer_images,
+    steps_note,
     steps_per_dataset,
 )
-from jaxae.experiments.render import STEPS_APART
 from jaxae.keys import derive_keys
 from jaxae.training import steps
 
@@ -37,25 +37,12 @@ def cross_error(run: Run, ctx: Context, target: DataChoice, read) -> float:
     return read(metrics)
 
 
-def equal_steps(ctx: Context, config: str, choices: list[DataChoice]) -> dict[str, dict]:
-    """{data set key: overrides} that give every data set's run about as many training steps
-    as the largest set's: a model trained on 4,000 MNIST digits for the config's Fashion-MNIST
-    epochs would take 15x fewer steps, and its errors would measure that, not its data."""
-    sizes = {c.key: len(ctx.splits(c).train.images) for c in choices}
-    largest = max(sizes.values())
-    epochs = ctx.config(config, choices[0]).train.num_epochs
-    return {key: {} if size == largest else
-            {"train.num_epochs": math.ceil(epochs * largest / size)}
-            for key, size in sizes.items()}
-
-
 def model_rows(ctx: Context, model: str, choices: list[DataChoice]) -> list[dict]:
     """The 2x2 block of one model: a row per training set, a column per test set."""
     config, metric, read = MODELS[model]
-    overrides = equal_steps(ctx, config, choices)
     rows = []
     for source in choices:
-        run = ctx.train(config, source, overrides[source.key])
+        run = ctx.train(config, source)  # the smaller set for about the larger's steps
         row = {"model": model, "metric": metric, "trained_on": source.title}
         for target in choices:
             row[f"on_{target.key}"] = cross_error(run, ctx, target, read)
@@ -129,16 +116,7 @@ def notes(pixels: int, rows: list[dict], choices: list[DataChoice],
     the results is computed from `rows`, `train_sizes` ({data set: training images}) and
     `run_steps` ({data set: the steps each of its runs took})."""
     cases = cross_cases(rows, choices)
-    fewest, most = (min(run_steps.items(), key=lambda kv: max(kv[1])),
-                    max(run_steps.items(), key=lambda kv: max(kv[1])))
-    if max(most[1]) <= STEPS_APART * max(fewest[1]):
-        steps = ("Each model trains for about the same number of steps on either data set (the "
-                 "smaller set for proportionally more epochs), so that the table compares data "
-                 "sets, not lengths of training.")
-    else:
-        steps = (f"The scale's cap on epochs left the models trained on {fewest[0]} "
-                 f"{max(fewest[1]):,} steps against {max(most[1]):,} on {most[0]}: the table "
-                 "compares lengths of training as well as data sets.")
+    steps = steps_note(run_steps) or ""
     if (fewer := fewer_images(train_sizes)) is not None:
         small, n, large, m = fewer
         steps = (f"The models trained on {small} saw {n:,} training images against {large}'s "
