@@ -77,7 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.task = ml_collections.ConfigDict({
         "name": "reconstruct",  # "reconstruct", "denoise" or "superresolve" (jaxae.tasks)
         "corruption": "dropout",  # denoise: "dropout" or "gaussian"
-        "dropout_rate": 0.5,  # denoise, dropout: probability that a pixel is set to 0
+        "dropout_rate": 0.5,  # denoise, dropout: probability that a pixel value is set to 0
         "dropout_rescale": False,  # denoise, dropout: also divide kept pixels by (1 - rate)
         "noise_std": 0.3,  # denoise, gaussian: std of the additive noise (clipped to [0, 1])
         "factor": 2,  # superresolve: the input is the image average-pooled by this factor

@@ -134,7 +134,8 @@ def bernoulli_16bit(key: jax.Array, p: float, shape: tuple[int, ...]) -> jax.Arr
 
 
 def dropout_noise(key: jax.Array, images: jax.Array, rate: float, rescale: bool) -> jax.Array:
-    """Sets each pixel to 0 with probability `rate`.
+    """Sets each pixel value to 0 with probability `rate`: each channel of a colour pixel on
+    its own, as a dropout layer drops each element (for grey images, each pixel).
 
     rescale=False (our default) keeps the kept pixels as they are, so the corrupted image is
     still an image in [0, 1]: the same corruption can be shown, scored in PSNR and applied at

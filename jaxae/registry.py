@@ -75,7 +75,8 @@ class Registry:
         if name in self._entries:
             return self._entries[name]
         if ":" not in name:
-            close = difflib.get_close_matches(name, self._entries, n=1)
+            same_letters = [n for n in self._entries if n.lower() == name.lower()]
+            close = same_letters or difflib.get_close_matches(name, self._entries, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise RegistryError(
                 f"unknown {self.kind} {name!r}: {hint}choose one of {', '.join(self._entries)}, "

@@ -977,15 +977,36 @@ def test_npz_files_of_other_kinds_and_labels_past_any_class_count_are_one_line(t
     for train, words in (
             (images.astype(np.int64), "train_images has dtype int64, not uint8: its values are "
                                       "0..255: store train_images.astype(np.uint8)"),
-            (images.astype(np.float32), "has dtype float32, not uint8: store pixel values "
-                                        "0..255 as uint8"),
+            (images.astype(np.float32) + 2, "has dtype float32, not uint8: store pixel values "
+                                            "0..255 as uint8"),
             (np.zeros((4, 3, 8, 8), np.uint8), "has shape (4, 3, 8, 8): give [N, H, W] or "
              "[N, H, W, C] images with C = 1 or 3 and N > 0 (channels first? store "
-             "np.transpose(train_images, (0, 2, 3, 1)))")):
+             "np.transpose(train_images, (0, 2, 3, 1)))"),
+            (np.zeros((4, 3, 8, 6), np.uint8), "(channels first? store np.transpose("),
+            (np.full((4, 8, 8, 1), 0.5), "its values are in [0, 1]: store (train_images * "
+                                         "255).round().astype(np.uint8)"),
+            (np.full((4, 8, 8, 1), np.nan), "train_images holds NaN: store pixel values"),
+            (np.zeros((4, 8, 8, 4), np.uint8), "(RGBA? drop the alpha channel: "
+                                               "train_images[..., :3])"),
+            (np.zeros((32, 32, 3), np.uint8), "has shape (32, 32, 3), read as 32 grey images 32 "
+             "pixels wide: give [N, H, W, C] images (one colour image: train_images[None])")):
         np.savez(tmp_path / "kinds.npz", train_images=train, test_images=images)
         with pytest.raises(DataError) as excinfo:
             load_npz(str(tmp_path / "kinds.npz"))
         one_line(excinfo, words)
+
+
+def test_pixels_all_0_or_1_are_taken_with_a_warning(tmp_path, capsys) -> None:
+    """uint8 images holding only 0 and 1 (pixels in [0, 1] cast without scaling) trained as
+    black images without a word."""
+    binary = np.random.default_rng(0).integers(0, 2, (4, 8, 8, 1), np.uint8)
+    np.savez(tmp_path / "binary.npz", train_images=binary, test_images=binary)
+    assert load_npz(str(tmp_path / "binary.npz")).train_images.max() == 1
+    assert ("every pixel of train_images is 0 or 1: if they are pixels in [0, 1], store them "
+            "as 0..255 ((x * 255).round().astype(np.uint8))") in capsys.readouterr().err
+    np.savez(tmp_path / "grey.npz", train_images=binary * 255, test_images=binary * 255)
+    load_npz(str(tmp_path / "grey.npz"))
+    assert "0 or 1" not in capsys.readouterr().err
 
 
 def test_an_image_past_pillows_size_limit_is_one_line(tmp_path, monkeypatch) -> None:
@@ -1019,3 +1040,54 @@ def test_a_truncated_npz_and_class_names_of_two_axes_are_one_line(tmp_path):
     with pytest.raises(DataError) as excinfo:
         load_npz(str(tmp_path / "names.npz"))
     one_line(excinfo, "class_names is an array of shape (1, 2): give one name per class")
+
+
+def test_capitalised_train_and_test_folders_are_the_split_layout_not_two_classes(tmp_path):
+    """Train/ and Test/ once read as two classes, each split mixing the other's images."""
+    from jaxae.data.folder import plan_folder
+
+    rng = np.random.default_rng(0)
+    for split, n in (("Train", 4), ("Test", 2)):
+        for name in ("cat", "dog"):
+            for i in range(n):
+                save_png(tmp_path / "pets" / split / name / f"{i}.png",
+                         rng.integers(0, 256, (8, 8, 3), np.uint8))
+    plan = plan_folder(tmp_path / "pets")
+    assert plan.layout == "train/test" and plan.class_names == ("cat", "dog")
+    assert all(rel.startswith("Train/") for rel, _ in plan.files["train"])
+    assert all(rel.startswith("Test/") for rel, _ in plan.files["test"])
+    assert len(plan.files["train"]) == 8 and len(plan.files["test"]) == 4
+    save_png(tmp_path / "pets" / "Val" / "cat" / "0.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(DataError, match=r"mixes Train/ with other folders \(Val\)"):
+        plan_folder(tmp_path / "pets")
+
+
+def test_linked_folders_inside_a_class_are_followed_once(tmp_path):
+    """As torchvision's ImageFolder: a class's linked sub-folder is read (it was skipped
+    without a word), and a link back up the tree does not loop."""
+    from jaxae.data.folder import plan_folder
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        for i in range(2):
+            save_png(tmp_path / "shots" / name / f"{i}.png",
+                     rng.integers(0, 256, (8, 8), np.uint8))
+    for i in range(5):
+        save_png(tmp_path / "elsewhere" / f"{i}.png", rng.integers(0, 256, (8, 8), np.uint8))
+    (tmp_path / "shots" / "b" / "more").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "shots" / "b" / "loop").symlink_to(tmp_path / "shots" / "b")
+    plan = plan_folder(tmp_path / "shots")
+    listed = sorted(rel for split in ("train", "test") for rel, _ in plan.files[split])
+    assert listed == ["a/0.png", "a/1.png", "b/0.png", "b/1.png",
+                      *(f"b/more/{i}.png" for i in range(5))]
+
+
+def test_a_32_bit_image_is_named_unusable_not_corrupt(tmp_path) -> None:
+    from PIL import Image
+
+    path = tmp_path / "f0.tif"
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(path)  # a valid mode-F TIFF
+    with pytest.raises(DataError) as excinfo:
+        load_image(str(path), (4, 4, 1))
+    assert str(excinfo.value) == (f"image {path} cannot be used: 32-bit mode F is not "
+                                  "supported, save it as 8-bit PNG")

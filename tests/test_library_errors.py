@@ -259,3 +259,12 @@ def test_write_pictures_takes_a_key_and_names_a_split_or_state_given_for_its_arg
         assert (tmp_path / "key" / name).read_bytes() == (tmp_path / "seed" / name).read_bytes()
     for seed_key, int_key in zip(derive_keys(jax.random.key(3)), derive_keys(3), strict=True):
         np.testing.assert_array_equal(jax.random.key_data(seed_key), jax.random.key_data(int_key))
+
+
+def test_a_registered_name_in_other_letter_case_is_suggested():
+    from jaxae.data import DATASETS
+    from jaxae.registry import RegistryError
+
+    with pytest.raises(RegistryError, match="unknown data set 'Fashion_MNIST': did you mean "
+                                            "'fashion_mnist'?"):
+        DATASETS.get("Fashion_MNIST")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import zipfile
 from collections.abc import Sequence
 
@@ -29,22 +30,47 @@ MAX_CLASSES = 100_000  # label ids past this are not class indices (pictures dra
 
 
 def _images(name: str, array: np.ndarray, where: str) -> np.ndarray:
-    """uint8 [N, H, W, C] from uint8 [N, H, W] or [N, H, W, C] (C = 1 or 3)."""
+    """uint8 [N, H, W, C] from uint8 [N, H, W] or [N, H, W, C] (C = 1 or 3). Images whose
+    pixels are all 0 or 1 are taken with a warning: pixels 0..1 stored as uint8 by mistake
+    would train on black images."""
     if array.dtype != np.uint8:
-        integers = (np.issubdtype(array.dtype, np.integer) and array.size
-                    and 0 <= array.min() and array.max() <= 255)
-        fix = (f"its values are 0..255: store {name}.astype(np.uint8)" if integers else
-               "store pixel values 0..255 as uint8")
-        raise DataError(f"{where}: {name} has dtype {array.dtype}, not uint8: {fix}")
+        raise DataError(f"{where}: {name} has dtype {array.dtype}, not uint8: "
+                        f"{_uint8_fix(name, array)}")
+    if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[1] != array.shape[2]:
+        raise DataError(f"{where}: {name} has shape {array.shape}, read as {array.shape[0]} "
+                        f"grey images {array.shape[1]} pixels wide: give [N, H, W, C] images "
+                        f"(one colour image: {name}[None])")
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3) or len(array) == 0:
-        first = (f" (channels first? store np.transpose({name}, (0, 2, 3, 1)))"
-                 if array.ndim == 4 and array.shape[1] in (1, 3)  # [N, C, H, W], H = W
-                 and array.shape[2] == array.shape[3] else "")
+        hint = ""
+        if array.ndim == 4 and array.shape[-1] == 4:
+            hint = f" (RGBA? drop the alpha channel: {name}[..., :3])"
+        elif array.ndim == 4 and array.shape[1] in (1, 3):  # [N, C, H, W]
+            hint = f" (channels first? store np.transpose({name}, (0, 2, 3, 1)))"
         raise DataError(f"{where}: {name} has shape {array.shape}: give [N, H, W] or "
-                        f"[N, H, W, C] images with C = 1 or 3 and N > 0{first}")
+                        f"[N, H, W, C] images with C = 1 or 3 and N > 0{hint}")
+    if array.max() <= 1:
+        print(f"warning: {where}: every pixel of {name} is 0 or 1: if they are pixels in "
+              f"[0, 1], store them as 0..255 ((x * 255).round().astype(np.uint8)); binary "
+              "images stored as 0 and 1 train as nearly black ones", file=sys.stderr,
+              flush=True)
     return array
+
+
+def _uint8_fix(name: str, array: np.ndarray) -> str:
+    """How to store `array` as uint8 pixels 0..255, from what its values are."""
+    integer = np.issubdtype(array.dtype, np.integer)
+    if not array.size or not (integer or np.issubdtype(array.dtype, np.floating)):
+        return "store pixel values 0..255 as uint8"
+    if not integer and np.isnan(array).any():
+        return f"{name} holds NaN: store pixel values 0..255 as uint8"
+    low, high = array.min(), array.max()
+    if integer and 0 <= low and high <= 255:
+        return f"its values are 0..255: store {name}.astype(np.uint8)"
+    if 0 <= low and high <= 1:
+        return f"its values are in [0, 1]: store ({name} * 255).round().astype(np.uint8)"
+    return "store pixel values 0..255 as uint8"
 
 
 def from_arrays(train_images: np.ndarray, test_images: np.ndarray,

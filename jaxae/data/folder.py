@@ -100,10 +100,19 @@ class FolderPlan:
 
 def _list_images(folder: str, root: str) -> tuple[list[str], list[str]]:
     """Return (image paths, other file paths) under `folder`, relative to `root`, sorted;
-    hidden files and folders (starting with '.') are skipped."""
+    hidden files and folders (starting with '.') are skipped. Linked folders are followed,
+    as torchvision's ImageFolder follows them, each real folder read once (a link back up
+    the tree would loop)."""
     images, other = [], []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    seen = {os.path.realpath(folder)}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        kept = []
+        for d in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if not d.startswith(".") and real not in seen:
+                seen.add(real)
+                kept.append(d)
+        dirnames[:] = kept
         for name in filenames:
             if name.startswith("."):
                 continue
@@ -242,15 +251,16 @@ def plan_folder(
         raise DataError(f"test_fraction={test_fraction} is not in [0, 1)")
     top = _subdirs(root)
     ignored: list[str] = []
-    if "train" in top:
-        extra = [d for d in top if d not in ("train", "test")]
+    split_dirs = {d.lower(): d for d in top if d.lower() in ("train", "test")}  # Train/ too
+    if "train" in split_dirs:
+        extra = [d for d in top if d.lower() not in ("train", "test")]
         if extra:
             raise DataError(
-                f"image folder {root} mixes train/ with other folders ({', '.join(extra)}): "
-                "keep only train/ and test/, or only class folders"
+                f"image folder {root} mixes {split_dirs['train']}/ with other folders "
+                f"({', '.join(extra)}): keep only train/ and test/, or only class folders"
             )
-        train = _class_files(root, "train", ignored)
-        test = _class_files(root, "test", ignored) if "test" in top else {}
+        train = _class_files(root, split_dirs["train"], ignored)
+        test = _class_files(root, split_dirs["test"], ignored) if "test" in split_dirs else {}
         class_names = tuple(train)
         unknown = sorted(set(test) - set(train))
         if unknown:

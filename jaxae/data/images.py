@@ -120,13 +120,17 @@ def has_transparency(image: Image.Image) -> bool:
         image.mode == "P" and "transparency" in image.info)
 
 
+class UnsupportedMode(ValueError):
+    """A whole image in a pixel format the images are not converted from."""
+
+
 def _to_mode(image: Image.Image, mode: str) -> Image.Image:
     """A decoded image as 8-bit 'L' or 'RGB': 16-bit grey scaled to 8 bits, transparency
     composited onto black."""
     if image.mode in SIXTEEN_BIT_MODES:
         image = Image.fromarray((np.asarray(image, np.uint32) >> 8).astype(np.uint8), "L")
     elif image.mode in ("I", "F"):
-        raise ValueError(f"32-bit mode {image.mode} is not supported, save it as 8-bit PNG")
+        raise UnsupportedMode(f"32-bit mode {image.mode} is not supported, save it as 8-bit PNG")
     if has_transparency(image):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
@@ -150,6 +154,8 @@ def load_image(path: str, image_shape: tuple[int, int, int], resize: bool = True
             image = converted.copy() if converted is image else converted  # usable once closed
     except Image.DecompressionBombError as e:
         raise DataError(too_large(path, e)) from None
+    except UnsupportedMode as e:
+        raise DataError(f"image {path} cannot be used: {e}") from None
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise DataError(f"image {path} is corrupt, truncated or not an image ({e}): replace "
                         "or remove it") from None

@@ -95,9 +95,10 @@ CORRUPTIONS = ("dropout", "gaussian")
 @register_task("denoise")
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Denoise(Task):
-    """The input is the target corrupted afresh at every step: each pixel zeroed with
-    probability `dropout_rate` (kept pixels divided by 1 - rate if `dropout_rescale`, as a
-    dropout layer does), or N(0, noise_std^2) added and clipped to [0, 1]."""
+    """The input is the target corrupted afresh at every step: each pixel value (each channel
+    of a colour pixel on its own) zeroed with probability `dropout_rate` (kept values divided
+    by 1 - rate if `dropout_rescale`, as a dropout layer does), or N(0, noise_std^2) added
+    and clipped to [0, 1]."""
 
     corruption: str = "dropout"
     dropout_rate: float = 0.5
