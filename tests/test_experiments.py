@@ -743,7 +743,7 @@ def test_the_training_line_gives_each_data_sets_steps_and_says_where_they_differ
     assert line.startswith(f"{FASHION} 2,340-4,680 steps a run (5-10 epochs); {DIGITS} 310 "
                            "steps a run (10 epochs): the data sets' runs trained for different "
                            "numbers of steps"), line
-    assert line.endswith("; one run per row, seed 0")
+    assert line.endswith("; each run trained once, with seed 0")
     runs["c"].update(steps=4650, epochs=150)
     runs.pop("b")
     assert "different numbers" not in describe_training(runs)

@@ -143,15 +143,14 @@ def describe_training(runs: dict) -> str | None:
              f"({_span([r['epochs'] for r in mine])} epochs)"
              for dataset, mine in by_dataset.items()]
     text = "; ".join(parts)
-    medians = sorted(sorted(r["steps"] for r in mine)[len(mine) // 2]
-                     for mine in by_dataset.values())
-    if len(medians) > 1 and medians[-1] > STEPS_APART * medians[0]:
+    longest = sorted(max(r["steps"] for r in mine) for mine in by_dataset.values())
+    if len(longest) > 1 and longest[-1] > STEPS_APART * longest[0]:
         text += (": the data sets' runs trained for different numbers of steps, so their rows "
                  "differ in training as well as in data")
     seeds = sorted({r["seed"] for r in runs.values() if "seed" in r})
     if seeds:
-        text += (f"; one run per row, seed {_span(seeds)}" if len(seeds) == 1 else
-                 f"; one run per row, seeds {', '.join(map(str, seeds))}")
+        text += (f"; each run trained once, with seed {seeds[0]}" if len(seeds) == 1 else
+                 f"; each run trained once, with seeds {', '.join(map(str, seeds))}")
     return text
 
 
