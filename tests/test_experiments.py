@@ -776,6 +776,15 @@ def test_the_experiments_cli_refuses_data_sets_it_cannot_compare_in_one_line(arg
     assert os.listdir(tmp_path) == []  # refused before anything is trained or written
 
 
+def test_an_out_folder_that_cannot_be_written_is_one_line_naming_out(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as caught:
+        main(["dae_sweep", "--scale", "tiny", "--out", str(tmp_path / "a_file" / "results")])
+    assert str(caught.value).startswith(f"error: --out {tmp_path / 'a_file' / 'results'} cannot "
+                                        "be written (")
+    assert str(caught.value).endswith("): pass an --out you can write to")
+
+
 def test_a_report_page_that_cannot_be_written_is_one_line(tmp_path):
     results = tmp_path / "results"
     (results / "configs").mkdir(parents=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 
 import jax
 
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {report(args)}")
         return
     ctx = context(args)
+    check_out(args.out)
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     for name in list(names):
         if (needed := datasets_needed(name)) > len(ctx.datasets):
@@ -89,6 +91,17 @@ def main(argv: list[str] | None = None) -> None:
               f"in {record['wall_time_s']:.1f} s", flush=True)
     if args.name == "all":
         print(f"wrote {report(args)}")
+
+
+def check_out(out: str) -> None:
+    """--out made if missing; one that cannot be written is one line, before any work."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        sys.exit(f"error: --out {out} cannot be written ({e.strerror or e}): pass an --out "
+                 "you can write to")
 
 
 def report(args: argparse.Namespace) -> str:
