@@ -592,8 +592,14 @@ def _saved_data_like(saved: dict[str, tuple | str]) -> dict | None:
     return {name: np.zeros(shape, dtype) for name, (shape, dtype) in specs.items()}
 
 
+# What the restores give with_data=True: the state, and the data position saved beside it
+# (None for a checkpoint saved without one).
+Restored = tuple[train_state.TrainState, dict[str, np.ndarray] | None]
+
+
 def restore_state(manager: ocp.CheckpointManager, like: train_state.TrainState,
-                  step: int | None = None, with_data: bool = False):
+                  step: int | None = None, with_data: bool = False
+                  ) -> train_state.TrainState | Restored:
     """The TrainState saved at `step` (default: the newest), in the structure of `like`;
     with_data: (state, the saved data position or None)."""
     step = _existing_step(manager, step)
@@ -639,7 +645,8 @@ def _vanished(manager: ocp.CheckpointManager, step: int, settle_s: float = VANIS
 
 
 def restore_step(manager: ocp.CheckpointManager, like: train_state.TrainState, step: int,
-                 settle_s: float = VANISH_SETTLE_S, with_data: bool = False):
+                 settle_s: float = VANISH_SETTLE_S, with_data: bool = False
+                 ) -> train_state.TrainState | Restored:
     """restore_state at one step: CheckpointMismatch if it does not fit, CheckpointVanished
     if it is deleted while read, CheckpointDamaged if it is there and cannot be read.
     settle_s: how long a folder being deleted may take to go (0 where nothing else can
@@ -664,7 +671,8 @@ def restore_step(manager: ocp.CheckpointManager, like: train_state.TrainState, s
 
 def restore_newest_intact(manager: ocp.CheckpointManager, like: train_state.TrainState,
                           attempts: int = 5, settle_s: float = VANISH_SETTLE_S,
-                          with_data: bool = False, listed: bool = False):
+                          with_data: bool = False, listed: bool = False
+                          ) -> train_state.TrainState | Restored | None:
     """The newest checkpoint that restores; damaged ones are passed over with a one-line
     warning. None when there is no checkpoint at all.
 
