@@ -988,8 +988,8 @@ def test_npz_files_of_other_kinds_and_labels_past_any_class_count_are_one_line(t
             (np.full((4, 8, 8, 1), np.nan), "train_images holds NaN: store pixel values"),
             (np.zeros((4, 8, 8, 4), np.uint8), "(RGBA? drop the alpha channel: "
                                                "train_images[..., :3])"),
-            (np.zeros((32, 32, 3), np.uint8), "has shape (32, 32, 3), read as 32 grey images 32 "
-             "pixels wide: give [N, H, W, C] images (one colour image: train_images[None])")):
+            (np.zeros((32, 32, 3), np.uint8), "has shape (32, 32, 3), read as 32 grey images of "
+             "32x3 pixels: give [N, H, W, C] images (one colour image: train_images[None])")):
         np.savez(tmp_path / "kinds.npz", train_images=train, test_images=images)
         with pytest.raises(DataError) as excinfo:
             load_npz(str(tmp_path / "kinds.npz"))
@@ -1059,6 +1059,12 @@ def test_capitalised_train_and_test_folders_are_the_split_layout_not_two_classes
     assert len(plan.files["train"]) == 8 and len(plan.files["test"]) == 4
     save_png(tmp_path / "pets" / "Val" / "cat" / "0.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(DataError, match=r"mixes Train/ with other folders \(Val\)"):
+        plan_folder(tmp_path / "pets")
+    (tmp_path / "pets" / "Val" / "cat" / "0.png").unlink()
+    (tmp_path / "pets" / "Val" / "cat").rmdir()
+    (tmp_path / "pets" / "Val").rmdir()
+    save_png(tmp_path / "pets" / "train" / "cat" / "9.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(DataError, match=r"has Train/ and train/: merge them into one train/$"):
         plan_folder(tmp_path / "pets")
 
 

@@ -337,11 +337,6 @@ def test_static_binarization_is_one_fixed_bernoulli_draw(tiny_config):
     grey = build.load_data(tiny_config(), keys.data).train.images / 255.0
     # each pixel is on with probability equal to its intensity
     np.testing.assert_allclose((data.train.images / 255.0).mean(), grey.mean(), atol=0.005)
-    # drawn from the data key's own binarisation stream, not from an epoch's permutation key
-    stream = jax.random.fold_in(keys.data, batches.STATIC_BINARIZATION_STREAM)
-    grey_images = build.load_data(tiny_config(), keys.data).train.images
-    np.testing.assert_array_equal(
-        data.train.images, batches.binarize_static(grey_images, jax.random.fold_in(stream, 0)))
 
 
 def last_update_size(config, workdir) -> float:

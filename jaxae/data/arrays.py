@@ -38,8 +38,8 @@ def _images(name: str, array: np.ndarray, where: str) -> np.ndarray:
                         f"{_uint8_fix(name, array)}")
     if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[1] != array.shape[2]:
         raise DataError(f"{where}: {name} has shape {array.shape}, read as {array.shape[0]} "
-                        f"grey images {array.shape[1]} pixels wide: give [N, H, W, C] images "
-                        f"(one colour image: {name}[None])")
+                        f"grey images of {array.shape[1]}x{array.shape[2]} pixels: give "
+                        f"[N, H, W, C] images (one colour image: {name}[None])")
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3) or len(array) == 0:

@@ -252,6 +252,11 @@ def plan_folder(
     top = _subdirs(root)
     ignored: list[str] = []
     split_dirs = {d.lower(): d for d in top if d.lower() in ("train", "test")}  # Train/ too
+    for split in ("train", "test"):
+        same = [d for d in top if d.lower() == split]
+        if len(same) > 1:
+            raise DataError(f"image folder {root} has {' and '.join(d + '/' for d in same)}: "
+                            f"merge them into one {split}/")
     if "train" in split_dirs:
         extra = [d for d in top if d.lower() not in ("train", "test")]
         if extra:

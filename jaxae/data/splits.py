@@ -95,8 +95,7 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
                 "split, which is streamed here: use --config.data.binarize=dynamic, "
                 "or hold it in memory (--config.data.streaming=memory, or a larger "
                 "--config.data.memory_budget_mb)")
-        binarization_key = jax.random.fold_in(data_key, batches.STATIC_BINARIZATION_STREAM)
-        train, val, test = (_binarized(split, jax.random.fold_in(binarization_key, i))
+        train, val, test = (_binarized(split, jax.random.fold_in(data_key, i))
                             for i, split in enumerate((train, val, test)))
     return Splits(train, val, test, tuple(data.class_names), data.source, data.title,
                   data.fingerprint, data.content_sha256)

@@ -17,7 +17,7 @@ import jax
 from jaxae import cli
 from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments import EXPERIMENTS, SCALES, Context, datasets_needed, run_experiment
-from jaxae.experiments.report import CONFIGS_TABLE, load_records, write_report
+from jaxae.experiments.report import CONFIGS_TABLE, PageNotWritten, load_records, write_report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {report(args)}")
         return
     ctx = context(args)
-    check_out(args.out)
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     for name in list(names):
         if (needed := datasets_needed(name)) > len(ctx.datasets):
@@ -82,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"note: {name} is left out: it compares {needed} data sets, and --datasets "
                   f"names {len(ctx.datasets)}", flush=True)
             names.remove(name)
+    check_out(args.out)
     if not jax.config.jax_compilation_cache_dir:  # compiled programs kept for the next command
         cache = os.path.join(args.out, "cache", "jax")
         jax.config.update("jax_compilation_cache_dir", os.path.abspath(cache))
@@ -109,9 +109,9 @@ def report(args: argparse.Namespace) -> str:
     line naming it (the tables are left as they are)."""
     try:
         return write_report(args.out, args.page)
-    except OSError as e:
-        sys.exit(f"error: the report {e.filename or args.page} cannot be written "
-                 f"({e.strerror or e}): pass a --page (or --out) you can write to")
+    except PageNotWritten as e:
+        sys.exit(f"error: the report {e.filename} cannot be written ({e.strerror}): pass a "
+                 "--page (or --out) you can write to")
 
 
 if __name__ == "__main__":

@@ -228,11 +228,11 @@ def bar_finding(rows: list[dict], scale: str) -> str:
 
 
 def notes(image_shape: tuple[int, int, int], fixed: Fixed, rows: list[dict],
-          train_sizes: dict[str, int], run_steps: dict[str, list[int]] | None = None
-          ) -> list[str]:
+          train_sizes: dict[str, int], run_steps: dict[str, list[int]] | None = None,
+          cap: int | None = None) -> list[str]:
     """Why the numbers come out as they do, for images of `image_shape`; every statement about
     the results is computed from `rows`, `train_sizes` ({data set: training images}) and
-    `run_steps` ({data set: each run's steps})."""
+    `run_steps` ({data set: each run's steps}; `cap`: the scale's cap on epochs)."""
     pixels = math.prod(image_shape)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     conv_note = []
@@ -249,7 +249,7 @@ def notes(image_shape: tuple[int, int, int], fixed: Fixed, rows: list[dict],
             f"{and_list(ratios)}."]
     falls = (", and PCA's own error falls as d grows, leaving less room for a better code"
              if pca_error_falls(rows) else "")
-    steps = steps_note(run_steps or {})
+    steps = steps_note(run_steps or {}, cap)
     if steps and (fewer := fewer_images(train_sizes)) is not None:
         small, n, large, m = fewer
         steps = (f"{small} has {n:,} training images against {large}'s {m:,}. {steps} PCA is "
@@ -325,7 +325,8 @@ def run(ctx: Context) -> Result:
                  "at the same code size.",
         columns=columns, rows=rows,
         findings=comparison_findings(rows) + [bar_finding(rows, ctx.scale.name)],
-        notes=notes(image_shape, fixed, rows, sizes, steps_per_dataset(ctx.used_runs)),
+        notes=notes(image_shape, fixed, rows, sizes, steps_per_dataset(ctx.used_runs),
+                    ctx.scale.max_epochs),
         plot=lambda path: plot(rows, ctx.scale.name, sizes, fixed, path),
         settings={"code sizes": code_sizes(ctx.scale.name, fixed),
                   "configs": "configs/default.py (dense_ae), configs/deep_ae.py, "

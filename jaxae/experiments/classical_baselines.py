@@ -224,10 +224,11 @@ def learned_detail_note(rows: list[dict]) -> str:
 
 
 def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES,
-          run_steps: dict[str, list[int]] | None = None) -> list[str]:
+          run_steps: dict[str, list[int]] | None = None, cap: int | None = None
+          ) -> list[str]:
     """Why the numbers come out as they do; what is said about the results is computed from
     `rows` (`fit_images`: the training images the blur width was fit on; `run_steps`: {data
-    set: each run's steps})."""
+    set: each run's steps}; `cap`: the scale's cap on epochs)."""
     return [
         "Super-resolution inputs are the test images average-pooled by 2 or 4; 'input' shows "
         "them enlarged by pixel repetition. Bicubic and bilinear upsampling are "
@@ -242,7 +243,7 @@ def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES,
         "standard constants K1 = 0.01, K2 = 0.03 on a data range of 1, averaged over the window "
         "positions inside the image; PSNR is per image, averaged over the test split.",
         learned_detail_note(rows),
-        *([steps] if (steps := steps_note(run_steps or {})) else []),
+        *([steps] if (steps := steps_note(run_steps or {}, cap)) else []),
     ]
 
 
@@ -285,7 +286,7 @@ def run(ctx: Context) -> Result:
                  "test image.",
         columns=columns, rows=rows, findings=findings(rows),
         notes=notes(rows, min(BLUR_FIT_IMAGES, *ctx.train_sizes().values()),
-                    steps_per_dataset(ctx.used_runs)),
+                    steps_per_dataset(ctx.used_runs), ctx.scale.max_epochs),
         plot=lambda path: plot(rows, ctx.scale.name, path),
         settings={"tasks": "; ".join(labels), "configs": configs_setting(tasks)})
 

@@ -402,20 +402,22 @@ def steps_per_dataset(runs: dict) -> dict[str, list[int]]:
     return out
 
 
-def steps_note(run_steps: dict[str, list[int]]) -> str | None:
+def steps_note(run_steps: dict[str, list[int]], cap: int | None = None) -> str | None:
     """Whether the data sets' runs (`run_steps`: {data set: each run's steps}) trained for
-    about as many steps, in a sentence; None for one data set."""
+    about as many steps, in a sentence; None for one data set. `cap`: the scale's cap on a
+    run's epochs (None: none), named where the steps differ."""
     if len(run_steps) < 2:
         return None
     lengths = {dataset: max(steps) for dataset, steps in run_steps.items()}
     fewest, most = min(lengths, key=lengths.get), max(lengths, key=lengths.get)
     if lengths[most] <= STEPS_APART * lengths[fewest]:
-        return ("Each data set's runs train for about the same number of steps (a smaller "
-                "training set for proportionally more epochs), so rows of different data sets "
-                "differ in their data, not in their length of training.")
-    return (f"The scale's cap on epochs left the runs on {fewest} {lengths[fewest]:,} steps "
-            f"against {lengths[most]:,} on {most}: rows of different data sets differ in their "
-            "length of training as well as in their data.")
+        return ("Each data set's runs train for about the same number of steps (where a "
+                "training set is smaller, for proportionally more epochs), so rows of different "
+                "data sets differ in their data, not in their length of training.")
+    why = f" (this scale caps a run at {cap} epochs)" if cap else ""
+    return (f"The runs on {fewest} took {lengths[fewest]:,} steps against {lengths[most]:,} on "
+            f"{most}{why}: rows of different data sets differ in their length of training as "
+            "well as in their data.")
 
 
 def run_name(config_name: str, overrides: Overrides) -> str:

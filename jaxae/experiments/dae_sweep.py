@@ -207,10 +207,11 @@ def overfit_note(rows: list[dict], train_sizes: dict[str, int]) -> str | None:
 
 
 def notes(rows: list[dict], pixels: int, train_sizes: dict[str, int],
-          run_steps: dict[str, list[int]] | None = None) -> list[str]:
+          run_steps: dict[str, list[int]] | None = None, cap: int | None = None
+          ) -> list[str]:
     """Why the numbers come out as they do, for images of `pixels` values; what is said about
     the results is computed from `rows`, `train_sizes` ({data set: training images}) and
-    `run_steps` ({data set: each run's steps})."""
+    `run_steps` ({data set: each run's steps}; `cap`: the scale's cap on epochs)."""
     return [
         "Corruption: each pixel is set to 0 with probability 0.5 (kept pixels unchanged), at "
         "training and test time; the test corruption is drawn with the run's fixed evaluation "
@@ -218,7 +219,7 @@ def notes(rows: list[dict], pixels: int, train_sizes: dict[str, int],
         "of the corrupted input against the clean image: a model below it makes things worse.",
         smaller_code_note(rows, pixels),
         *(n for n in (datasets_note(rows), overfit_note(rows, train_sizes),
-                      steps_note(run_steps or {})) if n),
+                      steps_note(run_steps or {}, cap)) if n),
     ]
 
 
@@ -267,7 +268,7 @@ def run(ctx: Context) -> Result:
                  "image still denoise? Dense DAEs (configs/dae_dropout.py) with the code size "
                  "swept, scored by the test PSNR of the restored image against the clean one.",
         columns=columns, rows=rows, findings=findings + ([compared] if compared else []),
-        notes=notes(rows, pixels, sizes, steps_per_dataset(ctx.used_runs)),
+        notes=notes(rows, pixels, sizes, steps_per_dataset(ctx.used_runs), ctx.scale.max_epochs),
         plot=lambda path: plot(rows, ctx.scale.name, pixels, path),
         settings={"code sizes": ", ".join(map(str, latents(ctx.scale.name, pixels))),
                   "config": "configs/dae_dropout.py (dense_ae, dropout 0.5, MSE)"})

@@ -111,12 +111,14 @@ def penalty_note(cases: list[dict]) -> str:
 
 
 def notes(pixels: int, rows: list[dict], choices: list[DataChoice],
-          train_sizes: dict[str, int], run_steps: dict[str, list[int]]) -> list[str]:
+          train_sizes: dict[str, int], run_steps: dict[str, list[int]],
+          cap: int | None = None) -> list[str]:
     """Why the numbers come out as they do, for images of `pixels` values; what is said about
     the results is computed from `rows`, `train_sizes` ({data set: training images}) and
-    `run_steps` ({data set: the steps each of its runs took})."""
+    `run_steps` ({data set: the steps each of its runs took}; `cap`: the scale's cap on
+    epochs)."""
     cases = cross_cases(rows, choices)
-    steps = steps_note(run_steps) or ""
+    steps = steps_note(run_steps, cap) or ""
     if (fewer := fewer_images(train_sizes)) is not None:
         small, n, large, m = fewer
         steps = (f"The models trained on {small} saw {n:,} training images against {large}'s "
@@ -170,7 +172,8 @@ def run(ctx: Context) -> Result:
                  "the conv AE and the VAE, each trained on Fashion-MNIST and on MNIST, on both "
                  "test splits: a 2x2 table per model.",
         columns=columns, rows=rows, findings=findings(rows, choices),
-        notes=notes(pixels, rows, choices, sizes, steps_per_dataset(ctx.used_runs)),
+        notes=notes(pixels, rows, choices, sizes, steps_per_dataset(ctx.used_runs),
+                    ctx.scale.max_epochs),
         plot=lambda path: plot(rows, choices, ctx.scale.name, path),
         settings={"configs": "configs/conv_ae_fashion.py and configs/vae_fashion_2d.py, "
                              "with data.name set per row, and train.num_epochs raised for the "

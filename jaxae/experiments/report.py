@@ -129,11 +129,23 @@ def _command_like_the_others(name: str, records: dict[str, dict], out: str) -> s
     return f"{prefix}{name} {' '.join(flags)}"
 
 
+class PageNotWritten(OSError):
+    """The page (or its folder) could not be written; the tables it is made of are intact."""
+
+
 def write_report(out: str, page: str | None = None) -> str:
-    """Writes the page (default `<out>/RESULTS.md`); returns its path."""
+    """Writes the page (default `<out>/RESULTS.md`); returns its path. A page that cannot be
+    written is PageNotWritten (reading the tables fails with their own errors)."""
     page = page or os.path.join(out, PAGE)
-    os.makedirs(os.path.dirname(os.path.abspath(page)), exist_ok=True)
-    text = build_page(out, os.path.dirname(os.path.abspath(page)))
-    with open(page, "w") as f:
-        f.write(text)
+    folder = os.path.dirname(os.path.abspath(page))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise PageNotWritten(e.errno, e.strerror, page) from None
+    text = build_page(out, folder)
+    try:
+        with open(page, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise PageNotWritten(e.errno, e.strerror, page) from None
     return page
