@@ -793,3 +793,20 @@ def test_a_report_page_that_cannot_be_written_is_one_line(tmp_path):
         main(["report", "--out", str(results), "--page", str(tmp_path)])
     assert str(caught.value).startswith(f"error: the report {tmp_path} cannot be written ")
     assert str(caught.value).endswith("pass a --page (or --out) you can write to")
+
+
+def test_a_device_count_that_does_not_split_the_experiments_batch_is_one_line(tmp_path,
+                                                                            monkeypatch):
+    """The experiments take no --config flags: the message names the device count instead of
+    train.py's --config.train.batch_size, before any data is loaded."""
+    monkeypatch.setattr(jaxae.experiments.common.jax, "device_count", lambda: 3)
+    ctx = Context(out=str(tmp_path), scale=SCALES["tiny"])
+    choice = jaxae.experiments.common.DataChoice("fashion_mnist", "fashion_mnist", None, None, "")
+    with pytest.raises(ConfigError) as caught:
+        ctx.config("dae_dropout", choice)
+    assert str(caught.value) == (
+        f"the experiments train configs/dae_dropout.py at batch {SCALES['tiny'].batch_size} "
+        "here, which 3 devices do not split: run them on a device count that divides "
+        f"{SCALES['tiny'].batch_size} (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_"
+        "count=N)")
+    assert ctx._loaded == {}  # refused before the data set is read

@@ -311,6 +311,12 @@ class Context:
         data = config.data
         data.name, data.data_dir, data.tfds_dir = choice.name, choice.data_dir, choice.tfds_dir
         set_fields(config, overrides or {})
+        batch, devices = self.scale.batch_size or config.train.batch_size, jax.device_count()
+        if batch % devices:  # train.py would name its own flag, which the experiments lack
+            raise config_lib.ConfigError(
+                f"the experiments train configs/{config_name}.py at batch {batch} here, which "
+                f"{devices} devices do not split: run them on a device count that divides "
+                f"{batch} (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N)")
         scale, loaded = self.scale, self.dataset(choice)
         # the first N of each split, or all of a smaller one (the MNIST subset at small scale)
         data.train_size = _first(scale.train_size, len(loaded.train_images))
