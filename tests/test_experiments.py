@@ -748,6 +748,9 @@ def test_the_training_line_gives_each_data_sets_steps_and_says_where_they_differ
     runs.pop("b")
     assert "different numbers" not in describe_training(runs)
     assert describe_training({}) is None
+    one = {"a": {"dataset": DIGITS, "steps": 16, "epochs": 1, "seed": 1}}
+    assert describe_training(one) == (f"{DIGITS} 16 steps a run (1 epoch); each run trained "
+                                      "once, with seed 1")
 
 
 def test_the_dae_sweeps_comparison_says_when_the_data_sets_trained_for_other_lengths():
@@ -810,3 +813,29 @@ def test_a_device_count_that_does_not_split_the_experiments_batch_is_one_line(tm
         f"{SCALES['tiny'].batch_size} (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_"
         "count=N)")
     assert ctx._loaded == {}  # refused before the data set is read
+
+
+def test_a_seed_other_than_0_trains_runs_of_its_own_and_is_in_the_command(tmp_path, monkeypatch):
+    """--seed N sets every run's config.seed, in a workdir of its own (seed 0 keeps the
+    published runs' names), and the recorded command repeats it."""
+    named = []
+
+    class Named(Exception):
+        pass
+
+    def record(config_name, overrides):
+        named.append(run_name(config_name, overrides))
+        raise Named
+
+    monkeypatch.setattr(jaxae.experiments.common, "run_name", record)
+    choice = jaxae.experiments.common.DataChoice("fashion_mnist", "fashion_mnist", None, None, "")
+    for seed in (0, 2):
+        ctx = Context(out=str(tmp_path), scale=SCALES["tiny"], seed=seed)
+        ctx.equal_steps = lambda *args: {}
+        ctx.splits = lambda choice: None
+        with pytest.raises(Named):
+            ctx.train("dae_dropout", choice, {"model.latent_dim": 16})
+    assert named == ["dae_dropout-model.latent_dim16", "dae_dropout-model.latent_dim16-seed2"]
+    assert jaxae.experiments.common.command("dae_sweep", ctx).endswith(" --seed 2")
+    with pytest.raises(SystemExit):
+        main(["dae_sweep", "--seed", "-1", "--out", str(tmp_path)])

@@ -232,6 +232,7 @@ class Context:
     tfds_dir: str | None = None
     datasets: tuple[str, ...] = ("fashion_mnist", "mnist")
     mnist: str = "auto"  # "auto": full MNIST if TFDS has or can get it, else the subset
+    seed: int = 0  # every run's config.seed (and the probes'): other seeds, other workdirs
     _choices: dict = dataclasses.field(default_factory=dict)
     _loaded: dict = dataclasses.field(default_factory=dict)
     _runs: dict = dataclasses.field(default_factory=dict)  # workdir -> (Run, train seconds)
@@ -361,6 +362,8 @@ class Context:
         training set than the command's largest trains for about as many steps
         (`equal_steps`)."""
         overrides = dict(overrides or {})
+        if self.seed:  # a seed of its own names its own workdir (run_name)
+            overrides.setdefault("seed", self.seed)
         overrides |= self.equal_steps(config_name, choice, overrides)
         splits = self.splits(choice)  # records the data the run uses
         name = run_name(config_name, overrides)
@@ -511,6 +514,8 @@ def command(name: str, ctx: Context) -> str:
         parts += ["--datasets", ",".join(ctx.datasets)]
     if ctx.mnist != "auto":
         parts += ["--mnist", ctx.mnist]
+    if ctx.seed:
+        parts += ["--seed", str(ctx.seed)]
     return " ".join(parts)
 
 

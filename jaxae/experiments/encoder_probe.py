@@ -29,7 +29,6 @@ from jaxae.experiments.common import (
 )
 
 TITLE = "Reusing the encoder: a linear probe on autoencoder codes, PCA codes and raw pixels"
-PROBE_SEED = 0
 PROBE_EPOCHS = 10
 # At least this many Adam steps (more epochs on a small training set): 150 steps, 10 epochs of
 # the 4,000-image MNIST subset, left PCA codes near chance; 10,000 is within 1 point of 20,000.
@@ -45,9 +44,9 @@ def encoder_name(key: str) -> str:
 
 
 def probe_row(dataset: str, splits: Splits, name: str, dim: int,
-              train_x: np.ndarray, test_x: np.ndarray, min_steps: int) -> dict:
+              train_x: np.ndarray, test_x: np.ndarray, min_steps: int, seed: int) -> dict:
     """Trains the linear softmax probe on `train_x` and scores it on both splits."""
-    probe = train_probe(np.asarray(train_x), splits.train.labels, jax.random.key(PROBE_SEED),
+    probe = train_probe(np.asarray(train_x), splits.train.labels, jax.random.key(seed),
                         hidden=(), epochs=PROBE_EPOCHS, min_steps=min_steps)
     return {"dataset": dataset, "features": name, "dim": dim,
             "train_accuracy": probe.accuracy(train_x, splits.train.labels),
@@ -61,7 +60,8 @@ def dataset_rows(ctx: Context, choice: DataChoice, shapes: dict | None = None) -
     min_steps = PROBE_MIN_STEPS[ctx.scale.name]
     train_px, test_px = flat_pixels(splits.train.images), flat_pixels(splits.test.images)
     pixels = math.prod(splits.image_shape)
-    rows = [probe_row(choice.title, splits, RAW, pixels, train_px, test_px, min_steps)]
+    rows = [probe_row(choice.title, splits, RAW, pixels, train_px, test_px, min_steps,
+                      ctx.seed)]
     trained = train_autoencoders(ctx, choice)
     sizes = pca_sizes(ctx.scale.name, trained)
     fitted = pca.fit(train_px, max(sizes))
@@ -69,7 +69,7 @@ def dataset_rows(ctx: Context, choice: DataChoice, shapes: dict | None = None) -
     for d in sizes:
         part = pca.PCA(fitted.mean, fitted.components[:d])
         row = probe_row(choice.title, splits, PCA_CODES, d, pca.project(part, train_px),
-                        pca.project(part, test_px), min_steps)
+                        pca.project(part, test_px), min_steps, ctx.seed)
         pca_accuracy[d] = row["test_accuracy"]
         rows.append(row)
     for t in trained:
@@ -79,7 +79,7 @@ def dataset_rows(ctx: Context, choice: DataChoice, shapes: dict | None = None) -
                         generation.encode(t.run.model, t.run.params, splits.train.images,
                                           splits.train.labels),
                         generation.encode(t.run.model, t.run.params, splits.test.images,
-                                          splits.test.labels), min_steps)
+                                          splits.test.labels), min_steps, ctx.seed)
         row["points_over_pca"] = 100 * (row["test_accuracy"] - pca_accuracy[t.latent])
         rows.append(row)
     return rows
@@ -243,5 +243,5 @@ def run(ctx: Context) -> Result:
         settings={"probe": f"linear softmax, Adam 1e-3, batch 256, {PROBE_EPOCHS} epochs"
                            + (f" or {steps:,} steps if that is more"
                               if (steps := PROBE_MIN_STEPS[ctx.scale.name]) else "")
-                           + ", seed 0",
+                           + f", seed {ctx.seed}",
                   "encoders": "the runs of ae_vs_pca (same workdirs)"})

@@ -126,9 +126,12 @@ def _train_summary(runs: dict) -> str:
 STEPS_APART = 1.1
 
 
-def _span(values: list[int]) -> str:
+def _span(values: list[int], unit: str) -> str:
+    """'4,680 steps', '2,340-4,680 steps', '1 epoch'."""
     low, high = min(values), max(values)
-    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
+    if low == high:
+        return f"{low:,} {unit}" + ("" if low == 1 else "s")
+    return f"{low:,}-{high:,} {unit}s"
 
 
 def describe_training(runs: dict) -> str | None:
@@ -139,8 +142,8 @@ def describe_training(runs: dict) -> str | None:
         by_dataset.setdefault(run["dataset"], []).append(run)
     if not by_dataset:
         return None
-    parts = [f"{dataset} {_span([r['steps'] for r in mine])} steps a run "
-             f"({_span([r['epochs'] for r in mine])} epochs)"
+    parts = [f"{dataset} {_span([r['steps'] for r in mine], 'step')} a run "
+             f"({_span([r['epochs'] for r in mine], 'epoch')})"
              for dataset, mine in by_dataset.items()]
     text = "; ".join(parts)
     longest = sorted(max(r["steps"] for r in mine) for mine in by_dataset.values())
