@@ -31,7 +31,7 @@ from jaxae import config as config_lib
 from jaxae.data import DATASETS, DataError, Dataset, Split, Splits, idx, mnist5k
 from jaxae.data.batches import steps_per_epoch
 from jaxae.data.builder import FULL_SIZES
-from jaxae.experiments.render import STEPS_APART, render_section
+from jaxae.experiments.render import render_section, uneven_steps
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training.trainer import StopRequested, train_and_evaluate
@@ -417,16 +417,14 @@ def steps_note(run_steps: dict[str, list[int]], cap: int | None = None) -> str |
     run's epochs (None: none), named where the steps differ."""
     if len(run_steps) < 2:
         return None
-    lengths = {dataset: max(steps) for dataset, steps in run_steps.items()}
-    fewest, most = min(lengths, key=lengths.get), max(lengths, key=lengths.get)
-    if lengths[most] <= STEPS_APART * lengths[fewest]:
+    if (uneven := uneven_steps(run_steps)) is None:
         return ("Each data set's runs train for about the same number of steps (where a "
                 "training set is smaller, for proportionally more epochs), so rows of different "
                 "data sets differ in their data, not in their length of training.")
+    fewest, n, most, m = uneven
     why = f" (this scale caps a run at {cap} epochs)" if cap else ""
-    return (f"The runs on {fewest} took {lengths[fewest]:,} steps against {lengths[most]:,} on "
-            f"{most}{why}: rows of different data sets differ in their length of training as "
-            "well as in their data.")
+    return (f"The runs on {fewest} took {n:,} steps against {m:,} on {most}{why}: rows of "
+            "different data sets differ in their length of training as well as in their data.")
 
 
 def run_name(config_name: str, overrides: Overrides) -> str:

@@ -17,7 +17,7 @@ from jaxae.experiments.common import (
     steps_note,
     steps_per_dataset,
 )
-from jaxae.experiments.render import STEPS_APART
+from jaxae.experiments.render import uneven_steps
 
 TITLE = "Denoising autoencoder: code size sweep under dropout corruption (rate 0.5)"
 CONFIG = "dae_dropout"  # dense_ae, task denoise, corruption "dropout", dropout_rate 0.5
@@ -91,12 +91,10 @@ def comparison_finding(rows: list[dict], run_steps: dict[str, list[int]]) -> str
                      f" dB ({best['gain_db']:+.2f} dB at d={best['latent']}), within "
                      f"{NEAR_BEST_DB} dB of it from d={smallest_near_best(mine)['latent']}")
     text = "Data sets compared: " + "; ".join(parts) + "."
-    lengths = {dataset: max(run_steps.get(dataset, [0])) for dataset in datasets}
-    fewest, most = min(lengths, key=lengths.get), max(lengths, key=lengths.get)
-    if lengths[most] > STEPS_APART * lengths[fewest]:
-        text += (f" The runs on {fewest} trained for {lengths[fewest]:,} steps against "
-                 f"{lengths[most]:,} on {most}, so the gap between the data sets is partly one "
-                 "of training length.")
+    if uneven := uneven_steps({d: run_steps.get(d, []) for d in datasets}):
+        fewest, n, most, m = uneven
+        text += (f" The runs on {fewest} trained for {n:,} steps against {m:,} on {most}, so "
+                 "the gap between the data sets is partly one of training length.")
     return text
 
 

@@ -134,6 +134,19 @@ def _span(values: list[int], unit: str) -> str:
     return f"{low:,}-{high:,} {unit}s"
 
 
+def uneven_steps(run_steps: dict[str, list[int]]) -> tuple[str, int, str, int] | None:
+    """(data set of the shortest runs, their steps, of the longest, theirs), each data set
+    measured by its longest run (`run_steps`: {data set: each run's steps}), where they are
+    more than STEPS_APART apart; None where they are not (or there is one data set)."""
+    lengths = {dataset: max(steps) for dataset, steps in run_steps.items() if steps}
+    if len(lengths) < 2:
+        return None
+    fewest, most = min(lengths, key=lengths.get), max(lengths, key=lengths.get)
+    if lengths[most] <= STEPS_APART * lengths[fewest]:
+        return None
+    return fewest, lengths[fewest], most, lengths[most]
+
+
 def describe_training(runs: dict) -> str | None:
     """How long the runs trained, per data set, and with which seeds: the rows of two data
     sets whose runs took different numbers of steps differ in training as well as data."""
@@ -146,8 +159,8 @@ def describe_training(runs: dict) -> str | None:
              f"({_span([r['epochs'] for r in mine], 'epoch')})"
              for dataset, mine in by_dataset.items()]
     text = "; ".join(parts)
-    longest = sorted(max(r["steps"] for r in mine) for mine in by_dataset.values())
-    if len(longest) > 1 and longest[-1] > STEPS_APART * longest[0]:
+    if uneven_steps({dataset: [r["steps"] for r in mine]
+                     for dataset, mine in by_dataset.items()}):
         text += (": the data sets' runs trained for different numbers of steps, so their rows "
                  "differ in training as well as in data")
     seeds = sorted({r["seed"] for r in runs.values() if "seed" in r})
