@@ -28,6 +28,7 @@ from jaxae.experiments import (
     dae_sweep,
     data_specificity,
     encoder_probe,
+    render,
     report,
     run_experiment,
 )
@@ -720,7 +721,6 @@ def test_a_stop_while_a_run_trains_checkpoints_it_and_stops_the_experiment(
 
 
 def test_the_training_line_says_which_runs_this_command_trained():
-    from jaxae.experiments import render
 
     run = {"trained_now": True, "train_seconds": 10.0}
     reloaded = {**run, "trained_now": False}
@@ -830,7 +830,7 @@ def test_a_seed_other_than_0_trains_runs_of_its_own_and_is_in_the_command(tmp_pa
     monkeypatch.setattr(jaxae.experiments.common, "run_name", record)
     choice = jaxae.experiments.common.DataChoice("fashion_mnist", "fashion_mnist", None, None, "")
     for seed in (0, 2):
-        ctx = Context(out=str(tmp_path), scale=SCALES["tiny"], seed=seed)
+        ctx = Context(out=str(tmp_path), scale=SCALES["tiny"], seeds=(seed,))
         ctx.equal_steps = lambda *args: {}
         ctx.splits = lambda choice: None
         with pytest.raises(Named):
@@ -839,3 +839,70 @@ def test_a_seed_other_than_0_trains_runs_of_its_own_and_is_in_the_command(tmp_pa
     assert jaxae.experiments.common.command("dae_sweep", ctx).endswith(" --seed 2")
     with pytest.raises(SystemExit):
         main(["dae_sweep", "--seed", "-1", "--out", str(tmp_path)])
+
+
+def test_rows_of_several_seeds_are_their_means_with_each_differing_numbers_range():
+    seed0 = [{"dataset": FASHION, "latent": 16, "test_psnr": 19.0, "input_psnr": 10.5},
+             {"dataset": FASHION, "latent": 940, "test_psnr": 20.0, "input_psnr": 10.5}]
+    seed1 = [{"dataset": FASHION, "latent": 16, "test_psnr": 18.0, "input_psnr": 10.5},
+             {"dataset": FASHION, "latent": 940, "test_psnr": 20.5, "input_psnr": 10.7}]
+    seed2 = [{**row, "test_psnr": row["test_psnr"] + 0.25} for row in seed1]
+    merged = jaxae.experiments.common.mean_rows([seed0, seed1, seed2])
+    assert merged[0] == {"dataset": FASHION, "latent": 16, "test_psnr": (19 + 18 + 18.25) / 3,
+                         "input_psnr": 10.5, "seed_range": {"test_psnr": [18.0, 19.0]}}
+    assert merged[1]["seed_range"] == {"test_psnr": [20.0, 20.75], "input_psnr": [10.5, 10.7]}
+    table = render.render_table([jaxae.experiments.common.column("latent", "d", "d"),
+                                 jaxae.experiments.common.column("test_psnr", "PSNR", ".2f")],
+                                merged)
+    assert table.splitlines()[2] == "| 16 | 18.42 [18.00, 19.00] |"
+    with pytest.raises(ValueError, match="differ in latent"):
+        jaxae.experiments.common.mean_rows([seed0, [{**seed1[0], "latent": 64}, seed1[1]]])
+    with pytest.raises(ValueError, match="different lengths"):
+        jaxae.experiments.common.mean_rows([seed0, seed1[:1]])
+
+
+def test_over_seeds_builds_the_rows_in_a_context_of_each_seed_sharing_the_records(tmp_path):
+    ctx = Context(out=str(tmp_path), scale=SCALES["tiny"], seeds=(0, 3))
+    with pytest.raises(ValueError, match="no one seed"):
+        _ = ctx.seed
+
+    def build(c: Context) -> list[dict]:
+        c.used_runs[f"run-seed{c.seed}"] = {"seed": c.seed}
+        return [{"case": "a", "figure": float(c.seed)}]
+
+    assert ctx.over_seeds(build) == [{"case": "a", "figure": 1.5,
+                                      "seed_range": {"figure": [0.0, 3.0]}}]
+    assert ctx.used_runs == {"run-seed0": {"seed": 0}, "run-seed3": {"seed": 3}}
+    one = Context(out=str(tmp_path), scale=SCALES["tiny"], seeds=(2,))
+    assert one.over_seeds(build) == [{"case": "a", "figure": 2.0}]
+    assert jaxae.experiments.common.command("dae_sweep", ctx).endswith(" --seed 0,3")
+    assert " --seed" not in jaxae.experiments.common.command(
+        "dae_sweep", Context(out=str(tmp_path), scale=SCALES["tiny"]))
+
+
+@pytest.mark.parametrize("flag", ["1,1", "-1", "0,x", ""])
+def test_a_seed_list_that_is_not_distinct_whole_numbers_is_refused(flag, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["dae_sweep", "--seed", flag, "--out", str(tmp_path / "out")])
+    assert f"--seed {flag}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_the_training_line_and_the_dae_sweep_say_what_several_seeds_settle():
+    runs = {f"r{s}": {"dataset": FASHION, "steps": 16, "epochs": 1, "seed": s} for s in (0, 1)}
+    assert describe_training(runs).endswith(
+        "each run trained once with each of the seeds 0, 1: a figure is the mean over the "
+        "seeds, followed by [lowest, highest] where they differ")
+    rows = [{"dataset": FASHION, "latent": 940, "test_psnr": 19.8,
+             "seed_range": {"test_psnr": [19.7, 19.9]}},
+            {"dataset": FASHION, "latent": 1500, "test_psnr": 19.85,
+             "seed_range": {"test_psnr": [19.75, 19.95]}},
+            {"dataset": FASHION, "latent": 16, "test_psnr": 15.0,
+             "seed_range": {"test_psnr": [14.9, 15.1]}}]
+    assert dae_sweep.seeds_finding(rows).endswith(
+        "their ranges overlap, so these seeds do not settle which size is better.")
+    rows[0]["seed_range"]["test_psnr"] = [19.6, 19.74]
+    assert dae_sweep.seeds_finding(rows).endswith(
+        "every seed's d=1500 run scores above every seed's d=940 run.")
+    assert dae_sweep.seeds_finding([{k: v for k, v in r.items() if k != "seed_range"}
+                                    for r in rows]) is None

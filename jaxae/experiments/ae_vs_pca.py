@@ -311,7 +311,8 @@ def code_sizes(scale: str, fixed: Fixed) -> str:
 def run(ctx: Context) -> Result:
     fixed: Fixed = {}
     choices = ctx.data()
-    rows = [row for choice in choices for row in dataset_rows(ctx, choice, fixed)]
+    rows = ctx.over_seeds(
+        lambda c: [row for choice in choices for row in dataset_rows(c, choice, fixed)])
     sizes = ctx.train_sizes()
     image_shape = ctx.splits(choices[0]).image_shape
     columns = [column("dataset", "data set"), column("method", "method"),

@@ -273,8 +273,8 @@ def plot(rows: list[dict], scale: str, path: str) -> None:
 
 def run(ctx: Context) -> Result:
     tasks = TINY_TASKS if ctx.scale.smoke_test else tuple(TASKS)
-    rows = [row for choice in ctx.data() for task in tasks
-            for row in task_rows(ctx, choice, task)]
+    rows = ctx.over_seeds(lambda c: [row for choice in c.data() for task in tasks
+                                     for row in task_rows(c, choice, task)])
     labels = dict.fromkeys(r["task"] for r in rows)
     columns = [column("dataset", "data set"), column("task", "task"),
                column("method", "method"), column("psnr", "PSNR (dB)", ".2f"),

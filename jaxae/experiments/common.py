@@ -31,7 +31,7 @@ from jaxae import config as config_lib
 from jaxae.data import DATASETS, DataError, Dataset, Split, Splits, idx, mnist5k
 from jaxae.data.batches import steps_per_epoch
 from jaxae.data.builder import FULL_SIZES
-from jaxae.experiments.render import render_section, uneven_steps
+from jaxae.experiments.render import SEED_RANGE, render_section, uneven_steps
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training.trainer import StopRequested, train_and_evaluate
@@ -120,6 +120,30 @@ class Result:
     notes: list[str]  # why the numbers come out as they do; settings worth knowing
     plot: Callable[[str], None]  # writes the PNG to the path it is given
     settings: dict = dataclasses.field(default_factory=dict)
+
+
+def mean_rows(per_seed: list[list[dict]]) -> list[dict]:
+    """The rows of several seeds' runs as one table: each figure (a float) the mean over the
+    seeds, with its lowest and highest under SEED_RANGE where the seeds differ; every other
+    field (data set, method, code size) must be the same in each seed's row."""
+    if len({len(rows) for rows in per_seed}) != 1:
+        raise ValueError("the seeds' runs gave tables of different lengths "
+                         f"({', '.join(str(len(rows)) for rows in per_seed)} rows)")
+    merged = []
+    for same in zip(*per_seed, strict=True):
+        row, spread = {}, {}
+        for key in same[0]:
+            values = [r.get(key) for r in same]
+            if all(isinstance(v, float) for v in values) and len(set(values)) > 1:
+                row[key] = math.fsum(values) / len(values)
+                spread[key] = [min(values), max(values)]
+            elif all(v == values[0] for v in values):
+                row[key] = values[0]
+            else:
+                raise ValueError(f"the seeds' rows differ in {key} ({values}): each seed's "
+                                 "rows must be the same cases in the same order")
+        merged.append({**row, SEED_RANGE: spread} if spread else row)
+    return merged
 
 
 def column(key: str, header: str, fmt: str = "") -> dict:
@@ -232,7 +256,9 @@ class Context:
     tfds_dir: str | None = None
     datasets: tuple[str, ...] = ("fashion_mnist", "mnist")
     mnist: str = "auto"  # "auto": full MNIST if TFDS has or can get it, else the subset
-    seed: int = 0  # every run's config.seed (and the probes'): other seeds, other workdirs
+    # every run trained once per seed, each seed's runs (and probes) in workdirs of their own
+    # (seed 0 keeps the published names); several seeds: each figure their mean (over_seeds)
+    seeds: tuple[int, ...] = (0,)
     _choices: dict = dataclasses.field(default_factory=dict)
     _loaded: dict = dataclasses.field(default_factory=dict)
     _runs: dict = dataclasses.field(default_factory=dict)  # workdir -> (Run, train seconds)
@@ -240,6 +266,23 @@ class Context:
     used_runs: dict = dataclasses.field(default_factory=dict)
     # the code measured: its commit as the command starts, before it writes any result
     commit: str = dataclasses.field(default_factory=git_commit)
+
+    @property
+    def seed(self) -> int:
+        """The seed of a context of one seed (each of `over_seeds`'s contexts is one)."""
+        if len(self.seeds) != 1:
+            raise ValueError(f"a context of seeds {self.seeds} has no one seed: build the rows "
+                             "with Context.over_seeds, which gives each seed a context")
+        return self.seeds[0]
+
+    def over_seeds(self, build: Callable[[Context], list[dict]]) -> list[dict]:
+        """The rows `build` makes from a context, once per seed: for several seeds each number
+        is the mean over the seeds (`mean_rows`). The seeds' contexts share this one's data,
+        runs and records."""
+        if len(self.seeds) == 1:
+            return build(self)
+        return mean_rows([build(dataclasses.replace(self, seeds=(seed,)))
+                          for seed in self.seeds])
 
     def data(self) -> list[DataChoice]:
         return [self.choice(name) for name in self.datasets]
@@ -512,8 +555,8 @@ def command(name: str, ctx: Context) -> str:
         parts += ["--datasets", ",".join(ctx.datasets)]
     if ctx.mnist != "auto":
         parts += ["--mnist", ctx.mnist]
-    if ctx.seed:
-        parts += ["--seed", str(ctx.seed)]
+    if ctx.seeds != (0,):
+        parts += ["--seed", ",".join(map(str, ctx.seeds))]
     return " ".join(parts)
 
 

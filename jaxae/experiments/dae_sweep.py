@@ -17,7 +17,7 @@ from jaxae.experiments.common import (
     steps_note,
     steps_per_dataset,
 )
-from jaxae.experiments.render import uneven_steps
+from jaxae.experiments.render import SEED_RANGE, uneven_steps
 
 TITLE = "Denoising autoencoder: code size sweep under dropout corruption (rate 0.5)"
 CONFIG = "dae_dropout"  # dense_ae, task denoise, corruption "dropout", dropout_rate 0.5
@@ -66,7 +66,26 @@ def dataset_findings(rows: list[dict], pixels: int) -> list[str]:
                    f"{best['test_psnr'] - top['test_psnr']:.2f} dB below the best size.")
     out.append(f"{dataset}: the smallest code within {NEAR_BEST_DB} dB of the best is "
                f"d={smallest_near_best(rows)['latent']}.")
+    if seeds := seeds_finding(rows):
+        out.append(seeds)
     return out
+
+
+def seeds_finding(rows: list[dict]) -> str | None:
+    """Whether the seeds settle the best size: the best and the next best size by mean PSNR,
+    and whether their [lowest, highest] over the seeds overlap; None for one seed's rows."""
+    ranked = sorted(rows, key=lambda r: r["test_psnr"], reverse=True)
+    if len(ranked) < 2 or not any(SEED_RANGE in r for r in ranked[:2]):
+        return None
+    (best, lo, hi), (next_, next_lo, next_hi) = (
+        (r, *r.get(SEED_RANGE, {}).get("test_psnr", (r["test_psnr"],) * 2)) for r in ranked[:2])
+    overlap = lo <= next_hi and next_lo <= hi
+    return (f"{best['dataset']}: over the seeds, d={best['latent']} gives {best['test_psnr']:.2f} "
+            f"dB [{lo:.2f}, {hi:.2f}] and the next best, d={next_['latent']}, "
+            f"{next_['test_psnr']:.2f} dB [{next_lo:.2f}, {next_hi:.2f}]: "
+            + ("their ranges overlap, so these seeds do not settle which size is better."
+               if overlap else f"their ranges do not overlap: every seed's d={best['latent']} run "
+               f"scores above every seed's d={next_['latent']} run."))
 
 
 def smallest_near_best(rows: list[dict]) -> dict:
@@ -213,7 +232,8 @@ def notes(rows: list[dict], pixels: int, train_sizes: dict[str, int],
     return [
         "Corruption: each pixel is set to 0 with probability 0.5 (kept pixels unchanged), at "
         "training and test time; the test corruption is drawn with the run's fixed evaluation "
-        "key, so every code size is scored on the same corrupted images. The floor is the PSNR "
+        "key, derived from its seed, so every code size is scored on the same corrupted images "
+        "(each seed on its own draw). The floor is the PSNR "
         "of the corrupted input against the clean image: a model below it makes things worse.",
         smaller_code_note(rows, pixels),
         *(n for n in (datasets_note(rows), overfit_note(rows, train_sizes),
@@ -229,8 +249,15 @@ def plot(rows: list[dict], scale: str, pixels: int, path: str) -> None:
     for color, dataset in zip(colors, dict.fromkeys(r["dataset"] for r in rows), strict=False):
         mine = [r for r in rows if r["dataset"] == dataset]
         x = [r["latent"] for r in mine]
-        ax.plot(x, [r["test_psnr"] for r in mine], marker="o", color=color,
-                label=f"{dataset}: DAE output")
+        y = [r["test_psnr"] for r in mine]
+        low, high = zip(*(r.get(SEED_RANGE, {}).get("test_psnr", (v, v))
+                          for r, v in zip(mine, y, strict=True)), strict=True)
+        ax.plot(x, y, marker="o", color=color, label=f"{dataset}: DAE output" + (
+            " (mean; bars: lowest to highest seed)" if low != high else ""))
+        if low != high:
+            ax.errorbar(x, y, yerr=[[v - lo for v, lo in zip(y, low, strict=True)],
+                                    [hi - v for v, hi in zip(y, high, strict=True)]],
+                        fmt="none", ecolor=color, capsize=3)
         ax.plot(x, [r["median_psnr"] for r in mine], linestyle=":", color=color,
                 label=f"{dataset}: 3x3 median filter of the input")
         ax.plot(x, [r["input_psnr"] for r in mine], linestyle="--", color=color,
@@ -248,7 +275,8 @@ def plot(rows: list[dict], scale: str, pixels: int, path: str) -> None:
 
 def run(ctx: Context) -> Result:
     choices = ctx.data()
-    rows = [row for choice in choices for row in dataset_rows(ctx, choice)]
+    rows = ctx.over_seeds(
+        lambda c: [row for choice in choices for row in dataset_rows(c, choice)])
     pixels = math.prod(ctx.splits(choices[0]).image_shape)
     sizes = ctx.train_sizes()
     findings = [f for dataset in dict.fromkeys(r["dataset"] for r in rows)

@@ -160,7 +160,8 @@ def run(ctx: Context) -> Result:
     choices = ctx.data()
     if len(choices) < DATASETS_NEEDED:
         raise ValueError("data_specificity needs two data sets: --datasets fashion_mnist,mnist")
-    rows = [row for model in MODELS for row in model_rows(ctx, model, choices)]
+    rows = ctx.over_seeds(
+        lambda c: [row for model in MODELS for row in model_rows(c, model, choices)])
     pixels = math.prod(ctx.splits(choices[0]).image_shape)
     sizes = ctx.train_sizes()
     columns = [column("model", "model"), column("metric", "error"),

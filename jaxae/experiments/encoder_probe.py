@@ -224,7 +224,8 @@ def plot(rows: list[dict], scale: str, fixed: dict[str, int], path: str) -> None
 def run(ctx: Context) -> Result:
     choices = ctx.data()
     shapes: dict[str, tuple[int, ...]] = {}
-    rows = [row for choice in choices for row in dataset_rows(ctx, choice, shapes)]
+    rows = ctx.over_seeds(
+        lambda c: [row for choice in choices for row in dataset_rows(c, choice, shapes)])
     fixed = {key: next(r["dim"] for r in rows if r["features"] == encoder_name(key))
              for key, entry in AUTOENCODERS.items() if entry.latents is None}
     pixels = math.prod(ctx.splits(choices[0]).image_shape)
@@ -243,5 +244,6 @@ def run(ctx: Context) -> Result:
         settings={"probe": f"linear softmax, Adam 1e-3, batch 256, {PROBE_EPOCHS} epochs"
                            + (f" or {steps:,} steps if that is more"
                               if (steps := PROBE_MIN_STEPS[ctx.scale.name]) else "")
-                           + f", seed {ctx.seed}",
+                           + f", seed{'s' if len(ctx.seeds) > 1 else ''} "
+                           + ", ".join(map(str, ctx.seeds)),
                   "encoders": "the runs of ae_vs_pca (same workdirs)"})

@@ -58,6 +58,11 @@ def display_paths(text: str, root: str | None = None, home: str | None = None) -
     return _ABSOLUTE.sub(one, text)
 
 
+# A row's {column key: [lowest, highest]} over the seeds whose mean it shows, for the numbers
+# in which the seeds' runs differ (jaxae.experiments.common.mean_rows).
+SEED_RANGE = "seed_range"
+
+
 def format_value(value: object, fmt: str) -> str:
     """A table cell: numbers with the column's format, nothing for a missing value."""
     if value is None:
@@ -69,14 +74,22 @@ def format_value(value: object, fmt: str) -> str:
     return str(value)
 
 
+def format_cell(row: dict, column: dict) -> str:
+    """A row's value in `column`, with its [lowest, highest] over the seeds where they differ."""
+    text = format_value(row.get(column["key"]), column["format"])
+    if spread := row.get(SEED_RANGE, {}).get(column["key"]):
+        low, high = (format_value(v, column["format"]) for v in spread)
+        text += f" [{low}, {high}]"
+    return text
+
+
 def render_table(columns: list[dict], rows: list[dict]) -> str:
     """A markdown table with one line per row."""
     header = "| " + " | ".join(c["header"] for c in columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
     lines = [header, rule]
     for row in rows:
-        cells = [format_value(row.get(c["key"]), c["format"]) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(format_cell(row, c) for c in columns) + " |")
     return "\n".join(lines)
 
 
@@ -164,9 +177,12 @@ def describe_training(runs: dict) -> str | None:
         text += (": the data sets' runs trained for different numbers of steps, so their rows "
                  "differ in training as well as in data")
     seeds = sorted({r["seed"] for r in runs.values() if "seed" in r})
-    if seeds:
-        text += (f"; each run trained once, with seed {seeds[0]}" if len(seeds) == 1 else
-                 f"; each run trained once, with seeds {', '.join(map(str, seeds))}")
+    if len(seeds) == 1:
+        text += f"; each run trained once, with seed {seeds[0]}"
+    elif seeds:
+        text += (f"; each run trained once with each of the seeds {', '.join(map(str, seeds))}: "
+                 "a figure is the mean over the seeds, followed by [lowest, highest] where "
+                 "they differ")
     return text
 
 
