@@ -603,6 +603,9 @@ def loaded_config(flag_values: flags.FlagValues = flags.FLAGS) -> ml_collections
     config_file = config_flags.get_config_filename(flag_values["config"])
     beside = os.path.dirname(os.path.abspath(config_file)) if config_file else os.getcwd()
     for section, registry in (("model", MODELS), ("task", TASKS)):
+        if "name" not in config[section]:
+            _fail(f"config.{section} has no name: set config.{section}.name to one of "
+                  f"{', '.join(registry.names())}, or to 'path/to/file.py:Class'")
         name = config[section].name
         where, _, attribute = name.rpartition(":")
         if where.endswith(".py") and not os.path.isabs(where):
@@ -623,7 +626,24 @@ def _code_file(where: str, beside: str, section: str) -> str:
         _fail(f"config.{section}.name: {where!r} is both {near} (beside the config) and "
               f"{here} (in the current directory): name the one you mean by its absolute "
               "path")
-    return os.path.abspath(near if os.path.isfile(near) or not os.path.isfile(here) else here)
+    if not os.path.isfile(near) and not os.path.isfile(here):
+        _fail(f"config.{section}.name: {where!r} is neither beside the config ({near}) nor in "
+              f"the current directory ({here}): give its path from one of them, or an "
+              f"absolute one{_close_file((near, here))}")
+    return os.path.abspath(near if os.path.isfile(near) else here)
+
+
+def _close_file(paths: tuple[str, ...]) -> str:
+    """'; did you mean ...?' naming a .py file whose name is close to one of `paths`', in its
+    folder, or ''."""
+    for path in paths:
+        try:
+            nearby = [f for f in os.listdir(os.path.dirname(path)) if f.endswith(".py")]
+        except OSError:
+            continue
+        if close := difflib.get_close_matches(os.path.basename(path), nearby, n=1):
+            return f"; did you mean {os.path.join(os.path.dirname(path), close[0])!r}?"
+    return ""
 
 
 def _check_config_type(config: object, path: str) -> None:

@@ -42,12 +42,13 @@ class Registry:
         """Decorator: `@MODELS.register("my_vae")` on a class or factory function (or
         `MODELS.register("my_vae")(entry)`); the module doing it is kept as the name's
         origin, which `locatable_name` records. The same definition run again (a notebook
-        cell, a module reloaded) replaces the entry; another one under the name is refused."""
+        cell, a module reloaded, a file imported under a second module name) replaces the
+        entry; another one under the name is refused."""
 
         def add(entry: Entry) -> Entry:
             file = _source_file(entry)  # now: a module of the same name may replace it later
             if name in self._entries and not (self._entries[name] is entry or (
-                    _where(self._entries[name]) == _where(entry)
+                    _qualname(self._entries[name]) == _qualname(entry)
                     and self._files.get(name) == file)):
                 raise RegistryError(f"a {self.kind} named {name!r} is registered already "
                                     f"({_where(self._entries[name])})")
@@ -123,8 +124,9 @@ def import_location(where: str, kind: str = "code") -> Any:
     except ModuleNotFoundError as e:
         if e.name != where.split(".")[0] and e.name != where:
             raise  # the module exists but something it imports does not: the real error
-        raise RegistryError(f"{kind} module {where!r} cannot be imported ({e}): install it, "
-                            "or name its file instead ('path/to/file.py:Class')") from None
+        raise RegistryError(f"{kind} module {where!r} cannot be imported ({e}): install it or "
+                            "put the folder that holds it on PYTHONPATH, or name its file "
+                            "instead ('path/to/file.py:Class')") from None
 
 
 def _imported_file(path: str) -> Any | None:
@@ -210,7 +212,13 @@ def _import_file(path: str) -> Any:
     folder = os.path.dirname(os.path.abspath(path))
     if folder not in sys.path:
         sys.path.append(folder)
-    name = "jaxae_user_" + os.path.splitext(os.path.basename(path))[0]
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if _importable_as(stem, path):  # `import my_models` later finds this same module
+        try:
+            return importlib.import_module(stem)
+        except Exception as e:  # noqa: BLE001 (the user's file may raise anything)
+            raise _run_error(path, e) from None
+    name = "jaxae_user_" + stem
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # before running it: dataclasses and pickling look it up
@@ -220,6 +228,18 @@ def _import_file(path: str) -> Any:
         del sys.modules[name]
         raise _run_error(path, e) from None
     return module
+
+
+def _importable_as(stem: str, path: str) -> bool:
+    """Whether `import <stem>` imports the file at `path` (not another module of its name)."""
+    if not stem.isidentifier():
+        return False
+    try:
+        spec = importlib.util.find_spec(stem)
+    except (ImportError, ValueError):
+        return False
+    origin = getattr(spec, "origin", None)
+    return bool(origin) and os.path.realpath(origin) == os.path.realpath(path)
 
 
 def _run_error(path: str, e: Exception) -> RegistryError:
@@ -251,7 +271,11 @@ def _source_file(entry: Entry) -> str | None:
 
 
 def _where(entry: Entry) -> str:
-    return f"{getattr(entry, '__module__', '?')}.{getattr(entry, '__qualname__', entry)}"
+    return f"{getattr(entry, '__module__', '?')}.{_qualname(entry)}"
+
+
+def _qualname(entry: Entry) -> str:
+    return str(getattr(entry, "__qualname__", entry))
 
 
 def parameters(entry: Entry) -> dict[str, inspect.Parameter]:

@@ -445,6 +445,38 @@ def test_a_model_file_both_beside_the_config_and_in_the_current_folder_is_refuse
 
 
 @pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+def test_a_model_file_in_neither_place_and_a_section_without_a_name_are_one_line(
+        tmp_path, monkeypatch, capsys):
+    project, here = tmp_path / "project", tmp_path / "here"
+    for folder in (project, here):
+        folder.mkdir()
+    (project / "my_models.py").write_text(textwrap.dedent(MY_MODELS))
+    (project / "my_config.py").write_text(
+        textwrap.dedent(MY_CONFIG).replace("my_models.py:", "my_modles.py:"))
+    monkeypatch.chdir(here)
+    code, flag_values = parse(["train.py", f"--config={project}/my_config.py"], config_flag)
+    assert code == 0
+    with pytest.raises(SystemExit):
+        cli.loaded_config(flag_values)
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"error: config.model.name: 'my_modles.py' is neither beside the config "
+                    f"({project}/my_modles.py) nor in the current directory ({here}/"
+                    "my_modles.py): give its path from one of them, or an absolute one; did you "
+                    f"mean '{project}/my_models.py'?")
+    for section, names in (("model", "dense_ae, deep_ae, conv_ae, superres, vae, cvae, conv_vae"),
+                           ("task", "reconstruct, denoise, superresolve")):
+        code, flag_values = parse(["train.py", f"--config={ROOT}/configs/test.py",
+                                   f"--config.{section}={{'latent_dim': 3}}"], config_flag)
+        assert code == 0
+        with pytest.raises(SystemExit):
+            cli.loaded_config(flag_values)
+        [line] = capsys.readouterr().err.strip().splitlines()  # (and names tests registered)
+        assert line.startswith(f"error: config.{section} has no name: set config.{section}.name "
+                               f"to one of {names}, ")
+        assert line.endswith(", or to 'path/to/file.py:Class'")
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
 def test_builder_options_and_float_fields_are_overridable_at_their_defaults(tmp_path, capsys):
     argv = ["train.py", f"--config={ROOT}/configs/test.py", "--config.model.name=conv_ae",
             "--config.model.conv=xla", "--config.model.init=lecun"]

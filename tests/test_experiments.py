@@ -288,17 +288,18 @@ def test_classical_baselines_score_the_runs_own_inputs(results):
     rows = records["classical_baselines"]["rows"]
     for r in rows:
         assert -1 <= r["ssim"] <= 1 and r["psnr"] > 0
-        if r["family"] == "autoencoder":
+        if r["family"] == classical_baselines.LEARNED:
             assert r["psnr"] == pytest.approx(r["logged_psnr"], rel=1e-4), \
-                f"{r['task']}: PSNR differs from the training run's evaluation"
-    families = {(r["dataset"], r["task"]): {x["family"] for x in rows
-                                             if (x["dataset"], x["task"]) == (r["dataset"],
-                                                                              r["task"])}
-                for r in rows}
-    for (_, task), found in families.items():
-        extra = {"bicubic", "bilinear"} if task.startswith("super") else {"Gaussian blur",
-                                                                          "median 3x3"}
-        assert found == {"autoencoder", "input"} | extra, task
+                f"{r['task']}, {r['method']}: PSNR differs from the training run's evaluation"
+    for key in dict.fromkeys((r["dataset"], r["task"]) for r in rows):
+        mine = [r for r in rows if (r["dataset"], r["task"]) == key]
+        learned = [r["method"] for r in mine if r["family"] == classical_baselines.LEARNED]
+        superres = key[1].startswith("super")
+        extra = {"bicubic", "bilinear"} if superres else {"Gaussian blur", "median 3x3"}
+        assert {r["family"] for r in mine} == {classical_baselines.LEARNED, "input"} | extra
+        # super-resolution by the lesson's autoencoder and by ESPCN, which has no code
+        assert learned == (["dense_ae (code 940)", "superres (no code)"] if superres
+                           else ["dense_ae (code 940)"]), key
 
 
 def test_report_is_built_from_the_json_files(results):
@@ -328,7 +329,7 @@ def test_settings_and_notes_say_what_this_scale_ran(results):
     assert records["encoder_probe"]["settings"]["probe"] == (
         "linear softmax, Adam 1e-3, batch 256, 10 epochs, seed 0")
     assert records["classical_baselines"]["settings"]["configs"].startswith(
-        "configs/superres.py (task.factor 4), ")
+        "configs/superres_ae.py (task.factor 4), configs/superres.py (task.factor 4), ")
     assert any("by PSNR on 512 corrupted training images" in note
                for note in records["classical_baselines"]["notes"])
 
@@ -589,29 +590,54 @@ def test_data_specificity_notes_follow_the_rows():
     assert "saw" not in text
 
 
+AE, ESPCN = "dense_ae (code 940)", "superres (no code)"
+
+
 def baseline_rows(dataset: str, task: str, psnr_ssim: dict[str, tuple[float, float]]
                   ) -> list[dict]:
-    return [{"dataset": dataset, "task": task, "method": method, "family": method,
+    learned = (AE, ESPCN)
+    return [{"dataset": dataset, "task": task, "method": method,
+             "family": classical_baselines.LEARNED if method in learned else method,
              "psnr": p, "ssim": s} for method, (p, s) in psnr_ssim.items()]
 
 
-def test_classical_baselines_note_names_where_the_autoencoder_does_not_beat_them():
+def test_classical_baselines_note_names_where_a_learned_model_does_not_beat_them():
     x2 = baseline_rows(DIGITS, "super-resolution x2", {
-        "autoencoder": (20.51, 0.8906), "bicubic": (19.99, 0.8375), "input": (17.91, 0.8011)})
+        AE: (20.51, 0.8906), "bicubic": (19.99, 0.8375), "input": (17.91, 0.8011)})
     x4 = baseline_rows(DIGITS, "super-resolution x4", {
-        "autoencoder": (13.36, 0.3961), "bicubic": (14.49, 0.4527), "input": (13.85, 0.4551)})
+        AE: (13.36, 0.3961), "bicubic": (14.49, 0.4527), "input": (13.85, 0.4551)})
     text = classical_baselines.notes(x2 + x4)[-1]
     assert "punishes blur" not in text
     assert text.endswith(
-        f"in both PSNR and SSIM in 1 of 2 cases, not in {DIGITS}, super-resolution x4 (13.36 dB "
-        "/ SSIM 0.396, against bicubic's 14.49 dB and bicubic's SSIM 0.453; the 'input' row has "
-        "13.85 dB / SSIM 0.455).")
+        f"in both PSNR and SSIM in 1 of 2 cases, not in {DIGITS}, super-resolution x4, {AE} "
+        "(13.36 dB / SSIM 0.396, against bicubic's 14.49 dB and bicubic's SSIM 0.453; the "
+        "'input' row has 13.85 dB / SSIM 0.455).")
     assert classical_baselines.notes(x2)[-1].endswith(
         "in both PSNR and SSIM in all 1 cases.")
     # an SSIM margin that prints as +0.000 is not a win
-    tie = baseline_rows(DIGITS, "denoising", {"autoencoder": (18.0, 0.5363),
+    tie = baseline_rows(DIGITS, "denoising", {AE: (18.0, 0.5363),
                                               "median 3x3": (17.0, 0.5360), "input": (13, 0.4)})
     assert "in 0 of 1 cases" in classical_baselines.notes(tie)[-1]
+
+
+def test_classical_baselines_score_each_super_resolution_model_against_the_classical_ones():
+    rows = baseline_rows(DIGITS, "super-resolution x2", {
+        AE: (19.0, 0.80), ESPCN: (20.5, 0.89), "bicubic": (19.99, 0.8375),
+        "input": (17.91, 0.8011)})
+    found = classical_baselines.findings(rows)
+    assert found == [
+        f"{DIGITS}, super-resolution x2: {AE} 19.00 dB / SSIM 0.800; best classical bicubic "
+        "19.99 dB (-0.99 dB), best SSIM bicubic 0.838 (-0.037).",
+        f"{DIGITS}, super-resolution x2: {ESPCN} 20.50 dB / SSIM 0.890; best classical bicubic "
+        "19.99 dB (+0.51 dB), best SSIM bicubic 0.838 (+0.052)."]
+    notes = classical_baselines.notes(rows)
+    assert notes[-2].endswith(f"The higher PSNR: {DIGITS}, super-resolution x2: {ESPCN}, by "
+                              "1.50 dB.")
+    assert notes[-1].endswith(f"in 1 of 2 cases, not in {DIGITS}, super-resolution x2, {AE} "
+                              "(19.00 dB / SSIM 0.800, against bicubic's 19.99 dB and "
+                              "bicubic's SSIM 0.838; the 'input' row has 17.91 dB / SSIM "
+                              "0.801).")
+    assert classical_baselines.superres_models_note(rows[:1] + rows[2:]) is None
 
 
 def test_the_page_names_data_paths_relative_to_the_repository_or_home_never_absolute(
@@ -762,6 +788,25 @@ def test_the_dae_sweeps_comparison_says_when_the_data_sets_trained_for_other_len
                            "training length."), uneven
     even = dae_sweep.comparison_finding(rows, {FASHION: [4680], DIGITS: [4650]})
     assert "training length" not in even and even.startswith("Data sets compared: ")
+    sized = dae_sweep.comparison_finding(rows, {FASHION: [4680], DIGITS: [4650]},
+                                         {FASHION: 60_000, DIGITS: 4_000})
+    assert sized.endswith(f"{DIGITS} also has 4,000 training images against {FASHION}'s "
+                          "60,000: these runs do not tell that apart from the data themselves.")
+
+
+def test_the_dae_sweep_says_when_its_best_size_is_its_largest_and_when_none_denoises():
+    rising = sweep_rows(FASHION, 12.7, {512: 19.80, 940: 20.07, 1500: 20.22})
+    assert dae_sweep.edge_finding(rising) == (
+        f"{FASHION}: d=1500, the largest size swept, is the best: the PSNR still rises there "
+        "(+0.27 dB from d=512 to 940, +0.15 dB from d=940 to 1500), so the sweep finds no size "
+        "beyond which a larger code stops helping, only that the gains shrink.")
+    falling = sweep_rows(FASHION, 12.7, {512: 19.8, 940: 20.1, 1500: 20.0})
+    assert dae_sweep.edge_finding(falling) is None
+    findings = dae_sweep.dataset_findings(rising, 784)
+    assert findings[1] == dae_sweep.edge_finding(rising)
+    below = dae_sweep.dataset_findings(sweep_rows(FASHION, 12.7, {16: 8.3, 940: 11.6}), 784)
+    assert below[0].endswith("(-1.10 dB) and 11.70 dB for a 3x3 median filter: no code size "
+                             "restores the corrupted input here, every one scores below it.")
 
 
 @pytest.mark.parametrize("argv, message", [

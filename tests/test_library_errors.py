@@ -268,3 +268,156 @@ def test_a_registered_name_in_other_letter_case_is_suggested():
     with pytest.raises(RegistryError, match="unknown data set 'Fashion_MNIST': did you mean "
                                             "'fashion_mnist'?"):
         DATASETS.get("Fashion_MNIST")
+
+
+class _Defaults(models.Autoencoder):
+    """A model that gives the data's fields defaults: the data's values must win."""
+
+    image_shape: tuple = (28, 28, 1)
+    num_classes: int = 0
+
+    @property
+    def latent_shape(self):
+        return (4,)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.Dense(4, name="code")(x.reshape(x.shape[0], -1))
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(int(np.prod(self.image_shape)), name="pixels")(z).reshape(
+            z.shape[0], *self.image_shape)
+
+
+class _FlatDecode(_Defaults):
+    """Decodes to flat pixels rather than images."""
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(int(np.prod(self.image_shape)), name="pixels")(z)
+
+
+class _VariationalClaim(_Defaults):
+    """Declares itself variational but returns a plain autoencoder's aux."""
+
+    variational = True
+
+
+def test_the_datas_image_shape_and_classes_win_over_a_models_defaults():
+    built = models.build_model({"name": f"{__name__}:_Defaults"}, image_shape=(32, 32, 3),
+                               num_classes=6)
+    assert (built.image_shape, built.num_classes) == ((32, 32, 3), 6)
+
+
+def test_a_model_section_without_a_name_is_one_line():
+    with pytest.raises(RegistryError, match=r"^the model section \{'latent_dim': 3\} has no "
+                                            r"name: give it one, a registered model \(dense_ae, "):
+        models.build_model({"latent_dim": 3}, image_shape=MNIST)
+
+
+@pytest.mark.parametrize("model, words", [
+    (_FlatDecode(image_shape=MNIST), r"^model _FlatDecode returns logits of shape 784 per "
+                                     r"image for 28x28x1 "),
+    (_VariationalClaim(image_shape=MNIST), r"^model _VariationalClaim declares variational = "
+                                           r"True but its aux lacks mean, log_sigma, z: return"),
+])
+def test_create_train_state_checks_the_logits_against_the_models_image_shape(model, words):
+    with pytest.raises(DeclarationError, match=words):
+        steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
+
+
+def test_generation_names_a_train_state_and_labels_an_unconditional_model_would_ignore():
+    model, state = dense_state()
+    vae = models.build_model({"name": "vae", "latent_dim": 2}, image_shape=MNIST)
+    vae_state = steps.create_train_state(vae, optax.sgd(0.1), MNIST, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"^VAE is not conditional on the class, so it would "
+                                         r"ignore the labels: drop labels="):
+        generation.prior_samples(vae, vae_state.params, jax.random.key(1), 4,
+                                 labels=jnp.full(4, 3))
+    for call in (lambda: generation.prior_samples(vae, vae_state, jax.random.key(1), 4),
+                 lambda: generation.encode(model, state, IMAGES, np.zeros(8, np.int32)),
+                 lambda: generation.decode(model, state, jnp.zeros((2, 4)))):
+        with pytest.raises(TypeError, match=r" takes the model's parameters, not a TrainState: "
+                                            r"pass state.params$"):
+            call()
+
+
+def test_a_probe_infers_its_classes_and_refuses_labels_outside_them():
+    from jaxae.evaluation.probe import train_probe
+
+    features = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
+    probe = train_probe(features, np.arange(64) % 12, jax.random.key(0), epochs=1)
+    assert probe.model.num_classes == 12  # not a default of 10 that labels 10 and 11 outrun
+    with pytest.raises(ValueError, match=r"^train_probe's labels reach 11, beyond "
+                                         r"num_classes=10 \(classes 0..9\): pass "
+                                         r"num_classes=12"):
+        train_probe(features, np.arange(64) % 12, jax.random.key(0), num_classes=10)
+    with pytest.raises(TypeError, match=r"^train_probe's key must be one PRNG key"):
+        train_probe(features, np.arange(64) % 12, 0)
+
+
+def test_a_tasks_example_names_an_integer_key():
+    from jaxae.tasks import Denoise
+
+    with pytest.raises(TypeError, match=r"^make_example's key must be one PRNG key, not int"):
+        Denoise().make_example(IMAGES, 0)
+
+
+def test_make_splits_refuses_more_images_than_a_split_holds_and_one_based_labels_warn(capsys):
+    data = from_arrays(IMAGES, IMAGES[:4])
+    with pytest.raises(DataError, match=r"^train_size=1000 is more than the 8 images of "
+                                        r"arrays's training split: use at most 8"):
+        make_splits(data, jax.random.key(0), train_size=1000)
+    with pytest.raises(DataError, match=r"^test_size=5 is more than the 4 images of"):
+        make_splits(data, jax.random.key(0), test_size=5)
+    assert "no image has label 0" not in capsys.readouterr().err
+    from_arrays(IMAGES, IMAGES[:4], np.arange(8) % 3 + 1, np.array([1, 2, 3, 1]))
+    assert capsys.readouterr().err.startswith(
+        "warning: arrays given in memory: no image has label 0, so class '0' is empty: if the "
+        "labels count from 1, subtract 1 from them")
+
+
+TWICE = '''
+import flax.linen as nn
+
+from jaxae import models
+
+
+@models.register_model("named_by_file_then_imported")
+class Twice(models.Autoencoder):
+    image_shape: tuple
+
+    @property
+    def latent_shape(self):
+        return (2,)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.Dense(2, name="code")(x.reshape(x.shape[0], -1))
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(784, name="pixels")(z).reshape(z.shape[0], 28, 28, 1)
+'''
+
+
+def test_a_model_file_named_by_path_and_then_imported_is_one_module(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    (tmp_path / "reg_twice_models.py").write_text(TWICE)
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable as well as named by its path
+    built = models.build_model({"name": f"{tmp_path}/reg_twice_models.py:Twice"},
+                               image_shape=MNIST)
+    module = importlib.import_module("reg_twice_models")  # no "registered already"
+    assert type(built) is module.Twice and sys.modules["reg_twice_models"] is module
+    assert models.build_model({"name": "named_by_file_then_imported"},
+                              image_shape=MNIST).latent_shape == (2,)
+
+
+def test_a_model_module_that_cannot_be_imported_names_pythonpath():
+    with pytest.raises(RegistryError, match=r"^model module 'no_such_models_here' cannot be "
+                                            r"imported \(.*\): install it or put the folder "
+                                            r"that holds it on PYTHONPATH, or name its file"):
+        models.build_model({"name": "no_such_models_here:Model"}, image_shape=MNIST)

@@ -164,9 +164,9 @@ def test_short_training_lowers_the_test_loss(tiny_config, tmp_path):
 
 @pytest.mark.parametrize("overrides, input_row", [  # conv AE and VAE: tests/test_shapes.py
     ({"model": {"name": "deep_ae", "latent_dim": 30}}, None),
-    ({"model.latent_dim": 940, "task.name": "denoise"}, "input\n(dropout)"),
+    ({"model.latent_dim": 940, "task.name": "denoise"}, "input\n(dropout 0.5)"),
     ({"model.latent_dim": 940, "task.name": "denoise", "task.corruption": "gaussian"},
-     "input\n(gaussian)"),
+     "input\n(noise std 0.3)"),
     ({"model": {"name": "superres"}, "objective.loss": "bce", "task.name": "superresolve",
       "task.factor": 4}, "input\n7x7"),
     ({"model": {"name": "cvae", "latent_dim": 4}, "eval.iwae_samples": (1,),

@@ -107,6 +107,11 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
                             "0, 1, 2, ... (one per class)")
         labels.append(array.astype(np.int32))
     num_classes = int(max(labels[0].max(), labels[1].max())) + 1
+    if class_names is None and train_labels is not None and num_classes > 1 and \
+            not any((array == 0).any() for array in labels):
+        print(f"warning: {source}: no image has label 0, so class '0' is empty: if the labels "
+              "count from 1, subtract 1 from them; else give class_names", file=sys.stderr,
+              flush=True)
     names = tuple(class_names) if class_names is not None else (
         tuple(str(c) for c in range(num_classes)) if num_classes > 1 else ("all",))
     if len(names) < num_classes:
@@ -170,6 +175,7 @@ def load_npz(path: str, *, image_size: int | None = None, channels: int | None =
                        None if names is None else _class_names(names), name="npz",
                        source=f"{os.path.abspath(path)} (sha256 {digest[:12]})"
                        + (f", {change}" if change else ""), fingerprint=f"sha256:{digest}")
+    data = dataclasses.replace(data, title=os.path.basename(path))  # pictures name the file
     if not should_stream(streaming, training_bytes(len(data.train_images), data.image_shape),
                          memory_budget_mb):
         return data

@@ -440,6 +440,7 @@ def load_folder(
     splits = [PreparedSplit(where, split, builder=builder) for split in SPLITS]
     return from_prepared(
         *splits, name=name, class_names=plan.class_names,
+        title=os.path.basename(os.path.normpath(plan.root)),  # pictures name the folder
         source=f"TFDS {BUILDER_NAME}/{config} in {where} ({how}) from {plan.describe()}",
         fingerprint=plan.fingerprint, streaming=streaming, memory_budget_mb=memory_budget_mb)
 

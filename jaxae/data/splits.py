@@ -111,7 +111,7 @@ def _count(size) -> int:
 
 class SplitSizeError(DataError):
     """A split size make_splits cannot honour with the data it was given (a config's
-    data.val_size: `jaxae.build.load_data` names the field so)."""
+    data.train_size, test_size, val_size: `jaxae.build.load_data` names the field so)."""
 
 
 def _check_split_args(data: Dataset, train_size: int | None, test_size: int | None,
@@ -134,6 +134,12 @@ def _check_split_args(data: Dataset, train_size: int | None, test_size: int | No
     train_size, test_size, val_size = (None if train_size is None else _count(train_size),
                                        None if test_size is None else _count(test_size),
                                        _count(val_size))
+    for name, size, have, split in (("train_size", train_size, len(data.train_images), "training"),
+                                    ("test_size", test_size, len(data.test_images), "test")):
+        if size is not None and size > have:  # cutting, never padding: fewer than asked
+            raise SplitSizeError(f"{name}={size} is more than the {have} images of "
+                                 f"{data.name}'s {split} split: use at most {have}, or leave "
+                                 "it unset for all of them")
     num_train = min(len(data.train_images), train_size or len(data.train_images))
     if (problem := val_size_problem(val_size, num_train)) is not None:
         raise SplitSizeError(problem)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+from collections.abc import Mapping
 
 import flax.linen as nn
 import jax
@@ -21,6 +22,13 @@ from jaxae import losses
 from jaxae.data.batches import to_float
 from jaxae.keys import check_key, eval_example_key
 from jaxae.tasks import Task
+
+
+def _check_params(params: object, function: str) -> None:
+    """A TypeError naming the fix for a train state (or anything else) given as parameters."""
+    if not isinstance(params, Mapping):
+        raise TypeError(f"{function} takes the model's parameters, not a "
+                        f"{type(params).__name__}: pass state.params")
 
 
 def _check_float_inputs(inputs: jax.Array, function: str) -> None:
@@ -36,6 +44,7 @@ def _check_float_inputs(inputs: jax.Array, function: str) -> None:
 def deterministic_codes(model: nn.Module, params: dict, images: jax.Array,
                         labels: jax.Array | None = None) -> jax.Array:
     """Codes [B, D] (flattened) of float images: z_mean for variational models."""
+    _check_params(params, "deterministic_codes")
     _check_float_inputs(images, "deterministic_codes")
     code = model.apply({"params": params}, images, labels=labels, method="encode")
     if model.variational:
@@ -64,6 +73,7 @@ def encode(model: nn.Module, params: dict, images_u8: np.ndarray, labels: np.nda
     corruption), of the inputs it makes of them, the kind of input the model was trained to
     encode. With evaluation's key and batch size, batch i is corrupted as evaluation's
     batch i is (`keys.eval_example_key`): a task that corrupts needs `task_key`."""
+    _check_params(params, "encode")
     corrupt = task is not None and task.shows_input
     if corrupt and task_key is None:
         raise ValueError(f"task {type(task).__name__} corrupts the images it encodes: give "
@@ -87,6 +97,7 @@ def decode(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | Non
            ) -> np.ndarray:
     """Images [N, H, W, C] in [0, 1] decoded from codes z (one compiled program per model
     and shape: decoding op by op would compile every operation on its own)."""
+    _check_params(params, "decode")
     return np.asarray(_decoded_images(model, params, z, labels))
 
 
@@ -97,6 +108,7 @@ def prior_samples(model: nn.Module, params: dict, key: jax.Array, num: int,
     if not model.variational:
         raise ValueError(f"{type(model).__name__} is not a variational model, so N(0, I) is not "
                          "its prior: use perturbed_code_samples for a plain autoencoder")
+    _check_params(params, "prior_samples")
     check_key(key, "prior_samples' key")
     if not isinstance(num, numbers.Integral) or num < 1:
         raise ValueError(f"prior_samples' num={num!r}: give the number of samples, 1 or more")
@@ -108,10 +120,15 @@ def prior_samples(model: nn.Module, params: dict, key: jax.Array, num: int,
 def _check_labels(model: nn.Module, labels: jax.Array | None, num: int) -> None:
     """A ValueError naming the fix for labels that a conditional model cannot take: missing,
     not one per sample, or (where the model has num_classes) outside 0 .. num_classes - 1,
-    which one-hot encode to no class at all."""
-    if not model.conditional:
-        return
+    which one-hot encode to no class at all; and for labels given to a model that is not
+    conditional, which would ignore them (samples of no chosen class)."""
     name = type(model).__name__
+    if not model.conditional:
+        if labels is not None:
+            raise ValueError(f"{name} is not conditional on the class, so it would ignore the "
+                             "labels: drop labels= (a conditional model, such as cvae, takes "
+                             "them)")
+        return
     if labels is None:
         raise ValueError(f"{name} is conditional on the class: pass labels= (int [num], the "
                          "class of each sample)")
@@ -139,6 +156,7 @@ def perturbed_code_samples(model: nn.Module, params: dict, inputs: jax.Array,
     of `inputs`: float model inputs, what the model was trained to encode (the clean images
     as `to_float` gives them, or a denoising task's corrupted ones). A conditional model
     takes each input's class as `labels`, for its code and its decode alike."""
+    _check_params(params, "perturbed_code_samples")
     _check_float_inputs(inputs, "perturbed_code_samples")
     check_key(key, "perturbed_code_samples' key")
     _check_labels(model, labels, len(inputs))
@@ -171,6 +189,7 @@ def manifold_coordinates(variational: bool, size: int, codes: np.ndarray | None 
 def manifold(model: nn.Module, params: dict, coords: np.ndarray) -> np.ndarray:
     """Images [rows, cols, H, W, C] over coords [2, size]: row i has z[1] = y_i (top =
     largest), column j z[0] = x_j."""
+    _check_params(params, "manifold")
     xs, ys = coords
     grid_x, grid_y = np.meshgrid(xs, ys[::-1])
     z = jnp.asarray(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1), jnp.float32)

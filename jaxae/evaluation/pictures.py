@@ -10,7 +10,10 @@
   conditional model, whose plane differs per class);
 - latent_scatter.png: test codes coloured by class (of the task's inputs, where they differ
   from the images: what the model was trained to encode), projected by PCA when the code
-  has more than two dimensions (a 1-D code is drawn against the class).
+  has more than two dimensions (a 1-D code is drawn against the class); for a model that
+  encodes the images themselves, with PCA's 2-D picture of the same images' pixels beside
+  it, each panel headed by its 5-NN class accuracy (the lesson's claim that a code is the
+  better 2-D picture, measured).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 from jaxae import losses
 from jaxae.data.batches import to_float
 from jaxae.data.splits import Split, Splits
-from jaxae.evaluation import generation, pca, plots
+from jaxae.evaluation import embedding, generation, pca, plots
 from jaxae.keys import PICTURES_STREAM, Keys, derive_keys, eval_example_key
 from jaxae.tasks import Task
 
@@ -178,7 +181,33 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits,
     if task.shows_input:  # the model encodes what the task gives it, as in training
         label = task.input_label(data.test.images.shape[1:]).replace("\n", " ")
         what += f" of the {label}"
+    caption, beside = "", None
+    if codes.shape[1] > 1 and not (task.shows_input or model.conditional):
+        drawn = f"{what} ({codes.shape[1]}-D)"
+        caption, beside = pixel_pca_panel(points, data,
+                                          drawn if codes.shape[1] == 2 else f"PCA of the {drawn}")
     plots.latent_scatter(points, data.test.labels, data.class_names,
                          *save("latent_scatter.png", f"{title}: test {what} ({codes.shape[1]}-D)"),
-                         axes, y_is_class=codes.shape[1] == 1)
+                         axes, y_is_class=codes.shape[1] == 1, caption=caption, beside=beside)
     return written
+
+
+def pixel_pca_panel(points_Nx2: np.ndarray, data: Splits, what: str
+                    ) -> tuple[str, plots.Panel | None]:
+    """The caption of a latent scatter's own panel, and the panel of PCA's 2-D picture of the
+    same test images' pixels beside it, each with how well it keeps the classes apart
+    (`embedding.neighbour_accuracy`); ("", None) for too few test images to score."""
+    labels = np.asarray(data.test.labels)
+    if len(labels) <= embedding.NEIGHBOURS:
+        return "", None
+    reference = embedding.pixel_pca_points(data.train.images, data.test.images)
+    k, fitted = embedding.NEIGHBOURS, min(len(data.train), embedding.PCA_FIT_IMAGES)
+
+    def agreement(points: np.ndarray) -> str:
+        return f"{k}-NN class accuracy {embedding.neighbour_accuracy(points, labels):.1%}"
+
+    return (f"{what}: {agreement(points_Nx2)}",
+            plots.Panel(reference, ("principal component 1 of the pixels",
+                                    "principal component 2 of the pixels"),
+                        f"PCA of the pixels (fitted on {fitted:,} training images): "
+                        f"{agreement(reference)}"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import textwrap
+from typing import NamedTuple
 
 import matplotlib
 
@@ -11,6 +13,17 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
+
+
+def _wrapped(title: str, inches: float, fontsize: int = 11) -> str:
+    """`title` in lines that fit `inches` (about ten characters an inch at 11 points), so a
+    long title is never cut off at the picture's edges."""
+    return textwrap.fill(title, max(24, int(inches * 10 * 11 / fontsize)))
+
+
+def _set_title(ax, title: str, fontsize: int = 11, share: float = 1.0) -> None:
+    """A title wrapped to `share` of the figure's width (`_wrapped`)."""
+    ax.set_title(_wrapped(title, ax.figure.get_figwidth() * share, fontsize), fontsize=fontsize)
 
 
 def _show(ax, image_HxWxC: np.ndarray) -> None:
@@ -74,7 +87,7 @@ def image_rows(rows: list[tuple[str, np.ndarray]], title: str, path: str) -> Non
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_title(title, fontsize=11)
+    _set_title(ax, title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -93,7 +106,7 @@ def manifold(images_RxCxHxWxC: np.ndarray, xs: np.ndarray, ys: np.ndarray, title
     ax.set_yticks(np.arange(rows) * h + h / 2, [f"{y:.2g}" for y in ys[::-1]], fontsize=7)
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
-    ax.set_title(title, fontsize=11)
+    _set_title(ax, title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -116,34 +129,54 @@ def class_styles(num_classes: int) -> list[tuple[tuple[float, ...], str]]:
     return [(tuple(hues[c]), MARKERS[c % stride]) for c in range(num_classes)]
 
 
+class Panel(NamedTuple):
+    """A second scatter beside a latent scatter's own: [N, 2] points of the same images."""
+
+    points_Nx2: np.ndarray
+    axis_names: tuple[str, str]
+    caption: str
+
+
 def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
                    title: str, path: str, axis_names: tuple[str, str],
-                   y_is_class: bool = False) -> None:
+                   y_is_class: bool = False, caption: str = "",
+                   beside: Panel | None = None) -> None:
     """Points coloured by class, with a legend of class names (in columns when there are
     many; no legend beyond MAX_LEGEND classes). `y_is_class`: the y coordinate is the class
-    index (a 1-D code), ticked with whole numbers."""
+    index (a 1-D code), ticked with whole numbers. `beside`: the same images' points of
+    another picture (PCA of the pixels), drawn alike to the right; `caption` heads the first
+    panel when there are two."""
     num_classes = len(class_names)
     columns = -(-num_classes // LEGEND_ROWS)
-    fig, ax = plt.subplots(figsize=(8.5 + 1.6 * (min(columns, 4) - 1), 7))
+    panels = [Panel(points_Nx2, axis_names, caption)] + ([beside] if beside else [])
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(8.5 + 6.5 * (len(panels) - 1) + 1.6 * (min(columns, 4) - 1),
+                                      7))
     present = set(np.unique(labels).tolist())  # one scatter call per class drawn, not per class
-    for c, ((colour, marker), name) in enumerate(zip(class_styles(num_classes), class_names,
-                                                     strict=True)):
-        if c not in present and num_classes > MAX_LEGEND:
-            continue
-        chosen = labels == c
-        ax.scatter(points_Nx2[chosen, 0], points_Nx2[chosen, 1], s=3 if marker == "o" else 5,
-                   alpha=0.6, color=colour, marker=marker, label=_short(name),
-                   rasterized=True)
-    ax.set_xlabel(axis_names[0])
-    ax.set_ylabel(axis_names[1])
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for c, ((colour, marker), name) in enumerate(zip(class_styles(num_classes),
+                                                         class_names, strict=True)):
+            if c not in present:  # a class the drawn images lack: no points, no legend entry
+                continue
+            chosen = labels == c
+            ax.scatter(panel.points_Nx2[chosen, 0], panel.points_Nx2[chosen, 1],
+                       s=3 if marker == "o" else 5, alpha=0.6, color=colour, marker=marker,
+                       label=_short(name), rasterized=True)
+        ax.set_xlabel(panel.axis_names[0])
+        ax.set_ylabel(panel.axis_names[1])
     if y_is_class:
-        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_title(title if num_classes <= MAX_LEGEND else f"{title} ({num_classes} classes)",
-                 fontsize=11)
+        axes[0, 0].yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    title = title if num_classes <= MAX_LEGEND else f"{title} ({num_classes} classes)"
+    if beside:
+        fig.suptitle(_wrapped(title, fig.get_figwidth()), fontsize=11)
+        for ax, panel in zip(axes[0], panels, strict=True):
+            _set_title(ax, panel.caption, fontsize=10, share=1 / len(panels))
+    else:
+        _set_title(axes[0, 0], title)
     if num_classes <= MAX_LEGEND:
-        ax.legend(markerscale=4 if num_classes <= 20 else 2.5,
-                  fontsize=8 if num_classes <= 40 else 6, loc="center left",
-                  bbox_to_anchor=(1.0, 0.5), ncol=columns)
+        axes[0, -1].legend(markerscale=4 if num_classes <= 20 else 2.5,
+                           fontsize=8 if num_classes <= 40 else 6, loc="center left",
+                           bbox_to_anchor=(1.0, 0.5), ncol=columns)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

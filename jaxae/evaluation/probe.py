@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxae.keys import check_key
+
 # A feature is scaled as if it varied at least this fraction of the median varying feature's
 # spread: one nearly constant in training (a border pixel) would otherwise turn a faint change
 # at test time (a generated sample's background at 1e-3) into a value of thousands that
@@ -101,13 +103,29 @@ def _fit(x: jax.Array, y: jax.Array, key: jax.Array, hidden: tuple[int, ...], nu
 
 def train_probe(features: np.ndarray, labels: np.ndarray, key: jax.Array,
                 hidden: tuple[int, ...] = (), epochs: int = 10, batch_size: int = 256,
-                learning_rate: float = 1e-3, num_classes: int = 10,
+                learning_rate: float = 1e-3, num_classes: int | None = None,
                 min_steps: int = 0) -> Probe:
     """Fits a classifier to (features, labels) with Adam on the cross-entropy.
 
     Trains `epochs` epochs, or more when that is fewer than `min_steps` Adam steps: on a
-    small training set a fixed number of epochs is too few steps to converge.
+    small training set a fixed number of epochs is too few steps to converge. `num_classes`:
+    the classes it tells apart (default: the largest label + 1); a label outside them is
+    refused, as one-hot encoding would silently make it no class at all.
     """
+    check_key(key, "train_probe's key")
+    labels = np.asarray(labels)
+    if len(labels) != len(features):
+        raise ValueError(f"train_probe was given {len(features)} feature rows and "
+                         f"{len(labels)} labels: give one label per row")
+    if not len(labels) or labels.min() < 0:
+        found = f"include {labels.min()}" if len(labels) else "are none"
+        raise ValueError(f"train_probe's labels {found}: give each feature row its class, "
+                         "numbered from 0")
+    if num_classes is not None and labels.max() >= num_classes:
+        raise ValueError(f"train_probe's labels reach {labels.max()}, beyond num_classes="
+                         f"{num_classes} (classes 0..{num_classes - 1}): pass num_classes="
+                         f"{labels.max() + 1}, or leave it out (the largest label + 1)")
+    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
     x = jnp.asarray(features, jnp.float32)
     mean, std = feature_scale(x)
     batch_size = min(batch_size, len(x))

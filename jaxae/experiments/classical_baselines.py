@@ -1,9 +1,11 @@
 """Experiment `classical_baselines`: super-resolution (x2, x4) and denoising (Gaussian noise,
-dropout) autoencoders against classical image operations, in PSNR and SSIM."""
+dropout) autoencoders against classical image operations, in PSNR and SSIM; super-resolution
+also by ESPCN, a learned model without a code."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import jax
@@ -31,6 +33,7 @@ from jaxae.tasks import baselines
 
 TITLE = "Super-resolution and denoising autoencoders against classical baselines"
 BLUR = "Gaussian blur"
+LEARNED = "learned"  # the family of a trained model's rows (their method: the model's label)
 Shape = tuple[int, int, int]
 Image = Callable[[jax.Array], jax.Array]  # model input -> restored image in [0, 1]
 
@@ -51,30 +54,33 @@ CLASSICAL: dict[str, Callable[[Shape, float | None], Image]] = {
 
 @dataclasses.dataclass(frozen=True)
 class TaskEntry:
-    """One task compared: its name in the table, the config and overrides that train its
-    autoencoder, and the classical methods (of CLASSICAL) that do the same job."""
+    """One task compared: its name in the table, the configs (and their overrides) that train
+    its learned models, the first an autoencoder, and the classical methods (of CLASSICAL)
+    that do the same job."""
 
     label: str
-    config: str  # jaxae.configs.<config>
+    configs: tuple[str, ...]  # jaxae.configs.<config>, each trained with `overrides`
     overrides: Overrides
     classical: tuple[str, ...]
 
 
+SUPERRES = ("superres_ae", "superres")  # the lesson's dense autoencoder, then ESPCN (no code)
 TASKS = {
-    "superres_x2": TaskEntry("super-resolution x2", "superres", {"task.factor": 2},
+    "superres_x2": TaskEntry("super-resolution x2", SUPERRES, {"task.factor": 2},
                              ("bicubic", "bilinear")),
-    "superres_x4": TaskEntry("super-resolution x4", "superres", {"task.factor": 4},
+    "superres_x4": TaskEntry("super-resolution x4", SUPERRES, {"task.factor": 4},
                              ("bicubic", "bilinear")),
-    "denoise_gaussian": TaskEntry("denoising, Gaussian noise std 0.3", "dae_gaussian", {},
+    "denoise_gaussian": TaskEntry("denoising, Gaussian noise std 0.3", ("dae_gaussian",), {},
                                   (BLUR, "median 3x3")),
-    "denoise_dropout": TaskEntry("denoising, dropout 0.5", "dae_dropout", {},
+    "denoise_dropout": TaskEntry("denoising, dropout 0.5", ("dae_dropout",), {},
                                  (BLUR, "median 3x3")),
 }
 TINY_TASKS = ("superres_x4", "denoise_gaussian", "denoise_dropout")
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)
 BLUR_FIT_IMAGES = 1000
-METHOD_COLORS = {"autoencoder": "tab:blue", "input": "tab:gray", "bicubic": "tab:orange",
-                 "bilinear": "tab:olive", BLUR: "tab:green", "median 3x3": "tab:purple"}
+LEARNED_COLORS = ("tab:blue", "tab:cyan", "tab:brown")  # the learned models, in table order
+METHOD_COLORS = {"input": "tab:gray", "bicubic": "tab:orange", "bilinear": "tab:olive",
+                 BLUR: "tab:green", "median 3x3": "tab:purple"}
 
 Methods = dict[str, Callable[[dict, jax.Array], jax.Array]]
 
@@ -88,17 +94,28 @@ def task_label(entry: TaskEntry, run: Run, image_shape: Shape) -> str:
     return f"{entry.label} ({input_shape[0]}x{input_shape[1]} in)"
 
 
+def learned_label(run: Run) -> str:
+    """A trained model's name in the table, from what it declares: its registered name and
+    its code's size ('dense_ae (code 940)'), or that it has none ('superres (no code)')."""
+    shape = run.model.latent_shape
+    return f"{run.config.model.name} " + (f"(code {math.prod(shape)})" if shape is not None
+                                          else "(no code)")
+
+
+def learned_method(run: Run) -> Callable[[dict, jax.Array], jax.Array]:
+    """The trained model as a method: (its parameters, model input) -> restored image."""
+    def restore(params: dict, x: jax.Array) -> jax.Array:
+        return losses.sigmoid(run.model.apply({"params": params}, x, sample=False)[0])
+    return restore
+
+
 def methods_for(run: Run, entry: TaskEntry, image_shape: Shape, blur_sigma: float | None
                 ) -> Methods:
     """Each method as a function of (model parameters, model input) -> restored image of
-    `image_shape` in [0, 1]; only the autoencoder uses the parameters."""
-    model, task = run.model, run.task
-
-    def autoencoder(params: dict, x: jax.Array) -> jax.Array:
-        return losses.sigmoid(model.apply({"params": params}, x, sample=False)[0])
-
-    found: Methods = {"autoencoder": autoencoder,
-                      "input": lambda _, x: task.input_as_image(x, image_shape)}
+    `image_shape` in [0, 1]: the run's model (LEARNED, the only one that uses the
+    parameters), the input shown as an image, and the task's classical methods."""
+    found: Methods = {LEARNED: learned_method(run),
+                      "input": lambda _, x: run.task.input_as_image(x, image_shape)}
     for name in entry.classical:
         method = CLASSICAL[name](image_shape, blur_sigma)
         found[name] = lambda _, x, method=method: method(x)
@@ -145,45 +162,54 @@ def fit_blur_sigma(run: Run, split: Split) -> float:
 
 
 def task_rows(ctx: Context, choice: DataChoice, name: str) -> list[dict]:
+    """The task's rows on one data set: each learned model's, then the input's and the
+    classical methods', all scored on the same test inputs (the first run's)."""
     entry = TASKS[name]
-    run = ctx.train(entry.config, choice, entry.overrides)
+    first, *others = [ctx.train(config, choice, entry.overrides) for config in entry.configs]
+    if any(run.task != first.task for run in others):  # their inputs would differ
+        raise ValueError(f"{name}: configs {', '.join(entry.configs)} set different tasks")
     splits = ctx.splits(choice)
-    sigma = fit_blur_sigma(run, splits.train) if BLUR in entry.classical else None
-    task = task_label(entry, run, splits.image_shape)
-    rows = []
-    methods = methods_for(run, entry, splits.image_shape, sigma)
-    for method, values in score(run, methods, splits.test).items():
+    sigma = fit_blur_sigma(first, splits.train) if BLUR in entry.classical else None
+    task = task_label(entry, first, splits.image_shape)
+    scores = {learned_label(run): (score(run, {LEARNED: learned_method(run)}, splits.test)
+                                   [LEARNED], run) for run in others}
+    methods = score(first, methods_for(first, entry, splits.image_shape, sigma), splits.test)
+    scores = {learned_label(first): (methods.pop(LEARNED), first), **scores}
+    rows = [{"dataset": choice.title, "task": task, "method": label, "family": LEARNED,
+             "psnr": values["psnr"], "ssim": values["ssim"], "logged_psnr": run.metrics["psnr"]}
+            for label, (values, run) in scores.items()]
+    for method, values in methods.items():
         label = method if method != BLUR else f"{BLUR} (sigma {sigma:g})"
         rows.append({"dataset": choice.title, "task": task, "method": label,
                      "family": method, "psnr": values["psnr"], "ssim": values["ssim"],
-                     "logged_psnr": run.metrics["psnr"] if method == "autoencoder" else None})
+                     "logged_psnr": None})
     return rows
 
 
-PSNR_DIFF, SSIM_DIFF = "+.2f", "+.3f"  # how the findings print the autoencoder's margins
+PSNR_DIFF, SSIM_DIFF = "+.2f", "+.3f"  # how the findings print the learned models' margins
 
 
 def cases(rows: list[dict]) -> list[dict]:
-    """Per data set and task: the autoencoder's row, the 'input' row, and the classical rows
-    of the best PSNR and of the best SSIM."""
+    """Per data set, task and learned model: the model's row, the 'input' row, and the
+    classical rows of the best PSNR and of the best SSIM."""
     out = []
     for dataset, task in dict.fromkeys((r["dataset"], r["task"]) for r in rows):
         mine = [r for r in rows if r["dataset"] == dataset and r["task"] == task]
-        classical = [r for r in mine if r["family"] not in ("autoencoder", "input")]
-        out.append({"dataset": dataset, "task": task,
-                    "model": next(r for r in mine if r["family"] == "autoencoder"),
-                    "input": next((r for r in mine if r["family"] == "input"), None),
-                    "psnr": max(classical, key=lambda r: r["psnr"]),
-                    "ssim": max(classical, key=lambda r: r["ssim"])})
+        classical = [r for r in mine if r["family"] not in (LEARNED, "input")]
+        for model in (r for r in mine if r["family"] == LEARNED):
+            out.append({"dataset": dataset, "task": task, "model": model,
+                        "input": next((r for r in mine if r["family"] == "input"), None),
+                        "psnr": max(classical, key=lambda r: r["psnr"]),
+                        "ssim": max(classical, key=lambda r: r["ssim"])})
     return out
 
 
 def findings(rows: list[dict]) -> list[str]:
-    """Per data set and task: the autoencoder against the best classical method."""
+    """Per data set, task and learned model: the model against the best classical method."""
     out = []
     for c in cases(rows):
         model, best_p, best_s = c["model"], c["psnr"], c["ssim"]
-        out.append(f"{c['dataset']}, {c['task']}: autoencoder {model['psnr']:.2f} dB / SSIM "
+        out.append(f"{c['dataset']}, {c['task']}: {model['method']} {model['psnr']:.2f} dB / SSIM "
                    f"{model['ssim']:.3f}; best classical {best_p['method']} "
                    f"{best_p['psnr']:.2f} dB ({model['psnr'] - best_p['psnr']:{PSNR_DIFF}} dB), "
                    f"best SSIM {best_s['method']} {best_s['ssim']:.3f} "
@@ -192,7 +218,7 @@ def findings(rows: list[dict]) -> list[str]:
 
 
 def beats_classical(c: dict) -> bool:
-    """Whether the autoencoder beats the best classical method in both PSNR and SSIM, by a
+    """Whether the learned model beats the best classical method in both PSNR and SSIM, by a
     margin that does not print as zero."""
     return (printed_sign(c["model"]["psnr"] - c["psnr"]["psnr"], PSNR_DIFF) > 0
             and printed_sign(c["model"]["ssim"] - c["ssim"]["ssim"], SSIM_DIFF) > 0)
@@ -203,8 +229,8 @@ def learned_detail_note(rows: list[dict]) -> str:
     found = cases(rows)
     text = ("A classical filter knows nothing about the images: interpolation cannot invent the "
             "edges that pooling averaged away, and a blur or median filter removes noise by "
-            "removing detail too. The autoencoders learned from the training images, so they can "
-            "put back plausible detail that a generic filter cannot")
+            "removing detail too. The learned models were trained on the training images, so they "
+            "can put back plausible detail that a generic filter cannot")
     misses = [c for c in found if not beats_classical(c)]
     if not misses:
         return text + (f"; here they beat the best classical method in both PSNR and SSIM in "
@@ -212,7 +238,7 @@ def learned_detail_note(rows: list[dict]) -> str:
     described = []
     for c in misses:
         model, inp = c["model"], c["input"]
-        line = (f"{c['dataset']}, {c['task']} ({model['psnr']:.2f} dB / SSIM "
+        line = (f"{c['dataset']}, {c['task']}, {model['method']} ({model['psnr']:.2f} dB / SSIM "
                 f"{model['ssim']:.3f}, against {c['psnr']['method']}'s {c['psnr']['psnr']:.2f} "
                 f"dB and {c['ssim']['method']}'s SSIM {c['ssim']['ssim']:.3f}")
         if inp is not None and (inp["psnr"] > model["psnr"] or inp["ssim"] > model["ssim"]):
@@ -221,6 +247,26 @@ def learned_detail_note(rows: list[dict]) -> str:
     return text + (f"; here they beat the best classical method in both PSNR and SSIM in "
                    f"{len(found) - len(misses)} of {len(found)} cases, not in "
                    f"{and_list(described)}.")
+
+
+def superres_models_note(rows: list[dict]) -> str | None:
+    """What the two super-resolution models are, and which scored the higher PSNR in each
+    case that ran both; None where none did."""
+    pairs = [learned for key in dict.fromkeys((r["dataset"], r["task"]) for r in rows)
+             if len(learned := [r for r in rows if (r["dataset"], r["task"]) == key
+                                and r["family"] == LEARNED]) == 2]
+    if not pairs:
+        return None
+    wins = []
+    for first, second in pairs:
+        best, other = (first, second) if first["psnr"] >= second["psnr"] else (second, first)
+        wins.append(f"{best['dataset']}, {best['task']}: {best['method']}, by "
+                    f"{best['psnr'] - other['psnr']:.2f} dB")
+    return ("Super-resolution is learned two ways: the lesson's autoencoder "
+            "(configs/superres_ae.py: dense_ae maps the small image's pixels to a code and "
+            "decodes the full image from it) and ESPCN (configs/superres.py: convolutions on "
+            "the small image and a sub-pixel shuffle to the full size, no code). The higher "
+            f"PSNR: {'; '.join(wins)}.")
 
 
 def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES,
@@ -242,6 +288,7 @@ def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES,
         "SSIM (jaxae.experiments.quality) uses a 7x7 Gaussian window of sigma 1.5 and the "
         "standard constants K1 = 0.01, K2 = 0.03 on a data range of 1, averaged over the window "
         "positions inside the image; PSNR is per image, averaged over the test split.",
+        *([models] if (models := superres_models_note(rows)) else []),
         learned_detail_note(rows),
         *([steps] if (steps := steps_note(run_steps or {}, cap)) else []),
     ]
@@ -250,24 +297,26 @@ def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES,
 def plot(rows: list[dict], scale: str, path: str) -> None:
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    fig, axes = figures.panels(len(datasets), "Autoencoders against classical baselines",
+    colors = {**dict(zip(dict.fromkeys(r["method"] for r in rows if r["family"] == LEARNED),
+                         LEARNED_COLORS, strict=False)), **METHOD_COLORS}
+    fig, axes = figures.panels(len(datasets), "Learned models against classical baselines",
                                scale, rows=2, width=7.5, height=4.4)
     for col, dataset in enumerate(datasets):
         for row_index, (metric, label) in enumerate((("psnr", "test PSNR (dB)"),
                                                      ("ssim", "test SSIM"))):
-            series = {family: [next((r[metric] for r in rows if r["dataset"] == dataset
-                                     and r["task"] == t and r["family"] == family), None)
-                               for t in tasks] for family in METHOD_COLORS}
+            series = {name: [next((r[metric] for r in rows if r["dataset"] == dataset
+                                   and r["task"] == t and name in (r["family"], r["method"])),
+                                  None) for t in tasks] for name in colors}
             series = {k: v for k, v in series.items() if any(x is not None for x in v)}
             ax = axes[row_index, col]
             figures.grouped_bars(ax, [t.replace(", ", ",\n").replace(" (", "\n(")
-                                      for t in tasks], series, METHOD_COLORS)
+                                      for t in tasks], series, colors)
             ax.set_ylabel(label)
             ax.set_title(f"{dataset}: {label}")
             ax.tick_params(axis="x", labelsize=8)
             ax.grid(alpha=0.3, axis="y")
             ax.margins(y=0.1)
-    figures.figure_legend(fig, axes[0, 0], METHOD_COLORS)
+    figures.figure_legend(fig, axes[0, 0], colors)
     figures.save(fig, path)
 
 
@@ -283,7 +332,7 @@ def run(ctx: Context) -> Result:
         title=TITLE,
         question="Do the super-resolution and denoising autoencoders beat what a classical "
                  "image operation does with the same input? PSNR and SSIM against the clean "
-                 "test image.",
+                 "test image; super-resolution also by ESPCN, a learned model without a code.",
         columns=columns, rows=rows, findings=findings(rows),
         notes=notes(rows, min(BLUR_FIT_IMAGES, *ctx.train_sizes().values()),
                     steps_per_dataset(ctx.used_runs), ctx.scale.max_epochs),
@@ -296,11 +345,12 @@ def configs_setting(tasks: tuple[str, ...]) -> str:
     'configs/superres.py (task.factor 2 and 4), configs/dae_gaussian.py, ...'."""
     overrides: dict[str, dict[str, list[str]]] = {}
     for task in tasks:
-        fields = overrides.setdefault(TASKS[task].config, {})
-        for field, value in TASKS[task].overrides.items():
-            fields.setdefault(field, []).append(str(value))
+        for config in TASKS[task].configs:
+            fields = overrides.setdefault(config, {})
+            for field, value in TASKS[task].overrides.items():
+                fields.setdefault(field, []).append(str(value))
     return ", ".join(
         f"configs/{config}.py" + (" (" + ", ".join(f"{field} {' and '.join(values)}"
                                                   for field, values in fields.items()) + ")"
                                   if fields else "")
-        for config, fields in overrides.items()) + " (d=940)"  # the DAE configs' code size
+        for config, fields in overrides.items())

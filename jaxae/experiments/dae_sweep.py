@@ -55,7 +55,11 @@ def dataset_findings(rows: list[dict], pixels: int) -> list[str]:
     dataset = best["dataset"]
     out = [f"{dataset}: best code size d={best['latent']}: {best['test_psnr']:.2f} dB against "
            f"{best['input_psnr']:.2f} dB for the corrupted input ({best['gain_db']:+.2f} dB) "
-           f"and {best['median_psnr']:.2f} dB for a 3x3 median filter."]
+           f"and {best['median_psnr']:.2f} dB for a 3x3 median filter"
+           + (": no code size restores the corrupted input here, every one scores below it."
+              if best["gain_db"] < 0 else ".")]
+    if edge := edge_finding(rows):
+        out.append(edge)
     small = [r for r in rows if r["latent"] < pixels]
     if small:
         top = max(small, key=lambda r: r["test_psnr"])
@@ -69,6 +73,22 @@ def dataset_findings(rows: list[dict], pixels: int) -> list[str]:
     if seeds := seeds_finding(rows):
         out.append(seeds)
     return out
+
+
+def edge_finding(rows: list[dict]) -> str | None:
+    """Where the best size is the largest one swept: that the PSNR still rises there, with
+    the last two steps' gains (shrinking or not), so the sweep brackets no best size; None
+    where a larger size swept scores lower."""
+    ordered = sorted(rows, key=lambda r: r["latent"])
+    if len(ordered) < 3 or max(rows, key=lambda r: r["test_psnr"]) is not ordered[-1]:
+        return None
+    a, b, c = ordered[-3:]
+    first, last = b["test_psnr"] - a["test_psnr"], c["test_psnr"] - b["test_psnr"]
+    return (f"{c['dataset']}: d={c['latent']}, the largest size swept, is the best: the PSNR "
+            f"still rises there ({first:+.2f} dB from d={a['latent']} to {b['latent']}, "
+            f"{last:+.2f} dB from d={b['latent']} to {c['latent']}), so the sweep finds no "
+            "size beyond which a larger code stops helping"
+            + (", only that the gains shrink." if 0 <= last < first else "."))
 
 
 def seeds_finding(rows: list[dict]) -> str | None:
@@ -95,10 +115,12 @@ def smallest_near_best(rows: list[dict]) -> dict:
                key=lambda r: r["latent"])
 
 
-def comparison_finding(rows: list[dict], run_steps: dict[str, list[int]]) -> str | None:
+def comparison_finding(rows: list[dict], run_steps: dict[str, list[int]],
+                       train_sizes: dict[str, int] | None = None) -> str | None:
     """How the two data sets differ: floor, best PSNR and the gain over the floor; and, where
     their runs (`run_steps`: {data set: each run's steps}) trained for different numbers of
-    steps, that the comparison is of training length too."""
+    steps, or on training sets of different sizes (`train_sizes`: {data set: images}), that
+    the comparison is of those too."""
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     if len(datasets) < 2:
         return None
@@ -114,6 +136,10 @@ def comparison_finding(rows: list[dict], run_steps: dict[str, list[int]]) -> str
         fewest, n, most, m = uneven
         text += (f" The runs on {fewest} trained for {n:,} steps against {m:,} on {most}, so "
                  "the gap between the data sets is partly one of training length.")
+    if fewer := fewer_images({d: n for d, n in (train_sizes or {}).items() if d in datasets}):
+        small, n, large, m = fewer
+        text += (f" {small} also has {n:,} training images against {large}'s {m:,}: these "
+                 "runs do not tell that apart from the data themselves.")
     return text
 
 
@@ -134,7 +160,7 @@ def smaller_code_note(rows: list[dict], pixels: int) -> str:
             if top["gain_db"] == 0]
     text = ("Denoising is not copying: the clean images lie near a low-dimensional set, and a "
             "code that can only describe such images must drop the corruption, so a code "
-            "smaller than the image can denoise")
+            "smaller than the image may denoise")
     if gains:
         text += f"; here the best one gains {and_list(gains)} over the input"
     if losses:
@@ -281,7 +307,7 @@ def run(ctx: Context) -> Result:
     sizes = ctx.train_sizes()
     findings = [f for dataset in dict.fromkeys(r["dataset"] for r in rows)
                 for f in dataset_findings([r for r in rows if r["dataset"] == dataset], pixels)]
-    compared = comparison_finding(rows, steps_per_dataset(ctx.used_runs))
+    compared = comparison_finding(rows, steps_per_dataset(ctx.used_runs), sizes)
     columns = [column("dataset", "data set"), column("latent", "code size d", "d"),
                column("test_psnr", "DAE output PSNR (dB)", ".2f"),
                column("input_psnr", "corrupted input PSNR, floor (dB)", ".2f"),

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 DECLARED = ("variational", "conditional", "latent_shape")
+VARIATIONAL_AUX = ("mean", "log_sigma", "z")  # what a variational model's aux must hold
 BATCH = 2  # the abstract batch's size
 # Flax's errors for the layers a model cannot hold (`jaxae.models.base`), and what to use
 UNSUPPORTED_LAYERS = {
@@ -154,6 +155,11 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     def run(x, labels):
         output, variables = model.init_with_output(key, x, labels=labels, key=key)
         logits, aux = split_output(name, output, model.variational)
+        if model.variational and (lacks := [k for k in VARIATIONAL_AUX if k not in aux]):
+            raise DeclarationError(
+                f"model {name} declares variational = True but its aux lacks "
+                f"{', '.join(lacks)}: return (logits, {{'mean': ..., 'log_sigma': ..., 'z': "
+                "...}) (subclass VariationalAutoencoder), or declare variational = False")
         code = model.apply(variables, x, labels=labels, method="encode")
         z = aux["z"] if model.variational else code
         decoded = None if latent_shape is None else model.apply(

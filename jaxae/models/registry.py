@@ -1,11 +1,11 @@
 """The model registry, and `build_model`: a config's model section -> a Flax module.
 
 `@register_model("name")` adds a class or factory; `build_model` calls it with the section's
-options, fills its required `image_shape` / `num_classes` from the data, and injects the
-layers it declares: `conv` (the config's implementation of `jaxae.kernels.conv.Conv`) and
-`dense` (`nn.Dense`), both in the compute dtype asked for (bfloat16 for training:
-`jaxae.kernels.precision`). A field that defaults to another layer (a strided `nn.Conv`)
-is the model's own choice and stays.
+options, gives it the data's `image_shape` / `num_classes` (where it declares them, over any
+default it gives them), and injects the layers it declares: `conv` (the config's
+implementation of `jaxae.kernels.conv.Conv`) and `dense` (`nn.Dense`), both in the compute
+dtype asked for (bfloat16 for training: `jaxae.kernels.precision`). A field that defaults to
+another layer (a strided `nn.Conv`) is the model's own choice and stays.
 """
 
 from __future__ import annotations
@@ -106,6 +106,10 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
     applied here: parameters are drawn under it by `jaxae.training.steps.init_params` (or
     `create_train_state`) with scheme=; the module's own `model.init` draws Flax's.
     """
+    if "name" not in spec:
+        raise RegistryError(f"the model section {dict(spec)} has no name: give it one, a "
+                            f"registered model ({', '.join(MODELS.names())}) or "
+                            "'path/to/file.py:Class'")
     name = spec["name"]
     image_shape = checked_image_shape(image_shape)
     if "init" in spec and spec["init"] not in initializers.SCHEMES:
@@ -132,5 +136,6 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
               "(`dense: ModuleDef = nn.Dense`, `conv: ModuleDef = jaxae.kernels.conv.Conv`), "
               f"so compute_dtype={compute_dtype} changes none of its layers: it computes in "
               "float32", file=sys.stderr, flush=True)
-    return build(entry, {**options, **layers},
-                 {"image_shape": image_shape, "num_classes": num_classes})
+    given = {field: value for field, value in
+             (("image_shape", image_shape), ("num_classes", num_classes)) if field in declared}
+    return build(entry, {**options, **layers, **given})  # the data's, over any default

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from jaxae import losses
 from jaxae.data.batches import to_float
+from jaxae.keys import check_key
 from jaxae.registry import Registry
 from jaxae.tasks import baselines
 
@@ -59,6 +60,7 @@ class Task:
             raise ValueError(f"images of shape {list(images_u8.shape)}: give a batch of images "
                              f"[B, H, W, C]{one}")
         self.check(tuple(images_u8.shape[1:]))
+        check_key(key, "make_example's key")
         binarize_key, corrupt_key = jax.random.split(key)
         targets = to_float(images_u8)
         if self.binarize_targets:
@@ -124,7 +126,8 @@ class Denoise(Task):
         return baselines.median_filter_3x3(jnp.clip(inputs, 0, 1))
 
     def input_label(self, image_shape):
-        return f"input\n({self.corruption})"
+        return (f"input\n(dropout {self.dropout_rate:g})" if self.corruption == "dropout"
+                else f"input\n(noise std {self.noise_std:g})")
 
 
 @register_task("superresolve")

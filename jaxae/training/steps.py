@@ -110,9 +110,10 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
 
     With `check`, the model is first traced once on an abstract batch of `input_shape`
     (`declarations.check_declarations`: nothing is computed), so a model that does not keep
-    what it declares, or that Flax cannot run (unnamed layers of @nn.compact encode and
-    decode, BatchNorm), is one DeclarationError naming the fix. `check=False` skips it where
-    `jaxae.build.check_model` has run (the trainer)."""
+    what it declares (its logits shaped as its `image_shape`, where it has one), or that Flax
+    cannot run (unnamed layers of @nn.compact encode and decode, BatchNorm), is one
+    DeclarationError naming the fix. `check=False` skips it where `jaxae.build.check_model`
+    has run (the trainer)."""
     check_key(init_key, "create_train_state's init_key")
     initializers.check_scheme(scheme)
     input_shape = tuple(input_shape)
@@ -121,7 +122,9 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
                          "shape, (height, width, channels) such as (28, 28, 1), not a batch's")
     if check:
         try:
-            declarations.check_declarations(model, input_shape)
+            image_shape = getattr(model, "image_shape", None)  # the data's, as it was built
+            declarations.check_declarations(
+                model, input_shape, None if image_shape is None else tuple(image_shape))
         except declarations.DeclarationError as e:
             if declarations.declares_any(model):
                 raise

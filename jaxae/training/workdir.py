@@ -683,9 +683,12 @@ def _relocate(section: ml_collections.ConfigDict, label: str, name: str | None) 
     if name == recorded and not missing_file(recorded):
         return
     if not recorded.rpartition(":")[0].endswith(".py"):
+        module = recorded.rpartition(":")[0]
+        importable = (f", and make {module!r} importable as it was in training (installed, or "
+                      "its folder on PYTHONPATH)" if module else "")
         raise config_lib.ConfigError(
             f"{flag}={name!r}: the run's {label} is {recorded!r}, not a file that moved, and "
-            f"evaluation does not change it: drop {flag}")
+            f"evaluation does not change it: drop {flag}{importable}")
     if not missing_file(recorded):
         raise config_lib.ConfigError(
             f"{flag}={name!r}: the run's {label} is {recorded!r}, which is still there, and "

@@ -1,0 +1,61 @@
+"""How well a 2-D picture keeps the classes apart (leave-one-out k-NN accuracy), PCA's picture
+of the pixels it is compared with, and the latent scatter's panel that shows both."""
+
+import numpy as np
+import pytest
+
+from jaxae.data.splits import Split, Splits
+from jaxae.evaluation import embedding, pictures
+
+
+def test_neighbour_accuracy_on_a_hand_example():
+    points = np.array([[0.0, 0], [1, 0], [3, 0], [6, 0], [10, 0]])
+    labels = np.array([0, 0, 1, 1, 0])
+    # nearest other point: 1 (class 0, right), 0 (right), 1 (class 0, wrong), 3 (right),
+    # 6 (class 1, wrong)
+    assert embedding.neighbour_accuracy(points, labels, k=1) == pytest.approx(3 / 5)
+    # three neighbours: 0 -> {1, 3, 6}: 0, 1, 1 -> class 1, wrong; 1 -> {0, 3, 6}: wrong;
+    # 3 -> {1, 0, 6}: 0, 0, 1 -> wrong; 6 -> {3, 1, 10}: 1, 0, 0 -> wrong; 10 -> {6, 3, 1}:
+    # 1, 1, 0 -> wrong
+    assert embedding.neighbour_accuracy(points, labels, k=3) == 0.0
+    apart = np.concatenate([np.zeros((6, 2)), np.full((6, 2), 100.0)])
+    apart += np.random.default_rng(0).normal(size=apart.shape)
+    assert embedding.neighbour_accuracy(apart, np.repeat([0, 1], 6)) == 1.0
+    with pytest.raises(ValueError, match="5 points cannot be scored by their 5 nearest"):
+        embedding.neighbour_accuracy(points, labels)
+
+
+def test_pixel_pca_points_are_the_test_pixels_on_the_training_pixels_two_leading_directions(
+        fashion_prepared):
+    data = fashion_prepared[1]
+    train, test = data.train_images[:300], data.test_images[:200]
+    points = embedding.pixel_pca_points(train, test)
+    x = train.reshape(300, -1) / 255.0
+    mean = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    expected = (test.reshape(200, -1) / 255.0 - mean) @ vt[:2].T
+    assert points.shape == (200, 2)
+    np.testing.assert_allclose(np.abs(points), np.abs(expected), atol=2e-3)  # up to sign
+    # on real images PCA's picture keeps classes apart far above chance (10 classes), and the
+    # same points with their labels shuffled fall to about chance
+    labels = data.test_labels[:200]
+    assert embedding.neighbour_accuracy(points, labels) > 0.35
+    shuffled = np.random.default_rng(0).permutation(labels)
+    assert embedding.neighbour_accuracy(points, shuffled) < 0.2
+
+
+def test_the_latent_scatters_pca_panel_is_headed_by_each_pictures_accuracy(fashion_prepared):
+    data = fashion_prepared[1]
+    split = Split(data.test_images[:100], data.test_labels[:100])
+    splits = Splits(Split(data.train_images[:400], data.train_labels[:400]), None, split,
+                    data.class_names, "test")
+    points = embedding.pixel_pca_points(splits.train.images, split.images)
+    caption, panel = pictures.pixel_pca_panel(points, splits, "z_mean (2-D)")
+    accuracy = embedding.neighbour_accuracy(points, split.labels)
+    assert caption == f"z_mean (2-D): 5-NN class accuracy {accuracy:.1%}"
+    assert panel.caption == ("PCA of the pixels (fitted on 400 training images): 5-NN class "
+                             f"accuracy {accuracy:.1%}")
+    np.testing.assert_array_equal(panel.points_Nx2, points)
+    few = Splits(splits.train, None, Split(split.images[:5], split.labels[:5]),
+                 data.class_names, "test")
+    assert pictures.pixel_pca_panel(points[:5], few, "codes") == ("", None)
