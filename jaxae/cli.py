@@ -619,7 +619,10 @@ def loaded_config(flag_values: flags.FlagValues = flags.FLAGS) -> ml_collections
 
 def _code_file(where: str, beside: str, section: str) -> str:
     """The absolute path of the relative `where` named by config.SECTION.name: beside the
-    config file, else in the current directory; refused when both hold a different file."""
+    config file, else in the current directory; refused when both hold a different file, or
+    neither holds one."""
+    from jaxae.registry import close_file
+
     near, here = os.path.join(beside, where), os.path.abspath(where)
     if os.path.isfile(near) and os.path.isfile(here) and \
             os.path.realpath(near) != os.path.realpath(here):
@@ -629,21 +632,9 @@ def _code_file(where: str, beside: str, section: str) -> str:
     if not os.path.isfile(near) and not os.path.isfile(here):
         _fail(f"config.{section}.name: {where!r} is neither beside the config ({near}) nor in "
               f"the current directory ({here}): give its path from one of them, or an "
-              f"absolute one{_close_file((near, here))}")
+              "absolute one" + next((f"; did you mean {close!r}?" for path in (near, here)
+                                    if (close := close_file(path))), ""))
     return os.path.abspath(near if os.path.isfile(near) else here)
-
-
-def _close_file(paths: tuple[str, ...]) -> str:
-    """'; did you mean ...?' naming a .py file whose name is close to one of `paths`', in its
-    folder, or ''."""
-    for path in paths:
-        try:
-            nearby = [f for f in os.listdir(os.path.dirname(path)) if f.endswith(".py")]
-        except OSError:
-            continue
-        if close := difflib.get_close_matches(os.path.basename(path), nearby, n=1):
-            return f"; did you mean {os.path.join(os.path.dirname(path), close[0])!r}?"
-    return ""
 
 
 def _check_config_type(config: object, path: str) -> None:

@@ -108,16 +108,13 @@ def import_location(where: str, kind: str = "code") -> Any:
     if where.endswith(".py"):
         path = os.path.abspath(where)
         if not os.path.isfile(path):
-            try:
-                nearby = [f for f in os.listdir(os.path.dirname(path)) if f.endswith(".py")]
-            except OSError:  # no such folder, or not readable: nothing to suggest
-                nearby = []
-            close = difflib.get_close_matches(os.path.basename(path), nearby, n=1)
+            close = close_file(path)
+            named = None if close is None else os.path.join(os.path.dirname(where),
+                                                            os.path.basename(close))
             raise RegistryError(
                 f"{kind} file {where!r} does not exist"
                 + (f" (looked for {path})" if path != where else "")
-                + (f": did you mean {os.path.join(os.path.dirname(where), close[0])!r}?"
-                   if close else ""))
+                + (f": did you mean {named!r}?" if named else ""))
         return _imported_file(path) or _import_file(path)
     try:
         return importlib.import_module(where)
@@ -127,6 +124,18 @@ def import_location(where: str, kind: str = "code") -> Any:
         raise RegistryError(f"{kind} module {where!r} cannot be imported ({e}): install it or "
                             "put the folder that holds it on PYTHONPATH, or name its file "
                             "instead ('path/to/file.py:Class')") from None
+
+
+def close_file(path: str) -> str | None:
+    """The .py file beside the missing `path` whose name is closest to its name, or None
+    (none close, or a folder that cannot be read)."""
+    folder = os.path.dirname(path)
+    try:
+        nearby = [f for f in os.listdir(folder) if f.endswith(".py")]
+    except OSError:  # no such folder, or not readable: nothing to suggest
+        return None
+    close = difflib.get_close_matches(os.path.basename(path), nearby, n=1)
+    return os.path.join(folder, close[0]) if close else None
 
 
 def _imported_file(path: str) -> Any | None:

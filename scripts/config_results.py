@@ -62,8 +62,8 @@ class Shipped:
     data: str
     figures: tuple[Figure, ...]
     pca: bool = False  # the linear baseline at the code's size (scripts/pca_baseline.py)
-    # on the 4,000 offline digits: the epochs its docstring gives them, about as many steps
-    # as its own epochs take on full MNIST's 60,000 (None: the config's own)
+    # on the 4,000 offline digits: the epochs its docstring's offline command gives them, about
+    # as many steps as its own epochs take on full MNIST's 60,000 (None: the config's own)
     offline_epochs: int | None = None
 
 
@@ -226,10 +226,13 @@ def table(rows: dict[str, dict]) -> str:
              "|---|---|---|---:|---:|---|"]
     by_name = {s.name: s for s in CONFIGS}
     lines += [row_text(by_name[name], row) for name, row in rows.items()]
-    overrides = sorted({" ".join(row["flags"]) for row in rows.values() if row["flags"]})
+    overrides: dict[str, list[str]] = {}  # the flags -> the configs given them
+    for name, row in rows.items():
+        if row["flags"]:
+            overrides.setdefault(" ".join(row["flags"]), []).append(name)
     if overrides:
-        lines += ["", "Overrides for the offline data: " + "; ".join(f"`{o}`" for o in overrides)
-                  + "."]
+        lines += ["", "Overrides for the offline data: " + "; ".join(
+            f"`{flags}` ({', '.join(names)})" for flags, names in overrides.items()) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -73,7 +73,8 @@ def test_a_row_reads_its_figures_names_the_baseline_and_pca_and_the_table_names_
             "1,200 test images | - | 6 | 0123456789ab |") in text
     assert "| `cvae` | not run: error: data set \\| missing |" in text  # one cell
     assert "on 2026-12-05, on AMD EPYC, 2 cores" in text
-    assert "Overrides for the offline data: `--config.data.path=data/photo_crops`." in text
+    assert ("Overrides for the offline data: `--config.data.path=data/photo_crops` "
+            "(conv_ae_folder).") in text
 
 
 def test_a_config_whose_data_is_missing_is_listed_as_not_run_and_only_keeps_the_others(

@@ -49,13 +49,51 @@ def test_the_latent_scatters_pca_panel_is_headed_by_each_pictures_accuracy(fashi
     split = Split(data.test_images[:100], data.test_labels[:100])
     splits = Splits(Split(data.train_images[:400], data.train_labels[:400]), None, split,
                     data.class_names, "test")
-    points = embedding.pixel_pca_points(splits.train.images, split.images)
-    caption, panel = pictures.pixel_pca_panel(points, splits, "z_mean (2-D)")
-    accuracy = embedding.neighbour_accuracy(points, split.labels)
-    assert caption == f"z_mean (2-D): 5-NN class accuracy {accuracy:.1%}"
+    pixels = embedding.pixel_pca_points(splits.train.images, split.images)
+    codes = np.stack([split.labels, split.labels], axis=1) + 0.01 * np.arange(100)[:, None]
+    mine, theirs = (brute_force_accuracy(p, split.labels, 5) for p in (codes, pixels))
+    assert mine > theirs + 0.2  # codes that sort by class: each caption must be its own
+    caption, panel = pictures.pixel_pca_panel(codes, splits, "z_mean (2-D)")
+    assert caption == f"z_mean (2-D): 5-NN class accuracy {mine:.1%}"
     assert panel.caption == ("PCA of the pixels (fitted on 400 training images): 5-NN class "
-                             f"accuracy {accuracy:.1%}")
-    np.testing.assert_array_equal(panel.points_Nx2, points)
+                             f"accuracy {theirs:.1%}")
+    np.testing.assert_array_equal(panel.points_Nx2, pixels)
     few = Splits(splits.train, None, Split(split.images[:5], split.labels[:5]),
                  data.class_names, "test")
-    assert pictures.pixel_pca_panel(points[:5], few, "codes") == ("", None)
+    assert pictures.pixel_pca_panel(codes[:5], few, "codes") == ("", None)
+
+
+def brute_force_accuracy(points: np.ndarray, labels: np.ndarray, k: int) -> float:
+    distances = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    nearest = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    votes = np.stack([np.bincount(labels[n], minlength=labels.max() + 1) for n in nearest])
+    return float((votes.argmax(axis=1) == labels).mean())
+
+
+def test_neighbour_accuracy_over_chunks_and_far_from_the_origin_is_the_brute_force_one(
+        monkeypatch):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, 103)
+    points = rng.normal(size=(103, 2)) + labels[:, None] * 0.8
+    monkeypatch.setattr(embedding, "_CHUNK", 16)  # 7 chunks, the last of 7 points
+    expected = brute_force_accuracy(points, labels, 5)
+    assert embedding.neighbour_accuracy(points, labels) == pytest.approx(expected)
+    assert embedding.neighbour_accuracy(points + 1e5, labels) == pytest.approx(expected)
+    with pytest.raises(ValueError, match=r"^neighbour_accuracy was given 103 points and 100 "
+                                         r"labels: give one label per point"):
+        embedding.neighbour_accuracy(points, labels[:100])
+
+
+def test_pixel_pca_points_fit_on_the_first_training_images_and_project_in_chunks(monkeypatch):
+    rng = np.random.default_rng(2)
+    train = rng.integers(0, 256, (50, 4, 4, 1), np.uint8)
+    test = rng.integers(0, 256, (40, 4, 4, 1), np.uint8)
+    monkeypatch.setattr(embedding, "PCA_FIT_IMAGES", 30)
+    monkeypatch.setattr(embedding, "_CHUNK", 16)
+    points = embedding.pixel_pca_points(train, test)
+    x = train[:30].reshape(30, -1) / 255.0  # the first 30 only
+    mean = x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    expected = (test.reshape(40, -1) / 255.0 - mean) @ vt[:2].T
+    np.testing.assert_allclose(np.abs(points), np.abs(expected), atol=1e-4)

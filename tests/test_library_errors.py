@@ -308,6 +308,9 @@ def test_the_datas_image_shape_and_classes_win_over_a_models_defaults():
     built = models.build_model({"name": f"{__name__}:_Defaults"}, image_shape=(32, 32, 3),
                                num_classes=6)
     assert (built.image_shape, built.num_classes) == ((32, 32, 3), 6)
+    kept = models.build_model({"name": f"{__name__}:_Defaults", "num_classes": 0},
+                              image_shape=(32, 32, 3), num_classes=6)
+    assert kept.num_classes == 0  # the config's section says so: the data's count does not win
 
 
 def test_a_model_section_without_a_name_is_one_line():
@@ -335,6 +338,9 @@ def test_generation_names_a_train_state_and_labels_an_unconditional_model_would_
                                          r"ignore the labels: drop labels="):
         generation.prior_samples(vae, vae_state.params, jax.random.key(1), 4,
                                  labels=jnp.full(4, 3))
+    with pytest.raises(ValueError, match=r"^VAE is not conditional on the class, so no class "
+                                         r"can be asked of its samples: use prior_samples"):
+        generation.class_samples(vae, vae_state.params, jax.random.key(1), 2, 10)
     for call in (lambda: generation.prior_samples(vae, vae_state, jax.random.key(1), 4),
                  lambda: generation.encode(model, state, IMAGES, np.zeros(8, np.int32)),
                  lambda: generation.decode(model, state, jnp.zeros((2, 4)))):
@@ -414,6 +420,7 @@ def test_a_model_file_named_by_path_and_then_imported_is_one_module(tmp_path, mo
     assert type(built) is module.Twice and sys.modules["reg_twice_models"] is module
     assert models.build_model({"name": "named_by_file_then_imported"},
                               image_shape=MNIST).latent_shape == (2,)
+    del sys.modules["reg_twice_models"]  # (its folder leaves sys.path with the monkeypatch)
 
 
 def test_a_model_module_that_cannot_be_imported_names_pythonpath():

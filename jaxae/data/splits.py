@@ -140,7 +140,7 @@ def _check_split_args(data: Dataset, train_size: int | None, test_size: int | No
             raise SplitSizeError(f"{name}={size} is more than the {have} images of "
                                  f"{data.name}'s {split} split: use at most {have}, or leave "
                                  "it unset for all of them")
-    num_train = min(len(data.train_images), train_size or len(data.train_images))
+    num_train = train_size or len(data.train_images)
     if (problem := val_size_problem(val_size, num_train)) is not None:
         raise SplitSizeError(problem)
     return train_size, test_size, val_size

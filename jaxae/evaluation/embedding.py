@@ -18,7 +18,11 @@ def neighbour_accuracy(points_Nx2: np.ndarray, labels: np.ndarray, k: int = NEIG
     """The share of points whose k nearest other points (Euclidean, in the plane drawn) vote
     for their own class (ties to the lowest class index): leave-one-out k-NN accuracy over the
     first MAX_POINTS points. 1 / classes for a picture that mixes the classes evenly."""
+    if len(points_Nx2) != len(labels):
+        raise ValueError(f"neighbour_accuracy was given {len(points_Nx2)} points and "
+                         f"{len(labels)} labels: give one label per point")
     points = np.asarray(points_Nx2, np.float64)[:MAX_POINTS]
+    points = points - points.mean(axis=0)  # distances by |a|^2 + |b|^2 - 2ab stay exact
     labels = np.asarray(labels)[:MAX_POINTS]
     if len(points) <= k:
         raise ValueError(f"{len(points)} points cannot be scored by their {k} nearest "

@@ -145,6 +145,9 @@ def _check_labels(model: nn.Module, labels: jax.Array | None, num: int) -> None:
 def class_samples(model: nn.Module, params: dict, key: jax.Array, per_class: int,
                   num_classes: int) -> np.ndarray:
     """Conditional samples [num_classes, per_class, H, W, C]: row c is asked to be class c."""
+    if not model.conditional:
+        raise ValueError(f"{type(model).__name__} is not conditional on the class, so no class "
+                         "can be asked of its samples: use prior_samples")
     labels = jnp.repeat(jnp.arange(num_classes), per_class)
     images = prior_samples(model, params, key, num_classes * per_class, labels)
     return images.reshape(num_classes, per_class, *images.shape[1:])

@@ -167,7 +167,8 @@ def task_rows(ctx: Context, choice: DataChoice, name: str) -> list[dict]:
     entry = TASKS[name]
     first, *others = [ctx.train(config, choice, entry.overrides) for config in entry.configs]
     if any(run.task != first.task for run in others):  # their inputs would differ
-        raise ValueError(f"{name}: configs {', '.join(entry.configs)} set different tasks")
+        raise ValueError(f"{name}: configs {', '.join(entry.configs)} set different tasks: "
+                         "give them the same task, so their models see the same inputs")
     splits = ctx.splits(choice)
     sigma = fit_blur_sigma(first, splits.train) if BLUR in entry.classical else None
     task = task_label(entry, first, splits.image_shape)
@@ -176,14 +177,21 @@ def task_rows(ctx: Context, choice: DataChoice, name: str) -> list[dict]:
     methods = score(first, methods_for(first, entry, splits.image_shape, sigma), splits.test)
     scores = {learned_label(first): (methods.pop(LEARNED), first), **scores}
     rows = [{"dataset": choice.title, "task": task, "method": label, "family": LEARNED,
-             "psnr": values["psnr"], "ssim": values["ssim"], "logged_psnr": run.metrics["psnr"]}
-            for label, (values, run) in scores.items()]
+             "psnr": values["psnr"], "ssim": values["ssim"], "logged_psnr": run.metrics["psnr"],
+             "blur_sigma": None} for label, (values, run) in scores.items()]
+    # the blur's fitted width is a figure of its own, not part of its name: each seed fits it
     for method, values in methods.items():
-        label = method if method != BLUR else f"{BLUR} (sigma {sigma:g})"
-        rows.append({"dataset": choice.title, "task": task, "method": label,
+        rows.append({"dataset": choice.title, "task": task, "method": method,
                      "family": method, "psnr": values["psnr"], "ssim": values["ssim"],
-                     "logged_psnr": None})
+                     "logged_psnr": None, "blur_sigma": sigma if method == BLUR else None})
     return rows
+
+
+def named(row: dict) -> str:
+    """A method as the findings name it: with the blur's fitted width, 'Gaussian blur (sigma
+    0.75)'."""
+    sigma = row.get("blur_sigma")
+    return row["method"] if sigma is None else f"{row['method']} (sigma {sigma:g})"
 
 
 PSNR_DIFF, SSIM_DIFF = "+.2f", "+.3f"  # how the findings print the learned models' margins
@@ -210,9 +218,9 @@ def findings(rows: list[dict]) -> list[str]:
     for c in cases(rows):
         model, best_p, best_s = c["model"], c["psnr"], c["ssim"]
         out.append(f"{c['dataset']}, {c['task']}: {model['method']} {model['psnr']:.2f} dB / SSIM "
-                   f"{model['ssim']:.3f}; best classical {best_p['method']} "
+                   f"{model['ssim']:.3f}; best classical {named(best_p)} "
                    f"{best_p['psnr']:.2f} dB ({model['psnr'] - best_p['psnr']:{PSNR_DIFF}} dB), "
-                   f"best SSIM {best_s['method']} {best_s['ssim']:.3f} "
+                   f"best SSIM {named(best_s)} {best_s['ssim']:.3f} "
                    f"({model['ssim'] - best_s['ssim']:{SSIM_DIFF}}).")
     return out
 
@@ -239,8 +247,8 @@ def learned_detail_note(rows: list[dict]) -> str:
     for c in misses:
         model, inp = c["model"], c["input"]
         line = (f"{c['dataset']}, {c['task']}, {model['method']} ({model['psnr']:.2f} dB / SSIM "
-                f"{model['ssim']:.3f}, against {c['psnr']['method']}'s {c['psnr']['psnr']:.2f} "
-                f"dB and {c['ssim']['method']}'s SSIM {c['ssim']['ssim']:.3f}")
+                f"{model['ssim']:.3f}, against {named(c['psnr'])}'s {c['psnr']['psnr']:.2f} "
+                f"dB and {named(c['ssim'])}'s SSIM {c['ssim']['ssim']:.3f}")
         if inp is not None and (inp["psnr"] > model["psnr"] or inp["ssim"] > model["ssim"]):
             line += f"; the 'input' row has {inp['psnr']:.2f} dB / SSIM {inp['ssim']:.3f}"
         described.append(line + ")")
@@ -297,8 +305,9 @@ def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES,
 def plot(rows: list[dict], scale: str, path: str) -> None:
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    colors = {**dict(zip(dict.fromkeys(r["method"] for r in rows if r["family"] == LEARNED),
-                         LEARNED_COLORS, strict=False)), **METHOD_COLORS}
+    learned = dict.fromkeys(r["method"] for r in rows if r["family"] == LEARNED)
+    colors = {**{m: LEARNED_COLORS[i % len(LEARNED_COLORS)] for i, m in enumerate(learned)},
+              **METHOD_COLORS}
     fig, axes = figures.panels(len(datasets), "Learned models against classical baselines",
                                scale, rows=2, width=7.5, height=4.4)
     for col, dataset in enumerate(datasets):
@@ -327,7 +336,8 @@ def run(ctx: Context) -> Result:
     labels = dict.fromkeys(r["task"] for r in rows)
     columns = [column("dataset", "data set"), column("task", "task"),
                column("method", "method"), column("psnr", "PSNR (dB)", ".2f"),
-               column("ssim", "SSIM", ".4f")]
+               column("ssim", "SSIM", ".4f"),
+               column("blur_sigma", "blur width, fitted (pixels)", "g")]
     return Result(
         title=TITLE,
         question="Do the super-resolution and denoising autoencoders beat what a classical "

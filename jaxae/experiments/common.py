@@ -25,13 +25,14 @@ from typing import Any
 import flax.linen as nn
 import jax
 import ml_collections
+import numpy as np
 
 from jaxae import build, cli
 from jaxae import config as config_lib
 from jaxae.data import DATASETS, DataError, Dataset, Split, Splits, idx, mnist5k
 from jaxae.data.batches import steps_per_epoch
 from jaxae.data.builder import FULL_SIZES
-from jaxae.experiments.render import SEED_RANGE, render_section, uneven_steps
+from jaxae.experiments.render import SEED_SPREAD, render_section, uneven_steps
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training.trainer import StopRequested, train_and_evaluate
@@ -124,25 +125,27 @@ class Result:
 
 def mean_rows(per_seed: list[list[dict]]) -> list[dict]:
     """The rows of several seeds' runs as one table: each figure (a float) the mean over the
-    seeds, with its lowest and highest under SEED_RANGE where the seeds differ; every other
+    seeds, with its lowest and highest under SEED_SPREAD where the seeds differ; every other
     field (data set, method, code size) must be the same in each seed's row."""
     if len({len(rows) for rows in per_seed}) != 1:
         raise ValueError("the seeds' runs gave tables of different lengths "
-                         f"({', '.join(str(len(rows)) for rows in per_seed)} rows)")
+                         f"({', '.join(str(len(rows)) for rows in per_seed)} rows): each "
+                         "seed's rows must be the same cases in the same order")
     merged = []
     for same in zip(*per_seed, strict=True):
         row, spread = {}, {}
-        for key in same[0]:
+        for key in dict.fromkeys(k for r in same for k in r):
             values = [r.get(key) for r in same]
-            if all(isinstance(v, float) for v in values) and len(set(values)) > 1:
+            if all(isinstance(v, (float, np.floating)) for v in values) and len(set(values)) > 1:
                 row[key] = math.fsum(values) / len(values)
-                spread[key] = [min(values), max(values)]
+                spread[key] = [float(min(values)), float(max(values))]
             elif all(v == values[0] for v in values):
                 row[key] = values[0]
             else:
-                raise ValueError(f"the seeds' rows differ in {key} ({values}): each seed's "
-                                 "rows must be the same cases in the same order")
-        merged.append({**row, SEED_RANGE: spread} if spread else row)
+                raise ValueError(f"the seeds' rows differ in {key} ({values}), which is not a "
+                                 "figure to average: each seed's rows must be the same cases "
+                                 "in the same order")
+        merged.append({**row, SEED_SPREAD: spread} if spread else row)
     return merged
 
 
@@ -275,13 +278,13 @@ class Context:
                              "with Context.over_seeds, which gives each seed a context")
         return self.seeds[0]
 
-    def over_seeds(self, build: Callable[[Context], list[dict]]) -> list[dict]:
-        """The rows `build` makes from a context, once per seed: for several seeds each number
-        is the mean over the seeds (`mean_rows`). The seeds' contexts share this one's data,
-        runs and records."""
+    def over_seeds(self, rows_of: Callable[[Context], list[dict]]) -> list[dict]:
+        """The rows `rows_of` makes from a context, once per seed: for several seeds each
+        figure is the mean over the seeds (`mean_rows`). The seeds' contexts share this one's
+        data, runs and records."""
         if len(self.seeds) == 1:
-            return build(self)
-        return mean_rows([build(dataclasses.replace(self, seeds=(seed,)))
+            return rows_of(self)
+        return mean_rows([rows_of(dataclasses.replace(self, seeds=(seed,)))
                           for seed in self.seeds])
 
     def data(self) -> list[DataChoice]:

@@ -47,7 +47,8 @@ def probe_row(dataset: str, splits: Splits, name: str, dim: int,
               train_x: np.ndarray, test_x: np.ndarray, min_steps: int, seed: int) -> dict:
     """Trains the linear softmax probe on `train_x` and scores it on both splits."""
     probe = train_probe(np.asarray(train_x), splits.train.labels, jax.random.key(seed),
-                        hidden=(), epochs=PROBE_EPOCHS, min_steps=min_steps)
+                        hidden=(), epochs=PROBE_EPOCHS, min_steps=min_steps,
+                        num_classes=splits.num_classes)
     return {"dataset": dataset, "features": name, "dim": dim,
             "train_accuracy": probe.accuracy(train_x, splits.train.labels),
             "test_accuracy": probe.accuracy(test_x, splits.test.labels)}

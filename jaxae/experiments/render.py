@@ -60,7 +60,7 @@ def display_paths(text: str, root: str | None = None, home: str | None = None) -
 
 # A row's {column key: [lowest, highest]} over the seeds whose mean it shows, for the numbers
 # in which the seeds' runs differ (jaxae.experiments.common.mean_rows).
-SEED_RANGE = "seed_range"
+SEED_SPREAD = "seed_spread"
 
 
 def format_value(value: object, fmt: str) -> str:
@@ -75,11 +75,13 @@ def format_value(value: object, fmt: str) -> str:
 
 
 def format_cell(row: dict, column: dict) -> str:
-    """A row's value in `column`, with its [lowest, highest] over the seeds where they differ."""
+    """A row's value in `column`, with its [lowest, highest] over the seeds where they print
+    differently."""
     text = format_value(row.get(column["key"]), column["format"])
-    if spread := row.get(SEED_RANGE, {}).get(column["key"]):
+    if spread := row.get(SEED_SPREAD, {}).get(column["key"]):
         low, high = (format_value(v, column["format"]) for v in spread)
-        text += f" [{low}, {high}]"
+        if low != high:
+            text += f" [{low}, {high}]"
     return text
 
 

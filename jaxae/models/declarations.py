@@ -118,8 +118,8 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     """Raises DeclarationError unless `model` declares `variational`, `conditional` and
     `latent_shape`, maps a batch of `input_shape` inputs to logits of `image_shape`, encodes
     to codes of `latent_shape` (a variational model: a mean and a log-sigma of that flat
-    shape) and decodes a code back to the logits' shape. Without `image_shape` (where only
-    the inputs are known: `create_train_state`) the logits may have any per-image shape;
+    shape) and decodes a code back to the logits' shape. Without `image_shape` (a model
+    that has none, given to `create_train_state`) the logits may have any per-image shape;
     the steps check it against their targets as they are traced."""
     name = type(model).__name__
     missing = [a for a in DECLARED if not _declares(model, a)]

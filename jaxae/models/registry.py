@@ -2,10 +2,12 @@
 
 `@register_model("name")` adds a class or factory; `build_model` calls it with the section's
 options, gives it the data's `image_shape` / `num_classes` (where it declares them, over any
-default it gives them), and injects the layers it declares: `conv` (the config's
-implementation of `jaxae.kernels.conv.Conv`) and `dense` (`nn.Dense`), both in the compute
-dtype asked for (bfloat16 for training: `jaxae.kernels.precision`). A field that defaults to
-another layer (a strided `nn.Conv`) is the model's own choice and stays.
+default it gives them, unless the section sets them: `num_classes: 0` keeps a model that is
+conditional only when given classes unconditional), and injects the layers it declares:
+`conv` (the config's implementation of `jaxae.kernels.conv.Conv`) and `dense` (`nn.Dense`),
+both in the compute dtype asked for (bfloat16 for training: `jaxae.kernels.precision`). A
+field that defaults to another layer (a strided `nn.Conv`) is the model's own choice and
+stays.
 """
 
 from __future__ import annotations
@@ -138,4 +140,4 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
               "float32", file=sys.stderr, flush=True)
     given = {field: value for field, value in
              (("image_shape", image_shape), ("num_classes", num_classes)) if field in declared}
-    return build(entry, {**options, **layers, **given})  # the data's, over any default
+    return build(entry, {**given, **options, **layers})  # the data's, unless the section sets it
