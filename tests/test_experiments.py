@@ -458,6 +458,10 @@ def test_ae_vs_pca_notes_say_where_each_model_beats_pca_as_the_rows_do():
         ae_vs_pca.notes((28, 28, 1), {}, rows, {FASHION: 512}))
     assert "falls as d grows" not in text and "number of steps" not in text
     assert "conv_ae" not in text
+    assert "A 2-D picture keeps" not in text  # no 2-D picture scored: nothing to explain
+    rows[0]["picture_knn"] = 0.5
+    assert "A 2-D picture keeps the classes apart only as far as two coordinates can" in " ".join(
+        ae_vs_pca.notes((28, 28, 1), {}, rows, {FASHION: 512}))
 
 
 def test_ae_vs_pca_a_ratio_that_prints_as_one_is_a_tie_with_pca():

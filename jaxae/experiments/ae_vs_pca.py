@@ -301,6 +301,12 @@ def notes(image_shape: tuple[int, int, int], fixed: Fixed, rows: list[dict],
         "non-linearly: its d-dimensional code can follow a curved set of images that a "
         f"d-dimensional plane cannot{falls}." + here(rows, "deep_ae"),
         *conv_note,
+        *(["A 2-D picture keeps the classes apart only as far as two coordinates can: PCA's, "
+           "and nearly dense_ae's, are linear maps of the pixels onto a plane, where images "
+           "that differ off the plane fall on top of each other; a non-linear encoder "
+           "(deep_ae) can place them apart. The 5-NN accuracy counts how often an image's "
+           "neighbours in the picture are of its class, which no model saw in training."]
+          if any(r.get("picture_knn") is not None for r in rows) else []),
         *([steps] if steps else []),
         "Errors are test mean squared errors per pixel (pixels in [0, 1]); summed squared error "
         f"per image = {pixels} x MSE. PCA is fitted with jaxae.evaluation.pca (an SVD in JAX) "
