@@ -63,6 +63,7 @@ import jax
 import ml_collections
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from benchmarks import roofline
 from jaxae import build
@@ -72,7 +73,7 @@ from jaxae.kernels import conv as conv_lib
 from jaxae.keys import Keys, derive_keys
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
-from jaxae.training import memory, steps
+from jaxae.training import memory, parallel, steps
 from jaxae.training.workdir import head_commit, uncommitted_files
 
 # Names the commit whose files a copy holds, where its .git is missing or older than its
@@ -89,7 +90,7 @@ MODE_FLAGS = {  # the options each mode reads, besides --mode, --models, --write
     "throughput": ("batch_sizes", "image_sizes", "channels", "widths", "steps_per_chunk",
                    "chunks", "conv", "compute_dtype", "peak_n", "background_load",
                    "background_pin", "no_roofs", "data", "peer_python", "peer_script",
-                   "tfds_dir", "plot"),
+                   "tfds_dir", "plot", "devices"),
     "quality": ("epochs", "seed", "seeds", "checks_per_epoch", "peer_python", "peer_script",
                 "tfds_dir"),
     "precision": ("steps_per_chunk", "chunks", "compute_dtype", "peak_n", "no_roofs", "data",
@@ -101,7 +102,9 @@ MODE_FLAGS = {  # the options each mode reads, besides --mode, --models, --write
 PEER_CHECK_TIMEOUT_S = 120  # `import torch` in the peer's Python, before anything runs
 ONE_VALUE_FLAGS = {"determinism": ("batch_sizes", "compute_dtype"),  # lists: one value only
                    "matmuls": ("batch_sizes", "conv")}
+CODE_SUFFIXES = (".py", ".toml", ".sh", ".cfg", ".txt")  # an uncommitted change to the code
 EPOCH_IMAGES = 60_000  # an epoch in every row: Fashion-MNIST's training set
+TRAIN_BATCH = 128  # the batch the quality and precision modes train at (the peer's)
 FASHION_SHAPE = (28, 28, 1)
 RANDOM_POOL_BYTES = 256 * 2**20  # random pixels at other sizes: at most this many bytes
 # Bench dtypes: the config's compute dtype, and the precision float32 matmuls run at.
@@ -274,10 +277,12 @@ class FirstEpoch(NamedTuple):
         """The compiled single training step (not yet lowered)."""
         return steps.make_train_step(self.train_model, self.task, self.objective)
 
-    def train_chunk(self, max_steps: int):
-        """The compiled loop of up to `max_steps` steps that the trainer runs."""
+    def train_chunk(self, max_steps: int, mesh: Mesh | None = None):
+        """The compiled loop of up to `max_steps` steps that the trainer runs (with `mesh`,
+        each batch split over its devices, as the trainer splits it)."""
         return steps.make_train_chunk(self.train_model, self.task, self.objective,
-                                      batch_size=self.batch_size, max_steps=max_steps)
+                                      batch_size=self.batch_size, max_steps=max_steps,
+                                      mesh=mesh)
 
 
 def first_epoch(config: ml_collections.ConfigDict, arrays: dict,
@@ -333,25 +338,29 @@ def step_cost(epoch: FirstEpoch, arrays: dict) -> roofline.Cost:
 _METERS: dict[tuple, roofline.RoofMeter] = {}
 
 
-def roof_meter(peak_n: int, footprint: int, dtype: str) -> roofline.RoofMeter:
-    """A RoofMeter for this matmul size and dtype and a step of this footprint (reused)."""
-    key = (peak_n, roofline.stream_array_bytes(footprint), dtype)
+def roof_meter(peak_n: int, footprint: int, dtype: str, mesh: Mesh | None = None
+               ) -> roofline.RoofMeter:
+    """A RoofMeter for this matmul size and dtype, a step of this footprint and the devices
+    of `mesh` (reused)."""
+    key = (peak_n, roofline.stream_array_bytes(footprint), dtype, mesh)
     if key not in _METERS:
         _METERS.clear()  # one at a time: their arrays can be large
-        _METERS[key] = roofline.RoofMeter(peak_n, key[1], dtype)
+        _METERS[key] = roofline.RoofMeter(peak_n, key[1], dtype, mesh=mesh)
     return _METERS[key]
 
 
 def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chunks: int,
                 arrays: dict, conv: str = "patches", compute_dtype: str = "float32",
                 width: int = 1, peak_n: int | None = None, epoch_images: int | None = None,
-                roofs: bool = True, optimizer: str | None = None) -> dict:
+                roofs: bool = True, optimizer: str | None = None, devices: int = 1) -> dict:
     """Times `chunks` chunks of `steps_per_chunk` training steps after one warm-up chunk;
     `steps_per_chunk=None` makes each chunk one whole epoch, one dispatch per epoch. With
     `roofs`, the matmul peak (n = `peak_n`) and the STREAM bandwidth are measured before the
     first chunk and after every chunk, and each chunk's fraction of the roof is taken under
     the better of the measurements on either side of it. `optimizer` replaces the
-    workload's (Adam) by another of `config.optim.name`'s."""
+    workload's (Adam) by another of `config.optim.name`'s. `devices` > 1: each batch is
+    split over the first `devices` devices, data-parallel as train.py splits it, and the
+    roofs are those devices' together (the step's FLOPs and bytes are the whole batch's)."""
     config = bench_config(workload, batch_size, conv, compute_dtype, width)
     if optimizer:
         config.optim.name = optimizer
@@ -365,19 +374,24 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
                 f"--steps-per-chunk {steps_per_chunk} is more than the {num_batches} steps of "
                 f"an epoch at batch {batch_size}: give at most {num_batches}, or 'epoch'")
         steps_per_chunk = steps_per_chunk or num_batches
+        cost = step_cost(epoch, arrays)  # of the whole batch, on one device
+        mesh = parallel.data_mesh(jax.devices()[:devices]) if devices > 1 else None
+        train_arrays, train_key = arrays, keys.train
+        if mesh is not None:  # placed as the trainer places them: replicated, then split
+            state, train_arrays, order, train_key = parallel.put_replicated(
+                (state, arrays, order, keys.train), mesh)
         start = time.perf_counter()
-        chunk = epoch.train_chunk(steps_per_chunk).lower(
-            state, arrays, order, 0, keys.train, steps_per_chunk).compile()
+        chunk = epoch.train_chunk(steps_per_chunk, mesh).lower(
+            state, train_arrays, order, 0, train_key, steps_per_chunk).compile()
         compile_s = time.perf_counter() - start
-        cost = step_cost(epoch, arrays)
     on_cpu = jax.devices()[0].platform == "cpu"
     meter = roof_meter(peak_n or (2048 if on_cpu else 8192), cost.footprint,
-                       compute_dtype) if roofs else None
+                       compute_dtype, mesh) if roofs else None
 
     def run(index: int):
         nonlocal state
         first = (index * steps_per_chunk) % max(1, num_batches - steps_per_chunk + 1)
-        state, metrics = chunk(state, arrays, order, first, keys.train, steps_per_chunk)
+        state, metrics = chunk(state, train_arrays, order, first, train_key, steps_per_chunk)
         jax.block_until_ready((state, metrics))
 
     run(0)  # warm-up
@@ -393,7 +407,7 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
     middle = median_chunk(seconds)
     images_per_s = rates[middle]
     step_s = batch_size / images_per_s
-    row = {"model": workload, "framework": "jaxae", "batch": batch_size,
+    row = {"model": workload, "framework": "jaxae", "batch": batch_size, "devices": devices,
            "image_shape": list(arrays["image"].shape[1:]), "width": width,
            "conv": config.model.get("conv"), "compute_dtype": compute_dtype,
            "img_per_s": images_per_s, "step_ms": 1e3 * step_s,
@@ -511,11 +525,12 @@ def usable_cpus() -> int:
         os.cpu_count() or 1
 
 
-def header() -> str:
-    """The machine line of a report: every mode times its programs on the first device, so
-    a machine of several names the one used out of how many."""
+def header(devices: int = 1) -> str:
+    """The machine line of a report: the kind of device and how many of the machine's the
+    measurements ran on (`devices`: throughput splits each batch over them; quality and
+    precision train as train.py does, over all; determinism and matmuls use the first)."""
     device, count = jax.devices()[0], jax.device_count()
-    used = "x 1" if count == 1 else f"(1 of {count} devices used)"
+    used = f"x {devices}" if devices == count else f"({devices} of {count} devices used)"
     return (f"{device.device_kind} {used} ({device.platform}; host "
             f"{host_cpu()}, {platform.machine()}, {usable_cpus()} CPU threads), "
             f"jax {jax.__version__}, {datetime.date.today().isoformat()}")
@@ -531,9 +546,10 @@ def device_title() -> str:
 
 def code_version(commit: str | None = None) -> str:
     """" Code: jaxae commit <sha>." for the report (of `commit`, default `measured_commit`:
-    $JAXAE_COMMIT, labelled so, or the checkout's HEAD), naming up to three uncommitted
-    files (a report appended to BENCHMARKS.md before it is committed is no change to the
-    code measured), so a section measured before a change says so; "" outside a git
+    $JAXAE_COMMIT, labelled so, or the checkout's HEAD), naming up to three uncommitted code
+    files apart from the other uncommitted files (a report, a log or a plot written before
+    it is committed changes no code measured), so a section measured before a change says
+    so and one measured beside new reports says that it is not; "" outside a git
     checkout."""
     commit = measured_commit() if commit is None else commit
     if not commit:
@@ -541,8 +557,17 @@ def code_version(commit: str | None = None) -> str:
     if os.environ.get(COMMIT_VAR):  # whoever set it vouches for the files: git is not asked
         return f" Code: jaxae commit {commit[:12]} (named by ${COMMIT_VAR}, not checked)."
     files = uncommitted_files()  # one `git status` for both the mark and the names
-    named = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-    dirty = f" with uncommitted changes to {named}" if files else ""
+
+    def named(paths: list[str]) -> str:
+        return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+    code = [f for f in files if f.endswith(CODE_SUFFIXES) or os.path.basename(f) == "Makefile"]
+    other = [f for f in files if f not in code]
+    if code:
+        dirty = f" with uncommitted changes to code: {named(code)}" + (
+            f" (and to {len(other)} other file{'s' if len(other) > 1 else ''})" if other else "")
+    else:
+        dirty = f" (uncommitted: {named(other)}; no code)" if other else ""
     return f" Code: jaxae commit {commit[:12]}{dirty}."
 
 
@@ -713,6 +738,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              " (default: all for throughput; quality, precision, determinism "
                              "and matmuls take their own lists)")
     parser.add_argument("--batch-sizes", default="128", help="comma-separated")
+    parser.add_argument("--devices", type=int, default=None, metavar="N",
+                        help="throughput: split each batch over the first N devices, "
+                             "data-parallel as train.py splits it over all (default: all "
+                             "devices JAX sees); the roofs are those N devices' together")
     parser.add_argument("--image-sizes", default="28",
                         help="comma-separated square image sizes, e.g. 28,32,64,128 (other "
                              "than 28x28x1: random pixels)")
@@ -838,11 +867,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         check_peer_args(parser, args, required=True)  # it races the peer
     if "throughput" in modes:
         check_shapes_fit(parser, args)
+    check_devices(parser, args, modes)
     check_output_paths(parser, args)
     check_flags_read(parser, args, modes)
     if args.peer_python:
         check_peer_torch(parser, args.peer_python)
+        check_peer_script(parser, args.peer_python, args.peer_script)
     return args
+
+
+def check_devices(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                  modes: list[str]) -> None:
+    """--devices within the devices JAX sees, and every batch split evenly over them; the
+    quality and precision modes train at batch 128 over every device, as train.py does, so
+    the device count must divide 128 there (found here, not after the peer has run)."""
+    count = jax.device_count()
+    if args.devices is not None and not 1 <= args.devices <= count:
+        parser.error(f"--devices {args.devices}: JAX sees {count} device(s): give 1 to {count}")
+    devices = args.devices or count
+    if "throughput" in modes:
+        if uneven := [b for b in _ints(parser, "--batch-sizes", args.batch_sizes)
+                      if b % devices]:
+            parser.error(f"--batch-sizes {uneven[0]} does not split over {devices} devices: "
+                         f"give multiples of {devices}, or --devices to a count that divides it")
+    if trains := [m for m in ("quality", "precision") if m in modes]:
+        if TRAIN_BATCH % count:
+            parser.error(f"--mode {','.join(trains)} trains at batch {TRAIN_BATCH} over every "
+                         f"device, as train.py does, and {count} devices do not split it: run "
+                         "it on a device count that divides it (on a CPU, XLA_FLAGS="
+                         "--xla_force_host_platform_device_count=N)")
+
+
+def devices_used(args: argparse.Namespace) -> int:
+    """The devices a run's measurements use (`header`): throughput's --devices (default all);
+    all for quality and precision; the first alone for determinism and matmuls."""
+    modes = set(args.mode.split(","))
+    if modes <= {"determinism", "matmuls"}:
+        return 1
+    return args.devices or jax.device_count() if "throughput" in modes else jax.device_count()
 
 
 def check_epoch_fits(parser: argparse.ArgumentParser, args: argparse.Namespace,
@@ -1007,6 +1069,21 @@ def check_peer_torch(parser: argparse.ArgumentParser, python: str) -> None:
                      "with torch installed")
 
 
+def check_peer_script(parser: argparse.ArgumentParser, python: str, script: str) -> None:
+    """The peer's script is the PyTorch peer: its --help offers the step-bench mode the bench
+    runs (a script of another kind would fail only after jaxae's rows were measured)."""
+    try:
+        done = subprocess.run([python, script, "--help"], capture_output=True, text=True,
+                              timeout=PEER_CHECK_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        parser.error(f"--peer-script {script} does not run ({error})")
+    if done.returncode != 0 or "step-bench" not in done.stdout:
+        said = (done.stderr.strip().splitlines() or [""])[-1]
+        parser.error(f"--peer-script {script} is not the PyTorch peer (its --help offers no "
+                     f"step-bench mode{': ' + said if said else ''}): give "
+                     "torch_autoencoders.py")
+
+
 def throughput(args: argparse.Namespace) -> tuple[str, bool]:
     """The throughput mode: every workload x shape x width x batch x conv x dtype, with its
     roofline and, for the 28x28x1 workloads the peer implements, the peer's rate; prints
@@ -1027,6 +1104,8 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
               for c in map(int, args.channels.split(","))]
     data = BenchData(args.data, args.tfds_dir)
     rows, sources = [], {}
+    devices = args.devices or jax.device_count()  # as train.py: every device, by default
+    peer_failed = []  # the peer's failure, once: the rows after it are measured without it
 
     def measure() -> None:  # appends each workload's row as it is measured
         for shape in shapes:
@@ -1044,18 +1123,27 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
                                     ours = bench_model(model, batch_size, steps_per_chunk,
                                                        args.chunks, arrays, conv, dtype, width,
                                                        args.peak_n, epoch_images,
-                                                       roofs=not args.no_roofs)
+                                                       roofs=not args.no_roofs,
+                                                       devices=devices)
                                 except config_lib.ConfigError as error:
                                     print(f"# {model} at {shape}, width {width}: {error}",
                                           flush=True)
                                     continue
                                 print(json.dumps(ours), flush=True)
                                 if (peer is None and args.peer_python and workload.peer
+                                        and not peer_failed
                                         and tuple(shape) == FASHION_SHAPE and width == 1):
-                                    peer = bench_peer(args.peer_python, args.peer_script, model,
-                                                      batch_size, ours["steps_per_chunk"],
-                                                      args.chunks, usable_cpus())
-                                    print(json.dumps(peer), flush=True)
+                                    try:
+                                        peer = bench_peer(args.peer_python, args.peer_script,
+                                                          model, batch_size,
+                                                          ours["steps_per_chunk"], args.chunks,
+                                                          usable_cpus())
+                                    except BenchRefused as error:
+                                        peer_failed.append(str(error))
+                                        print(f"# {error}: the rows from here on have no "
+                                              "peer", flush=True)
+                                    else:
+                                        print(json.dumps(peer), flush=True)
                                 rows.append((ours, peer if width == 1 else None))
 
     cut_short = False
@@ -1070,6 +1158,9 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
                            else "no workload was measured (the lines above say why each was "
                            "skipped); nothing is written")
     report = table(rows)
+    if peer_failed:
+        report += (f"\n\nThe peer failed ({peer_failed[0]}): the rows from its model on were "
+                   "measured without it.")
     if cut_short:
         report += ("\n\nCut short by an interrupt: the workloads after these rows were not "
                    "measured.")
@@ -1127,7 +1218,7 @@ def main(argv: list[str] | None = None) -> bool:
     """Runs the bench; returns whether an interrupt cut its measurements short (the report
     of what was measured is written all the same)."""
     args = parse_args(argv)
-    print(f"# {header()}", flush=True)
+    print(f"# {header(devices_used(args))}", flush=True)
     commit = measured_commit()  # at the start: files edited during the run do not count
     measured_code = code_version(commit)
     parts, interrupted = [], False
@@ -1153,8 +1244,8 @@ def main(argv: list[str] | None = None) -> bool:
             parts.append(("A step's matmuls and the rest", matmul_floor.run(args)))
     path = args.write or args.append
     if path:
-        write_section(path, report_section(parts, measured_code, command_line(args), commit),
-                      append=bool(args.append))
+        write_section(path, report_section(parts, measured_code, command_line(args), commit,
+                                           devices_used(args)), append=bool(args.append))
     return interrupted
 
 
@@ -1174,7 +1265,7 @@ def main_or_refuse(argv: list[str] | None = None) -> None:
 
 
 def report_section(parts: list[tuple[str, str]], measured_code: str, command: str,
-                   commit: str = "") -> str:
+                   commit: str = "", devices: int = 1) -> str:
     """A run's markdown: this device's heading, then the run's own heading (what it measured,
     the date and the `commit` measured), the machine and the command, then each mode's
     part."""
@@ -1185,7 +1276,7 @@ def report_section(parts: list[tuple[str, str]], measured_code: str, command: st
     else:
         body = "\n\n".join(f"#### {title}\n\n{text}" for title, text in parts)
     return (f"## {device_title()}\n\n### {titles} ({when})\n\n"
-            f"Machine: {header()}.{measured_code}\n\nCommand: `{command}`\n\n{body}\n")
+            f"Machine: {header(devices)}.{measured_code}\n\nCommand: `{command}`\n\n{body}\n")
 
 
 if __name__ == "__main__":

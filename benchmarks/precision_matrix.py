@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> str:
         print("# tf32: no TensorFloat-32 on a CPU; left out", flush=True)
         dtypes.remove("tf32")
     data = bench.BenchData(args.data, args.tfds_dir)
-    arrays, _ = data.arrays(bench.FASHION_SHAPE, 128)
+    arrays, _ = data.arrays(bench.FASHION_SHAPE, bench.TRAIN_BATCH)
     steps_per_chunk = bench.chunk_steps(args.steps_per_chunk)
     rows = []
     for model in models:
@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> str:
         row = {"model": model, "config": lesson.config, "label": lesson.label,
                "figures": {}, "step_ms": {}, "fraction_of_roof": {}}
         for dtype in dtypes:
-            speed = bench.bench_model(model, 128, steps_per_chunk, args.chunks, arrays,
-                                      "patches", dtype, peak_n=args.peak_n,
+            speed = bench.bench_model(model, bench.TRAIN_BATCH, steps_per_chunk, args.chunks,
+                                      arrays, "patches", dtype, peak_n=args.peak_n,
                                       roofs=not args.no_roofs)
             row["step_ms"][dtype] = speed["step_ms"]
             row["fraction_of_roof"][dtype] = speed.get("fraction_of_roof")

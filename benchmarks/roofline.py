@@ -47,6 +47,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxae.kernels import precision
 
@@ -152,26 +153,35 @@ class RoofMeter:
     than it alone (`python -m benchmarks.bench --mode matmuls` names such a row). `dtype`:
     "float32" (full float32 matmuls), "tf32" (TensorFloat-32 where the device has it) or
     "bfloat16" (bfloat16 operands, float32 accumulation, as `jaxae.kernels.precision` runs
-    the Dense layers)."""
+    the Dense layers). With a `mesh` of N devices (a data-parallel step's), every device
+    runs its own matmuls and STREAM arrays at once, and the roofs are their sum: the
+    machine's over the devices the step is split across."""
 
     def __init__(self, peak_n: int, array_bytes: int, dtype: str = "float32",
-                 repeats: int = 2):
+                 repeats: int = 2, mesh: Mesh | None = None):
         self.peak_n, self.array_bytes, self.repeats = peak_n, array_bytes, repeats
+        self.devices = 1 if mesh is None else mesh.size
         if dtype == "bfloat16":
-            self._matmul = jax.jit(precision.bfloat16_matmul)
+            matmul = precision.bfloat16_matmul
         else:
             level = jax.lax.Precision.HIGH if dtype == "tf32" else jax.lax.Precision.HIGHEST
-            self._matmul = jax.jit(functools.partial(jnp.matmul, precision=level))
+            matmul = functools.partial(jnp.matmul, precision=level)
+        # with a mesh, one [n, n] product per device: a leading axis split over the mesh
+        self._matmul = jax.jit(matmul if mesh is None else jax.vmap(matmul))
+        per_device = () if mesh is None else (self.devices,)
+        split = None if mesh is None else NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
         self._operands = []
         for n in sorted({max(1, int(peak_n * f)) for f in PEAK_SIZES}, reverse=True):
-            a = jax.random.uniform(jax.random.key(0), (n, n), jnp.float32)
-            b = jax.random.uniform(jax.random.key(1), (n, n), jnp.float32)
+            a = jax.random.uniform(jax.random.key(0), (*per_device, n, n), jnp.float32)
+            b = jax.random.uniform(jax.random.key(1), (*per_device, n, n), jnp.float32)
             if dtype == "bfloat16":
                 a, b = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)
-            self._operands.append((a, b))
+            self._operands.append((a, b) if split is None else jax.device_put((a, b), split))
         n = array_bytes // 4
-        self._a = jnp.full((n,), 1.0, jnp.float32)
-        self._b = jnp.full((n,), 2.0, jnp.float32)
+        self._a = jnp.full((*per_device, n), 1.0, jnp.float32)
+        self._b = jnp.full((*per_device, n), 2.0, jnp.float32)
+        if split is not None:
+            self._a, self._b = jax.device_put((self._a, self._b), split)
         self._scalar = jnp.float32(0.5)
         self._triad = jax.jit(self._triad_loop, donate_argnums=0)
         self._copy = jax.jit(self._copy_loop, donate_argnums=0)
@@ -191,7 +201,7 @@ class RoofMeter:
             for _ in range(self.repeats):
                 start = time.perf_counter()
                 self._matmul(a, b).block_until_ready()
-                rates.append(2 * a.shape[0] ** 3 / (time.perf_counter() - start))
+                rates.append(self.devices * 2 * a.shape[-1] ** 3 / (time.perf_counter() - start))
         return max(rates)
 
     def bandwidth(self) -> float:
@@ -199,10 +209,12 @@ class RoofMeter:
         for _ in range(self.repeats):
             start = time.perf_counter()
             self._a = self._triad(self._a, self._b, self._scalar).block_until_ready()
-            rates.append(3 * self.array_bytes * STREAM_LOOP / (time.perf_counter() - start))
+            rates.append(3 * self.devices * self.array_bytes * STREAM_LOOP
+                         / (time.perf_counter() - start))
             start = time.perf_counter()
             self._a = self._copy(self._a, self._scalar).block_until_ready()
-            rates.append(2 * self.array_bytes * STREAM_LOOP / (time.perf_counter() - start))
+            rates.append(2 * self.devices * self.array_bytes * STREAM_LOOP
+                         / (time.perf_counter() - start))
         return max(rates)
 
     def measure(self) -> Roofs:
@@ -295,9 +307,13 @@ def plot(rows: list[dict], path: str, title: str) -> int:
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=7)
     low, high = rate_axes.get_xlim()
-    if high >= 10 * low:  # a decade's tick is on the axis: its minor labels ran together
-        for axes in (rate_axes, roof_axes):
+    for axes in (rate_axes, roof_axes):
+        if high >= 10 * low:  # a decade's tick is on the axis: its minor labels ran together
             axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        else:  # within a decade the log axis labels every minor tick in full: a few instead
+            axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
+            axes.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())
+            axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

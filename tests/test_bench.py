@@ -11,9 +11,12 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import bench, matmul_floor, narrow_gradient
+from benchmarks import bench, matmul_floor, narrow_gradient, roofline
 from jaxae.data import idx
 from jaxae.training import steps, workdir
+from tests.conftest import with_test_flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 IMAGE_SHAPE = (*idx.IMAGE_SHAPE, 1)  # (Fashion-)MNIST's, as the benchmark trains on
 
@@ -175,7 +178,7 @@ def test_write_refuses_to_replace_a_section_of_several_runs_and_a_run_leads_with
     """--write starts this device's section: where the section holds anything (a run, runs
     --append added, notes written beside them), replacing it would delete that, so it is
     refused before anything runs."""
-    monkeypatch.setattr(bench, "header", lambda: "cpu x 1")
+    monkeypatch.setattr(bench, "header", lambda devices=1: "cpu x 1")
     path = str(tmp_path / "BENCHMARKS.md")
     run = bench.report_section([("Throughput and roofline", "| table |")], " Code: jaxae "
                                "commit abc.", "python -m benchmarks.bench", "abcdef0123")
@@ -223,9 +226,14 @@ def _program(path, body: str) -> str:
 
 
 def test_the_peer_runs_with_the_script_it_is_given_and_must_import_torch(tmp_path, capsys):
-    with_torch = _program(tmp_path / "with_torch", "exit 0")
+    with_torch = _program(tmp_path / "with_torch", "echo '--mode {train,step-bench,info}'")
     args = bench.parse_args(["--peer-python", with_torch, "--peer-script", __file__])
     assert args.peer_script == __file__
+    other = _program(tmp_path / "other_script", "echo 'usage: something else'")  # no step-bench
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--peer-python", other, "--peer-script", __file__])
+    assert (f"--peer-script {__file__} is not the PyTorch peer (its --help offers no step-bench "
+            "mode): give torch_autoencoders.py") in capsys.readouterr().err
     assert bench.parse_args([]).peer_script is None  # no default outside the repository
     without = _program(tmp_path / "without_torch",
                        "echo \"ModuleNotFoundError: No module named 'torch'\" >&2; exit 1")
@@ -302,10 +310,15 @@ def test_write_and_append_keep_the_text_above_the_sections(tmp_path, start):
 
 @pytest.mark.parametrize("commit, files, said", [
     ("0123456789abcdef0123", [], " Code: jaxae commit 0123456789ab."),
-    ("0123456789abcdef0123", ["BENCHMARKS.md"],
-     " Code: jaxae commit 0123456789ab with uncommitted changes to BENCHMARKS.md."),
+    ("0123456789abcdef0123", ["BENCHMARKS.md", "benchmarks/logs/run-1.log"],
+     " Code: jaxae commit 0123456789ab (uncommitted: BENCHMARKS.md, benchmarks/logs/run-1.log; "
+     "no code)."),
     ("0123456789abcdef0123", ["a.py", "b.py", "c.py", "d.py", "e.py"],
-     " Code: jaxae commit 0123456789ab with uncommitted changes to a.py, b.py, c.py and 2 more."),
+     " Code: jaxae commit 0123456789ab with uncommitted changes to code: a.py, b.py, c.py and 2 "
+     "more."),
+    ("0123456789abcdef0123", ["BENCHMARKS.md", "Makefile", "plot.png"],
+     " Code: jaxae commit 0123456789ab with uncommitted changes to code: Makefile (and to 2 "
+     "other files)."),
     ("", [], "")])
 def test_a_section_names_the_commit_it_measured(monkeypatch, commit, files, said):
     monkeypatch.delenv(bench.COMMIT_VAR, raising=False)
@@ -336,7 +349,7 @@ def test_jaxae_commit_names_the_commit_of_a_copy_whose_git_is_stale(monkeypatch)
     monkeypatch.setattr(bench, "uncommitted_files", lambda: ["benchmarks/bench.py"])
     monkeypatch.delenv(bench.COMMIT_VAR, raising=False)
     assert bench.code_version() == (" Code: jaxae commit 9aeb9c37aff6 with uncommitted changes "
-                                    "to benchmarks/bench.py.")
+                                    "to code: benchmarks/bench.py.")
     monkeypatch.setenv(bench.COMMIT_VAR, "f359400ec9d2b895")
     assert bench.measured_commit() == "f359400ec9d2b895"
     assert bench.code_version() == (" Code: jaxae commit f359400ec9d2 (named by $JAXAE_COMMIT, "
@@ -401,6 +414,7 @@ def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):
     assert bench.header().startswith("cpu x 1 (cpu;")
     monkeypatch.setattr(bench.jax, "device_count", lambda: 8)  # the bench times one of them
     assert bench.header().startswith("cpu (1 of 8 devices used) (cpu;")
+    assert bench.header(8).startswith("cpu x 8 (cpu;")  # a batch split over all eight
 
 
 def test_the_narrow_gradient_bench_times_both_layouts(capsys):
@@ -621,3 +635,66 @@ def test_fashion_mnist_that_does_not_load_is_one_line_naming_the_bench_s_options
         bench.BenchData("fashion_mnist").arrays(bench.FASHION_SHAPE, 128)
     arrays, source = bench.BenchData("auto").arrays(bench.FASHION_SHAPE, 128)
     assert source.startswith("random pixels") and arrays["image"].shape[1:] == (28, 28, 1)
+
+
+def test_a_peer_that_fails_midway_leaves_the_rows_measured_and_says_so(monkeypatch, capsys):
+    """A peer crash after hours of scaled rows loses none of them: the rows from its model on
+    are measured without it, and the report says why their peer columns are empty."""
+    def bench_model(model, batch_size, *args, **kwargs):
+        return {"model": model, "framework": "jaxae", "batch": batch_size, "conv": "patches",
+                "compute_dtype": "float32", "image_shape": [28, 28, 1], "width": 1,
+                "compile_s": 0.5, "step_ms": 0.3, "epoch_ms": 140.0, "img_per_s": 4e5,
+                "flops_per_step": 1.2e7, "bytes_per_step": 7.1e6, "intensity": 1.7,
+                "achieved_gflops": 40.0, "achieved_gbytes_per_s": 23.0,
+                "chunk_img_per_s": [400000], "steps_per_chunk": 2}
+
+    def failing_peer(*args, **kwargs):
+        raise bench.BenchRefused("the peer's step-bench of dense_ae (peer.py) failed with exit "
+                                 "status 1: peer crashed: out of memory")
+
+    monkeypatch.setattr(bench, "bench_model", bench_model)
+    monkeypatch.setattr(bench, "bench_peer", failing_peer)
+    monkeypatch.setattr(bench, "check_peer_torch", lambda *args: None)
+    monkeypatch.setattr(bench, "check_peer_script", lambda *args: None)
+    args = bench.parse_args(["--models", "dense_ae,dae", "--no-roofs", "--data", "random",
+                             "--peer-python", "python3", "--peer-script", __file__])
+    text, cut_short = bench.throughput(args)
+    assert not cut_short and "| dense_ae |" in text and "| dae |" in text
+    assert text.rstrip().endswith("The peer failed (the peer's step-bench of dense_ae (peer.py) "
+                                  "failed with exit status 1: peer crashed: out of memory): the "
+                                  "rows from its model on were measured without it.")
+    assert capsys.readouterr().out.count("the rows from here on have no peer") == 1
+
+
+def test_the_roofs_of_several_devices_are_their_sum(monkeypatch):
+    from jaxae.training import parallel
+
+    mesh = parallel.data_mesh()
+    meter = roofline.RoofMeter(64, 3 * 4096, mesh=mesh)
+    devices = jax.device_count()
+    assert [a.shape for a, _ in meter._operands] == [(devices, n, n) for n in (64, 48, 32)]
+    clock = iter(range(100))  # each call takes 1 s
+    monkeypatch.setattr(roofline.time, "perf_counter", lambda: float(next(clock)))
+    assert meter.peak_flops() == devices * 2 * 64**3
+    assert meter.bandwidth() == 3 * devices * 3 * 4096 * roofline.STREAM_LOOP
+
+
+def test_the_throughput_mode_splits_each_batch_over_the_devices(tmp_path):
+    """As train.py splits it: `--devices` (default all) devices, the header naming them; a
+    batch they do not split is refused before anything runs."""
+    env = {**os.environ, "XLA_FLAGS": with_test_flags("--xla_force_host_platform_device_count=2")}
+    command = [sys.executable, "-m", "benchmarks.bench", "--models", "dense_ae", "--chunks", "1",
+               "--steps-per-chunk", "2", "--batch-sizes", "32", "--data", "random"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("# cpu x 2 (cpu;")
+    [row] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert row["devices"] == 2 and 0 < row["fraction_of_roof"] <= 1
+    one = subprocess.run(command + ["--devices", "1", "--no-roofs"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0 and one.stdout.startswith("# cpu (1 of 2 devices used) (cpu;")
+    uneven = subprocess.run(command[:-4] + ["--batch-sizes", "33"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert uneven.returncode == 2 and uneven.stderr.startswith(
+        "python -m benchmarks.bench: error: --batch-sizes 33 does not split over 2 devices: "
+        "give multiples of 2, or --devices to a count that divides it")

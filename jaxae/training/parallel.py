@@ -8,6 +8,7 @@ devices of one host, and on several hosts started with `jax.distributed`.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -33,9 +34,10 @@ def initialize_distributed() -> bool:
     return True
 
 
-def data_mesh() -> Mesh:
-    """A 1-D mesh over all devices of all processes, along the "data" axis."""
-    return Mesh(np.array(jax.devices()), (DATA_AXIS,))
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh along the "data" axis over `devices` (default: all devices of all
+    processes)."""
+    return Mesh(np.array(jax.devices() if devices is None else list(devices)), (DATA_AXIS,))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
