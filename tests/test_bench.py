@@ -367,6 +367,16 @@ def test_append_through_a_link_writes_the_file_it_names_and_keeps_its_mode(tmp_p
     assert not (tmp_path / "real.md.partial").exists()
 
 
+def measured_row(model: str, batch_size: int) -> dict:
+    """A throughput row as bench_model returns it (without roofs), for the report's code."""
+    return {"model": model, "framework": "jaxae", "batch": batch_size, "conv": "patches",
+            "compute_dtype": "float32", "image_shape": [28, 28, 1], "width": 1,
+            "compile_s": 0.5, "step_ms": 0.3, "epoch_ms": 140.0, "img_per_s": 4e5,
+            "flops_per_step": 1.2e7, "bytes_per_step": 7.1e6, "intensity": 1.7,
+            "achieved_gflops": 40.0, "achieved_gbytes_per_s": 23.0,
+            "chunk_img_per_s": [400000], "steps_per_chunk": 2}
+
+
 def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch, capsys):
     """gpu.sh's time budget interrupts a step: the rows measured so far are its report."""
     measured = []
@@ -375,12 +385,7 @@ def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch,
         if measured:
             raise KeyboardInterrupt
         measured.append(batch_size)
-        return {"model": model, "framework": "jaxae", "batch": batch_size, "conv": "patches",
-                "compute_dtype": "float32", "image_shape": [28, 28, 1], "width": 1,
-                "compile_s": 0.5, "step_ms": 0.3, "epoch_ms": 140.0, "img_per_s": 4e5,
-                "flops_per_step": 1.2e7, "bytes_per_step": 7.1e6, "intensity": 1.7,
-                "achieved_gflops": 40.0, "achieved_gbytes_per_s": 23.0,
-                "chunk_img_per_s": [400000], "steps_per_chunk": 2}
+        return measured_row(model, batch_size)
     monkeypatch.setattr(bench, "bench_model", bench_model)
     args = bench.parse_args(["--models", "conv_ae", "--batch-sizes", "8,16,32", "--no-roofs",
                              "--data", "random"])
@@ -640,19 +645,12 @@ def test_fashion_mnist_that_does_not_load_is_one_line_naming_the_bench_s_options
 def test_a_peer_that_fails_midway_leaves_the_rows_measured_and_says_so(monkeypatch, capsys):
     """A peer crash after hours of scaled rows loses none of them: the rows from its model on
     are measured without it, and the report says why their peer columns are empty."""
-    def bench_model(model, batch_size, *args, **kwargs):
-        return {"model": model, "framework": "jaxae", "batch": batch_size, "conv": "patches",
-                "compute_dtype": "float32", "image_shape": [28, 28, 1], "width": 1,
-                "compile_s": 0.5, "step_ms": 0.3, "epoch_ms": 140.0, "img_per_s": 4e5,
-                "flops_per_step": 1.2e7, "bytes_per_step": 7.1e6, "intensity": 1.7,
-                "achieved_gflops": 40.0, "achieved_gbytes_per_s": 23.0,
-                "chunk_img_per_s": [400000], "steps_per_chunk": 2}
-
     def failing_peer(*args, **kwargs):
         raise bench.BenchRefused("the peer's step-bench of dense_ae (peer.py) failed with exit "
                                  "status 1: peer crashed: out of memory")
 
-    monkeypatch.setattr(bench, "bench_model", bench_model)
+    monkeypatch.setattr(bench, "bench_model", lambda model, batch, *a, **k:
+                        measured_row(model, batch))
     monkeypatch.setattr(bench, "bench_peer", failing_peer)
     monkeypatch.setattr(bench, "check_peer_torch", lambda *args: None)
     monkeypatch.setattr(bench, "check_peer_script", lambda *args: None)

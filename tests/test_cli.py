@@ -423,20 +423,34 @@ def test_a_field_override_finds_the_users_model_beside_the_config(tmp_path, monk
                          "init, latent_dim"), line
 
 
-@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
-def test_a_model_file_both_beside_the_config_and_in_the_current_folder_is_refused(
-        tmp_path, monkeypatch, capsys):
+def project_and_here(tmp_path, monkeypatch, config_text: str, models_here: bool) -> tuple:
+    """(project, here, the parsed flags): a config and my_models.py in project/, the
+    current folder here/ (holding its own my_models.py too, if `models_here`)."""
     project, here = tmp_path / "project", tmp_path / "here"
     for folder in (project, here):
         folder.mkdir()
+    for folder in (project, here) if models_here else (project,):
         (folder / "my_models.py").write_text(textwrap.dedent(MY_MODELS))
-    (project / "my_config.py").write_text(textwrap.dedent(MY_CONFIG))
+    (project / "my_config.py").write_text(textwrap.dedent(config_text))
     monkeypatch.chdir(here)
     code, flag_values = parse(["train.py", f"--config={project}/my_config.py"], config_flag)
     assert code == 0
+    return project, here, flag_values
+
+
+def loaded_config_error(flag_values, capsys) -> str:
+    """The one line `cli.loaded_config` refuses the flags' config with."""
     with pytest.raises(SystemExit):
         cli.loaded_config(flag_values)
     [line] = capsys.readouterr().err.strip().splitlines()
+    return line
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+def test_a_model_file_both_beside_the_config_and_in_the_current_folder_is_refused(
+        tmp_path, monkeypatch, capsys):
+    project, here, flag_values = project_and_here(tmp_path, monkeypatch, MY_CONFIG, True)
+    line = loaded_config_error(flag_values, capsys)
     assert line == (f"error: config.model.name: 'my_models.py' is both {project}/my_models.py "
                     f"(beside the config) and {here}/my_models.py (in the current directory): "
                     "name the one you mean by its absolute path")
@@ -447,18 +461,9 @@ def test_a_model_file_both_beside_the_config_and_in_the_current_folder_is_refuse
 @pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
 def test_a_model_file_in_neither_place_and_a_section_without_a_name_are_one_line(
         tmp_path, monkeypatch, capsys):
-    project, here = tmp_path / "project", tmp_path / "here"
-    for folder in (project, here):
-        folder.mkdir()
-    (project / "my_models.py").write_text(textwrap.dedent(MY_MODELS))
-    (project / "my_config.py").write_text(
-        textwrap.dedent(MY_CONFIG).replace("my_models.py:", "my_modles.py:"))
-    monkeypatch.chdir(here)
-    code, flag_values = parse(["train.py", f"--config={project}/my_config.py"], config_flag)
-    assert code == 0
-    with pytest.raises(SystemExit):
-        cli.loaded_config(flag_values)
-    [line] = capsys.readouterr().err.strip().splitlines()
+    project, here, flag_values = project_and_here(
+        tmp_path, monkeypatch, MY_CONFIG.replace("my_models.py:", "my_modles.py:"), False)
+    line = loaded_config_error(flag_values, capsys)
     assert line == (f"error: config.model.name: 'my_modles.py' is neither beside the config "
                     f"({project}/my_modles.py) nor in the current directory ({here}/"
                     "my_modles.py): give its path from one of them, or an absolute one; did you "
@@ -468,9 +473,7 @@ def test_a_model_file_in_neither_place_and_a_section_without_a_name_are_one_line
         code, flag_values = parse(["train.py", f"--config={ROOT}/configs/test.py",
                                    f"--config.{section}={{'latent_dim': 3}}"], config_flag)
         assert code == 0
-        with pytest.raises(SystemExit):
-            cli.loaded_config(flag_values)
-        [line] = capsys.readouterr().err.strip().splitlines()  # (and names tests registered)
+        line = loaded_config_error(flag_values, capsys)  # (and names tests registered)
         assert line.startswith(f"error: config.{section} has no name: set config.{section}.name "
                                f"to one of {names}, ")
         assert line.endswith(", or to 'path/to/file.py:Class'")
