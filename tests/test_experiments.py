@@ -642,6 +642,10 @@ def test_classical_baselines_score_each_super_resolution_model_against_the_class
                               "bicubic's SSIM 0.838; the 'input' row has 17.91 dB / SSIM "
                               "0.801).")
     assert classical_baselines.superres_models_note(rows[:1] + rows[2:]) is None
+    rows[0]["seed_spread"] = {"psnr": [18.5, 20.6]}  # the seeds' runs reach the other's
+    rows[1]["seed_spread"] = {"psnr": [20.4, 20.7]}
+    assert classical_baselines.superres_models_note(rows).endswith(
+        f"{ESPCN}, by 1.50 dB (within the seeds' ranges).")
 
 
 def test_the_page_names_data_paths_relative_to_the_repository_or_home_never_absolute(

@@ -28,6 +28,7 @@ from jaxae.experiments.common import (
     steps_note,
     steps_per_dataset,
 )
+from jaxae.experiments.render import SEED_SPREAD
 from jaxae.keys import BLUR_FIT_STREAM, derive_keys
 from jaxae.tasks import baselines
 
@@ -259,7 +260,8 @@ def learned_detail_note(rows: list[dict]) -> str:
 
 def superres_models_note(rows: list[dict]) -> str | None:
     """What the two super-resolution models are, and which scored the higher PSNR in each
-    case that ran both; None where none did."""
+    case that ran both (and, over several seeds, where their ranges overlap); None where
+    none did."""
     pairs = [learned for key in dict.fromkeys((r["dataset"], r["task"]) for r in rows)
              if len(learned := [r for r in rows if (r["dataset"], r["task"]) == key
                                 and r["family"] == LEARNED]) == 2]
@@ -268,8 +270,11 @@ def superres_models_note(rows: list[dict]) -> str | None:
     wins = []
     for first, second in pairs:
         best, other = (first, second) if first["psnr"] >= second["psnr"] else (second, first)
+        low = best.get(SEED_SPREAD, {}).get("psnr", [best["psnr"]])[0]
+        high = other.get(SEED_SPREAD, {}).get("psnr", [None, other["psnr"]])[1]
         wins.append(f"{best['dataset']}, {best['task']}: {best['method']}, by "
-                    f"{best['psnr'] - other['psnr']:.2f} dB")
+                    f"{best['psnr'] - other['psnr']:.2f} dB"
+                    + (" (within the seeds' ranges)" if low <= high else ""))
     return ("Super-resolution is learned two ways: the lesson's autoencoder "
             "(configs/superres_ae.py: dense_ae maps the small image's pixels to a code and "
             "decodes the full image from it) and ESPCN (configs/superres.py: convolutions on "
