@@ -874,6 +874,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.peer_python:
         check_peer_torch(parser, args.peer_python)
         check_peer_script(parser, args.peer_python, args.peer_script)
+    args.devices = args.devices or jax.device_count()  # checked against the defaults first
     return args
 
 
@@ -905,7 +906,7 @@ def devices_used(args: argparse.Namespace) -> int:
     modes = set(args.mode.split(","))
     if modes <= {"determinism", "matmuls"}:
         return 1
-    return args.devices or jax.device_count() if "throughput" in modes else jax.device_count()
+    return args.devices if "throughput" in modes else jax.device_count()
 
 
 def check_epoch_fits(parser: argparse.ArgumentParser, args: argparse.Namespace,
@@ -1105,7 +1106,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
               for c in map(int, args.channels.split(","))]
     data = BenchData(args.data, args.tfds_dir)
     rows, sources = [], {}
-    devices = args.devices or jax.device_count()  # as train.py: every device, by default
+    devices = args.devices  # as train.py: every device, by default (parse_args)
     peer_failed = []  # the peer's failure, once: the rows after it are measured without it
 
     def measure() -> None:  # appends each workload's row as it is measured

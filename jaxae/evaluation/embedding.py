@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxae.data.batches import to_float
 from jaxae.evaluation import pca
 
 NEIGHBOURS = 5  # the classes of a point's 5 nearest neighbours vote on its class
@@ -43,12 +44,11 @@ def neighbour_accuracy(points_Nx2: np.ndarray, labels: np.ndarray, k: int = NEIG
 
 
 def pixel_pca_points(train_images: np.ndarray, test_images: np.ndarray) -> np.ndarray:
-    """The test images' pixels projected on the two leading principal directions of the first
-    PCA_FIT_IMAGES training images' pixels (uint8 images, or float ones in [0, 1]), read and
+    """The test images' pixels (uint8, scaled to [0, 1]) projected on the two leading
+    principal directions of the first PCA_FIT_IMAGES training images' pixels, read and
     projected a chunk at a time (a streamed split stays on disk)."""
     def flat(images: np.ndarray) -> np.ndarray:
-        scale = 255.0 if images.dtype == np.uint8 else 1.0
-        return np.asarray(images, np.float32).reshape(len(images), -1) / scale
+        return to_float(np.asarray(images)).reshape(len(images), -1)
 
     fitted = pca.fit(flat(train_images[:PCA_FIT_IMAGES]), 2)
     return np.concatenate([np.asarray(pca.project(fitted, flat(test_images[i:i + _CHUNK])))

@@ -28,7 +28,7 @@ from jaxae.experiments.common import (
     steps_note,
     steps_per_dataset,
 )
-from jaxae.experiments.render import SEED_SPREAD
+from jaxae.experiments.render import seed_range
 from jaxae.keys import BLUR_FIT_STREAM, derive_keys
 from jaxae.tasks import baselines
 
@@ -270,8 +270,7 @@ def superres_models_note(rows: list[dict]) -> str | None:
     wins = []
     for first, second in pairs:
         best, other = (first, second) if first["psnr"] >= second["psnr"] else (second, first)
-        low = best.get(SEED_SPREAD, {}).get("psnr", [best["psnr"]])[0]
-        high = other.get(SEED_SPREAD, {}).get("psnr", [None, other["psnr"]])[1]
+        low, high = seed_range(best, "psnr")[0], seed_range(other, "psnr")[1]
         wins.append(f"{best['dataset']}, {best['task']}: {best['method']}, by "
                     f"{best['psnr'] - other['psnr']:.2f} dB"
                     + (" (within the seeds' ranges)" if low <= high else ""))

@@ -17,7 +17,7 @@ from jaxae.experiments.common import (
     steps_note,
     steps_per_dataset,
 )
-from jaxae.experiments.render import SEED_SPREAD, uneven_steps
+from jaxae.experiments.render import SEED_SPREAD, seed_range, uneven_steps
 
 TITLE = "Denoising autoencoder: code size sweep under dropout corruption (rate 0.5)"
 CONFIG = "dae_dropout"  # dense_ae, task denoise, corruption "dropout", dropout_rate 0.5
@@ -97,8 +97,8 @@ def seeds_finding(rows: list[dict]) -> str | None:
     ranked = sorted(rows, key=lambda r: r["test_psnr"], reverse=True)
     if len(ranked) < 2 or not any(SEED_SPREAD in r for r in ranked[:2]):
         return None
-    (best, lo, hi), (next_, next_lo, next_hi) = (
-        (r, *r.get(SEED_SPREAD, {}).get("test_psnr", (r["test_psnr"],) * 2)) for r in ranked[:2])
+    (best, lo, hi), (next_, next_lo, next_hi) = ((r, *seed_range(r, "test_psnr"))
+                                                 for r in ranked[:2])
     overlap = lo <= next_hi and next_lo <= hi
     return (f"{best['dataset']}: over the seeds, d={best['latent']} gives {best['test_psnr']:.2f} "
             f"dB [{lo:.2f}, {hi:.2f}] and the next best, d={next_['latent']}, "
@@ -276,8 +276,7 @@ def plot(rows: list[dict], scale: str, pixels: int, path: str) -> None:
         mine = [r for r in rows if r["dataset"] == dataset]
         x = [r["latent"] for r in mine]
         y = [r["test_psnr"] for r in mine]
-        low, high = zip(*(r.get(SEED_SPREAD, {}).get("test_psnr", (v, v))
-                          for r, v in zip(mine, y, strict=True)), strict=True)
+        low, high = zip(*(seed_range(r, "test_psnr") for r in mine), strict=True)
         ax.plot(x, y, marker="o", color=color, label=f"{dataset}: DAE output" + (
             " (mean; bars: lowest to highest seed)" if low != high else ""))
         if low != high:

@@ -63,6 +63,13 @@ def display_paths(text: str, root: str | None = None, home: str | None = None) -
 SEED_SPREAD = "seed_spread"
 
 
+def seed_range(row: dict, key: str) -> tuple[float, float]:
+    """(lowest, highest) of a row's figure `key` over the seeds it is the mean of; (value,
+    value) where the seeds agree or the row is one seed's."""
+    low, high = row.get(SEED_SPREAD, {}).get(key, (row[key], row[key]))
+    return low, high
+
+
 def format_value(value: object, fmt: str) -> str:
     """A table cell: numbers with the column's format, nothing for a missing value."""
     if value is None:
