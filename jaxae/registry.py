@@ -70,9 +70,15 @@ class Registry:
         """The name of the module that registered `name` ('' if unknown)."""
         return self._origins.get(name, "")
 
+    def own(self, name: str) -> bool:
+        """Whether `name` is one of jaxae's own entries (registered by a jaxae module)."""
+        origin = self.origin(name)
+        return name in self._entries and (origin == "jaxae" or origin.startswith("jaxae."))
+
     def get(self, name: str) -> Entry:
         """The entry registered as `name`, or the object `module:attribute` / `file.py:attribute`
-        names (a registered name after the import also counts)."""
+        names: the module's attribute, else a name the import registered (never one of
+        jaxae's own entries: 'my_models.py:vae' is the file's `vae`, not jaxae's)."""
         if name in self._entries:
             return self._entries[name]
         if ":" not in name:
@@ -85,15 +91,14 @@ class Registry:
                 f"your module registers counts once your config file imports it)")
         where, attribute = name.rsplit(":", 1)
         module = import_location(where, self.kind)
-        if attribute in self._entries:
+        if hasattr(module, attribute):
+            return getattr(module, attribute)
+        if attribute in self._entries and not self.own(attribute):
             return self._entries[attribute]
-        if not hasattr(module, attribute):
-            defined = sorted(n for n, v in vars(module).items() if not n.startswith("_")
-                             and callable(v) and getattr(v, "__module__", None)
-                             == module.__name__)
-            raise RegistryError(f"{self.kind} {name!r}: {where} defines no {attribute!r}; it "
-                                f"defines {', '.join(defined) or 'no class or function'}")
-        return getattr(module, attribute)
+        defined = sorted(n for n, v in vars(module).items() if not n.startswith("_")
+                         and callable(v) and getattr(v, "__module__", None) == module.__name__)
+        raise RegistryError(f"{self.kind} {name!r}: {where} defines no {attribute!r}; it "
+                            f"defines {', '.join(defined) or 'no class or function'}")
 
 
 def display_name(name: str) -> str:
@@ -165,12 +170,15 @@ def locatable_name(registry: Registry, name: str) -> str:
     return f"{os.path.abspath(file)}:{name}" if file else name
 
 
-def same_code(saved: str, name: str) -> bool:
+def same_code(saved: str, name: str, registry: Registry | None = None) -> bool:
     """Whether a run's recorded code name `saved` and a config's `name` name the same code:
     equal, a short name recorded before names were made locatable and its located form
-    ('path/to/my_models.py:tiny_dense' for 'tiny_dense'), or the same file moved (`moved`)."""
-    return saved == name or (":" not in saved and name.rpartition(":")[2] == saved) or \
-        moved(saved, name)
+    ('path/to/my_models.py:tiny_dense' for 'tiny_dense'; not where `registry` holds `saved`
+    as one of jaxae's own: 'my_models.py:vae' is not jaxae's 'vae'), or the same file moved
+    (`moved`)."""
+    short = ":" not in saved and name.rpartition(":")[2] == saved and not (
+        registry is not None and registry.own(saved))
+    return saved == name or short or moved(saved, name)
 
 
 def moved(saved: str, name: str) -> bool:

@@ -428,3 +428,24 @@ def test_a_model_module_that_cannot_be_imported_names_pythonpath():
                                             r"imported \(.*\): install it or put the folder "
                                             r"that holds it on PYTHONPATH, or name its file"):
         models.build_model({"name": "no_such_models_here:Model"}, image_shape=MNIST)
+
+
+OWN_VAE = '''
+from jaxae.models.autoencoders import DenseAE
+
+
+def vae(image_shape, latent_dim: int = 7):
+    return DenseAE(image_shape=image_shape, latent_dim=latent_dim)
+'''
+
+
+def test_a_files_function_named_like_a_builtin_model_is_the_files_not_jaxaes(tmp_path):
+    from jaxae.models import MODELS
+    from jaxae.registry import same_code
+
+    (tmp_path / "own_vae_models.py").write_text(OWN_VAE)
+    name = f"{tmp_path}/own_vae_models.py:vae"
+    built = models.build_model({"name": name}, image_shape=MNIST)
+    assert not built.variational and built.latent_shape == (7,)  # the file's, not jaxae's VAE
+    assert not same_code("vae", name, MODELS)  # a run of jaxae's vae is not this code's
+    assert same_code("tiny_dense_of_mine", "/x/my_models.py:tiny_dense_of_mine", MODELS)

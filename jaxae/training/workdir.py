@@ -220,13 +220,16 @@ def _saved_and_current(workdir: str, config: ml_collections.ConfigDict
                        "parameters' shapes and batches are checked): this run writes it again")
     _check_release(saved, workdir)
     current = json.loads(config.to_json_best_effort())
+    from jaxae.models import MODELS
+    from jaxae.tasks import TASKS
+
     located = _located_names(config)
     relocated: dict[str, list[str]] = {}
-    for section in ("model", "task"):  # a short name recorded before it was located, or moved
+    for section, registry in (("model", MODELS), ("task", TASKS)):  # short names, moved files
         recorded, name = saved.get(section, {}).get("name"), current[section].get("name")
         where = located.get(section, name)  # the same name as config.json would record it
         if isinstance(recorded, str) and isinstance(name, str) and (
-                same_code(recorded, name) or same_code(recorded, where)):
+                same_code(recorded, name, registry) or same_code(recorded, where, registry)):
             if moved(recorded, where):
                 relocated[f"{section}.name"] = [recorded, where]
             saved[section]["name"] = name
