@@ -675,6 +675,35 @@ def test_any_tfds_builder_by_name(tmp_path) -> None:
         validate(config)
 
 
+class JaxaeTestRawPixels(tfds.core.GeneratorBasedBuilder):
+    """A TFDS builder storing raw image bytes (as jaxae's own do) under other feature names:
+    `pixels` (the label is `label`); 20 6x6x1 images, a train split only."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "pixels": tfds.features.Tensor(shape=(6, 6, 1), dtype=np.uint8,
+                                           encoding=tfds.features.Encoding.BYTES),
+            "label": tfds.features.ClassLabel(names=["a", "b", "c", "d"])}),
+            supervised_keys=("pixels", "label"), disable_shuffling=True)
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(20):
+            yield i, {"pixels": np.full((6, 6, 1), 10 * i, np.uint8), "label": i % 4}
+
+
+def test_a_tfds_builder_of_raw_bytes_is_read_by_its_own_feature_names(tmp_path) -> None:
+    data = DATASETS.get("jaxae_test_raw_pixels")(tfds_dir=str(tmp_path))
+    assert data.train_images.shape == (18, 6, 6, 1) and data.test_images.shape == (2, 6, 6, 1)
+    assert data.train_images[:, 0, 0, 0].tolist() == [10 * i for i in range(18)]
+    assert data.train_labels.tolist() == [i % 4 for i in range(18)]
+    assert data.class_names == ("a", "b", "c", "d")
+
+
 def test_tfds_builder_that_needs_tensorflow_is_one_line(tmp_path, monkeypatch) -> None:
     """celeb_a's builder needs TensorFlow: said before anything is downloaded (TensorFlow is
     made to look absent, so the test runs where it is installed too)."""

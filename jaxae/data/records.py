@@ -346,18 +346,19 @@ class Source(Protocol):
     def read(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def _raw_decoder(stored: tuple[int, ...], where: str
+def _raw_decoder(stored: tuple[int, ...], image_key: str, label_key: str | None, where: str
                  ) -> Callable[[Sequence[bytes]], tuple[np.ndarray, np.ndarray]]:
-    """Decoder of our builders' records: raw image bytes and an int64 label."""
+    """Decoder of records that hold raw image bytes (our builders' kind) and an integer label
+    (zeros where `label_key` is None)."""
     shape = tuple(stored) if len(stored) == 3 else (*stored, 1)
     per_image = int(np.prod(shape))
 
     def decode(records: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         try:
             features = [tf_example_pb2.Example.FromString(r).features.feature for r in records]
-            pixels = b"".join(f["image"].bytes_list.value[0] for f in features)
-            labels = np.fromiter((f["label"].int64_list.value[0] for f in features), np.int64,
-                                 count=len(features))
+            pixels = b"".join(f[image_key].bytes_list.value[0] for f in features)
+            labels = np.fromiter((f[label_key].int64_list.value[0] if label_key else 0
+                                  for f in features), np.int64, count=len(features))
         except Exception as e:  # noqa: BLE001 (protobuf raises several types on bad bytes)
             raise damaged(where, f"a record cannot be decoded: {type(e).__name__}") from None
         if len(pixels) != len(features) * per_image:
@@ -428,11 +429,13 @@ class PreparedSplit:
         self._check_shards(instructions)
         feature = info.features[image_key]
         stored = tuple(feature.shape)
+        integer_labels = label_key is None or np.issubdtype(
+            np.dtype(info.features[label_key].np_dtype), np.integer)
         raw = isinstance(feature, tfds.features.Tensor) and \
             feature._encoding == tfds.features.Encoding.BYTES and \
-            None not in stored and label_key == "label"
+            None not in stored and integer_labels
         if raw:
-            self._decode = _raw_decoder(stored, self.where)
+            self._decode = _raw_decoder(stored, image_key, label_key, self.where)
             stored = stored if len(stored) == 3 else (*stored, 1)
         else:
             self._decode = _tfds_decoder(info.features, image_key, label_key, options,
