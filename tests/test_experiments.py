@@ -225,6 +225,12 @@ def test_an_override_of_an_old_flat_field_says_where_it_moved(tmp_path, fashion_
     config = ctx.config("superres", choice, {"task.factor": 4})
     assert (config.task.factor, config.data.train_size, config.train.num_epochs) == (4, 512, 1)
     assert config.data.name == "fashion_mnist" and config.data.tfds_dir == fashion_tfds_dir
+    with pytest.raises(ConfigError, match="draws a random subset: the experiments score the "
+                                          "first images"):
+        ctx.config("default", choice, {"data.subset": "random"})
+    with pytest.raises(ValueError, match="^the experiments run on mnist and fashion_mnist .* "
+                                         "not cifar10: train a config of your own data"):
+        Context(out=str(tmp_path), scale=SCALES["tiny"], datasets=("cifar10",))
 
 
 def test_dae_sweep_scores_every_size_on_the_same_corrupted_images(results):

@@ -32,6 +32,7 @@ from jaxae import config as config_lib
 from jaxae.data import DATASETS, DataError, Dataset, Split, Splits, idx, mnist5k
 from jaxae.data.batches import steps_per_epoch
 from jaxae.data.builder import FULL_SIZES
+from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments.render import SEED_SPREAD, render_section, uneven_steps
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
@@ -270,6 +271,12 @@ class Context:
     # the code measured: its commit as the command starts, before it writes any result
     commit: str = dataclasses.field(default_factory=git_commit)
 
+    def __post_init__(self) -> None:
+        if unknown := [d for d in self.datasets if d not in MNIST_NAMES]:
+            raise ValueError(f"the experiments run on {' and '.join(MNIST_NAMES)} (the lesson's "
+                             f"data sets), not {', '.join(unknown)}: train a config of your own "
+                             "data with train.py")
+
     @property
     def seed(self) -> int:
         """The seed of a context of one seed (each of `over_seeds`'s contexts is one)."""
@@ -306,6 +313,8 @@ class Context:
         return self._choices[name]
 
     def _resolve(self, name: str) -> DataChoice:
+        """Fashion-MNIST as TFDS has it; MNIST (every other name `__post_init__` lets in) in
+        full or as the offline subset, as `mnist` says."""
         if name == "fashion_mnist":
             return DataChoice(name, name, None, self.tfds_dir,
                               "Zalando's Fashion-MNIST, its standard training and test splits")
@@ -374,10 +383,11 @@ class Context:
             config.train.batch_size = scale.batch_size
         config.train.keep_checkpoints = 1  # a finished run is only reloaded: one is enough
         config_lib.validate(config)
-        if data.val_size or data.binarize == "static":
-            raise config_lib.ConfigError(f"configs/{config_name}.py carves a validation split or "
-                                         "binarises statically: the experiments score the "
-                                         "plain test split and cannot use it")
+        if data.val_size or data.binarize == "static" or data.subset != "first":
+            raise config_lib.ConfigError(f"configs/{config_name}.py carves a validation split, "
+                                         "binarises statically or draws a random subset: the "
+                                         "experiments score the first images of the plain "
+                                         "splits and cannot use it")
         return config
 
     def equal_steps(self, config_name: str, choice: DataChoice, overrides: Overrides
