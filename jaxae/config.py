@@ -33,7 +33,7 @@ from ml_collections import config_dict
 from jaxae import objectives
 from jaxae.data import DATASETS
 from jaxae.data.dataset import STREAMING_MODES, declared_paths
-from jaxae.data.splits import BINARIZATIONS, SUBSETS, val_size_problem
+from jaxae.data.splits import BINARIZATIONS, SUBSETS
 from jaxae.kernels import conv, precision
 from jaxae.keys import SEED_RANGE
 from jaxae.models.initializers import SCHEMES
@@ -464,26 +464,15 @@ def check_batch_splits(batch_size: int, num_devices: int, run_in: str | None = N
         f"{max(num_devices, batch_size // num_devices * num_devices)}")
 
 
-def check_sizes(config: ml_collections.ConfigDict, num_train: int, num_test: int,
-                num_devices: int = 1) -> None:
-    """Checks batch and split sizes against the data actually loaded, before compiling.
-    num_train / num_test: the images loaded (train_size / test_size cut them, never pad);
-    a batch size it suggests splits over `num_devices`."""
-    for field, have, split in (("train_size", num_train, "training"),
-                               ("test_size", num_test, "test")):
-        asked = config.data[field]
-        _require(asked is None or asked <= have,
-                 f"config.data.{field}={asked} is more than the {have} images of "
-                 f"{config.data.name}'s {split} split: use at most {have}, or leave it unset "
-                 "for all of them")
-    val = config.data.val_size
-    problem = val_size_problem(val, num_train)
-    _require(problem is None, f"config.data.{problem}")
-    usable = num_train - val
+def check_batch_fits(config: ml_collections.ConfigDict, num_train: int, num_test: int,
+                     num_devices: int = 1) -> None:
+    """Checks the batch against the data actually loaded, before compiling: `num_train`
+    training images (after the validation split; `make_splits` has checked the split
+    sizes), `num_test` test images. A batch size it suggests splits over `num_devices`."""
     batch = config.train.batch_size
-    fits = min(128, usable) // num_devices * num_devices  # splits over the devices too
-    _require(batch <= usable,
-             f"config.train.batch_size={batch} is larger than the {usable} training images: "
+    fits = min(base_config().train.batch_size, num_train) // num_devices * num_devices
+    _require(batch <= num_train,
+             f"config.train.batch_size={batch} is larger than the {num_train} training images: "
              + (f"use --config.train.batch_size={fits} or more data" if fits else
                 f"use more data: {num_devices} devices need a batch of {num_devices} or more"))
     _require(num_test > 0, "the test split is empty: check config.data.test_size")

@@ -115,17 +115,15 @@ def test_batch_larger_than_the_split_is_rejected():
     config = config_lib.base_config()
     config.train.batch_size = 600
     with pytest.raises(config_lib.ConfigError,
-                       match="batch_size=600 is larger than the 500 training images"):
-        config_lib.check_sizes(config, num_train=500, num_test=100)
+                       match="batch_size=600 is larger than the 500 training images: use "
+                             "--config.train.batch_size=128 or more data"):
+        config_lib.check_batch_fits(config, num_train=500, num_test=100)
     config.train.batch_size = 100
-    config.data.val_size = 450
-    with pytest.raises(config_lib.ConfigError, match="larger than the 50 training images"):
-        config_lib.check_sizes(config, num_train=500, num_test=100)
-    config.data.val_size = 500
-    with pytest.raises(config_lib.ConfigError, match=r"config.data.val_size=500 leaves no "
-                       r"training images out of 500: use at most 499 \(a fraction of them, "
-                       r"e.g. 50\)"):
-        config_lib.check_sizes(config, num_train=500, num_test=100)
+    with pytest.raises(config_lib.ConfigError, match="larger than the 50 training images: use "
+                                                     "--config.train.batch_size=50 or more"):
+        config_lib.check_batch_fits(config, num_train=50, num_test=100)
+    with pytest.raises(config_lib.ConfigError, match="the test split is empty"):
+        config_lib.check_batch_fits(config, num_train=500, num_test=0)
 
 
 def test_a_suggested_batch_size_splits_over_the_devices():
@@ -134,10 +132,10 @@ def test_a_suggested_batch_size_splits_over_the_devices():
     config = config_lib.base_config()
     config.train.batch_size = 128
     with pytest.raises(config_lib.ConfigError) as caught:
-        config_lib.check_sizes(config, num_train=6, num_test=4, num_devices=4)
+        config_lib.check_batch_fits(config, num_train=6, num_test=4, num_devices=4)
     assert str(caught.value).endswith("use --config.train.batch_size=4 or more data")
     with pytest.raises(config_lib.ConfigError) as caught:
-        config_lib.check_sizes(config, num_train=3, num_test=4, num_devices=4)
+        config_lib.check_batch_fits(config, num_train=3, num_test=4, num_devices=4)
     assert str(caught.value).endswith("use more data: 4 devices need a batch of 4 or more")
     with pytest.raises(config_lib.ConfigError) as caught:
         config_lib.check_batch_splits(32, 3, run_in="runs/a")
@@ -149,18 +147,6 @@ def test_a_suggested_batch_size_splits_over_the_devices():
         config_lib.check_batch_splits(32, 40, run_in="runs/a")
     with pytest.raises(config_lib.ConfigError, match="e.g. --config.train.batch_size=30$"):
         config_lib.check_batch_splits(32, 3)
-
-
-def test_sizes_above_what_the_data_set_holds_are_rejected():
-    config = config_lib.base_config()
-    config.data.train_size = 60001
-    with pytest.raises(config_lib.ConfigError, match=r"^config.data.train_size=60001 is more "
-                       r"than the 60000 images of fashion_mnist's training split: use at most "
-                       r"60000, or leave it unset for all of them$"):
-        config_lib.check_sizes(config, num_train=60000, num_test=10000)
-    config.data.train_size, config.data.test_size = None, 20000
-    with pytest.raises(config_lib.ConfigError, match="test_size=20000 is more than the 10000"):
-        config_lib.check_sizes(config, num_train=60000, num_test=10000)
 
 
 def test_a_field_the_named_model_lacks_lists_its_settable_fields_and_the_whole_section_fix():

@@ -437,8 +437,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     keys = derive_keys(config.seed)
     build.check_size_before_data(config)
     data = build.load_run_data(config, keys.data, workdir)
-    config_lib.check_sizes(config, len(data.train) + (len(data.val) if data.val else 0),
-                           len(data.test), mesh.size)
+    config_lib.check_batch_fits(config, len(data.train), len(data.test), mesh.size)
     task = config_lib.make_task(config)
     build.check_task(task, data.image_shape)
     model = build.make_model(config, data.image_shape, data.num_classes)
