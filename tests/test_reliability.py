@@ -28,7 +28,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxae import cli, registry
+from jaxae import cli, objectives, registry
 from jaxae import config as config_lib
 from jaxae import data as data_lib
 from jaxae.data.idx import DataError
@@ -716,12 +716,20 @@ def test_a_numerical_fault_names_the_knob_that_can_cause_it(overrides, step, fix
     for path, value in overrides.items():
         section, _, field = path.rpartition(".")
         config_lib.get(config, section)[field] = value
-    faults = trainer._Faults(config, variational=True, manager=Manager(None), first_step=1)
+    objective = objectives.objective_for(True, loss=config_lib.make_loss(config),
+                                         likelihood=config_lib.make_likelihood(config),
+                                         beta=config.objective.beta)
+    faults = trainer._Faults(config, objective, manager=Manager(None), first_step=1)
     assert str(faults.error("train_loss became inf", step)) == (
         f"train_loss became inf at step {step}: training stopped without writing a checkpoint "
         f"for it (no checkpoint was written yet); {fix}")
-    kept = trainer._Faults(config, True, Manager(6), 1).error("train_loss became nan", 7)
+    kept = trainer._Faults(config, objective, Manager(6), 1).error("train_loss became nan", 7)
     assert "(the newest checkpoint, step 6, holds the last good state)" in str(kept)
+    plain = objectives.objective_for(False, loss=config_lib.make_loss(config),
+                                     likelihood=config_lib.make_likelihood(config))
+    assert str(trainer._Faults(config, plain, Manager(None), 1).error("loss became inf", 1)
+               ).endswith("the learning rate is not the cause: check the objective section "
+                          "and the data")  # a plain loss has neither knob
 
 
 @pytest.mark.slow

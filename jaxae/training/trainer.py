@@ -138,23 +138,25 @@ class _Faults:
     """Turns a non-finite quantity into one FloatingPointError line: what, where, whether a
     checkpoint holds the last good state, and the config knob that can be at fault."""
 
-    def __init__(self, config: ml_collections.ConfigDict, variational: bool, manager,
+    def __init__(self, config: ml_collections.ConfigDict, objective: Objective, manager,
                  first_step: int):
-        self.config, self.variational, self.manager = config, variational, manager
+        self.config, self.objective, self.manager = config, objective, manager
         self.first_step = first_step  # the first step this run computes
 
     def _knobs(self, changed_only: bool) -> list[str]:
-        """The objective's knobs that can make it overflow ('--config.objective.beta (now
-        1e+39)'); changed_only: only those set away from their defaults."""
-        objective, defaults = self.config.objective, config_lib.base_config().objective
+        """The knobs of the run's objective that can make it overflow ('--config.objective.beta
+        (now 1e+39)'): those its objective and likelihood have; changed_only: only those
+        set away from their defaults."""
+        section, defaults = self.config.objective, config_lib.base_config().objective
+        likelihood = getattr(self.objective, "likelihood", None)
         knobs = []
-        if self.variational and (not changed_only or objective.beta > defaults.beta):
-            knobs.append(f"lower --config.objective.beta (now {objective.beta:g})")
-        scaled = self.variational and hasattr(config_lib.make_likelihood(self.config),
-                                              "gaussian_scale")  # a likelihood that has one
-        if scaled and (not changed_only or objective.gaussian_scale < defaults.gaussian_scale):
+        if hasattr(self.objective, "beta") and (not changed_only
+                                                or section.beta > defaults.beta):
+            knobs.append(f"lower --config.objective.beta (now {section.beta:g})")
+        if hasattr(likelihood, "gaussian_scale") and (
+                not changed_only or section.gaussian_scale < defaults.gaussian_scale):
             knobs.append("raise --config.objective.gaussian_scale (now "
-                         f"{objective.gaussian_scale:g})")
+                         f"{section.gaussian_scale:g})")
         return knobs
 
     def _newest_on_disk(self) -> int | None:
@@ -678,7 +680,7 @@ def _train_loop(run: _Run, state: steps.TrainState, position: dict | None
     train_config = run.config.train
     max_steps = min(train_config.log_every_steps, run.steps_per_epoch)  # steps per chunk, at most
     step = int(state.step)
-    faults = _Faults(run.config, run.model.variational, run.manager, step + 1)
+    faults = _Faults(run.config, run.objective, run.manager, step + 1)
     if step >= run.total_steps:  # a finished run, rerun: no batch to place or stream
         source = _NoBatches()
     elif run.data.streamed:
