@@ -67,11 +67,12 @@ import optax
 from jax.sharding import Mesh
 
 from benchmarks import roofline
-from jaxae import build
+from jaxae import build, registry
 from jaxae import config as config_lib
 from jaxae.data import batches, load_dataset
 from jaxae.kernels import conv as conv_lib
 from jaxae.keys import Keys, derive_keys
+from jaxae.models import MODELS
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training import memory, parallel, steps
@@ -162,9 +163,9 @@ class Workload:
 
     @property
     def uses_conv(self) -> bool:
-        """Whether its model takes a convolution implementation and a width
-        (config.model.conv, config.model.width)."""
-        return "conv" in self.config().model
+        """Whether its model declares a convolution implementation (config.model.conv),
+        and so a width (config.model.width)."""
+        return "conv" in registry.parameters(MODELS.get(self.config().model.name))
 
 
 WORKLOADS = {
@@ -198,7 +199,7 @@ def bench_config(workload: str, batch_size: int, conv: str = "patches",
     config = WORKLOADS[workload].config()
     config.train.batch_size = batch_size
     config.train.compute_dtype = config_dtype(compute_dtype)
-    if "conv" in config.model:
+    if WORKLOADS[workload].uses_conv:
         config.model.conv = conv
         if width != 1:
             config.model.width = width

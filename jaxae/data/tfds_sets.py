@@ -22,6 +22,7 @@ from jaxae.data.dataset import Dataset, from_prepared
 from jaxae.data.idx import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
+    JaxaeBuilder,
     PreparedSplit,
     is_prepared,
     prepare,
@@ -29,7 +30,6 @@ from jaxae.data.records import (
 )
 
 INSTALL_HINT = "pip install 'jaxae[tfds]'"  # the optional extra holding TensorFlow
-OUR_BUILDERS = frozenset({"jaxae_images", "jaxae_cifar10", "jaxae_folder"})
 HELD_OUT = "train[90%:]"  # the test split of a data set that has neither test nor validation
 
 
@@ -56,8 +56,8 @@ def tensorflow_installed() -> bool:
 
 def needs_tensorflow(builder: tfds.core.DatasetBuilder) -> bool:
     """Whether preparing `builder` needs TensorFlow: every image builder TFDS ships does
-    (checked on TFDS 4.9); ours and builders of other packages are tried."""
-    return builder.name not in OUR_BUILDERS and \
+    (checked on TFDS 4.9); ours (JaxaeBuilder) and builders of other packages are tried."""
+    return not isinstance(builder, JaxaeBuilder) and \
         type(builder).__module__.startswith("tensorflow_datasets.")
 
 
