@@ -174,6 +174,12 @@ def test_a_size_the_conv_models_cannot_work_at_is_a_clear_error(image_shape, mes
         _ = build({"name": "conv_ae"}, image_shape).latent_shape
 
 
+def test_conv_features_without_a_stage_are_a_clear_error():
+    with pytest.raises(ValueError, match=r"^conv_ae: features=\(\) has no stage: give each "
+                                         r"stage's feature count \(e\.g\. \(16, 8, 8\)\)"):
+        conv_plan(MNIST, (), 1, "conv_ae")
+
+
 def test_a_size_the_model_cannot_work_at_is_refused_before_the_data_are_read(tmp_path):
     """An image folder is prepared only for a size the model can work at."""
     from jaxae.configs import conv_ae_folder

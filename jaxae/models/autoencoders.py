@@ -149,6 +149,9 @@ def conv_plan(image_shape: Shape, features: tuple[int, ...] | None, width: int, 
                              f"{MAX_CODE_SIDE}; these are {height}x{wide}: use a larger size "
                              f"that decodes, the smallest being {smallest}x{smallest}")
         features = (LESSON_FEATURES[0], *[LESSON_FEATURES[1]] * (stages - 1))
+    if not features:
+        raise ValueError(f"{owner}: features=() has no stage: give each stage's feature count "
+                         "(e.g. (16, 8, 8)), or leave it unset for the material's")
     if width < 1 or any(f < 1 for f in features):
         raise ValueError(f"{owner}: width={width} and features={features} must be positive")
     features = tuple(f * width for f in features)
