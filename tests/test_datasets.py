@@ -704,6 +704,41 @@ def test_a_tfds_builder_of_raw_bytes_is_read_by_its_own_feature_names(tmp_path) 
     assert data.class_names == ("a", "b", "c", "d")
 
 
+class JaxaeTestMixedSizes(tfds.core.GeneratorBasedBuilder):
+    """A TFDS builder of RGB images of ten sizes, 50x40 to 59x40 (zlib-compressed arrays)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8,
+                                          encoding=tfds.features.Encoding.ZLIB),
+            "label": tfds.features.ClassLabel(names=["a", "b"])}),
+            supervised_keys=("image", "label"), disable_shuffling=True)
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i, image in enumerate(mixed_size_images()):
+            yield i, {"image": image, "label": i % 2}
+
+
+def mixed_size_images() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (50 + i, 40, 3), np.uint8) for i in range(10)]
+
+
+def test_a_tfds_sets_images_of_several_sizes_are_fitted_as_any_images_are(tmp_path) -> None:
+    """Made grey, then resized (ImageOptions.apply's order), as an image folder's are."""
+    tfds_sets.tfds_names.cache_clear()
+    data = DATASETS.get("jaxae_test_mixed_sizes")(tfds_dir=str(tmp_path), image_size=16,
+                                                  channels=1)
+    want = np.stack([ImageOptions(16, 1).apply(image[None])[0]
+                     for image in mixed_size_images()])
+    np.testing.assert_array_equal(np.concatenate([data.train_images, data.test_images]), want)
+
+
 def test_tfds_builder_that_needs_tensorflow_is_one_line(tmp_path, monkeypatch) -> None:
     """celeb_a's builder needs TensorFlow: said before anything is downloaded (TensorFlow is
     made to look absent, so the test runs where it is installed too)."""

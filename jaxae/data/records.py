@@ -27,11 +27,10 @@ from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 from tensorflow_datasets.proto import tf_example_pb2
 
 from jaxae.data.idx import DataError, MixedImageSizes
-from jaxae.data.images import ImageOptions, fit
+from jaxae.data.images import ImageOptions
 
 FILE_FORMAT = "array_record"
 SOURCE_FILE = "jaxae_source.json"  # written by our builders into the prepared folder
@@ -373,7 +372,7 @@ def _tfds_decoder(features: tfds.features.FeaturesDict, image_key: str, label_ke
                   options: ImageOptions, where: str
                   ) -> Callable[[Sequence[bytes]], tuple[np.ndarray, np.ndarray]]:
     """Decoder of any TFDS builder's records (PNG / JPEG images decoded without TensorFlow);
-    images of several sizes are fitted to options.image_size one by one."""
+    images of several sizes are fitted to options (`ImageOptions.apply`) one by one."""
 
     def decode(records: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         try:
@@ -386,9 +385,7 @@ def _tfds_decoder(features: tfds.features.FeaturesDict, image_key: str, label_ke
             if image.ndim == 2:
                 image = image[..., None]
             if options.image_size is not None and image.shape[:2] != (options.image_size,) * 2:
-                pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-                size = options.image_size
-                image = np.asarray(fit(pil, size, size)).reshape(size, size, image.shape[-1])
+                image = options.apply(image[None])[0]  # as `read` would: channels, then size
             images.append(image)
         if len({image.shape for image in images}) > 1:
             raise MixedImageSizes(f"images of {where} differ in size")
