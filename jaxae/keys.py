@@ -67,7 +67,7 @@ def derive_keys(seed: int | jax.Array) -> Keys:
 
 def eval_example_key(eval_key: jax.Array, batch_index: int) -> jax.Array:
     """The key of the task's corruption in evaluation batch `batch_index`: that batch's key is
-    fold_in(eval, index), and its first split half makes the inputs (`steps._eval_example`).
+    fold_in(eval, index), and its first split half makes the inputs (`steps.eval_example`).
     Pictures that show or encode test inputs corrupt them with batch 0's key: as evaluation
     did where they show the first test images (`pictures.picture_indices`), with the same
     noise at other positions where they pick images of each class further on."""

@@ -20,6 +20,7 @@ from jaxae import losses
 from jaxae.models import reparameterize
 from jaxae.objectives import Likelihood
 from jaxae.tasks import Task
+from jaxae.training import steps
 
 
 def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_samples: int,
@@ -32,8 +33,7 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
 
     @jax.jit
     def iwae_step(params: dict, batch: dict, key: jax.Array) -> jax.Array:
-        example_key, sample_key = jax.random.split(key)
-        inputs, targets = task.make_example(batch["image"], example_key)
+        inputs, targets, sample_key = steps.eval_example(task, batch, key)
         labels = batch.get("label")
         mean, log_sigma = model.apply({"params": params}, inputs, labels=labels,
                                       method="encode")

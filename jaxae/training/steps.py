@@ -292,8 +292,8 @@ def make_train_chunk(model: nn.Module, task: Task, objective: Objective, *, batc
     return jax.jit(train_chunk, donate_argnums=0, compiler_options=compiler_options())
 
 
-def _eval_example(task: Task, batch: dict, key: jax.Array
-                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
+def eval_example(task: Task, batch: dict, key: jax.Array
+                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(inputs, targets, the key for z's samples) of an evaluation batch: the same split of
     the batch's key in every evaluation program, so they all see the same corruption."""
     example_key, sample_key = jax.random.split(key)
@@ -352,7 +352,7 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
                             "state.params")
         check_batch(batch, "eval_step")
         check_key(key, "eval_step's key")
-        inputs, targets, sample_key = _eval_example(task, batch, key)
+        inputs, targets, sample_key = eval_example(task, batch, key)
         flat_targets, labels = flat(targets), batch.get("label")
         per_image, logits = per_image_terms(model, objective, params, inputs, targets,
                                             labels, sample_key)
@@ -380,7 +380,7 @@ def make_floor_step(task: Task) -> Callable[[dict, jax.Array], Metrics] | None:
 
     @jax.jit
     def floor_step(batch: dict, key: jax.Array) -> Metrics:
-        inputs, targets, _ = _eval_example(task, batch, key)
+        inputs, targets, _ = eval_example(task, batch, key)
         return _masked_sums(_floor_terms(task, inputs, targets), batch)
 
     return floor_step
