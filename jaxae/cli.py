@@ -476,6 +476,7 @@ def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequen
     missing = [f for f in fields if f not in config.model]
     if not missing:
         return
+    from jaxae.kernels import conv
     from jaxae.models import MODELS
     from jaxae.models.initializers import DEFAULT_SCHEME
     from jaxae.models.registry import settable_fields
@@ -491,7 +492,8 @@ def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequen
     except (RegistryError, ImportError, OSError):
         return  # the name's own error comes with the rest of the config's checks
     declared = parameters(entry)
-    builder = {"init": DEFAULT_SCHEME, **({"conv": "patches"} if "conv" in declared else {})}
+    builder = {"init": DEFAULT_SCHEME,
+               **({"conv": conv.DEFAULT_IMPLEMENTATION} if "conv" in declared else {})}
     for field in missing:
         kind = _declared_type(entry, field)
         if field in builder:  # options the builder reads, at the builder's defaults

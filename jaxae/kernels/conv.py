@@ -48,6 +48,7 @@ from jaxae.kernels import dense, pooling, precision
 from jaxae.kernels.fence import computed_once
 
 IMPLEMENTATIONS = ("patches", "xla")
+DEFAULT_IMPLEMENTATION = IMPLEMENTATIONS[0]  # a config's model.conv when it names none
 
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -368,7 +369,7 @@ class Conv(nn.Module):
     features: int
     kernel_size: tuple[int, int] = (3, 3)
     padding: str = "SAME"
-    implementation: str = "patches"
+    implementation: str = DEFAULT_IMPLEMENTATION
     upsample: int = 1
     compute_dtype: str = "float32"  # or "bfloat16": bfloat16 operands, float32 accumulation
     relu_max_pool: bool = False  # then ReLU and 2x2 max pooling (an encoder's stage)

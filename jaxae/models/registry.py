@@ -124,8 +124,8 @@ def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
     declared = parameters(entry)
     layers = {}
     if (keywords := _layer_default(declared.get("conv"), conv_lib.Conv)) is not None:
-        layers["conv"] = functools.partial(
-            conv_layer(spec.get("conv", "patches"), compute_dtype), **keywords)
+        implementation = spec.get("conv", conv_lib.DEFAULT_IMPLEMENTATION)
+        layers["conv"] = functools.partial(conv_layer(implementation, compute_dtype), **keywords)
     elif "conv" in spec and "conv" in declared:
         raise RegistryError(
             f"model {name!r} builds its convolutions with its own `conv` default, so "
