@@ -40,7 +40,8 @@ Image = Callable[[jax.Array], jax.Array]  # model input -> restored image in [0,
 
 
 def _resize(method: str) -> Callable[[Shape, float | None], Image]:
-    return lambda image_shape, _: lambda x: quality.upsample(x, image_shape[:2], method)
+    return lambda image_shape, _: lambda x: baselines.interpolated_upsampling(
+        x, *image_shape[:2], method)
 
 
 # The classical image operations, each made for (image shape, blur width) as a function of

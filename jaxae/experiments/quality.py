@@ -60,11 +60,3 @@ def gaussian_blur(images_BxHxWxC: jax.Array, sigma: float) -> jax.Array:
     padded = jnp.pad(images_BxHxWxC, ((0, 0), (radius, radius), (radius, radius), (0, 0)),
                      mode="edge")
     return filter2d(padded, gaussian_kernel(2 * radius + 1, sigma))
-
-
-def upsample(images_BxhxwxC: jax.Array, size: tuple[int, int], method: str) -> jax.Array:
-    """Resizing to size = (height, width) ('bilinear' or 'bicubic'), clipped to the pixel
-    range [0, 1]."""
-    height, width = size
-    shape = (images_BxhxwxC.shape[0], height, width, images_BxhxwxC.shape[3])
-    return jnp.clip(jax.image.resize(images_BxhxwxC, shape, method), 0.0, 1.0)

@@ -28,10 +28,17 @@ def median_filter_3x3(images_BxHxWxC: jax.Array) -> jax.Array:
     return median_of_9([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)])
 
 
+def interpolated_upsampling(images_BxhxwxC: jax.Array, height: int, width: int,
+                            method: str = "bicubic") -> jax.Array:
+    """Interpolation (`jax.image.resize`'s "bicubic", "bilinear", ...) to height x width,
+    clipped to [0, 1]."""
+    b, _, _, c = images_BxhxwxC.shape
+    return jnp.clip(jax.image.resize(images_BxhxwxC, (b, height, width, c), method), 0, 1)
+
+
 def bicubic_upsampling(images_BxhxwxC: jax.Array, height: int, width: int) -> jax.Array:
     """Bicubic interpolation to height x width, clipped to [0, 1]."""
-    b, _, _, c = images_BxhxwxC.shape
-    return jnp.clip(jax.image.resize(images_BxhxwxC, (b, height, width, c), "bicubic"), 0, 1)
+    return interpolated_upsampling(images_BxhxwxC, height, width, "bicubic")
 
 
 def nearest_upsampling(images_BxhxwxC: jax.Array, factor: int) -> jax.Array:
