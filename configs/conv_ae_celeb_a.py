@@ -9,7 +9,7 @@ every image is of one class, "all". Its 162,770 training images take 1.9 GiB at 
 under the default budget (config.data.memory_budget_mb=2048) they are held in device memory;
 a smaller budget (or --config.data.streaming=stream) streams them from the array_record files
 with Grain.
-Expected: no figures recorded yet (they need CelebA's download).
+Results: none recorded yet (they need CelebA's download).
 """
 
 from jaxae.configs import conv_ae_cifar10

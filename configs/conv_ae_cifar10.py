@@ -4,9 +4,9 @@ Command: python train.py --config=configs/conv_ae_cifar10.py --workdir=runs/cifa
 then python evaluate.py --workdir=runs/cifar10_conv_ae. Offline: put cifar-10-python.tar.gz
 (or cifar-10-batches-py/) in a folder and add --config.data.data_dir=FOLDER; it is prepared
 once into the TFDS data dir.
-Expected: no figures recorded yet (they need CIFAR-10's download). The same model on 4,800
-photo crops of the same size (configs/conv_ae_folder.py) reaches test PSNR 27.8 dB after 20
-epochs; 50,000 CIFAR-10 images take about 10x its time per epoch.
+Results: none recorded yet (they need CIFAR-10's download). The same model on photo crops of
+the same size: configs/conv_ae_folder.py (its row in results/RESULTS.md); CIFAR-10's 50,000
+training images are about 10 times the crops' 4,800.
 """
 
 from jaxae.config import base_config

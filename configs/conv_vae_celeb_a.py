@@ -5,7 +5,7 @@ Command: python train.py --config=configs/conv_vae_celeb_a.py --workdir=runs/cel
 then python evaluate.py --workdir=runs/celeb_a_conv_vae. Resized and centre-cropped to 64x64
 as read; one class ("all"); held in device memory under the default budget, streamed with
 Grain below it (see configs/conv_ae_celeb_a.py).
-Expected: no figures recorded yet (they need CelebA's download).
+Results: none recorded yet (they need CelebA's download).
 """
 
 from jaxae.configs import conv_vae_cifar10

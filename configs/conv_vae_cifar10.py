@@ -3,8 +3,8 @@
 Command: python train.py --config=configs/conv_vae_cifar10.py --workdir=runs/cifar10_conv_vae
 then python evaluate.py --workdir=runs/cifar10_conv_vae. Offline: add
 --config.data.data_dir=FOLDER holding cifar-10-python.tar.gz.
-Expected: no figures recorded yet (they need CIFAR-10's download); the same model on the
-photo crops: configs/conv_vae_folder.py.
+Results: none recorded yet (they need CIFAR-10's download); the same model on the photo crops:
+configs/conv_vae_folder.py.
 """
 
 from jaxae.config import base_config

@@ -1,7 +1,8 @@
 """A tiny run for tests and smoke checks: 512 training and 256 test images, 2 epochs.
 
 Command: python train.py --config=configs/test.py --workdir=/tmp/jaxae_test
-Expected: finishes in seconds on a laptop CPU; the test loss falls between the two epochs.
+Results: none kept (a smoke test of the whole pipeline); the test loss falls between the two
+epochs.
 """
 
 from jaxae.config import base_config

@@ -4,6 +4,7 @@ old flat names point to where they moved."""
 import glob
 import importlib
 import os
+import re
 
 import pytest
 
@@ -33,7 +34,13 @@ def test_shipped_configs_import_from_the_package_and_are_valid_and_documented(na
     with open(module.__file__) as f:
         source = f.read()
     assert "Command" in source and "python train.py --config=configs/" in source
-    assert "Expected:" in source
+    doc = module.__doc__
+    assert "Results:" in doc
+    # figures live in results/RESULTS.md, written by the command that measured them
+    assert not re.search(r"\d(\.\d+)? ?(dB|nats|%)|\d\.\d{2,}|minute|seconds", source), name
+    with open(os.path.join(ROOT, "results", "RESULTS.md")) as f:
+        has_row = f"| `{name}` |" in f.read()
+    assert has_row == (f"the `{name}` row of results/RESULTS.md" in " ".join(doc.split()))
 
 
 @pytest.mark.parametrize("path, value, words", [
