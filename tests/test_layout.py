@@ -1,5 +1,5 @@
 """The layout keeps its promises: no import cycles, no plotting on the training path, the
-package list complete, and the kernels injected rather than chosen by name."""
+package list complete, and a clone's configs importable as jaxae.configs."""
 
 import ast
 import os

@@ -51,3 +51,28 @@ def test_a_feature_constant_in_training_does_not_outvote_the_others_at_test_time
     mostly_constant = np.concatenate([x, np.zeros((len(x), 45), np.float32)], axis=1)
     _, floored = feature_scale(jnp.asarray(mostly_constant))  # the median std is 0 here
     assert float(np.min(floored)) >= 0.05 * np.median(np.std(x, axis=0))
+
+
+def test_class_sample_recognition_scores_samples_against_the_class_they_were_asked_for(
+        tiny_config, monkeypatch):
+    """Real test images standing in for a conditional model's samples: in the order asked
+    for (per_class of class 0, then of class 1, ...) most are recognised; shifted by one
+    class, almost none are."""
+    from jaxae import build
+    from jaxae.evaluation import evaluate, generation
+    from jaxae.keys import derive_keys
+
+    data = build.load_data(tiny_config(), derive_keys(0).data)
+    images, labels = np.asarray(data.test.images), np.asarray(data.test.labels)
+    per_class = 10
+    asked = np.concatenate([images[labels == c][:per_class] for c in range(10)]) / 255.0
+    scores = {}
+    for shift in (0, per_class):
+        samples = np.roll(asked, shift, axis=0)
+        monkeypatch.setattr(generation, "class_samples", lambda *args, s=samples: s)
+        scores[shift] = evaluate.class_sample_recognition(None, None, data, jax.random.key(0),
+                                                          per_class)
+    right, shifted = scores[0], scores[per_class]
+    assert right["cvae_samples_recognised"] > 0.6 > 0.2 > shifted["cvae_samples_recognised"]
+    assert right["cvae_probe_test_accuracy"] == shifted["cvae_probe_test_accuracy"] > 0.6
+    assert right["cvae_samples_per_class"] == per_class
