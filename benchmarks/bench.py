@@ -296,14 +296,10 @@ def first_epoch(config: ml_collections.ConfigDict, arrays: dict,
     keys = derive_keys(0)
     image_shape = tuple(arrays["image"].shape[1:])
     num_classes = int(np.max(jax.device_get(arrays["label"]))) + 1
-    task = config_lib.make_task(config)
-    build.check_task(task, image_shape)
-    model = build.make_model(config, image_shape, num_classes)
-    train_model = build.make_model(config, image_shape, num_classes,
-                                   config.train.compute_dtype)
+    task, model, train_model, objective = build.run_objects(config, image_shape, num_classes)
     tx = build.make_optimizer(config)
     state = steps.create_train_state(model, tx, task.input_shape(image_shape), keys.init,
-                                     build.init_scheme(config))
+                                     build.init_scheme(config), check=False)
     num_examples = len(arrays["image"])
     epoch_images = epoch_images or num_examples
     # placed on the device once, as the trainer places it, not again with every timed call
@@ -311,8 +307,8 @@ def first_epoch(config: ml_collections.ConfigDict, arrays: dict,
     if epoch_images != num_examples:
         order = order % num_examples
     batch_size = config.train.batch_size
-    return FirstEpoch(train_model, task, build.make_objective(config, model), tx, state, keys,
-                      order, batches.steps_per_epoch(epoch_images, batch_size), batch_size)
+    return FirstEpoch(train_model, task, objective, tx, state, keys, order,
+                      batches.steps_per_epoch(epoch_images, batch_size), batch_size)
 
 
 def step_cost(epoch: FirstEpoch, arrays: dict) -> roofline.Cost:

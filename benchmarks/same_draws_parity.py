@@ -29,7 +29,6 @@ import numpy as np
 
 from benchmarks.bench import OneLineErrors, check_peer_args, check_peer_torch, usable_cpus
 from jaxae import build
-from jaxae import config as config_lib
 from jaxae.evaluation.metrics import evaluate_split
 from jaxae.experiments.common import load_config
 from jaxae.keys import derive_keys
@@ -52,9 +51,7 @@ def jaxae_from_draws(draws: dict, config: ml_collections.ConfigDict, model_name:
     """jaxae's test figure after training from the peer's weights in the peer's order."""
     keys = derive_keys(config.seed)
     data = build.load_data(config, keys.data)
-    task = config_lib.make_task(config)
-    model = build.make_model(config, data.image_shape, data.num_classes)
-    objective = build.make_objective(config, model)
+    task, model, _, objective = build.run_objects(config, data.image_shape, data.num_classes)
     state = steps.create_train_state(model, build.make_optimizer(config),
                                      task.input_shape(data.image_shape), keys.init,
                                      build.init_scheme(config))

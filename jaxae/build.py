@@ -10,6 +10,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -162,6 +163,27 @@ def check_task(task: Task, image_shape: tuple[int, int, int]) -> None:
         task.check(image_shape)
     except ValueError as e:
         raise config_lib.ConfigError(f"config.task.{e}") from None
+
+
+class RunObjects(NamedTuple):
+    """What a config's run is made of, besides its data and optimiser."""
+
+    task: Task
+    model: nn.Module  # float32: evaluation, pictures and checkpoints
+    train_model: nn.Module  # in config.train.compute_dtype: the training steps
+    objective: objectives.Objective
+
+
+def run_objects(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
+                num_classes: int) -> RunObjects:
+    """The config's task, models and objective for images of `image_shape`, the task and
+    the model checked against them (`check_task`, `check_model`) before anything compiles."""
+    task = config_lib.make_task(config)
+    check_task(task, image_shape)
+    model = make_model(config, image_shape, num_classes)
+    train_model = make_model(config, image_shape, num_classes, config.train.compute_dtype)
+    check_model(model, task, image_shape)
+    return RunObjects(task, model, train_model, make_objective(config, model))
 
 
 def make_objective(config: ml_collections.ConfigDict, model: nn.Module

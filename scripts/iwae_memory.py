@@ -30,9 +30,7 @@ from jaxae.training import steps
 def temp_bytes(config: ml_collections.ConfigDict, data: Splits, num_samples: int, chunk: int,
                batch_size: int) -> int:
     """Bytes of temporary buffers XLA allocates for one compiled IWAE step."""
-    task = config_lib.make_task(config)
-    model = build.make_model(config, data.image_shape, data.num_classes)
-    objective = build.make_objective(config, model)
+    task, model, _, objective = build.run_objects(config, data.image_shape, data.num_classes)
     state = steps.create_train_state(model, build.make_optimizer(config),
                                      task.input_shape(data.image_shape), derive_keys(0).init,
                                      build.init_scheme(config))

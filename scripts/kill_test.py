@@ -425,15 +425,13 @@ def uninterrupted_run(workdir: str, tfds_dir: str, env: dict[str, str], log_dir:
 def state_template(workdir: str) -> TrainState:
     """A fresh state for the workdir's config: the structure its checkpoints restore into."""
     from jaxae import build
-    from jaxae import config as config_lib
     from jaxae.keys import derive_keys
     from jaxae.training import steps
     from jaxae.training.workdir import load_run_config
 
     config = load_run_config(workdir)
     data = build.load_data(config, derive_keys(config.seed).data)  # for the image shape
-    task = config_lib.make_task(config)
-    model = build.make_model(config, data.image_shape, data.num_classes)
+    task, model, _, _ = build.run_objects(config, data.image_shape, data.num_classes)
     return steps.create_train_state(model, build.make_optimizer(config),
                                     task.input_shape(data.image_shape),
                                     derive_keys(config.seed).init, build.init_scheme(config))

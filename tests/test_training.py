@@ -556,7 +556,7 @@ def test_a_denoising_autoencoder_s_latent_scatter_places_codes_of_its_corrupted_
     key = jax.random.key(5)
     codes = generation.encode(model, params, images, labels, 5, task, key)
     batch = {"image": jax.numpy.asarray(images[5:10])}
-    inputs, _, _ = steps._eval_example(task, batch, jax.random.fold_in(key, 1))  # evaluation's
+    inputs, _, _ = steps.eval_example(task, batch, jax.random.fold_in(key, 1))  # evaluation's
     np.testing.assert_allclose(
         codes[5:10], generation.deterministic_codes(model, params, inputs), rtol=1e-6)
     clean = generation.encode(model, params, images, labels, 5)

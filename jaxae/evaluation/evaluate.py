@@ -183,11 +183,7 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
     keys = derive_keys(config.seed)
     config_lib.check_data_paths(config)
     data = build.load_run_data(config, keys.data, workdir)  # moved, never changed
-    task = config_lib.make_task(config)
-    build.check_task(task, data.image_shape)  # named as train.py names it: config.task.
-    model = build.make_model(config, data.image_shape, data.num_classes)
-    build.check_model(model, task, data.image_shape)
-    objective = build.make_objective(config, model)
+    task, model, _, objective = build.run_objects(config, data.image_shape, data.num_classes)
     state = jax.eval_shape(lambda: steps.create_train_state(  # shapes only: nothing computed
         model, build.make_optimizer(config), task.input_shape(data.image_shape), keys.init,
         build.init_scheme(config), check=False))  # checked by check_model above

@@ -452,9 +452,10 @@ class Context:
         self.used_runs[f"{choice.key}/{name}"] = {
             **info, "epochs": epochs, "steps": int(state.step), "seed": config.seed,
             "trained_now": trained_now, "train_seconds": seconds}
-        model = build.make_model(config, splits.image_shape, splits.num_classes)
-        run = Run(name, workdir, config, model, config_lib.make_task(config),
-                  build.make_objective(config, model), state.params, metrics, int(state.step))
+        task, model, _, objective = build.run_objects(config, splits.image_shape,
+                                                      splits.num_classes)
+        run = Run(name, workdir, config, model, task, objective, state.params, metrics,
+                  int(state.step))
         self._runs[workdir] = (run, seconds)
         return run
 

@@ -440,13 +440,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     build.check_size_before_data(config)
     data = build.load_run_data(config, keys.data, workdir)
     config_lib.check_batch_fits(config, len(data.train), len(data.test), mesh.size)
-    task = config_lib.make_task(config)
-    build.check_task(task, data.image_shape)
-    model = build.make_model(config, data.image_shape, data.num_classes)
-    train_model = build.make_model(config, data.image_shape, data.num_classes,
-                                   train_config.compute_dtype)
-    build.check_model(model, task, data.image_shape)
-    objective = build.make_objective(config, model)
+    task, model, train_model, objective = build.run_objects(config, data.image_shape,
+                                                            data.num_classes)
     steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
     total_steps = steps_per_epoch * train_config.num_epochs
     if total_steps > MAX_STEPS:  # the step counter, and a stream's position, are int32
