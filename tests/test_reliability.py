@@ -1076,13 +1076,20 @@ def test_a_run_recorded_by_a_short_registered_name_resumes_under_its_located_nam
     from jaxae.training.workdir import prepare_workdir as prepare
 
     config = config_lib.base_config()
+    set_fields(config, {"model.name": "tiny_dense_of_mine"})  # a user's registered name
     workdir = tmp_path / "run"
     workdir.mkdir()
-    (workdir / "config.json").write_text(config.to_json_best_effort())  # name "dense_ae"
+    (workdir / "config.json").write_text(config.to_json_best_effort())
     located = config.copy_and_resolve_references()
-    set_fields(located, {"model.name": "/somewhere/my_models.py:dense_ae"})
+    set_fields(located, {"model.name": "/somewhere/my_models.py:tiny_dense_of_mine"})
     prepare(str(workdir), located)  # the same code: accepted
     set_fields(located, {"model.name": "/somewhere/my_models.py:other"})
+    with pytest.raises(config_lib.ConfigError,
+                       match="holds a run with model.name='tiny_dense_of_mine'"):
+        prepare(str(workdir), located)
+    builtin = config_lib.base_config()  # jaxae's own dense_ae is not a file's dense_ae
+    (workdir / "config.json").write_text(builtin.to_json_best_effort())
+    set_fields(located, {"model.name": "/somewhere/my_models.py:dense_ae"})
     with pytest.raises(config_lib.ConfigError, match="holds a run with model.name='dense_ae'"):
         prepare(str(workdir), located)
 
