@@ -100,6 +100,17 @@ def _holds_checkpoints(workdir: str) -> bool:
     return os.path.isdir(checkpoints) and any(name.isdigit() for name in os.listdir(checkpoints))
 
 
+def recorded_environment(workdir: str) -> dict:
+    """The run's environment.json in `workdir` (what it ran on, and the hashes of its data
+    and code); {} where it is missing or damaged: the run writes it again."""
+    try:
+        with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
+            environment = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return environment if isinstance(environment, dict) else {}
+
+
 def recorded_data_path(workdir: str) -> str | None:
     """The data.path a run in `workdir` records in its config.json (None: none, or no file)."""
     try:
@@ -263,12 +274,7 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
     saved, _, relocated = _saved_and_current(workdir, config)
     current = json.loads(recorded_config(config).to_json_best_effort())
     changed = {**config_lib.resumed_changes(saved, current), **relocated}
-    try:  # a missing or damaged record compares as empty: this run writes it again
-        with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
-            before = json.load(f)
-    except (OSError, ValueError):
-        before = {}
-    before = before if isinstance(before, dict) else {}
+    before = recorded_environment(workdir)  # missing or damaged: empty, written again
     now = {"devices": len(jax.devices()), "git_commit": git_commit()}
     was = {"devices": len(before.get("devices", [])) or None,
            "git_commit": before.get("git_commit")}
@@ -358,10 +364,8 @@ def code_changes(workdir: str, config: ml_collections.ConfigDict,
     or task whose contents differ from those the run in `workdir` recorded (nothing where it
     recorded none: a run from before that record has its first resume's hash recorded);
     `now`: `code_files(config)`, where the caller has it already."""
-    try:
-        with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
-            recorded = json.load(f).get("code_sha256") or {}
-    except (OSError, ValueError, AttributeError):
+    recorded = recorded_environment(workdir).get("code_sha256") or {}
+    if not recorded:
         return {}
     now = code_files(config) if now is None else now
     return {section: [recorded[section], now[section]] for section in now
@@ -726,13 +730,9 @@ def check_same_data(workdir: str, data: ml_collections.ConfigDict, fingerprint: 
             saved_path = json.load(f).get("data", {}).get("path")
     except (OSError, ValueError, AttributeError):
         return  # no run there yet (or prepare_workdir has named its damage)
-    try:
-        with open(os.path.join(workdir, ENVIRONMENT_FILE)) as f:
-            environment = json.load(f)
-        recorded = environment.get("data_fingerprint", "")
-        recorded_content = environment.get("data_content_sha256", "")
-    except (OSError, ValueError, AttributeError):
-        recorded = recorded_content = ""
+    environment = recorded_environment(workdir)
+    recorded = environment.get("data_fingerprint", "")
+    recorded_content = environment.get("data_content_sha256", "")
     path = data.get("path")
     back = f"point --config.data.path back at {saved_path!r}"
     places_differ = _place(path) != _place(saved_path)  # config.json records it absolute
