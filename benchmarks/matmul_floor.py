@@ -58,6 +58,7 @@ import optax
 from jax import lax
 
 from benchmarks import bench, roofline
+from jaxae import optimizers
 from jaxae.data import batches
 from jaxae.training import steps
 
@@ -307,13 +308,13 @@ def flush_bytes(cpus: str = "/sys/devices/system/cpu", used: set[int] | None = N
 
 
 def update_ms(params: dict, name: str, evict: bool = False, calls: int = 100) -> float:
-    """Milliseconds per update of optimiser `name` (`steps.OPTIMIZERS`) on `params`, alone:
+    """Milliseconds per update of optimiser `name` (`optimizers.OPTIMIZERS`) on `params`, alone:
     a compiled loop of `calls` updates with a fixed gradient, its state donated and kept
     between calls, so that it stays in the caches as far as its size allows; with `evict`,
     a pass over `flush_bytes()` precedes each update, so that the state comes from memory
     as in a training step (the pass costs every optimiser the same, so differences between
     optimisers leave it out)."""
-    tx = steps.make_optimizer(name, 1e-3)
+    tx = optimizers.make_optimizer(name, 1e-3)
     grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-4), params)
     flush = jnp.ones(flush_bytes() // 4 if evict else 1, jnp.float32)
 

@@ -100,6 +100,7 @@ def throughput(images: int, width: int, num_steps: int) -> None:
     import jax
     import jax.numpy as jnp
 
+    from jaxae import optimizers
     from jaxae.data import batches
     from jaxae.data.streaming import StreamedBatches
     from jaxae.keys import derive_keys
@@ -111,7 +112,7 @@ def throughput(images: int, width: int, num_steps: int) -> None:
     chunk_fn = steps.make_train_chunk(model, task, objective, batch_size=BATCH,
                                       max_steps=CHUNK_STEPS)
     fresh = lambda: steps.create_train_state(  # noqa: E731
-        model, steps.make_optimizer("adam", 1e-3), SHAPE, keys.init)
+        model, optimizers.make_optimizer("adam", 1e-3), SHAPE, keys.init)
     spe = images // BATCH
     chunks = max(2, min(num_steps, spe) // CHUNK_STEPS)  # within one epoch
     print(f"# conv_ae width {width} ({model.latent_shape} code), 32x32x3, batch {BATCH}, "

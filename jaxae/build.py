@@ -18,7 +18,7 @@ import ml_collections
 import optax
 
 from jaxae import config as config_lib
-from jaxae import objectives
+from jaxae import objectives, optimizers
 from jaxae.data import DATASETS, Splits, make_splits
 from jaxae.data.idx import MixedImageSizes
 from jaxae.data.splits import SplitSizeError, first_images_note
@@ -27,7 +27,6 @@ from jaxae.models.initializers import DEFAULT_SCHEME
 from jaxae.models.registry import NeedsClasses
 from jaxae.registry import RegistryError, build, parameters
 from jaxae.tasks import Task
-from jaxae.training import steps
 from jaxae.training.workdir import check_same_data, holds_run, recorded_data_path
 
 
@@ -202,4 +201,5 @@ def init_scheme(config: ml_collections.ConfigDict) -> str:
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int | None = None
                    ) -> optax.GradientTransformation:
     optim = config.optim
-    return steps.make_optimizer(optim.name, optim.learning_rate, optim.schedule, total_steps)
+    return optimizers.make_optimizer(optim.name, optim.learning_rate, optim.schedule,
+                                     total_steps)

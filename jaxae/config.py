@@ -38,11 +38,10 @@ from jaxae.kernels import conv, precision
 from jaxae.keys import SEED_RANGE
 from jaxae.models.initializers import SCHEMES
 from jaxae.models.registry import BUILDER_OPTIONS, MODELS, settable_fields
+from jaxae.optimizers import OPTIMIZERS, SCHEDULES
 from jaxae.registry import RegistryError, build, check_options
 from jaxae.tasks import TASKS, Task
-from jaxae.training.steps import OPTIMIZERS
 
-SCHEDULES = ("constant", "cosine")
 FLOAT32_MAX = 3.4028234663852886e38  # training computes in float32: larger numbers are inf
 
 

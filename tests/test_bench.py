@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from benchmarks import bench, matmul_floor, narrow_gradient, roofline
+from jaxae import optimizers
 from jaxae.data import idx
-from jaxae.training import steps, workdir
+from jaxae.training import workdir
 from tests.conftest import with_test_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -499,8 +500,8 @@ def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys)
     monkeypatch.setattr(matmul_floor, "flush_bytes", lambda: 2**20)
     monkeypatch.setattr(matmul_floor, "REPEATS", 1)
     built = []  # the optimisers the timed steps are built with: Adam's, then SGD's
-    for name, make in list(steps.OPTIMIZERS.items()):
-        monkeypatch.setitem(steps.OPTIMIZERS, name,
+    for name, make in list(optimizers.OPTIMIZERS.items()):
+        monkeypatch.setitem(optimizers.OPTIMIZERS, name,
                             lambda rate, name=name, make=make: built.append(name) or make(rate))
     args = bench.parse_args(["--mode", "matmuls", "--models", "dense_ae", "--batch-sizes", "8",
                              "--steps-per-chunk", "2", "--chunks", "1", "--data", "random"])

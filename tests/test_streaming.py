@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxae import build, objectives
+from jaxae import build, objectives, optimizers
 from jaxae.data import DATASETS, DataError, batches, from_arrays, make_splits, streaming, tfds_sets
 from jaxae.data.dataset import should_stream, training_bytes
 from jaxae.data.records import raw_image_info
@@ -150,7 +150,7 @@ def test_training_on_streamed_chunks_ends_bitwise_equal(splits) -> None:
                                       max_steps=max_steps)
 
     def fresh():
-        return steps.create_train_state(model, steps.make_optimizer("adam", 1e-3), SHAPE,
+        return steps.create_train_state(model, optimizers.make_optimizer("adam", 1e-3), SHAPE,
                                         keys.init)
 
     state = fresh()
