@@ -20,7 +20,7 @@ import optax
 from jaxae import config as config_lib
 from jaxae import objectives, optimizers
 from jaxae.data import DATASETS, Splits, make_splits
-from jaxae.data.idx import MixedImageSizes
+from jaxae.data.errors import MixedImageSizes
 from jaxae.data.splits import SplitSizeError, first_images_note
 from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME

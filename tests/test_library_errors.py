@@ -15,7 +15,7 @@ import pytest
 from jaxae import build, losses, models, objectives
 from jaxae.config import ConfigError
 from jaxae.data import from_arrays, make_splits
-from jaxae.data.idx import DataError
+from jaxae.data.errors import DataError
 from jaxae.evaluation import generation, pictures
 from jaxae.keys import derive_keys
 from jaxae.models.declarations import DeclarationError

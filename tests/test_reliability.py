@@ -31,7 +31,7 @@ import pytest
 from jaxae import cli, objectives, registry
 from jaxae import config as config_lib
 from jaxae import data as data_lib
-from jaxae.data.idx import DataError
+from jaxae.data.errors import DataError
 from jaxae.evaluation import evaluate
 from jaxae.training import checkpoints, trainer
 from jaxae.training import workdir as workdir_lib

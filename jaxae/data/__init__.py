@@ -22,8 +22,9 @@ from jaxae.data.arrays import from_arrays, load_npz
 from jaxae.data.builder import JaxaeImages
 from jaxae.data.cifar10 import load_cifar10
 from jaxae.data.dataset import Dataset, should_stream
+from jaxae.data.errors import DataError
 from jaxae.data.folder import load_folder
-from jaxae.data.idx import DataError, read_idx, read_idx_folder
+from jaxae.data.idx import read_idx, read_idx_folder
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import RecordArray
 from jaxae.data.sources import MNIST_NAMES, class_names, load_dataset

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxae.data.dataset import Dataset, reads_paths, should_stream, training_bytes
-from jaxae.data.idx import DataError
+from jaxae.data.errors import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     InMemorySource,

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxae.data.dataset import Dataset, from_prepared, reads_paths
-from jaxae.data.idx import DataError
+from jaxae.data.errors import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     JaxaeBuilder,

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from jaxae.data.idx import DataError
+from jaxae.data.errors import DataError
 from jaxae.data.records import PreparedSplit, RecordArray, is_lazy, read_all
 
 STREAMING_MODES = ("auto", "memory", "stream")

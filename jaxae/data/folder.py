@@ -34,7 +34,7 @@ import tensorflow_datasets as tfds
 from PIL import Image, UnidentifiedImageError
 
 from jaxae.data.dataset import Dataset, from_prepared, reads_paths
-from jaxae.data.idx import DataError, MixedImageSizes
+from jaxae.data.errors import DataError, MixedImageSizes
 from jaxae.data.images import GREY_MODES, has_transparency, load_image, too_large
 from jaxae.data.records import (
     JaxaeBuilder,

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from jaxae.data.errors import DataError
+
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 IMAGE_SHAPE = (28, 28)
@@ -19,29 +21,6 @@ SPLIT_FILES = {
 }
 GZIP_MAGIC = b"\x1f\x8b"
 FIX_HINT = "re-download it (or reinstall dataset-fashion-mnist)"
-
-
-class DataError(ValueError):
-    """A data set is missing, damaged or unreachable; the message says which file and the fix."""
-
-    def __init__(self, message: str) -> None:
-        """Keep the message on one line, whatever the wrapped exception text holds."""
-        super().__init__(" ".join(str(message).split()))
-
-
-class MixedImageSizes(DataError):
-    """The images of a data set read at their native size differ in size. `problem` names
-    them; the message adds a new run's fix (a resize), which evaluating or resuming a run
-    replaces (`build.load_run_data`): there a resize would change the trained model."""
-
-    def __init__(self, problem: str) -> None:
-        self.problem = " ".join(problem.split())
-        super().__init__(f"{problem}: set --config.data.image_size to resize and centre-crop "
-                         "them to one size")
-
-    def __reduce__(self) -> tuple[type, tuple[str]]:
-        """Pickled (for another process) as the problem alone: the fix is added once."""
-        return MixedImageSizes, (self.problem,)
 
 
 def read_stored(path: str) -> bytes:

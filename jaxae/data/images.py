@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from jaxae.data.idx import DataError
+from jaxae.data.errors import DataError
 
 RESAMPLE = Image.Resampling.BICUBIC
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
-from jaxae.data.idx import DataError, MixedImageSizes
+from jaxae.data.errors import DataError, MixedImageSizes
 from jaxae.data.images import ImageOptions
 
 FILE_FORMAT = "array_record"

@@ -31,7 +31,7 @@ from jaxae.data.builder import (
     read_idx_files,
 )
 from jaxae.data.dataset import Dataset, from_prepared, reads_paths
-from jaxae.data.idx import DataError
+from jaxae.data.errors import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     PreparedSplit,

@@ -10,7 +10,7 @@ import numpy as np
 
 from jaxae.data import batches
 from jaxae.data.dataset import Dataset, should_stream
-from jaxae.data.idx import DataError
+from jaxae.data.errors import DataError
 from jaxae.data.records import RecordArray, is_lazy, read_all
 from jaxae.keys import check_key
 

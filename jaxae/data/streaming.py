@@ -38,7 +38,7 @@ import numpy as np
 
 from jaxae.data import batches as batches_lib
 from jaxae.data.dataset import should_stream
-from jaxae.data.idx import DataError
+from jaxae.data.errors import DataError
 from jaxae.data.records import InMemorySource, RecordArray, is_lazy
 from jaxae.data.splits import Split
 

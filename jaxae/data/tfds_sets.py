@@ -19,7 +19,7 @@ import os
 import tensorflow_datasets as tfds
 
 from jaxae.data.dataset import Dataset, from_prepared
-from jaxae.data.idx import DataError
+from jaxae.data.errors import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     JaxaeBuilder,
