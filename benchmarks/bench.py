@@ -74,9 +74,9 @@ from jaxae.kernels import conv as conv_lib
 from jaxae.keys import Keys, derive_keys
 from jaxae.models import MODELS
 from jaxae.objectives import Objective
+from jaxae.provenance import head_commit, host_cpu, uncommitted_files
 from jaxae.tasks import Task
 from jaxae.training import memory, parallel, steps
-from jaxae.training.workdir import head_commit, uncommitted_files
 
 # Names the commit whose files a copy holds, where its .git is missing or older than its
 # files (a GPU machine's copy): set, the reports name it and do not ask that copy's git.
@@ -501,19 +501,6 @@ def json_result(done: subprocess.CompletedProcess, what: str) -> dict:
 def peer_result(command: list[str], what: str) -> dict:
     """`json_result` of running `command` (the peer, in its own Python)."""
     return json_result(subprocess.run(command, capture_output=True, text=True), what)
-
-
-def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The host CPU's model name as the OS reports it (e.g. "AMD EPYC"), else its
-    architecture: CPUs of one architecture differ several-fold in these benchmarks."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("model name") and ":" in line:
-                    return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def usable_cpus() -> int:

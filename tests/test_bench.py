@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from benchmarks import bench, matmul_floor, narrow_gradient, roofline
-from jaxae import optimizers
+from jaxae import optimizers, provenance
 from jaxae.data import idx
-from jaxae.training import workdir
 from tests.conftest import with_test_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -331,16 +330,18 @@ def test_a_section_names_the_commit_it_measured(monkeypatch, commit, files, said
 def test_uncommitted_files_reads_git_status(monkeypatch):
     """Changed, new and renamed paths from `git status --porcelain`; none outside git."""
     status = " M BENCHMARKS.md\n?? benchmarks/new.py\nR  old.py -> renamed.py"
-    monkeypatch.setattr(workdir, "_git", lambda *args: "abc123" if "rev-parse" in args else status)
-    assert workdir.uncommitted_files() == ["BENCHMARKS.md", "benchmarks/new.py", "renamed.py"]
-    assert workdir.git_commit() == "abc123+dirty"
-    monkeypatch.setattr(workdir, "_git", lambda *args: "abc123" if "rev-parse" in args else "")
-    assert workdir.git_commit() == "abc123"
+    monkeypatch.setattr(provenance, "_git",
+                        lambda *args: "abc123" if "rev-parse" in args else status)
+    assert provenance.uncommitted_files() == ["BENCHMARKS.md", "benchmarks/new.py",
+                                              "renamed.py"]
+    assert provenance.git_commit() == "abc123+dirty"
+    monkeypatch.setattr(provenance, "_git", lambda *args: "abc123" if "rev-parse" in args else "")
+    assert provenance.git_commit() == "abc123"
 
     def no_git(*args):
         raise FileNotFoundError("git")
-    monkeypatch.setattr(workdir, "_git", no_git)
-    assert workdir.uncommitted_files() == [] and workdir.git_commit() == ""
+    monkeypatch.setattr(provenance, "_git", no_git)
+    assert provenance.uncommitted_files() == [] and provenance.git_commit() == ""
 
 
 def test_jaxae_commit_names_the_commit_of_a_copy_whose_git_is_stale(monkeypatch):
@@ -412,8 +413,8 @@ def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\n"
                        "model name\t: AMD  EPYC 7B13\nflags\t: fpu avx2\n")
-    assert bench.host_cpu(str(cpuinfo)) == "AMD EPYC 7B13"
-    assert bench.host_cpu(str(tmp_path / "missing")) != ""  # the architecture instead
+    assert provenance.host_cpu(str(cpuinfo)) == "AMD EPYC 7B13"
+    assert provenance.host_cpu(str(tmp_path / "missing")) != ""  # the architecture instead
     monkeypatch.setattr(bench, "host_cpu", lambda: "AMD EPYC 7B13")
     assert bench.device_title() == "cpu: AMD EPYC 7B13"  # the suite runs on the CPU
     assert "host AMD EPYC 7B13," in bench.header()

@@ -35,9 +35,9 @@ from jaxae.data.builder import FULL_SIZES
 from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments.render import SEED_SPREAD, render_section, uneven_steps
 from jaxae.objectives import Objective
+from jaxae.provenance import git_commit, host_cpu
 from jaxae.tasks import Task
 from jaxae.training.trainer import StopRequested, train_and_evaluate
-from jaxae.training.workdir import git_commit
 
 MNIST_SUBSET_KEY = "mnist5k"
 MNIST_SUBSET_SUFFIX = " (5k subset)"
@@ -530,17 +530,6 @@ def final_test_metrics(workdir: str, num_epochs: int) -> dict[str, float]:
     return {k[len("test_"):]: float(v) for k, v in records[-1].items() if k.startswith("test_")}
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _memory_gib() -> float | None:
     try:
         with open("/proc/meminfo") as f:
@@ -553,7 +542,7 @@ def _memory_gib() -> float | None:
 def machine(commit: str | None = None) -> dict:
     """The machine and software a result was measured with (`commit`: the jaxae commit, if
     already read)."""
-    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
+    return {"cpu": host_cpu(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
             "platform": platform.platform(), "python": platform.python_version(),
             "jax": jax.__version__, "backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],

@@ -21,7 +21,6 @@ import platform
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -33,6 +32,7 @@ import ml_collections
 
 import jaxae
 from jaxae import config as config_lib
+from jaxae.provenance import git_commit
 from jaxae.registry import locatable_name, missing_file, moved, same_code
 from jaxae.training import lock
 from jaxae.training.checkpoints import CHECKPOINTS, CheckpointMismatch
@@ -572,36 +572,6 @@ def _check_release(saved: dict, workdir: str) -> None:
 
 def _version_of(module: str) -> str:
     return getattr(importlib.import_module(module), "__version__", "unknown")
-
-
-def _git(*args: str) -> str:
-    """A git command's output in the jaxae checkout (OSError/SubprocessError outside one)."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
-                          timeout=5, check=True).stdout.rstrip()
-
-
-def head_commit() -> str:
-    """The commit the jaxae checkout is at; '' outside one."""
-    try:
-        return _git("rev-parse", "HEAD")
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def git_commit() -> str:
-    """The commit of the jaxae checkout, with '+dirty' for uncommitted changes; '' if none."""
-    commit = head_commit()
-    return commit + ("+dirty" if commit and uncommitted_files() else "")
-
-
-def uncommitted_files() -> list[str]:
-    """The paths `git status` lists as changed or new in the jaxae checkout; [] if none."""
-    try:
-        lines = _git("status", "--porcelain", "--untracked-files=all").splitlines()
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line[3:].split(" -> ")[-1] for line in lines if len(line) > 3]
 
 
 def _sibling_runs(workdir: str) -> list[str]:
