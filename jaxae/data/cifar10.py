@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxae.data.dataset import Dataset, from_prepared, reads_paths
-from jaxae.data.errors import DataError
+from jaxae.data.errors import DataError, first_line
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     JaxaeBuilder,
@@ -533,9 +533,8 @@ def _download(builder: JaxaeCifar10, download: bool) -> bool:
     except DataError:
         raise
     except Exception as e:  # any TFDS or network failure (checksum mismatch included)
-        first_line = (str(e).strip().splitlines() or [""])[0]
         raise DataError(
             f"TFDS could not download CIFAR-10 from {ARCHIVE_URL} ({type(e).__name__}: "
-            f"{first_line}): retry, or download it yourself and pass its folder as "
+            f"{first_line(e)}): retry, or download it yourself and pass its folder as "
             f"--config.data.data_dir"
         ) from e

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
-from jaxae.data.errors import DataError, MixedImageSizes
+from jaxae.data.errors import DataError, MixedImageSizes, first_line
 from jaxae.data.images import ImageOptions
 
 FILE_FORMAT = "array_record"
@@ -331,7 +331,7 @@ def damaged(where: str, detail: str) -> DataError:
 
 def _first_clause(error: BaseException) -> str:
     """The start of an error's message: its first line, up to the first ';'."""
-    return (str(error).strip().splitlines() or [""])[0].split(";")[0][:160]
+    return first_line(error).split(";")[0][:160]
 
 
 class Source(Protocol):
@@ -416,8 +416,7 @@ class PreparedSplit:
         except DataError:
             raise
         except Exception as e:  # noqa: BLE001 (a damaged dataset_info.json, features.json...)
-            first = (str(e).strip().splitlines() or [""])[0]
-            raise damaged(self.path, f"{type(e).__name__}: {first}") from None
+            raise damaged(self.path, f"{type(e).__name__}: {first_line(e)}") from None
         file_format = getattr(info.file_format, "value", info.file_format)
         if file_format != FILE_FORMAT:
             raise DataError(f"prepared data set {self.path} is stored as {file_format}, which "

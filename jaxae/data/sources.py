@@ -31,7 +31,7 @@ from jaxae.data.builder import (
     read_idx_files,
 )
 from jaxae.data.dataset import Dataset, from_prepared, reads_paths
-from jaxae.data.errors import DataError
+from jaxae.data.errors import DataError, first_line
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     PreparedSplit,
@@ -237,10 +237,10 @@ def _download(name: str, builder: JaxaeImages) -> bool:
     except DataError:
         raise
     except Exception as e:  # any TFDS or network failure: same one-line hint
-        first_line = (str(e).strip().splitlines() or [""])[0]
         raise DataError(
             f"TFDS could not download {name} from {config.base_url} ({type(e).__name__}: "
-            f"{first_line}): retry, or point ${env_var(name)} at a folder of the four IDX .gz files"
+            f"{first_line(e)}): retry, or point ${env_var(name)} at a folder of the four IDX .gz "
+            "files"
         ) from e
 
 

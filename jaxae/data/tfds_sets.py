@@ -19,7 +19,7 @@ import os
 import tensorflow_datasets as tfds
 
 from jaxae.data.dataset import Dataset, from_prepared
-from jaxae.data.errors import DataError
+from jaxae.data.errors import DataError, first_line
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     JaxaeBuilder,
@@ -88,8 +88,7 @@ def _builder(name: str, tfds_dir: str | None) -> tfds.core.DatasetBuilder:
     try:
         return tfds.builder(name, data_dir=tfds_dir)
     except Exception as e:  # noqa: BLE001 (DatasetNotFoundError, a bad config or version)
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise DataError(f"TFDS has no data set {name} ({first}): see tfds.list_builders() "
+        raise DataError(f"TFDS has no data set {name} ({first_line(e)}): see tfds.list_builders() "
                         "for the names") from None
 
 
@@ -104,9 +103,8 @@ def _prepare(name: str, builder: tfds.core.DatasetBuilder) -> None:
     except Exception as e:  # noqa: BLE001 (network, checksum, manual download, ...)
         if is_missing_tensorflow(e):
             raise tensorflow_error(name) from None
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise DataError(f"TFDS could not prepare {name} ({type(e).__name__}: {first}): follow "
-                        "TFDS's instructions for it, or retry") from e
+        raise DataError(f"TFDS could not prepare {name} ({type(e).__name__}: {first_line(e)}): "
+                        "follow TFDS's instructions for it, or retry") from e
 
 
 def _keys(info: tfds.core.DatasetInfo, name: str) -> tuple[str, str | None, tuple[str, ...]]:
