@@ -23,7 +23,7 @@ import difflib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -39,7 +39,7 @@ from jaxae.keys import SEED_RANGE
 from jaxae.models.initializers import SCHEMES
 from jaxae.models.registry import BUILDER_OPTIONS, MODELS, settable_fields
 from jaxae.optimizers import OPTIMIZERS, SCHEDULES
-from jaxae.registry import RegistryError, build, check_options
+from jaxae.registry import RegistryError, build, check_options, parameters
 from jaxae.tasks import TASKS, Task
 
 FLOAT32_MAX = 3.4028234663852886e38  # training computes in float32: larger numbers are inf
@@ -387,9 +387,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def _validate_data(config: ml_collections.ConfigDict) -> None:
     try:
-        DATASETS.get(config.data.name)
+        loader = DATASETS.get(config.data.name)
     except RegistryError as e:
         raise ConfigError(f"config.data.name: {e}") from None
+    _check_read_locations(config.data, parameters(loader))
     _choice(config, "data.binarize", BINARIZATIONS)
     _choice(config, "data.subset", SUBSETS)
     for field in ("train_size", "test_size"):
@@ -402,6 +403,22 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
     channels = config.data.channels
     _require(channels in (None, 1, 3),
              f"config.data.channels={channels!r} must be 1 (grey) or 3 (RGB), or unset")
+
+
+def _check_read_locations(data: ml_collections.ConfigDict, takes: Mapping[str, Any]) -> None:
+    """A data location (`path`, `data_dir`) set for a data set whose loader does not read it
+    would be ignored, and the run would train on other images than the ones named."""
+    name = data.name
+    if data.get("path") is not None and "path" not in takes:
+        raise ConfigError(
+            f"config.data.path={data.path!r} is set, but the {name} data set reads no path: "
+            "add --config.data.name=folder (a folder of images) or npz (a file of arrays) to "
+            "train on it, or leave data.path unset")
+    if data.get("data_dir") is not None and "data_dir" not in takes:
+        where = ("it reads config.data.path: give the folder or file there" if "path" in takes
+                 else "leave data.data_dir unset (TFDS prepares it in config.data.tfds_dir)")
+        raise ConfigError(f"config.data.data_dir={data.data_dir!r} is set, but the {name} data "
+                          f"set reads no data_dir: {where}")
 
 
 def data_path_kinds(config: ml_collections.ConfigDict) -> dict[str, str]:

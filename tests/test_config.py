@@ -46,6 +46,8 @@ def test_shipped_configs_import_from_the_package_and_are_valid_and_documented(na
 @pytest.mark.parametrize("path, value, words", [
     ("model.name", "vit", "config.model.name: unknown model 'vit': choose one of dense_ae"),
     ("data.name", "fashion_mnsit", "config.data.name: unknown data set 'fashion_mnsit'"),
+    ("data.path", "photos", "config.data.path='photos' is set, but the fashion_mnist data set "
+                            "reads no path: add --config.data.name=folder"),
     ("model.conv", "cudnn", "config.model.conv='cudnn' is unknown: choose one of patches, xla"),
     ("model.init", "he", "config.model.init='he' is unknown: choose one of glorot"),
     ("train.compute_dtype", "float16",
@@ -87,6 +89,22 @@ def test_bad_values_get_a_one_line_error_naming_the_field(path, value, words):
         config_lib.validate(config)
     assert words in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name, words", [
+    ("folder", "the folder data set reads no data_dir: it reads config.data.path: give the "
+               "folder or file there"),
+    ("svhn_cropped", "the svhn_cropped data set reads no data_dir: leave data.data_dir unset"),
+])
+def test_a_data_dir_the_data_set_does_not_read_is_refused_not_ignored(name, words):
+    config = config_lib.base_config()
+    set_field(config, "data.name", name)
+    set_field(config, "data.data_dir", "offline")
+    with pytest.raises(config_lib.ConfigError, match=f"^config.data.data_dir='offline' is set, "
+                                                     f"but {words}"):
+        config_lib.validate(config)
+    set_field(config, "data.name", "cifar10")  # reads one: its archive's folder
+    config_lib.validate(config)
 
 
 def test_a_field_misspelt_in_a_config_file_fails_at_load():
