@@ -1066,8 +1066,13 @@ def test_pixels_all_0_or_1_are_taken_with_a_warning(tmp_path, capsys) -> None:
     binary = np.random.default_rng(0).integers(0, 2, (4, 8, 8, 1), np.uint8)
     np.savez(tmp_path / "binary.npz", train_images=binary, test_images=binary)
     assert load_npz(str(tmp_path / "binary.npz")).train_images.max() == 1
+    err = capsys.readouterr().err
     assert ("every pixel of train_images is 0 or 1: if they are pixels in [0, 1], store them "
-            "as 0..255 ((x * 255).round().astype(np.uint8))") in capsys.readouterr().err
+            "as 0..255 ((x * 255).round().astype(np.uint8))") in err
+    assert err.count("warning:") == 2  # once per array, naming the file
+    from jaxae.data import from_arrays
+    from_arrays(binary, binary)
+    assert capsys.readouterr().err.count("warning: arrays given in memory: every pixel") == 2
     np.savez(tmp_path / "grey.npz", train_images=binary * 255, test_images=binary * 255)
     load_npz(str(tmp_path / "grey.npz"))
     assert "0 or 1" not in capsys.readouterr().err

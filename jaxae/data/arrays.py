@@ -29,10 +29,10 @@ NPZ_KEYS = "train_images, test_images and optionally train_labels, test_labels, 
 MAX_CLASSES = 100_000  # label ids past this are not class indices (pictures draw each class)
 
 
-def _images(name: str, array: np.ndarray, where: str) -> np.ndarray:
+def _images(name: str, array: np.ndarray, where: str, warn_binary: bool = True) -> np.ndarray:
     """uint8 [N, H, W, C] from uint8 [N, H, W] or [N, H, W, C] (C = 1 or 3). Images whose
-    pixels are all 0 or 1 are taken with a warning: pixels 0..1 stored as uint8 by mistake
-    would train on black images."""
+    pixels are all 0 or 1 are taken with a warning (unless `warn_binary` is False: the
+    caller has warned): pixels 0..1 stored as uint8 by mistake would train on black images."""
     if array.dtype != np.uint8:
         raise DataError(f"{where}: {name} has dtype {array.dtype}, not uint8: "
                         f"{_uint8_fix(name, array)}")
@@ -50,7 +50,7 @@ def _images(name: str, array: np.ndarray, where: str) -> np.ndarray:
             hint = f" (channels first? store np.transpose({name}, (0, 2, 3, 1)))"
         raise DataError(f"{where}: {name} has shape {array.shape}: give [N, H, W] or "
                         f"[N, H, W, C] images with C = 1 or 3 and N > 0{hint}")
-    if array.max() <= 1:
+    if warn_binary and array.max() <= 1:
         print(f"warning: {where}: every pixel of {name} is 0 or 1: if they are pixels in "
               f"[0, 1], store them as 0..255 ((x * 255).round().astype(np.uint8)); binary "
               "images stored as 0 and 1 train as nearly black ones", file=sys.stderr,
@@ -76,13 +76,13 @@ def _uint8_fix(name: str, array: np.ndarray) -> str:
 def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
                 train_labels: np.ndarray | None = None, test_labels: np.ndarray | None = None,
                 class_names: Sequence[str] | None = None, *, name: str = "arrays",
-                source: str = "arrays given in memory", fingerprint: str | None = None
-                ) -> Dataset:
+                source: str = "arrays given in memory", fingerprint: str | None = None,
+                warn_binary: bool = True) -> Dataset:
     """A Dataset from uint8 image arrays; without labels every image is class 0. Its
     content_sha256 is a hash of the arrays and class names; its fingerprint, unless given,
-    of the arrays."""
-    train = _images("train_images", np.asarray(train_images), source)
-    test = _images("test_images", np.asarray(test_images), source)
+    of the arrays. warn_binary=False: the caller has warned of images of only 0s and 1s."""
+    train = _images("train_images", np.asarray(train_images), source, warn_binary)
+    test = _images("test_images", np.asarray(test_images), source, warn_binary)
     if train.shape[1:] != test.shape[1:]:
         raise DataError(f"{source}: train images {train.shape[1:]} and test images "
                         f"{test.shape[1:]} differ in shape: give both splits one shape (an npz's "
@@ -174,7 +174,8 @@ def load_npz(path: str, *, image_size: int | None = None, channels: int | None =
                        arrays.get("train_labels"), arrays.get("test_labels"),
                        None if names is None else _class_names(names), name="npz",
                        source=f"{os.path.abspath(path)} (sha256 {digest[:12]})"
-                       + (f", {change}" if change else ""), fingerprint=f"sha256:{digest}")
+                       + (f", {change}" if change else ""), fingerprint=f"sha256:{digest}",
+                       warn_binary=False)  # warned above, of the file's own arrays
     data = dataclasses.replace(data, title=os.path.basename(path))  # pictures name the file
     if not should_stream(streaming, training_bytes(len(data.train_images), data.image_shape),
                          memory_budget_mb):
