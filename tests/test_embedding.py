@@ -61,6 +61,10 @@ def test_the_latent_scatters_pca_panel_is_headed_by_each_pictures_accuracy(fashi
     few = Splits(splits.train, None, Split(split.images[:5], split.labels[:5]),
                  data.class_names, "test")
     assert pictures.pixel_pca_panel(codes[:5], few, "codes") == ("", None)
+    one_class = Splits(splits.train, None, Split(split.images, np.zeros(100, np.int32)),
+                       data.class_names, "test")
+    caption, panel = pictures.pixel_pca_panel(codes, one_class, "codes")
+    assert caption == "" and panel.caption == "PCA of the pixels (fitted on 400 training images)"
 
 
 def brute_force_accuracy(points: np.ndarray, labels: np.ndarray, k: int) -> float:

@@ -184,8 +184,8 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits,
     caption, beside = "", None
     if codes.shape[1] > 1 and not (task.shows_input or model.conditional):
         drawn = f"{what} ({codes.shape[1]}-D)"
-        caption, beside = pixel_pca_panel(points, data,
-                                          drawn if codes.shape[1] == 2 else f"PCA of the {drawn}")
+        caption, beside = pixel_pca_panel(
+            points, data, drawn if codes.shape[1] == 2 else f"PCA of the {drawn}, in this plane")
     plots.latent_scatter(points, data.test.labels, data.class_names,
                          *save("latent_scatter.png", f"{title}: test {what} ({codes.shape[1]}-D)"),
                          axes, y_is_class=codes.shape[1] == 1, caption=caption, beside=beside)
@@ -196,18 +196,20 @@ def pixel_pca_panel(points_Nx2: np.ndarray, data: Splits, what: str
                     ) -> tuple[str, plots.Panel | None]:
     """The caption of a latent scatter's own panel, and the panel of PCA's 2-D picture of the
     same test images' pixels beside it, each with how well it keeps the classes apart
-    (`embedding.neighbour_accuracy`); ("", None) for too few test images to score."""
+    (`embedding.neighbour_accuracy`, in the plane drawn); ("", None) for too few test images
+    to score. Test images of one class have no accuracy to show: the panel is drawn alone."""
     labels = np.asarray(data.test.labels)
     if len(labels) <= embedding.NEIGHBOURS:
         return "", None
     reference = embedding.pixel_pca_points(data.train.images, data.test.images)
     k, fitted = embedding.NEIGHBOURS, min(len(data.train), embedding.PCA_FIT_IMAGES)
+    pixels = f"PCA of the pixels (fitted on {fitted:,} training images)"
+    axes = ("principal component 1 of the pixels", "principal component 2 of the pixels")
+    if len(np.unique(labels)) < 2:
+        return "", plots.Panel(reference, axes, pixels)
 
     def agreement(points: np.ndarray) -> str:
         return f"{k}-NN class accuracy {embedding.neighbour_accuracy(points, labels):.1%}"
 
     return (f"{what}: {agreement(points_Nx2)}",
-            plots.Panel(reference, ("principal component 1 of the pixels",
-                                    "principal component 2 of the pixels"),
-                        f"PCA of the pixels (fitted on {fitted:,} training images): "
-                        f"{agreement(reference)}"))
+            plots.Panel(reference, axes, f"{pixels}: {agreement(reference)}"))
