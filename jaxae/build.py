@@ -64,7 +64,16 @@ def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
     """`load_data` for the run in `workdir` (new, resumed or evaluated), whose images must be
     those it trained on (`check_same_data`). Images of several sizes where the run has
     trained at their own size are not its images: resizing them, the fix for a new run,
-    would change the trained model, so the error says so."""
+    would change the trained model, so the error says so. A data.path that is gone (a run's
+    images moved) is named as the run's, with the fix."""
+    given = config.data.get("path")
+    if given and holds_run(workdir) and not os.path.exists(os.path.expanduser(given)):
+        recorded = os.path.abspath(os.path.expanduser(given)) == recorded_data_path(workdir)
+        raise config_lib.ConfigError(
+            f"config.data.path={given!r}"
+            + (f" (where the run in {workdir!r} found its images)" if recorded else "")
+            + " does not exist: point --config.data.path at where the run's images are now "
+            "(they are checked to be the same images)")
     try:
         return load_data(config, data_key, check_fingerprint=functools.partial(
             check_same_data, workdir, config.data), new_run=not holds_run(workdir))

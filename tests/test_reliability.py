@@ -917,6 +917,12 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
     train_and_evaluate(config, workdir)
     moved = tmp_path / "moved" / "photos"
     os.renames(tmp_path / "photos", moved)
+    with pytest.raises(config_lib.ConfigError) as caught:  # the recorded place, gone
+        evaluate.evaluate_workdir(workdir)
+    assert str(caught.value) == (
+        f"config.data.path={photos!r} (where the run in {workdir!r} found its images) does not "
+        "exist: point --config.data.path at where the run's images are now (they are checked "
+        "to be the same images)")
     metrics = evaluate.evaluate_workdir(workdir, overrides={"data.path": str(moved)})
     assert metrics["step"] == 2
     other = _photo_folder(tmp_path / "other_photos", 1)
