@@ -1041,7 +1041,7 @@ def test_npz_files_of_other_kinds_and_labels_past_any_class_count_are_one_line(t
     for train, words in (
             (images.astype(np.int64), "train_images has dtype int64, not uint8: its values are "
                                       "0..255: store train_images.astype(np.uint8)"),
-            (images.astype(np.float32) + 2, "has dtype float32, not uint8: store pixel values "
+            (images.astype(np.float32) + 300, "has dtype float32, not uint8: store pixel values "
                                             "0..255 as uint8"),
             (np.zeros((4, 3, 8, 8), np.uint8), "has shape (4, 3, 8, 8): give [N, H, W] or "
              "[N, H, W, C] images with C = 1 or 3 and N > 0 (channels first? store "
@@ -1049,6 +1049,8 @@ def test_npz_files_of_other_kinds_and_labels_past_any_class_count_are_one_line(t
             (np.zeros((4, 3, 8, 6), np.uint8), "(channels first? store np.transpose("),
             (np.full((4, 8, 8, 1), 0.5), "its values are in [0, 1]: store (train_images * "
                                          "255).round().astype(np.uint8)"),
+            (np.full((4, 8, 8, 1), 200.0), "has dtype float64, not uint8: its values are "
+                                           "0..255: store train_images.round().astype(np.uint8)"),
             (np.full((4, 8, 8, 1), np.nan), "train_images holds NaN: store pixel values"),
             (np.zeros((4, 8, 8, 4), np.uint8), "(RGBA? drop the alpha channel: "
                                                "train_images[..., :3])"),
@@ -1058,6 +1060,10 @@ def test_npz_files_of_other_kinds_and_labels_past_any_class_count_are_one_line(t
         with pytest.raises(DataError) as excinfo:
             load_npz(str(tmp_path / "kinds.npz"))
         one_line(excinfo, words)
+    np.savez(tmp_path / "keras.npz", x_train=images, x_test=images)
+    with pytest.raises(DataError) as excinfo:
+        load_npz(str(tmp_path / "keras.npz"))
+    one_line(excinfo, "has no train_images, test_images (it holds x_test, x_train): it must hold")
 
 
 def test_pixels_all_0_or_1_are_taken_with_a_warning(tmp_path, capsys) -> None:

@@ -70,6 +70,8 @@ def _uint8_fix(name: str, array: np.ndarray) -> str:
         return f"its values are 0..255: store {name}.astype(np.uint8)"
     if 0 <= low and high <= 1:
         return f"its values are in [0, 1]: store ({name} * 255).round().astype(np.uint8)"
+    if 0 <= low and high <= 255:
+        return f"its values are 0..255: store {name}.round().astype(np.uint8)"
     return "store pixel values 0..255 as uint8"
 
 
@@ -160,7 +162,9 @@ def load_npz(path: str, *, image_size: int | None = None, channels: int | None =
                         f"numpy.savez holding {NPZ_KEYS}") from None
     missing = [k for k in ("train_images", "test_images") if k not in arrays]
     if missing:
-        raise DataError(f"npz file {path} has no {', '.join(missing)}: it must hold {NPZ_KEYS}")
+        held = f"it holds {', '.join(sorted(arrays))}" if arrays else "it holds no arrays"
+        raise DataError(f"npz file {path} has no {', '.join(missing)} ({held}): it must hold "
+                        f"{NPZ_KEYS}")
     digest = sha256_file(path)
     names = arrays.get("class_names")
     options = ImageOptions(image_size, channels)
