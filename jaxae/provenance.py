@@ -1,21 +1,24 @@
-"""Where a result comes from: the jaxae commit it was measured at, and the machine's CPU.
+"""Where a result comes from: the jaxae commit and source it was computed with, and the
+machine's CPU and threads.
 
-Runs record the commit in environment.json; the experiments and the bench name the commit
-and the CPU beside every figure they write.
+Runs record these in environment.json (a resume on other code or threads is warned of and
+recorded); the experiments and the bench name the commit and CPU beside every figure.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
 
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
 
 def _git(*args: str) -> str:
     """A git command's output in the jaxae checkout (OSError/SubprocessError outside one)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
-                          timeout=5, check=True).stdout.rstrip()
+    return subprocess.run(["git", "-C", os.path.dirname(PACKAGE), *args], capture_output=True,
+                          text=True, timeout=5, check=True).stdout.rstrip()
 
 
 def head_commit() -> str:
@@ -52,3 +55,29 @@ def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_threads() -> int:
+    """The threads XLA's CPU backend splits its work over: $PJRT_NPROC where set, else the
+    CPUs this process may run on. The split decides the order of some sums, so a seeded
+    run on another count can differ in the last bits."""
+    try:
+        return max(1, int(os.environ["PJRT_NPROC"]))
+    except (KeyError, ValueError):
+        pass
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        os.cpu_count() or 1
+
+
+def source_sha256() -> str:
+    """The sha256 of jaxae's own source (every .py file of the package, by path): what a
+    commit name cannot tell apart, uncommitted edits or an installed copy."""
+    digest = hashlib.sha256()
+    for folder, folders, files in os.walk(PACKAGE):
+        folders[:] = sorted(f for f in folders if f != "__pycache__")
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, PACKAGE).encode() + b"\0")
+            with open(path, "rb") as f:
+                digest.update(f.read() + b"\0")
+    return digest.hexdigest()

@@ -513,7 +513,8 @@ def test_another_optimiser_is_a_mismatch_naming_the_field_not_damage(
     assert line.endswith(f"holds a run with optim.name='adam', but the config says "
                          f"'{optimizer}': use a new --workdir, or the same optim.name (a resumed "
                          "run may change only how long it runs, its learning rate, how it logs, "
-                         "saves and evaluates, where its data lives, and whether it streams)")
+                         "saves and evaluates, where its data lives, whether it streams, and its "
+                         "convolutions' implementation)")
     os.remove(os.path.join(workdir, "config.json"))
     assert cli_run(train_and_evaluate, config, workdir)[0] == 1
     [line] = lines_of(capsys.readouterr().err)

@@ -467,6 +467,37 @@ def test_a_resumed_run_may_change_only_how_long_and_how_it_logs_saves_and_evalua
                                           "a longer run needs a new --workdir)")
 
 
+def test_a_resume_on_other_threads_source_or_libraries_is_warned_of_and_recorded(
+        tmp_path, monkeypatch):
+    """A seeded run repeats its bits on the same threads, code and libraries: a resume on
+    others is said and kept (environment.json describes only the last part)."""
+    write_config_json(tmp_path)
+    config = config_lib.base_config()
+    workdir_lib.write_run_files(str(tmp_path), config)
+    environment = json.loads((tmp_path / "environment.json").read_text())
+    assert environment["cpu_threads"] >= 1 and len(environment["jaxae_sha256"]) == 64
+    assert environment["jax"] == jax.__version__ and "jaxlib" in environment
+    assert workdir_lib.resume_changes(str(tmp_path), config, 5) == (None, [], [])
+    threads = environment["cpu_threads"]
+    monkeypatch.setenv("PJRT_NPROC", str(threads + 1))
+    monkeypatch.setattr(workdir_lib, "source_sha256", lambda: "0" * 64)
+    monkeypatch.setattr(workdir_lib, "_version_of",
+                        lambda module: "9.9" if module == "optax" else environment[module])
+    changed = workdir_lib.resume_changes(str(tmp_path), config, 5)
+    assert changed.record == {"step": 5, "config": {}, "cpu_threads": [threads, threads + 1],
+                              "jaxae_sha256": [environment["jaxae_sha256"], "0" * 64],
+                              "optax": [environment["optax"], "9.9"]}
+    assert changed.warnings == [
+        f"warning: the run trained with {threads} CPU thread(s) and resumes with {threads + 1}: "
+        "XLA splits some sums by thread, so its bits may differ from an uninterrupted run's "
+        f"(PJRT_NPROC={threads} runs as it did)",
+        "warning: jaxae's source has changed since the run's last part (uncommitted edits, or "
+        "another copy; resumes.jsonl records its hashes)",
+        f"warning: the run resumes with other libraries (optax {environment['optax']} -> 9.9): "
+        "they may compute in another order, so its bits may differ from an uninterrupted "
+        "run's"]
+
+
 def test_a_resume_s_changes_are_printed_and_kept_once_config_json_describes_the_last_part(
         tmp_path, monkeypatch):
     write_config_json(tmp_path)

@@ -32,7 +32,7 @@ import ml_collections
 
 import jaxae
 from jaxae import config as config_lib
-from jaxae.provenance import git_commit
+from jaxae.provenance import cpu_threads, git_commit, source_sha256
 from jaxae.registry import locatable_name, missing_file, moved, same_code
 from jaxae.training import lock
 from jaxae.training.checkpoints import CHECKPOINTS, CheckpointMismatch
@@ -42,6 +42,9 @@ CONFIG_FILE = "config.json"
 ENVIRONMENT_FILE = "environment.json"
 METRICS_FILE = "metrics.jsonl"
 RESUMES_FILE = "resumes.jsonl"  # what each resume changed: config.json holds only the last
+# the libraries whose versions environment.json records and a resume compares (each may
+# change how a step computes); jax's own version is recorded as "jax"
+LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax.checkpoint", "numpy")
 
 
 class WriteError(OSError):
@@ -79,8 +82,8 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
                        "a new --workdir")
             else:
                 may = ("a resumed run may change only how long it runs, its learning rate, how "
-                       "it logs, saves and evaluates, where its data lives, and whether it "
-                       "streams")
+                       "it logs, saves and evaluates, where its data lives, whether it "
+                       "streams, and its convolutions' implementation")
             raise config_lib.ConfigError(
                 f"workdir {workdir!r} holds a run with {'; and '.join(said)}: use a new "
                 f"--workdir, or the same {', '.join(fields)} ({may})")
@@ -275,9 +278,11 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
     current = json.loads(recorded_config(config).to_json_best_effort())
     changed = {**config_lib.resumed_changes(saved, current), **relocated}
     before = recorded_environment(workdir)  # missing or damaged: empty, written again
-    now = {"devices": len(jax.devices()), "git_commit": git_commit()}
-    was = {"devices": len(before.get("devices", [])) or None,
-           "git_commit": before.get("git_commit")}
+    now = {"devices": len(jax.devices()), "git_commit": git_commit(),
+           "jaxae_sha256": source_sha256(),
+           **({"cpu_threads": cpu_threads()} if jax.default_backend() == "cpu" else {}),
+           **{module: _version_of(module) for module in LIBRARIES}}
+    was = {**{k: before.get(k) for k in now}, "devices": len(before.get("devices", [])) or None}
     differs = {k: [was[k], now[k]] for k in now if was[k] is not None and was[k] != now[k]}
     if code := code_changes(workdir, config, code_now):
         differs["code_sha256"] = code
@@ -295,9 +300,24 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
         warnings.append(f"warning: the run trained on {differs['devices'][0]} device(s) and "
                         f"resumes on {differs['devices'][1]}: the batch's sums now run in another "
                         "order, so its bits will differ from an uninterrupted run's")
+    if "cpu_threads" in differs:
+        was_threads, threads = differs["cpu_threads"]
+        warnings.append(f"warning: the run trained with {was_threads} CPU thread(s) and resumes "
+                        f"with {threads}: XLA splits some sums by thread, so its bits may "
+                        f"differ from an uninterrupted run's (PJRT_NPROC={was_threads} runs "
+                        f"as it did)")
     if "git_commit" in differs:
         warnings.append(f"warning: the run's code was {differs['git_commit'][0]}, now "
                         f"{differs['git_commit'][1]} ({RESUMES_FILE} records it)")
+    elif "jaxae_sha256" in differs:
+        warnings.append("warning: jaxae's source has changed since the run's last part "
+                        f"(uncommitted edits, or another copy; {RESUMES_FILE} records its "
+                        "hashes)")
+    if versions := [f"{m} {differs[m][0]} -> {differs[m][1]}" for m in LIBRARIES
+                    if m in differs]:
+        warnings.append(f"warning: the run resumes with other libraries ({', '.join(versions)}): "
+                        "they may compute in another order, so its bits may differ from an "
+                        "uninterrupted run's")
     return ResumeChanges({"step": step, "config": changed, **differs}, notes, warnings)
 
 
@@ -329,11 +349,12 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict,
         "jaxae": jaxae.__version__,
         "git_commit": git_commit(),
         "python": platform.python_version(),
-        "jax": jax.__version__,
         "devices": [str(d) for d in jax.devices()],
+        "cpu_threads": cpu_threads(),
+        "jaxae_sha256": source_sha256(),
         "platform": platform.platform(),
     }
-    for module in ("flax", "optax", "orbax.checkpoint", "numpy", "tensorflow_datasets"):
+    for module in (*LIBRARIES, "tensorflow_datasets"):
         environment[module] = _version_of(module)
     environment["code_sha256"] = code_files(config) if code_sha256 is None else code_sha256
     write_whole(os.path.join(workdir, ENVIRONMENT_FILE), json.dumps(environment, indent=2))

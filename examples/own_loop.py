@@ -1,0 +1,58 @@
+"""A config's run trained in a loop of your own, from jaxae's parts, to train.py's bits.
+
+    python examples/own_loop.py test    # configs/test.py
+
+Each part is the one train.py uses: `derive_keys(seed)` gives the data, initialisation and
+training streams; `build.load_data` the splits (the config's sizes, subset, validation);
+`build.run_objects` the task, models and objective; `create_train_state` the parameters,
+drawn under the config's initialisation scheme; `batches.epoch_permutation` each epoch's
+order; `steps.make_train_step` one step, which folds the step number into its key. Change
+any part and the loop is yours; keep them and its parameters equal train.py's bit for bit on
+the same machine (`tests/test_library.py` checks it). train.py adds checkpoints, resume,
+evaluation and logs around the same steps, and compiles many steps as one loop.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import ml_collections
+import numpy as np
+
+from jaxae import build
+from jaxae import config as config_lib
+from jaxae.data import batches
+from jaxae.keys import derive_keys
+from jaxae.training import steps
+
+
+def train(config: ml_collections.ConfigDict) -> steps.TrainState:
+    """The run `config` describes, trained for its epochs: the final train state."""
+    keys = derive_keys(config.seed)
+    data = build.load_data(config, keys.data)
+    task, _, train_model, objective = build.run_objects(config, data.image_shape,
+                                                        data.num_classes)
+    batch_size, num_examples = config.train.batch_size, len(data.train)
+    steps_per_epoch = batches.steps_per_epoch(num_examples, batch_size)
+    tx = build.make_optimizer(config, steps_per_epoch * config.train.num_epochs)
+    state = steps.create_train_state(train_model, tx, task.input_shape(data.image_shape),
+                                     keys.init, build.init_scheme(config))
+    train_step = steps.make_train_step(train_model, task, objective)
+    images, labels = np.asarray(data.train.images), np.asarray(data.train.labels)
+    for epoch in range(config.train.num_epochs):
+        order = np.asarray(batches.epoch_permutation(keys.data, epoch, num_examples))
+        for i in range(steps_per_epoch):
+            batch = order[i * batch_size:(i + 1) * batch_size]
+            state, metrics = train_step(state, {"image": images[batch],
+                                                "label": labels[batch]}, keys.train)
+        print(f"epoch {epoch + 1}: train loss {float(metrics['loss']):.4f} (last batch)")
+    return state
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python examples/own_loop.py <name of a file in configs/>")
+    run_config = importlib.import_module(f"jaxae.configs.{sys.argv[1]}").get_config()
+    config_lib.validate(run_config)
+    train(run_config)
