@@ -167,7 +167,10 @@ def test_conv_stages_follow_the_resolution():
                 "decodes, the smallest being 6x6"),
     ((30, 28, 1), "cannot decode 3 2x stages back to 30x28: resize the images to a size "
                   r"that decodes \(28x28 or 30x30: data.image_size\) or change the number of "
-                  r"stages \(model.features\)"),
+                  r"stages \(model.features, one count per stage, each times model.width; 1 "
+                  r"stage decodes 30x28: model.features='\(16,\)'\)"),
+    ((40, 48, 3), r"cannot decode 4 2x stages back to 40x48: .* 3 stages decode 40x48: "
+                  r"model.features='\(16, 8, 8\)'\)$"),
     ((33, 33, 3), r"back to 33x33: resize the images to a size that decodes \(32x32 or 34x34"),
 ])
 def test_a_size_the_conv_models_cannot_work_at_is_a_clear_error(image_shape, message):

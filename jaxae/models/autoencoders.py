@@ -157,14 +157,33 @@ def conv_plan(image_shape: Shape, features: tuple[int, ...] | None, width: int, 
     features = tuple(f * width for f in features)
     stages = len(features)
     code_h, code_w = encoder_sides(height, stages)[-1], encoder_sides(wide, stages)[-1]
-    paddings = decoder_paddings(code_h, height, stages)
-    if paddings is None or paddings != decoder_paddings(code_w, wide, stages):
+    if not _decodes(height, wide, stages):
         sides = (*_decodable_near(height, stages, fixed), *_decodable_near(wide, stages, fixed))
         near = " or ".join(dict.fromkeys(f"{s}x{s}" for s in sorted(sides)))
+        counts = [n for n in range(1, MAX_STAGES + 1) if _decodes(height, wide, n)]
+        other = ""
+        if counts:
+            n = min(counts, key=lambda count: (abs(count - stages), count))
+            example = ", ".join(map(str, (LESSON_FEATURES[0], *[LESSON_FEATURES[1]] * (n - 1))))
+            other = (f"; {n} stage{'s decode' if n > 1 else ' decodes'} {height}x{wide}: "
+                     f"model.features='({example},)'" if n == 1 else
+                     f"; {n} stages decode {height}x{wide}: model.features='({example})'")
         raise ValueError(f"{owner} cannot decode {stages} 2x stage{'s' * (stages > 1)} back "
                          f"to {height}x{wide}: resize the images to a size that decodes ({near}: "
-                         "data.image_size) or change the number of stages (model.features)")
-    return features, (code_h, code_w, features[-1]), paddings
+                         "data.image_size) or change the number of stages (model.features, one "
+                         f"count per stage, each times model.width{other})")
+    return features, (code_h, code_w, features[-1]), decoder_paddings(code_h, height, stages)
+
+
+MAX_STAGES = 8  # the most stages a size's error message suggests
+
+
+def _decodes(height: int, width: int, stages: int) -> bool:
+    """Whether `stages` 2x stages encode height x width and decode it back, both sides by the
+    same paddings (the decoder's convolutions pad both alike)."""
+    code_h, code_w = encoder_sides(height, stages)[-1], encoder_sides(width, stages)[-1]
+    paddings = decoder_paddings(code_h, height, stages)
+    return paddings is not None and paddings == decoder_paddings(code_w, width, stages)
 
 
 def _decodable(side: int, stages: int) -> bool:
