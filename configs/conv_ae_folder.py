@@ -5,8 +5,9 @@ scikit-learn wheels (pip install 'jaxae[photos]'): python -m jaxae.data.photo_cr
 Command: python train.py --config=configs/conv_ae_folder.py --workdir=runs/crops_conv_ae
 then python evaluate.py --workdir=runs/crops_conv_ae, and the linear baseline at the same
 code size: python scripts/pca_baseline.py --workdir=runs/crops_conv_ae
-Any folder of class sub-folders works: --config.data.path=FOLDER (--config.data.image_size=S
-resizes and centre-crops, --config.data.channels=1 or 3 converts).
+Any folder of class sub-folders (or of images alone: one class) works:
+--config.data.path=FOLDER (--config.data.image_size=S resizes and centre-crops,
+--config.data.channels=1 or 3 converts).
 Results: test MSE and PSNR after 20 epochs (1,500 steps; 4,800 train / 1,200 held-out test
 crops), beside PCA's with as many components as the code has numbers (512): the
 `conv_ae_folder` row of results/RESULTS.md (written by scripts/config_results.py).

@@ -982,6 +982,30 @@ def test_photo_crops_are_deterministic_and_held_out(tmp_path) -> None:
 
 
 
+def test_a_folder_of_images_alone_is_one_class_and_images_beside_folders_are_refused(
+        tmp_path) -> None:
+    """An autoencoder needs no labels: a folder of images without class sub-folders is one
+    class, "all", its test split carved as a class folder's is."""
+    rng = np.random.default_rng(0)
+    flat = tmp_path / "flat"
+    for i in range(10):
+        save_png(flat / f"{i}.png", rng.integers(0, 256, (8, 8, 3), np.uint8))
+    (flat / "notes.txt").write_text("not an image")
+    data = DATASETS.get("folder")(path=str(flat), tfds_dir=str(tmp_path / "tfds"))
+    assert data.class_names == ("all",)
+    assert data.train_images.shape == (8, 8, 8, 3) and data.test_images.shape == (2, 8, 8, 3)
+    assert set(data.train_labels.tolist()) == set(data.test_labels.tolist()) == {0}
+    save_png(flat / "cats" / "0.png", rng.integers(0, 256, (8, 8, 3), np.uint8))
+    with pytest.raises(DataError) as excinfo:
+        folder.plan_folder(flat)
+    one_line(excinfo, f"image folder {flat} holds images beside sub-folders (e.g. 0.png beside "
+                      "cats/): put every image in a <class>/ folder, or keep only images")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError) as excinfo:
+        folder.plan_folder(tmp_path / "empty")
+    one_line(excinfo, f"image folder {tmp_path / 'empty'} holds no images: lay it out as")
+
+
 def test_an_image_folder_that_is_a_file_or_missing_is_named_as_such(tmp_path) -> None:
     (tmp_path / "my_models.py").write_text("")
     with pytest.raises(DataError) as excinfo:

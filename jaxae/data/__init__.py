@@ -5,7 +5,7 @@
 - `fashion_mnist`, `mnist`: TFDS builders of jaxae's own (online, or offline from IDX files);
 - `cifar10`: a TensorFlow-free TFDS builder of jaxae's own (online, or offline from the
   canonical archive in `config.data.data_dir`);
-- `folder`: a folder of images (PNG, JPEG, BMP, TIFF, WebP, ...) in class sub-folders
+- `folder`: a folder of images (PNG, JPEG, BMP, TIFF, WebP, ...) in class sub-folders, or alone
   (`config.data.path`);
 - `npz`: a file of arrays (`config.data.path`);
 - any other TFDS name (`svhn_cropped`, `celeb_a`, ...) through TFDS's own builder.

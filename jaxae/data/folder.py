@@ -54,6 +54,7 @@ FORMATS = "PNG, JPEG, BMP, PPM, PGM, TIFF or WebP"
 FORMAT_VERSION = 1  # bump when decoding / resizing changes, so prepared sets are re-made
 BUILDER_NAME = "jaxae_folder"
 VERSION = "1.0.0"
+ONE_CLASS = "all"  # the class of a folder of images without class sub-folders
 TEST_FRACTION = 0.2  # share of each class carved as the test split, when there is no test/
 
 
@@ -132,19 +133,23 @@ def _subdirs(folder: str) -> list[str]:
 def _class_files(
     root: str, base: str, ignored: list[str]
 ) -> dict[str, list[str]]:
-    """Return {class name: image paths relative to root} of the class folders in root/base."""
+    """Return {class name: image paths relative to root} of the class folders in root/base;
+    a folder of images alone (no sub-folders) is one class, ONE_CLASS."""
     folder = os.path.join(root, base) if base else root
     loose, other = [], []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         if not name.startswith(".") and os.path.isfile(path):
             (loose if name.lower().endswith(IMAGE_EXTENSIONS) else other).append(name)
+    ignored += [os.path.join(base, n) if base else n for n in other]
+    if loose and not _subdirs(folder):  # unlabelled images: an autoencoder needs no classes
+        return {ONE_CLASS: [os.path.join(base, n) if base else n for n in loose]}
     if loose:
         raise DataError(
-            f"image folder {folder} has images outside class sub-folders (e.g. {loose[0]}): put "
-            "every image in <class>/ (the folder name is its class)"
+            f"image folder {folder} holds images beside sub-folders (e.g. {loose[0]} beside "
+            f"{_subdirs(folder)[0]}/): put every image in a <class>/ folder, or keep only "
+            "images (one class)"
         )
-    ignored += [os.path.join(base, n) if base else n for n in other]
     classes = {}
     for name in _subdirs(folder):
         images, other = _list_images(os.path.join(folder, name), root)
@@ -157,8 +162,8 @@ def _class_files(
         classes[name] = images
     if not classes:
         raise DataError(
-            f"image folder {folder} has no class sub-folders: lay it out as "
-            f"{folder}/<class>/*.png (or train/<class>/ and test/<class>/)"
+            f"image folder {folder} holds no images: lay it out as {folder}/<class>/*.png, "
+            f"{folder}/*.png (one class), or train/<class>/ and test/<class>/"
         )
     return classes
 
