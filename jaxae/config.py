@@ -63,6 +63,9 @@ def base_config() -> ml_collections.ConfigDict:
         "data_dir": config_dict.placeholder(str),  # offline files: 4 IDX .gz or CIFAR-10's
         "tfds_dir": config_dict.placeholder(str),  # TFDS data dir; default: TFDS's own
         "path": config_dict.placeholder(str),  # npz: the file of arrays; folder: the folder
+        # folder without test/: the share of each class held out for testing (None: 0.2), by
+        # a fixed carve of its files, the same for every seed (a data set's own split)
+        "test_fraction": config_dict.placeholder(float),
         "image_size": config_dict.placeholder(int),  # resize + centre-crop to SxS (None: as is)
         "channels": config_dict.placeholder(int),  # 1 (grey) or 3 (RGB) (None: as stored)
         "train_size": config_dict.placeholder(int),  # use only N training images
@@ -397,6 +400,9 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
         _positive_int(config, f"data.{field}", optional=True)
     val = config.data.val_size
     _require(_is_int(val) and val >= 0, f"config.data.val_size={val!r} must be an integer >= 0")
+    fraction = config.data.test_fraction
+    _require(fraction is None or (isinstance(fraction, (int, float)) and 0 <= fraction < 1),
+             f"config.data.test_fraction={fraction!r} must lie in [0, 1)")
     _choice(config, "data.streaming", STREAMING_MODES)
     _positive_int(config, "data.image_size", optional=True)
     _positive_int(config, "data.memory_budget_mb")
@@ -414,6 +420,9 @@ def _check_read_locations(data: ml_collections.ConfigDict, takes: Mapping[str, A
             f"config.data.path={data.path!r} is set, but the {name} data set reads no path: "
             "add --config.data.name=folder (a folder of images) or npz (a file of arrays) to "
             "train on it, or leave data.path unset")
+    if data.get("test_fraction") is not None and "test_fraction" not in takes:
+        raise ConfigError(f"config.data.test_fraction={data.test_fraction!r} is set, but the "
+                          f"{name} data set has its own test split: leave it unset")
     if data.get("data_dir") is not None and "data_dir" not in takes:
         where = ("it reads config.data.path: give the folder or file there" if "path" in takes
                  else "leave data.data_dir unset (TFDS prepares it in config.data.tfds_dir)")

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tarfile
@@ -1004,6 +1005,31 @@ def test_a_folder_of_images_alone_is_one_class_and_images_beside_folders_are_ref
     with pytest.raises(DataError) as excinfo:
         folder.plan_folder(tmp_path / "empty")
     one_line(excinfo, f"image folder {tmp_path / 'empty'} holds no images: lay it out as")
+
+
+def test_a_configs_test_fraction_carves_a_folder_and_is_refused_where_unread(tmp_path) -> None:
+    root = tmp_path / "pets"
+    make_image_folder(root, n_per_class=10)
+    config = base_config()
+    set_fields(config, {"data.name": "folder", "data.path": str(root),
+                        "data.tfds_dir": str(tmp_path / "tfds"), "data.image_size": 8})
+    sizes = {}
+    for fraction in (None, 0.5):
+        set_fields(config, {"data.test_fraction": fraction})
+        validate(config)
+        splits = build.load_data(config, derive_keys(0).data)
+        sizes[fraction] = (len(splits.train), len(splits.test))
+    assert sizes == {None: (24, 6), 0.5: (15, 15)}  # 0.2 of each class by default
+    set_fields(config, {"data.test_fraction": 1.0})
+    with pytest.raises(ConfigError, match=re.escape("config.data.test_fraction=1.0 must lie in "
+                                                    "[0, 1)")):
+        validate(config)
+    set_fields(config, {"data.test_fraction": 0.1, "data.name": "fashion_mnist",
+                        "data.path": None})
+    with pytest.raises(ConfigError, match=re.escape("config.data.test_fraction=0.1 is set, but "
+                                                    "the fashion_mnist data set has its own test "
+                                                    "split: leave it unset")):
+        validate(config)
 
 
 def test_an_image_folder_that_is_a_file_or_missing_is_named_as_such(tmp_path) -> None:

@@ -193,7 +193,7 @@ def _empty_test_fix(layout: str, test_fraction: float) -> str:
     given = ("add a test/ folder beside train/" if layout == "train"
              else "lay the folder out as train/<class>/ and test/<class>/")
     if test_fraction == 0:
-        return f"give a test_fraction above 0, or {given}"
+        return f"give a test_fraction above 0 (--config.data.test_fraction), or {given}"
     return f"no class has two images to share between the splits: add images, or {given}"
 
 
@@ -403,7 +403,7 @@ def load_folder(
     streaming: str = "memory",
     memory_budget_mb: float | None = None,
     prepared_name: str | None = None,
-    test_fraction: float = TEST_FRACTION,
+    test_fraction: float | None = None,
     seed: int = 0,
     check_fingerprint: Callable[[str], None] | None = None,
 ) -> Dataset:
@@ -422,7 +422,8 @@ def load_folder(
         raise DataError("data set folder needs a folder: set --config.data.path=FOLDER (of "
                         f"<class>/ sub-folders of {FORMATS} images)")
     plan = plan_folder(path, image_size=image_size, channels=channels,
-                       test_fraction=test_fraction, seed=seed)
+                       test_fraction=TEST_FRACTION if test_fraction is None else test_fraction,
+                       seed=seed)
     if check_fingerprint is not None:
         check_fingerprint(plan.fingerprint)
     name = prepared_name or os.path.basename(plan.root.rstrip(os.sep))
