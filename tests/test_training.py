@@ -228,7 +228,9 @@ def test_evaluating_an_older_step_keeps_the_newest_evaluation(tiny_config, tmp_p
     train_and_evaluate(config, str(tmp_path), on_saved=lambda: saved.append(
         sorted(os.listdir(tmp_path / "checkpoints"))))
     assert saved == [["2", "4"]]  # called once, with the last checkpoint on disk
-    capsys.readouterr()
+    start = capsys.readouterr().out.splitlines()[0]  # the model, its size and its code
+    assert start.startswith("dense_ae (16,474 parameters, code 10) on fashion_mnist (")
+    assert "64 train / 64 test images of 28x28x1, 2 steps per epoch, 4 steps in all" in start
     train_and_evaluate(config, str(tmp_path))  # again: the run is complete, and says so
     again = capsys.readouterr().out
     assert "the run has trained 4 steps and train.num_epochs=2 asks for 4: nothing to train" \

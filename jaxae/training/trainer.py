@@ -735,7 +735,10 @@ def _epochs(run: _Run, state: steps.TrainState,
         devices += f" in {jax.process_count()} processes"
     if main and step < total_steps:  # a finished run said "nothing to train" instead
         height, width, channels = data.image_shape
-        print(f"{display_name(config.model.name)} on {config.data.name} ({data.source}): "
+        count, _ = memory.state_size(state)
+        code = "x".join(map(str, run.model.latent_shape))
+        print(f"{display_name(config.model.name)} ({count:,} parameters, code {code}) on "
+              f"{config.data.name} ({data.source}): "
               f"{len(data.train)} train / {len(data.test)} test images of "
               f"{height}x{width}x{channels}, {steps_per_epoch} step"
               f"{'s' if steps_per_epoch != 1 else ''} per epoch, {total_steps} step"
