@@ -509,6 +509,24 @@ def test_a_data_dir_without_file_locks_is_one_line(tmp_path, monkeypatch) -> Non
              "pass a --config.data.tfds_dir on a file system with file locks")
 
 
+def test_a_data_dir_where_no_folder_can_be_made_is_one_line(tmp_path, monkeypatch) -> None:
+    """E.g. under /proc, or on a read-only mount: named, not an OSError's errno line."""
+    import errno
+
+    from jaxae.data import records
+
+    def refuse(path, exist_ok=False):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+
+    make_image_folder(tmp_path / "pets")
+    monkeypatch.setattr(records.os, "makedirs", refuse)
+    with pytest.raises(DataError) as excinfo:
+        DATASETS.get("folder")(path=str(tmp_path / "pets"), tfds_dir=str(tmp_path / "tfds"),
+                               image_size=8)
+    one_line(excinfo, f"cannot make the folder {tmp_path / 'tfds'}",
+             "(Read-only file system): pass a --config.data.tfds_dir where folders can be made")
+
+
 def test_a_random_subset_of_a_folder_stored_class_by_class_holds_every_class(
         tmp_path, capsys) -> None:
     """train_size's first N of an image folder are one class (stored class by class): the

@@ -295,7 +295,12 @@ def _locked(path: str, what: str) -> int:
     """A descriptor of the lock file `path`, created with its folder if missing, held
     exclusively; opened again when the file was removed or replaced while this waited."""
     while True:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except OSError as e:  # /proc, a read-only mount, a file on the way
+            raise DataError(f"cannot make the folder {os.path.dirname(path)} to prepare {what} "
+                            f"in ({e.strerror}): pass a --config.data.tfds_dir where folders can "
+                            "be made") from None
         try:  # its folder may be removed between the two calls (`_preparing`)
             fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except FileNotFoundError:
