@@ -304,8 +304,8 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys)
     one_line(excinfo, "differ in size", "--config.data.image_size")
     Image.fromarray(np.zeros((12, 16, 4), np.uint8)).save(root / "cat" / "clear.png")
     mixed = folder.plan_folder(root, image_size=8)  # channels from the headers: RGB
-    assert "8x8x3; 5 grey images made RGB; 1 with transparency, composited on black;" \
-        in mixed.describe()
+    assert ("8x8x3; 5 grey images made RGB; 1 with an alpha channel, composited on black where "
+            "transparent;") in mixed.describe()
     assert "made" not in folder.plan_folder(root, image_size=8, channels=1).describe()
     for label in ("a", "b"):
         for i in range(3):

@@ -93,8 +93,8 @@ class FolderPlan:
         made = "RGB" if c == 3 else "grey"
         converted = (f"; {self.converted} {'grey' if c == 3 else 'colour'} image"
                      f"{'s' * (self.converted != 1)} made {made}" if self.converted else "")
-        transparent = (f"; {self.transparent} with transparency, composited on black"
-                       if self.transparent else "")
+        transparent = (f"; {self.transparent} with an alpha channel, composited on black "
+                       "where transparent" if self.transparent else "")
         return (f"image folder {self.root} ({classes}, {counts}, {how}; "
                 f"{resized} {h}x{w}x{c}{converted}{transparent}{ignored})")
 
