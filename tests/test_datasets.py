@@ -936,6 +936,11 @@ def test_a_run_failing_on_data_leaves_no_workdir(tmp_path) -> None:
     one_line(excinfo, "broken.png cannot be read")
     assert not (tmp_path / "tfds").exists()
     assert not workdir.exists(), sorted(os.listdir(workdir))
+    (root / "dog" / "empty.jpg").write_bytes(b"")  # every unreadable image named at once
+    with pytest.raises(DataError) as excinfo:
+        train_and_evaluate(config, str(workdir))
+    one_line(excinfo, f"2 images in {root} cannot be read: cat/broken.png (",
+             "dog/empty.jpg (", "replace or remove them")
 
 
 # --- splits of a streamed data set -------------------------------------------------------------

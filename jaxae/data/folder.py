@@ -203,7 +203,7 @@ def _infer_shape(
     """Return ((H, W, C), resize, images converted to C channels, transparent images) from
     the options, reading image headers for what is unset (the counts are 0 where no header
     was read)."""
-    sizes, greys, transparent = set(), 0, 0
+    sizes, greys, transparent, unreadable = set(), 0, 0, []
     if image_size is None or channels is None:
         for rel in rels:
             path = os.path.join(root, rel)
@@ -215,9 +215,14 @@ def _infer_shape(
             except Image.DecompressionBombError as e:
                 raise DataError(too_large(path, e)) from None
             except (OSError, UnidentifiedImageError) as e:
-                raise DataError(
-                    f"image {path} cannot be read ({e}): replace or remove it"
-                ) from None
+                unreadable.append((path, e))
+    if len(unreadable) == 1:
+        path, e = unreadable[0]
+        raise DataError(f"image {path} cannot be read ({e}): replace or remove it")
+    if unreadable:
+        shown = "; ".join(f"{os.path.relpath(p, root)} ({e})" for p, e in unreadable[:3])
+        raise DataError(f"{len(unreadable)} images in {root} cannot be read: {shown}"
+                        f"{'; ...' if len(unreadable) > 3 else ''}: replace or remove them")
     if image_size is None and len(sizes) > 1:
         shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
         more = ", ..." if len(sizes) > 4 else ""
