@@ -173,7 +173,7 @@ def test_short_training_lowers_the_test_loss(tiny_config, tmp_path):
       "eval.iwae_images": 64}, None),
 ])
 def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, input_row,
-                                          monkeypatch):
+                                          monkeypatch, capsys):
     from jaxae.evaluation import evaluate as evaluate_lib
     from jaxae.keys import IWAE_STREAM
 
@@ -181,6 +181,9 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
                             **overrides})
     train_and_evaluate(config, str(tmp_path))
     model = build.make_model(config, (28, 28, 1), 10)  # what the model declares decides
+    code = "no code" if model.latent_shape is None else \
+        "code " + "x".join(map(str, model.latent_shape))
+    assert f" parameters, {code}) on fashion_mnist (" in capsys.readouterr().out.splitlines()[0]
     variational, conditional = model.variational, model.conditional
     iwae_keys = []  # the IWAE bounds draw from their own stream of the eval key
     bounds = evaluate_lib.iwae.iwae_bounds

@@ -736,8 +736,9 @@ def _epochs(run: _Run, state: steps.TrainState,
     if main and step < total_steps:  # a finished run said "nothing to train" instead
         height, width, channels = data.image_shape
         count, _ = memory.state_size(state)
-        code = "x".join(map(str, run.model.latent_shape))
-        print(f"{display_name(config.model.name)} ({count:,} parameters, code {code}) on "
+        shape = run.model.latent_shape  # None: a model without a bottleneck (ESPCN)
+        code = "no code" if shape is None else "code " + "x".join(map(str, shape))
+        print(f"{display_name(config.model.name)} ({count:,} parameters, {code}) on "
               f"{config.data.name} ({data.source}): "
               f"{len(data.train)} train / {len(data.test)} test images of "
               f"{height}x{width}x{channels}, {steps_per_epoch} step"
