@@ -724,7 +724,8 @@ def test_a_tfds_builder_of_raw_bytes_is_read_by_its_own_feature_names(tmp_path) 
 
 
 class JaxaeTestMixedSizes(tfds.core.GeneratorBasedBuilder):
-    """A TFDS builder of RGB images of ten sizes, 50x40 to 59x40 (zlib-compressed arrays)."""
+    """A TFDS builder of RGB images of ten sizes, 16x16 and 51x40 to 59x40 (zlib-compressed
+    arrays)."""
 
     VERSION = tfds.core.Version("1.0.0")
 
@@ -744,8 +745,10 @@ class JaxaeTestMixedSizes(tfds.core.GeneratorBasedBuilder):
 
 
 def mixed_size_images() -> list[np.ndarray]:
+    """Nine sizes, and one image at the size they are fitted to (16x16)."""
     rng = np.random.default_rng(0)
-    return [rng.integers(0, 256, (50 + i, 40, 3), np.uint8) for i in range(10)]
+    return [rng.integers(0, 256, (50 + i, 40, 3) if i else (16, 16, 3), np.uint8)
+            for i in range(10)]
 
 
 def test_a_tfds_sets_images_of_several_sizes_are_fitted_as_any_images_are(tmp_path) -> None:

@@ -389,8 +389,8 @@ def _tfds_decoder(features: tfds.features.FeaturesDict, image_key: str, label_ke
             image = np.asarray(example[image_key], np.uint8)
             if image.ndim == 2:
                 image = image[..., None]
-            if options.image_size is not None and image.shape[:2] != (options.image_size,) * 2:
-                image = options.apply(image[None])[0]  # as `read` would: channels, then size
+            if options.image_size is not None:  # each as `read` would: channels, then size
+                image = options.apply(image[None])[0]
             images.append(image)
         if len({image.shape for image in images}) > 1:
             raise MixedImageSizes(f"images of {where} differ in size")
