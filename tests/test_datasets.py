@@ -298,7 +298,7 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys)
     assert ("1 file of other formats than PNG, JPEG, BMP, PPM, PGM, TIFF or WebP ignored, e.g. "
             "README.txt") in data.source
     assert data.fingerprint.startswith("folder-sha256:")
-    assert "made RGB" not in data.source  # channels=3 given: no header was read for it
+    assert "5 grey images made RGB" in data.source  # counted from the headers, given or not
     with pytest.raises(DataError) as excinfo:
         DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"))
     one_line(excinfo, "differ in size", "--config.data.image_size")
@@ -306,7 +306,8 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys)
     mixed = folder.plan_folder(root, image_size=8)  # channels from the headers: RGB
     assert ("8x8x3; 5 grey images made RGB; 1 with an alpha channel, composited on black where "
             "transparent;") in mixed.describe()
-    assert "made" not in folder.plan_folder(root, image_size=8, channels=1).describe()
+    assert "; 11 colour images made grey" in folder.plan_folder(root, image_size=8,
+                                                                 channels=1).describe()
     for label in ("a", "b"):
         for i in range(3):
             save_png(tmp_path / "colour" / label / f"{i}.png", np.zeros((4, 4, 3), np.uint8))
@@ -939,11 +940,14 @@ def test_a_run_failing_on_data_leaves_no_workdir(tmp_path) -> None:
     one_line(excinfo, "broken.png cannot be read")
     assert not (tmp_path / "tfds").exists()
     assert not workdir.exists(), sorted(os.listdir(workdir))
-    (root / "dog" / "empty.jpg").write_bytes(b"")  # every unreadable image named at once
-    with pytest.raises(DataError) as excinfo:
-        train_and_evaluate(config, str(workdir))
-    one_line(excinfo, f"2 images in {root} cannot be read: cat/broken.png (",
-             "dog/empty.jpg (", "replace or remove them")
+    (root / "dog" / "empty.jpg").write_bytes(b"")  # every unreadable image named at once,
+    for channels in (None, 3):  # whether or not the options leave anything to read
+        config.data.channels = channels
+        with pytest.raises(DataError) as excinfo:
+            train_and_evaluate(config, str(workdir))
+        one_line(excinfo, f"2 images in {root} cannot be read: cat/broken.png (",
+                 "dog/empty.jpg (", "replace or remove them")
+    assert not (tmp_path / "tfds").exists()  # before anything is prepared
 
 
 # --- splits of a streamed data set -------------------------------------------------------------

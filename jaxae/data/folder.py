@@ -201,21 +201,21 @@ def _infer_shape(
     root: str, rels: list[str], image_size: int | None, channels: int | None
 ) -> tuple[tuple[int, int, int], bool, int, int]:
     """Return ((H, W, C), resize, images converted to C channels, transparent images) from
-    the options, reading image headers for what is unset (the counts are 0 where no header
-    was read)."""
+    the options and every image's header: what the options leave unset is read from them,
+    and every image whose header cannot be read is named at once, before anything is
+    prepared."""
     sizes, greys, transparent, unreadable = set(), 0, 0, []
-    if image_size is None or channels is None:
-        for rel in rels:
-            path = os.path.join(root, rel)
-            try:
-                with Image.open(path) as im:
-                    sizes.add((im.height, im.width))
-                    greys += im.mode in GREY_MODES
-                    transparent += has_transparency(im)
-            except Image.DecompressionBombError as e:
-                raise DataError(too_large(path, e)) from None
-            except (OSError, UnidentifiedImageError) as e:
-                unreadable.append((path, e))
+    for rel in rels:
+        path = os.path.join(root, rel)
+        try:
+            with Image.open(path) as im:
+                sizes.add((im.height, im.width))
+                greys += im.mode in GREY_MODES
+                transparent += has_transparency(im)
+        except Image.DecompressionBombError as e:
+            raise DataError(too_large(path, e)) from None
+        except (OSError, UnidentifiedImageError) as e:
+            unreadable.append((path, e))
     if len(unreadable) == 1:
         path, e = unreadable[0]
         raise DataError(f"image {path} cannot be read ({e}): replace or remove it")
@@ -229,7 +229,7 @@ def _infer_shape(
         raise MixedImageSizes(f"images in {root} differ in size ({shown}{more})")
     h, w = (image_size, image_size) if image_size is not None else next(iter(sizes))
     c = channels if channels is not None else (1 if greys == len(rels) else 3)
-    converted = (greys if c == 3 else len(rels) - greys) if sizes else 0
+    converted = greys if c == 3 else len(rels) - greys
     return (int(h), int(w), int(c)), image_size is not None, converted, transparent
 
 
