@@ -1050,6 +1050,14 @@ def test_a_configs_test_fraction_carves_a_folder_and_is_refused_where_unread(tmp
         splits = build.load_data(config, derive_keys(0).data)
         sizes[fraction] = (len(splits.train), len(splits.test))
     assert sizes == {None: (24, 6), 0.5: (15, 15)}  # 0.2 of each class by default
+    split = tmp_path / "split"  # a folder with its own test/ split: no fraction to carve
+    make_image_folder(split / "train")
+    make_image_folder(split / "test", seed=1)
+    with pytest.raises(DataError) as excinfo:
+        folder.plan_folder(split, test_fraction=0.5)
+    one_line(excinfo, f"test_fraction=0.5 is given, but image folder {split} has its own test/ "
+                      "split: leave it unset")
+    assert folder.plan_folder(split, image_size=8).layout == "train/test"
     set_fields(config, {"data.test_fraction": 1.0})
     with pytest.raises(ConfigError, match=re.escape("config.data.test_fraction=1.0 must lie in "
                                                     "[0, 1)")):

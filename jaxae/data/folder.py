@@ -238,14 +238,18 @@ def plan_folder(
     *,
     image_size: int | None = None,
     channels: int | None = None,
-    test_fraction: float = TEST_FRACTION,
+    test_fraction: float | None = None,
     seed: int = 0,
 ) -> FolderPlan:
     """List and validate the image folder, settle the output shape and compute the fingerprint.
 
     image_size None: keep the native size (all images must share it); channels None: 1 when
-    every image is grey (Pillow mode L / LA / 1 / I;16), else 3.
+    every image is grey (Pillow mode L / LA / 1 / I;16), else 3. test_fraction: the share of
+    each class carved as the test split where there is no test/ folder (None: TEST_FRACTION;
+    given for a folder with test/, it is refused: that folder is the test split).
     """
+    given_fraction = test_fraction is not None
+    test_fraction = TEST_FRACTION if test_fraction is None else test_fraction
     root = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root):
         what = "is a file, not a folder" if os.path.exists(root) else "does not exist"
@@ -283,6 +287,9 @@ def plan_folder(
                 f"image folder {root}/test has classes that train/ lacks ({', '.join(unknown)}): "
                 "add them to train/ or remove them from test/"
             )
+        if test and given_fraction:
+            raise DataError(f"test_fraction={test_fraction} is given, but image folder {root} "
+                            f"has its own {split_dirs['test']}/ split: leave it unset")
         if test:
             label = {name: i for i, name in enumerate(class_names)}
             files = {"train": [(r, label[c]) for c in class_names for r in train[c]],
@@ -427,8 +434,7 @@ def load_folder(
         raise DataError("data set folder needs a folder: set --config.data.path=FOLDER (of "
                         f"<class>/ sub-folders of {FORMATS} images)")
     plan = plan_folder(path, image_size=image_size, channels=channels,
-                       test_fraction=TEST_FRACTION if test_fraction is None else test_fraction,
-                       seed=seed)
+                       test_fraction=test_fraction, seed=seed)
     if check_fingerprint is not None:
         check_fingerprint(plan.fingerprint)
     name = prepared_name or os.path.basename(plan.root.rstrip(os.sep))
