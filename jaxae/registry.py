@@ -93,7 +93,9 @@ class Registry:
         module = import_location(where, self.kind)
         if hasattr(module, attribute):
             return getattr(module, attribute)
-        if attribute in self._entries and not self.own(attribute):
+        origin = self.origin(attribute)  # a name the import registered, in it or below it
+        if attribute in self._entries and (not self.own(attribute) or origin == module.__name__
+                                           or origin.startswith(module.__name__ + ".")):
             return self._entries[attribute]
         defined = sorted(n for n, v in vars(module).items() if not n.startswith("_")
                          and callable(v) and getattr(v, "__module__", None) == module.__name__)
@@ -160,24 +162,23 @@ def locatable_name(registry: Registry, name: str) -> str:
     imports that module, and so registers the name, wherever `evaluate.py` runs; jaxae's
     own names, and names registered where no file can be named (`__main__`), stay as they
     are."""
-    if ":" in name or registry.registered(name) is None:
+    if ":" in name or registry.registered(name) is None or registry.own(name):
         return name
     origin = registry.origin(name)
     module = sys.modules.get(origin)
-    if origin in ("", "__main__") or origin == "jaxae" or origin.startswith("jaxae."):
+    if origin in ("", "__main__"):
         return name
     file = getattr(module, "__file__", None)
     return f"{os.path.abspath(file)}:{name}" if file else name
 
 
-def same_code(saved: str, name: str, registry: Registry | None = None) -> bool:
+def same_code(saved: str, name: str, registry: Registry) -> bool:
     """Whether a run's recorded code name `saved` and a config's `name` name the same code:
     equal, a short name recorded before names were made locatable and its located form
     ('path/to/my_models.py:tiny_dense' for 'tiny_dense'; not where `registry` holds `saved`
     as one of jaxae's own: 'my_models.py:vae' is not jaxae's 'vae'), or the same file moved
     (`moved`)."""
-    short = ":" not in saved and name.rpartition(":")[2] == saved and not (
-        registry is not None and registry.own(saved))
+    short = ":" not in saved and name.rpartition(":")[2] == saved and not registry.own(saved)
     return saved == name or short or moved(saved, name)
 
 

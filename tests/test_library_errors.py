@@ -449,3 +449,4 @@ def test_a_files_function_named_like_a_builtin_model_is_the_files_not_jaxaes(tmp
     assert not built.variational and built.latent_shape == (7,)  # the file's, not jaxae's VAE
     assert not same_code("vae", name, MODELS)  # a run of jaxae's vae is not this code's
     assert same_code("tiny_dense_of_mine", "/x/my_models.py:tiny_dense_of_mine", MODELS)
+    assert MODELS.get("jaxae.models:vae") is MODELS.get("vae")  # registered below jaxae.models
