@@ -716,12 +716,35 @@ class JaxaeTestRawPixels(tfds.core.GeneratorBasedBuilder):
             yield i, {"pixels": np.full((6, 6, 1), 10 * i, np.uint8), "label": i % 4}
 
 
+class JaxaeTestRawUnlabelled(tfds.core.GeneratorBasedBuilder):
+    """Raw image bytes and no label: 10 4x4x1 images, a train split only."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Tensor(shape=(4, 4, 1), dtype=np.uint8,
+                                          encoding=tfds.features.Encoding.BYTES)}),
+            disable_shuffling=True)
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(10):
+            yield i, {"image": np.full((4, 4, 1), 20 * i, np.uint8)}
+
+
 def test_a_tfds_builder_of_raw_bytes_is_read_by_its_own_feature_names(tmp_path) -> None:
     data = DATASETS.get("jaxae_test_raw_pixels")(tfds_dir=str(tmp_path))
     assert data.train_images.shape == (18, 6, 6, 1) and data.test_images.shape == (2, 6, 6, 1)
     assert data.train_images[:, 0, 0, 0].tolist() == [10 * i for i in range(18)]
     assert data.train_labels.tolist() == [i % 4 for i in range(18)]
     assert data.class_names == ("a", "b", "c", "d")
+    tfds_sets.tfds_names.cache_clear()
+    unlabelled = DATASETS.get("jaxae_test_raw_unlabelled")(tfds_dir=str(tmp_path))
+    assert unlabelled.train_images[:, 0, 0, 0].tolist() == [20 * i for i in range(9)]
+    assert unlabelled.train_labels.tolist() == [0] * 9 and unlabelled.class_names == ("all",)
 
 
 class JaxaeTestMixedSizes(tfds.core.GeneratorBasedBuilder):

@@ -430,11 +430,8 @@ class PreparedSplit:
         self._check_shards(instructions)
         feature = info.features[image_key]
         stored = tuple(feature.shape)
-        integer_labels = label_key is None or np.issubdtype(
-            np.dtype(info.features[label_key].np_dtype), np.integer)
         raw = isinstance(feature, tfds.features.Tensor) and \
-            feature._encoding == tfds.features.Encoding.BYTES and \
-            None not in stored and integer_labels
+            feature._encoding == tfds.features.Encoding.BYTES and None not in stored
         if raw:
             self._decode = _raw_decoder(stored, image_key, label_key, self.where)
             stored = stored if len(stored) == 3 else (*stored, 1)
