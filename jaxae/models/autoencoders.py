@@ -164,10 +164,9 @@ def conv_plan(image_shape: Shape, features: tuple[int, ...] | None, width: int, 
         other = ""
         if counts:
             n = min(counts, key=lambda count: (abs(count - stages), count))
-            example = ", ".join(map(str, (LESSON_FEATURES[0], *[LESSON_FEATURES[1]] * (n - 1))))
-            other = (f"; {n} stage{'s decode' if n > 1 else ' decodes'} {height}x{wide}: "
-                     f"model.features='({example},)'" if n == 1 else
-                     f"; {n} stages decode {height}x{wide}: model.features='({example})'")
+            features_n = (LESSON_FEATURES[0], *[LESSON_FEATURES[1]] * (n - 1))
+            decode = "stage decodes" if n == 1 else "stages decode"
+            other = f"; {n} {decode} {height}x{wide}: model.features='{features_n}'"
         raise ValueError(f"{owner} cannot decode {stages} 2x stage{'s' * (stages > 1)} back "
                          f"to {height}x{wide}: resize the images to a size that decodes ({near}: "
                          "data.image_size) or change the number of stages (model.features, one "
