@@ -7,9 +7,8 @@ python scripts/pca_baseline.py --workdir=runs/crops_conv_vae (PCA at k = latent_
 Results: test ELBO (a density of continuous pixels: higher is better), IWAE bound, MSE and
 PSNR after 20 epochs (4,800 train / 1,200 held-out test crops), beside PCA's with 128
 components: the `conv_vae_folder` row of results/RESULTS.md (written by
-scripts/config_results.py). With a Bernoulli likelihood instead
-(--config.objective.likelihood=bernoulli) the code carries less (a smaller KL) and the
-reconstructions blur.
+scripts/config_results.py). The pixels' likelihood is Gaussian;
+--config.objective.likelihood=bernoulli compares a Bernoulli one.
 """
 
 from jaxae.configs import conv_vae_cifar10

@@ -2,9 +2,8 @@
 
 Command: python train.py --config=configs/deep_ae.py --workdir=runs/deep_ae
 Results: test MSE and PSNR after 40 epochs, beside PCA's with 30 components: the `deep_ae` row
-of results/RESULTS.md (written by scripts/config_results.py). The cosine schedule ends lower
-than a constant learning rate over the same epochs (--config.optim.schedule=constant
-compares).
+of results/RESULTS.md (written by scripts/config_results.py). The learning rate decays by a
+cosine schedule; --config.optim.schedule=constant compares a constant one.
 """
 
 from jaxae.config import base_config

@@ -525,7 +525,8 @@ def test_a_data_dir_where_no_folder_can_be_made_is_one_line(tmp_path, monkeypatc
         DATASETS.get("folder")(path=str(tmp_path / "pets"), tfds_dir=str(tmp_path / "tfds"),
                                image_size=8)
     one_line(excinfo, f"cannot make the folder {tmp_path / 'tfds'}",
-             "(Read-only file system): pass a --config.data.tfds_dir where folders can be made")
+             "(Read-only file system): pass a writable --config.data.tfds_dir (or set "
+             "$TFDS_DATA_DIR)")
 
 
 def test_a_random_subset_of_a_folder_stored_class_by_class_holds_every_class(
@@ -1098,7 +1099,8 @@ def test_an_image_folder_that_is_a_file_or_missing_is_named_as_such(tmp_path) ->
     with pytest.raises(DataError) as excinfo:
         folder.plan_folder(tmp_path / "my_models.py")
     one_line(excinfo, f"image folder {tmp_path / 'my_models.py'} is a file, not a folder: "
-                      "point --config.data.path at a folder of <class>/ sub-folders")
+                      "point --config.data.path at a folder of PNG, JPEG, BMP, PPM, PGM, TIFF or "
+                      "WebP images, in <class>/ sub-folders or alone")
     with pytest.raises(DataError) as excinfo:
         folder.plan_folder(tmp_path / "nowhere")
     one_line(excinfo, f"image folder {tmp_path / 'nowhere'} does not exist")

@@ -5,8 +5,10 @@ extension torchvision's ImageFolder reads (IMAGE_EXTENSIONS); other files are ig
 counted in the source's description. Layouts (class sub-folders give the labels; class names
 are the folder names, sorted):
   root/<class>/**/*.png|jpg|...                        a test split is carved: fixed, seeded
+  root/*.png|jpg|...                                   one class, ONE_CLASS; carved alike
   root/train/<class>/... and root/test/<class>/...     the given split
   root/train/<class>/... alone                         a test split is carved from train/
+A carved test split takes `test_fraction` (TEST_FRACTION unless given) of each class.
 Options: `image_size` S: resize so the image covers SxS then centre-crop; `channels` 1 or 3:
 grey <-> RGB (`jaxae.data.images`). Without them, all images must share one size, and the
 images are grey when every file is.
@@ -256,7 +258,7 @@ def plan_folder(
         npz = (", or read the file with --config.data.name=npz (load_npz)"
                if root.endswith(".npz") and os.path.isfile(root) else "")
         raise DataError(f"image folder {root} {what}: point --config.data.path at a "
-                        f"folder of <class>/ sub-folders of {FORMATS} images{npz}")
+                        f"folder of {FORMATS} images, in <class>/ sub-folders or alone{npz}")
     if channels not in (None, 1, 3):
         raise DataError(f"channels={channels!r} is not supported: use 1 (grey) or 3 (RGB)")
     if image_size is not None and image_size < 1:
@@ -432,7 +434,7 @@ def load_folder(
     """
     if not path:
         raise DataError("data set folder needs a folder: set --config.data.path=FOLDER (of "
-                        f"<class>/ sub-folders of {FORMATS} images)")
+                        f"{FORMATS} images, in <class>/ sub-folders or alone)")
     plan = plan_folder(path, image_size=image_size, channels=channels,
                        test_fraction=test_fraction, seed=seed)
     if check_fingerprint is not None:

@@ -298,9 +298,9 @@ def _locked(path: str, what: str) -> int:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         except OSError as e:  # /proc, a read-only mount, a file on the way
-            raise DataError(f"cannot make the folder {os.path.dirname(path)} to prepare {what} "
-                            f"in ({e.strerror}): pass a --config.data.tfds_dir where folders can "
-                            "be made") from None
+            raise DataError(f"cannot make the folder {os.path.dirname(path)} for {what} "
+                            f"({e.strerror}): pass a writable --config.data.tfds_dir (or set "
+                            "$TFDS_DATA_DIR)") from None
         try:  # its folder may be removed between the two calls (`_preparing`)
             fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except FileNotFoundError:
