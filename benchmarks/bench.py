@@ -192,7 +192,7 @@ def matmul_precision(dtype: str) -> contextlib.AbstractContextManager:
     return jax.default_matmul_precision("tensorfloat32" if dtype == "tf32" else "float32")
 
 
-def bench_config(workload: str, batch_size: int, conv: str = "patches",
+def bench_config(workload: str, batch_size: int, conv: str = conv_lib.DEFAULT_IMPLEMENTATION,
                  compute_dtype: str = "float32", width: int = 1) -> ml_collections.ConfigDict:
     """The workload's config at this batch size, convolution implementation and width (for
     models that have convolutions) and compute dtype, validated."""
@@ -348,7 +348,8 @@ def roof_meter(peak_n: int, footprint: int, dtype: str, mesh: Mesh | None = None
 
 
 def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chunks: int,
-                arrays: dict, conv: str = "patches", compute_dtype: str = "float32",
+                arrays: dict, conv: str = conv_lib.DEFAULT_IMPLEMENTATION,
+                compute_dtype: str = "float32",
                 width: int = 1, peak_n: int | None = None, epoch_images: int | None = None,
                 roofs: bool = True, optimizer: str | None = None, devices: int = 1) -> dict:
     """Times `chunks` chunks of `steps_per_chunk` training steps after one warm-up chunk;
@@ -736,7 +737,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps-per-chunk", default="100",
                         help="training steps per timed dispatch, or 'epoch' for a whole epoch")
     parser.add_argument("--chunks", type=int, default=5)
-    parser.add_argument("--conv", default="patches",
+    parser.add_argument("--conv", default=conv_lib.DEFAULT_IMPLEMENTATION,
                         help="comma-separated config.model.conv values the models with "
                              "convolutions run with: " + ", ".join(conv_lib.IMPLEMENTATIONS))
     parser.add_argument("--compute-dtype", default=None,

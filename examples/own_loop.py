@@ -31,13 +31,13 @@ def train(config: ml_collections.ConfigDict) -> steps.TrainState:
     """The run `config` describes, trained for its epochs: the final train state."""
     keys = derive_keys(config.seed)
     data = build.load_data(config, keys.data)
-    task, _, train_model, objective = build.run_objects(config, data.image_shape,
-                                                        data.num_classes)
+    task, model, train_model, objective = build.run_objects(config, data.image_shape,
+                                                            data.num_classes)
     batch_size, num_examples = config.train.batch_size, len(data.train)
     steps_per_epoch = batches.steps_per_epoch(num_examples, batch_size)
     tx = build.make_optimizer(config, steps_per_epoch * config.train.num_epochs)
-    state = steps.create_train_state(train_model, tx, task.input_shape(data.image_shape),
-                                     keys.init, build.init_scheme(config))
+    state = steps.create_train_state(model, tx, task.input_shape(data.image_shape),
+                                     keys.init, build.init_scheme(config))  # float32 weights
     train_step = steps.make_train_step(train_model, task, objective)
     images, labels = np.asarray(data.train.images), np.asarray(data.train.labels)
     for epoch in range(config.train.num_epochs):

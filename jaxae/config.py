@@ -401,7 +401,7 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
     val = config.data.val_size
     _require(_is_int(val) and val >= 0, f"config.data.val_size={val!r} must be an integer >= 0")
     fraction = config.data.test_fraction
-    _require(fraction is None or (isinstance(fraction, (int, float)) and 0 <= fraction < 1),
+    _require(fraction is None or (_is_number(fraction) and 0 <= fraction < 1),
              f"config.data.test_fraction={fraction!r} must lie in [0, 1)")
     _choice(config, "data.streaming", STREAMING_MODES)
     _positive_int(config, "data.image_size", optional=True)

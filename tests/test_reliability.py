@@ -498,6 +498,25 @@ def test_a_resume_on_other_threads_source_or_libraries_is_warned_of_and_recorded
         "run's"]
 
 
+def test_the_source_hash_follows_the_python_files_and_nothing_else(tmp_path, monkeypatch):
+    from jaxae import provenance
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    monkeypatch.setattr(provenance, "PACKAGE", str(tmp_path))
+    first = provenance.source_sha256()
+    (tmp_path / "__pycache__").mkdir()  # compiled files, notes and pictures do not count
+    (tmp_path / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "notes.txt").write_text("n")
+    assert provenance.source_sha256() == first
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")  # an edit
+    edited = provenance.source_sha256()
+    assert edited != first
+    os.rename(tmp_path / "sub" / "b.py", tmp_path / "sub" / "c.py")  # a rename
+    assert provenance.source_sha256() not in (first, edited)
+
+
 def test_a_resume_s_changes_are_printed_and_kept_once_config_json_describes_the_last_part(
         tmp_path, monkeypatch):
     write_config_json(tmp_path)
@@ -756,6 +775,9 @@ def test_a_numerical_fault_names_the_knob_that_can_cause_it(overrides, step, fix
         f"for it (no checkpoint was written yet); {fix}")
     kept = trainer._Faults(config, objective, Manager(6), 1).error("train_loss became nan", 7)
     assert "(the newest checkpoint, step 6, holds the last good state)" in str(kept)
+    bernoulli = objectives.objective_for(True, likelihood=objectives.Bernoulli())
+    knobs = str(trainer._Faults(config, bernoulli, Manager(None), 1).error("loss became inf", 1))
+    assert "gaussian_scale" not in knobs  # the objective's own likelihood, not the config's
     plain = objectives.objective_for(False, loss=config_lib.make_loss(config),
                                      likelihood=config_lib.make_likelihood(config))
     assert str(trainer._Faults(config, plain, Manager(None), 1).error("loss became inf", 1)
@@ -954,6 +976,12 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
         f"config.data.path={photos!r} (where the run in {workdir!r} found its images) does not "
         "exist: point --config.data.path at where the run's images are now (they are checked "
         "to be the same images)")
+    nowhere = str(tmp_path / "nowhere")
+    with pytest.raises(config_lib.ConfigError) as caught:  # another place, not there either
+        evaluate.evaluate_workdir(workdir, overrides={"data.path": nowhere})
+    assert str(caught.value) == (
+        f"config.data.path={nowhere!r} does not exist: point --config.data.path at where the "
+        "run's images are now (they are checked to be the same images)")
     metrics = evaluate.evaluate_workdir(workdir, overrides={"data.path": str(moved)})
     assert metrics["step"] == 2
     other = _photo_folder(tmp_path / "other_photos", 1)

@@ -14,7 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxae.data.dataset import Dataset, reads_paths, should_stream, training_bytes
+from jaxae.data.dataset import (
+    ONE_CLASS,
+    Dataset,
+    reads_paths,
+    should_stream,
+    training_bytes,
+)
 from jaxae.data.errors import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
@@ -115,7 +121,7 @@ def from_arrays(train_images: np.ndarray, test_images: np.ndarray,
               "count from 1, subtract 1 from them; else give class_names", file=sys.stderr,
               flush=True)
     names = tuple(class_names) if class_names is not None else (
-        tuple(str(c) for c in range(num_classes)) if num_classes > 1 else ("all",))
+        tuple(str(c) for c in range(num_classes)) if num_classes > 1 else (ONE_CLASS,))
     if len(names) < num_classes:
         raise DataError(f"{source}: labels run to {num_classes - 1} but {len(names)} class "
                         f"names are given: give one name per class, {num_classes} in all")

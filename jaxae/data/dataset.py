@@ -12,6 +12,7 @@ from jaxae.data.errors import DataError
 from jaxae.data.records import PreparedSplit, RecordArray, is_lazy, read_all
 
 STREAMING_MODES = ("auto", "memory", "stream")
+ONE_CLASS = "all"  # the class name of a data set without labels (every image is class 0)
 MIB = 1 << 20  # memory_budget_mb counts MiB
 PATH_KINDS = ("file", "folder", "file or folder")
 Loader = TypeVar("Loader", bound=Callable[..., Any])

@@ -35,7 +35,7 @@ from typing import Any
 import tensorflow_datasets as tfds
 from PIL import Image, UnidentifiedImageError
 
-from jaxae.data.dataset import Dataset, from_prepared, reads_paths
+from jaxae.data.dataset import ONE_CLASS, Dataset, from_prepared, reads_paths
 from jaxae.data.errors import DataError, MixedImageSizes
 from jaxae.data.images import GREY_MODES, has_transparency, load_image, too_large
 from jaxae.data.records import (
@@ -56,7 +56,6 @@ FORMATS = "PNG, JPEG, BMP, PPM, PGM, TIFF or WebP"
 FORMAT_VERSION = 1  # bump when decoding / resizing changes, so prepared sets are re-made
 BUILDER_NAME = "jaxae_folder"
 VERSION = "1.0.0"
-ONE_CLASS = "all"  # the class of a folder of images without class sub-folders
 TEST_FRACTION = 0.2  # share of each class carved as the test split, when there is no test/
 
 

@@ -18,7 +18,7 @@ import os
 
 import tensorflow_datasets as tfds
 
-from jaxae.data.dataset import Dataset, from_prepared
+from jaxae.data.dataset import ONE_CLASS, Dataset, from_prepared
 from jaxae.data.errors import DataError, first_line
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
@@ -121,7 +121,7 @@ def _keys(info: tfds.core.DatasetInfo, name: str) -> tuple[str, str | None, tupl
                 isinstance(features[candidate], tfds.features.ClassLabel):
             label_key = candidate
             break
-    names = tuple(features[label_key].names) if label_key else ("all",)
+    names = tuple(features[label_key].names) if label_key else (ONE_CLASS,)
     return image_key, label_key, names
 
 
