@@ -362,7 +362,8 @@ def test_a_report_of_a_folder_without_results_is_refused_and_a_partial_one_names
 def test_command_line_rejects_unknown_names_and_data_sets(tmp_path):
     with pytest.raises(SystemExit):
         main(["no_such_experiment", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="datasets"):
+    with pytest.raises(SystemExit, match="^error: --datasets 'cifar': the experiments run on "
+                                         "mnist and fashion_mnist"):
         main(["ae_vs_pca", "--scale", "tiny", "--datasets", "cifar", "--out", str(tmp_path)])
 
 

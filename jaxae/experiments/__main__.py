@@ -69,15 +69,17 @@ def parse_seeds(text: str, parser: argparse.ArgumentParser) -> tuple[int, ...]:
 
 def context(args: argparse.Namespace) -> Context:
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
-    unknown = [d for d in datasets if d not in MNIST_NAMES]
-    if unknown or not datasets:
+    if not datasets:
         raise SystemExit(f"error: --datasets {args.datasets!r}: choose from "
                          f"{', '.join(MNIST_NAMES)}")
     if len(set(datasets)) < len(datasets):
         raise SystemExit(f"error: --datasets {args.datasets!r} names a data set twice: name "
                          "each once")
-    return Context(out=args.out, scale=SCALES[args.scale], tfds_dir=args.tfds_dir,
-                   datasets=datasets, mnist=args.mnist, seeds=args.seeds)
+    try:
+        return Context(out=args.out, scale=SCALES[args.scale], tfds_dir=args.tfds_dir,
+                       datasets=datasets, mnist=args.mnist, seeds=args.seeds)
+    except ValueError as e:  # a data set the experiments do not run on
+        raise SystemExit(f"error: --datasets {args.datasets!r}: {e}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
