@@ -32,8 +32,10 @@ import ml_collections
 
 import jaxae
 from jaxae import config as config_lib
+from jaxae.models import MODELS
 from jaxae.provenance import cpu_threads, git_commit, source_sha256
 from jaxae.registry import locatable_name, missing_file, moved, same_code
+from jaxae.tasks import TASKS
 from jaxae.training import lock
 from jaxae.training.checkpoints import CHECKPOINTS, CheckpointMismatch
 from jaxae.training.lock import LOCK_FILE, MOVING_FILES, STAGING_FOLDERS
@@ -45,6 +47,7 @@ RESUMES_FILE = "resumes.jsonl"  # what each resume changed: config.json holds on
 # the libraries whose versions environment.json records and a resume compares (each may
 # change how a step computes); jax's own version is recorded as "jax"
 LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax.checkpoint", "numpy")
+CODE_REGISTRIES = (("model", MODELS), ("task", TASKS))  # the sections that name code
 
 
 class WriteError(OSError):
@@ -234,12 +237,9 @@ def _saved_and_current(workdir: str, config: ml_collections.ConfigDict
                        "parameters' shapes and batches are checked): this run writes it again")
     _check_release(saved, workdir)
     current = json.loads(config.to_json_best_effort())
-    from jaxae.models import MODELS
-    from jaxae.tasks import TASKS
-
     located = _located_names(config)
     relocated: dict[str, list[str]] = {}
-    for section, registry in (("model", MODELS), ("task", TASKS)):  # short names, moved files
+    for section, registry in CODE_REGISTRIES:  # short names recorded, files moved
         recorded, name = saved.get(section, {}).get("name"), current[section].get("name")
         where = located.get(section, name)  # the same name as config.json would record it
         if isinstance(recorded, str) and isinstance(name, str) and (
@@ -429,11 +429,8 @@ def _located_names(config: ml_collections.ConfigDict) -> dict[str, str]:
     that differs: a name a module of the user's registered as 'path/to/that_module.py:name'
     (`registry.locatable_name`), a relative 'file.py:Class' made absolute (what train.py
     records): a run trained from a script of one's own evaluates with evaluate.py."""
-    from jaxae.models import MODELS
-    from jaxae.tasks import TASKS
-
     located = {}
-    for section, registry in (("model", MODELS), ("task", TASKS)):
+    for section, registry in CODE_REGISTRIES:
         name = config[section].get("name")
         if not isinstance(name, str):
             continue
