@@ -412,8 +412,9 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
 
 
 def _check_read_locations(data: ml_collections.ConfigDict, takes: Mapping[str, Any]) -> None:
-    """A data location (`path`, `data_dir`) set for a data set whose loader does not read it
-    would be ignored, and the run would train on other images than the ones named."""
+    """A data field of one kind of data set (`path`, `data_dir`, `test_fraction`) set for a
+    data set whose loader does not take it would be ignored: the run would train on other
+    images, or other splits, than the ones named."""
     name = data.name
     if data.get("path") is not None and "path" not in takes:
         raise ConfigError(
