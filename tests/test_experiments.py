@@ -514,6 +514,13 @@ def test_encoder_probe_counts_a_difference_printed_as_zero_as_a_tie():
     rows = probe_rows(FASHION, 0.84, {2: 0.5, 10: 0.7},
                       {"deep_ae encoder": {2: 0.6, 10: 0.8}})
     assert encoder_probe.findings(rows)[1].endswith("(better at 2 of 2 sizes).")
+    from jaxae.experiments.render import SEED_SPREAD
+
+    for row in rows:  # over three seeds: d=2's on both sides of PCA's codes, d=10's above
+        if row["features"] == "deep_ae encoder":
+            row[SEED_SPREAD] = {"points_over_pca": (-0.6, 1.1) if row["dim"] == 2 else
+                                (8.0, 12.0)}
+    assert encoder_probe.findings(rows)[1].endswith("(better at 1, tied at 1 of 2 sizes).")
 
 
 def test_encoder_probe_notes_say_whether_accuracy_rises_with_d_as_the_rows_do():
