@@ -20,11 +20,10 @@ from jaxae.experiments.common import (
     and_list,
     column,
     fewer_images,
-    printed_sign,
+    sign_over_seeds,
     steps_note,
     steps_per_dataset,
 )
-from jaxae.experiments.render import seed_range
 
 TITLE = "Autoencoders against PCA: test reconstruction error by code size"
 LATENTS = {"full": (2, 10, 30, 64), "small": (2, 10, 30, 64), "tiny": (2, 10)}
@@ -178,10 +177,7 @@ def _ratios(rows: list[dict]) -> str:
 def against_pca(row: dict) -> int:
     """1 where the row beats PCA with every seed, -1 where PCA beats it with every seed, 0
     for a tie: a ratio that prints as 1.00 (the table's precision), or seeds on both sides."""
-    low, high = seed_range(row, "ratio_to_pca")
-    if printed_sign(high - 1, ".2f") < 0:
-        return 1
-    return -1 if printed_sign(low - 1, ".2f") > 0 else 0
+    return -sign_over_seeds(row, "ratio_to_pca", ".2f", against=1.0)
 
 
 def comparison_findings(rows: list[dict]) -> list[str]:

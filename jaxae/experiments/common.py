@@ -33,7 +33,7 @@ from jaxae.data import DATASETS, DataError, Dataset, Split, Splits, idx, mnist5k
 from jaxae.data.batches import steps_per_epoch
 from jaxae.data.builder import FULL_SIZES
 from jaxae.data.sources import MNIST_NAMES
-from jaxae.experiments.render import SEED_SPREAD, render_section, uneven_steps
+from jaxae.experiments.render import SEED_SPREAD, render_section, seed_range, uneven_steps
 from jaxae.objectives import Objective
 from jaxae.provenance import git_commit, host_cpu
 from jaxae.tasks import Task
@@ -159,6 +159,16 @@ def printed_sign(value: float, fmt: str) -> int:
     difference that prints as zero ("+0.0", "-0.0") is a tie, not a win or a loss."""
     printed = float(format(value, fmt))
     return (printed > 0) - (printed < 0)
+
+
+def sign_over_seeds(row: dict, key: str, fmt: str, against: float = 0.0) -> int:
+    """1 where the row's figure `key` prints above `against` with every seed it is the mean
+    of, -1 where it prints below with every seed, 0 otherwise: a tie as printed (`printed_sign`)
+    or seeds on both sides."""
+    low, high = seed_range(row, key)
+    if printed_sign(low - against, fmt) > 0:
+        return 1
+    return -1 if printed_sign(high - against, fmt) < 0 else 0
 
 
 def and_list(items: list[str]) -> str:

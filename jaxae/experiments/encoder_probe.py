@@ -25,9 +25,8 @@ from jaxae.experiments.common import (
     and_list,
     by_dataset,
     column,
-    printed_sign,
+    sign_over_seeds,
 )
-from jaxae.experiments.render import seed_range
 
 TITLE = "Reusing the encoder: a linear probe on autoencoder codes, PCA codes and raw pixels"
 PROBE_EPOCHS = 10
@@ -111,10 +110,7 @@ def over_pca(row: dict) -> int:
     """1 where the encoder's codes beat PCA's with every seed, -1 where they lose with every
     seed, 0 for a tie: a difference that prints as zero at the table's precision (+0.0,
     -0.0), or seeds on both sides."""
-    low, high = seed_range(row, "points_over_pca")
-    if printed_sign(low, POINTS) > 0:
-        return 1
-    return -1 if printed_sign(high, POINTS) < 0 else 0
+    return sign_over_seeds(row, "points_over_pca", POINTS)
 
 
 def tally(codes: list[dict]) -> str:
