@@ -74,7 +74,7 @@ from jaxae.kernels import conv as conv_lib
 from jaxae.keys import Keys, derive_keys
 from jaxae.models import MODELS
 from jaxae.objectives import Objective
-from jaxae.provenance import head_commit, host_cpu, uncommitted_files
+from jaxae.provenance import head_commit, host_cpu, uncommitted_files, usable_cpus
 from jaxae.tasks import Task
 from jaxae.training import memory, parallel, steps
 
@@ -502,13 +502,6 @@ def json_result(done: subprocess.CompletedProcess, what: str) -> dict:
 def peer_result(command: list[str], what: str) -> dict:
     """`json_result` of running `command` (the peer, in its own Python)."""
     return json_result(subprocess.run(command, capture_output=True, text=True), what)
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (under `taskset`, fewer than the machine has): the
-    threads the peer is given, and the count the reports name."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        os.cpu_count() or 1
 
 
 def header(devices: int = 1) -> str:

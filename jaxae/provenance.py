@@ -57,6 +57,12 @@ def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (under `taskset`, fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        os.cpu_count() or 1
+
+
 def cpu_threads() -> int:
     """The threads XLA's CPU backend splits its work over: $PJRT_NPROC where set, else the
     CPUs this process may run on. The split decides the order of some sums, so a seeded
@@ -64,9 +70,7 @@ def cpu_threads() -> int:
     try:
         return max(1, int(os.environ["PJRT_NPROC"]))
     except (KeyError, ValueError):
-        pass
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        os.cpu_count() or 1
+        return usable_cpus()
 
 
 def source_sha256() -> str:

@@ -737,12 +737,12 @@ class JaxaeTestRawUnlabelled(tfds.core.GeneratorBasedBuilder):
 
 
 def test_a_tfds_builder_of_raw_bytes_is_read_by_its_own_feature_names(tmp_path) -> None:
+    tfds_sets.tfds_names.cache_clear()  # the builders of this module, registered on import
     data = DATASETS.get("jaxae_test_raw_pixels")(tfds_dir=str(tmp_path))
     assert data.train_images.shape == (18, 6, 6, 1) and data.test_images.shape == (2, 6, 6, 1)
     assert data.train_images[:, 0, 0, 0].tolist() == [10 * i for i in range(18)]
     assert data.train_labels.tolist() == [i % 4 for i in range(18)]
     assert data.class_names == ("a", "b", "c", "d")
-    tfds_sets.tfds_names.cache_clear()
     unlabelled = DATASETS.get("jaxae_test_raw_unlabelled")(tfds_dir=str(tmp_path))
     assert unlabelled.train_images[:, 0, 0, 0].tolist() == [20 * i for i in range(9)]
     assert unlabelled.train_labels.tolist() == [0] * 9 and unlabelled.class_names == ("all",)

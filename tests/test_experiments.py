@@ -435,6 +435,30 @@ def test_printed_sign_counts_a_difference_that_prints_as_zero_as_a_tie():
     assert printed_sign(0.004, "+.2f") == 0 and printed_sign(0.006, "+.2f") == 1
 
 
+def test_signs_and_overlaps_over_seeds_count_every_seed():
+    from jaxae.experiments.common import sign_over_seeds
+    from jaxae.experiments.render import SEED_SPREAD, seeds_overlap
+
+    below = {"ratio": 0.9, SEED_SPREAD: {"ratio": (0.88, 0.93)}}
+    both_sides = {"ratio": 0.98, SEED_SPREAD: {"ratio": (0.92, 1.01)}}
+    assert sign_over_seeds(below, "ratio", ".2f", against=1.0) == -1
+    assert sign_over_seeds(both_sides, "ratio", ".2f", against=1.0) == 0
+    assert sign_over_seeds({"ratio": 1.2}, "ratio", ".2f", against=1.0) == 1  # one seed
+    assert seeds_overlap(below, both_sides, "ratio")
+    assert not seeds_overlap(below, {"ratio": 1.2, SEED_SPREAD: {"ratio": (1.1, 1.3)}}, "ratio")
+    assert not seeds_overlap({"ratio": 1.0}, {"ratio": 1.0}, "ratio")  # one seed: no ranges
+
+
+def test_the_blur_is_named_by_each_width_its_seeds_fitted():
+    from jaxae.experiments.render import SEED_SPREAD
+
+    blur = {"method": classical_baselines.BLUR, "blur_sigma": 0.75}
+    assert classical_baselines.named(blur) == "Gaussian blur (sigma 0.75)"
+    assert classical_baselines.named({**blur, "blur_sigma": 5 / 6, SEED_SPREAD: {
+        "blur_sigma": (0.75, 1.0)}}) == "Gaussian blur (sigma 0.75-1)"
+    assert classical_baselines.named({"method": "bicubic", "blur_sigma": None}) == "bicubic"
+
+
 def test_ae_vs_pca_notes_say_where_each_model_beats_pca_as_the_rows_do():
     pca = {2: 0.05, 10: 0.03, 64: 0.01, 128: 0.005}
     conv = "conv_ae (fixed 4x4x8 = 128 code)"

@@ -28,7 +28,7 @@ from jaxae.experiments.common import (
     steps_note,
     steps_per_dataset,
 )
-from jaxae.experiments.render import seed_range
+from jaxae.experiments.render import seed_range, seeds_overlap
 from jaxae.keys import BLUR_FIT_STREAM, derive_keys
 from jaxae.tasks import baselines
 
@@ -191,9 +191,11 @@ def task_rows(ctx: Context, choice: DataChoice, name: str) -> list[dict]:
 
 def named(row: dict) -> str:
     """A method as the findings name it: with the blur's fitted width, 'Gaussian blur (sigma
-    0.75)'."""
-    sigma = row.get("blur_sigma")
-    return row["method"] if sigma is None else f"{row['method']} (sigma {sigma:g})"
+    0.75)', or the seeds' widths where they fitted several ('sigma 0.75-1')."""
+    if row.get("blur_sigma") is None:
+        return row["method"]
+    low, high = seed_range(row, "blur_sigma")
+    return f"{row['method']} (sigma {low:g}{'' if low == high else f'-{high:g}'})"
 
 
 PSNR_DIFF, SSIM_DIFF = "+.2f", "+.3f"  # how the findings print the learned models' margins
@@ -271,10 +273,10 @@ def superres_models_note(rows: list[dict]) -> str | None:
     wins = []
     for first, second in pairs:
         best, other = (first, second) if first["psnr"] >= second["psnr"] else (second, first)
-        low, high = seed_range(best, "psnr")[0], seed_range(other, "psnr")[1]
         wins.append(f"{best['dataset']}, {best['task']}: {best['method']}, by "
                     f"{best['psnr'] - other['psnr']:.2f} dB"
-                    + (" (within the seeds' ranges)" if low <= high else ""))
+                    + (" (within the seeds' ranges)" if seeds_overlap(best, other, "psnr")
+                       else ""))
     return ("Super-resolution is learned two ways: the lesson's autoencoder "
             "(configs/superres_ae.py: dense_ae maps the small image's pixels to a code and "
             "decodes the full image from it) and ESPCN (configs/superres.py: convolutions on "

@@ -17,7 +17,7 @@ from jaxae.experiments.common import (
     steps_note,
     steps_per_dataset,
 )
-from jaxae.experiments.render import SEED_SPREAD, seed_range, uneven_steps
+from jaxae.experiments.render import SEED_SPREAD, seed_range, seeds_overlap, uneven_steps
 
 TITLE = "Denoising autoencoder: code size sweep under dropout corruption (rate 0.5)"
 CONFIG = "dae_dropout"  # dense_ae, task denoise, corruption "dropout", dropout_rate 0.5
@@ -99,7 +99,7 @@ def seeds_finding(rows: list[dict]) -> str | None:
         return None
     (best, lo, hi), (next_, next_lo, next_hi) = ((r, *seed_range(r, "test_psnr"))
                                                  for r in ranked[:2])
-    overlap = lo <= next_hi and next_lo <= hi
+    overlap = seeds_overlap(best, next_, "test_psnr")
     return (f"{best['dataset']}: over the seeds, d={best['latent']} gives {best['test_psnr']:.2f} "
             f"dB [{lo:.2f}, {hi:.2f}] and the next best, d={next_['latent']}, "
             f"{next_['test_psnr']:.2f} dB [{next_lo:.2f}, {next_hi:.2f}]: "

@@ -70,6 +70,15 @@ def seed_range(row: dict, key: str) -> tuple[float, float]:
     return low, high
 
 
+def seeds_overlap(a: dict, b: dict, key: str) -> bool:
+    """Whether two rows' [lowest, highest] of `key` over the seeds overlap; False for rows
+    of one seed (no ranges to compare)."""
+    if SEED_SPREAD not in a and SEED_SPREAD not in b:
+        return False
+    (a_low, a_high), (b_low, b_high) = seed_range(a, key), seed_range(b, key)
+    return a_low <= b_high and b_low <= a_high
+
+
 def format_value(value: object, fmt: str) -> str:
     """A table cell: numbers with the column's format, nothing for a missing value."""
     if value is None:
