@@ -296,7 +296,8 @@ def first_epoch(config: ml_collections.ConfigDict, arrays: dict,
     keys = derive_keys(0)
     image_shape = tuple(arrays["image"].shape[1:])
     num_classes = int(np.max(jax.device_get(arrays["label"]))) + 1
-    task, model, train_model, objective = build.run_objects(config, image_shape, num_classes)
+    task, model, train_model, objective = build.run_objects(config, image_shape, num_classes,
+                                                            train=True)
     tx = build.make_optimizer(config)
     state = steps.create_train_state(model, tx, task.input_shape(image_shape), keys.init,
                                      build.init_scheme(config), check=False)

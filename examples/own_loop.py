@@ -32,7 +32,7 @@ def train(config: ml_collections.ConfigDict) -> steps.TrainState:
     keys = derive_keys(config.seed)
     data = build.load_data(config, keys.data)
     task, model, train_model, objective = build.run_objects(config, data.image_shape,
-                                                            data.num_classes)
+                                                            data.num_classes, train=True)
     batch_size, num_examples = config.train.batch_size, len(data.train)
     steps_per_epoch = batches.steps_per_epoch(num_examples, batch_size)
     tx = build.make_optimizer(config, steps_per_epoch * config.train.num_epochs)

@@ -178,18 +178,21 @@ class RunObjects(NamedTuple):
 
     task: Task
     model: nn.Module  # float32: evaluation, pictures and checkpoints
-    train_model: nn.Module  # in config.train.compute_dtype: the training steps
+    train_model: nn.Module  # in config.train.compute_dtype: the training steps (or `model`)
     objective: objectives.Objective
 
 
 def run_objects(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
-                num_classes: int) -> RunObjects:
+                num_classes: int, train: bool = False) -> RunObjects:
     """The config's task, models and objective for images of `image_shape`, the task and
-    the model checked against them (`check_task`, `check_model`) before anything compiles."""
+    the model checked against them (`check_task`, `check_model`) before anything compiles.
+    `train`: also the model in config.train.compute_dtype (else `model` stands for it: only
+    training computes in that dtype, and only it warns of a dtype a model ignores)."""
     task = config_lib.make_task(config)
     check_task(task, image_shape)
     model = make_model(config, image_shape, num_classes)
-    train_model = make_model(config, image_shape, num_classes, config.train.compute_dtype)
+    train_model = make_model(config, image_shape, num_classes, config.train.compute_dtype) \
+        if train else model
     check_model(model, task, image_shape)
     return RunObjects(task, model, train_model, make_objective(config, model))
 

@@ -450,3 +450,20 @@ def test_a_files_function_named_like_a_builtin_model_is_the_files_not_jaxaes(tmp
     assert not same_code("vae", name, MODELS)  # a run of jaxae's vae is not this code's
     assert same_code("tiny_dense_of_mine", "/x/my_models.py:tiny_dense_of_mine", MODELS)
     assert MODELS.get("jaxae.models:vae") is MODELS.get("vae")  # registered below jaxae.models
+
+
+def test_only_training_builds_the_compute_dtype_model_and_its_warning(tmp_path, capsys):
+    """A model without jaxae's `dense`/`conv` fields ignores compute_dtype: said when a run
+    trains, not when it is evaluated or reloaded."""
+    from jaxae.config import base_config
+
+    (tmp_path / "plain_dtype_models.py").write_text(
+        TWICE.replace("named_by_file_then_imported", "plain_of_mine_for_dtypes"))
+    config = base_config()
+    config.model = {"name": f"{tmp_path}/plain_dtype_models.py:Twice"}
+    config.train.compute_dtype = "bfloat16"
+    evaluated = build.run_objects(config, MNIST, 10)
+    assert evaluated.train_model is evaluated.model and "warning" not in capsys.readouterr().err
+    trained = build.run_objects(config, MNIST, 10, train=True)
+    assert trained.train_model is not trained.model
+    assert "so compute_dtype=bfloat16 changes none of its layers" in capsys.readouterr().err

@@ -441,7 +441,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     data = build.load_run_data(config, keys.data, workdir)
     config_lib.check_batch_fits(config, len(data.train), len(data.test), mesh.size)
     task, model, train_model, objective = build.run_objects(config, data.image_shape,
-                                                            data.num_classes)
+                                                            data.num_classes, train=True)
     steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
     total_steps = steps_per_epoch * train_config.num_epochs
     if total_steps > MAX_STEPS:  # the step counter, and a stream's position, are int32
