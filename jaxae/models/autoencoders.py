@@ -148,7 +148,7 @@ def conv_plan(image_shape: Shape, features: tuple[int, ...] | None, width: int, 
             raise ValueError(f"{owner} needs images larger than {MAX_CODE_SIDE}x"
                              f"{MAX_CODE_SIDE}; these are {height}x{wide}: use a larger size "
                              f"that decodes, the smallest being {smallest}x{smallest}")
-        features = (LESSON_FEATURES[0], *[LESSON_FEATURES[1]] * (stages - 1))
+        features = lesson_features(stages)
     if not features:
         raise ValueError(f"{owner}: features=() has no stage: give each stage's feature count "
                          "(e.g. (16, 8, 8)), or leave it unset for the material's")
@@ -156,33 +156,39 @@ def conv_plan(image_shape: Shape, features: tuple[int, ...] | None, width: int, 
         raise ValueError(f"{owner}: width={width} and features={features} must be positive")
     features = tuple(f * width for f in features)
     stages = len(features)
-    code_h, code_w = encoder_sides(height, stages)[-1], encoder_sides(wide, stages)[-1]
-    if not _decodes(height, wide, stages):
+    paddings = _paddings(height, wide, stages)
+    if paddings is None:
         sides = (*_decodable_near(height, stages, fixed), *_decodable_near(wide, stages, fixed))
         near = " or ".join(dict.fromkeys(f"{s}x{s}" for s in sorted(sides)))
-        counts = [n for n in range(1, MAX_STAGES + 1) if _decodes(height, wide, n)]
+        counts = [n for n in range(1, MAX_STAGES + 1) if _paddings(height, wide, n)]
         other = ""
         if counts:
             n = min(counts, key=lambda count: (abs(count - stages), count))
-            features_n = (LESSON_FEATURES[0], *[LESSON_FEATURES[1]] * (n - 1))
             decode = "stage decodes" if n == 1 else "stages decode"
-            other = f"; {n} {decode} {height}x{wide}: model.features='{features_n}'"
+            other = f"; {n} {decode} {height}x{wide}: model.features='{lesson_features(n)}'"
         raise ValueError(f"{owner} cannot decode {stages} 2x stage{'s' * (stages > 1)} back "
                          f"to {height}x{wide}: resize the images to a size that decodes ({near}: "
                          "data.image_size) or change the number of stages (model.features, one "
                          f"count per stage, each times model.width{other})")
-    return features, (code_h, code_w, features[-1]), decoder_paddings(code_h, height, stages)
+    code_h, code_w = encoder_sides(height, stages)[-1], encoder_sides(wide, stages)[-1]
+    return features, (code_h, code_w, features[-1]), paddings
 
 
 MAX_STAGES = 8  # the most stages a size's error message suggests
 
 
-def _decodes(height: int, width: int, stages: int) -> bool:
-    """Whether `stages` 2x stages encode height x width and decode it back, both sides by the
-    same paddings (the decoder's convolutions pad both alike)."""
+def lesson_features(stages: int) -> tuple[int, ...]:
+    """The material's feature counts for `stages` stages: 16, then 8 for each later one."""
+    return (LESSON_FEATURES[0], *[LESSON_FEATURES[1]] * (stages - 1))
+
+
+def _paddings(height: int, width: int, stages: int) -> tuple[str, ...] | None:
+    """The decoder's paddings that bring `stages` 2x stages of height x width back to it,
+    the same for both sides (its convolutions pad both alike); None where none do."""
     code_h, code_w = encoder_sides(height, stages)[-1], encoder_sides(width, stages)[-1]
     paddings = decoder_paddings(code_h, height, stages)
-    return paddings is not None and paddings == decoder_paddings(code_w, width, stages)
+    return paddings if paddings is not None and \
+        paddings == decoder_paddings(code_w, width, stages) else None
 
 
 def _decodable(side: int, stages: int) -> bool:
