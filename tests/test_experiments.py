@@ -459,6 +459,21 @@ def test_the_blur_is_named_by_each_width_its_seeds_fitted():
     assert classical_baselines.named({"method": "bicubic", "blur_sigma": None}) == "bicubic"
 
 
+def test_a_learned_model_beats_a_classical_method_only_with_every_seed():
+    from jaxae.experiments.render import SEED_SPREAD
+
+    best = {"psnr": 20.0, "ssim": 0.70, SEED_SPREAD: {"psnr": (19.9, 20.1),
+                                                      "ssim": (0.69, 0.71)}}
+    clear = {"psnr": 21.0, "ssim": 0.80, SEED_SPREAD: {"psnr": (20.9, 21.1),
+                                                       "ssim": (0.79, 0.81)}}
+    one_seed_loses = {**clear, SEED_SPREAD: {"psnr": (19.5, 22.0), "ssim": (0.79, 0.81)}}
+    case = {"psnr": best, "ssim": best}
+    assert classical_baselines.beats_classical({**case, "model": clear})
+    assert not classical_baselines.beats_classical({**case, "model": one_seed_loses})
+    assert classical_baselines.beats_classical({"psnr": {"psnr": 20.0}, "ssim": {"ssim": 0.7},
+                                                "model": {"psnr": 20.01, "ssim": 0.701}})
+
+
 def test_ae_vs_pca_notes_say_where_each_model_beats_pca_as_the_rows_do():
     pca = {2: 0.05, 10: 0.03, 64: 0.01, 128: 0.005}
     conv = "conv_ae (fixed 4x4x8 = 128 code)"
