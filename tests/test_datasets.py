@@ -308,6 +308,10 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys)
             "transparent;") in mixed.describe()
     assert "; 11 colour images made grey" in folder.plan_folder(root, image_size=8,
                                                                  channels=1).describe()
+    assert "enlarged" not in mixed.describe()
+    assert "11x11x3; 5 grey images made RGB; 1 with an alpha channel, composited on black " \
+        "where transparent; 5 smaller than 11x11 enlarged (blurred);" in folder.plan_folder(
+            root, image_size=11).describe()  # the grey 20x10 ones
     for label in ("a", "b"):
         for i in range(3):
             save_png(tmp_path / "colour" / label / f"{i}.png", np.zeros((4, 4, 3), np.uint8))

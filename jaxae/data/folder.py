@@ -30,7 +30,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import tensorflow_datasets as tfds
 from PIL import Image, UnidentifiedImageError
@@ -78,6 +78,7 @@ class FolderPlan:
     # channels unset): grey ones made RGB (or colour ones grey), transparent ones on black
     converted: int = 0
     transparent: int = 0
+    upscaled: int = 0  # images smaller than image_size on a side: enlarged to cover it
 
     def describe(self) -> str:
         """Return a one-line human description of the source and the options."""
@@ -96,8 +97,10 @@ class FolderPlan:
                      f"{'s' * (self.converted != 1)} made {made}" if self.converted else "")
         transparent = (f"; {self.transparent} with an alpha channel, composited on black "
                        "where transparent" if self.transparent else "")
+        upscaled = (f"; {self.upscaled} smaller than {h}x{w} enlarged (blurred)"
+                    if self.upscaled else "")
         return (f"image folder {self.root} ({classes}, {counts}, {how}; "
-                f"{resized} {h}x{w}x{c}{converted}{transparent}{ignored})")
+                f"{resized} {h}x{w}x{c}{converted}{transparent}{upscaled}{ignored})")
 
 
 def _list_images(folder: str, root: str) -> tuple[list[str], list[str]]:
@@ -198,14 +201,23 @@ def _empty_test_fix(layout: str, test_fraction: float) -> str:
     return f"no class has two images to share between the splits: add images, or {given}"
 
 
+class _Headers(NamedTuple):
+    """What the images' headers and the options make of a folder."""
+
+    shape: tuple[int, int, int]  # (H, W, C) of every image as read
+    resize: bool
+    converted: int  # images converted to C channels
+    transparent: int
+    upscaled: int  # images smaller than image_size on a side
+
+
 def _infer_shape(
     root: str, rels: list[str], image_size: int | None, channels: int | None
-) -> tuple[tuple[int, int, int], bool, int, int]:
-    """Return ((H, W, C), resize, images converted to C channels, transparent images) from
-    the options and every image's header: what the options leave unset is read from them,
-    and every image whose header cannot be read is named at once, before anything is
-    prepared."""
-    sizes, greys, transparent, unreadable = set(), 0, 0, []
+) -> _Headers:
+    """The shape and conversions from the options and every image's header: what the options
+    leave unset is read from them, and every image whose header cannot be read is named at
+    once, before anything is prepared."""
+    sizes, greys, transparent, upscaled, unreadable = set(), 0, 0, 0, []
     for rel in rels:
         path = os.path.join(root, rel)
         try:
@@ -213,6 +225,7 @@ def _infer_shape(
                 sizes.add((im.height, im.width))
                 greys += im.mode in GREY_MODES
                 transparent += has_transparency(im)
+                upscaled += image_size is not None and min(im.height, im.width) < image_size
         except Image.DecompressionBombError as e:
             raise DataError(too_large(path, e)) from None
         except (OSError, UnidentifiedImageError) as e:
@@ -231,7 +244,8 @@ def _infer_shape(
     h, w = (image_size, image_size) if image_size is not None else next(iter(sizes))
     c = channels if channels is not None else (1 if greys == len(rels) else 3)
     converted = greys if c == 3 else len(rels) - greys
-    return (int(h), int(w), int(c)), image_size is not None, converted, transparent
+    return _Headers((int(h), int(w), int(c)), image_size is not None, converted, transparent,
+                    upscaled)
 
 
 def plan_folder(
@@ -308,7 +322,8 @@ def plan_folder(
         raise DataError(f"image folder {root} gives an empty test split: "
                         + _empty_test_fix(layout, test_fraction))
     rels = [rel for split in SPLITS for rel, _ in files[split]]
-    shape, resize, converted, transparent = _infer_shape(root, rels, image_size, channels)
+    headers = _infer_shape(root, rels, image_size, channels)
+    shape, resize = headers.shape, headers.resize
     files_sha256 = sha256_json(files_entries(root, rels))
     carved = layout != "train/test"
     fingerprint = "folder-sha256:" + sha256_json({
@@ -320,8 +335,8 @@ def plan_folder(
         root=root, layout=layout, class_names=class_names,
         files={s: tuple(files[s]) for s in SPLITS}, image_shape=shape, resize=resize,
         test_fraction=test_fraction, seed=seed, files_sha256=files_sha256,
-        fingerprint=fingerprint, ignored=tuple(ignored), converted=converted,
-        transparent=transparent,
+        fingerprint=fingerprint, ignored=tuple(ignored), converted=headers.converted,
+        transparent=headers.transparent, upscaled=headers.upscaled,
     )
 
 
