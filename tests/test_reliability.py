@@ -498,6 +498,23 @@ def test_a_resume_on_other_threads_source_or_libraries_is_warned_of_and_recorded
         "run's"]
 
 
+def test_environment_json_records_the_source_as_the_run_started(tmp_path, tiny_config,
+                                                                monkeypatch):
+    """An edit to jaxae while a run trains is not the code it runs: environment.json keeps
+    the source's hash as the run imported it (and a resume compares against that)."""
+    source = ["a" * 64]
+    monkeypatch.setattr(workdir_lib, "source_sha256", lambda: source[0])
+
+    def edit(*_):
+        source[0] = "b" * 64
+
+    train_and_evaluate(tiny_config(**{"train.num_epochs": 1}), str(tmp_path),
+                       on_evaluation=edit, evaluate_at_steps=[1])
+    assert source == ["b" * 64]  # edited before the first checkpoint was saved
+    environment = json.loads((tmp_path / "environment.json").read_text())
+    assert environment["jaxae_sha256"] == "a" * 64
+
+
 def test_the_source_hash_follows_the_python_files_and_nothing_else(tmp_path, monkeypatch):
     from jaxae import provenance
 

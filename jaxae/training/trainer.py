@@ -56,6 +56,7 @@ from jaxae.training.workdir import (
     mismatch_with_code,
     prepare_workdir,
     resume_changes,
+    run_environment,
     write_run_files,
 )
 
@@ -474,7 +475,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
                             workdir)
         run_files.fresh = first_step == 0
         if first_step > 0 and main:
-            changes = resume_changes(workdir, config, first_step, run_files.code)
+            changes = resume_changes(workdir, config, first_step, run_files.code,
+                                     run_files.environment)
             for line in changes.notes:
                 print(line, flush=True)
             for line in changes.warnings:
@@ -537,6 +539,7 @@ class _RunFiles:
         self.workdir, self.config, self.manager, self.due = workdir, config, manager, due
         self.data, self.content = data, content  # the images' fingerprint and content hash
         self.code = code_files(config)  # the user's files as this run imported them
+        self.environment = run_environment()  # jaxae's source, threads, ... as it started
         self.resume: dict | None = None  # what this resume changed, for resumes.jsonl
         self.fresh = False  # set once it is known that no checkpoint was restored
 
@@ -562,7 +565,8 @@ class _RunFiles:
     def _write(self) -> None:
         if self.resume is not None and (failed := append_resume(self.workdir, self.resume)):
             print(failed, file=sys.stderr, flush=True)
-        write_run_files(self.workdir, self.config, self.data, self.code, self.content)
+        write_run_files(self.workdir, self.config, self.data, self.code, self.content,
+                        self.environment)
         self.due = False
 
 

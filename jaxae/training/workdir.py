@@ -260,9 +260,12 @@ class ResumeChanges(NamedTuple):
 
 
 def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
-                   code_now: dict[str, str] | None = None) -> ResumeChanges:
+                   code_now: dict[str, str] | None = None,
+                   environment_now: dict | None = None) -> ResumeChanges:
     """The fields a resume at `step` gives other values (those a resume may change), another
-    device count, other code (`code_now`: the run's `code_files`, where it has them); read
+    device count, other code (`code_now`: the run's `code_files`, where it has them), other
+    threads, source or libraries (`environment_now`: `run_environment()` as the run began,
+    default now); read
     from the run's config.json and environment.json, which describe only its last part
     (hence resumes.jsonl, `append_resume`). Raises nothing a run should stop for (a damaged
     environment.json compares as empty)."""
@@ -278,10 +281,11 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
     current = json.loads(recorded_config(config).to_json_best_effort())
     changed = {**config_lib.resumed_changes(saved, current), **relocated}
     before = recorded_environment(workdir)  # missing or damaged: empty, written again
-    now = {"devices": len(jax.devices()), "git_commit": git_commit(),
-           "jaxae_sha256": source_sha256(),
-           **({"cpu_threads": cpu_threads()} if jax.default_backend() == "cpu" else {}),
-           **{module: _version_of(module) for module in LIBRARIES}}
+    environment = run_environment() if environment_now is None else environment_now
+    now = {"devices": len(environment["devices"]),
+           **{k: environment[k] for k in ("git_commit", "jaxae_sha256", *LIBRARIES)},
+           **({"cpu_threads": environment["cpu_threads"]}
+              if jax.default_backend() == "cpu" else {})}
     was = {**{k: before.get(k) for k in now}, "devices": len(before.get("devices", [])) or None}
     differs = {k: [was[k], now[k]] for k in now if was[k] is not None and was[k] != now[k]}
     if code := code_changes(workdir, config, code_now):
@@ -334,18 +338,12 @@ def append_resume(workdir: str, record: dict) -> str | None:
     return None
 
 
-def write_run_files(workdir: str, config: ml_collections.ConfigDict,
-                    data_fingerprint: str = "", code_sha256: dict[str, str] | None = None,
-                    data_content_sha256: str = "") -> None:
-    """config.json and environment.json: everything a rerun needs to repeat this run, the
-    fingerprint and content hash of the images it trains on, against which images moved
-    elsewhere (a new data.path) are checked, and `code_sha256` (`code_files` as the run
-    started, default now) of its user files."""
-    write_whole(os.path.join(workdir, CONFIG_FILE),
-                 recorded_config(config).to_json_best_effort(indent=2, sort_keys=True) + "\n")
-    environment = {
-        "data_fingerprint": data_fingerprint,
-        "data_content_sha256": data_content_sha256,
+def run_environment() -> dict:
+    """What a run computes on: jaxae's version, commit and source hash, Python, the devices,
+    the CPU threads, the platform and the libraries' versions. A run reads it as it starts
+    (the source it imported, not edits made while it trains) and records it in
+    environment.json."""
+    return {
         "jaxae": jaxae.__version__,
         "git_commit": git_commit(),
         "python": platform.python_version(),
@@ -353,11 +351,27 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict,
         "cpu_threads": cpu_threads(),
         "jaxae_sha256": source_sha256(),
         "platform": platform.platform(),
+        **{module: _version_of(module) for module in (*LIBRARIES, "tensorflow_datasets")},
     }
-    for module in (*LIBRARIES, "tensorflow_datasets"):
-        environment[module] = _version_of(module)
-    environment["code_sha256"] = code_files(config) if code_sha256 is None else code_sha256
-    write_whole(os.path.join(workdir, ENVIRONMENT_FILE), json.dumps(environment, indent=2))
+
+
+def write_run_files(workdir: str, config: ml_collections.ConfigDict,
+                    data_fingerprint: str = "", code_sha256: dict[str, str] | None = None,
+                    data_content_sha256: str = "", environment: dict | None = None) -> None:
+    """config.json and environment.json: everything a rerun needs to repeat this run, the
+    fingerprint and content hash of the images it trains on, against which images moved
+    elsewhere (a new data.path) are checked, `environment` (`run_environment()` as the run
+    started, default now), and `code_sha256` (`code_files` as the run started, default now)
+    of its user files."""
+    write_whole(os.path.join(workdir, CONFIG_FILE),
+                 recorded_config(config).to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    recorded = {
+        "data_fingerprint": data_fingerprint,
+        "data_content_sha256": data_content_sha256,
+        **(run_environment() if environment is None else environment),
+        "code_sha256": code_files(config) if code_sha256 is None else code_sha256,
+    }
+    write_whole(os.path.join(workdir, ENVIRONMENT_FILE), json.dumps(recorded, indent=2))
 
 
 def code_files(config: ml_collections.ConfigDict) -> dict[str, str]:
