@@ -348,10 +348,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
              f"config.seed={seed!r} must be an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}] "
              "(the PRNG key holds 32 bits: larger seeds would repeat smaller ones)")
     # --config.model.name=OTHER keeps the file's other model fields: the fix replaces them all
-    _checked_entry(MODELS, config, "model", "name", BUILDER_OPTIONS, listed=settable_fields,
-                   fix="; if --config.model.name switched to it from another model's "
-                       "section, give the whole section instead: "
-                       "--config.model=\"{{'name': '{name}'}}\"")
+    model = _checked_entry(MODELS, config, "model", "name", BUILDER_OPTIONS,
+                           listed=settable_fields,
+                           fix="; if --config.model.name switched to it from another model's "
+                               "section, give the whole section instead: "
+                               "--config.model=\"{{'name': '{name}'}}\"")
+    _check_code_size_taken(config.model, model)
     if "init" in config.model:
         _choice(config, "model.init", SCHEMES)
     if "conv" in config.model:
@@ -409,6 +411,19 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
     channels = config.data.channels
     _require(channels in (None, 1, 3),
              f"config.data.channels={channels!r} must be 1 (grey) or 3 (RGB), or unset")
+
+
+def _check_code_size_taken(section: ml_collections.ConfigDict, model) -> None:
+    """A latent_dim other than the base config's, for a model that takes none (its code's
+    size follows from its other fields), would be ignored: the run would train another code
+    than the one asked for."""
+    default = base_config().model.latent_dim
+    if section.get("latent_dim", default) != default and "latent_dim" not in parameters(model):
+        raise ConfigError(
+            f"config.model.latent_dim={section.latent_dim!r} is set, but model "
+            f"{section.name!r} takes no latent_dim (its code's size follows from its fields: "
+            f"{', '.join(settable_fields(model))}): leave it unset, or choose a model that "
+            "takes one")
 
 
 def _check_read_locations(data: ml_collections.ConfigDict, takes: Mapping[str, Any]) -> None:

@@ -174,6 +174,21 @@ def test_a_suggested_batch_size_splits_over_the_devices():
         config_lib.check_batch_splits(32, 3)
 
 
+def test_a_code_size_for_a_model_that_takes_none_is_refused_not_ignored():
+    config = config_lib.base_config()
+    config.model.name = "conv_ae"  # --config.model.name=conv_ae: its code is 4x4x8
+    config_lib.validate(config)  # the base config's latent_dim, untouched: nothing asked
+    config.model.latent_dim = 2
+    with pytest.raises(config_lib.ConfigError) as caught:
+        config_lib.validate(config)
+    assert str(caught.value) == (
+        "config.model.latent_dim=2 is set, but model 'conv_ae' takes no latent_dim (its "
+        "code's size follows from its fields: conv, features, init, width): leave it unset, "
+        "or choose a model that takes one")
+    config.model.name = "conv_vae"  # one that takes it
+    config_lib.validate(config)
+
+
 def test_a_field_the_named_model_lacks_lists_its_settable_fields_and_the_whole_section_fix():
     """Switching models with --config.model.name keeps the file's other model fields: the
     error lists what the new model takes (not what the data give it) and how to replace

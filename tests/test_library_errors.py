@@ -158,6 +158,23 @@ def test_the_steps_name_a_wrong_state_batch_or_key_and_channels_first_images():
     assert np.isfinite(float(metrics["loss"]))
 
 
+def test_the_steps_name_a_conditional_models_missing_labels():
+    model = models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=MNIST,
+                               num_classes=10)
+    state = steps.create_train_state(model, optax.adam(1e-3), MNIST, jax.random.key(0))
+    objective = objectives.NegativeELBO(objectives.Bernoulli())
+    train = steps.make_train_step(model, Reconstruct(), objective)
+    evaluate = steps.make_eval_step(model, Reconstruct(), objective)
+    words = r'^model .* is conditional, but the batch has no "label": give \{"image"'
+    for call in (lambda: train(state, {"image": IMAGES}, jax.random.key(1)),
+                 lambda: evaluate(state.params, {"image": IMAGES}, jax.random.key(1))):
+        with pytest.raises(ValueError, match=words):
+            call()
+    labels = np.arange(len(IMAGES), dtype=np.int32) % 10
+    _, metrics = train(state, {"image": IMAGES, "label": labels}, jax.random.key(1))
+    assert np.isfinite(float(metrics["loss"]))
+
+
 def test_losses_refuse_arguments_of_two_shapes_rather_than_broadcast_them():
     batch = jnp.zeros((8, *MNIST))
     gaussian = functools.partial(losses.gaussian_log_likelihood, scale=0.1)

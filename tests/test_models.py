@@ -501,7 +501,7 @@ class _Unnamed(_Dense):
     (_DecodeTuple(MNIST), "returns logits of type tuple, not an array: its decode must "
                           "return one array [batch, 28, 28, 1]"),
     (_Unnamed(MNIST), "ScopeParamShapeError"),
-    (_Unnamed(MNIST), "name the layers of @nn.compact encode and decode (name='...')"),
+    (_Unnamed(MNIST), "name the layers of @nn.compact encode and decode (name='...'"),
     (_NoDecode(MNIST), "fails on a batch of 28x28x1 inputs: NotImplementedError: _NoDecode "
                        "gives no decode: define decode(self, z, *, labels=None) returning "
                        "logits [B, H, W, C]"),
@@ -569,20 +569,27 @@ class _BatchNormed(_Dense):
 
 
 class _DroppedOut(_Dense):
+    stream: str = "dropout"
+
     @nn.compact
     def encode(self, x, *, labels=None):
-        return nn.Dropout(0.5, deterministic=False)(nn.Dense(4, name="encoder")(
-            x.reshape(x.shape[0], -1)))
+        return nn.Dropout(0.5, deterministic=False, rng_collection=self.stream)(
+            nn.Dense(4, name="encoder")(x.reshape(x.shape[0], -1)))
+
+
+_OWN_RANDOMNESS = ("layers with their own randomness (Dropout, make_rng) are not supported: "
+                   "the steps give a model one source of randomness, the key its __call__ "
+                   "takes (a VAE's z); corrupt the input with a task instead "
+                   "(task.name=denoise)")
 
 
 @pytest.mark.parametrize("model, error, fix", [
     (_BatchNormed(MNIST), 'ModifyScopeVariableError: Cannot update variable "mean"',
      "layers with state (BatchNorm's batch_stats) are not supported: use LayerNorm or "
      "GroupNorm"),
-    (_DroppedOut(MNIST), 'InvalidRngError: Dropout_0 needs PRNG for "dropout"',
-     "layers with their own randomness (Dropout, make_rng of a stream other than 'sample') "
-     "are not supported: draw from the 'sample' stream (the model's key), and corrupt the "
-     "input with a task (task.name=denoise)"),
+    (_DroppedOut(MNIST), 'InvalidRngError: Dropout_0 needs PRNG for "dropout"', _OWN_RANDOMNESS),
+    (_DroppedOut(MNIST, stream="sample"), 'InvalidRngError: Dropout_0 needs PRNG for "sample"',
+     _OWN_RANDOMNESS),  # the stream a VAE's z may come from: no Dropout's either
 ])
 def test_a_layer_with_state_or_its_own_randomness_is_refused_naming_what_to_use(model, error,
                                                                                 fix):

@@ -25,16 +25,17 @@ BATCH = 2  # the abstract batch's size
 UNSUPPORTED_LAYERS = {
     flax.errors.ModifyScopeVariableError: "layers with state (BatchNorm's batch_stats) are "
     "not supported: use LayerNorm or GroupNorm",
-    flax.errors.InvalidRngError: "layers with their own randomness (Dropout, make_rng of a "
-    "stream other than 'sample') are not supported: draw from the 'sample' stream (the "
-    "model's key), and corrupt the input with a task (task.name=denoise)",
+    flax.errors.InvalidRngError: "layers with their own randomness (Dropout, make_rng) are "
+    "not supported: the steps give a model one source of randomness, the key its __call__ "
+    "takes (a VAE's z); corrupt the input with a task instead (task.name=denoise)",
 }
 # Flax's errors where encode or decode, called alone, finds other parameters than the whole
 # model made: unnamed layers of @nn.compact methods are numbered per method
 UNNAMED_LAYERS = (flax.errors.ScopeParamShapeError, flax.errors.ScopeParamNotFoundError)
-UNNAMED_LAYERS_FIX = ("name the layers of @nn.compact encode and decode (name='...'): Flax "
-                      "numbers unnamed ones within each method, so encode or decode called "
-                      "alone looks for other parameters")
+UNNAMED_LAYERS_FIX = ("encode or decode, called alone, finds other parameters than the whole "
+                      "model made: name the layers of @nn.compact encode and decode "
+                      "(name='...'; Flax numbers unnamed ones within each method), and use "
+                      "each layer in one method, on inputs of one shape")
 
 
 def channels_first(image_shape: tuple[int, ...]) -> bool:

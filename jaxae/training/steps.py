@@ -157,6 +157,9 @@ def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs
     times faster than [B, H, W, C] expressions.
     """
     name = type(model).__name__
+    if labels is None and model.conditional:
+        raise ValueError(f'model {name} is conditional, but the batch has no "label": give '
+                         '{"image": uint8 [B, H, W, C], "label": int [B]}')
     try:
         output = model.apply({"params": params}, inputs, labels=labels, key=key,
                              sample=sample)
