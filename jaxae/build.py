@@ -24,8 +24,8 @@ from jaxae.data.errors import MixedImageSizes
 from jaxae.data.splits import SplitSizeError, first_images_note
 from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME
-from jaxae.models.registry import NeedsClasses
-from jaxae.registry import RegistryError, build, parameters
+from jaxae.models.registry import MODELS, NeedsClasses
+from jaxae.registry import RegistryError, build, display_name, parameters
 from jaxae.tasks import Task
 from jaxae.training.workdir import check_same_data, holds_run, recorded_data_path
 
@@ -208,6 +208,19 @@ def make_objective(config: ml_collections.ConfigDict, model: nn.Module
 def init_scheme(config: ml_collections.ConfigDict) -> str:
     """The model section's initialisation scheme (Keras' Glorot when it names none)."""
     return config.model.get("init", DEFAULT_SCHEME)
+
+
+def init_scheme_note(config: ml_collections.ConfigDict) -> str | None:
+    """The line a fresh run of a model of the user's own prints where the scheme redraws its
+    Dense/Conv weights, so initialisers its modules give (a VAE's log-sigma head at zero,
+    say) are not replaced unnoticed; None for jaxae's models (made for the scheme) and for
+    "lecun", which keeps the modules' own."""
+    scheme, name = init_scheme(config), config.model.name
+    if scheme == "lecun" or MODELS.own(name):
+        return None
+    return (f"note: model.init={scheme!r} redraws every Dense/Conv kernel and bias of "
+            f"{display_name(name)}, replacing any initialisers its modules give; "
+            "--config.model.init=lecun keeps them")
 
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int | None = None

@@ -592,6 +592,48 @@ def test_the_eval_key_streams_share_no_key_with_its_batches():
     assert len(streams) == 66 and not streams & batch_keys
 
 
+USER_AE = """
+import flax.linen as nn
+from jaxae import models
+
+class SmallAE(models.Autoencoder):
+    image_shape: tuple
+    latent_dim: int = 4
+
+    @property
+    def latent_shape(self):
+        return (self.latent_dim,)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.Dense(self.latent_dim, bias_init=nn.initializers.constant(-3.0),
+                        name="encoder")(x.reshape(x.shape[0], -1))
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(784, name="decoder")(z).reshape(z.shape[0], 28, 28, 1)
+"""
+
+
+def test_a_fresh_run_of_a_users_model_says_the_scheme_replaces_its_initialisers(
+        tiny_config, tmp_path, capsys):
+    from jaxae import build
+
+    (tmp_path / "small_models.py").write_text(USER_AE)
+    name = f"{tmp_path / 'small_models.py'}:SmallAE"
+    assert build.init_scheme_note(config_lib.base_config()) is None  # jaxae's own dense_ae
+    for scheme, bias in (("glorot", 0.0), ("lecun", -3.0)):
+        state = train_and_evaluate(tiny_config(**{
+            "model": {"name": name, "latent_dim": 4, "init": scheme},
+            "train.stop_after_steps": 1}), str(tmp_path / scheme))
+        out = capsys.readouterr().out
+        assert ("note: model.init='glorot' redraws every Dense/Conv kernel and bias of "
+                "SmallAE, replacing any initialisers its modules give; "
+                "--config.model.init=lecun keeps them") in out.splitlines() or scheme != "glorot"
+        assert ("note: model.init" in out) == (scheme == "glorot")
+        assert np.allclose(state.params["encoder"]["bias"], bias, atol=0.01)  # one step taken
+
+
 def test_a_model_registered_by_the_running_script_is_warned_of(monkeypatch, capsys):
     """evaluate.py, another process, cannot import a name the training script registered
     itself: the run says so before it starts, with the two ways out."""

@@ -749,6 +749,8 @@ def _epochs(run: _Run, state: steps.TrainState,
               f"{'s' if steps_per_epoch != 1 else ''} per epoch, {total_steps} step"
               f"{'s' if total_steps != 1 else ''} in all, on {devices} ({jax.default_backend()}"
               f"{', streamed' if data.streamed else ''})", flush=True)
+        if step == 0 and (note := build.init_scheme_note(config)):
+            print(note, flush=True)
     stop_at = min(total_steps, train_config.stop_after_steps or total_steps)
     log = _ChunkLog(config, writer, steps_per_epoch, faults)
 
