@@ -52,3 +52,22 @@ def test_the_own_loop_example_trains_to_train_pys_bits(tiny_config, tmp_path, ov
     for ours, theirs in zip(jax.tree.leaves(mine.params), jax.tree.leaves(trained.params),
                             strict=True):
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+def test_load_trained_gives_a_runs_model_and_parameters_whatever_optimiser_trained_them(
+        tiny_config, tmp_path):
+    from jaxae.evaluation import generation
+    from jaxae.evaluation.evaluate import load_trained
+    from jaxae.training.trainer import train_and_evaluate
+
+    config = tiny_config(**{"model": {"name": "vae", "latent_dim": 2},
+                            "optim.name": "sgd", "train.stop_after_steps": 3})
+    state = train_and_evaluate(config, str(tmp_path))
+    run = load_trained(str(tmp_path))
+    assert run.step == 3 and run.model.variational and run.config.optim.name == "sgd"
+    assert jax.tree.all(jax.tree.map(np.array_equal, run.params, state.params))
+    assert run.data.image_shape == (28, 28, 1) and len(run.data.train) == 512
+    samples = generation.prior_samples(run.model, run.params, jax.random.key(0), 4)
+    assert samples.shape == (4, 28, 28, 1)
+    with pytest.raises(FileNotFoundError, match=r"has no checkpoint at step 2: it has steps 3"):
+        load_trained(str(tmp_path), step=2)

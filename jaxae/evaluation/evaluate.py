@@ -5,6 +5,7 @@ evaluation fields changed at will."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 
 from jaxae import build
 from jaxae import config as config_lib
@@ -127,16 +129,68 @@ def eval_dir(workdir: str, step: int | None = None) -> str:
     return os.path.join(workdir, "eval" if step is None else f"eval_step_{step}")
 
 
-def evaluate_workdir(workdir: str, step: int | None = None,
-                     overrides: dict[str, object] | None = None, out_dir: str | None = None
-                     ) -> dict:
-    """Reloads a run's checkpoint (newest intact, or `step`) and writes `metrics.json` and
-    the pictures that apply to its model into `out_dir` (default `eval_dir(workdir, step)`);
-    returns the metrics. `overrides` change evaluation fields (OVERRIDABLE) of the run's config.
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """A trained run, reloaded: its config (config.json, with evaluation's overrides), the
+    objects built from it, the parameters of one checkpoint and the images it trained on."""
+
+    config: ml_collections.ConfigDict
+    model: nn.Module
+    task: Task
+    objective: Objective
+    params: dict
+    step: int
+    data: Splits
+
+
+def load_trained(workdir: str, step: int | None = None,
+                 overrides: dict[str, object] | None = None) -> TrainedRun:
+    """Reloads the run in `workdir` as evaluate.py does: its config.json, its images (checked
+    to be those it trained on), its model, task and objective, and the parameters of its
+    newest intact checkpoint (or of `step`), whatever optimiser trained them. `overrides`
+    change evaluation fields (OVERRIDABLE), and name a model or task file that moved.
 
     Safe while the run trains in the workdir: the steps are listed when the checkpoint is
     picked, and a step deleted while it is read is not damage (the next newest is read).
     """
+    config, manager = _opened(workdir, step, overrides)
+    try:
+        return _restored(config, workdir, manager, step)
+    finally:
+        manager.close()
+
+
+def evaluate_workdir(workdir: str, step: int | None = None,
+                     overrides: dict[str, object] | None = None, out_dir: str | None = None
+                     ) -> dict:
+    """Reloads a run's checkpoint (newest intact, or `step`: `load_trained`) and writes
+    `metrics.json` and the pictures that apply to its model into `out_dir` (default
+    `eval_dir(workdir, step)`); returns the metrics. `overrides` change evaluation fields
+    (OVERRIDABLE) of the run's config."""
+    config, manager = _opened(workdir, step, overrides)
+    out_dir = out_dir or eval_dir(workdir, step)
+    created = not os.path.exists(out_dir)
+    try:
+        if step is not None:  # a step the run lacks is refused before its folder is made
+            _check_step(workdir, manager, config, step)
+        _writable_out_dir(out_dir)
+        run = _restored(config, workdir, manager, step)
+        print(f"evaluating the checkpoint at step {run.step} of {workdir}", flush=True)
+        return evaluate_state(run.config, run.model, run.task, run.objective, run.params,
+                              run.data, run.step, out_dir)
+    except BaseException:
+        if created:  # a refused evaluation (a damaged step, say) leaves no empty folder
+            with contextlib.suppress(OSError):
+                os.rmdir(out_dir)  # only if empty
+        raise
+    finally:
+        manager.close()
+
+
+def _opened(workdir: str, step: int | None, overrides: dict[str, object] | None
+            ) -> tuple[ml_collections.ConfigDict, ocp.CheckpointManager]:
+    """The run's config (with `overrides`) and a read-only manager of its checkpoints, after
+    the checks that need no data."""
     overrides = dict(overrides or {})
     moved_names = {path.split(".")[0]: overrides.pop(path, None) for path in RELOCATED}
     config = load_run_config(workdir, moved_names)  # a None name: the recorded file's
@@ -148,21 +202,7 @@ def evaluate_workdir(workdir: str, step: int | None = None,
     if step is not None and step < 1:
         raise FileNotFoundError(f"--step={step} names no checkpoint: give a step of 1 or more "
                                 "(the run's steps are its checkpoints/ folder's names)")
-    out_dir = out_dir or eval_dir(workdir, step)
-    created = not os.path.exists(out_dir)
-    manager = checkpoints.make_manager(folder, read_only=True)
-    try:
-        if step is not None:  # a step the run lacks is refused before its folder is made
-            _check_step(workdir, manager, config, step)
-        _writable_out_dir(out_dir)
-        return _evaluate(config, workdir, manager, step, out_dir)
-    except BaseException:
-        if created:  # a refused evaluation (a damaged step, say) leaves no empty folder
-            with contextlib.suppress(OSError):
-                os.rmdir(out_dir)  # only if empty
-        raise
-    finally:
-        manager.close()
+    return config, checkpoints.make_manager(folder, read_only=True)
 
 
 def _check_step(workdir: str, manager, config, step: int | None) -> None:
@@ -178,7 +218,7 @@ def _check_step(workdir: str, manager, config, step: int | None) -> None:
                                 f"{', '.join(map(str, available))}{kept}")
 
 
-def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> dict:
+def _restored(config, workdir: str, manager, step: int | None) -> TrainedRun:
     _check_step(workdir, manager, config, step)
     keys = derive_keys(config.seed)
     config_lib.check_data_paths(config)
@@ -199,11 +239,9 @@ def _evaluate(config, workdir: str, manager, step: int | None, out_dir: str) -> 
             state = checkpoints.restore_step(manager, state, step, settle_s)
     except checkpoints.CheckpointMismatch as error:
         raise mismatch_with_code(error, workdir, config) from None
-    step = int(state.step)
-    print(f"evaluating the checkpoint at step {step} of {workdir}", flush=True)
     for warning in code_warnings(code_changes(workdir, config), config):
         print(warning, file=sys.stderr, flush=True)
-    return evaluate_state(config, model, task, objective, state.params, data, step, out_dir)
+    return TrainedRun(config, model, task, objective, state.params, int(state.step), data)
 
 
 def _pictures_of(out_dir: str) -> list[str]:
