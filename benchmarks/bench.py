@@ -51,6 +51,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import subprocess
@@ -1074,9 +1075,11 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
     steps_per_chunk = chunk_steps(args.steps_per_chunk)
     convs, dtypes = args.conv.split(","), (args.compute_dtype or "float32").split(",")
     on_cpu = jax.devices()[0].platform == "cpu"
+    skipped = ""
     if on_cpu and "tf32" in dtypes:
         print("# tf32: no TensorFloat-32 on a CPU; those rows are skipped", flush=True)
         dtypes = [d for d in dtypes if d != "tf32"]
+        skipped = "tf32 rows skipped: a CPU has no TensorFloat-32. "
     widths = [int(w) for w in args.widths.split(",")]
     if flat := [m for m in models if not WORKLOADS[m].uses_conv and widths != [1]]:
         print(f"# --widths widens the conv models only: {', '.join(flat)} run at width 1",
@@ -1084,6 +1087,8 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
     shapes = [(s, s, c) for s in map(int, args.image_sizes.split(","))
               for c in map(int, args.channels.split(","))]
     data = BenchData(args.data, args.tfds_dir)
+    if FASHION_SHAPE in shapes:  # Fashion-MNIST that does not load: said before any row
+        data.arrays(FASHION_SHAPE, int(args.batch_sizes.split(",")[0]))
     rows, sources = [], {}
     devices = args.devices  # as train.py: every device, by default (parse_args)
     peer_failed = []  # the peer's failure, once: the rows after it are measured without it
@@ -1142,6 +1147,11 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
     if peer_failed:
         report += (f"\n\nThe peer failed ({peer_failed[0]}): the rows from its model on were "
                    "measured without it.")
+    if devices > 1:
+        report += (f"\n\nEach batch split over {devices} devices: FLOPs, bytes and step memory "
+                   "are the whole batch's, as one device's program counts them, and the roofs "
+                   f"the {devices} devices' together; per device, divide images/s and GFLOP/s "
+                   f"by {devices}.")
     if cut_short:
         report += ("\n\nCut short by an interrupt: the workloads after these rows were not "
                    "measured.")
@@ -1156,8 +1166,9 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
              f"{rows_are}, and, beside it, the better of the roofs read just before and after "
              "it (peak, bandwidth), the roof they make binding and the fraction of it reached, "
              "so its GFLOP/s over min(peak, bandwidth x FLOP/byte) gives its fraction. ")
-    text = (f"Data: {notes}. {roofs}An epoch is {EPOCH_IMAGES:,} images at every size "
-            "(Fashion-MNIST's training set).\n\n" + report)
+    text = (f"{skipped}Data: {notes}. {roofs}An epoch is the trainer's at every size: the "
+            f"full batches of {EPOCH_IMAGES:,} images (Fashion-MNIST's training set; the "
+            "remainder left out, so that every step has one shape).\n\n" + report)
     if args.plot and rows:
         roofline.plot([ours for ours, _ in rows], args.plot,
                       f"{device_title()}, {datetime.date.today().isoformat()}")
@@ -1168,12 +1179,17 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The command that reproduces this run: its options that differ from the defaults."""
+    """The command that reproduces this run: $XLA_FLAGS where set (the CPU's device count
+    comes from it), then its options that differ from the defaults, and --devices wherever
+    more than one ran (the default counts the devices JAX sees, which the flags set)."""
     defaults = vars(parse_args([]))
-    return "python -m benchmarks.bench " + " ".join(
-        f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
-        for k, v in vars(args).items()
-        if v != defaults.get(k) and k not in ("write", "append", "tfds_dir"))
+    flags = os.environ.get("XLA_FLAGS")
+    return (f"XLA_FLAGS={shlex.quote(flags)} " if flags else "") + \
+        "python -m benchmarks.bench " + " ".join(
+            f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
+            for k, v in vars(args).items()
+            if (v != defaults.get(k) or (k == "devices" and isinstance(v, int) and v > 1))
+            and k not in ("write", "append", "tfds_dir"))
 
 
 @contextlib.contextmanager

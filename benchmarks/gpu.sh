@@ -33,8 +33,9 @@
 # For a GPU machine that has JAX, Flax, Optax, NumPy, Pillow, Matplotlib and tqdm but no
 # network (the script names a module it lacks before any step): on a machine with one,
 # from the repository root, fetch what jaxae needs besides (both folders are git-ignored):
-#   bash benchmarks/gpu.sh --prepare     # wheels into .whl/ (Python 3.12), Fashion-MNIST's
-#                                        # IDX files into data/fashion-mnist/
+#   bash benchmarks/gpu.sh --prepare     # wheels into .whl/ (for Python 3.12; another:
+#                                        # WHEEL_PYTHON=3.11), Fashion-MNIST's IDX files
+#                                        # into data/fashion-mnist/
 # then copy the repository with .whl/ and data/ to the GPU machine and, from its root there:
 #   bash benchmarks/gpu.sh
 # On a CPU, DRY_RUN=1 bash benchmarks/gpu.sh runs every step with tiny sizes (a check of
@@ -81,14 +82,20 @@ wanted() {  # whether ONLY (if set) names this step
 # Versions as in .venv (pyproject's pins); --no-deps: the image has the rest.
 WHEELS="ml-collections==1.1.0 tensorflow-datasets==4.9.10 array-record==0.8.6 dm-tree==0.1.10
   docstring-parser==0.18.0 googleapis-common-protos==1.76.0 immutabledict==4.3.1
-  importlib-resources==7.1.0 promise==2.3 simple-parsing==0.1.9 tensorflow-metadata==1.21.0
-  termcolor==3.3.0 toml==0.10.2 protobuf==7.36.2"
+  importlib-resources==7.1.0 simple-parsing==0.1.9 tensorflow-metadata==1.21.0
+  termcolor==3.3.0 toml==0.10.2 protobuf==7.36.2 six==1.17.0 wrapt==2.5.2"
 SOURCE_ONLY="promise==2.3"  # published as a source release alone: built into a wheel here
+# What those give, by import name: each is imported before any step, so a missing one is
+# named (TFDS imports its own lazily and would fail later, as "has no attribute 'core'")
+CARRIED="ml_collections, tensorflow_datasets.core, array_record, tree, docstring_parser,
+  google.protobuf, immutabledict, importlib_resources, promise, simple_parsing,
+  tensorflow_metadata, termcolor, toml, six, wrapt"
+WHEEL_PYTHON=${WHEEL_PYTHON:-3.12}  # the GPU machine's Python, which the wheels are for
 
 if [ "${1:-}" = "--prepare" ]; then
-  mkdir -p .whl data/fashion-mnist
+  mkdir -p .whl
   for wheel in $WHEELS; do
-    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$WHEEL_PYTHON" \
       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
       -d .whl "$wheel"
@@ -96,14 +103,16 @@ if [ "${1:-}" = "--prepare" ]; then
   for package in $SOURCE_ONLY; do  # pure Python: a wheel built here installs there
     python3 -m pip wheel -q --no-deps -w .whl "$package"
   done
+  echo "$WHEEL_PYTHON" > .whl/PYTHON_VERSION
   source=$(dpkg -L dataset-fashion-mnist 2>/dev/null | grep train-images | xargs -r dirname)
   if [ -n "$source" ]; then
+    mkdir -p data/fashion-mnist
     cp "$source"/*-ubyte.gz data/fashion-mnist/
   else
     echo "gpu.sh --prepare: no dataset-fashion-mnist package here: put the four IDX .gz files"\
          "in data/fashion-mnist/ yourself" >&2
   fi
-  ls -l .whl data/fashion-mnist
+  ls -l .whl data/fashion-mnist 2>/dev/null || ls -l .whl
   exit 0
 fi
 
@@ -123,13 +132,23 @@ else
   PY=${PYTHON:-python3}
   REPORT=${REPORT:-${1:-BENCHMARKS.md}}
   if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+    made_for=$(cat .whl/PYTHON_VERSION 2>/dev/null || echo 3.12)
+    here=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
+    if [ "$here" != "$made_for" ]; then
+      echo "gpu.sh: the wheels in .whl/ are for Python $made_for, $PY is ${here:-not Python}:" \
+           "rerun WHEEL_PYTHON=$here bash benchmarks/gpu.sh --prepare where there is a network" \
+           "(or give PYTHON=<a Python $made_for>)" >&2
+      exit 1
+    fi
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/jaxae_site .whl/*.whl
     export PYTHONPATH=/tmp/jaxae_site${PYTHONPATH:+:$PYTHONPATH}
   fi
 fi
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-if [ -d data/fashion-mnist ]; then
+# the IDX files --prepare carried, unless the caller names a folder of them
+if [ -z "${JAXAE_FASHION_MNIST_DIR:-}" ] && ls data/fashion-mnist/*-ubyte.gz >/dev/null 2>&1
+then
   export JAXAE_FASHION_MNIST_DIR=$PWD/data/fashion-mnist
 fi
 export TFDS_DATA_DIR=${TFDS_DATA_DIR:-/tmp/jaxae_tfds}
@@ -144,7 +163,8 @@ sys.exit(d.platform != "gpu")' || {
 fi
 # Every module the bench and its plots import, before any step: a missing one is named here,
 # not as every step's options being refused
-NEEDED="import benchmarks.bench, benchmarks.roofline, jaxae.evaluation.plots, matplotlib"
+NEEDED="import $(echo $CARRIED), benchmarks.bench, benchmarks.roofline, matplotlib"
+NEEDED="$NEEDED, jaxae.evaluation.plots"
 if ! failed=$("$PY" -c "$NEEDED" 2>&1); then
   echo "gpu.sh: $PY cannot run the bench: $(printf '%s\n' "$failed" | tail -1); install what" \
        "it lacks there (pip download it, as --prepare does its wheels, and carry .whl/)" >&2
@@ -243,8 +263,8 @@ bench determinism --mode determinism --models conv_ae,vae --steps "$STEPS" --dat
 bench growth --models conv_ae,conv_vae --image-sizes "$GROW_SIZES" --channels 3 \
   --widths "$GROW_WIDTHS" --batch-sizes "$GROW_BATCH" --steps-per-chunk "$CHUNK" \
   --chunks "$CHUNKS" --compute-dtype bfloat16 --data random --plot "$GROW_PLOT" $PEAK
-if [ "$HAVE_DATA" = 0 ] && wanted precision; then
-  FAILED="$FAILED precision(no Fashion-MNIST)"
+if [ "$HAVE_DATA" = 0 ] && wanted precision && [ "$PARSE_ONLY" != 1 ]; then
+  FAILED="$FAILED precision(no Fashion-MNIST)"  # skipped, said above: no option refused
 fi
 if [ "$HAVE_DATA" = 1 ]; then
   bench precision --mode precision --models conv_ae,vae --compute-dtype float32,tf32,bfloat16 \

@@ -92,9 +92,11 @@ def run(args: argparse.Namespace) -> str:
         raise SystemExit(f"--mode precision: no lesson config for {', '.join(unknown)}")
     requested = (args.compute_dtype or ",".join(bench.DTYPES)).split(",")  # default: all
     dtypes = ["float32", *[d for d in requested if d != "float32"]]
+    skipped = ""
     if jax.devices()[0].platform == "cpu" and "tf32" in dtypes:
         print("# tf32: no TensorFloat-32 on a CPU; left out", flush=True)
         dtypes.remove("tf32")
+        skipped = "tf32 left out: a CPU has no TensorFloat-32. "
     data = bench.BenchData(args.data, args.tfds_dir)
     arrays, _ = data.arrays(bench.FASHION_SHAPE, bench.TRAIN_BATCH)
     steps_per_chunk = bench.chunk_steps(args.steps_per_chunk)
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> str:
         for dtype in dtypes:
             speed = bench.bench_model(model, bench.TRAIN_BATCH, steps_per_chunk, args.chunks,
                                       arrays, "patches", dtype, peak_n=args.peak_n,
-                                      roofs=not args.no_roofs)
+                                      roofs=not args.no_roofs, devices=jax.device_count())
             row["step_ms"][dtype] = speed["step_ms"]
             row["fraction_of_roof"][dtype] = speed.get("fraction_of_roof")
             row["figures"][dtype], row["epochs"] = train_figure(
@@ -115,9 +117,10 @@ def run(args: argparse.Namespace) -> str:
         print(json.dumps(row), flush=True)
     report = table(rows, dtypes)
     print("\n" + report, flush=True)
-    return (f"Seed {args.seed}, batch 128; step times from chunks of {args.steps_per_chunk} "
-            "steps (the throughput bench's workloads: the DAE's rescales its dropout as the "
-            "peer, its lesson config does not).\n\n" + report)
+    return (f"{skipped}Seed {args.seed}, batch 128 over every device (as train.py splits it); "
+            f"step times from chunks of {args.steps_per_chunk} steps (the throughput bench's "
+            "workloads: the DAE's rescales its dropout as the peer, its lesson config does "
+            "not).\n\n" + report)
 
 
 if __name__ == "__main__":

@@ -241,8 +241,8 @@ def chunk_fractions(cost: Cost, seconds_per_step: list[float], roofs: list[Roofs
 
 def plot(rows: list[dict], path: str, title: str) -> int:
     """A PNG of two panels against each row's FLOPs per step (log scale): the FLOP/s it
-    achieved (every row, under the measured matmul peak), and its fraction of the roof (the
-    rows that have one: the panel counts those measured over their roof, which have none);
+    achieved (every row, under the measured matmul peak), and its fraction of the roof
+    (`roof_point`: the panel counts the rows over their roof by every count of bytes);
     returns how many rows the second panel draws. One marker and colour per series (a model,
     and its convolution implementation and compute dtype where the rows differ in those),
     filled where the matmul peak binds and hollow where the bandwidth does, each point
@@ -264,22 +264,26 @@ def plot(rows: list[dict], path: str, title: str) -> int:
                                   [r["achieved_gflops"] for r in points], marker=marker,
                                   facecolors=fill, edgecolors=color,
                                   label=f"{name}" + (f" ({bound}-bound)" if bound else ""))
+        drawn = [(r, *point) for r in mine if (point := roof_point(r))]
         for bound, fill in (("compute", color), ("memory", "none")):
-            points = [r for r in mine if r.get("bound") == bound and r.get("fraction_of_roof")]
-            if points:
-                roof_axes.scatter([r["flops_per_step"] for r in points],
-                                  [100 * r["fraction_of_roof"] for r in points], marker=marker,
-                                  facecolors=fill, edgecolors=color,
-                                  label=f"{name} ({bound}-bound)")
+            for counted in ("host", "device"):
+                points = [(r, f) for r, f, b, c in drawn if b == bound and c == counted]
+                if points:
+                    roof_axes.scatter(
+                        [r["flops_per_step"] for r, _ in points], [100 * f for _, f in points],
+                        marker=marker, facecolors=fill, edgecolors=color,
+                        linestyle="-" if counted == "host" else ":",
+                        label=f"{name} ({bound}-bound"
+                              + (", the device's bytes)" if counted == "device" else ")"))
+        offset = (3, 3 + 7 * (index % 3))  # series at the same FLOPs: labels one above another
         for r in mine:
             rate_axes.annotate(workload_label(r), (r["flops_per_step"], r["achieved_gflops"]),
-                               fontsize=6, xytext=(3, 3), textcoords="offset points",
+                               fontsize=6, xytext=offset, textcoords="offset points",
                                color=color)
-            if r.get("fraction_of_roof"):
-                roof_axes.annotate(workload_label(r),
-                                   (r["flops_per_step"], 100 * r["fraction_of_roof"]),
-                                   fontsize=6, xytext=(3, 3), textcoords="offset points",
-                                   color=color)
+        for r, fraction, _, _ in drawn:
+            roof_axes.annotate(workload_label(r), (r["flops_per_step"], 100 * fraction),
+                               fontsize=6, xytext=offset, textcoords="offset points",
+                               color=color)
     dtypes = dict.fromkeys(r.get("compute_dtype") for r in rows)
     for dtype, style in zip(dtypes, itertools.cycle(["--", ":", "-."])):  # the roof above them
         peaks = [r["peak_gflops"] for r in rows
@@ -291,10 +295,14 @@ def plot(rows: list[dict], path: str, title: str) -> int:
         figure.text(0.01, 0.005, "FLOPs as each compiled step counts them: conv=patches is "
                     "charged more than conv=xla for the same model, so compare step times "
                     "across the two.", fontsize=7)
-    over = sum(bool(r.get("roof_errors")) and not r.get("fraction_of_roof") for r in rows)
+    over = sum(bool(r.get("roof_errors")) and not roof_point(r) for r in rows)
     if over:
         roof_axes.text(0.02, 0.97, f"{over} of {len(rows)} rows not drawn: over their roof, "
                        "so their bytes or a roof were mismeasured",
+                       transform=roof_axes.transAxes, va="top", fontsize=7)
+    if any(roof_point(r) and roof_point(r)[2] == "device" for r in rows):
+        roof_axes.text(0.02, 0.90, "dotted: over the roof by the host program's bytes, drawn "
+                       "by the device program's (a lower bound on its traffic)",
                        transform=roof_axes.transAxes, va="top", fontsize=7)
     rate_axes.set_yscale("log")
     rate_axes.set_ylabel("achieved GFLOP/s")
@@ -318,7 +326,18 @@ def plot(rows: list[dict], path: str, title: str) -> int:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
-    return sum(bool(r.get("fraction_of_roof")) for r in rows)
+    return sum(bool(roof_point(r)) for r in rows)
+
+
+def roof_point(row: dict) -> tuple[float, str, str] | None:
+    """(fraction of the roof, the bound, "host" or "device") that the plot draws for a row:
+    its fraction by the host program's bytes, else, where that came out over the roof, by
+    the device program's own (a GPU's fusions move fewer bytes); None where it has neither."""
+    if row.get("fraction_of_roof"):
+        return row["fraction_of_roof"], row.get("bound"), "host"
+    if row.get("device_bytes_fraction_of_roof"):
+        return (row["device_bytes_fraction_of_roof"], row.get("device_bytes_bound"), "device")
+    return None
 
 
 def _series(rows: list[dict]) -> dict[str, list[dict]]:

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -247,9 +248,16 @@ def test_the_peer_runs_with_the_script_it_is_given_and_must_import_torch(tmp_pat
                          __file__, "dae", 8, 2, 1, 1)
 
 
-def test_the_command_quoted_names_only_what_differs_from_the_defaults():
+def test_the_command_quoted_names_only_what_differs_from_the_defaults(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
     args = bench.parse_args(["--models", "dae", "--chunks", "3", "--write", "x.md"])
     assert bench.command_line(args) == "python -m benchmarks.bench --models=dae --chunks=3"
+    # split over devices the flags made: both said, or the command reruns on one device
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    args.devices = 2
+    assert bench.command_line(args) == (
+        "XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m benchmarks.bench "
+        "--models=dae --devices=2 --chunks=3")
 
 
 def test_background_load_starts_busy_processes_and_ends_them(monkeypatch):
@@ -613,6 +621,37 @@ def test_a_run_of_the_gpu_script_checks_every_step_s_options_before_running_any(
     assert "== gpu.sh: epoch (at" not in done.stderr and not (tmp_path / "report.md").read_text()
 
 
+def test_the_gpu_script_without_fashion_mnist_skips_only_the_precision_step(tmp_path):
+    """Fashion-MNIST that does not load leaves the speed steps on random pixels and skips
+    the precision matrix: said so, not taken for a step whose options were refused."""
+    done = run_gpu_script(tmp_path, DRY_RUN="1", PARSE_ONLY="0", ONLY="precision",
+                          JAXAE_FASHION_MNIST_DIR=str(tmp_path / "nowhere"),
+                          TFDS_DATA_DIR=str(tmp_path / "tfds"))
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "gpu.sh: Fashion-MNIST does not load here (above): random pixels" in done.stderr
+    assert "refuses" not in done.stderr
+    assert "failed, were skipped or were cut short: precision(no Fashion-MNIST)" in done.stderr
+
+
+def test_the_gpu_script_refuses_wheels_made_for_another_python(tmp_path):
+    """Wheels carried for another Python would fail to install with pip's words alone: the
+    script names both versions and the --prepare that makes the right ones."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (tmp_path / "benchmarks").mkdir()
+    shutil.copy(os.path.join(root, "benchmarks", "gpu.sh"), tmp_path / "benchmarks")
+    (tmp_path / ".whl").mkdir()
+    (tmp_path / ".whl" / "dm_tree-0.1.10-cp399-cp399-any.whl").write_bytes(b"")
+    (tmp_path / ".whl" / "PYTHON_VERSION").write_text("3.99\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("DRY_RUN", "PARSE_ONLY", "OUT")}
+    done = subprocess.run(["bash", "benchmarks/gpu.sh"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env={**env, "PYTHON": sys.executable})
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        f"gpu.sh: the wheels in .whl/ are for Python 3.99, {sys.executable} is {here}: rerun "
+        f"WHEEL_PYTHON={here} bash benchmarks/gpu.sh --prepare"), done.stderr
+
+
 @pytest.mark.parametrize("steps, trained, said", [
     (1000, 468, "--steps 1000 is more than an epoch at batch 128: each run trained one "
                 "epoch (468 steps)"),
@@ -642,6 +681,13 @@ def test_fashion_mnist_that_does_not_load_is_one_line_naming_the_bench_s_options
         bench.BenchData("fashion_mnist").arrays(bench.FASHION_SHAPE, 128)
     arrays, source = bench.BenchData("auto").arrays(bench.FASHION_SHAPE, 128)
     assert source.startswith("random pixels") and arrays["image"].shape[1:] == (28, 28, 1)
+    measured = []  # a run that also grows the images: refused before its first row
+    monkeypatch.setattr(bench, "bench_model", lambda model, batch, *a, **k:
+                        measured.append(model) or measured_row(model, batch))
+    with pytest.raises(bench.BenchRefused, match=r"^Fashion-MNIST does not load"):
+        bench.throughput(bench.parse_args(["--models", "dense_ae", "--image-sizes", "32,28",
+                                           "--no-roofs"]))
+    assert measured == []
 
 
 def test_a_peer_that_fails_midway_leaves_the_rows_measured_and_says_so(monkeypatch, capsys):

@@ -164,6 +164,11 @@ def test_the_plot_draws_every_row_s_rate_and_counts_the_rows_over_their_roof(tmp
     assert len(roofline.rows_of_log(str(log))) == 2
     assert roofline.plot([dict(rows[0], roof_errors=["over"])], str(tmp_path / "a.png"), "t") == 0
     assert roofline.plot(rows, str(tmp_path / "b.png"), "t") == 1  # only the 2048 row's fraction
+    by_device = dict(rows[0], roof_errors=["over"], device_bytes_fraction_of_roof=0.6,
+                     device_bytes_bound="memory")  # a GPU's fusions: its own bytes fit
+    assert roofline.roof_point(by_device) == (0.6, "memory", "device")
+    assert roofline.roof_point(rows[1]) == (0.5, "memory", "host")
+    assert roofline.plot([by_device, rows[1]], str(tmp_path / "c.png"), "t") == 2
     roofline.main([str(log), str(tmp_path / "roof.png"), "a title"])
     assert (tmp_path / "roof.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="no such log"):
