@@ -771,7 +771,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peer-script", default=None, metavar="PATH",
                         help="the PyTorch peer's script (torch_autoencoders.py); required "
                              "with --peer-python")
-    parser.add_argument("--tfds-dir", default=None)
+    parser.add_argument("--tfds-dir", default=None, metavar="DIR",
+                        help="the TFDS data dir Fashion-MNIST is prepared in (default: "
+                             "TFDS's own); its IDX files: $JAXAE_FASHION_MNIST_DIR")
     parser.add_argument("--plot", default=None, metavar="FILE.png",
                         help="throughput: plot the achieved FLOP/s and the fraction of the "
                              "roof against FLOPs/step")
@@ -865,7 +867,9 @@ def check_devices(parser: argparse.ArgumentParser, args: argparse.Namespace,
     the device count must divide 128 there (found here, not after the peer has run)."""
     count = jax.device_count()
     if args.devices is not None and not 1 <= args.devices <= count:
-        parser.error(f"--devices {args.devices}: JAX sees {count} device(s): give 1 to {count}")
+        parser.error(f"--devices {args.devices}: JAX sees {count} device(s): give "
+                     + (f"1 to {count}" if count > 1 else "1 (on a CPU, XLA_FLAGS="
+                        "--xla_force_host_platform_device_count=N makes N)"))
     devices = args.devices or count
     if "throughput" in modes:
         if uneven := [b for b in _ints(parser, "--batch-sizes", args.batch_sizes)

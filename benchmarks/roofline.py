@@ -347,7 +347,7 @@ def _series(rows: list[dict]) -> dict[str, list[dict]]:
               if len({r.get(field) for r in rows}) > 1]
     series: dict[str, list[dict]] = {}
     for r in rows:
-        name = " ".join([r["model"], *(str(r.get(f) or "-") for f in varies)])
+        name = " ".join([r["model"], *(str(r[f]) for f in varies if r.get(f))])  # no conv: none
         series.setdefault(name, []).append(r)
     return series
 

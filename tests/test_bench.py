@@ -248,6 +248,14 @@ def test_the_peer_runs_with_the_script_it_is_given_and_must_import_torch(tmp_pat
                          __file__, "dae", 8, 2, 1, 1)
 
 
+def test_a_device_count_jax_does_not_see_names_the_counts_it_does(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--devices", str(jax.device_count() + 1)])
+    said = capsys.readouterr().err
+    assert f"JAX sees {jax.device_count()} device(s): give 1" in said
+    assert ("xla_force_host_platform_device_count" in said) == (jax.device_count() == 1)
+
+
 def test_the_command_quoted_names_only_what_differs_from_the_defaults(monkeypatch):
     monkeypatch.delenv("XLA_FLAGS", raising=False)
     args = bench.parse_args(["--models", "dae", "--chunks", "3", "--write", "x.md"])

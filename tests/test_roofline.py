@@ -141,6 +141,9 @@ def test_the_plot_tells_apart_rows_that_differ_in_convolution_or_dtype():
     assert [len(members) for members in series.values()] == [1, 2, 1, 1]  # its rate is drawn
     one_conv = [dict(r, conv="patches") for r in rows[:2]]
     assert list(roofline._series(one_conv)) == ["conv_ae"]
+    dense = {"model": "dense_ae", "conv": None, "compute_dtype": "bfloat16"}  # no convolutions
+    assert list(roofline._series([dense, rows[0], rows[1]])) == ["dense_ae", "conv_ae patches",
+                                                                  "conv_ae xla"]
 
 
 def test_the_plot_draws_every_row_s_rate_and_counts_the_rows_over_their_roof(tmp_path):
