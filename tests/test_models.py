@@ -950,3 +950,24 @@ def test_a_conditional_plain_autoencoders_samples_decode_each_image_with_its_cla
     assert as_a.shape == (3, *MNIST) and not np.allclose(as_a, as_b)  # the class is read
     with pytest.raises(ValueError, match="is conditional on the class: pass labels="):
         generation.perturbed_code_samples(model, state.params, inputs, key)
+
+
+def test_a_module_of_the_current_folder_is_recorded_by_its_file(tmp_path, monkeypatch):
+    """--config.model.name=my_models:Class run where my_models.py lies imports it through
+    the current folder: config.json names its file, so evaluate.py finds it from any
+    folder; a package's module keeps its name."""
+    import sys
+
+    from jaxae.training.workdir import recorded_config
+
+    (tmp_path / "cwd_models_for_test.py").write_text(
+        "from jaxae.models.autoencoders import DenseAE as Tiny\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as train.py puts the current folder
+    config = config_lib.base_config()
+    config.model.name = "cwd_models_for_test:Tiny"
+    build_lib.make_model(config, MNIST, 10)  # imports it
+    assert recorded_config(config).model.name == f"{tmp_path}/cwd_models_for_test.py:Tiny"
+    config.model.name = "jaxae.models.autoencoders:DenseAE"
+    assert recorded_config(config).model.name == "jaxae.models.autoencoders:DenseAE"
+    sys.modules.pop("cwd_models_for_test", None)

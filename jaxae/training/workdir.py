@@ -21,6 +21,7 @@ import platform
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -441,8 +442,9 @@ def mismatch_with_code(error: CheckpointMismatch, workdir: str,
 def _located_names(config: ml_collections.ConfigDict) -> dict[str, str]:
     """{section: name} of the model and task names as another process finds them, where
     that differs: a name a module of the user's registered as 'path/to/that_module.py:name'
-    (`registry.locatable_name`), a relative 'file.py:Class' made absolute (what train.py
-    records): a run trained from a script of one's own evaluates with evaluate.py."""
+    (`registry.locatable_name`), a relative 'file.py:Class' made absolute, a 'module:Class'
+    of a module in the current folder by its file (what train.py records): a run trained
+    from a script or a folder of one's own evaluates with evaluate.py from anywhere."""
     located = {}
     for section, registry in CODE_REGISTRIES:
         name = config[section].get("name")
@@ -451,9 +453,23 @@ def _located_names(config: ml_collections.ConfigDict) -> dict[str, str]:
         where, _, attribute = name.rpartition(":")
         if where.endswith(".py") and not os.path.isabs(where):
             located[section] = f"{os.path.abspath(where)}:{attribute}"
+        elif where and "." not in where and (file := _file_under_current_folder(where)):
+            located[section] = f"{file}:{attribute}"
         elif (found := locatable_name(registry, name)) != name:
             located[section] = found
     return located
+
+
+def _file_under_current_folder(module_name: str) -> str | None:
+    """The file of an imported top-level module that lies in the current folder (found there
+    because the entry points put it on the import path: from another folder its name imports
+    nothing); None for a module installed elsewhere, whose name imports it anywhere. (A
+    package's module, 'mypkg.models', keeps its name: its package is installed or on the
+    path.)"""
+    file = getattr(sys.modules.get(module_name), "__file__", None)
+    if file and os.path.abspath(file).startswith(os.path.join(os.getcwd(), "")):
+        return os.path.abspath(file)
+    return None
 
 
 def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
