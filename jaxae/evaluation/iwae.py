@@ -8,7 +8,7 @@ the bound tightens as k grows. Samples are drawn and decoded `chunk` at a time i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -74,6 +74,11 @@ def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: di
         raise ValueError(f"IWAE bounds weigh samples of q(z | x): {type(model).__name__} is not "
                          "a variational model (its variational is False): bound a VAE's "
                          "likelihood, and a plain autoencoder's reconstructions by their loss")
+    if isinstance(batches, Mapping) or not all(isinstance(b, Mapping) and "image" in b
+                                               for b in batches):
+        raise TypeError("iwae_bounds takes a list of batches, each a dict "
+                        '{"image": uint8 [B, H, W, C], "label": int [B]}: e.g. '
+                        "[b for _, b in jaxae.evaluation.metrics.padded_batches(split, 100)]")
     count = float(sum(np.sum(b["mask"]) if "mask" in b else len(b["image"]) for b in batches))
     out = {}
     with tqdm(total=len(sample_counts) * len(batches), desc="IWAE bounds", leave=False,
