@@ -66,8 +66,8 @@ def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
     trained at their own size are not its images: resizing them, the fix for a new run,
     would change the trained model, so the error says so. A data.path that is gone (a run's
     images moved) is named as the run's, with the fix."""
-    given = config.data.get("path")
-    if given and holds_run(workdir) and not os.path.exists(os.path.expanduser(given)):
+    given, trained = config.data.get("path"), holds_run(workdir)
+    if given and trained and not os.path.exists(os.path.expanduser(given)):
         recorded = os.path.abspath(os.path.expanduser(given)) == recorded_data_path(workdir)
         raise config_lib.ConfigError(
             f"config.data.path={given!r}"
@@ -76,9 +76,9 @@ def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
             "(they are checked to be the same images)")
     try:
         return load_data(config, data_key, check_fingerprint=functools.partial(
-            check_same_data, workdir, config.data), new_run=not holds_run(workdir))
+            check_same_data, workdir, config.data), new_run=not trained)
     except MixedImageSizes as error:
-        if not holds_run(workdir):
+        if not trained:
             raise  # a new run: --config.data.image_size is the fix
         saved, given = recorded_data_path(workdir), config.data.get("path")
         here = given and os.path.abspath(os.path.expanduser(given)) == saved
