@@ -33,6 +33,7 @@ from ml_collections import config_dict
 from jaxae import objectives
 from jaxae.data import DATASETS
 from jaxae.data.dataset import STREAMING_MODES, declared_paths
+from jaxae.data.folder import TEST_FRACTION
 from jaxae.data.splits import BINARIZATIONS, SUBSETS
 from jaxae.kernels import conv, precision
 from jaxae.keys import SEED_RANGE
@@ -195,6 +196,11 @@ RESUMABLE_FIELDS = (
 # "cosine" so is train.num_epochs, since the learning rate decays over the run's total steps.
 
 
+# Fields whose unset value (None) stands for a documented one: a run that set it and its
+# resume that leaves it unset (or the reverse) made the same choice
+UNSET_MEANS = {"data.test_fraction": TEST_FRACTION}
+
+
 def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
     """{'model.latent_dim': 10, 'seed': 0, ...} of a config's JSON form."""
     out = {}
@@ -221,6 +227,10 @@ def _differences(saved: dict, ours: dict) -> Iterator[tuple[str, object, object,
     model's fields with None: they are the model's own)."""
     defaults = _flat(json.loads(base_config().to_json_best_effort()))
     old, new = _flat(saved), _flat(ours)
+    for flat in (old, new):  # an unset field and its documented value are one choice
+        for path, meant in UNSET_MEANS.items():
+            if flat.get(path) is None and path in flat:
+                flat[path] = meant
     schedule = new.get("optim.schedule", "constant")
     order = {section: i for i, section in enumerate(("seed", *SECTIONS))}
     paths = sorted(old.keys() | new.keys(), key=lambda p: (

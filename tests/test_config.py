@@ -3,6 +3,7 @@ old flat names point to where they moved."""
 
 import glob
 import importlib
+import json
 import os
 import re
 
@@ -172,6 +173,20 @@ def test_a_suggested_batch_size_splits_over_the_devices():
         config_lib.check_batch_splits(32, 40, run_in="runs/a")
     with pytest.raises(config_lib.ConfigError, match="e.g. --config.train.batch_size=30$"):
         config_lib.check_batch_splits(32, 3)
+
+
+def test_a_test_fraction_left_unset_on_resume_is_the_share_it_stands_for():
+    """A folder run trained with --config.data.test_fraction=0.2 and resumed without it (or
+    the reverse) carved the same split: no run-defining change; another share is one."""
+    def config_json(fraction):
+        config = config_lib.base_config()
+        config.data.name, config.data.path, config.data.test_fraction = "folder", "/x", fraction
+        return json.loads(config.to_json_best_effort())
+
+    assert config_lib.run_differences(config_json(0.2), config_json(None)) == []
+    assert config_lib.run_differences(config_json(None), config_json(0.2)) == []
+    assert config_lib.run_differences(config_json(None), config_json(0.3)) == [
+        ("data.test_fraction", 0.2, 0.3)]
 
 
 def test_a_code_size_for_a_model_that_takes_none_is_refused_not_ignored():
