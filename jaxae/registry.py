@@ -331,6 +331,13 @@ def build(entry: Entry, options: Mapping[str, Any], provided: Mapping[str, Any] 
         if name in declared and name not in kwargs and \
                 declared[name].default is inspect.Parameter.empty:
             kwargs[name] = value
+    if missing := [name for name, p in declared.items()
+                   if p.default is inspect.Parameter.empty and name not in kwargs]:
+        them = "it" if len(missing) == 1 else "them"
+        named = getattr(getattr(entry, "func", entry), "__name__", "the entry")  # a partial's
+        raise TypeError(f"{named} needs {', '.join(missing)}, with no default: set {them} in "
+                        "the config file (a --config flag overrides only the fields a config "
+                        "file sets)")
     return entry(**kwargs)
 
 

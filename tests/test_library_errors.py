@@ -189,6 +189,19 @@ def test_iwae_bounds_name_batches_given_as_one_dict_or_an_image_array():
     assert np.isfinite(bounds([{"image": IMAGES}])[2])
 
 
+def test_a_field_without_a_default_left_unset_is_named_with_where_to_set_it():
+    from jaxae.registry import build as build_entry
+
+    class NeedsWidth(models.Autoencoder):
+        image_shape: tuple
+        width: int
+
+    with pytest.raises(TypeError, match=r"^NeedsWidth needs width, with no default: set it in "
+                                        r"the config file \(a --config flag overrides only"):
+        build_entry(NeedsWidth, {}, {"image_shape": MNIST})
+    assert build_entry(NeedsWidth, {"width": 3}, {"image_shape": MNIST}).width == 3
+
+
 def test_losses_refuse_arguments_of_two_shapes_rather_than_broadcast_them():
     batch = jnp.zeros((8, *MNIST))
     gaussian = functools.partial(losses.gaussian_log_likelihood, scale=0.1)
