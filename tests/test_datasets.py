@@ -290,7 +290,7 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys)
     make_image_folder(root)
     data = DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"),
                                   image_size=8, channels=3)
-    assert data.class_names == ("cat", "dog", "grey")
+    assert data.class_names == ("cat", "dog", "grey") and data.num_classes == 3
     assert data.train_images.shape == (12, 8, 8, 3) and data.test_images.shape == (3, 8, 8, 3)
     assert sorted(np.bincount(data.test_labels)) == [1, 1, 1]  # one in five per class
     grey = data.train_images[data.train_labels == 2]

@@ -72,6 +72,11 @@ class Dataset:
         return tuple(self.train_images.shape[1:])
 
     @property
+    def num_classes(self) -> int:
+        """The classes a model is built for (`build_model(..., num_classes=)`), as Splits'."""
+        return len(self.class_names)
+
+    @property
     def streamed(self) -> bool:
         """Whether the training images stay on disk, read batch by batch."""
         return is_lazy(self.train_images)
