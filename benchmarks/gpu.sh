@@ -85,15 +85,17 @@ WHEELS="ml-collections==1.1.0 tensorflow-datasets==4.9.10 array-record==0.8.6 dm
   importlib-resources==7.1.0 simple-parsing==0.1.9 tensorflow-metadata==1.21.0
   termcolor==3.3.0 toml==0.10.2 protobuf==7.36.2 six==1.17.0 wrapt==2.5.2"
 SOURCE_ONLY="promise==2.3"  # published as a source release alone: built into a wheel here
-# What those give, by import name: each is imported before any step, so a missing one is
-# named (TFDS imports its own lazily and would fail later, as "has no attribute 'core'")
-CARRIED="ml_collections, tensorflow_datasets.core, array_record, tree, docstring_parser,
-  google.protobuf, immutabledict, importlib_resources, promise, simple_parsing,
-  tensorflow_metadata, termcolor, toml, six, wrapt"
+# What those give, by import name (kept in step with WHEELS and SOURCE_ONLY): each is
+# imported before any step, so a missing one is named (TFDS imports its own lazily and
+# would fail later, as "has no attribute 'core'")
+CARRIED="ml_collections, tensorflow_datasets.core, array_record, tree, docstring_parser"
+CARRIED="$CARRIED, google.protobuf, immutabledict, importlib_resources, promise"
+CARRIED="$CARRIED, simple_parsing, tensorflow_metadata, termcolor, toml, six, wrapt"
 WHEEL_PYTHON=${WHEEL_PYTHON:-3.12}  # the GPU machine's Python, which the wheels are for
 
 if [ "${1:-}" = "--prepare" ]; then
   mkdir -p .whl
+  rm -f .whl/*.whl  # the wheels of one Python only: an earlier --prepare's may be another's
   for wheel in $WHEELS; do
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$WHEEL_PYTHON" \
       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
@@ -112,7 +114,8 @@ if [ "${1:-}" = "--prepare" ]; then
     echo "gpu.sh --prepare: no dataset-fashion-mnist package here: put the four IDX .gz files"\
          "in data/fashion-mnist/ yourself" >&2
   fi
-  ls -l .whl data/fashion-mnist 2>/dev/null || ls -l .whl
+  ls -l .whl
+  [ ! -d data/fashion-mnist ] || ls -l data/fashion-mnist
   exit 0
 fi
 
@@ -134,8 +137,12 @@ else
   if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
     made_for=$(cat .whl/PYTHON_VERSION 2>/dev/null || echo 3.12)
     here=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
+    if [ -z "$here" ]; then
+      echo "gpu.sh: $PY does not run: give PYTHON=<a Python $made_for with JAX for the GPU>" >&2
+      exit 1
+    fi
     if [ "$here" != "$made_for" ]; then
-      echo "gpu.sh: the wheels in .whl/ are for Python $made_for, $PY is ${here:-not Python}:" \
+      echo "gpu.sh: the wheels in .whl/ are for Python $made_for, $PY is $here:" \
            "rerun WHEEL_PYTHON=$here bash benchmarks/gpu.sh --prepare where there is a network" \
            "(or give PYTHON=<a Python $made_for>)" >&2
       exit 1
@@ -163,8 +170,8 @@ sys.exit(d.platform != "gpu")' || {
 fi
 # Every module the bench and its plots import, before any step: a missing one is named here,
 # not as every step's options being refused
-NEEDED="import $(echo $CARRIED), benchmarks.bench, benchmarks.roofline, matplotlib"
-NEEDED="$NEEDED, jaxae.evaluation.plots"
+NEEDED="import $CARRIED, benchmarks.bench, benchmarks.roofline, jaxae.evaluation.plots"
+NEEDED="$NEEDED, matplotlib"
 if ! failed=$("$PY" -c "$NEEDED" 2>&1); then
   echo "gpu.sh: $PY cannot run the bench: $(printf '%s\n' "$failed" | tail -1); install what" \
        "it lacks there (pip download it, as --prepare does its wheels, and carry .whl/)" >&2

@@ -358,12 +358,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
              f"config.seed={seed!r} must be an integer in [{SEED_RANGE[0]}, {SEED_RANGE[1]}] "
              "(the PRNG key holds 32 bits: larger seeds would repeat smaller ones)")
     # --config.model.name=OTHER keeps the file's other model fields: the fix replaces them all
-    model = _checked_entry(MODELS, config, "model", "name", BUILDER_OPTIONS,
-                           listed=settable_fields,
-                           fix="; if --config.model.name switched to it from another model's "
-                               "section, give the whole section instead: "
-                               "--config.model=\"{{'name': '{name}'}}\"")
-    _check_code_size_taken(config.model, model)
+    _checked_entry(MODELS, config, "model", "name", BUILDER_OPTIONS, listed=settable_fields,
+                   fix="; if --config.model.name switched to it from another model's "
+                       "section, give the whole section instead: "
+                       "--config.model=\"{{'name': '{name}'}}\"")
     if "init" in config.model:
         _choice(config, "model.init", SCHEMES)
     if "conv" in config.model:
@@ -423,15 +421,17 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
              f"config.data.channels={channels!r} must be 1 (grey) or 3 (RGB), or unset")
 
 
-def _check_code_size_taken(section: ml_collections.ConfigDict, model) -> None:
-    """A latent_dim other than the base config's, for a model that takes none (its code's
-    size follows from its other fields), would be ignored: the run would train another code
-    than the one asked for."""
-    default = base_config().model.latent_dim
+def check_new_run(config: ml_collections.ConfigDict) -> None:
+    """What `validate` leaves to a new run (a trained run's config.json is its record, read
+    as it is): a latent_dim other than the base config's, for a model that takes none (no
+    code, or one whose size follows from its other fields), would be ignored: the run would
+    train another code than the one asked for."""
+    section, default = config.model, base_config().model.latent_dim
+    model = _entry(MODELS, "model.name", section.name)
     if section.get("latent_dim", default) != default and "latent_dim" not in parameters(model):
         raise ConfigError(
             f"config.model.latent_dim={section.latent_dim!r} is set, but model "
-            f"{section.name!r} takes no latent_dim (its code's size follows from its fields: "
+            f"{section.name!r} takes no latent_dim (it has no code of a free size; its fields: "
             f"{', '.join(settable_fields(model))}): leave it unset, or choose a model that "
             "takes one")
 

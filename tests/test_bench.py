@@ -658,6 +658,10 @@ def test_the_gpu_script_refuses_wheels_made_for_another_python(tmp_path):
     assert done.stderr.startswith(
         f"gpu.sh: the wheels in .whl/ are for Python 3.99, {sys.executable} is {here}: rerun "
         f"WHEEL_PYTHON={here} bash benchmarks/gpu.sh --prepare"), done.stderr
+    done = subprocess.run(["bash", "benchmarks/gpu.sh"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env={**env, "PYTHON": str(tmp_path / "nope")})
+    assert done.returncode == 1 and done.stderr.startswith(
+        f"gpu.sh: {tmp_path / 'nope'} does not run: give PYTHON=<a Python 3.99"), done.stderr
 
 
 @pytest.mark.parametrize("steps, trained, said", [

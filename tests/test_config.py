@@ -189,19 +189,30 @@ def test_a_test_fraction_left_unset_on_resume_is_the_share_it_stands_for():
         ("data.test_fraction", 0.2, 0.3)]
 
 
-def test_a_code_size_for_a_model_that_takes_none_is_refused_not_ignored():
+def test_a_code_size_for_a_model_that_takes_none_is_refused_for_a_new_run(tiny_config,
+                                                                         tmp_path):
+    from jaxae.training.trainer import train_and_evaluate
+    from jaxae.training.workdir import load_run_config, write_run_files
+
     config = config_lib.base_config()
     config.model.name = "conv_ae"  # --config.model.name=conv_ae: its code is 4x4x8
-    config_lib.validate(config)  # the base config's latent_dim, untouched: nothing asked
+    config_lib.check_new_run(config)  # the base config's latent_dim, untouched: nothing asked
     config.model.latent_dim = 2
+    config_lib.validate(config)  # a run's record: read as it is
     with pytest.raises(config_lib.ConfigError) as caught:
-        config_lib.validate(config)
+        config_lib.check_new_run(config)
     assert str(caught.value) == (
-        "config.model.latent_dim=2 is set, but model 'conv_ae' takes no latent_dim (its "
-        "code's size follows from its fields: conv, features, init, width): leave it unset, "
-        "or choose a model that takes one")
+        "config.model.latent_dim=2 is set, but model 'conv_ae' takes no latent_dim (it has no "
+        "code of a free size; its fields: conv, features, init, width): leave it unset, or "
+        "choose a model that takes one")
+    with pytest.raises(config_lib.ConfigError, match="takes no latent_dim"):  # train.py's
+        train_and_evaluate(tiny_config(**{"model.name": "conv_ae", "model.latent_dim": 2}),
+                           str(tmp_path / "new"))
+    assert not (tmp_path / "new").exists()
+    write_run_files(str(tmp_path), config)  # a run trained before the check: evaluable
+    assert load_run_config(str(tmp_path), {}).model.latent_dim == 2
     config.model.name = "conv_vae"  # one that takes it
-    config_lib.validate(config)
+    config_lib.check_new_run(config)
 
 
 def test_a_field_the_named_model_lacks_lists_its_settable_fields_and_the_whole_section_fix():
