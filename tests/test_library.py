@@ -54,7 +54,7 @@ def test_the_own_loop_example_trains_to_train_pys_bits(tiny_config, tmp_path, ov
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
 
 
-def test_load_trained_gives_a_runs_model_and_parameters_whatever_optimiser_trained_them(
+def test_load_trained_gives_a_train_py_runs_model_and_parameters_whatever_its_optimiser(
         tiny_config, tmp_path):
     from jaxae.evaluation import generation
     from jaxae.evaluation.evaluate import load_trained

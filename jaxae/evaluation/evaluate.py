@@ -145,17 +145,18 @@ class TrainedRun:
 
 def load_trained(workdir: str, step: int | None = None,
                  overrides: dict[str, object] | None = None) -> TrainedRun:
-    """Reloads the run in `workdir` as evaluate.py does: its config.json, its images (checked
-    to be those it trained on), its model, task and objective, and the parameters of its
-    newest intact checkpoint (or of `step`), whatever optimiser trained them. `overrides`
-    change evaluation fields (OVERRIDABLE), and name a model or task file that moved.
+    """Reloads the train.py run in `workdir` as evaluate.py does: its config.json, its images
+    (checked to be those it trained on), its model, task and objective, and the parameters
+    of its newest intact checkpoint (or of `step`; the checkpoint's optimiser state is read
+    as the run's config names it, any optim.name). `overrides` change evaluation fields
+    (OVERRIDABLE), and name a model or task file that moved.
 
     Safe while the run trains in the workdir: the steps are listed when the checkpoint is
     picked, and a step deleted while it is read is not damage (the next newest is read).
     """
-    config, manager = _opened(workdir, step, overrides)
+    config, manager = _run_config_and_checkpoints(workdir, step, overrides)
     try:
-        return _restored(config, workdir, manager, step)
+        return _restore_run(config, workdir, manager, step)
     finally:
         manager.close()
 
@@ -167,14 +168,14 @@ def evaluate_workdir(workdir: str, step: int | None = None,
     `metrics.json` and the pictures that apply to its model into `out_dir` (default
     `eval_dir(workdir, step)`); returns the metrics. `overrides` change evaluation fields
     (OVERRIDABLE) of the run's config."""
-    config, manager = _opened(workdir, step, overrides)
+    config, manager = _run_config_and_checkpoints(workdir, step, overrides)
     out_dir = out_dir or eval_dir(workdir, step)
     created = not os.path.exists(out_dir)
     try:
         if step is not None:  # a step the run lacks is refused before its folder is made
             _check_step(workdir, manager, config, step)
         _writable_out_dir(out_dir)
-        run = _restored(config, workdir, manager, step)
+        run = _restore_run(config, workdir, manager, step)
         print(f"evaluating the checkpoint at step {run.step} of {workdir}", flush=True)
         return evaluate_state(run.config, run.model, run.task, run.objective, run.params,
                               run.data, run.step, out_dir)
@@ -187,8 +188,9 @@ def evaluate_workdir(workdir: str, step: int | None = None,
         manager.close()
 
 
-def _opened(workdir: str, step: int | None, overrides: dict[str, object] | None
-            ) -> tuple[ml_collections.ConfigDict, ocp.CheckpointManager]:
+def _run_config_and_checkpoints(workdir: str, step: int | None,
+                                overrides: dict[str, object] | None
+                                ) -> tuple[ml_collections.ConfigDict, ocp.CheckpointManager]:
     """The run's config (with `overrides`) and a read-only manager of its checkpoints, after
     the checks that need no data."""
     overrides = dict(overrides or {})
@@ -218,7 +220,7 @@ def _check_step(workdir: str, manager, config, step: int | None) -> None:
                                 f"{', '.join(map(str, available))}{kept}")
 
 
-def _restored(config, workdir: str, manager, step: int | None) -> TrainedRun:
+def _restore_run(config, workdir: str, manager, step: int | None) -> TrainedRun:
     _check_step(workdir, manager, config, step)
     keys = derive_keys(config.seed)
     config_lib.check_data_paths(config)
