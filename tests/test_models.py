@@ -952,22 +952,30 @@ def test_a_conditional_plain_autoencoders_samples_decode_each_image_with_its_cla
         generation.perturbed_code_samples(model, state.params, inputs, key)
 
 
-def test_a_module_of_the_current_folder_is_recorded_by_its_file(tmp_path, monkeypatch):
-    """--config.model.name=my_models:Class run where my_models.py lies imports it through
-    the current folder: config.json names its file, so evaluate.py finds it from any
-    folder; a package's module keeps its name."""
+def test_a_module_of_a_users_folder_is_recorded_by_its_file(tmp_path, monkeypatch):
+    """--config.model.name=my_models:Class imports my_models through a folder of the user's
+    (the current one, the config's): config.json names its file, so evaluate.py finds it
+    from any folder; an installed module, and a package's module, keep their names."""
+    import json
     import sys
 
     from jaxae.training.workdir import recorded_config
 
-    (tmp_path / "cwd_models_for_test.py").write_text(
-        "from jaxae.models.autoencoders import DenseAE as Tiny\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))  # as train.py puts the current folder
+    (tmp_path / "here").mkdir()
+    (tmp_path / "beside_config").mkdir()
+    for folder, module in (("here", "cwd_models_for_test"), ("beside_config",
+                                                             "config_models_for_test")):
+        (tmp_path / folder / f"{module}.py").write_text(
+            "from jaxae.models.autoencoders import DenseAE as Tiny\n")
+        monkeypatch.syspath_prepend(str(tmp_path / folder))  # as the entry points put them
+        monkeypatch.delitem(sys.modules, module, raising=False)  # undone after the test
+    monkeypatch.chdir(tmp_path / "here")
     config = config_lib.base_config()
-    config.model.name = "cwd_models_for_test:Tiny"
-    build_lib.make_model(config, MNIST, 10)  # imports it
-    assert recorded_config(config).model.name == f"{tmp_path}/cwd_models_for_test.py:Tiny"
-    config.model.name = "jaxae.models.autoencoders:DenseAE"
-    assert recorded_config(config).model.name == "jaxae.models.autoencoders:DenseAE"
-    sys.modules.pop("cwd_models_for_test", None)
+    for folder, module in (("here", "cwd_models_for_test"), ("beside_config",
+                                                             "config_models_for_test")):
+        config.model.name = f"{module}:Tiny"
+        build_lib.make_model(config, MNIST, 10)  # imports it
+        assert recorded_config(config).model.name == f"{tmp_path / folder / module}.py:Tiny"
+    for installed in ("jaxae.models.autoencoders:DenseAE", f"json:{json.JSONDecoder.__name__}"):
+        config.model.name = installed
+        assert recorded_config(config).model.name == installed

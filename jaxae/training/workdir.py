@@ -20,8 +20,10 @@ import os
 import platform
 import shutil
 import signal
+import site
 import socket
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -443,7 +445,7 @@ def _located_names(config: ml_collections.ConfigDict) -> dict[str, str]:
     """{section: name} of the model and task names as another process finds them, where
     that differs: a name a module of the user's registered as 'path/to/that_module.py:name'
     (`registry.locatable_name`), a relative 'file.py:Class' made absolute, a 'module:Class'
-    of a module in the current folder by its file (what train.py records): a run trained
+    of a module in a folder of the user's by its file (what train.py records): a run trained
     from a script or a folder of one's own evaluates with evaluate.py from anywhere."""
     located = {}
     for section, registry in CODE_REGISTRIES:
@@ -453,23 +455,37 @@ def _located_names(config: ml_collections.ConfigDict) -> dict[str, str]:
         where, _, attribute = name.rpartition(":")
         if where.endswith(".py") and not os.path.isabs(where):
             located[section] = f"{os.path.abspath(where)}:{attribute}"
-        elif where and "." not in where and (file := _file_under_current_folder(where)):
+        elif where and "." not in where and (file := _file_of_uninstalled_module(where)):
             located[section] = f"{file}:{attribute}"
         elif (found := locatable_name(registry, name)) != name:
             located[section] = found
     return located
 
 
-def _file_under_current_folder(module_name: str) -> str | None:
-    """The file of an imported top-level module that lies in the current folder (found there
-    because the entry points put it on the import path: from another folder its name imports
-    nothing); None for a module installed elsewhere, whose name imports it anywhere. (A
-    package's module, 'mypkg.models', keeps its name: its package is installed or on the
+def _file_of_uninstalled_module(module_name: str) -> str | None:
+    """The file of an imported top-level module found in a folder of the user's (the current
+    folder or the config's, which the entry points put on the import path, or $PYTHONPATH's):
+    from another folder its name imports nothing. None for a module installed in the
+    environment (its site-packages, the standard library), whose name imports it anywhere.
+    (A package's module, 'mypkg.models', keeps its name: its package is installed or on the
     path.)"""
     file = getattr(sys.modules.get(module_name), "__file__", None)
-    if file and os.path.abspath(file).startswith(os.path.join(os.getcwd(), "")):
-        return os.path.abspath(file)
-    return None
+    if not file:
+        return None
+    file = os.path.abspath(file)
+    package = os.path.basename(file) == "__init__.py"
+    folder = os.path.dirname(os.path.dirname(file) if package else file)
+    return None if os.path.realpath(folder) in _installed_folders() else file
+
+
+def _installed_folders() -> set[str]:
+    """The real paths of the environment's own module folders: site-packages (the
+    environment's and the user's) and the standard library's."""
+    paths = sysconfig.get_paths()
+    folders = [paths[k] for k in ("purelib", "platlib", "stdlib", "platstdlib") if k in paths]
+    with contextlib.suppress(AttributeError):  # a virtualenv's site may lack these
+        folders += [*site.getsitepackages(), site.getusersitepackages()]
+    return {os.path.realpath(f) for f in folders}
 
 
 def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
