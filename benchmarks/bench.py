@@ -183,6 +183,15 @@ def config_dtype(dtype: str) -> str:
     return "bfloat16" if dtype == "bfloat16" else "float32"
 
 
+def dtypes_here(dtypes: list[str]) -> tuple[list[str], str]:
+    """(the compute dtypes this device runs, the report's line on any left out): a CPU has
+    no TensorFloat-32, so "tf32" is left out there, said once on stdout and in the report."""
+    if jax.devices()[0].platform != "cpu" or "tf32" not in dtypes:
+        return list(dtypes), ""
+    print("# tf32: no TensorFloat-32 on a CPU; left out", flush=True)
+    return [d for d in dtypes if d != "tf32"], "tf32 left out: a CPU has no TensorFloat-32. "
+
+
 def matmul_precision(dtype: str) -> contextlib.AbstractContextManager:
     """The scope a bench dtype's programs are traced in: full float32 matmuls for
     "float32", TensorFloat-32 for "tf32" (on a CPU both are float32)."""
@@ -1078,28 +1087,24 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
     models = (args.models or ",".join(WORKLOADS)).split(",")
     steps_per_chunk = chunk_steps(args.steps_per_chunk)
     convs, dtypes = args.conv.split(","), (args.compute_dtype or "float32").split(",")
-    on_cpu = jax.devices()[0].platform == "cpu"
-    skipped = ""
-    if on_cpu and "tf32" in dtypes:
-        print("# tf32: no TensorFloat-32 on a CPU; those rows are skipped", flush=True)
-        dtypes = [d for d in dtypes if d != "tf32"]
-        skipped = "tf32 rows skipped: a CPU has no TensorFloat-32. "
+    dtypes, skipped = dtypes_here(dtypes)
     widths = [int(w) for w in args.widths.split(",")]
     if flat := [m for m in models if not WORKLOADS[m].uses_conv and widths != [1]]:
         print(f"# --widths widens the conv models only: {', '.join(flat)} run at width 1",
               flush=True)
     shapes = [(s, s, c) for s in map(int, args.image_sizes.split(","))
               for c in map(int, args.channels.split(","))]
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     data = BenchData(args.data, args.tfds_dir)
-    if FASHION_SHAPE in shapes:  # Fashion-MNIST that does not load: said before any row
-        data.arrays(FASHION_SHAPE, int(args.batch_sizes.split(",")[0]))
+    if FASHION_SHAPE in shapes and args.data != "random":  # one that does not load: said
+        data.arrays(FASHION_SHAPE, batch_sizes[0])  # before any row is measured
     rows, sources = [], {}
     devices = args.devices  # as train.py: every device, by default (parse_args)
     peer_failed = []  # the peer's failure, once: the rows after it are measured without it
 
     def measure() -> None:  # appends each workload's row as it is measured
         for shape in shapes:
-            for batch_size in map(int, args.batch_sizes.split(",")):
+            for batch_size in batch_sizes:
                 arrays, source = data.arrays(shape, batch_size)
                 sources["x".join(map(str, shape))] = source
                 epoch_images = None if source == "Fashion-MNIST" else EPOCH_IMAGES

@@ -92,11 +92,7 @@ def run(args: argparse.Namespace) -> str:
         raise SystemExit(f"--mode precision: no lesson config for {', '.join(unknown)}")
     requested = (args.compute_dtype or ",".join(bench.DTYPES)).split(",")  # default: all
     dtypes = ["float32", *[d for d in requested if d != "float32"]]
-    skipped = ""
-    if jax.devices()[0].platform == "cpu" and "tf32" in dtypes:
-        print("# tf32: no TensorFloat-32 on a CPU; left out", flush=True)
-        dtypes.remove("tf32")
-        skipped = "tf32 left out: a CPU has no TensorFloat-32. "
+    dtypes, skipped = bench.dtypes_here(dtypes)
     data = bench.BenchData(args.data, args.tfds_dir)
     arrays, _ = data.arrays(bench.FASHION_SHAPE, bench.TRAIN_BATCH)
     steps_per_chunk = bench.chunk_steps(args.steps_per_chunk)

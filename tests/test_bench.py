@@ -262,8 +262,9 @@ def test_the_command_quoted_names_only_what_differs_from_the_defaults(monkeypatc
     assert bench.command_line(args) == "python -m benchmarks.bench --models=dae --chunks=3"
     # split over devices the flags made: both said, or the command reruns on one device
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-    args.devices = 2
-    assert bench.command_line(args) == (
+    monkeypatch.setattr(jax, "device_count", lambda: 2)  # the default: all JAX sees
+    args = bench.parse_args(["--models", "dae", "--chunks", "3", "--write", "x.md"])
+    assert args.devices == 2 and bench.command_line(args) == (
         "XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m benchmarks.bench "
         "--models=dae --devices=2 --chunks=3")
 
@@ -629,9 +630,10 @@ def test_a_run_of_the_gpu_script_checks_every_step_s_options_before_running_any(
     assert "== gpu.sh: epoch (at" not in done.stderr and not (tmp_path / "report.md").read_text()
 
 
-def test_the_gpu_script_without_fashion_mnist_skips_only_the_precision_step(tmp_path):
-    """Fashion-MNIST that does not load leaves the speed steps on random pixels and skips
-    the precision matrix: said so, not taken for a step whose options were refused."""
+def test_the_gpu_script_without_fashion_mnist_reports_precision_skipped_not_refused(tmp_path):
+    """Fashion-MNIST that does not load skips the precision matrix (the speed steps use
+    random pixels): said so, and not taken for a step whose options the bench refused,
+    which would stop every step."""
     done = run_gpu_script(tmp_path, DRY_RUN="1", PARSE_ONLY="0", ONLY="precision",
                           JAXAE_FASHION_MNIST_DIR=str(tmp_path / "nowhere"),
                           TFDS_DATA_DIR=str(tmp_path / "tfds"))
@@ -700,6 +702,35 @@ def test_fashion_mnist_that_does_not_load_is_one_line_naming_the_bench_s_options
         bench.throughput(bench.parse_args(["--models", "dense_ae", "--image-sizes", "32,28",
                                            "--no-roofs"]))
     assert measured == []
+
+
+def test_a_split_run_says_what_is_per_device_and_a_cpu_run_what_it_left_out(monkeypatch):
+    monkeypatch.setattr(bench, "bench_model", lambda model, batch, *a, **k:
+                        measured_row(model, batch))
+    args = bench.parse_args(["--models", "dense_ae", "--no-roofs", "--data", "random",
+                             "--compute-dtype", "float32,tf32"])
+    text, _ = bench.throughput(args)
+    assert text.startswith("tf32 left out: a CPU has no TensorFloat-32. Data: ")
+    assert "split over" not in text
+    args.devices = 2  # as --devices 2 where JAX sees two
+    text, _ = bench.throughput(args)
+    assert ("Each batch split over 2 devices: FLOPs, bytes and step memory are the whole "
+            "batch's") in text
+
+
+def test_the_precision_matrix_times_steps_over_every_device_as_it_trains(monkeypatch):
+    from benchmarks import precision_matrix
+
+    timed = []
+    monkeypatch.setattr(bench, "bench_model", lambda model, batch, *a, **k:
+                        timed.append(k["devices"]) or measured_row(model, batch))
+    monkeypatch.setattr(precision_matrix, "train_figure", lambda *args: (0.3, 1))
+    args = bench.parse_args(["--mode", "precision", "--models", "dense_ae", "--data", "random",
+                             "--compute-dtype", "float32,tf32,bfloat16", "--no-roofs"])
+    text = precision_matrix.run(args)
+    assert timed == [jax.device_count()] * 2  # float32 and bfloat16; tf32 left out on a CPU
+    assert text.startswith("tf32 left out: a CPU has no TensorFloat-32. Seed 0, batch 128 "
+                           "over every device")
 
 
 def test_a_peer_that_fails_midway_leaves_the_rows_measured_and_says_so(monkeypatch, capsys):
