@@ -175,16 +175,18 @@ def test_the_steps_name_a_conditional_models_missing_labels():
     assert np.isfinite(float(metrics["loss"]))
 
 
-def test_iwae_bounds_name_batches_given_as_one_dict_or_an_image_array():
+def test_iwae_bounds_name_batches_given_as_anything_but_a_list_of_dicts():
     from jaxae.evaluation import iwae
 
     model = models.build_model({"name": "vae", "latent_dim": 2}, image_shape=MNIST)
     params = steps.init_params(model, MNIST, jax.random.key(0))
     bounds = functools.partial(iwae.iwae_bounds, model, Reconstruct(), objectives.Bernoulli(),
                                params, key=jax.random.key(1), sample_counts=(2,))
-    for wrong in ({"image": IMAGES}, IMAGES):
+    for wrong, said in (({"image": IMAGES}, "a dict"), (IMAGES, "an array"),
+                        (iter([{"image": IMAGES}]), "a list_iterator"),
+                        ([IMAGES], "a list of ndarray")):
         with pytest.raises(TypeError, match=r"^iwae_bounds takes a list of batches, each a "
-                                            r"dict \{\"image\""):
+                                            r"dict \{\"image\": .*\}, not " + said + ": e.g."):
             bounds(wrong)
     assert np.isfinite(bounds([{"image": IMAGES}])[2])
 

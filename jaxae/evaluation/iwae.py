@@ -62,6 +62,16 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
     return iwae_step
 
 
+def _described(batches: object) -> str:
+    """What was given for the batches, in words: "a dict", "an array", "a list of arrays"."""
+    if hasattr(batches, "shape"):
+        return "an array"
+    what = f"a {type(batches).__name__}"
+    if isinstance(batches, Sequence) and batches:
+        return f"{what} of {type(batches[0]).__name__}"
+    return what
+
+
 def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: dict,
                 batches: list[dict], key: jax.Array, sample_counts: Sequence[int],
                 chunk: int = 50, progress: bool | None = None) -> dict[int, float]:
@@ -74,11 +84,12 @@ def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: di
         raise ValueError(f"IWAE bounds weigh samples of q(z | x): {type(model).__name__} is not "
                          "a variational model (its variational is False): bound a VAE's "
                          "likelihood, and a plain autoencoder's reconstructions by their loss")
-    if isinstance(batches, Mapping) or not all(isinstance(b, Mapping) and "image" in b
-                                               for b in batches):
+    if not isinstance(batches, Sequence) or not all(isinstance(b, Mapping) and "image" in b
+                                                    for b in batches):
         raise TypeError("iwae_bounds takes a list of batches, each a dict "
-                        '{"image": uint8 [B, H, W, C], "label": int [B]}: e.g. '
-                        "[b for _, b in jaxae.evaluation.metrics.padded_batches(split, 100)]")
+                        '{"image": uint8 [B, H, W, C], "label": int [B]}, not '
+                        f"{_described(batches)}: e.g. [b for _, b in "
+                        "jaxae.evaluation.metrics.padded_batches(split, 100)]")
     count = float(sum(np.sum(b["mask"]) if "mask" in b else len(b["image"]) for b in batches))
     out = {}
     with tqdm(total=len(sample_counts) * len(batches), desc="IWAE bounds", leave=False,
