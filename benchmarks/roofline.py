@@ -268,11 +268,11 @@ def plot(rows: list[dict], path: str, title: str) -> int:
         for bound, fill in (("compute", color), ("memory", "none")):
             for counted in ("host", "device"):
                 points = [(r, f) for r, f, b, c in drawn if b == bound and c == counted]
-                if points:
+                if points:  # by the device's bytes: hollow and dotted, whatever binds
                     roof_axes.scatter(
                         [r["flops_per_step"] for r, _ in points], [100 * f for _, f in points],
-                        marker=marker, facecolors=fill, edgecolors=color,
-                        linestyle="-" if counted == "host" else ":",
+                        marker=marker, facecolors=fill if counted == "host" else "none",
+                        edgecolors=color, linestyle="-" if counted == "host" else ":",
                         label=f"{name} ({bound}-bound"
                               + (", the device's bytes)" if counted == "device" else ")"))
         offset = (3, 3 + 7 * (index % 3))  # series at the same FLOPs: labels one above another
@@ -301,8 +301,8 @@ def plot(rows: list[dict], path: str, title: str) -> int:
                        "so their bytes or a roof were mismeasured",
                        transform=roof_axes.transAxes, va="top", fontsize=7)
     if any(roof_point(r) and roof_point(r)[2] == "device" for r in rows):
-        roof_axes.text(0.02, 0.90, "dotted: over the roof by the host program's bytes, drawn "
-                       "by the device program's (a lower bound on its traffic)",
+        roof_axes.text(0.02, 0.90, "hollow, dotted: over the roof by the host program's "
+                       "bytes, drawn by the device program's (a lower bound on its traffic)",
                        transform=roof_axes.transAxes, va="top", fontsize=7)
     rate_axes.set_yscale("log")
     rate_axes.set_ylabel("achieved GFLOP/s")
@@ -329,7 +329,7 @@ def plot(rows: list[dict], path: str, title: str) -> int:
     return sum(bool(roof_point(r)) for r in rows)
 
 
-def roof_point(row: dict) -> tuple[float, str, str] | None:
+def roof_point(row: dict) -> tuple[float, str | None, str] | None:
     """(fraction of the roof, the bound, "host" or "device") that the plot draws for a row:
     its fraction by the host program's bytes, else, where that came out over the roof, by
     the device program's own (a GPU's fusions move fewer bytes); None where it has neither."""

@@ -73,7 +73,13 @@ class Registry:
     def own(self, name: str) -> bool:
         """Whether `name` is one of jaxae's own entries (registered by a jaxae module)."""
         origin = self.origin(name)
-        return name in self._entries and (origin == "jaxae" or origin.startswith("jaxae."))
+        return name in self._entries and _is_jaxae_module(origin)
+
+    @staticmethod
+    def defined_by_jaxae(entry: Entry) -> bool:
+        """Whether `entry` (a class or function, or a partial of one) is jaxae's own code,
+        however it was named ('jaxae.models.autoencoders:DenseAE' as well as 'dense_ae')."""
+        return _is_jaxae_module(getattr(getattr(entry, "func", entry), "__module__", "") or "")
 
     def get(self, name: str) -> Entry:
         """The entry registered as `name`, or the object `module:attribute` / `file.py:attribute`
@@ -101,6 +107,10 @@ class Registry:
                          and callable(v) and getattr(v, "__module__", None) == module.__name__)
         raise RegistryError(f"{self.kind} {name!r}: {where} defines no {attribute!r}; it "
                             f"defines {', '.join(defined) or 'no class or function'}")
+
+
+def _is_jaxae_module(module: str) -> bool:
+    return module == "jaxae" or module.startswith("jaxae.")
 
 
 def display_name(name: str) -> str:

@@ -621,7 +621,10 @@ def test_a_fresh_run_of_a_users_model_says_the_scheme_replaces_its_initialisers(
 
     (tmp_path / "small_models.py").write_text(USER_AE)
     name = f"{tmp_path / 'small_models.py'}:SmallAE"
-    assert build.init_scheme_note(config_lib.base_config()) is None  # jaxae's own dense_ae
+    config = config_lib.base_config()
+    assert build.init_scheme_note(config) is None  # jaxae's own dense_ae
+    config.model.name = "jaxae.models.autoencoders:DenseAE"  # the same class, by its module
+    assert build.init_scheme_note(config) is None
     for scheme, bias in (("glorot", 0.0), ("lecun", -3.0)):
         state = train_and_evaluate(tiny_config(**{
             "model": {"name": name, "latent_dim": 4, "init": scheme},
