@@ -75,7 +75,9 @@ def base_config() -> ml_collections.ConfigDict:
         "val_size": 0,  # images carved (deterministically) from the training split
         "binarize": "none",  # Bernoulli targets: "static" (one fixed draw) or "dynamic"
         "streaming": "auto",  # "memory", "stream" (Grain), or "auto": stream what exceeds
-        "memory_budget_mb": 2048,  # the device memory the training images may take
+        # the device memory the training images may take: whole, or else a streamed chunk
+        # of batches at a time (one batch at least)
+        "memory_budget_mb": 2048,
     })
     c.task = ml_collections.ConfigDict({
         "name": "reconstruct",  # "reconstruct", "denoise" or "superresolve" (jaxae.tasks)

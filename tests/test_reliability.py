@@ -322,6 +322,21 @@ def test_a_stop_as_the_first_chunk_is_set_up_saves_no_untrained_checkpoint(tiny_
 # ---------------------------------------------------------------------------- refused early
 
 
+def test_memory_too_small_for_the_images_names_them_and_streaming(tiny_config, tmp_path,
+                                                                    monkeypatch, capsys):
+    from jaxae.training import memory
+
+    monkeypatch.setattr(memory, "available_bytes",
+                        lambda device: (600 * 2**10, "a simulated device"))
+    assert cli_run(train_and_evaluate, tiny_config(), str(tmp_path / "run")) == 1
+    [line] = lines_of(capsys.readouterr().err)
+    assert line.startswith("error: the dense_ae model's state (16,474 parameters, ")
+    assert line.endswith("and the training images, held in device memory (394.0 KiB): that "
+                         "needs at least 715.8 KiB, more than the 600.0 KiB of a simulated "
+                         "device: stream them from disk: --config.data.streaming=stream"), line
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("fault, overrides, words", [
     ("checkpoints is a file", {}, "/checkpoints is a file, not a folder: a run writes a folder "
                                   "there; move it away, or pass another --workdir"),
@@ -332,8 +347,9 @@ def test_a_stop_as_the_first_chunk_is_set_up_saves_no_untrained_checkpoint(tiny_
      "config.data.train_size=60001 is more than the 60000 images of fashion_mnist's training "
      "split: use at most 60000, or leave it unset for all of them"),
     ("a model the memory cannot hold", {"model.latent_dim": 10_000_000},
-     "the dense_ae model has 15,690,000,784 parameters: that needs at least 292.2 GiB, more "
-     "than the"),
+     "the dense_ae model's state (15,690,000,784 parameters, 292.2 GiB) and the training "
+     "images, held in device memory (394.0 KiB): that needs at least 292.2 GiB, more than "
+     "the"),
 ])
 def test_refused_before_anything_is_placed_on_a_device(fault, overrides, words, tiny_config,
                                                        tmp_path, capsys):

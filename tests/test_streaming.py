@@ -257,6 +257,43 @@ def test_a_streamed_run_trains_bitwise_like_the_in_memory_one_and_resumes(tiny_c
         assert _read_metrics(tmp_path / "memory") == _read_metrics(workdir)
 
 
+def test_a_streamed_chunk_stays_within_the_memory_budget_with_the_same_bits(
+        tiny_config, tmp_path, monkeypatch) -> None:
+    """data.memory_budget_mb bounds what a streamed chunk sends to the device (it sent a
+    chunk up to the next log point, whatever the budget): chunks of 3 batches here, and
+    the run's bits as the in-memory one's."""
+    from types import SimpleNamespace
+
+    from jaxae.training import trainer
+
+    config = tiny_config(**{"data.streaming": "memory", "train.num_epochs": 1})
+    memory_state = train_and_evaluate(config, str(tmp_path / "memory"))
+    config.data.streaming = "stream"
+    sent = []
+    real_next_chunk = streaming.BatchIterator.next_chunk
+
+    def next_chunk(self, count, pad_to=None):
+        sent.append(count)
+        return real_next_chunk(self, count, pad_to=pad_to)
+
+    monkeypatch.setattr(streaming.BatchIterator, "next_chunk", next_chunk)
+    monkeypatch.setattr(trainer, "streamed_chunk_steps", lambda config, data: 3)
+    streamed_state = train_and_evaluate(config, str(tmp_path / "stream"))
+    assert sent == [3, 3, 2, 3, 3, 2]  # 16 steps, a log point every 8
+    for a, b in zip(_params(memory_state), _params(streamed_state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert _read_metrics(tmp_path / "memory") == _read_metrics(tmp_path / "stream")
+    # the steps a budget holds: a batch of 256 images of 28x28x1 and labels is 201,728 bytes
+    monkeypatch.undo()
+    data = SimpleNamespace(train=range(60_000), image_shape=(28, 28, 1))
+    config.train.batch_size, config.train.log_every_steps = 256, 8
+    assert trainer.streamed_chunk_steps(config, data) == 8  # the log point binds
+    config.data.memory_budget_mb = 1
+    assert trainer.streamed_chunk_steps(config, data) == 5  # 1 MiB holds five
+    config.train.batch_size = 2048  # more than 1 MiB: one at a time
+    assert trainer.streamed_chunk_steps(config, data) == 1
+
+
 def test_a_finished_streamed_run_resumed_with_fewer_epochs_says_so_and_trains_nothing(
         tiny_config, tmp_path, capsys) -> None:
     config = tiny_config(**{"data.streaming": "stream", "train.num_epochs": 2})

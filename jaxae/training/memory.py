@@ -70,11 +70,19 @@ def state_size(state_shapes: Any) -> tuple[int, int]:
     return count, 3 * tree_bytes(params) + tree_bytes(opt_state)
 
 
+def size_text(count: int) -> str:
+    """Bytes as a person reads them: "292.2 GiB", "46.9 MiB", "12.0 KiB"."""
+    for unit, power in (("GiB", 30), ("MiB", 20)):
+        if count >= 2**power:
+            return f"{count / 2**power:,.1f} {unit}"
+    return f"{count / 2**10:,.1f} KiB"
+
+
 def check_fits(needed: int, what: str, fix: str, device: jax.Device | None = None) -> None:
     """Raises ConfigError (one line: `what`, the figures, `fix`) when `needed` bytes exceed
     the memory available on `device` (default: this process's first device)."""
     device = device or jax.local_devices()[0]
     free, where = available_bytes(device)
     if free is not None and needed > free:
-        raise ConfigError(f"{what}: that needs at least {needed / 2**30:.1f} GiB, more than "
-                          f"the {max(free, 0) / 2**30:.1f} GiB of {where}: {fix}")
+        raise ConfigError(f"{what}: that needs at least {size_text(needed)}, more than the "
+                          f"{size_text(max(free, 0))} of {where}: {fix}")

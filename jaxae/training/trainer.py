@@ -234,20 +234,44 @@ def _check_position(position: dict, num_examples: int, batch_size: int, step: in
             "train_size, data.val_size), or train in a new --workdir")
 
 
+def _batch_bytes(config: ml_collections.ConfigDict, data: Splits) -> int:
+    """A training batch's images and labels, as a chunk sends them to the device."""
+    return config.train.batch_size * (math.prod(data.image_shape) + 4)
+
+
+def streamed_chunk_steps(config: ml_collections.ConfigDict, data: Splits) -> int:
+    """The batches a streamed chunk sends to the device at once: up to a log point, and as
+    many as data.memory_budget_mb holds (one at least: a larger batch is said as the run
+    starts); the bits do not depend on it."""
+    budget = config.data.memory_budget_mb * 2**20
+    return max(1, min(config.train.log_every_steps, len(data.train) // config.train.batch_size,
+                      budget // _batch_bytes(config, data)))
+
+
 def _check_memory(config: ml_collections.ConfigDict, like, data: Splits) -> None:
-    """The state, a gradient and an update, and the training images, against the memory of
-    this process's first device: before anything is placed on it."""
-    count, needed = memory.state_size(like)
+    """The state, a gradient and an update, and the training images (or a streamed chunk
+    of them), against the memory of this process's first device: before anything is placed
+    on it. The one-line refusal names what takes the most, and its fix."""
+    count, state_bytes = memory.state_size(like)
     if data.streamed:  # a chunk of batches at a time is on the device
-        chunk = min(config.train.log_every_steps, len(data.train) // config.train.batch_size)
-        needed += chunk * config.train.batch_size * (math.prod(data.image_shape) + 4)
+        steps = streamed_chunk_steps(config, data)
+        data_bytes = steps * _batch_bytes(config, data)
+        images = f"a streamed chunk of {steps} batch{'es' * (steps > 1)}"
+        data_fix = ("lower --config.data.memory_budget_mb (a streamed chunk stays within it, "
+                    f"now {config.data.memory_budget_mb}) or --config.train.batch_size")
     else:  # the training images and labels, placed on the device whole
-        needed += data.train.images.nbytes + data.train.labels.nbytes
+        data_bytes = data.train.images.nbytes + data.train.labels.nbytes
+        images = "the training images, held in device memory"
+        data_fix = "stream them from disk: --config.data.streaming=stream"
     latent = config.model.get("latent_dim")
-    fix = (f"lower --config.model.latent_dim (now {latent})" if latent is not None
-           else "make the model smaller (config.model)")
+    model_fix = (f"lower --config.model.latent_dim (now {latent})" if latent is not None
+                 else "make the model smaller (config.model)")
     name = display_name(config.model.name)
-    memory.check_fits(needed, f"the {name} model has {count:,} parameters", fix)
+    memory.check_fits(
+        state_bytes + data_bytes,
+        f"the {name} model's state ({count:,} parameters, {memory.size_text(state_bytes)}) and "
+        f"{images} ({memory.size_text(data_bytes)})",
+        data_fix if data_bytes > state_bytes else model_fix)
 
 
 @contextlib.contextmanager
@@ -681,6 +705,13 @@ def _train_loop(run: _Run, state: steps.TrainState, position: dict | None
     train_config = run.config.train
     max_steps = min(train_config.log_every_steps, run.steps_per_epoch)  # steps per chunk, at most
     step = int(state.step)
+    if run.data.streamed:  # a chunk on the device within data.memory_budget_mb
+        max_steps = min(max_steps, streamed_chunk_steps(run.config, run.data))
+        batch, budget = _batch_bytes(run.config, run.data), run.config.data.memory_budget_mb
+        if run.main and step < run.total_steps and batch > budget * 2**20:
+            print(f"note: one batch ({memory.size_text(batch)}) is more than "
+                  f"data.memory_budget_mb={budget}: it is streamed a batch at a time",
+                  flush=True)
     faults = _Faults(run.config, run.objective, run.manager, step + 1)
     if step >= run.total_steps:  # a finished run, rerun: no batch to place or stream
         source = _NoBatches()
@@ -774,7 +805,8 @@ def _epochs(run: _Run, state: steps.TrainState,
         bar = tqdm(desc=f"epoch {epoch + 1}/{train_config.num_epochs}", initial=first,
                    total=steps_per_epoch, leave=False, disable=None if main else True)
         while step < epoch_end and not (stopped := run.stop_requested()):
-            end = _chunk_end(step, epoch_end, stop_at, config, evaluations.next_after(step))
+            end = min(_chunk_end(step, epoch_end, stop_at, config, evaluations.next_after(step)),
+                      step + max_steps)  # a streamed chunk within the memory budget
             arrays, order, first_index = source.chunk(step, end - step)
             state, metrics = train_chunk(state, arrays, order, first_index, train_key,
                                          end - step)
