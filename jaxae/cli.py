@@ -121,18 +121,32 @@ def _finish(finish_pending_saves: Callable[[], list]) -> None:
         print(f"warning: {failed}", file=sys.stderr, flush=True)
 
 
+def _is_orbax_writer(thread: threading.Thread | None) -> bool:
+    return thread is not None and (type(thread).__module__.startswith("orbax")
+                                   or "orbax" in thread.name.lower()
+                                   or thread.name in ("async_save", "save_finalize"))
+
+
 def _orbax_writer_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate()
             if t.is_alive() and not t.daemon and t is not threading.current_thread()
-            and (type(t).__module__.startswith("orbax") or "orbax" in t.name.lower()
-                 or t.name in ("async_save", "save_finalize"))]
+            and _is_orbax_writer(t)]
+
+
+def _quiet_writer_errors(args: threading.ExceptHookArgs) -> None:
+    """threading.excepthook once the run's error line is out: a writer thread's own failure
+    (the same full disk, say) is that error's, not a second traceback."""
+    if not _is_orbax_writer(args.thread):
+        threading.__excepthook__(args)
 
 
 def exit_now_if_stuck(code: int, grace_s: float = WRITER_GRACE_S) -> None:
     """Exits at once (os._exit) if Orbax writer threads are still alive after `grace_s`:
     Python would otherwise wait for them at exit (a write blocked in a hung file system).
-    The error line is printed and flushed first; the checkpoints on disk are complete
-    (a half-written one is a temporary folder the next start removes)."""
+    The error line is printed and flushed first, so a writer thread failing meanwhile
+    prints nothing more; the checkpoints on disk are complete (a half-written one is a
+    temporary folder the next start removes)."""
+    threading.excepthook = _quiet_writer_errors
     deadline = time.monotonic() + grace_s
     for thread in _orbax_writer_threads():
         thread.join(max(0.0, deadline - time.monotonic()))

@@ -517,3 +517,28 @@ def test_a_leading_tilde_in_a_path_is_the_home_folder(tmp_path, monkeypatch):
     run_config = config_lib.base_config()
     evaluate.apply_overrides(run_config, {"data.tfds_dir": "~/moved", "eval.num_images": 4})
     assert run_config.data.tfds_dir == f"{tmp_path}/moved"
+
+
+def test_a_writer_thread_failing_after_the_error_line_prints_no_traceback():
+    """A full disk fails the run (its one error line) and Orbax's writer thread with it: the
+    thread's own failure, as the process waits for it, is not a second traceback; another
+    thread's still is."""
+    script = textwrap.dedent("""
+        import threading, time
+        from jaxae import cli
+
+        def fail(what):
+            time.sleep(0.2)
+            raise ValueError(what)
+
+        other = threading.Thread(target=fail, args=("not a writer's",), name="worker")
+        other.start()
+        threading.Thread(target=fail, args=("RESOURCE_EXHAUSTED: writing",),
+                         name="async_save").start()
+        cli.exit_now_if_stuck(1, grace_s=10)
+        other.join()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert "RESOURCE_EXHAUSTED" not in done.stderr and "not a writer's" in done.stderr, \
+        done.stderr

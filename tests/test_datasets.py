@@ -285,6 +285,22 @@ def make_image_folder(root: Path, n_per_class: int = 5, seed: int = 0) -> None:
     (root / "README.txt").write_text("not an image")
 
 
+def test_a_disk_that_fills_while_a_set_is_prepared_is_one_line(tmp_path, monkeypatch):
+    from jaxae.data import records
+
+    def full(self, *args, **kwargs):
+        raise RuntimeError('Failed to finalize writing of split "train": write() failed: No '
+                           "space left on device")
+
+    monkeypatch.setattr(records.JaxaeBuilder, "download_and_prepare", full)
+    make_image_folder(tmp_path / "pets")
+    with pytest.raises(DataError) as excinfo:
+        DATASETS.get("folder")(path=str(tmp_path / "pets"), tfds_dir=str(tmp_path / "tfds"),
+                               image_size=8)
+    one_line(excinfo, "could not be prepared into", "no space left on the device: free space "
+             "there, or pass --config.data.tfds_dir on a disk with room, and rerun")
+
+
 def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys) -> None:
     root = tmp_path / "pets"
     make_image_folder(root)

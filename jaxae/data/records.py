@@ -13,6 +13,7 @@ than the memory budget is streamed (`jaxae.data.streaming`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -244,6 +245,25 @@ def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None
     except PermissionError as e:
         raise DataError(f"{what} cannot be written into {builder.data_path} ({e.strerror}): "
                         "pass a writable --config.data.tfds_dir") from None
+    except (OSError, RuntimeError) as e:  # array_record's writer raises RuntimeError
+        if not _is_disk_full(e):
+            raise
+        raise DataError(f"{what} could not be prepared into {builder.data_path}: no space left "
+                        "on the device: free space there, or pass --config.data.tfds_dir on a "
+                        "disk with room, and rerun") from None
+
+
+def _is_disk_full(error: BaseException | None) -> bool:
+    """Whether `error` (or one it was raised from) is a full disk's: ENOSPC, or a writer's
+    message of it."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if getattr(error, "errno", None) == errno.ENOSPC or \
+                "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 @contextlib.contextmanager
