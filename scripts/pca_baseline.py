@@ -28,6 +28,8 @@ from jaxae.evaluation import pca
 from jaxae.keys import derive_keys
 from jaxae.training.workdir import load_run_config
 
+FIT_BYTES = 2**30  # the training pixels PCA is fitted on (float32), by default at most
+
 
 def code_size(config: ml_collections.ConfigDict, image_shape: tuple[int, ...],
               num_classes: int) -> int:
@@ -55,16 +57,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--k", type=int, action="append",
                         help="components (default: the model's code size); may repeat")
+    parser.add_argument("--train-images", type=int, default=None, metavar="N",
+                        help="fit on the first N training images (default: as many as fit "
+                             "1 GiB as float32: every one of a set that fits in memory)")
     args = parser.parse_args(argv)
     if args.k and min(args.k) < 1:
         parser.error(f"--k={min(args.k)}: give a number of components of 1 or more")
+    if args.train_images is not None and args.train_images < 2:
+        parser.error(f"--train-images={args.train_images}: give 2 or more")
     try:
         config = load_run_config(args.workdir)
         data = build.load_data(config, derive_keys(config.seed).data)
     except (ConfigError, DataError, OSError) as e:
         sys.exit(f"error: {e}")
     sizes = args.k or [code_size(config, data.image_shape, data.num_classes)]
-    train = np.asarray(data.train.images)
+    pixels = int(np.prod(data.image_shape))
+    count = min(len(data.train), args.train_images or max(2, FIT_BYTES // (4 * pixels)))
+    if count < len(data.train):
+        print(f"# PCA fitted on the first {count:,} of {len(data.train):,} training images",
+              flush=True)
+    train = np.asarray(data.train.images[:count])  # a streamed split is read that far only
     most = min(len(train), train[0].size)  # PCA has at most this many components
     if max(sizes) > most:
         sys.exit(f"error: k={max(sizes)} is more than the {most} components that "

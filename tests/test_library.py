@@ -71,3 +71,20 @@ def test_load_trained_gives_a_train_py_runs_model_and_parameters_whatever_its_op
     assert samples.shape == (4, 28, 28, 1)
     with pytest.raises(FileNotFoundError, match=r"has no checkpoint at step 2: it has steps 3"):
         load_trained(str(tmp_path), step=2)
+
+
+def test_the_pca_baseline_fits_on_the_first_training_images_a_bound_allows(
+        tiny_config, tmp_path, capsys):
+    import json
+
+    from jaxae.training.trainer import train_and_evaluate
+    from scripts import pca_baseline
+
+    train_and_evaluate(tiny_config(**{"train.stop_after_steps": 1}), str(tmp_path))
+    pca_baseline.main(["--workdir", str(tmp_path), "--k", "4", "--train-images", "100"])
+    assert "# PCA fitted on the first 100 of 512 training images" in capsys.readouterr().out
+    record = json.loads((tmp_path / "eval" / "pca_baseline.json").read_text())
+    assert record["train_images"] == 100 and set(record["pca"]) == {"4"}
+    pca_baseline.main(["--workdir", str(tmp_path), "--k", "4"])  # 512 fit the default bound
+    assert json.loads((tmp_path / "eval" / "pca_baseline.json").read_text())[
+        "train_images"] == 512

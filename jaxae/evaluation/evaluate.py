@@ -43,24 +43,32 @@ from jaxae.training.workdir import (
     write_json,
 )
 
+RECOGNITION_PROBE_BYTES = 2**30  # the probe's training pixels in host memory (float64), at most
+
 
 def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: jax.Array,
-                             per_class: int = 100) -> dict[str, float]:
+                             per_class: int = 100,
+                             max_bytes: int = RECOGNITION_PROBE_BYTES) -> dict[str, float]:
     """How often a pixel classifier, trained on the real training images, sees the requested
-    class in a conditional model's samples; with its accuracy on the real test images."""
+    class in a conditional model's samples; with its accuracy on the real test images. The
+    classifier trains on the first training images whose pixels fit `max_bytes` (all 60,000
+    of 28x28 ones; a streamed split larger than memory is read that far only), counted in
+    `cvae_probe_train_images`."""
     probe_key, sample_key = jax.random.split(key)
+    pixels = int(np.prod(data.image_shape))
 
     def flat(images) -> np.ndarray:  # [..., H, W, C] -> [N, H*W*C]; a streamed split is read
-        return np.asarray(images).reshape(-1, int(np.prod(data.image_shape)))
+        return np.asarray(images).reshape(-1, pixels)
 
-    probe = train_probe(flat(data.train.images) / 255.0, data.train.labels, probe_key,
-                        hidden=(512, 256), epochs=10, num_classes=data.num_classes)
+    count = min(len(data.train), max(1, max_bytes // (8 * pixels)))
+    probe = train_probe(flat(data.train.images[:count]) / 255.0, data.train.labels[:count],
+                        probe_key, hidden=(512, 256), epochs=10, num_classes=data.num_classes)
     samples = generation.class_samples(model, params, sample_key, per_class, data.num_classes)
     requested = np.repeat(np.arange(data.num_classes), per_class)
     return {"cvae_samples_recognised": probe.accuracy(flat(samples), requested),
             "cvae_probe_test_accuracy": probe.accuracy(flat(data.test.images) / 255.0,
                                                        data.test.labels),
-            "cvae_samples_per_class": per_class}
+            "cvae_samples_per_class": per_class, "cvae_probe_train_images": count}
 
 
 # The fields evaluate.py may change (`--config.eval.iwae_samples=...`): what is measured, and
