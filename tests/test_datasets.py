@@ -346,12 +346,23 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys)
     pairs = [(changed.train_images, data.train_images), (changed.test_images, data.test_images)]
     assert sum(int((new != old).any(axis=(1, 2, 3)).sum()) for new, old in pairs) == 1
     earlier = data.source.split("TFDS jaxae_folder/")[1].split(" ")[0]
-    assert f"into {tmp_path / 'tfds' / 'jaxae_folder' / earlier}: kept for the runs" in \
+    assert f"into {tmp_path / 'tfds' / 'jaxae_folder' / earlier}: kept, for a run trained " \
+        "on those reads them again once the folder holds those files again" in \
         capsys.readouterr().out
     assert os.path.isdir(tmp_path / "tfds" / "jaxae_folder" / earlier)
     again = DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"),
                                    image_size=8, channels=3)
     assert "(prepared earlier)" in again.source
+    # The folder moved (a run may follow it): its set is read again, not prepared twice.
+    moved_root = tmp_path / "moved" / "pets"
+    os.makedirs(moved_root.parent)
+    os.rename(root, moved_root)
+    sets = sorted(os.listdir(tmp_path / "tfds" / "jaxae_folder"))
+    moved = DATASETS.get("folder")(path=str(moved_root), tfds_dir=str(tmp_path / "tfds"),
+                                   image_size=8, channels=3)
+    assert "(prepared earlier)" in moved.source and moved.fingerprint == changed.fingerprint
+    assert sorted(os.listdir(tmp_path / "tfds" / "jaxae_folder")) == sets
+    os.rename(moved_root, root)
     # A set given its own name is that name's: a changed folder is refused, naming the fix.
     assert named.fingerprint == data.fingerprint
     with pytest.raises(DataError) as excinfo:

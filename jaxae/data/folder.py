@@ -406,6 +406,24 @@ def _builder(name: str, plan: FolderPlan, tfds_dir: str | None) -> JaxaeFolder:
                                                plan=plan), data_dir=tfds_dir)
 
 
+def _prepared_elsewhere(builder: JaxaeFolder, plan: FolderPlan, tfds_dir: str | None
+                        ) -> JaxaeFolder | None:
+    """The set prepared from the same files and options in another folder (the folder moved,
+    or a copy of it), named by its fingerprint's hash and shape; None where there is none."""
+    config_dir = os.path.dirname(os.path.dirname(os.fspath(builder.data_path)))
+    suffix = f"_{_short_hash(plan.fingerprint)}{_shape_suffix(plan.image_shape)}"
+    try:
+        names = sorted(d for d in os.listdir(config_dir) if d.endswith(suffix))
+    except OSError:  # no set prepared in this data dir yet
+        return None
+    for name in names:
+        other = _builder(name.removesuffix(_shape_suffix(plan.image_shape)), plan, tfds_dir)
+        if is_prepared(other.data_path) and \
+                read_source_record(other.data_path).get("fingerprint") == plan.fingerprint:
+            return other
+    return None
+
+
 def _name_earlier_sets(where: str, plan: FolderPlan) -> None:
     """Print the sets of this shape prepared before from the same folder (with other files
     or options), which stay for the runs that trained on them."""
@@ -417,8 +435,9 @@ def _name_earlier_sets(where: str, plan: FolderPlan) -> None:
                      if d.startswith(prefix) and d.endswith(suffix) and d != here)
     if earlier:
         print(f"{plan.root} was prepared before from other files or options, into "
-              f"{', '.join(os.path.join(config_dir, e) for e in earlier)}: kept for the runs "
-              "trained on those (delete when none needs them)", flush=True)
+              f"{', '.join(os.path.join(config_dir, e) for e in earlier)}: kept, for a run "
+              "trained on those reads them again once the folder holds those files again "
+              "(delete them when none needs them)", flush=True)
 
 
 @reads_paths(path="folder")
@@ -462,6 +481,8 @@ def load_folder(
         if is_prepared(earlier.data_path) and \
                 read_source_record(earlier.data_path).get("fingerprint") == plan.fingerprint:
             builder = earlier
+        elif moved := _prepared_elsewhere(builder, plan, tfds_dir):
+            builder = moved  # the same files in a folder that moved: not prepared twice
     config, where = builder.builder_config.name, os.fspath(builder.data_path)
     if not is_prepared(where) and prepare(builder, f"image folder {plan.root}"):
         how = "prepared now"
