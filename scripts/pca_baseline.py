@@ -24,6 +24,7 @@ import numpy as np
 from jaxae import build, losses
 from jaxae.config import ConfigError
 from jaxae.data import DataError
+from jaxae.data.splits import spread, spread_sample
 from jaxae.evaluation import pca
 from jaxae.keys import derive_keys
 from jaxae.training.workdir import load_run_config
@@ -58,8 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, action="append",
                         help="components (default: the model's code size); may repeat")
     parser.add_argument("--train-images", type=int, default=None, metavar="N",
-                        help="fit on the first N training images (default: as many as fit "
-                             "1 GiB as float32: every one of a set that fits in memory)")
+                        help="fit on N training images spread over the split (default: all "
+                             "of a split in memory; of a streamed one, as many as fit 1 GiB "
+                             "as float32)")
     args = parser.parse_args(argv)
     if args.k and min(args.k) < 1:
         parser.error(f"--k={min(args.k)}: give a number of components of 1 or more")
@@ -71,12 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, DataError, OSError) as e:
         sys.exit(f"error: {e}")
     sizes = args.k or [code_size(config, data.image_shape, data.num_classes)]
-    pixels = int(np.prod(data.image_shape))
-    count = min(len(data.train), args.train_images or max(2, FIT_BYTES // (4 * pixels)))
-    if count < len(data.train):
-        print(f"# PCA fitted on the first {count:,} of {len(data.train):,} training images",
-              flush=True)
-    train = np.asarray(data.train.images[:count])  # a streamed split is read that far only
+    fitted = (spread(data.train, args.train_images) if args.train_images is not None
+              else spread_sample(data.train, FIT_BYTES, bytes_per_pixel=4))
+    if len(fitted) < len(data.train):
+        print(f"# PCA fitted on {len(fitted):,} of the {len(data.train):,} training images, "
+              "spread over them", flush=True)
+    train = np.asarray(fitted.images)  # a streamed split is read at those images only
     most = min(len(train), train[0].size)  # PCA has at most this many components
     if max(sizes) > most:
         sys.exit(f"error: k={max(sizes)} is more than the {most} components that "

@@ -73,7 +73,7 @@ def test_load_trained_gives_a_train_py_runs_model_and_parameters_whatever_its_op
         load_trained(str(tmp_path), step=2)
 
 
-def test_the_pca_baseline_fits_on_the_first_training_images_a_bound_allows(
+def test_the_pca_baseline_fits_on_training_images_spread_over_the_split(
         tiny_config, tmp_path, capsys):
     import json
 
@@ -82,7 +82,8 @@ def test_the_pca_baseline_fits_on_the_first_training_images_a_bound_allows(
 
     train_and_evaluate(tiny_config(**{"train.stop_after_steps": 1}), str(tmp_path))
     pca_baseline.main(["--workdir", str(tmp_path), "--k", "4", "--train-images", "100"])
-    assert "# PCA fitted on the first 100 of 512 training images" in capsys.readouterr().out
+    assert "# PCA fitted on 100 of the 512 training images, spread over them" in \
+        capsys.readouterr().out
     record = json.loads((tmp_path / "eval" / "pca_baseline.json").read_text())
     assert record["train_images"] == 100 and set(record["pca"]) == {"4"}
     pca_baseline.main(["--workdir", str(tmp_path), "--k", "4"])  # 512 fit the default bound

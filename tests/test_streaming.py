@@ -196,6 +196,24 @@ def test_a_streamed_split_indexes_as_numpy_does(splits) -> None:
         lazy[np.array([True, False, True])]
 
 
+def test_a_streamed_split_is_sampled_spread_over_it_within_a_bound(splits) -> None:
+    """A probe or PCA reads a streamed split (larger than memory, perhaps) at as many
+    images as a byte bound holds, spread over it, so every part of it is in the sample; a
+    split in memory is used whole."""
+    from jaxae.data.splits import spread, spread_sample
+
+    memory, streamed, _ = splits
+    pixels = int(np.prod(streamed.train.images.shape[1:]))
+    assert spread_sample(memory.train, pixels, 1) is memory.train
+    sample = spread_sample(streamed.train, 25 * pixels, bytes_per_pixel=1)
+    index = np.linspace(0, len(streamed.train) - 1, 25).round().astype(int)
+    assert len(sample) == 25 and index[-1] == len(memory.train) - 1
+    np.testing.assert_array_equal(sample.images, np.asarray(memory.train.images)[index])
+    np.testing.assert_array_equal(sample.labels, np.asarray(memory.train.labels)[index])
+    assert spread_sample(streamed.train, 10**9, 1) is streamed.train  # it fits: all of it
+    assert spread(memory.train, 3).images.shape[0] == 3
+
+
 def test_decide_and_errors(splits) -> None:
     _, streamed, key = splits
     def decide(mode, num_images, shape, budget_mb):

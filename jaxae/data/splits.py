@@ -146,6 +146,25 @@ def _check_split_args(data: Dataset, train_size: int | None, test_size: int | No
     return train_size, test_size, val_size
 
 
+def spread(split: Split, count: int) -> Split:
+    """`count` of the split's images, spread evenly over it (a folder's split runs class by
+    class, so its first images would be the first classes only); a streamed split is read
+    at those images only. The split itself where it holds no more."""
+    if count >= len(split):
+        return split
+    index = np.unique(np.linspace(0, len(split) - 1, count).round().astype(np.int64))
+    return Split(split.images[index], split.labels[index])
+
+
+def spread_sample(split: Split, max_bytes: int, bytes_per_pixel: int) -> Split:
+    """The split itself where it is in memory; of a streamed one (larger than memory,
+    perhaps), as many images as fit `max_bytes` at `bytes_per_pixel`, `spread` over it."""
+    if not split.streamed:
+        return split
+    pixels = int(np.prod(split.images.shape[1:]))
+    return spread(split, max(2, max_bytes // (bytes_per_pixel * pixels)))
+
+
 def val_size_problem(val_size: int, num_train: int) -> str | None:
     """Why `val_size` images cannot be carved from `num_train` training images, with the fix
     (the library's and the config's message alike), or None where they can."""

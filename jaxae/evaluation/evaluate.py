@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 
 from jaxae import build
 from jaxae import config as config_lib
-from jaxae.data.splits import Split, Splits
+from jaxae.data.splits import Split, Splits, spread_sample
 from jaxae.evaluation import generation, iwae
 from jaxae.evaluation.metrics import evaluate_split, padded_batches
 from jaxae.evaluation.pictures import PictureOptions, write_pictures
@@ -43,7 +43,7 @@ from jaxae.training.workdir import (
     write_json,
 )
 
-RECOGNITION_PROBE_BYTES = 2**30  # the probe's training pixels in host memory (float64), at most
+RECOGNITION_PROBE_BYTES = 2**30  # a streamed split's pixels the probe reads (float64), at most
 
 
 def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: jax.Array,
@@ -51,18 +51,19 @@ def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: 
                              max_bytes: int = RECOGNITION_PROBE_BYTES) -> dict[str, float]:
     """How often a pixel classifier, trained on the real training images, sees the requested
     class in a conditional model's samples; with its accuracy on the real test images. The
-    classifier trains on the first training images whose pixels fit `max_bytes` (all 60,000
-    of 28x28 ones; a streamed split larger than memory is read that far only), counted in
-    `cvae_probe_train_images`."""
+    classifier trains on every training image held in memory; of a streamed split (larger
+    than memory, perhaps), on as many as fit `max_bytes`, spread over it
+    (`splits.spread_sample`); counted in `cvae_probe_train_images`."""
     probe_key, sample_key = jax.random.split(key)
     pixels = int(np.prod(data.image_shape))
 
     def flat(images) -> np.ndarray:  # [..., H, W, C] -> [N, H*W*C]; a streamed split is read
         return np.asarray(images).reshape(-1, pixels)
 
-    count = min(len(data.train), max(1, max_bytes // (8 * pixels)))
-    probe = train_probe(flat(data.train.images[:count]) / 255.0, data.train.labels[:count],
-                        probe_key, hidden=(512, 256), epochs=10, num_classes=data.num_classes)
+    train = spread_sample(data.train, max_bytes, bytes_per_pixel=8)
+    count = len(train)
+    probe = train_probe(flat(train.images) / 255.0, train.labels, probe_key,
+                        hidden=(512, 256), epochs=10, num_classes=data.num_classes)
     samples = generation.class_samples(model, params, sample_key, per_class, data.num_classes)
     requested = np.repeat(np.arange(data.num_classes), per_class)
     return {"cvae_samples_recognised": probe.accuracy(flat(samples), requested),
