@@ -976,6 +976,15 @@ def test_a_module_of_a_users_folder_is_recorded_by_its_file(tmp_path, monkeypatc
         config.model.name = f"{module}:Tiny"
         build_lib.make_model(config, MNIST, 10)  # imports it
         assert recorded_config(config).model.name == f"{tmp_path / folder / module}.py:Tiny"
-    for installed in ("jaxae.models.autoencoders:DenseAE", f"json:{json.JSONDecoder.__name__}"):
-        config.model.name = installed
-        assert recorded_config(config).model.name == installed
+    (tmp_path / "here" / "cwd_pkg_for_test").mkdir()  # a package: imported by its name
+    (tmp_path / "here" / "cwd_pkg_for_test" / "__init__.py").write_text(
+        "from jaxae.models.autoencoders import DenseAE as Tiny\n")
+    monkeypatch.delitem(sys.modules, "cwd_pkg_for_test", raising=False)
+    import six  # an installed single-file module
+
+    config.model.name = "cwd_pkg_for_test:Tiny"
+    build_lib.make_model(config, MNIST, 10)  # imports it
+    for kept in ("cwd_pkg_for_test:Tiny", "jaxae.models.autoencoders:DenseAE",
+                 f"json:{json.JSONDecoder.__name__}", f"six:{six.moves.__class__.__name__}"):
+        config.model.name = kept
+        assert recorded_config(config).model.name == kept

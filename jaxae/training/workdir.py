@@ -13,17 +13,17 @@ import contextlib
 import copy
 import difflib
 import fcntl
+import functools
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import os
 import platform
 import shutil
 import signal
-import site
 import socket
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -463,29 +463,24 @@ def _located_names(config: ml_collections.ConfigDict) -> dict[str, str]:
 
 
 def _file_of_uninstalled_module(module_name: str) -> str | None:
-    """The file of an imported top-level module found in a folder of the user's (the current
-    folder or the config's, which the entry points put on the import path, or $PYTHONPATH's):
-    from another folder its name imports nothing. None for a module installed in the
-    environment (its site-packages, the standard library), whose name imports it anywhere.
-    (A package's module, 'mypkg.models', keeps its name: its package is installed or on the
-    path.)"""
-    file = getattr(sys.modules.get(module_name), "__file__", None)
-    if not file:
+    """The file of an imported top-level single-file module that no installed distribution
+    provides (found in a folder of the user's: the current one or the config's, which the
+    entry points put on the import path, or $PYTHONPATH's): from another folder its name
+    imports nothing. None for the standard library's, an installed (or editable) module's,
+    whose name imports it anywhere, and a package's (it keeps its name: imported by file
+    its __init__ would run twice)."""
+    if module_name in sys.stdlib_module_names or module_name in _distributed_modules():
         return None
-    file = os.path.abspath(file)
-    package = os.path.basename(file) == "__init__.py"
-    folder = os.path.dirname(os.path.dirname(file) if package else file)
-    return None if os.path.realpath(folder) in _installed_folders() else file
+    file = getattr(sys.modules.get(module_name), "__file__", None)
+    if not file or os.path.basename(file) == "__init__.py":
+        return None
+    return os.path.abspath(file)
 
 
-def _installed_folders() -> set[str]:
-    """The real paths of the environment's own module folders: site-packages (the
-    environment's and the user's) and the standard library's."""
-    paths = sysconfig.get_paths()
-    folders = [paths[k] for k in ("purelib", "platlib", "stdlib", "platstdlib") if k in paths]
-    with contextlib.suppress(AttributeError):  # a virtualenv's site may lack these
-        folders += [*site.getsitepackages(), site.getusersitepackages()]
-    return {os.path.realpath(f) for f in folders}
+@functools.cache
+def _distributed_modules() -> frozenset[str]:
+    """The top-level module names the installed distributions provide (editable ones too)."""
+    return frozenset(importlib.metadata.packages_distributions())
 
 
 def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
