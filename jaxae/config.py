@@ -32,8 +32,7 @@ from ml_collections import config_dict
 
 from jaxae import objectives
 from jaxae.data import DATASETS
-from jaxae.data.dataset import STREAMING_MODES, declared_paths
-from jaxae.data.folder import TEST_FRACTION
+from jaxae.data.dataset import STREAMING_MODES, declared_paths, declared_unset_values
 from jaxae.data.splits import BINARIZATIONS, SUBSETS
 from jaxae.kernels import conv, precision
 from jaxae.keys import SEED_RANGE
@@ -198,11 +197,6 @@ RESUMABLE_FIELDS = (
 # "cosine" so is train.num_epochs, since the learning rate decays over the run's total steps.
 
 
-# Fields whose unset value (None) stands for a documented one: a run that set it and its
-# resume that leaves it unset (or the reverse) made the same choice
-UNSET_MEANS = {"data.test_fraction": TEST_FRACTION}
-
-
 def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
     """{'model.latent_dim': 10, 'seed': 0, ...} of a config's JSON form."""
     out = {}
@@ -213,6 +207,14 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
         else:
             out[path] = value
     return out
+
+
+def _unset_values(data_name: object) -> dict[str, Any]:
+    """What the data set `data_name` names makes of its fields left unset (its loader's
+    `unset_means`); none for a name no loader has."""
+    if not isinstance(data_name, str) or data_name not in DATASETS.names():
+        return {}
+    return declared_unset_values(DATASETS.get(data_name))
 
 
 def is_resumable(path: str, schedule: str = "constant") -> bool:
@@ -229,10 +231,8 @@ def _differences(saved: dict, ours: dict) -> Iterator[tuple[str, object, object,
     model's fields with None: they are the model's own)."""
     defaults = _flat(json.loads(base_config().to_json_best_effort()))
     old, new = _flat(saved), _flat(ours)
-    for flat in (old, new):  # an unset field and its documented value are one choice
-        for path, meant in UNSET_MEANS.items():
-            if flat.get(path) is None and path in flat:
-                flat[path] = meant
+    meant = {f"data.{field}": value  # an unset field and what its loader makes of it
+             for field, value in _unset_values(new.get("data.name")).items()}
     schedule = new.get("optim.schedule", "constant")
     order = {section: i for i, section in enumerate(("seed", *SECTIONS))}
     paths = sorted(old.keys() | new.keys(), key=lambda p: (
@@ -240,6 +240,8 @@ def _differences(saved: dict, ours: dict) -> Iterator[tuple[str, object, object,
     for path in paths:
         default = defaults.get(path) if not path.startswith("model.") else None
         value, wanted = old.get(path, default), new.get(path, default)
+        if path in meant:
+            value, wanted = (meant[path] if v is None else v for v in (value, wanted))
         if value != wanted:
             yield path, value, wanted, is_resumable(path, schedule)
 

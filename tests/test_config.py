@@ -187,6 +187,15 @@ def test_a_test_fraction_left_unset_on_resume_is_the_share_it_stands_for():
     assert config_lib.run_differences(config_json(None), config_json(0.2)) == []
     assert config_lib.run_differences(config_json(None), config_json(0.3)) == [
         ("data.test_fraction", 0.2, 0.3)]
+    recorded_before_the_field = config_json(None)
+    del recorded_before_the_field["data"]["test_fraction"]
+    assert config_lib.run_differences(recorded_before_the_field, config_json(0.2)) == []
+    # a loader that declares no such value: unset is its own choice, not 0.2
+    other = config_json(0.2)
+    other["data"]["name"] = "npz"
+    assert config_lib.run_differences({**other, "data": {**other["data"],
+                                                         "test_fraction": None}}, other) == [
+        ("data.test_fraction", None, 0.2)]
 
 
 def test_a_code_size_for_a_model_that_takes_none_is_refused_for_a_new_run(tiny_config,

@@ -32,6 +32,24 @@ def reads_paths(**kinds: str) -> Callable[[Loader], Loader]:
     return declare
 
 
+def unset_means(**values: Any) -> Callable[[Loader], Loader]:
+    """Declares what a loader makes of config.data fields left unset (None), where that is
+    a value of theirs (a folder's carved test share): a run that set one to it and its
+    resume that leaves it unset made the same choice (`declared_unset_values`)."""
+    def declare(loader: Loader) -> Loader:
+        loader.unset_values = values
+        return loader
+
+    return declare
+
+
+def declared_unset_values(loader: Callable[..., Any]) -> dict[str, Any]:
+    """The values a loader declares for its fields left unset (`unset_means`)."""
+    while not hasattr(loader, "unset_values") and hasattr(loader, "func"):
+        loader = loader.func
+    return dict(getattr(loader, "unset_values", {}))
+
+
 def declared_paths(loader: Callable[..., Any]) -> dict[str, str]:
     """The path kinds a loader declares (`reads_paths`), also through functools.partial."""
     while not hasattr(loader, "path_kinds") and hasattr(loader, "func"):

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import tensorflow_datasets as tfds
 from PIL import Image, UnidentifiedImageError
 
-from jaxae.data.dataset import ONE_CLASS, Dataset, from_prepared, reads_paths
+from jaxae.data.dataset import ONE_CLASS, Dataset, from_prepared, reads_paths, unset_means
 from jaxae.data.errors import DataError, MixedImageSizes
 from jaxae.data.images import GREY_MODES, has_transparency, load_image, too_large
 from jaxae.data.records import (
@@ -441,6 +441,7 @@ def _name_earlier_sets(where: str, plan: FolderPlan) -> None:
 
 
 @reads_paths(path="folder")
+@unset_means(test_fraction=TEST_FRACTION)
 def load_folder(
     path: str | os.PathLike[str] | None = None,
     *,
