@@ -25,7 +25,7 @@ from jaxae.data.splits import SplitSizeError, first_images_note
 from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME
 from jaxae.models.registry import MODELS, NeedsClasses
-from jaxae.registry import RegistryError, build, display_name, parameters
+from jaxae.registry import MissingFields, RegistryError, build, display_name, parameters
 from jaxae.tasks import Task
 from jaxae.training.workdir import check_same_data, holds_run, recorded_data_path
 
@@ -45,7 +45,10 @@ def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
     early = check_fingerprint is not None and "check_fingerprint" in parameters(loader)
     if early:
         loader = functools.partial(loader, check_fingerprint=check_fingerprint)
-    dataset = build(loader, data)
+    try:
+        dataset = build(loader, data)
+    except MissingFields as e:
+        raise config_lib.ConfigError(f"config.data.{e}") from None
     if check_fingerprint is not None and not early:
         check_fingerprint(dataset.fingerprint, dataset.content_sha256)
     if new_run and jax.process_index() == 0 and (note := first_images_note(

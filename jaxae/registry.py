@@ -343,12 +343,18 @@ def build(entry: Entry, options: Mapping[str, Any], provided: Mapping[str, Any] 
             kwargs[name] = value
     if missing := [name for name, p in declared.items()
                    if p.default is inspect.Parameter.empty and name not in kwargs]:
-        them = "it" if len(missing) == 1 else "them"
+        one = len(missing) == 1
         named = getattr(getattr(entry, "func", entry), "__name__", "the entry")  # a partial's
-        raise TypeError(f"{named} needs {', '.join(missing)}, with no default: set {them} in "
-                        "the config file (a --config flag overrides only the fields a config "
-                        "file sets)")
+        raise MissingFields(f"{', '.join(missing)} {'is' if one else 'are'} unset and {named} "
+                            f"gives {'it' if one else 'them'} no default: set "
+                            f"{'it' if one else 'them'} in the config file (a --config flag "
+                            "overrides only the fields a config file sets)")
     return entry(**kwargs)
+
+
+class MissingFields(TypeError):
+    """An entry's parameters without a default that its section leaves unset; the message
+    starts with their names, so that a caller can put the section in front."""
 
 
 def _plain(value: Any) -> Any:

@@ -198,10 +198,31 @@ def test_a_field_without_a_default_left_unset_is_named_with_where_to_set_it():
         image_shape: tuple
         width: int
 
-    with pytest.raises(TypeError, match=r"^NeedsWidth needs width, with no default: set it in "
-                                        r"the config file \(a --config flag overrides only"):
+    with pytest.raises(TypeError, match=r"^width is unset and NeedsWidth gives it no default: "
+                                        r"set it in the config file \(a --config flag "
+                                        r"overrides only"):
         build_entry(NeedsWidth, {}, {"image_shape": MNIST})
     assert build_entry(NeedsWidth, {"width": 3}, {"image_shape": MNIST}).width == 3
+
+
+def test_a_loader_field_without_a_default_left_unset_is_one_line_naming_config_data(
+        monkeypatch):
+    from jaxae.config import base_config
+    from jaxae.data import DATASETS
+
+    for registry_field in ("_entries", "_origins", "_files"):  # undone after the test
+        monkeypatch.setattr(DATASETS, registry_field, dict(getattr(DATASETS, registry_field)))
+
+    @DATASETS.register("needs_root_for_test")
+    def needs_root(root, *, tfds_dir=None, image_size=None, channels=None,
+                   streaming="memory", memory_budget_mb=None):
+        raise AssertionError("not called without its root")
+
+    config = base_config()
+    config.data.name = "needs_root_for_test"
+    with pytest.raises(ConfigError, match=r"^config.data.root is unset and needs_root gives it "
+                                          r"no default: set it in the config file"):
+        build.load_data(config, derive_keys(0).data)
 
 
 def test_losses_refuse_arguments_of_two_shapes_rather_than_broadcast_them():
