@@ -135,17 +135,21 @@ def _orbax_writer_threads() -> list[threading.Thread]:
 
 def _quiet_writer_errors(args: threading.ExceptHookArgs) -> None:
     """threading.excepthook once the run's error line is out: a writer thread's own failure
-    (the same full disk, say) is that error's, not a second traceback."""
+    (the same full disk, say) is one line more, not a second traceback."""
     if not _is_orbax_writer(args.thread):
         threading.__excepthook__(args)
+        return
+    first = (str(args.exc_value).strip().splitlines() or [""])[0][:200]
+    print(f"warning: a checkpoint writer failed too: {args.exc_type.__name__}: {first}",
+          file=sys.stderr, flush=True)
 
 
 def exit_now_if_stuck(code: int, grace_s: float = WRITER_GRACE_S) -> None:
     """Exits at once (os._exit) if Orbax writer threads are still alive after `grace_s`:
     Python would otherwise wait for them at exit (a write blocked in a hung file system).
     The error line is printed and flushed first, so a writer thread failing meanwhile
-    prints nothing more; the checkpoints on disk are complete (a half-written one is a
-    temporary folder the next start removes)."""
+    prints one line more, not a traceback; the checkpoints on disk are complete (a
+    half-written one is a temporary folder the next start removes)."""
     threading.excepthook = _quiet_writer_errors
     deadline = time.monotonic() + grace_s
     for thread in _orbax_writer_threads():

@@ -7,6 +7,7 @@ Quality is measured on real images elsewhere; these files are small and random.
 
 from __future__ import annotations
 
+import errno
 import functools
 import glob
 import gzip
@@ -297,8 +298,15 @@ def test_a_disk_that_fills_while_a_set_is_prepared_is_one_line(tmp_path, monkeyp
     with pytest.raises(DataError) as excinfo:
         DATASETS.get("folder")(path=str(tmp_path / "pets"), tfds_dir=str(tmp_path / "tfds"),
                                image_size=8)
-    one_line(excinfo, "could not be prepared into", "no space left on the device: free space "
-             "there, or pass --config.data.tfds_dir on a disk with room, and rerun")
+    one_line(excinfo, "could not be prepared into", "no space left on the device (or in the "
+             "quota): free space there, or pass --config.data.tfds_dir on a disk with room, and "
+             "rerun")
+    quota = OSError(errno.EDQUOT, "Disk quota exceeded")
+    monkeypatch.setattr(records.JaxaeBuilder, "download_and_prepare",
+                        lambda self, *a, **k: (_ for _ in ()).throw(quota))
+    with pytest.raises(DataError, match="no space left on the device"):
+        DATASETS.get("folder")(path=str(tmp_path / "pets"), tfds_dir=str(tmp_path / "tfds"),
+                               image_size=8)
 
 
 def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys) -> None:
@@ -346,9 +354,8 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys)
     pairs = [(changed.train_images, data.train_images), (changed.test_images, data.test_images)]
     assert sum(int((new != old).any(axis=(1, 2, 3)).sum()) for new, old in pairs) == 1
     earlier = data.source.split("TFDS jaxae_folder/")[1].split(" ")[0]
-    assert f"into {tmp_path / 'tfds' / 'jaxae_folder' / earlier}: kept, for a run trained " \
-        "on those reads them again once the folder holds those files again" in \
-        capsys.readouterr().out
+    assert f"into {tmp_path / 'tfds' / 'jaxae_folder' / earlier}: kept: a run trained on " \
+        "them reads them again once a folder holds those files again" in capsys.readouterr().out
     assert os.path.isdir(tmp_path / "tfds" / "jaxae_folder" / earlier)
     again = DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"),
                                    image_size=8, channels=3)

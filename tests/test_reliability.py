@@ -335,6 +335,12 @@ def test_memory_too_small_for_the_images_names_them_and_streaming(tiny_config, t
                          "needs at least 715.8 KiB, more than the 600.0 KiB of a simulated "
                          "device: stream them from disk: --config.data.streaming=stream"), line
     assert not (tmp_path / "run").exists()
+    streamed = tiny_config(**{"data.streaming": "stream", "train.batch_size": 512})
+    assert cli_run(train_and_evaluate, streamed, str(tmp_path / "run")) == 1
+    [line] = lines_of(capsys.readouterr().err)
+    assert line.endswith("and a streamed chunk of 1 batch (394.0 KiB): that needs at least "
+                         "715.8 KiB, more than the 600.0 KiB of a simulated device: lower "
+                         "--config.train.batch_size (a streamed chunk is one batch already)"), line
 
 
 @pytest.mark.parametrize("fault, overrides, words", [

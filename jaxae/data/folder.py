@@ -418,9 +418,12 @@ def _prepared_elsewhere(builder: JaxaeFolder, plan: FolderPlan, tfds_dir: str | 
         return None
     for name in names:
         other = _builder(name.removesuffix(_shape_suffix(plan.image_shape)), plan, tfds_dir)
-        if is_prepared(other.data_path) and \
-                read_source_record(other.data_path).get("fingerprint") == plan.fingerprint:
-            return other
+        try:
+            if is_prepared(other.data_path) and \
+                    read_source_record(other.data_path).get("fingerprint") == plan.fingerprint:
+                return other
+        except DataError:  # its record is damaged: not a set to read, and not this one's
+            continue
     return None
 
 
@@ -435,8 +438,8 @@ def _name_earlier_sets(where: str, plan: FolderPlan) -> None:
                      if d.startswith(prefix) and d.endswith(suffix) and d != here)
     if earlier:
         print(f"{plan.root} was prepared before from other files or options, into "
-              f"{', '.join(os.path.join(config_dir, e) for e in earlier)}: kept, for a run "
-              "trained on those reads them again once the folder holds those files again "
+              f"{', '.join(os.path.join(config_dir, e) for e in earlier)}: kept: a run "
+              "trained on them reads them again once a folder holds those files again "
               "(delete them when none needs them)", flush=True)
 
 

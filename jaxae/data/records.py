@@ -249,18 +249,19 @@ def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None
         if not _is_disk_full(e):
             raise
         raise DataError(f"{what} could not be prepared into {builder.data_path}: no space left "
-                        "on the device: free space there, or pass --config.data.tfds_dir on a "
-                        "disk with room, and rerun") from None
+                        "on the device (or in the quota): free space there, or pass "
+                        "--config.data.tfds_dir on a disk with room, and rerun") from None
 
 
 def _is_disk_full(error: BaseException | None) -> bool:
-    """Whether `error` (or one it was raised from) is a full disk's: ENOSPC, or a writer's
-    message of it."""
+    """Whether `error` (or one it was raised from) is a full disk's or a spent quota's:
+    ENOSPC or EDQUOT, or a writer's message of them."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if getattr(error, "errno", None) == errno.ENOSPC or \
-                "No space left on device" in str(error):
+        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+                words in str(error) for words in ("No space left on device",
+                                                  "Disk quota exceeded")):
             return True
         error = error.__cause__ or error.__context__
     return False

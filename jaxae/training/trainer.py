@@ -257,8 +257,10 @@ def _check_memory(config: ml_collections.ConfigDict, like, data: Splits) -> None
         steps = streamed_chunk_steps(config, data)
         data_bytes = steps * _batch_bytes(config, data)
         images = f"a streamed chunk of {steps} batch{'es' * (steps > 1)}"
-        data_fix = ("lower --config.data.memory_budget_mb (a streamed chunk stays within it, "
-                    f"now {config.data.memory_budget_mb}) or --config.train.batch_size")
+        data_fix = ("lower --config.train.batch_size (a streamed chunk is one batch already)"
+                    if steps == 1 else "lower --config.data.memory_budget_mb (a streamed chunk "
+                    f"stays within it, now {config.data.memory_budget_mb}) or "
+                    "--config.train.batch_size")
     else:  # the training images and labels, placed on the device whole
         data_bytes = data.train.images.nbytes + data.train.labels.nbytes
         images = "the training images, held in device memory"
