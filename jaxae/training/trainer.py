@@ -709,11 +709,6 @@ def _train_loop(run: _Run, state: steps.TrainState, position: dict | None
     step = int(state.step)
     if run.data.streamed:  # a chunk on the device within data.memory_budget_mb
         max_steps = min(max_steps, streamed_chunk_steps(run.config, run.data))
-        batch, budget = _batch_bytes(run.config, run.data), run.config.data.memory_budget_mb
-        if run.main and step < run.total_steps and batch > budget * 2**20:
-            print(f"note: one batch ({memory.size_text(batch)}) is more than "
-                  f"data.memory_budget_mb={budget}: it is streamed a batch at a time",
-                  flush=True)
     faults = _Faults(run.config, run.objective, run.manager, step + 1)
     if step >= run.total_steps:  # a finished run, rerun: no batch to place or stream
         source = _NoBatches()
@@ -786,6 +781,11 @@ def _epochs(run: _Run, state: steps.TrainState,
               f"{', streamed' if data.streamed else ''})", flush=True)
         if step == 0 and (note := build.init_scheme_note(config)):
             print(note, flush=True)
+        batch, budget = _batch_bytes(config, data), config.data.memory_budget_mb
+        if data.streamed and batch > budget * 2**20:
+            print(f"note: one batch ({memory.size_text(batch)}) is more than "
+                  f"data.memory_budget_mb={budget}: it is streamed a batch at a time",
+                  flush=True)
     stop_at = min(total_steps, train_config.stop_after_steps or total_steps)
     log = _ChunkLog(config, writer, steps_per_epoch, faults)
 
