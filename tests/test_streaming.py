@@ -276,7 +276,7 @@ def test_a_streamed_run_trains_bitwise_like_the_in_memory_one_and_resumes(tiny_c
 
 
 def test_a_streamed_chunk_stays_within_the_memory_budget_with_the_same_bits(
-        tiny_config, tmp_path, monkeypatch) -> None:
+        tiny_config, tmp_path, monkeypatch, capsys) -> None:
     """data.memory_budget_mb bounds what a streamed chunk sends to the device (it sent a
     chunk up to the next log point, whatever the budget): chunks of 3 batches here, and
     the run's bits as the in-memory one's."""
@@ -296,8 +296,14 @@ def test_a_streamed_chunk_stays_within_the_memory_budget_with_the_same_bits(
 
     monkeypatch.setattr(streaming.BatchIterator, "next_chunk", next_chunk)
     monkeypatch.setattr(trainer, "streamed_chunk_steps", lambda config, data: 3)
+    monkeypatch.setattr(trainer, "_batch_bytes", lambda config, data: 2**21)  # past 2048 MiB?
+    config.data.memory_budget_mb = 1  # no: past 1 MiB
+    capsys.readouterr()
     streamed_state = train_and_evaluate(config, str(tmp_path / "stream"))
     assert sent == [3, 3, 2, 3, 3, 2]  # 16 steps, a log point every 8
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == ("note: one batch (2.0 MiB) is more than data.memory_budget_mb=1: it is "
+                      "streamed a batch at a time"), out[:3]  # after the run's first line
     for a, b in zip(_params(memory_state), _params(streamed_state), strict=True):
         np.testing.assert_array_equal(a, b)
     assert _read_metrics(tmp_path / "memory") == _read_metrics(tmp_path / "stream")
@@ -305,6 +311,7 @@ def test_a_streamed_chunk_stays_within_the_memory_budget_with_the_same_bits(
     monkeypatch.undo()
     data = SimpleNamespace(train=range(60_000), image_shape=(28, 28, 1))
     config.train.batch_size, config.train.log_every_steps = 256, 8
+    config.data.memory_budget_mb = 2048
     assert trainer.streamed_chunk_steps(config, data) == 8  # the log point binds
     config.data.memory_budget_mb = 1
     assert trainer.streamed_chunk_steps(config, data) == 5  # 1 MiB holds five
