@@ -81,3 +81,31 @@ def tiny_config(fashion_tfds_dir):
         return config
 
     return make
+
+
+def tiny_model_source(side: int = 8, encoder_bias: float | None = None) -> str:
+    """A model file of a user's own: `Tiny`, a dense AE of side x side x 1 images, code 4
+    (its encoder's biases start at `encoder_bias` where given: an initialiser of its own)."""
+    bias = f"bias_init=nn.initializers.constant({encoder_bias}), " if encoder_bias else ""
+    return f'''
+import flax.linen as nn
+
+from jaxae import models
+
+
+class Tiny(models.Autoencoder):
+    image_shape: tuple
+    latent_dim: int = 4
+
+    @property
+    def latent_shape(self):
+        return (self.latent_dim,)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.Dense(self.latent_dim, {bias}name="encoder")(x.reshape(x.shape[0], -1))
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense({side * side}, name="decoder")(z).reshape(z.shape[0], {side}, {side}, 1)
+'''

@@ -38,7 +38,7 @@ from jaxae.training import workdir as workdir_lib
 from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.trainer import StopRequested, train_and_evaluate
 from jaxae.training.workdir import prepare_workdir
-from tests.conftest import set_fields
+from tests.conftest import set_fields, tiny_model_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -1198,28 +1198,7 @@ def test_a_run_recorded_by_a_short_registered_name_resumes_under_its_located_nam
         prepare(str(workdir), located)
 
 
-TINY_MODELS = '''
-import flax.linen as nn
-
-from jaxae import models
-
-
-class Tiny(models.Autoencoder):
-    image_shape: tuple
-    latent_dim: int = 4
-
-    @property
-    def latent_shape(self):
-        return (self.latent_dim,)
-
-    @nn.compact
-    def encode(self, x, *, labels=None):
-        return nn.Dense(self.latent_dim, name="encoder")(x.reshape(x.shape[0], -1))
-
-    @nn.compact
-    def decode(self, z, *, labels=None):
-        return nn.Dense(64, name="decoder")(z).reshape(z.shape[0], 8, 8, 1)
-'''
+TINY_MODELS = tiny_model_source()
 
 
 def _train_tiny_user_model(tmp_path, project) -> tuple[ml_collections.ConfigDict, str]:

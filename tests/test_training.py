@@ -20,6 +20,7 @@ from jaxae.evaluation.pictures import picture_indices
 from jaxae.keys import VALIDATION_EVAL_STREAM, derive_keys
 from jaxae.training import checkpoints, steps
 from jaxae.training.trainer import train_and_evaluate
+from tests.conftest import tiny_model_source
 
 MNIST = (28, 28, 1)
 
@@ -592,35 +593,12 @@ def test_the_eval_key_streams_share_no_key_with_its_batches():
     assert len(streams) == 66 and not streams & batch_keys
 
 
-USER_AE = """
-import flax.linen as nn
-from jaxae import models
-
-class SmallAE(models.Autoencoder):
-    image_shape: tuple
-    latent_dim: int = 4
-
-    @property
-    def latent_shape(self):
-        return (self.latent_dim,)
-
-    @nn.compact
-    def encode(self, x, *, labels=None):
-        return nn.Dense(self.latent_dim, bias_init=nn.initializers.constant(-3.0),
-                        name="encoder")(x.reshape(x.shape[0], -1))
-
-    @nn.compact
-    def decode(self, z, *, labels=None):
-        return nn.Dense(784, name="decoder")(z).reshape(z.shape[0], 28, 28, 1)
-"""
-
-
 def test_a_fresh_run_of_a_users_model_says_the_scheme_replaces_its_initialisers(
         tiny_config, tmp_path, capsys):
     from jaxae import build
 
-    (tmp_path / "small_models.py").write_text(USER_AE)
-    name = f"{tmp_path / 'small_models.py'}:SmallAE"
+    (tmp_path / "small_models.py").write_text(tiny_model_source(28, encoder_bias=-3.0))
+    name = f"{tmp_path / 'small_models.py'}:Tiny"
     config = config_lib.base_config()
     assert build.init_scheme_note(config) is None  # jaxae's own dense_ae
     config.model.name = "jaxae.models.autoencoders:DenseAE"  # the same class, by its module
@@ -631,7 +609,7 @@ def test_a_fresh_run_of_a_users_model_says_the_scheme_replaces_its_initialisers(
             "train.stop_after_steps": 1}), str(tmp_path / scheme))
         out = capsys.readouterr().out
         assert ("note: model.init='glorot' redraws every Dense/Conv kernel and bias of "
-                "SmallAE, replacing any initialisers its modules give; "
+                "Tiny, replacing any initialisers its modules give; "
                 "--config.model.init=lecun keeps them") in out.splitlines() or scheme != "glorot"
         assert ("note: model.init" in out) == (scheme == "glorot")
         assert np.allclose(state.params["encoder"]["bias"], bias, atol=0.01)  # one step taken
