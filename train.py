@@ -35,6 +35,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if note := cli.default_config_note():
+        print(note, flush=True)
     cli.run(train, cli.loaded_config(), cli.user_path(FLAGS.workdir), entry_point=True)
 
 

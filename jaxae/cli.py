@@ -382,12 +382,26 @@ def _override_path(field: str, argv: Sequence[str] | None = None) -> str:
     return field
 
 
+_DEFAULT_CONFIG: list[str] = []  # the entry point's default config file, once defined
+
+
+def default_config_note(argv: Sequence[str] | None = None) -> str | None:
+    """The line an entry point prints when it runs its default config because no --config
+    was given (a user may not know it has one); None when --config was given."""
+    if _flag_value(sys.argv if argv is None else argv, "config") is not None or \
+            not _DEFAULT_CONFIG:
+        return None
+    return f"no --config given: the default, --config={_DEFAULT_CONFIG[-1]}"
+
+
 def _config_argument(argv: Sequence[str], flag_values: flags.FlagValues) -> str:
-    """The --config file named on the command line (the flag's default otherwise), without
-    a ':argument' for get_config."""
+    """The --config file named on the command line (the flag's default otherwise, also
+    where the flag failed to load it), without a ':argument' for get_config."""
     named = _flag_value(argv, "config")
     if named is not None:
         return named.split(":", 1)[0]
+    if "config" not in flag_values:  # its default failed to load as it was defined
+        return _DEFAULT_CONFIG[-1] if _DEFAULT_CONFIG else "the default config"
     return str(flag_values["config"].default_as_str).strip("'\"")
 
 
@@ -453,6 +467,8 @@ def define_config_flag(default: str | None, flag_values: flags.FlagValues = flag
     """
     if os.getcwd() not in sys.path:
         sys.path.insert(1, os.getcwd())
+    if default is not None:
+        _DEFAULT_CONFIG.append(default)
     named = _flag_value(sys.argv if argv is None else argv, "config") or default
     folder = os.path.dirname(os.path.abspath(named.split(":", 1)[0])) if named else None
     if folder and folder not in sys.path and \
@@ -567,7 +583,7 @@ def _config_error(error: BaseException, argv: Sequence[str], flag_values: flags.
         return _unknown_field(error, argv)
     if isinstance(error, OSError):
         text = str(error).strip().splitlines()
-        return f"--config: {text[-1].strip() if text else error}"
+        return f"--config: {text[-1].strip() if text else error}{_config_path_hint(path)}"
     if isinstance(error, flags.Error):
         first = str(error).splitlines()[0]
         if found := re.match(r"flag --config\.([\w.]+)=(.*?): Failed to parse .* as a ConfigDict",
@@ -589,6 +605,19 @@ def _config_error(error: BaseException, argv: Sequence[str], flag_values: flags.
                     "config.json; change what it measures with --config.eval.FIELD=VALUE")
         return first
     return f"--config={path}: {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+
+
+def _config_path_hint(path: str) -> str:
+    """For a --config that names no file: the shipped config of that name ('default' ->
+    ': did you mean --config=configs/default.py?'), else ''."""
+    import jaxae.configs  # the shipped configs' folder (configs/ of a clone)
+
+    stem = os.path.splitext(os.path.basename(path))[0]
+    shipped = os.path.join(jaxae.configs.__path__[0], f"{stem}.py")
+    if os.path.isfile(path) or not stem or not os.path.isfile(shipped):
+        return ""
+    here = os.path.relpath(shipped) if not os.path.relpath(shipped).startswith("..") else shipped
+    return f": did you mean --config={here}?"
 
 
 def _field_flag_hint(name: str, flag_values: flags.FlagValues) -> str:

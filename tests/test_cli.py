@@ -279,6 +279,28 @@ def test_two_config_files_a_value_for_a_section_and_a_config_for_evaluate_are_on
             "config.json; change what it measures with --config.eval.FIELD=VALUE\n")
 
 
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+def test_a_config_that_is_not_there_is_one_line_naming_the_shipped_one(tmp_path, capsys,
+                                                                        monkeypatch):
+    """A config's name for its path, and train.py's default config from another folder
+    with an override (a KeyError traceback before), are one line; the note says which
+    config a run without --config uses."""
+    monkeypatch.chdir(ROOT)
+    define = lambda fv, a: cli.define_config_flag("configs/default.py", fv, a)  # noqa: E731
+    code, _ = parse(["train.py", "--config=default"], define)
+    assert code == 1 and capsys.readouterr().err == (
+        "error: --config: [Errno 2] No such file or directory: 'default': did you mean "
+        "--config=configs/default.py?\n")
+    assert cli.default_config_note(["train.py", "--workdir=w"]) == \
+        "no --config given: the default, --config=configs/default.py"
+    assert cli.default_config_note(["train.py", "--config=configs/test.py"]) is None
+    monkeypatch.chdir(tmp_path)  # the default's relative path names nothing here
+    code, _ = parse(["train.py", "--config.train.stop_after_steps=5"], define)
+    assert code == 1 and capsys.readouterr().err == (
+        "error: --config: [Errno 2] No such file or directory: 'configs/default.py': did you "
+        f"mean --config={ROOT}/configs/default.py?\n")
+
+
 REGISTERING_MODULE = '''
     import flax.linen as nn
 
