@@ -164,6 +164,23 @@ def test_evaluating_a_workdir_without_a_run_is_one_line(tmp_path):
     assert len(lines) == 1 and "holds no run (config.json is missing)" in lines[0]
 
 
+def test_a_run_s_sub_folder_or_a_folder_of_runs_names_the_run_to_pass(tmp_path):
+    from jaxae.training.workdir import load_run_config
+
+    run_dir = tmp_path / "runs" / "default"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}")
+    for given, said in (
+            (run_dir / "checkpoints", f"{str(run_dir / 'checkpoints')!r} is a folder inside the "
+                                      f"run {str(run_dir)!r}: pass the run itself, "
+                                      f"--workdir={run_dir}"),
+            (tmp_path / "runs", f"{str(tmp_path / 'runs')!r} holds runs, not a run: pass one of "
+                                f"them, e.g. --workdir={run_dir} ({run_dir})")):
+        with pytest.raises(FileNotFoundError) as caught:
+            load_run_config(str(given))
+        assert str(caught.value) == said
+
+
 def test_a_run_of_the_flat_config_release_is_named(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model": "dense_ae", "latent_dim": 10}))
     result = run("evaluate.py", f"--workdir={tmp_path}")

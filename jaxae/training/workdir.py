@@ -635,12 +635,30 @@ def _version_of(module: str) -> str:
 
 def _sibling_runs(workdir: str) -> list[str]:
     """The names of the folders beside `workdir` that hold a run's config.json."""
-    parent = os.path.dirname(os.path.normpath(workdir)) or "."
+    return _runs_in(os.path.dirname(os.path.normpath(workdir)) or ".")
+
+
+def _runs_in(folder: str) -> list[str]:
+    """The names of the folders in `folder` that hold a run's config.json."""
     try:
-        return [name for name in os.listdir(parent)
-                if os.path.isfile(os.path.join(parent, name, CONFIG_FILE))]
+        return [name for name in os.listdir(folder)
+                if os.path.isfile(os.path.join(folder, name, CONFIG_FILE))]
     except OSError:
         return []
+
+
+def _no_run_here(workdir: str) -> str:
+    """Why a folder without config.json holds no run, where it is near one: a run's own
+    sub-folder (its checkpoints, its eval), or a folder of runs."""
+    parent = os.path.dirname(os.path.normpath(workdir))
+    if parent and os.path.isfile(os.path.join(parent, CONFIG_FILE)):
+        return (f"{workdir!r} is a folder inside the run {parent!r}: pass the run itself, "
+                f"--workdir={parent}")
+    if runs := sorted(_runs_in(workdir)):
+        shown = ", ".join(os.path.join(workdir, r) for r in runs[:4])
+        return (f"{workdir!r} holds runs, not a run: pass one of them, e.g. --workdir="
+                f"{os.path.join(workdir, runs[0])} ({shown}{', ...' if len(runs) > 4 else ''})")
+    return ""
 
 
 def load_run_config(workdir: str, moved_names: dict[str, str] | None = None
@@ -669,9 +687,9 @@ def load_run_config(workdir: str, moved_names: dict[str, str] | None = None
                 f"{workdir!r} holds checkpoints but no {CONFIG_FILE}, which says what model "
                 "and data they are of: put it back, or rerun the train.py command that made "
                 "them (it writes config.json again once the checkpoint it resumes fits)")
-        raise FileNotFoundError(
+        raise FileNotFoundError(_no_run_here(workdir) or (
             f"{workdir!r} holds no run ({CONFIG_FILE} is missing): train one first with "
-            f"python train.py --config=YOUR_CONFIG.py --workdir={workdir}")
+            f"python train.py --config=YOUR_CONFIG.py --workdir={workdir}"))
     saved = _read_json(
         path, "rerun python train.py with this --workdir and the run's flags to write it again")
     _check_release(saved, workdir)
