@@ -1,6 +1,6 @@
 """A config's run trained in a loop of your own, from jaxae's parts, to train.py's bits.
 
-    python examples/own_loop.py test    # configs/test.py
+    python examples/own_loop.py configs/test.py    # a config file, as train.py's --config
 
 Each part is the one train.py uses: `derive_keys(seed)` gives the data, initialisation and
 training streams; `build.load_data` the splits (the config's sizes, subset, validation);
@@ -15,6 +15,8 @@ evaluation and logs around the same steps, and compiles many steps as one loop.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import sys
 
 import ml_collections
@@ -50,9 +52,27 @@ def train(config: ml_collections.ConfigDict) -> steps.TrainState:
     return state
 
 
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """get_config() of the config file at `path` (a shipped one also by its name: "test")."""
+    if not path.endswith(".py") and "/" not in path:
+        return importlib.import_module(f"jaxae.configs.{path}").get_config()
+    spec = importlib.util.spec_from_file_location("own_loop_config", path)
+    if spec is None or not os.path.isfile(path):
+        raise SystemExit(f"error: config file {path!r} does not exist: give one, e.g. "
+                         "configs/test.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
 if __name__ == "__main__":
+    usage = "usage: python examples/own_loop.py CONFIG.py (a config file; a shipped one by name)"
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(__doc__.split("\n\n")[0] + "\n" + usage)
+        sys.exit(0)
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python examples/own_loop.py <name of a file in configs/>")
-    run_config = importlib.import_module(f"jaxae.configs.{sys.argv[1]}").get_config()
+        raise SystemExit(usage)
+    run_config = load_config_file(sys.argv[1])
     config_lib.validate(run_config)
-    train(run_config)
+    state = train(run_config)
+    print(f"trained {int(state.step)} steps")

@@ -89,3 +89,15 @@ def test_the_pca_baseline_fits_on_training_images_spread_over_the_split(
     pca_baseline.main(["--workdir", str(tmp_path), "--k", "4"])  # 512 fit the default bound
     assert json.loads((tmp_path / "eval" / "pca_baseline.json").read_text())[
         "train_images"] == 512
+
+
+def test_the_own_loop_example_takes_a_config_file_as_train_py_does():
+    from examples import own_loop
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    by_file = own_loop.load_config_file(os.path.join(root, "configs", "test.py"))
+    assert by_file.to_json() == own_loop.load_config_file("test").to_json()
+    shown = subprocess.run([sys.executable, os.path.join(root, "examples", "own_loop.py"),
+                            "--help"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "usage: python examples/own_loop.py CONFIG.py" in \
+        shown.stdout
