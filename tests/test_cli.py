@@ -51,58 +51,13 @@ def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-MY_MODELS = '''
-    """A deeper MLP VAE: two hidden layers in the encoder, one in the decoder."""
-    import math
-
-    import flax.linen as nn
-    import jax
-
-    from jaxae import models
+def _example(name: str) -> str:
+    with open(os.path.join(ROOT, "examples", name)) as f:
+        return f.read()
 
 
-    class DeeperVAE(models.VariationalAutoencoder):
-        image_shape: tuple
-        latent_dim: int = 2
-        hidden: tuple = (64, 32)
-
-        @property
-        def latent_shape(self):
-            return (self.latent_dim,)
-
-        def setup(self):
-            self.layers = [nn.Dense(width) for width in self.hidden]
-            self.mean = nn.Dense(self.latent_dim)
-            self.log_sigma = nn.Dense(self.latent_dim)
-            self.decoder_hidden = nn.Dense(self.hidden[0])
-            self.pixels = nn.Dense(math.prod(self.image_shape))
-
-        def encode(self, x, *, labels=None):
-            h = x.reshape(x.shape[0], -1)
-            for layer in self.layers:
-                h = nn.relu(layer(h))
-            return self.mean(h), self.log_sigma(h)
-
-        def decode(self, z, *, labels=None):
-            h = nn.relu(self.decoder_hidden(z))
-            return self.pixels(h).reshape(z.shape[0], *self.image_shape)
-'''
-
-MY_CONFIG = '''
-    """The deeper VAE of my_models.py on Fashion-MNIST.
-
-    Command: python train.py --config=my_config.py --workdir=runs/deeper
-    """
-    from jaxae.configs import test
-
-
-    def get_config():
-        config = test.get_config()
-        config.model = {"name": "my_models.py:DeeperVAE", "latent_dim": 2, "hidden": (64, 32)}
-        config.eval.iwae_samples = (1, 5)
-        config.eval.iwae_images = 64
-        return config
-'''
+MY_MODELS = _example("my_models.py")  # the README's model of one's own, and its config
+MY_CONFIG = _example("my_config.py")
 
 
 def test_a_users_model_in_their_own_file_trains_and_evaluates(fashion_tfds_dir, tmp_path):
@@ -119,7 +74,8 @@ def test_a_users_model_in_their_own_file_trains_and_evaluates(fashion_tfds_dir, 
     assert trained.returncode == 0, trained.stderr[-2000:]
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["model"]["name"] == f"{project}/my_models.py:DeeperVAE"
-    evaluated = run(os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}", cwd="/")
+    evaluated = run(os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}",
+                    "--config.eval.iwae_samples=(1, 5)", "--config.eval.iwae_images=64", cwd="/")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     with open(os.path.join(workdir, "eval", "metrics.json")) as f:
         metrics = json.load(f)
@@ -376,7 +332,8 @@ def test_a_model_registered_by_a_module_beside_the_config_trains_and_evaluates_a
                   f"--workdir={workdir}", f"--config.data.tfds_dir={fashion_tfds_dir}",
                   cwd=str(elsewhere))
     assert resumed.returncode == 0, resumed.stderr[-2000:]  # the same run: nothing refused
-    evaluated = run(os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}", cwd="/")
+    evaluated = run(os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}",
+                    "--config.eval.iwae_samples=(1, 5)", "--config.eval.iwae_images=64", cwd="/")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     with open(os.path.join(workdir, "eval", "metrics.json")) as f:
         assert json.load(f)["step"] == 16
