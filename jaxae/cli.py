@@ -616,8 +616,8 @@ def _config_path_hint(path: str) -> str:
     shipped = os.path.join(jaxae.configs.__path__[0], f"{stem}.py")
     if os.path.isfile(path) or not stem or not os.path.isfile(shipped):
         return ""
-    here = os.path.relpath(shipped) if not os.path.relpath(shipped).startswith("..") else shipped
-    return f": did you mean --config={here}?"
+    relative = os.path.relpath(shipped)  # from here, unless that climbs out of this folder
+    return f": did you mean --config={shipped if relative.startswith('..') else relative}?"
 
 
 def _field_flag_hint(name: str, flag_values: flags.FlagValues) -> str:
