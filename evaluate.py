@@ -42,12 +42,16 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if os.getcwd() not in sys.path:  # a run's model may live in a module of this directory
         sys.path.insert(1, os.getcwd())
-    from jaxae.evaluation.evaluate import evaluate_workdir
+    from jaxae.evaluation.evaluate import eval_dir, evaluate_workdir
 
-    metrics = cli.run(evaluate_workdir, cli.user_path(FLAGS.workdir), FLAGS.step,
-                      overrides=cli.eval_overrides(sys.argv),
-                      out_dir=cli.user_path(FLAGS.eval_dir), entry_point=True)
+    workdir, out_dir = cli.user_path(FLAGS.workdir), cli.user_path(FLAGS.eval_dir)
+    metrics = cli.run(evaluate_workdir, workdir, FLAGS.step,
+                      overrides=cli.eval_overrides(sys.argv), out_dir=out_dir,
+                      entry_point=True)
     print(json.dumps(metrics, indent=2))
+    pictures = ", ".join(metrics.get("pictures", {})) or "no pictures"
+    print(f"wrote {os.path.join(out_dir or eval_dir(workdir, FLAGS.step), 'metrics.json')} "
+          f"and {pictures} beside it", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ from jaxae import cli  # first, and light: a signal during the imports below is 
 STOP = cli.GracefulStop().install()
 cli.refuse_busy_workdir()  # a workdir in use: refused before JAX is imported
 
+import os  # noqa: E402
+import sys  # noqa: E402
+
 import ml_collections  # noqa: E402
 from absl import app, flags  # noqa: E402
 
@@ -38,6 +41,11 @@ def main(argv: list[str]) -> None:
     if note := cli.default_config_note():
         print(note, flush=True)
     cli.run(train, cli.loaded_config(), cli.user_path(FLAGS.workdir), entry_point=True)
+    if parallel.is_main_process():  # the same Python, and the evaluate.py beside this file
+        python, script = (cli.shortest_path(path) for path in (
+            sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                         "evaluate.py")))
+        print(f"evaluate it: {python} {script} --workdir={FLAGS.workdir}", flush=True)
 
 
 if __name__ == "__main__":

@@ -607,6 +607,13 @@ def _config_error(error: BaseException, argv: Sequence[str], flag_values: flags.
     return f"--config={path}: {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
 
 
+def shortest_path(path: str) -> str:
+    """`path` relative to the current folder where it lies inside it, else absolute: how a
+    command to copy names a file."""
+    relative = os.path.relpath(path)
+    return os.path.abspath(path) if relative.startswith("..") else relative
+
+
 def _config_path_hint(path: str) -> str:
     """For a --config that names no file: the shipped config of that name ('default' ->
     ': did you mean --config=configs/default.py?'), else ''."""
@@ -616,8 +623,7 @@ def _config_path_hint(path: str) -> str:
     shipped = os.path.join(jaxae.configs.__path__[0], f"{stem}.py")
     if os.path.isfile(path) or not stem or not os.path.isfile(shipped):
         return ""
-    relative = os.path.relpath(shipped)  # from here, unless that climbs out of this folder
-    return f": did you mean --config={shipped if relative.startswith('..') else relative}?"
+    return f": did you mean --config={shortest_path(shipped)}?"
 
 
 def _field_flag_hint(name: str, flag_values: flags.FlagValues) -> str:

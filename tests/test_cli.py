@@ -37,6 +37,9 @@ def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_
                   f"--config.data.tfds_dir={fashion_tfds_dir}", "--config.model.latent_dim=2",
                   production=True)
     assert trained.returncode == 0, trained.stderr[-2000:]
+    assert trained.stdout.splitlines()[-1] == (
+        f"evaluate it: {cli.shortest_path(sys.executable)} "
+        f"{cli.shortest_path(os.path.join(ROOT, 'evaluate.py'))} --workdir={workdir}")
     saved = sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int)
     assert saved == ["16", "32"]  # one per epoch of 16 steps
     with open(os.path.join(workdir, "config.json")) as f:
@@ -44,6 +47,9 @@ def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_
     evaluated = run("evaluate.py", f"--workdir={workdir}", production=True)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert "evaluating the checkpoint at step 32" in evaluated.stdout
+    assert evaluated.stdout.splitlines()[-1] == (
+        f"wrote {workdir}/eval/metrics.json and reconstructions.png, samples.png, manifold.png, "
+        "latent_scatter.png beside it")
     with open(os.path.join(workdir, "eval", "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics["step"] == 32 and metrics["test_images"] == 256
