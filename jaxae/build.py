@@ -219,7 +219,7 @@ def init_scheme_note(config: ml_collections.ConfigDict) -> str | None:
     say) are not replaced unnoticed; None for jaxae's models (made for the scheme) and for
     "lecun", which keeps the modules' own."""
     scheme, name = init_scheme(config), config.model.name
-    if scheme == "lecun" or MODELS.own(name) or MODELS.defined_by_jaxae(MODELS.get(name)):
+    if scheme == "lecun" or MODELS.defined_by_jaxae(MODELS.get(name)):
         return None
     return (f"note: model.init={scheme!r} redraws every Dense/Conv kernel and bias of "
             f"{display_name(name)}, replacing any initialisers its modules give; "

@@ -83,17 +83,20 @@ def tiny_config(fashion_tfds_dir):
     return make
 
 
-def tiny_model_source(side: int = 8, encoder_bias: float | None = None) -> str:
+def tiny_model_source(side: int = 8, encoder_bias: float | None = None,
+                      registered_as: str | None = None) -> str:
     """A model file of a user's own: `Tiny`, a dense AE of side x side x 1 images, code 4
-    (its encoder's biases start at `encoder_bias` where given: an initialiser of its own)."""
+    (its encoder's biases start at `encoder_bias` where given: an initialiser of its own;
+    registered under the short name `registered_as` where given)."""
     bias = f"bias_init=nn.initializers.constant({encoder_bias}), " if encoder_bias else ""
+    register = f"@models.register_model({registered_as!r})\n" if registered_as else ""
     return f'''
 import flax.linen as nn
 
 from jaxae import models
 
 
-class Tiny(models.Autoencoder):
+{register}class Tiny(models.Autoencoder):
     image_shape: tuple
     latent_dim: int = 4
 

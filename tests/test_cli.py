@@ -12,7 +12,7 @@ import pytest
 from absl import flags
 
 from jaxae import cli
-from tests.conftest import TEST_XLA_FLAGS
+from tests.conftest import TEST_XLA_FLAGS, tiny_model_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -280,29 +280,7 @@ def test_a_config_that_is_not_there_is_one_line_naming_the_shipped_one(tmp_path,
         f"mean --config={ROOT}/configs/default.py?\n")
 
 
-REGISTERING_MODULE = '''
-    import flax.linen as nn
-
-    from jaxae import models
-
-
-    @models.register_model("tiny_dense")
-    class TinyDense(models.Autoencoder):
-        image_shape: tuple
-        latent_dim: int = 4
-
-        @property
-        def latent_shape(self):
-            return (self.latent_dim,)
-
-        @nn.compact
-        def encode(self, x, *, labels=None):
-            return nn.Dense(self.latent_dim, name="encoder")(x.reshape(x.shape[0], -1))
-
-        @nn.compact
-        def decode(self, z, *, labels=None):
-            return nn.Dense(784, name="decoder")(z).reshape(z.shape[0], 28, 28, 1)
-'''
+REGISTERING_MODULE = tiny_model_source(28, registered_as="tiny_dense")
 
 REGISTERING_CONFIG = '''
     import reg_models  # noqa: F401 (registers tiny_dense)

@@ -1574,9 +1574,8 @@ def test_a_library_run_of_a_model_its_module_registers_evaluates_with_evaluate_p
                                 dict(getattr(models.MODELS, registry_field)))
     project = tmp_path / "project"
     project.mkdir()
-    source = TINY_MODELS.replace("class Tiny(", '@models.register_model("tiny_registered")\n'
-                                                "class Tiny(")
-    (project / "registering_models.py").write_text(source)
+    (project / "registering_models.py").write_text(
+        tiny_model_source(registered_as="tiny_registered"))
     spec = importlib.util.spec_from_file_location("registering_models",
                                                   project / "registering_models.py")
     module = importlib.util.module_from_spec(spec)

@@ -25,36 +25,40 @@ def reads_paths(**kinds: str) -> Callable[[Loader], Loader]:
     if unknown := [k for k in kinds.values() if k not in PATH_KINDS]:
         raise ValueError(f"path kinds {unknown}: use {', '.join(PATH_KINDS)}")
 
-    def declare(loader: Loader) -> Loader:
-        loader.path_kinds = kinds
-        return loader
-
-    return declare
+    return _declaring("path_kinds", kinds)
 
 
 def unset_means(**values: Any) -> Callable[[Loader], Loader]:
     """Declares what a loader makes of config.data fields left unset (None), where that is
     a value of theirs (a folder's carved test share): a run that set one to it and its
     resume that leaves it unset made the same choice (`declared_unset_values`)."""
+    return _declaring("unset_values", values)
+
+
+def _declaring(attribute: str, value: dict) -> Callable[[Loader], Loader]:
     def declare(loader: Loader) -> Loader:
-        loader.unset_values = values
+        setattr(loader, attribute, value)
         return loader
 
     return declare
 
 
+def _declared(loader: Callable[..., Any], attribute: str) -> dict:
+    """What a loader declares under `attribute` (empty where nothing), also through
+    functools.partial."""
+    while not hasattr(loader, attribute) and hasattr(loader, "func"):
+        loader = loader.func
+    return dict(getattr(loader, attribute, {}))
+
+
 def declared_unset_values(loader: Callable[..., Any]) -> dict[str, Any]:
     """The values a loader declares for its fields left unset (`unset_means`)."""
-    while not hasattr(loader, "unset_values") and hasattr(loader, "func"):
-        loader = loader.func
-    return dict(getattr(loader, "unset_values", {}))
+    return _declared(loader, "unset_values")
 
 
 def declared_paths(loader: Callable[..., Any]) -> dict[str, str]:
-    """The path kinds a loader declares (`reads_paths`), also through functools.partial."""
-    while not hasattr(loader, "path_kinds") and hasattr(loader, "func"):
-        loader = loader.func
-    return dict(getattr(loader, "path_kinds", {}))
+    """The path kinds a loader declares (`reads_paths`)."""
+    return _declared(loader, "path_kinds")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
