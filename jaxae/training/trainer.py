@@ -410,12 +410,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     main = parallel.is_main_process()
     if main:
         _warn_of_script_registrations(config)
-    if not holds_run(workdir):  # a run's own config.json stands as it was recorded
+    trained = holds_run(workdir)  # (preparing the workdir below writes no run into it)
+    if not trained:  # a run's own config.json stands as it was recorded
         config_lib.check_new_run(config)
     created = not os.path.exists(workdir)
     prepare_workdir(workdir, config)  # a run there has this config's batch size (or refused)
     config_lib.check_batch_splits(config.train.batch_size, mesh.size,
-                                  workdir if holds_run(workdir) else None)
+                                  workdir if trained else None)
     with _writer_lock(workdir, main):
         try:
             return _train(config, workdir, mesh, main, evaluations, stop_requested, on_saved)
