@@ -133,15 +133,22 @@ def _orbax_writer_threads() -> list[threading.Thread]:
             and _is_orbax_writer(t)]
 
 
+_EXCEPTHOOK_LOCK = threading.Lock()
+
+
 def _quiet_writer_errors(args: threading.ExceptHookArgs) -> None:
     """threading.excepthook once the run's error line is out: a writer thread's own failure
-    (the same full disk, say) is one line more, not a second traceback."""
-    if not _is_orbax_writer(args.thread):
-        threading.__excepthook__(args)
-        return
-    first = (str(args.exc_value).strip().splitlines() or [""])[0][:200]
-    print(f"warning: a checkpoint writer failed too: {args.exc_type.__name__}: {first}",
-          file=sys.stderr, flush=True)
+    (the same full disk, say) is one line more, not a second traceback. One thread reports
+    at a time: Python writes another thread's traceback in pieces, which a line printed
+    meanwhile would split."""
+    with _EXCEPTHOOK_LOCK:
+        if not _is_orbax_writer(args.thread):
+            threading.__excepthook__(args)
+            sys.stderr.flush()
+            return
+        first = (str(args.exc_value).strip().splitlines() or [""])[0][:200]
+        print(f"warning: a checkpoint writer failed too: {args.exc_type.__name__}: {first}",
+              file=sys.stderr, flush=True)
 
 
 def exit_now_if_stuck(code: int, grace_s: float = WRITER_GRACE_S) -> None:

@@ -500,26 +500,37 @@ def test_a_leading_tilde_in_a_path_is_the_home_folder(tmp_path, monkeypatch):
 
 
 def test_a_writer_thread_failing_after_the_error_line_prints_no_traceback():
-    """A full disk fails the run (its one error line) and Orbax's writer thread with it: the
-    thread's own failure, as the process waits for it, is not a second traceback; another
-    thread's still is."""
+    """A full disk fails the run (its one error line) and Orbax's writer threads with it: their
+    own failures, as the process waits for them, are one line each, not more tracebacks;
+    another thread's still is a traceback, whole, though all fail at the same moment."""
     script = textwrap.dedent("""
         import threading, time
         from jaxae import cli
 
+        together = threading.Barrier(16)
+
         def fail(what):
-            time.sleep(0.2)
+            while threading.excepthook is not cli._quiet_writer_errors:  # the error line is out
+                time.sleep(0.01)
+            together.wait()
             raise ValueError(what)
 
-        other = threading.Thread(target=fail, args=("not a writer's",), name="worker")
-        other.start()
-        threading.Thread(target=fail, args=("RESOURCE_EXHAUSTED: writing",),
-                         name="async_save").start()
+        others = [threading.Thread(target=fail, args=("not a writer's",), name=f"worker-{i}")
+                  for i in range(8)]
+        writers = [threading.Thread(target=fail, args=("RESOURCE_EXHAUSTED: writing",),
+                                    name="async_save") for _ in range(8)]
+        for thread in others + writers:
+            thread.start()
         cli.exit_now_if_stuck(1, grace_s=10)
-        other.join()
+        for thread in others:
+            thread.join()
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120)
-    assert "warning: a checkpoint writer failed too: ValueError: RESOURCE_EXHAUSTED: " \
-        "writing\n" in done.stderr and "not a writer's" in done.stderr, done.stderr
-    assert done.stderr.count("Traceback") == 1  # the other thread's
+    lines = done.stderr.splitlines()
+    warning = "warning: a checkpoint writer failed too: ValueError: RESOURCE_EXHAUSTED: writing"
+    assert lines.count(warning) == 8, done.stderr
+    assert done.stderr.count("Traceback") == 8, done.stderr  # the other threads'
+    assert sorted(line for line in lines if line.startswith("Exception in thread")) == \
+        sorted(f"Exception in thread worker-{i}:" for i in range(8)), done.stderr
+    assert lines.count("ValueError: not a writer's") == 8, done.stderr
