@@ -23,7 +23,7 @@ import difflib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -38,7 +38,7 @@ from jaxae.kernels import conv, precision
 from jaxae.keys import SEED_RANGE
 from jaxae.models.initializers import SCHEMES
 from jaxae.models.registry import BUILDER_OPTIONS, MODELS, settable_fields
-from jaxae.optimizers import OPTIMIZERS, SCHEDULES
+from jaxae.optimizers import OPTIMIZERS, SCHEDULES, spans_run
 from jaxae.registry import RegistryError, build, check_options, parameters
 from jaxae.tasks import TASKS, Task
 
@@ -193,8 +193,9 @@ RESUMABLE_FIELDS = (
     "data.memory_budget_mb",
     "eval",  # the whole section: what evaluate.py measures and draws
 )
-# Every other field is run-defining, fields added later included; under optim.schedule =
-# "cosine" so is train.num_epochs, since the learning rate decays over the run's total steps.
+# Every other field is run-defining, fields added later included; under a schedule that
+# decays over the run's total steps (`optimizers.Schedule.spans_run`: "cosine") so is
+# train.num_epochs.
 
 
 def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -219,7 +220,7 @@ def _unset_values(data_name: object) -> dict[str, Any]:
 
 def is_resumable(path: str, schedule: str = "constant") -> bool:
     """Whether a resumed run may change the field at `path` (see RESUMABLE_FIELDS)."""
-    if path == "train.num_epochs" and schedule == "cosine":
+    if path == "train.num_epochs" and schedule in SCHEDULES and spans_run(schedule):
         return False
     return any(path == f or path.startswith(f"{f}.") for f in RESUMABLE_FIELDS)
 
@@ -275,7 +276,7 @@ def _is_number(value: object) -> bool:
         math.isfinite(value)
 
 
-def _choice(config: ml_collections.ConfigDict, path: str, choices: tuple[str, ...]) -> None:
+def _choice(config: ml_collections.ConfigDict, path: str, choices: Collection[str]) -> None:
     value = get(config, path)
     _require(value in choices, f"config.{path}={value!r} is unknown: choose one of "
              f"{', '.join(choices)}")

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import optax
 
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd}
-SCHEDULES = ("constant", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule: `rate(learning_rate, total_steps)` gives Optax's rate (a
+    float or a schedule), and `spans_run` says whether the rate depends on the run's total
+    steps, which then make its length part of the run (a resume cannot lengthen it)."""
+    rate: Callable[[float, int], optax.ScalarOrSchedule]
+    spans_run: bool
+
+
+SCHEDULES = {
+    "constant": Schedule(lambda learning_rate, total_steps: learning_rate, spans_run=False),
+    "cosine": Schedule(optax.cosine_decay_schedule, spans_run=True),  # decays to 0
+}
+
+
+def spans_run(schedule: str) -> bool:
+    """Whether the schedule named `schedule` decays over the run's total steps."""
+    return SCHEDULES[schedule].spans_run
 
 
 def make_optimizer(name: str, learning_rate: float, schedule: str = "constant",
@@ -13,6 +35,4 @@ def make_optimizer(name: str, learning_rate: float, schedule: str = "constant",
     """An Optax optimiser by name, with a constant or cosine-decayed (to 0 over
     `total_steps`) learning rate. total_steps is None where the state only receives a
     checkpoint: the schedule's shape is then irrelevant, only the state's structure is."""
-    rate = optax.cosine_decay_schedule(learning_rate, max(1, total_steps or 1)) \
-        if schedule == "cosine" else learning_rate
-    return OPTIMIZERS[name](rate)
+    return OPTIMIZERS[name](SCHEDULES[schedule].rate(learning_rate, max(1, total_steps or 1)))

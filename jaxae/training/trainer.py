@@ -35,7 +35,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from jaxae import build
+from jaxae import build, optimizers
 from jaxae import config as config_lib
 from jaxae.data import Splits, batches, streaming
 from jaxae.evaluation.metrics import evaluate_split, split_means
@@ -517,7 +517,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
             run_files.keep_as_they_are()
         if first_step >= total_steps and main:
             longer = ("a longer run needs a new --workdir (under a cosine schedule its length "
-                      "is part of the run)" if config.optim.schedule == "cosine" else
+                      "is part of the run)" if optimizers.spans_run(config.optim.schedule) else
                       "raise --config.train.num_epochs to train on")
             print(f"the run has trained {first_step} steps and train.num_epochs="
                   f"{train_config.num_epochs} asks for {total_steps}: nothing to train; "
