@@ -1107,7 +1107,6 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
             for batch_size in batch_sizes:
                 arrays, source = data.arrays(shape, batch_size)
                 sources["x".join(map(str, shape))] = source
-                epoch_images = None if source == "Fashion-MNIST" else EPOCH_IMAGES
                 for model in models:
                     workload = WORKLOADS[model]
                     peer = None  # one peer run per model, beside each of jaxae's runs of it
@@ -1117,7 +1116,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
                                 try:
                                     ours = bench_model(model, batch_size, steps_per_chunk,
                                                        args.chunks, arrays, conv, dtype, width,
-                                                       args.peak_n, epoch_images,
+                                                       args.peak_n, EPOCH_IMAGES,
                                                        roofs=not args.no_roofs,
                                                        devices=devices)
                                 except config_lib.ConfigError as error:

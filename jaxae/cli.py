@@ -8,8 +8,9 @@ ends the process with one `error:` line and exit code 1, after any checkpoint st
 written is finished. A stop asked for before training started is one line and exit code 0,
 like a stop during training; Ctrl-C where no stop is handled (evaluate.py) is exit code 130.
 
-This module imports only absl and ml_collections at the top, so that `train.py` can install
-its signal handlers (`GracefulStop`) before the seconds spent importing JAX.
+At the top this module imports only absl, ml_collections and jaxae modules of the standard
+library alone (`registry`, `messages`, `training.lock`), so that `train.py` can install its
+signal handlers (`GracefulStop`) before the seconds spent importing JAX.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
+from jaxae.messages import first_line
 from jaxae.registry import line_in_file
 from jaxae.training import lock
 from jaxae.training.lock import MOVING_FILES, STAGING_FOLDERS
@@ -146,7 +148,7 @@ def _quiet_writer_errors(args: threading.ExceptHookArgs) -> None:
             threading.__excepthook__(args)
             sys.stderr.flush()
             return
-        first = (str(args.exc_value).strip().splitlines() or [""])[0][:200]
+        first = first_line(args.exc_value, 200)
         print(f"warning: a checkpoint writer failed too: {args.exc_type.__name__}: {first}",
               file=sys.stderr, flush=True)
 
@@ -458,7 +460,7 @@ def _config_file_error(error: BaseException, path: str) -> str | None:
     if "Error whilst parsing config file:" in text:  # ml_collections: the traceback as text
         text = text.rsplit("\n", 1)[-1].strip()
         return f"{where}: {text}"
-    first = (text.splitlines() or [""])[0]
+    first = first_line(text)
     return f"{where}: {type(error).__name__}: {first}"
 
 
@@ -592,7 +594,7 @@ def _config_error(error: BaseException, argv: Sequence[str], flag_values: flags.
         text = str(error).strip().splitlines()
         return f"--config: {text[-1].strip() if text else error}{_config_path_hint(path)}"
     if isinstance(error, flags.Error):
-        first = str(error).splitlines()[0]
+        first = first_line(error)
         if found := re.match(r"flag --config\.([\w.]+)=(.*?): Failed to parse .* as a ConfigDict",
                              first):
             section, value = found.groups()

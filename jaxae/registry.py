@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from jaxae.messages import first_line
+
 Entry = Callable[..., Any]
 
 
@@ -273,7 +275,7 @@ def _importable_as(stem: str, path: str) -> bool:
 def _run_error(path: str, e: Exception) -> RegistryError:
     """'path:line: Type: message' for an error raised while the file at `path` ran."""
     line = line_in_file(path, e)
-    text = e.msg if isinstance(e, SyntaxError) else (str(e).splitlines() or [""])[0]
+    text = e.msg if isinstance(e, SyntaxError) else first_line(e)
     return RegistryError(f"{path}{f':{line}' if line else ''}: {type(e).__name__}: {text}")
 
 

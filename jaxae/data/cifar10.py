@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxae.data.dataset import Dataset, from_prepared, reads_paths
-from jaxae.data.errors import DataError, first_line
+from jaxae.data.errors import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     JaxaeBuilder,
@@ -52,6 +52,7 @@ from jaxae.data.records import (
     write_source_record,
 )
 from jaxae.data.sources import host_reachable
+from jaxae.messages import first_line
 
 SPLITS = ("train", "test")
 

@@ -24,9 +24,3 @@ class MixedImageSizes(DataError):
     def __reduce__(self) -> tuple[type, tuple[str]]:
         """Pickled (for another process) as the problem alone: the fix is added once."""
         return MixedImageSizes, (self.problem,)
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message: what a one-line DataError quotes of the error it
-    replaces (TFDS's and the network's run to many lines)."""
-    return (str(error).strip().splitlines() or [""])[0]

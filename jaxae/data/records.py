@@ -30,8 +30,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.proto import tf_example_pb2
 
-from jaxae.data.errors import DataError, MixedImageSizes, first_line
+from jaxae.data.errors import DataError, MixedImageSizes
 from jaxae.data.images import ImageOptions
+from jaxae.messages import first_line
 
 FILE_FORMAT = "array_record"
 SOURCE_FILE = "jaxae_source.json"  # written by our builders into the prepared folder

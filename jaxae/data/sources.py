@@ -31,7 +31,7 @@ from jaxae.data.builder import (
     read_idx_files,
 )
 from jaxae.data.dataset import Dataset, from_prepared, reads_paths
-from jaxae.data.errors import DataError, first_line
+from jaxae.data.errors import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     PreparedSplit,
@@ -40,6 +40,7 @@ from jaxae.data.records import (
     read_all,
     read_source_record,
 )
+from jaxae.messages import first_line
 
 CONFIGS: dict[str, JaxaeImagesConfig] = {c.name: c for c in (MNIST_CONFIG, FASHION_MNIST_CONFIG)}
 MNIST_NAMES: tuple[str, ...] = tuple(CONFIGS)

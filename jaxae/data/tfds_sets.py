@@ -19,7 +19,7 @@ import os
 import tensorflow_datasets as tfds
 
 from jaxae.data.dataset import ONE_CLASS, Dataset, from_prepared
-from jaxae.data.errors import DataError, first_line
+from jaxae.data.errors import DataError
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     JaxaeBuilder,
@@ -28,6 +28,7 @@ from jaxae.data.records import (
     prepare,
     sha256_json,
 )
+from jaxae.messages import first_line
 
 INSTALL_HINT = "pip install 'jaxae[tfds]'"  # the optional extra holding TensorFlow
 HELD_OUT = "train[90%:]"  # the test split of a data set that has neither test nor validation

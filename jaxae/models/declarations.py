@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxae.messages import first_line
+
 DECLARED = ("variational", "conditional", "latent_shape")
 VARIATIONAL_AUX = ("mean", "log_sigma", "z")  # what a variational model's aux must hold
 BATCH = 2  # the abstract batch's size
@@ -172,7 +174,7 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     except DeclarationError:
         raise
     except Exception as e:  # noqa: BLE001 (the user's code may raise anything)
-        text = (str(e).strip().splitlines() or [""])[0]
+        text = first_line(e)
         fixes = {**UNSUPPORTED_LAYERS, UNNAMED_LAYERS: UNNAMED_LAYERS_FIX}
         fix = next((f": {fix}" for kind, fix in fixes.items() if isinstance(e, kind)), "")
         raise DeclarationError(f"model {name} fails on a batch of {_shape(input_shape)} "

@@ -48,6 +48,8 @@ import orbax.checkpoint as ocp
 from etils import epath
 from flax.training import train_state
 
+from jaxae.messages import first_line
+
 PyTree = Any
 CHECKPOINTS = "checkpoints"
 SAVE_TIMEOUT_S = 600  # a save's background writes that take longer fail (Orbax: 20 minutes)
@@ -173,15 +175,15 @@ def _os_reason(error: BaseException | None) -> str | None:
     return None
 
 
-def first_line(error: BaseException, limit: int = 200) -> str:
-    """An exception's first line (TensorStore's long spec cut off), for one-line messages."""
-    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return text.split(" See full TensorStore details")[0][:limit]
+def _reason(error: BaseException, limit: int = 200) -> str:
+    """An exception's first line (TensorStore's long spec cut off), or its type's name."""
+    text = first_line(error).split(" See full TensorStore details")[0]
+    return text[:limit] or type(error).__name__
 
 
 def _write_error(manager: ocp.CheckpointManager, step: int, error: BaseException
                  ) -> CheckpointWriteError:
-    reason = _os_reason(error) or first_line(error, 160)
+    reason = _os_reason(error) or _reason(error, 160)
     if "Barrier timed out" in reason:  # multi-process: the write failed in another process
         reason = "another process did not finish its part in time: see its error"
     try:
@@ -663,7 +665,7 @@ def restore_step(manager: ocp.CheckpointManager, like: train_state.TrainState, s
                 "was read (a training run there keeps only its newest ones): evaluate a newer "
                 "step, or the newest without --step") from None
         gc.collect()  # the dropped read coroutines, collected now rather than mid-training
-        reason = first_line(e)
+        reason = _reason(e)
         raise CheckpointDamaged(
             f"the checkpoint at step {step} in {manager.directory} is damaged ({reason}): "
             "evaluate another step, or the newest intact one without --step", reason) from None

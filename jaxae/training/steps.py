@@ -21,6 +21,7 @@ from jax.sharding import Mesh
 from jaxae import losses
 from jaxae.data import batches
 from jaxae.keys import check_key
+from jaxae.messages import first_line
 from jaxae.models import declarations, initializers
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
@@ -167,7 +168,7 @@ def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs
         raise declarations.DeclarationError(
             f"the parameters given to model {name} were made for another model or for other "
             f"inputs than these {'x'.join(map(str, inputs.shape[1:]))} ones "
-            f"({str(e).splitlines()[0]}): initialise this model on inputs of the data's "
+            f"({first_line(e)}): initialise this model on inputs of the data's "
             "shape") from None
     logits, aux = declarations.split_output(name, output, model.variational)
     declarations.check_logits(name, logits, inputs.shape[0], inputs.shape[1:],
