@@ -60,7 +60,7 @@ from jax import lax
 from benchmarks import bench, roofline
 from jaxae import optimizers
 from jaxae.data import batches
-from jaxae.training import steps
+from jaxae.training import compiler, steps
 
 DEFAULT_MODELS = ("dae", "vae")
 REPEATS = 5
@@ -160,7 +160,7 @@ def step_matmuls(epoch: bench.FirstEpoch, arrays: dict) -> collections.Counter[D
     matmul library instead, at the same shapes."""
     train_step = steps.train_step_fn(epoch.train_model, epoch.task, epoch.objective)
     step = jax.jit(lambda state, batch, key: train_step(state, batch, key, False),
-                   compiler_options=steps.compiler_options("cpu"))
+                   compiler_options=compiler.compiler_options("cpu"))
     batch = batches.take_batch(arrays, epoch.order, 0, epoch.batch_size)
     args = jax.device_put((epoch.state, batch, epoch.keys.train), jax.devices("cpu")[0])
     compiled = step.lower(*args).compile()
@@ -188,7 +188,7 @@ def _xla_loop(dot: Dot, calls: int, with_product: bool):
 
         return lax.fori_loop(0, calls, body, (jnp.zeros((), lhs.dtype), lhs, rhs))[0]
 
-    return jax.jit(run, compiler_options=steps.compiler_options("cpu"))
+    return jax.jit(run, compiler_options=compiler.compiler_options("cpu"))
 
 
 def xla_us(dot: Dot) -> float:
@@ -326,7 +326,7 @@ def update_ms(params: dict, name: str, evict: bool = False, calls: int = 100) ->
         return optax.apply_updates(params, updates), opt_state, flush
 
     loop = jax.jit(lambda carry: lax.fori_loop(0, calls, body, carry), donate_argnums=0,
-                   compiler_options=steps.compiler_options("cpu"))
+                   compiler_options=compiler.compiler_options("cpu"))
     carry = [(jax.tree.map(jnp.copy, params), tx.init(params), flush)]
 
     def call():  # the state is donated: each call goes on from the last one's

@@ -18,7 +18,7 @@ from jaxae.evaluation.evaluate import evaluate_workdir
 from jaxae.evaluation.metrics import evaluate_split
 from jaxae.evaluation.pictures import picture_indices
 from jaxae.keys import VALIDATION_EVAL_STREAM, derive_keys
-from jaxae.training import checkpoints, steps
+from jaxae.training import checkpoints, compiler, steps
 from jaxae.training.trainer import train_and_evaluate
 from tests.conftest import tiny_model_source
 
@@ -542,11 +542,11 @@ def test_the_cpu_compiler_options_stay_on_the_cpu(monkeypatch):
     """XLA:CPU's options reach the CPU's programs only: another backend's XLA may not know
     them."""
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-    assert steps.compiler_options() == steps.CPU_COMPILER_OPTIONS
-    assert "xla_cpu_copy_insertion_use_region_analysis" in steps.compiler_options()
+    assert compiler.compiler_options() == compiler.CPU_COMPILER_OPTIONS
+    assert "xla_cpu_copy_insertion_use_region_analysis" in compiler.compiler_options()
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert steps.compiler_options() == {}
-    assert steps.compiler_options("cpu") == steps.CPU_COMPILER_OPTIONS  # asked for by name
+    assert compiler.compiler_options() == {}
+    assert compiler.compiler_options("cpu") == compiler.CPU_COMPILER_OPTIONS  # asked for by name
 
 
 def test_a_denoising_autoencoder_s_latent_scatter_places_codes_of_its_corrupted_inputs():

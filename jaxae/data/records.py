@@ -350,7 +350,7 @@ def _locked(path: str, what: str) -> int:
 # --- reading -----------------------------------------------------------------------------------
 
 
-def damaged(where: str, detail: str) -> DataError:
+def damaged_error(where: str, detail: str) -> DataError:
     """The one-line error for a prepared folder whose files are damaged."""
     return DataError(f"prepared data set {where} is damaged ({detail}): delete that folder so it "
                      "is prepared again")
@@ -386,9 +386,9 @@ def _raw_decoder(stored: tuple[int, ...], image_key: str, label_key: str | None,
             labels = np.fromiter((f[label_key].int64_list.value[0] if label_key else 0
                                   for f in features), np.int64, count=len(features))
         except Exception as e:  # noqa: BLE001 (protobuf raises several types on bad bytes)
-            raise damaged(where, f"a record cannot be decoded: {type(e).__name__}") from None
+            raise damaged_error(where, f"a record cannot be decoded: {type(e).__name__}") from None
         if len(pixels) != len(features) * per_image:
-            raise damaged(where, f"its records do not hold {shape} images")
+            raise damaged_error(where, f"its records do not hold {shape} images")
         images = np.frombuffer(pixels, dtype=np.uint8).reshape(len(features), *shape)
         return images, labels.astype(np.int32)
 
@@ -405,7 +405,8 @@ def _tfds_decoder(features: tfds.features.FeaturesDict, image_key: str, label_ke
         try:
             examples = [features.deserialize_example_np(r) for r in records]
         except Exception as e:  # noqa: BLE001
-            raise damaged(where, f"a record cannot be decoded: {type(e).__name__}: {e}") from None
+            raise damaged_error(
+                where, f"a record cannot be decoded: {type(e).__name__}: {e}") from None
         images = []
         for example in examples:
             image = np.asarray(example[image_key], np.uint8)
@@ -443,7 +444,7 @@ class PreparedSplit:
         except DataError:
             raise
         except Exception as e:  # noqa: BLE001 (a damaged dataset_info.json, features.json...)
-            raise damaged(self.path, f"{type(e).__name__}: {first_line(e)}") from None
+            raise damaged_error(self.path, f"{type(e).__name__}: {first_line(e)}") from None
         file_format = getattr(info.file_format, "value", info.file_format)
         if file_format != FILE_FORMAT:
             raise DataError(f"prepared data set {self.path} is stored as {file_format}, which "
@@ -481,17 +482,17 @@ class PreparedSplit:
         for instruction in instructions:
             filename = os.fspath(instruction.filename)
             if not os.path.isfile(filename):
-                raise damaged(self.path, f"{os.path.basename(filename)} is missing")
+                raise damaged_error(self.path, f"{os.path.basename(filename)} is missing")
             try:
                 reader = array_record_module.ArrayRecordReader(filename,
                                                               "readahead_buffer_size:0")
                 count = reader.num_records()
                 reader.close()
             except Exception as e:  # noqa: BLE001
-                raise damaged(self.path, f"{os.path.basename(filename)} cannot be read: "
+                raise damaged_error(self.path, f"{os.path.basename(filename)} cannot be read: "
                               f"{_first_clause(e)}") from None
             if count != int(instruction.examples_in_shard):
-                raise damaged(self.path, f"{os.path.basename(filename)} holds {count} of its "
+                raise damaged_error(self.path, f"{os.path.basename(filename)} holds {count} of its "
                                      f"{instruction.examples_in_shard} records: it is truncated")
 
     def __len__(self) -> int:
@@ -551,7 +552,7 @@ class PreparedSplit:
             else:
                 records = self.source.__getitems__(keys.tolist())
         except (RuntimeError, OSError, ValueError) as e:
-            raise damaged(self.path, f"reading failed: {_first_clause(e)}") from None
+            raise damaged_error(self.path, f"reading failed: {_first_clause(e)}") from None
         images, labels = self._decode(records)
         return self.options.apply(images), labels
 

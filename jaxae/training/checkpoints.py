@@ -252,7 +252,7 @@ def finish_pending_saves() -> list[CheckpointWriteError]:
     return failed
 
 
-def _first_non_finite(host: dict[str, np.ndarray]) -> str | None:
+def _first_non_finite_leaf(host: dict[str, np.ndarray]) -> str | None:
     """The name of the first floating-point leaf holding a NaN or an infinity, or None, of a
     tree's `host_leaves` (checked on the host, where the checkpoint goes anyway)."""
     for name, array in host.items():
@@ -294,7 +294,7 @@ def save(manager: ocp.CheckpointManager, step: int, tree: PyTree, *,
     check_saved(manager)  # the previous checkpoint is complete on disk, or its error raised
     tree = keys_as_data(tree)
     host = host_leaves(tree)
-    bad = _first_non_finite(host)
+    bad = _first_non_finite_leaf(host)
     if bad is not None:
         latest = manager.latest_step()
         kept = "" if latest is None else f"; the newest on disk, step {latest}, is intact"

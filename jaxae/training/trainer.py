@@ -115,7 +115,7 @@ def evaluate_splits(eval_step: Callable, params: dict, data: Splits, batch_size:
     return out
 
 
-def _first_non_finite(metrics: dict[str, np.ndarray], first_step: int
+def _first_non_finite_step(metrics: dict[str, np.ndarray], first_step: int
                       ) -> tuple[int, str, float] | None:
     """(step, quantity, value) of the first non-finite value in a chunk's stacked metrics
     (steps.CHUNK_END_METRICS only at the last step: the other rows do not hold them)."""
@@ -338,7 +338,7 @@ class _ChunkLog:
         first_step, count, metrics, epoch, bar = self.pending
         self.pending = None
         fetched = {name: rows[:count] for name, rows in jax.device_get(metrics).items()}
-        fault = _first_non_finite(fetched, first_step)
+        fault = _first_non_finite_step(fetched, first_step)
         if fault:
             raise self.faults.error(f"train_{fault[1]} became {fault[2]}", fault[0])
         step = first_step + count - 1

@@ -1,0 +1,33 @@
+"""The XLA options jaxae's training programs compile with (`jax.jit(compiler_options=...)`)."""
+
+from __future__ import annotations
+
+import jax
+
+
+def _host_has_avx512() -> bool:
+    """Whether the host CPU declares AVX-512 (Linux's /proc/cpuinfo; False elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " avx512f" in line for line in f)
+    except OSError:
+        return False
+
+
+# XLA options the training programs compile with on a CPU (other backends get none: an XLA
+# build may not know another backend's options). Without region analysis, XLA:CPU's copy
+# insertion copies every weight matrix that a backward matmul reads after the optimiser may
+# have updated it in place (the dataflow leaves their order open), a full read and write of
+# the matrix per step; with it, the order is proven and the copies go. On a CPU with
+# AVX-512, XLA's own loops (the elementwise fusions, Adam's updates) use its 512-bit vectors
+# rather than its default 256. Both keep every bit; BENCHMARKS.md's notes give the commands
+# that timed them.
+CPU_COMPILER_OPTIONS: dict[str, bool | int] = {
+    "xla_cpu_copy_insertion_use_region_analysis": True,
+    **({"xla_cpu_prefer_vector_width": 512} if _host_has_avx512() else {})}
+
+
+def compiler_options(platform: str | None = None) -> dict[str, bool | int]:
+    """The XLA options for training programs compiled for `platform` (default: the default
+    backend's): CPU_COMPILER_OPTIONS on a CPU, none elsewhere."""
+    return dict(CPU_COMPILER_OPTIONS) if (platform or jax.default_backend()) == "cpu" else {}
