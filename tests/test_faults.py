@@ -39,7 +39,7 @@ from jaxae import build, cli
 from jaxae.evaluation.evaluate import evaluate_workdir
 from jaxae.keys import derive_keys
 from jaxae.training import checkpoints, steps
-from jaxae.training.metric_writer import MetricWriter
+from jaxae.training.metric_writer import MetricWriter, read_metrics
 from jaxae.training.trainer import train_and_evaluate
 from jaxae.training.workdir import lock_workdir
 
@@ -439,6 +439,18 @@ def test_a_metrics_line_cut_short_is_dropped_on_resume_saying_whose_record_is_lo
     MetricWriter(str(tmp_path), echo=False).drop_after(12)
     assert path.read_text() == kept + '{"step": 12, "loss": 0.2}\n'
     assert capsys.readouterr().err == ""
+
+
+def test_read_metrics_gives_the_records_and_skips_lines_that_are_none(tmp_path):
+    """What an experiment reads of a run's metrics: the records, in order; a typed-in line
+    and a last line cut short are skipped (a resume sets them aside), a missing file is
+    no records."""
+    assert read_metrics(str(tmp_path)) == []
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"step": 4, "loss": 1.0}\nchecked by hand\n{"step": 8, "test_loss": 0.5}\n'
+        '{"step": 12, "lo')
+    assert read_metrics(str(tmp_path)) == [{"step": 4, "loss": 1.0},
+                                           {"step": 8, "test_loss": 0.5}]
 
 
 def test_stopping_on_a_checkpoint_step_writes_it_once(kill_script_config, tmp_path):

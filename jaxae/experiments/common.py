@@ -37,6 +37,7 @@ from jaxae.experiments.render import SEED_SPREAD, render_section, seed_range, un
 from jaxae.objectives import Objective
 from jaxae.provenance import git_commit, host_cpu
 from jaxae.tasks import Task
+from jaxae.training.metric_writer import read_metrics
 from jaxae.training.trainer import StopRequested, train_and_evaluate
 
 MNIST_SUBSET_KEY = "mnist5k"
@@ -503,15 +504,8 @@ def run_name(config_name: str, overrides: Overrides) -> str:
     return "-".join([config_name, *(f"{path}{value}" for path, value in changed)])
 
 
-def _read_jsonl(path: str) -> list[dict]:
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def _last_logged_step(workdir: str) -> int:
-    records = _read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    records = read_metrics(workdir)
     return max((int(r["step"]) for r in records), default=0)
 
 
@@ -532,8 +526,7 @@ def _add_train_time(workdir: str, seconds: float) -> float:
 
 def final_test_metrics(workdir: str, num_epochs: int) -> dict[str, float]:
     """The test metrics logged after the run's last epoch, without the 'test_' prefix."""
-    records = [r for r in _read_jsonl(os.path.join(workdir, "metrics.jsonl"))
-               if "test_loss" in r]
+    records = [r for r in read_metrics(workdir) if "test_loss" in r]
     if not records or records[-1]["epoch"] != num_epochs:
         raise RuntimeError(f"the run in {workdir} stopped before its epoch {num_epochs}: "
                            "rerun the same experiment command to finish it")

@@ -30,6 +30,16 @@ def _record_step(line: str) -> int | None:
     return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
+def read_metrics(workdir: str) -> list[dict]:
+    """The records of `<workdir>/metrics.jsonl`, in order (none where it is missing); a line
+    that is no record (cut short, edited) is skipped, as a resume drops it."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.isfile(path):
+        return []
+    with open(path, errors="replace") as f:
+        return [json.loads(line) for line in f if _record_step(line) is not None]
+
+
 class MetricWriter:
     """Appends records, so a resumed run continues the file its first part started. A
     failed write is a WriteError naming the file and the reason."""
