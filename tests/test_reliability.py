@@ -33,8 +33,9 @@ from jaxae import config as config_lib
 from jaxae import data as data_lib
 from jaxae.data.errors import DataError
 from jaxae.evaluation import evaluate
-from jaxae.training import checkpoints, trainer
+from jaxae.training import checkpoints
 from jaxae.training import workdir as workdir_lib
+from jaxae.training.faults import Faults
 from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.trainer import StopRequested, train_and_evaluate
 from jaxae.training.workdir import prepare_workdir
@@ -808,18 +809,18 @@ def test_a_numerical_fault_names_the_knob_that_can_cause_it(overrides, step, fix
     objective = objectives.objective_for(True, loss=config_lib.make_loss(config),
                                          likelihood=config_lib.make_likelihood(config),
                                          beta=config.objective.beta)
-    faults = trainer._Faults(config, objective, manager=Manager(None), first_step=1)
+    faults = Faults(config, objective, manager=Manager(None), first_step=1)
     assert str(faults.error("train_loss became inf", step)) == (
         f"train_loss became inf at step {step}: training stopped without writing a checkpoint "
         f"for it (no checkpoint was written yet); {fix}")
-    kept = trainer._Faults(config, objective, Manager(6), 1).error("train_loss became nan", 7)
+    kept = Faults(config, objective, Manager(6), 1).error("train_loss became nan", 7)
     assert "(the newest checkpoint, step 6, holds the last good state)" in str(kept)
     bernoulli = objectives.objective_for(True, likelihood=objectives.Bernoulli())
-    knobs = str(trainer._Faults(config, bernoulli, Manager(None), 1).error("loss became inf", 1))
+    knobs = str(Faults(config, bernoulli, Manager(None), 1).error("loss became inf", 1))
     assert "gaussian_scale" not in knobs  # the objective's own likelihood, not the config's
     plain = objectives.objective_for(False, loss=config_lib.make_loss(config),
                                      likelihood=config_lib.make_likelihood(config))
-    assert str(trainer._Faults(config, plain, Manager(None), 1).error("loss became inf", 1)
+    assert str(Faults(config, plain, Manager(None), 1).error("loss became inf", 1)
                ).endswith("the learning rate is not the cause: check the objective section "
                           "and the data")  # a plain loss has neither knob
 

@@ -680,7 +680,7 @@ def test_the_validation_split_draws_noise_of_its_own():
     """The same images as validation and test split: each draws its own corruption (batch i
     of both drew fold_in(eval, i) before), so their figures differ by the draws alone."""
     from jaxae.data.splits import Split, Splits
-    from jaxae.training.trainer import evaluate_splits
+    from jaxae.evaluation.metrics import evaluate_splits
 
     split = Split(np.zeros((8, 2, 2, 1), np.uint8), np.zeros(8, np.int32))
     data = Splits(split, split, split, ("a",), "zeros")

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 import jax
 import numpy as np
 
-from jaxae.data.splits import Split
+from jaxae.data.splits import Split, Splits
+from jaxae.keys import VALIDATION_EVAL_STREAM
 
 
 def _pad(array: np.ndarray, size: int) -> np.ndarray:
@@ -43,3 +44,30 @@ def evaluate_split(eval_step: Callable, params: dict, split: Split, batch_size: 
                    key: jax.Array) -> dict[str, float]:
     """An eval step's means over every image of the split, at `params`."""
     return split_means(functools.partial(eval_step, params), split, batch_size, key)
+
+
+def evaluate_splits(eval_step: Callable, params: dict, data: Splits, batch_size: int,
+                    eval_key: jax.Array, floor_step: Callable | None = None,
+                    floors: dict[str, dict[str, float]] | None = None
+                    ) -> dict[str, float]:
+    """Test (and validation) metrics, prefixed 'test_' / 'val_'.
+
+    With a `floor_step` (`steps.make_floor_step`; `eval_step` then made without floors),
+    the task's floors of each split are computed at the first call and kept in `floors` (a
+    dict of the caller's, passed again; None: kept for this call only) for the next ones:
+    they do not depend on the parameters, and a baseline such as the median filter can cost
+    more than the model's own evaluation.
+    """
+    named = {"test": (data.test, eval_key),  # the validation split draws its own noise
+             "val": (data.val, jax.random.fold_in(eval_key, VALIDATION_EVAL_STREAM))}
+    floors = {} if floors is None else floors
+    out = {}
+    for prefix, (split, key) in named.items():
+        if split is not None:
+            metrics = evaluate_split(eval_step, params, split, batch_size, key)
+            if floor_step is not None:
+                if prefix not in floors:
+                    floors[prefix] = split_means(floor_step, split, batch_size, key)
+                metrics = dict(sorted((metrics | floors[prefix]).items()))
+            out.update({f"{prefix}_{name}": value for name, value in metrics.items()})
+    return out

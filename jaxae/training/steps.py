@@ -307,7 +307,7 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
     from the target, the PSNR of the input and (where the task has one) of its classical
     baseline, the floors to beat.
     The floors do not depend on the parameters: a run that evaluates again and again
-    computes them once (`make_floor_step`, `jaxae.training.trainer.evaluate_splits`).
+    computes them once (`make_floor_step`, `jaxae.evaluation.metrics.evaluate_splits`).
     """
     flat = losses.flat_images
 

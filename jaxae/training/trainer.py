@@ -37,13 +37,15 @@ from tqdm import tqdm
 
 from jaxae import build, optimizers
 from jaxae import config as config_lib
-from jaxae.data import Splits, batches, streaming
-from jaxae.evaluation.metrics import evaluate_split, split_means
-from jaxae.keys import VALIDATION_EVAL_STREAM, Keys, derive_keys
+from jaxae.data import Splits, batches
+from jaxae.evaluation.metrics import evaluate_splits
+from jaxae.keys import Keys, derive_keys
 from jaxae.objectives import Objective
 from jaxae.registry import display_name
 from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, parallel, steps
+from jaxae.training.batch_sources import BatchSource, NoBatches, ResidentBatches, StreamedBatches
+from jaxae.training.faults import Faults, first_non_finite_step
 from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.workdir import (
     CONFIG_FILE,
@@ -88,114 +90,10 @@ class _Evaluations:
         return listed or bool(self.every and step % self.every == 0)
 
 
-def evaluate_splits(eval_step: Callable, params: dict, data: Splits, batch_size: int,
-                    eval_key: jax.Array, floor_step: Callable | None = None,
-                    floors: dict[str, dict[str, float]] | None = None
-                    ) -> dict[str, float]:
-    """Test (and validation) metrics, prefixed 'test_' / 'val_'.
-
-    With a `floor_step` (`steps.make_floor_step`; `eval_step` then made without floors),
-    the task's floors of each split are computed at the first call and kept in `floors` (a
-    dict of the caller's, passed again; None: kept for this call only) for the next ones:
-    they do not depend on the parameters, and a baseline such as the median filter can cost
-    more than the model's own evaluation.
-    """
-    named = {"test": (data.test, eval_key),  # the validation split draws its own noise
-             "val": (data.val, jax.random.fold_in(eval_key, VALIDATION_EVAL_STREAM))}
-    floors = {} if floors is None else floors
-    out = {}
-    for prefix, (split, key) in named.items():
-        if split is not None:
-            metrics = evaluate_split(eval_step, params, split, batch_size, key)
-            if floor_step is not None:
-                if prefix not in floors:
-                    floors[prefix] = split_means(floor_step, split, batch_size, key)
-                metrics = dict(sorted((metrics | floors[prefix]).items()))
-            out.update({f"{prefix}_{name}": value for name, value in metrics.items()})
-    return out
-
-
-def _first_non_finite_step(metrics: dict[str, np.ndarray], first_step: int
-                      ) -> tuple[int, str, float] | None:
-    """(step, quantity, value) of the first non-finite value in a chunk's stacked metrics
-    (steps.CHUNK_END_METRICS only at the last step: the other rows do not hold them)."""
-    last = len(metrics["loss"]) - 1
-    for offset in range(last + 1):
-        for name, values in metrics.items():
-            if offset < last and name in steps.CHUNK_END_METRICS:
-                continue
-            if not math.isfinite(float(values[offset])):
-                return first_step + offset, name, float(values[offset])
-    return None
-
-
 class StopRequested(Exception):
     """A stop (SIGTERM, Ctrl-C) was asked for: before training started (nothing new to save),
     or, raised by a caller that trains several runs (`jaxae.experiments`), during one of them
     (its checkpoint saved). `jaxae.cli.run` exits 0 with its message."""
-
-
-class _Faults:
-    """Turns a non-finite quantity into one FloatingPointError line: what, where, whether a
-    checkpoint holds the last good state, and the config knob that can be at fault."""
-
-    def __init__(self, config: ml_collections.ConfigDict, objective: Objective, manager,
-                 first_step: int):
-        self.config, self.objective, self.manager = config, objective, manager
-        self.first_step = first_step  # the first step this run computes
-
-    def _knobs(self, changed_only: bool) -> list[str]:
-        """The knobs of the run's objective that can make it overflow ('--config.objective.beta
-        (now 1e+39)'): those its objective and likelihood have; changed_only: only those
-        set away from their defaults."""
-        section, defaults = self.config.objective, config_lib.base_config().objective
-        likelihood = getattr(self.objective, "likelihood", None)
-        knobs = []
-        if hasattr(self.objective, "beta") and (not changed_only
-                                                or section.beta > defaults.beta):
-            knobs.append(f"lower --config.objective.beta (now {section.beta:g})")
-        if hasattr(likelihood, "gaussian_scale") and (
-                not changed_only or section.gaussian_scale < defaults.gaussian_scale):
-            knobs.append("raise --config.objective.gaussian_scale (now "
-                         f"{section.gaussian_scale:g})")
-        return knobs
-
-    def _newest_on_disk(self) -> int | None:
-        try:
-            checkpoints.check_saved(self.manager)  # a save in flight is complete, or failed
-        except checkpoints.CheckpointWriteError:
-            pass
-        try:
-            self.manager.reload()
-            return self.manager.latest_step()
-        except Exception:  # noqa: BLE001 (the folder may be gone)
-            return None
-
-    def error(self, what: str, step: int, training: bool = True) -> FloatingPointError:
-        """`what` (e.g. 'train_loss became nan') at `step`, as the run's one error line.
-
-        Training metrics of a run's first step come from the parameters it started from,
-        before any update: the learning rate cannot be at fault there, the objective can.
-        """
-        newest = self._newest_on_disk()
-        kept = (f"the newest checkpoint, step {newest}, holds the last good state"
-                if newest is not None else "no checkpoint was written yet")
-        lr = f"lower --config.optim.learning_rate (now {self.config.optim.learning_rate:g})"
-        if training and step == self.first_step:
-            knobs = self._knobs(changed_only=True) or self._knobs(changed_only=False)
-            fix = ("it is not finite at the parameters this run started from, before any "
-                   "update, so the learning rate is not the cause: "
-                   + (" or ".join(knobs) if knobs else "check the objective section and the "
-                      "data"))
-        else:
-            fix = " or ".join([lr, *self._knobs(changed_only=True)])
-        return FloatingPointError(f"{what} at step {step}: training stopped without writing "
-                                  f"a checkpoint for it ({kept}); {fix}")
-
-    def check_evaluation(self, metrics: dict[str, float], step: int) -> None:
-        for name, value in metrics.items():
-            if not math.isfinite(value):
-                raise self.error(f"{name} became {value}", step, training=False)
 
 
 def _restore_or_init(manager, fresh: Callable[[], steps.TrainState], like, mesh, workdir: str
@@ -321,7 +219,7 @@ class _ChunkLog:
     every step is finite, writes the step's record at log points, updates the progress bar."""
 
     def __init__(self, config: ml_collections.ConfigDict, writer: MetricWriter | None,
-                 steps_per_epoch: int, faults: _Faults):
+                 steps_per_epoch: int, faults: Faults):
         self.config, self.writer, self.steps_per_epoch = config, writer, steps_per_epoch
         self.faults = faults
         self.pending = None
@@ -338,7 +236,7 @@ class _ChunkLog:
         first_step, count, metrics, epoch, bar = self.pending
         self.pending = None
         fetched = {name: rows[:count] for name, rows in jax.device_get(metrics).items()}
-        fault = _first_non_finite_step(fetched, first_step)
+        fault = first_non_finite_step(fetched, first_step)
         if fault:
             raise self.faults.error(f"train_{fault[1]} became {fault[2]}", fault[0])
         step = first_step + count - 1
@@ -599,82 +497,6 @@ class _RunFiles:
         self.due = False
 
 
-class _ResidentBatches:
-    """The training images placed on the device whole; each epoch's order is sent once and
-    a chunk of steps gathers its batches from them on the device."""
-
-    def __init__(self, data: Splits, data_key: jax.Array, mesh, batch_size: int,
-                 steps_per_epoch: int, total_steps: int):
-        self.arrays = parallel.put_replicated(
-            {"image": data.train.images, "label": data.train.labels}, mesh)
-        self.data_key, self.mesh, self.num_examples = data_key, mesh, len(data.train)
-        self.batch_size, self.steps_per_epoch = batch_size, steps_per_epoch
-        self.total_steps = total_steps
-        self.order, self.epoch = None, None
-
-    def chunk(self, step: int, count: int) -> tuple[dict, jax.Array, int]:
-        """(arrays, order, index of the first batch in `order`) for `count` steps."""
-        epoch, first = divmod(step, self.steps_per_epoch)
-        if epoch != self.epoch:
-            self.order, self.epoch = parallel.put_replicated(
-                batches.epoch_permutation(self.data_key, epoch, self.num_examples),
-                self.mesh), epoch
-        return self.arrays, self.order, first
-
-    def position(self, step: int) -> dict:
-        """What a checkpoint at `step` holds of the data: the streamed path's position."""
-        return streaming.position(step, self.num_examples, self.batch_size, self.total_steps)
-
-    def close(self) -> None:
-        pass
-
-
-class _NoBatches:
-    """The batches of a run that has trained all its steps: none (its data stream, whose
-    epochs end before the run's step, is never opened)."""
-
-    def chunk(self, step: int, count: int) -> tuple[dict, jax.Array, int]:
-        raise RuntimeError(f"a finished run reads no batches (asked for step {step})")
-
-    def position(self, step: int) -> dict:
-        raise RuntimeError(f"a finished run has no data position (asked at step {step})")
-
-    def close(self) -> None:
-        pass
-
-
-class _StreamedBatches:
-    """The training batches read by Grain's threads (`jaxae.data.streaming`) in the order
-    of the in-memory path; a chunk of steps is sent to the device as one flat array per
-    field, gathered in place by the same compiled chunk."""
-
-    def __init__(self, data: Splits, data_key: jax.Array, mesh, config: ml_collections.ConfigDict,
-                 step: int, saved: dict | None, max_steps: int):
-        self.stream = streaming.StreamedBatches(data.train, data_key, config.train.batch_size,
-                                                config.train.num_epochs)
-        self.iterator = (self.stream.from_state(saved) if saved is not None
-                         else self.stream.batches(first_step=step))
-        if self.iterator.step != step:
-            raise checkpoints.CheckpointMismatch(
-                f"the checkpoint at step {step} holds a data stream at step "
-                f"{self.iterator.step}: it was not written by this jaxae")
-        self.mesh, self.max_steps = mesh, max_steps
-        self.order = parallel.put_replicated(
-            np.arange(max_steps * config.train.batch_size, dtype=np.int32), mesh)
-
-    def chunk(self, step: int, count: int) -> tuple[dict, jax.Array, int]:
-        """The next `count` steps' batches (from `step`: the iterator is there)."""
-        arrays = self.iterator.next_chunk(count, pad_to=self.max_steps)
-        return parallel.put_replicated(arrays, self.mesh), self.order, 0
-
-    def position(self, step: int) -> dict:
-        """The iterator's position (at `step`: it is there between chunks)."""
-        return self.iterator.state()
-
-    def close(self) -> None:
-        self.stream.close()
-
-
 @dataclasses.dataclass(frozen=True)
 class _Run:
     """What a run's training loop works with and never changes: the config, the workdir,
@@ -710,21 +532,21 @@ def _train_loop(run: _Run, state: steps.TrainState, position: dict | None
     step = int(state.step)
     if run.data.streamed:  # a chunk on the device within data.memory_budget_mb
         max_steps = min(max_steps, streamed_chunk_steps(run.config, run.data))
-    faults = _Faults(run.config, run.objective, run.manager, step + 1)
+    faults = Faults(run.config, run.objective, run.manager, step + 1)
     if step >= run.total_steps:  # a finished run, rerun: no batch to place or stream
-        source = _NoBatches()
+        source = NoBatches()
     elif run.data.streamed:
-        source = _StreamedBatches(run.data, run.keys.data, run.mesh, run.config, step,
+        source = StreamedBatches(run.data, run.keys.data, run.mesh, run.config, step,
                                   position, max_steps)
     else:
-        source = _ResidentBatches(run.data, run.keys.data, run.mesh, train_config.batch_size,
+        source = ResidentBatches(run.data, run.keys.data, run.mesh, train_config.batch_size,
                                   run.steps_per_epoch, run.total_steps)
     with contextlib.closing(source):
         return _epochs(run, state, source, faults, max_steps)
 
 
 def _epochs(run: _Run, state: steps.TrainState,
-            source: _ResidentBatches | _StreamedBatches | _NoBatches, faults: _Faults,
+            source: BatchSource, faults: Faults,
             max_steps: int) -> tuple[steps.TrainState, int, str | None]:
     """_train_loop's epochs, with the batches of `source`, in chunks of at most `max_steps`
     steps."""

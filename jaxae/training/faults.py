@@ -1,0 +1,91 @@
+"""A run's numerical faults as one-line errors: which quantity stopped being finite, at which
+step, whether a checkpoint holds the last good state, and the config knob that can be at
+fault."""
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+import numpy as np
+
+from jaxae import config as config_lib
+from jaxae.objectives import Objective
+from jaxae.training import checkpoints, steps
+
+
+def first_non_finite_step(metrics: dict[str, np.ndarray], first_step: int
+                           ) -> tuple[int, str, float] | None:
+    """(step, quantity, value) of the first non-finite value in a chunk's stacked metrics
+    (steps.CHUNK_END_METRICS only at the last step: the other rows do not hold them)."""
+    last = len(metrics["loss"]) - 1
+    for offset in range(last + 1):
+        for name, values in metrics.items():
+            if offset < last and name in steps.CHUNK_END_METRICS:
+                continue
+            if not math.isfinite(float(values[offset])):
+                return first_step + offset, name, float(values[offset])
+    return None
+
+
+class Faults:
+    """Turns a non-finite quantity into one FloatingPointError line: what, where, whether a
+    checkpoint holds the last good state, and the config knob that can be at fault."""
+
+    def __init__(self, config: ml_collections.ConfigDict, objective: Objective, manager,
+                 first_step: int):
+        self.config, self.objective, self.manager = config, objective, manager
+        self.first_step = first_step  # the first step this run computes
+
+    def _knobs(self, changed_only: bool) -> list[str]:
+        """The knobs of the run's objective that can make it overflow ('--config.objective.beta
+        (now 1e+39)'): those its objective and likelihood have; changed_only: only those
+        set away from their defaults."""
+        section, defaults = self.config.objective, config_lib.base_config().objective
+        likelihood = getattr(self.objective, "likelihood", None)
+        knobs = []
+        if hasattr(self.objective, "beta") and (not changed_only
+                                                or section.beta > defaults.beta):
+            knobs.append(f"lower --config.objective.beta (now {section.beta:g})")
+        if hasattr(likelihood, "gaussian_scale") and (
+                not changed_only or section.gaussian_scale < defaults.gaussian_scale):
+            knobs.append("raise --config.objective.gaussian_scale (now "
+                         f"{section.gaussian_scale:g})")
+        return knobs
+
+    def _newest_on_disk(self) -> int | None:
+        try:
+            checkpoints.check_saved(self.manager)  # a save in flight is complete, or failed
+        except checkpoints.CheckpointWriteError:
+            pass
+        try:
+            self.manager.reload()
+            return self.manager.latest_step()
+        except Exception:  # noqa: BLE001 (the folder may be gone)
+            return None
+
+    def error(self, what: str, step: int, training: bool = True) -> FloatingPointError:
+        """`what` (e.g. 'train_loss became nan') at `step`, as the run's one error line.
+
+        Training metrics of a run's first step come from the parameters it started from,
+        before any update: the learning rate cannot be at fault there, the objective can.
+        """
+        newest = self._newest_on_disk()
+        kept = (f"the newest checkpoint, step {newest}, holds the last good state"
+                if newest is not None else "no checkpoint was written yet")
+        lr = f"lower --config.optim.learning_rate (now {self.config.optim.learning_rate:g})"
+        if training and step == self.first_step:
+            knobs = self._knobs(changed_only=True) or self._knobs(changed_only=False)
+            fix = ("it is not finite at the parameters this run started from, before any "
+                   "update, so the learning rate is not the cause: "
+                   + (" or ".join(knobs) if knobs else "check the objective section and the "
+                      "data"))
+        else:
+            fix = " or ".join([lr, *self._knobs(changed_only=True)])
+        return FloatingPointError(f"{what} at step {step}: training stopped without writing "
+                                  f"a checkpoint for it ({kept}); {fix}")
+
+    def check_evaluation(self, metrics: dict[str, float], step: int) -> None:
+        for name, value in metrics.items():
+            if not math.isfinite(value):
+                raise self.error(f"{name} became {value}", step, training=False)
