@@ -120,13 +120,20 @@ def recorded_environment(workdir: str) -> dict:
     return environment if isinstance(environment, dict) else {}
 
 
-def recorded_data_path(workdir: str) -> str | None:
-    """The data.path a run in `workdir` records in its config.json (None: none, or no file)."""
+def _recorded_data(workdir: str) -> dict | None:
+    """The data section of the config.json in `workdir`; None where there is no readable
+    one (no run there yet, or a damage prepare_workdir names)."""
     try:
         with open(os.path.join(workdir, CONFIG_FILE)) as f:
-            return json.load(f).get("data", {}).get("path")
+            data = json.load(f).get("data", {})
     except (OSError, ValueError, AttributeError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def recorded_data_path(workdir: str) -> str | None:
+    """The data.path a run in `workdir` records in its config.json (None: none, or no file)."""
+    return (_recorded_data(workdir) or {}).get("path")
 
 
 def _unwritable(path: str, why: str) -> config_lib.ConfigError:
@@ -772,11 +779,9 @@ def check_same_data(workdir: str, data: ml_collections.ConfigDict, fingerprint: 
     labels packed otherwise: IDX files gunzipped, an npz saved again compressed), so that
     its data may move (a new data.path, data_dir) or be repacked but not change. A run
     recorded before the fingerprint may only keep its data.path."""
-    try:
-        with open(os.path.join(workdir, CONFIG_FILE)) as f:
-            saved_path = json.load(f).get("data", {}).get("path")
-    except (OSError, ValueError, AttributeError):
+    if (saved := _recorded_data(workdir)) is None:
         return  # no run there yet (or prepare_workdir has named its damage)
+    saved_path = saved.get("path")
     environment = recorded_environment(workdir)
     recorded = environment.get("data_fingerprint", "")
     recorded_content = environment.get("data_content_sha256", "")
