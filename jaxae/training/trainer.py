@@ -537,16 +537,15 @@ def _train_loop(run: _Run, state: steps.TrainState, position: dict | None
         source = NoBatches()
     elif run.data.streamed:
         source = StreamedBatches(run.data, run.keys.data, run.mesh, run.config, step,
-                                  position, max_steps)
+                                 position, max_steps)
     else:
         source = ResidentBatches(run.data, run.keys.data, run.mesh, train_config.batch_size,
-                                  run.steps_per_epoch, run.total_steps)
+                                 run.steps_per_epoch, run.total_steps)
     with contextlib.closing(source):
         return _epochs(run, state, source, faults, max_steps)
 
 
-def _epochs(run: _Run, state: steps.TrainState,
-            source: BatchSource, faults: Faults,
+def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Faults,
             max_steps: int) -> tuple[steps.TrainState, int, str | None]:
     """_train_loop's epochs, with the batches of `source`, in chunks of at most `max_steps`
     steps."""
