@@ -8,9 +8,10 @@ ends the process with one `error:` line and exit code 1, after any checkpoint st
 written is finished. A stop asked for before training started is one line and exit code 0,
 like a stop during training; Ctrl-C where no stop is handled (evaluate.py) is exit code 130.
 
-At the top this module imports only absl, ml_collections and jaxae modules of the standard
-library alone (`registry`, `messages`, `training.lock`), so that `train.py` can install its
-signal handlers (`GracefulStop`) before the seconds spent importing JAX.
+At the top this module imports only absl, ml_collections and jaxae modules that themselves
+import only the standard library (`registry`, `messages`, `training.lock`), so that
+`train.py` can install its signal handlers (`GracefulStop`) before the seconds spent
+importing JAX.
 """
 
 from __future__ import annotations
@@ -613,7 +614,7 @@ def _config_error(error: BaseException, argv: Sequence[str], flag_values: flags.
             return ("evaluate.py takes no --config file: it evaluates with the run's own "
                     "config.json; change what it measures with --config.eval.FIELD=VALUE")
         return first
-    return f"--config={path}: {type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+    return f"--config={path}: {type(error).__name__}: {first_line(error)}"
 
 
 def shortest_path(path: str) -> str:

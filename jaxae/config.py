@@ -23,7 +23,7 @@ import difflib
 import json
 import math
 import os
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -178,7 +178,7 @@ def field_hint(path: str) -> str:
 # every field that decides what the steps compute, on which images, in which order, from
 # which parameters. These fields, and only these, may change when a run is resumed:
 RESUMABLE_FIELDS = (
-    "train.num_epochs",  # how long it runs (not under a cosine schedule: see below)
+    "train.num_epochs",  # how long it runs (not under a schedule spanning the run: below)
     "train.stop_after_steps",
     "train.log_every_steps",  # how it logs and saves (chunks of any length give the same bits)
     "train.checkpoint_every_epochs",
@@ -276,7 +276,7 @@ def _is_number(value: object) -> bool:
         math.isfinite(value)
 
 
-def _choice(config: ml_collections.ConfigDict, path: str, choices: Collection[str]) -> None:
+def _choice(config: ml_collections.ConfigDict, path: str, choices: tuple[str, ...]) -> None:
     value = get(config, path)
     _require(value in choices, f"config.{path}={value!r} is unknown: choose one of "
              f"{', '.join(choices)}")
@@ -383,7 +383,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(beta <= FLOAT32_MAX, f"config.objective.beta={beta!r} is beyond float32's range "
              f"(at most {FLOAT32_MAX:.3g}), in which training computes: 1 is the plain VAE")
     _choice(config, "optim.name", tuple(OPTIMIZERS))
-    _choice(config, "optim.schedule", SCHEDULES)
+    _choice(config, "optim.schedule", tuple(SCHEDULES))
     lr = config.optim.learning_rate
     _require(_is_number(lr) and 0 < lr <= FLOAT32_MAX,
              f"config.optim.learning_rate={lr!r} must be a positive number within float32's "

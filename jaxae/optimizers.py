@@ -35,4 +35,7 @@ def make_optimizer(name: str, learning_rate: float, schedule: str = "constant",
     """An Optax optimiser by name, with a constant or cosine-decayed (to 0 over
     `total_steps`) learning rate. total_steps is None where the state only receives a
     checkpoint: the schedule's shape is then irrelevant, only the state's structure is."""
+    for what, value, known in (("optimizer", name, OPTIMIZERS), ("schedule", schedule, SCHEDULES)):
+        if value not in known:
+            raise ValueError(f"{what} {value!r} is unknown: choose one of {', '.join(known)}")
     return OPTIMIZERS[name](SCHEDULES[schedule].rate(learning_rate, max(1, total_steps or 1)))

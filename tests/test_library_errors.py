@@ -534,3 +534,16 @@ def test_only_training_builds_the_compute_dtype_model_and_its_warning(tmp_path, 
     trained = build.run_objects(config, MNIST, 10, train=True)
     assert trained.train_model is not trained.model
     assert "so compute_dtype=bfloat16 changes none of its layers" in capsys.readouterr().err
+
+
+def test_make_optimizer_names_the_optimizers_and_schedules_it_knows():
+    """A misspelt schedule was a constant learning rate, silently; a misspelt optimiser a
+    bare KeyError."""
+    from jaxae import optimizers
+
+    with pytest.raises(ValueError, match=r"^schedule 'cosin' is unknown: choose one of "
+                                         r"constant, cosine$"):
+        optimizers.make_optimizer("adam", 1e-3, "cosin", 10)
+    with pytest.raises(ValueError, match=r"^optimizer 'adamm' is unknown: choose one of adam,"):
+        optimizers.make_optimizer("adamm", 1e-3)
+    assert optimizers.spans_run("cosine") and not optimizers.spans_run("constant")

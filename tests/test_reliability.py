@@ -462,11 +462,11 @@ def write_config_json(workdir, **fields) -> None:
     ({}, {"task.corruption": "gaussian"}, "task.corruption='dropout', but the config says "
                                           "'gaussian'"),
     ({"optim.schedule": "cosine"}, {"optim.schedule": "cosine", "train.num_epochs": 3},
-     "train.num_epochs=10, but the config says 3 (under a cosine schedule the learning rate "
+     "train.num_epochs=10, but the config says 3 (under the cosine schedule the learning rate "
      "decays over the run's steps, so its length is part of the run)"),
     ({"optim.schedule": "cosine"}, {"optim.schedule": "cosine", "train.num_epochs": 3,
                                     "train.batch_size": 64},
-     "train.batch_size=128, but the config says 64; and train.num_epochs=10, not 3 (under a "
+     "train.batch_size=128, but the config says 64; and train.num_epochs=10, not 3 (under the "
      "cosine schedule the learning rate decays over the run's steps, so its length is part of "
      "the run)"),  # the reason stays with its field
 ])

@@ -46,7 +46,7 @@ def assert_bitwise_equal(a, b, what: str) -> None:
         assert x.dtype == y.dtype and np.array_equal(x, y), f"{what} differ"
 
 
-def read_metrics(workdir) -> list[dict]:
+def metrics_lines(workdir) -> list[dict]:
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f]
 
@@ -56,8 +56,8 @@ def test_same_seed_same_bits_other_seed_other_bits(tiny_config, tmp_path):
     first = train_and_evaluate(config, str(tmp_path / "a"))
     again = train_and_evaluate(config, str(tmp_path / "b"))
     assert_bitwise_equal(first.params, again.params, "parameters of two runs with one seed")
-    records = read_metrics(tmp_path / "a")
-    assert records == read_metrics(tmp_path / "b")
+    records = metrics_lines(tmp_path / "a")
+    assert records == metrics_lines(tmp_path / "b")
     train_records = [r for r in records if "train_loss" in r]
     assert train_records and all(np.isfinite(r["train_grad_norm"]) and r["train_grad_norm"] > 0
                                  for r in train_records)  # computed at every written step
@@ -94,7 +94,7 @@ def test_stopped_and_resumed_run_ends_bitwise_equal_to_uninterrupted(tiny_config
     resumed = train_and_evaluate(config, str(tmp_path / "split"))
     assert int(resumed.step) == int(whole.step) == 32
     assert_bitwise_equal(whole.params, resumed.params, "resumed and uninterrupted parameters")
-    assert read_metrics(tmp_path / "whole") == read_metrics(tmp_path / "split")
+    assert metrics_lines(tmp_path / "whole") == metrics_lines(tmp_path / "split")
 
 
 def test_evaluations_inside_epochs_leave_training_alone_and_survive_a_resume(
@@ -110,11 +110,11 @@ def test_evaluations_inside_epochs_leave_training_alone_and_survive_a_resume(
                                on_evaluation=lambda *args: heard.append(args))
     assert_bitwise_equal(plain.params, whole.params, "parameters with and without them")
     assert [(step, epoch) for step, epoch, _ in heard] == [(5, 1), (16, 1), (20, 2), (32, 2)]
-    records = [r for r in read_metrics(tmp_path / "whole") if "test_loss" in r]
+    records = [r for r in metrics_lines(tmp_path / "whole") if "test_loss" in r]
     assert [(r["step"], r["epoch"]) for r in records] == [(5, 1), (16, 1), (20, 2), (32, 2)]
     assert [r["test_loss"] for r in records] == [m["test_loss"] for *_, m in heard]
     assert records[0]["test_loss"] > records[-1]["test_loss"]
-    assert [r for r in read_metrics(tmp_path / "plain") if "test_loss" in r] == \
+    assert [r for r in metrics_lines(tmp_path / "plain") if "test_loss" in r] == \
         [r for r in records if r["step"] % 16 == 0]
 
     config.train.stop_after_steps = 20
@@ -122,7 +122,7 @@ def test_evaluations_inside_epochs_leave_training_alone_and_survive_a_resume(
     config.train.stop_after_steps = None
     resumed = train_and_evaluate(config, str(tmp_path / "split"), evaluate_at_steps=at)
     assert_bitwise_equal(whole.params, resumed.params, "resumed and uninterrupted parameters")
-    assert read_metrics(tmp_path / "whole") == read_metrics(tmp_path / "split")
+    assert metrics_lines(tmp_path / "whole") == metrics_lines(tmp_path / "split")
     with pytest.raises(ValueError, match=r"evaluate_at_steps=\[0.5, 3\]: give whole steps"):
         train_and_evaluate(config, str(tmp_path / "bad"), evaluate_at_steps=[3, 0.5])
     assert not os.path.exists(tmp_path / "bad")
@@ -131,7 +131,7 @@ def test_evaluations_inside_epochs_leave_training_alone_and_survive_a_resume(
 def test_config_eval_every_steps_adds_evaluations_inside_epochs(tiny_config, tmp_path):
     config = tiny_config(**{"eval.every_steps": 12})  # 16 steps per epoch, 32 in all
     train_and_evaluate(config, str(tmp_path / "every"), evaluate_at_steps=(5,))
-    records = [r for r in read_metrics(tmp_path / "every") if "test_loss" in r]
+    records = [r for r in metrics_lines(tmp_path / "every") if "test_loss" in r]
     assert [(r["step"], r["epoch"]) for r in records] == [(5, 1), (12, 1), (16, 1), (24, 2),
                                                           (32, 2)]
     with pytest.raises(ConfigError, match="config.eval.every_steps=0"):
@@ -198,7 +198,7 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
         assert len(iwae_keys) == 1
         np.testing.assert_array_equal(jax.random.key_data(iwae_keys[0]),
                                       jax.random.key_data(expected))
-    last_test = [r for r in read_metrics(tmp_path) if "test_loss" in r][-1]
+    last_test = [r for r in metrics_lines(tmp_path) if "test_loss" in r][-1]
     assert result["step"] == 2 and result["test_images"] == 64
     assert result["counts"]["test_loss"] == 64  # over how many images each figure is
     assert result["draws"] == {"eval_batch_size": 128, "iwae_chunk": 50, "seed": 0}
@@ -297,7 +297,7 @@ def test_validation_split_is_carved_deterministically_and_evaluated(tiny_config,
     train_rows = {row.tobytes() for row in data.train.images}
     assert not any(row.tobytes() in train_rows for row in data.val.images)
     train_and_evaluate(config, str(tmp_path))
-    assert "val_loss" in read_metrics(tmp_path)[-1]
+    assert "val_loss" in metrics_lines(tmp_path)[-1]
 
 
 def test_a_run_computes_the_task_floors_once_and_reports_them_at_every_evaluation(
@@ -321,7 +321,7 @@ def test_a_run_computes_the_task_floors_once_and_reports_them_at_every_evaluatio
     keys = derive_keys(config.seed)
     data = build.load_data(config, keys.data)
     full = steps.make_eval_step(model, task, objective)
-    records = [r for r in read_metrics(tmp_path) if "test_loss" in r]
+    records = [r for r in metrics_lines(tmp_path) if "test_loss" in r]
     assert len(records) == 3
     val_key = jax.random.fold_in(keys.eval, VALIDATION_EVAL_STREAM)
     for prefix, split, key in (("test", data.test, keys.eval), ("val", data.val, val_key)):
@@ -444,7 +444,7 @@ def test_a_run_compiles_its_training_loop_once(tiny_config, tmp_path, caplog):
     compiled = [r for r in caplog.records
                 if "XLA compilation of jit(train_chunk)" in r.getMessage()]
     assert len(compiled) == 1
-    assert [r["step"] for r in read_metrics(tmp_path / "run") if "train_loss" in r] == \
+    assert [r["step"] for r in metrics_lines(tmp_path / "run") if "train_loss" in r] == \
         [6, 12, 16, 18, 24, 30, 32]
 
 

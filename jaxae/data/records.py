@@ -489,11 +489,12 @@ class PreparedSplit:
                 count = reader.num_records()
                 reader.close()
             except Exception as e:  # noqa: BLE001
-                raise damaged_error(self.path, f"{os.path.basename(filename)} cannot be read: "
-                              f"{_first_clause(e)}") from None
+                raise damaged_error(self.path, f"{os.path.basename(filename)} cannot be "
+                                    f"read: {_first_clause(e)}") from None
             if count != int(instruction.examples_in_shard):
-                raise damaged_error(self.path, f"{os.path.basename(filename)} holds {count} of its "
-                                     f"{instruction.examples_in_shard} records: it is truncated")
+                raise damaged_error(self.path, f"{os.path.basename(filename)} holds {count} of "
+                                    f"its {instruction.examples_in_shard} records: it is "
+                                    "truncated")
 
     def __len__(self) -> int:
         return self.num_examples

@@ -1,4 +1,5 @@
-"""Metrics over a whole split, in padded batches of one shape (one compiled program)."""
+"""Metrics over a whole split, in padded batches of one shape (one compiled program), and a
+run's test and validation metrics (`evaluate_splits`)."""
 
 from __future__ import annotations
 
@@ -52,11 +53,11 @@ def evaluate_splits(eval_step: Callable, params: dict, data: Splits, batch_size:
                     ) -> dict[str, float]:
     """Test (and validation) metrics, prefixed 'test_' / 'val_'.
 
-    With a `floor_step` (`steps.make_floor_step`; `eval_step` then made without floors),
-    the task's floors of each split are computed at the first call and kept in `floors` (a
-    dict of the caller's, passed again; None: kept for this call only) for the next ones:
-    they do not depend on the parameters, and a baseline such as the median filter can cost
-    more than the model's own evaluation.
+    With a `floor_step` (`jaxae.training.steps.make_floor_step`; `eval_step` then made
+    without floors), the task's floors of each split are computed at the first call and kept
+    in `floors` (a dict of the caller's, passed again; None: kept for this call only) for the
+    next ones: they do not depend on the parameters, and a baseline such as the median
+    filter can cost more than the model's own evaluation.
     """
     named = {"test": (data.test, eval_key),  # the validation split draws its own noise
              "val": (data.val, jax.random.fold_in(eval_key, VALIDATION_EVAL_STREAM))}

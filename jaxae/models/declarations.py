@@ -139,7 +139,7 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
                                "(latent_dim,))") from None
     except Exception as e:  # noqa: BLE001 (the user's property may raise anything)
         raise DeclarationError(f"model {name}'s latent_shape raises {type(e).__name__}: "
-                               f"{(str(e).splitlines() or [''])[0]}") from None
+                               f"{first_line(e)}") from None
     if latent_shape is not None and not (
             isinstance(latent_shape, (tuple, list))
             and all(isinstance(n, int) and n > 0 for n in latent_shape)):

@@ -1,6 +1,7 @@
-"""Where a training chunk's batches come from: the training images resident on the device,
-or streamed from disk by Grain; both give the same batches in the same order, and each
-says what a checkpoint records of its position."""
+"""Where a training chunk's batches come from: the training images resident on the device
+(`ResidentSource`) or streamed from disk by Grain (`StreamedSource`), the same batches in
+the same order, each saying what a checkpoint records of its position; a finished run
+reads none (`FinishedSource`)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class BatchSource(Protocol):
         """Stops any reading threads."""
 
 
-class ResidentBatches:
+class ResidentSource:
     """The training images placed on the device whole; each epoch's order is sent once and
     a chunk of steps gathers its batches from them on the device."""
 
@@ -58,7 +59,7 @@ class ResidentBatches:
         pass
 
 
-class NoBatches:
+class FinishedSource:
     """The batches of a run that has trained all its steps: none (its data stream, whose
     epochs end before the run's step, is never opened)."""
 
@@ -72,7 +73,7 @@ class NoBatches:
         pass
 
 
-class StreamedBatches:
+class StreamedSource:
     """The training batches read by Grain's threads (`jaxae.data.streaming`) in the order
     of the in-memory path; a chunk of steps is sent to the device as one flat array per
     field, gathered in place by the same compiled chunk."""

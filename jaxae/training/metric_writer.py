@@ -1,4 +1,5 @@
-"""Metrics as one JSON object per line in `<workdir>/metrics.jsonl`, echoed to stdout."""
+"""Metrics as one JSON object per line in `<workdir>/metrics.jsonl`, echoed to stdout, and
+read back (`read_metrics`)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,20 @@ def _plain(value: object) -> object:
     return value
 
 
-def _record_step(line: str) -> int | None:
-    """The step of a metrics line, or None if the line is not a record (edited, damaged)."""
+def _record(line: str) -> dict | None:
+    """A metrics line's record, or None if the line is not one (edited, damaged)."""
     try:
         record = json.loads(line)
     except ValueError:
         return None
     step = record.get("step") if isinstance(record, dict) else None
-    return step if isinstance(step, int) and not isinstance(step, bool) else None
+    return record if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _record_step(line: str) -> int | None:
+    """The step of a metrics line, or None if the line is not a record."""
+    record = _record(line)
+    return None if record is None else record["step"]
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -37,7 +44,7 @@ def read_metrics(workdir: str) -> list[dict]:
     if not os.path.isfile(path):
         return []
     with open(path, errors="replace") as f:
-        return [json.loads(line) for line in f if _record_step(line) is not None]
+        return [record for line in f if (record := _record(line)) is not None]
 
 
 class MetricWriter:

@@ -44,7 +44,7 @@ from jaxae.objectives import Objective
 from jaxae.registry import display_name
 from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, parallel, steps
-from jaxae.training.batch_sources import BatchSource, NoBatches, ResidentBatches, StreamedBatches
+from jaxae.training.batch_sources import BatchSource, FinishedSource, ResidentSource, StreamedSource
 from jaxae.training.faults import Faults, first_non_finite_step
 from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.workdir import (
@@ -414,8 +414,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         if first_step >= total_steps:
             run_files.keep_as_they_are()
         if first_step >= total_steps and main:
-            longer = ("a longer run needs a new --workdir (under a cosine schedule its length "
-                      "is part of the run)" if optimizers.spans_run(config.optim.schedule) else
+            schedule = config.optim.schedule
+            longer = (f"a longer run needs a new --workdir (under the {schedule} schedule its "
+                      "length is part of the run)" if optimizers.spans_run(schedule) else
                       "raise --config.train.num_epochs to train on")
             print(f"the run has trained {first_step} steps and train.num_epochs="
                   f"{train_config.num_epochs} asks for {total_steps}: nothing to train; "
@@ -534,12 +535,12 @@ def _train_loop(run: _Run, state: steps.TrainState, position: dict | None
         max_steps = min(max_steps, streamed_chunk_steps(run.config, run.data))
     faults = Faults(run.config, run.objective, run.manager, step + 1)
     if step >= run.total_steps:  # a finished run, rerun: no batch to place or stream
-        source = NoBatches()
+        source = FinishedSource()
     elif run.data.streamed:
-        source = StreamedBatches(run.data, run.keys.data, run.mesh, run.config, step,
+        source = StreamedSource(run.data, run.keys.data, run.mesh, run.config, step,
                                  position, max_steps)
     else:
-        source = ResidentBatches(run.data, run.keys.data, run.mesh, train_config.batch_size,
+        source = ResidentSource(run.data, run.keys.data, run.mesh, train_config.batch_size,
                                  run.steps_per_epoch, run.total_steps)
     with contextlib.closing(source):
         return _epochs(run, state, source, faults, max_steps)

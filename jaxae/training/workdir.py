@@ -74,13 +74,13 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
         saved, current, _ = _saved_and_current(workdir, config)
         differences = config_lib.run_differences(saved, current)
         if differences:
-            cosine = (" (under a cosine schedule the learning rate decays over the run's "
-                      "steps, so its length is part of the run)")  # num_epochs: only then
+            spanning = (f" (under the {config.optim.schedule} schedule the learning rate "
+                        "decays over the run's steps, so its length is part of the run)")
             said = [(f"{field} unset (its default)" if value is None else f"{field}={value!r}")
                     + ", " + (("but the config leaves it unset" if wanted is None else
                                f"but the config says {wanted!r}") if i == 0 else
                               "not unset" if wanted is None else f"not {wanted!r}")
-                    + (cosine if field == "train.num_epochs" else "")
+                    + (spanning if field == "train.num_epochs" else "")  # only then
                     for i, (field, value, wanted) in enumerate(differences)]
             fields = [field for field, _, _ in differences]
             if fields == ["train.num_epochs"]:
