@@ -206,9 +206,17 @@ class GracefulStop:
         _ignore_stop_signals()
 
     def install(self) -> GracefulStop:
+        """Handles both signals from now on (in the main thread: Python's rule). They are
+        blocked while the handlers go in, so that one arriving between the two (Ctrl-C as
+        train.py starts) waits for its handler, rather than meeting Python's default
+        KeyboardInterrupt."""
         if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous.setdefault(sig, signal.signal(sig, self._handle))
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+            try:
+                for sig in self.SIGNALS:
+                    self._previous.setdefault(sig, signal.signal(sig, self._handle))
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return self
 
     def uninstall(self) -> None:

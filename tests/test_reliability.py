@@ -130,6 +130,29 @@ def test_an_output_whose_reader_ends_is_one_line_and_exit_141():
                    "the same command to continue from the newest checkpoint\n")
 
 
+def test_a_signal_as_the_handlers_go_in_waits_for_them(monkeypatch):
+    """SIGTERM's handler goes in before SIGINT's: a Ctrl-C between the two (as train.py
+    starts) met Python's default, a KeyboardInterrupt traceback. Both are blocked while
+    the handlers go in, and as they were once they are in."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are installed from the main thread only")
+    install_handler, masks = signal.signal, []
+
+    def recording(sig, handler):
+        masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        return install_handler(sig, handler)
+
+    monkeypatch.setattr(signal, "signal", recording)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    stop = cli.GracefulStop().install()
+    try:
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+    finally:
+        stop.uninstall()
+    assert len(masks) >= 2 and all({signal.SIGINT, signal.SIGTERM} <= mask
+                                   for mask in masks[:2]), masks
+
+
 def handlers_installed(pid: int) -> bool:
     """Whether the process catches SIGTERM yet (its SigCgt mask, /proc/PID/status)."""
     with open(f"/proc/{pid}/status") as f:
