@@ -446,9 +446,15 @@ def test_two_folders_of_one_name_are_prepared_apart_and_a_second_prepare_waits(
         second = threading.Thread(
             target=lambda: outcome.append(records.prepare(late[1], "the second")))
         second.start()
-        second.join(0.5)
+        said = ""
+        for _ in range(200):  # until the second says it waits on this lock (a loaded machine)
+            said += capsys.readouterr().out
+            if "waiting for another process preparing the second" in said:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"the second never waited on the first's lock: {said!r}")
         assert second.is_alive() and not outcome
-        assert "waiting for another process preparing the second" in capsys.readouterr().out
         late[0].download_and_prepare(file_format=records.FILE_FORMAT)
     second.join(10)
     assert outcome == [False]  # found it prepared: not prepared a second time
