@@ -414,13 +414,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         if first_step >= total_steps:
             run_files.keep_as_they_are()
         if first_step >= total_steps and main:
-            schedule = config.optim.schedule
-            longer = (f"a longer run needs a new --workdir (under the {schedule} schedule its "
-                      "length is part of the run)" if optimizers.spans_run(schedule) else
-                      "raise --config.train.num_epochs to train on")
-            print(f"the run has trained {first_step} steps and train.num_epochs="
-                  f"{train_config.num_epochs} asks for {total_steps}: nothing to train; "
-                  f"{longer}, or evaluate it with evaluate.py", flush=True)
+            print(_nothing_to_train(config, first_step, total_steps), flush=True)
         if stopped := stop_requested():
             raise _stop_before_training(stopped, first_step)
         run = _Run(config, workdir, mesh, main, data, keys, task, model, train_model,
@@ -443,15 +437,32 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         print(f"process {jax.process_index()}: parameter checksum "
               f"{parameter_checksum(state.params):.10e}", flush=True)
     if main and 0 < step < total_steps:  # stopped early: in an epoch, at its end or its eval
-        if stopped:
-            print(f"{stopped} received: stopped at step {step} with a checkpoint; rerun the "
-                  "same command to continue", flush=True)
-        else:
-            what = (f"the run is at step {step} already, so nothing was trained" if
-                    step == first_step else f"stopped at step {step} with a checkpoint")
-            print(f"train.stop_after_steps={config.train.stop_after_steps}: {what}; rerun "
-                  "without it (or with a larger one) to continue", flush=True)
+        print(_stopped_early(config, step, first_step, stopped), flush=True)
     return state
+
+
+def _nothing_to_train(config: ml_collections.ConfigDict, step: int, total_steps: int) -> str:
+    """What a rerun of a finished run says, and how to train it further."""
+    schedule = config.optim.schedule
+    longer = (f"a longer run needs a new --workdir (under the {schedule} schedule its length "
+              "is part of the run)" if optimizers.spans_run(schedule) else
+              "raise --config.train.num_epochs to train on")
+    return (f"the run has trained {step} steps and train.num_epochs={config.train.num_epochs} "
+            f"asks for {total_steps}: nothing to train; {longer}, or evaluate it with "
+            "evaluate.py")
+
+
+def _stopped_early(config: ml_collections.ConfigDict, step: int, first_step: int,
+                   stopped: str | None) -> str:
+    """What a run that ends before its last step says: a stop signal's, or
+    train.stop_after_steps'."""
+    if stopped:
+        return (f"{stopped} received: stopped at step {step} with a checkpoint; rerun the same "
+                "command to continue")
+    what = (f"the run is at step {step} already, so nothing was trained" if step == first_step
+            else f"stopped at step {step} with a checkpoint")
+    return (f"train.stop_after_steps={config.train.stop_after_steps}: {what}; rerun without it "
+            "(or with a larger one) to continue")
 
 
 class _RunFiles:
@@ -546,6 +557,32 @@ def _train_loop(run: _Run, state: steps.TrainState, position: dict | None
         return _epochs(run, state, source, faults, max_steps)
 
 
+def _announce(run: _Run, state: steps.TrainState) -> None:
+    """The run's first line (the model, its size and code, the data, the steps, the
+    devices), and the notes a fresh or streamed run needs."""
+    config, data, mesh = run.config, run.data, run.mesh
+    devices = f"{mesh.size} device{'s' * (mesh.size > 1)}"
+    if jax.process_count() > 1:
+        devices += f" in {jax.process_count()} processes"
+    height, width, channels = data.image_shape
+    count, _ = memory.state_size(state)
+    shape = run.model.latent_shape  # None: a model without a bottleneck (ESPCN)
+    code = "no code" if shape is None else "code " + "x".join(map(str, shape))
+    per_epoch, total = run.steps_per_epoch, run.total_steps
+    print(f"{display_name(config.model.name)} ({count:,} parameters, {code}) on "
+          f"{config.data.name} ({data.source}): "
+          f"{len(data.train)} train / {len(data.test)} test images of "
+          f"{height}x{width}x{channels}, {per_epoch} step{'s' if per_epoch != 1 else ''} per "
+          f"epoch, {total} step{'s' if total != 1 else ''} in all, on {devices} "
+          f"({jax.default_backend()}{', streamed' if data.streamed else ''})", flush=True)
+    if int(state.step) == 0 and (note := build.init_scheme_note(config)):
+        print(note, flush=True)
+    batch, budget = _batch_bytes(config, data), config.data.memory_budget_mb
+    if data.streamed and batch > budget * 2**20:
+        print(f"note: one batch ({memory.size_text(batch)}) is more than "
+              f"data.memory_budget_mb={budget}: it is streamed a batch at a time", flush=True)
+
+
 def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Faults,
             max_steps: int) -> tuple[steps.TrainState, int, str | None]:
     """_train_loop's epochs, with the batches of `source`, in chunks of at most `max_steps`
@@ -587,28 +624,8 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
     floor_step, floors = steps.make_floor_step(run.task), {}  # floors: computed once
 
     train_key = parallel.put_replicated(keys.train, mesh)
-    devices = f"{mesh.size} device{'s' * (mesh.size > 1)}"
-    if jax.process_count() > 1:
-        devices += f" in {jax.process_count()} processes"
     if main and step < total_steps:  # a finished run said "nothing to train" instead
-        height, width, channels = data.image_shape
-        count, _ = memory.state_size(state)
-        shape = run.model.latent_shape  # None: a model without a bottleneck (ESPCN)
-        code = "no code" if shape is None else "code " + "x".join(map(str, shape))
-        print(f"{display_name(config.model.name)} ({count:,} parameters, {code}) on "
-              f"{config.data.name} ({data.source}): "
-              f"{len(data.train)} train / {len(data.test)} test images of "
-              f"{height}x{width}x{channels}, {steps_per_epoch} step"
-              f"{'s' if steps_per_epoch != 1 else ''} per epoch, {total_steps} step"
-              f"{'s' if total_steps != 1 else ''} in all, on {devices} ({jax.default_backend()}"
-              f"{', streamed' if data.streamed else ''})", flush=True)
-        if step == 0 and (note := build.init_scheme_note(config)):
-            print(note, flush=True)
-        batch, budget = _batch_bytes(config, data), config.data.memory_budget_mb
-        if data.streamed and batch > budget * 2**20:
-            print(f"note: one batch ({memory.size_text(batch)}) is more than "
-                  f"data.memory_budget_mb={budget}: it is streamed a batch at a time",
-                  flush=True)
+        _announce(run, state)
     stop_at = min(total_steps, train_config.stop_after_steps or total_steps)
     log = _ChunkLog(config, writer, steps_per_epoch, faults)
 
