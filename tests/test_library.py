@@ -12,15 +12,19 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def readme_script() -> str:
+def readme_script(out: str) -> str:
+    """The README's library script, writing under `out` (each test its own folder: two at
+    once would share the script's /tmp/jaxae_library)."""
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
     section = readme.split("## Use it as a library", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.DOTALL)[1]
+    script = re.search(r"```python\n(.*?)```", section, re.DOTALL)[1]
+    assert "/tmp/jaxae_library" in script
+    return script.replace("/tmp/jaxae_library", out)
 
 
 def test_the_readmes_library_script_trains_checkpoints_and_samples(fashion_tfds_dir, tmp_path):
-    script = readme_script() + (
+    script = readme_script(str(tmp_path / "out")) + (
         "\nimport numpy as np\n"
         "assert samples.shape == (16, *data.image_shape) and np.isfinite(samples).all()\n"
         "print('samples', samples.shape)\n")
@@ -33,6 +37,26 @@ def test_the_readmes_library_script_trains_checkpoints_and_samples(fashion_tfds_
     nats = float(re.search(r"-ELBO after 300 steps: (\S+) nats", result.stdout)[1])
     assert 200 < nats < 400, result.stdout  # a 2-D VAE on Fashion-MNIST after 300 steps
     assert "samples (16, 28, 28, 1)" in result.stdout
+
+
+def test_the_readmes_library_script_runs_on_a_data_set_of_its_readers_size(tmp_path):
+    """The script's loop takes full batches of whatever images it is given: a reader's own
+    300 colour images (fewer than the 4,096 it first read) train and sample too."""
+    line = 'data = load_dataset("fashion_mnist")'
+    script = readme_script(str(tmp_path / "out"))
+    assert line in script
+    script = script.replace(line, (
+        "import numpy as np\n"
+        "from jaxae.data import from_arrays\n"
+        "pixels = np.random.default_rng(0).integers(0, 256, (340, 16, 16, 3), np.uint8)\n"
+        "data = from_arrays(pixels[:300], pixels[300:])"))
+    script += "\nassert samples.shape == (16, 16, 16, 3) and np.isfinite(samples).all()\n"
+    path = tmp_path / "library.py"
+    path.write_text(script)
+    result = subprocess.run([sys.executable, str(path)], cwd=str(tmp_path), text=True,
+                            capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"-ELBO after 300 steps: \S+ nats", result.stdout), result.stdout
 
 
 @pytest.mark.parametrize("overrides", [
