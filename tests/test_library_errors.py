@@ -158,6 +158,25 @@ def test_the_steps_name_a_wrong_state_batch_or_key_and_channels_first_images():
     assert np.isfinite(float(metrics["loss"]))
 
 
+def test_the_steps_name_images_of_another_size_than_the_model_was_built_for():
+    """A convolutional model runs on larger images too, computing something else: it
+    trained silently on 32x32 images when built for 16x16 ones."""
+    model = models.build_model({"name": "conv_ae"}, image_shape=(16, 16, 3))
+    state = steps.create_train_state(model, optax.sgd(0.1), (16, 16, 3), jax.random.key(0))
+    task, objective = Reconstruct(), objectives.Reconstruction(losses.mse)
+    train = steps.make_train_step(model, task, objective)
+    evaluate = steps.make_eval_step(model, task, objective)
+    large = np.zeros((4, 32, 32, 3), np.uint8)
+    words = (r"'s images are 32x32x3, but the model was built for 16x16x3 images: build it "
+             r"with image_shape=\(32, 32, 3\), or give 16x16x3 images")
+    with pytest.raises(ValueError, match="^train_step" + words):
+        train(state, {"image": large}, jax.random.key(1))
+    with pytest.raises(ValueError, match="^eval_step" + words):
+        evaluate(state.params, {"image": large}, jax.random.key(1))
+    state, metrics = train(state, {"image": large[:, :16, :16]}, jax.random.key(1))
+    assert np.isfinite(float(metrics["loss"]))
+
+
 def test_the_steps_name_a_conditional_models_missing_labels():
     model = models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=MNIST,
                                num_classes=10)

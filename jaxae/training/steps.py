@@ -152,10 +152,13 @@ def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs
     return objective(flat_logits, flat_targets, aux), flat_logits
 
 
-def check_batch(batch: Mapping[str, jax.Array], step: str) -> None:
+def check_batch(batch: Mapping[str, jax.Array], step: str,
+                image_shape: tuple[int, ...] | None = None) -> None:
     """A TypeError naming the fix unless `batch` is a mapping holding the images under
     "image" (an array alone would be indexed by the string and fail inside JAX); a
-    ValueError for images that read as channels first (`declarations.channels_first`)."""
+    ValueError for images that read as channels first (`declarations.channels_first`), or
+    that are not of the `image_shape` the model was built for (a dense or convolutional
+    model may run on other sizes, computing something else)."""
     if not isinstance(batch, Mapping):
         what = "an array" if hasattr(batch, "shape") else f"a {type(batch).__name__}"
         raise TypeError(f"{step}'s batch is {what}: give a dict "
@@ -170,15 +173,20 @@ def check_batch(batch: Mapping[str, jax.Array], step: str) -> None:
         raise ValueError(f"{step}'s images are [{', '.join(map(str, shape))}], channels "
                          "first: jaxae takes [B, H, W, C]: transpose them, e.g. "
                          "np.transpose(images, (0, 2, 3, 1))")
+    if image_shape is not None and len(shape) == 4 and shape[1:] != tuple(image_shape):
+        size, built = ("x".join(map(str, s)) for s in (shape[1:], image_shape))
+        raise ValueError(f"{step}'s images are {size}, but the model was built for {built} "
+                         f"images: build it with image_shape={tuple(shape[1:])}, or give "
+                         f"{built} images")
 
 
-def _check_train_args(state: TrainState, batch: Mapping[str, jax.Array], key: jax.Array
-                      ) -> None:
+def _check_train_args(state: TrainState, batch: Mapping[str, jax.Array], key: jax.Array,
+                      image_shape: tuple[int, ...] | None) -> None:
     if not isinstance(state, TrainState):
         raise TypeError(f"train_step's state is a {type(state).__name__}, not a TrainState: "
                         "make it with jaxae.training.steps.create_train_state(model, tx, "
                         "input_shape, key)")
-    check_batch(batch, "train_step")
+    check_batch(batch, "train_step", image_shape)
     check_key(key, "train_step's key")
 
 
@@ -195,7 +203,7 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
 
     def train_step(state: TrainState, batch: dict, key: jax.Array,
                    with_grad_norm: bool | jax.Array = True) -> tuple[TrainState, Metrics]:
-        _check_train_args(state, batch, key)
+        _check_train_args(state, batch, key, getattr(model, "image_shape", None))
         if mesh is not None:
             batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
         example_key, sample_key = jax.random.split(jax.random.fold_in(key, state.step))
@@ -316,7 +324,7 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
         if isinstance(params, TrainState):
             raise TypeError("eval_step takes the parameters, not the TrainState: pass "
                             "state.params")
-        check_batch(batch, "eval_step")
+        check_batch(batch, "eval_step", getattr(model, "image_shape", None))
         check_key(key, "eval_step's key")
         inputs, targets, sample_key = eval_example(task, batch, key)
         flat_targets, labels = flat(targets), batch.get("label")
