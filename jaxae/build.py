@@ -71,12 +71,19 @@ def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
     images moved) is named as the run's, with the fix."""
     given, trained = config.data.get("path"), holds_run(workdir)
     if given and trained and not os.path.exists(os.path.expanduser(given)):
-        recorded = os.path.abspath(os.path.expanduser(given)) == recorded_data_path(workdir)
+        saved = recorded_data_path(workdir)
+        if saved and os.path.abspath(os.path.expanduser(given)) != saved and \
+                os.path.exists(saved):  # the run's own images are still where they were
+            raise config_lib.ConfigError(
+                f"config.data.path={given!r} does not exist, and the run in {workdir!r} "
+                f"trained on the images at {saved!r}: give --config.data.path={saved}")
+        where = (f" (where the run in {workdir!r} found its images)"
+                 if os.path.abspath(os.path.expanduser(given)) == saved else
+                 f" (the run in {workdir!r} trained on those at {saved!r}, not there either)"
+                 if saved else "")
         raise config_lib.ConfigError(
-            f"config.data.path={given!r}"
-            + (f" (where the run in {workdir!r} found its images)" if recorded else "")
-            + " does not exist: point --config.data.path at where the run's images are now "
-            "(they are checked to be the same images)")
+            f"config.data.path={given!r}{where} does not exist: point --config.data.path at "
+            "where the run's images are now (they are checked to be the same images)")
     try:
         return load_data(config, data_key, check_fingerprint=functools.partial(
             check_same_data, workdir, config.data), new_run=not trained)

@@ -1043,8 +1043,16 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
     with pytest.raises(config_lib.ConfigError) as caught:  # another place, not there either
         evaluate.evaluate_workdir(workdir, overrides={"data.path": nowhere})
     assert str(caught.value) == (
-        f"config.data.path={nowhere!r} does not exist: point --config.data.path at where the "
-        "run's images are now (they are checked to be the same images)")
+        f"config.data.path={nowhere!r} (the run in {workdir!r} trained on those at {photos!r}, "
+        "not there either) does not exist: point --config.data.path at where the run's images "
+        "are now (they are checked to be the same images)")
+    os.renames(moved, tmp_path / "photos")  # back where the run found them: named
+    with pytest.raises(config_lib.ConfigError) as caught:
+        evaluate.evaluate_workdir(workdir, overrides={"data.path": nowhere})
+    assert str(caught.value) == (
+        f"config.data.path={nowhere!r} does not exist, and the run in {workdir!r} trained on "
+        f"the images at {photos!r}: give --config.data.path={photos}")
+    os.renames(tmp_path / "photos", moved)
     metrics = evaluate.evaluate_workdir(workdir, overrides={"data.path": str(moved)})
     assert metrics["step"] == 2
     other = _photo_folder(tmp_path / "other_photos", 1)
