@@ -566,3 +566,16 @@ def test_make_optimizer_names_the_optimizers_and_schedules_it_knows():
     with pytest.raises(ValueError, match=r"^optimizer 'adamm' is unknown: choose one of adam,"):
         optimizers.make_optimizer("adamm", 1e-3)
     assert optimizers.spans_run("cosine") and not optimizers.spans_run("constant")
+
+
+@pytest.mark.parametrize("name", ["dense_ae", "vae"])
+def test_a_model_given_integer_pixels_says_to_scale_them(name):
+    """uint8 pixels (0..255) ran through model.apply, giving meaningless logits; a user's
+    own loop that forgets the / 255 is told."""
+    model = models.build_model({"name": name, "latent_dim": 2}, image_shape=MNIST)
+    params = model.init(jax.random.key(0), jnp.zeros((1, *MNIST)), sample=False)["params"]
+    with pytest.raises(TypeError, match=r" takes pixels as floats in \[0, 1\], not uint8 "
+                                        r"ones: pass x / 255.0"):
+        model.apply({"params": params}, IMAGES, key=jax.random.key(1))
+    logits, _ = model.apply({"params": params}, IMAGES / 255.0, key=jax.random.key(1))
+    assert logits.shape == (8, *MNIST)

@@ -57,6 +57,15 @@ def _described(value: Any) -> str:
     return "a pair of " + " and ".join(f"a {type(part).__name__}" for part in value)
 
 
+def _check_pixels(module: nn.Module, x: Any) -> None:
+    """A TypeError for integer pixels: a model takes floats in [0, 1], and uint8 ones
+    (0..255) would run, giving meaningless logits and losses."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(f"{type(module).__name__} takes pixels as floats in [0, 1], not "
+                        f"{dtype} ones: pass x / 255.0 (jaxae.data.batches.to_float)")
+
+
 class Autoencoder(nn.Module):
     """Base of plain autoencoders: subclasses give `encode` and `decode`."""
 
@@ -79,6 +88,7 @@ class Autoencoder(nn.Module):
     def __call__(self, x: jax.Array, *, labels: jax.Array | None = None,
                  key: jax.Array | None = None, sample: bool = True) -> tuple[jax.Array, Aux]:
         del key, sample  # nothing to draw
+        _check_pixels(self, x)
         code = self.encode(x, labels=labels)
         if not _is_array(code):
             raise TypeError(f"{type(self).__name__}.encode must return one array, the code "
@@ -117,6 +127,7 @@ class VariationalAutoencoder(nn.Module):
 
     def __call__(self, x: jax.Array, *, labels: jax.Array | None = None,
                  key: jax.Array | None = None, sample: bool = True) -> tuple[jax.Array, Aux]:
+        _check_pixels(self, x)
         encoded = self.encode(x, labels=labels)
         if not (isinstance(encoded, (tuple, list)) and len(encoded) == 2
                 and all(_is_array(part) for part in encoded)):
