@@ -1649,3 +1649,15 @@ def test_a_refused_resume_names_a_field_the_run_left_at_its_default_as_unset(tmp
         with pytest.raises(config_lib.ConfigError) as caught:
             workdir_lib.prepare_workdir(str(tmp_path), config)
         assert f"holds a run with {said}" in str(caught.value)
+
+
+def test_a_read_only_manager_logs_no_read_only_warning(tmp_path, caplog):
+    """Orbax warns "Given directory is read only" for every manager that only reads: the
+    evaluation's and load_trained's ask for one. Other warnings still pass."""
+    import logging
+
+    checkpoints.save(checkpoints.make_manager(str(tmp_path / "run")), 1, {"w": np.ones(2)})
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        checkpoints.make_manager(str(tmp_path / "run"), read_only=True)
+        logging.getLogger("absl").warning("another warning")
+    assert [r.getMessage() for r in caplog.records if r.name == "absl"] == ["another warning"]

@@ -29,8 +29,10 @@ its last save finished (before Python shuts down the threads that write it).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
+import logging
 import operator
 import os
 import re
@@ -39,7 +41,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -110,10 +112,30 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
                                        create_directories_asynchronously=False))
     # one item, handled by StandardCheckpointHandler: a manager that infers its items from
     # the folder would take a step deleted while read for a checkpoint of several items
-    manager = _listing(lambda: ocp.CheckpointManager(
-        os.path.abspath(directory), options=options,
-        item_handlers=ocp.StandardCheckpointHandler()))
+    with _quiet_read_only_note():
+        manager = _listing(lambda: ocp.CheckpointManager(
+            os.path.abspath(directory), options=options,
+            item_handlers=ocp.StandardCheckpointHandler()))
     return manager
+
+
+class _ReadOnlyNote(logging.Filter):
+    """Orbax's "Given directory is read only" warning: a manager that only reads (the
+    evaluation's, `load_trained`'s) is asked for, not a problem to report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Given directory is read only")
+
+
+@contextlib.contextmanager
+def _quiet_read_only_note() -> Iterator[None]:
+    """Drops that one warning while a manager is made, from absl's logger alone."""
+    note, logger = _ReadOnlyNote(), logging.getLogger("absl")
+    logger.addFilter(note)
+    try:
+        yield
+    finally:
+        logger.removeFilter(note)
 
 
 # --- writes ------------------------------------------------------------------------------
