@@ -169,8 +169,11 @@ def load_npz(path: str, *, image_size: int | None = None, channels: int | None =
     missing = [k for k in ("train_images", "test_images") if k not in arrays]
     if missing:
         held = f"it holds {', '.join(sorted(arrays))}" if arrays else "it holds no arrays"
+        split = ("; to hold some images out for the test: numpy.savez(path, "
+                 "train_images=x[:-n], test_images=x[-n:], train_labels=y[:-n], "
+                 "test_labels=y[-n:])" if missing == ["test_images"] else "")
         raise DataError(f"npz file {path} has no {', '.join(missing)} ({held}): it must hold "
-                        f"{NPZ_KEYS}")
+                        f"{NPZ_KEYS}{split}")
     digest = sha256_file(path)
     names = arrays.get("class_names")
     options = ImageOptions(image_size, channels)
