@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from typing import NamedTuple
@@ -76,7 +77,8 @@ def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
                 os.path.exists(saved):  # the run's own images are still where they were
             raise config_lib.ConfigError(
                 f"config.data.path={given!r} does not exist, and the run in {workdir!r} "
-                f"trained on the images at {saved!r}: give --config.data.path={saved}")
+                f"trained on the images at {saved!r}: give "
+                f"--config.data.path={shlex.quote(saved)}")
         where = (f" (where the run in {workdir!r} found its images)"
                  if os.path.abspath(os.path.expanduser(given)) == saved else
                  f" (the run in {workdir!r} trained on those at {saved!r}, not there either)"

@@ -206,17 +206,23 @@ class GracefulStop:
         _ignore_stop_signals()
 
     def install(self) -> GracefulStop:
-        """Handles both signals from now on (in the main thread: Python's rule). They are
-        blocked while the handlers go in, so that one arriving between the two (Ctrl-C as
-        train.py starts) waits for its handler, rather than meeting Python's default
-        KeyboardInterrupt."""
-        if threading.current_thread() is threading.main_thread():
-            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
-            try:
-                for sig in self.SIGNALS:
-                    self._previous.setdefault(sig, signal.signal(sig, self._handle))
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        """Handles both signals from now on (in the main thread: Python's rule). A signal
+        arriving between the two handlers going in (Ctrl-C as train.py starts) is a stop
+        too: blocked meanwhile in this thread, it waits for its handler; taken by another
+        thread (a process that has started JAX's), it met Python's default handler, whose
+        KeyboardInterrupt is taken for the stop it asked for."""
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        try:
+            for sig in self.SIGNALS:
+                self._previous.setdefault(sig, signal.signal(sig, self._handle))
+        except KeyboardInterrupt:
+            for sig in self.SIGNALS:
+                self._previous.setdefault(sig, signal.signal(sig, self._handle))
+            self.requested = self.requested or signal.SIGINT.name
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return self
 
     def uninstall(self) -> None:

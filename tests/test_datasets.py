@@ -1221,14 +1221,15 @@ def test_npz_files_of_other_kinds_and_labels_past_any_class_count_are_one_line(t
     with pytest.raises(DataError) as excinfo:
         load_npz(str(tmp_path / "keras.npz"))
     one_line(excinfo, "has no train_images, test_images (it holds x_test, x_train): it must hold")
-    assert "to hold some images out" not in str(excinfo.value)
+    assert "to hold n images out" not in str(excinfo.value)
     np.savez(tmp_path / "train_only.npz", train_images=images)
     with pytest.raises(DataError) as excinfo:
         load_npz(str(tmp_path / "train_only.npz"))
     one_line(excinfo, "has no test_images (it holds train_images): it must hold")
     assert str(excinfo.value).endswith(
-        "; to hold some images out for the test: numpy.savez(path, train_images=x[:-n], "
-        "test_images=x[-n:], train_labels=y[:-n], test_labels=y[-n:])")
+        "; to hold n images out for the test, shuffle the images x (and labels y, if any) "
+        "alike, then numpy.savez(path, train_images=x[:-n], test_images=x[-n:], "
+        "train_labels=y[:-n], test_labels=y[-n:])")
 
 
 def test_pixels_all_0_or_1_are_taken_with_a_warning(tmp_path, capsys) -> None:

@@ -575,7 +575,7 @@ def test_a_model_given_integer_pixels_says_to_scale_them(name):
     model = models.build_model({"name": name, "latent_dim": 2}, image_shape=MNIST)
     params = model.init(jax.random.key(0), jnp.zeros((1, *MNIST)), sample=False)["params"]
     with pytest.raises(TypeError, match=r" takes pixels as floats in \[0, 1\], not uint8 "
-                                        r"ones: pass x / 255.0"):
+                                        r"ones: scale them \(x / 255.0 for 8-bit pixels"):
         model.apply({"params": params}, IMAGES, key=jax.random.key(1))
     logits, _ = model.apply({"params": params}, IMAGES / 255.0, key=jax.random.key(1))
     assert logits.shape == (8, *MNIST)

@@ -153,6 +153,45 @@ def test_a_signal_as_the_handlers_go_in_waits_for_them(monkeypatch):
                                    for mask in masks[:2]), masks
 
 
+def test_a_ctrl_c_taken_by_another_thread_as_the_handlers_go_in_is_a_stop(monkeypatch):
+    """Where other threads run (JAX's, in the experiments), a Ctrl-C arriving between the
+    two handlers going in is taken by one of them, and the main thread meets Python's
+    default handler: its KeyboardInterrupt is the stop it asked for, the handlers all in."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are installed from the main thread only")
+    idle = threading.Event()
+    other = threading.Thread(target=idle.wait, daemon=True)  # a thread that takes the signal
+    other.start()
+    install_handler, pressed = signal.signal, []
+
+    def then_ctrl_c(sig, handler):
+        previous = install_handler(sig, handler)
+        if sig == signal.SIGTERM and not pressed:  # the first goes in; Ctrl-C before the next
+            pressed.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the other thread takes it; the main thread runs the default
+        return previous
+
+    monkeypatch.setattr(signal, "signal", then_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        stop = cli.GracefulStop().install()
+    except KeyboardInterrupt:
+        signal.signal = install_handler
+        signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        idle.set()
+        pytest.fail("the Ctrl-C escaped install() as a KeyboardInterrupt")
+    try:
+        assert stop() == "SIGINT"
+        assert signal.getsignal(signal.SIGINT) == stop._handle
+        assert signal.getsignal(signal.SIGTERM) == stop._handle
+    finally:
+        stop.uninstall()
+        idle.set()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def handlers_installed(pid: int) -> bool:
     """Whether the process catches SIGTERM yet (its SigCgt mask, /proc/PID/status)."""
     with open(f"/proc/{pid}/status") as f:

@@ -169,9 +169,10 @@ def load_npz(path: str, *, image_size: int | None = None, channels: int | None =
     missing = [k for k in ("train_images", "test_images") if k not in arrays]
     if missing:
         held = f"it holds {', '.join(sorted(arrays))}" if arrays else "it holds no arrays"
-        split = ("; to hold some images out for the test: numpy.savez(path, "
-                 "train_images=x[:-n], test_images=x[-n:], train_labels=y[:-n], "
-                 "test_labels=y[-n:])" if missing == ["test_images"] else "")
+        split = ("; to hold n images out for the test, shuffle the images x (and labels y, "
+                 "if any) alike, then numpy.savez(path, train_images=x[:-n], "
+                 "test_images=x[-n:], train_labels=y[:-n], test_labels=y[-n:])"
+                 if missing == ["test_images"] else "")
         raise DataError(f"npz file {path} has no {', '.join(missing)} ({held}): it must hold "
                         f"{NPZ_KEYS}{split}")
     digest = sha256_file(path)

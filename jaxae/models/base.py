@@ -63,7 +63,8 @@ def _check_pixels(module: nn.Module, x: Any) -> None:
     dtype = getattr(x, "dtype", None)
     if dtype is not None and jnp.issubdtype(dtype, jnp.integer):
         raise TypeError(f"{type(module).__name__} takes pixels as floats in [0, 1], not "
-                        f"{dtype} ones: pass x / 255.0 (jaxae.data.batches.to_float)")
+                        f"{dtype} ones: scale them (x / 255.0 for 8-bit pixels, as "
+                        "jaxae.data.batches.to_float does)")
 
 
 class Autoencoder(nn.Module):

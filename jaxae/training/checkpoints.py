@@ -112,7 +112,7 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
                                        create_directories_asynchronously=False))
     # one item, handled by StandardCheckpointHandler: a manager that infers its items from
     # the folder would take a step deleted while read for a checkpoint of several items
-    with _quiet_read_only_note():
+    with _quiet_read_only_note() if read_only else contextlib.nullcontext():
         manager = _listing(lambda: ocp.CheckpointManager(
             os.path.abspath(directory), options=options,
             item_handlers=ocp.StandardCheckpointHandler()))
@@ -121,7 +121,9 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
 
 class _ReadOnlyNote(logging.Filter):
     """Orbax's "Given directory is read only" warning: a manager that only reads (the
-    evaluation's, `load_trained`'s) is asked for, not a problem to report."""
+    evaluation's, `load_trained`'s) is asked for, not a problem to report. Dropped only
+    while such a manager is made: the one exception to leaving Orbax's logs to the
+    entry points (`jaxae.cli`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Given directory is read only")

@@ -157,8 +157,8 @@ def check_batch(batch: Mapping[str, jax.Array], step: str,
     """A TypeError naming the fix unless `batch` is a mapping holding the images under
     "image" (an array alone would be indexed by the string and fail inside JAX); a
     ValueError for images that read as channels first (`declarations.channels_first`), or
-    that are not of the `image_shape` the model was built for (a dense or convolutional
-    model may run on other sizes, computing something else)."""
+    that are not of the `image_shape` the model was built for (a convolutional model runs
+    on other sizes, computing something else)."""
     if not isinstance(batch, Mapping):
         what = "an array" if hasattr(batch, "shape") else f"a {type(batch).__name__}"
         raise TypeError(f"{step}'s batch is {what}: give a dict "
