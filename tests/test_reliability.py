@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -153,43 +154,34 @@ def test_a_signal_as_the_handlers_go_in_waits_for_them(monkeypatch):
                                    for mask in masks[:2]), masks
 
 
-def test_a_ctrl_c_taken_by_another_thread_as_the_handlers_go_in_is_a_stop(monkeypatch):
+def test_a_ctrl_c_taken_by_another_thread_as_the_handlers_go_in_is_a_stop():
     """Where other threads run (JAX's, in the experiments), a Ctrl-C arriving between the
     two handlers going in is taken by one of them, and the main thread meets Python's
-    default handler: its KeyboardInterrupt is the stop it asked for, the handlers all in."""
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signal handlers are installed from the main thread only")
-    idle = threading.Event()
-    other = threading.Thread(target=idle.wait, daemon=True)  # a thread that takes the signal
-    other.start()
-    install_handler, pressed = signal.signal, []
+    default handler: its KeyboardInterrupt is the stop it asked for, the handlers all in.
+    (A process of its own: Python's default Ctrl-C handler, as a user's process has.)"""
+    script = textwrap.dedent("""
+        import os, signal, threading, time
+        from jaxae import cli
 
-    def then_ctrl_c(sig, handler):
-        previous = install_handler(sig, handler)
-        if sig == signal.SIGTERM and not pressed:  # the first goes in; Ctrl-C before the next
-            pressed.append(True)
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.2)  # the other thread takes it; the main thread runs the default
-        return previous
+        threading.Thread(target=threading.Event().wait, daemon=True).start()  # takes it
+        install_handler, pressed = signal.signal, []
 
-    monkeypatch.setattr(signal, "signal", then_ctrl_c)
-    before = signal.getsignal(signal.SIGINT)
-    try:
+        def then_ctrl_c(sig, handler):
+            previous = install_handler(sig, handler)
+            if sig == signal.SIGTERM and not pressed:  # the first in; Ctrl-C before the next
+                pressed.append(True)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # the other thread takes it; the main thread, the default
+            return previous
+
+        signal.signal = then_ctrl_c
         stop = cli.GracefulStop().install()
-    except KeyboardInterrupt:
-        signal.signal = install_handler
-        signal.signal(signal.SIGINT, before)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        idle.set()
-        pytest.fail("the Ctrl-C escaped install() as a KeyboardInterrupt")
-    try:
-        assert stop() == "SIGINT"
-        assert signal.getsignal(signal.SIGINT) == stop._handle
-        assert signal.getsignal(signal.SIGTERM) == stop._handle
-    finally:
-        stop.uninstall()
-        idle.set()
-    assert signal.getsignal(signal.SIGINT) is before
+        print(stop(), signal.getsignal(signal.SIGINT) == stop._handle,
+              signal.getsignal(signal.SIGTERM) == stop._handle)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "SIGINT True True\n", "")
 
 
 def handlers_installed(pid: int) -> bool:
