@@ -158,10 +158,11 @@ def test_the_steps_name_a_wrong_state_batch_or_key_and_channels_first_images():
     assert np.isfinite(float(metrics["loss"]))
 
 
-def test_the_steps_name_images_of_another_size_than_the_model_was_built_for():
+@pytest.mark.parametrize("name", ["conv_ae", "conv_vae"])
+def test_the_steps_name_images_of_another_size_than_the_model_was_built_for(name):
     """A convolutional model runs on larger images too, computing something else: it
     trained silently on 32x32 images when built for 16x16 ones."""
-    model = models.build_model({"name": "conv_ae"}, image_shape=(16, 16, 3))
+    model = models.build_model({"name": name}, image_shape=(16, 16, 3))
     state = steps.create_train_state(model, optax.sgd(0.1), (16, 16, 3), jax.random.key(0))
     task, objective = Reconstruct(), objectives.Reconstruction(losses.mse)
     train = steps.make_train_step(model, task, objective)

@@ -370,6 +370,7 @@ class VAE(VariationalAutoencoder):
     latent_dim: int
     num_classes: int = 0
     dense: ModuleDef = nn.Dense
+    image_shape: Shape | None = None  # the images it reconstructs, as the other models say
 
     @property
     def conditional(self) -> bool:
@@ -404,7 +405,7 @@ def mlp_vae(image_shape: Shape, latent_dim: int = 2, hidden: tuple[int, ...] = V
             dense: ModuleDef = nn.Dense) -> VAE:
     """The material's MLP VAE, pixels-512-d, heads z_mean and z_log_sigma, decoder d-512-pixels."""
     return VAE(MLPFeatures(hidden, dense), MLPDecoder(hidden, image_shape, dense), latent_dim,
-               dense=dense)
+               dense=dense, image_shape=image_shape)
 
 
 @register_model("cvae")
@@ -416,7 +417,7 @@ def conditional_vae(image_shape: Shape, num_classes: int, latent_dim: int = 2,
     if num_classes < 2:
         raise NeedsClasses("cvae", num_classes)
     return VAE(MLPFeatures(hidden, dense), MLPDecoder(hidden, image_shape, dense), latent_dim,
-               num_classes, dense=dense)
+               num_classes, dense=dense, image_shape=image_shape)
 
 
 class ConvFeatures(nn.Module):
@@ -453,5 +454,6 @@ def conv_vae(image_shape: Shape, latent_dim: int = 16, features: tuple[int, ...]
     """The conv AE's encoder feeding the two heads; Dense to its code, then its decoder."""
     features, code_shape, paddings = conv_plan(image_shape, features, width, "conv_vae")
     decoder = ConvVAEDecoder(code_shape, features, image_shape[-1], paddings, conv, dense)
-    return VAE(ConvFeatures(features, conv), decoder, latent_dim, dense=dense)
+    return VAE(ConvFeatures(features, conv), decoder, latent_dim, dense=dense,
+               image_shape=image_shape)
 
