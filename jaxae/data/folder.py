@@ -406,6 +406,12 @@ def _builder(name: str, plan: FolderPlan, tfds_dir: str | None) -> JaxaeFolder:
                                                plan=plan), data_dir=tfds_dir)
 
 
+def _prepared_from(builder: JaxaeFolder, fingerprint: str) -> bool:
+    """Whether `builder`'s set is prepared, from the files and options of `fingerprint`."""
+    return is_prepared(builder.data_path) and \
+        read_source_record(builder.data_path).get("fingerprint") == fingerprint
+
+
 def _prepared_elsewhere(builder: JaxaeFolder, plan: FolderPlan, tfds_dir: str | None
                         ) -> JaxaeFolder | None:
     """The set prepared from the same files and options in another folder (the folder moved,
@@ -419,8 +425,7 @@ def _prepared_elsewhere(builder: JaxaeFolder, plan: FolderPlan, tfds_dir: str | 
     for name in names:
         other = _builder(name.removesuffix(_shape_suffix(plan.image_shape)), plan, tfds_dir)
         try:
-            if is_prepared(other.data_path) and \
-                    read_source_record(other.data_path).get("fingerprint") == plan.fingerprint:
+            if _prepared_from(other, plan.fingerprint):
                 return other
         except DataError:  # its record is damaged: not a set to read, and not this one's
             continue
@@ -482,8 +487,7 @@ def load_folder(
     if not prepared_name and not is_prepared(builder.data_path):
         # a set prepared from these very files before fingerprints named the sets
         earlier = _builder(_default_name(plan), plan, tfds_dir)
-        if is_prepared(earlier.data_path) and \
-                read_source_record(earlier.data_path).get("fingerprint") == plan.fingerprint:
+        if _prepared_from(earlier, plan.fingerprint):
             builder = earlier
         elif moved := _prepared_elsewhere(builder, plan, tfds_dir):
             builder = moved  # the same files in a folder that moved: not prepared twice
