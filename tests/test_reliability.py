@@ -171,7 +171,9 @@ def test_a_ctrl_c_taken_by_another_thread_as_the_handlers_go_in_is_a_stop():
             if sig == signal.SIGTERM and not pressed:  # the first in; Ctrl-C before the next
                 pressed.append(True)
                 os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.2)  # the other thread takes it; the main thread, the default
+                deadline = time.monotonic() + 60  # however busy the machine: the other
+                while time.monotonic() < deadline:  # thread takes it, and the main thread
+                    time.sleep(0.01)  # meets the default handler in this loop
             return previous
 
         signal.signal = then_ctrl_c
