@@ -505,12 +505,12 @@ def test_a_writer_thread_failing_after_the_error_line_prints_no_traceback():
     another thread's still is a traceback, whole, though all fail at the same moment."""
     script = textwrap.dedent("""
         import threading, time
-        from jaxae import cli
+        from jaxae.cli import exits
 
         together = threading.Barrier(16)
 
         def fail(what):
-            while threading.excepthook is not cli._quiet_writer_errors:  # the error line is out
+            while threading.excepthook is not exits._quiet_writer_errors:  # the error line is out
                 time.sleep(0.01)
             together.wait()
             raise ValueError(what)
@@ -521,7 +521,7 @@ def test_a_writer_thread_failing_after_the_error_line_prints_no_traceback():
                                     name="async_save") for _ in range(8)]
         for thread in others + writers:
             thread.start()
-        cli.exit_now_if_stuck(1, grace_s=10)
+        exits.exit_now_if_stuck(1, grace_s=10)
         for thread in others:
             thread.join()
     """)

@@ -36,6 +36,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from jaxae import build, cli
+from jaxae.cli import quiet
 from jaxae.evaluation.evaluate import evaluate_workdir
 from jaxae.keys import derive_keys
 from jaxae.training import checkpoints, steps
@@ -261,7 +262,7 @@ def test_only_the_leftovers_of_a_failed_restore_are_silenced(monkeypatch, caplog
     or asyncio log records; those are dropped, anything else still reaches its hook."""
     passed_on = []
     monkeypatch.setattr(sys, "unraisablehook", passed_on.append)
-    monkeypatch.setattr(cli, "_chained_unraisablehook", None)
+    monkeypatch.setattr(quiet, "_chained_unraisablehook", None)
     cli.silence_abandoned_reads()
     orbax_read = types.SimpleNamespace(
         cr_code=types.SimpleNamespace(co_filename="/site-packages/orbax/serialization.py"))
@@ -302,7 +303,7 @@ def test_only_the_leftovers_of_a_failed_restore_are_silenced(monkeypatch, caplog
             "future: <Task coro=<mine() defined at /home/me/mine.py>>",
             "future: <_GatheringFuture 1>"]
     finally:
-        asyncio_logger.removeFilter(cli._is_not_abandoned_read_task)
+        asyncio_logger.removeFilter(quiet._is_not_abandoned_read_task)
 
 
 @pytest.mark.slow

@@ -1,0 +1,46 @@
+"""The command-line layer: flags, one-line errors, and the process-wide policy that a library
+must not impose on its users (signal handlers, exit codes, silencing Orbax's logs and the
+leftovers of its failed reads).
+
+`train.py` and `evaluate.py` call `run(fn, ...)`: a bad config, missing data, a busy or
+unwritable workdir, a checkpoint that does not fit, a write that fails or a numerical fault
+ends the process with one `error:` line and exit code 1, after any checkpoint still being
+written is finished. A stop asked for before training started is one line and exit code 0,
+like a stop during training; Ctrl-C where no stop is handled (evaluate.py) is exit code 130.
+
+Its parts: `exits` (how the process ends: `run`, the exit codes, Orbax's writer threads),
+`signals` (a graceful stop, or an immediate one), `quiet` (Orbax's logs and leftovers),
+`arguments` (the command line read ahead of absl), `config_flag` (`--config` and its
+overrides) and `config_errors` (one line for each way a config fails to load).
+
+This package imports only absl, ml_collections and jaxae modules that themselves import only
+the standard library (`registry`, `messages`, `training.lock`), so that `train.py` can
+install its signal handlers (`GracefulStop`) before the seconds spent importing JAX.
+"""
+
+from jaxae.cli.arguments import shortest_path, user_path
+from jaxae.cli.config_flag import (
+    default_config_note,
+    define_config_flag,
+    define_eval_overrides,
+    eval_overrides,
+    loaded_config,
+    parse_flags,
+)
+from jaxae.cli.exits import (
+    EXIT_BROKEN_PIPE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    exit_now_if_stuck,
+    expected_errors,
+    refuse_busy_workdir,
+    run,
+)
+from jaxae.cli.quiet import silence_abandoned_reads, silence_orbax
+from jaxae.cli.signals import GracefulStop, stop_at_once_on_signal
+
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_INTERRUPTED", "GracefulStop",
+           "default_config_note", "define_config_flag", "define_eval_overrides",
+           "eval_overrides", "exit_now_if_stuck", "expected_errors", "loaded_config",
+           "parse_flags", "refuse_busy_workdir", "run", "shortest_path",
+           "silence_abandoned_reads", "silence_orbax", "stop_at_once_on_signal", "user_path"]

@@ -1,0 +1,159 @@
+"""How the process ends: `run` turns the library's expected errors into one `error:` line and
+an exit code, finishing any checkpoint still being written, and keeps Orbax's writer threads
+from adding tracebacks (or keeping a process alive in a hung file system) after that line."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from absl import logging
+
+from jaxae.cli.arguments import flag_value, user_path
+from jaxae.cli.quiet import silence_orbax
+from jaxae.cli.signals import ignore_stop_signals
+from jaxae.messages import first_line
+from jaxae.training import lock
+
+EXIT_ERROR = 1
+
+
+EXIT_INTERRUPTED = 130  # Ctrl-C where no graceful stop is handled (the shell's 128 + SIGINT)
+
+
+EXIT_BROKEN_PIPE = 141  # the output's reader ended (the shell's 128 + SIGPIPE)
+
+
+WRITER_GRACE_S = 5.0  # an error exit waits this long for Orbax's writer threads, no longer
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are one `error:` line: the library's own, each with its fix."""
+    from jaxae.config import ConfigError
+    from jaxae.data import DataError
+    from jaxae.registry import RegistryError
+    from jaxae.training.checkpoints import CheckpointMismatch, CheckpointWriteError
+    from jaxae.training.workdir import WriteError
+
+    return (ConfigError, CheckpointMismatch, CheckpointWriteError, WriteError, DataError,
+            RegistryError, FloatingPointError, FileNotFoundError)
+
+
+def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs: Any) -> Any:
+    """Calls fn(*args, **kwargs) with the process-wide policy in place; an expected failure
+    exits with one line. Whatever ends the call, a checkpoint being written is finished.
+
+    entry_point: this process is train.py / evaluate.py, not a test or a notebook: after an
+    error line, writer threads stuck in a hung file system do not keep it alive.
+    """
+    from jaxae.training.checkpoints import finish_pending_saves
+    from jaxae.training.trainer import StopRequested
+
+    logging.set_verbosity(logging.ERROR)  # Orbax logs routine notes at INFO and WARNING
+    silence_orbax()
+    try:
+        result = fn(*args, **kwargs)
+        if entry_point:
+            ignore_stop_signals()
+        return result
+    except StopRequested as e:
+        _finish(finish_pending_saves)
+        print(e, flush=True)
+        if entry_point:
+            ignore_stop_signals()
+        sys.exit(0)
+    except BrokenPipeError:  # the reader of the output ended: `train.py | head`, say
+        _finish(finish_pending_saves)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        with contextlib.suppress(OSError):  # (stderr may go down the same pipe)
+            print("error: the output's reader ended (a pipe into `head`, say): stopped; rerun "
+                  "the same command to continue from the newest checkpoint", file=sys.stderr,
+                  flush=True)
+        sys.exit(EXIT_BROKEN_PIPE)
+    except expected_errors() as e:
+        _finish(finish_pending_saves)
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        if entry_point:
+            exit_now_if_stuck(EXIT_ERROR)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        _finish(finish_pending_saves)
+        print("error: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        if entry_point:  # the interpreter's teardown can crash while XLA's threads still
+            sys.stdout.flush()  # run the interrupted computation: nothing is left to save
+            os._exit(EXIT_INTERRUPTED)
+        sys.exit(EXIT_INTERRUPTED)
+    except BaseException:
+        _finish(finish_pending_saves)
+        raise
+
+
+def _finish(finish_pending_saves: Callable[[], list]) -> None:
+    """Waits for the saves in flight; one that failed is a warning (the exit's own error
+    line comes next)."""
+    for failed in finish_pending_saves():
+        print(f"warning: {failed}", file=sys.stderr, flush=True)
+
+
+def _is_orbax_writer(thread: threading.Thread | None) -> bool:
+    return thread is not None and (type(thread).__module__.startswith("orbax")
+                                   or "orbax" in thread.name.lower()
+                                   or thread.name in ("async_save", "save_finalize"))
+
+
+def _orbax_writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate()
+            if t.is_alive() and not t.daemon and t is not threading.current_thread()
+            and _is_orbax_writer(t)]
+
+
+_EXCEPTHOOK_LOCK = threading.Lock()
+
+
+def _quiet_writer_errors(args: threading.ExceptHookArgs) -> None:
+    """threading.excepthook once the run's error line is out: a writer thread's own failure
+    (the same full disk, say) is one line more, not a second traceback. One thread reports
+    at a time: Python writes another thread's traceback in pieces, which a line printed
+    meanwhile would split."""
+    with _EXCEPTHOOK_LOCK:
+        if not _is_orbax_writer(args.thread):
+            threading.__excepthook__(args)
+            sys.stderr.flush()
+            return
+        first = first_line(args.exc_value, 200)
+        print(f"warning: a checkpoint writer failed too: {args.exc_type.__name__}: {first}",
+              file=sys.stderr, flush=True)
+
+
+def exit_now_if_stuck(code: int, grace_s: float = WRITER_GRACE_S) -> None:
+    """Exits at once (os._exit) if Orbax writer threads are still alive after `grace_s`:
+    Python would otherwise wait for them at exit (a write blocked in a hung file system).
+    The error line is printed and flushed first, so a writer thread failing meanwhile
+    prints one line more, not a traceback; the checkpoints on disk are complete (a
+    half-written one is a temporary folder the next start removes)."""
+    threading.excepthook = _quiet_writer_errors
+    deadline = time.monotonic() + grace_s
+    for thread in _orbax_writer_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if _orbax_writer_threads():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def refuse_busy_workdir(argv: Sequence[str] | None = None) -> None:
+    """Exits with the one-line error when --workdir names a workdir that another training
+    run holds, before train.py imports JAX: the refusal is then immediate. The trainer still
+    takes the lock itself (this is only the early answer); a multi-process run (JAX's
+    coordinator set) leaves it to the trainer, whose process 0 holds the lock for all."""
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        return
+    workdir = user_path(flag_value(sys.argv if argv is None else argv, "workdir"))
+    if workdir and (message := lock.busy(workdir)) is not None:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_ERROR)

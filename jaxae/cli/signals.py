@@ -1,0 +1,147 @@
+"""Signals: a graceful stop for training (the first Ctrl-C or SIGTERM checkpoints, then exits
+0), and an immediate one for a process with nothing to save (evaluate.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+
+from jaxae.training.lock import MOVING_FILES, STAGING_FOLDERS
+
+
+class GracefulStop:
+    """While installed, the first SIGTERM / SIGINT only records its name (`requested`, polled
+    by the training loop, which checkpoints and returns); a second one ends the process at
+    once with one line and exit code 128 + the signal, without a checkpoint of the last
+    steps (those on disk are complete: Orbax renames a step's folder only once it is
+    written, and a half-written one is a temporary folder the next start removes)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.requested: str | None = None
+        self._previous = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.requested is None:
+            self.requested = name
+            return
+        # asked twice: stop now. Not by raising: an exception would surface anywhere in the
+        # main thread (inside Orbax's wait for a save, say) as a traceback.
+        twice = f"{name} received twice" if name == self.requested else \
+            f"{self.requested} then {name} received"
+        os.write(2, f"error: {twice}: stopped at once, without a checkpoint of the last "
+                    "steps; rerun the same command to continue from the newest "
+                    "checkpoint\n".encode())
+        os._exit(128 + signum)
+
+    def __call__(self) -> str | None:
+        return self.requested
+
+    def saved(self) -> None:
+        """The run's work is on disk: a signal from now on has nothing left to stop, and is
+        ignored (not the second signal's "without a checkpoint" exit)."""
+        ignore_stop_signals()
+
+    def install(self) -> GracefulStop:
+        """Handles both signals from now on (in the main thread: Python's rule). A signal
+        arriving between the two handlers going in (Ctrl-C as train.py starts) is a stop
+        too: blocked meanwhile in this thread, it waits for its handler; taken by another
+        thread (a process that has started JAX's), it met Python's default handler, whose
+        KeyboardInterrupt is taken for the stop it asked for."""
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        try:
+            for sig in self.SIGNALS:
+                self._previous.setdefault(sig, signal.signal(sig, self._handle))
+        except KeyboardInterrupt:
+            for sig in self.SIGNALS:
+                self._previous.setdefault(sig, signal.signal(sig, self._handle))
+            self.requested = self.requested or signal.SIGINT.name
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        return self
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def __enter__(self) -> GracefulStop:
+        return self.install()
+
+    def __exit__(self, *exc) -> None:
+        self.uninstall()
+
+
+def ignore_stop_signals() -> None:
+    """Once the work is done and saved: Ctrl-C or SIGTERM during the interpreter's teardown
+    has nothing left to stop. (Python's teardown puts a signal with a handler of ours back
+    to the default action, which would kill the process, exit code -2, without a word; an
+    ignored one it leaves ignored.)"""
+    if threading.current_thread() is threading.main_thread():
+        for sig in GracefulStop.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+_REMOVE_AFTER_EXIT = """
+import os, shutil, sys, time
+pid, deadline = int(sys.argv[1]), time.monotonic() + 60
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    except PermissionError:
+        pass
+    time.sleep(0.02)
+for path in sys.argv[2:]:
+    shutil.rmtree(path, ignore_errors=True)
+"""
+
+
+def _remove_after_exit(folders: list[str]) -> None:
+    """Removes `folders` from a process of its own once this one has exited (or after a
+    minute): while this one lives, its main thread may still be writing there, and removing
+    them under it would turn a stop into a write error."""
+    with contextlib.suppress(OSError):
+        subprocess.Popen([sys.executable, "-c", _REMOVE_AFTER_EXIT, str(os.getpid()), *folders],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_at_once_on_signal(what: str = "evaluation",
+                           signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
+                           ) -> None:
+    """For a process with nothing to save on a stop (evaluate.py): Ctrl-C or SIGTERM ends it
+    at once with one line and exit code 128 + the signal, also while the main thread waits
+    in a long computation (a Python signal handler would run only once that returns, after
+    minutes for a large IWAE bound) and during the imports.
+
+    The signals are blocked in this thread, and so in every thread started after it (call it
+    first, before JAX starts its own); one thread of ours waits for them. A signal the
+    process was started ignoring (SIGINT in a shell script's background job) stays ignored.
+    """
+    signals = [s for s in signals if signal.getsignal(s) is not signal.SIG_IGN]
+    if not signals or threading.current_thread() is not threading.main_thread():
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+
+    def wait() -> None:
+        signum = signal.sigwait(signals)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        with MOVING_FILES:  # a set of files moving into place finishes first
+            if STAGING_FOLDERS:  # and the files not moved go, once this process is gone
+                _remove_after_exit(sorted(STAGING_FOLDERS))
+            os.write(2, f"error: interrupted ({name}): {what} stopped before it finished; "
+                        "rerun the same command to do it again\n".encode())
+            os._exit(128 + signum)
+
+    threading.Thread(target=wait, name="jaxae-stop-on-signal", daemon=True).start()
