@@ -20,11 +20,36 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from jaxae.messages import first_line
 
 Entry = Callable[..., Any]
+
+
+class CodeName(NamedTuple):
+    """A config's name for code, in its parts: a registered name ('conv_vae': no `where`), a
+    module's attribute ('mypkg.models:DeeperVAE') or a file's ('path/my_models.py:DeeperVAE')."""
+
+    where: str  # '' for a registered name; else a dotted module or a .py file's path
+    attribute: str
+
+    @classmethod
+    def parse(cls, name: str) -> CodeName:
+        where, _, attribute = name.rpartition(":")
+        return cls(where, attribute)
+
+    @property
+    def file(self) -> str | None:
+        """The .py file it names; None for a registered or dotted name."""
+        return self.where if self.where.endswith(".py") else None
+
+    def elsewhere(self, where: str) -> str:
+        """The name of the same attribute in `where` (a file's absolute path, say)."""
+        return f"{where}:{self.attribute}"
+
+    def __str__(self) -> str:
+        return self.elsewhere(self.where) if self.where else self.attribute
 
 
 class RegistryError(ValueError):
@@ -97,7 +122,7 @@ class Registry:
                 f"unknown {self.kind} {name!r}: {hint}choose one of {', '.join(self._entries)}, "
                 f"or name your own as 'module:Class' or 'path/to/file.py:Class' (a name "
                 f"your module registers counts once your config file imports it)")
-        where, attribute = name.rsplit(":", 1)
+        where, attribute = CodeName.parse(name)
         module = import_location(where, self.kind)
         if hasattr(module, attribute):
             return getattr(module, attribute)
@@ -118,7 +143,7 @@ def _is_jaxae_module(module: str) -> bool:
 def display_name(name: str) -> str:
     """How titles and logs name an entry: 'DeeperVAE' for '/home/me/my_models.py:DeeperVAE'
     or 'mypkg.models:DeeperVAE', a registered name as it is."""
-    return name.rpartition(":")[2] or name
+    return CodeName.parse(name).attribute or name
 
 
 def import_location(where: str, kind: str = "code") -> Any:
@@ -190,7 +215,8 @@ def same_code(saved: str, name: str, registry: Registry) -> bool:
     ('path/to/my_models.py:tiny_dense' for 'tiny_dense'; not where `registry` holds `saved`
     as one of jaxae's own: 'my_models.py:vae' is not jaxae's 'vae'), or the same file moved
     (`moved`)."""
-    short = ":" not in saved and name.rpartition(":")[2] == saved and not registry.own(saved)
+    short = ":" not in saved and CodeName.parse(name).attribute == saved and \
+        not registry.own(saved)
     return saved == name or short or moved(saved, name)
 
 
@@ -198,18 +224,18 @@ def moved(saved: str, name: str) -> bool:
     """Whether `name` ('new/place/my_models.py:Class') names the code of `saved`
     ('old/place/my_models.py:Class') in its new place: the same file name and attribute,
     where the recorded file is gone and the new one is there (a project folder moved)."""
-    saved_file, _, saved_attribute = saved.rpartition(":")
-    file, _, attribute = name.rpartition(":")
-    return (saved_file.endswith(".py") and file.endswith(".py") and saved_attribute == attribute
-            and os.path.basename(saved_file) == os.path.basename(file)
-            and not os.path.exists(saved_file) and os.path.isfile(file))
+    before, after = CodeName.parse(saved), CodeName.parse(name)
+    return (before.file is not None and after.file is not None
+            and before.attribute == after.attribute
+            and os.path.basename(before.file) == os.path.basename(after.file)
+            and not os.path.exists(before.file) and os.path.isfile(after.file))
 
 
 def missing_file(name: str) -> str | None:
     """The file a located name ('path/to/my_models.py:Class') names, where it is gone; else
     None (a registered or dotted name, or a file that is there)."""
-    file = name.rpartition(":")[0]
-    return file if file.endswith(".py") and not os.path.isfile(file) else None
+    file = CodeName.parse(name).file
+    return file if file is not None and not os.path.isfile(file) else None
 
 
 def _package_of(path: str) -> tuple[str, str] | None:

@@ -155,10 +155,7 @@ def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequen
     from jaxae.registry import RegistryError, parameters
 
     name = flag_value(argv, "config.model.name") or config.model.name
-    where, _, attribute = name.rpartition(":")
-    if where.endswith(".py") and not os.path.isabs(where):  # found as loaded_config finds it
-        name = f"{_code_file(where, os.path.dirname(os.path.abspath(path)), 'model')}:" \
-            f"{attribute}"
+    name = _located(name, os.path.dirname(os.path.abspath(path)), "model")  # as loaded_config
     try:
         entry = MODELS.get(name)
     except (RegistryError, ImportError, OSError):
@@ -271,23 +268,23 @@ def loaded_config(flag_values: flags.FlagValues = flags.FLAGS) -> ml_collections
         if "name" not in config[section]:
             _fail(f"config.{section} has no name: set config.{section}.name to one of "
                   f"{', '.join(registry.names())}, or to 'path/to/file.py:Class'")
-        name = config[section].name
-        where, _, attribute = name.rpartition(":")
-        if where.endswith(".py") and not os.path.isabs(where):
-            name = f"{_code_file(where, beside, section)}:{attribute}"
-        name = locatable_name(registry, name)
+        name = locatable_name(registry, _located(config[section].name, beside, section))
         if name != config[section].name:
             with config.unlocked():
                 config[section].name = name
     return config
 
 
-def _code_file(where: str, beside: str, section: str) -> str:
-    """The absolute path of the relative `where` named by config.SECTION.name: beside the
-    config file, else in the current directory; refused when both hold a different file, or
-    neither holds one."""
-    from jaxae.registry import close_file
+def _located(name: str, beside: str, section: str) -> str:
+    """config.SECTION.name with the relative file it names ('my_models.py:Tiny') made
+    absolute: beside the config file, else in the current directory; refused when both hold
+    a different file, or neither holds one. Other names as they are."""
+    from jaxae.registry import CodeName, close_file
 
+    code = CodeName.parse(name)
+    if code.file is None or os.path.isabs(code.file):
+        return name
+    where = code.file
     near, here = os.path.join(beside, where), os.path.abspath(where)
     if os.path.isfile(near) and os.path.isfile(here) and \
             os.path.realpath(near) != os.path.realpath(here):
@@ -299,7 +296,7 @@ def _code_file(where: str, beside: str, section: str) -> str:
               f"the current directory ({here}): give its path from one of them, or an "
               "absolute one" + next((f"; did you mean {close!r}?" for path in (near, here)
                                     if (close := close_file(path))), ""))
-    return os.path.abspath(near if os.path.isfile(near) else here)
+    return code.elsewhere(os.path.abspath(near if os.path.isfile(near) else here))
 
 
 def define_eval_overrides(flag_values: flags.FlagValues = flags.FLAGS,

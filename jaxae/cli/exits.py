@@ -21,14 +21,8 @@ from jaxae.messages import first_line
 from jaxae.training import lock
 
 EXIT_ERROR = 1
-
-
 EXIT_INTERRUPTED = 130  # Ctrl-C where no graceful stop is handled (the shell's 128 + SIGINT)
-
-
 EXIT_BROKEN_PIPE = 141  # the output's reader ended (the shell's 128 + SIGPIPE)
-
-
 WRITER_GRACE_S = 5.0  # an error exit waits this long for Orbax's writer threads, no longer
 
 

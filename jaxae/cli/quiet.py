@@ -10,7 +10,7 @@ import sys
 
 from absl import logging
 
-_chained_unraisablehook = None
+_chained_unraisablehook = None  # the hook ours replaced: any other error goes on to it
 
 
 def _is_abandoned_read(unraisable) -> bool:

@@ -37,7 +37,7 @@ import jaxae
 from jaxae import config as config_lib
 from jaxae.models import MODELS
 from jaxae.provenance import cpu_threads, git_commit, source_sha256
-from jaxae.registry import locatable_name, missing_file, moved, same_code
+from jaxae.registry import CodeName, locatable_name, missing_file, moved, same_code
 from jaxae.tasks import TASKS
 from jaxae.training import lock
 from jaxae.training.checkpoints import CHECKPOINTS, CheckpointMismatch
@@ -393,8 +393,8 @@ def code_files(config: ml_collections.ConfigDict) -> dict[str, str]:
     located = _located_names(config)
     for section in ("model", "task"):
         name = located.get(section, config[section].get("name"))
-        file = name.rpartition(":")[0] if isinstance(name, str) else ""
-        if file.endswith(".py"):
+        file = CodeName.parse(name).file if isinstance(name, str) else None
+        if file is not None:
             try:
                 with open(file, "rb") as f:  # a source file: small
                     hashes[section] = hashlib.sha256(f.read()).hexdigest()
@@ -421,7 +421,7 @@ def _changed_file(config: ml_collections.ConfigDict, section: str, old: str, new
                   said: str) -> str:
     """'the model file '...' `said` (sha256 OLD then, NEW now)': one of `code_changes`."""
     name = _located_names(config).get(section, config[section].name)
-    return (f"the {section} file {name.rpartition(':')[0]!r} {said} (sha256 "
+    return (f"the {section} file {CodeName.parse(name).where!r} {said} (sha256 "
             f"{old[:12]} then, {new[:12]} now)")
 
 
@@ -459,11 +459,12 @@ def _located_names(config: ml_collections.ConfigDict) -> dict[str, str]:
         name = config[section].get("name")
         if not isinstance(name, str):
             continue
-        where, _, attribute = name.rpartition(":")
-        if where.endswith(".py") and not os.path.isabs(where):
-            located[section] = f"{os.path.abspath(where)}:{attribute}"
-        elif where and "." not in where and (file := _file_of_uninstalled_module(where)):
-            located[section] = f"{file}:{attribute}"
+        code = CodeName.parse(name)
+        if code.file is not None and not os.path.isabs(code.file):
+            located[section] = code.elsewhere(os.path.abspath(code.file))
+        elif code.where and "." not in code.where and \
+                (file := _file_of_uninstalled_module(code.where)):
+            located[section] = code.elsewhere(file)
         elif (found := locatable_name(registry, name)) != name:
             located[section] = found
     return located
@@ -730,21 +731,22 @@ def _relocate(section: ml_collections.ConfigDict, label: str, name: str | None) 
             raise config_lib.ConfigError(f"{flag}={name!r}: the run's {label} is not a file "
                                          f"that could move: drop {flag}")
         return
+    was = CodeName.parse(recorded)
     if name is None:
         if gone := missing_file(recorded):
             raise config_lib.ConfigError(
                 f"the run's {label} file {gone!r} does not exist: if its project moved, give "
                 f"its new place, {flag}=NEW_PLACE/{os.path.basename(gone)}:"
-                f"{recorded.rpartition(':')[2]} (a resume takes it from train.py's config)")
+                f"{was.attribute} (a resume takes it from train.py's config)")
         return
-    where, _, attribute = name.rpartition(":")
-    if where.endswith(".py"):
-        name = f"{os.path.abspath(os.path.expanduser(where))}:{attribute}"
-        where = name.rpartition(":")[0]
+    given = CodeName.parse(name)
+    if given.file is not None:
+        given = CodeName(os.path.abspath(os.path.expanduser(given.file)), given.attribute)
+        name = str(given)
     if name == recorded and not missing_file(recorded):
         return
-    if not recorded.rpartition(":")[0].endswith(".py"):
-        module = recorded.rpartition(":")[0]
+    if was.file is None:
+        module = was.where
         importable = (f", and make {module!r} importable as it was in training (installed, or "
                       "its folder on PYTHONPATH)" if module else "")
         raise config_lib.ConfigError(
@@ -755,12 +757,11 @@ def _relocate(section: ml_collections.ConfigDict, label: str, name: str | None) 
             f"{flag}={name!r}: the run's {label} is {recorded!r}, which is still there, and "
             f"evaluation does not change it: drop {flag}")
     if not moved(recorded, name):
-        why = (f"{where!r} does not exist" if where.endswith(".py") and
-               not os.path.isfile(where) else "only the same file name and class may be")
+        why = (f"{given.where!r} does not exist" if given.file is not None and
+               not os.path.isfile(given.file) else "only the same file name and class may be")
         raise config_lib.ConfigError(
             f"{flag}={name!r} cannot stand for the run's {label} {recorded!r}, moved: {why}; "
-            f"give NEW_PLACE/{os.path.basename(recorded.rpartition(':')[0])}:"
-            f"{recorded.rpartition(':')[2]}")
+            f"give NEW_PLACE/{os.path.basename(was.where)}:{was.attribute}")
     section.name = name
 
 
