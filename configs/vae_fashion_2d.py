@@ -17,5 +17,7 @@ def get_config():
         "latent_dim": 2,
         "init": "torch",  # PyTorch's default initialisers; --config.model.init=glorot compares
     }
-    config.objective.likelihood = "bernoulli"  # BCE summed over pixels, in nats
+    # BCE summed over pixels, in nats: on grey pixels a surrogate, not a density
+    # (objectives.Bernoulli): its ELBO compares only with the same likelihood's on them
+    config.objective.likelihood = "bernoulli"
     return config

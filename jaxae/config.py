@@ -88,7 +88,8 @@ def base_config() -> ml_collections.ConfigDict:
     })
     c.objective = ml_collections.ConfigDict({
         "loss": "mse",  # plain autoencoders, mean per pixel on sigmoid(logits): "mse", "bce"
-        "likelihood": "bernoulli",  # VAEs, p(x|z): "bernoulli" (BCE, nats) or "gaussian"
+        "likelihood": "bernoulli",  # VAEs, p(x|z): "bernoulli" (BCE, nats; a surrogate on
+        # grey pixels, see objectives.Bernoulli) or "gaussian"
         "gaussian_scale": 0.1,  # gaussian likelihood: the pixels' standard deviation
         "beta": 1.0,  # VAEs: weight of the KL term (the reported ELBO always uses 1)
     })

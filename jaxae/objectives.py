@@ -10,6 +10,8 @@ the model's aux dict) to per-image terms, of which "loss" is what training minim
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Callable
 from typing import Protocol
 
@@ -33,7 +35,13 @@ class Likelihood(Protocol):
 @LIKELIHOODS.register("bernoulli")
 @dataclasses.dataclass(frozen=True)
 class Bernoulli:
-    """Pixels ~ Bernoulli(sigmoid(logits)): log p(x | z) = -(number of pixels x BCE)."""
+    """Pixels ~ Bernoulli(sigmoid(logits)): log p(x | z) = -(number of pixels x BCE).
+
+    A likelihood of binary pixels (data.binarize). On grey levels in [0, 1] it is the usual
+    cross-entropy surrogate, not a density: its ELBO and IWAE figures bound no log p(x) and
+    stay below 0 even for a perfect reconstruction (by the pixels' own binary entropy), so
+    they compare only with figures of the same likelihood on the same pixels, never with
+    binarised MNIST's."""
 
     def log_prob(self, logits: jax.Array, targets: jax.Array) -> jax.Array:
         return losses.bernoulli_log_likelihood(logits, targets)
@@ -75,6 +83,12 @@ class NegativeELBO:
 
     likelihood: Likelihood
     beta: float = 1.0
+
+    def __post_init__(self):
+        if not (isinstance(self.beta, numbers.Real) and not isinstance(self.beta, bool)
+                and math.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"beta={self.beta!r} must be a finite number >= 0 (1 is the plain "
+                             "VAE; 0 leaves the KL term untrained)")
 
     def __call__(self, logits: jax.Array, targets: jax.Array, aux: dict) -> Terms:
         if "mean" not in aux or "log_sigma" not in aux:

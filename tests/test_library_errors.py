@@ -580,3 +580,77 @@ def test_a_model_given_integer_pixels_says_to_scale_them(name):
         model.apply({"params": params}, IMAGES, key=jax.random.key(1))
     logits, _ = model.apply({"params": params}, IMAGES / 255.0, key=jax.random.key(1))
     assert logits.shape == (8, *MNIST)
+
+
+def test_a_conditional_models_labels_must_be_one_int_class_per_image():
+    """Float labels, or labels [B, 1], one-hot encode to no class (or fail deep in JAX): the
+    model names them, in the steps and in its own apply, as it is traced."""
+    model = models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=MNIST,
+                               num_classes=10)
+    state = steps.create_train_state(model, optax.adam(1e-3), MNIST, jax.random.key(0))
+    train = steps.make_train_step(model, Reconstruct(),
+                                  objectives.NegativeELBO(objectives.Bernoulli()))
+    labels = np.arange(len(IMAGES), dtype=np.int32) % 10
+    for wrong, said in ((labels + 0.5, r"float\d+ \[8\]"), (labels[:, None], r"int32 \[8, 1\]")):
+        words = rf"^VAE's labels are {said} for 8 images: give int labels \[8\], the class"
+        with pytest.raises(ValueError, match=words):
+            train(state, {"image": IMAGES, "label": wrong}, jax.random.key(1))
+        with pytest.raises(ValueError, match=words):
+            model.apply({"params": state.params}, IMAGES / 255.0, labels=wrong, sample=False)
+    _, metrics = train(state, {"image": IMAGES, "label": labels}, jax.random.key(1))
+    assert np.isfinite(float(metrics["loss"]))
+
+
+def test_decode_and_manifold_name_codes_and_labels_the_model_cannot_take():
+    cvae = models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=MNIST,
+                              num_classes=10)
+    params = steps.init_params(cvae, MNIST, jax.random.key(0))
+    z = np.zeros((2, 2), np.float32)
+    for labels, words in ((np.array([3, 12]), r"labels 3 \.\. 12, outside its 10 classes"),
+                          (np.array([0.5, 1.5]), r"labels of dtype float64: give int labels"),
+                          (None, r"is conditional on the class: pass labels=")):
+        with pytest.raises(ValueError, match=words):
+            generation.decode(cvae, params, z, labels)
+    assert generation.decode(cvae, params, z, np.array([3, 9])).shape == (2, *MNIST)
+    vae = models.build_model({"name": "vae", "latent_dim": 16}, image_shape=MNIST)
+    params = steps.init_params(vae, MNIST, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"^decode's codes are \[2, 2\], but VAE's latent is "
+                                         r"\[16\]: give codes \[N, 16\]"):
+        generation.decode(vae, params, z)
+    with pytest.raises(ValueError, match=r"^manifold sweeps a 2-D code, and VAE's is \[16\]: "
+                                         r"build it with latent_dim=2"):
+        generation.manifold(vae, params, generation.manifold_coordinates(True, 3))
+
+
+@pytest.mark.parametrize("name", ["dense_ae", "deep_ae", "vae"])
+@pytest.mark.parametrize("size", [0, -1, 2.5])
+def test_a_code_size_that_is_no_positive_integer_is_named(name, size):
+    model = models.build_model({"name": name, "latent_dim": size}, image_shape=MNIST)
+    with pytest.raises(ValueError, match=rf"latent_dim={size!r}: give the code's size, a "
+                                         r"positive integer"):
+        model.init(jax.random.key(0), IMAGES[:1] / 255.0, sample=False)
+
+
+def test_the_negative_elbo_takes_a_finite_beta_of_zero_or_more():
+    for beta in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=rf"^beta={beta!r} must be a finite number >= 0"):
+            objectives.NegativeELBO(objectives.Bernoulli(), beta=beta)
+    assert objectives.NegativeELBO(objectives.Bernoulli(), beta=np.float32(0.5)).beta == 0.5
+    assert objectives.NegativeELBO(objectives.Bernoulli(), beta=0).beta == 0
+
+
+def test_iwae_bounds_take_positive_integer_sample_counts_and_chunk():
+    from jaxae.evaluation import iwae
+
+    model = models.build_model({"name": "vae", "latent_dim": 2}, image_shape=MNIST)
+    params = steps.init_params(model, MNIST, jax.random.key(0))
+    bounds = functools.partial(iwae.iwae_bounds, model, Reconstruct(), objectives.Bernoulli(),
+                               params, [{"image": IMAGES}], jax.random.key(1))
+    for counts in ((0,), (-3,), (2.5,), (), 5, (True,)):
+        with pytest.raises(ValueError, match=r"^iwae_bounds' sample_counts=.*: give positive "
+                                            r"integers k, e.g. \(1, 50, 1000\)"):
+            bounds(counts)
+    for chunk in (0, -2, 1.5):
+        with pytest.raises(ValueError, match=rf"^iwae_bounds' chunk={chunk!r}: give a positive"):
+            bounds((2,), chunk=chunk)
+    assert set(bounds([1, np.int64(3)], chunk=2)) == {1, 3}

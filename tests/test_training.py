@@ -205,6 +205,10 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
     if variational:
         assert result["iwae_images"] == result["counts"]["test_iwae_k2"] == 32
         assert "test_iwae_k1" not in result
+        # the likelihood the ELBO's nats are under, and the pixels it scores (grey or binary)
+        assert (result["likelihood"], result["binarize"]) == ("bernoulli", "none")
+    else:
+        assert "likelihood" not in result
     assert result["test_loss"] == pytest.approx(last_test["test_loss"], rel=1e-6)
     if input_row:
         assert 0 < result["test_input_psnr"] < 30 and 0 < result["test_baseline_psnr"] < 40

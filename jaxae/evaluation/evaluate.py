@@ -288,7 +288,9 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
     counts = {f"test_{name}": len(data.test) for name in metrics}
     if "baseline_psnr" in metrics:  # which classical method test_baseline_psnr scores
         result["test_baseline"] = task.baseline_name
-    if model.variational:
+    if model.variational:  # the ELBO and bounds are nats per image under this p(x | z)
+        result["likelihood"] = config.objective.likelihood
+        result["binarize"] = config.data.binarize
         subset = Split(data.test.images[:eval_config.iwae_images],
                        data.test.labels[:eval_config.iwae_images])
         batches = [b for _, b in padded_batches(subset, min(100, len(subset)))]

@@ -98,6 +98,13 @@ def decode(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | Non
     """Images [N, H, W, C] in [0, 1] decoded from codes z (one compiled program per model
     and shape: decoding op by op would compile every operation on its own)."""
     _check_params(params, "decode")
+    if model.conditional or labels is not None:
+        _check_labels(model, labels, len(z))
+    if model.latent_shape is not None and tuple(np.shape(z)[1:]) != tuple(model.latent_shape):
+        raise ValueError(f"decode's codes are [{', '.join(map(str, np.shape(z)))}], but "
+                         f"{type(model).__name__}'s latent is "
+                         f"[{', '.join(map(str, model.latent_shape))}]: give codes [N, "
+                         f"{', '.join(map(str, model.latent_shape))}]")
     return np.asarray(_decoded_images(model, params, z, labels))
 
 
@@ -133,6 +140,9 @@ def _check_labels(model: nn.Module, labels: jax.Array | None, num: int) -> None:
         raise ValueError(f"{name} is conditional on the class: pass labels= (int [num], the "
                          "class of each sample)")
     values = np.asarray(labels)
+    if not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"{name} was given labels of dtype {values.dtype}: give int labels, "
+                         "the class of each sample")
     if values.shape != (num,):
         raise ValueError(f"{name} was given labels of shape {values.shape} for {num} samples: "
                          "give one class per sample, int [num]")
@@ -193,6 +203,10 @@ def manifold(model: nn.Module, params: dict, coords: np.ndarray) -> np.ndarray:
     """Images [rows, cols, H, W, C] over coords [2, size]: row i has z[1] = y_i (top =
     largest), column j z[0] = x_j."""
     _check_params(params, "manifold")
+    if model.latent_shape is not None and tuple(model.latent_shape) != (2,):
+        raise ValueError(f"manifold sweeps a 2-D code, and {type(model).__name__}'s is "
+                         f"[{', '.join(map(str, model.latent_shape))}]: build it with "
+                         "latent_dim=2, or see its codes in a latent scatter (a PCA plane)")
     xs, ys = coords
     grid_x, grid_y = np.meshgrid(xs, ys[::-1])
     z = jnp.asarray(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1), jnp.float32)

@@ -72,6 +72,10 @@ def _described(batches: object) -> str:
     return what
 
 
+def _positive_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+
+
 def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: dict,
                 batches: list[dict], key: jax.Array, sample_counts: Sequence[int],
                 chunk: int = 50, progress: bool | None = None) -> dict[int, float]:
@@ -90,11 +94,18 @@ def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: di
                         '{"image": uint8 [B, H, W, C], "label": int [B]}, not '
                         f"{_described(batches)}: e.g. [b for _, b in "
                         "jaxae.evaluation.metrics.padded_batches(split, 100)]")
+    counts = tuple(sample_counts) if isinstance(sample_counts, Sequence) else ()
+    if not counts or not all(_positive_int(k) for k in counts):
+        raise ValueError(f"iwae_bounds' sample_counts={sample_counts!r}: give positive "
+                         "integers k, e.g. (1, 50, 1000)")
+    if not _positive_int(chunk):
+        raise ValueError(f"iwae_bounds' chunk={chunk!r}: give a positive integer, the samples "
+                         "decoded at a time (e.g. 50)")
     count = float(sum(np.sum(b["mask"]) if "mask" in b else len(b["image"]) for b in batches))
     out = {}
-    with tqdm(total=len(sample_counts) * len(batches), desc="IWAE bounds", leave=False,
+    with tqdm(total=len(counts) * len(batches), desc="IWAE bounds", leave=False,
               disable=None if progress is None else not progress) as bar:
-        for k in sample_counts:
+        for k in counts:
             bar.set_postfix(k=k)
             step = make_iwae_step(model, task, likelihood, k, chunk)
             total = 0

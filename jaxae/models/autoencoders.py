@@ -11,6 +11,7 @@ part of the checkpoint format: renaming one changes every parameter path.
 from __future__ import annotations
 
 import math
+import numbers
 
 import flax.linen as nn
 import jax
@@ -261,6 +262,7 @@ class DenseAE(Autoencoder):
         return (self.latent_dim,)
 
     def setup(self):
+        _check_latent_dim(self)
         self.encoder = DenseEncoder(self.latent_dim, self.dense)
         self.decoder = DenseDecoder(self.image_shape, self.dense)
 
@@ -288,6 +290,7 @@ class DeepAE(Autoencoder):
         return (self.latent_dim,)
 
     def setup(self):
+        _check_latent_dim(self)
         self.encoder = MLPEncoder(self.hidden, self.latent_dim, self.dense)
         self.decoder = MLPDecoder(self.hidden[::-1], self.image_shape, self.dense)
 
@@ -381,6 +384,7 @@ class VAE(VariationalAutoencoder):
         return (self.latent_dim,)
 
     def setup(self):
+        _check_latent_dim(self)
         self.z_mean = self.dense(self.latent_dim)
         self.z_log_sigma = self.dense(self.latent_dim)
 
@@ -395,6 +399,15 @@ class VAE(VariationalAutoencoder):
 
     def decode(self, z, *, labels=None):
         return self.decoder(self._condition(z, labels))
+
+
+def _check_latent_dim(model: nn.Module) -> None:
+    """A ValueError naming the fix for a code size that is no positive integer (JAX's own
+    error comes from deep in an initialiser)."""
+    size = model.latent_dim
+    if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"{type(model).__name__}'s latent_dim={size!r}: give the code's size, "
+                         "a positive integer (e.g. 2)")
 
 
 VAE_HIDDEN = (512,)  # the material's MLP VAE, pixels-512-d

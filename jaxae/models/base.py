@@ -154,6 +154,12 @@ def one_hot_condition(h_BxF: jax.Array, labels_B: jax.Array | None, num_classes:
     if labels_B is None:
         raise ValueError(f"{owner} with num_classes={num_classes} is conditional on the class: "
                          "pass labels=<int array [B]>")
+    dtype, shape = jnp.result_type(labels_B), jnp.shape(labels_B)
+    if not jnp.issubdtype(dtype, jnp.integer) or shape != h_BxF.shape[:1]:
+        raise ValueError(f"{owner}'s labels are {dtype} [{', '.join(map(str, shape))}] for "
+                         f"{h_BxF.shape[0]} images: give int labels [{h_BxF.shape[0]}], the "
+                         f"class of each image, 0 .. {num_classes - 1} (one-hot encoding "
+                         "makes any other value no class at all)")
     one_hot = jax.nn.one_hot(labels_B, num_classes, dtype=h_BxF.dtype)
     return jnp.concatenate([h_BxF, one_hot], axis=-1)
 
