@@ -28,24 +28,33 @@ from jaxae.models.initializers import DEFAULT_SCHEME
 from jaxae.models.registry import MODELS, NeedsClasses
 from jaxae.registry import MissingFields, RegistryError, build, display_name, parameters
 from jaxae.tasks import Task
-from jaxae.training.workdir import check_same_data, holds_run, recorded_data_path
+from jaxae.training.workdir import (
+    check_same_data,
+    holds_run,
+    recorded_data_fingerprint,
+    recorded_data_path,
+)
 
 
 def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
               check_fingerprint: Callable[..., None] | None = None,
-              new_run: bool = True) -> Splits:
+              new_run: bool = True, trained_fingerprint: str | None = None) -> Splits:
     """The config's data set, cut to its sizes, split and binarised as it asks.
 
     `check_fingerprint` (e.g. that a resumed run's images are those it trained on) is called
     with the images' fingerprint: by a loader that declares it, before it prepares anything
     (an image folder's preparation takes minutes), else once the data set is loaded, then
     with its content_sha256 too. For a `new_run`, first N images that miss classes are a
-    warning (`first_images_note`): a run's data.subset is fixed once it has trained."""
+    warning (`first_images_note`): a run's data.subset is fixed once it has trained.
+    `trained_fingerprint` (an evaluation's: the images its run trained on) goes to a loader
+    that declares it, which may read those images where its source has changed since."""
     data = config.data
     loader = DATASETS.get(data.name)
     early = check_fingerprint is not None and "check_fingerprint" in parameters(loader)
     if early:
         loader = functools.partial(loader, check_fingerprint=check_fingerprint)
+    if trained_fingerprint and "trained_fingerprint" in parameters(loader):
+        loader = functools.partial(loader, trained_fingerprint=trained_fingerprint)
     try:
         dataset = build(loader, data)
     except MissingFields as e:
@@ -64,12 +73,14 @@ def load_data(config: ml_collections.ConfigDict, data_key: jax.Array,
 
 
 def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
-                  workdir: str) -> Splits:
+                  workdir: str, evaluation: bool = False) -> Splits:
     """`load_data` for the run in `workdir` (new, resumed or evaluated), whose images must be
-    those it trained on (`check_same_data`). Images of several sizes where the run has
-    trained at their own size are not its images: resizing them, the fix for a new run,
-    would change the trained model, so the error says so. A data.path that is gone (a run's
-    images moved) is named as the run's, with the fix."""
+    those it trained on (`check_same_data`); an `evaluation` at the run's own data.path
+    reads them where the loader still has them prepared though they have changed there since
+    (an image folder's). Images of
+    several sizes where the run has trained at their own size are not its images: resizing
+    them, the fix for a new run, would change the trained model, so the error says so. A
+    data.path that is gone (a run's images moved) is named as the run's, with the fix."""
     given, trained = config.data.get("path"), holds_run(workdir)
     if given and trained and not os.path.exists(os.path.expanduser(given)):
         saved = recorded_data_path(workdir)
@@ -86,9 +97,13 @@ def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
         raise config_lib.ConfigError(
             f"config.data.path={given!r}{where} does not exist: point --config.data.path at "
             "where the run's images are now (they are checked to be the same images)")
+    in_place = given and os.path.abspath(os.path.expanduser(given)) == \
+        recorded_data_path(workdir)  # not another folder: the run's own, changed since
     try:
         return load_data(config, data_key, check_fingerprint=functools.partial(
-            check_same_data, workdir, config.data), new_run=not trained)
+            check_same_data, workdir, config.data), new_run=not trained,
+            trained_fingerprint=recorded_data_fingerprint(workdir)
+            if evaluation and trained and in_place else None)
     except MixedImageSizes as error:
         if not trained:
             raise  # a new run: --config.data.image_size is the fix

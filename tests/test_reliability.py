@@ -1131,6 +1131,41 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
         evaluate.evaluate_workdir(workdir, overrides={"data.path": str(moved)})
 
 
+def test_a_run_whose_folder_changed_since_is_evaluated_on_the_set_prepared_from_its_images(
+        tmp_path, capsys):
+    """Images added to (or removed from) the folder a run trained on: evaluate.py reads the
+    set prepared from the run's own images, still on disk, with a note, and prepares
+    nothing; a resume, which would train on other images, is refused; another folder is not
+    taken for the run's."""
+    photos = _photo_folder(tmp_path / "photos", 0)
+    config = config_lib.base_config()
+    set_fields(config, {"data.name": "folder", "data.path": photos,
+                        "data.tfds_dir": str(tmp_path / "tfds"), "model.latent_dim": 4,
+                        "train.batch_size": 8, "train.num_epochs": 1, "eval.batch_size": 8,
+                        "eval.num_images": 4})
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    before = evaluate.evaluate_workdir(workdir)
+    prepared = sorted(os.listdir(tmp_path / "tfds" / "jaxae_folder"))
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(tmp_path / "photos" / "a" / "new.png")
+    (tmp_path / "photos" / "b" / "0.png").unlink()
+    capsys.readouterr()
+    after = evaluate.evaluate_workdir(workdir)
+    assert f"note: {photos} holds other images than the run trained on" in \
+        capsys.readouterr().err
+    assert {k: v for k, v in after.items() if k.startswith("test_")} == \
+        {k: v for k, v in before.items() if k.startswith("test_")}  # the same images
+    assert sorted(os.listdir(tmp_path / "tfds" / "jaxae_folder")) == prepared
+    with pytest.raises(config_lib.ConfigError, match="are not those the run"):
+        _resume(config, workdir, photos, 2)
+    other = _photo_folder(tmp_path / "other", 0)  # the same files, but another folder
+    os.remove(os.path.join(other, "a", "3.png"))
+    with pytest.raises(config_lib.ConfigError, match="are not those the run"):
+        evaluate.evaluate_workdir(workdir, overrides={"data.path": other})
+
+
 def _resume(config, workdir: str, path: str, epochs: int):
     resumed = config.copy_and_resolve_references()
     set_fields(resumed, {"data.path": path, "train.num_epochs": epochs})

@@ -29,6 +29,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -412,24 +413,51 @@ def _prepared_from(builder: JaxaeFolder, fingerprint: str) -> bool:
         read_source_record(builder.data_path).get("fingerprint") == fingerprint
 
 
-def _prepared_elsewhere(builder: JaxaeFolder, plan: FolderPlan, tfds_dir: str | None
-                        ) -> JaxaeFolder | None:
-    """The set prepared from the same files and options in another folder (the folder moved,
-    or a copy of it), named by its fingerprint's hash and shape; None where there is none."""
-    config_dir = os.path.dirname(os.path.dirname(os.fspath(builder.data_path)))
-    suffix = f"_{_short_hash(plan.fingerprint)}{_shape_suffix(plan.image_shape)}"
+def _prepared_with(fingerprint: str, plan: FolderPlan, tfds_dir: str | None) -> str | None:
+    """The folder of a set of the plan's shape prepared from the files and options of
+    `fingerprint`, wherever those files were (it is named by the fingerprint's hash and the
+    shape); None where `tfds_dir` holds none."""
+    here = os.fspath(_builder(_default_name(plan), plan, tfds_dir).data_path)
+    config_dir, version = os.path.dirname(os.path.dirname(here)), os.path.basename(here)
+    suffix = f"_{_short_hash(fingerprint)}{_shape_suffix(plan.image_shape)}"
     try:
         names = sorted(d for d in os.listdir(config_dir) if d.endswith(suffix))
     except OSError:  # no set prepared in this data dir yet
         return None
     for name in names:
-        other = _builder(name.removesuffix(_shape_suffix(plan.image_shape)), plan, tfds_dir)
+        where = os.path.join(config_dir, name, version)
         try:
-            if _prepared_from(other, plan.fingerprint):
-                return other
-        except DataError:  # its record is damaged: not a set to read, and not this one's
+            if is_prepared(where) and read_source_record(where).get("fingerprint") == fingerprint:
+                return where
+        except DataError:  # its record is damaged: not a set to read
             continue
     return None
+
+
+def _prepared_elsewhere(plan: FolderPlan, tfds_dir: str | None) -> JaxaeFolder | None:
+    """The builder of the set prepared from the same files and options in another folder
+    (the folder moved, or a copy of it); None where there is none."""
+    where = _prepared_with(plan.fingerprint, plan, tfds_dir)
+    if where is None:
+        return None
+    name = os.path.basename(os.path.dirname(where))
+    return _builder(name.removesuffix(_shape_suffix(plan.image_shape)), plan, tfds_dir)
+
+
+def _trained_set(where: str, plan: FolderPlan, fingerprint: str, name: str, streaming: str,
+                 memory_budget_mb: float | None) -> Dataset:
+    """The set prepared in `where` from the images a run trained on (`fingerprint`), which
+    the folder no longer holds: its own class names, with a note that says so."""
+    print(f"note: {plan.root} holds other images than the run trained on (files added, "
+          f"removed or edited since): it is evaluated on those it trained on, prepared "
+          f"earlier in {where}", file=sys.stderr, flush=True)
+    label = tfds.builder_from_directory(where).info.features["label"]
+    return from_prepared(
+        *(PreparedSplit(where, split) for split in SPLITS), name=name,
+        class_names=tuple(label.names), title=os.path.basename(os.path.normpath(plan.root)),
+        source=f"TFDS {BUILDER_NAME} in {where} (prepared earlier) from the images "
+               f"{plan.root} held when the run trained",
+        fingerprint=fingerprint, streaming=streaming, memory_budget_mb=memory_budget_mb)
 
 
 def _name_earlier_sets(where: str, plan: FolderPlan) -> None:
@@ -444,8 +472,8 @@ def _name_earlier_sets(where: str, plan: FolderPlan) -> None:
     if earlier:
         print(f"{plan.root} was prepared before from other files or options, into "
               f"{', '.join(os.path.join(config_dir, e) for e in earlier)}: kept: a run "
-              "trained on them reads them again once a folder holds those files again "
-              "(delete them when none needs them)", flush=True)
+              "trained on them is evaluated on them, and resumes once a folder holds those "
+              "files again (delete them when none needs them)", flush=True)
 
 
 @reads_paths(path="folder")
@@ -462,6 +490,7 @@ def load_folder(
     test_fraction: float | None = None,
     seed: int = 0,
     check_fingerprint: Callable[[str], None] | None = None,
+    trained_fingerprint: str | None = None,
 ) -> Dataset:
     """The image folder `path` as a Dataset, prepared into `tfds_dir` the first time.
 
@@ -472,16 +501,22 @@ def load_folder(
     anew, and the sets of its earlier files are named on the way. `streaming`,
     `memory_budget_mb`: see `jaxae.data.dataset.should_stream`. `check_fingerprint` is
     called with the images' fingerprint before anything is prepared (it raises to refuse
-    them: a resumed run's images must be those it trained on).
+    them: a resumed run's images must be those it trained on). `trained_fingerprint`, an
+    earlier run's images (evaluate.py's): where the folder holds other images now and the
+    set prepared from those is still in `tfds_dir`, that set is read instead.
     """
     if not path:
         raise DataError("data set folder needs a folder: set --config.data.path=FOLDER (of "
                         f"{FORMATS} images, in <class>/ sub-folders or alone)")
     plan = plan_folder(path, image_size=image_size, channels=channels,
                        test_fraction=test_fraction, seed=seed)
+    name = prepared_name or os.path.basename(plan.root.rstrip(os.sep))
+    if trained_fingerprint not in (None, plan.fingerprint) and not prepared_name and \
+            (trained := _prepared_with(trained_fingerprint, plan, tfds_dir)) is not None:
+        return _trained_set(trained, plan, trained_fingerprint, name, streaming,
+                            memory_budget_mb)
     if check_fingerprint is not None:
         check_fingerprint(plan.fingerprint)
-    name = prepared_name or os.path.basename(plan.root.rstrip(os.sep))
     builder = _builder(prepared_name or f"{_default_name(plan)}_{_short_hash(plan.fingerprint)}",
                        plan, tfds_dir)
     if not prepared_name and not is_prepared(builder.data_path):
@@ -489,7 +524,7 @@ def load_folder(
         earlier = _builder(_default_name(plan), plan, tfds_dir)
         if _prepared_from(earlier, plan.fingerprint):
             builder = earlier
-        elif moved := _prepared_elsewhere(builder, plan, tfds_dir):
+        elif moved := _prepared_elsewhere(plan, tfds_dir):
             builder = moved  # the same files in a folder that moved: not prepared twice
     config, where = builder.builder_config.name, os.fspath(builder.data_path)
     if not is_prepared(where) and prepare(builder, f"image folder {plan.root}"):

@@ -233,7 +233,7 @@ def _restore_run(config, workdir: str, manager, step: int | None) -> TrainedRun:
     _check_step(workdir, manager, config, step)
     keys = derive_keys(config.seed)
     config_lib.check_data_paths(config)
-    data = build.load_run_data(config, keys.data, workdir)  # moved, never changed
+    data = build.load_run_data(config, keys.data, workdir, evaluation=True)  # its own images
     task, model, _, objective = build.run_objects(config, data.image_shape, data.num_classes)
     state = jax.eval_shape(lambda: steps.create_train_state(  # shapes only: nothing computed
         model, build.make_optimizer(config), task.input_shape(data.image_shape), keys.init,

@@ -131,6 +131,12 @@ def _recorded_data(workdir: str) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def recorded_data_fingerprint(workdir: str) -> str | None:
+    """The fingerprint of the images the run in `workdir` trained on (environment.json's),
+    or None where it records none."""
+    return recorded_environment(workdir).get("data_fingerprint") or None
+
+
 def recorded_data_path(workdir: str) -> str | None:
     """The data.path a run in `workdir` records in its config.json (None: none, or no file)."""
     return (_recorded_data(workdir) or {}).get("path")
