@@ -35,13 +35,13 @@ def child(model: str, steps: int, batch_size: int, dtype: str, data_source: str,
     import jax
     import numpy as np
 
-    from benchmarks import bench
+    from benchmarks import workloads
 
-    data = bench.BenchData(data_source)
-    arrays, source = data.arrays(bench.FASHION_SHAPE, batch_size)
-    config = bench.bench_config(model, batch_size, compute_dtype=dtype)
-    with bench.matmul_precision(dtype):
-        epoch = bench.first_epoch(config, arrays)
+    data = workloads.BenchData(data_source)
+    arrays, source = data.arrays(workloads.FASHION_SHAPE, batch_size)
+    config = workloads.bench_config(model, batch_size, compute_dtype=dtype)
+    with workloads.matmul_precision(dtype):
+        epoch = workloads.first_epoch(config, arrays)
         steps = min(steps, epoch.num_batches)
         start = time.perf_counter()
         chunk = epoch.train_chunk(steps).lower(epoch.state, arrays, epoch.order, 0,
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> str:
     import jax
 
     models = (args.models or ",".join(DEFAULT_MODELS)).split(",")
-    batch_size = int(args.batch_sizes)  # one value (bench.ONE_VALUE_FLAGS)
+    batch_size = int(args.batch_sizes)  # one value (bench_args.ONE_VALUE_FLAGS)
     dtype = args.compute_dtype or "float32"
     rows = []
     for model in models:

@@ -228,7 +228,7 @@ bench() {  # each step appends its run to the device's section
   if [ "$PARSE_ONLY" = 1 ]; then  # the options alone, checked as on a GPU
     [ "$CHECK" = 1 ] || echo "== gpu.sh: $name (python -m benchmarks.bench $*)" >&2
     "$PY" -c 'import sys, jax; jax.default_backend = lambda: "gpu"
-from benchmarks import bench; bench.parse_args(sys.argv[1:])' "$@" --append "$REPORT" \
+from benchmarks import bench_args; bench_args.parse_args(sys.argv[1:])' "$@" --append "$REPORT" \
       || FAILED="$FAILED $name"
     return 0
   fi

@@ -57,9 +57,10 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from benchmarks import bench, roofline
+from benchmarks import bench, bench_args, roofline, workloads
 from jaxae import optimizers
 from jaxae.data import batches
+from jaxae.provenance import usable_cpus
 from jaxae.training import compiler, steps
 
 DEFAULT_MODELS = ("dae", "vae")
@@ -153,7 +154,7 @@ def hlo_dots(hlo_text: str) -> Iterator[Dot]:
                         _dims(attributes, "rhs_batch_dims"))))
 
 
-def step_matmuls(epoch: bench.FirstEpoch, arrays: dict) -> collections.Counter[Dot]:
+def step_matmuls(epoch: workloads.FirstEpoch, arrays: dict) -> collections.Counter[Dot]:
     """The matrix products of one training step of `epoch`'s model as XLA compiles it for
     the host CPU (the step `bench.step_cost` counts: one batch, no gradient norm), counted
     by kind. On the CPU they stay `dot` instructions; a GPU's compiled step calls its
@@ -361,43 +362,43 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def model_rows(model: str, args: argparse.Namespace, data: bench.BenchData
+def model_rows(model: str, args: argparse.Namespace, data: workloads.BenchData
                ) -> tuple[dict, list[dict]]:
     """(the model's summary, one row per kind of product) at --batch-sizes (one value)."""
-    batch_size = int(args.batch_sizes)  # one value (bench.ONE_VALUE_FLAGS)
-    arrays, _ = data.arrays(bench.FASHION_SHAPE, batch_size)
-    epoch = bench.first_epoch(bench.bench_config(model, batch_size, args.conv),
-                              arrays)
+    batch_size = int(args.batch_sizes)  # one value (bench_args.ONE_VALUE_FLAGS)
+    arrays, _ = data.arrays(workloads.FASHION_SHAPE, batch_size)
+    epoch = workloads.first_epoch(workloads.bench_config(model, batch_size, args.conv),
+                                  arrays)
     counts = step_matmuls(epoch, arrays)
     dots = sorted(counts, key=lambda d: (-d.flops, d.label()))
     meter = bench.roof_meter(2048, 0, "float32")  # the peak beside the products' timings
     peak_before = meter.peak_flops()
     ours = [xla_us(d) for d in dots]
     products_peak_gflops = max(peak_before, meter.peak_flops()) / 1e9
-    theirs, torch_version = (peer_us(args.peer_python, dots, bench.usable_cpus())
+    theirs, torch_version = (peer_us(args.peer_python, dots, usable_cpus())
                              if args.peer_python else ([None] * len(dots), None))
     rows = [{"model": model, "product": d.label(), "per_step": counts[d],
              "mflop": d.flops / 1e6, "jaxae_us": a, "peer_us": b}
             for d, a, b in zip(dots, ours, theirs, strict=True)]
     print("\n".join(json.dumps(row) for row in rows), flush=True)
-    timed = bench.bench_model(model, batch_size, bench.chunk_steps(args.steps_per_chunk),
+    timed = bench.bench_model(model, batch_size, bench_args.chunk_steps(args.steps_per_chunk),
                               args.chunks, arrays, args.conv)
     # timed as Adam's step is, with the roofs measured between its chunks (their passes
     # leave both steps' caches alike), so that the difference is the optimisers'
-    with_sgd = bench.bench_model(model, batch_size, bench.chunk_steps(args.steps_per_chunk),
+    with_sgd = bench.bench_model(model, batch_size, bench_args.chunk_steps(args.steps_per_chunk),
                                  args.chunks, arrays, args.conv, optimizer="sgd")
     step, peer_step = timed["step_ms"], None
     params = jax.device_put(epoch.state.params, jax.devices("cpu")[0])
     adam_alone, adam_evicted = (update_ms(params, "adam", evict) - update_ms(params, "sgd", evict)
                                 for evict in (False, True))
-    if args.peer_python and bench.WORKLOADS[model].peer:
+    if args.peer_python and workloads.WORKLOADS[model].peer:
         peer = bench.bench_peer(args.peer_python, args.peer_script, model, batch_size,
-                                timed["steps_per_chunk"], args.chunks, bench.usable_cpus())
+                                timed["steps_per_chunk"], args.chunks, usable_cpus())
         peer_step = 1e3 * batch_size / peer["img_per_s"]
     matmuls = sum(counts[d] * a for d, a in zip(dots, ours, strict=True)) / 1e3
     # a conv model's peer convolves (mkldnn) where jaxae multiplies patches: no sum for it
     peer_matmuls = (sum(counts[d] * b for d, b in zip(dots, theirs, strict=True)) / 1e3
-                    if args.peer_python and not bench.WORKLOADS[model].uses_conv else None)
+                    if args.peer_python and not workloads.WORKLOADS[model].uses_conv else None)
     gflop = sum(counts[d] * d.flops for d in dots) / 1e9
     summary = {"model": model, "batch": batch_size, "products": sum(counts.values()),
                "gflop": gflop, "step_ms": step,
@@ -438,7 +439,7 @@ def run(args: argparse.Namespace) -> str:
     """The matmuls mode: one summary row and one row per kind of product for each model;
     prints JSON lines and returns the markdown report."""
     models = args.models.split(",") if args.models else list(DEFAULT_MODELS)
-    data = bench.BenchData(args.data, args.tfds_dir)
+    data = workloads.BenchData(args.data, args.tfds_dir)
     results = [model_rows(model, args, data) for model in models]
     lines = ["| model | batch | products a step | products' GFLOP a step | jaxae step, ms | "
              "its products alone, ms | step - products, ms | jaxae step with SGD, ms | Adam "
@@ -486,7 +487,7 @@ def run(args: argparse.Namespace) -> str:
     torch_version = next((s["torch"] for s, _ in results if s["torch"]), None)
     peer = f"; the peer's library: torch {torch_version}" if torch_version else \
         "; no --peer-python: the peer's columns are empty"
-    return (f"Float32, {bench.usable_cpus()} threads{peer}. Each product timed alone, "
+    return (f"Float32, {usable_cpus()} threads{peer}. Each product timed alone, "
             f"medians of {REPEATS} repeats (`benchmarks/matmul_floor.py` says how); steps from "
             f"{args.chunks} chunks of {args.steps_per_chunk} steps, jaxae's with the roofs "
             f"measured beside each chunk; the goal: {_goals_text()} of the roof that binds."

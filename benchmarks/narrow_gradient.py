@@ -19,7 +19,8 @@ import time
 import jax
 from jax import lax
 
-from benchmarks.bench import header, positive_ints
+from benchmarks.bench_args import positive_ints
+from benchmarks.report import header
 from jaxae.kernels import dense
 
 

@@ -36,20 +36,20 @@ from collections.abc import Callable
 import jax
 import ml_collections
 
-from benchmarks.bench import (
-    BenchRefused,
+from benchmarks.bench import json_result
+from benchmarks.bench_args import (
     OneLineErrors,
     check_peer_args,
     check_peer_torch,
     check_writable_file,
-    header,
-    json_result,
-    usable_cpus,
 )
+from benchmarks.report import header
+from benchmarks.workloads import BenchRefused
 from jaxae import build, cli
 from jaxae.data import batches
 from jaxae.experiments.common import load_config
 from jaxae.kernels import precision
+from jaxae.provenance import usable_cpus
 from jaxae.training import trainer
 
 

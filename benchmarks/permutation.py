@@ -16,7 +16,8 @@ import time
 import jax
 import numpy as np
 
-from benchmarks.bench import header, positive_ints
+from benchmarks.bench_args import positive_ints
+from benchmarks.report import header
 from jaxae.data import batches
 
 

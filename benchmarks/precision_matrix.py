@@ -24,7 +24,7 @@ import tempfile
 
 import jax
 
-from benchmarks import bench, parity
+from benchmarks import bench, bench_args, parity, workloads
 from jaxae.experiments.common import load_config
 
 
@@ -58,9 +58,9 @@ def train_figure(model: str, dtype: str, epochs: int | None, seed: int,
     lesson = LESSONS[model]
     epochs = epochs or load_config(lesson.config).train.num_epochs
     with tempfile.TemporaryDirectory(prefix=f"jaxae_precision_{model}_") as workdir:
-        with bench.matmul_precision(dtype):
+        with workloads.matmul_precision(dtype):
             run = parity.run_jaxae(lesson.pairing(epochs), workdir, tfds_dir, seed,
-                                   compute_dtype=bench.config_dtype(dtype))
+                                   compute_dtype=workloads.config_dtype(dtype))
     return run["value"], epochs
 
 
@@ -90,19 +90,19 @@ def run(args: argparse.Namespace) -> str:
     models = (args.models or ",".join(DEFAULT_MODELS)).split(",")
     if unknown := [m for m in models if m not in LESSONS]:
         raise SystemExit(f"--mode precision: no lesson config for {', '.join(unknown)}")
-    requested = (args.compute_dtype or ",".join(bench.DTYPES)).split(",")  # default: all
+    requested = (args.compute_dtype or ",".join(workloads.DTYPES)).split(",")  # default: all
     dtypes = ["float32", *[d for d in requested if d != "float32"]]
-    dtypes, skipped = bench.dtypes_here(dtypes)
-    data = bench.BenchData(args.data, args.tfds_dir)
-    arrays, _ = data.arrays(bench.FASHION_SHAPE, bench.TRAIN_BATCH)
-    steps_per_chunk = bench.chunk_steps(args.steps_per_chunk)
+    dtypes, skipped = workloads.dtypes_here(dtypes)
+    data = workloads.BenchData(args.data, args.tfds_dir)
+    arrays, _ = data.arrays(workloads.FASHION_SHAPE, workloads.TRAIN_BATCH)
+    steps_per_chunk = bench_args.chunk_steps(args.steps_per_chunk)
     rows = []
     for model in models:
         lesson = LESSONS[model]
         row = {"model": model, "config": lesson.config, "label": lesson.label,
                "figures": {}, "step_ms": {}, "fraction_of_roof": {}}
         for dtype in dtypes:
-            speed = bench.bench_model(model, bench.TRAIN_BATCH, steps_per_chunk, args.chunks,
+            speed = bench.bench_model(model, workloads.TRAIN_BATCH, steps_per_chunk, args.chunks,
                                       arrays, "patches", dtype, peak_n=args.peak_n,
                                       roofs=not args.no_roofs, devices=jax.device_count())
             row["step_ms"][dtype] = speed["step_ms"]

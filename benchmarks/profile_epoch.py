@@ -5,8 +5,8 @@
 Compiles one epoch of training steps as the trainer does (one compiled loop), runs it once to
 warm up, traces a second run with `jax.profiler`, and prints per training step the time and
 count of the most expensive kernels (the GPU's kernels where there is a GPU, else the host's
-XLA operations). The workloads are those of `benchmarks.bench`; run it from the repository
-root.
+XLA operations). The workloads are those of `benchmarks.bench` (`benchmarks.workloads`); run
+it from the repository root.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import tempfile
 
 import jax
 
-from benchmarks import bench
+from benchmarks import workloads
 from jaxae.data import load_dataset
 from jaxae.kernels import conv, precision
 
@@ -50,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_epoch",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=list(bench.WORKLOADS), default="conv_ae")
+    parser.add_argument("--model", choices=list(workloads.WORKLOADS), default="conv_ae")
     parser.add_argument("--conv", choices=conv.IMPLEMENTATIONS, default="patches")
     parser.add_argument("--compute-dtype", choices=precision.COMPUTE_DTYPES, default="float32")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -66,8 +66,8 @@ def main() -> None:
     data = load_dataset("fashion_mnist", tfds_dir=args.tfds_dir)
     images, labels = data.train_images[:args.train_size], data.train_labels[:args.train_size]
     arrays = jax.device_put({"image": images, "label": labels})
-    config = bench.bench_config(args.model, args.batch_size, args.conv, args.compute_dtype)
-    first = bench.first_epoch(config, arrays)
+    config = workloads.bench_config(args.model, args.batch_size, args.conv, args.compute_dtype)
+    first = workloads.first_epoch(config, arrays)
     state, keys, order, num_steps = first.state, first.keys, first.order, first.num_batches
     epoch = first.train_chunk(num_steps).lower(
         state, arrays, order, 0, keys.train, num_steps).compile()

@@ -32,7 +32,8 @@ import statistics
 import sys
 
 from benchmarks import parity
-from benchmarks.bench import WORKLOADS, usable_cpus
+from benchmarks.workloads import WORKLOADS
+from jaxae.provenance import usable_cpus
 
 DEFAULT_MODELS = ("conv_ae", "vae")
 EXTRA_EPOCHS = 2

@@ -27,11 +27,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from benchmarks.bench import OneLineErrors, check_peer_args, check_peer_torch, usable_cpus
+from benchmarks.bench_args import OneLineErrors, check_peer_args, check_peer_torch
 from jaxae import build
 from jaxae.evaluation.metrics import evaluate_split
 from jaxae.experiments.common import load_config
 from jaxae.keys import derive_keys
+from jaxae.provenance import usable_cpus
 from jaxae.training import steps
 
 PEER_DRAWS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_draws.py")

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import bench, matmul_floor, narrow_gradient, roofline
+from benchmarks import bench, bench_args, matmul_floor, narrow_gradient, report, roofline, workloads
 from jaxae import optimizers, provenance
 from jaxae.data import idx
 from tests.conftest import with_test_flags
@@ -29,16 +29,16 @@ def random_arrays(count: int, seed: int) -> dict:
 
 
 def test_bench_configs_match_the_peer_models():
-    dae = bench.bench_config("dae", 128)
+    dae = workloads.bench_config("dae", 128)
     assert dae.model.latent_dim == 940 and dae.task.name == "denoise"
     assert dae.task.dropout_rescale  # nn.Dropout, as the peer
-    assert bench.bench_config("conv_ae", 64).objective.loss == "bce"
-    assert bench.bench_config("vae", 64).model.latent_dim == 2
-    assert bench.bench_config("conv_vae", 64, conv="xla").model.conv == "xla"
-    assert "conv" not in bench.bench_config("dense_ae", 64, conv="xla").model
-    assert [name for name, w in bench.WORKLOADS.items() if w.uses_conv] == ["conv_ae",
-                                                                         "conv_vae"]
-    assert bench.WORKLOADS["conv_vae"].peer is None  # the peer has no conv VAE
+    assert workloads.bench_config("conv_ae", 64).objective.loss == "bce"
+    assert workloads.bench_config("vae", 64).model.latent_dim == 2
+    assert workloads.bench_config("conv_vae", 64, conv="xla").model.conv == "xla"
+    assert "conv" not in workloads.bench_config("dense_ae", 64, conv="xla").model
+    assert [name for name, w in workloads.WORKLOADS.items() if w.uses_conv] == ["conv_ae",
+                                                                             "conv_vae"]
+    assert workloads.WORKLOADS["conv_vae"].peer is None  # the peer has no conv VAE
 
 
 @pytest.mark.parametrize("model", ["dense_ae", "vae"])
@@ -55,14 +55,14 @@ def test_bench_model_reports_rates_flops_and_the_roofline(model):
     assert len(result["chunk_peak_gflops"]) == 3  # before the first chunk, after each
     fraction = result["fraction_of_roof"]  # None only where every chunk beat the roof
     assert (fraction is None and result["roof_errors"]) or 0 < fraction <= 1
-    assert "| " + model + " | - | float32 | 28x28x1 | 1 | 32 |" in bench.table([(result, None)])
+    assert "| " + model + " | - | float32 | 28x28x1 | 1 | 32 |" in report.table([(result, None)])
 
 
 def test_an_accelerator_s_own_step_counts_are_kept_beside_the_host_s(monkeypatch):
     """Off the CPU, FLOPs and bytes come from the host's compiled step (a GPU's library calls
     count 0 FLOPs), the footprint and the device's own counts from the device's step."""
     arrays = random_arrays(64, 2)
-    epoch = bench.first_epoch(bench.bench_config("dense_ae", 32), arrays)
+    epoch = workloads.first_epoch(workloads.bench_config("dense_ae", 32), arrays)
     on_cpu = bench.step_cost(epoch, arrays)
     assert on_cpu.flops > 0 and on_cpu.device_bytes is None and on_cpu.device_flops is None
     counted = iter([bench.roofline.Cost(1.0, 2.0, 3), bench.roofline.Cost(4.0, 5.0, 6)])
@@ -85,26 +85,26 @@ def test_bench_model_times_whole_epochs_when_asked():
 
 
 def test_a_conv_workload_grows_with_image_size_channels_and_width():
-    data = bench.BenchData("random")
+    data = workloads.BenchData("random")
     arrays, source = data.arrays((16, 16, 3), 8)
     assert arrays["image"].shape[1:] == (16, 16, 3) and source.startswith("random pixels")
     result = bench.bench_model("conv_ae", batch_size=8, steps_per_chunk=1, chunks=1,
-                               arrays=arrays, width=2, epoch_images=bench.EPOCH_IMAGES,
+                               arrays=arrays, width=2, epoch_images=workloads.EPOCH_IMAGES,
                                roofs=False)
     assert result["image_shape"] == [16, 16, 3] and result["width"] == 2
-    assert result["epoch_ms"] == pytest.approx(bench.EPOCH_IMAGES // 8 * result["step_ms"])
-    assert bench.bench_config("conv_vae", 8, width=4).model.width == 4
+    assert result["epoch_ms"] == pytest.approx(workloads.EPOCH_IMAGES // 8 * result["step_ms"])
+    assert workloads.bench_config("conv_vae", 8, width=4).model.width == 4
     with pytest.raises(ValueError, match="no convolutions to widen"):
-        bench.bench_config("dae", 8, width=2)
+        workloads.bench_config("dae", 8, width=2)
 
 
 def test_an_epoch_of_random_pixels_draws_a_smaller_pool_again_and_again(monkeypatch):
-    assert bench.pool_size((28, 28, 1), 128) == bench.EPOCH_IMAGES  # 47 MB: all fit
-    monkeypatch.setattr(bench, "RANDOM_POOL_BYTES", 100 * 64 * 64 * 3)
-    assert bench.pool_size((64, 64, 3), 8) == 100
-    assert bench.pool_size((64, 64, 3), 128) == 256  # at least two batches
-    config = bench.bench_config("dense_ae", 10)
-    first = bench.first_epoch(config, random_arrays(100, 2), epoch_images=1000)
+    assert workloads.pool_size((28, 28, 1), 128) == workloads.EPOCH_IMAGES  # 47 MB: all fit
+    monkeypatch.setattr(workloads, "RANDOM_POOL_BYTES", 100 * 64 * 64 * 3)
+    assert workloads.pool_size((64, 64, 3), 8) == 100
+    assert workloads.pool_size((64, 64, 3), 128) == 256  # at least two batches
+    config = workloads.bench_config("dense_ae", 10)
+    first = workloads.first_epoch(config, random_arrays(100, 2), epoch_images=1000)
     assert first.num_batches == 100 and first.order.shape == (1000,)
     assert int(first.order.max()) < 100 and len(set(first.order[:100].tolist())) > 50
 
@@ -112,7 +112,7 @@ def test_an_epoch_of_random_pixels_draws_a_smaller_pool_again_and_again(monkeypa
 @pytest.mark.parametrize("text", ["0", "-3", "ten", ""])
 def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     with pytest.raises(ValueError, match="--steps-per-chunk"):
-        bench.chunk_steps(text)
+        bench_args.chunk_steps(text)
 
 
 @pytest.mark.parametrize("argv, said", [
@@ -167,9 +167,9 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
      "conv_ae at 33x33x1, width 1: config.model (conv_ae): conv_ae cannot decode"),
 ])
 def test_bad_options_are_one_line_refusals_before_any_work(capsys, monkeypatch, argv, said):
-    monkeypatch.setattr(bench.jax, "default_backend", lambda: "cpu")  # tf32 is refused there
+    monkeypatch.setattr(bench_args.jax, "default_backend", lambda: "cpu")  # tf32 is refused there
     with pytest.raises(SystemExit) as exit_info:
-        bench.parse_args(argv)
+        bench_args.parse_args(argv)
     assert exit_info.value.code == 2  # argparse's usage error
     assert said in capsys.readouterr().err
 
@@ -179,33 +179,33 @@ def test_write_refuses_to_replace_a_section_of_several_runs_and_a_run_leads_with
     """--write starts this device's section: where the section holds anything (a run, runs
     --append added, notes written beside them), replacing it would delete that, so it is
     refused before anything runs."""
-    monkeypatch.setattr(bench, "header", lambda devices=1: "cpu x 1")
+    monkeypatch.setattr(report, "header", lambda devices=1: "cpu x 1")
     path = str(tmp_path / "BENCHMARKS.md")
-    run = bench.report_section([("Throughput and roofline", "| table |")], " Code: jaxae "
-                               "commit abc.", "python -m benchmarks.bench", "abcdef0123")
-    title = bench.device_title()
+    run = report.report_section([("Throughput and roofline", "| table |")], " Code: jaxae "
+                                "commit abc.", "python -m benchmarks.bench", "abcdef0123")
+    title = report.device_title()
     assert run.startswith(f"## {title}\n\n### Throughput and roofline (")
     assert ", abcdef0)\n\nMachine: " in run
     assert run.endswith("Machine: cpu x 1. Code: jaxae commit abc.\n\nCommand: `python -m "
                         "benchmarks.bench`\n\n| table |\n")
-    assert bench.parse_args(["--write", path]).write == path  # no such file yet: fine
+    assert bench_args.parse_args(["--write", path]).write == path  # no such file yet: fine
     with open(path, "w") as f:
         f.write(f"# Benchmarks\n\n## {title}\n\n")
-    assert bench.parse_args(["--write", path]).write == path  # an empty section: fine
-    bench.write_section(path, run)
+    assert bench_args.parse_args(["--write", path]).write == path  # an empty section: fine
+    report.write_section(path, run)
     with open(path, "a") as f:
         f.write("#### A note on this run\n\nWritten by hand.\n")
     with pytest.raises(SystemExit):
-        bench.parse_args(["--write", path])
+        bench_args.parse_args(["--write", path])
     assert (f"--write {path} would replace its section '## {title}', which holds 1 run: add "
             f"this run with --append {path}") in capsys.readouterr().err
-    bench.write_section(path, run, append=True)
-    assert bench.runs_in_section(path, title) == 2
+    report.write_section(path, run, append=True)
+    assert report.runs_in_section(path, title) == 2
     assert "A note on this run" in open(path).read()
     with pytest.raises(SystemExit):
-        bench.parse_args(["--write", path])
+        bench_args.parse_args(["--write", path])
     assert "which holds 2 runs: add this run with --append" in capsys.readouterr().err
-    both = bench.report_section([("Time to quality", "q"), ("Precision matrix", "p")], "", "c")
+    both = report.report_section([("Time to quality", "q"), ("Precision matrix", "p")], "", "c")
     assert "### Time to quality, Precision matrix (" in both and "#### Precision matrix\n\np" \
         in both
 
@@ -213,11 +213,11 @@ def test_write_refuses_to_replace_a_section_of_several_runs_and_a_run_leads_with
 def test_the_matmuls_mode_is_refused_off_the_cpu(capsys, monkeypatch):
     """Its products are timed on the CPU beside the CPU peer: a GPU step beside them would
     compare different machines."""
-    monkeypatch.setattr(bench.jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(bench_args.jax, "default_backend", lambda: "gpu")
     with pytest.raises(SystemExit):
-        bench.parse_args(["--mode", "matmuls"])
+        bench_args.parse_args(["--mode", "matmuls"])
     assert "JAX runs on gpu: run it with JAX_PLATFORMS=cpu" in capsys.readouterr().err
-    assert bench.parse_args(["--mode", "throughput"]).mode == "throughput"
+    assert bench_args.parse_args(["--mode", "throughput"]).mode == "throughput"
 
 
 def _program(path, body: str) -> str:
@@ -228,29 +228,29 @@ def _program(path, body: str) -> str:
 
 def test_the_peer_runs_with_the_script_it_is_given_and_must_import_torch(tmp_path, capsys):
     with_torch = _program(tmp_path / "with_torch", "echo '--mode {train,step-bench,info}'")
-    args = bench.parse_args(["--peer-python", with_torch, "--peer-script", __file__])
+    args = bench_args.parse_args(["--peer-python", with_torch, "--peer-script", __file__])
     assert args.peer_script == __file__
     other = _program(tmp_path / "other_script", "echo 'usage: something else'")  # no step-bench
     with pytest.raises(SystemExit):
-        bench.parse_args(["--peer-python", other, "--peer-script", __file__])
+        bench_args.parse_args(["--peer-python", other, "--peer-script", __file__])
     assert (f"--peer-script {__file__} is not the PyTorch peer (its --help offers no step-bench "
             "mode): give torch_autoencoders.py") in capsys.readouterr().err
-    assert bench.parse_args([]).peer_script is None  # no default outside the repository
+    assert bench_args.parse_args([]).peer_script is None  # no default outside the repository
     without = _program(tmp_path / "without_torch",
                        "echo \"ModuleNotFoundError: No module named 'torch'\" >&2; exit 1")
     with pytest.raises(SystemExit):
-        bench.parse_args(["--peer-python", without, "--peer-script", __file__])
+        bench_args.parse_args(["--peer-python", without, "--peer-script", __file__])
     assert (f"--peer-python {without} cannot import torch (ModuleNotFoundError: No module named "
             "'torch'): give a Python with torch installed") in capsys.readouterr().err
-    with pytest.raises(bench.BenchRefused, match=r"the peer's step-bench of dae \(.*\) failed "
-                                                 r"with exit status 3: out of luck$"):
+    with pytest.raises(workloads.BenchRefused, match=r"the peer's step-bench of dae \(.*\) failed "
+                                                     r"with exit status 3: out of luck$"):
         bench.bench_peer(_program(tmp_path / "failing", "echo 'out of luck' >&2; exit 3"),
                          __file__, "dae", 8, 2, 1, 1)
 
 
 def test_a_device_count_jax_does_not_see_names_the_counts_it_does(capsys):
     with pytest.raises(SystemExit):
-        bench.parse_args(["--devices", str(jax.device_count() + 1)])
+        bench_args.parse_args(["--devices", str(jax.device_count() + 1)])
     said = capsys.readouterr().err
     assert f"JAX sees {jax.device_count()} device(s): give 1" in said
     assert ("xla_force_host_platform_device_count" in said) == (jax.device_count() == 1)
@@ -258,13 +258,13 @@ def test_a_device_count_jax_does_not_see_names_the_counts_it_does(capsys):
 
 def test_the_command_quoted_names_only_what_differs_from_the_defaults(monkeypatch):
     monkeypatch.delenv("XLA_FLAGS", raising=False)
-    args = bench.parse_args(["--models", "dae", "--chunks", "3", "--write", "x.md"])
-    assert bench.command_line(args) == "python -m benchmarks.bench --models=dae --chunks=3"
+    args = bench_args.parse_args(["--models", "dae", "--chunks", "3", "--write", "x.md"])
+    assert bench_args.command_line(args) == "python -m benchmarks.bench --models=dae --chunks=3"
     # split over devices the flags made: both said, or the command reruns on one device
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
     monkeypatch.setattr(jax, "device_count", lambda: 2)  # the default: all JAX sees
-    args = bench.parse_args(["--models", "dae", "--chunks", "3", "--write", "x.md"])
-    assert args.devices == 2 and bench.command_line(args) == (
+    args = bench_args.parse_args(["--models", "dae", "--chunks", "3", "--write", "x.md"])
+    assert args.devices == 2 and bench_args.command_line(args) == (
         "XLA_FLAGS=--xla_force_host_platform_device_count=2 python -m benchmarks.bench "
         "--models=dae --devices=2 --chunks=3")
 
@@ -281,10 +281,10 @@ def test_background_load_starts_busy_processes_and_ends_them(monkeypatch):
 
 def test_append_adds_to_the_end_of_its_own_device_section(tmp_path):
     path = str(tmp_path / "BENCHMARKS.md")
-    bench.write_section(path, "## NVIDIA H100\n\nh100 table\n")
-    bench.write_section(path, "## NVIDIA H200\n\nfirst part\n")
-    bench.write_section(path, "## NVIDIA H200\n\nsecond part\n", append=True)
-    bench.write_section(path, "## cpu: Xeon\n\ncpu part\n", append=True)  # a new section
+    report.write_section(path, "## NVIDIA H100\n\nh100 table\n")
+    report.write_section(path, "## NVIDIA H200\n\nfirst part\n")
+    report.write_section(path, "## NVIDIA H200\n\nsecond part\n", append=True)
+    report.write_section(path, "## cpu: Xeon\n\ncpu part\n", append=True)  # a new section
     text = open(path).read()
     h200 = text[text.index("## NVIDIA H200"):text.index("## cpu: Xeon")]
     assert "first part" in h200 and "second part" in h200
@@ -299,16 +299,16 @@ def test_a_heading_like_line_in_a_fenced_block_is_not_a_section(tmp_path):
     block = ("```bash\n## a shell comment, not a heading\nmake\n```\n\n"
              "~~~markdown\n```\n## a heading in a code sample\n~~~")
     path.write_text(f"# Benchmarks\n\n## cpu: X\n\nfirst run\n\n{block}\n\n## Notes\n\nnote\n")
-    bench.write_section(str(path), "## cpu: X\n\nsecond run\n", append=True)
+    report.write_section(str(path), "## cpu: X\n\nsecond run\n", append=True)
     assert path.read_text() == (f"# Benchmarks\n\n## cpu: X\n\nfirst run\n\n{block}\n\n"
                                 "second run\n\n## Notes\n\nnote\n")
 
 
 def test_write_section_replaces_only_its_own_device(tmp_path):
     path = str(tmp_path / "BENCHMARKS.md")
-    bench.write_section(path, "## cpu\n\nold cpu table\n")
-    bench.write_section(path, "## NVIDIA H100\n\ngpu table\n")
-    bench.write_section(path, "## cpu\n\nnew cpu table\n")
+    report.write_section(path, "## cpu\n\nold cpu table\n")
+    report.write_section(path, "## NVIDIA H100\n\ngpu table\n")
+    report.write_section(path, "## cpu\n\nnew cpu table\n")
     text = open(path).read()
     assert "new cpu table" in text and "gpu table" in text and "old cpu table" not in text
     assert text.count("## cpu") == 1
@@ -319,8 +319,8 @@ def test_write_section_replaces_only_its_own_device(tmp_path):
 def test_write_and_append_keep_the_text_above_the_sections(tmp_path, start):
     path = tmp_path / "mine.md"
     path.write_text(start + "## Other device\n\nits table\n")
-    bench.write_section(str(path), "## cpu\n\nfirst\n")
-    bench.write_section(str(path), "## cpu\n\nsecond\n", append=True)
+    report.write_section(str(path), "## cpu\n\nfirst\n")
+    report.write_section(str(path), "## cpu\n\nsecond\n", append=True)
     assert path.read_text() == (start + "## Other device\n\nits table\n\n"
                                 "## cpu\n\nfirst\n\nsecond\n")
 
@@ -338,10 +338,10 @@ def test_write_and_append_keep_the_text_above_the_sections(tmp_path, start):
      "other files)."),
     ("", [], "")])
 def test_a_section_names_the_commit_it_measured(monkeypatch, commit, files, said):
-    monkeypatch.delenv(bench.COMMIT_VAR, raising=False)
-    monkeypatch.setattr(bench, "head_commit", lambda: commit)
-    monkeypatch.setattr(bench, "uncommitted_files", lambda: files)
-    assert bench.code_version() == said
+    monkeypatch.delenv(report.COMMIT_VAR, raising=False)
+    monkeypatch.setattr(report, "head_commit", lambda: commit)
+    monkeypatch.setattr(report, "uncommitted_files", lambda: files)
+    assert report.code_version() == said
 
 
 def test_uncommitted_files_reads_git_status(monkeypatch):
@@ -364,23 +364,23 @@ def test_uncommitted_files_reads_git_status(monkeypatch):
 def test_jaxae_commit_names_the_commit_of_a_copy_whose_git_is_stale(monkeypatch):
     """A GPU machine's copy may carry an older .git: $JAXAE_COMMIT names its files' commit in
     the reports, with no uncommitted files asked of that git."""
-    monkeypatch.setattr(bench, "head_commit", lambda: "9aeb9c37aff6aaaa")
-    monkeypatch.setattr(bench, "uncommitted_files", lambda: ["benchmarks/bench.py"])
-    monkeypatch.delenv(bench.COMMIT_VAR, raising=False)
-    assert bench.code_version() == (" Code: jaxae commit 9aeb9c37aff6 with uncommitted changes "
-                                    "to code: benchmarks/bench.py.")
-    monkeypatch.setenv(bench.COMMIT_VAR, "f359400ec9d2b895")
-    assert bench.measured_commit() == "f359400ec9d2b895"
-    assert bench.code_version() == (" Code: jaxae commit f359400ec9d2 (named by $JAXAE_COMMIT, "
-                                    "not checked).")
+    monkeypatch.setattr(report, "head_commit", lambda: "9aeb9c37aff6aaaa")
+    monkeypatch.setattr(report, "uncommitted_files", lambda: ["benchmarks/bench.py"])
+    monkeypatch.delenv(report.COMMIT_VAR, raising=False)
+    assert report.code_version() == (" Code: jaxae commit 9aeb9c37aff6 with uncommitted changes "
+                                     "to code: benchmarks/bench.py.")
+    monkeypatch.setenv(report.COMMIT_VAR, "f359400ec9d2b895")
+    assert report.measured_commit() == "f359400ec9d2b895"
+    assert report.code_version() == (" Code: jaxae commit f359400ec9d2 (named by $JAXAE_COMMIT, "
+                                     "not checked).")
 
 
 def test_append_through_a_link_writes_the_file_it_names_and_keeps_its_mode(tmp_path):
     real, link = tmp_path / "real.md", tmp_path / "link.md"
-    bench.write_section(str(real), "## cpu: X\n\nfirst run\n")
+    report.write_section(str(real), "## cpu: X\n\nfirst run\n")
     real.chmod(0o640)
     link.symlink_to(real)
-    bench.write_section(str(link), "## cpu: X\n\nsecond run\n", append=True)
+    report.write_section(str(link), "## cpu: X\n\nsecond run\n", append=True)
     assert link.is_symlink() and "second run" in real.read_text()
     assert real.stat().st_mode & 0o777 == 0o640
     assert not (tmp_path / "real.md.partial").exists()
@@ -406,8 +406,8 @@ def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch,
         measured.append(batch_size)
         return measured_row(model, batch_size)
     monkeypatch.setattr(bench, "bench_model", bench_model)
-    args = bench.parse_args(["--models", "conv_ae", "--batch-sizes", "8,16,32", "--no-roofs",
-                             "--data", "random"])
+    args = bench_args.parse_args(["--models", "conv_ae", "--batch-sizes", "8,16,32", "--no-roofs",
+                                  "--data", "random"])
     text, cut_short = bench.throughput(args)
     assert cut_short and measured == [8]
     assert "| 8 |" in text and "| 16 |" not in text
@@ -432,13 +432,13 @@ def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):
                        "model name\t: AMD  EPYC 7B13\nflags\t: fpu avx2\n")
     assert provenance.host_cpu(str(cpuinfo)) == "AMD EPYC 7B13"
     assert provenance.host_cpu(str(tmp_path / "missing")) != ""  # the architecture instead
-    monkeypatch.setattr(bench, "host_cpu", lambda: "AMD EPYC 7B13")
-    assert bench.device_title() == "cpu: AMD EPYC 7B13"  # the suite runs on the CPU
-    assert "host AMD EPYC 7B13," in bench.header()
-    assert bench.header().startswith("cpu x 1 (cpu;")
-    monkeypatch.setattr(bench.jax, "device_count", lambda: 8)  # the bench times one of them
-    assert bench.header().startswith("cpu (1 of 8 devices used) (cpu;")
-    assert bench.header(8).startswith("cpu x 8 (cpu;")  # a batch split over all eight
+    monkeypatch.setattr(report, "host_cpu", lambda: "AMD EPYC 7B13")
+    assert report.device_title() == "cpu: AMD EPYC 7B13"  # the suite runs on the CPU
+    assert "host AMD EPYC 7B13," in report.header()
+    assert report.header().startswith("cpu x 1 (cpu;")
+    monkeypatch.setattr(report.jax, "device_count", lambda: 8)  # the bench times one of them
+    assert report.header().startswith("cpu (1 of 8 devices used) (cpu;")
+    assert report.header(8).startswith("cpu x 8 (cpu;")  # a batch split over all eight
 
 
 def test_the_narrow_gradient_bench_times_both_layouts(capsys):
@@ -474,7 +474,7 @@ def test_a_timed_product_is_the_dot_general_it_stands_for(lhs, rhs, dims):
 
 def test_the_vae_steps_products_are_read_from_its_compiled_step():
     arrays = random_arrays(64, 0)
-    epoch = bench.first_epoch(bench.bench_config("vae", 16), arrays)
+    epoch = workloads.first_epoch(workloads.bench_config("vae", 16), arrays)
     counts = matmul_floor.step_matmuls(epoch, arrays)
     big = {dot: n for dot, n in counts.items() if dot.flops == 2 * 16 * 784 * 512}
     # forward: encoder and decoder; backward: both kernels' gradients and the decoder's input's
@@ -521,8 +521,8 @@ def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys)
     for name, make in list(optimizers.OPTIMIZERS.items()):
         monkeypatch.setitem(optimizers.OPTIMIZERS, name,
                             lambda rate, name=name, make=make: built.append(name) or make(rate))
-    args = bench.parse_args(["--mode", "matmuls", "--models", "dense_ae", "--batch-sizes", "8",
-                             "--steps-per-chunk", "2", "--chunks", "1", "--data", "random"])
+    args = bench_args.parse_args(["--mode", "matmuls", "--models", "dense_ae", "--batch-sizes", "8",
+                                  "--steps-per-chunk", "2", "--chunks", "1", "--data", "random"])
     report = matmul_floor.run(args)
     assert "no --peer-python: the peer's columns are empty" in report
     summary = next(line for line in report.splitlines() if line.startswith("| dense_ae | 8 |"))
@@ -556,14 +556,14 @@ def test_chunks_that_vary_a_lot_and_chunks_longer_than_an_epoch_are_named():
            "bytes_per_step": 7.1e6, "intensity": 1.7, "achieved_gflops": 40.0,
            "achieved_gbytes_per_s": 23.0, "chunk_img_per_s": [400000, 410000, 395000]}
     steady_peer = {"img_per_s": 150000.0, "chunk_img_per_s": [150000.0, 149000.0]}
-    assert "varied" not in bench.table([(row, steady_peer)])
+    assert "varied" not in report.table([(row, steady_peer)])
     busy_peer = {"img_per_s": 5947.0, "chunk_img_per_s": [10614.3, 1279.5]}
-    assert bench.table([(row, busy_peer)]).endswith(
+    assert report.table([(row, busy_peer)]).endswith(
         "Chunks that varied more than 1.5x (a busy moment?): dense_ae float32 28x28x1 width 1 "
         "batch 128 (peer: 1,280-10,614 "
         "images/s); the rates are their medians, rerun before quoting.")
-    arrays = bench.random_arrays((28, 28, 1), 256)
-    with pytest.raises(bench.BenchRefused, match=r"^--steps-per-chunk 3 is more than the 2 "
+    arrays = workloads.random_arrays((28, 28, 1), 256)
+    with pytest.raises(workloads.BenchRefused, match=r"^--steps-per-chunk 3 is more than the 2 "
                        r"steps of an epoch at batch 128: give at most 2, or 'epoch'$"):
         bench.bench_model("dense_ae", 128, 3, 1, arrays, roofs=False)
 
@@ -676,8 +676,8 @@ def test_the_determinism_mode_says_when_a_run_trained_fewer_steps_than_asked(
 
     monkeypatch.setattr(determinism, "spawn", lambda *args: {
         "steps": trained, "sha256": "ab" * 32, "step_ms": 1.0})
-    text = determinism.run(bench.parse_args(["--mode", "determinism", "--models", "vae",
-                                             "--steps", str(steps)]))
+    text = determinism.run(bench_args.parse_args(["--mode", "determinism", "--models", "vae",
+                                                  "--steps", str(steps)]))
     if said:
         assert said in text and said in capsys.readouterr().out
     else:
@@ -688,27 +688,28 @@ def test_the_determinism_mode_says_when_a_run_trained_fewer_steps_than_asked(
 def test_fashion_mnist_that_does_not_load_is_one_line_naming_the_bench_s_options(monkeypatch):
     def missing(*args, **kwargs):
         raise FileNotFoundError("fashion_mnist is not in /x: give --config.data.tfds_dir\nmore")
-    monkeypatch.setattr(bench, "load_dataset", missing)
-    with pytest.raises(bench.BenchRefused, match=r"^Fashion-MNIST does not load \(fashion_mnist "
+    monkeypatch.setattr(workloads, "load_dataset", missing)
+    with pytest.raises(workloads.BenchRefused,
+                       match=r"^Fashion-MNIST does not load \(fashion_mnist "
                        r"is not in /x: give --tfds-dir\): give --tfds-dir, or "
                        r"\$JAXAE_FASHION_MNIST_DIR \(its IDX files\), or --data random$"):
-        bench.BenchData("fashion_mnist").arrays(bench.FASHION_SHAPE, 128)
-    arrays, source = bench.BenchData("auto").arrays(bench.FASHION_SHAPE, 128)
+        workloads.BenchData("fashion_mnist").arrays(workloads.FASHION_SHAPE, 128)
+    arrays, source = workloads.BenchData("auto").arrays(workloads.FASHION_SHAPE, 128)
     assert source.startswith("random pixels") and arrays["image"].shape[1:] == (28, 28, 1)
     measured = []  # a run that also grows the images: refused before its first row
     monkeypatch.setattr(bench, "bench_model", lambda model, batch, *a, **k:
                         measured.append(model) or measured_row(model, batch))
-    with pytest.raises(bench.BenchRefused, match=r"^Fashion-MNIST does not load"):
-        bench.throughput(bench.parse_args(["--models", "dense_ae", "--image-sizes", "32,28",
-                                           "--no-roofs"]))
+    with pytest.raises(workloads.BenchRefused, match=r"^Fashion-MNIST does not load"):
+        bench.throughput(bench_args.parse_args(["--models", "dense_ae", "--image-sizes", "32,28",
+                                                "--no-roofs"]))
     assert measured == []
 
 
 def test_a_split_run_says_what_is_per_device_and_a_cpu_run_what_it_left_out(monkeypatch):
     monkeypatch.setattr(bench, "bench_model", lambda model, batch, *a, **k:
                         measured_row(model, batch))
-    args = bench.parse_args(["--models", "dense_ae", "--no-roofs", "--data", "random",
-                             "--compute-dtype", "float32,tf32"])
+    args = bench_args.parse_args(["--models", "dense_ae", "--no-roofs", "--data", "random",
+                                  "--compute-dtype", "float32,tf32"])
     text, _ = bench.throughput(args)
     assert text.startswith("tf32 left out: a CPU has no TensorFloat-32. Data: ")
     assert "split over" not in text
@@ -725,8 +726,8 @@ def test_the_precision_matrix_times_steps_over_every_device_as_it_trains(monkeyp
     monkeypatch.setattr(bench, "bench_model", lambda model, batch, *a, **k:
                         timed.append(k["devices"]) or measured_row(model, batch))
     monkeypatch.setattr(precision_matrix, "train_figure", lambda *args: (0.3, 1))
-    args = bench.parse_args(["--mode", "precision", "--models", "dense_ae", "--data", "random",
-                             "--compute-dtype", "float32,tf32,bfloat16", "--no-roofs"])
+    args = bench_args.parse_args(["--mode", "precision", "--models", "dense_ae", "--data", "random",
+                                  "--compute-dtype", "float32,tf32,bfloat16", "--no-roofs"])
     text = precision_matrix.run(args)
     assert timed == [jax.device_count()] * 2  # float32 and bfloat16; tf32 left out on a CPU
     assert text.startswith("tf32 left out: a CPU has no TensorFloat-32. Seed 0, batch 128 "
@@ -737,16 +738,16 @@ def test_a_peer_that_fails_midway_leaves_the_rows_measured_and_says_so(monkeypat
     """A peer crash after hours of scaled rows loses none of them: the rows from its model on
     are measured without it, and the report says why their peer columns are empty."""
     def failing_peer(*args, **kwargs):
-        raise bench.BenchRefused("the peer's step-bench of dense_ae (peer.py) failed with exit "
-                                 "status 1: peer crashed: out of memory")
+        raise workloads.BenchRefused("the peer's step-bench of dense_ae (peer.py) failed with exit "
+                                     "status 1: peer crashed: out of memory")
 
     monkeypatch.setattr(bench, "bench_model", lambda model, batch, *a, **k:
                         measured_row(model, batch))
     monkeypatch.setattr(bench, "bench_peer", failing_peer)
-    monkeypatch.setattr(bench, "check_peer_torch", lambda *args: None)
-    monkeypatch.setattr(bench, "check_peer_script", lambda *args: None)
-    args = bench.parse_args(["--models", "dense_ae,dae", "--no-roofs", "--data", "random",
-                             "--peer-python", "python3", "--peer-script", __file__])
+    monkeypatch.setattr(bench_args, "check_peer_torch", lambda *args: None)
+    monkeypatch.setattr(bench_args, "check_peer_script", lambda *args: None)
+    args = bench_args.parse_args(["--models", "dense_ae,dae", "--no-roofs", "--data", "random",
+                                  "--peer-python", "python3", "--peer-script", __file__])
     text, cut_short = bench.throughput(args)
     assert not cut_short and "| dense_ae |" in text and "| dae |" in text
     assert text.rstrip().endswith("The peer failed (the peer's step-bench of dense_ae (peer.py) "

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from benchmarks import bench, roofline
+from benchmarks import bench, report, roofline
 
 COST = roofline.Cost(flops=1e9, bytes=1e8)  # 10 FLOPs per byte
 ROOFS = roofline.Roofs(peak_flops=100e9, bandwidth=20e9)  # the ridge at 5 FLOPs per byte
@@ -87,7 +87,7 @@ def test_a_row_whose_chunks_all_beat_the_roof_reports_no_fraction():
            "img_per_s": 128000.0, "flops_per_step": COST.flops, "bytes_per_step": COST.bytes,
            "intensity": COST.intensity, "achieved_gflops": 1000.0,
            "achieved_gbytes_per_s": 100.0, **columns}
-    line = bench.table([(row, None)]).splitlines()[-1]
+    line = report.table([(row, None)]).splitlines()[-1]
     assert "over the roof: mismeasured" in line and "%" not in line
 
 
@@ -203,9 +203,9 @@ def test_off_the_cpu_the_device_byte_count_gets_its_own_fraction_and_column():
            "flops_per_step": host.flops, "bytes_per_step": host.bytes,
            "intensity": host.intensity, "achieved_gflops": 0.05, "achieved_gbytes_per_s": 50.0,
            "device_bytes_per_step": host.device_bytes, **columns, **device}
-    header, _, line = bench.table([(row, None)]).splitlines()
+    header, _, line = report.table([(row, None)]).splitlines()
     assert "| of roof (device bytes) |" in header
     assert header.count("|") == line.count("|")
     assert "| 100.0 | memory | 40.0% |" in line and "over the roof: mismeasured" in line
     cpu_row = {k: v for k, v in row.items() if k not in device}
-    assert "device" not in bench.table([(cpu_row, None)]).splitlines()[0]  # a CPU's table
+    assert "device" not in report.table([(cpu_row, None)]).splitlines()[0]  # a CPU's table
