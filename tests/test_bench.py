@@ -585,7 +585,8 @@ def run_gpu_script(tmp_path, **settings: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if k not in ("ONLY", "BUDGET_S", "OUT", "DRY_RUN", *GPU_SETTINGS)}
     env |= {"PARSE_ONLY": "1", "PYTHON": sys.executable, "REPORT": str(tmp_path / "report.md"),
-            "OUT": str(tmp_path), **settings}  # a DRY_RUN's log goes there, not into /tmp
+            "OUT": str(tmp_path), "TFDS_DATA_DIR": str(tmp_path / "tfds"),
+            **settings}  # a DRY_RUN's log and data go there, not into /tmp
     return subprocess.run(["bash", "benchmarks/gpu.sh"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -620,10 +621,12 @@ def test_the_gpu_script_s_settings_reach_the_bench(tmp_path, settings, said):
     assert "gpu.sh: the bench refuses the options of step(s)" in done.stderr
 
 
-def test_a_run_of_the_gpu_script_checks_every_step_s_options_before_running_any(tmp_path):
+def test_a_run_of_the_gpu_script_checks_every_step_s_options_before_running_any(
+        tmp_path, fashion_tfds_dir):
     """A setting the bench refuses stops the whole run before its first step: no device
     time is spent on the steps before the refused one."""
-    done = run_gpu_script(tmp_path, DRY_RUN="1", PARSE_ONLY="0", VAE_CONV="fft")
+    done = run_gpu_script(tmp_path, DRY_RUN="1", PARSE_ONLY="0", VAE_CONV="fft",
+                          TFDS_DATA_DIR=fashion_tfds_dir)
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.rstrip().endswith("gpu.sh: the bench refuses the options of step(s) "
                                          "vae64 (above): nothing was run")
