@@ -5,8 +5,8 @@
 Compiles one epoch of training steps as the trainer does (one compiled loop), runs it once to
 warm up, traces a second run with `jax.profiler`, and prints per training step the time and
 count of the most expensive kernels (the GPU's kernels where there is a GPU, else the host's
-XLA operations). The workloads are those of `benchmarks.bench` (`benchmarks.workloads`); run
-it from the repository root.
+XLA operations). The workloads are the bench's (`benchmarks.workloads`); run it from the
+repository root.
 """
 
 from __future__ import annotations

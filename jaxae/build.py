@@ -82,33 +82,28 @@ def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
     them, the fix for a new run, would change the trained model, so the error says so. A
     data.path that is gone (a run's images moved) is named as the run's, with the fix."""
     given, trained = config.data.get("path"), holds_run(workdir)
+    saved = recorded_data_path(workdir)
+    here = bool(given) and os.path.abspath(os.path.expanduser(given)) == saved  # the run's
     if given and trained and not os.path.exists(os.path.expanduser(given)):
-        saved = recorded_data_path(workdir)
-        if saved and os.path.abspath(os.path.expanduser(given)) != saved and \
-                os.path.exists(saved):  # the run's own images are still where they were
+        if saved and not here and os.path.exists(saved):  # its images are still there
             raise config_lib.ConfigError(
                 f"config.data.path={given!r} does not exist, and the run in {workdir!r} "
                 f"trained on the images at {saved!r}: give "
                 f"--config.data.path={shlex.quote(saved)}")
-        where = (f" (where the run in {workdir!r} found its images)"
-                 if os.path.abspath(os.path.expanduser(given)) == saved else
+        where = (f" (where the run in {workdir!r} found its images)" if here else
                  f" (the run in {workdir!r} trained on those at {saved!r}, not there either)"
                  if saved else "")
         raise config_lib.ConfigError(
             f"config.data.path={given!r}{where} does not exist: point --config.data.path at "
             "where the run's images are now (they are checked to be the same images)")
-    in_place = given and os.path.abspath(os.path.expanduser(given)) == \
-        recorded_data_path(workdir)  # not another folder: the run's own, changed since
     try:
         return load_data(config, data_key, check_fingerprint=functools.partial(
             check_same_data, workdir, config.data), new_run=not trained,
             trained_fingerprint=recorded_data_fingerprint(workdir)
-            if evaluation and trained and in_place else None)
+            if evaluation and trained and here else None)  # its folder, changed since
     except MixedImageSizes as error:
         if not trained:
             raise  # a new run: --config.data.image_size is the fix
-        saved, given = recorded_data_path(workdir), config.data.get("path")
-        here = given and os.path.abspath(os.path.expanduser(given)) == saved
         back = (f"back at {saved!r}" if saved and not here else
                 "at the images it trained on" + (", or restore them there" if here else ""))
         raise config_lib.ConfigError(

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable
 from typing import Protocol
 
 import jax
+import numpy as np
 
 from jaxae import losses
 from jaxae.registry import Registry
@@ -84,9 +84,15 @@ class NegativeELBO:
     likelihood: Likelihood
     beta: float = 1.0
 
-    def __post_init__(self):
-        if not (isinstance(self.beta, numbers.Real) and not isinstance(self.beta, bool)
-                and math.isfinite(self.beta) and self.beta >= 0):
+    def __post_init__(self) -> None:
+        if isinstance(self.beta, jax.core.Tracer):  # a schedule's, inside a traced function
+            return
+        try:
+            value = float(self.beta) if np.ndim(self.beta) == 0 and \
+                not isinstance(self.beta, bool) else math.nan
+        except (TypeError, ValueError):
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"beta={self.beta!r} must be a finite number >= 0 (1 is the plain "
                              "VAE; 0 leaves the KL term untrained)")
 

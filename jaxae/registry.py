@@ -206,7 +206,7 @@ def locatable_name(registry: Registry, name: str) -> str:
     if origin in ("", "__main__"):
         return name
     file = getattr(module, "__file__", None)
-    return f"{os.path.abspath(file)}:{name}" if file else name
+    return str(CodeName(os.path.abspath(file), name)) if file else name
 
 
 def same_code(saved: str, name: str, registry: Registry) -> bool:

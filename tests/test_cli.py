@@ -232,6 +232,11 @@ def test_evaluation_overrides_are_parsed_and_the_model_s_fields_refused(capsys):
     assert code == 1  # a misspelt field of a section it takes: named as such, not forbidden
     assert capsys.readouterr().err == ("error: unknown config field config.eval.iwae_sample: "
                                        "did you mean config.eval.iwae_samples?\n")
+    code, _ = parse(["evaluate.py", "--workdir=w", "--config.eval.iwae_sample", "3"],
+                    evaluate_flags)  # the value as the next word: the same line
+    assert code == 1
+    assert capsys.readouterr().err == ("error: unknown config field config.eval.iwae_sample: "
+                                       "did you mean config.eval.iwae_samples?\n")
 
 
 @pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'

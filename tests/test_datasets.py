@@ -355,7 +355,8 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys)
     assert sum(int((new != old).any(axis=(1, 2, 3)).sum()) for new, old in pairs) == 1
     earlier = data.source.split("TFDS jaxae_folder/")[1].split(" ")[0]
     assert f"into {tmp_path / 'tfds' / 'jaxae_folder' / earlier}: kept: a run trained on " \
-        "them is evaluated on them, and resumes once a folder holds those files again" in \
+        "them is evaluated on them (evaluate.py at its folder), and resumes once a folder " \
+        "holds those files again" in \
         capsys.readouterr().out
     assert os.path.isdir(tmp_path / "tfds" / "jaxae_folder" / earlier)
     again = DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"),

@@ -597,8 +597,12 @@ def test_a_conditional_models_labels_must_be_one_int_class_per_image():
             train(state, {"image": IMAGES, "label": wrong}, jax.random.key(1))
         with pytest.raises(ValueError, match=words):
             model.apply({"params": state.params}, IMAGES / 255.0, labels=wrong, sample=False)
-    _, metrics = train(state, {"image": IMAGES, "label": labels}, jax.random.key(1))
+    state, metrics = train(state, {"image": IMAGES, "label": labels}, jax.random.key(1))
     assert np.isfinite(float(metrics["loss"]))
+    for given in (labels.tolist(), labels.astype(np.uint8), jnp.asarray(labels)):  # all ints
+        logits, _ = model.apply({"params": state.params}, IMAGES / 255.0, labels=given,
+                                sample=False)
+        assert logits.shape[0] == len(IMAGES)
 
 
 def test_decode_and_manifold_name_codes_and_labels_the_model_cannot_take():
@@ -612,13 +616,14 @@ def test_decode_and_manifold_name_codes_and_labels_the_model_cannot_take():
         with pytest.raises(ValueError, match=words):
             generation.decode(cvae, params, z, labels)
     assert generation.decode(cvae, params, z, np.array([3, 9])).shape == (2, *MNIST)
+    assert generation.decode(cvae, params, jnp.asarray(z), [3, 9]).shape == (2, *MNIST)
     vae = models.build_model({"name": "vae", "latent_dim": 16}, image_shape=MNIST)
     params = steps.init_params(vae, MNIST, jax.random.key(0))
     with pytest.raises(ValueError, match=r"^decode's codes are \[2, 2\], but VAE's latent is "
                                          r"\[16\]: give codes \[N, 16\]"):
         generation.decode(vae, params, z)
-    with pytest.raises(ValueError, match=r"^manifold sweeps a 2-D code, and VAE's is \[16\]: "
-                                         r"build it with latent_dim=2"):
+    with pytest.raises(ValueError, match=r"^manifold sweeps a code of 2 numbers, and VAE's is "
+                                         r"\[16\]: give a model whose code is 2 numbers"):
         generation.manifold(vae, params, generation.manifold_coordinates(True, 3))
 
 
@@ -635,8 +640,10 @@ def test_the_negative_elbo_takes_a_finite_beta_of_zero_or_more():
     for beta in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match=rf"^beta={beta!r} must be a finite number >= 0"):
             objectives.NegativeELBO(objectives.Bernoulli(), beta=beta)
-    assert objectives.NegativeELBO(objectives.Bernoulli(), beta=np.float32(0.5)).beta == 0.5
-    assert objectives.NegativeELBO(objectives.Bernoulli(), beta=0).beta == 0
+    for beta in (np.float32(0.5), jnp.float32(0.5), np.array(0.5), 0):
+        assert objectives.NegativeELBO(objectives.Bernoulli(), beta=beta).beta == beta
+    weighted = jax.jit(lambda beta: objectives.NegativeELBO(objectives.Bernoulli(), beta).beta)
+    assert float(weighted(0.25)) == 0.25  # a schedule's beta, traced
 
 
 def test_iwae_bounds_take_positive_integer_sample_counts_and_chunk():
@@ -654,3 +661,18 @@ def test_iwae_bounds_take_positive_integer_sample_counts_and_chunk():
         with pytest.raises(ValueError, match=rf"^iwae_bounds' chunk={chunk!r}: give a positive"):
             bounds((2,), chunk=chunk)
     assert set(bounds([1, np.int64(3)], chunk=2)) == {1, 3}
+    assert set(bounds(np.array([1, 3]))) == {1, 3}
+
+
+def test_a_conv_code_of_two_numbers_gets_a_scatter_but_no_manifold(tmp_path):
+    """A code [1, 1, 2] is 2 numbers but not a flat code the manifold can decode from
+    [N, 2]: its pictures plot the codes and leave the manifold out."""
+    shape = (4, 4, 1)
+    model = models.build_model({"name": "conv_ae", "features": (4, 2)}, image_shape=shape)
+    assert tuple(model.latent_shape) == (1, 1, 2)
+    params = steps.init_params(model, shape, jax.random.key(0))
+    images = np.random.default_rng(0).integers(0, 256, (8, *shape), dtype=np.uint8)
+    data = make_splits(from_arrays(images, images, np.arange(8) % 2, np.arange(8) % 2,
+                                   ("a", "b")), jax.random.key(0))
+    written = pictures.write_pictures(model, Reconstruct(), params, data, 0, "t", str(tmp_path))
+    assert "latent_scatter.png" in written and "manifold.png" not in written

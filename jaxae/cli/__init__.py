@@ -18,7 +18,7 @@ the standard library (`registry`, `messages`, `training.lock`), so that `train.p
 install its signal handlers (`GracefulStop`) before the seconds spent importing JAX.
 """
 
-from jaxae.cli.arguments import shortest_path, user_path
+from jaxae.cli.arguments import none_overrides, shortest_path, user_path
 from jaxae.cli.config_flag import (
     default_config_note,
     define_config_flag,
@@ -31,6 +31,7 @@ from jaxae.cli.exits import (
     EXIT_BROKEN_PIPE,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
+    WRITER_GRACE_S,
     exit_now_if_stuck,
     expected_errors,
     refuse_busy_workdir,
@@ -40,7 +41,8 @@ from jaxae.cli.quiet import silence_abandoned_reads, silence_orbax
 from jaxae.cli.signals import GracefulStop, stop_at_once_on_signal
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_INTERRUPTED", "GracefulStop",
-           "default_config_note", "define_config_flag", "define_eval_overrides",
-           "eval_overrides", "exit_now_if_stuck", "expected_errors", "loaded_config",
-           "parse_flags", "refuse_busy_workdir", "run", "shortest_path",
-           "silence_abandoned_reads", "silence_orbax", "stop_at_once_on_signal", "user_path"]
+           "WRITER_GRACE_S", "default_config_note", "define_config_flag",
+           "define_eval_overrides", "eval_overrides", "exit_now_if_stuck", "expected_errors",
+           "loaded_config", "none_overrides", "parse_flags", "refuse_busy_workdir", "run",
+           "shortest_path", "silence_abandoned_reads", "silence_orbax", "stop_at_once_on_signal",
+           "user_path"]

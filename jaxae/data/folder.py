@@ -455,8 +455,8 @@ def _trained_set(where: str, plan: FolderPlan, fingerprint: str, name: str, stre
     return from_prepared(
         *(PreparedSplit(where, split) for split in SPLITS), name=name,
         class_names=tuple(label.names), title=os.path.basename(os.path.normpath(plan.root)),
-        source=f"TFDS {BUILDER_NAME} in {where} (prepared earlier) from the images "
-               f"{plan.root} held when the run trained",
+        source=f"TFDS {BUILDER_NAME}/{os.path.basename(os.path.dirname(where))} in {where} "
+               f"(prepared earlier) from the images {plan.root} held when the run trained",
         fingerprint=fingerprint, streaming=streaming, memory_budget_mb=memory_budget_mb)
 
 
@@ -472,8 +472,9 @@ def _name_earlier_sets(where: str, plan: FolderPlan) -> None:
     if earlier:
         print(f"{plan.root} was prepared before from other files or options, into "
               f"{', '.join(os.path.join(config_dir, e) for e in earlier)}: kept: a run "
-              "trained on them is evaluated on them, and resumes once a folder holds those "
-              "files again (delete them when none needs them)", flush=True)
+              "trained on them is evaluated on them (evaluate.py at its folder), and resumes "
+              "once a folder holds those files again (delete them when none needs them)",
+              flush=True)
 
 
 @reads_paths(path="folder")

@@ -276,7 +276,8 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
     `iwae.iwae_bounds` and `write_pictures` are its parts.
 
     `counts` says over how many images each figure is: the test metrics over the whole test
-    split (`test_images`), the IWAE bounds over its first `iwae_images`.
+    split (`test_images`), the IWAE bounds over its first `iwae_images`. A variational model's
+    `likelihood` (with its `likelihood_options`) and `binarize` say what its nats are of.
     """
     keys = derive_keys(config.seed)
     eval_config = config.eval
@@ -290,6 +291,9 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
         result["test_baseline"] = task.baseline_name
     if model.variational:  # the ELBO and bounds are nats per image under this p(x | z)
         result["likelihood"] = config.objective.likelihood
+        likelihood = objective.likelihood
+        if dataclasses.is_dataclass(likelihood) and dataclasses.asdict(likelihood):
+            result["likelihood_options"] = dataclasses.asdict(likelihood)  # gaussian_scale
         result["binarize"] = config.data.binarize
         subset = Split(data.test.images[:eval_config.iwae_images],
                        data.test.labels[:eval_config.iwae_images])

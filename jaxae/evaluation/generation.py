@@ -121,12 +121,13 @@ def prior_samples(model: nn.Module, params: dict, key: jax.Array, num: int,
         raise ValueError(f"prior_samples' num={num!r}: give the number of samples, 1 or more")
     _check_labels(model, labels, num)
     z = jax.random.normal(key, (num, *model.latent_shape))
-    return decode(model, params, z, labels)
+    return np.asarray(_decoded_images(model, params, z, labels))  # checked above
 
 
 def _check_labels(model: nn.Module, labels: jax.Array | None, num: int) -> None:
     """A ValueError naming the fix for labels that a conditional model cannot take: missing,
-    not one per sample, or (where the model has num_classes) outside 0 .. num_classes - 1,
+    not integers, not one per sample, or (where the model has num_classes) outside
+    0 .. num_classes - 1,
     which one-hot encode to no class at all; and for labels given to a model that is not
     conditional, which would ignore them (samples of no chosen class)."""
     name = type(model).__name__
@@ -175,7 +176,7 @@ def perturbed_code_samples(model: nn.Module, params: dict, inputs: jax.Array,
     _check_labels(model, labels, len(inputs))
     code = _code(model, params, inputs, labels)
     noisy = code * (1 + jax.random.normal(key, code.shape))
-    return decode(model, params, noisy, labels)
+    return np.asarray(_decoded_images(model, params, noisy, labels))  # checked above
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -204,9 +205,10 @@ def manifold(model: nn.Module, params: dict, coords: np.ndarray) -> np.ndarray:
     largest), column j z[0] = x_j."""
     _check_params(params, "manifold")
     if model.latent_shape is not None and tuple(model.latent_shape) != (2,):
-        raise ValueError(f"manifold sweeps a 2-D code, and {type(model).__name__}'s is "
-                         f"[{', '.join(map(str, model.latent_shape))}]: build it with "
-                         "latent_dim=2, or see its codes in a latent scatter (a PCA plane)")
+        raise ValueError(f"manifold sweeps a code of 2 numbers, and {type(model).__name__}'s "
+                         f"is [{', '.join(map(str, model.latent_shape))}]: give a model whose "
+                         "code is 2 numbers (latent_dim=2 for the dense and variational "
+                         "models), or see its codes in a latent scatter (a PCA plane)")
     xs, ys = coords
     grid_x, grid_y = np.meshgrid(xs, ys[::-1])
     z = jnp.asarray(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1), jnp.float32)

@@ -94,7 +94,9 @@ def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: di
                         '{"image": uint8 [B, H, W, C], "label": int [B]}, not '
                         f"{_described(batches)}: e.g. [b for _, b in "
                         "jaxae.evaluation.metrics.padded_batches(split, 100)]")
-    counts = tuple(sample_counts) if isinstance(sample_counts, Sequence) else ()
+    counts = tuple(np.asarray(sample_counts).ravel().tolist()) \
+        if isinstance(sample_counts, (Sequence, np.ndarray)) and \
+        not isinstance(sample_counts, str) else ()
     if not counts or not all(_positive_int(k) for k in counts):
         raise ValueError(f"iwae_bounds' sample_counts={sample_counts!r}: give positive "
                          "integers k, e.g. (1, 50, 1000)")

@@ -154,7 +154,8 @@ def one_hot_condition(h_BxF: jax.Array, labels_B: jax.Array | None, num_classes:
     if labels_B is None:
         raise ValueError(f"{owner} with num_classes={num_classes} is conditional on the class: "
                          "pass labels=<int array [B]>")
-    dtype, shape = jnp.result_type(labels_B), jnp.shape(labels_B)
+    labels_B = jnp.asarray(labels_B)  # a list of ints too
+    dtype, shape = labels_B.dtype, labels_B.shape
     if not jnp.issubdtype(dtype, jnp.integer) or shape != h_BxF.shape[:1]:
         raise ValueError(f"{owner}'s labels are {dtype} [{', '.join(map(str, shape))}] for "
                          f"{h_BxF.shape[0]} images: give int labels [{h_BxF.shape[0]}], the "
