@@ -1053,9 +1053,8 @@ def _photo_folder(root, seed: int) -> str:
     return str(root)
 
 
-def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place(tmp_path):
-    """data.path may change (train.py and evaluate.py) as long as the images there are the
-    ones the run trained on, which its environment.json's fingerprint says."""
+def _run_on_photos(tmp_path) -> tuple[ml_collections.ConfigDict, str, str]:
+    """A short run trained on `_photo_folder` in tmp_path/photos: its config, folder, workdir."""
     config = config_lib.base_config()
     photos = _photo_folder(tmp_path / "photos", 0)
     set_fields(config, {"data.name": "folder", "data.path": photos,
@@ -1064,6 +1063,13 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
                         "eval.num_images": 4})
     workdir = str(tmp_path / "run")
     train_and_evaluate(config, workdir)
+    return config, photos, workdir
+
+
+def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place(tmp_path):
+    """data.path may change (train.py and evaluate.py) as long as the images there are the
+    ones the run trained on, which its environment.json's fingerprint says."""
+    config, photos, workdir = _run_on_photos(tmp_path)
     moved = tmp_path / "moved" / "photos"
     os.renames(tmp_path / "photos", moved)
     with pytest.raises(config_lib.ConfigError) as caught:  # the recorded place, gone
@@ -1137,14 +1143,7 @@ def test_a_run_whose_folder_changed_since_is_evaluated_on_the_set_prepared_from_
     set prepared from the run's own images, still on disk, with a note, and prepares
     nothing; a resume, which would train on other images, is refused; another folder is not
     taken for the run's."""
-    photos = _photo_folder(tmp_path / "photos", 0)
-    config = config_lib.base_config()
-    set_fields(config, {"data.name": "folder", "data.path": photos,
-                        "data.tfds_dir": str(tmp_path / "tfds"), "model.latent_dim": 4,
-                        "train.batch_size": 8, "train.num_epochs": 1, "eval.batch_size": 8,
-                        "eval.num_images": 4})
-    workdir = str(tmp_path / "run")
-    train_and_evaluate(config, workdir)
+    config, photos, workdir = _run_on_photos(tmp_path)
     before = evaluate.evaluate_workdir(workdir)
     prepared = sorted(os.listdir(tmp_path / "tfds" / "jaxae_folder"))
     from PIL import Image
