@@ -15,6 +15,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 import jaxae.build
+import jaxae.experiments.__main__
 import jaxae.experiments.common
 from jaxae.config import ConfigError
 from jaxae.data import DataError, load_dataset
@@ -921,6 +922,50 @@ def test_an_out_folder_that_cannot_be_written_is_one_line_naming_out(tmp_path):
     assert str(caught.value).endswith("): pass an --out you can write to")
 
 
+def test_an_out_that_is_a_file_is_one_line_saying_so(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as caught:
+        main(["dae_sweep", "--scale", "tiny", "--out", str(tmp_path / "a_file")])
+    assert str(caught.value) == (f"error: --out {tmp_path / 'a_file'} is a file: pass a folder "
+                                 "(made if missing)")
+
+
+def test_a_run_of_other_settings_does_not_replace_the_tables_in_out(tmp_path, monkeypatch):
+    """results/<name>/table.json records the command that wrote it: a run of other settings
+    (the defaults, say, where the published tables took three seeds) is refused before any
+    work, naming what differs; the same settings redo them."""
+    out = tmp_path / "results"
+    (out / "dae_sweep").mkdir(parents=True)
+    recorded = (f"python -m jaxae.experiments dae_sweep --scale tiny --out {out} --mnist subset "
+                "--seed 0,1,2")
+    (out / "dae_sweep" / "table.json").write_text(json.dumps({"command": recorded}))
+    ran = []
+    monkeypatch.setattr(jaxae.experiments.__main__, "run_experiment",
+                        lambda name, ctx: ran.append((name, ctx.seeds)) or {"wall_time_s": 0})
+    with pytest.raises(SystemExit) as caught:
+        main(["dae_sweep", "--scale", "tiny", "--out", str(out)])
+    assert str(caught.value) == (
+        f"error: {out / 'dae_sweep' / 'table.json'} holds the results of `{recorded}`, and this "
+        "run's settings differ (--mnist auto (there: subset), --seed 0 (there: 0,1,2)): it "
+        "would replace them: give those settings to redo them, or another --out")
+    assert ran == []
+    main(["dae_sweep", "--scale", "tiny", "--out", str(out), "--mnist", "subset",
+          "--seed", "0,1,2", "--tfds-dir", str(tmp_path / "elsewhere")])  # where data is: free
+    assert ran == [("dae_sweep", (0, 1, 2))]
+
+
+def test_a_smoke_tests_findings_say_they_mean_nothing():
+    record = {"title": "T", "question": "Q?", "command": "python -m jaxae.experiments x",
+              "scale": "tiny", "scale_description": "a smoke test", "date": "d",
+              "machine": {"jaxae_commit": "abc", "cpu": "c", "cores": 2}, "wall_time_s": 1.0,
+              "runs": {}, "data": [], "settings": {}, "columns": [], "rows": [],
+              "findings": ["A beats B"], "notes": []}
+    assert "What the numbers say:\n" in render.render_section(record, "p.png")
+    smoke = render.render_section({**record, "smoke_test": True}, "p.png")
+    assert "What the numbers say (a smoke test: too little training for them to mean " \
+        "anything; --scale full gives the findings):\n" in smoke
+
+
 def test_a_report_page_that_cannot_be_written_is_one_line(tmp_path):
     results = tmp_path / "results"
     (results / "configs").mkdir(parents=True)
@@ -1018,7 +1063,7 @@ def test_over_seeds_builds_the_rows_in_a_context_of_each_seed_sharing_the_record
         "dae_sweep", Context(out=str(tmp_path), scale=SCALES["tiny"]))
 
 
-@pytest.mark.parametrize("flag", ["1,1", "-1", "0,x", ""])
+@pytest.mark.parametrize("flag", ["1,1", "-1", "0,x", "", "4294967296"])
 def test_a_seed_list_that_is_not_distinct_whole_numbers_is_refused(flag, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["dae_sweep", "--seed", flag, "--out", str(tmp_path / "out")])

