@@ -2,6 +2,7 @@
 writes its table and plot, and the report gathers them; plus SSIM against hand examples."""
 
 import functools
+import importlib
 import importlib.util
 import json
 import math
@@ -920,6 +921,17 @@ def test_an_out_folder_that_cannot_be_written_is_one_line_naming_out(tmp_path):
     assert str(caught.value).startswith(f"error: --out {tmp_path / 'a_file' / 'results'} cannot "
                                         "be written (")
     assert str(caught.value).endswith("): pass an --out you can write to")
+
+
+def test_the_help_lists_each_experiment_in_its_own_words(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for name in EXPERIMENTS:
+        doc = importlib.import_module(f"jaxae.experiments.{name}").__doc__
+        assert f"{name}: " + " ".join(doc.split()).removeprefix(f"Experiment `{name}`: ") \
+            in shown
+    assert "--scale tiny runs each one's whole path on little data" in shown
 
 
 def test_an_out_that_is_a_file_is_one_line_saying_so(tmp_path):

@@ -8,11 +8,13 @@ the tables already written). Finished training runs in `<out>/runs` are reloaded
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shlex
 import sys
 import tempfile
+import textwrap
 
 import jax
 
@@ -23,9 +25,27 @@ from jaxae.experiments.common import command
 from jaxae.experiments.report import CONFIGS_TABLE, PageNotWritten, load_records, write_report
 
 
+def experiments_text() -> str:
+    """--help's list of the experiments, each in its module's words, and what they write."""
+    lines = ["experiments:"]
+    for name in EXPERIMENTS:
+        doc = importlib.import_module(f"jaxae.experiments.{name}").__doc__ or ""
+        what = " ".join(doc.split()).removeprefix(f"Experiment `{name}`: ")
+        lines += textwrap.wrap(f"{name}: {what}", width=78, initial_indent="  ",
+                               subsequent_indent="    ", break_on_hyphens=False)
+    lines += [""] + textwrap.wrap(
+        "Each writes <out>/NAME/table.md, table.json and plot.png (`report` gathers them into "
+        "<out>/RESULTS.md). --scale tiny runs each one's whole path on little data and "
+        "training, a smoke test whose numbers mean nothing; full gives the published numbers "
+        "(hours on a CPU).", width=80)
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m jaxae.experiments",
-                                     description=__doc__.split("\n\n")[1])
+                                     description=__doc__.split("\n\n")[1],
+                                     epilog=experiments_text(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=[*EXPERIMENTS, "all", "report"])
     parser.add_argument("--scale", choices=list(SCALES), default="full",
                         help="full: the published numbers; small: 10,000 images, at most 3 "
