@@ -309,6 +309,22 @@ def test_a_disk_that_fills_while_a_set_is_prepared_is_one_line(tmp_path, monkeyp
                                image_size=8)
 
 
+def test_preparing_and_reading_a_set_leaves_nothing_in_the_temporary_folder(tmp_path,
+                                                                          monkeypatch) -> None:
+    """TFDS looks for every builder's info in its bucket, in a temporary folder it leaves
+    behind: jaxae's sets are never there, and are not looked for."""
+    import tempfile
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    make_image_folder(tmp_path / "pets")
+    for _ in range(2):  # prepared, then read
+        DATASETS.get("folder")(path=str(tmp_path / "pets"), tfds_dir=str(tmp_path / "tfds"),
+                               image_size=8, channels=3)
+    assert os.listdir(temporary) == []
+
+
 def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys) -> None:
     root = tmp_path / "pets"
     make_image_folder(root)

@@ -50,12 +50,21 @@ def array_examples(images: np.ndarray, labels: np.ndarray
         yield i, {"image": images[i], "label": int(labels[i])}
 
 
+class LocalDatasetInfo(tfds.core.DatasetInfo):
+    """The DatasetInfo of a set only this machine prepares: never looked for in TFDS's bucket
+    (TFDS's own lookup, made for every builder of a set not yet prepared, leaves an empty
+    temporary folder behind each time)."""
+
+    def initialize_from_bucket(self) -> None:
+        return None
+
+
 def raw_image_info(builder: tfds.core.DatasetBuilder, image_shape: Sequence[int],
                    class_names: Sequence[str], **info: Any) -> tfds.core.DatasetInfo:
     """The DatasetInfo of jaxae's own builders: a raw uint8 image of `image_shape` stored as
     bytes (read back without decoding, `PreparedSplit`) and its class label. Shuffling is
     disabled, so record i is example i of the source. `info`: description, homepage, ..."""
-    return tfds.core.DatasetInfo(
+    return LocalDatasetInfo(
         builder=builder,
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Tensor(shape=tuple(image_shape), dtype=np.uint8,
