@@ -45,6 +45,7 @@ from jaxae.data import (
     tfds_sets,
 )
 from jaxae.data.images import load_image, luma
+from jaxae.data.records import LocalDatasetInfo
 from jaxae.keys import derive_keys
 from tests.conftest import set_fields
 from tests.test_data_sources import write_folder
@@ -725,7 +726,7 @@ class JaxaeTestTinyImages(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        return LocalDatasetInfo(builder=self, features=tfds.features.FeaturesDict({
             "image": tfds.features.Tensor(shape=(8, 8, 3), dtype=np.uint8),
             "category": tfds.features.ClassLabel(names=["a", "b", "c"])}),
             supervised_keys=("image", "category"), disable_shuffling=True)
@@ -765,7 +766,7 @@ class JaxaeTestRawPixels(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        return LocalDatasetInfo(builder=self, features=tfds.features.FeaturesDict({
             "pixels": tfds.features.Tensor(shape=(6, 6, 1), dtype=np.uint8,
                                            encoding=tfds.features.Encoding.BYTES),
             "label": tfds.features.ClassLabel(names=["a", "b", "c", "d"])}),
@@ -785,7 +786,7 @@ class JaxaeTestRawUnlabelled(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        return LocalDatasetInfo(builder=self, features=tfds.features.FeaturesDict({
             "image": tfds.features.Tensor(shape=(4, 4, 1), dtype=np.uint8,
                                           encoding=tfds.features.Encoding.BYTES)}),
             disable_shuffling=True)
@@ -817,7 +818,7 @@ class JaxaeTestMixedSizes(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        return LocalDatasetInfo(builder=self, features=tfds.features.FeaturesDict({
             "image": tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8,
                                           encoding=tfds.features.Encoding.ZLIB),
             "label": tfds.features.ClassLabel(names=["a", "b"])}),

@@ -959,11 +959,30 @@ def test_a_run_of_other_settings_does_not_replace_the_tables_in_out(tmp_path, mo
     assert str(caught.value) == (
         f"error: {out / 'dae_sweep' / 'table.json'} holds the results of `{recorded}`, and this "
         "run's settings differ (--mnist auto (there: subset), --seed 0 (there: 0,1,2)): it "
-        "would replace them: give those settings to redo them, or another --out")
+        "would replace them: pass --mnist subset --seed 0,1,2 to redo them, or another --out")
     assert ran == []
     main(["dae_sweep", "--scale", "tiny", "--out", str(out), "--mnist", "subset",
-          "--seed", "0,1,2", "--tfds-dir", str(tmp_path / "elsewhere")])  # where data is: free
-    assert ran == [("dae_sweep", (0, 1, 2))]
+          "--seed", "2,1,0", "--tfds-dir", str(tmp_path / "bob's tfds")])  # where data is: free
+    assert ran == [("dae_sweep", (2, 1, 0))]  # seeds in another order: the same results
+
+
+def test_a_table_recorded_with_spaces_quotes_or_no_command_is_compared_or_left_alone(
+        tmp_path, monkeypatch, capsys):
+    out = tmp_path / "my results"
+    (out / "dae_sweep").mkdir(parents=True)
+    monkeypatch.setattr(jaxae.experiments.__main__, "run_experiment",
+                        lambda name, ctx: {"wall_time_s": 0})
+    ctx = Context(out=str(out), scale=SCALES["tiny"], tfds_dir=str(tmp_path / "bob's tfds"))
+    recorded = jaxae.experiments.common.command("dae_sweep", ctx)
+    (out / "dae_sweep" / "table.json").write_text(json.dumps({"command": recorded}))
+    main(["dae_sweep", "--scale", "tiny", "--out", str(out)])  # its own settings: redone
+    with pytest.raises(SystemExit, match=r"differ \(--seed 3 \(there: 0\)\)"):
+        main(["dae_sweep", "--scale", "tiny", "--out", str(out), "--seed", "3"])
+    for unreadable in (None, "python -m jaxae.experiments no_such --bogus 1"):
+        (out / "dae_sweep" / "table.json").write_text(json.dumps({"command": unreadable}))
+        capsys.readouterr()
+        main(["dae_sweep", "--scale", "tiny", "--out", str(out), "--seed", "3"])
+        assert "error" not in capsys.readouterr().err  # nothing to compare: nothing said
 
 
 def test_a_smoke_tests_findings_say_they_mean_nothing():
@@ -1114,6 +1133,10 @@ def test_ae_vs_pca_says_which_2d_picture_keeps_the_classes_apart_best():
     rows[3]["seed_spread"] = {"picture_knn": [0.600, 0.700]}  # its lowest seed below dense's
     assert ae_vs_pca.picture_findings(rows)[0].endswith(
         "deep_ae's is best on average, but not with every seed.")
+    del rows[3]["seed_spread"]
+    rows[3]["picture_knn"] = 0.611  # one seed, a tie with dense_ae
+    assert ae_vs_pca.picture_findings(rows)[0].endswith(
+        "no one picture keeps them apart best (a tie).")
 
 
 def test_ae_vs_pca_meets_its_bar_only_with_every_seed():

@@ -8,7 +8,9 @@ the tables already written). Finished training runs in `<out>/runs` are reloaded
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import json
 import os
 import shlex
@@ -21,8 +23,8 @@ import jax
 from jaxae import cli
 from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments import EXPERIMENTS, SCALES, Context, datasets_needed, run_experiment
-from jaxae.experiments.common import command
 from jaxae.experiments.report import CONFIGS_TABLE, PageNotWritten, load_records, write_report
+from jaxae.keys import SEED_RANGE
 
 
 def experiments_text() -> str:
@@ -78,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-MAX_SEED = 2**32 - 1  # config.seed's largest (a uint32 PRNG seed)
+MAX_SEED = SEED_RANGE[1]  # config.seed's largest
 
 
 def parse_seeds(text: str, parser: argparse.ArgumentParser) -> tuple[int, ...]:
@@ -153,23 +155,29 @@ def keep_other_results(name: str, ctx: Context, out: str) -> None:
     try:
         with open(path) as f:
             recorded = json.load(f)["command"]
-        theirs = parse_args(shlex.split(recorded)[3:])
+        if not isinstance(recorded, str):
+            return
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            theirs = settings(parse_args(shlex.split(recorded)[3:]))
     except (OSError, ValueError, KeyError, TypeError, SystemExit):
         return  # no readable record there: nothing it would replace that could be compared
-    mine = parse_args(shlex.split(command(name, ctx))[3:])
-    fields = ("scale", "datasets", "mnist", "seeds")
-    if all(getattr(theirs, f) == getattr(mine, f) for f in fields):
+    mine = {"scale": ctx.scale.name, "datasets": ",".join(ctx.datasets), "mnist": ctx.mnist,
+            "seed": ",".join(map(str, sorted(ctx.seeds)))}
+    if theirs == mine:
         return
-    differ = ", ".join(f"--{f.rstrip('s') if f == 'seeds' else f} "
-                       f"{_flag_text(getattr(mine, f))} (there: {_flag_text(getattr(theirs, f))})"
-                       for f in fields if getattr(theirs, f) != getattr(mine, f))
+    differ = ", ".join(f"--{flag} {mine[flag]} (there: {theirs[flag]})" for flag in mine
+                       if theirs[flag] != mine[flag])
+    redo = " ".join(f"--{flag} {theirs[flag]}" for flag in mine if theirs[flag] != mine[flag])
     sys.exit(f"error: {path} holds the results of `{recorded}`, and this run's settings differ "
-             f"({differ}): it would replace them: give those settings to redo them, or "
-             "another --out")
+             f"({differ}): it would replace them: pass {redo} to redo them, or another --out")
 
 
-def _flag_text(value: object) -> str:
-    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+def settings(args: argparse.Namespace) -> dict[str, str]:
+    """The flags that decide an experiment's results (not where its data or files are), as
+    text; seeds in order (their mean and range are the same in any order)."""
+    datasets = ",".join(d.strip() for d in args.datasets.split(",") if d.strip())
+    return {"scale": args.scale, "datasets": datasets, "mnist": args.mnist,
+            "seed": ",".join(map(str, sorted(args.seeds)))}
 
 
 def check_out(out: str) -> None:

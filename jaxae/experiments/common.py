@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -554,7 +555,8 @@ def machine(commit: str | None = None) -> dict:
 
 def command(name: str, ctx: Context) -> str:
     """The command line that reproduces an experiment's result."""
-    parts = ["python -m jaxae.experiments", name, "--scale", ctx.scale.name, "--out", ctx.out]
+    parts = ["python", "-m", "jaxae.experiments", name, "--scale", ctx.scale.name, "--out",
+             ctx.out]
     if ctx.tfds_dir:
         parts += ["--tfds-dir", ctx.tfds_dir]
     if ctx.datasets != ("fashion_mnist", "mnist"):
@@ -563,7 +565,7 @@ def command(name: str, ctx: Context) -> str:
         parts += ["--mnist", ctx.mnist]
     if ctx.seeds != (0,):
         parts += ["--seed", ",".join(map(str, ctx.seeds))]
-    return " ".join(parts)
+    return shlex.join(parts)
 
 
 def _check_finite(rows: list[dict], name: str) -> None:
