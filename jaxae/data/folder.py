@@ -451,10 +451,11 @@ def _trained_set(where: str, plan: FolderPlan, fingerprint: str, name: str, stre
     print(f"note: {plan.root} holds other images than the run trained on (files added, "
           f"removed or edited since): it is evaluated on those it trained on, prepared "
           f"earlier in {where}", file=sys.stderr, flush=True)
-    label = tfds.builder_from_directory(where).info.features["label"]
+    builder = tfds.builder_from_directory(where)  # its info, read once for every split
     return from_prepared(
-        *(PreparedSplit(where, split) for split in SPLITS), name=name,
-        class_names=tuple(label.names), title=os.path.basename(os.path.normpath(plan.root)),
+        *(PreparedSplit(where, split, builder=builder) for split in SPLITS), name=name,
+        class_names=tuple(builder.info.features["label"].names),
+        title=os.path.basename(os.path.normpath(plan.root)),
         source=f"TFDS {BUILDER_NAME}/{os.path.basename(os.path.dirname(where))} in {where} "
                f"(prepared earlier) from the images {plan.root} held when the run trained",
         fingerprint=fingerprint, streaming=streaming, memory_budget_mb=memory_budget_mb)

@@ -292,8 +292,9 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
     if model.variational:  # the ELBO and bounds are nats per image under this p(x | z)
         result["likelihood"] = config.objective.likelihood
         likelihood = objective.likelihood
-        if dataclasses.is_dataclass(likelihood) and dataclasses.asdict(likelihood):
-            result["likelihood_options"] = dataclasses.asdict(likelihood)  # gaussian_scale
+        if options := dataclasses.asdict(likelihood) if dataclasses.is_dataclass(likelihood) \
+                else {}:
+            result["likelihood_options"] = options  # a Gaussian's gaussian_scale
         result["binarize"] = config.data.binarize
         subset = Split(data.test.images[:eval_config.iwae_images],
                        data.test.labels[:eval_config.iwae_images])

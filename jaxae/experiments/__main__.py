@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> None:
                   f"names {len(ctx.datasets)}", flush=True)
             names.remove(name)
     check_out(args.out)
+    mine = settings(args)
     for name in names:
-        keep_other_results(name, ctx, args.out)
+        keep_other_results(name, mine, args.out)
     if not jax.config.jax_compilation_cache_dir:  # compiled programs kept for the next command
         cache = os.path.join(args.out, "cache", "jax")
         jax.config.update("jax_compilation_cache_dir", os.path.abspath(cache))
@@ -147,10 +148,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {report(args)}")
 
 
-def keep_other_results(name: str, ctx: Context, out: str) -> None:
+def keep_other_results(name: str, mine: dict[str, str], out: str) -> None:
     """Exits with one line where `<out>/<name>/table.json` holds the results of other
-    settings (scale, data sets, MNIST's source, seeds), which this run would replace: the
-    published tables are not overwritten by a run of the defaults."""
+    settings than this run's `mine` (scale, data sets, MNIST's source, seeds: `settings`),
+    which this run would replace: the published tables are not overwritten by a run of the
+    defaults."""
     path = os.path.join(out, name, "table.json")
     try:
         with open(path) as f:
@@ -161,8 +163,6 @@ def keep_other_results(name: str, ctx: Context, out: str) -> None:
             theirs = settings(parse_args(shlex.split(recorded)[3:]))
     except (OSError, ValueError, KeyError, TypeError, SystemExit):
         return  # no readable record there: nothing it would replace that could be compared
-    mine = {"scale": ctx.scale.name, "datasets": ",".join(ctx.datasets), "mnist": ctx.mnist,
-            "seed": ",".join(map(str, sorted(ctx.seeds)))}
     if theirs == mine:
         return
     differ = ", ".join(f"--{flag} {mine[flag]} (there: {theirs[flag]})" for flag in mine
