@@ -577,19 +577,33 @@ class _DroppedOut(_Dense):
             nn.Dense(4, name="encoder")(x.reshape(x.shape[0], -1)))
 
 
-_OWN_RANDOMNESS = ("layers with their own randomness (Dropout, make_rng) are not supported: "
-                   "the steps give a model one source of randomness, the key its __call__ "
-                   "takes (a VAE's z); corrupt the input with a task instead "
+_OWN_RANDOMNESS = ("a layer's own randomness comes from the stream 'dropout', which training "
+                   "steps alone give: use nn.Dropout(rate, deterministic=not "
+                   "jaxae.models.in_training(self)), or corrupt the input with a task "
                    "(task.name=denoise)")
+
+
+class _NoisyInTraining(_Dense):
+    """Draws from a stream of its own while training: the steps give only "dropout"."""
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        h = nn.Dense(4, name="encoder")(x.reshape(x.shape[0], -1))
+        if models.in_training(self):
+            h = h + jax.random.normal(self.make_rng("noise"), h.shape)
+        return h
 
 
 @pytest.mark.parametrize("model, error, fix", [
     (_BatchNormed(MNIST), 'ModifyScopeVariableError: Cannot update variable "mean"',
      "layers with state (BatchNorm's batch_stats) are not supported: use LayerNorm or "
      "GroupNorm"),
+    # Dropout that draws in evaluation too (deterministic=False)
     (_DroppedOut(MNIST), 'InvalidRngError: Dropout_0 needs PRNG for "dropout"', _OWN_RANDOMNESS),
     (_DroppedOut(MNIST, stream="sample"), 'InvalidRngError: Dropout_0 needs PRNG for "sample"',
      _OWN_RANDOMNESS),  # the stream a VAE's z may come from: no Dropout's either
+    (_NoisyInTraining(MNIST), 'needs PRNG for "noise"',
+     _OWN_RANDOMNESS),
 ])
 def test_a_layer_with_state_or_its_own_randomness_is_refused_naming_what_to_use(model, error,
                                                                                 fix):
@@ -597,6 +611,48 @@ def test_a_layer_with_state_or_its_own_randomness_is_refused_naming_what_to_use(
         build_lib.check_model(model, Reconstruct(), MNIST)
     message = str(caught.value)
     assert error in message and message.endswith(f": {fix}") and "\n" not in message, message
+
+
+class _DropsWhileTraining(_Dense):
+    """A user's AE with its own Dropout, as Flax models write it."""
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        h = nn.Dropout(0.5, deterministic=not models.in_training(self))(x.reshape(x.shape[0], -1))
+        return nn.Dense(4, name="encoder")(h)
+
+
+def test_a_model_s_own_dropout_draws_from_the_step_s_key_in_training_and_never_elsewhere():
+    """The training steps give the "dropout" stream from the step's key: the same key drops
+    the same pixels (same bits), another key others; evaluation, encode and decode drop
+    none."""
+    import optax
+
+    from jaxae import losses, objectives
+    from jaxae.training import steps
+    model = _DropsWhileTraining(image_shape=MNIST)
+    build_lib.check_model(model, Reconstruct(), MNIST)  # refused before dropout had a stream
+    objective = objectives.Reconstruction(losses.mse)
+    images = np.random.default_rng(0).integers(0, 256, (8, *MNIST), dtype=np.uint8)
+    batch = {"image": images, "mask": np.ones(8, np.float32)}
+    state = steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
+    step = jax.jit(steps.train_step_fn(model, Reconstruct(), objective))
+    losses_by_key = {k: [float(step(state, {"image": images}, jax.random.key(k))[1]["loss"])
+                         for _ in range(2)] for k in (1, 2)}
+    assert losses_by_key[1][0] == losses_by_key[1][1]  # the same key: the same bits
+    assert losses_by_key[1][0] != losses_by_key[2][0]  # another key: other pixels dropped
+    evaluate = steps.make_eval_step(model, Reconstruct(), objective)
+    evaluated = [float(evaluate(state.params, batch, jax.random.key(k))["loss"]) / 8
+                 for k in (1, 2)]
+    assert evaluated[0] == evaluated[1]  # no dropout: the key changes nothing
+    kept = model.apply({"params": state.params}, images / 255.0)[0]  # the identity, by hand
+    by_hand = float(losses.mse(losses.flat_images(kept),
+                               losses.flat_images(images / 255.0)).mean())
+    assert evaluated[0] == pytest.approx(by_hand, rel=1e-5)
+    assert abs(losses_by_key[1][0] - evaluated[0]) > 1e-3  # training dropped pixels
+    np.testing.assert_array_equal(  # encode alone drops nothing either
+        model.apply({"params": state.params}, images / 255.0, method="encode"),
+        model.apply({"params": state.params}, images / 255.0, method="encode"))
 
 
 def test_every_shipped_config_s_model_keeps_its_declarations():

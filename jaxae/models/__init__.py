@@ -4,13 +4,14 @@
     model = models.build_model({"name": "conv_vae", "latent_dim": 16}, image_shape=(32, 32, 3))
     logits, aux = model.apply(variables, x, key=key)   # aux: mean, log_sigma, z
 
-Register your own with `@models.register_model("my_vae")`, or name it in a config as
-"my_models.py:MyVAE" (`jaxae.registry`).
+A model's own Dropout draws only in training steps: `nn.Dropout(rate, deterministic=not
+models.in_training(self))`. Register your own with `@models.register_model("my_vae")`, or
+name it in a config as "my_models.py:MyVAE" (`jaxae.registry`).
 """
 
 from jaxae.models import autoencoders
 from jaxae.models.autoencoders import VAE, ConvAE, DeepAE, DenseAE, SuperResolution
-from jaxae.models.base import Autoencoder, VariationalAutoencoder, reparameterize
+from jaxae.models.base import Autoencoder, VariationalAutoencoder, in_training, reparameterize
 from jaxae.models.registry import MODELS, build_model, register_model
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "VariationalAutoencoder",
     "autoencoders",
     "build_model",
+    "in_training",
     "register_model",
     "reparameterize",
 ]

@@ -14,10 +14,14 @@ and `latent_shape` (one image's code, None where it has no bottleneck; a VAE's i
 `jaxae.models.declarations` checks these before anything compiles.
 Conditional models need `labels`; the others ignore them. A variational model draws z with
 `key` (or a Flax rng stream named "sample"); a missing one is an error, and
-`sample=False` asks for z = z_mean explicitly. A model's only variables are its `params`,
-and `sample` its only rng stream: the training step is a pure function of the parameters,
-so layers with mutable state (BatchNorm's batch_stats) or their own randomness (Dropout)
-are not supported; corruption of the input belongs to the task (`jaxae.tasks`).
+`sample=False` asks for z = z_mean explicitly.
+
+A model's only variables are its `params`: the training step is a pure function of the
+parameters, so layers with mutable state (BatchNorm's batch_stats) are not supported. Layers
+with their own randomness draw from the rng stream "dropout", which the training steps give
+(from the step's key) and nothing else does: `nn.Dropout(rate, deterministic=not
+in_training(self))` drops units while training and is the identity in evaluation, `encode`
+and `decode`. Corruption of the input belongs to the task (`jaxae.tasks`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ import numpy as np
 ModuleDef = Any  # a module class, or a functools.partial of one (the layer to build with)
 Aux = dict[str, jax.Array]
 SAMPLE_RNG = "sample"
+DROPOUT_RNG = "dropout"  # the stream the training steps give a model's own layers
+
+
+def in_training(module: nn.Module) -> bool:
+    """Whether `module` runs inside a training step: only those give the "dropout" stream.
+    Layers that act only while training read it: `nn.Dropout(rate, deterministic=not
+    in_training(self))`."""
+    return module.has_rng(DROPOUT_RNG)
 
 
 def _not_given(module: nn.Module, method: str, argument: str, returns: str

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxae.messages import first_line
+from jaxae.models.base import DROPOUT_RNG
 
 DECLARED = ("variational", "conditional", "latent_shape")
 VARIATIONAL_AUX = ("mean", "log_sigma", "z")  # what a variational model's aux must hold
@@ -27,9 +28,10 @@ BATCH = 2  # the abstract batch's size
 UNSUPPORTED_LAYERS = {
     flax.errors.ModifyScopeVariableError: "layers with state (BatchNorm's batch_stats) are "
     "not supported: use LayerNorm or GroupNorm",
-    flax.errors.InvalidRngError: "layers with their own randomness (Dropout, make_rng) are "
-    "not supported: the steps give a model one source of randomness, the key its __call__ "
-    "takes (a VAE's z); corrupt the input with a task instead (task.name=denoise)",
+    flax.errors.InvalidRngError: "a layer's own randomness comes from the stream "
+    f"'{DROPOUT_RNG}', which training steps alone give: use nn.Dropout(rate, "
+    "deterministic=not jaxae.models.in_training(self)), or corrupt the input with a task "
+    "(task.name=denoise)",
 }
 # Flax's errors where encode or decode, called alone, finds other parameters than the whole
 # model made: unnamed layers of @nn.compact methods are numbered per method
@@ -119,7 +121,8 @@ def check_codes(name: str, aux: dict, batch: int) -> None:
 def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
                        image_shape: tuple[int, ...] | None = None) -> None:
     """Raises DeclarationError unless `model` declares `variational`, `conditional` and
-    `latent_shape`, maps a batch of `input_shape` inputs to logits of `image_shape`, encodes
+    `latent_shape`, maps a batch of `input_shape` inputs to logits of `image_shape` (as
+    evaluated, and as trained, with the "dropout" stream its own layers may draw from), encodes
     to codes of `latent_shape` (a variational model: a mean and a log-sigma of that flat
     shape) and decodes a code back to the logits' shape. Without `image_shape` (a model
     that has none, given to `create_train_state`) the logits may have any per-image shape;
@@ -163,6 +166,7 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
                 f"model {name} declares variational = True but its aux lacks "
                 f"{', '.join(lacks)}: return (logits, {{'mean': ..., 'log_sigma': ..., 'z': "
                 "...}) (subclass VariationalAutoencoder), or declare variational = False")
+        model.apply(variables, x, labels=labels, key=key, rngs={DROPOUT_RNG: key})  # training
         code = model.apply(variables, x, labels=labels, method="encode")
         z = aux["z"] if model.variational else code
         decoded = None if latent_shape is None else model.apply(

@@ -1,9 +1,9 @@
 """The train state, and the jitted training and evaluation steps, for any model and task.
 
 `train_step(state, batch, key)` derives its own key as fold_in(key, state.step), so the
-corruption noise and z's samples of step n are the same whether or not the run was
-interrupted before it. Steps take the objects they use (a model, a task, an objective),
-never a config.
+corruption noise, z's samples and the model's own dropout of step n are the same whether
+or not the run was interrupted before it. Steps take the objects they use (a model, a
+task, an objective), never a config.
 """
 
 from __future__ import annotations
@@ -23,12 +23,16 @@ from jaxae.data import batches
 from jaxae.keys import check_key
 from jaxae.messages import first_line
 from jaxae.models import declarations, initializers
+from jaxae.models.base import DROPOUT_RNG
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training import parallel
 from jaxae.training.compiler import compiler_options
 
 TrainState = train_state.TrainState
+# folded into a step's key for the model's own "dropout" stream (`models.base.DROPOUT_RNG`);
+# a model that draws none leaves it unused, so its program and its bits are unchanged
+DROPOUT_FOLD = 0x64726F70
 
 
 Metrics = dict[str, jax.Array]
@@ -122,10 +126,12 @@ def gradient_norm(grads: dict, when: bool | jax.Array = True) -> jax.Array:
 
 def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs: jax.Array,
                     targets: jax.Array, labels: jax.Array, key: jax.Array | None,
-                    sample: bool = True) -> tuple[dict[str, jax.Array], jax.Array]:
+                    sample: bool = True, dropout_key: jax.Array | None = None
+                    ) -> tuple[dict[str, jax.Array], jax.Array]:
     """(the objective's per-image terms, flat logits [B, H*W*C]) of one forward pass against
     `targets` [B, H, W, C]; logits of another shape are a DeclarationError, raised as the
-    step is traced (what `jaxae.build.check_model` finds before a run compiles).
+    step is traced (what `jaxae.build.check_model` finds before a run compiles). A
+    `dropout_key` (training only) is the model's "dropout" stream.
 
     Losses reduce flat arrays (`losses.flat_images`): XLA's CPU backend reduces those many
     times faster than [B, H, W, C] expressions.
@@ -135,8 +141,9 @@ def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs
         raise ValueError(f'model {name} is conditional, but the batch has no "label": give '
                          '{"image": uint8 [B, H, W, C], "label": int [B]}')
     try:
+        rngs = {} if dropout_key is None else {DROPOUT_RNG: dropout_key}
         output = model.apply({"params": params}, inputs, labels=labels, key=key,
-                             sample=sample)
+                             sample=sample, rngs=rngs)
     except flax.errors.ScopeParamShapeError as e:
         raise declarations.DeclarationError(
             f"the parameters given to model {name} were made for another model or for other "
@@ -194,11 +201,12 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
                   ) -> Callable[..., tuple[TrainState, Metrics]]:
     """One optimisation step as a pure function (not yet compiled).
 
-    batch: {"image": uint8 [B, H, W, C], "label": int32 [B]}. The step's key,
-    fold_in(key, step), drives the task's corruption and binarisation and, for VAEs, z's
-    sample. With a mesh, the batch is split over its "data" axis and the gradients are
-    averaged across devices by the compiler (parameters stay replicated). The metric
-    grad_norm is NaN where the optional `with_grad_norm` (a traced bool) is false.
+    batch: {"image": uint8 [B, H, W, C], "label": int32 [B]}. The step's key, fold_in(key,
+    step), drives the task's corruption and binarisation, for VAEs z's sample, and the
+    model's own "dropout" stream (`jaxae.models.in_training`). With a mesh, the batch is
+    split over its "data" axis and the gradients are averaged across devices by the
+    compiler (parameters stay replicated). The metric grad_norm is NaN where the
+    optional `with_grad_norm` (a traced bool) is false.
     """
 
     def train_step(state: TrainState, batch: dict, key: jax.Array,
@@ -206,12 +214,14 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
         _check_train_args(state, batch, key, getattr(model, "image_shape", None))
         if mesh is not None:
             batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
-        example_key, sample_key = jax.random.split(jax.random.fold_in(key, state.step))
+        step_key = jax.random.fold_in(key, state.step)
+        example_key, sample_key = jax.random.split(step_key)
+        dropout_key = jax.random.fold_in(step_key, DROPOUT_FOLD)
         inputs, targets = task.make_example(batch["image"], example_key)
 
         def loss_fn(params):
             terms, _ = per_image_terms(model, objective, params, inputs, targets,
-                                       batch.get("label"), sample_key)
+                                       batch.get("label"), sample_key, dropout_key=dropout_key)
             means = {name: value.mean() for name, value in terms.items()}
             return means["loss"], means
 
