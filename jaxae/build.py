@@ -245,6 +245,29 @@ def init_scheme_note(config: ml_collections.ConfigDict) -> str | None:
             "--config.model.init=lecun keeps them")
 
 
+def replaced_defaults_note(config: ml_collections.ConfigDict) -> str | None:
+    """The line a fresh run of a model of the user's own prints where a field every config
+    carries (model.latent_dim), left at the base config's value, replaces another default
+    the model's class declares: the class's default would otherwise be lost unnoticed. None
+    for jaxae's models (made for the config's defaults) and where the values agree."""
+    name, base = config.model.name, config_lib.base_config().model
+    entry = MODELS.get(name)
+    if MODELS.defined_by_jaxae(entry):
+        return None
+    declared = parameters(entry)
+    replaced = [(field, config.model[field], declared[field].default)
+                for field in base if field != "name" and field in declared
+                and declared[field].default is not declared[field].empty
+                and config.model.get(field) == base[field] != declared[field].default]
+    if not replaced:
+        return None
+    says = ", ".join(f"model.{field}={value!r} (the base config's) replaces "
+                     f"{display_name(name)}'s own default {default!r}"
+                     for field, value, default in replaced)
+    keep = " ".join(f"--config.model.{field}={default!r}" for field, _, default in replaced)
+    return f"note: {says}; {keep} keeps {'it' if len(replaced) == 1 else 'them'}"
+
+
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int | None = None
                    ) -> optax.GradientTransformation:
     optim = config.optim

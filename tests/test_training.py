@@ -619,6 +619,30 @@ def test_a_fresh_run_of_a_users_model_says_the_scheme_replaces_its_initialisers(
         assert np.allclose(state.params["encoder"]["bias"], bias, atol=0.01)  # one step taken
 
 
+def test_a_users_model_whose_own_latent_dim_the_base_config_replaces_is_told_so(
+        tiny_config, tmp_path, capsys):
+    """Tiny declares latent_dim = 4; a config that leaves model.latent_dim at the base's 10
+    builds it with 10 (as before), and the fresh run says so and how to keep 4."""
+    from jaxae import build
+
+    (tmp_path / "small_models.py").write_text(tiny_model_source(28))
+    name = f"{tmp_path / 'small_models.py'}:Tiny"
+    config = config_lib.base_config()
+    assert build.replaced_defaults_note(config) is None  # jaxae's own dense_ae
+    note = ("note: model.latent_dim=10 (the base config's) replaces Tiny's own default 4; "
+            "--config.model.latent_dim=4 keeps it")
+    config.model.name = name
+    assert build.replaced_defaults_note(config) == note
+    for chosen in (4, 12):  # the class's own value, or one the config chose
+        config.model.latent_dim = chosen
+        assert build.replaced_defaults_note(config) is None
+    state = train_and_evaluate(tiny_config(**{"model.name": name,
+                                              "train.stop_after_steps": 1}),
+                               str(tmp_path / "run"))
+    assert note in capsys.readouterr().out.splitlines()
+    assert state.params["encoder"]["kernel"].shape == (784, 10)  # the config's value, built
+
+
 def test_a_model_registered_by_the_running_script_is_warned_of(monkeypatch, capsys):
     """evaluate.py, another process, cannot import a name the training script registered
     itself: the run says so before it starts, with the two ways out."""

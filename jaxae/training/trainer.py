@@ -575,8 +575,10 @@ def _announce(run: _Run, state: steps.TrainState) -> None:
           f"{height}x{width}x{channels}, {per_epoch} step{'s' if per_epoch != 1 else ''} per "
           f"epoch, {total} step{'s' if total != 1 else ''} in all, on {devices} "
           f"({jax.default_backend()}{', streamed' if data.streamed else ''})", flush=True)
-    if int(state.step) == 0 and (note := build.init_scheme_note(config)):
-        print(note, flush=True)
+    if int(state.step) == 0:
+        for note in (build.replaced_defaults_note(config), build.init_scheme_note(config)):
+            if note:
+                print(note, flush=True)
     batch, budget = _batch_bytes(config, data), config.data.memory_budget_mb
     if data.streamed and batch > budget * 2**20:
         print(f"note: one batch ({memory.size_text(batch)}) is more than "
