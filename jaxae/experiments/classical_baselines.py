@@ -5,6 +5,7 @@ also by ESPCN, a learned model without a code."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxae import losses
+from jaxae.config import make_task
 from jaxae.data import Split
 from jaxae.evaluation.metrics import padded_batches
 from jaxae.experiments import figures, quality
@@ -24,17 +26,20 @@ from jaxae.experiments.common import (
     Run,
     and_list,
     column,
+    load_config,
     printed_sign,
+    set_fields,
     steps_note,
     steps_per_dataset,
 )
 from jaxae.experiments.render import format_cell, seed_range, seeds_overlap
 from jaxae.keys import BLUR_FIT_STREAM, derive_keys
-from jaxae.tasks import baselines
+from jaxae.tasks import Task, baselines
 
 TITLE = "Super-resolution and denoising autoencoders against classical baselines"
 BLUR = "Gaussian blur"
 LEARNED = "learned"  # the family of a trained model's rows (their method: the model's label)
+INPUT = "input"  # the family and method of the row of the input shown as an image
 Shape = tuple[int, int, int]
 Image = Callable[[jax.Array], jax.Array]  # model input -> restored image in [0, 1]
 
@@ -65,6 +70,13 @@ class TaskEntry:
     overrides: Overrides
     classical: tuple[str, ...]
 
+    def task(self) -> Task:
+        """The task its configs train (the first config's, with the overrides), built from
+        the config alone: no data, no training."""
+        config = load_config(self.configs[0])
+        set_fields(config, self.overrides)
+        return make_task(config)
+
 
 SUPERRES = ("superres_ae", "superres")  # the lesson's dense autoencoder, then ESPCN (no code)
 TASKS = {
@@ -81,7 +93,7 @@ TINY_TASKS = ("superres_x4", "denoise_gaussian", "denoise_dropout")
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)
 BLUR_FIT_IMAGES = 1000
 LEARNED_COLORS = ("tab:blue", "tab:cyan", "tab:brown")  # the learned models, in table order
-METHOD_COLORS = {"input": "tab:gray", "bicubic": "tab:orange", "bilinear": "tab:olive",
+METHOD_COLORS = {INPUT: "tab:gray", "bicubic": "tab:orange", "bilinear": "tab:olive",
                  BLUR: "tab:green", "median 3x3": "tab:purple"}
 
 Methods = dict[str, Callable[[dict, jax.Array], jax.Array]]
@@ -117,7 +129,7 @@ def methods_for(run: Run, entry: TaskEntry, image_shape: Shape, blur_sigma: floa
     `image_shape` in [0, 1]: the run's model (LEARNED, the only one that uses the
     parameters), the input shown as an image, and the task's classical methods."""
     found: Methods = {LEARNED: learned_method(run),
-                      "input": lambda _, x: run.task.input_as_image(x, image_shape)}
+                      INPUT: lambda _, x: run.task.input_as_image(x, image_shape)}
     for name in entry.classical:
         method = CLASSICAL[name](image_shape, blur_sigma)
         found[name] = lambda _, x, method=method: method(x)
@@ -165,7 +177,9 @@ def fit_blur_sigma(run: Run, split: Split) -> float:
 
 def task_rows(ctx: Context, choice: DataChoice, name: str) -> list[dict]:
     """The task's rows on one data set: each learned model's, then the input's and the
-    classical methods', all scored on the same test inputs (the first run's)."""
+    classical methods', all scored on the same test inputs (the first run's). The input's
+    row records the classical method its picture is, if the task declares one
+    (`Task.input_method`), so the findings can be recomputed from the table alone."""
     entry = TASKS[name]
     first, *others = [ctx.train(config, choice, entry.overrides) for config in entry.configs]
     if any(run.task != first.task for run in others):  # their inputs would differ
@@ -180,18 +194,53 @@ def task_rows(ctx: Context, choice: DataChoice, name: str) -> list[dict]:
     scores = {learned_label(first): (methods.pop(LEARNED), first), **scores}
     rows = [{"dataset": choice.title, "task": task, "method": label, "family": LEARNED,
              "psnr": values["psnr"], "ssim": values["ssim"], "logged_psnr": run.metrics["psnr"],
-             "blur_sigma": None} for label, (values, run) in scores.items()]
+             "blur_sigma": None, "input_method": None}
+            for label, (values, run) in scores.items()]
     # the blur's fitted width is a figure of its own, not part of its name: each seed fits it
     for method, values in methods.items():
         rows.append({"dataset": choice.title, "task": task, "method": method,
                      "family": method, "psnr": values["psnr"], "ssim": values["ssim"],
-                     "logged_psnr": None, "blur_sigma": sigma if method == BLUR else None})
+                     "logged_psnr": None, "blur_sigma": sigma if method == BLUR else None,
+                     "input_method": first.task.input_method if method == INPUT else None})
     return rows
+
+
+def entry_of(task: str) -> TaskEntry:
+    """The entry whose rows name their task `task`: its label, or its label followed by the
+    input's size (`task_label`)."""
+    for entry in TASKS.values():
+        if task == entry.label or task.startswith(f"{entry.label} ("):
+            return entry
+    raise ValueError(f"task {task!r} is none of {and_list([e.label for e in TASKS.values()])}: "
+                     "record its input row's input_method (the classical method the input "
+                     "shown is, or None)")
+
+
+@functools.cache
+def _declared_input_method(task: str) -> str | None:
+    """`Task.input_method` of the task labelled `task`, its config read once."""
+    return entry_of(task).task().input_method
+
+
+def input_method(row: dict) -> str | None:
+    """The classical method an input row's picture is (super-resolution's input shown at full
+    size is nearest-neighbour upsampling); None for a corrupted image and for every other
+    row. A row without the field (a table.json written before rows recorded it) is answered
+    by what its task declares (`Task.input_method`)."""
+    if row.get("family") != INPUT:
+        return None
+    if "input_method" in row:
+        return row["input_method"]
+    return _declared_input_method(row["task"])
 
 
 def named(row: dict) -> str:
     """A method as the findings name it: with the blur's fitted width, 'Gaussian blur (sigma
-    0.75)', or the seeds' widths where they fitted several ('sigma 0.75-1')."""
+    0.75)', or the seeds' widths where they fitted several ('sigma 0.75-1'); the input's
+    row, where it is a method, by that method and the row: nearest-neighbour upsampling
+    (the 'input' row)."""
+    if (method := input_method(row)) is not None:
+        return f"{method} (the '{row['method']}' row)"
     if row.get("blur_sigma") is None:
         return row["method"]
     low, high = seed_range(row, "blur_sigma")
@@ -202,16 +251,19 @@ PSNR_DIFF, SSIM_DIFF = "+.2f", "+.3f"  # how the findings print the learned mode
 
 
 def cases(rows: list[dict]) -> list[dict]:
-    """Per data set, task and learned model: the model's row, the 'input' row, the
-    classical rows of the best PSNR and of the best SSIM (by their means), and every
-    classical row."""
+    """Per data set, task and learned model: the model's row, the 'input' row where it is
+    no classical method (a corrupted image; else None), the classical rows of the best PSNR
+    and of the best SSIM (by their means), and every classical row: the input's among them
+    where it is a method (`input_method`: super-resolution's nearest-neighbour
+    upsampling)."""
     out = []
     for dataset, task in dict.fromkeys((r["dataset"], r["task"]) for r in rows):
         mine = [r for r in rows if r["dataset"] == dataset and r["task"] == task]
-        classical = [r for r in mine if r["family"] not in (LEARNED, "input")]
+        classical = [r for r in mine if r["family"] not in (LEARNED, INPUT) or input_method(r)]
+        inputs = [r for r in mine if r["family"] == INPUT and not input_method(r)]
         for model in (r for r in mine if r["family"] == LEARNED):
             out.append({"dataset": dataset, "task": task, "model": model,
-                        "input": next((r for r in mine if r["family"] == "input"), None),
+                        "input": inputs[0] if inputs else None,
                         "psnr": max(classical, key=lambda r: r["psnr"]),
                         "ssim": max(classical, key=lambda r: r["ssim"]),
                         "classical": classical})
@@ -303,10 +355,11 @@ def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES,
     set: each run's steps}; `cap`: the scale's cap on epochs)."""
     return [
         "Super-resolution inputs are the test images average-pooled by 2 or 4; 'input' shows "
-        "them enlarged by pixel repetition. Bicubic and bilinear upsampling are "
+        "them enlarged by pixel repetition, which is nearest-neighbour upsampling, so the "
+        "findings count it among the classical methods. Bicubic and bilinear upsampling are "
         "jax.image.resize, clipped to [0, 1]. Denoising inputs are corrupted with the run's "
         "evaluation key, the same draws the training run's own evaluation used; 'input' is the "
-        "corrupted image.",
+        "corrupted image, which is no method's answer.",
         f"The Gaussian blur's width is chosen among {', '.join(map(str, BLUR_SIGMAS))} pixels "
         f"by PSNR on {fit_images:,} corrupted training images, so the baseline is tuned "
         "without looking at the test split; the median filter is the 3x3 one of "

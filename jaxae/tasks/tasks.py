@@ -2,9 +2,10 @@
 
 A task owns its example maker (a batch of uint8 images -> model inputs and clean targets),
 the shape of its inputs, the classical baseline it is compared with, and how its inputs are
-shown in pictures. `reconstruct` gives the image itself, `denoise` a corrupted copy (dropout
-or Gaussian noise), `superresolve` an average-pooled copy by any factor that divides the
-image. Register your own with `@tasks.register_task("name")`.
+shown in pictures (and which classical method that picture is, if any). `reconstruct` gives
+the image itself, `denoise` a corrupted copy (dropout or Gaussian noise), `superresolve` an
+average-pooled copy by any factor that divides the image. Register your own with
+`@tasks.register_task("name")`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class Task:
     # codes are of what the model is given (False where `corrupt` returns its targets)
     shows_input: ClassVar[bool] = True
     baseline_name: ClassVar[str | None] = None  # the classical method it is compared with
+    # the classical method that `input_as_image` is, where it is one (super-resolution's
+    # nearest-neighbour upsampling), so that comparisons count it among the methods; None
+    # where it only shows the input (a corrupted image is no method's answer)
+    input_method: ClassVar[str | None] = None
 
     def input_shape(self, image_shape: Shape) -> Shape:
         """One input's shape, for images of `image_shape`."""
@@ -137,6 +142,7 @@ class SuperResolve(Task):
 
     factor: int = 2
     baseline_name: ClassVar[str] = "bicubic"
+    input_method: ClassVar[str] = "nearest-neighbour upsampling"
 
     def check(self, image_shape):
         height, width, _ = image_shape
