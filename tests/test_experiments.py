@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import os
+import shlex
 import shutil
 import types
 
@@ -1028,6 +1029,31 @@ def test_a_table_recorded_with_spaces_quotes_or_no_command_is_compared_or_left_a
         capsys.readouterr()
         main(["dae_sweep", "--scale", "tiny", "--out", str(out), "--seed", "3"])
         assert "error" not in capsys.readouterr().err  # nothing to compare: nothing said
+
+
+def test_the_command_names_folders_inside_the_current_one_relative_to_it(tmp_path,
+                                                                         monkeypatch):
+    """An --out or --tfds-dir given as an absolute path inside the folder the command runs
+    in is recorded relative to it (no machine's path in the published record), one outside
+    it as given; the recorded settings are still compared with a run's own."""
+    here = tmp_path / "repo"
+    (here / "results" / "dae_sweep").mkdir(parents=True)
+    monkeypatch.chdir(here)
+    command = functools.partial(jaxae.experiments.common.command, "dae_sweep")
+    inside = Context(out=str(here / "results"), scale=SCALES["tiny"],
+                     tfds_dir=str(here / "my data" / "tfds"))
+    assert command(inside) == ("python -m jaxae.experiments dae_sweep --scale tiny --out "
+                               "results --tfds-dir 'my data/tfds'")
+    elsewhere = str(tmp_path / "bob's tfds")
+    outside = Context(out=str(here), scale=SCALES["tiny"], tfds_dir=elsewhere)
+    assert command(outside).endswith(f" --out . --tfds-dir {shlex.quote(elsewhere)}")
+    (here / "results" / "dae_sweep" / "table.json").write_text(
+        json.dumps({"command": command(inside)}))
+    monkeypatch.setattr(jaxae.experiments.__main__, "run_experiment",
+                        lambda name, ctx: {"wall_time_s": 0})
+    main(["dae_sweep", "--scale", "tiny", "--out", str(here / "results")])  # its settings
+    with pytest.raises(SystemExit, match=r"differ \(--seed 3 \(there: 0\)\)"):
+        main(["dae_sweep", "--scale", "tiny", "--out", str(here / "results"), "--seed", "3"])
 
 
 def test_a_smoke_tests_findings_say_they_mean_nothing():

@@ -553,12 +553,24 @@ def machine(commit: str | None = None) -> dict:
             "jaxae_commit": git_commit() if commit is None else commit}
 
 
+def recorded_path(path: str) -> str:
+    """A folder as the recorded command names it: relative to the current folder where it
+    lies inside it, as a relative --out already is, so that the published record holds no
+    machine's absolute path and the command runs the same from a clone elsewhere; else as
+    given."""
+    here = os.getcwd()
+    if not os.path.isabs(path) or os.path.commonpath([os.path.normpath(path), here]) != here:
+        return path
+    return os.path.relpath(path, here)
+
+
 def command(name: str, ctx: Context) -> str:
-    """The command line that reproduces an experiment's result."""
+    """The command line that reproduces an experiment's result, run from the folder this
+    one ran in (`recorded_path`)."""
     parts = ["python", "-m", "jaxae.experiments", name, "--scale", ctx.scale.name, "--out",
-             ctx.out]
+             recorded_path(ctx.out)]
     if ctx.tfds_dir:
-        parts += ["--tfds-dir", ctx.tfds_dir]
+        parts += ["--tfds-dir", recorded_path(ctx.tfds_dir)]
     if ctx.datasets != ("fashion_mnist", "mnist"):
         parts += ["--datasets", ",".join(ctx.datasets)]
     if ctx.mnist != "auto":
