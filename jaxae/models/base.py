@@ -21,7 +21,8 @@ parameters, so layers with mutable state (BatchNorm's batch_stats) are not suppo
 with their own randomness draw from the rng stream "dropout", which the training steps give
 (from the step's key) and nothing else does: `nn.Dropout(rate, deterministic=not
 in_training(self))` drops units while training and is the identity in evaluation, `encode`
-and `decode`. Corruption of the input belongs to the task (`jaxae.tasks`).
+and `decode` (a loop of your own passes `rngs={"dropout": key}` to `apply` while training).
+Corruption of the input belongs to the task (`jaxae.tasks`).
 """
 
 from __future__ import annotations
