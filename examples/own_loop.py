@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxae import build
 from jaxae import config as config_lib
+from jaxae.cli.config_flag import locate_code_names
 from jaxae.data import batches
 from jaxae.keys import derive_keys
 from jaxae.training import steps
@@ -53,7 +54,8 @@ def train(config: ml_collections.ConfigDict) -> steps.TrainState:
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """get_config() of the config file at `path` (a shipped one also by its name: "test")."""
+    """get_config() of the config file at `path` (a shipped one also by its name: "test"),
+    its model and task files found beside it or in the current folder, as train.py does."""
     if not path.endswith(".py") and "/" not in path:
         return importlib.import_module(f"jaxae.configs.{path}").get_config()
     spec = importlib.util.spec_from_file_location("own_loop_config", path)
@@ -62,7 +64,9 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
                          "configs/test.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    config = module.get_config()
+    locate_code_names(config, path)  # a model file beside the config, as train.py finds it
+    return config
 
 
 if __name__ == "__main__":

@@ -125,3 +125,16 @@ def test_the_own_loop_example_takes_a_config_file_as_train_py_does():
                             "--help"], capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and "usage: python examples/own_loop.py CONFIG.py" in \
         shown.stdout
+
+
+def test_the_own_loop_example_finds_a_model_file_beside_its_config_from_any_folder(
+        tmp_path, monkeypatch):
+    """examples/my_config.py names "my_models.py:DeeperVAE", beside it: found from another
+    folder, as train.py finds it, and the model builds."""
+    from examples import own_loop
+    from jaxae import build
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.chdir(tmp_path)
+    config = own_loop.load_config_file(os.path.join(root, "examples", "my_config.py"))
+    assert config.model.name == f"{os.path.join(root, 'examples', 'my_models.py')}:DeeperVAE"
+    assert type(build.make_model(config, (28, 28, 1), 10)).__name__ == "DeeperVAE"

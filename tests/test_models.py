@@ -568,6 +568,24 @@ class _BatchNormed(_Dense):
             x.reshape(x.shape[0], -1)))
 
 
+class _BatchNormedAsEvaluated(_Dense):
+    """BatchNorm on its running averages, as a ported model's train=False builds it."""
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        return nn.BatchNorm(use_running_average=True)(nn.Dense(4, name="encoder")(
+            x.reshape(x.shape[0], -1)))
+
+
+class _DropsTheCodeAlways(_Dense):
+    """Drops its code between encode and decode, in evaluation too: only __call__ draws."""
+
+    def __call__(self, x, *, labels=None, key=None, sample=True):
+        code = self.encode(x)
+        kept = jax.random.bernoulli(self.make_rng("dropout"), 0.9, code.shape)
+        return self.decode(jnp.where(kept, code / 0.9, 0.0)), {}
+
+
 class _DroppedOut(_Dense):
     stream: str = "dropout"
 
@@ -578,8 +596,9 @@ class _DroppedOut(_Dense):
 
 
 _OWN_RANDOMNESS = ("a layer's own randomness comes from the stream 'dropout', which training "
-                   "steps alone give: use nn.Dropout(rate, deterministic=not "
-                   "jaxae.models.in_training(self)), or corrupt the input with a task "
+                   "steps alone give: draw only while jaxae.models.in_training(self) "
+                   "(nn.Dropout(rate, deterministic=not jaxae.models.in_training(self)), "
+                   "self.make_rng('dropout')), or corrupt the input with a task "
                    "(task.name=denoise)")
 
 
@@ -595,9 +614,14 @@ class _NoisyInTraining(_Dense):
 
 
 @pytest.mark.parametrize("model, error, fix", [
-    (_BatchNormed(MNIST), 'ModifyScopeVariableError: Cannot update variable "mean"',
+    (_BatchNormed(MNIST), "keeps variables other than parameters (batch_stats)",
      "layers with state (BatchNorm's batch_stats) are not supported: use LayerNorm or "
      "GroupNorm"),
+    (_BatchNormedAsEvaluated(MNIST), "keeps variables other than parameters (batch_stats)",
+     "layers with state (BatchNorm's batch_stats) are not supported: use LayerNorm or "
+     "GroupNorm"),  # the steps would give it no batch_stats
+    (_DropsTheCodeAlways(MNIST), 'InvalidRngError: None needs PRNG for "dropout"',
+     _OWN_RANDOMNESS),  # Flax's init lends its draw the params stream: an apply finds it
     # Dropout that draws in evaluation too (deterministic=False)
     (_DroppedOut(MNIST), 'InvalidRngError: Dropout_0 needs PRNG for "dropout"', _OWN_RANDOMNESS),
     (_DroppedOut(MNIST, stream="sample"), 'InvalidRngError: Dropout_0 needs PRNG for "sample"',
@@ -611,6 +635,7 @@ def test_a_layer_with_state_or_its_own_randomness_is_refused_naming_what_to_use(
         build_lib.check_model(model, Reconstruct(), MNIST)
     message = str(caught.value)
     assert error in message and message.endswith(f": {fix}") and "\n" not in message, message
+    assert "https://" not in message  # Flax's link to its error's page is left out
 
 
 class _DropsWhileTraining(_Dense):

@@ -256,13 +256,22 @@ def loaded_config(flag_values: flags.FlagValues = flags.FLAGS) -> ml_collections
     an error), and a name registered by the user's own module made `its_file.py:name`. A
     data path's leading `~` is made the home folder (`config.expand_home`)."""
     from jaxae.config import expand_home
+
+    config = flag_values.config
+    expand_home(config)
+    locate_code_names(config, config_flags.get_config_filename(flag_values["config"]))
+    return config
+
+
+def locate_code_names(config: ml_collections.ConfigDict, config_file: str | None) -> None:
+    """Make config.model.name and config.task.name findable from anywhere (`loaded_config`),
+    in place: a relative `file.py:Name` beside `config_file` (else in the current directory)
+    made absolute, a name registered by the user's own module made `its_file.py:name`; a
+    name that finds nothing is one line on stderr and exit 1."""
     from jaxae.models import MODELS
     from jaxae.registry import locatable_name
     from jaxae.tasks import TASKS
 
-    config = flag_values.config
-    expand_home(config)
-    config_file = config_flags.get_config_filename(flag_values["config"])
     beside = os.path.dirname(os.path.abspath(config_file)) if config_file else os.getcwd()
     for section, registry in (("model", MODELS), ("task", TASKS)):
         if "name" not in config[section]:
@@ -272,7 +281,6 @@ def loaded_config(flag_values: flags.FlagValues = flags.FLAGS) -> ml_collections
         if name != config[section].name:
             with config.unlocked():
                 config[section].name = name
-    return config
 
 
 def _located(name: str, beside: str, section: str) -> str:

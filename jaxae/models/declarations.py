@@ -11,6 +11,7 @@ says in one line which declaration does not hold.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 
 import flax.errors
@@ -24,15 +25,18 @@ from jaxae.models.base import DROPOUT_RNG
 DECLARED = ("variational", "conditional", "latent_shape")
 VARIATIONAL_AUX = ("mean", "log_sigma", "z")  # what a variational model's aux must hold
 BATCH = 2  # the abstract batch's size
+STATE_FIX = ("layers with state (BatchNorm's batch_stats) are not supported: use LayerNorm or "
+             "GroupNorm")
 # Flax's errors for the layers a model cannot hold (`jaxae.models.base`), and what to use
 UNSUPPORTED_LAYERS = {
-    flax.errors.ModifyScopeVariableError: "layers with state (BatchNorm's batch_stats) are "
-    "not supported: use LayerNorm or GroupNorm",
+    flax.errors.ModifyScopeVariableError: STATE_FIX,
     flax.errors.InvalidRngError: "a layer's own randomness comes from the stream "
-    f"'{DROPOUT_RNG}', which training steps alone give: use nn.Dropout(rate, "
-    "deterministic=not jaxae.models.in_training(self)), or corrupt the input with a task "
-    "(task.name=denoise)",
+    f"'{DROPOUT_RNG}', which training steps alone give: draw only while "
+    "jaxae.models.in_training(self) (nn.Dropout(rate, deterministic=not "
+    f"jaxae.models.in_training(self)), self.make_rng('{DROPOUT_RNG}')), or corrupt the input "
+    "with a task (task.name=denoise)",
 }
+
 # Flax's errors where encode or decode, called alone, finds other parameters than the whole
 # model made: unnamed layers of @nn.compact methods are numbered per method
 UNNAMED_LAYERS = (flax.errors.ScopeParamShapeError, flax.errors.ScopeParamNotFoundError)
@@ -160,13 +164,20 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
 
     def run(x, labels):
         output, variables = model.init_with_output(key, x, labels=labels, key=key)
+        if state := sorted(set(variables) - {"params"}):  # the steps give params alone
+            raise DeclarationError(f"model {name} keeps variables other than parameters "
+                                   f"({', '.join(state)}): {STATE_FIX}")
+        variables = {"params": variables.get("params", {})}
+        # as the steps call it: evaluated (Flax's init lends any missing rng stream its own,
+        # so only an apply finds a draw outside training), and trained
+        output = model.apply(variables, x, labels=labels, key=key)
+        model.apply(variables, x, labels=labels, key=key, rngs={DROPOUT_RNG: key})
         logits, aux = split_output(name, output, model.variational)
         if model.variational and (lacks := [k for k in VARIATIONAL_AUX if k not in aux]):
             raise DeclarationError(
                 f"model {name} declares variational = True but its aux lacks "
                 f"{', '.join(lacks)}: return (logits, {{'mean': ..., 'log_sigma': ..., 'z': "
                 "...}) (subclass VariationalAutoencoder), or declare variational = False")
-        model.apply(variables, x, labels=labels, key=key, rngs={DROPOUT_RNG: key})  # training
         code = model.apply(variables, x, labels=labels, method="encode")
         z = aux["z"] if model.variational else code
         decoded = None if latent_shape is None else model.apply(
@@ -178,7 +189,7 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     except DeclarationError:
         raise
     except Exception as e:  # noqa: BLE001 (the user's code may raise anything)
-        text = first_line(e)
+        text = re.sub(r" \(https://flax\.readthedocs\.io[^)]*\)", "", first_line(e))
         fixes = {**UNSUPPORTED_LAYERS, UNNAMED_LAYERS: UNNAMED_LAYERS_FIX}
         fix = next((f": {fix}" for kind, fix in fixes.items() if isinstance(e, kind)), "")
         raise DeclarationError(f"model {name} fails on a batch of {_shape(input_shape)} "
