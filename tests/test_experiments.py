@@ -12,8 +12,10 @@ import shutil
 import types
 
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.container import ErrorbarContainer
 from scipy.ndimage import gaussian_filter
 
 import jaxae.build
@@ -31,6 +33,7 @@ from jaxae.experiments import (
     dae_sweep,
     data_specificity,
     encoder_probe,
+    figures,
     render,
     report,
     run_experiment,
@@ -1218,3 +1221,155 @@ def test_ae_vs_pca_meets_its_bar_only_with_every_seed():
         "the bar is at most 0.5x: met by some seeds only (0.470x to 0.520x).")
     row.update(ratio_to_pca=0.55, seed_spread={"ratio_to_pca": [0.51, 0.58]})
     assert ae_vs_pca.bar_finding([row], "full").endswith("the bar is at most 0.5x: not met.")
+
+
+def published_record(name: str) -> dict:
+    """The record results/<name>/table.json holds: the published three-seed table."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "results", name, "table.json")) as f:
+        return json.load(f)
+
+
+def one_seed(record: dict) -> dict:
+    """`record` with its rows' seed ranges left out: the record of a table of one seed."""
+    return {**record, "rows": [{k: v for k, v in r.items() if k != render.SEED_SPREAD}
+                               for r in record["rows"]]}
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """The figures the plots draw, kept open instead of written, for a test to read."""
+    figs = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: figs.append(fig))
+    yield figs
+    for fig in figs:
+        plt.close(fig)
+
+
+def error_bars(ax) -> list[tuple[float, float, float]]:
+    """(x, lower end, upper end) of every error bar drawn on the axes, sorted."""
+    return sorted((float(x0), float(y0), float(y1))
+                  for c in ax.containers if isinstance(c, ErrorbarContainer)
+                  for (x0, y0), (_, y1) in c.lines[2][0].get_segments())
+
+
+def seed_bars(rows: list[dict], x: str, key: str, factor: float = 1.0
+              ) -> list[tuple[float, float, float]]:
+    """(x, lowest, highest) of `key` over the seeds of each row whose seeds differ, sorted."""
+    return sorted((r[x], factor * r[render.SEED_SPREAD][key][0],
+                   factor * r[render.SEED_SPREAD][key][1])
+                  for r in rows if key in r.get(render.SEED_SPREAD, {}))
+
+
+def assert_close(found: list[tuple], expected: list[tuple], rel: float = 1e-9) -> None:
+    """The same tuples of numbers, one for one, to `rel`; at least one."""
+    assert len(found) == len(expected) > 0
+    for got, want in zip(found, expected, strict=True):
+        assert got == pytest.approx(want, rel=rel)
+
+
+def assert_bars(ax, expected: list[tuple[float, float, float]]) -> None:
+    assert_close(error_bars(ax), expected)
+
+
+def test_the_line_plots_bar_each_points_seeds_from_lowest_to_highest(drawn, tmp_path):
+    """ae_vs_pca, encoder_probe and dae_sweep: an error bar at each point of several seeds,
+    from its lowest seed to its highest (none for PCA's points, which the seeds agree on), and
+    the title or the legend says what the bars are."""
+    path = str(tmp_path / "plot.png")
+    record = published_record("ae_vs_pca")
+    ae_vs_pca.plot_record(record, path)
+    [fig] = drawn
+    assert fig._suptitle.get_text() == ("Test reconstruction error against code size (full "
+                                        f"scale; {figures.SEED_BARS})")
+    for ax, (dataset, rows) in zip(fig.axes, by_dataset(record["rows"]).items(), strict=True):
+        assert ax.get_title().startswith(dataset)
+        assert_bars(ax, seed_bars(rows, "latent", "test_mse"))
+        assert 128 in [x for x, _, _ in error_bars(ax)]  # the fixed code's star has its bar
+        assert not [r for r in rows if r["method"] == "PCA" and render.SEED_SPREAD in r]
+
+    record = published_record("encoder_probe")
+    encoder_probe.plot_record(record, path)
+    fig = drawn[-1]
+    assert fig._suptitle.get_text().endswith(f"(full scale; {figures.SEED_BARS})")
+    for ax, (dataset, rows) in zip(fig.axes, by_dataset(record["rows"]).items(), strict=True):
+        assert ax.get_title() == dataset
+        codes = [r for r in rows if r["features"] != encoder_probe.RAW]
+        assert_bars(ax, seed_bars(codes, "dim", "test_accuracy", 100))
+        raw = next(r for r in rows if r["features"] == encoder_probe.RAW)
+        low, high = (100 * v for v in raw[render.SEED_SPREAD]["test_accuracy"])
+        [band] = ax.patches  # the raw pixels' line across: a band from lowest to highest
+        assert (band.get_y(), band.get_y() + band.get_height()) == pytest.approx((low, high))
+        assert (f"raw pixels (784-D; band: lowest to highest seed, {low:.1f}-{high:.1f}%)"
+                in [t.get_text() for t in ax.get_legend().get_texts()])
+
+    record = published_record("dae_sweep")
+    dae_sweep.plot_record(record, path)
+    [ax] = drawn[-1].axes
+    assert_bars(ax, seed_bars(record["rows"], "latent", "test_psnr"))
+    assert f"{FASHION}: DAE output ({figures.SEED_BARS})" in [
+        t.get_text() for t in ax.get_legend().get_texts()]
+    assert [line.get_xdata()[0] for line in ax.lines if line.get_color() == "gray"] == [784]
+
+
+def test_the_bar_plots_bar_each_bar_of_several_seeds_from_lowest_to_highest(drawn, tmp_path):
+    """classical_baselines and data_specificity: an error bar on each bar whose seeds differ,
+    from its lowest seed to its highest, none on the others (the classical super-resolutions,
+    which the seeds agree on); a bar's value label sits above its error bar."""
+    path = str(tmp_path / "plot.png")
+    record = published_record("classical_baselines")
+    classical_baselines.plot_record(record, path)
+    [fig] = drawn
+    assert fig._suptitle.get_text().endswith(f"(full scale; {figures.SEED_BARS})")
+    for ax in fig.axes:
+        dataset, _, label = ax.get_title().partition(": ")
+        metric = "psnr" if "PSNR" in label else "ssim"
+        rows = [r for r in record["rows"] if r["dataset"] == dataset]
+        heights = {round(p.get_x() + p.get_width() / 2, 9): p.get_height() for p in ax.patches}
+        found = sorted((heights[round(x, 9)], low, high) for x, low, high in error_bars(ax))
+        expected = seed_bars(rows, metric, metric)
+        assert_close(found, expected)
+        assert len(expected) < len(rows)  # the seeds agree on some rows: no bar there
+
+    record = published_record("data_specificity")
+    data_specificity.plot_record(record, path)
+    fig = drawn[-1]
+    assert fig._suptitle.get_text().endswith(f"(full scale; {figures.SEED_BARS})")
+    keys = ["on_fashion_mnist", "on_mnist5k"]
+    for ax, model in zip(fig.axes, data_specificity.MODELS, strict=True):
+        assert [t.get_text() for t in ax.get_xticklabels()] == [
+            f"tested on {FASHION}", f"tested on {DIGITS}"]
+        rows = [r for r in record["rows"] if r["model"] == model]
+        ends = sorted((r[k], *r[render.SEED_SPREAD][k]) for r in rows for k in keys)
+        heights = {round(p.get_x() + p.get_width() / 2, 9): p.get_height() for p in ax.patches}
+        found = sorted((heights[round(x, 9)], low, high) for x, low, high in error_bars(ax))
+        assert_close(found, ends)
+        assert sorted((t.get_text(), t.xy[1]) for t in ax.texts) == sorted(
+            (format(v, ".4g"), high) for v, _, high in ends)  # each value above its bar
+
+
+@pytest.mark.parametrize("name", ["ae_vs_pca", "encoder_probe", "classical_baselines",
+                                  "data_specificity", "dae_sweep"])
+def test_a_plot_of_one_seed_draws_no_error_bars_and_says_none(name, drawn, tmp_path):
+    importlib.import_module(f"jaxae.experiments.{name}").plot_record(
+        one_seed(published_record(name)), str(tmp_path / "plot.png"))
+    [fig] = drawn
+    assert not [c for ax in fig.axes for c in ax.containers
+                if isinstance(c, ErrorbarContainer)]
+    texts = [fig._suptitle.get_text()] + [t.get_text() for ax in fig.axes
+                                          if ax.get_legend() for t in ax.get_legend().get_texts()]
+    texts += [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert not [t for t in texts if "lowest to highest" in t]
+    assert fig._suptitle.get_text().endswith("(full scale)")
+
+
+def test_the_dae_sweeps_image_size_is_the_one_its_code_sizes_were_swept_for():
+    rows = [{"latent": d} for d in dae_sweep.latents("full", 784)]
+    assert dae_sweep.swept_pixels(rows, "full") == 784
+    assert dae_sweep.swept_pixels([{"latent": d} for d in (16, 940)], "tiny") == 784
+    assert dae_sweep.swept_pixels([{"latent": d} for d in dae_sweep.latents("small", 1024)],
+                                  "small") == 1024
+    with pytest.raises(ValueError, match="^dae_sweep's table holds code sizes 16, 101, which "
+                                         "are not the tiny scale's sweep of any image size: "
+                                         "rerun dae_sweep"):
+        dae_sweep.swept_pixels([{"latent": 16}, {"latent": 101}], "tiny")

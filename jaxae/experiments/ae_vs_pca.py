@@ -20,6 +20,7 @@ from jaxae.experiments.common import (
     and_list,
     column,
     fewer_images,
+    recorded_train_sizes,
     sign_over_seeds,
     steps_note,
     steps_per_dataset,
@@ -327,21 +328,41 @@ def notes(image_shape: tuple[int, int, int], fixed: Fixed, rows: list[dict],
     ]
 
 
-def plot(rows: list[dict], scale: str, sizes: dict[str, int], fixed: Fixed, path: str
-         ) -> None:
+def fixed_methods(rows: list[dict]) -> dict[str, str]:
+    """{key: its rows' method} of the autoencoders whose config fixes the code, as the rows
+    name them (`fixed_label`): the plot draws them as stars, the others as curves over d."""
+    methods = dict.fromkeys(r["method"] for r in rows)
+    return {key: method for key, entry in AUTOENCODERS.items() if entry.latents is None
+            for method in methods if method.startswith(f"{key} (fixed ")}
+
+
+def plot_record(record: dict, path: str) -> None:
+    """The plot drawn again from the experiment's table.json record alone (no training)."""
+    plot(record["rows"], record["scale"], recorded_train_sizes(record), path)
+
+
+def plot(rows: list[dict], scale: str, sizes: dict[str, int], path: str) -> None:
+    """Test MSE against code size per data set (`sizes`: {data set: training images}): PCA and
+    the autoencoders of free size as curves, those of fixed size as stars; with several seeds,
+    error bars from the lowest to the highest seed."""
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    fixed = fixed_methods(rows)
     fig, axes = figures.panels(len(datasets), "Test reconstruction error against code size",
-                               scale)
+                               scale, seed_bars=figures.any_spread(rows, "test_mse"))
     for ax, dataset in zip(axes[0], datasets, strict=True):
         mine = [r for r in rows if r["dataset"] == dataset]
         for method in ["PCA", *(k for k in AUTOENCODERS if k not in fixed)]:
             line = [r for r in mine if r["method"] == method]
-            ax.plot([r["latent"] for r in line], [r["test_mse"] for r in line], marker="o",
+            x = [r["latent"] for r in line]
+            ax.plot(x, [r["test_mse"] for r in line], marker="o",
                     color=figures.COLORS[method], label=method)
-        for key, (label, _) in fixed.items():
+            figures.seed_errorbars(ax, x, line, "test_mse")
+        for key, label in fixed.items():
             points = [r for r in mine if r["method"] == label]
-            ax.scatter([r["latent"] for r in points], [r["test_mse"] for r in points],
-                       marker="*", s=180, color=figures.COLORS[key], label=label, zorder=3)
+            x = [r["latent"] for r in points]
+            ax.scatter(x, [r["test_mse"] for r in points], marker="*", s=180,
+                       color=figures.COLORS[key], label=label, zorder=3)
+            figures.seed_errorbars(ax, x, points, "test_mse")
         figures.log2_latent_axis(ax, sorted({r["latent"] for r in mine}))
         ax.set_yscale("log")
         ax.set_ylabel("test MSE per pixel (log scale)")
@@ -385,7 +406,7 @@ def run(ctx: Context) -> Result:
         + [bar_finding(rows, ctx.scale.name)],
         notes=notes(image_shape, fixed, rows, sizes, steps_per_dataset(ctx.used_runs),
                     ctx.scale.max_epochs),
-        plot=lambda path: plot(rows, ctx.scale.name, sizes, fixed, path),
+        plot=lambda path: plot(rows, ctx.scale.name, sizes, path),
         settings={"code sizes": code_sizes(ctx.scale.name, fixed),
                   "configs": "configs/default.py (dense_ae), configs/deep_ae.py, "
                              "configs/conv_ae_fashion.py (conv_ae), with data.name set per "

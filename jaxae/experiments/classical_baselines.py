@@ -373,24 +373,35 @@ def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES,
     ]
 
 
+def plot_record(record: dict, path: str) -> None:
+    """The plot drawn again from the experiment's table.json record alone (no training)."""
+    plot(record["rows"], record["scale"], path)
+
+
 def plot(rows: list[dict], scale: str, path: str) -> None:
+    """PSNR and SSIM per task, a bar per method, a column of panels per data set; with
+    several seeds, error bars from the lowest to the highest seed."""
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     learned = dict.fromkeys(r["method"] for r in rows if r["family"] == LEARNED)
     colors = {**{m: LEARNED_COLORS[i % len(LEARNED_COLORS)] for i, m in enumerate(learned)},
               **METHOD_COLORS}
     fig, axes = figures.panels(len(datasets), "Learned models against classical baselines",
-                               scale, rows=2, width=7.5, height=4.4)
+                               scale, rows=2, width=7.5, height=4.4,
+                               seed_bars=figures.any_spread(rows, "psnr", "ssim"))
     for col, dataset in enumerate(datasets):
         for row_index, (metric, label) in enumerate((("psnr", "test PSNR (dB)"),
                                                      ("ssim", "test SSIM"))):
-            series = {name: [next((r[metric] for r in rows if r["dataset"] == dataset
-                                   and r["task"] == t and name in (r["family"], r["method"])),
-                                  None) for t in tasks] for name in colors}
-            series = {k: v for k, v in series.items() if any(x is not None for x in v)}
+            found = {name: [next((r for r in rows if r["dataset"] == dataset
+                                  and r["task"] == t and name in (r["family"], r["method"])),
+                                 None) for t in tasks] for name in colors}
+            found = {k: v for k, v in found.items() if any(r is not None for r in v)}
+            series = {k: [None if r is None else r[metric] for r in v] for k, v in found.items()}
+            spreads = {k: [None if r is None else figures.spread(r, metric) for r in v]
+                       for k, v in found.items()}
             ax = axes[row_index, col]
             figures.grouped_bars(ax, [t.replace(", ", ",\n").replace(" (", "\n(")
-                                      for t in tasks], series, colors)
+                                      for t in tasks], series, colors, spreads=spreads)
             ax.set_ylabel(label)
             ax.set_title(f"{dataset}: {label}")
             ax.tick_params(axis="x", labelsize=8)

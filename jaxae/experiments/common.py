@@ -472,6 +472,12 @@ class Context:
         return run
 
 
+def recorded_train_sizes(record: dict) -> dict[str, int]:
+    """{data set title: training images used} as a table.json record gives them: what
+    `Context.train_sizes` gave the run that wrote it."""
+    return {d["dataset"]: d["train_used"] for d in record["data"]}
+
+
 def steps_per_dataset(runs: dict) -> dict[str, list[int]]:
     """{data set: the steps each of its runs took}, from a context's `used_runs`."""
     out: dict[str, list[int]] = {}

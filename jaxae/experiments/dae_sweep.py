@@ -267,6 +267,23 @@ def notes(rows: list[dict], pixels: int, train_sizes: dict[str, int],
     ]
 
 
+def swept_pixels(rows: list[dict], scale: str) -> int:
+    """The image's pixel count whose sweep at `scale` (`latents`) is the rows' code sizes: the
+    plot's image-size line, for a table.json that records the sizes but not the image."""
+    swept = tuple(sorted({r["latent"] for r in rows}))
+    found = [p for p in range(1, swept[-1] + 1) if latents(scale, p) == swept]
+    if len(found) != 1:
+        raise ValueError(f"dae_sweep's table holds code sizes {', '.join(map(str, swept))}, "
+                         f"which are not the {scale} scale's sweep of any image size: rerun "
+                         "dae_sweep to write a table its plot can be drawn from")
+    return found[0]
+
+
+def plot_record(record: dict, path: str) -> None:
+    """The plot drawn again from the experiment's table.json record alone (no training)."""
+    plot(record["rows"], record["scale"], swept_pixels(record["rows"], record["scale"]), path)
+
+
 def plot(rows: list[dict], scale: str, pixels: int, path: str) -> None:
     fig, axes = figures.panels(1, "Dropout-corrupted DAE (rate 0.5): test PSNR against code "
                                "size", scale, width=8.0, height=5.2)
@@ -276,13 +293,9 @@ def plot(rows: list[dict], scale: str, pixels: int, path: str) -> None:
         mine = [r for r in rows if r["dataset"] == dataset]
         x = [r["latent"] for r in mine]
         y = [r["test_psnr"] for r in mine]
-        low, high = zip(*(seed_range(r, "test_psnr") for r in mine), strict=True)
         ax.plot(x, y, marker="o", color=color, label=f"{dataset}: DAE output" + (
-            " (mean; bars: lowest to highest seed)" if low != high else ""))
-        if low != high:
-            ax.errorbar(x, y, yerr=[[v - lo for v, lo in zip(y, low, strict=True)],
-                                    [hi - v for v, hi in zip(y, high, strict=True)]],
-                        fmt="none", ecolor=color, capsize=3)
+            f" ({figures.SEED_BARS})" if figures.any_spread(mine, "test_psnr") else ""))
+        figures.seed_errorbars(ax, x, mine, "test_psnr")
         ax.plot(x, [r["median_psnr"] for r in mine], linestyle=":", color=color,
                 label=f"{dataset}: 3x3 median filter of the input")
         ax.plot(x, [r["input_psnr"] for r in mine], linestyle="--", color=color,

@@ -139,15 +139,35 @@ def notes(pixels: int, rows: list[dict], choices: list[DataChoice],
     ]
 
 
-def plot(rows: list[dict], choices: list[DataChoice], scale: str, path: str) -> None:
-    fig, axes = figures.panels(len(MODELS), "Cross-data-set test error, lower is better", scale)
-    colors = dict(zip([c.title for c in choices], ("tab:blue", "tab:red"), strict=False))
+def tested_on(record: dict) -> dict[str, str]:
+    """{data set key: title} of the test splits whose columns (`on_<key>`) a table.json record
+    holds, in their order: what the plot names its groups and colours by."""
+    titles = {d["key"]: d["dataset"] for d in record["data"]}
+    return {key: titles[key] for c in record["columns"]
+            if (key := c["key"].removeprefix("on_")) != c["key"]}
+
+
+def plot_record(record: dict, path: str) -> None:
+    """The plot drawn again from the experiment's table.json record alone (no training)."""
+    plot(record["rows"], tested_on(record), record["scale"], path)
+
+
+def plot(rows: list[dict], datasets: dict[str, str], scale: str, path: str) -> None:
+    """A panel per model, a group of bars per test set and a bar per training set (`datasets`:
+    {key: title}, in the table's order); with several seeds, error bars from the lowest to
+    the highest seed."""
+    keys = [f"on_{key}" for key in datasets]
+    fig, axes = figures.panels(len(MODELS), "Cross-data-set test error, lower is better", scale,
+                               seed_bars=figures.any_spread(rows, *keys))
+    colors = dict(zip(datasets.values(), ("tab:blue", "tab:red"), strict=False))
     for ax, model in zip(axes[0], MODELS, strict=True):
         mine = [r for r in rows if r["model"] == model]
-        series = {f"trained on {r['trained_on']}": [r[f"on_{c.key}"] for c in choices]
-                  for r in mine}
-        figures.grouped_bars(ax, [f"tested on {c.title}" for c in choices], series,
-                             {f"trained on {k}": v for k, v in colors.items()}, annotate=".4g")
+        series = {f"trained on {r['trained_on']}": [r[k] for k in keys] for r in mine}
+        spreads = {f"trained on {r['trained_on']}": [figures.spread(r, k) for k in keys]
+                   for r in mine}
+        figures.grouped_bars(ax, [f"tested on {title}" for title in datasets.values()], series,
+                             {f"trained on {k}": v for k, v in colors.items()}, annotate=".4g",
+                             spreads=spreads)
         ax.set_ylabel(MODELS[model][1])
         ax.set_title(model)
         ax.margins(y=0.15)
@@ -175,7 +195,7 @@ def run(ctx: Context) -> Result:
         columns=columns, rows=rows, findings=findings(rows, choices),
         notes=notes(pixels, rows, choices, sizes, steps_per_dataset(ctx.used_runs),
                     ctx.scale.max_epochs),
-        plot=lambda path: plot(rows, choices, ctx.scale.name, path),
+        plot=lambda path: plot(rows, {c.key: c.title for c in choices}, ctx.scale.name, path),
         settings={"configs": "configs/conv_ae_fashion.py and configs/vae_fashion_2d.py, "
                              "with data.name set per row, and train.num_epochs raised for the "
                              "smaller training set to about the larger one's steps, up to the "

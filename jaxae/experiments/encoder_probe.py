@@ -198,28 +198,50 @@ def notes(pixels: int, rows: list[dict], shapes: dict[str, tuple[int, ...]]) -> 
     ]
 
 
-def plot(rows: list[dict], scale: str, fixed: dict[str, int], path: str) -> None:
+def fixed_sizes(rows: list[dict]) -> dict[str, int]:
+    """{key: code size} of the encoders whose config fixes the code, as the rows give it."""
+    return {key: dims[0] for key, entry in AUTOENCODERS.items() if entry.latents is None
+            and (dims := [r["dim"] for r in rows if r["features"] == encoder_name(key)])}
+
+
+def plot_record(record: dict, path: str) -> None:
+    """The plot drawn again from the experiment's table.json record alone (no training)."""
+    plot(record["rows"], record["scale"], path)
+
+
+def plot(rows: list[dict], scale: str, path: str) -> None:
     """Accuracy against code size: raw pixels as a line across, PCA codes and the encoders
-    of free size as curves, those of fixed size (`fixed`: {key: size}) as stars."""
+    of free size as curves, those of fixed size (`fixed_sizes`) as stars; with several seeds,
+    error bars (for raw pixels a band) from the lowest to the highest seed."""
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    fixed = fixed_sizes(rows)
     fig, axes = figures.panels(len(datasets), "Linear probe test accuracy against code size",
-                               scale)
+                               scale, seed_bars=figures.any_spread(rows, "test_accuracy"))
     for ax, dataset in zip(axes[0], datasets, strict=True):
         mine = [r for r in rows if r["dataset"] == dataset]
         raw = next(r for r in mine if r["features"] == RAW)
-        ax.axhline(100 * raw["test_accuracy"], color=figures.COLORS[RAW],
-                   linestyle="--", label=f"{RAW} ({raw['dim']}-D)")
+        band = figures.spread(raw, "test_accuracy", 100)  # often too narrow to see: named too
+        ax.axhline(100 * raw["test_accuracy"], color=figures.COLORS[RAW], linestyle="--",
+                   label=f"{RAW} ({raw['dim']}-D" + (
+                       f"; band: lowest to highest seed, {band[0]:.1f}-{band[1]:.1f}%)"
+                       if band else ")"))
+        if band:
+            ax.axhspan(*band, color=figures.COLORS[RAW], alpha=0.15, linewidth=0)
         curves = [(PCA_CODES, "PCA")] + [(encoder_name(k), k) for k in AUTOENCODERS
                                            if k not in fixed]
         for name, color in curves:
             line = [r for r in mine if r["features"] == name]
-            ax.plot([r["dim"] for r in line], [100 * r["test_accuracy"] for r in line],
-                    marker="o", color=figures.COLORS[color], label=name)
+            x = [r["dim"] for r in line]
+            ax.plot(x, [100 * r["test_accuracy"] for r in line], marker="o",
+                    color=figures.COLORS[color], label=name)
+            figures.seed_errorbars(ax, x, line, "test_accuracy", 100)
         for key, size in fixed.items():
             points = [r for r in mine if r["features"] == encoder_name(key)]
-            ax.scatter([r["dim"] for r in points], [100 * r["test_accuracy"] for r in points],
-                       marker="*", s=180, color=figures.COLORS[key], zorder=3,
+            x = [r["dim"] for r in points]
+            ax.scatter(x, [100 * r["test_accuracy"] for r in points], marker="*", s=180,
+                       color=figures.COLORS[key], zorder=3,
                        label=f"{encoder_name(key)} (fixed {size} code)")
+            figures.seed_errorbars(ax, x, points, "test_accuracy", 100)
         figures.log2_latent_axis(ax, sorted({r["dim"] for r in mine if r["features"] != RAW}))
         ax.set_ylabel("test accuracy of the linear probe (%)")
         ax.set_title(dataset)
@@ -233,8 +255,6 @@ def run(ctx: Context) -> Result:
     shapes: dict[str, tuple[int, ...]] = {}
     rows = ctx.over_seeds(
         lambda c: [row for choice in choices for row in dataset_rows(c, choice, shapes)])
-    fixed = {key: next(r["dim"] for r in rows if r["features"] == encoder_name(key))
-             for key, entry in AUTOENCODERS.items() if entry.latents is None}
     pixels = math.prod(ctx.splits(choices[0]).image_shape)
     columns = [column("dataset", "data set"), column("features", "features"),
                column("dim", "dimensions", "d"),
@@ -247,7 +267,7 @@ def run(ctx: Context) -> Result:
                  "is trained on frozen codes and compared with the same classifier on PCA "
                  "codes of the same size and on the raw pixels.",
         columns=columns, rows=rows, findings=findings(rows), notes=notes(pixels, rows, shapes),
-        plot=lambda path: plot(rows, ctx.scale.name, fixed, path),
+        plot=lambda path: plot(rows, ctx.scale.name, path),
         settings={"probe": f"linear softmax, Adam 1e-3, batch 256, {PROBE_EPOCHS} epochs"
                            + (f" or {steps:,} steps if that is more"
                               if (steps := PROBE_MIN_STEPS[ctx.scale.name]) else "")
