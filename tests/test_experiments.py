@@ -1373,3 +1373,71 @@ def test_the_dae_sweeps_image_size_is_the_one_its_code_sizes_were_swept_for():
                                          "are not the tiny scale's sweep of any image size: "
                                          "rerun dae_sweep"):
         dae_sweep.swept_pixels([{"latent": 16}, {"latent": 101}], "tiny")
+
+
+def published_tables(out) -> dict[str, str]:
+    """The published table.json files copied into `out` (each in its experiment's folder, no
+    plot beside it); returns {name: the table's text}."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    texts = {}
+    for name in EXPERIMENTS:
+        os.makedirs(out / name)
+        shutil.copy(os.path.join(root, "results", name, "table.json"), out / name)
+        texts[name] = (out / name / "table.json").read_text()
+    return texts
+
+
+def test_report_redraws_every_plot_from_its_table_only_when_asked(tmp_path, capsys):
+    """`report --redraw-plots` draws each plot again from its table.json alone, where the
+    record names it, the same bytes each time; the tables and the page are as `report` alone
+    leaves them, and `report` alone draws nothing."""
+    out = tmp_path / "results"
+    tables = published_tables(out)
+    main(["report", "--out", str(out)])
+    page = (out / PAGE).read_text()
+    assert not list(out.glob("*/*.png"))  # the page only, as before
+    record = json.loads(tables["dae_sweep"])
+    (out / "dae_sweep" / "table.json").write_text(json.dumps({**record, "plot": "sweep.png"}))
+    capsys.readouterr()
+    main(["report", "--out", str(out), "--redraw-plots"])
+    plots = {name: out / name / ("sweep.png" if name == "dae_sweep" else "plot.png")
+             for name in EXPERIMENTS}
+    assert capsys.readouterr().out.splitlines() == [
+        *(f"redrew {plots[name]}" for name in EXPERIMENTS), f"wrote {out / PAGE}"]
+    first = {name: path.read_bytes() for name, path in plots.items()}
+    (out / "dae_sweep" / "table.json").write_text(tables["dae_sweep"])
+    assert (out / PAGE).read_text() == page.replace("(dae_sweep/plot.png)", "(dae_sweep/sweep.png)")
+    for name in EXPERIMENTS:  # each is its table's plot, as its module draws it from the record
+        module = importlib.import_module(f"jaxae.experiments.{name}")
+        module.plot_record(json.loads(tables[name]), str(tmp_path / f"{name}.png"))
+        assert first[name] == (tmp_path / f"{name}.png").read_bytes()
+        assert (out / name / "table.json").read_text() == tables[name]
+    main(["report", "--out", str(out), "--redraw-plots"])
+    assert (out / PAGE).read_text() == page
+    for name in EXPERIMENTS:
+        assert (out / name / "plot.png").read_bytes() == first[name]  # deterministic
+
+
+def test_a_plot_that_cannot_be_written_is_one_line_and_its_figure_closed(tmp_path):
+    out = tmp_path / "results"
+    published_tables(out)
+    (out / "ae_vs_pca" / "plot.png").mkdir()
+    with pytest.raises(SystemExit) as caught:
+        main(["report", "--out", str(out), "--redraw-plots"])
+    assert str(caught.value) == (f"error: the plot {out / 'ae_vs_pca' / 'plot.png'} cannot be "
+                                 "written (Is a directory): pass an --out you can write to")
+    assert plt.get_fignums() == []  # the figure it drew is closed all the same
+    assert not (out / PAGE).exists()
+
+
+def test_redraw_plots_is_an_option_of_report_alone(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["dae_sweep", "--redraw-plots", "--out", str(tmp_path / "out")])
+    assert ("--redraw-plots redraws the plots of `report` from their tables, and dae_sweep "
+            "draws its own: pass it with report") in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert ("--redraw-plots with report: first draw each experiment's plot (<out>/NAME/plot.png) "
+            "again from its table.json, without training") in shown

@@ -2,7 +2,8 @@
 
 NAME is an experiment (ae_vs_pca, encoder_probe, dae_sweep, data_specificity,
 classical_baselines), `all` (every experiment, then the report) or `report` (RESULTS.md from
-the tables already written). Finished training runs in `<out>/runs` are reloaded, not retrained.
+the tables already written; with --redraw-plots, each plot.png redrawn from its table.json
+first). Finished training runs in `<out>/runs` are reloaded, not retrained.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ import jax
 from jaxae import cli
 from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments import EXPERIMENTS, SCALES, Context, datasets_needed, run_experiment
-from jaxae.experiments.report import CONFIGS_TABLE, PageNotWritten, load_records, write_report
+from jaxae.experiments.report import (
+    CONFIGS_TABLE,
+    PageNotWritten,
+    load_records,
+    redraw_plots,
+    write_report,
+)
 from jaxae.keys import SEED_RANGE
 
 
@@ -73,7 +80,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "0's tables)")
     parser.add_argument("--page", default=None,
                         help="where `report` writes the page (default: <out>/RESULTS.md)")
+    parser.add_argument("--redraw-plots", action="store_true",
+                        help="with report: first draw each experiment's plot (<out>/NAME/"
+                             "plot.png) again from its table.json, without training, e.g. "
+                             "after a change to the plots; the tables are left as they are")
     args = parser.parse_args(argv)
+    if args.redraw_plots and args.name != "report":
+        parser.error(f"--redraw-plots redraws the plots of `report` from their tables, and "
+                     f"{args.name} draws its own: pass it with report")
     args.seeds = parse_seeds(args.seed, parser)
     if args.out is None:
         args.out = "results" if args.scale == "full" else f"runs/experiments_{args.scale}"
@@ -120,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
                      "scripts/config_results.py its configs/table.md): run one first (python -m "
                      f"jaxae.experiments all --scale tiny --out {args.out}), or pass the --out "
                      "it wrote into")
+        if args.redraw_plots:
+            for path in redraw(args.out):
+                print(f"redrew {path}")
         print(f"wrote {report(args)}")
         return
     ctx = context(args)
@@ -191,6 +208,16 @@ def check_out(out: str) -> None:
     except OSError as e:
         sys.exit(f"error: --out {out} cannot be written ({e.strerror or e}): pass an --out "
                  "you can write to")
+
+
+def redraw(out: str) -> list[str]:
+    """The plots under `out` drawn again from their tables (`redraw_plots`); a plot that
+    cannot be written is one line naming it."""
+    try:
+        return redraw_plots(out)
+    except OSError as e:
+        sys.exit(f"error: the plot {e.filename} cannot be written ({e.strerror}): pass an "
+                 "--out you can write to")
 
 
 def report(args: argparse.Namespace) -> str:

@@ -1,11 +1,13 @@
 """`python -m jaxae.experiments report`: RESULTS.md from the experiments' table.json files.
 
 The page holds no number of its own: each section is rendered from the JSON record that the
-experiment's command wrote, with its command, scale, machine, date, wall time and data.
+experiment's command wrote, with its command, scale, machine, date, wall time and data. With
+`--redraw-plots` each experiment's plot is drawn again from that record too (`redraw_plots`).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 
@@ -31,6 +33,19 @@ def load_records(out: str) -> dict[str, dict]:
             with open(path) as f:
                 records[name] = json.load(f)
     return records
+
+
+def redraw_plots(out: str) -> list[str]:
+    """Draws the plot of every experiment whose table.json is in `out` again from that record
+    alone (its module's `plot_record`: no training), where the record says (`plot`): a change
+    to a plot reaches the published results without rerunning hours of training. Returns the
+    plots' paths."""
+    paths = []
+    for name, record in load_records(out).items():
+        path = os.path.join(out, name, record["plot"])
+        importlib.import_module(f"jaxae.experiments.{name}").plot_record(record, path)
+        paths.append(path)
+    return paths
 
 
 def _summary(records: dict[str, dict]) -> str:
