@@ -5,7 +5,6 @@ also by ESPCN, a learned model without a code."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
 
@@ -14,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxae import losses
-from jaxae.config import make_task
 from jaxae.data import Split
 from jaxae.evaluation.metrics import padded_batches
 from jaxae.experiments import figures, quality
@@ -26,15 +24,13 @@ from jaxae.experiments.common import (
     Run,
     and_list,
     column,
-    load_config,
     printed_sign,
-    set_fields,
     steps_note,
     steps_per_dataset,
 )
 from jaxae.experiments.render import format_cell, seed_range, seeds_overlap
 from jaxae.keys import BLUR_FIT_STREAM, derive_keys
-from jaxae.tasks import Task, baselines
+from jaxae.tasks import baselines
 
 TITLE = "Super-resolution and denoising autoencoders against classical baselines"
 BLUR = "Gaussian blur"
@@ -69,13 +65,6 @@ class TaskEntry:
     configs: tuple[str, ...]  # jaxae.configs.<config>, each trained with `overrides`
     overrides: Overrides
     classical: tuple[str, ...]
-
-    def task(self) -> Task:
-        """The task its configs train (the first config's, with the overrides), built from
-        the config alone: no data, no training."""
-        config = load_config(self.configs[0])
-        set_fields(config, self.overrides)
-        return make_task(config)
 
 
 SUPERRES = ("superres_ae", "superres")  # the lesson's dense autoencoder, then ESPCN (no code)
@@ -205,33 +194,11 @@ def task_rows(ctx: Context, choice: DataChoice, name: str) -> list[dict]:
     return rows
 
 
-def entry_of(task: str) -> TaskEntry:
-    """The entry whose rows name their task `task`: its label, or its label followed by the
-    input's size (`task_label`)."""
-    for entry in TASKS.values():
-        if task == entry.label or task.startswith(f"{entry.label} ("):
-            return entry
-    raise ValueError(f"task {task!r} is none of {and_list([e.label for e in TASKS.values()])}: "
-                     "record its input row's input_method (the classical method the input "
-                     "shown is, or None)")
-
-
-@functools.cache
-def _declared_input_method(task: str) -> str | None:
-    """`Task.input_method` of the task labelled `task`, its config read once."""
-    return entry_of(task).task().input_method
-
-
 def input_method(row: dict) -> str | None:
-    """The classical method an input row's picture is (super-resolution's input shown at full
-    size is nearest-neighbour upsampling); None for a corrupted image and for every other
-    row. A row without the field (a table.json written before rows recorded it) is answered
-    by what its task declares (`Task.input_method`)."""
-    if row.get("family") != INPUT:
-        return None
-    if "input_method" in row:
-        return row["input_method"]
-    return _declared_input_method(row["task"])
+    """The classical method an input row's picture is, as the row records it (its task's
+    `Task.input_method`: super-resolution's input shown at full size is nearest-neighbour
+    upsampling); None for a corrupted image and for every other row."""
+    return row.get("input_method") if row.get("family") == INPUT else None
 
 
 def named(row: dict) -> str:
