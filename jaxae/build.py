@@ -255,14 +255,14 @@ def replaced_defaults_note(config: ml_collections.ConfigDict) -> str | None:
     if MODELS.defined_by_jaxae(entry):
         return None
     declared = parameters(entry)
-    replaced = [(field, config.model[field], declared[field].default)
+    replaced = [(field, config.model[field], declared[field].default)  # ("name": the module's)
                 for field in base if field != "name" and field in declared
                 and declared[field].default is not declared[field].empty
                 and config.model.get(field) == base[field] != declared[field].default]
     if not replaced:
         return None
-    says = ", ".join(f"model.{field}={value!r} (the base config's) replaces "
-                     f"{display_name(name)}'s own default {default!r}"
+    says = ", ".join(f"model.{field}={value!r} (the base config's default) replaces "
+                     f"{display_name(name)}'s own {default!r}"
                      for field, value, default in replaced)
     keep = " ".join(f"--config.model.{field}={default!r}" for field, _, default in replaced)
     return f"note: {says}; {keep} keeps {'it' if len(replaced) == 1 else 'them'}"

@@ -18,7 +18,8 @@ SEED_RANGE = (0, 2**32 - 1)  # jax.random.key takes the seed modulo 2^32: larger
 
 class Keys(NamedTuple):
     init: jax.Array  # parameter initialisation
-    train: jax.Array  # per-step corruption, dynamic binarisation, z's samples
+    train: jax.Array  # per-step corruption, dynamic binarisation, z's samples, a model's
+    # own dropout (step n's key is fold_in(train, n): its two split halves, and DROPOUT_STREAM)
     eval: jax.Array  # evaluation-time corruption: every evaluation at the same
     # eval.batch_size sees the same (batch i draws with fold_in(eval, i))
     sample: jax.Array  # generation from the trained model
@@ -31,6 +32,12 @@ class Keys(NamedTuple):
 IWAE_STREAM = 2**31 - 1  # the IWAE bounds' samples
 BLUR_FIT_STREAM = 2**31 - 2  # the corruption of the training images a blur width is fit on
 VALIDATION_EVAL_STREAM = 2**31 - 3  # the validation split's batches: fold_in of this stream's key
+
+# The stream of a training step's key (fold_in(train, n)) that a model's own Dropout draws
+# from (`jaxae.models.in_training`): the step splits its key in two for everything else, and
+# fold_in(k, i) is split(k)[i], so any i past 1 is a stream of its own. A model that draws
+# none leaves it unused, and its program is unchanged.
+DROPOUT_STREAM = 0x64726F70
 
 # Streams of the sample key: nothing draws from the key itself, so that no draw is tied to
 # a key derived from it (JAX's fold_in(k, i) is split(k)[i], whose words bits(k) reuses).

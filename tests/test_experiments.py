@@ -1427,6 +1427,23 @@ def test_a_plot_that_cannot_be_written_is_one_line_and_its_figure_closed(tmp_pat
     assert not (out / PAGE).exists()
 
 
+def test_a_table_a_plot_cannot_be_drawn_from_is_one_line(tmp_path):
+    """dae_sweep's table records the code sizes, not the image: one whose sizes are no
+    scale's sweep of any image size (a sweep since changed) is named, not a traceback."""
+    out = tmp_path / "results"
+    tables = published_tables(out)
+    record = json.loads(tables["dae_sweep"])
+    record["rows"] = [r for r in record["rows"] if r["latent"] != 784]
+    (out / "dae_sweep" / "table.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit) as caught:
+        main(["report", "--out", str(out), "--redraw-plots"])
+    assert str(caught.value) == (
+        "error: dae_sweep's table holds code sizes 16, 64, 256, 512, 940, 1500, which are not "
+        "the full scale's sweep of any image size: rerun dae_sweep to write a table its plot "
+        "can be drawn from")
+    assert not (out / PAGE).exists()
+
+
 def test_redraw_plots_is_an_option_of_report_alone(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["dae_sweep", "--redraw-plots", "--out", str(tmp_path / "out")])

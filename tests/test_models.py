@@ -595,11 +595,46 @@ class _DroppedOut(_Dense):
             nn.Dense(4, name="encoder")(x.reshape(x.shape[0], -1)))
 
 
-_OWN_RANDOMNESS = ("a layer's own randomness comes from the stream 'dropout', which training "
-                   "steps alone give: draw only while jaxae.models.in_training(self) "
+_OWN_RANDOMNESS = ("a model draws with the key its __call__ takes (a VAE's z) and, while "
+                   "jaxae.models.in_training(self), from the stream 'dropout' "
                    "(nn.Dropout(rate, deterministic=not jaxae.models.in_training(self)), "
-                   "self.make_rng('dropout')), or corrupt the input with a task "
-                   "(task.name=denoise)")
+                   "self.make_rng('dropout')): the steps give no other; or corrupt the input "
+                   "with a task (task.name=denoise)")
+_STATE = ("variables other than parameters (BatchNorm's batch_stats) are not supported: use "
+          "LayerNorm or GroupNorm")
+
+
+class _SamplesFromItsOwnStream(models.VariationalAutoencoder):
+    """Draws z from the rng stream "sample" itself, not with the key __call__ takes."""
+    image_shape: tuple
+
+    @property
+    def latent_shape(self):
+        return (4,)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        h = x.reshape(x.shape[0], -1)
+        return nn.Dense(4, name="mean")(h), nn.Dense(4, name="log_sigma")(h)
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(784, name="decoder")(z).reshape(-1, 28, 28, 1)
+
+    def __call__(self, x, *, labels=None, key=None, sample=True):
+        mean, log_sigma = self.encode(x)
+        z = models.reparameterize(self.make_rng("sample"), mean, log_sigma) if sample else mean
+        return self.decode(z), {"mean": mean, "log_sigma": log_sigma, "z": z}
+
+
+class _NeedsAKeyForTheMean(_SamplesFromItsOwnStream):
+    """Reads its key even for z = z_mean (sample=False), which the steps ask for keyless."""
+
+    def __call__(self, x, *, labels=None, key=None, sample=True):
+        mean, log_sigma = self.encode(x)
+        noise = jax.random.normal(key, mean.shape)
+        z = mean + (jnp.exp(log_sigma) * noise if sample else 0.0)
+        return self.decode(z), {"mean": mean, "log_sigma": log_sigma, "z": z}
 
 
 class _NoisyInTraining(_Dense):
@@ -614,28 +649,52 @@ class _NoisyInTraining(_Dense):
 
 
 @pytest.mark.parametrize("model, error, fix", [
-    (_BatchNormed(MNIST), "keeps variables other than parameters (batch_stats)",
-     "layers with state (BatchNorm's batch_stats) are not supported: use LayerNorm or "
-     "GroupNorm"),
-    (_BatchNormedAsEvaluated(MNIST), "keeps variables other than parameters (batch_stats)",
-     "layers with state (BatchNorm's batch_stats) are not supported: use LayerNorm or "
-     "GroupNorm"),  # the steps would give it no batch_stats
-    (_DropsTheCodeAlways(MNIST), 'InvalidRngError: None needs PRNG for "dropout"',
-     _OWN_RANDOMNESS),  # Flax's init lends its draw the params stream: an apply finds it
+    (_BatchNormed(MNIST), 'ScopeCollectionNotFound: Tried to access "mean" from collection '
+     '"batch_stats"', _STATE),
+    (_BatchNormedAsEvaluated(MNIST), 'ScopeCollectionNotFound: Tried to access "mean" from '
+     'collection "batch_stats"', _STATE),  # the steps give it no batch_stats
+    (_DropsTheCodeAlways(MNIST), 'InvalidRngError: _DropsTheCodeAlways needs PRNG for '
+     '"dropout"', _OWN_RANDOMNESS),  # Flax's init lends its draw the params stream
     # Dropout that draws in evaluation too (deterministic=False)
     (_DroppedOut(MNIST), 'InvalidRngError: Dropout_0 needs PRNG for "dropout"', _OWN_RANDOMNESS),
     (_DroppedOut(MNIST, stream="sample"), 'InvalidRngError: Dropout_0 needs PRNG for "sample"',
      _OWN_RANDOMNESS),  # the stream a VAE's z may come from: no Dropout's either
-    (_NoisyInTraining(MNIST), 'needs PRNG for "noise"',
-     _OWN_RANDOMNESS),
+    (_NoisyInTraining(MNIST), 'needs PRNG for "noise"', _OWN_RANDOMNESS),
+    (_SamplesFromItsOwnStream(MNIST), 'InvalidRngError: _SamplesFromItsOwnStream needs PRNG '
+     'for "sample"', _OWN_RANDOMNESS),  # the fix names the key
+    (_NeedsAKeyForTheMean(MNIST), "TypeError: ", ""),  # init_params calls it keyless
 ])
 def test_a_layer_with_state_or_its_own_randomness_is_refused_naming_what_to_use(model, error,
                                                                                 fix):
     with pytest.raises(config_lib.ConfigError) as caught:
         build_lib.check_model(model, Reconstruct(), MNIST)
     message = str(caught.value)
-    assert error in message and message.endswith(f": {fix}") and "\n" not in message, message
+    assert error in message and message.endswith(f": {fix}" if fix else "") and \
+        "\n" not in message, message
     assert "https://" not in message  # Flax's link to its error's page is left out
+
+
+class _SowsAndPerturbs(_Dense):
+    """Collections the steps leave alone: sown values and perturbations."""
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        h = nn.Dense(4, name="encoder")(x.reshape(x.shape[0], -1))
+        self.sow("intermediates", "code_norm", jnp.linalg.norm(h))
+        return self.perturb("code", h)
+
+
+def test_a_model_that_sows_or_perturbs_is_accepted_and_trains():
+    import optax
+
+    from jaxae import losses, objectives
+    from jaxae.training import steps
+    model = _SowsAndPerturbs(image_shape=MNIST)
+    build_lib.check_model(model, Reconstruct(), MNIST)
+    state = steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
+    step = steps.make_train_step(model, Reconstruct(), objectives.Reconstruction(losses.mse))
+    state, metrics = step(state, {"image": np.zeros((2, *MNIST), np.uint8)}, jax.random.key(1))
+    assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
 
 
 class _DropsWhileTraining(_Dense):
@@ -675,9 +734,42 @@ def test_a_model_s_own_dropout_draws_from_the_step_s_key_in_training_and_never_e
                                losses.flat_images(images / 255.0)).mean())
     assert evaluated[0] == pytest.approx(by_hand, rel=1e-5)
     assert abs(losses_by_key[1][0] - evaluated[0]) > 1e-3  # training dropped pixels
-    np.testing.assert_array_equal(  # encode alone drops nothing either
+    dense = state.params["encoder"]  # encode alone drops nothing either: the layer by hand
+    np.testing.assert_allclose(
         model.apply({"params": state.params}, images / 255.0, method="encode"),
-        model.apply({"params": state.params}, images / 255.0, method="encode"))
+        images.reshape(8, -1) / 255.0 @ dense["kernel"] + dense["bias"], rtol=1e-5, atol=1e-6)
+
+
+class _DropBlock(nn.Module):
+    @nn.compact
+    def __call__(self, h, _):
+        return nn.Dropout(0.5, deterministic=not models.in_training(self))(nn.Dense(16)(h)), None
+
+
+class _ScannedDropout(_Dense):
+    """Dropout inside nn.scan: a lifted layer sees the stream where split_rngs names it."""
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        blocks = nn.scan(_DropBlock, variable_axes={"params": 0}, length=2,
+                         split_rngs={"params": True, "dropout": True})
+        h, _ = blocks(name="blocks")(nn.Dense(16, name="stem")(x.reshape(x.shape[0], -1)),
+                                     None)
+        return nn.Dense(4, name="encoder")(h)
+
+
+def test_dropout_inside_a_scan_drops_in_training_where_split_rngs_names_the_stream():
+    """in_training's recipe for lifted layers (its docstring): split_rngs names "dropout"."""
+    model = _ScannedDropout(image_shape=MNIST)
+    build_lib.check_model(model, Reconstruct(), MNIST)
+    x = np.random.default_rng(0).random((4, *MNIST), np.float32)
+    params = model.init(jax.random.key(0), x, sample=False)["params"]
+    trained = [model.apply({"params": params}, x, rngs={"dropout": jax.random.key(k)})[0]
+               for k in (1, 2)]
+    evaluated = model.apply({"params": params}, x)[0]
+    assert not np.array_equal(trained[0], trained[1])  # each key drops other units
+    assert not np.array_equal(trained[0], evaluated)
+    np.testing.assert_array_equal(evaluated, model.apply({"params": params}, x)[0])
 
 
 def test_every_shipped_config_s_model_keeps_its_declarations():

@@ -629,7 +629,7 @@ def test_a_users_model_whose_own_latent_dim_the_base_config_replaces_is_told_so(
     name = f"{tmp_path / 'small_models.py'}:Tiny"
     config = config_lib.base_config()
     assert build.replaced_defaults_note(config) is None  # jaxae's own dense_ae
-    note = ("note: model.latent_dim=10 (the base config's) replaces Tiny's own default 4; "
+    note = ("note: model.latent_dim=10 (the base config's default) replaces Tiny's own 4; "
             "--config.model.latent_dim=4 keeps it")
     config.model.name = name
     assert build.replaced_defaults_note(config) == note

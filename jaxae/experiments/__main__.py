@@ -212,12 +212,14 @@ def check_out(out: str) -> None:
 
 def redraw(out: str) -> list[str]:
     """The plots under `out` drawn again from their tables (`redraw_plots`); a plot that
-    cannot be written is one line naming it."""
+    cannot be written, or a table it cannot be drawn from, is one line naming it."""
     try:
         return redraw_plots(out)
     except OSError as e:
         sys.exit(f"error: the plot {e.filename} cannot be written ({e.strerror}): pass an "
                  "--out you can write to")
+    except ValueError as e:
+        sys.exit(f"error: {e}")
 
 
 def report(args: argparse.Namespace) -> str:

@@ -43,7 +43,9 @@ DROPOUT_RNG = "dropout"  # the stream the training steps give a model's own laye
 def in_training(module: nn.Module) -> bool:
     """Whether `module` runs inside a training step: only those give the "dropout" stream.
     Layers that act only while training read it: `nn.Dropout(rate, deterministic=not
-    in_training(self))`."""
+    in_training(self))`. A layer inside a lifted transform (`nn.scan`, `nn.vmap`) sees the
+    stream only where the transform's split_rngs names it: split_rngs={"params": True,
+    "dropout": True}."""
     return module.has_rng(DROPOUT_RNG)
 
 

@@ -4,8 +4,8 @@ A model of the user's own (a registered name, a `file.py:Class`) is read by the 
 the metrics and the pictures through what it declares: `variational`, `conditional`,
 `latent_shape`, and logits shaped as the images. A model that declares these wrongly would
 train and then fail in evaluation, or fail deep in a trace. `check_declarations` traces the
-model once on an abstract batch (`jax.eval_shape`: nothing is computed or compiled) and
-says in one line which declaration does not hold.
+model on an abstract batch as the steps call it (`jax.eval_shape`: nothing is computed or
+compiled) and says in one line which declaration does not hold.
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ from jaxae.models.base import DROPOUT_RNG
 DECLARED = ("variational", "conditional", "latent_shape")
 VARIATIONAL_AUX = ("mean", "log_sigma", "z")  # what a variational model's aux must hold
 BATCH = 2  # the abstract batch's size
-STATE_FIX = ("layers with state (BatchNorm's batch_stats) are not supported: use LayerNorm or "
-             "GroupNorm")
+STATE_FIX = ("variables other than parameters (BatchNorm's batch_stats) are not supported: "
+             "use LayerNorm or GroupNorm")
 # Flax's errors for the layers a model cannot hold (`jaxae.models.base`), and what to use
 UNSUPPORTED_LAYERS = {
-    flax.errors.ModifyScopeVariableError: STATE_FIX,
-    flax.errors.InvalidRngError: "a layer's own randomness comes from the stream "
-    f"'{DROPOUT_RNG}', which training steps alone give: draw only while "
-    "jaxae.models.in_training(self) (nn.Dropout(rate, deterministic=not "
-    f"jaxae.models.in_training(self)), self.make_rng('{DROPOUT_RNG}')), or corrupt the input "
-    "with a task (task.name=denoise)",
+    flax.errors.ScopeCollectionNotFound: STATE_FIX,  # reads a collection the steps do not give
+    flax.errors.ModifyScopeVariableError: STATE_FIX,  # or writes one
+    flax.errors.InvalidRngError: "a model draws with the key its __call__ takes (a VAE's z) "
+    f"and, while jaxae.models.in_training(self), from the stream '{DROPOUT_RNG}' "
+    f"(nn.Dropout(rate, deterministic=not jaxae.models.in_training(self)), self.make_rng("
+    f"'{DROPOUT_RNG}')): the steps give no other; or corrupt the input with a task "
+    "(task.name=denoise)",
 }
 
 # Flax's errors where encode or decode, called alone, finds other parameters than the whole
@@ -125,8 +126,9 @@ def check_codes(name: str, aux: dict, batch: int) -> None:
 def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
                        image_shape: tuple[int, ...] | None = None) -> None:
     """Raises DeclarationError unless `model` declares `variational`, `conditional` and
-    `latent_shape`, maps a batch of `input_shape` inputs to logits of `image_shape` (as
-    evaluated, and as trained, with the "dropout" stream its own layers may draw from), encodes
+    `latent_shape`, runs as the steps run it (on its parameters alone; evaluated without an
+    rng stream, trained with "dropout"), maps a batch of `input_shape` inputs to logits of
+    `image_shape`, encodes
     to codes of `latent_shape` (a variational model: a mean and a log-sigma of that flat
     shape) and decodes a code back to the logits' shape. Without `image_shape` (a model
     that has none, given to `create_train_state`) the logits may have any per-image shape;
@@ -163,14 +165,13 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     labels = jax.ShapeDtypeStruct((BATCH,), jnp.int32) if model.conditional else None
 
     def run(x, labels):
-        output, variables = model.init_with_output(key, x, labels=labels, key=key)
-        if state := sorted(set(variables) - {"params"}):  # the steps give params alone
-            raise DeclarationError(f"model {name} keeps variables other than parameters "
-                                   f"({', '.join(state)}): {STATE_FIX}")
-        variables = {"params": variables.get("params", {})}
-        # as the steps call it: evaluated (Flax's init lends any missing rng stream its own,
-        # so only an apply finds a draw outside training), and trained
+        # initialised as `steps.init_params` does, and called as the steps call it, on its
+        # parameters alone: evaluated (z sampled, and z = z_mean) and trained (the "dropout"
+        # stream). Flax's init lends a missing rng stream the params stream, so only these
+        # calls find a draw outside training, or a collection (batch_stats) the steps lack.
+        variables = {"params": model.init(key, x, labels=labels, sample=False).get("params", {})}
         output = model.apply(variables, x, labels=labels, key=key)
+        model.apply(variables, x, labels=labels, sample=False)
         model.apply(variables, x, labels=labels, key=key, rngs={DROPOUT_RNG: key})
         logits, aux = split_output(name, output, model.variational)
         if model.variational and (lacks := [k for k in VARIATIONAL_AUX if k not in aux]):
@@ -189,7 +190,8 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     except DeclarationError:
         raise
     except Exception as e:  # noqa: BLE001 (the user's code may raise anything)
-        text = re.sub(r" \(https://flax\.readthedocs\.io[^)]*\)", "", first_line(e))
+        text = re.sub(r" \(https://flax\.readthedocs\.io[^)]*\)", "", first_line(e)).rstrip(".")
+        text = text.replace("None needs PRNG", f"{name} needs PRNG")  # the top module, unnamed
         fixes = {**UNSUPPORTED_LAYERS, UNNAMED_LAYERS: UNNAMED_LAYERS_FIX}
         fix = next((f": {fix}" for kind, fix in fixes.items() if isinstance(e, kind)), "")
         raise DeclarationError(f"model {name} fails on a batch of {_shape(input_shape)} "

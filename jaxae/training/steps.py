@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 
 from jaxae import losses
 from jaxae.data import batches
-from jaxae.keys import check_key
+from jaxae.keys import DROPOUT_STREAM, check_key
 from jaxae.messages import first_line
 from jaxae.models import declarations, initializers
 from jaxae.models.base import DROPOUT_RNG
@@ -30,9 +30,6 @@ from jaxae.training import parallel
 from jaxae.training.compiler import compiler_options
 
 TrainState = train_state.TrainState
-# folded into a step's key for the model's own "dropout" stream (`models.base.DROPOUT_RNG`);
-# a model that draws none leaves it unused, so its program and its bits are unchanged
-DROPOUT_FOLD = 0x64726F70
 
 
 Metrics = dict[str, jax.Array]
@@ -216,7 +213,7 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
             batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
         step_key = jax.random.fold_in(key, state.step)
         example_key, sample_key = jax.random.split(step_key)
-        dropout_key = jax.random.fold_in(step_key, DROPOUT_FOLD)
+        dropout_key = jax.random.fold_in(step_key, DROPOUT_STREAM)
         inputs, targets = task.make_example(batch["image"], example_key)
 
         def loss_fn(params):
