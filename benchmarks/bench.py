@@ -58,6 +58,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -90,7 +91,7 @@ from jaxae import config as config_lib
 from jaxae.data import batches
 from jaxae.kernels import conv as conv_lib
 from jaxae.provenance import usable_cpus
-from jaxae.training import parallel, steps
+from jaxae.training import memory, parallel, steps
 
 
 def step_cost(epoch: FirstEpoch, arrays: dict) -> roofline.Cost:
@@ -113,6 +114,23 @@ def step_cost(epoch: FirstEpoch, arrays: dict) -> roofline.Cost:
                               .compile())
     return dataclasses.replace(host, footprint=device_cost.footprint,
                                device_flops=device_cost.flops, device_bytes=device_cost.bytes)
+
+
+def check_fits(compiled: Any, batch_size: int) -> None:
+    """A ConfigError (the row is skipped, with a line that says why) where the compiled
+    chunk's own buffers, its temporaries and outputs beside the arrays already placed, are
+    more than the device has free: running it would end in an out-of-memory traceback."""
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+        return
+    needed = (analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+              - analysis.alias_size_in_bytes)
+    available, where = memory.available_bytes(jax.devices()[0])
+    if available is not None and needed > available:
+        raise config_lib.ConfigError(
+            f"its steps at batch {batch_size} need {memory.size_text(needed)}, and "
+            f"{memory.size_text(available)} of {where} is free: skipped (give smaller "
+            "--batch-sizes, --widths or --image-sizes)")
 
 
 _METERS: dict[tuple, roofline.RoofMeter] = {}
@@ -165,6 +183,7 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
         chunk = epoch.train_chunk(steps_per_chunk, mesh).lower(
             state, train_arrays, order, 0, train_key, steps_per_chunk).compile()
         compile_s = time.perf_counter() - start
+        check_fits(chunk, batch_size)
     on_cpu = jax.devices()[0].platform == "cpu"
     meter = roof_meter(peak_n or (2048 if on_cpu else 8192), cost.footprint,
                        compute_dtype, mesh) if roofs else None
@@ -367,6 +386,10 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
                    "are the whole batch's, as one device's program counts them, and the roofs "
                    f"the {devices} devices' together; per device, divide images/s and GFLOP/s "
                    f"by {devices}.")
+    if args.peer_python and not peer_failed and any(peer is None for _, peer in rows):
+        report += ("\n\nThe peer's columns read \"-\" where it has no such model, or at other "
+                   "images than Fashion-MNIST's 28x28x1 or other widths than 1: it runs its own "
+                   "models at their own size only.")
     if cut_short:
         report += ("\n\nCut short by an interrupt: the workloads after these rows were not "
                    "measured.")

@@ -46,6 +46,7 @@ MODE_FLAGS = {  # the options each mode reads, besides --mode, --models, --write
     "matmuls": ("batch_sizes", "steps_per_chunk", "chunks", "conv", "data", "peer_python",
                 "peer_script", "tfds_dir"),
 }
+PEAK_N_LEAST = 128  # a smaller matmul runs far from the peak, or faster than the timer
 PEER_CHECK_TIMEOUT_S = 120  # `import torch` in the peer's Python, before anything runs
 ONE_VALUE_FLAGS = {"determinism": ("batch_sizes", "compute_dtype"),  # lists: one value only
                    "matmuls": ("batch_sizes", "conv")}
@@ -122,7 +123,8 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
                              "the peer runs float32 once per model). Default: float32; "
                              "precision: every one")
     parser.add_argument("--peak-n", type=int, default=None,
-                        help="matmul size for the peak (default: 2048 on CPU, 8192 else)")
+                        help=f"matmul size for the peak, {PEAK_N_LEAST} or more (default: 2048 "
+                             "on CPU, 8192 else)")
     parser.add_argument("--background-load", type=int, default=0, metavar="N",
                         help="throughput: run N busy-looping processes meanwhile (a shared "
                              "machine, for jaxae and the peer alike)")
@@ -217,7 +219,11 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     if args.write and args.append:
         parser.error("--write FILE replaces this device's section, --append FILE adds to it: "
                      "give one")
-    for flag, value, least in (("--chunks", args.chunks, 1), ("--peak-n", args.peak_n, 1),
+    if args.peak_n is not None and args.peak_n < PEAK_N_LEAST:
+        parser.error(f"--peak-n {args.peak_n} is too small to measure a matmul peak (its "
+                     "products are over before the timer resolves them, or run far from the "
+                     f"peak): give {PEAK_N_LEAST} or more (default 2048 on a CPU, 8192 else)")
+    for flag, value, least in (("--chunks", args.chunks, 1),
                                ("--epochs", args.epochs, 1), ("--steps", args.steps, 1),
                                ("--background-load", args.background_load, 0)):
         if value is not None and value < least:

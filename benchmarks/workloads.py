@@ -178,6 +178,7 @@ class BenchData:
                     data = load_dataset("fashion_mnist", tfds_dir=self.tfds_dir)
                     self._cache["fashion"] = jax.device_put(
                         {"image": data.train_images, "label": data.train_labels})
+                    print(f"# Fashion-MNIST: {data.source}", flush=True)  # where it was read
                 except Exception as error:  # noqa: BLE001 - "auto" falls back to random pixels
                     if self.source != "auto":
                         said = str(error).splitlines()[0] if str(error) else type(error).__name__

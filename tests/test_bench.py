@@ -126,7 +126,10 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     (["--compute-dtype", "float16"], "--compute-dtype: unknown float16"),
     (["--write", "a.md", "--append", "b.md"], "give one"),
     (["--chunks", "0"], "--chunks 0: give 1 or more"),
-    (["--peak-n", "-4"], "--peak-n -4: give 1 or more"),
+    (["--peak-n", "-4"], "--peak-n -4 is too small to measure a matmul peak (its products are "
+                         "over before the timer resolves them, or run far from the peak): give "
+                         "128 or more (default 2048 on a CPU, 8192 else)"),
+    (["--peak-n", "7"], "--peak-n 7 is too small to measure a matmul peak"),
     (["--epochs", "0"], "--epochs 0: give 1 or more"),
     (["--background-load", "-2"], "--background-load -2: give 0 or more"),
     (["--mode", "quality", "--models", "dae"], "--mode quality: dae: no time-to-quality "
@@ -793,3 +796,52 @@ def test_the_throughput_mode_splits_each_batch_over_the_devices(tmp_path):
     assert uneven.returncode == 2 and uneven.stderr.startswith(
         "python -m benchmarks.bench: error: --batch-sizes 33 does not split over 2 devices: "
         "give multiples of 2, or --devices to a count that divides it")
+
+
+def test_a_workload_whose_steps_do_not_fit_the_free_memory_is_skipped_in_one_line(
+        monkeypatch, capsys):
+    """Its compiled chunk's buffers are compared with the device's free memory before it
+    runs: out of memory, the row is skipped with a line that says why (an out-of-memory
+    traceback lost every row before); with no row left, nothing is written."""
+    from jaxae.training import memory
+
+    args = bench_args.parse_args(["--models", "dense_ae", "--no-roofs", "--data", "random",
+                                  "--steps-per-chunk", "2", "--chunks", "1",
+                                  "--batch-sizes", "32"])
+    monkeypatch.setattr(memory, "available_bytes", lambda device: (1000, "available host memory"))
+    with pytest.raises(workloads.BenchRefused, match="no workload was measured"):
+        bench.throughput(args)
+    [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith("# dense_ae")]
+    assert re.fullmatch(r"# dense_ae at \(28, 28, 1\), width 1: its steps at batch 32 need "
+                        r"[\d.]+ (KiB|MiB), and 1.0 KiB of available host memory is free: "
+                        r"skipped \(give smaller --batch-sizes, --widths or --image-sizes\)",
+                        line), line
+
+
+def test_the_bench_says_where_it_read_fashion_mnist(fashion_tfds_dir, capsys):
+    """A --tfds-dir that holds no prepared copy is prepared into: the bench's output says
+    where the images came from (the report's command leaves the machine's path out)."""
+    arrays, source = workloads.BenchData("fashion_mnist", fashion_tfds_dir).arrays(
+        workloads.FASHION_SHAPE, 128)
+    assert source == "Fashion-MNIST" and arrays["image"].shape[1:] == (28, 28, 1)
+    assert (f"# Fashion-MNIST: TFDS jaxae_images/fashion_mnist:1.0.0 in {fashion_tfds_dir}"
+            in capsys.readouterr().out)
+
+
+def test_the_report_says_why_a_row_has_no_peer(monkeypatch):
+    """The peer runs its own models at Fashion-MNIST's size: a conv VAE row (none of its)
+    reads "-" in its columns, and the report says why."""
+    monkeypatch.setattr(bench, "bench_model", lambda model, batch, *a, **k:
+                        measured_row(model, batch))
+    monkeypatch.setattr(bench, "bench_peer", lambda python, script, model, batch, *a:
+                        {"model": model, "framework": "torch", "batch": batch,
+                         "img_per_s": 1000.0, "chunk_img_per_s": [1000.0]})
+    monkeypatch.setattr(bench_args, "check_peer_torch", lambda *args: None)
+    monkeypatch.setattr(bench_args, "check_peer_script", lambda *args: None)
+    said = ("The peer's columns read \"-\" where it has no such model, or at other images than "
+            "Fashion-MNIST's 28x28x1 or other widths than 1")
+    for models, why in (("dense_ae", False), ("dense_ae,conv_vae", True)):
+        args = bench_args.parse_args(["--models", models, "--no-roofs", "--data", "random",
+                                      "--peer-python", "python3", "--peer-script", __file__])
+        text, _ = bench.throughput(args)
+        assert (said in text) == why, text
