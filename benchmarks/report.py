@@ -181,7 +181,30 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
     if unsteady:
         lines += ["", f"Chunks that varied more than {UNSTEADY_SPREAD}x (a busy moment?): "
                   f"{', '.join(unsteady)}; the rates are their medians, rerun before quoting."]
+    if shaky := [text for ours, _ in rows if (text := _unsteady_roofs(ours))]:
+        lines += ["", f"Binding roofs whose readings between chunks varied more than "
+                  f"{UNSTEADY_SPREAD}x, or that a chunk beat (a busy moment?): "
+                  f"{', '.join(shaky)}; those rows' fractions of the roof are unsure."]
     return "\n".join(lines)
+
+
+def _unsteady_roofs(row: dict) -> str | None:
+    """What made a row's roof unsure, in words ("conv_ae float32 32x32x3 width 1 batch 16
+    (peak 77-220 GFLOP/s; a chunk over the roof)"), or None where its binding roof held
+    steady between chunks and no chunk beat it."""
+    said = []
+    key, unit = {"compute": ("chunk_peak_gflops", "peak {}-{} GFLOP/s"),
+                 "memory": ("chunk_bandwidth_gbytes_per_s", "bandwidth {}-{} GB/s")
+                 }.get(row.get("bound"), (None, ""))
+    values = [v for v in row.get(key) or () if v] if key else []
+    if values and max(values) / min(values) > UNSTEADY_SPREAD:
+        said.append(unit.format(f"{min(values):,.0f}", f"{max(values):,.0f}"))
+    if row.get("roof_errors"):
+        said.append("a chunk over the roof")
+    if not said:
+        return None
+    return (f"{row['model']} {row['compute_dtype']} {'x'.join(map(str, row['image_shape']))} "
+            f"width {row.get('width', 1)} batch {row['batch']} ({'; '.join(said)})")
 
 
 def _device_columns(row: dict) -> str:

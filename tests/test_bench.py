@@ -845,3 +845,22 @@ def test_the_report_says_why_a_row_has_no_peer(monkeypatch):
                                       "--peer-python", "python3", "--peer-script", __file__])
         text, _ = bench.throughput(args)
         assert (said in text) == why, text
+
+
+def test_a_row_whose_binding_roof_wavered_or_was_beaten_is_flagged_under_the_table():
+    """A fraction of the roof under a peak read at 77 and at 220 GFLOP/s between chunks, or
+    beside a chunk over the roof, is said to be unsure; a steady roof, or a wavering one that
+    does not bind, is not."""
+    steady = {**measured_row("vae", 128), "bound": "compute", "fraction_of_roof": 0.6,
+              "chunk_peak_gflops": [440.0, 452.0, 461.0],
+              "chunk_bandwidth_gbytes_per_s": [100.0, 300.0, 250.0], "roof_errors": []}
+    wavering = {**steady, "model": "conv_ae", "batch": 16, "image_shape": [32, 32, 3],
+                "chunk_peak_gflops": [77.0, 220.0, 180.0], "fraction_of_roof": 0.954}
+    beaten = {**steady, "model": "dae", "roof_errors": ["chunk 2: 114.8% of the roof"]}
+    assert "Binding roofs" not in report.table([(steady, None)])
+    text = report.table([(steady, None), (wavering, None), (beaten, None)])
+    assert text.endswith(
+        "Binding roofs whose readings between chunks varied more than 1.5x, or that a chunk "
+        "beat (a busy moment?): conv_ae float32 32x32x3 width 1 batch 16 (peak 77-220 "
+        "GFLOP/s), dae float32 28x28x1 width 1 batch 128 (a chunk over the roof); those rows' "
+        "fractions of the roof are unsure.")
