@@ -604,22 +604,9 @@ _STATE = ("variables other than parameters (BatchNorm's batch_stats) are not sup
           "LayerNorm or GroupNorm")
 
 
-class _SamplesFromItsOwnStream(models.VariationalAutoencoder):
+class _SamplesFromItsOwnStream(_VAE):
     """Draws z from the rng stream "sample" itself, not with the key __call__ takes."""
-    image_shape: tuple
-
-    @property
-    def latent_shape(self):
-        return (4,)
-
-    @nn.compact
-    def encode(self, x, *, labels=None):
-        h = x.reshape(x.shape[0], -1)
-        return nn.Dense(4, name="mean")(h), nn.Dense(4, name="log_sigma")(h)
-
-    @nn.compact
-    def decode(self, z, *, labels=None):
-        return nn.Dense(784, name="decoder")(z).reshape(-1, 28, 28, 1)
+    declared: tuple = (4,)
 
     def __call__(self, x, *, labels=None, key=None, sample=True):
         mean, log_sigma = self.encode(x)
