@@ -165,13 +165,12 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     labels = jax.ShapeDtypeStruct((BATCH,), jnp.int32) if model.conditional else None
 
     def run(x, labels):
-        # initialised as `steps.init_params` does, and called as the steps call it, on its
-        # parameters alone: evaluated (z sampled, and z = z_mean) and trained (the "dropout"
+        # initialised as `steps.init_params` does (keyless, z = z_mean), and called as the
+        # steps call it, on its parameters alone: evaluated and trained (the "dropout"
         # stream). Flax's init lends a missing rng stream the params stream, so only these
         # calls find a draw outside training, or a collection (batch_stats) the steps lack.
         variables = {"params": model.init(key, x, labels=labels, sample=False).get("params", {})}
         output = model.apply(variables, x, labels=labels, key=key)
-        model.apply(variables, x, labels=labels, sample=False)
         model.apply(variables, x, labels=labels, key=key, rngs={DROPOUT_RNG: key})
         logits, aux = split_output(name, output, model.variational)
         if model.variational and (lacks := [k for k in VARIATIONAL_AUX if k not in aux]):
