@@ -832,6 +832,25 @@ def test_the_bench_says_where_it_read_fashion_mnist(monkeypatch, capsys):
     assert f"# Fashion-MNIST: {where}" in capsys.readouterr().out.splitlines()
 
 
+def test_the_report_says_why_a_row_has_no_peer(monkeypatch):
+    """The peer runs its own models at Fashion-MNIST's size: a conv VAE row (none of its)
+    reads "-" in its columns, and the report says why."""
+    monkeypatch.setattr(bench, "bench_model", lambda model, batch, *a, **k:
+                        measured_row(model, batch))
+    monkeypatch.setattr(bench, "bench_peer", lambda python, script, model, batch, *a:
+                        {"model": model, "framework": "torch", "batch": batch,
+                         "img_per_s": 1000.0, "chunk_img_per_s": [1000.0]})
+    monkeypatch.setattr(bench_args, "check_peer_torch", lambda *args: None)
+    monkeypatch.setattr(bench_args, "check_peer_script", lambda *args: None)
+    said = ("The peer's columns read \"-\" where it has no such model, or at other images than "
+            "Fashion-MNIST's 28x28x1 or other widths than 1")
+    for models, why in (("dense_ae", False), ("dense_ae,conv_vae", True)):
+        args = bench_args.parse_args(["--models", models, "--no-roofs", "--data", "random",
+                                      "--peer-python", "python3", "--peer-script", __file__])
+        text, _ = bench.throughput(args)
+        assert (said in text) == why, text
+
+
 def test_a_row_whose_binding_roof_wavered_or_was_beaten_is_flagged_under_the_table():
     """A fraction of the roof under a peak read at 77 and at 220 GFLOP/s between chunks, or
     beside a chunk over the roof, is said to be unsure; a steady roof, or a wavering one that
