@@ -72,6 +72,9 @@ def positive_ints(text: str) -> list[int]:
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"{text!r}: give positive integers separated by "
                                          "commas")
+    if twice := sorted({v for v in values if values.count(v) > 1}):
+        raise argparse.ArgumentTypeError(  # each would be measured as often as it is named
+            f"{text!r} names {', '.join(map(str, twice))} more than once: give each once")
     return values
 
 

@@ -123,6 +123,8 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     (["--models", "dense_ae,resnet"], "unknown model(s) resnet"),
     (["--mode", "throughput,speed"], "--mode: unknown speed"),
     (["--image-sizes", "28,0"], "--image-sizes='28,0': give positive integers"),
+    (["--batch-sizes", "32,64,32"], "--batch-sizes='32,64,32' names 32 more than once: give "
+                                    "each once"),
     (["--widths", "two"], "--widths='two'"),
     (["--compute-dtype", "float16"], "--compute-dtype: unknown float16"),
     (["--write", "a.md", "--append", "b.md"], "give one"),
