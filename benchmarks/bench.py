@@ -116,16 +116,20 @@ def step_cost(epoch: FirstEpoch, arrays: dict) -> roofline.Cost:
                                device_flops=device_cost.flops, device_bytes=device_cost.bytes)
 
 
-def check_fits(compiled: Any, batch_size: int) -> None:
+def check_fits(compiled: Any, batch_size: int, devices: int) -> None:
     """A ConfigError (the row is skipped, with a line that says why) where the compiled
-    chunk's own buffers, its temporaries and outputs beside the arrays already placed, are
-    more than the device has free: running it would end in an out-of-memory traceback."""
+    chunk's own buffers, its temporaries and outputs beside the arrays (and the roof meter's)
+    already placed, are more than the device has free: running it would end in an
+    out-of-memory traceback. CPU devices share the host's memory: each needs its own."""
     analysis = compiled.memory_analysis()
     if analysis is None:
         return
     needed = (analysis.temp_size_in_bytes + analysis.output_size_in_bytes
               - analysis.alias_size_in_bytes)
-    available, where = memory.available_bytes(jax.devices()[0])
+    device = jax.devices()[0]
+    needed *= devices if device.platform == "cpu" else 1
+    available, where = memory.available_bytes(device)
+    available = None if available is None else max(0, available)
     if available is not None and needed > available:
         raise config_lib.ConfigError(
             f"its steps at batch {batch_size} need {memory.size_text(needed)}, and "
@@ -183,10 +187,10 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
         chunk = epoch.train_chunk(steps_per_chunk, mesh).lower(
             state, train_arrays, order, 0, train_key, steps_per_chunk).compile()
         compile_s = time.perf_counter() - start
-        check_fits(chunk, batch_size)
     on_cpu = jax.devices()[0].platform == "cpu"
     meter = roof_meter(peak_n or (2048 if on_cpu else 8192), cost.footprint,
                        compute_dtype, mesh) if roofs else None
+    check_fits(chunk, batch_size, devices)  # with the meter's arrays placed
 
     def run(index: int):
         nonlocal state

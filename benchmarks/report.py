@@ -191,15 +191,17 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
 def _unsteady_roofs(row: dict) -> str | None:
     """What made a row's roof unsure, in words ("conv_ae float32 32x32x3 width 1 batch 16
     (peak 77-220 GFLOP/s; a chunk over the roof)"), or None where its binding roof held
-    steady between chunks and no chunk beat it."""
+    steady between chunks and no chunk beat it. Off the CPU the device program's byte
+    count gives the roof that binds (the host's overcounts a GPU's fusions)."""
     said = []
+    prefix = "device_bytes_" if row.get("device_bytes_per_step") else ""
     key, unit = {"compute": ("chunk_peak_gflops", "peak {}-{} GFLOP/s"),
                  "memory": ("chunk_bandwidth_gbytes_per_s", "bandwidth {}-{} GB/s")
-                 }.get(row.get("bound"), (None, ""))
+                 }.get(row.get(f"{prefix}bound"), (None, ""))
     values = [v for v in row.get(key) or () if v] if key else []
     if values and max(values) / min(values) > UNSTEADY_SPREAD:
         said.append(unit.format(f"{min(values):,.0f}", f"{max(values):,.0f}"))
-    if row.get("roof_errors"):
+    if row.get(f"{prefix}roof_errors"):
         said.append("a chunk over the roof")
     if not said:
         return None

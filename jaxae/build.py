@@ -173,9 +173,9 @@ def check_size_before_data(config: ml_collections.ConfigDict) -> None:
 
 def check_model(model: nn.Module, task: Task, image_shape: tuple[int, int, int]) -> None:
     """A model that does not keep what it declares (logits shaped as the images, codes of
-    its latent_shape) is a ConfigError naming the declaration, found by tracing it once on
-    an abstract batch, before anything compiles. A task that cannot run at `image_shape`
-    is named first (its inputs are what the model is traced on)."""
+    its latent_shape) is a ConfigError naming the declaration, found by tracing it on an
+    abstract batch as the steps call it, before anything compiles. A task that cannot run at
+    `image_shape` is named first (its inputs are what the model is traced on)."""
     try:
         task.check(image_shape)
     except ValueError as e:

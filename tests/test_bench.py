@@ -864,6 +864,13 @@ def test_a_row_whose_binding_roof_wavered_or_was_beaten_is_flagged_under_the_tab
                 "chunk_peak_gflops": [77.0, 220.0, 180.0], "fraction_of_roof": 0.954}
     beaten = {**steady, "model": "dae", "roof_errors": ["chunk 2: 114.8% of the roof"]}
     assert "Binding roofs" not in report.table([(steady, None)])
+    # off the CPU the device program's bytes bind: the host's overcount is no busy moment
+    gpu = {**steady, "roof_errors": ["chunk 1: 230.0% of the roof"],
+           "device_bytes_per_step": 2e6, "device_bytes_bound": "compute",
+           "device_bytes_fraction_of_roof": 0.4, "device_bytes_roof_errors": []}
+    assert "Binding roofs" not in report.table([(gpu, None)])
+    assert "a chunk over the roof" in report.table(
+        [({**gpu, "device_bytes_roof_errors": ["chunk 1: 101.0%"]}, None)])
     text = report.table([(steady, None), (wavering, None), (beaten, None)])
     assert text.endswith(
         "Binding roofs whose readings between chunks varied more than 1.5x, or that a chunk "

@@ -1434,7 +1434,8 @@ def test_a_table_a_plot_cannot_be_drawn_from_is_one_line(tmp_path):
     with pytest.raises(SystemExit) as caught:
         main(["report", "--out", str(out), "--redraw-plots"])
     assert str(caught.value) == (
-        "error: dae_sweep's table holds code sizes 16, 64, 256, 512, 940, 1500, which are not "
+        f"error: a plot of {out} cannot be drawn from its table: dae_sweep's table holds code "
+        "sizes 16, 64, 256, 512, 940, 1500, which are not "
         "the full scale's sweep of any image size: rerun dae_sweep to write a table its plot "
         "can be drawn from")
     assert not (out / PAGE).exists()

@@ -600,8 +600,8 @@ _OWN_RANDOMNESS = ("a model draws with the key its __call__ takes (a VAE's z) an
                    "(nn.Dropout(rate, deterministic=not jaxae.models.in_training(self)), "
                    "self.make_rng('dropout')): the steps give no other; or corrupt the input "
                    "with a task (task.name=denoise)")
-_STATE = ("variables other than parameters (BatchNorm's batch_stats) are not supported: use "
-          "LayerNorm or GroupNorm")
+_STATE = ("variables other than parameters (BatchNorm's batch_stats, a buffer of one's own) are "
+          "not supported: keep state out of the model (for BatchNorm, LayerNorm or GroupNorm)")
 
 
 class _SamplesFromItsOwnStream(_VAE):
@@ -611,6 +611,17 @@ class _SamplesFromItsOwnStream(_VAE):
     def __call__(self, x, *, labels=None, key=None, sample=True):
         mean, log_sigma = self.encode(x)
         z = models.reparameterize(self.make_rng("sample"), mean, log_sigma) if sample else mean
+        return self.decode(z), {"mean": mean, "log_sigma": log_sigma, "z": z}
+
+
+class _DrawsWithoutAKey(_SamplesFromItsOwnStream):
+    """Draws from the stream "sample" when called keyless, even for z = z_mean: the eval
+    step and the pictures call it so, with no stream."""
+
+    def __call__(self, x, *, labels=None, key=None, sample=True):
+        mean, log_sigma = self.encode(x)
+        key = self.make_rng("sample") if key is None else key
+        z = models.reparameterize(key, mean, log_sigma) if sample else mean
         return self.decode(z), {"mean": mean, "log_sigma": log_sigma, "z": z}
 
 
@@ -650,6 +661,8 @@ class _NoisyInTraining(_Dense):
     (_SamplesFromItsOwnStream(MNIST), 'InvalidRngError: _SamplesFromItsOwnStream needs PRNG '
      'for "sample"', _OWN_RANDOMNESS),  # the fix names the key
     (_NeedsAKeyForTheMean(MNIST), "TypeError: ", ""),  # init_params calls it keyless
+    (_DrawsWithoutAKey(MNIST), 'InvalidRngError: _DrawsWithoutAKey needs PRNG for "sample"',
+     _OWN_RANDOMNESS),  # Flax's init lends it the params stream: the keyless apply finds it
 ])
 def test_a_layer_with_state_or_its_own_randomness_is_refused_naming_what_to_use(model, error,
                                                                                 fix):

@@ -32,6 +32,7 @@ from jaxae.experiments.report import (
     write_report,
 )
 from jaxae.keys import SEED_RANGE
+from jaxae.messages import first_line
 
 
 def experiments_text() -> str:
@@ -219,7 +220,7 @@ def redraw(out: str) -> list[str]:
         sys.exit(f"error: the plot {e.filename} cannot be written ({e.strerror}): pass an "
                  "--out you can write to")
     except ValueError as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: a plot of {out} cannot be drawn from its table: {first_line(e)}")
 
 
 def report(args: argparse.Namespace) -> str:

@@ -25,8 +25,9 @@ from jaxae.models.base import DROPOUT_RNG
 DECLARED = ("variational", "conditional", "latent_shape")
 VARIATIONAL_AUX = ("mean", "log_sigma", "z")  # what a variational model's aux must hold
 BATCH = 2  # the abstract batch's size
-STATE_FIX = ("variables other than parameters (BatchNorm's batch_stats) are not supported: "
-             "use LayerNorm or GroupNorm")
+STATE_FIX = ("variables other than parameters (BatchNorm's batch_stats, a buffer of one's own) "
+             "are not supported: keep state out of the model (for BatchNorm, LayerNorm or "
+             "GroupNorm)")
 # Flax's errors for the layers a model cannot hold (`jaxae.models.base`), and what to use
 UNSUPPORTED_LAYERS = {
     flax.errors.ScopeCollectionNotFound: STATE_FIX,  # reads a collection the steps do not give
@@ -165,12 +166,14 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     labels = jax.ShapeDtypeStruct((BATCH,), jnp.int32) if model.conditional else None
 
     def run(x, labels):
-        # initialised as `steps.init_params` does (keyless, z = z_mean), and called as the
-        # steps call it, on its parameters alone: evaluated and trained (the "dropout"
-        # stream). Flax's init lends a missing rng stream the params stream, so only these
-        # calls find a draw outside training, or a collection (batch_stats) the steps lack.
+        # initialised as `steps.init_params` does, and called as the steps and the pictures
+        # call it, on its parameters alone: evaluated (z sampled with the key; keyless at
+        # z = z_mean) and trained (the "dropout" stream). Flax's init lends a missing rng
+        # stream the params stream, so only these calls find a draw outside training, or a
+        # collection (batch_stats) the steps lack.
         variables = {"params": model.init(key, x, labels=labels, sample=False).get("params", {})}
         output = model.apply(variables, x, labels=labels, key=key)
+        model.apply(variables, x, labels=labels, sample=False)
         model.apply(variables, x, labels=labels, key=key, rngs={DROPOUT_RNG: key})
         logits, aux = split_output(name, output, model.variational)
         if model.variational and (lacks := [k for k in VARIATIONAL_AUX if k not in aux]):

@@ -72,7 +72,7 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
                        scheme: str = "lecun", check: bool = True) -> TrainState:
     """Initialised parameters (`init_params`) paired with the optimiser's state.
 
-    With `check`, the model is first traced once on an abstract batch of `input_shape`
+    With `check`, the model is first traced on an abstract batch of `input_shape`
     (`declarations.check_declarations`: nothing is computed), so a model that does not keep
     what it declares (its logits shaped as its `image_shape`, where it has one), or that Flax
     cannot run (unnamed layers of @nn.compact encode and decode, BatchNorm), is one
