@@ -200,11 +200,17 @@ def manifold_coordinates(variational: bool, size: int, codes: np.ndarray | None 
     return np.linspace(low, high, size).T
 
 
+def sweeps_a_plane(model: nn.Module) -> bool:
+    """Whether the model's code is 2 numbers, a plane `manifold` can sweep (a [1, 1, 2] code,
+    a conv model's, is not)."""
+    return model.latent_shape is not None and tuple(model.latent_shape) == (2,)
+
+
 def manifold(model: nn.Module, params: dict, coords: np.ndarray) -> np.ndarray:
     """Images [rows, cols, H, W, C] over coords [2, size]: row i has z[1] = y_i (top =
     largest), column j z[0] = x_j."""
     _check_params(params, "manifold")
-    if model.latent_shape is not None and tuple(model.latent_shape) != (2,):
+    if model.latent_shape is not None and not sweeps_a_plane(model):
         raise ValueError(f"manifold sweeps a code of 2 numbers, and {type(model).__name__}'s "
                          f"is [{', '.join(map(str, model.latent_shape))}]: give a model whose "
                          "code is 2 numbers (latent_dim=2 for the dense and variational "

@@ -159,7 +159,7 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits,
     name = "z" if model.variational else "code"
     if codes.shape[1] == 2:
         points, axes = codes, (f"{name}[0]", f"{name}[1]")
-        if not model.conditional and tuple(model.latent_shape) == (2,):  # not [1, 1, 2]
+        if not model.conditional and generation.sweeps_a_plane(model):
             coords = generation.manifold_coordinates(model.variational, options.manifold_size,
                                                      codes)
             grid = generation.manifold(model, params, coords)
