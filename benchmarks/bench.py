@@ -119,22 +119,17 @@ def step_cost(epoch: FirstEpoch, arrays: dict) -> roofline.Cost:
 def check_fits(compiled: Any, batch_size: int, devices: int) -> None:
     """A ConfigError (the row is skipped, with a line that says why) where the compiled
     chunk's own buffers, its temporaries and outputs beside the arrays (and the roof meter's)
-    already placed, are more than the device has free: running it would end in an
-    out-of-memory traceback. CPU devices share the host's memory: each needs its own."""
+    already placed, are more than the device has free (`memory.check_fits`): running it
+    would end in an out-of-memory traceback. CPU devices share the host's memory: each needs
+    its own."""
     analysis = compiled.memory_analysis()
     if analysis is None:
         return
     needed = (analysis.temp_size_in_bytes + analysis.output_size_in_bytes
               - analysis.alias_size_in_bytes)
-    device = jax.devices()[0]
-    needed *= devices if device.platform == "cpu" else 1
-    available, where = memory.available_bytes(device)
-    available = None if available is None else max(0, available)
-    if available is not None and needed > available:
-        raise config_lib.ConfigError(
-            f"its steps at batch {batch_size} need {memory.size_text(needed)}, and "
-            f"{memory.size_text(available)} of {where} is free: skipped (give smaller "
-            "--batch-sizes, --widths or --image-sizes)")
+    memory.check_fits(needed * (devices if jax.devices()[0].platform == "cpu" else 1),
+                      f"its steps at batch {batch_size}", "skipped (give smaller "
+                      "--batch-sizes, --widths or --image-sizes)", jax.devices()[0])
 
 
 _METERS: dict[tuple, roofline.RoofMeter] = {}
