@@ -177,7 +177,7 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
                 for ours, peer in rows
                 for side, rates in (("jaxae", ours.get("chunk_img_per_s")),
                                     ("peer", peer and peer.get("chunk_img_per_s")))
-                if rates and min(rates) > 0 and max(rates) / min(rates) > UNSTEADY_SPREAD]
+                if _varies(rates)]
     if unsteady:
         lines += ["", f"Chunks that varied more than {UNSTEADY_SPREAD}x (a busy moment?): "
                   f"{', '.join(unsteady)}; the rates are their medians, rerun before quoting."]
@@ -186,6 +186,11 @@ def table(rows: list[tuple[dict, dict | None]]) -> str:
                   f"{UNSTEADY_SPREAD}x, or that a chunk beat (a busy moment?): "
                   f"{', '.join(shaky)}; those rows' fractions of the roof are unsure."]
     return "\n".join(lines)
+
+
+def _varies(values: list[float] | None) -> bool:
+    """Whether readings (chunks' rates, roofs) spread more than UNSTEADY_SPREAD apart."""
+    return bool(values) and min(values) > 0 and max(values) / min(values) > UNSTEADY_SPREAD
 
 
 def _unsteady_roofs(row: dict) -> str | None:
@@ -198,8 +203,8 @@ def _unsteady_roofs(row: dict) -> str | None:
     key, unit = {"compute": ("chunk_peak_gflops", "peak {}-{} GFLOP/s"),
                  "memory": ("chunk_bandwidth_gbytes_per_s", "bandwidth {}-{} GB/s")
                  }.get(row.get(f"{prefix}bound"), (None, ""))
-    values = [v for v in row.get(key) or () if v] if key else []
-    if values and max(values) / min(values) > UNSTEADY_SPREAD:
+    values = row.get(key) if key else None
+    if _varies(values):
         said.append(unit.format(f"{min(values):,.0f}", f"{max(values):,.0f}"))
     if row.get(f"{prefix}roof_errors"):
         said.append("a chunk over the roof")
