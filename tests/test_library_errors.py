@@ -676,3 +676,128 @@ def test_a_conv_code_of_two_numbers_gets_a_scatter_but_no_manifold(tmp_path):
                                    ("a", "b")), jax.random.key(0))
     written = pictures.write_pictures(model, Reconstruct(), params, data, 0, "t", str(tmp_path))
     assert "latent_scatter.png" in written and "manifold.png" not in written
+
+
+def test_the_steps_refuse_host_labels_outside_a_conditional_models_classes():
+    """One-hot encoding makes a label out of range no class at all: trained on, it would
+    train the model as if it had no class."""
+    model = models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=MNIST,
+                               num_classes=10)
+    state = steps.create_train_state(model, optax.adam(1e-3), MNIST, jax.random.key(0))
+    objective = objectives.NegativeELBO(objectives.Bernoulli())
+    train = steps.make_train_step(model, Reconstruct(), objective)
+    evaluate = steps.make_eval_step(model, Reconstruct(), objective)
+    wrong = np.array([10, 11, -1, 255, 0, 1, 2, 3])
+    for name, call in (("train_step", lambda b: train(state, b, jax.random.key(1))),
+                       ("eval_step", lambda b: evaluate(state.params, b, jax.random.key(1)))):
+        with pytest.raises(ValueError, match=rf"^{name} of model VAE was given labels -1 \.\. "
+                                             r"255, outside its 10 classes: give classes 0 "
+                                             r"\.\. 9$"):
+            call({"image": IMAGES, "label": wrong})
+    right = {"image": IMAGES, "label": wrong.clip(0, 9)}
+    assert train.lower(state, right, jax.random.key(1)).compile() is not None  # still jitted
+    assert np.isfinite(float(evaluate(state.params, right, jax.random.key(1))["loss"]))
+    _, metrics = train(state, right, jax.random.key(1))  # in range: runs
+    assert np.isfinite(float(metrics["loss"]))
+    unconditional, dense = dense_state()
+    plain = steps.make_train_step(unconditional, Reconstruct(),
+                                  objectives.Reconstruction(losses.mse))
+    assert hasattr(plain, "lower")  # nothing to check: the compiled step itself
+    plain(dense, {"image": IMAGES, "label": wrong}, jax.random.key(1))  # labels unread
+
+
+def test_encode_refuses_images_the_model_was_not_built_for_and_needs_labels_only_if_it_reads_them():
+    model = models.build_model({"name": "dense_ae", "latent_dim": 4}, image_shape=(32, 32, 3))
+    params = steps.init_params(model, (32, 32, 3), jax.random.key(0))
+    with pytest.raises(ValueError, match=r"^encode's images are \[8, 3, 32, 32\], channels "
+                                         r"first: jaxae takes \[B, H, W, C\]"):
+        generation.encode(model, params, np.zeros((8, 3, 32, 32), np.uint8))
+    with pytest.raises(ValueError, match=r"^encode's images are 28x28x3, but the model was "
+                                         r"built for 32x32x3 images"):
+        generation.encode(model, params, np.zeros((8, 28, 28, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"^deterministic_codes's images are \[8, 3, 32, 32\], "
+                                         "channels first"):
+        generation.deterministic_codes(model, params, np.zeros((8, 3, 32, 32), np.float32))
+    codes = generation.encode(model, params, np.zeros((8, 32, 32, 3), np.uint8))  # no labels
+    assert codes.shape == (8, 4)
+    cvae = models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=MNIST,
+                              num_classes=10)
+    cparams = steps.init_params(cvae, MNIST, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"^VAE is conditional on the class: pass labels="):
+        generation.encode(cvae, cparams, IMAGES)
+    with pytest.raises(ValueError, match=r"labels 3 \.\. 10, outside its 10 classes"):
+        generation.encode(cvae, cparams, IMAGES, np.arange(8) + 3)
+    assert generation.encode(cvae, cparams, IMAGES, np.arange(8)).shape == (8, 2)
+
+
+def test_parameters_of_another_model_are_named_in_the_steps_and_in_generation():
+    model, state = dense_state(latent_dim=4)
+    vae = models.build_model({"name": "vae", "latent_dim": 4}, image_shape=MNIST)
+    vae_params = steps.init_params(vae, MNIST, jax.random.key(0))
+    words = (r"^the parameters given to model DenseAE were made for another model or for other "
+             r"inputs .*\((?:Could not find parameter|For parameter).*\): give the "
+             r"parameters of this model, initialised on inputs of the data's shape")
+    evaluate = steps.make_eval_step(model, Reconstruct(), objectives.Reconstruction(losses.mse))
+    with pytest.raises(DeclarationError, match=words):  # a parameter missing: not found
+        evaluate(vae_params, {"image": IMAGES}, jax.random.key(0))
+    other, _ = dense_state(latent_dim=6)
+    with pytest.raises(DeclarationError, match=words):  # shapes differ
+        generation.decode(model, steps.init_params(other, MNIST, jax.random.key(0)),
+                          np.zeros((2, 4), np.float32))
+    with pytest.raises(DeclarationError, match=words):
+        generation.encode(model, vae_params, IMAGES)
+    assert generation.decode(model, state.params, np.zeros((2, 4), np.float32)).shape == (
+        2, *MNIST)
+
+
+def test_perturbed_codes_are_a_plain_autoencoders_samples_and_a_manifold_takes_a_class():
+    vae = models.build_model({"name": "vae", "latent_dim": 2}, image_shape=MNIST)
+    params = steps.init_params(vae, MNIST, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"^VAE is a variational model: its samples decode "
+                                         r"z ~ N\(0, I\), its prior: use prior_samples"):
+        generation.perturbed_code_samples(vae, params, IMAGES / 255.0, jax.random.key(1))
+    cvae = models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=MNIST,
+                              num_classes=10)
+    cparams = steps.init_params(cvae, MNIST, jax.random.key(0))
+    coords = generation.manifold_coordinates(True, 3)
+    with pytest.raises(ValueError, match=r"^VAE is conditional on the class: give label="):
+        generation.manifold(cvae, cparams, coords)
+    with pytest.raises(ValueError, match=r"labels 12 \.\. 12, outside its 10 classes"):
+        generation.manifold(cvae, cparams, coords, label=12)
+    threes, sevens = (generation.manifold(cvae, cparams, coords, label=c) for c in (3, 7))
+    assert threes.shape == (3, 3, *MNIST)
+    assert not np.array_equal(threes, sevens)  # the class reaches the decoder
+    np.testing.assert_allclose(  # a batch of one: products of another shape, other last bits
+        threes[0, 0], generation.decode(cvae, cparams, np.array([[coords[0][0], coords[1][-1]]],
+                                                               np.float32), [3])[0],
+        atol=1e-6)
+
+
+class _Convention(nn.Module):
+    """A module of another convention that takes jaxae's call, but declares nothing."""
+
+    @nn.compact
+    def __call__(self, x, labels=None, sample=False):
+        return nn.Dense(4)(x.reshape(x.shape[0], -1)), {}
+
+
+def test_check_false_creates_the_state_of_a_module_that_declares_nothing():
+    state = steps.create_train_state(_Convention(), optax.sgd(0.1), MNIST, jax.random.key(0),
+                                     check=False)
+    assert state.params["Dense_0"]["kernel"].shape == (784, 4)
+
+
+def test_checkpoints_restore_numpy_scalars_and_name_restore_state_for_a_train_state(tmp_path):
+    manager = checkpoints.make_manager(str(tmp_path / "checkpoints"))
+    checkpoints.save(manager, 1, {"w": jnp.ones(3), "epoch": np.int32(3)})
+    tree = checkpoints.restore(manager, {"w": jnp.zeros(3), "epoch": np.int32(0)})
+    assert int(tree["epoch"]) == 3 and tree["epoch"].dtype == np.int32
+    _, state = dense_state()
+    checkpoints.save_state(manager, state)
+    with pytest.raises(TypeError, match=r"^restore takes a tree like the one saved: a "
+                                        r"TrainState saved with save_state restores with "
+                                        r"restore_state\(manager, state\)$"):
+        checkpoints.restore(manager, state)
+    restored = checkpoints.restore_state(manager, state)
+    assert int(restored.step) == int(state.step)
+    checkpoints.close(manager)

@@ -508,8 +508,9 @@ def load_folder(
     set prepared from those is still in `tfds_dir`, that set is read instead.
     """
     if not path:
-        raise DataError("data set folder needs a folder: set --config.data.path=FOLDER (of "
-                        f"{FORMATS} images, in <class>/ sub-folders or alone)")
+        raise DataError("data set folder needs a folder: set --config.data.path=FOLDER, or "
+                        f"call load_folder(FOLDER) (of {FORMATS} images, in <class>/ "
+                        "sub-folders or alone)")
     plan = plan_folder(path, image_size=image_size, channels=channels,
                        test_fraction=test_fraction, seed=seed)
     name = prepared_name or os.path.basename(plan.root.rstrip(os.sep))

@@ -21,6 +21,8 @@ from jax.scipy.stats import norm
 from jaxae import losses
 from jaxae.data.batches import to_float
 from jaxae.keys import check_key, eval_example_key
+from jaxae.models import declarations
+from jaxae.models.base import check_label_values
 from jaxae.tasks import Task
 
 
@@ -46,7 +48,9 @@ def deterministic_codes(model: nn.Module, params: dict, images: jax.Array,
     """Codes [B, D] (flattened) of float images: z_mean for variational models."""
     _check_params(params, "deterministic_codes")
     _check_float_inputs(images, "deterministic_codes")
-    code = model.apply({"params": params}, images, labels=labels, method="encode")
+    declarations.check_images(np.shape(images), "deterministic_codes")
+    with declarations.params_of(model):
+        code = model.apply({"params": params}, images, labels=labels, method="encode")
     if model.variational:
         code = code[0]
     return code.reshape(code.shape[0], -1)
@@ -65,22 +69,27 @@ def _task_codes(model: nn.Module, task: Task, params: dict, images_u8: jax.Array
     return deterministic_codes(model, params, inputs, labels)
 
 
-def encode(model: nn.Module, params: dict, images_u8: np.ndarray, labels: np.ndarray,
-           batch_size: int = 1000, task: Task | None = None,
+def encode(model: nn.Module, params: dict, images_u8: np.ndarray,
+           labels: np.ndarray | None = None, batch_size: int = 1000, task: Task | None = None,
            task_key: jax.Array | None = None) -> np.ndarray:
-    """Codes [N, D] of uint8 images (`deterministic_codes`), in batches: of the clean
-    images, or, given a `task` whose input differs from its target (a denoising task's
+    """Codes [N, D] of uint8 images [N, H, W, C] (`deterministic_codes`), in batches: of the
+    clean images, or, given a `task` whose input differs from its target (a denoising task's
     corruption), of the inputs it makes of them, the kind of input the model was trained to
     encode. With evaluation's key and batch size, batch i is corrupted as evaluation's
-    batch i is (`keys.eval_example_key`): a task that corrupts needs `task_key`."""
+    batch i is (`keys.eval_example_key`): a task that corrupts needs `task_key`. `labels`,
+    each image's class, are read by conditional models only."""
     _check_params(params, "encode")
+    declarations.check_images(np.shape(images_u8), "encode", getattr(model, "image_shape", None))
+    if model.conditional:
+        _check_labels(model, labels, len(images_u8))
     corrupt = task is not None and task.shows_input
     if corrupt and task_key is None:
         raise ValueError(f"task {type(task).__name__} corrupts the images it encodes: give "
                          "task_key= (a run's Keys.eval corrupts them as its evaluation did)")
     parts = []
     for n, i in enumerate(range(0, len(images_u8), batch_size)):
-        images, batch_labels = images_u8[i:i + batch_size], labels[i:i + batch_size]
+        images = images_u8[i:i + batch_size]
+        batch_labels = None if labels is None else labels[i:i + batch_size]
         parts.append(_task_codes(model, task, params, images, batch_labels,
                                  eval_example_key(task_key, n)) if corrupt
                      else _codes(model, params, images, batch_labels))
@@ -90,7 +99,9 @@ def encode(model: nn.Module, params: dict, images_u8: np.ndarray, labels: np.nda
 @functools.partial(jax.jit, static_argnums=0)
 def _decoded_images(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | None
                     ) -> jax.Array:
-    return losses.sigmoid(model.apply({"params": params}, z, labels=labels, method="decode"))
+    with declarations.params_of(model):
+        logits = model.apply({"params": params}, z, labels=labels, method="decode")
+    return losses.sigmoid(logits)
 
 
 def decode(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | None = None
@@ -147,10 +158,7 @@ def _check_labels(model: nn.Module, labels: jax.Array | None, num: int) -> None:
     if values.shape != (num,):
         raise ValueError(f"{name} was given labels of shape {values.shape} for {num} samples: "
                          "give one class per sample, int [num]")
-    classes = getattr(model, "num_classes", None)
-    if classes and values.size and not (0 <= values.min() and values.max() < classes):
-        raise ValueError(f"{name} was given labels {values.min()} .. {values.max()}, outside "
-                         f"its {classes} classes: give classes 0 .. {classes - 1}")
+    check_label_values(name, values, getattr(model, "num_classes", None))
 
 
 def class_samples(model: nn.Module, params: dict, key: jax.Array, per_class: int,
@@ -170,6 +178,10 @@ def perturbed_code_samples(model: nn.Module, params: dict, inputs: jax.Array,
     of `inputs`: float model inputs, what the model was trained to encode (the clean images
     as `to_float` gives them, or a denoising task's corrupted ones). A conditional model
     takes each input's class as `labels`, for its code and its decode alike."""
+    if model.variational:
+        raise ValueError(f"{type(model).__name__} is a variational model: its samples decode "
+                         "z ~ N(0, I), its prior: use prior_samples (perturbed codes are a "
+                         "plain autoencoder's kind)")
     _check_params(params, "perturbed_code_samples")
     _check_float_inputs(inputs, "perturbed_code_samples")
     check_key(key, "perturbed_code_samples' key")
@@ -182,7 +194,8 @@ def perturbed_code_samples(model: nn.Module, params: dict, inputs: jax.Array,
 @functools.partial(jax.jit, static_argnums=0)
 def _code(model: nn.Module, params: dict, inputs: jax.Array, labels: jax.Array | None
           ) -> jax.Array:
-    return model.apply({"params": params}, inputs, labels=labels, method="encode")
+    with declarations.params_of(model):
+        return model.apply({"params": params}, inputs, labels=labels, method="encode")
 
 
 def manifold_coordinates(variational: bool, size: int, codes: np.ndarray | None = None
@@ -206,10 +219,15 @@ def sweeps_a_plane(model: nn.Module) -> bool:
     return model.latent_shape is not None and tuple(model.latent_shape) == (2,)
 
 
-def manifold(model: nn.Module, params: dict, coords: np.ndarray) -> np.ndarray:
+def manifold(model: nn.Module, params: dict, coords: np.ndarray, label: int | None = None
+             ) -> np.ndarray:
     """Images [rows, cols, H, W, C] over coords [2, size]: row i has z[1] = y_i (top =
-    largest), column j z[0] = x_j."""
+    largest), column j z[0] = x_j. A conditional model decodes every point as class
+    `label`."""
     _check_params(params, "manifold")
+    if model.conditional and label is None:
+        raise ValueError(f"{type(model).__name__} is conditional on the class: give label=, "
+                         "the class every image of the grid is asked to be")
     if model.latent_shape is not None and not sweeps_a_plane(model):
         raise ValueError(f"manifold sweeps a code of 2 numbers, and {type(model).__name__}'s "
                          f"is [{', '.join(map(str, model.latent_shape))}]: give a model whose "
@@ -218,5 +236,6 @@ def manifold(model: nn.Module, params: dict, coords: np.ndarray) -> np.ndarray:
     xs, ys = coords
     grid_x, grid_y = np.meshgrid(xs, ys[::-1])
     z = jnp.asarray(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1), jnp.float32)
-    images = decode(model, params, z)
+    labels = None if label is None else np.full(len(z), label)
+    images = decode(model, params, z, labels)
     return images.reshape(len(ys), len(xs), *images.shape[1:])

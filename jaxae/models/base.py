@@ -180,5 +180,19 @@ def one_hot_condition(h_BxF: jax.Array, labels_B: jax.Array | None, num_classes:
     return jnp.concatenate([h_BxF, one_hot], axis=-1)
 
 
+def check_label_values(owner: str, labels: Any, num_classes: int | None) -> None:
+    """A ValueError naming the fix for labels held on the host (NumPy, lists) outside
+    0 .. num_classes - 1, which `one_hot_condition` would encode as no class at all. Traced
+    labels have no values to read, and labels on a device are not read back (that would
+    wait for them): those are the caller's to keep in range."""
+    if not num_classes or labels is None or isinstance(labels, jax.Array):
+        return
+    values = np.asarray(labels)
+    if (values.size and np.issubdtype(values.dtype, np.integer)
+            and not (0 <= values.min() and values.max() < num_classes)):
+        raise ValueError(f"{owner} was given labels {values.min()} .. {values.max()}, outside "
+                         f"its {num_classes} classes: give classes 0 .. {num_classes - 1}")
+
+
 def flatten(x_BxHxWxC: jax.Array) -> jax.Array:
     return x_BxHxWxC.reshape(x_BxHxWxC.shape[0], -1)

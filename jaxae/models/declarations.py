@@ -10,9 +10,10 @@ compiled) and says in one line which declaration does not hold.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import flax.errors
 import flax.linen as nn
@@ -42,9 +43,11 @@ UNSUPPORTED_LAYERS = {
     "(task.name=denoise)",
 }
 
-# Flax's errors where encode or decode, called alone, finds other parameters than the whole
+# Flax's errors where the parameters given to `apply` are not those the model makes
+PARAMS_MISMATCH = (flax.errors.ScopeParamShapeError, flax.errors.ScopeParamNotFoundError)
+# the same errors where encode or decode, called alone, finds other parameters than the whole
 # model made: unnamed layers of @nn.compact methods are numbered per method
-UNNAMED_LAYERS = (flax.errors.ScopeParamShapeError, flax.errors.ScopeParamNotFoundError)
+UNNAMED_LAYERS = PARAMS_MISMATCH
 UNNAMED_LAYERS_FIX = ("encode or decode, called alone, finds other parameters than the whole "
                       "model made: name the layers of @nn.compact encode and decode "
                       "(name='...'; Flax numbers unnamed ones within each method), and use "
@@ -61,8 +64,45 @@ def channels_first(image_shape: tuple[int, ...]) -> bool:
     return depth in (1, 3, 4) and height == width and width not in (1, 3, 4)
 
 
+def check_images(shape: tuple[int, ...], where: str,
+                 image_shape: tuple[int, ...] | None = None) -> None:
+    """A ValueError naming the fix for a batch of images `shape` [B, H, W, C] that reads as
+    channels first (`channels_first`), or that is not of the `image_shape` the model was
+    built for (a convolutional model runs on other sizes, computing something else)."""
+    shape = tuple(shape)
+    if len(shape) == 4 and channels_first(shape[1:]):
+        raise ValueError(f"{where}'s images are [{', '.join(map(str, shape))}], channels "
+                         "first: jaxae takes [B, H, W, C]: transpose them, e.g. "
+                         "np.transpose(images, (0, 2, 3, 1))")
+    if image_shape is not None and len(shape) == 4 and shape[1:] != tuple(image_shape):
+        size, built = ("x".join(map(str, s)) for s in (shape[1:], image_shape))
+        raise ValueError(f"{where}'s images are {size}, but the model was built for {built} "
+                         f"images: build it with image_shape={tuple(shape[1:])}, or give "
+                         f"{built} images")
+
+
 class DeclarationError(ValueError):
     """A model that does not do what it declares; the message names the declaration."""
+
+
+def flax_text(error: BaseException) -> str:
+    """The first line of a Flax error without the link to its documentation page."""
+    return re.sub(r" \(https://flax\.readthedocs\.io[^)]*\)", "", first_line(error)).rstrip(".")
+
+
+@contextlib.contextmanager
+def params_of(model: nn.Module, inputs: str = "") -> Iterator[None]:
+    """Raises a DeclarationError naming the fix for parameters that another model made, or
+    the same model on other inputs (`inputs`: the inputs' shape, for the message), where
+    Flax would raise its own error from deep in the model."""
+    try:
+        yield
+    except PARAMS_MISMATCH as e:
+        other = f" than these {inputs} ones" if inputs else ""
+        raise DeclarationError(
+            f"the parameters given to model {type(model).__name__} were made for another model "
+            f"or for other inputs{other} ({flax_text(e)}): give the parameters of this "
+            "model, initialised on inputs of the data's shape") from None
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -196,7 +236,7 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     except DeclarationError:
         raise
     except Exception as e:  # noqa: BLE001 (the user's code may raise anything)
-        text = re.sub(r" \(https://flax\.readthedocs\.io[^)]*\)", "", first_line(e)).rstrip(".")
+        text = flax_text(e)
         text = text.replace("None needs PRNG", f"{name} needs PRNG")  # the top module, unnamed
         fixes = {**UNSUPPORTED_LAYERS, UNNAMED_LAYERS: UNNAMED_LAYERS_FIX}
         fix = next((f": {fix}" for kind, fix in fixes.items() if isinstance(e, kind)), "")

@@ -418,8 +418,12 @@ def _is_typed_key(leaf: Any) -> bool:
 
 def keys_as_data(tree: PyTree) -> PyTree:
     """`tree` with its typed PRNG keys (`jax.random.key`) as their uint32 key data, which a
-    checkpoint holds (abstract leaves, as `jax.eval_shape` gives, stay abstract)."""
+    checkpoint holds (abstract leaves, as `jax.eval_shape` gives, stay abstract), and its
+    NumPy scalars (np.int32(3)) as 0-d arrays, which Orbax restores (it saves a scalar
+    and then refuses its type)."""
     def data(leaf):
+        if isinstance(leaf, np.generic):
+            return np.asarray(leaf)
         if not _is_typed_key(leaf):
             return leaf
         return jax.random.key_data(leaf) if isinstance(leaf, jax.Array) else \
@@ -561,6 +565,9 @@ def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = Non
     (`saved`: the step's `saved_outline`, if already read). A folder without checkpoints, or
     without that step, is a FileNotFoundError naming the steps it has; a dict tree saved with
     its sha256 whose arrays do not match it, a ChecksumMismatch."""
+    if isinstance(like, train_state.TrainState):
+        raise TypeError("restore takes a tree like the one saved: a TrainState saved with "
+                        "save_state restores with restore_state(manager, state)")
     step = _existing_step(manager, step)
     saved = saved_outline(manager, step) if saved is None else saved
     keys_like, like = like, keys_as_data(like)

@@ -8,9 +8,9 @@ task, an objective), never a config.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 
-import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -21,9 +21,8 @@ from jax.sharding import Mesh
 from jaxae import losses
 from jaxae.data import batches
 from jaxae.keys import DROPOUT_STREAM, check_key
-from jaxae.messages import first_line
 from jaxae.models import declarations, initializers
-from jaxae.models.base import DROPOUT_RNG
+from jaxae.models.base import DROPOUT_RNG, check_label_values
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training import parallel
@@ -39,7 +38,7 @@ CHUNK_END_METRICS = ("grad_norm",)  # a chunk computes these only at its last st
 def init_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[jax.Array, dict]:
     """A batch of one zero input, and the keyword arguments the model's call needs."""
     x = jnp.zeros((1, *input_shape), jnp.float32)
-    labels = jnp.zeros((1,), jnp.int32) if model.conditional else None
+    labels = jnp.zeros((1,), jnp.int32) if getattr(model, "conditional", False) else None
     return x, {"labels": labels, "sample": False}
 
 
@@ -93,7 +92,8 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
             if declarations.declares_any(model):
                 raise
             raise declarations.DeclarationError(  # a module of another convention altogether
-                f"{e} (or, for a module that keeps none of them, pass check=False)") from None
+                f"{e} (or, for a module of another convention in a loop of your own, called as "
+                "module(x, labels=None, sample=False), pass check=False)") from None
 
     @jax.jit
     def init(key: jax.Array) -> TrainState:
@@ -137,16 +137,10 @@ def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs
     if labels is None and model.conditional:
         raise ValueError(f'model {name} is conditional, but the batch has no "label": give '
                          '{"image": uint8 [B, H, W, C], "label": int [B]}')
-    try:
-        rngs = {} if dropout_key is None else {DROPOUT_RNG: dropout_key}
+    rngs = {} if dropout_key is None else {DROPOUT_RNG: dropout_key}
+    with declarations.params_of(model, "x".join(map(str, inputs.shape[1:]))):
         output = model.apply({"params": params}, inputs, labels=labels, key=key,
                              sample=sample, rngs=rngs)
-    except flax.errors.ScopeParamShapeError as e:
-        raise declarations.DeclarationError(
-            f"the parameters given to model {name} were made for another model or for other "
-            f"inputs than these {'x'.join(map(str, inputs.shape[1:]))} ones "
-            f"({first_line(e)}): initialise this model on inputs of the data's "
-            "shape") from None
     logits, aux = declarations.split_output(name, output, model.variational)
     declarations.check_logits(name, logits, inputs.shape[0], inputs.shape[1:],
                               targets.shape[1:])
@@ -161,8 +155,8 @@ def check_batch(batch: Mapping[str, jax.Array], step: str,
     """A TypeError naming the fix unless `batch` is a mapping holding the images under
     "image" (an array alone would be indexed by the string and fail inside JAX); a
     ValueError for images that read as channels first (`declarations.channels_first`), or
-    that are not of the `image_shape` the model was built for (a convolutional model runs
-    on other sizes, computing something else)."""
+    that are not of the `image_shape` the model was built for
+    (`declarations.check_images`)."""
     if not isinstance(batch, Mapping):
         what = "an array" if hasattr(batch, "shape") else f"a {type(batch).__name__}"
         raise TypeError(f"{step}'s batch is {what}: give a dict "
@@ -172,16 +166,7 @@ def check_batch(batch: Mapping[str, jax.Array], step: str,
         held = ", ".join(map(repr, batch)) or "nothing"
         raise TypeError(f'{step}\'s batch has no "image" (it holds {held}): give '
                         '{"image": uint8 [B, H, W, C], "label": int [B]}')
-    shape = tuple(getattr(batch["image"], "shape", ()))
-    if len(shape) == 4 and declarations.channels_first(shape[1:]):
-        raise ValueError(f"{step}'s images are [{', '.join(map(str, shape))}], channels "
-                         "first: jaxae takes [B, H, W, C]: transpose them, e.g. "
-                         "np.transpose(images, (0, 2, 3, 1))")
-    if image_shape is not None and len(shape) == 4 and shape[1:] != tuple(image_shape):
-        size, built = ("x".join(map(str, s)) for s in (shape[1:], image_shape))
-        raise ValueError(f"{step}'s images are {size}, but the model was built for {built} "
-                         f"images: build it with image_shape={tuple(shape[1:])}, or give "
-                         f"{built} images")
+    declarations.check_images(getattr(batch["image"], "shape", ()), step, image_shape)
 
 
 def _check_train_args(state: TrainState, batch: Mapping[str, jax.Array], key: jax.Array,
@@ -229,13 +214,35 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
     return train_step
 
 
+def checking_labels(step: Callable, model: nn.Module, name: str) -> Callable:
+    """`step` (a compiled f(first, batch, ...)) behind a check of the batch's host labels
+    against a conditional model's classes (`check_label_values`), which the compiled
+    program cannot make: one-hot encoding makes a label out of range no class at all. A
+    model that reads no labels gets `step` itself."""
+    classes = getattr(model, "num_classes", None)
+    if not (model.conditional and classes):
+        return step
+
+    @functools.wraps(step)
+    def checked(first, batch, *args, **kwargs):
+        if isinstance(batch, Mapping):
+            check_label_values(f"{name} of model {type(model).__name__}", batch.get("label"),
+                               classes)
+        return step(first, batch, *args, **kwargs)
+
+    checked.lower = step.lower  # what a compiled function offers beside its call
+    return checked
+
+
 def make_train_step(model: nn.Module, task: Task, objective: Objective,
                     mesh: Mesh | None = None) -> Callable[..., tuple[TrainState, Metrics]]:
     """Compiles one optimisation step, f(state, batch, key) -> (state, metrics); `batch` is
-    {"image": uint8 [B, H, W, C], "label": int [B] (read by conditional models only)}. The
-    state is donated, so it is updated in place."""
-    return jax.jit(train_step_fn(model, task, objective, mesh), donate_argnums=0,
-                   compiler_options=compiler_options())
+    {"image": uint8 [B, H, W, C], "label": int [B] (read by conditional models only, which
+    refuse host labels outside their classes)}. The state is donated, so it is updated in
+    place."""
+    return checking_labels(jax.jit(train_step_fn(model, task, objective, mesh),
+                                   donate_argnums=0, compiler_options=compiler_options()),
+                           model, "train_step")
 
 
 def make_train_chunk(model: nn.Module, task: Task, objective: Objective, *, batch_size: int,
@@ -310,7 +317,8 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
                    ) -> Callable[[dict, dict, jax.Array], Metrics]:
     """Compiles f(params, batch, key) -> metric sums over the unmasked images of a batch.
 
-    `batch` is {"image": uint8 [B, H, W, C], "label": int [B] (conditional models),
+    `batch` is {"image": uint8 [B, H, W, C], "label": int [B] (conditional models; host
+    labels outside their classes are refused),
     "mask": [B], optional: 1 for an image to count, 0 for padding that fills the last
     batch to the compiled shape}. The sums come with their "count": a split's means are
     the sums over its batches divided by the count (`jaxae.evaluation.metrics.split_means`).
@@ -349,7 +357,7 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
             per_image |= _floor_terms(task, inputs, targets)
         return _masked_sums(per_image, batch)
 
-    return eval_step
+    return checking_labels(eval_step, model, "eval_step")
 
 
 def make_floor_step(task: Task) -> Callable[[dict, jax.Array], Metrics] | None:
