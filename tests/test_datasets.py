@@ -326,6 +326,27 @@ def test_preparing_and_reading_a_set_leaves_nothing_in_the_temporary_folder(tmp_
     assert os.listdir(temporary) == []
 
 
+def test_a_folder_names_images_a_viewer_turns_by_their_exif_orientation(tmp_path) -> None:
+    """A phone's portrait photo is stored sideways with an EXIF orientation: read as stored,
+    it would train sideways, and its size reads as the other way round, unsaid."""
+    root = tmp_path / "photos"
+    for label in ("a", "b"):
+        for i in range(3):
+            save_png(root / label / f"{i}.png", np.zeros((6, 8, 3), np.uint8))
+    assert "EXIF" not in folder.plan_folder(root).describe()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    Image.fromarray(np.zeros((8, 6, 3), np.uint8)).save(root / "a" / "phone.jpg", exif=exif)
+    turned = "; 1 turned by EXIF in a viewer, read as stored (sideways or mirrored: turn the "
+    assert turned in folder.plan_folder(root, image_size=6).describe()
+    with pytest.raises(DataError, match=r"differ in size \(6x8, 8x6; 1 turned by EXIF in a "
+                                        r"viewer, read as stored"):
+        folder.plan_folder(root)
+    data = DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"),
+                                  image_size=6)
+    assert "1 turned by EXIF in a viewer" in data.source  # where a run prints its data
+
+
 def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys) -> None:
     root = tmp_path / "pets"
     make_image_folder(root)

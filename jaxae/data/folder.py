@@ -38,7 +38,13 @@ from PIL import Image, UnidentifiedImageError
 
 from jaxae.data.dataset import ONE_CLASS, Dataset, from_prepared, reads_paths, unset_means
 from jaxae.data.errors import DataError, MixedImageSizes
-from jaxae.data.images import GREY_MODES, has_transparency, load_image, too_large
+from jaxae.data.images import (
+    GREY_MODES,
+    has_transparency,
+    load_image,
+    too_large,
+    turned_by_exif,
+)
 from jaxae.data.records import (
     JaxaeBuilder,
     PreparedSplit,
@@ -80,6 +86,7 @@ class FolderPlan:
     converted: int = 0
     transparent: int = 0
     upscaled: int = 0  # images smaller than image_size on a side: enlarged to cover it
+    turned: int = 0  # images whose EXIF orientation a viewer applies, read as stored
 
     def describe(self) -> str:
         """Return a one-line human description of the source and the options."""
@@ -100,8 +107,10 @@ class FolderPlan:
                        "where transparent" if self.transparent else "")
         upscaled = (f"; {self.upscaled} smaller than {h}x{w} enlarged (blurred)"
                     if self.upscaled else "")
+        turned = (f"; {self.turned} turned by EXIF in a viewer, {TURNED_FIX}"
+                  if self.turned else "")
         return (f"image folder {self.root} ({classes}, {counts}, {how}; "
-                f"{resized} {h}x{w}x{c}{converted}{transparent}{upscaled}{ignored})")
+                f"{resized} {h}x{w}x{c}{converted}{transparent}{upscaled}{turned}{ignored})")
 
 
 def _list_images(folder: str, root: str) -> tuple[list[str], list[str]]:
@@ -202,6 +211,10 @@ def _empty_test_fix(layout: str, test_fraction: float) -> str:
     return f"no class has two images to share between the splits: add images, or {given}"
 
 
+TURNED_FIX = ("read as stored (sideways or mirrored: turn the files themselves, e.g. "
+              "PIL.ImageOps.exif_transpose, to train on them upright)")
+
+
 class _Headers(NamedTuple):
     """What the images' headers and the options make of a folder."""
 
@@ -210,6 +223,7 @@ class _Headers(NamedTuple):
     converted: int  # images converted to C channels
     transparent: int
     upscaled: int  # images smaller than image_size on a side
+    turned: int  # images whose EXIF orientation a viewer applies
 
 
 def _infer_shape(
@@ -218,7 +232,7 @@ def _infer_shape(
     """The shape and conversions from the options and every image's header: what the options
     leave unset is read from them, and every image whose header cannot be read is named at
     once, before anything is prepared."""
-    sizes, greys, transparent, upscaled, unreadable = set(), 0, 0, 0, []
+    sizes, greys, transparent, upscaled, turned, unreadable = set(), 0, 0, 0, 0, []
     for rel in rels:
         path = os.path.join(root, rel)
         try:
@@ -227,6 +241,7 @@ def _infer_shape(
                 greys += im.mode in GREY_MODES
                 transparent += has_transparency(im)
                 upscaled += image_size is not None and min(im.height, im.width) < image_size
+                turned += turned_by_exif(im)
         except Image.DecompressionBombError as e:
             raise DataError(too_large(path, e)) from None
         except (OSError, UnidentifiedImageError) as e:
@@ -241,12 +256,13 @@ def _infer_shape(
     if image_size is None and len(sizes) > 1:
         shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
         more = ", ..." if len(sizes) > 4 else ""
-        raise MixedImageSizes(f"images in {root} differ in size ({shown}{more})")
+        exif = f"; {turned} turned by EXIF in a viewer, {TURNED_FIX}" if turned else ""
+        raise MixedImageSizes(f"images in {root} differ in size ({shown}{more}{exif})")
     h, w = (image_size, image_size) if image_size is not None else next(iter(sizes))
     c = channels if channels is not None else (1 if greys == len(rels) else 3)
     converted = greys if c == 3 else len(rels) - greys
     return _Headers((int(h), int(w), int(c)), image_size is not None, converted, transparent,
-                    upscaled)
+                    upscaled, turned)
 
 
 def plan_folder(
@@ -337,7 +353,7 @@ def plan_folder(
         files={s: tuple(files[s]) for s in SPLITS}, image_shape=shape, resize=resize,
         test_fraction=test_fraction, seed=seed, files_sha256=files_sha256,
         fingerprint=fingerprint, ignored=tuple(ignored), converted=headers.converted,
-        transparent=headers.transparent, upscaled=headers.upscaled,
+        transparent=headers.transparent, upscaled=headers.upscaled, turned=headers.turned,
     )
 
 

@@ -120,6 +120,19 @@ def has_transparency(image: Image.Image) -> bool:
         image.mode == "P" and "transparency" in image.info)
 
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag of how a viewer turns the stored pixels (1: as stored)
+
+
+def turned_by_exif(image: Image.Image) -> bool:
+    """Whether an image (opened; its header is enough) carries an EXIF orientation that a
+    viewer applies (a phone's portrait photo): images are read as stored, as
+    torchvision's ImageFolder reads them, so such a one is sideways or mirrored."""
+    try:
+        return image.getexif().get(EXIF_ORIENTATION, 1) not in (0, 1)
+    except (OSError, SyntaxError, ValueError):  # a damaged EXIF block: the pixels still read
+        return False
+
+
 class UnsupportedMode(ValueError):
     """A whole image in a pixel format the images are not converted from."""
 
@@ -144,7 +157,7 @@ def load_image(path: str, image_shape: tuple[int, int, int], resize: bool = True
     16-bit grey is scaled to 8 bits; transparency is composited onto black; RGB -> grey is
     Pillow's luma, grey -> RGB repeats the channel; with `resize` the image is fitted to HxW
     (`fit`), else it must be HxW already. EXIF orientation is ignored (as in torchvision's
-    ImageFolder).
+    ImageFolder; `turned_by_exif`).
     """
     height, width, channels = image_shape
     try:
