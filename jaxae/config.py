@@ -427,11 +427,25 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
              f"config.data.channels={channels!r} must be 1 (grey) or 3 (RGB), or unset")
 
 
+# fields of config.data that only a loader reads: every built-in one takes them, a loader of
+# one's own may not (memory_budget_mb is the trainer's too: it sizes a streamed set's chunks)
+LOADER_OPTIONS = ("image_size", "channels", "streaming")
+
+
 def check_new_run(config: ml_collections.ConfigDict) -> None:
     """What `validate` leaves to a new run (a trained run's config.json is its record, read
     as it is): a latent_dim other than the base config's, for a model that takes none (no
     code, or one whose size follows from its other fields), would be ignored: the run would
-    train another code than the one asked for."""
+    train another code than the one asked for; so would one of the LOADER_OPTIONS set for
+    a loader (one's own) that does not take it: the run would train on other images."""
+    data, defaults = config.data, base_config().data
+    takes = parameters(DATASETS.get(data.name))
+    for field in LOADER_OPTIONS:
+        if data.get(field) != defaults.get(field) and field not in takes:
+            raise ConfigError(
+                f"config.data.{field}={data.get(field)!r} is set, but the {data.name} data "
+                f"set's loader takes no {field}, so the run would ignore it: give the loader "
+                f"the parameter {field}, or leave config.data.{field} unset")
     section, default = config.model, base_config().model.latent_dim
     model = _entry(MODELS, "model.name", section.name)
     if section.get("latent_dim", default) != default and "latent_dim" not in parameters(model):

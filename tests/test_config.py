@@ -224,6 +224,38 @@ def test_a_code_size_for_a_model_that_takes_none_is_refused_for_a_new_run(tiny_c
     config_lib.check_new_run(config)
 
 
+OWN_LOADER = """
+import numpy as np
+from jaxae.data import from_arrays
+
+def load(**options):  # takes none of config.data's fields
+    images = np.zeros((8, 16, 16, 3), np.uint8)
+    return from_arrays(images, images[:4], name="mine")
+"""
+
+
+@pytest.mark.parametrize("field, value", [("image_size", 32), ("channels", 1),
+                                          ("streaming", "stream")])
+def test_a_loader_option_a_loader_of_ones_own_does_not_take_is_refused_for_a_new_run(
+        tmp_path, field, value):
+    """The loader would never see it: the run would train on other images than the config
+    records (64x64 colour ones where it says 32, grey)."""
+    loader = tmp_path / "mydata.py"
+    loader.write_text(OWN_LOADER)
+    config = config_lib.base_config()
+    config.data.name = f"{loader}:load"
+    config_lib.check_new_run(config)  # nothing asked of it
+    setattr(config.data, field, value)
+    config_lib.validate(config)  # a run's record: read as it is
+    with pytest.raises(config_lib.ConfigError, match=(
+            rf"^config\.data\.{field}={value!r} is set, but the .*mydata\.py:load data set's "
+            rf"loader takes no {field}, so the run would ignore it: give the loader the "
+            rf"parameter {field}, or leave config\.data\.{field} unset$")):
+        config_lib.check_new_run(config)
+    config.data.name = "fashion_mnist"  # a built-in loader takes each
+    config_lib.check_new_run(config)
+
+
 def test_a_field_the_named_model_lacks_lists_its_settable_fields_and_the_whole_section_fix():
     """Switching models with --config.model.name keeps the file's other model fields: the
     error lists what the new model takes (not what the data give it) and how to replace

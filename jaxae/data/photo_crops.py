@@ -205,17 +205,27 @@ def build_photo_crops(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir")
-    parser.add_argument("--per-photo", type=int, default=600)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("out_dir", help="the folder to write: train/<photo>/ and "
+                        "test/<photo>/, a class per photograph (with --holdout 0, <photo>/)")
+    parser.add_argument("--per-photo", type=int, default=600,
+                        help="crops per photograph (default 600)")
+    parser.add_argument("--size", type=int, default=32,
+                        help="side of each square crop, in pixels (default 32)")
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4],
+                        help="crops of size x scale pixels, area-averaged down to size, "
+                        "taken in turn (default 1 2 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the crops' positions")
     parser.add_argument("--holdout", type=float, default=0.2,
                         help="fraction of each photograph kept for test crops (0: no split, "
                         "one folder per photograph)")
-    parser.add_argument("--min-std", type=float, default=4.0)
-    parser.add_argument("--photo-dir", action="append", default=[])
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--min-std", type=float, default=4.0,
+                        help="a crop whose pixels' standard deviation is below this (a flat "
+                        "patch of sky) is drawn again (default 4.0)")
+    parser.add_argument("--photo-dir", action="append", default=[],
+                        help="a folder holding the photographs, where their packages are not "
+                        "installed (repeatable)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an out_dir this command wrote before")
     args = parser.parse_args(argv)
     try:
         counts = build_photo_crops(
