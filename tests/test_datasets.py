@@ -347,6 +347,29 @@ def test_a_folder_names_images_a_viewer_turns_by_their_exif_orientation(tmp_path
     assert "1 turned by EXIF in a viewer" in data.source  # where a run prints its data
 
 
+def test_a_folder_prepared_into_a_log_says_how_far_it_has_got(tmp_path, capsys,
+                                                                monkeypatch) -> None:
+    """TFDS's bars are hidden where the output is no terminal: a folder of many photographs
+    would take minutes in silence. (pytest's captured stderr is no terminal.)"""
+    from jaxae.data import records
+
+    monkeypatch.setattr(records, "LOG_EVERY_S", 0.0)  # a line after every image but the last
+    make_image_folder(tmp_path / "pets")
+    DATASETS.get("folder")(path=str(tmp_path / "pets"), tfds_dir=str(tmp_path / "tfds"),
+                           image_size=8, channels=3)
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("prepared ") and " of " in line]
+    for split, total in (("train", 12), ("test", 3)):
+        said = [line for line in lines if f" {split} images (" in line]
+        assert [int(line.split()[1]) for line in said] == list(range(1, total))
+        assert re.fullmatch(rf"prepared 1 of {total} {split} images \(\d+%, [\d,]+ a "
+                            r"second\)", said[0])
+    monkeypatch.setattr(records, "LOG_EVERY_S", 3600.0)  # the default's kind: none so soon
+    DATASETS.get("folder")(path=str(tmp_path / "pets"), tfds_dir=str(tmp_path / "other"),
+                           image_size=8, channels=3)
+    assert " of 12 train images" not in capsys.readouterr().out
+
+
 def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys) -> None:
     root = tmp_path / "pets"
     make_image_folder(root)

@@ -50,6 +50,7 @@ from jaxae.data.records import (
     PreparedSplit,
     files_entries,
     is_prepared,
+    logged_progress,
     prepare,
     raw_image_info,
     read_source_record,
@@ -387,7 +388,8 @@ class JaxaeFolder(JaxaeBuilder):
     def _generate_examples(self, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
         """Yield (index, {image, label}) in plan order (class, then relative path)."""
         plan: FolderPlan = self.builder_config.plan
-        for i, (rel, label) in enumerate(plan.files[split]):
+        files = plan.files[split]
+        for i, (rel, label) in enumerate(logged_progress(files, f"{split} images")):
             image = load_image(os.path.join(plan.root, rel), plan.image_shape, plan.resize)
             yield i, {"image": image, "label": label}
 

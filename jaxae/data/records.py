@@ -277,6 +277,26 @@ def _is_disk_full(error: BaseException | None) -> bool:
     return False
 
 
+LOG_EVERY_S = 30.0  # a preparation's progress line where no progress bar is shown
+
+
+def logged_progress(items: Sequence[Any], what: str, every_s: float | None = None
+                    ) -> Iterator[Any]:
+    """The items, with a line "prepared N of M <what> (P%, R a second)" every `every_s`
+    seconds (default LOG_EVERY_S) where standard error is no terminal: TFDS's bars are
+    hidden there (`_tfds_bars`), and a folder of many photographs takes minutes."""
+    every_s = LOG_EVERY_S if every_s is None else every_s
+    logged = not sys.stderr.isatty()
+    start = last = time.perf_counter()
+    for done, item in enumerate(items, 1):
+        yield item
+        now = time.perf_counter()
+        if logged and now - last >= every_s and done < len(items):
+            last = now
+            print(f"prepared {done:,} of {len(items):,} {what} ({done / len(items):.0%}, "
+                  f"{done / (now - start):,.0f} a second)", flush=True)
+
+
 @contextlib.contextmanager
 def _tfds_bars(shown: bool):
     """TFDS's own progress bars shown or not for the duration (not where the output is a log
