@@ -245,8 +245,8 @@ def plot(rows: list[dict], path: str, title: str) -> int:
     (`roof_point`: the panel counts the rows over their roof by every count of bytes);
     returns how many rows the second panel draws. One marker and colour per series (a model,
     and its convolution implementation and compute dtype where the rows differ in those),
-    filled where the matmul peak binds and hollow where the bandwidth does, each point
-    labelled with its image shape, width and batch."""
+    filled where the matmul peak binds and hollow where the bandwidth does, each workload
+    labelled once with its image shape, width and batch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,6 +255,8 @@ def plot(rows: list[dict], path: str, title: str) -> int:
 
     figure, (rate_axes, roof_axes) = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
     markers = itertools.cycle("osD^v<>p*hX")
+    rate_points: list[tuple[dict, float]] = []  # (row, its y) of each panel, labelled below
+    roof_points: list[tuple[dict, float]] = []
     for index, (name, mine) in enumerate(_series(rows).items()):
         marker, color = next(markers), f"C{index % 10}"
         for bound, fill in (("compute", color), ("memory", "none"), (None, "none")):
@@ -275,15 +277,8 @@ def plot(rows: list[dict], path: str, title: str) -> int:
                         edgecolors=color, linestyle="-" if counted == "host" else ":",
                         label=f"{name} ({bound}-bound"
                               + (", the device's bytes)" if counted == "device" else ")"))
-        offset = (3, 3 + 7 * (index % 3))  # series at the same FLOPs: labels one above another
-        for r in mine:
-            rate_axes.annotate(workload_label(r), (r["flops_per_step"], r["achieved_gflops"]),
-                               fontsize=6, xytext=offset, textcoords="offset points",
-                               color=color)
-        for r, fraction, _, _ in drawn:
-            roof_axes.annotate(workload_label(r), (r["flops_per_step"], 100 * fraction),
-                               fontsize=6, xytext=offset, textcoords="offset points",
-                               color=color)
+        rate_points += [(r, r["achieved_gflops"]) for r in mine]
+        roof_points += [(r, 100 * fraction) for r, fraction, _, _ in drawn]
     dtypes = dict.fromkeys(r.get("compute_dtype") for r in rows)
     for dtype, style in zip(dtypes, itertools.cycle(["--", ":", "-."])):  # the roof above them
         peaks = [r["peak_gflops"] for r in rows
@@ -305,6 +300,11 @@ def plot(rows: list[dict], path: str, title: str) -> int:
                        "bytes, drawn by the device program's (a lower bound on its traffic)",
                        transform=roof_axes.transAxes, va="top", fontsize=7)
     rate_axes.set_yscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}")  # not 2x10^2
+    rate_axes.yaxis.set_major_formatter(plain)
+    low, high = rate_axes.get_ylim()
+    rate_axes.yaxis.set_minor_formatter(  # within a decade the minor ticks are the only ones
+        plain if high < 10 * low else matplotlib.ticker.NullFormatter())
     rate_axes.set_ylabel("achieved GFLOP/s")
     roof_axes.set_ylim(0, 105)
     roof_axes.set_ylabel("% of the roofline (min(peak, bandwidth x intensity))")
@@ -324,9 +324,45 @@ def plot(rows: list[dict], path: str, title: str) -> int:
             axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
+    for axes, points in ((rate_axes, rate_points), (roof_axes, roof_points)):
+        _label_workloads(axes, points)  # where the laid-out axes put the points
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return sum(bool(roof_point(r)) for r in rows)
+
+
+LABEL_POINTS = 6  # the workloads' labels' font size
+
+
+def _label_workloads(axes, points: list[tuple[dict, float]]) -> None:
+    """Each workload's label (`workload_label`) once, beside its highest point (the series
+    at one workload share it), raised above the labels and markers it would cover, with a
+    line to its point where raised; left to right. Call it once the figure is laid out."""
+    top: dict[str, tuple[float, float]] = {}
+    for r, y in points:
+        label = workload_label(r)
+        if label not in top or y > top[label][1]:
+            top[label] = (r["flops_per_step"], y)
+    to_points = 72 / axes.figure.dpi
+    right_edge = axes.get_window_extent().x1 * to_points
+    height = 1.3 * LABEL_POINTS
+    marker = 3.5  # half a marker's size
+    placed = [(px - marker, py - marker, px + marker, py + marker)  # boxes, in points
+              for px, py in (axes.transData.transform((r["flops_per_step"], y)) * to_points
+                             for r, y in points)]
+    for label, (x, y) in sorted(top.items(), key=lambda item: item[1]):
+        px, py = axes.transData.transform((x, y)) * to_points
+        width, rise = 0.6 * LABEL_POINTS * len(label), 4.0
+        shift = 4.0 if px + 4 + width <= right_edge else -4.0 - width  # left of it at the edge
+        left = px + shift
+        while any(left < x1 and x0 < left + width and py + rise < y1 and y0 < py + rise + height
+                  for x0, y0, x1, y1 in placed):
+            rise += height
+        placed.append((left, py + rise, left + width, py + rise + height))
+        line = {} if rise == 4.0 else {"arrowprops": {"arrowstyle": "-", "color": "0.6",
+                                                      "linewidth": 0.5}}
+        axes.annotate(label, (x, y), fontsize=LABEL_POINTS, xytext=(shift, rise),
+                      textcoords="offset points", color="0.25", **line)
 
 
 def roof_point(row: dict) -> tuple[float, str | None, str] | None:

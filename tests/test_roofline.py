@@ -134,6 +134,33 @@ def test_the_plot_is_written(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_each_workload_is_labelled_once_and_no_label_covers_another():
+    """Two models at one workload share its label, and workloads of nearly the same FLOPs
+    and rate (28x28x3 and 32x32x3 at width 1) had their labels drawn over each other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [{"model": model, "image_shape": [size, size, 3], "width": 1, "batch": 128,
+             "flops_per_step": flops, "achieved_gflops": rate + bump}
+            for model, bump in (("conv_ae", 0.0), ("conv_vae", 2.0))
+            for size, flops, rate in ((28, 1.0e9, 80.0), (32, 1.1e9, 82.0), (64, 5e9, 90.0))]
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.scatter([r["flops_per_step"] for r in rows], [r["achieved_gflops"] for r in rows])
+    axes.set_xscale("log")
+    figure.tight_layout()
+    roofline._label_workloads(axes, [(r, r["achieved_gflops"]) for r in rows])
+    assert sorted(t.get_text() for t in axes.texts) == [
+        "28x28x3 w1 b128", "32x32x3 w1 b128", "64x64x3 w1 b128"]
+    renderer = figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in axes.texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    highest = {t.get_text(): t.xy[1] for t in axes.texts}
+    assert highest["28x28x3 w1 b128"] == 82.0  # beside the higher of the two models' points
+    plt.close(figure)
+
+
 def test_the_plot_tells_apart_rows_that_differ_in_convolution_or_dtype():
     rows = [{"model": model, "conv": conv, "compute_dtype": "bfloat16", "fraction_of_roof": 0.2}
             for model in ("conv_ae", "conv_vae") for conv in ("patches", "xla")]
