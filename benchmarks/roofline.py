@@ -332,17 +332,22 @@ def plot(rows: list[dict], path: str, title: str) -> int:
 
 
 LABEL_POINTS = 6  # the workloads' labels' font size
+SAME_FLOPS = 1.2  # a workload's points within this factor of FLOPs share one label
 
 
 def _label_workloads(axes, points: list[tuple[dict, float]]) -> None:
     """Each workload's label (`workload_label`) once, beside its highest point (the series
-    at one workload share it), raised above the labels and markers it would cover, with a
-    line to its point where raised; left to right. Call it once the figure is laid out."""
-    top: dict[str, tuple[float, float]] = {}
-    for r, y in points:
-        label = workload_label(r)
-        if label not in top or y > top[label][1]:
-            top[label] = (r["flops_per_step"], y)
+    at one workload share it, where their FLOPs are within SAME_FLOPS), raised above the
+    labels and markers it would cover, with a line to its point where raised; left to
+    right. Call it once the figure is laid out."""
+    groups: list[tuple[str, list[tuple[float, float]]]] = []  # a workload near one FLOPs
+    for r, y in sorted(points, key=lambda p: (workload_label(p[0]), p[0]["flops_per_step"])):
+        label, x = workload_label(r), r["flops_per_step"]
+        if groups and groups[-1][0] == label and x <= SAME_FLOPS * groups[-1][1][0][0]:
+            groups[-1][1].append((x, y))
+        else:  # another workload, or the same one counted at other FLOPs (conv=patches)
+            groups.append((label, [(x, y)]))
+    top = [(label, max(members, key=lambda p: p[1])) for label, members in groups]
     to_points = 72 / axes.figure.dpi
     right_edge = axes.get_window_extent().x1 * to_points
     height = 1.3 * LABEL_POINTS
@@ -350,7 +355,7 @@ def _label_workloads(axes, points: list[tuple[dict, float]]) -> None:
     placed = [(px - marker, py - marker, px + marker, py + marker)  # boxes, in points
               for px, py in (axes.transData.transform((r["flops_per_step"], y)) * to_points
                              for r, y in points)]
-    for label, (x, y) in sorted(top.items(), key=lambda item: item[1]):
+    for label, (x, y) in sorted(top, key=lambda item: item[1]):
         px, py = axes.transData.transform((x, y)) * to_points
         width, rise = 0.6 * LABEL_POINTS * len(label), 4.0
         shift = 4.0 if px + 4 + width <= right_edge else -4.0 - width  # left of it at the edge
