@@ -577,6 +577,16 @@ class _BatchNormedAsEvaluated(_Dense):
             x.reshape(x.shape[0], -1)))
 
 
+class _BatchNormedAlways(_BatchNormed):
+    """Declares its state, but changes it in evaluation too (use_running_average=False)."""
+
+    state_collections = ("batch_stats",)
+
+
+class _DeclaresStateItLacks(_Dense):
+    state_collections = ("batch_stats",)
+
+
 class _DropsTheCodeAlways(_Dense):
     """Drops its code between encode and decode, in evaluation too: only __call__ draws."""
 
@@ -600,8 +610,9 @@ _OWN_RANDOMNESS = ("a model draws with the key its __call__ takes (a VAE's z) an
                    "(nn.Dropout(rate, deterministic=not jaxae.models.in_training(self)), "
                    "self.make_rng('dropout')): the steps give no other; or corrupt the input "
                    "with a task (task.name=denoise)")
-_STATE = ("variables other than parameters (BatchNorm's batch_stats, a buffer of one's own) are "
-          "not supported: keep state out of the model (for BatchNorm, LayerNorm or GroupNorm)")
+_STATE = ("a layer keeps state (BatchNorm's batch_stats): declare it in the model's "
+          "state_collections (state_collections = ('batch_stats',)), and change it only while "
+          "training: nn.BatchNorm(use_running_average=not jaxae.models.in_training(self))")
 
 
 class _SamplesFromItsOwnStream(_VAE):
@@ -650,7 +661,13 @@ class _NoisyInTraining(_Dense):
     (_BatchNormed(MNIST), 'ScopeCollectionNotFound: Tried to access "mean" from collection '
      '"batch_stats"', _STATE),
     (_BatchNormedAsEvaluated(MNIST), 'ScopeCollectionNotFound: Tried to access "mean" from '
-     'collection "batch_stats"', _STATE),  # the steps give it no batch_stats
+     'collection "batch_stats"', _STATE),  # undeclared: the steps give it no batch_stats
+    (_BatchNormedAlways(MNIST), 'ModifyScopeVariableError: Cannot update variable "mean" in '
+     '"/BatchNorm_0" because collection "batch_stats" is immutable', "a layer changes its "
+     "state outside training: change it only while training: nn.BatchNorm("
+     "use_running_average=not jaxae.models.in_training(self))"),
+    (_DeclaresStateItLacks(MNIST), "declares state_collections ('batch_stats',) but its layers "
+     "keep no batch_stats: declare only the collections they keep", ""),
     (_DropsTheCodeAlways(MNIST), 'InvalidRngError: _DropsTheCodeAlways needs PRNG for '
      '"dropout"', _OWN_RANDOMNESS),  # Flax's init lends its draw the params stream
     # Dropout that draws in evaluation too (deterministic=False)
@@ -695,6 +712,69 @@ def test_a_model_that_sows_or_perturbs_is_accepted_and_trains():
     step = steps.make_train_step(model, Reconstruct(), objectives.Reconstruction(losses.mse))
     state, metrics = step(state, {"image": np.zeros((2, *MNIST), np.uint8)}, jax.random.key(1))
     assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
+
+
+class _BatchNormedWhileTraining(_Dense):
+    """A user's AE with BatchNorm, as Flax models write it, declaring its state."""
+
+    state_collections = ("batch_stats",)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        h = nn.Dense(4, name="encoder")(x.reshape(x.shape[0], -1))
+        return nn.BatchNorm(use_running_average=not models.in_training(self), name="norm")(h)
+
+
+def test_a_model_s_batchnorm_normalises_by_the_batch_in_training_by_its_averages_elsewhere(
+        tmp_path):
+    """The training steps update the state a model declares (its running averages);
+    evaluation, encode and the checkpoints read and keep it; its parameters alone are
+    named as not enough."""
+    import optax
+
+    from jaxae import losses, objectives
+    from jaxae.evaluation import generation
+    from jaxae.models.declarations import DeclarationError
+    from jaxae.training import checkpoints, steps
+    model = _BatchNormedWhileTraining(image_shape=MNIST)
+    build_lib.check_model(model, Reconstruct(), MNIST)  # refused before state was supported
+    objective = objectives.Reconstruction(losses.mse)
+    images = np.random.default_rng(0).integers(0, 256, (16, *MNIST), dtype=np.uint8)
+    state = steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(0))
+    stats = state.model_state["batch_stats"]["norm"]
+    np.testing.assert_array_equal(stats["mean"], np.zeros(4))  # Flax's starting averages
+    np.testing.assert_array_equal(stats["var"], np.ones(4))
+    step = steps.make_train_step(model, Reconstruct(), objective)
+    for k in range(3):
+        state, metrics = step(state, {"image": images}, jax.random.key(k))
+    assert int(state.step) == 3 and np.isfinite(float(metrics["loss"]))
+    stats = jax.device_get(state.model_state["batch_stats"]["norm"])
+    assert np.abs(stats["mean"]).max() > 0 and not np.allclose(stats["var"], 1.0)  # updated
+    x = images / 255.0
+    h = x.reshape(16, -1) @ state.params["encoder"]["kernel"] + state.params["encoder"]["bias"]
+    by_averages = ((h - stats["mean"]) / np.sqrt(stats["var"] + 1e-5)
+                   * state.params["norm"]["scale"] + state.params["norm"]["bias"])
+    codes = generation.encode(model, state.variables, images)
+    np.testing.assert_allclose(codes, by_averages, rtol=1e-5, atol=1e-5)
+    by_batch = (h - h.mean(0)) / np.sqrt(h.var(0) + 1e-5)  # what training normalises by
+    assert not np.allclose(codes, by_batch * state.params["norm"]["scale"]
+                           + state.params["norm"]["bias"], atol=1e-3)
+    evaluate = steps.make_eval_step(model, Reconstruct(), objective)
+    evaluated = [float(evaluate(state.variables, {"image": images}, jax.random.key(k))["loss"])
+                 for k in (1, 2)]
+    assert evaluated[0] == evaluated[1]  # the running averages: no batch, no key, matter
+    with pytest.raises(DeclarationError, match=r"^model _BatchNormedWhileTraining keeps state "
+                                               r"\(batch_stats\), and was given its parameters "
+                                               r"alone .*: give its Variables, state.variables"):
+        evaluate(state.params, {"image": images}, jax.random.key(1))
+    manager = checkpoints.make_manager(str(tmp_path / "checkpoints"))
+    checkpoints.save_state(manager, state)
+    fresh = steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(9))
+    restored = checkpoints.restore_state(manager, fresh)
+    checkpoints.close(manager)
+    for a, b in zip(jax.tree.leaves(state.model_state), jax.tree.leaves(restored.model_state),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 class _DropsWhileTraining(_Dense):

@@ -721,3 +721,55 @@ def test_the_validation_split_draws_noise_of_its_own():
     assert out["val_draw"] != out["test_draw"]
     again = evaluate_splits(eval_step, {}, data, 4, jax.random.key(0))
     assert again == out  # and the same draws at every evaluation
+
+
+BATCHNORM_MODEL = '''
+import flax.linen as nn
+
+from jaxae import models
+
+
+class Normed(models.Autoencoder):
+    image_shape: tuple
+    latent_dim: int = 4
+    state_collections = ("batch_stats",)
+
+    @property
+    def latent_shape(self):
+        return (self.latent_dim,)
+
+    @nn.compact
+    def encode(self, x, *, labels=None):
+        h = nn.Dense(32, name="hidden")(x.reshape(x.shape[0], -1))
+        h = nn.BatchNorm(use_running_average=not models.in_training(self), name="norm")(h)
+        return nn.Dense(self.latent_dim, name="code")(nn.relu(h))
+
+    @nn.compact
+    def decode(self, z, *, labels=None):
+        return nn.Dense(784, name="pixels")(z).reshape(z.shape[0], 28, 28, 1)
+'''
+
+
+def test_a_users_batchnorm_model_resumes_bitwise_and_evaluates_on_its_running_averages(
+        tiny_config, tmp_path):
+    """The running averages are part of the run: checkpointed, restored on a resume (which
+    then ends bitwise equal to an uninterrupted run) and read by evaluate.py."""
+    (tmp_path / "normed.py").write_text(BATCHNORM_MODEL)
+    config = tiny_config(**{"model": {"name": f"{tmp_path / 'normed.py'}:Normed",
+                                      "latent_dim": 4}})
+    whole = train_and_evaluate(config, str(tmp_path / "whole"))
+    averages = jax.device_get(whole.model_state["batch_stats"]["norm"]["mean"])
+    assert averages.shape == (32,) and np.abs(averages).max() > 0  # trained, not as made
+    config.train.stop_after_steps = 21
+    train_and_evaluate(config, str(tmp_path / "split"))
+    config.train.stop_after_steps = None
+    resumed = train_and_evaluate(config, str(tmp_path / "split"))
+    assert int(resumed.step) == int(whole.step) == 32
+    assert_bitwise_equal(whole.params, resumed.params, "resumed and uninterrupted parameters")
+    assert_bitwise_equal(whole.model_state, resumed.model_state,
+                         "resumed and uninterrupted running averages")
+    assert metrics_lines(tmp_path / "whole") == metrics_lines(tmp_path / "split")
+    evaluated = evaluate_workdir(str(tmp_path / "whole"))
+    last = [r for r in metrics_lines(tmp_path / "whole") if "test_mse" in r][-1]
+    assert evaluated["test_mse"] == last["test_mse"]  # the same averages as at training's end
+    assert os.path.exists(tmp_path / "whole" / "eval" / "reconstructions.png")

@@ -24,6 +24,7 @@ from jaxae.evaluation.metrics import evaluate_split, padded_batches
 from jaxae.evaluation.pictures import PictureOptions, write_pictures
 from jaxae.evaluation.probe import train_probe
 from jaxae.keys import IWAE_STREAM, RECOGNITION_STREAM, derive_keys
+from jaxae.models.base import Variables
 from jaxae.objectives import Objective
 from jaxae.registry import display_name
 from jaxae.tasks import Task
@@ -141,7 +142,8 @@ def eval_dir(workdir: str, step: int | None = None) -> str:
 @dataclasses.dataclass(frozen=True)
 class TrainedRun:
     """A trained run, reloaded: its config (config.json, with evaluation's overrides), the
-    objects built from it, the parameters of one checkpoint and the images it trained on."""
+    objects built from it, the parameters (and the model's state, where it keeps one) of
+    one checkpoint and the images it trained on."""
 
     config: ml_collections.ConfigDict
     model: nn.Module
@@ -150,6 +152,12 @@ class TrainedRun:
     params: dict
     step: int
     data: Splits
+    model_state: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def variables(self) -> Variables:
+        """The parameters with the model's state: what evaluation takes."""
+        return Variables(self.params, self.model_state)
 
 
 def load_trained(workdir: str, step: int | None = None,
@@ -186,7 +194,7 @@ def evaluate_workdir(workdir: str, step: int | None = None,
         _writable_out_dir(out_dir)
         run = _restore_run(config, workdir, manager, step)
         print(f"evaluating the checkpoint at step {run.step} of {workdir}", flush=True)
-        return evaluate_state(run.config, run.model, run.task, run.objective, run.params,
+        return evaluate_state(run.config, run.model, run.task, run.objective, run.variables,
                               run.data, run.step, out_dir)
     except BaseException:
         if created:  # a refused evaluation (a damaged step, say) leaves no empty folder
@@ -252,7 +260,8 @@ def _restore_run(config, workdir: str, manager, step: int | None) -> TrainedRun:
         raise mismatch_with_code(error, workdir, config) from None
     for warning in code_warnings(code_changes(workdir, config), config):
         print(warning, file=sys.stderr, flush=True)
-    return TrainedRun(config, model, task, objective, state.params, int(state.step), data)
+    return TrainedRun(config, model, task, objective, state.params, int(state.step), data,
+                      state.model_state)
 
 
 def _pictures_of(out_dir: str) -> list[str]:
@@ -268,8 +277,8 @@ def _pictures_of(out_dir: str) -> list[str]:
 
 
 def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Task,
-                   objective: Objective, params: dict, data: Splits, step: int, out_dir: str
-                   ) -> dict:
+                   objective: Objective, params: dict | Variables, data: Splits, step: int,
+                   out_dir: str) -> dict:
     """A run's evaluation (evaluate.py's, as its config sets it): test metrics, the IWAE
     bounds of a variational model, the class recognition of a conditional variational one,
     and the pictures, written into `out_dir`. In a loop of one's own, `evaluate_split`,

@@ -22,15 +22,16 @@ from jaxae import losses
 from jaxae.data.batches import to_float
 from jaxae.keys import check_key, eval_example_key
 from jaxae.models import declarations
-from jaxae.models.base import check_label_values
+from jaxae.models.base import Variables, check_label_values, variables_of
 from jaxae.tasks import Task
 
 
 def _check_params(params: object, function: str) -> None:
     """A TypeError naming the fix for a train state (or anything else) given as parameters."""
-    if not isinstance(params, Mapping):
+    if not isinstance(params, (Mapping, Variables)):
         raise TypeError(f"{function} takes the model's parameters, not a "
-                        f"{type(params).__name__}: pass state.params")
+                        f"{type(params).__name__}: pass state.params (state.variables for a "
+                        "model that keeps state)")
 
 
 def _check_float_inputs(inputs: jax.Array, function: str) -> None:
@@ -49,8 +50,8 @@ def deterministic_codes(model: nn.Module, params: dict, images: jax.Array,
     _check_params(params, "deterministic_codes")
     _check_float_inputs(images, "deterministic_codes")
     declarations.check_images(np.shape(images), "deterministic_codes")
-    with declarations.params_of(model):
-        code = model.apply({"params": params}, images, labels=labels, method="encode")
+    with declarations.matching_params(model):
+        code = model.apply(variables_of(params), images, labels=labels, method="encode")
     if model.variational:
         code = code[0]
     return code.reshape(code.shape[0], -1)
@@ -99,8 +100,8 @@ def encode(model: nn.Module, params: dict, images_u8: np.ndarray,
 @functools.partial(jax.jit, static_argnums=0)
 def _decoded_images(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | None
                     ) -> jax.Array:
-    with declarations.params_of(model):
-        logits = model.apply({"params": params}, z, labels=labels, method="decode")
+    with declarations.matching_params(model):
+        logits = model.apply(variables_of(params), z, labels=labels, method="decode")
     return losses.sigmoid(logits)
 
 
@@ -194,8 +195,8 @@ def perturbed_code_samples(model: nn.Module, params: dict, inputs: jax.Array,
 @functools.partial(jax.jit, static_argnums=0)
 def _code(model: nn.Module, params: dict, inputs: jax.Array, labels: jax.Array | None
           ) -> jax.Array:
-    with declarations.params_of(model):
-        return model.apply({"params": params}, inputs, labels=labels, method="encode")
+    with declarations.matching_params(model):
+        return model.apply(variables_of(params), inputs, labels=labels, method="encode")
 
 
 def manifold_coordinates(variational: bool, size: int, codes: np.ndarray | None = None

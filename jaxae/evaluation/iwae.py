@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from jaxae import losses
 from jaxae.models import reparameterize
+from jaxae.models.base import variables_of
 from jaxae.objectives import Likelihood
 from jaxae.tasks import Task
 from jaxae.training import steps
@@ -35,14 +36,14 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
     def iwae_step(params: dict, batch: dict, key: jax.Array) -> jax.Array:
         inputs, targets, sample_key = steps.eval_example(task, batch, key)
         labels = batch.get("label")
-        mean, log_sigma = model.apply({"params": params}, inputs, labels=labels,
+        mean, log_sigma = model.apply(variables_of(params), inputs, labels=labels,
                                       method="encode")
 
         def log_weights(args):  # [chunk, B]: log p(x, z) - log q(z | x) for `chunk` samples
             index, chunk_key = args
             keys = jax.random.split(chunk_key, chunk)
             z = jax.vmap(lambda k: reparameterize(k, mean, log_sigma))(keys)  # [c, B, D]
-            decode = lambda z_BxD: model.apply({"params": params}, z_BxD,  # noqa: E731
+            decode = lambda z_BxD: model.apply(variables_of(params), z_BxD,  # noqa: E731
                                                labels=labels, method="decode")
             logits = jax.lax.map(decode, z)
             log_px = jax.vmap(lambda lg: likelihood.log_prob(lg, targets))(logits)

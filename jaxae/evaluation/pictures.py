@@ -32,6 +32,7 @@ from jaxae.data.batches import to_float
 from jaxae.data.splits import Split, Splits
 from jaxae.evaluation import embedding, generation, pca, plots
 from jaxae.keys import PICTURES_STREAM, Keys, derive_keys, eval_example_key
+from jaxae.models.base import Variables, variables_of
 from jaxae.tasks import Task
 
 PRIOR_SAMPLE_ROWS = 4
@@ -86,7 +87,7 @@ def reconstruction_rows(model: nn.Module, task: Task, params: dict, split: Split
 def _mean_logits(model: nn.Module, params: dict, inputs: jax.Array, labels: jax.Array
                  ) -> jax.Array:
     """The reconstruction's logits, z = z_mean for a variational model."""
-    return model.apply({"params": params}, inputs, labels=labels, sample=False)[0]
+    return model.apply(variables_of(params), inputs, labels=labels, sample=False)[0]
 
 
 def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, num_images: int,
@@ -133,9 +134,10 @@ def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits,
         raise TypeError(f"write_pictures takes the run's Splits (jaxae.data.make_splits), not "
                         f"a {type(data).__name__}: its test split is drawn, and its class "
                         "names label the pictures")
-    if not isinstance(params, Mapping):
+    if not isinstance(params, (Mapping, Variables)):
         raise TypeError(f"write_pictures takes the model's parameters, not a "
-                        f"{type(params).__name__}: pass state.params")
+                        f"{type(params).__name__}: pass state.params (state.variables for a "
+                        "model that keeps state)")
     keys = keys if isinstance(keys, Keys) else derive_keys(keys)
     os.makedirs(out_dir, exist_ok=True)
     written = {}

@@ -30,6 +30,7 @@ from jaxae.experiments.common import (
 )
 from jaxae.experiments.render import format_cell, seed_range, seeds_overlap
 from jaxae.keys import BLUR_FIT_STREAM, derive_keys
+from jaxae.models.base import variables_of
 from jaxae.tasks import baselines
 
 TITLE = "Super-resolution and denoising autoencoders against classical baselines"
@@ -108,7 +109,7 @@ def learned_label(run: Run) -> str:
 def learned_method(run: Run) -> Callable[[dict, jax.Array], jax.Array]:
     """The trained model as a method: (its parameters, model input) -> restored image."""
     def restore(params: dict, x: jax.Array) -> jax.Array:
-        return losses.sigmoid(run.model.apply({"params": params}, x, sample=False)[0])
+        return losses.sigmoid(run.model.apply(variables_of(params), x, sample=False)[0])
     return restore
 
 

@@ -5,13 +5,21 @@
     logits, aux = model.apply(variables, x, key=key)   # aux: mean, log_sigma, z
 
 A model's own Dropout draws only in training steps: `nn.Dropout(rate, deterministic=not
-models.in_training(self))`. Register your own with `@models.register_model("my_vae")`, or
+models.in_training(self))`; its BatchNorm keeps running averages it declares as its state
+(`state_collections = ("batch_stats",)`), which evaluation reads from `Variables`.
+Register your own with `@models.register_model("my_vae")`, or
 name it in a config as "my_models.py:MyVAE" (`jaxae.registry`).
 """
 
 from jaxae.models import autoencoders
 from jaxae.models.autoencoders import VAE, ConvAE, DeepAE, DenseAE, SuperResolution
-from jaxae.models.base import Autoencoder, VariationalAutoencoder, in_training, reparameterize
+from jaxae.models.base import (
+    Autoencoder,
+    Variables,
+    VariationalAutoencoder,
+    in_training,
+    reparameterize,
+)
 from jaxae.models.registry import MODELS, build_model, register_model
 
 __all__ = [
@@ -23,6 +31,7 @@ __all__ = [
     "DenseAE",
     "SuperResolution",
     "VariationalAutoencoder",
+    "Variables",
     "autoencoders",
     "build_model",
     "in_training",

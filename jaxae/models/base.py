@@ -16,13 +16,18 @@ Conditional models need `labels`; the others ignore them. A variational model dr
 `key` (or a Flax rng stream named "sample"); a missing one is an error, and
 `sample=False` asks for z = z_mean explicitly.
 
-A model's only variables are its `params`: the training step is a pure function of the
-parameters, so layers with mutable state (BatchNorm's batch_stats) are not supported. Layers
-with their own randomness draw from the rng stream "dropout", which the training steps give
-(from the step's key) and nothing else does: `nn.Dropout(rate, deterministic=not
-in_training(self))` drops units while training and is the identity in evaluation, `encode`
-and `decode` (a loop of your own passes `rngs={"dropout": key}` to `apply` while training).
-Corruption of the input belongs to the task (`jaxae.tasks`).
+A model's variables are its `params`, and the collections it declares as its state in
+`state_collections` (BatchNorm's "batch_stats"): the training steps update those (`apply`
+with them mutable) and everything else reads them, from a train state's `model_state`;
+evaluation takes `Variables(params, state)` where it takes parameters (`state.variables`).
+Layers that act only while training ask `in_training(self)`: `nn.Dropout(rate,
+deterministic=not in_training(self))` drops units while training and is the identity in
+evaluation, `encode` and `decode`; `nn.BatchNorm(use_running_average=not
+in_training(self))` normalises by the batch while training and by its running averages
+elsewhere. The training steps give the rng stream "dropout" (from the step's key) and
+nothing else does (a loop of your own passes `rngs={"dropout": key}` to `apply` while
+training, and `mutable=["batch_stats"]`). Corruption of the input belongs to the task
+(`jaxae.tasks`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +53,35 @@ def in_training(module: nn.Module) -> bool:
     stream only where the transform's split_rngs names it: split_rngs={"params": True,
     "dropout": True}."""
     return module.has_rng(DROPOUT_RNG)
+
+
+def state_collections(model: nn.Module) -> tuple[str, ...]:
+    """The Flax collections besides "params" that a model declares as its state (its
+    `state_collections`, e.g. ("batch_stats",) for BatchNorm): none unless declared."""
+    return tuple(getattr(model, "state_collections", ()))
+
+
+@flax.struct.dataclass
+class Variables:
+    """A model's parameters with its state ({collection: tree}; `state_collections`): what
+    evaluation takes where it takes parameters, for a model that keeps state
+    (`TrainState.variables`). `variables_of` makes `apply`'s dict of it."""
+
+    params: Any
+    state: Any = flax.struct.field(default_factory=dict)
+
+
+def variables_of(params: Any) -> dict[str, Any]:
+    """The variables `model.apply` takes, of a model's parameters alone or of its
+    `Variables` (the parameters with the model's state)."""
+    if isinstance(params, Variables):
+        return {"params": params.params, **params.state}
+    return {"params": params}
+
+
+def params_of(params: Any) -> Any:
+    """The parameters themselves, of a model's parameters or of its `Variables`."""
+    return params.params if isinstance(params, Variables) else params
 
 
 def _not_given(module: nn.Module, method: str, argument: str, returns: str
@@ -86,6 +121,7 @@ class Autoencoder(nn.Module):
     """Base of plain autoencoders: subclasses give `encode` and `decode`."""
 
     variational: ClassVar[bool] = False
+    state_collections: ClassVar[tuple[str, ...]] = ()  # ("batch_stats",) with BatchNorm
 
     @property
     def conditional(self) -> bool:
@@ -125,6 +161,7 @@ class VariationalAutoencoder(nn.Module):
     """
 
     variational: ClassVar[bool] = True
+    state_collections: ClassVar[tuple[str, ...]] = ()  # ("batch_stats",) with BatchNorm
 
     @property
     def conditional(self) -> bool:

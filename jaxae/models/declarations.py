@@ -21,7 +21,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxae.messages import first_line
-from jaxae.models.base import DROPOUT_RNG, Autoencoder, VariationalAutoencoder
+from jaxae.models.base import (
+    DROPOUT_RNG,
+    Autoencoder,
+    VariationalAutoencoder,
+    state_collections,
+)
 
 DECLARED = ("variational", "conditional", "latent_shape")
 VARIATIONAL_AUX = ("mean", "log_sigma", "z")  # what a variational model's aux must hold
@@ -29,9 +34,13 @@ BATCH = 2  # the abstract batch's size
 # the base classes' own __call__: keyless at z = z_mean, they call encode and decode as with a
 # key, so a model that keeps one needs no keyless call of its own checked
 BASE_CALLS = (Autoencoder.__call__, VariationalAutoencoder.__call__)
-STATE_FIX = ("variables other than parameters (BatchNorm's batch_stats, a buffer of one's own) "
-             "are not supported: keep state out of the model (for BatchNorm, LayerNorm or "
-             "GroupNorm)")
+STATE_FIX = ("a layer keeps state (BatchNorm's batch_stats): declare it in the model's "
+             "state_collections (state_collections = ('batch_stats',)), and change it only "
+             "while training: nn.BatchNorm(use_running_average=not "
+             "jaxae.models.in_training(self))")
+STATE_CHANGE_FIX = ("a layer changes its state outside training: change it only while "
+                    "training: nn.BatchNorm(use_running_average=not "
+                    "jaxae.models.in_training(self))")
 # Flax's errors for the layers a model cannot hold (`jaxae.models.base`), and what to use
 UNSUPPORTED_LAYERS = {
     flax.errors.ScopeCollectionNotFound: STATE_FIX,  # reads a collection the steps do not give
@@ -91,18 +100,26 @@ def flax_text(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def params_of(model: nn.Module, inputs: str = "") -> Iterator[None]:
+def matching_params(model: nn.Module, inputs: str = "") -> Iterator[None]:
     """Raises a DeclarationError naming the fix for parameters that another model made, or
     the same model on other inputs (`inputs`: the inputs' shape, for the message), where
     Flax would raise its own error from deep in the model."""
+    name = type(model).__name__
     try:
         yield
     except PARAMS_MISMATCH as e:
         other = f" than these {inputs} ones" if inputs else ""
         raise DeclarationError(
-            f"the parameters given to model {type(model).__name__} were made for another model "
+            f"the parameters given to model {name} were made for another model "
             f"or for other inputs{other} ({flax_text(e)}): give the parameters of this "
             "model, initialised on inputs of the data's shape") from None
+    except flax.errors.ScopeCollectionNotFound as e:
+        if not state_collections(model):
+            raise
+        raise DeclarationError(
+            f"model {name} keeps state ({', '.join(state_collections(model))}), and was given "
+            f"its parameters alone ({flax_text(e)}): give its Variables, state.variables "
+            "(jaxae.models.Variables(params, state))") from None
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -170,8 +187,9 @@ def check_codes(name: str, aux: dict, batch: int) -> None:
 def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
                        image_shape: tuple[int, ...] | None = None) -> None:
     """Raises DeclarationError unless `model` declares `variational`, `conditional` and
-    `latent_shape`, runs as the steps run it (on its parameters alone; evaluated without an
-    rng stream, trained with "dropout"), maps a batch of `input_shape` inputs to logits of
+    `latent_shape`, runs as the steps run it (on its parameters and the state it declares,
+    `state_collections`; evaluated without an rng stream and with its state read-only,
+    trained with "dropout" and its state updated), maps a batch of `input_shape` inputs to logits of
     `image_shape`, encodes
     to codes of `latent_shape` (a variational model: a mean and a log-sigma of that flat
     shape) and decodes a code back to the logits' shape. Without `image_shape` (a model
@@ -207,18 +225,27 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     key = jax.random.key(0)
     x = jax.ShapeDtypeStruct((BATCH, *input_shape), jnp.float32)
     labels = jax.ShapeDtypeStruct((BATCH,), jnp.int32) if model.conditional else None
+    collections = state_collections(model)
 
     def run(x, labels):
-        # initialised as `steps.init_params` does, and called as the steps and the pictures
-        # call it, on its parameters alone: evaluated (z sampled with the key; keyless at
-        # z = z_mean) and trained (the "dropout" stream). Flax's init lends a missing rng
-        # stream the params stream, so only these calls find a draw outside training, or a
-        # collection (batch_stats) the steps lack.
-        variables = {"params": model.init(key, x, labels=labels, sample=False).get("params", {})}
+        # initialised as `steps.init_variables` does, and called as the steps and the
+        # pictures call it, on its parameters and declared state alone: evaluated (z sampled
+        # with the key; keyless at z = z_mean; the state read-only) and trained (the
+        # "dropout" stream; the state updated). Flax's init lends a missing rng stream the
+        # params stream, so only these calls find a draw outside training, or a collection
+        # (batch_stats) the steps lack or do not update.
+        initial = model.init(key, x, labels=labels, sample=False)
+        if lacks := [c for c in collections if c not in initial]:
+            raise DeclarationError(
+                f"model {name} declares state_collections {tuple(collections)} but its "
+                f"layers keep no {', '.join(lacks)}: declare only the collections they "
+                "keep (BatchNorm's batch_stats)")
+        variables = {c: initial.get(c, {}) for c in ("params", *collections)}
         output = model.apply(variables, x, labels=labels, key=key)
         if type(model).__call__ not in BASE_CALLS:  # a base's call draws only with the key
             model.apply(variables, x, labels=labels, sample=False)
-        model.apply(variables, x, labels=labels, key=key, rngs={DROPOUT_RNG: key})
+        model.apply(variables, x, labels=labels, key=key, rngs={DROPOUT_RNG: key},
+                    **({"mutable": list(collections)} if collections else {}))
         logits, aux = split_output(name, output, model.variational)
         if model.variational and (lacks := [k for k in VARIATIONAL_AUX if k not in aux]):
             raise DeclarationError(
@@ -239,6 +266,8 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
         text = flax_text(e)
         text = text.replace("None needs PRNG", f"{name} needs PRNG")  # the top module, unnamed
         fixes = {**UNSUPPORTED_LAYERS, UNNAMED_LAYERS: UNNAMED_LAYERS_FIX}
+        if collections:  # declared: what remains is to change it only while training
+            fixes[flax.errors.ModifyScopeVariableError] = STATE_CHANGE_FIX
         fix = next((f": {fix}" for kind, fix in fixes.items() if isinstance(e, kind)), "")
         raise DeclarationError(f"model {name} fails on a batch of {_shape(input_shape)} "
                                f"inputs: {type(e).__name__}: {text}{fix}") from None

@@ -51,6 +51,7 @@ from etils import epath
 from flax.training import train_state
 
 from jaxae.messages import first_line
+from jaxae.training.steps import model_state_of
 
 PyTree = Any
 CHECKPOINTS = "checkpoints"
@@ -587,13 +588,16 @@ def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = Non
 
 
 DATA = "data"  # a train state's checkpoint entry for the data stream's position
+MODEL_STATE = "model_state"  # its entry for the model's state, where it keeps one
 
 
 def state_tree(state: train_state.TrainState, data: PyTree | None = None) -> dict:
-    """What a checkpoint of a TrainState holds: everything that is data, not code, and the
-    position of the stream of training batches when one is given (`data`, e.g.
-    `jaxae.data.streaming.BatchIterator.state()`)."""
+    """What a checkpoint of a TrainState holds: everything that is data, not code (the
+    model's state too, where it keeps one), and the position of the stream of training
+    batches when one is given (`data`, e.g. `jaxae.data.streaming.BatchIterator.state()`)."""
     tree = {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+    if model_state := model_state_of(state):  # a model that keeps state (BatchNorm's)
+        tree[MODEL_STATE] = model_state
     if data is not None:
         tree[DATA] = data
     return tree
@@ -610,6 +614,7 @@ STATE_HINT = {
               "section and task.factor",
     "opt_state": "make the optimiser as the saved one was: a run's config.json gives its "
                  "optim.name and optim.schedule",
+    MODEL_STATE: "build the model as the saved one was: its state_collections and layers",
     "step": "it was not written by this jaxae",
     DATA: "it was not written by this jaxae"}
 
@@ -639,7 +644,8 @@ def restore_state(manager: ocp.CheckpointManager, like: train_state.TrainState,
     saved = saved_outline(manager, step)
     tree = restore(manager, state_tree(like, _saved_data_like(saved)), step, STATE_HINT,
                    saved)
-    state = like.replace(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"])
+    state = like.replace(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"],
+                         **({MODEL_STATE: tree[MODEL_STATE]} if MODEL_STATE in tree else {}))
     if not with_data:
         return state
     data = tree.get(DATA)

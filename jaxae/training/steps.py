@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
@@ -22,13 +24,31 @@ from jaxae import losses
 from jaxae.data import batches
 from jaxae.keys import DROPOUT_STREAM, check_key
 from jaxae.models import declarations, initializers
-from jaxae.models.base import DROPOUT_RNG, check_label_values
+from jaxae.models.base import (
+    DROPOUT_RNG,
+    Variables,
+    check_label_values,
+    state_collections,
+    variables_of,
+)
 from jaxae.objectives import Objective
 from jaxae.tasks import Task
 from jaxae.training import parallel
 from jaxae.training.compiler import compiler_options
 
-TrainState = train_state.TrainState
+
+class TrainState(train_state.TrainState):
+    """Flax's train state, with the model's state (`model_state`: {collection: tree} of the
+    collections it declares, `jaxae.models.base.state_collections`; empty for most models),
+    which the training steps update beside the parameters."""
+
+    model_state: Any = flax.struct.field(default_factory=dict)
+
+    @property
+    def variables(self) -> Variables:
+        """The parameters with the model's state: what evaluation takes where it takes
+        parameters (for a model without state, `params` does as well)."""
+        return Variables(self.params, self.model_state)
 
 
 Metrics = dict[str, jax.Array]
@@ -42,28 +62,41 @@ def init_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[jax.Arr
     return x, {"labels": labels, "sample": False}
 
 
-def init_params(model: nn.Module, input_shape: tuple[int, ...], key: jax.Array,
-                scheme: str = "lecun") -> dict:
-    """Fresh parameters for inputs of `input_shape` (one image), redrawn under `scheme`
-    (`initializers.SCHEMES`; "lecun" keeps the modules' own initialisers, Flax's default,
-    where a config's default is the material's "glorot").
+def init_variables(model: nn.Module, input_shape: tuple[int, ...], key: jax.Array,
+                   scheme: str = "lecun") -> tuple[dict, dict]:
+    """(fresh parameters, the model's initial state) for inputs of `input_shape` (one
+    image); the parameters redrawn under `scheme` (`initializers.SCHEMES`; "lecun" keeps the
+    modules' own initialisers, Flax's default, where a config's default is the material's
+    "glorot"); the state, the collections the model declares (`state_collections`: a
+    BatchNorm's running averages), as its layers make them.
 
-    A scheme that redraws every leaf (`initializers.redraws_every_leaf`) needs only the
-    parameters' shapes (`jax.eval_shape` of Flax's init): the model's forward pass is then
-    traced but never compiled. Where some leaf keeps its module's value (a LayerNorm's
-    scale, a user module's own parameter), Flax's init computes the values.
+    A scheme that redraws every leaf (`initializers.redraws_every_leaf`) of a model without
+    state needs only the parameters' shapes (`jax.eval_shape` of Flax's init): the model's
+    forward pass is then traced but never compiled. Where some leaf keeps its module's
+    value (a LayerNorm's scale, a user module's own parameter, a state), Flax's init
+    computes the values.
     """
     initializers.check_scheme(scheme)
     init_key, scheme_key = jax.random.split(key)
     x, kwargs = init_inputs(model, input_shape)
-    init = lambda: model.init(init_key, x, **kwargs)["params"]  # noqa: E731
+    collections = ("params", *state_collections(model))
+    init = lambda: {c: v for c, v in model.init(init_key, x, **kwargs).items()  # noqa: E731
+                    if c in collections}
     if scheme == "lecun":
-        params = init()
+        variables = init()
     else:
-        params = jax.eval_shape(init)
-        if not initializers.redraws_every_leaf(params):
-            params = init()
-    return initializers.apply_scheme(params, scheme_key, scheme)
+        variables = jax.eval_shape(init)
+        if len(variables) > 1 or not initializers.redraws_every_leaf(variables["params"]):
+            variables = init()
+    params = variables.pop("params")
+    return initializers.apply_scheme(params, scheme_key, scheme), variables
+
+
+def init_params(model: nn.Module, input_shape: tuple[int, ...], key: jax.Array,
+                scheme: str = "lecun") -> dict:
+    """Fresh parameters for inputs of `input_shape` (one image), redrawn under `scheme`:
+    `init_variables`' parameters."""
+    return init_variables(model, input_shape, key, scheme)[0]
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
@@ -74,9 +107,10 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
     With `check`, the model is first traced on an abstract batch of `input_shape`
     (`declarations.check_declarations`: nothing is computed), so a model that does not keep
     what it declares (its logits shaped as its `image_shape`, where it has one), or that Flax
-    cannot run (unnamed layers of @nn.compact encode and decode, BatchNorm), is one
-    DeclarationError naming the fix. `check=False` skips it where `jaxae.build.check_model`
-    has run (the trainer)."""
+    cannot run (unnamed layers of @nn.compact encode and decode, BatchNorm without its
+    state declared), is one DeclarationError naming the fix. `check=False` skips it where
+    `jaxae.build.check_model` has run (the trainer). The state holds the model's initial
+    state (`model_state`) beside the parameters."""
     check_key(init_key, "create_train_state's init_key")
     initializers.check_scheme(scheme)
     input_shape = tuple(input_shape)
@@ -97,10 +131,16 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
 
     @jax.jit
     def init(key: jax.Array) -> TrainState:
-        params = init_params(model, input_shape, key, scheme)
-        return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+        params, model_state = init_variables(model, input_shape, key, scheme)
+        return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                                 model_state=model_state)
 
     return init(init_key)
+
+
+def model_state_of(state: train_state.TrainState) -> dict:
+    """A train state's model state: none in Flax's own TrainState (a model without state)."""
+    return getattr(state, "model_state", {})
 
 
 def gradient_norm(grads: dict, when: bool | jax.Array = True) -> jax.Array:
@@ -121,14 +161,17 @@ def gradient_norm(grads: dict, when: bool | jax.Array = True) -> jax.Array:
     return jnp.sqrt(sum(sum_of_squares(leaf) for leaf in jax.tree.leaves(grads)))
 
 
-def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs: jax.Array,
-                    targets: jax.Array, labels: jax.Array, key: jax.Array | None,
-                    sample: bool = True, dropout_key: jax.Array | None = None
-                    ) -> tuple[dict[str, jax.Array], jax.Array]:
-    """(the objective's per-image terms, flat logits [B, H*W*C]) of one forward pass against
-    `targets` [B, H, W, C]; logits of another shape are a DeclarationError, raised as the
-    step is traced (what `jaxae.build.check_model` finds before a run compiles). A
-    `dropout_key` (training only) is the model's "dropout" stream.
+def per_image_terms(model: nn.Module, objective: Objective, params: dict | Variables,
+                    inputs: jax.Array, targets: jax.Array, labels: jax.Array,
+                    key: jax.Array | None, sample: bool = True,
+                    dropout_key: jax.Array | None = None
+                    ) -> tuple[dict[str, jax.Array], jax.Array, dict]:
+    """(the objective's per-image terms, flat logits [B, H*W*C], the model's new state) of
+    one forward pass against `targets` [B, H, W, C]; logits of another shape are a
+    DeclarationError, raised as the step is traced (what `jaxae.build.check_model` finds
+    before a run compiles). A `dropout_key` marks a training pass: it is the model's
+    "dropout" stream, and the model's state (`params`: its `Variables`) is updated there
+    (elsewhere it is read, and returned as it was).
 
     Losses reduce flat arrays (`losses.flat_images`): XLA's CPU backend reduces those many
     times faster than [B, H, W, C] expressions.
@@ -138,16 +181,21 @@ def per_image_terms(model: nn.Module, objective: Objective, params: dict, inputs
         raise ValueError(f'model {name} is conditional, but the batch has no "label": give '
                          '{"image": uint8 [B, H, W, C], "label": int [B]}')
     rngs = {} if dropout_key is None else {DROPOUT_RNG: dropout_key}
-    with declarations.params_of(model, "x".join(map(str, inputs.shape[1:]))):
-        output = model.apply({"params": params}, inputs, labels=labels, key=key,
-                             sample=sample, rngs=rngs)
+    variables = variables_of(params)
+    state = {c: v for c, v in variables.items() if c != "params"}
+    mutable = {"mutable": list(state)} if state and dropout_key is not None else {}
+    with declarations.matching_params(model, "x".join(map(str, inputs.shape[1:]))):
+        output = model.apply(variables, inputs, labels=labels, key=key, sample=sample,
+                             rngs=rngs, **mutable)
+    if mutable:
+        output, state = output
     logits, aux = declarations.split_output(name, output, model.variational)
     declarations.check_logits(name, logits, inputs.shape[0], inputs.shape[1:],
                               targets.shape[1:])
     if model.variational:
         declarations.check_codes(name, aux, inputs.shape[0])
     flat_logits, flat_targets = losses.flat_images(logits), losses.flat_images(targets)
-    return objective(flat_logits, flat_targets, aux), flat_logits
+    return objective(flat_logits, flat_targets, aux), flat_logits, state
 
 
 def check_batch(batch: Mapping[str, jax.Array], step: str,
@@ -171,7 +219,7 @@ def check_batch(batch: Mapping[str, jax.Array], step: str,
 
 def _check_train_args(state: TrainState, batch: Mapping[str, jax.Array], key: jax.Array,
                       image_shape: tuple[int, ...] | None) -> None:
-    if not isinstance(state, TrainState):
+    if not isinstance(state, train_state.TrainState):
         raise TypeError(f"train_step's state is a {type(state).__name__}, not a TrainState: "
                         "make it with jaxae.training.steps.create_train_state(model, tx, "
                         "input_shape, key)")
@@ -202,14 +250,16 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
         inputs, targets = task.make_example(batch["image"], example_key)
 
         def loss_fn(params):
-            terms, _ = per_image_terms(model, objective, params, inputs, targets,
-                                       batch.get("label"), sample_key, dropout_key=dropout_key)
+            terms, _, model_state = per_image_terms(
+                model, objective, Variables(params, model_state_of(state)), inputs, targets,
+                batch.get("label"), sample_key, dropout_key=dropout_key)
             means = {name: value.mean() for name, value in terms.items()}
-            return means["loss"], means
+            return means["loss"], (means, model_state)
 
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+        grads, (metrics, model_state) = jax.grad(loss_fn, has_aux=True)(state.params)
         metrics["grad_norm"] = gradient_norm(grads, with_grad_norm)
-        return state.apply_gradients(grads=grads), metrics
+        state = state.apply_gradients(grads=grads)
+        return (state.replace(model_state=model_state) if model_state else state), metrics
 
     return train_step
 
@@ -315,7 +365,8 @@ def _masked_sums(per_image: Metrics, batch: dict) -> Metrics:
 
 def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: bool = True
                    ) -> Callable[[dict, dict, jax.Array], Metrics]:
-    """Compiles f(params, batch, key) -> metric sums over the unmasked images of a batch.
+    """Compiles f(params, batch, key) -> metric sums over the unmasked images of a batch
+    (`params`: the parameters, or the `Variables` of a model that keeps state).
 
     `batch` is {"image": uint8 [B, H, W, C], "label": int [B] (conditional models; host
     labels outside their classes are refused),
@@ -335,19 +386,19 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
     flat = losses.flat_images
 
     @jax.jit
-    def eval_step(params: dict, batch: dict, key: jax.Array) -> Metrics:
-        if isinstance(params, TrainState):
+    def eval_step(params: dict | Variables, batch: dict, key: jax.Array) -> Metrics:
+        if isinstance(params, train_state.TrainState):
             raise TypeError("eval_step takes the parameters, not the TrainState: pass "
-                            "state.params")
+                            "state.params (state.variables for a model that keeps state)")
         check_batch(batch, "eval_step", getattr(model, "image_shape", None))
         check_key(key, "eval_step's key")
         inputs, targets, sample_key = eval_example(task, batch, key)
         flat_targets, labels = flat(targets), batch.get("label")
-        per_image, logits = per_image_terms(model, objective, params, inputs, targets,
-                                            labels, sample_key)
+        per_image, logits, _ = per_image_terms(model, objective, params, inputs, targets,
+                                               labels, sample_key)
         if model.variational:  # reconstructions from z = z_mean
-            _, logits = per_image_terms(model, objective, params, inputs, targets,
-                                        labels, None, sample=False)
+            _, logits, _ = per_image_terms(model, objective, params, inputs, targets,
+                                           labels, None, sample=False)
         per_image |= {
             "mse": losses.mse(logits, flat_targets),
             "bce": losses.bce_with_logits(logits, flat_targets),

@@ -633,7 +633,7 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
 
     def evaluate(epoch: int) -> None:
         """Evaluates the state at `step`, in `epoch` (1-based): a record and the hook."""
-        evaluation = evaluate_splits(eval_step, _local(state.params), data,
+        evaluation = evaluate_splits(eval_step, _local(state.variables), data,
                                      config.eval.batch_size, keys.eval, floor_step, floors)
         faults.check_evaluation(evaluation, step)
         if writer:
