@@ -335,7 +335,8 @@ def test_write_pictures_takes_a_key_and_names_a_split_or_state_given_for_its_arg
                                         r"Split"):
         pictures.write_pictures(model, task, state.params, data.test, 0, "t", str(tmp_path))
     with pytest.raises(TypeError, match=r"^write_pictures takes the model's parameters, not "
-                                        r"a TrainState: pass state.params$"):
+                                        r"a TrainState: pass state.params \(state.variables "
+                                        r"for a model that keeps state\)$"):
         pictures.write_pictures(model, task, state, data, 0, "t", str(tmp_path))
     by_key = pictures.write_pictures(model, task, state.params, data, jax.random.key(3), "t",
                                      str(tmp_path / "key"))
@@ -432,7 +433,8 @@ def test_generation_names_a_train_state_and_labels_an_unconditional_model_would_
                  lambda: generation.encode(model, state, IMAGES, np.zeros(8, np.int32)),
                  lambda: generation.decode(model, state, jnp.zeros((2, 4)))):
         with pytest.raises(TypeError, match=r" takes the model's parameters, not a TrainState: "
-                                            r"pass state.params$"):
+                                            r"pass state.params \(state.variables for a "
+                                            r"model that keeps state\)$"):
             call()
 
 
