@@ -95,6 +95,26 @@ def test_dropout_rescale_divides_kept_pixels():
     np.testing.assert_allclose(float(noisy.mean()), 0.25, rtol=0.02)  # expectation preserved
 
 
+def test_a_rescaled_dropout_input_is_shown_and_scored_at_its_pixels_own_values():
+    """Kept pixels divided by 1 - rate reach 2 (rate 0.5): clipped to [0, 1] the picture's
+    input row, its PSNR floor and the median baseline of it were whitened."""
+    from jaxae.tasks import Denoise
+
+    images = jax.random.randint(jax.random.key(3), (4, 28, 28, 1), 0, 256).astype(jnp.uint8)
+    for rate in (0.5, 0.3):
+        plain, scaled = (Denoise(dropout_rate=rate, dropout_rescale=r) for r in (False, True))
+        unscaled, _ = plain.make_example(images, jax.random.key(1))
+        rescaled, _ = scaled.make_example(images, jax.random.key(1))  # the same pixels dropped
+        assert float(rescaled.max()) > 1.0
+        np.testing.assert_allclose(scaled.input_as_image(rescaled, (28, 28, 1)), unscaled,
+                                   atol=1e-6)
+        np.testing.assert_allclose(scaled.baseline(rescaled, (28, 28, 1)),
+                                   plain.baseline(unscaled, (28, 28, 1)), atol=1e-6)
+        assert "kept x" in scaled.input_label((28, 28, 1))
+        assert "kept" not in plain.input_label((28, 28, 1))
+    assert scaled.input_label((28, 28, 1)) == "input\n(dropout 0.3,\nkept x1.43, drawn x1)"
+
+
 def test_corruptions_are_functions_of_the_key():
     images = jnp.full((8, 28, 28, 1), 0.5)
     key, other = jax.random.key(1), jax.random.key(2)

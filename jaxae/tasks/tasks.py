@@ -127,12 +127,24 @@ class Denoise(Task):
             return losses.dropout_noise(key, targets, self.dropout_rate, self.dropout_rescale)
         return losses.gaussian_noise(key, targets, self.noise_std)
 
+    @property
+    def rescales(self) -> bool:
+        """Whether the kept pixels are divided by 1 - rate (a dropout layer's training)."""
+        return self.corruption == "dropout" and self.dropout_rescale
+
+    def input_as_image(self, inputs, image_shape):
+        """The corrupted image; rescaled kept pixels (up to 1 / (1 - rate)) at their own
+        values, which clipping to [0, 1] would whiten."""
+        return jnp.clip(inputs * (1.0 - self.dropout_rate) if self.rescales else inputs, 0, 1)
+
     def baseline(self, inputs, image_shape):
-        return baselines.median_filter_3x3(jnp.clip(inputs, 0, 1))
+        return baselines.median_filter_3x3(self.input_as_image(inputs, image_shape))
 
     def input_label(self, image_shape):
-        return (f"input\n(dropout {self.dropout_rate:g})" if self.corruption == "dropout"
-                else f"input\n(noise std {self.noise_std:g})")
+        if self.corruption != "dropout":
+            return f"input\n(noise std {self.noise_std:g})"
+        kept = f",\nkept x{1 / (1 - self.dropout_rate):.3g}, drawn x1" if self.rescales else ""
+        return f"input\n(dropout {self.dropout_rate:g}{kept})"
 
 
 @register_task("superresolve")
