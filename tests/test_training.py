@@ -723,40 +723,14 @@ def test_the_validation_split_draws_noise_of_its_own():
     assert again == out  # and the same draws at every evaluation
 
 
-BATCHNORM_MODEL = '''
-import flax.linen as nn
-
-from jaxae import models
-
-
-class Normed(models.Autoencoder):
-    image_shape: tuple
-    latent_dim: int = 4
-    state_collections = ("batch_stats",)
-
-    @property
-    def latent_shape(self):
-        return (self.latent_dim,)
-
-    @nn.compact
-    def encode(self, x, *, labels=None):
-        h = nn.Dense(32, name="hidden")(x.reshape(x.shape[0], -1))
-        h = nn.BatchNorm(use_running_average=not models.in_training(self), name="norm")(h)
-        return nn.Dense(self.latent_dim, name="code")(nn.relu(h))
-
-    @nn.compact
-    def decode(self, z, *, labels=None):
-        return nn.Dense(784, name="pixels")(z).reshape(z.shape[0], 28, 28, 1)
-'''
-
-
 def test_a_users_batchnorm_model_resumes_bitwise_and_evaluates_on_its_running_averages(
         tiny_config, tmp_path):
     """The running averages are part of the run: checkpointed, restored on a resume (which
-    then ends bitwise equal to an uninterrupted run) and read by evaluate.py."""
-    (tmp_path / "normed.py").write_text(BATCHNORM_MODEL)
-    config = tiny_config(**{"model": {"name": f"{tmp_path / 'normed.py'}:Normed",
-                                      "latent_dim": 4}})
+    then ends bitwise equal to an uninterrupted run) and read by evaluate.py. The model is
+    examples/my_models.py's NormedAE (BatchNorm and Dropout), named by its file."""
+    examples = os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples")
+    config = tiny_config(**{"model": {"name": os.path.join(examples, "my_models.py:NormedAE"),
+                                      "latent_dim": 4, "hidden": 32}})
     whole = train_and_evaluate(config, str(tmp_path / "whole"))
     averages = jax.device_get(whole.model_state["batch_stats"]["norm"]["mean"])
     assert averages.shape == (32,) and np.abs(averages).max() > 0  # trained, not as made
