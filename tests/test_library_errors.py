@@ -696,10 +696,15 @@ def test_the_steps_refuse_host_labels_outside_a_conditional_models_classes():
                                              r"255, outside its 10 classes: give classes 0 "
                                              r"\.\. 9$"):
             call({"image": IMAGES, "label": wrong})
+    with pytest.raises(ValueError, match=r"^eval_step of model VAE was given labels -1"):
+        evaluate(params=state.params, batch={"image": IMAGES, "label": wrong},
+                 key=jax.random.key(1))  # by keyword too
     right = {"image": IMAGES, "label": wrong.clip(0, 9)}
     assert train.lower(state, right, jax.random.key(1)).compile() is not None  # still jitted
-    assert np.isfinite(float(evaluate(state.params, right, jax.random.key(1))["loss"]))
-    _, metrics = train(state, right, jax.random.key(1))  # in range: runs
+    assert all(hasattr(train, method) for method in ("lower", "trace", "eval_shape"))
+    assert np.isfinite(float(evaluate(params=state.params, batch=right,
+                                      key=jax.random.key(1))["loss"]))
+    _, metrics = train(state=state, batch=right, key=jax.random.key(1))  # in range: runs
     assert np.isfinite(float(metrics["loss"]))
     unconditional, dense = dense_state()
     plain = steps.make_train_step(unconditional, Reconstruct(),

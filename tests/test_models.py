@@ -731,9 +731,12 @@ def test_a_model_s_batchnorm_normalises_by_the_batch_in_training_by_its_averages
     evaluation, encode and the checkpoints read and keep it; its parameters alone are
     named as not enough."""
     import optax
+    from flax.training import train_state
 
     from jaxae import losses, objectives
-    from jaxae.evaluation import generation
+    from jaxae.data import Split
+    from jaxae.evaluation import generation, pictures
+    from jaxae.models.base import variables_of
     from jaxae.models.declarations import DeclarationError
     from jaxae.training import checkpoints, steps
     model = _BatchNormedWhileTraining(image_shape=MNIST)
@@ -763,18 +766,65 @@ def test_a_model_s_batchnorm_normalises_by_the_batch_in_training_by_its_averages
     evaluated = [float(evaluate(state.variables, {"image": images}, jax.random.key(k))["loss"])
                  for k in (1, 2)]
     assert evaluated[0] == evaluated[1]  # the running averages: no batch, no key, matter
-    with pytest.raises(DeclarationError, match=r"^model _BatchNormedWhileTraining keeps state "
-                                               r"\(batch_stats\), and was given its parameters "
-                                               r"alone .*: give its Variables, state.variables"):
-        evaluate(state.params, {"image": images}, jax.random.key(1))
+    flat = losses.flat_images
+    for mode, expected in (({}, True), ({"mutable": ["batch_stats"]}, False)):  # as trained
+        output = model.apply(variables_of(state.variables), x, **mode)
+        logits = output[0][0] if mode else output[0]
+        by_hand = float(objective(flat(logits), flat(x), {})["loss"].sum())  # eval's: sums
+        assert np.isclose(evaluated[0], by_hand, rtol=1e-5) == expected, mode
+    alone = (r"^model _BatchNormedWhileTraining keeps state \(batch_stats\), and was given its "
+             r"parameters alone .*: give its Variables, state.variables")
+    split = Split(images, np.zeros(16, np.int32))
+    for call in (lambda: evaluate(state.params, {"image": images}, jax.random.key(1)),
+                 lambda: generation.encode(model, state.params, images),
+                 lambda: pictures.reconstruction_rows(model, Reconstruct(), state.params, split,
+                                                      jax.random.key(1), 4)):
+        with pytest.raises(DeclarationError, match=alone):
+            call()
+    flax_state = train_state.TrainState.create(apply_fn=model.apply, params=state.params,
+                                               tx=optax.sgd(0.1))
+    with pytest.raises(TypeError, match=r"^model _BatchNormedWhileTraining keeps state "
+                                        r"\(batch_stats\), which Flax's TrainState has no "
+                                        r"place for: make the state with jaxae.training.steps"
+                                        r".create_train_state"):
+        step(flax_state, {"image": images}, jax.random.key(1))
     manager = checkpoints.make_manager(str(tmp_path / "checkpoints"))
     checkpoints.save_state(manager, state)
     fresh = steps.create_train_state(model, optax.sgd(0.1), MNIST, jax.random.key(9))
     restored = checkpoints.restore_state(manager, fresh)
+    with pytest.raises(TypeError, match=r"holds a model's state \(model_state\), which Flax's "
+                                        r"TrainState has no place for: restore into a "
+                                        r"jaxae.training.steps.TrainState"):
+        checkpoints.restore_state(manager, flax_state)
     checkpoints.close(manager)
     for a, b in zip(jax.tree.leaves(state.model_state), jax.tree.leaves(restored.model_state),
                     strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_loop_of_ones_own_that_makes_the_running_averages_mutable_is_training():
+    """Without the dropout stream, a loop that passes mutable=["batch_stats"] trains its
+    BatchNorm (it ran on its starting averages, which never moved)."""
+    from jaxae.models.base import variables_of
+    from jaxae.training import steps
+    model = _BatchNormedWhileTraining(image_shape=MNIST)
+    params, state = steps.init_variables(model, MNIST, jax.random.key(0))
+    x = np.random.default_rng(0).random((8, *MNIST), np.float32)
+    _, moved = model.apply({"params": params, **state}, x, mutable=["batch_stats"])
+    assert np.abs(np.asarray(moved["batch_stats"]["norm"]["mean"])).max() > 0
+    evaluated = model.apply(variables_of(models.Variables(params, state)), x)
+    assert isinstance(evaluated, tuple) and len(evaluated) == 2  # (logits, aux): read-only
+
+
+class _DeclaresOneString(_BatchNormedWhileTraining):
+    state_collections = "batch_stats"  # a forgotten comma
+
+
+def test_state_collections_given_as_one_string_are_named_not_read_letter_by_letter():
+    with pytest.raises(config_lib.ConfigError, match=r"state_collections is the string "
+                                                     r"'batch_stats': give a tuple of "
+                                                     r"collections, \('batch_stats',\)"):
+        build_lib.check_model(_DeclaresOneString(MNIST), Reconstruct(), MNIST)
 
 
 class _DropsWhileTraining(_Dense):

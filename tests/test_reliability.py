@@ -392,6 +392,16 @@ def test_memory_too_small_for_the_images_names_them_and_streaming(tiny_config, t
                          "needs at least 715.8 KiB, more than the 600.0 KiB of a simulated "
                          "device: stream them from disk: --config.data.streaming=stream"), line
     assert not (tmp_path / "run").exists()
+    own = tmp_path / "own_data.py"  # a loader of one's own that cannot stream
+    own.write_text("import numpy as np\nfrom jaxae.data import from_arrays\n\n"
+                   "def load():\n    images = np.full((512, 28, 28, 1), 128, np.uint8)\n"
+                   "    return from_arrays(images, images[:256], name='own')\n")
+    mine = tiny_config(**{"data.name": f"{own}:load", "data.tfds_dir": None})
+    assert cli_run(train_and_evaluate, mine, str(tmp_path / "own")) == 1
+    [line] = lines_of(capsys.readouterr().err)
+    assert line.endswith("device: give the data set's loader a streaming parameter "
+                         "(jaxae.data.load_folder and load_npz stream), or fewer training "
+                         "images (config.data.train_size)"), line
     streamed = tiny_config(**{"data.streaming": "stream", "train.batch_size": 512})
     assert cli_run(train_and_evaluate, streamed, str(tmp_path / "run")) == 1
     [line] = lines_of(capsys.readouterr().err)

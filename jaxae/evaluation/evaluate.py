@@ -24,7 +24,7 @@ from jaxae.evaluation.metrics import evaluate_split, padded_batches
 from jaxae.evaluation.pictures import PictureOptions, write_pictures
 from jaxae.evaluation.probe import train_probe
 from jaxae.keys import IWAE_STREAM, RECOGNITION_STREAM, derive_keys
-from jaxae.models.base import Variables
+from jaxae.models.base import ModelParams, Variables
 from jaxae.objectives import Objective
 from jaxae.registry import display_name
 from jaxae.tasks import Task
@@ -47,7 +47,7 @@ from jaxae.training.workdir import (
 RECOGNITION_PROBE_BYTES = 2**30  # a streamed split's pixels the probe reads (float64), at most
 
 
-def class_sample_recognition(model: nn.Module, params: dict, data: Splits, key: jax.Array,
+def class_sample_recognition(model: nn.Module, params: ModelParams, data: Splits, key: jax.Array,
                              per_class: int = 100,
                              max_bytes: int = RECOGNITION_PROBE_BYTES) -> dict[str, float]:
     """How often a pixel classifier, trained on the real training images, sees the requested
@@ -277,7 +277,7 @@ def _pictures_of(out_dir: str) -> list[str]:
 
 
 def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Task,
-                   objective: Objective, params: dict | Variables, data: Splits, step: int,
+                   objective: Objective, params: ModelParams, data: Splits, step: int,
                    out_dir: str) -> dict:
     """A run's evaluation (evaluate.py's, as its config sets it): test metrics, the IWAE
     bounds of a variational model, the class recognition of a conditional variational one,

@@ -22,7 +22,7 @@ from jaxae import losses
 from jaxae.data.batches import to_float
 from jaxae.keys import check_key, eval_example_key
 from jaxae.models import declarations
-from jaxae.models.base import Variables, check_label_values, variables_of
+from jaxae.models.base import ModelParams, Variables, check_label_values, variables_of
 from jaxae.tasks import Task
 
 
@@ -44,7 +44,7 @@ def _check_float_inputs(inputs: jax.Array, function: str) -> None:
                         "takes uint8 images)")
 
 
-def deterministic_codes(model: nn.Module, params: dict, images: jax.Array,
+def deterministic_codes(model: nn.Module, params: ModelParams, images: jax.Array,
                         labels: jax.Array | None = None) -> jax.Array:
     """Codes [B, D] (flattened) of float images: z_mean for variational models."""
     _check_params(params, "deterministic_codes")
@@ -58,19 +58,19 @@ def deterministic_codes(model: nn.Module, params: dict, images: jax.Array,
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _codes(model: nn.Module, params: dict, images_u8: jax.Array, labels: jax.Array
+def _codes(model: nn.Module, params: ModelParams, images_u8: jax.Array, labels: jax.Array
            ) -> jax.Array:
     return deterministic_codes(model, params, to_float(images_u8), labels)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _task_codes(model: nn.Module, task: Task, params: dict, images_u8: jax.Array,
+def _task_codes(model: nn.Module, task: Task, params: ModelParams, images_u8: jax.Array,
                 labels: jax.Array, key: jax.Array) -> jax.Array:
     inputs, _ = task.make_example(images_u8, key)
     return deterministic_codes(model, params, inputs, labels)
 
 
-def encode(model: nn.Module, params: dict, images_u8: np.ndarray,
+def encode(model: nn.Module, params: ModelParams, images_u8: np.ndarray,
            labels: np.ndarray | None = None, batch_size: int = 1000, task: Task | None = None,
            task_key: jax.Array | None = None) -> np.ndarray:
     """Codes [N, D] of uint8 images [N, H, W, C] (`deterministic_codes`), in batches: of the
@@ -98,14 +98,14 @@ def encode(model: nn.Module, params: dict, images_u8: np.ndarray,
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _decoded_images(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | None
+def _decoded_images(model: nn.Module, params: ModelParams, z: jax.Array, labels: jax.Array | None
                     ) -> jax.Array:
     with declarations.matching_params(model):
         logits = model.apply(variables_of(params), z, labels=labels, method="decode")
     return losses.sigmoid(logits)
 
 
-def decode(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | None = None
+def decode(model: nn.Module, params: ModelParams, z: jax.Array, labels: jax.Array | None = None
            ) -> np.ndarray:
     """Images [N, H, W, C] in [0, 1] decoded from codes z (one compiled program per model
     and shape: decoding op by op would compile every operation on its own)."""
@@ -120,7 +120,7 @@ def decode(model: nn.Module, params: dict, z: jax.Array, labels: jax.Array | Non
     return np.asarray(_decoded_images(model, params, z, labels))
 
 
-def prior_samples(model: nn.Module, params: dict, key: jax.Array, num: int,
+def prior_samples(model: nn.Module, params: ModelParams, key: jax.Array, num: int,
                   labels: jax.Array | None = None) -> np.ndarray:
     """Samples of a variational model: decode z ~ N(0, I) (with labels, if conditional). A
     plain autoencoder has no prior to draw from: `perturbed_code_samples` is its kind."""
@@ -162,7 +162,7 @@ def _check_labels(model: nn.Module, labels: jax.Array | None, num: int) -> None:
     check_label_values(name, values, getattr(model, "num_classes", None))
 
 
-def class_samples(model: nn.Module, params: dict, key: jax.Array, per_class: int,
+def class_samples(model: nn.Module, params: ModelParams, key: jax.Array, per_class: int,
                   num_classes: int) -> np.ndarray:
     """Conditional samples [num_classes, per_class, H, W, C]: row c is asked to be class c."""
     if not model.conditional:
@@ -173,7 +173,7 @@ def class_samples(model: nn.Module, params: dict, key: jax.Array, per_class: int
     return images.reshape(num_classes, per_class, *images.shape[1:])
 
 
-def perturbed_code_samples(model: nn.Module, params: dict, inputs: jax.Array,
+def perturbed_code_samples(model: nn.Module, params: ModelParams, inputs: jax.Array,
                            key: jax.Array, labels: jax.Array | None = None) -> np.ndarray:
     """Plain-AE generation, as in the material: decode code * (1 + N(0, 1) noise), the codes
     of `inputs`: float model inputs, what the model was trained to encode (the clean images
@@ -193,7 +193,7 @@ def perturbed_code_samples(model: nn.Module, params: dict, inputs: jax.Array,
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _code(model: nn.Module, params: dict, inputs: jax.Array, labels: jax.Array | None
+def _code(model: nn.Module, params: ModelParams, inputs: jax.Array, labels: jax.Array | None
           ) -> jax.Array:
     with declarations.matching_params(model):
         return model.apply(variables_of(params), inputs, labels=labels, method="encode")
@@ -220,7 +220,7 @@ def sweeps_a_plane(model: nn.Module) -> bool:
     return model.latent_shape is not None and tuple(model.latent_shape) == (2,)
 
 
-def manifold(model: nn.Module, params: dict, coords: np.ndarray, label: int | None = None
+def manifold(model: nn.Module, params: ModelParams, coords: np.ndarray, label: int | None = None
              ) -> np.ndarray:
     """Images [rows, cols, H, W, C] over coords [2, size]: row i has z[1] = y_i (top =
     largest), column j z[0] = x_j. A conditional model decodes every point as class

@@ -17,8 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxae import losses
-from jaxae.models import reparameterize
-from jaxae.models.base import variables_of
+from jaxae.models import declarations, reparameterize
+from jaxae.models.base import ModelParams, variables_of
 from jaxae.objectives import Likelihood
 from jaxae.tasks import Task
 from jaxae.training import steps
@@ -33,11 +33,12 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
     num_chunks = math.ceil(num_samples / chunk)
 
     @jax.jit
-    def iwae_step(params: dict, batch: dict, key: jax.Array) -> jax.Array:
+    def iwae_step(params: ModelParams, batch: dict, key: jax.Array) -> jax.Array:
         inputs, targets, sample_key = steps.eval_example(task, batch, key)
         labels = batch.get("label")
-        mean, log_sigma = model.apply(variables_of(params), inputs, labels=labels,
-                                      method="encode")
+        with declarations.matching_params(model):
+            mean, log_sigma = model.apply(variables_of(params), inputs, labels=labels,
+                                          method="encode")
 
         def log_weights(args):  # [chunk, B]: log p(x, z) - log q(z | x) for `chunk` samples
             index, chunk_key = args
@@ -45,7 +46,8 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
             z = jax.vmap(lambda k: reparameterize(k, mean, log_sigma))(keys)  # [c, B, D]
             decode = lambda z_BxD: model.apply(variables_of(params), z_BxD,  # noqa: E731
                                                labels=labels, method="decode")
-            logits = jax.lax.map(decode, z)
+            with declarations.matching_params(model):
+                logits = jax.lax.map(decode, z)
             log_px = jax.vmap(lambda lg: likelihood.log_prob(lg, targets))(logits)
             zeros = jnp.zeros_like(mean)
             log_w = log_px + losses.log_normal(z, zeros, zeros) - losses.log_normal(
@@ -77,7 +79,7 @@ def _positive_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
 
 
-def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: dict,
+def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: ModelParams,
                 batches: list[dict], key: jax.Array, sample_counts: Sequence[int],
                 chunk: int = 50, progress: bool | None = None) -> dict[int, float]:
     """{k: mean bound in nats per image} for each k of `sample_counts`.

@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxae.data.splits import Split, Splits
 from jaxae.keys import VALIDATION_EVAL_STREAM
+from jaxae.models.base import ModelParams
 
 
 def _pad(array: np.ndarray, size: int) -> np.ndarray:
@@ -41,13 +42,13 @@ def split_means(step: Callable[[dict, jax.Array], dict], split: Split, batch_siz
     return {name: float(total) / count for name, total in sums.items()}
 
 
-def evaluate_split(eval_step: Callable, params: dict, split: Split, batch_size: int,
+def evaluate_split(eval_step: Callable, params: ModelParams, split: Split, batch_size: int,
                    key: jax.Array) -> dict[str, float]:
     """An eval step's means over every image of the split, at `params`."""
     return split_means(functools.partial(eval_step, params), split, batch_size, key)
 
 
-def evaluate_splits(eval_step: Callable, params: dict, data: Splits, batch_size: int,
+def evaluate_splits(eval_step: Callable, params: ModelParams, data: Splits, batch_size: int,
                     eval_key: jax.Array, floor_step: Callable | None = None,
                     floors: dict[str, dict[str, float]] | None = None
                     ) -> dict[str, float]:

@@ -32,7 +32,8 @@ from jaxae.data.batches import to_float
 from jaxae.data.splits import Split, Splits
 from jaxae.evaluation import embedding, generation, pca, plots
 from jaxae.keys import PICTURES_STREAM, Keys, derive_keys, eval_example_key
-from jaxae.models.base import Variables, variables_of
+from jaxae.models import declarations
+from jaxae.models.base import ModelParams, Variables, variables_of
 from jaxae.tasks import Task
 
 PRIOR_SAMPLE_ROWS = 4
@@ -65,7 +66,7 @@ def picture_indices(labels: np.ndarray, num_images: int) -> np.ndarray:
     return np.sort(np.concatenate([firsts, others]))
 
 
-def reconstruction_rows(model: nn.Module, task: Task, params: dict, split: Split,
+def reconstruction_rows(model: nn.Module, task: Task, params: ModelParams, split: Split,
                         key: jax.Array, num_images: int) -> list[tuple[str, np.ndarray]]:
     """Rows of the reconstruction picture: [input, classical baseline,] output, original."""
     chosen = picture_indices(split.labels, num_images)
@@ -84,14 +85,15 @@ def reconstruction_rows(model: nn.Module, task: Task, params: dict, split: Split
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _mean_logits(model: nn.Module, params: dict, inputs: jax.Array, labels: jax.Array
+def _mean_logits(model: nn.Module, params: ModelParams, inputs: jax.Array, labels: jax.Array
                  ) -> jax.Array:
     """The reconstruction's logits, z = z_mean for a variational model."""
-    return model.apply(variables_of(params), inputs, labels=labels, sample=False)[0]
+    with declarations.matching_params(model):
+        return model.apply(variables_of(params), inputs, labels=labels, sample=False)[0]
 
 
-def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, num_images: int,
-                task: Task | None = None, task_key: jax.Array | None = None
+def sample_rows(model: nn.Module, params: ModelParams, data: Splits, key: jax.Array,
+                num_images: int, task: Task | None = None, task_key: jax.Array | None = None
                 ) -> tuple[str, list[tuple[str, np.ndarray]]] | None:
     """(what they are, rows) of the generation picture, or None for a model without a code.
     A plain autoencoder's codes are of what its `task` gives it to encode (a denoising
@@ -124,7 +126,7 @@ def sample_rows(model: nn.Module, params: dict, data: Splits, key: jax.Array, nu
     return "perturbed codes", rows + [("original", images / 255.0)]
 
 
-def write_pictures(model: nn.Module, task: Task, params: dict, data: Splits,
+def write_pictures(model: nn.Module, task: Task, params: ModelParams, data: Splits,
                    keys: Keys | int | jax.Array, title: str, out_dir: str,
                    options: PictureOptions = PictureOptions()) -> dict[str, str]:
     """Writes every picture that applies to the model into `out_dir` (made if missing);

@@ -44,21 +44,29 @@ ModuleDef = Any  # a module class, or a functools.partial of one (the layer to b
 Aux = dict[str, jax.Array]
 SAMPLE_RNG = "sample"
 DROPOUT_RNG = "dropout"  # the stream the training steps give a model's own layers
+BATCH_STATS = "batch_stats"  # Flax BatchNorm's collection of running averages
 
 
 def in_training(module: nn.Module) -> bool:
-    """Whether `module` runs inside a training step: only those give the "dropout" stream.
-    Layers that act only while training read it: `nn.Dropout(rate, deterministic=not
-    in_training(self))`. A layer inside a lifted transform (`nn.scan`, `nn.vmap`) sees the
-    stream only where the transform's split_rngs names it: split_rngs={"params": True,
-    "dropout": True}."""
-    return module.has_rng(DROPOUT_RNG)
+    """Whether `module` runs inside a training step: only those give the "dropout" stream
+    (and make BatchNorm's running averages, "batch_stats", mutable; a loop of one's own
+    that passes either is training). Layers that act only while training read it:
+    `nn.Dropout(rate, deterministic=not in_training(self))`,
+    `nn.BatchNorm(use_running_average=not in_training(self))`. A layer inside a lifted
+    transform (`nn.scan`, `nn.vmap`) sees the stream only where the transform's split_rngs
+    names it: split_rngs={"params": True, "dropout": True}."""
+    return module.has_rng(DROPOUT_RNG) or module.is_mutable_collection(BATCH_STATS)
 
 
 def state_collections(model: nn.Module) -> tuple[str, ...]:
     """The Flax collections besides "params" that a model declares as its state (its
-    `state_collections`, e.g. ("batch_stats",) for BatchNorm): none unless declared."""
-    return tuple(getattr(model, "state_collections", ()))
+    `state_collections`, e.g. ("batch_stats",) for BatchNorm): none unless declared; a
+    TypeError naming the fix for one string, which would read as its letters."""
+    declared = getattr(model, "state_collections", ())
+    if isinstance(declared, str):
+        raise TypeError(f"model {type(model).__name__}'s state_collections is the string "
+                        f"{declared!r}: give a tuple of collections, ({declared!r},)")
+    return tuple(declared)
 
 
 @flax.struct.dataclass
@@ -71,17 +79,15 @@ class Variables:
     state: Any = flax.struct.field(default_factory=dict)
 
 
-def variables_of(params: Any) -> dict[str, Any]:
+ModelParams = dict | Variables  # what evaluation takes: the parameters, or with the state
+
+
+def variables_of(params: ModelParams) -> dict[str, Any]:
     """The variables `model.apply` takes, of a model's parameters alone or of its
     `Variables` (the parameters with the model's state)."""
     if isinstance(params, Variables):
         return {"params": params.params, **params.state}
     return {"params": params}
-
-
-def params_of(params: Any) -> Any:
-    """The parameters themselves, of a model's parameters or of its `Variables`."""
-    return params.params if isinstance(params, Variables) else params
 
 
 def _not_given(module: nn.Module, method: str, argument: str, returns: str

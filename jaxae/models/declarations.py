@@ -189,12 +189,12 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     """Raises DeclarationError unless `model` declares `variational`, `conditional` and
     `latent_shape`, runs as the steps run it (on its parameters and the state it declares,
     `state_collections`; evaluated without an rng stream and with its state read-only,
-    trained with "dropout" and its state updated), maps a batch of `input_shape` inputs to logits of
-    `image_shape`, encodes
-    to codes of `latent_shape` (a variational model: a mean and a log-sigma of that flat
-    shape) and decodes a code back to the logits' shape. Without `image_shape` (a model
-    that has none, given to `create_train_state`) the logits may have any per-image shape;
-    the steps check it against their targets as they are traced."""
+    trained with "dropout" and its state updated), maps a batch of `input_shape` inputs
+    to logits of `image_shape`, encodes to codes of `latent_shape` (a variational model: a
+    mean and a log-sigma of that flat shape) and decodes a code back to the logits' shape.
+    Without `image_shape` (a model that has none, given to `create_train_state`) the logits
+    may have any per-image shape; the steps check it against their targets as they are
+    traced."""
     name = type(model).__name__
     missing = [a for a in DECLARED if not _declares(model, a)]
     if missing:
@@ -225,7 +225,10 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     key = jax.random.key(0)
     x = jax.ShapeDtypeStruct((BATCH, *input_shape), jnp.float32)
     labels = jax.ShapeDtypeStruct((BATCH,), jnp.int32) if model.conditional else None
-    collections = state_collections(model)
+    try:
+        collections = state_collections(model)
+    except TypeError as e:  # one string, not a tuple of them
+        raise DeclarationError(str(e)) from None
 
     def run(x, labels):
         # initialised as `steps.init_variables` does, and called as the steps and the

@@ -642,6 +642,11 @@ def restore_state(manager: ocp.CheckpointManager, like: train_state.TrainState,
     with_data: (state, the saved data position or None)."""
     step = _existing_step(manager, step)
     saved = saved_outline(manager, step)
+    if not hasattr(like, MODEL_STATE) and any(n.startswith(f"{MODEL_STATE}/") for n in saved):
+        raise TypeError(f"the checkpoint at step {step} in {manager.directory} holds a model's "
+                        "state (model_state), which Flax's TrainState has no place for: "
+                        "restore into a jaxae.training.steps.TrainState (create_train_state "
+                        "makes one)")
     tree = restore(manager, state_tree(like, _saved_data_like(saved)), step, STATE_HINT,
                    saved)
     state = like.replace(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"],

@@ -26,6 +26,7 @@ from jaxae.keys import DROPOUT_STREAM, check_key
 from jaxae.models import declarations, initializers
 from jaxae.models.base import (
     DROPOUT_RNG,
+    ModelParams,
     Variables,
     check_label_values,
     state_collections,
@@ -161,7 +162,7 @@ def gradient_norm(grads: dict, when: bool | jax.Array = True) -> jax.Array:
     return jnp.sqrt(sum(sum_of_squares(leaf) for leaf in jax.tree.leaves(grads)))
 
 
-def per_image_terms(model: nn.Module, objective: Objective, params: dict | Variables,
+def per_image_terms(model: nn.Module, objective: Objective, params: ModelParams,
                     inputs: jax.Array, targets: jax.Array, labels: jax.Array,
                     key: jax.Array | None, sample: bool = True,
                     dropout_key: jax.Array | None = None
@@ -217,12 +218,19 @@ def check_batch(batch: Mapping[str, jax.Array], step: str,
     declarations.check_images(getattr(batch["image"], "shape", ()), step, image_shape)
 
 
-def _check_train_args(state: TrainState, batch: Mapping[str, jax.Array], key: jax.Array,
-                      image_shape: tuple[int, ...] | None) -> None:
+def _check_train_args(model: nn.Module, state: TrainState, batch: Mapping[str, jax.Array],
+                      key: jax.Array) -> None:
+    collections = state_collections(model)
+    image_shape = getattr(model, "image_shape", None)
     if not isinstance(state, train_state.TrainState):
         raise TypeError(f"train_step's state is a {type(state).__name__}, not a TrainState: "
                         "make it with jaxae.training.steps.create_train_state(model, tx, "
                         "input_shape, key)")
+    if collections and not hasattr(state, "model_state"):
+        raise TypeError(f"model {type(model).__name__} keeps state ({', '.join(collections)}), "
+                        "which Flax's TrainState has no place for: make the state with "
+                        "jaxae.training.steps.create_train_state(model, tx, input_shape, key) "
+                        "(a jaxae.training.steps.TrainState, with model_state)")
     check_batch(batch, "train_step", image_shape)
     check_key(key, "train_step's key")
 
@@ -241,7 +249,7 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
 
     def train_step(state: TrainState, batch: dict, key: jax.Array,
                    with_grad_norm: bool | jax.Array = True) -> tuple[TrainState, Metrics]:
-        _check_train_args(state, batch, key, getattr(model, "image_shape", None))
+        _check_train_args(model, state, batch, key)
         if mesh is not None:
             batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
         step_key = jax.random.fold_in(key, state.step)
@@ -274,13 +282,16 @@ def checking_labels(step: Callable, model: nn.Module, name: str) -> Callable:
         return step
 
     @functools.wraps(step)
-    def checked(first, batch, *args, **kwargs):
+    def checked(*args, **kwargs):
+        batch = kwargs["batch"] if "batch" in kwargs else args[1] if len(args) > 1 else None
         if isinstance(batch, Mapping):
             check_label_values(f"{name} of model {type(model).__name__}", batch.get("label"),
                                classes)
-        return step(first, batch, *args, **kwargs)
+        return step(*args, **kwargs)
 
-    checked.lower = step.lower  # what a compiled function offers beside its call
+    for method in ("lower", "trace", "eval_shape"):  # what a compiled function offers
+        if hasattr(step, method):
+            setattr(checked, method, getattr(step, method))
     return checked
 
 
@@ -386,7 +397,7 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
     flat = losses.flat_images
 
     @jax.jit
-    def eval_step(params: dict | Variables, batch: dict, key: jax.Array) -> Metrics:
+    def eval_step(params: ModelParams, batch: dict, key: jax.Array) -> Metrics:
         if isinstance(params, train_state.TrainState):
             raise TypeError("eval_step takes the parameters, not the TrainState: pass "
                             "state.params (state.variables for a model that keeps state)")
