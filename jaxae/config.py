@@ -160,6 +160,14 @@ def _abbreviated(path: str, known: list[str]) -> list[str]:
     return found if len(found) == 1 else []
 
 
+def is_field(path: str) -> bool:
+    """Whether `path` ("model.latent_dim", "seed") is a field of the base config."""
+    section, _, field = path.partition(".")
+    if section in SECTIONS:
+        return field in base_config()[section]
+    return path in base_config()  # a top-level field: seed
+
+
 def field_hint(path: str) -> str:
     """For a field that does not exist ("latent_dim", "model.latnt_dim"): where it moved or
     the closest real field, as a hint; '' if nothing is close."""

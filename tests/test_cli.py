@@ -119,6 +119,18 @@ def test_misspelt_and_moved_config_fields_are_one_line_naming_the_right_one(tmp_
     assert not os.path.exists(workdir)
 
 
+def test_an_unknown_field_is_told_apart_from_a_real_one_of_the_same_name():
+    """ml_collections names only the last part ('name'): model.name and objective.name both
+    end so, and the error named the real field, model.name."""
+    from jaxae.cli.config_errors import unknown_field
+
+    argv = ["train.py", "--config.model.name=my.py:Mine", "--config.objective.name=vae"]
+    assert unknown_field(KeyError("'name'"), argv) == (
+        "unknown config field config.objective.name: did you mean config.objective.beta?")
+    assert unknown_field(KeyError("'name'"), argv[:1] + argv[2:]).startswith(
+        "unknown config field config.objective.name")
+
+
 def test_evaluating_a_workdir_without_a_run_is_one_line(tmp_path):
     result = run("evaluate.py", f"--workdir={tmp_path}")
     assert result.returncode == 1

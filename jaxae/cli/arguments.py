@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def flag_value(argv: Sequence[str], name: str) -> str | None:
@@ -18,12 +18,14 @@ def flag_value(argv: Sequence[str], name: str) -> str | None:
     return None
 
 
-def override_path(field: str, argv: Sequence[str] | None = None) -> str:
-    """The dotted path of the --config.X override that names `field`, if there is one."""
-    for path in override_paths(sys.argv if argv is None else argv):
-        if field in path.split("."):
-            return path
-    return field
+def override_path(field: str, argv: Sequence[str] | None = None,
+                  exists: Callable[[str], bool] = lambda path: False) -> str:
+    """The dotted path of the --config.X override that names `field`, if there is one: of
+    several (model.name and objective.name name "name"), the first that is no field
+    (`exists`), the one the error is about."""
+    paths = [p for p in override_paths(sys.argv if argv is None else argv)
+             if field in p.split(".")]
+    return next((p for p in paths if not exists(p)), paths[0] if paths else field)
 
 
 def override_paths(argv: Sequence[str]) -> list[str]:

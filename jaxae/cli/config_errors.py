@@ -32,7 +32,9 @@ def unknown_field(error: AttributeError | KeyError, argv: Sequence[str] | None =
     field = text.partition("\n")[0].strip("'\"")
     if text.startswith("Key \""):  # 'Key "latnt_dim" does not exist and cannot be added...'
         field = text.split('"')[1]
-    path = override_path(field, argv)
+    from jaxae import config
+
+    path = override_path(field, argv, config.is_field)
     hint = field_hint(path)
     return f"unknown config field config.{path}" + (f": {hint}" if hint else "")
 
