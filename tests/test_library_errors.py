@@ -178,13 +178,18 @@ def test_the_steps_name_images_of_another_size_than_the_model_was_built_for(name
     assert np.isfinite(float(metrics["loss"]))
 
 
-def test_the_steps_name_a_conditional_models_missing_labels():
+def cvae_steps():
+    """(a fresh train state, the compiled train step, the compiled eval step) of a cvae."""
     model = models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=MNIST,
                                num_classes=10)
     state = steps.create_train_state(model, optax.adam(1e-3), MNIST, jax.random.key(0))
     objective = objectives.NegativeELBO(objectives.Bernoulli())
-    train = steps.make_train_step(model, Reconstruct(), objective)
-    evaluate = steps.make_eval_step(model, Reconstruct(), objective)
+    return (state, steps.make_train_step(model, Reconstruct(), objective),
+            steps.make_eval_step(model, Reconstruct(), objective))
+
+
+def test_the_steps_name_a_conditional_models_missing_labels():
+    state, train, evaluate = cvae_steps()
     words = r'^model .* is conditional, but the batch has no "label": give \{"image"'
     for call in (lambda: train(state, {"image": IMAGES}, jax.random.key(1)),
                  lambda: evaluate(state.params, {"image": IMAGES}, jax.random.key(1))):
@@ -683,12 +688,7 @@ def test_a_conv_code_of_two_numbers_gets_a_scatter_but_no_manifold(tmp_path):
 def test_the_steps_refuse_host_labels_outside_a_conditional_models_classes():
     """One-hot encoding makes a label out of range no class at all: trained on, it would
     train the model as if it had no class."""
-    model = models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=MNIST,
-                               num_classes=10)
-    state = steps.create_train_state(model, optax.adam(1e-3), MNIST, jax.random.key(0))
-    objective = objectives.NegativeELBO(objectives.Bernoulli())
-    train = steps.make_train_step(model, Reconstruct(), objective)
-    evaluate = steps.make_eval_step(model, Reconstruct(), objective)
+    state, train, evaluate = cvae_steps()
     wrong = np.array([10, 11, -1, 255, 0, 1, 2, 3])
     for name, call in (("train_step", lambda b: train(state, b, jax.random.key(1))),
                        ("eval_step", lambda b: evaluate(state.params, b, jax.random.key(1)))):
