@@ -753,6 +753,10 @@ def test_parameters_of_another_model_are_named_in_the_steps_and_in_generation():
                           np.zeros((2, 4), np.float32))
     with pytest.raises(DeclarationError, match=words):
         generation.encode(model, vae_params, IMAGES)
+    with pytest.raises(DeclarationError, match=r"^the parameters given to model DenseAE hold a "
+                                               r"'params' collection, as Flax's variables dict "
+                                               r"does: give the parameters themselves"):
+        generation.encode(model, {"params": state.params}, IMAGES)  # model.init's own dict
     assert generation.decode(model, state.params, np.zeros((2, 4), np.float32)).shape == (
         2, *MNIST)
 

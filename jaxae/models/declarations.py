@@ -113,6 +113,11 @@ def matching_params(model: nn.Module, inputs: str = "") -> Iterator[None]:
             f"the parameters given to model {name} were made for another model "
             f"or for other inputs{other} ({flax_text(e)}): give the parameters of this "
             "model, initialised on inputs of the data's shape") from None
+    except flax.errors.ApplyScopeInvalidVariablesStructureError:
+        raise DeclarationError(
+            f"the parameters given to model {name} hold a 'params' collection, as Flax's "
+            "variables dict does: give the parameters themselves (variables['params']), or "
+            "jaxae.models.Variables(params, state) for a model that keeps state") from None
     except flax.errors.ScopeCollectionNotFound as e:
         if not state_collections(model):
             raise
