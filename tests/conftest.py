@@ -4,7 +4,8 @@ XLA compilation, not training, is most of a test's time on a CPU. So compiled pr
 cached on disk for the session (many tests build the same small models), and the tests, and
 the processes they start, compile with TEST_XLA_FLAGS: XLA's backend optimisation level 0,
 which halves it, and XLA's CPU loop emitters of before its MLIR fusion emitters, which
-compile the tests' small programs faster again (and run large ones slower). Nothing a test
+compile the tests' small programs faster again (and run large ones slower), and matmuls on
+one thread per process (the tests run a process per core). Nothing a test
 checks depends on those settings: shapes, errors, values against references within
 tolerances, and bitwise repeatability and resume within one setting. The programs users run
 are compiled with XLA's defaults; `tests/test_cli.py` trains and evaluates once with them,
@@ -20,7 +21,10 @@ import pytest
 from jaxae.config import base_config, get
 from jaxae.data import load_dataset, sources
 
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+# (the last flag: two processes of two threads each on two cores ran the suite a seventh
+# slower, `pytest -p no:cacheprovider` with and without it)
+TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false "
+                  "--xla_cpu_multi_thread_eigen=false")
 
 
 def with_test_flags(xla_flags: str = "") -> str:
