@@ -435,6 +435,11 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
              f"config.data.channels={channels!r} must be 1 (grey) or 3 (RGB), or unset")
 
 
+def loader_takes(data: ml_collections.ConfigDict, field: str) -> bool:
+    """Whether config.data's loader (`data.name`'s) takes the field `field`."""
+    return field in parameters(DATASETS.get(data.name))
+
+
 # fields of config.data that only a loader reads: every built-in one takes them, a loader of
 # one's own may not (memory_budget_mb is the trainer's too: it sizes a streamed set's chunks)
 LOADER_OPTIONS = ("image_size", "channels", "streaming")
@@ -447,9 +452,8 @@ def check_new_run(config: ml_collections.ConfigDict) -> None:
     train another code than the one asked for; so would one of the LOADER_OPTIONS set for
     a loader (one's own) that does not take it: the run would train on other images."""
     data, defaults = config.data, base_config().data
-    takes = parameters(DATASETS.get(data.name))
     for field in LOADER_OPTIONS:
-        if data.get(field) != defaults.get(field) and field not in takes:
+        if data.get(field) != defaults.get(field) and not loader_takes(data, field):
             raise ConfigError(
                 f"config.data.{field}={data.get(field)!r} is set, but the {data.name} data "
                 f"set's loader takes no {field}, so the run would ignore it: give the loader "

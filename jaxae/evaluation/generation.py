@@ -26,7 +26,7 @@ from jaxae.models.base import ModelParams, Variables, check_label_values, variab
 from jaxae.tasks import Task
 
 
-def _check_params(params: object, function: str) -> None:
+def check_params(params: object, function: str) -> None:
     """A TypeError naming the fix for a train state (or anything else) given as parameters."""
     if not isinstance(params, (Mapping, Variables)):
         raise TypeError(f"{function} takes the model's parameters, not a "
@@ -47,7 +47,7 @@ def _check_float_inputs(inputs: jax.Array, function: str) -> None:
 def deterministic_codes(model: nn.Module, params: ModelParams, images: jax.Array,
                         labels: jax.Array | None = None) -> jax.Array:
     """Codes [B, D] (flattened) of float images: z_mean for variational models."""
-    _check_params(params, "deterministic_codes")
+    check_params(params, "deterministic_codes")
     _check_float_inputs(images, "deterministic_codes")
     declarations.check_images(np.shape(images), "deterministic_codes")
     with declarations.matching_params(model):
@@ -79,7 +79,7 @@ def encode(model: nn.Module, params: ModelParams, images_u8: np.ndarray,
     encode. With evaluation's key and batch size, batch i is corrupted as evaluation's
     batch i is (`keys.eval_example_key`): a task that corrupts needs `task_key`. `labels`,
     each image's class, are read by conditional models only."""
-    _check_params(params, "encode")
+    check_params(params, "encode")
     declarations.check_images(np.shape(images_u8), "encode", getattr(model, "image_shape", None))
     if model.conditional:
         _check_labels(model, labels, len(images_u8))
@@ -109,7 +109,7 @@ def decode(model: nn.Module, params: ModelParams, z: jax.Array, labels: jax.Arra
            ) -> np.ndarray:
     """Images [N, H, W, C] in [0, 1] decoded from codes z (one compiled program per model
     and shape: decoding op by op would compile every operation on its own)."""
-    _check_params(params, "decode")
+    check_params(params, "decode")
     if model.conditional or labels is not None:
         _check_labels(model, labels, len(z))
     if model.latent_shape is not None and tuple(np.shape(z)[1:]) != tuple(model.latent_shape):
@@ -127,7 +127,7 @@ def prior_samples(model: nn.Module, params: ModelParams, key: jax.Array, num: in
     if not model.variational:
         raise ValueError(f"{type(model).__name__} is not a variational model, so N(0, I) is not "
                          "its prior: use perturbed_code_samples for a plain autoencoder")
-    _check_params(params, "prior_samples")
+    check_params(params, "prior_samples")
     check_key(key, "prior_samples' key")
     if not isinstance(num, numbers.Integral) or num < 1:
         raise ValueError(f"prior_samples' num={num!r}: give the number of samples, 1 or more")
@@ -183,7 +183,7 @@ def perturbed_code_samples(model: nn.Module, params: ModelParams, inputs: jax.Ar
         raise ValueError(f"{type(model).__name__} is a variational model: its samples decode "
                          "z ~ N(0, I), its prior: use prior_samples (perturbed codes are a "
                          "plain autoencoder's kind)")
-    _check_params(params, "perturbed_code_samples")
+    check_params(params, "perturbed_code_samples")
     _check_float_inputs(inputs, "perturbed_code_samples")
     check_key(key, "perturbed_code_samples' key")
     _check_labels(model, labels, len(inputs))
@@ -225,7 +225,7 @@ def manifold(model: nn.Module, params: ModelParams, coords: np.ndarray, label: i
     """Images [rows, cols, H, W, C] over coords [2, size]: row i has z[1] = y_i (top =
     largest), column j z[0] = x_j. A conditional model decodes every point as class
     `label`."""
-    _check_params(params, "manifold")
+    check_params(params, "manifold")
     if model.conditional and label is None:
         raise ValueError(f"{type(model).__name__} is conditional on the class: give label=, "
                          "the class every image of the grid is asked to be")

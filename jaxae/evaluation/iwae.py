@@ -35,17 +35,16 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
     @jax.jit
     def iwae_step(params: ModelParams, batch: dict, key: jax.Array) -> jax.Array:
         inputs, targets, sample_key = steps.eval_example(task, batch, key)
-        labels = batch.get("label")
+        labels, variables = batch.get("label"), variables_of(params)
         with declarations.matching_params(model):
-            mean, log_sigma = model.apply(variables_of(params), inputs, labels=labels,
-                                          method="encode")
+            mean, log_sigma = model.apply(variables, inputs, labels=labels, method="encode")
 
         def log_weights(args):  # [chunk, B]: log p(x, z) - log q(z | x) for `chunk` samples
             index, chunk_key = args
             keys = jax.random.split(chunk_key, chunk)
             z = jax.vmap(lambda k: reparameterize(k, mean, log_sigma))(keys)  # [c, B, D]
-            decode = lambda z_BxD: model.apply(variables_of(params), z_BxD,  # noqa: E731
-                                               labels=labels, method="decode")
+            decode = lambda z_BxD: model.apply(variables, z_BxD, labels=labels,  # noqa: E731
+                                               method="decode")
             with declarations.matching_params(model):
                 logits = jax.lax.map(decode, z)
             log_px = jax.vmap(lambda lg: likelihood.log_prob(lg, targets))(logits)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Mapping
 
 import flax.linen as nn
 import jax
@@ -33,7 +32,7 @@ from jaxae.data.splits import Split, Splits
 from jaxae.evaluation import embedding, generation, pca, plots
 from jaxae.keys import PICTURES_STREAM, Keys, derive_keys, eval_example_key
 from jaxae.models import declarations
-from jaxae.models.base import ModelParams, Variables, variables_of
+from jaxae.models.base import ModelParams, variables_of
 from jaxae.tasks import Task
 
 PRIOR_SAMPLE_ROWS = 4
@@ -136,10 +135,7 @@ def write_pictures(model: nn.Module, task: Task, params: ModelParams, data: Spli
         raise TypeError(f"write_pictures takes the run's Splits (jaxae.data.make_splits), not "
                         f"a {type(data).__name__}: its test split is drawn, and its class "
                         "names label the pictures")
-    if not isinstance(params, (Mapping, Variables)):
-        raise TypeError(f"write_pictures takes the model's parameters, not a "
-                        f"{type(params).__name__}: pass state.params (state.variables for a "
-                        "model that keeps state)")
+    generation.check_params(params, "write_pictures")
     keys = keys if isinstance(keys, Keys) else derive_keys(keys)
     os.makedirs(out_dir, exist_ok=True)
     written = {}

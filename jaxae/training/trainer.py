@@ -37,11 +37,11 @@ from tqdm import tqdm
 
 from jaxae import build, optimizers
 from jaxae import config as config_lib
-from jaxae.data import DATASETS, Splits, batches
+from jaxae.data import Splits, batches
 from jaxae.evaluation.metrics import evaluate_splits
 from jaxae.keys import Keys, derive_keys
 from jaxae.objectives import Objective
-from jaxae.registry import display_name, parameters
+from jaxae.registry import display_name
 from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, parallel, steps
 from jaxae.training.batch_sources import BatchSource, FinishedSource, ResidentSource, StreamedSource
@@ -163,7 +163,7 @@ def _check_memory(config: ml_collections.ConfigDict, like, data: Splits) -> None
         data_bytes = data.train.images.nbytes + data.train.labels.nbytes
         images = "the training images, held in device memory"
         data_fix = ("stream them from disk: --config.data.streaming=stream"
-                    if "streaming" in parameters(DATASETS.get(config.data.name)) else
+                    if config_lib.loader_takes(config.data, "streaming") else
                     "give the data set's loader a streaming parameter (jaxae.data.load_folder "
                     "and load_npz stream), or fewer training images (config.data.train_size)")
     latent = config.model.get("latent_dim")
