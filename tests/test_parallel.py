@@ -18,7 +18,7 @@ from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import batches
 from jaxae.keys import derive_keys
-from jaxae.training import steps
+from jaxae.training import steps, trainer
 from tests.conftest import with_test_flags
 
 MNIST = (28, 28, 1)
@@ -117,6 +117,16 @@ def test_eight_devices_follow_the_single_device_loss_curve(fashion_tfds_dir, tmp
     with open(tmp_path / "eight" / "eval" / "metrics.json") as f:
         evaluated = json.load(f)
     assert evaluated["test_loss"] == pytest.approx(_losses(tmp_path / "eight")[-1], rel=1e-6)
+
+
+def test_the_processes_checksum_counts_the_models_state():
+    """Processes that agree on parameters but not on BatchNorm's averages print two sums."""
+    params = {"dense": {"kernel": jax.numpy.ones((2, 3))}}
+    state = steps.TrainState(step=0, apply_fn=None, params=params, tx=None, opt_state=None,
+                             model_state={"batch_stats": {"mean": jax.numpy.zeros(3)}})
+    moved = state.replace(model_state={"batch_stats": {"mean": jax.numpy.full(3, 0.5)}})
+    assert trainer.parameter_checksum(state) == 6.0
+    assert trainer.parameter_checksum(moved) == 7.5
 
 
 def _free_port() -> int:

@@ -262,10 +262,11 @@ def _local(tree):
     return jax.tree.map(lambda a: a.addressable_data(0), tree)
 
 
-def parameter_checksum(params: dict) -> float:
-    """Sum of |p| over every parameter, in float64: equal across processes in step."""
+def parameter_checksum(state: steps.TrainState) -> float:
+    """Sum of |x| over every parameter and every array of the model's state (a BatchNorm's
+    running averages), in float64: equal across processes in step."""
     return float(sum(np.abs(np.asarray(leaf, np.float64)).sum()
-                     for leaf in jax.tree.leaves(_local(params))))
+                     for leaf in jax.tree.leaves(_local(state.variables))))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -438,7 +439,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     on_saved()
     if jax.process_count() > 1:  # every process prints: equal figures show they ran in step
         print(f"process {jax.process_index()}: parameter checksum "
-              f"{parameter_checksum(state.params):.10e}", flush=True)
+              f"{parameter_checksum(state):.10e}", flush=True)
     if main and 0 < step < total_steps:  # stopped early: in an epoch, at its end or its eval
         print(_stopped_early(config, step, first_step, stopped), flush=True)
     return state
