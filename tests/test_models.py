@@ -796,6 +796,8 @@ def test_a_model_s_batchnorm_normalises_by_the_batch_in_training_by_its_averages
                                         r"TrainState has no place for: restore into a "
                                         r"jaxae.training.steps.TrainState"):
         checkpoints.restore_state(manager, flax_state)
+    with pytest.raises(TypeError, match=r"holds a model's state"):  # the caller's: no damage
+        checkpoints.restore_newest_intact(manager, flax_state, settle_s=0)
     checkpoints.close(manager)
     for a, b in zip(jax.tree.leaves(state.model_state), jax.tree.leaves(restored.model_state),
                     strict=True):

@@ -542,6 +542,11 @@ def _existing_step(manager: ocp.CheckpointManager, step: int | None) -> int:
     return step
 
 
+class WrongTarget(TypeError):
+    """A restore given a target of the wrong kind: the caller's error, not the checkpoint's
+    (a damaged checkpoint is not what it says)."""
+
+
 class ChecksumMismatch(ValueError):
     """A restored tree whose sha256 is not the one saved with it: the files were changed."""
 
@@ -567,7 +572,7 @@ def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = Non
     without that step, is a FileNotFoundError naming the steps it has; a dict tree saved with
     its sha256 whose arrays do not match it, a ChecksumMismatch."""
     if isinstance(like, train_state.TrainState):
-        raise TypeError("restore takes a tree like the one saved: a TrainState saved with "
+        raise WrongTarget("restore takes a tree like the one saved: a TrainState saved with "
                         "save_state restores with restore_state(manager, state)")
     step = _existing_step(manager, step)
     saved = saved_outline(manager, step) if saved is None else saved
@@ -643,7 +648,7 @@ def restore_state(manager: ocp.CheckpointManager, like: train_state.TrainState,
     step = _existing_step(manager, step)
     saved = saved_outline(manager, step)
     if not hasattr(like, MODEL_STATE) and any(n.startswith(f"{MODEL_STATE}/") for n in saved):
-        raise TypeError(f"the checkpoint at step {step} in {manager.directory} holds a model's "
+        raise WrongTarget(f"the checkpoint at step {step} in {manager.directory} holds a model's "
                         "state (model_state), which Flax's TrainState has no place for: "
                         "restore into a jaxae.training.steps.TrainState (create_train_state "
                         "makes one)")
@@ -691,14 +696,15 @@ def _vanished(manager: ocp.CheckpointManager, step: int, settle_s: float = VANIS
 def restore_step(manager: ocp.CheckpointManager, like: train_state.TrainState, step: int,
                  settle_s: float = VANISH_SETTLE_S, with_data: bool = False
                  ) -> train_state.TrainState | Restored:
-    """restore_state at one step: CheckpointMismatch if it does not fit, CheckpointVanished
+    """restore_state at one step: CheckpointMismatch if it does not fit, WrongTarget if
+    `like` is not a state it can restore into, CheckpointVanished
     if it is deleted while read, CheckpointDamaged if it is there and cannot be read.
     settle_s: how long a folder being deleted may take to go (0 where nothing else can
     delete checkpoints in the folder, e.g. no training run holds its workdir).
     with_data: as for `restore_state`."""
     try:
         return restore_state(manager, like, step, with_data)
-    except CheckpointMismatch:
+    except (CheckpointMismatch, WrongTarget):
         raise
     except Exception as e:  # noqa: BLE001 (any failure to read)
         if _vanished(manager, step, settle_s):
