@@ -23,6 +23,7 @@ from jaxae import objectives, optimizers
 from jaxae.data import DATASETS, Splits, make_splits
 from jaxae.data.errors import MixedImageSizes
 from jaxae.data.splits import SplitSizeError, first_images_note
+from jaxae.messages import raised_at
 from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME
 from jaxae.models.registry import MODELS, NeedsClasses
@@ -131,10 +132,11 @@ def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, i
     except RegistryError as e:
         raise config_lib.ConfigError(str(e)) from None
     except (ValueError, TypeError) as e:
-        raise config_lib.ConfigError(f"config.model ({config.model.name}): {e}") from None
+        raise config_lib.ConfigError(f"config.model ({config.model.name}): {e}"
+                                     f"{raised_at(e)}") from None
     except Exception as e:  # noqa: BLE001 (a user's model may raise anything as it is built)
         raise config_lib.ConfigError(f"config.model ({config.model.name}): "
-                                     f"{type(e).__name__}: {e}") from None
+                                     f"{type(e).__name__}: {e}{raised_at(e)}") from None
     if getattr(model, "conditional", False) and num_classes < 2:  # (undeclared: check_model)
         raise _conditional_without_classes(config, num_classes)
     return model

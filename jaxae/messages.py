@@ -1,6 +1,12 @@
-"""The one line of another error's text that jaxae's one-line messages quote."""
+"""What jaxae's one-line messages quote of another error: its first line, and where in a
+user's own code (a model of their own) it was raised."""
 
 from __future__ import annotations
+
+import functools
+import os
+import sysconfig
+import traceback
 
 
 def first_line(error: BaseException | str, limit: int | None = None) -> str:
@@ -8,3 +14,28 @@ def first_line(error: BaseException | str, limit: int | None = None) -> str:
     what a one-line message quotes of an error whose own text runs to many lines (TFDS's,
     TensorStore's, the network's); empty where it has no text."""
     return (str(error).strip().splitlines() or [""])[0][:limit]
+
+
+@functools.cache
+def _library_folders() -> tuple[str, ...]:
+    """Where code that is not the user's lives: jaxae, the standard library, and the
+    installed packages (JAX, Flax, NumPy)."""
+    paths = sysconfig.get_paths()
+    folders = {os.path.dirname(os.path.abspath(__file__))}
+    folders.update(os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib", "purelib",
+                                                         "platlib") if k in paths)
+    return tuple(os.path.join(f, "") for f in folders)
+
+
+def raised_at(error: BaseException) -> str:
+    """" (at FILE:LINE, in FUNCTION)" for the innermost frame of `error`'s traceback in the
+    user's own code (outside jaxae and the installed packages: a model of one's own), so a
+    one-line message about it says which line to look at; "" where there is none."""
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        path = os.path.realpath(frame.filename)
+        if frame.filename.startswith("<") or path.startswith(_library_folders()):
+            continue
+        shown = os.path.relpath(path) if path.startswith(os.path.join(os.getcwd(), "")) \
+            else path
+        return f" (at {shown}:{frame.lineno}, in {frame.name})"
+    return ""

@@ -551,3 +551,25 @@ def test_a_writer_thread_failing_after_the_error_line_prints_no_traceback():
     assert sorted(line for line in lines if line.startswith("Exception in thread")) == \
         sorted(f"Exception in thread worker-{i}:" for i in range(8)), done.stderr
     assert lines.count("ValueError: not a writer's") == 8, done.stderr
+
+
+def test_jaxae_debug_prints_the_traceback_behind_an_error_line(monkeypatch, capsys):
+    """The line replaces the exception it was raised from; JAXAE_DEBUG=1 shows that one."""
+    from jaxae.config import ConfigError
+
+    def fails():
+        try:
+            {}["missing"]
+        except KeyError:
+            raise ConfigError("config.x is wrong: give y") from None
+
+    monkeypatch.delenv("JAXAE_DEBUG", raising=False)
+    with pytest.raises(SystemExit):
+        cli.run(fails)
+    assert capsys.readouterr().err == "error: config.x is wrong: give y\n"
+    monkeypatch.setenv("JAXAE_DEBUG", "1")
+    with pytest.raises(SystemExit):
+        cli.run(fails)
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "in fails" in err
+    assert err.endswith("KeyError: 'missing'\nerror: config.x is wrong: give y\n"), err

@@ -4,6 +4,7 @@ models declare, shapes derived from the data, and the registry open to user code
 import json
 import math
 import os
+import re
 import sys
 import textwrap
 
@@ -557,8 +558,12 @@ def test_a_model_whose_code_fails_on_a_batch_is_one_line_naming_the_error():
                 (1, 28, 28, 1))
 
     with pytest.raises(config_lib.ConfigError, match=r"^model Mismatched fails on a batch of "
-                       r"28x28x1 inputs: TypeError: add got incompatible shapes"):
+                       r"28x28x1 inputs: TypeError: add got incompatible shapes") as caught:
         build_lib.check_model(Mismatched(MNIST), Reconstruct(), MNIST)
+    where = re.search(r" \(at (.+):(\d+), in decode\)$", str(caught.value))  # the user's line
+    assert where is not None, caught.value
+    assert os.path.samefile(where[1], __file__)
+    assert "nn.Dense(196" in open(__file__).read().splitlines()[int(where[2]) - 1]
 
 
 class _BatchNormed(_Dense):

@@ -1,6 +1,7 @@
 """How the process ends: `run` turns the library's expected errors into one `error:` line and
-an exit code, finishing any checkpoint still being written, and keeps Orbax's writer threads
-from adding tracebacks (or keeping a process alive in a hung file system) after that line."""
+an exit code (with JAXAE_DEBUG=1, the traceback behind it too), finishing any checkpoint
+still being written, and keeps Orbax's writer threads from adding tracebacks (or keeping a
+process alive in a hung file system) after that line."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,6 +73,8 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs:
         sys.exit(EXIT_BROKEN_PIPE)
     except expected_errors() as e:
         _finish(finish_pending_saves)
+        if os.environ.get("JAXAE_DEBUG"):
+            print_traceback(e)
         print(f"error: {e}", file=sys.stderr, flush=True)
         if entry_point:
             exit_now_if_stuck(EXIT_ERROR)
@@ -85,6 +89,15 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs:
     except BaseException:
         _finish(finish_pending_saves)
         raise
+
+
+def print_traceback(error: BaseException) -> None:
+    """The traceback behind an error line (JAXAE_DEBUG=1): that of the exception the line
+    replaced (raised `from None`), where the problem is, else the error's own."""
+    while error.__suppress_context__ and error.__cause__ is None and error.__context__:
+        error = error.__context__
+    traceback.print_exception(error, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _finish(finish_pending_saves: Callable[[], list]) -> None:

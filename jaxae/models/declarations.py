@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxae.messages import first_line
+from jaxae.messages import first_line, raised_at
 from jaxae.models.base import (
     DROPOUT_RNG,
     Autoencoder,
@@ -215,7 +215,7 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
                                "(latent_dim,))") from None
     except Exception as e:  # noqa: BLE001 (the user's property may raise anything)
         raise DeclarationError(f"model {name}'s latent_shape raises {type(e).__name__}: "
-                               f"{first_line(e)}") from None
+                               f"{first_line(e)}{raised_at(e)}") from None
     if latent_shape is not None and not (
             isinstance(latent_shape, (tuple, list))
             and all(isinstance(n, int) and n > 0 for n in latent_shape)):
@@ -278,7 +278,8 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
             fixes[flax.errors.ModifyScopeVariableError] = STATE_CHANGE_FIX
         fix = next((f": {fix}" for kind, fix in fixes.items() if isinstance(e, kind)), "")
         raise DeclarationError(f"model {name} fails on a batch of {_shape(input_shape)} "
-                               f"inputs: {type(e).__name__}: {text}{fix}") from None
+                               f"inputs: {type(e).__name__}: {text}{raised_at(e)}{fix}"
+                               ) from None
     if image_shape is None:  # the logits' own shape, once they are an array of the batch
         check_logits(name, logits, BATCH, input_shape,
                      _per_image(logits) or tuple(input_shape))
