@@ -7,6 +7,7 @@ import functools
 import os
 import sysconfig
 import traceback
+from collections.abc import Iterator
 
 
 def first_line(error: BaseException | str, limit: int | None = None) -> str:
@@ -39,3 +40,13 @@ def raised_at(error: BaseException) -> str:
             else path
         return f" (at {shown}:{frame.lineno}, in {frame.name})"
     return ""
+
+
+def causes(error: BaseException | None) -> Iterator[BaseException]:
+    """`error`, then each error it was raised from or while handling (`__cause__`, else
+    `__context__`), each once: where a library's message hides the one that says why."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__

@@ -32,7 +32,7 @@ from tensorflow_datasets.proto import tf_example_pb2
 
 from jaxae.data.errors import DataError, MixedImageSizes
 from jaxae.data.images import ImageOptions
-from jaxae.messages import first_line
+from jaxae.messages import causes, first_line
 
 FILE_FORMAT = "array_record"
 SOURCE_FILE = "jaxae_source.json"  # written by our builders into the prepared folder
@@ -266,15 +266,9 @@ def prepare(builder: tfds.core.DatasetBuilder, what: str, manual_dir: str | None
 def _is_disk_full(error: BaseException | None) -> bool:
     """Whether `error` (or one it was raised from) is a full disk's or a spent quota's:
     ENOSPC or EDQUOT, or a writer's message of them."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
-                words in str(error) for words in ("No space left on device",
-                                                  "Disk quota exceeded")):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return any(getattr(cause, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+        words in str(cause) for words in ("No space left on device", "Disk quota exceeded"))
+        for cause in causes(error))
 
 
 LOG_EVERY_S = 30.0  # a preparation's progress line where no progress bar is shown

@@ -28,7 +28,7 @@ from jaxae.data.records import (
     prepare,
     sha256_json,
 )
-from jaxae.messages import first_line
+from jaxae.messages import causes, first_line
 
 INSTALL_HINT = "pip install 'jaxae[tfds]'"  # the optional extra holding TensorFlow
 HELD_OUT = "train[90%:]"  # the test split of a data set that has neither test nor validation
@@ -65,15 +65,8 @@ def needs_tensorflow(builder: tfds.core.DatasetBuilder) -> bool:
 def is_missing_tensorflow(error: BaseException | None) -> bool:
     """Whether `error`, or one it was raised from, is TensorFlow's failed import (TFDS wraps
     it in ExtractError or rewrites its message)."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, ImportError) and error.name == "tensorflow":
-            return True
-        if "No module named 'tensorflow'" in str(error):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return any((isinstance(cause, ImportError) and cause.name == "tensorflow")
+               or "No module named 'tensorflow'" in str(cause) for cause in causes(error))
 
 
 def tensorflow_error(name: str) -> DataError:

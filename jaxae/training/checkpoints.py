@@ -50,7 +50,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from flax.training import train_state
 
-from jaxae.messages import first_line
+from jaxae.messages import causes, first_line
 from jaxae.training.steps import model_state_of
 
 PyTree = Any
@@ -188,15 +188,12 @@ class CheckpointWriteError(OSError):
 def _os_reason(error: BaseException | None) -> str | None:
     """The operating system's reason for a failed write, from the error or the ones it came
     from: an OSError's strerror, or TensorStore's '...: File too large [os_error_code=27]'."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, OSError) and error.strerror:
-            return error.strerror
-        found = re.search(r":\s*([^:\[\]]+?)\s*\[os_error_code='?(\d+)", str(error))
+    for cause in causes(error):
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        found = re.search(r":\s*([^:\[\]]+?)\s*\[os_error_code='?(\d+)", str(cause))
         if found:
             return f"{found.group(1).strip()}, errno {found.group(2)}"
-        error = error.__cause__ or error.__context__
     return None
 
 
