@@ -53,6 +53,14 @@ class DenseDecoder(nn.Module):
         return logits_BxP.reshape(z_BxD.shape[0], *self.image_shape)
 
 
+def relu_layers(dense: ModuleDef, widths: tuple[int, ...], h: jax.Array) -> jax.Array:
+    """ReLU Dense layers of `widths`, made in the calling compact method (named Dense_0,
+    Dense_1, ... there)."""
+    for width in widths:
+        h = nn.relu(dense(width)(h))
+    return h
+
+
 class MLPEncoder(nn.Module):
     """Stack of ReLU Dense layers ending in a linear code (Hinton & Salakhutdinov 2006)."""
 
@@ -62,9 +70,7 @@ class MLPEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
-        h = flatten(x_BxHxWxC)
-        for width in self.hidden:
-            h = nn.relu(self.dense(width)(h))
+        h = relu_layers(self.dense, self.hidden, flatten(x_BxHxWxC))
         return self.dense(self.latent_dim, name="code")(h)
 
 
@@ -77,9 +83,7 @@ class MLPDecoder(nn.Module):
 
     @nn.compact
     def __call__(self, z_BxD: jax.Array) -> jax.Array:
-        h = z_BxD
-        for width in self.hidden:
-            h = nn.relu(self.dense(width)(h))
+        h = relu_layers(self.dense, self.hidden, z_BxD)
         logits_BxP = self.dense(math.prod(self.image_shape), name="pixels")(h)
         return logits_BxP.reshape(z_BxD.shape[0], *self.image_shape)
 
@@ -92,10 +96,7 @@ class MLPFeatures(nn.Module):
 
     @nn.compact
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
-        h = flatten(x_BxHxWxC)
-        for width in self.hidden:
-            h = nn.relu(self.dense(width)(h))
-        return h
+        return relu_layers(self.dense, self.hidden, flatten(x_BxHxWxC))
 
 
 # --- convolutional stages, chosen from the resolution -------------------------------------
