@@ -11,6 +11,7 @@ average-pooled copy by any factor that divides the image. Register your own with
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import ClassVar
 
 import jax
@@ -96,16 +97,54 @@ class Reconstruct(Task):
         return targets
 
 
-CORRUPTIONS = ("dropout", "gaussian")
+@dataclasses.dataclass(frozen=True)
+class PixelDropout:
+    """Each pixel value (each channel of a colour pixel on its own) zeroed with probability
+    `rate`; the kept ones divided by 1 - rate if `rescale`, as a dropout layer does."""
+
+    rate: float
+    rescale: bool
+
+    def __call__(self, targets: jax.Array, key: jax.Array) -> jax.Array:
+        return losses.dropout_noise(key, targets, self.rate, self.rescale)
+
+    @property
+    def drawn_scale(self) -> float:
+        """What brings a kept pixel back to its own value (1 - rate where rescaled)."""
+        return 1.0 - self.rate if self.rescale else 1.0
+
+    def label(self) -> str:
+        kept = f",\nkept x{1 / (1 - self.rate):.3g}, drawn x1" if self.rescale else ""
+        return f"input\n(dropout {self.rate:g}{kept})"
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianNoise:
+    """N(0, std^2) added to each pixel value, clipped to [0, 1]."""
+
+    std: float
+    drawn_scale: ClassVar[float] = 1.0
+
+    def __call__(self, targets: jax.Array, key: jax.Array) -> jax.Array:
+        return losses.gaussian_noise(key, targets, self.std)
+
+    def label(self) -> str:
+        return f"input\n(noise std {self.std:g})"
+
+
+# task.corruption's values: the corruption each makes of a Denoise task's fields
+CORRUPTIONS: dict[str, Callable[[Denoise], PixelDropout | GaussianNoise]] = {
+    "dropout": lambda task: PixelDropout(task.dropout_rate, task.dropout_rescale),
+    "gaussian": lambda task: GaussianNoise(task.noise_std)}
 
 
 @register_task("denoise")
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Denoise(Task):
-    """The input is the target corrupted afresh at every step: each pixel value (each channel
-    of a colour pixel on its own) zeroed with probability `dropout_rate` (kept values divided
-    by 1 - rate if `dropout_rescale`, as a dropout layer does), or N(0, noise_std^2) added
-    and clipped to [0, 1]."""
+    """The input is the target corrupted afresh at every step by its `corruption` (a key of
+    CORRUPTIONS): each pixel value (each channel of a colour pixel on its own) zeroed with
+    probability `dropout_rate` (kept values divided by 1 - rate if `dropout_rescale`, as a
+    dropout layer does), or N(0, noise_std^2) added and clipped to [0, 1]."""
 
     corruption: str = "dropout"
     dropout_rate: float = 0.5
@@ -122,29 +161,25 @@ class Denoise(Task):
         if not (isinstance(self.noise_std, (int, float)) and self.noise_std >= 0):
             raise ValueError(f"noise_std={self.noise_std!r} must be >= 0, e.g. 0.3")
 
-    def corrupt(self, targets, key):
-        if self.corruption == "dropout":
-            return losses.dropout_noise(key, targets, self.dropout_rate, self.dropout_rescale)
-        return losses.gaussian_noise(key, targets, self.noise_std)
-
     @property
-    def rescales(self) -> bool:
-        """Whether the kept pixels are divided by 1 - rate (a dropout layer's training)."""
-        return self.corruption == "dropout" and self.dropout_rescale
+    def noise(self) -> PixelDropout | GaussianNoise:
+        """The corruption this task applies."""
+        return CORRUPTIONS[self.corruption](self)
+
+    def corrupt(self, targets, key):
+        return self.noise(targets, key)
 
     def input_as_image(self, inputs, image_shape):
         """The corrupted image; rescaled kept pixels (up to 1 / (1 - rate)) at their own
         values, which clipping to [0, 1] would whiten."""
-        return jnp.clip(inputs * (1.0 - self.dropout_rate) if self.rescales else inputs, 0, 1)
+        scale = self.noise.drawn_scale
+        return jnp.clip(inputs * scale if scale != 1.0 else inputs, 0, 1)
 
     def baseline(self, inputs, image_shape):
         return baselines.median_filter_3x3(self.input_as_image(inputs, image_shape))
 
     def input_label(self, image_shape):
-        if self.corruption != "dropout":
-            return f"input\n(noise std {self.noise_std:g})"
-        kept = f",\nkept x{1 / (1 - self.dropout_rate):.3g}, drawn x1" if self.rescales else ""
-        return f"input\n(dropout {self.dropout_rate:g}{kept})"
+        return self.noise.label()
 
 
 @register_task("superresolve")
