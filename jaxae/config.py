@@ -23,7 +23,7 @@ import difflib
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -285,7 +285,7 @@ def _is_number(value: object) -> bool:
         math.isfinite(value)
 
 
-def _choice(config: ml_collections.ConfigDict, path: str, choices: tuple[str, ...]) -> None:
+def _choice(config: ml_collections.ConfigDict, path: str, choices: Collection[str]) -> None:
     value = get(config, path)
     _require(value in choices, f"config.{path}={value!r} is unknown: choose one of "
              f"{', '.join(choices)}")

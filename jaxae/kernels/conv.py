@@ -37,7 +37,9 @@ layer as a field (`conv: ModuleDef = Conv`), so either can be injected. Timings 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -46,10 +48,6 @@ import numpy as np
 
 from jaxae.kernels import dense, pooling, precision
 from jaxae.kernels.fence import computed_once
-
-IMPLEMENTATIONS = ("patches", "xla")
-DEFAULT_IMPLEMENTATION = IMPLEMENTATIONS[0]  # a config's model.conv when it names none
-
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
@@ -280,23 +278,24 @@ def _patch_conv2d_backward(pads: Pads, residuals: tuple[jax.Array, ...],
 patch_conv2d.defvjp(_patch_conv2d_forward, _patch_conv2d_backward)
 
 
-def conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads, implementation: str,
-           compute_dtype: str = "float32") -> jax.Array:
-    """Stride-1 convolution, NHWC input, HWIO kernel, explicit zero padding, no bias; with
-    compute_dtype "bfloat16", of bfloat16 operands with float32 accumulation (for "xla" in
-    the forward pass only: JAX differentiates it in float32)."""
-    if compute_dtype not in precision.COMPUTE_DTYPES:
-        raise ValueError(f"compute_dtype={compute_dtype!r}: use one of "
-                         f"{precision.COMPUTE_DTYPES}")
-    if implementation == "xla":
-        wide = {}
-        if compute_dtype == "bfloat16":
-            x_BxHxWxC = x_BxHxWxC.astype(jnp.bfloat16)
-            kernel_KHxKWxCxF = kernel_KHxKWxCxF.astype(jnp.bfloat16)
-            wide = {"preferred_element_type": jnp.float32}
-        return jax.lax.conv_general_dilated(x_BxHxWxC, kernel_KHxKWxCxF, window_strides=(1, 1),
-                                            padding=pads,
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"), **wide)
+def xla_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads,
+               compute_dtype: str = "float32") -> jax.Array:
+    """XLA's own convolution (`lax.conv_general_dilated`); bfloat16 in the forward pass only
+    (JAX differentiates it in float32)."""
+    wide = {}
+    if compute_dtype == "bfloat16":
+        x_BxHxWxC = x_BxHxWxC.astype(jnp.bfloat16)
+        kernel_KHxKWxCxF = kernel_KHxKWxCxF.astype(jnp.bfloat16)
+        wide = {"preferred_element_type": jnp.float32}
+    return jax.lax.conv_general_dilated(x_BxHxWxC, kernel_KHxKWxCxF, window_strides=(1, 1),
+                                        padding=pads,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), **wide)
+
+
+def matmul_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads,
+                  compute_dtype: str = "float32") -> jax.Array:
+    """One matmul over patches, or over kernel taps where there are more input channels
+    than outputs (`tap_conv2d`)."""
     kh, kw, c, f = kernel_KHxKWxCxF.shape
     if c > f:
         return tap_conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads, compute_dtype)
@@ -306,6 +305,34 @@ def conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads, implem
     out = precision.bfloat16_matmul(patches.reshape(-1, kh * kw * c),
                                     kernel_KHxKWxCxF.reshape(-1, f))
     return out.reshape(*patches.shape[:-1], f)
+
+
+@dataclasses.dataclass(frozen=True)
+class Implementation:
+    """How a `Conv` computes: its stride-1 convolution, and whether a convolution followed
+    by ReLU and 2x2 max pooling may be one fused pass (`relu_max_pool_conv2d`)."""
+
+    conv2d: Callable[..., jax.Array]
+    fuses_pooling: bool
+
+
+# config.model.conv's values; the first is the default
+IMPLEMENTATIONS: dict[str, Implementation] = {
+    "patches": Implementation(matmul_conv2d, fuses_pooling=True),
+    "xla": Implementation(xla_conv2d, fuses_pooling=False)}
+DEFAULT_IMPLEMENTATION = next(iter(IMPLEMENTATIONS))  # a config's model.conv when it names none
+
+
+def conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads, implementation: str,
+           compute_dtype: str = "float32") -> jax.Array:
+    """Stride-1 convolution, NHWC input, HWIO kernel, explicit zero padding, no bias, as
+    `implementation` (a key of IMPLEMENTATIONS) computes it; with compute_dtype "bfloat16",
+    of bfloat16 operands with float32 accumulation."""
+    if compute_dtype not in precision.COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype={compute_dtype!r}: use one of "
+                         f"{precision.COMPUTE_DTYPES}")
+    return IMPLEMENTATIONS[implementation].conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads,
+                                                  compute_dtype)
 
 
 def _subpixel_taps(size: int, pad: int, factor: int) -> tuple[np.ndarray, int]:
@@ -382,7 +409,7 @@ class Conv(nn.Module):
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         if self.implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation={self.implementation!r}: use one of "
-                             f"{IMPLEMENTATIONS}")
+                             f"{', '.join(IMPLEMENTATIONS)}")
         pads = same_or_valid_pads(self.kernel_size, self.padding)
         if self.relu_max_pool and self._fuses_pooling(x_BxHxWxC.shape, pads):
             return relu_max_pool_conv2d(x_BxHxWxC, kernel, bias, pads, self.compute_dtype)
@@ -402,5 +429,5 @@ class Conv(nn.Module):
         (top, bottom), (left, right) = pads
         out_h = h + top + bottom - self.kernel_size[0] + 1
         out_w = w + left + right - self.kernel_size[1] + 1
-        return (self.implementation == "patches" and self.upsample == 1
+        return (IMPLEMENTATIONS[self.implementation].fuses_pooling and self.upsample == 1
                 and out_h % 2 == 0 and out_w % 2 == 0 and c <= self.features)
