@@ -8,13 +8,12 @@ in the configs), so the scheme is a config field, not a property of the modules.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-
-SCHEMES = ("glorot", "torch", "lecun")
-DEFAULT_SCHEME = "glorot"  # the material's (Keras)
 
 
 def check_scheme(scheme: str) -> None:
@@ -53,6 +52,32 @@ def glorot_uniform(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jn
     return _uniform(key, shape, dtype, -1, 1) * jnp.sqrt(3 * variance)
 
 
+# draws a leaf from (key, shape, dtype, the fan-in of its module's kernel)
+Draw = Callable[[jax.Array, tuple[int, ...], jnp.dtype, int], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+    """How a scheme draws each Dense/Conv kernel and the bias beside it; a scheme without
+    draws keeps the modules' own initialisers."""
+
+    kernel: Draw | None = None
+    bias: Draw | None = None
+
+    @property
+    def redraws(self) -> bool:
+        return self.kernel is not None
+
+
+SCHEMES: dict[str, Scheme] = {  # config.model.init's values
+    "glorot": Scheme(kernel=lambda key, shape, dtype, fan_in: glorot_uniform(key, shape, dtype),
+                     bias=lambda key, shape, dtype, fan_in: jnp.zeros(shape, dtype)),
+    "torch": Scheme(kernel=lambda key, shape, dtype, fan_in: _torch_uniform(key, shape, fan_in),
+                    bias=lambda key, shape, dtype, fan_in: _torch_uniform(key, shape, fan_in)),
+    "lecun": Scheme()}
+DEFAULT_SCHEME = "glorot"  # the material's (Keras)
+
+
 def _kernel_paths(params: dict) -> dict[tuple, tuple[int, ...]]:
     """{the path of each module with a `kernel`: that kernel's shape}."""
     return {path[:-1]: leaf.shape for path, leaf in
@@ -65,7 +90,7 @@ def _is_redrawn(path: tuple, kernels: dict[tuple, tuple[int, ...]]) -> bool:
 
 
 def redraws_every_leaf(params: dict) -> bool:
-    """Whether a scheme other than "lecun" redraws every leaf of `params` (shapes suffice):
+    """Whether a scheme that redraws (not "lecun") redraws every leaf of `params` (shapes suffice):
     then the module's own initial values are never read, and need not be computed."""
     kernels = _kernel_paths(params)
     return all(_is_redrawn(path, kernels)
@@ -74,24 +99,22 @@ def redraws_every_leaf(params: dict) -> bool:
 
 def apply_scheme(params: dict, key: jax.Array, scheme: str) -> dict:
     """Params with every Dense/Conv kernel and bias (a module's `kernel`, and the `bias`
-    beside it) redrawn under `scheme` ("lecun": as is); any other parameter (a LayerNorm's
-    scale, a user module's own) keeps the value its module gave it. Only the redrawn
-    leaves' shapes and dtypes are read: they may be `jax.ShapeDtypeStruct`s. A scheme not
-    in SCHEMES is a ValueError."""
+    beside it) redrawn under `scheme` (a key of SCHEMES; "lecun": as is); any other
+    parameter (a LayerNorm's scale, a user module's own) keeps the value its module gave it.
+    Only the redrawn leaves' shapes and dtypes are read: they may be
+    `jax.ShapeDtypeStruct`s. A scheme not in SCHEMES is a ValueError."""
     check_scheme(scheme)
-    if scheme == "lecun":
+    chosen = SCHEMES[scheme]
+    if not chosen.redraws:
         return params
     kernels = _kernel_paths(params)
 
     def redraw(index: int, path: tuple, leaf: jax.Array) -> jax.Array:
         if not _is_redrawn(path, kernels):
             return leaf
-        leaf_key, fan_in = jax.random.fold_in(key, index), _fan_in(kernels[path[:-1]])
-        if scheme == "torch":
-            return _torch_uniform(leaf_key, leaf.shape, fan_in)
-        if path[-1].key == "kernel":
-            return glorot_uniform(leaf_key, leaf.shape, leaf.dtype)
-        return jnp.zeros(leaf.shape, leaf.dtype)
+        draw = chosen.kernel if path[-1].key == "kernel" else chosen.bias
+        return draw(jax.random.fold_in(key, index), leaf.shape, leaf.dtype,
+                    _fan_in(kernels[path[:-1]]))
 
     flat, tree = jax.tree_util.tree_flatten_with_path(params)
     return jax.tree_util.tree_unflatten(

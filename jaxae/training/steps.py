@@ -83,7 +83,7 @@ def init_variables(model: nn.Module, input_shape: tuple[int, ...], key: jax.Arra
     collections = ("params", *state_collections(model))
     init = lambda: {c: v for c, v in model.init(init_key, x, **kwargs).items()  # noqa: E731
                     if c in collections}
-    if scheme == "lecun":
+    if not initializers.SCHEMES[scheme].redraws:
         variables = init()
     else:
         variables = jax.eval_shape(init)
