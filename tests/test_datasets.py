@@ -267,6 +267,31 @@ def test_cifar10_read_once_gives_the_hashed_fingerprint(tmp_path) -> None:
     assert cifar10.read_cifar10(batches.path).fingerprint == cifar10.fingerprint_of(batches)
 
 
+def test_cifar10_s_binary_version_reads_as_the_python_one(tmp_path) -> None:
+    """The same images as binary records (a -bin/ folder, or its archive) give the same
+    arrays, class names and content_sha256 as the python batches."""
+    expected = write_cifar_python(tmp_path / "py")
+    python = cifar10.read_cifar10(tmp_path / "py")
+    out = tmp_path / "bin" / cifar10.BIN_DIR
+    out.mkdir(parents=True)
+    for split, (images, labels) in expected.items():
+        chw = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+        records = np.concatenate([labels.astype(np.uint8)[:, None], chw], axis=1)
+        files = cifar10.BIN_SPLIT_FILES[split]
+        for name, part in zip(files, np.array_split(records, len(files)), strict=True):
+            (out / name).write_bytes(part.tobytes())
+    (out / cifar10.BIN_META).write_text("\n".join(cifar10.CLASS_NAMES) + "\n\n")
+    archive = make_tar_gz(out, tmp_path / cifar10.BINARY_ARCHIVE_NAME)
+    for source in (tmp_path / "bin", archive):
+        binary = cifar10.read_cifar10(source)
+        assert binary.description.split(" from ")[1].startswith("binary "), binary.description
+        assert binary.class_names == cifar10.CLASS_NAMES
+        assert binary.content_sha256 == python.content_sha256
+        for split in expected:
+            for ours, theirs in zip(binary.splits[split], python.splits[split], strict=True):
+                np.testing.assert_array_equal(ours, theirs)
+
+
 # --- image folders -----------------------------------------------------------------------------
 
 

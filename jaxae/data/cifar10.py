@@ -26,7 +26,7 @@ import os
 import pickle
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -104,19 +104,35 @@ _PICKLE_GLOBALS = {
 
 
 @dataclasses.dataclass(frozen=True)
+class Cifar10Format:
+    """One of CIFAR-10's two distributions (pickled "python" batches, or "binary" records):
+    its archive, the folder in it, its files, and how they are read."""
+
+    name: str
+    archive_name: str
+    folder: str
+    meta: str
+    split_files: dict[str, tuple[str, ...]]
+    parse_batch: Callable[[bytes, str], tuple[np.ndarray, np.ndarray]]
+    parse_class_names: Callable[[bytes, str], tuple[str, ...]]
+
+    def names(self) -> tuple[str, ...]:
+        """Return the member names needed: the meta file, then the batches in split order."""
+        return (self.meta, *(f for s in SPLITS for f in self.split_files[s]))
+
+
+@dataclasses.dataclass(frozen=True)
 class Cifar10Files:
-    """Where CIFAR-10 was found: `kind` is 'python' or 'binary', `archive` whether `path` is a
-    .tar.gz (else the folder of batch files)."""
+    """Where CIFAR-10 was found, in which `format`; `archive` whether `path` is a .tar.gz
+    (else the folder of batch files)."""
 
     path: str
-    kind: str
+    format: Cifar10Format
     archive: bool
 
     def names(self) -> tuple[str, ...]:
         """Return the member names needed: the meta file, then the batches in split order."""
-        meta, splits = (PY_META, PY_SPLIT_FILES) if self.kind == "python" else (
-            BIN_META, BIN_SPLIT_FILES)
-        return (meta, *(f for s in SPLITS for f in splits[s]))
+        return self.format.names()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -221,19 +237,33 @@ def _check_labels(
     return images, labels
 
 
-def parse_meta(data: bytes, kind: str, where: str) -> tuple[str, ...]:
-    """Return the class names in `batches.meta` (python) or `batches.meta.txt` (binary)."""
-    if kind == "python":
-        meta = _unpickle(data, where)
-        names = meta.get(b"label_names") if isinstance(meta, dict) else None
-        if not isinstance(names, list) or not all(isinstance(n, bytes) for n in names):
-            raise DataError(
-                f"CIFAR-10 file {where} has no b'label_names' list of class names: {FIX_HINT}"
-            )
-        found = tuple(n.decode("ascii", "replace") for n in names)
-    else:
-        found = tuple(line.strip() for line in data.decode("ascii", "replace").splitlines()
-                      if line.strip())
+def _python_class_names(data: bytes, where: str) -> tuple[str, ...]:
+    """The class names pickled in `batches.meta`."""
+    meta = _unpickle(data, where)
+    names = meta.get(b"label_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, bytes) for n in names):
+        raise DataError(
+            f"CIFAR-10 file {where} has no b'label_names' list of class names: {FIX_HINT}"
+        )
+    return tuple(n.decode("ascii", "replace") for n in names)
+
+
+def _binary_class_names(data: bytes, where: str) -> tuple[str, ...]:
+    """The class names in `batches.meta.txt`, one a line."""
+    return tuple(line.strip() for line in data.decode("ascii", "replace").splitlines()
+                 if line.strip())
+
+
+PYTHON = Cifar10Format("python", ARCHIVE_NAME, PY_DIR, PY_META, PY_SPLIT_FILES,
+                       parse_python_batch, _python_class_names)
+BINARY = Cifar10Format("binary", BINARY_ARCHIVE_NAME, BIN_DIR, BIN_META, BIN_SPLIT_FILES,
+                       parse_binary_batch, _binary_class_names)
+FORMATS = (PYTHON, BINARY)  # the python one first: TFDS's download, and where both are found
+
+
+def parse_meta(data: bytes, fmt: Cifar10Format, where: str) -> tuple[str, ...]:
+    """Return the class names in the format's meta file, which must be CIFAR-10's."""
+    found = fmt.parse_class_names(data, where)
     if found != CLASS_NAMES:
         raise DataError(
             f"CIFAR-10 file {where} names the classes {list(found)}, not CIFAR-10's "
@@ -250,46 +280,41 @@ def find_cifar10(path: str | os.PathLike[str]) -> Cifar10Files:
     """
     path = os.fspath(path)
     if os.path.isfile(path):
-        return Cifar10Files(path, _archive_kind(path), archive=True)
+        return Cifar10Files(path, _archive_format(path), archive=True)
     if not os.path.isdir(path):
         raise DataError(
             f"CIFAR-10 folder {path} does not exist: point it at a folder holding {ARCHIVE_NAME} "
             f"or {PY_DIR}/ (download it from {ARCHIVE_URL})"
         )
-    candidates = (
-        (ARCHIVE_NAME, "python", True), (PY_DIR, "python", False),
-        (BINARY_ARCHIVE_NAME, "binary", True), (BIN_DIR, "binary", False),
-    )
-    for name, kind, archive in candidates:
-        full = os.path.join(path, name)
-        if (os.path.isfile if archive else os.path.isdir)(full):
-            return Cifar10Files(full, kind, archive)
-    for kind, meta, splits in (("python", PY_META, PY_SPLIT_FILES),
-                               ("binary", BIN_META, BIN_SPLIT_FILES)):
-        names = (meta, *(f for s in SPLITS for f in splits[s]))
-        if any(os.path.isfile(os.path.join(path, n)) for n in names):
-            return Cifar10Files(path, kind, archive=False)
+    for fmt in FORMATS:
+        for name, archive in ((fmt.archive_name, True), (fmt.folder, False)):
+            full = os.path.join(path, name)
+            if (os.path.isfile if archive else os.path.isdir)(full):
+                return Cifar10Files(full, fmt, archive)
+    for fmt in FORMATS:
+        if any(os.path.isfile(os.path.join(path, n)) for n in fmt.names()):
+            return Cifar10Files(path, fmt, archive=False)
     raise DataError(
         f"CIFAR-10 folder {path} holds neither {ARCHIVE_NAME} nor {PY_DIR}/ (nor "
         f"{BINARY_ARCHIVE_NAME} / {BIN_DIR}/): put one of them there (download {ARCHIVE_URL})"
     )
 
 
-def _archive_kind(path: str) -> str:
-    """Return 'python' or 'binary' for a CIFAR-10 archive, from its name (else python)."""
-    return "binary" if "binary" in os.path.basename(path) else "python"
+def _archive_format(path: str) -> Cifar10Format:
+    """A CIFAR-10 archive's format, from its name (else python): `_read_archive` settles it
+    by the folder inside."""
+    return BINARY if "binary" in os.path.basename(path) else PYTHON
 
 
-def _read_archive(files: Cifar10Files) -> tuple[str, dict[str, bytes], str]:
-    """Return (kind, {member base name: bytes}, fingerprint) of the needed members of the
+def _read_archive(files: Cifar10Files) -> tuple[Cifar10Format, dict[str, bytes], str]:
+    """Return (format, {member base name: bytes}, fingerprint) of the needed members of the
     .tar.gz, in one pass: the archive is hashed as it is read.
 
-    The kind is settled by the member folder found (cifar-10-batches-py/ or -bin/), so TFDS's
+    The format is settled by the member folder found (cifar-10-batches-py/ or -bin/), so TFDS's
     hashed download names do not matter.
     """
-    wanted = {PY_DIR: set(Cifar10Files("", "python", True).names()),
-              BIN_DIR: set(Cifar10Files("", "binary", True).names())}
-    found: dict[str, dict[str, bytes]] = {PY_DIR: {}, BIN_DIR: {}}
+    wanted = {fmt.folder: set(fmt.names()) for fmt in FORMATS}
+    found: dict[str, dict[str, bytes]] = {fmt.folder: {} for fmt in FORMATS}
     try:
         with open(files.path, "rb") as f:
             if f.read(2) != GZIP_MAGIC:
@@ -312,16 +337,15 @@ def _read_archive(files: Cifar10Files) -> tuple[str, dict[str, bytes], str]:
             f"CIFAR-10 archive {files.path} is corrupt or truncated ({type(e).__name__}: {e}): "
             f"{FIX_HINT}"
         ) from None
-    folder = PY_DIR if found[PY_DIR] or not found[BIN_DIR] else BIN_DIR
-    kind = "python" if folder == PY_DIR else "binary"
-    members = found[folder]
-    missing = [n for n in Cifar10Files("", kind, True).names() if n not in members]
+    fmt = next((f for f in FORMATS if found[f.folder]), PYTHON)
+    folder, members = fmt.folder, found[fmt.folder]
+    missing = [n for n in fmt.names() if n not in members]
     if missing:
         raise DataError(
             f"CIFAR-10 archive {files.path} lacks {', '.join(f'{folder}/{n}' for n in missing)}: "
             f"it is truncated or not the CIFAR-10 archive, {FIX_HINT}"
         )
-    return kind, members, fingerprint
+    return fmt, members, fingerprint
 
 
 def _read_folder(files: Cifar10Files) -> tuple[dict[str, bytes], str]:
@@ -332,7 +356,7 @@ def _read_folder(files: Cifar10Files) -> tuple[dict[str, bytes], str]:
     if missing:
         raise DataError(
             f"CIFAR-10 folder {files.path} is missing {', '.join(missing)}: copy the whole "
-            f"{PY_DIR if files.kind == 'python' else BIN_DIR}/ folder there, or {FIX_HINT}"
+            f"{files.format.folder}/ folder there, or {FIX_HINT}"
         )
     out = {}
     for n in names:
@@ -364,20 +388,17 @@ def read_cifar10(
     """
     files = find_cifar10(path)
     if files.archive:
-        kind, members, read_fingerprint = _read_archive(files)
+        fmt, members, read_fingerprint = _read_archive(files)
     else:
-        kind, (members, read_fingerprint) = files.kind, _read_folder(files)
-    meta_name, split_files = (PY_META, PY_SPLIT_FILES) if kind == "python" else (
-        BIN_META, BIN_SPLIT_FILES)
-    parse = parse_python_batch if kind == "python" else parse_binary_batch
+        fmt, (members, read_fingerprint) = files.format, _read_folder(files)
 
     def where(name: str) -> str:
         return f"{files.path}:{name}" if files.archive else os.path.join(files.path, name)
 
-    class_names = parse_meta(members[meta_name], kind, where(meta_name))
+    class_names = parse_meta(members[fmt.meta], fmt, where(fmt.meta))
     splits = {}
     for split in SPLITS:
-        parts = [parse(members[n], where(n)) for n in split_files[split]]
+        parts = [fmt.parse_batch(members[n], where(n)) for n in fmt.split_files[split]]
         splits[split] = (np.concatenate([p[0] for p in parts]),
                          np.concatenate([p[1] for p in parts]))
     fingerprint = fingerprint or read_fingerprint
@@ -386,9 +407,9 @@ def read_cifar10(
         sha = fingerprint.removeprefix("sha256:")
         check = (f"the published {canonical[sha]}" if sha in canonical
                  else "NOT the published archive's sha256")
-        what = f"{kind} archive {files.path} ({check})"
+        what = f"{fmt.name} archive {files.path} ({check})"
     else:
-        what = f"{kind} batches folder {files.path}"
+        what = f"{fmt.name} batches folder {files.path}"
     counts = " / ".join(f"{len(splits[s][0])} {s}" for s in SPLITS)
     return Cifar10Data(splits, class_names, fingerprint, content_sha256(splits),
                        f"CIFAR-10 {counts} from {what}")
