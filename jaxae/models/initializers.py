@@ -33,7 +33,7 @@ def _uniform(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype, low: floa
     """`jax.random.uniform(key, shape, ...)`, drawn over the flattened shape and reshaped:
     the same values (JAX's Threefry numbers the elements in row-major order,
     `tests/test_initializers.py` checks it), and XLA's CPU compiler builds the flat draw
-    several times faster than a 4-D one (a conv kernel's)."""
+    faster than a 4-D one (a conv kernel's)."""
     return jax.random.uniform(key, (math.prod(shape),), dtype, low, high).reshape(shape)
 
 

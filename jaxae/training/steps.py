@@ -174,8 +174,8 @@ def per_image_terms(model: nn.Module, objective: Objective, params: ModelParams,
     "dropout" stream, and the model's state (`params`: its `Variables`) is updated there
     (elsewhere it is read, and returned as it was).
 
-    Losses reduce flat arrays (`losses.flat_images`): XLA's CPU backend reduces those many
-    times faster than [B, H, W, C] expressions.
+    Losses reduce flat arrays (`losses.flat_images`): XLA's CPU backend reduces those faster
+    than [B, H, W, C] expressions (`python -m benchmarks.profile_epoch` lists the passes).
     """
     name = type(model).__name__
     if labels is None and model.conditional:
@@ -297,10 +297,10 @@ def checking_labels(step: Callable, model: nn.Module, name: str) -> Callable:
 
 def make_train_step(model: nn.Module, task: Task, objective: Objective,
                     mesh: Mesh | None = None) -> Callable[..., tuple[TrainState, Metrics]]:
-    """Compiles one optimisation step, f(state, batch, key) -> (state, metrics); `batch` is
-    {"image": uint8 [B, H, W, C], "label": int [B] (read by conditional models only, which
-    refuse host labels outside their classes)}. The state is donated, so it is updated in
-    place."""
+    """One optimisation step, jitted (compiled at its first call): f(state, batch, key) ->
+    (state, metrics); `batch` is {"image": uint8 [B, H, W, C], "label": int [B] (read by
+    conditional models only, which refuse host labels outside their classes)}. The state is
+    donated, so it is updated in place."""
     return checking_labels(jax.jit(train_step_fn(model, task, objective, mesh),
                                    donate_argnums=0, compiler_options=compiler_options()),
                            model, "train_step")
@@ -309,7 +309,7 @@ def make_train_step(model: nn.Module, task: Task, objective: Objective,
 def make_train_chunk(model: nn.Module, task: Task, objective: Objective, *, batch_size: int,
                      max_steps: int, mesh: Mesh | None = None
                      ) -> Callable[..., tuple[TrainState, Metrics]]:
-    """Compiles up to `max_steps` consecutive steps as one loop: the host dispatches once.
+    """Up to `max_steps` consecutive steps as one jitted loop: the host dispatches once.
 
     f(state, arrays, order, first_index, key, num_steps) runs the steps whose batches are
     numbers first_index .. first_index + num_steps - 1 of the epoch ordered by `order`,
@@ -376,7 +376,7 @@ def _masked_sums(per_image: Metrics, batch: dict) -> Metrics:
 
 def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: bool = True
                    ) -> Callable[[dict, dict, jax.Array], Metrics]:
-    """Compiles f(params, batch, key) -> metric sums over the unmasked images of a batch
+    """The jitted f(params, batch, key) -> metric sums over the unmasked images of a batch
     (`params`: the parameters, or the `Variables` of a model that keeps state).
 
     `batch` is {"image": uint8 [B, H, W, C], "label": int [B] (conditional models; host
@@ -423,7 +423,7 @@ def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: b
 
 
 def make_floor_step(task: Task) -> Callable[[dict, jax.Array], Metrics] | None:
-    """Compiles a step that returns the sums of the task's floors over the unmasked images
+    """A jitted step that returns the sums of the task's floors over the unmasked images
     of a batch (`make_eval_step`'s input_psnr and baseline_psnr, from the same key), or None
     for a task that has none."""
     if not task.shows_input:
