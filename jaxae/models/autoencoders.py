@@ -262,15 +262,15 @@ class DenseAE(Autoencoder):
     def latent_shape(self) -> tuple[int]:
         return (self.latent_dim,)
 
-    def setup(self):
+    def setup(self) -> None:
         _check_latent_dim(self)
         self.encoder = DenseEncoder(self.latent_dim, self.dense)
         self.decoder = DenseDecoder(self.image_shape, self.dense)
 
-    def encode(self, x, *, labels=None):
+    def encode(self, x: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
         return self.encoder(x)
 
-    def decode(self, z, *, labels=None):
+    def decode(self, z: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
         return self.decoder(z)
 
 
@@ -290,15 +290,15 @@ class DeepAE(Autoencoder):
     def latent_shape(self) -> tuple[int]:
         return (self.latent_dim,)
 
-    def setup(self):
+    def setup(self) -> None:
         _check_latent_dim(self)
         self.encoder = MLPEncoder(self.hidden, self.latent_dim, self.dense)
         self.decoder = MLPDecoder(self.hidden[::-1], self.image_shape, self.dense)
 
-    def encode(self, x, *, labels=None):
+    def encode(self, x: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
         return self.encoder(x)
 
-    def decode(self, z, *, labels=None):
+    def decode(self, z: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
         return self.decoder(z)
 
 
@@ -321,15 +321,15 @@ class ConvAE(Autoencoder):
     def latent_shape(self) -> tuple[int, int, int]:
         return self.plan[1]
 
-    def setup(self):
+    def setup(self) -> None:
         features, _, paddings = self.plan
         self.encoder = ConvEncoder(features, self.conv)
         self.decoder = ConvDecoder(features, self.image_shape[-1], paddings, self.conv)
 
-    def encode(self, x, *, labels=None):
+    def encode(self, x: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
         return self.encoder(x)
 
-    def decode(self, z, *, labels=None):
+    def decode(self, z: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
         return self.decoder(z)
 
 
@@ -348,11 +348,11 @@ class SuperResolution(Autoencoder):
     def latent_shape(self) -> None:
         return None
 
-    def encode(self, x, *, labels=None):
+    def encode(self, x: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
         return x
 
     @nn.compact
-    def decode(self, z, *, labels=None):
+    def decode(self, z: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
         height, wide, channels = self.image_shape
         factor = height // z.shape[1]
         if factor * z.shape[1] != height or factor * z.shape[2] != wide:
@@ -384,7 +384,7 @@ class VAE(VariationalAutoencoder):
     def latent_shape(self) -> tuple[int]:
         return (self.latent_dim,)
 
-    def setup(self):
+    def setup(self) -> None:
         _check_latent_dim(self)
         self.z_mean = self.dense(self.latent_dim)
         self.z_log_sigma = self.dense(self.latent_dim)
@@ -394,11 +394,12 @@ class VAE(VariationalAutoencoder):
             return h_BxF
         return one_hot_condition(h_BxF, labels_B, self.num_classes, type(self).__name__)
 
-    def encode(self, x, *, labels=None):
+    def encode(self, x: jax.Array, *, labels: jax.Array | None = None
+               ) -> tuple[jax.Array, jax.Array]:
         h = self._condition(self.features(x), labels)
         return self.z_mean(h), self.z_log_sigma(h)
 
-    def decode(self, z, *, labels=None):
+    def decode(self, z: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
         return self.decoder(self._condition(z, labels))
 
 

@@ -93,7 +93,7 @@ class Reconstruct(Task):
 
     shows_input: ClassVar[bool] = False
 
-    def corrupt(self, targets, key):
+    def corrupt(self, targets: jax.Array, key: jax.Array) -> jax.Array:
         return targets
 
 
@@ -152,7 +152,7 @@ class Denoise(Task):
     noise_std: float = 0.3
     baseline_name: ClassVar[str] = "median 3x3"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.corruption not in CORRUPTIONS:
             raise ValueError(f"corruption={self.corruption!r} is unknown: choose one of "
                              f"{', '.join(CORRUPTIONS)}")
@@ -166,19 +166,19 @@ class Denoise(Task):
         """The corruption this task applies."""
         return CORRUPTIONS[self.corruption](self)
 
-    def corrupt(self, targets, key):
+    def corrupt(self, targets: jax.Array, key: jax.Array) -> jax.Array:
         return self.noise(targets, key)
 
-    def input_as_image(self, inputs, image_shape):
+    def input_as_image(self, inputs: jax.Array, image_shape: Shape) -> jax.Array:
         """The corrupted image; rescaled kept pixels (up to 1 / (1 - rate)) at their own
         values, which clipping to [0, 1] would whiten."""
         scale = self.noise.drawn_scale
         return jnp.clip(inputs * scale if scale != 1.0 else inputs, 0, 1)
 
-    def baseline(self, inputs, image_shape):
+    def baseline(self, inputs: jax.Array, image_shape: Shape) -> jax.Array:
         return baselines.median_filter_3x3(self.input_as_image(inputs, image_shape))
 
-    def input_label(self, image_shape):
+    def input_label(self, image_shape: Shape) -> str:
         return self.noise.label()
 
 
@@ -191,7 +191,7 @@ class SuperResolve(Task):
     baseline_name: ClassVar[str] = "bicubic"
     input_method: ClassVar[str] = "nearest-neighbour upsampling"
 
-    def check(self, image_shape):
+    def check(self, image_shape: Shape) -> None:
         height, width, _ = image_shape
         if not isinstance(self.factor, int) or self.factor < 2 or height % self.factor or \
                 width % self.factor:
@@ -204,19 +204,19 @@ class SuperResolve(Task):
             raise ValueError(f"factor={self.factor!r} {why}: use one of "
                              f"{', '.join(map(str, usable)) or 'none'}")
 
-    def input_shape(self, image_shape):
+    def input_shape(self, image_shape: Shape) -> Shape:
         height, width, channels = image_shape
         return (height // self.factor, width // self.factor, channels)
 
-    def corrupt(self, targets, key):
+    def corrupt(self, targets: jax.Array, key: jax.Array) -> jax.Array:
         return losses.downsample(targets, self.factor)
 
-    def input_as_image(self, inputs, image_shape):
+    def input_as_image(self, inputs: jax.Array, image_shape: Shape) -> jax.Array:
         return baselines.nearest_upsampling(inputs, self.factor)
 
-    def baseline(self, inputs, image_shape):
+    def baseline(self, inputs: jax.Array, image_shape: Shape) -> jax.Array:
         return baselines.bicubic_upsampling(inputs, image_shape[0], image_shape[1])
 
-    def input_label(self, image_shape):
+    def input_label(self, image_shape: Shape) -> str:
         height, width, _ = self.input_shape(image_shape)
         return f"input\n{height}x{width}"
