@@ -229,6 +229,25 @@ def make_objective(config: ml_collections.ConfigDict, model: nn.Module
         likelihood=config_lib.make_likelihood(config), beta=config.objective.beta)
 
 
+def check_objective_fields(config: ml_collections.ConfigDict, model: nn.Module) -> None:
+    """A new run's objective field that its model's objective does not read (a plain
+    autoencoder's likelihood, gaussian_scale and beta; a variational model's loss), set to
+    other than the base config's value, is a ConfigError: the run would train another
+    objective than the one asked for. (A trained run's config.json stands as recorded.)"""
+    defaults = config_lib.base_config().objective
+    if model.variational:
+        unread, why = ("loss",), "minimises -ELBO under objective.likelihood and beta"
+    else:
+        unread, why = ("likelihood", "gaussian_scale", "beta"), "minimises objective.loss"
+    for field in unread:
+        if (value := config.objective.get(field)) != defaults.get(field):
+            raise config_lib.ConfigError(
+                f"config.objective.{field}={value!r} is set, but model {config.model.name!r} "
+                f"{why}, so the run would ignore it: leave objective.{field} unset"
+                + ("" if model.variational else ", or train a variational model (vae, "
+                   "conv_vae, cvae)"))
+
+
 def init_scheme(config: ml_collections.ConfigDict) -> str:
     """The model section's initialisation scheme (Keras' Glorot when it names none)."""
     return config.model.get("init", DEFAULT_SCHEME)

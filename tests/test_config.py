@@ -224,6 +224,23 @@ def test_a_code_size_for_a_model_that_takes_none_is_refused_for_a_new_run(tiny_c
     config_lib.check_new_run(config)
 
 
+@pytest.mark.parametrize("model, field, value, why", [
+    ("dense_ae", "beta", 4.0, "minimises objective.loss"),
+    ("dense_ae", "likelihood", "gaussian", "minimises objective.loss"),
+    ("vae", "loss", "bce", "minimises -ELBO under objective.likelihood and beta")])
+def test_an_objective_field_the_model_does_not_read_is_refused_for_a_new_run(
+        tiny_config, tmp_path, model, field, value, why):
+    from jaxae.training.trainer import train_and_evaluate
+
+    config = tiny_config(**{"model.name": model, f"objective.{field}": value})
+    with pytest.raises(config_lib.ConfigError) as caught:
+        train_and_evaluate(config, str(tmp_path / "new"))
+    assert str(caught.value).startswith(
+        f"config.objective.{field}={value!r} is set, but model {model!r} {why}, so the run "
+        f"would ignore it: leave objective.{field} unset"), caught.value
+    assert not (tmp_path / "new").exists()
+
+
 OWN_LOADER = """
 import numpy as np
 from jaxae.data import from_arrays

@@ -321,7 +321,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                   workdir if trained else None)
     with _writer_lock(workdir, main):
         try:
-            return _train(config, workdir, mesh, main, evaluations, stop_requested, on_saved)
+            return _train(config, workdir, mesh, main, evaluations, stop_requested, on_saved,
+                          new_run=not trained)
         except BaseException:
             if main and created:
                 _remove_if_unused(workdir)
@@ -363,8 +364,9 @@ def _stop_before_training(stopped: str, step: int) -> StopRequested:
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
            evaluations: _Evaluations, stop_requested: StopRequest,
-           on_saved: Callable[[], None]) -> steps.TrainState:
-    """train_and_evaluate, once the workdir is checked and locked."""
+           on_saved: Callable[[], None], new_run: bool) -> steps.TrainState:
+    """train_and_evaluate, once the workdir is checked and locked (`new_run`: it holds no
+    trained run)."""
     train_config = config.train
     if stopped := stop_requested():
         raise _stop_before_training(stopped, 0)
@@ -374,6 +376,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     config_lib.check_batch_fits(config, len(data.train), len(data.test), mesh.size)
     task, model, train_model, objective = build.run_objects(config, data.image_shape,
                                                             data.num_classes, train=True)
+    if new_run:
+        build.check_objective_fields(config, model)
     steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
     total_steps = steps_per_epoch * train_config.num_epochs
     if total_steps > MAX_STEPS:  # the step counter, and a stream's position, are int32
