@@ -735,6 +735,11 @@ def test_encode_refuses_images_the_model_was_not_built_for_and_needs_labels_only
     with pytest.raises(ValueError, match=r"labels 3 \.\. 10, outside its 10 classes"):
         generation.encode(cvae, cparams, IMAGES, np.arange(8) + 3)
     assert generation.encode(cvae, cparams, IMAGES, np.arange(8)).shape == (8, 2)
+    x = np.zeros((8, *MNIST), np.float32)
+    with pytest.raises(ValueError, match=r"labels 3 \.\. 10, outside its 10 classes"):
+        cvae.apply({"params": cparams}, x, labels=np.arange(8) + 3, sample=False)  # one's own
+    assert cvae.apply({"params": cparams}, x, labels=np.arange(8), sample=False)[0].shape == (
+        8, *MNIST)
 
 
 def test_parameters_of_another_model_are_named_in_the_steps_and_in_generation():

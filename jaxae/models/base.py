@@ -208,10 +208,12 @@ class VariationalAutoencoder(nn.Module):
 
 def one_hot_condition(h_BxF: jax.Array, labels_B: jax.Array | None, num_classes: int,
                       owner: str) -> jax.Array:
-    """h with the one-hot label appended (a conditional model's input to a layer)."""
+    """h with the one-hot label appended (a conditional model's input to a layer); labels
+    held on the host outside 0 .. num_classes - 1 are a ValueError (`check_label_values`)."""
     if labels_B is None:
         raise ValueError(f"{owner} with num_classes={num_classes} is conditional on the class: "
                          "pass labels=<int array [B]>")
+    check_label_values(owner, labels_B, num_classes)  # host labels: a model.apply of one's own
     labels_B = jnp.asarray(labels_B)  # a list of ints too
     dtype, shape = labels_B.dtype, labels_B.shape
     if not jnp.issubdtype(dtype, jnp.integer) or shape != h_BxF.shape[:1]:
@@ -228,7 +230,8 @@ def check_label_values(owner: str, labels: Any, num_classes: int | None) -> None
     0 .. num_classes - 1, which `one_hot_condition` would encode as no class at all. Traced
     labels have no values to read, and labels on a device are not read back (that would
     wait for them): those are the caller's to keep in range."""
-    if not num_classes or labels is None or isinstance(labels, jax.Array):
+    if not num_classes or labels is None or any(
+            isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(labels)):  # (a list too)
         return
     values = np.asarray(labels)
     if (values.size and np.issubdtype(values.dtype, np.integer)
