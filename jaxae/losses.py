@@ -101,6 +101,10 @@ def gaussian_kl(mean: jax.Array, log_sigma: jax.Array) -> jax.Array:
     With sigma = exp(log_sigma), the standard deviation (as in `models.reparameterize`):
     0.5 * sum(mean^2 + sigma^2 - 1 - 2 log_sigma).
     """
+    if jnp.shape(mean) != jnp.shape(log_sigma):
+        raise ValueError(f"gaussian_kl: mean and log_sigma are shaped {jnp.shape(mean)} and "
+                         f"{jnp.shape(log_sigma)}: give both as [B, latent_dim], one pair of "
+                         "each code's numbers")
     return 0.5 * jnp.sum(jnp.square(mean) + jnp.exp(2 * log_sigma) - 1 - 2 * log_sigma, -1)
 
 

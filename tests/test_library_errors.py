@@ -16,7 +16,7 @@ from jaxae import build, losses, models, objectives
 from jaxae.config import ConfigError
 from jaxae.data import from_arrays, make_splits
 from jaxae.data.errors import DataError
-from jaxae.evaluation import generation, pictures
+from jaxae.evaluation import generation, metrics, pictures
 from jaxae.keys import derive_keys
 from jaxae.models.declarations import DeclarationError
 from jaxae.registry import RegistryError
@@ -817,3 +817,29 @@ def test_checkpoints_restore_numpy_scalars_and_name_restore_state_for_a_train_st
     restored = checkpoints.restore_state(manager, state)
     assert int(restored.step) == int(state.step)
     checkpoints.close(manager)
+
+
+def test_generation_metrics_and_the_kl_name_misshapen_inputs_and_a_seed_given_as_a_key():
+    vae = models.build_model({"name": "vae", "latent_dim": 2}, image_shape=MNIST)
+    params = steps.init_params(vae, MNIST, jax.random.key(0))
+    assert generation.encode(vae, params, list(IMAGES[:3])).shape == (3, 2)  # a list too
+    with pytest.raises(ValueError, match=r"^decode's codes are \[2\], one code without the "
+                                         r"batch axis: give codes \[N, 2\] \(z\[None\]"):
+        generation.decode(vae, params, jnp.zeros(2))
+    with pytest.raises(ValueError, match=r"^manifold's coords are shaped \(3, 4\): give "
+                                         r"\[2, size\]"):
+        generation.manifold(vae, params, np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"^a plain autoencoder's manifold spans its test "
+                                         r"codes, and codes=None: give codes \[N, 2\]"):
+        generation.manifold_coordinates(False, 5)
+    assert generation.manifold_coordinates(False, 5, np.ones((4, 2))).shape == (2, 5)
+    with pytest.raises(ValueError, match=r"^gaussian_kl: mean and log_sigma are shaped "
+                                         r"\(8, 2\) and \(8, 3\)"):
+        losses.gaussian_kl(jnp.zeros((8, 2)), jnp.zeros((8, 3)))
+    elbo = objectives.objective_for(True, likelihood=objectives.Bernoulli())
+    eval_step = steps.make_eval_step(vae, Reconstruct(), elbo)
+    split = make_splits(from_arrays(IMAGES, IMAGES), jax.random.key(0)).test
+    with pytest.raises(TypeError, match=r"evaluate_split's key .*jax\.random\.key"):
+        metrics.evaluate_split(eval_step, params, split, 4, 0)
+    assert np.isfinite(metrics.evaluate_split(eval_step, params, split, 4,
+                                              jax.random.key(0))["loss"])

@@ -80,6 +80,8 @@ def encode(model: nn.Module, params: ModelParams, images_u8: np.ndarray,
     batch i is (`keys.eval_example_key`): a task that corrupts needs `task_key`. `labels`,
     each image's class, are read by conditional models only."""
     check_params(params, "encode")
+    if not isinstance(images_u8, jax.Array):
+        images_u8 = np.asarray(images_u8)  # a list of images too
     declarations.check_images(np.shape(images_u8), "encode", getattr(model, "image_shape", None))
     if model.conditional:
         _check_labels(model, labels, len(images_u8))
@@ -112,11 +114,15 @@ def decode(model: nn.Module, params: ModelParams, z: jax.Array, labels: jax.Arra
     check_params(params, "decode")
     if model.conditional or labels is not None:
         _check_labels(model, labels, len(z))
-    if model.latent_shape is not None and tuple(np.shape(z)[1:]) != tuple(model.latent_shape):
+    latent = model.latent_shape
+    if latent is not None and tuple(np.shape(z)[1:]) != tuple(latent):
+        shown = ", ".join(map(str, latent))
+        if tuple(np.shape(z)) == tuple(latent):
+            raise ValueError(f"decode's codes are [{shown}], one code without the batch axis: "
+                             f"give codes [N, {shown}] (z[None] for one)")
         raise ValueError(f"decode's codes are [{', '.join(map(str, np.shape(z)))}], but "
-                         f"{type(model).__name__}'s latent is "
-                         f"[{', '.join(map(str, model.latent_shape))}]: give codes [N, "
-                         f"{', '.join(map(str, model.latent_shape))}]")
+                         f"{type(model).__name__}'s latent is [{shown}]: give codes [N, "
+                         f"{shown}]")
     return np.asarray(_decoded_images(model, params, z, labels))
 
 
@@ -210,6 +216,10 @@ def manifold_coordinates(variational: bool, size: int, codes: np.ndarray | None 
     if variational:
         quantiles = np.asarray(norm.ppf(jnp.linspace(0.05, 0.95, size)))
         return np.stack([quantiles, quantiles])
+    if codes is None or np.ndim(codes) != 2 or np.shape(codes)[1] != 2:
+        raise ValueError(f"a plain autoencoder's manifold spans its test codes, and codes="
+                         f"{'None' if codes is None else list(np.shape(codes))}: give codes "
+                         "[N, 2] (generation.encode of test images)")
     low, high = np.percentile(codes, [5, 95], axis=0)
     return np.linspace(low, high, size).T
 
@@ -234,6 +244,9 @@ def manifold(model: nn.Module, params: ModelParams, coords: np.ndarray, label: i
                          f"is [{', '.join(map(str, model.latent_shape))}]: give a model whose "
                          "code is 2 numbers (latent_dim=2 for the dense and variational "
                          "models), or see its codes in a latent scatter (a PCA plane)")
+    if np.ndim(coords) != 2 or len(coords) != 2:
+        raise ValueError(f"manifold's coords are shaped {np.shape(coords)}: give [2, size], "
+                         "the values swept along each latent axis (manifold_coordinates)")
     xs, ys = coords
     grid_x, grid_y = np.meshgrid(xs, ys[::-1])
     z = jnp.asarray(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1), jnp.float32)

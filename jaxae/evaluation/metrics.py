@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from jaxae.data.splits import Split, Splits
-from jaxae.keys import VALIDATION_EVAL_STREAM
+from jaxae.keys import VALIDATION_EVAL_STREAM, check_key
 from jaxae.models.base import ModelParams
 
 
@@ -45,6 +45,7 @@ def split_means(step: Callable[[dict, jax.Array], dict], split: Split, batch_siz
 def evaluate_split(eval_step: Callable, params: ModelParams, split: Split, batch_size: int,
                    key: jax.Array) -> dict[str, float]:
     """An eval step's means over every image of the split, at `params`."""
+    check_key(key, "evaluate_split's key")
     return split_means(functools.partial(eval_step, params), split, batch_size, key)
 
 
