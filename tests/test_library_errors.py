@@ -352,6 +352,14 @@ def test_write_pictures_takes_a_key_and_names_a_split_or_state_given_for_its_arg
         assert (tmp_path / "key" / name).read_bytes() == (tmp_path / "seed" / name).read_bytes()
     for seed_key, int_key in zip(derive_keys(jax.random.key(3)), derive_keys(3), strict=True):
         np.testing.assert_array_equal(jax.random.key_data(seed_key), jax.random.key_data(int_key))
+    other = steps.init_params(models.build_model({"name": "vae", "latent_dim": 2},
+                                                 image_shape=MNIST), MNIST, jax.random.key(0))
+    with pytest.raises(DeclarationError, match="made for another model"):
+        pictures.write_pictures(model, task, other, data, 0, "t", str(tmp_path / "none"))
+    assert not (tmp_path / "none").exists()  # refused before a folder is made
+    drawn = pictures.reconstruction_rows(model, Reconstruct(binarize_targets=True),
+                                         state.params, data.test, jax.random.key(3), 4)
+    assert drawn[-1][0] == "target\n(binarised draw)" and set(np.unique(drawn[-1][1])) <= {0, 1}
 
 
 def test_a_registered_name_in_other_letter_case_is_suggested():

@@ -67,7 +67,8 @@ def picture_indices(labels: np.ndarray, num_images: int) -> np.ndarray:
 
 def reconstruction_rows(model: nn.Module, task: Task, params: ModelParams, split: Split,
                         key: jax.Array, num_images: int) -> list[tuple[str, np.ndarray]]:
-    """Rows of the reconstruction picture: [input, classical baseline,] output, original."""
+    """Rows of the reconstruction picture: [input, classical baseline,] output, original (the
+    target a dynamically binarising task drew from it, so labelled)."""
     chosen = picture_indices(split.labels, num_images)
     images, labels = np.asarray(split.images)[chosen], np.asarray(split.labels)[chosen]
     inputs, targets = task.make_example(images, eval_example_key(key, 0))
@@ -79,8 +80,9 @@ def reconstruction_rows(model: nn.Module, task: Task, params: ModelParams, split
                      np.asarray(task.input_as_image(inputs, image_shape))))
     if task.shows_input and task.baseline_name is not None:
         rows.append((task.baseline_name, np.asarray(task.baseline(inputs, image_shape))))
+    target = "target\n(binarised draw)" if task.binarize_targets else "original"
     return rows + [("output", np.asarray(losses.sigmoid(logits))),
-                   ("original", np.asarray(targets))]
+                   (target, np.asarray(targets))]
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -137,10 +139,10 @@ def write_pictures(model: nn.Module, task: Task, params: ModelParams, data: Spli
                         "names label the pictures")
     generation.check_params(params, "write_pictures")
     keys = keys if isinstance(keys, Keys) else derive_keys(keys)
-    os.makedirs(out_dir, exist_ok=True)
     written = {}
 
     def save(file: str, picture_title: str) -> tuple[str, str]:
+        os.makedirs(out_dir, exist_ok=True)  # once the first picture is drawn: no empty folder
         written[file] = picture_title
         return picture_title, os.path.join(out_dir, file)
 
