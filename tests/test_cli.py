@@ -239,6 +239,11 @@ def test_evaluation_overrides_are_parsed_and_the_model_s_fields_refused(capsys):
         "file, moved), config.task.name (its file, moved) (e.g. "
         "--config.eval.iwae_samples='(1, 50)'); the rest is the trained run's (its "
         "config.json), so train another run to change it\n")
+    code, _ = parse(["evaluate.py", "--workdir=w", "--config.data.name=mnist"], evaluate_flags)
+    assert code == 1 and capsys.readouterr().err.endswith(
+        "so train another run to change it (to test the trained model on another data set's "
+        "images: python -m jaxae.experiments data_specificity, or evaluate_split of "
+        "jaxae.evaluation.evaluate.load_trained(workdir) on them)\n")
     code, _ = parse(["evaluate.py", "--workdir=w", "--config.eval.iwae_sample=3"],
                     evaluate_flags)
     assert code == 1  # a misspelt field of a section it takes: named as such, not forbidden

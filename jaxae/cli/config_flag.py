@@ -326,10 +326,14 @@ def define_eval_overrides(flag_values: flags.FlagValues = flags.FLAGS,
         if section in OVERRIDABLE:  # a misspelt field of a section it takes (eval.iwae_sampl)
             fields = ", ".join(overridable_config()[section].keys())
             _fail(unknown if ":" in unknown else f"{unknown}: config.{section} has {fields}")
+        other_data = (" (to test the trained model on another data set's images: python -m "
+                      "jaxae.experiments data_specificity, or evaluate_split of "
+                      "jaxae.evaluation.evaluate.load_trained(workdir) on them)"
+                      if section == "data" else "")
         _fail(f"evaluate.py cannot change config.{field}: it takes only "
               f"{overridable_text()} (e.g. --config.eval."
               "iwae_samples='(1, 50)'); the rest is the trained run's (its config.json), "
-              "so train another run to change it")
+              f"so train another run to change it{other_data}")
 
 
 def eval_overrides(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
