@@ -257,16 +257,19 @@ def test_data_specificity_is_a_2x2_per_model_with_in_domain_diagonal(results):
     out, records = results
     record = records["data_specificity"]
     rows = record["rows"]
-    assert [(r["model"], r["trained_on"]) for r in rows] == [
-        ("conv_ae", "Fashion-MNIST"), ("conv_ae", "MNIST (5k subset)"),
-        ("vae", "Fashion-MNIST"), ("vae", "MNIST (5k subset)")]
+    mse, elbo = data_specificity.MSE, data_specificity.NEGATIVE_ELBO
+    assert [(r["model"], r["metric"], r["trained_on"]) for r in rows] == [
+        ("conv_ae", mse, "Fashion-MNIST"), ("conv_ae", mse, "MNIST (5k subset)"),
+        ("vae", elbo, "Fashion-MNIST"), ("vae", elbo, "MNIST (5k subset)"),
+        ("vae", mse, "Fashion-MNIST"), ("vae", mse, "MNIST (5k subset)")]
     for r in rows:
         key = "fashion_mnist" if r["trained_on"] == "Fashion-MNIST" else "mnist5k"
         config = "conv_ae_fashion" if r["model"] == "conv_ae" else "vae_fashion_2d"
         logged = final_test_metrics(out, record, f"{key}/{config}")
-        expected = logged["test_mse"] if r["model"] == "conv_ae" else -logged["test_elbo"]
+        expected = logged["test_mse"] if r["metric"] == mse else -logged["test_elbo"]
         assert r[f"on_{key}"] == pytest.approx(expected, rel=1e-5), \
             f"{r['model']} on its own data must give the run's own test error"
+    assert any(f.startswith("vae (MSE per pixel) on the") for f in record["findings"])
 
 
 @pytest.mark.parametrize("scale", ["full", "small"])
@@ -649,10 +652,11 @@ def test_dae_sweep_notes_on_code_size_follow_the_rows():
     assert "higher floor" not in text and "overfit" not in text
 
 
-def specificity_rows(errors: dict[tuple[str, str], tuple[float, float]]) -> list[dict]:
-    """{(model, trained on): (error on Fashion-MNIST, error on MNIST)}."""
-    return [{"model": model, "trained_on": source, "on_fashion_mnist": f, "on_mnist5k": m}
-            for (model, source), (f, m) in errors.items()]
+def specificity_rows(errors: dict[tuple[str, str], tuple[float, float]],
+                     metric: str = "error") -> list[dict]:
+    """{(model, trained on): (error on Fashion-MNIST, error on MNIST)}, of one `metric`."""
+    return [{"model": model, "metric": metric, "trained_on": source, "on_fashion_mnist": f,
+             "on_mnist5k": m} for (model, source), (f, m) in errors.items()]
 
 
 def test_data_specificity_notes_follow_the_rows():
@@ -685,6 +689,12 @@ def test_data_specificity_notes_follow_the_rows():
     assert f"higher in 3 of 4 cases; not for conv_ae trained on {FASHION}, tested on {DIGITS}." \
         in text
     assert "saw" not in text
+    vae_mse = specificity_rows({("vae", FASHION): (0.02, 0.08), ("vae", DIGITS): (0.09, 0.03)},
+                               data_specificity.MSE)
+    text = " ".join(data_specificity.notes(784, rows + vae_mse, choices, sizes, even))
+    assert (f"; vae (MSE per pixel) 4.50x trained on {DIGITS} and tested on {FASHION} and "
+            f"2.67x trained on {FASHION} and tested on {DIGITS}.") in text  # a model's 2nd error
+    assert "higher in 5 of 6 cases; not for conv_ae trained on" in text
 
 
 AE, ESPCN = "dense_ae (code 940)", "superres (no code)"
@@ -1336,10 +1346,13 @@ def test_the_bar_plots_bar_each_bar_of_several_seeds_from_lowest_to_highest(draw
     fig = drawn[-1]
     assert fig._suptitle.get_text().endswith(f"(full scale; {figures.SEED_BARS})")
     keys = ["on_fashion_mnist", "on_mnist5k"]
-    for ax, model in zip(fig.axes, data_specificity.MODELS, strict=True):
+    panels = data_specificity.blocks(record["rows"])
+    assert len(fig.axes) == len(panels) >= 2
+    for ax, (model, metric) in zip(fig.axes, panels, strict=True):
         assert [t.get_text() for t in ax.get_xticklabels()] == [
             f"tested on {FASHION}", f"tested on {DIGITS}"]
-        rows = [r for r in record["rows"] if r["model"] == model]
+        assert ax.get_title().startswith(model) and ax.get_ylabel() == metric
+        rows = [r for r in record["rows"] if (r["model"], r["metric"]) == (model, metric)]
         ends = sorted((r[k], *r[render.SEED_SPREAD][k]) for r in rows for k in keys)
         heights = {round(p.get_x() + p.get_width() / 2, 9): p.get_height() for p in ax.patches}
         found = sorted((heights[round(x, 9)], low, high) for x, low, high in error_bars(ax))
