@@ -175,6 +175,19 @@ def test_a_suggested_batch_size_splits_over_the_devices():
         config_lib.check_batch_splits(32, 3)
 
 
+def test_a_batch_that_does_not_split_over_the_devices_leaves_no_workdir(tiny_config, tmp_path,
+                                                                       monkeypatch):
+    import types
+
+    from jaxae.training import trainer
+
+    monkeypatch.setattr(trainer.parallel, "data_mesh", lambda: types.SimpleNamespace(size=2))
+    with pytest.raises(config_lib.ConfigError, match="batch_size=33 does not split over 2 "):
+        trainer.train_and_evaluate(tiny_config(**{"train.batch_size": 33}),
+                                   str(tmp_path / "new"))
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_test_fraction_left_unset_on_resume_is_the_share_it_stands_for():
     """A folder run trained with --config.data.test_fraction=0.2 and resumed without it (or
     the reverse) carved the same split: no run-defining change; another share is one."""

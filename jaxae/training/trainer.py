@@ -315,10 +315,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     trained = holds_run(workdir)  # (preparing the workdir below writes no run into it)
     if not trained:  # a run's own config.json stands as it was recorded
         config_lib.check_new_run(config)
+    if not trained:  # (a trained run's batch size is checked against its record below)
+        config_lib.check_batch_splits(config.train.batch_size, mesh.size)
     created = not os.path.exists(workdir)
     prepare_workdir(workdir, config)  # a run there has this config's batch size (or refused)
-    config_lib.check_batch_splits(config.train.batch_size, mesh.size,
-                                  workdir if trained else None)
+    if trained:
+        config_lib.check_batch_splits(config.train.batch_size, mesh.size, workdir)
     with _writer_lock(workdir, main):
         try:
             return _train(config, workdir, mesh, main, evaluations, stop_requested, on_saved,
