@@ -937,6 +937,12 @@ def test_evaluation_output_that_cannot_be_written_is_refused_before_any_work(tmp
     with pytest.raises(config_lib.ConfigError, match=r"eval cannot be written \(File exists\): "
                                                      r"pass --eval_dir=FOLDER"):
         evaluate.evaluate_workdir(str(tmp_path))
+    for inside in ("checkpoints", "checkpoints/1"):  # where training deletes old steps
+        with pytest.raises(config_lib.ConfigError, match=r"^--eval_dir=.* is in the run's "
+                                                         r"checkpoints folder"):
+            evaluate.evaluate_workdir(str(tmp_path), out_dir=str(tmp_path / inside))
+    assert not any(name.endswith(".json") or name.endswith(".png")
+                   for name in os.listdir(tmp_path / "checkpoints" / "1"))
 
 
 def test_iwae_bounds_with_a_progress_bar_are_the_same_bits():

@@ -29,6 +29,7 @@ from jaxae.objectives import Objective
 from jaxae.registry import display_name
 from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, steps
+from jaxae.training.checkpoints import checkpoint_dir
 from jaxae.training.workdir import (
     WriteError,
     code_changes,
@@ -133,6 +134,18 @@ def _writable_out_dir(out_dir: str) -> None:
             "can write to, to write the evaluation there") from None
 
 
+def _check_out_dir_outside_checkpoints(workdir: str, out_dir: str) -> None:
+    """A ConfigError for an evaluation folder in the run's checkpoints folder, where Orbax
+    would take it for a checkpoint's, or delete it with an old step."""
+    folder = os.path.realpath(checkpoint_dir(workdir))
+    out = os.path.realpath(out_dir)
+    if out == folder or out.startswith(os.path.join(folder, "")):
+        raise config_lib.ConfigError(
+            f"--eval_dir={out_dir} is in the run's checkpoints folder ({folder}), whose "
+            "old steps training deletes with everything in them: give a folder outside it "
+            f"(default: {eval_dir(workdir)})")
+
+
 def eval_dir(workdir: str, step: int | None = None) -> str:
     """Where an evaluation writes by default: `<workdir>/eval` for the newest checkpoint,
     `<workdir>/eval_step_<step>` for a chosen one, so that it never overwrites the other."""
@@ -185,8 +198,9 @@ def evaluate_workdir(workdir: str, step: int | None = None,
     `metrics.json` and the pictures that apply to its model into `out_dir` (default
     `eval_dir(workdir, step)`); returns the metrics. `overrides` change evaluation fields
     (OVERRIDABLE) of the run's config."""
-    config, manager = _run_config_and_checkpoints(workdir, step, overrides)
     out_dir = out_dir or eval_dir(workdir, step)
+    _check_out_dir_outside_checkpoints(workdir, out_dir)
+    config, manager = _run_config_and_checkpoints(workdir, step, overrides)
     created = not os.path.exists(out_dir)
     try:
         if step is not None:  # a step the run lacks is refused before its folder is made
