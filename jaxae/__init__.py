@@ -5,18 +5,21 @@ __version__ = "0.2.0"
 
 def _configs_of_a_clone() -> None:
     """An installed jaxae maps the repository's configs/ folder to `jaxae.configs`; a clone
-    used without installing (PYTHONPATH=.) gets the same module from that folder."""
+    used without installing (PYTHONPATH=.), or beside another checkout's editable install,
+    gets the module from its own folder."""
     import importlib.util  # noqa: PLC0415 (kept out of the package's namespace)
     import os  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
-    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "configs")
+    package = os.path.dirname(os.path.realpath(__file__))
+    folder = os.path.join(os.path.dirname(package), "configs")
     init = os.path.join(folder, "__init__.py")
     if "jaxae.configs" in sys.modules or not os.path.isfile(init):
         return
-    if importlib.util.find_spec("jaxae.configs") is not None:  # installed: use its mapping
-        return
+    installed = importlib.util.find_spec("jaxae.configs")
+    if installed is not None and os.path.dirname(os.path.realpath(installed.origin)) in (
+            folder, os.path.join(package, "configs")):  # this jaxae's own, as installed
+        return  # (an editable install of another checkout maps to its configs: not these)
     spec = importlib.util.spec_from_file_location("jaxae.configs", init,
                                                   submodule_search_locations=[folder])
     module = importlib.util.module_from_spec(spec)

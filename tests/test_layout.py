@@ -3,6 +3,7 @@ package list complete, and a clone's configs importable as jaxae.configs."""
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 
@@ -95,3 +96,18 @@ def test_a_clone_used_without_installing_has_its_configs_as_jaxae_configs():
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": root})
     assert done.returncode == 0, done.stderr[-1500:]
     assert done.stdout.split() == ["mnist", os.path.join(root, "configs", "__init__.py")]
+
+
+def test_a_clone_beside_another_checkouts_install_has_its_own_configs(tmp_path):
+    """A clone on PYTHONPATH while the environment holds an editable install of another
+    checkout: `jaxae.configs` is the clone's, as `jaxae` is."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder in ("jaxae", "configs"):
+        shutil.copytree(os.path.join(root, folder), tmp_path / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    code = "import jaxae, jaxae.configs.test as t; print(jaxae.__file__, t.__file__)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.split() == [str(tmp_path / "jaxae" / "__init__.py"),
+                                   str(tmp_path / "configs" / "test.py")]
