@@ -28,7 +28,7 @@ from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME
 from jaxae.models.registry import MODELS, NeedsClasses
 from jaxae.registry import MissingFields, RegistryError, build, display_name, parameters
-from jaxae.tasks import Task
+from jaxae.tasks import TASKS, Task
 from jaxae.training.workdir import (
     check_same_data,
     holds_run,
@@ -229,18 +229,33 @@ def make_objective(config: ml_collections.ConfigDict, model: nn.Module
         likelihood=config_lib.make_likelihood(config), beta=config.objective.beta)
 
 
-def check_objective_fields(config: ml_collections.ConfigDict, model: nn.Module) -> None:
-    """A new run's objective field that its model's objective does not read (a plain
-    autoencoder's likelihood, gaussian_scale and beta; a variational model's loss), set to
-    other than the base config's value, is a ConfigError: the run would train another
-    objective than the one asked for. (A trained run's config.json stands as recorded.)"""
-    defaults = config_lib.base_config().objective
+def check_unread_fields(config: ml_collections.ConfigDict, model: nn.Module, task: Task
+                        ) -> None:
+    """A new run's task or objective field that the run does not read, set to other than
+    the base config's value, is a ConfigError: the run would train another task or
+    objective than the one asked for. Unread: a task's fields it does not take (and those a
+    task declares `unread_fields`: a denoising task's other corruption); a plain
+    autoencoder's likelihood fields and beta; a variational model's loss and the fields its
+    likelihood does not take. (A trained run's config.json stands as recorded.)"""
+    base = config_lib.base_config()
+    taken = parameters(TASKS.get(config.task.name))
+    unread = {f: f"it takes no {f}" for f in base.task.keys() if f != "name" and f not in taken}
+    for field, why in {**unread, **getattr(task, "unread_fields", {})}.items():
+        if (value := config.task.get(field)) != base.task.get(field):
+            raise config_lib.ConfigError(
+                f"config.task.{field}={value!r} is set, but task {config.task.name!r} does not "
+                f"read it ({why}), so the run would ignore it: leave task.{field} unset")
     if model.variational:
-        unread, why = ("loss",), "minimises -ELBO under objective.likelihood and beta"
+        likelihood = parameters(objectives.LIKELIHOODS.get(config.objective.likelihood))
+        unread = ["loss", *(f for f in base.objective.keys()
+                            if f not in ("loss", "likelihood", "beta") and f not in likelihood)]
+        why = (f"minimises -ELBO under objective.likelihood={config.objective.likelihood!r} "
+               "and beta")
     else:
-        unread, why = ("likelihood", "gaussian_scale", "beta"), "minimises objective.loss"
+        unread = [f for f in base.objective.keys() if f != "loss"]
+        why = "minimises objective.loss"
     for field in unread:
-        if (value := config.objective.get(field)) != defaults.get(field):
+        if (value := config.objective.get(field)) != base.objective.get(field):
             raise config_lib.ConfigError(
                 f"config.objective.{field}={value!r} is set, but model {config.model.name!r} "
                 f"{why}, so the run would ignore it: leave objective.{field} unset"

@@ -237,20 +237,33 @@ def test_a_code_size_for_a_model_that_takes_none_is_refused_for_a_new_run(tiny_c
     config_lib.check_new_run(config)
 
 
-@pytest.mark.parametrize("model, field, value, why", [
-    ("dense_ae", "beta", 4.0, "minimises objective.loss"),
-    ("dense_ae", "likelihood", "gaussian", "minimises objective.loss"),
-    ("vae", "loss", "bce", "minimises -ELBO under objective.likelihood and beta")])
-def test_an_objective_field_the_model_does_not_read_is_refused_for_a_new_run(
-        tiny_config, tmp_path, model, field, value, why):
+ELBO_UNDER = "minimises -ELBO under objective.likelihood='bernoulli' and beta"
+
+
+@pytest.mark.parametrize("overrides, said", [
+    ({"objective.beta": 4.0}, "objective.beta=4.0 is set, but model 'dense_ae' minimises "
+                              "objective.loss"),
+    ({"objective.likelihood": "gaussian"}, "objective.likelihood='gaussian' is set, but model "
+                                           "'dense_ae' minimises objective.loss"),
+    ({"model.name": "vae", "objective.loss": "bce"},
+     f"objective.loss='bce' is set, but model 'vae' {ELBO_UNDER}"),
+    ({"model.name": "vae", "objective.gaussian_scale": 0.5},
+     f"objective.gaussian_scale=0.5 is set, but model 'vae' {ELBO_UNDER}"),
+    ({"task.noise_std": 0.5}, "task.noise_std=0.5 is set, but task 'reconstruct' does not read "
+                              "it (it takes no noise_std)"),
+    ({"task.dropout_rate": 0.9}, "task.dropout_rate=0.9 is set, but task 'reconstruct' does "
+                                 "not read it (it takes no dropout_rate)"),
+    ({"task.name": "denoise", "task.corruption": "gaussian", "task.dropout_rate": 0.9},
+     "task.dropout_rate=0.9 is set, but task 'denoise' does not read it (its corruption is "
+     "'gaussian')")])
+def test_a_task_or_objective_field_the_run_does_not_read_is_refused_for_a_new_run(
+        tiny_config, tmp_path, overrides, said):
     from jaxae.training.trainer import train_and_evaluate
 
-    config = tiny_config(**{"model.name": model, f"objective.{field}": value})
     with pytest.raises(config_lib.ConfigError) as caught:
-        train_and_evaluate(config, str(tmp_path / "new"))
-    assert str(caught.value).startswith(
-        f"config.objective.{field}={value!r} is set, but model {model!r} {why}, so the run "
-        f"would ignore it: leave objective.{field} unset"), caught.value
+        train_and_evaluate(tiny_config(**overrides), str(tmp_path / "new"))
+    assert str(caught.value).startswith(f"config.{said}, so the run would ignore it: leave "), \
+        caught.value
     assert not (tmp_path / "new").exists()
 
 

@@ -104,6 +104,7 @@ class PixelDropout:
 
     rate: float
     rescale: bool
+    reads: ClassVar[tuple[str, ...]] = ("dropout_rate", "dropout_rescale")  # Denoise's fields
 
     def __call__(self, targets: jax.Array, key: jax.Array) -> jax.Array:
         return losses.dropout_noise(key, targets, self.rate, self.rescale)
@@ -124,6 +125,7 @@ class GaussianNoise:
 
     std: float
     drawn_scale: ClassVar[float] = 1.0
+    reads: ClassVar[tuple[str, ...]] = ("noise_std",)  # Denoise's fields
 
     def __call__(self, targets: jax.Array, key: jax.Array) -> jax.Array:
         return losses.gaussian_noise(key, targets, self.std)
@@ -165,6 +167,13 @@ class Denoise(Task):
     def noise(self) -> PixelDropout | GaussianNoise:
         """The corruption this task applies."""
         return CORRUPTIONS[self.corruption](self)
+
+    @property
+    def unread_fields(self) -> dict[str, str]:
+        """{field: why it is not read}: those of the corruption this task does not apply."""
+        fields = ("dropout_rate", "dropout_rescale", "noise_std")
+        return {f: f"its corruption is {self.corruption!r}" for f in fields
+                if f not in self.noise.reads}
 
     def corrupt(self, targets: jax.Array, key: jax.Array) -> jax.Array:
         return self.noise(targets, key)

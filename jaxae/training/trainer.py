@@ -379,7 +379,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     task, model, train_model, objective = build.run_objects(config, data.image_shape,
                                                             data.num_classes, train=True)
     if new_run:
-        build.check_objective_fields(config, model)
+        build.check_unread_fields(config, model, task)
     steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
     total_steps = steps_per_epoch * train_config.num_epochs
     if total_steps > MAX_STEPS:  # the step counter, and a stream's position, are int32
