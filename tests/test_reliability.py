@@ -1744,3 +1744,27 @@ def test_a_read_only_manager_logs_no_read_only_warning(tmp_path, caplog):
         checkpoints.make_manager(str(tmp_path / "run"), read_only=True)
         logging.getLogger("absl").warning("another warning")
     assert [r.getMessage() for r in caplog.records if r.name == "absl"] == ["another warning"]
+
+
+def test_a_save_on_disk_whose_older_steps_cannot_be_removed_says_so_and_counts_as_saved(
+        tmp_path, monkeypatch):
+    """Orbax removes older steps to keep train.keep_checkpoints after writing the new one; a
+    failure there (a read-only old step) is not a failed write of the new one, which the
+    run's files then describe."""
+    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(str(tmp_path)))
+    checkpoints.save(manager, 1, {"step": jnp.int32(1), "params": PARAMS})
+    finished = manager.wait_until_finished
+
+    def finished_then_refused():
+        finished()
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(manager, "wait_until_finished", finished_then_refused)
+    with pytest.raises(checkpoints.CheckpointWriteError,
+                       match=r"^the checkpoint at step 1 is written to .*, but older ones could "
+                             r"not be removed \(Permission denied\) to keep "
+                             r"train.keep_checkpoints: .*resumes from step 1\)$"):
+        checkpoints.check_saved(manager)
+    assert checkpoints.confirmed_step(manager) == 1
+    monkeypatch.undo()
+    checkpoints.close(manager)

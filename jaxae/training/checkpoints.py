@@ -205,14 +205,23 @@ def _reason(error: BaseException, limit: int = 200) -> str:
 
 def _write_error(manager: ocp.CheckpointManager, step: int, error: BaseException
                  ) -> CheckpointWriteError:
+    """What failed as the checkpoint at `step` was saved: its own write, or (the step on
+    disk, complete: then confirmed, so the run's files describe it) the removal of older
+    steps that keeps train.keep_checkpoints."""
     reason = _os_reason(error) or _reason(error, 160)
     if "Barrier timed out" in reason:  # multi-process: the write failed in another process
         reason = "another process did not finish its part in time: see its error"
     try:
-        intact = [s for s in _listing(lambda: (manager.reload(), manager.all_steps())[1])
-                  if s != step]
+        listed = _listing(lambda: (manager.reload(), manager.all_steps())[1])
     except Exception:  # noqa: BLE001 (the folder itself may be gone)
-        intact = []
+        listed = []
+    if step in listed:
+        _confirmed[manager] = step
+        return CheckpointWriteError(
+            f"the checkpoint at step {step} is written to {manager.directory}, but older ones "
+            f"could not be removed ({reason}) to keep train.keep_checkpoints: make that "
+            f"folder writable, then rerun the same command (it resumes from step {step})")
+    intact = [s for s in listed if s != step]
     kept = (f"the newest checkpoint on disk is step {max(intact)}" if intact
             else "no checkpoint is on disk yet")
     return CheckpointWriteError(
