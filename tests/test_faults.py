@@ -341,8 +341,10 @@ def test_a_checkpoint_that_does_not_fit_the_config_names_the_parameter(
     [line] = lines_of(capsys.readouterr().err)
     assert code == 1
     assert re.match(r"error: the checkpoint at step 32 in \S+ does not fit: params/\S+ is "
-                    r"\(\d+(, \d+)?\) there, \(\d+(, \d+)?\) here \(build the model as the "
-                    r"saved one was: a run's config.json gives its model section", line)
+                    r"\(\d+(, \d+)?\) there, \(\d+(, \d+)?\) here: the run's config.json and "
+                    r"model code describe another model than that step's \(a config.json "
+                    r"edited since, or a step of another run's\): put back the run's own "
+                    r"config.json, or move that step's folder out of the checkpoints$", line), line
 
 
 # ---------------------------------------------------------------------------- numerical faults

@@ -442,11 +442,18 @@ def mismatch_with_code(error: CheckpointMismatch, workdir: str,
                        config: ml_collections.ConfigDict,
                        now: dict[str, str] | None = None) -> CheckpointMismatch:
     """`error` (a checkpoint of the run in `workdir` that does not fit), told by the user's
-    files changed since the run trained (`code_changes`), where any did: the config is the
-    run's own, so the changed code is the likely cause, not the config it would blame."""
+    files changed since the run trained (`code_changes`), where any did; else by the
+    record (config.json edited since, or a step of another run's). A workdir without a
+    record keeps the error, whose hint is about the config given."""
     changes = code_changes(workdir, config, now)
     if not changes:
-        return error
+        if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+            return error
+        return CheckpointMismatch(
+            f"{error.fact}: the run's config.json and model code describe another model than "
+            "that step's (a config.json edited since, or a step of another run's): put back "
+            "the run's own config.json, or move that step's folder out of the checkpoints",
+            error.fact)
     files = "; ".join(_changed_file(config, section, old, new,
                                     "changed since the run trained with it")
                       for section, (old, new) in changes.items())
