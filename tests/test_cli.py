@@ -267,7 +267,13 @@ def test_two_config_files_a_value_for_a_section_and_a_config_for_evaluate_are_on
              "config file, and change its fields with --config.SECTION.FIELD=VALUE"),
             (["train.py", f"--config={test}", "--config.model=foo"],
              "error: --config.model=foo gives a value to a whole section: give one of its "
-             "fields, e.g. --config.model.name=foo")]:
+             "fields, e.g. --config.model.name=foo"),
+            (["train.py", f"--config={test}", "--config.train.num_epochs=1.5"],
+             "error: --config.train.num_epochs=1.5 is not a whole number: give a whole "
+             "number, e.g. --config.train.num_epochs=2"),
+            (["train.py", f"--config={test}", "--config.optim.learning_rate=abc"],
+             "error: --config.optim.learning_rate=abc is not a number: give a number, e.g. "
+             "--config.optim.learning_rate=0.001")]:
         code, _ = parse(argv, train)
         assert code == 1
         assert capsys.readouterr().err.strip().splitlines() == [line]

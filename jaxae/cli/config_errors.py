@@ -69,11 +69,37 @@ def config_error(error: BaseException, path: str, argv: Sequence[str],
                     f"of its fields, {example}")
         if found := re.match(r"Unknown command line flag '(\w+)'", first):
             return first + _field_flag_hint(found.group(1), flag_values)
+        if found := re.match(r"flag (--config\.[\w.]+)=(.*?): (invalid literal for int\(\)|"
+                             r"could not convert string to float)", first):
+            flag, value, kind = found.groups()
+            whole = kind.startswith("invalid")
+            number = "a whole number" if whole else "a number"
+            return (f"{flag}={value} is not {number}: give {number}, e.g. {flag}="
+                    f"{_whole(value) if whole else _current(flag_values, flag) or 0.5}")
         if "Overriding config is not allowed" in first:
             return ("evaluate.py takes no --config file: it evaluates with the run's own "
                     "config.json; change what it measures with --config.eval.FIELD=VALUE")
         return first
     return f"--config={path}: {type(error).__name__}: {first_line(error)}"
+
+
+def _current(flag_values: flags.FlagValues, flag: str) -> object | None:
+    """The loaded config's value of the field `flag` sets (--config.a.b), if it has one."""
+    try:
+        node = flag_values.config
+        for part in flag.removeprefix("--config.").split("."):
+            node = node[part]
+    except Exception:  # noqa: BLE001 (no config loaded, or no such field)
+        return None
+    return node if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
+
+def _whole(value: str) -> str:
+    """A whole number near `value` (2 for '1.5'), or 10 where it is no number at all."""
+    try:
+        return str(max(1, round(float(value))))
+    except ValueError:
+        return "10"
 
 
 def _config_file_error(error: BaseException, path: str) -> str | None:
