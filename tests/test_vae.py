@@ -10,7 +10,7 @@ import pytest
 
 from jaxae import build, losses
 from jaxae import config as config_lib
-from jaxae.evaluation import iwae
+from jaxae.evaluation import generation, iwae, metrics
 from jaxae.evaluation.evaluate import evaluate_workdir
 from jaxae.evaluation.metrics import evaluate_split, padded_batches
 from jaxae.keys import derive_keys
@@ -135,6 +135,25 @@ def test_evaluation_of_a_vae_writes_bounds_and_pictures(trained_vae):
         "decoded latent grid over the N(0, 1) quantiles 5% to 95%")
     for name in result["pictures"]:
         assert os.path.getsize(os.path.join(workdir, "eval", name)) > 5000
+    config, state, _ = trained_vae
+    model, task, _, data = vae_parts(config)
+    means = generation.encode(model, state.params, data.test.images, data.test.labels, 128,
+                              task, derive_keys(config.seed).eval)
+    variances = means.var(axis=0)
+    assert result["test_active_units"] == int(np.sum(variances > 0.01)) >= 1, variances
+    assert result["counts"]["test_active_units"] == len(data.test)
+
+
+def test_active_units_count_the_latent_units_whose_posterior_mean_varies():
+    """Burda et al.'s count: a unit whose z_mean is (nearly) the same for every image, as in
+    posterior collapse, is idle."""
+    rng = np.random.default_rng(0)
+    used = rng.normal(size=(500, 3))  # variance about 1
+    means = np.concatenate([used, np.full((500, 1), 0.3), 0.05 * used[:, :1]], axis=1)
+    assert metrics.active_units(means) == 3  # the constant and the 0.0025-variance unit idle
+    assert metrics.active_units(means, threshold=0.001) == 4
+    with pytest.raises(ValueError, match=r"active_units takes the z_mean of 2 images or more"):
+        metrics.active_units(means[0])
 
 
 def test_a_checkpoint_that_does_not_fit_the_config_is_named(trained_vae, tmp_path):
@@ -151,6 +170,7 @@ def test_a_checkpoint_that_does_not_fit_the_config_is_named(trained_vae, tmp_pat
         with open(config_path, "w") as f:
             json.dump(saved, f)
     message = str(caught.value)
-    assert "params/decoder/Dense_0/kernel is (2, 512) there, (3, 512) here (build the model " \
-        "as the saved one was: a run's config.json gives its model section" in message
+    assert "params/decoder/Dense_0/kernel is (2, 512) there, (3, 512) here: the run's " \
+        "config.json and model code describe another model than that step's (a config.json " \
+        "edited since" in message
     assert "\n" not in message

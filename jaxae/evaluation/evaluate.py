@@ -20,7 +20,7 @@ from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data.splits import Split, Splits, spread_sample
 from jaxae.evaluation import generation, iwae
-from jaxae.evaluation.metrics import evaluate_split, padded_batches
+from jaxae.evaluation.metrics import active_units, evaluate_split, padded_batches
 from jaxae.evaluation.pictures import PictureOptions, write_pictures
 from jaxae.evaluation.probe import train_probe
 from jaxae.keys import IWAE_STREAM, RECOGNITION_STREAM, derive_keys
@@ -299,7 +299,9 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
     `iwae.iwae_bounds` and `write_pictures` are its parts.
 
     `counts` says over how many images each figure is: the test metrics over the whole test
-    split (`test_images`), the IWAE bounds over its first `iwae_images`. A variational model's
+    split (`test_images`), the IWAE bounds over its first `iwae_images`; a variational
+    model's `test_active_units`, the units of its code it uses (`metrics.active_units`),
+    over the whole test split. A variational model's
     `likelihood` (with its `likelihood_options`) and `binarize` say what its nats are of.
     """
     keys = derive_keys(config.seed)
@@ -328,6 +330,10 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
         result["iwae_images"] = len(subset)
         result |= {f"test_iwae_k{k}": bound for k, bound in bounds.items()}
         counts |= {f"test_iwae_k{k}": len(subset) for k in bounds}
+        means = generation.encode(model, params, data.test.images, data.test.labels,
+                                  eval_config.batch_size, task, keys.eval)  # z_mean [N, D]
+        result["test_active_units"] = active_units(means)  # of model.latent_shape's units
+        counts["test_active_units"] = len(data.test)
     if model.variational and model.conditional:
         recognition = class_sample_recognition(model, params, data,
                                                jax.random.fold_in(keys.sample,

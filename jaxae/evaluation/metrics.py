@@ -74,3 +74,18 @@ def evaluate_splits(eval_step: Callable, params: ModelParams, data: Splits, batc
                 metrics = dict(sorted((metrics | floors[prefix]).items()))
             out.update({f"{prefix}_{name}": value for name, value in metrics.items()})
     return out
+
+
+ACTIVE_UNIT_VARIANCE = 0.01  # Burda et al. (2016): a unit whose posterior mean varies less is idle
+
+
+def active_units(means: np.ndarray, threshold: float = ACTIVE_UNIT_VARIANCE) -> int:
+    """How many latent units a VAE uses: those whose posterior mean E_q[z_u | x] varies over
+    the images (`means` [N, D], z_mean of each) by more than `threshold` (Burda, Grosse and
+    Salakhutdinov, 2016). Units at the prior for every image (posterior collapse) count as
+    inactive: a KL near zero and a code that says nothing."""
+    means = np.asarray(means, np.float64)
+    if means.ndim != 2 or len(means) < 2:
+        raise ValueError(f"active_units takes the z_mean of 2 images or more, [N, D], not "
+                         f"{list(means.shape)}")
+    return int(np.sum(means.var(axis=0) > threshold))
