@@ -174,3 +174,21 @@ def test_a_checkpoint_that_does_not_fit_the_config_is_named(trained_vae, tmp_pat
         "config.json and model code describe another model than that step's (a config.json " \
         "edited since" in message
     assert "\n" not in message
+
+
+def test_class_samples_with_a_shared_z_decode_one_z_per_column_as_every_class():
+    from jaxae import models
+
+    cvae = models.build_model({"name": "cvae", "latent_dim": 2}, image_shape=(28, 28, 1),
+                              num_classes=3)
+    params = steps.init_params(cvae, (28, 28, 1), jax.random.key(0))
+    key = jax.random.key(5)
+    grid = generation.class_samples(cvae, params, key, 4, 3, shared_z=True)
+    z = jax.random.normal(key, (4, 2))
+    for c in range(3):
+        np.testing.assert_allclose(grid[c], generation.decode(cvae, params, z, np.full(4, c)),
+                                   atol=1e-6)
+    own = generation.class_samples(cvae, params, key, 4, 3)  # a z of its own per sample
+    np.testing.assert_allclose(own.reshape(12, 28, 28, 1), generation.prior_samples(
+        cvae, params, key, 12, np.repeat(np.arange(3), 4)), atol=1e-6)
+    assert not np.allclose(own, grid)

@@ -169,13 +169,22 @@ def _check_labels(model: nn.Module, labels: jax.Array | None, num: int) -> None:
 
 
 def class_samples(model: nn.Module, params: ModelParams, key: jax.Array, per_class: int,
-                  num_classes: int) -> np.ndarray:
-    """Conditional samples [num_classes, per_class, H, W, C]: row c is asked to be class c."""
+                  num_classes: int, shared_z: bool = False) -> np.ndarray:
+    """Conditional samples [num_classes, per_class, H, W, C]: row c is asked to be class c.
+    `shared_z`: column j decodes one z ~ N(0, I) as every class (what the code holds apart
+    from the class: a style); else every sample draws its own."""
     if not model.conditional:
         raise ValueError(f"{type(model).__name__} is not conditional on the class, so no class "
                          "can be asked of its samples: use prior_samples")
     labels = jnp.repeat(jnp.arange(num_classes), per_class)
-    images = prior_samples(model, params, key, num_classes * per_class, labels)
+    if not shared_z:
+        images = prior_samples(model, params, key, num_classes * per_class, labels)
+        return images.reshape(num_classes, per_class, *images.shape[1:])
+    check_params(params, "class_samples")
+    check_key(key, "class_samples' key")
+    z = jax.random.normal(key, (per_class, *model.latent_shape))
+    z = jnp.tile(z, (num_classes, *[1] * len(model.latent_shape)))  # row c: the same z's
+    images = np.asarray(_decoded_images(model, params, z, labels))
     return images.reshape(num_classes, per_class, *images.shape[1:])
 
 

@@ -1,7 +1,8 @@
 """The pictures of a trained model, chosen by what the model and the task declare.
 
 - reconstructions.png: [the task's input and classical baseline,] output, original;
-- samples.png: a conditional variational model's samples per requested class, a
+- samples.png: a conditional variational model's samples per requested class (a z per
+  column: the class changes down it, what else the code holds along it), a
   variational model's samples from the prior, or a plain autoencoder's decodes of perturbed
   codes (the material's generation: [the task's input,] three draws, original; a
   conditional one's with each image's own class); none for a model without a code
@@ -103,8 +104,10 @@ def sample_rows(model: nn.Module, params: ModelParams, data: Splits, key: jax.Ar
     if model.latent_shape is None:
         return None
     if model.variational and model.conditional:
-        grid = generation.class_samples(model, params, key, num_images, data.num_classes)
-        return "samples per requested class", list(zip(data.class_names, grid, strict=True))
+        grid = generation.class_samples(model, params, key, num_images, data.num_classes,
+                                        shared_z=True)
+        return ("samples per requested class, one z per column",
+                list(zip(data.class_names, grid, strict=True)))
     if model.variational:
         grid = generation.prior_samples(model, params, key, PRIOR_SAMPLE_ROWS * num_images)
         rows = grid.reshape(PRIOR_SAMPLE_ROWS, num_images, *grid.shape[1:])
