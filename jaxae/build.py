@@ -241,7 +241,7 @@ def check_unread_fields(config: ml_collections.ConfigDict, model: nn.Module, tas
     taken = parameters(TASKS.get(config.task.name))
     unread = {f: f"it takes no {f}" for f in base.task.keys() if f != "name" and f not in taken}
     for field, why in {**unread, **getattr(task, "unread_fields", {})}.items():
-        if (value := config.task.get(field)) != base.task.get(field):
+        if field in config.task and (value := config.task[field]) != base.task[field]:
             raise config_lib.ConfigError(
                 f"config.task.{field}={value!r} is set, but task {config.task.name!r} does not "
                 f"read it ({why}), so the run would ignore it: leave task.{field} unset")
@@ -255,7 +255,8 @@ def check_unread_fields(config: ml_collections.ConfigDict, model: nn.Module, tas
         unread = [f for f in base.objective.keys() if f != "loss"]
         why = "minimises objective.loss"
     for field in unread:
-        if (value := config.objective.get(field)) != base.objective.get(field):
+        if field in config.objective and (value := config.objective[field]) != \
+                base.objective[field]:
             raise config_lib.ConfigError(
                 f"config.objective.{field}={value!r} is set, but model {config.model.name!r} "
                 f"{why}, so the run would ignore it: leave objective.{field} unset"
