@@ -35,6 +35,7 @@ from jaxae import data as data_lib
 from jaxae.data.errors import DataError
 from jaxae.evaluation import evaluate
 from jaxae.training import checkpoints
+from jaxae.training import files as files_lib
 from jaxae.training import workdir as workdir_lib
 from jaxae.training.faults import Faults
 from jaxae.training.metric_writer import MetricWriter
@@ -274,7 +275,7 @@ def test_a_ctrl_c_as_files_move_into_place_in_a_library_call_comes_after_the_mov
     (target / "gone.png").write_text("old")
     script = ("import os, signal\n"
               "signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's\n"
-              "from jaxae.training import workdir\n"
+              "from jaxae.training import files\n"
               "real, moved = os.replace, []\n"
               "def replace(a, b):\n"
               "    if not moved:\n"
@@ -283,7 +284,7 @@ def test_a_ctrl_c_as_files_move_into_place_in_a_library_call_comes_after_the_mov
               "    real(a, b)\n"
               "os.replace = replace\n"
               "try:\n"
-              f"    workdir.move_files({str(source)!r}, {str(target)!r}, last='metrics.json',\n"
+              f"    files.move_files({str(source)!r}, {str(target)!r}, last='metrics.json',\n"
               "                       stale=['a.png', 'gone.png'])\n"
               "except KeyboardInterrupt:\n"
               "    print('interrupted after', moved,\n"
@@ -299,7 +300,6 @@ def test_a_ctrl_c_as_files_move_into_place_in_a_library_call_comes_after_the_mov
 def test_an_evaluation_stopped_while_it_draws_leaves_the_previous_one_whole(
         tmp_path, monkeypatch):
     from jaxae.evaluation import plots
-    from jaxae.training import workdir as workdir_lib
 
     _, workdir = _train_tiny_user_model(tmp_path, tmp_path)
     evaluate.evaluate_workdir(workdir)
@@ -324,7 +324,7 @@ def test_an_evaluation_stopped_while_it_draws_leaves_the_previous_one_whole(
     host = socket.gethostname()
     killed = os.path.join(out_dir, f".writing-999999999@{host}.x")  # a killed process's
     os.makedirs(killed)
-    idle = time.time() - 2 * workdir_lib.STAGING_IDLE_S
+    idle = time.time() - 2 * files_lib.STAGING_IDLE_S
     os.utime(killed, (idle, idle))
     os.makedirs(os.path.join(out_dir, f".writing-1@another-{host}.x"))  # another host's
     os.makedirs(os.path.join(out_dir, f".writing-99999999999999999999@{host}.y"))  # odd
@@ -1577,7 +1577,6 @@ def test_a_user_model_file_changed_since_training_is_named_on_evaluate_and_resum
 
 
 def test_stale_pictures_named_by_a_damaged_metrics_json_are_never_more_than_files(tmp_path):
-    from jaxae.training import workdir as workdir_lib
 
     (tmp_path / "metrics.json").write_text(json.dumps({"pictures": "abc"}))
     assert evaluate._pictures_of(str(tmp_path)) == []  # not a dict: nothing to remove
@@ -1585,7 +1584,7 @@ def test_stale_pictures_named_by_a_damaged_metrics_json_are_never_more_than_file
     (tmp_path / "new" / "a.png").write_text("new")
     (tmp_path / "sub").mkdir()
     (tmp_path / "b.png").write_text("old")
-    workdir_lib.move_files(str(tmp_path / "new"), str(tmp_path),
+    files_lib.move_files(str(tmp_path / "new"), str(tmp_path),
                            stale=["", ".", "..", "sub", "../x", "b.png"])
     assert sorted(os.listdir(tmp_path)) == ["a.png", "metrics.json", "new", "sub"]
 
@@ -1594,7 +1593,6 @@ def test_two_processes_moving_files_into_one_folder_take_turns(tmp_path):
     """A move waits while another process moves a set into the same folder (two
     evaluate.py runs on one workdir), and asks which files are stale only once it has its
     turn, so it sees the other's set: the folder ends with one whole set."""
-    from jaxae.training import workdir as workdir_lib
 
     target, source = tmp_path / "eval", tmp_path / "new"
     target.mkdir()
@@ -1619,7 +1617,7 @@ def test_two_processes_moving_files_into_one_folder_take_turns(tmp_path):
         seen.append(sorted(os.listdir(target)))
         return ["other.png"]
 
-    workdir_lib.move_files(str(source), str(target), stale=stale)
+    files_lib.move_files(str(source), str(target), stale=stale)
     assert released.exists()  # it waited for the other process's turn to end
     assert seen == [["other.png"]]
     assert sorted(os.listdir(target)) == ["a.png"]
@@ -1632,7 +1630,6 @@ def test_files_move_where_a_folder_cannot_be_locked(tmp_path, monkeypatch):
     import errno
 
     from jaxae.training import lock as lock_lib
-    from jaxae.training import workdir as workdir_lib
 
     def unlockable(fd, operation):
         raise OSError(errno.EBADF, "Bad file descriptor")
@@ -1641,21 +1638,20 @@ def test_files_move_where_a_folder_cannot_be_locked(tmp_path, monkeypatch):
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "a.png").write_text("new")
     (tmp_path / "eval").mkdir()
-    workdir_lib.move_files(str(tmp_path / "new"), str(tmp_path / "eval"))
+    files_lib.move_files(str(tmp_path / "new"), str(tmp_path / "eval"))
     assert (tmp_path / "eval" / "a.png").read_text() == "new"
 
 
 def test_an_evaluation_whose_metrics_cannot_be_written_names_the_file_and_the_reason(
         tmp_path, monkeypatch):
-    from jaxae.training import workdir as workdir_lib
 
     _, workdir = _train_tiny_user_model(tmp_path, tmp_path)
 
     def full_disk(path, tree):
-        raise workdir_lib.write_error(path, OSError(28, "No space left on device"))
+        raise files_lib.write_error(path, OSError(28, "No space left on device"))
 
     monkeypatch.setattr(evaluate, "write_json", full_disk)
-    with pytest.raises(workdir_lib.WriteError) as caught:
+    with pytest.raises(files_lib.WriteError) as caught:
         evaluate.evaluate_workdir(workdir)
     assert str(caught.value).startswith(
         f"could not write {os.path.join(workdir, 'eval', 'metrics.json')} (No space left on "

@@ -34,7 +34,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from jaxae.data import DataError
     from jaxae.registry import RegistryError
     from jaxae.training.checkpoints import CheckpointMismatch, CheckpointWriteError
-    from jaxae.training.workdir import WriteError
+    from jaxae.training.files import WriteError
 
     return (ConfigError, CheckpointMismatch, CheckpointWriteError, WriteError, DataError,
             RegistryError, FloatingPointError, FileNotFoundError)

@@ -30,19 +30,21 @@ from jaxae.registry import display_name
 from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, steps
 from jaxae.training.checkpoints import checkpoint_dir
-from jaxae.training.workdir import (
+from jaxae.training.files import (
     WriteError,
+    move_files,
+    remove_staging_folder,
+    staging_folder,
+    write_error,
+    write_json,
+)
+from jaxae.training.workdir import (
     code_changes,
     code_warnings,
     in_use,
     load_run_config,
     mismatch_with_code,
-    move_files,
     probe_folder,
-    remove_staging_folder,
-    staging_folder,
-    write_error,
-    write_json,
 )
 
 RECOGNITION_PROBE_BYTES = 2**30  # a streamed split's pixels the probe reads (float64), at most

@@ -17,7 +17,7 @@ import threading
 
 LOCK_FILE = "train.lock"
 BUSY = (errno.EWOULDBLOCK, errno.EAGAIN)
-# Held while a set of files moves into place (`jaxae.training.workdir.move_files`): a stop
+# Held while a set of files moves into place (`jaxae.training.files.move_files`): a stop
 # that ends the process at once (evaluate.py's, `jaxae.cli.stop_at_once_on_signal`) waits
 # for it, so that the set is all old or all new.
 MOVING_FILES = threading.Lock()

@@ -10,7 +10,8 @@ import re
 import sys
 from collections.abc import Mapping
 
-from jaxae.training.workdir import METRICS_FILE, write_error, write_whole
+from jaxae.training.files import write_error, write_whole
+from jaxae.training.workdir import METRICS_FILE
 
 
 def _plain(value: object) -> object:
