@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxae import build, losses
+from jaxae import build, losses, objectives
 from jaxae import config as config_lib
 from jaxae.evaluation import generation, iwae, metrics
 from jaxae.evaluation.evaluate import evaluate_workdir
@@ -107,6 +107,24 @@ def test_iwae_chunking_does_not_change_the_bound(trained_vae):
         state.params, batch, key)
     assert np.isfinite(float(whole)) and np.isfinite(float(chunked))
     np.testing.assert_allclose(float(chunked), float(whole), rtol=0.02)  # other samples
+
+
+def test_iwae_chunks_count_each_of_the_k_samples_once(monkeypatch):
+    """With every z at its mean the k log-weights are equal, so the bound is the same in
+    one chunk or in chunks of 7 (35 samples drawn: the 5 beyond k=30 must be left out,
+    else the bound moves by log(35 / 30) nats)."""
+    from jaxae import models
+    from jaxae.tasks import Reconstruct
+
+    monkeypatch.setattr(iwae, "reparameterize", lambda key, mean, log_sigma: mean)
+    model = models.build_model({"name": "vae", "latent_dim": 2}, image_shape=(4, 4, 1))
+    params = steps.init_params(model, (4, 4, 1), jax.random.key(0))
+    images = np.random.default_rng(0).integers(0, 256, (8, 4, 4, 1), dtype=np.uint8)
+    batch = {"image": images, "label": np.zeros(8, np.int32)}
+    bounds = [float(iwae.make_iwae_step(model, Reconstruct(), objectives.Bernoulli(), 30,
+                                        chunk=chunk)(params, batch, jax.random.key(3)))
+              for chunk in (30, 7)]
+    np.testing.assert_allclose(bounds[1], bounds[0], rtol=1e-6)
 
 
 def test_iwae_working_memory_does_not_grow_with_k_when_chunked(trained_vae):
