@@ -62,6 +62,17 @@ def fashion_tfds_dir(fashion_prepared) -> str:
     return str(fashion_prepared[0])
 
 
+def lines_of(text: str) -> list[str]:
+    return text.strip().splitlines()
+
+
+def one_line(text: str) -> str:
+    """The line of an output that must be one line: a failure shows the whole output."""
+    lines = lines_of(text)
+    assert len(lines) == 1, f"not one line but {len(lines)}:\n{text}"
+    return lines[0]
+
+
 def set_fields(config, overrides: dict) -> None:
     """config["a.b"] = value for each dotted path; a whole section may be given as a dict."""
     for path, value in overrides.items():

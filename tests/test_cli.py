@@ -12,7 +12,7 @@ import pytest
 from absl import flags
 
 from jaxae import cli
-from tests.conftest import TEST_XLA_FLAGS, tiny_model_source
+from tests.conftest import TEST_XLA_FLAGS, one_line, tiny_model_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -159,7 +159,7 @@ def test_a_run_of_the_flat_config_release_is_named(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model": "dense_ae", "latent_dim": 10}))
     result = run("evaluate.py", f"--workdir={tmp_path}")
     assert result.returncode == 1
-    [line] = result.stderr.strip().splitlines()
+    line = one_line(result.stderr)
     assert "was written by jaxae 0.1.0, whose flat config and checkpoints this release " \
         "(0.2.0) does not read" in line
 
@@ -212,7 +212,7 @@ def test_a_config_file_s_own_mistake_is_one_line_with_its_line(fault, overridden
     argv = ["train.py", f"--config={path}", *(["--config.seed=1"] if overridden else [])]
     code, _ = parse(argv, lambda fv, a: cli.define_config_flag(None, fv, a))
     assert code == 1
-    [line] = capsys.readouterr().err.strip().splitlines()
+    line = one_line(capsys.readouterr().err)
     assert line.startswith(f"error: --config={path}{error}"), line
 
 
@@ -367,7 +367,7 @@ def test_none_unsets_a_field_the_config_file_set_and_is_refused_for_one_that_nee
         assert (flag_values.config.data.test_size, flag_values.config.seed) == (256, 3)
     code, _ = parse(["train.py", config, "--config.seed=None"], config_flag)
     assert code == 1
-    [line] = capsys.readouterr().err.strip().splitlines()
+    line = one_line(capsys.readouterr().err)
     assert line.startswith("error: --config.seed=None: config.seed needs a value (it is 0)")
     # the last override of a field wins, as with absl; "none" is a value of its own
     code, flag_values = parse(["train.py", config, "--config.data.train_size=None",
@@ -382,7 +382,7 @@ def test_none_unsets_a_field_the_config_file_set_and_is_refused_for_one_that_nee
     assert flag_values.config.model.features is None
     code, _ = parse(["train.py", config, "--config.data.trian_size=None"], config_flag)
     assert code == 1
-    [line] = capsys.readouterr().err.strip().splitlines()
+    line = one_line(capsys.readouterr().err)
     assert line == ("error: unknown config field config.data.trian_size: did you mean "
                     "config.data.train_size?")
     argv = ["evaluate.py", "--workdir=w", "--config.data.tfds_dir=None"]
@@ -405,12 +405,12 @@ def test_a_field_the_model_declares_is_overridable_though_the_config_file_leaves
             "--config.model.latent_dim=3"]
     code, _ = parse(argv, config_flag)
     assert code == 1
-    [line] = capsys.readouterr().err.strip().splitlines()
+    line = one_line(capsys.readouterr().err)
     assert line == ("error: --config.model.latent_dim: model 'conv_ae' has no field "
                     "'latent_dim'; its fields are conv, features, init, width")
     code, _ = parse([*argv[:2], "--config.model.widht=2"], config_flag)
     assert code == 1
-    [line] = capsys.readouterr().err.strip().splitlines()
+    line = one_line(capsys.readouterr().err)
     assert line == ("error: --config.model.widht: model 'conv_ae' has no field 'widht'; did "
                     "you mean 'width'? its fields are conv, features, init, width")
 
@@ -426,7 +426,7 @@ def test_a_field_override_finds_the_users_model_beside_the_config(tmp_path, monk
     code, _ = parse(["train.py", f"--config={project}/my_config.py", "--config.model.width=3"],
                     config_flag)
     assert code == 1
-    [line] = capsys.readouterr().err.strip().splitlines()
+    line = one_line(capsys.readouterr().err)
     assert line.endswith("my_models.py:DeeperVAE' has no field 'width'; its fields are hidden, "
                          "init, latent_dim"), line
 
@@ -450,7 +450,7 @@ def loaded_config_error(flag_values, capsys) -> str:
     """The one line `cli.loaded_config` refuses the flags' config with."""
     with pytest.raises(SystemExit):
         cli.loaded_config(flag_values)
-    [line] = capsys.readouterr().err.strip().splitlines()
+    line = one_line(capsys.readouterr().err)
     return line
 
 

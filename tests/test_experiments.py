@@ -169,6 +169,7 @@ def test_the_small_scale_takes_all_of_a_split_smaller_than_its_size(results, tmp
 
 def test_ae_vs_pca_rows_ratios_and_pca_error_falling_with_d(results):
     _, records = results
+    assert list(by_dataset(records["ae_vs_pca"]["rows"])) == ["Fashion-MNIST"]  # rows to check
     for dataset, rows in by_dataset(records["ae_vs_pca"]["rows"]).items():
         methods = [(r["method"], r["latent"]) for r in rows]
         assert methods == [("PCA", 2), ("PCA", 10), ("PCA", 128), ("dense_ae", 2),
@@ -188,6 +189,7 @@ def test_encoder_probe_reuses_the_trained_encoders(results):
     record = records["encoder_probe"]
     assert not any(r["trained_now"] for r in record["runs"].values()), \
         "encoder_probe should reload the runs ae_vs_pca trained"
+    assert list(by_dataset(record["rows"])) == ["Fashion-MNIST"]  # rows to check
     for dataset, rows in by_dataset(record["rows"]).items():
         features = [(r["features"], r["dim"]) for r in rows]
         assert features[:4] == [("raw pixels", 784), ("PCA codes", 2), ("PCA codes", 10),
@@ -242,6 +244,7 @@ def test_an_override_of_an_old_flat_field_says_where_it_moved(tmp_path, fashion_
 
 def test_dae_sweep_scores_every_size_on_the_same_corrupted_images(results):
     _, records = results
+    assert list(by_dataset(records["dae_sweep"]["rows"])) == ["Fashion-MNIST"]  # rows to check
     for dataset, rows in by_dataset(records["dae_sweep"]["rows"]).items():
         assert [r["latent"] for r in rows] == [16, 940], dataset
         floors = {round(r["input_psnr"], 5) for r in rows}
@@ -302,6 +305,7 @@ def test_equal_steps_raises_a_smaller_sets_epochs_to_about_the_larger_ones_steps
 def test_classical_baselines_score_the_runs_own_inputs(results):
     _, records = results
     rows = records["classical_baselines"]["rows"]
+    assert list(by_dataset(rows)) == ["Fashion-MNIST"]  # rows to check
     for r in rows:
         assert -1 <= r["ssim"] <= 1 and r["psnr"] > 0
         if r["family"] == classical_baselines.LEARNED:

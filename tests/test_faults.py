@@ -43,6 +43,7 @@ from jaxae.training import checkpoints, steps
 from jaxae.training.metric_writer import MetricWriter, read_metrics
 from jaxae.training.trainer import train_and_evaluate
 from jaxae.training.workdir import lock_workdir
+from tests.conftest import lines_of, one_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BAD_INPUT_CPU_S = 15.0  # the whole process, in CPU seconds (the same on a busy machine)
@@ -142,10 +143,6 @@ def snapshot(folder: str) -> dict[str, str]:
             with open(path, "rb") as f:
                 digests[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
     return digests
-
-
-def lines_of(text: str) -> list[str]:
-    return text.strip().splitlines()
 
 
 def restored(workdir: str, step: int) -> steps.TrainState:
@@ -251,7 +248,7 @@ def test_a_damaged_newest_checkpoint_is_passed_over_with_one_warning(
     code, state = cli_run(train_and_evaluate, kill_script_config(), workdir)
     out, err = capsys.readouterr()
     assert code == 0 and int(state.step) == 32
-    [line] = lines_of(err)
+    line = one_line(err)
     assert line.startswith(warning)
     assert "resumed from the checkpoint at step 30" in out
     assert kill_test.compare_runs(reference, workdir) == []  # step 32 written again, intact
@@ -338,7 +335,7 @@ def test_a_checkpoint_that_does_not_fit_the_config_names_the_parameter(
 
     code, _ = cli_run(train_and_evaluate, kill_script_config(**{"model.latent_dim": 2}),
                       workdir)
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert code == 1
     assert re.match(r"error: the checkpoint at step 32 in \S+ does not fit: params/\S+ is "
                     r"\(\d+(, \d+)?\) there, \(\d+(, \d+)?\) here: the run's config.json and "
@@ -371,7 +368,7 @@ def blown_up(fashion_tfds_dir, run_env, tmp_path_factory) -> tuple[str, str]:
 @pytest.mark.slow
 def test_a_numerical_fault_is_one_line_and_the_checkpoint_before_it_is_intact(blown_up):
     workdir, stderr = blown_up
-    [line] = lines_of(stderr)
+    line = one_line(stderr)
     said = re.match(r"error: (params/\S+|train_\w+) became \S+ at step (\d+): training stopped "
                     r"without writing a checkpoint for it \(the newest checkpoint, step \d+, holds "
                     r"the last good state\); lower --config.optim.learning_rate \(now 0.1\)$",
@@ -487,7 +484,7 @@ def test_a_refused_run_writes_nothing_and_a_plain_rerun_describes_the_run_again(
     before = without_lock(snapshot(workdir))
     code, _ = cli_run(train_and_evaluate, kill_script_config(**{"model.latent_dim": 20}),
                       workdir)
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert code == 1 and "does not fit: params/" in line
     assert without_lock(snapshot(workdir)) == before
 
@@ -507,7 +504,7 @@ def test_without_config_json_a_resume_with_other_batches_is_refused_by_the_check
     size = kill_script_config().train.batch_size
     code, _ = cli_run(train_and_evaluate,
                       kill_script_config(**{"train.batch_size": 2 * size}), workdir)
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert code == 1 and re.match(
         rf"error: the checkpoint at step 32 in '\S+' trained with batches of {size} from "
         rf"[\d,]+ training images, this config asks for {2 * size} from [\d,]+: rerun with the "
@@ -524,7 +521,7 @@ def test_another_optimiser_is_a_mismatch_naming_the_field_not_damage(
     workdir = copy_run(reference, tmp_path)
     config = kill_script_config(**{"optim.name": optimizer})
     assert cli_run(train_and_evaluate, config, workdir)[0] == 1
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert line.endswith(f"holds a run with optim.name='adam', but the config says "
                          f"'{optimizer}': use a new --workdir, or the same optim.name (a resumed "
                          "run may change only how long it runs, its learning rate, how it logs, "
@@ -532,7 +529,7 @@ def test_another_optimiser_is_a_mismatch_naming_the_field_not_damage(
                          "convolutions' implementation)")
     os.remove(os.path.join(workdir, "config.json"))
     assert cli_run(train_and_evaluate, config, workdir)[0] == 1
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert re.match(r"error: the checkpoint at step 32 in \S+ does not fit: opt_state/\d is "
                     r"(absent|an empty state|a node holding [a-z, ]+) there, "
                     r"(absent|an empty state) here \(make the optimiser as the saved one was: "
@@ -547,7 +544,7 @@ def test_a_resume_that_diverges_leaves_config_json_as_it_was(reference, kill_scr
     before = file_digest(os.path.join(workdir, "config.json"))
     config = kill_script_config(**{"optim.learning_rate": 1e38, "train.num_epochs": 3})
     assert cli_run(train_and_evaluate, config, workdir)[0] == 1
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert re.match(r"error: \S+ became \S+ at step 3[34]: training stopped without writing a "
                     r"checkpoint for it \(the newest checkpoint, step 32, holds the last good "
                     r"state\); lower --config.optim.learning_rate \(now 1e\+38\)$", line), line
@@ -561,7 +558,7 @@ def test_evaluating_a_damaged_step_is_one_line_and_a_deleted_one_is_not_damage(
     workdir = copy_run(reference, tmp_path)
     damage(workdir, 32, "truncated")
     assert cli_run(evaluate_workdir, workdir, 32) == (1, None)
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert re.match(rf"error: the checkpoint at step 32 in {workdir}/checkpoints is damaged "
                     r"\(.+\): evaluate another step, or the newest intact one without --step$",
                     line), line
@@ -596,7 +593,7 @@ def test_a_garbage_line_in_metrics_jsonl_is_set_aside_and_resume_works(
         f.writelines([lines[0], "junk\n", *lines[1:]])
     code, state = cli_run(train_and_evaluate, kill_script_config(), workdir)
     assert code == 0 and int(state.step) == 32
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert line == (f"warning: {path} line 2 is not a metrics record ('junk'): moved to "
                     f"{path}.rejected")
     assert read_bytes(path) == read_bytes(os.path.join(reference, "metrics.jsonl"))
@@ -621,7 +618,7 @@ def test_a_second_run_on_a_busy_workdir_is_refused_at_once(reference, kill_scrip
         code, _ = cli_run(train_and_evaluate, kill_script_config(), workdir)
     finally:
         os.close(holder)
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert code == 1
     assert line == (f"error: workdir {workdir!r} is in use by another training run (pid "
                     f"{os.getpid()} on {socket.gethostname()}): wait for it to end or stop it "
@@ -879,7 +876,7 @@ def bad_input(bad_input_started, fashion_tfds_dir, reference, tmp_path_factory
 def test_bad_input_is_one_error_line_before_anything_compiles(name, bad_input):
     result = bad_input.results[name]
     assert result.returncode == 1, result.stderr[-3000:]
-    [line] = lines_of(result.stderr)
+    line = one_line(result.stderr)
     assert line.startswith("error: ")
     for part in BAD_INPUT[name][1]:
         assert part in line

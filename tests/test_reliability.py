@@ -41,7 +41,7 @@ from jaxae.training.faults import Faults
 from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.trainer import StopRequested, train_and_evaluate
 from jaxae.training.workdir import prepare_workdir
-from tests.conftest import set_fields, tiny_model_source
+from tests.conftest import lines_of, one_line, set_fields, tiny_model_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,10 +53,6 @@ def cli_run(fn, *args, **kwargs) -> int:
         return 0
     except SystemExit as e:
         return int(e.code)
-
-
-def lines_of(text: str) -> list[str]:
-    return text.strip().splitlines()
 
 
 # ---------------------------------------------------------------------------- signals
@@ -386,7 +382,7 @@ def test_memory_too_small_for_the_images_names_them_and_streaming(tiny_config, t
     monkeypatch.setattr(memory, "available_bytes",
                         lambda device: (600 * 2**10, "a simulated device"))
     assert cli_run(train_and_evaluate, tiny_config(), str(tmp_path / "run")) == 1
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert line.startswith("error: the dense_ae model's state (16,474 parameters, ")
     assert line.endswith("and the training images, held in device memory (394.0 KiB): that "
                          "needs at least 715.8 KiB, more than the 600.0 KiB of a simulated "
@@ -398,13 +394,13 @@ def test_memory_too_small_for_the_images_names_them_and_streaming(tiny_config, t
                    "    return from_arrays(images, images[:256], name='own')\n")
     mine = tiny_config(**{"data.name": f"{own}:load", "data.tfds_dir": None})
     assert cli_run(train_and_evaluate, mine, str(tmp_path / "own")) == 1
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert line.endswith("device: give the data set's loader a streaming parameter "
                          "(jaxae.data.load_folder and load_npz stream), or fewer training "
                          "images (config.data.train_size)"), line
     streamed = tiny_config(**{"data.streaming": "stream", "train.batch_size": 512})
     assert cli_run(train_and_evaluate, streamed, str(tmp_path / "run")) == 1
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert line.endswith("and a streamed chunk of 1 batch (394.0 KiB): that needs at least "
                          "715.8 KiB, more than the 600.0 KiB of a simulated device: lower "
                          "--config.train.batch_size (a streamed chunk is one batch already)"), line
@@ -436,7 +432,7 @@ def test_refused_before_anything_is_placed_on_a_device(fault, overrides, words, 
                      "data.tfds_dir": str(tmp_path / "empty_tfds")}
     before = sorted(os.listdir(workdir))
     assert cli_run(train_and_evaluate, tiny_config(**overrides), str(workdir)) == 1
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert words.format(tmp=tmp_path) in line
     if fault == "a model the memory cannot hold":
         assert line.endswith(": lower --config.model.latent_dim (now 10000000)")
@@ -898,7 +894,7 @@ def test_a_vae_whose_likelihood_overflows_is_told_so_not_to_lower_the_learning_r
                             "objective.likelihood": "gaussian",
                             "objective.gaussian_scale": 1e-30, "train.num_epochs": 1})
     assert cli_run(train_and_evaluate, config, str(tmp_path)) == 1
-    [line] = lines_of(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
     assert line.startswith("error: train_") and "inf at step 1: " in line
     assert line.endswith("(no checkpoint was written yet); it is not finite at the parameters "
                          "this run started from, before any update, so the learning rate is "
