@@ -98,16 +98,23 @@ def _losses(workdir) -> np.ndarray:
     return np.array([r.get("train_loss", r.get("test_loss")) for r in records])
 
 
+@pytest.fixture(scope="module")
+def single_device_losses(fashion_tfds_dir, tmp_path_factory) -> np.ndarray:
+    """The loss curve of configs/test.py trained on one device: what the runs over several
+    devices and processes follow."""
+    workdir = tmp_path_factory.mktemp("one")
+    _finish(_train(workdir, fashion_tfds_dir))
+    return _losses(workdir)
+
+
 @pytest.mark.slow
-def test_eight_devices_follow_the_single_device_loss_curve(fashion_tfds_dir, tmp_path):
-    one = _train(tmp_path / "one", fashion_tfds_dir)
-    _finish(one)
+def test_eight_devices_follow_the_single_device_loss_curve(fashion_tfds_dir, tmp_path,
+                                                           single_device_losses):
     eight = _train(tmp_path / "eight", fashion_tfds_dir,
                    {"XLA_FLAGS": with_test_flags("--xla_force_host_platform_device_count=8")})
     out = _finish(eight)
     assert "8 devices" in out
-    np.testing.assert_allclose(_losses(tmp_path / "eight"), _losses(tmp_path / "one"),
-                               rtol=1e-4)
+    np.testing.assert_allclose(_losses(tmp_path / "eight"), single_device_losses, rtol=1e-4)
     # its checkpoint, saved over eight devices, is evaluated on one
     evaluation = subprocess.run([sys.executable, "evaluate.py", f"--workdir={tmp_path / 'eight'}",
                                  f"--config.data.tfds_dir={fashion_tfds_dir}"], cwd=ROOT,
@@ -136,7 +143,8 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_train_the_same_model_in_step(fashion_tfds_dir, tmp_path):
+def test_two_processes_train_the_same_model_in_step(fashion_tfds_dir, tmp_path,
+                                                    single_device_losses):
     port = _free_port()
     workers = [_train(tmp_path / "two", fashion_tfds_dir, {
         "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
@@ -145,6 +153,4 @@ def test_two_processes_train_the_same_model_in_step(fashion_tfds_dir, tmp_path):
     checksums = [line.split()[-1] for out in outputs for line in out.splitlines()
                  if "parameter checksum" in line]
     assert len(checksums) == 2 and checksums[0] == checksums[1], outputs
-    single = _train(tmp_path / "one", fashion_tfds_dir)
-    _finish(single)
-    np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
+    np.testing.assert_allclose(_losses(tmp_path / "two"), single_device_losses, rtol=1e-4)
