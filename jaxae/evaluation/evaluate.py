@@ -300,11 +300,11 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
     and the pictures, written into `out_dir`. In a loop of one's own, `evaluate_split`,
     `iwae.iwae_bounds` and `write_pictures` are its parts.
 
-    `counts` says over how many images each figure is: the test metrics over the whole test
-    split (`test_images`), the IWAE bounds over its first `iwae_images`; a variational
-    model's `test_active_units`, the units of its code it uses (`metrics.active_units`),
-    over the whole test split. A variational model's
-    `likelihood` (with its `likelihood_options`) and `binarize` say what its nats are of.
+    `counts` says over how many images each figure is: the test metrics and a variational
+    model's `test_active_units` (the units of its code it uses, `metrics.active_units`) over
+    the whole test split (`test_images`), the IWAE bounds over its first `iwae_images`. A
+    variational model's `likelihood` (with its `likelihood_options`) and `binarize` say what
+    its nats are of.
     """
     keys = derive_keys(config.seed)
     eval_config = config.eval

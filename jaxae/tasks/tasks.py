@@ -170,8 +170,8 @@ class Denoise(Task):
 
     @property
     def unread_fields(self) -> dict[str, str]:
-        """{field: why it is not read}: those of the corruption this task does not apply."""
-        fields = ("dropout_rate", "dropout_rescale", "noise_std")
+        """{field: why it is not read}: those of the corruptions this task does not apply."""
+        fields = (*PixelDropout.reads, *GaussianNoise.reads)
         return {f: f"its corruption is {self.corruption!r}" for f in fields
                 if f not in self.noise.reads}
 
