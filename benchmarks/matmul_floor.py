@@ -420,6 +420,15 @@ def model_rows(model: str, args: argparse.Namespace, data: workloads.BenchData
     return summary, rows
 
 
+def mismeasured(summaries: list[dict]) -> list[str]:
+    """"model (jaxae)" or "model (peer)" for each step that took less than its products
+    timed alone: a step cannot, so one of the two timings met a busy moment."""
+    return [f"{s['model']} ({who})" for s in summaries
+            for who, step, alone in (("jaxae", s["step_ms"], s["matmuls_ms"]),
+                                     ("peer", s["peer_step_ms"], s["peer_matmuls_ms"]))
+            if step is not None and alone is not None and step < alone]
+
+
 def _doubt(s: dict) -> str:
     """A line naming what in a model's row contradicts itself (a busy moment, most likely),
     or '' where nothing does."""
@@ -474,10 +483,7 @@ def run(args: argparse.Namespace) -> str:
                                for us in (r["jaxae_us"], r["peer_us"]))
             lines.append(f"| {r['model']} | {r['product']} | {r['per_step']} | "
                          f"{r['mflop']:.2f} | {times} |")
-    negative = [s["model"] for s, _ in results
-                if s["step_ms"] is not None and s["matmuls_ms"] is not None
-                and s["step_ms"] < s["matmuls_ms"]]
-    if negative:
+    if negative := mismeasured([s for s, _ in results]):
         lines += ["", f"Mismeasured: {', '.join(negative)}: the products timed alone took "
                   "longer than the whole step (a busy moment, or a slow process of the peer's "
                   "library); rerun before quoting."]

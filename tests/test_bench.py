@@ -879,3 +879,12 @@ def test_a_row_whose_binding_roof_wavered_or_was_beaten_is_flagged_under_the_tab
         "beat (a busy moment?): conv_ae float32 32x32x3 width 1 batch 16 (peak 77-220 "
         "GFLOP/s), dae float32 28x28x1 width 1 batch 128 (a chunk over the roof); those rows' "
         "fractions of the roof are unsure.")
+
+
+def test_the_matmuls_mode_flags_a_step_faster_than_its_products_jaxaes_or_the_peers():
+    row = {"model": "dae", "step_ms": 3.0, "matmuls_ms": 2.5, "peer_step_ms": 9.2,
+           "peer_matmuls_ms": 36.4}
+    assert matmul_floor.mismeasured([row]) == ["dae (peer)"]
+    assert matmul_floor.mismeasured([{**row, "step_ms": 2.0}]) == ["dae (jaxae)", "dae (peer)"]
+    assert matmul_floor.mismeasured([{**row, "peer_matmuls_ms": 4.0}]) == []
+    assert matmul_floor.mismeasured([{**row, "peer_step_ms": None}]) == []  # no peer run
