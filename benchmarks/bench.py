@@ -438,9 +438,11 @@ def main(argv: list[str] | None = None) -> bool:
     """Runs the bench; returns whether an interrupt cut its measurements short (the report
     of what was measured is written all the same)."""
     args = parse_args(argv, description=__doc__)
-    print(f"# {header(devices_used(args))}", flush=True)
     commit = measured_commit()  # at the start: files edited during the run do not count
     measured_code = code_version(commit)
+    # the output names what measured it (a log of it is a record of its own)
+    print(f"# {header(devices_used(args))}.{measured_code}\n# Command: {command_line(args)}",
+          flush=True)
     parts, interrupted = [], False
     for mode in args.mode.split(","):
         if mode == "throughput":

@@ -789,6 +789,10 @@ def test_the_throughput_mode_splits_each_batch_over_the_devices(tmp_path):
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("# cpu x 2 (cpu;")
+    machine, command_said = done.stdout.splitlines()[:2]  # a log of it names what wrote it
+    assert re.search(r"\. Code: jaxae commit [0-9a-f]{12}", machine), machine
+    assert command_said.startswith("# Command: ") and "python -m benchmarks.bench" in \
+        command_said and "--devices=2" in command_said, command_said
     [row] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     fraction = row["fraction_of_roof"]  # None only where every chunk beat the roof
     assert row["devices"] == 2 and ((fraction is None and row["roof_errors"])
