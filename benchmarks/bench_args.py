@@ -293,7 +293,7 @@ def check_epoch_fits(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.error(f"--batch-sizes {largest} is larger than the {EPOCH_IMAGES:,}-image epoch "
                      f"every workload trains on: give at most {EPOCH_IMAGES:,}")
     steps = chunk_steps(args.steps_per_chunk)
-    if steps is not None and {"throughput", "matmuls"} & set(modes) and \
+    if steps is not None and {"throughput", "matmuls", "precision"} & set(modes) and \
             steps > EPOCH_IMAGES // largest:
         parser.error(f"--steps-per-chunk {steps} is more than the {EPOCH_IMAGES // largest} "
                      f"steps of an epoch at batch {largest}: give at most "

@@ -157,6 +157,8 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
                                     "epoch every workload trains on: give at most 60,000"),
     (["--batch-sizes", "128,1024", "--steps-per-chunk", "100"], "--steps-per-chunk 100 is more "
      "than the 58 steps of an epoch at batch 1024: give at most 58, or 'epoch'"),
+    (["--mode", "precision", "--steps-per-chunk", "1000"], "--steps-per-chunk 1000 is more "
+     "than the 468 steps of an epoch at batch 128: give at most 468, or 'epoch'"),
     (["--mode", "determinism", "--batch-sizes", "16,64"], "--mode determinism measures one "
      "--batch-sizes value, not 16,64: give one, and run determinism once per value"),
     (["--mode", "matmuls", "--conv", "patches,xla"], "--mode matmuls measures one --conv value"),
