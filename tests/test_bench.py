@@ -894,3 +894,17 @@ def test_the_matmuls_mode_flags_a_step_faster_than_its_products_jaxaes_or_the_pe
     assert matmul_floor.mismeasured([{**row, "step_ms": 2.0}]) == ["dae (jaxae)", "dae (peer)"]
     assert matmul_floor.mismeasured([{**row, "peer_matmuls_ms": 4.0}]) == []
     assert matmul_floor.mismeasured([{**row, "peer_step_ms": None}]) == []  # no peer run
+
+
+@pytest.mark.parametrize("rates, expected", [([100.0, 300.0, 200.0], 250.0),  # its own
+                                             ([100.0, 400.0, 300.0, 200.0], 200.0)])
+def test_the_peer_s_rate_is_its_median_chunk_as_jaxae_s_is(monkeypatch, rates, expected):
+    """Of an even count of chunks, the slower of the middle two, as `median_chunk` takes
+    jaxae's (the peer's own median of [100, 200, 300, 400], 250, would favour it); of an odd
+    count, the peer's own figure."""
+    monkeypatch.setattr(bench, "peer_result", lambda command, what: {
+        "torch": "2.13.0", "img_per_s": 250.0, "chunk_img_per_s": rates})
+    row = bench.bench_peer("python", "peer.py", "dense_ae", 128, 10, len(rates), 2)
+    assert row["img_per_s"] == expected
+    if len(rates) % 2 == 0:  # the chunk jaxae's rule picks of the same rates
+        assert rates[bench.median_chunk([1 / r for r in rates])] == expected
