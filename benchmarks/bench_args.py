@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from typing import NoReturn
 
 import jax
@@ -198,6 +199,14 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
         parser.error(str(error))
     for flag in ("batch_sizes", "image_sizes", "channels", "widths"):
         _ints(parser, _option(flag), getattr(args, flag))
+    given = sys.argv[1:] if argv is None else argv
+    shapes = {(int(s), int(c)) for s in args.image_sizes.split(",")
+              for c in args.channels.split(",")}
+    data_given = any(a == "--data" or a.startswith("--data=") for a in given)
+    if data_given and args.data != "random" and modes == ["throughput"] and (28, 1) not in shapes:
+        parser.error(f"--data {args.data} is read by the 28x28x1 workloads, and --image-sizes "
+                     f"{args.image_sizes} --channels {args.channels} ask for none (other shapes "
+                     "train on random pixels): drop --data, or add 28 and 1")
     check_epoch_fits(parser, args, modes)
     for mode, flags in ONE_VALUE_FLAGS.items():
         for flag in flags:

@@ -157,6 +157,9 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
                                     "epoch every workload trains on: give at most 60,000"),
     (["--batch-sizes", "128,1024", "--steps-per-chunk", "100"], "--steps-per-chunk 100 is more "
      "than the 58 steps of an epoch at batch 1024: give at most 58, or 'epoch'"),
+    (["--image-sizes", "28,32", "--channels", "3", "--data", "fashion_mnist"], "--data "
+     "fashion_mnist is read by the 28x28x1 workloads, and --image-sizes 28,32 --channels 3 ask "
+     "for none (other shapes train on random pixels): drop --data, or add 28 and 1"),
     (["--mode", "precision", "--steps-per-chunk", "1000"], "--steps-per-chunk 1000 is more "
      "than the 468 steps of an epoch at batch 128: give at most 468, or 'epoch'"),
     (["--mode", "determinism", "--batch-sizes", "16,64"], "--mode determinism measures one "
