@@ -225,11 +225,9 @@ bench() {  # each step appends its run to the device's section
     # script reaches it too
     limit=(timeout --foreground --preserve-status --signal=INT --kill-after=30 "$left")
   fi
-  if [ "$PARSE_ONLY" = 1 ]; then  # the options alone, checked as on a GPU
+  if [ "$PARSE_ONLY" = 1 ]; then  # the options alone, checked as on a GPU (check_queued)
     [ "$CHECK" = 1 ] || echo "== gpu.sh: $name (python -m benchmarks.bench $*)" >&2
-    "$PY" -c 'import sys, jax; jax.default_backend = lambda: "gpu"
-from benchmarks import bench_args; bench_args.parse_args(sys.argv[1:])' "$@" --append "$REPORT" \
-      || FAILED="$FAILED $name"
+    QUEUED+=("@@step" "$name" "$@" --append "$REPORT")
     return 0
   fi
   echo "== gpu.sh: $name (at ${SECONDS} s)" | tee -a "$LOG" >&2
@@ -279,9 +277,30 @@ if [ "$HAVE_DATA" = 1 ]; then
 fi
 }
 
+QUEUED=()
+check_queued() {  # the queued steps' options, each parsed as on a GPU, in one Python process
+  [ "${#QUEUED[@]}" -gt 0 ] || return 0
+  local refused
+  refused=$("$PY" -c 'import contextlib, io, sys, jax; jax.default_backend = lambda: "gpu"
+from benchmarks import bench_args
+words = sys.argv[1:]  # "@@step", its name, its options; the next step (no option is "@@step")
+starts = [i for i, w in enumerate(words) if w == "@@step"] + [len(words)]
+for start, end in zip(starts, starts[1:]):
+    name, args, said = words[start + 1], words[start + 2:end], io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            bench_args.parse_args(args)
+    except SystemExit as refusal:
+        if refusal.code:
+            print(f"gpu.sh: step {name}: {said.getvalue().strip()}", file=sys.stderr)
+            print(name, flush=True)' "${QUEUED[@]}") || refused="$refused checks(failed)"
+  for name in $refused; do FAILED="$FAILED $name"; done
+  QUEUED=()
+}
+
 CHECK=0
 if [ "$PARSE_ONLY" != 1 ]; then  # every step's options first: a bad one costs no device time
-  CHECK=1; PARSE_ONLY=1; run_steps; PARSE_ONLY=0; CHECK=0
+  CHECK=1; PARSE_ONLY=1; run_steps; check_queued; PARSE_ONLY=0; CHECK=0
   if [ -n "$FAILED" ]; then
     echo "gpu.sh: the bench refuses the options of step(s)$FAILED (above): nothing was run" >&2
     exit 2
@@ -289,6 +308,7 @@ if [ "$PARSE_ONLY" != 1 ]; then  # every step's options first: a bad one costs n
 fi
 run_steps
 if [ "$PARSE_ONLY" = 1 ]; then
+  check_queued
   if [ -n "$FAILED" ]; then
     echo "gpu.sh: the bench refuses the options of step(s)$FAILED (above)" >&2; exit 1
   fi
