@@ -10,6 +10,7 @@ import re
 import pytest
 
 from jaxae import config as config_lib
+from tests.conftest import set_fields
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_NAMES = sorted(os.path.basename(p)[:-3]
@@ -256,14 +257,24 @@ ELBO_UNDER = "minimises -ELBO under objective.likelihood='bernoulli' and beta"
     ({"task.name": "denoise", "task.corruption": "gaussian", "task.dropout_rate": 0.9},
      "task.dropout_rate=0.9 is set, but task 'denoise' does not read it (its corruption is "
      "'gaussian')")])
-def test_a_task_or_objective_field_the_run_does_not_read_is_refused_for_a_new_run(
-        tiny_config, tmp_path, overrides, said):
-    from jaxae.training.trainer import train_and_evaluate
+def test_a_task_or_objective_field_the_run_does_not_read_is_refused(overrides, said):
+    from jaxae import build
 
+    config = config_lib.base_config()
+    set_fields(config, overrides)
+    model = build.make_model(config, (28, 28, 1), num_classes=10)
     with pytest.raises(config_lib.ConfigError) as caught:
-        train_and_evaluate(tiny_config(**overrides), str(tmp_path / "new"))
+        build.check_unread_fields(config, model, config_lib.make_task(config))
     assert str(caught.value).startswith(f"config.{said}, so the run would ignore it: leave "), \
         caught.value
+
+
+def test_a_new_run_refuses_a_field_it_would_not_read_before_its_workdir_is_made(
+        tiny_config, tmp_path):
+    from jaxae.training.trainer import train_and_evaluate
+
+    with pytest.raises(config_lib.ConfigError, match=r"^config.task.noise_std=0.5 is set"):
+        train_and_evaluate(tiny_config(**{"task.noise_std": 0.5}), str(tmp_path / "new"))
     assert not (tmp_path / "new").exists()
 
 

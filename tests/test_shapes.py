@@ -32,9 +32,9 @@ def tiny_array_config(path, **overrides):
     return config
 
 
-@pytest.mark.parametrize("image_shape", [(32, 32, 3), (64, 64, 1)])
-@pytest.mark.parametrize("model", [{"name": "conv_ae", "conv": "patches"},
-                                   {"name": "conv_vae", "latent_dim": 2}])
+@pytest.mark.parametrize("model, image_shape", [  # each model, and each shape, once
+    ({"name": "conv_ae", "conv": "patches"}, (32, 32, 3)),
+    ({"name": "conv_vae", "latent_dim": 2}, (64, 64, 1))])
 def test_conv_models_train_and_evaluate_on_other_shapes(tmp_path, image_shape, model):
     plain = {"objective.loss": "bce"} if model["name"] == "conv_ae" else {}  # a VAE's: -ELBO
     config = tiny_array_config(write_npz(tmp_path / "data.npz", image_shape), model=model,
