@@ -229,14 +229,27 @@ def make_objective(config: ml_collections.ConfigDict, model: nn.Module
         likelihood=config_lib.make_likelihood(config), beta=config.objective.beta)
 
 
-def check_unread_fields(config: ml_collections.ConfigDict, model: nn.Module, task: Task
+def variational_before_data(config: ml_collections.ConfigDict) -> bool | None:
+    """Whether the config's model declares itself variational, from the model built (not
+    traced) at a stand-in size: data.image_size and channels where set, else 28x28x1, with
+    10 classes. None where it cannot be built there (a model of one's own for other
+    images): the data's own size decides, once they are loaded."""
+    size = config.data.get("image_size") or 28
+    try:
+        model = make_model(config, (size, size, config.data.get("channels") or 1), 10)
+        return bool(model.variational)
+    except Exception:  # noqa: BLE001 (any failure here is the data's size to settle)
+        return None
+
+
+def check_unread_fields(config: ml_collections.ConfigDict, variational: bool, task: Task
                         ) -> None:
     """A new run's task or objective field that the run does not read, set to other than
     the base config's value, is a ConfigError: the run would train another task or
     objective than the one asked for. Unread: a task's fields it does not take (and those a
     task declares `unread_fields`: a denoising task's other corruption); a plain
-    autoencoder's likelihood fields and beta; a variational model's loss and the fields its
-    likelihood does not take. (A trained run's config.json stands as recorded.)"""
+    autoencoder's likelihood fields and beta; a `variational` model's loss and the fields
+    its likelihood does not take. (A trained run's config.json stands as recorded.)"""
     base = config_lib.base_config()
     taken = parameters(TASKS.get(config.task.name))
     unread = {f: f"it takes no {f}" for f in base.task.keys() if f != "name" and f not in taken}
@@ -245,7 +258,7 @@ def check_unread_fields(config: ml_collections.ConfigDict, model: nn.Module, tas
             raise config_lib.ConfigError(
                 f"config.task.{field}={value!r} is set, but task {config.task.name!r} does not "
                 f"read it ({why}), so the run would ignore it: leave task.{field} unset")
-    if model.variational:
+    if variational:
         likelihood = parameters(objectives.LIKELIHOODS.get(config.objective.likelihood))
         unread = ["loss", *(f for f in base.objective.keys()
                             if f not in ("loss", "likelihood", "beta") and f not in likelihood)]
@@ -260,8 +273,7 @@ def check_unread_fields(config: ml_collections.ConfigDict, model: nn.Module, tas
             raise config_lib.ConfigError(
                 f"config.objective.{field}={value!r} is set, but model {config.model.name!r} "
                 f"{why}, so the run would ignore it: leave objective.{field} unset"
-                + ("" if model.variational else ", or train a variational model (vae, "
-                   "conv_vae, cvae)"))
+                + ("" if variational else ", or train a variational model"))
 
 
 def init_scheme(config: ml_collections.ConfigDict) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import site
 import sysconfig
 import traceback
 from collections.abc import Iterator
@@ -22,10 +23,10 @@ def _library_folders() -> tuple[str, ...]:
     """Where code that is not the user's lives: jaxae, the standard library, and the
     installed packages (JAX, Flax, NumPy)."""
     paths = sysconfig.get_paths()
-    folders = {os.path.dirname(os.path.abspath(__file__))}
-    folders.update(os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib", "purelib",
-                                                         "platlib") if k in paths)
-    return tuple(os.path.join(f, "") for f in folders)
+    folders = {os.path.dirname(os.path.realpath(__file__)),
+               *(paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths),
+               *site.getsitepackages(), site.getusersitepackages()}
+    return tuple(os.path.join(os.path.realpath(f), "") for f in folders)
 
 
 def raised_at(error: BaseException) -> str:

@@ -241,6 +241,17 @@ def test_a_code_size_for_a_model_that_takes_none_is_refused_for_a_new_run(tiny_c
 ELBO_UNDER = "minimises -ELBO under objective.likelihood='bernoulli' and beta"
 
 
+def unread_check(overrides: dict) -> None:
+    """build.check_unread_fields of the base config with `overrides`."""
+    from jaxae import build
+
+    config = config_lib.base_config()
+    set_fields(config, overrides)
+    variational = build.variational_before_data(config)
+    assert variational is not None
+    build.check_unread_fields(config, variational, config_lib.make_task(config))
+
+
 @pytest.mark.parametrize("overrides, said", [
     ({"objective.beta": 4.0}, "objective.beta=4.0 is set, but model 'dense_ae' minimises "
                               "objective.loss"),
@@ -258,24 +269,50 @@ ELBO_UNDER = "minimises -ELBO under objective.likelihood='bernoulli' and beta"
      "task.dropout_rate=0.9 is set, but task 'denoise' does not read it (its corruption is "
      "'gaussian')")])
 def test_a_task_or_objective_field_the_run_does_not_read_is_refused(overrides, said):
-    from jaxae import build
-
-    config = config_lib.base_config()
-    set_fields(config, overrides)
-    model = build.make_model(config, (28, 28, 1), num_classes=10)
     with pytest.raises(config_lib.ConfigError) as caught:
-        build.check_unread_fields(config, model, config_lib.make_task(config))
+        unread_check(overrides)
     assert str(caught.value).startswith(f"config.{said}, so the run would ignore it: leave "), \
         caught.value
 
 
-def test_a_new_run_refuses_a_field_it_would_not_read_before_its_workdir_is_made(
-        tiny_config, tmp_path):
-    from jaxae.training.trainer import train_and_evaluate
+@pytest.mark.parametrize("overrides", [
+    {"task.name": "denoise", "task.corruption": "gaussian", "task.noise_std": 0.5},
+    {"task.name": "denoise", "task.dropout_rate": 0.3, "task.dropout_rescale": True},
+    {"model.name": "vae", "objective.likelihood": "gaussian", "objective.gaussian_scale": 0.5,
+     "objective.beta": 4.0},
+    {"objective.loss": "bce"}])
+def test_the_fields_a_run_reads_are_taken(overrides):
+    unread_check(overrides)
 
+
+def test_a_task_section_of_ones_own_may_hold_only_its_name():
+    from jaxae import build
+
+    config = config_lib.base_config()
+    with config.unlocked():
+        config.task = config_lib.ml_collections.ConfigDict({"name": "reconstruct"})
+    build.check_unread_fields(config, False, config_lib.make_task(config))
+
+
+def test_a_new_run_refuses_a_field_it_would_not_read_before_its_workdir_or_data(
+        tiny_config, tmp_path, monkeypatch):
+    """Refused before the workdir is made or a data set is read (an image folder's
+    preparation takes minutes); a trained run's config.json stands as recorded."""
+    from jaxae.training import trainer, workdir
+
+    def never(*args, **kwargs):
+        raise AssertionError("reached past the refusal")
+
+    monkeypatch.setattr(trainer, "prepare_workdir", never)
+    monkeypatch.setattr(trainer.build, "load_run_data", never)
+    config = tiny_config(**{"task.noise_std": 0.5})
     with pytest.raises(config_lib.ConfigError, match=r"^config.task.noise_std=0.5 is set"):
-        train_and_evaluate(tiny_config(**{"task.noise_std": 0.5}), str(tmp_path / "new"))
+        trainer.train_and_evaluate(config, str(tmp_path / "new"))
     assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    workdir.write_run_files(str(tmp_path / "old"), config)  # recorded before the refusal
+    with pytest.raises(AssertionError, match="reached past the refusal"):
+        trainer.train_and_evaluate(config, str(tmp_path / "old"))
 
 
 OWN_LOADER = """

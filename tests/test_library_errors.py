@@ -851,3 +851,25 @@ def test_generation_metrics_and_the_kl_name_misshapen_inputs_and_a_seed_given_as
         metrics.evaluate_split(eval_step, params, split, 4, 0)
     assert np.isfinite(metrics.evaluate_split(eval_step, params, split, 4,
                                               jax.random.key(0))["loss"])
+
+
+def test_encode_reads_images_that_are_not_an_array_batch_by_batch():
+    """A streamed split's images (a lazy array of records) are read a batch at a time, never
+    whole."""
+    model, state = dense_state(latent_dim=4)
+
+    class Lazy:
+        shape, dtype = IMAGES.shape, IMAGES.dtype
+        read: list[int] = []
+
+        def __len__(self) -> int:
+            return len(IMAGES)
+
+        def __getitem__(self, index: slice) -> np.ndarray:
+            self.read.append(len(IMAGES[index]))
+            return IMAGES[index]
+
+    lazy = Lazy()
+    codes = generation.encode(model, state.params, lazy, batch_size=3)
+    assert lazy.read == [3, 3, 2]
+    np.testing.assert_array_equal(codes, generation.encode(model, state.params, IMAGES))

@@ -1298,3 +1298,28 @@ def test_a_module_of_a_users_folder_is_recorded_by_its_file(tmp_path, monkeypatc
                  f"json:{json.JSONDecoder.__name__}", f"six:{six.moves.__class__.__name__}"):
         config.model.name = kept
         assert recorded_config(config).model.name == kept
+
+
+def test_an_error_is_placed_in_the_users_code_not_in_jaxae_reached_through_a_link(
+        tmp_path, monkeypatch):
+    """The frames of jaxae's own files are passed over however its folder is reached (here
+    jaxae imported through a link), so only the user's line is named."""
+    from jaxae import messages
+
+    root = os.path.dirname(os.path.dirname(os.path.realpath(messages.__file__)))
+    (tmp_path / "link").symlink_to(root)
+    monkeypatch.setattr(messages, "__file__", str(tmp_path / "link" / "jaxae" / "messages.py"))
+    messages._library_folders.cache_clear()
+
+    def raised(filename: str) -> BaseException:
+        try:
+            exec(compile("raise ValueError('x')", filename, "exec"), {})
+        except ValueError as e:
+            return e
+        raise AssertionError("no error")
+
+    linked = messages.raised_at(raised(str(tmp_path / "link" / "jaxae" / "build.py")))
+    assert "jaxae/build.py" not in linked and linked.endswith(", in raised)"), linked  # ours
+    mine = str(tmp_path / "my_models.py")
+    assert messages.raised_at(raised(mine)) == f" (at {mine}:1, in <module>)"
+    messages._library_folders.cache_clear()  # (the real path's, for the tests after)

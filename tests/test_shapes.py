@@ -55,7 +55,8 @@ def test_conv_models_train_and_evaluate_on_other_shapes(tmp_path, image_shape, m
 
 
 @pytest.mark.parametrize("model, num_test", [({"name": "dense_ae", "latent_dim": 1}, 16),
-                                             ({"name": "dense_ae", "latent_dim": 3}, 1)])
+                                             ({"name": "dense_ae", "latent_dim": 3}, 1),
+                                             ({"name": "vae", "latent_dim": 2}, 1)])
 def test_a_one_dimensional_code_or_a_single_test_image_still_gets_its_scatter(
         tmp_path, capsys, model, num_test):
     """A 1-D code is drawn against the class; one test image has one principal direction.
@@ -70,6 +71,7 @@ def test_a_one_dimensional_code_or_a_single_test_image_still_gets_its_scatter(
             f"pictures of test images show those {num_test}")
     assert (note in capsys.readouterr().out) == (num_test < 12)
     assert result["test_images"] == num_test
+    assert "test_active_units" not in result  # a variance over one image is none
     assert "latent_scatter.png" in result["pictures"]
     assert os.path.isfile(os.path.join(workdir, "eval", "metrics.json"))
     assert matplotlib.image.imread(os.path.join(workdir, "eval", "latent_scatter.png")).ndim == 3

@@ -210,3 +210,6 @@ def test_class_samples_with_a_shared_z_decode_one_z_per_column_as_every_class():
     np.testing.assert_allclose(own.reshape(12, 28, 28, 1), generation.prior_samples(
         cvae, params, key, 12, np.repeat(np.arange(3), 4)), atol=1e-6)
     assert not np.allclose(own, grid)
+    for shared in (True, False):  # more rows than the model has classes: refused alike
+        with pytest.raises(ValueError, match=r"labels 0 \.\. 4, outside its 3 classes"):
+            generation.class_samples(cvae, params, key, 4, 5, shared_z=shared)

@@ -332,10 +332,11 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
         result["iwae_images"] = len(subset)
         result |= {f"test_iwae_k{k}": bound for k, bound in bounds.items()}
         counts |= {f"test_iwae_k{k}": len(subset) for k in bounds}
-        means = generation.encode(model, params, data.test.images, data.test.labels,
-                                  eval_config.batch_size, task, keys.eval)  # z_mean [N, D]
-        result["test_active_units"] = active_units(means)  # of model.latent_shape's units
-        counts["test_active_units"] = len(data.test)
+        if len(data.test) >= 2:  # a variance over the test images needs two of them
+            means = generation.encode(model, params, data.test.images, data.test.labels,
+                                      eval_config.batch_size, task, keys.eval)  # z_mean [N, D]
+            result["test_active_units"] = active_units(means)  # of latent_shape's units
+            counts["test_active_units"] = len(data.test)
     if model.variational and model.conditional:
         recognition = class_sample_recognition(model, params, data,
                                                jax.random.fold_in(keys.sample,

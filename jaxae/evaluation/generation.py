@@ -80,8 +80,8 @@ def encode(model: nn.Module, params: ModelParams, images_u8: np.ndarray,
     batch i is (`keys.eval_example_key`): a task that corrupts needs `task_key`. `labels`,
     each image's class, are read by conditional models only."""
     check_params(params, "encode")
-    if not isinstance(images_u8, jax.Array):
-        images_u8 = np.asarray(images_u8)  # a list of images too
+    if not hasattr(images_u8, "shape"):  # a list of images (a streamed split stays lazy)
+        images_u8 = np.asarray(images_u8)
     declarations.check_images(np.shape(images_u8), "encode", getattr(model, "image_shape", None))
     if model.conditional:
         _check_labels(model, labels, len(images_u8))
@@ -133,13 +133,21 @@ def prior_samples(model: nn.Module, params: ModelParams, key: jax.Array, num: in
     if not model.variational:
         raise ValueError(f"{type(model).__name__} is not a variational model, so N(0, I) is not "
                          "its prior: use perturbed_code_samples for a plain autoencoder")
-    check_params(params, "prior_samples")
-    check_key(key, "prior_samples' key")
     if not isinstance(num, numbers.Integral) or num < 1:
         raise ValueError(f"prior_samples' num={num!r}: give the number of samples, 1 or more")
+    return _decoded_prior(model, params, key, num, num, labels, "prior_samples")
+
+
+def _decoded_prior(model: nn.Module, params: ModelParams, key: jax.Array, draws: int,
+                   num: int, labels: jax.Array | None, function: str) -> np.ndarray:
+    """`num` images decoded from `draws` codes z ~ N(0, I), repeated in turn to `num` (a
+    draw per sample, or one per column of a class grid), with `labels`, once checked."""
+    check_params(params, function)
+    check_key(key, f"{function}' key")  # (the functions' names end in s)
     _check_labels(model, labels, num)
-    z = jax.random.normal(key, (num, *model.latent_shape))
-    return np.asarray(_decoded_images(model, params, z, labels))  # checked above
+    z = jax.random.normal(key, (draws, *model.latent_shape))
+    z = jnp.tile(z, (num // draws, *[1] * len(model.latent_shape)))
+    return np.asarray(_decoded_images(model, params, z, labels))
 
 
 def _check_labels(model: nn.Module, labels: jax.Array | None, num: int) -> None:
@@ -176,15 +184,10 @@ def class_samples(model: nn.Module, params: ModelParams, key: jax.Array, per_cla
     if not model.conditional:
         raise ValueError(f"{type(model).__name__} is not conditional on the class, so no class "
                          "can be asked of its samples: use prior_samples")
-    labels = jnp.repeat(jnp.arange(num_classes), per_class)
-    if not shared_z:
-        images = prior_samples(model, params, key, num_classes * per_class, labels)
-        return images.reshape(num_classes, per_class, *images.shape[1:])
-    check_params(params, "class_samples")
-    check_key(key, "class_samples' key")
-    z = jax.random.normal(key, (per_class, *model.latent_shape))
-    z = jnp.tile(z, (num_classes, *[1] * len(model.latent_shape)))  # row c: the same z's
-    images = np.asarray(_decoded_images(model, params, z, labels))
+    labels = np.repeat(np.arange(num_classes), per_class)
+    num = num_classes * per_class
+    images = _decoded_prior(model, params, key, per_class if shared_z else num, num, labels,
+                            "class_samples")
     return images.reshape(num_classes, per_class, *images.shape[1:])
 
 

@@ -313,9 +313,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if main:
         _warn_of_script_registrations(config)
     trained = holds_run(workdir)  # (preparing the workdir below writes no run into it)
+    variational = None  # whether the model is, where known before the data are
     if not trained:  # a run's own config.json stands as it was recorded
         config_lib.check_new_run(config)
-    if not trained:  # (a trained run's batch size is checked against its record below)
+        variational = build.variational_before_data(config)
+        if variational is not None:
+            build.check_unread_fields(config, variational, config_lib.make_task(config))
+        # (a trained run's batch size is checked against its record below)
         config_lib.check_batch_splits(config.train.batch_size, mesh.size)
     created = not os.path.exists(workdir)
     prepare_workdir(workdir, config)  # a run there has this config's batch size (or refused)
@@ -324,7 +328,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     with _writer_lock(workdir, main):
         try:
             return _train(config, workdir, mesh, main, evaluations, stop_requested, on_saved,
-                          new_run=not trained)
+                          check_unread=not trained and variational is None)
         except BaseException:
             if main and created:
                 _remove_if_unused(workdir)
@@ -366,9 +370,9 @@ def _stop_before_training(stopped: str, step: int) -> StopRequested:
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
            evaluations: _Evaluations, stop_requested: StopRequest,
-           on_saved: Callable[[], None], new_run: bool) -> steps.TrainState:
-    """train_and_evaluate, once the workdir is checked and locked (`new_run`: it holds no
-    trained run)."""
+           on_saved: Callable[[], None], check_unread: bool) -> steps.TrainState:
+    """train_and_evaluate, once the workdir is checked and locked (`check_unread`: a new
+    run's fields it would not read, where the model could not be built before the data)."""
     train_config = config.train
     if stopped := stop_requested():
         raise _stop_before_training(stopped, 0)
@@ -378,8 +382,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     config_lib.check_batch_fits(config, len(data.train), len(data.test), mesh.size)
     task, model, train_model, objective = build.run_objects(config, data.image_shape,
                                                             data.num_classes, train=True)
-    if new_run:
-        build.check_unread_fields(config, model, task)
+    if check_unread:
+        build.check_unread_fields(config, model.variational, task)
     steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
     total_steps = steps_per_epoch * train_config.num_epochs
     if total_steps > MAX_STEPS:  # the step counter, and a stream's position, are int32
