@@ -98,7 +98,8 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     """The bench's options, checked; `description` is what --help prints above them (the
     command's documentation: `benchmarks.bench`'s docstring, which `bench.main` passes)."""
     parser = OneLineErrors(prog="python -m benchmarks.bench", description=description,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           allow_abbrev=False)  # an option is read as written (--data's check)
     parser.add_argument("--mode", default="throughput",
                         help="comma-separated: " + ", ".join(MODES))
     parser.add_argument("--models", default=None,

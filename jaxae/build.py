@@ -25,7 +25,7 @@ from jaxae.data.errors import MixedImageSizes
 from jaxae.data.splits import SplitSizeError, first_images_note
 from jaxae.messages import raised_at
 from jaxae.models import build_model, declarations
-from jaxae.models.initializers import DEFAULT_SCHEME
+from jaxae.models.initializers import DEFAULT_SCHEME, SCHEMES
 from jaxae.models.registry import MODELS, NeedsClasses
 from jaxae.registry import MissingFields, RegistryError, build, display_name, parameters
 from jaxae.tasks import TASKS, Task
@@ -287,7 +287,7 @@ def init_scheme_note(config: ml_collections.ConfigDict) -> str | None:
     say) are not replaced unnoticed; None for jaxae's models (made for the scheme) and for
     "lecun", which keeps the modules' own."""
     scheme, name = init_scheme(config), config.model.name
-    if scheme == "lecun" or MODELS.defined_by_jaxae(MODELS.get(name)):
+    if not SCHEMES[scheme].redraws or MODELS.defined_by_jaxae(MODELS.get(name)):
         return None
     return (f"note: model.init={scheme!r} redraws every Dense/Conv kernel and bias of "
             f"{display_name(name)}, replacing any initialisers its modules give; "

@@ -160,6 +160,7 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
     (["--image-sizes", "28,32", "--channels", "3", "--data", "fashion_mnist"], "--data "
      "fashion_mnist is read by the 28x28x1 workloads, and --image-sizes 28,32 --channels 3 ask "
      "for none (other shapes train on random pixels): drop --data, or add 28 and 1"),
+    (["--image-sizes", "32", "--dat", "fashion_mnist"], "unrecognized arguments: --dat"),
     (["--mode", "precision", "--steps-per-chunk", "1000"], "--steps-per-chunk 1000 is more "
      "than the 468 steps of an epoch at batch 128: give at most 468, or 'epoch'"),
     (["--mode", "determinism", "--batch-sizes", "16,64"], "--mode determinism measures one "

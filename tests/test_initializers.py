@@ -104,3 +104,10 @@ def test_an_unknown_scheme_is_refused_not_drawn_as_glorot():
     with pytest.raises(ValueError, match="'xavier' is not a scheme"):
         steps.create_train_state(model, optax.sgd(0.1), (1, 1, 3), jax.random.key(0),
                                  scheme="xavier", check=False)
+
+
+def test_a_scheme_draws_a_kernel_and_its_bias_or_neither():
+    draw = initializers.SCHEMES["glorot"].kernel
+    with pytest.raises(ValueError, match="a scheme draws both a kernel and its bias, or neither"):
+        initializers.Scheme(kernel=draw)
+    assert not initializers.Scheme().redraws and initializers.SCHEMES["torch"].redraws

@@ -74,8 +74,8 @@ def config_error(error: BaseException, path: str, argv: Sequence[str],
             flag, value, kind = found.groups()
             whole = kind.startswith("invalid")
             number = "a whole number" if whole else "a number"
-            return (f"{flag}={value} is not {number}: give {number}, e.g. {flag}="
-                    f"{_whole(value) if whole else _current(flag_values, flag) or 0.5}")
+            example = (_whole(value) if whole else None) or _current(flag_values, flag) or 1
+            return f"{flag}={value} is not {number}: give {number}, e.g. {flag}={example}"
         if "Overriding config is not allowed" in first:
             return ("evaluate.py takes no --config file: it evaluates with the run's own "
                     "config.json; change what it measures with --config.eval.FIELD=VALUE")
@@ -94,12 +94,12 @@ def _current(flag_values: flags.FlagValues, flag: str) -> object | None:
     return node if isinstance(node, (int, float)) and not isinstance(node, bool) else None
 
 
-def _whole(value: str) -> str:
-    """A whole number near `value` (2 for '1.5'), or 10 where it is no number at all."""
+def _whole(value: str) -> str | None:
+    """A whole number near `value` (2 for '1.5'), or None where it is no number at all."""
     try:
         return str(max(1, round(float(value))))
-    except ValueError:
-        return "10"
+    except (ValueError, OverflowError):
+        return None
 
 
 def _config_file_error(error: BaseException, path: str) -> str | None:

@@ -64,6 +64,10 @@ class Scheme:
     kernel: Draw | None = None
     bias: Draw | None = None
 
+    def __post_init__(self) -> None:
+        if (self.kernel is None) != (self.bias is None):
+            raise ValueError("a scheme draws both a kernel and its bias, or neither")
+
     @property
     def redraws(self) -> bool:
         return self.kernel is not None

@@ -11,7 +11,6 @@ average-pooled copy by any factor that divides the image. Register your own with
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import ClassVar
 
 import jax
@@ -106,6 +105,10 @@ class PixelDropout:
     rescale: bool
     reads: ClassVar[tuple[str, ...]] = ("dropout_rate", "dropout_rescale")  # Denoise's fields
 
+    @classmethod
+    def of(cls, task: Denoise) -> PixelDropout:
+        return cls(task.dropout_rate, task.dropout_rescale)
+
     def __call__(self, targets: jax.Array, key: jax.Array) -> jax.Array:
         return losses.dropout_noise(key, targets, self.rate, self.rescale)
 
@@ -127,6 +130,10 @@ class GaussianNoise:
     drawn_scale: ClassVar[float] = 1.0
     reads: ClassVar[tuple[str, ...]] = ("noise_std",)  # Denoise's fields
 
+    @classmethod
+    def of(cls, task: Denoise) -> GaussianNoise:
+        return cls(task.noise_std)
+
     def __call__(self, targets: jax.Array, key: jax.Array) -> jax.Array:
         return losses.gaussian_noise(key, targets, self.std)
 
@@ -134,10 +141,9 @@ class GaussianNoise:
         return f"input\n(noise std {self.std:g})"
 
 
-# task.corruption's values: the corruption each makes of a Denoise task's fields
-CORRUPTIONS: dict[str, Callable[[Denoise], PixelDropout | GaussianNoise]] = {
-    "dropout": lambda task: PixelDropout(task.dropout_rate, task.dropout_rescale),
-    "gaussian": lambda task: GaussianNoise(task.noise_std)}
+# task.corruption's values: the corruption each makes (`of`) of a Denoise task's fields
+CORRUPTIONS: dict[str, type[PixelDropout | GaussianNoise]] = {
+    "dropout": PixelDropout, "gaussian": GaussianNoise}
 
 
 @register_task("denoise")
@@ -166,12 +172,12 @@ class Denoise(Task):
     @property
     def noise(self) -> PixelDropout | GaussianNoise:
         """The corruption this task applies."""
-        return CORRUPTIONS[self.corruption](self)
+        return CORRUPTIONS[self.corruption].of(self)
 
     @property
     def unread_fields(self) -> dict[str, str]:
         """{field: why it is not read}: those of the corruptions this task does not apply."""
-        fields = (*PixelDropout.reads, *GaussianNoise.reads)
+        fields = [f for corruption in CORRUPTIONS.values() for f in corruption.reads]
         return {f: f"its corruption is {self.corruption!r}" for f in fields
                 if f not in self.noise.reads}
 
