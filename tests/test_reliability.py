@@ -1760,3 +1760,23 @@ def test_a_save_on_disk_whose_older_steps_cannot_be_removed_says_so_and_counts_a
     assert checkpoints.confirmed_step(manager) == 1
     monkeypatch.undo()
     checkpoints.close(manager)
+
+
+def test_a_step_that_does_not_fit_after_a_library_changed_names_the_library(tmp_path):
+    """Where no file of the user's changed, a library (or jaxae's source) changed since the
+    run trained is named before an edited config.json is suspected."""
+    config = config_lib.base_config()
+    workdir_lib.write_run_files(str(tmp_path), config)
+    error = checkpoints.CheckpointMismatch("the checkpoint at step 3 does not fit: x (hint)",
+                                           "the checkpoint at step 3 does not fit: x")
+    said = str(workdir_lib.mismatch_with_code(error, str(tmp_path), config))
+    assert said.startswith("the checkpoint at step 3 does not fit: x: the run's config.json "
+                           "and model code describe another model"), said
+    path = tmp_path / "environment.json"
+    recorded = json.loads(path.read_text())
+    path.write_text(json.dumps({**recorded, "optax": "0.0.1"}))
+    said = str(workdir_lib.mismatch_with_code(error, str(tmp_path), config))
+    assert said == (f"the checkpoint at step 3 does not fit: x: optax 0.0.1 -> "
+                    f"{recorded['optax']} changed since the run trained, which may have "
+                    "changed what a checkpoint holds: run it with the versions its "
+                    "environment.json records, or train a new run in another --workdir")

@@ -424,13 +424,25 @@ def mismatch_with_code(error: CheckpointMismatch, workdir: str,
                        config: ml_collections.ConfigDict,
                        now: dict[str, str] | None = None) -> CheckpointMismatch:
     """`error` (a checkpoint of the run in `workdir` that does not fit), told by the user's
-    files changed since the run trained (`code_changes`), where any did; else by the
-    record (config.json edited since, or a step of another run's). A workdir without a
-    record keeps the error, whose hint is about the config given."""
+    files changed since the run trained (`code_changes`), where any did; else by jaxae's
+    source or a library changed since (environment.json's record); else by the record
+    (config.json edited since, or a step of another run's). A workdir without a record
+    keeps the error, whose hint is about the config given."""
     changes = code_changes(workdir, config, now)
     if not changes:
         if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
             return error
+        recorded, current = recorded_environment(workdir), run_environment()
+        moved = [f"{name} {recorded[name]} -> {current[name]}" for name in ("jaxae", *LIBRARIES)
+                 if name in recorded and recorded[name] != current[name]]
+        if recorded.get("jaxae_sha256") not in (None, current["jaxae_sha256"]):
+            moved.append("jaxae's source")
+        if moved:
+            return CheckpointMismatch(
+                f"{error.fact}: {', '.join(moved)} changed since the run trained, which may "
+                "have changed what a checkpoint holds: run it with the versions its "
+                "environment.json records, or train a new run in another --workdir",
+                error.fact)
         return CheckpointMismatch(
             f"{error.fact}: the run's config.json and model code describe another model than "
             "that step's (a config.json edited since, or a step of another run's): put back "
