@@ -308,6 +308,7 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
     """
     keys = derive_keys(config.seed)
     eval_config = config.eval
+    means = None  # a variational model's test codes, for its active units and its pictures
     metrics = evaluate_split(steps.make_eval_step(model, task, objective), params, data.test,
                              eval_config.batch_size, keys.eval)
     result = {"step": step, "model": config.model.name, "dataset": config.data.name,
@@ -332,9 +333,9 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
         result["iwae_images"] = len(subset)
         result |= {f"test_iwae_k{k}": bound for k, bound in bounds.items()}
         counts |= {f"test_iwae_k{k}": len(subset) for k in bounds}
+        means = generation.encode(model, params, data.test.images, data.test.labels,
+                                  eval_config.batch_size, task, keys.eval)  # z_mean [N, D]
         if len(data.test) >= 2:  # a variance over the test images needs two of them
-            means = generation.encode(model, params, data.test.images, data.test.labels,
-                                      eval_config.batch_size, task, keys.eval)  # z_mean [N, D]
             result["test_active_units"] = active_units(means)  # of latent_shape's units
             counts["test_active_units"] = len(data.test)
     if model.variational and model.conditional:
@@ -363,7 +364,7 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
         result["pictures"] = write_pictures(
             model, task, params, data, keys, title, staging,
             PictureOptions(eval_config.num_images, eval_config.manifold_size,
-                           eval_config.batch_size))
+                           eval_config.batch_size), test_codes=means)
         write_json(os.path.join(staging, "metrics.json"), result)
         move_files(staging, out_dir, last="metrics.json",
                    stale=lambda: _pictures_of(out_dir))

@@ -132,10 +132,13 @@ def sample_rows(model: nn.Module, params: ModelParams, data: Splits, key: jax.Ar
 
 def write_pictures(model: nn.Module, task: Task, params: ModelParams, data: Splits,
                    keys: Keys | int | jax.Array, title: str, out_dir: str,
-                   options: PictureOptions = PictureOptions()) -> dict[str, str]:
+                   options: PictureOptions = PictureOptions(),
+                   test_codes: np.ndarray | None = None) -> dict[str, str]:
     """Writes every picture that applies to the model into `out_dir` (made if missing);
     returns {file name: its title}. `keys`: a run's `Keys`, or a seed or PRNG key to derive
-    them from as a run does (`jaxae.keys.derive_keys`)."""
+    them from as a run does (`jaxae.keys.derive_keys`). `test_codes`: the test images'
+    codes as `generation.encode` gives them with these keys and batch size, where the
+    caller has them already (else encoded here)."""
     if not isinstance(data, Splits):
         raise TypeError(f"write_pictures takes the run's Splits (jaxae.data.make_splits), not "
                         f"a {type(data).__name__}: its test split is drawn, and its class "
@@ -159,8 +162,9 @@ def write_pictures(model: nn.Module, task: Task, params: ModelParams, data: Spli
         return written
     what, rows = samples
     plots.image_rows(rows, *save("samples.png", f"{title}: {what}"))
-    codes = generation.encode(model, params, data.test.images, data.test.labels,
-                              options.eval_batch_size, task, keys.eval)
+    codes = test_codes if test_codes is not None else generation.encode(
+        model, params, data.test.images, data.test.labels, options.eval_batch_size, task,
+        keys.eval)
     name = "z" if model.variational else "code"
     if codes.shape[1] == 2:
         points, axes = codes, (f"{name}[0]", f"{name}[1]")
