@@ -24,7 +24,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Collection, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import ml_collections
@@ -39,7 +39,7 @@ from jaxae.keys import SEED_RANGE
 from jaxae.models.initializers import SCHEMES
 from jaxae.models.registry import BUILDER_OPTIONS, MODELS, settable_fields
 from jaxae.optimizers import OPTIMIZERS, SCHEDULES, spans_run
-from jaxae.registry import RegistryError, build, check_options, parameters
+from jaxae.registry import Entry, Registry, RegistryError, build, check_options, parameters
 from jaxae.tasks import TASKS, Task
 
 FLOAT32_MAX = 3.4028234663852886e38  # training computes in float32: larger numbers are inf
@@ -47,6 +47,27 @@ FLOAT32_MAX = 3.4028234663852886e38  # training computes in float32: larger numb
 
 class ConfigError(ValueError):
     """A config field has a value that cannot work; the message names the field and the fix."""
+
+
+class CodeField(NamedTuple):
+    """A config field that names code: a registered name, 'module:attr' or 'file.py:attr'."""
+
+    section: str
+    field: str
+    registry: Registry
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.field}"
+
+
+# every field that names code: a run records each as another process finds it again
+# (workdir.recorded_config), so evaluate.py reloads a run of one's own model, task, loss,
+# likelihood or data set with nothing imported by hand
+CODE_FIELDS = (CodeField("model", "name", MODELS), CodeField("task", "name", TASKS),
+               CodeField("objective", "loss", objectives.LOSSES),
+               CodeField("objective", "likelihood", objectives.LIKELIHOODS),
+               CodeField("data", "name", DATASETS))
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -222,9 +243,21 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
 def _unset_values(data_name: object) -> dict[str, Any]:
     """What the data set `data_name` names makes of its fields left unset (its loader's
     `unset_means`); none for a name no loader has."""
-    if not isinstance(data_name, str) or data_name not in DATASETS.names():
-        return {}
-    return declared_unset_values(DATASETS.get(data_name))
+    loader = _named_loader(data_name)
+    return {} if loader is None else declared_unset_values(loader)
+
+
+def _named_loader(data_name: object) -> Entry | None:
+    """The loader a registered name or a 'file.py:function' / 'module:function' names; None
+    for a TFDS name (its loader declares nothing) and a name that finds nothing (its own
+    error comes from `validate`)."""
+    if not isinstance(data_name, str) or \
+            (data_name not in DATASETS.names() and ":" not in data_name):
+        return None
+    try:
+        return DATASETS.get(data_name)
+    except (RegistryError, ImportError, OSError):
+        return None
 
 
 def is_resumable(path: str, schedule: str = "constant") -> bool:
@@ -491,8 +524,8 @@ def _check_read_locations(data: ml_collections.ConfigDict, takes: Mapping[str, A
 def data_path_kinds(config: ml_collections.ConfigDict) -> dict[str, str]:
     """{field of config.data: "file", "folder" or "file or folder"} for the fields that name
     something on disk: TFDS's data dir, and what the registered loader says it reads."""
-    name = config.data.name
-    declared = declared_paths(DATASETS.get(name)) if name in DATASETS.names() else {}
+    loader = _named_loader(config.data.name)
+    declared = {} if loader is None else declared_paths(loader)
     return {"tfds_dir": "folder", **declared}
 
 

@@ -142,8 +142,12 @@ def _is_jaxae_module(module: str) -> bool:
 
 def display_name(name: str) -> str:
     """How titles and logs name an entry: 'DeeperVAE' for '/home/me/my_models.py:DeeperVAE'
-    or 'mypkg.models:DeeperVAE', a registered name as it is."""
-    return CodeName.parse(name).attribute or name
+    or 'mypkg.models:DeeperVAE', a registered name (or a TFDS name with its version,
+    'celeb_a/align:2.1.0') as it is."""
+    code = CodeName.parse(name)
+    in_code = code.file is not None or (
+        code.where and all(part.isidentifier() for part in code.where.split(".")))
+    return code.attribute if in_code and code.attribute.isidentifier() else name
 
 
 def import_location(where: str, kind: str = "code") -> Any:

@@ -12,6 +12,8 @@ import pytest
 from absl import flags
 
 from jaxae import cli
+from jaxae.cli.config_flag import locate_code_names
+from jaxae.config import base_config
 from tests.conftest import TEST_XLA_FLAGS, one_line, tiny_model_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -345,6 +347,79 @@ def test_a_model_registered_by_a_module_beside_the_config_trains_and_evaluates_a
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     with open(os.path.join(workdir, "eval", "metrics.json")) as f:
         assert json.load(f)["step"] == 16
+
+
+OWN_PARTS = '''
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxae import data, objectives
+
+
+    @objectives.LOSSES.register("l1_own")
+    def l1(logits, targets):
+        return jnp.abs(jax.nn.sigmoid(logits) - targets).mean(axis=-1)
+
+
+    @objectives.LIKELIHOODS.register("laplace_own")
+    @dataclasses.dataclass(frozen=True)
+    class Laplace:
+        def log_prob(self, logits, targets):
+            return -jnp.abs(jax.nn.sigmoid(logits) - targets).sum(axis=-1) / 0.1
+
+
+    @data.DATASETS.register("tiny_arrays")
+    def tiny_arrays():
+        images = np.random.default_rng(0).integers(0, 256, (96, 8, 8, 1), dtype=np.uint8)
+        return data.from_arrays(images[:64], images[64:], name="tiny_arrays")
+'''
+
+OWN_PARTS_CONFIG = '''
+    import own_parts  # noqa: F401 (registers l1_own, laplace_own, tiny_arrays)
+    from jaxae.configs import test
+
+
+    def get_config():
+        config = test.get_config()
+        config.data.name = "tiny_arrays"
+        config.data.train_size = config.data.test_size = None
+        config.train.num_epochs = 1
+        return config
+'''
+
+
+def test_a_likelihood_and_data_set_a_module_beside_the_config_registers_evaluate_anywhere(
+        tmp_path):
+    """Like a model's short name, a registered likelihood's, loss's and data set's are
+    recorded by their module's file, so evaluate.py (no config file, no import) finds them."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "own_parts.py").write_text(textwrap.dedent(OWN_PARTS))
+    (project / "own_config.py").write_text(textwrap.dedent(OWN_PARTS_CONFIG))
+    workdir = str(tmp_path / "runs" / "vae")
+    trained = run(os.path.join(ROOT, "train.py"), "--config=../project/own_config.py",
+                  f"--workdir={workdir}", "--config.model.name=vae",
+                  "--config.objective.likelihood=laplace_own", cwd=str(elsewhere))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    with open(os.path.join(workdir, "config.json")) as f:
+        recorded = json.load(f)
+    assert recorded["objective"]["likelihood"] == f"{project}/own_parts.py:laplace_own"
+    assert recorded["data"]["name"] == f"{project}/own_parts.py:tiny_arrays"
+    evaluated = run(os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}", cwd="/")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+        metrics = json.load(f)
+    assert (metrics["step"], metrics["test_images"]) == (2, 32)
+    # a loss named by its file is found beside the config, as a model's is
+    config = base_config()
+    config.objective.loss = "own_parts.py:l1"
+    locate_code_names(config, str(project / "own_config.py"))
+    assert config.objective.loss == f"{project}/own_parts.py:l1"
+    assert (config.model.name, config.data.name) == ("dense_ae", "fashion_mnist")
 
 
 def config_flag(flag_values: flags.FlagValues, argv: list[str]) -> None:

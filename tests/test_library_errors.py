@@ -371,6 +371,16 @@ def test_a_registered_name_in_other_letter_case_is_suggested():
         DATASETS.get("Fashion_MNIST")
 
 
+def test_titles_name_code_by_its_attribute_and_a_tfds_name_whole_with_its_version():
+    from jaxae.registry import display_name
+
+    assert display_name("/home/me/my_models.py:DeeperVAE") == "DeeperVAE"
+    assert display_name("mypkg.models:DeeperVAE") == "DeeperVAE"
+    assert display_name("conv_vae") == "conv_vae"
+    for tfds_name in ("celeb_a/align:2.1.0", "mnist:3.0.1"):
+        assert display_name(tfds_name) == tfds_name
+
+
 class _Defaults(models.Autoencoder):
     """A model that gives the data's fields defaults: the data's values must win."""
 

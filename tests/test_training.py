@@ -10,7 +10,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from jaxae import build, losses
+from jaxae import build, losses, tasks
 from jaxae import config as config_lib
 from jaxae.config import ConfigError
 from jaxae.data import batches
@@ -483,8 +483,6 @@ def test_a_batch_holds_the_rows_the_epoch_order_names():
 
 
 def test_a_task_refuses_scaled_images_and_a_shape_it_cannot_run_at():
-    from jaxae import tasks
-
     images = np.random.default_rng(0).integers(0, 256, (4, *MNIST), dtype=np.uint8)
     key = jax.random.key(0)
     inputs, targets = tasks.Reconstruct().make_example(images, key)
@@ -572,9 +570,20 @@ def test_a_denoising_autoencoder_s_latent_scatter_places_codes_of_its_corrupted_
     clean = generation.encode(model, params, images, labels, 5)
     assert codes.shape == clean.shape == (12, config.model.latent_dim)
     assert not np.allclose(codes, clean)
-    with pytest.raises(ValueError, match=r"^task Denoise corrupts the images it encodes: give "
+    with pytest.raises(ValueError, match=r"^task Denoise draws the inputs it encodes from the "
+                                         r"images \(a corruption or a binarised draw\): give "
                                          r"task_key= \(a run's Keys.eval"):
         generation.encode(model, params, images, labels, 5, task)
+    # under dynamic binarisation the model is given Bernoulli draws, not the grey images
+    binarised = tasks.Reconstruct(binarize_targets=True)
+    drawn = generation.encode(model, params, images, labels, 5, binarised, key)
+    inputs, _, _ = steps.eval_example(binarised, batch, jax.random.fold_in(key, 1))
+    assert set(np.unique(np.asarray(inputs))) == {0, 1}
+    np.testing.assert_allclose(
+        drawn[5:10], generation.deterministic_codes(model, params, inputs), rtol=1e-6)
+    assert not np.allclose(drawn, clean)
+    np.testing.assert_array_equal(generation.encode(model, params, images, labels, 5,
+                                                    tasks.Reconstruct()), clean)
 
 
 def test_the_eval_key_streams_share_no_key_with_its_batches():

@@ -155,7 +155,8 @@ def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequen
     from jaxae.registry import RegistryError, parameters
 
     name = flag_value(argv, "config.model.name") or config.model.name
-    name = _located(name, os.path.dirname(os.path.abspath(path)), "model")  # as loaded_config
+    name = _located(name, os.path.dirname(os.path.abspath(path)),  # as loaded_config
+                    "model.name")
     try:
         entry = MODELS.get(name)
     except (RegistryError, ImportError, OSError):
@@ -264,29 +265,32 @@ def loaded_config(flag_values: flags.FlagValues = flags.FLAGS) -> ml_collections
 
 
 def locate_code_names(config: ml_collections.ConfigDict, config_file: str | None) -> None:
-    """Make config.model.name and config.task.name findable from anywhere (`loaded_config`),
-    in place: a relative `file.py:Name` beside `config_file` (else in the current directory)
-    made absolute, a name registered by the user's own module made `its_file.py:name`; a
-    name that finds nothing is one line on stderr and exit 1."""
-    from jaxae.models import MODELS
+    """Make each field that names code (config.CODE_FIELDS: the model, the task, the loss,
+    the likelihood, the data set) findable from anywhere (`loaded_config`), in place: a
+    relative `file.py:Name` beside `config_file` (else in the current directory) made
+    absolute, a name registered by the user's own module made `its_file.py:name`; a name
+    that finds nothing is one line on stderr and exit 1."""
+    from jaxae.config import CODE_FIELDS
     from jaxae.registry import locatable_name
-    from jaxae.tasks import TASKS
 
     beside = os.path.dirname(os.path.abspath(config_file)) if config_file else os.getcwd()
-    for section, registry in (("model", MODELS), ("task", TASKS)):
-        if "name" not in config[section]:
-            _fail(f"config.{section} has no name: set config.{section}.name to one of "
-                  f"{', '.join(registry.names())}, or to 'path/to/file.py:Class'")
-        name = locatable_name(registry, _located(config[section].name, beside, section))
-        if name != config[section].name:
+    for code in CODE_FIELDS:
+        section = config[code.section]
+        if code.field not in section:
+            _fail(f"config.{code.section} has no {code.field}: set config.{code.path} to one "
+                  f"of {', '.join(code.registry.names())}, or to 'path/to/file.py:Class'")
+        if not isinstance(section[code.field], str):
+            continue  # (its own error comes with the config's checks)
+        name = locatable_name(code.registry, _located(section[code.field], beside, code.path))
+        if name != section[code.field]:
             with config.unlocked():
-                config[section].name = name
+                section[code.field] = name
 
 
-def _located(name: str, beside: str, section: str) -> str:
-    """config.SECTION.name with the relative file it names ('my_models.py:Tiny') made
-    absolute: beside the config file, else in the current directory; refused when both hold
-    a different file, or neither holds one. Other names as they are."""
+def _located(name: str, beside: str, path: str) -> str:
+    """config.PATH (a model's name, say) with the relative file it names ('my_models.py:Tiny')
+    made absolute: beside the config file, else in the current directory; refused when both
+    hold a different file, or neither holds one. Other names as they are."""
     from jaxae.registry import CodeName, close_file
 
     code = CodeName.parse(name)
@@ -296,14 +300,14 @@ def _located(name: str, beside: str, section: str) -> str:
     near, here = os.path.join(beside, where), os.path.abspath(where)
     if os.path.isfile(near) and os.path.isfile(here) and \
             os.path.realpath(near) != os.path.realpath(here):
-        _fail(f"config.{section}.name: {where!r} is both {near} (beside the config) and "
+        _fail(f"config.{path}: {where!r} is both {near} (beside the config) and "
               f"{here} (in the current directory): name the one you mean by its absolute "
               "path")
     if not os.path.isfile(near) and not os.path.isfile(here):
-        _fail(f"config.{section}.name: {where!r} is neither beside the config ({near}) nor in "
+        _fail(f"config.{path}: {where!r} is neither beside the config ({near}) nor in "
               f"the current directory ({here}): give its path from one of them, or an "
-              "absolute one" + next((f"; did you mean {close!r}?" for path in (near, here)
-                                    if (close := close_file(path))), ""))
+              "absolute one" + next((f"; did you mean {close!r}?" for place in (near, here)
+                                    if (close := close_file(place))), ""))
     return code.elsewhere(os.path.abspath(near if os.path.isfile(near) else here))
 
 

@@ -74,21 +74,22 @@ def encode(model: nn.Module, params: ModelParams, images_u8: np.ndarray,
            labels: np.ndarray | None = None, batch_size: int = 1000, task: Task | None = None,
            task_key: jax.Array | None = None) -> np.ndarray:
     """Codes [N, D] of uint8 images [N, H, W, C] (`deterministic_codes`), in batches: of the
-    clean images, or, given a `task` whose input differs from its target (a denoising task's
-    corruption), of the inputs it makes of them, the kind of input the model was trained to
-    encode. With evaluation's key and batch size, batch i is corrupted as evaluation's
-    batch i is (`keys.eval_example_key`): a task that corrupts needs `task_key`. `labels`,
-    each image's class, are read by conditional models only."""
+    clean images, or, given a `task` that draws its input from them (a denoising task's
+    corruption, a binarised draw: `Task.draws_input`), of the inputs it makes of them, the
+    kind of input the model was trained to encode. With evaluation's key and batch size,
+    batch i is drawn as evaluation's batch i is (`keys.eval_example_key`): such a task
+    needs `task_key`. `labels`, each image's class, are read by conditional models only."""
     check_params(params, "encode")
     if not hasattr(images_u8, "shape"):  # a list of images (a streamed split stays lazy)
         images_u8 = np.asarray(images_u8)
     declarations.check_images(np.shape(images_u8), "encode", getattr(model, "image_shape", None))
     if model.conditional:
         _check_labels(model, labels, len(images_u8))
-    corrupt = task is not None and task.shows_input
+    corrupt = task is not None and task.draws_input
     if corrupt and task_key is None:
-        raise ValueError(f"task {type(task).__name__} corrupts the images it encodes: give "
-                         "task_key= (a run's Keys.eval corrupts them as its evaluation did)")
+        raise ValueError(f"task {type(task).__name__} draws the inputs it encodes from the "
+                         "images (a corruption or a binarised draw): give task_key= (a "
+                         "run's Keys.eval draws them as its evaluation did)")
     parts = []
     for n, i in enumerate(range(0, len(images_u8), batch_size)):
         images = images_u8[i:i + batch_size]

@@ -36,6 +36,8 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
     def iwae_step(params: ModelParams, batch: dict, key: jax.Array) -> jax.Array:
         inputs, targets, sample_key = steps.eval_example(task, batch, key)
         labels, variables = batch.get("label"), variables_of(params)
+        flat = losses.flat_images  # a likelihood takes [B, pixels], as in training
+        flat_targets = flat(targets)
         with declarations.matching_params(model):
             mean, log_sigma = model.apply(variables, inputs, labels=labels, method="encode")
 
@@ -47,7 +49,7 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
                                                method="decode")
             with declarations.matching_params(model):
                 logits = jax.lax.map(decode, z)
-            log_px = jax.vmap(lambda lg: likelihood.log_prob(lg, targets))(logits)
+            log_px = jax.vmap(lambda lg: likelihood.log_prob(flat(lg), flat_targets))(logits)
             zeros = jnp.zeros_like(mean)
             log_w = log_px + losses.log_normal(z, zeros, zeros) - losses.log_normal(
                 z, mean, log_sigma)

@@ -45,6 +45,14 @@ class Task:
     # where it only shows the input (a corrupted image is no method's answer)
     input_method: ClassVar[str | None] = None
 
+    @property
+    def draws_input(self) -> bool:
+        """Whether the model's input is made from the image with the example's key (a
+        corruption, or a binarised draw), so that codes of what the model was trained to
+        encode need that key: the input a picture shows (`shows_input`), or a draw it does
+        not show."""
+        return self.shows_input or self.binarize_targets
+
     def input_shape(self, image_shape: Shape) -> Shape:
         """One input's shape, for images of `image_shape`."""
         return tuple(image_shape)

@@ -584,7 +584,7 @@ def _announce(run: _Run, state: steps.TrainState) -> None:
     code = "no code" if shape is None else "code " + "x".join(map(str, shape))
     per_epoch, total = run.steps_per_epoch, run.total_steps
     print(f"{display_name(config.model.name)} ({count:,} parameters, {code}) on "
-          f"{config.data.name} ({data.source}): "
+          f"{display_name(config.data.name)} ({data.source}): "
           f"{len(data.train)} train / {len(data.test)} test images of "
           f"{height}x{width}x{channels}, {per_epoch} step{'s' if per_epoch != 1 else ''} per "
           f"epoch, {total} step{'s' if total != 1 else ''} in all, on {devices} "

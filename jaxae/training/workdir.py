@@ -27,10 +27,8 @@ import ml_collections
 
 import jaxae
 from jaxae import config as config_lib
-from jaxae.models import MODELS
 from jaxae.provenance import cpu_threads, git_commit, source_sha256
 from jaxae.registry import CodeName, locatable_name, missing_file, moved, same_code
-from jaxae.tasks import TASKS
 from jaxae.training import lock
 from jaxae.training.checkpoints import CHECKPOINTS, CheckpointMismatch
 from jaxae.training.files import write_error, write_whole
@@ -43,9 +41,6 @@ RESUMES_FILE = "resumes.jsonl"  # what each resume changed: config.json holds on
 # the libraries whose versions environment.json records and a resume compares (each may
 # change how a step computes); jax's own version is recorded as "jax"
 LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax.checkpoint", "numpy")
-CODE_REGISTRIES = (("model", MODELS), ("task", TASKS))  # the sections that name code
-
-
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     """Checks, without writing anything, that the config may train in `workdir`: a run
     already there agrees with it on every run-defining field (config.RESUMABLE_FIELDS), and
@@ -237,14 +232,16 @@ def _saved_and_current(workdir: str, config: ml_collections.ConfigDict
     current = json.loads(config.to_json_best_effort())
     located = _located_names(config)
     relocated: dict[str, list[str]] = {}
-    for section, registry in CODE_REGISTRIES:  # short names recorded, files moved
-        recorded, name = saved.get(section, {}).get("name"), current[section].get("name")
-        where = located.get(section, name)  # the same name as config.json would record it
+    for code in config_lib.CODE_FIELDS:  # short names recorded, files moved
+        recorded = saved.get(code.section, {}).get(code.field)
+        name = current[code.section].get(code.field)
+        where = located.get(code.path, name)  # the same name as config.json would record it
         if isinstance(recorded, str) and isinstance(name, str) and (
-                same_code(recorded, name, registry) or same_code(recorded, where, registry)):
+                same_code(recorded, name, code.registry) or
+                same_code(recorded, where, code.registry)):
             if moved(recorded, where):
-                relocated[f"{section}.name"] = [recorded, where]
-            saved[section]["name"] = name
+                relocated[code.path] = [recorded, where]
+            saved[code.section][code.field] = name
     return saved, current, relocated
 
 
@@ -373,19 +370,20 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict,
 
 
 def code_files(config: ml_collections.ConfigDict) -> dict[str, str]:
-    """{'model': sha256, ...} of the user's files that the config's model and task name
-    ('path/to/my_models.py:Class'; not the modules those import): a run records them as it
-    starts, so that a file changed or replaced since (moved with its project, or edited) is
-    named when the run resumes or evaluates. A file that cannot be read is left out."""
+    """{'model': sha256, ...} of the user's files that the config's model, task, loss,
+    likelihood and data set name ('path/to/my_models.py:Class'; not the modules those
+    import): a run records them as it starts, so that a file changed or replaced since
+    (moved with its project, or edited) is named when the run resumes or evaluates. A file
+    that cannot be read is left out."""
     hashes = {}
     located = _located_names(config)
-    for section in ("model", "task"):
-        name = located.get(section, config[section].get("name"))
+    for code in config_lib.CODE_FIELDS:
+        name = located.get(code.path, config[code.section].get(code.field))
         file = CodeName.parse(name).file if isinstance(name, str) else None
         if file is not None:
             try:
                 with open(file, "rb") as f:  # a source file: small
-                    hashes[section] = hashlib.sha256(f.read()).hexdigest()
+                    hashes[code.registry.kind] = hashlib.sha256(f.read()).hexdigest()
             except OSError:
                 continue
     return hashes
@@ -405,11 +403,13 @@ def code_changes(workdir: str, config: ml_collections.ConfigDict,
             if isinstance(recorded, dict) and recorded.get(section) not in (None, now[section])}
 
 
-def _changed_file(config: ml_collections.ConfigDict, section: str, old: str, new: str,
+def _changed_file(config: ml_collections.ConfigDict, kind: str, old: str, new: str,
                   said: str) -> str:
-    """'the model file '...' `said` (sha256 OLD then, NEW now)': one of `code_changes`."""
-    name = _located_names(config).get(section, config[section].name)
-    return (f"the {section} file {CodeName.parse(name).where!r} {said} (sha256 "
+    """'the model file '...' `said` (sha256 OLD then, NEW now)': one of `code_changes`, of
+    the code of `kind` ("model", "task", "loss", "likelihood", "data set")."""
+    code = next(c for c in config_lib.CODE_FIELDS if c.registry.kind == kind)
+    name = _located_names(config).get(code.path, config[code.section][code.field])
+    return (f"the {kind} file {CodeName.parse(name).where!r} {said} (sha256 "
             f"{old[:12]} then, {new[:12]} now)")
 
 
@@ -456,24 +456,25 @@ def mismatch_with_code(error: CheckpointMismatch, workdir: str,
 
 
 def _located_names(config: ml_collections.ConfigDict) -> dict[str, str]:
-    """{section: name} of the model and task names as another process finds them, where
-    that differs: a name a module of the user's registered as 'path/to/that_module.py:name'
+    """{'model.name': name, ...} of the fields that name code (config.CODE_FIELDS: model,
+    task, loss, likelihood, data set) as another process finds them, where that differs: a
+    name a module of the user's registered as 'path/to/that_module.py:name'
     (`registry.locatable_name`), a relative 'file.py:Class' made absolute, a 'module:Class'
     of a module in a folder of the user's by its file (what train.py records): a run trained
     from a script or a folder of one's own evaluates with evaluate.py from anywhere."""
     located = {}
-    for section, registry in CODE_REGISTRIES:
-        name = config[section].get("name")
+    for field in config_lib.CODE_FIELDS:
+        name = config[field.section].get(field.field)
         if not isinstance(name, str):
             continue
         code = CodeName.parse(name)
         if code.file is not None and not os.path.isabs(code.file):
-            located[section] = code.elsewhere(os.path.abspath(code.file))
+            located[field.path] = code.elsewhere(os.path.abspath(code.file))
         elif code.where and "." not in code.where and \
                 (file := _file_of_uninstalled_module(code.where)):
-            located[section] = code.elsewhere(file)
-        elif (found := locatable_name(registry, name)) != name:
-            located[section] = found
+            located[field.path] = code.elsewhere(file)
+        elif (found := locatable_name(field.registry, name)) != name:
+            located[field.path] = found
     return located
 
 
@@ -499,13 +500,16 @@ def _distributed_modules() -> frozenset[str]:
 
 
 def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The config as config.json records it: model and task names registered by a module of
-    the user's located (`_located_names`), and the data's paths on disk (those its loader
-    declares, and TFDS's data dir) made absolute, so that the run resumes and evaluates from
-    any folder. A URL is left as it is."""
+    """The config as config.json records it: the names of code (model, task, loss,
+    likelihood, data set) registered by a module of the user's located (`_located_names`),
+    and the data's paths on disk (those its loader declares, and TFDS's data dir) made
+    absolute, so that the run resumes and evaluates from any folder. A URL is left as it
+    is."""
     recorded = copy.deepcopy(config)
-    for section, name in _located_names(config).items():
-        recorded[section].name = name
+    located = _located_names(config)
+    for code in config_lib.CODE_FIELDS:
+        if code.path in located:
+            recorded[code.section][code.field] = located[code.path]
     for field in config_lib.data_path_kinds(config):
         value = recorded.data.get(field)
         if isinstance(value, str) and value and "://" not in value and \
