@@ -44,6 +44,7 @@ import math
 import os
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -240,13 +241,26 @@ def chunk_fractions(cost: Cost, seconds_per_step: list[float], roofs: list[Roofs
 
 
 def plot(rows: list[dict], path: str, title: str) -> int:
-    """A PNG of two panels against each row's FLOPs per step (log scale): the FLOP/s it
+    """Writes `draw`'s picture of the rows to `path` (PNG, SVG or PDF); returns how many rows
+    its second panel draws."""
+    import matplotlib.pyplot as plt
+
+    figure = draw(rows, title)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return sum(bool(roof_point(r)) for r in rows)
+
+
+def draw(rows: list[dict], title: str) -> Any:
+    """A figure of two panels against each row's FLOPs per step (log scale): the FLOP/s it
     achieved (every row, under the measured matmul peak), and its fraction of the roof
-    (`roof_point`: the panel counts the rows over their roof by every count of bytes);
-    returns how many rows the second panel draws. One marker and colour per series (a model,
+    (`roof_point`: the panel counts the rows over their roof by every count of bytes). One
+    marker and colour per series (a model,
     and its convolution implementation and compute dtype where the rows differ in those),
-    filled where the matmul peak binds and hollow where the bandwidth does, each workload
-    labelled once with its image shape, width and batch."""
+    filled where the matmul peak binds and hollow where the bandwidth does (in the first
+    panel a row over its roof by every count of bytes has no bound: "bound unknown"), each
+    workload labelled once with its image shape, width and batch; under `title`, the sweep
+    the rows span (`sweep`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,12 +274,14 @@ def plot(rows: list[dict], path: str, title: str) -> int:
     for index, (name, mine) in enumerate(_series(rows).items()):
         marker, color = next(markers), f"C{index % 10}"
         for bound, fill in (("compute", color), ("memory", "none"), (None, "none")):
-            points = [r for r in mine if r.get("bound") == bound]
+            points = [r for r in mine if _known_bound(r) == bound]
             if points:
                 rate_axes.scatter([r["flops_per_step"] for r in points],
                                   [r["achieved_gflops"] for r in points], marker=marker,
                                   facecolors=fill, edgecolors=color,
-                                  label=f"{name}" + (f" ({bound}-bound)" if bound else ""))
+                                  label=f"{name} ({bound}-bound)" if bound else
+                                  f"{name} (bound unknown: bytes mismeasured)"
+                                  if any(r.get("roof_errors") for r in points) else name)
         drawn = [(r, *point) for r in mine if (point := roof_point(r))]
         for bound, fill in (("compute", color), ("memory", "none")):
             for counted in ("host", "device"):
@@ -285,11 +301,12 @@ def plot(rows: list[dict], path: str, title: str) -> int:
                  if r.get("compute_dtype") == dtype and r.get("peak_gflops")]
         if peaks:
             rate_axes.axhline(max(peaks), linestyle=style, color="grey", linewidth=1,
-                              label=f"{dtype} matmul peak, the highest measured")
+                              label=f"{dtype} matmul peak, the highest measured: "
+                                    f"{max(peaks):,.0f} GFLOP/s")
     if len({r.get("conv") for r in rows if r.get("conv")}) > 1:
         figure.text(0.01, 0.005, "FLOPs as each compiled step counts them: conv=patches is "
-                    "charged more than conv=xla for the same model, so compare step times "
-                    "across the two.", fontsize=7)
+                    "charged more than conv=xla for the same model, so compare the two by "
+                    "their step times (the report's table), not by these FLOP/s.", fontsize=7)
     over = sum(bool(r.get("roof_errors")) and not roof_point(r) for r in rows)
     if over:
         roof_axes.text(0.02, 0.97, f"{over} of {len(rows)} rows not drawn: over their roof, "
@@ -322,13 +339,11 @@ def plot(rows: list[dict], path: str, title: str) -> int:
             axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
             axes.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())
             axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    figure.suptitle(title, fontsize=9)
+    figure.suptitle(f"{title}\n{sweep(rows)}", fontsize=9)
     figure.tight_layout()
     for axes, points in ((rate_axes, rate_points), (roof_axes, roof_points)):
         _label_workloads(axes, points)  # where the laid-out axes put the points
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return sum(bool(roof_point(r)) for r in rows)
+    return figure
 
 
 LABEL_POINTS = 6  # the workloads' labels' font size
@@ -368,6 +383,36 @@ def _label_workloads(axes, points: list[tuple[dict, float]]) -> None:
                                                       "linewidth": 0.5}}
         axes.annotate(label, (x, y), fontsize=LABEL_POINTS, xytext=(shift, rise),
                       textcoords="offset points", color="0.25", **line)
+
+
+def _known_bound(row: dict) -> str | None:
+    """The roof that binds a row as the plot draws it (`roof_point`'s count of bytes); None
+    where every count put it over its roof, and so its bound was mismeasured too."""
+    point = roof_point(row)
+    if point is not None:
+        return point[1]
+    return None if row.get("roof_errors") else row.get("bound")
+
+
+def sweep(rows: list[dict]) -> str:
+    """What the rows span, in a line: 'conv_ae, conv_vae; 32-128 px, 3 channels; width 1,
+    4; batch 1024; bfloat16; conv patches, xla'."""
+    def listed(values: list) -> str:
+        return ", ".join(str(v) for v in sorted({v for v in values if v is not None}))
+
+    def span(values: list[int]) -> str:
+        low, high = min(values), max(values)
+        return f"{low}" if low == high else f"{low}-{high}"
+
+    parts = [listed([r["model"] for r in rows]),
+             f"{span([r['image_shape'][0] for r in rows])} px, "
+             f"{listed([r['image_shape'][2] for r in rows])} channels",
+             f"width {listed([r.get('width') or 1 for r in rows])}",
+             f"batch {listed([r['batch'] for r in rows])}",
+             listed([r.get("compute_dtype") for r in rows])]
+    if convs := listed([r.get("conv") for r in rows]):
+        parts.append(f"conv {convs}")
+    return "; ".join(p for p in parts if p)
 
 
 def roof_point(row: dict) -> tuple[float, str | None, str] | None:

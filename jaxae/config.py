@@ -94,6 +94,8 @@ def base_config() -> ml_collections.ConfigDict:
         "subset": "first",  # which N: the "first" (stored order) or "random" (seeded draw)
         "val_size": 0,  # images carved (deterministically) from the training split
         "binarize": "none",  # Bernoulli targets: "static" (one fixed draw) or "dynamic"
+        # (each step's own); the static draw, the test split's too, follows the seed, so
+        # runs of other seeds are scored on other draws of the same test images
         "streaming": "auto",  # "memory", "stream" (Grain), or "auto": stream what exceeds
         # the device memory the training images may take: whole, or else a streamed chunk
         # of batches at a time (one batch at least)

@@ -360,6 +360,12 @@ def test_write_pictures_takes_a_key_and_names_a_split_or_state_given_for_its_arg
     drawn = pictures.reconstruction_rows(model, Reconstruct(binarize_targets=True),
                                          state.params, data.test, jax.random.key(3), 4)
     assert drawn[-1][0] == "target\n(binarised draw)" and set(np.unique(drawn[-1][1])) <= {0, 1}
+    static = make_splits(from_arrays(np.asarray(data.train.images), np.asarray(data.test.images)),
+                         jax.random.key(0), binarize="static")
+    drawn = pictures.reconstruction_rows(model, task, state.params, static.test,
+                                         jax.random.key(3), 4)
+    assert drawn[-1][0] == "original\n(binarised)" and set(np.unique(drawn[-1][1])) <= {0, 1}
+    assert pictures.original_label(data.test) == "original"
 
 
 def test_a_registered_name_in_other_letter_case_is_suggested():

@@ -134,6 +134,26 @@ def test_the_plot_is_written(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_plot_names_the_peak_the_sweep_and_no_bound_for_rows_over_every_roof():
+    """A row over its roof by every count of bytes was called memory-bound beside the empty
+    panel that refused its bytes; the peak's line had no figure; the title no sweep."""
+    import matplotlib.pyplot as plt
+
+    over = {"model": "conv_ae", "conv": "patches", "compute_dtype": "bfloat16",
+            "image_shape": [32, 32, 3], "width": 1, "batch": 1024, "flops_per_step": 1.2e10,
+            "achieved_gflops": 8000.0, "bound": "memory", "fraction_of_roof": None,
+            "roof_errors": ["over its roof"], "peak_gflops": 650000.0}
+    fits = dict(over, batch=2048, roof_errors=[], fraction_of_roof=0.5, peak_gflops=604175.0)
+    figure = roofline.draw([over, fits], "NVIDIA H200, 2026-12-04")
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert labels == ["conv_ae (memory-bound)", "conv_ae (bound unknown: bytes mismeasured)",
+                      "bfloat16 matmul peak, the highest measured: 650,000 GFLOP/s"]
+    assert figure._suptitle.get_text() == ("NVIDIA H200, 2026-12-04\nconv_ae; 32 px, 3 "
+                                           "channels; width 1; batch 1024, 2048; bfloat16; "
+                                           "conv patches")
+    plt.close(figure)
+
+
 def test_each_workload_is_labelled_once_and_no_label_covers_another():
     """Two models at one workload share its label, and workloads of nearly the same FLOPs
     and rate (28x28x3 and 32x32x3 at width 1) had their labels drawn over each other."""

@@ -102,6 +102,36 @@ def test_colour_pictures_and_many_classes(tmp_path):
     assert matplotlib.image.imread(path).shape[1] > 850  # widened for two legend columns
 
 
+def test_a_scatter_draws_each_point_once_and_no_class_always_over_the_others():
+    """Drawn class by class the last class covered the rest where they overlap (Ankle boot
+    over Sneaker): classes are spread over groups and take turns at being drawn last."""
+    from jaxae.evaluation import plots
+
+    labels = np.repeat([0, 1, 2], [600, 300, 100])
+    drawn = plots.draw_order(labels)
+    every = np.concatenate([indices for _, indices in drawn])
+    assert sorted(every.tolist()) == list(range(1000))
+    assert all((labels[indices] == c).all() for c, indices in drawn)
+    last_quarter = np.concatenate([indices for _, indices in drawn[-len(drawn) // 4:]])
+    np.testing.assert_allclose(np.bincount(labels[last_quarter]) / len(last_quarter),
+                               [0.6, 0.3, 0.1], atol=0.03)
+    assert len(drawn) == 60 and {c for c, _ in drawn[2::3]} == {0, 1, 2}  # 20 groups of 3
+
+
+def test_large_images_get_a_picture_pixel_each_and_wrapped_blocks_stand_apart(tmp_path):
+    from jaxae.evaluation import plots
+
+    images = np.random.default_rng(0).random((6, 128, 128, 3))
+    plots.image_rows([("output", images), ("original", images)], "t", str(tmp_path / "l.png"))
+    assert matplotlib.image.imread(str(tmp_path / "l.png")).shape[1] >= 6 * 130
+    rows = [("output", np.zeros((40, 4, 4, 1))), ("original", np.zeros((40, 4, 4, 1)))]
+    plots.image_rows(rows, "t", str(tmp_path / "w.png"))
+    picture = matplotlib.image.imread(str(tmp_path / "w.png"))[..., :3].min(-1)
+    white_runs = [len(run) for run in "".join("w" if v > 0.99 else "." for v in
+                  picture[:, picture.shape[1] // 2]).split(".") if run]
+    assert max(white_runs[1:-1]) > 2 * min(white_runs[1:-1])  # between blocks: a wider gap
+
+
 @pytest.mark.parametrize("task, model", [
     ({"task.name": "superresolve", "task.factor": 4}, {"name": "superres"}),
     ({"task.name": "denoise", "task.corruption": "gaussian"}, {"name": "dense_ae"}),

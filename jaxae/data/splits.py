@@ -22,6 +22,7 @@ SUBSETS = ("first", "random")  # which train_size / test_size images a run keeps
 class Split:
     images: np.ndarray | RecordArray  # uint8 [N, H, W, C]; a RecordArray when streamed
     labels: np.ndarray | RecordArray  # int32 [N]
+    binarized: bool = False  # the images are a static Bernoulli draw (data.binarize=static)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -234,4 +235,4 @@ def _streamed_splits(data: Dataset, data_key: jax.Array, keep_train: slice | np.
 def _binarized(split: Split | None, key: jax.Array) -> Split | None:
     if split is None:
         return None
-    return Split(batches.binarize_static(split.images, key), split.labels)
+    return Split(batches.binarize_static(split.images, key), split.labels, binarized=True)

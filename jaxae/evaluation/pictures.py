@@ -69,7 +69,8 @@ def picture_indices(labels: np.ndarray, num_images: int) -> np.ndarray:
 def reconstruction_rows(model: nn.Module, task: Task, params: ModelParams, split: Split,
                         key: jax.Array, num_images: int) -> list[tuple[str, np.ndarray]]:
     """Rows of the reconstruction picture: [input, classical baseline,] output, original (the
-    target a dynamically binarising task drew from it, so labelled)."""
+    target a dynamically binarising task drew from it, or the static draw the split holds,
+    so labelled)."""
     chosen = picture_indices(split.labels, num_images)
     images, labels = np.asarray(split.images)[chosen], np.asarray(split.labels)[chosen]
     inputs, targets = task.make_example(images, eval_example_key(key, 0))
@@ -81,7 +82,7 @@ def reconstruction_rows(model: nn.Module, task: Task, params: ModelParams, split
                      np.asarray(task.input_as_image(inputs, image_shape))))
     if task.shows_input and task.baseline_name is not None:
         rows.append((task.baseline_name, np.asarray(task.baseline(inputs, image_shape))))
-    target = "target\n(binarised draw)" if task.binarize_targets else "original"
+    target = "target\n(binarised draw)" if task.binarize_targets else original_label(split)
     return rows + [("output", np.asarray(losses.sigmoid(logits))),
                    (target, np.asarray(targets))]
 
@@ -127,7 +128,13 @@ def sample_rows(model: nn.Module, params: ModelParams, data: Splits, key: jax.Ar
         perturbed = generation.perturbed_code_samples(model, params, inputs,
                                                       jax.random.fold_in(key, i), labels)
         rows.append((f"code x (1+N(0,1))\ndraw {i + 1}", perturbed))
-    return "perturbed codes", rows + [("original", images / 255.0)]
+    return "perturbed codes", rows + [(original_label(data.test), images / 255.0)]
+
+
+def original_label(split: Split) -> str:
+    """How pictures label a split's own images: binarised where the split holds a static
+    draw of them (data.binarize=static), not the data set's grey originals."""
+    return "original\n(binarised)" if split.binarized else "original"
 
 
 def write_pictures(model: nn.Module, task: Task, params: ModelParams, data: Splits,
@@ -185,7 +192,8 @@ def write_pictures(model: nn.Module, task: Task, params: ModelParams, data: Spli
         points = np.asarray(pca.project(pca.fit(codes, 2), codes))
         if points.shape[1] < 2:  # a single test image has one principal direction
             points = np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
-        axes = ("principal component 1 of the codes", "principal component 2 of the codes")
+        codes_are = "z_mean" if model.variational else "the codes"
+        axes = (f"principal component 1 of {codes_are}", f"principal component 2 of {codes_are}")
     what = "z_mean" if model.variational else "codes"
     if task.shows_input:  # the model encodes what the task gives it, as in training
         label = task.input_label(data.test.images.shape[1:]).replace("\n", " ")

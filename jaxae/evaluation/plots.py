@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 
+import matplotlib.lines  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
@@ -61,29 +62,33 @@ def wrapped(rows: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
 
 def image_rows(rows: list[tuple[str, np.ndarray]], title: str, path: str) -> None:
     """Saves a grid: one row per (label, images [N, H, W(, C)] in [0, 1]), label on the left;
-    rows of more than MAX_COLUMNS images wrap (`wrapped`).
+    rows of more than MAX_COLUMNS images wrap (`wrapped`), the blocks apart by a wider gap.
 
     Rows may have different resolutions (a 14x14 input above a 28x28 output): each image is
     drawn in the same cell size, so a low-resolution input is shown enlarged, as blocks. The
-    grid is one canvas with a 2-pixel white gutter, drawn in a single image call.
+    grid is one canvas with a 2-pixel white gutter, drawn in a single image call, at least
+    one picture pixel per image pixel (larger images: a larger picture).
     """
+    per_block = len(rows)
     rows = wrapped(rows)
     num_cols = max(len(images) for _, images in rows)
     height = max(images.shape[1] for _, images in rows)
     width = max(images.shape[2] for _, images in rows)
     channels = max(1 if images.ndim == 3 else images.shape[-1] for _, images in rows)
-    gap = 2
-    canvas = np.ones((len(rows) * (height + gap) - gap, num_cols * (width + gap) - gap,
-                      channels), np.float32)
-    for r, (_, images) in enumerate(rows):
+    gap, block_gap = 2, max(8, height // 3)
+    tops = [r * (height + gap) + (r // per_block) * block_gap for r in range(len(rows))]
+    canvas = np.ones((tops[-1] + height, num_cols * (width + gap) - gap, channels), np.float32)
+    for top, (_, images) in zip(tops, rows, strict=True):
         for c, image in enumerate(images[:num_cols]):
-            top, left = r * (height + gap), c * (width + gap)
+            left = c * (width + gap)
             canvas[top:top + height, left:left + width] = _enlarged(image, height, width)
-    fig, ax = plt.subplots(figsize=(1.0 * num_cols + 1.2, 1.05 * len(rows) + 0.6))
+    inches = max(1.0, (width + gap) / 90), max(1.05, (height + gap) / 90)  # 100 dpi, margins
+    fig, ax = plt.subplots(figsize=(inches[0] * num_cols + 1.2,
+                                    inches[1] * canvas.shape[0] / (height + gap) + 0.6))
     _show(ax, canvas)
     ax.set_xticks([])
-    ax.set_yticks([r * (height + gap) + height / 2 for r in range(len(rows))],
-                  [label for label, _ in rows], fontsize=10)
+    ax.set_yticks([top + height / 2 for top in tops], [label for label, _ in rows],
+                  fontsize=10)
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
@@ -152,16 +157,14 @@ def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tupl
     fig, axes = plt.subplots(1, len(panels), squeeze=False,
                              figsize=(8.5 + 6.5 * (len(panels) - 1) + 1.6 * (min(columns, 4) - 1),
                                       7))
-    present = set(np.unique(labels).tolist())  # one scatter call per class drawn, not per class
+    styles = class_styles(num_classes)
+    present = sorted(set(np.unique(labels).tolist()))  # classes the images lack: no entry
     for ax, panel in zip(axes[0], panels, strict=True):
-        for c, ((colour, marker), name) in enumerate(zip(class_styles(num_classes),
-                                                         class_names, strict=True)):
-            if c not in present:  # a class the drawn images lack: no points, no legend entry
-                continue
-            chosen = labels == c
+        for c, chosen in draw_order(labels):  # no class drawn over all the others
+            colour, marker = styles[c]
             ax.scatter(panel.points_Nx2[chosen, 0], panel.points_Nx2[chosen, 1],
                        s=3 if marker == "o" else 5, alpha=0.6, color=colour, marker=marker,
-                       label=_short(name), rasterized=True)
+                       rasterized=True)
         ax.set_xlabel(panel.axis_names[0])
         ax.set_ylabel(panel.axis_names[1])
     if y_is_class:
@@ -174,12 +177,36 @@ def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tupl
     else:
         _set_title(axes[0, 0], title)
     if num_classes <= MAX_LEGEND:
-        axes[0, -1].legend(markerscale=4 if num_classes <= 20 else 2.5,
-                           fontsize=8 if num_classes <= 40 else 6, loc="center left",
-                           bbox_to_anchor=(1.0, 0.5), ncol=columns)
+        entries = [matplotlib.lines.Line2D([], [], linestyle="", color=styles[c][0],
+                                           marker=styles[c][1], label=_short(class_names[c]),
+                                           markersize=7 if num_classes <= 20 else 4.5)
+                   for c in present]
+        axes[0, -1].legend(handles=entries, fontsize=8 if num_classes <= 40 else 6,
+                           loc="center left", bbox_to_anchor=(1.0, 0.5), ncol=columns)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def draw_order(labels: np.ndarray, groups: int = 20) -> list[tuple[int, np.ndarray]]:
+    """(class, indices of its points) in the order a scatter draws them: each class's points
+    spread evenly over `groups` groups, and within group k the classes in turn from the k-th
+    on, so that no class lies under all the others where they overlap (drawn class by class,
+    the last class would cover the rest)."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels).tolist()
+    share = np.empty(len(labels))
+    for c in classes:
+        where = np.flatnonzero(labels == c)
+        share[where] = np.arange(len(where)) / len(where)
+    order = np.argsort(share, kind="stable")
+    drawn = []
+    for k, group in enumerate(np.array_split(order, min(groups, max(1, len(order))))):
+        turn = k % len(classes)
+        for c in classes[turn:] + classes[:turn]:
+            if (chosen := group[labels[group] == c]).size:
+                drawn.append((c, chosen))
+    return drawn
 
 
 def _short(name: str, width: int = 24) -> str:
