@@ -1472,3 +1472,17 @@ def test_redraw_plots_is_an_option_of_report_alone(tmp_path, capsys):
     shown = " ".join(capsys.readouterr().out.split())
     assert ("--redraw-plots with report: first draw each experiment's plot (<out>/NAME/plot.png) "
             "again from its table.json, without training") in shown
+
+
+def test_bars_that_do_not_apply_are_marked_rather_than_left_like_zeros():
+    """Classical baselines: no bicubic for denoising, no median filter for super-resolution;
+    their slots read 'n/a', and a legend names a series more fully where asked."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    figures.grouped_bars(ax, ["a", "b"], {"x": [1.0, None], "y": [None, 2.0], "z": [3.0, 1.0]},
+                         missing="n/a")
+    assert sorted(t.get_text() for t in ax.texts) == ["n/a", "n/a"]
+    figures.figure_legend(fig, ax, {"x": "C0", "y": "C1", "z": "C2"}, names={"y": "y, in full"})
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["x", "y, in full", "z"]
+    plt.close(fig)

@@ -369,13 +369,15 @@ def plot(rows: list[dict], scale: str, path: str) -> None:
                        for k, v in found.items()}
             ax = axes[row_index, col]
             figures.grouped_bars(ax, [t.replace(", ", ",\n").replace(" (", "\n(")
-                                      for t in tasks], series, colors, spreads=spreads)
+                                      for t in tasks], series, colors, spreads=spreads,
+                                 missing="n/a")
             ax.set_ylabel(label)
             ax.set_title(f"{dataset}: {label}")
             ax.tick_params(axis="x", labelsize=8)
             ax.grid(alpha=0.3, axis="y")
             ax.margins(y=0.1)
-    figures.figure_legend(fig, axes[0, 0], colors)
+    figures.figure_legend(fig, axes[0, 0], colors, names={
+        INPUT: "input (upsampled by nearest neighbour; or corrupted)"})
     figures.save(fig, path)
 
 

@@ -286,7 +286,7 @@ def plot_record(record: dict, path: str) -> None:
 
 def plot(rows: list[dict], scale: str, pixels: int, path: str) -> None:
     fig, axes = figures.panels(1, "Dropout-corrupted DAE (rate 0.5): test PSNR against code "
-                               "size", scale, width=8.0, height=5.2)
+                               "size", scale, width=10.5, height=6.4)
     ax = axes[0, 0]
     colors = ("tab:blue", "tab:red", "tab:green")
     for color, dataset in zip(colors, dict.fromkeys(r["dataset"] for r in rows), strict=False):
@@ -299,7 +299,7 @@ def plot(rows: list[dict], scale: str, pixels: int, path: str) -> None:
         ax.plot(x, [r["median_psnr"] for r in mine], linestyle=":", color=color,
                 label=f"{dataset}: 3x3 median filter of the input")
         ax.plot(x, [r["input_psnr"] for r in mine], linestyle="--", color=color,
-                label=f"{dataset}: corrupted input (floor)")
+                label=f"{dataset}: corrupted input, no restoration")
     ax.axvline(pixels, color="gray", linewidth=1)
     ax.annotate(f"image size {pixels} ", (pixels, 0.98), xycoords=("data", "axes fraction"),
                 fontsize=8, color="gray", ha="right", va="top")
@@ -307,7 +307,7 @@ def plot(rows: list[dict], scale: str, pixels: int, path: str) -> None:
     ax.tick_params(axis="x", labelrotation=90)  # close sizes (784, 940) keep apart
     ax.set_ylabel("test PSNR against the clean image (dB)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     figures.save(fig, path)
 
 

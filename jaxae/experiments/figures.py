@@ -77,8 +77,10 @@ def log2_latent_axis(ax, sizes: list[int]) -> None:
 
 def grouped_bars(ax, groups: list[str], series: dict[str, list[float | None]],
                  colors: dict[str, str] | None = None, annotate: str | None = None,
-                 spreads: dict[str, list[tuple[float, float] | None]] | None = None) -> None:
-    """Bars per group (x) and series (colour); None leaves a gap; `annotate` formats values.
+                 spreads: dict[str, list[tuple[float, float] | None]] | None = None,
+                 missing: str | None = None) -> None:
+    """Bars per group (x) and series (colour); None leaves a gap, marked `missing` where
+    given (e.g. "n/a": a method that does not apply, not a zero); `annotate` formats values.
     `spreads` ({series: each group's (lowest, highest) over the seeds, or None}) draws an error
     bar on each bar that has one; a value's label then sits beyond its bar's error bar."""
     width = 0.8 / max(1, len(series))
@@ -94,6 +96,12 @@ def grouped_bars(ax, groups: list[str], series: dict[str, list[float | None]],
             for at, v, e in zip(centers, values, ends, strict=True):
                 if v is not None:
                     _value_label(ax, at, v, e, annotate)
+        if missing:
+            for at, v in zip(centers, values, strict=True):
+                if v is None:
+                    ax.annotate(missing, (at, 0), xytext=(0, 2), textcoords="offset points",
+                                ha="center", va="bottom", fontsize=6, color="0.45",
+                                rotation=90)
     ax.set_xticks(x, groups)
 
 
@@ -107,11 +115,14 @@ def _value_label(ax, x: float, value: float, ends: tuple[float, float] | None,
                 fontsize=7)
 
 
-def figure_legend(fig, ax, colors: dict[str, str]) -> None:
-    """One legend for every panel, in a row under the title, in the order of `colors`."""
+def figure_legend(fig, ax, colors: dict[str, str], names: dict[str, str] | None = None
+                  ) -> None:
+    """One legend for every panel, in a row under the title, in the order of `colors`; each
+    series named by `names` where it gives a name (a longer one than the bars' label)."""
     handles, labels = ax.get_legend_handles_labels()
     order = [labels.index(name) for name in colors if name in labels]
-    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper center",
+    fig.legend([handles[i] for i in order], [(names or {}).get(labels[i], labels[i])
+                                              for i in order], loc="upper center",
                ncol=len(order), fontsize=9, bbox_to_anchor=(0.5, 0.955), frameon=False)
     fig.set_layout_engine("tight", rect=(0, 0, 1, 0.93))
 
