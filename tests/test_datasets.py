@@ -364,8 +364,9 @@ def test_a_folder_names_images_a_viewer_turns_by_their_exif_orientation(tmp_path
     Image.fromarray(np.zeros((8, 6, 3), np.uint8)).save(root / "a" / "phone.jpg", exif=exif)
     turned = "; 1 turned by EXIF in a viewer, read as stored (sideways or mirrored: turn the "
     assert turned in folder.plan_folder(root, image_size=6).describe()
-    with pytest.raises(DataError, match=r"differ in size \(6x8, 8x6; 1 turned by EXIF in a "
-                                        r"viewer, read as stored"):
+    with pytest.raises(DataError, match=r"differ in size \(6x8: 6 images, e.g. a/0.png; 8x6: 1 "
+                                        r"image, a/phone.jpg; 1 turned by EXIF in a viewer, "
+                                        r"read as stored"):
         folder.plan_folder(root)
     data = DATASETS.get("folder")(path=str(root), tfds_dir=str(tmp_path / "tfds"),
                                   image_size=6)
@@ -393,6 +394,16 @@ def test_a_folder_prepared_into_a_log_says_how_far_it_has_got(tmp_path, capsys,
     DATASETS.get("folder")(path=str(tmp_path / "pets"), tfds_dir=str(tmp_path / "other"),
                            image_size=8, channels=3)
     assert " of 12 train images" not in capsys.readouterr().out
+    # a large folder is read and hashed before anything is prepared: said as it goes
+    monkeypatch.setattr(folder, "ANNOUNCED_FILES", 10)
+    monkeypatch.setattr(folder, "CHECK_EVERY_S", 0.0)
+    folder.plan_folder(tmp_path / "pets", image_size=8)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"checking 15 images in {tmp_path / 'pets'}: their headers, then "
+                        "their sha256 (which tells a prepared copy of the same files)")
+    assert [line.split(" (")[0] for line in lines[1:]] == (
+        [f"read {n} of 15 image headers" for n in range(1, 15)]
+        + [f"hashed {n} of 15 files" for n in range(1, 15)])
 
 
 def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys) -> None:
@@ -570,6 +581,15 @@ def test_a_preparation_that_fails_on_a_truncated_image_leaves_no_folder(tmp_path
     tfds_dir = tmp_path / "tfds"
     with pytest.raises(DataError, match="truncated"):
         DATASETS.get("folder")(path=str(root), tfds_dir=str(tfds_dir), image_size=8)
+    assert os.listdir(tfds_dir / "jaxae_folder") == []
+    for name in ("dog/1.png", "grey/sub/2.png"):  # two more: all three named at once
+        png = (root / name).read_bytes()
+        (root / name).write_bytes(png[:len(png) // 2])
+    with pytest.raises(DataError) as caught:
+        DATASETS.get("folder")(path=str(root), tfds_dir=str(tfds_dir), image_size=8)
+    line = one_line(caught, f"3 images in {root} are corrupt, truncated or not images: ",
+                    ": replace or remove them")
+    assert all(f"{name} (" in line for name in ("cat/0.png", "dog/1.png", "grey/sub/2.png"))
     assert os.listdir(tfds_dir / "jaxae_folder") == []
     where = str(tmp_path / "set" / "1.0.0")
     lock = tmp_path / "set" / records.PREPARE_LOCK

@@ -1120,7 +1120,8 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
     shutil.copytree(moved, mixed)
     from PIL import Image
     Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(mixed / "a" / "wide.png")
-    refusal = (f"images in {str(mixed)} differ in size (8x8, 12x10), and the run in "
+    refusal = (f"images in {str(mixed)} differ in size (8x8: 24 images, e.g. a/0.png; 12x10: "
+               "1 image, a/wide.png), and the run in "
                f"{workdir!r} trained on images of one size at their own size: these are not "
                f"its images; point --config.data.path back at {photos!r}")
     for attempt in (lambda: evaluate.evaluate_workdir(workdir,
@@ -1129,8 +1130,10 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
         with pytest.raises(config_lib.ConfigError) as caught:  # not "set ...image_size"
             attempt()
         assert str(caught.value) == refusal
-    with pytest.raises(DataError, match=r"differ in size \(8x8, 12x10\): set "
-                                        r"--config.data.image_size to resize"):
+    with pytest.raises(DataError, match=r"differ in size \(8x8: 24 images, e.g. a/0.png; 12x10: "
+                                        r"1 image, a/wide.png\): set --config.data.image_size "
+                                        r"\(load_folder's image_size=\) to resize and centre-crop "
+                                        r"them to one size, or remove the images of other sizes"):
         _resume(config, str(tmp_path / "new_run"), str(mixed), 2)  # a new run may resize
     assert not workdir_lib.holds_run(str(tmp_path / "new_run"))
     os.rename(os.path.join(workdir, "config.json"), tmp_path / "config.json")

@@ -18,9 +18,23 @@ class MixedImageSizes(DataError):
 
     def __init__(self, problem: str) -> None:
         self.problem = " ".join(problem.split())
-        super().__init__(f"{problem}: set --config.data.image_size to resize and centre-crop "
-                         "them to one size")
+        super().__init__(f"{problem}: set --config.data.image_size (load_folder's "
+                         "image_size=) to resize and centre-crop them to one size, or remove "
+                         "the images of other sizes")
 
     def __reduce__(self) -> tuple[type, tuple[str]]:
         """Pickled (for another process) as the problem alone: the fix is added once."""
         return MixedImageSizes, (self.problem,)
+
+
+class CorruptImage(DataError):
+    """An image file that does not decode (corrupt, truncated, or no image); `path` and
+    `cause` let a caller that meets several name them all at once."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        self.path, self.cause = path, cause
+        super().__init__(f"image {path} is corrupt, truncated or not an image ({cause}): "
+                         "replace or remove it")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return CorruptImage, (self.path, self.cause)

@@ -37,7 +37,7 @@ import tensorflow_datasets as tfds
 from PIL import Image, UnidentifiedImageError
 
 from jaxae.data.dataset import ONE_CLASS, Dataset, from_prepared, reads_paths, unset_means
-from jaxae.data.errors import DataError, MixedImageSizes
+from jaxae.data.errors import CorruptImage, DataError, MixedImageSizes
 from jaxae.data.images import (
     GREY_MODES,
     has_transparency,
@@ -59,6 +59,8 @@ from jaxae.data.records import (
 )
 
 SPLITS = ("train", "test")
+ANNOUNCED_FILES = 20_000  # a folder of this many images says it is being checked
+CHECK_EVERY_S = 10.0  # then how far the check has got, every this many seconds
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 FORMATS = "PNG, JPEG, BMP, PPM, PGM, TIFF or WebP"
 FORMAT_VERSION = 1  # bump when decoding / resizing changes, so prepared sets are re-made
@@ -233,12 +235,14 @@ def _infer_shape(
     """The shape and conversions from the options and every image's header: what the options
     leave unset is read from them, and every image whose header cannot be read is named at
     once, before anything is prepared."""
-    sizes, greys, transparent, upscaled, turned, unreadable = set(), 0, 0, 0, 0, []
-    for rel in rels:
+    greys, transparent, upscaled, turned, unreadable = 0, 0, 0, 0, []
+    sizes: dict[tuple[int, int], list[str]] = {}  # (height, width) -> its images
+    for rel in logged_progress(rels, "image headers", CHECK_EVERY_S, verb="read",
+                               on_terminal=True):
         path = os.path.join(root, rel)
         try:
             with Image.open(path) as im:
-                sizes.add((im.height, im.width))
+                sizes.setdefault((im.height, im.width), []).append(rel)
                 greys += im.mode in GREY_MODES
                 transparent += has_transparency(im)
                 upscaled += image_size is not None and min(im.height, im.width) < image_size
@@ -255,15 +259,24 @@ def _infer_shape(
         raise DataError(f"{len(unreadable)} images in {root} cannot be read: {shown}"
                         f"{'; ...' if len(unreadable) > 3 else ''}: replace or remove them")
     if image_size is None and len(sizes) > 1:
-        shown = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
-        more = ", ..." if len(sizes) > 4 else ""
-        exif = f"; {turned} turned by EXIF in a viewer, {TURNED_FIX}" if turned else ""
-        raise MixedImageSizes(f"images in {root} differ in size ({shown}{more}{exif})")
+        raise MixedImageSizes(f"images in {root} differ in size ({_sizes_named(sizes, turned)})")
     h, w = (image_size, image_size) if image_size is not None else next(iter(sizes))
     c = channels if channels is not None else (1 if greys == len(rels) else 3)
     converted = greys if c == 3 else len(rels) - greys
     return _Headers((int(h), int(w), int(c)), image_size is not None, converted, transparent,
                     upscaled, turned)
+
+
+def _sizes_named(sizes: dict[tuple[int, int], list[str]], turned: int) -> str:
+    """'32x32: 320 images, e.g. a/0.png; 40x48: 1 image, a/odd.png', the commonest size
+    first, so that a stray image is found by its name (the first four sizes, then how many)."""
+    common = sorted(sizes.items(), key=lambda item: (-len(item[1]), item[0]))
+    shown = "; ".join(f"{h}x{w}: " + (f"1 image, {rels[0]}" if len(rels) == 1 else
+                                      f"{len(rels)} images, e.g. {rels[0]}")
+                      for (h, w), rels in common[:4])
+    more = f"; {len(sizes)} sizes in all" if len(sizes) > 4 else ""
+    exif = f"; {turned} turned by EXIF in a viewer, {TURNED_FIX}" if turned else ""
+    return shown + more + exif
 
 
 def plan_folder(
@@ -340,9 +353,12 @@ def plan_folder(
         raise DataError(f"image folder {root} gives an empty test split: "
                         + _empty_test_fix(layout, test_fraction))
     rels = [rel for split in SPLITS for rel, _ in files[split]]
+    if len(rels) >= ANNOUNCED_FILES:  # seconds to minutes before anything else is said
+        print(f"checking {len(rels):,} images in {root}: their headers, then their sha256 "
+              "(which tells a prepared copy of the same files)", flush=True)
     headers = _infer_shape(root, rels, image_size, channels)
     shape, resize = headers.shape, headers.resize
-    files_sha256 = sha256_json(files_entries(root, rels))
+    files_sha256 = sha256_json(files_entries(root, rels, CHECK_EVERY_S))
     carved = layout != "train/test"
     fingerprint = "folder-sha256:" + sha256_json({
         "format": FORMAT_VERSION, "files": files_sha256, "layout": layout,
@@ -383,15 +399,33 @@ class JaxaeFolder(JaxaeBuilder):
         plan: FolderPlan = self.builder_config.plan
         write_source_record(self, fingerprint=plan.fingerprint, files_sha256=plan.files_sha256,
                             source=plan.describe(), root=plan.root)
+        self._corrupt: list[CorruptImage] = []
         return {split: self._generate_examples(split) for split in SPLITS}
 
     def _generate_examples(self, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Yield (index, {image, label}) in plan order (class, then relative path)."""
+        """Yield (index, {image, label}) in plan order (class, then relative path). An image
+        that does not decode is passed over and the others decoded, so that the last split
+        names every one of them at once (the preparation, refused then, is not kept)."""
         plan: FolderPlan = self.builder_config.plan
         files = plan.files[split]
         for i, (rel, label) in enumerate(logged_progress(files, f"{split} images")):
-            image = load_image(os.path.join(plan.root, rel), plan.image_shape, plan.resize)
+            try:
+                image = load_image(os.path.join(plan.root, rel), plan.image_shape, plan.resize)
+            except CorruptImage as e:
+                self._corrupt.append(e)
+                continue
             yield i, {"image": image, "label": label}
+        if split == SPLITS[-1] and self._corrupt:
+            raise _all_corrupt(self._corrupt, plan.root)
+
+
+def _all_corrupt(corrupt: list[CorruptImage], root: str) -> DataError:
+    """One error naming every image that did not decode (the first five, then how many)."""
+    if len(corrupt) == 1:
+        return corrupt[0]
+    shown = "; ".join(f"{os.path.relpath(e.path, root)} ({e.cause})" for e in corrupt[:5])
+    return DataError(f"{len(corrupt)} images in {root} are corrupt, truncated or not images: "
+                     f"{shown}{'; ...' if len(corrupt) > 5 else ''}: replace or remove them")
 
 
 def _short_hash(text: str) -> str:

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from jaxae.data.errors import DataError
+from jaxae.data.errors import CorruptImage, DataError
 
 RESAMPLE = Image.Resampling.BICUBIC
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
@@ -170,8 +170,7 @@ def load_image(path: str, image_shape: tuple[int, int, int], resize: bool = True
     except UnsupportedMode as e:
         raise DataError(f"image {path} cannot be used: {e}") from None
     except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise DataError(f"image {path} is corrupt, truncated or not an image ({e}): replace "
-                        "or remove it") from None
+        raise CorruptImage(path, str(e)) from None
     if (image.height, image.width) != (height, width):
         if not resize:
             raise DataError(f"image {path} is {image.height}x{image.width}, not {height}x{width}"

@@ -114,10 +114,14 @@ def bytes_entry(name: str, data: bytes) -> list:
     return [name, len(data), hashlib.sha256(data).hexdigest()]
 
 
-def files_entries(root: str, relpaths: Iterable[str]) -> list[list]:
-    """[relative path, size, sha256] of each file, sorted by path."""
+def files_entries(root: str, relpaths: Iterable[str], every_s: float | None = None
+                  ) -> list[list]:
+    """[relative path, size, sha256] of each file, sorted by path; with `every_s`, a line
+    "hashed N of M files" every `every_s` seconds (`logged_progress`), terminal or not."""
     entries = []
-    for rel in sorted(relpaths):
+    ordered = sorted(relpaths)
+    for rel in ordered if every_s is None else logged_progress(
+            ordered, "files", every_s, verb="hashed", on_terminal=True):
         path = os.path.join(root, rel)
         entries.append([rel.replace(os.sep, "/"), os.path.getsize(path), sha256_file(path)])
     return entries
@@ -274,20 +278,21 @@ def _is_disk_full(error: BaseException | None) -> bool:
 LOG_EVERY_S = 30.0  # a preparation's progress line where no progress bar is shown
 
 
-def logged_progress(items: Sequence[Any], what: str, every_s: float | None = None
-                    ) -> Iterator[Any]:
-    """The items, with a line "prepared N of M <what> (P%, R a second)" every `every_s`
-    seconds (default LOG_EVERY_S) where standard error is no terminal: TFDS's bars are
-    hidden there (`_tfds_bars`), and a folder of many photographs takes minutes."""
+def logged_progress(items: Sequence[Any], what: str, every_s: float | None = None,
+                    verb: str = "prepared", on_terminal: bool = False) -> Iterator[Any]:
+    """The items, with a line "<verb> N of M <what> (P%, R a second)" every `every_s`
+    seconds (default LOG_EVERY_S) where standard error is no terminal (TFDS's bars are
+    hidden there, `_tfds_bars`: a folder of many photographs takes minutes), and also on
+    one with `on_terminal` (work that shows no bar of its own)."""
     every_s = LOG_EVERY_S if every_s is None else every_s
-    logged = not sys.stderr.isatty()
+    logged = on_terminal or not sys.stderr.isatty()
     start = last = time.perf_counter()
     for done, item in enumerate(items, 1):
         yield item
         now = time.perf_counter()
         if logged and now - last >= every_s and done < len(items):
             last = now
-            print(f"prepared {done:,} of {len(items):,} {what} ({done / len(items):.0%}, "
+            print(f"{verb} {done:,} of {len(items):,} {what} ({done / len(items):.0%}, "
                   f"{done / (now - start):,.0f} a second)", flush=True)
 
 
