@@ -1,7 +1,8 @@
 """Models of one's own: a deeper MLP VAE (two hidden layers in the encoder, one in the
 decoder), trained by naming its file: `config.model = {"name": "my_models.py:DeeperVAE"}`
-(see my_config.py beside it); and an autoencoder with BatchNorm and Dropout,
-`--config.model.name=my_models.py:NormedAE`.
+(see my_config.py beside it); and an autoencoder with BatchNorm and Dropout, trained with
+that config's model section replaced whole (its DeeperVAE fields are not NormedAE's):
+`--config.model="{'name': 'my_models.py:NormedAE'}"`.
 
 What jaxae reads from a model is what it declares (`jaxae/models/base.py` gives the calling
 convention): `image_shape` (a field: the data's shape is given to it), `latent_shape` (one

@@ -62,6 +62,9 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     if spec is None or not os.path.isfile(path):
         raise SystemExit(f"error: config file {path!r} does not exist: give one, e.g. "
                          "configs/test.py")
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:  # `import my_models` in the config finds its neighbour
+        sys.path.insert(1, folder)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config()

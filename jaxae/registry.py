@@ -78,7 +78,9 @@ class Registry:
                     _qualname(self._entries[name]) == _qualname(entry)
                     and self._files.get(name) == file)):
                 raise RegistryError(f"a {self.kind} named {name!r} is registered already "
-                                    f"({_where(self._entries[name])})")
+                                    f"({_where(self._entries[name])}): register yours under "
+                                    "another name, or name it by its file "
+                                    "('path/to/file.py:Class' needs no registration)")
             self._entries[name] = entry
             self._files[name] = file
             self._origins[name] = sys._getframe(1).f_globals.get("__name__", "")

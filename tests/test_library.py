@@ -127,6 +127,24 @@ def test_the_own_loop_example_takes_a_config_file_as_train_py_does():
         shown.stdout
 
 
+def test_the_own_loop_example_runs_a_config_that_imports_its_neighbour(tmp_path, monkeypatch):
+    """A config's `import` of a module beside it (as train.py loads it) failed there with a
+    bare ModuleNotFoundError."""
+    from examples import own_loop
+
+    (tmp_path / "neighbour_sizes.py").write_text("CODE = 3\n")
+    (tmp_path / "cfg.py").write_text("import neighbour_sizes\nfrom jaxae.configs import test\n"
+                                     "\n\ndef get_config():\n    config = test.get_config()\n"
+                                     "    config.model.latent_dim = neighbour_sizes.CODE\n"
+                                     "    return config\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the folder it adds, taken away after
+    monkeypatch.chdir("/")
+    try:
+        assert own_loop.load_config_file(str(tmp_path / "cfg.py")).model.latent_dim == 3
+    finally:
+        sys.modules.pop("neighbour_sizes", None)
+
+
 def test_the_own_loop_example_finds_a_model_file_beside_its_config_from_any_folder(
         tmp_path, monkeypatch):
     """examples/my_config.py names "my_models.py:DeeperVAE", beside it: found from another

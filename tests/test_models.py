@@ -1018,7 +1018,9 @@ def test_a_definition_run_again_replaces_its_entry_and_another_is_refused():
             latent_dim: int = width
         defined.append(CellAE)
     assert registry.get("cell_ae") is defined[1] and defined[0] is not defined[1]
-    with pytest.raises(RegistryError, match="a model named 'cell_ae' is registered already"):
+    with pytest.raises(RegistryError, match=r"a model named 'cell_ae' is registered already "
+                                            r"\(.*\): register yours under another name, or "
+                                            r"name it by its file"):
         registry.register("cell_ae")(_VAE)
 
 
