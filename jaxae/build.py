@@ -7,6 +7,7 @@ section becomes one (the task, loss and likelihood come from `jaxae.config`).
 from __future__ import annotations
 
 import functools
+import math
 import os
 import shlex
 import sys
@@ -15,7 +16,9 @@ from typing import NamedTuple
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from jaxae import config as config_lib
@@ -23,7 +26,7 @@ from jaxae import objectives, optimizers
 from jaxae.data import DATASETS, Splits, make_splits
 from jaxae.data.errors import MixedImageSizes
 from jaxae.data.splits import SplitSizeError, first_images_note
-from jaxae.messages import raised_at
+from jaxae.messages import first_line, raised_at
 from jaxae.models import build_model, declarations
 from jaxae.models.initializers import DEFAULT_SCHEME, SCHEMES
 from jaxae.models.registry import MODELS, NeedsClasses
@@ -190,11 +193,84 @@ def check_model(model: nn.Module, task: Task, image_shape: tuple[int, int, int])
 
 def check_task(task: Task, image_shape: tuple[int, int, int]) -> None:
     """A task that cannot run at `image_shape`, as a ConfigError naming its config field
-    (`check_model` names the task itself, for a task built outside a config)."""
+    (`check_model` names the task itself, for a task built outside a config); then a task of
+    one's own that does not keep its contract (`check_task_example`)."""
     try:
         task.check(image_shape)
     except ValueError as e:
         raise config_lib.ConfigError(f"config.task.{e}") from None
+    check_task_example(task, image_shape)
+
+
+TRACED_BATCH = 5  # the batch size a task and an objective are traced at (an odd one)
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """'28x28x1'."""
+    return "x".join(map(str, shape))
+
+
+def check_task_example(task: Task, image_shape: tuple[int, int, int]) -> None:
+    """Traces `task.make_example` on an abstract batch (nothing is computed): inputs of
+    another shape than its `input_shape` declares, targets not shaped as the images, or
+    inputs holding an array of the batch's shape fixed when traced (drawn with NumPy rather
+    than with the key: every step would see the same draw, and no seed would reach it) are
+    a ConfigError naming the task, before anything compiles."""
+    name = f"task {type(task).__name__}"
+    images = jax.ShapeDtypeStruct((TRACED_BATCH, *image_shape), jnp.uint8)
+    try:
+        traced = jax.make_jaxpr(task.make_example)(images, jax.random.key(0))
+    except Exception as e:  # noqa: BLE001 (a task of one's own may raise anything)
+        raise config_lib.ConfigError(f"{name} fails on a batch of {shape_text(image_shape)} "
+                                     f"images: {type(e).__name__}: {first_line(e)}"
+                                     f"{raised_at(e)}") from None
+    inputs, targets = (tuple(out.shape) for out in traced.out_avals[:2])
+    declared = tuple(task.input_shape(image_shape))
+    if inputs[1:] != declared:
+        raise config_lib.ConfigError(
+            f"{name} makes inputs of {shape_text(inputs[1:])} from {shape_text(image_shape)} "
+            f"images, but its input_shape says {shape_text(declared)}: make input_shape "
+            "return the shape corrupt returns")
+    if targets != (TRACED_BATCH, *image_shape):
+        raise config_lib.ConfigError(
+            f"{name} makes targets of {shape_text(targets[1:])} from "
+            f"{shape_text(image_shape)} images: make_example returns (inputs, the images as "
+            "floats in [0, 1]) and only corrupt changes the inputs")
+    if any(np.ndim(c) == len(image_shape) + 1 and np.shape(c)[0] == TRACED_BATCH
+           for c in traced.consts):
+        raise config_lib.ConfigError(
+            f"{name} gives its inputs an array per image that is fixed when the step is "
+            "traced (drawn with NumPy?): every step would see the same one, and no seed "
+            "reaches it: draw it in corrupt with jax.random and the key corrupt is given")
+
+
+def check_objective(objective: objectives.Objective, model: nn.Module,
+                    image_shape: tuple[int, int, int], field: str) -> None:
+    """Traces `objective` as training calls it, on abstract flat logits and targets [B,
+    pixels] and the model's aux (nothing is computed): one that fails there (a loss or a
+    likelihood of one's own written for [B, H, W, C] arrays, say) or does not give one
+    "loss" per image is a ConfigError naming config.`field`, before anything compiles."""
+    pixels = math.prod(image_shape)
+    flat = jax.ShapeDtypeStruct((TRACED_BATCH, pixels), jnp.float32)
+    aux = {}
+    if model.variational:  # what NegativeELBO reads of a variational model's aux
+        latent = jax.ShapeDtypeStruct((TRACED_BATCH, *model.latent_shape), jnp.float32)
+        aux = {"mean": latent, "log_sigma": latent}
+    try:
+        terms = jax.eval_shape(objective, flat, flat, aux)
+    except Exception as e:  # noqa: BLE001 (a loss of one's own may raise anything)
+        raise config_lib.ConfigError(
+            f"config.{field} fails on flat logits and targets [batch, {pixels}] (each image's "
+            f"pixels in one row, as training gives them): {type(e).__name__}: "
+            f"{first_line(e)}{raised_at(e)}") from None
+    loss = terms.get("loss") if isinstance(terms, dict) else None
+    if getattr(loss, "shape", None) != (TRACED_BATCH,):
+        what = (f"an array of shape {list(loss.shape)}" if hasattr(loss, "shape") else
+                "no 'loss'" if isinstance(terms, dict) else f"a {type(terms).__name__}")
+        raise config_lib.ConfigError(
+            f"config.{field} gives {what} for a batch of {TRACED_BATCH} flat images "
+            f"[{TRACED_BATCH}, {pixels}], not one loss per image [{TRACED_BATCH}]: reduce "
+            "over the pixels (axis -1)")
 
 
 class RunObjects(NamedTuple):
@@ -218,7 +294,10 @@ def run_objects(config: ml_collections.ConfigDict, image_shape: tuple[int, int, 
     train_model = make_model(config, image_shape, num_classes, config.train.compute_dtype) \
         if train else model
     check_model(model, task, image_shape)
-    return RunObjects(task, model, train_model, make_objective(config, model))
+    objective = make_objective(config, model)
+    check_objective(objective, model, image_shape,
+                    "objective.likelihood" if model.variational else "objective.loss")
+    return RunObjects(task, model, train_model, objective)
 
 
 def make_objective(config: ml_collections.ConfigDict, model: nn.Module

@@ -889,3 +889,62 @@ def test_encode_reads_images_that_are_not_an_array_batch_by_batch():
     codes = generation.encode(model, state.params, lazy, batch_size=3)
     assert lazy.read == [3, 3, 2]
     np.testing.assert_array_equal(codes, generation.encode(model, state.params, IMAGES))
+
+
+def test_a_task_of_ones_own_that_breaks_its_contract_is_named_before_compiling():
+    """Traced on an abstract batch: inputs of another shape than input_shape says (the error
+    had blamed the model's parameters), and a corruption drawn with NumPy, the same at every
+    step and out of the seed's reach (it had trained silently)."""
+    import dataclasses
+
+    from jaxae.tasks import Task
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Halves(Task):
+        def corrupt(self, targets, key):
+            return targets[:, ::2, ::2]
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class NumpyNoise(Task):
+        def corrupt(self, targets, key):
+            noise = np.random.default_rng().normal(size=targets.shape).astype(np.float32)
+            return targets + noise
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class KeyedNoise(Task):
+        def corrupt(self, targets, key):
+            return targets + jax.random.normal(key, targets.shape)
+
+    with pytest.raises(ConfigError, match=r"^task Halves makes inputs of 14x14x1 from 28x28x1 "
+                                          r"images, but its input_shape says 28x28x1: make "
+                                          r"input_shape return the shape corrupt returns$"):
+        build.check_task(Halves(), MNIST)
+    with pytest.raises(ConfigError, match=r"^task NumpyNoise gives its inputs an array per image "
+                                          r"that is fixed when the step is traced"):
+        build.check_task(NumpyNoise(), MNIST)
+    build.check_task(KeyedNoise(), MNIST)
+    for shipped in (Reconstruct(), Reconstruct(binarize_targets=True)):
+        build.check_task(shipped, MNIST)
+
+
+def test_a_loss_of_ones_own_that_is_not_one_number_per_flat_image_is_named_before_compiling():
+    model = models.build_model({"name": "dense_ae", "latent_dim": 4}, image_shape=MNIST)
+    per_pixel = objectives.Reconstruction(lambda logits, targets: jnp.abs(logits - targets))
+    with pytest.raises(ConfigError, match=r"^config.objective.loss gives an array of shape "
+                                          r"\[5, 784\] for a batch of 5 flat images \[5, 784\], "
+                                          r"not one loss per image \[5\]: reduce over the "
+                                          r"pixels \(axis -1\)$"):
+        build.check_objective(per_pixel, model, MNIST, "objective.loss")
+
+    def edges(logits, targets):  # written for [B, H, W, C]
+        return jnp.abs(logits[:, 1:, :, :] - targets[:, 1:, :, :]).mean(axis=(1, 2, 3))
+
+    with pytest.raises(ConfigError, match=r"^config.objective.loss fails on flat logits and "
+                                          r"targets \[batch, 784\] \(each image's pixels in one "
+                                          r"row, as training gives them\): IndexError: .*\(at \S*"
+                                          r"test_library_errors.py:\d+, in edges\)$"):
+        build.check_objective(objectives.Reconstruction(edges), model, MNIST, "objective.loss")
+    build.check_objective(objectives.Reconstruction(losses.mse), model, MNIST, "objective.loss")
+    vae = models.build_model({"name": "vae", "latent_dim": 2}, image_shape=MNIST)
+    build.check_objective(objectives.NegativeELBO(objectives.Gaussian()), vae, MNIST,
+                          "objective.likelihood")
