@@ -486,6 +486,68 @@ def test_a_field_the_model_declares_is_overridable_though_the_config_file_leaves
                     "you mean 'width'? its fields are conv, features, init, width")
 
 
+OWN_TASK_AND_LIKELIHOOD = '''
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxae.tasks import Task
+
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Inpaint(Task):
+        hole: int = 6
+
+        def corrupt(self, targets, key):
+            return targets.at[:, :self.hole, :self.hole].set(0.0)
+
+
+    @dataclasses.dataclass(frozen=True)
+    class Laplace:
+        laplace_scale: float = 0.1
+
+        def log_prob(self, logits, targets):
+            return -jnp.abs(jax.nn.sigmoid(logits) - targets).sum(-1) / self.laplace_scale
+'''
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+def test_fields_of_ones_own_task_and_likelihood_and_of_a_whole_model_flag_are_overridable(
+        tmp_path, capsys):
+    """As a model's: a field a task or likelihood of one's own declares (the config file
+    leaves it out) takes a flag; a field a flag adds after a whole section given as a dict
+    is told to go inside it (ml_collections refused it as an unknown field)."""
+    (tmp_path / "own_parts.py").write_text(textwrap.dedent(OWN_TASK_AND_LIKELIHOOD))
+    config = f"--config={ROOT}/configs/vae_fashion_2d.py"
+    argv = ["train.py", config, f"--config.task.name={tmp_path}/own_parts.py:Inpaint",
+            "--config.task.hole=4", f"--config.objective.likelihood={tmp_path}/own_parts.py:"
+            "Laplace", "--config.objective.laplace_scale=0.3"]
+    code, flag_values = parse(argv, config_flag)
+    assert code == 0, capsys.readouterr().err
+    assert (flag_values.config.task.hole, flag_values.config.objective.laplace_scale) == (4, 0.3)
+    code, _ = parse([*argv[:3], "--config.task.hoel=4"], config_flag)
+    assert code == 1
+    assert one_line(capsys.readouterr().err).endswith(
+        "own_parts.py:Inpaint' has no field 'hoel'; did you mean 'hole'? its fields are "
+        "binarize_targets, hole")
+    code, _ = parse(["train.py", f"--config={ROOT}/configs/default.py",
+                     "--config.objective.delta=0.1"], config_flag)  # a loss takes no options
+    assert code == 1
+    assert one_line(capsys.readouterr().err) == (
+        "error: --config.objective.delta: config.objective has no field 'delta'; did you mean "
+        "'beta'? its fields are beta, gaussian_scale, likelihood, loss, and those the "
+        "likelihood 'bernoulli' declares (none); a loss takes no fields: give it its constants "
+        "in its own file")
+    code, _ = parse(["train.py", config, "--config.model={'name': 'vae'}",
+                     "--config.model.latent_dim=3"], config_flag)
+    assert code == 1
+    assert one_line(capsys.readouterr().err) == (
+        "error: --config.model.latent_dim: --config.model=... replaces the whole section, "
+        "which then holds only name: give latent_dim inside it, --config.model=\"{..., "
+        "'latent_dim': VALUE}\"")
+
+
 @pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
 def test_a_field_override_finds_the_users_model_beside_the_config(tmp_path, monkeypatch,
                                                                   capsys):

@@ -4,6 +4,7 @@ config gives made findable from anywhere, so that a run's config.json names the 
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
 import sys
@@ -59,9 +60,10 @@ def define_config_flag(default: str | None, flag_values: flags.FlagValues = flag
 
     def load_with_model_fields(path: str) -> Any:
         config = load(path)
-        if isinstance(config, ml_collections.ConfigDict) and "model" in config:
-            _add_overridden_model_fields(config, sys.argv if argv is None else argv,
-                                         path.split(":", 1)[0])
+        if isinstance(config, ml_collections.ConfigDict) and \
+                all(section in config for section, _ in OPEN_SECTIONS):
+            _add_overridden_fields(config, sys.argv if argv is None else argv,
+                                   path.split(":", 1)[0])
         return config
 
     parser.parse = load_with_model_fields
@@ -137,53 +139,96 @@ def _is_config_file_flag(flag: flags.Flag) -> bool:
     return isinstance(flag.parser, ConfigFileFlagParser)
 
 
-def _add_overridden_model_fields(config: ml_collections.ConfigDict, argv: Sequence[str],
-                                 path: str) -> None:
-    """Adds to the loaded config's model section, at the model's default, each field that a
-    --config.model.FIELD override names and the config file left unset, so that every field
-    the model declares can be overridden; a field the model does not declare is one line
-    naming the fields it does."""
-    fields = [p.split(".", 1)[1] for p in override_paths(argv)
-              if p.startswith("model.") and p.count(".") == 1]
-    missing = [f for f in fields if f not in config.model]
-    if not missing:
-        return
-    from jaxae.kernels import conv
+# the sections open to the fields of the entry they name (a model's, a task's, a likelihood's)
+OPEN_SECTIONS = (("model", "name"), ("task", "name"), ("objective", "likelihood"))
+
+
+def _add_overridden_fields(config: ml_collections.ConfigDict, argv: Sequence[str],
+                           path: str) -> None:
+    """Adds to the loaded config's model, task and objective sections, at the entry's
+    default, each field that a --config.SECTION.FIELD override names and the config file
+    left unset, so that every field a model, a task or a likelihood declares (one's own
+    too) can be overridden; a field the entry does not declare is one line naming the
+    fields it does."""
     from jaxae.models import MODELS
+    from jaxae.objectives import LIKELIHOODS
+    from jaxae.tasks import TASKS
+
+    registries = {"model": MODELS, "task": TASKS, "objective": LIKELIHOODS}
+    for section, name_field in OPEN_SECTIONS:
+        fields = [p.split(".", 1)[1] for p in override_paths(argv)
+                  if p.startswith(f"{section}.") and p.count(".") == 1]
+        whole = _whole_section(argv, section)
+        if whole is not None and (loose := [f for f in fields if f not in whole]):
+            _fail(f"--config.{section}.{loose[0]}: --config.{section}=... replaces the whole "
+                  f"section, which then holds only {', '.join(whole) or 'nothing'}: give "
+                  f"{loose[0]} inside it, --config.{section}=\"{{..., '{loose[0]}': VALUE}}\"")
+        missing = [f for f in fields if f not in config[section]]
+        if missing:
+            name = flag_value(argv, f"config.{section}.{name_field}") or \
+                config[section][name_field]
+            _add_fields(config, section, registries[section], name, missing, path)
+
+
+def _whole_section(argv: Sequence[str], section: str) -> dict | None:
+    """The fields of a section given whole, --config.SECTION="{'name': ..., ...}"; None where
+    no flag gives it so (or not as a dict: its own error follows)."""
+    whole = flag_value(argv, f"config.{section}")
+    try:
+        given = ast.literal_eval(whole) if whole else None
+    except (ValueError, SyntaxError):
+        return None
+    return given if isinstance(given, dict) else None
+
+
+def _add_fields(config: ml_collections.ConfigDict, section: str, registry: Any, name: str,
+                missing: list[str], path: str) -> None:
+    """`_add_overridden_fields` for one section, whose entry `registry` names `name`."""
+    from jaxae.kernels import conv
     from jaxae.models.initializers import DEFAULT_SCHEME
     from jaxae.models.registry import settable_fields
     from jaxae.registry import RegistryError, parameters
 
-    name = flag_value(argv, "config.model.name") or config.model.name
+    field_of_name = dict(OPEN_SECTIONS)[section]
     name = _located(name, os.path.dirname(os.path.abspath(path)),  # as loaded_config
-                    "model.name")
+                    f"{section}.{field_of_name}")
     try:
-        entry = MODELS.get(name)
+        entry = registry.get(name)
     except (RegistryError, ImportError, OSError):
         return  # the name's own error comes with the rest of the config's checks
     declared = parameters(entry)
-    builder = {"init": DEFAULT_SCHEME,
-               **({"conv": conv.DEFAULT_IMPLEMENTATION} if "conv" in declared else {})}
+    builder = {}  # options the model builder reads, at the builder's defaults
+    if section == "model":
+        builder = {"init": DEFAULT_SCHEME,
+                   **({"conv": conv.DEFAULT_IMPLEMENTATION} if "conv" in declared else {})}
     for field in missing:
         kind = _declared_type(entry, field)
-        if field in builder:  # options the builder reads, at the builder's defaults
+        if field in builder:
             default = builder[field]
-        elif field not in declared:
-            settable = settable_fields(entry)
-            close = difflib.get_close_matches(field, settable, n=1)
-            _fail(f"--config.model.{field}: model {name!r} has no field {field!r}; "
+        elif field not in declared and section == "objective":  # the section's, and more
+            own = list(config.objective)
+            close = difflib.get_close_matches(field, own + sorted(declared), n=1)
+            _fail(f"--config.objective.{field}: config.objective has no field {field!r}; "
                   + (f"did you mean {close[0]!r}? " if close else "")
+                  + f"its fields are {', '.join(own)}, and those the likelihood {name!r} "
+                  f"declares ({', '.join(sorted(declared)) or 'none'}); a loss takes no "
+                  "fields: give it its constants in its own file")
+        elif field not in declared:
+            settable = settable_fields(entry) if section == "model" else sorted(declared)
+            close = difflib.get_close_matches(field, settable, n=1)
+            _fail(f"--config.{section}.{field}: {registry.kind} {name!r} has no field "
+                  f"{field!r}; " + (f"did you mean {close[0]!r}? " if close else "")
                   + f"its fields are {', '.join(settable) or 'none'}")
         elif (default := declared[field].default) is None and kind is not None:
             default = ml_collections.config_dict.placeholder(kind)  # None, of that type
         elif default is declared[field].empty or default is None or callable(default):
-            _fail(f"--config.model.{field}: {path} does not set config.model.{field} and "
-                  f"model {name!r} gives it no default to override: set it in the config "
-                  "file")
+            _fail(f"--config.{section}.{field}: {path} does not set config.{section}.{field} "
+                  f"and {registry.kind} {name!r} gives it no default to override: set it in "
+                  "the config file")
         elif kind is float and isinstance(default, int) and not isinstance(default, bool):
             default = float(default)  # `beta: float = 1` takes 0.5
         with config.unlocked():
-            config.model[field] = default
+            config[section][field] = default
 
 
 def _declared_type(entry: Any, field: str) -> type | None:
