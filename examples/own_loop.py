@@ -6,7 +6,8 @@ Each part is the one train.py uses: `derive_keys(seed)` gives the data, initiali
 training streams; `build.load_data` the splits (the config's sizes, subset, validation);
 `build.run_objects` the task, models and objective; `create_train_state` the parameters,
 drawn under the config's initialisation scheme; `batches.epoch_permutation` each epoch's
-order; `steps.make_train_step` one step, which folds the step number into its key. Change
+order (a streamed split, larger than memory: `StreamedBatches` reads the same batches from
+disk); `steps.make_train_step` one step, which folds the step number into its key. Change
 any part and the loop is yours; keep them and its parameters equal train.py's bit for bit on
 the same machine (`tests/test_library.py` checks it). train.py adds checkpoints, resume,
 evaluation and logs around the same steps, and compiles many steps as one loop.
@@ -25,7 +26,7 @@ import numpy as np
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.cli.config_flag import locate_code_names
-from jaxae.data import batches
+from jaxae.data import StreamedBatches, batches
 from jaxae.keys import derive_keys
 from jaxae.training import steps
 
@@ -42,6 +43,13 @@ def train(config: ml_collections.ConfigDict) -> steps.TrainState:
     state = steps.create_train_state(model, tx, task.input_shape(data.image_shape),
                                      keys.init, build.init_scheme(config))  # float32 weights
     train_step = steps.make_train_step(train_model, task, objective)
+    if data.streamed:  # read from disk batch by batch, in the same order as in memory
+        with StreamedBatches(data.train, keys.data, batch_size, config.train.num_epochs) as s:
+            for step, batch in enumerate(s.batches()):
+                state, metrics = train_step(state, batch, keys.train)
+                if (step + 1) % steps_per_epoch == 0:
+                    report(step // steps_per_epoch, metrics)
+        return state
     images, labels = np.asarray(data.train.images), np.asarray(data.train.labels)
     for epoch in range(config.train.num_epochs):
         order = np.asarray(batches.epoch_permutation(keys.data, epoch, num_examples))
@@ -49,8 +57,12 @@ def train(config: ml_collections.ConfigDict) -> steps.TrainState:
             batch = order[i * batch_size:(i + 1) * batch_size]
             state, metrics = train_step(state, {"image": images[batch],
                                                 "label": labels[batch]}, keys.train)
-        print(f"epoch {epoch + 1}: train loss {float(metrics['loss']):.4f} (last batch)")
+        report(epoch, metrics)
     return state
+
+
+def report(epoch: int, metrics: dict) -> None:
+    print(f"epoch {epoch + 1}: train loss {float(metrics['loss']):.4f} (last batch)")
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:

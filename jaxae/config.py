@@ -11,8 +11,9 @@
 
 Validation runs before any data is loaded or anything is compiled, so a wrong value costs a
 second and a one-line message naming the field and a fix. The top level is locked (a field a
-config file misspells is an error at load); the model, task and objective sections are open
-for the fields of user-registered entries, and a field no entry declares is an error too.
+config file misspells is an error at load); the model, task, objective and data sections are
+open for the fields of one's own entries (a data set's loader's too), and a field no entry
+declares is an error too.
 A field that may be left unset (a placeholder: data.train_size, train.stop_after_steps, ...)
 is unset again from the command line with `--config.FIELD=None`.
 """
@@ -146,7 +147,7 @@ def base_config() -> ml_collections.ConfigDict:
         "manifold_size": 15,  # 2-D latents: decoded images per side of the manifold grid
     })
     c.lock()
-    for open_section in ("model", "task", "objective"):  # fields of user-registered entries
+    for open_section in ("model", "task", "objective", "data"):  # fields of one's own entries
         c[open_section].unlock()
     return c
 
@@ -453,6 +454,15 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
     except RegistryError as e:
         raise ConfigError(f"config.data.name: {e}") from None
     _check_read_locations(config.data, parameters(loader))
+    known = set(base_config().data) | set(parameters(loader))
+    for field in config.data:
+        if field not in known:
+            close = difflib.get_close_matches(field, sorted(known), n=1)
+            raise ConfigError(
+                f"config.data.{field} is neither a field of config.data nor one the data set "
+                f"{config.data.name!r} reads: " + (f"did you mean {close[0]!r}? " if close
+                                                   else "")
+                + f"the data set reads {', '.join(sorted(parameters(loader))) or 'none'}")
     _choice(config, "data.binarize", BINARIZATIONS)
     _choice(config, "data.subset", SUBSETS)
     for field in ("train_size", "test_size"):

@@ -454,8 +454,9 @@ def test_none_unsets_a_field_the_config_file_set_and_is_refused_for_one_that_nee
     code, _ = parse(["train.py", config, "--config.data.trian_size=None"], config_flag)
     assert code == 1
     line = one_line(capsys.readouterr().err)
-    assert line == ("error: unknown config field config.data.trian_size: did you mean "
-                    "config.data.train_size?")
+    assert line.startswith("error: --config.data.trian_size: config.data has no field "
+                           "'trian_size'; did you mean 'train_size'? its fields are binarize, ")
+    assert line.endswith("and those the data set 'fashion_mnist' declares (none)")
     argv = ["evaluate.py", "--workdir=w", "--config.data.tfds_dir=None"]
     code, flag_values = parse(argv, evaluate_flags)
     assert code == 0

@@ -62,6 +62,7 @@ def test_the_readmes_library_script_runs_on_a_data_set_of_its_readers_size(tmp_p
 @pytest.mark.parametrize("overrides", [
     {"model": {"name": "vae", "latent_dim": 2}, "optim.schedule": "cosine"},
     {"task.name": "denoise", "model.latent_dim": 32, "data.subset": "random"},
+    {"data.streaming": "stream"},  # larger than memory: StreamedBatches reads it from disk
 ])
 def test_the_own_loop_example_trains_to_train_pys_bits(tiny_config, tmp_path, overrides):
     """examples/own_loop.py, jaxae's parts in a plain Python loop, ends where train.py does:
@@ -71,6 +72,11 @@ def test_the_own_loop_example_trains_to_train_pys_bits(tiny_config, tmp_path, ov
 
     config = tiny_config(**{"data.train_size": 256, "train.num_epochs": 2, **overrides})
     trained = train_and_evaluate(config, str(tmp_path / "run"))
+    if "data.streaming" in overrides:
+        from jaxae import build
+        from jaxae.keys import derive_keys
+
+        assert build.load_data(config, derive_keys(config.seed).data).streamed
     mine = own_loop.train(config)
     assert int(mine.step) == int(trained.step) == 16
     for ours, theirs in zip(jax.tree.leaves(mine.params), jax.tree.leaves(trained.params),
@@ -156,3 +162,39 @@ def test_the_own_loop_example_finds_a_model_file_beside_its_config_from_any_fold
     config = own_loop.load_config_file(os.path.join(root, "examples", "my_config.py"))
     assert config.model.name == f"{os.path.join(root, 'examples', 'my_models.py')}:DeeperVAE"
     assert type(build.make_model(config, (28, 28, 1), 10)).__name__ == "DeeperVAE"
+
+
+def test_my_parts_keep_their_contracts_and_a_data_set_takes_fields_of_its_own(monkeypatch):
+    """examples/my_parts.py (docs/extending.md): its task and likelihood pass the checks made
+    before compiling, its loss too, and its data set's own parameters are config.data fields
+    (set in a config file; a misspelt one refused)."""
+    from examples import own_loop
+    from jaxae import build, models, objectives
+    from jaxae import config as config_lib
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.chdir("/")
+    config = own_loop.load_config_file(os.path.join(root, "examples", "my_parts_config.py"))
+    parts = os.path.join(root, "examples", "my_parts.py")
+    assert (config.task.name, config.objective.likelihood) == (f"{parts}:Inpaint",
+                                                               f"{parts}:Laplace")
+    config_lib.validate(config)
+    task, model, _, objective = build.run_objects(config, (28, 28, 1), 10)
+    assert task.hole == 10 and objective.likelihood.laplace_scale == 0.1
+    dense = models.build_model({"name": "dense_ae", "latent_dim": 4}, image_shape=(28, 28, 1))
+    l1 = objectives.LOSSES.get(f"{parts}:l1")
+    build.check_objective(objectives.Reconstruction(l1), dense, (28, 28, 1), "objective.loss")
+    with config.unlocked():  # as a config file may set it (open until the config is loaded)
+        config.data.name, config.data.size = f"{parts}:gradients", 12
+        config.data.train_size = config.data.test_size = None
+    config_lib.validate(config)
+    data = build.load_data(config, jax.random.key(0))
+    assert data.image_shape == (12, 12, 1) and (len(data.train), len(data.test)) == (500, 100)
+    with config.unlocked():
+        config.data.siez = 12
+    with pytest.raises(config_lib.ConfigError, match=r"^config.data.siez is neither a field of "
+                                                     r"config.data nor one the data set '.*"
+                                                     r"my_parts.py:gradients' reads: did you "
+                                                     r"mean 'size'\? the data set reads count, "
+                                                     r"size$"):
+        config_lib.validate(config)

@@ -139,8 +139,10 @@ def _is_config_file_flag(flag: flags.Flag) -> bool:
     return isinstance(flag.parser, ConfigFileFlagParser)
 
 
-# the sections open to the fields of the entry they name (a model's, a task's, a likelihood's)
-OPEN_SECTIONS = (("model", "name"), ("task", "name"), ("objective", "likelihood"))
+# the sections open to the fields of the entry they name (a model's, a task's, a likelihood's,
+# a data set loader's)
+OPEN_SECTIONS = (("model", "name"), ("task", "name"), ("objective", "likelihood"),
+                 ("data", "name"))
 
 
 def _add_overridden_fields(config: ml_collections.ConfigDict, argv: Sequence[str],
@@ -150,11 +152,12 @@ def _add_overridden_fields(config: ml_collections.ConfigDict, argv: Sequence[str
     left unset, so that every field a model, a task or a likelihood declares (one's own
     too) can be overridden; a field the entry does not declare is one line naming the
     fields it does."""
+    from jaxae.data import DATASETS
     from jaxae.models import MODELS
     from jaxae.objectives import LIKELIHOODS
     from jaxae.tasks import TASKS
 
-    registries = {"model": MODELS, "task": TASKS, "objective": LIKELIHOODS}
+    registries = {"model": MODELS, "task": TASKS, "objective": LIKELIHOODS, "data": DATASETS}
     for section, name_field in OPEN_SECTIONS:
         fields = [p.split(".", 1)[1] for p in override_paths(argv)
                   if p.startswith(f"{section}.") and p.count(".") == 1]
@@ -205,14 +208,15 @@ def _add_fields(config: ml_collections.ConfigDict, section: str, registry: Any, 
         kind = _declared_type(entry, field)
         if field in builder:
             default = builder[field]
-        elif field not in declared and section == "objective":  # the section's, and more
-            own = list(config.objective)
+        elif field not in declared and section in ("objective", "data"):  # and their own
+            own = sorted(config[section])
             close = difflib.get_close_matches(field, own + sorted(declared), n=1)
-            _fail(f"--config.objective.{field}: config.objective has no field {field!r}; "
+            _fail(f"--config.{section}.{field}: config.{section} has no field {field!r}; "
                   + (f"did you mean {close[0]!r}? " if close else "")
-                  + f"its fields are {', '.join(own)}, and those the likelihood {name!r} "
-                  f"declares ({', '.join(sorted(declared)) or 'none'}); a loss takes no "
-                  "fields: give it its constants in its own file")
+                  + f"its fields are {', '.join(own)}, and those the {registry.kind} "
+                  f"{name!r} declares ({', '.join(sorted(set(declared) - set(own))) or 'none'})"
+                  + ("; a loss takes no fields: give it its constants in its own file"
+                     if section == "objective" else ""))
         elif field not in declared:
             settable = settable_fields(entry) if section == "model" else sorted(declared)
             close = difflib.get_close_matches(field, settable, n=1)

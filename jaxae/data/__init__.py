@@ -29,6 +29,7 @@ from jaxae.data.images import ImageOptions
 from jaxae.data.records import RecordArray
 from jaxae.data.sources import MNIST_NAMES, class_names, load_dataset
 from jaxae.data.splits import Split, Splits, make_splits
+from jaxae.data.streaming import StreamedBatches
 from jaxae.data.tfds_sets import is_tfds_name, load_tfds
 from jaxae.registry import Entry, Registry, RegistryError
 
@@ -68,6 +69,7 @@ __all__ = [
     "RecordArray",
     "Split",
     "Splits",
+    "StreamedBatches",
     "class_names",
     "from_arrays",
     "load_cifar10",
