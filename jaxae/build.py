@@ -305,7 +305,8 @@ def make_objective(config: ml_collections.ConfigDict, model: nn.Module
     """The negative ELBO for a model that declares itself variational, else its loss."""
     return objectives.objective_for(
         model.variational, loss=config_lib.make_loss(config),
-        likelihood=config_lib.make_likelihood(config), beta=config.objective.beta)
+        likelihood=config_lib.make_likelihood(config), beta=config.objective.beta,
+        warmup_steps=config.objective.beta_warmup_steps)
 
 
 def variational_before_data(config: ml_collections.ConfigDict) -> bool | None:
@@ -340,7 +341,7 @@ def check_unread_fields(config: ml_collections.ConfigDict, variational: bool, ta
     if variational:
         likelihood = parameters(objectives.LIKELIHOODS.get(config.objective.likelihood))
         unread = ["loss", *(f for f in base.objective.keys()
-                            if f not in ("loss", "likelihood", "beta") and f not in likelihood)]
+                            if f not in config_lib.ELBO_FIELDS and f not in likelihood)]
         why = (f"minimises -ELBO under objective.likelihood={config.objective.likelihood!r} "
                "and beta")
     else:

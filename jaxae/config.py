@@ -50,6 +50,10 @@ class ConfigError(ValueError):
     """A config field has a value that cannot work; the message names the field and the fix."""
 
 
+# the objective's fields a VAE reads besides its likelihood's own (a plain AE reads `loss`)
+ELBO_FIELDS = ("loss", "likelihood", "beta", "beta_warmup_steps")
+
+
 class CodeField(NamedTuple):
     """A config field that names code: a registered name, 'module:attr' or 'file.py:attr'."""
 
@@ -116,6 +120,8 @@ def base_config() -> ml_collections.ConfigDict:
         # grey pixels, see objectives.Bernoulli) or "gaussian"
         "gaussian_scale": 0.1,  # gaussian likelihood: the pixels' standard deviation
         "beta": 1.0,  # VAEs: weight of the KL term (the reported ELBO always uses 1)
+        "beta_warmup_steps": 0,  # VAEs: KL annealing, beta rising linearly from 0 over the
+        # first N steps (0: beta from the first step)
     })
     c.optim = ml_collections.ConfigDict({
         "name": "adam",  # "adam", "adamw" or "sgd" (Optax)
@@ -394,7 +400,7 @@ def make_loss(config: ml_collections.ConfigDict) -> Callable[[jax.Array, jax.Arr
 def make_likelihood(config: ml_collections.ConfigDict) -> objectives.Likelihood:
     """A VAE's likelihood, config.objective.likelihood, with the fields it declares."""
     entry = _checked_entry(objectives.LIKELIHOODS, config, "objective", "likelihood",
-                           ("loss", "likelihood", "beta"))
+                           ELBO_FIELDS)
     return _construct(entry, config.objective, "objective")
 
 
@@ -427,6 +433,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
              f"config.objective.beta={beta!r} must be >= 0 (1 is the plain VAE)")
     _require(beta <= FLOAT32_MAX, f"config.objective.beta={beta!r} is beyond float32's range "
              f"(at most {FLOAT32_MAX:.3g}), in which training computes: 1 is the plain VAE")
+    warmup = config.objective.get("beta_warmup_steps", 0)
+    _require(_is_int(warmup) and warmup >= 0,
+             f"config.objective.beta_warmup_steps={warmup!r} must be a whole number of steps "
+             ">= 0 (0: beta from the first step)")
     _choice(config, "optim.name", tuple(OPTIMIZERS))
     _choice(config, "optim.schedule", tuple(SCHEDULES))
     lr = config.optim.learning_rate

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxae import losses
@@ -66,6 +67,10 @@ class Objective(Protocol):
     def __call__(self, logits: jax.Array, targets: jax.Array, aux: dict) -> Terms:
         """Per-image terms; "loss" is what training minimises."""
 
+    def at_step(self, step: jax.Array | int) -> Objective:
+        """The objective training minimises at `step` (a schedule's; evaluation uses the
+        objective itself, its schedule's end)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Reconstruction:
@@ -76,15 +81,25 @@ class Reconstruction:
     def __call__(self, logits: jax.Array, targets: jax.Array, aux: dict) -> Terms:
         return {"loss": self.loss(logits, targets)}
 
+    def at_step(self, step: jax.Array | int) -> Reconstruction:
+        return self
+
 
 @dataclasses.dataclass(frozen=True)
 class NegativeELBO:
-    """-ELBO with a `beta` weight on the KL term; the reported ELBO always uses beta = 1."""
+    """-ELBO with a `beta` weight on the KL term; the reported ELBO always uses beta = 1.
+    `warmup_steps`: KL annealing (Bowman et al., 2016), beta rising linearly from 0 at the
+    first step to its value after that many steps (`at_step`); 0: beta from the start."""
 
     likelihood: Likelihood
     beta: float = 1.0
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
+        warmup = self.warmup_steps
+        if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
+            raise ValueError(f"warmup_steps={warmup!r} must be a whole number >= 0 (0: no "
+                             "warm-up)")
         if isinstance(self.beta, jax.core.Tracer):  # a schedule's, inside a traced function
             return
         try:
@@ -106,10 +121,20 @@ class NegativeELBO:
         return {"loss": recon_nats + self.beta * kl_nats, "recon_nats": recon_nats,
                 "kl_nats": kl_nats, "elbo": -(recon_nats + kl_nats)}
 
+    def at_step(self, step: jax.Array | int) -> NegativeELBO:
+        """The objective at training step `step` (0 first; it may be traced): beta times
+        min(1, step / warmup_steps); itself without a warm-up."""
+        if not self.warmup_steps:
+            return self
+        ramp = jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / self.warmup_steps)
+        return dataclasses.replace(self, beta=self.beta * ramp, warmup_steps=0)
+
 
 def objective_for(variational: bool, *, loss: Callable | None = None,
-                  likelihood: Likelihood | None = None, beta: float = 1.0) -> Objective:
-    """The negative ELBO for a variational model, else the reconstruction loss."""
+                  likelihood: Likelihood | None = None, beta: float = 1.0,
+                  warmup_steps: int = 0) -> Objective:
+    """The negative ELBO for a variational model (its KL weight warmed up over
+    `warmup_steps`), else the reconstruction loss."""
     if variational:
-        return NegativeELBO(likelihood or Bernoulli(), beta)
+        return NegativeELBO(likelihood or Bernoulli(), beta, warmup_steps)
     return Reconstruction(loss or losses.mse)

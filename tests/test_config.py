@@ -70,6 +70,8 @@ def test_shipped_configs_import_from_the_package_and_are_valid_and_documented(na
     ("objective.likelihood", "poisson", "config.objective.likelihood: unknown likelihood"),
     ("objective.beta", -1.0, "config.objective.beta=-1.0 must be >= 0"),
     ("objective.beta", 1e39, "config.objective.beta=1e+39 is beyond float32's range"),
+    ("objective.beta_warmup_steps", -5, "config.objective.beta_warmup_steps=-5 must be a "
+                                        "whole number of steps >= 0"),
     ("optim.learning_rate", 1e39, "config.optim.learning_rate=1e+39 must be a positive "
                                   "number within float32's range"),
     ("seed", -1, "config.seed=-1 must be an integer in [0, 4294967295]"),
@@ -261,6 +263,8 @@ def unread_check(overrides: dict) -> None:
      f"objective.loss='bce' is set, but model 'vae' {ELBO_UNDER}"),
     ({"model.name": "vae", "objective.gaussian_scale": 0.5},
      f"objective.gaussian_scale=0.5 is set, but model 'vae' {ELBO_UNDER}"),
+    ({"objective.beta_warmup_steps": 100}, "objective.beta_warmup_steps=100 is set, but model "
+                                           "'dense_ae' minimises objective.loss"),
     ({"task.noise_std": 0.5}, "task.noise_std=0.5 is set, but task 'reconstruct' does not read "
                               "it (it takes no noise_std)"),
     ({"task.dropout_rate": 0.9}, "task.dropout_rate=0.9 is set, but task 'reconstruct' does "
@@ -279,7 +283,7 @@ def test_a_task_or_objective_field_the_run_does_not_read_is_refused(overrides, s
     {"task.name": "denoise", "task.corruption": "gaussian", "task.noise_std": 0.5},
     {"task.name": "denoise", "task.dropout_rate": 0.3, "task.dropout_rescale": True},
     {"model.name": "vae", "objective.likelihood": "gaussian", "objective.gaussian_scale": 0.5,
-     "objective.beta": 4.0},
+     "objective.beta": 4.0, "objective.beta_warmup_steps": 100},
     {"objective.loss": "bce"}])
 def test_the_fields_a_run_reads_are_taken(overrides):
     unread_check(overrides)

@@ -213,3 +213,30 @@ def test_class_samples_with_a_shared_z_decode_one_z_per_column_as_every_class():
     for shared in (True, False):  # more rows than the model has classes: refused alike
         with pytest.raises(ValueError, match=r"labels 0 \.\. 4, outside its 3 classes"):
             generation.class_samples(cvae, params, key, 4, 5, shared_z=shared)
+
+
+def test_a_kl_warm_up_raises_beta_from_zero_to_its_value_over_its_steps(tiny_config):
+    """objective.beta_warmup_steps (KL annealing): at step 0 a VAE's step minimises the
+    reconstruction alone; after the warm-up, beta's objective; 0 leaves the step as it was."""
+    objective = objectives.NegativeELBO(objectives.Bernoulli(), beta=2.0, warmup_steps=4)
+    assert [float(objective.at_step(s).beta) for s in (0, 2, 4, 9)] == [0.0, 1.0, 2.0, 2.0]
+    plain = objectives.NegativeELBO(objectives.Bernoulli(), beta=2.0)
+    assert plain.at_step(3) is plain
+    with pytest.raises(ValueError, match=r"^warmup_steps=-1 must be a whole number >= 0"):
+        objectives.NegativeELBO(objectives.Bernoulli(), warmup_steps=-1)
+    config = tiny_config(**{"model": {"name": "vae", "latent_dim": 2},
+                            "objective.beta_warmup_steps": 10})
+    data = build.load_data(config, derive_keys(0).data)
+    task, model, _, warm = build.run_objects(config, data.image_shape, data.num_classes)
+    batch = {"image": np.asarray(data.train.images[:32])}
+    for objective, at_start in ((warm, "recon_nats"), (plain, None)):
+        state = steps.create_train_state(model, build.make_optimizer(config), data.image_shape,
+                                         jax.random.key(0))  # a step donates its state
+        _, metrics = steps.make_train_step(model, task, objective)(state, batch,
+                                                                   jax.random.key(1))
+        metrics = {k: float(v) for k, v in metrics.items()}
+        if at_start:  # beta 0 at the first step: the KL term trains nothing yet
+            assert metrics["loss"] == metrics["recon_nats"] and metrics["kl_nats"] > 0
+        else:
+            assert metrics["loss"] == pytest.approx(metrics["recon_nats"]
+                                                    + 2.0 * metrics["kl_nats"], rel=1e-5)

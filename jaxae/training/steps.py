@@ -241,7 +241,8 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
 
     batch: {"image": uint8 [B, H, W, C], "label": int32 [B]}. The step's key, fold_in(key,
     step), drives the task's corruption and binarisation, for VAEs z's sample, and the
-    model's own "dropout" stream (`jaxae.models.in_training`). With a mesh, the batch is
+    model's own "dropout" stream (`jaxae.models.in_training`). The objective is the one its
+    `at_step` gives for the state's step (a KL warm-up's beta). With a mesh, the batch is
     split over its "data" axis and the gradients are averaged across devices by the
     compiler (parameters stay replicated). The metric grad_norm is NaN where the
     optional `with_grad_norm` (a traced bool) is false.
@@ -256,10 +257,11 @@ def train_step_fn(model: nn.Module, task: Task, objective: Objective, mesh: Mesh
         example_key, sample_key = jax.random.split(step_key)
         dropout_key = jax.random.fold_in(step_key, DROPOUT_STREAM)
         inputs, targets = task.make_example(batch["image"], example_key)
+        now = objective.at_step(state.step) if hasattr(objective, "at_step") else objective
 
         def loss_fn(params):
             terms, _, model_state = per_image_terms(
-                model, objective, Variables(params, model_state_of(state)), inputs, targets,
+                model, now, Variables(params, model_state_of(state)), inputs, targets,
                 batch.get("label"), sample_key, dropout_key=dropout_key)
             means = {name: value.mean() for name, value in terms.items()}
             return means["loss"], (means, model_state)
