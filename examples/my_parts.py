@@ -44,6 +44,10 @@ class Laplace:
 
     laplace_scale: float = 0.1
 
+    def __post_init__(self) -> None:  # a bad value: one line before anything compiles
+        if not self.laplace_scale > 0:
+            raise ValueError(f"laplace_scale={self.laplace_scale!r} must be > 0, e.g. 0.1")
+
     def log_prob(self, logits: jax.Array, targets: jax.Array) -> jax.Array:
         distance = jnp.abs(jax.nn.sigmoid(logits) - targets)
         return -(distance / self.laplace_scale + jnp.log(2 * self.laplace_scale)).sum(axis=-1)

@@ -3,8 +3,15 @@ named by its file: nothing is registered, nothing in jaxae is edited.
 
     .venv/bin/python train.py --config=examples/my_parts_config.py --workdir=runs/inpaint
     .venv/bin/python evaluate.py --workdir=runs/inpaint
-    # its other parts: --config.objective.loss=my_parts.py:l1 on a plain autoencoder,
-    # --config.data.name=my_parts.py:gradients (images of its own)
+
+Its other parts: the loss, on a plain autoencoder, and the data set of its own (the whole of
+its 500 / 100 images, at a size of its own):
+
+    .venv/bin/python train.py --config=configs/test.py --workdir=runs/l1 \
+        --config.objective.loss=examples/my_parts.py:l1
+    .venv/bin/python train.py --config=examples/my_parts_config.py --workdir=runs/gradients \
+        --config.data.name=my_parts.py:gradients --config.data.size=12 \
+        --config.data.train_size=None --config.data.test_size=None
 """
 
 from jaxae.configs import test

@@ -33,10 +33,12 @@ from jaxae.training import steps
 
 def train(config: ml_collections.ConfigDict) -> steps.TrainState:
     """The run `config` describes, trained for its epochs: the final train state."""
+    config_lib.check_new_run(config)  # as train.py: fields the run would ignore are refused
     keys = derive_keys(config.seed)
     data = build.load_data(config, keys.data)
     task, model, train_model, objective = build.run_objects(config, data.image_shape,
                                                             data.num_classes, train=True)
+    build.check_unread_fields(config, model.variational, task)
     batch_size, num_examples = config.train.batch_size, len(data.train)
     steps_per_epoch = batches.steps_per_epoch(num_examples, batch_size)
     tx = build.make_optimizer(config, steps_per_epoch * config.train.num_epochs)

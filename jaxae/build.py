@@ -12,7 +12,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -211,15 +211,16 @@ def shape_text(shape: tuple[int, ...]) -> str:
 
 
 def check_task_example(task: Task, image_shape: tuple[int, int, int]) -> None:
-    """Traces `task.make_example` on an abstract batch (nothing is computed): inputs of
-    another shape than its `input_shape` declares, targets not shaped as the images, or
-    inputs holding an array of the batch's shape fixed when traced (drawn with NumPy rather
-    than with the key: every step would see the same draw, and no seed would reach it) are
-    a ConfigError naming the task, before anything compiles."""
+    """Traces `task.make_example` on an abstract batch, twice (nothing is computed): inputs
+    of another shape than its `input_shape` declares, targets not shaped as the images, or
+    two traces that differ (a draw with NumPy or Python's random rather than with the key:
+    fixed when the step is traced, the same at every step, out of the seed's reach) are a
+    ConfigError naming the task, before anything compiles."""
     name = f"task {type(task).__name__}"
     images = jax.ShapeDtypeStruct((TRACED_BATCH, *image_shape), jnp.uint8)
     try:
-        traced = jax.make_jaxpr(task.make_example)(images, jax.random.key(0))
+        traced, again = (jax.make_jaxpr(task.make_example)(images, jax.random.key(0))
+                         for _ in range(2))
     except Exception as e:  # noqa: BLE001 (a task of one's own may raise anything)
         raise config_lib.ConfigError(f"{name} fails on a batch of {shape_text(image_shape)} "
                                      f"images: {type(e).__name__}: {first_line(e)}"
@@ -236,12 +237,21 @@ def check_task_example(task: Task, image_shape: tuple[int, int, int]) -> None:
             f"{name} makes targets of {shape_text(targets[1:])} from "
             f"{shape_text(image_shape)} images: make_example returns (inputs, the images as "
             "floats in [0, 1]) and only corrupt changes the inputs")
-    if any(np.ndim(c) == len(image_shape) + 1 and np.shape(c)[0] == TRACED_BATCH
-           for c in traced.consts):
+    if not _same_trace(traced, again):
         raise config_lib.ConfigError(
-            f"{name} gives its inputs an array per image that is fixed when the step is "
-            "traced (drawn with NumPy?): every step would see the same one, and no seed "
-            "reaches it: draw it in corrupt with jax.random and the key corrupt is given")
+            f"{name} makes other inputs each time it is traced (a draw with NumPy or "
+            "Python's random?): the step would fix one when it compiles, the same at every "
+            "step, and no seed reaches it: draw in corrupt with jax.random and the key "
+            "corrupt is given")
+
+
+def _same_trace(one: Any, other: Any) -> bool:
+    """Whether two jaxprs of the same function are the same program with the same
+    constants (NaN equal to NaN)."""
+    return str(one.jaxpr) == str(other.jaxpr) and len(one.consts) == len(other.consts) and \
+        all(np.array_equal(np.asarray(a), np.asarray(b),
+                           equal_nan=np.issubdtype(np.asarray(a).dtype, np.inexact))
+            for a, b in zip(one.consts, other.consts, strict=True))
 
 
 def check_objective(objective: objectives.Objective, model: nn.Module,
@@ -256,21 +266,31 @@ def check_objective(objective: objectives.Objective, model: nn.Module,
     if model.variational:  # what NegativeELBO reads of a variational model's aux
         latent = jax.ShapeDtypeStruct((TRACED_BATCH, *model.latent_shape), jnp.float32)
         aux = {"mean": latent, "log_sigma": latent}
+    likelihood = getattr(objective, "likelihood", None)  # its log p(x | z) on its own first:
+    if likelihood is not None:  # a scalar or per-pixel one would broadcast against the KL
+        _per_image(lambda: jax.eval_shape(likelihood.log_prob, flat, flat), field, pixels,
+                   "log_prob")
+    _per_image(lambda: jax.eval_shape(objective, flat, flat, aux), field, pixels, "loss")
+
+
+def _per_image(trace: Callable[[], Any], field: str, pixels: int, what: str) -> None:
+    """`check_objective`'s check of one traced function (`trace`): it runs on flat [B,
+    pixels] arrays and gives one number per image, as "loss" of a dict of terms or alone."""
     try:
-        terms = jax.eval_shape(objective, flat, flat, aux)
+        out = trace()
     except Exception as e:  # noqa: BLE001 (a loss of one's own may raise anything)
         raise config_lib.ConfigError(
             f"config.{field} fails on flat logits and targets [batch, {pixels}] (each image's "
             f"pixels in one row, as training gives them): {type(e).__name__}: "
             f"{first_line(e)}{raised_at(e)}") from None
-    loss = terms.get("loss") if isinstance(terms, dict) else None
-    if getattr(loss, "shape", None) != (TRACED_BATCH,):
-        what = (f"an array of shape {list(loss.shape)}" if hasattr(loss, "shape") else
-                "no 'loss'" if isinstance(terms, dict) else f"a {type(terms).__name__}")
+    value = out.get(what) if isinstance(out, dict) else out
+    if getattr(value, "shape", None) != (TRACED_BATCH,):
+        given = (f"an array of shape {list(value.shape)}" if hasattr(value, "shape") else
+                 f"no {what!r}" if isinstance(out, dict) else f"a {type(out).__name__}")
         raise config_lib.ConfigError(
-            f"config.{field} gives {what} for a batch of {TRACED_BATCH} flat images "
-            f"[{TRACED_BATCH}, {pixels}], not one loss per image [{TRACED_BATCH}]: reduce "
-            "over the pixels (axis -1)")
+            f"config.{field} gives {'its ' + what + ' as ' if what == 'log_prob' else ''}"
+            f"{given} for a batch of {TRACED_BATCH} flat images [{TRACED_BATCH}, {pixels}], "
+            f"not one per image [{TRACED_BATCH}]: reduce over the pixels (axis -1)")
 
 
 class RunObjects(NamedTuple):
@@ -354,6 +374,21 @@ def check_unread_fields(config: ml_collections.ConfigDict, variational: bool, ta
                 f"config.objective.{field}={value!r} is set, but model {config.model.name!r} "
                 f"{why}, so the run would ignore it: leave objective.{field} unset"
                 + ("" if variational else ", or train a variational model"))
+
+
+def warmup_note(config: ml_collections.ConfigDict, variational: bool, total_steps: int
+                ) -> str | None:
+    """The line a new run of a VAE with a KL warm-up prints: beta's ramp, and where the run
+    ends before the ramp does, the beta it ends at (warned: the run never trains the ELBO
+    it reports); None without a warm-up."""
+    steps, beta = config.objective.get("beta_warmup_steps", 0), config.objective.beta
+    if not (variational and steps):
+        return None
+    if steps > total_steps:
+        return (f"warning: objective.beta_warmup_steps={steps} is more than the run's "
+                f"{total_steps} steps: its last step trains with beta "
+                f"{beta * (total_steps - 1) / steps:.3g} of {beta:g}")
+    return f"note: beta rises from 0 to {beta:g} over the first {steps} of {total_steps} steps"
 
 
 def init_scheme(config: ml_collections.ConfigDict) -> str:

@@ -384,8 +384,15 @@ def _construct(entry, options, section: str, provided=()):
         raise ConfigError(f"config.{section}.{e}") from None
 
 
+# a task's fields given from other sections, never from config.task
+TASK_FROM_DATA = {"binarize_targets": "config.data.binarize (dynamic: binarised at every step)"}
+
+
 def make_task(config: ml_collections.ConfigDict) -> Task:
     """The task config.task names, with its fields (and dynamic binarisation from data)."""
+    for field, where in TASK_FROM_DATA.items():
+        _require(field not in config.task, f"config.task.{field} is set, but a task's {field} "
+                 f"follows {where}: leave task.{field} unset")
     entry = _checked_entry(TASKS, config, "task", "name", ("name",))
     options = {k: v for k, v in config.task.items() if k != "name"}
     options["binarize_targets"] = config.data.binarize == "dynamic"
@@ -402,6 +409,22 @@ def make_likelihood(config: ml_collections.ConfigDict) -> objectives.Likelihood:
     entry = _checked_entry(objectives.LIKELIHOODS, config, "objective", "likelihood",
                            ELBO_FIELDS)
     return _construct(entry, config.objective, "objective")
+
+
+def fill_defaults(config: ml_collections.ConfigDict) -> None:
+    """Gives a section given whole (`--config.objective="{'likelihood': 'gaussian'}"`) the
+    base config's value of each field it leaves out, in place; not the model's or the task's
+    section, whose fields are their entry's own (its defaults apply)."""
+    base = base_config()
+    for section in SECTIONS:
+        if section in ("model", "task") or not isinstance(config.get(section),
+                                                           ml_collections.ConfigDict):
+            continue
+        missing = [f for f in base[section] if f not in config[section]]
+        if missing:
+            with config[section].unlocked():
+                for field in missing:
+                    config[section][field] = base[section][field]
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -69,7 +69,8 @@ class Objective(Protocol):
 
     def at_step(self, step: jax.Array | int) -> Objective:
         """The objective training minimises at `step` (a schedule's; evaluation uses the
-        objective itself, its schedule's end)."""
+        objective itself, its schedule's end): itself, for an objective without one."""
+        return self
 
 
 @dataclasses.dataclass(frozen=True)

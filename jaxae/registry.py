@@ -217,13 +217,17 @@ def locatable_name(registry: Registry, name: str) -> str:
 
 def same_code(saved: str, name: str, registry: Registry) -> bool:
     """Whether a run's recorded code name `saved` and a config's `name` name the same code:
-    equal, a short name recorded before names were made locatable and its located form
+    equal, a file recorded by its path relative to the current folder and its absolute
+    form, a short name recorded before names were made locatable and its located form
     ('path/to/my_models.py:tiny_dense' for 'tiny_dense'; not where `registry` holds `saved`
     as one of jaxae's own: 'my_models.py:vae' is not jaxae's 'vae'), or the same file moved
     (`moved`)."""
     short = ":" not in saved and CodeName.parse(name).attribute == saved and \
         not registry.own(saved)
-    return saved == name or short or moved(saved, name)
+    recorded = CodeName.parse(saved)  # a file recorded by a relative path (a loss's, once)
+    relative = recorded.file is not None and not os.path.isabs(recorded.file) and \
+        recorded.elsewhere(os.path.abspath(recorded.file)) == name
+    return saved == name or short or relative or moved(saved, name)
 
 
 def moved(saved: str, name: str) -> bool:

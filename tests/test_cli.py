@@ -237,11 +237,13 @@ def test_evaluation_overrides_are_parsed_and_the_model_s_fields_refused(capsys):
     assert code == 1
     assert capsys.readouterr().err == (
         "error: evaluate.py cannot change config.model.latent_dim: it takes only config.eval, "
-        "config.data.tfds_dir, config.data.data_dir, config.data.path, config.model.name (its "
-        "file, moved), config.task.name (its file, moved) (e.g. "
+        "config.data.tfds_dir, config.data.data_dir, config.data.path, and where a file of "
+        "code moved, config.model.name, config.task.name, config.objective.loss, "
+        "config.objective.likelihood, config.data.name (e.g. "
         "--config.eval.iwae_samples='(1, 50)'); the rest is the trained run's (its "
         "config.json), so train another run to change it\n")
-    code, _ = parse(["evaluate.py", "--workdir=w", "--config.data.name=mnist"], evaluate_flags)
+    code, _ = parse(["evaluate.py", "--workdir=w", "--config.data.train_size=9"],
+                    evaluate_flags)
     assert code == 1 and capsys.readouterr().err.endswith(
         "so train another run to change it (to test the trained model on another data set's "
         "images: python -m jaxae.experiments data_specificity, or evaluate_split of "
@@ -487,6 +489,24 @@ def test_a_field_the_model_declares_is_overridable_though_the_config_file_leaves
                     "you mean 'width'? its fields are conv, features, init, width")
 
 
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+def test_a_section_given_whole_keeps_the_defaults_of_the_fields_it_leaves_out(capsys):
+    """--config.objective="{'likelihood': 'gaussian'}" had ended in a traceback (no beta),
+    --config.data="{...}" too (no binarize); the model's section stays the model's own."""
+    from jaxae import config as config_lib
+
+    argv = ["train.py", f"--config={ROOT}/configs/vae_fashion_2d.py",
+            "--config.objective={'likelihood': 'gaussian'}",
+            "--config.data={'name': 'npz', 'path': 'x.npz'}", "--config.model={'name': 'vae'}"]
+    code, flag_values = parse(argv, config_flag)
+    assert code == 0, capsys.readouterr().err
+    config = cli.loaded_config(flag_values)
+    assert (config.objective.likelihood, config.objective.beta) == ("gaussian", 1.0)
+    assert (config.data.binarize, config.data.memory_budget_mb) == ("none", 2048)
+    assert dict(config.model) == {"name": "vae"}
+    config_lib.validate(config)
+
+
 OWN_TASK_AND_LIKELIHOOD = '''
     import dataclasses
 
@@ -531,15 +551,20 @@ def test_fields_of_ones_own_task_and_likelihood_and_of_a_whole_model_flag_are_ov
     assert code == 1
     assert one_line(capsys.readouterr().err).endswith(
         "own_parts.py:Inpaint' has no field 'hoel'; did you mean 'hole'? its fields are "
-        "binarize_targets, hole")
+        "hole, name")
+    code, _ = parse([*argv[:3], "--config.task.binarize_targets=True"], config_flag)
+    assert code == 1  # it follows data.binarize: given here, it was recorded and overwritten
+    assert one_line(capsys.readouterr().err) == (
+        "error: --config.task.binarize_targets: a task's binarize_targets follows "
+        "config.data.binarize (dynamic: binarised at every step): set that instead")
     code, _ = parse(["train.py", f"--config={ROOT}/configs/default.py",
                      "--config.objective.delta=0.1"], config_flag)  # a loss takes no options
     assert code == 1
     assert one_line(capsys.readouterr().err) == (
         "error: --config.objective.delta: config.objective has no field 'delta'; did you mean "
-        "'beta'? its fields are beta, gaussian_scale, likelihood, loss, and those the "
-        "likelihood 'bernoulli' declares (none); a loss takes no fields: give it its constants "
-        "in its own file")
+        "'beta'? its fields are beta, beta_warmup_steps, gaussian_scale, likelihood, loss, and "
+        "those the likelihood 'bernoulli' declares (none); a loss takes no fields: give it its "
+        "constants in its own file")
     code, _ = parse(["train.py", config, "--config.model={'name': 'vae'}",
                      "--config.model.latent_dim=3"], config_flag)
     assert code == 1

@@ -198,3 +198,14 @@ def test_my_parts_keep_their_contracts_and_a_data_set_takes_fields_of_its_own(mo
                                                      r"mean 'size'\? the data set reads count, "
                                                      r"size$"):
         config_lib.validate(config)
+
+
+def test_the_own_loop_example_refuses_a_field_its_run_would_ignore_as_train_py_does(
+        tiny_config):
+    from examples import own_loop
+    from jaxae import config as config_lib
+
+    with pytest.raises(config_lib.ConfigError, match=r"^config.objective.beta_warmup_steps=100 "
+                                                     r"is set, but model 'dense_ae' minimises "
+                                                     r"objective.loss"):
+        own_loop.train(tiny_config(**{"objective.beta_warmup_steps": 100}))

@@ -3,6 +3,7 @@ each is one line naming the fix, raised before anything computes or compiles, in
 silent wrong result or an error from deep inside JAX or Flax."""
 
 import functools
+import os
 import re
 
 import flax.linen as nn
@@ -567,6 +568,9 @@ def test_a_files_function_named_like_a_builtin_model_is_the_files_not_jaxaes(tmp
     assert not built.variational and built.latent_shape == (7,)  # the file's, not jaxae's VAE
     assert not same_code("vae", name, MODELS)  # a run of jaxae's vae is not this code's
     assert same_code("tiny_dense_of_mine", "/x/my_models.py:tiny_dense_of_mine", MODELS)
+    # a loss recorded by its path from the current folder (as runs did before it was located)
+    assert same_code("own.py:l1", f"{os.getcwd()}/own.py:l1", objectives.LOSSES)
+    assert not same_code("own.py:l1", "/elsewhere/own.py:l1", objectives.LOSSES)
     assert MODELS.get("jaxae.models:vae") is MODELS.get("vae")  # registered below jaxae.models
 
 
@@ -911,19 +915,37 @@ def test_a_task_of_ones_own_that_breaks_its_contract_is_named_before_compiling()
             return targets + noise
 
     @dataclasses.dataclass(frozen=True, kw_only=True)
+    class NumpyHole(Task):  # one hole for every image, placed by NumPy when traced
+        def corrupt(self, targets, key):
+            top = np.random.randint(0, 20)
+            return targets.at[:, top:top + 8].set(0.0)
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
     class KeyedNoise(Task):
         def corrupt(self, targets, key):
             return targets + jax.random.normal(key, targets.shape)
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Blur(Task):  # a fixed kernel of 5 taps: a constant, not a draw
+        def corrupt(self, targets, key):
+            kernel = np.full((5, 5, 1, 1), 1 / 25, np.float32)
+            return jax.lax.conv_general_dilated(targets, kernel, (1, 1), "SAME",
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     with pytest.raises(ConfigError, match=r"^task Halves makes inputs of 14x14x1 from 28x28x1 "
                                           r"images, but its input_shape says 28x28x1: make "
                                           r"input_shape return the shape corrupt returns$"):
         build.check_task(Halves(), MNIST)
-    with pytest.raises(ConfigError, match=r"^task NumpyNoise gives its inputs an array per image "
-                                          r"that is fixed when the step is traced"):
-        build.check_task(NumpyNoise(), MNIST)
+    for drawn in (NumpyNoise(), NumpyHole()):
+        with pytest.raises(ConfigError, match=rf"^task {type(drawn).__name__} makes other inputs "
+                                              r"each time it is traced \(a draw with NumPy"):
+            build.check_task(drawn, MNIST)
     build.check_task(KeyedNoise(), MNIST)
-    for shipped in (Reconstruct(), Reconstruct(binarize_targets=True)):
+    build.check_task(Blur(), MNIST)
+    from jaxae.tasks import Denoise, SuperResolve
+
+    for shipped in (Reconstruct(), Reconstruct(binarize_targets=True), SuperResolve(factor=2),
+                    Denoise(corruption="dropout"), Denoise(corruption="gaussian")):
         build.check_task(shipped, MNIST)
 
 
@@ -932,7 +954,7 @@ def test_a_loss_of_ones_own_that_is_not_one_number_per_flat_image_is_named_befor
     per_pixel = objectives.Reconstruction(lambda logits, targets: jnp.abs(logits - targets))
     with pytest.raises(ConfigError, match=r"^config.objective.loss gives an array of shape "
                                           r"\[5, 784\] for a batch of 5 flat images \[5, 784\], "
-                                          r"not one loss per image \[5\]: reduce over the "
+                                          r"not one per image \[5\]: reduce over the "
                                           r"pixels \(axis -1\)$"):
         build.check_objective(per_pixel, model, MNIST, "objective.loss")
 
@@ -948,3 +970,19 @@ def test_a_loss_of_ones_own_that_is_not_one_number_per_flat_image_is_named_befor
     vae = models.build_model({"name": "vae", "latent_dim": 2}, image_shape=MNIST)
     build.check_objective(objectives.NegativeELBO(objectives.Gaussian()), vae, MNIST,
                           "objective.likelihood")
+
+    class Summed:  # the whole batch's log p(x | z): it broadcast against the KL, and trained
+        def log_prob(self, logits, targets):
+            return -jnp.abs(logits - targets).sum()
+
+    class PerPixel:
+        def log_prob(self, logits, targets):
+            return -jnp.abs(logits - targets)
+
+    for likelihood, shape in ((Summed(), r"\[\]"), (PerPixel(), r"\[5, 784\]")):
+        with pytest.raises(ConfigError, match=rf"^config.objective.likelihood gives its "
+                                              rf"log_prob as an array of shape {shape} for a "
+                                              r"batch of 5 flat images \[5, 784\], not one per "
+                                              r"image \[5\]: reduce over the pixels"):
+            build.check_objective(objectives.NegativeELBO(likelihood), vae, MNIST,
+                                  "objective.likelihood")

@@ -914,8 +914,9 @@ def test_evaluation_takes_its_own_fields_and_refuses_the_model_s():
     with pytest.raises(config_lib.ConfigError, match=r"^evaluation cannot change "
                        r"config.model.latent_dim: it takes only config.eval, "
                        r"config.data.tfds_dir, config.data.data_dir, config.data.path, "
-                       r"config.model.name \(its file, moved\), config.task.name \(its "
-                       r"file, moved\); the "
+                       r"and where a file of code moved, config.model.name, config.task.name, "
+                       r"config.objective.loss, config.objective.likelihood, config.data.name; "
+                       r"the "
                        r"rest is the trained run's \(its config.json\), so train another run "
                        r"to change it$"):
         evaluate.apply_overrides(config, {"model.latent_dim": 3})
@@ -1372,8 +1373,14 @@ def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_the
                                             "the run's model")
         assert f": {why}" in str(caught.value) and "NEW_PLACE/tiny_models.py:Tiny" in str(
             caught.value)
+    with pytest.raises(config_lib.ConfigError, match=r"--config.data.name='mnist': the run's "
+                                                     r"data set is 'npz', not a file that "
+                                                     r"moved.*\(to test the trained model on "
+                                                     r"another data set's images: python -m "
+                                                     r"jaxae.experiments data_specificity"):
+        evaluate.evaluate_workdir(workdir, overrides={"model.name": new, "data.name": "mnist"})
     with pytest.raises(config_lib.ConfigError, match="names where the run's file moved"):
-        evaluate.apply_overrides(evaluate.load_run_config(workdir, {"model": new}),
+        evaluate.apply_overrides(evaluate.load_run_config(workdir, {"model.name": new}),
                                  {"model.name": "dense_ae"})  # only load_run_config takes it
     monkeypatch.chdir(tmp_path)  # a relative path is from the current folder
     assert evaluate.evaluate_workdir(
@@ -1415,12 +1422,18 @@ class Darken(Task):
 
     def corrupt(self, targets, key):
         return targets * 0.5
+
+
+def l1(logits, targets):
+    return abs(logits - targets).mean(axis=-1)
 '''
 
 
 def test_a_run_whose_task_file_moved_with_its_model_file_evaluates_and_resumes_there(
-        tmp_path):
-    """A user's task file is recorded, and found again after a move, as a model file is."""
+        tmp_path, capsys):
+    """A user's task file is recorded, and found again after a move, as a model file is; its
+    loss, in the same file, moves with it (a run of one's own loss could not be evaluated
+    once its project moved)."""
     project = tmp_path / "project"
     project.mkdir()
     (project / "tiny_tasks.py").write_text(TINY_TASKS)
@@ -1434,20 +1447,24 @@ def test_a_run_whose_task_file_moved_with_its_model_file_evaluates_and_resumes_t
                         "train.num_epochs": 1, "eval.batch_size": 8, "eval.num_images": 4})
     config.model = ml_collections.ConfigDict({"name": f"{project}/tiny_models.py:Tiny"})
     config.task = ml_collections.ConfigDict({"name": f"{project}/tiny_tasks.py:Darken"})
+    config.objective.loss = f"{project}/tiny_tasks.py:l1"
     workdir = str(tmp_path / "run")
     train_and_evaluate(config, workdir)
     with open(os.path.join(workdir, "environment.json")) as f:
         hashes = json.load(f)["code_sha256"]
-    assert set(hashes) == {"model", "task"}
+    assert set(hashes) == {"model", "task", "loss"}
     os.rename(project, tmp_path / "moved")
     model, task = (f"{tmp_path / 'moved'}/tiny_models.py:Tiny",
                    f"{tmp_path / 'moved'}/tiny_tasks.py:Darken")
     with pytest.raises(config_lib.ConfigError) as caught:
-        evaluate.evaluate_workdir(workdir, overrides={"model.name": model})
+        evaluate.evaluate_workdir(workdir)
     assert str(caught.value) == (
-        f"the run's task file {str(project / 'tiny_tasks.py')!r} does not exist: if its "
-        "project moved, give its new place, --config.task.name=NEW_PLACE/tiny_tasks.py:Darken "
+        f"the run's model file {str(project / 'tiny_models.py')!r} does not exist: if its "
+        "project moved, give its new place, --config.model.name=NEW_PLACE/tiny_models.py:Tiny "
         "(a resume takes it from train.py's config)")
+    # one file's new place: the others of its old folder (the loss too) are found beside it
+    for given in ({"model.name": model}, {"task.name": task}):
+        assert evaluate.evaluate_workdir(workdir, overrides=given)["step"] == 3
     with pytest.raises(config_lib.ConfigError, match="only the same file name and class"):
         evaluate.evaluate_workdir(workdir, overrides={
             "model.name": model, "task.name": f"{tmp_path / 'moved'}/tiny_tasks.py:Other"})
@@ -1456,11 +1473,19 @@ def test_a_run_whose_task_file_moved_with_its_model_file_evaluates_and_resumes_t
     assert metrics["step"] == 3
     resumed = config.copy_and_resolve_references()
     resumed.model.name, resumed.task.name, resumed.train.num_epochs = model, task, 2
+    resumed.objective.loss = f"{tmp_path / 'moved'}/tiny_tasks.py:l1"
     assert int(train_and_evaluate(resumed, workdir).step) == 6
     with open(os.path.join(workdir, "resumes.jsonl")) as f:
         record = json.loads(f.readlines()[-1])
     assert record["config"]["task.name"] == [f"{project}/tiny_tasks.py:Darken", task]
     assert "code_sha256" not in record  # the same code in its new place: no change to keep
+    (tmp_path / "moved" / "tiny_tasks.py").write_text(TINY_TASKS + "\n# edited\n")
+    capsys.readouterr()
+    evaluate.evaluate_workdir(workdir, overrides={"model.name": model})
+    [warning] = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warning.startswith(f"warning: the task and loss file "  # one file: one warning
+                              f"{str(tmp_path / 'moved' / 'tiny_tasks.py')!r} is not the one "
+                              "the run trained with (sha256 ")
 
 
 def test_a_file_counts_as_moved_only_with_its_name_and_class_and_the_old_one_gone(tmp_path):

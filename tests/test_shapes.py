@@ -108,14 +108,14 @@ def test_a_scatter_draws_each_point_once_and_no_class_always_over_the_others():
     from jaxae.evaluation import plots
 
     labels = np.repeat([0, 1, 2], [600, 300, 100])
-    drawn = plots.draw_order(labels)
-    every = np.concatenate([indices for _, indices in drawn])
-    assert sorted(every.tolist()) == list(range(1000))
-    assert all((labels[indices] == c).all() for c, indices in drawn)
-    last_quarter = np.concatenate([indices for _, indices in drawn[-len(drawn) // 4:]])
+    groups = plots.draw_groups(labels)
+    every = np.concatenate(groups)
+    assert len(groups) == 20 and sorted(every.tolist()) == list(range(1000))
+    last_quarter = np.concatenate(groups[-5:])
     np.testing.assert_allclose(np.bincount(labels[last_quarter]) / len(last_quarter),
                                [0.6, 0.3, 0.1], atol=0.03)
-    assert len(drawn) == 60 and {c for c, _ in drawn[2::3]} == {0, 1, 2}  # 20 groups of 3
+    assert {int(labels[group[-1]]) for group in groups} == {0, 1, 2}  # each drawn last
+    assert all((np.diff(labels[group]) != 0).sum() <= 2 for group in groups)  # class blocks
 
 
 def test_large_images_get_a_picture_pixel_each_and_wrapped_blocks_stand_apart(tmp_path):

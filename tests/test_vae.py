@@ -222,10 +222,21 @@ def test_a_kl_warm_up_raises_beta_from_zero_to_its_value_over_its_steps(tiny_con
     assert [float(objective.at_step(s).beta) for s in (0, 2, 4, 9)] == [0.0, 1.0, 2.0, 2.0]
     plain = objectives.NegativeELBO(objectives.Bernoulli(), beta=2.0)
     assert plain.at_step(3) is plain
+
+    class Own(objectives.Objective):  # one's own, with no schedule: itself at every step
+        def __call__(self, logits, targets, aux):
+            return {"loss": losses.mse(logits, targets)}
+
+    assert Own().at_step(5) is not None and isinstance(Own().at_step(5), Own)
     with pytest.raises(ValueError, match=r"^warmup_steps=-1 must be a whole number >= 0"):
         objectives.NegativeELBO(objectives.Bernoulli(), warmup_steps=-1)
     config = tiny_config(**{"model": {"name": "vae", "latent_dim": 2},
                             "objective.beta_warmup_steps": 10})
+    assert build.warmup_note(config, True, 32) == ("note: beta rises from 0 to 1 over the first "
+                                                   "10 of 32 steps")
+    assert build.warmup_note(config, True, 6) == ("warning: objective.beta_warmup_steps=10 is "
+                                                  "more than the run's 6 steps: its last step "
+                                                  "trains with beta 0.5 of 1")
     data = build.load_data(config, derive_keys(0).data)
     task, model, _, warm = build.run_objects(config, data.image_shape, data.num_classes)
     batch = {"image": np.asarray(data.train.images[:32])}

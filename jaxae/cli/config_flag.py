@@ -58,7 +58,7 @@ def define_config_flag(default: str | None, flag_values: flags.FlagValues = flag
     parser = flag_values["config"].parser
     load = parser.parse
 
-    def load_with_model_fields(path: str) -> Any:
+    def load_with_entry_fields(path: str) -> Any:
         config = load(path)
         if isinstance(config, ml_collections.ConfigDict) and \
                 all(section in config for section, _ in OPEN_SECTIONS):
@@ -66,7 +66,7 @@ def define_config_flag(default: str | None, flag_values: flags.FlagValues = flag
                                    path.split(":", 1)[0])
         return config
 
-    parser.parse = load_with_model_fields
+    parser.parse = load_with_entry_fields
 
 
 def _config_argument(argv: Sequence[str], flag_values: flags.FlagValues) -> str:
@@ -147,11 +147,11 @@ OPEN_SECTIONS = (("model", "name"), ("task", "name"), ("objective", "likelihood"
 
 def _add_overridden_fields(config: ml_collections.ConfigDict, argv: Sequence[str],
                            path: str) -> None:
-    """Adds to the loaded config's model, task and objective sections, at the entry's
+    """Adds to the loaded config's model, task, objective and data sections, at the entry's
     default, each field that a --config.SECTION.FIELD override names and the config file
-    left unset, so that every field a model, a task or a likelihood declares (one's own
-    too) can be overridden; a field the entry does not declare is one line naming the
-    fields it does."""
+    left unset, so that every field a model, a task, a likelihood or a data set's loader
+    declares (one's own too) can be overridden; a field the entry does not declare is one
+    line naming the fields it does."""
     from jaxae.data import DATASETS
     from jaxae.models import MODELS
     from jaxae.objectives import LIKELIHOODS
@@ -167,9 +167,9 @@ def _add_overridden_fields(config: ml_collections.ConfigDict, argv: Sequence[str
                   f"section, which then holds only {', '.join(whole) or 'nothing'}: give "
                   f"{loose[0]} inside it, --config.{section}=\"{{..., '{loose[0]}': VALUE}}\"")
         missing = [f for f in fields if f not in config[section]]
-        if missing:
-            name = flag_value(argv, f"config.{section}.{name_field}") or \
-                config[section][name_field]
+        name = flag_value(argv, f"config.{section}.{name_field}") or \
+            config[section].get(name_field)
+        if missing and isinstance(name, str):  # (no name: its own error follows)
             _add_fields(config, section, registries[section], name, missing, path)
 
 
@@ -204,21 +204,28 @@ def _add_fields(config: ml_collections.ConfigDict, section: str, registry: Any, 
     if section == "model":
         builder = {"init": DEFAULT_SCHEME,
                    **({"conv": conv.DEFAULT_IMPLEMENTATION} if "conv" in declared else {})}
+    from jaxae.config import TASK_FROM_DATA, base_config
+
     for field in missing:
         kind = _declared_type(entry, field)
+        if section == "task" and field in TASK_FROM_DATA:
+            _fail(f"--config.task.{field}: a task's {field} follows "
+                  f"{TASK_FROM_DATA[field]}: set that instead")
         if field in builder:
             default = builder[field]
         elif field not in declared and section in ("objective", "data"):  # and their own
-            own = sorted(config[section])
-            close = difflib.get_close_matches(field, own + sorted(declared), n=1)
+            own = sorted(base_config()[section])
+            extra = sorted(set(declared) - set(own))
+            close = difflib.get_close_matches(field, own + extra, n=1)
             _fail(f"--config.{section}.{field}: config.{section} has no field {field!r}; "
                   + (f"did you mean {close[0]!r}? " if close else "")
                   + f"its fields are {', '.join(own)}, and those the {registry.kind} "
-                  f"{name!r} declares ({', '.join(sorted(set(declared) - set(own))) or 'none'})"
+                  f"{name!r} declares ({', '.join(extra) or 'none'})"
                   + ("; a loss takes no fields: give it its constants in its own file"
                      if section == "objective" else ""))
         elif field not in declared:
-            settable = settable_fields(entry) if section == "model" else sorted(declared)
+            settable = settable_fields(entry) if section == "model" else \
+                sorted({field_of_name, *declared} - set(TASK_FROM_DATA))
             close = difflib.get_close_matches(field, settable, n=1)
             _fail(f"--config.{section}.{field}: {registry.kind} {name!r} has no field "
                   f"{field!r}; " + (f"did you mean {close[0]!r}? " if close else "")
@@ -305,9 +312,10 @@ def loaded_config(flag_values: flags.FlagValues = flags.FLAGS) -> ml_collections
     absolute (beside the config file, else in the current directory; a file in both places is
     an error), and a name registered by the user's own module made `its_file.py:name`. A
     data path's leading `~` is made the home folder (`config.expand_home`)."""
-    from jaxae.config import expand_home
+    from jaxae.config import expand_home, fill_defaults
 
     config = flag_values.config
+    fill_defaults(config)
     expand_home(config)
     locate_code_names(config, config_flags.get_config_filename(flag_values["config"]))
     return config

@@ -77,16 +77,17 @@ def class_sample_recognition(model: nn.Module, params: ModelParams, data: Splits
 
 
 # The fields evaluate.py may change (`--config.eval.iwae_samples=...`): what is measured, and
-# where the run's data and its model or task file live (a file only moved: `load_run_config`).
+# where the run's data and its files of code live (a file only moved: `load_run_config`).
 # The rest is the trained run's own (its config.json).
-OVERRIDABLE = {"eval": "", "data.tfds_dir": "", "data.data_dir": "", "data.path": "",
-               "model.name": " (its file, moved)", "task.name": " (its file, moved)"}
-RELOCATED = ("model.name", "task.name")  # given to load_run_config, not set by apply_overrides
+RELOCATED = tuple(code.path for code in config_lib.CODE_FIELDS)  # to load_run_config
+OVERRIDABLE = ("eval", "data.tfds_dir", "data.data_dir", "data.path", *RELOCATED)
 
 
 def overridable_text() -> str:
     """The fields of OVERRIDABLE as error messages list them."""
-    return ", ".join(f"config.{field}{note}" for field, note in OVERRIDABLE.items())
+    measured = ", ".join(f"config.{f}" for f in OVERRIDABLE if f not in RELOCATED)
+    return (f"{measured}, and where a file of code moved, "
+            + ", ".join(f"config.{f}" for f in RELOCATED))
 
 
 def overridable_config() -> ml_collections.ConfigDict:
@@ -96,9 +97,12 @@ def overridable_config() -> ml_collections.ConfigDict:
         "eval": base.eval,
         "data": {"tfds_dir": base.data.get_ref("tfds_dir"),
                  "data_dir": base.data.get_ref("data_dir"),
-                 "path": base.data.get_ref("path")},
+                 "path": base.data.get_ref("path"),
+                 "name": ml_collections.config_dict.placeholder(str)},
         "model": {"name": ml_collections.config_dict.placeholder(str)},
-        "task": {"name": ml_collections.config_dict.placeholder(str)}})
+        "task": {"name": ml_collections.config_dict.placeholder(str)},
+        "objective": {"loss": ml_collections.config_dict.placeholder(str),
+                      "likelihood": ml_collections.config_dict.placeholder(str)}})
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, object]) -> None:
@@ -227,7 +231,7 @@ def _run_config_and_checkpoints(workdir: str, step: int | None,
     """The run's config (with `overrides`) and a read-only manager of its checkpoints, after
     the checks that need no data."""
     overrides = dict(overrides or {})
-    moved_names = {path.split(".")[0]: overrides.pop(path, None) for path in RELOCATED}
+    moved_names = {path: overrides.pop(path, None) for path in RELOCATED}
     config = load_run_config(workdir, moved_names)  # a None name: the recorded file's
     apply_overrides(config, overrides)
     folder = checkpoints.checkpoint_dir(workdir)

@@ -160,11 +160,13 @@ def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tupl
     styles = class_styles(num_classes)
     present = sorted(set(np.unique(labels).tolist()))  # classes the images lack: no entry
     for ax, panel in zip(axes[0], panels, strict=True):
-        for c, chosen in draw_order(labels):  # no class drawn over all the others
-            colour, marker = styles[c]
-            ax.scatter(panel.points_Nx2[chosen, 0], panel.points_Nx2[chosen, 1],
-                       s=3 if marker == "o" else 5, alpha=0.6, color=colour, marker=marker,
-                       rasterized=True)
+        for group in draw_groups(labels):  # no class drawn over all the others
+            markers = np.array([styles[c][1] for c in labels[group]])
+            for marker in dict.fromkeys(markers):  # a call per marker, a colour per point
+                chosen = group[markers == marker]
+                ax.scatter(panel.points_Nx2[chosen, 0], panel.points_Nx2[chosen, 1],
+                           s=3 if marker == "o" else 5, alpha=0.6, marker=marker,
+                           c=[styles[c][0] for c in labels[chosen]], rasterized=True)
         ax.set_xlabel(panel.axis_names[0])
         ax.set_ylabel(panel.axis_names[1])
     if y_is_class:
@@ -188,11 +190,11 @@ def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tupl
     plt.close(fig)
 
 
-def draw_order(labels: np.ndarray, groups: int = 20) -> list[tuple[int, np.ndarray]]:
-    """(class, indices of its points) in the order a scatter draws them: each class's points
-    spread evenly over `groups` groups, and within group k the classes in turn from the k-th
-    on, so that no class lies under all the others where they overlap (drawn class by class,
-    the last class would cover the rest)."""
+def draw_groups(labels: np.ndarray, groups: int = 20) -> list[np.ndarray]:
+    """The points' indices in `groups` groups, in the order a scatter draws them: each
+    class's points spread evenly over the groups, and within group k the classes in turn
+    from the k-th on, so that no class lies under all the others where they overlap (drawn
+    class by class, the last class would cover the rest)."""
     labels = np.asarray(labels)
     classes = np.unique(labels).tolist()
     share = np.empty(len(labels))
@@ -203,9 +205,8 @@ def draw_order(labels: np.ndarray, groups: int = 20) -> list[tuple[int, np.ndarr
     drawn = []
     for k, group in enumerate(np.array_split(order, min(groups, max(1, len(order))))):
         turn = k % len(classes)
-        for c in classes[turn:] + classes[:turn]:
-            if (chosen := group[labels[group] == c]).size:
-                drawn.append((c, chosen))
+        rank = {c: i for i, c in enumerate(classes[turn:] + classes[:turn])}
+        drawn.append(group[np.argsort([rank[c] for c in labels[group]], kind="stable")])
     return drawn
 
 

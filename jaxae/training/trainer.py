@@ -590,7 +590,8 @@ def _announce(run: _Run, state: steps.TrainState) -> None:
           f"epoch, {total} step{'s' if total != 1 else ''} in all, on {devices} "
           f"({jax.default_backend()}{', streamed' if data.streamed else ''})", flush=True)
     if int(state.step) == 0:
-        for note in (build.replaced_defaults_note(config), build.init_scheme_note(config)):
+        for note in (build.replaced_defaults_note(config), build.init_scheme_note(config),
+                     build.warmup_note(config, run.model.variational, total)):
             if note:
                 print(note, flush=True)
     batch, budget = _batch_bytes(config, data), config.data.memory_budget_mb

@@ -391,8 +391,8 @@ def code_files(config: ml_collections.ConfigDict) -> dict[str, str]:
 
 def code_changes(workdir: str, config: ml_collections.ConfigDict,
                  now: dict[str, str] | None = None) -> dict[str, list[str]]:
-    """{'model': [sha256 trained with, now], ...} for each user file of the config's model
-    or task whose contents differ from those the run in `workdir` recorded (nothing where it
+    """{'model': [sha256 trained with, now], ...} for each user file of the config's code
+    (`code_files`) whose contents differ from those the run in `workdir` recorded (nothing where it
     recorded none: a run from before that record has its first resume's hash recorded);
     `now`: `code_files(config)`, where the caller has it already."""
     recorded = recorded_environment(workdir).get("code_sha256") or {}
@@ -403,21 +403,25 @@ def code_changes(workdir: str, config: ml_collections.ConfigDict,
             if isinstance(recorded, dict) and recorded.get(section) not in (None, now[section])}
 
 
-def _changed_file(config: ml_collections.ConfigDict, kind: str, old: str, new: str,
-                  said: str) -> str:
-    """'the model file '...' `said` (sha256 OLD then, NEW now)': one of `code_changes`, of
-    the code of `kind` ("model", "task", "loss", "likelihood", "data set")."""
-    code = next(c for c in config_lib.CODE_FIELDS if c.registry.kind == kind)
-    name = _located_names(config).get(code.path, config[code.section][code.field])
-    return (f"the {kind} file {CodeName.parse(name).where!r} {said} (sha256 "
-            f"{old[:12]} then, {new[:12]} now)")
+def _changed_files(config: ml_collections.ConfigDict, changes: dict[str, list[str]],
+                   said: str) -> list[str]:
+    """'the model file '...' `said` (sha256 OLD then, NEW now)' for each file of
+    `code_changes` ({kind: [old, new]}, kind "model", "task", "loss", "likelihood" or "data
+    set"), once for a file that holds several ("the task and loss file ...")."""
+    located, by_file = _located_names(config), {}
+    for kind, hashes in changes.items():
+        code = next(c for c in config_lib.CODE_FIELDS if c.registry.kind == kind)
+        name = located.get(code.path, config[code.section][code.field])
+        by_file.setdefault(CodeName.parse(name).where, ([], hashes))[0].append(kind)
+    return [f"the {' and '.join(kinds)} file {where!r} {said} (sha256 {old[:12]} then, "
+            f"{new[:12]} now)" for where, (kinds, (old, new)) in by_file.items()]
 
 
 def code_warnings(changes: dict[str, list[str]], config: ml_collections.ConfigDict) -> list[str]:
-    """One warning line for each of `code_changes`."""
-    said = "is not the one the run trained with"
-    return [f"warning: {_changed_file(config, section, old, new, said)}: its parameters still "
-            "fit, but what it computes may differ" for section, (old, new) in changes.items()]
+    """One warning line for each file of `code_changes`."""
+    return [f"warning: {line}: the run's checkpoint still loads, but what that code computes "
+            "may differ" for line in _changed_files(config, changes,
+                                                   "is not the one the run trained with")]
 
 
 def mismatch_with_code(error: CheckpointMismatch, workdir: str,
@@ -448,9 +452,7 @@ def mismatch_with_code(error: CheckpointMismatch, workdir: str,
             "that step's (a config.json edited since, or a step of another run's): put back "
             "the run's own config.json, or move that step's folder out of the checkpoints",
             error.fact)
-    files = "; ".join(_changed_file(config, section, old, new,
-                                    "changed since the run trained with it")
-                      for section, (old, new) in changes.items())
+    files = "; ".join(_changed_files(config, changes, "changed since the run trained with it"))
     return CheckpointMismatch(f"{error.fact}: {files}: put back the version it trained with, "
                               "or train a new run in another --workdir", error.fact)
 
@@ -574,9 +576,10 @@ def _no_run_here(workdir: str) -> str:
 def load_run_config(workdir: str, moved_names: dict[str, str] | None = None
                     ) -> ml_collections.ConfigDict:
     """The config a workdir's run was trained with (its config.json), validated. A user's
-    model or task file may have moved with its project: `moved_names` ({'model': name,
-    'task': name}) then names it in its new place (`registry.moved`; a relative path is from
-    the current folder, `~` is the home folder)."""
+    file of code (config.CODE_FIELDS: a model, task, loss, likelihood or data set) may have
+    moved with its project: `moved_names` ({'model.name': name, ...}) then names it in its
+    new place (`registry.moved`; a relative path is from the current folder, `~` is the home
+    folder), and the run's other files of that folder are looked for in the new one."""
     path = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise FileNotFoundError(f"{workdir!r} is a file, not a run's folder: pass the --workdir "
@@ -613,18 +616,32 @@ def load_run_config(workdir: str, moved_names: dict[str, str] | None = None
                     config[section][key] = _from_json(value)
         elif section in config:
             config[section] = _from_json(values)
-    for section in ("model", "task"):
-        _relocate(config[section], section, (moved_names or {}).get(section))
+    given = {code: (moved_names or {}).get(code.path) for code in config_lib.CODE_FIELDS}
+    folders = {}  # a moved file's old folder -> its new one
+    for code, name in given.items():
+        if name is not None and (old := _relocate(config, code, name)) is not None:
+            folders[os.path.dirname(old)] = os.path.dirname(config[code.section][code.field])
+    for code, name in given.items():
+        recorded = config[code.section].get(code.field)
+        gone = missing_file(recorded) if name is None and isinstance(recorded, str) else None
+        if gone and os.path.dirname(gone) in folders:  # moved with the files given
+            beside = os.path.join(folders[os.path.dirname(gone)], os.path.basename(gone))
+            name = str(CodeName(beside, CodeName.parse(recorded).attribute))
+        if name is None or name != given[code]:
+            _relocate(config, code, name)
     config_lib.validate(config)
     return config
 
 
-def _relocate(section: ml_collections.ConfigDict, label: str, name: str | None) -> None:
-    """Gives a run's model or task section (`label`) the `name` of its file in a new place,
-    which only the same file name and class, with the recorded file gone, may be; without
-    `name`, a recorded file that is gone is a ConfigError naming that fix."""
-    recorded = section.get("name")
-    flag = f"--config.{label}.name"
+def _relocate(config: ml_collections.ConfigDict, code: config_lib.CodeField,
+              name: str | None) -> str | None:
+    """Gives a run's field of code (a model's name, say) the `name` of its file in a new
+    place, which only the same file name and attribute, with the recorded file gone, may be;
+    returns the recorded file that moved, if one did. Without `name`, a recorded file that
+    is gone is a ConfigError naming that fix."""
+    section, label = config[code.section], code.registry.kind
+    recorded = section.get(code.field)
+    flag = f"--config.{code.path}"
     if name is not None and not isinstance(name, str):
         raise config_lib.ConfigError(f"{flag}={name!r}: give a file and class, "
                                      f"NEW_PLACE/my_{label}s.py:Class")
@@ -632,7 +649,7 @@ def _relocate(section: ml_collections.ConfigDict, label: str, name: str | None) 
         if name is not None:
             raise config_lib.ConfigError(f"{flag}={name!r}: the run's {label} is not a file "
                                          f"that could move: drop {flag}")
-        return
+        return None
     was = CodeName.parse(recorded)
     if name is None:
         if gone := missing_file(recorded):
@@ -640,20 +657,23 @@ def _relocate(section: ml_collections.ConfigDict, label: str, name: str | None) 
                 f"the run's {label} file {gone!r} does not exist: if its project moved, give "
                 f"its new place, {flag}=NEW_PLACE/{os.path.basename(gone)}:"
                 f"{was.attribute} (a resume takes it from train.py's config)")
-        return
+        return None
     given = CodeName.parse(name)
     if given.file is not None:
         given = CodeName(os.path.abspath(os.path.expanduser(given.file)), given.attribute)
         name = str(given)
     if name == recorded and not missing_file(recorded):
-        return
+        return None
     if was.file is None:
         module = was.where
         importable = (f", and make {module!r} importable as it was in training (installed, or "
                       "its folder on PYTHONPATH)" if module else "")
+        elsewhere = (" (to test the trained model on another data set's images: python -m "
+                     "jaxae.experiments data_specificity, or evaluate_split of jaxae.evaluation."
+                     "evaluate.load_trained(workdir) on them)" if code.section == "data" else "")
         raise config_lib.ConfigError(
             f"{flag}={name!r}: the run's {label} is {recorded!r}, not a file that moved, and "
-            f"evaluation does not change it: drop {flag}{importable}")
+            f"evaluation does not change it: drop {flag}{importable}{elsewhere}")
     if not missing_file(recorded):
         raise config_lib.ConfigError(
             f"{flag}={name!r}: the run's {label} is {recorded!r}, which is still there, and "
@@ -664,7 +684,9 @@ def _relocate(section: ml_collections.ConfigDict, label: str, name: str | None) 
         raise config_lib.ConfigError(
             f"{flag}={name!r} cannot stand for the run's {label} {recorded!r}, moved: {why}; "
             f"give NEW_PLACE/{os.path.basename(was.where)}:{was.attribute}")
-    section.name = name
+    with section.unlocked():
+        section[code.field] = name
+    return was.file
 
 
 def _from_json(value):
