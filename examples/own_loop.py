@@ -33,12 +33,16 @@ from jaxae.training import steps
 
 def train(config: ml_collections.ConfigDict) -> steps.TrainState:
     """The run `config` describes, trained for its epochs: the final train state."""
-    config_lib.check_new_run(config)  # as train.py: fields the run would ignore are refused
+    config_lib.check_new_run(config)  # as train.py: fields the run would ignore are refused,
+    variational = build.variational_before_data(config)  # before the data is read
+    if variational is not None:
+        build.check_unread_fields(config, variational, config_lib.make_task(config))
     keys = derive_keys(config.seed)
     data = build.load_data(config, keys.data)
     task, model, train_model, objective = build.run_objects(config, data.image_shape,
                                                             data.num_classes, train=True)
-    build.check_unread_fields(config, model.variational, task)
+    if variational is None:  # a model that builds only at the data's size
+        build.check_unread_fields(config, model.variational, task)
     batch_size, num_examples = config.train.batch_size, len(data.train)
     steps_per_epoch = batches.steps_per_epoch(num_examples, batch_size)
     tx = build.make_optimizer(config, steps_per_epoch * config.train.num_epochs)
@@ -82,6 +86,7 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config()
+    config_lib.fill_defaults(config)  # a section given whole: its other fields' defaults
     locate_code_names(config, path)  # a model file beside the config, as train.py finds it
     return config
 

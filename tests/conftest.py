@@ -40,6 +40,20 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return len(os.sched_getaffinity(0)) + 1
 
 
+# The files that take longest, the longest first: with whole files per worker
+# (--dist=loadfile), starting them first keeps a long one from running alone at the end.
+LONGEST_FILES = ("test_experiments.py", "test_cli.py", "test_faults.py", "test_reliability.py",
+                 "test_training.py", "test_parallel.py", "test_library.py", "test_bench.py",
+                 "test_streaming.py", "test_shapes.py", "test_vae.py", "test_models.py")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """The longest files first (LONGEST_FILES), the others after them as collected; each
+    file's tests keep their order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_configure(config):
     if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):  # before JAX starts its backend
         os.environ["XLA_FLAGS"] = with_test_flags(os.environ.get("XLA_FLAGS", ""))

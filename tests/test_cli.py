@@ -312,80 +312,35 @@ def test_a_config_that_is_not_there_is_one_line_naming_the_shipped_one(tmp_path,
         f"mean --config={ROOT}/configs/default.py?\n")
 
 
-REGISTERING_MODULE = tiny_model_source(28, registered_as="tiny_dense")
+REGISTERING_MODULE = tiny_model_source(8, registered_as="tiny_dense") + '''
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxae import data, objectives
+
+
+@objectives.LOSSES.register("l1_own")
+def l1(logits, targets):
+    return jnp.abs(jax.nn.sigmoid(logits) - targets).mean(axis=-1)
+
+
+@data.DATASETS.register("tiny_arrays")
+def tiny_arrays():
+    images = np.random.default_rng(0).integers(0, 256, (96, 8, 8, 1), dtype=np.uint8)
+    return data.from_arrays(images[:64], images[64:], name="tiny_arrays")
+'''
 
 REGISTERING_CONFIG = '''
-    import reg_models  # noqa: F401 (registers tiny_dense)
+    import reg_models  # noqa: F401 (registers tiny_dense, l1_own, tiny_arrays)
     from jaxae.configs import test
 
 
     def get_config():
         config = test.get_config()
         config.model = {"name": "tiny_dense", "latent_dim": 3}
-        config.train.num_epochs = 1
-        return config
-'''
-
-
-def test_a_model_registered_by_a_module_beside_the_config_trains_and_evaluates_anywhere(
-        fashion_tfds_dir, tmp_path):
-    """The config imports its neighbour, which registers a short name: train.py finds the
-    module from another folder, and config.json names its file, so evaluate.py finds the
-    model from anywhere."""
-    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
-    project.mkdir()
-    elsewhere.mkdir()
-    (project / "reg_models.py").write_text(textwrap.dedent(REGISTERING_MODULE))
-    (project / "reg_config.py").write_text(textwrap.dedent(REGISTERING_CONFIG))
-    workdir = str(tmp_path / "runs" / "reg")
-    trained = run(os.path.join(ROOT, "train.py"), "--config=../project/reg_config.py",
-                  f"--workdir={workdir}", f"--config.data.tfds_dir={fashion_tfds_dir}",
-                  cwd=str(elsewhere))
-    assert trained.returncode == 0, trained.stderr[-2000:]
-    with open(os.path.join(workdir, "config.json")) as f:
-        assert json.load(f)["model"]["name"] == f"{project}/reg_models.py:tiny_dense"
-    # (that the run resumes from its short name: test_reliability's library run of it)
-    evaluated = run(os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}", cwd="/")
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
-        assert json.load(f)["step"] == 16
-
-
-OWN_PARTS = '''
-    import dataclasses
-
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from jaxae import data, objectives
-
-
-    @objectives.LOSSES.register("l1_own")
-    def l1(logits, targets):
-        return jnp.abs(jax.nn.sigmoid(logits) - targets).mean(axis=-1)
-
-
-    @objectives.LIKELIHOODS.register("laplace_own")
-    @dataclasses.dataclass(frozen=True)
-    class Laplace:
-        def log_prob(self, logits, targets):
-            return -jnp.abs(jax.nn.sigmoid(logits) - targets).sum(axis=-1) / 0.1
-
-
-    @data.DATASETS.register("tiny_arrays")
-    def tiny_arrays():
-        images = np.random.default_rng(0).integers(0, 256, (96, 8, 8, 1), dtype=np.uint8)
-        return data.from_arrays(images[:64], images[64:], name="tiny_arrays")
-'''
-
-OWN_PARTS_CONFIG = '''
-    import own_parts  # noqa: F401 (registers l1_own, laplace_own, tiny_arrays)
-    from jaxae.configs import test
-
-
-    def get_config():
-        config = test.get_config()
+        config.objective.loss = "l1_own"
         config.data.name = "tiny_arrays"
         config.data.train_size = config.data.test_size = None
         config.train.num_epochs = 1
@@ -393,24 +348,28 @@ OWN_PARTS_CONFIG = '''
 '''
 
 
-def test_a_likelihood_and_data_set_a_module_beside_the_config_registers_evaluate_anywhere(
+def test_a_model_loss_and_data_set_a_module_beside_the_config_registers_evaluate_anywhere(
         tmp_path):
-    """Like a model's short name, a registered likelihood's, loss's and data set's are
-    recorded by their module's file, so evaluate.py (no config file, no import) finds them."""
+    """The config imports its neighbour, which registers short names: train.py finds the
+    module from another folder, and config.json names its file for each (a model's, a
+    loss's, a data set's), so evaluate.py, with no config file and no import, finds them
+    from anywhere."""
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     project.mkdir()
     elsewhere.mkdir()
-    (project / "own_parts.py").write_text(textwrap.dedent(OWN_PARTS))
-    (project / "own_config.py").write_text(textwrap.dedent(OWN_PARTS_CONFIG))
-    workdir = str(tmp_path / "runs" / "vae")
-    trained = run(os.path.join(ROOT, "train.py"), "--config=../project/own_config.py",
-                  f"--workdir={workdir}", "--config.model.name=vae",
-                  "--config.objective.likelihood=laplace_own", cwd=str(elsewhere))
+    (project / "reg_models.py").write_text(textwrap.dedent(REGISTERING_MODULE))
+    (project / "reg_config.py").write_text(textwrap.dedent(REGISTERING_CONFIG))
+    workdir = str(tmp_path / "runs" / "reg")
+    trained = run(os.path.join(ROOT, "train.py"), "--config=../project/reg_config.py",
+                  f"--workdir={workdir}", cwd=str(elsewhere))
     assert trained.returncode == 0, trained.stderr[-2000:]
     with open(os.path.join(workdir, "config.json")) as f:
         recorded = json.load(f)
-    assert recorded["objective"]["likelihood"] == f"{project}/own_parts.py:laplace_own"
-    assert recorded["data"]["name"] == f"{project}/own_parts.py:tiny_arrays"
+    module = f"{project}/reg_models.py"
+    assert (recorded["model"]["name"], recorded["objective"]["loss"],
+            recorded["data"]["name"]) == (f"{module}:tiny_dense", f"{module}:l1_own",
+                                          f"{module}:tiny_arrays")
+    # (that the run resumes from its short name: test_reliability's library run of it)
     evaluated = run(os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}", cwd="/")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     with open(os.path.join(workdir, "eval", "metrics.json")) as f:
@@ -418,9 +377,9 @@ def test_a_likelihood_and_data_set_a_module_beside_the_config_registers_evaluate
     assert (metrics["step"], metrics["test_images"]) == (2, 32)
     # a loss named by its file is found beside the config, as a model's is
     config = base_config()
-    config.objective.loss = "own_parts.py:l1"
-    locate_code_names(config, str(project / "own_config.py"))
-    assert config.objective.loss == f"{project}/own_parts.py:l1"
+    config.objective.loss = "reg_models.py:l1"
+    locate_code_names(config, str(project / "reg_config.py"))
+    assert config.objective.loss == f"{module}:l1"
     assert (config.model.name, config.data.name) == ("dense_ae", "fashion_mnist")
 
 

@@ -187,6 +187,7 @@ def _whole_section(argv: Sequence[str], section: str) -> dict | None:
 def _add_fields(config: ml_collections.ConfigDict, section: str, registry: Any, name: str,
                 missing: list[str], path: str) -> None:
     """`_add_overridden_fields` for one section, whose entry `registry` names `name`."""
+    from jaxae.config import TASK_FROM_DATA, base_config
     from jaxae.kernels import conv
     from jaxae.models.initializers import DEFAULT_SCHEME
     from jaxae.models.registry import settable_fields
@@ -204,8 +205,6 @@ def _add_fields(config: ml_collections.ConfigDict, section: str, registry: Any, 
     if section == "model":
         builder = {"init": DEFAULT_SCHEME,
                    **({"conv": conv.DEFAULT_IMPLEMENTATION} if "conv" in declared else {})}
-    from jaxae.config import TASK_FROM_DATA, base_config
-
     for field in missing:
         kind = _declared_type(entry, field)
         if section == "task" and field in TASK_FROM_DATA:
