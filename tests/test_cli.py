@@ -702,3 +702,39 @@ def test_jaxae_debug_prints_the_traceback_behind_an_error_line(monkeypatch, caps
     err = capsys.readouterr().err
     assert err.startswith("Traceback (most recent call last):") and "in fails" in err
     assert err.endswith("KeyError: 'missing'\nerror: config.x is wrong: give y\n"), err
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'
+def test_none_unsets_a_field_a_likelihood_of_ones_own_declares_with_a_default_of_none(
+        tmp_path, capsys):
+    """As for a model's and a task's fields: `--config.objective.scale=None` where the
+    likelihood declares `scale: float | None = None` (it had said the field needs a value)."""
+    (tmp_path / "none_scaled_lik.py").write_text(textwrap.dedent('''
+        import dataclasses
+
+
+        @dataclasses.dataclass(frozen=True)
+        class Scaled:
+            scale: float | None = None
+
+            def log_prob(self, logits, targets):
+                return -abs(logits - targets).sum(-1)
+    '''))
+    (tmp_path / "cfg.py").write_text(textwrap.dedent('''
+        from jaxae.configs import test
+
+
+        def get_config():
+            config = test.get_config()
+            config.model = {"name": "vae", "latent_dim": 2}
+            config.objective.likelihood = "none_scaled_lik.py:Scaled"
+            config.objective.scale = 0.5
+            return config
+    '''))
+    code, flag_values = parse(["train.py", f"--config={tmp_path}/cfg.py",
+                               "--config.objective.scale=None"], config_flag)
+    assert code == 0, capsys.readouterr().err
+    assert flag_values.config.objective.scale is None
+    code, _ = parse(["train.py", f"--config={tmp_path}/cfg.py", "--config.objective.beta=None"],
+                    config_flag)
+    assert code == 1 and "config.objective.beta needs a value" in capsys.readouterr().err

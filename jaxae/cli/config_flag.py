@@ -111,7 +111,7 @@ def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) ->
                 config.get("seed")
             _check_config_type(config, _config_argument(argv, flag_values))
         if unset and "config" in flag_values:
-            _set_to_none(flag_values.config, unset)
+            _set_to_none(flag_values.config, unset, _config_argument(argv, flag_values))
         return rest
     except Exception as e:  # noqa: BLE001 (any error of the config file is one line)
         message = config_error(e, _config_argument(argv, flag_values), argv, flag_values) \
@@ -152,12 +152,7 @@ def _add_overridden_fields(config: ml_collections.ConfigDict, argv: Sequence[str
     left unset, so that every field a model, a task, a likelihood or a data set's loader
     declares (one's own too) can be overridden; a field the entry does not declare is one
     line naming the fields it does."""
-    from jaxae.data import DATASETS
-    from jaxae.models import MODELS
-    from jaxae.objectives import LIKELIHOODS
-    from jaxae.tasks import TASKS
-
-    registries = {"model": MODELS, "task": TASKS, "objective": LIKELIHOODS, "data": DATASETS}
+    registries = _registries()
     for section, name_field in OPEN_SECTIONS:
         fields = [p.split(".", 1)[1] for p in override_paths(argv)
                   if p.startswith(f"{section}.") and p.count(".") == 1]
@@ -260,31 +255,45 @@ def _declared_type(entry: Any, field: str) -> type | None:
     return kind if kind in (tuple, int, float, str, bool) else None
 
 
-def _may_be_unset(config: ml_collections.ConfigDict, path: str) -> bool:
+def _may_be_unset(config: ml_collections.ConfigDict, path: str, config_file: str) -> bool:
     """Whether the field at `path` may be None: its default is None, in the base config
-    (data.train_size, train.stop_after_steps, ...) or, for a field of a model or a task,
-    in what the entry declares (`features: tuple | None = None`)."""
+    (data.train_size, train.stop_after_steps, ...) or, for a field of a model, a task, a
+    likelihood or a data set's loader, in what the entry declares (`features: tuple | None
+    = None`; its file, named relative to the `config_file`, found beside it)."""
     from jaxae.config import base_config
-    from jaxae.models import MODELS
-    from jaxae.registry import parameters
-    from jaxae.tasks import TASKS
+    from jaxae.registry import CodeName, parameters
 
     section, _, field = path.partition(".")
     base = base_config()
     if section in base and isinstance(base[section], ml_collections.ConfigDict) and \
             field in base[section]:
         return base[section][field] is None
-    registries = {"model": MODELS, "task": TASKS}
-    if section not in registries or "." in field:
+    if section not in dict(OPEN_SECTIONS) or "." in field:
         return False
+    name = config[section].get(dict(OPEN_SECTIONS)[section])
+    code = CodeName.parse(name) if isinstance(name, str) else None
+    if code is not None and code.file and not os.path.isabs(code.file):
+        beside = os.path.join(os.path.dirname(os.path.abspath(config_file)), code.file)
+        name = code.elsewhere(beside) if os.path.isfile(beside) else name
     try:
-        declared = parameters(registries[section].get(config[section].name)).get(field)
+        declared = parameters(_registries()[section].get(name)).get(field)
     except Exception:  # noqa: BLE001 (a name that does not resolve: its own error follows)
         return False
     return declared is not None and declared.default is None
 
 
-def _set_to_none(config: ml_collections.ConfigDict, paths: Sequence[str]) -> None:
+def _registries() -> dict[str, Any]:
+    """The registry of each of OPEN_SECTIONS' entries."""
+    from jaxae.data import DATASETS
+    from jaxae.models import MODELS
+    from jaxae.objectives import LIKELIHOODS
+    from jaxae.tasks import TASKS
+
+    return {"model": MODELS, "task": TASKS, "objective": LIKELIHOODS, "data": DATASETS}
+
+
+def _set_to_none(config: ml_collections.ConfigDict, paths: Sequence[str],
+                 config_file: str) -> None:
     """Sets each field to None, as `--config.X=None` asks; one error line for a field that
     does not exist or does not take None (one whose default is None: its None means "not
     set", e.g. data.train_size, every image)."""
@@ -297,7 +306,7 @@ def _set_to_none(config: ml_collections.ConfigDict, paths: Sequence[str]) -> Non
         if not isinstance(section, ml_collections.ConfigDict) or leaf not in section:
             hint = field_hint(path)
             _fail(f"unknown config field config.{path}" + (f": {hint}" if hint else ""))
-        if not _may_be_unset(config, path):
+        if not _may_be_unset(config, path, config_file):
             _fail(f"--config.{path}=None: config.{path} needs a value (it is "
                   f"{section[leaf]!r}); None unsets only the fields whose default is None, "
                   "such as config.data.train_size")
