@@ -28,6 +28,7 @@ from jaxae.data.errors import MixedImageSizes
 from jaxae.data.splits import SplitSizeError, first_images_note
 from jaxae.messages import first_line, raised_at
 from jaxae.models import build_model, declarations
+from jaxae.models.declarations import shape_text
 from jaxae.models.initializers import DEFAULT_SCHEME, SCHEMES
 from jaxae.models.registry import MODELS, NeedsClasses
 from jaxae.registry import MissingFields, RegistryError, build, display_name, parameters
@@ -203,11 +204,6 @@ def check_task(task: Task, image_shape: tuple[int, int, int]) -> None:
 
 
 TRACED_BATCH = 5  # the batch size a task and an objective are traced at (an odd one)
-
-
-def shape_text(shape: tuple[int, ...]) -> str:
-    """'28x28x1'."""
-    return "x".join(map(str, shape))
 
 
 def check_task_example(task: Task, image_shape: tuple[int, int, int]) -> None:

@@ -486,8 +486,9 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
         loader = DATASETS.get(config.data.name)
     except RegistryError as e:
         raise ConfigError(f"config.data.name: {e}") from None
-    _check_read_locations(config.data, parameters(loader))
-    known = set(base_config().data) | set(parameters(loader))
+    takes = parameters(loader)
+    _check_read_locations(config.data, takes)
+    known = set(base_config().data) | set(takes)
     for field in config.data:
         if field not in known:
             close = difflib.get_close_matches(field, sorted(known), n=1)
@@ -495,7 +496,7 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
                 f"config.data.{field} is neither a field of config.data nor one the data set "
                 f"{config.data.name!r} reads: " + (f"did you mean {close[0]!r}? " if close
                                                    else "")
-                + f"the data set reads {', '.join(sorted(parameters(loader))) or 'none'}")
+                + f"the data set reads {', '.join(sorted(takes)) or 'none'}")
     _choice(config, "data.binarize", BINARIZATIONS)
     _choice(config, "data.subset", SUBSETS)
     for field in ("train_size", "test_size"):

@@ -382,6 +382,7 @@ def define_eval_overrides(flag_values: flags.FlagValues = flags.FLAGS,
     that change what is measured, not the trained model (jaxae.evaluation.evaluate.
     OVERRIDABLE). Any other field is one error line."""
     from jaxae.evaluation.evaluate import OVERRIDABLE, overridable_config, overridable_text
+    from jaxae.training.workdir import OTHER_DATA
 
     try:
         config_flags.DEFINE_config_dict("config", overridable_config(), "Evaluation fields to "
@@ -395,10 +396,7 @@ def define_eval_overrides(flag_values: flags.FlagValues = flags.FLAGS,
         if section in OVERRIDABLE:  # a misspelt field of a section it takes (eval.iwae_sampl)
             fields = ", ".join(overridable_config()[section].keys())
             _fail(unknown if ":" in unknown else f"{unknown}: config.{section} has {fields}")
-        other_data = (" (to test the trained model on another data set's images: python -m "
-                      "jaxae.experiments data_specificity, or evaluate_split of "
-                      "jaxae.evaluation.evaluate.load_trained(workdir) on them)"
-                      if section == "data" else "")
+        other_data = f" ({OTHER_DATA})" if section == "data" else ""
         _fail(f"evaluate.py cannot change config.{field}: it takes only "
               f"{overridable_text()} (e.g. --config.eval."
               "iwae_samples='(1, 50)'); the rest is the trained run's (its config.json), "

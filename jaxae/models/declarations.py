@@ -127,7 +127,8 @@ def matching_params(model: nn.Module, inputs: str = "") -> Iterator[None]:
             "(jaxae.models.Variables(params, state))") from None
 
 
-def _shape(shape: tuple[int, ...]) -> str:
+def shape_text(shape: tuple[int, ...]) -> str:
+    """'28x28x1' (an empty shape: 'a scalar'), as messages name shapes."""
     return "x".join(map(str, shape)) if shape else "a scalar"
 
 
@@ -143,7 +144,7 @@ def split_output(name: str, output, variational: bool) -> tuple:
         raise DeclarationError(f"model {name} is variational but returns an aux of type "
                                f"{type(aux).__name__}: return (logits, {{'mean': ..., "
                                "'log_sigma': ..., 'z': ...}})")
-    what = (f"an array of shape {_shape(tuple(output.shape))}" if hasattr(output, "shape")
+    what = (f"an array of shape {shape_text(tuple(output.shape))}" if hasattr(output, "shape")
             else f"a {type(output).__name__}" + (f" of {len(output)}"
                                                  if isinstance(output, (tuple, list)) else ""))
     raise DeclarationError(f"model {name} returns {what} from __call__, not (logits, aux): "
@@ -167,9 +168,9 @@ def check_logits(name: str, logits, batch: int, input_shape: tuple[int, ...],
             f"model {name} returns logits of {shape[0]} images for a batch of {batch}: its "
             f"decode must return [batch, {', '.join(map(str, image_shape))}]")
     raise DeclarationError(
-        f"model {name} returns logits of shape {_shape(_per_image(logits))} per image for "
-        f"{_shape(tuple(image_shape))} images"
-        + (f" (its inputs are {_shape(tuple(input_shape))}, as the task gives them)"
+        f"model {name} returns logits of shape {shape_text(_per_image(logits))} per image for "
+        f"{shape_text(tuple(image_shape))} images"
+        + (f" (its inputs are {shape_text(tuple(input_shape))}, as the task gives them)"
            if tuple(input_shape) != tuple(image_shape) else "")
         + f": its decode must return [batch, {', '.join(map(str, image_shape))}]")
 
@@ -184,7 +185,7 @@ def check_codes(name: str, aux: dict, batch: int) -> None:
                                    ": return the code's mean and log-sigma with the logits")
         if len(shape) != 2 or shape[0] != batch:
             raise DeclarationError(
-                f"model {name} is variational with a {what} of shape {_shape(tuple(shape))} "
+                f"model {name} is variational with a {what} of shape {shape_text(tuple(shape))} "
                 f"for a batch of {batch}: the ELBO's terms sum over one latent axis, so "
                 f"flatten the code in encode (latent_shape ({_size(tuple(shape[1:]))},))")
 
@@ -277,7 +278,7 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
         if collections:  # declared: what remains is to change it only while training
             fixes[flax.errors.ModifyScopeVariableError] = STATE_CHANGE_FIX
         fix = next((f": {fix}" for kind, fix in fixes.items() if isinstance(e, kind)), "")
-        raise DeclarationError(f"model {name} fails on a batch of {_shape(input_shape)} "
+        raise DeclarationError(f"model {name} fails on a batch of {shape_text(input_shape)} "
                                f"inputs: {type(e).__name__}: {text}{raised_at(e)}{fix}"
                                ) from None
     if image_shape is None:  # the logits' own shape, once they are an array of the batch
@@ -296,7 +297,7 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
     if decoded is not None and getattr(decoded, "shape", None) != want:
         raise DeclarationError(
             f"model {name}'s decode of a code of shape {tuple(latent_shape)} gives "
-            f"{_shape(_per_image(decoded))} per image, not {_shape(tuple(image_shape))}")
+            f"{shape_text(_per_image(decoded))} per image, not {shape_text(tuple(image_shape))}")
 
 
 def declares_any(model: nn.Module) -> bool:

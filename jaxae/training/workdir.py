@@ -621,16 +621,21 @@ def load_run_config(workdir: str, moved_names: dict[str, str] | None = None
     for code, name in given.items():
         if name is not None and (old := _relocate(config, code, name)) is not None:
             folders[os.path.dirname(old)] = os.path.dirname(config[code.section][code.field])
-    for code, name in given.items():
-        recorded = config[code.section].get(code.field)
-        gone = missing_file(recorded) if name is None and isinstance(recorded, str) else None
+    for code in (code for code, name in given.items() if name is None):  # the others
+        recorded, name = config[code.section].get(code.field), None
+        gone = missing_file(recorded) if isinstance(recorded, str) else None
         if gone and os.path.dirname(gone) in folders:  # moved with the files given
             beside = os.path.join(folders[os.path.dirname(gone)], os.path.basename(gone))
             name = str(CodeName(beside, CodeName.parse(recorded).attribute))
-        if name is None or name != given[code]:
-            _relocate(config, code, name)
+        _relocate(config, code, name)
     config_lib.validate(config)
     return config
+
+
+# where a run's evaluation on another data set's images is, for the messages that refuse it
+OTHER_DATA = ("to test the trained model on another data set's images: python -m "
+              "jaxae.experiments data_specificity, or evaluate_split of "
+              "jaxae.evaluation.evaluate.load_trained(workdir) on them")
 
 
 def _relocate(config: ml_collections.ConfigDict, code: config_lib.CodeField,
@@ -668,9 +673,7 @@ def _relocate(config: ml_collections.ConfigDict, code: config_lib.CodeField,
         module = was.where
         importable = (f", and make {module!r} importable as it was in training (installed, or "
                       "its folder on PYTHONPATH)" if module else "")
-        elsewhere = (" (to test the trained model on another data set's images: python -m "
-                     "jaxae.experiments data_specificity, or evaluate_split of jaxae.evaluation."
-                     "evaluate.load_trained(workdir) on them)" if code.section == "data" else "")
+        elsewhere = f" ({OTHER_DATA})" if code.section == "data" else ""
         raise config_lib.ConfigError(
             f"{flag}={name!r}: the run's {label} is {recorded!r}, not a file that moved, and "
             f"evaluation does not change it: drop {flag}{importable}{elsewhere}")
