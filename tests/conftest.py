@@ -19,7 +19,8 @@ import jax
 import pytest
 
 from jaxae.config import base_config, get
-from jaxae.data import load_dataset, sources
+from jaxae.data import idx, load_dataset, sources
+from jaxae.data.mnist5k import write_idx_file
 
 # (the last flag: two processes of two threads each on two cores ran the suite a seventh
 # slower, `pytest -p no:cacheprovider` with and without it)
@@ -68,8 +69,8 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def fashion_prepared(tmp_path_factory):
-    """(TFDS dir, data set, seconds): Fashion-MNIST prepared once from the IDX files that
-    are found automatically (the Debian package's, which `make setup` installs)."""
+    """(TFDS dir, data set, seconds): the whole of Fashion-MNIST prepared once from the IDX
+    files that are found automatically (the Debian package's, which `make setup` installs)."""
     folder = tmp_path_factory.mktemp("tfds")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(sources.env_var("fashion_mnist"), raising=False)
@@ -79,9 +80,29 @@ def fashion_prepared(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def fashion_tfds_dir(fashion_prepared) -> str:
-    """A TFDS data dir holding the prepared Fashion-MNIST."""
+def fashion_full_tfds_dir(fashion_prepared) -> str:
+    """A TFDS data dir holding the whole of Fashion-MNIST, prepared."""
     return str(fashion_prepared[0])
+
+
+SLICE_SIZES = {"train": 2048, "test": 1024}  # more than any test's data.train_size, test_size
+
+
+@pytest.fixture(scope="session")
+def fashion_tfds_dir(tmp_path_factory) -> str:
+    """A TFDS data dir holding Fashion-MNIST's first SLICE_SIZES images of each split
+    (the Debian package's real images), prepared as the whole set is: a run reads every
+    image of its data set before it cuts data.train_size, and reading 70,000 took a third of
+    a tiny run in process."""
+    folder = tmp_path_factory.mktemp("fashion_slice")
+    whole = sources.debian_idx_dir(sources.CONFIGS["fashion_mnist"])
+    for split, stems in idx.SPLIT_FILES.items():
+        for stem in stems:
+            array = idx.read_idx(idx.find_idx_file(whole, stem))
+            write_idx_file(str(folder / f"{stem}.gz"), array[:SLICE_SIZES[split]])
+    tfds_dir = tmp_path_factory.mktemp("tfds_slice")
+    load_dataset("fashion_mnist", tfds_dir=str(tfds_dir), data_dir=str(folder))
+    return str(tfds_dir)
 
 
 def lines_of(text: str) -> list[str]:

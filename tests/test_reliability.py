@@ -412,9 +412,9 @@ def test_memory_too_small_for_the_images_names_them_and_streaming(tiny_config, t
     ("data folder is a file", {"data.name": "mnist"},
      "config.data.data_dir='{tmp}/train-images.gz' is a file, not a folder: point it at the "
      "folder that holds the data set's files"),
-    ("train_size above the data set's", {"data.train_size": 60001},
-     "config.data.train_size=60001 is more than the 60000 images of fashion_mnist's training "
-     "split: use at most 60000, or leave it unset for all of them"),
+    ("train_size above the data set's", {"data.train_size": 2049},  # of the tests' slice
+     "config.data.train_size=2049 is more than the 2048 images of fashion_mnist's training "
+     "split: use at most 2048, or leave it unset for all of them"),
     ("a model the memory cannot hold", {"model.latent_dim": 10_000_000},
      "the dense_ae model's state (15,690,000,784 parameters, 292.2 GiB) and the training "
      "images, held in device memory (394.0 KiB): that needs at least 292.2 GiB, more than "
