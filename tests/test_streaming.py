@@ -116,8 +116,11 @@ def test_resume_gives_the_remaining_batches(splits, reference, stop) -> None:
         for offset, batch in enumerate(tail):
             assert_batch_equal(batch, reference[stop + offset])
     with StreamedBatches(streamed.train, key, BATCH // 2, EPOCHS) as other:
-        with pytest.raises(DataError, match="batch_size 32 \\(now 16\\)"):
+        with pytest.raises(DataError) as refused:
             other.from_state(saved)
+        assert str(refused.value) == (
+            "the saved data stream had batch_size 32 (now 16): resume with the batch size and "
+            "data it was saved with, or start afresh (with train.py: a new --workdir)")
 
 
 def test_chunks_feed_gather_batch_and_host_arrays_stream_too(splits, reference) -> None:

@@ -227,8 +227,9 @@ class StreamedBatches:
         differ = [k for k, v in ours.items() if saved[k] != v]
         if differ:
             pairs = ", ".join(f"{k} {saved[k]} (now {ours[k]})" for k in differ)
-            raise DataError(f"the checkpoint's data stream had {pairs}: resume with the "
-                            "config and data it was trained with, or use a new --workdir")
+            raise DataError(f"the saved data stream had {pairs}: resume with the batch "
+                            "size and data it was saved with, or start afresh (with train.py: "
+                            "a new --workdir)")
         return self.batches(saved["next_step"])
 
     def close(self) -> None:
