@@ -1,4 +1,12 @@
-"""jaxae: autoencoders in pure JAX, Flax (Linen), Optax and Orbax."""
+"""jaxae: autoencoders in pure JAX, Flax (Linen), Optax and Orbax.
+
+Import the sub-package you need (`import jaxae.models`): `models` (the registry,
+`build_model`, the base classes), `losses` and `objectives` (pure functions), `tasks`
+(corruption), `data` (`load_dataset`, `from_arrays`, `make_splits`, `StreamedBatches`),
+`training.steps` (`create_train_state`, `make_train_step`, `make_eval_step`),
+`training.checkpoints`, `evaluation` (`iwae`, `generation`, `probe`, `pictures`), `build`
+(a config's parts, checked) and `config`. The README's library section uses them.
+"""
 
 __version__ = "0.2.0"
 

@@ -13,16 +13,23 @@ import jax
 import jax.numpy as jnp
 
 from jaxae.kernels import random as random_bits
+from jaxae.keys import check_key
 
 
 def _check_pair(logits: jax.Array, targets: jax.Array, loss: str) -> None:
     """A ValueError unless the two are shaped alike with a batch axis first: broadcasting a
     batch against one image (or [B, H, W] against [B, H, W, 1]) would average the wrong
-    pairs silently. Checked on the static shapes, at trace time."""
+    pairs silently; a TypeError for targets that are not floats (0..255 pixels give a
+    meaningless, even negative, loss). Checked on the static shapes and dtypes, at trace
+    time."""
     a, b = jnp.shape(logits), jnp.shape(targets)
     if a != b or not a:
         raise ValueError(f"{loss}: its two arguments are shaped {a} and {b}: give both as "
                          "[B, ...] with the same shape, one target per image")
+    dtype = jnp.result_type(targets)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{loss}: its targets are {dtype}: give pixels as floats in [0, 1] "
+                        "(x / 255.0 for 8-bit pixels, as jaxae.data.batches.to_float does)")
 
 
 def _per_image_mean(values_BxHxWxC: jax.Array) -> jax.Array:
@@ -116,6 +123,7 @@ def log_normal(z: jax.Array, mean: jax.Array, log_sigma: jax.Array) -> jax.Array
 
 def gaussian_noise(key: jax.Array, images: jax.Array, std: float) -> jax.Array:
     """Additive N(0, std^2) noise, clipped back to the valid pixel range [0, 1]."""
+    check_key(key, "gaussian_noise's key")
     noisy = images + std * jax.random.normal(key, images.shape, images.dtype)
     return jnp.clip(noisy, 0.0, 1.0)
 
@@ -146,6 +154,7 @@ def dropout_noise(key: jax.Array, images: jax.Array, rate: float, rescale: bool)
     test time. rescale=True divides kept pixels by (1 - rate), exactly what a dropout layer
     (PyTorch nn.Dropout, Keras Dropout) does in training, as in the material's DAE.
     """
+    check_key(key, "dropout_noise's key")
     keep = bernoulli_16bit(key, 1.0 - rate, images.shape)
     kept = images / (1.0 - rate) if rescale else images
     return jnp.where(keep, kept, jnp.zeros_like(images))

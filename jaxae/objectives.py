@@ -79,6 +79,12 @@ class Reconstruction:
 
     loss: Callable[[jax.Array, jax.Array], jax.Array]
 
+    def __post_init__(self) -> None:
+        if isinstance(self.loss, (str, type)) or not callable(self.loss):
+            raise TypeError(f"Reconstruction(loss={self.loss!r}): give a function "
+                            "loss(logits, targets) -> [B], e.g. losses.mse, or a registered "
+                            "one by its name: objectives.LOSSES.get(name)")
+
     def __call__(self, logits: jax.Array, targets: jax.Array, aux: dict) -> Terms:
         return {"loss": self.loss(logits, targets)}
 
@@ -97,6 +103,11 @@ class NegativeELBO:
     warmup_steps: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.likelihood, (str, type)) or not callable(
+                getattr(self.likelihood, "log_prob", None)):
+            raise TypeError(f"NegativeELBO(likelihood={self.likelihood!r}): give a likelihood "
+                            "object with log_prob(logits, targets), e.g. Bernoulli(), or a "
+                            "registered one by its name: objectives.LIKELIHOODS.get(name)()")
         warmup = self.warmup_steps
         if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
             raise ValueError(f"warmup_steps={warmup!r} must be a whole number >= 0 (0: no "

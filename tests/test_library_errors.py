@@ -15,7 +15,7 @@ import pytest
 
 from jaxae import build, losses, models, objectives
 from jaxae.config import ConfigError
-from jaxae.data import from_arrays, make_splits
+from jaxae.data import StreamedBatches, from_arrays, make_splits
 from jaxae.data.errors import DataError
 from jaxae.evaluation import generation, metrics, pictures
 from jaxae.keys import derive_keys
@@ -615,6 +615,83 @@ def test_a_model_given_integer_pixels_says_to_scale_them(name):
         model.apply({"params": params}, IMAGES, key=jax.random.key(1))
     logits, _ = model.apply({"params": params}, IMAGES / 255.0, key=jax.random.key(1))
     assert logits.shape == (8, *MNIST)
+
+
+@pytest.mark.parametrize("name", ["dense_ae", "conv_ae", "vae"])
+def test_apply_and_init_refuse_images_and_codes_a_model_would_misread(name):
+    """encode ran on uint8 pixels (codes 255 times too large), a dense model on channels-first
+    colour images (3,072 values read as HWC), and one image or one code (under jax.vmap) failed
+    deep inside Flax: each is now one line naming the fix, whichever method apply runs."""
+    spec = {"name": name} if name == "conv_ae" else {"name": name, "latent_dim": 2}
+    model = models.build_model(spec, image_shape=MNIST)
+    owner = type(model).__name__
+    variables = model.init(jax.random.key(0), jnp.zeros((1, *MNIST)), sample=False)
+    images = IMAGES / 255.0
+    with pytest.raises(TypeError, match=rf"^{owner} takes pixels as floats in \[0, 1\], not "
+                                        "uint8 ones"):
+        model.apply(variables, IMAGES, method="encode")
+    for method in ("encode", None):
+        with pytest.raises(ValueError) as refused:
+            model.apply(variables, images[0], method=method, sample=False)
+        assert str(refused.value) == (
+            f"{owner}.{method or '__call__'} takes images [B, H, W, C], not [28, 28, 1]: one "
+            "image without its batch axis? give x[None] (under jax.vmap, apply the model to "
+            "x[None] inside the mapped function)")
+    with pytest.raises(ValueError, match=rf"^{owner}.__call__'s images are \[8, 1, 28, 28\], "
+                                         r"channels first: jaxae takes \[B, H, W, C\]"):
+        model.apply(variables, np.transpose(images, (0, 3, 1, 2)), sample=False)
+    with pytest.raises(ValueError, match=rf"^{owner}.__call__'s images are \[1, 1, 28, 28\], "
+                                         "channels first"):
+        model.init(jax.random.key(0), jnp.zeros((1, 1, 28, 28)), sample=False)
+    code = model.apply(variables, images, method="encode")
+    z = code[0] if model.variational else code
+    latent = ", ".join(map(str, model.latent_shape))
+    with pytest.raises(ValueError) as refused:
+        model.apply(variables, z[0], method="decode")
+    assert str(refused.value) == (f"{owner}.decode takes codes [B, {latent}], not [{latent}]: "
+                                  "give z[None] for one code")
+    assert model.apply(variables, z, method="decode").shape == (8, *MNIST)
+
+
+def test_a_conv_models_parameters_are_float32_under_x64_as_dense_ones_are():
+    """With jax_enable_x64 the convolutions' kernels and biases were float64 (nn.Dense's
+    stay float32): a conv model trained in float64, to other numbers from the same seed."""
+    model = models.build_model({"name": "conv_vae", "latent_dim": 2}, image_shape=MNIST)
+    with jax.enable_x64(True):
+        shapes = jax.eval_shape(functools.partial(model.init, sample=False),
+                                jax.random.key(0), jnp.zeros((1, *MNIST), jnp.float32))
+    assert {str(leaf.dtype) for leaf in jax.tree.leaves(shapes)} == {"float32"}
+
+
+def test_keys_losses_and_objectives_refuse_what_would_fail_deep_inside_or_mean_nothing():
+    """An int key reached jax.random's internals (or a Grain thread, 24 frames deep), 0..255
+    targets gave a negative cross-entropy, and an objective built with a class or a name
+    failed only when called."""
+    model = models.build_model({"name": "vae", "latent_dim": 2}, image_shape=MNIST)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, *MNIST)), sample=False)
+    images = IMAGES / 255.0
+    for call, what in [(lambda: model.apply(variables, images, key=0), "VAE's key"),
+                       (lambda: losses.gaussian_noise(0, images, 0.1), "gaussian_noise's key"),
+                       (lambda: losses.dropout_noise(0, images, 0.5, False),
+                        "dropout_noise's key")]:
+        with pytest.raises(TypeError, match=rf"^{what} must be one PRNG key, not int: pass "):
+            call()
+    data = from_arrays(IMAGES, IMAGES, np.arange(8) % 2, np.arange(8) % 2)
+    with pytest.raises(TypeError, match=r"^StreamedBatches takes a Split, not a Dataset: give "
+                                        r"make_splits\(dataset, keys.data\).train$"):
+        StreamedBatches(data, jax.random.key(0), 4, 1)
+    with pytest.raises(TypeError, match=r"^StreamedBatches' data_key must be one PRNG key"):
+        StreamedBatches(make_splits(data, jax.random.key(0)).train, 0, 4, 1)
+    for loss in (losses.mse, losses.bce_with_logits, losses.bernoulli_log_likelihood):
+        with pytest.raises(TypeError, match=rf"^{loss.__name__}: its targets are uint8: give "
+                                            r"pixels as floats in \[0, 1\]"):
+            loss(jnp.zeros((8, 784)), IMAGES.reshape(8, -1))
+    for likelihood in (objectives.Bernoulli, "bernoulli"):
+        with pytest.raises(TypeError, match=r"^NegativeELBO\(likelihood=.*\): give a "
+                                            "likelihood object with log_prob"):
+            objectives.NegativeELBO(likelihood)
+    with pytest.raises(TypeError, match=r"^Reconstruction\(loss='mse'\): give a function "):
+        objectives.Reconstruction("mse")
 
 
 def test_a_conditional_models_labels_must_be_one_int_class_per_image():

@@ -41,6 +41,7 @@ from jaxae.data.dataset import should_stream
 from jaxae.data.errors import DataError
 from jaxae.data.records import InMemorySource, RecordArray, is_lazy
 from jaxae.data.splits import Split
+from jaxae.keys import check_key
 
 DEFAULT_NUM_THREADS = 2  # reader threads: one covers a CPU conv AE step several times over
 DEFAULT_PREFETCH_BATCHES = 8  # batches read ahead of the consumer (Grain counts elements)
@@ -182,6 +183,10 @@ class StreamedBatches:
                  batch_rows: slice | None = None):
         import grain  # noqa: PLC0415 (takes seconds to import: only when streaming)
 
+        if not isinstance(split, Split):
+            raise TypeError(f"StreamedBatches takes a Split, not a {type(split).__name__}: "
+                            "give make_splits(dataset, keys.data).train")
+        check_key(data_key, "StreamedBatches' data_key")
         images = split.images
         if not is_lazy(images):
             images = RecordArray(InMemorySource(np.asarray(images), np.asarray(split.labels)))

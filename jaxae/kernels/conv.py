@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -391,7 +392,9 @@ class Conv(nn.Module):
     there are more input channels than outputs ("patches"), or XLA's own convolution
     ("xla"). With `relu_max_pool`, the output is then passed through ReLU and 2x2 max
     pooling with stride 2 that keeps a ragged edge (`pooling.max_pool_ceil`), fused into
-    the convolution where it can be (`relu_max_pool_conv2d`)."""
+    the convolution where it can be (`relu_max_pool_conv2d`). "patches" gives its own
+    gradients, reverse mode only: forward mode (`jax.jvp`, `jax.jacfwd`) needs "xla" (a
+    model's `conv="xla"`)."""
 
     features: int
     kernel_size: tuple[int, int] = (3, 3)
@@ -400,13 +403,15 @@ class Conv(nn.Module):
     upsample: int = 1
     compute_dtype: str = "float32"  # or "bfloat16": bfloat16 operands, float32 accumulation
     relu_max_pool: bool = False  # then ReLU and 2x2 max pooling (an encoder's stage)
+    param_dtype: Any = jnp.float32  # as nn.Dense's, float32 under jax_enable_x64 too
 
     @nn.compact
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
         channels = x_BxHxWxC.shape[-1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                            (*self.kernel_size, channels, self.features))
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+                            (*self.kernel_size, channels, self.features), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,),
+                          self.param_dtype)
         if self.implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation={self.implementation!r}: use one of "
                              f"{', '.join(IMPLEMENTATIONS)}")

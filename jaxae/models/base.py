@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxae.keys import check_key
+
 ModuleDef = Any  # a module class, or a functools.partial of one (the layer to build with)
 Aux = dict[str, jax.Array]
 SAMPLE_RNG = "sample"
@@ -123,7 +125,79 @@ def _check_pixels(module: nn.Module, x: Any) -> None:
                         "jaxae.data.batches.to_float does)")
 
 
-class Autoencoder(nn.Module):
+def channels_first(image_shape: tuple[int, ...]) -> bool:
+    """Whether one image's shape reads as channels first, [C, H, W] with a square H x W and
+    1, 3 or 4 channels, where jaxae's images are [H, W, C]: (1, 28, 28), (3, 32, 32). A
+    channels-last shape is never square in its first two axes and 1-4 wide in its first."""
+    if len(image_shape) != 3:
+        return False
+    depth, height, width = image_shape
+    return depth in (1, 3, 4) and height == width and width not in (1, 3, 4)
+
+
+def channels_first_error(shape: tuple[int, ...], where: str) -> ValueError:
+    """The error for a batch of images `shape` that reads as channels first."""
+    return ValueError(f"{where}'s images are [{', '.join(map(str, shape))}], channels first: "
+                      "jaxae takes [B, H, W, C]: transpose them, e.g. "
+                      "np.transpose(images, (0, 2, 3, 1))")
+
+
+def _method_name(method: Any) -> str | None:
+    """The name of the method `apply` or `init` is asked to run (None: a function of one's
+    own, e.g. a lambda, which is not checked)."""
+    if method is None:
+        return "__call__"
+    return method if isinstance(method, str) else getattr(method, "__name__", None)
+
+
+def _check_inputs(module: nn.Module, method: Any, args: tuple) -> None:
+    """Errors naming the fix for what `apply` or `init` would run on silently, or fail on
+    deep in the model: images given to `__call__` or `encode` that are integers or not
+    [B, H, W, C] (one image without its batch axis, as under `jax.vmap`; channels first),
+    and codes given to `decode` that are not [B, *latent_shape]."""
+    name, x = _method_name(method), (args[0] if args else None)
+    shape, owner = getattr(x, "shape", None), type(module).__name__
+    if shape is None:
+        return
+    if name in ("__call__", "encode"):
+        _check_pixels(module, x)
+        if len(shape) != 4:
+            one = (": one image without its batch axis? give x[None] (under jax.vmap, "
+                   "apply the model to x[None] inside the mapped function)"
+                   if len(shape) == 3 else "")
+            raise ValueError(f"{owner}.{name} takes images [B, H, W, C], not "
+                             f"[{', '.join(map(str, shape))}]{one}")
+        if channels_first(shape[1:]):
+            raise channels_first_error(shape, f"{owner}.{name}")
+    elif name == "decode":
+        try:
+            latent = module.latent_shape
+        except (NotImplementedError, ValueError, TypeError, AttributeError):
+            return  # a model that declares none (its checks are check_declarations')
+        if latent is not None and tuple(shape[1:]) != tuple(latent):
+            wanted = ", ".join(map(str, ("B", *latent)))
+            raise ValueError(f"{owner}.decode takes codes [{wanted}], not "
+                             f"[{', '.join(map(str, shape))}]"
+                             + (": give z[None] for one code" if shape == tuple(latent) else ""))
+
+
+class CheckedInputs(nn.Module):
+    """`apply` and `init` that check the images or codes they are given (`_check_inputs`)
+    before the model runs: the base of both kinds of model."""
+
+    @nn.nowrap
+    def apply(self, variables: Any, *args: Any, method: Any = None, **kwargs: Any) -> Any:
+        _check_inputs(self, method, args)
+        return super().apply(variables, *args, method=method, **kwargs)
+
+    @nn.nowrap
+    def init_with_output(self, rngs: Any, *args: Any, method: Any = None, **kwargs: Any
+                         ) -> Any:
+        _check_inputs(self, method, args)
+        return super().init_with_output(rngs, *args, method=method, **kwargs)
+
+
+class Autoencoder(CheckedInputs):
     """Base of plain autoencoders: subclasses give `encode` and `decode`."""
 
     variational: ClassVar[bool] = False
@@ -159,7 +233,7 @@ def reparameterize(key: jax.Array, mean: jax.Array, log_sigma: jax.Array) -> jax
     return mean + jnp.exp(log_sigma) * jax.random.normal(key, mean.shape, mean.dtype)
 
 
-class VariationalAutoencoder(nn.Module):
+class VariationalAutoencoder(CheckedInputs):
     """Base of VAEs: `encode` gives (z_mean, z_log_sigma), `decode` maps z to logits.
 
     z_log_sigma is the log of the standard deviation. `__call__` samples z by
@@ -202,6 +276,8 @@ class VariationalAutoencoder(nn.Module):
                         f"{type(self).__name__} samples z ~ q(z | x): pass key=<PRNG key> (or "
                         f"rngs={{'{SAMPLE_RNG}': key}}), or sample=False for z = z_mean")
                 key = self.make_rng(SAMPLE_RNG)
+            else:
+                check_key(key, f"{type(self).__name__}'s key")
             z = reparameterize(key, mean, log_sigma)
         return self.decode(z, labels=labels), {"mean": mean, "log_sigma": log_sigma, "z": z}
 

@@ -25,6 +25,8 @@ from jaxae.models.base import (
     DROPOUT_RNG,
     Autoencoder,
     VariationalAutoencoder,
+    channels_first,
+    channels_first_error,
     state_collections,
 )
 
@@ -63,16 +65,6 @@ UNNAMED_LAYERS_FIX = ("encode or decode, called alone, finds other parameters th
                       "each layer in one method, on inputs of one shape")
 
 
-def channels_first(image_shape: tuple[int, ...]) -> bool:
-    """Whether one image's shape reads as channels first, [C, H, W] with a square H x W and
-    1, 3 or 4 channels, where jaxae's images are [H, W, C]: (1, 28, 28), (3, 32, 32). A
-    channels-last shape is never square in its first two axes and 1-4 wide in its first."""
-    if len(image_shape) != 3:
-        return False
-    depth, height, width = image_shape
-    return depth in (1, 3, 4) and height == width and width not in (1, 3, 4)
-
-
 def check_images(shape: tuple[int, ...], where: str,
                  image_shape: tuple[int, ...] | None = None) -> None:
     """A ValueError naming the fix for a batch of images `shape` [B, H, W, C] that reads as
@@ -80,9 +72,7 @@ def check_images(shape: tuple[int, ...], where: str,
     built for (a convolutional model runs on other sizes, computing something else)."""
     shape = tuple(shape)
     if len(shape) == 4 and channels_first(shape[1:]):
-        raise ValueError(f"{where}'s images are [{', '.join(map(str, shape))}], channels "
-                         "first: jaxae takes [B, H, W, C]: transpose them, e.g. "
-                         "np.transpose(images, (0, 2, 3, 1))")
+        raise channels_first_error(shape, where)
     if image_shape is not None and len(shape) == 4 and shape[1:] != tuple(image_shape):
         size, built = ("x".join(map(str, s)) for s in (shape[1:], image_shape))
         raise ValueError(f"{where}'s images are {size}, but the model was built for {built} "
@@ -263,8 +253,9 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
                 "...}) (subclass VariationalAutoencoder), or declare variational = False")
         code = model.apply(variables, x, labels=labels, method="encode")
         z = aux["z"] if model.variational else code
-        decoded = None if latent_shape is None else model.apply(
-            variables, z, labels=labels, method="decode")
+        agrees = latent_shape is not None and _per_image(z) == tuple(latent_shape)
+        decoded = model.apply(variables, z, labels=labels, method="decode") if agrees else None
+        # (codes of another shape than latent_shape are named below, as the encoder's)
         return logits, aux, code, decoded
 
     try:

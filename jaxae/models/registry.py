@@ -25,7 +25,7 @@ import numpy as np
 from jaxae.kernels import conv as conv_lib
 from jaxae.kernels import precision
 from jaxae.models import initializers
-from jaxae.models.declarations import channels_first
+from jaxae.models.base import channels_first
 from jaxae.registry import Entry, Registry, RegistryError, build, check_options, parameters
 
 MODELS = Registry("model")

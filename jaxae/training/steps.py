@@ -203,7 +203,7 @@ def check_batch(batch: Mapping[str, jax.Array], step: str,
                 image_shape: tuple[int, ...] | None = None) -> None:
     """A TypeError naming the fix unless `batch` is a mapping holding the images under
     "image" (an array alone would be indexed by the string and fail inside JAX); a
-    ValueError for images that read as channels first (`declarations.channels_first`), or
+    ValueError for images that read as channels first (`jaxae.models.base.channels_first`), or
     that are not of the `image_shape` the model was built for
     (`declarations.check_images`)."""
     if not isinstance(batch, Mapping):
@@ -302,7 +302,8 @@ def make_train_step(model: nn.Module, task: Task, objective: Objective,
     """One optimisation step, jitted (compiled at its first call): f(state, batch, key) ->
     (state, metrics); `batch` is {"image": uint8 [B, H, W, C], "label": int [B] (read by
     conditional models only, which refuse host labels outside their classes)}. The state is
-    donated, so it is updated in place."""
+    donated, so it is updated in place: the state passed in is deleted (to keep one, e.g. the
+    best so far, keep a copy: jax.tree.map(jnp.copy, state))."""
     return checking_labels(jax.jit(train_step_fn(model, task, objective, mesh),
                                    donate_argnums=0, compiler_options=compiler_options()),
                            model, "train_step")
