@@ -852,7 +852,7 @@ def test_the_smaller_code_note_does_not_call_a_loss_a_gain():
 def test_a_stop_while_a_run_trains_checkpoints_it_and_stops_the_experiment(
         fashion_tfds_dir, tmp_path, monkeypatch):
     """Ctrl-C inside an experiment's run: the trainer checkpoints, the experiment stops
-    (StopRequested: exit 0 under jaxae.cli.run) instead of using the half-trained run, the
+    (StopRequested: exit 130 under jaxae.cli.run) instead of using the half-trained run, the
     time trained so far is kept, and the same call again finishes the run."""
     from jaxae import cli
     from jaxae.experiments import common
@@ -871,8 +871,9 @@ def test_a_stop_while_a_run_trains_checkpoints_it_and_stops_the_experiment(
                   datasets=("fashion_mnist",))
     with pytest.raises(StopRequested, match=rf"SIGINT received: the experiment stopped in the "
                                             rf"run runs/tiny/fashion_mnist/{name} at step \d+; "
-                                            r"rerun the same command"):
+                                            r"rerun the same command") as stopped:
         ctx.train("default", ctx.choice("fashion_mnist"), chunks)
+    assert cli.stopped_exit_code(stopped.value.signal_name) == 130  # cli.run's exit
     stopped_at = max(int(n) for n in os.listdir(workdir / "checkpoints") if n.isdigit())
     assert 0 < stopped_at < 16  # 512 images at batch 32: 16 steps in all
     with open(workdir / common.TIME_FILE) as f:

@@ -192,8 +192,9 @@ def handlers_installed(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
-def test_ctrl_c_during_start_up_is_one_line_and_exit_0(fashion_tfds_dir, tmp_path):
-    """Ctrl-C while train.py still imports JAX: handled like one during training."""
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(fashion_tfds_dir, tmp_path):
+    """Ctrl-C while train.py still imports JAX: handled like one during training, and the
+    exit is the signal's (it was 0, so a shell's loop of runs went on to the next run)."""
     workdir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "train.py", "--config=configs/test.py",
                              f"--workdir={workdir}", f"--config.data.tfds_dir={fashion_tfds_dir}"],
@@ -204,7 +205,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_0(fashion_tfds_dir, tmp_pat
         time.sleep(0.002)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + signal.SIGINT == cli.stopped_exit_code("SIGINT"), err
     assert err == ""
     assert lines_of(out) == ["SIGINT received before training started: nothing new to save; "
                              "rerun the same command to start"]
@@ -336,9 +337,10 @@ def test_an_evaluation_stopped_while_it_draws_leaves_the_previous_one_whole(
         [*before, f".writing-1@another-{host}.x", f".writing-99999999999999999999@{host}.y"])
 
 
-def test_a_stop_asked_before_training_is_one_line_and_exit_0(tiny_config, tmp_path, capsys):
+def test_a_stop_asked_before_training_is_one_line_and_the_signals_exit(tiny_config, tmp_path,
+                                                                       capsys):
     assert cli_run(train_and_evaluate, tiny_config(), str(tmp_path),
-                   stop_requested=lambda: "SIGTERM") == 0
+                   stop_requested=lambda: "SIGTERM") == 128 + signal.SIGTERM
     assert capsys.readouterr().out == ("SIGTERM received before training started: nothing new "
                                        "to save; rerun the same command to start\n")
     with pytest.raises(StopRequested):  # a library caller gets the exception

@@ -5,8 +5,10 @@ leftovers of its failed reads).
 `train.py` and `evaluate.py` call `run(fn, ...)`: a bad config, missing data, a busy or
 unwritable workdir, a checkpoint that does not fit, a write that fails or a numerical fault
 ends the process with one `error:` line and exit code 1, after any checkpoint still being
-written is finished. A stop asked for before training started is one line and exit code 0,
-like a stop during training; Ctrl-C where no stop is handled (evaluate.py) is exit code 130.
+written is finished. A stop (Ctrl-C, SIGTERM) checkpoints and exits as the signal would,
+130 or 143 (`stopped_exit_code`: a shell's loop or `&&` stops too), also one asked for before
+training started (one line, nothing to save); Ctrl-C where no stop is handled (evaluate.py)
+is exit code 130 at once.
 
 Its parts: `exits` (how the process ends: `run`, the exit codes, Orbax's writer threads),
 `signals` (a graceful stop, or an immediate one), `quiet` (Orbax's logs and leftovers),
@@ -36,6 +38,7 @@ from jaxae.cli.exits import (
     expected_errors,
     refuse_busy_workdir,
     run,
+    stopped_exit_code,
 )
 from jaxae.cli.quiet import silence_abandoned_reads, silence_orbax
 from jaxae.cli.signals import GracefulStop, stop_at_once_on_signal
@@ -45,4 +48,4 @@ __all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_INTERRUPTED", "GracefulStop",
            "define_eval_overrides", "eval_overrides", "exit_now_if_stuck", "expected_errors",
            "loaded_config", "none_overrides", "parse_flags", "refuse_busy_workdir", "run",
            "shortest_path", "silence_abandoned_reads", "silence_orbax", "stop_at_once_on_signal",
-           "user_path"]
+           "stopped_exit_code", "user_path"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -25,6 +26,13 @@ from jaxae.training import lock
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # Ctrl-C where no graceful stop is handled (the shell's 128 + SIGINT)
 EXIT_BROKEN_PIPE = 141  # the output's reader ended (the shell's 128 + SIGPIPE)
+
+
+def stopped_exit_code(signal_name: str) -> int:
+    """The exit code of a process stopped by the signal `signal_name` (its checkpoint saved):
+    the shell's 128 + the signal, 130 for SIGINT and 143 for SIGTERM, so that a shell's loop
+    or `train.py ... && evaluate.py ...` stops too rather than go on with the next command."""
+    return 128 + signal.Signals[signal_name].value
 WRITER_GRACE_S = 5.0  # an error exit waits this long for Orbax's writer threads, no longer
 
 
@@ -62,7 +70,7 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs:
         print(e, flush=True)
         if entry_point:
             ignore_stop_signals()
-        sys.exit(0)
+        sys.exit(stopped_exit_code(e.signal_name))
     except BrokenPipeError:  # the reader of the output ended: `train.py | head`, say
         _finish(finish_pending_saves)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit

@@ -1,5 +1,6 @@
 """Signals: a graceful stop for training (the first Ctrl-C or SIGTERM checkpoints, then exits
-0), and an immediate one for a process with nothing to save (evaluate.py)."""
+with the signal's code, 130 or 143), and an immediate one for a process with nothing to save
+(evaluate.py)."""
 
 from __future__ import annotations
 

@@ -447,7 +447,7 @@ class Context:
         config = self.config(config_name, choice, overrides)
         before = _last_logged_step(workdir)
         start = time.perf_counter()
-        with cli.GracefulStop() as stop:  # Ctrl-C while it trains: a checkpoint, then exit 0
+        with cli.GracefulStop() as stop:  # Ctrl-C while it trains: a checkpoint, then a stop
             state = train_and_evaluate(config, workdir, stop_requested=stop)
         trained_now = int(state.step) > before
         seconds = round(_add_train_time(
@@ -458,7 +458,7 @@ class Context:
             where = (f"after the run {info['workdir']} finished" if int(state.step) >= total
                      else f"in the run {info['workdir']} at step {int(state.step)}")
             raise StopRequested(f"{stopped} received: the experiment stopped {where}; rerun "
-                                "the same command to continue from there")
+                                "the same command to continue from there", stopped)
         epochs = config.train.num_epochs
         metrics = final_test_metrics(workdir, epochs)
         self.used_runs[f"{choice.key}/{name}"] = {

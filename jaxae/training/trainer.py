@@ -93,7 +93,12 @@ class _Evaluations:
 class StopRequested(Exception):
     """A stop (SIGTERM, Ctrl-C) was asked for: before training started (nothing new to save),
     or, raised by a caller that trains several runs (`jaxae.experiments`), during one of them
-    (its checkpoint saved). `jaxae.cli.run` exits 0 with its message."""
+    (its checkpoint saved). `jaxae.cli.run` prints its message and exits as the signal's
+    (`cli.stopped_exit_code`), so that a shell's loop or `&&` stops too."""
+
+    def __init__(self, message: str, signal_name: str):
+        super().__init__(message)
+        self.signal_name = signal_name  # "SIGINT" or "SIGTERM"
 
 
 def _restore_or_init(manager, fresh: Callable[[], steps.TrainState], like, mesh, workdir: str
@@ -365,7 +370,7 @@ def _stop_before_training(stopped: str, step: int) -> StopRequested:
     then = (f"rerun the same command to continue from step {step}" if step
             else "rerun the same command to start")
     return StopRequested(f"{stopped} received before training started: nothing new to save; "
-                         f"{then}")
+                         f"{then}", stopped)
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
