@@ -579,7 +579,7 @@ def test_a_resume_on_other_threads_source_or_libraries_is_warned_of_and_recorded
         "XLA splits some sums by thread, so its bits may differ from an uninterrupted run's "
         f"(PJRT_NPROC={threads} runs as it did)",
         "warning: jaxae's source has changed since the run's last part (uncommitted edits, or "
-        "another copy; resumes.jsonl records its hashes)",
+        "another copy; resumes.jsonl records its hashes once the run saves a checkpoint)",
         f"warning: the run resumes with other libraries (optax {environment['optax']} -> 9.9): "
         "they may compute in another order, so its bits may differ from an uninterrupted "
         "run's"]

@@ -307,11 +307,12 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
                         f"as it did)")
     if "git_commit" in differs:
         warnings.append(f"warning: the run's code was {differs['git_commit'][0]}, now "
-                        f"{differs['git_commit'][1]} ({RESUMES_FILE} records it)")
+                        f"{differs['git_commit'][1]} ({RESUMES_FILE} records it once the run "
+                        "saves a checkpoint)")
     elif "jaxae_sha256" in differs:
         warnings.append("warning: jaxae's source has changed since the run's last part "
                         f"(uncommitted edits, or another copy; {RESUMES_FILE} records its "
-                        "hashes)")
+                        "hashes once the run saves a checkpoint)")
     if versions := [f"{m} {differs[m][0]} -> {differs[m][1]}" for m in LIBRARIES
                     if m in differs]:
         warnings.append(f"warning: the run resumes with other libraries ({', '.join(versions)}): "
