@@ -11,7 +11,9 @@ dir where one is given, else full MNIST through TFDS; the photo-crop configs rea
 `--photos` (`python -m jaxae.data.photo_crops DIR`). Writes `<out>/configs/table.json` and
 `table.md`, naming the machine, commit and each command; `python -m jaxae.experiments report`
 adds the table to RESULTS.md. A config whose data is missing is listed as not run, with the
-error line that says why; `--only` reruns some of them, keeping the other rows.
+error line that says why, unless an earlier command measured it: its row is kept, the failure
+recorded beside it (`last_failure`); any failure makes the exit status 1. `--only` reruns
+some of them, keeping the other rows.
 """
 
 from __future__ import annotations
@@ -92,6 +94,14 @@ CONFIGS = (
 )
 
 
+# where the data each kind of config reads comes from, offline (named when its run fails)
+DATA_HINTS = {
+    "mnist": "offline, write the 5,000 digits with python -m jaxae.data.mnist5k DIR and give "
+             "--mnist-data-dir DIR",
+    "photos": "write the crops with python -m jaxae.data.photo_crops DIR and give --photos DIR",
+}
+
+
 def from_root(path: str) -> str:
     """`path` as the commands, run from the repository root, must name it: an absolute one
     as it is, one relative to the current folder relative to the root."""
@@ -151,7 +161,9 @@ def run_commands(shipped: Shipped, workdir: str, flags: list[str]) -> dict:
         seconds = round(time.perf_counter() - started, 1)
         if status != 0:
             lines = [line for line in errors.replace("\r", "\n").splitlines() if line.strip()]
-            return {**out, "error": lines[-1] if lines else f"exit status {status}"}
+            error = lines[-1] if lines else f"exit status {status}"
+            hint = DATA_HINTS.get(shipped.data) if number == 0 else None
+            return {**out, "error": f"{error} ({hint})" if hint else error}
         if number > 0:
             out["eval_seconds"] += seconds
         elif _size(log) > before:  # it wrote training records: it trained
@@ -289,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     command = shlex.join(["python", "scripts/config_results.py",
                           *(argv if argv is not None else sys.argv[1:])])
     about = machine()
+    failed: list[str] = []
     for shipped in chosen:
         workdir = from_root(os.path.join(args.out, "runs", "configs", shipped.name))
         flags = data_flags(shipped, args)
@@ -307,9 +320,20 @@ def main(argv: list[str] | None = None) -> None:
         if "figures" in row and row["train_seconds"] is None and \
                 before.get("figures", {}).get("step") == row["figures"]["step"]:
             row["train_seconds"] = before.get("train_seconds")
+        if "error" in row:
+            failed.append(shipped.name)
+            if "figures" in before:  # a measured row is not lost to a run that could not run
+                row = {**before, "last_failure": {k: row[k] for k in ("command", "date",
+                                                                     "error")}}
+                print(f"warning: {shipped.name} did not run ({row['last_failure']['error']}): "
+                      f"its row measured on {before['date']} is kept", file=sys.stderr,
+                      flush=True)
         rows[shipped.name] = row
         text = write_table(folder, rows)  # after each row: a stop keeps those measured
     print("\n" + text, flush=True)
+    if failed:
+        sys.exit(f"error: {len(failed)} config(s) did not run: {', '.join(failed)} (see their "
+                 "rows, or the warnings above for rows kept from earlier)")
 
 
 if __name__ == "__main__":

@@ -81,17 +81,48 @@ def test_a_config_whose_data_is_missing_is_listed_as_not_run_and_only_keeps_the_
         tmp_path):
     out = tmp_path / "results"
     for name in ("conv_vae_folder", "conv_ae_folder"):  # the second run keeps the first row
-        config_results.main(["--out", str(out), "--only", name,
-                             "--photos", str(tmp_path / "no_photos")])
+        with pytest.raises(SystemExit, match=rf"^error: 1 config\(s\) did not run: {name} "):
+            config_results.main(["--out", str(out), "--only", name,
+                                 "--photos", str(tmp_path / "no_photos")])
     rows = json.loads((out / "configs" / "table.json").read_text())["rows"]
     assert list(rows) == ["conv_ae_folder", "conv_vae_folder"]  # in the configs' order
     row = rows["conv_ae_folder"]
     assert "no_photos" in row["error"] and "figures" not in row
+    assert row["error"].endswith("(write the crops with python -m jaxae.data.photo_crops DIR "
+                                 "and give --photos DIR)")
     assert row["commands"][0].startswith("python train.py --config=configs/conv_ae_folder.py")
     report_main(["report", "--out", str(out)])  # the configs' table alone makes a page
     page = (out / "RESULTS.md").read_text()
     assert "## Shipped configs: test figures after training" in page
     assert "| `conv_ae_folder` | not run:" in page
+
+
+def test_a_measured_row_is_kept_when_its_rerun_cannot_run(tmp_path, capsys):
+    """The README's command on a fresh clone, whose MNIST digits are not there, replaced
+    the published rows with "not run" and exited 0."""
+    out = tmp_path / "results"
+    with pytest.raises(SystemExit):  # a row of its own, then made a measured one
+        config_results.main(["--out", str(out), "--only", "conv_ae_folder",
+                             "--photos", str(tmp_path / "no_photos")])
+    table = out / "configs" / "table.json"
+    rows = json.loads(table.read_text())["rows"]
+    measured = {**rows["conv_ae_folder"], "date": "2026-12-01T00:00:00+00:00",
+                "train_seconds": 53.0, "eval_seconds": 15.0,
+                "figures": {"MSE": 0.0035, "PSNR": 27.8, "PCA": 36.8, "pca_k": 512,
+                            "step": 900, "images": "folder, 1,200 test images"}}
+    del measured["error"]
+    table.write_text(json.dumps({"rows": {"conv_ae_folder": measured}}))
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match=r"^error: 1 config\(s\) did not run: conv_ae_folder"):
+        config_results.main(["--out", str(out), "--only", "conv_ae_folder",
+                             "--photos", str(tmp_path / "no_photos")])
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        "warning: conv_ae_folder did not run (error: image folder ")
+    kept = json.loads(table.read_text())["rows"]["conv_ae_folder"]
+    assert {k: v for k, v in kept.items() if k != "last_failure"} == measured
+    assert "no_photos" in kept["last_failure"]["error"]
+    assert "| `conv_ae_folder` | MSE 0.0035, PSNR 27.8 dB" in \
+        (out / "configs" / "table.md").read_text()
 
 
 @pytest.mark.parametrize("only", ["default,nope", ",", ""])
