@@ -251,7 +251,12 @@ def test_dae_sweep_scores_every_size_on_the_same_corrupted_images(results):
         assert len(floors) == 1, f"{dataset}: the corrupted test images differ between runs"
         for r in rows:
             assert r["gain_db"] == pytest.approx(r["test_psnr"] - r["input_psnr"])
-    assert any("best code size" in f for f in records["dae_sweep"]["findings"])
+            # the task's classical answer to dropout, named as it is (above the input's floor)
+            assert r["baseline"] == "masked median 3x3" and r["median_psnr"] > r["input_psnr"]
+    labels = {c["key"]: c["header"] for c in records["dae_sweep"]["columns"]}
+    assert labels["median_psnr"] == "masked 3x3 median filter PSNR (dB)"
+    assert any("dB for a masked 3x3 median filter" in f for f in records["dae_sweep"]["findings"])
+    assert dae_sweep.baseline_label([{}]) == "3x3 median filter"  # a table of before
 
 
 def test_data_specificity_is_a_2x2_per_model_with_in_domain_diagonal(results):

@@ -148,6 +148,23 @@ def test_median_of_9_is_the_median_of_every_binary_pattern():
     np.testing.assert_array_equal(baselines.median_of_9(values), np.median(patterns, axis=1))
 
 
+def test_the_masked_median_fills_each_zero_from_its_non_zero_neighbours():
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 9, (3, 7, 6, 2)).astype(np.float32) / 8
+    images[rng.random(images.shape) < 0.5] = 0.0
+    images[0, :3, :3, 0] = 0.0  # a corner with no kept neighbour
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    windows = np.stack([padded[:, i:i + 7, j:j + 6] for i in range(3) for j in range(3)], -1)
+    expected = images.copy()
+    for index in np.argwhere(images == 0):
+        index = tuple(index)
+        kept = windows[index][windows[index] > 0]
+        expected[index] = np.median(kept) if kept.size else 0.0
+    assert expected[0, 0, 0, 0] == 0.0 and (expected[images == 0] > 0).mean() > 0.9
+    np.testing.assert_allclose(baselines.masked_median_3x3(jnp.asarray(images)), expected,
+                               rtol=1e-6)
+
+
 def test_median_filter_equals_numpy_with_edges_replicated():
     images = np.random.default_rng(0).integers(0, 5, (3, 7, 6, 1)).astype(np.float32) / 4
     padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")

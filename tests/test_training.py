@@ -212,7 +212,11 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
     assert result["test_loss"] == pytest.approx(last_test["test_loss"], rel=1e-6)
     if input_row:
         assert 0 < result["test_input_psnr"] < 30 and 0 < result["test_baseline_psnr"] < 40
-        assert result["test_baseline"] == ("bicubic" if "7x7" in input_row else "median 3x3")
+        assert result["test_baseline"] == ("bicubic" if "7x7" in input_row else
+                                           "masked median 3x3" if "dropout" in input_row
+                                           else "median 3x3")
+        if "dropout" in input_row:  # the plain median had scored below the input itself
+            assert result["test_baseline_psnr"] > result["test_input_psnr"] + 3
     else:
         assert "test_baseline" not in result
     if variational and conditional:

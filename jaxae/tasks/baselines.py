@@ -28,6 +28,24 @@ def median_filter_3x3(images_BxHxWxC: jax.Array) -> jax.Array:
     return median_of_9([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)])
 
 
+def masked_median_3x3(images_BxHxWxC: jax.Array) -> jax.Array:
+    """Each zero pixel value replaced by the median of the non-zero values of its 3x3
+    neighbourhood (the mean of the middle two of an even count; 0 where all are zero, as
+    beyond the edges), the others kept: the classical answer to dropout, which sets values
+    to exactly 0 and leaves the others as they were. A plain median counts the dropped zeros
+    as values, and at half of them dropped scores below the corrupted input itself."""
+    h, w = images_BxHxWxC.shape[1:3]
+    padded = jnp.pad(images_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))  # beyond: missing
+    window = jnp.stack([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], -1)
+    kept = window > 0
+    count = kept.sum(axis=-1, keepdims=True)
+    ordered = jnp.sort(jnp.where(kept, window, jnp.inf), axis=-1)  # the kept ones first
+    low = jnp.take_along_axis(ordered, jnp.maximum(count - 1, 0) // 2, axis=-1)[..., 0]
+    high = jnp.take_along_axis(ordered, count // 2, axis=-1)[..., 0]
+    median = jnp.where(count[..., 0] > 0, (low + high) / 2, 0.0)
+    return jnp.where(images_BxHxWxC > 0, images_BxHxWxC, median)
+
+
 def interpolated_upsampling(images_BxhxwxC: jax.Array, height: int, width: int,
                             method: str = "bicubic") -> jax.Array:
     """Interpolation (`jax.image.resize`'s "bicubic", "bilinear", ...) to height x width,

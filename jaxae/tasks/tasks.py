@@ -112,6 +112,8 @@ class PixelDropout:
     rate: float
     rescale: bool
     reads: ClassVar[tuple[str, ...]] = ("dropout_rate", "dropout_rescale")  # Denoise's fields
+    baseline_name: ClassVar[str] = "masked median 3x3"  # dropped values from their neighbours
+    baseline: ClassVar = staticmethod(baselines.masked_median_3x3)
 
     @classmethod
     def of(cls, task: Denoise) -> PixelDropout:
@@ -137,6 +139,8 @@ class GaussianNoise:
     std: float
     drawn_scale: ClassVar[float] = 1.0
     reads: ClassVar[tuple[str, ...]] = ("noise_std",)  # Denoise's fields
+    baseline_name: ClassVar[str] = "median 3x3"
+    baseline: ClassVar = staticmethod(baselines.median_filter_3x3)
 
     @classmethod
     def of(cls, task: Denoise) -> GaussianNoise:
@@ -166,7 +170,6 @@ class Denoise(Task):
     dropout_rate: float = 0.5
     dropout_rescale: bool = False
     noise_std: float = 0.3
-    baseline_name: ClassVar[str] = "median 3x3"
 
     def __post_init__(self) -> None:
         if self.corruption not in CORRUPTIONS:
@@ -198,8 +201,14 @@ class Denoise(Task):
         scale = self.noise.drawn_scale
         return jnp.clip(inputs * scale if scale != 1.0 else inputs, 0, 1)
 
+    @property
+    def baseline_name(self) -> str:
+        """Its corruption's classical answer: a masked median for dropout, a median for
+        noise."""
+        return self.noise.baseline_name
+
     def baseline(self, inputs: jax.Array, image_shape: Shape) -> jax.Array:
-        return baselines.median_filter_3x3(self.input_as_image(inputs, image_shape))
+        return self.noise.baseline(self.input_as_image(inputs, image_shape))
 
     def input_label(self, image_shape: Shape) -> str:
         return self.noise.label()
