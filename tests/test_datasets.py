@@ -430,6 +430,8 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys)
     assert "; 11 colour images made grey" in folder.plan_folder(root, image_size=8,
                                                                  channels=1).describe()
     assert "enlarged" not in mixed.describe()
+    assert ("test carved from each class (fraction 0.2, data.seed 0: the same for every run's "
+            "seed)") in mixed.describe()  # it said "seed 0" beside a run of seed 1
     assert "11x11x3; 5 grey images made RGB; 1 with an alpha channel, composited on black " \
         "where transparent; 5 smaller than 11x11 enlarged (blurred);" in folder.plan_folder(
             root, image_size=11).describe()  # the grey 20x10 ones

@@ -506,6 +506,7 @@ def test_a_task_refuses_scaled_images_and_a_shape_it_cannot_run_at():
 @pytest.mark.parametrize("labels, count, shown", [
     ([1, 0, 1, 0, 1], 3, [0, 1, 2]),  # the first images show every class
     ([0, 0, 0, 0, 1, 1, 2, 2, 2], 4, [0, 1, 4, 6]),  # class by class: each class's first
+    ([0] * 8 + [1] * 8, 6, [0, 1, 2, 8, 9, 10]),  # ... and in turns (it was 5 of class 0)
     ([0, 0, 1, 1, 2, 2, 3, 3], 3, [0, 1, 2]),  # more classes than pictures: the first ones
     ([0, 0, 0, 1, 1, 1, 2, 2], 2, [0, 3]),  # ... unless all of one class
     ([5, 5, 5], 2, [0, 1]),

@@ -96,7 +96,8 @@ class FolderPlan:
         h, w, c = self.image_shape
         counts = " / ".join(f"{len(self.files[s])} {s}" for s in SPLITS)
         how = (f"test carved from {'train/' if self.layout == 'train' else 'each class'} "
-               f"(fraction {self.test_fraction}, seed {self.seed})"
+               f"(fraction {self.test_fraction}, data.seed {self.seed}: the same for every "
+               "run's seed)"
                if self.layout != "train/test" else "train/ and test/ as given")
         resized = "resized and centre-cropped to" if self.resize else "native"
         files = f"{len(self.ignored)} file{'s' if len(self.ignored) != 1 else ''}"

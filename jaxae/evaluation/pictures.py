@@ -50,9 +50,10 @@ class PictureOptions:
 def picture_indices(labels: np.ndarray, num_images: int) -> np.ndarray:
     """Which test images the pictures show, in split order: the first `num_images`, unless
     they leave out a class that would fit (a split stored class by class, like an image
-    folder's): then each class's first image, and the first of the others after them. With
-    more classes than pictures, the first images, unless they are all of one class: then
-    the first image of as many classes as fit."""
+    folder's): then the classes in turns (each one's first image, then each one's second,
+    ...), so that no class fills the picture. With more classes than pictures, the first
+    images, unless they are all of one class: then the first image of as many classes as
+    fit."""
     labels = np.asarray(labels)
     count = min(num_images, len(labels))
     classes = len(np.unique(labels))
@@ -62,8 +63,10 @@ def picture_indices(labels: np.ndarray, num_images: int) -> np.ndarray:
         return np.arange(count)
     if classes > count:
         return firsts[:count]
-    others = np.setdiff1d(np.arange(len(labels)), firsts)[:count - len(firsts)]
-    return np.sort(np.concatenate([firsts, others]))
+    of_class = [np.flatnonzero(labels == labels[first]) for first in firsts]
+    in_turns = [index for turn in range(max(map(len, of_class))) for index in
+                (indices[turn] for indices in of_class if turn < len(indices))]
+    return np.sort(np.asarray(in_turns[:count], np.int64))
 
 
 def reconstruction_rows(model: nn.Module, task: Task, params: ModelParams, split: Split,
