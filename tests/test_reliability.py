@@ -10,8 +10,10 @@ only where a signal must reach one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +30,7 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
+from tqdm import tqdm
 
 from jaxae import cli, objectives, registry
 from jaxae import config as config_lib
@@ -109,6 +112,53 @@ def test_signals_after_the_work_is_done_leave_the_exit_code_alone():
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_a_record_echoed_under_a_progress_bar_starts_a_line_of_its_own(tmp_path, monkeypatch):
+    """On a terminal the bar (stderr, redrawn in place) and the records (stdout) share the
+    screen: a record printed after the bar's text ran on in the bar's line."""
+    screen = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setattr(sys, "stderr", screen)
+    bar = tqdm(total=10, desc="epoch 1/2", file=sys.stderr)
+    bar.update(3)
+    MetricWriter(str(tmp_path)).write({"step": 3, "train_loss": 0.5})
+    bar.close()
+    shown = screen.getvalue()
+    assert "epoch 1/2" in shown and re.search(r'(^|[\r\n])\{"step": 3, "train_loss": 0.5\}\n',
+                                              shown), shown
+
+
+def test_the_bar_s_images_per_second_are_timed_from_the_epoch_s_first_chunk_read(monkeypatch):
+    """A chunk's read times its dispatch, not its steps: a rate per chunk swung a
+    hundredfold within an epoch of a fast model; it is the epoch's since its first read."""
+    from jaxae.training import trainer
+
+    clock = iter([10.0, 10.5, 11.5, 20.0, 30.0])
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: next(clock))
+    config = ml_collections.ConfigDict({"train": {"batch_size": 4, "log_every_steps": 100}})
+
+    class Bar:
+        def __init__(self):
+            self.done, self.shown = 0, []
+
+        def update(self, count):
+            self.done += count
+
+        def set_postfix(self, **values):
+            self.shown.append(values)
+
+    log, bar = trainer._ChunkLog(config, None, 100, faults=None), Bar()
+    for first in (1, 3, 5, 7):  # chunks of 2 steps, each read as the next is dispatched
+        log.add(first, 2, {"loss": jnp.full(2, 0.5)}, 0, bar)
+    log.flush()
+    assert bar.done == 8
+    rates = [s.get("images_per_s") for s in bar.shown]
+    assert rates == [None, "16", "11", "2"]  # images / s since the first read: 8/0.5, 16/1.5, 24/10
+    other = Bar()  # a new epoch's bar starts its own count
+    log.add(9, 2, {"loss": jnp.full(2, 0.5)}, 1, other)
+    log.flush()
+    assert other.shown == [{"loss": "0.5000"}]
 
 
 def test_an_output_whose_reader_ends_is_one_line_and_exit_141():

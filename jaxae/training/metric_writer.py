@@ -10,6 +10,8 @@ import re
 import sys
 from collections.abc import Mapping
 
+from tqdm import tqdm
+
 from jaxae.training.files import write_error, write_whole
 from jaxae.training.workdir import METRICS_FILE
 
@@ -117,5 +119,6 @@ class MetricWriter:
                 f.write(line + "\n")
         except OSError as e:
             raise write_error(self.path, e) from None
-        if self.echo:
-            print(line, flush=True)
+        if self.echo:  # above a progress bar on the terminal, not after its text
+            tqdm.write(line, file=sys.stdout)
+            sys.stdout.flush()

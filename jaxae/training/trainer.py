@@ -231,7 +231,7 @@ class _ChunkLog:
         self.config, self.writer, self.steps_per_epoch = config, writer, steps_per_epoch
         self.faults = faults
         self.pending = None
-        self.clock = time.perf_counter()
+        self.since: tuple[float, int, tqdm] | None = None  # (time, steps) at a bar's first read
 
     def add(self, first_step: int, count: int, metrics: dict, epoch: int, bar: tqdm) -> None:
         """A dispatched chunk: `count` steps from `first_step`, their metrics' first rows."""
@@ -256,10 +256,16 @@ class _ChunkLog:
             self.writer.write({"step": step, "epoch": epoch + 1,
                                **{f"train_{k}": v for k, v in last.items()}})
         now = time.perf_counter()
-        rate = count * self.config.train.batch_size / max(now - self.clock, 1e-9)
-        self.clock = now
+        if self.since is None or self.since[2] is not bar:  # an epoch's first chunk read:
+            self.since = (now, step, bar)  # its compile (and the dispatch ahead) not timed
+        start, first, _ = self.since
         bar.update(count)
-        bar.set_postfix(loss=f"{last['loss']:.4f}", images_per_s=f"{rate:.0f}")
+        # over the epoch's chunks read since its first: one chunk's read times its dispatch,
+        # not its steps, and swung a hundredfold between a fast step's chunks
+        rate = (step - first) * self.config.train.batch_size / (now - start) \
+            if step > first else None
+        bar.set_postfix(loss=f"{last['loss']:.4f}",
+                        **({"images_per_s": f"{rate:.0f}"} if rate else {}))
 
 
 def _local(tree):
