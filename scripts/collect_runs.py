@@ -1,0 +1,156 @@
+"""A sweep's runs in one table: the config fields they differ in, and their figures.
+
+    python scripts/collect_runs.py runs/sweep                  # every run under the folder
+    python scripts/collect_runs.py runs/s0_d2 runs/s1_d2 --csv sweep.csv
+
+Reads each train.py workdir's files only (nothing is loaded or computed): `config.json` (the
+fields that differ between the runs are the table's first columns; those all runs share are
+listed once under it), `resumes.jsonl` (a field a resume changed is shown as `old -> new @step`,
+config.json keeping only the last value), the newest checkpoint's step and `eval/metrics.json`
+(its test figures, and its step: an evaluation older than the newest checkpoint is marked
+stale: rerun evaluate.py). Prints a markdown table; `--csv` also writes it as CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator
+
+CONFIG_FILE, RESUMES_FILE, CHECKPOINTS = "config.json", "resumes.jsonl", "checkpoints"
+EVAL_METRICS = os.path.join("eval", "metrics.json")
+
+
+def workdirs(paths: list[str]) -> list[str]:
+    """The run folders (holding config.json) at or under each path, in sorted order."""
+    found = []
+    for path in paths:
+        if not os.path.isdir(path):
+            raise SystemExit(f"error: {path} is not a folder: give train.py workdirs, or a "
+                             "folder that holds them")
+        runs = sorted(_runs_under(path))
+        if not runs:
+            raise SystemExit(f"error: {path} holds no train.py run (no {CONFIG_FILE} at or "
+                             "under it)")
+        found += [run for run in runs if run not in found]
+    return found
+
+
+def _runs_under(path: str) -> Iterator[str]:
+    if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+        yield os.path.normpath(path)
+        return  # a run's own sub-folders (eval/, checkpoints/) hold no other run
+    for directory, folders, files in os.walk(path):
+        if CONFIG_FILE in files:
+            folders.clear()
+            yield os.path.normpath(directory)
+
+
+def flat(tree: dict, prefix: str = "") -> dict[str, object]:
+    """{"model.latent_dim": 2, ...} of a nested dict; lists as tuples (hashable)."""
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= flat(value, f"{name}.")
+        else:
+            out[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def resumed_changes(workdir: str) -> dict[str, str]:
+    """{field: "first -> ... -> last @step, ..."} of the config fields its resumes changed."""
+    changes: dict[str, list[str]] = {}
+    try:
+        with open(os.path.join(workdir, RESUMES_FILE)) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return {}
+    for record in records:
+        for field, (old, new) in (record.get("config") or {}).items():
+            steps = changes.setdefault(field, [repr(old)])
+            steps.append(f"{new!r} @{record.get('step')}")
+    return {field: " -> ".join(values) for field, values in changes.items()}
+
+
+def newest_checkpoint(workdir: str) -> int | None:
+    try:
+        steps = [int(name) for name in os.listdir(os.path.join(workdir, CHECKPOINTS))
+                 if name.isdigit()]
+    except OSError:
+        return None
+    return max(steps, default=None)
+
+
+def run_row(workdir: str) -> tuple[dict[str, object], dict[str, object]]:
+    """(the run's flat config, its other columns: checkpoint, eval step, figures)."""
+    config = flat(_read_json(os.path.join(workdir, CONFIG_FILE)) or {})
+    for field, shown in resumed_changes(workdir).items():
+        config[field] = shown
+    metrics = _read_json(os.path.join(workdir, EVAL_METRICS)) or {}
+    checkpoint, evaluated = newest_checkpoint(workdir), metrics.get("step")
+    other: dict[str, object] = {"checkpoint": checkpoint, "eval step": evaluated}
+    if evaluated is not None and checkpoint is not None and evaluated < checkpoint:
+        other["eval step"] = f"{evaluated} (stale)"
+    other |= {key: value for key, value in metrics.items()
+              if key.startswith("test_") and isinstance(value, (int, float))}
+    return config, other
+
+
+def table(paths: list[str]) -> tuple[list[str], list[list[object]], dict[str, object]]:
+    """(header, rows, the config fields every run shares with their value)."""
+    runs = [(path, *run_row(path)) for path in workdirs(paths)]
+    fields = sorted({f for _, config, _ in runs for f in config})
+    differing = [f for f in fields
+                 if len({repr(config.get(f)) for _, config, _ in runs}) > 1]
+    shared = {f: runs[0][1].get(f) for f in fields if f not in differing}
+    figures = list(dict.fromkeys(k for _, _, other in runs for k in other))
+    header = ["run", *differing, *figures]
+    rows = [[path, *(config.get(f, "") for f in differing), *(other.get(k, "") for k in figures)]
+            for path, config, other in runs]
+    return header, rows, shared
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value).replace("|", "\\|")
+
+
+def markdown(header: list[str], rows: list[list[object]], shared: dict[str, object]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    if shared:
+        lines += ["", "Shared by every run: " + ", ".join(
+            f"{field}={_cell(value)}" for field, value in shared.items()) + "."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", help="train.py workdirs, or folders holding them")
+    parser.add_argument("--csv", help="also write the table to this CSV file")
+    args = parser.parse_args(argv)
+    header, rows, shared = table(args.paths)
+    print(markdown(header, rows, shared))
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows([[_cell(v) for v in row] for row in rows])
+        print(f"wrote {args.csv}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

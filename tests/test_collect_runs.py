@@ -1,0 +1,56 @@
+"""scripts/collect_runs.py: a sweep's train.py runs in one table, read from their files."""
+
+import importlib.util
+import os
+import sys
+
+import pytest
+
+from jaxae.evaluation.evaluate import evaluate_workdir
+from jaxae.training.trainer import train_and_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location(
+        "collect_runs", os.path.join(ROOT, "scripts", "collect_runs.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+collect_runs = load_script()
+
+
+def test_a_sweep_is_one_table_of_its_differing_fields_resumes_and_figures(tiny_config, tmp_path,
+                                                                          capsys):
+    """Two seeds, one evaluated; the other resumed with another learning rate after its
+    evaluation: the table names the seeds, the rate's change and its step, and the stale
+    evaluation."""
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        train_and_evaluate(tiny_config(**{"seed": seed, "train.num_epochs": 1}),
+                           str(sweep / f"s{seed}"))
+    evaluate_workdir(str(sweep / "s0"))
+    evaluate_workdir(str(sweep / "s1"))
+    train_and_evaluate(tiny_config(**{"seed": 1, "train.num_epochs": 2,
+                                      "optim.learning_rate": 0.01}), str(sweep / "s1"))
+    header, rows, shared = collect_runs.table([str(sweep)])
+    assert header[:5] == ["run", "optim.learning_rate", "seed", "train.num_epochs",
+                          "checkpoint"]
+    assert [row[:6] for row in rows] == [
+        [str(sweep / "s0"), 0.001, 0, 1, 16, 16],
+        [str(sweep / "s1"), "0.001 -> 0.01 @16", 1, "1 -> 2 @16", 32, "16 (stale)"]]
+    assert shared["model.name"] == "dense_ae" and "seed" not in shared
+    figures = dict(zip(header, rows[0], strict=True))
+    assert 0 < figures["test_mse"] < 1 and figures["test_images"] == 256
+    capsys.readouterr()
+    collect_runs.main([str(sweep / "s1"), str(sweep), "--csv", str(tmp_path / "t.csv")])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("| run | optim.learning_rate | seed |") and len(printed) == 6
+    assert (tmp_path / "t.csv").read_text().splitlines()[0].startswith(
+        "run,optim.learning_rate,seed,train.num_epochs,checkpoint,eval step,")
+    with pytest.raises(SystemExit, match=r"holds no train.py run \(no config.json at or under"):
+        collect_runs.main([str(tmp_path / "sweep" / "s0" / "eval")])
