@@ -12,6 +12,10 @@ config.data.tfds_dir, data_dir, and path, whose images must be those the run tra
 config.model.name or config.task.name only to name the run's own file where its project
 moved); a field that would change the trained model is refused.
 
+--images=FOLDER (or FILE.npz) scores the trained model on every image there instead, brought
+to the run's image size and channels, into <workdir>/eval_on_<FOLDER> (the same metrics and
+pictures; the corrupted input's and the classical baseline's figures on those images too).
+
 Ctrl-C or SIGTERM stops it at once, with one line (exit code 130 or 143): nothing is
 checkpointed, and metrics.json is written whole or not at all.
 """
@@ -32,6 +36,9 @@ flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the ne
 flags.DEFINE_string("eval_dir", None, "Where to write metrics.json and the pictures "
                     "(default: <workdir>/eval, or <workdir>/eval_step_N "
                     "for --step=N).")
+flags.DEFINE_string("images", None, "Score the model on these images instead of the run's "
+                    "test split: a folder of images or an .npz (default --eval_dir: "
+                    "<workdir>/eval_on_<name>).")
 flags.mark_flags_as_required(["workdir"])
 cli.define_eval_overrides()
 flags.declare_key_flag("config")  # --help lists it (it is defined in jaxae.cli)
@@ -45,12 +52,13 @@ def main(argv: list[str]) -> None:
     from jaxae.evaluation.evaluate import eval_dir, evaluate_workdir
 
     workdir, out_dir = cli.user_path(FLAGS.workdir), cli.user_path(FLAGS.eval_dir)
+    images = cli.user_path(FLAGS.images)
     metrics = cli.run(evaluate_workdir, workdir, FLAGS.step,
-                      overrides=cli.eval_overrides(sys.argv), out_dir=out_dir,
+                      overrides=cli.eval_overrides(sys.argv), out_dir=out_dir, images=images,
                       entry_point=True)
     print(json.dumps(metrics, indent=2))
     pictures = ", ".join(metrics.get("pictures", {})) or "no pictures"
-    print(f"wrote {os.path.join(out_dir or eval_dir(workdir, FLAGS.step), 'metrics.json')} "
+    print(f"wrote {os.path.join(out_dir or eval_dir(workdir, FLAGS.step, images), 'metrics.json')} "
           f"and {pictures} beside it", flush=True)
 
 

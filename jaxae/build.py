@@ -103,7 +103,7 @@ def load_run_data(config: ml_collections.ConfigDict, data_key: jax.Array,
             "where the run's images are now (they are checked to be the same images)")
     try:
         return load_data(config, data_key, check_fingerprint=functools.partial(
-            check_same_data, workdir, config.data), new_run=not trained,
+            check_same_data, workdir, config.data, evaluation=evaluation), new_run=not trained,
             trained_fingerprint=recorded_data_fingerprint(workdir)
             if evaluation and trained and here else None)  # its folder, changed since
     except MixedImageSizes as error:

@@ -245,9 +245,8 @@ def test_evaluation_overrides_are_parsed_and_the_model_s_fields_refused(capsys):
     code, _ = parse(["evaluate.py", "--workdir=w", "--config.data.train_size=9"],
                     evaluate_flags)
     assert code == 1 and capsys.readouterr().err.endswith(
-        "so train another run to change it (to test the trained model on another data set's "
-        "images: python -m jaxae.experiments data_specificity, or evaluate_split of "
-        "jaxae.evaluation.evaluate.load_trained(workdir) on them)\n")
+        "so train another run to change it (to score the trained model on other images: "
+        "evaluate.py --images=FOLDER (or FILE.npz))\n")
     code, _ = parse(["evaluate.py", "--workdir=w", "--config.eval.iwae_sample=3"],
                     evaluate_flags)
     assert code == 1  # a misspelt field of a section it takes: named as such, not forbidden

@@ -1131,6 +1131,30 @@ def _run_on_photos(tmp_path) -> tuple[ml_collections.ConfigDict, str, str]:
     return config, photos, workdir
 
 
+def test_a_run_is_scored_on_other_images_where_its_refusal_points(tmp_path):
+    """evaluate.py --images: every image of another folder, brought to the run's size and
+    channels, scored and drawn into eval_on_<name>; a path that is not there is one line
+    before the run is read."""
+    _, _, workdir = _run_on_photos(tmp_path)
+    other = _photo_folder(tmp_path / "other_photos", 1)
+    scored = evaluate.evaluate_workdir(workdir, images=other)
+    assert (scored["images"], scored["dataset"], scored["test_images"]) == (other, "other_photos",
+                                                                            24)
+    assert {"metrics.json", "reconstructions.png"} <= set(
+        os.listdir(os.path.join(workdir, "eval_on_other_photos")))
+    assert not os.path.exists(os.path.join(workdir, "eval"))  # the run's own: not written
+    grey = tmp_path / "grey"  # of another size and grey: brought to the run's 8x8x3
+    grey.mkdir()
+    from PIL import Image
+    for i in range(5):
+        Image.fromarray(np.full((10, 12), 40 * i, np.uint8)).save(grey / f"{i}.png")
+    assert evaluate.evaluate_workdir(workdir, images=str(grey))["test_images"] == 5
+    with pytest.raises(FileNotFoundError, match=r"^--images='nowhere' does not exist: give a "
+                                                r"folder of images"):
+        evaluate.evaluate_workdir(workdir, images="nowhere")
+    assert not os.path.exists(os.path.join(workdir, "eval_on_nowhere"))
+
+
 def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place(tmp_path):
     """data.path may change (train.py and evaluate.py) as long as the images there are the
     ones the run trained on, which its environment.json's fingerprint says."""
@@ -1166,9 +1190,11 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
     assert str(caught.value) == (
         f"the images at data.path={other!r} are not those the run in {workdir!r} trained on "
         f"(other files or options): point --config.data.path back at "
-        f"{str(tmp_path / 'photos')!r}, or at a copy of them")
-    with pytest.raises(config_lib.ConfigError, match="are not those the run"):
+        f"{str(tmp_path / 'photos')!r}, or at a copy of them (to score the trained model on "
+        "other images: evaluate.py --images=FOLDER (or FILE.npz))")
+    with pytest.raises(config_lib.ConfigError) as caught:
         _resume(config, workdir, other, 2)
+    assert str(caught.value).endswith("or at a copy of them")  # a resume: no evaluation's hint
     mixed = tmp_path / "mixed"  # the run's images and one of another size
     shutil.copytree(moved, mixed)
     from PIL import Image
@@ -1262,7 +1288,8 @@ def test_a_run_whose_npz_was_replaced_in_place_is_refused_and_its_record_kept(tm
                "run on these in a new --workdir")
     with pytest.raises(config_lib.ConfigError) as caught:
         evaluate.evaluate_workdir(workdir)
-    assert str(caught.value) == message
+    assert str(caught.value) == message + (" (to score the trained model on other images: "
+                                           "evaluate.py --images=FOLDER (or FILE.npz))")
     with pytest.raises(config_lib.ConfigError) as caught:
         _resume(config, workdir, path, 2)
     assert str(caught.value) == message
@@ -1427,9 +1454,8 @@ def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_the
             caught.value)
     with pytest.raises(config_lib.ConfigError, match=r"--config.data.name='mnist': the run's "
                                                      r"data set is 'npz', not a file that "
-                                                     r"moved.*\(to test the trained model on "
-                                                     r"another data set's images: python -m "
-                                                     r"jaxae.experiments data_specificity"):
+                                                     r"moved.*\(to score the trained model on "
+                                                     r"other images: evaluate.py --images="):
         evaluate.evaluate_workdir(workdir, overrides={"model.name": new, "data.name": "mnist"})
     with pytest.raises(config_lib.ConfigError, match="names where the run's file moved"):
         evaluate.apply_overrides(evaluate.load_run_config(workdir, {"model.name": new}),

@@ -1,6 +1,7 @@
 """Evaluation of a trained workdir: reload its config and a checkpoint, write metrics and
 pictures into `<workdir>/eval/` (`eval_step_<N>/` for a chosen step, or another folder), with
-evaluation fields changed at will."""
+evaluation fields changed at will; or of the trained model on other images (`images=`: a
+folder or an .npz, all of it scored) into `<workdir>/eval_on_<name>/`."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ import orbax.checkpoint as ocp
 
 from jaxae import build
 from jaxae import config as config_lib
+from jaxae.data import DataError
+from jaxae.data.arrays import load_npz
+from jaxae.data.batches import binarize_static
+from jaxae.data.folder import load_folder
 from jaxae.data.splits import Split, Splits, spread_sample
 from jaxae.evaluation import generation, iwae
 from jaxae.evaluation.metrics import active_units, evaluate_split, padded_batches
@@ -152,10 +157,58 @@ def _check_out_dir_outside_checkpoints(workdir: str, out_dir: str) -> None:
             f"(default: {eval_dir(workdir)})")
 
 
-def eval_dir(workdir: str, step: int | None = None) -> str:
+def eval_dir(workdir: str, step: int | None = None, images: str | None = None) -> str:
     """Where an evaluation writes by default: `<workdir>/eval` for the newest checkpoint,
-    `<workdir>/eval_step_<step>` for a chosen one, so that it never overwrites the other."""
-    return os.path.join(workdir, "eval" if step is None else f"eval_step_{step}")
+    `<workdir>/eval_step_<step>` for a chosen one, so that it never overwrites the other;
+    `eval_on_<name>` (and `_step_<step>`) for one on other `images` (named by their folder
+    or file)."""
+    folder = "eval"
+    if images is not None:
+        folder += "_on_" + os.path.basename(os.path.normpath(images))
+    return os.path.join(workdir, folder if step is None else f"{folder}_step_{step}")
+
+
+def other_images_kind(path: str) -> str:
+    """The data set `images=` names: "folder" or "npz"; else a FileNotFoundError naming the
+    fix (before the run is read)."""
+    if os.path.isdir(path):
+        return "folder"
+    if os.path.isfile(path) and path.endswith(".npz"):
+        return "npz"
+    what = "is neither a folder nor an .npz file" if os.path.exists(path) else "does not exist"
+    raise FileNotFoundError(f"--images={path!r} {what}: give a folder of images (as "
+                            "data.name=folder reads them) or an .npz of uint8 train_images and "
+                            "test_images (as data.name=npz reads it)")
+
+
+def other_images(path: str, run: TrainedRun) -> Splits:
+    """Every image of the folder or .npz at `path` (both of its splits) as the test split the
+    run's model is scored on, brought to the run's images' size and channels (and binarised
+    as its test split is); the run's own training split beside them, on which a picture's
+    pixel PCA is fitted. A conditional model needs the run's classes."""
+    height, width, channels = run.data.image_shape
+    options = {"image_size": height if height == width else None, "channels": channels}
+    if other_images_kind(path) == "folder":
+        dataset = load_folder(path, tfds_dir=run.config.data.get("tfds_dir"), **options)
+    else:
+        dataset = load_npz(path, **options)
+    images = np.concatenate([np.asarray(dataset.train_images), np.asarray(dataset.test_images)])
+    labels = np.concatenate([np.asarray(dataset.train_labels), np.asarray(dataset.test_labels)])
+    if images.shape[1:] != run.data.image_shape:
+        raise DataError(f"the images at {path} are {'x'.join(map(str, images.shape[1:]))}, "
+                        f"and the run's {'x'.join(map(str, run.data.image_shape))}: give "
+                        "images of the run's size")
+    if run.model.conditional and tuple(dataset.class_names) != run.data.class_names:
+        theirs, its = (", ".join(d.class_names) for d in (dataset, run.data))
+        raise DataError(f"the images at {path} are of the classes {theirs}, and the run's "
+                        f"conditional model takes {its}: give images of its classes, in class "
+                        "folders of those names")
+    test = Split(images, labels)
+    if run.config.data.binarize == "static":  # as make_splits draws the test split's
+        test = Split(binarize_static(images, jax.random.fold_in(derive_keys(
+            run.config.seed).data, 2)), labels, binarized=True)
+    return Splits(run.data.train, None, test, tuple(dataset.class_names), dataset.source,
+                  dataset.title, dataset.fingerprint, dataset.content_sha256)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,13 +251,16 @@ def load_trained(workdir: str, step: int | None = None,
 
 
 def evaluate_workdir(workdir: str, step: int | None = None,
-                     overrides: dict[str, object] | None = None, out_dir: str | None = None
-                     ) -> dict:
+                     overrides: dict[str, object] | None = None, out_dir: str | None = None,
+                     images: str | None = None) -> dict:
     """Reloads a run's checkpoint (newest intact, or `step`: `load_trained`) and writes
     `metrics.json` and the pictures that apply to its model into `out_dir` (default
-    `eval_dir(workdir, step)`); returns the metrics. `overrides` change evaluation fields
-    (OVERRIDABLE) of the run's config."""
-    out_dir = out_dir or eval_dir(workdir, step)
+    `eval_dir(workdir, step, images)`); returns the metrics. `overrides` change evaluation
+    fields (OVERRIDABLE) of the run's config. `images`: score the model on every image of
+    this folder or .npz (`other_images`) instead of the run's test split."""
+    if images is not None:
+        other_images_kind(images)  # a wrong path, before the run is read
+    out_dir = out_dir or eval_dir(workdir, step, images)
     _check_out_dir_outside_checkpoints(workdir, out_dir)
     config, manager = _run_config_and_checkpoints(workdir, step, overrides)
     created = not os.path.exists(out_dir)
@@ -213,9 +269,12 @@ def evaluate_workdir(workdir: str, step: int | None = None,
             _check_step(workdir, manager, config, step)
         _writable_out_dir(out_dir)
         run = _restore_run(config, workdir, manager, step)
-        print(f"evaluating the checkpoint at step {run.step} of {workdir}", flush=True)
+        data = run.data if images is None else other_images(images, run)
+        print(f"evaluating the checkpoint at step {run.step} of {workdir}"
+              + (f" on the {len(data.test):,} images at {images}" if images else ""),
+              flush=True)
         return evaluate_state(run.config, run.model, run.task, run.objective, run.variables,
-                              run.data, run.step, out_dir)
+                              data, run.step, out_dir, images=images)
     except BaseException:
         if created:  # a refused evaluation (a damaged step, say) leaves no empty folder
             with contextlib.suppress(OSError):
@@ -298,7 +357,7 @@ def _pictures_of(out_dir: str) -> list[str]:
 
 def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Task,
                    objective: Objective, params: ModelParams, data: Splits, step: int,
-                   out_dir: str) -> dict:
+                   out_dir: str, images: str | None = None) -> dict:
     """A run's evaluation (evaluate.py's, as its config sets it): test metrics, the IWAE
     bounds of a variational model, the class recognition of a conditional variational one,
     and the pictures, written into `out_dir`. In a loop of one's own, `evaluate_split`,
@@ -308,14 +367,17 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
     model's `test_active_units` (the units of its code it uses, `metrics.active_units`) over
     the whole test split (`test_images`), the IWAE bounds over its first `iwae_images`. A
     variational model's `likelihood` (with its `likelihood_options`) and `binarize` say what
-    its nats are of.
+    its nats are of. `images`: the folder or .npz `data` is of (`other_images`), recorded
+    with its title as the data set.
     """
     keys = derive_keys(config.seed)
     eval_config = config.eval
     means = None  # a variational model's test codes, for its active units and its pictures
     metrics = evaluate_split(steps.make_eval_step(model, task, objective), params, data.test,
                              eval_config.batch_size, keys.eval)
-    result = {"step": step, "model": config.model.name, "dataset": config.data.name,
+    result = {"step": step, "model": config.model.name,
+              **({"dataset": config.data.name} if images is None else
+                 {"dataset": data.title, "images": os.path.abspath(images)}),
               "test_images": len(data.test),
               **{f"test_{name}": value for name, value in metrics.items()}}
     counts = {f"test_{name}": len(data.test) for name in metrics}

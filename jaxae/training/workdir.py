@@ -634,9 +634,8 @@ def load_run_config(workdir: str, moved_names: dict[str, str] | None = None
 
 
 # where a run's evaluation on another data set's images is, for the messages that refuse it
-OTHER_DATA = ("to test the trained model on another data set's images: python -m "
-              "jaxae.experiments data_specificity, or evaluate_split of "
-              "jaxae.evaluation.evaluate.load_trained(workdir) on them")
+OTHER_DATA = ("to score the trained model on other images: evaluate.py --images=FOLDER "
+              "(or FILE.npz)")
 
 
 def _relocate(config: ml_collections.ConfigDict, code: config_lib.CodeField,
@@ -701,13 +700,14 @@ def _from_json(value):
 
 
 def check_same_data(workdir: str, data: ml_collections.ConfigDict, fingerprint: str,
-                    content_sha256: str = "") -> None:
+                    content_sha256: str = "", evaluation: bool = False) -> None:
     """The images a run in `workdir` resumes or is evaluated on (config section `data`, of
     that `fingerprint` and `content_sha256`) must be those it trained on: the fingerprint
     its environment.json records, or else the content hash it records (the same images and
     labels packed otherwise: IDX files gunzipped, an npz saved again compressed), so that
     its data may move (a new data.path, data_dir) or be repacked but not change. A run
-    recorded before the fingerprint may only keep its data.path."""
+    recorded before the fingerprint may only keep its data.path. An `evaluation`'s refusal
+    names how to score the model on other images (OTHER_DATA)."""
     if (saved := _recorded_data(workdir)) is None:
         return  # no run there yet (or prepare_workdir has named its damage)
     saved_path = saved.get("path")
@@ -725,7 +725,7 @@ def check_same_data(workdir: str, data: ml_collections.ConfigDict, fingerprint: 
             "restore the run's images, or train a new run on these in a new --workdir")
         raise config_lib.ConfigError(
             f"the images at {where} are not those the run in {workdir!r} trained on (other "
-            f"files or options): {fix}")
+            f"files or options): {fix}" + (f" ({OTHER_DATA})" if evaluation else ""))
     if not recorded and places_differ:
         raise config_lib.ConfigError(
             f"the run in {workdir!r} trained on data.path={saved_path!r} and records no "
