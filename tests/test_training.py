@@ -217,6 +217,8 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
                                            else "median 3x3")
         if "dropout" in input_row:  # the plain median had scored below the input itself
             assert result["test_baseline_psnr"] > result["test_input_psnr"] + 3
+        assert result.get("test_input") == ("nearest-neighbour upsampling" if "7x7" in input_row
+                                            else None)  # what test_input_psnr scores
     else:
         assert "test_baseline" not in result
     if variational and conditional:

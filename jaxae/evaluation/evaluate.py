@@ -383,6 +383,8 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
     counts = {f"test_{name}": len(data.test) for name in metrics}
     if "baseline_psnr" in metrics:  # which classical method test_baseline_psnr scores
         result["test_baseline"] = task.baseline_name
+    if "input_psnr" in metrics and task.input_method:  # the input drawn as an image is one
+        result["test_input"] = task.input_method  # (super-resolution's upsampling)
     if model.variational:  # the ELBO and bounds are nats per image under this p(x | z)
         result["likelihood"] = config.objective.likelihood
         likelihood = objective.likelihood
