@@ -31,9 +31,13 @@ flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and pictur
 flags.mark_flags_as_required(["workdir"])
 
 
+STOPPED: list[str] = []  # the stop request that ended the run before its last step, if any
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> None:
     parallel.initialize_distributed()  # a no-op unless JAX_COORDINATOR_ADDRESS is set
-    train_and_evaluate(config, workdir, stop_requested=STOP, on_saved=STOP.saved)
+    train_and_evaluate(config, workdir, stop_requested=STOP, on_saved=STOP.saved,
+                       on_stopped=STOPPED.append)
 
 
 def main(argv: list[str]) -> None:
@@ -42,8 +46,8 @@ def main(argv: list[str]) -> None:
     if note := cli.default_config_note():
         print(note, flush=True)
     cli.run(train, cli.loaded_config(), cli.user_path(FLAGS.workdir), entry_point=True)
-    if STOP.requested:  # stopped with a checkpoint, its line printed: not a finished run
-        sys.exit(cli.stopped_exit_code(STOP.requested))
+    if STOPPED:  # stopped before its last step, with a checkpoint and its line
+        sys.exit(cli.stopped_exit_code(STOPPED[0]))
     if parallel.is_main_process():  # the same Python, and the evaluate.py beside this file
         python, script = (cli.shortest_path(path) for path in (
             sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),

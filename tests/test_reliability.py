@@ -395,6 +395,28 @@ def test_a_stop_asked_before_training_is_one_line_and_the_signals_exit(tiny_conf
                                        "to save; rerun the same command to start\n")
     with pytest.raises(StopRequested):  # a library caller gets the exception
         train_and_evaluate(tiny_config(), str(tmp_path), stop_requested=lambda: "SIGINT")
+    capsys.readouterr()
+    assert cli_run(train_and_evaluate, tiny_config(), str(tmp_path),  # a reason of its own
+                   stop_requested=lambda: "time budget spent") == cli.EXIT_ERROR
+    assert capsys.readouterr().out.startswith("time budget spent received before training")
+
+
+def test_a_stop_ends_a_run_early_or_finds_it_finished(tiny_config, tmp_path, capsys):
+    """on_stopped (train.py's exit 130 / 143) only where the stop ended the run before its
+    last step; a stop during the last evaluation leaves a finished run, and says so (it had
+    exited 130 without a word)."""
+    config = tiny_config(**{"train.num_epochs": 1})
+    evaluated, stopped = [], []
+    train_and_evaluate(config, str(tmp_path / "last"), on_stopped=stopped.append,
+                       on_evaluation=lambda *args: evaluated.append(args),
+                       stop_requested=lambda: "SIGINT" if evaluated else None)
+    assert stopped == [] and capsys.readouterr().out.splitlines()[-1] == (
+        "SIGINT received as the run ended: it is finished (step 16)")
+    state = train_and_evaluate(config, str(tmp_path / "early"), on_stopped=stopped.append,
+                               evaluate_at_steps=[8], on_evaluation=lambda *args: None,
+                               stop_requested=lambda: "SIGTERM" if os.path.exists(
+                                   tmp_path / "early" / "metrics.jsonl") else None)
+    assert stopped == ["SIGTERM"] and 0 < int(state.step) < 16
 
 
 def test_a_stop_as_the_first_chunk_is_set_up_saves_no_untrained_checkpoint(tiny_config,

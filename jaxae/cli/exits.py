@@ -26,14 +26,16 @@ from jaxae.training import lock
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # Ctrl-C where no graceful stop is handled (the shell's 128 + SIGINT)
 EXIT_BROKEN_PIPE = 141  # the output's reader ended (the shell's 128 + SIGPIPE)
-
-
-def stopped_exit_code(signal_name: str) -> int:
-    """The exit code of a process stopped by the signal `signal_name` (its checkpoint saved):
-    the shell's 128 + the signal, 130 for SIGINT and 143 for SIGTERM, so that a shell's loop
-    or `train.py ... && evaluate.py ...` stops too rather than go on with the next command."""
-    return 128 + signal.Signals[signal_name].value
 WRITER_GRACE_S = 5.0  # an error exit waits this long for Orbax's writer threads, no longer
+
+
+def stopped_exit_code(reason: str | None) -> int:
+    """The exit code of a process a stop request ended before its work was done (its
+    checkpoint saved): for a signal, the shell's 128 + it, 130 for SIGINT and 143 for
+    SIGTERM, so that a shell's loop or `train.py ... && evaluate.py ...` stops too rather
+    than go on with the next command; for another reason (a library caller's), 1."""
+    signum = getattr(signal.Signals, reason, None) if reason else None
+    return 128 + signum.value if signum is not None else EXIT_ERROR
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:

@@ -96,9 +96,9 @@ class StopRequested(Exception):
     (its checkpoint saved). `jaxae.cli.run` prints its message and exits as the signal's
     (`cli.stopped_exit_code`), so that a shell's loop or `&&` stops too."""
 
-    def __init__(self, message: str, signal_name: str):
+    def __init__(self, message: str, signal_name: str | None = None):
         super().__init__(message)
-        self.signal_name = signal_name  # "SIGINT" or "SIGTERM"
+        self.signal_name = signal_name  # "SIGINT" or "SIGTERM" (None: another reason)
 
 
 def _restore_or_init(manager, fresh: Callable[[], steps.TrainState], like, mesh, workdir: str
@@ -284,7 +284,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        on_evaluation: EvaluationHook | None = None,
                        evaluate_at_steps: Iterable[int] = (),
                        stop_requested: StopRequest = lambda: None,
-                       on_saved: Callable[[], None] = lambda: None) -> steps.TrainState:
+                       on_saved: Callable[[], None] = lambda: None,
+                       on_stopped: Callable[[str], None] = lambda reason: None
+                       ) -> steps.TrainState:
     """Trains the config's model, resuming from `workdir` if it holds a run; returns the state.
 
     The run evaluates at each epoch's end and also at `evaluate_at_steps` and every
@@ -297,7 +299,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     command line's SIGTERM / Ctrl-C handler gives one), the run checkpoints and returns;
     asked before training starts, StopRequested is raised. `on_saved()` is called once the
     run's last checkpoint and its config.json are on disk, before the closing line (train.py:
-    a stop signal from then on has nothing left to stop).
+    a stop signal from then on has nothing left to stop); then `on_stopped(reason)` where a
+    stop request ended the run before its last step (train.py exits as the signal would). A
+    stop asked for as the last step's work ends leaves a finished run, and says so.
 
     Runs data-parallel over every device of every process (`jaxae.training.parallel`); only
     process 0 writes files and prints, and holds the workdir's writer lock for the run (a
@@ -339,7 +343,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     with _writer_lock(workdir, main):
         try:
             return _train(config, workdir, mesh, main, evaluations, stop_requested, on_saved,
-                          check_unread=not trained and variational is None)
+                          on_stopped, check_unread=not trained and variational is None)
         except BaseException:
             if main and created:
                 _remove_if_unused(workdir)
@@ -381,7 +385,8 @@ def _stop_before_training(stopped: str, step: int) -> StopRequested:
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
            evaluations: _Evaluations, stop_requested: StopRequest,
-           on_saved: Callable[[], None], check_unread: bool) -> steps.TrainState:
+           on_saved: Callable[[], None], on_stopped: Callable[[str], None],
+           check_unread: bool) -> steps.TrainState:
     """train_and_evaluate, once the workdir is checked and locked (`check_unread`: a new
     run's fields it would not read, where the model could not be built before the data)."""
     train_config = config.train
@@ -463,6 +468,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
               f"{parameter_checksum(state):.10e}", flush=True)
     if main and 0 < step < total_steps:  # stopped early: in an epoch, at its end or its eval
         print(_stopped_early(config, step, first_step, stopped), flush=True)
+    if stopped and step < total_steps:
+        on_stopped(stopped)
+    elif stopped and main:  # during the last step's evaluation or checkpoint: all done
+        print(f"{stopped} received as the run ended: it is finished (step {step})", flush=True)
     return state
 
 
