@@ -102,6 +102,12 @@ DATA_HINTS = {
 }
 
 
+# how train.py's line begins where a config's data is missing (a stop, a fault, another
+# error is not about the data: no hint)
+DATA_ERRORS = ("error: data set ", "error: image folder ", "error: IDX folder ",
+               "error: config.data.")
+
+
 def from_root(path: str) -> str:
     """`path` as the commands, run from the repository root, must name it: an absolute one
     as it is, one relative to the current folder relative to the root."""
@@ -162,7 +168,8 @@ def run_commands(shipped: Shipped, workdir: str, flags: list[str]) -> dict:
         if status != 0:
             lines = [line for line in errors.replace("\r", "\n").splitlines() if line.strip()]
             error = lines[-1] if lines else f"exit status {status}"
-            hint = DATA_HINTS.get(shipped.data) if number == 0 else None
+            hint = DATA_HINTS.get(shipped.data) if number == 0 and \
+                error.startswith(DATA_ERRORS) else None
             return {**out, "error": f"{error} ({hint})" if hint else error}
         if number > 0:
             out["eval_seconds"] += seconds

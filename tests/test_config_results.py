@@ -97,6 +97,18 @@ def test_a_config_whose_data_is_missing_is_listed_as_not_run_and_only_keeps_the_
     assert "| `conv_ae_folder` | not run:" in page
 
 
+def test_only_a_missing_data_sets_failure_names_where_its_data_comes_from(monkeypatch):
+    """A stop or a fault is not about the data: the hint had been added to every failure."""
+    shipped = next(s for s in config_results.CONFIGS if s.name == "conv_ae_mnist")
+    for status, stderr, hinted in [(143, "", False), (1, "error: training stopped at step 3: "
+                                                         "train_loss became nan", False),
+                                   (1, "error: data set mnist is not prepared in x", True)]:
+        monkeypatch.setattr(config_results, "run_command",
+                            lambda _, status=status, stderr=stderr: (status, stderr))
+        error = config_results.run_commands(shipped, "w", [])["error"]
+        assert error.endswith("--mnist-data-dir DIR)") == hinted, error
+
+
 def test_a_measured_row_is_kept_when_its_rerun_cannot_run(tmp_path, capsys):
     """The README's command on a fresh clone, whose MNIST digits are not there, replaced
     the published rows with "not run" and exited 0."""

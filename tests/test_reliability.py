@@ -1175,6 +1175,14 @@ def test_a_run_is_scored_on_other_images_where_its_refusal_points(tmp_path):
                                                 r"folder of images"):
         evaluate.evaluate_workdir(workdir, images="nowhere")
     assert not os.path.exists(os.path.join(workdir, "eval_on_nowhere"))
+    namesake = _photo_folder(tmp_path / "b" / "other_photos", 2)  # of the same name
+    with pytest.raises(config_lib.ConfigError) as caught:
+        evaluate.evaluate_workdir(workdir, images=namesake)
+    assert str(caught.value) == (
+        f"{os.path.join(workdir, 'eval_on_other_photos')} holds the evaluation of the images at "
+        f"{other}, not {namesake}: give --eval_dir=FOLDER for this one")
+    scored = evaluate.evaluate_workdir(workdir, images=namesake, out_dir=str(tmp_path / "b_eval"))
+    assert scored["images"] == namesake
 
 
 def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place(tmp_path):

@@ -145,6 +145,20 @@ def _writable_out_dir(out_dir: str) -> None:
             "can write to, to write the evaluation there") from None
 
 
+def _check_out_dir_is_of(out_dir: str, images: str) -> None:
+    """A ConfigError where `out_dir` holds the evaluation of other images than `images` (two
+    folders of one name, a/test and b/test), which this one would replace."""
+    try:
+        with open(os.path.join(out_dir, "metrics.json")) as f:
+            recorded = json.load(f).get("images")
+    except (OSError, ValueError, AttributeError):
+        return
+    if recorded is not None and recorded != os.path.abspath(images):
+        raise config_lib.ConfigError(
+            f"{out_dir} holds the evaluation of the images at {recorded}, not {images}: give "
+            "--eval_dir=FOLDER for this one")
+
+
 def _check_out_dir_outside_checkpoints(workdir: str, out_dir: str) -> None:
     """A ConfigError for an evaluation folder in the run's checkpoints folder, where Orbax
     would take it for a checkpoint's, or delete it with an old step."""
@@ -164,7 +178,7 @@ def eval_dir(workdir: str, step: int | None = None, images: str | None = None) -
     or file)."""
     folder = "eval"
     if images is not None:
-        folder += "_on_" + os.path.basename(os.path.normpath(images))
+        folder += "_on_" + os.path.basename(os.path.abspath(images))
     return os.path.join(workdir, folder if step is None else f"{folder}_step_{step}")
 
 
@@ -261,6 +275,8 @@ def evaluate_workdir(workdir: str, step: int | None = None,
     if images is not None:
         other_images_kind(images)  # a wrong path, before the run is read
     out_dir = out_dir or eval_dir(workdir, step, images)
+    if images is not None:
+        _check_out_dir_is_of(out_dir, images)
     _check_out_dir_outside_checkpoints(workdir, out_dir)
     config, manager = _run_config_and_checkpoints(workdir, step, overrides)
     created = not os.path.exists(out_dir)
