@@ -110,6 +110,9 @@ class Run:
     params: dict
     metrics: dict[str, float]  # test metrics after the last epoch, without the 'test_' prefix
     step: int
+    # the classical method metrics["baseline_psnr"] scores, as the run's record names it
+    # (None: a run recorded before records named it)
+    baseline: str | None = None
 
 
 @dataclasses.dataclass
@@ -460,14 +463,15 @@ class Context:
             raise StopRequested(f"{stopped} received: the experiment stopped {where}; rerun "
                                 "the same command to continue from there", stopped)
         epochs = config.train.num_epochs
-        metrics = final_test_metrics(workdir, epochs)
+        record = final_test_record(workdir, epochs)
+        metrics = test_metrics(record)
         self.used_runs[f"{choice.key}/{name}"] = {
             **info, "epochs": epochs, "steps": int(state.step), "seed": config.seed,
             "trained_now": trained_now, "train_seconds": seconds}
         task, model, _, objective = build.run_objects(config, splits.image_shape,
                                                       splits.num_classes)
         run = Run(name, workdir, config, model, task, objective, state.params, metrics,
-                  int(state.step))
+                  int(state.step), record.get("baseline"))
         self._runs[workdir] = (run, seconds)
         return run
 
@@ -531,13 +535,18 @@ def _add_train_time(workdir: str, seconds: float) -> float:
     return total
 
 
-def final_test_metrics(workdir: str, num_epochs: int) -> dict[str, float]:
-    """The test metrics logged after the run's last epoch, without the 'test_' prefix."""
+def final_test_record(workdir: str, num_epochs: int) -> dict:
+    """The record of the evaluation after the run's last epoch."""
     records = [r for r in read_metrics(workdir) if "test_loss" in r]
     if not records or records[-1]["epoch"] != num_epochs:
         raise RuntimeError(f"the run in {workdir} stopped before its epoch {num_epochs}: "
                            "rerun the same experiment command to finish it")
-    return {k[len("test_"):]: float(v) for k, v in records[-1].items() if k.startswith("test_")}
+    return records[-1]
+
+
+def test_metrics(record: dict) -> dict[str, float]:
+    """A record's test metrics, without the 'test_' prefix."""
+    return {k[len("test_"):]: float(v) for k, v in record.items() if k.startswith("test_")}
 
 
 def _memory_gib() -> float | None:

@@ -36,8 +36,8 @@ def latents(scale: str, pixels: int) -> tuple[int, ...]:
     return tuple(sorted(set(sizes)))
 
 
-# what the rows' median_psnr is of, where a row does not say (tables written before the
-# task's baseline for dropout became the masked median: the plain 3x3 median)
+# what the rows' median_psnr is of, where a row or its run's record does not say (those
+# written before the task's baseline for dropout became the masked median: the plain median)
 PLAIN_MEDIAN = "median 3x3"
 
 
@@ -55,7 +55,7 @@ def dataset_rows(ctx: Context, choice: DataChoice) -> list[dict]:
         rows.append({"dataset": choice.title, "latent": d, "test_psnr": metrics["psnr"],
                      "input_psnr": metrics["input_psnr"],
                      "median_psnr": metrics["baseline_psnr"],
-                     "baseline": run.task.baseline_name,
+                     "baseline": run.baseline or PLAIN_MEDIAN,
                      "gain_db": metrics["psnr"] - metrics["input_psnr"],
                      "test_mse": metrics["mse"]})
     return rows

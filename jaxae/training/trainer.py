@@ -671,8 +671,10 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
         evaluation = evaluate_splits(eval_step, _local(state.variables), data,
                                      config.eval.batch_size, keys.eval, floor_step, floors)
         faults.check_evaluation(evaluation, step)
-        if writer:
-            writer.write({"step": step, "epoch": epoch, **evaluation})
+        if writer:  # with the classical method its *_baseline_psnr scores, by name
+            named = {"baseline": run.task.baseline_name} if any(
+                k.endswith("baseline_psnr") for k in evaluation) else {}
+            writer.write({"step": step, "epoch": epoch, **evaluation, **named})
         if evaluations.hook:
             evaluations.hook(step, epoch, evaluation)
 
