@@ -53,6 +53,8 @@ CLASSICAL: dict[str, Callable[[Shape, float | None], Image]] = {
     "bilinear": _resize("bilinear"),
     BLUR: lambda _, sigma: lambda x: quality.gaussian_blur(jnp.clip(x, 0, 1), sigma),
     "median 3x3": lambda _, __: lambda x: baselines.median_filter_3x3(jnp.clip(x, 0, 1)),
+    # dropout's own: each dropped (zero) value from its kept neighbours
+    "masked median 3x3": lambda _, __: lambda x: baselines.masked_median_3x3(jnp.clip(x, 0, 1)),
 }
 
 
@@ -77,14 +79,14 @@ TASKS = {
     "denoise_gaussian": TaskEntry("denoising, Gaussian noise std 0.3", ("dae_gaussian",), {},
                                   (BLUR, "median 3x3")),
     "denoise_dropout": TaskEntry("denoising, dropout 0.5", ("dae_dropout",), {},
-                                 (BLUR, "median 3x3")),
+                                 (BLUR, "median 3x3", "masked median 3x3")),
 }
 TINY_TASKS = ("superres_x4", "denoise_gaussian", "denoise_dropout")
 BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)
 BLUR_FIT_IMAGES = 1000
 LEARNED_COLORS = ("tab:blue", "tab:cyan", "tab:brown")  # the learned models, in table order
 METHOD_COLORS = {INPUT: "tab:gray", "bicubic": "tab:orange", "bilinear": "tab:olive",
-                 BLUR: "tab:green", "median 3x3": "tab:purple"}
+                 BLUR: "tab:green", "median 3x3": "tab:purple", "masked median 3x3": "tab:pink"}
 
 Methods = dict[str, Callable[[dict, jax.Array], jax.Array]]
 
