@@ -15,6 +15,8 @@ moved); a field that would change the trained model is refused.
 --images=FOLDER (or FILE.npz) scores the trained model on every image there instead, brought
 to the run's image size and channels, into <workdir>/eval_on_<FOLDER> (the same metrics and
 pictures; the corrupted input's and the classical baseline's figures on those images too).
+The run's own images are read as well (its image size, classes, and the training images a
+picture's pixel PCA is fitted on): where they moved, give --config.data.path too.
 
 Ctrl-C or SIGTERM stops it at once, with one line (exit code 130 or 143): nothing is
 checkpointed, and metrics.json is written whole or not at all.

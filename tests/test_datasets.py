@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -38,10 +39,12 @@ from jaxae.data import (
     ImageOptions,
     cifar10,
     folder,
+    from_arrays,
     load_dataset,
     load_npz,
     make_splits,
     sources,
+    splits,
     tfds_sets,
 )
 from jaxae.data.images import load_image, luma
@@ -1448,3 +1451,16 @@ def test_a_32_bit_image_is_named_unusable_not_corrupt(tmp_path) -> None:
         load_image(str(path), (4, 4, 1))
     assert str(excinfo.value) == (f"image {path} cannot be used: 32-bit mode F is not "
                                   "supported, save it as 8-bit PNG")
+
+
+def test_a_split_binarised_alone_is_the_draw_make_splits_gives_it():
+    """evaluate.py --images binarises other images as the run's own test split was."""
+    images = np.random.default_rng(0).integers(0, 256, (12, 4, 4, 1), np.uint8)
+    data, key = from_arrays(images[:8], images[8:]), jax.random.key(3)
+    drawn = make_splits(data, key, binarize="static", val_size=2)
+    plain = make_splits(data, key, val_size=2)
+    for which in ("train", "val", "test"):
+        alone = splits.binarized(getattr(plain, which), key, which)
+        assert alone.binarized
+        np.testing.assert_array_equal(alone.images, getattr(drawn, which).images)
+    assert not np.array_equal(drawn.train.images[:4], drawn.test.images)  # streams differ

@@ -96,8 +96,8 @@ def make_splits(data: Dataset, data_key: jax.Array, *, train_size: int | None = 
                 "split, which is streamed here: use --config.data.binarize=dynamic, "
                 "or hold it in memory (--config.data.streaming=memory, or a larger "
                 "--config.data.memory_budget_mb)")
-        train, val, test = (_binarized(split, jax.random.fold_in(data_key, i))
-                            for i, split in enumerate((train, val, test)))
+        train, val, test = (binarized(split, data_key, which) for split, which in
+                            zip((train, val, test), SPLIT_NAMES, strict=True))
     return Splits(train, val, test, tuple(data.class_names), data.source, data.title,
                   data.fingerprint, data.content_sha256)
 
@@ -232,7 +232,13 @@ def _streamed_splits(data: Dataset, data_key: jax.Array, keep_train: slice | np.
     return train, val, test
 
 
-def _binarized(split: Split | None, key: jax.Array) -> Split | None:
+SPLIT_NAMES = ("train", "val", "test")  # each split's static binarisation: its own stream
+
+
+def binarized(split: Split | None, data_key: jax.Array, which: str) -> Split | None:
+    """`split` binarised once (data.binarize=static), as make_splits draws split `which`
+    ("train", "val" or "test") of a run whose data key is `data_key`."""
     if split is None:
         return None
+    key = jax.random.fold_in(data_key, SPLIT_NAMES.index(which))
     return Split(batches.binarize_static(split.images, key), split.labels, binarized=True)

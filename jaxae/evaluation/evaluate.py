@@ -21,9 +21,8 @@ from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import DataError
 from jaxae.data.arrays import load_npz
-from jaxae.data.batches import binarize_static
 from jaxae.data.folder import load_folder
-from jaxae.data.splits import Split, Splits, spread_sample
+from jaxae.data.splits import Split, Splits, binarized, spread_sample
 from jaxae.evaluation import generation, iwae
 from jaxae.evaluation.metrics import active_units, evaluate_split, padded_batches
 from jaxae.evaluation.pictures import PictureOptions, write_pictures
@@ -219,8 +218,7 @@ def other_images(path: str, run: TrainedRun) -> Splits:
                         "folders of those names")
     test = Split(images, labels)
     if run.config.data.binarize == "static":  # as make_splits draws the test split's
-        test = Split(binarize_static(images, jax.random.fold_in(derive_keys(
-            run.config.seed).data, 2)), labels, binarized=True)
+        test = binarized(test, derive_keys(run.config.seed).data, "test")
     return Splits(run.data.train, None, test, tuple(dataset.class_names), dataset.source,
                   dataset.title, dataset.fingerprint, dataset.content_sha256)
 
