@@ -3,9 +3,9 @@
 Any config field can be overridden, e.g. --config.model.latent_dim=2
 --config.train.num_epochs=5. Rerunning the same command on the same workdir resumes from its
 newest checkpoint (config.RESUMABLE_FIELDS lists what a resumed run may change); a second
-train.py on a workdir in use is refused. SIGTERM or Ctrl-C checkpoints and exits 143 or 130
-(as the signal would: a shell's loop, or `&&`, stops too), also during start-up (nothing to
-save then); a second signal stops at once, without that checkpoint.
+train.py on a workdir in use is refused. SIGTERM or Ctrl-C checkpoints, then ends the process
+as the signal does (a shell reports 143 or 130, and its loop, or `&&`, stops too), also during
+start-up (nothing to save then); a second signal stops at once, without that checkpoint.
 Several hosts: start one process per host with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES
 and JAX_PROCESS_ID set; training runs data-parallel over every device of every process.
 """
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> None:
         print(note, flush=True)
     cli.run(train, cli.loaded_config(), cli.user_path(FLAGS.workdir), entry_point=True)
     if STOPPED:  # stopped before its last step, with a checkpoint and its line
-        sys.exit(cli.stopped_exit_code(STOPPED[0]))
+        cli.end_stopped(STOPPED[0])
     if parallel.is_main_process():  # the same Python, and the evaluate.py beside this file
         python, script = (cli.shortest_path(path) for path in (
             sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),

@@ -71,6 +71,7 @@ def main() -> int:
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
         code = process.wait()
+        code = 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + it
         deadline = time.monotonic() + 10  # a stopped evaluation's staging folder is removed
         while sorted(os.listdir(folder)) != names and time.monotonic() < deadline:
             time.sleep(0.05)  # by a process of its own once it has exited

@@ -5,10 +5,10 @@ leftovers of its failed reads).
 `train.py` and `evaluate.py` call `run(fn, ...)`: a bad config, missing data, a busy or
 unwritable workdir, a checkpoint that does not fit, a write that fails or a numerical fault
 ends the process with one `error:` line and exit code 1, after any checkpoint still being
-written is finished. A stop (Ctrl-C, SIGTERM) checkpoints and exits as the signal would,
-130 or 143 (`stopped_exit_code`: a shell's loop or `&&` stops too), also one asked for before
-training started (one line, nothing to save); Ctrl-C where no stop is handled (evaluate.py)
-is exit code 130 at once.
+written is finished. A stop (Ctrl-C, SIGTERM) checkpoints and then ends the process as the
+signal does (`end_stopped`; a shell reports 130 or 143, and its loop or `&&` stops too), also
+one asked for before training started (one line, nothing to save); where no stop is handled
+(evaluate.py) the signal ends the process at once, with one line.
 
 Its parts: `exits` (how the process ends: `run`, the exit codes, Orbax's writer threads),
 `signals` (a graceful stop, or an immediate one), `quiet` (Orbax's logs and leftovers),
@@ -34,6 +34,7 @@ from jaxae.cli.exits import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     WRITER_GRACE_S,
+    end_stopped,
     exit_now_if_stuck,
     expected_errors,
     refuse_busy_workdir,
@@ -48,4 +49,4 @@ __all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_INTERRUPTED", "GracefulStop",
            "define_eval_overrides", "eval_overrides", "exit_now_if_stuck", "expected_errors",
            "loaded_config", "none_overrides", "parse_flags", "refuse_busy_workdir", "run",
            "shortest_path", "silence_abandoned_reads", "silence_orbax", "stop_at_once_on_signal",
-           "stopped_exit_code", "user_path"]
+           "end_stopped", "stopped_exit_code", "user_path"]

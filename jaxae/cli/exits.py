@@ -19,7 +19,7 @@ from absl import logging
 
 from jaxae.cli.arguments import flag_value, user_path
 from jaxae.cli.quiet import silence_orbax
-from jaxae.cli.signals import ignore_stop_signals
+from jaxae.cli.signals import end_by_signal, ignore_stop_signals
 from jaxae.messages import first_line
 from jaxae.training import lock
 
@@ -30,12 +30,22 @@ WRITER_GRACE_S = 5.0  # an error exit waits this long for Orbax's writer threads
 
 
 def stopped_exit_code(reason: str | None) -> int:
-    """The exit code of a process a stop request ended before its work was done (its
-    checkpoint saved): for a signal, the shell's 128 + it, 130 for SIGINT and 143 for
-    SIGTERM, so that a shell's loop or `train.py ... && evaluate.py ...` stops too rather
-    than go on with the next command; for another reason (a library caller's), 1."""
+    """The exit status of a process a stop request ended before its work was done (its
+    checkpoint saved), as a shell reports it: for a signal, 128 + it (130 for SIGINT, 143 for
+    SIGTERM; `end_stopped`); for another reason (a library caller's), 1."""
     signum = getattr(signal.Signals, reason, None) if reason else None
     return 128 + signum.value if signum is not None else EXIT_ERROR
+
+
+def end_stopped(reason: str | None, entry_point: bool = True) -> None:
+    """Ends a process that a stop request ended before its work was done: an entry point as
+    the signal does (`end_by_signal`: a shell's loop, or `train.py ... && evaluate.py ...`,
+    stops too rather than go on with the next command), else (a test, a notebook) with
+    SystemExit(`stopped_exit_code`)."""
+    signum = getattr(signal.Signals, reason, None) if reason else None
+    if entry_point and signum is not None:
+        end_by_signal(signum)
+    sys.exit(stopped_exit_code(reason))
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
@@ -72,7 +82,7 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs:
         print(e, flush=True)
         if entry_point:
             ignore_stop_signals()
-        sys.exit(stopped_exit_code(e.signal_name))
+        end_stopped(e.signal_name, entry_point)
     except BrokenPipeError:  # the reader of the output ended: `train.py | head`, say
         _finish(finish_pending_saves)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
@@ -93,9 +103,8 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs:
         _finish(finish_pending_saves)
         print("error: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
         if entry_point:  # the interpreter's teardown can crash while XLA's threads still
-            sys.stdout.flush()  # run the interrupted computation: nothing is left to save
-            os._exit(EXIT_INTERRUPTED)
-        sys.exit(EXIT_INTERRUPTED)
+            end_by_signal(signal.SIGINT)  # run the interrupted computation: nothing is left
+        sys.exit(EXIT_INTERRUPTED)  # to save
     except BaseException:
         _finish(finish_pending_saves)
         raise

@@ -1,6 +1,6 @@
-"""Signals: a graceful stop for training (the first Ctrl-C or SIGTERM checkpoints, then exits
-with the signal's code, 130 or 143), and an immediate one for a process with nothing to save
-(evaluate.py)."""
+"""Signals: a graceful stop for training (the first Ctrl-C or SIGTERM checkpoints, then ends
+the process as the signal would: `end_by_signal`), and an immediate one for a process with
+nothing to save (evaluate.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,27 @@ from collections.abc import Sequence
 from jaxae.training.lock import MOVING_FILES, STAGING_FOLDERS
 
 
+def end_by_signal(signum: int) -> None:
+    """Ends the process as the signal's default action does, its work done (output flushed):
+    killed by it, which a shell reports as 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
+    An exit with that code would not do: a shell waiting for its child in a loop, or in
+    `a && b`, takes a child that exited normally to have handled the Ctrl-C, and goes on. The
+    signal's handler must be its default here: in the main thread it is set so; another
+    thread calls this only for a signal set so before (`stop_at_once_on_signal`)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+    signal.pthread_kill(threading.get_ident(), signum)
+    os._exit(128 + signum)  # (reached only where the signal could not end the process)
+
+
 class GracefulStop:
     """While installed, the first SIGTERM / SIGINT only records its name (`requested`, polled
     by the training loop, which checkpoints and returns); a second one ends the process at
-    once with one line and exit code 128 + the signal, without a checkpoint of the last
+    once with one line, as the signal does (`end_by_signal`), without a checkpoint of the last
     steps (those on disk are complete: Orbax renames a step's folder only once it is
     written, and a half-written one is a temporary folder the next start removes)."""
 
@@ -40,7 +57,7 @@ class GracefulStop:
         os.write(2, f"error: {twice}: stopped at once, without a checkpoint of the last "
                     "steps; rerun the same command to continue from the newest "
                     "checkpoint\n".encode())
-        os._exit(128 + signum)
+        end_by_signal(signum)
 
     def __call__(self) -> str | None:
         return self.requested
@@ -122,7 +139,7 @@ def stop_at_once_on_signal(what: str = "evaluation",
                            signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
                            ) -> None:
     """For a process with nothing to save on a stop (evaluate.py): Ctrl-C or SIGTERM ends it
-    at once with one line and exit code 128 + the signal, also while the main thread waits
+    at once with one line, as the signal does (`end_by_signal`), also while the main thread waits
     in a long computation (a Python signal handler would run only once that returns, after
     minutes for a large IWAE bound) and during the imports.
 
@@ -134,6 +151,8 @@ def stop_at_once_on_signal(what: str = "evaluation",
     if not signals or threading.current_thread() is not threading.main_thread():
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    for sig in signals:  # blocked, they wait for sigwait; unblocked by end_by_signal, they end
+        signal.signal(sig, signal.SIG_DFL)  # the process (only the main thread may set this)
 
     def wait() -> None:
         signum = signal.sigwait(signals)
@@ -143,6 +162,6 @@ def stop_at_once_on_signal(what: str = "evaluation",
                 _remove_after_exit(sorted(STAGING_FOLDERS))
             os.write(2, f"error: interrupted ({name}): {what} stopped before it finished; "
                         "rerun the same command to do it again\n".encode())
-            os._exit(128 + signum)
+            end_by_signal(signum)
 
     threading.Thread(target=wait, name="jaxae-stop-on-signal", daemon=True).start()
