@@ -1157,11 +1157,11 @@ def test_a_run_is_scored_on_other_images_where_its_refusal_points(tmp_path):
     """evaluate.py --images: every image of another folder, brought to the run's size and
     channels, scored and drawn into eval_on_<name>; a path that is not there is one line
     before the run is read."""
-    _, _, workdir = _run_on_photos(tmp_path)
+    config, photos, workdir = _run_on_photos(tmp_path)
     other = _photo_folder(tmp_path / "other_photos", 1)
     scored = evaluate.evaluate_workdir(workdir, images=other)
-    assert (scored["images"], scored["dataset"], scored["test_images"]) == (other, "other_photos",
-                                                                            24)
+    assert (scored["images"], scored["dataset"], scored["test_images"]) == (other, "folder", 24)
+    assert scored["images_source"].startswith("TFDS jaxae_folder/other_photos_")
     assert {"metrics.json", "reconstructions.png"} <= set(
         os.listdir(os.path.join(workdir, "eval_on_other_photos")))
     assert not os.path.exists(os.path.join(workdir, "eval"))  # the run's own: not written
@@ -1183,6 +1183,16 @@ def test_a_run_is_scored_on_other_images_where_its_refusal_points(tmp_path):
         f"{other}, not {namesake}: give --eval_dir=FOLDER for this one")
     scored = evaluate.evaluate_workdir(workdir, images=namesake, out_dir=str(tmp_path / "b_eval"))
     assert scored["images"] == namesake
+    # a conditional model: images of any of its classes, labelled by their folders' names
+    set_fields(config, {"model.name": "cvae", "model.latent_dim": 2})
+    conditional = str(tmp_path / "cvae")
+    train_and_evaluate(config, conditional)
+    shutil.rmtree(os.path.join(other, "a"))
+    assert evaluate.evaluate_workdir(conditional, images=other)["test_images"] == 12
+    os.rename(os.path.join(other, "b"), os.path.join(other, "c"))
+    with pytest.raises(DataError, match=r"hold classes the run's conditional model does not "
+                                        r"take \(c; it takes a, b\): give images of its"):
+        evaluate.evaluate_workdir(conditional, images=other)
 
 
 def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place(tmp_path):

@@ -21,6 +21,7 @@ from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import DataError
 from jaxae.data.arrays import load_npz
+from jaxae.data.dataset import ONE_CLASS
 from jaxae.data.folder import load_folder
 from jaxae.data.splits import Split, Splits, binarized, spread_sample
 from jaxae.evaluation import generation, iwae
@@ -198,7 +199,8 @@ def other_images(path: str, run: TrainedRun) -> Splits:
     """Every image of the folder or .npz at `path` (both of its splits) as the test split the
     run's model is scored on, brought to the run's images' size and channels (and binarised
     as its test split is); the run's own training split beside them, on which a picture's
-    pixel PCA is fitted. A conditional model needs the run's classes."""
+    pixel PCA is fitted. A conditional model takes images of any of its classes, labelled by
+    their class folders' names."""
     height, width, channels = run.data.image_shape
     options = {"image_size": height if height == width else None, "channels": channels}
     if other_images_kind(path) == "folder":
@@ -211,16 +213,25 @@ def other_images(path: str, run: TrainedRun) -> Splits:
         raise DataError(f"the images at {path} are {'x'.join(map(str, images.shape[1:]))}, "
                         f"and the run's {'x'.join(map(str, run.data.image_shape))}: give "
                         "images of the run's size")
-    if run.model.conditional and tuple(dataset.class_names) != run.data.class_names:
-        theirs, its = (", ".join(d.class_names) for d in (dataset, run.data))
-        raise DataError(f"the images at {path} are of the classes {theirs}, and the run's "
-                        f"conditional model takes {its}: give images of its classes, in class "
-                        "folders of those names")
+    class_names = tuple(dataset.class_names)
+    if run.model.conditional:  # labelled by their classes' names, as the run's classes
+        index = {name: i for i, name in enumerate(run.data.class_names)}
+        its = ", ".join(run.data.class_names)
+        if class_names == (ONE_CLASS,):
+            raise DataError(f"the images at {path} are in no class folders, and the run's "
+                            f"conditional model takes a class: put them in folders named by "
+                            f"its classes ({its})")
+        if unknown := [name for name in class_names if name not in index]:
+            raise DataError(f"the images at {path} hold classes the run's conditional model "
+                            f"does not take ({', '.join(unknown)}; it takes {its}): give "
+                            "images of its classes, in class folders of those names")
+        labels = np.asarray([index[name] for name in class_names], np.int32)[labels]
+        class_names = tuple(run.data.class_names)
     test = Split(images, labels)
     if run.config.data.binarize == "static":  # as make_splits draws the test split's
         test = binarized(test, derive_keys(run.config.seed).data, "test")
-    return Splits(run.data.train, None, test, tuple(dataset.class_names), dataset.source,
-                  dataset.title, dataset.fingerprint, dataset.content_sha256)
+    return Splits(run.data.train, None, test, class_names, dataset.source, dataset.title,
+                  dataset.fingerprint, dataset.content_sha256)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -391,7 +402,8 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
                              eval_config.batch_size, keys.eval)
     result = {"step": step, "model": config.model.name,
               **({"dataset": config.data.name} if images is None else
-                 {"dataset": data.title, "images": os.path.abspath(images)}),
+                 {"dataset": other_images_kind(images), "images": os.path.abspath(images),
+                  "images_source": data.source}),  # sizes and channels converted: said
               "test_images": len(data.test),
               **{f"test_{name}": value for name, value in metrics.items()}}
     counts = {f"test_{name}": len(data.test) for name in metrics}
