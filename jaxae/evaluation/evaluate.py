@@ -393,7 +393,7 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
     the whole test split (`test_images`), the IWAE bounds over its first `iwae_images`. A
     variational model's `likelihood` (with its `likelihood_options`) and `binarize` say what
     its nats are of. `images`: the folder or .npz `data` is of (`other_images`), recorded
-    with its title as the data set.
+    with its kind as the data set, and its source as prepared (sizes, channels converted).
     """
     keys = derive_keys(config.seed)
     eval_config = config.eval

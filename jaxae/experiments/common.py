@@ -464,7 +464,7 @@ class Context:
                                 "the same command to continue from there", stopped)
         epochs = config.train.num_epochs
         record = final_test_record(workdir, epochs)
-        metrics = test_metrics(record)
+        metrics = metrics_of_record(record)
         self.used_runs[f"{choice.key}/{name}"] = {
             **info, "epochs": epochs, "steps": int(state.step), "seed": config.seed,
             "trained_now": trained_now, "train_seconds": seconds}
@@ -544,7 +544,7 @@ def final_test_record(workdir: str, num_epochs: int) -> dict:
     return records[-1]
 
 
-def test_metrics(record: dict) -> dict[str, float]:
+def metrics_of_record(record: dict) -> dict[str, float]:
     """A record's test metrics, without the 'test_' prefix."""
     return {k[len("test_"):]: float(v) for k, v in record.items() if k.startswith("test_")}
 
