@@ -93,8 +93,8 @@ class _Evaluations:
 class StopRequested(Exception):
     """A stop (SIGTERM, Ctrl-C) was asked for: before training started (nothing new to save),
     or, raised by a caller that trains several runs (`jaxae.experiments`), during one of them
-    (its checkpoint saved). `jaxae.cli.run` prints its message and exits as the signal's
-    (`cli.stopped_exit_code`), so that a shell's loop or `&&` stops too."""
+    (its checkpoint saved). `jaxae.cli.run` prints its message and ends the process as the
+    signal does (`cli.end_stopped`), so that a shell's loop or `&&` stops too."""
 
     def __init__(self, message: str, signal_name: str | None = None):
         super().__init__(message)
@@ -231,7 +231,7 @@ class _ChunkLog:
         self.config, self.writer, self.steps_per_epoch = config, writer, steps_per_epoch
         self.faults = faults
         self.pending = None
-        self.since: tuple[float, int, tqdm] | None = None  # (time, steps) at a bar's first read
+        self.since: tuple[float, int, tqdm] | None = None  # (time, step, bar): the bar's first read
 
     def add(self, first_step: int, count: int, metrics: dict, epoch: int, bar: tqdm) -> None:
         """A dispatched chunk: `count` steps from `first_step`, their metrics' first rows."""
@@ -300,7 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     asked before training starts, StopRequested is raised. `on_saved()` is called once the
     run's last checkpoint and its config.json are on disk, before the closing line (train.py:
     a stop signal from then on has nothing left to stop); then `on_stopped(reason)` where a
-    stop request ended the run before its last step (train.py exits as the signal would). A
+    stop request ended the run before its last step (train.py then ends as the signal does). A
     stop asked for as the last step's work ends leaves a finished run, and says so.
 
     Runs data-parallel over every device of every process (`jaxae.training.parallel`); only
