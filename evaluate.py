@@ -58,6 +58,7 @@ def main(argv: list[str]) -> None:
     metrics = cli.run(evaluate_workdir, workdir, FLAGS.step,
                       overrides=cli.eval_overrides(sys.argv), out_dir=out_dir, images=images,
                       entry_point=True)
+    cli.work_done()  # its files are written: a Ctrl-C from now on does not undo them
     print(json.dumps(metrics, indent=2))
     pictures = ", ".join(metrics.get("pictures", {})) or "no pictures"
     print(f"wrote {os.path.join(out_dir or eval_dir(workdir, FLAGS.step, images), 'metrics.json')} "

@@ -45,7 +45,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if note := cli.default_config_note():
         print(note, flush=True)
-    cli.run(train, cli.loaded_config(), cli.user_path(FLAGS.workdir), entry_point=True)
+    cli.run(train, cli.loaded_config(), cli.user_path(FLAGS.workdir), entry_point=True,
+            pending_stop=STOP)
     if STOPPED:  # stopped before its last step, with a checkpoint and its line
         cli.end_stopped(STOPPED[0])
     if parallel.is_main_process():  # the same Python, and the evaluate.py beside this file

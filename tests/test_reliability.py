@@ -35,6 +35,7 @@ from tqdm import tqdm
 from jaxae import cli, objectives, registry
 from jaxae import config as config_lib
 from jaxae import data as data_lib
+from jaxae import models as models_lib
 from jaxae.data.errors import DataError
 from jaxae.evaluation import evaluate
 from jaxae.training import checkpoints
@@ -178,6 +179,22 @@ def test_an_output_whose_reader_ends_is_one_line_and_exit_141():
                    "the same command to continue from the newest checkpoint\n")
 
 
+def test_a_ctrl_c_that_ends_the_outputs_reader_too_is_the_stop_not_a_pipes_error():
+    """`train.py | tee log` and Ctrl-C: tee ends with the same Ctrl-C, and the next line
+    meets a closed pipe. It had exited 141 blaming `head`, and a shell's loop went on."""
+    script = ("from jaxae import cli\n"
+              "def print_after_the_reader_ended():\n"
+              "    raise BrokenPipeError(32, 'Broken pipe')\n"
+              "cli.run(print_after_the_reader_ended, entry_point=True,\n"
+              "        pending_stop=lambda: 'SIGINT')\n")
+    ended = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert ended.returncode == -signal.SIGINT  # ended by it: a shell's loop stops
+    assert ended.stderr == (
+        "SIGINT received, and the output's reader ended with it: stopped; rerun the same "
+        "command to continue from the newest checkpoint\n")
+
+
 def test_a_signal_as_the_handlers_go_in_waits_for_them(monkeypatch):
     """SIGTERM's handler goes in before SIGINT's: a Ctrl-C between the two (as train.py
     starts) met Python's default, a KeyboardInterrupt traceback. Both are blocked while
@@ -262,14 +279,20 @@ def test_ctrl_c_during_start_up_is_one_line_and_ends_by_the_signal(fashion_tfds_
     assert not os.path.exists(workdir / "checkpoints")
 
 
-def test_an_evaluation_stops_at_once_on_ctrl_c_even_inside_a_long_computation():
+@pytest.mark.parametrize("done, said", [
+    (False, "error: interrupted (Ctrl-C): evaluation stopped before it finished; rerun the "
+            "same command to do it again\n"),
+    (True, "Ctrl-C received after the evaluation was written whole: stopping\n")])
+def test_an_evaluation_stops_at_once_on_ctrl_c_even_inside_a_long_computation(done, said):
     """The main thread blocked in one call (an IWAE bound of minutes, here a sleep): Ctrl-C
-    still ends the process at once, with one line and exit code 130 (a Python handler would
-    wait for the call to return, and the teardown could crash under XLA's threads)."""
+    still ends the process at once, with one line, killed by it (a Python handler would
+    wait for the call to return, and the teardown could crash under XLA's threads). Once
+    its files are written it says so (it had said the evaluation stopped unfinished)."""
     script = ("import signal, time\n"
               "signal.signal(signal.SIGINT, signal.SIG_DFL)  # as a terminal starts it\n"
               "from jaxae import cli\n"
               "cli.stop_at_once_on_signal('evaluation')\n"
+              + ("cli.work_done()\n" if done else "") +
               "print('ready', flush=True)\n"
               "time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
@@ -280,8 +303,7 @@ def test_an_evaluation_stops_at_once_on_ctrl_c_even_inside_a_long_computation():
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - start < 10
     assert proc.returncode == -signal.SIGINT
-    assert err == ("error: interrupted (Ctrl-C): evaluation stopped before it finished; rerun "
-                   "the same command to do it again\n")
+    assert err == said
 
 
 def test_a_stop_during_evaluation_waits_for_files_moving_into_place(tmp_path):
@@ -1193,6 +1215,29 @@ def test_a_run_is_scored_on_other_images_where_its_refusal_points(tmp_path):
     with pytest.raises(DataError, match=r"hold classes the run's conditional model does not "
                                         r"take \(c; it takes a, b\): give images of its"):
         evaluate.evaluate_workdir(conditional, images=other)
+
+
+def test_a_conditional_models_class_with_a_slash_is_its_folder_with_an_underscore(tmp_path):
+    """Fashion-MNIST's class 0, T-shirt/top, can be no folder's name: T-shirt_top stands
+    for it (it had been refused, the fix naming a folder that cannot exist)."""
+    from PIL import Image
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), np.uint8)
+    splits = data_lib.make_splits(data_lib.from_arrays(
+        images, images, np.array([0, 1, 0, 1]), np.array([0, 1, 0, 1]),
+        class_names=("T-shirt/top", "Bag")), jax.random.key(0))
+    config = config_lib.base_config()
+    set_fields(config, {"data.tfds_dir": str(tmp_path / "tfds")})
+    model = models_lib.build_model({"name": "cvae", "latent_dim": 2}, image_shape=(8, 8, 3),
+                                   num_classes=2)
+    run = evaluate.TrainedRun(config, model, None, None, {}, 1, splits)
+    for name, count in (("T-shirt_top", 3), ("Bag", 2)):
+        (tmp_path / "other" / name).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(images[i]).save(tmp_path / "other" / name / f"{i}.png")
+    scored = evaluate.other_images(str(tmp_path / "other"), run)
+    assert scored.class_names == ("T-shirt/top", "Bag")
+    assert sorted(scored.test.labels.tolist()) == [0, 0, 0, 1, 1]
 
 
 def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place(tmp_path):

@@ -42,11 +42,11 @@ from jaxae.cli.exits import (
     stopped_exit_code,
 )
 from jaxae.cli.quiet import silence_abandoned_reads, silence_orbax
-from jaxae.cli.signals import GracefulStop, stop_at_once_on_signal
+from jaxae.cli.signals import GracefulStop, stop_at_once_on_signal, work_done
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_INTERRUPTED", "GracefulStop",
            "WRITER_GRACE_S", "default_config_note", "define_config_flag",
            "define_eval_overrides", "eval_overrides", "exit_now_if_stuck", "expected_errors",
            "loaded_config", "none_overrides", "parse_flags", "refuse_busy_workdir", "run",
            "shortest_path", "silence_abandoned_reads", "silence_orbax", "stop_at_once_on_signal",
-           "end_stopped", "stopped_exit_code", "user_path"]
+           "end_stopped", "stopped_exit_code", "user_path", "work_done"]

@@ -60,12 +60,16 @@ def expected_errors() -> tuple[type[BaseException], ...]:
             RegistryError, FloatingPointError, FileNotFoundError)
 
 
-def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs: Any) -> Any:
+def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False,
+        pending_stop: Callable[[], str | None] | None = None, **kwargs: Any) -> Any:
     """Calls fn(*args, **kwargs) with the process-wide policy in place; an expected failure
     exits with one line. Whatever ends the call, a checkpoint being written is finished.
 
     entry_point: this process is train.py / evaluate.py, not a test or a notebook: after an
     error line, writer threads stuck in a hung file system do not keep it alive.
+    pending_stop: the stop request fn polls (train.py's GracefulStop): an output whose reader
+    ended because the same Ctrl-C ended it (`train.py | tee log`) is that stop, not a pipe's
+    error, and ends the process as the signal does.
     """
     from jaxae.training.checkpoints import finish_pending_saves
     from jaxae.training.trainer import StopRequested
@@ -86,10 +90,15 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs:
     except BrokenPipeError:  # the reader of the output ended: `train.py | head`, say
         _finish(finish_pending_saves)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        reason = pending_stop() if pending_stop is not None else None
         with contextlib.suppress(OSError):  # (stderr may go down the same pipe)
-            print("error: the output's reader ended (a pipe into `head`, say): stopped; rerun "
+            print(f"{reason} received, and the output's reader ended with it: stopped; rerun "
+                  "the same command to continue from the newest checkpoint" if reason else
+                  "error: the output's reader ended (a pipe into `head`, say): stopped; rerun "
                   "the same command to continue from the newest checkpoint", file=sys.stderr,
                   flush=True)
+        if reason:  # `| tee log` and Ctrl-C: a shell's loop stops, as without the pipe
+            end_stopped(reason, entry_point)
         sys.exit(EXIT_BROKEN_PIPE)
     except expected_errors() as e:
         _finish(finish_pending_saves)

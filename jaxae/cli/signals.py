@@ -135,6 +135,15 @@ def _remove_after_exit(folders: list[str]) -> None:
                          stderr=subprocess.DEVNULL, start_new_session=True)
 
 
+WORK_DONE = threading.Event()  # set once a process's work is written (evaluate.py's files)
+
+
+def work_done() -> None:
+    """Says the process's work is written: a signal from now on says so, not that it
+    stopped the work (it still ends the process, so that a shell's loop stops)."""
+    WORK_DONE.set()
+
+
 def stop_at_once_on_signal(what: str = "evaluation",
                            signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
                            ) -> None:
@@ -160,8 +169,10 @@ def stop_at_once_on_signal(what: str = "evaluation",
         with MOVING_FILES:  # a set of files moving into place finishes first
             if STAGING_FOLDERS:  # and the files not moved go, once this process is gone
                 _remove_after_exit(sorted(STAGING_FOLDERS))
-            os.write(2, f"error: interrupted ({name}): {what} stopped before it finished; "
-                        "rerun the same command to do it again\n".encode())
+            os.write(2, (f"{name} received after the {what} was written whole: stopping\n"
+                         if WORK_DONE.is_set() else
+                         f"error: interrupted ({name}): {what} stopped before it finished; "
+                         "rerun the same command to do it again\n").encode())
             end_by_signal(signum)
 
     threading.Thread(target=wait, name="jaxae-stop-on-signal", daemon=True).start()

@@ -200,7 +200,7 @@ def other_images(path: str, run: TrainedRun) -> Splits:
     run's model is scored on, brought to the run's images' size and channels (and binarised
     as its test split is); the run's own training split beside them, on which a picture's
     pixel PCA is fitted. A conditional model takes images of any of its classes, labelled by
-    their class folders' names."""
+    their class folders' names (a "/" in a class's name is "_" in its folder's)."""
     height, width, channels = run.data.image_shape
     options = {"image_size": height if height == width else None, "channels": channels}
     if other_images_kind(path) == "folder":
@@ -215,8 +215,10 @@ def other_images(path: str, run: TrainedRun) -> Splits:
                         "images of the run's size")
     class_names = tuple(dataset.class_names)
     if run.model.conditional:  # labelled by their classes' names, as the run's classes
-        index = {name: i for i, name in enumerate(run.data.class_names)}
-        its = ", ".join(run.data.class_names)
+        folders = [name.replace("/", "_") for name in run.data.class_names]  # T-shirt/top
+        index = {**{name: i for i, name in enumerate(folders)},
+                 **{name: i for i, name in enumerate(run.data.class_names)}}
+        its = ", ".join(folders)
         if class_names == (ONE_CLASS,):
             raise DataError(f"the images at {path} are in no class folders, and the run's "
                             f"conditional model takes a class: put them in folders named by "
