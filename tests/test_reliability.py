@@ -162,37 +162,29 @@ def test_the_bar_s_images_per_second_are_timed_from_the_epoch_s_first_chunk_read
     assert other.shown == [{"loss": "0.5000"}]
 
 
-def test_an_output_whose_reader_ends_is_one_line_and_exit_141():
-    """`train.py | head`: the pipe closes while lines are still printed."""
+@pytest.mark.parametrize("stop, code, said", [
+    (None, cli.EXIT_BROKEN_PIPE, "error: the output's reader ended (a pipe into `head`, say): "
+                                 "stopped; rerun the same command to continue from the newest "
+                                 "checkpoint\n"),
+    ("SIGINT", -signal.SIGINT, "SIGINT received, and the output's reader ended with it: "
+                               "stopped; rerun the same command to continue from the newest "
+                               "checkpoint\n")])
+def test_an_output_whose_reader_ends_is_one_line_and_exit_141(stop, code, said):
+    """`train.py | head`: the pipe closes while lines are still printed. `train.py | tee log`
+    and Ctrl-C: tee ends with the same Ctrl-C, and the stop is what ends the process, killed
+    by its signal (it had exited 141 blaming `head`, and a shell's loop went on)."""
     script = ("from jaxae import cli\n"
               "def chatty():\n"
               "    for i in range(10**6):\n"
               "        print('line', i, flush=True)\n"
-              "cli.run(chatty, entry_point=True)\n")
+              f"cli.run(chatty, entry_point=True, pending_stop=lambda: {stop!r})\n")
     process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout.readline() == "line 0\n"
     process.stdout.close()  # as `head -1` does
     err = process.stderr.read()
-    assert process.wait(timeout=60) == cli.EXIT_BROKEN_PIPE
-    assert err == ("error: the output's reader ended (a pipe into `head`, say): stopped; rerun "
-                   "the same command to continue from the newest checkpoint\n")
-
-
-def test_a_ctrl_c_that_ends_the_outputs_reader_too_is_the_stop_not_a_pipes_error():
-    """`train.py | tee log` and Ctrl-C: tee ends with the same Ctrl-C, and the next line
-    meets a closed pipe. It had exited 141 blaming `head`, and a shell's loop went on."""
-    script = ("from jaxae import cli\n"
-              "def print_after_the_reader_ended():\n"
-              "    raise BrokenPipeError(32, 'Broken pipe')\n"
-              "cli.run(print_after_the_reader_ended, entry_point=True,\n"
-              "        pending_stop=lambda: 'SIGINT')\n")
-    ended = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                           text=True, timeout=120)
-    assert ended.returncode == -signal.SIGINT  # ended by it: a shell's loop stops
-    assert ended.stderr == (
-        "SIGINT received, and the output's reader ended with it: stopped; rerun the same "
-        "command to continue from the newest checkpoint\n")
+    assert process.wait(timeout=60) == code
+    assert err == said
 
 
 def test_a_signal_as_the_handlers_go_in_waits_for_them(monkeypatch):
