@@ -42,10 +42,10 @@ def end_stopped(reason: str | None, entry_point: bool = True) -> None:
     the signal does (`end_by_signal`: a shell's loop, or `train.py ... && evaluate.py ...`,
     stops too rather than go on with the next command), else (a test, a notebook) with
     SystemExit(`stopped_exit_code`)."""
-    signum = getattr(signal.Signals, reason, None) if reason else None
-    if entry_point and signum is not None:
-        end_by_signal(signum)
-    sys.exit(stopped_exit_code(reason))
+    code = stopped_exit_code(reason)
+    if entry_point and code != EXIT_ERROR:  # a signal's: 128 + it
+        end_by_signal(code - 128)
+    sys.exit(code)
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
@@ -111,9 +111,11 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False,
     except KeyboardInterrupt:
         _finish(finish_pending_saves)
         print("error: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
-        if entry_point:  # the interpreter's teardown can crash while XLA's threads still
-            end_by_signal(signal.SIGINT)  # run the interrupted computation: nothing is left
-        sys.exit(EXIT_INTERRUPTED)  # to save
+        # an entry point ends at once: the interpreter's teardown can crash while XLA's
+        # threads still run the interrupted computation, and nothing is left to save
+        if entry_point:
+            end_by_signal(signal.SIGINT)
+        sys.exit(EXIT_INTERRUPTED)
     except BaseException:
         _finish(finish_pending_saves)
         raise
