@@ -60,9 +60,9 @@ def train(config: ml_collections.ConfigDict) -> steps.TrainState:
     for epoch in range(config.train.num_epochs):
         order = np.asarray(batches.epoch_permutation(keys.data, epoch, num_examples))
         for i in range(steps_per_epoch):
-            batch = order[i * batch_size:(i + 1) * batch_size]
-            state, metrics = train_step(state, {"image": images[batch],
-                                                "label": labels[batch]}, keys.train)
+            rows = order[i * batch_size:(i + 1) * batch_size]
+            state, metrics = train_step(state, {"image": images[rows],
+                                                "label": labels[rows]}, keys.train)
         report(epoch, metrics)
     return state
 
@@ -77,7 +77,7 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     if not path.endswith(".py") and "/" not in path:
         return importlib.import_module(f"jaxae.configs.{path}").get_config()
     spec = importlib.util.spec_from_file_location("own_loop_config", path)
-    if spec is None or not os.path.isfile(path):
+    if spec is None or spec.loader is None or not os.path.isfile(path):
         raise SystemExit(f"error: config file {path!r} does not exist: give one, e.g. "
                          "configs/test.py")
     folder = os.path.dirname(os.path.abspath(path))

@@ -99,7 +99,7 @@ class NegativeELBO:
     first step to its value after that many steps (`at_step`); 0: beta from the start."""
 
     likelihood: Likelihood
-    beta: float = 1.0
+    beta: float | jax.Array = 1.0  # an array inside a traced step (`at_step`'s)
     warmup_steps: int = 0
 
     def __post_init__(self) -> None:

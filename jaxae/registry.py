@@ -20,9 +20,12 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from jaxae.messages import first_line
+
+if TYPE_CHECKING:
+    from ml_collections import ConfigDict
 
 Entry = Callable[..., Any]
 
@@ -370,12 +373,13 @@ def check_options(entry: Entry, options: Iterable[str], allowed: Iterable[str], 
                                 f"its fields are {', '.join(fields) or 'none'}{fix}")
 
 
-def build(entry: Entry, options: Mapping[str, Any], provided: Mapping[str, Any] = ()) -> Any:
+def build(entry: Entry, options: Mapping[str, Any] | ConfigDict,
+          provided: Mapping[str, Any] | None = None) -> Any:
     """entry(**the options it declares); `provided` fills its required parameters that the
     options leave unset (e.g. the data's image shape)."""
     declared = parameters(entry)
     kwargs = {k: _plain(v) for k, v in options.items() if k in declared}
-    for name, value in dict(provided).items():
+    for name, value in dict(provided or {}).items():
         if name in declared and name not in kwargs and \
                 declared[name].default is inspect.Parameter.empty:
             kwargs[name] = value

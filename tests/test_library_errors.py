@@ -1062,3 +1062,20 @@ def test_a_loss_of_ones_own_that_is_not_one_number_per_flat_image_is_named_befor
                                               r"image \[5\]: reduce over the pixels"):
             build.check_objective(objectives.NegativeELBO(likelihood), vae, MNIST,
                                   "objective.likelihood")
+
+
+def test_evaluate_state_refuses_a_variational_model_whose_objective_has_no_likelihood(tmp_path):
+    """A VAE trained with a plain reconstruction loss: its evaluation had scored the whole
+    test split, then failed with an AttributeError where it reads the likelihood."""
+    from jaxae.config import base_config
+    from jaxae.evaluation.evaluate import evaluate_state
+
+    model = models.build_model({"name": "vae", "latent_dim": 2}, image_shape=MNIST)
+    data = make_splits(from_arrays(IMAGES, IMAGES), jax.random.key(0))
+    with pytest.raises(ValueError, match=r"^evaluate_state scores a variational model's ELBO "
+                                         r"and IWAE bounds under its objective's likelihood, "
+                                         r"and Reconstruction has none: pass objectives\."
+                                         r"NegativeELBO\(likelihood\)"):
+        evaluate_state(base_config(), model, Reconstruct(), objectives.Reconstruction(
+            losses.mse), None, data, 0, str(tmp_path))
+    assert os.listdir(tmp_path) == []

@@ -9,7 +9,7 @@ import difflib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import ml_collections
 from absl import flags
@@ -21,7 +21,7 @@ from jaxae.cli.config_errors import config_error, field_hint, unknown_field
 from jaxae.cli.exits import EXIT_ERROR
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_ERROR)
 

@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from absl import logging
 
@@ -37,7 +37,7 @@ def stopped_exit_code(reason: str | None) -> int:
     return 128 + signum.value if signum is not None else EXIT_ERROR
 
 
-def end_stopped(reason: str | None, entry_point: bool = True) -> None:
+def end_stopped(reason: str | None, entry_point: bool = True) -> NoReturn:
     """Ends a process that a stop request ended before its work was done: an entry point as
     the signal does (`end_by_signal`: a shell's loop, or `train.py ... && evaluate.py ...`,
     stops too rather than go on with the next command), else (a test, a notebook) with

@@ -11,11 +11,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from jaxae.training.lock import MOVING_FILES, STAGING_FOLDERS
 
 
-def end_by_signal(signum: int) -> None:
+def end_by_signal(signum: int) -> NoReturn:
     """Ends the process as the signal's default action does, its work done (output flushed):
     killed by it, which a shell reports as 128 + the signal (130 for Ctrl-C, 143 for SIGTERM).
     An exit with that code would not do: a shell waiting for its child in a loop, or in
@@ -88,6 +89,7 @@ class GracefulStop:
         return self
 
     def uninstall(self) -> None:
+        """Puts back the handlers that were in place before `install`."""
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()

@@ -26,7 +26,7 @@ from jaxae.data.errors import DataError
 from jaxae.data.folder import load_folder
 from jaxae.data.idx import read_idx, read_idx_folder
 from jaxae.data.images import ImageOptions
-from jaxae.data.records import RecordArray
+from jaxae.data.records import HostArray, RecordArray
 from jaxae.data.sources import MNIST_NAMES, class_names, load_dataset
 from jaxae.data.splits import Split, Splits, make_splits
 from jaxae.data.streaming import StreamedBatches
@@ -63,6 +63,7 @@ __all__ = [
     "DATASETS",
     "DataError",
     "Dataset",
+    "HostArray",
     "ImageOptions",
     "JaxaeImages",
     "MNIST_NAMES",

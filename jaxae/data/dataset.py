@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from jaxae.data.errors import DataError
-from jaxae.data.records import PreparedSplit, RecordArray, is_lazy, read_all
+from jaxae.data.records import HostArray, PreparedSplit, RecordArray, is_lazy, read_all
 
 STREAMING_MODES = ("auto", "memory", "stream")
 ONE_CLASS = "all"  # the class name of a data set without labels (every image is class 0)
@@ -73,10 +73,10 @@ class Dataset:
     """
 
     name: str
-    train_images: np.ndarray | RecordArray = dataclasses.field(repr=False)
-    train_labels: np.ndarray | RecordArray = dataclasses.field(repr=False)
-    test_images: np.ndarray | RecordArray = dataclasses.field(repr=False)
-    test_labels: np.ndarray | RecordArray = dataclasses.field(repr=False)
+    train_images: HostArray = dataclasses.field(repr=False)
+    train_labels: HostArray = dataclasses.field(repr=False)
+    test_images: HostArray = dataclasses.field(repr=False)
+    test_labels: HostArray = dataclasses.field(repr=False)
     class_names: tuple[str, ...]
     source: str
     title: str = ""  # how pictures and tables name it (default: its name)

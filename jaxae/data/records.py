@@ -687,6 +687,9 @@ class RecordArray:
         return f"RecordArray({self.field}, shape={self.shape}, from {self.source.where})"
 
 
+HostArray = np.ndarray | RecordArray  # a split's images or labels: in memory, or streamed
+
+
 def is_lazy(array: Any) -> bool:
     """Whether `array` is a RecordArray (read from its source when indexed)."""
     return isinstance(array, RecordArray)

@@ -11,7 +11,7 @@ import numpy as np
 from jaxae.data import batches
 from jaxae.data.dataset import Dataset, should_stream
 from jaxae.data.errors import DataError
-from jaxae.data.records import RecordArray, is_lazy, read_all
+from jaxae.data.records import HostArray, is_lazy, read_all
 from jaxae.keys import check_key
 
 BINARIZATIONS = ("none", "static", "dynamic")
@@ -20,8 +20,8 @@ SUBSETS = ("first", "random")  # which train_size / test_size images a run keeps
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    images: np.ndarray | RecordArray  # uint8 [N, H, W, C]; a RecordArray when streamed
-    labels: np.ndarray | RecordArray  # int32 [N]
+    images: HostArray  # uint8 [N, H, W, C]; a RecordArray when streamed
+    labels: HostArray  # int32 [N]
     binarized: bool = False  # the images are a static Bernoulli draw (data.binarize=static)
 
     def __len__(self) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxae.data.batches import to_float
+from jaxae.data.records import HostArray
 from jaxae.evaluation import pca
 
 NEIGHBOURS = 5  # the classes of a point's 5 nearest neighbours vote on its class
@@ -43,7 +44,7 @@ def neighbour_accuracy(points_Nx2: np.ndarray, labels: np.ndarray, k: int = NEIG
     return correct / len(points)
 
 
-def pixel_pca_points(train_images: np.ndarray, test_images: np.ndarray) -> np.ndarray:
+def pixel_pca_points(train_images: HostArray, test_images: HostArray) -> np.ndarray:
     """The test images' pixels (uint8, scaled to [0, 1]) projected on the two leading
     principal directions of the first PCA_FIT_IMAGES training images' pixels, read and
     projected a chunk at a time (a streamed split stays on disk)."""

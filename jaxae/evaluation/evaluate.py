@@ -397,6 +397,11 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
     its nats are of. `images`: the folder or .npz `data` is of (`other_images`), recorded
     with its kind as the data set, and its source as prepared (sizes, channels converted).
     """
+    if model.variational and getattr(objective, "likelihood", None) is None:
+        raise ValueError(f"evaluate_state scores a variational model's ELBO and IWAE bounds "
+                         f"under its objective's likelihood, and {type(objective).__name__} "
+                         "has none: pass objectives.NegativeELBO(likelihood), or score it "
+                         "with evaluate_split alone")
     keys = derive_keys(config.seed)
     eval_config = config.eval
     means = None  # a variational model's test codes, for its active units and its pictures

@@ -20,6 +20,7 @@ from jax.scipy.stats import norm
 
 from jaxae import losses
 from jaxae.data.batches import to_float
+from jaxae.data.records import HostArray
 from jaxae.keys import check_key, eval_example_key
 from jaxae.models import declarations
 from jaxae.models.base import ModelParams, Variables, check_label_values, variables_of
@@ -70,8 +71,8 @@ def _task_codes(model: nn.Module, task: Task, params: ModelParams, images_u8: ja
     return deterministic_codes(model, params, inputs, labels)
 
 
-def encode(model: nn.Module, params: ModelParams, images_u8: np.ndarray,
-           labels: np.ndarray | None = None, batch_size: int = 1000, task: Task | None = None,
+def encode(model: nn.Module, params: ModelParams, images_u8: HostArray,
+           labels: HostArray | None = None, batch_size: int = 1000, task: Task | None = None,
            task_key: jax.Array | None = None) -> np.ndarray:
     """Codes [N, D] of uint8 images [N, H, W, C] (`deterministic_codes`), in batches: of the
     clean images, or, given a `task` that draws its input from them (a denoising task's

@@ -29,6 +29,7 @@ import numpy as np
 
 from jaxae import losses
 from jaxae.data.batches import to_float
+from jaxae.data.records import HostArray
 from jaxae.data.splits import Split, Splits
 from jaxae.evaluation import embedding, generation, pca, plots
 from jaxae.keys import PICTURES_STREAM, Keys, derive_keys, eval_example_key
@@ -47,7 +48,7 @@ class PictureOptions:
     eval_batch_size: int = 1000  # evaluation's: the scatter's inputs are corrupted as its are
 
 
-def picture_indices(labels: np.ndarray, num_images: int) -> np.ndarray:
+def picture_indices(labels: HostArray, num_images: int) -> np.ndarray:
     """Which test images the pictures show, in split order: the first `num_images`, unless
     they leave out a class that would fit (a split stored class by class, like an image
     folder's): then the classes in turns (each one's first image, then each one's second,

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxae.data.records import HostArray
 from jaxae.keys import check_key
 
 # A feature is scaled as if it varied at least this fraction of the median varying feature's
@@ -61,7 +62,7 @@ class Probe(NamedTuple):
                                 jnp.asarray(features[i:i + batch_size], jnp.float32)))
             for i in range(0, len(features), batch_size)])
 
-    def accuracy(self, features: np.ndarray, labels: np.ndarray) -> float:
+    def accuracy(self, features: np.ndarray, labels: HostArray) -> float:
         return float(np.mean(self.predict(features) == np.asarray(labels)))
 
 
@@ -101,7 +102,7 @@ def _fit(x: jax.Array, y: jax.Array, key: jax.Array, hidden: tuple[int, ...], nu
     return params
 
 
-def train_probe(features: np.ndarray, labels: np.ndarray, key: jax.Array,
+def train_probe(features: np.ndarray, labels: HostArray, key: jax.Array,
                 hidden: tuple[int, ...] = (), epochs: int = 10, batch_size: int = 256,
                 learning_rate: float = 1e-3, num_classes: int | None = None,
                 min_steps: int = 0) -> Probe:

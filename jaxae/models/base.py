@@ -205,16 +205,21 @@ class Autoencoder(CheckedInputs):
 
     @property
     def conditional(self) -> bool:
+        """Whether encode and decode read the class `labels` [B] (int); False here."""
         return False
 
     @property
     def latent_shape(self) -> tuple[int, ...] | None:
+        """The shape of one image's code (e.g. (10,), or (4, 4, 8) for the conv AE)."""
         raise NotImplementedError
 
     def encode(self, x: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
+        """The code [B, *latent_shape] of images `x` [B, H, W, C] (floats in [0, 1])."""
         raise _not_given(self, "encode", "x", "the code [B, *latent_shape]")
 
     def decode(self, z: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
+        """Logits [B, H, W, C] of the images that codes `z` [B, *latent_shape] stand for
+        (their sigmoid is the picture)."""
         raise _not_given(self, "decode", "z", "logits [B, H, W, C]")
 
     def __call__(self, x: jax.Array, *, labels: jax.Array | None = None,
@@ -245,17 +250,22 @@ class VariationalAutoencoder(CheckedInputs):
 
     @property
     def conditional(self) -> bool:
+        """Whether encode and decode read the class `labels` [B] (int); False here."""
         return False
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one image's z, e.g. (latent_dim,)."""
         raise NotImplementedError
 
     def encode(self, x: jax.Array, *, labels: jax.Array | None = None
                ) -> tuple[jax.Array, jax.Array]:
+        """(z_mean, z_log_sigma), each [B, *latent_shape], of images `x` [B, H, W, C]
+        (floats in [0, 1]); z_log_sigma is the log of q(z | x)'s standard deviation."""
         raise _not_given(self, "encode", "x", "(z_mean, z_log_sigma), each [B, latent_dim]")
 
     def decode(self, z: jax.Array, *, labels: jax.Array | None = None) -> jax.Array:
+        """Logits [B, H, W, C] of p(x | z) for codes `z` [B, *latent_shape]."""
         raise _not_given(self, "decode", "z", "logits [B, H, W, C]")
 
     def __call__(self, x: jax.Array, *, labels: jax.Array | None = None,

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
+import ml_collections
 import numpy as np
 
 from jaxae.kernels import conv as conv_lib
@@ -95,9 +96,9 @@ def checked_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return shape
 
 
-def build_model(spec: Mapping[str, Any], *, image_shape: tuple[int, int, int],
-                num_classes: int = 0, compute_dtype: str = "float32",
-                ignore: Iterable[str] = ()) -> nn.Module:
+def build_model(spec: Mapping[str, Any] | ml_collections.ConfigDict, *,
+                image_shape: tuple[int, int, int], num_classes: int = 0,
+                compute_dtype: str = "float32", ignore: Iterable[str] = ()) -> nn.Module:
     """The module `spec["name"]` names, built from the other options of `spec`.
 
     Options the model does not declare raise a RegistryError, except those in `ignore`

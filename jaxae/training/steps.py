@@ -163,7 +163,7 @@ def gradient_norm(grads: dict, when: bool | jax.Array = True) -> jax.Array:
 
 
 def per_image_terms(model: nn.Module, objective: Objective, params: ModelParams,
-                    inputs: jax.Array, targets: jax.Array, labels: jax.Array,
+                    inputs: jax.Array, targets: jax.Array, labels: jax.Array | None,
                     key: jax.Array | None, sample: bool = True,
                     dropout_key: jax.Array | None = None
                     ) -> tuple[dict[str, jax.Array], jax.Array, dict]:
@@ -378,7 +378,7 @@ def _masked_sums(per_image: Metrics, batch: dict) -> Metrics:
 
 
 def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: bool = True
-                   ) -> Callable[[dict, dict, jax.Array], Metrics]:
+                   ) -> Callable[[ModelParams, dict, jax.Array], Metrics]:
     """The jitted f(params, batch, key) -> metric sums over the unmasked images of a batch
     (`params`: the parameters, or the `Variables` of a model that keeps state).
 

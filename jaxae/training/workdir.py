@@ -574,7 +574,7 @@ def _no_run_here(workdir: str) -> str:
     return ""
 
 
-def load_run_config(workdir: str, moved_names: dict[str, str] | None = None
+def load_run_config(workdir: str, moved_names: dict[str, str | None] | None = None
                     ) -> ml_collections.ConfigDict:
     """The config a workdir's run was trained with (its config.json), validated. A user's
     file of code (config.CODE_FIELDS: a model, task, loss, likelihood or data set) may have
