@@ -333,7 +333,9 @@ def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES,
         f"The Gaussian blur's width is chosen among {', '.join(map(str, BLUR_SIGMAS))} pixels "
         f"by PSNR on {fit_images:,} corrupted training images, so the baseline is tuned "
         "without looking at the test split; the median filter is the 3x3 one of "
-        "jaxae.tasks.baselines.",
+        "jaxae.tasks.baselines, and for dropout also its masked 3x3 median, which takes each "
+        "dropped pixel's median over its kept neighbours (a plain median counts the dropped "
+        "zeros as values, and scores below the corrupted input itself).",
         "SSIM (jaxae.experiments.quality) uses a 7x7 Gaussian window of sigma 1.5 and the "
         "standard constants K1 = 0.01, K2 = 0.03 on a data range of 1, averaged over the window "
         "positions inside the image; PSNR is per image, averaged over the test split.",

@@ -66,7 +66,8 @@ def dataset_findings(rows: list[dict], pixels: int) -> list[str]:
     values) denoises."""
     best = max(rows, key=lambda r: r["test_psnr"])
     dataset = best["dataset"]
-    out = [f"{dataset}: best code size d={best['latent']}: {best['test_psnr']:.2f} dB against "
+    out = [f"{dataset}: best code size (by test PSNR) d={best['latent']}: "
+           f"{best['test_psnr']:.2f} dB against "
            f"{best['input_psnr']:.2f} dB for the corrupted input ({best['gain_db']:+.2f} dB) "
            f"and {best['median_psnr']:.2f} dB for a {baseline_label([best])}"
            + (": no code size restores the corrupted input here, every one scores below it."
@@ -274,6 +275,11 @@ def notes(rows: list[dict], pixels: int, train_sizes: dict[str, int],
         "key, derived from its seed, so every code size is scored on the same corrupted images "
         "(each seed on its own draw). The floor is the PSNR "
         "of the corrupted input against the clean image: a model below it makes things worse.",
+        "The sizes are ranked by their test PSNR: the sweep shows how the test figure depends "
+        "on the code size, and chooses no model to report: the best size's figure, chosen on "
+        "the test images, is an optimistic estimate for a model chosen that way (to choose a "
+        "size, score the candidates on a validation split of the training images: train.py's "
+        "data.val_size).",
         smaller_code_note(rows, pixels),
         *(n for n in (datasets_note(rows), overfit_note(rows, train_sizes),
                       steps_note(run_steps or {}, cap)) if n),
