@@ -386,7 +386,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
                    "measured without it.")
     if devices > 1:
         report += (f"\n\nEach batch split over {devices} devices: FLOPs, bytes and step memory "
-                   "are the whole batch's, as one device's program counts them, and the roofs "
+                   "are the whole batch's (its step compiled for one device), and the roofs "
                    f"the {devices} devices' together; per device, divide images/s and GFLOP/s "
                    f"by {devices}.")
     if args.peer_python and not peer_failed and any(peer is None for _, peer in rows):

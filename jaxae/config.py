@@ -129,7 +129,7 @@ def base_config() -> ml_collections.ConfigDict:
         "schedule": "constant",  # "constant", or "cosine": decayed to 0 over the run's steps
     })
     c.train = ml_collections.ConfigDict({
-        "batch_size": 128,
+        "batch_size": 128,  # global: split evenly over all devices (docs/devices.md)
         "num_epochs": 10,  # epochs of floor(train images / batch_size) steps
         "compute_dtype": "float32",  # or "bfloat16": Dense and Conv matmuls (kernels.precision)
         "log_every_steps": 100,  # training metrics (stdout, metrics.jsonl): every N steps and

@@ -91,8 +91,9 @@ def test_a_second_signal_stops_at_once_with_one_line():
                             text=True, timeout=60)
     assert result.returncode == -signal.SIGTERM
     assert result.stderr == ("error: SIGTERM received twice: stopped at once, without a "
-                             "checkpoint of the last steps; rerun the same command to continue "
-                             "from the newest checkpoint\n")
+                             "checkpoint of the last steps (a save still being written is lost "
+                             "too); rerun the same command to continue from the newest "
+                             "complete checkpoint\n")
     assert time.monotonic() - start < 20
 
 
@@ -1077,7 +1078,7 @@ def test_saving_a_step_the_folder_holds_is_refused_unless_replace_and_keeps_the_
 
 
 def test_opening_a_writable_manager_keeps_a_save_in_flight_and_removes_abandoned_ones(
-        tmp_path):
+        tmp_path, capsys):
     """A second manager on a folder (a script looking at a run's checkpoints) must not take
     the temporary folder of a save being written there; one a killed process left behind,
     untouched for longer than a save may take, goes."""
@@ -1096,12 +1097,18 @@ def test_opening_a_writable_manager_keeps_a_save_in_flight_and_removes_abandoned
     old = time.time() - 2 * checkpoints.SAVE_TIMEOUT_S
     for path in (abandoned, abandoned / "part", abandoned / "part" / "data"):
         os.utime(path, (old, old))
+    capsys.readouterr()
     checkpoints.close(checkpoints.make_manager(str(folder)))
     assert sorted(os.listdir(folder)) == ["2", "4.orbax-checkpoint-tmp"]
+    lost = ("warning: removed the unfinished save of step {} in {}: the process writing it "
+            "ended before it was complete (a second Ctrl-C or SIGTERM, or a kill), so that "
+            "checkpoint is lost\n")  # said: a rerun had started over from an older step silently
+    assert capsys.readouterr().err == lost.format(3, folder)
     # a training run holds its workdir's lock: no other process saves there, so every
     # temporary folder is one a killed process left, however young
     checkpoints.close(checkpoints.make_manager(str(folder), sole_writer=True))
     assert sorted(os.listdir(folder)) == ["2"]
+    assert capsys.readouterr().err == lost.format(4, folder)
     assert checkpoints.remove_abandoned_saves(str(tmp_path / "none"), 0.0) == []
 
 

@@ -37,8 +37,9 @@ class GracefulStop:
     """While installed, the first SIGTERM / SIGINT only records its name (`requested`, polled
     by the training loop, which checkpoints and returns); a second one ends the process at
     once with one line, as the signal does (`end_by_signal`), without a checkpoint of the last
-    steps (those on disk are complete: Orbax renames a step's folder only once it is
-    written, and a half-written one is a temporary folder the next start removes)."""
+    steps, nor one still being written (those on disk are complete: Orbax renames a step's
+    folder only once it is written, and a half-written one is a temporary folder the next
+    start removes, saying so)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -56,8 +57,8 @@ class GracefulStop:
         twice = f"{name} received twice" if name == self.requested else \
             f"{self.requested} then {name} received"
         os.write(2, f"error: {twice}: stopped at once, without a checkpoint of the last "
-                    "steps; rerun the same command to continue from the newest "
-                    "checkpoint\n".encode())
+                    "steps (a save still being written is lost too); rerun the same command "
+                    "to continue from the newest complete checkpoint\n".encode())
         end_by_signal(signum)
 
     def __call__(self) -> str | None:

@@ -100,11 +100,16 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
     killed mid-save): those untouched for longer than a save may take (`save_timeout_s`), or
     every one for the `sole_writer` (a training run, which holds its workdir's lock: no other
     process saves there). Orbax's own clean-up would remove every one always, the save
-    another process is writing there too. To look at a folder a run is writing, pass
-    read_only=True.
+    another process is writing there too. Each removal is a warning line: the checkpoint it
+    would have been is lost (a rerun continues from an older one, or starts again). To look
+    at a folder a run is writing, pass read_only=True.
     """
     if not read_only:
-        remove_abandoned_saves(directory, None if sole_writer else save_timeout_s)
+        for folder in remove_abandoned_saves(directory, None if sole_writer else save_timeout_s):
+            step = os.path.basename(folder).split(".", 1)[0]
+            print(f"warning: removed the unfinished save of step {step} in {directory}: the "
+                  "process writing it ended before it was complete (a second Ctrl-C or "
+                  "SIGTERM, or a kill), so that checkpoint is lost", file=sys.stderr, flush=True)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else keep, create=not read_only, read_only=read_only,
         cleanup_tmp_directories=False, save_interval_steps=0 if read_only else 1,
