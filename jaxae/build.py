@@ -432,4 +432,4 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int | None = 
                    ) -> optax.GradientTransformation:
     optim = config.optim
     return optimizers.make_optimizer(optim.name, optim.learning_rate, optim.schedule,
-                                     total_steps)
+                                     total_steps, optim.get("weight_decay"))

@@ -39,7 +39,7 @@ from jaxae.kernels import conv, precision
 from jaxae.keys import SEED_RANGE
 from jaxae.models.initializers import SCHEMES
 from jaxae.models.registry import BUILDER_OPTIONS, MODELS, settable_fields
-from jaxae.optimizers import OPTIMIZERS, SCHEDULES, spans_run
+from jaxae.optimizers import OPTIMIZERS, SCHEDULES, optimizer_options, spans_run
 from jaxae.registry import Entry, Registry, RegistryError, build, check_options, parameters
 from jaxae.tasks import TASKS, Task
 
@@ -124,16 +124,20 @@ def base_config() -> ml_collections.ConfigDict:
         # first N steps (0: beta from the first step)
     })
     c.optim = ml_collections.ConfigDict({
-        "name": "adam",  # "adam", "adamw" or "sgd" (Optax)
-        "learning_rate": 1e-3,
+        "name": "adam",  # "adam", "adamw" or "sgd" (Optax's; sgd without momentum)
+        "learning_rate": 1e-3,  # a resume may change it; under cosine it then scales the
+        # rest of the curve, from the resume's step on
         "schedule": "constant",  # "constant", or "cosine": decayed to 0 over the run's steps
+        "weight_decay": config_dict.placeholder(float),  # adamw's decoupled weight decay, on
+        # every parameter (unset: Optax's default, 1e-4); adam and sgd take none
     })
     c.train = ml_collections.ConfigDict({
         "batch_size": 128,  # global: split evenly over all devices (docs/devices.md)
         "num_epochs": 10,  # epochs of floor(train images / batch_size) steps
         "compute_dtype": "float32",  # or "bfloat16": Dense and Conv matmuls (kernels.precision)
         "log_every_steps": 100,  # training metrics (stdout, metrics.jsonl): every N steps and
-        # at each epoch's end
+        # at each epoch's end; train_loss is the step's batch mean before its update,
+        # train_grad_norm the global L2 norm of that loss's gradient (nothing clips it)
         "checkpoint_every_epochs": 1,  # a checkpoint every N epochs (and always at the end)
         "checkpoint_every_steps": config_dict.placeholder(int),  # and also every N steps
         "keep_checkpoints": 3,  # keep the newest N checkpoints
@@ -210,7 +214,12 @@ def field_hint(path: str) -> str:
         _abbreviated(path, known)
     if close and "." not in close[0]:
         close = [k for k in known if k.endswith(f".{close[0]}")][:1] or close
-    return f"did you mean config.{close[0]}?" if close else ""
+    if close:
+        return f"did you mean config.{close[0]}?"
+    section = path.split(".")[0]  # (a model's, task's or data set's fields are its own)
+    if section in SECTIONS and section not in ("model", "task", "data") and "." in path:
+        return f"config.{section}'s fields are {', '.join(sorted(base_config()[section]))}"
+    return ""
 
 
 # Resuming a workdir continues its run: the config must agree with the run's config.json on
@@ -466,6 +475,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(_is_number(lr) and 0 < lr <= FLOAT32_MAX,
              f"config.optim.learning_rate={lr!r} must be a positive number within float32's "
              "range, e.g. 1e-3")
+    decay = config.optim.get("weight_decay")
+    if decay is not None:
+        _require(_is_number(decay) and 0 <= decay <= FLOAT32_MAX,
+                 f"config.optim.weight_decay={decay!r} must be a number >= 0, e.g. 0.01")
+        takes = [name for name in OPTIMIZERS if "weight_decay" in optimizer_options(name)]
+        _require(config.optim.name in takes,
+                 f"config.optim.weight_decay={decay!r} is an option of {', '.join(takes)}, and "
+                 f"{config.optim.name} takes none: use --config.optim.name={takes[0]}, or leave "
+                 "weight_decay unset")
     _choice(config, "train.compute_dtype", precision.COMPUTE_DTYPES)
     for field in ("batch_size", "num_epochs", "log_every_steps", "checkpoint_every_epochs",
                   "keep_checkpoints"):

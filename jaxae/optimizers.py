@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 
 import optax
@@ -30,12 +31,28 @@ def spans_run(schedule: str) -> bool:
     return SCHEDULES[schedule].spans_run
 
 
+def optimizer_options(name: str) -> tuple[str, ...]:
+    """The keyword options the optimiser named `name` declares besides its learning rate
+    (adamw's weight_decay, ...)."""
+    return tuple(p for p in inspect.signature(OPTIMIZERS[name]).parameters
+                 if p != "learning_rate")
+
+
 def make_optimizer(name: str, learning_rate: float, schedule: str = "constant",
-                   total_steps: int | None = None) -> optax.GradientTransformation:
+                   total_steps: int | None = None, weight_decay: float | None = None
+                   ) -> optax.GradientTransformation:
     """An Optax optimiser by name, with a constant or cosine-decayed (to 0 over
     `total_steps`) learning rate. total_steps is None where the state only receives a
-    checkpoint: the schedule's shape is then irrelevant, only the state's structure is."""
+    checkpoint: the schedule's shape is then irrelevant, only the state's structure is.
+    `weight_decay`: for an optimiser that declares it (adamw); None: Optax's default."""
     for what, value, known in (("optimizer", name, OPTIMIZERS), ("schedule", schedule, SCHEDULES)):
         if value not in known:
             raise ValueError(f"{what} {value!r} is unknown: choose one of {', '.join(known)}")
-    return OPTIMIZERS[name](SCHEDULES[schedule].rate(learning_rate, max(1, total_steps or 1)))
+    options = {} if weight_decay is None else {"weight_decay": weight_decay}
+    for option in options:
+        if option not in optimizer_options(name):
+            takes = [other for other in OPTIMIZERS if option in optimizer_options(other)]
+            raise ValueError(f"optimizer {name!r} takes no {option}: leave it out, or choose "
+                             f"one that does ({', '.join(takes)})")
+    return OPTIMIZERS[name](SCHEDULES[schedule].rate(learning_rate, max(1, total_steps or 1)),
+                            **options)

@@ -74,6 +74,10 @@ def test_shipped_configs_import_from_the_package_and_are_valid_and_documented(na
                                         "whole number of steps >= 0"),
     ("optim.learning_rate", 1e39, "config.optim.learning_rate=1e+39 must be a positive "
                                   "number within float32's range"),
+    ("optim.weight_decay", 0.01, "config.optim.weight_decay=0.01 is an option of adamw, and "
+                                 "adam takes none: use --config.optim.name=adamw, or leave "
+                                 "weight_decay unset"),
+    ("optim.weight_decay", -1.0, "config.optim.weight_decay=-1.0 must be a number >= 0"),
     ("seed", -1, "config.seed=-1 must be an integer in [0, 4294967295]"),
     ("seed", 2**32, "config.seed=4294967296 must be an integer in [0, 4294967295]"),
     ("seed", 2**64, "config.seed=18446744073709551616 must be an integer in [0, 4294967295]"),
@@ -111,6 +115,26 @@ def test_a_data_dir_the_data_set_does_not_read_is_refused_not_ignored(name, word
     config_lib.validate(config)
 
 
+def test_adamws_weight_decay_is_the_configs_and_unset_is_optaxs_default():
+    """adamw had decayed every parameter by Optax's 1e-4, which no field could change."""
+    import jax.numpy as jnp
+
+    from jaxae import build
+
+    def decay_step(**optim) -> float:  # a zero gradient's update: -lr * decay * w
+        config = config_lib.base_config()
+        set_fields(config, {"optim.name": "adamw", "optim.learning_rate": 0.1,
+                            **{f"optim.{k}": v for k, v in optim.items()}})
+        config_lib.validate(config)
+        tx, params = build.make_optimizer(config, 10), {"w": jnp.ones(3)}
+        updates, _ = tx.update({"w": jnp.zeros(3)}, tx.init(params), params)
+        return float(updates["w"][0])
+
+    assert decay_step(weight_decay=0.01) == pytest.approx(-0.1 * 0.01)
+    assert decay_step() == pytest.approx(-0.1 * 1e-4)
+    assert decay_step(weight_decay=0.0) == 0.0
+
+
 def test_a_field_misspelt_in_a_config_file_fails_at_load():
     config = config_lib.base_config()
     with pytest.raises(AttributeError, match="latnt_dim"):
@@ -125,6 +149,7 @@ def test_a_field_misspelt_in_a_config_file_fails_at_load():
     ("optim.lr", "did you mean config.optim.learning_rate?"),  # by its words' initials
     ("train.bs", "did you mean config.train.batch_size?"),
     ("model.xyz", ""),
+    ("optim.momentum", "config.optim's fields are learning_rate, name, schedule, weight_decay"),
 ])
 def test_old_flat_names_and_typos_get_a_hint(path, hint):
     assert config_lib.field_hint(path) == hint

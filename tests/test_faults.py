@@ -398,6 +398,19 @@ def test_a_numerical_fault_is_named_at_its_first_step_and_quantity(blown_up, tin
         assert (said_name, said_step) == (name, step), (blown_up[1], str(first.value))
 
 
+def test_a_gradient_gone_to_zero_is_said_once(tiny_config, tmp_path, capsys):
+    """Too large a step saturates the sigmoid outputs: the gradient is exactly 0 from then on
+    and every loss stays finite, so no NaN stops the run, which had ended as if trained."""
+    config = tiny_config(**{"optim.learning_rate": 1e6, "train.num_epochs": 1,
+                            "train.log_every_steps": 4})
+    train_and_evaluate(config, str(tmp_path))
+    err = capsys.readouterr().err
+    assert err.count("warning: the gradient is exactly 0") == 1, err
+    assert re.search(r"warning: the gradient is exactly 0 at step \d+: the steps no longer "
+                     r"change the model \(.*\); lower --config.optim.learning_rate \(now "
+                     r"1e\+06\) and train again in a new --workdir\n", err), err
+
+
 def test_an_error_exit_finishes_the_checkpoint_being_written(tiny_config, tmp_path, capsys):
     config = tiny_config()
     model = build.make_model(config, (28, 28, 1), 10)

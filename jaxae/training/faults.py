@@ -85,6 +85,18 @@ class Faults:
         return FloatingPointError(f"{what} at step {step}: training stopped without writing "
                                   f"a checkpoint for it ({kept}); {fix}")
 
+    def flat_gradient(self, step: int) -> str:
+        """The warning for a gradient exactly 0 at `step`: the steps no longer change the
+        model, and no loss turns NaN to say so (sigmoid outputs saturated by too large a step
+        keep every loss finite), so a run would end as if it had trained."""
+        cause = (f"lower --config.optim.learning_rate (now {self.config.optim.learning_rate:g}) "
+                 "and train again in a new --workdir" if step > self.first_step else
+                 "it is 0 at the parameters this run started from: check the model and the "
+                 "data")
+        return (f"warning: the gradient is exactly 0 at step {step}: the steps no longer change "
+                f"the model (its outputs saturated or its units dead, as after too large a "
+                f"step); {cause}")
+
     def check_evaluation(self, metrics: dict[str, float], step: int) -> None:
         for name, value in metrics.items():
             if not math.isfinite(value):

@@ -231,6 +231,7 @@ class _ChunkLog:
         self.config, self.writer, self.steps_per_epoch = config, writer, steps_per_epoch
         self.faults = faults
         self.pending = None
+        self.warned_flat = False  # a gradient of exactly 0 is said once
         self.since: tuple[float, int, tqdm] | None = None  # (time, step, bar): the bar's first read
 
     def add(self, first_step: int, count: int, metrics: dict, epoch: int, bar: tqdm) -> None:
@@ -255,6 +256,9 @@ class _ChunkLog:
             # records as an uninterrupted one (and no timings, for the same reason)
             self.writer.write({"step": step, "epoch": epoch + 1,
                                **{f"train_{k}": v for k, v in last.items()}})
+        if self.writer and last.get("grad_norm") == 0.0 and not self.warned_flat:
+            self.warned_flat = True
+            tqdm.write(self.faults.flat_gradient(step), file=sys.stderr)
         now = time.perf_counter()
         if self.since is None or self.since[2] is not bar:  # an epoch's first chunk read:
             self.since = (now, step, bar)  # its compile (and the dispatch ahead) not timed
