@@ -25,4 +25,4 @@ test: setup
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV)  # (runs/ stays: trained runs are yours to delete)

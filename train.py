@@ -17,6 +17,7 @@ STOP = cli.GracefulStop().install()
 cli.refuse_busy_workdir()  # a workdir in use: refused before JAX is imported
 
 import os  # noqa: E402
+import shlex  # noqa: E402
 import sys  # noqa: E402
 
 import ml_collections  # noqa: E402
@@ -54,7 +55,8 @@ def main(argv: list[str]) -> None:
         python, script = (cli.shortest_path(path) for path in (
             sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                          "evaluate.py")))
-        print(f"evaluate it: {python} {script} --workdir={FLAGS.workdir}", flush=True)
+        print(f"evaluate it: {shlex.join([python, script, f'--workdir={FLAGS.workdir}'])}",
+              flush=True)  # quoted: a workdir with a space pastes as one argument
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ recorded); the experiments and the bench name the commit and CPU beside every fi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -16,9 +17,25 @@ PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _git(*args: str) -> str:
-    """A git command's output in the jaxae checkout (OSError/SubprocessError outside one)."""
-    return subprocess.run(["git", "-C", os.path.dirname(PACKAGE), *args], capture_output=True,
-                          text=True, timeout=5, check=True).stdout.rstrip()
+    """A git command's output in the jaxae checkout (OSError/SubprocessError outside one,
+    also where jaxae is installed inside another repository: a virtual environment in a
+    project of one's own, whose commit is not jaxae's)."""
+    folder = os.path.dirname(PACKAGE)
+    if not _is_checkout(folder):
+        raise subprocess.SubprocessError(f"{folder} is not the top of a git checkout")
+    return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True,
+                          timeout=5, check=True).stdout.rstrip()
+
+
+@functools.cache
+def _is_checkout(folder: str) -> bool:
+    """Whether `folder` is the top of a git checkout (jaxae's clone), not a folder inside one."""
+    try:
+        top = subprocess.run(["git", "-C", folder, "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return os.path.realpath(top) == os.path.realpath(folder)
 
 
 def head_commit() -> str:

@@ -25,8 +25,9 @@ EVAL_METRICS = os.path.join("eval", "metrics.json")
 
 
 def workdirs(paths: list[str]) -> list[str]:
-    """The run folders (holding config.json) at or under each path, in sorted order."""
-    found = []
+    """The run folders (holding config.json) at or under each path, in sorted order, each
+    once however many paths lead to it (a link to a run, a/../a)."""
+    found, seen = [], set()
     for path in paths:
         if not os.path.isdir(path):
             raise SystemExit(f"error: {path} is not a folder: give train.py workdirs, or a "
@@ -35,7 +36,10 @@ def workdirs(paths: list[str]) -> list[str]:
         if not runs:
             raise SystemExit(f"error: {path} holds no train.py run (no {CONFIG_FILE} at or "
                              "under it)")
-        found += [run for run in runs if run not in found]
+        for run in runs:
+            if os.path.realpath(run) not in seen:
+                seen.add(os.path.realpath(run))
+                found.append(run)
     return found
 
 
@@ -43,10 +47,14 @@ def _runs_under(path: str) -> Iterator[str]:
     if os.path.isfile(os.path.join(path, CONFIG_FILE)):
         yield os.path.normpath(path)
         return  # a run's own sub-folders (eval/, checkpoints/) hold no other run
-    for directory, folders, files in os.walk(path):
+    visited = set()
+    for directory, folders, files in os.walk(path, followlinks=True):  # a folder of links
         if CONFIG_FILE in files:
             folders.clear()
             yield os.path.normpath(directory)
+        elif os.path.realpath(directory) in visited:  # a link back up the tree
+            folders.clear()
+        visited.add(os.path.realpath(directory))
 
 
 def flat(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -142,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("paths", nargs="+", help="train.py workdirs, or folders holding them")
     parser.add_argument("--csv", help="also write the table to this CSV file")
     args = parser.parse_args(argv)
+    if args.csv and not os.path.isdir(os.path.dirname(os.path.abspath(args.csv))):
+        parser.exit(1, f"error: --csv={args.csv}: its folder does not exist: create it, or "
+                       "give a file in an existing folder\n")
     header, rows, shared = table(args.paths)
     print(markdown(header, rows, shared))
     if args.csv:

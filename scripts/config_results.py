@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
                "flags": flags, "commands": [shlex.join(["python", *c])
                                             for c in commands(shipped, workdir, flags)],
                **run_commands(shipped, workdir, flags),
-               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+               "date": datetime.datetime.now(datetime.UTC).isoformat(
                    timespec="seconds")}  # when the row's commands ended
         if "error" not in row:
             try:

@@ -912,3 +912,27 @@ def test_the_peer_s_rate_is_its_median_chunk_as_jaxae_s_is(monkeypatch, rates, e
     assert row["img_per_s"] == expected
     if len(rates) % 2 == 0:  # the chunk jaxae's rule picks of the same rates
         assert rates[bench.median_chunk([1 / r for r in rates])] == expected
+
+
+def test_the_commit_recorded_is_jaxaes_not_that_of_a_repository_around_an_install(
+        tmp_path, monkeypatch):
+    """jaxae installed in a virtual environment inside one's own project had recorded the
+    project's commit (and its changes as jaxae's '+dirty')."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=a", "-c",
+                               "user.email=a@b", *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "jaxae").mkdir()
+    (tmp_path / "jaxae" / "x.py").write_text("")
+    git("add", "-A")
+    git("commit", "-qm", "x")
+    monkeypatch.setattr(provenance, "PACKAGE", str(tmp_path / "jaxae"))  # a clone
+    assert provenance.git_commit() == git("rev-parse", "HEAD")
+    (tmp_path / "jaxae" / "y.py").write_text("")
+    assert provenance.git_commit().endswith("+dirty")
+    installed = tmp_path / ".venv" / "lib" / "site-packages" / "jaxae"  # an install in it
+    installed.mkdir(parents=True)
+    monkeypatch.setattr(provenance, "PACKAGE", str(installed))
+    assert (provenance.git_commit(), provenance.uncommitted_files()) == ("", [])

@@ -3,6 +3,7 @@ model of the user's own, in a file beside the user's config, with no edit to jax
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -33,20 +34,24 @@ def run(*args: str, cwd: str = ROOT, production: bool = False) -> subprocess.Com
 
 
 def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_dir, tmp_path):
-    """As users run it: XLA's default settings, not the tests' TEST_XLA_FLAGS."""
-    workdir = str(tmp_path / "run")
+    """As users run it: XLA's default settings, not the tests' TEST_XLA_FLAGS; the command
+    train.py prints to evaluate the run, pasted (a workdir with a space was two arguments)."""
+    workdir = str(tmp_path / "my run")
     trained = run("train.py", "--config=configs/test.py", f"--workdir={workdir}",
                   f"--config.data.tfds_dir={fashion_tfds_dir}", "--config.model.latent_dim=2",
                   production=True)
     assert trained.returncode == 0, trained.stderr[-2000:]
-    assert trained.stdout.splitlines()[-1] == (
-        f"evaluate it: {cli.shortest_path(sys.executable)} "
-        f"{cli.shortest_path(os.path.join(ROOT, 'evaluate.py'))} --workdir={workdir}")
+    said = trained.stdout.splitlines()[-1]
+    assert said == (f"evaluate it: {cli.shortest_path(sys.executable)} "
+                    f"{cli.shortest_path(os.path.join(ROOT, 'evaluate.py'))} "
+                    f"'--workdir={workdir}'")
     saved = sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int)
     assert saved == ["16", "32"]  # one per epoch of 16 steps
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["model"]["latent_dim"] == 2
-    evaluated = run("evaluate.py", f"--workdir={workdir}", production=True)
+    python, *command = shlex.split(said.removeprefix("evaluate it: "))
+    assert python == cli.shortest_path(sys.executable)
+    evaluated = run(*command, production=True)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert "evaluating the checkpoint at step 32" in evaluated.stdout
     assert evaluated.stdout.splitlines()[-1] == (

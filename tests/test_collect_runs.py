@@ -54,3 +54,17 @@ def test_a_sweep_is_one_table_of_its_differing_fields_resumes_and_figures(tiny_c
         "run,optim.learning_rate,seed,train.num_epochs,checkpoint,eval step,")
     with pytest.raises(SystemExit, match=r"holds no train.py run \(no config.json at or under"):
         collect_runs.main([str(tmp_path / "sweep" / "s0" / "eval")])
+    # a folder of links to the runs (one back up the tree too), and a run named twice: each
+    # run once (the links had been "no train.py run", the second name a second row)
+    links = tmp_path / "links"
+    links.mkdir()
+    for name in ("s0", "s1"):
+        os.symlink(sweep / name, links / name)
+    os.symlink(tmp_path, links / "up")
+    assert collect_runs.workdirs([str(links), str(sweep / "s0"), str(sweep / ".." / "sweep")]) \
+        == [str(links / "s0"), str(links / "s1")]
+    with pytest.raises(SystemExit):  # before the table: it was a traceback after it
+        collect_runs.main([str(sweep), "--csv", str(tmp_path / "nowhere" / "t.csv")])
+    assert capsys.readouterr() == ("", f"error: --csv={tmp_path}/nowhere/t.csv: its folder does "
+                                       "not exist: create it, or give a file in an existing "
+                                       "folder\n")

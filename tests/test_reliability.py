@@ -1112,6 +1112,27 @@ def test_opening_a_writable_manager_keeps_a_save_in_flight_and_removes_abandoned
     assert checkpoints.remove_abandoned_saves(str(tmp_path / "none"), 0.0) == []
 
 
+def test_a_workdir_that_is_a_glob_pattern_or_a_dangling_link_is_refused_before_writing(
+        tmp_path):
+    """Under 'sweep [lr=1e-3]' Orbax saved checkpoints without an error that could never be
+    read back (it globs for their parts under the folder's path); a link to a folder not
+    made yet had been 'cannot be written (File exists)'."""
+    with pytest.raises(config_lib.ConfigError, match=r"^workdir '\S+/sweep \[lr=1e-3\]' has "
+                       r"'\[lr=1e-3\]' in its path \(.*\): Orbax finds a checkpoint's parts by "
+                       r"glob patterns under it, .*: pass a --workdir whose path has no \[\.\.\.\] "
+                       r"and no backslash$"):
+        workdir_lib.check_writable(str(tmp_path / "sweep [lr=1e-3]"))
+    with pytest.raises(checkpoints.CheckpointWriteError, match=r"'\\\\' there is a pattern"):
+        checkpoints.make_manager(str(tmp_path / "a\\b" / "checkpoints"))
+    assert os.listdir(tmp_path) == []
+    workdir_lib.check_writable(str(tmp_path / "lr=1e-3 (50%) #2"))  # no pattern: taken
+    link = tmp_path / "dangling"
+    os.symlink(tmp_path / "not yet" / "run", link)
+    with pytest.raises(config_lib.ConfigError, match=r"is a link to '\S+/not yet/run', which "
+                                                     r"does not exist: create that folder"):
+        workdir_lib.check_writable(str(link))
+
+
 def test_restoring_from_a_folder_without_that_checkpoint_names_what_it_has(tmp_path):
     folder = str(tmp_path / "checkpoints")
     manager = checkpoints.make_manager(folder)
@@ -1196,12 +1217,16 @@ def test_a_run_is_scored_on_other_images_where_its_refusal_points(tmp_path):
                                                 r"folder of images"):
         evaluate.evaluate_workdir(workdir, images="nowhere")
     assert not os.path.exists(os.path.join(workdir, "eval_on_nowhere"))
+    link = tmp_path / "links" / "other_photos"  # the same folder through a link: the same
+    link.parent.mkdir()  # images, evaluated again into eval_on_other_photos (it was refused)
+    os.symlink(other, link)
+    assert evaluate.evaluate_workdir(workdir, images=str(link))["test_images"] == 24
     namesake = _photo_folder(tmp_path / "b" / "other_photos", 2)  # of the same name
     with pytest.raises(config_lib.ConfigError) as caught:
         evaluate.evaluate_workdir(workdir, images=namesake)
     assert str(caught.value) == (
         f"{os.path.join(workdir, 'eval_on_other_photos')} holds the evaluation of the images at "
-        f"{other}, not {namesake}: give --eval_dir=FOLDER for this one")
+        f"{link}, not {namesake}: give --eval_dir=FOLDER for this one")
     scored = evaluate.evaluate_workdir(workdir, images=namesake, out_dir=str(tmp_path / "b_eval"))
     assert scored["images"] == namesake
     # a conditional model: images of any of its classes, labelled by their folders' names
@@ -1452,6 +1477,10 @@ def test_only_the_data_fields_a_loader_reads_from_disk_are_recorded_absolute(tmp
     assert recorded.tfds_dir == str(tmp_path / "tfds") and config.data.tfds_dir == "tfds"
     set_fields(config, {"data.name": "npz", "data.path": "arrays.npz"})
     assert recorded_config(config).data.path == str(tmp_path / "arrays.npz")
+    # as tab completion gives it: recorded as the place it names (an absolute path was kept
+    # as typed, and the same folder given without its '/' was taken for another one)
+    set_fields(config, {"data.name": "folder", "data.path": f"{tmp_path}/a/../photos/"})
+    assert recorded_config(config).data.path == str(tmp_path / "photos")
 
 
 def test_a_run_recorded_by_a_short_registered_name_resumes_under_its_located_name(tmp_path):

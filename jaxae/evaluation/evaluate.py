@@ -153,7 +153,8 @@ def _check_out_dir_is_of(out_dir: str, images: str) -> None:
             recorded = json.load(f).get("images")
     except (OSError, ValueError, AttributeError):
         return
-    if recorded is not None and recorded != os.path.abspath(images):
+    if recorded is not None and os.path.realpath(recorded) != os.path.realpath(images):
+        # (the same folder through a link is the same images)
         raise config_lib.ConfigError(
             f"{out_dir} holds the evaluation of the images at {recorded}, not {images}: give "
             "--eval_dir=FOLDER for this one")

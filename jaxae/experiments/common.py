@@ -612,7 +612,7 @@ def write_result(name: str, ctx: Context, result: Result, started: float) -> dic
         "experiment": name, "title": result.title, "question": result.question,
         "command": command(name, ctx), "scale": ctx.scale.name,
         "scale_description": ctx.scale.description, "smoke_test": ctx.scale.smoke_test,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "wall_time_s": round(time.perf_counter() - started, 1),
         "machine": machine(ctx.commit),
         "data": list(ctx.used_data.values()), "runs": ctx.used_runs,

@@ -30,7 +30,7 @@ from jaxae import config as config_lib
 from jaxae.provenance import cpu_threads, git_commit, source_sha256
 from jaxae.registry import CodeName, locatable_name, missing_file, moved, same_code
 from jaxae.training import lock
-from jaxae.training.checkpoints import CHECKPOINTS, CheckpointMismatch
+from jaxae.training.checkpoints import CHECKPOINTS, CheckpointMismatch, glob_pattern_in
 from jaxae.training.files import write_error, write_whole
 from jaxae.training.lock import LOCK_FILE
 
@@ -115,8 +115,11 @@ def recorded_data_fingerprint(workdir: str) -> str | None:
 
 
 def recorded_data_path(workdir: str) -> str | None:
-    """The data.path a run in `workdir` records in its config.json (None: none, or no file)."""
-    return (_recorded_data(workdir) or {}).get("path")
+    """The data.path a run in `workdir` records in its config.json, normalised (an older
+    run's may end in '/'); None: none, or no file."""
+    path = (_recorded_data(workdir) or {}).get("path")
+    return os.path.abspath(path) if isinstance(path, str) and path and "://" not in path \
+        else path
 
 
 def _unwritable(path: str, why: str) -> config_lib.ConfigError:
@@ -149,6 +152,16 @@ def check_writable(workdir: str, folders: tuple[str, ...] = (), files: tuple[str
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise config_lib.ConfigError(f"workdir {workdir!r} is a file, not a folder: pass a "
                                      "--workdir that is a folder, or one that does not exist")
+    if pattern := glob_pattern_in(workdir):
+        raise config_lib.ConfigError(
+            f"workdir {workdir!r} has {pattern!r} in its path ({os.path.abspath(workdir)}): "
+            "Orbax finds a checkpoint's parts by glob patterns under it, where that is a "
+            "pattern, so the run's checkpoints could not be read back: pass a --workdir whose "
+            "path has no [...] and no backslash")
+    if os.path.islink(workdir) and not os.path.exists(workdir):
+        raise config_lib.ConfigError(
+            f"workdir {workdir!r} is a link to {os.readlink(workdir)!r}, which does not exist: "
+            "create that folder (mkdir -p), or pass another --workdir")
     try:
         os.makedirs(workdir, exist_ok=True)
         probe_folder(workdir)
@@ -506,7 +519,8 @@ def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     """The config as config.json records it: the names of code (model, task, loss,
     likelihood, data set) registered by a module of the user's located (`_located_names`),
     and the data's paths on disk (those its loader declares, and TFDS's data dir) made
-    absolute, so that the run resumes and evaluates from any folder. A URL is left as it
+    absolute and normalised (no trailing '/', no '..'), so that the run resumes and
+    evaluates from any folder, and compares with the path given then. A URL is left as it
     is."""
     recorded = copy.deepcopy(config)
     located = _located_names(config)
@@ -515,8 +529,7 @@ def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
             recorded[code.section][code.field] = located[code.path]
     for field in config_lib.data_path_kinds(config):
         value = recorded.data.get(field)
-        if isinstance(value, str) and value and "://" not in value and \
-                not os.path.isabs(value):
+        if isinstance(value, str) and value and "://" not in value:
             recorded.data[field] = os.path.abspath(value)
     return recorded
 
