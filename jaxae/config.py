@@ -31,7 +31,7 @@ import jax
 import ml_collections
 from ml_collections import config_dict
 
-from jaxae import objectives
+from jaxae import objectives, optimizers
 from jaxae.data import DATASETS
 from jaxae.data.dataset import STREAMING_MODES, declared_paths, declared_unset_values
 from jaxae.data.splits import BINARIZATIONS, SUBSETS
@@ -39,7 +39,7 @@ from jaxae.kernels import conv, precision
 from jaxae.keys import SEED_RANGE
 from jaxae.models.initializers import SCHEMES
 from jaxae.models.registry import BUILDER_OPTIONS, MODELS, settable_fields
-from jaxae.optimizers import OPTIMIZERS, SCHEDULES, optimizer_options, spans_run
+from jaxae.optimizers import OPTIMIZERS, SCHEDULES, spans_run
 from jaxae.registry import Entry, Registry, RegistryError, build, check_options, parameters
 from jaxae.tasks import TASKS, Task
 
@@ -216,8 +216,10 @@ def field_hint(path: str) -> str:
         close = [k for k in known if k.endswith(f".{close[0]}")][:1] or close
     if close:
         return f"did you mean config.{close[0]}?"
-    section = path.split(".")[0]  # (a model's, task's or data set's fields are its own)
-    if section in SECTIONS and section not in ("model", "task", "data") and "." in path:
+    # the fixed sections' fields; a model's, task's, data set's or likelihood's are its own,
+    # which their errors list
+    section = path.split(".")[0]
+    if section in ("optim", "train", "eval") and "." in path:
         return f"config.{section}'s fields are {', '.join(sorted(base_config()[section]))}"
     return ""
 
@@ -479,7 +481,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if decay is not None:
         _require(_is_number(decay) and 0 <= decay <= FLOAT32_MAX,
                  f"config.optim.weight_decay={decay!r} must be a number >= 0, e.g. 0.01")
-        takes = [name for name in OPTIMIZERS if "weight_decay" in optimizer_options(name)]
+        takes = optimizers.taking("weight_decay")
         _require(config.optim.name in takes,
                  f"config.optim.weight_decay={decay!r} is an option of {', '.join(takes)}, and "
                  f"{config.optim.name} takes none: use --config.optim.name={takes[0]}, or leave "

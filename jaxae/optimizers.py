@@ -38,6 +38,11 @@ def optimizer_options(name: str) -> tuple[str, ...]:
                  if p != "learning_rate")
 
 
+def taking(option: str) -> list[str]:
+    """The names of the optimisers that declare `option` (weight_decay: adamw)."""
+    return [name for name in OPTIMIZERS if option in optimizer_options(name)]
+
+
 def make_optimizer(name: str, learning_rate: float, schedule: str = "constant",
                    total_steps: int | None = None, weight_decay: float | None = None
                    ) -> optax.GradientTransformation:
@@ -49,10 +54,11 @@ def make_optimizer(name: str, learning_rate: float, schedule: str = "constant",
         if value not in known:
             raise ValueError(f"{what} {value!r} is unknown: choose one of {', '.join(known)}")
     options = {} if weight_decay is None else {"weight_decay": weight_decay}
-    for option in options:
-        if option not in optimizer_options(name):
-            takes = [other for other in OPTIMIZERS if option in optimizer_options(other)]
+    for option, value in options.items():
+        if name not in taking(option):
             raise ValueError(f"optimizer {name!r} takes no {option}: leave it out, or choose "
-                             f"one that does ({', '.join(takes)})")
+                             f"one that does ({', '.join(taking(option))})")
+        if not 0 <= value < float("inf"):
+            raise ValueError(f"{option}={value!r} must be a number >= 0, e.g. 0.01")
     return OPTIMIZERS[name](SCHEDULES[schedule].rate(learning_rate, max(1, total_steps or 1)),
                             **options)

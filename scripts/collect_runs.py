@@ -47,14 +47,14 @@ def _runs_under(path: str) -> Iterator[str]:
     if os.path.isfile(os.path.join(path, CONFIG_FILE)):
         yield os.path.normpath(path)
         return  # a run's own sub-folders (eval/, checkpoints/) hold no other run
-    visited = set()
-    for directory, folders, files in os.walk(path, followlinks=True):  # a folder of links
+    for directory, folders, files in os.walk(path):
         if CONFIG_FILE in files:
             folders.clear()
             yield os.path.normpath(directory)
-        elif os.path.realpath(directory) in visited:  # a link back up the tree
-            folders.clear()
-        visited.add(os.path.realpath(directory))
+        for name in folders:  # a link to a run (a folder of links); links elsewhere (to a
+            link = os.path.join(directory, name)  # data set, to the home folder) are not walked
+            if os.path.islink(link) and os.path.isfile(os.path.join(link, CONFIG_FILE)):
+                yield os.path.normpath(link)
 
 
 def flat(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -145,14 +145,26 @@ def markdown(header: list[str], rows: list[list[object]], shared: dict[str, obje
     return "\n".join(lines)
 
 
+def _unwritable_csv(path: str) -> str | None:
+    """Why a CSV file could not be written at `path` (the fix included), or None; nothing is
+    written (an existing file is replaced only once the table is made)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "it is a folder: give a file's name, e.g. sweep.csv"
+    if not os.path.isdir(folder):
+        return "its folder does not exist: create it, or give a file in an existing folder"
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return "it cannot be written: give a file in a folder you can write to"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="train.py workdirs, or folders holding them")
     parser.add_argument("--csv", help="also write the table to this CSV file")
     args = parser.parse_args(argv)
-    if args.csv and not os.path.isdir(os.path.dirname(os.path.abspath(args.csv))):
-        parser.exit(1, f"error: --csv={args.csv}: its folder does not exist: create it, or "
-                       "give a file in an existing folder\n")
+    if args.csv and (problem := _unwritable_csv(args.csv)):  # before the table, not after
+        parser.exit(1, f"error: --csv={args.csv}: {problem}\n")
     header, rows, shared = table(args.paths)
     print(markdown(header, rows, shared))
     if args.csv:

@@ -133,6 +133,13 @@ def test_adamws_weight_decay_is_the_configs_and_unset_is_optaxs_default():
     assert decay_step(weight_decay=0.01) == pytest.approx(-0.1 * 0.01)
     assert decay_step() == pytest.approx(-0.1 * 1e-4)
     assert decay_step(weight_decay=0.0) == 0.0
+    from jaxae import optimizers  # a library caller's, without a config
+
+    with pytest.raises(ValueError, match=r"^optimizer 'adam' takes no weight_decay: leave it "
+                                         r"out, or choose one that does \(adamw\)$"):
+        optimizers.make_optimizer("adam", 0.1, weight_decay=0.01)
+    with pytest.raises(ValueError, match=r"^weight_decay=-1.0 must be a number >= 0"):
+        optimizers.make_optimizer("adamw", 0.1, weight_decay=-1.0)
 
 
 def test_a_field_misspelt_in_a_config_file_fails_at_load():

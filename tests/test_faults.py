@@ -406,8 +406,8 @@ def test_a_gradient_gone_to_zero_is_said_once(tiny_config, tmp_path, capsys):
     train_and_evaluate(config, str(tmp_path))
     err = capsys.readouterr().err
     assert err.count("warning: the gradient is exactly 0") == 1, err
-    assert re.search(r"warning: the gradient is exactly 0 at step \d+: the steps no longer "
-                     r"change the model \(.*\); lower --config.optim.learning_rate \(now "
+    assert re.search(r"warning: the gradient is exactly 0 at step \d+: the gradient steps no "
+                     r"longer change the model \(.*\); lower --config.optim.learning_rate \(now "
                      r"1e\+06\) and train again in a new --workdir\n", err), err
 
 

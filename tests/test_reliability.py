@@ -1117,20 +1117,25 @@ def test_a_workdir_that_is_a_glob_pattern_or_a_dangling_link_is_refused_before_w
     """Under 'sweep [lr=1e-3]' Orbax saved checkpoints without an error that could never be
     read back (it globs for their parts under the folder's path); a link to a folder not
     made yet had been 'cannot be written (File exists)'."""
-    with pytest.raises(config_lib.ConfigError, match=r"^workdir '\S+/sweep \[lr=1e-3\]' has "
-                       r"'\[lr=1e-3\]' in its path \(.*\): Orbax finds a checkpoint's parts by "
-                       r"glob patterns under it, .*: pass a --workdir whose path has no \[\.\.\.\] "
-                       r"and no backslash$"):
+    with pytest.raises(config_lib.ConfigError, match=r"^workdir '\S+/sweep \[lr=1e-3\]': its "
+                       r"checkpoints could not be read back \('\[lr=1e-3\]' in it is a pattern "
+                       r"to the glob by which Orbax finds a checkpoint's parts\): pass a "
+                       r"--workdir whose path has no \[\.\.\.\] in a folder's name and no "
+                       r"backslash$"):
         workdir_lib.check_writable(str(tmp_path / "sweep [lr=1e-3]"))
-    with pytest.raises(checkpoints.CheckpointWriteError, match=r"'\\\\' there is a pattern"):
+    with pytest.raises(checkpoints.CheckpointWriteError, match=r"could not be read back \(a "
+                       r"backslash in it is a folder separator to TensorStore"):
         checkpoints.make_manager(str(tmp_path / "a\\b" / "checkpoints"))
     assert os.listdir(tmp_path) == []
-    workdir_lib.check_writable(str(tmp_path / "lr=1e-3 (50%) #2"))  # no pattern: taken
+    for fine in ("lr=1e-3 (50%) #2", "a[b/c]d"):  # no pattern in any one folder's name
+        workdir_lib.check_writable(str(tmp_path / fine))
     link = tmp_path / "dangling"
     os.symlink(tmp_path / "not yet" / "run", link)
-    with pytest.raises(config_lib.ConfigError, match=r"is a link to '\S+/not yet/run', which "
-                                                     r"does not exist: create that folder"):
-        workdir_lib.check_writable(str(link))
+    for under in ("", "/", "/sub"):  # the link itself, with a '/', or a folder above
+        with pytest.raises(config_lib.ConfigError, match=rf"^workdir '\S+/dangling{under}': "
+                           r"\S+/dangling is a link to '\S+/not yet/run', which does not "
+                           r"exist: create that folder"):
+            workdir_lib.check_writable(f"{link}{under}")
 
 
 def test_restoring_from_a_folder_without_that_checkpoint_names_what_it_has(tmp_path):
@@ -1481,6 +1486,13 @@ def test_only_the_data_fields_a_loader_reads_from_disk_are_recorded_absolute(tmp
     # as typed, and the same folder given without its '/' was taken for another one)
     set_fields(config, {"data.name": "folder", "data.path": f"{tmp_path}/a/../photos/"})
     assert recorded_config(config).data.path == str(tmp_path / "photos")
+    older = json.loads(recorded_config(config).to_json_best_effort())  # as typed, then
+    older["data"] |= {"path": f"{tmp_path}/photos/", "tfds_dir": f"{tmp_path}/tfds/"}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(older))
+    saved, _, _ = workdir_lib._saved_and_current(str(tmp_path / "run"), config)
+    assert config_lib.resumed_changes(saved, json.loads(
+        recorded_config(config).to_json_best_effort())) == {}  # no change to record
 
 
 def test_a_run_recorded_by_a_short_registered_name_resumes_under_its_located_name(tmp_path):

@@ -17,10 +17,9 @@ import inspect
 import numbers
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flax.linen as nn
-import ml_collections
 import numpy as np
 
 from jaxae.kernels import conv as conv_lib
@@ -28,6 +27,9 @@ from jaxae.kernels import precision
 from jaxae.models import initializers
 from jaxae.models.base import channels_first
 from jaxae.registry import Entry, Registry, RegistryError, build, check_options, parameters
+
+if TYPE_CHECKING:
+    from ml_collections import ConfigDict
 
 MODELS = Registry("model")
 register_model = MODELS.register
@@ -96,7 +98,7 @@ def checked_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return shape
 
 
-def build_model(spec: Mapping[str, Any] | ml_collections.ConfigDict, *,
+def build_model(spec: Mapping[str, Any] | ConfigDict, *,
                 image_shape: tuple[int, int, int], num_classes: int = 0,
                 compute_dtype: str = "float32", ignore: Iterable[str] = ()) -> nn.Module:
     """The module `spec["name"]` names, built from the other options of `spec`.

@@ -85,13 +85,22 @@ def _listing(list_steps: Callable[[], Any], attempts: int = LISTING_ATTEMPTS):
             time.sleep(0.05)
 
 
-def glob_pattern_in(directory: str) -> str | None:
-    """The part of `directory`'s absolute path that a glob pattern reads as a pattern ('[1]',
-    or a backslash), or None. Orbax finds a saved step's parts by globbing under its
-    folder's path: under such a path it finds none, merges nothing, and the checkpoint
-    cannot be read back (saved without an error)."""
-    found = re.search(r"\[[^\]]*\]|\\", os.path.abspath(directory))
-    return found.group(0) if found else None
+UNSAVEABLE_FIX = "no [...] in a folder's name and no backslash"
+
+
+def unsaveable_path(directory: str) -> str | None:
+    """Why checkpoints saved under `directory` could not be read back, though saved without
+    an error; None where they can. Orbax finds a saved step's parts by globbing under its
+    folder's path, where a folder name's '[1]' is a pattern (it finds none and merges
+    nothing); TensorStore reads a backslash as a folder separator (it writes the arrays
+    elsewhere)."""
+    path = os.path.abspath(directory)
+    if found := re.search(r"\[[^\]/]*\]", path):
+        return (f"{found.group(0)!r} in it is a pattern to the glob by which Orbax finds a "
+                "checkpoint's parts")
+    if "\\" in path:
+        return "a backslash in it is a folder separator to TensorStore, which writes the arrays"
+    return None
 
 
 def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
@@ -113,12 +122,10 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
     would have been is lost (a rerun continues from an older one, or starts again). To look
     at a folder a run is writing, pass read_only=True.
     """
-    if not read_only and (pattern := glob_pattern_in(directory)):
+    if not read_only and (why := unsaveable_path(directory)):
         raise CheckpointWriteError(
-            f"checkpoints cannot be saved in {os.path.abspath(directory)!r}: Orbax finds a "
-            f"checkpoint's parts by glob patterns under its folder, and {pattern!r} there is a "
-            "pattern, so they could not be read back: use a folder whose path has no [...] "
-            "and no backslash")
+            f"checkpoints saved in {os.path.abspath(directory)!r} could not be read back "
+            f"({why}): use a folder whose path has {UNSAVEABLE_FIX}")
     if not read_only:
         for folder in remove_abandoned_saves(directory, None if sole_writer else save_timeout_s):
             step = os.path.basename(folder).split(".", 1)[0]

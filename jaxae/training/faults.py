@@ -73,7 +73,6 @@ class Faults:
         newest = self._newest_on_disk()
         kept = (f"the newest checkpoint, step {newest}, holds the last good state"
                 if newest is not None else "no checkpoint was written yet")
-        lr = f"lower --config.optim.learning_rate (now {self.config.optim.learning_rate:g})"
         if training and step == self.first_step:
             knobs = self._knobs(changed_only=True) or self._knobs(changed_only=False)
             fix = ("it is not finite at the parameters this run started from, before any "
@@ -81,21 +80,22 @@ class Faults:
                    + (" or ".join(knobs) if knobs else "check the objective section and the "
                       "data"))
         else:
-            fix = " or ".join([lr, *self._knobs(changed_only=True)])
+            fix = " or ".join([self._lower_learning_rate(), *self._knobs(changed_only=True)])
         return FloatingPointError(f"{what} at step {step}: training stopped without writing "
                                   f"a checkpoint for it ({kept}); {fix}")
 
+    def _lower_learning_rate(self) -> str:
+        return f"lower --config.optim.learning_rate (now {self.config.optim.learning_rate:g})"
+
     def flat_gradient(self, step: int) -> str:
-        """The warning for a gradient exactly 0 at `step`: the steps no longer change the
-        model, and no loss turns NaN to say so (sigmoid outputs saturated by too large a step
-        keep every loss finite), so a run would end as if it had trained."""
-        cause = (f"lower --config.optim.learning_rate (now {self.config.optim.learning_rate:g}) "
-                 "and train again in a new --workdir" if step > self.first_step else
-                 "it is 0 at the parameters this run started from: check the model and the "
-                 "data")
-        return (f"warning: the gradient is exactly 0 at step {step}: the steps no longer change "
-                f"the model (its outputs saturated or its units dead, as after too large a "
-                f"step); {cause}")
+        """The warning for a gradient exactly 0 at `step`: the gradient steps no longer change
+        the model, and no loss turns NaN to say so (sigmoid outputs saturated by too large a
+        step keep every loss finite), so a run would end as if it had trained."""
+        cause = ("it is 0 at the initial parameters: check the model and the data" if step == 1
+                 else f"{self._lower_learning_rate()} and train again in a new --workdir")
+        return (f"warning: the gradient is exactly 0 at step {step}: the gradient steps no "
+                f"longer change the model (its outputs saturated or its units dead, as after "
+                f"too large a step); {cause}")
 
     def check_evaluation(self, metrics: dict[str, float], step: int) -> None:
         for name, value in metrics.items():

@@ -30,7 +30,12 @@ from jaxae import config as config_lib
 from jaxae.provenance import cpu_threads, git_commit, source_sha256
 from jaxae.registry import CodeName, locatable_name, missing_file, moved, same_code
 from jaxae.training import lock
-from jaxae.training.checkpoints import CHECKPOINTS, CheckpointMismatch, glob_pattern_in
+from jaxae.training.checkpoints import (
+    CHECKPOINTS,
+    UNSAVEABLE_FIX,
+    CheckpointMismatch,
+    unsaveable_path,
+)
 from jaxae.training.files import write_error, write_whole
 from jaxae.training.lock import LOCK_FILE
 
@@ -117,7 +122,13 @@ def recorded_data_fingerprint(workdir: str) -> str | None:
 def recorded_data_path(workdir: str) -> str | None:
     """The data.path a run in `workdir` records in its config.json, normalised (an older
     run's may end in '/'); None: none, or no file."""
-    path = (_recorded_data(workdir) or {}).get("path")
+    return _place((_recorded_data(workdir) or {}).get("path"))
+
+
+def _place(path: object) -> object:
+    """A data path as config.json records it: absolute and normalised (no trailing '/', no
+    '..'), so that one folder is one value whoever typed it and however; a URL (or no path)
+    as it is."""
     return os.path.abspath(path) if isinstance(path, str) and path and "://" not in path \
         else path
 
@@ -142,6 +153,18 @@ def probe_folder(folder: str) -> None:
     os.rmdir(probe)
 
 
+def _dangling_link(path: str) -> str | None:
+    """The first of `path` and the folders above it that is a link to nothing, or None."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        if os.path.islink(path):
+            return path
+        if os.path.dirname(path) == path:
+            return None
+        path = os.path.dirname(path)
+    return None
+
+
 def check_writable(workdir: str, folders: tuple[str, ...] = (), files: tuple[str, ...] = ()
                    ) -> None:
     """Raises ConfigError naming the first of `workdir` and the `folders` and `files` in it
@@ -152,16 +175,15 @@ def check_writable(workdir: str, folders: tuple[str, ...] = (), files: tuple[str
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise config_lib.ConfigError(f"workdir {workdir!r} is a file, not a folder: pass a "
                                      "--workdir that is a folder, or one that does not exist")
-    if pattern := glob_pattern_in(workdir):
+    if why := unsaveable_path(workdir):
+        where = "" if os.path.isabs(workdir) else f" (in {os.getcwd()})"
         raise config_lib.ConfigError(
-            f"workdir {workdir!r} has {pattern!r} in its path ({os.path.abspath(workdir)}): "
-            "Orbax finds a checkpoint's parts by glob patterns under it, where that is a "
-            "pattern, so the run's checkpoints could not be read back: pass a --workdir whose "
-            "path has no [...] and no backslash")
-    if os.path.islink(workdir) and not os.path.exists(workdir):
+            f"workdir {workdir!r}{where}: its checkpoints could not be read back ({why}): "
+            f"pass a --workdir whose path has {UNSAVEABLE_FIX}")
+    if link := _dangling_link(workdir):
         raise config_lib.ConfigError(
-            f"workdir {workdir!r} is a link to {os.readlink(workdir)!r}, which does not exist: "
-            "create that folder (mkdir -p), or pass another --workdir")
+            f"workdir {workdir!r}: {link} is a link to {os.readlink(link)!r}, which does not "
+            "exist: create that folder (mkdir -p), or pass another --workdir")
     try:
         os.makedirs(workdir, exist_ok=True)
         probe_folder(workdir)
@@ -242,6 +264,9 @@ def _saved_and_current(workdir: str, config: ml_collections.ConfigDict
                        "delete it and rerun with the run's own flags (without it only the "
                        "parameters' shapes and batches are checked): this run writes it again")
     _check_release(saved, workdir)
+    for field in config_lib.data_path_kinds(config):  # an older run's as typed ('photos/')
+        if isinstance(saved.get("data"), dict) and field in saved["data"]:
+            saved["data"][field] = _place(saved["data"][field])
     current = json.loads(config.to_json_best_effort())
     located = _located_names(config)
     relocated: dict[str, list[str]] = {}
@@ -528,9 +553,8 @@ def recorded_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
         if code.path in located:
             recorded[code.section][code.field] = located[code.path]
     for field in config_lib.data_path_kinds(config):
-        value = recorded.data.get(field)
-        if isinstance(value, str) and value and "://" not in value:
-            recorded.data[field] = os.path.abspath(value)
+        if field in recorded.data:
+            recorded.data[field] = _place(recorded.data[field])
     return recorded
 
 
