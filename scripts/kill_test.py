@@ -56,6 +56,7 @@ REFUSAL_TIMEOUT_S = 60.0  # second_writer: the refusal comes before any data is 
 THROTTLE_S = (0.02, 0.08)  # second_writer: the run runs, then pauses, while evaluate.py runs
 BUSY_LINE = "is in use by another training run"
 WRITE_FAILED_LINE = "error: could not write the checkpoint at step"
+REMOVED_SAVE_LINE = "warning: removed the unfinished save of step"
 
 
 def train_command(workdir: str, tfds_dir: str, extra: tuple[str, ...] = ()) -> list[str]:
@@ -399,7 +400,8 @@ def failed_write(command: list[str], env: dict[str, str], workdir: str, log_dir:
     before = checkpoint_steps(workdir)
     code, watch = run_attempt(command, env, workdir, log_dir, number, None,
                               file_limit=FILE_SIZE_LIMIT)
-    lines = error_lines(watch)
+    lines = [line for line in error_lines(watch)  # a save the kill before it cut short is
+             if not line.startswith(REMOVED_SAVE_LINE)]  # removed, saying so: not an error
     if code != 1 or len(lines) != 1 or not lines[0].startswith(WRITE_FAILED_LINE):
         raise _failure("train.py, its writes capped,", code, watch)
     if checkpoint_steps(workdir) != before:  # nothing saved, so nothing may be pruned
