@@ -204,7 +204,8 @@ def build_photo_crops(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m jaxae.data.photo_crops",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", help="the folder to write: train/<photo>/ and "
                         "test/<photo>/, a class per photograph (with --holdout 0, <photo>/)")
     parser.add_argument("--per-photo", type=int, default=600,
