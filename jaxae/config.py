@@ -137,7 +137,8 @@ def base_config() -> ml_collections.ConfigDict:
         "compute_dtype": "float32",  # or "bfloat16": Dense and Conv matmuls (kernels.precision)
         "log_every_steps": 100,  # training metrics (stdout, metrics.jsonl): every N steps and
         # at each epoch's end; train_loss is the step's batch mean before its update,
-        # train_grad_norm the global L2 norm of that loss's gradient (nothing clips it)
+        # train_grad_norm the global L2 norm of that loss's gradient (nothing clips it). The
+        # steps between run as one compiled chunk: a stop (Ctrl-C, SIGTERM) is taken at its end
         "checkpoint_every_epochs": 1,  # a checkpoint every N epochs (and always at the end)
         "checkpoint_every_steps": config_dict.placeholder(int),  # and also every N steps
         "keep_checkpoints": 3,  # keep the newest N checkpoints

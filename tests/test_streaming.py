@@ -331,8 +331,12 @@ def test_a_finished_streamed_run_resumed_with_fewer_epochs_says_so_and_trains_no
     config.train.num_epochs = 1  # a field a resume may change: its 16 steps are behind it
     again = train_and_evaluate(config, str(tmp_path))
     assert int(again.step) == int(trained.step) == 32
-    assert "has trained 32 steps and train.num_epochs=1 asks for 16: nothing to train" in \
-        capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "has trained 32 steps and train.num_epochs=1 asks for 16: nothing to train" in said
+    # not "resumed ... with" the change, as if it applied (a lowered keep_checkpoints pruned
+    # nothing)
+    assert "the run is finished at step 32: train.num_epochs 2 -> 1 change nothing (no step " \
+        "is trained, saved or pruned)" in said and "resumed at step" not in said
     assert _read_metrics(tmp_path) == written
     assert (tmp_path / "config.json").read_bytes() == described  # still the run that trained
     assert not (tmp_path / "resumes.jsonl").exists()

@@ -52,6 +52,7 @@ from jaxae.training.workdir import (
     LOCK_FILE,
     WorkdirBusy,
     append_resume,
+    changes_shown,
     code_files,
     holds_run,
     lock_workdir,
@@ -438,9 +439,16 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
         if first_step > 0 and main:
             changes = resume_changes(workdir, config, first_step, run_files.code,
                                      run_files.environment)
-            for line in changes.notes:
+            notes, warnings = changes.notes, changes.warnings
+            if first_step >= total_steps:  # nothing trains: the changes reach no step
+                changed = (changes.record or {}).get("config")
+                notes = [f"the run is finished at step {first_step}: "
+                         f"{changes_shown(changed)} change nothing (no step is trained, saved "
+                         "or pruned)"] if changed else []
+                warnings = []  # another device count or code: no step computed with it
+            for line in notes:
                 print(line, flush=True)
-            for line in changes.warnings:
+            for line in warnings:
                 print(line, file=sys.stderr, flush=True)
             run_files.resume = changes.record  # kept once a checkpoint of this part is saved
         if first_step > 0:

@@ -327,9 +327,8 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
         return ResumeChanges(None, [], [])
     notes, warnings = [], code_warnings(code, config)
     if changed:
-        shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        notes.append(f"resumed at step {step} with {shown} ({RESUMES_FILE} keeps each "
-                     "resume's changes once it saves a checkpoint)")
+        notes.append(f"resumed at step {step} with {changes_shown(changed)} ({RESUMES_FILE} "
+                     "keeps each resume's changes once it saves a checkpoint)")
     if "model.conv" in changed:
         warnings.append("warning: the convolutions' two implementations round differently: "
                         "from here the bits will differ from an uninterrupted run's")
@@ -357,6 +356,11 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
                         "they may compute in another order, so its bits may differ from an "
                         "uninterrupted run's")
     return ResumeChanges({"step": step, "config": changed, **differs}, notes, warnings)
+
+
+def changes_shown(changed: dict[str, list]) -> str:
+    """'train.keep_checkpoints 4 -> 1, ...' of {field: [old, new]}."""
+    return ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
 
 
 def append_resume(workdir: str, record: dict) -> str | None:
