@@ -495,6 +495,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _positive_int(config, f"train.{field}", optional=True)
     for field in ("batch_size", "num_images", "iwae_images", "iwae_chunk", "manifold_size"):
         _positive_int(config, f"eval.{field}")
+    _require(config.eval.manifold_size >= 2,  # one image spans no range of the latent
+             f"config.eval.manifold_size={config.eval.manifold_size!r} must be at least 2 (a "
+             "grid of that many images per side), e.g. --config.eval.manifold_size=15")
     _positive_int(config, "eval.every_steps", optional=True)
     ks = config.eval.iwae_samples
     valid_ks = isinstance(ks, (tuple, list)) and all(_is_int(k) and k > 0 for k in ks)

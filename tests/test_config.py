@@ -78,6 +78,7 @@ def test_shipped_configs_import_from_the_package_and_are_valid_and_documented(na
                                  "adam takes none: use --config.optim.name=adamw, or leave "
                                  "weight_decay unset"),
     ("optim.weight_decay", -1.0, "config.optim.weight_decay=-1.0 must be a number >= 0"),
+    ("eval.manifold_size", 1, "config.eval.manifold_size=1 must be at least 2"),  # was taken
     ("seed", -1, "config.seed=-1 must be an integer in [0, 4294967295]"),
     ("seed", 2**32, "config.seed=4294967296 must be an integer in [0, 4294967295]"),
     ("seed", 2**64, "config.seed=18446744073709551616 must be an integer in [0, 4294967295]"),

@@ -1079,3 +1079,33 @@ def test_evaluate_state_refuses_a_variational_model_whose_objective_has_no_likel
         evaluate_state(base_config(), model, Reconstruct(), objectives.Reconstruction(
             losses.mse), None, data, 0, str(tmp_path))
     assert os.listdir(tmp_path) == []
+
+
+def test_a_vaes_pictures_say_what_their_codes_and_outputs_are_of(tmp_path, monkeypatch):
+    """Its reconstructions are decoded at z = z_mean; under dynamic binarisation its codes
+    are of a Bernoulli draw of each image (no PCA of the grey pixels beside them, which had
+    been compared with them); a conditional model's encoder is given each image's class."""
+    from jaxae.evaluation import plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "image_rows", lambda rows, title, path: drawn.setdefault(
+        os.path.basename(path), [label for label, _ in rows]))
+    monkeypatch.setattr(plots, "latent_scatter", lambda *args, beside=None, **kwargs: drawn.
+                        setdefault("beside", beside))
+    monkeypatch.setattr(plots, "manifold", lambda *args, **kwargs: None)
+    shape = (8, 8, 1)
+    images = np.random.default_rng(0).integers(0, 256, (24, *shape), dtype=np.uint8)
+    labels = np.arange(24) % 2
+    data = make_splits(from_arrays(images, images, labels, labels, ("a", "b")),
+                       jax.random.key(0))
+    for name, task in (("vae", Reconstruct(binarize_targets=True)), ("cvae", Reconstruct())):
+        drawn.clear()
+        model = models.build_model({"name": name, "latent_dim": 2}, image_shape=shape,
+                                   num_classes=2)
+        params = steps.init_params(model, shape, jax.random.key(0))
+        titles = pictures.write_pictures(model, task, params, data, 0, "t", str(tmp_path))
+        assert "output\n(z = z_mean)" in drawn["reconstructions.png"]
+        assert drawn["beside"] is None
+        assert titles["latent_scatter.png"] == (
+            "t: test z_mean of a binarised draw of each image (2-D)" if name == "vae" else
+            "t: test z_mean, given its class (2-D)")

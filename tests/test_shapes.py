@@ -172,3 +172,25 @@ def test_rows_of_many_images_wrap_into_blocks_of_equal_width(tmp_path):
     plots.image_rows([("row", images[:16])], "t", str(tmp_path / "n.png"))
     wide, narrow = (matplotlib.image.imread(str(tmp_path / n)).shape for n in ("w.png", "n.png"))
     assert wide[1] <= narrow[1] and wide[0] > 3 * narrow[0]
+
+
+def test_a_one_dimensional_codes_scatter_names_each_class_on_its_row(tmp_path, monkeypatch):
+    """Its y axis is the class: its ticks were the class numbers, named only by colour in the
+    legend."""
+    import matplotlib.figure
+
+    from jaxae.evaluation import plots
+
+    ticks = []
+    save = matplotlib.figure.Figure.savefig
+
+    def saving(fig, *args, **kwargs):
+        ticks.append([t.get_text() for t in fig.axes[0].get_yticklabels()])
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", saving)
+    labels = np.arange(30) % 3
+    points = np.stack([np.linspace(0, 1, 30), labels], axis=1)
+    plots.latent_scatter(points, labels, ("T-shirt/top", "Trouser", "Pullover"), "t",
+                         str(tmp_path / "s.png"), ("code[0]", "class"), y_is_class=True)
+    assert ticks == [["T-shirt/top", "Trouser", "Pullover"]]

@@ -87,8 +87,8 @@ def reconstruction_rows(model: nn.Module, task: Task, params: ModelParams, split
     if task.shows_input and task.baseline_name is not None:
         rows.append((task.baseline_name, np.asarray(task.baseline(inputs, image_shape))))
     target = "target\n(binarised draw)" if task.binarize_targets else original_label(split)
-    return rows + [("output", np.asarray(losses.sigmoid(logits))),
-                   (target, np.asarray(targets))]
+    output = "output\n(z = z_mean)" if model.variational else "output"
+    return rows + [(output, np.asarray(losses.sigmoid(logits))), (target, np.asarray(targets))]
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -202,8 +202,12 @@ def write_pictures(model: nn.Module, task: Task, params: ModelParams, data: Spli
     if task.shows_input:  # the model encodes what the task gives it, as in training
         label = task.input_label(data.test.images.shape[1:]).replace("\n", " ")
         what += f" of the {label}"
+    elif task.draws_input:  # a draw the picture does not show (dynamic binarisation)
+        what += " of a binarised draw of each image"
+    if model.conditional:  # the encoder was told each image's class
+        what += ", given its class"
     caption, beside = "", None
-    if codes.shape[1] > 1 and not (task.shows_input or model.conditional):
+    if codes.shape[1] > 1 and not (task.draws_input or model.conditional):
         drawn = f"{what} ({codes.shape[1]}-D)"
         caption, beside = pixel_pca_panel(
             points, data, drawn if codes.shape[1] == 2 else f"PCA of the {drawn}, in this plane")

@@ -169,7 +169,9 @@ def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tupl
                            c=[styles[c][0] for c in labels[chosen]], rasterized=True)
         ax.set_xlabel(panel.axis_names[0])
         ax.set_ylabel(panel.axis_names[1])
-    if y_is_class:
+    if y_is_class and num_classes <= MAX_LEGEND:  # each class's row named on its tick
+        axes[0, 0].set_yticks(range(num_classes), [_short(name) for name in class_names])
+    elif y_is_class:
         axes[0, 0].yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     title = title if num_classes <= MAX_LEGEND else f"{title} ({num_classes} classes)"
     if beside:
