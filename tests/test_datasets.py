@@ -1191,6 +1191,16 @@ def test_photo_crops_are_deterministic_and_held_out(tmp_path) -> None:
     for rel, (_top, left, side) in manifest["crops"].items():
         cut = round(manifest["photos"][rel.split("/")[1]]["width"] * 0.8)
         assert (left >= cut) if rel.startswith("test/") else (left + side <= cut)
+    # --overwrite that fails (a photograph not found, an option that makes nothing) leaves the
+    # set it would replace: it had been deleted first
+    for bad, error in [({"photos": [("x", "sklearn", "missing.jpg")]}, FileNotFoundError),
+                       ({"per_photo": 0}, ValueError), ({"scales": (0,)}, ValueError),
+                       ({"holdout": 1.0}, ValueError)]:
+        with pytest.raises(error):
+            photo_crops.build_photo_crops(str(tmp_path / "a"), overwrite=True, **(kwargs | bad))
+        assert folder.plan_folder(tmp_path / "a").files_sha256 == plans[0].files_sha256
+    photo_crops.build_photo_crops(str(tmp_path / "a"), overwrite=True, **kwargs)
+    assert sorted(os.listdir(tmp_path)) == ["a", "b"]  # replaced whole, no .partial left
 
 
 

@@ -1103,6 +1103,22 @@ def test_a_report_page_that_cannot_be_written_is_one_line(tmp_path):
         main(["report", "--out", str(results), "--page", str(tmp_path)])
     assert str(caught.value).startswith(f"error: the report {tmp_path} cannot be written ")
     assert str(caught.value).endswith("pass a --page (or --out) you can write to")
+    # a file no report wrote (a result's table.json, the README) is refused, not replaced
+    table = results / "dae_sweep" / "table.json"
+    table.parent.mkdir()
+    table.write_text('{"experiment": "dae_sweep"}')
+    with pytest.raises(SystemExit) as caught:
+        main(["report", "--out", str(results), "--page", str(table)])
+    assert str(caught.value) == (
+        f"error: {table} is a file this command did not write (its first line is not "
+        "'# jaxae: experiment results'), which the report would replace: pass another --page, "
+        "or remove that file")
+    assert table.read_text() == '{"experiment": "dae_sweep"}'
+    table.write_text('{"experiment": "dae_sweep"')  # cut short: read as one line, not a
+    with pytest.raises(SystemExit) as caught:  # traceback
+        main(["report", "--out", str(results)])
+    assert str(caught.value).startswith(f"error: {table} is not a table an experiment wrote (")
+    assert not (results / "RESULTS.md").exists()
 
 
 def test_a_device_count_that_does_not_split_the_experiments_batch_is_one_line(tmp_path,

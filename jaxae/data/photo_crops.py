@@ -156,15 +156,21 @@ def build_photo_crops(
     """Write the crops data set to `out_dir`; return {class: {split: count}}.
 
     per_photo: crops per photograph (with holdout, round(per_photo * holdout) of them test).
-    overwrite: replace an `out_dir` made by this function earlier (it holds crops.json).
+    overwrite: replace an `out_dir` made by this function earlier (it holds crops.json), once
+    the new one is written whole (it is built in `<out_dir>.partial`): a failure leaves it.
     """
+    _check_options(per_photo, size, scales, holdout, min_std)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise FileExistsError(f"{out_dir} is a file: give a folder to write the crops into")
     if os.path.isdir(out_dir) and os.listdir(out_dir):
         if not (overwrite and os.path.isfile(os.path.join(out_dir, MANIFEST))):
             raise FileExistsError(
                 f"{out_dir} is not empty: choose a new folder (or pass overwrite=True / "
                 f"--overwrite for a folder this script made, with its {MANIFEST})"
             )
-        shutil.rmtree(out_dir)
+    found = [find_photo(package, relpath, photo_dirs) for _, package, relpath in photos]
+    final, out_dir = out_dir, os.path.normpath(out_dir) + ".partial"
+    shutil.rmtree(out_dir, ignore_errors=True)  # an earlier attempt's
     n_test = round(per_photo * holdout) if holdout > 0 else 0
     counts: dict[str, dict[str, int]] = {}
     manifest = {
@@ -174,8 +180,7 @@ def build_photo_crops(
                    "numpy": np.__version__, "pillow": Image.__version__},
         "photos": {}, "crops": {},
     }
-    for index, (name, package, relpath) in enumerate(photos):
-        path = find_photo(package, relpath, photo_dirs)
+    for index, ((name, package, relpath), path) in enumerate(zip(photos, found, strict=True)):
         rgb = _load_rgb(path, size * min(scales))
         rng = np.random.default_rng([seed, index])
         with open(path, "rb") as f:
@@ -200,7 +205,27 @@ def build_photo_crops(
     manifest["counts"] = counts
     with open(os.path.join(out_dir, MANIFEST), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
+    shutil.rmtree(final, ignore_errors=True)  # the earlier set, now that this one is whole
+    os.replace(out_dir, final)
     return counts
+
+
+def _check_options(per_photo: int, size: int, scales: Sequence[int], holdout: float,
+                   min_std: float) -> None:
+    """A ValueError naming the first option that cannot make a data set."""
+    for name, value in (("per_photo", per_photo), ("size", size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a whole number >= 1 (--"
+                             f"{name.replace('_', '-')})")
+    if not scales or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in scales) \
+            or len(set(scales)) != len(scales):
+        raise ValueError(f"scales={list(scales)!r} must be different whole numbers >= 1, e.g. "
+                         "--scales 1 2 4")
+    if not 0 <= holdout < 1:
+        raise ValueError(f"holdout={holdout!r} must be in [0, 1): the share of each photograph "
+                         "kept for test crops (0: no split)")
+    if not min_std >= 0:
+        raise ValueError(f"min_std={min_std!r} must be >= 0 (--min-std)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -27,6 +27,7 @@ from jaxae.experiments import EXPERIMENTS, SCALES, Context, datasets_needed, run
 from jaxae.experiments.report import (
     CONFIGS_TABLE,
     PageNotWritten,
+    UnreadableTable,
     load_records,
     redraw_plots,
     write_report,
@@ -131,16 +132,10 @@ def context(args: argparse.Namespace) -> Context:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.name == "report":
-        if not load_records(args.out) and not os.path.isfile(
-                os.path.join(args.out, CONFIGS_TABLE)):
-            sys.exit(f"error: no experiment has written its table.json under {args.out} (nor "
-                     "scripts/config_results.py its configs/table.md): run one first (python -m "
-                     f"jaxae.experiments all --scale tiny --out {args.out}), or pass the --out "
-                     "it wrote into")
-        if args.redraw_plots:
-            for path in redraw(args.out):
-                print(f"redrew {path}")
-        print(f"wrote {report(args)}")
+        try:
+            _report(args)
+        except UnreadableTable as e:
+            sys.exit(f"error: {e}")
         return
     ctx = context(args)
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
@@ -225,14 +220,30 @@ def redraw(out: str) -> list[str]:
         sys.exit(f"error: a plot of {out} cannot be drawn from its table: {first_line(e)}")
 
 
+def _report(args: argparse.Namespace) -> None:
+    """The report command: RESULTS.md from the tables under --out (their plots drawn again
+    first, with --redraw-plots)."""
+    if not load_records(args.out) and not os.path.isfile(os.path.join(args.out, CONFIGS_TABLE)):
+        sys.exit(f"error: no experiment has written its table.json under {args.out} (nor "
+                 "scripts/config_results.py its configs/table.md): run one first (python -m "
+                 f"jaxae.experiments all --scale tiny --out {args.out}), or pass the --out "
+                 "it wrote into")
+    if args.redraw_plots:
+        for path in redraw(args.out):
+            print(f"redrew {path}")
+    print(f"wrote {report(args)}")
+
+
 def report(args: argparse.Namespace) -> str:
     """RESULTS.md written from the tables under --out; a page that cannot be written is one
     line naming it (the tables are left as they are)."""
     try:
         return write_report(args.out, args.page)
+    except UnreadableTable as e:
+        sys.exit(f"error: {e}")
     except PageNotWritten as e:
         sys.exit(f"error: the report {e.filename} cannot be written ({e.strerror}): pass a "
-                 "--page (or --out) you can write to")
+                 "--page (or --out) you can write to" if e.errno else f"error: {e.strerror}")
 
 
 if __name__ == "__main__":
