@@ -31,6 +31,7 @@ from benchmarks.workloads import (
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.kernels import conv as conv_lib
+from jaxae.keys import SEED_RANGE
 from jaxae.training import memory
 
 MODES = ("throughput", "quality", "precision", "determinism", "matmuls")
@@ -227,6 +228,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
                      "measured: give float32 or bfloat16, or run on a GPU")
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: give 1 or more")
+    if not SEED_RANGE[0] <= args.seed <= args.seed + args.seeds - 1 <= SEED_RANGE[1]:
+        parser.error(f"--seed {args.seed} (with --seeds {args.seeds}): the seeds must lie in "
+                     f"[{SEED_RANGE[0]}, {SEED_RANGE[1]}], as a config's seed does")
     if args.checks_per_epoch < 1:
         parser.error(f"--checks-per-epoch {args.checks_per_epoch}: give 1 or more")
     if args.write and args.append:

@@ -26,7 +26,7 @@ import numpy as np
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.cli.config_flag import locate_code_names
-from jaxae.data import StreamedBatches, batches
+from jaxae.data import DataError, StreamedBatches, batches
 from jaxae.keys import derive_keys
 from jaxae.training import steps
 
@@ -75,7 +75,11 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     """get_config() of the config file at `path` (a shipped one also by its name: "test"),
     its model and task files found beside it or in the current folder, as train.py does."""
     if not path.endswith(".py") and "/" not in path:
-        return importlib.import_module(f"jaxae.configs.{path}").get_config()
+        try:
+            return importlib.import_module(f"jaxae.configs.{path}").get_config()
+        except ModuleNotFoundError:
+            raise SystemExit(f"error: {path!r} is no config file and no shipped config's name: "
+                             "give a config file, e.g. configs/test.py") from None
     spec = importlib.util.spec_from_file_location("own_loop_config", path)
     if spec is None or spec.loader is None or not os.path.isfile(path):
         raise SystemExit(f"error: config file {path!r} does not exist: give one, e.g. "
@@ -85,20 +89,32 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
         sys.path.insert(1, folder)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    if not callable(getattr(module, "get_config", None)):
+        raise SystemExit(f"error: config file {path!r} defines no get_config() returning the "
+                         "config: define one, as configs/test.py does")
     config = module.get_config()
     config_lib.fill_defaults(config)  # a section given whole: its other fields' defaults
     locate_code_names(config, path)  # a model file beside the config, as train.py finds it
     return config
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> None:
+    """The command line: one config file (or a shipped config's name); a wrong config or data
+    is one line, as train.py says it."""
     usage = "usage: python examples/own_loop.py CONFIG.py (a config file; a shipped one by name)"
-    if sys.argv[1:] in (["-h"], ["--help"]):
+    if argv in (["-h"], ["--help"]):
         print(__doc__.split("\n\n")[0] + "\n" + usage)
         sys.exit(0)
-    if len(sys.argv) != 2:
+    if len(argv) != 1:
         raise SystemExit(usage)
-    run_config = load_config_file(sys.argv[1])
-    config_lib.validate(run_config)
-    state = train(run_config)
+    try:
+        run_config = load_config_file(argv[0])
+        config_lib.validate(run_config)
+        state = train(run_config)
+    except (config_lib.ConfigError, DataError, OSError, ImportError) as e:
+        raise SystemExit(f"error: {e}") from None
     print(f"trained {int(state.step)} steps")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

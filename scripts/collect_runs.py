@@ -103,7 +103,11 @@ def newest_checkpoint(workdir: str) -> int | None:
 
 def run_row(workdir: str) -> tuple[dict[str, object], dict[str, object]]:
     """(the run's flat config, its other columns: checkpoint, eval step, figures)."""
-    config = flat(_read_json(os.path.join(workdir, CONFIG_FILE)) or {})
+    saved = _read_json(os.path.join(workdir, CONFIG_FILE))
+    if saved is None:  # its row would show every field as one the runs differ in
+        print(f"warning: {os.path.join(workdir, CONFIG_FILE)} cannot be read: its run's fields "
+              "are left empty", file=sys.stderr)
+    config = flat(saved or {})
     for field, shown in resumed_changes(workdir).items():
         config[field] = shown
     metrics = _read_json(os.path.join(workdir, EVAL_METRICS)) or {}
@@ -149,6 +153,8 @@ def _unwritable_csv(path: str) -> str | None:
     """Why a CSV file could not be written at `path` (the fix included), or None; nothing is
     written (an existing file is replaced only once the table is made)."""
     folder = os.path.dirname(os.path.abspath(path))
+    if not path:
+        return "give a file's name, e.g. sweep.csv"
     if os.path.isdir(path):
         return "it is a folder: give a file's name, e.g. sweep.csv"
     if not os.path.isdir(folder):
@@ -163,11 +169,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("paths", nargs="+", help="train.py workdirs, or folders holding them")
     parser.add_argument("--csv", help="also write the table to this CSV file")
     args = parser.parse_args(argv)
-    if args.csv and (problem := _unwritable_csv(args.csv)):  # before the table, not after
+    if args.csv is not None and (problem := _unwritable_csv(args.csv)):  # before the table
         parser.exit(1, f"error: --csv={args.csv}: {problem}\n")
     header, rows, shared = table(args.paths)
     print(markdown(header, rows, shared))
-    if args.csv:
+    if args.csv is not None:
         with open(args.csv, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(header)

@@ -153,6 +153,10 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
      "throughput, determinism, matmuls, not by precision: drop it, or add one of those modes"),
     (["--mode", "precision", "--conv", "xla"], "--conv is read by --mode throughput, matmuls"),
     (["--seed", "3"], "--seed is read by --mode quality, precision, not by throughput"),
+    (["--mode", "precision", "--seed", "-1"], "--seed -1 (with --seeds 1): the seeds must lie in "
+     "[0, 4294967295]"),  # it had been refused after the modes before it had measured
+    (["--mode", "precision", "--seed", "4294967296"], "--seed 4294967296 (with --seeds 1): the "
+     "seeds must lie in"),
     (["--batch-sizes", "8,100000"], "--batch-sizes 100000 is larger than the 60,000-image "
                                     "epoch every workload trains on: give at most 60,000"),
     (["--batch-sizes", "128,1024", "--steps-per-chunk", "100"], "--steps-per-chunk 100 is more "

@@ -63,11 +63,16 @@ def test_a_sweep_is_one_table_of_its_differing_fields_resumes_and_figures(tiny_c
     os.symlink(tmp_path, links / "up")
     assert collect_runs.workdirs([str(links), str(sweep / "s0"), str(sweep / ".." / "sweep")]) \
         == [str(links / "s0"), str(links / "s1")]
+    (sweep / "s1" / "config.json").write_text("{cut short")  # said, not a row of blanks
+    collect_runs.table([str(sweep)])
+    assert capsys.readouterr().err == (f"warning: {sweep}/s1/config.json cannot be read: its "
+                                       "run's fields are left empty\n")
     os.symlink(ROOT, links / "elsewhere")  # a link that is no run: not walked
     assert collect_runs.workdirs([str(links)]) == [str(links / "s0"), str(links / "s1")]
     for csv_path, problem in [(tmp_path / "nowhere" / "t.csv", "its folder does not exist: "
                                "create it, or give a file in an existing folder"),
-                              (links, "it is a folder: give a file's name, e.g. sweep.csv")]:
+                              (links, "it is a folder: give a file's name, e.g. sweep.csv"),
+                              ("", "give a file's name, e.g. sweep.csv")]:
         with pytest.raises(SystemExit):  # before the table: it was a traceback after it
             collect_runs.main([str(sweep), "--csv", str(csv_path)])
         assert capsys.readouterr() == ("", f"error: --csv={csv_path}: {problem}\n")

@@ -1066,6 +1066,10 @@ def test_the_mnist_subset_is_refused_as_fashion_mnist_and_never_written_over_fil
     usage = subprocess.run([*command, "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert usage.returncode == 0 and "--overwrite" in usage.stdout
     assert sorted(os.listdir(tmp_path)) == ["m5"]
+    (tmp_path / "notes.txt").write_text("")  # a file where the folder must be: one line
+    with pytest.raises(SystemExit, match=r"^error: '\S+notes.txt' cannot be written \(File "
+                                         r"exists\): give a folder you can write to$"):
+        mnist5k.main([str(tmp_path / "notes.txt")])
 
 
 def test_damaged_prepared_folder_is_one_line(tmp_path, monkeypatch) -> None:

