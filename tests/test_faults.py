@@ -402,7 +402,8 @@ def test_a_gradient_gone_to_zero_is_said_once(tiny_config, tmp_path, capsys):
     """Too large a step saturates the sigmoid outputs: the gradient is exactly 0 from then on
     and every loss stays finite, so no NaN stops the run, which had ended as if trained."""
     config = tiny_config(**{"optim.learning_rate": 1e6, "train.num_epochs": 1,
-                            "train.log_every_steps": 4})
+                            "data.train_size": 128, "data.test_size": 64,
+                            "train.log_every_steps": 2})
     train_and_evaluate(config, str(tmp_path))
     err = capsys.readouterr().err
     assert err.count("warning: the gradient is exactly 0") == 1, err
