@@ -240,6 +240,14 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
         parser.error(f"--peak-n {args.peak_n} is too small to measure a matmul peak (its "
                      "products are over before the timer resolves them, or run far from the "
                      f"peak): give {PEAK_N_LEAST} or more (default 2048 on a CPU, 8192 else)")
+    if args.peak_n is not None:  # a typo's extra digit: an out-of-memory error after compiling
+        available, where = memory.available_bytes(jax.devices()[0])
+        needed = 3 * args.peak_n ** 2 * 4  # its two float32 factors and their product
+        if available is not None and needed > available:
+            parser.error(f"--peak-n {args.peak_n}: its three {args.peak_n}x{args.peak_n} "
+                         f"float32 matrices need {needed / 2**30:,.1f} GiB, and "
+                         f"{available / 2**30:,.1f} GiB of {where} is free: give a smaller one "
+                         "(default 2048 on a CPU, 8192 else)")
     for flag, value, least in (("--chunks", args.chunks, 1),
                                ("--epochs", args.epochs, 1), ("--steps", args.steps, 1),
                                ("--background-load", args.background_load, 0)):

@@ -153,6 +153,8 @@ def test_chunk_steps_rejects_what_is_not_a_count_or_epoch(text):
      "throughput, determinism, matmuls, not by precision: drop it, or add one of those modes"),
     (["--mode", "precision", "--conv", "xla"], "--conv is read by --mode throughput, matmuls"),
     (["--seed", "3"], "--seed is read by --mode quality, precision, not by throughput"),
+    (["--peak-n", "300000"], "--peak-n 300000: its three 300000x300000 float32 matrices need "
+     "1,005.8 GiB, and "),  # it had been an out-of-memory traceback after compiling
     (["--mode", "precision", "--seed", "-1"], "--seed -1 (with --seeds 1): the seeds must lie in "
      "[0, 4294967295]"),  # it had been refused after the modes before it had measured
     (["--mode", "precision", "--seed", "4294967296"], "--seed 4294967296 (with --seeds 1): the "
