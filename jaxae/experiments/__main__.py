@@ -28,8 +28,8 @@ from jaxae.experiments.report import (
     CONFIGS_TABLE,
     PageNotWritten,
     UnreadableTable,
-    load_records,
     redraw_plots,
+    table_paths,
     write_report,
 )
 from jaxae.keys import SEED_RANGE
@@ -132,10 +132,7 @@ def context(args: argparse.Namespace) -> Context:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.name == "report":
-        try:
-            _report(args)
-        except UnreadableTable as e:
-            sys.exit(f"error: {e}")
+        _report(args)
         return
     ctx = context(args)
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
@@ -223,7 +220,7 @@ def redraw(out: str) -> list[str]:
 def _report(args: argparse.Namespace) -> None:
     """The report command: RESULTS.md from the tables under --out (their plots drawn again
     first, with --redraw-plots)."""
-    if not load_records(args.out) and not os.path.isfile(os.path.join(args.out, CONFIGS_TABLE)):
+    if not table_paths(args.out) and not os.path.isfile(os.path.join(args.out, CONFIGS_TABLE)):
         sys.exit(f"error: no experiment has written its table.json under {args.out} (nor "
                  "scripts/config_results.py its configs/table.md): run one first (python -m "
                  f"jaxae.experiments all --scale tiny --out {args.out}), or pass the --out "

@@ -27,19 +27,23 @@ TITLE = "# jaxae: experiment results"  # the first line of every page this modul
 CONFIGS_TABLE = os.path.join("configs", "table.md")  # written by scripts/config_results.py
 
 
+def table_paths(out: str) -> dict[str, str]:
+    """{name: the table.json path} of every experiment that has been run into `out`."""
+    paths = {name: os.path.join(out, name, "table.json") for name in EXPERIMENTS}
+    return {name: path for name, path in paths.items() if os.path.isfile(path)}
+
+
 def load_records(out: str) -> dict[str, dict]:
     """The table.json of every experiment that has been run into `out`, by name."""
     records = {}
-    for name in EXPERIMENTS:
-        path = os.path.join(out, name, "table.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                try:
-                    records[name] = json.load(f)
-                except ValueError as e:
-                    raise UnreadableTable(f"{path} is not a table an experiment wrote ({e}): "
-                                          f"rerun `python -m jaxae.experiments {name}` to "
-                                          "write it again") from None
+    for name, path in table_paths(out).items():
+        with open(path) as f:
+            try:
+                records[name] = json.load(f)
+            except ValueError as e:
+                raise UnreadableTable(f"{path} is not a table an experiment wrote ({e}): "
+                                      f"rerun `python -m jaxae.experiments {name}` to write it "
+                                      "again") from None
     return records
 
 

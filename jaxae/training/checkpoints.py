@@ -122,11 +122,11 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
     would have been is lost (a rerun continues from an older one, or starts again). To look
     at a folder a run is writing, pass read_only=True.
     """
-    if not read_only and (why := unsaveable_path(directory)):
-        raise CheckpointWriteError(
-            f"checkpoints saved in {os.path.abspath(directory)!r} could not be read back "
-            f"({why}): use a folder whose path has {UNSAVEABLE_FIX}")
     if not read_only:
+        if why := unsaveable_path(directory):
+            raise CheckpointWriteError(
+                f"checkpoints saved in {os.path.abspath(directory)!r} could not be read back "
+                f"({why}): use a folder whose path has {UNSAVEABLE_FIX}")
         for folder in remove_abandoned_saves(directory, None if sole_writer else save_timeout_s):
             step = os.path.basename(folder).split(".", 1)[0]
             print(f"warning: removed the unfinished save of step {step} in {directory}: the "

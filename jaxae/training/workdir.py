@@ -758,7 +758,7 @@ def check_same_data(workdir: str, data: ml_collections.ConfigDict, fingerprint: 
     path = data.get("path")
     back = f"point --config.data.path back at {saved_path!r}"
     # config.json records the path absolute
-    places_differ = _absolute_or_none(path) != _absolute_or_none(saved_path)
+    places_differ = _place(path) != _place(saved_path)
     repacked = bool(content_sha256) and recorded_content == content_sha256
     if recorded and recorded != fingerprint and not repacked:
         where = f"data.path={path!r}" if path else f"config.data ({data.name})"
@@ -773,7 +773,3 @@ def check_same_data(workdir: str, data: ml_collections.ConfigDict, fingerprint: 
             f"fingerprint of those images to check {path!r} against (it predates that "
             f"record): {back}; a run resumed there records it")
 
-
-def _absolute_or_none(path: str | None) -> str | None:
-    """A data.path as the place it names: relative paths resolved from the current folder."""
-    return os.path.abspath(path) if path else path
