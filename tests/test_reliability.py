@@ -141,6 +141,8 @@ def test_the_bar_s_images_per_second_are_timed_from_the_epoch_s_first_chunk_read
     config = ml_collections.ConfigDict({"train": {"batch_size": 4, "log_every_steps": 100}})
 
     class Bar:
+        disable = False  # on a terminal
+
         def __init__(self):
             self.done, self.shown = 0, []
 
@@ -150,7 +152,7 @@ def test_the_bar_s_images_per_second_are_timed_from_the_epoch_s_first_chunk_read
         def set_postfix(self, **values):
             self.shown.append(values)
 
-    log, bar = trainer._ChunkLog(config, None, 100, faults=None), Bar()
+    log, bar = trainer._ChunkLog(config, None, 100, 200, faults=None), Bar()
     for first in (1, 3, 5, 7):  # chunks of 2 steps, each read as the next is dispatched
         log.add(first, 2, {"loss": jnp.full(2, 0.5)}, 0, bar)
     log.flush()
@@ -161,6 +163,41 @@ def test_the_bar_s_images_per_second_are_timed_from_the_epoch_s_first_chunk_read
     log.add(9, 2, {"loss": jnp.full(2, 0.5)}, 1, other)
     log.flush()
     assert other.shown == [{"loss": "0.5000"}]
+
+
+def test_off_a_terminal_a_progress_line_says_the_rate_and_the_time_left(monkeypatch, capsys):
+    """Where the bar is off (nohup, a cluster job's log), a line on stderr at most once a
+    minute: its figures are the bar's; without it, such a log said nothing of the speed."""
+    from jaxae.training import trainer
+
+    clock = iter([0.0, 10.0, 70.0, 100.0, 131.0])  # reads of chunks 1-5
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: next(clock))
+    config = ml_collections.ConfigDict(
+        {"train": {"batch_size": 4, "log_every_steps": 100, "num_epochs": 3}})
+
+    class Bar:
+        disable = True  # tqdm's own choice where stderr is not a terminal
+
+        def update(self, count):
+            pass
+
+        def set_postfix(self, **values):
+            pass
+
+    class Writer:
+        def write(self, record):
+            pass
+
+    log, bar = trainer._ChunkLog(config, Writer(), 1000, 3000, faults=None), Bar()
+    for first in range(1, 2000, 400):  # chunks of 400 steps, 1,600 images
+        log.add(first, 400, {"loss": jnp.full(400, 0.25)}, 0, bar)
+    log.flush()
+    assert capsys.readouterr().err == (  # since the first read: 3,200 images in 70 s, 6,400
+        "epoch 1/3, step 1,200 of 3,000: loss 0.2500, 46 images/s, about 2 min 38 s left at "
+        "this rate\n"  # (3,000 - 1,200) * 4 / (3,200 / 70) s; then 61 s later, not 30
+        "epoch 1/3, step 2,000 of 3,000: loss 0.2500, 49 images/s, about 1 min 22 s left at "
+        "this rate\n")
+    assert trainer._duration(3 * 3600 + 5 * 60 + 29) == "3 h 05 min"
 
 
 @pytest.mark.parametrize("stop, code, said", [

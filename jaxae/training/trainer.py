@@ -223,17 +223,22 @@ def _chunk_end(step: int, epoch_end: int, stop_at: int, config: ml_collections.C
     return min(ends)
 
 
+OFF_TERMINAL_EVERY_S = 60.0  # off a terminal (no bar): a progress line at most this often
+
+
 class _ChunkLog:
     """Reads a dispatched chunk's metrics (after the next one is dispatched): checks that
-    every step is finite, writes the step's record at log points, updates the progress bar."""
+    every step is finite, writes the step's record at log points, updates the progress bar
+    (off a terminal, where the bar is off: a progress line on stderr now and then)."""
 
     def __init__(self, config: ml_collections.ConfigDict, writer: MetricWriter | None,
-                 steps_per_epoch: int, faults: Faults):
+                 steps_per_epoch: int, last_step: int, faults: Faults):
         self.config, self.writer, self.steps_per_epoch = config, writer, steps_per_epoch
-        self.faults = faults
+        self.last_step, self.faults = last_step, faults  # the step this process trains to
         self.pending = None
         self.warned_flat = False  # a gradient of exactly 0 is said once
         self.since: tuple[float, int, tqdm] | None = None  # (time, step, bar): the bar's first read
+        self.said_at: float | None = None  # the first read, then the last progress line
 
     def add(self, first_step: int, count: int, metrics: dict, epoch: int, bar: tqdm) -> None:
         """A dispatched chunk: `count` steps from `first_step`, their metrics' first rows."""
@@ -271,6 +276,26 @@ class _ChunkLog:
             if step > first else None
         bar.set_postfix(loss=f"{last['loss']:.4f}",
                         **({"images_per_s": f"{rate:.0f}"} if rate else {}))
+        self.said_at = now if self.said_at is None else self.said_at
+        if bar.disable and self.writer and rate and now - self.said_at >= OFF_TERMINAL_EVERY_S:
+            self.said_at = now
+            print(self._progress_line(step, epoch, last["loss"], rate), file=sys.stderr,
+                  flush=True)
+
+    def _progress_line(self, step: int, epoch: int, loss: float, rate: float) -> str:
+        """The bar's figures as one line, for a log file (nohup, a cluster job)."""
+        left = (self.last_step - step) * self.config.train.batch_size / rate
+        return (f"epoch {epoch + 1}/{self.config.train.num_epochs}, step {step:,} of "
+                f"{self.last_step:,}: loss {loss:.4f}, {rate:,.0f} images/s, about "
+                f"{_duration(left)} left at this rate")
+
+
+def _duration(seconds: float) -> str:
+    """3 h 05 min, 12 min 40 s, 45 s: a time left, to a reader's precision."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (f"{hours} h {minutes:02d} min" if hours else
+            f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
 
 
 def _local(tree):
@@ -676,7 +701,7 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
     if main and step < total_steps:  # a finished run said "nothing to train" instead
         _announce(run, state)
     stop_at = min(total_steps, train_config.stop_after_steps or total_steps)
-    log = _ChunkLog(config, writer, steps_per_epoch, faults)
+    log = _ChunkLog(config, writer, steps_per_epoch, stop_at, faults)
 
     def evaluate(epoch: int) -> None:
         """Evaluates the state at `step`, in `epoch` (1-based): a record and the hook."""
