@@ -73,21 +73,49 @@ MY_MODELS = _example("my_models.py")  # the README's model of one's own, and its
 MY_CONFIG = _example("my_config.py")
 
 
+def installed_command(name: str) -> str:
+    """The command an install of jaxae puts beside its Python (`make setup` installs it)."""
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    assert os.path.isfile(path), f"{path} is not installed: run make setup"
+    return path
+
+
+def test_the_installed_commands_are_train_py_s_and_evaluate_py_s():
+    """pyproject's [project.scripts]: an installed jaxae (no clone, no train.py) has them."""
+    import tomllib
+
+    from jaxae.cli import evaluate_command, train_command
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    assert scripts == {"jaxae-train": "jaxae.cli.train_command:main",
+                       "jaxae-evaluate": "jaxae.cli.evaluate_command:main"}
+    assert train_command.EVALUATE_COMMAND == "jaxae-evaluate"
+    assert callable(train_command.main) and callable(evaluate_command.main)
+    assert train_command.shipped_config("default") == cli.shortest_path(
+        os.path.join(ROOT, "configs", "default.py"))
+
+
 def test_a_users_model_in_their_own_file_trains_and_evaluates(fashion_tfds_dir, tmp_path):
-    """my_models.py beside my_config.py, outside the package; train.py and evaluate.py run
-    from another folder, and the pictures are titled by what the model declares."""
+    """my_models.py beside my_config.py, outside the package; the installed commands
+    (jaxae-train, then the jaxae-evaluate line it prints) run from another folder, and the
+    pictures are titled by what the model declares."""
     project = tmp_path / "project"
     project.mkdir()
     (project / "my_models.py").write_text(textwrap.dedent(MY_MODELS))
     (project / "my_config.py").write_text(textwrap.dedent(MY_CONFIG))
     workdir = str(tmp_path / "runs" / "deeper")
-    trained = run(os.path.join(ROOT, "train.py"), f"--config={project}/my_config.py",
+    trained = run(installed_command("jaxae-train"), f"--config={project}/my_config.py",
                   f"--workdir={workdir}", f"--config.data.tfds_dir={fashion_tfds_dir}",
                   cwd=str(tmp_path))
     assert trained.returncode == 0, trained.stderr[-2000:]
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["model"]["name"] == f"{project}/my_models.py:DeeperVAE"
-    evaluated = run(os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}",
+    evaluate, said_workdir = shlex.split(trained.stdout.splitlines()[-1].removeprefix(
+        "evaluate it: "))
+    assert (evaluate, said_workdir) == (installed_command("jaxae-evaluate"),
+                                        f"--workdir={workdir}")
+    evaluated = run(evaluate, f"--workdir={workdir}",
                     "--config.eval.iwae_samples=(1, 5)", "--config.eval.iwae_images=64", cwd="/")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     with open(os.path.join(workdir, "eval", "metrics.json")) as f:

@@ -10,14 +10,17 @@ signal does (`end_stopped`; a shell reports 130 or 143, and its loop or `&&` sto
 one asked for before training started (one line, nothing to save); where no stop is handled
 (evaluate.py) the signal ends the process at once, with one line.
 
-Its parts: `exits` (how the process ends: `run`, the exit codes, Orbax's writer threads),
-`signals` (a graceful stop, or an immediate one), `quiet` (Orbax's logs and leftovers),
-`arguments` (the command line read ahead of absl), `config_flag` (`--config` and its
-overrides) and `config_errors` (one line for each way a config fails to load).
+Its parts: `train_command` and `evaluate_command` (the commands `jaxae-train` and
+`jaxae-evaluate`, which a clone's train.py and evaluate.py call), `exits` (how the process
+ends: `run`, the exit codes, Orbax's writer threads), `signals` (a graceful stop, or an
+immediate one), `quiet` (Orbax's logs and leftovers), `arguments` (the command line read
+ahead of absl), `config_flag` (`--config` and its overrides) and `config_errors` (one line
+for each way a config fails to load).
 
 This package imports only absl, ml_collections and jaxae modules that themselves import only
-the standard library (`registry`, `messages`, `training.lock`), so that `train.py` can
-install its signal handlers (`GracefulStop`) before the seconds spent importing JAX.
+the standard library (`registry`, `messages`, `training.lock`), so that a command can
+install its signal handlers (`GracefulStop`) before the seconds spent importing JAX (the
+commands import the rest inside `main`).
 """
 
 from jaxae.cli.arguments import none_overrides, shortest_path, user_path
@@ -28,6 +31,7 @@ from jaxae.cli.config_flag import (
     eval_overrides,
     loaded_config,
     parse_flags,
+    use_help_of,
 )
 from jaxae.cli.exits import (
     EXIT_BROKEN_PIPE,
@@ -49,4 +53,4 @@ __all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_INTERRUPTED", "GracefulStop",
            "define_eval_overrides", "eval_overrides", "exit_now_if_stuck", "expected_errors",
            "loaded_config", "none_overrides", "parse_flags", "refuse_busy_workdir", "run",
            "shortest_path", "silence_abandoned_reads", "silence_orbax", "stop_at_once_on_signal",
-           "end_stopped", "stopped_exit_code", "user_path", "work_done"]
+           "end_stopped", "stopped_exit_code", "use_help_of", "user_path", "work_done"]

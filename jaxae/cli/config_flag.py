@@ -89,6 +89,20 @@ def default_config_note(argv: Sequence[str] | None = None) -> str | None:
     return f"no --config given: the default, --config={_DEFAULT_CONFIG[-1]}"
 
 
+def use_help_of(doc: str | None, flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """--help for a command whose flags a module of jaxae defines (`jaxae-train`, and the
+    train.py that calls it): `doc` as its text, its flags listed as the script's own (absl
+    shows __main__'s docstring and the flags its module defines)."""
+    import __main__
+
+    __main__.__doc__ = doc
+    main_module = sys.argv[0]
+    for module, defined in flag_values.flags_by_module_dict().items():
+        if module.startswith("jaxae.cli."):  # the command's flags, and --config
+            for flag in defined:
+                flag_values.register_key_flag_for_module(main_module, flag)
+
+
 def parse_flags(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
     """absl's flag parsing (app.run's flags_parser), with a wrong flag as one error line.
 
