@@ -439,8 +439,20 @@ def fill_defaults(config: ml_collections.ConfigDict) -> None:
                     config[section][field] = base[section][field]
 
 
+def require_32_bits() -> None:
+    """Raises ConfigError where this process runs JAX in 64 bits (jax_enable_x64, set by a
+    notebook's cell or JAX_ENABLE_X64): a run's programs, bits and checkpoints (an int32
+    step) are 32-bit ones, and a 64-bit run's would repeat no seeded run nor fit one."""
+    _require(not jax.config.jax_enable_x64,
+             "jax_enable_x64 is on in this process: jaxae runs in 32 bits (its seeded bits and "
+             "checkpoints are 32-bit ones); turn it off with jax.config.update("
+             "'jax_enable_x64', False), or unset JAX_ENABLE_X64")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError with a one-line message for the first field that cannot work."""
+    """Raises ConfigError with a one-line message for the first field that cannot work (and
+    where the process runs JAX in 64 bits: `require_32_bits`)."""
+    require_32_bits()
     missing = [s for s in SECTIONS if s not in config]
     _require(not missing, f"the config has no section {', '.join(missing)}: start it from "
              "jaxae.config.base_config()")

@@ -138,6 +138,19 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path):
     assert not os.path.exists(workdir)
 
 
+def test_jax_in_64_bits_is_one_line_before_anything_is_written(tmp_path, monkeypatch):
+    """JAX_ENABLE_X64 (or a notebook's jax_enable_x64): a run's int64 step fitted no 32-bit
+    checkpoint (resume and evaluate.py failed, blaming config.json) nor repeated its bits."""
+    workdir = str(tmp_path / "x64")
+    monkeypatch.setenv("JAX_ENABLE_X64", "1")
+    result = run("train.py", "--config=configs/test.py", f"--workdir={workdir}")
+    assert (result.returncode, result.stderr) == (1, (
+        "error: jax_enable_x64 is on in this process: jaxae runs in 32 bits (its seeded bits "
+        "and checkpoints are 32-bit ones); turn it off with jax.config.update("
+        "'jax_enable_x64', False), or unset JAX_ENABLE_X64\n"))
+    assert not os.path.exists(workdir)
+
+
 def test_misspelt_and_moved_config_fields_are_one_line_naming_the_right_one(tmp_path):
     workdir = str(tmp_path / "typo")
     for flag, line in [

@@ -64,6 +64,23 @@ def test_a_conv_models_size_hint_names_only_sizes_it_takes():
         assert models.build_model({"name": "conv_ae"}, image_shape=(side, side, 2)).latent_shape
 
 
+def test_jax_in_64_bits_is_refused_by_the_library_entry_points(tiny_config, tmp_path):
+    """A notebook's jax.config.update('jax_enable_x64', True): a state with an int64 step
+    fitted no checkpoint of a 32-bit run, and a run in 64 bits repeated no seeded bits."""
+    from jaxae.training.trainer import train_and_evaluate
+
+    model = models.build_model({"name": "dense_ae", "latent_dim": 2}, image_shape=(28, 28, 1))
+    jax.config.update("jax_enable_x64", True)
+    try:
+        with pytest.raises(ConfigError, match=r"^jax_enable_x64 is on in this process: "):
+            steps.create_train_state(model, optax.adam(1e-3), (28, 28, 1), jax.random.key(0))
+        with pytest.raises(ConfigError, match=r"^jax_enable_x64 is on in this process: "):
+            train_and_evaluate(tiny_config(), str(tmp_path / "run"))
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    assert not os.path.exists(tmp_path / "run")
+
+
 def test_create_train_state_takes_one_inputs_shape_not_a_batchs():
     model = models.build_model({"name": "dense_ae"}, image_shape=MNIST)
     for shape in ((8, 28, 28, 1), (28, 28)):

@@ -21,6 +21,7 @@ from flax.training import train_state
 from jax.sharding import Mesh
 
 from jaxae import losses
+from jaxae.config import require_32_bits
 from jaxae.data import batches
 from jaxae.keys import DROPOUT_STREAM, check_key
 from jaxae.models import declarations, initializers
@@ -113,6 +114,7 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
     `jaxae.build.check_model` has run (the trainer). The state holds the model's initial
     state (`model_state`) beside the parameters."""
     check_key(init_key, "create_train_state's init_key")
+    require_32_bits()  # a 64-bit step counter fits no checkpoint of a 32-bit run
     initializers.check_scheme(scheme)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
