@@ -46,6 +46,16 @@ def test_bce_with_logits_is_finite_for_saturated_logits():
     assert np.all(np.isfinite(grads))
 
 
+def test_bce_with_logits_gradient_is_sigmoid_minus_target_also_at_a_logit_of_zero():
+    """d/dl = sigmoid(l) - t, over the mean's 1/pixels; at exactly 0 it was t lower (the max's
+    gradient 0.5 there, |l|'s 1): an ESPCN's glorot init gives 0.5% of pixels logits of 0."""
+    logits = jnp.array([0.0, 0.0, 0.0, 3.0, -2.0, 0.0]).reshape(1, 1, 6, 1)
+    targets = jnp.array([0.0, 0.5, 1.0, 0.2, 0.7, 0.3]).reshape(1, 1, 6, 1)
+    grads = jax.grad(lambda z: losses.bce_with_logits(z, targets).sum())(logits)
+    np.testing.assert_allclose(grads.ravel() * 6, (jax.nn.sigmoid(logits) - targets).ravel(),
+                               atol=1e-7)
+
+
 def test_losses_are_per_image():
     logits = jnp.stack([jnp.zeros((28, 28, 1)), jnp.full((28, 28, 1), 5.0)])
     targets = jnp.ones((2, 28, 28, 1))
