@@ -55,9 +55,14 @@ class Gaussian:
 
     gaussian_scale: float = 0.1
 
+    SCALES = (1e-18, 3.4e38)  # in float32, a residual over a smaller scale, squared, is inf
+
     def __post_init__(self):
-        if not self.gaussian_scale > 0:
-            raise ValueError(f"gaussian_scale={self.gaussian_scale!r} must be > 0, e.g. 0.1")
+        low, high = self.SCALES
+        if not low <= self.gaussian_scale <= high:
+            raise ValueError(f"gaussian_scale={self.gaussian_scale!r} must be in [{low:g}, "
+                             f"{high:g}] (float32, in which training computes, overflows "
+                             "outside it), e.g. 0.1")
 
     def log_prob(self, logits: jax.Array, targets: jax.Array) -> jax.Array:
         return losses.gaussian_log_likelihood(logits, targets, self.gaussian_scale)

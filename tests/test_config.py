@@ -66,7 +66,12 @@ def test_shipped_configs_import_from_the_package_and_are_valid_and_documented(na
     ("task.noise_std", -1.0, "config.task.noise_std=-1.0 must be >= 0"),
     ("task.name", "inpaint", "config.task.name: unknown task 'inpaint'"),
     ("objective.loss", "l1", "config.objective.loss: unknown loss 'l1'"),
-    ("objective.gaussian_scale", 0.0, "config.objective.gaussian_scale=0.0 must be > 0"),
+    ("objective.gaussian_scale", 0.0, "config.objective.gaussian_scale=0.0 must be in "
+                                      "[1e-18, 3.4e+38] (float32, in which training computes, "
+                                      "overflows outside it), e.g. 0.1"),
+    ("objective.gaussian_scale", float("inf"), "config.objective.gaussian_scale=inf must be in "
+                                               "[1e-18, 3.4e+38]"),  # was -inf nats at step 1
+    ("objective.gaussian_scale", 1e-20, "config.objective.gaussian_scale=1e-20 must be in "),
     ("objective.likelihood", "poisson", "config.objective.likelihood: unknown likelihood"),
     ("objective.beta", -1.0, "config.objective.beta=-1.0 must be >= 0"),
     ("objective.beta", 1e39, "config.objective.beta=1e+39 is beyond float32's range"),

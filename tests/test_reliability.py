@@ -980,9 +980,9 @@ class Manager:
 
 @pytest.mark.parametrize("overrides, step, fix", [
     ({"optim.learning_rate": 10.0}, 7, "lower --config.optim.learning_rate (now 10)"),
-    ({"objective.likelihood": "gaussian", "objective.gaussian_scale": 1e-30}, 1,
+    ({"objective.likelihood": "gaussian", "objective.gaussian_scale": 1e-18}, 1,
      "it is not finite at the parameters this run started from, before any update, so the "
-     "learning rate is not the cause: raise --config.objective.gaussian_scale (now 1e-30)"),
+     "learning rate is not the cause: raise --config.objective.gaussian_scale (now 1e-18)"),
     ({"objective.beta": 1e30}, 1, "it is not finite at the parameters this run started "
      "from, before any update, so the learning rate is not the cause: lower "
      "--config.objective.beta (now 1e+30)"),
@@ -1018,13 +1018,13 @@ def test_a_vae_whose_likelihood_overflows_is_told_so_not_to_lower_the_learning_r
         tiny_config, tmp_path, capsys):
     config = tiny_config(**{"model": {"name": "vae", "latent_dim": 2}, "data.train_size": 64,
                             "objective.likelihood": "gaussian",
-                            "objective.gaussian_scale": 1e-30, "train.num_epochs": 1})
+                            "objective.gaussian_scale": 1e-18, "train.num_epochs": 1})
     assert cli_run(train_and_evaluate, config, str(tmp_path)) == 1
     line = one_line(capsys.readouterr().err)
     assert line.startswith("error: train_") and "inf at step 1: " in line
     assert line.endswith("(no checkpoint was written yet); it is not finite at the parameters "
                          "this run started from, before any update, so the learning rate is "
-                         "not the cause: raise --config.objective.gaussian_scale (now 1e-30)")
+                         "not the cause: raise --config.objective.gaussian_scale (now 1e-18)")
     assert not os.path.exists(tmp_path / "config.json")  # a fixed rerun is not refused
 
 
