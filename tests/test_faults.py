@@ -398,18 +398,24 @@ def test_a_numerical_fault_is_named_at_its_first_step_and_quantity(blown_up, tin
         assert (said_name, said_step) == (name, step), (blown_up[1], str(first.value))
 
 
-def test_a_gradient_gone_to_zero_is_said_once(tiny_config, tmp_path, capsys):
+def test_a_gradient_gone_to_zero_stops_the_run_as_a_nan_does(tiny_config, tmp_path, capsys):
     """Too large a step saturates the sigmoid outputs: the gradient is exactly 0 from then on
-    and every loss stays finite, so no NaN stops the run, which had ended as if trained."""
-    config = tiny_config(**{"optim.learning_rate": 1e6, "train.num_epochs": 1,
-                            "data.train_size": 128, "data.test_size": 64,
-                            "train.log_every_steps": 2})
-    train_and_evaluate(config, str(tmp_path))
-    err = capsys.readouterr().err
-    assert err.count("warning: the gradient is exactly 0") == 1, err
-    assert re.search(r"warning: the gradient is exactly 0 at step \d+: the gradient steps no "
-                     r"longer change the model \(.*\); lower --config.optim.learning_rate \(now "
-                     r"1e\+06\) and train again in a new --workdir\n", err), err
+    and every loss stays finite, so no NaN stopped the run, which ended as if trained (a
+    warning said so) while the checkpoints' rotation dropped the last good one."""
+    workdir = str(tmp_path)
+    train_and_evaluate(tiny_config(**{"train.num_epochs": 1, "train.log_every_steps": 4}),
+                       workdir)
+    capsys.readouterr()
+    config = tiny_config(**{"optim.learning_rate": 1e6, "train.num_epochs": 3,
+                            "train.log_every_steps": 4, "train.keep_checkpoints": 1})
+    assert cli_run(train_and_evaluate, config, workdir)[0] == 1
+    line = one_line(capsys.readouterr().err)
+    assert re.fullmatch(r"error: the gradient is exactly 0 at step (\d+): the steps no longer "
+                        r"change the model \(.*\); training stopped without writing a "
+                        r"checkpoint for it \(the newest checkpoint, step 16, holds the last "
+                        r"good state\); lower --config.optim.learning_rate \(now 1e\+06\)",
+                        line), line
+    assert kill_test.checkpoint_steps(workdir) == [16]  # kept, though keep_checkpoints=1
 
 
 def test_an_error_exit_finishes_the_checkpoint_being_written(tiny_config, tmp_path, capsys):

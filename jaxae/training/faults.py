@@ -28,6 +28,13 @@ def first_non_finite_step(metrics: dict[str, np.ndarray], first_step: int
     return None
 
 
+def flat_at_chunk_end(metrics: dict[str, np.ndarray]) -> bool:
+    """Whether a chunk's last step has a gradient of exactly 0 (its norm, computed at that
+    step only: steps.CHUNK_END_METRICS; False where the objective reports none)."""
+    norms = metrics.get("grad_norm")
+    return norms is not None and float(norms[-1]) == 0.0
+
+
 class Faults:
     """Turns a non-finite quantity into one FloatingPointError line: what, where, whether a
     checkpoint holds the last good state, and the config knob that can be at fault."""
@@ -70,9 +77,7 @@ class Faults:
         Training metrics of a run's first step come from the parameters it started from,
         before any update: the learning rate cannot be at fault there, the objective can.
         """
-        newest = self._newest_on_disk()
-        kept = (f"the newest checkpoint, step {newest}, holds the last good state"
-                if newest is not None else "no checkpoint was written yet")
+        kept = self._kept()
         if training and step == self.first_step:
             knobs = self._knobs(changed_only=True) or self._knobs(changed_only=False)
             fix = ("it is not finite at the parameters this run started from, before any "
@@ -84,18 +89,25 @@ class Faults:
         return FloatingPointError(f"{what} at step {step}: training stopped without writing "
                                   f"a checkpoint for it ({kept}); {fix}")
 
+    def _kept(self) -> str:
+        newest = self._newest_on_disk()
+        return (f"the newest checkpoint, step {newest}, holds the last good state"
+                if newest is not None else "no checkpoint was written yet")
+
     def _lower_learning_rate(self) -> str:
         return f"lower --config.optim.learning_rate (now {self.config.optim.learning_rate:g})"
 
-    def flat_gradient(self, step: int) -> str:
-        """The warning for a gradient exactly 0 at `step`: the gradient steps no longer change
+    def flat_gradient(self, step: int) -> FloatingPointError:
+        """The gradient exactly 0 at `step` (`flat_at_chunk_end`): the steps no longer change
         the model, and no loss turns NaN to say so (sigmoid outputs saturated by too large a
-        step keep every loss finite), so a run would end as if it had trained."""
-        cause = ("it is 0 at the initial parameters: check the model and the data" if step == 1
-                 else f"{self._lower_learning_rate()} and train again in a new --workdir")
-        return (f"warning: the gradient is exactly 0 at step {step}: the gradient steps no "
-                f"longer change the model (its outputs saturated or its units dead, as after "
-                f"too large a step); {cause}")
+        step keep every loss finite). Stopped as a NaN is: a run going on had ended as if
+        trained, its checkpoints' rotation dropping the last good one."""
+        cause = ("it is 0 at the parameters this run started from: check the model and the data"
+                 if step == self.first_step else self._lower_learning_rate())
+        return FloatingPointError(
+            f"the gradient is exactly 0 at step {step}: the steps no longer change the model "
+            "(its outputs saturated or its units dead, as after too large a step); training "
+            f"stopped without writing a checkpoint for it ({self._kept()}); {cause}")
 
     def check_evaluation(self, metrics: dict[str, float], step: int) -> None:
         for name, value in metrics.items():

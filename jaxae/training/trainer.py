@@ -45,7 +45,7 @@ from jaxae.registry import display_name
 from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, parallel, steps
 from jaxae.training.batch_sources import BatchSource, FinishedSource, ResidentSource, StreamedSource
-from jaxae.training.faults import Faults, first_non_finite_step
+from jaxae.training.faults import Faults, first_non_finite_step, flat_at_chunk_end
 from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.workdir import (
     CONFIG_FILE,
@@ -236,7 +236,6 @@ class _ChunkLog:
         self.config, self.writer, self.steps_per_epoch = config, writer, steps_per_epoch
         self.last_step, self.faults = last_step, faults  # the step this process trains to
         self.pending = None
-        self.warned_flat = False  # a gradient of exactly 0 is said once
         self.since: tuple[float, int, tqdm] | None = None  # (time, step, bar): the bar's first read
         self.said_at: float | None = None  # the first read, then the last progress line
 
@@ -255,6 +254,8 @@ class _ChunkLog:
         if fault:
             raise self.faults.error(f"train_{fault[1]} became {fault[2]}", fault[0])
         step = first_step + count - 1
+        if flat_at_chunk_end(fetched):
+            raise self.faults.flat_gradient(step)
         last = {name: float(values[-1]) for name, values in fetched.items()}
         end_of_epoch = step % self.steps_per_epoch == 0
         if self.writer and (step % self.config.train.log_every_steps == 0 or end_of_epoch):
@@ -262,9 +263,6 @@ class _ChunkLog:
             # records as an uninterrupted one (and no timings, for the same reason)
             self.writer.write({"step": step, "epoch": epoch + 1,
                                **{f"train_{k}": v for k, v in last.items()}})
-        if self.writer and last.get("grad_norm") == 0.0 and not self.warned_flat:
-            self.warned_flat = True
-            tqdm.write(self.faults.flat_gradient(step), file=sys.stderr)
         now = time.perf_counter()
         if self.since is None or self.since[2] is not bar:  # an epoch's first chunk read:
             self.since = (now, step, bar)  # its compile (and the dispatch ahead) not timed
