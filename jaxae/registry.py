@@ -168,7 +168,7 @@ def import_location(where: str, kind: str = "code") -> Any:
                 f"{kind} file {where!r} does not exist"
                 + (f" (looked for {path})" if path != where else "")
                 + (f": did you mean {named!r}?" if named else ""))
-        return _imported_file(path) or _import_file(path)
+        return _as_on_disk(_imported_file(path) or _import_file(path), path)
     try:
         return importlib.import_module(where)
     except ModuleNotFoundError as e:
@@ -296,6 +296,28 @@ def _import_file(path: str) -> Any:
     except Exception as e:  # noqa: BLE001 (the user's file may raise anything)
         del sys.modules[name]
         raise _run_error(path, e) from None
+    return module
+
+
+_RUN_SOURCES: dict[str, bytes] = {}  # {a user's file: its source as this process last ran it}
+
+
+def _as_on_disk(module: Any, path: str) -> Any:
+    """`module`, run again where its file has changed since this process ran it (a notebook
+    whose model file was edited between two trainings): otherwise a run would train the
+    class as first imported while recording the edited file's hash as its code."""
+    real = os.path.realpath(path)
+    try:
+        with open(real, "rb") as f:  # a source file: small
+            source = f.read()
+    except OSError:
+        return module
+    if _RUN_SOURCES.setdefault(real, source) != source:
+        try:
+            module.__spec__.loader.exec_module(module)  # as importlib.reload, by its path
+        except Exception as e:  # noqa: BLE001 (the user's file may raise anything)
+            raise _run_error(path, e) from None
+        _RUN_SOURCES[real] = source
     return module
 
 

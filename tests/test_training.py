@@ -662,6 +662,27 @@ def test_a_users_model_whose_own_latent_dim_the_base_config_replaces_is_told_so(
     assert state.params["encoder"]["kernel"].shape == (784, 10)  # the config's value, built
 
 
+def test_a_model_file_edited_between_two_runs_of_one_process_trains_as_edited(
+        tiny_config, tmp_path):
+    """A notebook trains, its model file is edited, it trains again: the second run trained
+    the class as first imported while environment.json recorded the edited file's hash (the
+    run could then be neither resumed nor evaluated, a mismatch blamed on config.json)."""
+    import hashlib
+
+    path = tmp_path / "edited_models.py"
+    path.write_text(tiny_model_source(28))
+    config = tiny_config(**{"model": {"name": f"{path}:Tiny", "latent_dim": 4},
+                            "train.stop_after_steps": 1})
+    first = train_and_evaluate(config, str(tmp_path / "first"))
+    assert first.params["encoder"]["kernel"].shape == (784, 4)
+    path.write_text(tiny_model_source(28).replace('name="encoder"', 'name="edited_encoder"'))
+    second = train_and_evaluate(config, str(tmp_path / "second"))
+    assert sorted(second.params) == ["decoder", "edited_encoder"]
+    with open(tmp_path / "second" / "environment.json") as f:
+        recorded = json.load(f)["code_sha256"]["model"]
+    assert recorded == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_a_model_registered_by_the_running_script_is_warned_of(monkeypatch, capsys):
     """evaluate.py, another process, cannot import a name the training script registered
     itself: the run says so before it starts, with the two ways out."""
