@@ -6,14 +6,11 @@ import math
 import textwrap
 from typing import NamedTuple
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display needed
-
-import matplotlib.lines  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.lines
+import matplotlib.ticker
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure  # not pyplot: no backend chosen, no figure kept open
 
 
 def _wrapped(title: str, inches: float, fontsize: int = 11) -> str:
@@ -83,8 +80,9 @@ def image_rows(rows: list[tuple[str, np.ndarray]], title: str, path: str) -> Non
             left = c * (width + gap)
             canvas[top:top + height, left:left + width] = _enlarged(image, height, width)
     inches = max(1.0, (width + gap) / 90), max(1.05, (height + gap) / 90)  # 100 dpi, margins
-    fig, ax = plt.subplots(figsize=(inches[0] * num_cols + 1.2,
-                                    inches[1] * canvas.shape[0] / (height + gap) + 0.6))
+    fig = Figure(figsize=(inches[0] * num_cols + 1.2,
+                          inches[1] * canvas.shape[0] / (height + gap) + 0.6))
+    ax = fig.subplots()
     _show(ax, canvas)
     ax.set_xticks([])
     ax.set_yticks([top + height / 2 for top in tops], [label for label, _ in rows],
@@ -95,7 +93,6 @@ def image_rows(rows: list[tuple[str, np.ndarray]], title: str, path: str) -> Non
     _set_title(ax, title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def manifold(images_RxCxHxWxC: np.ndarray, xs: np.ndarray, ys: np.ndarray, title: str,
@@ -104,7 +101,8 @@ def manifold(images_RxCxHxWxC: np.ndarray, xs: np.ndarray, ys: np.ndarray, title
     rows, cols, h, w, c = images_RxCxHxWxC.shape
     canvas = images_RxCxHxWxC.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
     side = min(max(8.0, cols * w / 70), 16.0)  # larger images: a larger figure, up to 16 in
-    fig, ax = plt.subplots(figsize=(side, side + 0.4))
+    fig = Figure(figsize=(side, side + 0.4))
+    ax = fig.subplots()
     _show(ax, canvas)
     ticks = np.arange(cols) * w + w / 2
     ax.set_xticks(ticks, [f"{x:.2g}" for x in xs], rotation=90, fontsize=7)
@@ -114,7 +112,6 @@ def manifold(images_RxCxHxWxC: np.ndarray, xs: np.ndarray, ys: np.ndarray, title
     _set_title(ax, title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 MARKERS = "os^Dv<>ph*"  # with many classes, shapes tell apart neighbouring colours
@@ -127,9 +124,9 @@ def class_styles(num_classes: int) -> list[tuple[tuple[float, ...], str]]:
     that hues around the colour wheel cycled with marker shapes, so no two classes share
     both."""
     if num_classes <= 20:
-        cmap = plt.get_cmap("tab10" if num_classes <= 10 else "tab20")
+        cmap = colormaps["tab10" if num_classes <= 10 else "tab20"]
         return [(cmap(c), "o") for c in range(num_classes)]
-    hues = plt.get_cmap("turbo")(np.linspace(0.05, 0.95, num_classes))
+    hues = colormaps["turbo"](np.linspace(0.05, 0.95, num_classes))
     stride = len(MARKERS)
     return [(tuple(hues[c]), MARKERS[c % stride]) for c in range(num_classes)]
 
@@ -154,9 +151,8 @@ def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tupl
     num_classes = len(class_names)
     columns = -(-num_classes // LEGEND_ROWS)
     panels = [Panel(points_Nx2, axis_names, caption)] + ([beside] if beside else [])
-    fig, axes = plt.subplots(1, len(panels), squeeze=False,
-                             figsize=(8.5 + 6.5 * (len(panels) - 1) + 1.6 * (min(columns, 4) - 1),
-                                      7))
+    fig = Figure(figsize=(8.5 + 6.5 * (len(panels) - 1) + 1.6 * (min(columns, 4) - 1), 7))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     styles = class_styles(num_classes)
     present = sorted(set(np.unique(labels).tolist()))  # classes the images lack: no entry
     for ax, panel in zip(axes[0], panels, strict=True):
@@ -189,7 +185,6 @@ def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tupl
                            loc="center left", bbox_to_anchor=(1.0, 0.5), ncol=columns)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def draw_groups(labels: np.ndarray, groups: int = 20) -> list[np.ndarray]:

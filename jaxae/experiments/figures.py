@@ -4,15 +4,11 @@ seeds, an error bar from its lowest to its highest seed."""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.container import ErrorbarContainer
+from matplotlib.figure import Figure  # not pyplot: no backend chosen, no figure kept open
 
-matplotlib.use("Agg")  # files only; no display needed
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.container import ErrorbarContainer  # noqa: E402
-
-from jaxae.experiments.render import SEED_SPREAD, seed_range  # noqa: E402
+from jaxae.experiments.render import SEED_SPREAD, seed_range
 
 COLORS = {"PCA": "tab:gray", "dense_ae": "tab:blue", "deep_ae": "tab:orange",
           "conv_ae": "tab:green", "vae": "tab:purple", "raw pixels": "black"}
@@ -40,7 +36,8 @@ def panels(count: int, title: str, scale: str, rows: int = 1, width: float = 6.0
            height: float = 4.6, seed_bars: bool = False):
     """A figure with `rows` x `count` axes (always a 2-D array) and a suptitle with the scale
     and, with `seed_bars`, what the error bars are (SEED_BARS)."""
-    fig, axes = plt.subplots(rows, count, figsize=(width * count, height * rows), squeeze=False)
+    fig = Figure(figsize=(width * count, height * rows))
+    axes = fig.subplots(rows, count, squeeze=False)
     fig.suptitle(f"{title} ({scale} scale{'; ' + SEED_BARS if seed_bars else ''})", fontsize=12)
     return fig, axes
 
@@ -127,11 +124,8 @@ def figure_legend(fig, ax, colors: dict[str, str], names: dict[str, str] | None 
     fig.set_layout_engine("tight", rect=(0, 0, 1, 0.93))
 
 
-def save(fig, path: str) -> None:
-    """Writes the figure to `path` and closes it, also where it cannot be written."""
-    try:
-        if fig.get_layout_engine() is None:
-            fig.tight_layout()
-        fig.savefig(path, dpi=110)
-    finally:
-        plt.close(fig)
+def save(fig: Figure, path: str) -> None:
+    """Writes the figure to `path`."""
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    fig.savefig(path, dpi=110)
