@@ -42,7 +42,7 @@ from jaxae.keys import derive_keys
 from jaxae.training import checkpoints, steps
 from jaxae.training.metric_writer import MetricWriter, read_metrics
 from jaxae.training.trainer import train_and_evaluate
-from jaxae.training.workdir import lock_workdir
+from jaxae.training.workdir import lock_workdir, unlock_workdir
 from tests.conftest import lines_of, one_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -637,13 +637,35 @@ def test_a_second_run_on_a_busy_workdir_is_refused_at_once(reference, kill_scrip
     try:
         code, _ = cli_run(train_and_evaluate, kill_script_config(), workdir)
     finally:
-        os.close(holder)
+        unlock_workdir(holder)
     line = one_line(capsys.readouterr().err)
     assert code == 1
     assert line == (f"error: workdir {workdir!r} is in use by another training run (pid "
                     f"{os.getpid()} on {socket.gethostname()}): wait for it to end or stop it "
                     "(SIGTERM saves a checkpoint), or pass another --workdir")
     assert without_lock(snapshot(workdir)) == without_lock(before)
+
+
+def test_a_deleted_lock_file_lets_no_second_run_in(tmp_path):
+    """rm train.lock (a stale-lock habit) while its run lives: a second run locked a new
+    file, and both wrote checkpoints and metrics.jsonl; the folder's lock still holds."""
+    from jaxae.training import lock
+    from jaxae.training.workdir import WorkdirBusy
+
+    workdir = str(tmp_path)
+    holder = lock_workdir(workdir)
+    try:
+        os.remove(os.path.join(workdir, "train.lock"))
+        said = (f"workdir {workdir!r} is in use by another training run (its train.lock was "
+                "deleted, which never goes stale: leave it be): wait for it to end or stop it "
+                "(SIGTERM saves a checkpoint), or pass another --workdir")
+        assert lock.busy(workdir) == said  # train.py's answer before it imports JAX
+        with pytest.raises(WorkdirBusy) as refused:
+            lock_workdir(workdir)
+        assert str(refused.value) == said
+    finally:
+        unlock_workdir(holder)
+    unlock_workdir(lock_workdir(workdir))  # released: free for the next run
 
 
 def test_train_py_refuses_a_busy_workdir_before_importing_jax(tmp_path):
@@ -662,7 +684,7 @@ def test_train_py_refuses_a_busy_workdir_before_importing_jax(tmp_path):
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                               cwd=ROOT, timeout=120)
     finally:
-        os.close(holder)
+        unlock_workdir(holder)
     assert done.stdout.strip() == "exit 1 False"
     assert done.stderr.strip() == (
         f"error: workdir {workdir!r} is in use by another training run (pid {os.getpid()} on "

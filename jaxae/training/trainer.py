@@ -60,6 +60,7 @@ from jaxae.training.workdir import (
     prepare_workdir,
     resume_changes,
     run_environment,
+    unlock_workdir,
     write_run_files,
 )
 
@@ -206,7 +207,7 @@ def _writer_lock(workdir: str, main: bool):
         yield
     finally:
         if fd is not None:
-            os.close(fd)  # releases the lock
+            unlock_workdir(fd)
 
 
 def _chunk_end(step: int, epoch_end: int, stop_at: int, config: ml_collections.ConfigDict,

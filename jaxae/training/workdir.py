@@ -224,9 +224,11 @@ def lock_workdir(workdir: str) -> int:
     however it ends (SIGKILL included), so it never goes stale. Raises WorkdirBusy if
     another process holds it.
 
-    The file stays: deleting it would let two processes lock two different files. Its
-    content (the holder's pid and host) only feeds the message. Not inherited by programs
-    the process starts (O_CLOEXEC).
+    The file stays; the folder is locked too (`lock.lock_folder`), so that a train.lock
+    deleted while its run lives lets no second run in (it had locked a new file, and both
+    wrote checkpoints and metrics). The file's content (the holder's pid and host) only
+    feeds the message. Not inherited by programs the process starts (O_CLOEXEC). Released by
+    `unlock_workdir`.
     """
     path = os.path.join(workdir, LOCK_FILE)
     try:
@@ -243,8 +245,26 @@ def lock_workdir(workdir: str) -> int:
                 f"cannot lock workdir {workdir!r} ({e.strerror}): use a workdir on a file "
                 "system with file locks") from None
         raise WorkdirBusy(lock.busy_message(workdir, holder)) from None
+    try:
+        folder = lock.lock_folder(workdir)
+    except BlockingIOError:
+        os.close(fd)
+        raise WorkdirBusy(lock.busy_message(workdir, lock.DELETED_LOCK)) from None
     lock.write_holder(fd)
+    if folder is not None:
+        _FOLDER_LOCKS[fd] = folder
     return fd
+
+
+_FOLDER_LOCKS: dict[int, int] = {}  # {a workdir's lock file descriptor: its folder's}
+
+
+def unlock_workdir(fd: int) -> None:
+    """Releases the lock `lock_workdir` returned `fd` for."""
+    folder = _FOLDER_LOCKS.pop(fd, None)
+    os.close(fd)
+    if folder is not None:
+        os.close(folder)
 
 
 def in_use(workdir: str) -> bool:
