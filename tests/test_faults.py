@@ -668,6 +668,22 @@ def test_a_deleted_lock_file_lets_no_second_run_in(tmp_path):
     unlock_workdir(lock_workdir(workdir))  # released: free for the next run
 
 
+def test_evaluating_a_run_that_has_saved_nothing_yet_says_so(tmp_path):
+    """A run's config.json comes with its first checkpoint: evaluate.py meanwhile said the
+    folder held no run, "train one first", which the busy workdir then refused."""
+    workdir = str(tmp_path)
+    holder = lock_workdir(workdir)
+    try:
+        with pytest.raises(FileNotFoundError) as caught:
+            evaluate_workdir(workdir)
+    finally:
+        unlock_workdir(holder)
+    assert str(caught.value) == (
+        f"{workdir!r} is a training run's (pid {os.getpid()} on {socket.gethostname()}) that "
+        "has saved no checkpoint yet: evaluate it once it has (train.checkpoint_every_epochs "
+        "or checkpoint_every_steps set when)")
+
+
 def test_train_py_refuses_a_busy_workdir_before_importing_jax(tmp_path):
     """train.py answers a workdir in use before its heavy imports: the same line as the
     trainer's, exit 1, and JAX never imported (a look at sys.modules in that process)."""

@@ -662,6 +662,11 @@ def load_run_config(workdir: str, moved_names: dict[str, str | None] | None = No
                 f"{workdir!r} holds checkpoints but no {CONFIG_FILE}, which says what model "
                 "and data they are of: put it back, or rerun the train.py command that made "
                 "them (it writes config.json again once the checkpoint it resumes fits)")
+        if in_use(workdir):  # a run starting there: its config.json comes with its first save
+            raise FileNotFoundError(
+                f"{workdir!r} is a training run's ({lock.holder_in(workdir) or 'running'}) that "
+                "has saved no checkpoint yet: evaluate it once it has "
+                "(train.checkpoint_every_epochs or checkpoint_every_steps set when)")
         raise FileNotFoundError(_no_run_here(workdir) or (
             f"{workdir!r} holds no run ({CONFIG_FILE} is missing): train one first with "
             f"python train.py --config=YOUR_CONFIG.py --workdir={workdir}"))
