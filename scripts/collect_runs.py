@@ -8,7 +8,9 @@ fields that differ between the runs are the table's first columns; those all run
 listed once under it), `resumes.jsonl` (a field a resume changed is shown as `old -> new @step`,
 config.json keeping only the last value), the newest checkpoint's step and `eval/metrics.json`
 (its test figures, and its step: an evaluation older than the newest checkpoint is marked
-stale: rerun evaluate.py). Prints a markdown table; `--csv` also writes it as CSV.
+stale: rerun evaluate.py). A run that trains now has the status `training`; one that has
+saved nothing yet (no config.json) is listed as `starting`. Prints a markdown table; `--csv`
+also writes it as CSV.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ import os
 import sys
 from collections.abc import Iterator
 
+from jaxae.training.lock import busy  # the standard library's only: nothing heavy loaded
+
 CONFIG_FILE, RESUMES_FILE, CHECKPOINTS = "config.json", "resumes.jsonl", "checkpoints"
+LOCK_FILE = "train.lock"
 EVAL_METRICS = os.path.join("eval", "metrics.json")
 
 
@@ -43,17 +48,22 @@ def workdirs(paths: list[str]) -> list[str]:
     return found
 
 
+def _is_run(path: str) -> bool:
+    """A run's folder: its config.json, or a training run starting there (none saved yet)."""
+    return os.path.isfile(os.path.join(path, CONFIG_FILE)) or busy(path) is not None
+
+
 def _runs_under(path: str) -> Iterator[str]:
-    if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+    if _is_run(path):
         yield os.path.normpath(path)
         return  # a run's own sub-folders (eval/, checkpoints/) hold no other run
     for directory, folders, files in os.walk(path):
-        if CONFIG_FILE in files:
+        if CONFIG_FILE in files or (LOCK_FILE in files and busy(directory) is not None):
             folders.clear()
             yield os.path.normpath(directory)
         for name in folders:  # a link to a run (a folder of links); links elsewhere (to a
             link = os.path.join(directory, name)  # data set, to the home folder) are not walked
-            if os.path.islink(link) and os.path.isfile(os.path.join(link, CONFIG_FILE)):
+            if os.path.islink(link) and _is_run(link):
                 yield os.path.normpath(link)
 
 
@@ -102,7 +112,10 @@ def newest_checkpoint(workdir: str) -> int | None:
 
 
 def run_row(workdir: str) -> tuple[dict[str, object], dict[str, object]]:
-    """(the run's flat config, its other columns: checkpoint, eval step, figures)."""
+    """(the run's flat config, its other columns: status, checkpoint, eval step, figures)."""
+    training = busy(workdir) is not None
+    if training and not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+        return {}, {"status": "starting (no checkpoint yet)"}
     saved = _read_json(os.path.join(workdir, CONFIG_FILE))
     if saved is None:  # its row would show every field as one the runs differ in
         print(f"warning: {os.path.join(workdir, CONFIG_FILE)} cannot be read: its run's fields "
@@ -112,7 +125,8 @@ def run_row(workdir: str) -> tuple[dict[str, object], dict[str, object]]:
         config[field] = shown
     metrics = _read_json(os.path.join(workdir, EVAL_METRICS)) or {}
     checkpoint, evaluated = newest_checkpoint(workdir), metrics.get("step")
-    other: dict[str, object] = {"checkpoint": checkpoint, "eval step": evaluated}
+    other: dict[str, object] = {"status": "training"} if training else {}
+    other |= {"checkpoint": checkpoint, "eval step": evaluated}
     if evaluated is not None and checkpoint is not None and evaluated < checkpoint:
         other["eval step"] = f"{evaluated} (stale)"
     other |= {key: value for key, value in metrics.items()
@@ -123,10 +137,10 @@ def run_row(workdir: str) -> tuple[dict[str, object], dict[str, object]]:
 def table(paths: list[str]) -> tuple[list[str], list[list[object]], dict[str, object]]:
     """(header, rows, the config fields every run shares with their value)."""
     runs = [(path, *run_row(path)) for path in workdirs(paths)]
-    fields = sorted({f for _, config, _ in runs for f in config})
-    differing = [f for f in fields
-                 if len({repr(config.get(f)) for _, config, _ in runs}) > 1]
-    shared = {f: runs[0][1].get(f) for f in fields if f not in differing}
+    configs = [config for _, config, _ in runs if config] or [{}]  # a starting run has none
+    fields = sorted({f for config in configs for f in config})
+    differing = [f for f in fields if len({repr(config.get(f)) for config in configs}) > 1]
+    shared = {f: configs[0].get(f) for f in fields if f not in differing}
     figures = list(dict.fromkeys(k for _, _, other in runs for k in other))
     header = ["run", *differing, *figures]
     rows = [[path, *(config.get(f, "") for f in differing), *(other.get(k, "") for k in figures)]

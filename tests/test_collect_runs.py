@@ -8,6 +8,7 @@ import pytest
 
 from jaxae.evaluation.evaluate import evaluate_workdir
 from jaxae.training.trainer import train_and_evaluate
+from jaxae.training.workdir import lock_workdir, unlock_workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,6 +64,19 @@ def test_a_sweep_is_one_table_of_its_differing_fields_resumes_and_figures(tiny_c
     os.symlink(tmp_path, links / "up")
     assert collect_runs.workdirs([str(links), str(sweep / "s0"), str(sweep / ".." / "sweep")]) \
         == [str(links / "s0"), str(links / "s1")]
+    # a run training now, and one starting (its folder locked, nothing saved): said so (a
+    # run half-trained looked finished, and one starting was left out)
+    (sweep / "s2").mkdir()
+    holders = [lock_workdir(str(sweep / "s1")), lock_workdir(str(sweep / "s2"))]
+    try:
+        header, rows, shared = collect_runs.table([str(sweep)])
+    finally:
+        for holder in holders:
+            unlock_workdir(holder)
+    assert [(row[0], dict(zip(header, row, strict=True))["status"]) for row in rows] == [
+        (str(sweep / "s0"), ""), (str(sweep / "s1"), "training"),
+        (str(sweep / "s2"), "starting (no checkpoint yet)")]
+    assert header[1:4] == ["optim.learning_rate", "seed", "train.num_epochs"]  # as before
     (sweep / "s1" / "config.json").write_text("{cut short")  # said, not a row of blanks
     collect_runs.table([str(sweep)])
     assert capsys.readouterr().err == (f"warning: {sweep}/s1/config.json cannot be read: its "
