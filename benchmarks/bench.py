@@ -87,6 +87,7 @@ from benchmarks.workloads import (
     first_epoch,
     matmul_precision,
 )
+from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import batches
 from jaxae.kernels import conv as conv_lib
@@ -274,9 +275,11 @@ def device_bytes_roof(cost: roofline.Cost, seconds: list[float],
 def bench_peer(python: str, script: str, model: str, batch_size: int, num_steps: int,
                chunks: int, threads: int) -> dict:
     """The peer's own step-bench of the same model, as a subprocess; its JSON result."""
-    command = [python, script, "--model", WORKLOADS[model].peer, "--mode", "step-bench",
+    workload = WORKLOADS[model]
+    command = [python, script, "--model", workload.peer, "--mode", "step-bench",
                "--batch-size", str(batch_size), "--bench-steps", str(num_steps),
-               "--bench-chunks", str(chunks), "--threads", str(threads), "--peak-n", "1024"]
+               "--bench-chunks", str(chunks), "--threads", str(threads), "--peak-n", "1024",
+               "--init", build.init_scheme(workload.config())]  # jaxae's (the same speed)
     result = peer_result(command, f"the peer's step-bench of {model} ({script})")
     rates = result["chunk_img_per_s"]
     # its median as jaxae's (`median_chunk`): of an even count, the slower of the middle two

@@ -912,10 +912,12 @@ def test_the_peer_s_rate_is_its_median_chunk_as_jaxae_s_is(monkeypatch, rates, e
     """Of an even count of chunks, the slower of the middle two, as `median_chunk` takes
     jaxae's (the peer's own median of [100, 200, 300, 400], 250, would favour it); of an odd
     count, the peer's own figure."""
-    monkeypatch.setattr(bench, "peer_result", lambda command, what: {
-        "torch": "2.13.0", "img_per_s": 250.0, "chunk_img_per_s": rates})
+    commands = []
+    monkeypatch.setattr(bench, "peer_result", lambda command, what: commands.append(command)
+                        or {"torch": "2.13.0", "img_per_s": 250.0, "chunk_img_per_s": rates})
     row = bench.bench_peer("python", "peer.py", "dense_ae", 128, 10, len(rates), 2)
     assert row["img_per_s"] == expected
+    assert commands[0][-2:] == ["--init", "glorot"]  # jaxae's workload's: the same model
     if len(rates) % 2 == 0:  # the chunk jaxae's rule picks of the same rates
         assert rates[bench.median_chunk([1 / r for r in rates])] == expected
 
