@@ -163,7 +163,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
                              "with --peer-python")
     parser.add_argument("--tfds-dir", default=None, metavar="DIR",
                         help="the TFDS data dir Fashion-MNIST is prepared in (default: "
-                             "TFDS's own); its IDX files: $JAXAE_FASHION_MNIST_DIR")
+                             "TFDS's own; the quality mode's: a fresh one each run, as the "
+                             "peer reads the IDX files each run); its IDX files: "
+                             "$JAXAE_FASHION_MNIST_DIR")
     parser.add_argument("--plot", default=None, metavar="FILE.png",
                         help="throughput: plot the achieved FLOP/s and the fraction of the "
                              "roof against FLOPs/step")

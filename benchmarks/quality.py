@@ -8,15 +8,16 @@ VAE, on test ELBO after its 10; `benchmarks.parity.PAIRINGS`), the peer trains f
 jaxae the matching config, one after the other in the same run on the same threads, each in
 a process of its own. The target is the peer's final figure, and both sides' times to it
 count from their process's start. jaxae's (`parity.run_jaxae_process`: a fresh workdir, no
-persistent compilation cache) are reported in parts: start-up (Python and the imports),
-data loading, compilation and each evaluation apart from training (`parity.Phases`). jaxae
-trains up to 2 epochs past the peer's (where the learning rate is constant) to reach it,
-and there its test figure is checked --checks-per-epoch times an epoch (default 4; each
-check is a full evaluation of the test split and its time counts): checked at epochs' ends
-only, a figure reached a few steps into an epoch would be charged the whole epoch. The
-peer's parts are its start-up and data loading (the process's wall time less its training
-and evaluation loops), its training and its evaluation. The ratio is the peer's time over
-jaxae's, both from the start and training alone.
+persistent compilation cache, and the data set prepared afresh from the IDX files the peer
+reads, unless --tfds-dir names a prepared one) are reported in parts: start-up (Python and
+the imports), data loading, compilation and each evaluation apart from training
+(`parity.Phases`). jaxae trains up to 2 epochs past the peer's (where the learning rate is
+constant) to reach it, and there its test figure is checked --checks-per-epoch times an
+epoch (default 4; each check is a full evaluation of the test split and its time counts):
+checked at epochs' ends only, a figure reached a few steps into an epoch would be charged
+the whole epoch. The peer's parts are its start-up and data loading (the process's wall time
+less its training and evaluation loops), its training and its evaluation. The ratio is the
+peer's time over jaxae's, both from the start and training alone.
 
 One seed's figures differ between the two in the 4th digit either way, so whether jaxae
 reaches the peer's figure at the peer's last epoch or one later is a matter of the draws:
