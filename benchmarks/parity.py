@@ -59,7 +59,8 @@ class Pairing:
 
     config: str  # jaxae.configs.<config> (configs/<config>.py)
     epochs: int
-    train_images: int  # each side's epoch: the whole Fashion-MNIST training split
+    train_images: int  # an epoch: the training split (jaxae: 468 full batches of 128; the
+    # peer: 469, its last of 96 images)
     peer_init: str  # the peer's --init that matches the config's init scheme
     metric: str  # jaxae's test metric (without 'test_')
     peer_metric: str  # the peer's key for the same figure
