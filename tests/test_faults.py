@@ -680,8 +680,8 @@ def test_evaluating_a_run_that_has_saved_nothing_yet_says_so(tmp_path):
         unlock_workdir(holder)
     assert str(caught.value) == (
         f"{workdir!r} is a training run's (pid {os.getpid()} on {socket.gethostname()}) that "
-        "has saved no checkpoint yet: evaluate it once it has (train.checkpoint_every_epochs "
-        "or checkpoint_every_steps set when)")
+        "has saved no checkpoint yet: evaluate it once it has saved one "
+        "(train.checkpoint_every_epochs or checkpoint_every_steps say when)")
 
 
 def test_train_py_refuses_a_busy_workdir_before_importing_jax(tmp_path):

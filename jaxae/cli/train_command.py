@@ -20,6 +20,8 @@ import shutil
 import sys
 from collections.abc import Sequence
 
+import ml_collections
+
 from jaxae import cli  # light: a signal during the imports in `main` is a stop too
 
 EVALUATE_COMMAND = "jaxae-evaluate"  # an installed jaxae's evaluate command
@@ -59,7 +61,7 @@ def main(default_config: str | None = None,
     flags.mark_flags_as_required(["workdir"])
     stopped: list[str] = []  # the stop request that ended the run before its last step
 
-    def train(config, workdir: str) -> None:
+    def train(config: ml_collections.ConfigDict, workdir: str) -> None:
         parallel.initialize_distributed()  # a no-op unless JAX_COORDINATOR_ADDRESS is set
         train_and_evaluate(config, workdir, stop_requested=stop, on_saved=stop.saved,
                            on_stopped=stopped.append)

@@ -665,8 +665,8 @@ def load_run_config(workdir: str, moved_names: dict[str, str | None] | None = No
         if in_use(workdir):  # a run starting there: its config.json comes with its first save
             raise FileNotFoundError(
                 f"{workdir!r} is a training run's ({lock.holder_in(workdir) or 'running'}) that "
-                "has saved no checkpoint yet: evaluate it once it has "
-                "(train.checkpoint_every_epochs or checkpoint_every_steps set when)")
+                "has saved no checkpoint yet: evaluate it once it has saved one "
+                "(train.checkpoint_every_epochs or checkpoint_every_steps say when)")
         raise FileNotFoundError(_no_run_here(workdir) or (
             f"{workdir!r} holds no run ({CONFIG_FILE} is missing): train one first with "
             f"python train.py --config=YOUR_CONFIG.py --workdir={workdir}"))
