@@ -4,6 +4,7 @@ import importlib
 import json
 import os
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import matplotlib.image
@@ -709,6 +710,53 @@ def test_a_model_registered_by_the_running_script_is_warned_of(monkeypatch, caps
         "evaluate.py cannot import: evaluate this run with "
         "jaxae.evaluation.evaluate.evaluate_workdir from a script that registers it, or move "
         "the model into a module file and name it 'my_models.py:script_registered_ae'\n")
+
+
+def test_a_checkpoint_that_no_longer_fits_a_script_registered_model_names_its_code(
+        tiny_config, tmp_path, monkeypatch):
+    """A notebook's model redefined with other layers, then resumed: the mismatch blamed only
+    an edited config.json (or another run's step), not the model's code, whose hash no run
+    records outside a file."""
+    from jaxae import models
+    from jaxae.training.checkpoints import CheckpointMismatch
+
+    for registry_field in ("_entries", "_origins", "_files"):  # undone after the test
+        monkeypatch.setattr(models.MODELS, registry_field,
+                            dict(getattr(models.MODELS, registry_field)))
+
+    def notebook_ae(layer: str):
+        class NotebookAE(models.Autoencoder):
+            image_shape: tuple
+            latent_dim: int = 4
+
+            @property
+            def latent_shape(self):
+                return (self.latent_dim,)
+
+            @nn.compact
+            def encode(self, x, *, labels=None):
+                return nn.Dense(self.latent_dim, name=layer)(x.reshape(x.shape[0], -1))
+
+            @nn.compact
+            def decode(self, z, *, labels=None):
+                return nn.Dense(784, name="decoder")(z).reshape(z.shape[0], 28, 28, 1)
+
+        models.register_model("notebook_ae")(NotebookAE)
+
+    notebook_ae("encoder")
+    config = tiny_config(**{"model": {"name": "notebook_ae", "latent_dim": 4},
+                            "train.stop_after_steps": 1})
+    train_and_evaluate(config, str(tmp_path))
+    notebook_ae("encoder_2")  # the cell redefined and run again
+    with pytest.raises(CheckpointMismatch) as caught:
+        train_and_evaluate(tiny_config(**{"model": {"name": "notebook_ae", "latent_dim": 4}}),
+                           str(tmp_path))
+    assert str(caught.value).endswith(
+        "the run's config.json and model code describe another model than that step's (a "
+        "config.json edited since, a step of another run's, or the code of model "
+        "'notebook_ae' changed since the run trained: only code in a file has its hash "
+        "recorded): put back the run's own config.json or code, or move that step's folder "
+        "out of the checkpoints")
 
 
 def test_more_steps_than_a_run_counts_is_one_line_before_anything_is_written(tiny_config,

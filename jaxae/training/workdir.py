@@ -510,14 +510,36 @@ def mismatch_with_code(error: CheckpointMismatch, workdir: str,
                 "have changed what a checkpoint holds: run it with the versions its "
                 "environment.json records, or train a new run in another --workdir",
                 error.fact)
+        unhashed = " and ".join(_unhashed_code(config))
         return CheckpointMismatch(
             f"{error.fact}: the run's config.json and model code describe another model than "
-            "that step's (a config.json edited since, or a step of another run's): put back "
-            "the run's own config.json, or move that step's folder out of the checkpoints",
-            error.fact)
+            "that step's (a config.json edited since, "
+            + (f"a step of another run's, or the code of {unhashed} changed since the run "
+               "trained: only code in a file has its hash recorded): put back the run's own "
+               "config.json or code" if unhashed else
+               "or a step of another run's): put back the run's own config.json")
+            + ", or move that step's folder out of the checkpoints", error.fact)
     files = "; ".join(_changed_files(config, changes, "changed since the run trained with it"))
     return CheckpointMismatch(f"{error.fact}: {files}: put back the version it trained with, "
                               "or train a new run in another --workdir", error.fact)
+
+
+def _unhashed_code(config: ml_collections.ConfigDict) -> list[str]:
+    """The config's model and task whose code neither a run's record of files (`code_files`)
+    nor jaxae's source hash covers ("model 'nb_ae'": a class a notebook or script registered,
+    or one in an installed module)."""
+    from jaxae.models import MODELS
+    from jaxae.tasks import TASKS
+
+    unhashed = []
+    for section, entries in (("model", MODELS), ("task", TASKS)):
+        name = config[section].get("name")
+        if not isinstance(name, str) or CodeName.parse(name).file is not None:
+            continue
+        where = CodeName.parse(name).where
+        if not (entries.own(name) or where == "jaxae" or where.startswith("jaxae.")):
+            unhashed.append(f"{section} {name!r}")
+    return unhashed
 
 
 def _located_names(config: ml_collections.ConfigDict) -> dict[str, str]:
