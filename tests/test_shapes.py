@@ -94,7 +94,7 @@ def test_colour_pictures_and_many_classes(tmp_path):
     names = tuple(f"class number {c}" for c in range(45))
     styles = plots.class_styles(len(names))
     assert len(set(styles)) == len(names)
-    assert plots.class_styles(10) == [(plots.plt.get_cmap("tab10")(c), "o") for c in range(10)]
+    assert plots.class_styles(10) == [(matplotlib.colormaps["tab10"](c), "o") for c in range(10)]
     rng = np.random.default_rng(0)
     path = str(tmp_path / "scatter.png")
     plots.latent_scatter(rng.normal(size=(450, 2)), np.arange(450) % 45, names, "t", path,
