@@ -75,6 +75,25 @@ def test_the_first_signal_asks_for_a_stop_the_handlers_go_with_the_block():
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_in_a_notebook_a_second_interrupt_raises_and_the_kernel_lives_on():
+    """GracefulStop(end_process=False): the second signal is a KeyboardInterrupt, as an
+    interrupt is without it (it ended the process: a notebook's kernel)."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are installed from the main thread only")
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt, match="^SIGINT received twice: stopped without a "
+                                                "checkpoint of the last steps$"):
+        with cli.GracefulStop(end_process=False) as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            deadline = time.monotonic() + 5
+            while stop() is None and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert stop() == "SIGINT"
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_a_second_signal_stops_at_once_with_one_line():
     """Wherever the main thread is (here: joining a thread, as in Orbax's wait for a save),
     the second signal ends the process with one line, killed by it."""

@@ -39,12 +39,20 @@ class GracefulStop:
     once with one line, as the signal does (`end_by_signal`), without a checkpoint of the last
     steps, nor one still being written (those on disk are complete: Orbax renames a step's
     folder only once it is written, and a half-written one is a temporary folder the next
-    start removes, saying so)."""
+    start removes, saying so).
+
+    In a notebook, `GracefulStop(end_process=False)`: the second raises KeyboardInterrupt
+    instead, as an interrupt does without it, and the kernel lives on:
+
+        with cli.GracefulStop(end_process=False) as stop:  # Interrupt: a checkpoint, a return
+            train_and_evaluate(config, workdir, stop_requested=stop)
+    """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self):
+    def __init__(self, end_process: bool = True):
         self.requested: str | None = None
+        self.end_process = end_process
         self._previous = {}
 
     def _handle(self, signum: int, frame) -> None:
@@ -52,6 +60,9 @@ class GracefulStop:
         if self.requested is None:
             self.requested = name
             return
+        if not self.end_process:
+            raise KeyboardInterrupt(f"{name} received twice: stopped without a checkpoint of "
+                                    "the last steps")
         # asked twice: stop now. Not by raising: an exception would surface anywhere in the
         # main thread (inside Orbax's wait for a save, say) as a traceback.
         twice = f"{name} received twice" if name == self.requested else \
