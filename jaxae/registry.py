@@ -19,6 +19,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -118,6 +119,9 @@ class Registry:
         names: the module's attribute, else a name the import registered (never one of
         jaxae's own entries: 'my_models.py:vae' is the file's `vae`, not jaxae's)."""
         if name in self._entries:
+            module = sys.modules.get(self.origin(name))
+            if getattr(module, "__file__", None) and not self.own(name):  # a user's module
+                _as_on_disk(module, module.__file__)  # edited since it ran: run again
             return self._entries[name]
         if ":" not in name:
             same_letters = [n for n in self._entries if n.lower() == name.lower()]
@@ -291,6 +295,8 @@ def _import_file(path: str) -> Any:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # before running it: dataclasses and pickling look it up
+    if (source := _read(path)) is not None:
+        _RUN_SOURCES[os.path.realpath(path)] = source  # as run (it may change later)
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 (the user's file may raise anything)
@@ -302,23 +308,62 @@ def _import_file(path: str) -> Any:
 _RUN_SOURCES: dict[str, bytes] = {}  # {a user's file: its source as this process last ran it}
 
 
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:  # a source file: small
+            return f.read()
+    except OSError:
+        return None
+
+
+_STARTED = time.time()  # this module's import: before any module of the user's that uses it
+
+
+def _maybe_edited_since_run(module: Any, path: str) -> bool:
+    """Whether the file at `path` may no longer be the source `module` ran, where jaxae did
+    not run it: by the size and mtime its .pyc records, or, without one (bytecode not
+    written), by a change after jaxae was imported (a module using jaxae imports it first;
+    a file written before its import is then run again once, harmlessly)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    try:
+        with open(module.__cached__, "rb") as f:
+            header = f.read(16)
+    except (AttributeError, OSError, TypeError):
+        return stat.st_mtime > _STARTED
+    flags, mtime, size = (int.from_bytes(header[i:i + 4], "little") for i in (4, 8, 12))
+    return len(header) == 16 and flags == 0 and (mtime, size) != (
+        int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF)
+
+
 def _as_on_disk(module: Any, path: str) -> Any:
     """`module`, run again where its file has changed since this process ran it (a notebook
     whose model file was edited between two trainings): otherwise a run would train the
-    class as first imported while recording the edited file's hash as its code."""
+    class as first imported while recording the edited file's hash as its code. The
+    running script (__main__) is never run again: its classes stay as first defined."""
     real = os.path.realpath(path)
-    try:
-        with open(real, "rb") as f:  # a source file: small
-            source = f.read()
-    except OSError:
+    source = _read(real)
+    spec = getattr(module, "__spec__", None)
+    if source is None or spec is None or module.__name__ == "__main__":
         return module
-    if _RUN_SOURCES.setdefault(real, source) != source:
-        try:
-            module.__spec__.loader.exec_module(module)  # as importlib.reload, by its path
-        except Exception as e:  # noqa: BLE001 (the user's file may raise anything)
-            raise _run_error(path, e) from None
-        _RUN_SOURCES[real] = source
+    ran = _RUN_SOURCES.get(real)
+    if ran == source or (ran is None and not _maybe_edited_since_run(module, real)):
+        _RUN_SOURCES[real] = source  # first seen, and not edited since it was imported
+        return module
+    try:
+        spec.loader.exec_module(module)  # as importlib.reload does, by its path
+    except Exception as e:  # noqa: BLE001 (the user's file may raise anything)
+        raise _run_error(path, e) from None
+    _RUN_SOURCES[real] = source
     return module
+
+
+def source_as_run(path: str) -> bytes | None:
+    """The source of the user's file at `path` as this process last ran it (None: not run
+    by jaxae's imports, or not seen)."""
+    return _RUN_SOURCES.get(os.path.realpath(path))
 
 
 def _importable_as(stem: str, path: str) -> bool:

@@ -3,6 +3,8 @@
 import importlib
 import json
 import os
+import sys
+import time
 
 import flax.linen as nn
 import jax
@@ -663,25 +665,59 @@ def test_a_users_model_whose_own_latent_dim_the_base_config_replaces_is_told_so(
     assert state.params["encoder"]["kernel"].shape == (784, 10)  # the config's value, built
 
 
+@pytest.mark.parametrize("how", ["by its file", "imported first", "by its short name"])
 def test_a_model_file_edited_between_two_runs_of_one_process_trains_as_edited(
-        tiny_config, tmp_path):
+        how, tiny_config, tmp_path, monkeypatch):
     """A notebook trains, its model file is edited, it trains again: the second run trained
     the class as first imported while environment.json recorded the edited file's hash (the
-    run could then be neither resumed nor evaluated, a mismatch blamed on config.json)."""
+    run could then be neither resumed nor evaluated, a mismatch blamed on config.json); also
+    where the notebook imported the file itself first, or names a class it registers."""
     import hashlib
+    import importlib
 
-    path = tmp_path / "edited_models.py"
-    path.write_text(tiny_model_source(28))
-    config = tiny_config(**{"model": {"name": f"{path}:Tiny", "latent_dim": 4},
+    from jaxae import models
+
+    for registry_field in ("_entries", "_origins", "_files"):  # undone after the test
+        monkeypatch.setattr(models.MODELS, registry_field,
+                            dict(getattr(models.MODELS, registry_field)))
+    stem = f"edited_models_{how.replace(' ', '_')}"
+    path = tmp_path / f"{stem}.py"
+    source = tiny_model_source(28, registered_as=f"{stem}_ae" if how == "by its short name"
+                               else None)
+    path.write_text(source)
+    if how != "by its file":  # the notebook's own `import edited_models`, then the edit
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.delitem(sys.modules, stem, raising=False)
+        importlib.import_module(stem)
+    name = f"{stem}_ae" if how == "by its short name" else f"{path}:Tiny"
+    config = tiny_config(**{"model": {"name": name, "latent_dim": 4},
                             "train.stop_after_steps": 1})
-    first = train_and_evaluate(config, str(tmp_path / "first"))
-    assert first.params["encoder"]["kernel"].shape == (784, 4)
-    path.write_text(tiny_model_source(28).replace('name="encoder"', 'name="edited_encoder"'))
+    if how != "imported first":  # (imported first: edited before jaxae ever used it)
+        first = train_and_evaluate(config, str(tmp_path / "first"))
+        assert first.params["encoder"]["kernel"].shape == (784, 4)
+    time.sleep(1.01)  # an edit a second later at least: the .pyc records whole seconds
+    path.write_text(source.replace('name="encoder"', 'name="edited_encoder"'))
     second = train_and_evaluate(config, str(tmp_path / "second"))
     assert sorted(second.params) == ["decoder", "edited_encoder"]
     with open(tmp_path / "second" / "environment.json") as f:
         recorded = json.load(f)["code_sha256"]["model"]
     assert recorded == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_running_script_is_never_run_again(tmp_path):
+    """A sweep script naming its own file's class, edited while it runs: it is used as first
+    defined (running __main__ again would run the sweep again; it failed with a traceback)."""
+    import types
+
+    from jaxae import registry
+
+    script = tmp_path / "sweep.py"
+    script.write_text("RAN = 1\n")
+    main = types.ModuleType("__main__")
+    main.__file__, main.__spec__ = str(script), None
+    assert registry._as_on_disk(main, str(script)) is main
+    script.write_text("raise SystemExit('ran again')\n")
+    assert registry._as_on_disk(main, str(script)) is main
 
 
 def test_a_model_registered_by_the_running_script_is_warned_of(monkeypatch, capsys):

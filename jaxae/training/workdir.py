@@ -28,7 +28,14 @@ import ml_collections
 import jaxae
 from jaxae import config as config_lib
 from jaxae.provenance import cpu_threads, git_commit, source_sha256
-from jaxae.registry import CodeName, locatable_name, missing_file, moved, same_code
+from jaxae.registry import (
+    CodeName,
+    locatable_name,
+    missing_file,
+    moved,
+    same_code,
+    source_as_run,
+)
 from jaxae.training import lock
 from jaxae.training.checkpoints import (
     CHECKPOINTS,
@@ -443,12 +450,16 @@ def code_files(config: ml_collections.ConfigDict) -> dict[str, str]:
     for code in config_lib.CODE_FIELDS:
         name = located.get(code.path, config[code.section].get(code.field))
         file = CodeName.parse(name).file if isinstance(name, str) else None
-        if file is not None:
+        if file is None:
+            continue
+        source = source_as_run(file)  # what this process ran, where it ran it
+        if source is None:
             try:
                 with open(file, "rb") as f:  # a source file: small
-                    hashes[code.registry.kind] = hashlib.sha256(f.read()).hexdigest()
+                    source = f.read()
             except OSError:
                 continue
+        hashes[code.registry.kind] = hashlib.sha256(source).hexdigest()
     return hashes
 
 
