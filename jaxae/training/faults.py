@@ -97,17 +97,37 @@ class Faults:
     def _lower_learning_rate(self) -> str:
         return f"lower --config.optim.learning_rate (now {self.config.optim.learning_rate:g})"
 
-    def flat_gradient(self, step: int) -> FloatingPointError:
-        """The gradient exactly 0 at `step` (`flat_at_chunk_end`): the steps no longer change
-        the model, and no loss turns NaN to say so (sigmoid outputs saturated by too large a
-        step keep every loss finite). Stopped as a NaN is: a run going on had ended as if
-        trained, its checkpoints' rotation dropping the last good one."""
-        cause = ("it is 0 at the parameters this run started from: check the model and the data"
-                 if step == self.first_step else self._lower_learning_rate())
+    def flat_gradient(self, step: int, last_nonzero: int | None) -> FloatingPointError:
+        """The gradient exactly 0 at `step` (`flat_at_chunk_end`), last seen nonzero at
+        `last_nonzero` in this process (None: not seen): the steps no longer change the model,
+        and no loss turns NaN to say so (sigmoid outputs saturated by too large a step keep
+        every loss finite). Stopped as a NaN is: a run going on had ended as if trained, its
+        checkpoints' rotation dropping the last good one. A checkpoint saved after the
+        gradient was last seen nonzero may hold the flat state itself: said so, with a way
+        out that does not start from it."""
+        newest = self._newest_on_disk()
+        flat = (f"the gradient is exactly 0 at step {step}: the steps no longer change the "
+                "model (its outputs saturated or its units dead, as after too large a step); "
+                "training stopped without writing a checkpoint for it")
+        if newest is None or (last_nonzero is not None and newest < last_nonzero):
+            kept = self._kept() if newest is None else \
+                f"the newest checkpoint, step {newest}, holds the last good state"
+            cause = ("it is 0 at the parameters this run started from: check the model and "
+                     "the data" if step == self.first_step and last_nonzero is None else
+                     self._lower_learning_rate())
+            return FloatingPointError(f"{flat} ({kept}); {cause}")
+        elsewhere = (f"train again in a new --workdir, or move step {newest}'s folder out of "
+                     "the checkpoints to resume from an older one")
+        if last_nonzero is None:  # resumed from it: the steps since, or it, went flat
+            return FloatingPointError(
+                f"{flat} (the newest checkpoint, step {newest}, is the state this run resumed "
+                f"from, its gradient not checked there); {self._lower_learning_rate()} and "
+                f"rerun; if the gradient is 0 again at once, that checkpoint is flat too: "
+                f"{elsewhere}")
         return FloatingPointError(
-            f"the gradient is exactly 0 at step {step}: the steps no longer change the model "
-            "(its outputs saturated or its units dead, as after too large a step); training "
-            f"stopped without writing a checkpoint for it ({self._kept()}); {cause}")
+            f"{flat} (the newest checkpoint, step {newest}, may hold a flat state too: the "
+            f"gradient was last seen nonzero at step {last_nonzero}); "
+            f"{self._lower_learning_rate()} and {elsewhere}")
 
     def check_evaluation(self, metrics: dict[str, float], step: int) -> None:
         for name, value in metrics.items():

@@ -237,6 +237,7 @@ class _ChunkLog:
         self.config, self.writer, self.steps_per_epoch = config, writer, steps_per_epoch
         self.last_step, self.faults = last_step, faults  # the step this process trains to
         self.pending = None
+        self.last_nonzero_gradient: int | None = None  # the last step it was checked at
         self.since: tuple[float, int, tqdm] | None = None  # (time, step, bar): the bar's first read
         self.said_at: float | None = None  # the first read, then the last progress line
 
@@ -256,7 +257,8 @@ class _ChunkLog:
             raise self.faults.error(f"train_{fault[1]} became {fault[2]}", fault[0])
         step = first_step + count - 1
         if flat_at_chunk_end(fetched):
-            raise self.faults.flat_gradient(step)
+            raise self.faults.flat_gradient(step, self.last_nonzero_gradient)
+        self.last_nonzero_gradient = step if "grad_norm" in fetched else None
         last = {name: float(values[-1]) for name, values in fetched.items()}
         end_of_epoch = step % self.steps_per_epoch == 0
         if self.writer and (step % self.config.train.log_every_steps == 0 or end_of_epoch):
