@@ -22,7 +22,11 @@ import os
 import sys
 from collections.abc import Iterator
 
-from jaxae.training.lock import busy  # the standard library's only: nothing heavy loaded
+try:  # the standard library's only: nothing heavy loaded
+    from jaxae.training.lock import busy
+except ImportError:  # jaxae not importable here: no run is told to be training
+    def busy(workdir: str) -> str | None:
+        return None
 
 CONFIG_FILE, RESUMES_FILE, CHECKPOINTS = "config.json", "resumes.jsonl", "checkpoints"
 LOCK_FILE = "train.lock"
@@ -49,8 +53,10 @@ def workdirs(paths: list[str]) -> list[str]:
 
 
 def _is_run(path: str) -> bool:
-    """A run's folder: its config.json, or a training run starting there (none saved yet)."""
-    return os.path.isfile(os.path.join(path, CONFIG_FILE)) or busy(path) is not None
+    """A run's folder: its config.json, or a training run starting there (its train.lock
+    held, nothing saved yet)."""
+    return os.path.isfile(os.path.join(path, CONFIG_FILE)) or (
+        os.path.isfile(os.path.join(path, LOCK_FILE)) and busy(path) is not None)
 
 
 def _runs_under(path: str) -> Iterator[str]:

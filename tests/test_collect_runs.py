@@ -1,5 +1,6 @@
 """scripts/collect_runs.py: a sweep's train.py runs in one table, read from their files."""
 
+import fcntl
 import importlib.util
 import os
 import sys
@@ -77,6 +78,12 @@ def test_a_sweep_is_one_table_of_its_differing_fields_resumes_and_figures(tiny_c
         (str(sweep / "s0"), ""), (str(sweep / "s1"), "training"),
         (str(sweep / "s2"), "starting (no checkpoint yet)")]
     assert header[1:4] == ["optim.learning_rate", "seed", "train.num_epochs"]  # as before
+    folder = os.open(sweep, os.O_RDONLY | os.O_DIRECTORY)  # `flock sweep cmd`: no run there
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        assert collect_runs.workdirs([str(sweep)]) == [str(sweep / "s0"), str(sweep / "s1")]
+    finally:
+        os.close(folder)
     (sweep / "s1" / "config.json").write_text("{cut short")  # said, not a row of blanks
     collect_runs.table([str(sweep)])
     assert capsys.readouterr().err == (f"warning: {sweep}/s1/config.json cannot be read: its "

@@ -677,9 +677,9 @@ def test_a_deleted_lock_file_lets_no_second_run_in(tmp_path):
     holder = lock_workdir(workdir)
     try:
         os.remove(os.path.join(workdir, "train.lock"))
-        said = (f"workdir {workdir!r} is in use by another training run (its train.lock was "
-                "deleted, which never goes stale: leave it be): wait for it to end or stop it "
-                "(SIGTERM saves a checkpoint), or pass another --workdir")
+        said = (f"workdir {workdir!r} is locked by another process: a training run whose "
+                "train.lock was deleted (that file never goes stale: leave it be), or a "
+                "`flock` on the folder; wait for it to end, or pass another --workdir")
         assert lock.busy(workdir) == said  # train.py's answer before it imports JAX
         with pytest.raises(WorkdirBusy) as refused:
             lock_workdir(workdir)

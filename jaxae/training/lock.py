@@ -33,7 +33,12 @@ def busy_message(workdir: str, holder: str) -> str:
             "(SIGTERM saves a checkpoint), or pass another --workdir")
 
 
-DELETED_LOCK = "its train.lock was deleted, which never goes stale: leave it be"
+def folder_busy_message(workdir: str) -> str:
+    """The one line for a workdir whose folder is locked while its lock file is free: a run
+    whose train.lock was deleted, or a lock of another program's (`flock DIR command`)."""
+    return (f"workdir {workdir!r} is locked by another process: a training run whose "
+            "train.lock was deleted (that file never goes stale: leave it be), or a `flock` "
+            "on the folder; wait for it to end, or pass another --workdir")
 
 
 def holder_of(fd: int) -> str:
@@ -65,7 +70,8 @@ def busy(workdir: str) -> str | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError as e:
             if e.errno in BUSY:
-                return busy_message(workdir, holder_in(workdir) or DELETED_LOCK)
+                return (busy_message(workdir, holder_of(fd)) if path != workdir else
+                        folder_busy_message(workdir))
         finally:
             os.close(fd)
     return None

@@ -256,7 +256,7 @@ def lock_workdir(workdir: str) -> int:
         folder = lock.lock_folder(workdir)
     except BlockingIOError:
         os.close(fd)
-        raise WorkdirBusy(lock.busy_message(workdir, lock.DELETED_LOCK)) from None
+        raise WorkdirBusy(lock.folder_busy_message(workdir)) from None
     lock.write_holder(fd)
     if folder is not None:
         _FOLDER_LOCKS[fd] = folder
