@@ -217,6 +217,17 @@ def test_off_a_terminal_a_progress_line_says_the_rate_and_the_time_left(monkeypa
         "epoch 1/3, step 2,000 of 3,000: loss 0.2500, 49 images/s, about 1 min 22 s left at "
         "this rate\n")
     assert trainer._duration(3 * 3600 + 5 * 60 + 29) == "3 h 05 min"
+    # an epoch of one chunk, evaluated at its end: timed across epochs, the evaluations left
+    # out (timed within an epoch from its first read, such a run had said nothing)
+    clock = iter([200.0, 230.0, 290.0])
+    log = trainer._ChunkLog(config, Writer(), 400, 2000, faults=None)
+    for epoch in range(3):
+        log.add(1 + 400 * epoch, 400, {"loss": jnp.full(400, 0.25)}, epoch, Bar())
+        log.flush()
+        log.set_aside(20.0)  # the epoch's evaluation
+    assert capsys.readouterr().err == (  # 3,200 images in 290 - 200 - 2 x 20 s
+        "epoch 3/3, step 1,200 of 2,000: loss 0.2500, 64 images/s, about 50 s left at this "
+        "rate\n")
 
 
 @pytest.mark.parametrize("stop, code, said", [

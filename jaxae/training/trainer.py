@@ -240,6 +240,15 @@ class _ChunkLog:
         self.last_nonzero_gradient: int | None = None  # the last step it was checked at
         self.since: tuple[float, int, tqdm] | None = None  # (time, step, bar): the bar's first read
         self.said_at: float | None = None  # the first read, then the last progress line
+        # the run's rate, for the progress line: images over the time between chunk reads
+        # (the first read's, with the compile, left out), less the time set aside meanwhile
+        self.last_read: float | None = None
+        self.trained_s, self.trained_images, self.set_aside_s = 0.0, 0, 0.0
+
+    def set_aside(self, seconds: float) -> None:
+        """Time spent since the last read on other work than training (an evaluation, a
+        checkpoint's save): left out of the run's rate."""
+        self.set_aside_s += seconds
 
     def add(self, first_step: int, count: int, metrics: dict, epoch: int, bar: tqdm) -> None:
         """A dispatched chunk: `count` steps from `first_step`, their metrics' first rows."""
@@ -277,14 +286,21 @@ class _ChunkLog:
             if step > first else None
         bar.set_postfix(loss=f"{last['loss']:.4f}",
                         **({"images_per_s": f"{rate:.0f}"} if rate else {}))
+        if self.last_read is not None:
+            self.trained_s += max(now - self.last_read - self.set_aside_s, 0.0)
+            self.trained_images += count * self.config.train.batch_size
+        self.last_read, self.set_aside_s = now, 0.0
         self.said_at = now if self.said_at is None else self.said_at
-        if bar.disable and self.writer and rate and now - self.said_at >= OFF_TERMINAL_EVERY_S:
+        if bar.disable and self.writer and self.trained_s > 0 and \
+                now - self.said_at >= OFF_TERMINAL_EVERY_S:
             self.said_at = now
-            print(self._progress_line(step, epoch, last["loss"], rate), file=sys.stderr,
-                  flush=True)
+            print(self._progress_line(step, epoch, last["loss"],
+                                      self.trained_images / self.trained_s),
+                  file=sys.stderr, flush=True)
 
     def _progress_line(self, step: int, epoch: int, loss: float, rate: float) -> str:
-        """The bar's figures as one line, for a log file (nohup, a cluster job)."""
+        """The bar's figures as one line, for a log file (nohup, a cluster job); `rate`: the
+        run's images per second of training."""
         left = (self.last_step - step) * self.config.train.batch_size / rate
         return (f"epoch {epoch + 1}/{self.config.train.num_epochs}, step {step:,} of "
                 f"{self.last_step:,}: loss {loss:.4f}, {rate:,.0f} images/s, about "
@@ -676,12 +692,14 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
         nonlocal last_saved
         if step == last_saved:
             return
+        started = time.perf_counter()
         run.run_files.write_before_first_save()  # no checkpoint is on disk without them
         try:
             checkpoints.save_state(run.manager, state, source.position(step), replace=True)
         except checkpoints.NonFinite as e:  # a parameter the metrics did not show non-finite
             raise faults.error(f"{e.leaf} became non-finite", e.step, training=False) from None
         last_saved = step
+        log.set_aside(time.perf_counter() - started)
 
     def saved_so_far(block: bool = False) -> None:
         """Raises the error of a save that failed; writes config.json once one is on disk."""
@@ -706,6 +724,7 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
 
     def evaluate(epoch: int) -> None:
         """Evaluates the state at `step`, in `epoch` (1-based): a record and the hook."""
+        started = time.perf_counter()
         evaluation = evaluate_splits(eval_step, _local(state.variables), data,
                                      config.eval.batch_size, keys.eval, floor_step, floors)
         faults.check_evaluation(evaluation, step)
@@ -715,6 +734,7 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
             writer.write({"step": step, "epoch": epoch, **evaluation, **named})
         if evaluations.hook:
             evaluations.hook(step, epoch, evaluation)
+        log.set_aside(time.perf_counter() - started)  # not training: out of its rate
 
     stopped = None
     every = train_config.checkpoint_every_steps
