@@ -12,7 +12,6 @@ import shutil
 import types
 
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.container import ErrorbarContainer
