@@ -134,7 +134,7 @@ class Registry:
         where, attribute = CodeName.parse(name)
         module = import_location(where, self.kind)
         if hasattr(module, attribute):
-            return getattr(module, attribute)
+            return _not_pythons_own(getattr(module, attribute), name, self.kind)
         origin = self.origin(attribute)  # a name the import registered, in it or below it
         if attribute in self._entries and (not self.own(attribute) or origin == module.__name__
                                            or origin.startswith(module.__name__ + ".")):
@@ -412,6 +412,20 @@ def _where(entry: Entry) -> str:
 
 def _qualname(entry: Entry) -> str:
     return str(getattr(entry, "__qualname__", entry))
+
+
+def _not_pythons_own(entry: Any, name: str, kind: str) -> Any:
+    """`entry`, unless it is a builtin or part of Python's standard library, which no model,
+    task, loss, likelihood or data set is: a run's config.json naming 'os:system' or
+    'shutil:rmtree' would otherwise have it called with the section's fields."""
+    target = getattr(entry, "func", entry)  # a partial's function
+    module = getattr(target, "__module__", None) or ""
+    if inspect.isbuiltin(target) or module.split(".")[0] in (*sys.stdlib_module_names,
+                                                              "builtins"):
+        raise RegistryError(f"{kind} {name!r} is part of Python's standard library, not a "
+                            f"{kind}: name a class or function of your own "
+                            "('path/to/file.py:Class')")
+    return entry
 
 
 def parameters(entry: Entry) -> dict[str, inspect.Parameter]:

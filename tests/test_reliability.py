@@ -1840,6 +1840,29 @@ def test_a_checkpoint_that_no_longer_fits_an_edited_model_file_names_the_file(tm
     assert evaluate.evaluate_workdir(workdir)["step"] == 3  # nothing was lost
 
 
+@pytest.mark.parametrize("section, name, fields", [
+    ("model", "os:system", {"command": "touch {marker}"}),
+    ("data", "shutil:rmtree", {"path": "{marker}"})])
+def test_a_run_folder_naming_pythons_own_functions_is_refused_before_they_run(
+        section, name, fields, tiny_config, tmp_path):
+    """A colleague's run folder whose config.json names 'os:system' (called with the model's
+    fields: a shell command ran) or 'shutil:rmtree' (with the data path): refused by name,
+    nothing called."""
+    workdir = tmp_path / "run"
+    train_and_evaluate(tiny_config(**{"train.stop_after_steps": 1}), str(workdir))
+    marker = tmp_path / "marker"
+    if section == "data":
+        marker.mkdir()
+    saved = json.loads((workdir / "config.json").read_text())
+    saved[section] = {**saved[section], "name": name,
+                      **{k: v.format(marker=marker) for k, v in fields.items()}}
+    (workdir / "config.json").write_text(json.dumps(saved))
+    with pytest.raises((config_lib.ConfigError, registry.RegistryError),
+                       match=f"{name}' is part of Python's standard library, not a "):
+        evaluate.evaluate_workdir(str(workdir))
+    assert marker.exists() == (section == "data")  # not made; not deleted
+
+
 def test_a_user_model_file_changed_since_training_is_named_on_evaluate_and_resume(
         tmp_path, capsys):
     """environment.json records the sha256 of the user's model file: a file edited (or

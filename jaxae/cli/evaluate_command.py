@@ -21,6 +21,9 @@ picture's pixel PCA is fitted on): where they moved, give --config.data.path too
 
 Ctrl-C or SIGTERM stops it at once, with one line (exit code 130 or 143): nothing is
 checkpointed, and metrics.json is written whole or not at all.
+
+The code the run's config.json names (its model's file, say) is imported and run, as training
+ran it: evaluate only runs you trust (docs/extending.md, "Trust").
 """
 
 from __future__ import annotations
