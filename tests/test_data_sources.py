@@ -128,6 +128,28 @@ def test_truncated_payload(tmp_path: Path) -> None:
     one_line_error(excinfo, str(path), "truncated", "expected 2368 bytes, got 1368", "re-download")
 
 
+def test_a_small_file_that_inflates_beyond_its_header_is_refused_from_its_header(
+        tmp_path: Path) -> None:
+    """A 100 KB .gz of 100 MB behind a header of 3 images is told too long once one byte
+    past them is read (it was inflated whole first: gigabytes for a crafted file); a header
+    whose sizes multiply past 2**64 is one line (NumPy's product wrapped to 0: a traceback)."""
+    import gzip
+    import struct
+
+    path = tmp_path / "t-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">IIII", 2051, 3, 28, 28))
+        f.write(bytes(100 * 2**20))
+    with pytest.raises(DataError) as excinfo:
+        read_idx(path)
+    one_line_error(excinfo, "too long (expected 2368 bytes, got more)", "re-download")
+    huge = tmp_path / "h-idx3-ubyte"
+    huge.write_bytes(struct.pack(">IIII", 2051, 2**31, 2**31, 4))
+    with pytest.raises(DataError) as excinfo:
+        read_idx(huge)
+    one_line_error(excinfo, "truncated (expected 18446744073709551632 bytes, got 16)")
+
+
 def test_truncated_gzip_stream(tmp_path: Path) -> None:
     """A .gz cut short (interrupted download) is reported as corrupt or truncated."""
     path = write_idx(tmp_path / "t-idx3-ubyte.gz", np.zeros((3, 28, 28)))

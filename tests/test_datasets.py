@@ -521,6 +521,21 @@ def test_folder_reads_the_lossless_formats_imagefolder_reads(tmp_path, extension
     assert read == sorted(bytes(a) for arrays in images.values() for a in arrays)
 
 
+def test_a_fifo_named_like_an_image_is_counted_among_the_other_files(tmp_path) -> None:
+    """A received folder, untarred, may hold a FIFO: opened as an image it waited for ever
+    (and a first SIGTERM could not end the wait)."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "shots" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (6, 5, 3), np.uint8)).save(
+                tmp_path / "shots" / name / f"{i}.png")
+    os.mkfifo(tmp_path / "shots" / "a" / "pipe.png")
+    data = DATASETS.get("folder")(path=str(tmp_path / "shots"), tfds_dir=str(tmp_path / "tfds"))
+    assert len(data.train_images) + len(data.test_images) == 6
+    assert "a/pipe.png" in data.source and "ignored" in data.source
+
+
 def test_two_folders_of_one_name_are_prepared_apart_and_a_second_prepare_waits(
         tmp_path, capsys) -> None:
     from jaxae.data import records

@@ -35,12 +35,13 @@ def define_config_flag(default: str | None, flag_values: flags.FlagValues = flag
 
     A misspelt override, or a config file that does not load, is one error line (file and
     line for the file's own mistakes). The config file's own folder goes on the import path
-    (as a script's does), then the current directory (as with `python -m`), so a config
-    imports the module that sits beside it from anywhere; a folder that is a package (it has
-    an __init__.py, as jaxae's configs/) is left to imports that name the package.
+    (as a script's does), and the current directory at its end (not with `python -P`), so a
+    config imports the module that sits beside it from anywhere, and a file in the current
+    directory shadows no installed module; a folder that is a package (it has an
+    __init__.py, as jaxae's configs/) is left to imports that name the package.
     """
-    if os.getcwd() not in sys.path:
-        sys.path.insert(1, os.getcwd())
+    if os.getcwd() not in sys.path and not sys.flags.safe_path:  # (python -P: not at all)
+        sys.path.append(os.getcwd())  # last: a file there shadows no module installed
     if default is not None:
         _DEFAULT_CONFIG.append(default)
     named = flag_value(sys.argv if argv is None else argv, "config") or default

@@ -55,8 +55,8 @@ def main() -> None:
     def run(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-        if os.getcwd() not in sys.path:  # a run's model may live in a module of this folder
-            sys.path.insert(1, os.getcwd())
+        if os.getcwd() not in sys.path and not sys.flags.safe_path:  # a run's model may
+            sys.path.append(os.getcwd())  # live in a module here; last: it shadows none
         from jaxae.evaluation.evaluate import eval_dir, evaluate_workdir
 
         given = flags.FLAGS

@@ -121,7 +121,8 @@ def _list_images(folder: str, root: str) -> tuple[list[str], list[str]]:
     """Return (image paths, other file paths) under `folder`, relative to `root`, sorted;
     hidden files and folders (starting with '.') are skipped. Linked folders are followed,
     as torchvision's ImageFolder follows them, each real folder read once (a link back up
-    the tree would loop)."""
+    the tree would loop). An image's name on what is no regular file (a FIFO, a device, a
+    link to nothing) counts among the other files: opening a FIFO waited for ever."""
     images, other = [], []
     seen = {os.path.realpath(folder)}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
@@ -135,8 +136,10 @@ def _list_images(folder: str, root: str) -> tuple[list[str], list[str]]:
         for name in filenames:
             if name.startswith("."):
                 continue
-            rel = os.path.relpath(os.path.join(dirpath, name), root)
-            (images if name.lower().endswith(IMAGE_EXTENSIONS) else other).append(rel)
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            is_image = name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(path)
+            (images if is_image else other).append(rel)
     return sorted(images), sorted(other)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
+import math
 import os
 import struct
+import sys
 import zlib
 from collections.abc import Callable
 
@@ -35,12 +36,24 @@ def read_stored(path: str) -> bytes:
 
 
 def _payload(path: str, data: bytes) -> bytes:
-    """Return the file's payload, gunzipped by Python's gzip when it starts with the gzip magic.
-
-    Sniffing the content (not the name) also handles TFDS's hashed download names.
-    """
+    """Return the file's payload, gunzipped when it starts with the gzip magic (sniffing the
+    content, not the name, also handles TFDS's hashed download names): at most one byte more
+    than its header declares, so a small file that inflates to gigabytes is told too long
+    from that byte, not after filling the memory."""
+    if data[:2] != GZIP_MAGIC:
+        return data
     try:
-        return gzip.decompress(data) if data[:2] == GZIP_MAGIC else data
+        inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        head = inflate.decompress(data, 4)
+        if len(head) == 4:
+            header_size = 4 + 4 * (head[3] & 0xFF)  # (the magic's last byte: the dimensions)
+            head += inflate.decompress(inflate.unconsumed_tail, header_size - 4)
+            if len(head) == header_size and int.from_bytes(head[:4], "big") in (
+                    IMAGES_MAGIC, LABELS_MAGIC):
+                shape = struct.unpack(f">{header_size // 4 - 1}I", head[4:])
+                head += inflate.decompress(inflate.unconsumed_tail,
+                                           min(math.prod(shape) + 1, sys.maxsize))
+        return head
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"IDX file {path} is corrupt or truncated ({e}): {FIX_HINT}") from None
 
@@ -70,14 +83,16 @@ def read_idx(path: str | os.PathLike[str], stored: bytes | None = None) -> np.nd
     """Read one IDX file (images magic 2051 or labels magic 2049) as a uint8 array; `stored`:
     its bytes (`read_stored`) when already read."""
     path = os.fspath(path)
-    data = _payload(path, read_stored(path) if stored is None else stored)
+    stored = read_stored(path) if stored is None else stored
+    data = _payload(path, stored)
     magic, shape = _parse_header(path, data)
     header_size = 4 + 4 * len(shape)
-    expected = header_size + int(np.prod(shape, dtype=np.int64))
+    expected = header_size + math.prod(shape)  # Python's ints: no overflow to 0
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "too long"
+        got = len(data) if len(data) < expected or stored[:2] != GZIP_MAGIC else "more"
         raise DataError(
-            f"IDX file {path} is {what} (expected {expected} bytes, got {len(data)}): {FIX_HINT}"
+            f"IDX file {path} is {what} (expected {expected} bytes, got {got}): {FIX_HINT}"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
