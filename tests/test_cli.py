@@ -138,6 +138,25 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path):
     assert not os.path.exists(workdir)
 
 
+@pytest.mark.parametrize("safe_path", [False, True])
+def test_the_current_folder_joins_the_import_path_last_and_not_under_python_p(tmp_path,
+                                                                              safe_path):
+    """A module of the current folder (a model beside the config) stays importable, but a
+    file there named like an installed module (fileinput.py in a downloaded folder) shadowed
+    it; `python -P` asks for no current folder at all."""
+    code = ("import os, sys\n"
+            "from absl import flags\n"
+            "from jaxae.cli import config_flag\n"
+            "config_flag.define_config_flag(None, flags.FlagValues(), argv=['x'])\n"
+            "print(sys.path.index(os.getcwd()) == len(sys.path) - 1 "
+            "if os.getcwd() in sys.path else 'absent')\n")
+    result = subprocess.run([sys.executable, *(["-P"] if safe_path else []), "-c", code],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == ("absent" if safe_path else "True")
+
+
 def test_jax_in_64_bits_is_one_line_before_anything_is_written(tmp_path, monkeypatch):
     """JAX_ENABLE_X64 (or a notebook's jax_enable_x64): a run's int64 step fitted no 32-bit
     checkpoint (resume and evaluate.py failed, blaming config.json) nor repeated its bits."""
