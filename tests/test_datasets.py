@@ -259,6 +259,35 @@ def test_cifar10_damaged_files_are_one_line(tmp_path) -> None:
         cifar10.read_cifar10(tmp_path / "manual")
 
 
+def test_a_cifar10_archive_member_far_larger_than_a_batch_is_refused_unread(tmp_path) -> None:
+    """A 70 KB archive whose data_batch_1 inflates to 65 MB (or gigabytes): refused from the
+    size its header gives, not read whole into memory first."""
+    write_cifar_python(tmp_path / "manual")
+    (tmp_path / "manual" / cifar10.PY_DIR / "data_batch_1").write_bytes(
+        bytes(cifar10.MAX_MEMBER_BYTES + 1))
+    archive = make_tar_gz(tmp_path / "manual" / cifar10.PY_DIR, tmp_path / "c.tar.gz")
+    with pytest.raises(DataError) as excinfo:
+        cifar10.read_cifar10(archive)
+    one_line(excinfo, f"holds {cifar10.PY_DIR}/data_batch_1 of 67,108,865 bytes, where a batch "
+                      "is about 31 MB: it is no CIFAR-10 archive")
+
+
+def test_an_npz_whose_header_claims_more_than_memory_is_one_line(tmp_path) -> None:
+    """A few hundred bytes whose array header claims a terabyte: NumPy allocates the claim
+    before reading, a MemoryError traceback."""
+    import zipfile
+
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.uint8))
+    header["shape"] = (10**12,)
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, header)
+    with zipfile.ZipFile(tmp_path / "claim.npz", "w") as z:
+        z.writestr("train_images.npy", npy.getvalue() + bytes(100))
+    with pytest.raises(DataError) as excinfo:
+        DATASETS.get("npz")(path=str(tmp_path / "claim.npz"))
+    one_line(excinfo, "holds an array larger than this machine's memory")
+
+
 def test_cifar10_read_once_gives_the_hashed_fingerprint(tmp_path) -> None:
     """An archive hashed as it is unpacked has the sha256 of the file; a batches folder read
     once has the fingerprint of hashing its files only (`fingerprint_of`)."""

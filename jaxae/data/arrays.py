@@ -161,6 +161,10 @@ def load_npz(path: str, *, image_size: int | None = None, channels: int | None =
             raise ValueError("it is a .npy file of one array, not an .npz of named arrays")
         with loaded as f:
             arrays = {key: f[key] for key in f.files}
+    except MemoryError:  # a header's claim: NumPy allocates its shape before reading
+        raise DataError(f"npz file {path} holds an array larger than this machine's memory "
+                        "(its header says so): write a smaller one, or read the data as a "
+                        "folder of images, which streams") from None
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         reason = (str(e) if "npy" in str(e) else "not an .npz archive of numeric arrays"
                   if "pickle" in str(e) else str(e))

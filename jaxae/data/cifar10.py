@@ -91,6 +91,7 @@ BIN_META = "batches.meta.txt"
 ENV_VAR = "JAXAE_CIFAR10_DIR"
 FIX_HINT = f"re-download {ARCHIVE_NAME} from {ARCHIVE_URL}"
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_MEMBER_BYTES = 64 * 2**20  # a member is read whole: a batch is about 31 MB in either format
 # The only globals a CIFAR-10 batch pickle refers to (numpy arrays, python-3 protocol-2 bytes).
 _PICKLE_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
@@ -328,6 +329,11 @@ def _read_archive(files: Cifar10Files) -> tuple[Cifar10Format, dict[str, bytes],
                     folder, _, base = member.name.lstrip("./").rpartition("/")
                     folder = folder.rpartition("/")[2]
                     if member.isfile() and base in wanted.get(folder, ()):
+                        if member.size > MAX_MEMBER_BYTES:  # read whole, it filled the memory
+                            raise DataError(
+                                f"CIFAR-10 archive {files.path} holds {member.name} of "
+                                f"{member.size:,} bytes, where a batch is about 31 MB: it is "
+                                f"no CIFAR-10 archive, {FIX_HINT}")
                         found[folder][base] = tar.extractfile(member).read()
             fingerprint = "sha256:" + archive.hexdigest()
     except DataError:
