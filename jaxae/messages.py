@@ -11,6 +11,14 @@ import traceback
 from collections.abc import Iterator
 
 
+def printable(text: str) -> str:
+    """`text` with its control characters written as escapes ('\\x1b'): a file name of a
+    received folder, quoted in a line, could otherwise move the cursor, retitle the terminal
+    or break the line in two (letters of any script stay as they are)."""
+    return "".join(c if c.isprintable() or c == " " else
+                   c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def first_line(error: BaseException | str, limit: int | None = None) -> str:
     """The first line of an error's message (or of a text), at most `limit` characters:
     what a one-line message quotes of an error whose own text runs to many lines (TFDS's,

@@ -157,6 +157,20 @@ def test_the_current_folder_joins_the_import_path_last_and_not_under_python_p(tm
     assert result.stdout.strip() == ("absent" if safe_path else "True")
 
 
+def test_a_file_name_s_control_characters_are_shown_escaped_in_an_error_line(capsys):
+    """A received folder's file named with terminal escapes: quoted raw, it retitled the
+    terminal or wiped the line; letters of any script stay as they are."""
+    from jaxae.data import DataError
+
+    def fails():
+        raise DataError("image a/\x1b]0;title\x07\x1b[2Kéß日.png cannot be read: remove it")
+
+    with pytest.raises(SystemExit):
+        cli.run(fails)
+    assert capsys.readouterr().err == (
+        "error: image a/\\x1b]0;title\\x07\\x1b[2Kéß日.png cannot be read: remove it\n")
+
+
 def test_jax_in_64_bits_is_one_line_before_anything_is_written(tmp_path, monkeypatch):
     """JAX_ENABLE_X64 (or a notebook's jax_enable_x64): a run's int64 step fitted no 32-bit
     checkpoint (resume and evaluate.py failed, blaming config.json) nor repeated its bits."""

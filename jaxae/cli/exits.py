@@ -20,7 +20,7 @@ from absl import logging
 from jaxae.cli.arguments import flag_value, user_path
 from jaxae.cli.quiet import silence_orbax
 from jaxae.cli.signals import end_by_signal, ignore_stop_signals
-from jaxae.messages import first_line
+from jaxae.messages import first_line, printable
 from jaxae.training import lock
 
 EXIT_ERROR = 1
@@ -104,7 +104,7 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False,
         _finish(finish_pending_saves)
         if os.environ.get("JAXAE_DEBUG"):
             print_traceback(e)
-        print(f"error: {e}", file=sys.stderr, flush=True)
+        print(f"error: {printable(str(e))}", file=sys.stderr, flush=True)
         if entry_point:
             exit_now_if_stuck(EXIT_ERROR)
         sys.exit(EXIT_ERROR)

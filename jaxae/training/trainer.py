@@ -40,6 +40,7 @@ from jaxae import config as config_lib
 from jaxae.data import Splits, batches
 from jaxae.evaluation.metrics import evaluate_splits
 from jaxae.keys import Keys, derive_keys
+from jaxae.messages import printable
 from jaxae.objectives import Objective
 from jaxae.registry import display_name
 from jaxae.tasks import Task
@@ -658,7 +659,7 @@ def _announce(run: _Run, state: steps.TrainState) -> None:
     code = "no code" if shape is None else "code " + "x".join(map(str, shape))
     per_epoch, total = run.steps_per_epoch, run.total_steps
     print(f"{display_name(config.model.name)} ({count:,} parameters, {code}) on "
-          f"{display_name(config.data.name)} ({data.source}): "
+          f"{display_name(config.data.name)} ({printable(data.source)}): "
           f"{len(data.train)} train / {len(data.test)} test images of "
           f"{height}x{width}x{channels}, {per_epoch} step{'s' if per_epoch != 1 else ''} per "
           f"epoch, {total} step{'s' if total != 1 else ''} in all, on {devices} "
