@@ -62,6 +62,31 @@ def test_chunks_of_any_length_give_the_same_bits(tiny_config, overrides):
         assert all(np.array_equal(a, b) for a, b in zip(finals[0], other, strict=True))
 
 
+def test_a_slow_runs_chunks_are_cut_to_a_few_seconds_with_the_same_records(tiny_config,
+                                                                           tmp_path,
+                                                                           monkeypatch):
+    """A stop waits for the chunks running: a slow model's 100-step chunks outlasted a
+    scheduler's grace period. Once the run is timed, chunks last CHUNK_SECONDS at most
+    (here a nanosecond: a step each), and metrics.jsonl is the same bytes."""
+    lengths = []
+    real = steps.make_train_chunk
+
+    def recording(*args, **kwargs):
+        chunk = real(*args, **kwargs)
+        return lambda *a: (lengths.append(int(a[-1])), chunk(*a))[1]
+
+    monkeypatch.setattr(steps, "make_train_chunk", recording)
+    config = tiny_config(**{"train.num_epochs": 4, "train.log_every_steps": 16})
+    trainer.train_and_evaluate(config, str(tmp_path / "whole"))
+    assert lengths == [16] * 4
+    lengths.clear()
+    monkeypatch.setattr(trainer, "CHUNK_SECONDS", 1e-9)
+    trainer.train_and_evaluate(config, str(tmp_path / "cut"))
+    assert lengths[:2] == [16] * 2 and set(lengths[2:]) == {1} and sum(lengths) == 64
+    assert (tmp_path / "cut" / "metrics.jsonl").read_bytes() == \
+        (tmp_path / "whole" / "metrics.jsonl").read_bytes()
+
+
 def test_a_chunk_computes_the_gradient_norm_at_its_last_step(tiny_config):
     config = tiny_config(**{"task.name": "denoise"})
     model, task, objective, fresh, arrays, order = chunk_parts(config)

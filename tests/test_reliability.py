@@ -75,6 +75,19 @@ def test_the_first_signal_asks_for_a_stop_the_handlers_go_with_the_block():
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_a_schedulers_warning_signal_asks_for_a_stop_too():
+    """SLURM's --signal=USR1@120 before the time limit: it killed the run, no checkpoint."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are installed from the main thread only")
+    with cli.GracefulStop() as stop:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while stop() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert stop() == "SIGUSR1"
+    assert cli.stopped_exit_code("SIGUSR1") == 128 + signal.SIGUSR1
+
+
 def test_in_a_notebook_a_second_interrupt_raises_and_the_kernel_lives_on():
     """GracefulStop(end_process=False): the second signal is a KeyboardInterrupt, as an
     interrupt is without it (it ended the process: a notebook's kernel)."""
@@ -109,7 +122,10 @@ def test_a_second_signal_stops_at_once_with_one_line():
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == -signal.SIGTERM
-    assert result.stderr == ("error: SIGTERM received twice: stopped at once, without a "
+    assert result.stderr == ("SIGTERM received: stopping once the steps running now are "
+                             "done, with a checkpoint (a second SIGTERM stops at once, "
+                             "without it)\n"
+                             "error: SIGTERM received twice: stopped at once, without a "
                              "checkpoint of the last steps (a save still being written is lost "
                              "too); rerun the same command to continue from the newest "
                              "complete checkpoint\n")
@@ -212,10 +228,10 @@ def test_off_a_terminal_a_progress_line_says_the_rate_and_the_time_left(monkeypa
         log.add(first, 400, {"loss": jnp.full(400, 0.25)}, 0, bar)
     log.flush()
     assert capsys.readouterr().err == (  # since the first read: 3,200 images in 70 s, 6,400
-        "epoch 1/3, step 1,200 of 3,000: loss 0.2500, 46 images/s, about 2 min 38 s left at "
-        "this rate\n"  # (3,000 - 1,200) * 4 / (3,200 / 70) s; then 61 s later, not 30
-        "epoch 1/3, step 2,000 of 3,000: loss 0.2500, 49 images/s, about 1 min 22 s left at "
-        "this rate\n")
+        "epoch 1/3, step 1,200 of 3,000: loss 0.2500, 46 images/s, 1 min 10 s in, about 2 min "
+        "38 s left at this rate\n"  # (3,000 - 1,200) * 4 / (3,200 / 70) s; then 61 s later, not 30
+        "epoch 1/3, step 2,000 of 3,000: loss 0.2500, 49 images/s, 2 min 11 s in, about 1 min "
+        "22 s left at this rate\n")
     assert trainer._duration(3 * 3600 + 5 * 60 + 29) == "3 h 05 min"
     # an epoch of one chunk, evaluated at its end: timed across epochs, the evaluations left
     # out (timed within an epoch from its first read, such a run had said nothing)
@@ -226,8 +242,8 @@ def test_off_a_terminal_a_progress_line_says_the_rate_and_the_time_left(monkeypa
         log.flush()
         log.set_aside(20.0)  # the epoch's evaluation
     assert capsys.readouterr().err == (  # 3,200 images in 290 - 200 - 2 x 20 s
-        "epoch 3/3, step 1,200 of 2,000: loss 0.2500, 64 images/s, about 50 s left at this "
-        "rate\n")
+        "epoch 3/3, step 1,200 of 2,000: loss 0.2500, 64 images/s, 1 min 30 s in, about 50 s "
+        "left at this rate\n")
 
 
 @pytest.mark.parametrize("stop, code, said", [
@@ -333,7 +349,8 @@ def test_ctrl_c_during_start_up_is_one_line_and_ends_by_the_signal(fashion_tfds_
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGINT, err  # killed by it: a shell's loop stops too
-    assert err == ""
+    assert err == ("SIGINT received: stopping once the steps running now are done, with a "
+                   "checkpoint (a second SIGINT stops at once, without it)\n")  # said at once
     assert lines_of(out) == ["SIGINT received before training started: nothing new to save; "
                              "rerun the same command to start"]
     assert not os.path.exists(workdir / "checkpoints")

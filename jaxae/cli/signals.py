@@ -34,12 +34,12 @@ def end_by_signal(signum: int) -> NoReturn:
 
 
 class GracefulStop:
-    """While installed, the first SIGTERM / SIGINT only records its name (`requested`, polled
-    by the training loop, which checkpoints and returns); a second one ends the process at
-    once with one line, as the signal does (`end_by_signal`), without a checkpoint of the last
-    steps, nor one still being written (those on disk are complete: Orbax renames a step's
-    folder only once it is written, and a half-written one is a temporary folder the next
-    start removes, saying so).
+    """While installed, the first SIGTERM / SIGINT / SIGUSR1 only records its name
+    (`requested`, polled by the training loop, which checkpoints and returns); a second one
+    ends the process at once with one line, as the signal does (`end_by_signal`), without a
+    checkpoint of the last steps, nor one still being written (those on disk are complete:
+    Orbax renames a step's folder only once it is written, and a half-written one is a
+    temporary folder the next start removes, saying so).
 
     In a notebook, `GracefulStop(end_process=False)`: the second raises KeyboardInterrupt
     instead, as an interrupt does without it, and the kernel lives on:
@@ -48,7 +48,8 @@ class GracefulStop:
             train_and_evaluate(config, workdir, stop_requested=stop)
     """
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    # SIGUSR1: a scheduler's warning before its time limit (SLURM's --signal=USR1@120)
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
     def __init__(self, end_process: bool = True):
         self.requested: str | None = None
@@ -59,6 +60,10 @@ class GracefulStop:
         name = signal.Signals(signum).name
         if self.requested is None:
             self.requested = name
+            with contextlib.suppress(OSError):  # said now: the stop waits for the steps
+                os.write(2, f"{name} received: stopping once the steps running now are done, "
+                            f"with a checkpoint (a second {name} stops at once, without "
+                            "it)\n".encode())  # running, a log said nothing meanwhile
             return
         if not self.end_process:
             raise KeyboardInterrupt(f"{name} received twice: stopped without a checkpoint of "

@@ -226,6 +226,10 @@ def _chunk_end(step: int, epoch_end: int, stop_at: int, config: ml_collections.C
 
 
 OFF_TERMINAL_EVERY_S = 60.0  # off a terminal (no bar): a progress line at most this often
+# A chunk's steps, once the run's speed is known: a stop, acted on between chunks, waits for
+# the chunk running and the one dispatched after it (a slow model's 100-step chunk outlasted
+# a scheduler's grace period). The bits do not depend on chunks' lengths.
+CHUNK_SECONDS = 5.0
 
 
 class _ChunkLog:
@@ -241,10 +245,19 @@ class _ChunkLog:
         self.last_nonzero_gradient: int | None = None  # the last step it was checked at
         self.since: tuple[float, int, tqdm] | None = None  # (time, step, bar): the bar's first read
         self.said_at: float | None = None  # the first read, then the last progress line
+        self.first_read = 0.0
         # the run's rate, for the progress line: images over the time between chunk reads
         # (the first read's, with the compile, left out), less the time set aside meanwhile
         self.last_read: float | None = None
         self.trained_s, self.trained_images, self.set_aside_s = 0.0, 0, 0.0
+
+    def steps_within(self, seconds: float) -> int | None:
+        """How many steps train in about `seconds` at the run's rate so far (at least one);
+        None before it is known."""
+        if self.trained_s <= 0:
+            return None
+        steps_per_s = self.trained_images / self.trained_s / self.config.train.batch_size
+        return max(1, int(seconds * steps_per_s))
 
     def set_aside(self, seconds: float) -> None:
         """Time spent since the last read on other work than training (an evaluation, a
@@ -291,21 +304,23 @@ class _ChunkLog:
             self.trained_s += max(now - self.last_read - self.set_aside_s, 0.0)
             self.trained_images += count * self.config.train.batch_size
         self.last_read, self.set_aside_s = now, 0.0
-        self.said_at = now if self.said_at is None else self.said_at
+        if self.said_at is None:
+            self.first_read = self.said_at = now
         if bar.disable and self.writer and self.trained_s > 0 and \
                 now - self.said_at >= OFF_TERMINAL_EVERY_S:
             self.said_at = now
             print(self._progress_line(step, epoch, last["loss"],
-                                      self.trained_images / self.trained_s),
-                  file=sys.stderr, flush=True)
+                                      self.trained_images / self.trained_s,
+                                      now - self.first_read), file=sys.stderr, flush=True)
 
-    def _progress_line(self, step: int, epoch: int, loss: float, rate: float) -> str:
+    def _progress_line(self, step: int, epoch: int, loss: float, rate: float,
+                       seconds: float) -> str:
         """The bar's figures as one line, for a log file (nohup, a cluster job); `rate`: the
-        run's images per second of training."""
+        run's images per second of training; `seconds`: since its first steps were read."""
         left = (self.last_step - step) * self.config.train.batch_size / rate
         return (f"epoch {epoch + 1}/{self.config.train.num_epochs}, step {step:,} of "
-                f"{self.last_step:,}: loss {loss:.4f}, {rate:,.0f} images/s, about "
-                f"{_duration(left)} left at this rate")
+                f"{self.last_step:,}: loss {loss:.4f}, {rate:,.0f} images/s, "
+                f"{_duration(seconds)} in, about {_duration(left)} left at this rate")
 
 
 def _duration(seconds: float) -> str:
@@ -746,7 +761,8 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
                    total=steps_per_epoch, leave=False, disable=None if main else True)
         while step < epoch_end and not (stopped := run.stop_requested()):
             end = min(_chunk_end(step, epoch_end, stop_at, config, evaluations.next_after(step)),
-                      step + max_steps)  # a streamed chunk within the memory budget
+                      step + max_steps,  # a streamed chunk within the memory budget
+                      step + (log.steps_within(CHUNK_SECONDS) or max_steps))
             arrays, order, first_index = source.chunk(step, end - step)
             state, metrics = train_chunk(state, arrays, order, first_index, train_key,
                                          end - step)
