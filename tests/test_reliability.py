@@ -1861,12 +1861,19 @@ def test_a_checkpoint_that_no_longer_fits_an_edited_model_file_names_the_file(tm
     ("model", "os:system", {"command": "touch {marker}"}),
     ("data", "shutil:rmtree", {"path": "{marker}"})])
 def test_a_run_folder_naming_pythons_own_functions_is_refused_before_they_run(
-        section, name, fields, tiny_config, tmp_path):
+        section, name, fields, tiny_config, tmp_path, monkeypatch, capsys):
     """A colleague's run folder whose config.json names 'os:system' (called with the model's
     fields: a shell command ran) or 'shutil:rmtree' (with the data path): refused by name,
-    nothing called."""
+    nothing called. (Evaluated as it is, the run is said to be unfinished: a job evaluating
+    after a time limit had no word of it.)"""
     workdir = tmp_path / "run"
     train_and_evaluate(tiny_config(**{"train.stop_after_steps": 1}), str(workdir))
+    with monkeypatch.context() as patched:
+        patched.setattr(evaluate, "evaluate_state", lambda *args, **kwargs: {})
+        capsys.readouterr()
+        evaluate.evaluate_workdir(str(workdir))
+        assert capsys.readouterr().out == (f"evaluating the checkpoint at step 1 of {workdir} "
+                                           "(its training is not finished: step 1 of 32)\n")
     marker = tmp_path / "marker"
     if section == "data":
         marker.mkdir()

@@ -21,6 +21,7 @@ from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import DataError
 from jaxae.data.arrays import load_npz
+from jaxae.data.batches import steps_per_epoch
 from jaxae.data.dataset import ONE_CLASS
 from jaxae.data.folder import load_folder
 from jaxae.data.splits import Split, Splits, binarized, spread_sample
@@ -298,9 +299,12 @@ def evaluate_workdir(workdir: str, step: int | None = None,
         _writable_out_dir(out_dir)
         run = _restore_run(config, workdir, manager, step)
         data = run.data if images is None else other_images(images, run)
+        planned = steps_per_epoch(len(run.data.train), run.config.train.batch_size) \
+            * run.config.train.num_epochs
         print(f"evaluating the checkpoint at step {run.step} of {workdir}"
-              + (f" on the {len(data.test):,} images at {images}" if images else ""),
-              flush=True)
+              + (f" on the {len(data.test):,} images at {images}" if images else "")
+              + (f" (its training is not finished: step {run.step:,} of {planned:,})"
+                 if run.step < planned else ""), flush=True)
         return evaluate_state(run.config, run.model, run.task, run.objective, run.variables,
                               data, run.step, out_dir, images=images)
     except BaseException:
