@@ -6,7 +6,6 @@ import os
 import sys
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import matplotlib.image
@@ -760,24 +759,9 @@ def test_a_checkpoint_that_no_longer_fits_a_script_registered_model_names_its_co
         monkeypatch.setattr(models.MODELS, registry_field,
                             dict(getattr(models.MODELS, registry_field)))
 
-    def notebook_ae(layer: str):
-        class NotebookAE(models.Autoencoder):
-            image_shape: tuple
-            latent_dim: int = 4
-
-            @property
-            def latent_shape(self):
-                return (self.latent_dim,)
-
-            @nn.compact
-            def encode(self, x, *, labels=None):
-                return nn.Dense(self.latent_dim, name=layer)(x.reshape(x.shape[0], -1))
-
-            @nn.compact
-            def decode(self, z, *, labels=None):
-                return nn.Dense(784, name="decoder")(z).reshape(z.shape[0], 28, 28, 1)
-
-        models.register_model("notebook_ae")(NotebookAE)
+    def notebook_ae(layer: str):  # a notebook cell defining and registering a model
+        cell = tiny_model_source(28, registered_as="notebook_ae")
+        exec(cell.replace('name="encoder"', f'name="{layer}"'), {"__name__": "__main__"})
 
     notebook_ae("encoder")
     config = tiny_config(**{"model": {"name": "notebook_ae", "latent_dim": 4},
