@@ -78,16 +78,21 @@ class Registry:
 
         def add(entry: Entry) -> Entry:
             file = _source_file(entry)  # now: a module of the same name may replace it later
+            origin = sys._getframe(1).f_globals.get("__name__", "")
+            if origin_file := getattr(sys.modules.get(origin), "__file__", None):
+                _remember_run_source(origin_file)  # the source running now, registering it
             if name in self._entries and not (self._entries[name] is entry or (
                     _qualname(self._entries[name]) == _qualname(entry)
-                    and self._files.get(name) == file)):
+                    and self._files.get(name) == file) or (  # (a partial: its qualname
+                    self._origins.get(name) == origin and self._files.get(name) == file)):
+                # differs from run to run; the same module again is the same definition)
                 raise RegistryError(f"a {self.kind} named {name!r} is registered already "
                                     f"({_where(self._entries[name])}): register yours under "
                                     "another name, or name it by its file "
                                     "('path/to/file.py:Class' needs no registration)")
             self._entries[name] = entry
             self._files[name] = file
-            self._origins[name] = sys._getframe(1).f_globals.get("__name__", "")
+            self._origins[name] = origin
             return entry
 
         return add
@@ -134,7 +139,7 @@ class Registry:
         where, attribute = CodeName.parse(name)
         module = import_location(where, self.kind)
         if hasattr(module, attribute):
-            return _not_pythons_own(getattr(module, attribute), name, self.kind)
+            return _not_pythons_own(getattr(module, attribute), where, name, self.kind)
         origin = self.origin(attribute)  # a name the import registered, in it or below it
         if attribute in self._entries and (not self.own(attribute) or origin == module.__name__
                                            or origin.startswith(module.__name__ + ".")):
@@ -319,20 +324,30 @@ def _read(path: str) -> bytes | None:
 _STARTED = time.time()  # this module's import: before any module of the user's that uses it
 
 
+def _remember_run_source(path: str) -> None:
+    """Records the source of a user's module as it runs (it registers an entry now), if no
+    run of it is recorded yet."""
+    real = os.path.realpath(path)
+    if real.endswith(".py") and real not in _RUN_SOURCES and (source := _read(real)):
+        _RUN_SOURCES[real] = source
+
+
 def _maybe_edited_since_run(module: Any, path: str) -> bool:
-    """Whether the file at `path` may no longer be the source `module` ran, where jaxae did
-    not run it: by the size and mtime its .pyc records, or, without one (bytecode not
-    written), by a change after jaxae was imported (a module using jaxae imports it first;
-    a file written before its import is then run again once, harmlessly)."""
+    """Whether the file at `path` may no longer be the source `module` ran, where jaxae saw
+    it run neither by importing it nor by its registering an entry: changed after jaxae was
+    imported (a module using jaxae imports it first; a file written after that and then
+    imported is run again once, harmlessly), or other than its .pyc records."""
     try:
         stat = os.stat(path)
     except OSError:
         return False
+    if stat.st_mtime > _STARTED:  # (a .pyc another process rewrote since would hide it)
+        return True
     try:
         with open(module.__cached__, "rb") as f:
             header = f.read(16)
     except (AttributeError, OSError, TypeError):
-        return stat.st_mtime > _STARTED
+        return False
     flags, mtime, size = (int.from_bytes(header[i:i + 4], "little") for i in (4, 8, 12))
     return len(header) == 16 and flags == 0 and (mtime, size) != (
         int(stat.st_mtime) & 0xFFFFFFFF, stat.st_size & 0xFFFFFFFF)
@@ -344,9 +359,11 @@ def _as_on_disk(module: Any, path: str) -> Any:
     class as first imported while recording the edited file's hash as its code. The
     running script (__main__) is never run again: its classes stay as first defined."""
     real = os.path.realpath(path)
-    source = _read(real)
     spec = getattr(module, "__spec__", None)
-    if source is None or spec is None or module.__name__ == "__main__":
+    if not real.endswith(".py") or spec is None or module.__name__ == "__main__":
+        return module  # (a .pyc alone, an extension: not a source to compare)
+    source = _read(real)
+    if source is None:
         return module
     ran = _RUN_SOURCES.get(real)
     if ran == source or (ran is None and not _maybe_edited_since_run(module, real)):
@@ -414,14 +431,13 @@ def _qualname(entry: Entry) -> str:
     return str(getattr(entry, "__qualname__", entry))
 
 
-def _not_pythons_own(entry: Any, name: str, kind: str) -> Any:
-    """`entry`, unless it is a builtin or part of Python's standard library, which no model,
-    task, loss, likelihood or data set is: a run's config.json naming 'os:system' or
-    'shutil:rmtree' would otherwise have it called with the section's fields."""
-    target = getattr(entry, "func", entry)  # a partial's function
-    module = getattr(target, "__module__", None) or ""
-    if inspect.isbuiltin(target) or module.split(".")[0] in (*sys.stdlib_module_names,
-                                                              "builtins"):
+def _not_pythons_own(entry: Any, where: str, name: str, kind: str) -> Any:
+    """`entry`, unless the module named (`where`) is Python's standard library or builtins,
+    which hold no model, task, loss, likelihood or data set: a run's config.json naming
+    'os:system' or 'shutil:rmtree' would otherwise have it called with the section's fields.
+    (A file or module of the user's is the user's code, whatever it holds.)"""
+    top = where.split(".")[0]
+    if not where.endswith(".py") and top in (*sys.stdlib_module_names, "builtins"):
         raise RegistryError(f"{kind} {name!r} is part of Python's standard library, not a "
                             f"{kind}: name a class or function of your own "
                             "('path/to/file.py:Class')")

@@ -703,6 +703,41 @@ def test_a_model_file_edited_between_two_runs_of_one_process_trains_as_edited(
     assert recorded == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_a_file_registering_a_partial_runs_again_without_a_clash(tmp_path, monkeypatch):
+    """Run again after an edit, a module registering a functools.partial (whose qualname
+    holds an address that changes from run to run) was refused as "registered already"."""
+    from jaxae import models, registry
+
+    for registry_field in ("_entries", "_origins", "_files"):  # undone after the test
+        monkeypatch.setattr(models.MODELS, registry_field,
+                            dict(getattr(models.MODELS, registry_field)))
+    path = tmp_path / "partial_models.py"
+    source = tiny_model_source(28) + (
+        "\nimport functools\n\n\ndef make(**fields):\n    return Tiny(**fields)\n\n\n"
+        "models.register_model('partial_ae')(functools.partial(make, latent_dim=3))\n")
+    path.write_text(source)
+    registry.import_location(str(path))
+    first = models.MODELS.registered("partial_ae")
+    time.sleep(1.01)
+    path.write_text(source + "# edited\n")
+    registry.import_location(str(path))
+    assert models.MODELS.registered("partial_ae") is not first  # run again, replaced
+
+
+def test_only_a_name_in_pythons_own_modules_is_refused_not_a_users_odd_class(tmp_path):
+    """A user's class made by dataclasses.make_dataclass has __module__ 'types' (exec'd:
+    'builtins'); refused as the standard library's, it was a user's task."""
+    import dataclasses as dc
+
+    from jaxae import registry
+
+    made = dc.make_dataclass("Dim", [("factor", int, 2)])
+    assert made.__module__ in ("types", "builtins")
+    assert registry._not_pythons_own(made, str(tmp_path / "mtask.py"), "x", "task") is made
+    with pytest.raises(registry.RegistryError, match="part of Python's standard library"):
+        registry._not_pythons_own(os.system, "os", "os:system", "model")
+
+
 def test_the_running_script_is_never_run_again(tmp_path):
     """A sweep script naming its own file's class, edited while it runs: it is used as first
     defined (running __main__ again would run the sweep again; it failed with a traceback)."""
