@@ -136,6 +136,8 @@ def test_a_small_file_that_inflates_beyond_its_header_is_refused_from_its_header
     import gzip
     import struct
 
+    from jaxae.data import idx as idx_module
+
     path = tmp_path / "t-idx3-ubyte.gz"
     with gzip.open(path, "wb") as f:
         f.write(struct.pack(">IIII", 2051, 3, 28, 28))
@@ -143,6 +145,13 @@ def test_a_small_file_that_inflates_beyond_its_header_is_refused_from_its_header
     with pytest.raises(DataError) as excinfo:
         read_idx(path)
     one_line_error(excinfo, "too long (expected 2368 bytes, got more)", "re-download")
+    zeros = gzip.compress(bytes(16 * 2**20))  # no header at all: its first 4 bytes read
+    assert idx_module._payload("z.gz", zeros) == bytes(4)
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)  # two gzip members,
+    stored = struct.pack(">IIII", 2051, 2, 28, 28) + images.tobytes()  # as `cat a.gz b.gz`
+    (tmp_path / "m-idx3-ubyte.gz").write_bytes(gzip.compress(stored[:500])
+                                                + gzip.compress(stored[500:]))
+    np.testing.assert_array_equal(read_idx(tmp_path / "m-idx3-ubyte.gz"), images)
     huge = tmp_path / "h-idx3-ubyte"
     huge.write_bytes(struct.pack(">IIII", 2051, 2**31, 2**31, 4))
     with pytest.raises(DataError) as excinfo:

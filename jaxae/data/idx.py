@@ -35,6 +35,22 @@ def read_stored(path: str) -> bytes:
         raise DataError(f"IDX file {path} is corrupt or truncated ({e}): {FIX_HINT}") from None
 
 
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """At most `limit` bytes of the gzip stream `data`, its members one after another (as
+    gzip.decompress reads them), inflating no further than that."""
+    out = bytearray()
+    inflate, pending = zlib.decompressobj(zlib.MAX_WBITS | 16), data
+    while len(out) < limit and pending:
+        out += inflate.decompress(pending, limit - len(out))
+        pending = inflate.unconsumed_tail
+        if inflate.eof:  # a member ends: another may follow
+            pending = inflate.unused_data
+            if pending[:2] != GZIP_MAGIC:
+                break
+            inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    return bytes(out)
+
+
 def _payload(path: str, data: bytes) -> bytes:
     """Return the file's payload, gunzipped when it starts with the gzip magic (sniffing the
     content, not the name, also handles TFDS's hashed download names): at most one byte more
@@ -43,18 +59,16 @@ def _payload(path: str, data: bytes) -> bytes:
     if data[:2] != GZIP_MAGIC:
         return data
     try:
-        inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
-        head = inflate.decompress(data, 4)
-        if len(head) == 4:
-            header_size = 4 + 4 * (head[3] & 0xFF)  # (the magic's last byte: the dimensions)
-            head += inflate.decompress(inflate.unconsumed_tail, header_size - 4)
-            if len(head) == header_size and int.from_bytes(head[:4], "big") in (
-                    IMAGES_MAGIC, LABELS_MAGIC):
-                shape = struct.unpack(f">{header_size // 4 - 1}I", head[4:])
-                head += inflate.decompress(inflate.unconsumed_tail,
-                                           min(math.prod(shape) + 1, sys.maxsize))
-        return head
-    except (OSError, EOFError, zlib.error) as e:
+        head = _gunzip(data, 4)
+        if len(head) < 4 or int.from_bytes(head, "big") not in (IMAGES_MAGIC, LABELS_MAGIC):
+            return head  # (told wrong or truncated by the header's check)
+        header_size = 4 + 4 * head[3]  # the magic's last byte: the dimensions
+        head = _gunzip(data, header_size)
+        if len(head) < header_size:
+            return head
+        shape = struct.unpack(f">{head[3]}I", head[4:])
+        return _gunzip(data, min(header_size + math.prod(shape) + 1, sys.maxsize))
+    except zlib.error as e:
         raise DataError(f"IDX file {path} is corrupt or truncated ({e}): {FIX_HINT}") from None
 
 
