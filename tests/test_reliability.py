@@ -122,9 +122,8 @@ def test_a_second_signal_stops_at_once_with_one_line():
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == -signal.SIGTERM
-    assert result.stderr == ("SIGTERM received: stopping once the steps running now are "
-                             "done, with a checkpoint (a second SIGTERM stops at once, "
-                             "without it)\n"
+    assert result.stderr == ("SIGTERM received: stopping, with a checkpoint of any steps "
+                             "trained (a second SIGTERM stops at once, without it)\n"
                              "error: SIGTERM received twice: stopped at once, without a "
                              "checkpoint of the last steps (a save still being written is lost "
                              "too); rerun the same command to continue from the newest "
@@ -349,18 +348,22 @@ def test_ctrl_c_during_start_up_is_one_line_and_ends_by_the_signal(fashion_tfds_
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGINT, err  # killed by it: a shell's loop stops too
-    assert err == ("SIGINT received: stopping once the steps running now are done, with a "
-                   "checkpoint (a second SIGINT stops at once, without it)\n")  # said at once
+    assert err == ("SIGINT received: stopping, with a checkpoint of any steps trained (a "
+                   "second SIGINT stops at once, without it)\n")  # said at once
     assert lines_of(out) == ["SIGINT received before training started: nothing new to save; "
                              "rerun the same command to start"]
     assert not os.path.exists(workdir / "checkpoints")
 
 
-@pytest.mark.parametrize("done, said", [
-    (False, "error: interrupted (Ctrl-C): evaluation stopped before it finished; rerun the "
-            "same command to do it again\n"),
-    (True, "Ctrl-C received after the evaluation was written whole: stopping\n")])
-def test_an_evaluation_stops_at_once_on_ctrl_c_even_inside_a_long_computation(done, said):
+@pytest.mark.parametrize("sig, done, said", [
+    (signal.SIGINT, False, "error: interrupted (Ctrl-C): evaluation stopped before it "
+                           "finished; rerun the same command to do it again\n"),
+    (signal.SIGINT, True, "Ctrl-C received after the evaluation was written whole: "
+                          "stopping\n"),
+    (signal.SIGUSR1, False, "error: interrupted (SIGUSR1): evaluation stopped before it "
+                            "finished; rerun the same command to do it again\n")])
+def test_an_evaluation_stops_at_once_on_ctrl_c_even_inside_a_long_computation(sig, done,
+                                                                             said):
     """The main thread blocked in one call (an IWAE bound of minutes, here a sleep): Ctrl-C
     still ends the process at once, with one line, killed by it (a Python handler would
     wait for the call to return, and the teardown could crash under XLA's threads). Once
@@ -376,10 +379,10 @@ def test_an_evaluation_stops_at_once_on_ctrl_c_even_inside_a_long_computation(do
                             stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline() == "ready\n"
     start = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)  # (SIGUSR1, a scheduler's warning, ended it without a word)
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - start < 10
-    assert proc.returncode == -signal.SIGINT
+    assert proc.returncode == -sig
     assert err == said
 
 

@@ -61,9 +61,9 @@ class GracefulStop:
         if self.requested is None:
             self.requested = name
             with contextlib.suppress(OSError):  # said now: the stop waits for the steps
-                os.write(2, f"{name} received: stopping once the steps running now are done, "
-                            f"with a checkpoint (a second {name} stops at once, without "
-                            "it)\n".encode())  # running, a log said nothing meanwhile
+                os.write(2, f"{name} received: stopping, with a checkpoint of any steps "
+                            f"trained (a second {name} stops at once, without it)\n"
+                            .encode())  # the steps running, a log said nothing meanwhile
             return
         if not self.end_process:
             raise KeyboardInterrupt(f"{name} received twice: stopped without a checkpoint of "
@@ -164,12 +164,12 @@ def work_done() -> None:
 
 
 def stop_at_once_on_signal(what: str = "evaluation",
-                           signals: Sequence[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
-                           ) -> None:
-    """For a process with nothing to save on a stop (evaluate.py): Ctrl-C or SIGTERM ends it
-    at once with one line, as the signal does (`end_by_signal`), also while the main thread waits
-    in a long computation (a Python signal handler would run only once that returns, after
-    minutes for a large IWAE bound) and during the imports.
+                           signals: Sequence[signal.Signals] = GracefulStop.SIGNALS) -> None:
+    """For a process with nothing to save on a stop (evaluate.py): Ctrl-C, SIGTERM or
+    SIGUSR1 (a scheduler's warning) ends it at once with one line, as the signal does
+    (`end_by_signal`), also while the main thread waits in a long computation (a Python
+    signal handler would run only once that returns, after minutes for a large IWAE bound)
+    and during the imports.
 
     The signals are blocked in this thread, and so in every thread started after it (call it
     first, before JAX starts its own); one thread of ours waits for them. A signal the
