@@ -8,15 +8,20 @@ import os
 import site
 import sysconfig
 import traceback
+import unicodedata
 from collections.abc import Iterator
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def printable(text: str) -> str:
-    """`text` with its control characters written as escapes ('\\x1b'): a file name of a
-    received folder, quoted in a line, could otherwise move the cursor, retitle the terminal
-    or break the line in two (letters of any script stay as they are)."""
-    return "".join(c if c.isprintable() or c == " " else
-                   c.encode("unicode_escape").decode("ascii") for c in text)
+    """`text` with its control characters (and the marks that reorder a line) written as
+    escapes ('\\x1b'): a file name of a received folder, quoted in a line, could otherwise
+    move the cursor, retitle the terminal or break the line in two. Letters of any script,
+    and spaces of any kind, stay as they are."""
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS else c
+                   for c in text)
 
 
 def first_line(error: BaseException | str, limit: int | None = None) -> str:

@@ -163,12 +163,14 @@ def test_a_file_name_s_control_characters_are_shown_escaped_in_an_error_line(cap
     from jaxae.data import DataError
 
     def fails():
-        raise DataError("image a/\x1b]0;title\x07\x1b[2Kéß日.png cannot be read: remove it")
+        raise DataError("image 写真\u200d2024/\x1b]0;title\x07\x1b[2Kéß\u202e.png cannot be "
+                        "read: remove it")
 
     with pytest.raises(SystemExit):
         cli.run(fails)
     assert capsys.readouterr().err == (
-        "error: image a/\\x1b]0;title\\x07\\x1b[2Kéß日.png cannot be read: remove it\n")
+        "error: image 写真\u200d2024/\\x1b]0;title\\x07\\x1b[2Kéß\\u202e.png cannot be read: "
+        "remove it\n")  # (a joiner kept: a path shown so pastes as it is)
 
 
 def test_jax_in_64_bits_is_one_line_before_anything_is_written(tmp_path, monkeypatch):
