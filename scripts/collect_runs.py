@@ -22,11 +22,8 @@ import os
 import sys
 from collections.abc import Iterator
 
-try:  # the standard library's only: nothing heavy loaded
-    from jaxae.training.lock import busy
-except ImportError:  # jaxae not importable here: no run is told to be training
-    def busy(workdir: str) -> str | None:
-        return None
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # its jaxae
+from jaxae.training.lock import busy  # noqa: E402 (the standard library's only: light)
 
 CONFIG_FILE, RESUMES_FILE, CHECKPOINTS = "config.json", "resumes.jsonl", "checkpoints"
 LOCK_FILE = "train.lock"

@@ -448,8 +448,8 @@ def test_folder_resizes_converts_and_carves_a_fixed_test_split(tmp_path, capsys)
     assert sorted(np.bincount(data.test_labels)) == [1, 1, 1]  # one in five per class
     grey = data.train_images[data.train_labels == 2]
     assert (grey[..., 0] == grey[..., 1]).all()
-    assert ("1 file of other formats than PNG, JPEG, BMP, PPM, PGM, TIFF or WebP ignored, e.g. "
-            "README.txt") in data.source
+    assert ("1 file not PNG, JPEG, BMP, PPM, PGM, TIFF or WebP images (other formats, or no "
+            "regular files) ignored, e.g. README.txt") in data.source
     assert data.fingerprint.startswith("folder-sha256:")
     assert "5 grey images made RGB" in data.source  # counted from the headers, given or not
     with pytest.raises(DataError) as excinfo:

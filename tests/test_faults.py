@@ -416,8 +416,7 @@ def test_a_gradient_gone_to_zero_stops_the_run_as_a_nan_does(tiny_config, tmp_pa
                         r"run resumed from, its gradient not checked there\); lower "
                         r"--config.optim.learning_rate \(now 1e\+06\) and rerun; if the "
                         r"gradient is 0 again at once, that checkpoint is flat too: train "
-                        r"again in a new --workdir, or move step 16's folder out of the "
-                        r"checkpoints to resume from an older one", line), line
+                        r"again in a new --workdir \(no older checkpoint is kept\)", line), line
     assert kill_test.checkpoint_steps(workdir) == [16]  # kept, though keep_checkpoints=1
     # a checkpoint saved after the gradient was last seen nonzero may hold the flat state:
     # "holds the last good state; lower the learning rate" had the rerun fail the same way
@@ -428,15 +427,13 @@ def test_a_gradient_gone_to_zero_stops_the_run_as_a_nan_does(tiny_config, tmp_pa
     assert one_line(capsys.readouterr().err).endswith(
         "(the newest checkpoint, step 1, may hold a flat state too: the gradient was last "
         "seen nonzero at step 1); lower --config.optim.learning_rate (now 1e+06) and train "
-        "again in a new --workdir, or move step 1's folder out of the checkpoints to resume "
-        "from an older one")
+        "again in a new --workdir (no older checkpoint is kept)")
     assert cli_run(train_and_evaluate, tiny_config(**every_step), flat)[0] == 1
     assert one_line(capsys.readouterr().err).endswith(
         "(the newest checkpoint, step 1, is the state this run resumed from, its gradient not "
         "checked there); lower --config.optim.learning_rate (now 0.001) and rerun; if the "
         "gradient is 0 again at once, that checkpoint is flat too: train again in a new "
-        "--workdir, or move step 1's folder out of the checkpoints to resume from an older "
-        "one")
+        "--workdir (no older checkpoint is kept)")
 
 
 def test_an_error_exit_finishes_the_checkpoint_being_written(tiny_config, tmp_path, capsys):

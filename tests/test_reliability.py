@@ -1016,16 +1016,34 @@ def test_a_garbage_metrics_line_is_moved_aside_with_a_warning(tmp_path, capsys):
 
 
 class Manager:
-    """Stands for an Orbax manager: the newest step on disk."""
+    """Stands for an Orbax manager: the newest step on disk (and older ones)."""
 
-    def __init__(self, latest):
-        self.latest = latest
+    def __init__(self, latest, older=()):
+        self.latest, self.older = latest, list(older)
 
     def reload(self):
         pass
 
     def latest_step(self):
         return self.latest
+
+    def all_steps(self):
+        return [*self.older, *([] if self.latest is None else [self.latest])]
+
+
+def test_a_flat_gradient_names_the_older_checkpoint_to_resume_from():
+    """The way out of a checkpoint that may be flat: the step before it, where one is kept
+    (it said "resume from an older one" where none was)."""
+    config = config_lib.base_config()
+    faults = Faults(config, None, manager=Manager(48, older=[16, 32]), first_step=33)
+    assert str(faults.flat_gradient(50, 40)).endswith(
+        "(the newest checkpoint, step 48, may hold a flat state too: the gradient was last "
+        "seen nonzero at step 40); lower --config.optim.learning_rate (now 0.001) and train "
+        "again in a new --workdir, or move step 48's folder out of the checkpoints to resume "
+        "from step 32")
+    assert str(faults.flat_gradient(50, 49)).endswith(
+        "(the newest checkpoint, step 48, holds the last good state); lower "
+        "--config.optim.learning_rate (now 0.001)")
 
 
 @pytest.mark.parametrize("overrides, step, fix", [

@@ -101,8 +101,8 @@ class FolderPlan:
                if self.layout != "train/test" else "train/ and test/ as given")
         resized = "resized and centre-cropped to" if self.resize else "native"
         files = f"{len(self.ignored)} file{'s' if len(self.ignored) != 1 else ''}"
-        ignored = (f"; {files} of other formats than {FORMATS} ignored, e.g. "
-                   f"{self.ignored[0]}" if self.ignored else "")
+        ignored = (f"; {files} not {FORMATS} images (other formats, or no regular files) "
+                   f"ignored, e.g. {self.ignored[0]}" if self.ignored else "")
         classes = f"{len(self.class_names)} class{'es' if len(self.class_names) != 1 else ''}"
         made = "RGB" if c == 3 else "grey"
         converted = (f"; {self.converted} {'grey' if c == 3 else 'colour'} image"

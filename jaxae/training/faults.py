@@ -89,6 +89,13 @@ class Faults:
         return FloatingPointError(f"{what} at step {step}: training stopped without writing "
                                   f"a checkpoint for it ({kept}); {fix}")
 
+    def _steps_on_disk(self) -> list[int]:
+        """The checkpoints' steps, oldest first (none where they cannot be listed)."""
+        try:
+            return sorted(self.manager.all_steps())
+        except Exception:  # noqa: BLE001 (the folder may be gone)
+            return []
+
     def _kept(self) -> str:
         newest = self._newest_on_disk()
         return (f"the newest checkpoint, step {newest}, holds the last good state"
@@ -116,8 +123,10 @@ class Faults:
                      "the data" if step == self.first_step and last_nonzero is None else
                      self._lower_learning_rate())
             return FloatingPointError(f"{flat} ({kept}); {cause}")
-        elsewhere = (f"train again in a new --workdir, or move step {newest}'s folder out of "
-                     "the checkpoints to resume from an older one")
+        older = [step for step in self._steps_on_disk() if step < newest]
+        elsewhere = ("train again in a new --workdir" + (
+            f", or move step {newest}'s folder out of the checkpoints to resume from step "
+            f"{older[-1]}" if older else " (no older checkpoint is kept)"))
         if last_nonzero is None:  # resumed from it: the steps since, or it, went flat
             return FloatingPointError(
                 f"{flat} (the newest checkpoint, step {newest}, is the state this run resumed "
