@@ -83,9 +83,7 @@ class Registry:
                 _remember_run_source(origin_file)  # the source running now, registering it
             if name in self._entries and not (self._entries[name] is entry or (
                     _qualname(self._entries[name]) == _qualname(entry)
-                    and self._files.get(name) == file) or (  # (a partial: its qualname
-                    self._origins.get(name) == origin and self._files.get(name) == file)):
-                # differs from run to run; the same module again is the same definition)
+                    and self._files.get(name) == file)):
                 raise RegistryError(f"a {self.kind} named {name!r} is registered already "
                                     f"({_where(self._entries[name])}): register yours under "
                                     "another name, or name it by its file "
@@ -424,11 +422,22 @@ def _source_file(entry: Entry) -> str | None:
 
 
 def _where(entry: Entry) -> str:
-    return f"{getattr(entry, '__module__', '?')}.{_qualname(entry)}"
+    target = _called(entry)
+    return f"{getattr(target, '__module__', '?')}.{_qualname(target)}"
+
+
+def _called(entry: Entry) -> Any:
+    """What `entry` calls: a partial's function (a partial's own text holds addresses,
+    other each time its module runs)."""
+    while isinstance(entry, functools.partial):
+        entry = entry.func
+    return entry
 
 
 def _qualname(entry: Entry) -> str:
-    return str(getattr(entry, "__qualname__", entry))
+    """The qualified name of what `entry` calls (an instance's: its class's)."""
+    entry = _called(entry)
+    return str(getattr(entry, "__qualname__", None) or type(entry).__qualname__)
 
 
 def _not_pythons_own(entry: Any, where: str, name: str, kind: str) -> Any:
