@@ -138,7 +138,8 @@ def base_config() -> ml_collections.ConfigDict:
         "log_every_steps": 100,  # training metrics (stdout, metrics.jsonl): every N steps and
         # at each epoch's end; train_loss is the step's batch mean before its update,
         # train_grad_norm the global L2 norm of that loss's gradient (nothing clips it). The
-        # steps between run as one compiled chunk: a stop (Ctrl-C, SIGTERM) is taken at its end
+        # steps between run as compiled chunks of at most about 5 s (trainer.CHUNK_SECONDS): a
+        # stop (Ctrl-C, SIGTERM, SIGUSR1) is taken at a chunk's end
         "checkpoint_every_epochs": 1,  # a checkpoint every N epochs (and always at the end)
         "checkpoint_every_steps": config_dict.placeholder(int),  # and also every N steps
         "keep_checkpoints": 3,  # keep the newest N checkpoints
