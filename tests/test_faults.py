@@ -848,7 +848,7 @@ BAD_INPUT: dict[str, tuple[Callable[[Where], list[str]], list[str]]] = {
          "re-download it"]),
     "evaluation without a checkpoint": (
         evaluate_without_checkpoint, ["holds no checkpoint",
-                                      "rerun python train.py with this --workdir"]),
+                                      "rerun train.py (jaxae-train) with this --workdir"]),
 }
 # Folders the user cannot write: root ignores file modes unless it drops the capabilities
 # that let it (setpriv); skipped where neither is possible.

@@ -340,7 +340,8 @@ def _check_step(workdir: str, manager, config, step: int | None) -> None:
     available = manager.all_steps()
     if not available:
         raise FileNotFoundError(f"{workdir!r} holds no checkpoint: its training run saved none "
-                                "yet; rerun python train.py with this --workdir to finish it")
+                                "yet; rerun train.py (jaxae-train) with this --workdir to "
+                                "finish it")
     if step is not None and step not in available:
         kept = (f" (a run keeps its newest train.keep_checkpoints="
                 f"{config.train.keep_checkpoints})" if step < min(available) else "")

@@ -702,9 +702,10 @@ def load_run_config(workdir: str, moved_names: dict[str, str | None] | None = No
                 "(train.checkpoint_every_epochs or checkpoint_every_steps say when)")
         raise FileNotFoundError(_no_run_here(workdir) or (
             f"{workdir!r} holds no run ({CONFIG_FILE} is missing): train one first with "
-            f"python train.py --config=YOUR_CONFIG.py --workdir={workdir}"))
+            f"train.py (installed: jaxae-train) --config=YOUR_CONFIG.py --workdir={workdir}"))
     saved = _read_json(
-        path, "rerun python train.py with this --workdir and the run's flags to write it again")
+        path, "rerun train.py (jaxae-train) with this --workdir and the run's flags to write "
+        "it again")
     _check_release(saved, workdir)
     config = config_lib.base_config()
     for section, values in saved.items():
