@@ -2,8 +2,9 @@
 
 A config names what it uses by a registered name (`"conv_vae"`), or by where it lives:
 `"mypkg.models:DeeperVAE"` (an importable module) or `"path/to/my_models.py:DeeperVAE"` (a
-file, which is imported once). Either way the name is all a workdir's `config.json` needs to
-find the same code again, so `evaluate.py` reloads a run of a user's model with no wrapper.
+file, imported once, and run again where it changed since: `_as_on_disk`). Either way the
+name is all a workdir's `config.json` needs to find the same code again, so `evaluate.py`
+reloads a run of a user's model with no wrapper.
 
 Entries are callables (classes or factory functions). `build` calls one with the options of
 its config section that it declares as parameters; `check_options` says which options no
@@ -19,6 +20,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -163,7 +165,8 @@ def display_name(name: str) -> str:
 
 
 def import_location(where: str, kind: str = "code") -> Any:
-    """Imports a dotted module name, or a `.py` file by its path (once per file: a file that
+    """Imports a dotted module name, or a `.py` file by its path (once per file, again where
+    it changed since: a file that
     is imported already, e.g. by the config that registers its models, is that module)."""
     if where.endswith(".py"):
         path = os.path.abspath(where)
@@ -440,13 +443,24 @@ def _qualname(entry: Entry) -> str:
     return str(getattr(entry, "__qualname__", None) or type(entry).__qualname__)
 
 
+def _in_stdlib_folder(path: str) -> bool:
+    """Whether the file at `path` is one of Python's standard library (its folder, less the
+    installed packages some interpreters keep inside it)."""
+    paths = sysconfig.get_paths()
+    real = os.path.realpath(path)
+    inside = [os.path.join(os.path.realpath(paths[k]), "") for k in ("stdlib", "platstdlib")]
+    packages = [os.path.join(os.path.realpath(paths[k]), "") for k in ("purelib", "platlib")]
+    return real.startswith(tuple(inside)) and not real.startswith(tuple(packages))
+
+
 def _not_pythons_own(entry: Any, where: str, name: str, kind: str) -> Any:
     """`entry`, unless the module named (`where`) is Python's standard library or builtins,
     which hold no model, task, loss, likelihood or data set: a run's config.json naming
     'os:system' or 'shutil:rmtree' would otherwise have it called with the section's fields.
     (A file or module of the user's is the user's code, whatever it holds.)"""
     top = where.split(".")[0]
-    if not where.endswith(".py") and top in (*sys.stdlib_module_names, "builtins"):
+    if (_in_stdlib_folder(where) if where.endswith(".py")
+            else top in (*sys.stdlib_module_names, "builtins")):
         raise RegistryError(f"{kind} {name!r} is part of Python's standard library, not a "
                             f"{kind}: name a class or function of your own "
                             "('path/to/file.py:Class')")

@@ -227,10 +227,11 @@ def test_off_a_terminal_a_progress_line_says_the_rate_and_the_time_left(monkeypa
         log.add(first, 400, {"loss": jnp.full(400, 0.25)}, 0, bar)
     log.flush()
     assert capsys.readouterr().err == (  # since the first read: 3,200 images in 70 s, 6,400
-        "epoch 1/3, step 1,200 of 3,000: loss 0.2500, 46 images/s, 1 min 10 s in, about 2 min "
-        "38 s left at this rate\n"  # (3,000 - 1,200) * 4 / (3,200 / 70) s; then 61 s later, not 30
-        "epoch 1/3, step 2,000 of 3,000: loss 0.2500, 49 images/s, 2 min 11 s in, about 1 min "
-        "22 s left at this rate\n")
+        "epoch 1/3, step 1,200 of 3,000: loss 0.2500, 46 images/s while training, 1 min 10 s in, "
+        "about 2 min 38 s of training left (evaluations and saves not counted)\n"
+        # (3,000 - 1,200) x 4 / (3,200 / 70) s; then 61 s later, not 30
+        "epoch 1/3, step 2,000 of 3,000: loss 0.2500, 49 images/s while training, 2 min 11 s in, "
+        "about 1 min 22 s of training left (evaluations and saves not counted)\n")
     assert trainer._duration(3 * 3600 + 5 * 60 + 29) == "3 h 05 min"
     # an epoch of one chunk, evaluated at its end: timed across epochs, the evaluations left
     # out (timed within an epoch from its first read, such a run had said nothing)
@@ -241,8 +242,8 @@ def test_off_a_terminal_a_progress_line_says_the_rate_and_the_time_left(monkeypa
         log.flush()
         log.set_aside(20.0)  # the epoch's evaluation
     assert capsys.readouterr().err == (  # 3,200 images in 290 - 200 - 2 x 20 s
-        "epoch 3/3, step 1,200 of 2,000: loss 0.2500, 64 images/s, 1 min 30 s in, about 50 s "
-        "left at this rate\n")
+        "epoch 3/3, step 1,200 of 2,000: loss 0.2500, 64 images/s while training, 1 min 30 s in, "
+        "about 50 s of training left (evaluations and saves not counted)\n")
 
 
 @pytest.mark.parametrize("stop, code, said", [
@@ -1205,8 +1206,8 @@ def test_opening_a_writable_manager_keeps_a_save_in_flight_and_removes_abandoned
     capsys.readouterr()
     checkpoints.close(checkpoints.make_manager(str(folder)))
     assert sorted(os.listdir(folder)) == ["2", "4.orbax-checkpoint-tmp"]
-    lost = ("warning: removed the unfinished save of step {} in {}: the process writing it "
-            "ended before it was complete (a second Ctrl-C or SIGTERM, or a kill), so that "
+    lost = ("warning: removed the unfinished save of step {} in {}: the save was cut short "
+            "(a second stop signal, a kill, or an interrupted notebook run), so that "
             "checkpoint is lost\n")  # said: a rerun had started over from an older step silently
     assert capsys.readouterr().err == lost.format(3, folder)
     # a training run holds its workdir's lock: no other process saves there, so every

@@ -736,6 +736,11 @@ def test_only_a_name_in_pythons_own_modules_is_refused_not_a_users_odd_class(tmp
     assert registry._not_pythons_own(made, str(tmp_path / "mtask.py"), "x", "task") is made
     with pytest.raises(registry.RegistryError, match="part of Python's standard library"):
         registry._not_pythons_own(os.system, "os", "os:system", "model")
+    import shutil
+
+    with pytest.raises(registry.RegistryError, match="part of Python's standard library"):
+        registry._not_pythons_own(shutil.rmtree, shutil.__file__, "x", "data set")  # by file
+    assert registry._not_pythons_own(np.add, np.__file__, "x", "loss") is np.add  # installed
 
 
 def test_the_running_script_is_never_run_again(tmp_path):

@@ -1,6 +1,6 @@
-"""Signals: a graceful stop for training (the first Ctrl-C or SIGTERM checkpoints, then ends
-the process as the signal would: `end_by_signal`), and an immediate one for a process with
-nothing to save (evaluate.py)."""
+"""Signals: a graceful stop for training (the first Ctrl-C, SIGTERM or SIGUSR1 checkpoints,
+then ends the process as the signal would: `end_by_signal`), and an immediate one for a
+process with nothing to save (evaluate.py)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class GracefulStop:
         ignore_stop_signals()
 
     def install(self) -> GracefulStop:
-        """Handles both signals from now on (in the main thread: Python's rule). A signal
+        """Handles the stop signals from now on (in the main thread: Python's rule). A signal
         arriving between the two handlers going in (Ctrl-C as train.py starts) is a stop
         too: blocked meanwhile in this thread, it waits for its handler; taken by another
         thread (a process that has started JAX's), it met Python's default handler, whose
@@ -119,7 +119,7 @@ class GracefulStop:
 
 
 def ignore_stop_signals() -> None:
-    """Once the work is done and saved: Ctrl-C or SIGTERM during the interpreter's teardown
+    """Once the work is done and saved: a stop signal during the interpreter's teardown
     has nothing left to stop. (Python's teardown puts a signal with a handler of ours back
     to the default action, which would kill the process, exit code -2, without a word; an
     ignored one it leaves ignored.)"""

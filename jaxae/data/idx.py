@@ -21,7 +21,8 @@ SPLIT_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 GZIP_MAGIC = b"\x1f\x8b"
-FIX_HINT = "re-download it (or reinstall dataset-fashion-mnist)"
+FIX_HINT = ("re-download it (Fashion-MNIST: or reinstall dataset-fashion-mnist; the offline "
+            "MNIST digits: write them again with python -m jaxae.data.mnist5k DIR)")
 
 
 def read_stored(path: str) -> bytes:

@@ -130,8 +130,8 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
         for folder in remove_abandoned_saves(directory, None if sole_writer else save_timeout_s):
             step = os.path.basename(folder).split(".", 1)[0]
             print(f"warning: removed the unfinished save of step {step} in {directory}: the "
-                  "process writing it ended before it was complete (a second Ctrl-C or "
-                  "SIGTERM, or a kill), so that checkpoint is lost", file=sys.stderr, flush=True)
+                  "save was cut short (a second stop signal, a kill, or an interrupted "
+                  "notebook run), so that checkpoint is lost", file=sys.stderr, flush=True)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else keep, create=not read_only, read_only=read_only,
         cleanup_tmp_directories=False, save_interval_steps=0 if read_only else 1,

@@ -9,8 +9,10 @@ just before a fresh run's first checkpoint, and once a resumed run has saved one
 
 Training runs in chunks: the steps between two points where the host has something to do
 (log, checkpoint, evaluate, end of epoch, stop) run as one compiled loop over batches
-gathered on the device (its length an argument, so one program serves every chunk), and
-their metrics are read only after the next interval has been dispatched.
+gathered on the device (its length an argument, so one program serves every chunk), of
+about 5 s at most once the run's speed is known (`CHUNK_SECONDS`: a stop waits for the
+chunks running) and, streamed, within `data.memory_budget_mb`; their metrics are read only
+after the next interval has been dispatched.
 Chunks of any length give the same bits, so resuming at any step repeats the run exactly.
 """
 
@@ -94,14 +96,15 @@ class _Evaluations:
 
 
 class StopRequested(Exception):
-    """A stop (SIGTERM, Ctrl-C) was asked for: before training started (nothing new to save),
-    or, raised by a caller that trains several runs (`jaxae.experiments`), during one of them
-    (its checkpoint saved). `jaxae.cli.run` prints its message and ends the process as the
-    signal does (`cli.end_stopped`), so that a shell's loop or `&&` stops too."""
+    """A stop (SIGTERM, Ctrl-C, SIGUSR1) was asked for: before training started (nothing new
+    to save), or, raised by a caller that trains several runs (`jaxae.experiments`), during
+    one of them (its checkpoint saved). `jaxae.cli.run` prints its message and ends the
+    process as the signal does (`cli.end_stopped`), so that a shell's loop or `&&` stops
+    too."""
 
     def __init__(self, message: str, signal_name: str | None = None):
         super().__init__(message)
-        self.signal_name = signal_name  # "SIGINT" or "SIGTERM" (None: another reason)
+        self.signal_name = signal_name  # "SIGINT", "SIGTERM" or "SIGUSR1" (None: another)
 
 
 def _restore_or_init(manager, fresh: Callable[[], steps.TrainState], like, mesh, workdir: str
@@ -319,8 +322,9 @@ class _ChunkLog:
         run's images per second of training; `seconds`: since its first steps were read."""
         left = (self.last_step - step) * self.config.train.batch_size / rate
         return (f"epoch {epoch + 1}/{self.config.train.num_epochs}, step {step:,} of "
-                f"{self.last_step:,}: loss {loss:.4f}, {rate:,.0f} images/s, "
-                f"{_duration(seconds)} in, about {_duration(left)} left at this rate")
+                f"{self.last_step:,}: loss {loss:.4f}, {rate:,.0f} images/s while training, "
+                f"{_duration(seconds)} in, about {_duration(left)} of training left "
+                "(evaluations and saves not counted)")
 
 
 def _duration(seconds: float) -> str:
@@ -359,7 +363,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     the one ending or in progress); metrics.jsonl stays free of timings.
 
     `stop_requested()` is polled between chunks of steps: when it returns a reason (the
-    command line's SIGTERM / Ctrl-C handler gives one), the run checkpoints and returns;
+    command line's stop-signal handler gives one), the run checkpoints and returns;
     asked before training starts, StopRequested is raised. `on_saved()` is called once the
     run's last checkpoint and its config.json are on disk, before the closing line (train.py:
     a stop signal from then on has nothing left to stop); then `on_stopped(reason)` where a
