@@ -1,10 +1,10 @@
-"""Trains a model: jaxae-train --config=configs/default.py --workdir=runs/default
-(in a clone: python train.py, the same command).
+"""Trains a model: jaxae-train --workdir=runs/default [--config=FILE] (without --config: the
+shipped default config; in a clone, python train.py is the same command).
 
 Any config field can be overridden, e.g. --config.model.latent_dim=2
 --config.train.num_epochs=5. Rerunning the same command on the same workdir resumes from its
 newest checkpoint (config.RESUMABLE_FIELDS lists what a resumed run may change); a second
-train.py on a workdir in use is refused. SIGTERM, Ctrl-C or SIGUSR1 (a scheduler's warning
+run on a workdir in use is refused. SIGTERM, Ctrl-C or SIGUSR1 (a scheduler's warning
 before its time limit) checkpoints, then ends the process as the signal does (a shell reports
 143, 130 or 138, and its loop, or `&&`, stops too), also during start-up (nothing to save
 then); a second signal stops at once, without that checkpoint (and without a save still
