@@ -111,13 +111,13 @@ class Registry:
     def own(self, name: str) -> bool:
         """Whether `name` is one of jaxae's own entries (registered by a jaxae module)."""
         origin = self.origin(name)
-        return name in self._entries and _is_jaxae_module(origin)
+        return name in self._entries and is_jaxae_module(origin)
 
     @staticmethod
     def defined_by_jaxae(entry: Entry) -> bool:
         """Whether `entry` (a class or function, or a partial of one) is jaxae's own code,
         however it was named ('jaxae.models.autoencoders:DenseAE' as well as 'dense_ae')."""
-        return _is_jaxae_module(getattr(getattr(entry, "func", entry), "__module__", "") or "")
+        return is_jaxae_module(getattr(getattr(entry, "func", entry), "__module__", "") or "")
 
     def get(self, name: str) -> Entry:
         """The entry registered as `name`, or the object `module:attribute` / `file.py:attribute`
@@ -150,7 +150,8 @@ class Registry:
                             f"defines {', '.join(defined) or 'no class or function'}")
 
 
-def _is_jaxae_module(module: str) -> bool:
+def is_jaxae_module(module: str) -> bool:
+    """Whether the dotted module name is jaxae or one of its modules."""
     return module == "jaxae" or module.startswith("jaxae.")
 
 

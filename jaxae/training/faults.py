@@ -77,7 +77,7 @@ class Faults:
         Training metrics of a run's first step come from the parameters it started from,
         before any update: the learning rate cannot be at fault there, the objective can.
         """
-        kept = self._kept()
+        kept = self._kept(self._newest_on_disk())
         if training and step == self.first_step:
             knobs = self._knobs(changed_only=True) or self._knobs(changed_only=False)
             fix = ("it is not finite at the parameters this run started from, before any "
@@ -96,8 +96,8 @@ class Faults:
         except Exception:  # noqa: BLE001 (the folder may be gone)
             return []
 
-    def _kept(self) -> str:
-        newest = self._newest_on_disk()
+    @staticmethod
+    def _kept(newest: int | None) -> str:
         return (f"the newest checkpoint, step {newest}, holds the last good state"
                 if newest is not None else "no checkpoint was written yet")
 
@@ -117,13 +117,12 @@ class Faults:
                 "model (its outputs saturated or its units dead, as after too large a step); "
                 "training stopped without writing a checkpoint for it")
         if newest is None or (last_nonzero is not None and newest < last_nonzero):
-            kept = self._kept() if newest is None else \
-                f"the newest checkpoint, step {newest}, holds the last good state"
+            kept = self._kept(newest)
             cause = ("it is 0 at the parameters this run started from: check the model and "
                      "the data" if step == self.first_step and last_nonzero is None else
                      self._lower_learning_rate())
             return FloatingPointError(f"{flat} ({kept}); {cause}")
-        older = [step for step in self._steps_on_disk() if step < newest]
+        older = [saved for saved in self._steps_on_disk() if saved < newest]
         elsewhere = ("train again in a new --workdir" + (
             f", or move step {newest}'s folder out of the checkpoints to resume from step "
             f"{older[-1]}" if older else " (no older checkpoint is kept)"))

@@ -30,6 +30,7 @@ from jaxae import config as config_lib
 from jaxae.provenance import cpu_threads, git_commit, source_sha256
 from jaxae.registry import (
     CodeName,
+    is_jaxae_module,
     locatable_name,
     missing_file,
     moved,
@@ -545,10 +546,8 @@ def _unhashed_code(config: ml_collections.ConfigDict) -> list[str]:
     unhashed = []
     for section, entries in (("model", MODELS), ("task", TASKS)):
         name = config[section].get("name")
-        if not isinstance(name, str) or CodeName.parse(name).file is not None:
-            continue
-        where = CodeName.parse(name).where
-        if not (entries.own(name) or where == "jaxae" or where.startswith("jaxae.")):
+        code = CodeName.parse(name) if isinstance(name, str) else None
+        if code and code.file is None and not (entries.own(name) or is_jaxae_module(code.where)):
             unhashed.append(f"{section} {name!r}")
     return unhashed
 
