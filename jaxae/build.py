@@ -264,12 +264,12 @@ def check_objective(objective: objectives.Objective, model: nn.Module,
         aux = {"mean": latent, "log_sigma": latent}
     likelihood = getattr(objective, "likelihood", None)  # its log p(x | z) on its own first:
     if likelihood is not None:  # a scalar or per-pixel one would broadcast against the KL
-        _per_image(lambda: jax.eval_shape(likelihood.log_prob, flat, flat), field, pixels,
-                   "log_prob")
-    _per_image(lambda: jax.eval_shape(objective, flat, flat, aux), field, pixels, "loss")
+        _check_per_image(lambda: jax.eval_shape(likelihood.log_prob, flat, flat), field,
+                         pixels, "log_prob")
+    _check_per_image(lambda: jax.eval_shape(objective, flat, flat, aux), field, pixels, "loss")
 
 
-def _per_image(trace: Callable[[], Any], field: str, pixels: int, what: str) -> None:
+def _check_per_image(trace: Callable[[], Any], field: str, pixels: int, what: str) -> None:
     """`check_objective`'s check of one traced function (`trace`): it runs on flat [B,
     pixels] arrays and gives one number per image, as "loss" of a dict of terms or alone."""
     try:

@@ -388,11 +388,11 @@ def _checked_entry(registry, config: ml_collections.ConfigDict, section: str, fi
     return entry
 
 
-def _construct(entry, options, section: str, provided=()):
+def _construct(entry, options, section: str):
     """entry(**options it declares); its own ValueError ("field=value must ...") becomes a
     ConfigError naming the config field."""
     try:
-        return build(entry, options, provided)
+        return build(entry, options)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config.{section}.{e}") from None
 

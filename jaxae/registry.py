@@ -494,16 +494,11 @@ def check_options(entry: Entry, options: Iterable[str], allowed: Iterable[str], 
                                 f"its fields are {', '.join(fields) or 'none'}{fix}")
 
 
-def build(entry: Entry, options: Mapping[str, Any] | ConfigDict,
-          provided: Mapping[str, Any] | None = None) -> Any:
-    """entry(**the options it declares); `provided` fills its required parameters that the
-    options leave unset (e.g. the data's image shape)."""
+def build(entry: Entry, options: Mapping[str, Any] | ConfigDict) -> Any:
+    """entry(**the options it declares); a required parameter the options leave unset is a
+    MissingFields error naming it."""
     declared = parameters(entry)
     kwargs = {k: _plain(v) for k, v in options.items() if k in declared}
-    for name, value in dict(provided or {}).items():
-        if name in declared and name not in kwargs and \
-                declared[name].default is inspect.Parameter.empty:
-            kwargs[name] = value
     if missing := [name for name, p in declared.items()
                    if p.default is inspect.Parameter.empty and name not in kwargs]:
         one = len(missing) == 1

@@ -37,10 +37,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from jaxae.training.steps import TrainState
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_FLAGS = ("--config=configs/test.py", "--config.seed=0", "--config.task.name=denoise",
@@ -422,36 +418,6 @@ def uninterrupted_run(workdir: str, tfds_dir: str, env: dict[str, str], log_dir:
     total = int(re.findall(r"(\d+) steps in all", "\n".join(watch.lines))[0])
     startup_s = watch.start_line_s or 0.0
     return Timing(startup_s, (watch.seconds() - startup_s) / total, total)
-
-
-def state_template(workdir: str) -> TrainState:
-    """A fresh state for the workdir's config: the structure its checkpoints restore into."""
-    from jaxae import build
-    from jaxae.keys import derive_keys
-    from jaxae.training import steps
-    from jaxae.training.workdir import load_run_config
-
-    config = load_run_config(workdir)
-    data = build.load_data(config, derive_keys(config.seed).data)  # for the image shape
-    task, model, _, _ = build.run_objects(config, data.image_shape, data.num_classes)
-    return steps.create_train_state(model, build.make_optimizer(config),
-                                    task.input_shape(data.image_shape),
-                                    derive_keys(config.seed).init, build.init_scheme(config))
-
-
-def restored_state(workdir: str, step: int, like: TrainState | None = None) -> TrainState:
-    """The train state of a workdir's checkpoint at `step`, restored with jaxae itself."""
-    from absl import logging
-
-    from jaxae.training import checkpoints
-
-    logging.set_verbosity(logging.ERROR)  # Orbax notes that the manager is read-only
-    like = state_template(workdir) if like is None else like
-    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(workdir), read_only=True)
-    try:
-        return checkpoints.restore_state(manager, like, step)
-    finally:
-        manager.close()
 
 
 def saved_arrays(workdir: str, step: int) -> dict:

@@ -881,7 +881,7 @@ def test_a_stop_while_a_run_trains_checkpoints_it_and_stops_the_experiment(
                                             rf"run runs/tiny/fashion_mnist/{name} at step \d+; "
                                             r"rerun the same command") as stopped:
         ctx.train("default", ctx.choice("fashion_mnist"), chunks)
-    assert cli.stopped_exit_code(stopped.value.signal_name) == 130  # cli.run's exit
+    assert cli.exits.stopped_exit_code(stopped.value.signal_name) == 130  # cli.run's exit
     stopped_at = max(int(n) for n in os.listdir(workdir / "checkpoints") if n.isdigit())
     assert 0 < stopped_at < 16  # 512 images at batch 32: 16 steps in all
     with open(workdir / common.TIME_FILE) as f:

@@ -146,7 +146,24 @@ def snapshot(folder: str) -> dict[str, str]:
 
 
 def restored(workdir: str, step: int) -> steps.TrainState:
-    return kill_test.restored_state(workdir, step)
+    """The train state of a workdir's checkpoint at `step`, restored with jaxae itself into
+    a fresh state of the workdir's config."""
+    from absl import logging
+
+    from jaxae.training.workdir import load_run_config
+
+    logging.set_verbosity(logging.ERROR)  # Orbax notes that the manager is read-only
+    config = load_run_config(workdir)
+    data = build.load_data(config, derive_keys(config.seed).data)  # for the image shape
+    task, model, _, _ = build.run_objects(config, data.image_shape, data.num_classes)
+    like = steps.create_train_state(model, build.make_optimizer(config),
+                                    task.input_shape(data.image_shape),
+                                    derive_keys(config.seed).init, build.init_scheme(config))
+    manager = checkpoints.make_manager(checkpoints.checkpoint_dir(workdir), read_only=True)
+    try:
+        return checkpoints.restore_state(manager, like, step)
+    finally:
+        manager.close()
 
 
 # ---------------------------------------------------------------------------- SIGKILL
@@ -260,7 +277,7 @@ def test_only_the_leftovers_of_a_failed_restore_are_silenced(monkeypatch, caplog
     passed_on = []
     monkeypatch.setattr(sys, "unraisablehook", passed_on.append)
     monkeypatch.setattr(quiet, "_chained_unraisablehook", None)
-    cli.silence_abandoned_reads()
+    quiet.silence_abandoned_reads()
     orbax_read = types.SimpleNamespace(
         cr_code=types.SimpleNamespace(co_filename="/site-packages/orbax/serialization.py"))
     other_coroutine = types.SimpleNamespace(

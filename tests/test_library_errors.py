@@ -244,8 +244,8 @@ def test_a_field_without_a_default_left_unset_is_named_with_where_to_set_it():
     with pytest.raises(TypeError, match=r"^width is unset and NeedsWidth gives it no default: "
                                         r"set it in the config file \(a --config flag "
                                         r"overrides only"):
-        build_entry(NeedsWidth, {}, {"image_shape": MNIST})
-    assert build_entry(NeedsWidth, {"width": 3}, {"image_shape": MNIST}).width == 3
+        build_entry(NeedsWidth, {"image_shape": MNIST})
+    assert build_entry(NeedsWidth, {"width": 3, "image_shape": MNIST}).width == 3
 
 
 def test_a_loader_field_without_a_default_left_unset_is_one_line_naming_config_data(

@@ -85,7 +85,7 @@ def test_a_schedulers_warning_signal_asks_for_a_stop_too():
         while stop() is None and time.monotonic() < deadline:
             time.sleep(0.001)
         assert stop() == "SIGUSR1"
-    assert cli.stopped_exit_code("SIGUSR1") == 128 + signal.SIGUSR1
+    assert cli.exits.stopped_exit_code("SIGUSR1") == 128 + signal.SIGUSR1
 
 
 def test_in_a_notebook_a_second_interrupt_raises_and_the_kernel_lives_on():
@@ -247,9 +247,9 @@ def test_off_a_terminal_a_progress_line_says_the_rate_and_the_time_left(monkeypa
 
 
 @pytest.mark.parametrize("stop, code, said", [
-    (None, cli.EXIT_BROKEN_PIPE, "error: the output's reader ended (a pipe into `head`, say): "
-                                 "stopped; rerun the same command to continue from the newest "
-                                 "checkpoint\n"),
+    (None, cli.exits.EXIT_BROKEN_PIPE,
+     "error: the output's reader ended (a pipe into `head`, say): stopped; rerun the same "
+     "command to continue from the newest checkpoint\n"),
     ("SIGINT", -signal.SIGINT, "SIGINT received, and the output's reader ended with it: "
                                "stopped; rerun the same command to continue from the newest "
                                "checkpoint\n")])
@@ -500,7 +500,7 @@ def test_a_stop_asked_before_training_is_one_line_and_the_signals_exit(tiny_conf
         train_and_evaluate(tiny_config(), str(tmp_path), stop_requested=lambda: "SIGINT")
     capsys.readouterr()
     assert cli_run(train_and_evaluate, tiny_config(), str(tmp_path),  # a reason of its own
-                   stop_requested=lambda: "time budget spent") == cli.EXIT_ERROR
+                   stop_requested=lambda: "time budget spent") == cli.exits.EXIT_ERROR
     assert capsys.readouterr().out.startswith("time budget spent received before training")
 
 

@@ -24,7 +24,7 @@ install its signal handlers (`GracefulStop`) before the seconds spent importing 
 commands import the rest inside `main`).
 """
 
-from jaxae.cli.arguments import none_overrides, shortest_path, user_path
+from jaxae.cli.arguments import shortest_path, user_path
 from jaxae.cli.config_flag import (
     default_config_note,
     define_config_flag,
@@ -34,24 +34,10 @@ from jaxae.cli.config_flag import (
     parse_flags,
     use_help_of,
 )
-from jaxae.cli.exits import (
-    EXIT_BROKEN_PIPE,
-    EXIT_ERROR,
-    EXIT_INTERRUPTED,
-    WRITER_GRACE_S,
-    end_stopped,
-    exit_now_if_stuck,
-    expected_errors,
-    refuse_busy_workdir,
-    run,
-    stopped_exit_code,
-)
-from jaxae.cli.quiet import silence_abandoned_reads, silence_orbax
+from jaxae.cli.exits import end_stopped, refuse_busy_workdir, run
 from jaxae.cli.signals import GracefulStop, stop_at_once_on_signal, work_done
 
-__all__ = ["EXIT_BROKEN_PIPE", "EXIT_ERROR", "EXIT_INTERRUPTED", "GracefulStop",
-           "WRITER_GRACE_S", "default_config_note", "define_config_flag",
-           "define_eval_overrides", "eval_overrides", "exit_now_if_stuck", "expected_errors",
-           "loaded_config", "none_overrides", "parse_flags", "refuse_busy_workdir", "run",
-           "shortest_path", "silence_abandoned_reads", "silence_orbax", "stop_at_once_on_signal",
-           "end_stopped", "stopped_exit_code", "use_help_of", "user_path", "work_done"]
+__all__ = ["GracefulStop", "default_config_note", "define_config_flag",
+           "define_eval_overrides", "end_stopped", "eval_overrides", "loaded_config",
+           "parse_flags", "refuse_busy_workdir", "run", "shortest_path",
+           "stop_at_once_on_signal", "use_help_of", "user_path", "work_done"]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
+from numpy._core.multiarray import _reconstruct, scalar  # numpy 2 (pyproject's floor)
 
 from jaxae.data.dataset import Dataset, from_prepared, reads_paths
 from jaxae.data.errors import DataError
@@ -55,11 +56,6 @@ from jaxae.data.sources import host_reachable
 from jaxae.messages import first_line
 
 SPLITS = ("train", "test")
-
-try:  # numpy >= 2
-    from numpy._core.multiarray import _reconstruct, scalar
-except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core.multiarray import _reconstruct, scalar
 
 HOMEPAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 # The canonical python-pickle archive. Its size is the one published on HOMEPAGE; the sha256

@@ -38,6 +38,7 @@ from jaxae.experiments.render import SEED_SPREAD, render_section, seed_range, un
 from jaxae.objectives import Objective
 from jaxae.provenance import git_commit, host_cpu
 from jaxae.tasks import Task
+from jaxae.training import files
 from jaxae.training.metric_writer import read_metrics
 from jaxae.training.trainer import StopRequested, train_and_evaluate
 
@@ -531,8 +532,7 @@ def _add_train_time(workdir: str, seconds: float) -> float:
             total = float(json.load(f)["train_seconds"])
     total += seconds
     if seconds:
-        with open(path, "w") as f:
-            json.dump({"train_seconds": total, "machine": machine()}, f, indent=2)
+        files.write_json(path, {"train_seconds": total, "machine": machine()})
     return total
 
 
@@ -619,9 +619,8 @@ def write_result(name: str, ctx: Context, result: Result, started: float) -> dic
         "data": list(ctx.used_data.values()), "runs": ctx.used_runs,
         "settings": result.settings, "columns": result.columns, "rows": result.rows,
         "findings": result.findings, "notes": result.notes, "plot": "plot.png"}
-    with open(os.path.join(folder, "table.json"), "w") as f:
-        json.dump(record, f, indent=2, allow_nan=False)
-        f.write("\n")
-    with open(os.path.join(folder, "table.md"), "w") as f:
-        f.write(render_section(record, "plot.png", level=1))
+    files.write_whole(os.path.join(folder, "table.json"),
+                      json.dumps(record, indent=2, allow_nan=False) + "\n")
+    files.write_whole(os.path.join(folder, "table.md"),
+                      render_section(record, "plot.png", level=1))
     return record

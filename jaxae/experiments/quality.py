@@ -1,4 +1,5 @@
-"""Image quality and classical image operations in JAX: SSIM, Gaussian blur, resizing.
+"""Image quality and a classical image operation in JAX: SSIM and Gaussian blur (resizing,
+the super-resolution baselines' upsampling, is `jaxae.tasks.baselines`).
 
 SSIM follows Wang et al. (2004) with a 7x7 Gaussian window (sigma 1.5, the standard sigma, in
 a window cut to fit MNIST's small images), K1 = 0.01, K2 = 0.03, a data range of 1 and

@@ -273,9 +273,7 @@ def check_declarations(model: nn.Module, input_shape: tuple[int, ...],
                                f"inputs: {type(e).__name__}: {text}{raised_at(e)}{fix}"
                                ) from None
     if image_shape is None:  # the logits' own shape, once they are an array of the batch
-        check_logits(name, logits, BATCH, input_shape,
-                     _per_image(logits) or tuple(input_shape))
-        image_shape = _per_image(logits)
+        image_shape = _per_image(logits) or tuple(input_shape)
     want = (BATCH, *image_shape)
     check_logits(name, logits, BATCH, input_shape, image_shape)
     codes = {"mean": aux.get("mean"), "log_sigma": aux.get("log_sigma")} \

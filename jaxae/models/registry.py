@@ -108,7 +108,7 @@ def build_model(spec: Mapping[str, Any] | ConfigDict, *,
     for). `compute_dtype` is the precision of its Dense and Conv matmuls (training may ask
     for bfloat16; evaluation builds the float32 model, whose parameters are the same).
     `spec["init"]`, a scheme of `jaxae.models.initializers.SCHEMES`, is checked but not
-    applied here: parameters are drawn under it by `jaxae.training.steps.init_params` (or
+    applied here: parameters are drawn under it by `jaxae.training.steps.init_variables` (or
     `create_train_state`) with scheme=; the module's own `model.init` draws Flax's.
     """
     if "name" not in spec:

@@ -97,14 +97,15 @@ def init_variables(model: nn.Module, input_shape: tuple[int, ...], key: jax.Arra
 def init_params(model: nn.Module, input_shape: tuple[int, ...], key: jax.Array,
                 scheme: str = "lecun") -> dict:
     """Fresh parameters for inputs of `input_shape` (one image), redrawn under `scheme`:
-    `init_variables`' parameters."""
+    `init_variables`' parameters, for a model without state (a loop of one's own, a test)."""
     return init_variables(model, input_shape, key, scheme)[0]
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
                        input_shape: tuple[int, ...], init_key: jax.Array,
                        scheme: str = "lecun", check: bool = True) -> TrainState:
-    """Initialised parameters (`init_params`) paired with the optimiser's state.
+    """Initialised parameters and model state (`init_variables`) paired with the optimiser's
+    state.
 
     With `check`, the model is first traced on an abstract batch of `input_shape`
     (`declarations.check_declarations`: nothing is computed), so a model that does not keep
