@@ -5,12 +5,13 @@
 
 Reads each train.py workdir's files only (nothing is loaded or computed): `config.json` (the
 fields that differ between the runs are the table's first columns; those all runs share are
-listed once under it), `resumes.jsonl` (a field a resume changed is shown as `old -> new @step`,
-config.json keeping only the last value), the newest checkpoint's step and `eval/metrics.json`
-(its test figures, and its step: an evaluation older than the newest checkpoint is marked
-stale: rerun evaluate.py). A run that trains now has the status `training`; one that has
-saved nothing yet (no config.json) is listed as `starting`. Prints a markdown table; `--csv`
-also writes it as CSV.
+listed once under it), `resumes.jsonl` (the fields a resume changed, as `old -> new @step`,
+in the column "resumed"; the field's own column holds its last value), the newest
+checkpoint's step and `eval/metrics.json` (its test and validation figures, what its
+test_loss is, the eval settings it was computed with, and its step: an evaluation older
+than the newest checkpoint is marked stale: rerun evaluate.py). A run that trains now has
+the status `training`; one that has saved nothing yet (no config.json) is listed as
+`starting`. Prints a markdown table; `--csv` also writes it as CSV, every field a column.
 """
 
 from __future__ import annotations
@@ -90,19 +91,32 @@ def _read_json(path: str) -> dict | None:
         return None
 
 
-def resumed_changes(workdir: str) -> dict[str, str]:
-    """{field: "first -> ... -> last @step, ..."} of the config fields its resumes changed."""
+def resumed_changes(workdir: str) -> str:
+    """"field first -> ... -> last @step; ..." of the config fields its resumes changed."""
     changes: dict[str, list[str]] = {}
     try:
         with open(os.path.join(workdir, RESUMES_FILE)) as f:
             records = [json.loads(line) for line in f if line.strip()]
     except (OSError, ValueError):
-        return {}
+        return ""
     for record in records:
         for field, (old, new) in (record.get("config") or {}).items():
             steps = changes.setdefault(field, [repr(old)])
             steps.append(f"{new!r} @{record.get('step')}")
-    return {field: " -> ".join(values) for field, values in changes.items()}
+    return "; ".join(f"{field} {' -> '.join(values)}" for field, values in changes.items())
+
+
+def evaluated_with(metrics: dict) -> dict[str, object]:
+    """The eval.* settings the figures of an eval/metrics.json were computed with (an
+    evaluate.py override such as --config.eval.iwae_images=100 is not in config.json)."""
+    draws = metrics.get("draws") or {}
+    settings = {"eval.batch_size": draws.get("eval_batch_size"),
+                "eval.iwae_chunk": draws.get("iwae_chunk"),
+                "eval.iwae_images": metrics.get("iwae_images")}
+    if bounds := sorted(int(key.removeprefix("test_iwae_k")) for key in metrics
+                        if key.startswith("test_iwae_k")):
+        settings["eval.iwae_samples"] = tuple(bounds)
+    return {field: value for field, value in settings.items() if value is not None}
 
 
 def newest_checkpoint(workdir: str) -> int | None:
@@ -123,17 +137,20 @@ def run_row(workdir: str) -> tuple[dict[str, object], dict[str, object]]:
     if saved is None:  # its row would show every field as one the runs differ in
         print(f"warning: {os.path.join(workdir, CONFIG_FILE)} cannot be read: its run's fields "
               "are left empty", file=sys.stderr)
-    config = flat(saved or {})
-    for field, shown in resumed_changes(workdir).items():
-        config[field] = shown
+    config = flat(saved or {})  # the last value of a field a resume changed ("resumed")
     metrics = _read_json(os.path.join(workdir, EVAL_METRICS)) or {}
+    config |= evaluated_with(metrics)
     checkpoint, evaluated = newest_checkpoint(workdir), metrics.get("step")
     other: dict[str, object] = {"status": "training"} if training else {}
     other |= {"checkpoint": checkpoint, "eval step": evaluated}
     if evaluated is not None and checkpoint is not None and evaluated < checkpoint:
-        other["eval step"] = f"{evaluated} (stale)"
+        other["eval"] = "stale: rerun evaluate.py"
+    if resumed := resumed_changes(workdir):
+        other["resumed"] = resumed
+    if isinstance(metrics.get("loss"), str):  # what test_loss is: "mse", "negative_elbo"
+        other["loss"] = metrics["loss"]
     other |= {key: value for key, value in metrics.items()
-              if key.startswith("test_") and isinstance(value, (int, float))}
+              if key.startswith(("test_", "val_")) and isinstance(value, (int, float))}
     return config, other
 
 
@@ -181,21 +198,29 @@ def _unwritable_csv(path: str) -> str | None:
     return None
 
 
+def write_csv(path: str, header: list[str], rows: list[list[object]],
+              shared: dict[str, object]) -> None:
+    """The table as CSV, for a program: every field a column (those the runs share too),
+    numbers as Python writes them (nothing rounded)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([header[0], *shared, *header[1:]])
+        writer.writerows([[row[0], *shared.values(), *row[1:]] for row in rows])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="train.py workdirs, or folders holding them")
-    parser.add_argument("--csv", help="also write the table to this CSV file")
+    parser.add_argument("--csv", help="also write the table to this CSV file (every field, "
+                        "numbers unrounded)")
     args = parser.parse_args(argv)
     if args.csv is not None and (problem := _unwritable_csv(args.csv)):  # before the table
         parser.exit(1, f"error: --csv={args.csv}: {problem}\n")
     header, rows, shared = table(args.paths)
-    print(markdown(header, rows, shared))
-    if args.csv is not None:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows([[_cell(v) for v in row] for row in rows])
+    if args.csv is not None:  # first: a reader of the printed table that ends (`| head`)
+        write_csv(args.csv, header, rows, shared)  # does not cost the file
         print(f"wrote {args.csv}", file=sys.stderr)
+    print(markdown(header, rows, shared))
 
 
 if __name__ == "__main__":

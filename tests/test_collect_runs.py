@@ -1,7 +1,10 @@
 """scripts/collect_runs.py: a sweep's train.py runs in one table, read from their files."""
 
+import csv
 import fcntl
 import importlib.util
+import io
+import json
 import os
 import sys
 
@@ -27,7 +30,7 @@ collect_runs = load_script()
 
 
 def test_a_sweep_is_one_table_of_its_differing_fields_resumes_and_figures(tiny_config, tmp_path,
-                                                                          capsys):
+                                                                          capsys, monkeypatch):
     """Two seeds, one evaluated; the other resumed with another learning rate after its
     evaluation: the table names the seeds, the rate's change and its step, and the stale
     evaluation."""
@@ -35,25 +38,51 @@ def test_a_sweep_is_one_table_of_its_differing_fields_resumes_and_figures(tiny_c
     for seed in (0, 1):
         train_and_evaluate(tiny_config(**{"seed": seed, "train.num_epochs": 1}),
                            str(sweep / f"s{seed}"))
-    evaluate_workdir(str(sweep / "s0"))
+    evaluate_workdir(str(sweep / "s0"), overrides={"eval.batch_size": 64})  # not in config.json
     evaluate_workdir(str(sweep / "s1"))
     train_and_evaluate(tiny_config(**{"seed": 1, "train.num_epochs": 2,
                                       "optim.learning_rate": 0.01}), str(sweep / "s1"))
     header, rows, shared = collect_runs.table([str(sweep)])
-    assert header[:5] == ["run", "optim.learning_rate", "seed", "train.num_epochs",
-                          "checkpoint"]
-    assert [row[:6] for row in rows] == [
-        [str(sweep / "s0"), 0.001, 0, 1, 16, 16],
-        [str(sweep / "s1"), "0.001 -> 0.01 @16", 1, "1 -> 2 @16", 32, "16 (stale)"]]
+    # the fields' last values (numbers a program can read), the evaluation's own settings
+    # (an override of evaluate.py's, which config.json does not hold), a resume's changes
+    # and a stale evaluation in their own columns
+    assert header[:6] == ["run", "eval.batch_size", "optim.learning_rate", "seed",
+                          "train.num_epochs", "checkpoint"]
+    assert [row[:7] for row in rows] == [[str(sweep / "s0"), 64, 0.001, 0, 1, 16, 16],
+                                         [str(sweep / "s1"), 128, 0.01, 1, 2, 32, 16]]
+    columns = [dict(zip(header, row, strict=True)) for row in rows]
+    assert [c["eval"] for c in columns] == ["", "stale: rerun evaluate.py"]
+    assert [c["resumed"] for c in columns] == [
+        "", "optim.learning_rate 0.001 -> 0.01 @16; train.num_epochs 1 -> 2 @16"]
+    assert [c["loss"] for c in columns] == ["mse", "mse"]  # what test_loss is
     assert shared["model.name"] == "dense_ae" and "seed" not in shared
-    figures = dict(zip(header, rows[0], strict=True))
-    assert 0 < figures["test_mse"] < 1 and figures["test_images"] == 256
+    with open(sweep / "s0" / "eval" / "metrics.json") as f:
+        evaluation = json.load(f)
+    assert columns[0]["test_mse"] == evaluation["test_mse"] and columns[0]["test_images"] == 256
     capsys.readouterr()
     collect_runs.main([str(sweep / "s1"), str(sweep), "--csv", str(tmp_path / "t.csv")])
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0].startswith("| run | optim.learning_rate | seed |") and len(printed) == 6
-    assert (tmp_path / "t.csv").read_text().splitlines()[0].startswith(
-        "run,optim.learning_rate,seed,train.num_epochs,checkpoint,eval step,")
+    assert printed[0].startswith("| run | eval.batch_size | optim.learning_rate |") and \
+        len(printed) == 6
+    with open(tmp_path / "t.csv", newline="") as f:  # every field; figures unrounded
+        csv_rows = list(csv.DictReader(f))
+    assert [(r["model.name"], r["seed"]) for r in csv_rows] == [("dense_ae", "1"),
+                                                                ("dense_ae", "0")]
+    assert float(csv_rows[1]["test_mse"]) == evaluation["test_mse"]
+    # the CSV is written before the table is printed: a reader that ends (`| head`) does not
+    # cost it (it was written after the print, which raised BrokenPipeError)
+    os.remove(tmp_path / "t.csv")
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    with pytest.raises(BrokenPipeError):
+        collect_runs.main([str(sweep), "--csv", str(tmp_path / "t.csv")])
+    monkeypatch.undo()
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 3
+    capsys.readouterr()
     with pytest.raises(SystemExit, match=r"holds no train.py run \(no config.json at or under"):
         collect_runs.main([str(tmp_path / "sweep" / "s0" / "eval")])
     # a folder of links to the runs (one back up the tree too), and a run named twice: each
@@ -77,7 +106,7 @@ def test_a_sweep_is_one_table_of_its_differing_fields_resumes_and_figures(tiny_c
     assert [(row[0], dict(zip(header, row, strict=True))["status"]) for row in rows] == [
         (str(sweep / "s0"), ""), (str(sweep / "s1"), "training"),
         (str(sweep / "s2"), "starting (no checkpoint yet)")]
-    assert header[1:4] == ["optim.learning_rate", "seed", "train.num_epochs"]  # as before
+    assert header[2:5] == ["optim.learning_rate", "seed", "train.num_epochs"]  # as before
     folder = os.open(sweep, os.O_RDONLY | os.O_DIRECTORY)  # `flock sweep cmd`: no run there
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)

@@ -51,7 +51,7 @@ def test_a_row_reads_its_figures_names_the_baseline_and_pca_and_the_table_names_
     write_eval(tmp_path / "dae", {"step": 4690, "dataset": "fashion_mnist",
                                   "test_images": 10000, "test_psnr": 20.06,
                                   "test_input_psnr": 10.73, "test_baseline_psnr": 9.77,
-                                  "test_baseline": "median 3x3"})
+                                  "baseline": "median 3x3"})
     write_eval(tmp_path / "crops", {"step": 1500, "dataset": "folder", "test_images": 1200,
                                     "test_mse": 0.00351, "test_psnr": 27.81},
                {"512": {"test_mse": 0.00076, "test_psnr": 36.83}})

@@ -552,6 +552,18 @@ def test_a_stop_as_the_first_chunk_is_set_up_saves_no_untrained_checkpoint(tiny_
 # ---------------------------------------------------------------------------- refused early
 
 
+def test_the_memory_check_counts_a_limit_on_the_address_space():
+    """Under `ulimit -v 6000000` the check read only the machine's free memory (22 GB), let
+    a 6.3 GB state through, and the run died in XLA's allocator with a traceback."""
+    script = ("import resource\n"
+              "resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, resource.RLIM_INFINITY))\n"
+              "from jaxae.training import memory\n"
+              "print(memory.host_available_bytes())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    assert 0 < int(out) < 6 * 2**30
+
+
 def test_memory_too_small_for_the_images_names_them_and_streaming(tiny_config, tmp_path,
                                                                     monkeypatch, capsys):
     from jaxae.training import memory
@@ -2147,3 +2159,32 @@ def test_a_step_that_does_not_fit_after_a_library_changed_names_the_library(tmp_
                     f"{recorded['optax']} changed since the run trained, which may have "
                     "changed what a checkpoint holds: run it with the versions its "
                     "environment.json records, or train a new run in another --workdir")
+
+
+def test_a_failed_write_is_advised_by_its_cause_and_a_failed_save_leaves_no_partial_folder(
+        tmp_path):
+    """Too many open files had been advised to make the folder writable; a checkpoint cut
+    short by a full disk kept its part written (half a small disk) until the next run, which
+    then blamed a kill for it."""
+    import errno
+    import resource
+
+    from jaxae.training.files import write_error
+
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert str(write_error("m.jsonl", OSError(errno.EMFILE, "Too many open files"))) == (
+        "could not write m.jsonl (Too many open files): raise the limit on open files "
+        f"(`ulimit -n`, now {limit}), then rerun the same command")
+    assert "(No space left on device): free space on its disk (or raise the quota), then" in \
+        str(write_error("m.jsonl", OSError(errno.ENOSPC, "No space left on device")))
+    folder = tmp_path / "checkpoints"
+    manager = checkpoints.make_manager(str(folder))
+    partial = folder / "5.orbax-checkpoint-tmp-1234"
+    (partial / "default").mkdir(parents=True)
+    (partial / "default" / "part").write_bytes(b"\0" * 1024)
+    error = checkpoints._write_error(manager, 5, OSError(errno.ENOSPC, "No space left on device"))
+    assert str(error) == (f"could not write the checkpoint at step 5 to {folder} (No space left "
+                          "on device): no checkpoint is on disk yet; free space on its disk (or "
+                          "raise the quota), then rerun the same command")
+    assert not partial.exists()
+    checkpoints.close(manager)

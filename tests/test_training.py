@@ -209,23 +209,25 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
         assert "test_iwae_k1" not in result
         # the likelihood the ELBO's nats are under, and the pixels it scores (grey or binary)
         assert (result["likelihood"], result["binarize"]) == ("bernoulli", "none")
+        assert (result["loss"], result["beta"]) == ("negative_elbo", 1.0)  # what test_loss is
     else:
-        assert "likelihood" not in result
+        assert "likelihood" not in result and result["loss"] == config.objective.loss
     assert result["test_loss"] == pytest.approx(last_test["test_loss"], rel=1e-6)
     if input_row:
         assert 0 < result["test_input_psnr"] < 30 and 0 < result["test_baseline_psnr"] < 40
-        assert result["test_baseline"] == ("bicubic" if "7x7" in input_row else
+        assert result["baseline"] == ("bicubic" if "7x7" in input_row else
                                            "masked median 3x3" if "dropout" in input_row
                                            else "median 3x3")
         if "dropout" in input_row:  # the plain median had scored below the input itself
             assert result["test_baseline_psnr"] > result["test_input_psnr"] + 3
-        assert result.get("test_input") == ("nearest-neighbour upsampling" if "7x7" in input_row
-                                            else None)  # what test_input_psnr scores
+        assert result.get("input_method") == ("nearest-neighbour upsampling"
+                                              if "7x7" in input_row else None)  # what
+        # test_input_psnr scores
         # the training record names its baseline too: a run reloaded after the baseline of
         # its task changed (the dropout's) is not labelled with the new one
-        assert last_test["baseline"] == result["test_baseline"]
+        assert last_test["baseline"] == result["baseline"]
     else:
-        assert "test_baseline" not in result and "baseline" not in last_test
+        assert "baseline" not in result and "baseline" not in last_test
     if variational and conditional:
         assert 0 <= result["cvae_samples_recognised"] <= 1
     picture = matplotlib.image.imread(os.path.join(tmp_path, "eval", "reconstructions.png"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -116,9 +117,34 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False,
         if entry_point:
             end_by_signal(signal.SIGINT)
         sys.exit(EXIT_INTERRUPTED)
-    except BaseException:
+    except BaseException as e:
         _finish(finish_pending_saves)
+        if line := out_of_memory_line(e):  # XLA's, after compiling: no error of jaxae's
+            if os.environ.get("JAXAE_DEBUG"):
+                print_traceback(e)
+            print(f"error: {line}", file=sys.stderr, flush=True)
+            if entry_point:
+                exit_now_if_stuck(EXIT_ERROR)
+            sys.exit(EXIT_ERROR)
         raise
+
+
+def out_of_memory_line(error: BaseException) -> str | None:
+    """One line for XLA's out-of-memory error (a RESOURCE_EXHAUSTED status: a batch, an
+    image size or a model larger than the device's or host's memory, which jaxae's own
+    check, counting the state and the data but not the activations, let through); None for
+    any other error."""
+    errors = sys.modules.get("jax.errors")  # JAX imported: only then can the error be its
+    if errors is None or not isinstance(error, errors.JaxRuntimeError):
+        return None
+    text = str(error)
+    if "RESOURCE_EXHAUSTED" not in text and "Out of memory" not in text:
+        return None
+    asked = re.search(r"allocating (\d+) bytes", text)
+    size = f" ({int(asked.group(1)) / 2**30:.1f} GiB asked for at once)" if asked else ""
+    return (f"out of memory{size}: lower --config.train.batch_size, or data.image_size or "
+            "the model's size, to train; --config.eval.batch_size or eval.iwae_chunk to "
+            "evaluate (the checkpoints on disk are kept; JAXAE_DEBUG=1 shows XLA's message)")
 
 
 def print_traceback(error: BaseException) -> None:

@@ -29,7 +29,7 @@ from jaxae.evaluation import generation, iwae
 from jaxae.evaluation.metrics import active_units, evaluate_split, padded_batches
 from jaxae.evaluation.pictures import PictureOptions, write_pictures
 from jaxae.evaluation.probe import train_probe
-from jaxae.keys import IWAE_STREAM, RECOGNITION_STREAM, derive_keys
+from jaxae.keys import IWAE_STREAM, RECOGNITION_STREAM, VALIDATION_EVAL_STREAM, derive_keys
 from jaxae.models.base import ModelParams, Variables
 from jaxae.objectives import Objective
 from jaxae.registry import display_name
@@ -411,8 +411,8 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
     keys = derive_keys(config.seed)
     eval_config = config.eval
     means = None  # a variational model's test codes, for its active units and its pictures
-    metrics = evaluate_split(steps.make_eval_step(model, task, objective), params, data.test,
-                             eval_config.batch_size, keys.eval)
+    eval_step = steps.make_eval_step(model, task, objective)
+    metrics = evaluate_split(eval_step, params, data.test, eval_config.batch_size, keys.eval)
     result = {"step": step, "model": config.model.name,
               **({"dataset": config.data.name} if images is None else
                  {"dataset": other_images_kind(images), "images": os.path.abspath(images),
@@ -420,12 +420,20 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
               "test_images": len(data.test),
               **{f"test_{name}": value for name, value in metrics.items()}}
     counts = {f"test_{name}": len(data.test) for name in metrics}
+    if data.val is not None:  # a run's validation split (data.val_size), as training scores it
+        val = evaluate_split(eval_step, params, data.val, eval_config.batch_size,
+                             jax.random.fold_in(keys.eval, VALIDATION_EVAL_STREAM))
+        result |= {"val_images": len(data.val), **{f"val_{k}": v for k, v in val.items()}}
+        counts |= {f"val_{name}": len(data.val) for name in val}
     if "baseline_psnr" in metrics:  # which classical method test_baseline_psnr scores
-        result["test_baseline"] = task.baseline_name
+        result["baseline"] = task.baseline_name  # (named so in metrics.jsonl too)
     if "input_psnr" in metrics and task.input_method:  # the input drawn as an image is one
-        result["test_input"] = task.input_method  # (super-resolution's upsampling)
-    if model.variational:  # the ELBO and bounds are nats per image under this p(x | z)
-        result["likelihood"] = config.objective.likelihood
+        result["input_method"] = task.input_method  # (super-resolution's upsampling)
+    if not model.variational:  # what test_loss is: a loss per pixel
+        result["loss"] = config.objective.loss
+    else:  # test_loss: -ELBO with the KL weighted by beta; the ELBO and bounds are nats per
+        result |= {"loss": "negative_elbo", "beta": config.objective.beta}  # image under
+        result["likelihood"] = config.objective.likelihood  # this p(x | z)
         likelihood = objective.likelihood
         if options := dataclasses.asdict(likelihood) if dataclasses.is_dataclass(likelihood) \
                 else {}:

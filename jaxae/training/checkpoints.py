@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import glob
 import hashlib
 import logging
 import operator
@@ -51,6 +52,7 @@ from etils import epath
 from flax.training import train_state
 
 from jaxae.messages import causes, first_line
+from jaxae.training.files import write_fix
 from jaxae.training.steps import model_state_of
 
 PyTree = Any
@@ -130,8 +132,9 @@ def make_manager(directory: str, keep: int | None = 3, read_only: bool = False,
         for folder in remove_abandoned_saves(directory, None if sole_writer else save_timeout_s):
             step = os.path.basename(folder).split(".", 1)[0]
             print(f"warning: removed the unfinished save of step {step} in {directory}: the "
-                  "save was cut short (a second stop signal, a kill, or an interrupted "
-                  "notebook run), so that checkpoint is lost", file=sys.stderr, flush=True)
+                  "save was cut short (a second stop signal, a kill, an interrupted "
+                  "notebook run, or a write that failed), so that checkpoint is lost",
+                  file=sys.stderr, flush=True)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else keep, create=not read_only, read_only=read_only,
         cleanup_tmp_directories=False, save_interval_steps=0 if read_only else 1,
@@ -212,15 +215,16 @@ class CheckpointWriteError(OSError):
     names the step, the folder, the operating system's reason and the newest intact step."""
 
 
-def _os_reason(error: BaseException | None) -> str | None:
-    """The operating system's reason for a failed write, from the error or the ones it came
-    from: an OSError's strerror, or TensorStore's '...: File too large [os_error_code=27]'."""
+def _os_reason(error: BaseException | None) -> tuple[str, int] | None:
+    """The operating system's reason for a failed write and its errno, from the error or
+    the ones it came from: an OSError's, or TensorStore's '...: File too large
+    [os_error_code=27]'."""
     for cause in causes(error):
         if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror
+            return cause.strerror, cause.errno
         found = re.search(r":\s*([^:\[\]]+?)\s*\[os_error_code='?(\d+)", str(cause))
         if found:
-            return f"{found.group(1).strip()}, errno {found.group(2)}"
+            return f"{found.group(1).strip()}, errno {found.group(2)}", int(found.group(2))
     return None
 
 
@@ -235,7 +239,7 @@ def _write_error(manager: ocp.CheckpointManager, step: int, error: BaseException
     """What failed as the checkpoint at `step` was saved: its own write, or (the step on
     disk, complete: then confirmed, so the run's files describe it) the removal of older
     steps that keeps train.keep_checkpoints."""
-    reason = _os_reason(error) or _reason(error, 160)
+    reason, code = _os_reason(error) or (_reason(error, 160), None)
     if "Barrier timed out" in reason:  # multi-process: the write failed in another process
         reason = "another process did not finish its part in time: see its error"
     try:
@@ -251,10 +255,12 @@ def _write_error(manager: ocp.CheckpointManager, step: int, error: BaseException
     intact = [s for s in listed if s != step]
     kept = (f"the newest checkpoint on disk is step {max(intact)}" if intact
             else "no checkpoint is on disk yet")
+    for folder in glob.glob(os.path.join(glob.escape(str(manager.directory)),
+                                         f"{step}.orbax-checkpoint-tmp*")):
+        shutil.rmtree(folder, ignore_errors=True)  # its part written: space a full disk needs
     return CheckpointWriteError(
         f"could not write the checkpoint at step {step} to {manager.directory} ({reason}): "
-        f"{kept}; make that folder writable or free space on its disk, then rerun the same "
-        "command")
+        f"{kept}; {write_fix(code, 'that folder')}, then rerun the same command")
 
 
 def check_saved(manager: ocp.CheckpointManager, block: bool = True) -> None:

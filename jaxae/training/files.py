@@ -6,8 +6,11 @@ cut short or two sets mixed."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import math
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -27,8 +30,19 @@ class WriteError(OSError):
 
 def write_error(path: str, error: OSError) -> WriteError:
     reason = error.strerror or type(error).__name__
-    return WriteError(f"could not write {path} ({reason}): make it and its folder writable or "
-                      "free space on its disk, then rerun the same command")
+    fix = write_fix(error.errno, "it and its folder")
+    return WriteError(f"could not write {path} ({reason}): {fix}, then rerun the same command")
+
+
+def write_fix(code: int | None, what: str) -> str:
+    """The fix of a failed write by its errno: too many open files, a full disk or quota,
+    or (any other) a folder to make writable or a disk to free."""
+    if code == errno.EMFILE or code == errno.ENFILE:
+        return "raise the limit on open files (`ulimit -n`, now " \
+            f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "free space on its disk (or raise the quota)"
+    return f"make {what} writable or free space on its disk"
 
 
 def write_whole(path: str, text: str) -> None:
@@ -136,5 +150,17 @@ def move_files(source: str, target: str, last: str | None = None,
 
 
 def write_json(path: str, tree: object) -> None:
-    """A JSON file written whole or not at all (WriteError on failure)."""
-    write_whole(path, json.dumps(tree, indent=2) + "\n")
+    """A JSON file written whole or not at all (WriteError on failure); a non-finite float
+    is written as null, so that the file is strict JSON (NaN is no JSON token)."""
+    write_whole(path, json.dumps(finite_or_null(tree), indent=2, allow_nan=False) + "\n")
+
+
+def finite_or_null(tree: object) -> object:
+    """`tree` (dicts, lists, tuples, numbers) with each non-finite float replaced by None."""
+    if isinstance(tree, float):
+        return tree if math.isfinite(tree) else None
+    if isinstance(tree, dict):
+        return {key: finite_or_null(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [finite_or_null(value) for value in tree]
+    return tree

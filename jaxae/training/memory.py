@@ -7,6 +7,7 @@ instead of minutes spent allocating it.
 
 from __future__ import annotations
 
+import resource
 from typing import Any
 
 import jax
@@ -30,14 +31,30 @@ def _read_int(path: str) -> int | None:
         return None
 
 
+def _address_space_left() -> int | None:
+    """What a limit on this process's address space (`ulimit -v`) leaves it: the limit less
+    its size now (/proc/self/status's VmSize); None without such a limit."""
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status") as f:
+            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return max(limit - size, 0)
+
+
 def host_available_bytes() -> int | None:
     """Memory this process may still take: /proc/meminfo's MemAvailable, or less under a
-    cgroup (container) limit; None where neither can be read."""
-    available = None
+    cgroup (container) limit or a limit on its address space (`ulimit -v`); None where none
+    can be read."""
+    available = _address_space_left()
     try:
         with open("/proc/meminfo") as f:
             info = dict(line.split(":", 1) for line in f if ":" in line)
-        available = int(info["MemAvailable"].split()[0]) * 1024
+        free = int(info["MemAvailable"].split()[0]) * 1024
+        available = free if available is None else min(free, available)
     except (OSError, KeyError, ValueError):
         pass
     limit = _read_int("/sys/fs/cgroup/memory.max")

@@ -1,5 +1,6 @@
 """Metrics as one JSON object per line in `<workdir>/metrics.jsonl`, echoed to stdout, and
-read back (`read_metrics`)."""
+read back (`read_metrics`); the run's timings the same way in `<workdir>/timings.jsonl`
+(`read_timings`), not echoed."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from collections.abc import Mapping
 from tqdm import tqdm
 
 from jaxae.training.files import write_error, write_whole
-from jaxae.training.workdir import METRICS_FILE
+from jaxae.training.workdir import METRICS_FILE, TIMINGS_FILE
 
 
 def _plain(value: object) -> object:
-    """A JSON-ready Python number from a float, an int or a 0-d array."""
+    """A JSON-ready Python number from a float, an int or a 0-d array; a non-finite float
+    is null (NaN is no JSON token)."""
     value = value.item() if hasattr(value, "item") else value
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+        return None
     return value
 
 
@@ -40,22 +42,28 @@ def _record_step(line: str) -> int | None:
     return None if record is None else record["step"]
 
 
-def read_metrics(workdir: str) -> list[dict]:
-    """The records of `<workdir>/metrics.jsonl`, in order (none where it is missing); a line
-    that is no record (cut short, edited) is skipped, as a resume drops it."""
-    path = os.path.join(workdir, METRICS_FILE)
+def read_metrics(workdir: str, file: str = METRICS_FILE) -> list[dict]:
+    """The records of `<workdir>/metrics.jsonl` (or of `file`), in order (none where it is
+    missing); a line that is no record (cut short, edited) is skipped, as a resume drops it."""
+    path = os.path.join(workdir, file)
     if not os.path.isfile(path):
         return []
     with open(path, errors="replace") as f:
         return [record for line in f if (record := _record(line)) is not None]
 
 
-class MetricWriter:
-    """Appends records, so a resumed run continues the file its first part started. A
-    failed write is a WriteError naming the file and the reason."""
+def read_timings(workdir: str) -> list[dict]:
+    """The records of `<workdir>/timings.jsonl` (`TimingLog` says what they hold)."""
+    return read_metrics(workdir, TIMINGS_FILE)
 
-    def __init__(self, workdir: str, echo: bool = True):
-        self.path = os.path.join(workdir, METRICS_FILE)
+
+class MetricWriter:
+    """Appends records to `<workdir>/metrics.jsonl` (or to `file`), so a resumed run
+    continues the file its first part started. A failed write is a WriteError naming the
+    file and the reason."""
+
+    def __init__(self, workdir: str, echo: bool = True, file: str = METRICS_FILE):
+        self.path = os.path.join(workdir, file)
         self.echo = echo
 
     def drop_after(self, step: int) -> None:

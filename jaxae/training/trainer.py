@@ -49,10 +49,11 @@ from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, parallel, steps
 from jaxae.training.batch_sources import BatchSource, FinishedSource, ResidentSource, StreamedSource
 from jaxae.training.faults import Faults, first_non_finite_step, flat_at_chunk_end
-from jaxae.training.metric_writer import MetricWriter
+from jaxae.training.metric_writer import MetricWriter, read_timings
 from jaxae.training.workdir import (
     CONFIG_FILE,
     LOCK_FILE,
+    TIMINGS_FILE,
     WorkdirBusy,
     append_resume,
     changes_shown,
@@ -235,14 +236,43 @@ OFF_TERMINAL_EVERY_S = 60.0  # off a terminal (no bar): a progress line at most 
 CHUNK_SECONDS = 5.0
 
 
+class TimingLog:
+    """`<workdir>/timings.jsonl`: at each step metrics.jsonl records, when it was reached
+    (`time`, Unix seconds), the seconds of training so far over every part of the run
+    (`train_s`: the time between reads of the steps' metrics, with evaluations, saves and
+    each part's first chunk, which compiles, left out) and this part's `images_per_s` at
+    that rate; at each evaluation, its `eval_s`. metrics.jsonl holds no timings: its bytes
+    are the same in every run of a config and seed."""
+
+    def __init__(self, workdir: str, step: int):
+        self.writer = MetricWriter(workdir, echo=False, file=TIMINGS_FILE)
+        self.writer.drop_after(step)  # a restart from `step` times its steps again
+        trained = [r["train_s"] for r in read_timings(workdir)
+                   if isinstance(r.get("train_s"), (int, float))]
+        self.before = float(trained[-1]) if trained else 0.0  # the earlier parts' training
+
+    def trained(self, step: int, epoch: int, seconds: float, images: int) -> None:
+        """A log point: `seconds` of training in this part so far, over `images`."""
+        rate = {"images_per_s": round(images / seconds, 1)} if seconds > 0 else {}
+        self.writer.write({"step": step, "epoch": epoch, "time": round(time.time(), 3),
+                           "train_s": round(self.before + seconds, 3), **rate})
+
+    def evaluated(self, step: int, epoch: int, seconds: float) -> None:
+        self.writer.write({"step": step, "epoch": epoch, "time": round(time.time(), 3),
+                           "eval_s": round(seconds, 3)})
+
+
 class _ChunkLog:
     """Reads a dispatched chunk's metrics (after the next one is dispatched): checks that
-    every step is finite, writes the step's record at log points, updates the progress bar
-    (off a terminal, where the bar is off: a progress line on stderr now and then)."""
+    every step is finite, writes the step's record (and its timings) at log points, updates
+    the progress bar (off a terminal, where the bar is off: a progress line on stderr now
+    and then)."""
 
     def __init__(self, config: ml_collections.ConfigDict, writer: MetricWriter | None,
-                 steps_per_epoch: int, last_step: int, faults: Faults):
+                 steps_per_epoch: int, last_step: int, faults: Faults,
+                 timings: TimingLog | None = None):
         self.config, self.writer, self.steps_per_epoch = config, writer, steps_per_epoch
+        self.timings = timings
         self.last_step, self.faults = last_step, faults  # the step this process trains to
         self.pending = None
         self.last_nonzero_gradient: int | None = None  # the last step it was checked at
@@ -286,8 +316,9 @@ class _ChunkLog:
             raise self.faults.flat_gradient(step, self.last_nonzero_gradient)
         self.last_nonzero_gradient = step if "grad_norm" in fetched else None
         last = {name: float(values[-1]) for name, values in fetched.items()}
-        end_of_epoch = step % self.steps_per_epoch == 0
-        if self.writer and (step % self.config.train.log_every_steps == 0 or end_of_epoch):
+        logged = step % self.config.train.log_every_steps == 0 or \
+            step % self.steps_per_epoch == 0  # or an epoch's end
+        if self.writer and logged:
             # the step's own values, not a window mean: a resumed run writes the same
             # records as an uninterrupted one (and no timings, for the same reason)
             self.writer.write({"step": step, "epoch": epoch + 1,
@@ -307,6 +338,8 @@ class _ChunkLog:
             self.trained_s += max(now - self.last_read - self.set_aside_s, 0.0)
             self.trained_images += count * self.config.train.batch_size
         self.last_read, self.set_aside_s = now, 0.0
+        if self.timings and logged:
+            self.timings.trained(step, epoch + 1, self.trained_s, self.trained_images)
         if self.said_at is None:
             self.first_read = self.said_at = now
         if bar.disable and self.writer and self.trained_s > 0 and \
@@ -488,6 +521,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
                                        train_config.keep_checkpoints, sole_writer=main)
     run_files = _RunFiles(workdir, config, manager, due=main, data=data.fingerprint,
                           content=data.content_sha256)
+    run_files.facts = run_facts(data, like, steps_per_epoch, total_steps)
     try:
         try:
             state, position = _restore_or_init(manager, fresh, like, mesh, workdir)
@@ -549,6 +583,18 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     return state
 
 
+def run_facts(data: Splits, state_shapes: Any, steps_per_epoch: int, total_steps: int
+              ) -> dict:
+    """What a run's config and data came to, for environment.json's "run" (the run's first
+    line says the same to a person): the splits' sizes, the image shape, the steps and the
+    model's parameters."""
+    return {"train_images": len(data.train),
+            "val_images": 0 if data.val is None else len(data.val),
+            "test_images": len(data.test), "image_shape": list(data.image_shape),
+            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+            "parameters": memory.state_size(state_shapes)[0], "data_source": data.source}
+
+
 def _nothing_to_train(config: ml_collections.ConfigDict, step: int, total_steps: int) -> str:
     """What a rerun of a finished run says, and how to train it further."""
     schedule = config.optim.schedule
@@ -589,6 +635,7 @@ class _RunFiles:
         self.environment = run_environment()  # jaxae's source, threads, ... as it started
         self.resume: dict | None = None  # what this resume changed, for resumes.jsonl
         self.fresh = False  # set once it is known that no checkpoint was restored
+        self.facts: dict | None = None  # `run_facts`, once the state's shapes are known
 
     def keep_as_they_are(self) -> None:
         """A finished run, rerun: it saves nothing, so its files keep describing the run
@@ -613,7 +660,7 @@ class _RunFiles:
         if self.resume is not None and (failed := append_resume(self.workdir, self.resume)):
             print(failed, file=sys.stderr, flush=True)
         write_run_files(self.workdir, self.config, self.data, self.code, self.content,
-                        self.environment)
+                        self.environment, self.facts)
         self.due = False
 
 
@@ -729,6 +776,8 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
     writer = MetricWriter(run.workdir) if main else None
     if writer:
         writer.drop_after(step)  # records of steps a restart will run again
+    timings = TimingLog(run.workdir, step) if main else None
+    first_step, part_started = step, time.perf_counter()
     # every chunk ends at a log point or sooner (`_chunk_end`)
     train_chunk = steps.make_train_chunk(
         run.train_model, run.task, run.objective, batch_size=train_config.batch_size,
@@ -740,13 +789,17 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
     if main and step < total_steps:  # a finished run said "nothing to train" instead
         _announce(run, state)
     stop_at = min(total_steps, train_config.stop_after_steps or total_steps)
-    log = _ChunkLog(config, writer, steps_per_epoch, stop_at, faults)
+    log = _ChunkLog(config, writer, steps_per_epoch, stop_at, faults, timings)
 
     def evaluate(epoch: int) -> None:
         """Evaluates the state at `step`, in `epoch` (1-based): a record and the hook."""
         started = time.perf_counter()
-        evaluation = evaluate_splits(eval_step, _local(state.variables), data,
-                                     config.eval.batch_size, keys.eval, floor_step, floors)
+        try:
+            evaluation = evaluate_splits(eval_step, _local(state.variables), data,
+                                         config.eval.batch_size, keys.eval, floor_step, floors)
+        except Exception:  # out of memory, say: the steps trained are saved first (a fault
+            save()  # the evaluation finds, a NaN, still saves nothing: below)
+            raise
         faults.check_evaluation(evaluation, step)
         if writer:  # with the classical method its *_baseline_psnr scores, by name
             named = {"baseline": run.task.baseline_name} if any(
@@ -754,7 +807,10 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
             writer.write({"step": step, "epoch": epoch, **evaluation, **named})
         if evaluations.hook:
             evaluations.hook(step, epoch, evaluation)
-        log.set_aside(time.perf_counter() - started)  # not training: out of its rate
+        seconds = time.perf_counter() - started
+        if timings:
+            timings.evaluated(step, epoch, seconds)
+        log.set_aside(seconds)  # not training: out of its rate
 
     stopped = None
     every = train_config.checkpoint_every_steps
@@ -790,4 +846,17 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
                 stopped or (every and step % every == 0):
             save()
     saved_so_far(block=True)
+    if main and step > first_step:
+        print(_trained_line(first_step, step, time.perf_counter() - part_started, log),
+              flush=True)
     return state, step, stopped
+
+
+def _trained_line(first_step: int, step: int, seconds: float, log: _ChunkLog) -> str:
+    """What this part of the run trained, in how long: its time from the first chunk's
+    dispatch (compiling, evaluations and saves included) and its rate while training."""
+    took = f"{seconds:.1f} s" if seconds < 60 else _duration(seconds)
+    rate = (f"; {log.trained_images / log.trained_s:,.0f} images/s while training"
+            if log.trained_s > 0 else "")
+    return (f"trained steps {first_step + 1:,} to {step:,} in {took} (compiling, evaluations "
+            f"and saves included{rate}; {TIMINGS_FILE} holds the timings)")

@@ -50,6 +50,9 @@ from jaxae.training.lock import LOCK_FILE
 CONFIG_FILE = "config.json"
 ENVIRONMENT_FILE = "environment.json"
 METRICS_FILE = "metrics.jsonl"
+# when each record's step was reached, and how long training and evaluations took: apart
+# from metrics.jsonl, which holds the same bytes in every run of a config and seed
+TIMINGS_FILE = "timings.jsonl"
 RESUMES_FILE = "resumes.jsonl"  # what each resume changed: config.json holds only the last
 # the libraries whose versions environment.json records and a resume compares (each may
 # change how a step computes); jax's own version is recorded as "jax"
@@ -84,7 +87,8 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
                 f"workdir {workdir!r} holds a run with {'; and '.join(said)}: use a new "
                 f"--workdir, or the same {', '.join(fields)} ({may})")
     check_writable(workdir, folders=(CHECKPOINTS,),
-                   files=(CONFIG_FILE, ENVIRONMENT_FILE, METRICS_FILE, RESUMES_FILE, LOCK_FILE))
+                   files=(CONFIG_FILE, ENVIRONMENT_FILE, METRICS_FILE, TIMINGS_FILE, RESUMES_FILE,
+                          LOCK_FILE))
 
 
 def holds_run(workdir: str) -> bool:
@@ -423,12 +427,14 @@ def run_environment() -> dict:
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict,
                     data_fingerprint: str = "", code_sha256: dict[str, str] | None = None,
-                    data_content_sha256: str = "", environment: dict | None = None) -> None:
+                    data_content_sha256: str = "", environment: dict | None = None,
+                    run: dict | None = None) -> None:
     """config.json and environment.json: everything a rerun needs to repeat this run, the
     fingerprint and content hash of the images it trains on, against which images moved
     elsewhere (a new data.path) are checked, `environment` (`run_environment()` as the run
-    started, default now), and `code_sha256` (`code_files` as the run started, default now)
-    of its user files."""
+    started, default now), `code_sha256` (`code_files` as the run started, default now)
+    of its user files, and `run`: what the config and data came to (the splits' sizes, the
+    steps, the parameters; the trainer's `run_facts`)."""
     write_whole(os.path.join(workdir, CONFIG_FILE),
                  recorded_config(config).to_json_best_effort(indent=2, sort_keys=True) + "\n")
     recorded = {
@@ -436,6 +442,7 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict,
         "data_content_sha256": data_content_sha256,
         **(run_environment() if environment is None else environment),
         "code_sha256": code_files(config) if code_sha256 is None else code_sha256,
+        **({"run": run} if run else {}),
     }
     write_whole(os.path.join(workdir, ENVIRONMENT_FILE), json.dumps(recorded, indent=2))
 

@@ -1,0 +1,100 @@
+"""What a run's files tell a program that reads them: timings.jsonl beside metrics.jsonl,
+environment.json's "run", eval/metrics.json's validation figures and what its loss is, and
+strict JSON where a figure is not finite."""
+
+import json
+import math
+
+from jaxae.evaluation.evaluate import evaluate_workdir
+from jaxae.training import files
+from jaxae.training.metric_writer import MetricWriter, read_metrics, read_timings
+from jaxae.training.trainer import train_and_evaluate
+
+
+def test_a_run_records_its_timings_facts_and_validation_figures_for_a_program(
+        tiny_config, tmp_path, capsys):
+    """A run stopped at step 20 and resumed to 32 (16 steps an epoch, logs every 8): its
+    timings sit at metrics.jsonl's steps, training seconds add up over the parts, each
+    evaluation is timed; metrics.jsonl holds no timings; environment.json says what the
+    config and data came to; evaluate.py scores the validation split as training did."""
+    workdir = str(tmp_path / "run")
+    config = tiny_config(**{"data.val_size": 64, "train.stop_after_steps": 20})
+    train_and_evaluate(config, workdir)
+    first_part = capsys.readouterr().out
+    assert "trained steps 1 to 20 in " in first_part  # the part's length, said at its end
+    train_and_evaluate(tiny_config(**{"data.val_size": 64}), workdir)
+    assert "trained steps 21 to 28 in " in capsys.readouterr().out  # 448 train images: 14 a
+    # epoch, 28 in all
+
+    metrics, timings = read_metrics(workdir), read_timings(workdir)
+    assert all("time" not in r and "train_s" not in r for r in metrics)  # the same bytes in
+    # every run of a config and seed
+    trained = [r for r in timings if "train_s" in r]
+    assert [r["step"] for r in trained] == [r["step"] for r in metrics if "train_loss" in r]
+    assert [r["step"] for r in timings if "eval_s" in r] == [14, 28]  # each epoch's evaluation
+    assert all(r["eval_s"] > 0 for r in timings if "eval_s" in r)
+    times = [r["time"] for r in timings]
+    assert times == sorted(times) and abs(times[-1] - times[0]) < 600  # Unix seconds, in order
+    seconds = [r["train_s"] for r in trained]
+    assert seconds == sorted(seconds) and seconds[-1] > 0  # over both parts, never reset
+    # a rate from each part's second read on (its first chunk compiles: not timed)
+    assert [r["step"] for r in trained if "images_per_s" not in r] == [8, 24]
+    assert all(r["images_per_s"] > 0 for r in trained if "images_per_s" in r)
+
+    with open(f"{workdir}/environment.json") as f:
+        facts = json.load(f)["run"]
+    assert {k: v for k, v in facts.items() if k != "data_source"} == {
+        "train_images": 448, "val_images": 64, "test_images": 256, "image_shape": [28, 28, 1],
+        "steps_per_epoch": 14, "total_steps": 28, "parameters": 16474}
+    assert "fashion" in facts["data_source"]
+
+    result = evaluate_workdir(workdir)
+    last_val = [r for r in metrics if "val_loss" in r][-1]
+    assert {k: result[k] for k in last_val if k.startswith("val_")} == \
+        {k: v for k, v in last_val.items() if k.startswith("val_")}  # as training scored it
+    assert result["val_images"] == 64 and result["counts"]["val_loss"] == 64
+    assert result["loss"] == "mse"  # what test_loss and val_loss are
+
+
+def test_a_figure_that_is_not_finite_is_written_as_null_strict_json(tmp_path):
+    """NaN and Infinity are no JSON tokens: a strict reader refused the file (eval's
+    metrics.json wrote NaN; metrics.jsonl wrote the string "nan")."""
+    def strict(text: str) -> object:
+        return json.loads(text, parse_constant=lambda token: (_ for _ in ()).throw(
+            ValueError(f"{token} is no JSON")))
+
+    files.write_json(str(tmp_path / "m.json"), {"a": math.nan, "b": [1.5, -math.inf]})
+    assert strict((tmp_path / "m.json").read_text()) == {"a": None, "b": [1.5, None]}
+    MetricWriter(str(tmp_path), echo=False).write({"step": 1, "loss": float("nan")})
+    assert strict((tmp_path / "metrics.jsonl").read_text()) == {"step": 1, "loss": None}
+
+
+def test_running_out_of_memory_is_one_line_and_the_epoch_before_it_is_saved(
+        tiny_config, tmp_path, monkeypatch, capsys):
+    """XLA's RESOURCE_EXHAUSTED was a traceback of 50 lines; and where it struck in the
+    evaluation at an epoch's end (a larger eval batch than memory holds), the epoch's steps
+    were lost with it: the checkpoint came after the evaluation."""
+    import jax
+    import jax.numpy as jnp
+    import pytest
+
+    from jaxae import cli
+    from jaxae.training import trainer
+
+    def too_large() -> None:  # 4 TiB at once: refused by the allocator, nothing allocated
+        jax.jit(lambda: jnp.ones((2**40,), jnp.float32))().block_until_ready()
+
+    with pytest.raises(SystemExit) as ended:
+        cli.run(too_large)
+    assert ended.value.code == 1
+    assert capsys.readouterr().err == (
+        "error: out of memory (4096.0 GiB asked for at once): lower "
+        "--config.train.batch_size, or data.image_size or the model's size, to train; "
+        "--config.eval.batch_size or eval.iwae_chunk to evaluate (the checkpoints on disk are "
+        "kept; JAXAE_DEBUG=1 shows XLA's message)\n")
+
+    monkeypatch.setattr(trainer, "evaluate_splits", lambda *args, **kwargs: too_large())
+    workdir = tmp_path / "run"
+    with pytest.raises(jax.errors.JaxRuntimeError):  # saved every 2 epochs: not at step 16
+        train_and_evaluate(tiny_config(**{"train.checkpoint_every_epochs": 2}), str(workdir))
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["16"]
