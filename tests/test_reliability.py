@@ -832,6 +832,11 @@ def test_a_resume_s_changes_are_printed_and_kept_once_config_json_describes_the_
             {"step": 5, "config": {}, "devices": [2, 1]},
             {"step": 10, "config": {"optim.learning_rate": [0.001, 0.01],
                                     "train.stop_after_steps": [None, 20]}, "devices": [2, 1]}]
+    monkeypatch.setattr(workdir_lib, "git_commit", lambda: "")  # a copy outside git: said
+    assert "warning: the run's code was abc, now a copy outside git (resumes.jsonl records " \
+        "it once the run saves a checkpoint)" in workdir_lib.resume_changes(
+            str(tmp_path), config_lib.base_config(), 12).warnings  # (it read "now  (")
+    monkeypatch.setattr(workdir_lib, "git_commit", lambda: "abc")
     (tmp_path / "environment.json").write_text(json.dumps(
         {"devices": ["cpu0"], "git_commit": "abc"}))
     nothing = (None, [], [])

@@ -5,6 +5,8 @@ strict JSON where a figure is not finite."""
 import json
 import math
 
+import pytest
+
 from jaxae.evaluation.evaluate import evaluate_workdir
 from jaxae.training import files
 from jaxae.training.metric_writer import MetricWriter, read_metrics, read_timings
@@ -54,6 +56,40 @@ def test_a_run_records_its_timings_facts_and_validation_figures_for_a_program(
         {k: v for k, v in last_val.items() if k.startswith("val_")}  # as training scored it
     assert result["val_images"] == 64 and result["counts"]["val_loss"] == 64
     assert result["loss"] == "mse"  # what test_loss and val_loss are
+    from jaxae.provenance import source_sha256
+
+    assert result["evaluated_by"]["jaxae_sha256"] == source_sha256()  # the figures' code
+    assert "note: the run was trained by another jaxae source" not in capsys.readouterr().out
+    environment = json.loads((tmp_path / "run" / "environment.json").read_text())
+    (tmp_path / "run" / "environment.json").write_text(json.dumps(
+        {**environment, "jaxae_sha256": "0" * 64, "git_commit": "0123456789abcdef"}))
+    evaluate_workdir(workdir)  # trained by other code: said (the figures' meaning may differ)
+    assert "note: the run was trained by another jaxae source (0123456789ab; this is " in \
+        capsys.readouterr().out
+    (tmp_path / "run" / "environment.json").write_text(json.dumps(environment))
+
+    # a field this jaxae has no place for (another version's, renamed): evaluate.py had
+    # dropped it unsaid, a resume asked for it and the command line then refused it
+    import jaxae
+    from jaxae.config import ConfigError
+    from jaxae.training.workdir import run_environment
+
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    saved["optim"]["lr_schedule"] = saved["optim"].pop("schedule")
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    now = " ".join(filter(None, (jaxae.__version__, run_environment()["git_commit"])))
+    with open(f"{workdir}/environment.json") as f:
+        written = json.load(f)
+    by = " ".join(filter(None, (written["jaxae"], written["git_commit"])))
+    for attempt in (lambda: evaluate_workdir(workdir),
+                    lambda: train_and_evaluate(tiny_config(**{"data.val_size": 64}), workdir)):
+        with pytest.raises(ConfigError) as refused:
+            attempt()
+        assert str(refused.value) == (
+            f"{workdir}/config.json holds config.optim.lr_schedule, which this jaxae ({now}) "
+            "has no field for (did you mean config.optim.schedule?); the run was written by "
+            f"jaxae {by}: evaluate and resume it with that version, or edit the field out of "
+            "config.json (its run must have left it at the value this jaxae assumes)")
 
 
 def test_a_figure_that_is_not_finite_is_written_as_null_strict_json(tmp_path):
@@ -76,7 +112,6 @@ def test_running_out_of_memory_is_one_line_and_the_epoch_before_it_is_saved(
     were lost with it: the checkpoint came after the evaluation."""
     import jax
     import jax.numpy as jnp
-    import pytest
 
     from jaxae import cli
     from jaxae.training import trainer

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+import jaxae
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import DataError
@@ -32,6 +33,7 @@ from jaxae.evaluation.probe import train_probe
 from jaxae.keys import IWAE_STREAM, RECOGNITION_STREAM, VALIDATION_EVAL_STREAM, derive_keys
 from jaxae.models.base import ModelParams, Variables
 from jaxae.objectives import Objective
+from jaxae.provenance import git_commit, source_sha256
 from jaxae.registry import display_name
 from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, steps
@@ -51,6 +53,7 @@ from jaxae.training.workdir import (
     load_run_config,
     mismatch_with_code,
     probe_folder,
+    recorded_environment,
 )
 
 RECOGNITION_PROBE_BYTES = 2**30  # a streamed split's pixels the probe reads (float64), at most
@@ -301,6 +304,8 @@ def evaluate_workdir(workdir: str, step: int | None = None,
         data = run.data if images is None else other_images(images, run)
         planned = steps_per_epoch(len(run.data.train), run.config.train.batch_size) \
             * run.config.train.num_epochs
+        if note := _other_code_note(workdir):
+            print(note, flush=True)
         print(f"evaluating the checkpoint at step {run.step} of {workdir}"
               + (f" on the {len(data.test):,} images at {images}" if images else "")
               + (f" (its training is not finished: step {run.step:,} of {planned:,})"
@@ -314,6 +319,23 @@ def evaluate_workdir(workdir: str, step: int | None = None,
         raise
     finally:
         manager.close()
+
+
+def _other_code_note(workdir: str) -> str | None:
+    """A note where the run was trained by another jaxae source than the one evaluating it
+    (environment.json's source hash): a figure whose computation changed between them
+    differs from one its own code gave."""
+    recorded = recorded_environment(workdir)
+    if recorded.get("jaxae_sha256") in (None, source_sha256()):
+        return None
+    def short(commit: str) -> str:  # its first 12 digits, and whether it was edited
+        return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
+
+    trained = short(recorded.get("git_commit") or "") or f"jaxae {recorded.get('jaxae', '?')}"
+    now = short(git_commit()) or f"jaxae {jaxae.__version__}"
+    return (f"note: the run was trained by another jaxae source ({trained}; this is {now}): "
+            "a figure whose computation changed between them differs from one its own code "
+            "gave (metrics.json's evaluated_by names the code that computed it)")
 
 
 def _run_config_and_checkpoints(workdir: str, step: int | None,
@@ -461,6 +483,9 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
         counts |= {"cvae_samples_recognised": recognition["cvae_samples_per_class"]
                    * data.num_classes, "cvae_probe_test_accuracy": len(data.test)}
     result["counts"] = counts  # images (or samples) each figure above is computed over
+    # the code that computed them (a figure's computation may change between versions)
+    result["evaluated_by"] = {"jaxae": jaxae.__version__, "git_commit": git_commit(),
+                              "jaxae_sha256": source_sha256()}
     # the settings its stochastic figures' draws depend on (config.py's eval section)
     result["draws"] = {"eval_batch_size": eval_config.batch_size,
                        "iwae_chunk": eval_config.iwae_chunk, "seed": config.seed}

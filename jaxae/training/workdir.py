@@ -296,6 +296,8 @@ def _saved_and_current(workdir: str, config: ml_collections.ConfigDict
                        "delete it and rerun with the run's own flags (without it only the "
                        "parameters' shapes and batches are checked): this run writes it again")
     _check_release(saved, workdir)
+    _check_known_fields(saved, config_lib.base_config(), os.path.join(workdir, CONFIG_FILE),
+                        workdir)
     for field in config_lib.data_path_kinds(config):  # an older run's as typed ('photos/')
         if isinstance(saved.get("data"), dict) and field in saved["data"]:
             saved["data"][field] = _place(saved["data"][field])
@@ -375,9 +377,10 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
                         f"differ from an uninterrupted run's (PJRT_NPROC={was_threads} runs "
                         f"as it did)")
     if "git_commit" in differs:
-        warnings.append(f"warning: the run's code was {differs['git_commit'][0]}, now "
-                        f"{differs['git_commit'][1]} ({RESUMES_FILE} records it once the run "
-                        "saves a checkpoint)")
+        was_commit, now_commit = (commit or "a copy outside git" for commit in
+                                  differs["git_commit"])
+        warnings.append(f"warning: the run's code was {was_commit}, now {now_commit} "
+                        f"({RESUMES_FILE} records it once the run saves a checkpoint)")
     elif "jaxae_sha256" in differs:
         warnings.append("warning: jaxae's source has changed since the run's last part "
                         f"(uncommitted edits, or another copy; {RESUMES_FILE} records its "
@@ -642,6 +645,35 @@ def _check_release(saved: dict, workdir: str) -> None:
             "or train a new run in another --workdir")
 
 
+FIXED_SECTIONS = ("optim", "train", "eval")  # a config's sections whose fields are its own
+# (the model, task, objective and data sections hold their entries' fields)
+
+
+def _check_known_fields(saved: dict, config: ml_collections.ConfigDict, path: str,
+                        workdir: str) -> None:
+    """A config.json field this jaxae has no place for (written by another version, or
+    edited by hand) is one line naming it and the version that wrote the run: it had been
+    dropped unsaid by evaluate.py (the run then evaluated under the default), and a resume
+    asked for the field that the command line then refused."""
+    unknown = [section for section in saved if section not in config] + [
+        f"{section}.{key}" for section in FIXED_SECTIONS
+        if isinstance(saved.get(section), dict)
+        for key in saved[section] if key not in config[section]]
+    if not unknown:
+        return
+    field = unknown[0]
+    hint = config_lib.field_hint(field)
+    written = recorded_environment(workdir)
+    by = " ".join(str(written[k]) for k in ("jaxae", "git_commit") if written.get(k)) or \
+        "an unknown version"
+    now = " ".join(filter(None, (jaxae.__version__, run_environment()["git_commit"])))
+    raise config_lib.ConfigError(
+        f"{path} holds config.{field}, which this jaxae ({now}) has no field for"
+        f"{f' ({hint})' if hint else ''}; the run was written by jaxae {by}: evaluate and "
+        "resume it with that version, or edit the field out of config.json (its run must "
+        "have left it at the value this jaxae assumes)")
+
+
 def _version_of(module: str) -> str:
     return getattr(importlib.import_module(module), "__version__", "unknown")
 
@@ -714,6 +746,7 @@ def load_run_config(workdir: str, moved_names: dict[str, str | None] | None = No
         "it again")
     _check_release(saved, workdir)
     config = config_lib.base_config()
+    _check_known_fields(saved, config, path, workdir)
     for section, values in saved.items():
         if section == "model":  # a model section is the model's own fields, whole
             config.model = ml_collections.ConfigDict(_from_json(values))
