@@ -190,9 +190,10 @@ def read_figures(shipped: Shipped, workdir: str) -> dict[str, float]:
     figures = {figure.label: metrics[figure.key] * figure.scale for figure in shipped.figures}
     figures["images"] = f"{metrics['dataset']}, {metrics['test_images']:,} test images"
     figures["step"] = metrics["step"]
-    for name in ("pca_k", "baseline"):  # PCA's size, the classical baseline's name
-        if name in metrics:
-            figures[name] = metrics[name]
+    if "pca_k" in metrics:  # PCA's size
+        figures["pca_k"] = metrics["pca_k"]
+    if "baseline" in metrics:  # the classical baseline's name
+        figures["baseline_name"] = metrics["baseline"]
     return figures
 
 
@@ -201,7 +202,7 @@ def label(figure: Figure, figures: dict) -> str:
     if figure is PCA:
         return f"PCA-{figures['pca_k']} PSNR"
     if figure is BASELINE:
-        return f"{figures['baseline']} PSNR"
+        return f"{figures['baseline_name']} PSNR"
     if figure is INPUT:
         return "input PSNR"
     return figure.label
