@@ -328,6 +328,7 @@ def _other_code_note(workdir: str) -> str | None:
     recorded = recorded_environment(workdir)
     if recorded.get("jaxae_sha256") in (None, source_sha256()):
         return None
+
     def short(commit: str) -> str:  # its first 12 digits, and whether it was edited
         return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
 
