@@ -1225,7 +1225,8 @@ def test_opening_a_writable_manager_keeps_a_save_in_flight_and_removes_abandoned
     assert sorted(os.listdir(folder)) == ["2", "4.orbax-checkpoint-tmp"]
     lost = ("warning: removed the unfinished save of step {} in {}: the save was cut short "
             "(a second stop signal, a kill, an interrupted notebook run, or a write that "
-            "failed), so that checkpoint is lost\n")  # said: a rerun had started over from an older step silently
+            "failed), so that checkpoint is lost\n")  # said: a rerun had started over from an
+    # older step silently
     assert capsys.readouterr().err == lost.format(3, folder)
     # a training run holds its workdir's lock: no other process saves there, so every
     # temporary folder is one a killed process left, however young
