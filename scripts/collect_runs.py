@@ -8,8 +8,9 @@ fields that differ between the runs are the table's first columns; those all run
 listed once under it), `resumes.jsonl` (the fields a resume changed, as `old -> new @step`,
 in the column "resumed"; the field's own column holds its last value), the newest
 checkpoint's step and `eval/metrics.json` (its test and validation figures, what its
-test_loss is, the eval settings it was computed with, and its step: an evaluation older
-than the newest checkpoint is marked stale: rerun evaluate.py). A run that trains now has
+test_loss is, the eval settings it was computed with where they differ from config.json's,
+as "evaluated eval.FIELD", and its step: an evaluation older than the newest checkpoint is
+marked stale: rerun evaluate.py). A run that trains now has
 the status `training`; one that has saved nothing yet (no config.json) is listed as
 `starting`. Prints a markdown table; `--csv` also writes it as CSV, every field a column.
 """
@@ -106,17 +107,18 @@ def resumed_changes(workdir: str) -> str:
     return "; ".join(f"{field} {' -> '.join(values)}" for field, values in changes.items())
 
 
-def evaluated_with(metrics: dict) -> dict[str, object]:
-    """The eval.* settings the figures of an eval/metrics.json were computed with (an
-    evaluate.py override such as --config.eval.iwae_images=100 is not in config.json)."""
+def evaluated_with(metrics: dict, config: dict[str, object]) -> dict[str, object]:
+    """{"evaluated eval.FIELD": value} of the eval settings an eval/metrics.json was computed
+    with where they differ from config.json's (an evaluate.py override such as
+    --config.eval.batch_size=64), whose settings computed metrics.jsonl's figures."""
     draws = metrics.get("draws") or {}
     settings = {"eval.batch_size": draws.get("eval_batch_size"),
-                "eval.iwae_chunk": draws.get("iwae_chunk"),
-                "eval.iwae_images": metrics.get("iwae_images")}
+                "eval.iwae_chunk": draws.get("iwae_chunk")}
     if bounds := sorted(int(key.removeprefix("test_iwae_k")) for key in metrics
                         if key.startswith("test_iwae_k")):
         settings["eval.iwae_samples"] = tuple(bounds)
-    return {field: value for field, value in settings.items() if value is not None}
+    return {f"evaluated {field}": value for field, value in settings.items()
+            if value is not None and value != config.get(field)}
 
 
 def newest_checkpoint(workdir: str) -> int | None:
@@ -139,10 +141,9 @@ def run_row(workdir: str) -> tuple[dict[str, object], dict[str, object]]:
               "are left empty", file=sys.stderr)
     config = flat(saved or {})  # the last value of a field a resume changed ("resumed")
     metrics = _read_json(os.path.join(workdir, EVAL_METRICS)) or {}
-    config |= evaluated_with(metrics)
     checkpoint, evaluated = newest_checkpoint(workdir), metrics.get("step")
     other: dict[str, object] = {"status": "training"} if training else {}
-    other |= {"checkpoint": checkpoint, "eval step": evaluated}
+    other |= {"checkpoint": checkpoint, "eval step": evaluated, **evaluated_with(metrics, config)}
     if evaluated is not None and checkpoint is not None and evaluated < checkpoint:
         other["eval"] = "stale: rerun evaluate.py"
     if resumed := resumed_changes(workdir):

@@ -187,7 +187,8 @@ def read_figures(shipped: Shipped, workdir: str) -> dict[str, float]:
             pca = json.load(f)["pca"]
         [(k, values)] = pca.items()  # one k: the code's size
         metrics["pca"], metrics["pca_k"] = values["test_psnr"], int(k)
-    figures = {figure.label: metrics[figure.key] * figure.scale for figure in shipped.figures}
+    figures = {figure.label: metrics[figure.key] * figure.scale for figure in shipped.figures
+               if metrics[figure.key] is not None}  # a figure not finite is null: left out
     figures["images"] = f"{metrics['dataset']}, {metrics['test_images']:,} test images"
     figures["step"] = metrics["step"]
     if "pca_k" in metrics:  # PCA's size

@@ -46,10 +46,10 @@ def test_a_sweep_is_one_table_of_its_differing_fields_resumes_and_figures(tiny_c
     # the fields' last values (numbers a program can read), the evaluation's own settings
     # (an override of evaluate.py's, which config.json does not hold), a resume's changes
     # and a stale evaluation in their own columns
-    assert header[:6] == ["run", "eval.batch_size", "optim.learning_rate", "seed",
-                          "train.num_epochs", "checkpoint"]
-    assert [row[:7] for row in rows] == [[str(sweep / "s0"), 64, 0.001, 0, 1, 16, 16],
-                                         [str(sweep / "s1"), 128, 0.01, 1, 2, 32, 16]]
+    assert header[:7] == ["run", "optim.learning_rate", "seed", "train.num_epochs",
+                          "checkpoint", "eval step", "evaluated eval.batch_size"]
+    assert [row[:7] for row in rows] == [[str(sweep / "s0"), 0.001, 0, 1, 16, 16, 64],
+                                         [str(sweep / "s1"), 0.01, 1, 2, 32, 16, ""]]
     columns = [dict(zip(header, row, strict=True)) for row in rows]
     assert [c["eval"] for c in columns] == ["", "stale: rerun evaluate.py"]
     assert [c["resumed"] for c in columns] == [
@@ -62,8 +62,7 @@ def test_a_sweep_is_one_table_of_its_differing_fields_resumes_and_figures(tiny_c
     capsys.readouterr()
     collect_runs.main([str(sweep / "s1"), str(sweep), "--csv", str(tmp_path / "t.csv")])
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0].startswith("| run | eval.batch_size | optim.learning_rate |") and \
-        len(printed) == 6
+    assert printed[0].startswith("| run | optim.learning_rate | seed |") and len(printed) == 6
     with open(tmp_path / "t.csv", newline="") as f:  # every field; figures unrounded
         csv_rows = list(csv.DictReader(f))
     assert [(r["model.name"], r["seed"]) for r in csv_rows] == [("dense_ae", "1"),
@@ -106,7 +105,7 @@ def test_a_sweep_is_one_table_of_its_differing_fields_resumes_and_figures(tiny_c
     assert [(row[0], dict(zip(header, row, strict=True))["status"]) for row in rows] == [
         (str(sweep / "s0"), ""), (str(sweep / "s1"), "training"),
         (str(sweep / "s2"), "starting (no checkpoint yet)")]
-    assert header[2:5] == ["optim.learning_rate", "seed", "train.num_epochs"]  # as before
+    assert header[1:4] == ["optim.learning_rate", "seed", "train.num_epochs"]  # as before
     folder = os.open(sweep, os.O_RDONLY | os.O_DIRECTORY)  # `flock sweep cmd`: no run there
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)

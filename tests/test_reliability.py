@@ -556,12 +556,17 @@ def test_the_memory_check_counts_a_limit_on_the_address_space():
     """Under `ulimit -v 6000000` the check read only the machine's free memory (22 GB), let
     a 6.3 GB state through, and the run died in XLA's allocator with a traceback."""
     script = ("import resource\n"
-              "resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, resource.RLIM_INFINITY))\n"
+              "import jax\n"
               "from jaxae.training import memory\n"
-              "print(memory.host_available_bytes())\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         check=True, cwd=ROOT).stdout
-    assert 0 < int(out) < 6 * 2**30
+              "size = next(int(line.split()[1]) * 1024 for line in open('/proc/self/status')"
+              " if line.startswith('VmSize:'))\n"
+              "resource.setrlimit(resource.RLIMIT_AS, (size + 2**29, resource.RLIM_INFINITY))\n"
+              "print(memory.host_available_bytes())\n"
+              "print(memory.available_bytes(jax.devices()[0])[1])\n")
+    left, where = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                 text=True, check=True, cwd=ROOT).stdout.splitlines()
+    assert 0 < int(left) <= 2**29  # half a GiB left by the limit, whatever the machine has
+    assert where == "address space `ulimit -v` leaves this process (raise it)"
 
 
 def test_memory_too_small_for_the_images_names_them_and_streaming(tiny_config, tmp_path,
@@ -2183,6 +2188,8 @@ def test_a_failed_write_is_advised_by_its_cause_and_a_failed_save_leaves_no_part
         f"(`ulimit -n`, now {limit}), then rerun the same command")
     assert "(No space left on device): free space on its disk (or raise the quota), then" in \
         str(write_error("m.jsonl", OSError(errno.ENOSPC, "No space left on device")))
+    assert "(File too large): raise the limit on a file's size (`ulimit -f`), then" in \
+        str(write_error("m.jsonl", OSError(errno.EFBIG, "File too large")))
     folder = tmp_path / "checkpoints"
     manager = checkpoints.make_manager(str(folder))
     partial = folder / "5.orbax-checkpoint-tmp-1234"

@@ -24,8 +24,13 @@ def test_a_run_records_its_timings_facts_and_validation_figures_for_a_program(
     train_and_evaluate(config, workdir)
     first_part = capsys.readouterr().out
     assert "trained steps 1 to 20 in " in first_part  # the part's length, said at its end
-    train_and_evaluate(tiny_config(**{"data.val_size": 64}), workdir)
-    assert "trained steps 21 to 28 in " in capsys.readouterr().out  # 448 train images: 14 a
+    with open(f"{workdir}/timings.jsonl", "a") as f:  # as a part killed after its checkpoint
+        f.write('{"step": 22, "epoch": 2, "time": 0.0, "train_s": 99.0}\nedited\n')  # leaves
+    train_and_evaluate(tiny_config(**{"data.val_size": 64}), workdir)  # it; and a hand edit
+    resumed = capsys.readouterr()
+    assert "trained steps 21 to 28 in " in resumed.out
+    assert f"warning: {workdir}/timings.jsonl line 6 is not a timings record ('edited'): " \
+        f"moved to {workdir}/timings.jsonl.rejected" in resumed.err  # 448 train images: 14 a
     # epoch, 28 in all
 
     metrics, timings = read_metrics(workdir), read_timings(workdir)
@@ -38,7 +43,8 @@ def test_a_run_records_its_timings_facts_and_validation_figures_for_a_program(
     times = [r["time"] for r in timings]
     assert times == sorted(times) and abs(times[-1] - times[0]) < 600  # Unix seconds, in order
     seconds = [r["train_s"] for r in trained]
-    assert seconds == sorted(seconds) and seconds[-1] > 0  # over both parts, never reset
+    assert seconds == sorted(seconds) and 0 < seconds[-1] < 99  # over both parts, never reset
+    assert 0.0 not in times  # the record after the checkpoint was dropped by the resume
     # a rate from each part's second read on (its first chunk compiles: not timed)
     assert [r["step"] for r in trained if "images_per_s" not in r] == [8, 24]
     assert all(r["images_per_s"] > 0 for r in trained if "images_per_s" in r)
@@ -72,24 +78,30 @@ def test_a_run_records_its_timings_facts_and_validation_figures_for_a_program(
     # dropped it unsaid, a resume asked for it and the command line then refused it
     import jaxae
     from jaxae.config import ConfigError
-    from jaxae.training.workdir import run_environment
+    from jaxae.provenance import git_commit
 
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     saved["optim"]["lr_schedule"] = saved["optim"].pop("schedule")
     (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
-    now = " ".join(filter(None, (jaxae.__version__, run_environment()["git_commit"])))
-    with open(f"{workdir}/environment.json") as f:
-        written = json.load(f)
-    by = " ".join(filter(None, (written["jaxae"], written["git_commit"])))
-    for attempt in (lambda: evaluate_workdir(workdir),
-                    lambda: train_and_evaluate(tiny_config(**{"data.val_size": 64}), workdir)):
+    said = (f"{workdir}/config.json holds config.optim.lr_schedule, which this jaxae has no "
+            "field for (did you mean config.optim.schedule?)")
+    attempts = (lambda: evaluate_workdir(workdir),
+                lambda: train_and_evaluate(tiny_config(**{"data.val_size": 64}), workdir))
+    for attempt in attempts:  # this jaxae wrote the run: the field was edited in
+        with pytest.raises(ConfigError) as refused:
+            attempt()
+        assert str(refused.value) == f"{said}: it was edited into config.json: rename it or " \
+            "remove it there"
+    (tmp_path / "run" / "environment.json").write_text(json.dumps(
+        {**environment, "jaxae_sha256": "0" * 64, "git_commit": "0123abc"}))
+    now = " ".join(filter(None, (jaxae.__version__, git_commit())))
+    for attempt in attempts:  # another version wrote it
         with pytest.raises(ConfigError) as refused:
             attempt()
         assert str(refused.value) == (
-            f"{workdir}/config.json holds config.optim.lr_schedule, which this jaxae ({now}) "
-            "has no field for (did you mean config.optim.schedule?); the run was written by "
-            f"jaxae {by}: evaluate and resume it with that version, or edit the field out of "
-            "config.json (its run must have left it at the value this jaxae assumes)")
+            f"{said}; the run was written by jaxae 0.2.0 0123abc, this is {now}: evaluate "
+            "and resume it with that version, or edit the field out of config.json (its run "
+            "must have left it at the value this jaxae assumes)")
 
 
 def test_a_figure_that_is_not_finite_is_written_as_null_strict_json(tmp_path):
@@ -128,8 +140,15 @@ def test_running_out_of_memory_is_one_line_and_the_epoch_before_it_is_saved(
         "--config.eval.batch_size or eval.iwae_chunk to evaluate (the checkpoints on disk are "
         "kept; JAXAE_DEBUG=1 shows XLA's message)\n")
 
-    monkeypatch.setattr(trainer, "evaluate_splits", lambda *args, **kwargs: too_large())
-    workdir = tmp_path / "run"
-    with pytest.raises(jax.errors.JaxRuntimeError):  # saved every 2 epochs: not at step 16
-        train_and_evaluate(tiny_config(**{"train.checkpoint_every_epochs": 2}), str(workdir))
-    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["16"]
+    config = tiny_config(**{"train.checkpoint_every_epochs": 2})
+    with monkeypatch.context() as patched:
+        patched.setattr(trainer, "evaluate_splits", lambda *args, **kwargs: too_large())
+        with pytest.raises(jax.errors.JaxRuntimeError):  # saved every 2 epochs: not at 16
+            train_and_evaluate(config, str(tmp_path / "run"))
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["16"]
+    # the rerun evaluates step 16 before it trains on: metrics.jsonl as an uninterrupted
+    # run writes it (the resumed run had gone on without step 16's evaluation record)
+    train_and_evaluate(config, str(tmp_path / "run"))
+    train_and_evaluate(config, str(tmp_path / "whole"))
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == \
+        (tmp_path / "whole" / "metrics.jsonl").read_bytes()

@@ -58,6 +58,7 @@ def main() -> None:
         if os.getcwd() not in sys.path and not sys.flags.safe_path:  # a run's model may
             sys.path.append(os.getcwd())  # live in a module here; last: it shadows none
         from jaxae.evaluation.evaluate import eval_dir, evaluate_workdir
+        from jaxae.training.files import finite_or_null
 
         given = flags.FLAGS
         workdir, out_dir = cli.user_path(given.workdir), cli.user_path(given.eval_dir)
@@ -66,7 +67,7 @@ def main() -> None:
                           overrides=cli.eval_overrides(sys.argv), out_dir=out_dir,
                           images=images, entry_point=True)
         cli.work_done()  # its files are written: a Ctrl-C from now on does not undo them
-        print(json.dumps(metrics, indent=2))
+        print(json.dumps(finite_or_null(metrics), indent=2))  # as metrics.json holds them
         pictures = ", ".join(metrics.get("pictures", {})) or "no pictures"
         written = os.path.join(out_dir or eval_dir(workdir, given.step, images), "metrics.json")
         print(f"wrote {written} and {pictures} beside it", flush=True)

@@ -35,11 +35,14 @@ def write_error(path: str, error: OSError) -> WriteError:
 
 
 def write_fix(code: int | None, what: str) -> str:
-    """The fix of a failed write by its errno: too many open files, a full disk or quota,
-    or (any other) a folder to make writable or a disk to free."""
-    if code == errno.EMFILE or code == errno.ENFILE:
+    """The fix of a failed write by its errno: too many open files, a file larger than the
+    limit, a full disk or quota, or (any other) a folder to make writable or a disk to
+    free."""
+    if code == errno.EMFILE:  # this process's limit (ENFILE, the system's, is no setting)
         return "raise the limit on open files (`ulimit -n`, now " \
             f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+    if code == errno.EFBIG:
+        return "raise the limit on a file's size (`ulimit -f`)"
     if code in (errno.ENOSPC, errno.EDQUOT):
         return "free space on its disk (or raise the quota)"
     return f"make {what} writable or free space on its disk"

@@ -74,7 +74,10 @@ def available_bytes(device: jax.Device) -> tuple[int | None, str]:
     if stats and "bytes_limit" in stats:
         return (stats["bytes_limit"] - stats.get("bytes_in_use", 0),
                 f"{device.platform.upper()} memory of {device}")
-    return host_available_bytes(), "available host memory"
+    available, left = host_available_bytes(), _address_space_left()
+    if left is not None and available == left:  # the binding bound: `ulimit -v`'s
+        return available, "address space `ulimit -v` leaves this process (raise it)"
+    return available, "available host memory"
 
 
 def state_size(state_shapes: Any) -> tuple[int, int]:

@@ -5,7 +5,6 @@ read back (`read_metrics`); the run's timings the same way in `<workdir>/timings
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import sys
@@ -13,17 +12,14 @@ from collections.abc import Mapping
 
 from tqdm import tqdm
 
-from jaxae.training.files import write_error, write_whole
+from jaxae.training.files import finite_or_null, write_error, write_whole
 from jaxae.training.workdir import METRICS_FILE, TIMINGS_FILE
 
 
 def _plain(value: object) -> object:
     """A JSON-ready Python number from a float, an int or a 0-d array; a non-finite float
     is null (NaN is no JSON token)."""
-    value = value.item() if hasattr(value, "item") else value
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return finite_or_null(value.item() if hasattr(value, "item") else value)
 
 
 def _record(line: str) -> dict | None:
@@ -62,9 +58,10 @@ class MetricWriter:
     continues the file its first part started. A failed write is a WriteError naming the
     file and the reason."""
 
-    def __init__(self, workdir: str, echo: bool = True, file: str = METRICS_FILE):
+    def __init__(self, workdir: str, echo: bool = True, file: str = METRICS_FILE,
+                 what: str = "metrics"):
         self.path = os.path.join(workdir, file)
-        self.echo = echo
+        self.echo, self.what = echo, what  # what its records are, for its warnings
 
     def drop_after(self, step: int) -> None:
         """Removes records of steps after `step`: a restart from that step writes them again.
@@ -93,7 +90,7 @@ class MetricWriter:
             record_step = _record_step(line)
             if record_step is None:
                 rejected.append(line)
-                print(f"warning: {self.path} line {number} is not a metrics record "
+                print(f"warning: {self.path} line {number} is not a {self.what} record "
                       f"({line.strip()[:40]!r}): moved to {self.path}.rejected",
                       file=sys.stderr, flush=True)
             elif record_step <= step:
@@ -115,7 +112,7 @@ class MetricWriter:
         lost = int(begun.group(1)) if begun else None
         if lost is not None and lost > step:
             return
-        whose = f"step {lost}'s metrics are" if lost is not None else "its record may be"
+        whose = f"step {lost}'s {self.what} are" if lost is not None else "its record may be"
         print(f"warning: {self.path}'s last line was cut short (a write interrupted) and is "
               f"dropped: {whose} lost, as the run goes on after step {step}; the checkpoints "
               "and the other records are whole", file=sys.stderr, flush=True)

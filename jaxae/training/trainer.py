@@ -49,7 +49,7 @@ from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, parallel, steps
 from jaxae.training.batch_sources import BatchSource, FinishedSource, ResidentSource, StreamedSource
 from jaxae.training.faults import Faults, first_non_finite_step, flat_at_chunk_end
-from jaxae.training.metric_writer import MetricWriter, read_timings
+from jaxae.training.metric_writer import MetricWriter, read_metrics, read_timings
 from jaxae.training.workdir import (
     CONFIG_FILE,
     LOCK_FILE,
@@ -245,7 +245,7 @@ class TimingLog:
     are the same in every run of a config and seed."""
 
     def __init__(self, workdir: str, step: int):
-        self.writer = MetricWriter(workdir, echo=False, file=TIMINGS_FILE)
+        self.writer = MetricWriter(workdir, echo=False, file=TIMINGS_FILE, what="timings")
         self.writer.drop_after(step)  # a restart from `step` times its steps again
         trained = [r["train_s"] for r in read_timings(workdir)
                    if isinstance(r.get("train_s"), (int, float))]
@@ -798,8 +798,8 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
             evaluation = evaluate_splits(eval_step, _local(state.variables), data,
                                          config.eval.batch_size, keys.eval, floor_step, floors)
         except Exception:  # out of memory, say: the steps trained are saved first (a fault
-            save()  # the evaluation finds, a NaN, still saves nothing: below)
-            raise
+            save()  # the evaluation finds, a NaN, still saves nothing: below); the rerun
+            raise  # evaluates that step before it trains on (`_evaluation_pending`)
         faults.check_evaluation(evaluation, step)
         if writer:  # with the classical method its *_baseline_psnr scores, by name
             named = {"baseline": run.task.baseline_name} if any(
@@ -812,6 +812,8 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
             timings.evaluated(step, epoch, seconds)
         log.set_aside(seconds)  # not training: out of its rate
 
+    if writer and _evaluation_pending(run, step):  # its evaluation failed as it ran
+        evaluate((step - 1) // steps_per_epoch + 1)
     stopped = None
     every = train_config.checkpoint_every_steps
     while step < stop_at and not (stopped := run.stop_requested()):
@@ -850,6 +852,17 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
         print(_trained_line(first_step, step, time.perf_counter() - part_started, log),
               flush=True)
     return state, step, stopped
+
+
+def _evaluation_pending(run: _Run, step: int) -> bool:
+    """Whether the checkpoint resumed from is of a step whose evaluation was due and is not
+    in metrics.jsonl: it was saved as that evaluation failed (out of memory, say). Run
+    before training on, its record keeps metrics.jsonl as an uninterrupted run writes it
+    (the evaluation's draws depend on the key and the step's state alone)."""
+    if step == 0 or not (step % run.steps_per_epoch == 0 or run.evaluations.due(step)):
+        return False
+    return not any(record["step"] == step and "test_loss" in record
+                   for record in read_metrics(run.workdir))
 
 
 def _trained_line(first_step: int, step: int, seconds: float, log: _ChunkLog) -> str:

@@ -645,33 +645,34 @@ def _check_release(saved: dict, workdir: str) -> None:
             "or train a new run in another --workdir")
 
 
-FIXED_SECTIONS = ("optim", "train", "eval")  # a config's sections whose fields are its own
-# (the model, task, objective and data sections hold their entries' fields)
-
-
 def _check_known_fields(saved: dict, config: ml_collections.ConfigDict, path: str,
                         workdir: str) -> None:
-    """A config.json field this jaxae has no place for (written by another version, or
-    edited by hand) is one line naming it and the version that wrote the run: it had been
-    dropped unsaid by evaluate.py (the run then evaluated under the default), and a resume
-    asked for the field that the command line then refused."""
+    """A config.json field this jaxae has no place for is one line naming it: written by
+    another version (it had been dropped unsaid by evaluate.py, the run then evaluated under
+    the default, and a resume asked for the field that the command line then refused), or
+    edited in by hand. The sections of fixed fields are those the base config locks; the
+    model, task, objective and data sections hold their entries' own fields."""
+    fixed = [s for s in config if isinstance(config[s], ml_collections.ConfigDict)
+             and config[s].is_locked]
     unknown = [section for section in saved if section not in config] + [
-        f"{section}.{key}" for section in FIXED_SECTIONS
-        if isinstance(saved.get(section), dict)
+        f"{section}.{key}" for section in fixed if isinstance(saved.get(section), dict)
         for key in saved[section] if key not in config[section]]
     if not unknown:
         return
-    field = unknown[0]
-    hint = config_lib.field_hint(field)
+    field, hint = unknown[0], config_lib.field_hint(unknown[0])
+    said = f"{path} holds config.{field}, which this jaxae has no field for" + \
+        (f" ({hint})" if hint else "")
     written = recorded_environment(workdir)
+    if written.get("jaxae_sha256") == source_sha256():  # this code wrote the run
+        raise config_lib.ConfigError(f"{said}: it was edited into {CONFIG_FILE}: rename it "
+                                     "or remove it there")
     by = " ".join(str(written[k]) for k in ("jaxae", "git_commit") if written.get(k)) or \
         "an unknown version"
-    now = " ".join(filter(None, (jaxae.__version__, run_environment()["git_commit"])))
+    now = " ".join(filter(None, (jaxae.__version__, git_commit())))
     raise config_lib.ConfigError(
-        f"{path} holds config.{field}, which this jaxae ({now}) has no field for"
-        f"{f' ({hint})' if hint else ''}; the run was written by jaxae {by}: evaluate and "
-        "resume it with that version, or edit the field out of config.json (its run must "
-        "have left it at the value this jaxae assumes)")
+        f"{said}; the run was written by jaxae {by}, this is {now}: evaluate and resume it "
+        "with that version, or edit the field out of config.json (its run must have left it "
+        "at the value this jaxae assumes)")
 
 
 def _version_of(module: str) -> str:
