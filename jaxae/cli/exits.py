@@ -103,12 +103,7 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False,
         sys.exit(EXIT_BROKEN_PIPE)
     except expected_errors() as e:
         _finish(finish_pending_saves)
-        if os.environ.get("JAXAE_DEBUG"):
-            print_traceback(e)
-        print(f"error: {printable(str(e))}", file=sys.stderr, flush=True)
-        if entry_point:
-            exit_now_if_stuck(EXIT_ERROR)
-        sys.exit(EXIT_ERROR)
+        _exit_with_error(e, printable(str(e)), entry_point)
     except KeyboardInterrupt:
         _finish(finish_pending_saves)
         print("error: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
@@ -120,13 +115,19 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False,
     except BaseException as e:
         _finish(finish_pending_saves)
         if line := out_of_memory_line(e):  # XLA's, after compiling: no error of jaxae's
-            if os.environ.get("JAXAE_DEBUG"):
-                print_traceback(e)
-            print(f"error: {line}", file=sys.stderr, flush=True)
-            if entry_point:
-                exit_now_if_stuck(EXIT_ERROR)
-            sys.exit(EXIT_ERROR)
+            _exit_with_error(e, line, entry_point)
         raise
+
+
+def _exit_with_error(error: BaseException, line: str, entry_point: bool) -> NoReturn:
+    """Ends the process with its one `error:` line (after the traceback, with JAXAE_DEBUG)
+    and exit code 1."""
+    if os.environ.get("JAXAE_DEBUG"):
+        print_traceback(error)
+    print(f"error: {line}", file=sys.stderr, flush=True)
+    if entry_point:
+        exit_now_if_stuck(EXIT_ERROR)
+    sys.exit(EXIT_ERROR)
 
 
 def out_of_memory_line(error: BaseException) -> str | None:
