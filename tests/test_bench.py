@@ -797,7 +797,8 @@ def test_the_throughput_mode_splits_each_batch_over_the_devices(tmp_path):
     batch they do not split is refused before anything runs."""
     env = {**os.environ, "XLA_FLAGS": with_test_flags("--xla_force_host_platform_device_count=2")}
     command = [sys.executable, "-m", "benchmarks.bench", "--models", "dense_ae", "--chunks", "1",
-               "--steps-per-chunk", "2", "--batch-sizes", "32", "--data", "random"]
+               "--steps-per-chunk", "2", "--peak-n", "256", "--batch-sizes", "32", "--data",
+               "random"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("# cpu x 2 (cpu;")

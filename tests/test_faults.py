@@ -254,7 +254,7 @@ def test_a_damaged_newest_checkpoint_is_passed_over_with_one_warning(
     damage(workdir, 32, how)
     warning = "warning: the checkpoint at step 32 is damaged ("
 
-    if how != "deleted":  # evaluate.py takes the same path in every case
+    if how == "truncated":  # evaluate.py takes the same path in every case (once is enough)
         evaluated = python("evaluate.py", f"--workdir={workdir}", env=run_env)
         assert evaluated.returncode == 0, evaluated.stderr[-3000:]
         assert "evaluating the checkpoint at step 30 of" in evaluated.stdout
