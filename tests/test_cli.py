@@ -214,6 +214,19 @@ def test_an_unknown_field_is_told_apart_from_a_real_one_of_the_same_name():
         "unknown config field config.objective.name")
 
 
+def test_an_older_command_s_moved_fields_are_named_in_one_line():
+    """A 0.1 command's flat fields (--config.train_size=... --config.tfds_dir=...) were
+    refused one at a time: each fixed, the rerun named the next."""
+    from jaxae.cli.config_errors import unknown_field
+
+    argv = ["train.py", "--config.train_size=12800", "--config.seed=1",
+            "--config.tfds_dir=/data", "--config.num_epochs=3", "--config.train_size=64"]
+    assert unknown_field(KeyError("'train_size'"), argv) == (
+        "unknown config field config.train_size: it moved to config.data.train_size; "
+        "config.tfds_dir moved to config.data.tfds_dir; config.num_epochs moved to "
+        "config.train.num_epochs")
+
+
 def test_evaluating_a_workdir_without_a_run_is_one_line(tmp_path):
     result = run("evaluate.py", f"--workdir={tmp_path}")
     assert result.returncode == 1

@@ -6,12 +6,13 @@ from __future__ import annotations
 import linecache
 import os
 import re
+import sys
 from collections.abc import Sequence
 
 import ml_collections
 from absl import flags
 
-from jaxae.cli.arguments import override_path, shortest_path
+from jaxae.cli.arguments import override_path, override_paths, shortest_path
 from jaxae.messages import first_line
 from jaxae.registry import line_in_file
 
@@ -36,6 +37,11 @@ def unknown_field(error: AttributeError | KeyError, argv: Sequence[str] | None =
 
     path = override_path(field, argv, config.is_field)
     hint = field_hint(path)
+    if path in config.MOVED_FIELDS:  # an older command's flat fields: every one said at once
+        others = [p for p in dict.fromkeys(override_paths(sys.argv if argv is None else argv))
+                  if p in config.MOVED_FIELDS and p != path]
+        hint += "".join(f"; config.{p} moved to config.{config.MOVED_FIELDS[p]}"
+                        for p in others)
     return f"unknown config field config.{path}" + (f": {hint}" if hint else "")
 
 
