@@ -27,10 +27,14 @@ from jaxae.data.dataset import ONE_CLASS
 from jaxae.data.folder import load_folder
 from jaxae.data.splits import Split, Splits, binarized, spread_sample
 from jaxae.evaluation import generation, iwae
-from jaxae.evaluation.metrics import active_units, evaluate_split, padded_batches
+from jaxae.evaluation.metrics import (
+    active_units,
+    evaluate_splits,
+    padded_batches,
+)
 from jaxae.evaluation.pictures import PictureOptions, write_pictures
 from jaxae.evaluation.probe import train_probe
-from jaxae.keys import IWAE_STREAM, RECOGNITION_STREAM, VALIDATION_EVAL_STREAM, derive_keys
+from jaxae.keys import IWAE_STREAM, RECOGNITION_STREAM, derive_keys
 from jaxae.models.base import ModelParams, Variables
 from jaxae.objectives import Objective
 from jaxae.provenance import git_commit, source_sha256
@@ -434,24 +438,21 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
     keys = derive_keys(config.seed)
     eval_config = config.eval
     means = None  # a variational model's test codes, for its active units and its pictures
-    eval_step = steps.make_eval_step(model, task, objective)
-    metrics = evaluate_split(eval_step, params, data.test, eval_config.batch_size, keys.eval)
+    # the test split's figures, and the validation split's (data.val_size) as training
+    # scores them: prefixed test_ and val_
+    figures = evaluate_splits(steps.make_eval_step(model, task, objective), params, data,
+                              eval_config.batch_size, keys.eval)
+    sizes = {"test": len(data.test), **({"val": len(data.val)} if data.val is not None else {})}
     result = {"step": step, "model": config.model.name,
               **({"dataset": config.data.name} if images is None else
                  {"dataset": other_images_kind(images), "images": os.path.abspath(images),
                   "images_source": data.source}),  # sizes and channels converted: said
-              "test_images": len(data.test),
-              **{f"test_{name}": value for name, value in metrics.items()}}
-    counts = {f"test_{name}": len(data.test) for name in metrics}
-    if data.val is not None:  # a run's validation split (data.val_size), as training scores it
-        val = evaluate_split(eval_step, params, data.val, eval_config.batch_size,
-                             jax.random.fold_in(keys.eval, VALIDATION_EVAL_STREAM))
-        result |= {"val_images": len(data.val), **{f"val_{k}": v for k, v in val.items()}}
-        counts |= {f"val_{name}": len(data.val) for name in val}
-    if "baseline_psnr" in metrics:  # which classical method test_baseline_psnr scores
+              **{f"{split}_images": size for split, size in sizes.items()}, **figures}
+    counts = {name: sizes[name.split("_", 1)[0]] for name in figures}
+    if "test_baseline_psnr" in figures:  # which classical method it scores
         result["baseline"] = task.baseline_name  # (named so in metrics.jsonl too)
-    if "input_psnr" in metrics and task.input_method:  # the input drawn as an image is one
-        result["input_method"] = task.input_method  # (super-resolution's upsampling)
+    if "test_input_psnr" in figures and task.input_method:  # the input drawn as an image
+        result["input_method"] = task.input_method  # is one (super-resolution's upsampling)
     if not model.variational:  # what test_loss is: a loss per pixel
         result["loss"] = config.objective.loss
     else:  # test_loss: -ELBO with the KL weighted by beta; the ELBO and bounds are nats per

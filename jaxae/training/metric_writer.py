@@ -63,8 +63,9 @@ class MetricWriter:
         self.path = os.path.join(workdir, file)
         self.echo, self.what = echo, what  # what its records are, for its warnings
 
-    def drop_after(self, step: int) -> None:
+    def drop_after(self, step: int) -> list[dict]:
         """Removes records of steps after `step`: a restart from that step writes them again.
+        Returns the records kept.
 
         A last line cut short (power loss, full disk) is dropped, with a warning where its
         record is lost for good (`_drop_cut_line`), or kept where only its newline is
@@ -73,7 +74,7 @@ class MetricWriter:
         lost.
         """
         if not os.path.exists(self.path):
-            return
+            return []
         with open(self.path, errors="replace") as f:
             lines = f.readlines()
         mended = False
@@ -83,18 +84,19 @@ class MetricWriter:
             else:
                 self._drop_cut_line(lines[-1], step)
                 lines[-1] = ""
-        kept, rejected = [], []
+        kept, records, rejected = [], [], []
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            record_step = _record_step(line)
-            if record_step is None:
+            record = _record(line)
+            if record is None:
                 rejected.append(line)
                 print(f"warning: {self.path} line {number} is not a {self.what} record "
                       f"({line.strip()[:40]!r}): moved to {self.path}.rejected",
                       file=sys.stderr, flush=True)
-            elif record_step <= step:
+            elif record["step"] <= step:
                 kept.append(line)
+                records.append(record)
         if rejected:
             try:
                 with open(self.path + ".rejected", "a") as f:
@@ -103,6 +105,7 @@ class MetricWriter:
                 raise write_error(self.path + ".rejected", e) from None
         if mended or len(kept) != len(lines):
             write_whole(self.path, "".join(kept))
+        return records
 
     def _drop_cut_line(self, line: str, step: int) -> None:
         """Warns where the cut record is lost for good: one of a step up to `step`, which

@@ -49,7 +49,7 @@ from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, parallel, steps
 from jaxae.training.batch_sources import BatchSource, FinishedSource, ResidentSource, StreamedSource
 from jaxae.training.faults import Faults, first_non_finite_step, flat_at_chunk_end
-from jaxae.training.metric_writer import MetricWriter, read_metrics, read_timings
+from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.workdir import (
     CONFIG_FILE,
     LOCK_FILE,
@@ -246,14 +246,13 @@ class TimingLog:
 
     def __init__(self, workdir: str, step: int):
         self.writer = MetricWriter(workdir, echo=False, file=TIMINGS_FILE, what="timings")
-        self.writer.drop_after(step)  # a restart from `step` times its steps again
-        trained = [r["train_s"] for r in read_timings(workdir)
-                   if isinstance(r.get("train_s"), (int, float))]
+        trained = [r["train_s"] for r in self.writer.drop_after(step)  # a restart from `step`
+                   if isinstance(r.get("train_s"), (int, float))]  # times its steps again
         self.before = float(trained[-1]) if trained else 0.0  # the earlier parts' training
 
-    def trained(self, step: int, epoch: int, seconds: float, images: int) -> None:
-        """A log point: `seconds` of training in this part so far, over `images`."""
-        rate = {"images_per_s": round(images / seconds, 1)} if seconds > 0 else {}
+    def trained(self, step: int, epoch: int, seconds: float, rate: float | None) -> None:
+        """A log point: `seconds` of training in this part so far, at `rate` images/s."""
+        rate = {"images_per_s": round(rate, 1)} if rate else {}
         self.writer.write({"step": step, "epoch": epoch, "time": round(time.time(), 3),
                            "train_s": round(self.before + seconds, 3), **rate})
 
@@ -284,13 +283,17 @@ class _ChunkLog:
         self.last_read: float | None = None
         self.trained_s, self.trained_images, self.set_aside_s = 0.0, 0, 0.0
 
+    @property
+    def rate(self) -> float | None:
+        """The run's images per second of training so far; None before it is known."""
+        return self.trained_images / self.trained_s if self.trained_s > 0 else None
+
     def steps_within(self, seconds: float) -> int | None:
         """How many steps train in about `seconds` at the run's rate so far (at least one);
         None before it is known."""
-        if self.trained_s <= 0:
+        if self.rate is None:
             return None
-        steps_per_s = self.trained_images / self.trained_s / self.config.train.batch_size
-        return max(1, int(seconds * steps_per_s))
+        return max(1, int(seconds * self.rate / self.config.train.batch_size))
 
     def set_aside(self, seconds: float) -> None:
         """Time spent since the last read on other work than training (an evaluation, a
@@ -339,14 +342,14 @@ class _ChunkLog:
             self.trained_images += count * self.config.train.batch_size
         self.last_read, self.set_aside_s = now, 0.0
         if self.timings and logged:
-            self.timings.trained(step, epoch + 1, self.trained_s, self.trained_images)
+            self.timings.trained(step, epoch + 1, self.trained_s, self.rate)
         if self.said_at is None:
             self.first_read = self.said_at = now
-        if bar.disable and self.writer and self.trained_s > 0 and \
+        if bar.disable and self.writer and self.rate and \
                 now - self.said_at >= OFF_TERMINAL_EVERY_S:
             self.said_at = now
             print(self._progress_line(step, epoch, last["loss"],
-                                      self.trained_images / self.trained_s,
+                                      self.rate,
                                       now - self.first_read), file=sys.stderr, flush=True)
 
     def _progress_line(self, step: int, epoch: int, loss: float, rate: float,
@@ -774,8 +777,7 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
         run.run_files.write_if_saved()
 
     writer = MetricWriter(run.workdir) if main else None
-    if writer:
-        writer.drop_after(step)  # records of steps a restart will run again
+    kept = writer.drop_after(step) if writer else []  # records of steps a restart runs again
     timings = TimingLog(run.workdir, step) if main else None
     first_step, part_started = step, time.perf_counter()
     # every chunk ends at a log point or sooner (`_chunk_end`)
@@ -812,7 +814,7 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
             timings.evaluated(step, epoch, seconds)
         log.set_aside(seconds)  # not training: out of its rate
 
-    if writer and _evaluation_pending(run, step):  # its evaluation failed as it ran
+    if writer and _evaluation_pending(run, step, kept):  # its evaluation failed as it ran
         evaluate((step - 1) // steps_per_epoch + 1)
     stopped = None
     every = train_config.checkpoint_every_steps
@@ -854,22 +856,21 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
     return state, step, stopped
 
 
-def _evaluation_pending(run: _Run, step: int) -> bool:
+def _evaluation_pending(run: _Run, step: int, records: list[dict]) -> bool:
     """Whether the checkpoint resumed from is of a step whose evaluation was due and is not
-    in metrics.jsonl: it was saved as that evaluation failed (out of memory, say). Run
+    among metrics.jsonl's `records`: it was saved as that evaluation failed (out of memory,
+    say). Run
     before training on, its record keeps metrics.jsonl as an uninterrupted run writes it
     (the evaluation's draws depend on the key and the step's state alone)."""
     if step == 0 or not (step % run.steps_per_epoch == 0 or run.evaluations.due(step)):
         return False
-    return not any(record["step"] == step and "test_loss" in record
-                   for record in read_metrics(run.workdir))
+    return not any(record["step"] == step and "test_loss" in record for record in records)
 
 
 def _trained_line(first_step: int, step: int, seconds: float, log: _ChunkLog) -> str:
     """What this part of the run trained, in how long: its time from the first chunk's
     dispatch (compiling, evaluations and saves included) and its rate while training."""
     took = f"{seconds:.1f} s" if seconds < 60 else _duration(seconds)
-    rate = (f"; {log.trained_images / log.trained_s:,.0f} images/s while training"
-            if log.trained_s > 0 else "")
+    rate = f"; {log.rate:,.0f} images/s while training" if log.rate else ""
     return (f"trained steps {first_step + 1:,} to {step:,} in {took} (compiling, evaluations "
             f"and saves included{rate}; {TIMINGS_FILE} holds the timings)")
