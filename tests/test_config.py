@@ -7,9 +7,12 @@ import json
 import os
 import re
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxae import config as config_lib
+from jaxae.objectives import LOSSES
 from tests.conftest import set_fields
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -324,7 +327,34 @@ def test_a_task_or_objective_field_the_run_does_not_read_is_refused(overrides, s
      "objective.beta": 4.0, "objective.beta_warmup_steps": 100},
     {"objective.loss": "bce"}])
 def test_the_fields_a_run_reads_are_taken(overrides):
+    """Not refused, and in the task and objective the run builds (a beta or a loss dropped
+    on the way would train a plain VAE, or MSE, under the config's name)."""
+    from jaxae import build
+
     unread_check(overrides)
+    config = config_lib.base_config()
+    set_fields(config, overrides)
+    task = config_lib.make_task(config)
+    objective = build.make_objective(config, build.make_model(config, (28, 28, 1), 10))
+    logits = jnp.linspace(-3.0, 3.0, 12).reshape(2, 6)
+    targets = jnp.linspace(0.0, 1.0, 12).reshape(2, 6)
+    taken = {"task.name": type(task).__name__.lower()}
+    for path in overrides:
+        section, field = path.split(".")
+        if section == "task" and field != "name":
+            taken[path] = getattr(task, field)
+        if field in ("beta", "beta_warmup_steps"):
+            taken[path] = getattr(objective, field.replace("beta_", ""))
+        if field == "likelihood":
+            taken[path] = type(objective.likelihood).__name__.lower()
+        if field == "gaussian_scale":
+            taken[path] = objective.likelihood.gaussian_scale
+        if field == "loss":  # the registered loss whose values the objective's are
+            taken[path] = [name for name in ("mse", "bce") if np.allclose(
+                objective(logits, targets, {})["loss"], LOSSES.get(name)(logits, targets))]
+    read = {path: value for path, value in overrides.items() if not path.startswith("model.")}
+    assert {path: taken[path] for path in read} == read | (
+        {"objective.loss": ["bce"]} if "objective.loss" in read else {})
 
 
 def test_a_task_section_of_ones_own_may_hold_only_its_name():

@@ -67,6 +67,7 @@ def test_psnr_hand_computed():
     images = jnp.full((1, 4, 4, 1), 0.6)
     targets = jnp.full((1, 4, 4, 1), 0.5)  # MSE 0.01 -> 20 dB
     np.testing.assert_allclose(losses.psnr(images, targets), [20.0], rtol=1e-5)
+    assert float(losses.psnr(targets, targets)[0]) == pytest.approx(100.0)  # the cap, not inf
 
 
 @pytest.mark.parametrize("rate", [0.5, 0.2])

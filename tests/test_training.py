@@ -404,6 +404,8 @@ def test_eval_step_sums_the_metrics_of_the_unmasked_images(name):
     logits, _ = model.apply({"params": params}, inputs, labels=batch["label"], sample=False)
     expected = {"mse": losses.mse(logits, targets), "bce": losses.bce_with_logits(logits, targets),
                 "psnr": losses.psnr(losses.sigmoid(logits), targets)}
+    if not model.variational:  # the loss the config names, not another
+        expected["loss"] = expected[config.objective.loss]
     if task.shows_input:
         expected["input_psnr"] = losses.psnr(task.input_as_image(inputs, MNIST), targets)
         expected["baseline_psnr"] = losses.psnr(task.baseline(inputs, MNIST), targets)
@@ -419,6 +421,78 @@ def test_eval_step_sums_the_metrics_of_the_unmasked_images(name):
     assert alone["count"] == 4
     for metric in expected:
         np.testing.assert_allclose(alone[metric], out[metric], rtol=1e-5, err_msg=metric)
+
+
+def tiny_step(model_name: str, task: tasks.Task, learning_rate: float = 0.0):
+    """(a state of a 4x4 model, its step jitted without donation, the model, a batch)."""
+    import optax
+
+    from jaxae import models, objectives
+
+    model = models.build_model({"name": model_name, "latent_dim": 2}, image_shape=(4, 4, 1))
+    objective = objectives.objective_for(model.variational, loss=losses.mse)
+    state = steps.create_train_state(model, optax.sgd(learning_rate), (4, 4, 1),
+                                     jax.random.key(0))
+    images = np.random.default_rng(0).integers(0, 256, (8, 4, 4, 1), dtype=np.uint8)
+    step = jax.jit(steps.train_step_fn(model, task, objective))
+    return state, step, model, {"image": images, "label": np.zeros(8, np.int32)}
+
+
+def test_a_step_descends_the_batch_mean_loss_and_reports_the_gradients_norm():
+    """Plain SGD moves the parameters by the learning rate times the gradient of the mean
+    loss over the batch (of a sum, the batch size would scale the learning rate), and
+    grad_norm is that gradient's global L2 norm."""
+    import optax
+
+    state, step, model, batch = tiny_step("dense_ae", tasks.Reconstruct(), learning_rate=0.1)
+    x = batch["image"].astype(np.float32) / 255.0
+
+    def mean_loss(params):
+        logits, _ = model.apply({"params": params}, x, labels=None, sample=False)
+        return losses.mse(logits, x).mean()
+
+    grads = jax.grad(mean_loss)(state.params)
+    stepped, metrics = step(state, batch, jax.random.key(1))
+    for new, old, grad in zip(leaves(stepped.params), leaves(state.params), leaves(grads),
+                              strict=True):
+        np.testing.assert_allclose(new, old - 0.1 * grad, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(metrics["grad_norm"], optax.tree.norm(grads), rtol=1e-5)
+    np.testing.assert_allclose(metrics["loss"], mean_loss(state.params), rtol=1e-6)
+
+
+def test_each_step_draws_its_own_corruption_and_a_vaes_code_is_sampled():
+    """The step's key is fold_in(key, step): a denoiser's next step with the same key masks
+    other pixels (a fixed mask would teach the model to undo one mask); a VAE trains on
+    z's samples, so another key gives another loss at the same parameters."""
+    state, step, _, batch = tiny_step("dense_ae", tasks.Denoise())  # learning rate 0
+    key = jax.random.key(1)
+    after_one, first = step(state, batch, key)
+    _, second = step(after_one, batch, key)
+    assert float(first["loss"]) != float(second["loss"])
+    state, step, _, batch = tiny_step("vae", tasks.Reconstruct())
+    one, other = (step(state, batch, jax.random.key(k))[1] for k in (1, 2))
+    assert float(one["recon_nats"]) != float(other["recon_nats"])
+
+
+def test_split_means_draw_each_batchs_key_and_count_only_the_images_of_the_split():
+    """Batch i draws from fold_in(key, i), so no two batches share their noise and batch 0
+    draws what the pictures show; a padded last batch's filler images are not counted."""
+    from jaxae.data.splits import Split
+    from jaxae.evaluation.metrics import split_means
+
+    images = np.arange(5, dtype=np.uint8).reshape(5, 1, 1, 1) * 10
+    drawn = []
+
+    def step(batch, key):
+        drawn.append(jax.random.key_data(key))
+        mask = batch["mask"]
+        return {"count": mask.sum(), "pixel": (batch["image"][:, 0, 0, 0] * mask).sum()}
+
+    key = jax.random.key(7)
+    means = split_means(step, Split(images, np.zeros(5, np.int32)), 4, key)
+    assert means == {"pixel": 20.0}  # (0 + 10 + 20 + 30 + 40) / 5
+    np.testing.assert_array_equal(drawn, [jax.random.key_data(jax.random.fold_in(key, i))
+                                          for i in (0, 1)])
 
 
 def test_a_corrupting_task_without_a_baseline_shows_its_input():

@@ -120,7 +120,8 @@ def test_iwae_chunking_does_not_change_the_bound(trained_vae):
 def test_iwae_chunks_count_each_of_the_k_samples_once(monkeypatch):
     """With every z at its mean the k log-weights are equal, so the bound is the same in
     one chunk or in chunks of 7 (35 samples drawn: the 5 beyond k=30 must be left out,
-    else the bound moves by log(35 / 30) nats)."""
+    else the bound moves by log(35 / 30) nats), and the same as k=1's (the mean of the k
+    weights, not their sum: without its log k the bound would rise by log 30 nats)."""
     from jaxae import models
     from jaxae.tasks import Reconstruct
 
@@ -129,10 +130,24 @@ def test_iwae_chunks_count_each_of_the_k_samples_once(monkeypatch):
     params = steps.init_params(model, (4, 4, 1), jax.random.key(0))
     images = np.random.default_rng(0).integers(0, 256, (8, 4, 4, 1), dtype=np.uint8)
     batch = {"image": images, "label": np.zeros(8, np.int32)}
-    bounds = [float(iwae.make_iwae_step(model, Reconstruct(), objectives.Bernoulli(), 30,
+    bounds = [float(iwae.make_iwae_step(model, Reconstruct(), objectives.Bernoulli(), k,
                                         chunk=chunk)(params, batch, jax.random.key(3)))
-              for chunk in (30, 7)]
-    np.testing.assert_allclose(bounds[1], bounds[0], rtol=1e-6)
+              for k, chunk in ((30, 30), (30, 7), (1, 1))]
+    np.testing.assert_allclose(bounds[1:], [bounds[0]] * 2, rtol=1e-6)
+
+
+def test_the_reported_elbo_is_beta_free_while_the_loss_weights_the_kl_by_beta():
+    """A beta-VAE minimises recon + beta * KL, but reports the ELBO itself (beta = 1), the
+    figure the IWAE bound at k=1 equals and other runs compare with."""
+    rng = np.random.default_rng(0)
+    logits, targets = jnp.asarray(rng.normal(size=(3, 8))), jnp.asarray(rng.random((3, 8)))
+    aux = {"mean": jnp.asarray(rng.normal(size=(3, 2))),
+           "log_sigma": jnp.asarray(rng.normal(size=(3, 2)) * 0.3)}
+    plain, heavy = (objectives.NegativeELBO(objectives.Bernoulli(), beta)(logits, targets, aux)
+                    for beta in (1.0, 4.0))
+    np.testing.assert_array_equal(heavy["elbo"], plain["elbo"])
+    np.testing.assert_allclose(heavy["loss"], plain["loss"] + 3 * plain["kl_nats"], rtol=1e-6)
+    np.testing.assert_allclose(plain["elbo"], -plain["loss"], rtol=1e-6)
 
 
 def test_iwae_working_memory_does_not_grow_with_k_when_chunked(trained_vae):
