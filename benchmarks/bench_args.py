@@ -187,6 +187,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     if args.models == "":
         parser.error("--models needs a comma-separated list, or leave it out for each mode's "
                      "own")
+    if args.background_pin and not hasattr(os, "sched_setaffinity"):
+        parser.error("--background-pin needs CPU affinity (os.sched_setaffinity: Linux): "
+                     "leave it out here")
     if args.background_pin and not args.background_load:
         parser.error("--background-pin pins the --background-load processes: give "
                      "--background-load N too")

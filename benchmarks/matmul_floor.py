@@ -287,7 +287,9 @@ def flush_bytes(cpus: str = "/sys/devices/system/cpu", used: set[int] | None = N
     of the largest level the kernel lists (sysfs under `cpus`; one L3 per CCD or socket,
     each shared by the CPUs its shared_cpu_list names) among those of the CPUs this process
     may run on (`used`, default its affinity), or 64 MiB where it lists none."""
-    used = os.sched_getaffinity(0) if used is None else used
+    if used is None:  # macOS has no affinity: every CPU
+        used = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else \
+            set(range(os.cpu_count() or 1))
     caches: dict[tuple[int, str], int] = {}
     for folder in glob.glob(os.path.join(cpus, "cpu[0-9]*", "cache", "index[0-9]*")):
         try:

@@ -158,10 +158,13 @@ def throughput(images: int, width: int, num_steps: int) -> None:
     print(f"the streaming reader alone:             {reader:8.0f} images/s", flush=True)
 
 
+STATUS = "/proc/self/status"  # Linux's; the rss mode reads its RssAnon and RssFile
+
+
 def _rss() -> tuple[int, int]:
     """(anonymous, file-backed) resident bytes of this process."""
     values = {}
-    with open("/proc/self/status") as f:
+    with open(STATUS) as f:
         for line in f:
             if line.startswith(("RssAnon:", "RssFile:")):
                 values[line.split(":")[0]] = int(line.split()[1]) * 1024
@@ -233,6 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=4)
     parser.add_argument("--steps", type=int, default=150, help="at most an epoch's")
     args = parser.parse_args(argv)
+    if args.what in ("rss", "all") and not os.path.exists(STATUS):
+        parser.error(f"{args.what} measures resident memory from {STATUS} (Linux), which "
+                     "this system has not: run `throughput` here")
     if args.what == "rss-one":
         rss_one(args.args[0], int(args.args[1]))
         return

@@ -11,6 +11,19 @@ Import the sub-package you need (`import jaxae.models`): `models` (the registry,
 __version__ = "0.2.0"
 
 
+def _require_posix() -> None:
+    """jaxae locks its files with fcntl and stops on POSIX signals: Linux and macOS. On
+    Windows, one line that says so, before any submodule fails on its own."""
+    try:
+        import fcntl  # noqa: F401, PLC0415
+    except ImportError:
+        raise ImportError("jaxae runs on Linux and macOS (it locks its files with fcntl and "
+                          "stops on POSIX signals): on Windows, run it under WSL2") from None
+
+
+_require_posix()
+
+
 def _configs_of_a_clone() -> None:
     """An installed jaxae maps the repository's configs/ folder to `jaxae.configs`; a clone
     used without installing (PYTHONPATH=.), or beside another checkout's editable install,

@@ -6,7 +6,7 @@ leftovers of its failed reads).
 unwritable workdir, a checkpoint that does not fit, a write that fails or a numerical fault
 ends the process with one `error:` line and exit code 1, after any checkpoint still being
 written is finished. A stop (Ctrl-C, SIGTERM, SIGUSR1) checkpoints and then ends the process
-as the signal does (`end_stopped`; a shell reports 130, 143 or 138, and its loop or `&&`
+as the signal does (`end_stopped`; a shell reports 128 + its number, and its loop or `&&`
 stops too), also
 one asked for before training started (one line, nothing to save); where no stop is handled
 (evaluate.py) the signal ends the process at once, with one line.

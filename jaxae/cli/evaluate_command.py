@@ -19,7 +19,7 @@ pictures; the corrupted input's and the classical baseline's figures on those im
 The run's own images are read as well (its image size, classes, and the training images a
 picture's pixel PCA is fitted on): where they moved, give --config.data.path too.
 
-Ctrl-C, SIGTERM or SIGUSR1 stops it at once, with one line (exit code 130, 143 or 138):
+Ctrl-C, SIGTERM or SIGUSR1 stops it at once, with one line (exit code 128 + its number):
 nothing is checkpointed, and metrics.json is written whole or not at all.
 
 The code the run's config.json names (its model's file, say) is imported and run, as training

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from absl import logging
+from tqdm import tqdm
 
 from jaxae.cli.arguments import flag_value, user_path
 from jaxae.cli.quiet import silence_orbax
@@ -61,6 +62,15 @@ def expected_errors() -> tuple[type[BaseException], ...]:
             RegistryError, FloatingPointError, FileNotFoundError)
 
 
+def thread_lock_for_progress_bars() -> None:
+    """tqdm's bars lock a multiprocessing semaphore by default, which a process ended by a
+    signal (`end_by_signal`) never releases: under the spawn start method (macOS's) Python's
+    resource tracker then warns of it after the stop's line. jaxae runs no processes of its
+    own, so a thread lock serves, where none was set before."""
+    if not hasattr(tqdm, "_lock"):
+        tqdm.set_lock(threading.RLock())
+
+
 def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False,
         pending_stop: Callable[[], str | None] | None = None, **kwargs: Any) -> Any:
     """Calls fn(*args, **kwargs) with the process-wide policy in place; an expected failure
@@ -77,6 +87,8 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False,
 
     logging.set_verbosity(logging.ERROR)  # Orbax logs routine notes at INFO and WARNING
     silence_orbax()
+    if entry_point:
+        thread_lock_for_progress_bars()
     try:
         result = fn(*args, **kwargs)
         if entry_point:

@@ -6,9 +6,9 @@ Any config field can be overridden, e.g. --config.model.latent_dim=2
 newest checkpoint (config.RESUMABLE_FIELDS lists what a resumed run may change); a second
 run on a workdir in use is refused. SIGTERM, Ctrl-C or SIGUSR1 (a scheduler's warning
 before its time limit) checkpoints, then ends the process as the signal does (a shell reports
-143, 130 or 138, and its loop, or `&&`, stops too), also during start-up (nothing to save
-then); a second signal stops at once, without that checkpoint (and without a save still
-being written, which the rerun says it removed).
+128 + its number, 143, 130 or 138 on Linux, and its loop, or `&&`, stops too), also during
+start-up (nothing to save then); a second signal stops at once, without that checkpoint (and
+without a save still being written, which the rerun says it removed).
 Several hosts: start one process per host with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES
 and JAX_PROCESS_ID set; training runs data-parallel over every device of every process.
 """

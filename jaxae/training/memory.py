@@ -7,6 +7,7 @@ instead of minutes spent allocating it.
 
 from __future__ import annotations
 
+import os
 import resource
 from typing import Any
 
@@ -45,18 +46,30 @@ def _address_space_left() -> int | None:
     return max(limit - size, 0)
 
 
+MEMINFO = "/proc/meminfo"  # Linux's
+
+
+def _physical_bytes() -> int | None:
+    """The machine's physical memory (POSIX sysconf): what a process may take at most."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def host_available_bytes() -> int | None:
-    """Memory this process may still take: /proc/meminfo's MemAvailable, or less under a
-    cgroup (container) limit or a limit on its address space (`ulimit -v`); None where none
-    can be read."""
+    """Memory this process may still take: MEMINFO's MemAvailable (where the system has no
+    MEMINFO, macOS, its physical memory), or less under a cgroup (container) limit or a
+    limit on its address space (`ulimit -v`); None where none can be read."""
     available = _address_space_left()
     try:
-        with open("/proc/meminfo") as f:
+        with open(MEMINFO) as f:
             info = dict(line.split(":", 1) for line in f if ":" in line)
         free = int(info["MemAvailable"].split()[0]) * 1024
-        available = free if available is None else min(free, available)
     except (OSError, KeyError, ValueError):
-        pass
+        free = _physical_bytes()
+    if free is not None:
+        available = free if available is None else min(free, available)
     limit = _read_int("/sys/fs/cgroup/memory.max")
     used = _read_int("/sys/fs/cgroup/memory.current")
     if limit is not None and used is not None:
