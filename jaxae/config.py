@@ -155,7 +155,7 @@ def base_config() -> ml_collections.ConfigDict:
         "num_images": 10,  # columns of the reconstruction and sample pictures
         "iwae_samples": (1, 50, 1000),  # VAEs: importance samples k of each IWAE bound
         "iwae_images": 1000,  # VAEs: test images the IWAE bounds average over
-        "iwae_chunk": 50,  # VAEs: samples decoded at once; bounds the memory of large k
+        "iwae_chunk": 50,  # VAEs: samples drawn at a time; their decodes' memory, not speed
         "manifold_size": 15,  # 2-D latents: decoded images per side of the manifold grid
     })
     c.lock()

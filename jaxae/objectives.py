@@ -55,7 +55,8 @@ class Gaussian:
 
     gaussian_scale: float = 0.1
 
-    SCALES = (1e-18, 3.4e38)  # in float32, a residual over a smaller scale, squared, is inf
+    SCALES = (1e-18, 3.4e38)  # float32: a pixel's residual over a smaller scale, squared,
+    # is inf (an image's sum over its pixels can overflow at scales somewhat above it)
 
     def __post_init__(self):
         low, high = self.SCALES

@@ -432,3 +432,15 @@ def test_a_field_the_named_model_lacks_lists_its_settable_fields_and_the_whole_s
         "config.model.code_channels is not a field of model 'conv_ae': its fields are conv, "
         "features, init, width; if --config.model.name switched to it from another model's "
         "section, give the whole section instead: --config.model=\"{'name': 'conv_ae'}\"")
+
+
+def test_a_seed_jax_would_alias_is_refused_by_the_library_as_by_the_config():
+    """jax.random.key takes a seed modulo 2^32: 2^32 + 3 would run seed 3's streams."""
+    from jaxae.keys import derive_keys
+
+    with pytest.raises(ValueError, match=r"derive_keys' seed 4294967299 is outside \[0, "
+                                         r"4294967295\], where jax.random.key would give "
+                                         r"another seed's streams \(3's\)"):
+        derive_keys(2**32 + 3)
+    with pytest.raises(ValueError, match="seed -1 is outside"):
+        derive_keys(-1)

@@ -101,3 +101,17 @@ def test_pixel_pca_points_fit_on_the_first_training_images_and_project_in_chunks
     _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
     expected = (test.reshape(40, -1) / 255.0 - mean) @ vt[:2].T
     np.testing.assert_allclose(np.abs(points), np.abs(expected), atol=1e-4)
+
+
+def test_a_pca_baseline_of_more_components_than_its_rows_allow_is_refused():
+    """Five rows have at most five principal directions: a fit gives what there is (a
+    scatter of few codes still gets its points), but a baseline named k=8 that used five
+    was reported as PCA-8."""
+    from jaxae.evaluation import pca
+
+    rows = np.random.default_rng(0).random((5, 10), dtype=np.float32)
+    assert pca.fit(rows, 8).components.shape == (5, 10)
+    assert [k for k, _ in pca.clipped_reconstructions(rows, rows, [2, 5])] == [2, 5]
+    with pytest.raises(ValueError, match="PCA with k=8 components: 5 training rows of 10 "
+                                         "values have at most 5: give a k of at most 5"):
+        list(pca.clipped_reconstructions(rows, rows, [2, 8]))

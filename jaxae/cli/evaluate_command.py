@@ -10,8 +10,9 @@ reads a checkpoint that stays (a step deleted meanwhile is not "damaged").
 What is measured can be changed without retraining, e.g. --config.eval.iwae_samples='(1, 50)'
 --config.eval.iwae_images=500 (the fields of config.eval, and where the data lives:
 config.data.tfds_dir, data_dir, and path, whose images must be those the run trained on; and
-config.model.name or config.task.name only to name the run's own file where its project
-moved); a field that would change the trained model is refused.
+config.model.name, task.name, objective.loss, objective.likelihood or data.name only to name
+the run's own file where its project moved); a field that would change the trained model is
+refused.
 
 --images=FOLDER (or FILE.npz) scores the trained model on every image there instead, brought
 to the run's image size and channels, into <workdir>/eval_on_<FOLDER> (the same metrics and

@@ -1,8 +1,9 @@
 """The importance-weighted bound on log p(x) (Burda et al., 2016), in bounded memory.
 
 log p(x) >= E[log (1/k) sum_i p(x, z_i) / q(z_i | x)], z_i ~ q(z | x). k = 1 is the ELBO;
-the bound tightens as k grows. Samples are drawn and decoded `chunk` at a time inside a
-`lax.map`, so memory is that of `chunk` decodes whatever k is.
+the bound tightens as k grows. Samples are drawn `chunk` at a time and decoded in turn inside
+a `lax.map`, so memory is that of `chunk` samples' decodes and k x B log-weights: a larger
+chunk takes more memory, not less time (`eval.iwae_chunk` also decides the draws).
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ import jax.numpy as jnp
 
 class PCA(NamedTuple):
     mean: jax.Array  # [D]
-    components: jax.Array  # [k, D], orthonormal rows, largest variance first
+    components: jax.Array  # [min(k, N, D), D], orthonormal rows, largest variance first
 
 
 def fit(x_NxD: jax.Array, k: int) -> PCA:
-    """The k leading principal directions of the rows of x."""
+    """The k leading principal directions of the rows of x: min(k, N, D) of them, as N rows
+    of D values have no more (a scatter of one image's code has one)."""
     x = jnp.asarray(x_NxD, jnp.float32)
     mean = x.mean(axis=0)
     _, _, vt = jnp.linalg.svd(x - mean, full_matrices=False)
@@ -39,6 +40,11 @@ def clipped_reconstructions(train_NxD: jax.Array, test_MxD: jax.Array, sizes: It
     baseline an autoencoder's reconstruction is compared with."""
     sizes = list(sizes)
     fitted = fit(train_NxD, max(sizes))
+    most = fitted.components.shape[0]
+    if max(sizes) > most:  # a baseline of fewer components than its name says
+        rows, values = jnp.shape(train_NxD)
+        raise ValueError(f"PCA with k={max(sizes)} components: {rows} training rows of "
+                         f"{values} values have at most {most}: give a k of at most {most}")
     test = jnp.asarray(test_MxD, jnp.float32)
     for k in sizes:
         part = PCA(fitted.mean, fitted.components[:k])

@@ -606,8 +606,9 @@ def _restore_target(leaf: Any) -> Any:
 
 def restore(manager: ocp.CheckpointManager, like: PyTree, step: int | None = None,
             hint: Hint = "", saved: dict[str, tuple | str] | None = None) -> PyTree:
-    """The tree saved at `step` (default: the newest), in the structure and dtypes of `like`
-    (`saved`: the step's `saved_outline`, if already read). A folder without checkpoints, or
+    """The tree saved at `step` (default: the newest), placed as `like`, whose structure,
+    shapes and dtypes must be the saved tree's (a CheckpointMismatch names the first that
+    differs; `saved`: the step's `saved_outline`, if already read). A folder without checkpoints, or
     without that step, is a FileNotFoundError naming the steps it has; a dict tree saved with
     its sha256 whose arrays do not match it, a ChecksumMismatch."""
     if isinstance(like, train_state.TrainState):
