@@ -1372,7 +1372,7 @@ def test_npz_files_of_other_kinds_and_labels_past_any_class_count_are_one_line(t
             (images.astype(np.float32) + 300, "has dtype float32, not uint8: store pixel values "
                                             "0..255 as uint8"),
             (np.zeros((4, 3, 8, 8), np.uint8), "has shape (4, 3, 8, 8): give [N, H, W] or "
-             "[N, H, W, C] images with C = 1 or 3 and N > 0 (channels first? store "
+             "[N, H, W, C] images with C = 1 or 3 and N, H, W > 0 (channels first? store "
              "np.transpose(train_images, (0, 2, 3, 1)))"),
             (np.zeros((4, 3, 8, 6), np.uint8), "(channels first? store np.transpose("),
             (np.full((4, 8, 8, 1), 0.5), "its values are in [0, 1]: store (train_images * "
@@ -1383,7 +1383,10 @@ def test_npz_files_of_other_kinds_and_labels_past_any_class_count_are_one_line(t
             (np.zeros((4, 8, 8, 4), np.uint8), "(RGBA? drop the alpha channel: "
                                                "train_images[..., :3])"),
             (np.zeros((32, 32, 3), np.uint8), "has shape (32, 32, 3), read as 32 grey images of "
-             "32x3 pixels: give [N, H, W, C] images (one colour image: train_images[None])")):
+             "32x3 pixels: give [N, H, W, C] images (one colour image: train_images[None]; grey "
+             "images 3 pixels wide: train_images[..., None])"),
+            (np.zeros((10, 0, 0), np.uint8), "has shape (10, 0, 0, 1): give [N, H, W] or "
+             "[N, H, W, C] images with C = 1 or 3 and N, H, W > 0")):
         np.savez(tmp_path / "kinds.npz", train_images=train, test_images=images)
         with pytest.raises(DataError) as excinfo:
             load_npz(str(tmp_path / "kinds.npz"))

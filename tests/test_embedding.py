@@ -115,3 +115,14 @@ def test_a_pca_baseline_of_more_components_than_its_rows_allow_is_refused():
     with pytest.raises(ValueError, match="PCA with k=8 components: 5 training rows of 10 "
                                          "values have at most 5: give a k of at most 5"):
         list(pca.clipped_reconstructions(rows, rows, [2, 8]))
+
+
+@pytest.mark.parametrize("train_shape", [(1, 4, 4, 1), (6, 1, 1, 1)])
+def test_pixel_pca_points_are_two_columns_where_the_pixels_have_one_direction(train_shape):
+    """One training image, or images of one pixel, have one principal direction: the
+    latent scatter's panel indexed a second column and evaluate.py ended in an IndexError."""
+    rng = np.random.default_rng(3)
+    train = rng.integers(0, 256, train_shape, np.uint8)
+    test = rng.integers(0, 256, (5, *train_shape[1:]), np.uint8)
+    points = embedding.pixel_pca_points(train, test)
+    assert points.shape == (5, 2) and not points[:, 1].any()

@@ -51,6 +51,10 @@ def test_a_feature_constant_in_training_does_not_outvote_the_others_at_test_time
     mostly_constant = np.concatenate([x, np.zeros((len(x), 45), np.float32)], axis=1)
     _, floored = feature_scale(jnp.asarray(mostly_constant))  # the median std is 0 here
     assert float(np.min(floored)) >= 0.05 * np.median(np.std(x, axis=0))
+    # identical training images: nothing varies, and the floor is 0.05 of the features' unit
+    # (it was 1e-6, and a faint change at test time decided the class)
+    _, none_vary = feature_scale(jnp.full((20, 3), 0.5))
+    np.testing.assert_allclose(none_vary, 0.05 + 1e-6, rtol=1e-6)
 
 
 def test_class_sample_recognition_scores_samples_against_the_class_they_were_asked_for(

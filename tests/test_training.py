@@ -584,6 +584,10 @@ def test_a_task_refuses_scaled_images_and_a_shape_it_cannot_run_at():
         with pytest.raises(ValueError, match=f"factor={factor} must be a whole number of 2 or "
                                              "more that divides the 28x28 images: use one of 2"):
             tasks.SuperResolve(factor=factor).make_example(images, key)
+    with pytest.raises(ValueError, match=r"factor=2 does not divide the 5x7 images: no factor "
+                                         r"of 2 or more divides both 5 and 7: resize the images "
+                                         r"\(config.data.image_size\)"):  # not "use one of none"
+        tasks.SuperResolve(factor=2).check((5, 7, 1))
 
 
 @pytest.mark.parametrize("labels, count, shown", [

@@ -47,10 +47,12 @@ def neighbour_accuracy(points_Nx2: np.ndarray, labels: np.ndarray, k: int = NEIG
 def pixel_pca_points(train_images: HostArray, test_images: HostArray) -> np.ndarray:
     """The test images' pixels (uint8, scaled to [0, 1]) projected on the two leading
     principal directions of the first PCA_FIT_IMAGES training images' pixels, read and
-    projected a chunk at a time (a streamed split stays on disk)."""
+    projected a chunk at a time (a streamed split stays on disk); [N, 2] even where the
+    training pixels have one direction (one image, or images of one pixel)."""
     def flat(images: np.ndarray) -> np.ndarray:
         return to_float(np.asarray(images)).reshape(len(images), -1)
 
     fitted = pca.fit(flat(train_images[:PCA_FIT_IMAGES]), 2)
-    return np.concatenate([np.asarray(pca.project(fitted, flat(test_images[i:i + _CHUNK])))
-                           for i in range(0, len(test_images), _CHUNK)])
+    return pca.two_columns(np.concatenate([
+        np.asarray(pca.project(fitted, flat(test_images[i:i + _CHUNK])))
+        for i in range(0, len(test_images), _CHUNK)]))

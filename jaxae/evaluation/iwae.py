@@ -18,8 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxae import losses
-from jaxae.models import declarations, reparameterize
-from jaxae.models.base import ModelParams, variables_of
+from jaxae.models import declarations
+from jaxae.models.base import ModelParams, sample_with_noise, variables_of
 from jaxae.objectives import Likelihood
 from jaxae.tasks import Task
 from jaxae.training import steps
@@ -45,15 +45,15 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
         def log_weights(args):  # [chunk, B]: log p(x, z) - log q(z | x) for `chunk` samples
             index, chunk_key = args
             keys = jax.random.split(chunk_key, chunk)
-            z = jax.vmap(lambda k: reparameterize(k, mean, log_sigma))(keys)  # [c, B, D]
+            z, eps = jax.vmap(lambda k: sample_with_noise(k, mean, log_sigma))(keys)  # [c, B, D]
             decode = lambda z_BxD: model.apply(variables, z_BxD, labels=labels,  # noqa: E731
                                                method="decode")
             with declarations.matching_params(model):
                 logits = jax.lax.map(decode, z)
             log_px = jax.vmap(lambda lg: likelihood.log_prob(flat(lg), flat_targets))(logits)
-            zeros = jnp.zeros_like(mean)
-            log_w = log_px + losses.log_normal(z, zeros, zeros) - losses.log_normal(
-                z, mean, log_sigma)
+            zeros = jnp.zeros_like(mean)  # log q from eps: exact at a collapsed sigma
+            log_q = losses.log_normal(eps, zeros, zeros) - jnp.sum(log_sigma, axis=-1)
+            log_w = log_px + losses.log_normal(z, zeros, zeros) - log_q
             sample_index = index * chunk + jnp.arange(chunk)[:, None]
             return jnp.where(sample_index < num_samples, log_w, -jnp.inf)
 

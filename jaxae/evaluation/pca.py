@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class PCA(NamedTuple):
@@ -26,6 +27,13 @@ def fit(x_NxD: jax.Array, k: int) -> PCA:
 def project(pca: PCA, x_NxD: jax.Array) -> jax.Array:
     """Codes [N, k] of the rows of x."""
     return (jnp.asarray(x_NxD, jnp.float32) - pca.mean) @ pca.components.T
+
+
+def two_columns(points_Nxk: np.ndarray) -> np.ndarray:
+    """Points [N, 2] for a scatter of a projection on (at most) two directions: where the
+    data had one (a single image; images of one pixel), 0 along the second."""
+    points = np.asarray(points_Nxk)
+    return np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
 
 
 def reconstruct(pca: PCA, codes_Nxk: jax.Array) -> jax.Array:

@@ -193,9 +193,7 @@ def write_pictures(model: nn.Module, task: Task, params: ModelParams, data: Spli
         points = np.stack([np.asarray(codes[:, 0]), np.asarray(data.test.labels)], axis=1)
         axes = (f"{name}[0]", "class")
     else:
-        points = np.asarray(pca.project(pca.fit(codes, 2), codes))
-        if points.shape[1] < 2:  # a single test image has one principal direction
-            points = np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
+        points = pca.two_columns(pca.project(pca.fit(codes, 2), codes))
         codes_are = "z_mean" if model.variational else "the codes"
         axes = (f"principal component 1 of {codes_are}", f"principal component 2 of {codes_are}")
     what = "z_mean" if model.variational else "codes"

@@ -27,10 +27,12 @@ MIN_STD_FRACTION = 0.05
 
 def feature_scale(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(mean, std) per feature of [N, F] training features for standardising them, each std
-    at least MIN_STD_FRACTION of the median std of the features that vary (and above 0)."""
+    at least MIN_STD_FRACTION of the median std of the features that vary (of 1, the
+    features' own unit, where none varies: identical training images would otherwise turn
+    a test feature's faintest change into thousands)."""
     std = x.std(axis=0)
     varying = std[std > 0]  # constant features (most pixels of small objects on black) aside
-    typical = jnp.median(varying) if varying.size else jnp.float32(0)
+    typical = jnp.median(varying) if varying.size else jnp.float32(1)
     return x.mean(axis=0), jnp.maximum(std, MIN_STD_FRACTION * typical) + 1e-6
 
 

@@ -235,7 +235,16 @@ class Autoencoder(CheckedInputs):
 
 def reparameterize(key: jax.Array, mean: jax.Array, log_sigma: jax.Array) -> jax.Array:
     """z = mean + exp(log_sigma) * eps, eps ~ N(0, I): log_sigma is the log of the std."""
-    return mean + jnp.exp(log_sigma) * jax.random.normal(key, mean.shape, mean.dtype)
+    return sample_with_noise(key, mean, log_sigma)[0]
+
+
+def sample_with_noise(key: jax.Array, mean: jax.Array, log_sigma: jax.Array
+                      ) -> tuple[jax.Array, jax.Array]:
+    """(z, eps) of `reparameterize`: the standard normal draw beside z, from which
+    log q(z | x) = log N(eps; 0, I) - sum(log_sigma) holds where exp(log_sigma) underflows
+    (z is the mean there, and (z - mean) / sigma would be 0 * inf)."""
+    eps = jax.random.normal(key, mean.shape, mean.dtype)
+    return mean + jnp.exp(log_sigma) * eps, eps
 
 
 class VariationalAutoencoder(CheckedInputs):

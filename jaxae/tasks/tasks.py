@@ -233,8 +233,10 @@ class SuperResolve(Task):
                    if isinstance(self.factor, int) and self.factor >= 2 else
                    f"must be a whole number of 2 or more that divides the {height}x{width} "
                    "images")
-            raise ValueError(f"factor={self.factor!r} {why}: use one of "
-                             f"{', '.join(map(str, usable)) or 'none'}")
+            fix = (f"use one of {', '.join(map(str, usable))}" if usable else
+                   f"no factor of 2 or more divides both {height} and {width}: resize the "
+                   "images (config.data.image_size) to a size that has one")
+            raise ValueError(f"factor={self.factor!r} {why}: {fix}")
 
     def input_shape(self, image_shape: Shape) -> Shape:
         height, width, channels = image_shape
