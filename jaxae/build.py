@@ -25,6 +25,7 @@ from jaxae import config as config_lib
 from jaxae import objectives, optimizers
 from jaxae.data import DATASETS, Splits, make_splits
 from jaxae.data.errors import MixedImageSizes
+from jaxae.data.records import is_lazy
 from jaxae.data.splits import SplitSizeError, first_images_note
 from jaxae.messages import first_line, raised_at
 from jaxae.models import build_model, declarations
@@ -144,6 +145,33 @@ def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, i
     if getattr(model, "conditional", False) and num_classes < 2:  # (undeclared: check_model)
         raise _conditional_without_classes(config, num_classes)
     return model
+
+
+def classes_note(config: ml_collections.ConfigDict, model: nn.Module, train_labels: Any,
+                 class_names: tuple[str, ...]) -> str | None:
+    """For a model that declares itself conditional: a ConfigError where the training images
+    hold fewer than two classes (the data's class names may count more: it would learn no
+    class's effect), and a warning naming the classes no training image has (their samples
+    come from an untrained class input, and the class-sample figures count them). None for
+    other models, and for labels left on disk (a streamed split's)."""
+    if not getattr(model, "conditional", False) or is_lazy(train_labels):
+        return None
+    present = {int(c) for c in np.unique(np.asarray(train_labels))}
+    named = lambda classes: ", ".join(  # noqa: E731
+        class_names[c] if c < len(class_names) else str(c) for c in sorted(classes))
+    if len(present) < 2:
+        raise config_lib.ConfigError(
+            f"config.model ({config.model.name}) is conditional on the class, but the training "
+            f"images hold {len(present)} class ({named(present) or 'none'}) of the data's "
+            f"{len(class_names)}: give training images of two classes or more, or choose a "
+            "model that is not conditional")
+    missing = set(range(len(class_names))) - present
+    if not missing:
+        return None
+    return (f"warning: {len(missing)} of the data's {len(class_names)} classes have no "
+            f"training image ({named(missing)}): config.model ({config.model.name})'s samples "
+            "of them come from an untrained class input, and the figures over classes count "
+            "them")
 
 
 def _conditional_without_classes(config: ml_collections.ConfigDict, num_classes: int

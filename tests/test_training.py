@@ -975,3 +975,26 @@ def test_a_users_batchnorm_model_resumes_bitwise_and_evaluates_on_its_running_av
     last = [r for r in metrics_lines(tmp_path / "whole") if "test_mse" in r][-1]
     assert evaluated["test_mse"] == last["test_mse"]  # the same averages as at training's end
     assert os.path.exists(tmp_path / "whole" / "eval" / "reconstructions.png")
+
+
+def test_a_conditional_model_needs_two_trained_classes_and_names_the_untrained_ones():
+    """The data's class names counted for the "two classes" check: training images of one
+    class under two names trained a cvae that learnt no class's effect; classes without a
+    training image gave samples of an untrained class input, counted in its figures."""
+    import types
+
+    config = config_lib.base_config()
+    config.model = config_lib.ml_collections.ConfigDict({"name": "cvae", "latent_dim": 2})
+    conditional = types.SimpleNamespace(conditional=True)  # what the model declares decides
+    plain = types.SimpleNamespace(conditional=False)
+    names = ("cat", "dog", "fox", "owl")
+    with pytest.raises(ConfigError, match=r"^config.model \(cvae\) is conditional on the class, "
+                                          r"but the training images hold 1 class \(cat\) of the "
+                                          r"data's 4: give training images of two classes"):
+        build.classes_note(config, conditional, np.zeros(8, np.int32), names)
+    assert build.classes_note(config, conditional, np.array([0, 2, 0, 2]), names) == (
+        "warning: 2 of the data's 4 classes have no training image (dog, owl): config.model "
+        "(cvae)'s samples of them come from an untrained class input, and the figures over "
+        "classes count them")
+    assert build.classes_note(config, conditional, np.arange(8) % 4, names) is None
+    assert build.classes_note(config, plain, np.zeros(8, np.int32), names) is None

@@ -501,6 +501,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, main: bool,
     config_lib.check_batch_fits(config, len(data.train), len(data.test), mesh.size)
     task, model, train_model, objective = build.run_objects(config, data.image_shape,
                                                             data.num_classes, train=True)
+    if (note := build.classes_note(config, model, data.train.labels, data.class_names)) \
+            and jax.process_index() == 0:
+        print(note, file=sys.stderr, flush=True)
     if check_unread:
         build.check_unread_fields(config, model.variational, task)
     steps_per_epoch = batches.steps_per_epoch(len(data.train), train_config.batch_size)
