@@ -64,12 +64,13 @@ def check_key(key: Any, what: str = "key") -> None:
 def derive_keys(seed: int | jax.Array) -> Keys:
     """Splits the seed once into the named streams of `Keys`; a PRNG key may stand for it
     (jax.random.key(seed) gives the seed's streams). An integer outside SEED_RANGE is a
-    ValueError: jax.random.key would take it modulo 2^32, the streams of another seed."""
+    ValueError: jax.random.key (32-bit) takes it modulo 2^32, another seed's streams."""
     if isinstance(seed, numbers.Integral):
         if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
             raise ValueError(f"derive_keys' seed {seed} is outside [{SEED_RANGE[0]}, "
-                             f"{SEED_RANGE[1]}], where jax.random.key would give another "
-                             f"seed's streams ({seed % 2**32}'s): give a seed in that range")
+                             f"{SEED_RANGE[1]}], config.seed's range, whose seeds have streams "
+                             "of their own (jax.random.key takes a seed modulo 2^32): give a "
+                             "seed in that range")
         key = jax.random.key(seed)
     else:
         check_key(seed, "derive_keys' seed")

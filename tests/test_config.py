@@ -439,8 +439,8 @@ def test_a_seed_jax_would_alias_is_refused_by_the_library_as_by_the_config():
     from jaxae.keys import derive_keys
 
     with pytest.raises(ValueError, match=r"derive_keys' seed 4294967299 is outside \[0, "
-                                         r"4294967295\], where jax.random.key would give "
-                                         r"another seed's streams \(3's\)"):
+                                         r"4294967295\], config.seed's range, whose seeds "
+                                         r"have streams of their own"):
         derive_keys(2**32 + 3)
     with pytest.raises(ValueError, match="seed -1 is outside"):
         derive_keys(-1)

@@ -1385,7 +1385,7 @@ def test_npz_files_of_other_kinds_and_labels_past_any_class_count_are_one_line(t
             (np.zeros((32, 32, 3), np.uint8), "has shape (32, 32, 3), read as 32 grey images of "
              "32x3 pixels: give [N, H, W, C] images (one colour image: train_images[None]; grey "
              "images 3 pixels wide: train_images[..., None])"),
-            (np.zeros((10, 0, 0), np.uint8), "has shape (10, 0, 0, 1): give [N, H, W] or "
+            (np.zeros((10, 0, 0), np.uint8), "has shape (10, 0, 0): give [N, H, W] or "
              "[N, H, W, C] images with C = 1 or 3 and N, H, W > 0")):
         np.savez(tmp_path / "kinds.npz", train_images=train, test_images=images)
         with pytest.raises(DataError) as excinfo:

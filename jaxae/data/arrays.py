@@ -47,6 +47,7 @@ def _images(name: str, array: np.ndarray, where: str, warn_binary: bool = True) 
                         f"grey images of {array.shape[1]}x{array.shape[2]} pixels: give "
                         f"[N, H, W, C] images (one colour image: {name}[None]; grey images "
                         f"{array.shape[2]} pixels wide: {name}[..., None])")
+    stored = array.shape  # as the user gave it, for the message
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3) or not array.size:
@@ -55,7 +56,7 @@ def _images(name: str, array: np.ndarray, where: str, warn_binary: bool = True) 
             hint = f" (RGBA? drop the alpha channel: {name}[..., :3])"
         elif array.ndim == 4 and array.shape[1] in (1, 3):  # [N, C, H, W]
             hint = f" (channels first? store np.transpose({name}, (0, 2, 3, 1)))"
-        raise DataError(f"{where}: {name} has shape {array.shape}: give [N, H, W] or "
+        raise DataError(f"{where}: {name} has shape {stored}: give [N, H, W] or "
                         f"[N, H, W, C] images with C = 1 or 3 and N, H, W > 0{hint}")
     if warn_binary and array.max() <= 1:
         print(f"warning: {where}: every pixel of {name} is 0 or 1: if they are pixels in "

@@ -30,9 +30,9 @@ def project(pca: PCA, x_NxD: jax.Array) -> jax.Array:
 
 
 def two_columns(points_Nxk: np.ndarray) -> np.ndarray:
-    """Points [N, 2] for a scatter of a projection on (at most) two directions: where the
-    data had one (a single image; images of one pixel), 0 along the second."""
-    points = np.asarray(points_Nxk)
+    """Points [N, 2] for a scatter of a projection's first two directions: where the data
+    had one (a single image; images of one pixel), 0 along the second."""
+    points = np.asarray(points_Nxk)[:, :2]
     return np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
 
 
