@@ -862,9 +862,8 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
 def _evaluation_pending(run: _Run, step: int, records: list[dict]) -> bool:
     """Whether the checkpoint resumed from is of a step whose evaluation was due and is not
     among metrics.jsonl's `records`: it was saved as that evaluation failed (out of memory,
-    say). Run
-    before training on, its record keeps metrics.jsonl as an uninterrupted run writes it
-    (the evaluation's draws depend on the key and the step's state alone)."""
+    say). Run before training on, its record keeps metrics.jsonl as an uninterrupted run
+    writes it (the evaluation's draws depend on the key and the step's state alone)."""
     if step == 0 or not (step % run.steps_per_epoch == 0 or run.evaluations.due(step)):
         return False
     return not any(record["step"] == step and "test_loss" in record for record in records)
