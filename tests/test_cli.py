@@ -1,12 +1,19 @@
 """The entry points as a user runs them: train.py then evaluate.py, their error lines, and a
-model of the user's own, in a file beside the user's config, with no edit to jaxae."""
+model of the user's own, in a file beside the user's config, with no edit to jaxae.
 
+A run with XLA's defaults or another JAX setting is a process started for it; the others are
+forks of one process that has imported the libraries (`Prestarted`): each a process with its
+own exit code, output and current folder, that imports jaxae and the user's files afresh."""
+
+import dataclasses
 import json
 import os
 import shlex
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Iterator, Sequence
 
 import jax
 import pytest
@@ -24,13 +31,121 @@ def run(*args: str, cwd: str = ROOT, production: bool = False) -> subprocess.Com
     """python *args; compiled programs are shared with this test process's cache (the
     child runs while this process waits, so they never write it at the same time).
     production: compile with XLA's defaults, as users do, not TEST_XLA_FLAGS."""
-    cache = jax.config.jax_compilation_cache_dir
-    env = {**os.environ, **({"JAX_COMPILATION_CACHE_DIR": cache,
-                             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"} if cache else {})}
+    env = cache_env()
     if production:
         env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(TEST_XLA_FLAGS, "").strip()
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env=env)
+
+
+def cache_env() -> dict[str, str]:
+    """The environment of a run: this test process's compilation cache, where it has one."""
+    cache = jax.config.jax_compilation_cache_dir
+    return {**os.environ, **({"JAX_COMPILATION_CACHE_DIR": cache,
+                              "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"} if cache else {})}
+
+
+# The libraries that train.py and evaluate.py import before their first line of output, all
+# but jaxae's own (a bad flag's run imports them too): a `Prestarted` process imports them
+# once, and each run is a fork of it.
+LIBRARIES = ("numpy", "jax.numpy", "flax.linen", "optax", "orbax.checkpoint", "absl.app",
+             "absl.flags", "ml_collections", "tensorflow_datasets", "PIL.Image", "matplotlib")
+
+# Imports LIBRARIES, says what that cost, then forks a run per request line: the child
+# becomes `python SCRIPT ARGS` (its stdin, stdout, stderr, folder, sys.argv, sys.path[0])
+# and runs the script at the top level, so that it exits as a script does (exit code,
+# traceback, atexit, interpreter shutdown); the parent answers its exit code and usage
+# (killed after 300 s: the timeout of the process started for each run before).
+_PRESTARTED = """
+import gc, json, os, resource, signal, sys, time
+sys.path.pop(0)  # python -c's current folder: a script's own folder takes its place
+for library in sys.argv[1:]:
+    __import__(library)
+gc.freeze()  # the libraries' objects: no run's garbage collections walk them (0.4 s a run)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime}), flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    sys.stderr.flush()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        break
+    signal.signal(signal.SIGALRM, lambda *_: os.kill(pid, signal.SIGKILL))
+    signal.alarm(300)
+    _, status, usage = os.wait4(pid, 0)
+    signal.alarm(0)
+    print(json.dumps({"returncode": os.waitstatus_to_exitcode(status),
+                      "cpu_s": usage.ru_utime + usage.ru_stime,
+                      "wall_s": time.monotonic() - start}), flush=True)
+else:
+    sys.exit(0)
+signal.signal(signal.SIGALRM, signal.SIG_DFL)
+os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+for fd, name in ((1, "stdout"), (2, "stderr")):
+    os.dup2(os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+os.chdir(request["cwd"])
+sys.argv = request["argv"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
+import runpy
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+    cpu_s: float  # user + system time, LIBRARIES' imports included as a fresh process has them
+    wall_s: float  # and how long it took, those imports included
+
+
+class Prestarted:
+    """Runs `python SCRIPT ARGS` as forks of one process that has imported LIBRARIES: each
+    run is a process of its own (exit code, stdout, stderr, current folder) that imports
+    jaxae and the user's files afresh, without the seconds of imports every start of
+    train.py and evaluate.py pays. A run's stderr begins with what that process said while
+    importing (nothing, unless a library warns as a fresh process's would)."""
+
+    def __init__(self, folder: str, env: dict[str, str] | None = None,
+                 prefix: Sequence[str] = ()):
+        self.folder, self.runs = folder, 0
+        started = time.monotonic()
+        self.imports_err = os.path.join(folder, "imports.err")
+        with open(self.imports_err, "w") as err:
+            self.proc = subprocess.Popen([*prefix, sys.executable, "-c", _PRESTARTED, *LIBRARIES],
+                                         cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=err, text=True)
+        self.imports_cpu_s = json.loads(self.proc.stdout.readline())["cpu_s"]
+        self.imports_wall_s = time.monotonic() - started
+
+    def run(self, *args: str, cwd: str = ROOT) -> Ran:
+        """python *args in `cwd`."""
+        self.runs += 1
+        out, err = (os.path.join(self.folder, f"run{self.runs}.{name}") for name in ("out", "err"))
+        self.proc.stdin.write(json.dumps({"argv": list(args), "cwd": cwd, "stdout": out,
+                                          "stderr": err}) + "\n")
+        self.proc.stdin.flush()
+        done = json.loads(self.proc.stdout.readline())
+        texts = []
+        for path in (out, self.imports_err, err):
+            with open(path) as f:
+                texts.append(f.read())
+        return Ran(done["returncode"], texts[0], texts[1] + texts[2],
+                   self.imports_cpu_s + done["cpu_s"], self.imports_wall_s + done["wall_s"])
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def entry_points(tmp_path_factory) -> Iterator[Prestarted]:
+    """train.py and evaluate.py runs, with this test process's compilation cache."""
+    prestarted = Prestarted(str(tmp_path_factory.mktemp("prestarted")), cache_env())
+    yield prestarted
+    prestarted.close()
 
 
 def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_dir, tmp_path):
@@ -96,7 +211,8 @@ def test_the_installed_commands_are_train_py_s_and_evaluate_py_s():
         os.path.join(ROOT, "configs", "default.py"))
 
 
-def test_a_users_model_in_their_own_file_trains_and_evaluates(fashion_tfds_dir, tmp_path):
+def test_a_users_model_in_their_own_file_trains_and_evaluates(entry_points, fashion_tfds_dir,
+                                                              tmp_path):
     """my_models.py beside my_config.py, outside the package; the installed commands
     (jaxae-train, then the jaxae-evaluate line it prints) run from another folder, and the
     pictures are titled by what the model declares."""
@@ -105,9 +221,9 @@ def test_a_users_model_in_their_own_file_trains_and_evaluates(fashion_tfds_dir, 
     (project / "my_models.py").write_text(textwrap.dedent(MY_MODELS))
     (project / "my_config.py").write_text(textwrap.dedent(MY_CONFIG))
     workdir = str(tmp_path / "runs" / "deeper")
-    trained = run(installed_command("jaxae-train"), f"--config={project}/my_config.py",
-                  f"--workdir={workdir}", f"--config.data.tfds_dir={fashion_tfds_dir}",
-                  cwd=str(tmp_path))
+    trained = entry_points.run(installed_command("jaxae-train"),
+                               f"--config={project}/my_config.py", f"--workdir={workdir}",
+                               f"--config.data.tfds_dir={fashion_tfds_dir}", cwd=str(tmp_path))
     assert trained.returncode == 0, trained.stderr[-2000:]
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["model"]["name"] == f"{project}/my_models.py:DeeperVAE"
@@ -115,8 +231,9 @@ def test_a_users_model_in_their_own_file_trains_and_evaluates(fashion_tfds_dir, 
         "evaluate it: "))
     assert (evaluate, said_workdir) == (installed_command("jaxae-evaluate"),
                                         f"--workdir={workdir}")
-    evaluated = run(evaluate, f"--workdir={workdir}",
-                    "--config.eval.iwae_samples=(1, 5)", "--config.eval.iwae_images=64", cwd="/")
+    evaluated = entry_points.run(evaluate, f"--workdir={workdir}",
+                                 "--config.eval.iwae_samples=(1, 5)",
+                                 "--config.eval.iwae_images=64", cwd="/")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     with open(os.path.join(workdir, "eval", "metrics.json")) as f:
         metrics = json.load(f)
@@ -125,9 +242,9 @@ def test_a_users_model_in_their_own_file_trains_and_evaluates(fashion_tfds_dir, 
     assert "manifold.png" in metrics["pictures"]
 
 
-def test_bad_input_is_one_line_and_nothing_is_written(tmp_path):
+def test_bad_input_is_one_line_and_nothing_is_written(entry_points, tmp_path):
     workdir = str(tmp_path / "bad")
-    result = run("train.py", "--config=configs/test.py", f"--workdir={workdir}",
+    result = entry_points.run("train.py", "--config=configs/test.py", f"--workdir={workdir}",
                  "--config.model.name=vae9")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
@@ -186,7 +303,8 @@ def test_jax_in_64_bits_is_one_line_before_anything_is_written(tmp_path, monkeyp
     assert not os.path.exists(workdir)
 
 
-def test_misspelt_and_moved_config_fields_are_one_line_naming_the_right_one(tmp_path):
+def test_misspelt_and_moved_config_fields_are_one_line_naming_the_right_one(entry_points,
+                                                                           tmp_path):
     workdir = str(tmp_path / "typo")
     for flag, line in [
             ("--config.modle.name=vae", "error: unknown config field config.modle.name: "
@@ -196,7 +314,8 @@ def test_misspelt_and_moved_config_fields_are_one_line_naming_the_right_one(tmp_
             ("--num_epochs=3", "error: Unknown command line flag 'num_epochs': did you mean "
                                "--config.train.num_epochs?"),
             ("--nonsense=3", "error: Unknown command line flag 'nonsense'")]:
-        result = run("train.py", "--config=configs/test.py", f"--workdir={workdir}", flag)
+        result = entry_points.run("train.py", "--config=configs/test.py",
+                                  f"--workdir={workdir}", flag)
         assert result.returncode == 1
         assert result.stderr.strip().splitlines() == [line]
     assert not os.path.exists(workdir)
@@ -227,8 +346,8 @@ def test_an_older_command_s_moved_fields_are_named_in_one_line():
         "config.train.num_epochs")
 
 
-def test_evaluating_a_workdir_without_a_run_is_one_line(tmp_path):
-    result = run("evaluate.py", f"--workdir={tmp_path}")
+def test_evaluating_a_workdir_without_a_run_is_one_line(entry_points, tmp_path):
+    result = entry_points.run("evaluate.py", f"--workdir={tmp_path}")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "holds no run (config.json is missing)" in lines[0]
@@ -251,9 +370,9 @@ def test_a_run_s_sub_folder_or_a_folder_of_runs_names_the_run_to_pass(tmp_path):
         assert str(caught.value) == said
 
 
-def test_a_run_of_the_flat_config_release_is_named(tmp_path):
+def test_a_run_of_the_flat_config_release_is_named(entry_points, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model": "dense_ae", "latent_dim": 10}))
-    result = run("evaluate.py", f"--workdir={tmp_path}")
+    result = entry_points.run("evaluate.py", f"--workdir={tmp_path}")
     assert result.returncode == 1
     line = one_line(result.stderr)
     assert "was written by jaxae 0.1.0, whose flat config and checkpoints this release " \
@@ -442,7 +561,7 @@ REGISTERING_CONFIG = '''
 
 
 def test_a_model_loss_and_data_set_a_module_beside_the_config_registers_evaluate_anywhere(
-        tmp_path):
+        entry_points, tmp_path):
     """The config imports its neighbour, which registers short names: train.py finds the
     module from another folder, and config.json names its file for each (a model's, a
     loss's, a data set's), so evaluate.py, with no config file and no import, finds them
@@ -453,8 +572,9 @@ def test_a_model_loss_and_data_set_a_module_beside_the_config_registers_evaluate
     (project / "reg_models.py").write_text(textwrap.dedent(REGISTERING_MODULE))
     (project / "reg_config.py").write_text(textwrap.dedent(REGISTERING_CONFIG))
     workdir = str(tmp_path / "runs" / "reg")
-    trained = run(os.path.join(ROOT, "train.py"), "--config=../project/reg_config.py",
-                  f"--workdir={workdir}", cwd=str(elsewhere))
+    trained = entry_points.run(os.path.join(ROOT, "train.py"),
+                               "--config=../project/reg_config.py", f"--workdir={workdir}",
+                               cwd=str(elsewhere))
     assert trained.returncode == 0, trained.stderr[-2000:]
     with open(os.path.join(workdir, "config.json")) as f:
         recorded = json.load(f)
@@ -463,7 +583,8 @@ def test_a_model_loss_and_data_set_a_module_beside_the_config_registers_evaluate
             recorded["data"]["name"]) == (f"{module}:tiny_dense", f"{module}:l1_own",
                                           f"{module}:tiny_arrays")
     # (that the run resumes from its short name: test_reliability's library run of it)
-    evaluated = run(os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}", cwd="/")
+    evaluated = entry_points.run(os.path.join(ROOT, "evaluate.py"), f"--workdir={workdir}",
+                                 cwd="/")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     with open(os.path.join(workdir, "eval", "metrics.json")) as f:
         metrics = json.load(f)

@@ -2,10 +2,13 @@
 Ctrl-C, damaged checkpoints, numerical blow-ups and bad input.
 
 What needs a process of its own (a kill, a signal, an exit code, the cost of a start) runs
-train.py / evaluate.py; reruns after a fault run in this process through `cli.run`, as the
-entry points do. Runs that must end as if nothing happened use the kill script's flags
-(configs/test.py, a checkpoint every 2 steps) and are compared bitwise with one
-uninterrupted run of them. The bad-input cases run in the background from the start.
+train.py / evaluate.py: a process started for it where it is killed or signalled, else a
+fork of one that has imported the libraries (tests/test_cli.py's `Prestarted`), its exit code
+and stderr its own; reruns after a fault run in this process through `cli.run`, as the entry
+points do. Runs that must end as
+if nothing happened use the kill script's flags (configs/test.py, a checkpoint every 2 steps)
+and are compared bitwise with one uninterrupted run of them. The bad-input cases run in the
+background from the start.
 """
 
 from __future__ import annotations
@@ -24,10 +27,9 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import ml_collections
@@ -44,9 +46,10 @@ from jaxae.training.metric_writer import MetricWriter, read_metrics
 from jaxae.training.trainer import train_and_evaluate
 from jaxae.training.workdir import lock_workdir, unlock_workdir
 from tests.conftest import lines_of, one_line
+from tests.test_cli import Prestarted, Ran
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BAD_INPUT_CPU_S = 15.0  # the whole process, in CPU seconds (the same on a busy machine)
+BAD_INPUT_CPU_S = 15.0  # a whole process's CPU seconds, imports included (the same when busy)
 BAD_INPUT_WALL_S = 60.0  # and in wall time: it must not wait for anything (network, locks)
 
 
@@ -92,12 +95,6 @@ def kill_script_config(tiny_config) -> Callable[..., ml_collections.ConfigDict]:
                               "seed": 0, **overrides})
 
     return make
-
-
-def python(script: str, *flags: str, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *flags], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
 
 
 def cli_run(fn: Callable, *args) -> tuple[int, object]:
@@ -248,14 +245,14 @@ def test_a_signal_stops_with_a_checkpoint_and_the_rerun_ends_bitwise_equal(
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["truncated", "deleted", "flipped"])
 def test_a_damaged_newest_checkpoint_is_passed_over_with_one_warning(
-        how, reference, run_env, kill_script_config, tmp_path, capsys):
+        how, reference, entry_points, kill_script_config, tmp_path, capsys):
     workdir = copy_run(reference, tmp_path)
     assert kill_test.checkpoint_steps(workdir) == [28, 30, 32]
     damage(workdir, 32, how)
     warning = "warning: the checkpoint at step 32 is damaged ("
 
     if how == "truncated":  # evaluate.py takes the same path in every case (once is enough)
-        evaluated = python("evaluate.py", f"--workdir={workdir}", env=run_env)
+        evaluated = entry_points.start("evaluate.py", f"--workdir={workdir}").result()
         assert evaluated.returncode == 0, evaluated.stderr[-3000:]
         assert "evaluating the checkpoint at step 30 of" in evaluated.stdout
         lines = lines_of(evaluated.stderr)
@@ -370,14 +367,13 @@ BLOW_UP = {"model.name": "vae", "model.latent_dim": 2, "optim.name": "sgd",
 
 
 @pytest.fixture(scope="module")
-def blown_up(fashion_tfds_dir, run_env, tmp_path_factory) -> tuple[str, str]:
+def blown_up(fashion_tfds_dir, entry_points, tmp_path_factory) -> tuple[str, str]:
     """(workdir, stderr) of train.py on BLOW_UP with a checkpoint every 2 steps."""
     workdir = str(tmp_path_factory.mktemp("blow_up") / "run")
     flags = [f"--config.{field}={value}" for field, value in BLOW_UP.items()]
-    result = python("train.py", "--config=configs/test.py", f"--workdir={workdir}",
-                    f"--config.data.tfds_dir={fashion_tfds_dir}",
-                    "--config.train.checkpoint_every_steps=2",
-                    *flags, env=run_env)
+    result = entry_points.start("train.py", "--config=configs/test.py", f"--workdir={workdir}",
+                                f"--config.data.tfds_dir={fashion_tfds_dir}",
+                                "--config.train.checkpoint_every_steps=2", *flags).result()
     assert result.returncode == 1, result.stderr[-3000:]
     return workdir, result.stderr
 
@@ -868,27 +864,22 @@ BAD_INPUT: dict[str, tuple[Callable[[Where], list[str]], list[str]]] = {
                                       "rerun train.py (jaxae-train) with this --workdir"]),
 }
 # Folders the user cannot write: root ignores file modes unless it drops the capabilities
-# that let it (setpriv); skipped where neither is possible.
+# that let it (setpriv: `entry_points` runs everything so); skipped where neither is possible.
 NO_CAPABILITIES = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
 CAN_DROP_WRITES = os.geteuid() != 0 or shutil.which("setpriv") is not None
-
-
-def as_user(command: list[str]) -> list[str]:
-    """The command run without root's power to write anything (NO_CAPABILITIES)."""
-    return ["NOCAP", *command] if os.geteuid() == 0 else command
 
 
 def read_only_checkpoints(where: Where) -> list[str]:
     os.makedirs(f"{where.tmp}/workdir/checkpoints")
     os.chmod(f"{where.tmp}/workdir/checkpoints", 0o555)
-    return as_user(train_py(where))
+    return train_py(where)
 
 
 def evaluate_read_only(where: Where) -> list[str]:
     """evaluate.py on a read-only workdir: it stops before any work, not after it."""
     workdir = evaluate_without_checkpoint(where)[1].removeprefix("--workdir=")
     os.chmod(workdir, 0o555)
-    return as_user(["evaluate.py", f"--workdir={workdir}"])
+    return ["evaluate.py", f"--workdir={workdir}"]
 
 
 if CAN_DROP_WRITES:
@@ -902,65 +893,68 @@ if CAN_DROP_WRITES:
     }
 
 
-@dataclasses.dataclass(frozen=True)
-class Timed:
-    returncode: int
-    stderr: str
-    cpu_s: float  # the process's own user + system time
-    wall_s: float
+class InBackground:
+    """Runs of train.py and evaluate.py, one at a time in a thread of their own, each a fork
+    of one `Prestarted` process that starts with the first run. Where this is root, that
+    process drops root's power to write anything (NO_CAPABILITIES): what a test made
+    read-only is read-only to every run, as to a user's."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self.prestarted: concurrent.futures.Future | None = None
+
+    def start(self, *args: str) -> concurrent.futures.Future:
+        """python *args, run from the repository's root: a future of its `Ran`."""
+        if self.prestarted is None:
+            prefix = NO_CAPABILITIES if os.geteuid() == 0 and CAN_DROP_WRITES else []
+            self.prestarted = self.pool.submit(Prestarted, self.folder, None, prefix)
+        return self.pool.submit(lambda: self.prestarted.result().run(*args))
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+        if self.prestarted is not None and self.prestarted.exception() is None:
+            self.prestarted.result().close()
 
 
-def timed(command: list[str], folder: str) -> Timed:
-    """Runs `python command`; measures the CPU time it used and how long it took."""
-    with open(os.path.join(folder, "stderr"), "w+") as err:
-        start = time.monotonic()
-        prefix = NO_CAPABILITIES if command[0] == "NOCAP" else []
-        command = command[1:] if prefix else command
-        proc = subprocess.Popen([*prefix, sys.executable, *command], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=err)
-        timer = threading.Timer(300, proc.kill)
-        timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        return Timed(proc.returncode, err.read(), usage.ru_utime + usage.ru_stime,
-                     time.monotonic() - start)
+@pytest.fixture(scope="module")
+def entry_points(tmp_path_factory) -> Iterator[InBackground]:
+    """train.py and evaluate.py runs that are neither killed nor signalled."""
+    runs = InBackground(str(tmp_path_factory.mktemp("prestarted")))
+    yield runs
+    runs.close()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def bad_input_started(request, fashion_tfds_dir, tmp_path_factory):
+def bad_input_started(request, fashion_tfds_dir, tmp_path_factory, entry_points):
     """Starts the bad-input cases with the module, one at a time in the background: they
     use the second core while the other tests run (their CPU time does not change)."""
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     started = {}
     selected = any(item.fspath == request.fspath and "bad_" in item.name
                    for item in request.session.items)
     for name, (command, _) in BAD_INPUT.items():
         if selected and name != FINISHED_RUN_CASE:
             where = Where(str(tmp_path_factory.mktemp("bad")), fashion_tfds_dir, "")
-            started[name] = pool.submit(timed, command(where), where.tmp)
-    yield pool, started
-    pool.shutdown(cancel_futures=True)
+            started[name] = entry_points.start(*command(where))
+    return started
 
 
 @dataclasses.dataclass(frozen=True)
 class BadInputRuns:
-    results: dict[str, Timed]
+    results: dict[str, Ran]
     finished: str  # the finished run that one case reran with bad flags
     finished_before: dict[str, str]  # its files before that
 
 
 @pytest.fixture(scope="module")
-def bad_input(bad_input_started, fashion_tfds_dir, reference, tmp_path_factory
+def bad_input(bad_input_started, entry_points, fashion_tfds_dir, reference, tmp_path_factory
               ) -> BadInputRuns:
     """The results of every bad-input case."""
-    pool, started = bad_input_started
     finished = shutil.copytree(reference, str(tmp_path_factory.mktemp("finished") / "run"))
     before = snapshot(finished)
     where = Where(str(tmp_path_factory.mktemp("bad")), fashion_tfds_dir, finished)
-    last = pool.submit(timed, BAD_INPUT[FINISHED_RUN_CASE][0](where), where.tmp)
-    results = {name: future.result() for name, future in {**started,
+    last = entry_points.start(*BAD_INPUT[FINISHED_RUN_CASE][0](where))
+    results = {name: future.result() for name, future in {**bad_input_started,
                                                           FINISHED_RUN_CASE: last}.items()}
     return BadInputRuns(results, finished, before)
 

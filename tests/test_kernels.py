@@ -81,17 +81,18 @@ def test_pooling_equals_flax(size):
     flax_pool = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")  # noqa: E731
     dy = jax.random.normal(jax.random.key(1), flax_pool(x).shape)
 
-    @functools.partial(jax.jit, static_argnums=0)
-    def value_and_gradient(pool, x, dy):
-        y, pullback = jax.vjp(pool, x)
-        return y, pullback(dy)[0]
+    dx = jax.random.normal(jax.random.key(2), x.shape)  # forward mode: the tangent at the max
 
-    ours, reference = (value_and_gradient(p, x, dy) for p in (pooling.max_pool_ceil, flax_pool))
+    @functools.partial(jax.jit, static_argnums=0)
+    def value_gradient_and_tangent(pool, x, dy, dx):
+        y, pullback = jax.vjp(pool, x)
+        return y, pullback(dy)[0], jax.jvp(pool, (x,), (dx,))[1]
+
+    ours, reference = (value_gradient_and_tangent(p, x, dy, dx)
+                       for p in (pooling.max_pool_ceil, flax_pool))
     np.testing.assert_array_equal(ours[0], reference[0])
     np.testing.assert_array_equal(ours[1], reference[1])
-    dx = jax.random.normal(jax.random.key(2), x.shape)  # forward mode: the tangent at the max
-    np.testing.assert_array_equal(jax.jvp(pooling.max_pool_ceil, (x,), (dx,))[1],
-                                  jax.jvp(flax_pool, (x,), (dx,))[1])
+    np.testing.assert_array_equal(ours[2], reference[2])
 
 
 def test_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
@@ -99,7 +100,8 @@ def test_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
     x = jnp.array([[1.0, 5.0, 0.0, 0.0, 2.0],
                    [5.0, 5.0, 0.0, 0.0, 2.0]])[None, :, :, None]  # windows: 5s, 0s, ragged 2s
     dy = jnp.array([[10.0, 20.0, 30.0]])[None, :, :, None]
-    grad = jax.vjp(pooling.max_pool_ceil, x)[1](dy)[0][0, :, :, 0]
+    pullback = jax.jit(lambda x, dy: jax.vjp(pooling.max_pool_ceil, x)[1](dy)[0])
+    grad = pullback(x, dy)[0, :, :, 0]
     np.testing.assert_array_equal(grad, [[0, 10, 20, 0, 30],
                                          [0, 0, 0, 0, 0]])
 
@@ -192,14 +194,21 @@ def test_the_fused_pooling_sends_the_gradient_to_the_first_of_tied_maxima():
     x = jnp.ones((1, 4, 4, 1))
     kernel, bias = jnp.zeros((1, 1, 1, 2)), jnp.array([1.0, -1.0])  # channel 1: ReLU shut
     dy = jnp.ones((1, 2, 2, 2))
-    y, pullback = jax.vjp(lambda b: conv.relu_max_pool_conv2d(x, kernel, b, ((0, 0), (0, 0))),
-                          bias)
+
+    @jax.jit  # one compiled program (op-by-op dispatch compiles every operation on its own)
+    def value_and_gradients(x, kernel, bias, dy):
+        y, pullback = jax.vjp(lambda b: conv.relu_max_pool_conv2d(x, kernel, b,
+                                                                   ((0, 0), (0, 0))), bias)
+        dx = jax.vjp(lambda x: conv.relu_max_pool_conv2d(x, kernel + 1.0, bias + 0.5,
+                                                           ((0, 0), (0, 0))),
+                     x)[1](dy)[0]
+        return y, pullback(dy)[0], dx
+
+    y, dbias, dx = value_and_gradients(x, kernel, bias, dy)
     np.testing.assert_array_equal(y[..., 0], 1.0)
     np.testing.assert_array_equal(y[..., 1], 0.0)
-    np.testing.assert_array_equal(pullback(dy)[0], [4.0, 0.0])
-    dx = jax.vjp(lambda x: conv.relu_max_pool_conv2d(x, kernel + 1.0, bias + 0.5,
-                                                       ((0, 0), (0, 0))),
-                 x)[1](dy)[0][0, :, :, 0]
+    np.testing.assert_array_equal(dbias, [4.0, 0.0])
+    dx = dx[0, :, :, 0]
     np.testing.assert_array_equal(dx, [[2, 0, 2, 0], [0, 0, 0, 0], [2, 0, 2, 0], [0, 0, 0, 0]])
 
 
@@ -247,8 +256,13 @@ def test_hand_written_conv_gradients_keep_the_input_dtypes(conv2d, channels, fea
     """A bfloat16 input under a float32 kernel: each gradient has its primal's dtype."""
     x = jnp.ones((1, 5, 5, channels), jnp.bfloat16)
     kernel = jnp.ones((3, 3, channels, features), jnp.float32)
-    y, backward = jax.vjp(lambda x, k: conv2d(x, k, ((1, 1), (1, 1))), x, kernel)
-    dx, dkernel = backward(jnp.ones_like(y))
+
+    @jax.jit
+    def gradients(x, kernel):
+        y, backward = jax.vjp(lambda x, k: conv2d(x, k, ((1, 1), (1, 1))), x, kernel)
+        return backward(jnp.ones_like(y))
+
+    dx, dkernel = gradients(x, kernel)
     assert (dx.dtype, dkernel.dtype) == (jnp.bfloat16, jnp.float32)
 
 
@@ -263,8 +277,13 @@ def test_bfloat16_matmul_and_its_gradients_are_float32_matmuls_of_rounded_operan
     x = jax.random.normal(jax.random.key(0), (16, 40))
     w = jax.random.normal(jax.random.key(1), (40, outputs))
     g = jax.random.normal(jax.random.key(2), (16, outputs))
-    y, pullback = jax.vjp(precision.bfloat16_matmul, x, w)
-    dx, dw = pullback(g)
+
+    @jax.jit
+    def value_and_gradients(x, w, g):
+        y, pullback = jax.vjp(precision.bfloat16_matmul, x, w)
+        return y, *pullback(g)
+
+    y, dx, dw = value_and_gradients(x, w, g)
     assert y.dtype == dx.dtype == dw.dtype == jnp.float32
     np.testing.assert_allclose(y, _rounded(x) @ _rounded(w), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dx, _rounded(g) @ _rounded(w).T, rtol=1e-5, atol=1e-5)
@@ -315,7 +334,7 @@ def test_a_narrow_dense_matmul_differentiates_in_forward_mode_as_the_matmul():
     }
     for name, transform in transforms.items():
         xs = jnp.stack([x, -x]) if name == "vmap of grad" else x
-        got, want = transform(narrow)(xs, w), transform(plain)(xs, w)
+        got, want = (jax.jit(transform(f))(xs, w) for f in (narrow, plain))
         for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
             np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5, err_msg=name)
 
@@ -406,15 +425,21 @@ def test_a_bfloat16_conv_is_the_float32_conv_of_rounded_operands(features, upsam
     x = _rounded(jax.random.normal(jax.random.key(0), (2, 6, 6, 4)))
     layers = [conv.Conv(features, (3, 3), "SAME", upsample=upsample, compute_dtype=d,
                         relu_max_pool=relu_max_pool) for d in ("float32", "bfloat16")]
-    params = layers[0].init(jax.random.key(1), x)
-    assert jax.tree.map(jnp.shape, layers[1].init(jax.random.key(1), x)) == \
+    params = jax.jit(layers[0].init)(jax.random.key(1), x)  # compiled once, not op by op
+    assert jax.tree.map(jnp.shape, jax.eval_shape(layers[1].init, jax.random.key(1), x)) == \
         jax.tree.map(jnp.shape, params)
-    params = jax.tree.map(_rounded, params)
-    outputs = []
-    for layer in layers:
-        y, pullback = jax.vjp(lambda p, x, layer=layer: layer.apply(p, x), params, x)
-        g = _rounded(jax.random.normal(jax.random.key(2), y.shape))
-        outputs.append((y, *pullback(g)))
+    params = jax.jit(functools.partial(jax.tree.map, _rounded))(params)
+
+    @jax.jit  # one compiled program (op-by-op dispatch compiles every operation on its own)
+    def values_and_pullbacks(params, x):
+        outputs = []
+        for layer in layers:
+            y, pullback = jax.vjp(lambda p, x, layer=layer: layer.apply(p, x), params, x)
+            g = _rounded(jax.random.normal(jax.random.key(2), y.shape))
+            outputs.append((y, *pullback(g)))
+        return outputs
+
+    outputs = values_and_pullbacks(params, x)
     for ours, reference in zip(jax.tree.leaves(outputs[1]), jax.tree.leaves(outputs[0]),
                                strict=True):
         tolerance = 1e-5 if upsample == 1 else 2e-2

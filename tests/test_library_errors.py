@@ -642,7 +642,9 @@ def test_apply_and_init_refuse_images_and_codes_a_model_would_misread(name):
     spec = {"name": name} if name == "conv_ae" else {"name": name, "latent_dim": 2}
     model = models.build_model(spec, image_shape=MNIST)
     owner = type(model).__name__
-    variables = model.init(jax.random.key(0), jnp.zeros((1, *MNIST)), sample=False)
+    # compiled whole: run op by op, a conv model's init and encode took seconds
+    variables = jax.jit(functools.partial(model.init, sample=False))(
+        jax.random.key(0), jnp.zeros((1, *MNIST)))
     images = IMAGES / 255.0
     with pytest.raises(TypeError, match=rf"^{owner} takes pixels as floats in \[0, 1\], not "
                                         "uint8 ones"):
@@ -660,14 +662,15 @@ def test_apply_and_init_refuse_images_and_codes_a_model_would_misread(name):
     with pytest.raises(ValueError, match=rf"^{owner}.__call__'s images are \[1, 1, 28, 28\], "
                                          "channels first"):
         model.init(jax.random.key(0), jnp.zeros((1, 1, 28, 28)), sample=False)
-    code = model.apply(variables, images, method="encode")
-    z = code[0] if model.variational else code
+    code = jax.eval_shape(functools.partial(model.apply, method="encode"), variables, images)
+    z = jnp.zeros((code[0] if model.variational else code).shape)  # the codes' shape
     latent = ", ".join(map(str, model.latent_shape))
     with pytest.raises(ValueError) as refused:
         model.apply(variables, z[0], method="decode")
     assert str(refused.value) == (f"{owner}.decode takes codes [B, {latent}], not [{latent}]: "
                                   "give z[None] for one code")
-    assert model.apply(variables, z, method="decode").shape == (8, *MNIST)
+    assert jax.eval_shape(functools.partial(model.apply, method="decode"), variables,
+                          z).shape == (8, *MNIST)
 
 
 def test_a_conv_models_parameters_are_float32_under_x64_as_dense_ones_are():
@@ -799,7 +802,8 @@ def test_a_conv_code_of_two_numbers_gets_a_scatter_but_no_manifold(tmp_path):
     shape = (4, 4, 1)
     model = models.build_model({"name": "conv_ae", "features": (4, 2)}, image_shape=shape)
     assert tuple(model.latent_shape) == (1, 1, 2)
-    params = steps.init_params(model, shape, jax.random.key(0))
+    params = jax.jit(functools.partial(steps.init_params, model, shape))(  # op by op: seconds
+        jax.random.key(0))
     images = np.random.default_rng(0).integers(0, 256, (8, *shape), dtype=np.uint8)
     data = make_splits(from_arrays(images, images, np.arange(8) % 2, np.arange(8) % 2,
                                    ("a", "b")), jax.random.key(0))

@@ -349,8 +349,9 @@ def test_conv_ae_gradients_agree_between_patches_and_xla():
     patches, xla = (build({"name": "conv_ae", "conv": c}) for c in ("patches", "xla"))
     params, _, _ = init(patches)
 
-    def grads(model):
-        return jax.grad(lambda p: jnp.sin(model.apply({"params": p}, x)[0]).sum())(params)
+    def grads(model):  # one compiled program (op by op, every operation compiles on its own)
+        return jax.jit(jax.grad(lambda p: jnp.sin(model.apply({"params": p}, x)[0]).sum()))(
+            params)
 
     for ours, reference in zip(jax.tree.leaves(grads(patches)), jax.tree.leaves(grads(xla)),
                                strict=True):
@@ -366,12 +367,18 @@ def test_forward_and_reverse_mode_agree_through_a_model(spec):
     model = build(spec)
     keys = jax.random.split(jax.random.key(0), 4)
     x = jax.random.uniform(keys[0], (3, 28, 28, 1))
-    params = model.init(keys[1], x, sample=False)
-    f = lambda x: model.apply(params, x, sample=False)[0]  # noqa: E731
+    params = jax.jit(lambda key: model.init(key, x, sample=False))(keys[1])
     v = jax.random.normal(keys[2], x.shape)
-    u = jax.random.normal(keys[3], f(x).shape)
-    forward = jnp.vdot(u, jax.jvp(f, (x,), (v,))[1])
-    reverse = jnp.vdot(jax.vjp(f, x)[1](u)[0], v)
+
+    @jax.jit  # one compiled program (op by op, every operation compiles on its own)
+    def both_modes(params, x, u, v):
+        f = lambda x: model.apply(params, x, sample=False)[0]  # noqa: E731
+        return (jnp.vdot(u, jax.jvp(f, (x,), (v,))[1]),
+                jnp.vdot(jax.vjp(f, x)[1](u)[0], v))
+
+    logits = jax.eval_shape(lambda x: model.apply(params, x, sample=False)[0], x)
+    u = jax.random.normal(keys[3], logits.shape)
+    forward, reverse = both_modes(params, x, u, v)
     assert abs(float(forward)) > 1e-3
     np.testing.assert_allclose(forward, reverse, rtol=1e-4)
 
@@ -900,13 +907,15 @@ def test_dropout_inside_a_scan_drops_in_training_where_split_rngs_names_the_stre
     model = _ScannedDropout(image_shape=MNIST)
     build_lib.check_model(model, Reconstruct(), MNIST)
     x = np.random.default_rng(0).random((4, *MNIST), np.float32)
-    params = model.init(jax.random.key(0), x, sample=False)["params"]
-    trained = [model.apply({"params": params}, x, rngs={"dropout": jax.random.key(k)})[0]
-               for k in (1, 2)]
-    evaluated = model.apply({"params": params}, x)[0]
+    params = jax.jit(lambda key: model.init(key, x, sample=False))(jax.random.key(0))["params"]
+    # each compiled once (op by op, every operation compiles on its own)
+    train = jax.jit(lambda p, x, key: model.apply({"params": p}, x, rngs={"dropout": key})[0])
+    evaluate = jax.jit(lambda p, x: model.apply({"params": p}, x)[0])
+    trained = [train(params, x, jax.random.key(k)) for k in (1, 2)]
+    evaluated = evaluate(params, x)
     assert not np.array_equal(trained[0], trained[1])  # each key drops other units
     assert not np.array_equal(trained[0], evaluated)
-    np.testing.assert_array_equal(evaluated, model.apply({"params": params}, x)[0])
+    np.testing.assert_array_equal(evaluated, evaluate(params, x))
 
 
 def test_every_shipped_config_s_model_keeps_its_declarations():
@@ -1197,8 +1206,8 @@ def test_build_model_checks_the_init_scheme_it_leaves_to_init_params():
                            image_shape=MNIST)
     model = models.build_model({"name": "vae", "latent_dim": 2, "init": "torch"},
                                image_shape=MNIST)
-    flax_own = model.init(jax.random.key(0), np.zeros((1, *MNIST), np.float32),
-                          sample=False)["params"]
+    flax_own = jax.jit(lambda key: model.init(key, np.zeros((1, *MNIST), np.float32),
+                                              sample=False))(jax.random.key(0))["params"]
     torch = steps.init_params(model, MNIST, jax.random.key(0), "torch")
     assert jax.tree.structure(flax_own) == jax.tree.structure(torch)
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(flax_own),

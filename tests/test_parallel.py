@@ -4,6 +4,7 @@ Chunks of any length are bitwise equal; 8 devices and 2 processes equal 1 device
 float tolerance (a different reduction order changes the last bits).
 """
 
+import importlib.util
 import json
 import os
 import socket
@@ -52,9 +53,10 @@ def test_chunks_of_any_length_give_the_same_bits(tiny_config, overrides):
     model, task, objective, fresh, arrays, order = chunk_parts(config)
     train_key = derive_keys(0).train
     chunk = steps.make_train_chunk(model, task, objective, batch_size=32, max_steps=8)
+    initial = fresh()  # copied for each run (a chunk donates its state): traced once
     finals = []
     for length in (1, 4, 8):
-        state = fresh()
+        state = jax.tree.map(jax.numpy.copy, initial)
         for first in range(0, 8, length):
             state, _ = chunk(state, arrays, order, first, train_key, length)
         finals.append([np.asarray(x) for x in jax.tree.leaves(state.params)])
@@ -93,11 +95,12 @@ def test_a_chunk_computes_the_gradient_norm_at_its_last_step(tiny_config):
     train_key = derive_keys(0).train
     chunk = steps.make_train_chunk(model, task, objective, batch_size=32, max_steps=8)
     step = steps.make_train_step(model, task, objective)
-    state, rows = chunk(fresh(), arrays, order, 0, train_key, 5)
+    initial = fresh()
+    state, rows = chunk(jax.tree.map(jax.numpy.copy, initial), arrays, order, 0, train_key, 5)
     norms = np.asarray(rows["grad_norm"])
     assert np.isnan(norms[:4]).all() and np.isfinite(norms[4]) and norms[4] > 0
     assert np.isfinite(np.asarray(rows["loss"][:5])).all()
-    by_step = fresh()
+    by_step = initial
     for index in range(5):  # the step-by-step path computes it at every step
         batch = batches.gather_batch(arrays, order, index, 32)
         by_step, metrics = step(by_step, batch, train_key)
@@ -126,9 +129,16 @@ def _losses(workdir) -> np.ndarray:
 @pytest.fixture(scope="module")
 def single_device_losses(fashion_tfds_dir, tmp_path_factory) -> np.ndarray:
     """The loss curve of configs/test.py trained on one device: what the runs over several
-    devices and processes follow."""
+    devices and processes follow (trained in this process: its curve is the reference, not
+    the process under test)."""
+    spec = importlib.util.spec_from_file_location("configs_test",
+                                                  os.path.join(ROOT, "configs", "test.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    config.data.tfds_dir = fashion_tfds_dir
     workdir = tmp_path_factory.mktemp("one")
-    _finish(_train(workdir, fashion_tfds_dir))
+    trainer.train_and_evaluate(config, str(workdir))
     return _losses(workdir)
 
 

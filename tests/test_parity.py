@@ -10,8 +10,11 @@ import pytest
 
 from benchmarks import determinism, parity, precision_matrix, quality, same_draws_parity
 from jaxae import build
+from jaxae.data import idx, sources
+from jaxae.data.mnist5k import write_idx_file
 from jaxae.experiments.common import load_config
 from jaxae.training import steps
+from tests.conftest import SLICE_SIZES
 
 
 def _run(values: list[float], step_s: float = 10.0) -> dict:
@@ -41,13 +44,26 @@ def test_higher_is_better_elbo_reached_at_the_first_good_epoch():
     assert "epoch 2, 20 s" in parity.table([row])
 
 
-def test_extra_epochs_time_the_target_without_changing_the_reported_epoch(fashion_tfds_dir,
-                                                                           tmp_path):
+TEST_PAIRING = parity.Pairing("test", 1, 512, "glorot", "mse", "test_mse_per_pixel",
+                              "test MSE")
+
+
+@pytest.fixture(scope="module")
+def pairing_runs(fashion_tfds_dir, tmp_path_factory) -> dict:
+    """TEST_PAIRING's runs (seed 0) that the tests below read, each trained once for them
+    all: "plain" (its one epoch), "longer" (an extra epoch) and "checked" (the extra epoch
+    checked four times)."""
+    folder = tmp_path_factory.mktemp("parity_runs")
+    return {name: parity.run_jaxae(TEST_PAIRING, str(folder / name), fashion_tfds_dir, 0,
+                                   **options)
+            for name, options in (("plain", {}), ("longer", {"extra_epochs": 1}),
+                                  ("checked", {"extra_epochs": 1,
+                                               "checks_per_extra_epoch": 4}))}
+
+
+def test_extra_epochs_time_the_target_without_changing_the_reported_epoch(pairing_runs):
     """The extra epoch only extends the run: the pairing's last epoch is the same bits."""
-    pairing = parity.Pairing("test", 1, 512, "glorot", "mse", "test_mse_per_pixel", "test MSE")
-    plain = parity.run_jaxae(pairing, str(tmp_path / "a"), fashion_tfds_dir, 0)
-    longer = parity.run_jaxae(pairing, str(tmp_path / "b"), fashion_tfds_dir, 0,
-                              extra_epochs=1)
+    plain, longer = pairing_runs["plain"], pairing_runs["longer"]
     assert [e["epoch"] for e in plain["epochs"]] == [1]
     assert [e["epoch"] for e in longer["epochs"]] == [1, 2]
     assert longer["value"] == plain["value"] == longer["epochs"][0]["value"]
@@ -55,15 +71,10 @@ def test_extra_epochs_time_the_target_without_changing_the_reported_epoch(fashio
     assert longer["wall_s"] == longer["epochs"][0]["wall_s"]
 
 
-def test_checks_inside_the_extra_epochs_time_the_target_more_finely(fashion_tfds_dir,
-                                                                    tmp_path):
+def test_checks_inside_the_extra_epochs_time_the_target_more_finely(pairing_runs):
     """Four checks an extra epoch (16 steps: at 4, 8, 12 and its end), none before: the
     pairing's epochs and their figures are those of a run without them."""
-    pairing = parity.Pairing("test", 1, 512, "glorot", "mse", "test_mse_per_pixel", "test MSE")
-    plain = parity.run_jaxae(pairing, str(tmp_path / "a"), fashion_tfds_dir, 0,
-                             extra_epochs=1)
-    checked = parity.run_jaxae(pairing, str(tmp_path / "b"), fashion_tfds_dir, 0,
-                               extra_epochs=1, checks_per_extra_epoch=4)
+    plain, checked = pairing_runs["longer"], pairing_runs["checked"]
     assert [e["epoch"] for e in checked["epochs"]] == [1, 1.25, 1.5, 1.75, 2]
     assert [e["step"] for e in checked["epochs"]] == [16, 20, 24, 28, 32]
     assert [e["value"] for e in checked["epochs"][::4]] == \
@@ -109,17 +120,24 @@ def test_the_table_file_is_checked_before_training(tmp_path, capsys):
     assert parity.parse_args([*peer, "--write", str(tmp_path / "t.md")]).write
 
 
-def test_extra_epochs_runs_report_data_compile_and_evaluation_apart(fashion_tfds_dir,
-                                                                     tmp_path, monkeypatch):
-    pairing = parity.Pairing("test", 1, 512, "glorot", "mse", "test_mse_per_pixel", "test MSE")
-    run = parity.run_jaxae(pairing, str(tmp_path / "a"), fashion_tfds_dir, 0)
+def test_extra_epochs_runs_report_data_compile_and_evaluation_apart(pairing_runs, tmp_path,
+                                                                     monkeypatch):
+    pairing, run = TEST_PAIRING, pairing_runs["plain"]
     epoch = run["epochs"][0]
     assert epoch["compile_s"] > 0 and epoch["evaluation_s"] > 0 and epoch["data_s"] > 0
     assert epoch["data_s"] + epoch["compile_s"] + epoch["evaluation_s"] < epoch["wall_s"]
     # In a fresh process, as the time to quality runs it: the same figure, and the time
     # counted from the process's start, its start-up (Python, the imports) included; its
     # data prepared afresh from the IDX files, as the peer reads them each run (a set
-    # prepared by an earlier run was read in a fraction of the time, unsaid).
+    # prepared by an earlier run was read in a fraction of the time, unsaid). The IDX files
+    # it reads hold fashion_tfds_dir's images (SLICE_SIZES: the first of each split), all a
+    # run of the pairing reads: preparing all 70,000 took half the process's CPU.
+    whole = sources.debian_idx_dir(sources.CONFIGS["fashion_mnist"])
+    for split, stems in idx.SPLIT_FILES.items():
+        for stem in stems:
+            write_idx_file(str(tmp_path / f"{stem}.gz"),
+                           idx.read_idx(idx.find_idx_file(whole, stem))[:SLICE_SIZES[split]])
+    monkeypatch.setenv(sources.env_var("fashion_mnist"), str(tmp_path))
     specs = []
     real = parity.run_reporting
     monkeypatch.setattr(parity, "run_reporting", lambda command, *args, **kwargs: (

@@ -303,6 +303,9 @@ def test_a_ctrl_c_taken_by_another_thread_as_the_handlers_go_in_is_a_stop():
         import os, signal, threading, time
         from jaxae import cli
 
+        # Python's own Ctrl-C handler, as in a terminal (a process started with Ctrl-C
+        # ignored, as `cmd &` in a script is, inherits that and has none)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         threading.Thread(target=threading.Event().wait, daemon=True).start()  # takes it
         install_handler, pressed = signal.signal, []
 
@@ -1329,10 +1332,17 @@ def _run_on_photos(tmp_path) -> tuple[ml_collections.ConfigDict, str, str]:
     return config, photos, workdir
 
 
-def test_a_run_is_scored_on_other_images_where_its_refusal_points(tmp_path):
+def _draw_no_pictures(monkeypatch) -> None:
+    """Evaluations draw no pictures, in a test that checks which run, files and images they
+    take and their figures, not their pictures: drawing is most of an evaluation's time."""
+    monkeypatch.setattr(evaluate, "write_pictures", lambda *args, **kwargs: {})
+
+
+def test_a_run_is_scored_on_other_images_where_its_refusal_points(tmp_path, monkeypatch):
     """evaluate.py --images: every image of another folder, brought to the run's size and
     channels, scored and drawn into eval_on_<name>; a path that is not there is one line
-    before the run is read."""
+    before the run is read. (The evaluations that check only which folder is taken draw
+    no pictures.)"""
     config, photos, workdir = _run_on_photos(tmp_path)
     other = _photo_folder(tmp_path / "other_photos", 1)
     scored = evaluate.evaluate_workdir(workdir, images=other)
@@ -1354,15 +1364,18 @@ def test_a_run_is_scored_on_other_images_where_its_refusal_points(tmp_path):
     link = tmp_path / "links" / "other_photos"  # the same folder through a link: the same
     link.parent.mkdir()  # images, evaluated again into eval_on_other_photos (it was refused)
     os.symlink(other, link)
-    assert evaluate.evaluate_workdir(workdir, images=str(link))["test_images"] == 24
-    namesake = _photo_folder(tmp_path / "b" / "other_photos", 2)  # of the same name
-    with pytest.raises(config_lib.ConfigError) as caught:
-        evaluate.evaluate_workdir(workdir, images=namesake)
-    assert str(caught.value) == (
-        f"{os.path.join(workdir, 'eval_on_other_photos')} holds the evaluation of the images at "
-        f"{link}, not {namesake}: give --eval_dir=FOLDER for this one")
-    scored = evaluate.evaluate_workdir(workdir, images=namesake, out_dir=str(tmp_path / "b_eval"))
-    assert scored["images"] == namesake
+    with monkeypatch.context() as undrawn:
+        _draw_no_pictures(undrawn)
+        assert evaluate.evaluate_workdir(workdir, images=str(link))["test_images"] == 24
+        namesake = _photo_folder(tmp_path / "b" / "other_photos", 2)  # of the same name
+        with pytest.raises(config_lib.ConfigError) as caught:
+            evaluate.evaluate_workdir(workdir, images=namesake)
+        assert str(caught.value) == (
+            f"{os.path.join(workdir, 'eval_on_other_photos')} holds the evaluation of the "
+            f"images at {link}, not {namesake}: give --eval_dir=FOLDER for this one")
+        scored = evaluate.evaluate_workdir(workdir, images=namesake,
+                                           out_dir=str(tmp_path / "b_eval"))
+        assert scored["images"] == namesake
     # a conditional model: images of any of its classes, labelled by their folders' names
     set_fields(config, {"model.name": "cvae", "model.latent_dim": 2})
     conditional = str(tmp_path / "cvae")
@@ -1398,10 +1411,12 @@ def test_a_conditional_models_class_with_a_slash_is_its_folder_with_an_underscor
     assert sorted(scored.test.labels.tolist()) == [0, 0, 0, 1, 1]
 
 
-def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place(tmp_path):
+def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place(
+        tmp_path, monkeypatch):
     """data.path may change (train.py and evaluate.py) as long as the images there are the
     ones the run trained on, which its environment.json's fingerprint says."""
     config, photos, workdir = _run_on_photos(tmp_path)
+    _draw_no_pictures(monkeypatch)
     moved = tmp_path / "moved" / "photos"
     os.renames(tmp_path / "photos", moved)
     with pytest.raises(config_lib.ConfigError) as caught:  # the recorded place, gone
@@ -1475,12 +1490,13 @@ def test_a_run_whose_image_folder_moved_evaluates_and_resumes_from_its_new_place
 
 
 def test_a_run_whose_folder_changed_since_is_evaluated_on_the_set_prepared_from_its_images(
-        tmp_path, capsys):
+        tmp_path, capsys, monkeypatch):
     """Images added to (or removed from) the folder a run trained on: evaluate.py reads the
     set prepared from the run's own images, still on disk, with a note, and prepares
     nothing; a resume, which would train on other images, is refused; another folder is not
     taken for the run's."""
     config, photos, workdir = _run_on_photos(tmp_path)
+    _draw_no_pictures(monkeypatch)
     before = evaluate.evaluate_workdir(workdir)
     prepared = sorted(os.listdir(tmp_path / "tfds" / "jaxae_folder"))
     from PIL import Image
@@ -1540,7 +1556,8 @@ def test_a_run_whose_npz_was_replaced_in_place_is_refused_and_its_record_kept(tm
         assert json.load(f)["data_fingerprint"] == recorded  # the record is not overwritten
 
 
-def test_a_run_whose_npz_was_saved_again_compressed_resumes_on_the_same_arrays(tmp_path):
+def test_a_run_whose_npz_was_saved_again_compressed_resumes_on_the_same_arrays(
+        tmp_path, monkeypatch):
     """Other files holding the same images and labels (np.savez, then np.savez_compressed)
     are the run's images: environment.json records their content hash beside the files'
     fingerprint. A run recorded without that hash is still checked by its fingerprint."""
@@ -1552,6 +1569,7 @@ def test_a_run_whose_npz_was_saved_again_compressed_resumes_on_the_same_arrays(t
     config = _npz_config(path)
     workdir = str(tmp_path / "run")
     train_and_evaluate(config, workdir)
+    _draw_no_pictures(monkeypatch)
     environment_file = os.path.join(workdir, "environment.json")
     with open(environment_file) as f:
         environment = json.load(f)
@@ -1583,6 +1601,7 @@ def test_a_relative_data_path_is_recorded_absolute_so_the_run_evaluates_from_any
                         "eval.batch_size": 8, "eval.num_images": 4})
     workdir = str(tmp_path / "run")
     train_and_evaluate(config, workdir)
+    _draw_no_pictures(monkeypatch)
     with open(os.path.join(workdir, "config.json")) as f:
         recorded = json.load(f)["data"]
     assert recorded["path"] == str(tmp_path / "project" / "photos")
@@ -1688,6 +1707,7 @@ def test_a_run_whose_model_file_moved_with_its_project_evaluates_and_resumes_the
     config), which only the same file name and class, with the old file gone, may do."""
     project = tmp_path / "project"
     config, workdir = _train_tiny_user_model(tmp_path, project)
+    _draw_no_pictures(monkeypatch)
     os.rename(project, tmp_path / "moved")
     new = f"{tmp_path / 'moved'}/tiny_models.py:Tiny"
     with pytest.raises(config_lib.ConfigError) as caught:
@@ -1762,7 +1782,7 @@ def l1(logits, targets):
 
 
 def test_a_run_whose_task_file_moved_with_its_model_file_evaluates_and_resumes_there(
-        tmp_path, capsys):
+        tmp_path, capsys, monkeypatch):
     """A user's task file is recorded, and found again after a move, as a model file is; its
     loss, in the same file, moves with it (a run of one's own loss could not be evaluated
     once its project moved)."""
@@ -1782,6 +1802,7 @@ def test_a_run_whose_task_file_moved_with_its_model_file_evaluates_and_resumes_t
     config.objective.loss = f"{project}/tiny_tasks.py:l1"
     workdir = str(tmp_path / "run")
     train_and_evaluate(config, workdir)
+    _draw_no_pictures(monkeypatch)
     with open(os.path.join(workdir, "environment.json")) as f:
         hashes = json.load(f)["code_sha256"]
     assert set(hashes) == {"model", "task", "loss"}
@@ -1879,10 +1900,12 @@ def test_a_fresh_runs_config_json_is_on_disk_before_its_first_checkpoint(tmp_pat
         assert json.load(f)["optim"]["learning_rate"] == 0.01
 
 
-def test_a_checkpoint_that_no_longer_fits_an_edited_model_file_names_the_file(tmp_path):
+def test_a_checkpoint_that_no_longer_fits_an_edited_model_file_names_the_file(
+        tmp_path, monkeypatch):
     """The run's own config cannot be why its checkpoint does not fit: the model file that
     changed since is named, on evaluate and on resume, not the config."""
     config, workdir = _train_tiny_user_model(tmp_path, tmp_path)
+    _draw_no_pictures(monkeypatch)
     file = tmp_path / "tiny_models.py"
     file.write_text(TINY_MODELS.replace('name="encoder"', 'name="encoder2"'))
     _forget_module_of(file)
@@ -1933,10 +1956,11 @@ def test_a_run_folder_naming_pythons_own_functions_is_refused_before_they_run(
 
 
 def test_a_user_model_file_changed_since_training_is_named_on_evaluate_and_resume(
-        tmp_path, capsys):
+        tmp_path, capsys, monkeypatch):
     """environment.json records the sha256 of the user's model file: a file edited (or
     replaced) since is a warning, and a resume's record keeps both hashes."""
     config, workdir = _train_tiny_user_model(tmp_path, tmp_path)
+    _draw_no_pictures(monkeypatch)
     with open(os.path.join(workdir, "environment.json")) as f:
         trained = json.load(f)["code_sha256"]["model"]
     capsys.readouterr()

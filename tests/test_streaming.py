@@ -5,6 +5,7 @@ device-resident arrays. (Peak host memory and throughput: `benchmarks/streaming.
 from __future__ import annotations
 
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -151,12 +152,9 @@ def test_training_on_streamed_chunks_ends_bitwise_equal(splits) -> None:
     max_steps, spe = 4, len(memory.train) // BATCH
     chunk_fn = steps.make_train_chunk(model, task, objective, batch_size=BATCH,
                                       max_steps=max_steps)
-
-    def fresh():
-        return steps.create_train_state(model, optimizers.make_optimizer("adam", 1e-3), SHAPE,
-                                        keys.init)
-
-    state = fresh()
+    initial = steps.create_train_state(model, optimizers.make_optimizer("adam", 1e-3), SHAPE,
+                                       keys.init)  # copied for each path (a chunk donates it)
+    state = jax.tree.map(jnp.copy, initial)
     arrays = {"image": jnp.asarray(memory.train.images), "label": jnp.asarray(memory.train.labels)}
     for epoch in range(2):
         order = batches.epoch_permutation(key, epoch, len(memory.train))
@@ -166,7 +164,7 @@ def test_training_on_streamed_chunks_ends_bitwise_equal(splits) -> None:
     in_memory = state.params
 
     order = jnp.arange(max_steps * BATCH)
-    state = fresh()
+    state = jax.tree.map(jnp.copy, initial)
     with StreamedBatches(streamed.train, key, BATCH, 2) as stream:
         for stop_at, first_step in ((spe + 3, 0), (2 * spe, spe + 3)):  # "killed" at spe + 3
             it = stream.batches(first_step=first_step)
@@ -245,8 +243,11 @@ def _params(state) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state.params))]
 
 
-def test_a_streamed_run_trains_bitwise_like_the_in_memory_one_and_resumes(tiny_config,
-                                                                          tmp_path) -> None:
+def test_a_streamed_run_trains_bitwise_like_the_in_memory_one_resumes_and_stays_finished(
+        tiny_config, tmp_path, capsys) -> None:
+    """A streamed run ends with the in-memory run's bits, also stopped and resumed or
+    switched between the two paths; finished, and resumed with fewer epochs, it says so and
+    trains nothing."""
     # 16 steps per epoch and chunks of 8: stopping at step 21 interrupts a chunk's reads
     config = tiny_config(**{"task.name": "denoise", "data.streaming": "memory"})
     memory_state = train_and_evaluate(config, str(tmp_path / "memory"))
@@ -258,6 +259,8 @@ def test_a_streamed_run_trains_bitwise_like_the_in_memory_one_and_resumes(tiny_c
     saved = checkpoints.make_manager(str(tmp_path / "resumed" / "checkpoints"), read_only=True)
     like = checkpoints._saved_data_like(checkpoints.saved_outline(saved, 21))
     assert like is not None and set(like) == set(streaming.STATE_KEYS)
+    # the same stopped run, to be resumed in memory below
+    shutil.copytree(tmp_path / "resumed", tmp_path / "stream_then_memory")
     config.train.stop_after_steps = None
     resumed_state = train_and_evaluate(config, str(tmp_path / "resumed"))
     for other in (streamed_state, resumed_state):
@@ -266,11 +269,29 @@ def test_a_streamed_run_trains_bitwise_like_the_in_memory_one_and_resumes(tiny_c
             np.testing.assert_array_equal(a, b)
     assert _read_metrics(tmp_path / "memory") == _read_metrics(tmp_path / "stream") \
         == _read_metrics(tmp_path / "resumed")
+    finished = tmp_path / "stream"  # streamed, 2 epochs, finished
+    written = _read_metrics(finished)
+    described = (finished / "config.json").read_bytes()
+    config.train.num_epochs = 1  # a field a resume may change: its 16 steps are behind it
+    capsys.readouterr()
+    again = train_and_evaluate(config, str(finished))
+    assert int(again.step) == int(streamed_state.step) == 32
+    said = capsys.readouterr().out
+    assert "has trained 32 steps and train.num_epochs=1 asks for 16: nothing to train" in said
+    # not "resumed ... with" the change, as if it applied (a lowered keep_checkpoints pruned
+    # nothing)
+    assert "the run is finished at step 32: train.num_epochs 2 -> 1 change nothing (no step " \
+        "is trained, saved or pruned)" in said and "resumed at step" not in said
+    assert _read_metrics(finished) == written
+    assert (finished / "config.json").read_bytes() == described  # still the run that trained
+    assert not (finished / "resumes.jsonl").exists()
+    config.train.num_epochs = 2
     # a run may change path on resume (a machine with less memory): the same bits
     for first, then in (("memory", "stream"), ("stream", "memory")):
         workdir = str(tmp_path / f"{first}_then_{then}")
-        config.data.streaming, config.train.stop_after_steps = first, 21
-        assert int(train_and_evaluate(config, workdir).step) == 21
+        if first == "memory":  # (stream_then_memory: the streamed run stopped at 21 above)
+            config.data.streaming, config.train.stop_after_steps = first, 21
+            assert int(train_and_evaluate(config, workdir).step) == 21
         config.data.streaming, config.train.stop_after_steps = then, None
         switched = train_and_evaluate(config, workdir)
         for a, b in zip(_params(memory_state), _params(switched), strict=True):
@@ -320,23 +341,3 @@ def test_a_streamed_chunk_stays_within_the_memory_budget_with_the_same_bits(
     assert trainer.streamed_chunk_steps(config, data) == 5  # 1 MiB holds five
     config.train.batch_size = 2048  # more than 1 MiB: one at a time
     assert trainer.streamed_chunk_steps(config, data) == 1
-
-
-def test_a_finished_streamed_run_resumed_with_fewer_epochs_says_so_and_trains_nothing(
-        tiny_config, tmp_path, capsys) -> None:
-    config = tiny_config(**{"data.streaming": "stream", "train.num_epochs": 2})
-    trained = train_and_evaluate(config, str(tmp_path))
-    written = _read_metrics(tmp_path)
-    described = (tmp_path / "config.json").read_bytes()
-    config.train.num_epochs = 1  # a field a resume may change: its 16 steps are behind it
-    again = train_and_evaluate(config, str(tmp_path))
-    assert int(again.step) == int(trained.step) == 32
-    said = capsys.readouterr().out
-    assert "has trained 32 steps and train.num_epochs=1 asks for 16: nothing to train" in said
-    # not "resumed ... with" the change, as if it applied (a lowered keep_checkpoints pruned
-    # nothing)
-    assert "the run is finished at step 32: train.num_epochs 2 -> 1 change nothing (no step " \
-        "is trained, saved or pruned)" in said and "resumed at step" not in said
-    assert _read_metrics(tmp_path) == written
-    assert (tmp_path / "config.json").read_bytes() == described  # still the run that trained
-    assert not (tmp_path / "resumes.jsonl").exists()

@@ -53,8 +53,12 @@ def metrics_lines(workdir) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def test_same_seed_same_bits_other_seed_other_bits(tiny_config, tmp_path):
-    config = tiny_config(**{"train.num_epochs": 1, "task.name": "denoise"})
+def test_same_seed_same_bits_other_seed_other_bits_and_a_stopped_run_resumes_bitwise(
+        tiny_config, tmp_path):
+    """Two runs of one seed give the same bits, another seed others; a run stopped mid-way
+    and resumed ends bitwise equal to the uninterrupted one (which serves both checks)."""
+    # 16 steps per epoch: stopping at step 21 interrupts the second epoch mid-way.
+    config = tiny_config(**{"task.name": "denoise"})
     first = train_and_evaluate(config, str(tmp_path / "a"))
     again = train_and_evaluate(config, str(tmp_path / "b"))
     assert_bitwise_equal(first.params, again.params, "parameters of two runs with one seed")
@@ -63,6 +67,14 @@ def test_same_seed_same_bits_other_seed_other_bits(tiny_config, tmp_path):
     train_records = [r for r in records if "train_loss" in r]
     assert train_records and all(np.isfinite(r["train_grad_norm"]) and r["train_grad_norm"] > 0
                                  for r in train_records)  # computed at every written step
+    config.train.stop_after_steps = 21
+    stopped = train_and_evaluate(config, str(tmp_path / "split"))
+    assert int(stopped.step) == 21
+    config.train.stop_after_steps = None
+    resumed = train_and_evaluate(config, str(tmp_path / "split"))
+    assert int(resumed.step) == int(first.step) == 32
+    assert_bitwise_equal(first.params, resumed.params, "resumed and uninterrupted parameters")
+    assert metrics_lines(tmp_path / "a") == metrics_lines(tmp_path / "split")
     config.seed = 1
     other = train_and_evaluate(config, str(tmp_path / "c"))
     assert not np.array_equal(leaves(first.params)[0], leaves(other.params)[0])
@@ -85,27 +97,20 @@ def test_orbax_round_trip_is_exact(tiny_config, tmp_path):
     assert_bitwise_equal(state.opt_state, restored.opt_state, "restored optimiser state")
 
 
-def test_stopped_and_resumed_run_ends_bitwise_equal_to_uninterrupted(tiny_config, tmp_path):
-    # 16 steps per epoch: stopping at step 21 interrupts the second epoch mid-way.
-    config = tiny_config(**{"task.name": "denoise"})
-    whole = train_and_evaluate(config, str(tmp_path / "whole"))
-    config.train.stop_after_steps = 21
-    stopped = train_and_evaluate(config, str(tmp_path / "split"))
-    assert int(stopped.step) == 21
-    config.train.stop_after_steps = None
-    resumed = train_and_evaluate(config, str(tmp_path / "split"))
-    assert int(resumed.step) == int(whole.step) == 32
-    assert_bitwise_equal(whole.params, resumed.params, "resumed and uninterrupted parameters")
-    assert metrics_lines(tmp_path / "whole") == metrics_lines(tmp_path / "split")
-
-
-def test_evaluations_inside_epochs_leave_training_alone_and_survive_a_resume(
-        tiny_config, tmp_path):
-    """Extra evaluation steps end chunks there (same bits: any chunk length does), write a
+def test_a_run_compiles_one_loop_and_evaluations_inside_epochs_leave_training_alone_and_resume(
+        tiny_config, tmp_path, caplog):
+    """16 steps per epoch logged every 6: chunks of 6, 6, 4, 2, 6, ... all run one program.
+    Extra evaluation steps end chunks there (same bits: any chunk length does), write a
     record each and call the hook; a run stopped at one and resumed writes the same
     records as an uninterrupted one, each evaluation once."""
-    config = tiny_config()  # 16 steps per epoch, 32 in all
-    plain = train_and_evaluate(config, str(tmp_path / "plain"))
+    config = tiny_config(**{"train.log_every_steps": 6})  # 16 steps per epoch, 32 in all
+    with jax.log_compiles(True), caplog.at_level("WARNING"):
+        plain = train_and_evaluate(config, str(tmp_path / "plain"))
+    compiled = [r for r in caplog.records
+                if "XLA compilation of jit(train_chunk)" in r.getMessage()]
+    assert len(compiled) == 1
+    assert [r["step"] for r in metrics_lines(tmp_path / "plain") if "train_loss" in r] == \
+        [6, 12, 16, 18, 24, 30, 32]
     heard = []
     at = (5, 16, 20)  # 16 is an epoch's end: evaluated once
     whole = train_and_evaluate(config, str(tmp_path / "whole"), evaluate_at_steps=at,
@@ -235,16 +240,12 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
     assert picture.shape[0] >= 100 * rows and picture.shape[1] >= 900  # 10 images per row
 
 
-def test_resuming_a_workdir_with_another_model_is_refused(tiny_config, tmp_path):
-    short = {"train.num_epochs": 1, "data.train_size": 64}
-    train_and_evaluate(tiny_config(**short), str(tmp_path))
-    with pytest.raises(ConfigError, match="holds a run with model.latent_dim=10, but the "
-                                          "config says 2: use a new --workdir"):
-        train_and_evaluate(tiny_config(**short, **{"model.latent_dim": 2}), str(tmp_path))
-
-
-def test_evaluating_an_older_step_keeps_the_newest_evaluation(tiny_config, tmp_path, capsys):
-    config = tiny_config(**{"data.train_size": 64, "data.test_size": 64})
+def test_an_older_step_evaluated_keeps_the_newest_evaluation_another_model_resumed_is_refused(
+        tiny_config, tmp_path, capsys):
+    """An older step's evaluation goes beside the newest one's, never over it; the run,
+    finished, refuses to be resumed with another model."""
+    settings = {"data.train_size": 64, "data.test_size": 64}
+    config = tiny_config(**settings)
     saved = []
     train_and_evaluate(config, str(tmp_path), on_saved=lambda: saved.append(
         sorted(os.listdir(tmp_path / "checkpoints"))))
@@ -277,6 +278,9 @@ def test_evaluating_an_older_step_keeps_the_newest_evaluation(tiny_config, tmp_p
         assert json.load(f)["test_loss"] == older["test_loss"]
     assert (tmp_path / "eval_step_2" / "reconstructions.png").is_file()
     assert (tmp_path / "eval" / "metrics.json").read_bytes() == newest  # not overwritten
+    with pytest.raises(ConfigError, match="holds a run with model.latent_dim=10, but the "
+                                          "config says 2: use a new --workdir"):
+        train_and_evaluate(tiny_config(**settings, **{"model.latent_dim": 2}), str(tmp_path))
 
 
 def test_evaluating_an_empty_workdir_says_what_is_missing(tmp_path):
@@ -304,8 +308,14 @@ def test_evaluating_an_empty_workdir_says_what_is_missing(tmp_path):
         evaluate_workdir(typo + os.sep)  # a trailing slash
 
 
-def test_validation_split_is_carved_deterministically_and_evaluated(tiny_config, tmp_path):
-    config = tiny_config(**{"train.num_epochs": 1, "data.val_size": 128})
+def test_a_validation_split_is_carved_deterministically_and_the_task_floors_computed_once(
+        tiny_config, tmp_path, monkeypatch):
+    """A validation split is carved from the training images, the same at every load, and
+    evaluated. The input's and the median filter's PSNR do not depend on the parameters:
+    the trainer's floor step runs once per split's batch, and every evaluation reports the
+    figures the full eval step gives."""
+    config = tiny_config(**{"model.latent_dim": 940, "task.name": "denoise",
+                            "data.val_size": 128, "train.num_epochs": 3})
     keys = derive_keys(config.seed)
     data = build.load_data(config, keys.data)
     again = build.load_data(config, keys.data)
@@ -313,17 +323,6 @@ def test_validation_split_is_carved_deterministically_and_evaluated(tiny_config,
     np.testing.assert_array_equal(data.val.images, again.val.images)
     train_rows = {row.tobytes() for row in data.train.images}
     assert not any(row.tobytes() in train_rows for row in data.val.images)
-    train_and_evaluate(config, str(tmp_path))
-    assert "val_loss" in metrics_lines(tmp_path)[-1]
-
-
-def test_a_run_computes_the_task_floors_once_and_reports_them_at_every_evaluation(
-        tiny_config, tmp_path, monkeypatch):
-    """The input's and the median filter's PSNR do not depend on the parameters: the
-    trainer's floor step runs once per split's batch, and every evaluation reports the
-    figures the full eval step gives."""
-    config = tiny_config(**{"model.latent_dim": 940, "task.name": "denoise",
-                            "data.val_size": 128, "train.num_epochs": 3})
     calls = []
     make_floor_step = steps.make_floor_step
 
@@ -334,9 +333,8 @@ def test_a_run_computes_the_task_floors_once_and_reports_them_at_every_evaluatio
     monkeypatch.setattr(steps, "make_floor_step", counted)
     state = train_and_evaluate(config, str(tmp_path))
     assert len(calls) == 2 + 1  # test: 256 images, val: 128, in batches of 128; once each
+    assert "val_loss" in metrics_lines(tmp_path)[-1]
     model, task, objective = parts(config)
-    keys = derive_keys(config.seed)
-    data = build.load_data(config, keys.data)
     full = steps.make_eval_step(model, task, objective)
     records = [r for r in metrics_lines(tmp_path) if "test_loss" in r]
     assert len(records) == 3
@@ -525,18 +523,6 @@ def test_a_corrupting_task_without_a_baseline_shows_its_input():
     rows = reconstruction_rows(model, task, params, split, jax.random.key(3), 4)
     assert [label for label, _ in rows] == ["input", "output", "original"]
     np.testing.assert_allclose(rows[0][1], targets[picture_indices(split.labels, 4)] * 0.5)
-
-
-def test_a_run_compiles_its_training_loop_once(tiny_config, tmp_path, caplog):
-    """16 steps per epoch logged every 6: chunks of 6, 6, 4, 2, 6, ... all run one program."""
-    config = tiny_config(**{"train.num_epochs": 2, "train.log_every_steps": 6})
-    with jax.log_compiles(True), caplog.at_level("WARNING"):
-        train_and_evaluate(config, str(tmp_path / "run"))
-    compiled = [r for r in caplog.records
-                if "XLA compilation of jit(train_chunk)" in r.getMessage()]
-    assert len(compiled) == 1
-    assert [r["step"] for r in metrics_lines(tmp_path / "run") if "train_loss" in r] == \
-        [6, 12, 16, 18, 24, 30, 32]
 
 
 def test_an_epoch_order_is_jax_random_permutation():
