@@ -184,7 +184,8 @@ def bench_model(workload: str, batch_size: int, steps_per_chunk: int | None, chu
             state, train_arrays, order, 0, train_key, steps_per_chunk).compile()
         compile_s = time.perf_counter() - start
     on_cpu = jax.devices()[0].platform == "cpu"
-    meter = roof_meter(peak_n or (2048 if on_cpu else 8192), cost.footprint,
+    default_n = roofline.CPU_PEAK_N if on_cpu else roofline.ACCELERATOR_PEAK_N
+    meter = roof_meter(peak_n or default_n, cost.footprint,
                        compute_dtype, mesh) if roofs else None
     check_fits(chunk, batch_size, devices)  # with the meter's arrays placed
 

@@ -45,9 +45,10 @@ MODE_FLAGS = {  # the options each mode reads, besides --mode, --models, --write
     "precision": ("steps_per_chunk", "chunks", "compute_dtype", "peak_n", "no_roofs", "data",
                   "epochs", "seed", "tfds_dir"),
     "determinism": ("batch_sizes", "compute_dtype", "data", "steps"),
-    "matmuls": ("batch_sizes", "steps_per_chunk", "chunks", "conv", "data", "peer_python",
-                "peer_script", "tfds_dir"),
+    "matmuls": ("batch_sizes", "steps_per_chunk", "chunks", "conv", "peak_n", "data",
+                "peer_python", "peer_script", "tfds_dir"),
 }
+DEFAULT_PEAK_N = f"default {roofline.CPU_PEAK_N} on a CPU, {roofline.ACCELERATOR_PEAK_N} else"
 PEAK_N_LEAST = 128  # a smaller matmul runs far from the peak, or faster than the timer
 PEER_CHECK_TIMEOUT_S = 120  # `import torch` in the peer's Python, before anything runs
 ONE_VALUE_FLAGS = {"determinism": ("batch_sizes", "compute_dtype"),  # lists: one value only
@@ -129,8 +130,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
                              "the peer runs float32 once per model). Default: float32; "
                              "precision: every one")
     parser.add_argument("--peak-n", type=int, default=None,
-                        help=f"matmul size for the peak, {PEAK_N_LEAST} or more (default: 2048 "
-                             "on CPU, 8192 else)")
+                        help=f"matmul size for the peak, {PEAK_N_LEAST} or more ({DEFAULT_PEAK_N})")
     parser.add_argument("--background-load", type=int, default=0, metavar="N",
                         help="throughput: run N busy-looping processes meanwhile (a shared "
                              "machine, for jaxae and the peer alike)")
@@ -244,7 +244,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     if args.peak_n is not None and args.peak_n < PEAK_N_LEAST:
         parser.error(f"--peak-n {args.peak_n} is too small to measure a matmul peak (its "
                      "products are over before the timer resolves them, or run far from the "
-                     f"peak): give {PEAK_N_LEAST} or more (default 2048 on a CPU, 8192 else)")
+                     f"peak): give {PEAK_N_LEAST} or more ({DEFAULT_PEAK_N})")
     if args.peak_n is not None:  # a typo's extra digit: an out-of-memory error after compiling
         available, where = memory.available_bytes(jax.devices()[0])
         needed = 3 * args.peak_n ** 2 * 4  # its two float32 factors and their product
@@ -252,7 +252,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
             parser.error(f"--peak-n {args.peak_n}: its three {args.peak_n}x{args.peak_n} "
                          f"float32 matrices need {needed / 2**30:,.1f} GiB, and "
                          f"{available / 2**30:,.1f} GiB of {where} is free: give a smaller one "
-                         "(default 2048 on a CPU, 8192 else)")
+                         f"({DEFAULT_PEAK_N})")
     for flag, value, least in (("--chunks", args.chunks, 1),
                                ("--epochs", args.epochs, 1), ("--steps", args.steps, 1),
                                ("--background-load", args.background_load, 0)):

@@ -373,7 +373,8 @@ def model_rows(model: str, args: argparse.Namespace, data: workloads.BenchData
                                   arrays)
     counts = step_matmuls(epoch, arrays)
     dots = sorted(counts, key=lambda d: (-d.flops, d.label()))
-    meter = bench.roof_meter(2048, 0, "float32")  # the peak beside the products' timings
+    peak_n = args.peak_n or roofline.CPU_PEAK_N  # (the products are timed on a CPU)
+    meter = bench.roof_meter(peak_n, 0, "float32")  # the peak beside the products' timings
     peak_before = meter.peak_flops()
     ours = [xla_us(d) for d in dots]
     products_peak_gflops = max(peak_before, meter.peak_flops()) / 1e9
@@ -384,11 +385,12 @@ def model_rows(model: str, args: argparse.Namespace, data: workloads.BenchData
             for d, a, b in zip(dots, ours, theirs, strict=True)]
     print("\n".join(json.dumps(row) for row in rows), flush=True)
     timed = bench.bench_model(model, batch_size, bench_args.chunk_steps(args.steps_per_chunk),
-                              args.chunks, arrays, args.conv)
+                              args.chunks, arrays, args.conv, peak_n=peak_n)
     # timed as Adam's step is, with the roofs measured between its chunks (their passes
     # leave both steps' caches alike), so that the difference is the optimisers'
     with_sgd = bench.bench_model(model, batch_size, bench_args.chunk_steps(args.steps_per_chunk),
-                                 args.chunks, arrays, args.conv, optimizer="sgd")
+                                 args.chunks, arrays, args.conv, optimizer="sgd",
+                                 peak_n=peak_n)
     step, peer_step = timed["step_ms"], None
     params = jax.device_put(epoch.state.params, jax.devices("cpu")[0])
     adam_alone, adam_evicted = (update_ms(params, "adam", evict) - update_ms(params, "sgd", evict)
@@ -403,7 +405,7 @@ def model_rows(model: str, args: argparse.Namespace, data: workloads.BenchData
                     if args.peer_python and not workloads.WORKLOADS[model].uses_conv else None)
     gflop = sum(counts[d] * d.flops for d in dots) / 1e9
     summary = {"model": model, "batch": batch_size, "products": sum(counts.values()),
-               "gflop": gflop, "step_ms": step,
+               "gflop": gflop, "step_ms": step, "peak_n": timed["peak_n"],
                "sgd_step_ms": with_sgd["step_ms"], "adam_over_sgd_alone_ms": adam_alone,
                "adam_over_sgd_evicted_ms": adam_evicted,
                "matmuls_ms": matmuls, "peer_step_ms": peer_step,

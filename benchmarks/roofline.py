@@ -143,6 +143,7 @@ def stream_array_bytes(footprint: int) -> int:
     return total // 3 // 4096 * 4096
 
 
+CPU_PEAK_N, ACCELERATOR_PEAK_N = 2048, 8192  # the peak's default matmul size (--peak-n)
 PEAK_SIZES = (1.0, 0.75, 0.5)  # the peak's matmul sizes, as fractions of peak_n
 
 

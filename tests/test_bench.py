@@ -535,15 +535,13 @@ def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys)
     monkeypatch.setattr(matmul_floor, "TARGET_FLOPS_PER_REPEAT", 1e6)
     monkeypatch.setattr(matmul_floor, "flush_bytes", lambda: 2**20)
     monkeypatch.setattr(matmul_floor, "REPEATS", 1)
-    real_meter = bench.roof_meter  # a CPU's default peak (n = 2048) took most of the test
-    monkeypatch.setattr(bench, "roof_meter",
-                        lambda peak_n, *rest, **named: real_meter(512, *rest, **named))
     built = []  # the optimisers the timed steps are built with: Adam's, then SGD's
     for name, make in list(optimizers.OPTIMIZERS.items()):
         monkeypatch.setitem(optimizers.OPTIMIZERS, name,
                             lambda rate, name=name, make=make: built.append(name) or make(rate))
     args = bench_args.parse_args(["--mode", "matmuls", "--models", "dense_ae", "--batch-sizes", "8",
-                                  "--steps-per-chunk", "2", "--chunks", "1", "--data", "random"])
+                                  "--steps-per-chunk", "2", "--chunks", "1", "--data", "random",
+                                  "--peak-n", "512"])  # a CPU's default, 2048, took seconds
     report = matmul_floor.run(args)
     assert "no --peer-python: the peer's columns are empty" in report
     summary = next(line for line in report.splitlines() if line.startswith("| dense_ae | 8 |"))
@@ -553,6 +551,7 @@ def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys)
     assert abs(float(cells[8]) - (step - with_sgd)) < 0.011  # Adam over SGD, in the step
     summary_json = next(json.loads(line) for line in capsys.readouterr().out.splitlines()
                         if line.startswith('{"model": "dense_ae", "batch"'))
+    assert summary_json["peak_n"] == 512  # the peaks beside the step and its products
     assert math.isfinite(summary_json["adam_over_sgd_alone_ms"])  # a difference of timings
     assert cells[9] == f"{summary_json['adam_over_sgd_alone_ms']:.2f}"
     assert cells[10] == f"{summary_json['adam_over_sgd_evicted_ms']:.2f}"
