@@ -8,6 +8,7 @@ own exit code, output and current folder, that imports jaxae and the user's file
 import dataclasses
 import json
 import os
+import select
 import shlex
 import subprocess
 import sys
@@ -106,19 +107,36 @@ class Prestarted:
     run is a process of its own (exit code, stdout, stderr, current folder) that imports
     jaxae and the user's files afresh, without the seconds of imports every start of
     train.py and evaluate.py pays. A run's stderr begins with what that process said while
-    importing (nothing, unless a library warns as a fresh process's would)."""
+    importing (nothing, unless a library warns as a fresh process's would); what it says
+    later (Python 3.12's warning that it forks with threads: OpenBLAS's) is no run's."""
+
+    ANSWER_S = 330  # a run is killed after 300 s: its answer comes by then
 
     def __init__(self, folder: str, env: dict[str, str] | None = None,
                  prefix: Sequence[str] = ()):
         self.folder, self.runs = folder, 0
         started = time.monotonic()
-        self.imports_err = os.path.join(folder, "imports.err")
-        with open(self.imports_err, "w") as err:
+        self.err_file = os.path.join(folder, "prestarted.err")
+        with open(self.err_file, "w") as err:
             self.proc = subprocess.Popen([*prefix, sys.executable, "-c", _PRESTARTED, *LIBRARIES],
                                          cwd=ROOT, env=env, stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=err, text=True)
-        self.imports_cpu_s = json.loads(self.proc.stdout.readline())["cpu_s"]
+        self.imports_cpu_s = self._answer()["cpu_s"]
         self.imports_wall_s = time.monotonic() - started
+        with open(self.err_file) as f:
+            self.imports_said = f.read()
+
+    def _answer(self) -> dict:
+        """The process's next line; a process that has ended or hangs fails the test with
+        what it said."""
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.ANSWER_S)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.proc.kill()
+            with open(self.err_file) as f:
+                raise RuntimeError(f"the pre-started process {'ended' if ready else 'hangs'} "
+                                   f"(exit code {self.proc.wait()}): {f.read()[-3000:]}")
+        return json.loads(line)
 
     def run(self, *args: str, cwd: str = ROOT) -> Ran:
         """python *args in `cwd`."""
@@ -127,17 +145,19 @@ class Prestarted:
         self.proc.stdin.write(json.dumps({"argv": list(args), "cwd": cwd, "stdout": out,
                                           "stderr": err}) + "\n")
         self.proc.stdin.flush()
-        done = json.loads(self.proc.stdout.readline())
-        texts = []
-        for path in (out, self.imports_err, err):
-            with open(path) as f:
-                texts.append(f.read())
-        return Ran(done["returncode"], texts[0], texts[1] + texts[2],
+        done = self._answer()
+        with open(out) as said, open(err) as complained:
+            stdout, stderr = said.read(), complained.read()
+        return Ran(done["returncode"], stdout, self.imports_said + stderr,
                    self.imports_cpu_s + done["cpu_s"], self.imports_wall_s + done["wall_s"])
 
     def close(self) -> None:
         self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @pytest.fixture(scope="module")
