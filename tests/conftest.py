@@ -88,6 +88,16 @@ def fashion_full_tfds_dir(fashion_prepared) -> str:
 SLICE_SIZES = {"train": 2048, "test": 1024}  # more than any test's data.train_size, test_size
 
 
+def write_fashion_slice(folder: str) -> None:
+    """Fashion-MNIST's IDX files in `folder`, cut to the first SLICE_SIZES images of each
+    split (the Debian package's)."""
+    whole = sources.debian_idx_dir(sources.CONFIGS["fashion_mnist"])
+    for split, stems in idx.SPLIT_FILES.items():
+        for stem in stems:
+            array = idx.read_idx(idx.find_idx_file(whole, stem))
+            write_idx_file(os.path.join(folder, f"{stem}.gz"), array[:SLICE_SIZES[split]])
+
+
 @pytest.fixture(scope="session")
 def fashion_tfds_dir(tmp_path_factory) -> str:
     """A TFDS data dir holding Fashion-MNIST's first SLICE_SIZES images of each split
@@ -95,11 +105,7 @@ def fashion_tfds_dir(tmp_path_factory) -> str:
     image of its data set before it cuts data.train_size, and reading 70,000 took a third of
     a tiny run in process."""
     folder = tmp_path_factory.mktemp("fashion_slice")
-    whole = sources.debian_idx_dir(sources.CONFIGS["fashion_mnist"])
-    for split, stems in idx.SPLIT_FILES.items():
-        for stem in stems:
-            array = idx.read_idx(idx.find_idx_file(whole, stem))
-            write_idx_file(str(folder / f"{stem}.gz"), array[:SLICE_SIZES[split]])
+    write_fashion_slice(str(folder))
     tfds_dir = tmp_path_factory.mktemp("tfds_slice")
     load_dataset("fashion_mnist", tfds_dir=str(tfds_dir), data_dir=str(folder))
     return str(tfds_dir)

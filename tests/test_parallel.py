@@ -4,7 +4,6 @@ Chunks of any length are bitwise equal; 8 devices and 2 processes equal 1 device
 float tolerance (a different reduction order changes the last bits).
 """
 
-import importlib.util
 import json
 import os
 import socket
@@ -18,6 +17,7 @@ import pytest
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.data import batches
+from jaxae.experiments.common import load_config
 from jaxae.keys import derive_keys
 from jaxae.training import steps, trainer
 from tests.conftest import with_test_flags
@@ -131,11 +131,7 @@ def single_device_losses(fashion_tfds_dir, tmp_path_factory) -> np.ndarray:
     """The loss curve of configs/test.py trained on one device: what the runs over several
     devices and processes follow (trained in this process: its curve is the reference, not
     the process under test)."""
-    spec = importlib.util.spec_from_file_location("configs_test",
-                                                  os.path.join(ROOT, "configs", "test.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config("test")  # configs/test.py
     config.data.tfds_dir = fashion_tfds_dir
     workdir = tmp_path_factory.mktemp("one")
     trainer.train_and_evaluate(config, str(workdir))

@@ -10,11 +10,10 @@ import pytest
 
 from benchmarks import determinism, parity, precision_matrix, quality, same_draws_parity
 from jaxae import build
-from jaxae.data import idx, sources
-from jaxae.data.mnist5k import write_idx_file
+from jaxae.data import sources
 from jaxae.experiments.common import load_config
 from jaxae.training import steps
-from tests.conftest import SLICE_SIZES
+from tests.conftest import write_fashion_slice
 
 
 def _run(values: list[float], step_s: float = 10.0) -> dict:
@@ -132,11 +131,7 @@ def test_extra_epochs_runs_report_data_compile_and_evaluation_apart(pairing_runs
     # prepared by an earlier run was read in a fraction of the time, unsaid). The IDX files
     # it reads hold fashion_tfds_dir's images (SLICE_SIZES: the first of each split), all a
     # run of the pairing reads: preparing all 70,000 took half the process's CPU.
-    whole = sources.debian_idx_dir(sources.CONFIGS["fashion_mnist"])
-    for split, stems in idx.SPLIT_FILES.items():
-        for stem in stems:
-            write_idx_file(str(tmp_path / f"{stem}.gz"),
-                           idx.read_idx(idx.find_idx_file(whole, stem))[:SLICE_SIZES[split]])
+    write_fashion_slice(str(tmp_path))
     monkeypatch.setenv(sources.env_var("fashion_mnist"), str(tmp_path))
     specs = []
     real = parity.run_reporting
