@@ -46,7 +46,7 @@ from jaxae.training.metric_writer import MetricWriter, read_metrics
 from jaxae.training.trainer import train_and_evaluate
 from jaxae.training.workdir import lock_workdir, unlock_workdir
 from tests.conftest import lines_of, one_line
-from tests.test_cli import Prestarted, Ran
+from tests.test_cli import Prestarted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BAD_INPUT_CPU_S = 15.0  # a whole process's CPU seconds, imports included (the same when busy)
@@ -930,13 +930,15 @@ def entry_points(tmp_path_factory, run_env) -> Iterator[InBackground]:
 
 @pytest.fixture(scope="module", autouse=True)
 def bad_input_started(request, fashion_tfds_dir, tmp_path_factory, entry_points):
-    """Starts the bad-input cases with the module, one at a time in the background: they
-    use the second core while the other tests run (their CPU time does not change)."""
+    """Starts the bad-input cases the session runs (a `-k` may keep some) with the module,
+    one at a time in the background: they use the second core while the other tests run
+    (their CPU time does not change)."""
+    selected = {item.callspec.params["name"] for item in request.session.items
+                if getattr(item, "function", None)
+                is test_bad_input_is_one_error_line_before_anything_compiles}
     started = {}
-    selected = any(item.fspath == request.fspath and "bad_" in item.name
-                   for item in request.session.items)
     for name, (command, _) in BAD_INPUT.items():
-        if selected and name != FINISHED_RUN_CASE:
+        if name in selected and name != FINISHED_RUN_CASE:
             where = Where(str(tmp_path_factory.mktemp("bad")), fashion_tfds_dir, "")
             started[name] = entry_points.start(*command(where))
     return started
@@ -944,7 +946,7 @@ def bad_input_started(request, fashion_tfds_dir, tmp_path_factory, entry_points)
 
 @dataclasses.dataclass(frozen=True)
 class BadInputRuns:
-    results: dict[str, Ran]
+    results: dict[str, concurrent.futures.Future]  # of each case's `Ran`
     finished: str  # the finished run that one case reran with bad flags
     finished_before: dict[str, str]  # its files before that
 
@@ -952,19 +954,17 @@ class BadInputRuns:
 @pytest.fixture(scope="module")
 def bad_input(bad_input_started, entry_points, fashion_tfds_dir, reference, tmp_path_factory
               ) -> BadInputRuns:
-    """The results of every bad-input case."""
+    """The bad-input cases' runs, each test waiting for its own."""
     finished = shutil.copytree(reference, str(tmp_path_factory.mktemp("finished") / "run"))
     before = snapshot(finished)
     where = Where(str(tmp_path_factory.mktemp("bad")), fashion_tfds_dir, finished)
     last = entry_points.start(*BAD_INPUT[FINISHED_RUN_CASE][0](where))
-    results = {name: future.result() for name, future in {**bad_input_started,
-                                                          FINISHED_RUN_CASE: last}.items()}
-    return BadInputRuns(results, finished, before)
+    return BadInputRuns({**bad_input_started, FINISHED_RUN_CASE: last}, finished, before)
 
 
 @pytest.mark.parametrize("name", list(BAD_INPUT))
 def test_bad_input_is_one_error_line_before_anything_compiles(name, bad_input):
-    result = bad_input.results[name]
+    result = bad_input.results[name].result()
     assert result.returncode == 1, result.stderr[-3000:]
     line = one_line(result.stderr)
     assert line.startswith("error: ")
@@ -975,4 +975,5 @@ def test_bad_input_is_one_error_line_before_anything_compiles(name, bad_input):
 
 
 def test_a_bad_rerun_leaves_a_finished_run_untouched(bad_input):
+    bad_input.results[FINISHED_RUN_CASE].result()  # the bad rerun, over
     assert snapshot(bad_input.finished) == bad_input.finished_before
