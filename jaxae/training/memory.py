@@ -61,7 +61,13 @@ def host_available_bytes() -> int | None:
     """Memory this process may still take: MEMINFO's MemAvailable (where the system has no
     MEMINFO, macOS, its physical memory), or less under a cgroup (container) limit or a
     limit on its address space (`ulimit -v`); None where none can be read."""
-    available = _address_space_left()
+    return _host_available(_address_space_left())
+
+
+def _host_available(address_space_left: int | None) -> int | None:
+    """`host_available_bytes` with the address space left read once by the caller (the
+    process's size moves between two reads: a caller comparing them read them apart)."""
+    available = address_space_left
     try:
         with open(MEMINFO) as f:
             info = dict(line.split(":", 1) for line in f if ":" in line)
@@ -87,7 +93,8 @@ def available_bytes(device: jax.Device) -> tuple[int | None, str]:
     if stats and "bytes_limit" in stats:
         return (stats["bytes_limit"] - stats.get("bytes_in_use", 0),
                 f"{device.platform.upper()} memory of {device}")
-    available, left = host_available_bytes(), _address_space_left()
+    left = _address_space_left()
+    available = _host_available(left)
     if left is not None and available == left:  # the binding bound: `ulimit -v`'s
         return available, "address space `ulimit -v` leaves this process (raise it)"
     return available, "available host memory"
