@@ -62,9 +62,25 @@ def cli_run(fn, *args, **kwargs) -> int:
 # ---------------------------------------------------------------------------- signals
 
 
-def test_the_first_signal_asks_for_a_stop_the_handlers_go_with_the_block():
+@pytest.fixture
+def ctrl_c_handled():
+    """Python's own Ctrl-C handler, as a terminal's process has, for the test (pytest started
+    with Ctrl-C ignored, as `cmd &` in a script is, inherits that ignore, and GracefulStop
+    leaves an inherited ignore alone)."""
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers are installed from the main thread only")
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+FROM_A_TERMINAL = [sys.executable, "-c",  # then the script and its arguments
+                   "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                   "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"]
+"""A Python process started as from a terminal, Ctrl-C not ignored, whatever this one's."""
+
+
+def test_the_first_signal_asks_for_a_stop_the_handlers_go_with_the_block(ctrl_c_handled):
     before = signal.getsignal(signal.SIGINT)
     with cli.GracefulStop() as stop:
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
@@ -73,6 +89,35 @@ def test_the_first_signal_asks_for_a_stop_the_handlers_go_with_the_block():
             time.sleep(0.001)
         assert stop() == "SIGINT"
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_signal_the_process_was_started_ignoring_stays_ignored():
+    """`train.py &` in a shell script: the shell starts it with Ctrl-C ignored, so that a
+    Ctrl-C to the script leaves its background jobs running. Python and evaluate.py leave
+    that ignore alone; train.py's handler went over it, and the Ctrl-C stopped them."""
+    script = textwrap.dedent("""
+        import os, signal, time
+        from jaxae import cli
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as the shell starts `cmd &`
+        stop = cli.GracefulStop().install()
+        os.kill(os.getpid(), signal.SIGINT)  # ignored: nothing happens
+        time.sleep(0.2)
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        print(stop(), ignored, end=" ")
+        os.kill(os.getpid(), signal.SIGTERM)  # still a stop
+        deadline = time.monotonic() + 30
+        while stop() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.uninstall()
+        print(stop(), signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
+              signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert (done.returncode, done.stdout) == (0, "None True SIGTERM True True\n"), done.stderr
+    assert done.stderr == ("SIGTERM received: stopping, with a checkpoint of any steps "
+                           "trained (a second SIGTERM stops at once, without it)\n")
 
 
 def test_a_schedulers_warning_signal_asks_for_a_stop_too():
@@ -88,11 +133,9 @@ def test_a_schedulers_warning_signal_asks_for_a_stop_too():
     assert cli.exits.stopped_exit_code("SIGUSR1") == 128 + signal.SIGUSR1
 
 
-def test_in_a_notebook_a_second_interrupt_raises_and_the_kernel_lives_on():
+def test_in_a_notebook_a_second_interrupt_raises_and_the_kernel_lives_on(ctrl_c_handled):
     """GracefulStop(end_process=False): the second signal is a KeyboardInterrupt, as an
     interrupt is without it (it ended the process: a notebook's kernel)."""
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signal handlers are installed from the main thread only")
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt, match="^SIGINT received twice: stopped without a "
                                                 "checkpoint of the last steps$"):
@@ -136,6 +179,7 @@ def test_signals_after_the_work_is_done_leave_the_exit_code_alone():
     comes, during the interpreter's teardown; the exit is still 0, not a kill (-2)."""
     script = ("import os, signal, sys, threading, time\n"
               "from jaxae import cli\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's\n"
               "cli.GracefulStop().install()\n"
               "cli.run(lambda: None, entry_point=True)\n"
               "def flood():\n"
@@ -271,12 +315,10 @@ def test_an_output_whose_reader_ends_is_one_line_and_exit_141(stop, code, said):
     assert err == said
 
 
-def test_a_signal_as_the_handlers_go_in_waits_for_them(monkeypatch):
+def test_a_signal_as_the_handlers_go_in_waits_for_them(ctrl_c_handled, monkeypatch):
     """SIGTERM's handler goes in before SIGINT's: a Ctrl-C between the two (as train.py
     starts) met Python's default, a KeyboardInterrupt traceback. Both are blocked while
     the handlers go in, and as they were once they are in."""
-    if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signal handlers are installed from the main thread only")
     install_handler, masks = signal.signal, []
 
     def recording(sig, handler):
@@ -342,7 +384,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_ends_by_the_signal(fashion_tfds_
     """Ctrl-C while train.py still imports JAX: handled like one during training, and the
     exit is the signal's (it was 0, so a shell's loop of runs went on to the next run)."""
     workdir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "train.py", "--config=configs/test.py",
+    proc = subprocess.Popen([*FROM_A_TERMINAL, "train.py", "--config=configs/test.py",
                              f"--workdir={workdir}", f"--config.data.tfds_dir={fashion_tfds_dir}"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30

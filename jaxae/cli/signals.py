@@ -90,15 +90,18 @@ class GracefulStop:
         arriving between the two handlers going in (Ctrl-C as train.py starts) is a stop
         too: blocked meanwhile in this thread, it waits for its handler; taken by another
         thread (a process that has started JAX's), it met Python's default handler, whose
-        KeyboardInterrupt is taken for the stop it asked for."""
+        KeyboardInterrupt is taken for the stop it asked for. A signal the process was
+        started ignoring (Ctrl-C in a shell script's background job, `cmd &`) stays ignored,
+        as Python and evaluate.py leave it."""
         if threading.current_thread() is not threading.main_thread():
             return self
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        signals = [sig for sig in self.SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
         try:
-            for sig in self.SIGNALS:
+            for sig in signals:
                 self._previous.setdefault(sig, signal.signal(sig, self._handle))
         except KeyboardInterrupt:
-            for sig in self.SIGNALS:
+            for sig in signals:
                 self._previous.setdefault(sig, signal.signal(sig, self._handle))
             self.requested = self.requested or signal.SIGINT.name
         finally:
