@@ -11,9 +11,11 @@ import shlex
 import shutil
 import types
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental.compilation_cache import compilation_cache
 from matplotlib.container import ErrorbarContainer
 from scipy.ndimage import gaussian_filter
 
@@ -1055,6 +1057,34 @@ def test_a_table_recorded_with_spaces_quotes_or_no_command_is_compared_or_left_a
         capsys.readouterr()
         main(["dae_sweep", "--scale", "tiny", "--out", str(out), "--seed", "3"])
         assert "error" not in capsys.readouterr().err  # nothing to compare: nothing said
+
+
+def test_the_experiments_compilation_cache_goes_with_them(tmp_path, monkeypatch):
+    """In a process with no compilation cache, the experiments keep theirs in <out>/cache/jax
+    for the next command, and only while they run: a caller's later programs (their own
+    process, a notebook) were written there too."""
+    cache = tmp_path / "out" / "cache" / "jax"
+    written = lambda: sorted(os.listdir(cache)) if cache.exists() else []  # noqa: E731
+
+    def compiles(name, ctx):
+        jax.jit(lambda x: x * 3.0 + 1.0)(jnp.ones(5))
+        return {"wall_time_s": 0}
+
+    monkeypatch.setattr(jaxae.experiments.__main__, "run_experiment", compiles)
+    before = jax.config.jax_compilation_cache_dir, \
+        jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_compilation_cache_dir", None)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # every program kept
+    compilation_cache.reset_cache()
+    try:
+        main(["dae_sweep", "--scale", "tiny", "--out", str(tmp_path / "out")])
+        theirs, after = written(), jax.config.jax_compilation_cache_dir
+        jax.jit(lambda x: x * 5.0 - 2.0)(jnp.ones(7))  # the caller's own, after
+        assert theirs and (after, written()) == (None, theirs)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before[0])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
+        compilation_cache.reset_cache()
 
 
 def test_the_command_names_folders_inside_the_current_one_relative_to_it(tmp_path,

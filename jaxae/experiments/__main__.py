@@ -20,6 +20,7 @@ import tempfile
 import textwrap
 
 import jax
+from jax.experimental.compilation_cache import compilation_cache
 
 from jaxae import cli
 from jaxae.data.sources import MNIST_NAMES
@@ -149,15 +150,29 @@ def main(argv: list[str] | None = None) -> None:
     mine = settings(args)
     for name in names:
         keep_other_results(name, mine, args.out)
-    if not jax.config.jax_compilation_cache_dir:  # compiled programs kept for the next command
-        cache = os.path.join(args.out, "cache", "jax")
-        jax.config.update("jax_compilation_cache_dir", os.path.abspath(cache))
-    for name in names:
-        record = cli.run(run_experiment, name, ctx)
-        print(f"{name}: wrote {os.path.join(args.out, name)}/table.md, table.json, plot.png "
-              f"in {record['wall_time_s']:.1f} s", flush=True)
+    with compiled_programs_kept_in(os.path.join(args.out, "cache", "jax")):
+        for name in names:
+            record = cli.run(run_experiment, name, ctx)
+            print(f"{name}: wrote {os.path.join(args.out, name)}/table.md, table.json, "
+                  f"plot.png in {record['wall_time_s']:.1f} s", flush=True)
     if args.name == "all":
         print(f"wrote {report(args)}")
+
+
+@contextlib.contextmanager
+def compiled_programs_kept_in(folder: str):
+    """JAX's compilation cache in `folder` while the experiments run, where the process has
+    none: the next command reloads what this one compiled. The process's own setting (none)
+    is put back after, so that a caller's later programs are not written there."""
+    if jax.config.jax_compilation_cache_dir:
+        yield
+        return
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(folder))
+    try:
+        yield
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+        compilation_cache.reset_cache()  # else JAX goes on writing into the folder it opened
 
 
 def keep_other_results(name: str, mine: dict[str, str], out: str) -> None:
