@@ -96,8 +96,9 @@ def base_config() -> ml_collections.ConfigDict:
         "channels": config_dict.placeholder(int),  # 1 (grey) or 3 (RGB) (None: as stored)
         "train_size": config_dict.placeholder(int),  # use only N training images
         "test_size": config_dict.placeholder(int),  # use only N test images
-        "subset": "first",  # which N: the "first" (stored order) or "random" (seeded draw)
-        "val_size": 0,  # images carved (deterministically) from the training split
+        "subset": "first",  # which N: the "first" (stored order) or "random" (a draw of the
+        # seed: runs of other seeds train and are scored on other images; "first": the same)
+        "val_size": 0,  # images carved from the training split by a draw of the seed
         "binarize": "none",  # Bernoulli targets: "static" (one fixed draw) or "dynamic"
         # (each step's own); the static draw, the test split's too, follows the seed, so
         # runs of other seeds are scored on other draws of the same test images
@@ -133,7 +134,8 @@ def base_config() -> ml_collections.ConfigDict:
     })
     c.train = ml_collections.ConfigDict({
         "batch_size": 128,  # global: split evenly over all devices (docs/devices.md)
-        "num_epochs": 10,  # epochs of floor(train images / batch_size) steps
+        "num_epochs": 10,  # epochs of floor(train images / batch_size) steps: an epoch leaves
+        # out the last (train images mod batch_size) of its shuffle, other ones each epoch
         "compute_dtype": "float32",  # or "bfloat16": Dense and Conv matmuls (kernels.precision)
         "log_every_steps": 100,  # training metrics (stdout, metrics.jsonl): every N steps and
         # at each epoch's end; train_loss is the step's batch mean before its update,
