@@ -4,6 +4,7 @@ import importlib
 import json
 import os
 import sys
+import threading
 import time
 
 import jax
@@ -15,12 +16,13 @@ import pytest
 from jaxae import build, losses, tasks
 from jaxae import config as config_lib
 from jaxae.config import ConfigError
-from jaxae.data import batches
+from jaxae.data import Split, Splits, batches
 from jaxae.evaluation.evaluate import evaluate_workdir
 from jaxae.evaluation.metrics import evaluate_split
 from jaxae.evaluation.pictures import picture_indices
 from jaxae.keys import VALIDATION_EVAL_STREAM, derive_keys
-from jaxae.training import checkpoints, compiler, steps
+from jaxae.training import checkpoints, compiler, parallel, steps
+from jaxae.training.batch_sources import ResidentSource
 from jaxae.training.trainer import train_and_evaluate
 from tests.conftest import tiny_model_source
 
@@ -540,6 +542,33 @@ def test_an_epoch_order_is_jax_random_permutation():
     for row in tied:
         _, by_xla = jax.lax.sort_key_val(jax.numpy.asarray(row), by_xla)
     np.testing.assert_array_equal(batches.sort_by_rounds(tied), by_xla)
+
+
+def test_the_next_epochs_order_is_drawn_while_this_one_trains(monkeypatch):
+    """The in-memory source draws epoch e + 1's order in a thread of its own once epoch e
+    starts (drawn at e + 1's start, its host-side sort held up the first chunk), none past
+    the run's last step; each epoch's order is still epoch_permutation's."""
+    size, batch, per_epoch = 40, 8, 5
+    split = Split(np.arange(size, dtype=np.uint8).reshape(size, 1, 1, 1),
+                  np.arange(size, dtype=np.int32))
+    data = Splits(split, None, split, tuple("abc"), "arrays")
+    drawn, draw = [], batches.epoch_permutation
+
+    def recorded(key, epoch, num_examples):
+        drawn.append((epoch, threading.current_thread() is threading.main_thread()))
+        return draw(key, epoch, num_examples)
+
+    monkeypatch.setattr(batches, "epoch_permutation", recorded)
+    key = jax.random.key(4)
+    source = ResidentSource(data, key, parallel.data_mesh(), batch, per_epoch, 3 * per_epoch)
+    try:
+        for step in range(0, 3 * per_epoch, 2):
+            arrays, order, first = source.chunk(step, 2)
+            assert first == step % per_epoch
+            np.testing.assert_array_equal(order, draw(key, step // per_epoch, size))
+    finally:
+        source.close()
+    assert drawn == [(0, True), (1, False), (2, False)]  # the first alone held up a chunk
 
 
 def test_a_batch_holds_the_rows_the_epoch_order_names():

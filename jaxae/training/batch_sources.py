@@ -5,6 +5,7 @@ reads none (`FinishedSource`)."""
 
 from __future__ import annotations
 
+from concurrent import futures
 from typing import Protocol
 
 import jax
@@ -31,7 +32,9 @@ class BatchSource(Protocol):
 
 class ResidentSource:
     """The training images placed on the device whole; each epoch's order is sent once and
-    a chunk of steps gathers its batches from them on the device."""
+    a chunk of steps gathers its batches from them on the device. The next epoch's order is
+    drawn by a thread of its own while this one trains: drawn at the epoch's start, its
+    sort held up the first chunk (`epoch_permutation` sorts on the host on a CPU)."""
 
     def __init__(self, data: Splits, data_key: jax.Array, mesh, batch_size: int,
                  steps_per_epoch: int, total_steps: int):
@@ -41,22 +44,30 @@ class ResidentSource:
         self.batch_size, self.steps_per_epoch = batch_size, steps_per_epoch
         self.total_steps = total_steps
         self.order, self.epoch = None, None
+        self._ahead = futures.ThreadPoolExecutor(1, thread_name_prefix="jaxae-next-order")
+        self._next: tuple[int, futures.Future] | None = None  # (epoch, its order)
 
     def chunk(self, step: int, count: int) -> tuple[dict, jax.Array, int]:
         """(arrays, order, index of the first batch in `order`) for `count` steps."""
         epoch, first = divmod(step, self.steps_per_epoch)
         if epoch != self.epoch:
-            self.order, self.epoch = parallel.put_replicated(
-                batches.epoch_permutation(self.data_key, epoch, self.num_examples),
-                self.mesh), epoch
+            drawn = self._next[1] if self._next and self._next[0] == epoch else None
+            order = drawn.result() if drawn else self._draw(epoch)
+            self.order, self.epoch = parallel.put_replicated(order, self.mesh), epoch
+            self._next = None
+            if (epoch + 1) * self.steps_per_epoch < self.total_steps:
+                self._next = epoch + 1, self._ahead.submit(self._draw, epoch + 1)
         return self.arrays, self.order, first
+
+    def _draw(self, epoch: int) -> np.ndarray | jax.Array:
+        return batches.epoch_permutation(self.data_key, epoch, self.num_examples)
 
     def position(self, step: int) -> dict:
         """What a checkpoint at `step` holds of the data: the streamed path's position."""
         return streaming.position(step, self.num_examples, self.batch_size, self.total_steps)
 
     def close(self) -> None:
-        pass
+        self._ahead.shutdown(wait=True, cancel_futures=True)
 
 
 class FinishedSource:
