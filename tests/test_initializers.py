@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxae.kernels import random
 from jaxae.models import initializers
 from jaxae.training import steps
 
@@ -56,8 +57,9 @@ def test_lecun_keeps_flax_values_and_schemes_depend_on_the_key():
 
 
 def test_flat_draws_equal_flax_and_jax_draws_value_for_value():
-    # The schemes draw over flattened shapes (a faster compile); a checkpoint or a recorded
-    # figure depends on these values being exactly those of the shaped draws.
+    # The schemes, a VAE's eps and the noise draw over flattened shapes (a faster compile);
+    # a checkpoint or a recorded figure depends on these values being exactly those of the
+    # shaped draws.
     key = jax.random.key(7)
     for shape in [(784, 10), (3, 3, 16, 8), (3, 3, 1, 16), (5, 4, 3, 2, 6)]:
         np.testing.assert_array_equal(
@@ -66,6 +68,10 @@ def test_flat_draws_equal_flax_and_jax_draws_value_for_value():
         np.testing.assert_array_equal(
             initializers._torch_uniform(key, shape, 144),
             jax.random.uniform(key, shape, jnp.float32, -1 / 12, 1 / 12))
+        np.testing.assert_array_equal(random.normal(key, shape, jnp.float32),
+                                      jax.random.normal(key, shape, jnp.float32))
+    np.testing.assert_array_equal(random.normal(key, (2, 3), jnp.bfloat16),
+                                  jax.random.normal(key, (2, 3), jnp.bfloat16))
 
 
 class _Normed(flax.linen.Module):

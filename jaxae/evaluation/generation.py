@@ -21,6 +21,7 @@ from jax.scipy.stats import norm
 from jaxae import losses
 from jaxae.data.batches import to_float
 from jaxae.data.records import HostArray
+from jaxae.kernels import random
 from jaxae.keys import check_key, eval_example_key
 from jaxae.models import declarations
 from jaxae.models.base import ModelParams, Variables, check_label_values, variables_of
@@ -147,7 +148,7 @@ def _decoded_prior(model: nn.Module, params: ModelParams, key: jax.Array, draws:
     check_params(params, function)
     check_key(key, f"{function}' key")  # (the functions' names end in s)
     _check_labels(model, labels, num)
-    z = jax.random.normal(key, (draws, *model.latent_shape))
+    z = random.normal(key, (draws, *model.latent_shape))
     z = jnp.tile(z, (num // draws, *[1] * len(model.latent_shape)))
     return np.asarray(_decoded_images(model, params, z, labels))
 
@@ -208,7 +209,7 @@ def perturbed_code_samples(model: nn.Module, params: ModelParams, inputs: jax.Ar
     check_key(key, "perturbed_code_samples' key")
     _check_labels(model, labels, len(inputs))
     code = _code(model, params, inputs, labels)
-    noisy = code * (1 + jax.random.normal(key, code.shape))
+    noisy = code * (1 + random.normal(key, code.shape))
     return np.asarray(_decoded_images(model, params, noisy, labels))  # checked above
 
 

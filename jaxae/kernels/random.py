@@ -8,7 +8,9 @@ fuses into a single pass. The values are those of `jax.random.bits(key, shape, j
 under JAX's default partitionable Threefry (`tests/test_kernels.py` checks them bit for
 bit); with `jax_threefry_partitionable` off, or a key of another implementation,
 `bits32` calls `jax.random.bits` itself. The DAE's dropout mask is the main user
-(`python -m benchmarks.profile_epoch --model dae` lists its passes).
+(`python -m benchmarks.profile_epoch --model dae` lists its passes). `normal` and `uniform`
+draw JAX's own values over the flattened shape, which XLA's CPU compiler builds several
+times faster than a 3-D or 4-D draw.
 """
 
 from __future__ import annotations
@@ -48,6 +50,19 @@ def _is_partitionable_threefry(key: jax.Array) -> bool:
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.key_impl(key) == jax.random.key_impl(jax.random.key(0))
     return key.shape == (2,) and key.dtype == jnp.uint32  # a raw threefry key
+
+
+def normal(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32
+           ) -> jax.Array:
+    """`jax.random.normal(key, shape, dtype)`, value for value (JAX's Threefry numbers the
+    elements in row-major order: `tests/test_initializers.py` checks it), drawn flat."""
+    return jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
+
+
+def uniform(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32,
+            low: float = 0.0, high: float = 1.0) -> jax.Array:
+    """`jax.random.uniform(key, shape, dtype, low, high)`, value for value, drawn flat."""
+    return jax.random.uniform(key, (math.prod(shape),), dtype, low, high).reshape(shape)
 
 
 def bits32(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:

@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxae.kernels import random
 from jaxae.keys import check_key
 
 ModuleDef = Any  # a module class, or a functools.partial of one (the layer to build with)
@@ -243,7 +244,7 @@ def sample_with_noise(key: jax.Array, mean: jax.Array, log_sigma: jax.Array
     """(z, eps) of `reparameterize`: the standard normal draw beside z, from which
     log q(z | x) = log N(eps; 0, I) - sum(log_sigma) holds where exp(log_sigma) underflows
     (z is the mean there, and (z - mean) / sigma would be 0 * inf)."""
-    eps = jax.random.normal(key, mean.shape, mean.dtype)
+    eps = random.normal(key, mean.shape, mean.dtype)
     return mean + jnp.exp(log_sigma) * eps, eps
 
 

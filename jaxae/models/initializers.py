@@ -15,6 +15,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxae.kernels import random
+
 
 def check_scheme(scheme: str) -> None:
     """ValueError for a scheme not in SCHEMES (one line, naming them), before any drawing."""
@@ -28,18 +30,10 @@ def _fan_in(kernel_shape: tuple[int, ...]) -> int:
     return math.prod(kernel_shape[:-1])
 
 
-def _uniform(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype, low: float,
-             high: float) -> jax.Array:
-    """`jax.random.uniform(key, shape, ...)`, drawn over the flattened shape and reshaped:
-    the same values (JAX's Threefry numbers the elements in row-major order,
-    `tests/test_initializers.py` checks it), and XLA's CPU compiler builds the flat draw
-    faster than a 4-D one (a conv kernel's)."""
-    return jax.random.uniform(key, (math.prod(shape),), dtype, low, high).reshape(shape)
-
-
 def _torch_uniform(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:
     bound = 1.0 / math.sqrt(fan_in)
-    return _uniform(key, shape, jnp.float32, -bound, bound)
+    return random.uniform(key, shape, jnp.float32, -bound, bound)  # drawn flat: a conv
+    # kernel's 4-D draw compiles slower
 
 
 def glorot_uniform(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32
@@ -49,7 +43,7 @@ def glorot_uniform(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jn
     receptive_field = math.prod(shape[:-2])
     fan_in, fan_out = shape[-2] * receptive_field, shape[-1] * receptive_field
     variance = jnp.array(1.0 / ((fan_in + fan_out) / 2), dtype=dtype)
-    return _uniform(key, shape, dtype, -1, 1) * jnp.sqrt(3 * variance)
+    return random.uniform(key, shape, dtype, -1, 1) * jnp.sqrt(3 * variance)
 
 
 # draws a leaf from (key, shape, dtype, the fan-in of its module's kernel)
