@@ -25,6 +25,30 @@ def test_neighbour_accuracy_on_a_hand_example():
         embedding.neighbour_accuracy(points, labels)
 
 
+def test_the_nearest_others_are_by_distance_then_index_as_a_full_search_finds_them():
+    """The k-d tree's neighbours, and where the k-th distance is shared beyond the k (a
+    grid of codes, a collapsed code's duplicates), the lower index: as a stable sort of
+    all distances gives them."""
+    rng = np.random.default_rng(3)
+    spread = rng.normal(size=(400, 2))
+    cases = {"spread": spread, "grid": np.round(spread * 2),
+             "collapsed": np.where(rng.random((400, 1)) < 0.4, 0.0, spread)}
+    for name, points in cases.items():
+        squared = ((points[:, None] - points[None]) ** 2).sum(axis=2)
+        np.fill_diagonal(squared, np.inf)
+        for k in (1, 5):
+            expected = np.sort(np.argsort(squared, axis=1, kind="stable")[:, :k], axis=1)
+            found = np.sort(embedding.nearest_others(points, k), axis=1)
+            np.testing.assert_array_equal(found, expected, err_msg=f"{name}, k={k}")
+    labels = rng.integers(0, 3, 400)
+    diverged = cases["grid"].copy()
+    diverged[::7] = np.nan  # a diverged code's points are left out, not a failure
+    kept = np.ones(400, bool)
+    kept[::7] = False
+    assert embedding.neighbour_accuracy(diverged, labels) == \
+        embedding.neighbour_accuracy(cases["grid"][kept], labels[kept])
+
+
 def test_pixel_pca_points_are_the_test_pixels_on_the_training_pixels_two_leading_directions(
         fashion_prepared):
     data = fashion_prepared[1]

@@ -4,44 +4,75 @@ the lesson's claim that an autoencoder's code is the better 2-D visualisation, m
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from jaxae.data.batches import to_float
 from jaxae.data.records import HostArray
 from jaxae.evaluation import pca
 
 NEIGHBOURS = 5  # the classes of a point's 5 nearest neighbours vote on its class
-MAX_POINTS = 10_000  # the first this many points are scored (distances in chunks of rows)
+MAX_POINTS = 10_000  # the first this many points are scored
 PCA_FIT_IMAGES = 2_000  # the pixels' two leading directions, from the first training images
-_CHUNK = 1_024
+_CHUNK = 1_024  # images projected at a time
+_SEARCH_ROWS = 256  # points searched over all points at a time
 
 
 def neighbour_accuracy(points_Nx2: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS
                        ) -> float:
     """The share of points whose k nearest other points (Euclidean, in the plane drawn) vote
     for their own class (ties to the lowest class index): leave-one-out k-NN accuracy over the
-    first MAX_POINTS points. 1 / classes for a picture that mixes the classes evenly."""
+    first MAX_POINTS points, those with a coordinate that is not finite (a diverged code)
+    left out. 1 / classes for a picture that mixes the classes evenly."""
     if len(points_Nx2) != len(labels):
         raise ValueError(f"neighbour_accuracy was given {len(points_Nx2)} points and "
                          f"{len(labels)} labels: give one label per point")
     points = np.asarray(points_Nx2, np.float64)[:MAX_POINTS]
-    points = points - points.mean(axis=0)  # distances by |a|^2 + |b|^2 - 2ab stay exact
     labels = np.asarray(labels)[:MAX_POINTS]
+    finite = np.isfinite(points).all(axis=1)
+    points, labels = points[finite], labels[finite]
     if len(points) <= k:
         raise ValueError(f"{len(points)} points cannot be scored by their {k} nearest "
                          "neighbours: give more than that")
-    num_classes = int(labels.max()) + 1
-    squared = (points ** 2).sum(axis=1)
-    correct = 0
-    for start in range(0, len(points), _CHUNK):
-        rows = slice(start, start + _CHUNK)
-        distances = squared[rows, None] + squared[None, :] - 2 * points[rows] @ points.T
-        distances[np.arange(distances.shape[0]), np.arange(start, start + distances.shape[0])
-                  ] = np.inf  # a point is not its own neighbour
-        nearest = np.argpartition(distances, k, axis=1)[:, :k]
-        votes = np.zeros((len(nearest), num_classes), np.int64)
-        np.add.at(votes, (np.arange(len(nearest))[:, None], labels[nearest]), 1)
-        correct += int((votes.argmax(axis=1) == labels[rows]).sum())
-    return correct / len(points)
+    nearest = nearest_others(points, k)
+    votes = np.zeros((len(points), int(labels.max()) + 1), np.int64)
+    np.add.at(votes, (np.arange(len(points))[:, None], labels[nearest]), 1)
+    return float((votes.argmax(axis=1) == labels).mean())
+
+
+def nearest_others(points: np.ndarray, k: int) -> np.ndarray:
+    """int [N, k]: each point's k nearest other points, in index order where they tie.
+    Found by a k-d tree (a search of all 10,000 points took seconds); a point whose k-th
+    distance is shared beyond it (a grid of codes, or duplicates: a collapsed code) is
+    searched again over all points, so that ties go to the lower index."""
+    n = len(points)
+    count = min(k + 2, n)  # itself, k others, and one beyond them to see a tie
+    distances, found = cKDTree(points).query(points, count)
+    itself = found == np.arange(n)[:, None]
+    distances = np.where(itself, np.inf, distances)  # (absent where k + 2 share distance 0)
+    by_distance = np.argsort(distances, axis=1, kind="stable")
+    ranked = np.take_along_axis(distances, by_distance, axis=1)
+    nearest = np.take_along_axis(found, by_distance, axis=1)[:, :k]
+    if count > k + 1:
+        tied = np.flatnonzero(ranked[:, k - 1] == ranked[:, k])
+        for start in range(0, len(tied), _SEARCH_ROWS):
+            rows = tied[start:start + _SEARCH_ROWS]
+            nearest[rows] = _first_k_by_distance_then_index(points, rows, k)
+    return nearest
+
+
+def _first_k_by_distance_then_index(points: np.ndarray, rows: np.ndarray, k: int
+                                    ) -> np.ndarray:
+    """int [len(rows), k]: the k points nearest each of `rows` but itself, by (distance,
+    index), over all points."""
+    squared = sum((points[rows, j, None] - points[None, :, j]) ** 2
+                  for j in range(points.shape[1]))
+    squared[np.arange(len(rows)), rows] = np.inf
+    kth = np.partition(squared, k - 1, axis=1)[:, k - 1:k]
+    nearer = squared < kth
+    level = squared == kth  # as many of these as k leaves room for, lowest index first
+    chosen = nearer | (level & (np.cumsum(level, axis=1) <= k - nearer.sum(axis=1,
+                                                                          keepdims=True)))
+    return np.nonzero(chosen)[1].reshape(len(rows), k)
 
 
 def pixel_pca_points(train_images: HostArray, test_images: HostArray) -> np.ndarray:
