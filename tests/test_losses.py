@@ -159,6 +159,15 @@ def test_median_of_9_is_the_median_of_every_binary_pattern():
     np.testing.assert_array_equal(baselines.median_of_9(values), np.median(patterns, axis=1))
 
 
+def test_the_sorting_network_sorts_every_binary_pattern():
+    """By the 0-1 principle, a compare-exchange network that sorts every 0/1 input of nine
+    sorts every input of nine: all 512 patterns are checked."""
+    patterns = (np.arange(512)[:, None] >> np.arange(9)) & 1
+    values = [jnp.asarray(patterns[:, i], jnp.float32) for i in range(9)]
+    np.testing.assert_array_equal(np.stack(baselines._exchanged(values, baselines.SORT_9), 1),
+                                  np.sort(patterns, axis=1))
+
+
 def test_the_masked_median_fills_each_zero_from_its_non_zero_neighbours():
     rng = np.random.default_rng(0)
     images = rng.integers(1, 9, (3, 7, 6, 2)).astype(np.float32) / 8
@@ -174,6 +183,14 @@ def test_the_masked_median_fills_each_zero_from_its_non_zero_neighbours():
     assert expected[0, 0, 0, 0] == 0.0 and (expected[images == 0] > 0).mean() > 0.9
     np.testing.assert_allclose(baselines.masked_median_3x3(jnp.asarray(images)), expected,
                                rtol=1e-6)
+    # bit for bit the median of a sort (how it was computed before the sorting network)
+    ordered = np.sort(np.where(windows > 0, windows, np.inf), axis=-1)
+    count = (windows > 0).sum(-1, keepdims=True)
+    low = np.take_along_axis(ordered, np.maximum(count - 1, 0) // 2, axis=-1)[..., 0]
+    high = np.take_along_axis(ordered, count // 2, axis=-1)[..., 0]
+    by_sort = np.where(images > 0, images, np.where(count[..., 0] > 0, (low + high) / 2, 0))
+    np.testing.assert_array_equal(baselines.masked_median_3x3(jnp.asarray(images)),
+                                  by_sort.astype(np.float32))
 
 
 def test_median_filter_equals_numpy_with_edges_replicated():
