@@ -1215,7 +1215,8 @@ def test_evaluation_output_that_cannot_be_written_is_refused_before_any_work(tmp
                    for name in os.listdir(tmp_path / "checkpoints" / "1"))
 
 
-def test_iwae_bounds_with_a_progress_bar_are_the_same_bits():
+def test_iwae_bounds_with_a_progress_bar_are_the_same_bits_its_time_left_weighs_k(
+        monkeypatch):
     from jaxae import models, objectives
     from jaxae.data.splits import Split
     from jaxae.evaluation import iwae
@@ -1229,6 +1230,20 @@ def test_iwae_bounds_with_a_progress_bar_are_the_same_bits():
     batches = [b for _, b in padded_batches(Split(images, np.zeros(30, np.int32)), 8)]
     args = (model, task, objectives.Bernoulli(), params, batches, jax.random.key(1), (1, 7), 3)
     assert iwae.iwae_bounds(*args, progress=True) == iwae.iwae_bounds(*args, progress=False)
+    bars = []
+
+    class Bar(tqdm):  # what the bar was told: its total and each update
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            bars.append([self.total])
+
+        def update(self, n=1):
+            bars[-1].append(n)
+            return super().update(n)
+
+    monkeypatch.setattr(iwae, "tqdm", Bar)
+    iwae.iwae_bounds(*args, progress=True)
+    assert bars == [[8 * 4, 1, 1, 1, 1, 7, 7, 7, 7]]  # k = 7's batches take 7 times as long
     unpadded = [{"image": images[:16]}, {"image": images[16:]}]  # no masks: every image counts
     bounds = iwae.iwae_bounds(model, task, objectives.Bernoulli(), params, unpadded,
                               jax.random.key(1), (1,), 3)

@@ -110,7 +110,10 @@ def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: Mo
                          "decoded at a time (e.g. 50)")
     count = float(sum(np.sum(b["mask"]) if "mask" in b else len(b["image"]) for b in batches))
     out = {}
-    with tqdm(total=len(counts) * len(batches), desc="IWAE bounds", leave=False,
+    # the bar counts decoded samples per image, so that its estimate of the time left holds
+    # across k (each batch of k = 1000 takes about 1000 times one of k = 1)
+    with tqdm(total=sum(counts) * len(batches), desc="IWAE bounds", leave=False,
+              bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}",
               disable=None if progress is None else not progress) as bar:
         for k in counts:
             bar.set_postfix(k=k)
@@ -120,6 +123,6 @@ def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: Mo
                 total = total + step(params, b, jax.random.fold_in(key, i))
                 if not bar.disable:
                     jax.block_until_ready(total)
-                    bar.update(1)
+                    bar.update(k)
             out[k] = float(total) / count
     return out
