@@ -96,9 +96,9 @@ def base_config() -> ml_collections.ConfigDict:
         "channels": config_dict.placeholder(int),  # 1 (grey) or 3 (RGB) (None: as stored)
         "train_size": config_dict.placeholder(int),  # use only N training images
         "test_size": config_dict.placeholder(int),  # use only N test images
-        "subset": "first",  # which N: the "first" (stored order) or "random" (a draw of the
-        # seed: runs of other seeds train and are scored on other images; "first": the same)
-        "val_size": 0,  # images carved from the training split by a draw of the seed
+        "subset": "first",  # which N: the "first" (stored order) or "random" (drawn from the
+        # seed's data key: runs of other seeds train and are scored on other images)
+        "val_size": 0,  # images carved from the training split, drawn from the seed's data key
         "binarize": "none",  # Bernoulli targets: "static" (one fixed draw) or "dynamic"
         # (each step's own); the static draw, the test split's too, follows the seed, so
         # runs of other seeds are scored on other draws of the same test images

@@ -12,7 +12,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxae.kernels import random as random_bits
+from jaxae.kernels import random
 from jaxae.keys import check_key
 
 
@@ -127,7 +127,7 @@ def log_normal(z: jax.Array, mean: jax.Array, log_sigma: jax.Array) -> jax.Array
 def gaussian_noise(key: jax.Array, images: jax.Array, std: float) -> jax.Array:
     """Additive N(0, std^2) noise, clipped back to the valid pixel range [0, 1]."""
     check_key(key, "gaussian_noise's key")
-    noisy = images + std * random_bits.normal(key, images.shape, images.dtype)
+    noisy = images + std * random.normal(key, images.shape, images.dtype)
     return jnp.clip(noisy, 0.0, 1.0)
 
 
@@ -143,7 +143,7 @@ def bernoulli_16bit(key: jax.Array, p: float, shape: tuple[int, ...]) -> jax.Arr
     if threshold >= 2**16 or threshold <= 0:  # certain either way (and beyond uint16's range)
         return jnp.full(shape, threshold > 0)
     rows, per_row = shape[0], math.prod(shape[1:])  # rows stay whole: batch sharding holds
-    words = random_bits.bits32(key, (rows, (per_row + 1) // 2))
+    words = random.bits32(key, (rows, (per_row + 1) // 2))
     halves = jax.lax.bitcast_convert_type(words, jnp.uint16)[..., ::-1].reshape(rows, -1)
     return (halves[:, :per_row] < threshold).reshape(shape)
 

@@ -42,11 +42,13 @@ def test_the_nearest_others_are_by_distance_then_index_as_a_full_search_finds_th
             np.testing.assert_array_equal(found, expected, err_msg=f"{name}, k={k}")
     labels = rng.integers(0, 3, 400)
     diverged = cases["grid"].copy()
-    diverged[::7] = np.nan  # a diverged code's points are left out, not a failure
+    diverged[::7] = np.nan  # a diverged code's points: misses, and no one's neighbours
     kept = np.ones(400, bool)
     kept[::7] = False
-    assert embedding.neighbour_accuracy(diverged, labels) == \
-        embedding.neighbour_accuracy(cases["grid"][kept], labels[kept])
+    assert embedding.neighbour_accuracy(diverged, labels) == pytest.approx(
+        embedding.neighbour_accuracy(cases["grid"][kept], labels[kept]) * kept.sum() / 400)
+    diverged[6:] = np.inf  # 6 points drawn: none has 5 neighbours drawn
+    assert embedding.neighbour_accuracy(diverged, labels) == 0.0
 
 
 def test_pixel_pca_points_are_the_test_pixels_on_the_training_pixels_two_leading_directions(

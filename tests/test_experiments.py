@@ -1060,11 +1060,12 @@ def test_a_table_recorded_with_spaces_quotes_or_no_command_is_compared_or_left_a
 
 
 def test_the_experiments_compilation_cache_goes_with_them(tmp_path, monkeypatch):
-    """In a process with no compilation cache, the experiments keep theirs in <out>/cache/jax
-    for the next command, and only while they run: a caller's later programs (their own
-    process, a notebook) were written there too."""
-    cache = tmp_path / "out" / "cache" / "jax"
-    written = lambda: sorted(os.listdir(cache)) if cache.exists() else []  # noqa: E731
+    """In a process with no compilation cache set, the experiments keep theirs in
+    <out>/cache/jax for the next command, and only while they run: a caller's later programs
+    (their own process, a notebook) were written there too, and a cache the caller had opened
+    and then unset took the experiments' programs."""
+    cache, callers = tmp_path / "out" / "cache" / "jax", tmp_path / "callers"
+    written = lambda folder: sorted(os.listdir(folder)) if folder.exists() else []  # noqa: E731
 
     def compiles(name, ctx):
         jax.jit(lambda x: x * 3.0 + 1.0)(jnp.ones(5))
@@ -1073,14 +1074,18 @@ def test_the_experiments_compilation_cache_goes_with_them(tmp_path, monkeypatch)
     monkeypatch.setattr(jaxae.experiments.__main__, "run_experiment", compiles)
     before = jax.config.jax_compilation_cache_dir, \
         jax.config.jax_persistent_cache_min_compile_time_secs
-    jax.config.update("jax_compilation_cache_dir", None)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # every program kept
+    jax.config.update("jax_compilation_cache_dir", str(callers))  # the caller's, opened
     compilation_cache.reset_cache()
     try:
+        jax.jit(lambda x: x - 4.0)(jnp.ones(3))
+        jax.config.update("jax_compilation_cache_dir", None)  # and unset
+        callers_own = written(callers)
         main(["dae_sweep", "--scale", "tiny", "--out", str(tmp_path / "out")])
-        theirs, after = written(), jax.config.jax_compilation_cache_dir
+        theirs, after = written(cache), jax.config.jax_compilation_cache_dir
         jax.jit(lambda x: x * 5.0 - 2.0)(jnp.ones(7))  # the caller's own, after
-        assert theirs and (after, written()) == (None, theirs)
+        assert callers_own and theirs and (after, written(cache), written(callers)) == (
+            None, theirs, callers_own)
     finally:
         jax.config.update("jax_compilation_cache_dir", before[0])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])

@@ -544,31 +544,48 @@ def test_an_epoch_order_is_jax_random_permutation():
     np.testing.assert_array_equal(batches.sort_by_rounds(tied), by_xla)
 
 
-def test_the_next_epochs_order_is_drawn_while_this_one_trains(monkeypatch):
-    """The in-memory source draws epoch e + 1's order in a thread of its own once epoch e
-    starts (drawn at e + 1's start, its host-side sort held up the first chunk), none past
-    the run's last step; each epoch's order is still epoch_permutation's."""
+def test_the_next_epochs_order_is_sorted_while_this_one_trains(monkeypatch):
+    """The in-memory source sorts epoch e + 1's order in a thread of its own once epoch e
+    starts, none past the run's last step, its JAX part dispatched from the main thread
+    (under that thread's JAX settings: a run resumed at an epoch's start draws the same); each
+    epoch's order is still epoch_permutation's, and a failed draw fails that epoch's chunk."""
     size, batch, per_epoch = 40, 8, 5
     split = Split(np.arange(size, dtype=np.uint8).reshape(size, 1, 1, 1),
                   np.arange(size, dtype=np.int32))
     data = Splits(split, None, split, tuple("abc"), "arrays")
-    drawn, draw = [], batches.epoch_permutation
+    started, sorted_in, start, sort = [], [], batches.start_permutation, batches.sort_by_rounds
 
-    def recorded(key, epoch, num_examples):
-        drawn.append((epoch, threading.current_thread() is threading.main_thread()))
-        return draw(key, epoch, num_examples)
+    def recorded_start(key, epoch, num_examples):
+        started.append((epoch, threading.current_thread() is threading.main_thread()))
+        return start(key, epoch, num_examples)
 
-    monkeypatch.setattr(batches, "epoch_permutation", recorded)
+    def recorded_sort(keys):
+        sorted_in.append(threading.current_thread() is threading.main_thread())
+        if len(sorted_in) == 5:  # the second source's epoch 1
+            raise RuntimeError("a failed sort")
+        return sort(keys)
+
+    monkeypatch.setattr(batches, "start_permutation", recorded_start)
+    monkeypatch.setattr(batches, "sort_by_rounds", recorded_sort)
     key = jax.random.key(4)
-    source = ResidentSource(data, key, parallel.data_mesh(), batch, per_epoch, 3 * per_epoch)
-    try:
-        for step in range(0, 3 * per_epoch, 2):
-            arrays, order, first = source.chunk(step, 2)
-            assert first == step % per_epoch
-            np.testing.assert_array_equal(order, draw(key, step // per_epoch, size))
-    finally:
-        source.close()
-    assert drawn == [(0, True), (1, False), (2, False)]  # the first alone held up a chunk
+    with jax.threefry_partitionable(False):  # a setting of this thread alone
+        source = ResidentSource(data, key, parallel.data_mesh(), batch, per_epoch,
+                                3 * per_epoch)
+        try:
+            for step in range(0, 3 * per_epoch, 2):
+                _, order, first = source.chunk(step, 2)
+                assert first == step % per_epoch
+                np.testing.assert_array_equal(
+                    order, jax.random.permutation(jax.random.fold_in(key, step // per_epoch),
+                                                  size))
+        finally:
+            source.close()
+    assert started == [(0, True), (1, True), (2, True)] and sorted_in == [False] * 3
+    source = ResidentSource(data, key, parallel.data_mesh(), batch, per_epoch, 2 * per_epoch)
+    source.chunk(0, 2)
+    with pytest.raises(RuntimeError, match="a failed sort"):
+        source.chunk(per_epoch, 2)
+    source.close()
 
 
 def test_a_batch_holds_the_rows_the_epoch_order_names():

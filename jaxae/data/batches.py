@@ -65,9 +65,21 @@ def epoch_permutation(data_key: jax.Array, epoch: int, num_examples: int
     one jax.random.permutation(fold_in(data_key, epoch), num_examples) draws. On the CPU its
     sort keys are drawn by JAX and sorted by NumPy, whose stable sort runs faster there
     than XLA's (`python -m benchmarks.permutation`)."""
+    return finish_permutation(start_permutation(data_key, epoch, num_examples))
+
+
+def start_permutation(data_key: jax.Array, epoch: int, num_examples: int) -> jax.Array:
+    """`epoch_permutation`'s JAX part, dispatched (it runs asynchronously), under the calling
+    thread's JAX settings: the order itself off a CPU, its sort keys [rounds, N] on one."""
     if jax.default_backend() != "cpu":
         return sorted_by_xla(data_key, epoch, num_examples)
-    return sort_by_rounds(np.asarray(shuffle_sort_keys(data_key, epoch, num_examples)))
+    return shuffle_sort_keys(data_key, epoch, num_examples)
+
+
+def finish_permutation(started: jax.Array) -> np.ndarray | jax.Array:
+    """`epoch_permutation` from what `start_permutation` gave: sort keys sorted by NumPy, an
+    order as it is. Host work alone, so another thread may do it."""
+    return sort_by_rounds(np.asarray(started)) if started.ndim == 2 else started
 
 
 def gather_batch(arrays: dict[str, jax.Array], order: jax.Array, index: jax.Array,

@@ -21,29 +21,32 @@ def neighbour_accuracy(points_Nx2: np.ndarray, labels: np.ndarray, k: int = NEIG
                        ) -> float:
     """The share of points whose k nearest other points (Euclidean, in the plane drawn) vote
     for their own class (ties to the lowest class index): leave-one-out k-NN accuracy over the
-    first MAX_POINTS points, those with a coordinate that is not finite (a diverged code)
-    left out. 1 / classes for a picture that mixes the classes evenly."""
+    first MAX_POINTS points; a point with a coordinate that is not finite (a diverged code)
+    is drawn nowhere, no one's neighbour, and a miss. 1 / classes for a picture that mixes
+    the classes evenly."""
     if len(points_Nx2) != len(labels):
         raise ValueError(f"neighbour_accuracy was given {len(points_Nx2)} points and "
                          f"{len(labels)} labels: give one label per point")
     points = np.asarray(points_Nx2, np.float64)[:MAX_POINTS]
     labels = np.asarray(labels)[:MAX_POINTS]
-    finite = np.isfinite(points).all(axis=1)
-    points, labels = points[finite], labels[finite]
     if len(points) <= k:
         raise ValueError(f"{len(points)} points cannot be scored by their {k} nearest "
                          "neighbours: give more than that")
-    nearest = nearest_others(points, k)
-    votes = np.zeros((len(points), int(labels.max()) + 1), np.int64)
-    np.add.at(votes, (np.arange(len(points))[:, None], labels[nearest]), 1)
-    return float((votes.argmax(axis=1) == labels).mean())
+    finite = np.isfinite(points).all(axis=1)
+    if finite.sum() <= k:  # no point has k neighbours drawn
+        return 0.0
+    drawn, classes = points[finite], labels[finite]
+    nearest = nearest_others(drawn, k)
+    votes = np.zeros((len(drawn), int(labels.max()) + 1), np.int64)
+    np.add.at(votes, (np.arange(len(drawn))[:, None], classes[nearest]), 1)
+    return int((votes.argmax(axis=1) == classes).sum()) / len(points)
 
 
 def nearest_others(points: np.ndarray, k: int) -> np.ndarray:
     """int [N, k]: each point's k nearest other points, in index order where they tie.
-    Found by a k-d tree (a search of all 10,000 points took seconds); a point whose k-th
-    distance is shared beyond it (a grid of codes, or duplicates: a collapsed code) is
-    searched again over all points, so that ties go to the lower index."""
+    Found by a k-d tree rather than all pairs' distances; a point whose k-th distance is
+    shared beyond it (a grid of codes, or duplicates: a collapsed code) is searched again
+    over all points, so that ties go to the lower index."""
     n = len(points)
     count = min(k + 2, n)  # itself, k others, and one beyond them to see a tie
     distances, found = cKDTree(points).query(points, count)

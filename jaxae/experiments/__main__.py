@@ -18,6 +18,7 @@ import shlex
 import sys
 import tempfile
 import textwrap
+from collections.abc import Iterator
 
 import jax
 from jax.experimental.compilation_cache import compilation_cache
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 @contextlib.contextmanager
-def compiled_programs_kept_in(folder: str):
+def compiled_programs_kept_in(folder: str) -> Iterator[None]:
     """JAX's compilation cache in `folder` while the experiments run, where the process has
     none: the next command reloads what this one compiled. The process's own setting (none)
     is put back after, so that a caller's later programs are not written there."""
@@ -168,6 +169,7 @@ def compiled_programs_kept_in(folder: str):
         yield
         return
     jax.config.update("jax_compilation_cache_dir", os.path.abspath(folder))
+    compilation_cache.reset_cache()  # else a cache JAX opened earlier in the process stays
     try:
         yield
     finally:

@@ -9,8 +9,8 @@ under JAX's default partitionable Threefry (`tests/test_kernels.py` checks them 
 bit); with `jax_threefry_partitionable` off, or a key of another implementation,
 `bits32` calls `jax.random.bits` itself. The DAE's dropout mask is the main user
 (`python -m benchmarks.profile_epoch --model dae` lists its passes). `normal` and `uniform`
-draw JAX's own values over the flattened shape, which XLA's CPU compiler builds several
-times faster than a 3-D or 4-D draw.
+draw JAX's own values over the flattened shape, which XLA's CPU compiler builds faster than
+a 3-D or 4-D draw.
 """
 
 from __future__ import annotations

@@ -32,8 +32,7 @@ def _fan_in(kernel_shape: tuple[int, ...]) -> int:
 
 def _torch_uniform(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:
     bound = 1.0 / math.sqrt(fan_in)
-    return random.uniform(key, shape, jnp.float32, -bound, bound)  # drawn flat: a conv
-    # kernel's 4-D draw compiles slower
+    return random.uniform(key, shape, jnp.float32, -bound, bound)
 
 
 def glorot_uniform(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32

@@ -50,12 +50,12 @@ def masked_median_3x3(images_BxHxWxC: jax.Array) -> jax.Array:
     padded = jnp.pad(images_BxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))  # beyond: missing
     window = [padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)]
     count = sum((value > 0).astype(jnp.int32) for value in window)
-    # the kept ones first, in order: a sorting network (jnp.sort over a stacked axis ran
-    # many times slower on a CPU, for the same values)
+    # the kept ones first, in order, by 28 min/max passes of a sorting network where
+    # jnp.sort over a stacked axis is a general sort (the same values)
     ordered = _exchanged([jnp.where(value > 0, value, jnp.inf) for value in window], SORT_9)
 
     def at(index: jax.Array) -> jax.Array:
-        return jnp.select([index == m for m in range(9)], ordered)
+        return jnp.select([index == m for m in range(5)], ordered[:5])  # index <= 9 // 2
 
     low, high = at(jnp.maximum(count - 1, 0) // 2), at(count // 2)
     median = jnp.where(count > 0, (low + high) / 2, 0.0)

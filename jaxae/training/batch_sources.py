@@ -33,8 +33,9 @@ class BatchSource(Protocol):
 class ResidentSource:
     """The training images placed on the device whole; each epoch's order is sent once and
     a chunk of steps gathers its batches from them on the device. The next epoch's order is
-    drawn by a thread of its own while this one trains: drawn at the epoch's start, its
-    sort held up the first chunk (`epoch_permutation` sorts on the host on a CPU)."""
+    sorted by a thread of its own while this one trains (on a CPU its sort runs on the host:
+    `batches.epoch_permutation`), so that the epoch's first chunk does not wait for it; its
+    JAX part is dispatched from the calling thread, under that thread's JAX settings."""
 
     def __init__(self, data: Splits, data_key: jax.Array, mesh, batch_size: int,
                  steps_per_epoch: int, total_steps: int):
@@ -52,15 +53,16 @@ class ResidentSource:
         epoch, first = divmod(step, self.steps_per_epoch)
         if epoch != self.epoch:
             drawn = self._next[1] if self._next and self._next[0] == epoch else None
-            order = drawn.result() if drawn else self._draw(epoch)
+            order = drawn.result() if drawn else self._draw(epoch).result()
             self.order, self.epoch = parallel.put_replicated(order, self.mesh), epoch
             self._next = None
             if (epoch + 1) * self.steps_per_epoch < self.total_steps:
-                self._next = epoch + 1, self._ahead.submit(self._draw, epoch + 1)
+                self._next = epoch + 1, self._draw(epoch + 1)
         return self.arrays, self.order, first
 
-    def _draw(self, epoch: int) -> np.ndarray | jax.Array:
-        return batches.epoch_permutation(self.data_key, epoch, self.num_examples)
+    def _draw(self, epoch: int) -> futures.Future:
+        started = batches.start_permutation(self.data_key, epoch, self.num_examples)
+        return self._ahead.submit(batches.finish_permutation, started)
 
     def position(self, step: int) -> dict:
         """What a checkpoint at `step` holds of the data: the streamed path's position."""
