@@ -4,7 +4,6 @@ the lesson's claim that an autoencoder's code is the better 2-D visualisation, m
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from jaxae.data.batches import to_float
 from jaxae.data.records import HostArray
@@ -47,6 +46,8 @@ def nearest_others(points: np.ndarray, k: int) -> np.ndarray:
     Found by a k-d tree rather than all pairs' distances; a point whose k-th distance is
     shared beyond it (a grid of codes, or duplicates: a collapsed code) is searched again
     over all points, so that ties go to the lower index."""
+    from scipy.spatial import cKDTree  # here: its import takes longer than a search
+
     n = len(points)
     count = min(k + 2, n)  # itself, k others, and one beyond them to see a tie
     distances, found = cKDTree(points).query(points, count)
