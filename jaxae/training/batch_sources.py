@@ -52,8 +52,9 @@ class ResidentSource:
         """(arrays, order, index of the first batch in `order`) for `count` steps."""
         epoch, first = divmod(step, self.steps_per_epoch)
         if epoch != self.epoch:
-            drawn = self._next[1] if self._next and self._next[0] == epoch else None
-            order = drawn.result() if drawn else self._draw(epoch).result()
+            if self._next is None or self._next[0] != epoch:  # the first, or a jump
+                self._next = epoch, self._draw(epoch)
+            order = self._next[1].result()
             self.order, self.epoch = parallel.put_replicated(order, self.mesh), epoch
             self._next = None
             if (epoch + 1) * self.steps_per_epoch < self.total_steps:
