@@ -246,6 +246,7 @@ def test_the_bar_s_images_per_second_are_timed_from_the_epoch_s_first_chunk_read
 def test_off_a_terminal_a_progress_line_says_the_rate_and_the_time_left(monkeypatch, capsys):
     """Where the bar is off (nohup, a cluster job's log), a line on stderr at most once a
     minute: its figures are the bar's; without it, such a log said nothing of the speed."""
+    from jaxae import progress
     from jaxae.training import trainer
 
     clock = iter([0.0, 10.0, 70.0, 100.0, 131.0])  # reads of chunks 1-5
@@ -276,7 +277,7 @@ def test_off_a_terminal_a_progress_line_says_the_rate_and_the_time_left(monkeypa
         # (3,000 - 1,200) x 4 / (3,200 / 70) s; then 61 s later, not 30
         "epoch 1/3, step 2,000 of 3,000: loss 0.2500, 49 images/s while training, 2 min 11 s in, "
         "about 1 min 22 s of training left (evaluations and saves not counted)\n")
-    assert trainer._duration(3 * 3600 + 5 * 60 + 29) == "3 h 05 min"
+    assert progress.duration(3 * 3600 + 5 * 60 + 29) == "3 h 05 min"
     # an epoch of one chunk, evaluated at its end: timed across epochs, the evaluations left
     # out (timed within an epoch from its first read, such a run had said nothing)
     clock = iter([200.0, 230.0, 290.0])
@@ -1251,6 +1252,33 @@ def test_iwae_bounds_with_a_progress_bar_are_the_same_bits_its_time_left_weighs_
                               [b for _, b in padded_batches(Split(images, np.zeros(30, np.int32)),
                                                             16)], jax.random.key(1), (1,), 3)
     np.testing.assert_allclose(bounds[1], padded[1], rtol=1e-6)
+
+
+def test_off_a_terminal_the_iwae_bounds_say_how_far_they_are_now_and_then(monkeypatch,
+                                                                          capsys):
+    """Where no bar draws (a log file), a line on stderr at most every OFF_TERMINAL_EVERY_S
+    (here every batch): the bounds of large k had said nothing for minutes. The same bits."""
+    from jaxae import models, objectives, progress
+    from jaxae.data.splits import Split
+    from jaxae.evaluation import iwae
+    from jaxae.evaluation.metrics import padded_batches
+    from jaxae.tasks import TASKS
+
+    model = models.build_model({"name": "vae", "latent_dim": 2}, image_shape=(4, 4, 1))
+    params = model.init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)), sample=False)["params"]
+    images = np.random.default_rng(0).integers(0, 256, (30, 4, 4, 1), dtype=np.uint8)
+    batches = [b for _, b in padded_batches(Split(images, np.zeros(30, np.int32)), 8)]
+    args = (model, TASKS.get("reconstruct")(), objectives.Bernoulli(), params, batches,
+            jax.random.key(1), (1, 7), 3)
+    quiet = iwae.iwae_bounds(*args, progress=False)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(progress, "OFF_TERMINAL_EVERY_S", 0.0)
+    assert iwae.iwae_bounds(*args) == quiet  # stderr is not a terminal under capsys
+    said = capsys.readouterr().err.splitlines()
+    assert [re.sub(r"\d+ s in, about \d+ s left$", "", line) for line in said] == [
+        f"IWAE bounds: k = {k}, {share} of the samples decoded, "  # 32 = (1 + 7) x 4 batches
+        for k, share in [(1, "3%"), (1, "6%"), (1, "9%"), (1, "12%"), (7, "34%"), (7, "56%"),
+                         (7, "78%"), (7, "100%")]]
 
 
 def test_saving_a_step_the_folder_holds_is_refused_unless_replace_and_keeps_the_first(

@@ -202,6 +202,8 @@ def test_every_model_trains_and_evaluates(tiny_config, tmp_path, overrides, inpu
     # evaluation fields change at evaluation time: another k for the IWAE bound, on 32 images
     overrides = {"eval.iwae_samples": (2,), "eval.iwae_images": 32} if variational else {}
     result = evaluate_workdir(str(tmp_path), overrides=overrides)
+    # the probe's training, the longest wait of a conditional model's evaluation, is said
+    assert ("training a pixel classifier" in capsys.readouterr().out) == conditional
     if variational:
         expected = jax.random.fold_in(derive_keys(config.seed).eval, IWAE_STREAM)
         assert len(iwae_keys) == 1

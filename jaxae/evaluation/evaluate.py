@@ -477,7 +477,9 @@ def evaluate_state(config: ml_collections.ConfigDict, model: nn.Module, task: Ta
         if len(data.test) >= 2:  # a variance over the test images needs two of them
             result["test_active_units"] = active_units(means)  # of latent_shape's units
             counts["test_active_units"] = len(data.test)
-    if model.variational and model.conditional:
+    if model.variational and model.conditional:  # its probe's training takes a while
+        print("training a pixel classifier on the training images, to recognise the classes "
+              "of the model's samples (cvae_samples_recognised)", flush=True)
         recognition = class_sample_recognition(model, params, data,
                                                jax.random.fold_in(keys.sample,
                                                                   RECOGNITION_STREAM))

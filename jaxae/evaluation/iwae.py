@@ -9,6 +9,7 @@ chunk takes more memory, not less time (`eval.iwae_chunk` also decides the draws
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 
 import flax.linen as nn
@@ -21,6 +22,7 @@ from jaxae import losses
 from jaxae.models import declarations
 from jaxae.models.base import ModelParams, sample_with_noise, variables_of
 from jaxae.objectives import Likelihood
+from jaxae.progress import LogLines, duration
 from jaxae.tasks import Task
 from jaxae.training import steps
 
@@ -86,8 +88,9 @@ def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: Mo
                 chunk: int = 50, progress: bool | None = None) -> dict[int, float]:
     """{k: mean bound in nats per image} for each k of `sample_counts`.
 
-    progress: a progress bar over the batches (None: on a terminal only); the bounds of
-    large k take minutes on a CPU. The bar changes no bit of the result.
+    progress: a progress bar over the batches (None: on a terminal, and off one a line on
+    stderr now and then, `jaxae.progress`); the bounds of large k take minutes on a CPU.
+    Neither changes a bit of the result.
     """
     if not model.variational:
         raise ValueError(f"IWAE bounds weigh samples of q(z | x): {type(model).__name__} is not "
@@ -112,17 +115,31 @@ def iwae_bounds(model: nn.Module, task: Task, likelihood: Likelihood, params: Mo
     out = {}
     # the bar counts decoded samples per image, so that its estimate of the time left holds
     # across k (each batch of k = 1000 takes about 1000 times one of k = 1)
-    with tqdm(total=sum(counts) * len(batches), desc="IWAE bounds", leave=False,
+    planned = sum(counts) * len(batches)
+    with tqdm(total=planned, desc="IWAE bounds", leave=False,
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}",
               disable=None if progress is None else not progress) as bar:
+        lines = LogLines() if progress is None and bar.disable else None  # off a terminal
+        decoded = 0
         for k in counts:
             bar.set_postfix(k=k)
             step = make_iwae_step(model, task, likelihood, k, chunk)
             total = 0
             for i, b in enumerate(batches):
                 total = total + step(params, b, jax.random.fold_in(key, i))
-                if not bar.disable:
+                decoded += k
+                if not bar.disable or lines is not None:
                     jax.block_until_ready(total)
                     bar.update(k)
+                if lines is not None and (seconds := lines.due()) is not None:
+                    print(_progress_line(k, decoded / planned, seconds), file=sys.stderr,
+                          flush=True)
             out[k] = float(total) / count
     return out
+
+
+def _progress_line(k: int, done: float, seconds: float) -> str:
+    """The bar's figures as one line, for a log file: `done`, the share of the samples
+    decoded (k of them an image for each k); `seconds` since the bounds began."""
+    return (f"IWAE bounds: k = {k:,}, {done:.0%} of the samples decoded, {duration(seconds)} "
+            f"in, about {duration(seconds * (1 - done) / done)} left")

@@ -44,6 +44,7 @@ from jaxae.evaluation.metrics import evaluate_splits
 from jaxae.keys import Keys, derive_keys
 from jaxae.messages import printable
 from jaxae.objectives import Objective
+from jaxae.progress import OFF_TERMINAL_EVERY_S, duration
 from jaxae.registry import display_name
 from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, parallel, steps
@@ -229,7 +230,6 @@ def _chunk_end(step: int, epoch_end: int, stop_at: int, config: ml_collections.C
     return min(ends)
 
 
-OFF_TERMINAL_EVERY_S = 60.0  # off a terminal (no bar): a progress line at most this often
 # A chunk's steps, once the run's speed is known: a stop, acted on between chunks, waits for
 # the chunk running and the one dispatched after it (a slow model's 100-step chunk outlasted
 # a scheduler's grace period). The bits do not depend on chunks' lengths.
@@ -359,16 +359,8 @@ class _ChunkLog:
         left = (self.last_step - step) * self.config.train.batch_size / rate
         return (f"epoch {epoch + 1}/{self.config.train.num_epochs}, step {step:,} of "
                 f"{self.last_step:,}: loss {loss:.4f}, {rate:,.0f} images/s while training, "
-                f"{_duration(seconds)} in, about {_duration(left)} of training left "
+                f"{duration(seconds)} in, about {duration(left)} of training left "
                 "(evaluations and saves not counted)")
-
-
-def _duration(seconds: float) -> str:
-    """3 h 05 min, 12 min 40 s, 45 s: a time left, to a reader's precision."""
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return (f"{hours} h {minutes:02d} min" if hours else
-            f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
 
 
 def _local(tree):
@@ -872,7 +864,7 @@ def _evaluation_pending(run: _Run, step: int, records: list[dict]) -> bool:
 def _trained_line(first_step: int, step: int, seconds: float, log: _ChunkLog) -> str:
     """What this part of the run trained, in how long: its time from the first chunk's
     dispatch (compiling, evaluations and saves included) and its rate while training."""
-    took = f"{seconds:.1f} s" if seconds < 60 else _duration(seconds)
+    took = f"{seconds:.1f} s" if seconds < 60 else duration(seconds)
     rate = f"; {log.rate:,.0f} images/s while training" if log.rate else ""
     return (f"trained steps {first_step + 1:,} to {step:,} in {took} (compiling, evaluations "
             f"and saves included{rate}; {TIMINGS_FILE} holds the timings)")
