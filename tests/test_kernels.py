@@ -444,3 +444,79 @@ def test_a_bfloat16_conv_is_the_float32_conv_of_rounded_operands(features, upsam
                                strict=True):
         tolerance = 1e-5 if upsample == 1 else 2e-2
         np.testing.assert_allclose(ours, reference, rtol=tolerance, atol=tolerance)
+
+
+def test_a_fenced_value_differentiates_as_itself():
+    """Whichever branch its first value picks: the bitcast of the other branch has a zero
+    derivative, which a forward pass of the kernels differentiated by JAX would have met."""
+    def f(x):
+        return jnp.sum(fence.computed_once(x) ** 2)
+
+    for first in (2.0, 0.0):
+        x = jnp.array([first, 3.0])
+        np.testing.assert_array_equal(jax.grad(f)(x), 2 * x)
+        np.testing.assert_array_equal(jax.jvp(fence.computed_once, (x,), (jnp.ones(2),))[1],
+                                      jnp.ones(2))
+
+
+@pytest.mark.parametrize("channels, features", [(5, 3), (3, 5)])  # taps, patches
+def test_a_convs_second_derivative_is_xlas(channels, features):
+    """Forward over reverse (`jax.hessian`) runs through the written backward passes; the
+    tap path refused it where its forward rule called the function it defines."""
+    x = jax.random.normal(jax.random.key(0), (1, 4, 4, channels))
+    layers = [conv.Conv(features, implementation=i) for i in ("patches", "xla")]
+    params = layers[0].init(jax.random.key(1), x)
+    hessians = [jax.jit(jax.hessian(lambda x, layer=layer: jnp.sum(
+        jnp.tanh(layer.apply(params, x)) ** 2)))(x) for layer in layers]
+    np.testing.assert_allclose(hessians[0], hessians[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("features, upsample, relu_max_pool",
+                         [(8, 1, False), (2, 1, False), (8, 2, False), (8, 1, True)])
+def test_every_conv_path_gives_gradients_of_its_operands_dtypes(compute_dtype, features,
+                                                                upsample, relu_max_pool):
+    """Patches, taps, up-sampled and fused, a bfloat16 input under float32 parameters and
+    under bfloat16 ones: each gradient has the dtype of what it is the gradient of."""
+    x = jnp.ones((1, 4, 4, 4), jnp.bfloat16)
+    for param_dtype in (jnp.float32, jnp.bfloat16):
+        layer = conv.Conv(features, upsample=upsample, relu_max_pool=relu_max_pool,
+                          compute_dtype=compute_dtype, param_dtype=param_dtype)
+        params = layer.init(jax.random.key(0), x)
+        grads = jax.jit(jax.grad(lambda p, x, layer=layer: jnp.sum(
+            layer.apply(p, x).astype(jnp.float32)), (0, 1)))(params, x)
+        assert jax.tree.map(lambda g: g.dtype, grads) == \
+            jax.tree.map(lambda v: v.dtype, (params, x))
+
+
+def test_the_xla_conv_promotes_mixed_dtypes_as_the_patches_do():
+    """A bfloat16 input under float32 parameters runs in float32 with either implementation
+    (lax refused operands of two dtypes, so `conv="xla"` decided whether a batch ran)."""
+    x = jax.random.normal(jax.random.key(0), (1, 5, 5, 3)).astype(jnp.bfloat16)
+    layers = [conv.Conv(4, implementation=i) for i in ("patches", "xla")]
+    params = layers[0].init(jax.random.key(1), x)
+    outputs = [layer.apply(params, x) for layer in layers]
+    assert outputs[0].dtype == outputs[1].dtype == jnp.float32
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_a_conv_takes_what_nn_conv_takes_down_to_an_empty_output():
+    """An int kernel size is a square kernel; a VALID layer with nothing left to pool gives
+    an empty output with either implementation (the fused path failed to concatenate)."""
+    x = jax.random.normal(jax.random.key(0), (1, 5, 5, 3))
+    square = conv.Conv(4, 3)
+    params = square.init(jax.random.key(1), x)
+    np.testing.assert_array_equal(square.apply(params, x), conv.Conv(4, (3, 3)).apply(params, x))
+    for implementation in conv.IMPLEMENTATIONS:
+        empty, _ = conv.Conv(8, (3, 3), "VALID", implementation=implementation,
+                             relu_max_pool=True).init_with_output(jax.random.key(0),
+                                                                  jnp.ones((1, 2, 2, 3)))
+        assert empty.shape == (1, 0, 0, 8)
+
+
+def test_unrolled_threefry_refuses_a_batch_of_keys_as_jax_does():
+    keys = jax.random.split(jax.random.key(0), 2)
+    with pytest.raises(ValueError, match="single key"):
+        jax.random.bits(keys, (2,), jnp.uint32)
+    with pytest.raises(ValueError, match="single key"):
+        random.bits32(keys, (2,))

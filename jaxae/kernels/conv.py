@@ -130,20 +130,20 @@ def tap_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads,
     With compute_dtype "bfloat16" all three matmuls take bfloat16 operands and accumulate
     in float32. A custom VJP: reverse mode only (`jax.jvp` refuses it; "xla" takes both).
     """
+    return _tap_conv2d_forward(x_BxHxWxC, kernel_KHxKWxCxF, pads, compute_dtype)[0]
+
+
+def _tap_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads,
+                        compute_dtype: str
+                        ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     kh, kw, c, f = kernel_KHxKWxCxF.shape
     per_tap_CxTF = kernel_KHxKWxCxF.transpose(2, 0, 1, 3).reshape(c, kh * kw * f)
     # Pad the narrow input, not the kh*kw*F wide product (zero pixels give zero rows): the
     # product then comes straight from the matmul, with no padded copy of it to write.
     out = sum_of_shifted_taps(_matmul(pad_spatial(x_BxHxWxC, pads), per_tap_CxTF,
                                       compute_dtype), (kh, kw))
-    return computed_once(out)  # read by several fusions (`fence`): summed once
-
-
-def _tap_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads,
-                        compute_dtype: str
-                        ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    return (tap_conv2d(x_BxHxWxC, kernel_KHxKWxCxF, pads, compute_dtype),
-            (x_BxHxWxC, kernel_KHxKWxCxF))
+    # read by several fusions (`fence`): summed once
+    return computed_once(out), (x_BxHxWxC, kernel_KHxKWxCxF)
 
 
 def _tap_conv2d_backward(pads: Pads, compute_dtype: str,
@@ -216,13 +216,13 @@ def _relu_max_pool_conv2d_forward(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Ar
     corners = _corner_kernels(kernel_KHxKWxCxF).reshape(-1, 4 * f)
     pooled, first = _pool_corners(_matmul(patches, corners, compute_dtype)
                                   + jnp.tile(bias_F, 4))
-    return pooled, (x_BxHxWxC, patches, computed_once(first), kernel_KHxKWxCxF)
+    return pooled, (x_BxHxWxC, patches, computed_once(first), kernel_KHxKWxCxF, bias_F)
 
 
 def _relu_max_pool_conv2d_backward(pads: Pads, compute_dtype: str,
                                    residuals: tuple[jax.Array, ...], dy_BxhxwxF: jax.Array
                                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    x_BxHxWxC, patches, first, kernel_KHxKWxCxF = residuals
+    x_BxHxWxC, patches, first, kernel_KHxKWxCxF, bias_F = residuals
     kh, kw, c, f = kernel_KHxKWxCxF.shape
     # The gradient of the four corners' outputs: dy at the window's first maximum, else 0.
     dz = jnp.concatenate([jnp.where(first == i, dy_BxhxwxF, 0.0) for i in range(4)], axis=-1)
@@ -235,7 +235,7 @@ def _relu_max_pool_conv2d_backward(pads: Pads, compute_dtype: str,
     dpatches = _matmul(dz, corners.T, compute_dtype)
     _, pullback = jax.vjp(lambda x: window_patches(x, (kh, kw), pads), x_BxHxWxC)
     dx = pullback(dpatches.astype(x_BxHxWxC.dtype))[0]
-    return dx, dkernel.astype(kernel_KHxKWxCxF.dtype), dbias.astype(dy_BxhxwxF.dtype)
+    return dx, dkernel.astype(kernel_KHxKWxCxF.dtype), dbias.astype(bias_F.dtype)
 
 
 relu_max_pool_conv2d.defvjp(_relu_max_pool_conv2d_forward, _relu_max_pool_conv2d_backward)
@@ -283,11 +283,12 @@ def xla_conv2d(x_BxHxWxC: jax.Array, kernel_KHxKWxCxF: jax.Array, pads: Pads,
                compute_dtype: str = "float32") -> jax.Array:
     """XLA's own convolution (`lax.conv_general_dilated`); bfloat16 in the forward pass only
     (JAX differentiates it in float32)."""
-    wide = {}
+    # operands of one dtype, as lax requires: a bfloat16 input under float32 parameters (or
+    # the reverse) promoted to float32, as "patches" and nn.Conv do
+    dtype, wide = jnp.promote_types(x_BxHxWxC.dtype, kernel_KHxKWxCxF.dtype), {}
     if compute_dtype == "bfloat16":
-        x_BxHxWxC = x_BxHxWxC.astype(jnp.bfloat16)
-        kernel_KHxKWxCxF = kernel_KHxKWxCxF.astype(jnp.bfloat16)
-        wide = {"preferred_element_type": jnp.float32}
+        dtype, wide = jnp.bfloat16, {"preferred_element_type": jnp.float32}
+    x_BxHxWxC, kernel_KHxKWxCxF = x_BxHxWxC.astype(dtype), kernel_KHxKWxCxF.astype(dtype)
     return jax.lax.conv_general_dilated(x_BxHxWxC, kernel_KHxKWxCxF, window_strides=(1, 1),
                                         padding=pads,
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), **wide)
@@ -397,7 +398,7 @@ class Conv(nn.Module):
     model's `conv="xla"`)."""
 
     features: int
-    kernel_size: tuple[int, int] = (3, 3)
+    kernel_size: int | tuple[int, int] = (3, 3)  # an int: a square kernel, as nn.Conv takes
     padding: str = "SAME"
     implementation: str = DEFAULT_IMPLEMENTATION
     upsample: int = 1
@@ -409,13 +410,13 @@ class Conv(nn.Module):
     def __call__(self, x_BxHxWxC: jax.Array) -> jax.Array:
         channels = x_BxHxWxC.shape[-1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                            (*self.kernel_size, channels, self.features), self.param_dtype)
+                            (*self._kernel_hw, channels, self.features), self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,),
                           self.param_dtype)
         if self.implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation={self.implementation!r}: use one of "
                              f"{', '.join(IMPLEMENTATIONS)}")
-        pads = same_or_valid_pads(self.kernel_size, self.padding)
+        pads = same_or_valid_pads(self._kernel_hw, self.padding)
         if self.relu_max_pool and self._fuses_pooling(x_BxHxWxC.shape, pads):
             return relu_max_pool_conv2d(x_BxHxWxC, kernel, bias, pads, self.compute_dtype)
         if self.upsample > 1:
@@ -425,6 +426,11 @@ class Conv(nn.Module):
             y = conv2d(x_BxHxWxC, kernel, pads, self.implementation, self.compute_dtype) + bias
         return pooling.max_pool_ceil(nn.relu(y)) if self.relu_max_pool else y
 
+    @property
+    def _kernel_hw(self) -> tuple[int, int]:
+        size = self.kernel_size
+        return (size, size) if isinstance(size, int) else tuple(size)
+
     def _fuses_pooling(self, input_shape: tuple[int, ...], pads: Pads) -> bool:
         """Whether `relu_max_pool_conv2d` computes this layer: the patches implementation,
         no up-sampling, even output sides, and no more inputs than outputs (with more, the
@@ -432,7 +438,8 @@ class Conv(nn.Module):
         `python -m benchmarks.bench --models conv_ae`)."""
         _, h, w, c = input_shape
         (top, bottom), (left, right) = pads
-        out_h = h + top + bottom - self.kernel_size[0] + 1
-        out_w = w + left + right - self.kernel_size[1] + 1
+        out_h = h + top + bottom - self._kernel_hw[0] + 1
+        out_w = w + left + right - self._kernel_hw[1] + 1
         return (IMPLEMENTATIONS[self.implementation].fuses_pooling and self.upsample == 1
-                and out_h % 2 == 0 and out_w % 2 == 0 and c <= self.features)
+                and out_h > 0 and out_w > 0 and out_h % 2 == 0 and out_w % 2 == 0
+                and c <= self.features)

@@ -31,25 +31,33 @@ def bfloat16_dot(a: jax.Array, b: jax.Array, contract_a: int, contract_b: int) -
                                preferred_element_type=jnp.float32)
 
 
-@jax.custom_vjp
 def bfloat16_matmul(x_BxK: jax.Array, w_KxN: jax.Array) -> jax.Array:
     """x @ w with bfloat16 operands and float32 accumulation, in both passes: JAX's own
-    transpose would run the backward matmuls on float32 operands."""
+    transpose would run the backward matmuls on float32 operands. Each gradient has its
+    operand's dtype."""
+    return _bfloat16_matmul(jnp.dtype(x_BxK.dtype), jnp.dtype(w_KxN.dtype), x_BxK, w_KxN)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _bfloat16_matmul(x_dtype: jnp.dtype, w_dtype: jnp.dtype, x_BxK: jax.Array,
+                     w_KxN: jax.Array) -> jax.Array:
     return bfloat16_dot(x_BxK, w_KxN, 1, 0)
 
 
-def _forward(x_BxK: jax.Array, w_KxN: jax.Array) -> tuple[jax.Array, tuple]:
+def _forward(x_dtype: jnp.dtype, w_dtype: jnp.dtype, x_BxK: jax.Array, w_KxN: jax.Array
+             ) -> tuple[jax.Array, tuple]:
     x16, w16 = x_BxK.astype(jnp.bfloat16), w_KxN.astype(jnp.bfloat16)
     return bfloat16_dot(x16, w16, 1, 0), (x16, w16)
 
 
-def _backward(saved: tuple, grad_BxN: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _backward(x_dtype: jnp.dtype, w_dtype: jnp.dtype, saved: tuple, grad_BxN: jax.Array
+              ) -> tuple[jax.Array, jax.Array]:
     x16, w16 = saved
-    return (bfloat16_dot(grad_BxN, w16, 1, 1),
-            dense.kernel_gradient(x16, grad_BxN, bfloat16_dot))
+    return (bfloat16_dot(grad_BxN, w16, 1, 1).astype(x_dtype),
+            dense.kernel_gradient(x16, grad_BxN, bfloat16_dot).astype(w_dtype))
 
 
-bfloat16_matmul.defvjp(_forward, _backward)
+_bfloat16_matmul.defvjp(_forward, _backward)
 
 
 def bfloat16_dot_general(lhs: jax.Array, rhs: jax.Array, dimension_numbers,

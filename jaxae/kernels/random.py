@@ -47,8 +47,9 @@ def threefry2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array, x2: jax.Array
 def _is_partitionable_threefry(key: jax.Array) -> bool:
     if not jax.config.jax_threefry_partitionable:
         return False
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return jax.random.key_impl(key) == jax.random.key_impl(jax.random.key(0))
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):  # one key: jax.random.bits refuses
+        return key.shape == () and \
+            jax.random.key_impl(key) == jax.random.key_impl(jax.random.key(0))  # a batch
     return key.shape == (2,) and key.dtype == jnp.uint32  # a raw threefry key
 
 
