@@ -129,6 +129,24 @@ def test_pixel_pca_points_fit_on_the_first_training_images_and_project_in_chunks
     np.testing.assert_allclose(np.abs(points), np.abs(expected), atol=1e-4)
 
 
+def test_pcas_svd_runs_on_one_blas_thread_and_gives_the_threads_back(monkeypatch):
+    """OpenBLAS's threads spin while they wait for each other: on a busy machine an
+    evaluation's picture stalled for seconds in the SVD of PCA_FIT_IMAGES images."""
+    import jax.numpy as jnp
+    from threadpoolctl import threadpool_info
+
+    from jaxae.evaluation import pca
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    before, during, svd = blas_threads(), [], jnp.linalg.svd
+    monkeypatch.setattr(jnp.linalg, "svd", lambda *args, **kwargs: (
+        during.append(blas_threads()), svd(*args, **kwargs))[1])
+    pca.fit(np.random.default_rng(0).random((50, 8), np.float32), 2)
+    assert during == [{1}] and blas_threads() == before
+
+
 def test_a_pca_baseline_of_more_components_than_its_rows_allow_is_refused():
     """Five rows have at most five principal directions: a fit gives what there is (a
     scatter of few codes still gets its points), but a baseline named k=8 that used five

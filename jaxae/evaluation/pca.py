@@ -8,6 +8,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 
 class PCA(NamedTuple):
@@ -20,7 +21,12 @@ def fit(x_NxD: jax.Array, k: int) -> PCA:
     of D values have no more (a scatter of one image's code has one)."""
     x = jnp.asarray(x_NxD, jnp.float32)
     mean = x.mean(axis=0)
-    _, _, vt = jnp.linalg.svd(x - mean, full_matrices=False)
+    # The SVD (LAPACK, through OpenBLAS) on one thread: OpenBLAS's threads spin while they
+    # wait for each other, and on a machine busy with other work (XLA's threads, another
+    # process) an evaluation's picture stalled for seconds on them. Run to its end inside
+    # the limit (JAX dispatches asynchronously).
+    with threadpool_limits(1, user_api="blas"):
+        _, _, vt = jax.block_until_ready(jnp.linalg.svd(x - mean, full_matrices=False))
     return PCA(mean, vt[:k])
 
 
