@@ -89,6 +89,7 @@ from benchmarks.workloads import (
 )
 from jaxae import build
 from jaxae import config as config_lib
+from jaxae.cli.signals import GracefulStop, not_ignored
 from jaxae.data import batches
 from jaxae.kernels import conv as conv_lib
 from jaxae.provenance import usable_cpus
@@ -312,11 +313,15 @@ def peer_result(command: list[str], what: str) -> dict:
     return json_result(subprocess.run(command, capture_output=True, text=True), what)
 
 
-def throughput(args: argparse.Namespace) -> tuple[str, bool]:
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def throughput(args: argparse.Namespace) -> tuple[str, str | None]:
     """The throughput mode: every workload x shape x width x batch x conv x dtype, with its
     roofline and, for the 28x28x1 workloads the peer implements, the peer's rate; prints
-    JSON lines and returns (the markdown report, whether an interrupt cut the run short),
-    and draws --plot."""
+    JSON lines and returns (the markdown report, the signal that cut the run short or
+    None), and draws --plot."""
     models = (args.models or ",".join(WORKLOADS)).split(",")
     steps_per_chunk = chunk_steps(args.steps_per_chunk)
     convs, dtypes = args.conv.split(","), (args.compute_dtype or "float32").split(",")
@@ -373,13 +378,18 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
                                         print(json.dumps(peer), flush=True)
                                 rows.append((ours, peer if width == 1 else None))
 
-    cut_short = False
+    cut_short = None  # the stop signal's name
+    stops = not_ignored(GracefulStop.SIGNALS)
     try:
+        for sig in stops:  # a scheduler's SIGTERM or SIGUSR1 stops the run as Ctrl-C does
+            signal.signal(sig, _interrupt)
         measure()
-    except KeyboardInterrupt:  # e.g. `timeout --signal=INT` at a time budget (gpu.sh)
-        cut_short = True
-        print(f"# interrupted after {len(rows)} row(s): those are reported", flush=True)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # measured: a late interrupt loses no report
+    except KeyboardInterrupt as interrupt:  # `timeout --signal=INT` at a budget (gpu.sh)
+        cut_short = interrupt.args[0] if interrupt.args else signal.SIGINT.name
+        print(f"# interrupted ({cut_short}) after {len(rows)} row(s): those are reported",
+              flush=True)
+    for sig in stops:  # measured: a late stop loses no report
+        signal.signal(sig, signal.SIG_IGN)
     if not rows:
         raise BenchRefused("interrupted before the first row; nothing is written" if cut_short
                            else "no workload was measured (the lines above say why each was "
@@ -398,7 +408,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, bool]:
                    "images than Fashion-MNIST's 28x28x1 or other widths than 1: it runs its own "
                    "models at their own size only.")
     if cut_short:
-        report += ("\n\nCut short by an interrupt: the workloads after these rows were not "
+        report += (f"\n\nCut short by {cut_short}: the workloads after these rows were not "
                    "measured.")
     print("\n" + report, flush=True)
     notes = ", ".join(f"{shape}: {source}" for shape, source in sources.items())
@@ -442,16 +452,16 @@ def background_load(count: int, pin: bool = False):
             process.wait()
 
 
-def main(argv: list[str] | None = None) -> bool:
-    """Runs the bench; returns whether an interrupt cut its measurements short (the report
-    of what was measured is written all the same)."""
+def main(argv: list[str] | None = None) -> str | None:
+    """Runs the bench; returns the name of the signal that cut its measurements short, if
+    one did (the report of what was measured is written all the same)."""
     args = parse_args(argv, description=__doc__)
     commit = measured_commit()  # at the start: files edited during the run do not count
     measured_code = code_version(commit)
     # the output names what measured it (a log of it is a record of its own)
     print(f"# {header(devices_used(args))}.{measured_code}\n# Command: {command_line(args)}",
           flush=True)
-    parts, interrupted = [], False
+    parts, interrupted = [], None
     for mode in args.mode.split(","):
         if mode == "throughput":
             with background_load(args.background_load, args.background_pin):
@@ -476,13 +486,14 @@ def main(argv: list[str] | None = None) -> bool:
     if path:
         write_section(path, report_section(parts, measured_code, command_line(args), commit,
                                            devices_used(args)), append=bool(args.append))
+        print(f"# wrote {path}", flush=True)
     return interrupted
 
 
 def main_or_refuse(argv: list[str] | None = None) -> None:
-    """`main`, with a BenchRefused as one error line and exit status 2; a run interrupted
-    mid-measurement exits 130 as soon as its report is written (an interpreter shutting
-    down after XLA was interrupted mid-call can crash)."""
+    """`main`, with a BenchRefused as one error line and exit status 2; a run stopped
+    mid-measurement exits 128 + the signal (130 for Ctrl-C) as soon as its report is
+    written (an interpreter shutting down after XLA was interrupted mid-call can crash)."""
     try:
         interrupted = main(argv)
     except BenchRefused as error:
@@ -491,7 +502,7 @@ def main_or_refuse(argv: list[str] | None = None) -> None:
     if interrupted:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(130)
+        os._exit(128 + signal.Signals[interrupted])
 
 
 if __name__ == "__main__":

@@ -19,11 +19,13 @@ some of them, keeping the other rows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +33,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script from anywhere: the repository's jaxae
 
+from jaxae.cli.signals import GracefulStop, end_by_signal, not_ignored  # noqa: E402
 from jaxae.experiments.common import machine  # noqa: E402
 from jaxae.experiments.render import describe_commit, describe_machine  # noqa: E402
 
@@ -143,14 +146,48 @@ def _size(path: str) -> int:
 
 def run_command(command: list[str]) -> tuple[int, str]:
     """Runs `python command` from the repository root, its stderr passed through as it comes
-    (progress bars included) and kept; returns (exit status, stderr)."""
-    process = subprocess.Popen([sys.executable, *command], cwd=ROOT, stderr=subprocess.PIPE)
-    kept = bytearray()
-    while chunk := process.stderr.read1(4096):
-        sys.stderr.buffer.write(chunk)
-        sys.stderr.buffer.flush()
-        kept += chunk
-    return process.wait(), kept.decode(errors="replace")
+    (progress bars included) and kept; returns (exit status, stderr).
+
+    A stop signal to this script (Ctrl-C, a scheduler's SIGTERM or SIGUSR1) is passed on to
+    the command, which stops as it does (train.py with a checkpoint); then this script ends
+    by that signal, saying so. The command runs in a process group of its own, so that a
+    terminal's Ctrl-C reaches it once, through here (twice, train.py stops without its
+    checkpoint)."""
+    running: list[subprocess.Popen] = []
+    received: list[int] = []
+    passed: list[int] = []
+
+    def pass_on(signum: int, frame) -> None:
+        received.append(signum)
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signum)
+                passed.append(signum)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in not_ignored(GracefulStop.SIGNALS)}
+    try:
+        process = subprocess.Popen([sys.executable, *command], cwd=ROOT,
+                                   stderr=subprocess.PIPE, process_group=0)
+        running.append(process)
+        for signum in received[len(passed):]:  # those that came as it started
+            process.send_signal(signum)
+            passed.append(signum)
+        kept = bytearray()
+        while chunk := process.stderr.read1(4096):
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.buffer.flush()
+            kept += chunk
+        status = process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        name = signal.Signals(received[0]).name
+        print(f"{name} received: passed on to {command[0]}, which stopped (exit status "
+              f"{status}); rerun the same command to go on (a finished run is reloaded, a "
+              "stopped one resumes)", file=sys.stderr, flush=True)
+        end_by_signal(received[0])
+    return status, kept.decode(errors="replace")
 
 
 def run_commands(shipped: Shipped, workdir: str, flags: list[str]) -> dict:
@@ -340,6 +377,7 @@ def main(argv: list[str] | None = None) -> None:
         rows[shipped.name] = row
         text = write_table(folder, rows)  # after each row: a stop keeps those measured
     print("\n" + text, flush=True)
+    print(f"wrote {os.path.join(folder, 'table.md')} and table.json beside it", flush=True)
     if failed:
         sys.exit(f"error: {len(failed)} config(s) did not run: {', '.join(failed)} (see their "
                  "rows, or the warnings above for rows kept from earlier)")

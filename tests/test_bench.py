@@ -5,8 +5,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import types
 
 import jax
@@ -414,28 +416,38 @@ def measured_row(model: str, batch_size: int) -> dict:
             "chunk_img_per_s": [400000], "steps_per_chunk": 2}
 
 
-def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch, capsys):
-    """gpu.sh's time budget interrupts a step: the rows measured so far are its report."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch, capsys, stop):
+    """gpu.sh's time budget interrupts a step (SIGINT), a scheduler's time limit sends
+    SIGTERM (which had ended the run without its report): the rows measured so far are
+    its report."""
     measured = []
 
     def bench_model(model, batch_size, *args, **kwargs):
         if measured:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), stop)
+            time.sleep(5)  # the handler runs before this returns
         measured.append(batch_size)
         return measured_row(model, batch_size)
     monkeypatch.setattr(bench, "bench_model", bench_model)
     args = bench_args.parse_args(["--models", "conv_ae", "--batch-sizes", "8,16,32", "--no-roofs",
                                   "--data", "random"])
-    text, cut_short = bench.throughput(args)
-    assert cut_short and measured == [8]
+    handlers = {sig: signal.getsignal(sig) for sig in bench.GracefulStop.SIGNALS}
+    try:
+        text, cut_short = bench.throughput(args)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert cut_short == stop.name and measured == [8]
     assert "| 8 |" in text and "| 16 |" not in text
     assert "Roofs not measured (--no-roofs)." in text and "Roofs measured" not in text
-    assert text.rstrip().endswith("Cut short by an interrupt: the workloads after these rows "
+    assert text.rstrip().endswith(f"Cut short by {stop.name}: the workloads after these rows "
                                   "were not measured.")
-    assert "# interrupted after 1 row(s)" in capsys.readouterr().out
+    assert f"# interrupted ({stop.name}) after 1 row(s)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("interrupted, status", [(True, 130), (False, None)])
+@pytest.mark.parametrize("interrupted, status", [("SIGINT", 130), ("SIGTERM", 143),
+                                                 (None, None)])
 def test_a_run_cut_short_exits_130_once_its_report_is_written(monkeypatch, interrupted, status):
     monkeypatch.setattr(bench, "main", lambda argv: interrupted)
     exits = []
@@ -819,9 +831,11 @@ def test_the_throughput_mode_splits_each_batch_over_the_devices(tmp_path, monkey
     fraction = row["fraction_of_roof"]  # None only where every chunk beat the roof
     assert row["devices"] == 2 and ((fraction is None and row["roof_errors"])
                                     or 0 < fraction <= 1)
-    one = subprocess.run(command + ["--devices", "1", "--no-roofs"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    written = str(tmp_path / "b.md")  # and a log names the report it wrote, last
+    one = subprocess.run(command + ["--devices", "1", "--no-roofs", "--write", written],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0 and one.stdout.startswith("# cpu (1 of 2 devices used) (cpu;")
+    assert one.stdout.rstrip().endswith(f"# wrote {written}") and os.path.isfile(written)
     monkeypatch.setattr(jax, "device_count", lambda: 2)  # as the processes above saw
     with pytest.raises(SystemExit) as uneven:
         bench.main_or_refuse(command[3:-4] + ["--batch-sizes", "33"])

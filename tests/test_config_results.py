@@ -7,6 +7,8 @@ import os
 import pathlib
 import re
 import shutil
+import signal
+import subprocess
 import sys
 
 import pytest
@@ -142,8 +144,11 @@ def test_a_measured_row_is_kept_when_its_rerun_cannot_run(not_run, tmp_path, cap
     with pytest.raises(SystemExit, match=r"^error: 1 config\(s\) did not run: conv_ae_folder"):
         config_results.main(["--out", str(out), "--only", "conv_ae_folder",
                              "--photos", str(tmp_path / "no_photos")])
-    assert capsys.readouterr().err.splitlines()[-1].startswith(
+    said = capsys.readouterr()
+    assert said.err.splitlines()[-1].startswith(
         "warning: conv_ae_folder did not run (error: image folder ")
+    assert said.out.rstrip().endswith(  # where the table is, last
+        f"wrote {out / 'configs' / 'table.md'} and table.json beside it")
     kept = json.loads(table.read_text())["rows"]["conv_ae_folder"]
     assert {k: v for k, v in kept.items() if k != "last_failure"} == measured
     assert "no_photos" in kept["last_failure"]["error"]
@@ -157,3 +162,33 @@ def test_unknown_configs_are_refused_before_anything_runs(only, capsys):
         config_results.parse_args(["--only", only])
     assert "give names, comma-separated, from default, conv_ae_fashion" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_a_stop_is_passed_on_to_the_running_command_once_then_ends_the_script(tmp_path, stop):
+    """A scheduler's SIGTERM to the script had ended it alone, its train.py training on into
+    the log; a terminal's Ctrl-C (to the whole foreground group) reaches the command once."""
+    child = tmp_path / "child.py"
+    child.write_text(
+        "import signal, sys, time\n"
+        "got = []\n"
+        "for sig in (signal.SIGTERM, signal.SIGINT):\n"
+        "    signal.signal(sig, lambda signum, frame: got.append(signum))\n"
+        "print('ready', file=sys.stderr, flush=True)\n"
+        "while not got:\n"
+        "    time.sleep(0.01)\n"
+        "time.sleep(0.5)  # a second one would come meanwhile\n"
+        "print('child got', [signal.Signals(s).name for s in got], file=sys.stderr)\n"
+        "sys.exit(3)\n")
+    script = (f"import sys; sys.path.insert(0, {ROOT!r}); from tests import test_config_results"
+              f" as t; t.config_results.run_command([{str(child)!r}]); print('went on')")
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert parent.stderr.readline() == "ready\n"
+    os.killpg(parent.pid, getattr(signal, stop))  # the parent's group: a terminal's Ctrl-C
+    out, err = parent.communicate(timeout=60)
+    assert parent.returncode == -getattr(signal, stop) and out == ""
+    assert err.splitlines() == [
+        f"child got ['{stop}']",
+        f"{stop} received: passed on to {child}, which stopped (exit status 3); rerun the "
+        "same command to go on (a finished run is reloaded, a stopped one resumes)"]

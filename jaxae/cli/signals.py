@@ -95,7 +95,7 @@ class GracefulStop:
         as Python and evaluate.py leave it."""
         if threading.current_thread() is not threading.main_thread():
             return self
-        signals = _not_ignored(self.SIGNALS)
+        signals = not_ignored(self.SIGNALS)
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
         try:
             for sig in signals:
@@ -121,7 +121,7 @@ class GracefulStop:
         self.uninstall()
 
 
-def _not_ignored(signals: Sequence[signal.Signals]) -> list[signal.Signals]:
+def not_ignored(signals: Sequence[signal.Signals]) -> list[signal.Signals]:
     """The signals the process was not started ignoring (Ctrl-C in a shell script's
     background job is): an inherited ignore is left alone, as Python leaves it."""
     return [sig for sig in signals if signal.getsignal(sig) is not signal.SIG_IGN]
@@ -184,7 +184,7 @@ def stop_at_once_on_signal(what: str = "evaluation",
     first, before JAX starts its own); one thread of ours waits for them. A signal the
     process was started ignoring (SIGINT in a shell script's background job) stays ignored.
     """
-    signals = _not_ignored(signals)
+    signals = not_ignored(signals)
     if not signals or threading.current_thread() is not threading.main_thread():
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
