@@ -14,7 +14,7 @@ import shutil
 
 import jax
 
-from jaxae.provenance import head_commit, host_cpu, uncommitted_files, usable_cpus
+from jaxae.provenance import head_commit, host_cpu, is_code, uncommitted_files, usable_cpus
 
 # Names the commit whose files a copy holds, where its .git is missing or older than its
 # files (a GPU machine's copy): set, the reports name it and do not ask that copy's git.
@@ -26,7 +26,6 @@ def measured_commit() -> str:
     return os.environ.get(COMMIT_VAR) or head_commit()
 
 
-CODE_SUFFIXES = (".py", ".toml", ".sh", ".cfg", ".txt")  # an uncommitted change to the code
 UNSTEADY_SPREAD = 1.5  # a row whose fastest chunk beats its slowest by more is flagged
 
 
@@ -66,7 +65,7 @@ def code_version(commit: str | None = None) -> str:
     def named(paths: list[str]) -> str:
         return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
-    code = [f for f in files if f.endswith(CODE_SUFFIXES) or os.path.basename(f) == "Makefile"]
+    code = [f for f in files if is_code(f)]
     other = [f for f in files if f not in code]
     if code:
         dirty = f" with uncommitted changes to code: {named(code)}" + (

@@ -46,10 +46,20 @@ def head_commit() -> str:
         return ""
 
 
+CODE_SUFFIXES = (".py", ".toml", ".sh", ".cfg", ".txt")  # the files a change of code is in
+
+
+def is_code(path: str) -> bool:
+    """Whether a file of the checkout is code (a log, report or picture written there is
+    not)."""
+    return path.endswith(CODE_SUFFIXES) or os.path.basename(path) == "Makefile"
+
+
 def git_commit() -> str:
-    """The commit of the jaxae checkout, with '+dirty' for uncommitted changes; '' if none."""
+    """The commit of the jaxae checkout, with '+dirty' for uncommitted changes to its code
+    (`is_code`: a log of a run started there, `nohup.out`, is none); '' if none."""
     commit = head_commit()
-    return commit + ("+dirty" if commit and uncommitted_files() else "")
+    return commit + ("+dirty" if commit and any(map(is_code, uncommitted_files())) else "")
 
 
 def uncommitted_files() -> list[str]:
