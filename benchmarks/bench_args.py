@@ -174,6 +174,10 @@ def parse_args(argv: list[str] | None = None, description: str | None = None
     parser.add_argument("--append", default=None,
                         help="add the markdown report to the end of this device's section")
     args = parser.parse_args(argv)
+    try:  # first: every workload would be refused for it, as though of its size
+        config_lib.require_32_bits()
+    except config_lib.ConfigError as error:
+        parser.error(str(error))
     check_peer_args(parser, args, required=False)
     for flag, value in (("--mode", args.mode), ("--models", args.models)):
         if value and "" in value.split(","):

@@ -127,7 +127,9 @@ def log_normal(z: jax.Array, mean: jax.Array, log_sigma: jax.Array) -> jax.Array
 def gaussian_noise(key: jax.Array, images: jax.Array, std: float) -> jax.Array:
     """Additive N(0, std^2) noise, clipped back to the valid pixel range [0, 1]."""
     check_key(key, "gaussian_noise's key")
-    noisy = images + std * random.normal(key, images.shape, images.dtype)
+    # a float64 host array (uint8 / 255.0) draws float32 where JAX runs in 32 bits, unwarned
+    dtype = jax.dtypes.canonicalize_dtype(images.dtype)
+    noisy = images + std * random.normal(key, images.shape, dtype)
     return jnp.clip(noisy, 0.0, 1.0)
 
 

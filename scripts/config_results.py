@@ -34,6 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script from anywhere: the repository's jaxae
 
 from jaxae.cli.signals import GracefulStop, end_by_signal, not_ignored  # noqa: E402
+from jaxae.config import ConfigError, require_32_bits  # noqa: E402
 from jaxae.experiments.common import machine  # noqa: E402
 from jaxae.experiments.render import describe_commit, describe_machine  # noqa: E402
 
@@ -338,6 +339,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    try:  # each command would refuse it, one by one
+        require_32_bits()
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
     chosen = [s for s in CONFIGS if not args.only or s.name in args.only.split(",")]
     folder = os.path.join(args.out, "configs")
     rows = {}  # the last record's rows: kept where not rerun (--only), and the training

@@ -323,6 +323,30 @@ def test_jax_in_64_bits_is_one_line_before_anything_is_written(tmp_path, monkeyp
     assert not os.path.exists(workdir)
 
 
+def test_jax_in_64_bits_is_refused_by_the_other_commands_before_their_work(tmp_path, capsys):
+    """The bench had refused every workload as though of its size ("drop that size from
+    --image-sizes"), the experiments prepared their data first, config_results.py started a
+    train.py per config: one line each now, and nothing written."""
+    from benchmarks import bench_args
+    from jaxae.experiments.__main__ import main as experiments_main
+    from tests.test_config_results import config_results
+
+    refusal = r"^error: jax_enable_x64 is on in this process: jaxae runs in 32 bits"
+    jax.config.update("jax_enable_x64", True)
+    try:
+        with pytest.raises(SystemExit):
+            bench_args.parse_args(["--models", "dense_ae", "--data", "random"])
+        said = capsys.readouterr().err
+        assert "or unset JAX_ENABLE_X64 (--help" in said and "image-sizes" not in said, said
+        with pytest.raises(SystemExit, match=refusal):
+            experiments_main(["dae_sweep", "--scale", "tiny", "--out", str(tmp_path / "e")])
+        with pytest.raises(SystemExit, match=refusal):
+            config_results.main(["--out", str(tmp_path / "c"), "--only", "default"])
+    finally:
+        jax.config.update("jax_enable_x64", False)
+    assert os.listdir(tmp_path) == []
+
+
 def test_misspelt_and_moved_config_fields_are_one_line_naming_the_right_one(entry_points,
                                                                            tmp_path):
     workdir = str(tmp_path / "typo")

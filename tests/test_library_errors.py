@@ -74,6 +74,11 @@ def test_jax_in_64_bits_is_refused_by_the_library_entry_points(tiny_config, tmp_
     try:
         with pytest.raises(ConfigError, match=r"^jax_enable_x64 is on in this process: "):
             steps.create_train_state(model, optax.adam(1e-3), (28, 28, 1), jax.random.key(0))
+        task, objective = Reconstruct(), objectives.Reconstruction(losses.mse)
+        with pytest.raises(ConfigError, match=r"^jax_enable_x64 is on in this process: "):
+            steps.make_train_step(model, task, objective)  # fed a state of one's own
+        with pytest.raises(ConfigError, match=r"^jax_enable_x64 is on in this process: "):
+            steps.make_train_chunk(model, task, objective, batch_size=8, max_steps=2)
         with pytest.raises(ConfigError, match=r"^jax_enable_x64 is on in this process: "):
             train_and_evaluate(tiny_config(), str(tmp_path / "run"))
     finally:

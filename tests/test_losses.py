@@ -144,6 +144,15 @@ def test_gaussian_noise_std_and_clipping():
     assert float(wide.min()) == 0.0 and float(wide.max()) == 1.0
 
 
+def test_gaussian_noise_on_host_float64_images_is_the_float32_draw_unwarned(recwarn):
+    """uint8 / 255.0 on the host is float64: JAX had warned of a float64 draw truncated."""
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 1), np.uint8)
+    noisy = losses.gaussian_noise(jax.random.key(0), pixels / 255.0, 0.3)
+    np.testing.assert_array_equal(noisy, losses.gaussian_noise(
+        jax.random.key(0), jnp.asarray(pixels / 255.0, jnp.float32), 0.3))
+    assert not [w for w in recwarn if "float64" in str(w.message)]
+
+
 def test_downsample_averages_blocks():
     image = jnp.arange(16.0).reshape(1, 4, 4, 1)
     expected = np.array([[2.5, 4.5], [10.5, 12.5]]).reshape(1, 2, 2, 1)

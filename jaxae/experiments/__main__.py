@@ -24,6 +24,7 @@ import jax
 from jax.experimental.compilation_cache import compilation_cache
 
 from jaxae import cli
+from jaxae import config as config_lib
 from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments import EXPERIMENTS, SCALES, Context, datasets_needed, run_experiment
 from jaxae.experiments.report import (
@@ -136,6 +137,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.name == "report":
         _report(args)
         return
+    try:  # before the data are prepared: each run would refuse it
+        config_lib.require_32_bits()
+    except config_lib.ConfigError as e:
+        sys.exit(f"error: {e}")
     ctx = context(args)
     names = list(EXPERIMENTS) if args.name == "all" else [args.name]
     for name in list(names):

@@ -306,7 +306,10 @@ def make_train_step(model: nn.Module, task: Task, objective: Objective,
     (state, metrics); `batch` is {"image": uint8 [B, H, W, C], "label": int [B] (read by
     conditional models only, which refuse host labels outside their classes)}. The state is
     donated, so it is updated in place: the state passed in is deleted (to keep one, e.g. the
-    best so far, keep a copy: jax.tree.map(jnp.copy, state))."""
+    best so far, keep a copy: jax.tree.map(jnp.copy, state)). Refused in 64-bit JAX, as
+    `create_train_state` is (a state of its own, Flax's TrainState.create, would step in
+    int64 and correct Adam's bias in float64)."""
+    require_32_bits()
     return checking_labels(jax.jit(train_step_fn(model, task, objective, mesh),
                                    donate_argnums=0, compiler_options=compiler_options()),
                            model, "train_step")
@@ -324,8 +327,10 @@ def make_train_chunk(model: nn.Module, task: Task, objective: Objective, *, batc
     num_steps (at most max_steps) is an argument, not a constant: one program serves
     every chunk length, so a run compiles its training loop once. Same step function as
     `make_train_step`, but the CHUNK_END_METRICS are computed only at the chunk's last step
-    (the one the trainer records) and are NaN in the other rows.
+    (the one the trainer records) and are NaN in the other rows. Refused in 64-bit JAX, as
+    `make_train_step` is.
     """
+    require_32_bits()
     step = train_step_fn(model, task, objective, mesh)
 
     def train_chunk(state: TrainState, arrays: dict, order: jax.Array, first_index: jax.Array,
