@@ -313,11 +313,20 @@ def peer_result(command: list[str], what: str) -> dict:
     return json_result(subprocess.run(command, capture_output=True, text=True), what)
 
 
-def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+class Stopped(KeyboardInterrupt):
+    """A stop signal (a scheduler's SIGTERM or SIGUSR1, Ctrl-C) turned into an interrupt of
+    the measurements, which the rows measured so far survive."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signal = signal.Signals(signum)
 
 
-def throughput(args: argparse.Namespace) -> tuple[str, str | None]:
+def _stop(signum: int, frame) -> None:
+    raise Stopped(signum)
+
+
+def throughput(args: argparse.Namespace) -> tuple[str, signal.Signals | None]:
     """The throughput mode: every workload x shape x width x batch x conv x dtype, with its
     roofline and, for the 28x28x1 workloads the peer implements, the peer's rate; prints
     JSON lines and returns (the markdown report, the signal that cut the run short or
@@ -378,18 +387,18 @@ def throughput(args: argparse.Namespace) -> tuple[str, str | None]:
                                         print(json.dumps(peer), flush=True)
                                 rows.append((ours, peer if width == 1 else None))
 
-    cut_short = None  # the stop signal's name
-    stops = not_ignored(GracefulStop.SIGNALS)
+    cut_short = None  # the stop signal
+    previous = {}
     try:
-        for sig in stops:  # a scheduler's SIGTERM or SIGUSR1 stops the run as Ctrl-C does
-            signal.signal(sig, _interrupt)
+        for sig in not_ignored(GracefulStop.SIGNALS):  # SIGTERM, SIGUSR1 as Ctrl-C
+            previous[sig] = signal.signal(sig, _stop)
         measure()
     except KeyboardInterrupt as interrupt:  # `timeout --signal=INT` at a budget (gpu.sh)
-        cut_short = interrupt.args[0] if interrupt.args else signal.SIGINT.name
-        print(f"# interrupted ({cut_short}) after {len(rows)} row(s): those are reported",
-              flush=True)
-    for sig in stops:  # measured: a late stop loses no report
-        signal.signal(sig, signal.SIG_IGN)
+        cut_short = getattr(interrupt, "signal", signal.SIGINT)
+        _say(f"# interrupted ({cut_short.name}) after {len(rows)} row(s): those are "
+             "reported")
+    for sig, handler in previous.items():  # cut short: a late stop loses no report (main
+        signal.signal(sig, signal.SIG_IGN if cut_short else handler)  # exits after it)
     if not rows:
         raise BenchRefused("interrupted before the first row; nothing is written" if cut_short
                            else "no workload was measured (the lines above say why each was "
@@ -408,9 +417,9 @@ def throughput(args: argparse.Namespace) -> tuple[str, str | None]:
                    "images than Fashion-MNIST's 28x28x1 or other widths than 1: it runs its own "
                    "models at their own size only.")
     if cut_short:
-        report += (f"\n\nCut short by {cut_short}: the workloads after these rows were not "
-                   "measured.")
-    print("\n" + report, flush=True)
+        report += (f"\n\nCut short by {cut_short.name}: the workloads after these rows were "
+                   "not measured.")
+    _say("\n" + report)
     notes = ", ".join(f"{shape}: {source}" for shape, source in sources.items())
     rows_are = ("Each row is its median chunk by rate (the slower of the middle two): its "
                 "images/s, step and epoch times")
@@ -429,8 +438,15 @@ def throughput(args: argparse.Namespace) -> tuple[str, str | None]:
                       f"{device_title()}, {datetime.date.today().isoformat()}")
         text += (f"\n\nPlot: `{args.plot}` (achieved FLOP/s and fraction of the roof against "
                  "FLOPs per step).")
-        print(f"# wrote {args.plot}", flush=True)
+        _say(f"# wrote {args.plot}")
     return text, cut_short
+
+
+def _say(line: str) -> None:
+    """Prints a line of the report's end; where the output's reader has gone (a job's `| tee`
+    stopped with it) the report is still written to its file."""
+    with contextlib.suppress(BrokenPipeError):
+        print(line, flush=True)
 
 
 @contextlib.contextmanager
@@ -452,9 +468,9 @@ def background_load(count: int, pin: bool = False):
             process.wait()
 
 
-def main(argv: list[str] | None = None) -> str | None:
-    """Runs the bench; returns the name of the signal that cut its measurements short, if
-    one did (the report of what was measured is written all the same)."""
+def main(argv: list[str] | None = None) -> signal.Signals | None:
+    """Runs the bench; returns the signal that cut its measurements short, if one did: the
+    report of what was measured is written all the same, the modes after it are not run."""
     args = parse_args(argv, description=__doc__)
     commit = measured_commit()  # at the start: files edited during the run do not count
     measured_code = code_version(commit)
@@ -470,6 +486,8 @@ def main(argv: list[str] | None = None) -> str | None:
                 text = (f"Under {args.background_load} busy-looping background process(es)"
                         f"{', pinned' if args.background_pin else ''}.\n\n" + text)
             parts.append(("Throughput and roofline", text))
+            if interrupted:
+                break
         elif mode == "quality":
             from benchmarks import quality
             parts.append(("Time to quality", quality.run(args)))
@@ -486,7 +504,7 @@ def main(argv: list[str] | None = None) -> str | None:
     if path:
         write_section(path, report_section(parts, measured_code, command_line(args), commit,
                                            devices_used(args)), append=bool(args.append))
-        print(f"# wrote {path}", flush=True)
+        _say(f"# wrote {path}")
     return interrupted
 
 
@@ -500,9 +518,10 @@ def main_or_refuse(argv: list[str] | None = None) -> None:
         print(f"python -m benchmarks.bench: error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
     if interrupted:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(128 + signal.Signals[interrupted])
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BrokenPipeError):
+                stream.flush()
+        os._exit(128 + interrupted)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script from anywhere: the repository's jaxae
@@ -37,6 +38,7 @@ from jaxae.cli.signals import GracefulStop, end_by_signal, not_ignored  # noqa: 
 from jaxae.config import ConfigError, require_32_bits  # noqa: E402
 from jaxae.experiments.common import machine  # noqa: E402
 from jaxae.experiments.render import describe_commit, describe_machine  # noqa: E402
+from jaxae.training.files import write_whole  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,48 +149,45 @@ def _size(path: str) -> int:
 
 def run_command(command: list[str]) -> tuple[int, str]:
     """Runs `python command` from the repository root, its stderr passed through as it comes
-    (progress bars included) and kept; returns (exit status, stderr).
+    (progress bars included) and kept; returns (exit status, stderr)."""
+    process = subprocess.Popen([sys.executable, *command], cwd=ROOT, stderr=subprocess.PIPE)
+    kept = bytearray()
+    while chunk := process.stderr.read1(4096):
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.buffer.flush()
+        kept += chunk
+    return process.wait(), kept.decode(errors="replace")
 
-    A stop signal to this script (Ctrl-C, a scheduler's SIGTERM or SIGUSR1) is passed on to
-    the command, which stops as it does (train.py with a checkpoint); then this script ends
-    by that signal, saying so. The command runs in a process group of its own, so that a
-    terminal's Ctrl-C reaches it once, through here (twice, train.py stops without its
-    checkpoint)."""
-    running: list[subprocess.Popen] = []
+
+@contextlib.contextmanager
+def stops_after_the_command() -> Iterator[list[int]]:
+    """While the configs run, a stop signal (Ctrl-C, a scheduler's SIGTERM or SIGUSR1) is
+    recorded in the list yielded, and said at once, not acted on: sent to the job (a
+    terminal's Ctrl-C, `timeout`, a scheduler, `kill -- -PGID`) it reached the running
+    command too, which stops as it does (train.py with a checkpoint); this script stops once
+    that command has ended. Passed on, it would reach the command twice (a second stop:
+    train.py's without its checkpoint); ending this script alone would leave the command
+    running, its output cut off."""
     received: list[int] = []
-    passed: list[int] = []
 
-    def pass_on(signum: int, frame) -> None:
+    def record(signum: int, frame) -> None:
+        if not received:
+            with contextlib.suppress(OSError):
+                os.write(2, f"{signal.Signals(signum).name} received: config_results.py "
+                            "stops once the running command has ended (the signal stops it "
+                            f"too where it reached it: a terminal's Ctrl-C, a scheduler's "
+                            f"stop, kill -- -{os.getpgid(0)}); the rows measured are kept\n"
+                            .encode())
         received.append(signum)
-        for process in running:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signum)
-                passed.append(signum)
 
-    previous = {sig: signal.signal(sig, pass_on) for sig in not_ignored(GracefulStop.SIGNALS)}
+    previous = {}
     try:
-        process = subprocess.Popen([sys.executable, *command], cwd=ROOT,
-                                   stderr=subprocess.PIPE, process_group=0)
-        running.append(process)
-        for signum in received[len(passed):]:  # those that came as it started
-            process.send_signal(signum)
-            passed.append(signum)
-        kept = bytearray()
-        while chunk := process.stderr.read1(4096):
-            sys.stderr.buffer.write(chunk)
-            sys.stderr.buffer.flush()
-            kept += chunk
-        status = process.wait()
+        for sig in not_ignored(GracefulStop.SIGNALS):
+            previous[sig] = signal.signal(sig, record)
+        yield received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if received:
-        name = signal.Signals(received[0]).name
-        print(f"{name} received: passed on to {command[0]}, which stopped (exit status "
-              f"{status}); rerun the same command to go on (a finished run is reloaded, a "
-              "stopped one resumes)", file=sys.stderr, flush=True)
-        end_by_signal(received[0])
-    return status, kept.decode(errors="replace")
 
 
 def run_commands(shipped: Shipped, workdir: str, flags: list[str]) -> dict:
@@ -295,17 +294,18 @@ def table(rows: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(folder: str, rows: dict[str, dict]) -> str:
-    """Writes `folder`/table.json and table.md (rows in CONFIGS' order); returns the text."""
-    ordered = {s.name: rows[s.name] for s in CONFIGS if s.name in rows}
+def ordered_rows(rows: dict[str, dict]) -> dict[str, dict]:
+    return {s.name: rows[s.name] for s in CONFIGS if s.name in rows}
+
+
+def write_table(folder: str, rows: dict[str, dict]) -> None:
+    """Writes `folder`/table.json and table.md (rows in CONFIGS' order), each whole or not
+    at all: a stop meanwhile leaves the previous ones."""
+    ordered = ordered_rows(rows)
     os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "table.json"), "w") as f:
-        json.dump({"rows": ordered}, f, indent=2)
-        f.write("\n")
-    text = table(ordered)
-    with open(os.path.join(folder, "table.md"), "w") as f:
-        f.write(text)
-    return text
+    write_whole(os.path.join(folder, "table.json"),
+                json.dumps({"rows": ordered}, indent=2) + "\n")
+    write_whole(os.path.join(folder, "table.md"), table(ordered))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -353,39 +353,51 @@ def main(argv: list[str] | None = None) -> None:
                           *(argv if argv is not None else sys.argv[1:])])
     about = machine()
     failed: list[str] = []
-    for shipped in chosen:
-        workdir = from_root(os.path.join(args.out, "runs", "configs", shipped.name))
-        flags = data_flags(shipped, args)
-        row = {"command": command, "machine": about,
-               "flags": flags, "commands": [shlex.join(["python", *c])
-                                            for c in commands(shipped, workdir, flags)],
-               **run_commands(shipped, workdir, flags),
-               "date": datetime.datetime.now(datetime.UTC).isoformat(
-                   timespec="seconds")}  # when the row's commands ended
-        if "error" not in row:
-            try:
-                row["figures"] = read_figures(shipped, workdir)
-            except (KeyError, OSError) as e:  # a figure the run's files do not hold
-                row["error"] = f"its eval files hold no {e}"
-        before = rows.get(shipped.name, {})
-        if "figures" in row and row["train_seconds"] is None and \
-                before.get("figures", {}).get("step") == row["figures"]["step"]:
-            row["train_seconds"] = before.get("train_seconds")
-        if "error" in row:
-            failed.append(shipped.name)
-            if "figures" in before:  # a measured row is not lost to a run that could not run
-                row = {**before, "last_failure": {k: row[k] for k in ("command", "date",
-                                                                     "error")}}
-                print(f"warning: {shipped.name} did not run ({row['last_failure']['error']}): "
-                      f"its row measured on {before['date']} is kept", file=sys.stderr,
-                      flush=True)
-        rows[shipped.name] = row
-        text = write_table(folder, rows)  # after each row: a stop keeps those measured
-    print("\n" + text, flush=True)
+    with stops_after_the_command() as stopped:
+        for shipped in chosen:
+            if config_row(shipped, args, command, about, rows, folder, stopped):
+                failed.append(shipped.name)
+            if stopped:
+                end_by_signal(stopped[0])
+    print("\n" + table(ordered_rows(rows)), flush=True)
     print(f"wrote {os.path.join(folder, 'table.md')} and table.json beside it", flush=True)
     if failed:
         sys.exit(f"error: {len(failed)} config(s) did not run: {', '.join(failed)} (see their "
                  "rows, or the warnings above for rows kept from earlier)")
+
+
+def config_row(shipped: Shipped, args: argparse.Namespace, command: str, about: dict,
+               rows: dict[str, dict], folder: str, stopped: list[int]) -> bool | None:
+    """Runs one config's commands and writes its row into `rows` and the table (a measured
+    row is kept where its rerun could not run); returns whether it failed, or None where a
+    stop signal came meanwhile (`stopped`): its row is left as it was, for a rerun."""
+    workdir = from_root(os.path.join(args.out, "runs", "configs", shipped.name))
+    flags = data_flags(shipped, args)
+    row = {"command": command, "machine": about,
+           "flags": flags, "commands": [shlex.join(["python", *c])
+                                        for c in commands(shipped, workdir, flags)],
+           **run_commands(shipped, workdir, flags),
+           "date": datetime.datetime.now(datetime.UTC).isoformat(
+               timespec="seconds")}  # when the row's commands ended
+    if stopped:
+        return None
+    if "error" not in row:
+        try:
+            row["figures"] = read_figures(shipped, workdir)
+        except (KeyError, OSError) as e:  # a figure the run's files do not hold
+            row["error"] = f"its eval files hold no {e}"
+    before = rows.get(shipped.name, {})
+    if "figures" in row and row["train_seconds"] is None and \
+            before.get("figures", {}).get("step") == row["figures"]["step"]:
+        row["train_seconds"] = before.get("train_seconds")
+    failed = "error" in row
+    if failed and "figures" in before:  # a measured row is not lost to a run that could not
+        row = {**before, "last_failure": {k: row[k] for k in ("command", "date", "error")}}
+        print(f"warning: {shipped.name} did not run ({row['last_failure']['error']}): "
+              f"its row measured on {before['date']} is kept", file=sys.stderr, flush=True)
+    rows[shipped.name] = row
+    write_table(folder, rows)  # after each row: a stop keeps those measured
+    return failed
 
 
 if __name__ == "__main__":

@@ -441,7 +441,7 @@ def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch,
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    assert cut_short == stop.name and measured == [8]
+    assert cut_short == stop and measured == [8]
     assert "| 8 |" in text and "| 16 |" not in text
     assert "Roofs not measured (--no-roofs)." in text and "Roofs measured" not in text
     assert text.rstrip().endswith(f"Cut short by {stop.name}: the workloads after these rows "
@@ -449,14 +449,37 @@ def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch,
     assert f"# interrupted ({stop.name}) after 1 row(s)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("interrupted, status", [("SIGINT", 130), ("SIGTERM", 143),
+@pytest.mark.parametrize("interrupted, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143),
                                                  (None, None)])
-def test_a_run_cut_short_exits_130_once_its_report_is_written(monkeypatch, interrupted, status):
+def test_a_run_cut_short_exits_128_plus_the_signal_once_its_report_is_written(
+        monkeypatch, interrupted, status):
     monkeypatch.setattr(bench, "main", lambda argv: interrupted)
     exits = []
     monkeypatch.setattr(bench.os, "_exit", exits.append)
     bench.main_or_refuse([])
     assert exits == ([status] if status else [])
+
+
+def test_a_throughput_run_cut_short_runs_no_later_mode_and_one_not_keeps_the_handlers(
+        monkeypatch, tmp_path):
+    """Stopped, the modes after it had run with every stop signal ignored (a scheduler's
+    SIGKILL then lost the report); run to its end, it left them ignored too."""
+    from benchmarks import determinism
+
+    ran = []
+    monkeypatch.setattr(determinism, "run", lambda args: ran.append("determinism") or "")
+    monkeypatch.setattr(bench, "throughput", lambda args: ("rows", signal.SIGTERM))
+    argv = ["--mode", "throughput,determinism", "--models", "dense_ae", "--write",
+            str(tmp_path / "b.md")]
+    assert bench.main(argv) == signal.SIGTERM and ran == []
+    assert "rows" in (tmp_path / "b.md").read_text()  # the report of what was measured
+    monkeypatch.undo()  # the mode itself, of made-up rows
+    handlers = {sig: signal.getsignal(sig) for sig in bench.GracefulStop.SIGNALS}
+    monkeypatch.setattr(bench, "bench_model", lambda model, batch_size, *a, **k:
+                        measured_row(model, batch_size))
+    bench.throughput(bench_args.parse_args(["--models", "dense_ae", "--batch-sizes", "8",
+                                            "--no-roofs", "--data", "random"]))
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
 
 
 def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):

@@ -1,6 +1,12 @@
 """How well a 2-D picture keeps the classes apart (leave-one-out k-NN accuracy), PCA's picture
 of the pixels it is compared with, and the latent scatter's panel that shows both."""
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -129,22 +135,37 @@ def test_pixel_pca_points_fit_on_the_first_training_images_and_project_in_chunks
     np.testing.assert_allclose(np.abs(points), np.abs(expected), atol=1e-4)
 
 
-def test_pcas_svd_runs_on_one_blas_thread_and_gives_the_threads_back(monkeypatch):
+def test_pcas_svd_runs_on_one_blas_thread_and_gives_the_threads_back():
     """OpenBLAS's threads spin while they wait for each other: on a busy machine an
-    evaluation's picture stalled for seconds in the SVD of PCA_FIT_IMAGES images."""
-    import jax.numpy as jnp
-    from threadpoolctl import threadpool_info
+    evaluation's picture stalled for seconds in the SVD of PCA_FIT_IMAGES images. In a
+    process of its own: the OpenBLAS the SVD runs on (scipy's) is loaded by the first one."""
+    code = textwrap.dedent("""
+        import json
+        import jax, jax.numpy as jnp, numpy as np
+        from threadpoolctl import threadpool_info
+        from jaxae.evaluation import pca
 
-    from jaxae.evaluation import pca
+        def pools():
+            return sorted((p["filepath"], p["num_threads"]) for p in threadpool_info()
+                          if p["user_api"] == "blas")
 
-    def blas_threads() -> set[int]:
-        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+        before, during, svd = pools(), [], jnp.linalg.svd
 
-    before, during, svd = blas_threads(), [], jnp.linalg.svd
-    monkeypatch.setattr(jnp.linalg, "svd", lambda *args, **kwargs: (
-        during.append(blas_threads()), svd(*args, **kwargs))[1])
-    pca.fit(np.random.default_rng(0).random((50, 8), np.float32), 2)
-    assert during == [{1}] and blas_threads() == before
+        def recording(*args, **kwargs):
+            out = jax.block_until_ready(svd(*args, **kwargs))
+            during.append(pools())
+            return out
+
+        jnp.linalg.svd = recording
+        pca.fit(np.random.default_rng(0).random((50, 8), np.float32), 2)
+        print(json.dumps([before, during, pools()]))""")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, [during], after = json.loads(done.stdout)
+    assert [path for path, _ in during] == [path for path, _ in after]  # every one, limited
+    assert {threads for _, threads in during} == {1}
+    assert {threads for _, threads in after} == {threads for _, threads in before}  # back
 
 
 def test_a_pca_baseline_of_more_components_than_its_rows_allow_is_refused():

@@ -23,8 +23,11 @@ def fit(x_NxD: jax.Array, k: int) -> PCA:
     mean = x.mean(axis=0)
     # The SVD (LAPACK, through OpenBLAS) on one thread: OpenBLAS's threads spin while they
     # wait for each other, and on a machine busy with other work (XLA's threads, another
-    # process) an evaluation's picture stalled for seconds on them. Run to its end inside
-    # the limit (JAX dispatches asynchronously).
+    # process) an evaluation's picture stalled for seconds on them. The OpenBLAS JAX's SVD
+    # runs on is scipy's, loaded first (else loaded inside the limit, and not limited); the
+    # SVD runs to its end inside the limit (JAX dispatches asynchronously).
+    import scipy.linalg  # noqa: F401
+
     with threadpool_limits(1, user_api="blas"):
         _, _, vt = jax.block_until_ready(jnp.linalg.svd(x - mean, full_matrices=False))
     return PCA(mean, vt[:k])
