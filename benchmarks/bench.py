@@ -397,8 +397,8 @@ def throughput(args: argparse.Namespace) -> tuple[str, signal.Signals | None]:
         cut_short = getattr(interrupt, "signal", signal.SIGINT)
         _say(f"# interrupted ({cut_short.name}) after {len(rows)} row(s): those are "
              "reported")
-    for sig, handler in previous.items():  # cut short: a late stop loses no report (main
-        signal.signal(sig, signal.SIG_IGN if cut_short else handler)  # exits after it)
+    for sig in previous:  # a late stop loses no report: ignored until it is written (main
+        signal.signal(sig, signal.SIG_IGN)  # puts them back for the modes after this one)
     if not rows:
         raise BenchRefused("interrupted before the first row; nothing is written" if cut_short
                            else "no workload was measured (the lines above say why each was "
@@ -478,13 +478,20 @@ def main(argv: list[str] | None = None) -> signal.Signals | None:
     print(f"# {header(devices_used(args))}.{measured_code}\n# Command: {command_line(args)}",
           flush=True)
     parts, interrupted = [], None
-    for mode in args.mode.split(","):
+    handlers = {sig: signal.getsignal(sig) for sig in GracefulStop.SIGNALS}
+    modes = args.mode.split(",")
+    for number, mode in enumerate(modes):
+        for sig, handler in handlers.items():  # each mode as the process started
+            signal.signal(sig, handler)
         if mode == "throughput":
             with background_load(args.background_load, args.background_pin):
                 text, interrupted = throughput(args)
             if args.background_load:
                 text = (f"Under {args.background_load} busy-looping background process(es)"
                         f"{', pinned' if args.background_pin else ''}.\n\n" + text)
+            if interrupted and number + 1 < len(modes):
+                text += f"\n\nNot run, after it: --mode {', '.join(modes[number + 1:])}."
+                _say(f"# not run: --mode {', '.join(modes[number + 1:])}")
             parts.append(("Throughput and roofline", text))
             if interrupted:
                 break
@@ -505,6 +512,8 @@ def main(argv: list[str] | None = None) -> signal.Signals | None:
         write_section(path, report_section(parts, measured_code, command_line(args), commit,
                                            devices_used(args)), append=bool(args.append))
         _say(f"# wrote {path}")
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
     return interrupted
 
 

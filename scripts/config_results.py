@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script from anywhere: the repository's jaxae
@@ -151,10 +151,14 @@ def run_command(command: list[str]) -> tuple[int, str]:
     """Runs `python command` from the repository root, its stderr passed through as it comes
     (progress bars included) and kept; returns (exit status, stderr)."""
     process = subprocess.Popen([sys.executable, *command], cwd=ROOT, stderr=subprocess.PIPE)
-    kept = bytearray()
+    kept, passing = bytearray(), True
     while chunk := process.stderr.read1(4096):
-        sys.stderr.buffer.write(chunk)
-        sys.stderr.buffer.flush()
+        if passing:
+            try:
+                sys.stderr.buffer.write(chunk)
+                sys.stderr.buffer.flush()
+            except BrokenPipeError:  # this script's reader gone (a job's `| tee` stopped
+                passing = False  # with it): the command's output is still read to its end
         kept += chunk
     return process.wait(), kept.decode(errors="replace")
 
@@ -164,10 +168,10 @@ def stops_after_the_command() -> Iterator[list[int]]:
     """While the configs run, a stop signal (Ctrl-C, a scheduler's SIGTERM or SIGUSR1) is
     recorded in the list yielded, and said at once, not acted on: sent to the job (a
     terminal's Ctrl-C, `timeout`, a scheduler, `kill -- -PGID`) it reached the running
-    command too, which stops as it does (train.py with a checkpoint); this script stops once
-    that command has ended. Passed on, it would reach the command twice (a second stop:
-    train.py's without its checkpoint); ending this script alone would leave the command
-    running, its output cut off."""
+    command too, which stops as it does (train.py with a checkpoint); this script starts no
+    other command (`run_commands`) and stops once that one has ended. Passed on, it would
+    reach the command twice (a second stop: train.py's without its checkpoint); ending this
+    script alone would leave the command running, its output cut off."""
     received: list[int] = []
 
     def record(signum: int, frame) -> None:
@@ -190,14 +194,18 @@ def stops_after_the_command() -> Iterator[list[int]]:
             signal.signal(sig, handler)
 
 
-def run_commands(shipped: Shipped, workdir: str, flags: list[str]) -> dict:
+def run_commands(shipped: Shipped, workdir: str, flags: list[str],
+                 stopped: Sequence[int] = ()) -> dict:
     """Runs the config's commands: {"train_seconds": train.py's wall time where it trained
     (None where it reloaded a finished run), "eval_seconds": the others'}, with "error": the
-    first failure's last line."""
+    first failure's last line; none after a stop signal (`stopped`, of
+    `stops_after_the_command`)."""
     log = os.path.join(ROOT, workdir, "metrics.jsonl")
     before = _size(log)
     out: dict = {"train_seconds": None, "eval_seconds": 0.0}
     for number, command in enumerate(commands(shipped, workdir, flags)):
+        if stopped:
+            return {**out, "error": "stopped"}
         print(f"# {shipped.name}: python {shlex.join(command)}", flush=True)
         started = time.perf_counter()
         status, errors = run_command(command)
@@ -376,7 +384,7 @@ def config_row(shipped: Shipped, args: argparse.Namespace, command: str, about: 
     row = {"command": command, "machine": about,
            "flags": flags, "commands": [shlex.join(["python", *c])
                                         for c in commands(shipped, workdir, flags)],
-           **run_commands(shipped, workdir, flags),
+           **run_commands(shipped, workdir, flags, stopped),
            "date": datetime.datetime.now(datetime.UTC).isoformat(
                timespec="seconds")}  # when the row's commands ended
     if stopped:

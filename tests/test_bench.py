@@ -460,26 +460,32 @@ def test_a_run_cut_short_exits_128_plus_the_signal_once_its_report_is_written(
     assert exits == ([status] if status else [])
 
 
-def test_a_throughput_run_cut_short_runs_no_later_mode_and_one_not_keeps_the_handlers(
-        monkeypatch, tmp_path):
+def test_a_throughput_run_cut_short_runs_no_later_mode_and_the_others_run_as_started(
+        monkeypatch, tmp_path, capsys):
     """Stopped, the modes after it had run with every stop signal ignored (a scheduler's
-    SIGKILL then lost the report); run to its end, it left them ignored too."""
+    SIGKILL then lost the report); run to its end, the next mode has the process's own
+    handlers, and the report's writing none (a late stop had lost it)."""
     from benchmarks import determinism
 
-    ran = []
-    monkeypatch.setattr(determinism, "run", lambda args: ran.append("determinism") or "")
-    monkeypatch.setattr(bench, "throughput", lambda args: ("rows", signal.SIGTERM))
-    argv = ["--mode", "throughput,determinism", "--models", "dense_ae", "--write",
-            str(tmp_path / "b.md")]
-    assert bench.main(argv) == signal.SIGTERM and ran == []
-    assert "rows" in (tmp_path / "b.md").read_text()  # the report of what was measured
-    monkeypatch.undo()  # the mode itself, of made-up rows
+    argv = ["--models", "dense_ae", "--batch-sizes", "8", "--no-roofs", "--data", "random",
+            "--write", str(tmp_path / "b.md"), "--mode"]
     handlers = {sig: signal.getsignal(sig) for sig in bench.GracefulStop.SIGNALS}
+    seen = []
+    monkeypatch.setattr(determinism, "run", lambda args: seen.append(
+        {sig: signal.getsignal(sig) for sig in handlers}) or "")
     monkeypatch.setattr(bench, "bench_model", lambda model, batch_size, *a, **k:
                         measured_row(model, batch_size))
-    bench.throughput(bench_args.parse_args(["--models", "dense_ae", "--batch-sizes", "8",
-                                            "--no-roofs", "--data", "random"]))
-    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+    writes = []
+    monkeypatch.setattr(bench, "write_section", lambda *args, **kwargs: writes.append(
+        {sig: signal.getsignal(sig) for sig in handlers}))
+    assert bench.main(argv + ["throughput"]) is None
+    assert writes == [{sig: signal.SIG_IGN for sig in handlers}]  # a late stop waits for it
+    assert bench.main(argv + ["throughput,determinism"]) is None and seen == [handlers]
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # given back
+    monkeypatch.setattr(bench, "throughput", lambda args: ("rows", signal.SIGTERM))
+    seen.clear()
+    assert bench.main(argv + ["throughput,determinism"]) == signal.SIGTERM and seen == []
+    assert "# not run: --mode determinism" in capsys.readouterr().out
 
 
 def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):

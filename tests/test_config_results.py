@@ -164,6 +164,21 @@ def test_unknown_configs_are_refused_before_anything_runs(only, capsys):
         capsys.readouterr().err
 
 
+def test_after_a_stop_no_other_command_of_the_config_starts(monkeypatch):
+    """A stop during train.py had let evaluate.py run in full (minutes of IWAE bounds, past
+    a scheduler's grace period) before the script ended."""
+    shipped = next(s for s in config_results.CONFIGS if s.name == "default")
+    stopped, ran = [], []
+
+    def run_command(command):
+        ran.append(command[0])
+        stopped.append(signal.SIGTERM)  # as the command ran
+        return 0, ""
+    monkeypatch.setattr(config_results, "run_command", run_command)
+    assert config_results.run_commands(shipped, "w", [], stopped)["error"] == "stopped"
+    assert ran == ["train.py"]
+
+
 @pytest.mark.parametrize("stop, to_the_group", [("SIGTERM", True), ("SIGINT", True),
                                                 ("SIGTERM", False)])
 def test_a_stop_waits_for_the_running_command_and_reaches_it_once(tmp_path, stop,
