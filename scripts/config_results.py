@@ -13,7 +13,9 @@ dir where one is given, else full MNIST through TFDS; the photo-crop configs rea
 adds the table to RESULTS.md. A config whose data is missing is listed as not run, with the
 error line that says why, unless an earlier command measured it: its row is kept, the failure
 recorded beside it (`last_failure`); any failure makes the exit status 1. `--only` reruns
-some of them, keeping the other rows.
+some of them, keeping the other rows. A stop (Ctrl-C, SIGTERM, SIGUSR1) lets the running
+command stop as it does, starts no other, records no row for its config and ends the script
+as the signal does: rerun the same command to go on from there.
 """
 
 from __future__ import annotations
@@ -363,10 +365,12 @@ def main(argv: list[str] | None = None) -> None:
     failed: list[str] = []
     with stops_after_the_command() as stopped:
         for shipped in chosen:
+            if stopped:
+                break
             if config_row(shipped, args, command, about, rows, folder, stopped):
                 failed.append(shipped.name)
-            if stopped:
-                end_by_signal(stopped[0])
+    if stopped:
+        end_by_signal(stopped[0])
     print("\n" + table(ordered_rows(rows)), flush=True)
     print(f"wrote {os.path.join(folder, 'table.md')} and table.json beside it", flush=True)
     if failed:
