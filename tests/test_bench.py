@@ -25,6 +25,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE_SHAPE = (*idx.IMAGE_SHAPE, 1)  # (Fashion-)MNIST's, as the benchmark trains on
 
 
+@pytest.fixture(autouse=True)
+def stop_signals_as_they_were():
+    """The throughput mode leaves the stop signals ignored for the report's writing (its
+    command exits after it): a test calling it puts them back, or the worker's later
+    processes would start with them ignored."""
+    handlers = {sig: signal.getsignal(sig) for sig in bench.GracefulStop.SIGNALS}
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
 def random_arrays(count: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     return jax.device_put({"image": rng.integers(0, 256, (count, *IMAGE_SHAPE), np.uint8),
@@ -435,12 +446,7 @@ def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch,
     monkeypatch.setattr(bench, "bench_model", bench_model)
     args = bench_args.parse_args(["--models", "conv_ae", "--batch-sizes", "8,16,32", "--no-roofs",
                                   "--data", "random"])
-    handlers = {sig: signal.getsignal(sig) for sig in bench.GracefulStop.SIGNALS}
-    try:
-        text, cut_short = bench.throughput(args)
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    text, cut_short = bench.throughput(args)
     assert cut_short == stop and measured == [8]
     assert "| 8 |" in text and "| 16 |" not in text
     assert "Roofs not measured (--no-roofs)." in text and "Roofs measured" not in text
