@@ -18,15 +18,16 @@ def duration(seconds: float) -> str:
 
 class LogLines:
     """When a line is due in place of a bar that does not draw: OFF_TERMINAL_EVERY_S after
-    the work began, then after the last line."""
+    the work began, then after the last line. `now`: a time.perf_counter() reading the
+    caller has taken already (default: one read here)."""
 
-    def __init__(self) -> None:
-        self.started = self.said = time.perf_counter()
+    def __init__(self, now: float | None = None) -> None:
+        self.started = self.said = time.perf_counter() if now is None else now
 
-    def due(self) -> float | None:
+    def due(self, now: float | None = None) -> float | None:
         """The seconds since the work began where a line is due now (it counts as said),
         else None."""
-        now = time.perf_counter()
+        now = time.perf_counter() if now is None else now
         if now - self.said < OFF_TERMINAL_EVERY_S:
             return None
         self.said = now

@@ -44,7 +44,7 @@ from jaxae.evaluation.metrics import evaluate_splits
 from jaxae.keys import Keys, derive_keys
 from jaxae.messages import printable
 from jaxae.objectives import Objective
-from jaxae.progress import OFF_TERMINAL_EVERY_S, duration
+from jaxae.progress import LogLines, duration
 from jaxae.registry import display_name
 from jaxae.tasks import Task
 from jaxae.training import checkpoints, memory, parallel, steps
@@ -276,8 +276,7 @@ class _ChunkLog:
         self.pending = None
         self.last_nonzero_gradient: int | None = None  # the last step it was checked at
         self.since: tuple[float, int, tqdm] | None = None  # (time, step, bar): the bar's first read
-        self.said_at: float | None = None  # the first read, then the last progress line
-        self.first_read = 0.0
+        self.lines: LogLines | None = None  # off a terminal: from the first read
         # the run's rate, for the progress line: images over the time between chunk reads
         # (the first read's, with the compile, left out), less the time set aside meanwhile
         self.last_read: float | None = None
@@ -343,14 +342,12 @@ class _ChunkLog:
         self.last_read, self.set_aside_s = now, 0.0
         if self.timings and logged:
             self.timings.trained(step, epoch + 1, self.trained_s, self.rate)
-        if self.said_at is None:
-            self.first_read = self.said_at = now
+        if self.lines is None:
+            self.lines = LogLines(now)
         if bar.disable and self.writer and self.rate and \
-                now - self.said_at >= OFF_TERMINAL_EVERY_S:
-            self.said_at = now
-            print(self._progress_line(step, epoch, last["loss"],
-                                      self.rate,
-                                      now - self.first_read), file=sys.stderr, flush=True)
+                (seconds := self.lines.due(now)) is not None:
+            print(self._progress_line(step, epoch, last["loss"], self.rate, seconds),
+                  file=sys.stderr, flush=True)
 
     def _progress_line(self, step: int, epoch: int, loss: float, rate: float,
                        seconds: float) -> str:
