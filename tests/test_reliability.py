@@ -316,6 +316,27 @@ def test_an_output_whose_reader_ends_is_one_line_and_exit_141(stop, code, said):
     assert err == said
 
 
+@pytest.mark.slow
+def test_train_py_whose_reader_ends_saves_the_steps_it_trained_then_ends_as_sigpipe_does(
+        fashion_tfds_dir, tmp_path):
+    """`train.py | head -1` (or `| tee log`, ended by the same SIGTERM as train.py): the
+    next line met the closed pipe wherever it was printed, and the run ended (exit 141)
+    without a checkpoint of the steps trained since the last one, here all of them."""
+    workdir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "--config=configs/test.py", f"--workdir={workdir}",
+         f"--config.data.tfds_dir={fashion_tfds_dir}", "--config.train.checkpoint_every_epochs=2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == -signal.SIGPIPE, err  # as `yes | head` ends: quietly
+    assert "the output's reader ended (a pipe into `head`, say): stopping, with a checkpoint " \
+           "of any steps trained; rerun the same command to continue\n" in err
+    saved = [int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit()]
+    assert len(saved) == 1 and 0 < saved[0] < 32  # (2 epochs of 16 steps)
+
+
 def test_a_signal_as_the_handlers_go_in_waits_for_them(ctrl_c_handled, monkeypatch):
     """SIGTERM's handler goes in before SIGINT's: a Ctrl-C between the two (as train.py
     starts) met Python's default, a KeyboardInterrupt traceback. Both are blocked while

@@ -14,9 +14,9 @@ one asked for before training started (one line, nothing to save); where no stop
 Its parts: `train_command` and `evaluate_command` (the commands `jaxae-train` and
 `jaxae-evaluate`, which a clone's train.py and evaluate.py call), `exits` (how the process
 ends: `run`, the exit codes, Orbax's writer threads), `signals` (a graceful stop, or an
-immediate one), `quiet` (Orbax's logs and leftovers), `arguments` (the command line read
-ahead of absl), `config_flag` (`--config` and its overrides) and `config_errors` (one line
-for each way a config fails to load).
+immediate one), `output` (an output whose reader ended is a stop too), `quiet` (Orbax's logs
+and leftovers), `arguments` (the command line read ahead of absl), `config_flag` (`--config`
+and its overrides) and `config_errors` (one line for each way a config fails to load).
 
 This package imports only absl, ml_collections and jaxae modules that themselves import only
 the standard library (`registry`, `messages`, `training.lock`), so that a command can

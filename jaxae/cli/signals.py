@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
+from jaxae.cli.output import ReaderWatch
 from jaxae.training.lock import MOVING_FILES, STAGING_FOLDERS
 
 
@@ -41,8 +42,13 @@ class GracefulStop:
     Orbax renames a step's folder only once it is written, and a half-written one is a
     temporary folder the next start removes, saying so).
 
-    In a notebook, `GracefulStop(end_process=False)`: the second raises KeyboardInterrupt
-    instead, as an interrupt does without it, and the kernel lives on:
+    An output whose reader ended (`| head`, or `| tee log` ended by the same SIGTERM) is a
+    stop too (`reader_ended`): SIGPIPE's, which Python ignores, without ending the process
+    before its checkpoint (a signal after it is still a first one).
+
+    In a notebook, `GracefulStop(end_process=False)`: the second signal raises
+    KeyboardInterrupt instead, as an interrupt does without it, the kernel lives on, and its
+    output is left as it is:
 
         with cli.GracefulStop(end_process=False) as stop:  # Interrupt: a checkpoint, a return
             train_and_evaluate(config, workdir, stop_requested=stop)
@@ -54,7 +60,10 @@ class GracefulStop:
     def __init__(self, end_process: bool = True):
         self.requested: str | None = None
         self.end_process = end_process
+        self.reader_gone = False
+        self._saved = False
         self._previous = {}
+        self._streams: tuple[TextIO, TextIO] | None = None
 
     def _handle(self, signum: int, frame) -> None:
         name = signal.Signals(signum).name
@@ -78,11 +87,25 @@ class GracefulStop:
         end_by_signal(signum)
 
     def __call__(self) -> str | None:
-        return self.requested
+        return self.requested or (signal.SIGPIPE.name if self.reader_gone else None)
+
+    def reader_ended(self) -> None:
+        """The output's reader ended (`output.ReaderWatch`): a stop, said on stderr where
+        that still has a reader."""
+        if self.reader_gone:
+            return
+        self.reader_gone = True
+        if self.requested is None and not self._saved:
+            with contextlib.suppress(OSError):
+                os.write(2, b"the output's reader ended (a pipe into `head`, say): stopping, "
+                            b"with a checkpoint of any steps trained; rerun the same command "
+                            b"to continue\n")
 
     def saved(self) -> None:
         """The run's work is on disk: a signal from now on has nothing left to stop, and is
-        ignored (not the second signal's "without a checkpoint" exit)."""
+        ignored (not the second signal's "without a checkpoint" exit), and an output whose
+        reader ends is not said to stop it."""
+        self._saved = True
         ignore_stop_signals()
 
     def install(self) -> GracefulStop:
@@ -106,13 +129,20 @@ class GracefulStop:
             self.requested = self.requested or signal.SIGINT.name
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        if self.end_process and self._streams is None:
+            self._streams = sys.stdout, sys.stderr
+            sys.stdout, sys.stderr = (ReaderWatch(stream, self.reader_ended)
+                                      for stream in self._streams)
         return self
 
     def uninstall(self) -> None:
-        """Puts back the handlers that were in place before `install`."""
+        """Puts back the handlers and the output streams in place before `install`."""
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        if self._streams is not None:
+            sys.stdout, sys.stderr = self._streams
+            self._streams = None
 
     def __enter__(self) -> GracefulStop:
         return self.install()
