@@ -234,12 +234,14 @@ bench() {  # each step appends its run to the device's section
   local started=$SECONDS status=0
   ${limit[@]+"${limit[@]}"} "$PY" -m benchmarks.bench "$@" --append "$REPORT" 2>&1 \
     | tee -a "$LOG" || status=${PIPESTATUS[0]}
-  if [ "$status" = 130 ]; then  # interrupted: a throughput step reported its rows
-    FAILED="$FAILED $name(cut short)"
-  elif [ "$status" != 0 ]; then
-    echo "gpu.sh: step $name failed (its output is in $LOG); going on" | tee -a "$LOG" >&2
-    FAILED="$FAILED $name"
-  fi
+  case $status in
+    0) ;;
+    130|138|143)  # stopped by SIGINT (the limit's), SIGUSR1 or SIGTERM: its rows reported
+      FAILED="$FAILED $name(cut short)" ;;
+    *)
+      echo "gpu.sh: step $name failed (its output is in $LOG); going on" | tee -a "$LOG" >&2
+      FAILED="$FAILED $name" ;;
+  esac
   if [ -n "$OUT_DIR" ]; then  # the report, and a plot this step wrote (unless there already)
     for file in "$REPORT" "$PLOT" "$GROW_PLOT"; do
       if [ -f "$file" ] && [ "$(stat -L -c %Y "$file")" -ge "$((EPOCH_START + started))" ] &&

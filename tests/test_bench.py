@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -722,6 +723,21 @@ def test_the_gpu_script_without_fashion_mnist_reports_precision_skipped_not_refu
     assert "gpu.sh: Fashion-MNIST does not load here (above): random pixels" in done.stderr
     assert "refuses" not in done.stderr
     assert "failed, were skipped or were cut short: precision(no Fashion-MNIST)" in done.stderr
+
+
+def test_a_gpu_step_stopped_by_sigterm_is_reported_cut_short_not_failed(tmp_path):
+    """A step's bench stopped by SIGTERM (a scheduler's) reports its rows and exits 143, as
+    the limit's SIGINT makes it exit 130: cut short (it was counted a failure)."""
+    python = tmp_path / "python"  # the bench's runs end by SIGTERM; any other call is Python's
+    python.write_text(f'#!/bin/bash\nif [ "$1" = -m ]; then kill -TERM $$; fi\n'
+                      f'exec {shlex.quote(sys.executable)} "$@"\n')
+    python.chmod(0o755)
+    done = run_gpu_script(tmp_path, DRY_RUN="1", PARSE_ONLY="0", ONLY="determinism",
+                          PYTHON=str(python))
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "gpu.sh: these steps failed, were skipped or were cut short: determinism(cut " \
+           "short)" in done.stderr
+    assert "step determinism failed" not in done.stderr
 
 
 def test_the_gpu_script_refuses_wheels_made_for_another_python(tmp_path):
