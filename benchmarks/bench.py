@@ -89,6 +89,7 @@ from benchmarks.workloads import (
 )
 from jaxae import build
 from jaxae import config as config_lib
+from jaxae.cli import output
 from jaxae.cli.signals import GracefulStop, not_ignored
 from jaxae.data import batches
 from jaxae.kernels import conv as conv_lib
@@ -348,6 +349,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, signal.Signals | None]:
     rows, sources = [], {}
     devices = args.devices  # as train.py: every device, by default (parse_args)
     peer_failed = []  # the peer's failure, once: the rows after it are measured without it
+    output_failed: list[OSError] = []
 
     def measure() -> None:  # appends each workload's row as it is measured
         for shape in shapes:
@@ -386,13 +388,17 @@ def throughput(args: argparse.Namespace) -> tuple[str, signal.Signals | None]:
                                     else:
                                         print(json.dumps(peer), flush=True)
                                 rows.append((ours, peer if width == 1 else None))
+                                # an output that failed (its reader ended, its disk full)
+                                if output_failed:  # is a stop, as SIGPIPE's: the row is kept
+                                    raise Stopped(signal.SIGPIPE)
 
     cut_short = None  # the stop signal
     previous = {}
     try:
         for sig in not_ignored(GracefulStop.SIGNALS):  # SIGTERM, SIGUSR1 as Ctrl-C
             previous[sig] = signal.signal(sig, _stop)
-        measure()
+        with output.watched(output_failed.append):
+            measure()
     except KeyboardInterrupt as interrupt:  # `timeout --signal=INT` at a budget (gpu.sh)
         cut_short = getattr(interrupt, "signal", signal.SIGINT)
         _say(f"# interrupted ({cut_short.name}) after {len(rows)} row(s): those are "
@@ -520,17 +526,20 @@ def main(argv: list[str] | None = None) -> signal.Signals | None:
 def main_or_refuse(argv: list[str] | None = None) -> None:
     """`main`, with a BenchRefused as one error line and exit status 2; a run stopped
     mid-measurement exits 128 + the signal (130 for Ctrl-C) as soon as its report is
-    written (an interpreter shutting down after XLA was interrupted mid-call can crash)."""
-    try:
-        interrupted = main(argv)
-    except BenchRefused as error:
-        print(f"python -m benchmarks.bench: error: {error}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    if interrupted:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(BrokenPipeError):
+    written (an interpreter shutting down after XLA was interrupted mid-call can crash).
+    An output that cannot be written stops the measurements as SIGPIPE would (`throughput`),
+    and is dropped elsewhere: the report is written to its file all the same."""
+    output.usable_streams()
+    with output.watched(output.dropped):
+        try:
+            interrupted = main(argv)
+        except BenchRefused as error:
+            print(f"python -m benchmarks.bench: error: {error}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        if interrupted:
+            for stream in (sys.stdout, sys.stderr):
                 stream.flush()
-        os._exit(128 + interrupted)
+            os._exit(128 + interrupted)
 
 
 if __name__ == "__main__":

@@ -31,11 +31,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script from anywhere: the repository's jaxae
 
+from jaxae.cli import output  # noqa: E402
 from jaxae.cli.signals import GracefulStop, end_by_signal, not_ignored  # noqa: E402
 from jaxae.config import ConfigError, require_32_bits  # noqa: E402
 from jaxae.experiments.common import machine  # noqa: E402
@@ -159,8 +160,8 @@ def run_command(command: list[str]) -> tuple[int, str]:
             try:
                 sys.stderr.buffer.write(chunk)
                 sys.stderr.buffer.flush()
-            except BrokenPipeError:  # this script's reader gone (a job's `| tee` stopped
-                passing = False  # with it): the command's output is still read to its end
+            except OSError:  # this script's reader gone (a job's `| tee` stopped with it),
+                passing = False  # its disk full: the command's output is still read to its end
         kept += chunk
     return process.wait(), kept.decode(errors="replace")
 
@@ -197,21 +198,27 @@ def stops_after_the_command() -> Iterator[list[int]]:
 
 
 def run_commands(shipped: Shipped, workdir: str, flags: list[str],
-                 stopped: Sequence[int] = ()) -> dict:
+                 stopped: list[int] | None = None) -> dict:
     """Runs the config's commands: {"train_seconds": train.py's wall time where it trained
     (None where it reloaded a finished run), "eval_seconds": the others'}, with "error": the
     first failure's last line; none after a stop signal (`stopped`, of
-    `stops_after_the_command`)."""
+    `stops_after_the_command`), nor after a command ended by SIGPIPE (the output they share
+    cannot be written: train.py stops for it with a checkpoint), which joins `stopped`."""
+    stopped = [] if stopped is None else stopped
     log = os.path.join(ROOT, workdir, "metrics.jsonl")
     before = _size(log)
     out: dict = {"train_seconds": None, "eval_seconds": 0.0}
     for number, command in enumerate(commands(shipped, workdir, flags)):
-        if stopped:
+        if not stopped:
+            print(f"# {shipped.name}: python {shlex.join(command)}", flush=True)
+        if stopped:  # (also where that line could not be written)
             return {**out, "error": "stopped"}
-        print(f"# {shipped.name}: python {shlex.join(command)}", flush=True)
         started = time.perf_counter()
         status, errors = run_command(command)
         seconds = round(time.perf_counter() - started, 1)
+        if status == -signal.SIGPIPE:
+            stopped.append(signal.SIGPIPE)
+            return {**out, "error": "stopped"}
         if status != 0:
             lines = [line for line in errors.replace("\r", "\n").splitlines() if line.strip()]
             error = lines[-1] if lines else f"exit status {status}"
@@ -348,6 +355,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    output.usable_streams()
     args = parse_args(argv)
     try:  # each command would refuse it, one by one
         require_32_bits()
@@ -363,7 +371,14 @@ def main(argv: list[str] | None = None) -> None:
                           *(argv if argv is not None else sys.argv[1:])])
     about = machine()
     failed: list[str] = []
-    with stops_after_the_command() as stopped:
+
+    def output_failed(error: OSError) -> None:  # as the stop signals: after the command
+        if not stopped:
+            output.say_failure(error, "config_results.py stops once the running command has "
+                                      "ended; the rows measured are kept")
+        stopped.append(signal.SIGPIPE)
+
+    with stops_after_the_command() as stopped, output.watched(output_failed):
         for shipped in chosen:
             if stopped:
                 break
@@ -371,8 +386,9 @@ def main(argv: list[str] | None = None) -> None:
                 failed.append(shipped.name)
     if stopped:
         end_by_signal(stopped[0])
-    print("\n" + table(ordered_rows(rows)), flush=True)
-    print(f"wrote {os.path.join(folder, 'table.md')} and table.json beside it", flush=True)
+    with output.watched(output.dropped):  # the table is written: a reader gone loses nothing
+        print("\n" + table(ordered_rows(rows)), flush=True)
+        print(f"wrote {os.path.join(folder, 'table.md')} and table.json beside it", flush=True)
     if failed:
         sys.exit(f"error: {len(failed)} config(s) did not run: {', '.join(failed)} (see their "
                  "rows, or the warnings above for rows kept from earlier)")

@@ -1024,3 +1024,38 @@ def test_the_commit_recorded_is_jaxaes_not_that_of_a_repository_around_an_instal
     installed.mkdir(parents=True)
     monkeypatch.setattr(provenance, "PACKAGE", str(installed))
     assert (provenance.git_commit(), provenance.uncommitted_files()) == ("", [])
+
+
+class _ClosedAfter:
+    """A stdout whose reader ends after `lines` lines (`bench | head`)."""
+
+    def __init__(self, lines: int):
+        self.left, self.written = lines, []
+
+    def write(self, text: str) -> int:
+        if self.left <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.written.append(text)
+        self.left -= text.count("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        raise ValueError("no descriptor")
+
+
+def test_a_throughput_run_whose_reader_ends_keeps_the_row_it_was_printing(monkeypatch):
+    """`bench | head -1`: the second row's line met the closed pipe, a traceback lost every
+    row measured; the row is kept, and the run stops there as SIGPIPE would stop it."""
+    monkeypatch.setattr(bench, "bench_model", lambda model, batch_size, *a, **k:
+                        measured_row(model, batch_size))
+    monkeypatch.setattr(sys, "stdout", _ClosedAfter(1))
+    args = bench_args.parse_args(["--models", "conv_ae", "--batch-sizes", "8,16,32", "--no-roofs",
+                                  "--data", "random"])
+    text, cut_short = bench.throughput(args)
+    assert cut_short == signal.SIGPIPE
+    assert "| 8 |" in text and "| 16 |" in text and "| 32 |" not in text
+    assert text.rstrip().endswith("Cut short by SIGPIPE: the workloads after these rows were "
+                                  "not measured.")

@@ -164,19 +164,25 @@ def test_unknown_configs_are_refused_before_anything_runs(only, capsys):
         capsys.readouterr().err
 
 
-def test_after_a_stop_no_other_command_of_the_config_starts(monkeypatch):
+@pytest.mark.parametrize("how", ["signal", "sigpipe"])
+def test_after_a_stop_no_other_command_of_the_config_starts(monkeypatch, how):
     """A stop during train.py had let evaluate.py run in full (minutes of IWAE bounds, past
-    a scheduler's grace period) before the script ended."""
+    a scheduler's grace period) before the script ended. train.py ended by SIGPIPE (the
+    output they share lost its reader: `| head`) stopped with a checkpoint: a stop too, not
+    a failed config (its row had said "not run")."""
     shipped = next(s for s in config_results.CONFIGS if s.name == "default")
     stopped, ran = [], []
 
     def run_command(command):
         ran.append(command[0])
-        stopped.append(signal.SIGTERM)  # as the command ran
-        return 0, ""
+        if how == "signal":
+            stopped.append(signal.SIGTERM)  # as the command ran
+            return 0, ""
+        return -signal.SIGPIPE, "the output's reader ended (a pipe into `head`, say): ..."
     monkeypatch.setattr(config_results, "run_command", run_command)
     assert config_results.run_commands(shipped, "w", [], stopped)["error"] == "stopped"
-    assert ran == ["train.py"]
+    assert ran == ["train.py"] and stopped == [signal.SIGTERM if how == "signal" else
+                                               signal.SIGPIPE]
 
 
 @pytest.mark.parametrize("stop, to_the_group", [("SIGTERM", True), ("SIGINT", True),

@@ -291,27 +291,28 @@ def test_off_a_terminal_a_progress_line_says_the_rate_and_the_time_left(monkeypa
         "about 50 s of training left (evaluations and saves not counted)\n")
 
 
-@pytest.mark.parametrize("stop, code, said", [
-    (None, cli.exits.EXIT_BROKEN_PIPE,
-     "error: the output's reader ended (a pipe into `head`, say): stopped; rerun the same "
-     "command to continue from the newest checkpoint\n"),
-    ("SIGINT", -signal.SIGINT, "SIGINT received, and the output's reader ended with it: "
-                               "stopped; rerun the same command to continue from the newest "
-                               "checkpoint\n")])
-def test_an_output_whose_reader_ends_is_one_line_and_exit_141(stop, code, said):
-    """`train.py | head`: the pipe closes while lines are still printed. `train.py | tee log`
-    and Ctrl-C: tee ends with the same Ctrl-C, and the stop is what ends the process, killed
-    by its signal (it had exited 141 blaming `head`, and a shell's loop went on)."""
+@pytest.mark.parametrize("watched, code, said", [
+    (False, cli.exits.EXIT_BROKEN_PIPE, "the output's reader ended (a pipe into `head`, say): "
+                                        "stopped; rerun the same command to do it again\n"),
+    (True, cli.exits.EXIT_ERROR, "error: the output cannot be written (No space left on "
+                                 "device): stopped; rerun the same command to do it again\n")])
+def test_an_output_that_cannot_be_written_is_one_line_and_its_exit_status(watched, code, said):
+    """`evaluate.py | head`: the pipe closes while lines are still printed (141, a shell's
+    SIGPIPE); its output on a full disk (`> /dev/full`) had ended in a traceback."""
     script = ("from jaxae import cli\n"
               "def chatty():\n"
               "    for i in range(10**6):\n"
               "        print('line', i, flush=True)\n"
-              f"cli.run(chatty, entry_point=True, pending_stop=lambda: {stop!r})\n")
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdout.readline() == "line 0\n"
-    process.stdout.close()  # as `head -1` does
-    err = process.stderr.read()
+              + ("with cli.output.watched(cli.output.raised):\n    " if watched else "")
+              + "cli.run(chatty, entry_point=True)\n")
+    with open("/dev/full" if watched else os.devnull, "w") as full:
+        process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, text=True,
+                                   stdout=full if watched else subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        if not watched:
+            assert process.stdout.readline() == "line 0\n"
+            process.stdout.close()  # as `head -1` does
+        err = process.stderr.read()
     assert process.wait(timeout=60) == code
     assert err == said
 
@@ -335,6 +336,33 @@ def test_train_py_whose_reader_ends_saves_the_steps_it_trained_then_ends_as_sigp
            "of any steps trained; rerun the same command to continue\n" in err
     saved = [int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit()]
     assert len(saved) == 1 and 0 < saved[0] < 32  # (2 epochs of 16 steps)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stdout", ["/dev/full", "closed"])
+def test_train_py_on_a_full_disk_stops_in_one_line_and_with_its_stdout_closed_trains(
+        stdout, fashion_tfds_dir, tmp_path):
+    """Its output on a full disk (a log's, `> /dev/full`) had ended a run in a traceback,
+    losing the steps since the last checkpoint: a stop (here before training: nothing to
+    save), exit status 1. A closed stdout (`>&-`) had crashed it at its first line: the
+    output goes nowhere and the run trains."""
+    workdir = tmp_path / "run"
+    command = [sys.executable, "train.py", "--config=configs/test.py", f"--workdir={workdir}",
+               f"--config.data.tfds_dir={fashion_tfds_dir}", "--config.train.num_epochs=1"]
+    if stdout == "closed":
+        done = subprocess.run(["bash", "-c", 'exec "$@" >&-', "bash", *command], cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert os.listdir(workdir / "checkpoints") == ["16"]
+        return
+    with open(stdout, "w") as full:
+        done = subprocess.run(command, cwd=ROOT, stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == ("error: the output cannot be written (No space left on device): "
+                           "stopping, with a checkpoint of any steps trained; rerun the same "
+                           "command to continue\n")
+    assert not workdir.exists()
 
 
 def test_a_signal_as_the_handlers_go_in_waits_for_them(ctrl_c_handled, monkeypatch):

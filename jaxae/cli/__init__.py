@@ -24,6 +24,7 @@ install its signal handlers (`GracefulStop`) before the seconds spent importing 
 commands import the rest inside `main`).
 """
 
+from jaxae.cli import output
 from jaxae.cli.arguments import shortest_path, user_path
 from jaxae.cli.config_flag import (
     default_config_note,
@@ -38,6 +39,6 @@ from jaxae.cli.exits import end_stopped, refuse_busy_workdir, run
 from jaxae.cli.signals import GracefulStop, stop_at_once_on_signal, work_done
 
 __all__ = ["GracefulStop", "default_config_note", "define_config_flag",
-           "define_eval_overrides", "end_stopped", "eval_overrides", "loaded_config",
+           "define_eval_overrides", "end_stopped", "eval_overrides", "loaded_config", "output",
            "parse_flags", "refuse_busy_workdir", "run", "shortest_path",
            "stop_at_once_on_signal", "use_help_of", "user_path", "work_done"]

@@ -38,6 +38,7 @@ from jaxae import cli  # light: Ctrl-C from `main` on is one line and exit code 
 
 def main() -> None:
     """The command `jaxae-evaluate` (and a clone's evaluate.py)."""
+    cli.output.usable_streams()
     cli.stop_at_once_on_signal("evaluation")
     from absl import app, flags
 
@@ -64,14 +65,16 @@ def main() -> None:
         given = flags.FLAGS
         workdir, out_dir = cli.user_path(given.workdir), cli.user_path(given.eval_dir)
         images = cli.user_path(given.images)
-        metrics = cli.run(evaluate_workdir, workdir, given.step,
-                          overrides=cli.eval_overrides(sys.argv), out_dir=out_dir,
-                          images=images, entry_point=True)
+        with cli.output.watched(cli.output.raised):  # one line, not a traceback
+            metrics = cli.run(evaluate_workdir, workdir, given.step,
+                              overrides=cli.eval_overrides(sys.argv), out_dir=out_dir,
+                              images=images, entry_point=True)
         cli.work_done()  # its files are written: a Ctrl-C from now on does not undo them
-        print(json.dumps(finite_or_null(metrics), indent=2))  # as metrics.json holds them
         pictures = ", ".join(metrics.get("pictures", {})) or "no pictures"
         written = os.path.join(out_dir or eval_dir(workdir, given.step, images), "metrics.json")
-        print(f"wrote {written} and {pictures} beside it", flush=True)
+        with cli.output.watched(cli.output.dropped):  # a reader gone now loses nothing
+            print(json.dumps(finite_or_null(metrics), indent=2))  # as metrics.json holds them
+            print(f"wrote {written} and {pictures} beside it", flush=True)
 
     cli.use_help_of(__doc__)
     app.run(run, flags_parser=cli.parse_flags)

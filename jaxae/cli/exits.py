@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from absl import logging
 from tqdm import tqdm
 
+from jaxae.cli import output
 from jaxae.cli.arguments import flag_value, user_path
 from jaxae.cli.quiet import silence_orbax
 from jaxae.cli.signals import end_by_signal, ignore_stop_signals
@@ -71,16 +72,16 @@ def thread_lock_for_progress_bars() -> None:
         tqdm.set_lock(threading.RLock())
 
 
-def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False,
-        pending_stop: Callable[[], str | None] | None = None, **kwargs: Any) -> Any:
+def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs: Any) -> Any:
     """Calls fn(*args, **kwargs) with the process-wide policy in place; an expected failure
     exits with one line. Whatever ends the call, a checkpoint being written is finished.
 
     entry_point: this process is train.py / evaluate.py, not a test or a notebook: after an
     error line, writer threads stuck in a hung file system do not keep it alive.
-    pending_stop: the stop request fn polls (train.py's GracefulStop): an output whose reader
-    ended because the same Ctrl-C ended it (`train.py | tee log`) is that stop, not a pipe's
-    error, and ends the process as the signal does.
+    An output that cannot be written (BrokenPipeError; `output.OutputFailed`, evaluate.py's
+    for any output error) ends the process with one line on stderr, exit status 141 for a
+    reader that ended (a shell's 128 + SIGPIPE), else 1. (train.py's output is watched by
+    its GracefulStop instead, which makes such a failure a stop with a checkpoint.)
     """
     from jaxae.training.checkpoints import finish_pending_saves
     from jaxae.training.trainer import StopRequested
@@ -100,19 +101,13 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False,
         if entry_point:
             ignore_stop_signals()
         end_stopped(e.signal_name, entry_point)
-    except BrokenPipeError:  # the reader of the output ended: `train.py | head`, say
+    except (BrokenPipeError, output.OutputFailed) as e:  # `evaluate.py | head`, say
         _finish(finish_pending_saves)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
-        reason = pending_stop() if pending_stop is not None else None
-        with contextlib.suppress(OSError):  # (stderr may go down the same pipe)
-            print(f"{reason} received, and the output's reader ended with it: stopped; rerun "
-                  "the same command to continue from the newest checkpoint" if reason else
-                  "error: the output's reader ended (a pipe into `head`, say): stopped; rerun "
-                  "the same command to continue from the newest checkpoint", file=sys.stderr,
-                  flush=True)
-        if reason:  # `| tee log` and Ctrl-C: a shell's loop stops, as without the pipe
-            end_stopped(reason, entry_point)
-        sys.exit(EXIT_BROKEN_PIPE)
+        error = e.error if isinstance(e, output.OutputFailed) else e
+        with contextlib.suppress(OSError):  # no flush error at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        output.say_failure(error, "stopped; rerun the same command to do it again")
+        sys.exit(EXIT_BROKEN_PIPE if isinstance(error, BrokenPipeError) else EXIT_ERROR)
     except expected_errors() as e:
         _finish(finish_pending_saves)
         _exit_with_error(e, printable(str(e)), entry_point)

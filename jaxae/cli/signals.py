@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-from jaxae.cli.output import ReaderWatch
+from jaxae.cli import output
 from jaxae.training.lock import MOVING_FILES, STAGING_FOLDERS
 
 
@@ -42,9 +42,9 @@ class GracefulStop:
     Orbax renames a step's folder only once it is written, and a half-written one is a
     temporary folder the next start removes, saying so).
 
-    An output whose reader ended (`| head`, or `| tee log` ended by the same SIGTERM) is a
-    stop too (`reader_ended`): SIGPIPE's, which Python ignores, without ending the process
-    before its checkpoint (a signal after it is still a first one).
+    An output that cannot be written (its reader ended: `| head`, or `| tee log` ended by
+    the same SIGTERM; its disk full) is a stop too (`output_failed`), under the name
+    `output.stop_reason` gives it (SIGPIPE, ENOSPC); a signal after it is still a first one.
 
     In a notebook, `GracefulStop(end_process=False)`: the second signal raises
     KeyboardInterrupt instead, as an interrupt does without it, the kernel lives on, and its
@@ -60,8 +60,8 @@ class GracefulStop:
     def __init__(self, end_process: bool = True):
         self.requested: str | None = None
         self.end_process = end_process
-        self.reader_gone = False
-        self._saved = False
+        self.output_error: OSError | None = None
+        self._output_said = False
         self._previous = {}
         self._streams: tuple[TextIO, TextIO] | None = None
 
@@ -87,25 +87,21 @@ class GracefulStop:
         end_by_signal(signum)
 
     def __call__(self) -> str | None:
-        return self.requested or (signal.SIGPIPE.name if self.reader_gone else None)
+        if self.requested or self.output_error is None:
+            return self.requested
+        if not self._output_said:  # said as the run takes it (not for --help's, nor after
+            self._output_said = True  # the last save, where there is nothing left to stop)
+            output.say_failure(self.output_error, "stopping, with a checkpoint of any steps "
+                                                  "trained; rerun the same command to continue")
+        return output.stop_reason(self.output_error)
 
-    def reader_ended(self) -> None:
-        """The output's reader ended (`output.ReaderWatch`): a stop, said on stderr where
-        that still has a reader."""
-        if self.reader_gone:
-            return
-        self.reader_gone = True
-        if self.requested is None and not self._saved:
-            with contextlib.suppress(OSError):
-                os.write(2, b"the output's reader ended (a pipe into `head`, say): stopping, "
-                            b"with a checkpoint of any steps trained; rerun the same command "
-                            b"to continue\n")
+    def output_failed(self, error: OSError) -> None:
+        """The output cannot be written (`output.ReaderWatch`): a stop, once polled."""
+        self.output_error = self.output_error or error
 
     def saved(self) -> None:
         """The run's work is on disk: a signal from now on has nothing left to stop, and is
-        ignored (not the second signal's "without a checkpoint" exit), and an output whose
-        reader ends is not said to stop it."""
-        self._saved = True
+        ignored (not the second signal's "without a checkpoint" exit)."""
         ignore_stop_signals()
 
     def install(self) -> GracefulStop:
@@ -131,7 +127,7 @@ class GracefulStop:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if self.end_process and self._streams is None:
             self._streams = sys.stdout, sys.stderr
-            sys.stdout, sys.stderr = (ReaderWatch(stream, self.reader_ended)
+            sys.stdout, sys.stderr = (output.ReaderWatch(stream, self.output_failed)
                                       for stream in self._streams)
         return self
 

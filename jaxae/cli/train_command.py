@@ -49,6 +49,7 @@ def main(default_config: str | None = None,
          evaluate_command: Sequence[str] | None = None) -> None:
     """The command `jaxae-train` (and a clone's train.py, which names its own
     `default_config` and the `evaluate_command` beside it)."""
+    cli.output.usable_streams()
     stop = cli.GracefulStop().install()
     cli.refuse_busy_workdir()  # a workdir in use: refused before JAX is imported
     from absl import app, flags
@@ -73,8 +74,7 @@ def main(default_config: str | None = None,
         if note := cli.default_config_note():
             print(note, flush=True)
         workdir = flags.FLAGS.workdir
-        cli.run(train, cli.loaded_config(), cli.user_path(workdir), entry_point=True,
-                pending_stop=stop)
+        cli.run(train, cli.loaded_config(), cli.user_path(workdir), entry_point=True)
         if stopped:  # stopped before its last step, with a checkpoint and its line
             cli.end_stopped(stopped[0])
         if parallel.is_main_process():

@@ -133,6 +133,7 @@ def context(args: argparse.Namespace) -> Context:
 
 
 def main(argv: list[str] | None = None) -> None:
+    cli.output.usable_streams()
     args = parse_args(argv)
     if args.name == "report":
         _report(args)
@@ -156,13 +157,19 @@ def main(argv: list[str] | None = None) -> None:
     mine = settings(args)
     for name in names:
         keep_other_results(name, mine, args.out)
-    with compiled_programs_kept_in(os.path.join(args.out, "cache", "jax")):
+    failed: list[OSError] = []  # the output, between runs (a run's own stop says it)
+    with compiled_programs_kept_in(os.path.join(args.out, "cache", "jax")), \
+            cli.output.watched(failed.append):
         for name in names:
+            if failed:
+                cli.output.say_failure(failed[0], f"stopped before {name}; rerun the same "
+                                                  "command to continue from there")
+                cli.end_stopped(cli.output.stop_reason(failed[0]), entry_point=False)
             record = cli.run(run_experiment, name, ctx)
             print(f"{name}: wrote {os.path.join(args.out, name)}/table.md, table.json, "
                   f"plot.png in {record['wall_time_s']:.1f} s", flush=True)
-    if args.name == "all":
-        print(f"wrote {report(args)}")
+        if args.name == "all":
+            print(f"wrote {report(args)}")
 
 
 @contextlib.contextmanager
