@@ -317,6 +317,24 @@ def test_an_output_that_cannot_be_written_is_one_line_and_its_exit_status(watche
     assert err == said
 
 
+def test_a_run_started_after_the_output_failed_is_stopped_at_once(monkeypatch):
+    """The experiments' runs each install a stop: one started after the output failed
+    between two runs (`python -m jaxae.experiments ... | head`) had trained in full, into
+    os.devnull."""
+
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    with cli.output.watched(cli.output.dropped):
+        print("the experiment's table is written")
+        with cli.GracefulStop() as stop:
+            assert stop() == "SIGPIPE"
+    with cli.GracefulStop() as stop:  # an output that has not failed: no stop
+        assert stop() is None
+
+
 @pytest.mark.slow
 def test_train_py_whose_reader_ends_saves_the_steps_it_trained_then_ends_as_sigpipe_does(
         fashion_tfds_dir, tmp_path):

@@ -21,11 +21,13 @@ from typing import Any, TextIO
 class ReaderWatch:
     """`stream` (sys.stdout, sys.stderr), whose first write or flush that fails (its reader
     ended, its disk is full) points the stream's file descriptor at os.devnull, so that
-    later lines, and the flush at exit, go nowhere, and then calls `on_failed(error)` (which
-    may raise: the bench's stop). Anything else is the stream's own (isatty, fileno)."""
+    later lines, and the flush at exit, go nowhere, keeps the error (`failure`) and then calls
+    `on_failed(error)` (which may raise: the bench's stop). Anything else is the stream's own
+    (isatty, fileno)."""
 
     def __init__(self, stream: TextIO, on_failed: Callable[[OSError], None]):
         self.stream = stream
+        self.failure: OSError | None = None
         self._on_failed = on_failed
 
     def write(self, text: str) -> int:
@@ -42,6 +44,7 @@ class ReaderWatch:
             self._failed(error)
 
     def _failed(self, error: OSError) -> None:
+        self.failure = self.failure or error
         with contextlib.suppress(OSError, ValueError):  # (a stream without a descriptor)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, self.stream.fileno())
@@ -66,6 +69,13 @@ class OutputFailed(Exception):
 def raised(error: OSError) -> None:
     """`on_failed` for output that ends the command: `OutputFailed`."""
     raise OutputFailed(error)
+
+
+def failure() -> OSError | None:
+    """The error of sys.stdout's or sys.stderr's ReaderWatch that failed, if one did (the
+    streams write nowhere since)."""
+    return next((stream.failure for stream in (sys.stdout, sys.stderr)
+                 if isinstance(stream, ReaderWatch) and stream.failure), None)
 
 
 def dropped(error: OSError) -> None:

@@ -126,6 +126,7 @@ class GracefulStop:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if self.end_process and self._streams is None:
+            self.output_error = self.output_error or output.failure()  # (between two runs)
             self._streams = sys.stdout, sys.stderr
             sys.stdout, sys.stderr = (output.ReaderWatch(stream, self.output_failed)
                                       for stream in self._streams)
