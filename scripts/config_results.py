@@ -60,6 +60,7 @@ PSNR = Figure("PSNR", "test_psnr", ".1f", " dB")
 ELBO = Figure("ELBO", "test_elbo", "+.1f", " nats")
 INPUT = Figure("input", "test_input_psnr", ".1f", " dB")  # the corrupted input's PSNR
 BASELINE = Figure("baseline", "test_baseline_psnr", ".1f", " dB")  # the classical method's
+IWAE1 = Figure("IWAE k=1", "test_iwae_k1", "+.1f", " nats")  # the ELBO on the IWAE's images
 IWAE = Figure("IWAE k=1000", "test_iwae_k1000", "+.1f", " nats")
 KL = Figure("KL", "test_kl_nats", ".1f", " nats")
 PCA = Figure("PCA", "pca", ".1f", " dB")  # PSNR with as many components as the code
@@ -88,17 +89,17 @@ CONFIGS = (
     Shipped("superres_ae", "fashion_mnist", (PSNR, BASELINE)),
     Shipped("deep_ae", "fashion_mnist", (MSE, PSNR)),
     Shipped("vae_fashion_2d", "fashion_mnist",
-            (ELBO, KL, Figure("IWAE k=1", "test_iwae_k1", "+.1f", " nats"),
-             Figure("IWAE k=50", "test_iwae_k50", "+.1f", " nats"), IWAE)),
+            (ELBO, KL, IWAE1, Figure("IWAE k=50", "test_iwae_k50", "+.1f", " nats"), IWAE)),
     Shipped("vae_mnist_2d", "mnist", (ELBO, KL, IWAE), offline_epochs=150),
     Shipped("vae_binarized_mnist", "mnist", (ELBO, KL, IWAE)),
-    Shipped("conv_vae", "fashion_mnist", (ELBO, KL, IWAE)),
+    Shipped("conv_vae", "fashion_mnist", (ELBO, KL, IWAE1, IWAE)),
     Shipped("cvae", "fashion_mnist",
             (ELBO, Figure("samples recognised", "cvae_samples_recognised", ".1f", "%", 100),
              Figure("probe accuracy", "cvae_probe_test_accuracy", ".1f", "%", 100))),
     Shipped("conv_ae_folder", "photos", (MSE, PSNR, PCA), True),
     Shipped("conv_vae_folder", "photos",
-            (ELBO, KL, Figure("IWAE k=100", "test_iwae_k100", "+.1f", " nats"), MSE, PSNR, PCA),
+            (ELBO, KL, IWAE1, Figure("IWAE k=100", "test_iwae_k100", "+.1f", " nats"), MSE, PSNR,
+             PCA),
             True),
 )
 
@@ -243,13 +244,27 @@ def read_figures(shipped: Shipped, workdir: str) -> dict[str, float]:
         metrics["pca"], metrics["pca_k"] = values["test_psnr"], int(k)
     figures = {figure.label: metrics[figure.key] * figure.scale for figure in shipped.figures
                if metrics[figure.key] is not None}  # a figure not finite is null: left out
-    figures["images"] = f"{metrics['dataset']}, {metrics['test_images']:,} test images"
+    figures["images"] = f"{metrics['dataset']}, {metrics['test_images']:,} test images" + \
+        fewer_images(shipped, metrics)
     figures["step"] = metrics["step"]
     if "pca_k" in metrics:  # PCA's size
         figures["pca_k"] = metrics["pca_k"]
     if "baseline" in metrics:  # the classical baseline's name
         figures["baseline_name"] = metrics["baseline"]
     return figures
+
+
+def fewer_images(shipped: Shipped, metrics: dict) -> str:
+    """Which of the row's figures average over fewer of the test images (the IWAE bounds,
+    over eval.iwae_images): " (IWAE k=1, IWAE k=1000: the first 1,000)"; "" where none do."""
+    test, counts = metrics["test_images"], metrics.get("counts", {})
+    fewer: dict[int, list[str]] = {}
+    for figure in shipped.figures:
+        if counts.get(figure.key, test) < test:
+            fewer.setdefault(counts[figure.key], []).append(figure.label)
+    said = "; ".join(f"{', '.join(labels)}: the first {count:,}"
+                     for count, labels in sorted(fewer.items()))
+    return f" ({said})" if said else ""
 
 
 def label(figure: Figure, figures: dict) -> str:

@@ -53,6 +53,7 @@ def test_a_row_reads_its_figures_names_the_baseline_and_pca_and_the_table_names_
         tmp_path):
     dae = next(s for s in config_results.CONFIGS if s.name == "dae_dropout")
     folder = next(s for s in config_results.CONFIGS if s.name == "conv_ae_folder")
+    vae = next(s for s in config_results.CONFIGS if s.name == "conv_vae")
     write_eval(tmp_path / "dae", {"step": 4690, "dataset": "fashion_mnist",
                                   "test_images": 10000, "test_psnr": 20.06,
                                   "test_input_psnr": 10.73, "test_baseline_psnr": 9.77,
@@ -60,6 +61,11 @@ def test_a_row_reads_its_figures_names_the_baseline_and_pca_and_the_table_names_
     write_eval(tmp_path / "crops", {"step": 1500, "dataset": "folder", "test_images": 1200,
                                     "test_mse": 0.00351, "test_psnr": 27.81},
                {"512": {"test_mse": 0.00076, "test_psnr": 36.83}})
+    write_eval(tmp_path / "vae", {"step": 4690, "dataset": "fashion_mnist", "test_images": 10000,
+                                  "test_elbo": -252.5, "test_kl_nats": 14.4,
+                                  "test_iwae_k1": -252.1, "test_iwae_k1000": -248.2,
+                                  "counts": {"test_elbo": 10000, "test_kl_nats": 10000,
+                                             "test_iwae_k1": 1000, "test_iwae_k1000": 1000}})
     about = {"command": "python scripts/config_results.py", "date": "2026-12-05",
              "machine": {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "jax": "0.10.2",
                          "devices": ["cpu:0"], "jaxae_commit": "0123456789abcdef"}}
@@ -69,6 +75,8 @@ def test_a_row_reads_its_figures_names_the_baseline_and_pca_and_the_table_names_
                                "train_seconds": None, "eval_seconds": 6.0,
                                "figures": config_results.read_figures(folder,
                                                                       str(tmp_path / "crops"))},
+            "conv_vae": {**about, "flags": [], "train_seconds": 29.0, "eval_seconds": 36.0,
+                         "figures": config_results.read_figures(vae, str(tmp_path / "vae"))},
             "cvae": {**about, "flags": [], "train_seconds": None, "eval_seconds": 0.0,
                      "error": "error: data set | missing"}}
     text = config_results.table(rows)
@@ -76,6 +84,9 @@ def test_a_row_reads_its_figures_names_the_baseline_and_pca_and_the_table_names_
             "fashion_mnist, 10,000 test images | 20 | 4 | 0123456789ab |") in text
     assert ("| `conv_ae_folder` | MSE 0.0035, PSNR 27.8 dB, PCA-512 PSNR 36.8 dB | folder, "
             "1,200 test images | - | 6 | 0123456789ab |") in text
+    assert ("| `conv_vae` | ELBO -252.5 nats, KL 14.4 nats, IWAE k=1 -252.1 nats, IWAE k=1000 "
+            "-248.2 nats | fashion_mnist, 10,000 test images (IWAE k=1, IWAE k=1000: the first "
+            "1,000) | 29 | 36 | 0123456789ab |") in text  # the bounds' images said
     assert "| `cvae` | not run: error: data set \\| missing |" in text  # one cell
     assert "on 2026-12-05, on AMD EPYC, 2 cores" in text
     assert ("Overrides for the offline data: `--config.data.path=data/photo_crops` "
