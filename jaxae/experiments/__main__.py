@@ -85,6 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "them, with its [lowest, highest]; each seed's runs have their "
                              "own workdirs (give other seeds their own --out to keep seed "
                              "0's tables)")
+    parser.add_argument("--dae-sizes", default=None,
+                        help="dae_sweep's code sizes, comma-separated, e.g. 940,1500,3000,6000 "
+                             "to look past the largest for where a larger code stops helping "
+                             "(default: the scale's, 16 to 1500)")
     parser.add_argument("--page", default=None,
                         help="where `report` writes the page (default: <out>/RESULTS.md)")
     parser.add_argument("--redraw-plots", action="store_true",
@@ -96,6 +100,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--redraw-plots redraws the plots of `report` from their tables, and "
                      f"{args.name} draws its own: pass it with report")
     args.seeds = parse_seeds(args.seed, parser)
+    args.dae_sizes = None if args.dae_sizes is None else parse_sizes(args.dae_sizes, parser)
+    if args.dae_sizes and args.name not in ("dae_sweep", "all"):
+        parser.error(f"--dae-sizes sets dae_sweep's code sizes, and {args.name} sweeps none: "
+                     "pass it with dae_sweep (or all)")
     if args.out is None:
         args.out = "results" if args.scale == "full" else f"runs/experiments_{args.scale}"
     return args
@@ -117,6 +125,18 @@ def parse_seeds(text: str, parser: argparse.ArgumentParser) -> tuple[int, ...]:
     return seeds
 
 
+def parse_sizes(text: str, parser: argparse.ArgumentParser) -> tuple[int, ...]:
+    """'940,1500,3000' as code sizes, in order; anything else is refused."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or any(size < 1 for size in sizes) or len(set(sizes)) < len(sizes):
+        parser.error(f"--dae-sizes {text}: give code sizes of 1 or more, each once, with "
+                     "commas (940,1500,3000)")
+    return tuple(sorted(sizes))
+
+
 def context(args: argparse.Namespace) -> Context:
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
     if not datasets:
@@ -127,7 +147,8 @@ def context(args: argparse.Namespace) -> Context:
                          "each once")
     try:
         return Context(out=args.out, scale=SCALES[args.scale], tfds_dir=args.tfds_dir,
-                       datasets=datasets, mnist=args.mnist, seeds=args.seeds)
+                       datasets=datasets, mnist=args.mnist, seeds=args.seeds,
+                       dae_sizes=args.dae_sizes)
     except ValueError as e:  # a data set the experiments do not run on
         raise SystemExit(f"error: --datasets {args.datasets!r}: {e}") from None
 
@@ -154,9 +175,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"names {len(ctx.datasets)}", flush=True)
             names.remove(name)
     check_out(args.out)
-    mine = settings(args)
     for name in names:
-        keep_other_results(name, mine, args.out)
+        keep_other_results(name, settings(args, name), args.out)
     failed: list[OSError] = []  # the output, between runs (a run's own stop says it)
     with compiled_programs_kept_in(os.path.join(args.out, "cache", "jax")), \
             cli.output.watched(failed.append):
@@ -201,24 +221,32 @@ def keep_other_results(name: str, mine: dict[str, str], out: str) -> None:
         if not isinstance(recorded, str):
             return
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            theirs = settings(parse_args(shlex.split(recorded)[3:]))
+            theirs = settings(parse_args(shlex.split(recorded)[3:]), name)
     except (OSError, ValueError, KeyError, TypeError, SystemExit):
         return  # no readable record there: nothing it would replace that could be compared
     if theirs == mine:
         return
-    differ = ", ".join(f"--{flag} {mine[flag]} (there: {theirs[flag]})" for flag in mine
-                       if theirs[flag] != mine[flag])
-    redo = " ".join(f"--{flag} {theirs[flag]}" for flag in mine if theirs[flag] != mine[flag])
+    differ = ", ".join(f"{_given(flag, mine[flag])} (there: {theirs[flag] or 'none'})"
+                       for flag in mine if theirs[flag] != mine[flag])
+    redo = " ".join(_given(flag, theirs[flag]) for flag in mine if theirs[flag] != mine[flag])
     sys.exit(f"error: {path} holds the results of `{recorded}`, and this run's settings differ "
              f"({differ}): it would replace them: pass {redo} to redo them, or another --out")
 
 
-def settings(args: argparse.Namespace) -> dict[str, str]:
-    """The flags that decide an experiment's results (not where its data or files are), as
-    text; seeds in order (their mean and range are the same in any order)."""
+def settings(args: argparse.Namespace, name: str) -> dict[str, str]:
+    """The flags that decide experiment `name`'s results (not where its data or files are),
+    as text ("" for a flag not given); seeds in order (their mean and range are the same in
+    any order)."""
     datasets = ",".join(d.strip() for d in args.datasets.split(",") if d.strip())
-    return {"scale": args.scale, "datasets": datasets, "mnist": args.mnist,
+    mine = {"scale": args.scale, "datasets": datasets, "mnist": args.mnist,
             "seed": ",".join(map(str, sorted(args.seeds)))}
+    if name == "dae_sweep":
+        mine["dae-sizes"] = ",".join(map(str, args.dae_sizes or ()))
+    return mine
+
+
+def _given(flag: str, value: str) -> str:
+    return f"--{flag} {value}" if value else f"no --{flag}"
 
 
 def check_out(out: str) -> None:

@@ -279,6 +279,7 @@ class Context:
     # every run trained once per seed, each seed's runs (and probes) in workdirs of their own
     # (seed 0 keeps the published names); several seeds: each figure their mean (over_seeds)
     seeds: tuple[int, ...] = (0,)
+    dae_sizes: tuple[int, ...] | None = None  # dae_sweep's code sizes (None: the scale's)
     _choices: dict = dataclasses.field(default_factory=dict)
     _loaded: dict = dataclasses.field(default_factory=dict)
     _runs: dict = dataclasses.field(default_factory=dict)  # workdir -> (Run, train seconds)
@@ -598,6 +599,8 @@ def command(name: str, ctx: Context) -> str:
         parts += ["--mnist", ctx.mnist]
     if ctx.seeds != (0,):
         parts += ["--seed", ",".join(map(str, ctx.seeds))]
+    if ctx.dae_sizes and name == "dae_sweep":
+        parts += ["--dae-sizes", ",".join(map(str, ctx.dae_sizes))]
     return shlex.join(parts)
 
 

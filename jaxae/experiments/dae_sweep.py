@@ -26,9 +26,13 @@ PLATEAU_DB = 0.1  # sizes this close to the best PSNR are one plateau: none of t
 OVERCOMPLETE = 1.2  # the material's code: 1.2 times the image's pixels (configs/dae_dropout.py)
 
 
-def latents(scale: str, pixels: int) -> tuple[int, ...]:
+def latents(scale: str, pixels: int, given: tuple[int, ...] | None = None) -> tuple[int, ...]:
     """The code sizes swept at a scale, for images of `pixels` values: fixed small and large
-    sizes, the image's own size and the material's over-complete code."""
+    sizes, the image's own size and the material's over-complete code; or those `given`
+    (`--dae-sizes`: a grid of one's own, e.g. larger codes where PSNR still rises at the
+    largest)."""
+    if given:
+        return tuple(sorted(set(given)))
     overcomplete = int(pixels * OVERCOMPLETE)
     sizes = {"full": (16, 64, 256, 512, pixels, overcomplete, 1500),
              "small": (16, 64, 256, 512, pixels, overcomplete, 1500),
@@ -49,7 +53,7 @@ def baseline_label(rows: list[dict]) -> str:
 
 def dataset_rows(ctx: Context, choice: DataChoice) -> list[dict]:
     rows = []
-    for d in latents(ctx.scale.name, math.prod(ctx.splits(choice).image_shape)):
+    for d in latents(ctx.scale.name, math.prod(ctx.splits(choice).image_shape), ctx.dae_sizes):
         run = ctx.train(CONFIG, choice, {"model.latent_dim": d})
         metrics = run.metrics
         rows.append({"dataset": choice.title, "latent": d, "test_psnr": metrics["psnr"],
@@ -300,7 +304,9 @@ def swept_pixels(rows: list[dict], scale: str) -> int:
 
 def plot_record(record: dict, path: str) -> None:
     """The plot drawn again from the experiment's table.json record alone (no training)."""
-    plot(record["rows"], record["scale"], swept_pixels(record["rows"], record["scale"]), path)
+    pixels = record.get("settings", {}).get("image pixels") or \
+        swept_pixels(record["rows"], record["scale"])  # (a record of before it was kept)
+    plot(record["rows"], record["scale"], pixels, path)
 
 
 def plot(rows: list[dict], scale: str, pixels: int, path: str) -> None:
@@ -353,5 +359,7 @@ def run(ctx: Context) -> Result:
         columns=columns, rows=rows, findings=findings + ([compared] if compared else []),
         notes=notes(rows, pixels, sizes, steps_per_dataset(ctx.used_runs), ctx.scale.max_epochs),
         plot=lambda path: plot(rows, ctx.scale.name, pixels, path),
-        settings={"code sizes": ", ".join(map(str, latents(ctx.scale.name, pixels))),
+        settings={"code sizes": ", ".join(map(str, latents(ctx.scale.name, pixels,
+                                                              ctx.dae_sizes))),
+                  "image pixels": pixels,
                   "config": "configs/dae_dropout.py (dense_ae, dropout 0.5, MSE)"})
