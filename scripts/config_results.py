@@ -203,8 +203,9 @@ def run_commands(shipped: Shipped, workdir: str, flags: list[str],
     """Runs the config's commands: {"train_seconds": train.py's wall time where it trained
     (None where it reloaded a finished run), "eval_seconds": the others'}, with "error": the
     first failure's last line; none after a stop signal (`stopped`, of
-    `stops_after_the_command`), nor after a command ended by SIGPIPE (the output they share
-    cannot be written: train.py stops for it with a checkpoint), which joins `stopped`."""
+    `stops_after_the_command`), nor after a command that failed as the output they share
+    could not be written (ended by SIGPIPE, or this script's line saying the failure cannot
+    be written either: a reader gone, a full disk), which joins `stopped`."""
     stopped = [] if stopped is None else stopped
     log = os.path.join(ROOT, workdir, "metrics.jsonl")
     before = _size(log)
@@ -223,6 +224,9 @@ def run_commands(shipped: Shipped, workdir: str, flags: list[str],
         if status != 0:
             lines = [line for line in errors.replace("\r", "\n").splitlines() if line.strip()]
             error = lines[-1] if lines else f"exit status {status}"
+            print(f"# {shipped.name}: failed: {error}", flush=True)
+            if stopped:  # that line could not be written either: the output failed them both
+                return {**out, "error": "stopped"}
             hint = DATA_HINTS.get(shipped.data) if number == 0 and \
                 error.startswith(DATA_ERRORS) else None
             return {**out, "error": f"{error} ({hint})" if hint else error}
@@ -387,10 +391,13 @@ def main(argv: list[str] | None = None) -> None:
     about = machine()
     failed: list[str] = []
 
-    def output_failed(error: OSError) -> None:  # as the stop signals: after the command
+    output_errors: list[OSError] = []
+
+    def output_failed(error: OSError) -> None:  # as the stop signals: no further command
         if not stopped:
-            output.say_failure(error, "config_results.py stops once the running command has "
-                                      "ended; the rows measured are kept")
+            output.say_failure(error, "config_results.py runs no further command; the rows "
+                                      "measured are kept")
+        output_errors.append(error)
         stopped.append(signal.SIGPIPE)
 
     with stops_after_the_command() as stopped, output.watched(output_failed):
@@ -400,6 +407,9 @@ def main(argv: list[str] | None = None) -> None:
             if config_row(shipped, args, command, about, rows, folder, stopped):
                 failed.append(shipped.name)
     if stopped:
+        if stopped[0] == signal.SIGPIPE and output_errors and \
+                not isinstance(output_errors[0], BrokenPipeError):
+            sys.exit(1)  # a full disk: an error's status (train.py's too), not SIGPIPE's
         end_by_signal(stopped[0])
     with output.watched(output.dropped):  # the table is written: a reader gone loses nothing
         print("\n" + table(ordered_rows(rows)), flush=True)

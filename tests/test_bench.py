@@ -726,8 +726,8 @@ def test_the_gpu_script_without_fashion_mnist_reports_precision_skipped_not_refu
 
 
 def test_a_gpu_step_stopped_by_sigterm_is_reported_cut_short_not_failed(tmp_path):
-    """A step's bench stopped by SIGTERM (a scheduler's) reports its rows and exits 143, as
-    the limit's SIGINT makes it exit 130: cut short (it was counted a failure)."""
+    """A step's bench stopped by SIGTERM (a scheduler's) exits 143, as the limit's SIGINT
+    makes it exit 130: cut short (it was counted a failure)."""
     python = tmp_path / "python"  # the bench's runs end by SIGTERM; any other call is Python's
     python.write_text(f'#!/bin/bash\nif [ "$1" = -m ]; then kill -TERM $$; fi\n'
                       f'exec {shlex.quote(sys.executable)} "$@"\n')

@@ -175,12 +175,29 @@ def test_unknown_configs_are_refused_before_anything_runs(only, capsys):
         capsys.readouterr().err
 
 
-@pytest.mark.parametrize("how", ["signal", "sigpipe"])
+class FullAfter:
+    """A stdout on a disk that fills up after `lines` lines."""
+
+    def __init__(self, lines: int):
+        self.left = lines
+
+    def write(self, text: str) -> int:
+        if self.left <= 0:
+            raise OSError(28, "No space left on device")
+        self.left -= text.count("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("how", ["signal", "sigpipe", "exit 1"])
 def test_after_a_stop_no_other_command_of_the_config_starts(monkeypatch, how):
     """A stop during train.py had let evaluate.py run in full (minutes of IWAE bounds, past
     a scheduler's grace period) before the script ended. train.py ended by SIGPIPE (the
     output they share lost its reader: `| head`) stopped with a checkpoint: a stop too, not
-    a failed config (its row had said "not run")."""
+    a failed config (its row had said "not run"); so is one that failed (exit 1) where the
+    line saying so cannot be written either: the output they share failed them both."""
     shipped = next(s for s in config_results.CONFIGS if s.name == "default")
     stopped, ran = [], []
 
@@ -189,9 +206,16 @@ def test_after_a_stop_no_other_command_of_the_config_starts(monkeypatch, how):
         if how == "signal":
             stopped.append(signal.SIGTERM)  # as the command ran
             return 0, ""
-        return -signal.SIGPIPE, "the output's reader ended (a pipe into `head`, say): ..."
+        if how == "sigpipe":
+            return -signal.SIGPIPE, "the output's reader ended (a pipe into `head`, say): ..."
+        return 1, "error: the output cannot be written (No space left on device): stopped"
+
+    def full(error: OSError) -> None:  # this script's own watch (`main`'s), as it fails
+        stopped.append(signal.SIGPIPE)
     monkeypatch.setattr(config_results, "run_command", run_command)
-    assert config_results.run_commands(shipped, "w", [], stopped)["error"] == "stopped"
+    monkeypatch.setattr(sys, "stdout", FullAfter(1 if how == "exit 1" else 10))
+    with config_results.output.watched(full):
+        assert config_results.run_commands(shipped, "w", [], stopped)["error"] == "stopped"
     assert ran == ["train.py"] and stopped == [signal.SIGTERM if how == "signal" else
                                                signal.SIGPIPE]
 

@@ -1567,8 +1567,16 @@ def test_full_mnist_that_cannot_be_had_names_the_experiments_own_fixes(tmp_path,
     """Its error had told a user of the experiments to pass --config.data.data_dir and
     --config.data.tfds_dir, which their command does not take."""
     monkeypatch.delenv("JAXAE_MNIST_DIR", raising=False)
-    monkeypatch.setattr(jaxae.experiments.common, "load_data_set",
-                        lambda *args: (_ for _ in ()).throw(DataError("not prepared")))
+    from jaxae.data.errors import DataUnavailable
+
+    def load_data_set(*args):
+        raise error
+    monkeypatch.setattr(jaxae.experiments.common, "load_data_set", load_data_set)
+    error = DataError("mnist's train-images-idx3-ubyte.gz has wrong magic number 1")
+    with pytest.raises(DataError, match="wrong magic number"):  # its own words: not "missing"
+        Context(out=str(tmp_path), scale=SCALES["tiny"], tfds_dir=str(tmp_path / "tfds"),
+                datasets=("mnist",), mnist="full").choice("mnist")
+    error = DataUnavailable("data set mnist is not prepared in ... point --config.data.data_dir")
     with pytest.raises(DataError) as refused:
         Context(out=str(tmp_path), scale=SCALES["tiny"], tfds_dir=str(tmp_path / "tfds"),
                 datasets=("mnist",), mnist="full").choice("mnist")

@@ -317,16 +317,35 @@ def test_an_output_that_cannot_be_written_is_one_line_and_its_exit_status(watche
     assert err == said
 
 
+class _Closed(io.StringIO):
+    """A stdout whose reader has ended."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_nested_watches_each_take_the_failure_and_a_run_inside_one_stops(monkeypatch):
+    """A command's watch around a run's stop (the experiments'), or around its own inner one
+    (the bench's): the watch next to the stream took the error, and the one inside it never
+    heard of it (the run trained on into os.devnull, the bench measured on)."""
+    monkeypatch.setattr(sys, "stdout", _Closed())
+    outer, inner = [], []
+    with cli.output.watched(outer.append), cli.output.watched(inner.append):
+        print("a row")
+        print("another")
+    assert len(outer) == len(inner) == 1 and outer[0] is inner[0]
+    monkeypatch.setattr(sys, "stdout", _Closed())
+    with cli.output.watched(outer.append), cli.GracefulStop() as stop:
+        assert stop() is None
+        print("a training line")
+        assert stop() == "SIGPIPE"
+
+
 def test_a_run_started_after_the_output_failed_is_stopped_at_once(monkeypatch):
     """The experiments' runs each install a stop: one started after the output failed
     between two runs (`python -m jaxae.experiments ... | head`) had trained in full, into
     os.devnull."""
-
-    class Closed(io.StringIO):
-        def write(self, text: str) -> int:
-            raise BrokenPipeError(32, "Broken pipe")
-
-    monkeypatch.setattr(sys, "stdout", Closed())
+    monkeypatch.setattr(sys, "stdout", _Closed())
     with cli.output.watched(cli.output.dropped):
         print("the experiment's table is written")
         with cli.GracefulStop() as stop:
@@ -350,8 +369,8 @@ def test_train_py_whose_reader_ends_saves_the_steps_it_trained_then_ends_as_sigp
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == -signal.SIGPIPE, err  # as `yes | head` ends: quietly
-    assert "the output's reader ended (a pipe into `head`, say): stopping, with a checkpoint " \
-           "of any steps trained; rerun the same command to continue\n" in err
+    assert err.endswith("the output's reader ended (a pipe into `head`, say): stopped, with a "
+                        "checkpoint of the steps trained; rerun the same command to continue\n")
     saved = [int(s) for s in os.listdir(workdir / "checkpoints") if s.isdigit()]
     assert len(saved) == 1 and 0 < saved[0] < 32  # (2 epochs of 16 steps)
 
@@ -378,8 +397,7 @@ def test_train_py_on_a_full_disk_stops_in_one_line_and_with_its_stdout_closed_tr
                               timeout=120)
     assert done.returncode == 1
     assert done.stderr == ("error: the output cannot be written (No space left on device): "
-                           "stopping, with a checkpoint of any steps trained; rerun the same "
-                           "command to continue\n")
+                           "stopped; rerun the same command to continue\n")
     assert not workdir.exists()
 
 

@@ -22,8 +22,9 @@ class ReaderWatch:
     """`stream` (sys.stdout, sys.stderr), whose first write or flush that fails (its reader
     ended, its disk is full) points the stream's file descriptor at os.devnull, so that
     later lines, and the flush at exit, go nowhere, keeps the error (`failure`) and then calls
-    `on_failed(error)` (which may raise: the bench's stop). Anything else is the stream's own
-    (isatty, fileno)."""
+    `on_failed(error)` (which may raise: the bench's stop). Watches may nest (a command's
+    around a run's): the one next to the stream takes the error, then each around it in turn.
+    Anything else is the stream's own (isatty, fileno)."""
 
     def __init__(self, stream: TextIO, on_failed: Callable[[OSError], None]):
         self.stream = stream
@@ -31,25 +32,39 @@ class ReaderWatch:
         self._on_failed = on_failed
 
     def write(self, text: str) -> int:
-        try:
-            return self.stream.write(text)
-        except OSError as error:
-            self._failed(error)
-            return len(text)
+        return self._watching(lambda: self.stream.write(text), len(text))
 
     def flush(self) -> None:
+        self._watching(self.stream.flush, None)
+
+    def _watching(self, call: Callable[[], Any], failed_value: Any) -> Any:
+        if self.failure is not None:  # written nowhere from now on
+            return failed_value
+        before = self._inner_failure()
         try:
-            self.stream.flush()
+            value = call()
         except OSError as error:
             self._failed(error)
+            return failed_value
+        if self.failure is None and (error := self._inner_failure()) is not before:
+            self._failed(error)  # taken by a watch inside this one, just now
+        return value
+
+    def _inner_failure(self) -> OSError | None:
+        stream = self.stream
+        while isinstance(stream, ReaderWatch):
+            if stream.failure is not None:
+                return stream.failure
+            stream = stream.stream
+        return None
 
     def _failed(self, error: OSError) -> None:
         self.failure = self.failure or error
-        with contextlib.suppress(OSError, ValueError):  # (a stream without a descriptor)
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # (no descriptor)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, self.stream.fileno())
             os.close(devnull)
-        with contextlib.suppress(OSError, ValueError):  # what the buffer held goes there too
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # the buffer's too
             self.stream.flush()
         self._on_failed(error)
 

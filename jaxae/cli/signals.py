@@ -61,7 +61,6 @@ class GracefulStop:
         self.requested: str | None = None
         self.end_process = end_process
         self.output_error: OSError | None = None
-        self._output_said = False
         self._previous = {}
         self._streams: tuple[TextIO, TextIO] | None = None
 
@@ -89,14 +88,11 @@ class GracefulStop:
     def __call__(self) -> str | None:
         if self.requested or self.output_error is None:
             return self.requested
-        if not self._output_said:  # said as the run takes it (not for --help's, nor after
-            self._output_said = True  # the last save, where there is nothing left to stop)
-            output.say_failure(self.output_error, "stopping, with a checkpoint of any steps "
-                                                  "trained; rerun the same command to continue")
         return output.stop_reason(self.output_error)
 
     def output_failed(self, error: OSError) -> None:
-        """The output cannot be written (`output.ReaderWatch`): a stop, once polled."""
+        """The output cannot be written (`output.ReaderWatch`): a stop (said on stderr by
+        the command, once the run has ended by it: the trainer's own line is lost)."""
         self.output_error = self.output_error or error
 
     def saved(self) -> None:

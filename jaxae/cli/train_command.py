@@ -76,6 +76,9 @@ def main(default_config: str | None = None,
         workdir = flags.FLAGS.workdir
         cli.run(train, cli.loaded_config(), cli.user_path(workdir), entry_point=True)
         if stopped:  # stopped before its last step, with a checkpoint and its line
+            if stop.output_error is not None:  # (that line went to the failed output)
+                cli.output.say_failure(stop.output_error, "stopped, with a checkpoint of the "
+                                       "steps trained; rerun the same command to continue")
             cli.end_stopped(stopped[0])
         if parallel.is_main_process():
             evaluate = list(evaluate_command or installed_evaluate_command())

@@ -11,6 +11,11 @@ class DataError(ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
+class DataUnavailable(DataError):
+    """A data set that is not prepared, has no local files and cannot be downloaded here
+    (offline): a caller with other ways to get it names its own (`jaxae.experiments`)."""
+
+
 class MixedImageSizes(DataError):
     """The images of a data set read at their native size differ in size. `problem` names
     them; the message adds a new run's fix (a resize), which evaluating or resuming a run

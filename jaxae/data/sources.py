@@ -31,7 +31,7 @@ from jaxae.data.builder import (
     read_idx_files,
 )
 from jaxae.data.dataset import Dataset, from_prepared, reads_paths
-from jaxae.data.errors import DataError
+from jaxae.data.errors import DataError, DataUnavailable
 from jaxae.data.images import ImageOptions
 from jaxae.data.records import (
     PreparedSplit,
@@ -213,14 +213,15 @@ def _prepare_from_folder(name: str, builder: JaxaeImages, folder: str) -> bool:
         builder.manual_files = None
 
 
-def _offline_error(name: str, config: JaxaeImagesConfig, builder: JaxaeImages) -> DataError:
+def _offline_error(name: str, config: JaxaeImagesConfig, builder: JaxaeImages
+                   ) -> DataUnavailable:
     """Build the one-line error for: not prepared, no local folder, download host unreachable."""
     host = urllib.parse.urlsplit(config.base_url).hostname
     files = ", ".join(stem + ".gz" for pair in idx.SPLIT_FILES.values() for stem in pair)
     apt = (f", or run `apt-get install {config.debian_package}`" if config.debian_package else
            ", or write 5,000 real digits there with `python -m jaxae.data.mnist5k DIR` (and "
            "give them a --config.data.tfds_dir of their own)")
-    return DataError(
+    return DataUnavailable(
         f"data set {name} is not prepared in {builder.data_path}, no local IDX folder was found "
         f"and {host} is unreachable: connect to the internet so TFDS downloads it, or point "
         f"--config.data.data_dir or ${env_var(name)} at a folder holding {files}{apt}"

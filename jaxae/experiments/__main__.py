@@ -155,7 +155,14 @@ def context(args: argparse.Namespace) -> Context:
 
 def main(argv: list[str] | None = None) -> None:
     cli.output.usable_streams()
-    args = parse_args(argv)
+    failed: list[OSError] = []  # the output (a run's stop inside hears of it too)
+    with cli.output.watched(failed.append):
+        _main(parse_args(argv), failed)
+
+
+def _main(args: argparse.Namespace, failed: list[OSError]) -> None:
+    """`main`, its output watched (`failed`): a failure stops it before its next experiment,
+    and a run's stop during one (a checkpoint, then the stop)."""
     if args.name == "report":
         _report(args)
         return
@@ -177,9 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     check_out(args.out)
     for name in names:
         keep_other_results(name, settings(args, name), args.out)
-    failed: list[OSError] = []  # the output, between runs (a run's own stop says it)
-    with compiled_programs_kept_in(os.path.join(args.out, "cache", "jax")), \
-            cli.output.watched(failed.append):
+    with compiled_programs_kept_in(os.path.join(args.out, "cache", "jax")):
         for name in names:
             if failed:
                 cli.output.say_failure(failed[0], f"stopped before {name}; rerun the same "

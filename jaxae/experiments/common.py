@@ -33,6 +33,7 @@ from jaxae import config as config_lib
 from jaxae.data import DATASETS, DataError, Dataset, Split, Splits, idx, mnist5k
 from jaxae.data.batches import steps_per_epoch
 from jaxae.data.builder import FULL_SIZES
+from jaxae.data.errors import DataUnavailable
 from jaxae.data.sources import MNIST_NAMES, env_var
 from jaxae.experiments.render import SEED_SPREAD, render_section, seed_range, uneven_steps
 from jaxae.objectives import Objective
@@ -338,7 +339,9 @@ class Context:
         if self.mnist in ("auto", "full"):
             try:
                 data = self._loaded[name] = load_data_set(name, None, self.tfds_dir)
-            except DataError:
+            except DataError as error:
+                if self.mnist == "full" and not isinstance(error, DataUnavailable):
+                    raise  # damaged files, say: the loader's own words
                 if self.mnist == "full":  # (the loader's own fix names train.py's flags)
                     raise DataError(
                         "--mnist full: MNIST is neither prepared in the TFDS data dir nor "
