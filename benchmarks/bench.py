@@ -349,7 +349,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, signal.Signals | None]:
     rows, sources = [], {}
     devices = args.devices  # as train.py: every device, by default (parse_args)
     peer_failed = []  # the peer's failure, once: the rows after it are measured without it
-    output_failed: list[OSError] = []
+    output_failed = [failed] if (failed := output.failure()) else []  # (the header's line)
 
     def measure() -> None:  # appends each workload's row as it is measured
         for shape in shapes:
@@ -527,8 +527,9 @@ def main_or_refuse(argv: list[str] | None = None) -> None:
     """`main`, with a BenchRefused as one error line and exit status 2; a run stopped
     mid-measurement exits 128 + the signal (130 for Ctrl-C) as soon as its report is
     written (an interpreter shutting down after XLA was interrupted mid-call can crash).
-    An output that cannot be written stops the measurements as SIGPIPE would (`throughput`),
-    and is dropped elsewhere: the report is written to its file all the same."""
+    An output that cannot be written stops the measurements as SIGPIPE would (`throughput`:
+    after the row being measured), and is dropped elsewhere: the report is written to its
+    file all the same."""
     output.usable_streams()
     with output.watched(output.dropped):
         try:

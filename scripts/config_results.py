@@ -220,13 +220,14 @@ def run_commands(shipped: Shipped, workdir: str, flags: list[str],
         seconds = round(time.perf_counter() - started, 1)
         if status == -signal.SIGPIPE:
             stopped.append(signal.SIGPIPE)
+        if stopped:  # (a stop signal that reached the command too)
             return {**out, "error": "stopped"}
         if status != 0:
-            lines = [line for line in errors.replace("\r", "\n").splitlines() if line.strip()]
-            error = lines[-1] if lines else f"exit status {status}"
-            print(f"# {shipped.name}: failed: {error}", flush=True)
+            print(f"# {shipped.name}: {command[0]} failed (exit status {status})", flush=True)
             if stopped:  # that line could not be written either: the output failed them both
                 return {**out, "error": "stopped"}
+            lines = [line for line in errors.replace("\r", "\n").splitlines() if line.strip()]
+            error = lines[-1] if lines else f"exit status {status}"
             hint = DATA_HINTS.get(shipped.data) if number == 0 and \
                 error.startswith(DATA_ERRORS) else None
             return {**out, "error": f"{error} ({hint})" if hint else error}

@@ -179,12 +179,13 @@ class FullAfter:
     """A stdout on a disk that fills up after `lines` lines."""
 
     def __init__(self, lines: int):
-        self.left = lines
+        self.left, self.written = lines, []
 
     def write(self, text: str) -> int:
         if self.left <= 0:
             raise OSError(28, "No space left on device")
         self.left -= text.count("\n")
+        self.written.append(text)
         return len(text)
 
     def flush(self) -> None:
@@ -204,8 +205,8 @@ def test_after_a_stop_no_other_command_of_the_config_starts(monkeypatch, how):
     def run_command(command):
         ran.append(command[0])
         if how == "signal":
-            stopped.append(signal.SIGTERM)  # as the command ran
-            return 0, ""
+            stopped.append(signal.SIGTERM)  # as the command ran, which it ended too
+            return -signal.SIGTERM, "SIGTERM received: stopping, with a checkpoint"
         if how == "sigpipe":
             return -signal.SIGPIPE, "the output's reader ended (a pipe into `head`, say): ..."
         return 1, "error: the output cannot be written (No space left on device): stopped"
@@ -213,11 +214,26 @@ def test_after_a_stop_no_other_command_of_the_config_starts(monkeypatch, how):
     def full(error: OSError) -> None:  # this script's own watch (`main`'s), as it fails
         stopped.append(signal.SIGPIPE)
     monkeypatch.setattr(config_results, "run_command", run_command)
-    monkeypatch.setattr(sys, "stdout", FullAfter(1 if how == "exit 1" else 10))
+    stdout = FullAfter(1 if how == "exit 1" else 10)
+    monkeypatch.setattr(sys, "stdout", stdout)
     with config_results.output.watched(full):
         assert config_results.run_commands(shipped, "w", [], stopped)["error"] == "stopped"
     assert ran == ["train.py"] and stopped == [signal.SIGTERM if how == "signal" else
                                                signal.SIGPIPE]
+    assert "failed" not in "".join(stdout.written)  # a stop is no failure
+
+
+def test_a_full_disk_under_the_output_ends_the_script_with_status_1_before_any_command(
+        monkeypatch, tmp_path):
+    """Its output on a full disk (`> /dev/full`) had made a false "not run" row; a reader
+    gone ends it as SIGPIPE does, but a full disk is an error's status (train.py's too)."""
+    ran = []
+    monkeypatch.setattr(config_results, "run_command", lambda command: ran.append(command))
+    monkeypatch.setattr(sys, "stdout", FullAfter(0))
+    with pytest.raises(SystemExit) as ended:
+        config_results.main(["--only", "default", "--out", str(tmp_path)])
+    assert ended.value.code == 1 and ran == []
+    assert not (tmp_path / "configs").exists()
 
 
 @pytest.mark.parametrize("stop, to_the_group", [("SIGTERM", True), ("SIGINT", True),

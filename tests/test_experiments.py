@@ -1620,3 +1620,27 @@ def test_the_dae_sweep_takes_code_sizes_of_ones_own_and_keeps_the_tables_of_othe
         str(caught.value)
     main(["dae_sweep", "--scale", "tiny", "--out", str(out), "--dae-sizes", "3000,1500"])
     assert seen == [(1500, 3000)]
+
+
+def test_a_dae_sweep_of_ones_own_sizes_trains_them_and_its_plot_is_redrawn_from_its_table(
+        tmp_path):
+    """The rows train the sizes given, and the plot of a grid that is no scale's own is
+    drawn again from its table.json (the image's pixels kept there: they had been found from
+    the scale's grid alone)."""
+    trained = []
+
+    class Run:
+        metrics = {"psnr": 17.0, "input_psnr": 10.7, "baseline_psnr": 15.7, "mse": 0.02}
+        baseline = "masked median 3x3"
+
+    ctx = types.SimpleNamespace(
+        scale=SCALES["full"], dae_sizes=(3000, 6000),
+        splits=lambda choice: types.SimpleNamespace(image_shape=(28, 28, 1)),
+        train=lambda config, choice, overrides: trained.append(overrides) or Run())
+    choice = types.SimpleNamespace(title="Fashion-MNIST")
+    rows = dae_sweep.dataset_rows(ctx, choice)
+    assert trained == [{"model.latent_dim": 3000}, {"model.latent_dim": 6000}]
+    assert [row["latent"] for row in rows] == [3000, 6000]
+    record = {"rows": rows, "scale": "full", "settings": {"image pixels": 784}}
+    dae_sweep.plot_record(record, str(tmp_path / "plot.png"))
+    assert (tmp_path / "plot.png").read_bytes()[:8] == PNG_MAGIC

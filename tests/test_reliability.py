@@ -324,7 +324,7 @@ class _Closed(io.StringIO):
         raise BrokenPipeError(32, "Broken pipe")
 
 
-def test_nested_watches_each_take_the_failure_and_a_run_inside_one_stops(monkeypatch):
+def test_nested_watches_each_take_the_failure_and_a_run_inside_one_stops(monkeypatch, capfd):
     """A command's watch around a run's stop (the experiments'), or around its own inner one
     (the bench's): the watch next to the stream took the error, and the one inside it never
     heard of it (the run trained on into os.devnull, the bench measured on)."""
@@ -339,6 +339,12 @@ def test_nested_watches_each_take_the_failure_and_a_run_inside_one_stops(monkeyp
         assert stop() is None
         print("a training line")
         assert stop() == "SIGPIPE"
+        assert cli.output.stopped_by(stop.output_error, stop())
+        stop.requested = "SIGTERM"  # a signal first (`| tee` ended by the same SIGTERM):
+        assert stop() == "SIGTERM"  # the stop is the signal's, not the output's
+        assert not cli.output.stopped_by(stop.output_error, stop())
+    assert capfd.readouterr().err == ""  # said by the command once the stop has ended the
+    # run (a run polling it after its last step goes on to finish: no "stopping" line)
 
 
 def test_a_run_started_after_the_output_failed_is_stopped_at_once(monkeypatch):

@@ -98,7 +98,8 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs:
     except StopRequested as e:
         _finish(finish_pending_saves)
         print(e, flush=True)
-        if failure := output.failure():  # that line went nowhere: what stopped it, here
+        failure = output.failure()
+        if output.stopped_by(failure, e.signal_name):  # that line went to the failed output
             output.say_failure(failure, "stopped; rerun the same command to continue")
         if entry_point:
             ignore_stop_signals()

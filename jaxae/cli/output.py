@@ -23,8 +23,9 @@ class ReaderWatch:
     ended, its disk is full) points the stream's file descriptor at os.devnull, so that
     later lines, and the flush at exit, go nowhere, keeps the error (`failure`) and then calls
     `on_failed(error)` (which may raise: the bench's stop). Watches may nest (a command's
-    around a run's): the one next to the stream takes the error, then each around it in turn.
-    Anything else is the stream's own (isatty, fileno)."""
+    around a run's): the one next to the stream takes the error, then each around it in turn;
+    one put in place after the failure hears nothing of it (`failure()` tells). Anything
+    else is the stream's own (isatty, fileno)."""
 
     def __init__(self, stream: TextIO, on_failed: Callable[[OSError], None]):
         self.stream = stream
@@ -115,6 +116,12 @@ def stop_reason(error: OSError) -> str:
     if isinstance(error, BrokenPipeError):
         return signal.SIGPIPE.name
     return errno.errorcode.get(error.errno or 0, "EIO")
+
+
+def stopped_by(error: OSError | None, reason: str | None) -> bool:
+    """Whether a stop under `reason` was the failed output's (`error`'s, if any), not a
+    signal's that came first (SIGTERM to a job whose `| tee` ended with it)."""
+    return error is not None and reason == stop_reason(error)
 
 
 def failure_line(error: OSError) -> str:

@@ -76,7 +76,7 @@ def main(default_config: str | None = None,
         workdir = flags.FLAGS.workdir
         cli.run(train, cli.loaded_config(), cli.user_path(workdir), entry_point=True)
         if stopped:  # stopped before its last step, with a checkpoint and its line
-            if stop.output_error is not None:  # (that line went to the failed output)
+            if cli.output.stopped_by(stop.output_error, stopped[0]):  # (its line went there)
                 cli.output.say_failure(stop.output_error, "stopped, with a checkpoint of the "
                                        "steps trained; rerun the same command to continue")
             cli.end_stopped(stopped[0])
