@@ -111,6 +111,25 @@ def fashion_tfds_dir(tmp_path_factory) -> str:
     return str(tfds_dir)
 
 
+class FailingOutput:
+    """A stdout that takes `lines` lines, then fails every write with `error` (by default a
+    reader gone, `| head`; OSError(28, ...) for a full disk); `written` holds what it took."""
+
+    def __init__(self, lines: int = 0, error: OSError | None = None):
+        self.left, self.written = lines, []
+        self.error = error or BrokenPipeError(32, "Broken pipe")
+
+    def write(self, text: str) -> int:
+        if self.left <= 0:
+            raise self.error
+        self.written.append(text)
+        self.left -= text.count("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 def lines_of(text: str) -> list[str]:
     return text.strip().splitlines()
 

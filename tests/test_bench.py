@@ -19,7 +19,7 @@ import pytest
 from benchmarks import bench, bench_args, matmul_floor, narrow_gradient, report, roofline, workloads
 from jaxae import optimizers, provenance
 from jaxae.data import idx
-from tests.conftest import with_test_flags
+from tests.conftest import FailingOutput, with_test_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -1026,32 +1026,12 @@ def test_the_commit_recorded_is_jaxaes_not_that_of_a_repository_around_an_instal
     assert (provenance.git_commit(), provenance.uncommitted_files()) == ("", [])
 
 
-class _ClosedAfter:
-    """A stdout whose reader ends after `lines` lines (`bench | head`)."""
-
-    def __init__(self, lines: int):
-        self.left, self.written = lines, []
-
-    def write(self, text: str) -> int:
-        if self.left <= 0:
-            raise BrokenPipeError(32, "Broken pipe")
-        self.written.append(text)
-        self.left -= text.count("\n")
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def fileno(self) -> int:
-        raise ValueError("no descriptor")
-
-
 def test_a_throughput_run_whose_reader_ends_keeps_the_row_it_was_printing(monkeypatch):
     """`bench | head -1`: the second row's line met the closed pipe, a traceback lost every
     row measured; the row is kept, and the run stops there as SIGPIPE would stop it."""
     monkeypatch.setattr(bench, "bench_model", lambda model, batch_size, *a, **k:
                         measured_row(model, batch_size))
-    monkeypatch.setattr(sys, "stdout", _ClosedAfter(1))
+    monkeypatch.setattr(sys, "stdout", FailingOutput(1))
     args = bench_args.parse_args(["--models", "conv_ae", "--batch-sizes", "8,16,32", "--no-roofs",
                                   "--data", "random"])
     text, cut_short = bench.throughput(args)

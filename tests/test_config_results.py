@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from jaxae.experiments.__main__ import main as report_main
+from tests.conftest import FailingOutput
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,6 +29,7 @@ def load_script():
 
 
 config_results = load_script()
+FULL = OSError(28, "No space left on device")  # a full disk under the output
 
 
 def write_eval(workdir, metrics: dict, pca: dict | None = None) -> None:
@@ -175,23 +177,6 @@ def test_unknown_configs_are_refused_before_anything_runs(only, capsys):
         capsys.readouterr().err
 
 
-class FullAfter:
-    """A stdout on a disk that fills up after `lines` lines."""
-
-    def __init__(self, lines: int):
-        self.left, self.written = lines, []
-
-    def write(self, text: str) -> int:
-        if self.left <= 0:
-            raise OSError(28, "No space left on device")
-        self.left -= text.count("\n")
-        self.written.append(text)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
 @pytest.mark.parametrize("how", ["signal", "sigpipe", "exit 1"])
 def test_after_a_stop_no_other_command_of_the_config_starts(monkeypatch, how):
     """A stop during train.py had let evaluate.py run in full (minutes of IWAE bounds, past
@@ -214,7 +199,7 @@ def test_after_a_stop_no_other_command_of_the_config_starts(monkeypatch, how):
     def full(error: OSError) -> None:  # this script's own watch (`main`'s), as it fails
         stopped.append(signal.SIGPIPE)
     monkeypatch.setattr(config_results, "run_command", run_command)
-    stdout = FullAfter(1 if how == "exit 1" else 10)
+    stdout = FailingOutput(1 if how == "exit 1" else 10, FULL)
     monkeypatch.setattr(sys, "stdout", stdout)
     with config_results.output.watched(full):
         assert config_results.run_commands(shipped, "w", [], stopped)["error"] == "stopped"
@@ -229,7 +214,7 @@ def test_a_full_disk_under_the_output_ends_the_script_with_status_1_before_any_c
     gone ends it as SIGPIPE does, but a full disk is an error's status (train.py's too)."""
     ran = []
     monkeypatch.setattr(config_results, "run_command", lambda command: ran.append(command))
-    monkeypatch.setattr(sys, "stdout", FullAfter(0))
+    monkeypatch.setattr(sys, "stdout", FailingOutput(0, FULL))
     with pytest.raises(SystemExit) as ended:
         config_results.main(["--only", "default", "--out", str(tmp_path)])
     assert ended.value.code == 1 and ran == []

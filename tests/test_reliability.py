@@ -45,7 +45,7 @@ from jaxae.training.faults import Faults
 from jaxae.training.metric_writer import MetricWriter
 from jaxae.training.trainer import StopRequested, train_and_evaluate
 from jaxae.training.workdir import prepare_workdir
-from tests.conftest import lines_of, one_line, set_fields, tiny_model_source
+from tests.conftest import FailingOutput, lines_of, one_line, set_fields, tiny_model_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -317,24 +317,17 @@ def test_an_output_that_cannot_be_written_is_one_line_and_its_exit_status(watche
     assert err == said
 
 
-class _Closed(io.StringIO):
-    """A stdout whose reader has ended."""
-
-    def write(self, text: str) -> int:
-        raise BrokenPipeError(32, "Broken pipe")
-
-
 def test_nested_watches_each_take_the_failure_and_a_run_inside_one_stops(monkeypatch, capfd):
     """A command's watch around a run's stop (the experiments'), or around its own inner one
     (the bench's): the watch next to the stream took the error, and the one inside it never
     heard of it (the run trained on into os.devnull, the bench measured on)."""
-    monkeypatch.setattr(sys, "stdout", _Closed())
+    monkeypatch.setattr(sys, "stdout", FailingOutput())
     outer, inner = [], []
     with cli.output.watched(outer.append), cli.output.watched(inner.append):
         print("a row")
         print("another")
     assert len(outer) == len(inner) == 1 and outer[0] is inner[0]
-    monkeypatch.setattr(sys, "stdout", _Closed())
+    monkeypatch.setattr(sys, "stdout", FailingOutput())
     with cli.output.watched(outer.append), cli.GracefulStop() as stop:
         assert stop() is None
         print("a training line")
@@ -351,7 +344,7 @@ def test_a_run_started_after_the_output_failed_is_stopped_at_once(monkeypatch):
     """The experiments' runs each install a stop: one started after the output failed
     between two runs (`python -m jaxae.experiments ... | head`) had trained in full, into
     os.devnull."""
-    monkeypatch.setattr(sys, "stdout", _Closed())
+    monkeypatch.setattr(sys, "stdout", FailingOutput())
     with cli.output.watched(cli.output.dropped):
         print("the experiment's table is written")
         with cli.GracefulStop() as stop:
