@@ -449,9 +449,9 @@ def throughput(args: argparse.Namespace) -> tuple[str, signal.Signals | None]:
 
 
 def _say(line: str) -> None:
-    """Prints a line of the report's end; where the output's reader has gone (a job's `| tee`
-    stopped with it) the report is still written to its file."""
-    with contextlib.suppress(BrokenPipeError):
+    """Prints a line of the report's end; where the output cannot be written (a job's `| tee`
+    stopped with it, a full disk) the report is still written to its file."""
+    with output.watched(output.dropped):
         print(line, flush=True)
 
 

@@ -107,8 +107,8 @@ def run(fn: Callable[..., Any], *args: Any, entry_point: bool = False, **kwargs:
     except (BrokenPipeError, output.OutputFailed) as e:  # `evaluate.py | head`, say
         _finish(finish_pending_saves)
         error = e.error if isinstance(e, output.OutputFailed) else e
-        with contextlib.suppress(OSError):  # no flush error at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError):  # no flush error at exit
+            output.discard(sys.stdout.fileno())
         output.say_failure(error, "stopped; rerun the same command to do it again")
         sys.exit(EXIT_BROKEN_PIPE if isinstance(error, BrokenPipeError) else EXIT_ERROR)
     except expected_errors() as e:

@@ -62,9 +62,7 @@ class ReaderWatch:
     def _failed(self, error: OSError) -> None:
         self.failure = self.failure or error
         with contextlib.suppress(OSError, ValueError, AttributeError):  # (no descriptor)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.stream.fileno())
-            os.close(devnull)
+            discard(self.stream.fileno())
         with contextlib.suppress(OSError, ValueError, AttributeError):  # the buffer's too
             self.stream.flush()
         self._on_failed(error)
@@ -151,11 +149,16 @@ def usable_streams() -> None:
         elif _is_open(fd):  # taken since by a file of the process's: left to it
             setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
         else:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            if devnull != fd:
-                os.dup2(devnull, fd)
-                os.close(devnull)
+            discard(fd)
             setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
+def discard(fd: int) -> None:
+    """Points file descriptor `fd` at os.devnull: what is written there goes nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    if devnull != fd:
+        os.dup2(devnull, fd)
+        os.close(devnull)
 
 
 def _is_open(fd: int) -> bool:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from typing import NoReturn, TextIO
+from typing import NoReturn
 
 from jaxae.cli import output
 from jaxae.training.lock import MOVING_FILES, STAGING_FOLDERS
@@ -62,7 +62,7 @@ class GracefulStop:
         self.end_process = end_process
         self.output_error: OSError | None = None
         self._previous = {}
-        self._streams: tuple[TextIO, TextIO] | None = None
+        self._watch: contextlib.AbstractContextManager | None = None  # `output.watched`
 
     def _handle(self, signum: int, frame) -> None:
         name = signal.Signals(signum).name
@@ -121,11 +121,10 @@ class GracefulStop:
             self.requested = self.requested or signal.SIGINT.name
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        if self.end_process and self._streams is None:
+        if self.end_process and self._watch is None:
             self.output_error = self.output_error or output.failure()  # (between two runs)
-            self._streams = sys.stdout, sys.stderr
-            sys.stdout, sys.stderr = (output.ReaderWatch(stream, self.output_failed)
-                                      for stream in self._streams)
+            self._watch = output.watched(self.output_failed)
+            self._watch.__enter__()
         return self
 
     def uninstall(self) -> None:
@@ -133,9 +132,9 @@ class GracefulStop:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
-        if self._streams is not None:
-            sys.stdout, sys.stderr = self._streams
-            self._streams = None
+        if self._watch is not None:
+            self._watch.__exit__(None, None, None)
+            self._watch = None
 
     def __enter__(self) -> GracefulStop:
         return self.install()
