@@ -9,6 +9,7 @@ in the configs), so the scheme is a config field, not a property of the modules.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -101,18 +102,33 @@ def apply_scheme(params: dict, key: jax.Array, scheme: str) -> dict:
     Only the redrawn leaves' shapes and dtypes are read: they may be
     `jax.ShapeDtypeStruct`s. A scheme not in SCHEMES is a ValueError."""
     check_scheme(scheme)
-    chosen = SCHEMES[scheme]
-    if not chosen.redraws:
+    if not SCHEMES[scheme].redraws:
         return params
-    kernels = _kernel_paths(params)
-
-    def redraw(index: int, path: tuple, leaf: jax.Array) -> jax.Array:
-        if not _is_redrawn(path, kernels):
-            return leaf
-        draw = chosen.kernel if path[-1].key == "kernel" else chosen.bias
-        return draw(jax.random.fold_in(key, index), leaf.shape, leaf.dtype,
-                    _fan_in(kernels[path[:-1]]))
-
-    flat, tree = jax.tree_util.tree_flatten_with_path(params)
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    drawn = _redrawn_leaves(key, scheme=scheme, tree=tree, shapes=tuple(
+        (tuple(leaf.shape), jnp.dtype(leaf.dtype)) for leaf in leaves))
     return jax.tree_util.tree_unflatten(
-        tree, [redraw(i, path, leaf) for i, (path, leaf) in enumerate(flat)])
+        tree, [leaf if new is None else new for leaf, new in zip(leaves, drawn, strict=True)])
+
+
+@functools.partial(jax.jit, static_argnames=("scheme", "tree", "shapes"))
+def _redrawn_leaves(key: jax.Array, *, scheme: str, tree: jax.tree_util.PyTreeDef,
+                    shapes: tuple[tuple[tuple[int, ...], jnp.dtype], ...]
+                    ) -> list[jax.Array | None]:
+    """The leaves a scheme redraws, in `tree`'s order (None for the others): leaf i from
+    fold_in(key, i). One program per tree of shapes, kept for the process, so that a model
+    drawn again (a sweep's runs, a notebook's restarts, the tests' small models) compiles
+    nothing again."""
+    chosen = SCHEMES[scheme]
+    params = jax.tree_util.tree_unflatten(
+        tree, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in shapes])
+    kernels = _kernel_paths(params)
+    drawn = []
+    for index, (path, leaf) in enumerate(jax.tree_util.tree_flatten_with_path(params)[0]):
+        if not _is_redrawn(path, kernels):
+            drawn.append(None)
+            continue
+        draw = chosen.kernel if path[-1].key == "kernel" else chosen.bias
+        drawn.append(draw(jax.random.fold_in(key, index), leaf.shape, leaf.dtype,
+                          _fan_in(kernels[path[:-1]])))
+    return drawn

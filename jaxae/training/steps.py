@@ -74,9 +74,10 @@ def init_variables(model: nn.Module, input_shape: tuple[int, ...], key: jax.Arra
 
     A scheme that redraws every leaf (`initializers.redraws_every_leaf`) of a model without
     state needs only the parameters' shapes (`jax.eval_shape` of Flax's init): the model's
-    forward pass is then traced but never compiled. Where some leaf keeps its module's
-    value (a LayerNorm's scale, a user module's own parameter, a state), Flax's init
-    computes the values.
+    forward pass is then traced but never compiled, and each leaf is drawn by a program kept
+    for its shape (the same values as one program drawing them all). Where some leaf keeps
+    its module's value (a LayerNorm's scale, a user module's own parameter, a state), Flax's
+    init computes the values, compiled.
     """
     initializers.check_scheme(scheme)
     init_key, scheme_key = jax.random.split(key)
@@ -84,12 +85,10 @@ def init_variables(model: nn.Module, input_shape: tuple[int, ...], key: jax.Arra
     collections = ("params", *state_collections(model))
     init = lambda: {c: v for c, v in model.init(init_key, x, **kwargs).items()  # noqa: E731
                     if c in collections}
-    if not initializers.SCHEMES[scheme].redraws:
-        variables = init()
-    else:
-        variables = jax.eval_shape(init)
-        if len(variables) > 1 or not initializers.redraws_every_leaf(variables["params"]):
-            variables = init()
+    variables = jax.eval_shape(init)
+    if (not initializers.SCHEMES[scheme].redraws or len(variables) > 1
+            or not initializers.redraws_every_leaf(variables["params"])):
+        variables = jax.jit(init)()
     params = variables.pop("params")
     return initializers.apply_scheme(params, scheme_key, scheme), variables
 
@@ -133,13 +132,9 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
                 f"{e} (or, for a module of another convention in a loop of your own, called as "
                 "module(x, labels=None, sample=False), pass check=False)") from None
 
-    @jax.jit
-    def init(key: jax.Array) -> TrainState:
-        params, model_state = init_variables(model, input_shape, key, scheme)
-        return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                                 model_state=model_state)
-
-    return init(init_key)
+    params, model_state = init_variables(model, input_shape, init_key, scheme)
+    return jax.jit(lambda params, model_state: TrainState.create(
+        apply_fn=model.apply, params=params, tx=tx, model_state=model_state))(params, model_state)
 
 
 def model_state_of(state: train_state.TrainState) -> dict:
