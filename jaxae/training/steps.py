@@ -74,10 +74,10 @@ def init_variables(model: nn.Module, input_shape: tuple[int, ...], key: jax.Arra
 
     A scheme that redraws every leaf (`initializers.redraws_every_leaf`) of a model without
     state needs only the parameters' shapes (`jax.eval_shape` of Flax's init): the model's
-    forward pass is then traced but never compiled, and each leaf is drawn by a program kept
-    for its shape (the same values as one program drawing them all). Where some leaf keeps
-    its module's value (a LayerNorm's scale, a user module's own parameter, a state), Flax's
-    init computes the values, compiled.
+    forward pass is then traced but never compiled, and the draws are a program kept for the
+    tree's shapes (`initializers.apply_scheme`). Where some leaf keeps its module's value (a
+    LayerNorm's scale, a user module's own parameter, a state), Flax's init computes the
+    values, compiled.
     """
     initializers.check_scheme(scheme)
     init_key, scheme_key = jax.random.split(key)
@@ -85,9 +85,12 @@ def init_variables(model: nn.Module, input_shape: tuple[int, ...], key: jax.Arra
     collections = ("params", *state_collections(model))
     init = lambda: {c: v for c, v in model.init(init_key, x, **kwargs).items()  # noqa: E731
                     if c in collections}
-    variables = jax.eval_shape(init)
-    if (not initializers.SCHEMES[scheme].redraws or len(variables) > 1
-            or not initializers.redraws_every_leaf(variables["params"])):
+    variables = None
+    if initializers.SCHEMES[scheme].redraws:  # the shapes suffice where every leaf is redrawn
+        variables = jax.eval_shape(init)
+        if len(variables) > 1 or not initializers.redraws_every_leaf(variables["params"]):
+            variables = None
+    if variables is None:
         variables = jax.jit(init)()
     params = variables.pop("params")
     return initializers.apply_scheme(params, scheme_key, scheme), variables
