@@ -447,7 +447,13 @@ def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch,
     monkeypatch.setattr(bench, "bench_model", bench_model)
     args = bench_args.parse_args(["--models", "conv_ae", "--batch-sizes", "8,16,32", "--no-roofs",
                                   "--data", "random"])
-    text, cut_short = bench.throughput(args)
+    # Ctrl-C's handler as in a terminal (the suite run as a script's background job starts
+    # ignoring SIGINT, and the bench leaves a signal ignored so)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        text, cut_short = bench.throughput(args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert cut_short == stop and measured == [8]
     assert "| 8 |" in text and "| 16 |" not in text
     assert "Roofs not measured (--no-roofs)." in text and "Roofs measured" not in text
