@@ -30,12 +30,12 @@ def test_glorot_kernels_and_zero_biases():
 
 def test_parameters_of_other_modules_keep_their_own_values():
     tree = {**params(), "norm": {"scale": jnp.full(10, 2.0), "bias": jnp.full(10, 3.0)},
-            "temperature": jnp.array(0.5)}
+            "temperature": jnp.array(0.5), "offset": 1.5}  # a Python number, kept as it is
     for scheme in ("glorot", "torch"):
         out = initializers.apply_scheme(tree, jax.random.key(0), scheme)
         np.testing.assert_array_equal(out["norm"]["scale"], tree["norm"]["scale"])
         np.testing.assert_array_equal(out["norm"]["bias"], tree["norm"]["bias"])
-        assert float(out["temperature"]) == 0.5
+        assert float(out["temperature"]) == 0.5 and out["offset"] == 1.5
         assert not np.array_equal(out["dense"]["kernel"], tree["dense"]["kernel"])
 
 

@@ -99,14 +99,15 @@ def apply_scheme(params: dict, key: jax.Array, scheme: str) -> dict:
     """Params with every Dense/Conv kernel and bias (a module's `kernel`, and the `bias`
     beside it) redrawn under `scheme` (a key of SCHEMES; "lecun": as is); any other
     parameter (a LayerNorm's scale, a user module's own) keeps the value its module gave it.
-    Only the redrawn leaves' shapes and dtypes are read: they may be
-    `jax.ShapeDtypeStruct`s. A scheme not in SCHEMES is a ValueError."""
+    Of the redrawn leaves only the shapes and dtypes are read: they may be
+    `jax.ShapeDtypeStruct`s (the others are kept as they are: arrays, Python numbers). A
+    scheme not in SCHEMES is a ValueError."""
     check_scheme(scheme)
     if not SCHEMES[scheme].redraws:
         return params
     leaves, tree = jax.tree_util.tree_flatten(params)
     drawn = _redrawn_leaves(key, scheme=scheme, tree=tree, shapes=tuple(
-        (tuple(leaf.shape), jnp.dtype(leaf.dtype)) for leaf in leaves))
+        (tuple(jnp.shape(leaf)), jnp.result_type(leaf)) for leaf in leaves))
     return jax.tree_util.tree_unflatten(
         tree, [leaf if new is None else new for leaf, new in zip(leaves, drawn, strict=True)])
 
@@ -117,7 +118,7 @@ def _redrawn_leaves(key: jax.Array, *, scheme: str, tree: jax.tree_util.PyTreeDe
                     ) -> list[jax.Array | None]:
     """The leaves a scheme redraws, in `tree`'s order (None for the others): leaf i from
     fold_in(key, i). One program per tree of shapes, kept for the process, so that a model
-    drawn again (a sweep's runs, a notebook's restarts, the tests' small models) compiles
+    drawn again (a sweep's runs, a notebook's cell run again, the tests' small models) compiles
     nothing again."""
     chosen = SCHEMES[scheme]
     params = jax.tree_util.tree_unflatten(
