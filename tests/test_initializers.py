@@ -119,35 +119,32 @@ def test_a_scheme_draws_a_kernel_and_its_bias_or_neither():
     assert not initializers.Scheme().redraws and initializers.SCHEMES["torch"].redraws
 
 
-
 def test_a_model_built_again_compiles_no_draw_and_gets_the_values_one_program_gives(
         monkeypatch):
     """create_train_state draws outside a program of its own, through a program kept for
     the parameters' shapes: a second model of the same shapes (built again: a sweep's next
     run) compiles only its optimiser's state, and draws what one traced program draws."""
-    def model():
-        return _Dense()
-
-    states = [steps.create_train_state(model(), optax.adam(0.1), (1, 1, 13), jax.random.key(3),
+    states = [steps.create_train_state(_Dense(), optax.adam(0.1), (1, 1, 13), jax.random.key(3),
                                        "torch", check=False)]
     keys, compiled = [], []
     draw = initializers.apply_scheme
     monkeypatch.setattr(initializers, "apply_scheme", lambda params, key, scheme: (
         keys.append(key), draw(params, key, scheme))[1])
+
     def listen(event: str, seconds: float, **_) -> None:
         if event == "/jax/core/compile/backend_compile_duration":
             compiled.append(event)
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
-        states.append(steps.create_train_state(model(), optax.adam(0.1), (1, 1, 13),
+        states.append(steps.create_train_state(_Dense(), optax.adam(0.1), (1, 1, 13),
                                                jax.random.key(3), "torch", check=False))
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert len(keys) == 1 and not isinstance(keys[0], jax.core.Tracer)  # drawn, not traced
     assert len(compiled) == 1  # the optimiser's state
     monkeypatch.undo()
-    traced = jax.jit(lambda key: steps.init_params(model(), (1, 1, 13), key, "torch"))(
+    traced = jax.jit(lambda key: steps.init_params(_Dense(), (1, 1, 13), key, "torch"))(
         jax.random.key(3))
     for state in states:
         for leaf in ("kernel", "bias"):
