@@ -1334,3 +1334,26 @@ def test_an_error_is_placed_in_the_users_code_not_in_jaxae_reached_through_a_lin
     mine = str(tmp_path / "my_models.py")
     assert messages.raised_at(raised(mine)) == f" (at {mine}:1, in <module>)"
     messages._library_folders.cache_clear()  # (the real path's, for the tests after)
+
+
+def test_a_loop_of_models_encoded_one_after_another_keeps_the_programs_of_the_last_few():
+    """A model built anew for each evaluation (a sweep's loop in one process): the
+    evaluation's compiled functions keep the programs of the MODELS_KEPT models used last,
+    and a model no longer used is freed with its programs (they were kept for the process,
+    a loop of evaluations growing by megabytes a call)."""
+    import gc
+    import weakref
+
+    from jaxae.evaluation import generation
+    from jaxae.training import compiler, steps
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1), np.uint8)
+    freed = []
+    for _ in range(compiler.MODELS_KEPT + 3):
+        model = models.build_model({"name": "dense_ae", "latent_dim": 2}, image_shape=(8, 8, 1))
+        params = steps.init_params(model, (8, 8, 1), jax.random.key(0))
+        assert generation.encode(model, params, images).shape == (4, 2)
+        freed.append(weakref.ref(model))
+        del model, params
+    gc.collect()
+    assert [ref() is None for ref in freed] == [True] * 3 + [False] * compiler.MODELS_KEPT

@@ -8,7 +8,6 @@ and its parameters, and branches only on what the model declares.
 
 from __future__ import annotations
 
-import functools
 import numbers
 from collections.abc import Mapping
 
@@ -26,6 +25,7 @@ from jaxae.keys import check_key, eval_example_key
 from jaxae.models import declarations
 from jaxae.models.base import ModelParams, Variables, check_label_values, variables_of
 from jaxae.tasks import Task
+from jaxae.training.compiler import jit_per_model
 
 
 def check_params(params: object, function: str) -> None:
@@ -59,13 +59,13 @@ def deterministic_codes(model: nn.Module, params: ModelParams, images: jax.Array
     return code.reshape(code.shape[0], -1)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@jit_per_model()
 def _codes(model: nn.Module, params: ModelParams, images_u8: jax.Array, labels: jax.Array
            ) -> jax.Array:
     return deterministic_codes(model, params, to_float(images_u8), labels)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@jit_per_model(static=2)
 def _task_codes(model: nn.Module, task: Task, params: ModelParams, images_u8: jax.Array,
                 labels: jax.Array, key: jax.Array) -> jax.Array:
     inputs, _ = task.make_example(images_u8, key)
@@ -102,7 +102,7 @@ def encode(model: nn.Module, params: ModelParams, images_u8: HostArray,
     return np.concatenate([np.asarray(p) for p in parts])
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@jit_per_model()
 def _decoded_images(model: nn.Module, params: ModelParams, z: jax.Array, labels: jax.Array | None
                     ) -> jax.Array:
     with declarations.matching_params(model):
@@ -213,7 +213,7 @@ def perturbed_code_samples(model: nn.Module, params: ModelParams, inputs: jax.Ar
     return np.asarray(_decoded_images(model, params, noisy, labels))  # checked above
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@jit_per_model()
 def _code(model: nn.Module, params: ModelParams, inputs: jax.Array, labels: jax.Array | None
           ) -> jax.Array:
     with declarations.matching_params(model):

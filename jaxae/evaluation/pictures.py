@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 
 import flax.linen as nn
@@ -36,6 +35,7 @@ from jaxae.keys import PICTURES_STREAM, Keys, derive_keys, eval_example_key
 from jaxae.models import declarations
 from jaxae.models.base import ModelParams, variables_of
 from jaxae.tasks import Task
+from jaxae.training.compiler import jit_per_model
 
 PRIOR_SAMPLE_ROWS = 4
 PERTURBED_SAMPLE_ROWS = 3
@@ -91,7 +91,7 @@ def reconstruction_rows(model: nn.Module, task: Task, params: ModelParams, split
     return rows + [(output, np.asarray(losses.sigmoid(logits))), (target, np.asarray(targets))]
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@jit_per_model()
 def _mean_logits(model: nn.Module, params: ModelParams, inputs: jax.Array, labels: jax.Array
                  ) -> jax.Array:
     """The reconstruction's logits, z = z_mean for a variational model."""

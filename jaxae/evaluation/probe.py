@@ -17,6 +17,7 @@ import optax
 
 from jaxae.data.records import HostArray
 from jaxae.keys import check_key
+from jaxae.training.compiler import jit_per_model
 
 # A feature is scaled as if it varied at least this fraction of the median varying feature's
 # spread: one nearly constant in training (a border pixel) would otherwise turn a faint change
@@ -68,7 +69,7 @@ class Probe(NamedTuple):
         return float(np.mean(self.predict(features) == np.asarray(labels)))
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@jit_per_model()
 def _predict(classifier: Classifier, params: dict, mean: jax.Array, std: jax.Array,
              x: jax.Array) -> jax.Array:
     return jnp.argmax(classifier.apply({"params": params}, (x - mean) / std), axis=-1)

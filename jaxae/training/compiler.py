@@ -1,6 +1,10 @@
-"""The XLA options jaxae's training programs compile with (`jax.jit(compiler_options=...)`)."""
+"""The XLA options jaxae's training programs compile with (`jax.jit(compiler_options=...)`),
+and `jit_per_model`: functions of a model compiled per model object, for the last few only."""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import jax
 
@@ -31,3 +35,29 @@ def compiler_options(platform: str | None = None) -> dict[str, bool | int]:
     """The XLA options for training programs compiled for `platform` (default: the default
     backend's): CPU_COMPILER_OPTIONS on a CPU, none elsewhere."""
     return dict(CPU_COMPILER_OPTIONS) if (platform or jax.default_backend()) == "cpu" else {}
+
+
+MODELS_KEPT = 4  # the model objects whose programs a `jit_per_model` function keeps
+
+
+def jit_per_model(static: int = 1) -> Callable[[Callable], Callable]:
+    """A decorator: `jax.jit` of the function with its first `static` arguments fixed (a
+    model, a task: objects that hash by identity), the programs kept for the MODELS_KEPT
+    objects used last. A module-level `jax.jit` with the model a static argument kept the
+    programs of every model object it was given for the life of the process: a loop of
+    evaluations (a model built anew by each) grew by megabytes a call. `.programs` is the
+    kept jitted functions' cache (`cache_info()`, `cache_clear()`)."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.lru_cache(maxsize=MODELS_KEPT)
+        def programs(*fixed) -> Callable:
+            return jax.jit(functools.partial(fn, *fixed))
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            return programs(*args[:static])(*args[static:], **kwargs)
+
+        call.programs = programs
+        return call
+
+    return decorate
