@@ -1,12 +1,14 @@
 """Models: the material's layer sizes and parameter trees, the one calling convention, what
 models declare, shapes derived from the data, and the registry open to user code."""
 
+import gc
 import json
 import math
 import os
 import re
 import sys
 import textwrap
+import weakref
 
 import flax.linen as nn
 import jax
@@ -19,9 +21,11 @@ from jaxae.configs import default as default_config
 from jaxae import build as build_lib
 from jaxae import config as config_lib
 from jaxae import models
+from jaxae.evaluation import generation
 from jaxae.models.autoencoders import conv_plan
 from jaxae.registry import RegistryError
 from jaxae.tasks import Reconstruct
+from jaxae.training import compiler, steps
 
 MNIST = (28, 28, 1)
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden_param_trees.json")
@@ -1341,12 +1345,6 @@ def test_a_loop_of_models_encoded_one_after_another_keeps_the_programs_of_the_la
     evaluation's compiled functions keep the programs of the MODELS_KEPT models used last,
     and a model no longer used is freed with its programs (they were kept for the process,
     a loop of evaluations growing by megabytes a call)."""
-    import gc
-    import weakref
-
-    from jaxae.evaluation import generation
-    from jaxae.training import compiler, steps
-
     images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1), np.uint8)
     freed = []
     for _ in range(compiler.MODELS_KEPT + 3):
