@@ -27,6 +27,7 @@ from jaxae import cli
 from jaxae import config as config_lib
 from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments import EXPERIMENTS, SCALES, Context, datasets_needed, run_experiment
+from jaxae.experiments.common import own_flags
 from jaxae.experiments.report import (
     CONFIGS_TABLE,
     PageNotWritten,
@@ -101,9 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      f"{args.name} draws its own: pass it with report")
     args.seeds = parse_seeds(args.seed, parser)
     args.dae_sizes = None if args.dae_sizes is None else parse_sizes(args.dae_sizes, parser)
-    if args.dae_sizes and args.name not in ("dae_sweep", "all"):
-        parser.error(f"--dae-sizes sets dae_sweep's code sizes, and {args.name} sweeps none: "
-                     "pass it with dae_sweep (or all)")
+    takers = [name for name in EXPERIMENTS if "dae-sizes" in own_flags(name)]
+    if args.dae_sizes and args.name not in (*takers, "all"):
+        parser.error(f"--dae-sizes sets {' and '.join(takers)}'s code sizes, and {args.name} "
+                     f"sweeps none: pass it with {' or '.join(takers)} (or all)")
     if args.out is None:
         args.out = "results" if args.scale == "full" else f"runs/experiments_{args.scale}"
     return args
@@ -245,7 +247,7 @@ def settings(args: argparse.Namespace, name: str) -> dict[str, str]:
     datasets = ",".join(d.strip() for d in args.datasets.split(",") if d.strip())
     mine = {"scale": args.scale, "datasets": datasets, "mnist": args.mnist,
             "seed": ",".join(map(str, sorted(args.seeds)))}
-    if name == "dae_sweep":
+    if "dae-sizes" in own_flags(name):
         mine["dae-sizes"] = ",".join(map(str, args.dae_sizes or ()))
     return mine
 

@@ -589,6 +589,12 @@ def recorded_path(path: str) -> str:
     return os.path.relpath(path, here)
 
 
+def own_flags(name: str) -> tuple[str, ...]:
+    """The flags of its own that experiment `name` takes (its module's OWN_FLAGS, e.g.
+    dae_sweep's "dae-sizes"; none where it declares none)."""
+    return getattr(importlib.import_module(f"jaxae.experiments.{name}"), "OWN_FLAGS", ())
+
+
 def command(name: str, ctx: Context) -> str:
     """The command line that reproduces an experiment's result, run from the folder this
     one ran in (`recorded_path`)."""
@@ -602,7 +608,7 @@ def command(name: str, ctx: Context) -> str:
         parts += ["--mnist", ctx.mnist]
     if ctx.seeds != (0,):
         parts += ["--seed", ",".join(map(str, ctx.seeds))]
-    if ctx.dae_sizes and name == "dae_sweep":
+    if ctx.dae_sizes and "dae-sizes" in own_flags(name):
         parts += ["--dae-sizes", ",".join(map(str, ctx.dae_sizes))]
     return shlex.join(parts)
 

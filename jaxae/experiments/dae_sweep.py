@@ -24,6 +24,7 @@ CONFIG = "dae_dropout"  # dense_ae, task denoise, corruption "dropout", dropout_
 NEAR_BEST_DB = 0.5  # "as good as the best": within this many dB of the best size
 PLATEAU_DB = 0.1  # sizes this close to the best PSNR are one plateau: none of them is "the best"
 OVERCOMPLETE = 1.2  # the material's code: 1.2 times the image's pixels (configs/dae_dropout.py)
+OWN_FLAGS = ("dae-sizes",)  # its grid of code sizes (`Context.dae_sizes`)
 
 
 def latents(scale: str, pixels: int, given: tuple[int, ...] | None = None) -> tuple[int, ...]:
