@@ -39,7 +39,9 @@ matmuls
     under the throughput ratio.
 
 --write FILE puts the report in that device's section of FILE (keeping the other devices'
-sections); --append FILE adds it to the end of that section. Run from the repository root.
+sections); --append FILE adds it to the end of that section. A stop (Ctrl-C, SIGTERM,
+SIGUSR1) ends a mode with the rows it measured, which are reported and written; the modes
+after it do not run, and the exit status is 128 + the signal. Run from the repository root.
 """
 # (The docstring above is the command's --help.) This module measures: the throughput mode's
 # timed chunks and roofs, the peer's runs, and `main`. The workloads and their data are in
@@ -52,12 +54,14 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import importlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -327,11 +331,37 @@ def _stop(signum: int, frame) -> None:
     raise Stopped(signum)
 
 
-def throughput(args: argparse.Namespace) -> tuple[str, signal.Signals | None]:
+def measure_rows(measure: Callable[[], None], rows: list) -> signal.Signals | None:
+    """Runs `measure`, which appends each row to `rows` as it is measured, until it ends or
+    a stop signal (Ctrl-C, `timeout --signal=INT` at gpu.sh's budget, a scheduler's SIGTERM or
+    SIGUSR1) cuts it short; returns that signal, or None. The rows measured are kept for the
+    report, and the stop signals stay ignored after it, so that a late one loses no report
+    (`main` puts the process's own handlers back for the mode after this one)."""
+    cut_short, previous = None, {}
+    try:
+        for sig in not_ignored(GracefulStop.SIGNALS):  # SIGTERM, SIGUSR1 as Ctrl-C
+            previous[sig] = signal.signal(sig, _stop)
+        measure()
+    except KeyboardInterrupt as interrupt:
+        cut_short = getattr(interrupt, "signal", signal.SIGINT)
+        _say(f"# interrupted ({cut_short.name}) after {len(rows)} row(s): those are "
+             "reported")
+    for sig in previous:
+        signal.signal(sig, signal.SIG_IGN)
+    return cut_short
+
+
+def cut_short_note(cut_short: signal.Signals | None, what: str) -> str:
+    """The report's last paragraph for a mode cut short by `cut_short` ("" if it was not)."""
+    return (f"\n\nCut short by {cut_short.name}: the {what} after these rows were not "
+            "measured." if cut_short else "")
+
+
+def throughput(args: argparse.Namespace) -> tuple[str | None, signal.Signals | None]:
     """The throughput mode: every workload x shape x width x batch x conv x dtype, with its
     roofline and, for the 28x28x1 workloads the peer implements, the peer's rate; prints
-    JSON lines and returns (the markdown report, the signal that cut the run short or
-    None), and draws --plot."""
+    JSON lines and returns (the markdown report, None if stopped before its first row; the
+    signal that cut the run short or None), and draws --plot."""
     models = (args.models or ",".join(WORKLOADS)).split(",")
     steps_per_chunk = chunk_steps(args.steps_per_chunk)
     convs, dtypes = args.conv.split(","), (args.compute_dtype or "float32").split(",")
@@ -392,22 +422,15 @@ def throughput(args: argparse.Namespace) -> tuple[str, signal.Signals | None]:
                                 if output_failed:  # is a stop, as SIGPIPE's: the row is kept
                                     raise Stopped(signal.SIGPIPE)
 
-    cut_short = None  # the stop signal
-    previous = {}
-    try:
-        for sig in not_ignored(GracefulStop.SIGNALS):  # SIGTERM, SIGUSR1 as Ctrl-C
-            previous[sig] = signal.signal(sig, _stop)
+    def measure_watched() -> None:
         with output.watched(output_failed.append):
             measure()
-    except KeyboardInterrupt as interrupt:  # `timeout --signal=INT` at a budget (gpu.sh)
-        cut_short = getattr(interrupt, "signal", signal.SIGINT)
-        _say(f"# interrupted ({cut_short.name}) after {len(rows)} row(s): those are "
-             "reported")
-    for sig in previous:  # a late stop loses no report: ignored until it is written (main
-        signal.signal(sig, signal.SIG_IGN)  # puts them back for the modes after this one)
+
+    cut_short = measure_rows(measure_watched, rows)
+    if cut_short and not rows:
+        return None, cut_short
     if not rows:
-        raise BenchRefused("interrupted before the first row; nothing is written" if cut_short
-                           else "no workload was measured (the lines above say why each was "
+        raise BenchRefused("no workload was measured (the lines above say why each was "
                            "skipped); nothing is written")
     report = table(rows)
     if peer_failed:
@@ -422,9 +445,7 @@ def throughput(args: argparse.Namespace) -> tuple[str, signal.Signals | None]:
         report += ("\n\nThe peer's columns read \"-\" where it has no such model, or at other "
                    "images than Fashion-MNIST's 28x28x1 or other widths than 1: it runs its own "
                    "models at their own size only.")
-    if cut_short:
-        report += (f"\n\nCut short by {cut_short.name}: the workloads after these rows were "
-                   "not measured.")
+    report += cut_short_note(cut_short, "workloads")
     _say("\n" + report)
     notes = ", ".join(f"{shape}: {source}" for shape, source in sources.items())
     rows_are = ("Each row is its median chunk by rate (the slower of the middle two): its "
@@ -474,6 +495,22 @@ def background_load(count: int, pin: bool = False):
             process.wait()
 
 
+OTHER_MODES = {  # --mode -> (its report's title, the module whose run(args) measures it)
+    "quality": ("Time to quality", "benchmarks.quality"),
+    "precision": ("Precision matrix", "benchmarks.precision_matrix"),
+    "determinism": ("Determinism", "benchmarks.determinism"),
+    "matmuls": ("A step's matmuls and the rest", "benchmarks.matmul_floor"),
+}
+
+
+def _not_run(later: list[str], interrupted: signal.Signals | None) -> str:
+    """The report's line for the modes a stop left unrun ("" if none), also printed."""
+    if not (interrupted and later):
+        return ""
+    _say(f"# not run: --mode {', '.join(later)}")
+    return f"\n\nNot run, after it: --mode {', '.join(later)}."
+
+
 def main(argv: list[str] | None = None) -> signal.Signals | None:
     """Runs the bench; returns the signal that cut its measurements short, if one did: the
     report of what was measured is written all the same, the modes after it are not run."""
@@ -490,31 +527,23 @@ def main(argv: list[str] | None = None) -> signal.Signals | None:
         for sig, handler in handlers.items():  # each mode as the process started
             signal.signal(sig, handler)
         if mode == "throughput":
+            title = "Throughput and roofline"
             with background_load(args.background_load, args.background_pin):
                 text, interrupted = throughput(args)
-            if args.background_load:
+            if args.background_load and text is not None:
                 text = (f"Under {args.background_load} busy-looping background process(es)"
                         f"{', pinned' if args.background_pin else ''}.\n\n" + text)
-            if interrupted and number + 1 < len(modes):
-                text += f"\n\nNot run, after it: --mode {', '.join(modes[number + 1:])}."
-                _say(f"# not run: --mode {', '.join(modes[number + 1:])}")
-            parts.append(("Throughput and roofline", text))
-            if interrupted:
-                break
-        elif mode == "quality":
-            from benchmarks import quality
-            parts.append(("Time to quality", quality.run(args)))
-        elif mode == "precision":
-            from benchmarks import precision_matrix
-            parts.append(("Precision matrix", precision_matrix.run(args)))
-        elif mode == "determinism":
-            from benchmarks import determinism
-            parts.append(("Determinism", determinism.run(args)))
-        elif mode == "matmuls":
-            from benchmarks import matmul_floor
-            parts.append(("A step's matmuls and the rest", matmul_floor.run(args)))
+        else:  # its module imported only when it runs
+            title, module = OTHER_MODES[mode]
+            text, interrupted = importlib.import_module(module).run(args)
+        if text is not None:  # None: stopped before its first row
+            parts.append((title, text + _not_run(modes[number + 1:], interrupted)))
+        if interrupted:
+            break
     path = args.write or args.append
-    if path:
+    if path and not parts:
+        _say(f"# stopped before the first row: nothing is written to {path}")
+    elif path:
         write_section(path, report_section(parts, measured_code, command_line(args), commit,
                                            devices_used(args)), append=bool(args.append))
         _say(f"# wrote {path}")

@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -97,24 +98,33 @@ def table(rows: list[dict], on_cpu: bool = False) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> str:
-    """The determinism mode of `benchmarks.bench`: JSON lines, then the markdown table."""
+def run(args: argparse.Namespace) -> tuple[str | None, signal.Signals | None]:
+    """The determinism mode of `benchmarks.bench`: JSON lines, then the markdown table of the
+    models measured (None if stopped before the first), and the signal that cut it short."""
     import jax
+
+    from benchmarks import bench
 
     models = (args.models or ",".join(DEFAULT_MODELS)).split(",")
     batch_size = int(args.batch_sizes)  # one value (bench_args.ONE_VALUE_FLAGS)
     dtype = args.compute_dtype or "float32"
     rows = []
-    for model in models:
-        row = {"model": model, "default": [], "deterministic": []}
-        for deterministic in (False, True, False, True):  # alternating: a busy moment is shared
-            row["deterministic" if deterministic else "default"].append(
-                spawn(model, args.steps, batch_size, dtype, args.data, deterministic))
-        row["default_step_ms"] = statistics.mean(r["step_ms"] for r in row["default"])
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+
+    def measure() -> None:  # a model's row once its four runs are done
+        for model in models:
+            row = {"model": model, "default": [], "deterministic": []}
+            for deterministic in (False, True, False, True):  # alternating: a busy moment
+                row["deterministic" if deterministic else "default"].append(  # is shared
+                    spawn(model, args.steps, batch_size, dtype, args.data, deterministic))
+            row["default_step_ms"] = statistics.mean(r["step_ms"] for r in row["default"])
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+
+    cut_short = bench.measure_rows(measure, rows)
+    if not rows:
+        return None, cut_short
     on_cpu = jax.devices()[0].platform == "cpu"
-    report = table(rows, on_cpu)
+    report = table(rows, on_cpu) + bench.cut_short_note(cut_short, "models")
     print("\n" + report, flush=True)
     note = " (a CPU: the flag changes nothing; a dry run)" if on_cpu else ""
     trained = {r["default"][0]["steps"] for r in rows}
@@ -124,7 +134,7 @@ def run(args: argparse.Namespace) -> str:
         print(f"#{capped}", flush=True)
         note += ";" + capped[:-1]
     return (f"Batch {batch_size}, {dtype}, seed 0, each run a fresh process{note}; SHA-256 "
-            "of the parameters after the steps, first 16 hex digits.\n\n" + report)
+            "of the parameters after the steps, first 16 hex digits.\n\n" + report), cut_short
 
 
 def main() -> None:

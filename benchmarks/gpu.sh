@@ -236,8 +236,8 @@ bench() {  # each step appends its run to the device's section
     | tee -a "$LOG" || status=${PIPESTATUS[0]}
   case $status in
     0) ;;
-    130|138|143)  # stopped by SIGINT (the limit's), SIGUSR1 or SIGTERM (a throughput step
-      # reports the rows it measured; another mode ends without its report)
+    130|138|143)  # stopped by SIGINT (the limit's), SIGUSR1 or SIGTERM (the step reports
+      # the rows it measured)
       FAILED="$FAILED $name(cut short)" ;;
     *)
       echo "gpu.sh: step $name failed (its output is in $LOG); going on" | tee -a "$LOG" >&2

@@ -47,6 +47,7 @@ import json
 import math
 import os
 import re
+import signal
 import statistics
 import string
 import time
@@ -448,12 +449,21 @@ def _doubt(s: dict) -> str:
             else "")
 
 
-def run(args: argparse.Namespace) -> str:
+def run(args: argparse.Namespace) -> tuple[str | None, signal.Signals | None]:
     """The matmuls mode: one summary row and one row per kind of product for each model;
-    prints JSON lines and returns the markdown report."""
+    prints JSON lines and returns the markdown report of the models measured (None if
+    stopped before the first) and the signal that cut it short."""
     models = args.models.split(",") if args.models else list(DEFAULT_MODELS)
     data = workloads.BenchData(args.data, args.tfds_dir)
-    results = [model_rows(model, args, data) for model in models]
+    results = []
+
+    def measure() -> None:
+        for model in models:
+            results.append(model_rows(model, args, data))
+
+    cut_short = bench.measure_rows(measure, results)
+    if not results:
+        return None, cut_short
     lines = ["| model | batch | products a step | products' GFLOP a step | jaxae step, ms | "
              "its products alone, ms | step - products, ms | jaxae step with SGD, ms | Adam "
              "step - SGD step, ms | Adam - SGD update only, in cache, ms | Adam - SGD update "
@@ -492,7 +502,7 @@ def run(args: argparse.Namespace) -> str:
                   "longer than the whole step (a busy moment, or a slow process of the peer's "
                   "library); rerun before quoting."]
     lines += [line for line in map(_doubt, (s for s, _ in results)) if line]
-    report = "\n".join(lines)
+    report = "\n".join(lines) + bench.cut_short_note(cut_short, "models")
     print("\n" + report, flush=True)
     torch_version = next((s["torch"] for s, _ in results if s["torch"]), None)
     peer = f"; the peer's library: torch {torch_version}" if torch_version else \
@@ -501,7 +511,7 @@ def run(args: argparse.Namespace) -> str:
             f"medians of {REPEATS} repeats (`benchmarks/matmul_floor.py` says how); steps from "
             f"{args.chunks} chunks of {args.steps_per_chunk} steps, jaxae's with the roofs "
             f"measured beside each chunk; the goal: {_goals_text()} of the roof that binds."
-            "\n\n" + report)
+            "\n\n" + report), cut_short
 
 
 def _goals_text() -> str:

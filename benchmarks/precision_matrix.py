@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import tempfile
 
 import jax
@@ -85,8 +86,9 @@ def table(rows: list[dict], dtypes: list[str]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> str:
-    """The precision mode of `benchmarks.bench`: JSON lines, then the markdown table."""
+def run(args: argparse.Namespace) -> tuple[str | None, signal.Signals | None]:
+    """The precision mode of `benchmarks.bench`: JSON lines, then the markdown table of the
+    models measured (None if stopped before the first), and the signal that cut it short."""
     models = (args.models or ",".join(DEFAULT_MODELS)).split(",")
     if unknown := [m for m in models if m not in LESSONS]:
         raise SystemExit(f"--mode precision: no lesson config for {', '.join(unknown)}")
@@ -97,26 +99,33 @@ def run(args: argparse.Namespace) -> str:
     arrays, _ = data.arrays(workloads.FASHION_SHAPE, workloads.TRAIN_BATCH)
     steps_per_chunk = bench_args.chunk_steps(args.steps_per_chunk)
     rows = []
-    for model in models:
-        lesson = LESSONS[model]
-        row = {"model": model, "config": lesson.config, "label": lesson.label,
-               "figures": {}, "step_ms": {}, "fraction_of_roof": {}}
-        for dtype in dtypes:
-            speed = bench.bench_model(model, workloads.TRAIN_BATCH, steps_per_chunk, args.chunks,
-                                      arrays, "patches", dtype, peak_n=args.peak_n,
-                                      roofs=not args.no_roofs, devices=jax.device_count())
-            row["step_ms"][dtype] = speed["step_ms"]
-            row["fraction_of_roof"][dtype] = speed.get("fraction_of_roof")
-            row["figures"][dtype], row["epochs"] = train_figure(
-                model, dtype, args.epochs, args.seed, args.tfds_dir)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    report = table(rows, dtypes)
+
+    def measure() -> None:  # a model's row once every dtype of it is measured
+        for model in models:
+            lesson = LESSONS[model]
+            row = {"model": model, "config": lesson.config, "label": lesson.label,
+                   "figures": {}, "step_ms": {}, "fraction_of_roof": {}}
+            for dtype in dtypes:
+                speed = bench.bench_model(model, workloads.TRAIN_BATCH, steps_per_chunk,
+                                          args.chunks, arrays, "patches", dtype,
+                                          peak_n=args.peak_n, roofs=not args.no_roofs,
+                                          devices=jax.device_count())
+                row["step_ms"][dtype] = speed["step_ms"]
+                row["fraction_of_roof"][dtype] = speed.get("fraction_of_roof")
+                row["figures"][dtype], row["epochs"] = train_figure(
+                    model, dtype, args.epochs, args.seed, args.tfds_dir)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+
+    cut_short = bench.measure_rows(measure, rows)
+    if not rows:
+        return None, cut_short
+    report = table(rows, dtypes) + bench.cut_short_note(cut_short, "models")
     print("\n" + report, flush=True)
     return (f"{skipped}Seed {args.seed}, batch 128 over every device (as train.py splits it); "
             f"step times from chunks of {args.steps_per_chunk} steps (the throughput bench's "
             "workloads: the DAE's rescales its dropout as the peer, its lesson config does "
-            "not).\n\n" + report)
+            "not).\n\n" + report), cut_short
 
 
 if __name__ == "__main__":

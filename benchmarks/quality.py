@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import sys
 
-from benchmarks import parity
+from benchmarks import bench, parity
 from benchmarks.workloads import WORKLOADS
 from jaxae.provenance import usable_cpus
 
@@ -120,31 +121,39 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> str:
-    """The quality mode of `benchmarks.bench`: JSON lines, then the markdown tables."""
+def run(args: argparse.Namespace) -> tuple[str | None, signal.Signals | None]:
+    """The quality mode of `benchmarks.bench`: JSON lines, then the markdown tables of the
+    runs measured (None if stopped before the first), and the signal that cut it short."""
     if not args.peer_python:
         raise SystemExit("--mode quality needs --peer-python and --peer-script (the PyTorch "
                          "peer is the target)")
     workloads = (args.models or ",".join(DEFAULT_MODELS)).split(",")
     seeds = range(args.seed, args.seed + args.seeds)
     rows = []
-    for workload in workloads:
-        name = pairing_name(workload)
-        pairing = parity.PAIRINGS[name]
-        if args.epochs:
-            pairing = parity.Pairing(**{**pairing.__dict__, "epochs": args.epochs})
-        for seed in seeds:
-            print(f"quality: {workload}, seed {seed}: the peer trains, then jaxae, each in a "
-                  "process of its own", file=sys.stderr, flush=True)
-            peer = parity.run_peer(args.peer_python, args.peer_script, name, pairing,
-                                   usable_cpus(), seed)
-            ours = parity.run_jaxae_process(pairing, args.tfds_dir, seed, EXTRA_EPOCHS,
-                                            checks_per_extra_epoch=args.checks_per_epoch)
-            row = {"model": workload, "seed": seed, **time_to_target(pairing, ours, peer),
-                   "jaxae_epochs": ours["epochs"], "peer_epochs": peer["epochs"]}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    report = table(rows) + ("\n\n" + summary(rows) if len(seeds) > 1 else "")
+
+    def measure() -> None:  # a row once the peer and jaxae have both trained
+        for workload in workloads:
+            name = pairing_name(workload)
+            pairing = parity.PAIRINGS[name]
+            if args.epochs:
+                pairing = parity.Pairing(**{**pairing.__dict__, "epochs": args.epochs})
+            for seed in seeds:
+                print(f"quality: {workload}, seed {seed}: the peer trains, then jaxae, each in "
+                      "a process of its own", file=sys.stderr, flush=True)
+                peer = parity.run_peer(args.peer_python, args.peer_script, name, pairing,
+                                       usable_cpus(), seed)
+                ours = parity.run_jaxae_process(pairing, args.tfds_dir, seed, EXTRA_EPOCHS,
+                                                checks_per_extra_epoch=args.checks_per_epoch)
+                row = {"model": workload, "seed": seed, **time_to_target(pairing, ours, peer),
+                       "jaxae_epochs": ours["epochs"], "peer_epochs": peer["epochs"]}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+
+    cut_short = bench.measure_rows(measure, rows)
+    if not rows:
+        return None, cut_short
+    report = (table(rows) + ("\n\n" + summary(rows) if len(seeds) > 1 else "")
+              + bench.cut_short_note(cut_short, "runs"))
     print("\n" + report, flush=True)
     seed_text = f"Seed {args.seed}" if len(seeds) == 1 else \
         f"Seeds {seeds[0]}-{seeds[-1]} (each side with the same seed)"
@@ -152,7 +161,7 @@ def run(args: argparse.Namespace) -> str:
               if args.checks_per_epoch > 1 else "its test figure checked at epochs' ends")
     return (f"{seed_text}, batch 128, float32, {usable_cpus()} threads; jaxae may train "
             f"{EXTRA_EPOCHS} epochs past the peer's (constant learning rate) to reach its "
-            f"figure, {checks} (each check's evaluation counted).\n\n" + report)
+            f"figure, {checks} (each check's evaluation counted).\n\n" + report), cut_short
 
 
 if __name__ == "__main__":

@@ -462,6 +462,45 @@ def test_an_interrupted_throughput_run_reports_the_rows_it_measured(monkeypatch,
     assert f"# interrupted ({stop.name}) after 1 row(s)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("mode", ["determinism", "precision"])
+def test_a_mode_stopped_midway_writes_the_rows_it_measured(monkeypatch, tmp_path, capsys,
+                                                           mode):
+    """gpu.sh's budget (SIGINT) or a scheduler (SIGTERM) stopping the determinism or precision
+    mode on its second model had lost the first one's row with the report; a stop before
+    the first row writes nothing."""
+    from benchmarks import determinism, precision_matrix
+
+    started = []
+
+    def second_stops(model):
+        if model not in started:
+            started.append(model)
+        if len(started) == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs before this returns
+
+    monkeypatch.setattr(determinism, "spawn", lambda model, *args: second_stops(model) or {
+        "steps": 4, "sha256": "ab" * 32, "step_ms": 1.0})
+    monkeypatch.setattr(bench, "bench_model", lambda model, batch, *a, **k:
+                        second_stops(model) or measured_row(model, batch))
+    monkeypatch.setattr(precision_matrix, "train_figure", lambda *args: (0.3, 1))
+    path = tmp_path / "b.md"
+    argv = ["--mode", f"{mode},throughput", "--models", "dense_ae,vae", "--data", "random",
+            "--no-roofs", "--write", str(path)]
+    stop_at = 2
+    assert bench.main(argv) == signal.SIGTERM
+    written = path.read_text()
+    assert "| dense_ae |" in written and "| vae |" not in written
+    assert ("Cut short by SIGTERM: the models after these rows were not measured.\n\n"
+            "Not run, after it: --mode throughput.") in written
+    assert "# interrupted (SIGTERM) after 1 row(s)" in capsys.readouterr().out
+    started.clear()
+    stop_at = 1
+    path.unlink()
+    assert bench.main(argv) == signal.SIGTERM and not path.exists()
+    assert f"nothing is written to {path}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("interrupted, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143),
                                                  (None, None)])
 def test_a_run_cut_short_exits_128_plus_the_signal_once_its_report_is_written(
@@ -485,7 +524,7 @@ def test_a_throughput_run_cut_short_runs_no_later_mode_and_the_others_run_as_sta
     handlers = {sig: signal.getsignal(sig) for sig in bench.GracefulStop.SIGNALS}
     seen = []
     monkeypatch.setattr(determinism, "run", lambda args: seen.append(
-        {sig: signal.getsignal(sig) for sig in handlers}) or "")
+        {sig: signal.getsignal(sig) for sig in handlers}) or ("", None))
     monkeypatch.setattr(bench, "bench_model", lambda model, batch_size, *a, **k:
                         measured_row(model, batch_size))
     writes = []
@@ -599,7 +638,8 @@ def test_the_matmuls_mode_reports_the_step_and_its_products(monkeypatch, capsys)
     args = bench_args.parse_args(["--mode", "matmuls", "--models", "dense_ae", "--batch-sizes", "8",
                                   "--steps-per-chunk", "2", "--chunks", "1", "--data", "random",
                                   "--peak-n", "512"])  # a CPU's default, 2048, took seconds
-    report = matmul_floor.run(args)
+    report, cut_short = matmul_floor.run(args)
+    assert cut_short is None
     assert "no --peer-python: the peer's columns are empty" in report
     summary = next(line for line in report.splitlines() if line.startswith("| dense_ae | 8 |"))
     cells = [cell.strip() for cell in summary.strip("|").split("|")]
@@ -779,8 +819,8 @@ def test_the_determinism_mode_says_when_a_run_trained_fewer_steps_than_asked(
 
     monkeypatch.setattr(determinism, "spawn", lambda *args: {
         "steps": trained, "sha256": "ab" * 32, "step_ms": 1.0})
-    text = determinism.run(bench_args.parse_args(["--mode", "determinism", "--models", "vae",
-                                                  "--steps", str(steps)]))
+    text, _ = determinism.run(bench_args.parse_args(["--mode", "determinism", "--models",
+                                                     "vae", "--steps", str(steps)]))
     if said:
         assert said in text and said in capsys.readouterr().out
     else:
@@ -831,7 +871,7 @@ def test_the_precision_matrix_times_steps_over_every_device_as_it_trains(monkeyp
     monkeypatch.setattr(precision_matrix, "train_figure", lambda *args: (0.3, 1))
     args = bench_args.parse_args(["--mode", "precision", "--models", "dense_ae", "--data", "random",
                                   "--compute-dtype", "float32,tf32,bfloat16", "--no-roofs"])
-    text = precision_matrix.run(args)
+    text, _ = precision_matrix.run(args)
     assert timed == [jax.device_count()] * 2  # float32 and bfloat16; tf32 left out on a CPU
     assert text.startswith("tf32 left out: a CPU has no TensorFloat-32. Seed 0, batch 128 "
                            "over every device")
