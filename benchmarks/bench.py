@@ -318,9 +318,10 @@ def peer_result(command: list[str], what: str) -> dict:
     return json_result(subprocess.run(command, capture_output=True, text=True), what)
 
 
-class Stopped(KeyboardInterrupt):
+class Stopped(BaseException):
     """A stop signal (a scheduler's SIGTERM or SIGUSR1, Ctrl-C) turned into an interrupt of
-    the measurements, which the rows measured so far survive."""
+    the measurements, which the rows measured so far survive. Not a KeyboardInterrupt: a
+    training run inside a mode (`cli.run`) would end the process on one."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
@@ -339,10 +340,10 @@ def measure_rows(measure: Callable[[], None], rows: list) -> signal.Signals | No
     (`main` puts the process's own handlers back for the mode after this one)."""
     cut_short, previous = None, {}
     try:
-        for sig in not_ignored(GracefulStop.SIGNALS):  # SIGTERM, SIGUSR1 as Ctrl-C
+        for sig in not_ignored(GracefulStop.SIGNALS):  # SIGINT, SIGTERM, SIGUSR1
             previous[sig] = signal.signal(sig, _stop)
         measure()
-    except KeyboardInterrupt as interrupt:
+    except (Stopped, KeyboardInterrupt) as interrupt:
         cut_short = getattr(interrupt, "signal", signal.SIGINT)
         _say(f"# interrupted ({cut_short.name}) after {len(rows)} row(s): those are "
              "reported")

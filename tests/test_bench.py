@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bench, bench_args, matmul_floor, narrow_gradient, report, roofline, workloads
-from jaxae import optimizers, provenance
+from jaxae import cli, optimizers, provenance
 from jaxae.data import idx
 from tests.conftest import FailingOutput, with_test_flags
 
@@ -482,8 +482,11 @@ def test_a_mode_stopped_midway_writes_the_rows_it_measured(monkeypatch, tmp_path
     monkeypatch.setattr(determinism, "spawn", lambda model, *args: second_stops(model) or {
         "steps": 4, "sha256": "ab" * 32, "step_ms": 1.0})
     monkeypatch.setattr(bench, "bench_model", lambda model, batch, *a, **k:
-                        second_stops(model) or measured_row(model, batch))
-    monkeypatch.setattr(precision_matrix, "train_figure", lambda *args: (0.3, 1))
+                        measured_row(model, batch))
+    # stopped as it trains, inside cli.run (as parity.run_jaxae trains), which ends the
+    # process on a KeyboardInterrupt
+    monkeypatch.setattr(precision_matrix, "train_figure", lambda model, *args: cli.run(
+        lambda: second_stops(model)) or (0.3, 1))
     path = tmp_path / "b.md"
     argv = ["--mode", f"{mode},throughput", "--models", "dense_ae,vae", "--data", "random",
             "--no-roofs", "--write", str(path)]
