@@ -68,6 +68,10 @@ class Pairing:
     higher_is_better: bool = False
 
 
+# Figures defined alike on both sides (means per pixel; the ELBO: BCE summed over the pixels
+# plus the analytic KL, one sample, beta 1). Not so, and so not to be paired: the peer's VAE
+# `test_mse_per_pixel` decodes a sampled z (jaxae's: z = z_mean), and its DAE's reconstructs
+# the clean input (jaxae's scores the denoised corrupted one).
 PAIRINGS = {
     "dense": Pairing("default", 1, 60_000, "glorot", "mse", "test_mse_per_pixel", "test MSE"),
     "conv": Pairing("conv_ae_fashion", 5, 60_000, "glorot", "bce", "test_bce", "test BCE"),

@@ -343,6 +343,10 @@ def test_report_is_built_from_the_json_files(results):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     assert root + os.sep not in page, "paths inside the repository are named relative to it"
     assert f"report --out {out}`" in page  # a folder outside the repository and home: as it is
+    # the figures' definitions (per-image PSNR, the Bernoulli surrogate), before any table
+    defined = page.index("## How the figures are defined")
+    assert page.count("## How the figures are defined") == 1
+    assert defined < min(page.index(record["title"]) for record in records.values())
     for name, record in records.items():
         assert record["title"] in page and f"`{display_paths(record['command'])}`" in page
         assert f"]({name}/plot.png)" in page
@@ -1590,8 +1594,8 @@ def test_full_mnist_that_cannot_be_had_names_the_experiments_own_fixes(tmp_path,
 
 def test_the_dae_sweep_takes_code_sizes_of_ones_own_and_keeps_the_tables_of_others(
         tmp_path, monkeypatch, capsys):
-    """Where PSNR still rises at the scale's largest code (1500), `--dae-sizes` looks past
-    it; its table records them, and a run of other sizes does not replace it."""
+    """Where PSNR still rises at the scale's largest code, `--dae-sizes` looks past it; its
+    table records them, and a run of other sizes does not replace it."""
     parse_args = jaxae.experiments.__main__.parse_args
     assert parse_args(["dae_sweep", "--dae-sizes", "6000,940,3000"]).dae_sizes == (940, 3000,
                                                                                     6000)

@@ -1032,3 +1032,13 @@ def test_a_conditional_model_needs_two_trained_classes_and_names_the_untrained_o
         "classes count them")
     assert build.classes_note(config, conditional, np.arange(8) % 4, names) is None
     assert build.classes_note(config, plain, np.zeros(8, np.int32), names) is None
+
+
+def test_a_padded_image_with_an_infinite_figure_leaves_the_sums_finite():
+    """Padding fills the last batch; a padded image's figure (a bound of -inf at a tiny
+    Gaussian sigma, a NaN) is left out of the sums, where multiplying it by 0 made them NaN."""
+    per_image = {"elbo": jnp.array([-2.0, -jnp.inf, jnp.nan]), "psnr": jnp.array([1.5, 2.5, 3.5])}
+    batch = {"image": jnp.zeros((3, 2)), "mask": jnp.array([1.0, 0.0, 0.0])}
+    sums = steps._masked_sums(per_image, batch)
+    assert float(sums["elbo"]) == -2.0 and float(sums["psnr"]) == 1.5
+    assert float(sums["count"]) == 1.0

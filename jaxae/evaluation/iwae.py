@@ -64,7 +64,7 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
         bound = jax.nn.logsumexp(log_w.reshape(-1, log_w.shape[-1]), axis=0)
         bound = bound - jnp.log(num_samples)
         mask = batch.get("mask")
-        return jnp.sum(bound if mask is None else bound * mask)
+        return jnp.sum(bound if mask is None else jnp.where(mask > 0, bound, 0.0))
 
     return iwae_step
 

@@ -26,8 +26,8 @@ MSE = "test MSE per pixel"
 NEGATIVE_ELBO = "test negative ELBO (nats per image)"
 MODELS = {  # model -> (config, {metric: how to read it from evaluate_split})
     "conv_ae": ("conv_ae_fashion", {MSE: lambda m: m["mse"]}),
-    # the VAE's likelihood bound and its reconstructions (z = z_mean) apart: a bound can
-    # favour images simpler than its own (fewer pixels to explain), an error cannot
+    # the VAE's negative ELBO and its reconstructions (z = z_mean) apart: the ELBO can
+    # favour images simpler than its own (fewer grey pixels to explain), an error cannot
     "vae": ("vae_fashion_2d", {NEGATIVE_ELBO: lambda m: -m["elbo"], MSE: lambda m: m["mse"]}),
 }
 DATASETS_NEEDED = 2  # a model trained on one data set, tested on the other
@@ -147,9 +147,10 @@ def notes(pixels: int, rows: list[dict], choices: list[DataChoice],
         "configs/conv_ae_fashion.py (BCE training, MSE reported); the VAE is "
         f"configs/vae_fashion_2d.py (MLP {pixels}-512-2, Bernoulli likelihood), its errors the "
         "negative ELBO in nats per image with z sampled by the run's evaluation key, and the "
-        "MSE per pixel of its reconstructions at z = z_mean: a likelihood bound also scores "
-        "how simple the images are (fewer inked pixels cost fewer nats), the MSE only how well "
-        "they come back.",
+        "MSE per pixel of its reconstructions at z = z_mean: on grey pixels the Bernoulli "
+        "negative ELBO is a cross-entropy surrogate, whose value at a perfect reconstruction is "
+        "the pixels' own binary entropy, so it also scores how simple the images are (pixels "
+        "near black or white cost fewer nats), the MSE only how well they come back.",
         "An autoencoder learns the images it was trained on: its code spends its capacity on the "
         "variations of those images, and its decoder can only produce images like them, so a "
         "digit fed to a garment model comes back garment-like, and the reverse." +

@@ -24,6 +24,26 @@ from jaxae.experiments.render import (
 
 PAGE = "RESULTS.md"
 TITLE = "# jaxae: experiment results"  # the first line of every page this module writes
+# what each kind of figure on the page is, so that it can be set against others' numbers
+DEFINITIONS = """## How the figures are defined
+
+- PSNR (dB): each test image's PSNR against its clean image, with the pixels in [0, 1] (MAX = 1,
+  capped at 100 dB), averaged over the images. It is not the PSNR of the mean MSE, which is
+  lower: a row's MSE and PSNR do not convert into each other.
+- MSE and BCE: means per pixel over the test images (BCE computed from the logits).
+- ELBO and IWAE k (nats per image, higher is better): log p(x|z) summed over the pixels minus
+  the KL divergence to N(0, I) (analytic; weight 1 whatever beta the run trained with); IWAE
+  k is the importance-weighted bound with k samples (k = 1: the ELBO on the same images).
+  p(x|z) is a Bernoulli on grey [0, 1] pixels unless a row says otherwise: a cross-entropy
+  surrogate, not a density, whose value at a perfect reconstruction is the pixels' own
+  binary entropy rather than 0, so it also scores how close to black and white a data set's
+  pixels are. A statically binarised row binarises each image once with a draw derived from
+  the run's seed (on the offline MNIST digits): not the fixed binarised MNIST that published
+  bounds use, so not comparable with them. A Gaussian row is a density with a fixed standard
+  deviation (`objective.gaussian_scale`) on 8-bit pixels that are not dequantised: its value
+  is set by that deviation, and can be positive.
+- A conditional VAE's (`cvae`) ELBO bounds log p(x|y), the image given its class.
+"""
 CONFIGS_TABLE = os.path.join("configs", "table.md")  # written by scripts/config_results.py
 
 
@@ -131,7 +151,7 @@ def build_page(out: str, page_dir: str) -> str:
     missing = [n for n in EXPERIMENTS if n not in records]
     if records:
         parts += ["## Summary", "", _summary(records), "", "## Data", "", _data_table(records),
-                  ""]
+                  "", DEFINITIONS]
     for name, record in records.items():
         plot = os.path.relpath(os.path.abspath(os.path.join(out, name, record["plot"])),
                                os.path.abspath(page_dir))

@@ -375,12 +375,13 @@ def _floor_terms(task: Task, inputs: jax.Array, targets: jax.Array) -> Metrics:
 
 def _masked_sums(per_image: Metrics, batch: dict) -> Metrics:
     """Sums over the batch's images whose "mask" is 1 (every image where it has no mask),
-    and their "count"."""
+    and their "count". A padded image's value is left out, not multiplied by 0: an infinite
+    one would make the sum NaN."""
     mask = batch.get("mask")
     if mask is None:
         mask = jnp.ones(batch["image"].shape[0], jnp.float32)
-    return {**{name: jnp.sum(value * mask) for name, value in per_image.items()},
-            "count": jnp.sum(mask)}
+    return {**{name: jnp.sum(jnp.where(mask > 0, value, 0.0))
+               for name, value in per_image.items()}, "count": jnp.sum(mask)}
 
 
 def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: bool = True
