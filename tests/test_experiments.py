@@ -660,6 +660,13 @@ def test_dae_sweep_notes_on_code_size_follow_the_rows():
             "d=1500: smaller, as overfitting would make them.") in text
     assert "a smaller code holds them: MNIST comes within 0.5 dB of its best from d=64, " \
            "Fashion-MNIST, with more detail to restore, from d=512." in text
+    # plateaus sharing a size (the published sweep's): MNIST's ends lower, falling past it
+    digits = sweep_rows(DIGITS, 12.75, {512: 19.52, 1500: 19.91, 3000: 19.94, 6000: 19.82})
+    wide = sweep_rows(FASHION, 10.73, {512: 19.79, 1500: 20.22, 3000: 20.37, 6000: 20.45})
+    assert ("Its best codes (within 0.1 dB of its best PSNR) are d=1500 to 3000, Fashion-MNIST's "
+            "d=3000 to 6000: they end at a smaller code, its PSNR falling past them (-0.12 dB at "
+            "d=6000 against its best), as overfitting would make it.") in " ".join(
+        dae_sweep.notes(wide + digits, 784, sizes))
     digits = sweep_rows(DIGITS, 12.75, {16: 12.5, 512: 16.0, 940: 16.9, 1500: 16.5})
     fashion_low = sweep_rows(FASHION, 10.73, {16: 16.92, 512: 20.3, 940: 20.0, 1500: 19.9})
     assert "are d=940, Fashion-MNIST's d=512: not smaller." in " ".join(
@@ -970,6 +977,10 @@ def test_the_dae_sweep_says_when_its_best_size_is_its_largest_and_when_none_deno
         "which a larger code stops helping, only that the gains shrink.")
     falling = sweep_rows(FASHION, 12.7, {512: 19.8, 940: 20.1, 1500: 20.0})
     assert dae_sweep.edge_finding(falling) is None
+    assert dae_sweep.dataset_findings(falling, 784)[1] == (  # the sweep brackets its best
+        f"{FASHION}: the sweep brackets its best size: the PSNR rises to d=940 (+0.30 dB from "
+        "d=512) and falls past it (-0.10 dB at d=1500).")
+    assert dae_sweep.bracket_finding(sweep_rows(FASHION, 12.7, {512: 20.1, 940: 20.0})) is None
     findings = dae_sweep.dataset_findings(rising, 784)
     assert findings[1] == dae_sweep.edge_finding(rising)
     below = dae_sweep.dataset_findings(sweep_rows(FASHION, 12.7, {16: 8.3, 940: 11.6}), 784)

@@ -29,13 +29,13 @@ OWN_FLAGS = ("dae-sizes",)  # its grid of code sizes (`Context.dae_sizes`)
 
 def latents(scale: str, pixels: int, given: tuple[int, ...] | None = None) -> tuple[int, ...]:
     """The code sizes swept at a scale, for images of `pixels` values: fixed small and large
-    sizes, the image's own size and the material's over-complete code; or those `given`
-    (`--dae-sizes`: a grid of one's own, e.g. larger codes where PSNR still rises at the
-    largest)."""
+    sizes, the image's own size and the material's over-complete code, at full scale up to
+    codes large enough to show where a larger one stops helping; or those `given`
+    (`--dae-sizes`: a grid of one's own)."""
     if given:
         return tuple(sorted(set(given)))
     overcomplete = int(pixels * OVERCOMPLETE)
-    sizes = {"full": (16, 64, 256, 512, pixels, overcomplete, 1500),
+    sizes = {"full": (16, 64, 256, 512, pixels, overcomplete, 1500, 3000, 6000),
              "small": (16, 64, 256, 512, pixels, overcomplete, 1500),
              "tiny": (16, overcomplete)}[scale]
     return tuple(sorted(set(sizes)))
@@ -77,7 +77,7 @@ def dataset_findings(rows: list[dict], pixels: int) -> list[str]:
            f"and {best['median_psnr']:.2f} dB for a {baseline_label([best])}"
            + (": no code size restores the corrupted input here, every one scores below it."
               if best["gain_db"] < 0 else ".")]
-    if edge := edge_finding(rows):
+    if edge := edge_finding(rows) or bracket_finding(rows):
         out.append(edge)
     small = [r for r in rows if r["latent"] < pixels]
     if small:
@@ -108,6 +108,20 @@ def edge_finding(rows: list[dict]) -> str | None:
             f"d={a['latent']} to {b['latent']}), so the sweep finds no size beyond which a "
             "larger code stops helping" + (", only that the gains shrink." if 0 <= last < first
                                            else "."))
+
+
+def bracket_finding(rows: list[dict]) -> str | None:
+    """Where the best size lies inside the sweep: the PSNR rising to it and falling past it,
+    so the sweep brackets it; None where it is the smallest or the largest size swept."""
+    ordered = sorted(rows, key=lambda r: r["latent"])
+    at = ordered.index(max(ordered, key=lambda r: r["test_psnr"]))
+    if at in (0, len(ordered) - 1):
+        return None
+    before, best, after = ordered[at - 1:at + 2]
+    rise, fall = (best["test_psnr"] - before["test_psnr"], after["test_psnr"] - best["test_psnr"])
+    return (f"{best['dataset']}: the sweep brackets its best size: the PSNR rises to "
+            f"d={best['latent']} ({rise:+.2f} dB from d={before['latent']}) and falls past it "
+            f"({fall:+.2f} dB at d={after['latent']}).")
 
 
 def seeds_finding(rows: list[dict]) -> str | None:
@@ -249,7 +263,8 @@ def _sizes(sizes: list[int], swept: list[int]) -> str:
 def overfit_note(rows: list[dict], train_sizes: dict[str, int]) -> str | None:
     """Where the training sets differ in size: whether the smaller one's best codes (its
     plateau within PLATEAU_DB) are smaller (the larger codes' overfitting would pull them
-    down) or not."""
+    down) or not: all below the larger set's, or ending below them, its PSNR falling past
+    them (the plateaus may share a size)."""
     grouped = by_dataset(rows)
     fewer = fewer_images({d: n for d, n in train_sizes.items() if d in grouped})
     if fewer is None:
@@ -265,6 +280,13 @@ def overfit_note(rows: list[dict], train_sizes: dict[str, int]) -> str | None:
         return text + "; by PSNR no overfitting shows: the largest code swept is among its best."
     if mine[-1] < theirs[0]:
         return text + ": smaller, as overfitting would make them."
+    if mine[-1] < theirs[-1]:
+        best = max(r["test_psnr"] for r in grouped[small])
+        past = min((r for r in grouped[small] if r["latent"] > mine[-1]),
+                   key=lambda r: r["latent"])
+        return text + (f": they end at a smaller code, its PSNR falling past them "
+                       f"({past['test_psnr'] - best:+.2f} dB at d={past['latent']} against its "
+                       "best), as overfitting would make it.")
     return text + ": not smaller."
 
 
