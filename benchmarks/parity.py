@@ -173,23 +173,30 @@ def run_reporting(command: list[str], label: str, note: Callable[[dict], str | N
     """Runs `command` to its end as `subprocess.run(capture_output=True, text=True)` does,
     reading its stdout line by line meanwhile: for each line that is a JSON object `note`
     gives a text for, "  LABEL: TEXT" goes to stderr at once (a training's progress, epoch
-    by epoch, rather than silence until it ends)."""
+    by epoch, rather than silence until it ends). Stopped meanwhile (the bench's stop, a
+    Ctrl-C), it kills the command first, as subprocess.run does: a stop signal sent to this
+    process alone (gpu.sh's time budget) would otherwise wait for the command's end."""
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           **popen) as process:
         errors: list[str] = []  # drained alongside, so that a full pipe cannot stall it
         drain = threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True)
         drain.start()
         lines = []
-        for line in process.stdout:
-            lines.append(line)
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and (text := note(record)):
-                print(f"  {label}: {text}", file=sys.stderr, flush=True)
-        process.wait()
-        drain.join()
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and (text := note(record)):
+                    print(f"  {label}: {text}", file=sys.stderr, flush=True)
+            process.wait()
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            drain.join()
     return subprocess.CompletedProcess(command, process.returncode, "".join(lines),
                                        "".join(errors))
 

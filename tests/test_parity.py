@@ -4,6 +4,7 @@ epoch at which jaxae reaches the peer's final figure."""
 import json
 import os
 import sys
+import time
 
 import jax
 import pytest
@@ -223,6 +224,25 @@ def test_same_draws_layers_name_every_parameter_of_the_model(model_name):
              for path, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]}
     assert paths == set(same_draws_parity.LAYERS[model_name])
     assert len(jax.tree.leaves(shapes)) == 2 * len(same_draws_parity.LAYERS[model_name])
+
+
+def test_a_training_process_is_killed_when_its_caller_is_stopped(tmp_path):
+    """A stop signal sent to the bench alone (gpu.sh's `timeout --signal=INT`) raised while
+    it read a child's training: the child had run on, and the bench waited for its end."""
+    pid_file = tmp_path / "pid"
+    child = ("import json, os, time\n"
+             f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+             "print(json.dumps({'epoch': 1, 'test_bce': 0.5}), flush=True)\n"
+             "time.sleep(60)\n")
+
+    def stop(record: dict) -> None:
+        raise KeyboardInterrupt
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        parity.run_reporting([sys.executable, "-c", child], "peer", stop)
+    assert time.monotonic() - start < 30
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(int(pid_file.read_text()), 0)
 
 
 def test_a_training_process_reports_each_epoch_as_it_runs(capsys):
