@@ -1516,18 +1516,20 @@ def test_a_plot_that_cannot_be_written_is_one_line(tmp_path):
 
 
 def test_a_table_a_plot_cannot_be_drawn_from_is_one_line(tmp_path):
-    """dae_sweep's table records the code sizes, not the image: one whose sizes are no
-    scale's sweep of any image size (a sweep since changed) is named, not a traceback."""
+    """A dae_sweep table written before it recorded the image (its code sizes only): one
+    whose sizes are no scale's sweep of any image size (a sweep since changed) is named, not
+    a traceback."""
     out = tmp_path / "results"
     tables = published_tables(out)
     record = json.loads(tables["dae_sweep"])
+    record["settings"].pop("image pixels", None)
     record["rows"] = [r for r in record["rows"] if r["latent"] != 784]
     (out / "dae_sweep" / "table.json").write_text(json.dumps(record))
     with pytest.raises(SystemExit) as caught:
         main(["report", "--out", str(out), "--redraw-plots"])
     assert str(caught.value) == (
         f"error: a plot of {out} cannot be drawn from its table: dae_sweep's table holds code "
-        "sizes 16, 64, 256, 512, 940, 1500, which are not "
+        "sizes 16, 64, 256, 512, 940, 1500, 3000, 6000, which are not "
         "the full scale's sweep of any image size: rerun dae_sweep to write a table its plot "
         "can be drawn from")
     assert not (out / PAGE).exists()
