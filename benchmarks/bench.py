@@ -336,19 +336,22 @@ def measure_rows(measure: Callable[[], None], rows: list) -> signal.Signals | No
     """Runs `measure`, which appends each row to `rows` as it is measured, until it ends or
     a stop signal (Ctrl-C, `timeout --signal=INT` at gpu.sh's budget, a scheduler's SIGTERM or
     SIGUSR1) cuts it short; returns that signal, or None. The rows measured are kept for the
-    report, and the stop signals stay ignored after it, so that a late one loses no report
-    (`main` puts the process's own handlers back for the mode after this one)."""
-    cut_short, previous = None, {}
+    report, and the stop signals are ignored once it returns or raises, so that a late one
+    loses no report (`main` gives the next mode its stop handler again)."""
+    cut_short = None
+    stops = not_ignored(GracefulStop.SIGNALS)  # SIGINT, SIGTERM, SIGUSR1
     try:
-        for sig in not_ignored(GracefulStop.SIGNALS):  # SIGINT, SIGTERM, SIGUSR1
-            previous[sig] = signal.signal(sig, _stop)
+        for sig in stops:
+            signal.signal(sig, _stop)
         measure()
     except (Stopped, KeyboardInterrupt) as interrupt:
         cut_short = getattr(interrupt, "signal", signal.SIGINT)
+    finally:
+        for sig in stops:
+            signal.signal(sig, signal.SIG_IGN)
+    if cut_short:
         _say(f"# interrupted ({cut_short.name}) after {len(rows)} row(s): those are "
              "reported")
-    for sig in previous:
-        signal.signal(sig, signal.SIG_IGN)
     return cut_short
 
 
@@ -512,9 +515,27 @@ def _not_run(later: list[str], interrupted: signal.Signals | None) -> str:
     return f"\n\nNot run, after it: --mode {', '.join(later)}."
 
 
+def _run_mode(mode: str, args: argparse.Namespace
+              ) -> tuple[str, str | None, signal.Signals | None]:
+    """(the mode's title, its report or None if stopped before its first row, the signal
+    that cut it short or None)."""
+    if mode != "throughput":  # its module imported only when it runs
+        title, module = OTHER_MODES[mode]
+        return (title, *importlib.import_module(module).run(args))
+    with background_load(args.background_load, args.background_pin):
+        text, interrupted = throughput(args)
+    if args.background_load and text is not None:
+        text = (f"Under {args.background_load} busy-looping background process(es)"
+                f"{', pinned' if args.background_pin else ''}.\n\n" + text)
+    return "Throughput and roofline", text, interrupted
+
+
 def main(argv: list[str] | None = None) -> signal.Signals | None:
     """Runs the bench; returns the signal that cut its measurements short, if one did: the
-    report of what was measured is written all the same, the modes after it are not run."""
+    report of what was measured is written all the same, the modes after it are not run.
+    From the first mode on, a stop signal ends the run with that report (in a mode's set-up
+    too: the modes before it are reported); the process's own handlers are put back at the
+    end."""
     args = parse_args(argv, description=__doc__)
     commit = measured_commit()  # at the start: files edited during the run do not count
     measured_code = code_version(commit)
@@ -523,33 +544,39 @@ def main(argv: list[str] | None = None) -> signal.Signals | None:
           flush=True)
     parts, interrupted = [], None
     handlers = {sig: signal.getsignal(sig) for sig in GracefulStop.SIGNALS}
+    stops = not_ignored(GracefulStop.SIGNALS)  # one the process was started ignoring stays so
     modes = args.mode.split(",")
-    for number, mode in enumerate(modes):
-        for sig, handler in handlers.items():  # each mode as the process started
+    try:
+        for number, mode in enumerate(modes):
+            for sig in stops:  # (measure_rows leaves them ignored after a mode's rows)
+                signal.signal(sig, _stop)
+            try:
+                title, text, interrupted = _run_mode(mode, args)
+            except Stopped as stop:  # in the mode's set-up, before it measured a row
+                for sig in stops:
+                    signal.signal(sig, signal.SIG_IGN)
+                title, text, interrupted = mode, None, stop.signal
+            later = _not_run(modes[number + 1:], interrupted)
+            if text is not None:
+                parts.append((title, text + later))
+            elif interrupted and parts:  # the report so far says where it stopped
+                parts[-1] = (parts[-1][0], parts[-1][1] + f"\n\nStopped by {interrupted.name} "
+                             f"in --mode {mode}, before its first row." + later)
+            if interrupted:
+                break
+        for sig in stops:  # a late stop loses no report
+            signal.signal(sig, signal.SIG_IGN)
+        path = args.write or args.append
+        if path and not parts:
+            _say(f"# stopped before the first row: nothing is written to {path}")
+        elif path:
+            write_section(path, report_section(parts, measured_code, command_line(args),
+                                               commit, devices_used(args)),
+                          append=bool(args.append))
+            _say(f"# wrote {path}")
+    finally:
+        for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        if mode == "throughput":
-            title = "Throughput and roofline"
-            with background_load(args.background_load, args.background_pin):
-                text, interrupted = throughput(args)
-            if args.background_load and text is not None:
-                text = (f"Under {args.background_load} busy-looping background process(es)"
-                        f"{', pinned' if args.background_pin else ''}.\n\n" + text)
-        else:  # its module imported only when it runs
-            title, module = OTHER_MODES[mode]
-            text, interrupted = importlib.import_module(module).run(args)
-        if text is not None:  # None: stopped before its first row
-            parts.append((title, text + _not_run(modes[number + 1:], interrupted)))
-        if interrupted:
-            break
-    path = args.write or args.append
-    if path and not parts:
-        _say(f"# stopped before the first row: nothing is written to {path}")
-    elif path:
-        write_section(path, report_section(parts, measured_code, command_line(args), commit,
-                                           devices_used(args)), append=bool(args.append))
-        _say(f"# wrote {path}")
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
     return interrupted
 
 

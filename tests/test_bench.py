@@ -515,11 +515,13 @@ def test_a_run_cut_short_exits_128_plus_the_signal_once_its_report_is_written(
     assert exits == ([status] if status else [])
 
 
-def test_a_throughput_run_cut_short_runs_no_later_mode_and_the_others_run_as_started(
+def test_a_throughput_run_cut_short_runs_no_later_mode_and_the_others_run_stoppable(
         monkeypatch, tmp_path, capsys):
     """Stopped, the modes after it had run with every stop signal ignored (a scheduler's
-    SIGKILL then lost the report); run to its end, the next mode has the process's own
-    handlers, and the report's writing none (a late stop had lost it)."""
+    SIGKILL then lost the report); run to its end, the next mode has the bench's stop
+    handler (with the process's own, a stop in its set-up lost the earlier modes' report),
+    the report's writing none (a late stop had lost it), and the process's own handlers
+    are given back."""
     from benchmarks import determinism
 
     argv = ["--models", "dense_ae", "--batch-sizes", "8", "--no-roofs", "--data", "random",
@@ -535,12 +537,38 @@ def test_a_throughput_run_cut_short_runs_no_later_mode_and_the_others_run_as_sta
         {sig: signal.getsignal(sig) for sig in handlers}))
     assert bench.main(argv + ["throughput"]) is None
     assert writes == [{sig: signal.SIG_IGN for sig in handlers}]  # a late stop waits for it
-    assert bench.main(argv + ["throughput,determinism"]) is None and seen == [handlers]
+    stoppable = {sig: signal.SIG_IGN if handler is signal.SIG_IGN else bench._stop
+                 for sig, handler in handlers.items()}  # one ignored from the start stays so
+    assert bench.main(argv + ["throughput,determinism"]) is None and seen == [stoppable]
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # given back
     monkeypatch.setattr(bench, "throughput", lambda args: ("rows", signal.SIGTERM))
     seen.clear()
     assert bench.main(argv + ["throughput,determinism"]) == signal.SIGTERM and seen == []
     assert "# not run: --mode determinism" in capsys.readouterr().out
+
+
+def test_a_stop_in_a_modes_set_up_writes_the_modes_before_it(monkeypatch, tmp_path):
+    """A stop as the second mode loads its data (before any row of it) had killed the
+    process with the default handler, losing the first mode's rows; now they are written,
+    saying where it stopped, and the process's handlers are given back."""
+    from benchmarks import precision_matrix
+
+    def set_up_stopped(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs before this returns
+    monkeypatch.setattr(precision_matrix, "run", set_up_stopped)
+    monkeypatch.setattr(bench, "bench_model", lambda model, batch_size, *a, **k:
+                        measured_row(model, batch_size))
+    handlers = {sig: signal.getsignal(sig) for sig in bench.GracefulStop.SIGNALS}
+    path = tmp_path / "b.md"
+    assert bench.main(["--mode", "throughput,precision,determinism", "--models", "dense_ae",
+                       "--batch-sizes", "8", "--no-roofs", "--data", "random", "--write",
+                       str(path)]) == signal.SIGTERM
+    written = path.read_text()
+    assert "| dense_ae | patches |" in written
+    assert written.rstrip().endswith("Stopped by SIGTERM in --mode precision, before its first "
+                                     "row.\n\nNot run, after it: --mode determinism.")
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
 
 
 def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):
