@@ -977,10 +977,18 @@ def test_the_dae_sweep_says_when_its_best_size_is_its_largest_and_when_none_deno
         "which a larger code stops helping, only that the gains shrink.")
     falling = sweep_rows(FASHION, 12.7, {512: 19.8, 940: 20.1, 1500: 20.0})
     assert dae_sweep.edge_finding(falling) is None
+    falling = sweep_rows(FASHION, 12.7, {512: 19.8, 940: 20.1, 1500: 19.9})
     assert dae_sweep.dataset_findings(falling, 784)[1] == (  # the sweep brackets its best
-        f"{FASHION}: the sweep brackets its best size: the PSNR rises to d=940 (+0.30 dB from "
-        "d=512) and falls past it (-0.10 dB at d=1500).")
-    assert dae_sweep.bracket_finding(sweep_rows(FASHION, 12.7, {512: 20.1, 940: 20.0})) is None
+        f"{FASHION}: the sweep brackets its best size, d=940: the PSNR is 0.30 dB lower at "
+        "d=512, below it, and 0.20 dB lower at d=1500, above it.")
+    plateau = sweep_rows(DIGITS, 12.7, {940: 19.82, 1500: 19.91, 3000: 19.94, 6000: 19.82})
+    assert dae_sweep.bracket_finding(plateau) == (
+        f"{DIGITS}: the sweep brackets its best sizes, d=1500 to 3000 (within 0.1 dB of the "
+        "best, d=3000): the PSNR is 0.12 dB lower at d=940, below them, and 0.12 dB lower at "
+        "d=6000, above them.")
+    # a tie with the largest size, or the best at an end: no bracket (nor "+0.00 dB")
+    for psnr in ({512: 19.8, 940: 20.1, 1500: 20.1}, {512: 20.1, 940: 20.0}):
+        assert dae_sweep.bracket_finding(sweep_rows(FASHION, 12.7, psnr)) is None
     findings = dae_sweep.dataset_findings(rising, 784)
     assert findings[1] == dae_sweep.edge_finding(rising)
     below = dae_sweep.dataset_findings(sweep_rows(FASHION, 12.7, {16: 8.3, 940: 11.6}), 784)
@@ -1459,6 +1467,9 @@ def test_the_dae_sweeps_image_size_is_the_one_its_code_sizes_were_swept_for():
     assert dae_sweep.swept_pixels([{"latent": d} for d in (16, 940)], "tiny") == 784
     assert dae_sweep.swept_pixels([{"latent": d} for d in dae_sweep.latents("small", 1024)],
                                   "small") == 1024
+    # the full grid published before it reached 6000 (a table that did not record the image)
+    assert dae_sweep.swept_pixels([{"latent": d} for d in (16, 64, 256, 512, 784, 940, 1500)],
+                                  "full") == 784
     with pytest.raises(ValueError, match="^dae_sweep's table holds code sizes 16, 101, which "
                                          "are not the tiny scale's sweep of any image size: "
                                          "rerun dae_sweep"):

@@ -89,7 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dae-sizes", default=None,
                         help="dae_sweep's code sizes, comma-separated, e.g. 6000,12000 "
                              "to look past the largest for where a larger code stops helping "
-                             "(default: the scale's, 16 to 6000 at full, 16 to 1500 at small)")
+                             "(default: the scale's, 16 to 6000 at full, 16 to 1500 at small, 16 "
+                             "and 940 at tiny)")
     parser.add_argument("--page", default=None,
                         help="where `report` writes the page (default: <out>/RESULTS.md)")
     parser.add_argument("--redraw-plots", action="store_true",

@@ -30,8 +30,8 @@ OWN_FLAGS = ("dae-sizes",)  # its grid of code sizes (`Context.dae_sizes`)
 def latents(scale: str, pixels: int, given: tuple[int, ...] | None = None) -> tuple[int, ...]:
     """The code sizes swept at a scale, for images of `pixels` values: fixed small and large
     sizes, the image's own size and the material's over-complete code, at full scale up to
-    codes large enough to show where a larger one stops helping; or those `given`
-    (`--dae-sizes`: a grid of one's own)."""
+    about eight times the image's size; or those `given` (`--dae-sizes`: a grid of one's
+    own)."""
     if given:
         return tuple(sorted(set(given)))
     overcomplete = int(pixels * OVERCOMPLETE)
@@ -111,17 +111,23 @@ def edge_finding(rows: list[dict]) -> str | None:
 
 
 def bracket_finding(rows: list[dict]) -> str | None:
-    """Where the best size lies inside the sweep: the PSNR rising to it and falling past it,
-    so the sweep brackets it; None where it is the smallest or the largest size swept."""
+    """Where the best sizes (the plateau within PLATEAU_DB of the best PSNR) lie inside the
+    sweep: the PSNR rising to them and falling past them, so the sweep brackets them; None
+    where they reach the smallest or the largest size swept."""
     ordered = sorted(rows, key=lambda r: r["latent"])
-    at = ordered.index(max(ordered, key=lambda r: r["test_psnr"]))
-    if at in (0, len(ordered) - 1):
+    best = plateau(rows)
+    low = [r for r in ordered if r["latent"] < best[0]]
+    high = [r for r in ordered if r["latent"] > best[-1]]
+    if not low or not high:
         return None
-    before, best, after = ordered[at - 1:at + 2]
-    rise, fall = (best["test_psnr"] - before["test_psnr"], after["test_psnr"] - best["test_psnr"])
-    return (f"{best['dataset']}: the sweep brackets its best size: the PSNR rises to "
-            f"d={best['latent']} ({rise:+.2f} dB from d={before['latent']}) and falls past it "
-            f"({fall:+.2f} dB at d={after['latent']}).")
+    top = max(rows, key=lambda r: r["test_psnr"])
+    what = (f"size, d={best[0]}" if len(best) == 1 else f"sizes, d={best[0]} to {best[-1]} "
+            f"(within {PLATEAU_DB} dB of the best, d={top['latent']})")
+    it = "it" if len(best) == 1 else "them"
+    return (f"{top['dataset']}: the sweep brackets its best {what}: the PSNR is "
+            f"{top['test_psnr'] - low[-1]['test_psnr']:.2f} dB lower at d={low[-1]['latent']}, "
+            f"below {it}, and {top['test_psnr'] - high[0]['test_psnr']:.2f} dB lower at "
+            f"d={high[0]['latent']}, above {it}.")
 
 
 def seeds_finding(rows: list[dict]) -> str | None:
@@ -314,10 +320,12 @@ def notes(rows: list[dict], pixels: int, train_sizes: dict[str, int],
 
 
 def swept_pixels(rows: list[dict], scale: str) -> int:
-    """The image's pixel count whose sweep at `scale` (`latents`) is the rows' code sizes: the
+    """The image's pixel count whose sweep at `scale` (`latents`) is the rows' code sizes (or,
+    for a grid of an earlier version, the one size swept beside its over-complete code): the
     plot's image-size line, for a table.json that records the sizes but not the image."""
     swept = tuple(sorted({r["latent"] for r in rows}))
-    found = [p for p in range(1, swept[-1] + 1) if latents(scale, p) == swept]
+    found = [p for p in range(1, swept[-1] + 1) if latents(scale, p) == swept] or \
+        [p for p in swept if int(p * OVERCOMPLETE) in swept]  # a grid of an earlier version
     if len(found) != 1:
         raise ValueError(f"dae_sweep's table holds code sizes {', '.join(map(str, swept))}, "
                          f"which are not the {scale} scale's sweep of any image size: rerun "

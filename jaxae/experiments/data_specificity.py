@@ -148,9 +148,10 @@ def notes(pixels: int, rows: list[dict], choices: list[DataChoice],
         f"configs/vae_fashion_2d.py (MLP {pixels}-512-2, Bernoulli likelihood), its errors the "
         "negative ELBO in nats per image with z sampled by the run's evaluation key, and the "
         "MSE per pixel of its reconstructions at z = z_mean: on grey pixels the Bernoulli "
-        "negative ELBO is a cross-entropy surrogate, whose value at a perfect reconstruction is "
-        "the pixels' own binary entropy, so it also scores how simple the images are (pixels "
-        "near black or white cost fewer nats), the MSE only how well they come back.",
+        "reconstruction term of the negative ELBO is a cross-entropy surrogate, which at a "
+        "perfect reconstruction is the pixels' own binary entropy, not 0, so it also scores "
+        "how simple the images are (pixels near black or white cost fewer nats), the MSE only "
+        "how well they come back.",
         "An autoencoder learns the images it was trained on: its code spends its capacity on the "
         "variations of those images, and its decoder can only produce images like them, so a "
         "digit fed to a garment model comes back garment-like, and the reverse." +

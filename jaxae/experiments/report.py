@@ -33,15 +33,16 @@ DEFINITIONS = """## How the figures are defined
 - MSE and BCE: means per pixel over the test images (BCE computed from the logits).
 - ELBO and IWAE k (nats per image, higher is better): log p(x|z) summed over the pixels minus
   the KL divergence to N(0, I) (analytic; weight 1 whatever beta the run trained with); IWAE
-  k is the importance-weighted bound with k samples (k = 1: the ELBO on the same images).
-  p(x|z) is a Bernoulli on grey [0, 1] pixels unless a row says otherwise: a cross-entropy
-  surrogate, not a density, whose value at a perfect reconstruction is the pixels' own
-  binary entropy rather than 0, so it also scores how close to black and white a data set's
-  pixels are. A statically binarised row binarises each image once with a draw derived from
-  the run's seed (on the offline MNIST digits): not the fixed binarised MNIST that published
-  bounds use, so not comparable with them. A Gaussian row is a density with a fixed standard
-  deviation (`objective.gaussian_scale`) on 8-bit pixels that are not dequantised: its value
-  is set by that deviation, and can be positive.
+  k is the importance-weighted bound with k samples of z, on the images its row names (k = 1:
+  a one-sample estimate of the ELBO, its KL sampled too). p(x|z) is a Bernoulli on grey
+  [0, 1] pixels unless a row says otherwise: a cross-entropy surrogate, not a density, whose
+  log at a perfect reconstruction is minus the pixels' own binary entropy rather than 0, so
+  it also scores how close to black and white a data set's pixels are. A statically
+  binarised row binarises each image once with a draw derived from the run's seed (on the
+  offline MNIST digits): not the fixed binarised MNIST that published bounds use, so not
+  comparable with them. A Gaussian row is a density with a fixed standard deviation
+  (`objective.gaussian_scale`) on 8-bit pixels that are not dequantised: its value is set by
+  that deviation, and can be positive.
 - A conditional VAE's (`cvae`) ELBO bounds log p(x|y), the image given its class.
 """
 CONFIGS_TABLE = os.path.join("configs", "table.md")  # written by scripts/config_results.py
