@@ -63,8 +63,7 @@ def make_iwae_step(model: nn.Module, task: Task, likelihood: Likelihood, num_sam
         log_w = jax.lax.map(log_weights, (jnp.arange(num_chunks), chunk_keys))
         bound = jax.nn.logsumexp(log_w.reshape(-1, log_w.shape[-1]), axis=0)
         bound = bound - jnp.log(num_samples)
-        mask = batch.get("mask")
-        return jnp.sum(bound if mask is None else jnp.where(mask > 0, bound, 0.0))
+        return steps.masked_sum(bound, batch)
 
     return iwae_step
 

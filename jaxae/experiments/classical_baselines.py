@@ -32,6 +32,7 @@ from jaxae.experiments.render import format_cell, seed_range, seeds_overlap
 from jaxae.keys import BLUR_FIT_STREAM, derive_keys
 from jaxae.models.base import variables_of
 from jaxae.tasks import baselines
+from jaxae.training import steps
 
 TITLE = "Super-resolution and denoising autoencoders against classical baselines"
 BLUR = "Gaussian blur"
@@ -141,8 +142,8 @@ def score(run: Run, methods: Methods, split: Split) -> dict[str, dict[str, float
         out = {}
         for name, method in methods.items():
             restored = method(params, inputs)
-            out[f"{name}/psnr"] = jnp.sum(losses.psnr(restored, targets) * batch["mask"])
-            out[f"{name}/ssim"] = jnp.sum(quality.ssim(restored, targets) * batch["mask"])
+            out[f"{name}/psnr"] = steps.masked_sum(losses.psnr(restored, targets), batch)
+            out[f"{name}/ssim"] = steps.masked_sum(quality.ssim(restored, targets), batch)
         return out
 
     totals: dict[str, float] = {}
@@ -341,7 +342,7 @@ def notes(rows: list[dict], fit_images: int = BLUR_FIT_IMAGES,
         "positions inside the image; PSNR is per image, averaged over the test split.",
         *([models] if (models := superres_models_note(rows)) else []),
         learned_detail_note(rows),
-        *([steps] if (steps := steps_note(run_steps or {}, cap)) else []),
+        *([note] if (note := steps_note(run_steps or {}, cap)) else []),
     ]
 
 

@@ -373,15 +373,21 @@ def _floor_terms(task: Task, inputs: jax.Array, targets: jax.Array) -> Metrics:
     return floors
 
 
-def _masked_sums(per_image: Metrics, batch: dict) -> Metrics:
-    """Sums over the batch's images whose "mask" is 1 (every image where it has no mask),
-    and their "count". A padded image's value is left out, not multiplied by 0: an infinite
-    one would make the sum NaN."""
+def masked_sum(values: jax.Array, batch: dict) -> jax.Array:
+    """The sum of per-image `values` over the batch's images whose "mask" is 1 (every image
+    where it has no mask). A padded image's value is left out, not multiplied by 0: an
+    infinite one would make the sum NaN."""
     mask = batch.get("mask")
-    if mask is None:
-        mask = jnp.ones(batch["image"].shape[0], jnp.float32)
-    return {**{name: jnp.sum(jnp.where(mask > 0, value, 0.0))
-               for name, value in per_image.items()}, "count": jnp.sum(mask)}
+    return jnp.sum(values if mask is None else jnp.where(mask > 0, values, 0.0))
+
+
+def _masked_sums(per_image: Metrics, batch: dict) -> Metrics:
+    """`masked_sum` of each per-image metric, and the images summed ("count")."""
+    mask = batch.get("mask")
+    count = jnp.sum(mask) if mask is not None else jnp.sum(
+        jnp.ones(batch["image"].shape[0], jnp.float32))
+    return {**{name: masked_sum(value, batch) for name, value in per_image.items()},
+            "count": count}
 
 
 def make_eval_step(model: nn.Module, task: Task, objective: Objective, floors: bool = True
