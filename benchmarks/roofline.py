@@ -255,7 +255,8 @@ def plot(rows: list[dict], path: str, title: str) -> int:
 def draw(rows: list[dict], title: str) -> Any:
     """A figure of two panels against each row's FLOPs per step (log scale): the FLOP/s it
     achieved (every row, under the measured matmul peak), and its fraction of the roof
-    (`roof_point`: the panel counts the rows over their roof by every count of bytes). One
+    (`roof_point`: the panel counts the rows over their roof by every count of bytes; where
+    no row has a fraction, the first panel alone, counting them). One
     marker and colour per series (a model,
     and its convolution implementation and compute dtype where the rows differ in those),
     filled where the matmul peak binds and hollow where the bandwidth does (in the first
@@ -268,7 +269,10 @@ def draw(rows: list[dict], title: str) -> Any:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    figure, (rate_axes, roof_axes) = plt.subplots(1, 2, figsize=(13, 5), sharex=True)
+    fractions = any(roof_point(r) for r in rows)  # else no second panel: it would be empty
+    figure, panels = plt.subplots(1, 1 + fractions, figsize=(13 if fractions else 7.5, 5),
+                                  sharex=True, squeeze=False)
+    rate_axes, roof_axes = panels[0][0], panels[0][-1]  # one panel: both the rates'
     markers = itertools.cycle("osD^v<>p*hX")
     rate_points: list[tuple[dict, float]] = []  # (row, its y) of each panel, labelled below
     roof_points: list[tuple[dict, float]] = []
@@ -309,10 +313,11 @@ def draw(rows: list[dict], title: str) -> Any:
                     "charged more than conv=xla for the same model, so compare the two by "
                     "their step times (the report's table), not by these FLOP/s.", fontsize=7)
     over = sum(bool(r.get("roof_errors")) and not roof_point(r) for r in rows)
-    if over:
-        roof_axes.text(0.02, 0.97, f"{over} of {len(rows)} rows not drawn: over their roof, "
-                       "so their bytes or a roof were mismeasured",
-                       transform=roof_axes.transAxes, va="top", fontsize=7)
+    over_note = (f"{over} of {len(rows)} rows' fraction of the roof not drawn: over their "
+                 "roof, so their bytes or a roof were mismeasured") if over else ""
+    if over_note and fractions:
+        roof_axes.text(0.02, 0.97, over_note, transform=roof_axes.transAxes, va="top",
+                       fontsize=7)
     if any(roof_point(r) and roof_point(r)[2] == "device" for r in rows):
         roof_axes.text(0.02, 0.90, "hollow, dotted: over the roof by the host program's "
                        "bytes, drawn by the device program's (a lower bound on its traffic)",
@@ -324,26 +329,29 @@ def draw(rows: list[dict], title: str) -> Any:
     rate_axes.yaxis.set_minor_formatter(  # within a decade the minor ticks are the only ones
         plain if high < 10 * low else matplotlib.ticker.NullFormatter())
     rate_axes.set_ylabel("achieved GFLOP/s")
-    roof_axes.set_ylim(0, 105)
-    roof_axes.set_ylabel("% of the roofline (min(peak, bandwidth x intensity))")
-    for axes in (rate_axes, roof_axes):
+    if fractions:
+        roof_axes.set_ylim(0, 105)
+        roof_axes.set_ylabel("% of the roofline (min(peak, bandwidth x intensity))")
+    for axes in panels[0]:
         axes.set_xscale("log")
         axes.set_xlabel("FLOPs per training step (XLA cost analysis)")
         axes.grid(True, which="both", alpha=0.3)
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=7)
     low, high = rate_axes.get_xlim()
-    for axes in (rate_axes, roof_axes):
+    for axes in panels[0]:
         if high >= 10 * low:  # a decade's tick is on the axis: its minor labels ran together
             axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         else:  # within a decade the log axis labels every minor tick in full: a few instead
             axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
             axes.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())
             axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    figure.suptitle(f"{title}\n{sweep(rows)}", fontsize=9)
+    figure.suptitle(f"{title}\n{sweep(rows)}" + ("" if fractions else f"\n{over_note}"),
+                    fontsize=9)
     figure.tight_layout()
-    for axes, points in ((rate_axes, rate_points), (roof_axes, roof_points)):
-        _label_workloads(axes, points)  # where the laid-out axes put the points
+    _label_workloads(rate_axes, rate_points)  # where the laid-out axes put the points
+    if fractions:
+        _label_workloads(roof_axes, roof_points)
     return figure
 
 

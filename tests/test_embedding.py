@@ -86,9 +86,9 @@ def test_the_latent_scatters_pca_panel_is_headed_by_each_pictures_accuracy(fashi
     mine, theirs = (brute_force_accuracy(p, split.labels, 5) for p in (codes, pixels))
     assert mine > theirs + 0.2  # codes that sort by class: each caption must be its own
     caption, panel = pictures.pixel_pca_panel(codes, splits, "z_mean (2-D)")
-    assert caption == f"z_mean (2-D): 5-NN class accuracy {mine:.1%}"
+    assert caption == f"z_mean (2-D): 5-NN class accuracy {mine:.1%} over 100 test images"
     assert panel.caption == ("PCA of the pixels (fitted on 400 training images): 5-NN class "
-                             f"accuracy {theirs:.1%}")
+                             f"accuracy {theirs:.1%} over 100 test images")
     np.testing.assert_array_equal(panel.points_Nx2, pixels)
     few = Splits(splits.train, None, Split(split.images[:5], split.labels[:5]),
                  data.class_names, "test")
@@ -97,6 +97,14 @@ def test_the_latent_scatters_pca_panel_is_headed_by_each_pictures_accuracy(fashi
                        data.class_names, "test")
     caption, panel = pictures.pixel_pca_panel(codes, one_class, "codes")
     assert caption == "" and panel.caption == "PCA of the pixels (fitted on 400 training images)"
+    # a class of 5 test images or fewer: its points' 5 neighbours are mostly other classes'
+    # whatever the picture (6 images of 5 classes scored 0.0%): no score, and why
+    sparse = Splits(splits.train, None, Split(split.images[:12], np.arange(12) % 5),
+                    data.class_names, "test")
+    caption, panel = pictures.pixel_pca_panel(codes[:12], sparse, "codes")
+    assert caption == "" and panel.caption == (
+        "PCA of the pixels (fitted on 400 training images); no 5-NN class accuracy: a class "
+        "has 2 test images, 5 neighbours need more")
 
 
 def brute_force_accuracy(points: np.ndarray, labels: np.ndarray, k: int) -> float:

@@ -216,6 +216,16 @@ def test_the_plot_draws_every_row_s_rate_and_counts_the_rows_over_their_roof(tmp
     log.write_text(log.read_text() + '{"model": "conv_ae", "framework": "jaxae", "fl')  # cut off
     assert len(roofline.rows_of_log(str(log))) == 2
     assert roofline.plot([dict(rows[0], roof_errors=["over"])], str(tmp_path / "a.png"), "t") == 0
+    import matplotlib.pyplot as plt
+
+    alone = roofline.draw([dict(rows[0], roof_errors=["over"])], "t")  # no empty second panel
+    assert len(alone.axes) == 1 and alone._suptitle.get_text().endswith(
+        "\n1 of 1 rows' fraction of the roof not drawn: over their roof, so their bytes or a "
+        "roof were mismeasured")
+    both = roofline.draw(rows, "t")
+    assert len(both.axes) == 2
+    plt.close(alone)
+    plt.close(both)
     assert roofline.plot(rows, str(tmp_path / "b.png"), "t") == 1  # only the 2048 row's fraction
     by_device = dict(rows[0], roof_errors=["over"], device_bytes_fraction_of_roof=0.6,
                      device_bytes_bound="memory")  # a GPU's fusions: its own bytes fit

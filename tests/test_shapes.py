@@ -95,6 +95,11 @@ def test_colour_pictures_and_many_classes(tmp_path):
     styles = plots.class_styles(len(names))
     assert len(set(styles)) == len(names)
     assert plots.class_styles(10) == [(matplotlib.colormaps["tab10"](c), "o") for c in range(10)]
+    # 11 to 20 classes: tab20 paired a dark and a pale shade of each hue (pale ones lost on
+    # white); tab10's colours, the second ten as triangles
+    tab10 = [matplotlib.colormaps["tab10"](c) for c in range(10)]
+    assert plots.class_styles(12) == [(tab10[c % 10], "o" if c < 10 else "^")
+                                      for c in range(12)]
     rng = np.random.default_rng(0)
     path = str(tmp_path / "scatter.png")
     plots.latent_scatter(rng.normal(size=(450, 2)), np.arange(450) % 45, names, "t", path,
@@ -194,3 +199,47 @@ def test_a_one_dimensional_codes_scatter_names_each_class_on_its_row(tmp_path, m
     plots.latent_scatter(points, labels, ("T-shirt/top", "Trouser", "Pullover"), "t",
                          str(tmp_path / "s.png"), ("code[0]", "class"), y_is_class=True)
     assert ticks == [["T-shirt/top", "Trouser", "Pullover"]]
+
+
+def test_a_manifold_keeps_every_image_pixel_and_its_ticks_read_as_the_grid_they_label(
+        tmp_path, monkeypatch):
+    """A grid of 128-pixel images was squeezed into a 16-inch figure (columns of pixels
+    lost); ticks rounded to two digits made an even grid read uneven; an axis along which the
+    codes do not vary gave rows all labelled alike, unexplained."""
+    from jaxae.evaluation import plots
+
+    assert plots.tick_labels(np.linspace(9.1, 20.5, 7)) == [
+        "9.1", "11.0", "12.9", "14.8", "16.7", "18.6", "20.5"]
+    assert plots.tick_labels(np.array([-1.64, -0.5, 0.0, 0.5, 1.64])) == [
+        "-1.64", "-0.50", "0.00", "0.50", "1.64"]
+    labels = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def saving(fig, *args, **kwargs):
+        ax = fig.axes[0]
+        labels.update(x=ax.get_xlabel(), y=ax.get_ylabel())
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", saving)
+    tiles = np.zeros((3, 13, 128, 128, 1))
+    tiles[..., ::2, :, :] = 1.0  # stripes one image pixel high
+    path = str(tmp_path / "manifold.png")
+    plots.manifold(tiles, np.arange(13.0), np.zeros(3), "t", path)
+    picture = matplotlib.image.imread(path)
+    assert picture.shape[1] >= 13 * 128  # at least a picture pixel per image pixel
+    assert picture.shape[0] < picture.shape[1] / 2  # the figure takes the grid's shape
+    assert labels == {"x": "z[0]",
+                      "y": "z[1]: one value, 0 (the codes do not vary along it)"}
+
+
+def test_a_one_dimensional_codes_picture_spreads_each_class_into_a_band():
+    """On one line per class, a class's points drew a solid bar from its least code to its
+    largest: offsets without a draw spread them evenly over a band."""
+    from jaxae.evaluation import pictures
+
+    offsets = pictures.band_offsets(1000)
+    assert np.abs(offsets).max() <= pictures.BAND / 2
+    counts = np.histogram(offsets, bins=6, range=(-0.3, 0.3))[0]
+    assert counts.min() >= 150 and counts.max() <= 184  # evenly spread
+    assert np.array_equal(offsets, pictures.band_offsets(1000))
+

@@ -39,6 +39,7 @@ from jaxae.training.compiler import jit_per_model
 
 PRIOR_SAMPLE_ROWS = 4
 PERTURBED_SAMPLE_ROWS = 3
+BAND = 0.6  # the height of a class's band of points in a 1-D code's picture
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,9 +190,10 @@ def write_pictures(model: nn.Module, task: Task, params: ModelParams, data: Spli
             plots.manifold(grid, xs, ys, *save("manifold.png",
                                                f"{title}: decoded latent grid over {span}"),
                            axes)
-    elif codes.shape[1] == 1:  # a 1-D code: along x, one row per class
-        points = np.stack([np.asarray(codes[:, 0]), np.asarray(data.test.labels)], axis=1)
-        axes = (f"{name}[0]", "class")
+    elif codes.shape[1] == 1:  # a 1-D code: along x, one band per class
+        points = np.stack([np.asarray(codes[:, 0]),
+                           np.asarray(data.test.labels) + band_offsets(len(codes))], axis=1)
+        axes = (f"{name}[0]", f"class (points spread +-{BAND / 2} about each class's row)")
     else:
         points = pca.two_columns(pca.project(pca.fit(codes, 2), codes))
         codes_are = "z_mean" if model.variational else "the codes"
@@ -215,12 +217,21 @@ def write_pictures(model: nn.Module, task: Task, params: ModelParams, data: Spli
     return written
 
 
+def band_offsets(count: int) -> np.ndarray:
+    """y offsets in [-BAND/2, BAND/2) for `count` points, spread evenly and without a draw
+    (the golden ratio's multiples, mod 1): a 1-D code's points on one line per class drew
+    each class as a solid bar from its least code to its largest, its density unseen."""
+    return (np.arange(count) * 0.6180339887498949 % 1.0 - 0.5) * BAND
+
+
 def pixel_pca_panel(points_Nx2: np.ndarray, data: Splits, what: str
                     ) -> tuple[str, plots.Panel | None]:
     """The caption of a latent scatter's own panel, and the panel of PCA's 2-D picture of the
     same test images' pixels beside it, each with how well it keeps the classes apart
     (`embedding.neighbour_accuracy`, in the plane drawn); ("", None) for too few test images
-    to score. Test images of one class have no accuracy to show: the panel is drawn alone."""
+    to score. Test images of one class, or a class of k test images or fewer (a score the
+    counts would set, not the picture), get no accuracy: the panel is drawn alone, saying
+    why in the second case; a score says over how many test images it is."""
     labels = np.asarray(data.test.labels)
     if len(labels) <= embedding.NEIGHBOURS:
         return "", None
@@ -228,11 +239,18 @@ def pixel_pca_panel(points_Nx2: np.ndarray, data: Splits, what: str
     k, fitted = embedding.NEIGHBOURS, min(len(data.train), embedding.PCA_FIT_IMAGES)
     pixels = f"PCA of the pixels (fitted on {fitted:,} training images)"
     axes = ("principal component 1 of the pixels", "principal component 2 of the pixels")
-    if len(np.unique(labels)) < 2:
+    counts = np.unique(labels[:embedding.MAX_POINTS], return_counts=True)[1]
+    if len(counts) < 2:
         return "", plots.Panel(reference, axes, pixels)
+    if counts.min() <= k:  # its points' neighbours are mostly other classes', whatever
+        return "", plots.Panel(reference, axes, (  # the picture: a score of the counts
+            f"{pixels}; no {k}-NN class accuracy: a class has {counts.min()} test "
+            f"image{'s' if counts.min() > 1 else ''}, {k} neighbours need more"))
+    scored = f"over {counts.sum():,} test images"
 
     def agreement(points: np.ndarray) -> str:
-        return f"{k}-NN class accuracy {embedding.neighbour_accuracy(points, labels):.1%}"
+        accuracy = embedding.neighbour_accuracy(points, labels)
+        return f"{k}-NN class accuracy {accuracy:.1%} {scored}"
 
     return (f"{what}: {agreement(points_Nx2)}",
             plots.Panel(reference, axes, f"{pixels}: {agreement(reference)}"))

@@ -97,21 +97,41 @@ def image_rows(rows: list[tuple[str, np.ndarray]], title: str, path: str) -> Non
 
 def manifold(images_RxCxHxWxC: np.ndarray, xs: np.ndarray, ys: np.ndarray, title: str,
              path: str, axis_names: tuple[str, str] = ("z[0]", "z[1]")) -> None:
-    """Decoded images tiled over the latent grid; the axes give the latent coordinates."""
+    """Decoded images tiled over the latent grid; the axes give the latent coordinates. The
+    figure takes the grid's shape, at least one picture pixel per image pixel (larger
+    images: a larger picture); an axis along which the grid does not move says so."""
     rows, cols, h, w, c = images_RxCxHxWxC.shape
     canvas = images_RxCxHxWxC.transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-    side = min(max(8.0, cols * w / 70), 16.0)  # larger images: a larger figure, up to 16 in
-    fig = Figure(figsize=(side, side + 0.4))
+    per_pixel = max(8.0 / max(cols * w, rows * h), 1 / 70)  # inches: 8 in at least, 100 dpi
+    fig = Figure(figsize=(cols * w * per_pixel + 1.2, rows * h * per_pixel + 1.4))
     ax = fig.subplots()
     _show(ax, canvas)
-    ticks = np.arange(cols) * w + w / 2
-    ax.set_xticks(ticks, [f"{x:.2g}" for x in xs], rotation=90, fontsize=7)
-    ax.set_yticks(np.arange(rows) * h + h / 2, [f"{y:.2g}" for y in ys[::-1]], fontsize=7)
-    ax.set_xlabel(axis_names[0])
-    ax.set_ylabel(axis_names[1])
+    ax.set_xticks(np.arange(cols) * w + w / 2, tick_labels(xs), rotation=90, fontsize=7)
+    ax.set_yticks(np.arange(rows) * h + h / 2, tick_labels(ys)[::-1], fontsize=7)
+    ax.set_xlabel(_axis_name(axis_names[0], xs))
+    ax.set_ylabel(_axis_name(axis_names[1], ys))
     _set_title(ax, title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def tick_labels(values: np.ndarray) -> list[str]:
+    """The grid's coordinates with one number of decimals, enough for two significant digits
+    of the smallest step between them: an even grid reads even (9.1, 11.0, 12.9, not 9.1,
+    11, 13)."""
+    values = np.asarray(values, np.float64)
+    steps = np.abs(np.diff(values))
+    steps = steps[steps > 0]
+    decimals = max(0, 1 - math.floor(math.log10(steps.min()))) if len(steps) else 2
+    return [f"{v:.{decimals}f}" for v in values]
+
+
+def _axis_name(name: str, values: np.ndarray) -> str:
+    """An axis's name; where the grid does not move along it, that said with its value."""
+    values = np.asarray(values)
+    if len(values) > 1 and np.ptp(values) == 0:
+        return f"{name}: one value, {values[0]:.3g} (the codes do not vary along it)"
+    return name
 
 
 MARKERS = "os^Dv<>ph*"  # with many classes, shapes tell apart neighbouring colours
@@ -120,15 +140,22 @@ MAX_LEGEND = 120  # more classes than this: no legend (it would not be read)
 
 
 def class_styles(num_classes: int) -> list[tuple[tuple[float, ...], str]]:
-    """(colour, marker) per class: tab10 / tab20 colours with dots up to 20 classes, beyond
-    that hues around the colour wheel cycled with marker shapes, so no two classes share
-    both."""
+    """(colour, marker) per class: tab10's colours, dots for the first ten classes and
+    triangles for the next ten (tab20 pairs a dark and a pale shade of one hue, the pale
+    ones lost on white); beyond 20 classes hues around the colour wheel cycled with marker
+    shapes, so no two classes share both."""
     if num_classes <= 20:
-        cmap = colormaps["tab10" if num_classes <= 10 else "tab20"]
-        return [(cmap(c), "o") for c in range(num_classes)]
+        cmap = colormaps["tab10"]
+        return [(cmap(c % 10), "o" if c < 10 else "^") for c in range(num_classes)]
     hues = colormaps["turbo"](np.linspace(0.05, 0.95, num_classes))
     stride = len(MARKERS)
     return [(tuple(hues[c]), MARKERS[c % stride]) for c in range(num_classes)]
+
+
+def dot_size(num_points: int) -> float:
+    """A scatter's dot area in points^2: small for thousands of points, larger for a few,
+    so that a handful of test images is seen."""
+    return float(np.clip(20_000 / max(num_points, 1), 3, 40))
 
 
 class Panel(NamedTuple):
@@ -153,7 +180,7 @@ def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tupl
     panels = [Panel(points_Nx2, axis_names, caption)] + ([beside] if beside else [])
     fig = Figure(figsize=(8.5 + 6.5 * (len(panels) - 1) + 1.6 * (min(columns, 4) - 1), 7))
     axes = fig.subplots(1, len(panels), squeeze=False)
-    styles = class_styles(num_classes)
+    styles, size = class_styles(num_classes), dot_size(len(points_Nx2))
     present = sorted(set(np.unique(labels).tolist()))  # classes the images lack: no entry
     for ax, panel in zip(axes[0], panels, strict=True):
         for group in draw_groups(labels):  # no class drawn over all the others
@@ -161,7 +188,8 @@ def latent_scatter(points_Nx2: np.ndarray, labels: np.ndarray, class_names: tupl
             for marker in dict.fromkeys(markers):  # a call per marker, a colour per point
                 chosen = group[markers == marker]
                 ax.scatter(panel.points_Nx2[chosen, 0], panel.points_Nx2[chosen, 1],
-                           s=3 if marker == "o" else 5, alpha=0.6, marker=marker,
+                           s=size if marker == "o" else size * 5 / 3, alpha=0.6,
+                           marker=marker,
                            c=[styles[c][0] for c in labels[chosen]], rasterized=True)
         ax.set_xlabel(panel.axis_names[0])
         ax.set_ylabel(panel.axis_names[1])
