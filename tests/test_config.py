@@ -444,3 +444,10 @@ def test_a_seed_jax_would_alias_is_refused_by_the_library_as_by_the_config():
         derive_keys(2**32 + 3)
     with pytest.raises(ValueError, match="seed -1 is outside"):
         derive_keys(-1)
+
+
+def test_the_library_s_gaussian_likelihood_defaults_to_the_configs_scale():
+    """objectives.Gaussian() built in one's own loop scores as a config's run does."""
+    from jaxae import objectives
+
+    assert objectives.Gaussian().gaussian_scale == config_lib.base_config().objective.gaussian_scale

@@ -1525,3 +1525,7 @@ def test_a_split_binarised_alone_is_the_draw_make_splits_gives_it():
         assert alone.binarized
         np.testing.assert_array_equal(alone.images, getattr(drawn, which).images)
     assert not np.array_equal(drawn.train.images[:4], drawn.test.images)  # streams differ
+    grey = np.full((12, 4, 4, 1), 128, np.uint8)  # three splits of 4 alike: only keys differ
+    alike = make_splits(from_arrays(grey[:8], grey[8:]), key, binarize="static", val_size=4)
+    assert len({alike.train.images.tobytes(), alike.val.images.tobytes(),
+                alike.test.images.tobytes()}) == 3

@@ -185,6 +185,9 @@ def test_a_pca_baseline_of_more_components_than_its_rows_allow_is_refused():
     rows = np.random.default_rng(0).random((5, 10), dtype=np.float32)
     assert pca.fit(rows, 8).components.shape == (5, 10)
     assert [k for k, _ in pca.clipped_reconstructions(rows, rows, [2, 5])] == [2, 5]
+    low_rank = 0.5 + 0.05 * rows[:, :3] @ rows[:3]  # 5 rows of rank 3 (with their mean)
+    (_, kept), = pca.clipped_reconstructions(low_rank, low_rank, [3])
+    np.testing.assert_allclose(kept, low_rank, atol=1e-5)  # three directions give them back
     assert pca.two_columns(np.ones((3, 3))).shape == (3, 2)  # a scatter's first two
     with pytest.raises(ValueError, match="PCA with k=8 components: 5 training rows of 10 "
                                          "values have at most 5: give a k of at most 5"):

@@ -873,6 +873,9 @@ def test_a_model_s_own_dropout_draws_from_the_step_s_key_in_training_and_never_e
                          for _ in range(2)] for k in (1, 2)}
     assert losses_by_key[1][0] == losses_by_key[1][1]  # the same key: the same bits
     assert losses_by_key[1][0] != losses_by_key[2][0]  # another key: other pixels dropped
+    later = float(step(state.replace(step=state.step + 1), {"image": images},
+                       jax.random.key(1))[1]["loss"])
+    assert later != losses_by_key[1][0]  # the next step's key: other pixels, not the same mask
     evaluate = steps.make_eval_step(model, Reconstruct(), objective)
     evaluated = [float(evaluate(state.params, batch, jax.random.key(k))["loss"]) / 8
                  for k in (1, 2)]

@@ -603,6 +603,21 @@ def test_a_batch_holds_the_rows_the_epoch_order_names():
     np.testing.assert_array_equal(batch["label"], arrays["label"][rows])
 
 
+def test_a_binarising_denoising_task_draws_its_targets_and_its_noise_from_two_keys():
+    """One key for both reads the same bits twice: the dropout then keeps pixel 2j exactly
+    where the binarised target of pixel j is on."""
+    from jaxae.data.batches import to_float
+
+    images = np.random.default_rng(0).integers(0, 256, (4, *MNIST), dtype=np.uint8)
+    key = jax.random.key(5)
+    task = tasks.Denoise(binarize_targets=True)
+    inputs, targets = task.make_example(images, key)
+    binarize_key, corrupt_key = jax.random.split(key)
+    np.testing.assert_array_equal(
+        targets, jax.random.bernoulli(binarize_key, to_float(images)).astype(np.float32))
+    np.testing.assert_array_equal(inputs, task.corrupt(targets, corrupt_key))
+
+
 def test_a_task_refuses_scaled_images_and_a_shape_it_cannot_run_at():
     images = np.random.default_rng(0).integers(0, 256, (4, *MNIST), dtype=np.uint8)
     key = jax.random.key(0)

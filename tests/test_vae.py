@@ -13,7 +13,7 @@ from jaxae import config as config_lib
 from jaxae.evaluation import generation, iwae, metrics
 from jaxae.evaluation.evaluate import evaluate_workdir
 from jaxae.evaluation.metrics import evaluate_split, padded_batches
-from jaxae.keys import derive_keys
+from jaxae.keys import IWAE_STREAM, derive_keys
 from jaxae.models import reparameterize
 from jaxae.training import steps
 from jaxae.training.checkpoints import CheckpointMismatch
@@ -94,6 +94,25 @@ def test_iwae_bound_is_the_elbo_at_k1_and_tightens_with_k(trained_vae):
                           data.test, 64, jax.random.key(8))["elbo"]
     assert abs(bounds[1] - elbo) < 0.01 * abs(elbo), f"k=1 bound {bounds[1]} vs ELBO {elbo}"
     assert bounds[1] < bounds[10] < bounds[100], f"not monotone in k: {bounds}"
+
+
+def test_each_batch_of_an_iwae_bound_draws_its_own_samples(trained_vae):
+    """Batch i draws from fold_in(key, i): the same images twice are two estimates (one key
+    for every batch made the bound over [b, b] that over [b])."""
+    config, state, _ = trained_vae
+    model, task, objective, data = vae_parts(config)
+    batch = next(padded_batches(data.test, 32))[1]
+    key = jax.random.key(3)
+
+    def bound(batches: list) -> float:
+        return iwae.iwae_bounds(model, task, objective.likelihood, state.params, batches, key,
+                                (1,), progress=False)[1]
+
+    step = iwae.make_iwae_step(model, task, objective.likelihood, 1, 50)
+    each = [float(step(state.params, batch, jax.random.fold_in(key, i))) for i in (0, 1)]
+    assert each[0] != each[1]
+    assert bound([batch, batch]) == pytest.approx(sum(each) / 64, rel=1e-6)
+    assert bound([batch]) == pytest.approx(each[0] / 32, rel=1e-6)
 
 
 def test_iwae_chunking_does_not_change_the_bound(trained_vae):
@@ -185,9 +204,18 @@ def test_iwae_working_memory_does_not_grow_with_k_when_chunked(trained_vae):
     assert temp_bytes(1000, 1000) > 10 * small  # what the chunks save
 
 
-def test_evaluation_of_a_vae_writes_bounds_and_pictures(trained_vae):
+def test_evaluation_of_a_vae_writes_bounds_and_pictures(trained_vae, monkeypatch):
     _, _, workdir = trained_vae
+    bounds, given = iwae.iwae_bounds, []
+
+    def bounding(*args, **kwargs):  # the key the bounds draw from: their own stream
+        given.append(jax.random.key_data(args[5]))
+        return bounds(*args, **kwargs)
+
+    monkeypatch.setattr(iwae, "iwae_bounds", bounding)
     result = evaluate_workdir(workdir)
+    np.testing.assert_array_equal(given, [jax.random.key_data(jax.random.fold_in(
+        derive_keys(trained_vae[0].seed).eval, IWAE_STREAM))])
     assert result["test_iwae_k1"] < result["test_iwae_k10"] < result["test_iwae_k100"]
     assert set(result["pictures"]) == {"reconstructions.png", "samples.png", "manifold.png",
                                        "latent_scatter.png"}
@@ -212,6 +240,9 @@ def test_active_units_count_the_latent_units_whose_posterior_mean_varies():
     means = np.concatenate([used, np.full((500, 1), 0.3), 0.05 * used[:, :1]], axis=1)
     assert metrics.active_units(means) == 3  # the constant and the 0.0025-variance unit idle
     assert metrics.active_units(means, threshold=0.001) == 4
+    unit = rng.normal(size=500)
+    near = np.stack([unit / unit.std() * np.sqrt(v) for v in (0.015, 0.008)], axis=1)
+    assert metrics.active_units(near) == 1  # the threshold is Burda et al.'s 0.01
     with pytest.raises(ValueError, match=r"active_units takes the z_mean of 2 images or more"):
         metrics.active_units(means[0])
 
