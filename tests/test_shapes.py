@@ -100,6 +100,7 @@ def test_colour_pictures_and_many_classes(tmp_path):
     tab10 = [matplotlib.colormaps["tab10"](c) for c in range(10)]
     assert plots.class_styles(12) == [(tab10[c % 10], "o" if c < 10 else "^")
                                       for c in range(12)]
+    assert plots.dot_size(10_000) == 3 and plots.dot_size(6) == 40  # a handful of points seen
     rng = np.random.default_rng(0)
     path = str(tmp_path / "scatter.png")
     plots.latent_scatter(rng.normal(size=(450, 2)), np.arange(450) % 45, names, "t", path,
