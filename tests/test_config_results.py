@@ -90,6 +90,13 @@ def test_a_row_reads_its_figures_names_the_baseline_and_pca_and_the_table_names_
             "-248.2 nats | fashion_mnist, 10,000 test images (IWAE k=1, IWAE k=1000: the first "
             "1,000) | 29 | 36 | 0123456789ab |") in text  # the bounds' images said
     assert "| `cvae` | not run: error: data set \\| missing |" in text  # one cell
+    cvae = next(s for s in config_results.CONFIGS if s.name == "cvae")
+    write_eval(tmp_path / "cvae", {"step": 4690, "dataset": "fashion_mnist", "test_images": 10000,
+                                   "test_elbo": -252.5, "cvae_samples_recognised": 0.905,
+                                   "cvae_probe_test_accuracy": 0.871})
+    figures = config_results.read_figures(cvae, str(tmp_path / "cvae"))
+    assert (figures["samples recognised"], figures["probe accuracy"]) == (
+        pytest.approx(90.5), pytest.approx(87.1))  # fractions printed in %
     assert "on 2026-12-05, on AMD EPYC, 2 cores" in text
     assert ("Overrides for the offline data: `--config.data.path=data/photo_crops` "
             "(conv_ae_folder).") in text

@@ -378,6 +378,8 @@ def test_consecutive_keys_read_as_ranges_across_shards(tfds_dir: Path, raw: dict
     np.testing.assert_array_equal(labels, raw["test"][1][expected])
     by_key, _ = split.read(keys[::-1])  # not a run: read record by record
     np.testing.assert_array_equal(by_key[::-1], images)
+    shuffled, _ = split.read(np.array([50, 52, 51, 53]))  # its first and last keys a run's
+    np.testing.assert_array_equal(shuffled[..., 0], raw["test"][0][[150, 152, 151, 153]])
     with pytest.raises(IndexError, match=r"150\.\.200 are not all among the split.s 200"):
         split.read(np.arange(150, 201))
     threaded: list = []

@@ -278,6 +278,7 @@ def test_data_specificity_is_a_2x2_per_model_with_in_domain_diagonal(results):
         expected = logged["test_mse"] if r["metric"] == mse else -logged["test_elbo"]
         assert r[f"on_{key}"] == pytest.approx(expected, rel=1e-5), \
             f"{r['model']} on its own data must give the run's own test error"
+        assert r["on_fashion_mnist"] != r["on_mnist5k"]  # the other data set's test split
     assert any(f.startswith("vae (MSE per pixel) on the") for f in record["findings"])
 
 

@@ -545,21 +545,25 @@ def test_a_refused_run_writes_nothing_and_a_plain_rerun_describes_the_run_again(
         file_digest(os.path.join(reference, "config.json"))
 
 
+@pytest.mark.parametrize("field", ["train.batch_size", "data.train_size"])
 def test_without_config_json_a_resume_with_other_batches_is_refused_by_the_checkpoint(
-        reference, kill_script_config, tmp_path, capsys):
+        field, reference, kill_script_config, tmp_path, capsys):
     """The data position a checkpoint holds (batch size, training images) still checks the
     batches where config.json, which would refuse the change, was lost; nothing is written."""
     workdir = copy_run(reference, tmp_path)
     os.remove(os.path.join(workdir, "config.json"))
     before = without_lock(snapshot(workdir))
-    size = kill_script_config().train.batch_size
-    code, _ = cli_run(train_and_evaluate,
-                      kill_script_config(**{"train.batch_size": 2 * size}), workdir)
+    base = kill_script_config()
+    size = base.train.batch_size
+    changed = kill_script_config(**({"train.batch_size": 2 * size} if field == "train.batch_size"
+                                    else {"data.train_size": base.data.train_size // 2}))
+    code, _ = cli_run(train_and_evaluate, changed, workdir)
     line = one_line(capsys.readouterr().err)
+    new_size = changed.train.batch_size
     assert code == 1 and re.match(
         rf"error: the checkpoint at step 32 in '\S+' trained with batches of {size} from "
-        rf"[\d,]+ training images, this config asks for {2 * size} from [\d,]+: rerun with the "
-        r"run's own flags", line), line
+        rf"([\d,]+) training images, this config asks for {new_size} from ([\d,]+): rerun "
+        r"with the run's own flags", line), line
     assert without_lock(snapshot(workdir)) == before
 
 
@@ -977,3 +981,15 @@ def test_bad_input_is_one_error_line_before_anything_compiles(name, bad_input):
 def test_a_bad_rerun_leaves_a_finished_run_untouched(bad_input):
     bad_input.results[FINISHED_RUN_CASE].result()  # the bad rerun, over
     assert snapshot(bad_input.finished) == bad_input.finished_before
+
+
+def test_the_first_non_finite_value_is_found_step_by_step_then_quantity_by_quantity():
+    """A chunk's earliest step whose value is not finite, whichever quantity it is in (read
+    quantity by quantity, a NaN loss at a later step was named before an infinite KL)."""
+    from jaxae.training import faults
+
+    chunk = {"loss": np.array([1.0, 2.0, np.nan]), "kl": np.array([1.0, np.inf, np.nan]),
+             "grad_norm": np.array([np.nan, np.nan, 3.0])}  # read at the chunk's end only
+    assert faults.first_non_finite_step(chunk, 10) == (11, "kl", np.inf)
+    assert faults.first_non_finite_step({**chunk, "kl": np.ones(3)}, 10)[:2] == (12, "loss")
+

@@ -964,6 +964,9 @@ def test_generation_metrics_and_the_kl_name_misshapen_inputs_and_a_seed_given_as
                                          r"codes, and codes=None: give codes \[N, 2\]"):
         generation.manifold_coordinates(False, 5)
     assert generation.manifold_coordinates(False, 5, np.ones((4, 2))).shape == (2, 5)
+    np.testing.assert_allclose(  # the test codes' 5th to 95th percentiles on each axis
+        generation.manifold_coordinates(False, 3, np.arange(101.0)[:, None] * [1, 2]),
+        [[5, 50, 95], [10, 100, 190]])
     with pytest.raises(ValueError, match=r"^gaussian_kl: mean and log_sigma are shaped "
                                          r"\(8, 2\) and \(8, 3\)"):
         losses.gaussian_kl(jnp.zeros((8, 2)), jnp.zeros((8, 3)))

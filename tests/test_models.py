@@ -1276,6 +1276,11 @@ def test_a_conditional_plain_autoencoders_samples_decode_each_image_with_its_cla
     as_a = generation.perturbed_code_samples(model, state.params, inputs, key, jnp.zeros(3, int))
     as_b = generation.perturbed_code_samples(model, state.params, inputs, key, jnp.ones(3, int))
     assert as_a.shape == (3, *MNIST) and not np.allclose(as_a, as_b)  # the class is read
+    code = model.apply({"params": state.params}, inputs, labels=jnp.zeros(3, int),
+                       method="encode")  # the material's code * (1 + N(0, 1)), not code + N
+    scaled = code * (1 + jax.random.normal(key, code.shape))
+    np.testing.assert_allclose(as_a, generation.decode(model, state.params, scaled,
+                                                       jnp.zeros(3, int)), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="is conditional on the class: pass labels="):
         generation.perturbed_code_samples(model, state.params, inputs, key)
 
@@ -1358,3 +1363,50 @@ def test_a_loop_of_models_encoded_one_after_another_keeps_the_programs_of_the_la
         del model, params
     gc.collect()
     assert [ref() is None for ref in freed] == [True] * 3 + [False] * compiler.MODELS_KEPT
+
+
+def test_the_dense_and_conv_aes_are_the_materials_networks_computed_by_hand():
+    """Linear + ReLU, Linear (the dense AE); Conv 16 / pool / Conv 8 / pool / Conv 8 / pool
+    to a 4x4x8 code, then Conv 8, up, Conv 8, up, Conv 16 (valid: 16 -> 14), up, Conv 1
+    (the conv AE), a ReLU after every layer but the last, whose logits the sigmoid reads;
+    each recomputed with lax from the model's own parameters."""
+    x = jnp.asarray(np.random.default_rng(0).random((2, *MNIST), np.float32))
+    highest = jax.lax.Precision.HIGHEST
+
+    dense = models.build_model({"name": "dense_ae", "latent_dim": 10}, image_shape=MNIST)
+    params = dense.init(jax.random.key(0), x)["params"]
+    code = jax.nn.relu(jnp.dot(x.reshape(2, -1), params["encoder"]["code"]["kernel"],
+                               precision=highest) + params["encoder"]["code"]["bias"])
+    (out,) = params["decoder"].values()
+    by_hand = (jnp.dot(code, out["kernel"], precision=highest) + out["bias"]).reshape(x.shape)
+    np.testing.assert_allclose(dense.apply({"params": params}, x)[0], by_hand, rtol=1e-5,
+                               atol=1e-5)
+    assert float(code.min()) == 0.0  # the ReLU clips: some units at 0 for these images
+
+    def conv(h, layer, padding="SAME"):
+        return jax.lax.conv_general_dilated(h, layer["kernel"], (1, 1), padding,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                            precision=highest) + layer["bias"]
+
+    def pool(h):  # 2x2, padded at the end where a side is odd (7 -> 4), as Keras's "same"
+        return jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
+                                     "SAME")
+
+    def up(h):
+        return jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
+
+    model = models.build_model({"name": "conv_ae"}, image_shape=MNIST)
+    params = model.init(jax.random.key(1), x)["params"]
+    encoder, decoder = params["encoder"], params["decoder"]
+    h = x
+    for name in ("Conv_0", "Conv_1", "Conv_2"):
+        h = pool(jax.nn.relu(conv(h, encoder[name])))
+    assert h.shape == (2, 4, 4, 8)
+    np.testing.assert_allclose(model.apply({"params": params}, x, method="encode"), h,
+                               rtol=1e-4, atol=1e-5)
+    h = jax.nn.relu(conv(h, decoder["Conv_0"]))
+    h = jax.nn.relu(conv(up(h), decoder["Conv_1"]))  # 8x8
+    h = jax.nn.relu(conv(up(h), decoder["Conv_2"], "VALID"))  # 16x16 -> 14x14
+    logits = conv(up(h), decoder["pixels"])  # 28x28
+    np.testing.assert_allclose(model.apply({"params": params}, x)[0], logits, rtol=1e-4,
+                               atol=1e-5)

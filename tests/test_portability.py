@@ -35,6 +35,20 @@ def test_without_proc_meminfo_the_memory_check_reads_the_physical_memory(monkeyp
     assert memory.host_available_bytes() == physical
 
 
+def test_a_containers_memory_limit_bounds_the_memory_check(monkeypatch, tmp_path):
+    """Under a cgroup limit (a container) a process may take what the limit leaves, however
+    much the machine has free."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(f"MemTotal: {16 * 2**20} kB\nMemAvailable: {8 * 2**20} kB\n")  # 8 GiB
+    monkeypatch.setattr(memory, "MEMINFO", str(meminfo))
+    monkeypatch.setattr(memory, "_address_space_left", lambda: None)
+    cgroup = {"/sys/fs/cgroup/memory.max": 2**30, "/sys/fs/cgroup/memory.current": 2**29}
+    monkeypatch.setattr(memory, "_read_int", cgroup.get)
+    assert memory.host_available_bytes() == 2**29  # 1 GiB limit, half of it used
+    cgroup["/sys/fs/cgroup/memory.max"] = 64 * 2**30
+    assert memory.host_available_bytes() == 8 * 2**30  # the machine's free memory binds
+
+
 def test_the_benchs_cache_flush_and_options_without_cpu_affinity(monkeypatch, capsys):
     """macOS has no os.sched_getaffinity: the flush counts every CPU's caches; pinning the
     background load, which needs affinity, is refused in one line before anything runs."""

@@ -17,6 +17,7 @@ from jaxae import build, objectives, optimizers
 from jaxae.data import DATASETS, DataError, batches, from_arrays, make_splits, streaming, tfds_sets
 from jaxae.data.dataset import should_stream, training_bytes
 from jaxae.data.records import raw_image_info
+from jaxae.data.splits import Split
 from jaxae.data.streaming import StreamedBatches
 from jaxae.keys import derive_keys
 from jaxae.models import build_model
@@ -104,7 +105,7 @@ def test_streamed_batches_equal_the_in_memory_gather(splits, reference) -> None:
 
 @pytest.mark.parametrize("stop", [3, 7, 10])  # mid-epoch, an epoch's end, mid-epoch 2
 def test_resume_gives_the_remaining_batches(splits, reference, stop) -> None:
-    _, streamed, key = splits
+    memory, streamed, key = splits
     with StreamedBatches(streamed.train, key, BATCH, EPOCHS) as stream:
         it = stream.batches()
         for step in range(stop):
@@ -122,6 +123,11 @@ def test_resume_gives_the_remaining_batches(splits, reference, stop) -> None:
         assert str(refused.value) == (
             "the saved data stream had batch_size 32 (now 16): resume with the batch size and "
             "data it was saved with, or start afresh (with train.py: a new --workdir)")
+    fewer = Split(memory.train.images[:200], memory.train.labels[:200])
+    with StreamedBatches(fewer, key, BATCH, EPOCHS) as other:
+        with pytest.raises(DataError, match=r"^the saved data stream had num_examples 250 "
+                                            r"\(now 200\): resume"):
+            other.from_state(saved)
 
 
 def test_chunks_feed_gather_batch_and_host_arrays_stream_too(splits, reference) -> None:
@@ -211,6 +217,7 @@ def test_a_streamed_split_is_sampled_spread_over_it_within_a_bound(splits) -> No
     assert len(sample) == 25 and index[-1] == len(memory.train) - 1
     np.testing.assert_array_equal(sample.images, np.asarray(memory.train.images)[index])
     np.testing.assert_array_equal(sample.labels, np.asarray(memory.train.labels)[index])
+    assert len(spread_sample(streamed.train, 25 * pixels * 8, bytes_per_pixel=8)) == 25
     assert spread_sample(streamed.train, 10**9, 1) is streamed.train  # it fits: all of it
     assert spread(memory.train, 3).images.shape[0] == 3
 

@@ -150,13 +150,19 @@ def test_config_eval_every_steps_adds_evaluations_inside_epochs(tiny_config, tmp
 
 def test_checkpoint_every_steps_saves_at_epoch_ends_too(tiny_config, tmp_path):
     """Steps that end an epoch are saved when checkpoint_every_steps says so, whatever
-    checkpoint_every_epochs says (16 steps an epoch, 48 in all)."""
+    checkpoint_every_epochs says (16 steps an epoch, 48 in all); checkpoint_every_epochs=2
+    alone saves the end of every second epoch and the last step."""
     config = tiny_config(**{"train.num_epochs": 3, "train.checkpoint_every_epochs": 5,
                             "train.checkpoint_every_steps": 8, "train.keep_checkpoints": 10})
     train_and_evaluate(config, str(tmp_path / "run"))
     saved = sorted(int(name) for name in os.listdir(tmp_path / "run" / "checkpoints")
                    if name.isdigit())
     assert saved == [8, 16, 24, 32, 40, 48]
+    every_two = tiny_config(**{"train.num_epochs": 3, "train.checkpoint_every_epochs": 2,
+                               "train.keep_checkpoints": 10})
+    train_and_evaluate(every_two, str(tmp_path / "two"))  # epoch 2's end, and the last step
+    assert sorted(int(name) for name in os.listdir(tmp_path / "two" / "checkpoints")
+                  if name.isdigit()) == [32, 48]
 
 
 def test_short_training_lowers_the_test_loss(tiny_config, tmp_path):
