@@ -1369,19 +1369,16 @@ def test_the_dense_and_conv_aes_are_the_materials_networks_computed_by_hand():
     """Linear + ReLU, Linear (the dense AE); Conv 16 / pool / Conv 8 / pool / Conv 8 / pool
     to a 4x4x8 code, then Conv 8, up, Conv 8, up, Conv 16 (valid: 16 -> 14), up, Conv 1
     (the conv AE), a ReLU after every layer but the last, whose logits the sigmoid reads;
-    each recomputed with lax from the model's own parameters."""
+    each recomputed with lax from the model's own parameters (one program each)."""
     x = jnp.asarray(np.random.default_rng(0).random((2, *MNIST), np.float32))
     highest = jax.lax.Precision.HIGHEST
 
-    dense = models.build_model({"name": "dense_ae", "latent_dim": 10}, image_shape=MNIST)
-    params = dense.init(jax.random.key(0), x)["params"]
-    code = jax.nn.relu(jnp.dot(x.reshape(2, -1), params["encoder"]["code"]["kernel"],
-                               precision=highest) + params["encoder"]["code"]["bias"])
-    (out,) = params["decoder"].values()
-    by_hand = (jnp.dot(code, out["kernel"], precision=highest) + out["bias"]).reshape(x.shape)
-    np.testing.assert_allclose(dense.apply({"params": params}, x)[0], by_hand, rtol=1e-5,
-                               atol=1e-5)
-    assert float(code.min()) == 0.0  # the ReLU clips: some units at 0 for these images
+    def dense_by_hand(params, x):
+        code = jax.nn.relu(jnp.dot(x.reshape(2, -1), params["encoder"]["code"]["kernel"],
+                                   precision=highest) + params["encoder"]["code"]["bias"])
+        (out,) = params["decoder"].values()
+        return code, (jnp.dot(code, out["kernel"], precision=highest)
+                      + out["bias"]).reshape(x.shape)
 
     def conv(h, layer, padding="SAME"):
         return jax.lax.conv_general_dilated(h, layer["kernel"], (1, 1), padding,
@@ -1395,18 +1392,25 @@ def test_the_dense_and_conv_aes_are_the_materials_networks_computed_by_hand():
     def up(h):
         return jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
 
-    model = models.build_model({"name": "conv_ae"}, image_shape=MNIST)
-    params = model.init(jax.random.key(1), x)["params"]
-    encoder, decoder = params["encoder"], params["decoder"]
-    h = x
-    for name in ("Conv_0", "Conv_1", "Conv_2"):
-        h = pool(jax.nn.relu(conv(h, encoder[name])))
-    assert h.shape == (2, 4, 4, 8)
-    np.testing.assert_allclose(model.apply({"params": params}, x, method="encode"), h,
-                               rtol=1e-4, atol=1e-5)
-    h = jax.nn.relu(conv(h, decoder["Conv_0"]))
-    h = jax.nn.relu(conv(up(h), decoder["Conv_1"]))  # 8x8
-    h = jax.nn.relu(conv(up(h), decoder["Conv_2"], "VALID"))  # 16x16 -> 14x14
-    logits = conv(up(h), decoder["pixels"])  # 28x28
-    np.testing.assert_allclose(model.apply({"params": params}, x)[0], logits, rtol=1e-4,
-                               atol=1e-5)
+    def conv_by_hand(params, x):
+        encoder, decoder = params["encoder"], params["decoder"]
+        code = x
+        for name in ("Conv_0", "Conv_1", "Conv_2"):
+            code = pool(jax.nn.relu(conv(code, encoder[name])))
+        h = jax.nn.relu(conv(code, decoder["Conv_0"]))
+        h = jax.nn.relu(conv(up(h), decoder["Conv_1"]))  # 8x8
+        h = jax.nn.relu(conv(up(h), decoder["Conv_2"], "VALID"))  # 16x16 -> 14x14
+        return code, conv(up(h), decoder["pixels"])  # 28x28
+
+    for spec, by_hand in (({"name": "dense_ae", "latent_dim": 10}, dense_by_hand),
+                          ({"name": "conv_ae"}, conv_by_hand)):
+        model = models.build_model(spec, image_shape=MNIST)
+        params = jax.jit(model.init)(jax.random.key(0), x)["params"]
+        code, logits = jax.jit(by_hand)(params, x)
+        mine = jax.jit(lambda p, x, model=model: (
+            model.apply({"params": p}, x, method="encode"), model.apply({"params": p}, x)[0]))
+        my_code, my_logits = mine(params, x)
+        np.testing.assert_allclose(my_code, code, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(my_logits, logits, rtol=1e-4, atol=1e-5)
+        assert float(code.min()) == 0.0  # the ReLU clips: some units at 0 for these images
+    assert code.shape == (2, 4, 4, 8)  # the conv AE's code
