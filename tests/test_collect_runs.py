@@ -128,3 +128,14 @@ def test_a_sweep_is_one_table_of_its_differing_fields_resumes_and_figures(tiny_c
         with pytest.raises(SystemExit):  # before the table: it was a traceback after it
             collect_runs.main([str(sweep), "--csv", str(csv_path)])
         assert capsys.readouterr() == ("", f"error: --csv={csv_path}: {problem}\n")
+
+
+def test_every_resume_of_a_field_is_listed_in_turn(tmp_path):
+    """A field two resumes changed reads from its first value through each later one, with
+    the step of each change, not the last change alone."""
+    (tmp_path / "resumes.jsonl").write_text(
+        json.dumps({"step": 16, "config": {"train.num_epochs": [1, 2]}}) + "\n"
+        + json.dumps({"step": 32, "config": {"train.num_epochs": [2, 3],
+                                             "optim.learning_rate": [0.001, 0.0005]}}) + "\n")
+    assert collect_runs.resumed_changes(str(tmp_path)) == (
+        "train.num_epochs 1 -> 2 @16 -> 3 @32; optim.learning_rate 0.001 -> 0.0005 @32")

@@ -130,6 +130,21 @@ def test_resume_gives_the_remaining_batches(splits, reference, stop) -> None:
             other.from_state(saved)
 
 
+def test_a_process_reads_only_its_rows_of_every_batch(splits, reference) -> None:
+    """With several processes each reads its share of every global batch (`batch_rows`):
+    the same images, in the same places, as the whole batch's rows."""
+    _, streamed, key = splits
+    with StreamedBatches(streamed.train, key, BATCH, EPOCHS,
+                         batch_rows=slice(BATCH // 2, BATCH)) as stream:
+        batches = stream.batches()
+        for step in range(3):
+            batch = next(batches)
+            np.testing.assert_array_equal(batch["image"],
+                                          reference[step]["image"][BATCH // 2:])
+            np.testing.assert_array_equal(batch["label"],
+                                          reference[step]["label"][BATCH // 2:])
+
+
 def test_chunks_feed_gather_batch_and_host_arrays_stream_too(splits, reference) -> None:
     """next_chunk's flat arrays give the same batches through gather_batch; a split held in
     host memory (an npz) streams the same batches as one on disk."""
