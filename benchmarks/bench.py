@@ -332,6 +332,12 @@ def _stop(signum: int, frame) -> None:
     raise Stopped(signum)
 
 
+def _handle(signals: list[signal.Signals], handler) -> None:
+    """Sets `handler` for each of `signals` (the bench's stop, or SIG_IGN between its parts)."""
+    for sig in signals:
+        signal.signal(sig, handler)
+
+
 def measure_rows(measure: Callable[[], None], rows: list) -> signal.Signals | None:
     """Runs `measure`, which appends each row to `rows` as it is measured, until it ends or
     a stop signal (Ctrl-C, `timeout --signal=INT` at gpu.sh's budget, a scheduler's SIGTERM or
@@ -341,14 +347,12 @@ def measure_rows(measure: Callable[[], None], rows: list) -> signal.Signals | No
     cut_short = None
     stops = not_ignored(GracefulStop.SIGNALS)  # SIGINT, SIGTERM, SIGUSR1
     try:
-        for sig in stops:
-            signal.signal(sig, _stop)
+        _handle(stops, _stop)
         measure()
     except (Stopped, KeyboardInterrupt) as interrupt:
         cut_short = getattr(interrupt, "signal", signal.SIGINT)
     finally:
-        for sig in stops:
-            signal.signal(sig, signal.SIG_IGN)
+        _handle(stops, signal.SIG_IGN)
     if cut_short:
         _say(f"# interrupted ({cut_short.name}) after {len(rows)} row(s): those are "
              "reported")
@@ -548,13 +552,11 @@ def main(argv: list[str] | None = None) -> signal.Signals | None:
     modes = args.mode.split(",")
     try:
         for number, mode in enumerate(modes):
-            for sig in stops:  # (measure_rows leaves them ignored after a mode's rows)
-                signal.signal(sig, _stop)
+            _handle(stops, _stop)  # (measure_rows leaves them ignored after a mode's rows)
             try:
                 title, text, interrupted = _run_mode(mode, args)
             except Stopped as stop:  # in the mode's set-up, before it measured a row
-                for sig in stops:
-                    signal.signal(sig, signal.SIG_IGN)
+                _handle(stops, signal.SIG_IGN)
                 title, text, interrupted = mode, None, stop.signal
             later = _not_run(modes[number + 1:], interrupted)
             if text is not None:
@@ -564,8 +566,7 @@ def main(argv: list[str] | None = None) -> signal.Signals | None:
                              f"in --mode {mode}, before its first row." + later)
             if interrupted:
                 break
-        for sig in stops:  # a late stop loses no report
-            signal.signal(sig, signal.SIG_IGN)
+        _handle(stops, signal.SIG_IGN)  # a late stop loses no report
         path = args.write or args.append
         if path and not parts:
             _say(f"# stopped before the first row: nothing is written to {path}")

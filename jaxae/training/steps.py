@@ -384,8 +384,7 @@ def masked_sum(values: jax.Array, batch: dict) -> jax.Array:
 def _masked_sums(per_image: Metrics, batch: dict) -> Metrics:
     """`masked_sum` of each per-image metric, and the images summed ("count")."""
     mask = batch.get("mask")
-    count = jnp.sum(mask) if mask is not None else jnp.sum(
-        jnp.ones(batch["image"].shape[0], jnp.float32))
+    count = jnp.sum(mask) if mask is not None else jnp.float32(batch["image"].shape[0])
     return {**{name: masked_sum(value, batch) for name, value in per_image.items()},
             "count": count}
 
