@@ -327,20 +327,25 @@ class RunObjects(NamedTuple):
 
 
 def run_objects(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int],
-                num_classes: int, train: bool = False) -> RunObjects:
+                num_classes: int, train: bool = False, check: bool = True) -> RunObjects:
     """The config's task, models and objective for images of `image_shape`, the task and
     the model checked against them (`check_task`, `check_model`) before anything compiles.
     `train`: also the model in config.train.compute_dtype (else `model` stands for it: only
-    training computes in that dtype, and only it warns of a dtype a model ignores)."""
+    training computes in that dtype, and only it warns of a dtype a model ignores).
+    `check=False` skips the checks (each traces the model) where this process has just
+    built and checked the same objects (the runs an experiment trains and then reads)."""
     task = config_lib.make_task(config)
-    check_task(task, image_shape)
+    if check:
+        check_task(task, image_shape)
     model = make_model(config, image_shape, num_classes)
     train_model = make_model(config, image_shape, num_classes, config.train.compute_dtype) \
         if train else model
-    check_model(model, task, image_shape)
+    if check:
+        check_model(model, task, image_shape)
     objective = make_objective(config, model)
-    check_objective(objective, model, image_shape,
-                    "objective.likelihood" if model.variational else "objective.loss")
+    if check:
+        check_objective(objective, model, image_shape,
+                        "objective.likelihood" if model.variational else "objective.loss")
     return RunObjects(task, model, train_model, objective)
 
 

@@ -5,11 +5,12 @@ cached on disk for the session (many tests build the same small models), and the
 the processes they start, compile with TEST_XLA_FLAGS: XLA's backend optimisation level 0,
 which halves it, and XLA's CPU loop emitters of before its MLIR fusion emitters, which
 compile the tests' small programs faster again (and run large ones slower), and matmuls on
-one thread per process (the tests run a process per core). Nothing a test
-checks depends on those settings: shapes, errors, values against references within
-tolerances, and bitwise repeatability and resume within one setting. The programs users run
-are compiled with XLA's defaults; `tests/test_cli.py` trains and evaluates once with them,
-and the lesson's figures come from them.
+one thread per process (the tests run a process per core); and TEST_JAX_SETTINGS, which
+keep Python's stack out of the programs' source locations. Nothing a test checks depends
+on those settings: shapes, errors, values against references within tolerances, and
+bitwise repeatability and resume within one setting. The programs users run are compiled
+with XLA's and JAX's defaults; `tests/test_cli.py` trains and evaluates once with them, and
+the lesson's figures come from them.
 """
 
 import os
@@ -26,6 +27,10 @@ from jaxae.data.mnist5k import write_idx_file
 # slower, `pytest -p no:cacheprovider` with and without it)
 TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false "
                   "--xla_cpu_multi_thread_eigen=false")
+
+# Source locations of no Python frame in the programs JAX lowers (its default keeps 100 frames
+# an operation): smaller programs to lower and compile, the same computation
+TEST_JAX_SETTINGS = {"JAX_TRACEBACK_IN_LOCATIONS_LIMIT": "0"}
 
 
 def with_test_flags(xla_flags: str = "") -> str:
@@ -58,6 +63,9 @@ def pytest_collection_modifyitems(items) -> None:
 def pytest_configure(config):
     if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):  # before JAX starts its backend
         os.environ["XLA_FLAGS"] = with_test_flags(os.environ.get("XLA_FLAGS", ""))
+    os.environ.update(TEST_JAX_SETTINGS)  # the processes the tests start read them too
+    for name, value in TEST_JAX_SETTINGS.items():
+        jax.config.update(name.lower(), int(value))
     pytest_cache = getattr(config, "cache", None)  # None under `-p no:cacheprovider`
     worker = getattr(config, "workerinput", {}).get("workerid", "main")  # pytest-xdist
     cache = pytest_cache.mkdir(f"jax_compilation_cache_{worker}") if pytest_cache else None

@@ -802,15 +802,17 @@ def test_the_gpu_script_without_fashion_mnist_reports_precision_skipped_not_refu
     assert "failed, were skipped or were cut short: precision(no Fashion-MNIST)" in done.stderr
 
 
-def test_a_gpu_step_stopped_by_sigterm_is_reported_cut_short_not_failed(tmp_path):
+def test_a_gpu_step_stopped_by_sigterm_is_reported_cut_short_not_failed(
+        tmp_path, fashion_tfds_dir):
     """A step's bench stopped by SIGTERM (a scheduler's) exits 143, as the limit's SIGINT
-    makes it exit 130: cut short (it was counted a failure)."""
+    makes it exit 130: cut short (it was counted a failure). (Fashion-MNIST prepared
+    already: the script's check that it loads need not prepare it.)"""
     python = tmp_path / "python"  # the bench's runs end by SIGTERM; any other call is Python's
     python.write_text(f'#!/bin/bash\nif [ "$1" = -m ]; then kill -TERM $$; fi\n'
                       f'exec {shlex.quote(sys.executable)} "$@"\n')
     python.chmod(0o755)
     done = run_gpu_script(tmp_path, DRY_RUN="1", PARSE_ONLY="0", ONLY="determinism",
-                          PYTHON=str(python))
+                          PYTHON=str(python), TFDS_DATA_DIR=fashion_tfds_dir)
     assert done.returncode == 1, done.stderr[-2000:]
     assert "gpu.sh: these steps failed, were skipped or were cut short: determinism(cut " \
            "short)" in done.stderr

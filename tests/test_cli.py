@@ -23,7 +23,7 @@ from absl import flags
 from jaxae import cli
 from jaxae.cli.config_flag import locate_code_names
 from jaxae.config import base_config
-from tests.conftest import TEST_XLA_FLAGS, one_line, tiny_model_source
+from tests.conftest import TEST_JAX_SETTINGS, TEST_XLA_FLAGS, one_line, tiny_model_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,10 +31,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run(*args: str, cwd: str = ROOT, production: bool = False) -> subprocess.CompletedProcess:
     """python *args; compiled programs are shared with this test process's cache (the
     child runs while this process waits, so they never write it at the same time).
-    production: compile with XLA's defaults, as users do, not TEST_XLA_FLAGS."""
+    production: compile with XLA's and JAX's defaults, as users do, not TEST_XLA_FLAGS and
+    TEST_JAX_SETTINGS."""
     env = cache_env()
     if production:
         env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(TEST_XLA_FLAGS, "").strip()
+        for name in TEST_JAX_SETTINGS:
+            env.pop(name, None)
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env=env)
 
@@ -169,7 +172,7 @@ def entry_points(tmp_path_factory) -> Iterator[Prestarted]:
 
 
 def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_dir, tmp_path):
-    """As users run it: XLA's default settings, not the tests' TEST_XLA_FLAGS; the command
+    """As users run it: XLA's and JAX's defaults, not the tests' settings; the command
     train.py prints to evaluate the run, pasted (a workdir with a space was two arguments)."""
     workdir = str(tmp_path / "my run")
     trained = run("train.py", "--config=configs/test.py", f"--workdir={workdir}",

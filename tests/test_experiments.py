@@ -204,11 +204,20 @@ def test_encoder_probe_reuses_the_trained_encoders(results):
                     100 * (r["test_accuracy"] - pca[r["dim"]]))
 
 
-def test_a_finished_run_is_reloaded_not_retrained(results, fashion_full_tfds_dir):
+def test_a_finished_run_is_reloaded_not_retrained(results, fashion_full_tfds_dir, monkeypatch):
+    """Reloaded through the trainer, which checks the run's model once: the objects the
+    experiment reads back are not traced again."""
     out, records = results
     ctx = Context(out=out, scale=SCALES["tiny"], tfds_dir=fashion_full_tfds_dir,
                   datasets=("fashion_mnist",))
+    checked, check_model = [], jaxae.build.check_model
+
+    def counted(*args):
+        checked.append(args)
+        return check_model(*args)
+    monkeypatch.setattr(jaxae.build, "check_model", counted)
     run = ctx.train("default", ctx.choice("fashion_mnist"), {"model.latent_dim": 2})
+    assert len(checked) == 1
     used = ctx.used_runs["fashion_mnist/default-model.latent_dim2"]
     assert not used["trained_now"] and used["steps"] == run.step == 16
     row = next(r for r in records["ae_vs_pca"]["rows"]

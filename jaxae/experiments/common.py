@@ -479,8 +479,8 @@ class Context:
         self.used_runs[f"{choice.key}/{name}"] = {
             **info, "epochs": epochs, "steps": int(state.step), "seed": config.seed,
             "trained_now": trained_now, "train_seconds": seconds}
-        task, model, _, objective = build.run_objects(config, splits.image_shape,
-                                                      splits.num_classes)
+        task, model, _, objective = build.run_objects(  # checked as the run started
+            config, splits.image_shape, splits.num_classes, check=False)
         run = Run(name, workdir, config, model, task, objective, state.params, metrics,
                   int(state.step), record.get("baseline"))
         self._runs[workdir] = (run, seconds)
