@@ -22,6 +22,7 @@ from scipy.ndimage import gaussian_filter
 import jaxae.build
 import jaxae.experiments.__main__
 import jaxae.experiments.common
+from jaxae import losses
 from jaxae.config import ConfigError
 from jaxae.data import DataError, load_dataset
 from jaxae.data.sources import MNIST_NAMES
@@ -35,6 +36,7 @@ from jaxae.experiments import (
     data_specificity,
     encoder_probe,
     figures,
+    quality,
     render,
     report,
     run_experiment,
@@ -491,6 +493,22 @@ def test_signs_and_overlaps_over_seeds_count_every_seed():
     assert seeds_overlap(below, both_sides, "ratio")
     assert not seeds_overlap(below, {"ratio": 1.2, SEED_SPREAD: {"ratio": (1.1, 1.3)}}, "ratio")
     assert not seeds_overlap({"ratio": 1.0}, {"ratio": 1.0}, "ratio")  # one seed: no ranges
+
+
+def test_the_blur_width_fitted_is_the_width_of_the_best_psnr():
+    """Every width's blur scored in one program, each its own blur's PSNR; the fit takes
+    the best: here the width the targets were blurred with."""
+    images = np.asarray(jax.random.uniform(jax.random.key(0), (40, 12, 12, 1)))
+    task = types.SimpleNamespace(
+        make_example=lambda x, key: (x, quality.gaussian_blur(x, 1.5)))
+    run = types.SimpleNamespace(config=types.SimpleNamespace(seed=0), task=task)
+    assert classical_baselines.fit_blur_sigma(run, types.SimpleNamespace(images=images)) == 1.5
+    x, noisy = jnp.asarray(images), jnp.asarray(images[::-1])
+    each = [float(losses.psnr(quality.gaussian_blur(x, s), noisy).mean())
+            for s in classical_baselines.BLUR_SIGMAS]
+    np.testing.assert_allclose(
+        classical_baselines.blur_psnrs(x, noisy, classical_baselines.BLUR_SIGMAS), each,
+        rtol=1e-5)
 
 
 def test_the_blur_is_named_by_each_width_its_seeds_fitted():

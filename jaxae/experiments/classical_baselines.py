@@ -5,6 +5,7 @@ also by ESPCN, a learned model without a code."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -163,9 +164,15 @@ def fit_blur_sigma(run: Run, split: Split) -> float:
     images = jnp.asarray(split.images[:BLUR_FIT_IMAGES])
     key = jax.random.fold_in(derive_keys(run.config.seed).eval, BLUR_FIT_STREAM)
     inputs, targets = run.task.make_example(images, key)
-    psnrs = [float(losses.psnr(quality.gaussian_blur(inputs, s), targets).mean())
-             for s in BLUR_SIGMAS]
-    return BLUR_SIGMAS[int(np.argmax(psnrs))]
+    return BLUR_SIGMAS[int(np.argmax(blur_psnrs(inputs, targets, BLUR_SIGMAS)))]
+
+
+@functools.partial(jax.jit, static_argnames="sigmas")
+def blur_psnrs(inputs: jax.Array, targets: jax.Array, sigmas: tuple[float, ...]) -> jax.Array:
+    """The mean PSNR of the inputs blurred at each width: one program for all the widths
+    (each width's kernel has a size of its own, so one width at a time compiled its own)."""
+    return jnp.stack([losses.psnr(quality.gaussian_blur(inputs, s), targets).mean()
+                      for s in sigmas])
 
 
 def task_rows(ctx: Context, choice: DataChoice, name: str) -> list[dict]:
