@@ -59,7 +59,8 @@ def main(default_config: str | None = None,
 
     cli.define_config_flag(default_config or shipped_config("default"))
     flags.declare_key_flag("config")  # --help lists it (it is defined in jaxae.cli)
-    flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and pictures.")
+    flags.DEFINE_string("workdir", None, "Folder for the run's checkpoints, config and "
+                        "metrics (evaluate.py writes its pictures into <workdir>/eval).")
     flags.mark_flags_as_required(["workdir"])
     stopped: list[str] = []  # the stop request that ended the run before its last step
 
