@@ -332,8 +332,9 @@ def run_objects(config: ml_collections.ConfigDict, image_shape: tuple[int, int, 
     the model checked against them (`check_task`, `check_model`) before anything compiles.
     `train`: also the model in config.train.compute_dtype (else `model` stands for it: only
     training computes in that dtype, and only it warns of a dtype a model ignores).
-    `check=False` skips the checks (each traces the model) where this process has just
-    built and checked the same objects (the runs an experiment trains and then reads)."""
+    `check=False` skips the checks (they trace the task, the model and the objective) where
+    this process has just built and checked the same objects (an experiment's runs, read
+    back after training)."""
     task = config_lib.make_task(config)
     if check:
         check_task(task, image_shape)
