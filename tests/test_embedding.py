@@ -10,8 +10,15 @@ import textwrap
 import numpy as np
 import pytest
 
+from jaxae.data import load_dataset
 from jaxae.data.splits import Split, Splits
 from jaxae.evaluation import embedding, pictures
+
+
+@pytest.fixture(scope="module")
+def fashion_slice(fashion_tfds_dir):
+    """Real Fashion-MNIST images (the session's slice: the tests take a few hundred)."""
+    return load_dataset("fashion_mnist", tfds_dir=fashion_tfds_dir)
 
 
 def test_neighbour_accuracy_on_a_hand_example():
@@ -58,8 +65,8 @@ def test_the_nearest_others_are_by_distance_then_index_as_a_full_search_finds_th
 
 
 def test_pixel_pca_points_are_the_test_pixels_on_the_training_pixels_two_leading_directions(
-        fashion_prepared):
-    data = fashion_prepared[1]
+        fashion_slice):
+    data = fashion_slice
     train, test = data.train_images[:300], data.test_images[:200]
     points = embedding.pixel_pca_points(train, test)
     x = train.reshape(300, -1) / 255.0
@@ -76,8 +83,8 @@ def test_pixel_pca_points_are_the_test_pixels_on_the_training_pixels_two_leading
     assert embedding.neighbour_accuracy(points, shuffled) < 0.2
 
 
-def test_the_latent_scatters_pca_panel_is_headed_by_each_pictures_accuracy(fashion_prepared):
-    data = fashion_prepared[1]
+def test_the_latent_scatters_pca_panel_is_headed_by_each_pictures_accuracy(fashion_slice):
+    data = fashion_slice
     split = Split(data.test_images[:100], data.test_labels[:100])
     splits = Splits(Split(data.train_images[:400], data.train_labels[:400]), None, split,
                     data.class_names, "test")
