@@ -32,6 +32,8 @@ class Keys(NamedTuple):
 IWAE_STREAM = 2**31 - 1  # the IWAE bounds' samples
 BLUR_FIT_STREAM = 2**31 - 2  # the corruption of the training images a blur width is fit on
 VALIDATION_EVAL_STREAM = 2**31 - 3  # the validation split's batches: fold_in of this stream's key
+ENCODER_PROBE_STREAM = 2**31 - 4  # a classifier probe's initialisation and batch order, trained
+# on a run's codes (`jaxae.experiments.encoder_probe`): a key none of the run's draws use
 
 # The stream of a training step's key (fold_in(train, n)) that a model's own Dropout draws
 # from (`jaxae.models.in_training`): the step splits its key in two for everything else, and

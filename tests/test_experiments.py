@@ -51,6 +51,7 @@ from jaxae.experiments.render import (
     render_section,
 )
 from jaxae.experiments.report import PAGE, write_report
+from jaxae.keys import derive_keys
 from jaxae.registry import Registry
 from jaxae.tasks import Denoise, Reconstruct, SuperResolve
 
@@ -204,6 +205,28 @@ def test_encoder_probe_reuses_the_trained_encoders(results):
             if r["features"].endswith("encoder"):
                 assert r["points_over_pca"] == pytest.approx(
                     100 * (r["test_accuracy"] - pca[r["dim"]]))
+
+
+def test_the_probes_key_is_none_of_the_runs_keys(monkeypatch):
+    """A probe splits its key into its initialisation's and its batch order's: neither may
+    be a key the seed's runs draw from (jax.random.key(seed)'s halves were the runs' init and
+    train keys)."""
+    given = []
+
+    def train_probe(features, labels, key, **kwargs):
+        given.append(key)
+        raise StopIteration
+
+    monkeypatch.setattr(encoder_probe, "train_probe", train_probe)
+    splits = types.SimpleNamespace(train=types.SimpleNamespace(labels=np.zeros(4, np.int32)),
+                                   num_classes=2)
+    for seed in (0, 1):
+        with pytest.raises(StopIteration):
+            encoder_probe.probe_row("d", splits, "raw pixels", 3, np.zeros((4, 3)),
+                                    np.zeros((2, 3)), 1, seed)
+        runs = [jax.random.key_data(k) for k in derive_keys(seed)]
+        for half in jax.random.split(given[-1]):
+            assert not any(np.array_equal(jax.random.key_data(half), k) for k in runs), seed
 
 
 def test_a_finished_run_is_reloaded_not_retrained(results, fashion_full_tfds_dir, monkeypatch):

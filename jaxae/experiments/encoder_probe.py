@@ -27,6 +27,7 @@ from jaxae.experiments.common import (
     column,
     sign_over_seeds,
 )
+from jaxae.keys import ENCODER_PROBE_STREAM, derive_keys
 
 TITLE = "Reusing the encoder: a linear probe on autoencoder codes, PCA codes and raw pixels"
 PROBE_EPOCHS = 10
@@ -46,8 +47,11 @@ def encoder_name(key: str) -> str:
 
 def probe_row(dataset: str, splits: Splits, name: str, dim: int,
               train_x: np.ndarray, test_x: np.ndarray, min_steps: int, seed: int) -> dict:
-    """Trains the linear softmax probe on `train_x` and scores it on both splits."""
-    probe = train_probe(np.asarray(train_x), splits.train.labels, jax.random.key(seed),
+    """Trains the linear softmax probe on `train_x` and scores it on both splits; its key is
+    a stream of the seed's evaluation key of its own (the seed's key itself splits into the
+    runs' streams: its halves would be a run's initialisation and training keys)."""
+    key = jax.random.fold_in(derive_keys(seed).eval, ENCODER_PROBE_STREAM)
+    probe = train_probe(np.asarray(train_x), splits.train.labels, key,
                         hidden=(), epochs=PROBE_EPOCHS, min_steps=min_steps,
                         num_classes=splits.num_classes)
     return {"dataset": dataset, "features": name, "dim": dim,
