@@ -5,7 +5,10 @@ cached on disk for the session (many tests build the same small models), and the
 the processes they start, compile with TEST_XLA_FLAGS: XLA's backend optimisation level 0,
 which halves it, and XLA's CPU loop emitters of before its MLIR fusion emitters, which
 compile the tests' small programs faster again (and run large ones slower), and matmuls on
-one thread per process (the tests run a process per core); and TEST_JAX_SETTINGS, which
+one thread per process (the tests run a process per core), and the deterministic GPU kernels
+that train.py and evaluate.py ask for (`jaxae.cli.determinism`: no CPU program changes), so
+that a command a test starts finds the programs the test compiled with the same flags in
+the cache; and TEST_JAX_SETTINGS, which
 keep Python's stack out of the programs' source locations. Nothing a test checks depends
 on those settings: shapes, errors, values against references within tolerances, and
 bitwise repeatability and resume within one setting. The programs users run are compiled
@@ -23,10 +26,10 @@ from jaxae.config import base_config, get
 from jaxae.data import idx, load_dataset, sources
 from jaxae.data.mnist5k import write_idx_file
 
-# (the last flag: two processes of two threads each on two cores ran the suite a seventh
+# (the third flag: two processes of two threads each on two cores ran the suite a seventh
 # slower, `pytest -p no:cacheprovider` with and without it)
 TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false "
-                  "--xla_cpu_multi_thread_eigen=false")
+                  "--xla_cpu_multi_thread_eigen=false --xla_gpu_deterministic_ops=true")
 
 # Source locations of no Python frame in the programs JAX lowers (its default keeps 100 frames
 # an operation): smaller programs to lower and compile, the same computation

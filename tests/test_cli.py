@@ -187,6 +187,8 @@ def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_
     assert saved == ["16", "32"]  # one per epoch of 16 steps
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["model"]["latent_dim"] == 2
+    with open(os.path.join(workdir, "environment.json")) as f:  # a GPU's kernels repeat too
+        assert "--xla_gpu_deterministic_ops=true" in json.load(f)["xla_flags"].split()
     python, *command = shlex.split(said.removeprefix("evaluate it: "))
     assert python == cli.shortest_path(sys.executable)
     evaluated = run(*command, production=True)
@@ -200,6 +202,22 @@ def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_
     assert metrics["step"] == 32 and metrics["test_images"] == 256
     with open(os.path.join(workdir, "eval", "reconstructions.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("given, expected", [
+    (None, "--xla_gpu_deterministic_ops=true"),
+    ("--xla_force_host_platform_device_count=8",
+     "--xla_force_host_platform_device_count=8 --xla_gpu_deterministic_ops=true"),
+    ("--xla_gpu_deterministic_ops=false", "--xla_gpu_deterministic_ops=false"),  # the user's
+    ("--xla_gpu_deterministic_ops", "--xla_gpu_deterministic_ops"),
+    ("--xla_gpu_deterministic_ops_x=1", "--xla_gpu_deterministic_ops_x=1 "
+                                        "--xla_gpu_deterministic_ops=true")])
+def test_the_commands_ask_for_deterministic_gpu_kernels_unless_xla_flags_name_them(given,
+                                                                                  expected):
+    environ = {} if given is None else {"XLA_FLAGS": given}
+    for _ in range(2):  # once
+        cli.use_deterministic_gpu_ops(environ)
+        assert environ == {"XLA_FLAGS": expected}
 
 
 def _example(name: str) -> str:

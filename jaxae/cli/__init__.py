@@ -14,7 +14,8 @@ one asked for before training started (one line, nothing to save); where no stop
 Its parts: `train_command` and `evaluate_command` (the commands `jaxae-train` and
 `jaxae-evaluate`, which a clone's train.py and evaluate.py call), `exits` (how the process
 ends: `run`, the exit codes, Orbax's writer threads), `signals` (a graceful stop, or an
-immediate one), `output` (an output whose reader ended is a stop too), `quiet` (Orbax's logs
+immediate one), `determinism` (XLA's deterministic GPU kernels: a seeded run repeats on a
+GPU too), `output` (an output whose reader ended is a stop too), `quiet` (Orbax's logs
 and leftovers), `arguments` (the command line read ahead of absl), `config_flag` (`--config`
 and its overrides) and `config_errors` (one line for each way a config fails to load).
 
@@ -35,10 +36,12 @@ from jaxae.cli.config_flag import (
     parse_flags,
     use_help_of,
 )
+from jaxae.cli.determinism import use_deterministic_gpu_ops
 from jaxae.cli.exits import end_stopped, refuse_busy_workdir, run
 from jaxae.cli.signals import GracefulStop, stop_at_once_on_signal, work_done
 
 __all__ = ["GracefulStop", "default_config_note", "define_config_flag",
            "define_eval_overrides", "end_stopped", "eval_overrides", "loaded_config", "output",
            "parse_flags", "refuse_busy_workdir", "run", "shortest_path",
-           "stop_at_once_on_signal", "use_help_of", "user_path", "work_done"]
+           "stop_at_once_on_signal", "use_deterministic_gpu_ops", "use_help_of", "user_path",
+           "work_done"]

@@ -39,6 +39,7 @@ from jaxae import cli  # light: Ctrl-C from `main` on is one line and exit code 
 def main() -> None:
     """The command `jaxae-evaluate` (and a clone's evaluate.py)."""
     cli.output.usable_streams()
+    cli.use_deterministic_gpu_ops()  # before anything starts JAX's backend
     cli.stop_at_once_on_signal("evaluation")
     from absl import app, flags
 

@@ -50,6 +50,7 @@ def main(default_config: str | None = None,
     """The command `jaxae-train` (and a clone's train.py, which names its own
     `default_config` and the `evaluate_command` beside it)."""
     cli.output.usable_streams()
+    cli.use_deterministic_gpu_ops()  # before anything starts JAX's backend
     stop = cli.GracefulStop().install()
     cli.refuse_busy_workdir()  # a workdir in use: refused before JAX is imported
     from absl import app, flags

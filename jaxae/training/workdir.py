@@ -413,8 +413,8 @@ def append_resume(workdir: str, record: dict) -> str | None:
 
 def run_environment() -> dict:
     """What a run computes on: jaxae's version, commit and source hash, Python, the devices,
-    the CPU threads, the platform and the libraries' versions. A run reads it as it starts
-    (the source it imported, not edits made while it trains) and records it in
+    the CPU threads, the platform, XLA_FLAGS and the libraries' versions. A run reads it as
+    it starts (the source it imported, not edits made while it trains) and records it in
     environment.json."""
     return {
         "jaxae": jaxae.__version__,
@@ -424,6 +424,7 @@ def run_environment() -> dict:
         "cpu_threads": cpu_threads(),
         "jaxae_sha256": source_sha256(),
         "platform": platform.platform(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),  # its options change bits (GPU kernels)
         **{module: _version_of(module) for module in (*LIBRARIES, "tensorflow_datasets")},
     }
 

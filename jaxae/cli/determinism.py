@@ -1,0 +1,23 @@
+"""XLA's deterministic GPU kernels for the commands' processes, so that a seeded run repeats
+bit for bit on a GPU as it does on a CPU: XLA's default GPU reductions and scatters add with
+atomics, in the order their threads happen to finish, and it picks cuDNN and cuBLAS
+algorithms by timing them. The flag is process-wide (XLA_FLAGS), so it is the commands'
+policy, not the library's: a loop of one's own sets it itself (docs/devices.md). It costs
+step time on a GPU (`python -m benchmarks.bench --mode=determinism` measures how much);
+XLA_FLAGS that name it already keep their value, `=false` included. CPU programs are not
+changed by it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+
+DETERMINISTIC_OPS = "--xla_gpu_deterministic_ops"
+
+
+def use_deterministic_gpu_ops(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Adds `--xla_gpu_deterministic_ops=true` to XLA_FLAGS unless they name it; call it
+    before JAX starts its backend (XLA reads the flags once)."""
+    flags = environ.get("XLA_FLAGS", "")
+    if not any(flag.split("=")[0] == DETERMINISTIC_OPS for flag in flags.split()):
+        environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_OPS}=true".strip()
