@@ -1,6 +1,6 @@
 """XLA's deterministic GPU kernels for the commands' processes, so that a seeded run repeats
-bit for bit on a GPU as it does on a CPU: XLA's default GPU reductions and scatters add with
-atomics, in the order their threads happen to finish, and it picks cuDNN and cuBLAS
+bit for bit on a GPU as it does on a CPU: some of XLA's default GPU reductions and scatters
+add with atomics, in the order their threads happen to finish, and it picks cuDNN and cuBLAS
 algorithms by timing them. The flag is process-wide (XLA_FLAGS), so it is the commands'
 policy, not the library's: a loop of one's own sets it itself (docs/devices.md). It costs
 step time on a GPU (`python -m benchmarks.bench --mode=determinism` measures how much);
