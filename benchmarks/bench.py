@@ -6,7 +6,8 @@ throughput (default)
     For each workload, image shape, width and batch size: compile time, steady-state step
     time and images/s of the training path `train.py` runs (--steps-per-chunk steps, or a
     whole epoch, compiled as one loop, batches gathered on the device, each batch split
-    over --devices devices, all by default, as train.py splits it), and the step's
+    over --devices devices, all by default, as train.py splits it; XLA's default kernels,
+    where train.py asks a GPU for deterministic ones: docs/devices.md), and the step's
     roofline (`benchmarks.roofline`): FLOPs and bytes moved per step from XLA's cost
     analysis, their ratio (the arithmetic intensity), the matmul peak and the STREAM
     bandwidth measured between every two timed chunks, the roof that binds and the fraction

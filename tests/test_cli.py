@@ -211,13 +211,39 @@ def test_train_then_evaluate_writes_checkpoint_metrics_and_picture(fashion_tfds_
     ("--xla_gpu_deterministic_ops=false", "--xla_gpu_deterministic_ops=false"),  # the user's
     ("--xla_gpu_deterministic_ops", "--xla_gpu_deterministic_ops"),
     ("--xla_gpu_deterministic_ops_x=1", "--xla_gpu_deterministic_ops_x=1 "
-                                        "--xla_gpu_deterministic_ops=true")])
+                                        "--xla_gpu_deterministic_ops=true"),
+    ("/etc/xla_flags.txt", "/etc/xla_flags.txt")])  # a file XLA reads the flags from
 def test_the_commands_ask_for_deterministic_gpu_kernels_unless_xla_flags_name_them(given,
                                                                                   expected):
     environ = {} if given is None else {"XLA_FLAGS": given}
     for _ in range(2):  # once
         cli.use_deterministic_gpu_ops(environ)
         assert environ == {"XLA_FLAGS": expected}
+
+
+@pytest.mark.parametrize("command", ["jaxae.cli.train_command", "jaxae.cli.evaluate_command",
+                                     "jaxae.experiments.__main__"])
+def test_the_commands_ask_for_the_kernels_before_jax_starts_its_backend(command):
+    """The commands' first step (XLA reads XLA_FLAGS once, as its backend starts): a spy in
+    its place says whether the backend had started; each command then stops at its usage."""
+    spy = textwrap.dedent(f"""
+        import sys
+        import jaxae.cli
+
+        def spy(*args):
+            from jax._src import xla_bridge
+            print("backend started:", xla_bridge.backends_are_initialized(), flush=True)
+
+        jaxae.cli.use_deterministic_gpu_ops = spy
+        import {command} as command
+        sys.argv = ["command", "--nonsense"]
+        command.main()
+        """)
+    done = subprocess.run([sys.executable, "-c", spy], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env=cache_env())
+    assert done.stdout.splitlines()[:1] == ["backend started: False"], (done.stdout,
+                                                                          done.stderr[-2000:])
+    assert done.returncode != 0  # stopped at its usage, not run
 
 
 def _example(name: str) -> str:

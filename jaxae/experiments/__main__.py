@@ -158,6 +158,7 @@ def context(args: argparse.Namespace) -> Context:
 
 def main(argv: list[str] | None = None) -> None:
     cli.output.usable_streams()
+    cli.use_deterministic_gpu_ops()  # its runs, as train.py's (before JAX's backend starts)
     failed: list[OSError] = []  # the output (a run's stop inside hears of it too)
     with cli.output.watched(failed.append):
         _main(parse_args(argv), failed)

@@ -331,11 +331,10 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
                    environment_now: dict | None = None) -> ResumeChanges:
     """The fields a resume at `step` gives other values (those a resume may change), another
     device count, other code (`code_now`: the run's `code_files`, where it has them), other
-    threads, source or libraries (`environment_now`: `run_environment()` as the run began,
-    default now); read
-    from the run's config.json and environment.json, which describe only its last part
-    (hence resumes.jsonl, `append_resume`). Raises nothing a run should stop for (a damaged
-    environment.json compares as empty)."""
+    threads, XLA_FLAGS, source or libraries (`environment_now`: `run_environment()` as the
+    run began, default now); read from the run's config.json and environment.json, which
+    describe only its last part (hence resumes.jsonl, `append_resume`). Raises nothing a run
+    should stop for (a damaged environment.json compares as empty)."""
     if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
         return ResumeChanges(
             {"step": step, "unchecked": f"{CONFIG_FILE} was missing"}, [],
@@ -350,7 +349,8 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
     before = recorded_environment(workdir)  # missing or damaged: empty, written again
     environment = run_environment() if environment_now is None else environment_now
     now = {"devices": len(environment["devices"]),
-           **{k: environment[k] for k in ("git_commit", "jaxae_sha256", *LIBRARIES)},
+           **{k: environment[k] for k in ("git_commit", "jaxae_sha256", "xla_flags",
+                                          *LIBRARIES)},
            **({"cpu_threads": environment["cpu_threads"]}
               if jax.default_backend() == "cpu" else {})}
     was = {**{k: before.get(k) for k in now}, "devices": len(before.get("devices", [])) or None}
@@ -376,6 +376,11 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
                         f"with {threads}: XLA splits some sums by thread, so its bits may "
                         f"differ from an uninterrupted run's (PJRT_NPROC={was_threads} runs "
                         f"as it did)")
+    if "xla_flags" in differs:
+        was_flags, flags = (repr(f) for f in differs["xla_flags"])
+        warnings.append(f"warning: the run trained with XLA_FLAGS={was_flags} and resumes with "
+                        f"XLA_FLAGS={flags}: XLA's options change its programs, so its bits may "
+                        "differ from an uninterrupted run's")
     if "git_commit" in differs:
         was_commit, now_commit = (commit or "a copy outside git" for commit in
                                   differs["git_commit"])
