@@ -9,8 +9,10 @@ drawn under the config's initialisation scheme; `batches.epoch_permutation` each
 order (a streamed split, larger than memory: `StreamedBatches` reads the same batches from
 disk); `steps.make_train_step` one step, which folds the step number into its key. Change
 any part and the loop is yours; keep them and its parameters equal train.py's bit for bit on
-the same machine (`tests/test_library.py` checks it). train.py adds checkpoints, resume,
-evaluation and logs around the same steps, and compiles many steps as one loop.
+the same machine (`tests/test_library.py` checks it; on a GPU, with the deterministic
+kernels train.py asks XLA for, which `main` asks for first: docs/devices.md). train.py adds
+checkpoints, resume, evaluation and logs around the same steps, and compiles many steps as
+one loop.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from jaxae import build
 from jaxae import config as config_lib
 from jaxae.cli.config_flag import locate_code_names
+from jaxae.cli.determinism import use_deterministic_gpu_ops
 from jaxae.data import DataError, StreamedBatches, batches
 from jaxae.keys import derive_keys
 from jaxae.training import steps
@@ -101,6 +104,7 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
 def main(argv: list[str]) -> None:
     """The command line: one config file (or a shipped config's name); a wrong config or data
     is one line, as train.py says it."""
+    use_deterministic_gpu_ops()  # as train.py, before JAX's backend starts
     usage = "usage: python examples/own_loop.py CONFIG.py (a config file; a shipped one by name)"
     if argv in (["-h"], ["--help"]):
         print(__doc__.split("\n\n")[0] + "\n" + usage)

@@ -221,23 +221,26 @@ def test_the_commands_ask_for_deterministic_gpu_kernels_unless_xla_flags_name_th
         assert environ == {"XLA_FLAGS": expected}
 
 
-@pytest.mark.parametrize("command", ["jaxae.cli.train_command", "jaxae.cli.evaluate_command",
-                                     "jaxae.experiments.__main__"])
+@pytest.mark.parametrize("command", [
+    "import jaxae.cli.train_command as c; c.main()",
+    "import jaxae.cli.evaluate_command as c; c.main()",
+    "import jaxae.experiments.__main__ as c; c.main()",
+    "import runpy; runpy.run_path('examples/own_loop.py', run_name='__main__')"])
 def test_the_commands_ask_for_the_kernels_before_jax_starts_its_backend(command):
     """The commands' first step (XLA reads XLA_FLAGS once, as its backend starts): a spy in
     its place says whether the backend had started; each command then stops at its usage."""
     spy = textwrap.dedent(f"""
         import sys
-        import jaxae.cli
+        import jaxae.cli.determinism
 
         def spy(*args):
             from jax._src import xla_bridge
             print("backend started:", xla_bridge.backends_are_initialized(), flush=True)
 
+        jaxae.cli.determinism.use_deterministic_gpu_ops = spy
         jaxae.cli.use_deterministic_gpu_ops = spy
-        import {command} as command
         sys.argv = ["command", "--nonsense"]
-        command.main()
+        {command}
         """)
     done = subprocess.run([sys.executable, "-c", spy], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env=cache_env())
