@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -988,10 +989,14 @@ def test_a_tfds_sets_images_of_several_sizes_are_fitted_as_any_images_are(tmp_pa
     np.testing.assert_array_equal(np.concatenate([data.train_images, data.test_images]), want)
 
 
-def test_tfds_builder_that_needs_tensorflow_is_one_line(tmp_path, monkeypatch) -> None:
+def test_tfds_builder_that_needs_tensorflow_is_one_line(tmp_path, tmp_path_factory,
+                                                        monkeypatch) -> None:
     """celeb_a's builder needs TensorFlow: said before anything is downloaded (TensorFlow is
     made to look absent, so the test runs where it is installed too)."""
     monkeypatch.setattr(tfds_sets, "tensorflow_installed", lambda: False)
+    # TFDS's builder of a set not yet prepared leaves an empty folder in the temporary
+    # folder (its bucket's lookup): in pytest's, not the machine's
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("tfds_scratch")))
     with pytest.raises(DataError) as excinfo:
         DATASETS.get("celeb_a")(tfds_dir=str(tmp_path), image_size=64)
     one_line(excinfo, "celeb_a needs TensorFlow", "pip install 'jaxae[tfds]'")
