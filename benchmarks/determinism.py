@@ -25,7 +25,8 @@ import subprocess
 import sys
 import time
 
-FLAG = "--xla_gpu_deterministic_ops=true"
+from jaxae.cli.determinism import DETERMINISTIC_FLAG as FLAG  # the flag train.py adds
+
 DEFAULT_MODELS = ("conv_ae", "vae")
 
 

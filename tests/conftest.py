@@ -22,6 +22,7 @@ import time
 import jax
 import pytest
 
+from jaxae.cli.determinism import DETERMINISTIC_FLAG
 from jaxae.config import base_config, get
 from jaxae.data import idx, load_dataset, sources
 from jaxae.data.mnist5k import write_idx_file
@@ -29,7 +30,7 @@ from jaxae.data.mnist5k import write_idx_file
 # (the third flag: two processes of two threads each on two cores ran the suite a seventh
 # slower, `pytest -p no:cacheprovider` with and without it)
 TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false "
-                  "--xla_cpu_multi_thread_eigen=false --xla_gpu_deterministic_ops=true")
+                  f"--xla_cpu_multi_thread_eigen=false {DETERMINISTIC_FLAG}")
 
 # Source locations of no Python frame in the programs JAX lowers (its default keeps 100 frames
 # an operation): smaller programs to lower and compile, the same computation

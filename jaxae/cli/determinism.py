@@ -14,6 +14,7 @@ import os
 from collections.abc import MutableMapping
 
 DETERMINISTIC_OPS = "--xla_gpu_deterministic_ops"
+DETERMINISTIC_FLAG = f"{DETERMINISTIC_OPS}=true"  # as the commands add it
 
 
 def use_deterministic_gpu_ops(environ: MutableMapping[str, str] = os.environ) -> None:
@@ -23,4 +24,4 @@ def use_deterministic_gpu_ops(environ: MutableMapping[str, str] = os.environ) ->
     if flags.strip() and not flags.lstrip().startswith("-"):
         return  # a file's name: anything added would become part of the name
     if not any(flag.split("=")[0] == DETERMINISTIC_OPS for flag in flags.split()):
-        environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_OPS}=true".strip()
+        environ["XLA_FLAGS"] = f"{flags} {DETERMINISTIC_FLAG}".strip()
