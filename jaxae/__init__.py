@@ -37,10 +37,11 @@ def _configs_of_a_clone() -> None:
     init = os.path.join(folder, "__init__.py")
     if "jaxae.configs" in sys.modules or not os.path.isfile(init):
         return
-    installed = importlib.util.find_spec("jaxae.configs")
-    if installed is not None and os.path.dirname(os.path.realpath(installed.origin)) in (
-            folder, os.path.join(package, "configs")):  # this jaxae's own, as installed
-        return  # (an editable install of another checkout maps to its configs: not these)
+    installed = importlib.util.find_spec("jaxae.configs")  # origin None: a bare folder
+    if installed is not None and installed.origin is not None and os.path.dirname(
+            os.path.realpath(installed.origin)) in (folder, os.path.join(package, "configs")):
+        return  # this jaxae's own, as installed (an editable install of another checkout
+        # maps to its configs: not these)
     spec = importlib.util.spec_from_file_location("jaxae.configs", init,
                                                   submodule_search_locations=[folder])
     module = importlib.util.module_from_spec(spec)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import tomllib
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "jaxae")
 
@@ -110,13 +112,17 @@ def test_a_clone_used_without_installing_has_its_configs_as_jaxae_configs():
     assert done.stdout.split() == ["mnist", os.path.join(root, "configs", "__init__.py")]
 
 
-def test_a_clone_beside_another_checkouts_install_has_its_own_configs(tmp_path):
+@pytest.mark.parametrize("stray_folder", [False, True])
+def test_a_clone_beside_another_checkouts_install_has_its_own_configs(tmp_path, stray_folder):
     """A clone on PYTHONPATH while the environment holds an editable install of another
-    checkout: `jaxae.configs` is the clone's, as `jaxae` is."""
+    checkout: `jaxae.configs` is the clone's, as `jaxae` is; so too where a folder
+    jaxae/configs/ without an __init__.py (a namespace package, of no file) is in the way."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for folder in ("jaxae", "configs"):
         shutil.copytree(os.path.join(root, folder), tmp_path / folder,
                         ignore=shutil.ignore_patterns("__pycache__"))
+    if stray_folder:
+        (tmp_path / "jaxae" / "configs" / "__pycache__").mkdir(parents=True)
     code = "import jaxae, jaxae.configs.test as t; print(jaxae.__file__, t.__file__)"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(tmp_path)})

@@ -2260,14 +2260,18 @@ def test_an_evaluation_whose_metrics_cannot_be_written_names_the_file_and_the_re
 
 
 def test_a_config_json_that_is_no_object_is_left_to_its_own_damage_line(tmp_path):
-    """check_same_data reads config.json's data section; a JSON list there (a damaged
-    file, which prepare_workdir names) is no AttributeError."""
+    """check_same_data and recorded_data_path read config.json's data section; a JSON list
+    there, or a data.path that is no string (a damaged file, which prepare_workdir names),
+    is no AttributeError and no path."""
     from jaxae.training import workdir as workdir_lib
 
     (tmp_path / "config.json").write_text("[]")
     (tmp_path / "environment.json").write_text("[1]")
     data = ml_collections.ConfigDict({"name": "fashion_mnist", "path": None})
     assert workdir_lib.check_same_data(str(tmp_path), data, "fingerprint") is None
+    assert workdir_lib.recorded_data_path(str(tmp_path)) is None
+    (tmp_path / "config.json").write_text('{"data": {"path": ["a", "b"]}}')  # no path
+    assert workdir_lib.recorded_data_path(str(tmp_path)) is None
 
 
 def test_a_library_run_of_a_model_its_module_registers_evaluates_with_evaluate_py(

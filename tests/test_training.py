@@ -685,6 +685,11 @@ def test_a_denoising_autoencoder_s_samples_perturb_codes_of_the_inputs_it_was_tr
         rows[1][1], generation.perturbed_code_samples(model, params, inputs, first))
     clean = generation.perturbed_code_samples(model, params, batches.to_float(shown), first)
     assert not np.array_equal(rows[1][1], clean)
+    with pytest.raises(ValueError, match="task Denoise draws the inputs .*: give task_key="):
+        sample_rows(model, params, data, key, 10, task)
+    # a task that draws nothing needs no key: its codes are of the clean images
+    _, plain = sample_rows(model, params, data, key, 10, tasks.Reconstruct())
+    np.testing.assert_array_equal(plain[0][1], clean)
 
 
 def test_the_cpu_compiler_options_stay_on_the_cpu(monkeypatch):

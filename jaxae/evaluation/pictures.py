@@ -106,9 +106,13 @@ def sample_rows(model: nn.Module, params: ModelParams, data: Splits, key: jax.Ar
     """(what they are, rows) of the generation picture, or None for a model without a code.
     A plain autoencoder's codes are of what its `task` gives it to encode (a denoising
     task's corrupted images, drawn with `task_key`, shown as a row), not of clean images
-    it never saw."""
+    it never saw; a task that draws nothing (`Task.draws_input`) needs no `task_key`."""
     if model.latent_shape is None:
         return None
+    if task is not None and task.draws_input and task_key is None:
+        raise ValueError(f"task {type(task).__name__} draws the inputs it encodes from the "
+                         "images (a corruption or a binarised draw): give task_key= (a run's "
+                         "Keys.eval draws them as its evaluation did)")
     if model.variational and model.conditional:
         grid = generation.class_samples(model, params, key, num_images, data.num_classes,
                                         shared_z=True)
@@ -125,7 +129,8 @@ def sample_rows(model: nn.Module, params: ModelParams, data: Splits, key: jax.Ar
     if task is None:
         inputs = to_float(images)
     else:  # what the model was trained to encode: the task's inputs (corrupted, binarised...)
-        inputs, targets = task.make_example(images, task_key)
+        # a task that draws nothing reads no key: `key` stands in for the one not given
+        inputs, targets = task.make_example(images, key if task_key is None else task_key)
         if task.shows_input:
             rows.append((task.input_label(targets.shape[1:]),
                          np.asarray(task.input_as_image(inputs, targets.shape[1:]))))

@@ -837,7 +837,7 @@ def _epochs(run: _Run, state: steps.TrainState, source: BatchSource, faults: Fau
             save()
             break
         evaluate(epoch + 1)
-        stopped = stopped or run.stop_requested()
+        stopped = run.stop_requested()  # (one asked for inside the epoch broke out above)
         if (epoch + 1) % train_config.checkpoint_every_epochs == 0 or step >= stop_at or \
                 stopped or (every and step % every == 0):
             save()

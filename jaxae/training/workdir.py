@@ -133,8 +133,9 @@ def recorded_data_fingerprint(workdir: str) -> str | None:
 
 def recorded_data_path(workdir: str) -> str | None:
     """The data.path a run in `workdir` records in its config.json, normalised (an older
-    run's may end in '/'); None: none, or no file."""
-    return _place((_recorded_data(workdir) or {}).get("path"))
+    run's may end in '/'); None: none, no file, or no string (a damaged file)."""
+    path = _place((_recorded_data(workdir) or {}).get("path"))
+    return path if isinstance(path, str) else None
 
 
 def _place(path: object) -> object:
