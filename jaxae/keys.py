@@ -7,6 +7,7 @@ uninterrupted one does.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Any, NamedTuple
 
@@ -47,6 +48,13 @@ PICTURES_STREAM = 0  # the samples drawn for samples.png
 RECOGNITION_STREAM = 1  # a conditional model's samples that a pixel classifier recognises
 
 
+@functools.cache
+def _raw_key_shape(impl: str) -> tuple[int, ...]:
+    """The shape of a raw key (`jax.random.PRNGKey`'s) of the PRNG implementation `impl`,
+    the default one, read without running anything."""
+    return tuple(jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape)
+
+
 def check_key(key: Any, what: str = "key") -> None:
     """A TypeError naming the fix unless `key` is one PRNG key: a typed key
     (`jax.random.key(seed)`) or a raw uint32 one (`jax.random.PRNGKey(seed)`). An int where
@@ -55,7 +63,7 @@ def check_key(key: Any, what: str = "key") -> None:
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
         if shape == ():
             return
-    elif dtype == jnp.uint32 and shape is not None and len(shape) == 1:
+    elif dtype == jnp.uint32 and shape == _raw_key_shape(jax.config.jax_default_prng_impl):
         return  # a raw key's words (2 for threefry)
     given = (f"{dtype}[{','.join(map(str, shape))}]" if shape is not None
              else type(key).__name__)

@@ -504,11 +504,16 @@ def test_a_probe_infers_its_classes_and_refuses_labels_outside_them():
         train_probe(features, np.arange(64) % 12, 0)
 
 
-def test_a_tasks_example_names_an_integer_key():
+def test_a_tasks_example_names_an_integer_key_or_a_vector_of_the_wrong_length():
     from jaxae.tasks import Denoise
 
     with pytest.raises(TypeError, match=r"^make_example's key must be one PRNG key, not int"):
         Denoise().make_example(IMAGES, 0)
+    # a uint32 vector of another length is no raw key (jax.random.PRNGKey's: 2 words)
+    with pytest.raises(TypeError, match=r"^make_example's key must be one PRNG key, not "
+                                        r"uint32\[784\]: pass jax.random.key"):
+        Denoise().make_example(IMAGES, jnp.zeros(784, jnp.uint32))
+    Denoise().make_example(IMAGES, jax.random.PRNGKey(0))  # a raw key: taken
 
 
 def test_make_splits_refuses_more_images_than_a_split_holds_and_one_based_labels_warn(capsys):
@@ -934,12 +939,17 @@ def test_check_false_creates_the_state_of_a_module_that_declares_nothing():
     assert state.params["Dense_0"]["kernel"].shape == (784, 4)
 
 
-def test_checkpoints_restore_numpy_scalars_and_name_restore_state_for_a_train_state(tmp_path):
+def test_checkpoints_restore_numpy_scalars_and_name_the_state_functions_for_a_train_state(
+        tmp_path):
     manager = checkpoints.make_manager(str(tmp_path / "checkpoints"))
     checkpoints.save(manager, 1, {"w": jnp.ones(3), "epoch": np.int32(3)})
     tree = checkpoints.restore(manager, {"w": jnp.zeros(3), "epoch": np.int32(0)})
     assert int(tree["epoch"]) == 3 and tree["epoch"].dtype == np.int32
     _, state = dense_state()
+    with pytest.raises(TypeError, match=r"^save takes a tree of arrays: a TrainState saves "
+                                        r"with save_state\(manager, state\), and "
+                                        r"restore_state reads it back$"):
+        checkpoints.save(manager, 2, state)
     checkpoints.save_state(manager, state)
     with pytest.raises(TypeError, match=r"^restore takes a tree like the one saved: a "
                                         r"TrainState saved with save_state restores with "
@@ -948,6 +958,20 @@ def test_checkpoints_restore_numpy_scalars_and_name_restore_state_for_a_train_st
     restored = checkpoints.restore_state(manager, state)
     assert int(restored.step) == int(state.step)
     checkpoints.close(manager)
+
+
+def test_a_model_built_with_a_list_field_is_encoded_its_programs_kept_by_identity():
+    """A module built by hand may hold a list (build_model makes tuples): unhashable, so the
+    evaluation functions keep its programs by the object, not by its value."""
+    listed = models.DeepAE(image_shape=MNIST, latent_dim=2, hidden=[16, 8])
+    params = steps.init_params(listed, MNIST, jax.random.key(0))
+    programs = generation._codes.programs
+    programs.cache_clear()
+    codes = generation.encode(listed, params, IMAGES[:3])
+    np.testing.assert_array_equal(generation.encode(listed, params, IMAGES[:3]), codes)
+    assert (programs.cache_info().misses, programs.cache_info().hits) == (1, 1)
+    tupled = models.DeepAE(image_shape=MNIST, latent_dim=2, hidden=(16, 8))
+    np.testing.assert_array_equal(generation.encode(tupled, params, IMAGES[:3]), codes)
 
 
 def test_generation_metrics_and_the_kl_name_misshapen_inputs_and_a_seed_given_as_a_key():

@@ -643,6 +643,13 @@ def test_a_task_refuses_scaled_images_and_a_shape_it_cannot_run_at():
                                          r"of 2 or more divides both 5 and 7: resize the images "
                                          r"\(config.data.image_size\)"):  # not "use one of none"
         tasks.SuperResolve(factor=2).check((5, 7, 1))
+    # NumPy's numbers (a sweep over np.arange, np.linspace) are the Python numbers they hold
+    assert tasks.SuperResolve(factor=np.int64(4)) == tasks.SuperResolve(factor=4)
+    tasks.SuperResolve(factor=np.int64(4)).check(MNIST)
+    noisy = tasks.Denoise(dropout_rate=np.float32(0.25), noise_std=np.float64(0.5))
+    assert (noisy.dropout_rate, noisy.noise_std) == (0.25, 0.5)
+    assert type(noisy.dropout_rate) is float and noisy == tasks.Denoise(dropout_rate=0.25,
+                                                                         noise_std=0.5)
 
 
 @pytest.mark.parametrize("labels, count, shown", [

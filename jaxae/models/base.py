@@ -3,7 +3,7 @@
 Every model is a Flax module with
 
     logits, aux = model.apply(variables, x, labels=None, key=None, sample=True)
-    code = model.apply(variables, x, labels=None, method="encode")
+    code = model.apply(variables, x, labels=None, method="encode")  # a VAE: (mean, log_sigma)
     logits = model.apply(variables, z, labels=None, method="decode")
 
 `logits` has the shape of the images the model reconstructs (the pixel values are their
@@ -53,7 +53,9 @@ BATCH_STATS = "batch_stats"  # Flax BatchNorm's collection of running averages
 def in_training(module: nn.Module) -> bool:
     """Whether `module` runs inside a training step: only those give the "dropout" stream
     (and make BatchNorm's running averages, "batch_stats", mutable; a loop of one's own
-    that passes either is training). Layers that act only while training read it:
+    that passes either is training), and `model.init`, whose collections are all mutable
+    (a layer's training-only variables are made there). Layers that act only while
+    training read it:
     `nn.Dropout(rate, deterministic=not in_training(self))`,
     `nn.BatchNorm(use_running_average=not in_training(self))`. A layer inside a lifted
     transform (`nn.scan`, `nn.vmap`) sees the stream only where the transform's split_rngs

@@ -11,6 +11,7 @@ average-pooled copy by any factor that divides the image. Register your own with
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import ClassVar
 
 import jax
@@ -172,6 +173,9 @@ class Denoise(Task):
     noise_std: float = 0.3
 
     def __post_init__(self) -> None:
+        for name in ("dropout_rate", "noise_std"):  # NumPy's scalars (a sweep's) as Python's
+            if isinstance(getattr(self, name), numbers.Real):
+                object.__setattr__(self, name, float(getattr(self, name)))
         if self.corruption not in CORRUPTIONS:
             raise ValueError(f"corruption={self.corruption!r} is unknown: choose one of "
                              f"{', '.join(CORRUPTIONS)}")
@@ -222,6 +226,10 @@ class SuperResolve(Task):
     factor: int = 2
     baseline_name: ClassVar[str] = "bicubic"
     input_method: ClassVar[str] = "nearest-neighbour upsampling"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.factor, numbers.Integral):  # NumPy's integers (a sweep's) as int
+            object.__setattr__(self, "factor", int(self.factor))
 
     def check(self, image_shape: Shape) -> None:
         height, width, _ = image_shape

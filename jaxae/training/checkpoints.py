@@ -345,8 +345,11 @@ def save(manager: ocp.CheckpointManager, step: int, tree: PyTree, *,
     step the folder holds already is a CheckpointExists naming it, unless `replace`: then
     that checkpoint is written over (the trainer's case: a step left on disk that resuming
     passed over as damaged). The previous save's failure is raised here as that step's
-    CheckpointWriteError.
+    CheckpointWriteError. A TrainState is `save_state`'s (a WrongTarget says so).
     """
+    if isinstance(tree, train_state.TrainState):  # its checkpoint is state_tree's layout
+        raise WrongTarget("save takes a tree of arrays: a TrainState saves with "
+                          "save_state(manager, state), and restore_state reads it back")
     try:
         number = operator.index(step)  # an int, or a 0-d integer array such as state.step
     except TypeError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 
@@ -40,10 +41,35 @@ def compiler_options(platform: str | None = None) -> dict[str, bool | int]:
 MODELS_KEPT = 4  # the model objects whose programs a `jit_per_model` function keeps
 
 
+class _ByIdentity:
+    """An object that cannot be hashed (a Flax module built with a list field) as a cache
+    key: the object itself, not its value."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.obj is self.obj
+
+
+def _cache_key(obj: Any) -> Any:
+    try:
+        hash(obj)
+    except TypeError:
+        return _ByIdentity(obj)
+    return obj
+
+
 def jit_per_model(static: int = 1) -> Callable[[Callable], Callable]:
     """A decorator: `jax.jit` of the function with its first `static` arguments fixed (a
-    model, a task: objects that hash by identity), the programs kept for the MODELS_KEPT
-    objects used last. A module-level `jax.jit` with the model a static argument kept the
+    model, a task: equal ones share programs, as Flax modules and frozen dataclasses hash by
+    their fields; one that cannot be hashed, by the object), the programs kept for the
+    MODELS_KEPT used last. A module-level `jax.jit` with the model a static argument kept the
     programs of every model object it was given for the life of the process: a loop of
     evaluations (a model built anew by each) grew by megabytes a call. `.programs` is the
     kept jitted functions' cache (`cache_info()`, `cache_clear()`)."""
@@ -51,11 +77,12 @@ def jit_per_model(static: int = 1) -> Callable[[Callable], Callable]:
     def decorate(fn: Callable) -> Callable:
         @functools.lru_cache(maxsize=MODELS_KEPT)
         def programs(*fixed) -> Callable:
-            return jax.jit(functools.partial(fn, *fixed))
+            return jax.jit(functools.partial(
+                fn, *(k.obj if isinstance(k, _ByIdentity) else k for k in fixed)))
 
         @functools.wraps(fn)
         def call(*args, **kwargs):
-            return programs(*args[:static])(*args[static:], **kwargs)
+            return programs(*map(_cache_key, args[:static]))(*args[static:], **kwargs)
 
         call.programs = programs
         return call
