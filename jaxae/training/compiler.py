@@ -58,6 +58,7 @@ class _ByIdentity:
 
 
 def _cache_key(obj: Any) -> Any:
+    """`obj` as the programs' cache takes it: itself where it hashes, else `_ByIdentity`."""
     try:
         hash(obj)
     except TypeError:
