@@ -89,8 +89,9 @@ def base_config() -> ml_collections.ConfigDict:
         "data_dir": config_dict.placeholder(str),  # offline files: 4 IDX .gz or CIFAR-10's
         "tfds_dir": config_dict.placeholder(str),  # TFDS data dir; default: TFDS's own
         "path": config_dict.placeholder(str),  # npz: the file of arrays; folder: the folder
-        # folder without test/: the share of each class held out for testing (None: 0.2), by
-        # a fixed carve of its files, the same for every seed (a data set's own split)
+        # folder without test/: the share of each class held out for testing, in (0, 1)
+        # (None: 0.2), by a fixed carve of its files, the same for every seed (a data set's
+        # own split)
         "test_fraction": config_dict.placeholder(float),
         "image_size": config_dict.placeholder(int),  # resize + centre-crop to SxS (None: as is)
         "channels": config_dict.placeholder(int),  # 1 (grey) or 3 (RGB) (None: as stored)
@@ -105,7 +106,7 @@ def base_config() -> ml_collections.ConfigDict:
         "streaming": "auto",  # "memory", "stream" (Grain), or "auto": stream what exceeds
         # the device memory the training images may take: whole, or else a streamed chunk
         # of batches at a time (one batch at least)
-        "memory_budget_mb": 2048,
+        "memory_budget_mb": 2048,  # MiB: that memory (and a streamed chunk's most)
     })
     c.task = ml_collections.ConfigDict({
         "name": "reconstruct",  # "reconstruct", "denoise" or "superresolve" (jaxae.tasks)
@@ -408,7 +409,8 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     for field, where in TASK_FROM_DATA.items():
         _require(field not in config.task, f"config.task.{field} is set, but a task's {field} "
                  f"follows {where}: leave task.{field} unset")
-    entry = _checked_entry(TASKS, config, "task", "name", ("name",))
+    entry = _checked_entry(TASKS, config, "task", "name", ("name",),  # (not the data's)
+                           listed=lambda e: sorted(set(parameters(e)) - set(TASK_FROM_DATA)))
     options = {k: v for k, v in config.task.items() if k != "name"}
     options["binarize_targets"] = config.data.binarize == "dynamic"
     return _construct(entry, options, "task")
@@ -543,8 +545,9 @@ def _validate_data(config: ml_collections.ConfigDict) -> None:
     val = config.data.val_size
     _require(_is_int(val) and val >= 0, f"config.data.val_size={val!r} must be an integer >= 0")
     fraction = config.data.test_fraction
-    _require(fraction is None or (_is_number(fraction) and 0 <= fraction < 1),
-             f"config.data.test_fraction={fraction!r} must lie in [0, 1)")
+    _require(fraction is None or (_is_number(fraction) and 0 < fraction < 1),
+             f"config.data.test_fraction={fraction!r} must lie in (0, 1), e.g. 0.2: the share "
+             "of each class held out for testing")
     _choice(config, "data.streaming", STREAMING_MODES)
     _positive_int(config, "data.image_size", optional=True)
     _positive_int(config, "data.memory_budget_mb")

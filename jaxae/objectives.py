@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable
 from typing import Protocol
 
@@ -60,6 +61,9 @@ class Gaussian:
 
     def __post_init__(self):
         low, high = self.SCALES
+        if isinstance(self.gaussian_scale, bool) or not isinstance(self.gaussian_scale,
+                                                                   numbers.Real):
+            raise ValueError(f"gaussian_scale={self.gaussian_scale!r} must be a number, e.g. 0.1")
         if not low <= self.gaussian_scale <= high:
             raise ValueError(f"gaussian_scale={self.gaussian_scale!r} must be in [{low:g}, "
                              f"{high:g}] (float32, in which training computes, overflows "

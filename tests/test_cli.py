@@ -583,7 +583,10 @@ def test_two_config_files_a_value_for_a_section_and_a_config_for_evaluate_are_on
              "number, e.g. --config.train.num_epochs=2"),
             (["train.py", f"--config={test}", "--config.optim.learning_rate=abc"],
              "error: --config.optim.learning_rate=abc is not a number: give a number, e.g. "
-             "--config.optim.learning_rate=0.001")]:
+             "--config.optim.learning_rate=0.001"),
+            (["train.py", f"--config={test}", "--config.task.dropout_rescale=yes"],
+             "error: --config.task.dropout_rescale=yes is not True or False: give "
+             "--config.task.dropout_rescale=True or --config.task.dropout_rescale=False")]:
         code, _ = parse(argv, train)
         assert code == 1
         assert capsys.readouterr().err.strip().splitlines() == [line]
@@ -754,6 +757,13 @@ def test_a_field_the_model_declares_is_overridable_though_the_config_file_leaves
     line = one_line(capsys.readouterr().err)
     assert line == ("error: --config.model.widht: model 'conv_ae' has no field 'widht'; did "
                     "you mean 'width'? its fields are conv, features, init, width")
+    # a field the data gives: not "set it in the config file", where it would override them
+    code, _ = parse(["train.py", f"--config={ROOT}/configs/cvae.py",
+                     "--config.model.num_classes=5"], config_flag)
+    assert code == 1
+    assert one_line(capsys.readouterr().err) == (
+        "error: --config.model.num_classes: a model's num_classes comes from the data set: "
+        "leave it out")
 
 
 @pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # ml_collections'

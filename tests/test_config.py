@@ -93,7 +93,8 @@ def test_shipped_configs_import_from_the_package_and_are_valid_and_documented(na
     ("model.latnt_dim", 3, "config.model.latnt_dim is not a field of model 'dense_ae': "
                            "did you mean 'latent_dim'?"),
     ("task.dropout_rat", 0.3, "config.task.dropout_rat is not a field of task 'denoise': "
-                              "did you mean 'dropout_rate'?"),
+                              "did you mean 'dropout_rate'? its fields are corruption, "
+                              "dropout_rate, dropout_rescale, noise_std"),  # (not the data's)
 ])
 def test_bad_values_get_a_one_line_error_naming_the_field(path, value, words):
     """A field is checked by the entry that uses it: the task's fields under the denoising
@@ -106,6 +107,29 @@ def test_bad_values_get_a_one_line_error_naming_the_field(path, value, words):
         config_lib.validate(config)
     assert words in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("section, fields, words", [
+    ("objective", {"loss": "bce", "likelihood": "gaussian", "gaussian_scale": "abc"},
+     "config.objective.gaussian_scale='abc' must be a number, e.g. 0.1"),
+    ("task", {"name": "denoise", "dropout_rescale": "False"},
+     "config.task.dropout_rescale='False' must be True or False"),
+    ("model", {"name": "conv_ae", "width": "2"},
+     "config.model (conv_ae): conv_ae: width='2' and features=(16, 8, 8) must be positive whole "
+     "numbers"),
+])
+def test_a_word_for_a_number_or_a_flag_in_a_section_given_whole_names_its_field(
+        section, fields, words):
+    """A section given whole (--config.objective="{...}") escapes the config's field types:
+    its entry names the field, not a comparison of a string and a number deep inside."""
+    from jaxae import build
+
+    config = config_lib.base_config()
+    config[section] = fields
+    with pytest.raises(config_lib.ConfigError) as caught:
+        config_lib.validate(config)
+        build.make_model(config, (28, 28, 1), 10)  # the model's fields: as it is built
+    assert str(caught.value).startswith(words), caught.value
 
 
 @pytest.mark.parametrize("name, words", [

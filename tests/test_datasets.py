@@ -1320,10 +1320,11 @@ def test_a_configs_test_fraction_carves_a_folder_and_is_refused_where_unread(tmp
     one_line(excinfo, f"test_fraction=0.5 is given, but image folder {split} has its own test/ "
                       "split: leave it unset")
     assert folder.plan_folder(split, image_size=8).layout == "train/test"
-    set_fields(config, {"data.test_fraction": 1.0})
-    with pytest.raises(ConfigError, match=re.escape("config.data.test_fraction=1.0 must lie in "
-                                                    "[0, 1)")):
-        validate(config)
+    for fraction in (1.0, 0.0):  # no training images, or no test images
+        set_fields(config, {"data.test_fraction": fraction})
+        with pytest.raises(ConfigError, match=re.escape(
+                f"config.data.test_fraction={fraction} must lie in (0, 1), e.g. 0.2")):
+            validate(config)
     set_fields(config, {"data.test_fraction": 0.1, "data.name": "fashion_mnist",
                         "data.path": None})
     with pytest.raises(ConfigError, match=re.escape("config.data.test_fraction=0.1 is set, but "

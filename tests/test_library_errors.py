@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from jaxae import build, losses, models, objectives
-from jaxae.config import ConfigError
+from jaxae.config import ConfigError, base_config
 from jaxae.data import StreamedBatches, from_arrays, make_splits
 from jaxae.data.errors import DataError
 from jaxae.evaluation import generation, metrics, pictures
@@ -451,6 +451,19 @@ def test_the_datas_image_shape_and_classes_win_over_a_models_defaults():
     kept = models.build_model({"name": f"{__name__}:_Defaults", "num_classes": 0},
                               image_shape=(32, 32, 3), num_classes=6)
     assert kept.num_classes == 0  # the config's section says so: the data's count does not win
+
+
+def test_a_config_giving_a_conditional_model_fewer_classes_than_the_data_is_refused():
+    """A config file's model.num_classes below the data's would train labels past it as no
+    class, then fail at the first evaluation: refused as the model is built."""
+    config = base_config()
+    config.model = {"name": "cvae", "latent_dim": 2, "num_classes": 5}
+    with pytest.raises(ConfigError, match=r"^config.model.num_classes=5 is fewer than the "
+                                          r"data's 10 classes: labels 5 to 9 would be no class "
+                                          r"to the model; leave num_classes out"):
+        build.make_model(config, MNIST, 10)
+    config.model.num_classes = 12  # more than the data has: as the section says
+    assert build.make_model(config, MNIST, 10).num_classes == 12
 
 
 def test_a_model_section_without_a_name_is_one_line():

@@ -650,6 +650,8 @@ def test_a_task_refuses_scaled_images_and_a_shape_it_cannot_run_at():
     assert (noisy.dropout_rate, noisy.noise_std) == (0.25, 0.5)
     assert type(noisy.dropout_rate) is float and noisy == tasks.Denoise(dropout_rate=0.25,
                                                                          noise_std=0.5)
+    with pytest.raises(ValueError, match=r"^dropout_rescale='False' must be True or False$"):
+        tasks.Denoise(dropout_rescale="False")  # a string, which would count as true
 
 
 @pytest.mark.parametrize("labels, count, shown", [

@@ -82,6 +82,9 @@ def config_error(error: BaseException, path: str, argv: Sequence[str],
             number = "a whole number" if whole else "a number"
             example = (_whole(value) if whole else None) or _current(flag_values, flag) or 1
             return f"{flag}={value} is not {number}: give {number}, e.g. {flag}={example}"
+        if found := re.match(r"flag (--config\.[\w.]+)=(.*?): \('Non-boolean argument", first):
+            flag, value = found.groups()
+            return f"{flag}={value} is not True or False: give {flag}=True or {flag}=False"
         if "Overriding config is not allowed" in first:
             return ("evaluate.py takes no --config file: it evaluates with the run's own "
                     "config.json; change what it measures with --config.eval.FIELD=VALUE")

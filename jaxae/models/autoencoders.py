@@ -154,8 +154,11 @@ def conv_plan(image_shape: Shape, features: tuple[int, ...] | None, width: int, 
     if not features:
         raise ValueError(f"{owner}: features=() has no stage: give each stage's feature count "
                          "(e.g. (16, 8, 8)), or leave it unset for the material's")
-    if width < 1 or any(f < 1 for f in features):
-        raise ValueError(f"{owner}: width={width} and features={features} must be positive")
+    whole = [width, *features] if isinstance(features, (tuple, list)) else [width, features]
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1
+               for n in whole):
+        raise ValueError(f"{owner}: width={width!r} and features={features!r} must be positive "
+                         "whole numbers")
     features = tuple(f * width for f in features)
     stages = len(features)
     paddings = _paddings(height, wide, stages)

@@ -176,6 +176,8 @@ class Denoise(Task):
         for name in ("dropout_rate", "noise_std"):  # NumPy's scalars (a sweep's) as Python's
             if isinstance(getattr(self, name), numbers.Real):
                 object.__setattr__(self, name, float(getattr(self, name)))
+        if not isinstance(self.dropout_rescale, bool):  # a string 'False' would be true
+            raise ValueError(f"dropout_rescale={self.dropout_rescale!r} must be True or False")
         if self.corruption not in CORRUPTIONS:
             raise ValueError(f"corruption={self.corruption!r} is unknown: choose one of "
                              f"{', '.join(CORRUPTIONS)}")
