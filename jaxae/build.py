@@ -145,7 +145,7 @@ def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, i
     if getattr(model, "conditional", False) and num_classes < 2:  # (undeclared: check_model)
         raise _conditional_without_classes(config, num_classes)
     given = config.model.get("num_classes")  # the data's, unless the section sets it
-    if getattr(model, "conditional", False) and given is not None and given < num_classes:
+    if getattr(model, "conditional", False) and isinstance(given, int) and given < num_classes:
         raise config_lib.ConfigError(
             f"config.model.num_classes={given} is fewer than the data's {num_classes} classes: "
             f"labels {given} to {num_classes - 1} would be no class to the model; leave "

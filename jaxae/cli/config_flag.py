@@ -200,7 +200,7 @@ def _add_fields(config: ml_collections.ConfigDict, section: str, registry: Any, 
     from jaxae.config import TASK_FROM_DATA, base_config
     from jaxae.kernels import conv
     from jaxae.models.initializers import DEFAULT_SCHEME
-    from jaxae.models.registry import PROVIDED, settable_fields
+    from jaxae.models.registry import FROM_DATA, settable_fields
     from jaxae.registry import RegistryError, parameters
 
     field_of_name = dict(OPEN_SECTIONS)[section]
@@ -220,7 +220,7 @@ def _add_fields(config: ml_collections.ConfigDict, section: str, registry: Any, 
         if section == "task" and field in TASK_FROM_DATA:
             _fail(f"--config.task.{field}: a task's {field} follows "
                   f"{TASK_FROM_DATA[field]}: set that instead")
-        if section == "model" and field in PROVIDED and field in declared:
+        if section == "model" and field in FROM_DATA and field in declared:
             _fail(f"--config.model.{field}: a model's {field} comes from the data set: leave "
                   "it out")
         if field in builder:

@@ -38,7 +38,8 @@ register_model = MODELS.register
 BUILDER_OPTIONS = ("name", "init", "conv")
 # What a model is given rather than configured with: the data's shape and classes, and the
 # Dense layer that follows train.compute_dtype.
-PROVIDED = ("image_shape", "num_classes", "dense")
+FROM_DATA = ("image_shape", "num_classes")
+PROVIDED = (*FROM_DATA, "dense")
 
 
 def settable_fields(entry: Entry) -> list[str]:
