@@ -46,7 +46,9 @@ def head_commit() -> str:
         return ""
 
 
-CODE_SUFFIXES = (".py", ".toml", ".sh", ".cfg", ".txt")  # the files a change of code is in
+# the files a change of code is in (not .txt: runs write them, TFDS's label files, Orbax's
+# commit_success.txt, into an output folder that may lie inside the checkout)
+CODE_SUFFIXES = (".py", ".toml", ".sh", ".cfg")
 
 
 def is_code(path: str) -> bool:

@@ -384,8 +384,11 @@ def test_uncommitted_files_reads_git_status(monkeypatch):
     assert provenance.uncommitted_files() == ["BENCHMARKS.md", "benchmarks/new.py",
                                               "renamed.py"]
     assert provenance.git_commit() == "abc123+dirty"
-    for status in ("", "?? nohup.out\n?? train.log\n M BENCHMARKS.md"):  # no code changed: a
-        monkeypatch.setattr(provenance, "_git",  # log in the checkout had marked runs dirty
+    # no code changed: a log, or an output folder's files, in the checkout had marked runs dirty
+    for status in ("", "?? nohup.out\n?? train.log\n M BENCHMARKS.md",
+                   "?? out/runs/a/checkpoints/16/commit_success.txt\n"
+                   "?? out/data/tfds/mnist/1.0.0/label.labels.txt"):
+        monkeypatch.setattr(provenance, "_git",
                             lambda *args, status=status: "abc123" if "rev-parse" in args
                             else status)
         assert provenance.git_commit() == "abc123"
