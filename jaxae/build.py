@@ -142,10 +142,11 @@ def make_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, i
     except Exception as e:  # noqa: BLE001 (a user's model may raise anything as it is built)
         raise config_lib.ConfigError(f"config.model ({config.model.name}): "
                                      f"{type(e).__name__}: {e}{raised_at(e)}") from None
-    if getattr(model, "conditional", False) and num_classes < 2:  # (undeclared: check_model)
+    conditional = getattr(model, "conditional", False)  # (undeclared: check_model)
+    if conditional and num_classes < 2:
         raise _conditional_without_classes(config, num_classes)
     given = config.model.get("num_classes")  # the data's, unless the section sets it
-    if getattr(model, "conditional", False) and isinstance(given, int) and given < num_classes:
+    if conditional and isinstance(given, int) and given < num_classes:
         raise config_lib.ConfigError(
             f"config.model.num_classes={given} is fewer than the data's {num_classes} classes: "
             f"labels {given} to {num_classes - 1} would be no class to the model; leave "

@@ -72,6 +72,18 @@ def _task_codes(model: nn.Module, task: Task, params: ModelParams, images_u8: ja
     return deterministic_codes(model, params, inputs, labels)
 
 
+def draws_input(task: Task | None, task_key: jax.Array | None) -> bool:
+    """Whether `task` draws the inputs a model encodes from the images
+    (`Task.draws_input`); a ValueError naming `task_key` where it does and none is given."""
+    if task is None or not task.draws_input:
+        return False
+    if task_key is None:
+        raise ValueError(f"task {type(task).__name__} draws the inputs it encodes from the "
+                         "images (a corruption or a binarised draw): give task_key= (a "
+                         "run's Keys.eval draws them as its evaluation did)")
+    return True
+
+
 def encode(model: nn.Module, params: ModelParams, images_u8: HostArray,
            labels: HostArray | None = None, batch_size: int = 1000, task: Task | None = None,
            task_key: jax.Array | None = None) -> np.ndarray:
@@ -87,11 +99,7 @@ def encode(model: nn.Module, params: ModelParams, images_u8: HostArray,
     declarations.check_images(np.shape(images_u8), "encode", getattr(model, "image_shape", None))
     if model.conditional:
         _check_labels(model, labels, len(images_u8))
-    corrupt = task is not None and task.draws_input
-    if corrupt and task_key is None:
-        raise ValueError(f"task {type(task).__name__} draws the inputs it encodes from the "
-                         "images (a corruption or a binarised draw): give task_key= (a "
-                         "run's Keys.eval draws them as its evaluation did)")
+    corrupt = draws_input(task, task_key)
     parts = []
     for n, i in enumerate(range(0, len(images_u8), batch_size)):
         images = images_u8[i:i + batch_size]

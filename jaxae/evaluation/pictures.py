@@ -109,10 +109,7 @@ def sample_rows(model: nn.Module, params: ModelParams, data: Splits, key: jax.Ar
     it never saw; a task that draws nothing (`Task.draws_input`) needs no `task_key`."""
     if model.latent_shape is None:
         return None
-    if task is not None and task.draws_input and task_key is None:
-        raise ValueError(f"task {type(task).__name__} draws the inputs it encodes from the "
-                         "images (a corruption or a binarised draw): give task_key= (a run's "
-                         "Keys.eval draws them as its evaluation did)")
+    generation.draws_input(task, task_key)  # a task that draws needs its key
     if model.variational and model.conditional:
         grid = generation.class_samples(model, params, key, num_images, data.num_classes,
                                         shared_z=True)
