@@ -1000,6 +1000,31 @@ def test_a_writer_thread_failing_after_the_error_line_prints_no_traceback():
     assert lines.count("ValueError: not a writer's") == 8, done.stderr
 
 
+def test_an_error_exit_leaves_its_one_line_without_a_dropped_coroutine_warning():
+    """A failed save leaves Orbax's write coroutines unawaited; dropped as the interpreter
+    ends, each would add Python's 'coroutine ... was never awaited' warning (two lines, at
+    'sys:1') after the run's one error line."""
+    script = textwrap.dedent("""
+        from jaxae.cli import exits
+        from jaxae.training.checkpoints import CheckpointWriteError
+
+        async def write_fragment():
+            pass
+
+        def fails():
+            global dropped
+            dropped = write_fragment()  # never awaited: destroyed at exit
+            raise CheckpointWriteError("could not write the checkpoint at step 14")
+
+        exits.run(fails, entry_point=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["error: could not write the checkpoint at step 14"], \
+        done.stderr
+
+
 def test_jaxae_debug_prints_the_traceback_behind_an_error_line(monkeypatch, capsys):
     """The line replaces the exception it was raised from; JAXAE_DEBUG=1 shows that one."""
     from jaxae.config import ConfigError

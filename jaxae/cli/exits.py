@@ -6,6 +6,8 @@ process alive in a hung file system) after that line."""
 from __future__ import annotations
 
 import contextlib
+import gc
+import inspect
 import os
 import re
 import signal
@@ -218,6 +220,17 @@ def exit_now_if_stuck(code: int, grace_s: float = WRITER_GRACE_S) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+    close_unstarted_coroutines()
+
+
+def close_unstarted_coroutines() -> None:
+    """Closes the coroutines created but never started (a failed save's other writes, which
+    Orbax abandoned): Python would warn of each, two lines at 'sys:1', as the ending
+    interpreter drops it, after the run's one error line."""
+    for thing in gc.get_objects():
+        if inspect.iscoroutine(thing) and \
+                inspect.getcoroutinestate(thing) == inspect.CORO_CREATED:
+            thing.close()
 
 
 def refuse_busy_workdir(argv: Sequence[str] | None = None) -> None:
