@@ -41,7 +41,7 @@ from jaxae.experiments import (
     report,
     run_experiment,
 )
-from jaxae.experiments.__main__ import main
+from jaxae.experiments.__main__ import main, parse_args
 from jaxae.experiments.common import load_config, printed_sign, run_name, set_fields
 from jaxae.experiments.quality import K1, K2, ssim
 from jaxae.experiments.render import (
@@ -475,7 +475,6 @@ def test_ssim_matches_an_independent_reference_and_falls_with_noise():
 
 
 def test_a_smaller_scale_writes_beside_the_published_results_unless_told_where():
-    from jaxae.experiments.__main__ import parse_args
 
     assert parse_args(["all"]).out == "results"
     assert parse_args(["dae_sweep", "--scale", "tiny"]).out == "runs/experiments_tiny"
@@ -1610,6 +1609,15 @@ def test_redraw_plots_is_an_option_of_report_alone(tmp_path, capsys):
             "again from its table.json, without training") in shown
 
 
+def test_page_is_an_option_of_the_commands_that_write_the_page(tmp_path, capsys):
+    """An experiment alone writes no RESULTS.md: --page with it would be ignored."""
+    with pytest.raises(SystemExit):
+        parse_args(["dae_sweep", "--page", str(tmp_path / "page.md")])
+    assert ("--page says where report writes RESULTS.md, and dae_sweep writes no page: pass "
+            "it with report or all") in capsys.readouterr().err
+    assert parse_args(["all", "--page", "page.md"]).page == "page.md"
+
+
 def test_bars_that_do_not_apply_are_marked_rather_than_left_like_zeros():
     """Classical baselines: no bicubic for denoising, no median filter for super-resolution;
     their slots read 'n/a', and a legend names a series more fully where asked."""
@@ -1671,7 +1679,6 @@ def test_the_dae_sweep_takes_code_sizes_of_ones_own_and_keeps_the_tables_of_othe
         tmp_path, monkeypatch, capsys):
     """Where PSNR still rises at the scale's largest code, `--dae-sizes` looks past it; its
     table records them, and a run of other sizes does not replace it."""
-    parse_args = jaxae.experiments.__main__.parse_args
     assert parse_args(["dae_sweep", "--dae-sizes", "6000,940,3000"]).dae_sizes == (940, 3000,
                                                                                     6000)
     assert dae_sweep.latents("full", 784, (940, 3000)) == (940, 3000)

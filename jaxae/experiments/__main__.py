@@ -92,7 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default: the scale's, 16 to 6000 at full, 16 to 1500 at small, 16 "
                              "and 940 at tiny)")
     parser.add_argument("--page", default=None,
-                        help="where `report` writes the page (default: <out>/RESULTS.md)")
+                        help="where `report` (and `all`) writes the page (default: "
+                             "<out>/RESULTS.md)")
     parser.add_argument("--redraw-plots", action="store_true",
                         help="with report: first draw each experiment's plot (<out>/NAME/"
                              "plot.png) again from its table.json, without training, e.g. "
@@ -101,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.redraw_plots and args.name != "report":
         parser.error(f"--redraw-plots redraws the plots of `report` from their tables, and "
                      f"{args.name} draws its own: pass it with report")
+    if args.page is not None and args.name not in ("report", "all"):
+        parser.error(f"--page says where report writes RESULTS.md, and {args.name} writes no "
+                     "page: pass it with report or all")
     args.seeds = parse_seeds(args.seed, parser)
     args.dae_sizes = None if args.dae_sizes is None else parse_sizes(args.dae_sizes, parser)
     takers = [name for name in EXPERIMENTS if "dae-sizes" in own_flags(name)]
