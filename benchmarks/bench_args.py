@@ -13,7 +13,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-from typing import NoReturn
 
 import jax
 import numpy as np
@@ -30,6 +29,7 @@ from benchmarks.workloads import (
 )
 from jaxae import build
 from jaxae import config as config_lib
+from jaxae.cli.arguments import OneLineErrors
 from jaxae.kernels import conv as conv_lib
 from jaxae.keys import SEED_RANGE
 from jaxae.training import memory
@@ -86,13 +86,6 @@ def _ints(parser: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
         return positive_ints(text)
     except argparse.ArgumentTypeError as error:
         parser.error(f"{flag}={error}")
-
-
-class OneLineErrors(argparse.ArgumentParser):
-    """An ArgumentParser whose error is one line (argparse prints its whole usage first)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (--help lists every option)\n")
 
 
 def parse_args(argv: list[str] | None = None, description: str | None = None

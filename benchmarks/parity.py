@@ -38,7 +38,6 @@ import ml_collections
 
 from benchmarks.bench import json_result
 from benchmarks.bench_args import (
-    OneLineErrors,
     check_peer_args,
     check_peer_torch,
     check_writable_file,
@@ -46,6 +45,7 @@ from benchmarks.bench_args import (
 from benchmarks.report import header
 from benchmarks.workloads import BenchRefused
 from jaxae import build, cli
+from jaxae.cli.arguments import OneLineErrors
 from jaxae.data import batches
 from jaxae.experiments.common import load_config
 from jaxae.kernels import precision

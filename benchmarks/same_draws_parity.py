@@ -27,8 +27,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from benchmarks.bench_args import OneLineErrors, check_peer_args, check_peer_torch
+from benchmarks.bench_args import check_peer_args, check_peer_torch
 from jaxae import build
+from jaxae.cli.arguments import OneLineErrors
 from jaxae.evaluation.metrics import evaluate_split
 from jaxae.experiments.common import load_config
 from jaxae.keys import derive_keys

@@ -37,6 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script from anywhere: the repository's jaxae
 
 from jaxae.cli import output  # noqa: E402
+from jaxae.cli.arguments import OneLineErrors  # noqa: E402
 from jaxae.cli.signals import GracefulStop, end_by_signal, not_ignored  # noqa: E402
 from jaxae.config import ConfigError, require_32_bits  # noqa: E402
 from jaxae.experiments.common import machine  # noqa: E402
@@ -346,7 +347,7 @@ def write_table(folder: str, rows: dict[str, dict]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python scripts/config_results.py",
+    parser = OneLineErrors(prog="python scripts/config_results.py",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="results",
                         help="results folder: the runs go to OUT/runs/configs, the table to "

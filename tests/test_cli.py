@@ -6,6 +6,7 @@ forks of one process that has imported the libraries (`Prestarted`): each a proc
 own exit code, output and current folder, that imports jaxae and the user's files afresh."""
 
 import dataclasses
+import importlib
 import json
 import os
 import select
@@ -1081,3 +1082,16 @@ def test_none_unsets_a_field_a_likelihood_of_ones_own_declares_with_a_default_of
     code, _ = parse(["train.py", f"--config={tmp_path}/cfg.py", "--config.objective.beta=None"],
                     config_flag)
     assert code == 1 and "config.objective.beta needs a value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["jaxae.experiments.__main__", "jaxae.data.mnist5k",
+                                     "jaxae.data.photo_crops"])
+def test_a_module_commands_bad_option_is_one_line(command, capsys):
+    """argparse would print the whole usage above the error: one line names the problem."""
+    module = importlib.import_module(command)
+    with pytest.raises(SystemExit) as exited:
+        module.main(["--no-such-option"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"python -m {command.removesuffix('.__main__')}: error: ") and \
+        "--help lists every option" in err, err

@@ -3,9 +3,19 @@ name, and paths as a user gives them and as a command to copy names them."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """An ArgumentParser whose error is one line (argparse prints its whole usage first):
+    the commands of jaxae's modules, scripts and benchmarks."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists every option)\n")
 
 
 def flag_value(argv: Sequence[str], name: str) -> str | None:

