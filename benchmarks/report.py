@@ -14,7 +14,14 @@ import shutil
 
 import jax
 
-from jaxae.provenance import head_commit, host_cpu, is_code, uncommitted_files, usable_cpus
+from jaxae.provenance import (
+    head_commit,
+    host_cpu,
+    host_cpu_kind,
+    is_code,
+    uncommitted_files,
+    usable_cpus,
+)
 
 # Names the commit whose files a copy holds, where its .git is missing or older than its
 # files (a GPU machine's copy): set, the reports name it and do not ask that copy's git.
@@ -36,7 +43,7 @@ def header(devices: int = 1) -> str:
     device, count = jax.devices()[0], jax.device_count()
     used = f"x {devices}" if devices == count else f"({devices} of {count} devices used)"
     return (f"{device.device_kind} {used} ({device.platform}; host "
-            f"{host_cpu()}, {platform.machine()}, {usable_cpus()} CPU threads), "
+            f"{host_cpu_kind()}, {platform.machine()}, {usable_cpus()} CPU threads), "
             f"jax {jax.__version__}, {datetime.date.today().isoformat()}")
 
 

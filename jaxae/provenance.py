@@ -86,6 +86,35 @@ def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
     return platform.processor() or platform.machine()
 
 
+# x86's vector instructions, widest first: XLA compiles for the widest the CPU has
+_VECTOR_FLAGS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2"))
+
+
+def host_cpu_kind(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """`host_cpu`, with what tells apart CPUs of one model name (a cloud's "AMD EPYC" is
+    several generations): on x86, the family and model numbers and the widest vector
+    instructions, e.g. "AMD EPYC (family 26, model 2; AVX-512, bfloat16)". XLA compiles for
+    the CPU it runs on, so a seeded program's bits may differ between two of these."""
+    fields: dict[str, str] = {}
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return host_cpu(cpuinfo)
+    flags = fields.get("flags", "").split()
+    vector = next((name for flag, name in _VECTOR_FLAGS if flag in flags), None)
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        vector = f"{vector}, bfloat16"
+    numbers = (f"family {fields['cpu family']}, model {fields['model']}"
+               if "cpu family" in fields and "model" in fields else None)
+    details = "; ".join(part for part in (numbers, vector) if part)
+    return f"{host_cpu(cpuinfo)} ({details})" if details else host_cpu(cpuinfo)
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on (under `taskset`, fewer than the machine has)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \

@@ -580,9 +580,16 @@ def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):
                        "model name\t: AMD  EPYC 7B13\nflags\t: fpu avx2\n")
     assert provenance.host_cpu(str(cpuinfo)) == "AMD EPYC 7B13"
     assert provenance.host_cpu(str(tmp_path / "missing")) != ""  # the architecture instead
+    assert provenance.host_cpu_kind(str(cpuinfo)) == "AMD EPYC 7B13 (AVX2)"
+    cpuinfo.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\n"
+                       "model name\t: AMD EPYC\nflags\t: fpu avx avx2 avx512f avx512_bf16\n\n"
+                       "processor\t: 1\ncpu family\t: 25\nmodel\t\t: 1\n")
+    assert provenance.host_cpu_kind(str(cpuinfo)) == \
+        "AMD EPYC (family 26, model 2; AVX-512, bfloat16)"  # the first processor's
     monkeypatch.setattr(report, "host_cpu", lambda: "AMD EPYC 7B13")
+    monkeypatch.setattr(report, "host_cpu_kind", lambda: "AMD EPYC 7B13 (family 25; AVX2)")
     assert report.device_title() == "cpu: AMD EPYC 7B13"  # the suite runs on the CPU
-    assert "host AMD EPYC 7B13," in report.header()
+    assert "host AMD EPYC 7B13 (family 25; AVX2)," in report.header()
     assert report.header().startswith("cpu x 1 (cpu;")
     monkeypatch.setattr(report.jax, "device_count", lambda: 8)  # the bench times one of them
     assert report.header().startswith("cpu (1 of 8 devices used) (cpu;")

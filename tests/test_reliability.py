@@ -889,9 +889,9 @@ def test_a_resumed_run_may_change_only_how_long_and_how_it_logs_saves_and_evalua
 
 def test_a_resume_on_other_threads_source_or_libraries_is_warned_of_and_recorded(
         tmp_path, monkeypatch):
-    """A seeded run repeats its bits on the same threads, XLA_FLAGS, code and libraries: a
-    resume on others is said and kept (environment.json describes only the last part); a
-    run recorded before environment.json held XLA_FLAGS is compared on the rest."""
+    """A seeded run repeats its bits on the same threads, CPU, XLA_FLAGS, code and libraries:
+    a resume on others is said and kept (environment.json describes only the last part); a
+    run recorded before environment.json held XLA_FLAGS or the CPU is compared on the rest."""
     write_config_json(tmp_path)
     config = config_lib.base_config()
     workdir_lib.write_run_files(str(tmp_path), config)
@@ -902,12 +902,14 @@ def test_a_resume_on_other_threads_source_or_libraries_is_warned_of_and_recorded
     threads = environment["cpu_threads"]
     monkeypatch.setenv("PJRT_NPROC", str(threads + 1))
     monkeypatch.setattr(workdir_lib, "source_sha256", lambda: "0" * 64)
+    monkeypatch.setattr(workdir_lib, "host_cpu_kind", lambda: "Another CPU (AVX2)")
     monkeypatch.setattr(workdir_lib, "_version_of",
                         lambda module: "9.9" if module == "optax" else environment[module])
     flags = environment["xla_flags"]
     monkeypatch.setenv("XLA_FLAGS", f"{flags} --xla_gpu_deterministic_ops=false".strip())
     changed = workdir_lib.resume_changes(str(tmp_path), config, 5)
     assert changed.record == {"step": 5, "config": {}, "cpu_threads": [threads, threads + 1],
+                              "cpu": [environment["cpu"], "Another CPU (AVX2)"],
                               "jaxae_sha256": [environment["jaxae_sha256"], "0" * 64],
                               "xla_flags": [flags, os.environ["XLA_FLAGS"]],
                               "optax": [environment["optax"], "9.9"]}
@@ -915,6 +917,9 @@ def test_a_resume_on_other_threads_source_or_libraries_is_warned_of_and_recorded
         f"warning: the run trained with {threads} CPU thread(s) and resumes with {threads + 1}: "
         "XLA splits some sums by thread, so its bits may differ from an uninterrupted run's "
         f"(PJRT_NPROC={threads} runs as it did)",
+        f"warning: the run trained on the CPU {environment['cpu']} and resumes on Another CPU "
+        "(AVX2): XLA compiles for the CPU it runs on, so its bits may differ from an "
+        "uninterrupted run's",
         f"warning: the run trained with XLA_FLAGS={flags!r} and resumes with "
         f"XLA_FLAGS={os.environ['XLA_FLAGS']!r}: XLA's options change its programs, so its bits "
         "may differ from an uninterrupted run's",
@@ -923,9 +928,10 @@ def test_a_resume_on_other_threads_source_or_libraries_is_warned_of_and_recorded
         f"warning: the run resumes with other libraries (optax {environment['optax']} -> 9.9): "
         "they may compute in another order, so its bits may differ from an uninterrupted "
         "run's"]
-    del environment["xla_flags"]  # recorded before environment.json held them
+    del environment["xla_flags"], environment["cpu"]  # recorded before it held them
     (tmp_path / "environment.json").write_text(json.dumps(environment))
-    assert "xla_flags" not in workdir_lib.resume_changes(str(tmp_path), config, 5).record
+    assert not {"xla_flags", "cpu"} & set(workdir_lib.resume_changes(str(tmp_path), config,
+                                                                      5).record)
 
 
 def test_environment_json_records_the_source_as_the_run_started(tmp_path, tiny_config,

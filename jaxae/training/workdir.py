@@ -27,7 +27,7 @@ import ml_collections
 
 import jaxae
 from jaxae import config as config_lib
-from jaxae.provenance import cpu_threads, git_commit, source_sha256
+from jaxae.provenance import cpu_threads, git_commit, host_cpu_kind, source_sha256
 from jaxae.registry import (
     CodeName,
     is_jaxae_module,
@@ -352,7 +352,7 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
     now = {"devices": len(environment["devices"]),
            **{k: environment[k] for k in ("git_commit", "jaxae_sha256", "xla_flags",
                                           *LIBRARIES)},
-           **({"cpu_threads": environment["cpu_threads"]}
+           **({k: environment[k] for k in ("cpu_threads", "cpu")}
               if jax.default_backend() == "cpu" else {})}
     was = {**{k: before.get(k) for k in now}, "devices": len(before.get("devices", [])) or None}
     differs = {k: [was[k], now[k]] for k in now if was[k] is not None and was[k] != now[k]}
@@ -377,6 +377,11 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
                         f"with {threads}: XLA splits some sums by thread, so its bits may "
                         f"differ from an uninterrupted run's (PJRT_NPROC={was_threads} runs "
                         f"as it did)")
+    if "cpu" in differs:
+        was_cpu, cpu = differs["cpu"]
+        warnings.append(f"warning: the run trained on the CPU {was_cpu} and resumes on {cpu}: "
+                        "XLA compiles for the CPU it runs on, so its bits may differ from an "
+                        "uninterrupted run's")
     if "xla_flags" in differs:
         was_flags, flags = (repr(f) for f in differs["xla_flags"])
         warnings.append(f"warning: the run trained with XLA_FLAGS={was_flags} and resumes with "
@@ -419,15 +424,16 @@ def append_resume(workdir: str, record: dict) -> str | None:
 
 def run_environment() -> dict:
     """What a run computes on: jaxae's version, commit and source hash, Python, the devices,
-    the CPU threads, the platform, XLA_FLAGS and the libraries' versions. A run reads it as
-    it starts (the source it imported, not edits made while it trains) and records it in
-    environment.json."""
+    the CPU threads and the CPU (`host_cpu_kind`), the platform, XLA_FLAGS and the
+    libraries' versions. A run reads it as it starts (the source it imported, not edits made
+    while it trains) and records it in environment.json."""
     return {
         "jaxae": jaxae.__version__,
         "git_commit": git_commit(),
         "python": platform.python_version(),
         "devices": [str(d) for d in jax.devices()],
         "cpu_threads": cpu_threads(),
+        "cpu": host_cpu_kind(),
         "jaxae_sha256": source_sha256(),
         "platform": platform.platform(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),  # its options change bits (GPU kernels)
