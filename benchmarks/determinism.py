@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+from jaxae.cli.arguments import OneLineErrors
 from jaxae.cli.determinism import DETERMINISTIC_FLAG as FLAG  # the flag train.py adds
 
 DEFAULT_MODELS = ("conv_ae", "vae")
@@ -139,9 +140,9 @@ def run(args: argparse.Namespace) -> tuple[str | None, signal.Signals | None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.determinism",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrors(prog="python -m benchmarks.determinism",
+                           description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", action="store_true", help="one run (internal)")
     parser.add_argument("--model", default="conv_ae")
     parser.add_argument("--steps", type=int, default=200)

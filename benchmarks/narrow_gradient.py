@@ -21,6 +21,7 @@ from jax import lax
 
 from benchmarks.bench_args import positive_ints
 from benchmarks.report import header
+from jaxae.cli.arguments import OneLineErrors
 from jaxae.kernels import dense
 
 
@@ -38,9 +39,9 @@ def _time_us(fn, *args, calls: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.narrow_gradient",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrors(prog="python -m benchmarks.narrow_gradient",
+                           description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", type=positive_ints, default=[128, 1024])
     parser.add_argument("--inputs", type=positive_ints, default=[512, 784], help="K values")
     parser.add_argument("--outputs", type=positive_ints, default=[2, 4, 8, 10, 16, 32, 64],

@@ -18,6 +18,7 @@ import numpy as np
 
 from benchmarks.bench_args import positive_ints
 from benchmarks.report import header
+from jaxae.cli.arguments import OneLineErrors
 from jaxae.data import batches
 
 
@@ -32,8 +33,8 @@ def _median_ms(fn, epochs: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.permutation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrors(prog="python -m benchmarks.permutation", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=positive_ints, default=[10_000, 60_000, 1_000_000],
                         help="examples an epoch, comma-separated")
     parser.add_argument("--epochs", type=int, default=5)

@@ -20,6 +20,7 @@ import tempfile
 import jax
 
 from benchmarks import workloads
+from jaxae.cli.arguments import OneLineErrors
 from jaxae.data import load_dataset
 from jaxae.kernels import conv, precision
 
@@ -47,9 +48,9 @@ def kernel_times(trace_dir: str) -> tuple[str, collections.Counter, collections.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_epoch",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrors(prog="python -m benchmarks.profile_epoch",
+                           description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=list(workloads.WORKLOADS), default="conv_ae")
     parser.add_argument("--conv", choices=conv.IMPLEMENTATIONS, default="patches")
     parser.add_argument("--compute-dtype", choices=precision.COMPUTE_DTYPES, default="float32")

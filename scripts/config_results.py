@@ -348,7 +348,7 @@ def write_table(folder: str, rows: dict[str, dict]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineErrors(prog="python scripts/config_results.py",
-                                     description=__doc__.split("\n\n")[0])
+                           description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="results",
                         help="results folder: the runs go to OUT/runs/configs, the table to "
                              "OUT/configs (default: results)")

@@ -12,14 +12,13 @@ of its data set's shape (the data set is loaded for that).
 
 from __future__ import annotations
 
-import argparse
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from jaxae import build
 from jaxae import config as config_lib
+from jaxae.cli.arguments import OneLineErrors
 from jaxae.data import Splits
 from jaxae.evaluation import iwae
 from jaxae.experiments.common import load_config
@@ -43,7 +42,7 @@ def temp_bytes(config: ml_collections.ConfigDict, data: Splits, num_samples: int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineErrors(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ks", default="50,1000,10000")
     parser.add_argument("--chunks", default="50,0", help="0: all k samples at once")
     parser.add_argument("--batch", type=int, default=100, help="images per step (evaluation's)")

@@ -11,7 +11,6 @@ the run's own eval/metrics.json figures when they exist, and writes eval/pca_bas
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -22,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from jaxae import build, losses
+from jaxae.cli.arguments import OneLineErrors
 from jaxae.config import ConfigError
 from jaxae.data import DataError
 from jaxae.data.splits import spread, spread_sample
@@ -54,7 +54,7 @@ def pca_errors(train_u8: np.ndarray, test_u8: np.ndarray, sizes: list[int]) -> d
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineErrors(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--k", type=int, action="append",
                         help="components (default: the model's code size); may repeat")

@@ -67,6 +67,34 @@ def test_no_import_cycles():
             visit(node, [])
 
 
+def test_every_command_that_imports_jaxae_parses_with_one_line_errors():
+    """argparse's own error prints the whole usage first; jaxae's commands, its benchmarks'
+    and its scripts' give one line (`jaxae.cli.arguments.OneLineErrors`). Left to argparse:
+    the drivers that import no jaxae (kill_test, eval_interrupt_test), the peer's (run by
+    PyTorch's Python) and `light`, which import only jaxae's standard-library modules, or
+    import jaxae only where they measure."""
+    light = {"scripts/collect_runs.py", "benchmarks/streaming.py"}
+    plain = []
+    for folder in ("jaxae", "benchmarks", "scripts"):
+        for directory, _, names in os.walk(os.path.join(ROOT, folder)):
+            for name in sorted(n for n in names if n.endswith(".py")):
+                path = os.path.join(directory, name)
+                with open(path) as f:
+                    tree = ast.parse(f.read())
+                imports_jaxae = any(
+                    isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                        "jaxae") or isinstance(node, ast.Import) and any(
+                        a.name.startswith("jaxae") for a in node.names)
+                    for node in ast.walk(tree))
+                builds_plain = any(
+                    isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "ArgumentParser" for node in ast.walk(tree))
+                relative = os.path.relpath(path, ROOT)
+                if imports_jaxae and builds_plain and relative not in light:
+                    plain.append(relative)
+    assert plain == [], f"argparse.ArgumentParser in {plain}: use OneLineErrors"
+
+
 def test_training_loads_no_plotting_and_the_pictures_leave_a_notebooks_backend_and_figures_alone(
         tmp_path):
     """One fresh process: training's imports load no plotting and no evaluation extras; then

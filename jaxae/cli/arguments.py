@@ -12,7 +12,7 @@ from typing import NoReturn
 
 class OneLineErrors(argparse.ArgumentParser):
     """An ArgumentParser whose error is one line (argparse prints its whole usage first):
-    the commands of jaxae's modules, scripts and benchmarks."""
+    every command that imports jaxae parses with it (tests/test_layout.py checks)."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (--help lists every option)\n")

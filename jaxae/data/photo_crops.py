@@ -231,7 +231,7 @@ def _check_options(per_photo: int, size: int, scales: Sequence[int], holdout: fl
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = OneLineErrors(prog="python -m jaxae.data.photo_crops",
-                                     description=__doc__.split("\n\n")[0])
+                           description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", help="the folder to write: train/<photo>/ and "
                         "test/<photo>/, a class per photograph (with --holdout 0, <photo>/)")
     parser.add_argument("--per-photo", type=int, default=600,

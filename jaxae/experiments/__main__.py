@@ -59,9 +59,9 @@ def experiments_text() -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineErrors(prog="python -m jaxae.experiments",
-                                     description=__doc__.split("\n\n")[1],
-                                     epilog=experiments_text(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                           description=__doc__.split("\n\n")[1],
+                           epilog=experiments_text(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=[*EXPERIMENTS, "all", "report"])
     parser.add_argument("--scale", choices=list(SCALES), default="full",
                         help="full: the published numbers; small: 10,000 images, at most 3 "
