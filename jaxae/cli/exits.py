@@ -139,6 +139,7 @@ def _exit_with_error(error: BaseException, line: str, entry_point: bool) -> NoRe
     print(f"error: {line}", file=sys.stderr, flush=True)
     if entry_point:
         exit_now_if_stuck(EXIT_ERROR)
+        close_unstarted_coroutines()  # the process ends: nothing will start them
     sys.exit(EXIT_ERROR)
 
 
@@ -220,13 +221,13 @@ def exit_now_if_stuck(code: int, grace_s: float = WRITER_GRACE_S) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-    close_unstarted_coroutines()
 
 
 def close_unstarted_coroutines() -> None:
     """Closes the coroutines created but never started (a failed save's other writes, which
-    Orbax abandoned): Python would warn of each, two lines at 'sys:1', as the ending
-    interpreter drops it, after the run's one error line."""
+    Orbax abandoned), as an entry point ends after its error line (its writer threads
+    finished): Python would warn of each, two lines at 'sys:1', as the ending interpreter
+    drops it."""
     for thing in gc.get_objects():
         if inspect.iscoroutine(thing) and \
                 inspect.getcoroutinestate(thing) == inspect.CORO_CREATED:
