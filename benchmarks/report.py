@@ -16,7 +16,6 @@ import jax
 
 from jaxae.provenance import (
     head_commit,
-    host_cpu,
     host_cpu_kind,
     is_code,
     uncommitted_files,
@@ -49,10 +48,11 @@ def header(devices: int = 1) -> str:
 
 def device_title() -> str:
     """The heading of this device's section in the report: the accelerator's kind (e.g.
-    "NVIDIA H100 80GB HBM3"), or on a CPU "cpu: <model name>", so that runs on different
-    CPUs keep sections of their own."""
+    "NVIDIA H100 80GB HBM3"), or on a CPU "cpu: <its kind>" (`host_cpu_kind`: one model
+    name covers CPUs of several generations), so that runs on different CPUs keep sections
+    of their own."""
     device = jax.devices()[0]
-    return f"cpu: {host_cpu()}" if device.platform == "cpu" else device.device_kind
+    return f"cpu: {host_cpu_kind()}" if device.platform == "cpu" else device.device_kind
 
 
 def code_version(commit: str | None = None) -> str:

@@ -1,8 +1,8 @@
 """Where a result comes from: the jaxae commit and source it was computed with, and the
 machine's CPU and threads.
 
-Runs record these in environment.json (a resume on other code or threads is warned of and
-recorded); the experiments and the bench name the commit and CPU beside every figure.
+Runs record these in environment.json (a resume on other code, threads or CPU is warned of
+and recorded); the experiments and the bench name the commit and CPU beside every figure.
 """
 
 from __future__ import annotations
@@ -73,45 +73,53 @@ def uncommitted_files() -> list[str]:
     return [line[3:].split(" -> ")[-1] for line in lines if len(line) > 3]
 
 
-def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The host CPU's model name as the OS reports it (e.g. "AMD EPYC"), else its
-    architecture: CPUs of one architecture differ several-fold in speed."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("model name") and ":" in line:
-                    return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-# x86's vector instructions, widest first: XLA compiles for the widest the CPU has
-_VECTOR_FLAGS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2"))
-
-
-def host_cpu_kind(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """`host_cpu`, with what tells apart CPUs of one model name (a cloud's "AMD EPYC" is
-    several generations): on x86, the family and model numbers and the widest vector
-    instructions, e.g. "AMD EPYC (family 26, model 2; AVX-512, bfloat16)". XLA compiles for
-    the CPU it runs on, so a seeded program's bits may differ between two of these."""
+def _first_processor(cpuinfo: str) -> dict[str, str]:
+    """The fields of the first processor's block of /proc/cpuinfo ({} where it cannot be
+    read: another OS)."""
     fields: dict[str, str] = {}
     try:
         with open(cpuinfo) as f:
             for line in f:
                 if not line.strip():
-                    break  # the first processor's block
+                    if fields:
+                        break  # the first block ends
+                    continue
                 key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
+                fields.setdefault(key.strip(), " ".join(value.split()))
     except OSError:
-        return host_cpu(cpuinfo)
-    flags = fields.get("flags", "").split()
-    vector = next((name for flag, name in _VECTOR_FLAGS if flag in flags), None)
-    if "avx512_bf16" in flags or "amx_bf16" in flags:
-        vector = f"{vector}, bfloat16"
+        pass
+    return fields
+
+
+def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The host CPU's model name as the OS reports it (e.g. "AMD EPYC"), else its
+    architecture: CPUs of one architecture differ several-fold in speed."""
+    return (_first_processor(cpuinfo).get("model name") or platform.processor()
+            or platform.machine())
+
+
+# The vector instructions (x86's flags, Arm's features), widest first: XLA compiles for the
+# widest the CPU has; and those of bfloat16 products
+_VECTOR_FLAGS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2"),
+                 ("sve2", "SVE2"), ("sve", "SVE"), ("asimd", "NEON"))
+_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+def host_cpu_kind(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """`host_cpu`, with what tells apart CPUs of one model name (a cloud's "AMD EPYC" is
+    several generations): its family and model numbers (x86) or implementer and part
+    (Arm), and its widest vector instructions, e.g. "AMD EPYC (family 26, model 2; AVX-512,
+    bfloat16)". XLA compiles for the CPU it runs on, so a seeded program's bits may differ
+    between two of these."""
+    fields = _first_processor(cpuinfo)
+    flags = (fields.get("flags") or fields.get("Features") or "").split()
+    vector = [next((name for flag, name in _VECTOR_FLAGS if flag in flags), None),
+              "bfloat16" if any(flag in flags for flag in _BFLOAT16_FLAGS) else None]
     numbers = (f"family {fields['cpu family']}, model {fields['model']}"
-               if "cpu family" in fields and "model" in fields else None)
-    details = "; ".join(part for part in (numbers, vector) if part)
+               if "cpu family" in fields and "model" in fields else
+               f"implementer {fields['CPU implementer']}, part {fields['CPU part']}"
+               if "CPU implementer" in fields and "CPU part" in fields else None)
+    details = "; ".join(part for part in (numbers, ", ".join(v for v in vector if v)) if part)
     return f"{host_cpu(cpuinfo)} ({details})" if details else host_cpu(cpuinfo)
 
 

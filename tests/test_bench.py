@@ -586,9 +586,13 @@ def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):
                        "processor\t: 1\ncpu family\t: 25\nmodel\t\t: 1\n")
     assert provenance.host_cpu_kind(str(cpuinfo)) == \
         "AMD EPYC (family 26, model 2; AVX-512, bfloat16)"  # the first processor's
-    monkeypatch.setattr(report, "host_cpu", lambda: "AMD EPYC 7B13")
+    arm = tmp_path / "arm_cpuinfo"  # a blank line first; no model name
+    arm.write_text("\nprocessor\t: 0\nFeatures\t: fp asimd sve bf16\nCPU implementer\t: 0x41\n"
+                   "CPU part\t: 0xd40\n")
+    assert provenance.host_cpu_kind(str(arm)).endswith(
+        " (implementer 0x41, part 0xd40; SVE, bfloat16)")
     monkeypatch.setattr(report, "host_cpu_kind", lambda: "AMD EPYC 7B13 (family 25; AVX2)")
-    assert report.device_title() == "cpu: AMD EPYC 7B13"  # the suite runs on the CPU
+    assert report.device_title() == "cpu: AMD EPYC 7B13 (family 25; AVX2)"  # the suite's CPU
     assert "host AMD EPYC 7B13 (family 25; AVX2)," in report.header()
     assert report.header().startswith("cpu x 1 (cpu;")
     monkeypatch.setattr(report.jax, "device_count", lambda: 8)  # the bench times one of them

@@ -919,7 +919,7 @@ def test_a_resume_on_other_threads_source_or_libraries_is_warned_of_and_recorded
         f"(PJRT_NPROC={threads} runs as it did)",
         f"warning: the run trained on the CPU {environment['cpu']} and resumes on Another CPU "
         "(AVX2): XLA compiles for the CPU it runs on, so its bits may differ from an "
-        "uninterrupted run's",
+        "uninterrupted run's (on a CPU of the kind it trained on, they repeat)",
         f"warning: the run trained with XLA_FLAGS={flags!r} and resumes with "
         f"XLA_FLAGS={os.environ['XLA_FLAGS']!r}: XLA's options change its programs, so its bits "
         "may differ from an uninterrupted run's",

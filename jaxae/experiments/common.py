@@ -37,7 +37,7 @@ from jaxae.data.errors import DataUnavailable
 from jaxae.data.sources import MNIST_NAMES, env_var
 from jaxae.experiments.render import SEED_SPREAD, render_section, seed_range, uneven_steps
 from jaxae.objectives import Objective
-from jaxae.provenance import git_commit, host_cpu
+from jaxae.provenance import git_commit, host_cpu_kind
 from jaxae.tasks import Task
 from jaxae.training import files
 from jaxae.training.metric_writer import read_metrics
@@ -571,7 +571,7 @@ def _memory_gib() -> float | None:
 def machine(commit: str | None = None) -> dict:
     """The machine and software a result was measured with (`commit`: the jaxae commit, if
     already read)."""
-    return {"cpu": host_cpu(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
+    return {"cpu": host_cpu_kind(), "cores": os.cpu_count(), "memory_gib": _memory_gib(),
             "platform": platform.platform(), "python": platform.python_version(),
             "jax": jax.__version__, "backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],

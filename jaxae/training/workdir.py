@@ -381,7 +381,7 @@ def resume_changes(workdir: str, config: ml_collections.ConfigDict, step: int,
         was_cpu, cpu = differs["cpu"]
         warnings.append(f"warning: the run trained on the CPU {was_cpu} and resumes on {cpu}: "
                         "XLA compiles for the CPU it runs on, so its bits may differ from an "
-                        "uninterrupted run's")
+                        "uninterrupted run's (on a CPU of the kind it trained on, they repeat)")
     if "xla_flags" in differs:
         was_flags, flags = (repr(f) for f in differs["xla_flags"])
         warnings.append(f"warning: the run trained with XLA_FLAGS={was_flags} and resumes with "
