@@ -268,6 +268,8 @@ def test_an_older_step_evaluated_keeps_the_newest_evaluation_another_model_resum
     assert "the run has trained 4 steps and train.num_epochs=2 asks for 4: nothing to train" \
         in again
     assert "steps per epoch" not in again  # what it would train, after "nothing to train"
+    assert "(a larger train.num_epochs trains it on)" in again  # a library's words, not
+    assert "--config" not in again and "evaluate.py" not in again  # train.py's flags
     with pytest.raises(FileNotFoundError) as caught:
         evaluate_workdir(str(tmp_path), 3)
     assert str(caught.value) == (f"{str(tmp_path)!r} has no checkpoint at step 3: it has steps "

@@ -591,14 +591,15 @@ def run_facts(data: Splits, state_shapes: Any, steps_per_epoch: int, total_steps
 
 
 def _nothing_to_train(config: ml_collections.ConfigDict, step: int, total_steps: int) -> str:
-    """What a rerun of a finished run says, and how to train it further."""
+    """What a rerun of a finished run says, and how to train it further, in the config's
+    words: a caller may be train.py (which names evaluate.py next) or a library's loop (the
+    experiments reload their finished runs so)."""
     schedule = config.optim.schedule
-    longer = (f"a longer run needs a new --workdir (under the {schedule} schedule its length "
-              "is part of the run)" if optimizers.spans_run(schedule) else
-              "raise --config.train.num_epochs to train on")
+    longer = (f"a longer run needs a workdir of its own: under the {schedule} schedule its "
+              "length is part of the run" if optimizers.spans_run(schedule) else
+              "a larger train.num_epochs trains it on")
     return (f"the run has trained {step} steps and train.num_epochs={config.train.num_epochs} "
-            f"asks for {total_steps}: nothing to train; {longer}, or evaluate it with "
-            "evaluate.py")
+            f"asks for {total_steps}: nothing to train ({longer})")
 
 
 def _stopped_early(config: ml_collections.ConfigDict, step: int, first_step: int,
