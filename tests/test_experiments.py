@@ -9,6 +9,8 @@ import math
 import os
 import shlex
 import shutil
+import subprocess
+import sys
 import types
 
 import jax
@@ -1616,6 +1618,17 @@ def test_page_is_an_option_of_the_commands_that_write_the_page(tmp_path, capsys)
     assert ("--page says where report writes RESULTS.md, and dae_sweep writes no page: pass "
             "it with report or all") in capsys.readouterr().err
     assert parse_args(["all", "--page", "page.md"]).page == "page.md"
+
+
+def test_an_experiment_module_run_directly_is_the_command():
+    """`python -m jaxae.experiments.dae_sweep ...` is `python -m jaxae.experiments dae_sweep
+    ...` (it ended at once, saying nothing, and trained nothing)."""
+    done = subprocess.run([sys.executable, "-m", "jaxae.experiments.dae_sweep", "--bogus"],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "python -m jaxae.experiments: error: unrecognized arguments: --bogus (--help lists "
+        "every option)"], done.stderr
 
 
 def test_bars_that_do_not_apply_are_marked_rather_than_left_like_zeros():

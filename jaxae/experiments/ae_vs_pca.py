@@ -21,6 +21,7 @@ from jaxae.experiments.common import (
     column,
     fewer_images,
     recorded_train_sizes,
+    run_as_command,
     sign_over_seeds,
     steps_note,
     steps_per_dataset,
@@ -415,3 +416,7 @@ def run(ctx: Context) -> Result:
                                   "pixels on the first two principal components of the first "
                                   f"{embedding.PCA_FIT_IMAGES:,} training images (as evaluate.py "
                                   "draws it beside the codes)"})
+
+
+if __name__ == "__main__":
+    run_as_command("ae_vs_pca")

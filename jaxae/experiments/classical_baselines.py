@@ -26,6 +26,7 @@ from jaxae.experiments.common import (
     and_list,
     column,
     printed_sign,
+    run_as_command,
     steps_note,
     steps_per_dataset,
 )
@@ -428,3 +429,7 @@ def configs_setting(tasks: tuple[str, ...]) -> str:
                                                   for field, values in fields.items()) + ")"
                                   if fields else "")
         for config, fields in overrides.items())
+
+
+if __name__ == "__main__":
+    run_as_command("classical_baselines")

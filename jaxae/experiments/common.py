@@ -620,6 +620,15 @@ def _check_finite(rows: list[dict], name: str) -> None:
                 raise FloatingPointError(f"{name}: {key} is {value} in row {row}")
 
 
+def run_as_command(name: str) -> None:
+    """`python -m jaxae.experiments.NAME [options]` runs as `python -m jaxae.experiments NAME
+    [options]` does (else the module would define its functions and end, saying nothing)."""
+    import sys
+
+    from jaxae.experiments.__main__ import main  # the command, which imports this module
+    main([name, *sys.argv[1:]])
+
+
 def write_result(name: str, ctx: Context, result: Result, started: float) -> dict:
     """Writes `<out>/<name>/` plot.png, table.json and table.md; returns the JSON record."""
     _check_finite(result.rows, name)

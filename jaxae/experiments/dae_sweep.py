@@ -14,6 +14,7 @@ from jaxae.experiments.common import (
     by_dataset,
     column,
     fewer_images,
+    run_as_command,
     steps_note,
     steps_per_dataset,
 )
@@ -394,3 +395,7 @@ def run(ctx: Context) -> Result:
                                                               ctx.dae_sizes))),
                   "image pixels": pixels,
                   "config": "configs/dae_dropout.py (dense_ae, dropout 0.5, MSE)"})
+
+
+if __name__ == "__main__":
+    run_as_command("dae_sweep")

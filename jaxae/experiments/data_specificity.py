@@ -15,6 +15,7 @@ from jaxae.experiments.common import (
     and_list,
     column,
     fewer_images,
+    run_as_command,
     steps_note,
     steps_per_dataset,
 )
@@ -224,3 +225,7 @@ def run(ctx: Context) -> Result:
                              "with data.name set per row, and train.num_epochs raised for the "
                              "smaller training set to about the larger one's steps, up to the "
                              "scale's cap on epochs"})
+
+
+if __name__ == "__main__":
+    run_as_command("data_specificity")

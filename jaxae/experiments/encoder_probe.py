@@ -25,6 +25,7 @@ from jaxae.experiments.common import (
     and_list,
     by_dataset,
     column,
+    run_as_command,
     sign_over_seeds,
 )
 from jaxae.keys import ENCODER_PROBE_STREAM, derive_keys
@@ -279,3 +280,7 @@ def run(ctx: Context) -> Result:
                            + f", seed{'s' if len(ctx.seeds) > 1 else ''} "
                            + ", ".join(map(str, ctx.seeds)),
                   "encoders": "the runs of ae_vs_pca (same workdirs)"})
+
+
+if __name__ == "__main__":
+    run_as_command("encoder_probe")
