@@ -91,11 +91,14 @@ def _first_processor(cpuinfo: str) -> dict[str, str]:
     return fields
 
 
+def _model_name(fields: dict[str, str]) -> str:
+    return fields.get("model name") or platform.processor() or platform.machine()
+
+
 def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The host CPU's model name as the OS reports it (e.g. "AMD EPYC"), else its
     architecture: CPUs of one architecture differ several-fold in speed."""
-    return (_first_processor(cpuinfo).get("model name") or platform.processor()
-            or platform.machine())
+    return _model_name(_first_processor(cpuinfo))
 
 
 # The vector instructions (x86's flags, Arm's features), widest first: XLA compiles for the
@@ -120,7 +123,7 @@ def host_cpu_kind(cpuinfo: str = "/proc/cpuinfo") -> str:
                f"implementer {fields['CPU implementer']}, part {fields['CPU part']}"
                if "CPU implementer" in fields and "CPU part" in fields else None)
     details = "; ".join(part for part in (numbers, ", ".join(v for v in vector if v)) if part)
-    return f"{host_cpu(cpuinfo)} ({details})" if details else host_cpu(cpuinfo)
+    return f"{_model_name(fields)} ({details})" if details else _model_name(fields)
 
 
 def usable_cpus() -> int:

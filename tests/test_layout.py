@@ -67,6 +67,26 @@ def test_no_import_cycles():
             visit(node, [])
 
 
+def parsed_files(*folders: str) -> list[tuple[str, ast.Module]]:
+    """(path from the repository root, syntax tree) of every .py file under `folders`."""
+    found = []
+    for folder in folders:
+        for directory, _, names in os.walk(os.path.join(ROOT, folder)):
+            for name in sorted(n for n in names if n.endswith(".py")):
+                path = os.path.join(directory, name)
+                with open(path) as f:
+                    found.append((os.path.relpath(path, ROOT), ast.parse(f.read())))
+    return found
+
+
+def imports_jaxae(tree: ast.Module) -> bool:
+    """Whether a file imports jaxae anywhere (at its top or inside a function)."""
+    return any(isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxae")
+               or isinstance(node, ast.Import) and any(a.name.startswith("jaxae")
+                                                       for a in node.names)
+               for node in ast.walk(tree))
+
+
 def test_every_command_that_imports_jaxae_parses_with_one_line_errors():
     """argparse's own error prints the whole usage first; jaxae's commands, its benchmarks'
     and its scripts' give one line (`jaxae.cli.arguments.OneLineErrors`). Left to argparse:
@@ -74,24 +94,10 @@ def test_every_command_that_imports_jaxae_parses_with_one_line_errors():
     PyTorch's Python) and `light`, which import only jaxae's standard-library modules, or
     import jaxae only where they measure."""
     light = {"scripts/collect_runs.py", "benchmarks/streaming.py"}
-    plain = []
-    for folder in ("jaxae", "benchmarks", "scripts"):
-        for directory, _, names in os.walk(os.path.join(ROOT, folder)):
-            for name in sorted(n for n in names if n.endswith(".py")):
-                path = os.path.join(directory, name)
-                with open(path) as f:
-                    tree = ast.parse(f.read())
-                imports_jaxae = any(
-                    isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
-                        "jaxae") or isinstance(node, ast.Import) and any(
-                        a.name.startswith("jaxae") for a in node.names)
-                    for node in ast.walk(tree))
-                builds_plain = any(
-                    isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "ArgumentParser" for node in ast.walk(tree))
-                relative = os.path.relpath(path, ROOT)
-                if imports_jaxae and builds_plain and relative not in light:
-                    plain.append(relative)
+    plain = [path for path, tree in parsed_files("jaxae", "benchmarks", "scripts")
+             if path not in light and imports_jaxae(tree) and any(
+                 isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                 and node.func.attr == "ArgumentParser" for node in ast.walk(tree))]
     assert plain == [], f"argparse.ArgumentParser in {plain}: use OneLineErrors"
 
 
