@@ -337,7 +337,7 @@ def draw(rows: list[dict], title: str) -> Any:
         axes.set_xlabel("FLOPs per training step (XLA cost analysis)")
         axes.grid(True, which="both", alpha=0.3)
         if axes.get_legend_handles_labels()[0]:
-            axes.legend(fontsize=7)
+            axes.legend(fontsize=7, loc="best")
     low, high = rate_axes.get_xlim()
     for axes in panels[0]:
         if high >= 10 * low:  # a decade's tick is on the axis: its minor labels ran together

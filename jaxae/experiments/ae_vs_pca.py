@@ -369,7 +369,7 @@ def plot(rows: list[dict], scale: str, sizes: dict[str, int], path: str) -> None
         ax.set_ylabel("test MSE per pixel (log scale)")
         ax.set_title(f"{dataset} ({sizes[dataset]:,} training images)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="best")
     figures.save(fig, path)
 
 

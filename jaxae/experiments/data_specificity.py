@@ -197,7 +197,7 @@ def plot(rows: list[dict], datasets: dict[str, str], scale: str, path: str) -> N
         ax.set_title(block_name(model, metric, rows))
         ax.margins(y=0.15)
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="best")
     figures.save(fig, path)
 
 
