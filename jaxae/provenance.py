@@ -91,16 +91,6 @@ def _first_processor(cpuinfo: str) -> dict[str, str]:
     return fields
 
 
-def _model_name(fields: dict[str, str]) -> str:
-    return fields.get("model name") or platform.processor() or platform.machine()
-
-
-def host_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The host CPU's model name as the OS reports it (e.g. "AMD EPYC"), else its
-    architecture: CPUs of one architecture differ several-fold in speed."""
-    return _model_name(_first_processor(cpuinfo))
-
-
 # The vector instructions (x86's flags, Arm's features), widest first: XLA compiles for the
 # widest the CPU has; and those of bfloat16 products
 _VECTOR_FLAGS = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2"),
@@ -109,21 +99,25 @@ _BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
 
 def host_cpu_kind(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """`host_cpu`, with what tells apart CPUs of one model name (a cloud's "AMD EPYC" is
-    several generations): its family and model numbers (x86) or implementer and part
-    (Arm), and its widest vector instructions, e.g. "AMD EPYC (family 26, model 2; AVX-512,
-    bfloat16)". XLA compiles for the CPU it runs on, so a seeded program's bits may differ
-    between two of these."""
+    """The host CPU's model name as the OS reports it (else its architecture: CPUs of one
+    architecture differ several-fold in speed), with what tells apart CPUs of one name (a
+    cloud's "AMD EPYC" is several generations): its family and model numbers (x86) or
+    implementer and part (Arm), and its widest vector instructions, e.g. "AMD EPYC (family
+    26, model 2; AVX-512, bfloat16)". XLA compiles for the CPU it runs on, so a seeded
+    program's bits may differ between two of these."""
     fields = _first_processor(cpuinfo)
+    name = fields.get("model name") or platform.processor() or platform.machine()
     flags = (fields.get("flags") or fields.get("Features") or "").split()
-    vector = [next((name for flag, name in _VECTOR_FLAGS if flag in flags), None),
+    vector = [next((label for flag, label in _VECTOR_FLAGS if flag in flags), None),
               "bfloat16" if any(flag in flags for flag in _BFLOAT16_FLAGS) else None]
-    numbers = (f"family {fields['cpu family']}, model {fields['model']}"
-               if "cpu family" in fields and "model" in fields else
-               f"implementer {fields['CPU implementer']}, part {fields['CPU part']}"
-               if "CPU implementer" in fields and "CPU part" in fields else None)
+    if "cpu family" in fields and "model" in fields:
+        numbers = f"family {fields['cpu family']}, model {fields['model']}"
+    elif "CPU implementer" in fields and "CPU part" in fields:
+        numbers = f"implementer {fields['CPU implementer']}, part {fields['CPU part']}"
+    else:
+        numbers = None
     details = "; ".join(part for part in (numbers, ", ".join(v for v in vector if v)) if part)
-    return f"{_model_name(fields)} ({details})" if details else _model_name(fields)
+    return f"{name} ({details})" if details else name
 
 
 def usable_cpus() -> int:

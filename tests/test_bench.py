@@ -578,8 +578,10 @@ def test_a_cpu_section_is_titled_by_the_cpu_model(tmp_path, monkeypatch):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\n"
                        "model name\t: AMD  EPYC 7B13\nflags\t: fpu avx2\n")
-    assert provenance.host_cpu(str(cpuinfo)) == "AMD EPYC 7B13"
-    assert provenance.host_cpu(str(tmp_path / "missing")) != ""  # the architecture instead
+    bare = tmp_path / "bare_cpuinfo"  # a model name alone: nothing to add to it
+    bare.write_text("processor\t: 0\nmodel name\t: AMD  EPYC 7B13\n")
+    assert provenance.host_cpu_kind(str(bare)) == "AMD EPYC 7B13"
+    assert provenance.host_cpu_kind(str(tmp_path / "missing")) != ""  # the architecture instead
     assert provenance.host_cpu_kind(str(cpuinfo)) == "AMD EPYC 7B13 (AVX2)"
     cpuinfo.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\n"
                        "model name\t: AMD EPYC\nflags\t: fpu avx avx2 avx512f avx512_bf16\n\n"

@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import shlex
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -623,8 +624,6 @@ def _check_finite(rows: list[dict], name: str) -> None:
 def run_as_command(name: str) -> None:
     """`python -m jaxae.experiments.NAME [options]` runs as `python -m jaxae.experiments NAME
     [options]` does (else the module would define its functions and end, saying nothing)."""
-    import sys
-
     from jaxae.experiments.__main__ import main  # the command, which imports this module
     main([name, *sys.argv[1:]])
 
